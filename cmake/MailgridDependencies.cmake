@@ -1,0 +1,20 @@
+# Every third-party dependency comes from Debian 12's packages; .ci/run and
+# tools/mailgrid install them (see tools/packages.txt).
+find_package(Threads REQUIRED)
+find_package(PkgConfig REQUIRED)
+find_package(Protobuf REQUIRED)
+find_package(gRPC CONFIG REQUIRED)
+find_package(absl CONFIG REQUIRED)
+find_package(RocksDB CONFIG REQUIRED)
+find_package(prometheus-cpp CONFIG REQUIRED)
+find_package(GTest CONFIG REQUIRED)
+find_package(OpenSSL REQUIRED)
+pkg_check_modules(hiredis REQUIRED IMPORTED_TARGET hiredis)
+pkg_check_modules(sodium REQUIRED IMPORTED_TARGET libsodium)
+pkg_check_modules(zstd REQUIRED IMPORTED_TARGET libzstd)
+pkg_check_modules(cares REQUIRED IMPORTED_TARGET libcares)
+pkg_check_modules(oath REQUIRED IMPORTED_TARGET liboath)
+pkg_check_modules(qrencode REQUIRED IMPORTED_TARGET libqrencode)
+find_path(ASIO_INCLUDE_DIR asio.hpp REQUIRED)
+
+find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
