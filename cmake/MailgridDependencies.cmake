@@ -9,12 +9,16 @@ find_package(RocksDB CONFIG REQUIRED)
 find_package(prometheus-cpp CONFIG REQUIRED)
 find_package(GTest CONFIG REQUIRED)
 find_package(OpenSSL REQUIRED)
-pkg_check_modules(hiredis REQUIRED IMPORTED_TARGET hiredis)
-pkg_check_modules(sodium REQUIRED IMPORTED_TARGET libsodium)
-pkg_check_modules(zstd REQUIRED IMPORTED_TARGET libzstd)
-pkg_check_modules(cares REQUIRED IMPORTED_TARGET libcares)
-pkg_check_modules(oath REQUIRED IMPORTED_TARGET liboath)
-pkg_check_modules(qrencode REQUIRED IMPORTED_TARGET libqrencode)
+# pkg-config prefixes are mg_*: a plain prefix such as "zstd" would set
+# zstd_INCLUDE_DIRS, which RocksDB's own Findzstd.cmake then mistakes for a
+# cached result on the next configure. Targets keep the short names.
+foreach(pair IN ITEMS hiredis:hiredis sodium:libsodium zstd:libzstd cares:libcares oath:liboath qrencode:libqrencode)
+  string(REPLACE ":" ";" pair "${pair}")
+  list(GET pair 0 short)
+  list(GET pair 1 module)
+  pkg_check_modules(mg_${short} REQUIRED IMPORTED_TARGET GLOBAL ${module})
+  add_library(PkgConfig::${short} ALIAS PkgConfig::mg_${short})
+endforeach()
 find_path(ASIO_INCLUDE_DIR asio.hpp REQUIRED)
 
 find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)

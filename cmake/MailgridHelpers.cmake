@@ -97,7 +97,17 @@ function(mailgrid_proto_library)
   cmake_parse_arguments(A "GRPC" "NAME" "PROTOS;DEPS" ${ARGN})
   set(t mailgrid_${A_NAME})
   add_library(${t} STATIC)
-  target_sources(${t} PRIVATE ${A_PROTOS})
+  set(abs_protos "")
+  foreach(p IN LISTS A_PROTOS)
+    get_filename_component(p "${p}" ABSOLUTE)
+    list(APPEND abs_protos "${p}")
+  endforeach()
+  target_sources(${t} PRIVATE ${abs_protos})
+  # protobuf_generate derives each output's sub-directory from the include
+  # path that contains the .proto, and CMAKE_CURRENT_SOURCE_DIR is always on
+  # that path; pointing it (in this function's scope only) at protos/ makes
+  # mailgrid/tenant/v1/x.proto generate mailgrid/tenant/v1/x.pb.h.
+  set(CMAKE_CURRENT_SOURCE_DIR ${PROJECT_SOURCE_DIR}/protos)
   set(out ${PROJECT_BINARY_DIR}/protos)
   file(MAKE_DIRECTORY ${out})
   target_include_directories(${t} SYSTEM PUBLIC ${out})

@@ -1,0 +1,41 @@
+// One call builds a client channel: plain or TLS/mTLS from PEM files, a
+// message size limit, keepalive, and transparent retries (UNAVAILABLE, with
+// backoff) for exactly the methods the protos mark idempotent
+// (`option idempotency_level = NO_SIDE_EFFECTS | IDEMPOTENT`). Writes that are
+// not marked are never retried by the channel: their callers carry
+// idempotency keys and decide.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
+
+namespace mailgrid::rpc {
+
+struct ClientOptions {
+  std::string target;  // host:port
+  std::string tls_ca_file;       // set to use TLS, verifying the server against this CA
+  std::string tls_cert_file;     // with tls_key_file: present a client certificate (mTLS)
+  std::string tls_key_file;
+  std::string tls_server_name;   // override for the name checked in the server certificate
+  int max_message_bytes = 64 << 20;
+  // Fully qualified services ("mailgrid.tenant.v1.TenantService") whose
+  // idempotent methods get a retry policy.
+  std::vector<std::string> services;
+  int max_attempts = 4;
+};
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ClientOptions& options);
+
+// The retry service config MakeChannel installs (exposed for tests).
+std::string RetryServiceConfig(const std::vector<std::string>& services, int max_attempts);
+
+// A ClientContext with a deadline `timeout` from now.
+std::unique_ptr<grpc::ClientContext> ContextWithDeadline(absl::Duration timeout);
+
+}  // namespace mailgrid::rpc

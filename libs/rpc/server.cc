@@ -1,0 +1,99 @@
+#include "libs/rpc/server.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+#include "libs/base/log.h"
+#include "libs/base/net.h"
+#include "libs/base/status.h"
+#include "libs/rpc/interceptor.h"
+
+namespace mailgrid::rpc {
+namespace {
+
+absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("--", flag, ": cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().find("-----BEGIN") == std::string::npos)
+    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", path, " is not a PEM file"));
+  return ss.str();
+}
+
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& o) {
+  if (o.tls_cert_file.empty() && o.tls_key_file.empty()) {
+    if (!o.tls_client_ca_file.empty())
+      return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
+    return grpc::InsecureServerCredentials();
+  }
+  if (o.tls_cert_file.empty() || o.tls_key_file.empty())
+    return absl::InvalidArgumentError("--tls-cert and --tls-key must be given together");
+  grpc::SslServerCredentialsOptions ssl;
+  ASSIGN_OR_RETURN(std::string cert, ReadPem("tls-cert", o.tls_cert_file));
+  ASSIGN_OR_RETURN(std::string key, ReadPem("tls-key", o.tls_key_file));
+  ssl.pem_key_cert_pairs.push_back({key, cert});
+  if (!o.tls_client_ca_file.empty()) {
+    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem("tls-client-ca", o.tls_client_ca_file));
+    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+  }
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
+                                                      const std::vector<grpc::Service*>& services) {
+  auto hp = net::ParseHostPort(options.listen);
+  if (!hp.ok()) return absl::InvalidArgumentError(absl::StrCat("--listen: ", hp.status().message()));
+  if (hp->port != 0) {
+    absl::Status free = net::CheckPortFree(*hp);
+    if (!free.ok()) return absl::UnavailableError(absl::StrCat("gRPC listener: ", free.message()));
+  }
+  ASSIGN_OR_RETURN(auto creds, Credentials(options));
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  std::unique_ptr<Server> out(new Server());
+  builder.AddListeningPort(hp->ToString(), creds, &out->port_);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  for (grpc::Service* s : services) builder.RegisterService(s);
+  if (options.registry) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
+    creators.push_back(std::make_unique<MetricsInterceptorFactory>(*options.registry));
+    builder.experimental().SetInterceptorCreators(std::move(creators));
+  }
+  out->server_ = builder.BuildAndStart();
+  if (out->server_ == nullptr || out->port_ == 0)
+    return absl::UnavailableError(absl::StrCat("gRPC listener: cannot listen on ", hp->ToString()));
+  out->address_ = net::HostPort{hp->host, out->port_}.ToString();
+  out->SetServing(true);
+  log::Info("gRPC serving", {{"service", options.service_name}, {"address", out->address_},
+                             {"tls", !options.tls_cert_file.empty()}, {"mtls", !options.tls_client_ca_file.empty()}});
+  return out;
+}
+
+Server::~Server() { Shutdown(absl::ZeroDuration()); }
+
+void Server::SetServing(bool serving) {
+  if (server_ == nullptr) return;
+  auto* health = server_->GetHealthCheckService();
+  if (health != nullptr) health->SetServingStatus(serving);
+}
+
+void Server::Shutdown(absl::Duration grace) {
+  if (server_ == nullptr || shut_down_) return;
+  shut_down_ = true;
+  SetServing(false);
+  server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
+  server_->Wait();
+}
+
+}  // namespace mailgrid::rpc

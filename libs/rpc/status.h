@@ -1,0 +1,13 @@
+// The one place absl::Status and grpc::Status are converted. The codes are
+// numerically identical (both follow google.rpc.Code); messages pass through.
+#pragma once
+
+#include "absl/status/status.h"
+#include "grpcpp/support/status.h"
+
+namespace mailgrid::rpc {
+
+grpc::Status ToGrpc(const absl::Status& status);
+absl::Status FromGrpc(const grpc::Status& status);
+
+}  // namespace mailgrid::rpc
