@@ -1,0 +1,1 @@
+"""The local cluster launcher behind tools/mailgrid (standard library only)."""
