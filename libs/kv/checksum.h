@@ -1,0 +1,31 @@
+// Checksums the store relies on to refuse corrupted data instead of applying
+// it: CRC32C per raft log entry (cheap, on every read) and SHA-256 per
+// snapshot file (end-to-end, over a network transfer).
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace mailgrid::kv {
+
+// CRC-32C (Castagnoli). Extend(Extend(0, a), b) == Crc32c(a + b).
+uint32_t Crc32cExtend(uint32_t crc, std::string_view data);
+inline uint32_t Crc32c(std::string_view data) { return Crc32cExtend(0, data); }
+
+using Sha256Digest = std::array<uint8_t, 32>;
+
+Sha256Digest Sha256(std::string_view data);
+std::string DigestBytes(const Sha256Digest& d);  // the 32 raw bytes
+
+// SHA-256 and size of a whole file, read in chunks.
+struct FileDigest {
+  uint64_t size = 0;
+  Sha256Digest sha256{};
+};
+absl::StatusOr<FileDigest> Sha256File(const std::string& path);
+
+}  // namespace mailgrid::kv

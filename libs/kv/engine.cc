@@ -1,0 +1,199 @@
+#include "libs/kv/engine.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "libs/base/log.h"
+#include "libs/base/strings.h"
+#include "rocksdb/cache.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/options.h"
+#include "rocksdb/table.h"
+
+namespace mailgrid::kv {
+namespace {
+
+// "data" is generation 0, "data.<n>" generation n; anything else is not a
+// data family.
+bool ParseDataGeneration(std::string_view name, uint64_t* generation) {
+  if (name == kDataFamilyBase) {
+    *generation = 0;
+    return true;
+  }
+  std::string prefix = absl::StrCat(ToAbsl(kDataFamilyBase), ".");
+  if (name.substr(0, prefix.size()) != prefix) return false;
+  return absl::SimpleAtoi(ToAbsl(name.substr(prefix.size())), generation) && *generation > 0;
+}
+
+std::string DataFamilyName(uint64_t generation) {
+  if (generation == 0) return std::string(kDataFamilyBase);
+  return absl::StrCat(ToAbsl(kDataFamilyBase), ".", generation);
+}
+
+rocksdb::ColumnFamilyOptions FamilyOptions(const std::shared_ptr<rocksdb::Cache>& cache,
+                                           bool bloom) {
+  rocksdb::ColumnFamilyOptions cf;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = cache;
+  // Point lookups (conditions, Get, idempotency records) dominate data/meta.
+  if (bloom) table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+  cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+  return cf;
+}
+
+}  // namespace
+
+absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
+  if (s.ok()) return absl::OkStatus();
+  std::string msg = absl::StrCat(ToAbsl(what), ": ", s.ToString());
+  if (s.IsNoSpace()) return absl::ResourceExhaustedError(absl::StrCat("disk full: ", msg));
+  if (s.IsCorruption()) return absl::DataLossError(msg);
+  if (s.IsNotFound()) return absl::NotFoundError(msg);
+  if (s.IsInvalidArgument()) return absl::InvalidArgumentError(msg);
+  if (s.IsBusy() || s.IsTimedOut() || s.IsTryAgain()) return absl::UnavailableError(msg);
+  return absl::InternalError(msg);
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& path,
+                                                     const EngineOptions& options) {
+  rocksdb::DBOptions db_options;
+  db_options.create_if_missing = true;
+  db_options.create_missing_column_families = true;
+  db_options.max_background_jobs = 2;
+  db_options.keep_log_file_num = 5;
+  db_options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  if (options.env != nullptr) db_options.env = options.env;
+
+  std::vector<std::string> existing;
+  rocksdb::Status list = rocksdb::DB::ListColumnFamilies(db_options, path, &existing);
+  if (!list.ok()) {
+    // No DB yet is the only acceptable reason; anything else is real.
+    rocksdb::Status exists = db_options.env->FileExists(path + "/CURRENT");
+    if (!exists.IsNotFound()) return FromRocks(list, "list column families");
+    existing = {rocksdb::kDefaultColumnFamilyName, std::string(kDataFamilyBase)};
+  }
+
+  std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  std::vector<std::string> names = {rocksdb::kDefaultColumnFamilyName, std::string(kMetaFamily),
+                                    std::string(kRaftLogFamily)};
+  for (const std::string& name : existing) {
+    uint64_t generation = 0;
+    if (ParseDataGeneration(name, &generation)) names.push_back(name);
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
+  for (const std::string& name : names) {
+    descriptors.emplace_back(name, FamilyOptions(cache, name != kRaftLogFamily));
+  }
+
+  auto engine = std::unique_ptr<Engine>(new Engine());
+  engine->path_ = path;
+  rocksdb::Status s =
+      rocksdb::DB::Open(db_options, path, descriptors, &engine->handles_, &engine->db_);
+  if (!s.ok()) return FromRocks(s, absl::StrCat("open ", path));
+  engine->meta_ = engine->handles_[1];
+  engine->raft_log_ = engine->handles_[2];
+
+  std::string current = std::string(kDataFamilyBase);
+  s = engine->db_->Get(rocksdb::ReadOptions(), engine->meta_,
+                       rocksdb::Slice(meta_keys::kEngineDataFamily.data(),
+                                      meta_keys::kEngineDataFamily.size()),
+                       &current);
+  if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "read current data family");
+
+  // Keep the current data family; drop any other (a restore that crashed
+  // before its commit point, or an old family whose drop did not finish).
+  absl::MutexLock lock(&engine->data_mu_);
+  std::vector<rocksdb::ColumnFamilyHandle*> keep;
+  for (rocksdb::ColumnFamilyHandle* h : engine->handles_) {
+    uint64_t generation = 0;
+    if (!ParseDataGeneration(h->GetName(), &generation)) {
+      keep.push_back(h);
+      continue;
+    }
+    engine->data_generation_ = std::max(engine->data_generation_, generation);
+    if (h->GetName() == current) {
+      engine->data_ = h;
+      keep.push_back(h);
+      continue;
+    }
+    log::Warn("kv: dropping leftover data family (interrupted snapshot restore)",
+              {{"path", path}, {"family", h->GetName()}, {"current", current}});
+    s = engine->db_->DropColumnFamily(h);
+    engine->db_->DestroyColumnFamilyHandle(h);
+    if (!s.ok()) return FromRocks(s, "drop leftover data family");
+    ++engine->dropped_leftover_families_;
+  }
+  engine->handles_ = std::move(keep);
+  if (engine->data_ == nullptr) {
+    return absl::DataLossError(absl::StrCat("data family '", current, "' named in meta is missing"));
+  }
+  return engine;
+}
+
+Engine::~Engine() {
+  if (db_ == nullptr) return;
+  for (rocksdb::ColumnFamilyHandle* h : handles_) db_->DestroyColumnFamilyHandle(h);
+  db_->Close().PermitUncheckedError();
+  delete db_;
+}
+
+absl::Status Engine::Write(rocksdb::WriteBatch* batch, bool sync) {
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  return FromRocks(db_->Write(wo, batch), "write");
+}
+
+absl::StatusOr<rocksdb::ColumnFamilyHandle*> Engine::CreateNextDataFamily() {
+  uint64_t generation;
+  {
+    absl::MutexLock lock(&data_mu_);
+    generation = ++data_generation_;
+  }
+  rocksdb::ColumnFamilyOptions cf_options;
+  {
+    absl::ReaderMutexLock lock(&data_mu_);
+    rocksdb::ColumnFamilyDescriptor current;
+    rocksdb::Status s = data_->GetDescriptor(&current);
+    if (!s.ok()) return FromRocks(s, "describe data family");
+    cf_options = current.options;
+  }
+  rocksdb::ColumnFamilyHandle* handle = nullptr;
+  rocksdb::Status s = db_->CreateColumnFamily(cf_options, DataFamilyName(generation), &handle);
+  if (!s.ok()) return FromRocks(s, "create data family");
+  return handle;
+}
+
+void Engine::AbandonDataFamily(rocksdb::ColumnFamilyHandle* fresh) {
+  // A failed drop leaves a leftover that the next Open drops.
+  db_->DropColumnFamily(fresh).PermitUncheckedError();
+  db_->DestroyColumnFamilyHandle(fresh);
+}
+
+absl::Status Engine::SwapDataFamily(rocksdb::ColumnFamilyHandle* fresh,
+                                    rocksdb::WriteBatch* batch) {
+  batch->Put(meta_, rocksdb::Slice(meta_keys::kEngineDataFamily.data(),
+                                   meta_keys::kEngineDataFamily.size()),
+             fresh->GetName());
+  absl::Status written = Write(batch, /*sync=*/true);
+  if (!written.ok()) {
+    AbandonDataFamily(fresh);
+    return written;
+  }
+  rocksdb::ColumnFamilyHandle* old;
+  {
+    absl::MutexLock lock(&data_mu_);
+    old = data_;
+    data_ = fresh;
+  }
+  std::replace(handles_.begin(), handles_.end(), old, fresh);
+  // No reader can still hold `old`: they use it only under data_mu_ shared.
+  db_->DropColumnFamily(old).PermitUncheckedError();
+  db_->DestroyColumnFamilyHandle(old);
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Resume() { return FromRocks(db_->Resume(), "resume after error"); }
+
+}  // namespace mailgrid::kv

@@ -1,0 +1,138 @@
+#include "libs/kv/requests.h"
+
+#include <algorithm>
+#include <string_view>
+
+#include "absl/strings/str_cat.h"
+#include "libs/kv/keys.h"
+
+namespace mailgrid::kv {
+namespace {
+
+absl::Status CheckKey(std::string_view key, const std::string& field) {
+  if (key.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": empty key"));
+  if (key.size() > kMaxKeyBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": key of ", key.size(), " bytes exceeds ", kMaxKeyBytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckValue(std::string_view value, const std::string& field) {
+  if (value.size() > kMaxValueBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": value of ", value.size(), " bytes exceeds ", kMaxValueBytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckCondition(const v1::Condition& c, const std::string& field) {
+  absl::Status s = CheckKey(c.key(), absl::StrCat(field, ".key"));
+  if (!s.ok()) return s;
+  switch (c.kind()) {
+    case v1::Condition::MUST_EXIST:
+    case v1::Condition::MUST_NOT_EXIST:
+    case v1::Condition::VERSION_EQUALS:
+      return absl::OkStatus();
+    case v1::Condition::VALUE_EQUALS:
+      return CheckValue(c.value(), absl::StrCat(field, ".value"));
+    default:
+      return absl::InvalidArgumentError(absl::StrCat(field, ".kind: unspecified or unknown"));
+  }
+}
+
+absl::Status CheckOp(const v1::Op& op, const std::string& field) {
+  switch (op.op_case()) {
+    case v1::Op::kPut: {
+      absl::Status s = CheckKey(op.put().key(), absl::StrCat(field, ".put.key"));
+      if (!s.ok()) return s;
+      return CheckValue(op.put().value(), absl::StrCat(field, ".put.value"));
+    }
+    case v1::Op::kDelete:
+      return CheckKey(op.delete_().key(), absl::StrCat(field, ".delete.key"));
+    case v1::Op::kDeleteRange: {
+      const v1::DeleteRange& r = op.delete_range();
+      if (r.start().size() > kMaxKeyBytes || r.end().size() > kMaxKeyBytes) {
+        return absl::InvalidArgumentError(absl::StrCat(field, ".delete_range: key too long"));
+      }
+      if (r.end().empty() || r.start() >= r.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(field, ".delete_range: needs start < end (end may not be empty)"));
+      }
+      return absl::OkStatus();
+    }
+    case v1::Op::OP_NOT_SET:
+      break;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(field, ": no op set"));
+}
+
+}  // namespace
+
+absl::Status ValidateWriteRequest(const v1::WriteRequest& request) {
+  if (request.request_id().client_id().size() > kMaxClientIdBytes) {
+    return absl::InvalidArgumentError("request_id.client_id: too long");
+  }
+  if (request.conditions_size() == 0 && request.ops_size() == 0) {
+    return absl::InvalidArgumentError("write: no conditions and no ops");
+  }
+  if (static_cast<size_t>(request.conditions_size()) > kMaxConditionsPerWrite) {
+    return absl::InvalidArgumentError("conditions: too many");
+  }
+  if (static_cast<size_t>(request.ops_size()) > kMaxOpsPerWrite) {
+    return absl::InvalidArgumentError("ops: too many");
+  }
+  for (int i = 0; i < request.conditions_size(); ++i) {
+    absl::Status s = CheckCondition(request.conditions(i), absl::StrCat("conditions[", i, "]"));
+    if (!s.ok()) return s;
+  }
+  for (int i = 0; i < request.ops_size(); ++i) {
+    absl::Status s = CheckOp(request.ops(i), absl::StrCat("ops[", i, "]"));
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ScanOptions> ResolveScan(const v1::ScanRequest& request,
+                                        const ScanLimits& limits) {
+  ScanOptions out;
+  switch (request.range_case()) {
+    case v1::ScanRequest::kPrefix: {
+      KeyRange r = PrefixRange(request.prefix());
+      out.start = std::move(r.start);
+      out.end = std::move(r.end);
+      break;
+    }
+    case v1::ScanRequest::kKeyRange:
+      out.start = request.key_range().start();
+      out.end = request.key_range().end();
+      if (!out.end.empty() && out.start >= out.end) {
+        return absl::InvalidArgumentError("key_range: needs start < end (or an empty end)");
+      }
+      break;
+    case v1::ScanRequest::RANGE_NOT_SET:
+      return absl::InvalidArgumentError("range: set prefix or key_range");
+  }
+  const std::string& c = request.continuation();
+  // +1: a continuation is at most the successor of a maximal key.
+  if (out.start.size() > kMaxKeyBytes + 1 || out.end.size() > kMaxKeyBytes + 1 ||
+      c.size() > kMaxKeyBytes + 1) {
+    return absl::InvalidArgumentError("range: key too long");
+  }
+  if (!c.empty()) {
+    // Forward pages resume at `c` (inclusive); reverse pages below `c`.
+    if (request.reverse()) {
+      if (out.end.empty() || c < out.end) out.end = c;
+    } else {
+      out.start = std::max(out.start, c);
+    }
+  }
+  out.limit = request.limit() == 0 ? limits.default_limit
+                                   : std::min<size_t>(request.limit(), limits.max_limit);
+  out.max_bytes = limits.max_bytes;
+  out.reverse = request.reverse();
+  out.keys_only = request.keys_only();
+  return out;
+}
+
+}  // namespace mailgrid::kv

@@ -1,0 +1,166 @@
+// StateMachine: the replicated key-value state, applied from committed Raft
+// entries, over the `data` and `meta` column families of an Engine.
+//
+// Apply contract (called by ONE apply thread, in log order, for EVERY
+// committed entry: Apply for a command, ApplyNoop for an empty entry,
+// ApplyConfState for a membership change):
+//  * An entry's effects and the new applied index are ONE WriteBatch, so after
+//    any crash the store is exactly "all entries up to applied_index".
+//    Entries at index <= applied are skipped; that makes re-delivery after a
+//    restart harmless.
+//  * Apply writes are NOT fsynced. The raft log is the durability: every
+//    applied entry is already fsynced in the local raft log, and after a crash
+//    the entries above the recovered applied_index are applied again from it.
+//    The log never loses entries the state machine depends on, because the
+//    log and the state machine share one WAL and every log change (append,
+//    compaction) is a synced write, which makes all earlier applies durable.
+//  * Conditions are evaluated against the state left by the previous entry,
+//    identically on every replica; a failed condition writes no data but is
+//    still a recorded, applied outcome.
+//  * A request with a request_id is recorded; applying the same id again
+//    returns the recorded outcome (replayed = true) without applying. Records
+//    are kept for `idempotency_window` entries (must be equal on all replicas).
+//  * A storage error (disk full: ResourceExhausted) leaves memory and disk as
+//    before the call: the apply thread retries the same entry later.
+//
+// Reads (Get, Scan, applied()) are safe from any thread, concurrently with
+// Apply; each read sees one consistent state at or after applied_index().
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "libs/kv/engine.h"
+#include "libs/kv/requests.h"
+#include "mailgrid/kv/v1/kv.pb.h"
+
+namespace mailgrid::kv {
+
+struct VersionedValue {
+  std::string value;
+  uint64_t version = 0;  // the raft index that last wrote the key
+};
+
+struct ScanResult {
+  std::vector<v1::KeyValue> entries;
+  // Empty when the range is exhausted. Otherwise pass it back as
+  // ScanRequest.continuation (forward: next start, inclusive; reverse: next
+  // end, exclusive).
+  std::string continuation;
+  uint64_t applied_index = 0;  // the state read is at least this recent
+};
+
+struct AppliedState {
+  uint64_t index = 0;
+  uint64_t term = 0;
+  v1::ConfState conf;
+};
+
+// A snapshot written into a directory: everything the transport must send.
+struct SnapshotInfo {
+  std::string dir;
+  AppliedState applied;
+  // Every file of the snapshot (the data SSTs, the meta SST and MANIFEST),
+  // with size and SHA-256, in the order to send them.
+  std::vector<v1::SnapshotFile> files;
+};
+
+struct StateMachineOptions {
+  // Idempotency records older than this many entries are dropped. Part of the
+  // replicated state's definition: every replica of a group must agree.
+  uint64_t idempotency_window = 100000;
+  // Snapshot data files are split at about this size.
+  uint64_t snapshot_file_bytes = 256ull << 20;
+};
+
+class StateMachine {
+ public:
+  // `engine` must outlive the StateMachine.
+  static absl::StatusOr<std::unique_ptr<StateMachine>> Open(Engine* engine,
+                                                            StateMachineOptions options = {});
+
+  // ---- apply thread only ----
+  // `command` is a serialized v1::WriteRequest. Returns the outcome (an
+  // invalid command is the outcome `rejected`, not an error). For an index
+  // already applied, returns the recorded outcome if the request had an id,
+  // else a response without outcome; both with replayed = true.
+  absl::StatusOr<v1::WriteResponse> Apply(uint64_t index, uint64_t term,
+                                          std::string_view command);
+  absl::Status ApplyNoop(uint64_t index, uint64_t term);
+  absl::Status ApplyConfState(uint64_t index, uint64_t term, const v1::ConfState& conf);
+
+  // Replaces the whole state with the snapshot in `dir` (after verifying
+  // every checksum). Crash-safe: a restore interrupted before its commit
+  // point leaves the previous state, and the leftovers are dropped at the
+  // next Engine::Open; after the commit point the new state is complete.
+  absl::Status RestoreFromSnapshot(const std::string& dir);
+
+  // ---- any thread ----
+  absl::StatusOr<VersionedValue> Get(std::string_view key) const;  // NotFound if absent
+  absl::StatusOr<ScanResult> Scan(const ScanOptions& options) const;
+  // The outcome recorded for `id`, if still retained (lets a leader answer a
+  // retry without proposing it again).
+  absl::StatusOr<std::optional<v1::WriteResponse>> FindRecordedOutcome(
+      const v1::RequestId& id) const;
+
+  AppliedState applied() const;
+  uint64_t applied_index() const { return applied_index_.load(std::memory_order_acquire); }
+
+  // Writes a consistent snapshot of the state into `dir` (created; must not
+  // exist or be empty) without blocking Apply.
+  absl::StatusOr<SnapshotInfo> CreateSnapshot(const std::string& dir) const;
+
+  // Reads MANIFEST in `dir` and checks every file's size and SHA-256.
+  // DataLoss on any mismatch.
+  static absl::StatusOr<v1::SnapshotManifest> VerifySnapshot(const std::string& dir);
+
+ private:
+  StateMachine(Engine* engine, StateMachineOptions options)
+      : engine_(engine), options_(options) {}
+
+  absl::Status LoadApplied();
+  absl::Status CheckNext(uint64_t index) const;
+  absl::StatusOr<std::optional<VersionedValue>> ReadData(rocksdb::ColumnFamilyHandle* data,
+                                                        std::string_view key) const;
+  absl::StatusOr<std::optional<v1::WriteResponse>> ReadRecord(const std::string& record_key) const;
+  absl::StatusOr<v1::WriteResponse> Evaluate(rocksdb::ColumnFamilyHandle* data, uint64_t index,
+                                             const v1::WriteRequest& request,
+                                             rocksdb::WriteBatch* batch);
+  // Adds deletes of expired idempotency records to `batch`; returns the
+  // prune cursor to adopt once the batch is committed.
+  absl::StatusOr<std::string> PruneRecords(uint64_t index, rocksdb::WriteBatch* batch);
+  absl::Status Commit(uint64_t index, uint64_t term, const v1::ConfState* conf,
+                      rocksdb::WriteBatch* batch);
+
+  Engine* const engine_;
+  const StateMachineOptions options_;
+
+  mutable absl::Mutex mu_;
+  AppliedState applied_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> applied_index_{0};
+  // Expiry keys below this are known deleted (performance only: pruning skips
+  // their tombstones). Apply thread only.
+  std::string prune_cursor_;
+};
+
+// The applied point a StateMachine persisted in `engine` (all zero if none),
+// optionally as of a RocksDB snapshot. The raft log store reads it at open.
+absl::StatusOr<AppliedState> ReadAppliedState(const Engine& engine,
+                                              const rocksdb::Snapshot* at = nullptr);
+
+// Internal encodings, exposed for tests and the snapshot code.
+namespace internal {
+std::string EncodeValue(uint64_t version, std::string_view value);
+absl::StatusOr<VersionedValue> DecodeValue(std::string_view stored);
+std::string RequestRecordKey(const v1::RequestId& id);
+}  // namespace internal
+
+}  // namespace mailgrid::kv

@@ -1,0 +1,687 @@
+#include "libs/kv/state_machine.h"
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "libs/kv/checksum.h"
+#include "libs/kv/keys.h"
+#include "libs/kv/kv_test_util.h"
+
+namespace mailgrid::kv {
+namespace {
+
+using ::testing::ElementsAre;
+
+// ---- request builders ----
+
+v1::WriteRequest Put(const std::string& key, const std::string& value) {
+  v1::WriteRequest r;
+  v1::Put* p = r.add_ops()->mutable_put();
+  p->set_key(key);
+  p->set_value(value);
+  return r;
+}
+
+v1::WriteRequest& AddPut(v1::WriteRequest& r, const std::string& key, const std::string& value) {
+  v1::Put* p = r.add_ops()->mutable_put();
+  p->set_key(key);
+  p->set_value(value);
+  return r;
+}
+
+v1::WriteRequest& AddCondition(v1::WriteRequest& r, const std::string& key,
+                               v1::Condition::Kind kind, const std::string& value = "",
+                               uint64_t version = 0) {
+  v1::Condition* c = r.add_conditions();
+  c->set_key(key);
+  c->set_kind(kind);
+  c->set_value(value);
+  c->set_version(version);
+  return r;
+}
+
+v1::WriteRequest& WithId(v1::WriteRequest& r, const std::string& client, uint64_t seq) {
+  r.mutable_request_id()->set_client_id(client);
+  r.mutable_request_id()->set_seq(seq);
+  return r;
+}
+
+std::string Cmd(const v1::WriteRequest& r) { return r.SerializeAsString(); }
+
+// ---- fixture: one replica's engine + state machine in a temp dir ----
+
+class Replica {
+ public:
+  explicit Replica(std::string path, StateMachineOptions options = {},
+                   rocksdb::Env* env = nullptr)
+      : path_(std::move(path)), options_(options), env_(env) {
+    Open();
+  }
+
+  void Open() {
+    EngineOptions eo;
+    eo.env = env_;
+    auto engine = Engine::Open(path_, eo);
+    ASSERT_TRUE(engine.ok()) << engine.status();
+    engine_ = std::move(*engine);
+    auto sm = StateMachine::Open(engine_.get(), options_);
+    ASSERT_TRUE(sm.ok()) << sm.status();
+    sm_ = std::move(*sm);
+  }
+  void Close() {
+    sm_.reset();
+    engine_.reset();
+  }
+  void Reopen() {
+    Close();
+    Open();
+  }
+
+  StateMachine& sm() { return *sm_; }
+  Engine& engine() { return *engine_; }
+
+  // Applies at the next index, term 1; fails the test on a storage error.
+  v1::WriteResponse Apply(const v1::WriteRequest& r) {
+    auto resp = sm_->Apply(sm_->applied_index() + 1, 1, Cmd(r));
+    EXPECT_TRUE(resp.ok()) << resp.status();
+    return resp.ok() ? *resp : v1::WriteResponse();
+  }
+
+  // "key=value@version" for every key, in order.
+  std::vector<std::string> Dump() {
+    ScanOptions o;
+    o.limit = 1 << 20;
+    o.max_bytes = 1 << 30;
+    auto r = sm_->Scan(o);
+    EXPECT_TRUE(r.ok()) << r.status();
+    std::vector<std::string> out;
+    if (!r.ok()) return out;
+    for (const v1::KeyValue& kv : r->entries) {
+      out.push_back(absl::StrCat(kv.key(), "=", kv.value(), "@", kv.version()));
+    }
+    return out;
+  }
+
+ private:
+  std::string path_;
+  StateMachineOptions options_;
+  rocksdb::Env* env_;
+  std::unique_ptr<Engine> engine_;
+  std::unique_ptr<StateMachine> sm_;
+};
+
+class StateMachineTest : public ::testing::Test {
+ protected:
+  testing::TempDir tmp_;
+  Replica r_{tmp_.Sub("db")};
+};
+
+TEST_F(StateMachineTest, PutSetsValueAndVersionToTheEntryIndex) {
+  EXPECT_TRUE(r_.Apply(Put("a", "1")).has_ok());
+  EXPECT_TRUE(r_.Apply(Put("b", "2")).has_ok());
+  v1::WriteResponse resp = r_.Apply(Put("a", "3"));
+  EXPECT_TRUE(resp.has_ok());
+  EXPECT_EQ(resp.applied_index(), 3u);
+  auto a = r_.sm().Get("a");
+  ASSERT_TRUE(a.ok());
+  EXPECT_EQ(a->value, "3");
+  EXPECT_EQ(a->version, 3u);
+  EXPECT_EQ(r_.sm().Get("b")->version, 2u);
+  EXPECT_TRUE(absl::IsNotFound(r_.sm().Get("c").status()));
+  EXPECT_EQ(r_.sm().applied().index, 3u);
+  EXPECT_EQ(r_.sm().applied().term, 1u);
+}
+
+TEST_F(StateMachineTest, MustExistAndMustNotExist) {
+  v1::WriteRequest create = Put("user", "alice");
+  AddCondition(create, "user", v1::Condition::MUST_NOT_EXIST);
+  EXPECT_TRUE(r_.Apply(create).has_ok());
+
+  v1::WriteResponse again = r_.Apply(create);
+  ASSERT_TRUE(again.has_condition_failed());
+  EXPECT_EQ(again.condition_failed().condition_index(), 0u);
+  EXPECT_TRUE(again.condition_failed().exists());
+  EXPECT_EQ(again.condition_failed().current_value(), "alice");
+  EXPECT_EQ(again.condition_failed().current_version(), 1u);
+
+  v1::WriteRequest update = Put("other", "x");
+  AddCondition(update, "missing", v1::Condition::MUST_EXIST);
+  v1::WriteResponse failed = r_.Apply(update);
+  ASSERT_TRUE(failed.has_condition_failed());
+  EXPECT_FALSE(failed.condition_failed().exists());
+  EXPECT_EQ(failed.condition_failed().current_version(), 0u);
+  EXPECT_TRUE(absl::IsNotFound(r_.sm().Get("other").status()));
+
+  v1::WriteRequest ok_update = Put("other", "x");
+  AddCondition(ok_update, "user", v1::Condition::MUST_EXIST);
+  EXPECT_TRUE(r_.Apply(ok_update).has_ok());
+  EXPECT_EQ(r_.sm().Get("other")->value, "x");
+}
+
+TEST_F(StateMachineTest, ValueEquals) {
+  r_.Apply(Put("quota", "10"));
+  v1::WriteRequest cas = Put("quota", "11");
+  AddCondition(cas, "quota", v1::Condition::VALUE_EQUALS, "9");
+  v1::WriteResponse failed = r_.Apply(cas);
+  ASSERT_TRUE(failed.has_condition_failed());
+  EXPECT_EQ(failed.condition_failed().current_value(), "10");
+  EXPECT_EQ(r_.sm().Get("quota")->value, "10");
+
+  cas.mutable_conditions(0)->set_value("10");
+  EXPECT_TRUE(r_.Apply(cas).has_ok());
+  EXPECT_EQ(r_.sm().Get("quota")->value, "11");
+
+  // An absent key equals no value, not even the empty one.
+  v1::WriteRequest absent = Put("x", "1");
+  AddCondition(absent, "nope", v1::Condition::VALUE_EQUALS, "");
+  EXPECT_TRUE(r_.Apply(absent).has_condition_failed());
+}
+
+TEST_F(StateMachineTest, VersionEqualsIsCompareAndSet) {
+  r_.Apply(Put("uid_next", "100"));  // version 1
+  r_.Apply(Put("noise", "n"));       // version 2
+
+  v1::WriteRequest cas = Put("uid_next", "101");
+  AddCondition(cas, "uid_next", v1::Condition::VERSION_EQUALS, "", 1);
+  EXPECT_TRUE(r_.Apply(cas).has_ok());  // index 3
+  EXPECT_EQ(r_.sm().Get("uid_next")->version, 3u);
+
+  // A second writer that read version 1 loses.
+  v1::WriteRequest stale = Put("uid_next", "101");
+  AddCondition(stale, "uid_next", v1::Condition::VERSION_EQUALS, "", 1);
+  v1::WriteResponse lost = r_.Apply(stale);
+  ASSERT_TRUE(lost.has_condition_failed());
+  EXPECT_EQ(lost.condition_failed().current_version(), 3u);
+  EXPECT_EQ(lost.condition_failed().current_value(), "101");
+
+  // Version 0 means "absent".
+  v1::WriteRequest create = Put("fresh", "v");
+  AddCondition(create, "fresh", v1::Condition::VERSION_EQUALS, "", 0);
+  EXPECT_TRUE(r_.Apply(create).has_ok());
+  EXPECT_TRUE(r_.Apply(create).has_condition_failed());
+}
+
+TEST_F(StateMachineTest, FailingConditionWritesNothing) {
+  r_.Apply(Put("guard", "g"));
+  v1::WriteRequest batch;
+  AddPut(batch, "k1", "v1");
+  AddPut(batch, "k2", "v2");
+  batch.add_ops()->mutable_delete_()->set_key("guard");
+  AddCondition(batch, "guard", v1::Condition::MUST_EXIST);
+  AddCondition(batch, "k1", v1::Condition::MUST_EXIST);  // fails
+  v1::WriteResponse resp = r_.Apply(batch);
+  ASSERT_TRUE(resp.has_condition_failed());
+  EXPECT_EQ(resp.condition_failed().condition_index(), 1u);
+  EXPECT_THAT(r_.Dump(), ElementsAre("guard=g@1"));
+  // The entry still counts as applied.
+  EXPECT_EQ(r_.sm().applied_index(), 2u);
+}
+
+TEST_F(StateMachineTest, OpsApplyInOrderAndAtomically) {
+  v1::WriteRequest seed;
+  for (const char* k : {"a", "b", "c", "d"}) AddPut(seed, k, "old");
+  r_.Apply(seed);
+
+  v1::WriteRequest w;
+  AddPut(w, "a", "new");
+  v1::DeleteRange* dr = w.add_ops()->mutable_delete_range();
+  dr->set_start("a");
+  dr->set_end("c");  // deletes a (just written) and b
+  AddPut(w, "b", "again");
+  w.add_ops()->mutable_delete_()->set_key("d");
+  EXPECT_TRUE(r_.Apply(w).has_ok());
+  EXPECT_THAT(r_.Dump(), ElementsAre("b=again@2", "c=old@1"));
+}
+
+TEST_F(StateMachineTest, RetriedRequestReturnsOriginalOutcomeWithoutReapplying) {
+  v1::WriteRequest w = Put("k", "first");
+  WithId(w, "client-1", 7);
+  v1::WriteResponse original = r_.Apply(w);
+  ASSERT_TRUE(original.has_ok());
+  EXPECT_FALSE(original.replayed());
+
+  r_.Apply(Put("k", "someone else"));  // index 2
+
+  // The retry (even with a different body) changes nothing.
+  v1::WriteRequest retry = Put("k", "second");
+  WithId(retry, "client-1", 7);
+  v1::WriteResponse replayed = r_.Apply(retry);
+  EXPECT_TRUE(replayed.has_ok());
+  EXPECT_TRUE(replayed.replayed());
+  EXPECT_EQ(replayed.applied_index(), 1u);
+  EXPECT_EQ(r_.sm().Get("k")->value, "someone else");
+  EXPECT_EQ(r_.sm().applied_index(), 3u);
+
+  // Another seq of the same client is a new request.
+  WithId(retry, "client-1", 8);
+  EXPECT_FALSE(r_.Apply(retry).replayed());
+  EXPECT_EQ(r_.sm().Get("k")->value, "second");
+
+  auto found = r_.sm().FindRecordedOutcome(w.request_id());
+  ASSERT_TRUE(found.ok());
+  ASSERT_TRUE(found->has_value());
+  EXPECT_EQ((*found)->applied_index(), 1u);
+}
+
+TEST_F(StateMachineTest, RetryOfAFailedConditionStaysFailed) {
+  v1::WriteRequest w = Put("k", "v");
+  AddCondition(w, "k", v1::Condition::MUST_EXIST);
+  WithId(w, "c", 1);
+  ASSERT_TRUE(r_.Apply(w).has_condition_failed());
+  r_.Apply(Put("k", "now exists"));
+  v1::WriteResponse retry = r_.Apply(w);
+  EXPECT_TRUE(retry.has_condition_failed());
+  EXPECT_TRUE(retry.replayed());
+  EXPECT_EQ(r_.sm().Get("k")->value, "now exists");
+}
+
+TEST(StateMachineRetentionTest, RecordsExpireAfterTheWindowIdenticallyOnEveryReplica) {
+  testing::TempDir tmp;
+  StateMachineOptions options;
+  options.idempotency_window = 5;
+  Replica a(tmp.Sub("a"), options);
+  Replica b(tmp.Sub("b"), options);
+  auto both = [&](const v1::WriteRequest& r) {
+    v1::WriteResponse ra = a.Apply(r);
+    v1::WriteResponse rb = b.Apply(r);
+    EXPECT_EQ(ra.SerializeAsString(), rb.SerializeAsString());
+    return ra;
+  };
+  for (uint64_t seq = 1; seq <= 40; ++seq) {
+    v1::WriteRequest w = Put(absl::StrCat("k", seq % 3), absl::StrCat(seq));
+    WithId(w, "c", seq);
+    both(w);
+  }
+  // Within the window: replayed. Beyond it: gone, so a retry applies again.
+  v1::RequestId recent;
+  recent.set_client_id("c");
+  recent.set_seq(39);
+  EXPECT_TRUE(a.sm().FindRecordedOutcome(recent)->has_value());
+  v1::RequestId old = recent;
+  old.set_seq(3);
+  EXPECT_FALSE(a.sm().FindRecordedOutcome(old)->has_value());
+  v1::WriteRequest w = Put("k0", "stale retry");
+  WithId(w, "c", 3);
+  EXPECT_FALSE(both(w).replayed());
+
+  // Bounded: at most window + a few records remain.
+  auto count_records = [](Replica& r) {
+    std::unique_ptr<rocksdb::Iterator> it(
+        r.engine().db()->NewIterator(rocksdb::ReadOptions(), r.engine().meta()));
+    int n = 0;
+    for (it->Seek(std::string(meta_keys::kSmRequest));
+         it->Valid() && it->key().starts_with(std::string(meta_keys::kSmRequest)); it->Next()) {
+      ++n;
+    }
+    return n;
+  };
+  EXPECT_LE(count_records(a), 6);
+  EXPECT_EQ(count_records(a), count_records(b));
+}
+
+TEST_F(StateMachineTest, InvalidCommandIsRejectedButApplied) {
+  auto garbage = r_.sm().Apply(1, 1, "\xff\xff\xff not a proto");
+  ASSERT_TRUE(garbage.ok());
+  EXPECT_TRUE(garbage->has_rejected());
+  EXPECT_EQ(r_.sm().applied_index(), 1u);
+
+  v1::WriteRequest empty_key = Put("", "v");
+  v1::WriteResponse resp = r_.Apply(empty_key);
+  ASSERT_TRUE(resp.has_rejected());
+  EXPECT_THAT(resp.rejected().reason(), ::testing::HasSubstr("ops[0].put.key"));
+  EXPECT_EQ(r_.sm().applied_index(), 2u);
+  EXPECT_TRUE(r_.Dump().empty());
+}
+
+TEST_F(StateMachineTest, EntriesMustComeInOrder) {
+  EXPECT_TRUE(absl::IsFailedPrecondition(r_.sm().Apply(2, 1, Cmd(Put("a", "1"))).status()));
+  EXPECT_TRUE(r_.sm().ApplyNoop(1, 1).ok());
+  EXPECT_TRUE(r_.sm().Apply(2, 1, Cmd(Put("a", "1"))).ok());
+}
+
+TEST_F(StateMachineTest, ReopenKeepsStateAndSkipsAlreadyAppliedEntries) {
+  v1::WriteRequest w1 = Put("a", "1");
+  WithId(w1, "c", 1);
+  r_.Apply(w1);
+  r_.Apply(Put("b", "2"));
+  v1::ConfState conf;
+  conf.add_voters(1);
+  conf.add_voters(2);
+  ASSERT_TRUE(r_.sm().ApplyConfState(3, 2, conf).ok());
+  ASSERT_TRUE(r_.sm().ApplyNoop(4, 2).ok());
+
+  r_.Reopen();
+  AppliedState applied = r_.sm().applied();
+  EXPECT_EQ(applied.index, 4u);
+  EXPECT_EQ(applied.term, 2u);
+  EXPECT_THAT(applied.conf.voters(), ElementsAre(1, 2));
+
+  // The log hands out entries 1..4 again after a restart: all skipped.
+  auto again = r_.sm().Apply(1, 1, Cmd(Put("a", "overwritten?")));
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->replayed());
+  EXPECT_FALSE(again->has_ok());
+  auto again_with_id = r_.sm().Apply(1, 1, Cmd(w1));
+  ASSERT_TRUE(again_with_id.ok());
+  EXPECT_TRUE(again_with_id->has_ok());  // the recorded outcome
+  EXPECT_TRUE(again_with_id->replayed());
+  EXPECT_TRUE(r_.sm().Apply(2, 1, Cmd(Put("b", "overwritten?"))).ok());
+  EXPECT_THAT(r_.Dump(), ElementsAre("a=1@1", "b=2@2"));
+
+  EXPECT_TRUE(r_.sm().Apply(5, 2, Cmd(Put("c", "3"))).ok());
+  EXPECT_THAT(r_.Dump(), ElementsAre("a=1@1", "b=2@2", "c=3@5"));
+}
+
+TEST_F(StateMachineTest, ScanPagesForwardAndBackward) {
+  v1::WriteRequest w;
+  for (int i = 0; i < 10; ++i) AddPut(w, absl::StrCat("k", i), absl::StrCat("v", i));
+  AddPut(w, "j", "before");
+  AddPut(w, "l", "after");
+  r_.Apply(w);
+
+  for (bool reverse : {false, true}) {
+    v1::ScanRequest req;
+    req.set_prefix("k");
+    req.set_limit(3);
+    req.set_reverse(reverse);
+    std::vector<std::string> keys;
+    int pages = 0;
+    while (true) {
+      auto opts = ResolveScan(req);
+      ASSERT_TRUE(opts.ok());
+      auto page = r_.sm().Scan(*opts);
+      ASSERT_TRUE(page.ok());
+      ++pages;
+      for (const auto& kv : page->entries) keys.push_back(kv.key());
+      if (page->continuation.empty()) break;
+      req.set_continuation(page->continuation);
+    }
+    std::vector<std::string> want;
+    for (int i = 0; i < 10; ++i) want.push_back(absl::StrCat("k", reverse ? 9 - i : i));
+    EXPECT_EQ(keys, want) << "reverse=" << reverse;
+    EXPECT_EQ(pages, 4);
+  }
+}
+
+TEST_F(StateMachineTest, ScanRangeKeysOnlyAndByteCap) {
+  v1::WriteRequest w;
+  for (int i = 0; i < 5; ++i) AddPut(w, absl::StrCat("k", i), std::string(100, 'x'));
+  r_.Apply(w);
+  ScanOptions o;
+  o.start = "k1";
+  o.end = "k4";
+  o.keys_only = true;
+  auto r = r_.sm().Scan(o);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->entries.size(), 3u);
+  EXPECT_EQ(r->entries[0].key(), "k1");
+  EXPECT_TRUE(r->entries[0].value().empty());
+  EXPECT_EQ(r->entries[0].version(), 1u);
+  EXPECT_TRUE(r->continuation.empty());
+
+  o.keys_only = false;
+  o.max_bytes = 150;  // two entries exceed it: pages of two
+  r = r_.sm().Scan(o);
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->entries.size(), 2u);
+  EXPECT_EQ(r->continuation, Successor("k2"));
+}
+
+TEST(ResolveScanTest, ContinuationNeverWidensTheRange) {
+  v1::ScanRequest req;
+  req.set_prefix(TenantPrefix("t1"));
+  req.set_continuation(TenantPrefix("t0"));  // forged: below the range
+  auto o = ResolveScan(req);
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->start, TenantPrefix("t1"));
+  req.set_reverse(true);
+  req.set_continuation(TenantPrefix("t2"));  // above the range
+  o = ResolveScan(req);
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->end, PrefixEnd(TenantPrefix("t1")));
+
+  v1::ScanRequest none;
+  EXPECT_TRUE(absl::IsInvalidArgument(ResolveScan(none).status()));
+  v1::ScanRequest backwards;
+  backwards.mutable_key_range()->set_start("b");
+  backwards.mutable_key_range()->set_end("a");
+  EXPECT_TRUE(absl::IsInvalidArgument(ResolveScan(backwards).status()));
+}
+
+// ---- snapshots ----
+
+void Fill(Replica& r, int n) {
+  for (int i = 0; i < n; ++i) {
+    v1::WriteRequest w = Put(absl::StrCat("key", i % 50), absl::StrCat("value", i));
+    if (i % 7 == 0) w.add_ops()->mutable_delete_()->set_key(absl::StrCat("key", (i + 3) % 50));
+    WithId(w, "filler", i);
+    r.Apply(w);
+  }
+}
+
+TEST(SnapshotTest, RestoreIntoAFreshReplicaGivesIdenticalState) {
+  testing::TempDir tmp;
+  StateMachineOptions options;
+  options.snapshot_file_bytes = 2048;  // several data files
+  Replica src(tmp.Sub("src"), options);
+  Fill(src, 300);
+  v1::ConfState conf;
+  conf.add_voters(1);
+  conf.add_learners(4);
+  ASSERT_TRUE(src.sm().ApplyConfState(301, 3, conf).ok());
+
+  auto info = src.sm().CreateSnapshot(tmp.Sub("snap"));
+  ASSERT_TRUE(info.ok()) << info.status();
+  EXPECT_EQ(info->applied.index, 301u);
+  EXPECT_EQ(info->applied.term, 3u);
+  EXPECT_GT(info->files.size(), 3u);
+  EXPECT_EQ(info->files.back().name(), "MANIFEST");
+  for (const v1::SnapshotFile& f : info->files) {
+    auto digest = Sha256File(tmp.Sub("snap/" + f.name()));
+    ASSERT_TRUE(digest.ok());
+    EXPECT_EQ(digest->size, f.size());
+    EXPECT_EQ(DigestBytes(digest->sha256), f.sha256());
+  }
+
+  Replica dst(tmp.Sub("dst"), options);
+  dst.Apply(Put("only-in-dst", "will vanish"));
+  ASSERT_TRUE(dst.sm().RestoreFromSnapshot(tmp.Sub("snap")).ok());
+  EXPECT_EQ(dst.Dump(), src.Dump());
+  EXPECT_EQ(dst.sm().applied_index(), 301u);
+  EXPECT_EQ(dst.sm().applied().conf.SerializeAsString(), conf.SerializeAsString());
+
+  // Idempotency records travel with the snapshot: a retry is still replayed.
+  v1::WriteRequest retry = Put("key1", "retried");
+  WithId(retry, "filler", 299);
+  auto resp = dst.sm().Apply(302, 3, Cmd(retry));
+  ASSERT_TRUE(resp.ok());
+  EXPECT_TRUE(resp->replayed());
+
+  // And the restored state survives a restart (the swap was committed).
+  std::vector<std::string> before = dst.Dump();
+  dst.Reopen();
+  EXPECT_EQ(dst.Dump(), before);
+  EXPECT_EQ(dst.sm().applied_index(), 302u);
+  EXPECT_EQ(dst.engine().dropped_leftover_families(), 0);
+}
+
+TEST(SnapshotTest, EmptyStateRoundTrips) {
+  testing::TempDir tmp;
+  Replica src(tmp.Sub("src"));
+  auto info = src.sm().CreateSnapshot(tmp.Sub("snap"));
+  ASSERT_TRUE(info.ok()) << info.status();
+  Replica dst(tmp.Sub("dst"));
+  ASSERT_TRUE(dst.sm().RestoreFromSnapshot(tmp.Sub("snap")).ok());
+  EXPECT_TRUE(dst.Dump().empty());
+}
+
+void FlipByte(const std::string& path, size_t offset_from_middle = 0) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(0, std::ios::end);
+  std::streamoff size = f.tellg();
+  std::streamoff at = size / 2 + static_cast<std::streamoff>(offset_from_middle);
+  f.seekg(at);
+  char c;
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ 0x5A);
+  f.seekp(at);
+  f.write(&c, 1);
+}
+
+TEST(SnapshotTest, CorruptedFileIsDetectedAndNothingChanges) {
+  testing::TempDir tmp;
+  Replica src(tmp.Sub("src"));
+  Fill(src, 100);
+  auto info = src.sm().CreateSnapshot(tmp.Sub("snap"));
+  ASSERT_TRUE(info.ok());
+
+  Replica dst(tmp.Sub("dst"));
+  dst.Apply(Put("mine", "keep"));
+  FlipByte(tmp.Sub("snap/" + info->files.front().name()));
+  absl::Status s = dst.sm().RestoreFromSnapshot(tmp.Sub("snap"));
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  EXPECT_THAT(s.message(), ::testing::HasSubstr("checksum mismatch"));
+  EXPECT_THAT(dst.Dump(), ElementsAre("mine=keep@1"));
+  EXPECT_EQ(dst.sm().applied_index(), 1u);
+  EXPECT_TRUE(absl::IsDataLoss(StateMachine::VerifySnapshot(tmp.Sub("snap")).status()));
+}
+
+TEST(SnapshotTest, CorruptedManifestIsDetected) {
+  testing::TempDir tmp;
+  Replica src(tmp.Sub("src"));
+  Fill(src, 10);
+  ASSERT_TRUE(src.sm().CreateSnapshot(tmp.Sub("snap")).ok());
+  FlipByte(tmp.Sub("snap/MANIFEST"), 3);
+  Replica dst(tmp.Sub("dst"));
+  absl::Status s = dst.sm().RestoreFromSnapshot(tmp.Sub("snap"));
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+}
+
+TEST(SnapshotTest, ManifestNamingAPathOutsideTheDirectoryIsRefused) {
+  testing::TempDir tmp;
+  std::filesystem::create_directories(tmp.Sub("snap"));
+  {
+    std::ofstream outside(tmp.Sub("outside.sst"));
+    outside << "x";
+  }
+  v1::SnapshotManifest m;
+  m.set_format(1);
+  v1::SnapshotFile* f = m.add_data_files();
+  f->set_name("../outside.sst");
+  f->set_size(1);
+  f->set_sha256(DigestBytes(Sha256("x")));
+  std::string body = m.SerializeAsString();
+  std::ofstream(tmp.Sub("snap/MANIFEST"), std::ios::binary) << DigestBytes(Sha256(body)) << body;
+  absl::Status s = StateMachine::VerifySnapshot(tmp.Sub("snap")).status();
+  EXPECT_TRUE(absl::IsDataLoss(s)) << s;
+  EXPECT_THAT(s.message(), ::testing::HasSubstr("bad file name"));
+}
+
+TEST(SnapshotTest, OlderSnapshotIsRefused) {
+  testing::TempDir tmp;
+  Replica src(tmp.Sub("src"));
+  Fill(src, 5);
+  ASSERT_TRUE(src.sm().CreateSnapshot(tmp.Sub("snap")).ok());
+  Replica dst(tmp.Sub("dst"));
+  Fill(dst, 10);
+  EXPECT_TRUE(absl::IsFailedPrecondition(dst.sm().RestoreFromSnapshot(tmp.Sub("snap"))));
+}
+
+TEST(SnapshotTest, SnapshotIsOnePointInTimeWhileApplyContinues) {
+  testing::TempDir tmp;
+  Replica src(tmp.Sub("src"));
+  constexpr int kEntries = 3000;
+  std::thread writer([&] {
+    for (int i = 1; i <= kEntries; ++i) {
+      // Entry i writes key i and moves the counter, so a consistent state at
+      // applied index n holds exactly keys 1..n and counter == n.
+      v1::WriteRequest w = Put(KeyBuilder().U64(i).Build(), "v");
+      AddPut(w, "counter", absl::StrCat(i));
+      src.Apply(w);
+    }
+  });
+  // Take snapshots while the writer runs, until the writer is done.
+  std::vector<std::string> dirs;
+  for (int n = 0; n < 3; ++n) {
+    std::string dir = tmp.Sub(absl::StrCat("snap", n));
+    ASSERT_TRUE(src.sm().CreateSnapshot(dir).ok());
+    dirs.push_back(dir);
+  }
+  writer.join();
+  for (const std::string& dir : dirs) {
+    Replica dst(dir + "-restored");
+    ASSERT_TRUE(dst.sm().RestoreFromSnapshot(dir).ok());
+    uint64_t n = dst.sm().applied_index();
+    ScanOptions o;
+    o.limit = kEntries + 10;
+    auto all = dst.sm().Scan(o);
+    ASSERT_TRUE(all.ok());
+    uint64_t keys = 0;
+    for (const auto& kv : all->entries) {
+      if (kv.key() == "counter") {
+        EXPECT_EQ(kv.value(), absl::StrCat(n));
+      } else {
+        ++keys;
+      }
+    }
+    EXPECT_EQ(keys, n);
+  }
+}
+
+TEST(SnapshotTest, InterruptedRestoreLeavesOldStateAndIsCleanedAtOpen) {
+  testing::TempDir tmp;
+  Replica r(tmp.Sub("db"));
+  r.Apply(Put("a", "1"));
+  // A restore that died after building its fresh family, before the commit.
+  auto fresh = r.engine().CreateNextDataFamily();
+  ASSERT_TRUE(fresh.ok());
+  ASSERT_TRUE(r.engine()
+                  .db()
+                  ->Put(rocksdb::WriteOptions(), *fresh, "half", internal::EncodeValue(9, "x"))
+                  .ok());
+  r.engine().db()->DestroyColumnFamilyHandle(*fresh);  // "crash": never swapped
+  r.Reopen();
+  EXPECT_EQ(r.engine().dropped_leftover_families(), 1);
+  EXPECT_THAT(r.Dump(), ElementsAre("a=1@1"));
+  EXPECT_EQ(r.sm().applied_index(), 1u);
+  r.Reopen();
+  EXPECT_EQ(r.engine().dropped_leftover_families(), 0);
+}
+
+// ---- disk full ----
+
+TEST(DiskFullTest, WriteFailsWithResourceExhaustedAndReadsContinue) {
+  testing::TempDir tmp;
+  testing::DiskFullEnv env;
+  Replica r(tmp.Sub("db"), {}, env.env.get());
+  r.Apply(Put("a", "1"));
+
+  env.fs->SetFull(true);
+  auto failed = r.sm().Apply(2, 1, Cmd(Put("b", "2")));
+  EXPECT_TRUE(absl::IsResourceExhausted(failed.status())) << failed.status();
+  EXPECT_EQ(r.sm().applied_index(), 1u);
+  ASSERT_TRUE(r.sm().Get("a").ok());
+  EXPECT_EQ(r.sm().Get("a")->value, "1");
+  EXPECT_TRUE(absl::IsNotFound(r.sm().Get("b").status()));
+  // Still refused while the disk is full.
+  EXPECT_FALSE(r.sm().Apply(2, 1, Cmd(Put("b", "2"))).ok());
+
+  env.fs->SetFull(false);
+  absl::Status resumed = r.engine().Resume();
+  ASSERT_TRUE(resumed.ok()) << resumed;
+  auto retried = r.sm().Apply(2, 1, Cmd(Put("b", "2")));
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_TRUE(retried->has_ok());
+  EXPECT_EQ(r.sm().Get("b")->value, "2");
+  r.Reopen();
+  EXPECT_THAT(r.Dump(), ElementsAre("a=1@1", "b=2@2"));
+}
+
+}  // namespace
+}  // namespace mailgrid::kv

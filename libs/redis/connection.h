@@ -1,0 +1,57 @@
+// Internal: one blocking hiredis connection. Not thread-safe; the pool hands
+// a Connection to one caller at a time. Not part of the public API.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "libs/redis/options.h"
+#include "libs/redis/reply.h"
+
+struct redisContext;
+
+namespace mailgrid::redis::internal {
+
+class Connection {
+ public:
+  // Dials within options.connect_timeout, then AUTH and SELECT as `options`
+  // asks. Each later send and reply read is bounded by
+  // options.command_timeout until SetReadTimeout() changes it.
+  static absl::StatusOr<std::unique_ptr<Connection>> Dial(const Options& options);
+  // InfiniteDuration: block until data arrives (for pub/sub).
+  absl::Status SetReadTimeout(absl::Duration timeout);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Sends one command and reads its reply. An error reply is returned as a
+  // Reply of type kError; only transport failures are a non-OK status, and
+  // they mark the connection broken.
+  absl::StatusOr<Reply> Call(const std::vector<std::string>& args);
+  // Buffers a command; it is sent by the next Read().
+  absl::Status Append(const std::vector<std::string>& args);
+  // Flushes buffered commands, then reads one reply.
+  absl::StatusOr<Reply> Read();
+
+  // True once an I/O, timeout or protocol error happened: the reply stream
+  // may be out of step, so the connection must never be reused.
+  bool broken() const { return broken_; }
+  // Cheap check before reuse from the pool: an idle connection has nothing
+  // to read, so readable means the server closed it (e.g. Redis restarted).
+  bool IsStale() const;
+  int fd() const;
+
+ private:
+  Connection(redisContext* ctx, std::string endpoint);
+  absl::Status TransportError(int saved_errno, std::string_view what);
+
+  redisContext* ctx_;
+  std::string endpoint_;
+  bool broken_ = false;
+};
+
+}  // namespace mailgrid::redis::internal
