@@ -22,3 +22,4 @@ endforeach()
 find_path(ASIO_INCLUDE_DIR asio.hpp REQUIRED)
 
 find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)
+find_package(nlohmann_json CONFIG REQUIRED)
