@@ -81,9 +81,9 @@ absl::StatusOr<Client::Lease> Client::Checkout() {
     absl::MutexLock lock(&mu_);
     if (!mu_.AwaitWithTimeout(absl::Condition(this, &Client::CanCheckout),
                               options_.checkout_timeout)) {
-      return absl::DeadlineExceededError(
-          absl::StrCat("redis ", options_.Endpoint(), ": all ", options_.pool_size,
-                       " pooled connections busy for ", absl::FormatDuration(options_.checkout_timeout)));
+      return absl::DeadlineExceededError(absl::StrCat(
+          "redis ", options_.Endpoint(), ": all ", options_.pool_size,
+          " pooled connections busy for ", absl::FormatDuration(options_.checkout_timeout)));
     }
     while (!idle_.empty()) {
       std::unique_ptr<internal::Connection> conn = std::move(idle_.back());
@@ -97,8 +97,7 @@ absl::StatusOr<Client::Lease> Client::Checkout() {
     ++open_;
   }
   stale.clear();
-  absl::StatusOr<std::unique_ptr<internal::Connection>> conn =
-      internal::Connection::Dial(options_);
+  absl::StatusOr<std::unique_ptr<internal::Connection>> conn = internal::Connection::Dial(options_);
   if (!conn.ok()) {
     absl::MutexLock lock(&mu_);
     --open_;

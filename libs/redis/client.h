@@ -81,8 +81,7 @@ class Client {
   // Adds `delta` and, if the key has no expiry yet (it was just created),
   // sets it to `ttl`, atomically (a Lua script): a fixed-window rate-limit
   // counter that can never be left without an expiry.
-  absl::StatusOr<int64_t> IncrWithTtl(std::string_view key, absl::Duration ttl,
-                                      int64_t delta = 1);
+  absl::StatusOr<int64_t> IncrWithTtl(std::string_view key, absl::Duration ttl, int64_t delta = 1);
   // True if the key exists (and now expires after `ttl`).
   absl::StatusOr<bool> Expire(std::string_view key, absl::Duration ttl);
   // nullopt: no such key; InfiniteDuration: the key never expires.

@@ -177,22 +177,21 @@ TEST_F(ClientTest, IncrWithTtlSetsExpiryOnceAndRestartsAfterIt) {
 
 TEST_F(ClientTest, EvalAndPipelineTransaction) {
   Client client(server_->ClientOptions());
-  MG_ASSERT_OK_AND_ASSIGN(
-      Reply r, client.Eval("return {KEYS[1], ARGV[1], tonumber(ARGV[2]) * 2}", {"key"}, {"a", "21"}));
+  MG_ASSERT_OK_AND_ASSIGN(Reply r, client.Eval("return {KEYS[1], ARGV[1], tonumber(ARGV[2]) * 2}",
+                                               {"key"}, {"a", "21"}));
   EXPECT_EQ(r, Reply::Array({Reply::String("key"), Reply::String("a"), Reply::Integer(42)}));
 
-  MG_ASSERT_OK_AND_ASSIGN(std::vector<Reply> replies,
-                          client.Pipeline({{"MULTI"},
-                                           {"INCR", "tx"},
-                                           {"EXPIRE", "tx", "100"},
-                                           {"EXEC"}}));
+  MG_ASSERT_OK_AND_ASSIGN(
+      std::vector<Reply> replies,
+      client.Pipeline({{"MULTI"}, {"INCR", "tx"}, {"EXPIRE", "tx", "100"}, {"EXEC"}}));
   ASSERT_EQ(replies.size(), 4u);
   EXPECT_EQ(replies[0], Reply::Status("OK"));
   EXPECT_EQ(replies[1], Reply::Status("QUEUED"));
   EXPECT_EQ(replies[3], Reply::Array({Reply::Integer(1), Reply::Integer(1)}));
 
   // A failing command inside a pipeline is a value, not a failed call.
-  MG_ASSERT_OK_AND_ASSIGN(replies, client.Pipeline({{"SET", "s", "x"}, {"LPUSH", "s", "y"}, {"GET", "s"}}));
+  MG_ASSERT_OK_AND_ASSIGN(replies,
+                          client.Pipeline({{"SET", "s", "x"}, {"LPUSH", "s", "y"}, {"GET", "s"}}));
   ASSERT_EQ(replies.size(), 3u);
   EXPECT_EQ(StatusFromReply(replies[1]).code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(replies[2], Reply::String("x"));
@@ -203,13 +202,11 @@ TEST_F(ClientTest, ErrorRepliesBecomeStatusesAndKeepTheConnection) {
   MG_ASSERT_OK(client.Set("str", "x"));
   absl::StatusOr<Reply> wrongtype = client.Command({"LPUSH", "str", "y"});
   EXPECT_EQ(wrongtype.status().code(), absl::StatusCode::kFailedPrecondition);
-  EXPECT_TRUE(absl::StrContains(wrongtype.status().message(), "WRONGTYPE"))
-      << wrongtype.status();
+  EXPECT_TRUE(absl::StrContains(wrongtype.status().message(), "WRONGTYPE")) << wrongtype.status();
 
   absl::StatusOr<Reply> unknown = client.Command({"NOSUCHCOMMAND", "x"});
   EXPECT_EQ(unknown.status().code(), absl::StatusCode::kInternal);
-  EXPECT_TRUE(absl::StrContains(unknown.status().message(), "unknown command"))
-      << unknown.status();
+  EXPECT_TRUE(absl::StrContains(unknown.status().message(), "unknown command")) << unknown.status();
 
   EXPECT_EQ(client.Incr("str").status().code(), absl::StatusCode::kInternal);  // not an integer
   EXPECT_EQ(client.Eval("this is not lua", {}, {}).status().code(), absl::StatusCode::kInternal);

@@ -17,42 +17,6 @@
 namespace mailgrid::redis::internal {
 namespace {
 
-// hiredis writes with write(2), so a send on a socket the server already
-// closed raises SIGPIPE, whose default action kills the process. Redis is
-// allowed to vanish, so we block SIGPIPE on this thread for the duration of
-// the I/O and swallow one it caused, leaving the process-wide disposition
-// (which is not ours to change) alone.
-class ScopedSigpipeBlock {
- public:
-  ScopedSigpipeBlock() {
-    sigemptyset(&pipe_);
-    sigaddset(&pipe_, SIGPIPE);
-    pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
-    was_pending_ = Pending();
-  }
-  ~ScopedSigpipeBlock() {
-    if (!was_pending_ && Pending()) {
-      timespec zero{0, 0};
-      while (sigtimedwait(&pipe_, nullptr, &zero) == -1 && errno == EINTR) {
-      }
-    }
-    pthread_sigmask(SIG_SETMASK, &old_, nullptr);
-  }
-  ScopedSigpipeBlock(const ScopedSigpipeBlock&) = delete;
-  ScopedSigpipeBlock& operator=(const ScopedSigpipeBlock&) = delete;
-
- private:
-  static bool Pending() {
-    sigset_t pending;
-    sigemptyset(&pending);
-    sigpending(&pending);
-    return sigismember(&pending, SIGPIPE) == 1;
-  }
-  sigset_t pipe_;
-  sigset_t old_;
-  bool was_pending_ = false;
-};
-
 // A zero timeval means "no timeout" to the kernel, so a positive duration
 // must never round down to it.
 timeval PositiveTimeval(absl::Duration d) {
@@ -75,6 +39,29 @@ absl::Status Annotate(const absl::Status& s, const std::string& prefix) {
 }
 
 }  // namespace
+
+ScopedSigpipeBlock::ScopedSigpipeBlock() {
+  sigemptyset(&pipe_);
+  sigaddset(&pipe_, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+  was_pending_ = Pending();
+}
+
+ScopedSigpipeBlock::~ScopedSigpipeBlock() {
+  if (!was_pending_ && Pending()) {
+    timespec zero{0, 0};
+    while (sigtimedwait(&pipe_, nullptr, &zero) == -1 && errno == EINTR) {
+    }
+  }
+  pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+}
+
+bool ScopedSigpipeBlock::Pending() {
+  sigset_t pending;
+  sigemptyset(&pending);
+  sigpending(&pending);
+  return sigismember(&pending, SIGPIPE) == 1;
+}
 
 Connection::Connection(redisContext* ctx, std::string endpoint)
     : ctx_(ctx), endpoint_(std::move(endpoint)) {}

@@ -2,6 +2,8 @@
 // a Connection to one caller at a time. Not part of the public API.
 #pragma once
 
+#include <signal.h>
+
 #include <memory>
 #include <string>
 #include <vector>
@@ -15,6 +17,25 @@
 struct redisContext;
 
 namespace mailgrid::redis::internal {
+
+// hiredis writes with write(2), so a send on a socket the server already
+// closed raises SIGPIPE, whose default action kills the process. Redis is
+// allowed to vanish, so around each I/O we block SIGPIPE on the calling
+// thread and swallow one that I/O caused, leaving the process-wide
+// disposition (not ours to change) alone.
+class ScopedSigpipeBlock {
+ public:
+  ScopedSigpipeBlock();
+  ~ScopedSigpipeBlock();
+  ScopedSigpipeBlock(const ScopedSigpipeBlock&) = delete;
+  ScopedSigpipeBlock& operator=(const ScopedSigpipeBlock&) = delete;
+
+ private:
+  static bool Pending();
+  sigset_t pipe_;
+  sigset_t old_;
+  bool was_pending_ = false;
+};
 
 class Connection {
  public:

@@ -59,10 +59,10 @@ TEST(OptionsTest, UrlIpv6) {
 }
 
 TEST(OptionsTest, UrlRejectsBadInput) {
-  for (const char* bad : {"", "http://h:1", "redis://", "redis://:1", "redis://h:0",
-                          "redis://h:65536", "redis://h:x", "redis://h:", "redis://h/x",
-                          "redis://h/-1", "redis://pw@h", "redis://:%zz@h", "redis://:%4@h",
-                          "redis://[::1", "redis://[::1]x", "redis://u:@h"}) {
+  for (const char* bad :
+       {"", "http://h:1", "redis://", "redis://:1", "redis://h:0", "redis://h:65536", "redis://h:x",
+        "redis://h:", "redis://h/x", "redis://h/-1", "redis://pw@h", "redis://:%zz@h",
+        "redis://:%4@h", "redis://[::1", "redis://[::1]x", "redis://u:@h"}) {
     absl::StatusOr<Options> o = Options::FromUrl(bad);
     EXPECT_EQ(o.status().code(), absl::StatusCode::kInvalidArgument) << "url: " << bad;
   }

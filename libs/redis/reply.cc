@@ -81,12 +81,11 @@ std::string Reply::DebugString() const {
     case Type::kError:
       return absl::StrCat("-", absl::CHexEscape(str_));
     case Type::kArray:
-      return absl::StrCat("[",
-                          absl::StrJoin(elements_, ", ",
-                                        [](std::string* out, const Reply& e) {
-                                          out->append(e.DebugString());
-                                        }),
-                          "]");
+      return absl::StrCat(
+          "[",
+          absl::StrJoin(elements_, ", ",
+                        [](std::string* out, const Reply& e) { out->append(e.DebugString()); }),
+          "]");
   }
   return "?";
 }

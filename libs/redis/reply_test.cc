@@ -13,8 +13,7 @@ namespace {
 // Parses RESP bytes with hiredis's own reader, so FromHiredis is tested on
 // the structures hiredis really builds.
 Reply Parse(const std::string& resp) {
-  std::unique_ptr<redisReader, void (*)(redisReader*)> reader(redisReaderCreate(),
-                                                               redisReaderFree);
+  std::unique_ptr<redisReader, void (*)(redisReader*)> reader(redisReaderCreate(), redisReaderFree);
   EXPECT_EQ(redisReaderFeed(reader.get(), resp.data(), resp.size()), REDIS_OK);
   void* raw = nullptr;
   EXPECT_EQ(redisReaderGetReply(reader.get(), &raw), REDIS_OK);

@@ -88,7 +88,8 @@ absl::Status Subscriber::Run() {
 
 // Returns why the connection ended; OK only when stopping.
 absl::Status Subscriber::RunOnce(bool* was_subscribed) {
-  ASSIGN_OR_RETURN(std::unique_ptr<internal::Connection> conn, internal::Connection::Dial(options_));
+  ASSIGN_OR_RETURN(std::unique_ptr<internal::Connection> conn,
+                   internal::Connection::Dial(options_));
   // Messages may be hours apart: block. A dead peer is found by TCP
   // keepalive, a Stop() by shutdown(2).
   RETURN_IF_ERROR(conn->SetReadTimeout(absl::InfiniteDuration()));
@@ -118,7 +119,7 @@ absl::Status Subscriber::RunOnce(bool* was_subscribed) {
     }
     const std::string& kind = e[0].as_string();
     if (kind == "message") {
-      on_message_(e[1].as_string(), e[2].as_string());
+      if (on_message_) on_message_(e[1].as_string(), e[2].as_string());
     } else if (kind == "subscribe" && ++confirmed == channels_.size()) {
       {
         absl::MutexLock lock(&mu_);

@@ -21,7 +21,8 @@ namespace mailgrid::redis {
 class Subscriber {
  public:
   // Runs on the subscriber thread; keep it short (hand work off), since the
-  // next message is not read until it returns.
+  // next message is not read until it returns. The views are valid only for
+  // the duration of the call; payloads are binary-safe.
   using MessageCallback = std::function<void(std::string_view channel, std::string_view message)>;
   using SubscribedCallback = std::function<void()>;
 
@@ -38,11 +39,11 @@ class Subscriber {
   // channels; FAILED_PRECONDITION if already started or stopped.
   absl::Status Start();
   // Blocks the caller, (re)subscribing, until Stop(). Returns OK after Stop()
-  // or INVALID_ARGUMENT without channels. Use either Run() or Start().
+  // or INVALID_ARGUMENT without channels. Use either Run() or Start(), once.
   absl::Status Run();
   // Idempotent, from any thread but the callback's: wakes Run() when it is
-  // reading or backing off (a dial in progress finishes first, within
-  // connect_timeout) and joins the thread Start() made.
+  // reading or backing off (a dial in progress finishes first, bounded by
+  // connect_timeout + command_timeout) and joins the thread Start() made.
   void Stop();
 
   // True while every channel's subscription is confirmed by Redis.

@@ -128,6 +128,7 @@ absl::StatusOr<std::unique_ptr<RedisServer>> RedisServer::Start(RedisServerOptio
 }
 
 absl::Status RedisServer::Launch() {
+  // clang-format off
   std::vector<std::string> args = {binary_,
                                    "--port", std::to_string(port_),
                                    "--bind", host_,
@@ -136,6 +137,7 @@ absl::Status RedisServer::Launch() {
                                    "--daemonize", "no",
                                    "--dir", dir_,
                                    "--logfile", absl::StrCat(dir_, "/", kLogName)};
+  // clang-format on
   if (!options_.password.empty()) {
     args.push_back("--requirepass");
     args.push_back(options_.password);
@@ -250,7 +252,8 @@ absl::Status RedisServer::Restart() {
 }
 
 std::string RedisServer::url() const {
-  std::string auth = options_.password.empty() ? "" : absl::StrCat(":", PercentEncode(options_.password), "@");
+  std::string auth =
+      options_.password.empty() ? "" : absl::StrCat(":", PercentEncode(options_.password), "@");
   return absl::StrCat("redis://", auth, host_, ":", port_);
 }
 

@@ -19,18 +19,18 @@ const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
 }  // namespace mailgrid::redis::testing
 
 // Both evaluate expr once.
-#define MG_EXPECT_OK(expr)                                                        \
-  do {                                                                            \
-    const auto& mg_expect_ok_ = (expr);                                           \
-    EXPECT_TRUE(::mailgrid::redis::testing::StatusOf(mg_expect_ok_).ok())         \
-        << #expr << ": " << ::mailgrid::redis::testing::StatusOf(mg_expect_ok_);  \
+#define MG_EXPECT_OK(expr)                                                       \
+  do {                                                                           \
+    const auto& mg_expect_ok_ = (expr);                                          \
+    EXPECT_TRUE(::mailgrid::redis::testing::StatusOf(mg_expect_ok_).ok())        \
+        << #expr << ": " << ::mailgrid::redis::testing::StatusOf(mg_expect_ok_); \
   } while (0)
 
-#define MG_ASSERT_OK(expr)                                                        \
-  do {                                                                            \
-    const auto& mg_assert_ok_ = (expr);                                           \
-    ASSERT_TRUE(::mailgrid::redis::testing::StatusOf(mg_assert_ok_).ok())         \
-        << #expr << ": " << ::mailgrid::redis::testing::StatusOf(mg_assert_ok_);  \
+#define MG_ASSERT_OK(expr)                                                       \
+  do {                                                                           \
+    const auto& mg_assert_ok_ = (expr);                                          \
+    ASSERT_TRUE(::mailgrid::redis::testing::StatusOf(mg_assert_ok_).ok())        \
+        << #expr << ": " << ::mailgrid::redis::testing::StatusOf(mg_assert_ok_); \
   } while (0)
 
 #define MG_TEST_CONCAT_INNER_(a, b) a##b
@@ -39,7 +39,7 @@ const absl::Status& StatusOf(const absl::StatusOr<T>& s) {
 // MG_ASSERT_OK_AND_ASSIGN(auto x, F()); fails the test on a non-OK status.
 #define MG_ASSERT_OK_AND_ASSIGN(lhs, expr) \
   MG_ASSERT_OK_AND_ASSIGN_IMPL_(MG_TEST_CONCAT_(mg_statusor_, __LINE__), lhs, expr)
-#define MG_ASSERT_OK_AND_ASSIGN_IMPL_(tmp, lhs, expr)           \
-  auto tmp = (expr);                                            \
-  ASSERT_TRUE(tmp.ok()) << #expr << ": " << tmp.status();       \
+#define MG_ASSERT_OK_AND_ASSIGN_IMPL_(tmp, lhs, expr)     \
+  auto tmp = (expr);                                      \
+  ASSERT_TRUE(tmp.ok()) << #expr << ": " << tmp.status(); \
   lhs = std::move(tmp).value()
