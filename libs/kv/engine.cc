@@ -96,10 +96,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& path,
   engine->raft_log_ = engine->handles_[2];
 
   std::string current = std::string(kDataFamilyBase);
-  s = engine->db_->Get(rocksdb::ReadOptions(), engine->meta_,
-                       rocksdb::Slice(meta_keys::kEngineDataFamily.data(),
-                                      meta_keys::kEngineDataFamily.size()),
-                       &current);
+  s = engine->db_->Get(
+      rocksdb::ReadOptions(), engine->meta_,
+      rocksdb::Slice(meta_keys::kEngineDataFamily.data(), meta_keys::kEngineDataFamily.size()),
+      &current);
   if (!s.ok() && !s.IsNotFound()) return FromRocks(s, "read current data family");
 
   // Keep the current data family; drop any other (a restore that crashed
@@ -112,7 +112,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& path,
       keep.push_back(h);
       continue;
     }
-    engine->data_generation_ = std::max(engine->data_generation_, generation);
+    engine->data_generation_.store(std::max(engine->data_generation_.load(), generation));
     if (h->GetName() == current) {
       engine->data_ = h;
       keep.push_back(h);
@@ -127,7 +127,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& path,
   }
   engine->handles_ = std::move(keep);
   if (engine->data_ == nullptr) {
-    return absl::DataLossError(absl::StrCat("data family '", current, "' named in meta is missing"));
+    return absl::DataLossError(
+        absl::StrCat("data family '", current, "' named in meta is missing"));
   }
   return engine;
 }
@@ -146,11 +147,8 @@ absl::Status Engine::Write(rocksdb::WriteBatch* batch, bool sync) {
 }
 
 absl::StatusOr<rocksdb::ColumnFamilyHandle*> Engine::CreateNextDataFamily() {
-  uint64_t generation;
-  {
-    absl::MutexLock lock(&data_mu_);
-    generation = ++data_generation_;
-  }
+  // Not under data_mu_: a long snapshot dump holds it shared.
+  uint64_t generation = ++data_generation_;
   rocksdb::ColumnFamilyOptions cf_options;
   {
     absl::ReaderMutexLock lock(&data_mu_);
@@ -173,9 +171,10 @@ void Engine::AbandonDataFamily(rocksdb::ColumnFamilyHandle* fresh) {
 
 absl::Status Engine::SwapDataFamily(rocksdb::ColumnFamilyHandle* fresh,
                                     rocksdb::WriteBatch* batch) {
-  batch->Put(meta_, rocksdb::Slice(meta_keys::kEngineDataFamily.data(),
-                                   meta_keys::kEngineDataFamily.size()),
-             fresh->GetName());
+  batch->Put(
+      meta_,
+      rocksdb::Slice(meta_keys::kEngineDataFamily.data(), meta_keys::kEngineDataFamily.size()),
+      fresh->GetName());
   absl::Status written = Write(batch, /*sync=*/true);
   if (!written.ok()) {
     AbandonDataFamily(fresh);
@@ -194,6 +193,14 @@ absl::Status Engine::SwapDataFamily(rocksdb::ColumnFamilyHandle* fresh,
   return absl::OkStatus();
 }
 
-absl::Status Engine::Resume() { return FromRocks(db_->Resume(), "resume after error"); }
+absl::Status Engine::Resume() {
+  rocksdb::Status s = db_->Resume();
+  if (s.IsBusy()) {
+    // RocksDB is already recovering by itself (disk-full recovery polls the
+    // free space); writes come back when it succeeds.
+    return absl::UnavailableError("kv: automatic recovery in progress");
+  }
+  return FromRocks(s, "resume after error");
+}
 
 }  // namespace mailgrid::kv

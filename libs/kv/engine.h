@@ -17,6 +17,7 @@
 // it.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -79,9 +80,7 @@ class Engine {
   const std::string& path() const { return path_; }
 
   absl::Mutex& data_mutex() const ABSL_LOCK_RETURNED(data_mu_) { return data_mu_; }
-  rocksdb::ColumnFamilyHandle* data() const ABSL_SHARED_LOCKS_REQUIRED(data_mu_) {
-    return data_;
-  }
+  rocksdb::ColumnFamilyHandle* data() const ABSL_SHARED_LOCKS_REQUIRED(data_mu_) { return data_; }
 
   // Writes `batch` atomically; `sync` fsyncs the WAL (and so every earlier
   // write) before returning.
@@ -113,7 +112,7 @@ class Engine {
   rocksdb::ColumnFamilyHandle* raft_log_ = nullptr;
   mutable absl::Mutex data_mu_;
   rocksdb::ColumnFamilyHandle* data_ ABSL_GUARDED_BY(data_mu_) = nullptr;
-  uint64_t data_generation_ = 0;  // changed only under data_mu_ held exclusively
+  std::atomic<uint64_t> data_generation_{0};  // highest data family generation used
   int dropped_leftover_families_ = 0;
 };
 

@@ -131,7 +131,9 @@ TEST(KeysTest, RoundTrip) {
 TEST(KeysTest, StringEncodingIsExact) {
   std::string k;
   AppendString(&k, std::string("a\0b", 3));
-  EXPECT_EQ(k, std::string("a\0\xFF" "b\0\x01", 6));
+  EXPECT_EQ(k, std::string("a\0\xFF"
+                           "b\0\x01",
+                           6));
   EXPECT_EQ(EncodeUint64(0x0102030405060708), std::string("\x01\x02\x03\x04\x05\x06\x07\x08"));
 }
 

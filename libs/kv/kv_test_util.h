@@ -33,7 +33,8 @@ class TempDir {
 };
 
 // Every write to a file fails with NoSpace while `full` is set, as on a full
-// disk. Reads are unaffected.
+// disk. Reads are unaffected. Also counts fsyncs of WAL files (*.log), to
+// check group commit.
 class DiskFullFs : public rocksdb::FileSystemWrapper {
  public:
   explicit DiskFullFs(const std::shared_ptr<rocksdb::FileSystem>& base)
@@ -41,19 +42,20 @@ class DiskFullFs : public rocksdb::FileSystemWrapper {
   const char* Name() const override { return "DiskFullFs"; }
 
   void SetFull(bool full) { full_.store(full); }
+  int wal_syncs() const { return wal_syncs_.load(); }
 
   rocksdb::IOStatus NewWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                     std::unique_ptr<rocksdb::FSWritableFile>* r,
                                     rocksdb::IODebugContext* dbg) override {
     rocksdb::IOStatus s = target()->NewWritableFile(f, o, r, dbg);
-    if (s.ok()) *r = std::make_unique<File>(std::move(*r), &full_);
+    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this, IsWal(f));
     return s;
   }
   rocksdb::IOStatus ReopenWritableFile(const std::string& f, const rocksdb::FileOptions& o,
                                        std::unique_ptr<rocksdb::FSWritableFile>* r,
                                        rocksdb::IODebugContext* dbg) override {
     rocksdb::IOStatus s = target()->ReopenWritableFile(f, o, r, dbg);
-    if (s.ok()) *r = std::make_unique<File>(std::move(*r), &full_);
+    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this, IsWal(f));
     return s;
   }
   rocksdb::IOStatus ReuseWritableFile(const std::string& f, const std::string& old,
@@ -61,15 +63,26 @@ class DiskFullFs : public rocksdb::FileSystemWrapper {
                                       std::unique_ptr<rocksdb::FSWritableFile>* r,
                                       rocksdb::IODebugContext* dbg) override {
     rocksdb::IOStatus s = target()->ReuseWritableFile(f, old, o, r, dbg);
-    if (s.ok()) *r = std::make_unique<File>(std::move(*r), &full_);
+    if (s.ok()) *r = std::make_unique<File>(std::move(*r), this, IsWal(f));
     return s;
   }
 
  private:
   class File : public rocksdb::FSWritableFileOwnerWrapper {
    public:
-    File(std::unique_ptr<rocksdb::FSWritableFile> f, const std::atomic<bool>* full)
-        : rocksdb::FSWritableFileOwnerWrapper(std::move(f)), full_(full) {}
+    File(std::unique_ptr<rocksdb::FSWritableFile> f, DiskFullFs* fs, bool wal)
+        : rocksdb::FSWritableFileOwnerWrapper(std::move(f)),
+          full_(&fs->full_),
+          fs_(fs),
+          wal_(wal) {}
+    rocksdb::IOStatus Sync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+      if (wal_) fs_->wal_syncs_.fetch_add(1);
+      return FSWritableFileOwnerWrapper::Sync(o, dbg);
+    }
+    rocksdb::IOStatus Fsync(const rocksdb::IOOptions& o, rocksdb::IODebugContext* dbg) override {
+      if (wal_) fs_->wal_syncs_.fetch_add(1);
+      return FSWritableFileOwnerWrapper::Fsync(o, dbg);
+    }
     rocksdb::IOStatus Append(const rocksdb::Slice& d, const rocksdb::IOOptions& o,
                              rocksdb::IODebugContext* dbg) override {
       if (full_->load()) return rocksdb::IOStatus::NoSpace("injected: disk full");
@@ -90,9 +103,16 @@ class DiskFullFs : public rocksdb::FileSystemWrapper {
 
    private:
     const std::atomic<bool>* full_;
+    DiskFullFs* fs_;
+    bool wal_;
   };
 
+  static bool IsWal(const std::string& name) {
+    return name.size() > 4 && name.compare(name.size() - 4, 4, ".log") == 0;
+  }
+
   std::atomic<bool> full_{false};
+  std::atomic<int> wal_syncs_{0};
 };
 
 // An Env over DiskFullFs; keep `fs` to flip the switch.

@@ -93,8 +93,7 @@ absl::Status ValidateWriteRequest(const v1::WriteRequest& request) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<ScanOptions> ResolveScan(const v1::ScanRequest& request,
-                                        const ScanLimits& limits) {
+absl::StatusOr<ScanOptions> ResolveScan(const v1::ScanRequest& request, const ScanLimits& limits) {
   ScanOptions out;
   switch (request.range_case()) {
     case v1::ScanRequest::kPrefix: {

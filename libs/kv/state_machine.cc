@@ -89,7 +89,7 @@ std::string RequestRecordKey(const v1::RequestId& id) {
 }  // namespace internal
 
 absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(Engine* engine,
-                                                                StateMachineOptions options) {
+                                                                 StateMachineOptions options) {
   auto sm = std::unique_ptr<StateMachine>(new StateMachine(engine, options));
   RETURN_IF_ERROR(sm->LoadApplied());
   return sm;
@@ -223,7 +223,8 @@ absl::StatusOr<std::string> StateMachine::PruneRecords(uint64_t index, rocksdb::
 absl::Status StateMachine::Commit(uint64_t index, uint64_t term, const v1::ConfState* conf,
                                   rocksdb::WriteBatch* batch) {
   batch->Put(engine_->meta(), S(meta_keys::kSmApplied), EncodeApplied(index, term));
-  if (conf != nullptr) batch->Put(engine_->meta(), S(meta_keys::kSmConf), conf->SerializeAsString());
+  if (conf != nullptr)
+    batch->Put(engine_->meta(), S(meta_keys::kSmConf), conf->SerializeAsString());
   // Not synced: see the header. A crash loses at most applies that the raft
   // log replays.
   RETURN_IF_ERROR(engine_->Write(batch, /*sync=*/false));

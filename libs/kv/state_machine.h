@@ -92,8 +92,7 @@ class StateMachine {
   // invalid command is the outcome `rejected`, not an error). For an index
   // already applied, returns the recorded outcome if the request had an id,
   // else a response without outcome; both with replayed = true.
-  absl::StatusOr<v1::WriteResponse> Apply(uint64_t index, uint64_t term,
-                                          std::string_view command);
+  absl::StatusOr<v1::WriteResponse> Apply(uint64_t index, uint64_t term, std::string_view command);
   absl::Status ApplyNoop(uint64_t index, uint64_t term);
   absl::Status ApplyConfState(uint64_t index, uint64_t term, const v1::ConfState& conf);
 
@@ -123,13 +122,12 @@ class StateMachine {
   static absl::StatusOr<v1::SnapshotManifest> VerifySnapshot(const std::string& dir);
 
  private:
-  StateMachine(Engine* engine, StateMachineOptions options)
-      : engine_(engine), options_(options) {}
+  StateMachine(Engine* engine, StateMachineOptions options) : engine_(engine), options_(options) {}
 
   absl::Status LoadApplied();
   absl::Status CheckNext(uint64_t index) const;
   absl::StatusOr<std::optional<VersionedValue>> ReadData(rocksdb::ColumnFamilyHandle* data,
-                                                        std::string_view key) const;
+                                                         std::string_view key) const;
   absl::StatusOr<std::optional<v1::WriteResponse>> ReadRecord(const std::string& record_key) const;
   absl::StatusOr<v1::WriteResponse> Evaluate(rocksdb::ColumnFamilyHandle* data, uint64_t index,
                                              const v1::WriteRequest& request,

@@ -57,7 +57,8 @@ absl::Status CheckFile(const std::string& dir, const v1::SnapshotFile& f) {
     return absl::DataLossError(absl::StrCat("snapshot: bad file name '", f.name(), "'"));
   }
   absl::StatusOr<FileDigest> digest = Sha256File(absl::StrCat(dir, "/", f.name()));
-  if (!digest.ok()) return absl::DataLossError(absl::StrCat("snapshot: ", digest.status().message()));
+  if (!digest.ok())
+    return absl::DataLossError(absl::StrCat("snapshot: ", digest.status().message()));
   if (digest->size != f.size() || DigestBytes(digest->sha256) != f.sha256()) {
     return absl::DataLossError(absl::StrCat("snapshot file ", f.name(), ": checksum mismatch"));
   }
@@ -68,8 +69,7 @@ absl::Status CheckFile(const std::string& dir, const v1::SnapshotFile& f) {
 // each, named <stem>-NNNNNN.sst (or exactly `single_name` when set).
 class SstSink {
  public:
-  SstSink(const rocksdb::Options& options, std::string dir, std::string stem,
-          uint64_t file_bytes)
+  SstSink(const rocksdb::Options& options, std::string dir, std::string stem, uint64_t file_bytes)
       : options_(options), dir_(std::move(dir)), stem_(std::move(stem)), file_bytes_(file_bytes) {}
 
   absl::Status Add(const rocksdb::Slice& key, const rocksdb::Slice& value) {
@@ -77,13 +77,15 @@ class SstSink {
       // nullptr family: the files carry no column family id, so they can be
       // ingested into the fresh family of the receiver.
       writer_ = std::make_unique<rocksdb::SstFileWriter>(rocksdb::EnvOptions(), options_);
-      std::string name = file_bytes_ == 0 ? stem_
-                                          : absl::StrFormat("%s-%06d.sst", stem_, names_.size() + 1);
+      std::string name =
+          file_bytes_ == 0 ? stem_ : absl::StrFormat("%s-%06d.sst", stem_, names_.size() + 1);
       RETURN_IF_ERROR(FromRocks(writer_->Open(absl::StrCat(dir_, "/", name)), "snapshot open"));
       names_.push_back(name);
     }
     RETURN_IF_ERROR(FromRocks(writer_->Put(key, value), "snapshot write"));
-    if (file_bytes_ != 0 && writer_->FileSize() >= file_bytes_) return Finish();
+    // Counted before compression: file sizes are approximate, by design.
+    bytes_ += key.size() + value.size();
+    if (file_bytes_ != 0 && bytes_ >= file_bytes_) return Finish();
     return absl::OkStatus();
   }
 
@@ -91,6 +93,7 @@ class SstSink {
     if (writer_ == nullptr) return absl::OkStatus();
     absl::Status s = FromRocks(writer_->Finish(), "snapshot finish");
     writer_.reset();
+    bytes_ = 0;
     return s;
   }
 
@@ -102,6 +105,7 @@ class SstSink {
   std::string stem_;
   uint64_t file_bytes_;  // 0: one file named exactly stem_
   std::unique_ptr<rocksdb::SstFileWriter> writer_;
+  uint64_t bytes_ = 0;  // key+value bytes in the open file
   std::vector<std::string> names_;
 };
 
@@ -119,7 +123,8 @@ absl::Status DumpRange(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* cf, rocksdb
 
 absl::Status WriteManifest(const std::string& dir, const v1::SnapshotManifest& manifest) {
   std::string body = manifest.SerializeAsString();
-  std::ofstream out(absl::StrCat(dir, "/", ToAbsl(kManifestName)), std::ios::binary | std::ios::trunc);
+  std::ofstream out(absl::StrCat(dir, "/", ToAbsl(kManifestName)),
+                    std::ios::binary | std::ios::trunc);
   std::string digest = DigestBytes(Sha256(body));
   out.write(digest.data(), static_cast<std::streamsize>(digest.size()));
   out.write(body.data(), static_cast<std::streamsize>(body.size()));

@@ -6,11 +6,11 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define RAFT_CHECK(cond, msg)                                                       \
-  do {                                                                              \
-    if (!(cond)) {                                                                  \
-      std::fprintf(stderr, "raft invariant violated at %s:%d: %s (%s)\n", __FILE__, \
-                   __LINE__, #cond, msg);                                           \
-      std::abort();                                                                 \
-    }                                                                               \
+#define RAFT_CHECK(cond, msg)                                                                 \
+  do {                                                                                        \
+    if (!(cond)) {                                                                            \
+      std::fprintf(stderr, "raft invariant violated at %s:%d: %s (%s)\n", __FILE__, __LINE__, \
+                   #cond, msg);                                                               \
+      std::abort();                                                                           \
+    }                                                                                         \
   } while (0)

@@ -13,11 +13,15 @@ absl::Status Raft::Campaign() {
 }
 
 bool Raft::HasUnappliedConfChanges() const {
-  if (log_.applied() >= log_.committed()) return false;
-  auto entries = log_.Slice(log_.applied() + 1, log_.committed() + 1, UINT64_MAX);
-  if (!entries.ok()) return true;  // cannot tell: be safe, do not campaign
-  for (const Entry& e : *entries) {
-    if (e.type == Entry::Type::kConfChange) return true;
+  // Paged, so a long replay after a restart does not load it all at once.
+  constexpr uint64_t kPageBytes = 1 << 20;
+  for (Index lo = log_.applied() + 1; lo <= log_.committed();) {
+    auto entries = log_.Slice(lo, log_.committed() + 1, kPageBytes);
+    if (!entries.ok() || entries->empty()) return true;  // cannot tell: do not campaign
+    for (const Entry& e : *entries) {
+      if (e.type == Entry::Type::kConfChange) return true;
+    }
+    lo = entries->back().index + 1;
   }
   return false;
 }
@@ -114,8 +118,8 @@ void Raft::HandleVoteRequest(const Message& m) {
   // for a future term (which commits us to nothing).
   const bool can_vote = vote_ == m.from || (vote_ == kNoNode && lead_ == kNoNode) ||
                         (m.type == Message::Type::kPreVote && m.term > term_);
-  const auto resp_type = m.type == Message::Type::kVote ? Message::Type::kVoteResp
-                                                        : Message::Type::kPreVoteResp;
+  const auto resp_type =
+      m.type == Message::Type::kVote ? Message::Type::kVoteResp : Message::Type::kPreVoteResp;
   Message resp;
   resp.type = resp_type;
   resp.to = m.from;

@@ -108,7 +108,7 @@ TEST(PreVote, PartitionedNodeDoesNotInflateTerms) {
   ASSERT_EQ(net.node(1).role(), Role::kLeader);
   const Term term = net.node(1).term();
   net.Isolate(3);
-  net.Tick(3, 200);  // many election timeouts alone
+  net.Tick(3, 200);                     // many election timeouts alone
   EXPECT_EQ(net.node(3).term(), term);  // PreVote never succeeds, term unchanged
   EXPECT_EQ(net.node(3).role(), Role::kPreCandidate);
   net.Heal();

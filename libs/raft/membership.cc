@@ -46,15 +46,16 @@ absl::Status ValidateConfChange(const ConfState& conf, const ConfChange& cc) {
 
 absl::StatusOr<LogPosition> Raft::ProposeConfChange(const ConfChange& cc) {
   if (role_ != Role::kLeader) {
-    return absl::FailedPreconditionError(absl::StrCat("raft: not leader (leader hint: ", lead_, ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("raft: not leader (leader hint: ", lead_, ")"));
   }
   if (lead_transferee_ != kNoNode) {
     return absl::FailedPreconditionError("raft: leadership transfer in progress");
   }
   if (pending_conf_index_ > log_.applied()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "raft: previous membership change (or this leader's first entry) at ", pending_conf_index_,
-        " not applied yet"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("raft: previous membership change (or this leader's first entry) at ",
+                     pending_conf_index_, " not applied yet"));
   }
   if (auto s = ValidateConfChange(tracker_.conf(), cc); !s.ok()) return s;
   Entry e;
@@ -69,8 +70,12 @@ void Raft::ApplyConfChangeEntry(const Entry& e) {
   auto cc = DecodeConfChange(e.data);
   // Every replica decodes the same bytes, so skipping a malformed change is
   // deterministic across the group.
-  if (!cc.ok()) return;
+  if (!cc.ok()) {
+    conf_index_ = e.index;
+    return;
+  }
   tracker_.SetConf(ApplyConfChange(tracker_.conf(), *cc), log_.LastIndex() + 1);
+  conf_index_ = e.index;
   if (role_ != Role::kLeader) return;
   if (!tracker_.IsVoter(id_)) {
     // We removed ourselves: stop leading; the others elect a new leader
@@ -86,7 +91,8 @@ void Raft::ApplyConfChangeEntry(const Entry& e) {
 
 absl::Status Raft::TransferLeadership(NodeId target) {
   if (role_ != Role::kLeader) {
-    return absl::FailedPreconditionError(absl::StrCat("raft: not leader (leader hint: ", lead_, ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("raft: not leader (leader hint: ", lead_, ")"));
   }
   if (target == id_) return absl::OkStatus();
   if (!tracker_.IsVoter(target)) {

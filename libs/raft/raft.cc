@@ -75,6 +75,7 @@ absl::Status Raft::Init() {
     }
     log_.AppliedTo(config_.applied);
   }
+  conf_index_ = log_.applied();
   BecomeFollower(term_, kNoNode);
   return absl::OkStatus();
 }
@@ -248,8 +249,8 @@ void Raft::StepFollower(Message& m) {
 }
 
 void Raft::StepCandidate(Message& m) {
-  const auto my_resp = role_ == Role::kPreCandidate ? Message::Type::kPreVoteResp
-                                                    : Message::Type::kVoteResp;
+  const auto my_resp =
+      role_ == Role::kPreCandidate ? Message::Type::kPreVoteResp : Message::Type::kVoteResp;
   switch (m.type) {
     case Message::Type::kAppend:
       BecomeFollower(m.term, m.from);  // someone won this term
@@ -293,7 +294,8 @@ void Raft::Send(Message m) {
 
 absl::StatusOr<LogPosition> Raft::Propose(std::string data) {
   if (role_ != Role::kLeader) {
-    return absl::FailedPreconditionError(absl::StrCat("raft: not leader (leader hint: ", lead_, ")"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("raft: not leader (leader hint: ", lead_, ")"));
   }
   if (lead_transferee_ != kNoNode) {
     return absl::FailedPreconditionError(
@@ -337,7 +339,7 @@ std::vector<ReadState> Raft::TakeReadStates() { return std::exchange(read_states
 
 void Raft::OnApplied(const std::vector<Entry>& entries) {
   for (const Entry& e : entries) {
-    if (e.type == Entry::Type::kConfChange) ApplyConfChangeEntry(e);
+    if (e.type == Entry::Type::kConfChange && e.index > conf_index_) ApplyConfChangeEntry(e);
   }
   if (!entries.empty()) log_.AppliedTo(entries.back().index);
 }

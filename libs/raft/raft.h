@@ -136,6 +136,10 @@ class Raft {
   NodeId lead_transferee_ = kNoNode;
   // Index of the last conf change proposed; no new one until it is applied.
   Index pending_conf_index_ = 0;
+  // Index the membership in tracker_ is current as of. A snapshot restored
+  // while older committed entries are being applied must not be overridden
+  // by the conf changes among those older entries.
+  Index conf_index_ = 0;
   // Appends not yet broadcast: proposals batch up until the next Ready.
   bool append_pending_ = false;
   // Context of the newest ReadIndex whose heartbeat round is not yet sent:

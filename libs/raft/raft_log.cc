@@ -73,8 +73,7 @@ std::vector<Entry> Unstable::Slice(Index lo, Index hi) const {
 
 // ----- RaftLog -----
 
-RaftLog::RaftLog(const Storage* storage)
-    : storage_(storage), unstable_(storage->LastIndex() + 1) {
+RaftLog::RaftLog(const Storage* storage) : storage_(storage), unstable_(storage->LastIndex() + 1) {
   committed_ = storage->FirstIndex() - 1;
   applied_ = committed_;
 }

@@ -33,7 +33,7 @@ bool Raft::MaybeSendAppend(NodeId to, bool send_if_empty) {
   auto entries = log_.EntriesFrom(pr->next, config_.max_size_per_msg);
   if (!prev_term.ok() || !entries.ok()) {
     const absl::Status& s = !prev_term.ok() ? prev_term.status() : entries.status();
-    if (IsCompacted(s)) return SendSnapshot(to, *pr);
+    if (IsLogCompacted(s)) return SendSnapshot(to, *pr);
     return false;  // storage trouble: the next heartbeat response retries
   }
   if (entries->empty() && !send_if_empty) return false;
@@ -162,6 +162,7 @@ bool Raft::Restore(const SnapshotMeta& s) {
   // The snapshot's state is the applied state once installed, membership
   // included.
   tracker_.SetConf(s.conf, log_.LastIndex() + 1);
+  conf_index_ = s.index;
   return true;
 }
 

@@ -170,7 +170,7 @@ TEST(CommitRule, Figure8OldTermEntryOnMajorityIsNotCommitted) {
   TestNetwork net(o);
   net.Bootstrap({1, 2, 3, 4, 5});
   net.Stabilize();
-  net.Campaign(1);                         // term 2
+  net.Campaign(1);  // term 2
   const Index base = net.node(1).Status().commit;
   // (a) 1 replicates "x" (term 2) only to 2.
   for (NodeId id : {3, 4, 5}) net.Cut(1, id);
@@ -185,12 +185,12 @@ TEST(CommitRule, Figure8OldTermEntryOnMajorityIsNotCommitted) {
   net.Campaign(5);
   ASSERT_EQ(net.node(5).role(), Role::kLeader);
   ASSERT_EQ(*net.storage(5).Term(x), 3u);
+  net.Crash(5);
   // (c) 1 restarts, wins term 4 and replicates x (term 2) to 3 and 4,
   // but not its own term-4 no-op: appends beyond x reach only nodes that
   // lack x (which reject them).
   net.Heal();
   net.Restart(1);
-  net.Isolate(5);
   net.drop_if = [x, &net](const Message& m) {
     return m.type == Message::Type::kAppend && !m.entries.empty() && m.entries[0].index > x &&
            net.storage(m.to).LastIndex() >= x;
@@ -204,11 +204,15 @@ TEST(CommitRule, Figure8OldTermEntryOnMajorityIsNotCommitted) {
   for (NodeId id : {2, 3, 4}) ASSERT_EQ(*net.storage(id).Term(x), 2u) << id;
   // x (term 2) is on 1, 2, 3, 4 = a majority, yet not committed.
   EXPECT_LT(net.node(1).Status().commit, x);
-  // (d) 1 dies; 5 (last term 3) wins and overwrites x everywhere.
+  // (d) 1 dies; 5 restarts and (at term 5, its last term 3 beating their
+  // 2) wins and overwrites x everywhere.
   net.Crash(1);
   net.Heal();
+  net.Restart(5);
+  net.Campaign(5);  // term 4 is taken
   net.Campaign(5);
   ASSERT_EQ(net.node(5).role(), Role::kLeader);
+  ASSERT_EQ(net.node(5).term(), 5u);
   net.TickAll(2);
   for (NodeId id : {2, 3, 4, 5}) {
     EXPECT_EQ(*net.storage(id).Term(x), 3u) << id;

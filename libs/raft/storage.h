@@ -24,8 +24,8 @@ namespace mailgrid::raft {
 absl::Status CompactedError(Index index);
 absl::Status UnavailableError(Index index);
 absl::Status SnapshotTemporarilyUnavailableError();
-inline bool IsCompacted(const absl::Status& s) { return absl::IsOutOfRange(s); }
-inline bool IsUnavailable(const absl::Status& s) { return absl::IsNotFound(s); }
+inline bool IsLogCompacted(const absl::Status& s) { return absl::IsOutOfRange(s); }
+inline bool IsLogUnavailable(const absl::Status& s) { return absl::IsNotFound(s); }
 
 struct InitialState {
   HardState hard_state;
@@ -66,8 +66,7 @@ class MemoryStorage final : public Storage {
   MemoryStorage();
 
   absl::StatusOr<InitialState> GetInitialState() const override;
-  absl::StatusOr<std::vector<Entry>> Entries(Index lo, Index hi,
-                                             uint64_t max_bytes) const override;
+  absl::StatusOr<std::vector<Entry>> Entries(Index lo, Index hi, uint64_t max_bytes) const override;
   absl::StatusOr<raft::Term> Term(Index i) const override;
   Index FirstIndex() const override;
   Index LastIndex() const override;

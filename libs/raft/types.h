@@ -97,9 +97,9 @@ ConfState ApplyConfChange(ConfState conf, const ConfChange& cc);
 
 struct Message {
   enum class Type : uint8_t {
-    kVote = 0,            // RequestVote: index/log_term = candidate's last entry
-    kVoteResp = 1,        // reject = vote refused
-    kPreVote = 2,         // term = the term the sender WOULD campaign at
+    kVote = 0,      // RequestVote: index/log_term = candidate's last entry
+    kVoteResp = 1,  // reject = vote refused
+    kPreVote = 2,   // term = the term the sender WOULD campaign at
     kPreVoteResp = 3,
     kAppend = 4,          // index/log_term = entry preceding `entries`
     kAppendResp = 5,      // index = last matching index; on reject see reject_hint
@@ -156,13 +156,13 @@ struct SoftState {
 //      serve `read_states` once applied >= their index;
 //   4. call RawNode::Advance(ready).
 struct Ready {
-  std::optional<SoftState> soft_state;    // set when leader or role changed
-  std::optional<HardState> hard_state;    // set when it changed
-  std::vector<Entry> entries;             // append; may overwrite from entries[0].index on
-  std::optional<SnapshotMeta> snapshot;   // install (replaces the log and state machine)
-  std::vector<Entry> committed;           // apply to the state machine
-  std::vector<Message> messages;          // send after persisting
-  std::vector<ReadState> read_states;     // confirmed linearizable reads
+  std::optional<SoftState> soft_state;   // set when leader or role changed
+  std::optional<HardState> hard_state;   // set when it changed
+  std::vector<Entry> entries;            // append; may overwrite from entries[0].index on
+  std::optional<SnapshotMeta> snapshot;  // install (replaces the log and state machine)
+  std::vector<Entry> committed;          // apply to the state machine
+  std::vector<Message> messages;         // send after persisting
+  std::vector<ReadState> read_states;    // confirmed linearizable reads
 
   bool empty() const;
 };

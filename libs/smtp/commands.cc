@@ -85,8 +85,7 @@ bool ParseDecimal(std::string_view s, uint64_t* out) {
 // "FROM:" / "TO:" then the path (one SP after the colon tolerated, as
 // nearly every server does for old clients); returns the text after it.
 std::variant<Path, Reply> ParsePathArg(std::string_view args, std::string_view prefix,
-                                       PathKind kind, const Reply& usage,
-                                       std::string_view* rest) {
+                                       PathKind kind, const Reply& usage, std::string_view* rest) {
   if (!internal::StartsWithIgnoreCase(args, prefix)) return usage;
   std::string_view s = args.substr(prefix.size());
   if ((!s.empty() && s.front() == ' ')) s.remove_prefix(1);
@@ -95,10 +94,10 @@ std::variant<Path, Reply> ParsePathArg(std::string_view args, std::string_view p
   absl::StatusOr<Path> path = ParsePathPrefix(s, kind, &consumed);
   if (!path.ok()) {
     bool sender = kind == PathKind::kReverse;
-    return Reply::Make(501, sender ? "5.1.7" : "5.1.3",
-                       absl::StrCat(sender ? "Bad sender address syntax: "
-                                           : "Bad recipient address syntax: ",
-                                    path.status().message()));
+    return Reply::Make(
+        501, sender ? "5.1.7" : "5.1.3",
+        absl::StrCat(sender ? "Bad sender address syntax: " : "Bad recipient address syntax: ",
+                     path.status().message()));
   }
   *rest = s.substr(consumed);
   return *std::move(path);
@@ -207,12 +206,12 @@ CommandLine SplitCommand(std::string_view line) {
     cmd.has_args = true;
   }
   static constexpr std::array<std::pair<std::string_view, Verb>, 19> kVerbs = {{
-      {"HELO", Verb::kHelo},     {"EHLO", Verb::kEhlo},     {"MAIL", Verb::kMail},
-      {"RCPT", Verb::kRcpt},     {"DATA", Verb::kData},     {"BDAT", Verb::kBdat},
-      {"RSET", Verb::kRset},     {"NOOP", Verb::kNoop},     {"QUIT", Verb::kQuit},
-      {"VRFY", Verb::kVrfy},     {"EXPN", Verb::kExpn},     {"HELP", Verb::kHelp},
+      {"HELO", Verb::kHelo},         {"EHLO", Verb::kEhlo}, {"MAIL", Verb::kMail},
+      {"RCPT", Verb::kRcpt},         {"DATA", Verb::kData}, {"BDAT", Verb::kBdat},
+      {"RSET", Verb::kRset},         {"NOOP", Verb::kNoop}, {"QUIT", Verb::kQuit},
+      {"VRFY", Verb::kVrfy},         {"EXPN", Verb::kExpn}, {"HELP", Verb::kHelp},
       {"STARTTLS", Verb::kStartTls}, {"AUTH", Verb::kAuth}, {"GET", Verb::kHttp},
-      {"POST", Verb::kHttp},     {"HEAD", Verb::kHttp},     {"PUT", Verb::kHttp},
+      {"POST", Verb::kHttp},         {"HEAD", Verb::kHttp}, {"PUT", Verb::kHttp},
       {"CONNECT", Verb::kHttp},
   }};
   for (const auto& [word, verb] : kVerbs) {
@@ -240,8 +239,7 @@ Parsed<MailCommand> ParseMailCommand(std::string_view args, const Extensions& ex
   return cmd;
 }
 
-Parsed<RcptCommand> ParseRcptCommand(std::string_view args, const Extensions& ext,
-                                     bool smtputf8) {
+Parsed<RcptCommand> ParseRcptCommand(std::string_view args, const Extensions& ext, bool smtputf8) {
   static const Reply kUsage = SyntaxError("Syntax: RCPT TO:<address>");
   std::string_view rest;
   std::variant<Path, Reply> path = ParsePathArg(args, "TO:", PathKind::kForward, kUsage, &rest);

@@ -51,12 +51,12 @@ enum class DsnReturn { kUnspecified, kFull, kHeaders };
 // MAIL FROM parameters. Strings are xtext-decoded and hold printable
 // characters only.
 struct MailParams {
-  std::optional<uint64_t> size;      // RFC 1870 SIZE=
+  std::optional<uint64_t> size;  // RFC 1870 SIZE=
   BodyType body = BodyType::kUnspecified;
-  bool smtputf8 = false;             // RFC 6531
+  bool smtputf8 = false;                    // RFC 6531
   DsnReturn ret = DsnReturn::kUnspecified;  // RFC 3461 RET=
-  std::optional<std::string> envid;  // RFC 3461 ENVID=
-  std::optional<std::string> auth;   // RFC 4954 AUTH=: a mailbox or "<>"
+  std::optional<std::string> envid;         // RFC 3461 ENVID=
+  std::optional<std::string> auth;          // RFC 4954 AUTH=: a mailbox or "<>"
   bool operator==(const MailParams&) const = default;
 };
 
@@ -98,7 +98,7 @@ struct BdatCommand {
   bool last = false;
 };
 struct AuthCommand {
-  std::string mechanism;                      // upper-cased
+  std::string mechanism;                        // upper-cased
   std::optional<std::string> initial_response;  // base64-decoded; "=" is ""
 };
 
@@ -108,8 +108,7 @@ using Parsed = std::variant<T, Reply>;
 // args: "FROM:<path>[ params]".
 Parsed<MailCommand> ParseMailCommand(std::string_view args, const Extensions& ext);
 // args: "TO:<path>[ params]"; `smtputf8` is the transaction's MAIL SMTPUTF8.
-Parsed<RcptCommand> ParseRcptCommand(std::string_view args, const Extensions& ext,
-                                     bool smtputf8);
+Parsed<RcptCommand> ParseRcptCommand(std::string_view args, const Extensions& ext, bool smtputf8);
 // args: "size[ LAST]" (RFC 3030).
 Parsed<BdatCommand> ParseBdatCommand(std::string_view args);
 // args: "mechanism[ initial-response]" (RFC 4954 §4).

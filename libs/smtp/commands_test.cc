@@ -119,7 +119,8 @@ TEST(RcptCommandTest, DsnParams) {
   EXPECT_FALSE(r.params.notify_delay);
   EXPECT_EQ(r.params.orcpt_type, "rfc822");
   EXPECT_EQ(r.params.orcpt_address, "u@x.test");
-  EXPECT_TRUE(Ok(ParseRcptCommand("TO:<u@x.test> NOTIFY=never", Esmtp(), false)).params.notify_never);
+  EXPECT_TRUE(
+      Ok(ParseRcptCommand("TO:<u@x.test> NOTIFY=never", Esmtp(), false)).params.notify_never);
 }
 
 TEST(RcptCommandTest, Errors) {
@@ -145,7 +146,8 @@ TEST(BdatCommandTest, Parse) {
   EXPECT_EQ(b.size, 100u);
   EXPECT_TRUE(b.last);
   EXPECT_FALSE(Ok(ParseBdatCommand("0")).last);
-  for (const char* bad : {"", "x", "-1", "1 FIRST", "1 LAST x", "1  LAST", "18446744073709551616"}) {
+  for (const char* bad :
+       {"", "x", "-1", "1 FIRST", "1 LAST x", "1  LAST", "18446744073709551616"}) {
     EXPECT_EQ(Err(ParseBdatCommand(bad)), "501 5.5.4 Syntax: BDAT count [LAST]\r\n") << bad;
   }
   EXPECT_EQ(Ok(ParseBdatCommand("18446744073709551615")).size, UINT64_MAX);
@@ -166,8 +168,8 @@ TEST(Base64Test, StrictDecoding) {
   EXPECT_EQ(DecodeBase64("Zm9v"), "foo");
   EXPECT_EQ(DecodeBase64("Zm8="), "fo");
   EXPECT_EQ(DecodeBase64("Zg=="), "f");
-  EXPECT_FALSE(DecodeBase64("Zg").has_value());     // unpadded
-  EXPECT_FALSE(DecodeBase64("Zh==").has_value());   // non-canonical bits
+  EXPECT_FALSE(DecodeBase64("Zg").has_value());    // unpadded
+  EXPECT_FALSE(DecodeBase64("Zh==").has_value());  // non-canonical bits
   EXPECT_FALSE(DecodeBase64("Zg=a").has_value());
   EXPECT_FALSE(DecodeBase64("Z===").has_value());
   EXPECT_FALSE(DecodeBase64("Zm9v Zm9v").has_value());

@@ -18,11 +18,24 @@ bool NeedsDecision(const Event& e) {
 }
 
 std::string_view EventName(const Event& e) {
-  static constexpr std::string_view kNames[] = {
-      "NeedInput", "AwaitingDecision", "Closed",    "Greeting",     "Helo",
-      "MailFrom",  "RcptTo",           "DataBegin", "MessageComplete", "StartTls",
-      "Auth",      "AuthResponse",     "AuthCancelled", "Vrfy",     "Rset",
-      "Noop",      "Help",             "Quit"};
+  static constexpr std::string_view kNames[] = {"NeedInput",
+                                                "AwaitingDecision",
+                                                "Closed",
+                                                "Greeting",
+                                                "Helo",
+                                                "MailFrom",
+                                                "RcptTo",
+                                                "DataBegin",
+                                                "MessageComplete",
+                                                "StartTls",
+                                                "Auth",
+                                                "AuthResponse",
+                                                "AuthCancelled",
+                                                "Vrfy",
+                                                "Rset",
+                                                "Noop",
+                                                "Help",
+                                                "Quit"};
   static_assert(std::size(kNames) == std::variant_size_v<Event>);
   return kNames[e.index()];
 }

@@ -22,8 +22,8 @@ struct Recipient {
 
 // The transaction a message arrived in, so the driver need not track it.
 struct Envelope {
-  std::string helo;     // last accepted HELO/EHLO argument
-  bool esmtp = false;   // EHLO rather than HELO
+  std::string helo;    // last accepted HELO/EHLO argument
+  bool esmtp = false;  // EHLO rather than HELO
   bool tls = false;
   bool authenticated = false;
   Path reverse_path;
@@ -106,9 +106,9 @@ struct Quit {};
 
 using Event = std::variant<event::NeedInput, event::AwaitingDecision, event::Closed,
                            event::Greeting, event::Helo, event::MailFrom, event::RcptTo,
-                           event::DataBegin, event::MessageComplete, event::StartTls,
-                           event::Auth, event::AuthResponse, event::AuthCancelled,
-                           event::Vrfy, event::Rset, event::Noop, event::Help, event::Quit>;
+                           event::DataBegin, event::MessageComplete, event::StartTls, event::Auth,
+                           event::AuthResponse, event::AuthCancelled, event::Vrfy, event::Rset,
+                           event::Noop, event::Help, event::Quit>;
 
 // True for the events the driver must answer with Accept/Reject/Challenge.
 bool NeedsDecision(const Event& e);

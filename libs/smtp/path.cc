@@ -60,7 +60,8 @@ bool IsValidIPv4(std::string_view s) {
 bool IsValidIPv6(std::string_view s) {
   if (s.empty() || s.size() > 45) return false;
   for (char c : s) {
-    if (!((internal::IsAlnumAscii(c) && internal::ToLowerAscii(c) <= 'f') || c == ':' || c == '.')) {
+    if (!((internal::IsAlnumAscii(c) && internal::ToLowerAscii(c) <= 'f') || c == ':' ||
+          c == '.')) {
       return false;
     }
   }
@@ -121,10 +122,12 @@ class PathParser {
       if (!Eat(']')) return Invalid("unterminated address literal");
       path->domain = std::string(s_.substr(domain_start, pos_ - domain_start));
       if (!IsValidAddressLiteral(path->domain)) return Invalid("bad address literal");
-      path->domain_kind =
-          internal::StartsWithIgnoreCase(path->domain, "[IPv6:") ? DomainKind::kIPv6 : DomainKind::kIPv4;
+      path->domain_kind = internal::StartsWithIgnoreCase(path->domain, "[IPv6:")
+                              ? DomainKind::kIPv6
+                              : DomainKind::kIPv4;
     } else {
-      while (!AtEnd() && (IsAlnum(Peek()) || Peek() == '-' || Peek() == '.' || IsNonAscii(Peek()))) {
+      while (!AtEnd() &&
+             (IsAlnum(Peek()) || Peek() == '-' || Peek() == '.' || IsNonAscii(Peek()))) {
         ++pos_;
       }
       path->domain = std::string(s_.substr(domain_start, pos_ - domain_start));
@@ -292,7 +295,8 @@ absl::StatusOr<Path> ParsePathPrefix(std::string_view text, PathKind kind, size_
   }
   absl::Status s = p.ParseMailbox(&path);
   if (!s.ok()) return s;
-  if (!p.Eat('>')) return Invalid("path must end with >");
+  // ParseMailbox stops at the first byte that cannot continue the domain.
+  if (!p.Eat('>')) return Invalid("unexpected character in address");
   if (p.pos() > kMaxPathLength) return Invalid("path too long");
   for (const std::string& hop : path.source_route) {
     if (HasNonAscii(hop)) path.utf8 = true;

@@ -43,11 +43,11 @@ struct Path {
   // "<\"a b\"@x>" this is `a b`. Compare it, do not print it raw into a
   // header; Mailbox() re-encodes it.
   std::string local_part;
-  bool quoted = false;      // the local part was a quoted-string on the wire
-  std::string domain;       // as sent: "Example.COM", "[192.0.2.1]", "[IPv6:...]"
+  bool quoted = false;  // the local part was a quoted-string on the wire
+  std::string domain;   // as sent: "Example.COM", "[192.0.2.1]", "[IPv6:...]"
   DomainKind domain_kind = DomainKind::kNone;
   std::vector<std::string> source_route;  // "@a,@b:" domains, discarded
-  bool utf8 = false;        // non-ASCII somewhere: needs SMTPUTF8
+  bool utf8 = false;                      // non-ASCII somewhere: needs SMTPUTF8
 
   // "local@domain", the local part quoted only when it is not a dot-string;
   // "" for the null path, "Postmaster" for a bare postmaster.

@@ -112,14 +112,33 @@ TEST(ParsePathTest, Utf8NeedsFlagAndValidity) {
 }
 
 TEST(ParsePathTest, RejectsMalformed) {
-  for (std::string_view bad : std::vector<std::string_view>{
-           "user@x.test", "<user@x.test", "user@x.test>", "<user>", "<@x.test>", "<user@>",
-           "<.user@x.test>", "<user.@x.test>", "<us..er@x.test>", "<user@x..test>",
-           "<user@.x.test>", "<user@x.test.>", "<user@-x.test>", "<user@x-.test>",
-           "<user@x_y.test>", "<us er@x.test>", "<\"unterminated@x.test>", "<a@b@c.test>",
-           "<user@x.test> ", "< user@x.test>", "<\"\"@x.test>", "<@a.test:>",
-           "<@a.test,user@x.test>", "<@[1.2.3.4]:user@x.test>", "<user\\@x.test>",
-           "<\"a\\\x01\"@x.test>", "<user@x.test\r\n>"}) {
+  for (std::string_view bad : std::vector<std::string_view>{"user@x.test",
+                                                            "<user@x.test",
+                                                            "user@x.test>",
+                                                            "<user>",
+                                                            "<@x.test>",
+                                                            "<user@>",
+                                                            "<.user@x.test>",
+                                                            "<user.@x.test>",
+                                                            "<us..er@x.test>",
+                                                            "<user@x..test>",
+                                                            "<user@.x.test>",
+                                                            "<user@x.test.>",
+                                                            "<user@-x.test>",
+                                                            "<user@x-.test>",
+                                                            "<user@x_y.test>",
+                                                            "<us er@x.test>",
+                                                            "<\"unterminated@x.test>",
+                                                            "<a@b@c.test>",
+                                                            "<user@x.test> ",
+                                                            "< user@x.test>",
+                                                            "<\"\"@x.test>",
+                                                            "<@a.test:>",
+                                                            "<@a.test,user@x.test>",
+                                                            "<@[1.2.3.4]:user@x.test>",
+                                                            "<user\\@x.test>",
+                                                            "<\"a\\\x01\"@x.test>",
+                                                            "<user@x.test\r\n>"}) {
     EXPECT_FALSE(ParsePath(bad).ok()) << bad;
   }
 }
@@ -174,9 +193,9 @@ TEST(DomainTest, Helpers) {
   EXPECT_FALSE(IsValidDomain("bücher.test", /*allow_utf8=*/false));
   EXPECT_TRUE(IsDotString("a.b.c"));
   EXPECT_FALSE(IsDotString("a b"));
-  EXPECT_TRUE(IsValidUtf8("\xf0\x9f\x93\xa7"));          // U+1F4E7
-  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));         // past U+10FFFF
-  EXPECT_FALSE(IsValidUtf8("\xe0\x80\xaf"));             // overlong
+  EXPECT_TRUE(IsValidUtf8("\xf0\x9f\x93\xa7"));   // U+1F4E7
+  EXPECT_FALSE(IsValidUtf8("\xf4\x90\x80\x80"));  // past U+10FFFF
+  EXPECT_FALSE(IsValidUtf8("\xe0\x80\xaf"));      // overlong
 }
 
 TEST(PathTest, MailboxRoundTrips) {

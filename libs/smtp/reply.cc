@@ -66,8 +66,7 @@ std::string Reply::Serialize(bool with_enhanced) const {
   int c = (code >= 200 && code <= 599) ? code : 451;
   std::string status;
   int klass = c / 100;
-  if (with_enhanced && klass != 3 && IsValidEnhancedCode(enhanced) &&
-      enhanced[0] - '0' == klass) {
+  if (with_enhanced && klass != 3 && IsValidEnhancedCode(enhanced) && enhanced[0] - '0' == klass) {
     status = enhanced;
   }
   std::string code_str = std::to_string(c);
@@ -78,11 +77,18 @@ std::string Reply::Serialize(bool with_enhanced) const {
   std::vector<std::string> text = lines.empty() ? std::vector<std::string>{""} : lines;
   std::string out;
   for (size_t i = 0; i < text.size(); ++i) {
-    absl::StrAppend(&out, code_str, i + 1 == text.size() ? " " : "-");
-    if (!status.empty()) absl::StrAppend(&out, status, " ");
-    absl::StrAppend(&out, Sanitize(text[i], max_text));
-    // "250 " with neither status nor text: drop the trailing space.
-    if (out.back() == ' ') out.pop_back();
+    bool last = i + 1 == text.size();
+    std::string t = Sanitize(text[i], max_text);
+    out.append(code_str);
+    if (status.empty() && t.empty()) {
+      // Reply-code alone ("250") or with the continuation mark ("250-"):
+      // no trailing space that a round trip would not preserve.
+      if (!last) out.push_back('-');
+    } else {
+      out.push_back(last ? ' ' : '-');
+      if (!status.empty()) absl::StrAppend(&out, status, t.empty() ? "" : " ");
+      out.append(t);
+    }
     out.append("\r\n");
   }
   return out;

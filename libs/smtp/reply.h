@@ -21,8 +21,8 @@ namespace mailgrid::smtp {
 inline constexpr size_t kMaxReplyLineLength = 512;
 
 struct Reply {
-  int code = 0;               // 200..599
-  std::string enhanced;       // RFC 3463 "class.subject.detail" ("5.1.1"), or empty
+  int code = 0;                    // 200..599
+  std::string enhanced;            // RFC 3463 "class.subject.detail" ("5.1.1"), or empty
   std::vector<std::string> lines;  // text of each line, without code or status
 
   // Reply{code, enhanced, {text}}; a convenience for one-line replies.
@@ -58,8 +58,8 @@ bool IsValidEnhancedCode(std::string_view code);
 class ReplyParser {
  public:
   struct Limits {
-    size_t max_line_length = 4096;   // generous: some servers exceed 512
-    size_t max_lines = 128;          // EHLO replies are ~20 lines
+    size_t max_line_length = 4096;  // generous: some servers exceed 512
+    size_t max_lines = 128;         // EHLO replies are ~20 lines
   };
 
   ReplyParser() = default;

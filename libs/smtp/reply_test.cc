@@ -69,8 +69,8 @@ TEST(ReplyParserTest, MultiLineEhlo) {
   ASSERT_EQ(r.size(), 1u);
   EXPECT_EQ(r[0].code, 250);
   EXPECT_EQ(r[0].enhanced, "");
-  EXPECT_EQ(r[0].lines, (std::vector<std::string>{"mx.example.test", "PIPELINING",
-                                                  "SIZE 1000", "CHUNKING"}));
+  EXPECT_EQ(r[0].lines,
+            (std::vector<std::string>{"mx.example.test", "PIPELINING", "SIZE 1000", "CHUNKING"}));
 }
 
 TEST(ReplyParserTest, EnhancedCodesSplitOff) {

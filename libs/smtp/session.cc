@@ -1,11 +1,12 @@
 // ServerSession, part 1: input framing, output, and the driver's decisions.
 // The per-command handlers are in session_commands.cc.
+#include "libs/smtp/session.h"
+
 #include <algorithm>
 #include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "libs/smtp/session.h"
 
 namespace mailgrid::smtp {
 
@@ -35,7 +36,8 @@ absl::Status ValidateConfig(const SessionConfig& c) {
   }
   for (char ch : c.hostname) {
     unsigned char u = static_cast<unsigned char>(ch);
-    if (u <= 0x20 || u >= 0x7f) return absl::InvalidArgumentError("hostname must be printable ASCII");
+    if (u <= 0x20 || u >= 0x7f)
+      return absl::InvalidArgumentError("hostname must be printable ASCII");
   }
   if (c.max_command_line_length < 512) {
     return absl::InvalidArgumentError("max_command_line_length below RFC 5321's 512");
@@ -50,7 +52,8 @@ absl::Status ValidateConfig(const SessionConfig& c) {
   }
   for (const std::string& m : c.auth_mechanisms) {
     bool ok = !m.empty() && m.size() <= 20;
-    for (char ch : m) ok = ok && ((ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_');
+    for (char ch : m)
+      ok = ok && ((ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '_');
     if (!ok) return absl::InvalidArgumentError(absl::StrCat("bad SASL mechanism name: ", m));
   }
   return absl::OkStatus();
@@ -83,10 +86,18 @@ void ServerSession::Send(const Reply& reply, bool counts) {
   std::string wire = reply.Serialize(config_.enhanced_status_codes);
   stats_.bytes_out += wire.size();
   switch (reply.code / 100) {
-    case 2: ++stats_.replies_2xx; break;
-    case 3: ++stats_.replies_3xx; break;
-    case 4: ++stats_.replies_4xx; break;
-    default: ++stats_.replies_5xx; break;
+    case 2:
+      ++stats_.replies_2xx;
+      break;
+    case 3:
+      ++stats_.replies_3xx;
+      break;
+    case 4:
+      ++stats_.replies_4xx;
+      break;
+    default:
+      ++stats_.replies_5xx;
+      break;
   }
   output_.append(wire);
   if (reply.code == 421) {
@@ -115,9 +126,9 @@ void ServerSession::Close() {
 }
 
 void ServerSession::Shutdown() {
-  Send(Reply::Make(421, "4.3.2",
-                   absl::StrCat(config_.hostname,
-                                " Service shutting down, closing transmission channel")));
+  Send(Reply::Make(
+      421, "4.3.2",
+      absl::StrCat(config_.hostname, " Service shutting down, closing transmission channel")));
 }
 
 void ServerSession::Timeout() {
@@ -135,8 +146,8 @@ void ServerSession::ResetTransaction() {
 // answered once and the rest of it, up to its LF, is skipped.
 ServerSession::LineStatus ServerSession::ReadLine(size_t limit, std::string_view* line) {
   if (discarding_) {
-    const void* lf = pos_ < in_.size() ? std::memchr(in_.data() + pos_, '\n', in_.size() - pos_)
-                                       : nullptr;
+    const void* lf =
+        pos_ < in_.size() ? std::memchr(in_.data() + pos_, '\n', in_.size() - pos_) : nullptr;
     if (lf == nullptr) {
       pos_ = scanned_ = in_.size();
       return LineStatus::kNeedMore;
@@ -147,8 +158,8 @@ ServerSession::LineStatus ServerSession::ReadLine(size_t limit, std::string_view
   size_t avail = in_.size() - pos_;
   size_t window_end = pos_ + std::min(avail, limit);
   size_t from = std::max(scanned_, pos_);
-  const void* lf = from < window_end ? std::memchr(in_.data() + from, '\n', window_end - from)
-                                     : nullptr;
+  const void* lf =
+      from < window_end ? std::memchr(in_.data() + from, '\n', window_end - from) : nullptr;
   if (lf == nullptr) {
     if (avail >= limit) {
       discarding_ = true;
@@ -182,11 +193,21 @@ Event ServerSession::Next() {
       case Phase::kConnect:
         pending_ = Decision::kGreeting;
         return event::Greeting{};
-      case Phase::kRefused: ev = ProcessRefused(); break;
-      case Phase::kCommand: ev = ProcessCommandPhase(); break;
-      case Phase::kData: ev = ProcessData(); break;
-      case Phase::kBdat: ev = ProcessBdat(); break;
-      case Phase::kAuthLine: ev = ProcessAuthLine(); break;
+      case Phase::kRefused:
+        ev = ProcessRefused();
+        break;
+      case Phase::kCommand:
+        ev = ProcessCommandPhase();
+        break;
+      case Phase::kData:
+        ev = ProcessData();
+        break;
+      case Phase::kBdat:
+        ev = ProcessBdat();
+        break;
+      case Phase::kAuthLine:
+        ev = ProcessAuthLine();
+        break;
     }
     if (ev) return *std::move(ev);
   }

@@ -45,7 +45,7 @@ struct SessionConfig {
   std::string hostname = "localhost";
   SessionMode mode = SessionMode::kMx;
   uint64_t max_message_size = 25 * 1024 * 1024;  // SIZE; 0 = no limit (not advised)
-  size_t max_recipients = 100;  // RFC 5321 §4.5.3.1.8 minimum
+  size_t max_recipients = 100;                   // RFC 5321 §4.5.3.1.8 minimum
   // Command line limit including CRLF. RFC 5321 §4.5.3.1.4 sets 512 and lets
   // extensions raise it; with DSN an RCPT may legally carry a 500-octet ORCPT
   // (RFC 3461 §4), so we accept 2048 like Postfix's line_length_limit.
@@ -56,7 +56,7 @@ struct SessionConfig {
   size_t max_errors = 20;
 
   bool starttls_offered = false;
-  bool tls_active = false;        // implicit TLS (port 465) from the start
+  bool tls_active = false;  // implicit TLS (port 465) from the start
   bool auth_enabled = false;
   bool auth_requires_tls = true;  // AUTH neither offered nor accepted in clear
   std::vector<std::string> auth_mechanisms = {"PLAIN", "LOGIN"};
@@ -90,12 +90,12 @@ struct SessionStats {
   uint64_t commands = 0;
   uint64_t replies_2xx = 0, replies_3xx = 0, replies_4xx = 0, replies_5xx = 0;
   uint64_t bytes_in = 0, bytes_out = 0;
-  uint64_t messages = 0;             // MessageComplete events
-  uint64_t errors = 0;               // counted toward max_errors
+  uint64_t messages = 0;                  // MessageComplete events
+  uint64_t errors = 0;                    // counted toward max_errors
   uint64_t discarded_after_starttls = 0;  // bytes dropped at STARTTLS: an injection attempt
-  bool early_talker = false;         // bytes fed before the greeting was sent
-  bool pipelining_violation = false; // input queued behind a group-ending command
-  bool bare_newline = false;         // bare CR/LF seen in a command or DATA
+  bool early_talker = false;              // bytes fed before the greeting was sent
+  bool pipelining_violation = false;      // input queued behind a group-ending command
+  bool bare_newline = false;              // bare CR/LF seen in a command or DATA
 };
 
 class ServerSession {
@@ -131,6 +131,9 @@ class ServerSession {
   bool has_output() const { return !output_.empty(); }
   bool closed() const { return closed_; }
   bool tls_active() const { return tls_; }
+  // True while message content (DATA or a BDAT chunk) is being read, for
+  // drivers that time content and commands differently (RFC 5321 §4.5.3.2).
+  bool in_message() const { return phase_ == Phase::kData || phase_ == Phase::kBdat; }
   bool authenticated() const { return authenticated_; }
   // Unconsumed input; a driver stops reading while this is large and a
   // decision is pending (backpressure).
@@ -140,17 +143,28 @@ class ServerSession {
 
  private:
   enum class Phase { kConnect, kRefused, kCommand, kData, kBdat, kAuthLine };
-  enum class Decision { kNone, kGreeting, kHelo, kMail, kRcpt, kData, kBdat, kMessage,
-                        kStartTls, kAuth, kVrfy };
+  enum class Decision {
+    kNone,
+    kGreeting,
+    kHelo,
+    kMail,
+    kRcpt,
+    kData,
+    kBdat,
+    kMessage,
+    kStartTls,
+    kAuth,
+    kVrfy
+  };
   enum class LineStatus { kNeedMore, kLine, kTooLong, kBadLf, kBadCr, kNul, kControl };
 
   struct Transaction {
     bool active = false;
     MailCommand mail;
     std::vector<Recipient> recipients;
-    bool bdat = false;     // BDAT used: DATA refused from now on
-    bool failed = false;   // a BDAT failed: later chunks are swallowed with 503
-    std::string body;      // BDAT chunks so far
+    bool bdat = false;    // BDAT used: DATA refused from now on
+    bool failed = false;  // a BDAT failed: later chunks are swallowed with 503
+    std::string body;     // BDAT chunks so far
     bool too_big = false;
   };
 

@@ -52,7 +52,8 @@ Reply ServerSession::EhloReply(std::string_view text) const {
   }
   if (config_.vrfy_enabled) r.lines.emplace_back("VRFY");
   if (config_.starttls_offered && !tls_) r.lines.emplace_back("STARTTLS");
-  if (AuthOffered()) r.lines.push_back(absl::StrCat("AUTH ", absl::StrJoin(config_.auth_mechanisms, " ")));
+  if (AuthOffered())
+    r.lines.push_back(absl::StrCat("AUTH ", absl::StrJoin(config_.auth_mechanisms, " ")));
   if (config_.enhanced_status_codes) r.lines.emplace_back("ENHANCEDSTATUSCODES");
   if (config_.eightbitmime) r.lines.emplace_back("8BITMIME");
   if (config_.binarymime && config_.chunking) r.lines.emplace_back("BINARYMIME");
@@ -82,15 +83,24 @@ std::optional<Event> ServerSession::Dispatch(std::string_view line) {
   CommandLine cmd = SplitCommand(line);
   NotePipelining(cmd.verb);
   switch (cmd.verb) {
-    case Verb::kHelo: return OnHelo(cmd, false);
-    case Verb::kEhlo: return OnHelo(cmd, true);
-    case Verb::kMail: return OnMail(cmd);
-    case Verb::kRcpt: return OnRcpt(cmd);
-    case Verb::kData: return OnData(cmd);
-    case Verb::kBdat: return OnBdat(cmd);
-    case Verb::kStartTls: return OnStartTls(cmd);
-    case Verb::kAuth: return OnAuth(cmd);
-    case Verb::kVrfy: return OnVrfy(cmd);
+    case Verb::kHelo:
+      return OnHelo(cmd, false);
+    case Verb::kEhlo:
+      return OnHelo(cmd, true);
+    case Verb::kMail:
+      return OnMail(cmd);
+    case Verb::kRcpt:
+      return OnRcpt(cmd);
+    case Verb::kData:
+      return OnData(cmd);
+    case Verb::kBdat:
+      return OnBdat(cmd);
+    case Verb::kStartTls:
+      return OnStartTls(cmd);
+    case Verb::kAuth:
+      return OnAuth(cmd);
+    case Verb::kVrfy:
+      return OnVrfy(cmd);
     case Verb::kRset:
       if (cmd.has_args) break;
       ResetTransaction();
@@ -126,8 +136,7 @@ std::optional<Event> ServerSession::Dispatch(std::string_view line) {
 }
 
 std::optional<Event> ServerSession::OnHelo(const CommandLine& cmd, bool ehlo) {
-  if (cmd.args.empty() || cmd.args.find(' ') != std::string_view::npos ||
-      !IsValidUtf8(cmd.args)) {
+  if (cmd.args.empty() || cmd.args.find(' ') != std::string_view::npos || !IsValidUtf8(cmd.args)) {
     Send(Syntax(ehlo ? "Syntax: EHLO hostname" : "Syntax: HELO hostname"));
     return std::nullopt;
   }

@@ -83,8 +83,8 @@ absl::Status ServerSession::Decide(bool accept, std::optional<Reply> reply) {
   if (pending_ == Decision::kNone) return absl::FailedPreconditionError("no decision pending");
   if (reply) {
     if (accept && !ValidAcceptCode(reply->code)) {
-      return absl::InvalidArgumentError(absl::StrCat("reply code ", reply->code,
-                                                     " cannot accept this event"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("reply code ", reply->code, " cannot accept this event"));
     }
     if (!accept && (reply->code < 400 || reply->code > 599)) {
       return absl::InvalidArgumentError("a rejection needs a 4xx or 5xx reply");

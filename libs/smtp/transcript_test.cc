@@ -9,12 +9,12 @@
 // the same output and messages (parsing does not depend on how TCP split the
 // stream). `#no-split` opts out (STARTTLS injection, where what was buffered
 // at Accept time is exactly the point).
+#include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <filesystem>
 #include <fstream>
-#include <algorithm>
-#include <cstdio>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -49,17 +49,29 @@ std::string Unescape(std::string_view s, bool* no_crlf) {
     }
     char c = s[++i];
     switch (c) {
-      case 'r': out.push_back('\r'); break;
-      case 'n': out.push_back('\n'); break;
-      case 't': out.push_back('\t'); break;
-      case '0': out.push_back('\0'); break;
-      case 'c': *no_crlf = true; break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
+      case '0':
+        out.push_back('\0');
+        break;
+      case 'c':
+        *no_crlf = true;
+        break;
       case 'x': {
         out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
         i += 2;
         break;
       }
-      default: out.push_back(c); break;
+      default:
+        out.push_back(c);
+        break;
     }
   }
   return out;
@@ -108,21 +120,28 @@ void ApplyConfig(std::string_view args, SessionConfig* c) {
     ASSERT_NE(eq, std::string::npos) << kv;
     std::string k = kv.substr(0, eq), v = kv.substr(eq + 1);
     bool b = v == "1" || v == "true" || v == "on";
-    std::map<std::string, bool*> flags = {
-        {"starttls", &c->starttls_offered}, {"tls", &c->tls_active},
-        {"auth", &c->auth_enabled},         {"auth_requires_tls", &c->auth_requires_tls},
-        {"require_tls", &c->require_tls_for_mail}, {"require_auth", &c->require_auth_for_mail},
-        {"vrfy", &c->vrfy_enabled},         {"pipelining", &c->pipelining},
-        {"size", &c->size},                 {"8bitmime", &c->eightbitmime},
-        {"smtputf8", &c->smtputf8},         {"chunking", &c->chunking},
-        {"binarymime", &c->binarymime},     {"dsn", &c->dsn},
-        {"enhanced", &c->enhanced_status_codes}};
+    std::map<std::string, bool*> flags = {{"starttls", &c->starttls_offered},
+                                          {"tls", &c->tls_active},
+                                          {"auth", &c->auth_enabled},
+                                          {"auth_requires_tls", &c->auth_requires_tls},
+                                          {"require_tls", &c->require_tls_for_mail},
+                                          {"require_auth", &c->require_auth_for_mail},
+                                          {"vrfy", &c->vrfy_enabled},
+                                          {"pipelining", &c->pipelining},
+                                          {"size", &c->size},
+                                          {"8bitmime", &c->eightbitmime},
+                                          {"smtputf8", &c->smtputf8},
+                                          {"chunking", &c->chunking},
+                                          {"binarymime", &c->binarymime},
+                                          {"dsn", &c->dsn},
+                                          {"enhanced", &c->enhanced_status_codes}};
     if (auto it = flags.find(k); it != flags.end()) {
       *it->second = b;
     } else if (k == "hostname") {
       c->hostname = v;
     } else if (k == "mode") {
-      *c = v == "submission" ? SessionConfig::Submission(c->hostname) : SessionConfig::Mx(c->hostname);
+      *c = v == "submission" ? SessionConfig::Submission(c->hostname)
+                             : SessionConfig::Mx(c->hostname);
     } else if (k == "max_message_size") {
       c->max_message_size = std::stoull(v);
     } else if (k == "max_recipients") {
@@ -195,8 +214,9 @@ Script ParseScript(const std::string& text) {
     } else if (word.rfind("reject-", 0) == 0) {
       queued.push_back({word.substr(7), std::make_pair(false, ParseReplyArg(arg))});
     } else if (word.rfind("accept-", 0) == 0) {
-      queued.push_back({word.substr(7), arg.empty() ? std::nullopt
-                                                    : std::optional(std::make_pair(true, ParseReplyArg(arg)))});
+      queued.push_back(
+          {word.substr(7),
+           arg.empty() ? std::nullopt : std::optional(std::make_pair(true, ParseReplyArg(arg)))});
     } else {
       ADD_FAILURE() << "unknown directive " << line;
     }
@@ -231,9 +251,9 @@ class Driver {
  private:
   static std::string Kind(const Event& e) {
     static const std::map<std::string_view, std::string> kKinds = {
-        {"Greeting", "greeting"}, {"Helo", "helo"},         {"MailFrom", "mail"},
-        {"RcptTo", "rcpt"},       {"DataBegin", "data"},    {"MessageComplete", "message"},
-        {"StartTls", "starttls"}, {"Auth", "auth"},         {"AuthResponse", "auth"},
+        {"Greeting", "greeting"}, {"Helo", "helo"},      {"MailFrom", "mail"},
+        {"RcptTo", "rcpt"},       {"DataBegin", "data"}, {"MessageComplete", "message"},
+        {"StartTls", "starttls"}, {"Auth", "auth"},      {"AuthResponse", "auth"},
         {"Vrfy", "vrfy"}};
     return kKinds.at(EventName(e));
   }
@@ -243,7 +263,9 @@ class Driver {
     if (!q.empty()) {
       std::optional<std::pair<bool, Reply>> d = q.front();
       q.pop_front();
-      absl::Status st = !d ? s_->Accept() : d->first ? s_->Accept(d->second) : s_->Reject(d->second);
+      absl::Status st = !d         ? s_->Accept()
+                        : d->first ? s_->Accept(d->second)
+                                   : s_->Reject(d->second);
       ASSERT_TRUE(st.ok()) << st;
       if (auto* m = std::get_if<event::MessageComplete>(&e); m && (!d || d->first)) {
         messages.push_back(m->message);
@@ -253,12 +275,14 @@ class Driver {
     absl::Status st;
     if (auto* r = std::get_if<event::RcptTo>(&e)) {
       st = r->forward_path.NormalizedDomain() == "unknown.test"
-               ? s_->Reject(Reply::Make(550, "5.1.1", "<" + r->forward_path.Mailbox() +
-                                                          ">: Recipient address rejected: User unknown"))
+               ? s_->Reject(Reply::Make(550, "5.1.1",
+                                        "<" + r->forward_path.Mailbox() +
+                                            ">: Recipient address rejected: User unknown"))
                : s_->Accept();
     } else if (auto* m = std::get_if<event::MessageComplete>(&e)) {
       messages.push_back(m->message);
-      st = s_->Accept(Reply::Make(250, "2.0.0", "Ok: queued as M" + std::to_string(messages.size())));
+      st = s_->Accept(
+          Reply::Make(250, "2.0.0", "Ok: queued as M" + std::to_string(messages.size())));
     } else if (auto* a = std::get_if<event::Auth>(&e)) {
       mech_ = a->mechanism;
       login_step_ = 0;
@@ -301,7 +325,7 @@ struct RunResult {
   std::vector<std::string> messages;
 };
 
-RunResult Run(const Script& script, bool split) {
+RunResult RunScript(const Script& script, bool split) {
   ServerSession session(script.config);
   Driver driver(&session);
   RunResult r;
@@ -348,7 +372,7 @@ TEST_P(TranscriptTest, MatchesGolden) {
   fs::path ref = TranscriptDir() / (GetParam() + ".ref");
   Script script = ParseScript(ReadFile(in));
   ASSERT_TRUE(ValidateConfig(script.config).ok());
-  RunResult whole = Run(script, false);
+  RunResult whole = RunScript(script, false);
 
   const char* update = std::getenv("MAILGRID_UPDATE_GOLDEN");
   if (update != nullptr && std::string(update) == "1") {
@@ -360,7 +384,7 @@ TEST_P(TranscriptTest, MatchesGolden) {
       << "accepted messages differ from the #expect-message lines";
 
   if (!script.no_split) {
-    RunResult split = Run(script, true);
+    RunResult split = RunScript(script, true);
     EXPECT_EQ(split.output, whole.output) << "byte-at-a-time feeding changed the output";
     EXPECT_EQ(split.messages, whole.messages);
   }

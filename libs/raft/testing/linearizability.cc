@@ -184,8 +184,7 @@ CheckResult::Outcome CheckKey(const std::vector<KvOp>& ops, uint64_t max_steps) 
 bool Removable(const std::vector<KvOp>& ops, size_t i) {
   if (ops[i].kind == KvOp::Kind::kGet) return true;
   for (size_t j = 0; j < ops.size(); ++j) {
-    if (j != i && ops[j].kind == KvOp::Kind::kGet && ops[j].found &&
-        ops[j].value == ops[i].value) {
+    if (j != i && ops[j].kind == KvOp::Kind::kGet && ops[j].found && ops[j].value == ops[i].value) {
       return false;
     }
   }
@@ -213,8 +212,8 @@ std::vector<KvOp> Minimize(std::vector<KvOp> ops, const CheckOptions& options) {
 }
 
 std::string FormatOp(const KvOp& op) {
-  const std::string when =
-      op.unknown ? absl::StrCat("[", op.invoke, ", ?)") : absl::StrCat("[", op.invoke, ", ", op.ret, "]");
+  const std::string when = op.unknown ? absl::StrCat("[", op.invoke, ", ?)")
+                                      : absl::StrCat("[", op.invoke, ", ", op.ret, "]");
   if (op.kind == KvOp::Kind::kPut) {
     return absl::StrCat(when, " client ", op.client, ": put(", op.key, ", ", op.value, ")",
                         op.unknown ? " outcome unknown" : "");
@@ -254,8 +253,8 @@ CheckResult CheckKvLinearizable(const std::vector<KvOp>& history, const CheckOpt
     }
     result.offending = options.minimize ? Minimize(ops, options) : ops;
     result.report = absl::StrCat("history of key '", key, "' is not linearizable; minimal ",
-                                 "offending history (", result.offending.size(), " of ",
-                                 ops.size(), " ops):\n", FormatHistory(result.offending));
+                                 "offending history (", result.offending.size(), " of ", ops.size(),
+                                 " ops):\n", FormatHistory(result.offending));
     return result;
   }
   return result;

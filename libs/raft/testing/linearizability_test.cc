@@ -46,9 +46,7 @@ std::string Val(int round, int client) {
   return "r" + std::to_string(round) + "c" + std::to_string(client);
 }
 
-TEST(Linearizability, EmptyHistoryIsLinearizable) {
-  EXPECT_TRUE(CheckKvLinearizable({}).ok());
-}
+TEST(Linearizability, EmptyHistoryIsLinearizable) { EXPECT_TRUE(CheckKvLinearizable({}).ok()); }
 
 TEST(Linearizability, SequentialReadYourWrite) {
   std::vector<KvOp> h = {GetAbsent(1, "k", 0, 1), Put(1, "k", "a", 2, 3), Get(1, "k", "a", 4, 5),
@@ -82,14 +80,13 @@ TEST(Linearizability, ReadsMustNotGoBackInTime) {
 TEST(Linearizability, ConcurrentWritesNeedConsistentOrder) {
   // Puts a and b overlap. Reader 2 sees a then b, reader 3 sees b then a,
   // both after both puts finished: no single order explains both.
-  std::vector<KvOp> h = {Put(1, "k", "a", 0, 10), Put(4, "k", "b", 0, 10),
+  std::vector<KvOp> h = {Put(1, "k", "a", 0, 10),  Put(4, "k", "b", 0, 10),
                          Get(2, "k", "a", 11, 12), Get(2, "k", "b", 13, 14),
                          Get(3, "k", "b", 11, 12), Get(3, "k", "a", 13, 14)};
   EXPECT_EQ(CheckKvLinearizable(h).outcome, CheckResult::Outcome::kViolation);
   // During the writes the value may still move from a to b.
-  std::vector<KvOp> ok = {Put(1, "k", "a", 0, 10), Put(4, "k", "b", 0, 10),
-                          Get(2, "k", "a", 2, 3), Get(2, "k", "b", 11, 12),
-                          Get(3, "k", "b", 11, 12)};
+  std::vector<KvOp> ok = {Put(1, "k", "a", 0, 10), Put(4, "k", "b", 0, 10), Get(2, "k", "a", 2, 3),
+                          Get(2, "k", "b", 11, 12), Get(3, "k", "b", 11, 12)};
   EXPECT_TRUE(CheckKvLinearizable(ok).ok());
 }
 
@@ -97,8 +94,8 @@ TEST(Linearizability, UnknownPutMayOrMayNotHappen) {
   // Never observed: fine.
   EXPECT_TRUE(CheckKvLinearizable({UnknownPut(1, "k", "a", 0), GetAbsent(2, "k", 50, 60)}).ok());
   // Observed long after it timed out: also fine (it took effect late).
-  EXPECT_TRUE(CheckKvLinearizable({UnknownPut(1, "k", "a", 0), GetAbsent(2, "k", 50, 60),
-                                   Get(2, "k", "a", 70, 80)})
+  EXPECT_TRUE(CheckKvLinearizable(
+                  {UnknownPut(1, "k", "a", 0), GetAbsent(2, "k", 50, 60), Get(2, "k", "a", 70, 80)})
                   .ok());
   // But it cannot be observed before it was invoked.
   EXPECT_EQ(CheckKvLinearizable({Get(2, "k", "a", 0, 5), UnknownPut(1, "k", "a", 10)}).outcome,

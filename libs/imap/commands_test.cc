@@ -1,0 +1,128 @@
+// Typed checks the golden transcripts cannot show (secrets, moved data,
+// structure) and the consistency of the command table.
+#include <set>
+#include <string>
+
+#include "gtest/gtest.h"
+#include "libs/imap/commands/registry.h"
+#include "libs/imap/reader.h"
+
+namespace mailgrid::imap {
+namespace {
+
+Command Parse(std::string_view wire, SessionState state = SessionState::kSelected) {
+  CommandReader reader;
+  CommandContext ctx;
+  ctx.state = state;
+  ctx.qresync_enabled = true;
+  reader.Feed(wire);
+  for (;;) {
+    ReadResult r = reader.Next(ctx);
+    if (auto* c = std::get_if<Command>(&r)) return std::move(*c);
+    if (auto* e = std::get_if<ProtocolError>(&r)) {
+      ADD_FAILURE() << wire << " -> " << e->text;
+      return Command{};
+    }
+    if (std::holds_alternative<NeedMoreData>(r)) {
+      ADD_FAILURE() << "incomplete: " << wire;
+      return Command{};
+    }
+  }
+}
+
+TEST(Commands, LoginKeepsThePasswordButDumpsOnlyItsLength) {
+  Command c = Parse("a LOGIN alice {6+}\r\nse\"cr3\r\n", SessionState::kNotAuthenticated);
+  EXPECT_EQ(c.get<LoginArgs>().user, "alice");
+  EXPECT_EQ(c.get<LoginArgs>().password, "se\"cr3");
+  EXPECT_EQ(DebugString(c), "a LOGIN user=\"alice\" password=<6 bytes>");
+}
+
+TEST(Commands, AuthenticateInitialResponseIsDecoded) {
+  Command c = Parse("a AUTHENTICATE PLAIN AGEAYg==\r\n", SessionState::kNotAuthenticated);
+  EXPECT_EQ(c.get<AuthenticateArgs>().mechanism, "PLAIN");
+  EXPECT_EQ(c.get<AuthenticateArgs>().initial_response, std::string("\0a\0b", 4));
+}
+
+TEST(Commands, AppendMovesTheMessage) {
+  const std::string body(100000, 'm');
+  Command c = Parse("a APPEND INBOX (\\Seen) {100000+}\r\n" + body + "\r\n",
+                    SessionState::kAuthenticated);
+  const AppendArgs& a = c.get<AppendArgs>();
+  ASSERT_EQ(a.messages.size(), 1u);
+  EXPECT_EQ(a.messages[0].data, body);
+  EXPECT_EQ(a.messages[0].flags, std::vector<std::string>{"\\Seen"});
+}
+
+TEST(Commands, FetchItemsAreStructured) {
+  Command c = Parse("a UID FETCH 1:* (BODY.PEEK[1.2.HEADER.FIELDS (From)]<5.10> BINARY[3])\r\n");
+  EXPECT_TRUE(c.uid);
+  const FetchArgs& f = c.get<FetchArgs>();
+  ASSERT_EQ(f.items.size(), 2u);
+  const FetchItem& b = f.items[0];
+  EXPECT_EQ(b.attr, FetchAttr::kBodySection);
+  EXPECT_TRUE(b.peek);
+  EXPECT_EQ(b.section.part, (std::vector<uint32_t>{1, 2}));
+  EXPECT_EQ(b.section.text, FetchSection::Text::kHeaderFields);
+  EXPECT_EQ(b.section.fields, std::vector<std::string>{"From"});
+  ASSERT_TRUE(b.partial.has_value());
+  EXPECT_EQ(b.partial->offset, 5u);
+  EXPECT_EQ(b.partial->length, 10u);
+  EXPECT_EQ(FetchResponseName(b), "BODY[1.2.HEADER.FIELDS (From)]<5>");
+  EXPECT_EQ(FetchResponseName(f.items[1]), "BINARY[3]");
+}
+
+TEST(Commands, SearchTree) {
+  Command c = Parse("a SEARCH OR (FROM x SEEN) NOT 1:3\r\n");
+  const SearchKey& root = c.get<SearchArgs>().criteria;
+  ASSERT_EQ(root.kind, SearchKeyKind::kAnd);
+  ASSERT_EQ(root.children.size(), 1u);
+  const SearchKey& o = root.children[0];
+  ASSERT_EQ(o.kind, SearchKeyKind::kOr);
+  ASSERT_EQ(o.children.size(), 2u);
+  EXPECT_EQ(o.children[0].kind, SearchKeyKind::kAnd);
+  EXPECT_EQ(o.children[0].children[0].text, "x");
+  EXPECT_EQ(o.children[1].kind, SearchKeyKind::kNot);
+  EXPECT_EQ(o.children[1].children[0].set.ToString(), "1:3");
+}
+
+TEST(Commands, MailboxNamesAreUtf8) {
+  Command c = Parse("a SELECT &ZTZO9nux-\r\n", SessionState::kAuthenticated);
+  EXPECT_EQ(c.get<SelectArgs>().mailbox, "收件箱");
+}
+
+TEST(Registry, TableIsConsistent) {
+  std::set<std::string_view> names;
+  for (const CommandSpec& s : AllCommands()) {
+    EXPECT_TRUE(names.insert(s.name).second) << "duplicate " << s.name;
+    EXPECT_EQ(s.uid, s.name.rfind("UID ", 0) == 0) << s.name;
+    EXPECT_NE(s.states, 0) << s.name;
+    EXPECT_EQ(FindCommand(s.name), &s);
+    for (char c : s.name) EXPECT_FALSE(c >= 'a' && c <= 'z') << s.name;
+  }
+  // Every command the issue lists.
+  for (const char* n : {"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "AUTHENTICATE", "LOGIN",
+                        "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE",
+                        "UNSUBSCRIBE", "LIST", "LSUB", "NAMESPACE", "STATUS", "APPEND", "CHECK",
+                        "CLOSE", "UNSELECT", "EXPUNGE", "UID EXPUNGE", "SEARCH", "FETCH", "STORE",
+                        "COPY", "MOVE", "UID COPY", "UID MOVE", "UID FETCH", "UID STORE",
+                        "UID SEARCH", "IDLE", "ENABLE", "ID", "GETQUOTA", "GETQUOTAROOT",
+                        "SETQUOTA", "COMPRESS"}) {
+    EXPECT_NE(FindCommand(n), nullptr) << n;
+  }
+  EXPECT_EQ(FindCommand("fetch"), nullptr);  // the receiver upper-cases first
+}
+
+TEST(Registry, CheckCommand) {
+  using V = CommandCheck::Verdict;
+  EXPECT_EQ(CheckCommand("XYZZY", SessionState::kSelected).verdict, V::kUnknown);
+  EXPECT_EQ(CheckCommand("FETCH", SessionState::kAuthenticated).verdict, V::kNotAllowed);
+  EXPECT_EQ(CheckCommand("LOGIN", SessionState::kSelected).verdict, V::kNotAllowed);
+  EXPECT_EQ(CheckCommand("NOOP", SessionState::kLogout).verdict, V::kNotAllowed);
+  EXPECT_TRUE(CheckCommand("APPEND", SessionState::kSelected).large_literals);
+  EXPECT_FALSE(CheckCommand("LOGIN", SessionState::kNotAuthenticated).large_literals);
+  EXPECT_TRUE(FindCommand("FETCH")->uses_sequence_numbers);
+  EXPECT_FALSE(FindCommand("UID FETCH")->uses_sequence_numbers);
+}
+
+}  // namespace
+}  // namespace mailgrid::imap

@@ -1,0 +1,77 @@
+// KvClient: how a service talks to its replica group (KvService) given the
+// replicas' addresses. Thread-safe; one per process is enough.
+//
+//  * finds the leader and follows NOT_LEADER redirects (trailing metadata
+//    `mailgrid-leader`), remembering the leader for the next call;
+//  * retries UNAVAILABLE (election in progress, replica down, leadership
+//    lost) and per-attempt timeouts with jittered backoff, until the call's
+//    deadline;
+//  * makes writes idempotent: a request without request_id gets
+//    (client_id, seq) with a random client_id per KvClient and an increasing
+//    seq, so a write retried after a lost answer is applied at most once;
+//  * errors: the last error once the deadline passes (DEADLINE_EXCEEDED for
+//    a write whose outcome is unknown); INVALID_ARGUMENT, RESOURCE_EXHAUSTED
+//    (disk full), DATA_LOSS and plain FAILED_PRECONDITION are returned at once.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "mailgrid/kv/v1/kv.grpc.pb.h"
+
+namespace mailgrid::replica {
+
+struct KvClientOptions {
+  std::vector<std::string> addresses;  // host:port of the group's replicas
+  absl::Duration timeout = absl::Seconds(10);         // per call, when none is given
+  absl::Duration attempt_timeout = absl::Seconds(3);  // per RPC attempt
+  std::string client_id;                              // empty: random
+};
+
+class KvClient {
+ public:
+  static absl::StatusOr<std::unique_ptr<KvClient>> Create(KvClientOptions options);
+  // "host:port,host:port,..."
+  static absl::StatusOr<std::unique_ptr<KvClient>> Create(std::string_view addresses);
+
+  absl::StatusOr<kv::v1::WriteResponse> Write(kv::v1::WriteRequest request);
+  absl::StatusOr<kv::v1::WriteResponse> Write(kv::v1::WriteRequest request, absl::Duration timeout);
+  absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& request);
+  absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& request, absl::Duration timeout);
+  absl::StatusOr<kv::v1::ScanResponse> Scan(const kv::v1::ScanRequest& request);
+  absl::StatusOr<kv::v1::ScanResponse> Scan(const kv::v1::ScanRequest& request,
+                                            absl::Duration timeout);
+
+  // The request id the next idempotent write gets (for callers that record
+  // it, e.g. to retry across their own restarts).
+  kv::v1::RequestId NextRequestId();
+  const std::string& client_id() const { return options_.client_id; }
+  // The replica last seen leading ("" before the first success).
+  std::string leader() const;
+
+ private:
+  explicit KvClient(KvClientOptions options) : options_(std::move(options)) {}
+
+  using Attempt = std::function<grpc::Status(kv::v1::KvService::Stub*, grpc::ClientContext*)>;
+  absl::Status Call(const Attempt& attempt, absl::Duration timeout, bool is_write);
+  kv::v1::KvService::Stub* Stub(const std::string& address);
+  std::string PickTarget(size_t* rotation);
+
+  KvClientOptions options_;
+  std::atomic<uint64_t> seq_{0};
+  mutable absl::Mutex mu_;
+  std::string leader_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::unique_ptr<kv::v1::KvService::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
+};
+
+// Splits "a:1, b:2" into addresses; InvalidArgument if empty.
+absl::StatusOr<std::vector<std::string>> ParseAddressList(std::string_view list);
+
+}  // namespace mailgrid::replica

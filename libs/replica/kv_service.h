@@ -1,0 +1,42 @@
+// KvService (kv.proto) over one Replica, as tenantd, identityd and
+// mailstored serve it on their gRPC port.
+//
+// Errors exactly as kv.proto documents them: NOT_LEADER is
+// FAILED_PRECONDITION with trailing metadata `mailgrid-leader` (the leader's
+// address) and `mailgrid-not-leader-bin` (a serialized kv.v1.NotLeader);
+// when no leader is known it is UNAVAILABLE (with the same metadata, leader
+// empty); INVALID_ARGUMENT names the offending field.
+//
+// Trust: requests come from the group's own services (mTLS in the chart);
+// every field is validated before anything is proposed.
+#pragma once
+
+#include "grpcpp/server_context.h"
+#include "libs/replica/replica.h"
+#include "mailgrid/kv/v1/kv.grpc.pb.h"
+
+namespace mailgrid::replica {
+
+inline constexpr char kLeaderMetadata[] = "mailgrid-leader";
+inline constexpr char kNotLeaderMetadata[] = "mailgrid-not-leader-bin";
+
+class KvServiceImpl final : public kv::v1::KvService::Service {
+ public:
+  explicit KvServiceImpl(Replica* replica) : replica_(replica) {}
+
+  grpc::Status Get(grpc::ServerContext* ctx, const kv::v1::GetRequest* req,
+                   kv::v1::GetResponse* resp) override;
+  grpc::Status Scan(grpc::ServerContext* ctx, const kv::v1::ScanRequest* req,
+                    kv::v1::ScanResponse* resp) override;
+  grpc::Status Write(grpc::ServerContext* ctx, const kv::v1::WriteRequest* req,
+                     kv::v1::WriteResponse* resp) override;
+
+ private:
+  Replica* const replica_;
+};
+
+// Converts a Replica status to gRPC, turning a NotLeader payload into the
+// trailing metadata above.
+grpc::Status ToGrpcWithLeaderHint(grpc::ServerContext* ctx, const absl::Status& status);
+
+}  // namespace mailgrid::replica

@@ -1,0 +1,48 @@
+// The replica's Prometheus metrics (the Redpanda "probe"): one struct of
+// families and children, created once on the registry the daemon exposes.
+#pragma once
+
+#include <memory>
+
+#include "libs/raft/types.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace mailgrid::replica {
+
+struct ReplicaMetrics {
+  explicit ReplicaMetrics(prometheus::Registry& registry);
+
+  // Sets mailgrid_raft_role{role=...} to 1 for `role`, 0 for the others.
+  void SetRole(raft::Role role);
+
+  prometheus::Gauge* term;
+  prometheus::Family<prometheus::Gauge>* role_family;
+  prometheus::Gauge* role_follower;
+  prometheus::Gauge* role_pre_candidate;
+  prometheus::Gauge* role_candidate;
+  prometheus::Gauge* role_leader;
+  prometheus::Gauge* commit_index;
+  prometheus::Gauge* applied_index;
+  prometheus::Gauge* apply_lag;
+  prometheus::Gauge* disk_full;
+  prometheus::Counter* proposals;
+  prometheus::Counter* proposals_refused;
+  prometheus::Histogram* fsync_seconds;
+  prometheus::Histogram* entries_per_fsync;
+  prometheus::Counter* snapshot_sends_ok;
+  prometheus::Counter* snapshot_sends_failed;
+  prometheus::Counter* snapshots_installed;
+  prometheus::Counter* snapshot_chunks_refused;
+  prometheus::Counter* elections;
+  prometheus::Counter* leader_changes;
+  prometheus::Counter* messages_sent;
+  prometheus::Counter* messages_dropped;
+  prometheus::Counter* send_failures;
+  prometheus::Counter* log_compactions;
+};
+
+}  // namespace mailgrid::replica

@@ -1,0 +1,203 @@
+#include "libs/replica/raft_service.h"
+
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "libs/base/log.h"
+#include "libs/replica/codec.h"
+#include "libs/replica/kv_service.h"
+#include "libs/rpc/status.h"
+
+namespace mailgrid::replica {
+
+absl::Time AdminDeadline(const grpc::ServerContext* ctx, absl::Duration cap) {
+  absl::Time capped = absl::Now() + cap;
+  absl::Time client = absl::FromChrono(ctx->deadline());
+  return std::min(client, capped);
+}
+
+absl::Status RaftServiceImpl::CheckAddressee(const std::string& group, uint64_t to,
+                                             bool admin) const {
+  if (group != replica_->group_id() && !(admin && group.empty())) {
+    return absl::FailedPreconditionError(absl::StrCat("wrong raft group '", group, "': this is '",
+                                                      replica_->group_id(), "'"));
+  }
+  if (!admin && to != replica_->id()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("message for node ", to, " reached node ", replica_->id()));
+  }
+  return absl::OkStatus();
+}
+
+grpc::Status RaftServiceImpl::Send(grpc::ServerContext*, const raft::v1::MessageBatch* req,
+                                   raft::v1::SendAck*) {
+  if (absl::Status s = CheckAddressee(req->group_id(), req->to(), false); !s.ok()) {
+    return rpc::ToGrpc(s);
+  }
+  if (replica_->test_hooks().Dropped(req->from())) return grpc::Status::OK;  // partitioned
+  std::vector<raft::Message> msgs;
+  msgs.reserve(req->messages_size());
+  for (const raft::v1::Message& wire : req->messages()) {
+    absl::StatusOr<raft::Message> m = FromProto(wire);
+    if (!m.ok()) return rpc::ToGrpc(m.status());
+    if (m->from != req->from() || m->to != req->to()) {
+      return rpc::ToGrpc(absl::InvalidArgumentError("messages[].from/to: differ from the batch's"));
+    }
+    if (m->type == raft::Message::Type::kSnapshot) {
+      return rpc::ToGrpc(absl::InvalidArgumentError(
+          "messages[].type: MSG_SNAPSHOT travels only in InstallSnapshot"));
+    }
+    msgs.push_back(std::move(*m));
+  }
+  replica_->Deliver(std::move(msgs), req->from(), req->from_address());
+  return grpc::Status::OK;
+}
+
+grpc::Status RaftServiceImpl::OfferSnapshot(grpc::ServerContext*,
+                                            const raft::v1::SnapshotOffer* req,
+                                            raft::v1::SnapshotOfferReply* resp) {
+  if (absl::Status s = CheckAddressee(req->group_id(), req->to(), false); !s.ok()) {
+    return rpc::ToGrpc(s);
+  }
+  if (replica_->test_hooks().Dropped(req->from())) {
+    return rpc::ToGrpc(absl::UnavailableError("partitioned (test hook)"));
+  }
+  *resp = replica_->snapshot_receiver().Offer(*req);
+  log::Info("raft: snapshot offered", {{"from", req->from()}, {"index", req->meta().index()},
+                                       {"files", req->files_size()},
+                                       {"already_have", resp->have_files_size()}});
+  return grpc::Status::OK;
+}
+
+grpc::Status RaftServiceImpl::InstallSnapshot(grpc::ServerContext*,
+                                              grpc::ServerReader<raft::v1::SnapshotChunk>* reader,
+                                              raft::v1::InstallSnapshotReply* resp) {
+  auto stream = replica_->snapshot_receiver().StartStream();
+  raft::v1::SnapshotChunk chunk;
+  while (reader->Read(&chunk)) {
+    if (absl::Status s = CheckAddressee(chunk.group_id(), chunk.to(), false); !s.ok()) {
+      return rpc::ToGrpc(s);
+    }
+    if (replica_->test_hooks().Dropped(chunk.from())) {
+      return rpc::ToGrpc(absl::UnavailableError("partitioned (test hook)"));
+    }
+    absl::StatusOr<std::optional<raft::Message>> done = stream->Add(chunk);
+    if (!done.ok()) return rpc::ToGrpc(done.status());
+    if (done->has_value()) {
+      raft::NodeId from = chunk.from();
+      replica_->Deliver({std::move(**done)}, from, "");
+      resp->set_installed(true);
+      return grpc::Status::OK;
+    }
+  }
+  return rpc::ToGrpc(absl::FailedPreconditionError("snapshot stream ended before its message"));
+}
+
+grpc::Status RaftServiceImpl::GetStatus(grpc::ServerContext*, const raft::v1::GetStatusRequest* req,
+                                        raft::v1::GetStatusResponse* resp) {
+  if (absl::Status s = CheckAddressee(req->group_id(), 0, true); !s.ok()) return rpc::ToGrpc(s);
+  ReplicaStatus st = replica_->Status();
+  resp->set_group_id(st.group_id);
+  resp->set_id(st.id);
+  resp->set_term(st.term);
+  resp->set_role(ToProto(st.role));
+  resp->set_leader_id(st.leader);
+  resp->set_leader_address(st.leader_address);
+  resp->set_commit(st.commit);
+  resp->set_applied(st.applied);
+  resp->set_first_index(st.first_index);
+  resp->set_last_index(st.last_index);
+  std::set<raft::NodeId> learners(st.conf.learners.begin(), st.conf.learners.end());
+  for (const auto& [id, address] : st.addresses) {
+    raft::v1::Member* m = resp->add_members();
+    m->set_id(id);
+    m->set_address(address);
+    m->set_learner(learners.count(id) > 0);
+  }
+  for (const raft::PeerProgress& p : st.progress) {
+    raft::v1::PeerProgress* out = resp->add_progress();
+    out->set_id(p.id);
+    out->set_match(p.match);
+    out->set_next(p.next);
+    out->set_state(p.state == raft::PeerProgress::State::kReplicate ? "replicate"
+                   : p.state == raft::PeerProgress::State::kSnapshot ? "snapshot"
+                                                                     : "probe");
+    out->set_learner(p.learner);
+    out->set_recent_active(p.recent_active);
+    auto it = st.addresses.find(p.id);
+    if (it != st.addresses.end()) out->set_address(it->second);
+  }
+  resp->set_ready(st.ready);
+  resp->set_not_ready_reason(st.not_ready_reason);
+  resp->set_snapshots_installed(st.snapshots_installed);
+  resp->set_snapshot_chunks_refused(st.snapshot_chunks_refused);
+  return grpc::Status::OK;
+}
+
+grpc::Status RaftServiceImpl::TransferLeadership(grpc::ServerContext* ctx,
+                                                 const raft::v1::TransferLeadershipRequest* req,
+                                                 raft::v1::TransferLeadershipResponse* resp) {
+  if (absl::Status s = CheckAddressee(req->group_id(), 0, true); !s.ok()) return rpc::ToGrpc(s);
+  if (req->target() == raft::kNoNode) {
+    return rpc::ToGrpc(absl::InvalidArgumentError("target: must not be 0"));
+  }
+  absl::Status s = replica_->TransferLeadership(req->target(), AdminDeadline(ctx));
+  if (!s.ok()) return ToGrpcWithLeaderHint(ctx, s);
+  resp->set_leader_id(replica_->LeaderId());
+  return grpc::Status::OK;
+}
+
+grpc::Status RaftServiceImpl::ChangeMembership(grpc::ServerContext* ctx,
+                                               const raft::v1::ChangeMembershipRequest* req,
+                                               raft::v1::ChangeMembershipResponse* resp) {
+  if (absl::Status s = CheckAddressee(req->group_id(), 0, true); !s.ok()) return rpc::ToGrpc(s);
+  if (req->node() == raft::kNoNode) {
+    return rpc::ToGrpc(absl::InvalidArgumentError("node: must not be 0"));
+  }
+  absl::Time deadline = AdminDeadline(ctx, absl::Minutes(2));
+  absl::StatusOr<raft::Index> index;
+  switch (req->kind()) {
+    case raft::v1::ChangeMembershipRequest::ADD_VOTER:
+      index = replica_->AddVoter(req->node(), req->address(), deadline);
+      break;
+    case raft::v1::ChangeMembershipRequest::ADD_LEARNER:
+      index = replica_->AddLearner(req->node(), req->address(), deadline);
+      break;
+    case raft::v1::ChangeMembershipRequest::REMOVE:
+      index = replica_->RemoveNode(req->node(), deadline);
+      break;
+    default:
+      return rpc::ToGrpc(absl::InvalidArgumentError("kind: must be ADD_VOTER, ADD_LEARNER or REMOVE"));
+  }
+  if (!index.ok()) return ToGrpcWithLeaderHint(ctx, index.status());
+  resp->set_index(*index);
+  ReplicaStatus st = replica_->Status();
+  std::set<raft::NodeId> learners(st.conf.learners.begin(), st.conf.learners.end());
+  for (const auto& [id, address] : st.addresses) {
+    raft::v1::Member* m = resp->add_members();
+    m->set_id(id);
+    m->set_address(address);
+    m->set_learner(learners.count(id) > 0);
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status RaftServiceImpl::SetTestHooks(grpc::ServerContext*,
+                                           const raft::v1::SetTestHooksRequest* req,
+                                           raft::v1::SetTestHooksResponse*) {
+#ifdef MAILGRID_TEST_HOOKS
+  if (absl::Status s = CheckAddressee(req->group_id(), 0, true); !s.ok()) return rpc::ToGrpc(s);
+  std::set<raft::NodeId> drop(req->drop_peers().begin(), req->drop_peers().end());
+  replica_->test_hooks().SetDroppedPeers(drop);
+  replica_->test_hooks().CorruptSnapshotChunks(req->corrupt_snapshot_chunks(),
+                                               req->corrupt_snapshot_files());
+  log::Warn("raft: TEST HOOKS set", {{"drop_peers", static_cast<int>(drop.size())},
+                                     {"corrupt_chunks", req->corrupt_snapshot_chunks()},
+                                     {"corrupt_files", req->corrupt_snapshot_files()}});
+  return grpc::Status::OK;
+#else
+  return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "test hooks are not built in");
+#endif
+}
+
+}  // namespace mailgrid::replica

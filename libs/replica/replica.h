@@ -1,0 +1,332 @@
+// Replica: one member of a Raft group, running. It glues the pure Raft core
+// (libs/raft RawNode) to the RocksDB log and state machine (libs/kv) and to
+// the gRPC transport (transport.h), and is what every stateful service embeds:
+// tenantd, identityd and mailstored each run one Replica in-process and serve
+// KvService (kv_service.h) and RaftService (raft_service.h) on their port.
+//
+// Threads (see README.md):
+//  * the raft loop (replica_loop.cc) owns the RawNode. Everything that
+//    touches the core goes through its inbox: proposals, received messages,
+//    read requests, membership and transfer requests, transport reports. It
+//    ticks on its own timer and handles each Ready in the documented order:
+//    persist (ONE synced write per Ready: group commit), install a received
+//    snapshot, send, apply, complete waiters, serve reads, Advance.
+//  * callers (gRPC handlers, the service's own threads) block in Write/Get/
+//    Scan on a Completion until the loop answers or their deadline passes.
+//  * the transport's sender and snapshot threads.
+//
+// Peer addresses: the initial voters' come from Options::peers. A member
+// added later has its address replicated: AddVoter/AddLearner first commit a
+// record under the reserved key prefix kSystemPrefix ("\0mailgrid/") of the
+// state machine, then the membership change, so every replica (and every
+// snapshot) knows how to reach it. Keys starting with '\0' are refused in
+// client writes. Senders also announce their own address in every batch.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "libs/kv/engine.h"
+#include "libs/kv/raft_log_store.h"
+#include "libs/kv/state_machine.h"
+#include "libs/raft/raw_node.h"
+#include "libs/raft/types.h"
+#include "libs/replica/completion.h"
+#include "libs/replica/metrics.h"
+#include "libs/replica/snapshot_receiver.h"
+#include "libs/replica/transport.h"
+#include "mailgrid/kv/v1/kv.pb.h"
+#include "prometheus/registry.h"
+
+namespace mailgrid::replica {
+
+struct ReplicaOptions {
+  raft::NodeId id = raft::kNoNode;
+  // Names the group; messages for another group are refused.
+  std::string group_id = "default";
+  // The initial voters, id -> host:port (this replica included). For a
+  // replica that joins later: the members to reach, plus itself.
+  std::map<raft::NodeId, std::string> peers;
+  // This replica's address as its peers reach it; default peers[id].
+  std::string advertise_address;
+  std::string data_dir;
+  // true: start empty and wait to be added (no bootstrap).
+  bool join = false;
+
+  absl::Duration tick_interval = absl::Milliseconds(100);
+  int election_tick = 10;
+  int heartbeat_tick = 1;
+
+  // Log compaction: once the log holds more than `compact_log_entries`
+  // applied entries, record a snapshot point at the applied index and drop
+  // all but the newest `compact_keep_entries` (a follower that lags less
+  // than that catches up from the log, not from a snapshot).
+  uint64_t compact_log_entries = 20000;
+  uint64_t compact_keep_entries = 5000;
+  uint64_t snapshot_chunk_bytes = 1 << 20;
+
+  // nullptr: a private registry (tests running several replicas).
+  std::shared_ptr<prometheus::Registry> registry;
+  kv::EngineOptions engine;
+  kv::StateMachineOptions state_machine;
+};
+
+// What Status() reports (and RaftService.GetStatus serves).
+struct ReplicaStatus {
+  raft::NodeId id = raft::kNoNode;
+  std::string group_id;
+  raft::Term term = 0;
+  raft::Role role = raft::Role::kFollower;
+  raft::NodeId leader = raft::kNoNode;
+  std::string leader_address;
+  raft::Index commit = 0;
+  raft::Index applied = 0;
+  raft::Index first_index = 0;
+  raft::Index last_index = 0;
+  raft::ConfState conf;
+  std::vector<raft::PeerProgress> progress;  // leader only
+  std::map<raft::NodeId, std::string> addresses;  // of the members in conf
+  bool ready = false;
+  std::string not_ready_reason;
+  bool disk_full = false;
+  uint64_t snapshots_installed = 0;
+  uint64_t snapshot_chunks_refused = 0;
+};
+
+// NOT_LEADER: FailedPrecondition carrying a kv.v1.NotLeader as payload (the
+// gRPC layer turns it into trailing metadata, see kv_service.h).
+inline constexpr char kNotLeaderPayloadUrl[] = "type.googleapis.com/mailgrid.kv.v1.NotLeader";
+absl::Status NotLeaderError(const kv::v1::NotLeader& hint);
+std::optional<kv::v1::NotLeader> GetNotLeader(const absl::Status& status);
+
+// State-machine keys reserved for the replica itself.
+inline constexpr char kSystemPrefix[] = "\0mailgrid/";
+inline constexpr size_t kSystemPrefixLen = 10;
+std::string PeerAddressKey(raft::NodeId id);
+
+// Refuses client writes that touch a reserved ('\0'-prefixed) key.
+absl::Status CheckNoReservedKeys(const kv::v1::WriteRequest& request);
+
+class Replica final : private TransportHost {
+ public:
+  // Opens (or creates) the replica's store in data_dir/db. A new initial
+  // member (join = false, empty log) bootstraps the group's membership.
+  static absl::StatusOr<std::unique_ptr<Replica>> Open(ReplicaOptions options);
+  ~Replica() override;
+  Replica(const Replica&) = delete;
+  Replica& operator=(const Replica&) = delete;
+
+  // Starts the raft loop and the transport. Call once the gRPC server that
+  // serves RaftService for this replica listens.
+  absl::Status Start();
+  // Stops the loop and the transport; pending callers get UNAVAILABLE.
+  void Stop();
+
+  // ---- the client API (any thread) ----
+
+  // Leader only. Proposes the write and waits until its entry is applied.
+  //  OK: the apply result (a failed condition is OK + condition_failed).
+  //  FAILED_PRECONDITION + NotLeader: not the leader (see GetNotLeader).
+  //  UNAVAILABLE: leadership lost before the entry applied; safe to retry
+  //    with the same request_id.
+  //  DEADLINE_EXCEEDED: outcome unknown.
+  //  RESOURCE_EXHAUSTED: disk full; INVALID_ARGUMENT: bad request.
+  // A request_id whose outcome is already recorded is answered from the
+  // record without proposing (replayed = true).
+  absl::StatusOr<kv::v1::WriteResponse> Write(const kv::v1::WriteRequest& request,
+                                              absl::Time deadline);
+  // LINEARIZABLE: leader only (ReadIndex, then waits for the apply point).
+  // STALE: any replica, from its applied state.
+  absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& request, absl::Time deadline);
+  absl::StatusOr<kv::v1::ScanResponse> Scan(const kv::v1::ScanRequest& request,
+                                            absl::Time deadline);
+
+  // ---- administration (any thread) ----
+  ReplicaStatus Status() const;
+  // Leader only. Returns once `target` leads (as seen here) or at deadline.
+  absl::Status TransferLeadership(raft::NodeId target, absl::Time deadline);
+  // Leader only; one change at a time. Returns the index the change applied at.
+  absl::StatusOr<raft::Index> AddVoter(raft::NodeId id, const std::string& address,
+                                       absl::Time deadline);
+  absl::StatusOr<raft::Index> AddLearner(raft::NodeId id, const std::string& address,
+                                         absl::Time deadline);
+  absl::StatusOr<raft::Index> RemoveNode(raft::NodeId id, absl::Time deadline);
+
+  bool IsLeader() const { return leader_.load() == options_.id && is_leader_.load(); }
+  raft::NodeId LeaderId() const { return leader_.load(); }
+  std::string LeaderAddress() const;
+  // For probes: a leader is known, everything committed when this replica
+  // started (or first heard a leader) is applied, and writes are possible.
+  bool Ready(std::string* reason = nullptr) const;
+
+  // ---- the transport's receiving side (RaftService) ----
+  void Deliver(std::vector<raft::Message> messages, raft::NodeId from,
+               const std::string& from_address);
+  SnapshotReceiver& snapshot_receiver() { return *receiver_; }
+  TestHooks& test_hooks() { return hooks_; }
+
+  raft::NodeId id() const { return options_.id; }
+  const std::string& group_id() const { return options_.group_id; }
+  const std::string& address() const { return options_.advertise_address; }
+  std::string PeerAddress(raft::NodeId id) override;
+  ReplicaMetrics& metrics() { return *metrics_; }
+
+ private:
+  // ---- inbox items ----
+  struct Proposal {
+    std::string data;
+    std::shared_ptr<Completion<kv::v1::WriteResponse>> done;
+  };
+  struct ConfProposal {
+    raft::ConfChange change;
+    std::shared_ptr<Completion<raft::Index>> done;
+  };
+  struct ReadRequest {
+    std::shared_ptr<Completion<raft::Index>> done;  // -> the index to wait for
+  };
+  struct TransferRequest {
+    raft::NodeId target;
+    std::shared_ptr<Completion<bool>> done;  // accepted by the core
+  };
+  struct Report {
+    enum class Kind { kUnreachable, kSnapshotOk, kSnapshotFailed } kind;
+    raft::NodeId peer;
+  };
+  struct Inbox {
+    std::vector<raft::Message> messages;
+    std::vector<Proposal> proposals;
+    std::vector<ConfProposal> conf_changes;
+    std::vector<ReadRequest> reads;
+    std::vector<TransferRequest> transfers;
+    std::vector<Report> reports;
+    bool empty() const {
+      return messages.empty() && proposals.empty() && conf_changes.empty() && reads.empty() &&
+             transfers.empty() && reports.empty();
+    }
+  };
+
+  // ---- waiters, owned by the loop thread ----
+  struct WriteWaiter {
+    raft::Term term;
+    std::shared_ptr<Completion<kv::v1::WriteResponse>> done;
+  };
+  struct ConfWaiter {
+    raft::Term term;
+    std::shared_ptr<Completion<raft::Index>> done;
+  };
+  struct ReadBatch {
+    std::vector<std::shared_ptr<Completion<raft::Index>>> waiters;
+    absl::Time started;
+  };
+
+  explicit Replica(ReplicaOptions options);
+  absl::Status OpenStore();
+
+  // TransportHost.
+  void ReportUnreachable(raft::NodeId id) override;
+  void ReportSnapshot(raft::NodeId id, bool ok) override;
+  absl::StatusOr<kv::SnapshotInfo> CreateSnapshot(const std::string& dir) override;
+
+  // replica.cc: helpers for the public API.
+  absl::Status NotLeader() const;
+  std::string AddressOf(raft::NodeId id) const;
+  // Write without the client-facing checks (system records).
+  absl::StatusOr<kv::v1::WriteResponse> Propose(const kv::v1::WriteRequest& request,
+                                                absl::Time deadline);
+  bool Enqueue(const std::function<void(Inbox&)>& add);
+  absl::StatusOr<raft::Index> ChangeMembership(raft::ConfChange change, const std::string& address,
+                                               absl::Time deadline);
+  absl::StatusOr<raft::Index> WaitReadIndex(absl::Time deadline);
+
+  // replica_loop.cc: the raft-loop thread.
+  void Run();
+  bool InboxReady() const ABSL_SHARED_LOCKS_REQUIRED(inbox_mu_);
+  void HandleInbox(Inbox inbox);
+  void HandleReady(raft::Ready rd);
+  absl::Status Persist(const raft::Ready& rd);
+  absl::Status InstallSnapshot(const raft::SnapshotMeta& meta);
+  void OnSoftState(const raft::SoftState& ss);
+  // Retries `op` until it succeeds or the replica stops (disk full, a
+  // transient storage error); false if stopped first.
+  bool RetryStorage(const char* what, const std::function<absl::Status()>& op);
+  bool stopping() const;
+  void Publish();
+  void FailAllWaiters(const absl::Status& why);
+
+  // replica_apply.cc: applying committed entries, compaction.
+  bool ApplyCommitted(const std::vector<raft::Entry>& entries);
+  absl::Status ApplyEntry(const raft::Entry& e);
+  void CompleteWrite(raft::Index index, raft::Term term, absl::StatusOr<kv::v1::WriteResponse> r);
+  void CompleteConf(raft::Index index, raft::Term term);
+  void DropWaitersUpTo(raft::Index index, const absl::Status& why);
+  void MaybeCompact();
+
+  // replica_reads.cc: ReadIndex batching.
+  void StartReads(std::vector<ReadRequest> reads);
+  void OnReadStates(const std::vector<raft::ReadState>& states);
+  void CompleteReads();
+  void FailReads(const absl::Status& why);
+
+  ReplicaOptions options_;
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::unique_ptr<ReplicaMetrics> metrics_;
+  TestHooks hooks_;
+
+  std::unique_ptr<kv::Engine> engine_;
+  std::unique_ptr<kv::StateMachine> sm_;
+  std::unique_ptr<kv::RaftLogStore> log_;
+  std::unique_ptr<SnapshotReceiver> receiver_;
+  std::unique_ptr<Transport> transport_;
+
+  // ---- the loop's own state (loop thread only after Start) ----
+  std::unique_ptr<raft::RawNode> node_;
+  std::thread loop_;
+  raft::ConfState conf_;  // as of the applied index
+  raft::SoftState soft_;
+  std::map<raft::Index, WriteWaiter> write_waiters_;
+  std::map<raft::Index, ConfWaiter> conf_waiters_;
+  std::map<std::string, ReadBatch> read_batches_;  // by ReadIndex context
+  // Confirmed reads waiting for the apply point, by read index.
+  std::multimap<raft::Index, std::shared_ptr<Completion<raft::Index>>> confirmed_reads_;
+  uint64_t read_seq_ = 0;
+  // Readiness: applied must reach this once a leader is known.
+  raft::Index catch_up_target_ = 0;
+  bool catch_up_target_fixed_ = false;
+  bool started_empty_ = false;
+
+  // ---- shared with callers ----
+  mutable absl::Mutex inbox_mu_;
+  Inbox inbox_ ABSL_GUARDED_BY(inbox_mu_);
+  bool stop_ ABSL_GUARDED_BY(inbox_mu_) = false;
+  bool started_ ABSL_GUARDED_BY(inbox_mu_) = false;
+
+  std::atomic<raft::NodeId> leader_{raft::kNoNode};
+  std::atomic<bool> is_leader_{false};
+  std::atomic<raft::Term> term_{0};
+  std::atomic<bool> disk_full_{false};
+  std::atomic<bool> ready_{false};
+  std::atomic<uint64_t> snapshots_installed_{0};
+
+  mutable absl::Mutex status_mu_;
+  ReplicaStatus published_ ABSL_GUARDED_BY(status_mu_);
+  std::string storage_error_ ABSL_GUARDED_BY(status_mu_);
+
+  // Addresses learned from senders (fallback when neither the flags nor the
+  // replicated records know a member).
+  mutable absl::Mutex addr_mu_;
+  std::map<raft::NodeId, std::string> learned_addresses_ ABSL_GUARDED_BY(addr_mu_);
+};
+
+}  // namespace mailgrid::replica

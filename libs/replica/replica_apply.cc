@@ -1,0 +1,127 @@
+// Applying committed entries (raft loop thread), resolving the writers and
+// membership changes that wait for them, and compacting the log.
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "libs/base/log.h"
+#include "libs/base/status.h"
+#include "libs/replica/codec.h"
+#include "libs/replica/replica.h"
+
+namespace mailgrid::replica {
+namespace {
+
+absl::Status LostLeadership() {
+  return absl::UnavailableError(
+      "lost leadership before the write committed; safe to retry with the same request_id");
+}
+
+}  // namespace
+
+bool Replica::ApplyCommitted(const std::vector<raft::Entry>& entries) {
+  for (const raft::Entry& e : entries) {
+    // Already applied before a restart (the state machine skips it too).
+    if (e.index <= sm_->applied_index()) continue;
+    if (!RetryStorage("apply", [&] { return ApplyEntry(e); })) return false;
+  }
+  return true;
+}
+
+absl::Status Replica::ApplyEntry(const raft::Entry& e) {
+  switch (e.type) {
+    case raft::Entry::Type::kNormal: {
+      ASSIGN_OR_RETURN(kv::v1::WriteResponse resp, sm_->Apply(e.index, e.term, e.data));
+      CompleteWrite(e.index, e.term, std::move(resp));
+      return absl::OkStatus();
+    }
+    case raft::Entry::Type::kNoop:
+      RETURN_IF_ERROR(sm_->ApplyNoop(e.index, e.term));
+      CompleteWrite(e.index, e.term, LostLeadership());
+      return absl::OkStatus();
+    case raft::Entry::Type::kConfChange:
+      break;
+  }
+  absl::StatusOr<raft::ConfChange> cc = raft::DecodeConfChange(e.data);
+  if (!cc.ok()) {
+    // Every replica decodes the same bytes and skips them alike (as the
+    // core does), so the membership stays identical everywhere.
+    log::Error("raft: malformed membership change skipped", {{"index", e.index}, {"error", cc.status()}});
+    RETURN_IF_ERROR(sm_->ApplyNoop(e.index, e.term));
+    CompleteConf(e.index, e.term);
+    return absl::OkStatus();
+  }
+  raft::ConfState next = raft::ApplyConfChange(conf_, *cc);
+  kv::v1::ConfState wire;
+  ToProto(next, &wire);
+  RETURN_IF_ERROR(sm_->ApplyConfState(e.index, e.term, wire));
+  conf_ = std::move(next);
+  log::Info("raft: membership changed",
+            {{"index", e.index}, {"type", static_cast<int>(cc->type)}, {"node", cc->node},
+             {"voters", static_cast<int>(conf_.voters.size())},
+             {"learners", static_cast<int>(conf_.learners.size())}});
+  CompleteConf(e.index, e.term);
+  CompleteWrite(e.index, e.term, LostLeadership());
+  return absl::OkStatus();
+}
+
+void Replica::CompleteWrite(raft::Index index, raft::Term term,
+                            absl::StatusOr<kv::v1::WriteResponse> result) {
+  // Waiters at lower indexes can no longer be matched: their entries were
+  // replaced by a newer leader's (indexes apply in order, without gaps).
+  auto it = write_waiters_.begin();
+  while (it != write_waiters_.end() && it->first <= index) {
+    if (it->first == index && it->second.term == term) {
+      it->second.done->Set(std::move(result));
+    } else {
+      it->second.done->Set(LostLeadership());
+    }
+    it = write_waiters_.erase(it);
+  }
+}
+
+void Replica::CompleteConf(raft::Index index, raft::Term term) {
+  auto it = conf_waiters_.begin();
+  while (it != conf_waiters_.end() && it->first <= index) {
+    if (it->first == index && it->second.term == term) {
+      it->second.done->Set(index);
+    } else {
+      it->second.done->Set(absl::UnavailableError(
+          "lost leadership before the membership change committed; check the membership and retry"));
+    }
+    it = conf_waiters_.erase(it);
+  }
+}
+
+void Replica::DropWaitersUpTo(raft::Index index, const absl::Status& why) {
+  for (auto it = write_waiters_.begin(); it != write_waiters_.end() && it->first <= index;) {
+    it->second.done->Set(why);
+    it = write_waiters_.erase(it);
+  }
+  for (auto it = conf_waiters_.begin(); it != conf_waiters_.end() && it->first <= index;) {
+    it->second.done->Set(why);
+    it = conf_waiters_.erase(it);
+  }
+}
+
+void Replica::MaybeCompact() {
+  const raft::Index applied = sm_->applied_index();
+  const raft::Index first = log_->FirstIndex();
+  if (applied < first || applied - first + 1 <= options_.compact_log_entries) return;
+  // The snapshot point is the applied index: a follower that needs older
+  // entries gets the state machine (at least this new) instead.
+  absl::StatusOr<raft::SnapshotMeta> meta = log_->CreateSnapshot(applied, conf_);
+  if (!meta.ok()) {
+    log::Warn("raft: snapshot point not recorded", {{"index", applied}, {"error", meta.status()}});
+    return;
+  }
+  const raft::Index compact_to = applied - options_.compact_keep_entries;
+  absl::Status s = log_->Compact(compact_to);
+  if (!s.ok()) {
+    log::Warn("raft: log compaction failed", {{"index", compact_to}, {"error", s}});
+    return;
+  }
+  metrics_->log_compactions->Increment();
+  log::Debug("raft: log compacted", {{"snapshot_index", applied}, {"first_index", compact_to + 1}});
+}
+
+}  // namespace mailgrid::replica

@@ -1,0 +1,280 @@
+// The raft-loop thread: the only thread that touches the RawNode.
+//
+// One iteration: wait for work or the next tick; take the whole inbox
+// (everything that arrived while the previous Ready was being persisted:
+// this is where group commit comes from, because all those proposals go
+// into the next Ready and share its one fsync); tick if due; step messages;
+// propose; then handle every Ready in the documented order.
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "libs/base/log.h"
+#include "libs/base/status.h"
+#include "libs/replica/codec.h"
+#include "libs/replica/replica.h"
+
+namespace mailgrid::replica {
+
+bool Replica::InboxReady() const { return stop_ || !inbox_.empty(); }
+
+bool Replica::stopping() const {
+  absl::MutexLock lock(&inbox_mu_);
+  return stop_;
+}
+
+void Replica::Run() {
+  absl::Time next_tick = absl::Now() + options_.tick_interval;
+  while (true) {
+    Inbox inbox;
+    {
+      absl::MutexLock lock(&inbox_mu_);
+      inbox_mu_.AwaitWithDeadline(absl::Condition(this, &Replica::InboxReady), next_tick);
+      if (stop_) break;
+      std::swap(inbox, inbox_);
+    }
+    absl::Time now = absl::Now();
+    if (now >= next_tick) {
+      node_->Tick();
+      next_tick += options_.tick_interval;
+      // Behind by more than a tick (a slow fsync): skip the missed ticks
+      // rather than firing them in a burst that would look like silence.
+      if (next_tick < now) next_tick = now + options_.tick_interval;
+    }
+    HandleInbox(std::move(inbox));
+    while (node_->HasReady()) {
+      HandleReady(node_->GetReady());
+      if (stopping()) break;
+    }
+    Publish();
+  }
+  FailAllWaiters(absl::UnavailableError("replica stopping"));
+}
+
+void Replica::HandleInbox(Inbox inbox) {
+  for (raft::Message& m : inbox.messages) {
+    const auto type = m.type;
+    absl::Status s = node_->Step(std::move(m));
+    if (!s.ok()) log::Debug("raft: message not stepped", {{"type", static_cast<int>(type)}, {"error", s}});
+  }
+  for (const Report& r : inbox.reports) {
+    switch (r.kind) {
+      case Report::Kind::kUnreachable:
+        node_->ReportUnreachable(r.peer);
+        break;
+      case Report::Kind::kSnapshotOk:
+        node_->ReportSnapshot(r.peer, true);
+        break;
+      case Report::Kind::kSnapshotFailed:
+        node_->ReportSnapshot(r.peer, false);
+        break;
+    }
+  }
+  for (Proposal& p : inbox.proposals) {
+    if (disk_full_.load()) {
+      p.done->Set(absl::ResourceExhaustedError("disk full: this replica refuses writes"));
+      continue;
+    }
+    absl::StatusOr<raft::LogPosition> pos = node_->Propose(std::move(p.data));
+    if (!pos.ok()) {
+      metrics_->proposals_refused->Increment();
+      // Leader but refusing (a transfer in progress): retry shortly.
+      p.done->Set(node_->role() == raft::Role::kLeader
+                      ? absl::UnavailableError(pos.status().message())
+                      : NotLeader());
+      continue;
+    }
+    metrics_->proposals->Increment();
+    write_waiters_[pos->index] = WriteWaiter{pos->term, std::move(p.done)};
+  }
+  for (ConfProposal& c : inbox.conf_changes) {
+    absl::StatusOr<raft::LogPosition> pos = node_->ProposeConfChange(c.change);
+    if (!pos.ok()) {
+      c.done->Set(node_->role() == raft::Role::kLeader ? pos.status() : NotLeader());
+      continue;
+    }
+    log::Info("raft: membership change proposed",
+              {{"type", static_cast<int>(c.change.type)}, {"node", c.change.node},
+               {"index", pos->index}});
+    conf_waiters_[pos->index] = ConfWaiter{pos->term, std::move(c.done)};
+  }
+  StartReads(std::move(inbox.reads));
+  for (TransferRequest& t : inbox.transfers) {
+    absl::Status s = node_->TransferLeadership(t.target);
+    if (s.ok()) {
+      log::Info("raft: leadership transfer started", {{"target", t.target}});
+      t.done->Set(true);
+    } else {
+      t.done->Set(node_->role() == raft::Role::kLeader ? s : NotLeader());
+    }
+  }
+}
+
+void Replica::HandleReady(raft::Ready rd) {
+  if (rd.soft_state) OnSoftState(*rd.soft_state);
+  // 1. A snapshot received from the leader: the state machine first, then
+  //    the log (RaftLogStore::Open finishes the job if we die in between).
+  if (rd.snapshot && sm_->applied_index() < rd.snapshot->index) {
+    if (!RetryStorage("install snapshot", [&] { return InstallSnapshot(*rd.snapshot); })) return;
+  }
+  // 2. Persist entries + hard state (+ snapshot point): one synced write.
+  if (rd.snapshot || !rd.entries.empty() || rd.hard_state) {
+    if (!RetryStorage("persist raft log", [&] { return Persist(rd); })) return;
+  }
+  if (rd.snapshot) {
+    conf_ = rd.snapshot->conf;
+    snapshots_installed_.fetch_add(1);
+    metrics_->snapshots_installed->Increment();
+    // Waiters whose entries the snapshot covers never see them applied here.
+    DropWaitersUpTo(rd.snapshot->index,
+                    absl::UnavailableError("replaced by a snapshot from the leader; safe to retry "
+                                           "with the same request_id"));
+    receiver_->Cleanup(rd.snapshot->index);
+    log::Info("raft: snapshot installed",
+              {{"index", rd.snapshot->index}, {"term", rd.snapshot->term}});
+  }
+  // 3. Send, only now that what the messages promise is durable.
+  if (!rd.messages.empty()) transport_->Send(std::move(rd.messages));
+  // 4. Apply, answer writers and readers.
+  if (!ApplyCommitted(rd.committed)) return;
+  OnReadStates(rd.read_states);
+  CompleteReads();
+  // 5. Hand the batch back.
+  node_->Advance(rd);
+  MaybeCompact();
+}
+
+absl::Status Replica::Persist(const raft::Ready& rd) {
+  absl::Time start = absl::Now();
+  RETURN_IF_ERROR(log_->Save(rd.snapshot, rd.entries, rd.hard_state));
+  metrics_->fsync_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  metrics_->entries_per_fsync->Observe(static_cast<double>(rd.entries.size()));
+  return absl::OkStatus();
+}
+
+absl::Status Replica::InstallSnapshot(const raft::SnapshotMeta& meta) {
+  // The receiver verified these files before stepping the message; the
+  // restore verifies every checksum again before it commits.
+  std::string dir = receiver_->DirFor(meta.term, meta.index);
+  RETURN_IF_ERROR(sm_->RestoreFromSnapshot(dir));
+  if (sm_->applied_index() != meta.index) {
+    return absl::DataLossError(absl::StrCat("snapshot in ", dir, " restored to ",
+                                            sm_->applied_index(), ", expected ", meta.index));
+  }
+  return absl::OkStatus();
+}
+
+void Replica::OnSoftState(const raft::SoftState& ss) {
+  const bool was_leader = soft_.role == raft::Role::kLeader;
+  if (ss.leader != soft_.leader) {
+    metrics_->leader_changes->Increment();
+    log::Info("raft: leader changed", {{"leader", ss.leader}, {"term", node_->term()},
+                                       {"role", raft::RoleName(ss.role)}});
+  }
+  if (ss.role == raft::Role::kCandidate && soft_.role != raft::Role::kCandidate) {
+    metrics_->elections->Increment();
+  }
+  soft_ = ss;
+  leader_.store(ss.leader);
+  is_leader_.store(ss.role == raft::Role::kLeader);
+  metrics_->SetRole(ss.role);
+  if (was_leader && ss.role != raft::Role::kLeader) {
+    // Proposed writes stay: each is resolved when its index applies (same
+    // term: it committed after all; another term: it was lost).
+    FailReads(absl::UnavailableError("lost leadership; retry the read at the new leader"));
+  }
+}
+
+bool Replica::RetryStorage(const char* what, const std::function<absl::Status()>& op) {
+  absl::Duration backoff = absl::Milliseconds(100);
+  bool failed = false;
+  while (true) {
+    absl::Status s = op();
+    if (s.ok()) {
+      if (failed) {
+        disk_full_.store(false);
+        metrics_->disk_full->Set(0);
+        absl::MutexLock lock(&status_mu_);
+        storage_error_.clear();
+        log::Info("raft: storage writable again, resuming", {{"step", what}});
+      }
+      return true;
+    }
+    if (!failed) {
+      // Nothing of this Ready was acknowledged or applied yet, and RocksDB
+      // writes are atomic: retrying the same step later is exact.
+      log::Error("raft: storage write failed; retrying, refusing writes meanwhile",
+                 {{"step", what}, {"error", s}, {"disk_full", absl::IsResourceExhausted(s)}});
+      failed = true;
+    }
+    if (absl::IsResourceExhausted(s)) {
+      disk_full_.store(true);
+      metrics_->disk_full->Set(1);
+    }
+    {
+      absl::MutexLock lock(&status_mu_);
+      storage_error_ = absl::StrCat(what, ": ", s.message());
+    }
+    {
+      absl::MutexLock lock(&inbox_mu_);
+      inbox_mu_.AwaitWithTimeout(absl::Condition(&stop_), backoff);
+      if (stop_) return false;
+    }
+    backoff = std::min(backoff * 2, absl::Seconds(2));
+    // RocksDB refuses writes after a failed one until told to resume.
+    absl::Status resumed = engine_->Resume();
+    if (!resumed.ok()) log::Debug("raft: resume failed", {{"error", resumed}});
+  }
+}
+
+void Replica::Publish() {
+  raft::NodeStatus st = node_->Status();
+  term_.store(st.term);
+  const raft::Index applied = sm_->applied_index();
+
+  // Readiness: once a leader is known, catch up to what was committed when
+  // we started (or when we first heard the leader); a replica that started
+  // empty must also have learned that it is a member.
+  if (!ready_.load() && st.leader != raft::kNoNode) {
+    if (!catch_up_target_fixed_) {
+      catch_up_target_ = std::max(catch_up_target_, st.commit);
+      catch_up_target_fixed_ = true;
+    }
+    const bool member =
+        std::count(conf_.voters.begin(), conf_.voters.end(), options_.id) > 0 ||
+        std::count(conf_.learners.begin(), conf_.learners.end(), options_.id) > 0;
+    if (applied >= catch_up_target_ && (member || !started_empty_)) {
+      ready_.store(true);
+      log::Info("raft: replica ready", {{"applied", applied}, {"leader", st.leader}});
+    }
+  }
+
+  metrics_->term->Set(static_cast<double>(st.term));
+  metrics_->commit_index->Set(static_cast<double>(st.commit));
+  metrics_->applied_index->Set(static_cast<double>(applied));
+  metrics_->apply_lag->Set(st.commit > applied ? static_cast<double>(st.commit - applied) : 0);
+
+  ReplicaStatus s;
+  s.id = options_.id;
+  s.group_id = options_.group_id;
+  s.term = st.term;
+  s.role = st.role;
+  s.leader = st.leader;
+  s.commit = st.commit;
+  s.applied = applied;
+  s.first_index = log_->FirstIndex();
+  s.last_index = log_->LastIndex();
+  s.conf = conf_;
+  s.progress = std::move(st.progress);
+  absl::MutexLock lock(&status_mu_);
+  published_ = std::move(s);
+}
+
+void Replica::FailAllWaiters(const absl::Status& why) {
+  for (auto& [index, w] : write_waiters_) w.done->Set(why);
+  write_waiters_.clear();
+  for (auto& [index, w] : conf_waiters_) w.done->Set(why);
+  conf_waiters_.clear();
+  FailReads(why);
+}
+
+}  // namespace mailgrid::replica

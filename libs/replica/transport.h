@@ -1,0 +1,142 @@
+// Transport: carries the Raft core's messages to the other replicas of the
+// group over RaftService (raft.proto), and streams snapshots.
+//
+// Threads: one sender thread per peer. Send() (called by the raft-loop
+// thread) only queues; the peer's thread takes everything queued, sends it
+// as ONE Send RPC (batching), and on failure reports the peer unreachable
+// (the core falls back to probing it) and drops the batch: Raft retransmits
+// whatever matters. The queue is bounded; when a peer is down the oldest
+// appends are dropped first.
+//
+// A kSnapshot message starts a snapshot thread for that peer: the state
+// machine is dumped into a directory (or the last dump is reused, which
+// makes an interrupted transfer resumable), the receiver is asked which
+// files it already holds verified (OfferSnapshot), the missing ones are
+// streamed in chunks with a CRC-32C each (InstallSnapshot), and the raft
+// message travels in the last chunk. The result goes back to the core as
+// ReportSnapshot(ok / failed).
+//
+// Trust: peers are other replicas of the same group (mTLS in the chart);
+// every request names group and addressee so a misrouted one is refused.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "libs/kv/state_machine.h"
+#include "libs/raft/types.h"
+#include "libs/replica/metrics.h"
+
+namespace grpc {
+class ClientContext;
+}
+
+namespace mailgrid::replica {
+
+// What the transport needs from the replica it serves. Called from the
+// transport's threads; implementations must be thread-safe and must not
+// block on the raft loop.
+class TransportHost {
+ public:
+  virtual ~TransportHost() = default;
+  // host:port of a member, "" when unknown.
+  virtual std::string PeerAddress(raft::NodeId id) = 0;
+  virtual void ReportUnreachable(raft::NodeId id) = 0;
+  virtual void ReportSnapshot(raft::NodeId id, bool ok) = 0;
+  // Dumps the state machine into `dir` (StateMachine::CreateSnapshot).
+  virtual absl::StatusOr<kv::SnapshotInfo> CreateSnapshot(const std::string& dir) = 0;
+};
+
+struct TransportOptions {
+  std::string group_id;
+  raft::NodeId self = raft::kNoNode;
+  std::string self_address;
+  // Outgoing snapshot dumps live here (wiped at start).
+  std::string snapshot_dir;
+  size_t max_queued_messages = 8192;
+  uint64_t max_batch_bytes = 8 << 20;
+  uint64_t snapshot_chunk_bytes = 1 << 20;
+  absl::Duration send_timeout = absl::Seconds(5);
+  absl::Duration snapshot_timeout = absl::Minutes(30);
+};
+
+// Test-only fault injection shared by the sending and receiving side
+// (MAILGRID_TEST_HOOKS builds; the RPC that sets it is refused otherwise).
+class TestHooks {
+ public:
+  void SetDroppedPeers(std::set<raft::NodeId> peers);
+  bool Dropped(raft::NodeId peer) const;
+  void CorruptSnapshotChunks(uint32_t in_transit, uint32_t at_source);
+  // Consumes one pending corruption, if any: 1 = in transit (flip after the
+  // CRC), 2 = at the source (flip before the CRC), 0 = none.
+  int TakeCorruption();
+
+ private:
+  mutable absl::Mutex mu_;
+  std::set<raft::NodeId> dropped_ ABSL_GUARDED_BY(mu_);
+  uint32_t corrupt_in_transit_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t corrupt_at_source_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+class PeerSender;
+struct OutgoingSnapshot;
+
+class Transport {
+ public:
+  Transport(TransportOptions options, TransportHost* host, ReplicaMetrics* metrics,
+            TestHooks* hooks);
+  ~Transport();
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
+
+  // Queues messages for their peers; never blocks on the network.
+  void Send(std::vector<raft::Message> messages);
+
+  // Stops every thread; queued messages are dropped. Idempotent.
+  void Stop();
+
+  const TransportOptions& options() const { return options_; }
+
+ private:
+  friend class PeerSender;
+
+  PeerSender* Sender(raft::NodeId peer);
+  void StartSnapshot(raft::Message m);
+  void RunSnapshot(raft::Message m);
+  absl::StatusOr<std::shared_ptr<OutgoingSnapshot>> SnapshotFor(raft::Index at_least);
+  absl::Status StreamSnapshot(raft::Message m, const OutgoingSnapshot& snap);
+  bool stopping() const { return stopping_.load(); }
+  // Calls in flight, cancelled by Stop() so it never waits out a deadline.
+  // Register returns false once stopping (the call must not start).
+  bool RegisterCall(grpc::ClientContext* ctx);
+  void UnregisterCall(grpc::ClientContext* ctx);
+
+  const TransportOptions options_;
+  TransportHost* const host_;
+  ReplicaMetrics* const metrics_;
+  TestHooks* const hooks_;
+  std::atomic<bool> stopping_{false};
+
+  absl::Mutex mu_;
+  std::map<raft::NodeId, std::unique_ptr<PeerSender>> senders_ ABSL_GUARDED_BY(mu_);
+  std::map<raft::NodeId, std::thread> snapshot_threads_ ABSL_GUARDED_BY(mu_);
+  std::set<raft::NodeId> snapshot_in_progress_ ABSL_GUARDED_BY(mu_);
+  absl::Mutex calls_mu_;
+  std::set<grpc::ClientContext*> calls_ ABSL_GUARDED_BY(calls_mu_);
+
+  absl::Mutex snapshot_mu_;  // serialises dumps; guards the cache
+  std::shared_ptr<OutgoingSnapshot> cached_snapshot_ ABSL_GUARDED_BY(snapshot_mu_);
+  uint64_t snapshot_seq_ ABSL_GUARDED_BY(snapshot_mu_) = 0;
+};
+
+}  // namespace mailgrid::replica

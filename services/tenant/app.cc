@@ -1,0 +1,148 @@
+#include "services/tenant/app.h"
+
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "libs/base/log.h"
+#include "libs/base/status.h"
+#include "libs/store/local_store.h"
+#include "services/tenant/token_keys.h"
+
+namespace mailgrid::tenant {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+absl::StatusOr<std::unique_ptr<auth::TokenVerifier>> MakeVerifier(const Options& o) {
+  if (o.token_public_keys.empty()) return std::unique_ptr<auth::TokenVerifier>();
+  auto verifier = std::make_unique<auth::TokenVerifier>(o.token_issuer);
+  for (const std::string& path : o.token_public_keys) {
+    ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
+    auto kid = KeyIdOfPublicPem(pem);
+    if (!kid.ok()) return absl::InvalidArgumentError(absl::StrCat("--token-public-key ", path, ": ", kid.status().message()));
+    RETURN_IF_ERROR(verifier->AddPublicPem(*kid, pem));
+    log::Info("token key loaded", {{"file", path}, {"kid", *kid}});
+  }
+  return verifier;
+}
+
+absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const rpc::CommonConfig& common, const Options& o) {
+  if (o.store == "replicated") {
+    // libs/replica is not in the tree yet; see README ("Storage modes").
+    return absl::UnimplementedError(
+        "--store=replicated: this build has no replicated store yet (libs/replica); use --store=local");
+  }
+  if (common.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required with --store=local");
+  ASSIGN_OR_RETURN(auto local, store::LocalStore::Open(common.data_dir + "/kv"));
+  log::Warn("store is LOCAL: one unreplicated RocksDB in --data-dir (not for production)",
+            {{"dir", common.data_dir + "/kv"}});
+  return std::unique_ptr<store::Store>(std::move(local));
+}
+
+Options g_options;
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<TenantApp>> TenantApp::Create(const rpc::CommonConfig& common, Options options,
+                                                             std::shared_ptr<prometheus::Registry> registry) {
+  RETURN_IF_ERROR(Finish(options));
+  std::unique_ptr<TenantApp> app(new TenantApp());
+  app->options_ = std::move(options);
+  const Options& o = app->options_;
+  ASSIGN_OR_RETURN(app->store_, OpenStore(common, o));
+  app->tenant_store_ = std::make_unique<TenantStore>(app->store_.get());
+  ASSIGN_OR_RETURN(auto verifier, MakeVerifier(o));
+  if (!verifier) log::Warn("no --token-public-key: only onboarding tokens and anonymous calls are accepted");
+  app->auth_ = std::make_unique<Authenticator>(std::move(verifier), app->tenant_store_.get());
+  std::optional<KeySealer> sealer;
+  if (!o.dkim_master_key_bytes.empty()) {
+    ASSIGN_OR_RETURN(KeySealer s, KeySealer::Create(o.dkim_master_key_bytes));
+    sealer = std::move(s);
+  } else {
+    log::Warn("no DKIM master key (--dkim-master-key-file / MAILGRID_DKIM_MASTER_KEY): domains cannot be added");
+  }
+  app->tenants_ = std::make_unique<TenantServiceImpl>(app->tenant_store_.get(), app->auth_.get(), &app->options_);
+  app->domains_ = std::make_unique<DomainServiceImpl>(app->tenant_store_.get(), app->auth_.get(), &app->options_,
+                                                      std::make_unique<CaresResolver>(o.dns_resolver, o.dns_timeout),
+                                                      std::move(sealer));
+  if (registry) {
+    auto& family = prometheus::BuildCounter()
+                       .Name("mailgrid_tenant_domain_rechecks_total")
+                       .Help("Background DNS recheck rounds of all domains, by result")
+                       .Register(*registry);
+    app->rechecks_ok_ = &family.Add({{"result", "ok"}});
+    app->rechecks_failed_ = &family.Add({{"result", "failed"}});
+  }
+  return app;
+}
+
+TenantApp::~TenantApp() { Stop(); }
+
+std::vector<grpc::Service*> TenantApp::Services() { return {tenants_.get(), domains_.get()}; }
+
+absl::Status TenantApp::Start(const rpc::RunContext&) {
+  loop_ = std::thread([this] { Loop(); });
+  return absl::OkStatus();
+}
+
+void TenantApp::BackgroundRound() {
+  if (options_.domain_recheck_interval > absl::ZeroDuration()) {
+    auto checked = domains_->RecheckAll();
+    if (checked.ok()) {
+      if (rechecks_ok_) rechecks_ok_->Increment();
+      log::Debug("domains rechecked", {{"count", *checked}});
+    } else {
+      if (rechecks_failed_) rechecks_failed_->Increment();
+      log::Warn("domain recheck round failed", {{"status", checked.status()}});
+    }
+  }
+  if (absl::Status s = tenants_->PurgeExpired(absl::Now()); !s.ok()) log::Warn("purge failed", {{"status", s}});
+}
+
+void TenantApp::Loop() {
+  // Rechecks are idempotent conditional writes, so every replica may run
+  // them; the loser of a race re-reads and finds nothing left to change.
+  absl::Duration period = options_.domain_recheck_interval > absl::ZeroDuration()
+                              ? std::min(options_.domain_recheck_interval, absl::Hours(1))
+                              : absl::Hours(1);
+  absl::MutexLock lock(&mu_);
+  for (;;) {
+    auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
+    mu_.AwaitWithTimeout(absl::Condition(&stopping), period);
+    if (stopping_) return;
+    mu_.Unlock();
+    BackgroundRound();
+    mu_.Lock();
+  }
+}
+
+void TenantApp::Drain() {
+  absl::MutexLock lock(&mu_);
+  stopping_ = true;
+}
+
+void TenantApp::Stop() {
+  Drain();
+  if (loop_.joinable()) loop_.join();
+}
+
+rpc::ServiceDef ServiceDefinition() {
+  rpc::ServiceDef def;
+  def.name = "tenantd";
+  def.add_flags = [](config::Flags& flags) { AddFlags(flags, g_options); };
+  def.create = [](const rpc::CommonConfig& common, std::shared_ptr<prometheus::Registry> registry)
+      -> absl::StatusOr<std::unique_ptr<rpc::ServiceApp>> {
+    ASSIGN_OR_RETURN(auto app, TenantApp::Create(common, g_options, std::move(registry)));
+    return std::unique_ptr<rpc::ServiceApp>(std::move(app));
+  };
+  return def;
+}
+
+}  // namespace mailgrid::tenant

@@ -1,0 +1,53 @@
+// tenantd's own options (beyond rpc::CommonConfig), registered on the
+// shared Flags object so each is also MAILGRID_<NAME> and a config-file key.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "libs/base/config.h"
+
+namespace mailgrid::tenant {
+
+struct MxHost {
+  std::string host;
+  uint32_t priority = 10;
+};
+
+struct Options {
+  // Storage: "replicated" (libs/replica, when built in) or "local".
+  std::string store = "local";
+  int raft_id = 0;
+  std::string raft_peers;  // "1=host:port,2=host:port,3=host:port"
+  bool raft_join = false;
+
+  // Tokens: PEM public key files (comma list) and the expected issuer.
+  std::vector<std::string> token_public_keys;
+  std::string token_issuer = "mailgrid";
+  absl::Duration onboarding_token_ttl = absl::Hours(24 * 30);
+
+  // Documents.
+  int64_t max_document_bytes = 20 << 20;
+
+  // Domains and DNS.
+  std::vector<std::string> mx_hosts_raw = {};  // "host:priority" items
+  std::vector<MxHost> mx_hosts;                // parsed; default: cluster_hostname:10
+  std::string cluster_hostname = "mail.mailgrid.test";
+  std::string spf_include;                     // default: _spf.<cluster_hostname>
+  std::string dns_resolver;                    // host:port; empty: system resolver
+  absl::Duration dns_timeout = absl::Seconds(3);
+  absl::Duration domain_recheck_interval = absl::Hours(1);
+  std::string dkim_master_key_file;
+  std::string dkim_master_key;  // hex or base64 of 32 bytes (secret)
+  std::string dkim_master_key_bytes;  // resolved 32 raw bytes; empty: DKIM disabled
+};
+
+void AddFlags(config::Flags& flags, Options& options);
+
+// Parses the raw values (MX list, master key) after flags are read.
+absl::Status Finish(Options& options);
+
+}  // namespace mailgrid::tenant

@@ -1,0 +1,23 @@
+// The key id convention for Ed25519 token keys when no key registry exists
+// yet (identityd will publish keys with their ids through GetPublicKeys):
+// the id is derived from the public key itself, "ed25519-" + the first 16
+// hex digits of SHA-256 of its SubjectPublicKeyInfo DER. So a verifier
+// given only PEM files and a signer given only the private key agree on
+// the JWS "kid" with no further configuration. Shared by tenantd and
+// `mailctl token mint`.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace mailgrid::tenant {
+
+absl::StatusOr<std::string> KeyIdOfPublicPem(std::string_view pem);
+absl::StatusOr<std::string> KeyIdOfPrivatePem(std::string_view pem);
+
+// The issuer tenantd expects by default and mailctl mints with.
+inline constexpr char kDefaultTokenIssuer[] = "mailgrid";
+
+}  // namespace mailgrid::tenant

@@ -1,0 +1,184 @@
+#include "tools/mailctl/tenant_client.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "google/protobuf/util/json_util.h"
+#include "libs/auth/token.h"
+#include "libs/rpc/client.h"
+#include "mailgrid/common/v1/common.pb.h"
+#include "services/tenant/token_keys.h"
+
+namespace mailgrid::mailctl {
+
+std::string Args::Get(const std::string& name, const std::string& fallback) const {
+  auto it = options.find(name);
+  return it == options.end() ? fallback : it->second;
+}
+
+absl::StatusOr<std::string> Args::Required(const std::string& name) const {
+  auto it = options.find(name);
+  if (it == options.end() || it->second.empty()) return absl::InvalidArgumentError(absl::StrCat("--", name, " is required"));
+  return it->second;
+}
+
+absl::StatusOr<std::string> Args::Positional(size_t i, const std::string& what) const {
+  if (i >= positional.size()) return absl::InvalidArgumentError(absl::StrCat("missing ", what));
+  return positional[i];
+}
+
+absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& raw, std::set<std::string> flags) {
+  flags.insert("json");
+  Args out;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    const std::string& a = raw[i];
+    if (a.size() < 3 || a.rfind("--", 0) != 0) {
+      out.positional.push_back(a);
+      continue;
+    }
+    std::string name = a.substr(2);
+    size_t eq = name.find('=');
+    if (eq != std::string::npos) {
+      out.options[name.substr(0, eq)] = name.substr(eq + 1);
+    } else if (flags.count(name)) {
+      out.flags.insert(name);
+    } else if (i + 1 < raw.size()) {
+      out.options[name] = raw[++i];
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("--", name, " needs a value"));
+    }
+  }
+  return out;
+}
+
+namespace {
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v == nullptr ? "" : v;
+}
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read ", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> MintToken(const std::string& key_file, const std::vector<std::string>& roles,
+                                      const std::string& tenant, const std::string& subject, const std::string& issuer,
+                                      int64_t ttl_seconds) {
+  auto pem = ReadFile(key_file);
+  if (!pem.ok()) return pem.status();
+  auto kid = tenant::KeyIdOfPrivatePem(*pem);
+  if (!kid.ok()) return absl::InvalidArgumentError(absl::StrCat(key_file, ": ", kid.status().message()));
+  auto signer = auth::TokenSigner::FromPrivatePem(*kid, *pem);
+  if (!signer.ok()) return absl::InvalidArgumentError(absl::StrCat(key_file, ": ", signer.status().message()));
+  auth::Claims c;
+  c.issuer = issuer;
+  c.subject = subject;
+  c.tenant_id = tenant;
+  c.roles = roles;
+  c.token_id = absl::StrCat("mailctl-", absl::ToUnixNanos(absl::Now()));
+  c.issued_at = absl::Now();
+  c.expires_at = c.issued_at + absl::Seconds(ttl_seconds);
+  return (*signer)->Sign(c);
+}
+
+absl::StatusOr<TenantdClient> TenantdClient::Connect(const Invocation& inv, const Args& args) {
+  TenantdClient c;
+  c.json_ = inv.json || args.flags.count("json");
+  std::string addrs = args.Get("tenantd", Env("MAILGRID_TENANTD"));
+  if (!addrs.empty()) {
+    for (absl::string_view a : absl::StrSplit(addrs, ',', absl::SkipEmpty())) c.addresses_.emplace_back(a);
+  } else if (inv.cluster != nullptr) {
+    auto list = inv.cluster->Addresses("tenantd");
+    if (!list.ok()) return list.status();
+    c.addresses_ = *list;
+  } else {
+    return absl::InvalidArgumentError("where is tenantd? give --tenantd ADDR or mailctl --cluster cluster.json");
+  }
+  std::string token = args.Get("token", Env("MAILGRID_TOKEN"));
+  std::string key_file = args.Get("token-key", Env("MAILGRID_TOKEN_KEY"));
+  if (!token.empty()) {
+    c.token_ = token;
+  } else if (!key_file.empty()) {
+    std::vector<std::string> roles = absl::StrSplit(args.Get("role", "platform_operator"), ',', absl::SkipEmpty());
+    auto minted = MintToken(key_file, roles, args.Get("token-tenant"), args.Get("subject", "mailctl"),
+                            args.Get("token-issuer", tenant::kDefaultTokenIssuer), 600);
+    if (!minted.ok()) return minted.status();
+    c.token_ = *minted;
+  }
+  return c;
+}
+
+absl::Status TenantdClient::Run(
+    const std::function<grpc::Status(const std::shared_ptr<grpc::Channel>&, grpc::ClientContext*)>& call) const {
+  grpc::Status last;
+  for (const std::string& address : addresses_) {
+    rpc::ClientOptions options;
+    options.target = address;
+    auto channel = rpc::MakeChannel(options);
+    if (!channel.ok()) return channel.status();
+    auto ctx = rpc::ContextWithDeadline(absl::Seconds(60));
+    if (!token_.empty()) ctx->AddMetadata("authorization", "Bearer " + token_);
+    last = call(*channel, ctx.get());
+    // Unreachable: try the next replica. Anything else is the answer.
+    if (last.error_code() != grpc::StatusCode::UNAVAILABLE) return FromRpc(last);
+  }
+  if (addresses_.size() > 1) {
+    return absl::UnavailableError(absl::StrCat("no tenantd reachable (tried ", addresses_.size(), "): ",
+                                               last.error_message()));
+  }
+  return FromRpc(last);
+}
+
+absl::Status FromRpc(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  static const char* const kNames[] = {"OK",        "CANCELLED",         "UNKNOWN",          "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",   "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED", "INTERNAL",      "UNAVAILABLE",      "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
+  int code = status.error_code();
+  std::string line = absl::StrCat(code >= 0 && code <= 16 ? kNames[code] : "ERROR", ": ", status.error_message());
+  common::v1::RpcStatus details;
+  if (!status.error_details().empty() && details.ParseFromString(status.error_details())) {
+    for (const auto& any : details.details()) {
+      common::v1::LimitDetail l;
+      if (any.UnpackTo(&l) && line.find(l.limit()) == std::string::npos) {
+        absl::StrAppend(&line, " [", l.limit(), " = ",
+                        l.value().unlimited() ? "unlimited" : absl::StrCat(l.value().value()), ", in use ", l.usage(),
+                        "]");
+      }
+    }
+  }
+  return absl::Status(static_cast<absl::StatusCode>(code), line);
+}
+
+std::string Json(const google::protobuf::Message& message) {
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  std::string out;
+  (void)google::protobuf::util::MessageToJsonString(message, &out, o);
+  return out;
+}
+
+std::string When(int64_t seconds) {
+  if (seconds == 0) return "-";
+  return absl::FormatTime("%Y-%m-%d %H:%M:%SZ", absl::FromUnixSeconds(seconds), absl::UTCTimeZone());
+}
+
+std::string EnumWord(const std::string& name, const std::string& prefix) {
+  return absl::StartsWith(name, prefix) ? name.substr(prefix.size()) : name;
+}
+
+}  // namespace mailgrid::mailctl

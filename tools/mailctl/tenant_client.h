@@ -1,0 +1,84 @@
+// What `mailctl tenant|plan|domain|token` share: their option syntax, how
+// they find tenantd and authenticate, how they print.
+//
+// Finding tenantd: --tenantd ADDR[,ADDR] (or MAILGRID_TENANTD), else the
+// "grpc"."tenantd" list of --cluster cluster.json; each address is tried
+// in turn while the previous one is unreachable.
+// Credentials, first that applies:
+//   --token TOKEN (or MAILGRID_TOKEN): an access token or an onboarding
+//     token ("mgot_...") as is;
+//   --token-key FILE (or MAILGRID_TOKEN_KEY): an Ed25519 private key PEM;
+//     mailctl mints a 10-minute token with --role (default
+//     platform_operator, comma list), --token-tenant and --subject.
+//   nothing: an anonymous call (RegisterTenant needs none).
+#pragma once
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "google/protobuf/message.h"
+#include "grpcpp/channel.h"
+#include "grpcpp/client_context.h"
+#include "tools/mailctl/command.h"
+
+namespace mailgrid::mailctl {
+
+// `--name value`, `--name=value` and bare `--flag` (for names in
+// `flags`), mixed with positional arguments in any order.
+struct Args {
+  std::vector<std::string> positional;
+  std::map<std::string, std::string> options;
+  std::set<std::string> flags;
+
+  bool Has(const std::string& name) const { return options.count(name) > 0 || flags.count(name) > 0; }
+  std::string Get(const std::string& name, const std::string& fallback = "") const;
+  // INVALID_ARGUMENT "--name is required".
+  absl::StatusOr<std::string> Required(const std::string& name) const;
+  // The i-th positional argument, or INVALID_ARGUMENT naming `what`.
+  absl::StatusOr<std::string> Positional(size_t i, const std::string& what) const;
+};
+
+// Options every tenantd command accepts; `flags` names the command's own
+// boolean flags.
+absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& raw, std::set<std::string> flags = {});
+
+class TenantdClient {
+ public:
+  static absl::StatusOr<TenantdClient> Connect(const Invocation& inv, const Args& args);
+
+  // Runs `call` with a fresh authenticated context, against each address
+  // until one is reachable. The grpc::Status becomes one readable line.
+  absl::Status Run(const std::function<grpc::Status(const std::shared_ptr<grpc::Channel>&, grpc::ClientContext*)>& call) const;
+
+  bool json() const { return json_; }
+
+ private:
+  std::vector<std::string> addresses_;
+  std::string token_;
+  bool json_ = false;
+};
+
+// A grpc::Status as one line: "NOT_FOUND: tenant t-x not found", with the
+// limit details of RESOURCE_EXHAUSTED / LIMIT_BELOW_USAGE appended.
+absl::Status FromRpc(const grpc::Status& status);
+
+// One-line JSON of a message (proto field names, enums by name).
+std::string Json(const google::protobuf::Message& message);
+
+// "2026-11-27 10:00:00Z" or "-" for an unset timestamp.
+std::string When(int64_t seconds);
+
+// Mints an access token with the Ed25519 private key in `key_file`.
+absl::StatusOr<std::string> MintToken(const std::string& key_file, const std::vector<std::string>& roles,
+                                      const std::string& tenant, const std::string& subject,
+                                      const std::string& issuer, int64_t ttl_seconds);
+
+// Strips a common prefix from an enum name: ("TENANT_STATE_ACTIVE", "TENANT_STATE_") -> "ACTIVE".
+std::string EnumWord(const std::string& name, const std::string& prefix);
+
+}  // namespace mailgrid::mailctl
