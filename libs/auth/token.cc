@@ -37,6 +37,10 @@ std::string ClaimsJson(const Claims& c) {
   j["roles"] = c.roles;
   if (!c.token_id.empty()) j["jti"] = c.token_id;
   if (!c.session_id.empty()) j["sid"] = c.session_id;
+  if (!c.mailbox_ids.empty()) j["mbx"] = c.mailbox_ids;
+  if (!c.scope.empty()) j["scp"] = c.scope;
+  if (!c.auth_methods.empty()) j["amr"] = c.auth_methods;
+  if (!c.service.empty()) j["svc"] = c.service;
   j["iat"] = absl::ToUnixSeconds(c.issued_at);
   j["exp"] = absl::ToUnixSeconds(c.expires_at);
   return j.dump();
@@ -62,12 +66,20 @@ absl::StatusOr<Claims> ParseClaims(std::string_view json) {
   c.address = str("email");
   c.token_id = str("jti");
   c.session_id = str("sid");
-  if (auto it = j.find("roles"); it != j.end() && it->is_array()) {
-    for (const auto& r : *it) {
-      if (!r.is_string()) return Unauthenticated("roles must be strings");
-      c.roles.push_back(r.get<std::string>());
+  auto strings = [&](const char* k, std::vector<std::string>* out) {
+    auto it = j.find(k);
+    if (it == j.end()) return true;
+    if (!it->is_array()) return false;
+    for (const auto& v : *it) {
+      if (!v.is_string()) return false;
+      out->push_back(v.get<std::string>());
     }
-  }
+    return true;
+  };
+  if (!strings("roles", &c.roles) || !strings("mbx", &c.mailbox_ids) || !strings("amr", &c.auth_methods))
+    return Unauthenticated("roles, mbx and amr must be arrays of strings");
+  c.scope = str("scp");
+  c.service = str("svc");
   int64_t iat = 0, exp = 0;
   if (!num("exp", &exp)) return Unauthenticated("no exp");
   num("iat", &iat);

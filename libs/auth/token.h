@@ -8,6 +8,7 @@
 // Why Ed25519: small keys, fast verification, no parameter choices to get
 // wrong; OpenSSL 3 provides it. Verification results are cached by token
 // bytes so a service checking the same token per call pays once.
+// The claims are documented as common.v1.AccessTokenClaims.
 #pragma once
 
 #include <cstdint>
@@ -39,6 +40,11 @@ struct Claims {
   std::vector<std::string> roles;
   std::string token_id;   // jti
   std::string session_id; // sid: lets identityd revoke a session's tokens
+  // mbx: mailbox ids the principal may open (own mailbox + seated shared ones).
+  std::vector<std::string> mailbox_ids;
+  std::string scope;      // scp: "full", "mail", "totp_enrolment" (common.proto TokenScope)
+  std::vector<std::string> auth_methods;  // amr: "pwd", "otp", "sso", "qr", "app"
+  std::string service;    // svc: the calling service, for service tokens
   absl::Time issued_at;   // iat
   absl::Time expires_at;  // exp
 

@@ -14,6 +14,9 @@ Claims Alice(absl::Time now) {
   c.address = "alice@acme.test";
   c.roles = {kRoleUser, kRoleTenantAdmin};
   c.token_id = "jti-1";
+  c.mailbox_ids = {"mbx-1", "mbx-shared"};
+  c.scope = "mail";
+  c.auth_methods = {"pwd", "otp"};
   c.issued_at = now;
   c.expires_at = now + absl::Minutes(15);
   return c;
@@ -51,6 +54,9 @@ TEST(TokenTest, SignedTokenVerifiesWithItsClaims) {
   EXPECT_TRUE(claims->HasRole(kRoleTenantAdmin));
   EXPECT_FALSE(claims->HasRole(kRolePlatformOperator));
   EXPECT_EQ(claims->expires_at, now + absl::Minutes(15));
+  EXPECT_EQ(claims->mailbox_ids, (std::vector<std::string>{"mbx-1", "mbx-shared"}));
+  EXPECT_EQ(claims->scope, "mail");
+  EXPECT_EQ(claims->auth_methods, (std::vector<std::string>{"pwd", "otp"}));
 }
 
 TEST(TokenTest, ExpiredTokenIsRefusedEvenWhenCached) {
