@@ -18,6 +18,12 @@ function(_mailgrid_common target)
   if(MAILGRID_SANITIZE)
     target_link_options(${target} PUBLIC -fsanitize=address,undefined)
   endif()
+  if(MAILGRID_FUZZ)
+    # Every library is instrumented for coverage, so a fuzz target gets
+    # feedback from the parser it drives, not only from its own few lines.
+    target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link,address,undefined)
+    target_link_options(${target} PUBLIC -fsanitize=address,undefined)
+  endif()
   if(MAILGRID_TEST_HOOKS)
     target_compile_definitions(${target} PUBLIC MAILGRID_TEST_HOOKS=1)
   endif()

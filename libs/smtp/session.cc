@@ -1,5 +1,7 @@
-// ServerSession, part 1: input framing, output, and the driver's decisions.
-// The per-command handlers are in session_commands.cc.
+// ServerSession, part 1: input framing, output, and the readers of each
+// phase (commands, DATA, BDAT chunks, AUTH lines). Part 2,
+// session_commands.cc, has one handler per verb; part 3,
+// session_decisions.cc, applies the driver's answers.
 #include "libs/smtp/session.h"
 
 #include <algorithm>
@@ -7,6 +9,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "libs/smtp/ascii.h"
 
 namespace mailgrid::smtp {
 
@@ -214,8 +217,16 @@ Event ServerSession::Next() {
 }
 
 std::optional<Event> ServerSession::ProcessCommandPhase() {
+  // RFC 4954 §4: an AUTH line may carry a long initial response (OAuth
+  // bearer tokens run to several KB), so it gets the AUTH line limit. The
+  // prefix is always known by the time the limit matters (>= 512 octets).
+  size_t limit = config_.max_command_line_length;
+  if (config_.auth_enabled &&
+      internal::StartsWithIgnoreCase(std::string_view(in_).substr(pos_), "AUTH ")) {
+    limit = std::max(limit, config_.max_auth_line_length);
+  }
   std::string_view line;
-  switch (ReadLine(config_.max_command_line_length, &line)) {
+  switch (ReadLine(limit, &line)) {
     case LineStatus::kNeedMore:
       return event::NeedInput{};
     case LineStatus::kTooLong:

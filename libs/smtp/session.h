@@ -50,7 +50,9 @@ struct SessionConfig {
   // extensions raise it; with DSN an RCPT may legally carry a 500-octet ORCPT
   // (RFC 3461 §4), so we accept 2048 like Postfix's line_length_limit.
   size_t max_command_line_length = 2048;
-  // RFC 4954 §4: AUTH response lines may be up to 12288 octets.
+  // RFC 4954 §4: AUTH exchange lines may be up to 12288 octets; the limit
+  // also applies to an AUTH command line with an initial response (XOAUTH2
+  // and OAUTHBEARER tokens exceed max_command_line_length).
   size_t max_auth_line_length = 12288;
   // Errors (4xx/5xx replies) before "421 4.7.0 too many errors"; 0 = no cap.
   size_t max_errors = 20;

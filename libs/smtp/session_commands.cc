@@ -1,11 +1,12 @@
 // ServerSession, part 2: one handler per SMTP verb. Each either answers on
 // its own (syntax, sequence and limit errors, RSET/NOOP/QUIT/HELP) or stashes
 // the parsed command and returns a decision event for the driver.
+#include "libs/smtp/session.h"
+
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "libs/smtp/session.h"
 
 namespace mailgrid::smtp {
 namespace {

@@ -1,8 +1,9 @@
 // ServerSession, part 3: applying the driver's answers to decision events.
+#include "libs/smtp/session.h"
+
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "libs/smtp/session.h"
 
 namespace mailgrid::smtp {
 
