@@ -14,7 +14,14 @@ constexpr bool IsCtl(unsigned char c) { return c < 0x20 || c == 0x7f; }
 constexpr bool IsAtomChar(unsigned char c) {
   if (c <= 0x20 || c >= 0x7f) return false;
   switch (c) {
-    case '(': case ')': case '{': case '%': case '*': case '"': case '\\': case ']':
+    case '(':
+    case ')':
+    case '{':
+    case '%':
+    case '*':
+    case '"':
+    case '\\':
+    case ']':
       return false;
     default:
       return true;
@@ -25,9 +32,7 @@ constexpr bool IsAtomChar(unsigned char c) {
 constexpr bool IsAstringChar(unsigned char c) { return IsAtomChar(c) || c == ']'; }
 
 // list-char = ATOM-CHAR / list-wildcards / resp-specials.
-constexpr bool IsListChar(unsigned char c) {
-  return IsAstringChar(c) || c == '%' || c == '*';
-}
+constexpr bool IsListChar(unsigned char c) { return IsAstringChar(c) || c == '%' || c == '*'; }
 
 // tag = 1*<any ASTRING-CHAR except "+">.
 constexpr bool IsTagChar(unsigned char c) { return IsAstringChar(c) && c != '+'; }
@@ -43,7 +48,9 @@ constexpr bool IsBareTokenChar(unsigned char c) {
 }
 
 // TEXT-CHAR = <any CHAR except CR and LF>, CHAR = %x01-7F.
-constexpr bool IsTextChar(unsigned char c) { return c >= 0x01 && c <= 0x7f && c != '\r' && c != '\n'; }
+constexpr bool IsTextChar(unsigned char c) {
+  return c >= 0x01 && c <= 0x7f && c != '\r' && c != '\n';
+}
 
 constexpr char ToUpper(char c) { return (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c; }
 

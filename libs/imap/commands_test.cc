@@ -45,8 +45,8 @@ TEST(Commands, AuthenticateInitialResponseIsDecoded) {
 
 TEST(Commands, AppendMovesTheMessage) {
   const std::string body(100000, 'm');
-  Command c = Parse("a APPEND INBOX (\\Seen) {100000+}\r\n" + body + "\r\n",
-                    SessionState::kAuthenticated);
+  Command c =
+      Parse("a APPEND INBOX (\\Seen) {100000+}\r\n" + body + "\r\n", SessionState::kAuthenticated);
   const AppendArgs& a = c.get<AppendArgs>();
   ASSERT_EQ(a.messages.size(), 1u);
   EXPECT_EQ(a.messages[0].data, body);
@@ -100,13 +100,14 @@ TEST(Registry, TableIsConsistent) {
     for (char c : s.name) EXPECT_FALSE(c >= 'a' && c <= 'z') << s.name;
   }
   // Every command the issue lists.
-  for (const char* n : {"CAPABILITY", "NOOP", "LOGOUT", "STARTTLS", "AUTHENTICATE", "LOGIN",
-                        "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE",
-                        "UNSUBSCRIBE", "LIST", "LSUB", "NAMESPACE", "STATUS", "APPEND", "CHECK",
-                        "CLOSE", "UNSELECT", "EXPUNGE", "UID EXPUNGE", "SEARCH", "FETCH", "STORE",
-                        "COPY", "MOVE", "UID COPY", "UID MOVE", "UID FETCH", "UID STORE",
-                        "UID SEARCH", "IDLE", "ENABLE", "ID", "GETQUOTA", "GETQUOTAROOT",
-                        "SETQUOTA", "COMPRESS"}) {
+  for (const char* n :
+       {"CAPABILITY",  "NOOP",         "LOGOUT",     "STARTTLS",  "AUTHENTICATE", "LOGIN",
+        "SELECT",      "EXAMINE",      "CREATE",     "DELETE",    "RENAME",       "SUBSCRIBE",
+        "UNSUBSCRIBE", "LIST",         "LSUB",       "NAMESPACE", "STATUS",       "APPEND",
+        "CHECK",       "CLOSE",        "UNSELECT",   "EXPUNGE",   "UID EXPUNGE",  "SEARCH",
+        "FETCH",       "STORE",        "COPY",       "MOVE",      "UID COPY",     "UID MOVE",
+        "UID FETCH",   "UID STORE",    "UID SEARCH", "IDLE",      "ENABLE",       "ID",
+        "GETQUOTA",    "GETQUOTAROOT", "SETQUOTA",   "COMPRESS"}) {
     EXPECT_NE(FindCommand(n), nullptr) << n;
   }
   EXPECT_EQ(FindCommand("fetch"), nullptr);  // the receiver upper-cases first

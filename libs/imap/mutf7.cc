@@ -59,7 +59,8 @@ absl::Status DecodeShift(std::string_view body, std::string* out) {
   uint32_t high = 0;  // pending high surrogate
   for (char c : body) {
     const int v = Base64Value(c);
-    if (v < 0) return Invalid(absl::StrFormat("byte 0x%02X inside a shift", static_cast<unsigned char>(c)));
+    if (v < 0)
+      return Invalid(absl::StrFormat("byte 0x%02X inside a shift", static_cast<unsigned char>(c)));
     bits = (bits << 6) | static_cast<uint32_t>(v);
     nbits += 6;
     if (nbits < 16) continue;

@@ -105,12 +105,13 @@ TEST(Base64, StrictDecoding) {
   EXPECT_EQ(DecodeBase64("").value(), "");
   EXPECT_EQ(DecodeBase64("YQ==").value(), "a");
   EXPECT_EQ(DecodeBase64("YWI=").value(), "ab");
-  EXPECT_FALSE(DecodeBase64("YQ").ok());      // no padding
-  EXPECT_FALSE(DecodeBase64("YR==").ok());    // non-zero padding bits
-  EXPECT_FALSE(DecodeBase64("Y Q==").ok());   // whitespace
-  EXPECT_FALSE(DecodeBase64("=YQ=").ok());    // padding in front
+  EXPECT_FALSE(DecodeBase64("YQ").ok());        // no padding
+  EXPECT_FALSE(DecodeBase64("YR==").ok());      // non-zero padding bits
+  EXPECT_FALSE(DecodeBase64("Y Q==").ok());     // whitespace
+  EXPECT_FALSE(DecodeBase64("=YQ=").ok());      // padding in front
   EXPECT_FALSE(DecodeBase64("YQ==YQ==").ok());  // padding in the middle
-  for (const std::string& s : std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
+  for (const std::string& s :
+       std::vector<std::string>{"", "a", "ab", "abc", "abcd", std::string("\0\xff\x10", 3)}) {
     EXPECT_EQ(DecodeBase64(EncodeBase64(s)).value(), s);
   }
 }

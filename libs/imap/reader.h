@@ -22,8 +22,8 @@
 
 namespace mailgrid::imap {
 
-using ReadResult = std::variant<NeedMoreData, NeedContinuation, Command, SaslResponse, IdleDone,
-                                ProtocolError>;
+using ReadResult =
+    std::variant<NeedMoreData, NeedContinuation, Command, SaslResponse, IdleDone, ProtocolError>;
 
 class CommandReader {
  public:

@@ -271,6 +271,7 @@ ProtocolError Receiver::FailAtLiteral(const LiteralHeader& h, ProtocolError e) {
 bool Receiver::SkipLiteral() {
   const uint64_t n = std::min<uint64_t>(skip_left_, in_.size() - pos_);
   pos_ += static_cast<size_t>(n);
+  scan_ = 0;
   skip_left_ -= n;
   Compact();
   if (skip_left_ > 0) return false;
@@ -292,12 +293,13 @@ bool Receiver::SkipLine() {
     return false;
   }
   pos_ += take + 1;
+  scan_ = 0;
   std::string tail = std::move(skip_tail_);
   skip_tail_.clear();
   if (!tail.empty() && tail.back() == '\r') tail.pop_back();
   if (!ResumeAfterLine(tail)) {
-    pending_error_ = Emit(ProtocolError{"", Condition::kBye, "TOOBIG",
-                                        "Literal too large to skip", true});
+    pending_error_ =
+        Emit(ProtocolError{"", Condition::kBye, "TOOBIG", "Literal too large to skip", true});
   }
   return true;
 }
@@ -324,7 +326,8 @@ std::optional<ReceiverResult> Receiver::HandleModeLine(std::string_view line) {
   return SaslResponse{false, std::move(*decoded)};
 }
 
-std::optional<ReceiverResult> Receiver::StartCommand(std::string_view line, std::string_view* rest) {
+std::optional<ReceiverResult> Receiver::StartCommand(std::string_view line,
+                                                     std::string_view* rest) {
   const size_t sp = line.find(' ');
   const std::string_view tag = line.substr(0, sp);
   bool tag_ok = !tag.empty() && tag.size() <= limits_.max_tag_length;
@@ -353,10 +356,10 @@ std::optional<ReceiverResult> Receiver::StartCommand(std::string_view line, std:
   CommandCheck check;
   if (lookup_ != nullptr) check = lookup_(name, state_);
   if (check.verdict != CommandCheck::Verdict::kOk) {
-    std::string text = check.verdict == CommandCheck::Verdict::kUnknown
-                           ? "Unknown command " + name
-                           : name + " is not allowed in the " +
-                                 std::string(SessionStateName(state_)) + " state";
+    std::string text =
+        check.verdict == CommandCheck::Verdict::kUnknown
+            ? "Unknown command " + name
+            : name + " is not allowed in the " + std::string(SessionStateName(state_)) + " state";
     return FailLine(line, ProtocolError{std::string(tag), Condition::kBad, "", std::move(text)});
   }
   ResetCommand();
@@ -377,7 +380,8 @@ std::optional<ReceiverResult> Receiver::HandleLine(std::string_view line) {
   }
   command_bytes_ += line.size() + 2;
   if (command_bytes_ > CommandLimit()) {
-    return FailLine(line, ProtocolError{request_.tag, Condition::kBad, "TOOBIG", "Command too long"});
+    return FailLine(line,
+                    ProtocolError{request_.tag, Condition::kBad, "TOOBIG", "Command too long"});
   }
   std::optional<LiteralHeader> literal;
   if (absl::Status s = Tokenize(rest, &literal); !s.ok()) {
@@ -396,9 +400,9 @@ std::optional<ReceiverResult> Receiver::HandleLiteralHeader(const LiteralHeader&
   if (h.size > limit || h.size > CommandLimit() - command_bytes_) {
     // RFC 9051 §7.1 / RFC 7889: NO [TOOBIG], decided from the announced
     // size alone; none of the literal is ever stored.
-    return FailAtLiteral(h, ProtocolError{request_.tag, Condition::kNo, "TOOBIG",
-                                          "Literal too large (limit " + std::to_string(limit) +
-                                              " bytes)"});
+    return FailAtLiteral(
+        h, ProtocolError{request_.tag, Condition::kNo, "TOOBIG",
+                         "Literal too large (limit " + std::to_string(limit) + " bytes)"});
   }
   Token t;
   t.type = Token::Type::kLiteral;
@@ -424,12 +428,14 @@ std::optional<ReceiverResult> Receiver::ReadLiteral() {
     ProtocolError e{request_.tag, Condition::kBad, "", "NUL in literal (use literal8)"};
     skip_left_ = literal_left_ - n;
     pos_ += n;
+    scan_ = 0;
     ResetCommand();
     phase_ = Phase::kSkipLiteral;
     return Emit(std::move(e));
   }
   t.value.append(base, n);
   pos_ += n;
+  scan_ = 0;
   literal_left_ -= n;
   if (literal_left_ == 0) {
     phase_ = Phase::kLine;

@@ -21,8 +21,7 @@ TEST(Receiver, FramesACommand) {
   Request req = Expect<Request>(r);
   EXPECT_EQ(req.tag, "a1");
   EXPECT_EQ(req.command, "FETCH");
-  EXPECT_EQ(DebugString(req.args),
-            "1:* (FLAGS BODY.PEEK[HEADER.FIELDS (From \"To\") ]<0.10>)");
+  EXPECT_EQ(DebugString(req.args), "1:* (FLAGS BODY.PEEK[HEADER.FIELDS (From \"To\") ]<0.10>)");
   ASSERT_EQ(req.args.size(), 2u);
   ASSERT_EQ(req.args[1].items.size(), 4u);
   EXPECT_EQ(req.args[1].items[2].type, Token::Type::kList);

@@ -61,7 +61,9 @@ bool IsAtom(std::string_view s) {
   return true;
 }
 
-std::string SanitizeText(std::string_view text, bool utf8) {
+namespace {
+
+std::string RepairText(std::string_view text, bool utf8) {
   std::string out;
   out.reserve(text.size());
   const bool keep_8bit = utf8 && IsValidUtf8(text);
@@ -77,14 +79,23 @@ std::string SanitizeText(std::string_view text, bool utf8) {
   }
   // A text starting with "[" would be read as a response code.
   if (!out.empty() && out[0] == '[') out.insert(out.begin(), ' ');
-  if (out.empty()) out = "Completed";
+  return out;
+}
+
+}  // namespace
+
+std::string SanitizeText(std::string_view text, bool utf8) {
+  std::string out = RepairText(text, utf8);
+  if (out.empty()) out = "Completed";  // RFC 3501 text = 1*TEXT-CHAR
   return out;
 }
 
 ResponseWriter::ResponseWriter(std::string prefix, WriterOptions options)
     : out_(std::move(prefix)), options_(options) {}
 
-ResponseWriter ResponseWriter::Untagged(WriterOptions options) { return ResponseWriter("* ", options); }
+ResponseWriter ResponseWriter::Untagged(WriterOptions options) {
+  return ResponseWriter("* ", options);
+}
 ResponseWriter ResponseWriter::Continuation(WriterOptions options) {
   return ResponseWriter("+ ", options);
 }
@@ -289,7 +300,8 @@ std::string StatusLine(std::string_view tag, imap::Condition c, std::string_view
                        std::string_view text, WriterOptions options) {
   // BYE is always untagged (resp-cond-bye appears only in untagged data).
   const bool tagged = IsValidTag(tag) && c != Condition::kBye;
-  ResponseWriter w = tagged ? ResponseWriter::Tagged(tag, options) : ResponseWriter::Untagged(options);
+  ResponseWriter w =
+      tagged ? ResponseWriter::Tagged(tag, options) : ResponseWriter::Untagged(options);
   w.Status(c, IsValidCode(code) ? code : "", text);
   auto line = w.Finish();
   return line.ok() ? *line : "* BAD Internal error\r\n";
@@ -300,7 +312,8 @@ std::string FormatError(const ProtocolError& e, WriterOptions options) {
 }
 
 std::string ContinuationLine(std::string_view text) {
-  return "+ " + SanitizeText(text, false) + "\r\n";
+  // May be empty: an empty SASL challenge is "+ " and nothing else.
+  return "+ " + RepairText(text, false) + "\r\n";
 }
 
 }  // namespace mailgrid::imap

@@ -38,22 +38,22 @@ struct WriterOptions {
 
 class ResponseWriter {
  public:
-  static ResponseWriter Untagged(WriterOptions options = {});                         // "* "
-  static ResponseWriter Tagged(std::string_view tag, WriterOptions options = {});      // "a1 "
-  static ResponseWriter Continuation(WriterOptions options = {});                     // "+ "
+  static ResponseWriter Untagged(WriterOptions options = {});                      // "* "
+  static ResponseWriter Tagged(std::string_view tag, WriterOptions options = {});  // "a1 "
+  static ResponseWriter Continuation(WriterOptions options = {});                  // "+ "
 
   ResponseWriter& Atom(std::string_view atom);  // e.g. EXISTS, AUTH=PLAIN
   ResponseWriter& Number(uint64_t n);
   ResponseWriter& Nil();
-  ResponseWriter& String(std::string_view s);  // quoted or literal
-  ResponseWriter& AString(std::string_view s);  // atom, quoted or literal
+  ResponseWriter& String(std::string_view s);                  // quoted or literal
+  ResponseWriter& AString(std::string_view s);                 // atom, quoted or literal
   ResponseWriter& NString(std::optional<std::string_view> s);  // NIL when absent
   ResponseWriter& Literal(std::string_view s);
   ResponseWriter& Literal8(std::string_view s);  // ~{N}: BINARY fetch data only
   ResponseWriter& Mailbox(std::string_view utf8_name);
   ResponseWriter& Flag(std::string_view flag);  // \Seen, \*, or a keyword
-  ResponseWriter& Open();                        // "("
-  ResponseWriter& Close();                       // ")"
+  ResponseWriter& Open();                       // "("
+  ResponseWriter& Close();                      // ")"
   // A pre-formatted element such as BODY[1.2]<0> or a date-time in quotes;
   // must be printable ASCII.
   ResponseWriter& Raw(std::string_view element);
@@ -85,7 +85,8 @@ class ResponseWriter {
 std::string StatusLine(std::string_view tag, Condition c, std::string_view code,
                        std::string_view text, WriterOptions options = {});
 std::string FormatError(const ProtocolError& e, WriterOptions options = {});
-// "+ text\r\n" (a continuation request; text may be BASE64 for SASL).
+// "+ text\r\n": a continuation request. The text may be BASE64 for a SASL
+// challenge, and may be empty ("+ \r\n", the empty challenge).
 std::string ContinuationLine(std::string_view text);
 
 // Repairs free text for resp-text (see above); never empty.

@@ -73,6 +73,8 @@ TEST(ResponseWriter, StatusLinesAndCodes) {
   EXPECT_EQ(StatusLine("a6", Condition::kOk, "", "[not a code"), "a6 OK  [not a code\r\n");
   EXPECT_EQ(StatusLine("a7", Condition::kOk, "", "caf\xC3\xA9"), "a7 OK caf??\r\n");
   EXPECT_EQ(ContinuationLine("Ready"), "+ Ready\r\n");
+  EXPECT_EQ(ContinuationLine(""), "+ \r\n");
+  EXPECT_EQ(ContinuationLine("dGVzdA=="), "+ dGVzdA==\r\n");
 }
 
 TEST(ResponseWriter, RefusesWhatCannotBeRepaired) {
@@ -109,8 +111,14 @@ TEST(ResponseWriter, RefusesWhatCannotBeRepaired) {
 
 TEST(ResponseWriter, RawElements) {
   auto w = ResponseWriter::Untagged();
-  w.Number(1).Atom("FETCH").Open().Raw("BODY[HEADER.FIELDS (FROM)]").Literal("x").Raw(
-      "INTERNALDATE").Raw("\"17-Jul-1996 02:44:25 -0700\"").Close();
+  w.Number(1)
+      .Atom("FETCH")
+      .Open()
+      .Raw("BODY[HEADER.FIELDS (FROM)]")
+      .Literal("x")
+      .Raw("INTERNALDATE")
+      .Raw("\"17-Jul-1996 02:44:25 -0700\"")
+      .Close();
   EXPECT_EQ(Done(w),
             "* 1 FETCH (BODY[HEADER.FIELDS (FROM)] {1}\r\nx INTERNALDATE \"17-Jul-1996 02:44:25 "
             "-0700\")\r\n");

@@ -99,7 +99,8 @@ std::vector<SeqRange> SequenceSet::Normalize(uint32_t max) const {
   size_t w = 0;
   for (size_t i = 0; i < out.size(); ++i) {
     // Merge overlapping and adjacent ranges (uint64 so last+1 cannot wrap).
-    if (w > 0 && static_cast<uint64_t>(out[i].first) <= static_cast<uint64_t>(out[w - 1].last) + 1) {
+    if (w > 0 &&
+        static_cast<uint64_t>(out[i].first) <= static_cast<uint64_t>(out[w - 1].last) + 1) {
       out[w - 1].last = std::max(out[w - 1].last, out[i].last);
     } else {
       out[w++] = out[i];

@@ -95,9 +95,9 @@ TEST(DateTime, ParsesAndFormats) {
   EXPECT_EQ(FormatDateTime(ParseDateTime(" 7-Feb-1994 21:52:25 +0530").value()),
             " 7-Feb-1994 21:52:25 +0530");
   EXPECT_TRUE(ParseDateTime("7-Feb-1994 21:52:25 +0000").ok());
-  for (const char* bad : {"17-Jul-1996 24:00:00 +0000", "17-Jul-1996 02:44:25", "17-Jul-1996",
-                          "17-Jul-1996 02:44:25 0700", "17-Jul-1996  2:44:25 +0000",
-                          "17-Jul-1996 02:44:25 +0760"}) {
+  for (const char* bad :
+       {"17-Jul-1996 24:00:00 +0000", "17-Jul-1996 02:44:25", "17-Jul-1996",
+        "17-Jul-1996 02:44:25 0700", "17-Jul-1996  2:44:25 +0000", "17-Jul-1996 02:44:25 +0760"}) {
     EXPECT_FALSE(ParseDateTime(bad).ok()) << bad;
   }
 }

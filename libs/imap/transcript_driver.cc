@@ -63,6 +63,7 @@ void TranscriptDriver::Feed(std::string_view bytes, std::string* out) {
       *out += "CONT " + std::to_string(cont->literal_size) + "\n";
     } else if (const auto* cmd = std::get_if<Command>(&r)) {
       *out += "CMD " + DebugString(*cmd) + "\n";
+      if (on_command_) on_command_(*cmd);
       OnCommand(*cmd);
     } else if (const auto* sasl = std::get_if<SaslResponse>(&r)) {
       if (sasl->cancelled) {

@@ -13,6 +13,7 @@
 //   CLOSE                 ... and the connection closes (later input ignored)
 #pragma once
 
+#include <functional>
 #include <string>
 #include <string_view>
 
@@ -32,6 +33,8 @@ class TranscriptDriver {
   // Challenge/response rounds an AUTHENTICATE takes (an initial response
   // counts as the first). Default 1.
   void set_sasl_steps(int n) { sasl_steps_ = n; }
+  // Called with every parsed command (the fuzz target checks invariants).
+  void set_on_command(std::function<void(const Command&)> f) { on_command_ = std::move(f); }
   bool closed() const { return closed_; }
   CommandReader& reader() { return reader_; }
 
@@ -44,6 +47,7 @@ class TranscriptDriver {
   int sasl_left_ = 0;
   std::string sasl_tag_;
   bool closed_ = false;
+  std::function<void(const Command&)> on_command_;
 };
 
 }  // namespace mailgrid::imap

@@ -56,11 +56,21 @@ std::string Unescape(std::string_view s, bool* no_crlf) {
     }
     const char c = s[++i];
     switch (c) {
-      case 'r': out.push_back('\r'); break;
-      case 'n': out.push_back('\n'); break;
-      case 't': out.push_back('\t'); break;
-      case '0': out.push_back('\0'); break;
-      case 'c': *no_crlf = true; break;
+      case 'r':
+        out.push_back('\r');
+        break;
+      case 'n':
+        out.push_back('\n');
+        break;
+      case 't':
+        out.push_back('\t');
+        break;
+      case '0':
+        out.push_back('\0');
+        break;
+      case 'c':
+        *no_crlf = true;
+        break;
       case 'x':
         out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
         i += 2;
@@ -93,18 +103,30 @@ void ApplyLimit(const std::string& kv, Script* s) {
   const std::string k = kv.substr(0, eq);
   const uint64_t v = std::stoull(kv.substr(eq + 1));
   ReceiverLimits& l = s->limits;
-  if (k == "max_line") l.max_line_length = v;
-  else if (k == "max_literal") l.max_literal_size = v;
-  else if (k == "max_arg_literal") l.max_argument_literal_size = v;
-  else if (k == "max_command") l.max_command_size = v;
-  else if (k == "max_small_command") l.max_small_command_size = v;
-  else if (k == "max_tokens") l.max_tokens = v;
-  else if (k == "max_depth") l.max_depth = v;
-  else if (k == "max_discard") l.max_discard_size = v;
-  else if (k == "max_errors") l.max_consecutive_errors = static_cast<int>(v);
-  else if (k == "max_ranges") s->ctx.limits.max_sequence_ranges = v;
-  else if (k == "max_search_depth") s->ctx.limits.max_search_depth = v;
-  else FAIL() << "unknown limit " << k;
+  if (k == "max_line")
+    l.max_line_length = v;
+  else if (k == "max_literal")
+    l.max_literal_size = v;
+  else if (k == "max_arg_literal")
+    l.max_argument_literal_size = v;
+  else if (k == "max_command")
+    l.max_command_size = v;
+  else if (k == "max_small_command")
+    l.max_small_command_size = v;
+  else if (k == "max_tokens")
+    l.max_tokens = v;
+  else if (k == "max_depth")
+    l.max_depth = v;
+  else if (k == "max_discard")
+    l.max_discard_size = v;
+  else if (k == "max_errors")
+    l.max_consecutive_errors = static_cast<int>(v);
+  else if (k == "max_ranges")
+    s->ctx.limits.max_sequence_ranges = v;
+  else if (k == "max_search_depth")
+    s->ctx.limits.max_search_depth = v;
+  else
+    FAIL() << "unknown limit " << k;
 }
 
 Script ParseScript(const std::string& text) {
@@ -166,16 +188,22 @@ void ApplyDirective(const std::string& d, TranscriptDriver* driver) {
   if (word == "state") {
     in >> arg;
     SessionState st = SessionState::kNotAuthenticated;
-    if (arg == "authenticated") st = SessionState::kAuthenticated;
-    else if (arg == "selected") st = SessionState::kSelected;
-    else ASSERT_EQ(arg, "not-authenticated");
+    if (arg == "authenticated")
+      st = SessionState::kAuthenticated;
+    else if (arg == "selected")
+      st = SessionState::kSelected;
+    else
+      ASSERT_EQ(arg, "not-authenticated");
     driver->context().state = st;
   } else if (word == "ctx") {
     while (in >> arg) {
       const bool on = arg.back() == '1';
-      if (arg.rfind("utf8_accept=", 0) == 0) driver->context().utf8_accept = on;
-      else if (arg.rfind("qresync=", 0) == 0) driver->context().qresync_enabled = on;
-      else FAIL() << "unknown ctx " << arg;
+      if (arg.rfind("utf8_accept=", 0) == 0)
+        driver->context().utf8_accept = on;
+      else if (arg.rfind("qresync=", 0) == 0)
+        driver->context().qresync_enabled = on;
+      else
+        FAIL() << "unknown ctx " << arg;
     }
   } else if (word == "sasl-steps") {
     int n = 1;

@@ -71,6 +71,9 @@ class KeyBuilder {
 class KeyReader {
  public:
   explicit KeyReader(std::string_view key) : rest_(key) {}
+  // The reader points into the key: a temporary would dangle.
+  explicit KeyReader(std::string&&) = delete;
+  explicit KeyReader(const char* key) : rest_(key) {}
 
   absl::StatusOr<std::string> Str();
   absl::StatusOr<uint64_t> U64();

@@ -138,10 +138,12 @@ TEST(KeysTest, StringEncodingIsExact) {
 }
 
 TEST(KeysTest, ReaderRejectsMalformed) {
-  KeyReader unterminated(std::string("ab\0", 3));
+  const std::string unterminated_key("ab\0", 3);
+  KeyReader unterminated(unterminated_key);
   EXPECT_FALSE(unterminated.Str().ok());
   EXPECT_EQ(unterminated.rest().size(), 3u);  // unchanged
-  KeyReader bad_escape(std::string("a\0\x05", 3));
+  const std::string bad_escape_key("a\0\x05", 3);
+  KeyReader bad_escape(bad_escape_key);
   EXPECT_FALSE(bad_escape.Str().ok());
   KeyReader short_int("abc");
   EXPECT_FALSE(short_int.U64().ok());

@@ -131,6 +131,7 @@ grpc::Status RaftServiceImpl::GetStatus(grpc::ServerContext*, const raft::v1::Ge
   resp->set_not_ready_reason(st.not_ready_reason);
   resp->set_snapshots_installed(st.snapshots_installed);
   resp->set_snapshot_chunks_refused(st.snapshot_chunks_refused);
+  resp->set_snapshot_files_reused(st.snapshot_files_reused);
   return grpc::Status::OK;
 }
 

@@ -355,6 +355,7 @@ ReplicaStatus Replica::Status() const {
   }
   s.snapshots_installed = snapshots_installed_.load();
   s.snapshot_chunks_refused = receiver_->refused();
+  s.snapshot_files_reused = receiver_->files_reused();
   return s;
 }
 

@@ -103,6 +103,7 @@ struct ReplicaStatus {
   bool disk_full = false;
   uint64_t snapshots_installed = 0;
   uint64_t snapshot_chunks_refused = 0;
+  uint64_t snapshot_files_reused = 0;
 };
 
 // NOT_LEADER: FailedPrecondition carrying a kv.v1.NotLeader as payload (the

@@ -55,6 +55,10 @@ absl::Status Replica::ApplyEntry(const raft::Entry& e) {
   ToProto(next, &wire);
   RETURN_IF_ERROR(sm_->ApplyConfState(e.index, e.term, wire));
   conf_ = std::move(next);
+  {
+    absl::MutexLock lock(&status_mu_);  // visible to Status() at once
+    published_.conf = conf_;
+  }
   log::Info("raft: membership changed",
             {{"index", e.index}, {"type", static_cast<int>(cc->type)}, {"node", cc->node},
              {"voters", static_cast<int>(conf_.voters.size())},

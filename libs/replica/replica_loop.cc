@@ -122,6 +122,10 @@ void Replica::HandleReady(raft::Ready rd) {
   }
   if (rd.snapshot) {
     conf_ = rd.snapshot->conf;
+    {
+      absl::MutexLock lock(&status_mu_);
+      published_.conf = conf_;
+    }
     snapshots_installed_.fetch_add(1);
     metrics_->snapshots_installed->Increment();
     // Waiters whose entries the snapshot covers never see them applied here.

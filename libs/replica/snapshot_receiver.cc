@@ -67,6 +67,7 @@ raft::v1::SnapshotOfferReply SnapshotReceiver::Offer(const raft::v1::SnapshotOff
     if (!fs::exists(path, ec)) continue;
     if (FileMatches(path, f)) {
       reply.add_have_files(f.name());
+      files_reused_.fetch_add(1);
     } else {
       RemoveQuietly(path);  // partial or stale: fetch it again
     }

@@ -66,6 +66,8 @@ class SnapshotReceiver {
   void Cleanup(raft::Index index);
 
   uint64_t refused() const { return refused_.load(); }
+  // Files an offer found already here and verified (resumed transfers).
+  uint64_t files_reused() const { return files_reused_.load(); }
 
  private:
   absl::Status Refuse(absl::Status why);
@@ -73,6 +75,7 @@ class SnapshotReceiver {
   const std::string incoming_dir_;
   absl::Mutex stream_mu_;
   std::atomic<uint64_t> refused_{0};
+  std::atomic<uint64_t> files_reused_{0};
 };
 
 }  // namespace mailgrid::replica

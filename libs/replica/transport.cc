@@ -328,7 +328,7 @@ namespace {
 
 absl::Status StreamFile(grpc::ClientWriter<raft::v1::SnapshotChunk>* writer,
                         const raft::v1::SnapshotChunk& header, const std::string& dir,
-                        const kv::v1::SnapshotFile& file, uint64_t chunk_bytes, TestHooks* hooks,
+                        const kv::v1::SnapshotFile& file, uint64_t chunk_bytes, int* corruption,
                         const std::atomic<bool>& stopping) {
   std::ifstream in(absl::StrCat(dir, "/", file.name()), std::ios::binary);
   if (!in) return absl::InternalError(absl::StrCat("snapshot: cannot read ", file.name()));
@@ -343,10 +343,11 @@ absl::Status StreamFile(grpc::ClientWriter<raft::v1::SnapshotChunk>* writer,
     chunk.set_offset(offset);
     std::string* data = chunk.mutable_data();
     data->assign(buf.data(), n);
-    int corruption = n > 0 ? hooks->TakeCorruption() : 0;
-    if (corruption == 2) (*data)[n / 2] ^= 0x5a;
+    const int damage = n > 0 ? *corruption : 0;
+    if (damage != 0) *corruption = 0;  // one damaged chunk per stream
+    if (damage == 2) (*data)[n / 2] ^= 0x5a;
     chunk.set_crc32c(kv::Crc32c(*data));
-    if (corruption == 1) (*data)[n / 2] ^= 0x5a;
+    if (damage == 1) (*data)[n / 2] ^= 0x5a;
     offset += n;
     if (offset >= file.size()) *chunk.mutable_file() = file;
     if (!writer->Write(chunk)) return absl::UnavailableError("snapshot stream broken");
@@ -400,15 +401,21 @@ absl::Status Transport::StreamSnapshot(raft::Message m, const OutgoingSnapshot& 
   raft::v1::InstallSnapshotReply reply;
   std::unique_ptr<grpc::ClientWriter<raft::v1::SnapshotChunk>> writer(
       stub->InstallSnapshot(&ctx, &reply));
-  absl::Status streamed;
-  uint64_t sent_files = 0;
+  std::vector<const kv::v1::SnapshotFile*> to_send;
   for (const kv::v1::SnapshotFile& f : info.files) {
-    if (skip.count(f.name()) > 0) continue;
-    streamed = StreamFile(writer.get(), header, info.dir, f, options_.snapshot_chunk_bytes, hooks_,
-                          stopping_);
-    if (!streamed.ok()) break;
-    ++sent_files;
+    if (skip.count(f.name()) == 0) to_send.push_back(&f);
   }
+  // Test builds: damage this stream's LAST file, so that a retry shows the
+  // files before it being resumed rather than sent again.
+  int corruption = hooks_->TakeCorruption();
+  int no_corruption = 0;
+  absl::Status streamed;
+  for (size_t i = 0; i < to_send.size() && streamed.ok(); ++i) {
+    streamed = StreamFile(writer.get(), header, info.dir, *to_send[i],
+                          options_.snapshot_chunk_bytes,
+                          i + 1 == to_send.size() ? &corruption : &no_corruption, stopping_);
+  }
+  const uint64_t sent_files = to_send.size();
   if (streamed.ok()) {
     raft::v1::SnapshotChunk last = header;
     ToProto(m, last.mutable_message());

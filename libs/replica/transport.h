@@ -77,8 +77,9 @@ class TestHooks {
   void SetDroppedPeers(std::set<raft::NodeId> peers);
   bool Dropped(raft::NodeId peer) const;
   void CorruptSnapshotChunks(uint32_t in_transit, uint32_t at_source);
-  // Consumes one pending corruption, if any: 1 = in transit (flip after the
-  // CRC), 2 = at the source (flip before the CRC), 0 = none.
+  // Consumes one pending corruption for the snapshot stream about to start
+  // (the first data chunk of its last file is damaged): 1 = in transit (flip after the CRC),
+  // 2 = at the source (flip before the CRC), 0 = none.
   int TakeCorruption();
 
  private:

@@ -33,12 +33,7 @@ absl::StatusOr<std::unique_ptr<auth::TokenVerifier>> MakeVerifier(const Options&
   return verifier;
 }
 
-absl::StatusOr<std::unique_ptr<store::Store>> OpenStore(const rpc::CommonConfig& common, const Options& o) {
-  if (o.store == "replicated") {
-    // libs/replica is not in the tree yet; see README ("Storage modes").
-    return absl::UnimplementedError(
-        "--store=replicated: this build has no replicated store yet (libs/replica); use --store=local");
-  }
+absl::StatusOr<std::unique_ptr<store::Store>> OpenLocal(const rpc::CommonConfig& common) {
   if (common.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required with --store=local");
   ASSIGN_OR_RETURN(auto local, store::LocalStore::Open(common.data_dir + "/kv"));
   log::Warn("store is LOCAL: one unreplicated RocksDB in --data-dir (not for production)",
@@ -56,8 +51,14 @@ absl::StatusOr<std::unique_ptr<TenantApp>> TenantApp::Create(const rpc::CommonCo
   std::unique_ptr<TenantApp> app(new TenantApp());
   app->options_ = std::move(options);
   const Options& o = app->options_;
-  ASSIGN_OR_RETURN(app->store_, OpenStore(common, o));
-  app->tenant_store_ = std::make_unique<TenantStore>(app->store_.get());
+  if (o.store == "replicated") {
+    ASSIGN_OR_RETURN(app->replicated_, ReplicatedStore::Open(common, o, registry));
+    app->store_ = app->replicated_->store();
+  } else {
+    ASSIGN_OR_RETURN(app->local_store_, OpenLocal(common));
+    app->store_ = app->local_store_.get();
+  }
+  app->tenant_store_ = std::make_unique<TenantStore>(app->store_);
   ASSIGN_OR_RETURN(auto verifier, MakeVerifier(o));
   if (!verifier) log::Warn("no --token-public-key: only onboarding tokens and anonymous calls are accepted");
   app->auth_ = std::make_unique<Authenticator>(std::move(verifier), app->tenant_store_.get());
@@ -85,14 +86,23 @@ absl::StatusOr<std::unique_ptr<TenantApp>> TenantApp::Create(const rpc::CommonCo
 
 TenantApp::~TenantApp() { Stop(); }
 
-std::vector<grpc::Service*> TenantApp::Services() { return {tenants_.get(), domains_.get()}; }
+std::vector<grpc::Service*> TenantApp::Services() {
+  std::vector<grpc::Service*> out = {tenants_.get(), domains_.get()};
+  if (replicated_) {
+    for (grpc::Service* s : replicated_->Services()) out.push_back(s);
+  }
+  return out;
+}
 
 absl::Status TenantApp::Start(const rpc::RunContext&) {
+  if (replicated_) RETURN_IF_ERROR(replicated_->Start());
   loop_ = std::thread([this] { Loop(); });
   return absl::OkStatus();
 }
 
 void TenantApp::BackgroundRound() {
+  // One replica does the rounds (the others would only lose the races).
+  if (replicated_ && !replicated_->IsLeader()) return;
   if (options_.domain_recheck_interval > absl::ZeroDuration()) {
     auto checked = domains_->RecheckAll();
     if (checked.ok()) {
@@ -131,6 +141,7 @@ void TenantApp::Drain() {
 void TenantApp::Stop() {
   Drain();
   if (loop_.joinable()) loop_.join();
+  if (replicated_) replicated_->Stop();
 }
 
 rpc::ServiceDef ServiceDefinition() {

@@ -13,6 +13,7 @@
 #include "services/tenant/authz.h"
 #include "services/tenant/config.h"
 #include "services/tenant/domain_service.h"
+#include "services/tenant/replicated_store.h"
 #include "services/tenant/tenant_service.h"
 #include "services/tenant/tenant_store.h"
 
@@ -37,7 +38,9 @@ class TenantApp final : public rpc::ServiceApp {
   void Loop();
 
   Options options_;
-  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<store::Store> local_store_;     // --store=local
+  std::unique_ptr<ReplicatedStore> replicated_;  // --store=replicated
+  store::Store* store_ = nullptr;                // whichever is in use
   std::unique_ptr<TenantStore> tenant_store_;
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<TenantServiceImpl> tenants_;

@@ -8,11 +8,15 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "services/tenant/replicated_store.h"
 
 namespace mailgrid::tenant {
 
 void AddFlags(config::Flags& f, Options& o) {
-  f.String("store", &o.store, "where tenantd keeps its data: local (RocksDB in --data-dir) or replicated");
+  o.store = ReplicationAvailable() ? "replicated" : "local";
+  f.String("store", &o.store,
+           "where tenantd keeps its data: replicated (a Raft replica in --data-dir, peers --raft-peers) or local "
+           "(one unreplicated RocksDB in --data-dir)");
   f.Int("raft-id", &o.raft_id, "this replica's Raft id (replicated store)");
   f.String("raft-peers", &o.raft_peers, "the Raft group: 1=host:port,2=host:port,... (replicated store)");
   f.Bool("raft-join", &o.raft_join, "join an existing group instead of bootstrapping (replicated store)");

@@ -18,7 +18,7 @@ struct MxHost {
 };
 
 struct Options {
-  // Storage: "replicated" (libs/replica, when built in) or "local".
+  // Storage: "replicated" (libs/replica; the default when built in) or "local".
   std::string store = "local";
   int raft_id = 0;
   std::string raft_peers;  // "1=host:port,2=host:port,3=host:port"

@@ -110,7 +110,7 @@ void OnAnswer(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int 
     }
   } else if (q->type == v1::DNS_RECORD_TYPE_TXT) {
     ares_txt_ext* txt = nullptr;
-    int rc = ares_parse_txt_ext_reply(abuf, alen, &txt);
+    int rc = ares_parse_txt_reply_ext(abuf, alen, &txt);
     if (rc == ARES_SUCCESS) {
       // A record's several character-strings are one value (RFC 7208 §3.3).
       for (ares_txt_ext* t = txt; t != nullptr; t = t->next) {

@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "libs/kv/keys.h"
 #include "libs/store/local_store.h"
+#include "mailgrid/tenant/v1/directory.pb.h"
 #include "services/tenant/domain_service.h"
 #include "services/tenant/tenant_service.h"
 

@@ -3,12 +3,14 @@
 // and usage in plans.cc.
 #include "services/tenant/tenant_service.h"
 
+#include "absl/algorithm/container.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "libs/base/log.h"
 #include "libs/base/status.h"
 #include "libs/kv/keys.h"
+#include "mailgrid/tenant/v1/directory.pb.h"
 #include "services/tenant/errors.h"
 #include "services/tenant/validation.h"
 

@@ -23,18 +23,46 @@
 namespace mailgrid::imap {
 
 enum class CommandId : unsigned char {
-  kCapability, kNoop, kLogout, kStartTls, kAuthenticate, kLogin,
-  kSelect, kExamine, kCreate, kDelete, kRename, kSubscribe, kUnsubscribe, kList, kLsub,
-  kNamespace, kStatus, kAppend, kIdle, kEnable, kId, kGetQuota, kGetQuotaRoot, kSetQuota,
+  kCapability,
+  kNoop,
+  kLogout,
+  kStartTls,
+  kAuthenticate,
+  kLogin,
+  kSelect,
+  kExamine,
+  kCreate,
+  kDelete,
+  kRename,
+  kSubscribe,
+  kUnsubscribe,
+  kList,
+  kLsub,
+  kNamespace,
+  kStatus,
+  kAppend,
+  kIdle,
+  kEnable,
+  kId,
+  kGetQuota,
+  kGetQuotaRoot,
+  kSetQuota,
   kCompress,
-  kCheck, kClose, kUnselect, kExpunge, kSearch, kFetch, kStore, kCopy, kMove,
+  kCheck,
+  kClose,
+  kUnselect,
+  kExpunge,
+  kSearch,
+  kFetch,
+  kStore,
+  kCopy,
+  kMove,
 };
 
-using CommandArgs =
-    std::variant<NoArgs, LoginArgs, AuthenticateArgs, SelectArgs, MailboxArgs, CreateArgs,
-                 RenameArgs, ListArgs, StatusArgs, AppendArgs, SearchArgs, FetchArgs, StoreArgs,
-                 CopyArgs, ExpungeArgs, EnableArgs, IdArgs, CompressArgs, QuotaRootArgs,
-                 SetQuotaArgs>;
+using CommandArgs = std::variant<NoArgs, LoginArgs, AuthenticateArgs, SelectArgs, MailboxArgs,
+                                 CreateArgs, RenameArgs, ListArgs, StatusArgs, AppendArgs,
+                                 SearchArgs, FetchArgs, StoreArgs, CopyArgs, ExpungeArgs,
+                                 EnableArgs, IdArgs, CompressArgs, QuotaRootArgs, SetQuotaArgs>;
 
 struct Command {
   std::string tag;

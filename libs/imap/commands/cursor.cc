@@ -96,7 +96,8 @@ absl::StatusOr<std::string> DecodeMailboxName(std::string_view raw, const Comman
   return name;
 }
 
-absl::StatusOr<std::string> TakeMailbox(Token& t, const CommandContext& ctx, std::string_view what) {
+absl::StatusOr<std::string> TakeMailbox(Token& t, const CommandContext& ctx,
+                                        std::string_view what) {
   ASSIGN_OR_RETURN(std::string raw, TakeAstring(t, what));
   return DecodeMailboxName(raw, ctx);
 }

@@ -7,11 +7,16 @@ namespace mailgrid::imap {
 namespace {
 
 constexpr std::pair<std::string_view, FetchAttr> kSimple[] = {
-    {"ENVELOPE", FetchAttr::kEnvelope},         {"FLAGS", FetchAttr::kFlags},
-    {"INTERNALDATE", FetchAttr::kInternalDate}, {"RFC822", FetchAttr::kRfc822},
-    {"RFC822.HEADER", FetchAttr::kRfc822Header}, {"RFC822.SIZE", FetchAttr::kRfc822Size},
-    {"RFC822.TEXT", FetchAttr::kRfc822Text},    {"BODY", FetchAttr::kBody},
-    {"BODYSTRUCTURE", FetchAttr::kBodyStructure}, {"UID", FetchAttr::kUid},
+    {"ENVELOPE", FetchAttr::kEnvelope},
+    {"FLAGS", FetchAttr::kFlags},
+    {"INTERNALDATE", FetchAttr::kInternalDate},
+    {"RFC822", FetchAttr::kRfc822},
+    {"RFC822.HEADER", FetchAttr::kRfc822Header},
+    {"RFC822.SIZE", FetchAttr::kRfc822Size},
+    {"RFC822.TEXT", FetchAttr::kRfc822Text},
+    {"BODY", FetchAttr::kBody},
+    {"BODYSTRUCTURE", FetchAttr::kBodyStructure},
+    {"UID", FetchAttr::kUid},
     {"MODSEQ", FetchAttr::kModSeq},
 };
 

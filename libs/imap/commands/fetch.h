@@ -17,12 +17,20 @@
 namespace mailgrid::imap {
 
 enum class FetchAttr : unsigned char {
-  kEnvelope, kFlags, kInternalDate, kRfc822, kRfc822Header, kRfc822Size, kRfc822Text,
-  kBody,           // BODY: BODYSTRUCTURE without extension data
-  kBodyStructure, kUid, kModSeq,
-  kBodySection,    // BODY[...] and BODY.PEEK[...]
-  kBinary,         // BINARY[...] and BINARY.PEEK[...]
-  kBinarySize,     // BINARY.SIZE[...]
+  kEnvelope,
+  kFlags,
+  kInternalDate,
+  kRfc822,
+  kRfc822Header,
+  kRfc822Size,
+  kRfc822Text,
+  kBody,  // BODY: BODYSTRUCTURE without extension data
+  kBodyStructure,
+  kUid,
+  kModSeq,
+  kBodySection,  // BODY[...] and BODY.PEEK[...]
+  kBinary,       // BINARY[...] and BINARY.PEEK[...]
+  kBinarySize,   // BINARY.SIZE[...]
 };
 
 struct FetchSection {

@@ -14,12 +14,18 @@ constexpr size_t kMaxPartDepth = 64;
 
 std::string_view TextName(FetchSection::Text t) {
   switch (t) {
-    case FetchSection::Text::kNone: return "";
-    case FetchSection::Text::kHeader: return "HEADER";
-    case FetchSection::Text::kHeaderFields: return "HEADER.FIELDS";
-    case FetchSection::Text::kHeaderFieldsNot: return "HEADER.FIELDS.NOT";
-    case FetchSection::Text::kText: return "TEXT";
-    case FetchSection::Text::kMime: return "MIME";
+    case FetchSection::Text::kNone:
+      return "";
+    case FetchSection::Text::kHeader:
+      return "HEADER";
+    case FetchSection::Text::kHeaderFields:
+      return "HEADER.FIELDS";
+    case FetchSection::Text::kHeaderFieldsNot:
+      return "HEADER.FIELDS.NOT";
+    case FetchSection::Text::kText:
+      return "TEXT";
+    case FetchSection::Text::kMime:
+      return "MIME";
   }
   return "";
 }
@@ -47,20 +53,34 @@ std::string SectionText(const FetchSection& s) {
 
 std::string_view AttrName(const FetchItem& item, bool response) {
   switch (item.attr) {
-    case FetchAttr::kEnvelope: return "ENVELOPE";
-    case FetchAttr::kFlags: return "FLAGS";
-    case FetchAttr::kInternalDate: return "INTERNALDATE";
-    case FetchAttr::kRfc822: return "RFC822";
-    case FetchAttr::kRfc822Header: return "RFC822.HEADER";
-    case FetchAttr::kRfc822Size: return "RFC822.SIZE";
-    case FetchAttr::kRfc822Text: return "RFC822.TEXT";
-    case FetchAttr::kBody: return "BODY";
-    case FetchAttr::kBodyStructure: return "BODYSTRUCTURE";
-    case FetchAttr::kUid: return "UID";
-    case FetchAttr::kModSeq: return "MODSEQ";
-    case FetchAttr::kBodySection: return item.peek && !response ? "BODY.PEEK" : "BODY";
-    case FetchAttr::kBinary: return item.peek && !response ? "BINARY.PEEK" : "BINARY";
-    case FetchAttr::kBinarySize: return "BINARY.SIZE";
+    case FetchAttr::kEnvelope:
+      return "ENVELOPE";
+    case FetchAttr::kFlags:
+      return "FLAGS";
+    case FetchAttr::kInternalDate:
+      return "INTERNALDATE";
+    case FetchAttr::kRfc822:
+      return "RFC822";
+    case FetchAttr::kRfc822Header:
+      return "RFC822.HEADER";
+    case FetchAttr::kRfc822Size:
+      return "RFC822.SIZE";
+    case FetchAttr::kRfc822Text:
+      return "RFC822.TEXT";
+    case FetchAttr::kBody:
+      return "BODY";
+    case FetchAttr::kBodyStructure:
+      return "BODYSTRUCTURE";
+    case FetchAttr::kUid:
+      return "UID";
+    case FetchAttr::kModSeq:
+      return "MODSEQ";
+    case FetchAttr::kBodySection:
+      return item.peek && !response ? "BODY.PEEK" : "BODY";
+    case FetchAttr::kBinary:
+      return item.peek && !response ? "BINARY.PEEK" : "BINARY";
+    case FetchAttr::kBinarySize:
+      return "BINARY.SIZE";
   }
   return "?";
 }
@@ -119,15 +139,15 @@ absl::StatusOr<FetchSection> ParseSectionSpec(std::string_view spec, bool binary
 absl::StatusOr<std::optional<FetchPartial>> ParsePartial(std::string_view text) {
   if (text.empty()) return std::optional<FetchPartial>();
   const size_t dot = text.find('.');
-  if (text.size() < 5 || text.front() != '<' || text.back() != '>' || dot == std::string_view::npos) {
+  if (text.size() < 5 || text.front() != '<' || text.back() != '>' ||
+      dot == std::string_view::npos) {
     return BadArgument("Invalid partial range");
   }
   FetchPartial p;
   constexpr uint64_t kMax = 0x7FFFFFFFFFFFFFFFull;
   ASSIGN_OR_RETURN(p.offset, ParseUnsigned(text.substr(1, dot - 1), kMax, false, "partial offset"));
-  ASSIGN_OR_RETURN(p.length,
-                   ParseUnsigned(text.substr(dot + 1, text.size() - dot - 2), kMax, true,
-                                 "partial length"));
+  ASSIGN_OR_RETURN(p.length, ParseUnsigned(text.substr(dot + 1, text.size() - dot - 2), kMax, true,
+                                           "partial length"));
   return std::optional<FetchPartial>(p);
 }
 

@@ -8,8 +8,19 @@
 namespace mailgrid::imap {
 namespace {
 
-enum class Arg : unsigned char { kNone, kString, kHeader, kKeyword, kDate, kNumber, kAge,
-                                 kModSeq, kSet, kNot, kOr };
+enum class Arg : unsigned char {
+  kNone,
+  kString,
+  kHeader,
+  kKeyword,
+  kDate,
+  kNumber,
+  kAge,
+  kModSeq,
+  kSet,
+  kNot,
+  kOr
+};
 
 struct KeySpec {
   std::string_view name;
@@ -80,7 +91,8 @@ absl::Status ParseModSeq(ArgCursor& in, SearchKey* k) {
   if (Token* t = in.Peek(); t != nullptr && t->is_string()) {
     ASSIGN_OR_RETURN(Token * name, in.Next("entry name"));
     ASSIGN_OR_RETURN(k->text, TakeString(*name, "entry name"));
-    if (k->text.rfind("/flags/", 0) != 0) return BadArgument("MODSEQ entry name must be /flags/...");
+    if (k->text.rfind("/flags/", 0) != 0)
+      return BadArgument("MODSEQ entry name must be /flags/...");
     ASSIGN_OR_RETURN(std::string type, in.Keyword("entry type"));
     if (type != "PRIV" && type != "SHARED" && type != "ALL") {
       return BadArgument("MODSEQ entry type must be priv, shared or all");
@@ -90,7 +102,8 @@ absl::Status ParseModSeq(ArgCursor& in, SearchKey* k) {
   }
   ASSIGN_OR_RETURN(Token * v, in.Next("mod-sequence"));
   if (v->type != Token::Type::kAtom) return BadArgument("Expected mod-sequence");
-  ASSIGN_OR_RETURN(k->number, ParseUnsigned(v->value, 0x7FFFFFFFFFFFFFFFull, false, "mod-sequence"));
+  ASSIGN_OR_RETURN(k->number,
+                   ParseUnsigned(v->value, 0x7FFFFFFFFFFFFFFFull, false, "mod-sequence"));
   return absl::OkStatus();
 }
 
@@ -180,7 +193,8 @@ absl::StatusOr<SearchKey> ParseKey(ArgCursor& in, size_t depth) {
   return BadArgument("Unknown search key " + name.substr(0, 40));
 }
 
-absl::StatusOr<SearchReturnOptions> ParseReturn(std::vector<Token>& opts, const CommandContext& ctx) {
+absl::StatusOr<SearchReturnOptions> ParseReturn(std::vector<Token>& opts,
+                                                const CommandContext& ctx) {
   SearchReturnOptions r;
   ArgCursor in(&opts, ctx);
   if (in.AtEnd()) r.all = true;  // RFC 4731: RETURN () is RETURN (ALL)
@@ -233,9 +247,12 @@ absl::StatusOr<SearchArgs> ParseSearch(ArgCursor& in, bool uid) {
 
 std::string_view SearchKeyName(SearchKeyKind kind) {
   switch (kind) {
-    case SearchKeyKind::kSequenceSet: return "SET";
-    case SearchKeyKind::kAnd: return "AND";
-    default: break;
+    case SearchKeyKind::kSequenceSet:
+      return "SET";
+    case SearchKeyKind::kAnd:
+      return "AND";
+    default:
+      break;
   }
   for (const KeySpec& spec : kKeys) {
     if (spec.kind == kind) return spec.name;
@@ -256,7 +273,8 @@ void AppendDebug(const SearchKey& k, std::string* out) {
   }
   out->append("(").append(name);
   switch (arg) {
-    case Arg::kNone: break;
+    case Arg::kNone:
+      break;
     case Arg::kHeader:
       *out += " ";
       AppendQuoted(k.field, out);
@@ -266,9 +284,13 @@ void AppendDebug(const SearchKey& k, std::string* out) {
       *out += " ";
       AppendQuoted(k.text, out);
       break;
-    case Arg::kDate: *out += " " + FormatDate(k.date); break;
+    case Arg::kDate:
+      *out += " " + FormatDate(k.date);
+      break;
     case Arg::kNumber:
-    case Arg::kAge: *out += " " + std::to_string(k.number); break;
+    case Arg::kAge:
+      *out += " " + std::to_string(k.number);
+      break;
     case Arg::kModSeq:
       if (!k.field.empty()) {
         *out += " ";
@@ -277,7 +299,9 @@ void AppendDebug(const SearchKey& k, std::string* out) {
       }
       *out += " " + std::to_string(k.number);
       break;
-    case Arg::kSet: *out += " " + k.set.ToString(); break;
+    case Arg::kSet:
+      *out += " " + k.set.ToString();
+      break;
     case Arg::kNot:
     case Arg::kOr:
       for (const SearchKey& c : k.children) {

@@ -23,25 +23,55 @@ namespace mailgrid::imap {
 
 enum class SearchKeyKind : unsigned char {
   // No argument.
-  kAll, kAnswered, kDeleted, kDraft, kFlagged, kNew, kOld, kRecent, kSeen,
-  kUnanswered, kUndeleted, kUndraft, kUnflagged, kUnseen,
+  kAll,
+  kAnswered,
+  kDeleted,
+  kDraft,
+  kFlagged,
+  kNew,
+  kOld,
+  kRecent,
+  kSeen,
+  kUnanswered,
+  kUndeleted,
+  kUndraft,
+  kUnflagged,
+  kUnseen,
   // A string (`text`).
-  kBcc, kBody, kCc, kFrom, kSubject, kText, kTo,
+  kBcc,
+  kBody,
+  kCc,
+  kFrom,
+  kSubject,
+  kText,
+  kTo,
   // A header field name (`field`) and a string (`text`).
   kHeader,
   // A flag keyword (`text`).
-  kKeyword, kUnkeyword,
+  kKeyword,
+  kUnkeyword,
   // A date (`date`): internal date, or the Date: header for SENT*.
-  kBefore, kOn, kSince, kSentBefore, kSentOn, kSentSince,
+  kBefore,
+  kOn,
+  kSince,
+  kSentBefore,
+  kSentOn,
+  kSentSince,
   // A size or an age in seconds (`number`).
-  kLarger, kSmaller, kOlder, kYounger,
+  kLarger,
+  kSmaller,
+  kOlder,
+  kYounger,
   // MODSEQ [entry-name entry-type] value: `number`, and `text`/`field` for
   // the optional entry ("/flags/\Seen", "priv" / "shared" / "all").
   kModSeq,
   // A sequence set (`set`): UID set, or message numbers.
-  kUid, kSequenceSet,
+  kUid,
+  kSequenceSet,
   // Tree: AND (parentheses and the top level), OR (two), NOT (one).
-  kAnd, kOr, kNot,
+  kAnd,
+  kOr,
+  kNot,
 };
 
 std::string_view SearchKeyName(SearchKeyKind kind);

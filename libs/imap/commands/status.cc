@@ -9,10 +9,14 @@ namespace mailgrid::imap {
 namespace {
 
 constexpr std::pair<std::string_view, StatusItem> kItems[] = {
-    {"MESSAGES", StatusItem::kMessages},       {"RECENT", StatusItem::kRecent},
-    {"UIDNEXT", StatusItem::kUidNext},         {"UIDVALIDITY", StatusItem::kUidValidity},
-    {"UNSEEN", StatusItem::kUnseen},           {"DELETED", StatusItem::kDeleted},
-    {"SIZE", StatusItem::kSize},               {"HIGHESTMODSEQ", StatusItem::kHighestModSeq},
+    {"MESSAGES", StatusItem::kMessages},
+    {"RECENT", StatusItem::kRecent},
+    {"UIDNEXT", StatusItem::kUidNext},
+    {"UIDVALIDITY", StatusItem::kUidValidity},
+    {"UNSEEN", StatusItem::kUnseen},
+    {"DELETED", StatusItem::kDeleted},
+    {"SIZE", StatusItem::kSize},
+    {"HIGHESTMODSEQ", StatusItem::kHighestModSeq},
     {"APPENDLIMIT", StatusItem::kAppendLimit},
 };
 

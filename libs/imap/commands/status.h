@@ -13,7 +13,14 @@
 namespace mailgrid::imap {
 
 enum class StatusItem : unsigned char {
-  kMessages, kRecent, kUidNext, kUidValidity, kUnseen, kDeleted, kSize, kHighestModSeq,
+  kMessages,
+  kRecent,
+  kUidNext,
+  kUidValidity,
+  kUnseen,
+  kDeleted,
+  kSize,
+  kHighestModSeq,
   kAppendLimit,
 };
 

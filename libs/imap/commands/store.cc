@@ -14,7 +14,8 @@ absl::StatusOr<StoreArgs> ParseStore(ArgCursor& in, bool uid) {
     if (m.AtEnd()) return BadArgument("Empty STORE modifiers");
     while (!m.AtEnd()) {
       ASSIGN_OR_RETURN(std::string name, m.Keyword("STORE modifier"));
-      if (name != "UNCHANGEDSINCE") return BadArgument("Unknown STORE modifier " + name.substr(0, 40));
+      if (name != "UNCHANGEDSINCE")
+        return BadArgument("Unknown STORE modifier " + name.substr(0, 40));
       if (a.unchanged_since) return BadArgument("UNCHANGEDSINCE given twice");
       ASSIGN_OR_RETURN(a.unchanged_since, m.Number64("mod-sequence"));  // valzer: 0 allowed
     }
@@ -49,7 +50,9 @@ absl::StatusOr<StoreArgs> ParseStore(ArgCursor& in, bool uid) {
 void AppendDebug(const StoreArgs& a, std::string* out) {
   *out += " set=" + a.set.ToString();
   if (a.unchanged_since) *out += " unchangedsince=" + std::to_string(*a.unchanged_since);
-  *out += a.op == StoreArgs::Op::kAdd ? " +FLAGS" : a.op == StoreArgs::Op::kRemove ? " -FLAGS" : " FLAGS";
+  *out += a.op == StoreArgs::Op::kAdd      ? " +FLAGS"
+          : a.op == StoreArgs::Op::kRemove ? " -FLAGS"
+                                           : " FLAGS";
   if (a.silent) *out += ".SILENT";
   *out += " (";
   for (size_t i = 0; i < a.flags.size(); ++i) *out += (i ? " " : "") + a.flags[i];

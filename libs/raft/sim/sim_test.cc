@@ -2,6 +2,7 @@
 // sets how many (default below); MAILGRID_SIM_SEED_BASE where to start, so
 // a failure found by a long bench run is replayed with
 //   MAILGRID_SIM_SEED_BASE=<seed> MAILGRID_SIM_SEEDS=1 raft_sim_test
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -44,6 +45,7 @@ struct Totals {
 
 void RunSeeds(const char* name, SimOptions base, uint64_t count) {
   const uint64_t first = EnvOr("MAILGRID_SIM_SEED_BASE", 1);
+  count = std::max<uint64_t>(count, 1);
   Totals totals;
   for (uint64_t seed = first; seed < first + count; ++seed) {
     SimOptions o = base;

@@ -195,7 +195,8 @@ void Simulation::InstallSnapshot(SimNode& n, const SnapshotMeta& meta) {
   n.snapshots.clear();
   n.snapshots[meta.index] = data;
   n.kv = *data;
-  n.staged.clear();
+  // A newer snapshot may have arrived while this one was being persisted.
+  n.staged.erase(n.staged.begin(), n.staged.upper_bound(meta.index));
   ++stats_.snapshots_installed;
   // Writes waiting at indexes the snapshot skipped: outcome unknown here.
   for (auto p = n.puts.begin(); p != n.puts.end() && p->first <= meta.index;) {

@@ -1,0 +1,468 @@
+{{/*
+Names, labels and the pieces every mailgrid pod shares.
+
+Most helpers take a "workload context", a dict built by mailgrid.ctx:
+  root       the chart's top-level context ($)
+  component  tenantd | identityd | mailstored | relayd | accessd
+  shard      the mailstored shard number as a string, "" for the others
+  name       the workload's object name (also its ClusterIP Service)
+  values     the component's values (.Values.<component>)
+*/}}
+
+{{- define "mailgrid.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+The prefix of every object. Truncated to 30 characters so that the longest
+derived name (<prefix>-mailstored-NN-raft, and a StatefulSet's pods'
+controller-revision-hash label <statefulset>-<10 chars>) stays within
+Kubernetes' 63-character limit.
+*/}}
+{{- define "mailgrid.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 30 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 30 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 30 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mailgrid.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* mailgrid.ctx: (dict "root" $ "component" "tenantd" "shard" "") -> workload context */}}
+{{- define "mailgrid.ctx" -}}
+{{- $root := .root -}}
+{{- $name := printf "%s-%s" (include "mailgrid.fullname" $root) .component -}}
+{{- if ne .shard "" -}}{{- $name = printf "%s-%s" $name .shard -}}{{- end -}}
+{{- toYaml (dict "component" .component "shard" .shard "name" $name) -}}
+{{- end -}}
+
+{{/* Labels that select one workload's pods. Takes a workload context. */}}
+{{- define "mailgrid.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "mailgrid.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- if ne .shard "" }}
+mailgrid.io/shard: {{ .shard | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Labels of every object of a workload. Takes a workload context. */}}
+{{- define "mailgrid.labels" -}}
+{{ include "mailgrid.selectorLabels" . }}
+app.kubernetes.io/part-of: mailgrid
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ include "mailgrid.chart" .root }}
+{{- end -}}
+
+{{/* Labels of release-wide objects (no component). Takes the root context. */}}
+{{- define "mailgrid.releaseLabels" -}}
+app.kubernetes.io/name: {{ include "mailgrid.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/part-of: mailgrid
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ include "mailgrid.chart" . }}
+{{- end -}}
+
+{{/* Selector of one component's pods (all shards), for NetworkPolicy peers. */}}
+{{- define "mailgrid.componentSelector" -}}
+app.kubernetes.io/name: {{ include "mailgrid.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "mailgrid.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+
+{{- define "mailgrid.namespaceDomain" -}}
+{{- printf "%s.svc.%s" .Release.Namespace .Values.clusterDomain -}}
+{{- end -}}
+
+{{/* ---- Raft groups ---------------------------------------------------- */}}
+
+{{/* Name of a Raft group's headless Service (stable DNS names of the peers). */}}
+{{- define "mailgrid.headlessName" -}}
+{{- printf "%s-raft" .name -}}
+{{- end -}}
+
+{{/*
+MAILGRID_RAFT_PEERS of one group: "1=<pod-0 DNS>:<grpc>,2=<pod-1 DNS>:<grpc>,..."
+Raft id = StatefulSet ordinal + 1 (ids are > 0 and never reused). The Raft
+services share the gRPC port (the daemons check that their --listen port is
+their advertised peer port).
+*/}}
+{{- define "mailgrid.raftPeers" -}}
+{{- $domain := include "mailgrid.namespaceDomain" .root -}}
+{{- $headless := include "mailgrid.headlessName" . -}}
+{{- $peers := list -}}
+{{- range $i := until (int .values.replicas) -}}
+{{- $peers = append $peers (printf "%d=%s-%d.%s.%s:%d" (add1 $i) $.name $i $headless $domain (int $.root.Values.ports.grpc)) -}}
+{{- end -}}
+{{- join "," $peers -}}
+{{- end -}}
+
+{{/* The gRPC addresses of every replica of a stateful component (all shards, in order). */}}
+{{- define "mailgrid.replicaAddresses" -}}
+{{- $root := .root -}}
+{{- $component := .component -}}
+{{- $values := index $root.Values $component -}}
+{{- $shards := list "" -}}
+{{- if eq $component "mailstored" -}}
+{{- $shards = list -}}
+{{- range $s := until (int $values.shards) -}}{{- $shards = append $shards (toString $s) -}}{{- end -}}
+{{- end -}}
+{{- $addresses := list -}}
+{{- range $shard := $shards -}}
+{{- $ctx := merge (include "mailgrid.ctx" (dict "root" $root "component" $component "shard" $shard) | fromYaml) (dict "root" $root "values" $values) -}}
+{{- $headless := include "mailgrid.headlessName" $ctx -}}
+{{- range $i := until (int $values.replicas) -}}
+{{- $addresses = append $addresses (printf "%s-%d.%s.%s:%d" $ctx.name $i $headless (include "mailgrid.namespaceDomain" $root) (int $root.Values.ports.grpc)) -}}
+{{- end -}}
+{{- end -}}
+{{- join "," $addresses -}}
+{{- end -}}
+
+{{/* ---- TLS ------------------------------------------------------------- */}}
+
+{{- define "mailgrid.tlsEnabled" -}}
+{{- if ne .Values.tls.mode "disabled" -}}true{{- end -}}
+{{- end -}}
+
+{{/* The Secret with a component's service certificate (tls.crt, tls.key, ca.crt). */}}
+{{- define "mailgrid.tlsSecretName" -}}
+{{- if eq .root.Values.tls.mode "certManager" -}}
+{{- printf "%s-%s-tls" (include "mailgrid.fullname" .root) .component -}}
+{{- else -}}
+{{- .root.Values.tls.existingSecret -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "mailgrid.publicTlsSecretName" -}}
+{{- if .Values.publicTls.existingSecret -}}
+{{- .Values.publicTls.existingSecret -}}
+{{- else -}}
+{{- printf "%s-public-tls" (include "mailgrid.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the public listener certificate exists (given, or issued by the chart). */}}
+{{- define "mailgrid.publicTlsEnabled" -}}
+{{- if or .Values.publicTls.existingSecret (eq .Values.tls.mode "certManager") .Values.publicTls.certManager.issuerRef -}}true{{- end -}}
+{{- end -}}
+
+{{/* ---- Ports and probes ------------------------------------------------ */}}
+
+{{/*
+The port the kubelet's gRPC probes use. Kubernetes' gRPC probes speak plain
+text only, so with TLS on they go to the health-only listener.
+*/}}
+{{- define "mailgrid.probePortName" -}}
+{{- if include "mailgrid.tlsEnabled" . -}}health{{- else -}}grpc{{- end -}}
+{{- end -}}
+
+{{- define "mailgrid.probePort" -}}
+{{- if include "mailgrid.tlsEnabled" . -}}{{ .Values.ports.health }}{{- else -}}{{ .Values.ports.grpc }}{{- end -}}
+{{- end -}}
+
+{{- define "mailgrid.daemonPorts" -}}
+- name: grpc
+  containerPort: {{ .Values.ports.grpc }}
+  protocol: TCP
+- name: metrics
+  containerPort: {{ .Values.ports.metrics }}
+  protocol: TCP
+{{- if include "mailgrid.tlsEnabled" . }}
+- name: health
+  containerPort: {{ .Values.ports.health }}
+  protocol: TCP
+{{- end }}
+{{- end -}}
+
+{{/*
+Probes of every daemon. Takes the root context.
+- startup: TCP on the probe port, i.e. the process is up and listening. It
+  does not wait for the Raft group: a replica waiting for its peers must not
+  be killed, and liveness only starts after this succeeds.
+- readiness: grpc.health.v1 (service ""): SERVING means the daemon serves and,
+  for a Raft member, has a leader and has applied up to it. Only ready pods
+  get traffic through the ClusterIP Services, and the PodDisruptionBudget
+  counts only ready pods.
+- liveness: TCP again, the process alone: a lost leader, Redis or peer must
+  not restart a healthy process (that would turn an outage into a restart
+  storm).
+*/}}
+{{- define "mailgrid.probes" -}}
+{{- $p := .Values.probes -}}
+{{- $port := include "mailgrid.probePortName" . -}}
+startupProbe:
+  tcpSocket:
+    port: {{ $port }}
+  periodSeconds: {{ $p.startup.periodSeconds }}
+  failureThreshold: {{ $p.startup.failureThreshold }}
+readinessProbe:
+  grpc:
+    port: {{ include "mailgrid.probePort" . }}
+    service: ""
+  periodSeconds: {{ $p.readiness.periodSeconds }}
+  timeoutSeconds: {{ $p.readiness.timeoutSeconds }}
+  failureThreshold: {{ $p.readiness.failureThreshold }}
+livenessProbe:
+  tcpSocket:
+    port: {{ $port }}
+  periodSeconds: {{ $p.liveness.periodSeconds }}
+  timeoutSeconds: {{ $p.liveness.timeoutSeconds }}
+  failureThreshold: {{ $p.liveness.failureThreshold }}
+{{- end -}}
+
+{{/* ---- Shutdown -------------------------------------------------------- */}}
+
+{{/* Seconds the preStop hook of a workload may take. Takes a workload context. */}}
+{{- define "mailgrid.preStopSeconds" -}}
+{{- if has .component (list "relayd" "accessd") -}}
+{{- int .values.preStopSleepSeconds -}}
+{{- else if .root.Values.raft.preStop.transferLeadership -}}
+{{- int .root.Values.raft.preStop.timeoutSeconds -}}
+{{- else -}}
+0
+{{- end -}}
+{{- end -}}
+
+{{/*
+terminationGracePeriodSeconds: the kubelet counts the preStop hook inside the
+grace period, then sends SIGTERM; the daemon then drains for up to
+--drain-timeout. So the grace period must exceed preStop + drain, or the
+kubelet's SIGKILL cuts the drain short (relayd would drop SMTP transactions
+instead of finishing them or answering 421).
+*/}}
+{{- define "mailgrid.gracePeriod" -}}
+{{- $drain := int .values.drainTimeoutSeconds -}}
+{{- $preStop := int (include "mailgrid.preStopSeconds" .) -}}
+{{- if kindIs "invalid" .values.terminationGracePeriodSeconds -}}
+{{- add $drain $preStop 15 -}}
+{{- else -}}
+{{- $grace := int .values.terminationGracePeriodSeconds -}}
+{{- if le $grace (add $drain $preStop) -}}
+{{- fail (printf "%s.terminationGracePeriodSeconds is %d: it must exceed %s.drainTimeoutSeconds (%d) plus the preStop hook (%d s), or Kubernetes kills the daemon before it has drained" .component $grace .component $drain $preStop) -}}
+{{- end -}}
+{{- $grace -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ---- Environment ----------------------------------------------------- */}}
+
+{{/*
+Environment every daemon gets. Daemons read only the MAILGRID_* options they
+declare, so one list serves all. Takes a workload context.
+*/}}
+{{- define "mailgrid.commonEnv" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+- name: MAILGRID_LISTEN
+  value: "0.0.0.0:{{ $v.ports.grpc }}"
+- name: MAILGRID_METRICS_LISTEN
+  value: "0.0.0.0:{{ $v.ports.metrics }}"
+- name: MAILGRID_DATA_DIR
+  value: /var/lib/mailgrid
+- name: MAILGRID_LOG_LEVEL
+  value: {{ $v.logLevel | quote }}
+- name: MAILGRID_DRAIN_TIMEOUT
+  value: "{{ .values.drainTimeoutSeconds }}s"
+{{- if include "mailgrid.tlsEnabled" $root }}
+- name: MAILGRID_HEALTH_LISTEN
+  value: "0.0.0.0:{{ $v.ports.health }}"
+- name: MAILGRID_TLS_CERT
+  value: /run/secrets/mailgrid/tls/tls.crt
+- name: MAILGRID_TLS_KEY
+  value: /run/secrets/mailgrid/tls/tls.key
+- name: MAILGRID_TLS_CLIENT_CA
+  value: /run/secrets/mailgrid/tls/ca.crt
+- name: MAILGRID_TLS_CA
+  value: /run/secrets/mailgrid/tls/ca.crt
+{{- end }}
+- name: MAILGRID_REDIS
+  value: {{ include "mailgrid.redisAddress" $root | quote }}
+- name: MAILGRID_TENANTD
+  value: {{ include "mailgrid.replicaAddresses" (dict "root" $root "component" "tenantd") | quote }}
+- name: MAILGRID_IDENTITYD
+  value: {{ include "mailgrid.replicaAddresses" (dict "root" $root "component" "identityd") | quote }}
+- name: MAILGRID_MAILSTORED
+  value: {{ include "mailgrid.replicaAddresses" (dict "root" $root "component" "mailstored") | quote }}
+- name: MAILGRID_RELAYD
+  value: "{{ include "mailgrid.fullname" $root }}-relayd.{{ include "mailgrid.namespaceDomain" $root }}:{{ $v.ports.grpc }}"
+- name: MAILGRID_TOKEN_PUBLIC_KEY
+  value: /run/secrets/mailgrid/token/public.pem
+{{- end -}}
+
+{{- define "mailgrid.redisAddress" -}}
+{{- if .Values.redis.enabled -}}
+{{- printf "%s-redis.%s:6379" (include "mailgrid.fullname" .) (include "mailgrid.namespaceDomain" .) -}}
+{{- else -}}
+{{- .Values.redis.external.address -}}
+{{- end -}}
+{{- end -}}
+
+{{/* ---- Volumes ---------------------------------------------------------- */}}
+
+{{/* Volumes every daemon pod has (data comes from the PVC or an emptyDir). */}}
+{{- define "mailgrid.commonVolumes" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+- name: tmp
+  emptyDir:
+    medium: Memory
+    sizeLimit: 64Mi
+{{- if include "mailgrid.tlsEnabled" $root }}
+- name: tls
+  secret:
+    secretName: {{ include "mailgrid.tlsSecretName" . }}
+    defaultMode: 0440
+{{- end }}
+- name: token-key
+  secret:
+    secretName: {{ $v.secrets.tokenSigningKey.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ $v.secrets.tokenSigningKey.publicKeyKey }}
+        path: public.pem
+      {{- if eq .component "identityd" }}
+      - key: {{ $v.secrets.tokenSigningKey.privateKeyKey }}
+        path: private.pem
+      {{- end }}
+{{- if eq .component "tenantd" }}
+- name: dkim-master-key
+  secret:
+    secretName: {{ $v.secrets.dkimMasterKey.existingSecret }}
+    defaultMode: 0440
+    items:
+      - key: {{ $v.secrets.dkimMasterKey.key }}
+        path: master-key
+{{- end }}
+{{- if and (has .component (list "relayd" "accessd")) (include "mailgrid.publicTlsEnabled" $root) }}
+- name: public-tls
+  secret:
+    secretName: {{ include "mailgrid.publicTlsSecretName" $root }}
+    defaultMode: 0440
+{{- end }}
+{{- end -}}
+
+{{- define "mailgrid.commonVolumeMounts" -}}
+{{- $root := .root -}}
+- name: data
+  mountPath: /var/lib/mailgrid
+- name: tmp
+  mountPath: /tmp
+{{- if include "mailgrid.tlsEnabled" $root }}
+- name: tls
+  mountPath: /run/secrets/mailgrid/tls
+  readOnly: true
+{{- end }}
+- name: token-key
+  mountPath: /run/secrets/mailgrid/token
+  readOnly: true
+{{- if eq .component "tenantd" }}
+- name: dkim-master-key
+  mountPath: /run/secrets/mailgrid/dkim
+  readOnly: true
+{{- end }}
+{{- if and (has .component (list "relayd" "accessd")) (include "mailgrid.publicTlsEnabled" $root) }}
+- name: public-tls
+  mountPath: /run/secrets/mailgrid/public-tls
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{/* ---- Scheduling ------------------------------------------------------- */}}
+
+{{/*
+Pod anti-affinity: replicas of one workload on different nodes, so a node's
+loss takes at most one voter of a Raft group. "required" never co-locates
+(pods stay Pending when nodes are short); "preferred" tries.
+*/}}
+{{- define "mailgrid.affinity" -}}
+{{- if .values.affinity -}}
+{{- toYaml .values.affinity -}}
+{{- else -}}
+{{- $mode := .root.Values.raft.antiAffinity -}}
+{{- if has .component (list "relayd" "accessd") -}}{{- $mode = "preferred" -}}{{- end -}}
+podAntiAffinity:
+{{- if eq $mode "required" }}
+  requiredDuringSchedulingIgnoredDuringExecution:
+    - topologyKey: {{ .root.Values.raft.topologyKey }}
+      labelSelector:
+        matchLabels:
+          {{- include "mailgrid.selectorLabels" . | nindent 10 }}
+{{- else }}
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: {{ .root.Values.raft.topologyKey }}
+        labelSelector:
+          matchLabels:
+            {{- include "mailgrid.selectorLabels" . | nindent 12 }}
+{{- end }}
+{{- end -}}
+{{- end -}}
+
+{{/* Pod-level fields shared by every daemon pod. Takes a workload context. */}}
+{{- define "mailgrid.podCommon" -}}
+{{- $root := .root -}}
+serviceAccountName: {{ include "mailgrid.fullname" $root }}
+automountServiceAccountToken: {{ $root.Values.serviceAccount.automountToken }}
+enableServiceLinks: false
+securityContext:
+  {{- toYaml $root.Values.podSecurityContext | nindent 2 }}
+terminationGracePeriodSeconds: {{ include "mailgrid.gracePeriod" . }}
+affinity:
+  {{- include "mailgrid.affinity" . | nindent 2 }}
+{{- with .values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .values.priorityClassName }}
+priorityClassName: {{ . }}
+{{- end }}
+{{- with $root.Values.image.pullSecrets }}
+imagePullSecrets:
+  {{- range . }}
+  - name: {{ . }}
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* Pod template metadata shared by every daemon pod. Takes a workload context. */}}
+{{- define "mailgrid.podMetadata" -}}
+labels:
+  {{- include "mailgrid.labels" . | nindent 2 }}
+  {{- with .values.podLabels }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- if or .root.Values.metrics.podAnnotations .values.podAnnotations }}
+annotations:
+  {{- if .root.Values.metrics.podAnnotations }}
+  prometheus.io/scrape: "true"
+  prometheus.io/port: {{ .root.Values.ports.metrics | quote }}
+  prometheus.io/path: /metrics
+  {{- end }}
+  {{- with .values.podAnnotations }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+{{- end -}}

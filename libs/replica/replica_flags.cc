@@ -1,0 +1,118 @@
+#include "libs/replica/replica_flags.h"
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "libs/base/log.h"
+#include "libs/base/net.h"
+#include "libs/base/status.h"
+
+namespace mailgrid::replica {
+
+void AddRaftFlags(config::Flags& flags, RaftFlags* r) {
+  flags.Int64("raft-id", &r->id, "this replica's Raft node id (> 0, never reused)");
+  flags.String("raft-peers", &r->peers,
+               "the group's voters as id=host:port,... (this replica included)");
+  flags.Bool("raft-join", &r->join,
+             "start empty and wait to be added by the leader (a new or replacement member)");
+  flags.String("raft-group", &r->group, "the Raft group (shard) name; peers must agree");
+  flags.String("raft-advertise", &r->advertise,
+               "address peers reach this replica at (default: its entry in --raft-peers)");
+  flags.Duration("raft-tick", &r->tick, "Raft tick interval (heartbeat = 1 tick)");
+  flags.Int("raft-election-tick", &r->election_tick, "ticks without a leader before an election");
+  flags.Int64("raft-compact-entries", &r->compact_entries,
+              "compact the Raft log when it holds more applied entries than this");
+  flags.Int64("raft-compact-keep", &r->compact_keep,
+              "entries kept after a compaction (followers lagging less need no snapshot)");
+  flags.Int64("raft-snapshot-chunk-bytes", &r->snapshot_chunk_bytes,
+              "bytes per snapshot chunk sent to a follower");
+}
+
+absl::StatusOr<std::map<raft::NodeId, std::string>> ParsePeers(const std::string& peers) {
+  std::map<raft::NodeId, std::string> out;
+  for (absl::string_view part : absl::StrSplit(peers, ',', absl::SkipWhitespace())) {
+    part = absl::StripAsciiWhitespace(part);
+    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
+    uint64_t id = 0;
+    if (!absl::SimpleAtoi(kv.first, &id) || id == 0 || kv.second.empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--raft-peers: '", part, "' is not id=host:port with id > 0"));
+    }
+    auto hp = net::ParseHostPort(std::string(kv.second));
+    if (!hp.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("--raft-peers: ", part, ": ", hp.status().message()));
+    }
+    if (!out.emplace(id, std::string(kv.second)).second) {
+      return absl::InvalidArgumentError(absl::StrCat("--raft-peers: id ", id, " listed twice"));
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<ReplicaOptions> MakeReplicaOptions(const RaftFlags& r,
+                                                  const rpc::CommonConfig& common,
+                                                  std::shared_ptr<prometheus::Registry> registry) {
+  if (r.id <= 0) return absl::InvalidArgumentError("--raft-id: required (> 0)");
+  if (common.data_dir.empty()) return absl::InvalidArgumentError("--data-dir: required for a replica");
+  ASSIGN_OR_RETURN(auto peers, ParsePeers(r.peers));
+  ReplicaOptions o;
+  o.id = static_cast<raft::NodeId>(r.id);
+  o.group_id = r.group;
+  o.peers = std::move(peers);
+  o.join = r.join;
+  o.advertise_address = r.advertise;
+  if (o.advertise_address.empty()) {
+    auto it = o.peers.find(o.id);
+    if (it == o.peers.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--raft-peers: must list this replica (", o.id, "=host:port) or give --raft-advertise"));
+    }
+    o.advertise_address = it->second;
+  }
+  ASSIGN_OR_RETURN(net::HostPort listen, net::ParseHostPort(common.listen));
+  ASSIGN_OR_RETURN(net::HostPort advertised, net::ParseHostPort(o.advertise_address));
+  if (listen.port != advertised.port) {
+    return absl::InvalidArgumentError(absl::StrCat("--listen: port ", listen.port,
+                                                   " differs from this replica's address ",
+                                                   o.advertise_address));
+  }
+  o.data_dir = common.data_dir;
+  o.tick_interval = r.tick;
+  o.election_tick = r.election_tick;
+  if (r.compact_entries <= r.compact_keep || r.compact_keep < 0) {
+    return absl::InvalidArgumentError("--raft-compact-keep: must be below --raft-compact-entries");
+  }
+  o.compact_log_entries = static_cast<uint64_t>(r.compact_entries);
+  o.compact_keep_entries = static_cast<uint64_t>(r.compact_keep);
+  if (r.snapshot_chunk_bytes < 1024) {
+    return absl::InvalidArgumentError("--raft-snapshot-chunk-bytes: at least 1024");
+  }
+  o.snapshot_chunk_bytes = static_cast<uint64_t>(r.snapshot_chunk_bytes);
+  o.registry = std::move(registry);
+  return o;
+}
+
+absl::StatusOr<std::unique_ptr<ReplicaServer>> ReplicaServer::Open(ReplicaOptions options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Replica> r, Replica::Open(std::move(options)));
+  return std::unique_ptr<ReplicaServer>(new ReplicaServer(std::move(r)));
+}
+
+void ReplicaServer::Drain() {
+  if (!replica_->IsLeader()) return;
+  ReplicaStatus st = replica_->Status();
+  raft::NodeId best = raft::kNoNode;
+  raft::Index best_match = 0;
+  for (const raft::PeerProgress& p : st.progress) {
+    if (p.id == st.id || p.learner || !p.recent_active) continue;
+    if (best == raft::kNoNode || p.match > best_match) {
+      best = p.id;
+      best_match = p.match;
+    }
+  }
+  if (best == raft::kNoNode) return;
+  absl::Status s = replica_->TransferLeadership(best, absl::Now() + absl::Seconds(5));
+  log::Info("raft: leadership handed over for shutdown", {{"target", best}, {"result", s}});
+}
+
+}  // namespace mailgrid::replica

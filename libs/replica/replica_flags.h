@@ -1,0 +1,70 @@
+// The command-line face of a replica, shared by every daemon that embeds one
+// (replicad, tenantd, identityd, mailstored): the --raft-* options (also
+// MAILGRID_RAFT_* in the environment, through config::Flags) and the bundle
+// of Replica + KvService + RaftService a daemon serves.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/impl/codegen/service_type.h"
+#include "libs/base/config.h"
+#include "libs/replica/kv_service.h"
+#include "libs/replica/raft_service.h"
+#include "libs/replica/replica.h"
+#include "libs/rpc/service_main.h"
+
+namespace mailgrid::replica {
+
+struct RaftFlags {
+  int64_t id = 0;
+  std::string peers;  // "1=host:port,2=host:port,3=host:port"
+  bool join = false;
+  std::string group = "default";
+  std::string advertise;  // default: this id's address in peers
+  absl::Duration tick = absl::Milliseconds(100);
+  int election_tick = 10;
+  int64_t compact_entries = 20000;
+  int64_t compact_keep = 5000;
+  int64_t snapshot_chunk_bytes = 1 << 20;
+};
+
+void AddRaftFlags(config::Flags& flags, RaftFlags* raft);
+
+// "1=a:1,2=b:2" -> {1: "a:1", 2: "b:2"}; errors name the bad entry.
+absl::StatusOr<std::map<raft::NodeId, std::string>> ParsePeers(const std::string& peers);
+
+// Checks the flags against each other and the common config (the gRPC
+// listener must be on this replica's advertised port).
+absl::StatusOr<ReplicaOptions> MakeReplicaOptions(const RaftFlags& raft,
+                                                  const rpc::CommonConfig& common,
+                                                  std::shared_ptr<prometheus::Registry> registry);
+
+// A Replica with the gRPC services over it: what a daemon serves.
+class ReplicaServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<ReplicaServer>> Open(ReplicaOptions options);
+
+  // KvService and RaftService (owned here).
+  std::vector<grpc::Service*> Services() { return {&kv_, &raft_}; }
+  Replica& replica() { return *replica_; }
+
+  absl::Status Start() { return replica_->Start(); }
+  // Graceful step 1: a leader hands leadership to the most caught-up voter
+  // so that the group does not wait out an election timeout.
+  void Drain();
+  void Stop() { replica_->Stop(); }
+
+ private:
+  explicit ReplicaServer(std::unique_ptr<Replica> r)
+      : replica_(std::move(r)), kv_(replica_.get()), raft_(replica_.get()) {}
+
+  std::unique_ptr<Replica> replica_;
+  KvServiceImpl kv_;
+  RaftServiceImpl raft_;
+};
+
+}  // namespace mailgrid::replica

@@ -1,0 +1,326 @@
+"""Real processes: a replica group of three replicad daemons on loopback.
+
+1. Crashes and a partition under load: kvload writes while the test kill -9s
+   the leader, then a follower, restarts them, and cuts one replica off at
+   the transport (test hook). Afterwards every acknowledged write is readable
+   with its value, no value that was never written appears, every replica
+   holds the same data, and the recorded history (invoke/return times,
+   unknown outcomes) is linearizable (kvlincheck).
+2. Snapshot catch-up: a replica is wiped (killed, data dir deleted), removed,
+   and replaced by an empty member with a fresh id (Raft ids are never
+   reused: a wiped replica forgot its votes). The log was compacted, so the
+   newcomer needs a snapshot; two snapshot streams are damaged on purpose (in
+   transit and at the source) and must be refused and fetched again. Writes
+   continue meanwhile; the newcomer ends with everything.
+
+Sizes: MAILGRID_REPLICA_TEST_OPS (default 3000) writes in test 1; raise it
+(e.g. 10000) for a longer soak.
+"""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import unittest
+
+SOURCE_DIR = os.environ.get(
+    "MAILGRID_SOURCE_DIR",
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.join(SOURCE_DIR, "tests", "lib"))
+import mgtest  # noqa: E402
+
+OPS = int(os.environ.get("MAILGRID_REPLICA_TEST_OPS", "3000"))
+GROUP = "itest"
+
+
+def ctl(address, *args, check=True):
+    r = subprocess.run([mgtest.binary("replicactl"), "--group=" + GROUP, address] + list(args),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=300)
+    if check and r.returncode != 0:
+        raise AssertionError("replicactl %s %s failed: %s" % (address, " ".join(args), r.stderr))
+    return r
+
+
+def parse_status(line):
+    out = {}
+    for part in line.split():
+        if "=" in part:
+            k, v = part.split("=", 1)
+            out[k] = v
+    return out
+
+
+class Group:
+    def __init__(self, root, extra_flags=()):
+        self.root = root
+        self.extra = list(extra_flags)
+        self.addresses = {}
+        self.procs = {}
+        self.logs = {}
+
+    def add_address(self, node):
+        self.addresses[node] = "127.0.0.1:%d" % mgtest.free_port()
+
+    def peers(self, ids):
+        return ",".join("%d=%s" % (i, self.addresses[i]) for i in sorted(ids))
+
+    def data_dir(self, node):
+        return os.path.join(self.root, "r%d" % node)
+
+    def start(self, node, peer_ids, join=False):
+        log = open(os.path.join(self.root, "r%d.log" % node), "a")
+        args = [mgtest.binary("replicad"), "--raft-id=%d" % node,
+                "--raft-peers=" + self.peers(peer_ids), "--raft-group=" + GROUP,
+                "--listen=" + self.addresses[node], "--metrics-listen=127.0.0.1:0",
+                "--data-dir=" + self.data_dir(node)] + self.extra
+        if join:
+            args.append("--raft-join")
+        self.procs[node] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        self.logs[node] = log
+
+    def kill(self, node):
+        p = self.procs.pop(node)
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=120)
+
+    def terminate_all(self):
+        codes = {}
+        for node, p in list(self.procs.items()):
+            p.send_signal(signal.SIGTERM)
+        for node, p in list(self.procs.items()):
+            try:
+                codes[node] = p.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                codes[node] = "hung"
+        self.procs.clear()
+        return codes
+
+    def status(self, node):
+        r = ctl(self.addresses[node], "status", check=False)
+        return parse_status(r.stdout) if r.returncode == 0 else None
+
+    def wait_ready(self, node):
+        ctl(self.addresses[node], "wait-ready", str(mgtest.PATIENCE_SECONDS))
+
+    def leader(self):
+        """The node that says it leads and that every running member follows."""
+        def find():
+            statuses = {n: self.status(n) for n in self.procs}
+            leaders = [n for n, s in statuses.items() if s and s.get("role") == "leader"]
+            if len(leaders) != 1:
+                return None
+            lead = leaders[0]
+            if all(s and s.get("leader") == str(lead) for s in statuses.values()):
+                return lead
+            return None
+        return mgtest.eventually(find, "one leader followed by every running replica")
+
+    def address_list(self, ids=None):
+        return ",".join(self.addresses[i] for i in sorted(ids or self.procs))
+
+
+def count_lines(path):
+    try:
+        with open(path) as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
+
+
+def kvload(mode, addresses, run, ops, out_path, history=None, extra=(), wait=True):
+    args = [mgtest.binary("kvload"), "--addresses=" + addresses, "--run=" + run,
+            "--ops=%d" % ops] + list(extra) + [mode]
+    if history:
+        args.insert(1, "--history=" + history)
+    out = open(out_path, "w")
+    err = open(out_path + ".err", "w")
+    p = subprocess.Popen(args, stdout=out, stderr=err)
+    if wait:
+        p.wait()
+        out.close()
+        err.close()
+    return p
+
+
+def parse_writes(path):
+    acked, attempted = {}, {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) < 3:
+                continue
+            kind, key, value = parts[0], parts[1], parts[2]
+            attempted.setdefault(key, set()).add(value)
+            if kind == "ack":
+                acked.setdefault(key, set()).add(value)
+    return acked, attempted
+
+
+def parse_reads(path):
+    values = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if parts and parts[0] == "value":
+                values[parts[1]] = parts[2]
+            elif parts and parts[0] == "missing":
+                values[parts[1]] = None
+    return values
+
+
+class ReplicaProcessTest(unittest.TestCase):
+    def setUp(self):
+        self.root = mgtest.temp_dir("replica_it")
+
+    def tearDown(self):
+        for p in getattr(self, "group", Group(self.root)).procs.values():
+            p.kill()
+        if not getattr(self, "keep", False):
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def check_reads(self, acked, attempted, reads, what):
+        self.assertTrue(reads, what + ": nothing read")
+        for key, value in reads.items():
+            if value is None:
+                self.assertNotIn(key, acked, "%s: acknowledged key %s is missing" % (what, key))
+                continue
+            # Never a value that no client tried to write.
+            self.assertIn(value, attempted.get(key, set()),
+                          "%s: %s holds %r, never written" % (what, key, value))
+            if "/k-" in key and key in acked:
+                # A unique key is written once: it must hold that value.
+                self.assertEqual({value}, acked[key], "%s: %s" % (what, key))
+        for key in acked:
+            self.assertIn(key, reads, "%s: acknowledged key %s not read back" % (what, key))
+            self.assertIsNotNone(reads[key], "%s: acknowledged key %s lost" % (what, key))
+
+    def start_group(self, extra_flags=()):
+        self.group = g = Group(self.root, extra_flags)
+        for n in (1, 2, 3):
+            g.add_address(n)
+        for n in (1, 2, 3):
+            g.start(n, (1, 2, 3))
+        for n in (1, 2, 3):
+            g.wait_ready(n)
+        return g
+
+    def test_acknowledged_writes_survive_crashes_and_partition(self):
+        self.keep = True  # logs stay on failure; removed below on success
+        g = self.start_group()
+        acks = os.path.join(self.root, "writes.txt")
+        history = os.path.join(self.root, "history.txt")
+        load = kvload("write", g.address_list(), "crash", OPS, acks, history=history,
+                      extra=("--clients=8", "--hot-keys=20", "--timeout=20s"), wait=False)
+
+        def at_least(fraction):
+            target = int(OPS * fraction)
+            mgtest.eventually(lambda: count_lines(acks) >= target or load.poll() is not None,
+                              "%d writes answered" % target)
+
+        at_least(0.10)
+        victim = g.leader()
+        g.kill(victim)                       # the leader dies
+        at_least(0.25)
+        g.start(victim, (1, 2, 3))           # and comes back
+        g.wait_ready(victim)
+        follower = [n for n in (1, 2, 3) if n != g.leader()][0]
+        at_least(0.40)
+        g.kill(follower)                     # a follower dies
+        at_least(0.55)
+        g.start(follower, (1, 2, 3))
+        g.wait_ready(follower)
+        at_least(0.65)
+        cut = g.leader()                     # the leader is cut off
+        others = [n for n in (1, 2, 3) if n != cut]
+        ctl(g.addresses[cut], "partition", ",".join(map(str, others)))
+        mgtest.eventually(lambda: g.status(others[0]) and g.status(others[0]).get("role") in (
+            "leader", "follower") and g.status(others[0]).get("leader") not in ("0", str(cut)),
+            "the majority side elects a new leader")
+        time.sleep(1)
+        ctl(g.addresses[cut], "heal")
+        self.assertEqual(load.wait(timeout=3600), 0, open(acks + ".err").read())
+
+        for n in (1, 2, 3):
+            g.wait_ready(n)
+        acked, attempted = parse_writes(acks)
+        self.assertGreater(len(acked), OPS // 2, "most writes must succeed")
+        reads_path = os.path.join(self.root, "reads.txt")
+        p = kvload("read", g.address_list(), "crash", OPS, reads_path, history=history,
+                   extra=("--hot-keys=20",))
+        self.assertEqual(p.returncode, 0, open(reads_path + ".err").read())
+        self.check_reads(acked, attempted, parse_reads(reads_path), "linearizable read")
+
+        # Every replica converges on the same data.
+        commit = int(g.status(g.leader())["commit"])
+        for n in (1, 2, 3):
+            mgtest.eventually(lambda: int(g.status(n)["applied"]) >= commit, "replica %d applied" % n)
+            path = os.path.join(self.root, "stale%d.txt" % n)
+            p = kvload("read", g.addresses[n], "crash", OPS, path, extra=("--hot-keys=20", "--stale"))
+            self.assertEqual(p.returncode, 0)
+            self.assertEqual(parse_reads(path), parse_reads(reads_path), "replica %d differs" % n)
+
+        r = subprocess.run([mgtest.binary("kvlincheck"), history], stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, timeout=3600)
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn("linearizable", r.stdout)
+
+        codes = g.terminate_all()
+        self.assertEqual(set(codes.values()), {0}, codes)
+        self.keep = False
+
+    def test_wiped_replica_rejoins_from_snapshot(self):
+        self.keep = True
+        g = self.start_group(("--raft-compact-entries=200", "--raft-compact-keep=50",
+                              "--raft-snapshot-chunk-bytes=4096"))
+        first = os.path.join(self.root, "first.txt")
+        p = kvload("write", g.address_list(), "before", 1000, first,
+                   extra=("--clients=8", "--hot-keys=0"))
+        self.assertEqual(p.returncode, 0, open(first + ".err").read())
+        leader = g.leader()
+        self.assertGreater(int(g.status(leader)["first_index"]), 1, "the log must be compacted")
+
+        # Wipe a follower: it is gone for good, its id is retired.
+        victim = [n for n in (1, 2, 3) if n != leader][0]
+        g.kill(victim)
+        shutil.rmtree(g.data_dir(victim))
+        ctl(g.addresses[leader], "remove", str(victim))
+
+        # Damage the next two snapshot streams the leader sends.
+        ctl(g.addresses[leader], "corrupt-snapshots", "1", "1")
+        newcomer = 4
+        g.add_address(newcomer)
+        g.start(newcomer, (1, 2, 3, 4), join=True)
+        second = os.path.join(self.root, "second.txt")
+        load = kvload("write", g.address_list([n for n in (1, 2, 3) if n != victim]), "during",
+                      1000, second, extra=("--clients=4", "--hot-keys=0"), wait=False)
+        ctl(g.addresses[leader], "add-learner", str(newcomer), g.addresses[newcomer])
+        self.assertEqual(load.wait(timeout=3600), 0, open(second + ".err").read())
+        ctl(g.addresses[leader], "add-voter", str(newcomer))
+        g.wait_ready(newcomer)
+
+        commit = int(g.status(g.leader())["commit"])
+        mgtest.eventually(lambda: int(g.status(newcomer)["applied"]) >= commit, "newcomer caught up")
+        st = g.status(newcomer)
+        self.assertGreaterEqual(int(st["snapshots_installed"]), 1, st)
+        self.assertGreaterEqual(int(st["snapshot_chunks_refused"]), 2, st)
+        self.assertIn("4@", st["members"])
+        self.assertNotIn("%d@" % victim, st["members"])
+
+        # The newcomer alone (stale reads) holds every acknowledged write.
+        for run, path in (("before", first), ("during", second)):
+            acked, attempted = parse_writes(path)
+            reads = os.path.join(self.root, "reads-%s.txt" % run)
+            p = kvload("read", g.addresses[newcomer], run, 1000, reads,
+                       extra=("--hot-keys=0", "--stale"))
+            self.assertEqual(p.returncode, 0, open(reads + ".err").read())
+            self.check_reads(acked, attempted, parse_reads(reads), "newcomer " + run)
+
+        codes = g.terminate_all()
+        self.assertEqual(set(codes.values()), {0}, codes)
+        self.keep = False
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,110 @@
+#include "services/tenant/replicated_store.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "libs/base/log.h"
+#include "libs/base/status.h"
+#include "libs/replica/kv_client.h"
+#include "libs/replica/kv_service.h"
+#include "libs/replica/raft_service.h"
+#include "libs/replica/replica.h"
+
+namespace mailgrid::tenant {
+namespace {
+
+// store::Store over KvClient: the deadline becomes the call's timeout.
+class KvClientStore final : public store::Store {
+ public:
+  explicit KvClientStore(std::unique_ptr<replica::KvClient> client) : client_(std::move(client)) {}
+  absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& r, absl::Time deadline) override {
+    return client_->Get(r, Left(deadline));
+  }
+  absl::StatusOr<kv::v1::ScanResponse> Scan(const kv::v1::ScanRequest& r, absl::Time deadline) override {
+    return client_->Scan(r, Left(deadline));
+  }
+  absl::StatusOr<kv::v1::WriteResponse> Write(const kv::v1::WriteRequest& r, absl::Time deadline) override {
+    return client_->Write(r, Left(deadline));
+  }
+
+ private:
+  static absl::Duration Left(absl::Time deadline) {
+    return std::max(deadline - absl::Now(), absl::Milliseconds(1));
+  }
+  std::unique_ptr<replica::KvClient> client_;
+};
+
+class Impl final : public ReplicatedStore {
+ public:
+  store::Store* store() override { return store_.get(); }
+  std::vector<grpc::Service*> Services() override { return {kv_.get(), raft_.get()}; }
+  absl::Status Start() override { return replica_->Start(); }
+  void Stop() override {
+    if (replica_) replica_->Stop();
+  }
+  bool IsLeader() const override { return replica_->IsLeader(); }
+
+  std::unique_ptr<replica::Replica> replica_;
+  std::unique_ptr<replica::KvServiceImpl> kv_;
+  std::unique_ptr<replica::RaftServiceImpl> raft_;
+  std::unique_ptr<store::Store> store_;
+};
+
+// "1=host:port,2=host:port" -> {1: host:port, ...}
+absl::StatusOr<std::map<raft::NodeId, std::string>> ParsePeers(const std::string& text) {
+  std::map<raft::NodeId, std::string> out;
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
+    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
+    uint64_t id = 0;
+    if (!absl::SimpleAtoi(kv.first, &id) || id == 0 || kv.second.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("--raft-peers: \"", item, "\" is not id=host:port"));
+    }
+    out[id] = std::string(kv.second);
+  }
+  return out;
+}
+
+}  // namespace
+
+bool ReplicationAvailable() { return true; }
+
+absl::StatusOr<std::unique_ptr<ReplicatedStore>> ReplicatedStore::Open(
+    const rpc::CommonConfig& common, const Options& o, std::shared_ptr<prometheus::Registry> registry) {
+  if (common.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required with --store=replicated");
+  replica::ReplicaOptions ro;
+  ro.group_id = "tenantd";
+  ro.id = o.raft_id;
+  ASSIGN_OR_RETURN(ro.peers, ParsePeers(o.raft_peers));
+  if (ro.peers.empty()) {
+    // A group of one: this process, at its --listen address.
+    if (absl::EndsWith(common.listen, ":0")) {
+      return absl::InvalidArgumentError("--store=replicated needs --raft-peers, or a fixed --listen port");
+    }
+    if (ro.id == 0) ro.id = 1;
+    ro.peers[ro.id] = common.listen;
+  }
+  if (ro.id == 0 || ro.peers.count(ro.id) == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--raft-id ", ro.id, " is not among --raft-peers"));
+  }
+  ro.advertise_address = ro.peers[ro.id];
+  ro.data_dir = common.data_dir + "/replica";
+  ro.join = o.raft_join;
+  ro.registry = std::move(registry);
+  auto impl = std::make_unique<Impl>();
+  ASSIGN_OR_RETURN(impl->replica_, replica::Replica::Open(ro));
+  impl->kv_ = std::make_unique<replica::KvServiceImpl>(impl->replica_.get());
+  impl->raft_ = std::make_unique<replica::RaftServiceImpl>(impl->replica_.get());
+  std::vector<std::string> addresses;
+  for (const auto& [id, address] : ro.peers) addresses.push_back(address);
+  replica::KvClientOptions co;
+  co.addresses = addresses;
+  ASSIGN_OR_RETURN(auto client, replica::KvClient::Create(co));
+  impl->store_ = std::make_unique<KvClientStore>(std::move(client));
+  log::Info("store is REPLICATED", {{"raft_id", static_cast<unsigned long long>(ro.id)},
+                                    {"peers", absl::StrJoin(addresses, ",")}, {"dir", ro.data_dir}});
+  return std::unique_ptr<ReplicatedStore>(std::move(impl));
+}
+
+}  // namespace mailgrid::tenant
