@@ -1,5 +1,6 @@
 """Debian packages: find the missing ones and install them when we are root."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -7,12 +8,20 @@ from . import paths
 
 
 def wanted():
+    """Package names from tools/packages.txt. A line "@CMD package" names a
+    package wanted only while no command CMD is on the PATH."""
     names = []
     with open(paths.PACKAGES_FILE) as f:
         for line in f:
             line = line.split("#", 1)[0].strip()
-            if line:
-                names.append(line)
+            if not line:
+                continue
+            if line.startswith("@"):
+                command, package = line[1:].split()
+                if shutil.which(command):
+                    continue
+                line = package
+            names.append(line)
     return names
 
 

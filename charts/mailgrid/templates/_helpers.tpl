@@ -447,10 +447,15 @@ imagePullSecrets:
 {{- end }}
 {{- end -}}
 
-{{/* Pod template metadata shared by every daemon pod. Takes a workload context. */}}
+{{/*
+Pod template metadata shared by every daemon pod. Takes a workload context.
+No chart or app version labels here: bumping the chart alone must not
+restart every mail server (an image change does).
+*/}}
 {{- define "mailgrid.podMetadata" -}}
 labels:
-  {{- include "mailgrid.labels" . | nindent 2 }}
+  {{- include "mailgrid.selectorLabels" . | nindent 2 }}
+  app.kubernetes.io/part-of: mailgrid
   {{- with .values.podLabels }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
