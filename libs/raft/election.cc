@@ -1,6 +1,5 @@
 // Leader election (§5.2), PreVote (dissertation §9.6) and the CheckQuorum
 // lease that makes leaders sticky (§6.2 / etcd).
-#include "libs/raft/check.h"
 #include "libs/raft/raft.h"
 
 namespace mailgrid::raft {

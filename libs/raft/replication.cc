@@ -3,7 +3,6 @@
 // compacted entries (§7).
 #include <algorithm>
 
-#include "libs/raft/check.h"
 #include "libs/raft/raft.h"
 
 namespace mailgrid::raft {
@@ -179,6 +178,8 @@ void Raft::HandleAppendResponse(const Message& m, Progress& pr) {
     }
     return;
   }
+  // An ack beyond our log cannot come from a correct peer; ignore it.
+  if (m.index > log_.LastIndex()) return;
   const bool was_paused = pr.IsPaused();
   if (!pr.MaybeUpdate(m.index)) return;
   switch (pr.state) {

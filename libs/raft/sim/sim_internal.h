@@ -97,6 +97,7 @@ class Simulation {
   void TickNode(NodeId id);
   void CheckLeader(SimNode& n);
   void CheckApplied(const SimNode& n, const Entry& e, uint64_t hash);
+  void CheckDurableLogsAgree();
   void Fail(const std::string& why);
   SimNode* Find(NodeId id);
   SimNode* CurrentLeader();

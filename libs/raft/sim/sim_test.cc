@@ -82,6 +82,22 @@ TEST(Simulation, SingleNode) {
   RunSeeds("1 node", o, EnvOr("MAILGRID_SIM_SEEDS", 2000) / 10);
 }
 
+// Very lossy, slow network, frequent faults and snapshots: stresses the
+// recovery paths (probing, snapshot retries, elections) rather than
+// throughput.
+TEST(Simulation, HarshNetwork) {
+  SimOptions o;
+  o.nodes = 3;
+  o.drop_rate = 0.2;
+  o.dup_rate = 0.1;
+  o.slow_rate = 0.2;
+  o.slow_max_ms = 200;
+  o.fault_interval_ms = 80;
+  o.snapshot_interval = 6;
+  o.heal_ms = 8000;
+  RunSeeds("harsh", o, EnvOr("MAILGRID_SIM_SEEDS", 2000) / 10);
+}
+
 TEST(Simulation, SameSeedSameRun) {
   SimOptions o;
   o.seed = 42;

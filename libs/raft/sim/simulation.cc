@@ -328,6 +328,24 @@ void Simulation::TickNode(NodeId id) {
   Schedule(now_ + o_.tick_ms, [this, id] { TickNode(id); });
 }
 
+// Log Matching on disk: every replica's durable log agrees on the term of
+// every entry up to its durable commit index (down replicas included).
+void Simulation::CheckDurableLogsAgree() {
+  std::map<Index, std::pair<Term, NodeId>> seen;
+  for (auto& [id, n] : nodes_) {
+    const Index commit = std::min(n->storage.hard_state().commit, n->storage.LastIndex());
+    for (Index i = n->storage.FirstIndex(); i <= commit; ++i) {
+      const Term t = *n->storage.Term(i);
+      auto [it, inserted] = seen.emplace(i, std::make_pair(t, id));
+      if (!inserted && it->second.first != t) {
+        Fail(absl::StrCat("committed entry ", i, " has term ", it->second.first, " on node ",
+                          it->second.second, " but term ", t, " on node ", id));
+        return;
+      }
+    }
+  }
+}
+
 // ----- the loop -----
 
 bool Simulation::RunOne() {
@@ -376,6 +394,7 @@ SimResult Simulation::Run() {
     Fail(absl::StrCat("liveness: after ", o_.heal_ms, "ms without faults no new write was ",
                       "committed and applied everywhere (live index ", live_index_, ")"));
   }
+  CheckDurableLogsAgree();
   return Finalize();
 }
 
