@@ -32,8 +32,8 @@ void ToProto(const raft::Entry& in, raft::v1::Entry* out) {
 
 absl::StatusOr<raft::Entry> FromProto(const raft::v1::Entry& in) {
   if (in.type() < raft::v1::ENTRY_NORMAL || in.type() > raft::v1::ENTRY_NOOP) {
-    return absl::InvalidArgumentError(absl::StrCat("entry ", in.index(), ": unknown type ",
-                                                   static_cast<int>(in.type())));
+    return absl::InvalidArgumentError(
+        absl::StrCat("entry ", in.index(), ": unknown type ", static_cast<int>(in.type())));
   }
   raft::Entry e;
   e.term = in.term();

@@ -120,8 +120,8 @@ absl::Status KvClient::Call(const Attempt& attempt, absl::Duration timeout, bool
         absl::MutexLock lock(&mu_);
         if (leader_ == target) leader_.clear();
       }
-      if (hint.has_value() && !hint->leader_address().empty() &&
-          hint->leader_address() != target && ++redirects <= 3) {
+      if (hint.has_value() && !hint->leader_address().empty() && hint->leader_address() != target &&
+          ++redirects <= 3) {
         target = hint->leader_address();  // redirect: go there at once
         continue;
       }
@@ -135,9 +135,9 @@ absl::Status KvClient::Call(const Attempt& attempt, absl::Duration timeout, bool
     return last;  // a definite answer: bad request, disk full, data loss...
   }
   if (is_write) {
-    return absl::DeadlineExceededError(absl::StrCat(
-        "write outcome unknown: no acknowledgement before the deadline (last error: ",
-        last.ToString(), ")"));
+    return absl::DeadlineExceededError(
+        absl::StrCat("write outcome unknown: no acknowledgement before the deadline (last error: ",
+                     last.ToString(), ")"));
   }
   return absl::DeadlineExceededError(
       absl::StrCat("no replica answered before the deadline (last error: ", last.ToString(), ")"));
@@ -151,11 +151,9 @@ absl::StatusOr<kv::v1::WriteResponse> KvClient::Write(kv::v1::WriteRequest reque
                                                       absl::Duration timeout) {
   if (request.request_id().client_id().empty()) *request.mutable_request_id() = NextRequestId();
   kv::v1::WriteResponse resp;
-  absl::Status s = Call(
-      [&](kv::v1::KvService::Stub* stub, grpc::ClientContext* ctx) {
-        return stub->Write(ctx, request, &resp);
-      },
-      timeout, /*is_write=*/true);
+  absl::Status s = Call([&](kv::v1::KvService::Stub* stub,
+                            grpc::ClientContext* ctx) { return stub->Write(ctx, request, &resp); },
+                        timeout, /*is_write=*/true);
   if (!s.ok()) return s;
   return resp;
 }
@@ -167,11 +165,9 @@ absl::StatusOr<kv::v1::GetResponse> KvClient::Get(const kv::v1::GetRequest& requ
 absl::StatusOr<kv::v1::GetResponse> KvClient::Get(const kv::v1::GetRequest& request,
                                                   absl::Duration timeout) {
   kv::v1::GetResponse resp;
-  absl::Status s = Call(
-      [&](kv::v1::KvService::Stub* stub, grpc::ClientContext* ctx) {
-        return stub->Get(ctx, request, &resp);
-      },
-      timeout, /*is_write=*/false);
+  absl::Status s = Call([&](kv::v1::KvService::Stub* stub,
+                            grpc::ClientContext* ctx) { return stub->Get(ctx, request, &resp); },
+                        timeout, /*is_write=*/false);
   if (!s.ok()) return s;
   return resp;
 }
@@ -183,11 +179,9 @@ absl::StatusOr<kv::v1::ScanResponse> KvClient::Scan(const kv::v1::ScanRequest& r
 absl::StatusOr<kv::v1::ScanResponse> KvClient::Scan(const kv::v1::ScanRequest& request,
                                                     absl::Duration timeout) {
   kv::v1::ScanResponse resp;
-  absl::Status s = Call(
-      [&](kv::v1::KvService::Stub* stub, grpc::ClientContext* ctx) {
-        return stub->Scan(ctx, request, &resp);
-      },
-      timeout, /*is_write=*/false);
+  absl::Status s = Call([&](kv::v1::KvService::Stub* stub,
+                            grpc::ClientContext* ctx) { return stub->Scan(ctx, request, &resp); },
+                        timeout, /*is_write=*/false);
   if (!s.ok()) return s;
   return resp;
 }

@@ -29,7 +29,7 @@
 namespace mailgrid::replica {
 
 struct KvClientOptions {
-  std::vector<std::string> addresses;  // host:port of the group's replicas
+  std::vector<std::string> addresses;                 // host:port of the group's replicas
   absl::Duration timeout = absl::Seconds(10);         // per call, when none is given
   absl::Duration attempt_timeout = absl::Seconds(3);  // per RPC attempt
   std::string client_id;                              // empty: random
@@ -44,7 +44,8 @@ class KvClient {
   absl::StatusOr<kv::v1::WriteResponse> Write(kv::v1::WriteRequest request);
   absl::StatusOr<kv::v1::WriteResponse> Write(kv::v1::WriteRequest request, absl::Duration timeout);
   absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& request);
-  absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& request, absl::Duration timeout);
+  absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& request,
+                                          absl::Duration timeout);
   absl::StatusOr<kv::v1::ScanResponse> Scan(const kv::v1::ScanRequest& request);
   absl::StatusOr<kv::v1::ScanResponse> Scan(const kv::v1::ScanRequest& request,
                                             absl::Duration timeout);

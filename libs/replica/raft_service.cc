@@ -19,8 +19,8 @@ absl::Time AdminDeadline(const grpc::ServerContext* ctx, absl::Duration cap) {
 absl::Status RaftServiceImpl::CheckAddressee(const std::string& group, uint64_t to,
                                              bool admin) const {
   if (group != replica_->group_id() && !(admin && group.empty())) {
-    return absl::FailedPreconditionError(absl::StrCat("wrong raft group '", group, "': this is '",
-                                                      replica_->group_id(), "'"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("wrong raft group '", group, "': this is '", replica_->group_id(), "'"));
   }
   if (!admin && to != replica_->id()) {
     return absl::FailedPreconditionError(
@@ -63,7 +63,8 @@ grpc::Status RaftServiceImpl::OfferSnapshot(grpc::ServerContext*,
     return rpc::ToGrpc(absl::UnavailableError("partitioned (test hook)"));
   }
   *resp = replica_->snapshot_receiver().Offer(*req);
-  log::Info("raft: snapshot offered", {{"from", req->from()}, {"index", req->meta().index()},
+  log::Info("raft: snapshot offered", {{"from", req->from()},
+                                       {"index", req->meta().index()},
                                        {"files", req->files_size()},
                                        {"already_have", resp->have_files_size()}});
   return grpc::Status::OK;
@@ -119,7 +120,7 @@ grpc::Status RaftServiceImpl::GetStatus(grpc::ServerContext*, const raft::v1::Ge
     out->set_id(p.id);
     out->set_match(p.match);
     out->set_next(p.next);
-    out->set_state(p.state == raft::PeerProgress::State::kReplicate ? "replicate"
+    out->set_state(p.state == raft::PeerProgress::State::kReplicate  ? "replicate"
                    : p.state == raft::PeerProgress::State::kSnapshot ? "snapshot"
                                                                      : "probe");
     out->set_learner(p.learner);
@@ -168,7 +169,8 @@ grpc::Status RaftServiceImpl::ChangeMembership(grpc::ServerContext* ctx,
       index = replica_->RemoveNode(req->node(), deadline);
       break;
     default:
-      return rpc::ToGrpc(absl::InvalidArgumentError("kind: must be ADD_VOTER, ADD_LEARNER or REMOVE"));
+      return rpc::ToGrpc(
+          absl::InvalidArgumentError("kind: must be ADD_VOTER, ADD_LEARNER or REMOVE"));
   }
   if (!index.ok()) return ToGrpcWithLeaderHint(ctx, index.status());
   resp->set_index(*index);

@@ -98,7 +98,8 @@ absl::Status Replica::OpenStore() {
   metrics_ = std::make_unique<ReplicaMetrics>(*registry_);
   std::error_code ec;
   fs::create_directories(options_.data_dir, ec);
-  if (ec) return absl::InternalError(absl::StrCat("data dir ", options_.data_dir, ": ", ec.message()));
+  if (ec)
+    return absl::InternalError(absl::StrCat("data dir ", options_.data_dir, ": ", ec.message()));
 
   ASSIGN_OR_RETURN(engine_, kv::Engine::Open(options_.data_dir + "/db", options_.engine));
   ASSIGN_OR_RETURN(sm_, kv::StateMachine::Open(engine_.get(), options_.state_machine));
@@ -127,6 +128,8 @@ absl::Status Replica::OpenStore() {
   config.applied = sm_->applied_index();
   ASSIGN_OR_RETURN(node_, raft::RawNode::Create(config, log_.get()));
   catch_up_target_ = log_->hard_state().commit;
+  campaign_term_ = log_->hard_state().term;
+  latest_hard_state_ = saved_hard_state_ = log_->hard_state();
 
   receiver_ = std::make_unique<SnapshotReceiver>(options_.data_dir + "/snapshots/incoming");
   receiver_->Cleanup(sm_->applied_index());
@@ -136,12 +139,15 @@ absl::Status Replica::OpenStore() {
   t.self_address = options_.advertise_address;
   t.snapshot_dir = options_.data_dir + "/snapshots/outgoing";
   t.snapshot_chunk_bytes = options_.snapshot_chunk_bytes;
-  transport_ = std::make_unique<Transport>(t, static_cast<TransportHost*>(this), metrics_.get(), &hooks_);
+  transport_ =
+      std::make_unique<Transport>(t, static_cast<TransportHost*>(this), metrics_.get(), &hooks_);
   Publish();
-  log::Info("raft: replica opened",
-            {{"group", options_.group_id}, {"id", options_.id},
-             {"address", options_.advertise_address}, {"applied", sm_->applied_index()},
-             {"last_index", log_->LastIndex()}, {"term", log_->hard_state().term}});
+  log::Info("raft: replica opened", {{"group", options_.group_id},
+                                     {"id", options_.id},
+                                     {"address", options_.advertise_address},
+                                     {"applied", sm_->applied_index()},
+                                     {"last_index", log_->LastIndex()},
+                                     {"term", log_->hard_state().term}});
   return absl::OkStatus();
 }
 
@@ -264,7 +270,8 @@ absl::StatusOr<kv::v1::WriteResponse> Replica::Propose(const kv::v1::WriteReques
                                                        absl::Time deadline) {
   if (disk_full_.load()) {
     metrics_->proposals_refused->Increment();
-    return absl::ResourceExhaustedError("disk full: this replica refuses writes until space is freed");
+    return absl::ResourceExhaustedError(
+        "disk full: this replica refuses writes until space is freed");
   }
   if (!IsLeader()) {
     metrics_->proposals_refused->Increment();
@@ -305,7 +312,8 @@ absl::StatusOr<kv::v1::GetResponse> Replica::Get(const kv::v1::GetRequest& reque
                                                  absl::Time deadline) {
   if (request.key().empty()) return absl::InvalidArgumentError("key: empty");
   if (request.key().size() > kv::kMaxKeyBytes) {
-    return absl::InvalidArgumentError(absl::StrCat("key: longer than ", kv::kMaxKeyBytes, " bytes"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("key: longer than ", kv::kMaxKeyBytes, " bytes"));
   }
   if (request.consistency() == kv::v1::LINEARIZABLE) {
     ASSIGN_OR_RETURN(raft::Index read_index, WaitReadIndex(deadline));

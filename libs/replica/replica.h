@@ -96,7 +96,7 @@ struct ReplicaStatus {
   raft::Index first_index = 0;
   raft::Index last_index = 0;
   raft::ConfState conf;
-  std::vector<raft::PeerProgress> progress;  // leader only
+  std::vector<raft::PeerProgress> progress;       // leader only
   std::map<raft::NodeId, std::string> addresses;  // of the members in conf
   bool ready = false;
   std::string not_ready_reason;
@@ -302,6 +302,9 @@ class Replica final : private TransportHost {
   // Confirmed reads waiting for the apply point, by read index.
   std::multimap<raft::Index, std::shared_ptr<Completion<raft::Index>>> confirmed_reads_;
   uint64_t read_seq_ = 0;
+  raft::Term campaign_term_ = 0;  // last term this replica campaigned in
+  raft::HardState latest_hard_state_;  // as the core last reported it
+  raft::HardState saved_hard_state_;   // as last written to the log store
   // Readiness: applied must reach this once a leader is known.
   raft::Index catch_up_target_ = 0;
   bool catch_up_target_fixed_ = false;

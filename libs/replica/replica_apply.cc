@@ -45,7 +45,8 @@ absl::Status Replica::ApplyEntry(const raft::Entry& e) {
   if (!cc.ok()) {
     // Every replica decodes the same bytes and skips them alike (as the
     // core does), so the membership stays identical everywhere.
-    log::Error("raft: malformed membership change skipped", {{"index", e.index}, {"error", cc.status()}});
+    log::Error("raft: malformed membership change skipped",
+               {{"index", e.index}, {"error", cc.status()}});
     RETURN_IF_ERROR(sm_->ApplyNoop(e.index, e.term));
     CompleteConf(e.index, e.term);
     return absl::OkStatus();
@@ -59,10 +60,11 @@ absl::Status Replica::ApplyEntry(const raft::Entry& e) {
     absl::MutexLock lock(&status_mu_);  // visible to Status() at once
     published_.conf = conf_;
   }
-  log::Info("raft: membership changed",
-            {{"index", e.index}, {"type", static_cast<int>(cc->type)}, {"node", cc->node},
-             {"voters", static_cast<int>(conf_.voters.size())},
-             {"learners", static_cast<int>(conf_.learners.size())}});
+  log::Info("raft: membership changed", {{"index", e.index},
+                                         {"type", static_cast<int>(cc->type)},
+                                         {"node", cc->node},
+                                         {"voters", static_cast<int>(conf_.voters.size())},
+                                         {"learners", static_cast<int>(conf_.learners.size())}});
   CompleteConf(e.index, e.term);
   CompleteWrite(e.index, e.term, LostLeadership());
   return absl::OkStatus();
@@ -89,8 +91,9 @@ void Replica::CompleteConf(raft::Index index, raft::Term term) {
     if (it->first == index && it->second.term == term) {
       it->second.done->Set(index);
     } else {
-      it->second.done->Set(absl::UnavailableError(
-          "lost leadership before the membership change committed; check the membership and retry"));
+      it->second.done->Set(
+          absl::UnavailableError("lost leadership before the membership change committed; check "
+                                 "the membership and retry"));
     }
     it = conf_waiters_.erase(it);
   }

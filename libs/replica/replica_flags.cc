@@ -33,7 +33,8 @@ absl::StatusOr<std::map<raft::NodeId, std::string>> ParsePeers(const std::string
   std::map<raft::NodeId, std::string> out;
   for (absl::string_view part : absl::StrSplit(peers, ',', absl::SkipWhitespace())) {
     part = absl::StripAsciiWhitespace(part);
-    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(part, absl::MaxSplits('=', 1));
     uint64_t id = 0;
     if (!absl::SimpleAtoi(kv.first, &id) || id == 0 || kv.second.empty()) {
       return absl::InvalidArgumentError(
@@ -41,7 +42,8 @@ absl::StatusOr<std::map<raft::NodeId, std::string>> ParsePeers(const std::string
     }
     auto hp = net::ParseHostPort(std::string(kv.second));
     if (!hp.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("--raft-peers: ", part, ": ", hp.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--raft-peers: ", part, ": ", hp.status().message()));
     }
     if (!out.emplace(id, std::string(kv.second)).second) {
       return absl::InvalidArgumentError(absl::StrCat("--raft-peers: id ", id, " listed twice"));
@@ -54,7 +56,8 @@ absl::StatusOr<ReplicaOptions> MakeReplicaOptions(const RaftFlags& r,
                                                   const rpc::CommonConfig& common,
                                                   std::shared_ptr<prometheus::Registry> registry) {
   if (r.id <= 0) return absl::InvalidArgumentError("--raft-id: required (> 0)");
-  if (common.data_dir.empty()) return absl::InvalidArgumentError("--data-dir: required for a replica");
+  if (common.data_dir.empty())
+    return absl::InvalidArgumentError("--data-dir: required for a replica");
   ASSIGN_OR_RETURN(auto peers, ParsePeers(r.peers));
   ReplicaOptions o;
   o.id = static_cast<raft::NodeId>(r.id);
@@ -65,8 +68,8 @@ absl::StatusOr<ReplicaOptions> MakeReplicaOptions(const RaftFlags& r,
   if (o.advertise_address.empty()) {
     auto it = o.peers.find(o.id);
     if (it == o.peers.end()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--raft-peers: must list this replica (", o.id, "=host:port) or give --raft-advertise"));
+      return absl::InvalidArgumentError(absl::StrCat("--raft-peers: must list this replica (", o.id,
+                                                     "=host:port) or give --raft-advertise"));
     }
     o.advertise_address = it->second;
   }

@@ -54,7 +54,8 @@ void Replica::HandleInbox(Inbox inbox) {
   for (raft::Message& m : inbox.messages) {
     const auto type = m.type;
     absl::Status s = node_->Step(std::move(m));
-    if (!s.ok()) log::Debug("raft: message not stepped", {{"type", static_cast<int>(type)}, {"error", s}});
+    if (!s.ok())
+      log::Debug("raft: message not stepped", {{"type", static_cast<int>(type)}, {"error", s}});
   }
   for (const Report& r : inbox.reports) {
     switch (r.kind) {
@@ -92,9 +93,9 @@ void Replica::HandleInbox(Inbox inbox) {
       c.done->Set(node_->role() == raft::Role::kLeader ? pos.status() : NotLeader());
       continue;
     }
-    log::Info("raft: membership change proposed",
-              {{"type", static_cast<int>(c.change.type)}, {"node", c.change.node},
-               {"index", pos->index}});
+    log::Info("raft: membership change proposed", {{"type", static_cast<int>(c.change.type)},
+                                                   {"node", c.change.node},
+                                                   {"index", pos->index}});
     conf_waiters_[pos->index] = ConfWaiter{pos->term, std::move(c.done)};
   }
   StartReads(std::move(inbox.reads));
@@ -111,13 +112,22 @@ void Replica::HandleInbox(Inbox inbox) {
 
 void Replica::HandleReady(raft::Ready rd) {
   if (rd.soft_state) OnSoftState(*rd.soft_state);
+  // An election started here: a new term with our own vote (PreVote rounds
+  // do not change the term, so they are not counted).
+  if (rd.hard_state && rd.hard_state->term > campaign_term_ && rd.hard_state->vote == options_.id) {
+    campaign_term_ = rd.hard_state->term;
+    metrics_->elections->Increment();
+  }
   // 1. A snapshot received from the leader: the state machine first, then
   //    the log (RaftLogStore::Open finishes the job if we die in between).
   if (rd.snapshot && sm_->applied_index() < rd.snapshot->index) {
     if (!RetryStorage("install snapshot", [&] { return InstallSnapshot(*rd.snapshot); })) return;
   }
-  // 2. Persist entries + hard state (+ snapshot point): one synced write.
-  if (rd.snapshot || !rd.entries.empty() || rd.hard_state) {
+  // 2. Persist entries + hard state (+ snapshot point): one synced write,
+  //    and only when something needs one (see Persist).
+  if (rd.hard_state) latest_hard_state_ = *rd.hard_state;
+  if (rd.snapshot || !rd.entries.empty() || latest_hard_state_.term != saved_hard_state_.term ||
+      latest_hard_state_.vote != saved_hard_state_.vote) {
     if (!RetryStorage("persist raft log", [&] { return Persist(rd); })) return;
   }
   if (rd.snapshot) {
@@ -147,9 +157,17 @@ void Replica::HandleReady(raft::Ready rd) {
   MaybeCompact();
 }
 
+// A change of the commit index alone is not written: Raft does not need it
+// durable (a restarted replica learns it again from the leader, and
+// RaftLogStore::Open raises it to the state machine's applied index), and
+// an fsync per commit advance would double the fsyncs of every round. It
+// travels with the next write that must be synced (entries, term, vote).
 absl::Status Replica::Persist(const raft::Ready& rd) {
   absl::Time start = absl::Now();
-  RETURN_IF_ERROR(log_->Save(rd.snapshot, rd.entries, rd.hard_state));
+  std::optional<raft::HardState> hs;
+  if (latest_hard_state_ != saved_hard_state_) hs = latest_hard_state_;
+  RETURN_IF_ERROR(log_->Save(rd.snapshot, rd.entries, hs));
+  saved_hard_state_ = latest_hard_state_;
   metrics_->fsync_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - start));
   metrics_->entries_per_fsync->Observe(static_cast<double>(rd.entries.size()));
   return absl::OkStatus();
@@ -171,11 +189,8 @@ void Replica::OnSoftState(const raft::SoftState& ss) {
   const bool was_leader = soft_.role == raft::Role::kLeader;
   if (ss.leader != soft_.leader) {
     metrics_->leader_changes->Increment();
-    log::Info("raft: leader changed", {{"leader", ss.leader}, {"term", node_->term()},
-                                       {"role", raft::RoleName(ss.role)}});
-  }
-  if (ss.role == raft::Role::kCandidate && soft_.role != raft::Role::kCandidate) {
-    metrics_->elections->Increment();
+    log::Info("raft: leader changed",
+              {{"leader", ss.leader}, {"term", node_->term()}, {"role", raft::RoleName(ss.role)}});
   }
   soft_ = ss;
   leader_.store(ss.leader);
@@ -243,9 +258,8 @@ void Replica::Publish() {
       catch_up_target_ = std::max(catch_up_target_, st.commit);
       catch_up_target_fixed_ = true;
     }
-    const bool member =
-        std::count(conf_.voters.begin(), conf_.voters.end(), options_.id) > 0 ||
-        std::count(conf_.learners.begin(), conf_.learners.end(), options_.id) > 0;
+    const bool member = std::count(conf_.voters.begin(), conf_.voters.end(), options_.id) > 0 ||
+                        std::count(conf_.learners.begin(), conf_.learners.end(), options_.id) > 0;
     if (applied >= catch_up_target_ && (member || !started_empty_)) {
       ready_.store(true);
       log::Info("raft: replica ready", {{"applied", applied}, {"leader", st.leader}});

@@ -12,6 +12,8 @@
 #include "libs/replica/kv_client.h"
 #include "libs/replica/kv_service.h"
 #include "libs/replica/testing/test_cluster.h"
+#include "mailgrid/raft/v1/raft.grpc.pb.h"
+#include "prometheus/registry.h"
 
 namespace mailgrid::replica {
 namespace {
@@ -98,11 +100,10 @@ TEST(ReplicaTest, FollowersAnswerNotLeaderWithTheLeadersAddress) {
   ASSERT_TRUE(hint.has_value());
   EXPECT_EQ(hint->leader_id(), leader);
   EXPECT_EQ(hint->leader_address(), c.address(leader));
-  EXPECT_FALSE(GetNotLeader(c.replica(follower)
-                                .Get(GetRequest(Key(1)), In(absl::Seconds(5)))
-                                .status())
-                   ->leader_address()
-                   .empty());
+  EXPECT_FALSE(
+      GetNotLeader(c.replica(follower).Get(GetRequest(Key(1)), In(absl::Seconds(5))).status())
+          ->leader_address()
+          .empty());
 
   // Over gRPC: FAILED_PRECONDITION + the trailing metadata kv.proto documents.
   auto stub = kv::v1::KvService::NewStub(MakeReplicaChannel(c.address(follower)));
@@ -145,7 +146,8 @@ TEST(ReplicaTest, KvClientFollowsRedirectsAndRetriesAreAppliedOnce) {
   absl::StatusOr<std::unique_ptr<KvClient>> client = KvClient::Create(o);
   ASSERT_TRUE(client.ok());
   for (int i = 0; i < 20; ++i) {
-    absl::StatusOr<kv::v1::WriteResponse> w = (*client)->Write(PutRequest(Key(i), absl::StrCat("v", i)));
+    absl::StatusOr<kv::v1::WriteResponse> w =
+        (*client)->Write(PutRequest(Key(i), absl::StrCat("v", i)));
     ASSERT_TRUE(w.ok()) << w.status();
     EXPECT_FALSE(w->replayed());
   }
@@ -199,8 +201,8 @@ TEST(ReplicaTest, LeadershipTransferMovesTheLeaderAndWritesContinue) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->value(), "a");
   // A transfer asked of a follower is a NOT_LEADER.
-  EXPECT_TRUE(GetNotLeader(c.replica(leader).TransferLeadership(target, In(absl::Seconds(1))))
-                  .has_value());
+  EXPECT_TRUE(
+      GetNotLeader(c.replica(leader).TransferLeadership(target, In(absl::Seconds(1)))).has_value());
 }
 
 TEST(ReplicaTest, AddLearnerPromoteAndRemove) {
@@ -297,7 +299,8 @@ TEST(ReplicaTest, NewMemberCatchesUpFromASnapshot) {
   WriteKeys(**client, 300, 400);  // writes continue during the catch-up
   raft::Index target = c.replica(leader).Status().applied;
   ASSERT_TRUE(c.WaitApplied(4, target));
-  EXPECT_GE(c.replica(4).Status().snapshots_installed, 1u);
+  // (applied moves with the state machine restore, the counter right after)
+  EXPECT_TRUE(WaitUntil([&] { return c.replica(4).Status().snapshots_installed >= 1; }));
   ExpectAllKeys(c.replica(4), 400);
 }
 
@@ -318,6 +321,7 @@ TEST(ReplicaTest, CorruptedSnapshotChunksAreRefusedAndFetchedAgain) {
   ASSERT_TRUE(c.replica(leader).AddLearner(4, c.address(4), In(absl::Seconds(30))).ok());
   raft::Index target = c.replica(leader).Status().applied;
   ASSERT_TRUE(c.WaitApplied(4, target, absl::Seconds(120)));
+  EXPECT_TRUE(WaitUntil([&] { return c.replica(4).Status().snapshots_installed >= 1; }));
   ReplicaStatus st = c.replica(4).Status();
   EXPECT_GE(st.snapshot_chunks_refused, 2u);
   // The retries resumed: files verified in a failed attempt were not re-sent.
@@ -339,7 +343,8 @@ TEST(ReplicaTest, DiskFullRefusesWritesThenResumes) {
   disk.fs->SetFull(true);
   // The first write finds the disk full while persisting: its outcome is
   // unknown to the caller (deadline) or refused; from then on it is refused.
-  absl::StatusOr<kv::v1::WriteResponse> w = r.Write(PutRequest(Key(2), "during"), In(absl::Seconds(3)));
+  absl::StatusOr<kv::v1::WriteResponse> w =
+      r.Write(PutRequest(Key(2), "during"), In(absl::Seconds(3)));
   EXPECT_FALSE(w.ok());
   ASSERT_TRUE(WaitUntil([&] { return r.Status().disk_full; }));
   std::string reason;
@@ -348,7 +353,8 @@ TEST(ReplicaTest, DiskFullRefusesWritesThenResumes) {
   w = r.Write(PutRequest(Key(3), "refused"), In(absl::Seconds(3)));
   EXPECT_EQ(w.status().code(), absl::StatusCode::kResourceExhausted) << w.status();
   // Reads still work.
-  absl::StatusOr<kv::v1::GetResponse> g = r.Get(GetRequest(Key(1), kv::v1::STALE), In(absl::Seconds(3)));
+  absl::StatusOr<kv::v1::GetResponse> g =
+      r.Get(GetRequest(Key(1), kv::v1::STALE), In(absl::Seconds(3)));
   ASSERT_TRUE(g.ok());
   EXPECT_EQ(g->value(), "before");
 
@@ -386,6 +392,91 @@ TEST(ReplicaTest, RestartedMemberKeepsItsDataAndRejoins) {
   raft::Index target = c.replica(now_leader).Status().commit;
   ASSERT_TRUE(c.WaitApplied(leader, target));
   ExpectAllKeys(c.replica(leader), 40);
+}
+
+TEST(ReplicaTest, MisroutedOrMalformedRaftTrafficIsRefused) {
+  TestCluster c;
+  ASSERT_TRUE(c.StartGroup(3).ok());
+  raft::NodeId leader = c.WaitForLeader();
+  ASSERT_NE(leader, raft::kNoNode);
+  auto stub = raft::v1::RaftService::NewStub(MakeReplicaChannel(c.address(1)));
+  auto send = [&](const raft::v1::MessageBatch& batch) {
+    grpc::ClientContext ctx;
+    raft::v1::SendAck ack;
+    return stub->Send(&ctx, batch, &ack);
+  };
+  raft::v1::MessageBatch batch;
+  batch.set_group_id("another-shard");
+  batch.set_from(2);
+  batch.set_to(1);
+  raft::v1::Message* m = batch.add_messages();
+  m->set_type(raft::v1::MSG_HEARTBEAT);
+  m->set_from(2);
+  m->set_to(1);
+  m->set_term(1000);  // would depose the leader if it were stepped
+  grpc::Status s = send(batch);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_NE(s.error_message().find("wrong raft group"), std::string::npos) << s.error_message();
+
+  batch.set_group_id("test");
+  batch.set_to(3);  // addressed to another node
+  EXPECT_EQ(send(batch).error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+
+  batch.set_to(1);
+  m->set_type(raft::v1::MSG_SNAPSHOT);  // only through a verified InstallSnapshot
+  EXPECT_EQ(send(batch).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  m->set_type(static_cast<raft::v1::MessageType>(42));
+  EXPECT_EQ(send(batch).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  // None of it reached the core: the term did not jump to 1000.
+  EXPECT_LT(c.replica(1).Status().term, 1000u);
+
+  // The admin view over gRPC.
+  grpc::ClientContext ctx;
+  raft::v1::GetStatusRequest req;
+  raft::v1::GetStatusResponse st;
+  ASSERT_TRUE(stub->GetStatus(&ctx, req, &st).ok());
+  EXPECT_EQ(st.id(), 1u);
+  EXPECT_EQ(st.leader_id(), leader);
+  EXPECT_EQ(st.members_size(), 3);
+}
+
+TEST(ReplicaTest, ExportsRaftMetrics) {
+  ReplicaOptions o = TestCluster::DefaultOptions();
+  auto registry = std::make_shared<prometheus::Registry>();
+  o.registry = registry;
+  TestCluster c(o);
+  ASSERT_TRUE(c.StartGroup(1).ok());
+  ASSERT_EQ(c.WaitForLeader(), 1u);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(c.replica(1).Write(PutRequest(Key(i), "v"), In(absl::Seconds(30))).ok());
+  }
+  ASSERT_TRUE(WaitUntil([&] { return c.replica(1).Status().applied >= 7; }));
+  std::map<std::string, double> values;
+  for (const auto& family : registry->Collect()) {
+    for (const auto& metric : family.metric) {
+      double v = metric.gauge.value + metric.counter.value +
+                 static_cast<double>(metric.histogram.sample_count);
+      if (family.name == "mailgrid_raft_role") {
+        for (const auto& label : metric.label) {
+          if (label.value == "leader") values["role_leader"] = metric.gauge.value;
+        }
+        continue;
+      }
+      values[family.name] += v;
+    }
+  }
+  EXPECT_GE(values["mailgrid_raft_term"], 1);
+  EXPECT_EQ(values["role_leader"], 1);
+  EXPECT_GE(values["mailgrid_raft_proposals_total"], 5);
+  EXPECT_GE(values["mailgrid_raft_fsync_seconds"], 5);  // observations
+  EXPECT_GE(values["mailgrid_raft_entries_per_fsync"], 5);
+  EXPECT_GE(values["mailgrid_raft_elections_total"], 1);
+  EXPECT_GE(values["mailgrid_raft_leader_changes_total"], 1);
+  EXPECT_TRUE(values.count("mailgrid_raft_commit_index"));
+  EXPECT_TRUE(values.count("mailgrid_raft_applied_index"));
+  EXPECT_TRUE(values.count("mailgrid_raft_apply_lag"));
+  EXPECT_TRUE(values.count("mailgrid_raft_snapshot_sends_total"));
 }
 
 }  // namespace

@@ -111,8 +111,8 @@ absl::StatusOr<std::optional<raft::Message>> SnapshotReceiver::Stream::Add(
 absl::Status SnapshotReceiver::Stream::AddData(const std::string& dir,
                                                const raft::v1::SnapshotChunk& chunk) {
   if (!SafeFileName(chunk.file_name())) {
-    return absl::InvalidArgumentError(absl::StrCat("snapshot chunk: bad file name '",
-                                                   chunk.file_name(), "'"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("snapshot chunk: bad file name '", chunk.file_name(), "'"));
   }
   std::string path = absl::StrCat(dir, "/", chunk.file_name());
   if (path != file_path_) {
@@ -168,12 +168,12 @@ absl::StatusOr<raft::Message> SnapshotReceiver::Stream::Finish(
   }
   ASSIGN_OR_RETURN(raft::Message m, FromProto(chunk.message()));
   if (m.type != raft::Message::Type::kSnapshot || manifest->applied_index() != m.snapshot.index ||
-      manifest->applied_term() != m.snapshot.term ||
-      m.snapshot.index != chunk.meta().index() || m.snapshot.term != chunk.meta().term()) {
+      manifest->applied_term() != m.snapshot.term || m.snapshot.index != chunk.meta().index() ||
+      m.snapshot.term != chunk.meta().term()) {
     RemoveQuietly(dir);
-    return r_->Refuse(absl::DataLossError(absl::StrCat(
-        "snapshot: data at ", manifest->applied_index(), "/", manifest->applied_term(),
-        " does not match its message at ", m.snapshot.index, "/", m.snapshot.term)));
+    return r_->Refuse(absl::DataLossError(
+        absl::StrCat("snapshot: data at ", manifest->applied_index(), "/", manifest->applied_term(),
+                     " does not match its message at ", m.snapshot.index, "/", m.snapshot.term)));
   }
   return m;
 }

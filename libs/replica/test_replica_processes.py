@@ -13,8 +13,8 @@
    transit and at the source) and must be refused and fetched again. Writes
    continue meanwhile; the newcomer ends with everything.
 
-Sizes: MAILGRID_REPLICA_TEST_OPS (default 3000) writes in test 1; raise it
-(e.g. 10000) for a longer soak.
+Sizes: MAILGRID_REPLICA_TEST_OPS (default 10000) operations in test 1 (four
+fifths are writes of unique keys); raise it for a longer soak.
 """
 import os
 import shutil
@@ -30,7 +30,7 @@ SOURCE_DIR = os.environ.get(
 sys.path.insert(0, os.path.join(SOURCE_DIR, "tests", "lib"))
 import mgtest  # noqa: E402
 
-OPS = int(os.environ.get("MAILGRID_REPLICA_TEST_OPS", "3000"))
+OPS = int(os.environ.get("MAILGRID_REPLICA_TEST_OPS", "10000"))
 GROUP = "itest"
 
 
@@ -57,7 +57,6 @@ class Group:
         self.extra = list(extra_flags)
         self.addresses = {}
         self.procs = {}
-        self.logs = {}
 
     def add_address(self, node):
         self.addresses[node] = "127.0.0.1:%d" % mgtest.free_port()
@@ -69,15 +68,14 @@ class Group:
         return os.path.join(self.root, "r%d" % node)
 
     def start(self, node, peer_ids, join=False):
-        log = open(os.path.join(self.root, "r%d.log" % node), "a")
         args = [mgtest.binary("replicad"), "--raft-id=%d" % node,
                 "--raft-peers=" + self.peers(peer_ids), "--raft-group=" + GROUP,
                 "--listen=" + self.addresses[node], "--metrics-listen=127.0.0.1:0",
                 "--data-dir=" + self.data_dir(node)] + self.extra
         if join:
             args.append("--raft-join")
-        self.procs[node] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        self.logs[node] = log
+        with open(os.path.join(self.root, "r%d.log" % node), "a") as log:
+            self.procs[node] = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
 
     def kill(self, node):
         p = self.procs.pop(node)
@@ -121,6 +119,11 @@ class Group:
         return ",".join(self.addresses[i] for i in sorted(ids or self.procs))
 
 
+def read_file(path):
+    with open(path) as f:
+        return f.read()
+
+
 def count_lines(path):
     try:
         with open(path) as f:
@@ -134,13 +137,10 @@ def kvload(mode, addresses, run, ops, out_path, history=None, extra=(), wait=Tru
             "--ops=%d" % ops] + list(extra) + [mode]
     if history:
         args.insert(1, "--history=" + history)
-    out = open(out_path, "w")
-    err = open(out_path + ".err", "w")
-    p = subprocess.Popen(args, stdout=out, stderr=err)
+    with open(out_path, "w") as out, open(out_path + ".err", "w") as err:
+        p = subprocess.Popen(args, stdout=out, stderr=err)  # the child keeps its own fds
     if wait:
         p.wait()
-        out.close()
-        err.close()
     return p
 
 
@@ -214,42 +214,51 @@ class ReplicaProcessTest(unittest.TestCase):
         load = kvload("write", g.address_list(), "crash", OPS, acks, history=history,
                       extra=("--clients=8", "--hot-keys=20", "--timeout=20s"), wait=False)
 
-        def at_least(fraction):
-            target = int(OPS * fraction)
+        answered = [0]
+
+        def progress(fraction, event):
+            """Waits until `fraction` of the writes more were answered."""
+            target = answered[0] + int(OPS * 0.8 * fraction)
             mgtest.eventually(lambda: count_lines(acks) >= target or load.poll() is not None,
                               "%d writes answered" % target)
+            answered[0] = count_lines(acks)
+            sys.stderr.write("%s after %d writes answered%s\n" % (
+                event, answered[0], "" if load.poll() is None else " (load finished)"))
 
-        at_least(0.10)
+        progress(0.05, "kill -9 the leader")
         victim = g.leader()
         g.kill(victim)                       # the leader dies
-        at_least(0.25)
+        progress(0.05, "restart it")
         g.start(victim, (1, 2, 3))           # and comes back
         g.wait_ready(victim)
         follower = [n for n in (1, 2, 3) if n != g.leader()][0]
-        at_least(0.40)
+        progress(0.05, "kill -9 a follower")
         g.kill(follower)                     # a follower dies
-        at_least(0.55)
+        progress(0.05, "restart it")
         g.start(follower, (1, 2, 3))
         g.wait_ready(follower)
-        at_least(0.65)
+        progress(0.05, "partition the leader")
         cut = g.leader()                     # the leader is cut off
         others = [n for n in (1, 2, 3) if n != cut]
         ctl(g.addresses[cut], "partition", ",".join(map(str, others)))
         mgtest.eventually(lambda: g.status(others[0]) and g.status(others[0]).get("role") in (
             "leader", "follower") and g.status(others[0]).get("leader") not in ("0", str(cut)),
             "the majority side elects a new leader")
-        time.sleep(1)
+        progress(0.05, "heal the partition")
         ctl(g.addresses[cut], "heal")
-        self.assertEqual(load.wait(timeout=3600), 0, open(acks + ".err").read())
+        self.assertEqual(load.wait(timeout=3600), 0, read_file(acks + ".err"))
+        sys.stderr.write("kvload: " + read_file(acks + ".err"))
 
         for n in (1, 2, 3):
             g.wait_ready(n)
         acked, attempted = parse_writes(acks)
         self.assertGreater(len(acked), OPS // 2, "most writes must succeed")
+        sys.stderr.write("keys acknowledged: %d, keys with an unknown outcome: %d\n" % (
+            len(acked), sum(1 for k, v in attempted.items() if v - acked.get(k, set()))))
         reads_path = os.path.join(self.root, "reads.txt")
         p = kvload("read", g.address_list(), "crash", OPS, reads_path, history=history,
                    extra=("--hot-keys=20",))
-        self.assertEqual(p.returncode, 0, open(reads_path + ".err").read())
+        self.assertEqual(p.returncode, 0, read_file(reads_path + ".err"))
         self.check_reads(acked, attempted, parse_reads(reads_path), "linearizable read")
 
         # Every replica converges on the same data.
@@ -277,7 +286,7 @@ class ReplicaProcessTest(unittest.TestCase):
         first = os.path.join(self.root, "first.txt")
         p = kvload("write", g.address_list(), "before", 1000, first,
                    extra=("--clients=8", "--hot-keys=0"))
-        self.assertEqual(p.returncode, 0, open(first + ".err").read())
+        self.assertEqual(p.returncode, 0, read_file(first + ".err"))
         leader = g.leader()
         self.assertGreater(int(g.status(leader)["first_index"]), 1, "the log must be compacted")
 
@@ -296,13 +305,16 @@ class ReplicaProcessTest(unittest.TestCase):
         load = kvload("write", g.address_list([n for n in (1, 2, 3) if n != victim]), "during",
                       1000, second, extra=("--clients=4", "--hot-keys=0"), wait=False)
         ctl(g.addresses[leader], "add-learner", str(newcomer), g.addresses[newcomer])
-        self.assertEqual(load.wait(timeout=3600), 0, open(second + ".err").read())
+        self.assertEqual(load.wait(timeout=3600), 0, read_file(second + ".err"))
         ctl(g.addresses[leader], "add-voter", str(newcomer))
         g.wait_ready(newcomer)
 
         commit = int(g.status(g.leader())["commit"])
         mgtest.eventually(lambda: int(g.status(newcomer)["applied"]) >= commit, "newcomer caught up")
+        mgtest.eventually(lambda: int(g.status(newcomer)["snapshots_installed"]) >= 1,
+                          "newcomer installed a snapshot")
         st = g.status(newcomer)
+        sys.stderr.write("newcomer: %r\n" % st)
         self.assertGreaterEqual(int(st["snapshots_installed"]), 1, st)
         self.assertGreaterEqual(int(st["snapshot_chunks_refused"]), 2, st)
         self.assertIn("4@", st["members"])
@@ -314,7 +326,7 @@ class ReplicaProcessTest(unittest.TestCase):
             reads = os.path.join(self.root, "reads-%s.txt" % run)
             p = kvload("read", g.addresses[newcomer], run, 1000, reads,
                        extra=("--hot-keys=0", "--stale"))
-            self.assertEqual(p.returncode, 0, open(reads + ".err").read())
+            self.assertEqual(p.returncode, 0, read_file(reads + ".err"))
             self.check_reads(acked, attempted, parse_reads(reads), "newcomer " + run)
 
         codes = g.terminate_all()

@@ -65,7 +65,6 @@ class PeerSender {
   void Enqueue(raft::Message m) {
     absl::MutexLock lock(&mu_);
     if (queue_.size() >= t_->options_.max_queued_messages) DropOne();
-    queue_bytes_ += Size(m);
     queue_.push_back(std::move(m));
   }
 
@@ -92,7 +91,6 @@ class PeerSender {
       return m.type == raft::Message::Type::kAppend;
     });
     if (it == queue_.end()) it = queue_.begin();
-    queue_bytes_ -= Size(*it);
     queue_.erase(it);
     t_->metrics_->messages_dropped->Increment();
   }
@@ -109,9 +107,7 @@ class PeerSender {
         if (stop_) return;
         uint64_t bytes = 0;
         while (!queue_.empty() && (batch.empty() || bytes < t_->options_.max_batch_bytes)) {
-          uint64_t size = Size(queue_.front());
-          bytes += size;
-          queue_bytes_ -= size;
+          bytes += Size(queue_.front());
           batch.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
@@ -189,7 +185,6 @@ class PeerSender {
   const raft::NodeId peer_;
   absl::Mutex mu_;
   std::deque<raft::Message> queue_ ABSL_GUARDED_BY(mu_);
-  uint64_t queue_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   // Sender thread only.
   std::unique_ptr<raft::v1::RaftService::Stub> stub_;
@@ -279,7 +274,8 @@ void Transport::StartSnapshot(raft::Message m) {
   snapshot_in_progress_.insert(peer);
   auto it = snapshot_threads_.find(peer);
   if (it != snapshot_threads_.end() && it->second.joinable()) it->second.join();  // finished
-  snapshot_threads_[peer] = std::thread([this, m = std::move(m)]() mutable { RunSnapshot(std::move(m)); });
+  snapshot_threads_[peer] =
+      std::thread([this, m = std::move(m)]() mutable { RunSnapshot(std::move(m)); });
 }
 
 void Transport::RunSnapshot(raft::Message m) {
@@ -362,7 +358,8 @@ absl::Status Transport::StreamSnapshot(raft::Message m, const OutgoingSnapshot& 
   // The core asked for its log's snapshot point; the dump is at the state
   // machine's applied point, which is at least as new and equally valid
   // (committed and applied here). The follower continues from there.
-  m.snapshot = raft::SnapshotMeta{info.applied.index, info.applied.term, FromProto(info.applied.conf)};
+  m.snapshot =
+      raft::SnapshotMeta{info.applied.index, info.applied.term, FromProto(info.applied.conf)};
   raft::v1::SnapshotChunk header;
   header.set_group_id(options_.group_id);
   header.set_from(options_.self);
@@ -411,9 +408,9 @@ absl::Status Transport::StreamSnapshot(raft::Message m, const OutgoingSnapshot& 
   int no_corruption = 0;
   absl::Status streamed;
   for (size_t i = 0; i < to_send.size() && streamed.ok(); ++i) {
-    streamed = StreamFile(writer.get(), header, info.dir, *to_send[i],
-                          options_.snapshot_chunk_bytes,
-                          i + 1 == to_send.size() ? &corruption : &no_corruption, stopping_);
+    streamed =
+        StreamFile(writer.get(), header, info.dir, *to_send[i], options_.snapshot_chunk_bytes,
+                   i + 1 == to_send.size() ? &corruption : &no_corruption, stopping_);
   }
   const uint64_t sent_files = to_send.size();
   if (streamed.ok()) {
@@ -427,7 +424,8 @@ absl::Status Transport::StreamSnapshot(raft::Message m, const OutgoingSnapshot& 
   RETURN_IF_ERROR(finished);
   RETURN_IF_ERROR(streamed);
   if (!reply.installed()) return absl::InternalError("receiver did not take the snapshot");
-  log::Info("raft: snapshot streamed", {{"peer", m.to}, {"index", m.snapshot.index},
+  log::Info("raft: snapshot streamed", {{"peer", m.to},
+                                        {"index", m.snapshot.index},
                                         {"files_sent", sent_files},
                                         {"files_resumed", static_cast<uint64_t>(skip.size())}});
   return absl::OkStatus();

@@ -32,7 +32,8 @@ int main(int argc, char** argv) {
       KvOp op;
       std::string kind, value;
       int found = 0, unknown = 0;
-      if (!(ss >> op.client >> kind >> op.key >> value >> found >> op.invoke >> op.ret >> unknown) ||
+      if (!(ss >> op.client >> kind >> op.key >> value >> found >> op.invoke >> op.ret >>
+            unknown) ||
           (kind != "put" && kind != "get")) {
         std::cerr << argv[f] << ":" << n << ": malformed line\n";
         return 2;

@@ -54,7 +54,9 @@ struct Options {
 const std::string kPrefix = "\x02load/";
 
 // Keys carry the run tag, so runs against one group never share a key.
-std::string UniqueKey(const Options& o, int64_t i) { return absl::StrFormat("%s/k-%07d", o.run, i); }
+std::string UniqueKey(const Options& o, int64_t i) {
+  return absl::StrFormat("%s/k-%07d", o.run, i);
+}
 std::string HotKey(const Options& o, int64_t j) { return absl::StrFormat("%s/h-%03d", o.run, j); }
 
 class Output {
@@ -166,7 +168,8 @@ int Read(const Options& o, KvClient& client) {
       return;
     }
     if (!o.stale) out.History(999, false, key, r->value(), r->found(), invoke, ret, false);
-    out.Line(r->found() ? absl::StrCat("value ", key, " ", r->value()) : absl::StrCat("missing ", key));
+    out.Line(r->found() ? absl::StrCat("value ", key, " ", r->value())
+                        : absl::StrCat("missing ", key));
   };
   for (int64_t i = 0; i < o.ops; ++i) {
     if (o.hot_keys > 0 && i % 5 == 4) continue;

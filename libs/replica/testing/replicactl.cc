@@ -67,16 +67,14 @@ std::string StatusLine(const v1::GetStatusResponse& s) {
   for (const auto& m : s.members()) {
     members.push_back(absl::StrCat(m.id(), m.learner() ? "L" : "", "@", m.address()));
   }
-  return absl::StrCat("id=", s.id(), " term=", s.term(), " role=", RoleName(s.role()),
-                      " leader=", s.leader_id(), " leader_address=", s.leader_address(),
-                      " commit=", s.commit(), " applied=", s.applied(),
-                      " first_index=", s.first_index(), " last_index=", s.last_index(),
-                      " ready=", s.ready() ? "true" : "false",
-                      " snapshots_installed=", s.snapshots_installed(),
-                      " snapshot_chunks_refused=", s.snapshot_chunks_refused(),
-                      " snapshot_files_reused=", s.snapshot_files_reused(),
-                      " members=", absl::StrJoin(members, ","),
-                      " not_ready_reason=\"", s.not_ready_reason(), "\"");
+  return absl::StrCat(
+      "id=", s.id(), " term=", s.term(), " role=", RoleName(s.role()), " leader=", s.leader_id(),
+      " leader_address=", s.leader_address(), " commit=", s.commit(), " applied=", s.applied(),
+      " first_index=", s.first_index(), " last_index=", s.last_index(),
+      " ready=", s.ready() ? "true" : "false", " snapshots_installed=", s.snapshots_installed(),
+      " snapshot_chunks_refused=", s.snapshot_chunks_refused(),
+      " snapshot_files_reused=", s.snapshot_files_reused(),
+      " members=", absl::StrJoin(members, ","), " not_ready_reason=\"", s.not_ready_reason(), "\"");
 }
 
 }  // namespace

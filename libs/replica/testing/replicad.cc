@@ -4,7 +4,7 @@
 // the template tenantd / identityd / mailstored follow: their main.cc adds
 // AddRaftFlags and serves ReplicaServer::Services() beside their own.
 //
-//   replicad --raft-id=1 --raft-peers=1=127.0.0.1:7101,2=...,3=... \
+//   replicad --raft-id=1 --raft-peers=1=127.0.0.1:7101,2=...,3=...
 //            --listen=127.0.0.1:7101 --data-dir=/var/lib/mailgrid/r1
 #include "libs/base/log.h"
 #include "libs/base/status.h"
@@ -35,7 +35,9 @@ class ReplicaApp : public mailgrid::rpc::ServiceApp {
 int main(int argc, char** argv) {
   mailgrid::rpc::ServiceDef def;
   def.name = "replicad";
-  def.add_flags = [](mailgrid::config::Flags& flags) { mailgrid::replica::AddRaftFlags(flags, &g_raft); };
+  def.add_flags = [](mailgrid::config::Flags& flags) {
+    mailgrid::replica::AddRaftFlags(flags, &g_raft);
+  };
   def.create = [](const mailgrid::rpc::CommonConfig& common,
                   std::shared_ptr<prometheus::Registry> registry)
       -> absl::StatusOr<std::unique_ptr<mailgrid::rpc::ServiceApp>> {
