@@ -158,7 +158,11 @@ class AddressParser {
       Address a;
       SetName(&a, phrase);
       ParseAngle(&a);
-      Emit(std::move(a));
+      if (a.local_part.empty() && a.domain.empty() && a.raw_name.empty()) {
+        out_.malformed = true;  // "<>" or garbage in brackets: nothing to show
+      } else {
+        Emit(std::move(a));
+      }
       ExpectDelimiter(in_group, nullptr);
       return;
     }

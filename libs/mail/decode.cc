@@ -1,6 +1,7 @@
 // Transfer decoding and charset conversion of part bodies.
 #include "libs/mail/decode.h"
 
+#include "libs/mail/ascii.h"
 #include "libs/mail/charset.h"
 
 namespace mailgrid::mail {
@@ -16,23 +17,6 @@ int Base64Value(char c) {
   if (c == '+') return 62;
   if (c == '/') return 63;
   return -1;
-}
-
-int HexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-bool IsWsp(char c) { return c == ' ' || c == '\t'; }
-
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-  }
-  return out;
 }
 
 }  // namespace
@@ -95,7 +79,7 @@ std::string DecodeQuotedPrintable(std::string_view text, bool* malformed) {
     size_t content_end = line_end;
     if (content_end > line_start && text[content_end - 1] == '\r') --content_end;
     std::string_view line = text.substr(line_start, content_end - line_start);
-    while (!line.empty() && IsWsp(line.back())) line.remove_suffix(1);  // transport padding
+    while (!line.empty() && ascii::IsWsp(line.back())) line.remove_suffix(1);  // transport padding
     bool soft_break = false;
     for (size_t i = 0; i < line.size(); ++i) {
       char c = line[i];
@@ -107,8 +91,8 @@ std::string DecodeQuotedPrintable(std::string_view text, bool* malformed) {
         soft_break = true;
         break;
       }
-      if (i + 2 < line.size() && HexValue(line[i + 1]) >= 0 && HexValue(line[i + 2]) >= 0) {
-        out.push_back(static_cast<char>(HexValue(line[i + 1]) * 16 + HexValue(line[i + 2])));
+      if (int byte = ascii::HexPair(line, i); byte >= 0) {
+        out.push_back(static_cast<char>(byte));
         i += 2;
         continue;
       }
@@ -123,7 +107,7 @@ std::string DecodeQuotedPrintable(std::string_view text, bool* malformed) {
 }
 
 TransferEncoding ParseTransferEncoding(std::string_view encoding) {
-  std::string e = Lower(encoding);
+  std::string e = ascii::Lower(encoding);
   if (e.empty() || e == "7bit" || e == "8bit" || e == "binary") return TransferEncoding::kIdentity;
   if (e == "base64") return TransferEncoding::kBase64;
   if (e == "quoted-printable") return TransferEncoding::kQuotedPrintable;
@@ -153,7 +137,8 @@ PartText DecodeTextPart(std::string_view raw, const Part& part, std::string_view
   if (!bytes) bytes = std::string(part.body.In(raw));  // unknown encoding: index what is there
   std::string charset = part.content.charset();
   if (charset.empty()) {
-    std::string fallback = fallback_charset.empty() ? "windows-1252" : std::string(fallback_charset);
+    std::string fallback =
+        fallback_charset.empty() ? "windows-1252" : std::string(fallback_charset);
     out.text = BytesToUtf8(*bytes, fallback, &out.lossy);
     return out;
   }

@@ -3,13 +3,12 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "libs/mail/ascii.h"
 
 namespace mailgrid::mail {
 namespace {
 
-bool IsWsp(char c) { return c == ' ' || c == '\t'; }
-
-char AsciiLower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+using ascii::IsWsp;
 
 // One physical line: [begin, content_end) is the text without its line
 // ending, [begin, next) includes it.
@@ -80,7 +79,8 @@ class Builder {
   void Close() {
     if (!open_) return;
     open_ = false;
-    std::string_view value = raw_.substr(field_.raw_value.offset, value_end_ - field_.raw_value.offset);
+    std::string_view value =
+        raw_.substr(field_.raw_value.offset, value_end_ - field_.raw_value.offset);
     field_.value = Unfold(value);
     field_.raw_value.size = value.size();
     field_.raw_value.offset += base_;
@@ -114,7 +114,7 @@ class Builder {
 bool HeaderNameEquals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
-    if (AsciiLower(a[i]) != AsciiLower(b[i])) return false;
+    if (ascii::Lower(a[i]) != ascii::Lower(b[i])) return false;
   }
   return true;
 }
@@ -178,7 +178,8 @@ Header ParseHeaderLenient(std::string_view raw, const HeaderLimits& limits, size
       hit = HeaderOverflow::kHeaderBytes;
     }
     bool continuation = IsWsp(raw[line.begin]);
-    if (hit == HeaderOverflow::kNone && !continuation && builder.field_count() >= limits.max_fields) {
+    if (hit == HeaderOverflow::kNone && !continuation &&
+        builder.field_count() >= limits.max_fields) {
       builder.Close();
       if (out.fields.size() >= limits.max_fields) hit = HeaderOverflow::kFields;
     }

@@ -40,8 +40,8 @@ struct HeaderLimits {
 };
 
 struct HeaderField {
-  std::string name;   // as written, white space before the colon removed
-  ByteRange line;     // the whole field: name to the end of its last line ending
+  std::string name;     // as written, white space before the colon removed
+  ByteRange line;       // the whole field: name to the end of its last line ending
   ByteRange raw_value;  // after the colon up to (not incl.) the last line ending;
                         // folding line ends and leading white space included
   // The value unfolded (RFC 5322 §2.2.3): every CRLF/LF that is followed by

@@ -2,18 +2,13 @@
 #include "libs/mail/imap_format.h"
 
 #include "absl/strings/str_cat.h"
+#include "libs/mail/ascii.h"
 #include "libs/mail/charset.h"
 
 namespace mailgrid::mail {
 namespace {
 
-std::string Upper(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 32);
-  }
-  return out;
-}
+using ascii::Upper;
 
 void AppendAddress(const std::optional<std::string>& name, const std::optional<std::string>& adl,
                    const std::optional<std::string>& mailbox,
@@ -173,6 +168,13 @@ class BodyWriter {
       out_->append(FormatEnvelope(*inner.envelope, o_));
       out_->push_back(' ');
       Write(p.children.front());
+      absl::StrAppend(out_, " ", p.body_lines);
+    } else if (c.type == "message" && c.subtype == "rfc822") {
+      // Not parsed (transfer-encoded): the grammar still wants an envelope
+      // and a body, so empty ones stand in (Dovecot writes the same).
+      out_->append(" (NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL) (\"TEXT\" \"PLAIN\" ");
+      out_->append("(\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0");
+      out_->append(extended_ ? " NIL NIL NIL NIL)" : ")");
       absl::StrAppend(out_, " ", p.body_lines);
     } else if (text) {
       absl::StrAppend(out_, " ", p.body_lines);

@@ -33,7 +33,9 @@ std::string ChildNumber(const std::string& parent, int n) {
 class Parser {
  public:
   Parser(std::string_view raw, const Limits& limits, Message* msg)
-      : raw_(raw), limits_(limits), msg_(msg),
+      : raw_(raw),
+        limits_(limits),
+        msg_(msg),
         max_depth_(std::min(limits.max_depth, kHardMaxDepth)) {}
 
   absl::Status Run() {
@@ -192,11 +194,17 @@ class Parser {
     return s;
   }
 
-  // Checks shared by both containers; false makes the part opaque.
+  // Checks shared by both containers; false makes the part a leaf.
   bool ContainerAllowed(uint32_t index) {
     const Part& p = At(index);
     if (!IsContainerEncoding(p.content.encoding)) {
-      MakeOpaque(index, kEncodedContainer);
+      if (p.content.type == "multipart") {
+        MakeOpaque(index, kEncodedContainer);
+      } else {
+        // An encoded message/rfc822 keeps its type (as Dovecot does): the
+        // client can decode it from BINARY or BODY with its encoding.
+        At(index).problems |= kEncodedContainer;
+      }
     } else if (p.depth >= max_depth_) {
       MakeOpaque(index, kDepthLimit);
     } else if (msg_->parts.size() >= limits_.max_parts) {
@@ -256,7 +264,8 @@ class Parser {
       if (msg_->parts.size() >= limits_.max_parts) {
         s = OpaqueRest(index, s.after, std::move(number), level, &child);
       } else {
-        s = ParsePart(s.after, index, std::move(number), At(index).depth + 1, digest, false, &child);
+        s = ParsePart(s.after, index, std::move(number), At(index).depth + 1, digest, false,
+                      &child);
       }
       At(index).children.push_back(child);
     }
@@ -293,9 +302,8 @@ class Parser {
 
 absl::StatusOr<Message> ParseMessage(std::string_view raw, const Limits& limits) {
   if (raw.size() > limits.max_message_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat("message is ", raw.size(),
-                                                   " bytes; the limit is ",
-                                                   limits.max_message_bytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("message is ", raw.size(), " bytes; the limit is ", limits.max_message_bytes));
   }
   Message msg;
   msg.size = raw.size();

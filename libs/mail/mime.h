@@ -7,9 +7,10 @@
 // time linear in the size (boundary checks cost at most the depth limit per
 // line that starts with "--"), recursion bounded by Limits::max_depth.
 // Malformed structure never fails the parse: a missing final boundary ends
-// the part at its parent's end, a multipart without a boundary, an encoded
-// multipart or message, a part nested deeper than max_depth, and everything
-// after max_parts parts become opaque application/octet-stream parts. The
+// the part at its parent's end; a multipart without a boundary or with a
+// base64/QP encoding, a container nested deeper than max_depth, and
+// everything after max_parts parts become opaque application/octet-stream
+// parts; an encoded message/rfc822 stays an unparsed leaf of its type. The
 // only errors are the configured refusals (message size; an oversized top
 // header when reject_oversized_header is set).
 #pragma once
@@ -53,7 +54,8 @@ enum Problem : uint32_t {
   kNoParts = 1u << 6,               // multipart in which no delimiter was found
   kDepthLimit = 1u << 7,            // nesting beyond max_depth made opaque
   kPartLimit = 1u << 8,             // parts beyond max_parts made opaque
-  kEncodedContainer = 1u << 9,      // multipart or message/rfc822 with base64/QP
+  kEncodedContainer = 1u << 9,      // multipart (made opaque) or message/rfc822 (left
+                                    // unparsed) with base64/QP
   kInvalidContentType = 1u << 10,   // Content-Type unreadable: text/plain assumed
 };
 
@@ -75,7 +77,7 @@ struct ContentInfo {
   std::optional<std::string> md5;          // Content-MD5 as written
   std::optional<std::string> location;     // Content-Location, white space removed
   std::vector<std::string> language;       // Content-Language tags
-  std::string encoding;  // Content-Transfer-Encoding lower-cased; "" = 7bit
+  std::string encoding;                    // Content-Transfer-Encoding lower-cased; "" = 7bit
 
   bool Is(std::string_view t, std::string_view s) const;  // case-insensitive
   // The charset parameter, "" when absent.
@@ -99,8 +101,8 @@ struct Part {
   // The root, or the encapsulated message of a message/rfc822 part: its
   // header is an RFC 5322 header and `envelope` is set.
   bool message_root = false;
-  ByteRange header;  // the blank line included
-  ByteRange body;    // a multipart's body includes preamble and epilogue
+  ByteRange header;         // the blank line included
+  ByteRange body;           // a multipart's body includes preamble and epilogue
   uint64_t body_lines = 0;  // LF count in the body (multiparts: 0)
   ContentInfo content;
   std::shared_ptr<const Envelope> envelope;
@@ -111,9 +113,9 @@ struct Part {
 };
 
 struct Message {
-  size_t size = 0;           // of the raw input
-  std::vector<Part> parts;   // pre-order; parts[0] is the whole message
-  Header header;             // the top-level header, every field
+  size_t size = 0;                   // of the raw input
+  std::vector<Part> parts;           // pre-order; parts[0] is the whole message
+  Header header;                     // the top-level header, every field
   uint32_t problems = kProblemNone;  // every part's problems OR-ed
 
   const Part& root() const { return parts.front(); }

@@ -1,18 +1,13 @@
 // Content-* fields of one part (RFC 2045, 2183, 3282, 2557) into ContentInfo.
 #include "libs/mail/mime_fields.h"
 
+#include "libs/mail/ascii.h"
 #include "libs/mail/lexer.h"
 
 namespace mailgrid::mail {
 namespace {
 
-std::string Lower(std::string_view s) {
-  std::string out(s);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
-  }
-  return out;
-}
+using ascii::Lower;
 
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) { return HeaderNameEquals(a, b); }
 

@@ -3,13 +3,14 @@
 #include <string>
 #include <utility>
 
+#include "libs/mail/ascii.h"
 #include "libs/mail/charset.h"
 #include "libs/mail/decode.h"
 
 namespace mailgrid::mail {
 namespace {
 
-char Lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+using ascii::Lower;
 
 bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
   if (s.size() < prefix.size()) return false;
@@ -20,9 +21,9 @@ bool StartsWithIgnoreCase(std::string_view s, std::string_view prefix) {
 }
 
 bool IsBlockTag(std::string_view name) {
-  static constexpr std::string_view kBlocks[] = {"p",  "br", "div", "tr", "li", "h1",  "h2",
-                                                 "h3", "h4", "h5",  "h6", "td", "th",  "table",
-                                                 "ul", "ol", "hr",  "blockquote", "pre", "title"};
+  static constexpr std::string_view kBlocks[] = {
+      "p",  "br", "div", "tr",    "li", "h1", "h2", "h3",         "h4",  "h5",
+      "h6", "td", "th",  "table", "ul", "ol", "hr", "blockquote", "pre", "title"};
   for (std::string_view b : kBlocks) {
     if (name == b) return true;
   }
@@ -37,18 +38,22 @@ size_t DecodeEntity(std::string_view html, size_t i, std::string* out) {
   if (name.size() > 1 && name[0] == '#') {
     bool hex = name[1] == 'x' || name[1] == 'X';
     char32_t cp = 0;
+    bool too_big = false;
     std::string_view digits = name.substr(hex ? 2 : 1);
     if (digits.empty()) return 0;
     for (char c : digits) {
-      int v = (c >= '0' && c <= '9') ? c - '0'
+      int v = (c >= '0' && c <= '9')        ? c - '0'
               : hex && c >= 'a' && c <= 'f' ? c - 'a' + 10
               : hex && c >= 'A' && c <= 'F' ? c - 'A' + 10
                                             : -1;
       if (v < 0) return 0;
       cp = cp * (hex ? 16 : 10) + v;
-      if (cp > 0x10FFFF) cp = 0xFFFD;
+      if (cp > 0x10FFFF) {
+        too_big = true;
+        cp = 0;
+      }
     }
-    if (cp == 0) cp = 0xFFFD;
+    if (cp == 0 || too_big) cp = 0xFFFD;
     AppendUtf8(cp, out);
     return semi - i + 1;
   }
@@ -73,6 +78,7 @@ class Collector {
     const Part& p = msg_.parts[index];
     switch (p.kind) {
       case PartKind::kMultipart:
+        if (p.children.empty()) return;  // no delimiter was found (kNoParts)
         if (p.content.subtype == "alternative") {
           Collect(ChooseAlternative(p));
         } else {
@@ -107,6 +113,7 @@ class Collector {
   }
 
   void Leaf(const Part& p) {
+    if (out_->truncated) return;  // nothing more will be kept: decode nothing more
     std::string name = p.content.filename();
     if (!name.empty()) Append(name);
     bool text = p.content.Is("text", "plain") || p.content.Is("text", "html");
@@ -180,8 +187,9 @@ std::string HtmlToText(std::string_view html) {
     bool closing = !tag.empty() && tag[0] == '/';
     if (closing) tag.remove_prefix(1);
     size_t n = 0;
-    while (n < tag.size() && ((tag[n] >= 'a' && tag[n] <= 'z') || (tag[n] >= 'A' && tag[n] <= 'Z') ||
-                              (tag[n] >= '0' && tag[n] <= '9'))) {
+    while (n < tag.size() &&
+           ((tag[n] >= 'a' && tag[n] <= 'z') || (tag[n] >= 'A' && tag[n] <= 'Z') ||
+            (tag[n] >= '0' && tag[n] <= '9'))) {
       ++n;
     }
     std::string name;

@@ -28,6 +28,10 @@ struct ClientOptions {
   // idempotent methods get a retry policy.
   std::vector<std::string> services;
   int max_attempts = 4;
+  // Reconnect backoff after a failed connection attempt. gRPC's default
+  // grows to 2 minutes, far too long for a restarted peer on a LAN.
+  absl::Duration min_reconnect_backoff = absl::Milliseconds(100);
+  absl::Duration max_reconnect_backoff = absl::Seconds(2);
 };
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ClientOptions& options);

@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <thread>
 
 #include "libs/base/log.h"
 #include "libs/base/shutdown.h"
@@ -82,6 +83,17 @@ int RunService(const ServiceDef& def, int argc, char** argv) {
   }
   log::Info("started", {{"service", def.name}, {"grpc", (*server)->address()}, {"metrics", (*exposer)->url()}});
 
+  // Health follows readiness until shutdown is requested.
+  bool serving = true;
+  while (!shutdown::WaitFor(absl::Milliseconds(200))) {
+    std::string why;
+    bool ready = (*app)->Ready(&why);
+    if (ready != serving) {
+      (*server)->SetServing(ready);
+      log::Info(ready ? "ready" : "not ready", {{"reason", why}});
+      serving = ready;
+    }
+  }
   std::string reason = shutdown::Wait();
   log::Info("draining", {{"reason", reason}, {"timeout", absl::FormatDuration(common.drain_timeout)}});
   (*server)->SetServing(false);

@@ -5,7 +5,7 @@
 //   2. logs the effective configuration, one line per option;
 //   3. serves /metrics (process metrics included);
 //   4. creates the service (Create), serves its gRPC services with health
-//      and reflection, then Start()s it;
+//      and reflection, then Start()s it; health follows the app's Ready();
 //   5. on SIGTERM/SIGINT: health NOT_SERVING, Drain() (stop taking new
 //      work), gRPC drain up to --drain-timeout, Stop(), exit 0.
 #pragma once
@@ -47,6 +47,10 @@ class ServiceApp {
   virtual std::vector<grpc::Service*> Services() = 0;
   // Called once the gRPC server listens: start listeners, background work.
   virtual absl::Status Start(const RunContext& ctx) { return absl::OkStatus(); }
+  // Readiness, polled by the bootstrap a few times a second: gRPC health is
+  // SERVING only while this is true (a Raft member: has a leader and has
+  // caught up). `reason` says why not, for the log.
+  virtual bool Ready(std::string* reason) { return true; }
   // Shutdown step 1: stop accepting new work (e.g. SMTP answers 421).
   virtual void Drain() {}
   // Shutdown step 3, after gRPC has drained: release everything.

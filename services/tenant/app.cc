@@ -1,5 +1,6 @@
 #include "services/tenant/app.h"
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -26,7 +27,9 @@ absl::StatusOr<std::unique_ptr<auth::TokenVerifier>> MakeVerifier(const Options&
   for (const std::string& path : o.token_public_keys) {
     ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
     auto kid = KeyIdOfPublicPem(pem);
-    if (!kid.ok()) return absl::InvalidArgumentError(absl::StrCat("--token-public-key ", path, ": ", kid.status().message()));
+    if (!kid.ok())
+      return absl::InvalidArgumentError(
+          absl::StrCat("--token-public-key ", path, ": ", kid.status().message()));
     RETURN_IF_ERROR(verifier->AddPublicPem(*kid, pem));
     log::Info("token key loaded", {{"file", path}, {"kid", *kid}});
   }
@@ -34,7 +37,8 @@ absl::StatusOr<std::unique_ptr<auth::TokenVerifier>> MakeVerifier(const Options&
 }
 
 absl::StatusOr<std::unique_ptr<store::Store>> OpenLocal(const rpc::CommonConfig& common) {
-  if (common.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required with --store=local");
+  if (common.data_dir.empty())
+    return absl::InvalidArgumentError("--data-dir is required with --store=local");
   ASSIGN_OR_RETURN(auto local, store::LocalStore::Open(common.data_dir + "/kv"));
   log::Warn("store is LOCAL: one unreplicated RocksDB in --data-dir (not for production)",
             {{"dir", common.data_dir + "/kv"}});
@@ -45,9 +49,17 @@ Options g_options;
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<TenantApp>> TenantApp::Create(const rpc::CommonConfig& common, Options options,
-                                                             std::shared_ptr<prometheus::Registry> registry) {
+absl::StatusOr<std::unique_ptr<TenantApp>> TenantApp::Create(
+    const rpc::CommonConfig& common, Options options,
+    std::shared_ptr<prometheus::Registry> registry) {
   RETURN_IF_ERROR(Finish(options));
+  if (!common.data_dir.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(common.data_dir, ec);
+    if (ec)
+      return absl::InvalidArgumentError(
+          absl::StrCat("--data-dir ", common.data_dir, ": ", ec.message()));
+  }
   std::unique_ptr<TenantApp> app(new TenantApp());
   app->options_ = std::move(options);
   const Options& o = app->options_;
@@ -60,19 +72,23 @@ absl::StatusOr<std::unique_ptr<TenantApp>> TenantApp::Create(const rpc::CommonCo
   }
   app->tenant_store_ = std::make_unique<TenantStore>(app->store_);
   ASSIGN_OR_RETURN(auto verifier, MakeVerifier(o));
-  if (!verifier) log::Warn("no --token-public-key: only onboarding tokens and anonymous calls are accepted");
+  if (!verifier)
+    log::Warn("no --token-public-key: only onboarding tokens and anonymous calls are accepted");
   app->auth_ = std::make_unique<Authenticator>(std::move(verifier), app->tenant_store_.get());
   std::optional<KeySealer> sealer;
   if (!o.dkim_master_key_bytes.empty()) {
     ASSIGN_OR_RETURN(KeySealer s, KeySealer::Create(o.dkim_master_key_bytes));
     sealer = std::move(s);
   } else {
-    log::Warn("no DKIM master key (--dkim-master-key-file / MAILGRID_DKIM_MASTER_KEY): domains cannot be added");
+    log::Warn(
+        "no DKIM master key (--dkim-master-key-file / MAILGRID_DKIM_MASTER_KEY): domains cannot be "
+        "added");
   }
-  app->tenants_ = std::make_unique<TenantServiceImpl>(app->tenant_store_.get(), app->auth_.get(), &app->options_);
-  app->domains_ = std::make_unique<DomainServiceImpl>(app->tenant_store_.get(), app->auth_.get(), &app->options_,
-                                                      std::make_unique<CaresResolver>(o.dns_resolver, o.dns_timeout),
-                                                      std::move(sealer));
+  app->tenants_ = std::make_unique<TenantServiceImpl>(app->tenant_store_.get(), app->auth_.get(),
+                                                      &app->options_);
+  app->domains_ = std::make_unique<DomainServiceImpl>(
+      app->tenant_store_.get(), app->auth_.get(), &app->options_,
+      std::make_unique<CaresResolver>(o.dns_resolver, o.dns_timeout), std::move(sealer));
   if (registry) {
     auto& family = prometheus::BuildCounter()
                        .Name("mailgrid_tenant_domain_rechecks_total")
@@ -113,7 +129,8 @@ void TenantApp::BackgroundRound() {
       log::Warn("domain recheck round failed", {{"status", checked.status()}});
     }
   }
-  if (absl::Status s = tenants_->PurgeExpired(absl::Now()); !s.ok()) log::Warn("purge failed", {{"status", s}});
+  if (absl::Status s = tenants_->PurgeExpired(absl::Now()); !s.ok())
+    log::Warn("purge failed", {{"status", s}});
 }
 
 void TenantApp::Loop() {

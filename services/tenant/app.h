@@ -21,8 +21,9 @@ namespace mailgrid::tenant {
 
 class TenantApp final : public rpc::ServiceApp {
  public:
-  static absl::StatusOr<std::unique_ptr<TenantApp>> Create(const rpc::CommonConfig& common, Options options,
-                                                           std::shared_ptr<prometheus::Registry> registry);
+  static absl::StatusOr<std::unique_ptr<TenantApp>> Create(
+      const rpc::CommonConfig& common, Options options,
+      std::shared_ptr<prometheus::Registry> registry);
   ~TenantApp() override;
 
   std::vector<grpc::Service*> Services() override;
@@ -38,7 +39,7 @@ class TenantApp final : public rpc::ServiceApp {
   void Loop();
 
   Options options_;
-  std::unique_ptr<store::Store> local_store_;     // --store=local
+  std::unique_ptr<store::Store> local_store_;    // --store=local
   std::unique_ptr<ReplicatedStore> replicated_;  // --store=replicated
   store::Store* store_ = nullptr;                // whichever is in use
   std::unique_ptr<TenantStore> tenant_store_;

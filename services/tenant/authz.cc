@@ -100,7 +100,8 @@ absl::StatusOr<Principal> Authenticator::AuthenticateBearer(std::string_view bea
 
 absl::StatusOr<Principal> Authenticator::Onboarding(std::string_view token) const {
   std::string hash = Sha256(token);
-  ASSIGN_OR_RETURN(std::optional<std::string> tenant_id, store_->GetRaw(keys::Onboarding(Hex(hash))));
+  ASSIGN_OR_RETURN(std::optional<std::string> tenant_id,
+                   store_->GetRaw(keys::Onboarding(Hex(hash))));
   if (!tenant_id.has_value()) return Unauthenticated();
   storage::TenantRecord record;
   ASSIGN_OR_RETURN(uint64_t version, store_->Get(keys::Tenant(*tenant_id), &record));
@@ -124,29 +125,32 @@ absl::Status CheckAccess(const Principal& p, std::string_view owner_tenant, cons
   if (p.anonymous()) return who.anonymous ? absl::OkStatus() : Unauthenticated();
   if (who.any_authenticated) return absl::OkStatus();
   if (p.HasRole(auth::kRoleService) && p.tenant_id.empty()) {
-    return who.service ? absl::OkStatus() : PermissionDenied("service callers may not call this RPC");
+    return who.service ? absl::OkStatus()
+                       : PermissionDenied("service callers may not call this RPC");
   }
   if (p.platform()) {
     if ((who.platform_operator && p.HasRole(auth::kRolePlatformOperator)) ||
         (who.platform_reviewer && p.HasRole(auth::kRolePlatformReviewer))) {
       return absl::OkStatus();
     }
-    return PermissionDenied(absl::StrCat("the caller's platform role does not allow this (needs ",
-                                         who.platform_operator ? "platform_operator" : "",
-                                         who.platform_operator && who.platform_reviewer ? " or " : "",
-                                         who.platform_reviewer ? "platform_reviewer" : "",
-                                         !who.platform_operator && !who.platform_reviewer ? "a tenant role" : "",
-                                         ")"));
+    return PermissionDenied(
+        absl::StrCat("the caller's platform role does not allow this (needs ",
+                     who.platform_operator ? "platform_operator" : "",
+                     who.platform_operator && who.platform_reviewer ? " or " : "",
+                     who.platform_reviewer ? "platform_reviewer" : "",
+                     !who.platform_operator && !who.platform_reviewer ? "a tenant role" : "", ")"));
   }
   // A tenant's principal: another tenant's objects do not exist for it.
   if (p.tenant_id.empty() || p.tenant_id != owner_tenant) return not_found;
-  if ((who.tenant_admin && p.HasRole(auth::kRoleTenantAdmin)) || (who.auditor && p.HasRole(auth::kRoleAuditor))) {
+  if ((who.tenant_admin && p.HasRole(auth::kRoleTenantAdmin)) ||
+      (who.auditor && p.HasRole(auth::kRoleAuditor))) {
     return absl::OkStatus();
   }
   return PermissionDenied("the caller's role in this tenant does not allow this");
 }
 
-absl::StatusOr<std::string> AuthorizeTenant(const Principal& p, std::string_view requested, const Who& who) {
+absl::StatusOr<std::string> AuthorizeTenant(const Principal& p, std::string_view requested,
+                                            const Who& who) {
   std::string tenant(requested);
   if (tenant.empty()) {
     if (p.anonymous()) return Unauthenticated();

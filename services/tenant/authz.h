@@ -50,13 +50,13 @@ struct Principal {
 
 // Who may call an RPC (the "Who:" line of its proto comment).
 struct Who {
-  bool anonymous = false;           // no token needed
-  bool any_authenticated = false;   // any valid token
+  bool anonymous = false;          // no token needed
+  bool any_authenticated = false;  // any valid token
   bool platform_operator = false;
   bool platform_reviewer = false;
-  bool tenant_admin = false;        // own tenant only; the onboarding token counts
-  bool auditor = false;             // own tenant only
-  bool service = false;             // service-internal
+  bool tenant_admin = false;  // own tenant only; the onboarding token counts
+  bool auditor = false;       // own tenant only
+  bool service = false;       // service-internal
 };
 
 class Authenticator {
@@ -84,7 +84,8 @@ absl::Status CheckAccess(const Principal& p, std::string_view owner_tenant, cons
 
 // The tenant a tenant-scoped request is about: the request's tenant_id, or
 // the caller's own tenant when it left it empty; then CheckAccess.
-absl::StatusOr<std::string> AuthorizeTenant(const Principal& p, std::string_view requested, const Who& who);
+absl::StatusOr<std::string> AuthorizeTenant(const Principal& p, std::string_view requested,
+                                            const Who& who);
 
 // Authenticates, runs `body`, converts its status (errors.h) and logs
 // failures. Every unary handler is one call to this.

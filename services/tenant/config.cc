@@ -15,28 +15,38 @@ namespace mailgrid::tenant {
 void AddFlags(config::Flags& f, Options& o) {
   o.store = ReplicationAvailable() ? "replicated" : "local";
   f.String("store", &o.store,
-           "where tenantd keeps its data: replicated (a Raft replica in --data-dir, peers --raft-peers) or local "
+           "where tenantd keeps its data: replicated (a Raft replica in --data-dir, peers "
+           "--raft-peers) or local "
            "(one unreplicated RocksDB in --data-dir)");
   f.Int("raft-id", &o.raft_id, "this replica's Raft id (replicated store)");
-  f.String("raft-peers", &o.raft_peers, "the Raft group: 1=host:port,2=host:port,... (replicated store)");
-  f.Bool("raft-join", &o.raft_join, "join an existing group instead of bootstrapping (replicated store)");
+  f.String("raft-peers", &o.raft_peers,
+           "the Raft group: 1=host:port,2=host:port,... (replicated store)");
+  f.Bool("raft-join", &o.raft_join,
+         "join an existing group instead of bootstrapping (replicated store)");
   f.StringList("token-public-key", &o.token_public_keys,
                "PEM files of the Ed25519 public keys that verify access tokens (comma list)");
   f.String("token-issuer", &o.token_issuer, "the issuer (iss) access tokens must carry");
-  f.Duration("onboarding-token-ttl", &o.onboarding_token_ttl, "lifetime of a tenant onboarding token");
+  f.Duration("onboarding-token-ttl", &o.onboarding_token_ttl,
+             "lifetime of a tenant onboarding token");
   f.Int64("max-document-bytes", &o.max_document_bytes, "largest verification document accepted");
-  f.StringList("mx-hosts", &o.mx_hosts_raw,
-               "MX hosts tenants publish, host:priority comma list (default <cluster-hostname>:10)");
+  f.StringList(
+      "mx-hosts", &o.mx_hosts_raw,
+      "MX hosts tenants publish, host:priority comma list (default <cluster-hostname>:10)");
   f.String("cluster-hostname", &o.cluster_hostname,
            "the cluster's public host name (mail./autoconfig./autodiscover. CNAME target)");
-  f.String("spf-include", &o.spf_include, "domain SPF records include (default _spf.<cluster-hostname>)");
-  f.String("dns-resolver", &o.dns_resolver, "host:port of the DNS resolver for domain checks (default: system)");
+  f.String("spf-include", &o.spf_include,
+           "domain SPF records include (default _spf.<cluster-hostname>)");
+  f.String("dns-resolver", &o.dns_resolver,
+           "host:port of the DNS resolver for domain checks (default: system)");
   f.Duration("dns-timeout", &o.dns_timeout, "time allowed for one domain check's DNS lookups");
-  f.Duration("domain-recheck-interval", &o.domain_recheck_interval,
-             "how often every domain's DNS records are checked again (drift detection); 0 disables");
-  f.String("dkim-master-key-file", &o.dkim_master_key_file,
-           "file with the 32-byte key that encrypts DKIM private keys at rest (raw, hex or base64)");
-  f.String("dkim-master-key", &o.dkim_master_key, "the DKIM master key itself (hex or base64)", /*secret=*/true);
+  f.Duration(
+      "domain-recheck-interval", &o.domain_recheck_interval,
+      "how often every domain's DNS records are checked again (drift detection); 0 disables");
+  f.String(
+      "dkim-master-key-file", &o.dkim_master_key_file,
+      "file with the 32-byte key that encrypts DKIM private keys at rest (raw, hex or base64)");
+  f.String("dkim-master-key", &o.dkim_master_key, "the DKIM master key itself (hex or base64)",
+           /*secret=*/true);
 }
 
 namespace {
@@ -45,12 +55,15 @@ absl::StatusOr<std::string> DecodeKey(std::string text, const std::string& what)
   if (text.size() == 32) return text;  // raw bytes in a file
   std::string trimmed(absl::StripAsciiWhitespace(text));
   std::string out;
-  if (trimmed.size() == 64 && absl::c_all_of(trimmed, [](char c) { return absl::ascii_isxdigit(c); })) {
+  if (trimmed.size() == 64 &&
+      absl::c_all_of(trimmed, [](char c) { return absl::ascii_isxdigit(c); })) {
     out = absl::HexStringToBytes(trimmed);
   } else if (!absl::Base64Unescape(trimmed, &out)) {
     out.clear();
   }
-  if (out.size() != 32) return absl::InvalidArgumentError(absl::StrCat(what, ": not a 32-byte key (raw, hex or base64)"));
+  if (out.size() != 32)
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": not a 32-byte key (raw, hex or base64)"));
   return out;
 }
 
@@ -67,11 +80,13 @@ absl::Status Finish(Options& o) {
     mx.host = item.substr(0, colon);
     if (colon != std::string::npos) {
       if (!absl::SimpleAtoi(item.substr(colon + 1), &mx.priority) || mx.priority > 65535) {
-        return absl::InvalidArgumentError(absl::StrCat("--mx-hosts: bad priority in \"", item, "\""));
+        return absl::InvalidArgumentError(
+            absl::StrCat("--mx-hosts: bad priority in \"", item, "\""));
       }
     }
     mx.host = absl::AsciiStrToLower(mx.host);
-    if (mx.host.empty()) return absl::InvalidArgumentError(absl::StrCat("--mx-hosts: empty host in \"", item, "\""));
+    if (mx.host.empty())
+      return absl::InvalidArgumentError(absl::StrCat("--mx-hosts: empty host in \"", item, "\""));
     o.mx_hosts.push_back(mx);
   }
   o.cluster_hostname = absl::AsciiStrToLower(o.cluster_hostname);
@@ -83,14 +98,17 @@ absl::Status Finish(Options& o) {
     o.dkim_master_key_bytes = *k;
   } else if (!o.dkim_master_key_file.empty()) {
     std::ifstream in(o.dkim_master_key_file, std::ios::binary);
-    if (!in) return absl::InvalidArgumentError(absl::StrCat("--dkim-master-key-file: cannot read ", o.dkim_master_key_file));
+    if (!in)
+      return absl::InvalidArgumentError(
+          absl::StrCat("--dkim-master-key-file: cannot read ", o.dkim_master_key_file));
     std::stringstream ss;
     ss << in.rdbuf();
     auto k = DecodeKey(ss.str(), "--dkim-master-key-file");
     if (!k.ok()) return k.status();
     o.dkim_master_key_bytes = *k;
   }
-  if (o.max_document_bytes <= 0) return absl::InvalidArgumentError("--max-document-bytes: must be positive");
+  if (o.max_document_bytes <= 0)
+    return absl::InvalidArgumentError("--max-document-bytes: must be positive");
   return absl::OkStatus();
 }
 

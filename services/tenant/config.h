@@ -36,12 +36,12 @@ struct Options {
   std::vector<std::string> mx_hosts_raw = {};  // "host:priority" items
   std::vector<MxHost> mx_hosts;                // parsed; default: cluster_hostname:10
   std::string cluster_hostname = "mail.mailgrid.test";
-  std::string spf_include;                     // default: _spf.<cluster_hostname>
-  std::string dns_resolver;                    // host:port; empty: system resolver
+  std::string spf_include;   // default: _spf.<cluster_hostname>
+  std::string dns_resolver;  // host:port; empty: system resolver
   absl::Duration dns_timeout = absl::Seconds(3);
   absl::Duration domain_recheck_interval = absl::Hours(1);
   std::string dkim_master_key_file;
-  std::string dkim_master_key;  // hex or base64 of 32 bytes (secret)
+  std::string dkim_master_key;        // hex or base64 of 32 bytes (secret)
   std::string dkim_master_key_bytes;  // resolved 32 raw bytes; empty: DKIM disabled
 };
 

@@ -39,12 +39,17 @@ absl::StatusOr<std::string> PrivatePem(EVP_PKEY* key) {
 
 absl::StatusOr<DkimKeyPair> GenerateDkimKey(v1::DkimAlgorithm algorithm) {
   bool ed = algorithm == v1::DKIM_ALGORITHM_ED25519;
-  if (!ed && algorithm != v1::DKIM_ALGORITHM_RSA_2048) return absl::InvalidArgumentError("unknown DKIM algorithm");
-  std::unique_ptr<EVP_PKEY_CTX, CtxFree> ctx(EVP_PKEY_CTX_new_id(ed ? EVP_PKEY_ED25519 : EVP_PKEY_RSA, nullptr));
-  if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1) return absl::InternalError("DKIM key generation unavailable");
-  if (!ed && EVP_PKEY_CTX_set_rsa_keygen_bits(ctx.get(), 2048) != 1) return absl::InternalError("RSA key size");
+  if (!ed && algorithm != v1::DKIM_ALGORITHM_RSA_2048)
+    return absl::InvalidArgumentError("unknown DKIM algorithm");
+  std::unique_ptr<EVP_PKEY_CTX, CtxFree> ctx(
+      EVP_PKEY_CTX_new_id(ed ? EVP_PKEY_ED25519 : EVP_PKEY_RSA, nullptr));
+  if (!ctx || EVP_PKEY_keygen_init(ctx.get()) != 1)
+    return absl::InternalError("DKIM key generation unavailable");
+  if (!ed && EVP_PKEY_CTX_set_rsa_keygen_bits(ctx.get(), 2048) != 1)
+    return absl::InternalError("RSA key size");
   EVP_PKEY* raw = nullptr;
-  if (EVP_PKEY_keygen(ctx.get(), &raw) != 1) return absl::InternalError("DKIM key generation failed");
+  if (EVP_PKEY_keygen(ctx.get(), &raw) != 1)
+    return absl::InternalError("DKIM key generation failed");
   std::unique_ptr<EVP_PKEY, PkeyFree> key(raw);
   DkimKeyPair out;
   out.algorithm = algorithm;
@@ -56,7 +61,8 @@ absl::StatusOr<DkimKeyPair> GenerateDkimKey(v1::DkimAlgorithm algorithm) {
     // RFC 8463: p= is the raw 32-byte public key, base64.
     size_t len = 32;
     pub.resize(len);
-    if (EVP_PKEY_get_raw_public_key(key.get(), reinterpret_cast<unsigned char*>(pub.data()), &len) != 1) {
+    if (EVP_PKEY_get_raw_public_key(key.get(), reinterpret_cast<unsigned char*>(pub.data()),
+                                    &len) != 1) {
       return absl::InternalError("cannot read the Ed25519 public key");
     }
     pub.resize(len);
@@ -101,7 +107,8 @@ absl::StatusOr<KeySealer> KeySealer::Create(std::string master_key) {
   KeySealer s;
   s.key_ = std::move(master_key);
   unsigned char id[8];
-  crypto_generichash(id, sizeof(id), reinterpret_cast<const unsigned char*>(s.key_.data()), s.key_.size(), nullptr, 0);
+  crypto_generichash(id, sizeof(id), reinterpret_cast<const unsigned char*>(s.key_.data()),
+                     s.key_.size(), nullptr, 0);
   s.key_id_.assign(reinterpret_cast<char*>(id), sizeof(id));
   return s;
 }
@@ -116,7 +123,8 @@ KeySealer::Sealed KeySealer::Seal(std::string_view plaintext, std::string_view a
       reinterpret_cast<unsigned char*>(out.ciphertext.data()), &len,
       reinterpret_cast<const unsigned char*>(plaintext.data()), plaintext.size(),
       reinterpret_cast<const unsigned char*>(ad.data()), ad.size(), nullptr,
-      reinterpret_cast<const unsigned char*>(out.nonce.data()), reinterpret_cast<const unsigned char*>(key_.data()));
+      reinterpret_cast<const unsigned char*>(out.nonce.data()),
+      reinterpret_cast<const unsigned char*>(key_.data()));
   out.ciphertext.resize(len);
   return out;
 }
@@ -130,11 +138,12 @@ absl::StatusOr<std::string> KeySealer::Open(const Sealed& sealed, std::string_vi
   unsigned long long len = 0;
   if (crypto_aead_xchacha20poly1305_ietf_decrypt(
           reinterpret_cast<unsigned char*>(plain.data()), &len, nullptr,
-          reinterpret_cast<const unsigned char*>(sealed.ciphertext.data()), sealed.ciphertext.size(),
-          reinterpret_cast<const unsigned char*>(ad.data()), ad.size(),
+          reinterpret_cast<const unsigned char*>(sealed.ciphertext.data()),
+          sealed.ciphertext.size(), reinterpret_cast<const unsigned char*>(ad.data()), ad.size(),
           reinterpret_cast<const unsigned char*>(sealed.nonce.data()),
           reinterpret_cast<const unsigned char*>(key_.data())) != 0) {
-    return absl::DataLossError("sealed DKIM key does not open with this master key (wrong key, or tampered)");
+    return absl::DataLossError(
+        "sealed DKIM key does not open with this master key (wrong key, or tampered)");
   }
   plain.resize(len);
   return plain;

@@ -21,8 +21,8 @@ bool SignVerifyRoundTrip(const DkimKeyPair& pair) {
   absl::Base64Unescape(pair.public_b64, &pub);
   EVP_PKEY* verify_key = nullptr;
   if (pair.algorithm == v1::DKIM_ALGORITHM_ED25519) {
-    verify_key = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr,
-                                             reinterpret_cast<const unsigned char*>(pub.data()), pub.size());
+    verify_key = EVP_PKEY_new_raw_public_key(
+        EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(pub.data()), pub.size());
   } else {
     const unsigned char* p = reinterpret_cast<const unsigned char*>(pub.data());
     verify_key = d2i_PUBKEY(nullptr, &p, static_cast<long>(pub.size()));
@@ -33,11 +33,14 @@ bool SignVerifyRoundTrip(const DkimKeyPair& pair) {
   unsigned char sig[512];
   size_t siglen = sizeof(sig);
   bool ok = EVP_DigestSignInit(ctx, nullptr, md, nullptr, priv) == 1 &&
-            EVP_DigestSign(ctx, sig, &siglen, reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1;
+            EVP_DigestSign(ctx, sig, &siglen, reinterpret_cast<const unsigned char*>(data.data()),
+                           data.size()) == 1;
   EVP_MD_CTX_free(ctx);
   ctx = EVP_MD_CTX_new();
-  ok = ok && verify_key != nullptr && EVP_DigestVerifyInit(ctx, nullptr, md, nullptr, verify_key) == 1 &&
-       EVP_DigestVerify(ctx, sig, siglen, reinterpret_cast<const unsigned char*>(data.data()), data.size()) == 1;
+  ok = ok && verify_key != nullptr &&
+       EVP_DigestVerifyInit(ctx, nullptr, md, nullptr, verify_key) == 1 &&
+       EVP_DigestVerify(ctx, sig, siglen, reinterpret_cast<const unsigned char*>(data.data()),
+                        data.size()) == 1;
   EVP_MD_CTX_free(ctx);
   EVP_PKEY_free(priv);
   EVP_PKEY_free(verify_key);
@@ -51,7 +54,8 @@ TEST(DkimTest, Ed25519KeyAndTxt) {
   std::string raw;
   ASSERT_TRUE(absl::Base64Unescape(pair->public_b64, &raw));
   EXPECT_EQ(raw.size(), 32u);  // RFC 8463: the bare key
-  EXPECT_EQ(DkimTxtValue(pair->algorithm, pair->public_b64), "v=DKIM1; k=ed25519; p=" + pair->public_b64);
+  EXPECT_EQ(DkimTxtValue(pair->algorithm, pair->public_b64),
+            "v=DKIM1; k=ed25519; p=" + pair->public_b64);
   EXPECT_TRUE(SignVerifyRoundTrip(*pair));
 }
 
@@ -61,7 +65,8 @@ TEST(DkimTest, Rsa2048KeyAndTxt) {
   std::string der;
   ASSERT_TRUE(absl::Base64Unescape(pair->public_b64, &der));
   EXPECT_GT(der.size(), 256u);
-  EXPECT_TRUE(absl::StartsWith(DkimTxtValue(pair->algorithm, pair->public_b64), "v=DKIM1; k=rsa; p=MIIBIjAN"));
+  EXPECT_TRUE(absl::StartsWith(DkimTxtValue(pair->algorithm, pair->public_b64),
+                               "v=DKIM1; k=rsa; p=MIIBIjAN"));
   EXPECT_TRUE(SignVerifyRoundTrip(*pair));
 }
 
@@ -79,7 +84,8 @@ TEST(KeySealerTest, SealsAndOpensBoundToContext) {
   ASSERT_TRUE(opened.ok());
   EXPECT_EQ(*opened, "secret pem");
   // Moved to another domain or selector, it does not open.
-  EXPECT_EQ(sealer->Open(sealed, SealContext("b.example", "s1")).status().code(), absl::StatusCode::kDataLoss);
+  EXPECT_EQ(sealer->Open(sealed, SealContext("b.example", "s1")).status().code(),
+            absl::StatusCode::kDataLoss);
   // Another master key does not open it either.
   auto other = KeySealer::Create(std::string(32, '\x43'));
   EXPECT_FALSE(other->Open(sealed, SealContext("a.example", "s1")).ok());

@@ -94,7 +94,8 @@ void OnAnswer(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int 
   if (status != ARES_SUCCESS) {
     r.kind = LookupResult::Kind::kFailed;
     r.error = ares_strerror(status);
-    r.network_error = status == ARES_ECONNREFUSED || status == ARES_ETIMEOUT || status == ARES_EDESTRUCTION;
+    r.network_error =
+        status == ARES_ECONNREFUSED || status == ARES_ETIMEOUT || status == ARES_EDESTRUCTION;
     return;
   }
   r.kind = LookupResult::Kind::kFound;
@@ -102,7 +103,8 @@ void OnAnswer(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int 
     ares_mx_reply* mx = nullptr;
     int rc = ares_parse_mx_reply(abuf, alen, &mx);
     if (rc == ARES_SUCCESS) {
-      for (ares_mx_reply* m = mx; m != nullptr; m = m->next) r.values.push_back(absl::StrCat(m->priority, " ", Canonical(m->host)));
+      for (ares_mx_reply* m = mx; m != nullptr; m = m->next)
+        r.values.push_back(absl::StrCat(m->priority, " ", Canonical(m->host)));
       ares_free_data(mx);
     } else if (rc != ARES_ENODATA) {
       r.kind = LookupResult::Kind::kFailed;
@@ -129,10 +131,13 @@ void OnAnswer(void* arg, int status, int /*timeouts*/, unsigned char* abuf, int 
   } else {
     r.values = ParseCnames(abuf, alen);
   }
-  if (r.kind == LookupResult::Kind::kFound && r.values.empty()) r.kind = LookupResult::Kind::kNoData;
+  if (r.kind == LookupResult::Kind::kFound && r.values.empty())
+    r.kind = LookupResult::Kind::kNoData;
 }
 
-bool NetworkFailure(const LookupResult& r) { return r.kind == LookupResult::Kind::kFailed && r.network_error; }
+bool NetworkFailure(const LookupResult& r) {
+  return r.kind == LookupResult::Kind::kFailed && r.network_error;
+}
 
 }  // namespace
 
@@ -151,12 +156,14 @@ absl::StatusOr<Lookups> CaresResolver::LookupAll(const std::vector<LookupKey>& q
   opts.flags = ARES_FLAG_NOSEARCH | ARES_FLAG_NOALIASES;
   ares_channel channel = nullptr;
   int rc = ares_init_options(&channel, &opts, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_FLAGS);
-  if (rc != ARES_SUCCESS) return absl::InternalError(absl::StrCat("c-ares init: ", ares_strerror(rc)));
+  if (rc != ARES_SUCCESS)
+    return absl::InternalError(absl::StrCat("c-ares init: ", ares_strerror(rc)));
   if (!server_.empty()) {
     rc = ares_set_servers_ports_csv(channel, server_.c_str());
     if (rc != ARES_SUCCESS) {
       ares_destroy(channel);
-      return absl::InvalidArgumentError(absl::StrCat("--dns-resolver ", server_, ": ", ares_strerror(rc)));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--dns-resolver ", server_, ": ", ares_strerror(rc)));
     }
   }
   std::vector<Pending> pending;
@@ -185,7 +192,8 @@ absl::StatusOr<Lookups> CaresResolver::LookupAll(const std::vector<LookupKey>& q
     if (fds.empty()) break;
     timeval tv{};
     timeval* tvp = ares_timeout(channel, nullptr, &tv);
-    int wait_ms = tvp == nullptr ? 1000 : static_cast<int>(tvp->tv_sec * 1000 + tvp->tv_usec / 1000);
+    int wait_ms =
+        tvp == nullptr ? 1000 : static_cast<int>(tvp->tv_sec * 1000 + tvp->tv_usec / 1000);
     int n = poll(fds.data(), fds.size(), std::max(wait_ms, 1));
     if (n <= 0) {
       ares_process_fd(channel, ARES_SOCKET_BAD, ARES_SOCKET_BAD);  // timeouts
@@ -198,9 +206,12 @@ absl::StatusOr<Lookups> CaresResolver::LookupAll(const std::vector<LookupKey>& q
     }
   }
   ares_destroy(channel);  // fails whatever is left (callbacks with ARES_EDESTRUCTION)
-  bool all_network = !out.empty() && std::all_of(out.begin(), out.end(), [](const auto& kv) { return NetworkFailure(kv.second); });
+  bool all_network = !out.empty() && std::all_of(out.begin(), out.end(), [](const auto& kv) {
+    return NetworkFailure(kv.second);
+  });
   if (all_network) {
-    return absl::UnavailableError(absl::StrCat("DNS resolver ", server_.empty() ? "(system)" : server_,
+    return absl::UnavailableError(absl::StrCat("DNS resolver ",
+                                               server_.empty() ? "(system)" : server_,
                                                " unreachable: ", out.begin()->second.error));
   }
   return out;
@@ -220,8 +231,8 @@ std::vector<LookupKey> QueriesFor(const std::vector<v1::DnsRecord>& records) {
 
 namespace {
 
-v1::RecordCheck Check(v1::RecordCheckStatus status, std::string detail, const std::vector<std::string>& found,
-                      absl::Time now) {
+v1::RecordCheck Check(v1::RecordCheckStatus status, std::string detail,
+                      const std::vector<std::string>& found, absl::Time now) {
   v1::RecordCheck c;
   c.set_status(status);
   c.set_detail(std::move(detail));
@@ -230,10 +241,12 @@ v1::RecordCheck Check(v1::RecordCheckStatus status, std::string detail, const st
   return c;
 }
 
-std::vector<std::string> WithPrefix(const std::vector<std::string>& values, std::string_view prefix) {
+std::vector<std::string> WithPrefix(const std::vector<std::string>& values,
+                                    std::string_view prefix) {
   std::vector<std::string> out;
   for (const auto& v : values) {
-    if (absl::StartsWithIgnoreCase(absl::StripLeadingAsciiWhitespace(v), ToAbsl(prefix))) out.push_back(v);
+    if (absl::StartsWithIgnoreCase(absl::StripLeadingAsciiWhitespace(v), ToAbsl(prefix)))
+      out.push_back(v);
   }
   return out;
 }
@@ -241,7 +254,8 @@ std::vector<std::string> WithPrefix(const std::vector<std::string>& values, std:
 // The value of tag `name` in a "k=v; k=v" record, lower case, or "".
 std::string Tag(std::string_view record, std::string_view name) {
   for (absl::string_view part : absl::StrSplit(ToAbsl(record), ';')) {
-    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(part, absl::MaxSplits('=', 1));
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(part, absl::MaxSplits('=', 1));
     if (absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(kv.first), ToAbsl(name))) {
       return absl::AsciiStrToLower(absl::StripAsciiWhitespace(kv.second));
     }
@@ -260,20 +274,25 @@ v1::RecordCheck EvaluateMx(const v1::DnsRecord& want, const LookupResult& got, a
     }
     return Check(v1::RECORD_CHECK_STATUS_OK, detail, got.values, now);
   }
-  return Check(v1::RECORD_CHECK_STATUS_WRONG, absl::StrCat("no MX points to ", want.value()), got.values, now);
+  return Check(v1::RECORD_CHECK_STATUS_WRONG, absl::StrCat("no MX points to ", want.value()),
+               got.values, now);
 }
 
 v1::RecordCheck EvaluateSpf(const v1::DnsRecord& want, const LookupResult& got, absl::Time now) {
   auto spf = WithPrefix(got.values, "v=spf1");
-  if (spf.empty()) return Check(v1::RECORD_CHECK_STATUS_MISSING, "no SPF (v=spf1) TXT record", got.values, now);
+  if (spf.empty())
+    return Check(v1::RECORD_CHECK_STATUS_MISSING, "no SPF (v=spf1) TXT record", got.values, now);
   if (spf.size() > 1) {
-    return Check(v1::RECORD_CHECK_STATUS_WRONG, "more than one SPF record (a permanent error, RFC 7208 4.5)", spf, now);
+    return Check(v1::RECORD_CHECK_STATUS_WRONG,
+                 "more than one SPF record (a permanent error, RFC 7208 4.5)", spf, now);
   }
-  std::vector<std::string> have = absl::StrSplit(absl::AsciiStrToLower(spf[0]), ' ', absl::SkipEmpty());
+  std::vector<std::string> have =
+      absl::StrSplit(absl::AsciiStrToLower(spf[0]), ' ', absl::SkipEmpty());
   for (absl::string_view term : absl::StrSplit(want.value(), ' ', absl::SkipEmpty())) {
     if (!absl::StartsWith(term, "include:")) continue;
     if (std::find(have.begin(), have.end(), absl::AsciiStrToLower(term)) == have.end()) {
-      return Check(v1::RECORD_CHECK_STATUS_WRONG, absl::StrCat("SPF record lacks ", term), spf, now);
+      return Check(v1::RECORD_CHECK_STATUS_WRONG, absl::StrCat("SPF record lacks ", term), spf,
+                   now);
     }
   }
   return Check(v1::RECORD_CHECK_STATUS_OK, "", spf, now);
@@ -284,20 +303,26 @@ v1::RecordCheck EvaluateDkim(const v1::DnsRecord& want, const LookupResult& got,
   for (const auto& v : got.values) {
     if (DkimPublicKeyTag(v) == key) return Check(v1::RECORD_CHECK_STATUS_OK, "", {v}, now);
   }
-  return Check(v1::RECORD_CHECK_STATUS_WRONG, "the published p= is not this selector's public key", got.values, now);
+  return Check(v1::RECORD_CHECK_STATUS_WRONG, "the published p= is not this selector's public key",
+               got.values, now);
 }
 
 v1::RecordCheck EvaluateDmarc(const v1::DnsRecord& want, const LookupResult& got, absl::Time now) {
   auto dmarc = WithPrefix(got.values, "v=DMARC1");
-  if (dmarc.empty()) return Check(v1::RECORD_CHECK_STATUS_MISSING, "no DMARC (v=DMARC1) TXT record", got.values, now);
-  if (dmarc.size() > 1) return Check(v1::RECORD_CHECK_STATUS_WRONG, "more than one DMARC record", dmarc, now);
+  if (dmarc.empty())
+    return Check(v1::RECORD_CHECK_STATUS_MISSING, "no DMARC (v=DMARC1) TXT record", got.values,
+                 now);
+  if (dmarc.size() > 1)
+    return Check(v1::RECORD_CHECK_STATUS_WRONG, "more than one DMARC record", dmarc, now);
   std::string p = Tag(dmarc[0], "p");
   if (p == "quarantine" || p == "reject") {
-    std::string detail = p == Tag(want.value(), "p") ? "" : absl::StrCat("policy p=", p, " (suggested quarantine)");
+    std::string detail =
+        p == Tag(want.value(), "p") ? "" : absl::StrCat("policy p=", p, " (suggested quarantine)");
     return Check(v1::RECORD_CHECK_STATUS_OK, detail, dmarc, now);
   }
   return Check(v1::RECORD_CHECK_STATUS_WRONG,
-               p.empty() ? "DMARC record has no p= policy" : absl::StrCat("DMARC policy p=", p, " does not protect the domain"),
+               p.empty() ? "DMARC record has no p= policy"
+                         : absl::StrCat("DMARC policy p=", p, " does not protect the domain"),
                dmarc, now);
 }
 
@@ -305,11 +330,14 @@ v1::RecordCheck EvaluateDmarc(const v1::DnsRecord& want, const LookupResult& got
 
 v1::RecordCheck Evaluate(const v1::DnsRecord& want, const LookupResult& got, absl::Time now) {
   if (got.kind == LookupResult::Kind::kFailed) {
-    return Check(v1::RECORD_CHECK_STATUS_LOOKUP_FAILED, absl::StrCat("lookup failed: ", got.error), {}, now);
+    return Check(v1::RECORD_CHECK_STATUS_LOOKUP_FAILED, absl::StrCat("lookup failed: ", got.error),
+                 {}, now);
   }
   if (got.kind == LookupResult::Kind::kNoData || got.values.empty()) {
     return Check(v1::RECORD_CHECK_STATUS_MISSING,
-                 absl::StrCat("no ", v1::DnsRecordType_Name(want.type()).substr(16), " record at ", want.name()), {}, now);
+                 absl::StrCat("no ", v1::DnsRecordType_Name(want.type()).substr(16), " record at ",
+                              want.name()),
+                 {}, now);
   }
   switch (want.purpose()) {
     case v1::DNS_RECORD_PURPOSE_MX:
@@ -325,10 +353,12 @@ v1::RecordCheck Evaluate(const v1::DnsRecord& want, const LookupResult& got, abs
   }
   // Verification TXT and the CNAMEs: one exact value.
   for (const auto& v : got.values) {
-    bool same = want.type() == v1::DNS_RECORD_TYPE_CNAME ? Canonical(v) == Canonical(want.value()) : v == want.value();
+    bool same = want.type() == v1::DNS_RECORD_TYPE_CNAME ? Canonical(v) == Canonical(want.value())
+                                                         : v == want.value();
     if (same) return Check(v1::RECORD_CHECK_STATUS_OK, "", got.values, now);
   }
-  return Check(v1::RECORD_CHECK_STATUS_WRONG, absl::StrCat("expected ", want.value()), got.values, now);
+  return Check(v1::RECORD_CHECK_STATUS_WRONG, absl::StrCat("expected ", want.value()), got.values,
+               now);
 }
 
 }  // namespace mailgrid::tenant

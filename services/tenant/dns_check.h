@@ -11,8 +11,8 @@
 #pragma once
 
 #include <map>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -28,7 +28,7 @@ struct LookupResult {
   // MX: "priority host"; TXT: one string per record (its character strings
   // joined); CNAME: the target. Names without the trailing dot.
   std::vector<std::string> values;
-  std::string error;  // for kFailed: c-ares' words ("Connection refused", "Timeout")
+  std::string error;           // for kFailed: c-ares' words ("Connection refused", "Timeout")
   bool network_error = false;  // kFailed because the resolver did not answer
 };
 
@@ -56,7 +56,8 @@ class CaresResolver final : public Resolver {
 };
 
 // Judges one expected record against the lookup of its name and type.
-tenant::v1::RecordCheck Evaluate(const tenant::v1::DnsRecord& expected, const LookupResult& found, absl::Time now);
+tenant::v1::RecordCheck Evaluate(const tenant::v1::DnsRecord& expected, const LookupResult& found,
+                                 absl::Time now);
 
 // Lower case, no trailing dot: how names are compared and keyed.
 std::string CanonicalName(std::string_view name);

@@ -6,8 +6,8 @@
 namespace mailgrid::tenant {
 namespace {
 
-v1::DnsRecord Want(v1::DnsRecordPurpose purpose, v1::DnsRecordType type, std::string name, std::string value,
-                   uint32_t priority = 0) {
+v1::DnsRecord Want(v1::DnsRecordPurpose purpose, v1::DnsRecordType type, std::string name,
+                   std::string value, uint32_t priority = 0) {
   v1::DnsRecord r;
   r.set_purpose(purpose);
   r.set_type(type);
@@ -27,7 +27,8 @@ LookupResult Found(std::vector<std::string> values) {
 const absl::Time kNow = absl::FromUnixSeconds(1800000000);
 
 TEST(EvaluateTest, Mx) {
-  auto want = Want(v1::DNS_RECORD_PURPOSE_MX, v1::DNS_RECORD_TYPE_MX, "a.example", "mx.mg.example", 10);
+  auto want =
+      Want(v1::DNS_RECORD_PURPOSE_MX, v1::DNS_RECORD_TYPE_MX, "a.example", "mx.mg.example", 10);
   EXPECT_EQ(Evaluate(want, Found({"10 mx.mg.example"}), kNow).status(), v1::RECORD_CHECK_STATUS_OK);
   auto other_prio = Evaluate(want, Found({"5 MX.mg.example"}), kNow);
   EXPECT_EQ(other_prio.status(), v1::RECORD_CHECK_STATUS_OK);
@@ -51,38 +52,54 @@ TEST(EvaluateTest, Mx) {
 TEST(EvaluateTest, Spf) {
   auto want = Want(v1::DNS_RECORD_PURPOSE_SPF, v1::DNS_RECORD_TYPE_TXT, "a.example",
                    "v=spf1 mx include:_spf.mg.example ~all");
-  EXPECT_EQ(Evaluate(want, Found({"google-site-verification=x", "v=spf1 mx include:_spf.mg.example -all"}), kNow).status(),
-            v1::RECORD_CHECK_STATUS_OK);
-  EXPECT_EQ(Evaluate(want, Found({"v=spf1 include:other.example ~all"}), kNow).status(), v1::RECORD_CHECK_STATUS_WRONG);
-  EXPECT_EQ(Evaluate(want, Found({"v=spf1 a ~all", "v=spf1 include:_spf.mg.example ~all"}), kNow).status(),
+  EXPECT_EQ(
+      Evaluate(want,
+               Found({"google-site-verification=x", "v=spf1 mx include:_spf.mg.example -all"}),
+               kNow)
+          .status(),
+      v1::RECORD_CHECK_STATUS_OK);
+  EXPECT_EQ(Evaluate(want, Found({"v=spf1 include:other.example ~all"}), kNow).status(),
             v1::RECORD_CHECK_STATUS_WRONG);
-  EXPECT_EQ(Evaluate(want, Found({"something else"}), kNow).status(), v1::RECORD_CHECK_STATUS_MISSING);
+  EXPECT_EQ(Evaluate(want, Found({"v=spf1 a ~all", "v=spf1 include:_spf.mg.example ~all"}), kNow)
+                .status(),
+            v1::RECORD_CHECK_STATUS_WRONG);
+  EXPECT_EQ(Evaluate(want, Found({"something else"}), kNow).status(),
+            v1::RECORD_CHECK_STATUS_MISSING);
 }
 
 TEST(EvaluateTest, DkimComparesTheKeyIgnoringSpaces) {
   auto want = Want(v1::DNS_RECORD_PURPOSE_DKIM, v1::DNS_RECORD_TYPE_TXT, "s._domainkey.a.example",
                    "v=DKIM1; k=ed25519; p=ABCDEF==");
-  EXPECT_EQ(Evaluate(want, Found({"v=DKIM1;k=ed25519;p=ABC DEF=="}), kNow).status(), v1::RECORD_CHECK_STATUS_OK);
-  EXPECT_EQ(Evaluate(want, Found({"v=DKIM1; k=ed25519; p=OTHER"}), kNow).status(), v1::RECORD_CHECK_STATUS_WRONG);
+  EXPECT_EQ(Evaluate(want, Found({"v=DKIM1;k=ed25519;p=ABC DEF=="}), kNow).status(),
+            v1::RECORD_CHECK_STATUS_OK);
+  EXPECT_EQ(Evaluate(want, Found({"v=DKIM1; k=ed25519; p=OTHER"}), kNow).status(),
+            v1::RECORD_CHECK_STATUS_WRONG);
 }
 
 TEST(EvaluateTest, Dmarc) {
   auto want = Want(v1::DNS_RECORD_PURPOSE_DMARC, v1::DNS_RECORD_TYPE_TXT, "_dmarc.a.example",
                    "v=DMARC1; p=quarantine; rua=mailto:x@a.example");
-  EXPECT_EQ(Evaluate(want, Found({"v=DMARC1; p=quarantine"}), kNow).status(), v1::RECORD_CHECK_STATUS_OK);
-  EXPECT_EQ(Evaluate(want, Found({"v=DMARC1; p=reject"}), kNow).status(), v1::RECORD_CHECK_STATUS_OK);
-  EXPECT_EQ(Evaluate(want, Found({"v=DMARC1; p=none"}), kNow).status(), v1::RECORD_CHECK_STATUS_WRONG);
+  EXPECT_EQ(Evaluate(want, Found({"v=DMARC1; p=quarantine"}), kNow).status(),
+            v1::RECORD_CHECK_STATUS_OK);
+  EXPECT_EQ(Evaluate(want, Found({"v=DMARC1; p=reject"}), kNow).status(),
+            v1::RECORD_CHECK_STATUS_OK);
+  EXPECT_EQ(Evaluate(want, Found({"v=DMARC1; p=none"}), kNow).status(),
+            v1::RECORD_CHECK_STATUS_WRONG);
   EXPECT_EQ(Evaluate(want, Found({"v=DMARC1"}), kNow).status(), v1::RECORD_CHECK_STATUS_WRONG);
 }
 
 TEST(EvaluateTest, VerificationAndCname) {
-  auto ver = Want(v1::DNS_RECORD_PURPOSE_VERIFICATION, v1::DNS_RECORD_TYPE_TXT, "_mailgrid-verification.a.example",
-                  "mailgrid-verification=tok");
-  EXPECT_EQ(Evaluate(ver, Found({"mailgrid-verification=tok"}), kNow).status(), v1::RECORD_CHECK_STATUS_OK);
-  EXPECT_EQ(Evaluate(ver, Found({"mailgrid-verification=other"}), kNow).status(), v1::RECORD_CHECK_STATUS_WRONG);
-  auto cname = Want(v1::DNS_RECORD_PURPOSE_CNAME_MAIL, v1::DNS_RECORD_TYPE_CNAME, "mail.a.example", "mail.mg.example");
+  auto ver = Want(v1::DNS_RECORD_PURPOSE_VERIFICATION, v1::DNS_RECORD_TYPE_TXT,
+                  "_mailgrid-verification.a.example", "mailgrid-verification=tok");
+  EXPECT_EQ(Evaluate(ver, Found({"mailgrid-verification=tok"}), kNow).status(),
+            v1::RECORD_CHECK_STATUS_OK);
+  EXPECT_EQ(Evaluate(ver, Found({"mailgrid-verification=other"}), kNow).status(),
+            v1::RECORD_CHECK_STATUS_WRONG);
+  auto cname = Want(v1::DNS_RECORD_PURPOSE_CNAME_MAIL, v1::DNS_RECORD_TYPE_CNAME, "mail.a.example",
+                    "mail.mg.example");
   EXPECT_EQ(Evaluate(cname, Found({"MAIL.mg.example"}), kNow).status(), v1::RECORD_CHECK_STATUS_OK);
-  EXPECT_EQ(Evaluate(cname, Found({"elsewhere.example"}), kNow).status(), v1::RECORD_CHECK_STATUS_WRONG);
+  EXPECT_EQ(Evaluate(cname, Found({"elsewhere.example"}), kNow).status(),
+            v1::RECORD_CHECK_STATUS_WRONG);
 }
 
 TEST(QueriesTest, OneQueryPerNameAndType) {
@@ -99,7 +116,8 @@ TEST(QueriesTest, OneQueryPerNameAndType) {
 TEST(CaresResolverTest, UnreachableResolverIsUnavailable) {
   // Port 9 on loopback (discard) has no DNS server: refused or timed out.
   CaresResolver r("127.0.0.1:9", absl::Milliseconds(400));
-  auto got = r.LookupAll({{"example.com", v1::DNS_RECORD_TYPE_MX}, {"example.com", v1::DNS_RECORD_TYPE_TXT}});
+  auto got = r.LookupAll(
+      {{"example.com", v1::DNS_RECORD_TYPE_MX}, {"example.com", v1::DNS_RECORD_TYPE_TXT}});
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.status().code(), absl::StatusCode::kUnavailable) << got.status();
 }

@@ -6,8 +6,8 @@
 namespace mailgrid::tenant {
 namespace {
 
-v1::DnsRecord Record(std::string name, v1::DnsRecordType type, std::string value, uint32_t priority, uint32_t ttl,
-                     v1::DnsRecordPurpose purpose, bool required) {
+v1::DnsRecord Record(std::string name, v1::DnsRecordType type, std::string value, uint32_t priority,
+                     uint32_t ttl, v1::DnsRecordPurpose purpose, bool required) {
   v1::DnsRecord r;
   r.set_name(std::move(name));
   r.set_type(type);
@@ -23,18 +23,23 @@ v1::DnsRecord Record(std::string name, v1::DnsRecordType type, std::string value
 }  // namespace
 
 std::vector<v1::DnsRecord> GenerateRecords(const std::string& domain, const RecordConfig& c,
-                                           const std::string& token, const std::vector<v1::DkimKey>& keys,
+                                           const std::string& token,
+                                           const std::vector<v1::DkimKey>& keys,
                                            const std::string& dmarc_rua) {
   std::vector<v1::DnsRecord> out;
   for (const MxHost& mx : c.mx_hosts) {
-    out.push_back(Record(domain, v1::DNS_RECORD_TYPE_MX, mx.host, mx.priority, c.ttl, v1::DNS_RECORD_PURPOSE_MX, true));
+    out.push_back(Record(domain, v1::DNS_RECORD_TYPE_MX, mx.host, mx.priority, c.ttl,
+                         v1::DNS_RECORD_PURPOSE_MX, true));
   }
-  out.push_back(Record(domain, v1::DNS_RECORD_TYPE_TXT, absl::StrCat("v=spf1 mx include:", c.spf_include, " ~all"), 0,
-                       c.ttl, v1::DNS_RECORD_PURPOSE_SPF, false));
+  out.push_back(Record(domain, v1::DNS_RECORD_TYPE_TXT,
+                       absl::StrCat("v=spf1 mx include:", c.spf_include, " ~all"), 0, c.ttl,
+                       v1::DNS_RECORD_PURPOSE_SPF, false));
   for (const v1::DkimKey& k : keys) {
-    if (k.state() == v1::DKIM_KEY_STATE_RETIRED || k.state() == v1::DKIM_KEY_STATE_UNSPECIFIED) continue;
-    out.push_back(Record(absl::StrCat(k.selector(), "._domainkey.", domain), v1::DNS_RECORD_TYPE_TXT, k.txt_value(), 0,
-                         c.ttl, v1::DNS_RECORD_PURPOSE_DKIM, false));
+    if (k.state() == v1::DKIM_KEY_STATE_RETIRED || k.state() == v1::DKIM_KEY_STATE_UNSPECIFIED)
+      continue;
+    out.push_back(Record(absl::StrCat(k.selector(), "._domainkey.", domain),
+                         v1::DNS_RECORD_TYPE_TXT, k.txt_value(), 0, c.ttl,
+                         v1::DNS_RECORD_PURPOSE_DKIM, false));
   }
   // p=quarantine by default (issue 4); relaxed alignment so mail. and other
   // subdomains of the tenant still align.
@@ -44,15 +49,16 @@ std::vector<v1::DnsRecord> GenerateRecords(const std::string& domain, const Reco
   out.push_back(Record(absl::StrCat("_dmarc.", domain), v1::DNS_RECORD_TYPE_TXT, dmarc, 0, c.ttl,
                        v1::DNS_RECORD_PURPOSE_DMARC, false));
   out.push_back(Record(absl::StrCat(kVerificationLabel, ".", domain), v1::DNS_RECORD_TYPE_TXT,
-                       absl::StrCat(kVerificationPrefix, token), 0, c.ttl, v1::DNS_RECORD_PURPOSE_VERIFICATION, true));
+                       absl::StrCat(kVerificationPrefix, token), 0, c.ttl,
+                       v1::DNS_RECORD_PURPOSE_VERIFICATION, true));
   const std::pair<const char*, v1::DnsRecordPurpose> cnames[] = {
       {"mail.", v1::DNS_RECORD_PURPOSE_CNAME_MAIL},
       {"autoconfig.", v1::DNS_RECORD_PURPOSE_CNAME_AUTOCONFIG},
       {"autodiscover.", v1::DNS_RECORD_PURPOSE_CNAME_AUTODISCOVER},
   };
   for (const auto& [label, purpose] : cnames) {
-    out.push_back(Record(absl::StrCat(label, domain), v1::DNS_RECORD_TYPE_CNAME, c.cluster_hostname, 0, c.ttl, purpose,
-                         false));
+    out.push_back(Record(absl::StrCat(label, domain), v1::DNS_RECORD_TYPE_CNAME, c.cluster_hostname,
+                         0, c.ttl, purpose, false));
   }
   return out;
 }

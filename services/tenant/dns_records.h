@@ -3,9 +3,9 @@
 //
 //   <domain>                      MX    one per --mx-hosts entry, with its priority   (required)
 //   <domain>                      TXT   v=spf1 mx include:<spf-include> ~all
-//   <selector>._domainkey.<domain> TXT  v=DKIM1; k=ed25519|rsa; p=...  (PUBLISHED/ACTIVE/RETIRING keys)
-//   _dmarc.<domain>               TXT   v=DMARC1; p=quarantine; rua=mailto:<tenant admin>; ...
-//   _mailgrid-verification.<domain> TXT mailgrid-verification=<token>                 (required)
+//   <selector>._domainkey.<domain> TXT  v=DKIM1; k=ed25519|rsa; p=...  (PUBLISHED/ACTIVE/RETIRING
+//   keys) _dmarc.<domain>               TXT   v=DMARC1; p=quarantine; rua=mailto:<tenant admin>;
+//   ... _mailgrid-verification.<domain> TXT mailgrid-verification=<token> (required)
 //   mail.|autoconfig.|autodiscover.<domain> CNAME <cluster-hostname>
 #pragma once
 
@@ -30,7 +30,8 @@ inline constexpr char kVerificationPrefix[] = "mailgrid-verification=";
 // The records for `domain` (A-label). `keys` are all of the domain's DKIM
 // keys; RETIRED ones are left out. `dmarc_rua` is the aggregate-report
 // address (the tenant admin; the registration contact until one exists).
-std::vector<tenant::v1::DnsRecord> GenerateRecords(const std::string& domain, const RecordConfig& config,
+std::vector<tenant::v1::DnsRecord> GenerateRecords(const std::string& domain,
+                                                   const RecordConfig& config,
                                                    const std::string& verification_token,
                                                    const std::vector<tenant::v1::DkimKey>& keys,
                                                    const std::string& dmarc_rua);

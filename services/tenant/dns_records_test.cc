@@ -13,7 +13,8 @@ RecordConfig Config() {
   return c;
 }
 
-std::vector<v1::DnsRecord> OfPurpose(const std::vector<v1::DnsRecord>& all, v1::DnsRecordPurpose p) {
+std::vector<v1::DnsRecord> OfPurpose(const std::vector<v1::DnsRecord>& all,
+                                     v1::DnsRecordPurpose p) {
   std::vector<v1::DnsRecord> out;
   for (const auto& r : all) {
     if (r.purpose() == p) out.push_back(r);
@@ -32,7 +33,8 @@ TEST(DnsRecordsTest, EveryRecordTheIssueAsksFor) {
   retired.set_selector("old-ed");
   retired.set_state(v1::DKIM_KEY_STATE_RETIRED);
   retired.set_txt_value("v=DKIM1; k=ed25519; p=CCCC");
-  auto all = GenerateRecords("acme.example", Config(), "tok123", {ed, rsa, retired}, "admin@acme.example");
+  auto all =
+      GenerateRecords("acme.example", Config(), "tok123", {ed, rsa, retired}, "admin@acme.example");
 
   auto mx = OfPurpose(all, v1::DNS_RECORD_PURPOSE_MX);
   ASSERT_EQ(mx.size(), 2u);
@@ -56,7 +58,8 @@ TEST(DnsRecordsTest, EveryRecordTheIssueAsksFor) {
   auto dmarc = OfPurpose(all, v1::DNS_RECORD_PURPOSE_DMARC);
   ASSERT_EQ(dmarc.size(), 1u);
   EXPECT_EQ(dmarc[0].name(), "_dmarc.acme.example");
-  EXPECT_EQ(dmarc[0].value(), "v=DMARC1; p=quarantine; rua=mailto:admin@acme.example; adkim=r; aspf=r");
+  EXPECT_EQ(dmarc[0].value(),
+            "v=DMARC1; p=quarantine; rua=mailto:admin@acme.example; adkim=r; aspf=r");
 
   auto ver = OfPurpose(all, v1::DNS_RECORD_PURPOSE_VERIFICATION);
   ASSERT_EQ(ver.size(), 1u);
@@ -64,9 +67,10 @@ TEST(DnsRecordsTest, EveryRecordTheIssueAsksFor) {
   EXPECT_EQ(ver[0].value(), "mailgrid-verification=tok123");
   EXPECT_TRUE(ver[0].required_for_verification());
 
-  for (auto [purpose, label] : {std::pair{v1::DNS_RECORD_PURPOSE_CNAME_MAIL, "mail."},
-                                std::pair{v1::DNS_RECORD_PURPOSE_CNAME_AUTOCONFIG, "autoconfig."},
-                                std::pair{v1::DNS_RECORD_PURPOSE_CNAME_AUTODISCOVER, "autodiscover."}}) {
+  for (auto [purpose, label] :
+       {std::pair{v1::DNS_RECORD_PURPOSE_CNAME_MAIL, "mail."},
+        std::pair{v1::DNS_RECORD_PURPOSE_CNAME_AUTOCONFIG, "autoconfig."},
+        std::pair{v1::DNS_RECORD_PURPOSE_CNAME_AUTODISCOVER, "autodiscover."}}) {
     auto c = OfPurpose(all, purpose);
     ASSERT_EQ(c.size(), 1u) << label;
     EXPECT_EQ(c[0].name(), std::string(label) + "acme.example");

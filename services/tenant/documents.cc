@@ -46,7 +46,10 @@ struct MdFree {
 class ChunkWriter {
  public:
   ChunkWriter(TenantStore* store, std::string tenant_id, std::string doc_id)
-      : store_(store), tenant_(std::move(tenant_id)), doc_(std::move(doc_id)), sha_(EVP_MD_CTX_new()) {
+      : store_(store),
+        tenant_(std::move(tenant_id)),
+        doc_(std::move(doc_id)),
+        sha_(EVP_MD_CTX_new()) {
     EVP_DigestInit_ex(sha_.get(), EVP_sha256(), nullptr);
   }
 
@@ -54,7 +57,8 @@ class ChunkWriter {
     EVP_DigestUpdate(sha_.get(), data.data(), data.size());
     buffer_.append(data);
     while (buffer_.size() >= kDocumentChunkBytes) {
-      batch_.PutRaw(keys::DocumentChunk(tenant_, doc_, chunks_++), buffer_.substr(0, kDocumentChunkBytes));
+      batch_.PutRaw(keys::DocumentChunk(tenant_, doc_, chunks_++),
+                    buffer_.substr(0, kDocumentChunkBytes));
       buffer_.erase(0, kDocumentChunkBytes);
       if (++in_batch_ >= kChunksPerWrite) RETURN_IF_ERROR(Flush());
     }
@@ -78,9 +82,11 @@ class ChunkWriter {
   void Abandon() {
     if (!wrote_anything_) return;
     Batch batch;
-    batch.DeletePrefix(keys::DocumentChunkPrefix(tenant_, doc_)).Delete(keys::PendingUpload(tenant_, doc_));
+    batch.DeletePrefix(keys::DocumentChunkPrefix(tenant_, doc_))
+        .Delete(keys::PendingUpload(tenant_, doc_));
     auto s = store_->Commit(std::move(batch));
-    if (!s.ok()) log::Warn("could not remove a refused upload; the sweeper will", {{"document", doc_}});
+    if (!s.ok())
+      log::Warn("could not remove a refused upload; the sweeper will", {{"document", doc_}});
   }
 
   uint64_t chunks() const { return chunks_; }
@@ -118,19 +124,23 @@ std::string LimitText(int64_t bytes) {
 
 }  // namespace
 
-absl::Status TenantServiceImpl::UploadImpl(const Principal& p, grpc::ServerReader<v1::UploadDocumentRequest>* reader,
+absl::Status TenantServiceImpl::UploadImpl(const Principal& p,
+                                           grpc::ServerReader<v1::UploadDocumentRequest>* reader,
                                            v1::Document* out) {
   v1::UploadDocumentRequest msg;
   if (!reader->Read(&msg) || !msg.has_metadata()) {
-    return InvalidField("metadata", "MISSING", "the first message of the stream must carry the metadata");
+    return InvalidField("metadata", "MISSING",
+                        "the first message of the stream must carry the metadata");
   }
   const v1::DocumentMetadata meta = msg.metadata();
-  ASSIGN_OR_RETURN(std::string tenant_id,
-                   AuthorizeTenant(p, meta.tenant_id(), {.platform_operator = true, .tenant_admin = true}));
+  ASSIGN_OR_RETURN(
+      std::string tenant_id,
+      AuthorizeTenant(p, meta.tenant_id(), {.platform_operator = true, .tenant_admin = true}));
   ASSIGN_OR_RETURN(std::string filename, ValidateFilename(meta.filename(), "metadata.filename"));
   // Refuse early when the state forbids uploads; checked again at commit.
   ASSIGN_OR_RETURN(auto record, ReadTenant(*store_, tenant_id));
-  RETURN_IF_ERROR(NextState(tenant_id, record.value.tenant().state(), Action::kUploadDocument).status());
+  RETURN_IF_ERROR(
+      NextState(tenant_id, record.value.tenant().state(), Action::kUploadDocument).status());
 
   const std::string doc_id = NewId("doc-");
   ChunkWriter writer(store_, tenant_id, doc_id);
@@ -151,7 +161,8 @@ absl::Status TenantServiceImpl::UploadImpl(const Principal& p, grpc::ServerReade
     total += static_cast<int64_t>(chunk.size());
     if (total > options_->max_document_bytes) {
       status = InvalidField("chunk", "TOO_LARGE",
-                            absl::StrCat("the document exceeds the ", LimitText(options_->max_document_bytes), " limit"));
+                            absl::StrCat("the document exceeds the ",
+                                         LimitText(options_->max_document_bytes), " limit"));
       break;
     }
     if (!content_type.has_value() && head.size() < kMagicBytes) {
@@ -159,7 +170,8 @@ absl::Status TenantServiceImpl::UploadImpl(const Principal& p, grpc::ServerReade
       if (head.size() >= kMagicBytes) {
         content_type = DetectContentType(head);
         if (!content_type.has_value()) {
-          status = InvalidField("chunk", "UNSUPPORTED_TYPE", "not a PDF, PNG or JPEG file (checked by its content)");
+          status = InvalidField("chunk", "UNSUPPORTED_TYPE",
+                                "not a PDF, PNG or JPEG file (checked by its content)");
           break;
         }
       }
@@ -170,7 +182,8 @@ absl::Status TenantServiceImpl::UploadImpl(const Principal& p, grpc::ServerReade
   if (status.ok() && !content_type.has_value()) {
     content_type = DetectContentType(head);
     if (!content_type.has_value()) {
-      status = InvalidField("chunk", "UNSUPPORTED_TYPE", "not a PDF, PNG or JPEG file (checked by its content)");
+      status = InvalidField("chunk", "UNSUPPORTED_TYPE",
+                            "not a PDF, PNG or JPEG file (checked by its content)");
     }
   }
   std::string sha256;
@@ -183,7 +196,8 @@ absl::Status TenantServiceImpl::UploadImpl(const Principal& p, grpc::ServerReade
     v1::Document doc;
     doc.set_document_id(doc_id);
     doc.set_tenant_id(tenant_id);
-    doc.set_kind(meta.kind() == v1::DOCUMENT_KIND_UNSPECIFIED ? v1::DOCUMENT_KIND_OTHER : meta.kind());
+    doc.set_kind(meta.kind() == v1::DOCUMENT_KIND_UNSPECIFIED ? v1::DOCUMENT_KIND_OTHER
+                                                              : meta.kind());
     doc.set_filename(filename);
     doc.set_content_type(*content_type);
     doc.set_size_bytes(total);
@@ -193,7 +207,8 @@ absl::Status TenantServiceImpl::UploadImpl(const Principal& p, grpc::ServerReade
       ASSIGN_OR_RETURN(auto rec, ReadTenant(*store_, tenant_id));
       v1::Tenant& t = *rec.value.mutable_tenant();
       absl::Time now = absl::Now();
-      ASSIGN_OR_RETURN(struct Transition tr, NextState(tenant_id, t.state(), Action::kUploadDocument, now));
+      ASSIGN_OR_RETURN(struct Transition tr,
+                       NextState(tenant_id, t.state(), Action::kUploadDocument, now));
       *doc.mutable_uploaded_at() = ToProto(now);
       storage::DocumentRecord dr;
       *dr.mutable_document() = doc;
@@ -212,7 +227,8 @@ absl::Status TenantServiceImpl::UploadImpl(const Principal& p, grpc::ServerReade
         batch.Put(keys::Tenant(tenant_id), rec.value);
         AddEvent(batch, tenant_id, tr.from, tr.to, tr.action, p, why, now);
       } else {
-        AddEvent(batch, tenant_id, v1::TENANT_STATE_UNSPECIFIED, v1::TENANT_STATE_UNSPECIFIED, tr.action, p, why, now);
+        AddEvent(batch, tenant_id, v1::TENANT_STATE_UNSPECIFIED, v1::TENANT_STATE_UNSPECIFIED,
+                 tr.action, p, why, now);
       }
       return batch;
     });
@@ -222,11 +238,13 @@ absl::Status TenantServiceImpl::UploadImpl(const Principal& p, grpc::ServerReade
   return status;
 }
 
-grpc::Status TenantServiceImpl::UploadDocument(Ctx* ctx, grpc::ServerReader<v1::UploadDocumentRequest>* reader,
-                                               v1::Document* resp) {
+grpc::Status TenantServiceImpl::UploadDocument(
+    Ctx* ctx, grpc::ServerReader<v1::UploadDocumentRequest>* reader, v1::Document* resp) {
   return Serve(*auth_, ctx, "UploadDocument", [&](const Principal& p) -> absl::Status {
     absl::Status s = UploadImpl(p, reader, resp);
-    if (s.ok()) log::Info("document stored", {{"tenant", resp->tenant_id()}, {"document", resp->document_id()}});
+    if (s.ok())
+      log::Info("document stored",
+                {{"tenant", resp->tenant_id()}, {"document", resp->document_id()}});
     return s;
   });
 }
@@ -234,14 +252,17 @@ grpc::Status TenantServiceImpl::UploadDocument(Ctx* ctx, grpc::ServerReader<v1::
 grpc::Status TenantServiceImpl::ListDocuments(Ctx* ctx, const v1::ListDocumentsRequest* req,
                                               v1::ListDocumentsResponse* resp) {
   return Serve(*auth_, ctx, "ListDocuments", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(std::string id, AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true,
-                                                                            .platform_reviewer = true,
-                                                                            .tenant_admin = true}));
+    ASSIGN_OR_RETURN(std::string id, AuthorizeTenant(p, req->tenant_id(),
+                                                     {.platform_operator = true,
+                                                      .platform_reviewer = true,
+                                                      .tenant_admin = true}));
     ASSIGN_OR_RETURN(auto record, ReadTenant(*store_, id));
-    ASSIGN_OR_RETURN(auto page, store_->Scan(keys::DocumentPrefix(id), PageSize(req->page()), req->page().page_token()));
+    ASSIGN_OR_RETURN(auto page, store_->Scan(keys::DocumentPrefix(id), PageSize(req->page()),
+                                             req->page().page_token()));
     for (const auto& e : page.entries) {
       storage::DocumentRecord dr;
-      if (!dr.ParseFromString(e.value())) return absl::DataLossError("stored document record does not parse");
+      if (!dr.ParseFromString(e.value()))
+        return absl::DataLossError("stored document record does not parse");
       *resp->add_documents() = dr.document();
     }
     resp->mutable_page_info()->set_next_page_token(page.next_token);
@@ -250,11 +271,13 @@ grpc::Status TenantServiceImpl::ListDocuments(Ctx* ctx, const v1::ListDocumentsR
   });
 }
 
-grpc::Status TenantServiceImpl::DownloadDocument(Ctx* ctx, const v1::DownloadDocumentRequest* req,
-                                                 grpc::ServerWriter<v1::DownloadDocumentResponse>* writer) {
+grpc::Status TenantServiceImpl::DownloadDocument(
+    Ctx* ctx, const v1::DownloadDocumentRequest* req,
+    grpc::ServerWriter<v1::DownloadDocumentResponse>* writer) {
   return Serve(*auth_, ctx, "DownloadDocument", [&](const Principal& p) -> absl::Status {
     absl::Status not_found = NotFound("document", req->document_id());
-    if (req->document_id().empty()) return InvalidField("document_id", "EMPTY", "must not be empty");
+    if (req->document_id().empty())
+      return InvalidField("document_id", "EMPTY", "must not be empty");
     ASSIGN_OR_RETURN(auto tenant_id, store_->GetRaw(keys::DocumentIndex(req->document_id())));
     if (!tenant_id.has_value()) {
       // Same answer as for a document of another tenant, after the same
@@ -263,7 +286,8 @@ grpc::Status TenantServiceImpl::DownloadDocument(Ctx* ctx, const v1::DownloadDoc
       return not_found;
     }
     RETURN_IF_ERROR(CheckAccess(p, *tenant_id, {.platform_reviewer = true}, not_found));
-    ASSIGN_OR_RETURN(auto dr, store_->Read<storage::DocumentRecord>(keys::Document(*tenant_id, req->document_id())));
+    ASSIGN_OR_RETURN(auto dr, store_->Read<storage::DocumentRecord>(
+                                  keys::Document(*tenant_id, req->document_id())));
     if (!dr.found()) return not_found;
     v1::DownloadDocumentResponse first;
     *first.mutable_metadata() = dr.value.document();
@@ -271,7 +295,9 @@ grpc::Status TenantServiceImpl::DownloadDocument(Ctx* ctx, const v1::DownloadDoc
     std::string token;
     int64_t sent = 0;
     do {
-      ASSIGN_OR_RETURN(auto page, store_->Scan(keys::DocumentChunkPrefix(*tenant_id, req->document_id()), 4, token));
+      ASSIGN_OR_RETURN(
+          auto page,
+          store_->Scan(keys::DocumentChunkPrefix(*tenant_id, req->document_id()), 4, token));
       for (const auto& e : page.entries) {
         v1::DownloadDocumentResponse chunk;
         chunk.set_chunk(e.value());
@@ -281,8 +307,8 @@ grpc::Status TenantServiceImpl::DownloadDocument(Ctx* ctx, const v1::DownloadDoc
       token = page.next_token;
     } while (!token.empty());
     if (sent != dr.value.document().size_bytes()) {
-      return absl::DataLossError(absl::StrCat("document ", req->document_id(), ": stored ", sent, " bytes of ",
-                                              dr.value.document().size_bytes()));
+      return absl::DataLossError(absl::StrCat("document ", req->document_id(), ": stored ", sent,
+                                              " bytes of ", dr.value.document().size_bytes()));
     }
     return absl::OkStatus();
   });

@@ -15,7 +15,8 @@ namespace mailgrid::tenant {
 namespace {
 
 bool Bad(const v1::RecordCheck& c) {
-  return c.status() == v1::RECORD_CHECK_STATUS_MISSING || c.status() == v1::RECORD_CHECK_STATUS_WRONG;
+  return c.status() == v1::RECORD_CHECK_STATUS_MISSING ||
+         c.status() == v1::RECORD_CHECK_STATUS_WRONG;
 }
 
 std::string StatusWord(v1::RecordCheckStatus s) {
@@ -25,7 +26,8 @@ std::string StatusWord(v1::RecordCheckStatus s) {
 std::string Describe(const v1::DnsRecord& r) {
   std::string s = absl::StrCat(r.name(), " ", v1::DnsRecordType_Name(r.type()).substr(16), " ",
                                StatusWord(r.check().status()));
-  if (r.check().found_size() > 0) absl::StrAppend(&s, " (found: ", absl::StrJoin(r.check().found(), ", "), ")");
+  if (r.check().found_size() > 0)
+    absl::StrAppend(&s, " (found: ", absl::StrJoin(r.check().found(), ", "), ")");
   return s;
 }
 
@@ -39,8 +41,9 @@ Principal System() {
 
 }  // namespace
 
-absl::StatusOr<v1::DomainRecords> DomainServiceImpl::RunCheck(const Principal& p, const std::string& tenant_id,
-                                                             const std::string& name) {
+absl::StatusOr<v1::DomainRecords> DomainServiceImpl::RunCheck(const Principal& p,
+                                                              const std::string& tenant_id,
+                                                              const std::string& name) {
   ASSIGN_OR_RETURN(Loaded first, Load(name));
   ASSIGN_OR_RETURN(auto expected, RecordsOf(first.tenant_id, first.record.value));
   // The network part, outside any transaction; "nothing changes" if the
@@ -59,7 +62,8 @@ absl::StatusOr<v1::DomainRecords> DomainServiceImpl::RunCheck(const Principal& p
     for (auto& r : records) {
       auto it = lookups.find({CanonicalName(r.name()), r.type()});
       if (it == lookups.end()) {
-        r.mutable_check()->set_status(v1::RECORD_CHECK_STATUS_UNCHECKED);  // changed while we looked
+        r.mutable_check()->set_status(
+            v1::RECORD_CHECK_STATUS_UNCHECKED);  // changed while we looked
       } else {
         *r.mutable_check() = Evaluate(r, it->second, now);
       }
@@ -77,18 +81,23 @@ absl::StatusOr<v1::DomainRecords> DomainServiceImpl::RunCheck(const Principal& p
       dom.set_verification_method(v1::VERIFICATION_METHOD_DNS);
       *dom.mutable_verified_at() = ToProto(now);
       AddAudit(batch, d.tenant_id, p, "domain.verify", "domain", name,
-               absl::StrCat("domain ", name, " VERIFIED by DNS (verification TXT and MX found)"), "", now);
-    } else if (dom.state() == v1::DOMAIN_STATE_VERIFIED && !drift.empty() && !dom.has_drift_detected_at()) {
+               absl::StrCat("domain ", name, " VERIFIED by DNS (verification TXT and MX found)"),
+               "", now);
+    } else if (dom.state() == v1::DOMAIN_STATE_VERIFIED && !drift.empty() &&
+               !dom.has_drift_detected_at()) {
       // Kept VERIFIED (mail keeps flowing) but flagged, once per episode.
       *dom.mutable_drift_detected_at() = ToProto(now);
       AddAudit(batch, d.tenant_id, p, "domain.drift", "domain", name,
-               absl::StrCat("DNS records of ", name, " drifted: ", absl::StrJoin(drift, "; ")), "", now);
-    } else if (dom.state() == v1::DOMAIN_STATE_VERIFIED && required_ok && dom.has_drift_detected_at()) {
+               absl::StrCat("DNS records of ", name, " drifted: ", absl::StrJoin(drift, "; ")), "",
+               now);
+    } else if (dom.state() == v1::DOMAIN_STATE_VERIFIED && required_ok &&
+               dom.has_drift_detected_at()) {
       dom.clear_drift_detected_at();
       AddAudit(batch, d.tenant_id, p, "domain.drift.cleared", "domain", name,
                absl::StrCat("DNS records of ", name, " are correct again"), "", now);
     }
-    batch.ExpectVersion(keys::Domain(d.tenant_id, name), d.record.version).Put(keys::Domain(d.tenant_id, name), rec);
+    batch.ExpectVersion(keys::Domain(d.tenant_id, name), d.record.version)
+        .Put(keys::Domain(d.tenant_id, name), rec);
     out.Clear();
     *out.mutable_domain() = DomainView(rec);
     for (auto& r : records) *out.add_records() = std::move(r);
@@ -97,9 +106,11 @@ absl::StatusOr<v1::DomainRecords> DomainServiceImpl::RunCheck(const Principal& p
   return out;
 }
 
-grpc::Status DomainServiceImpl::CheckDomain(Ctx* ctx, const v1::CheckDomainRequest* req, v1::DomainRecords* resp) {
+grpc::Status DomainServiceImpl::CheckDomain(Ctx* ctx, const v1::CheckDomainRequest* req,
+                                            v1::DomainRecords* resp) {
   return Serve(*auth_, ctx, "CheckDomain", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(Loaded d, Authorized(p, req->name(), {.platform_operator = true, .tenant_admin = true}));
+    ASSIGN_OR_RETURN(Loaded d,
+                     Authorized(p, req->name(), {.platform_operator = true, .tenant_admin = true}));
     ASSIGN_OR_RETURN(*resp, RunCheck(p, d.tenant_id, d.record.value.domain().name()));
     return absl::OkStatus();
   });
@@ -114,20 +125,24 @@ absl::StatusOr<int> DomainServiceImpl::RecheckAll() {
     r.ConsumePrefix(keys::DomainIndexPrefix());
     ASSIGN_OR_RETURN(std::string name, r.Str());
     auto result = RunCheck(system, e.value(), name);
-    if (absl::IsUnavailable(result.status())) return result.status();  // resolver down: try next round
+    if (absl::IsUnavailable(result.status()))
+      return result.status();  // resolver down: try next round
     if (!result.ok()) {
       log::Warn("domain recheck failed", {{"domain", name}, {"status", result.status()}});
       continue;
     }
     ++checked;
-    if (result->domain().has_drift_detected_at()) log::Warn("domain records drifted", {{"domain", name}});
+    if (result->domain().has_drift_detected_at())
+      log::Warn("domain records drifted", {{"domain", name}});
   }
   return checked;
 }
 
-grpc::Status DomainServiceImpl::RotateDkim(Ctx* ctx, const v1::RotateDkimRequest* req, v1::Domain* resp) {
+grpc::Status DomainServiceImpl::RotateDkim(Ctx* ctx, const v1::RotateDkimRequest* req,
+                                           v1::Domain* resp) {
   return Serve(*auth_, ctx, "RotateDkim", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(Loaded first, Authorized(p, req->name(), {.platform_operator = true, .tenant_admin = true}));
+    ASSIGN_OR_RETURN(Loaded first,
+                     Authorized(p, req->name(), {.platform_operator = true, .tenant_admin = true}));
     const std::string name = first.record.value.domain().name();
     auto in_state = [](const storage::DomainRecord& rec, v1::DkimKeyState s) {
       std::vector<std::string> out;
@@ -146,12 +161,14 @@ grpc::Status DomainServiceImpl::RotateDkim(Ctx* ctx, const v1::RotateDkimRequest
         auto retiring = in_state(first.record.value, v1::DKIM_KEY_STATE_RETIRING);
         busy.insert(busy.end(), retiring.begin(), retiring.end());
         if (!busy.empty()) {
-          return Precondition("ROTATION_IN_PROGRESS", absl::StrCat("a DKIM rotation of ", name, " is in progress (",
-                                                                   absl::StrJoin(busy, ", "),
-                                                                   "): finish it with SWITCH and RETIRE first"));
+          return Precondition(
+              "ROTATION_IN_PROGRESS",
+              absl::StrCat("a DKIM rotation of ", name, " is in progress (",
+                           absl::StrJoin(busy, ", "), "): finish it with SWITCH and RETIRE first"));
         }
         int64_t generation = first.record.value.dkim_generation() + 1;
-        ASSIGN_OR_RETURN(auto fresh, NewKeys(name, generation, v1::DKIM_KEY_STATE_PUBLISHED, absl::Now()));
+        ASSIGN_OR_RETURN(auto fresh,
+                         NewKeys(name, generation, v1::DKIM_KEY_STATE_PUBLISHED, absl::Now()));
         return store_->Transact([&]() -> absl::StatusOr<Batch> {
           ASSIGN_OR_RETURN(Loaded d, Load(name));
           if (d.record.value.dkim_generation() + 1 != generation) {
@@ -163,8 +180,8 @@ grpc::Status DomainServiceImpl::RotateDkim(Ctx* ctx, const v1::RotateDkimRequest
           batch.ExpectVersion(keys::Domain(d.tenant_id, name), d.record.version)
               .Put(keys::Domain(d.tenant_id, name), d.record.value);
           AddAudit(batch, d.tenant_id, p, "domain.dkim.rotate.begin", "domain", name,
-                   absl::StrCat("new DKIM selectors ", fresh[0].key().selector(), ", ", fresh[1].key().selector(),
-                                " generated: publish them"),
+                   absl::StrCat("new DKIM selectors ", fresh[0].key().selector(), ", ",
+                                fresh[1].key().selector(), " generated: publish them"),
                    "", absl::Now());
           *resp = DomainView(d.record.value);
           return batch;
@@ -173,12 +190,14 @@ grpc::Status DomainServiceImpl::RotateDkim(Ctx* ctx, const v1::RotateDkimRequest
       case v1::DKIM_ROTATION_STEP_SWITCH: {
         auto published = in_state(first.record.value, v1::DKIM_KEY_STATE_PUBLISHED);
         if (published.empty()) {
-          return Precondition("ROTATION_NOT_STARTED", "no new DKIM keys of " + name + " to switch to: BEGIN first");
+          return Precondition("ROTATION_NOT_STARTED",
+                              "no new DKIM keys of " + name + " to switch to: BEGIN first");
         }
         auto retiring = in_state(first.record.value, v1::DKIM_KEY_STATE_RETIRING);
         if (!retiring.empty()) {
           return Precondition("ROTATION_IN_PROGRESS",
-                              absl::StrCat("keys ", absl::StrJoin(retiring, ", "), " of ", name, " must RETIRE first"));
+                              absl::StrCat("keys ", absl::StrJoin(retiring, ", "), " of ", name,
+                                           " must RETIRE first"));
         }
         if (!req->force()) {
           std::vector<v1::DnsRecord> want;
@@ -193,12 +212,14 @@ grpc::Status DomainServiceImpl::RotateDkim(Ctx* ctx, const v1::RotateDkimRequest
           }
           ASSIGN_OR_RETURN(Lookups lookups, resolver_->LookupAll(QueriesFor(want)));
           for (const auto& r : want) {
-            v1::RecordCheck c = Evaluate(r, lookups[{CanonicalName(r.name()), r.type()}], absl::Now());
+            v1::RecordCheck c =
+                Evaluate(r, lookups[{CanonicalName(r.name()), r.type()}], absl::Now());
             if (c.status() != v1::RECORD_CHECK_STATUS_OK) {
-              return Precondition("NEW_KEY_NOT_PUBLISHED",
-                                  absl::StrCat("the TXT record of ", r.name(), " is not visible in DNS yet (",
-                                               StatusWord(c.status()), c.detail().empty() ? "" : ": ", c.detail(),
-                                               "): publish it, wait for the TTL, and SWITCH again"));
+              return Precondition(
+                  "NEW_KEY_NOT_PUBLISHED",
+                  absl::StrCat("the TXT record of ", r.name(), " is not visible in DNS yet (",
+                               StatusWord(c.status()), c.detail().empty() ? "" : ": ", c.detail(),
+                               "): publish it, wait for the TTL, and SWITCH again"));
             }
           }
         }
@@ -216,7 +237,9 @@ grpc::Status DomainServiceImpl::RotateDkim(Ctx* ctx, const v1::RotateDkimRequest
               any = true;
             }
           }
-          if (!any) return Precondition("ROTATION_NOT_STARTED", "no new DKIM keys of " + name + " to switch to");
+          if (!any)
+            return Precondition("ROTATION_NOT_STARTED",
+                                "no new DKIM keys of " + name + " to switch to");
           d.record.value.set_dkim_version(d.record.value.dkim_version() + 1);
           Batch batch;
           batch.ExpectVersion(keys::Domain(d.tenant_id, name), d.record.version)
@@ -231,7 +254,8 @@ grpc::Status DomainServiceImpl::RotateDkim(Ctx* ctx, const v1::RotateDkimRequest
       case v1::DKIM_ROTATION_STEP_RETIRE: {
         auto retiring = in_state(first.record.value, v1::DKIM_KEY_STATE_RETIRING);
         if (retiring.empty()) {
-          return Precondition("ROTATION_NOT_STARTED", "no DKIM keys of " + name + " are RETIRING: SWITCH first");
+          return Precondition("ROTATION_NOT_STARTED",
+                              "no DKIM keys of " + name + " are RETIRING: SWITCH first");
         }
         return store_->Transact([&]() -> absl::StatusOr<Batch> {
           ASSIGN_OR_RETURN(Loaded d, Load(name));
@@ -248,7 +272,8 @@ grpc::Status DomainServiceImpl::RotateDkim(Ctx* ctx, const v1::RotateDkimRequest
           batch.ExpectVersion(keys::Domain(d.tenant_id, name), d.record.version)
               .Put(keys::Domain(d.tenant_id, name), d.record.value);
           AddAudit(batch, d.tenant_id, p, "domain.dkim.rotate.retire", "domain", name,
-                   absl::StrCat("DKIM selectors ", absl::StrJoin(retiring, ", "), " retired: their TXT records may go"),
+                   absl::StrCat("DKIM selectors ", absl::StrJoin(retiring, ", "),
+                                " retired: their TXT records may go"),
                    "", now);
           *resp = DomainView(d.record.value);
           return batch;

@@ -26,9 +26,14 @@ std::string DkimSelector(absl::Time day, int64_t generation, v1::DkimAlgorithm a
                       algorithm == v1::DKIM_ALGORITHM_ED25519 ? "-ed" : "-rsa");
 }
 
-DomainServiceImpl::DomainServiceImpl(TenantStore* store, const Authenticator* auth, const Options* options,
-                                     std::unique_ptr<Resolver> resolver, std::optional<KeySealer> sealer)
-    : store_(store), auth_(auth), options_(options), resolver_(std::move(resolver)), sealer_(std::move(sealer)) {
+DomainServiceImpl::DomainServiceImpl(TenantStore* store, const Authenticator* auth,
+                                     const Options* options, std::unique_ptr<Resolver> resolver,
+                                     std::optional<KeySealer> sealer)
+    : store_(store),
+      auth_(auth),
+      options_(options),
+      resolver_(std::move(resolver)),
+      sealer_(std::move(sealer)) {
   record_config_.mx_hosts = options->mx_hosts;
   record_config_.cluster_hostname = options->cluster_hostname;
   record_config_.spf_include = options->spf_include;
@@ -36,9 +41,10 @@ DomainServiceImpl::DomainServiceImpl(TenantStore* store, const Authenticator* au
 
 absl::Status DomainServiceImpl::RequireSealer() const {
   if (sealer_.has_value()) return absl::OkStatus();
-  return Precondition("DKIM_NOT_CONFIGURED",
-                      "tenantd has no DKIM master key (--dkim-master-key-file or MAILGRID_DKIM_MASTER_KEY), so it "
-                      "cannot create DKIM keys");
+  return Precondition(
+      "DKIM_NOT_CONFIGURED",
+      "tenantd has no DKIM master key (--dkim-master-key-file or MAILGRID_DKIM_MASTER_KEY), so it "
+      "cannot create DKIM keys");
 }
 
 absl::StatusOr<DomainServiceImpl::Loaded> DomainServiceImpl::Load(const std::string& ascii) {
@@ -46,12 +52,14 @@ absl::StatusOr<DomainServiceImpl::Loaded> DomainServiceImpl::Load(const std::str
   ASSIGN_OR_RETURN(auto tenant, store_->GetRaw(keys::DomainIndex(ascii)));
   if (!tenant.has_value()) return NotFound("domain", ascii);
   out.tenant_id = *tenant;
-  ASSIGN_OR_RETURN(out.record, store_->Read<storage::DomainRecord>(keys::Domain(out.tenant_id, ascii)));
+  ASSIGN_OR_RETURN(out.record,
+                   store_->Read<storage::DomainRecord>(keys::Domain(out.tenant_id, ascii)));
   if (!out.record.found()) return NotFound("domain", ascii);
   return out;
 }
 
-absl::StatusOr<DomainServiceImpl::Loaded> DomainServiceImpl::Authorized(const Principal& p, const std::string& name,
+absl::StatusOr<DomainServiceImpl::Loaded> DomainServiceImpl::Authorized(const Principal& p,
+                                                                        const std::string& name,
                                                                         const Who& who) {
   ASSIGN_OR_RETURN(DomainName d, NormalizeDomain(name, "name"));
   absl::Status not_found = NotFound("domain", d.ascii);
@@ -66,10 +74,8 @@ absl::StatusOr<DomainServiceImpl::Loaded> DomainServiceImpl::Authorized(const Pr
   return loaded;
 }
 
-absl::StatusOr<std::vector<storage::DkimKeyRecord>> DomainServiceImpl::NewKeys(const std::string& domain,
-                                                                                int64_t generation,
-                                                                                v1::DkimKeyState state,
-                                                                                absl::Time now) {
+absl::StatusOr<std::vector<storage::DkimKeyRecord>> DomainServiceImpl::NewKeys(
+    const std::string& domain, int64_t generation, v1::DkimKeyState state, absl::Time now) {
   RETURN_IF_ERROR(RequireSealer());
   std::vector<storage::DkimKeyRecord> out;
   for (v1::DkimAlgorithm alg : {v1::DKIM_ALGORITHM_ED25519, v1::DKIM_ALGORITHM_RSA_2048}) {
@@ -91,13 +97,14 @@ absl::StatusOr<std::vector<storage::DkimKeyRecord>> DomainServiceImpl::NewKeys(c
   return out;
 }
 
-absl::StatusOr<std::vector<v1::DnsRecord>> DomainServiceImpl::RecordsOf(const std::string& tenant_id,
-                                                                       const storage::DomainRecord& record) {
+absl::StatusOr<std::vector<v1::DnsRecord>> DomainServiceImpl::RecordsOf(
+    const std::string& tenant_id, const storage::DomainRecord& record) {
   ASSIGN_OR_RETURN(auto tenant, ReadTenant(*store_, tenant_id));
   std::vector<v1::DkimKey> keys;
   for (const auto& k : record.keys()) keys.push_back(k.key());
-  auto records = GenerateRecords(record.domain().name(), record_config_, record.verification_token(), keys,
-                                 tenant.value.tenant().contact().email());
+  auto records =
+      GenerateRecords(record.domain().name(), record_config_, record.verification_token(), keys,
+                      tenant.value.tenant().contact().email());
   for (auto& r : records) {
     auto it = record.checks().find(RecordId(r));
     if (it != record.checks().end()) *r.mutable_check() = it->second;
@@ -105,21 +112,25 @@ absl::StatusOr<std::vector<v1::DnsRecord>> DomainServiceImpl::RecordsOf(const st
   return records;
 }
 
-grpc::Status DomainServiceImpl::AddDomain(Ctx* ctx, const v1::AddDomainRequest* req, v1::Domain* resp) {
+grpc::Status DomainServiceImpl::AddDomain(Ctx* ctx, const v1::AddDomainRequest* req,
+                                          v1::Domain* resp) {
   return Serve(*auth_, ctx, "AddDomain", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(std::string tenant_id,
-                     AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true, .tenant_admin = true}));
+    ASSIGN_OR_RETURN(
+        std::string tenant_id,
+        AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true, .tenant_admin = true}));
     ASSIGN_OR_RETURN(DomainName name, NormalizeDomain(req->name(), "name"));
     RETURN_IF_ERROR(RequireSealer());
     ASSIGN_OR_RETURN(auto tenant, ReadTenant(*store_, tenant_id));
     if (tenant.value.tenant().state() != v1::TENANT_STATE_ACTIVE) {
-      return Precondition("WRONG_STATE", absl::StrCat("tenant ", tenant_id, " is ",
-                                                      StateName(tenant.value.tenant().state()),
-                                                      ": domains can be added only to an ACTIVE tenant"));
+      return Precondition(
+          "WRONG_STATE",
+          absl::StrCat("tenant ", tenant_id, " is ", StateName(tenant.value.tenant().state()),
+                       ": domains can be added only to an ACTIVE tenant"));
     }
     ASSIGN_OR_RETURN(auto claimed, store_->GetRaw(keys::DomainIndex(name.ascii)));
     if (claimed.has_value()) {
-      return AlreadyExists("name", "DOMAIN_CLAIMED", absl::StrCat("domain ", name.ascii, " is already claimed"));
+      return AlreadyExists("name", "DOMAIN_CLAIMED",
+                           absl::StrCat("domain ", name.ascii, " is already claimed"));
     }
     // Key generation (RSA takes a while) happens once, outside the retries.
     absl::Time now = absl::Now();
@@ -138,16 +149,19 @@ grpc::Status DomainServiceImpl::AddDomain(Ctx* ctx, const v1::AddDomainRequest* 
     RETURN_IF_ERROR(store_->Transact([&]() -> absl::StatusOr<Batch> {
       ASSIGN_OR_RETURN(auto t, ReadTenant(*store_, tenant_id));
       if (t.value.tenant().state() != v1::TENANT_STATE_ACTIVE) {
-        return Precondition("WRONG_STATE", absl::StrCat("tenant ", tenant_id, " is no longer ACTIVE"));
+        return Precondition("WRONG_STATE",
+                            absl::StrCat("tenant ", tenant_id, " is no longer ACTIVE"));
       }
       if (t.value.tenant().plan_id().empty()) {
-        return Precondition("NO_PLAN", absl::StrCat("tenant ", tenant_id,
-                                                    " has no plan yet: choose one first (SetTenantPlan, "
-                                                    "`mailctl plan set`)"));
+        return Precondition("NO_PLAN",
+                            absl::StrCat("tenant ", tenant_id,
+                                         " has no plan yet: choose one first (SetTenantPlan, "
+                                         "`mailctl plan set`)"));
       }
       ASSIGN_OR_RETURN(auto plan, store_->Read<v1::Plan>(keys::Plan(t.value.tenant().plan_id())));
       ASSIGN_OR_RETURN(auto usage, store_->Read<v1::TenantUsage>(keys::Usage(tenant_id)));
-      ASSIGN_OR_RETURN(auto existing, store_->ScanAll(keys::DomainPrefix(tenant_id), /*keys_only=*/true));
+      ASSIGN_OR_RETURN(auto existing,
+                       store_->ScanAll(keys::DomainPrefix(tenant_id), /*keys_only=*/true));
       int64_t count = static_cast<int64_t>(existing.size());
       if (plan.found() && !Within(plan.value.domains(), count + 1)) {
         common::v1::LimitDetail limit;
@@ -155,14 +169,16 @@ grpc::Status DomainServiceImpl::AddDomain(Ctx* ctx, const v1::AddDomainRequest* 
         *limit.mutable_value() = plan.value.domains();
         limit.set_usage(count);
         limit.set_requested(1);
-        return WithLimits(absl::StatusCode::kResourceExhausted, "PLAN_LIMIT",
-                          absl::StrCat("plan \"", plan.value.name(), "\" allows ", LimitText(plan.value.domains()),
-                                       " domain(s); the tenant has ", count),
-                          {limit});
+        return WithLimits(
+            absl::StatusCode::kResourceExhausted, "PLAN_LIMIT",
+            absl::StrCat("plan \"", plan.value.name(), "\" allows ",
+                         LimitText(plan.value.domains()), " domain(s); the tenant has ", count),
+            {limit});
       }
       ASSIGN_OR_RETURN(auto holder, store_->GetRaw(keys::DomainIndex(name.ascii)));
       if (holder.has_value()) {
-        return AlreadyExists("name", "DOMAIN_CLAIMED", absl::StrCat("domain ", name.ascii, " is already claimed"));
+        return AlreadyExists("name", "DOMAIN_CLAIMED",
+                             absl::StrCat("domain ", name.ascii, " is already claimed"));
       }
       usage.value.set_tenant_id(tenant_id);
       usage.value.set_domains(count + 1);
@@ -173,8 +189,8 @@ grpc::Status DomainServiceImpl::AddDomain(Ctx* ctx, const v1::AddDomainRequest* 
           .PutRaw(keys::DomainIndex(name.ascii), tenant_id)
           .Put(keys::Domain(tenant_id, name.ascii), record)
           .Put(keys::Usage(tenant_id), usage.value);
-      AddAudit(batch, tenant_id, p, "domain.add", "domain", name.ascii, absl::StrCat("domain ", name.ascii, " added"), "",
-               now);
+      AddAudit(batch, tenant_id, p, "domain.add", "domain", name.ascii,
+               absl::StrCat("domain ", name.ascii, " added"), "", now);
       return batch;
     }));
     *resp = DomainView(record);
@@ -183,9 +199,11 @@ grpc::Status DomainServiceImpl::AddDomain(Ctx* ctx, const v1::AddDomainRequest* 
   });
 }
 
-grpc::Status DomainServiceImpl::GetDomain(Ctx* ctx, const v1::GetDomainRequest* req, v1::Domain* resp) {
+grpc::Status DomainServiceImpl::GetDomain(Ctx* ctx, const v1::GetDomainRequest* req,
+                                          v1::Domain* resp) {
   return Serve(*auth_, ctx, "GetDomain", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(Loaded d, Authorized(p, req->name(), {.platform_operator = true, .tenant_admin = true}));
+    ASSIGN_OR_RETURN(Loaded d,
+                     Authorized(p, req->name(), {.platform_operator = true, .tenant_admin = true}));
     *resp = DomainView(d.record.value);
     return absl::OkStatus();
   });
@@ -194,9 +212,10 @@ grpc::Status DomainServiceImpl::GetDomain(Ctx* ctx, const v1::GetDomainRequest* 
 grpc::Status DomainServiceImpl::ListDomains(Ctx* ctx, const v1::ListDomainsRequest* req,
                                             v1::ListDomainsResponse* resp) {
   return Serve(*auth_, ctx, "ListDomains", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(std::string tenant_id, AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true,
-                                                                                   .tenant_admin = true,
-                                                                                   .auditor = true}));
+    ASSIGN_OR_RETURN(
+        std::string tenant_id,
+        AuthorizeTenant(p, req->tenant_id(),
+                        {.platform_operator = true, .tenant_admin = true, .auditor = true}));
     ASSIGN_OR_RETURN(auto tenant, ReadTenant(*store_, tenant_id));
     ASSIGN_OR_RETURN(auto page, store_->Scan(keys::DomainPrefix(tenant_id), PageSize(req->page()),
                                              req->page().page_token()));
@@ -214,7 +233,8 @@ grpc::Status DomainServiceImpl::ListDomains(Ctx* ctx, const v1::ListDomainsReque
 grpc::Status DomainServiceImpl::RemoveDomain(Ctx* ctx, const v1::RemoveDomainRequest* req,
                                              v1::RemoveDomainResponse*) {
   return Serve(*auth_, ctx, "RemoveDomain", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(Loaded first, Authorized(p, req->name(), {.platform_operator = true, .tenant_admin = true}));
+    ASSIGN_OR_RETURN(Loaded first,
+                     Authorized(p, req->name(), {.platform_operator = true, .tenant_admin = true}));
     const std::string name = first.record.value.domain().name();
     // No addresses exist before the directory (issue 5); it adds the IN_USE
     // check here.
@@ -228,8 +248,8 @@ grpc::Status DomainServiceImpl::RemoveDomain(Ctx* ctx, const v1::RemoveDomainReq
           .Delete(keys::Domain(d.tenant_id, name))
           .Delete(keys::DomainIndex(name))
           .Put(keys::Usage(d.tenant_id), usage.value);
-      AddAudit(batch, d.tenant_id, p, "domain.remove", "domain", name, absl::StrCat("domain ", name, " removed"), "",
-               absl::Now());
+      AddAudit(batch, d.tenant_id, p, "domain.remove", "domain", name,
+               absl::StrCat("domain ", name, " removed"), "", absl::Now());
       return batch;
     });
   });
@@ -238,7 +258,8 @@ grpc::Status DomainServiceImpl::RemoveDomain(Ctx* ctx, const v1::RemoveDomainReq
 grpc::Status DomainServiceImpl::GetDomainRecords(Ctx* ctx, const v1::GetDomainRecordsRequest* req,
                                                  v1::DomainRecords* resp) {
   return Serve(*auth_, ctx, "GetDomainRecords", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(Loaded d, Authorized(p, req->name(), {.platform_operator = true, .tenant_admin = true}));
+    ASSIGN_OR_RETURN(Loaded d,
+                     Authorized(p, req->name(), {.platform_operator = true, .tenant_admin = true}));
     *resp->mutable_domain() = DomainView(d.record.value);
     ASSIGN_OR_RETURN(auto records, RecordsOf(d.tenant_id, d.record.value));
     for (auto& r : records) *resp->add_records() = std::move(r);
@@ -246,12 +267,14 @@ grpc::Status DomainServiceImpl::GetDomainRecords(Ctx* ctx, const v1::GetDomainRe
   });
 }
 
-grpc::Status DomainServiceImpl::OverrideVerification(Ctx* ctx, const v1::OverrideVerificationRequest* req,
+grpc::Status DomainServiceImpl::OverrideVerification(Ctx* ctx,
+                                                     const v1::OverrideVerificationRequest* req,
                                                      v1::Domain* resp) {
   return Serve(*auth_, ctx, "OverrideVerification", [&](const Principal& p) -> absl::Status {
     ASSIGN_OR_RETURN(Loaded first, Authorized(p, req->name(), {.platform_operator = true}));
     ASSIGN_OR_RETURN(std::string reason, ValidateOptionalText(req->reason(), "reason", 2000));
-    if (reason.empty()) return InvalidField("reason", "EMPTY", "an override needs a reason (it is audited)");
+    if (reason.empty())
+      return InvalidField("reason", "EMPTY", "an override needs a reason (it is audited)");
     const std::string name = first.record.value.domain().name();
     return store_->Transact([&]() -> absl::StatusOr<Batch> {
       ASSIGN_OR_RETURN(Loaded d, Load(name));
@@ -265,7 +288,8 @@ grpc::Status DomainServiceImpl::OverrideVerification(Ctx* ctx, const v1::Overrid
       batch.ExpectVersion(keys::Domain(d.tenant_id, name), d.record.version)
           .Put(keys::Domain(d.tenant_id, name), d.record.value);
       AddAudit(batch, d.tenant_id, p, "domain.verify.override", "domain", name,
-               absl::StrCat("domain ", name, " marked VERIFIED by an operator without DNS"), reason, now);
+               absl::StrCat("domain ", name, " marked VERIFIED by an operator without DNS"), reason,
+               now);
       *resp = DomainView(d.record.value);
       return batch;
     });

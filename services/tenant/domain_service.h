@@ -37,12 +37,16 @@ class DomainServiceImpl final : public tenant::v1::DomainService::Service {
   grpc::Status AddDomain(Ctx*, const v1::AddDomainRequest*, v1::Domain*) override;
   grpc::Status GetDomain(Ctx*, const v1::GetDomainRequest*, v1::Domain*) override;
   grpc::Status ListDomains(Ctx*, const v1::ListDomainsRequest*, v1::ListDomainsResponse*) override;
-  grpc::Status RemoveDomain(Ctx*, const v1::RemoveDomainRequest*, v1::RemoveDomainResponse*) override;
-  grpc::Status GetDomainRecords(Ctx*, const v1::GetDomainRecordsRequest*, v1::DomainRecords*) override;
+  grpc::Status RemoveDomain(Ctx*, const v1::RemoveDomainRequest*,
+                            v1::RemoveDomainResponse*) override;
+  grpc::Status GetDomainRecords(Ctx*, const v1::GetDomainRecordsRequest*,
+                                v1::DomainRecords*) override;
   grpc::Status CheckDomain(Ctx*, const v1::CheckDomainRequest*, v1::DomainRecords*) override;
-  grpc::Status OverrideVerification(Ctx*, const v1::OverrideVerificationRequest*, v1::Domain*) override;
+  grpc::Status OverrideVerification(Ctx*, const v1::OverrideVerificationRequest*,
+                                    v1::Domain*) override;
   grpc::Status RotateDkim(Ctx*, const v1::RotateDkimRequest*, v1::Domain*) override;
-  grpc::Status GetDkimSigningKey(Ctx*, const v1::GetDkimSigningKeyRequest*, v1::GetDkimSigningKeyResponse*) override;
+  grpc::Status GetDkimSigningKey(Ctx*, const v1::GetDkimSigningKeyRequest*,
+                                 v1::GetDkimSigningKeyResponse*) override;
 
   // Checks every domain of every tenant once (the background recheck):
   // verifies domains whose records appeared, flags drift on verified ones.
@@ -67,8 +71,10 @@ class DomainServiceImpl final : public tenant::v1::DomainService::Service {
   absl::StatusOr<std::vector<v1::DnsRecord>> RecordsOf(const std::string& tenant_id,
                                                        const storage::DomainRecord& record);
   // A new Ed25519 + RSA-2048 pair of keys in `state`, sealed.
-  absl::StatusOr<std::vector<storage::DkimKeyRecord>> NewKeys(const std::string& domain, int64_t generation,
-                                                               v1::DkimKeyState state, absl::Time now);
+  absl::StatusOr<std::vector<storage::DkimKeyRecord>> NewKeys(const std::string& domain,
+                                                              int64_t generation,
+                                                              v1::DkimKeyState state,
+                                                              absl::Time now);
   absl::Status RequireSealer() const;
 
   TenantStore* store_;

@@ -10,13 +10,15 @@ namespace {
 
 constexpr char kPayloadUrl[] = "type.googleapis.com/mailgrid.common.v1.RpcStatus";
 
-absl::Status Make(absl::StatusCode code, std::string_view message, const common::v1::RpcStatus& details) {
+absl::Status Make(absl::StatusCode code, std::string_view message,
+                  const common::v1::RpcStatus& details) {
   absl::Status s(code, ToAbsl(message));
   s.SetPayload(kPayloadUrl, absl::Cord(details.SerializeAsString()));
   return s;
 }
 
-common::v1::RpcStatus WithDetail(std::string_view field, std::string_view reason, std::string_view message) {
+common::v1::RpcStatus WithDetail(std::string_view field, std::string_view reason,
+                                 std::string_view message) {
   common::v1::ErrorDetail d;
   d.set_field(std::string(field));
   d.set_reason(std::string(reason));
@@ -28,12 +30,14 @@ common::v1::RpcStatus WithDetail(std::string_view field, std::string_view reason
 
 }  // namespace
 
-absl::Status InvalidField(std::string_view field, std::string_view reason, std::string_view message) {
+absl::Status InvalidField(std::string_view field, std::string_view reason,
+                          std::string_view message) {
   std::string text = absl::StrCat(ToAbsl(field), ": ", ToAbsl(message));
   return Make(absl::StatusCode::kInvalidArgument, text, WithDetail(field, reason, text));
 }
 
-absl::Status Precondition(std::string_view reason, std::string_view message, std::string_view field) {
+absl::Status Precondition(std::string_view reason, std::string_view message,
+                          std::string_view field) {
   return Make(absl::StatusCode::kFailedPrecondition, message, WithDetail(field, reason, message));
 }
 
@@ -42,15 +46,19 @@ absl::Status NotFound(std::string_view kind, std::string_view id) {
   return Make(absl::StatusCode::kNotFound, text, WithDetail("", "NOT_FOUND", text));
 }
 
-absl::Status AlreadyExists(std::string_view field, std::string_view reason, std::string_view message) {
+absl::Status AlreadyExists(std::string_view field, std::string_view reason,
+                           std::string_view message) {
   return Make(absl::StatusCode::kAlreadyExists, message, WithDetail(field, reason, message));
 }
 
 absl::Status Unauthenticated() {
-  return absl::UnauthenticatedError("missing or invalid credentials (authorization: Bearer <token>)");
+  return absl::UnauthenticatedError(
+      "missing or invalid credentials (authorization: Bearer <token>)");
 }
 
-absl::Status PermissionDenied(std::string_view message) { return absl::PermissionDeniedError(ToAbsl(message)); }
+absl::Status PermissionDenied(std::string_view message) {
+  return absl::PermissionDeniedError(ToAbsl(message));
+}
 
 absl::Status WithLimits(absl::StatusCode code, std::string_view reason, std::string_view message,
                         const std::vector<common::v1::LimitDetail>& limits) {

@@ -20,17 +20,20 @@
 namespace mailgrid::tenant {
 
 // INVALID_ARGUMENT "field: message" with ErrorDetail{field, reason}.
-absl::Status InvalidField(std::string_view field, std::string_view reason, std::string_view message);
+absl::Status InvalidField(std::string_view field, std::string_view reason,
+                          std::string_view message);
 
 // FAILED_PRECONDITION with ErrorDetail{reason} (WRONG_STATE, PLAN_RETIRED...).
-absl::Status Precondition(std::string_view reason, std::string_view message, std::string_view field = "");
+absl::Status Precondition(std::string_view reason, std::string_view message,
+                          std::string_view field = "");
 
 // NOT_FOUND "<kind> <id> not found": the same words whether the object is
 // absent or belongs to another tenant (common.proto ERRORS).
 absl::Status NotFound(std::string_view kind, std::string_view id);
 
 // ALREADY_EXISTS with ErrorDetail{field, reason}.
-absl::Status AlreadyExists(std::string_view field, std::string_view reason, std::string_view message);
+absl::Status AlreadyExists(std::string_view field, std::string_view reason,
+                           std::string_view message);
 
 // The uniform answer to a missing or bad token.
 absl::Status Unauthenticated();

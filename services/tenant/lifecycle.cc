@@ -9,8 +9,10 @@ namespace {
 
 using tenant::v1::TenantState;
 
-absl::Status Refuse(std::string_view tenant_id, TenantState from, std::string_view what, std::string_view hint) {
-  std::string msg = absl::StrCat("tenant ", ToAbsl(tenant_id), " is ", StateName(from), ": ", ToAbsl(what));
+absl::Status Refuse(std::string_view tenant_id, TenantState from, std::string_view what,
+                    std::string_view hint) {
+  std::string msg =
+      absl::StrCat("tenant ", ToAbsl(tenant_id), " is ", StateName(from), ": ", ToAbsl(what));
   if (!hint.empty()) absl::StrAppend(&msg, " (", ToAbsl(hint), ")");
   return Precondition("WRONG_STATE", msg);
 }
@@ -24,8 +26,8 @@ std::string StateName(TenantState state) {
   return name;
 }
 
-absl::StatusOr<Transition> NextState(std::string_view id, TenantState from, Action action, absl::Time now,
-                                     absl::Time purge_after) {
+absl::StatusOr<Transition> NextState(std::string_view id, TenantState from, Action action,
+                                     absl::Time now, absl::Time purge_after) {
   using S = TenantState;
   switch (action) {
     case Action::kUploadDocument:
@@ -33,7 +35,8 @@ absl::StatusOr<Transition> NextState(std::string_view id, TenantState from, Acti
           from == S::TENANT_STATE_UNDER_REVIEW) {
         return Transition{from, S::TENANT_STATE_UNDER_REVIEW, "document_uploaded"};
       }
-      return Refuse(id, from, "documents can be uploaded only before approval or after a rejection", "");
+      return Refuse(id, from, "documents can be uploaded only before approval or after a rejection",
+                    "");
     case Action::kApprove:
     case Action::kReject: {
       bool approve = action == Action::kApprove;
@@ -41,27 +44,34 @@ absl::StatusOr<Transition> NextState(std::string_view id, TenantState from, Acti
         return Transition{from, approve ? S::TENANT_STATE_ACTIVE : S::TENANT_STATE_REJECTED,
                           approve ? "approved" : "rejected"};
       }
-      std::string_view hint = from == S::TENANT_STATE_PENDING_DOCUMENTS || from == S::TENANT_STATE_REJECTED
-                                  ? "no documents to review yet: the company must upload them first"
-                                  : "";
-      return Refuse(id, from, absl::StrCat(approve ? "approve" : "reject", " needs UNDER_REVIEW"), hint);
+      std::string_view hint =
+          from == S::TENANT_STATE_PENDING_DOCUMENTS || from == S::TENANT_STATE_REJECTED
+              ? "no documents to review yet: the company must upload them first"
+              : "";
+      return Refuse(id, from, absl::StrCat(approve ? "approve" : "reject", " needs UNDER_REVIEW"),
+                    hint);
     }
     case Action::kSuspend:
-      if (from == S::TENANT_STATE_ACTIVE) return Transition{from, S::TENANT_STATE_SUSPENDED, "suspended"};
+      if (from == S::TENANT_STATE_ACTIVE)
+        return Transition{from, S::TENANT_STATE_SUSPENDED, "suspended"};
       return Refuse(id, from, "only an ACTIVE tenant can be suspended", "");
     case Action::kResume:
-      if (from == S::TENANT_STATE_SUSPENDED) return Transition{from, S::TENANT_STATE_ACTIVE, "resumed"};
+      if (from == S::TENANT_STATE_SUSPENDED)
+        return Transition{from, S::TENANT_STATE_ACTIVE, "resumed"};
       if (from == S::TENANT_STATE_DELETED) {
         if (now < purge_after) return Transition{from, S::TENANT_STATE_SUSPENDED, "resumed"};
         return Refuse(id, from, "the grace period is over and its data is being purged", "");
       }
-      return Refuse(id, from, "only a SUSPENDED tenant, or a DELETED one before its purge, can be resumed", "");
+      return Refuse(id, from,
+                    "only a SUSPENDED tenant, or a DELETED one before its purge, can be resumed",
+                    "");
     case Action::kDelete:
       if (from == S::TENANT_STATE_DELETED) return Refuse(id, from, "it is already deleted", "");
       if (from == S::TENANT_STATE_UNSPECIFIED) return Refuse(id, from, "no such state", "");
       return Transition{from, S::TENANT_STATE_DELETED, "deleted"};
     case Action::kPurge:
-      if (from != S::TENANT_STATE_DELETED) return Refuse(id, from, "only a DELETED tenant can be purged", "");
+      if (from != S::TENANT_STATE_DELETED)
+        return Refuse(id, from, "only a DELETED tenant can be purged", "");
       if (now < purge_after) return Refuse(id, from, "its grace period is not over", "");
       return Transition{from, S::TENANT_STATE_UNSPECIFIED, "purged"};
   }

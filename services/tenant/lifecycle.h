@@ -34,8 +34,9 @@ struct Transition {
 
 // The state `action` leads to from `from`, or FAILED_PRECONDITION.
 // `now` and `purge_after` matter only for kResume/kPurge of a DELETED tenant.
-absl::StatusOr<Transition> NextState(std::string_view tenant_id, tenant::v1::TenantState from, Action action,
-                                     absl::Time now = absl::Now(), absl::Time purge_after = absl::InfiniteFuture());
+absl::StatusOr<Transition> NextState(std::string_view tenant_id, tenant::v1::TenantState from,
+                                     Action action, absl::Time now = absl::Now(),
+                                     absl::Time purge_after = absl::InfiniteFuture());
 
 // "PENDING_DOCUMENTS" for TENANT_STATE_PENDING_DOCUMENTS.
 std::string StateName(tenant::v1::TenantState state);

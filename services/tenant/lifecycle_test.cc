@@ -8,8 +8,9 @@ namespace {
 
 using S = tenant::v1::TenantState;
 
-constexpr S kAll[] = {S::TENANT_STATE_PENDING_DOCUMENTS, S::TENANT_STATE_UNDER_REVIEW, S::TENANT_STATE_ACTIVE,
-                      S::TENANT_STATE_REJECTED,          S::TENANT_STATE_SUSPENDED,    S::TENANT_STATE_DELETED};
+constexpr S kAll[] = {
+    S::TENANT_STATE_PENDING_DOCUMENTS, S::TENANT_STATE_UNDER_REVIEW, S::TENANT_STATE_ACTIVE,
+    S::TENANT_STATE_REJECTED,          S::TENANT_STATE_SUSPENDED,    S::TENANT_STATE_DELETED};
 
 // The whole table: (from, action) -> to, or refused.
 struct Row {
@@ -32,11 +33,12 @@ TEST(LifecycleTest, EveryStateAndAction) {
       {S::TENANT_STATE_DELETED, Action::kResume, S::TENANT_STATE_SUSPENDED},
   };
   for (S s : kAll) {
-    if (s != S::TENANT_STATE_DELETED) allowed.push_back({s, Action::kDelete, S::TENANT_STATE_DELETED});
+    if (s != S::TENANT_STATE_DELETED)
+      allowed.push_back({s, Action::kDelete, S::TENANT_STATE_DELETED});
   }
   for (S from : kAll) {
-    for (Action a : {Action::kUploadDocument, Action::kApprove, Action::kReject, Action::kSuspend, Action::kResume,
-                     Action::kDelete}) {
+    for (Action a : {Action::kUploadDocument, Action::kApprove, Action::kReject, Action::kSuspend,
+                     Action::kResume, Action::kDelete}) {
       S expected = S::TENANT_STATE_UNSPECIFIED;
       for (const Row& r : allowed) {
         if (r.from == from && r.action == a) expected = r.to;
@@ -47,10 +49,12 @@ TEST(LifecycleTest, EveryStateAndAction) {
         EXPECT_EQ(got.status().code(), absl::StatusCode::kFailedPrecondition);
         EXPECT_EQ(ErrorDetailOf(got.status())->reason(), "WRONG_STATE");
         // The message names the tenant and its state.
-        EXPECT_NE(std::string(got.status().message()).find("tenant t-1 is " + StateName(from)), std::string::npos)
+        EXPECT_NE(std::string(got.status().message()).find("tenant t-1 is " + StateName(from)),
+                  std::string::npos)
             << got.status();
       } else {
-        ASSERT_TRUE(got.ok()) << StateName(from) << " action " << static_cast<int>(a) << ": " << got.status();
+        ASSERT_TRUE(got.ok()) << StateName(from) << " action " << static_cast<int>(a) << ": "
+                              << got.status();
         EXPECT_EQ(got->to, expected);
         EXPECT_EQ(got->from, from);
       }
@@ -62,15 +66,20 @@ TEST(LifecycleTest, ApproveWithoutDocumentsSaysWhy) {
   auto got = NextState("t-9", S::TENANT_STATE_PENDING_DOCUMENTS, Action::kApprove);
   ASSERT_FALSE(got.ok());
   EXPECT_EQ(got.status().message(),
-            "tenant t-9 is PENDING_DOCUMENTS: approve needs UNDER_REVIEW (no documents to review yet: the company "
+            "tenant t-9 is PENDING_DOCUMENTS: approve needs UNDER_REVIEW (no documents to review "
+            "yet: the company "
             "must upload them first)");
 }
 
 TEST(LifecycleTest, ResumeOfDeletedOnlyBeforePurge) {
   absl::Time purge = absl::FromUnixSeconds(5000);
-  EXPECT_TRUE(NextState("t", S::TENANT_STATE_DELETED, Action::kResume, purge - absl::Seconds(1), purge).ok());
+  EXPECT_TRUE(
+      NextState("t", S::TENANT_STATE_DELETED, Action::kResume, purge - absl::Seconds(1), purge)
+          .ok());
   EXPECT_FALSE(NextState("t", S::TENANT_STATE_DELETED, Action::kResume, purge, purge).ok());
-  EXPECT_FALSE(NextState("t", S::TENANT_STATE_DELETED, Action::kPurge, purge - absl::Seconds(1), purge).ok());
+  EXPECT_FALSE(
+      NextState("t", S::TENANT_STATE_DELETED, Action::kPurge, purge - absl::Seconds(1), purge)
+          .ok());
   auto purged = NextState("t", S::TENANT_STATE_DELETED, Action::kPurge, purge, purge);
   ASSERT_TRUE(purged.ok());
   EXPECT_EQ(purged->action, "purged");

@@ -41,30 +41,39 @@ std::string LimitText(const common::v1::Limit& limit) {
 absl::StatusOr<v1::Plan> ValidatePlan(const v1::Plan& in) {
   v1::Plan p = in;
   ASSIGN_OR_RETURN(*p.mutable_name(), ValidateName(in.name(), "plan.name", 100));
-  ASSIGN_OR_RETURN(*p.mutable_description(), ValidateOptionalText(in.description(), "plan.description", 1000));
+  ASSIGN_OR_RETURN(*p.mutable_description(),
+                   ValidateOptionalText(in.description(), "plan.description", 1000));
   RETURN_IF_ERROR(CheckLimit(p.mutable_mailboxes(), in.has_mailboxes(), "plan.mailboxes"));
-  RETURN_IF_ERROR(CheckLimit(p.mutable_storage_per_mailbox_bytes(), in.has_storage_per_mailbox_bytes(),
-                             "plan.storage_per_mailbox_bytes"));
-  RETURN_IF_ERROR(CheckLimit(p.mutable_pooled_storage_bytes(), in.has_pooled_storage_bytes(), "plan.pooled_storage_bytes"));
-  RETURN_IF_ERROR(CheckLimit(p.mutable_shared_mailbox_seats(), in.has_shared_mailbox_seats(), "plan.shared_mailbox_seats"));
+  RETURN_IF_ERROR(CheckLimit(p.mutable_storage_per_mailbox_bytes(),
+                             in.has_storage_per_mailbox_bytes(), "plan.storage_per_mailbox_bytes"));
+  RETURN_IF_ERROR(CheckLimit(p.mutable_pooled_storage_bytes(), in.has_pooled_storage_bytes(),
+                             "plan.pooled_storage_bytes"));
+  RETURN_IF_ERROR(CheckLimit(p.mutable_shared_mailbox_seats(), in.has_shared_mailbox_seats(),
+                             "plan.shared_mailbox_seats"));
   RETURN_IF_ERROR(CheckLimit(p.mutable_domains(), in.has_domains(), "plan.domains"));
-  RETURN_IF_ERROR(CheckLimit(p.mutable_messages_per_user_per_hour(), in.has_messages_per_user_per_hour(),
+  RETURN_IF_ERROR(CheckLimit(p.mutable_messages_per_user_per_hour(),
+                             in.has_messages_per_user_per_hour(),
                              "plan.messages_per_user_per_hour"));
-  if (p.storage_model() == v1::STORAGE_MODEL_UNSPECIFIED) p.set_storage_model(v1::STORAGE_MODEL_PER_MAILBOX);
+  if (p.storage_model() == v1::STORAGE_MODEL_UNSPECIFIED)
+    p.set_storage_model(v1::STORAGE_MODEL_PER_MAILBOX);
   std::set<int> seen;
   for (int i = 0; i < p.features_size(); ++i) {
     int f = p.features(i);
     if (f == v1::PLAN_FEATURE_UNSPECIFIED || !v1::PlanFeature_IsValid(f)) {
       return InvalidField(absl::StrCat("plan.features[", i, "]"), "UNKNOWN", "not a known feature");
     }
-    if (!seen.insert(f).second) return InvalidField(absl::StrCat("plan.features[", i, "]"), "DUPLICATE", "listed twice");
+    if (!seen.insert(f).second)
+      return InvalidField(absl::StrCat("plan.features[", i, "]"), "DUPLICATE", "listed twice");
   }
   return p;
 }
 
-bool Within(const common::v1::Limit& limit, int64_t usage) { return limit.unlimited() || usage <= limit.value(); }
+bool Within(const common::v1::Limit& limit, int64_t usage) {
+  return limit.unlimited() || usage <= limit.value();
+}
 
-std::vector<common::v1::LimitDetail> LimitsBelowUsage(const v1::Plan& plan, const v1::TenantUsage& usage) {
+std::vector<common::v1::LimitDetail> LimitsBelowUsage(const v1::Plan& plan,
+                                                      const v1::TenantUsage& usage) {
   std::vector<common::v1::LimitDetail> out;
   auto check = [&](const char* name, const common::v1::Limit& limit, int64_t used) {
     if (Within(limit, used)) return;
@@ -84,24 +93,30 @@ std::vector<common::v1::LimitDetail> LimitsBelowUsage(const v1::Plan& plan, cons
   return out;
 }
 
-std::string DescribeExceeded(const v1::Plan& plan, const std::vector<common::v1::LimitDetail>& exceeded) {
+std::string DescribeExceeded(const v1::Plan& plan,
+                             const std::vector<common::v1::LimitDetail>& exceeded) {
   std::vector<std::string> parts;
   for (const auto& d : exceeded) {
     std::string what = d.limit().substr(d.limit().find('.') + 1);
-    parts.push_back(absl::StrCat(what, ": plan allows ", LimitText(d.value()), ", in use ", d.usage()));
+    parts.push_back(
+        absl::StrCat(what, ": plan allows ", LimitText(d.value()), ", in use ", d.usage()));
   }
-  return absl::StrCat("plan \"", plan.name(), "\" is below current usage (", absl::StrJoin(parts, "; "), ")");
+  return absl::StrCat("plan \"", plan.name(), "\" is below current usage (",
+                      absl::StrJoin(parts, "; "), ")");
 }
 
 // ---- RPCs -------------------------------------------------------------------
 
-grpc::Status TenantServiceImpl::ListPlans(Ctx* ctx, const v1::ListPlansRequest* req, v1::ListPlansResponse* resp) {
+grpc::Status TenantServiceImpl::ListPlans(Ctx* ctx, const v1::ListPlansRequest* req,
+                                          v1::ListPlansResponse* resp) {
   return Serve(*auth_, ctx, "ListPlans", [&](const Principal& p) -> absl::Status {
     RETURN_IF_ERROR(CheckAccess(p, "", {.any_authenticated = true}, Unauthenticated()));
-    ASSIGN_OR_RETURN(auto page, store_->Scan(keys::PlanPrefix(), PageSize(req->page()), req->page().page_token()));
+    ASSIGN_OR_RETURN(auto page, store_->Scan(keys::PlanPrefix(), PageSize(req->page()),
+                                             req->page().page_token()));
     for (const auto& e : page.entries) {
       v1::Plan plan;
-      if (!plan.ParseFromString(e.value())) return absl::DataLossError("stored plan does not parse");
+      if (!plan.ParseFromString(e.value()))
+        return absl::DataLossError("stored plan does not parse");
       if (plan.retired() && !req->include_retired()) continue;
       *resp->add_plans() = plan;
     }
@@ -111,9 +126,11 @@ grpc::Status TenantServiceImpl::ListPlans(Ctx* ctx, const v1::ListPlansRequest* 
   });
 }
 
-grpc::Status TenantServiceImpl::CreatePlan(Ctx* ctx, const v1::CreatePlanRequest* req, v1::Plan* resp) {
+grpc::Status TenantServiceImpl::CreatePlan(Ctx* ctx, const v1::CreatePlanRequest* req,
+                                           v1::Plan* resp) {
   return Serve(*auth_, ctx, "CreatePlan", [&](const Principal& p) -> absl::Status {
-    RETURN_IF_ERROR(CheckAccess(p, "", {.platform_operator = true}, PermissionDenied("plans are managed by operators")));
+    RETURN_IF_ERROR(CheckAccess(p, "", {.platform_operator = true},
+                                PermissionDenied("plans are managed by operators")));
     ASSIGN_OR_RETURN(v1::Plan plan, ValidatePlan(req->plan()));
     plan.set_plan_id(NewId("plan-"));
     plan.set_version(1);
@@ -121,10 +138,13 @@ grpc::Status TenantServiceImpl::CreatePlan(Ctx* ctx, const v1::CreatePlanRequest
     RETURN_IF_ERROR(store_->Transact([&]() -> absl::StatusOr<Batch> {
       ASSIGN_OR_RETURN(auto holder, store_->GetRaw(name_key));
       if (holder.has_value()) {
-        return AlreadyExists("plan.name", "DUPLICATE_NAME", absl::StrCat("a plan named \"", plan.name(), "\" exists"));
+        return AlreadyExists("plan.name", "DUPLICATE_NAME",
+                             absl::StrCat("a plan named \"", plan.name(), "\" exists"));
       }
       Batch batch;
-      batch.ExpectAbsent(name_key).PutRaw(name_key, plan.plan_id()).Put(keys::Plan(plan.plan_id()), plan);
+      batch.ExpectAbsent(name_key)
+          .PutRaw(name_key, plan.plan_id())
+          .Put(keys::Plan(plan.plan_id()), plan);
       return batch;
     }));
     *resp = plan;
@@ -133,19 +153,23 @@ grpc::Status TenantServiceImpl::CreatePlan(Ctx* ctx, const v1::CreatePlanRequest
   });
 }
 
-grpc::Status TenantServiceImpl::UpdatePlan(Ctx* ctx, const v1::UpdatePlanRequest* req, v1::Plan* resp) {
+grpc::Status TenantServiceImpl::UpdatePlan(Ctx* ctx, const v1::UpdatePlanRequest* req,
+                                           v1::Plan* resp) {
   return Serve(*auth_, ctx, "UpdatePlan", [&](const Principal& p) -> absl::Status {
-    RETURN_IF_ERROR(CheckAccess(p, "", {.platform_operator = true}, PermissionDenied("plans are managed by operators")));
+    RETURN_IF_ERROR(CheckAccess(p, "", {.platform_operator = true},
+                                PermissionDenied("plans are managed by operators")));
     ASSIGN_OR_RETURN(v1::Plan plan, ValidatePlan(req->plan()));
     return store_->Transact([&]() -> absl::StatusOr<Batch> {
       ASSIGN_OR_RETURN(auto old, store_->Read<v1::Plan>(keys::Plan(plan.plan_id())));
       if (plan.plan_id().empty() || !old.found()) return NotFound("plan", plan.plan_id());
       if (req->expected_version() != 0 && req->expected_version() != old.value.version()) {
-        return absl::AbortedError(absl::StrCat("plan ", plan.plan_id(), " is at version ", old.value.version(),
-                                               ", not ", req->expected_version(), ": re-read and retry"));
+        return absl::AbortedError(absl::StrCat("plan ", plan.plan_id(), " is at version ",
+                                               old.value.version(), ", not ",
+                                               req->expected_version(), ": re-read and retry"));
       }
       // Lowering a limit below what a tenant on the plan uses is refused.
-      ASSIGN_OR_RETURN(auto registry, store_->ScanAll(keys::TenantRegistryPrefix(), /*keys_only=*/true));
+      ASSIGN_OR_RETURN(auto registry,
+                       store_->ScanAll(keys::TenantRegistryPrefix(), /*keys_only=*/true));
       for (const auto& e : registry) {
         kv::KeyReader r(e.key());
         r.ConsumePrefix(keys::TenantRegistryPrefix());
@@ -163,13 +187,15 @@ grpc::Status TenantServiceImpl::UpdatePlan(Ctx* ctx, const v1::UpdatePlanRequest
       }
       plan.set_version(old.value.version() + 1);
       Batch batch;
-      batch.ExpectVersion(keys::Plan(plan.plan_id()), old.version).Put(keys::Plan(plan.plan_id()), plan);
+      batch.ExpectVersion(keys::Plan(plan.plan_id()), old.version)
+          .Put(keys::Plan(plan.plan_id()), plan);
       std::string old_name = keys::PlanName(NameKey(old.value.name()));
       std::string new_name = keys::PlanName(NameKey(plan.name()));
       if (old_name != new_name) {
         ASSIGN_OR_RETURN(auto holder, store_->GetRaw(new_name));
         if (holder.has_value()) {
-          return AlreadyExists("plan.name", "DUPLICATE_NAME", absl::StrCat("a plan named \"", plan.name(), "\" exists"));
+          return AlreadyExists("plan.name", "DUPLICATE_NAME",
+                               absl::StrCat("a plan named \"", plan.name(), "\" exists"));
         }
         batch.Delete(old_name).ExpectAbsent(new_name).PutRaw(new_name, plan.plan_id());
       }
@@ -179,19 +205,23 @@ grpc::Status TenantServiceImpl::UpdatePlan(Ctx* ctx, const v1::UpdatePlanRequest
   });
 }
 
-grpc::Status TenantServiceImpl::SetTenantPlan(Ctx* ctx, const v1::SetTenantPlanRequest* req, v1::Tenant* resp) {
+grpc::Status TenantServiceImpl::SetTenantPlan(Ctx* ctx, const v1::SetTenantPlanRequest* req,
+                                              v1::Tenant* resp) {
   return Serve(*auth_, ctx, "SetTenantPlan", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(std::string id,
-                     AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true, .tenant_admin = true}));
+    ASSIGN_OR_RETURN(
+        std::string id,
+        AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true, .tenant_admin = true}));
     if (req->plan_id().empty()) return InvalidField("plan_id", "EMPTY", "must not be empty");
     return store_->Transact([&]() -> absl::StatusOr<Batch> {
       ASSIGN_OR_RETURN(auto record, ReadTenant(*store_, id));
       v1::Tenant& t = *record.value.mutable_tenant();
-      if (t.state() == v1::TENANT_STATE_DELETED) return Precondition("WRONG_STATE", "tenant " + id + " is DELETED");
+      if (t.state() == v1::TENANT_STATE_DELETED)
+        return Precondition("WRONG_STATE", "tenant " + id + " is DELETED");
       ASSIGN_OR_RETURN(auto plan, store_->Read<v1::Plan>(keys::Plan(req->plan_id())));
       if (!plan.found()) return NotFound("plan", req->plan_id());
       if (plan.value.retired() && t.plan_id() != req->plan_id()) {
-        return Precondition("PLAN_RETIRED", "plan \"" + plan.value.name() + "\" is retired", "plan_id");
+        return Precondition("PLAN_RETIRED", "plan \"" + plan.value.name() + "\" is retired",
+                            "plan_id");
       }
       ASSIGN_OR_RETURN(auto usage, store_->Read<v1::TenantUsage>(keys::Usage(id)));
       ASSIGN_OR_RETURN(auto domains, store_->ScanAll(keys::DomainPrefix(id), /*keys_only=*/true));
@@ -203,8 +233,8 @@ grpc::Status TenantServiceImpl::SetTenantPlan(Ctx* ctx, const v1::SetTenantPlanR
       }
       Batch batch;
       absl::Time now = absl::Now();
-      std::string why = absl::StrCat(t.plan_id().empty() ? "(none)" : t.plan_id(), " -> ", plan.value.plan_id(), " (",
-                                     plan.value.name(), ")");
+      std::string why = absl::StrCat(t.plan_id().empty() ? "(none)" : t.plan_id(), " -> ",
+                                     plan.value.plan_id(), " (", plan.value.name(), ")");
       t.set_plan_id(plan.value.plan_id());
       *t.mutable_updated_at() = ToProto(now);
       usage.value.set_tenant_id(id);
@@ -214,7 +244,8 @@ grpc::Status TenantServiceImpl::SetTenantPlan(Ctx* ctx, const v1::SetTenantPlanR
           .ExpectVersion(keys::Usage(id), usage.version)
           .Put(keys::Tenant(id), record.value)
           .Put(keys::Usage(id), usage.value);
-      AddEvent(batch, id, v1::TENANT_STATE_UNSPECIFIED, v1::TENANT_STATE_UNSPECIFIED, "plan_changed", p, why, now);
+      AddEvent(batch, id, v1::TENANT_STATE_UNSPECIFIED, v1::TENANT_STATE_UNSPECIFIED,
+               "plan_changed", p, why, now);
       *resp = TenantView(record.value, now);
       return batch;
     });
@@ -224,8 +255,9 @@ grpc::Status TenantServiceImpl::SetTenantPlan(Ctx* ctx, const v1::SetTenantPlanR
 grpc::Status TenantServiceImpl::GetTenantUsage(Ctx* ctx, const v1::GetTenantUsageRequest* req,
                                                v1::TenantUsage* resp) {
   return Serve(*auth_, ctx, "GetTenantUsage", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(std::string id,
-                     AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true, .tenant_admin = true}));
+    ASSIGN_OR_RETURN(
+        std::string id,
+        AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true, .tenant_admin = true}));
     ASSIGN_OR_RETURN(auto record, ReadTenant(*store_, id));
     ASSIGN_OR_RETURN(auto usage, store_->Read<v1::TenantUsage>(keys::Usage(id)));
     ASSIGN_OR_RETURN(auto domains, store_->ScanAll(keys::DomainPrefix(id), /*keys_only=*/true));

@@ -21,11 +21,12 @@ bool Within(const common::v1::Limit& limit, int64_t usage);
 // One LimitDetail per limit of `plan` that `usage` exceeds ("plan.mailboxes",
 // "plan.domains", "plan.shared_mailbox_seats", "plan.storage_bytes").
 std::vector<common::v1::LimitDetail> LimitsBelowUsage(const tenant::v1::Plan& plan,
-                                                       const tenant::v1::TenantUsage& usage);
+                                                      const tenant::v1::TenantUsage& usage);
 
 // "plan \"small\" allows 5 mailboxes but the tenant uses 12; ..." for the
 // exceeded limits.
-std::string DescribeExceeded(const tenant::v1::Plan& plan, const std::vector<common::v1::LimitDetail>& exceeded);
+std::string DescribeExceeded(const tenant::v1::Plan& plan,
+                             const std::vector<common::v1::LimitDetail>& exceeded);
 
 std::string LimitText(const common::v1::Limit& limit);
 

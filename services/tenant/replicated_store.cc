@@ -19,13 +19,16 @@ namespace {
 class KvClientStore final : public store::Store {
  public:
   explicit KvClientStore(std::unique_ptr<replica::KvClient> client) : client_(std::move(client)) {}
-  absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& r, absl::Time deadline) override {
+  absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& r,
+                                          absl::Time deadline) override {
     return client_->Get(r, Left(deadline));
   }
-  absl::StatusOr<kv::v1::ScanResponse> Scan(const kv::v1::ScanRequest& r, absl::Time deadline) override {
+  absl::StatusOr<kv::v1::ScanResponse> Scan(const kv::v1::ScanRequest& r,
+                                            absl::Time deadline) override {
     return client_->Scan(r, Left(deadline));
   }
-  absl::StatusOr<kv::v1::WriteResponse> Write(const kv::v1::WriteRequest& r, absl::Time deadline) override {
+  absl::StatusOr<kv::v1::WriteResponse> Write(const kv::v1::WriteRequest& r,
+                                              absl::Time deadline) override {
     return client_->Write(r, Left(deadline));
   }
 
@@ -56,10 +59,12 @@ class Impl final : public ReplicatedStore {
 absl::StatusOr<std::map<raft::NodeId, std::string>> ParsePeers(const std::string& text) {
   std::map<raft::NodeId, std::string> out;
   for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipWhitespace())) {
-    std::pair<absl::string_view, absl::string_view> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(item, absl::MaxSplits('=', 1));
     uint64_t id = 0;
     if (!absl::SimpleAtoi(kv.first, &id) || id == 0 || kv.second.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("--raft-peers: \"", item, "\" is not id=host:port"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--raft-peers: \"", item, "\" is not id=host:port"));
     }
     out[id] = std::string(kv.second);
   }
@@ -71,8 +76,10 @@ absl::StatusOr<std::map<raft::NodeId, std::string>> ParsePeers(const std::string
 bool ReplicationAvailable() { return true; }
 
 absl::StatusOr<std::unique_ptr<ReplicatedStore>> ReplicatedStore::Open(
-    const rpc::CommonConfig& common, const Options& o, std::shared_ptr<prometheus::Registry> registry) {
-  if (common.data_dir.empty()) return absl::InvalidArgumentError("--data-dir is required with --store=replicated");
+    const rpc::CommonConfig& common, const Options& o,
+    std::shared_ptr<prometheus::Registry> registry) {
+  if (common.data_dir.empty())
+    return absl::InvalidArgumentError("--data-dir is required with --store=replicated");
   replica::ReplicaOptions ro;
   ro.group_id = "tenantd";
   ro.id = o.raft_id;
@@ -80,13 +87,15 @@ absl::StatusOr<std::unique_ptr<ReplicatedStore>> ReplicatedStore::Open(
   if (ro.peers.empty()) {
     // A group of one: this process, at its --listen address.
     if (absl::EndsWith(common.listen, ":0")) {
-      return absl::InvalidArgumentError("--store=replicated needs --raft-peers, or a fixed --listen port");
+      return absl::InvalidArgumentError(
+          "--store=replicated needs --raft-peers, or a fixed --listen port");
     }
     if (ro.id == 0) ro.id = 1;
     ro.peers[ro.id] = common.listen;
   }
   if (ro.id == 0 || ro.peers.count(ro.id) == 0) {
-    return absl::InvalidArgumentError(absl::StrCat("--raft-id ", ro.id, " is not among --raft-peers"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--raft-id ", ro.id, " is not among --raft-peers"));
   }
   ro.advertise_address = ro.peers[ro.id];
   ro.data_dir = common.data_dir + "/replica";
@@ -103,7 +112,8 @@ absl::StatusOr<std::unique_ptr<ReplicatedStore>> ReplicatedStore::Open(
   ASSIGN_OR_RETURN(auto client, replica::KvClient::Create(co));
   impl->store_ = std::make_unique<KvClientStore>(std::move(client));
   log::Info("store is REPLICATED", {{"raft_id", static_cast<unsigned long long>(ro.id)},
-                                    {"peers", absl::StrJoin(addresses, ",")}, {"dir", ro.data_dir}});
+                                    {"peers", absl::StrJoin(addresses, ",")},
+                                    {"dir", ro.data_dir}});
   return std::unique_ptr<ReplicatedStore>(std::move(impl));
 }
 

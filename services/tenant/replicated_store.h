@@ -24,8 +24,9 @@ namespace mailgrid::tenant {
 
 class ReplicatedStore {
  public:
-  static absl::StatusOr<std::unique_ptr<ReplicatedStore>> Open(const rpc::CommonConfig& common, const Options& options,
-                                                               std::shared_ptr<prometheus::Registry> registry);
+  static absl::StatusOr<std::unique_ptr<ReplicatedStore>> Open(
+      const rpc::CommonConfig& common, const Options& options,
+      std::shared_ptr<prometheus::Registry> registry);
   virtual ~ReplicatedStore() = default;
 
   virtual store::Store* store() = 0;

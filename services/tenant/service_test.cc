@@ -91,7 +91,8 @@ class ServiceTest : public ::testing::Test {
     auto resolver = std::make_unique<FakeResolver>();
     dns_ = resolver.get();
     tenants_ = std::make_unique<TenantServiceImpl>(store_.get(), auth_.get(), &options_);
-    domains_ = std::make_unique<DomainServiceImpl>(store_.get(), auth_.get(), &options_, std::move(resolver),
+    domains_ = std::make_unique<DomainServiceImpl>(store_.get(), auth_.get(), &options_,
+                                                   std::move(resolver),
                                                    *KeySealer::Create(std::string(32, 'k')));
     grpc::ServerBuilder builder;
     int port = 0;
@@ -100,7 +101,8 @@ class ServiceTest : public ::testing::Test {
     builder.RegisterService(domains_.get());
     server_ = builder.BuildAndStart();
     ASSERT_NE(server_, nullptr);
-    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
+    auto channel =
+        grpc::CreateChannel(absl::StrCat("127.0.0.1:", port), grpc::InsecureChannelCredentials());
     tenant_stub_ = v1::TenantService::NewStub(channel);
     domain_stub_ = v1::DomainService::NewStub(channel);
     operator_ = Mint("", {auth::kRolePlatformOperator});
@@ -111,7 +113,8 @@ class ServiceTest : public ::testing::Test {
     server_.reset();
   }
 
-  std::string Mint(const std::string& tenant, std::vector<std::string> roles, const std::string& subject = "u1") {
+  std::string Mint(const std::string& tenant, std::vector<std::string> roles,
+                   const std::string& subject = "u1") {
     auth::Claims c;
     c.issuer = "mailgrid";
     c.subject = subject;
@@ -178,7 +181,8 @@ class ServiceTest : public ::testing::Test {
     return tenant_stub_->ReviewTenant(ctx.get(), req, &out);
   }
 
-  v1::Tenant Get(const std::string& token, const std::string& tenant, grpc::Status* status = nullptr) {
+  v1::Tenant Get(const std::string& token, const std::string& tenant,
+                 grpc::Status* status = nullptr) {
     v1::GetTenantRequest req;
     req.set_tenant_id(tenant);
     v1::Tenant out;
@@ -195,7 +199,8 @@ class ServiceTest : public ::testing::Test {
   }
 
   // A tenant walked to ACTIVE with a plan allowing `domains` domains.
-  std::pair<std::string, std::string> ActiveTenant(const std::string& name, const std::string& email, int domains) {
+  std::pair<std::string, std::string> ActiveTenant(const std::string& name,
+                                                   const std::string& email, int domains) {
     auto [id, token] = Register(name, email);
     v1::Document doc;
     EXPECT_TRUE(Upload(token, id, Pdf(1000), &doc).ok());
@@ -313,19 +318,24 @@ TEST_F(ServiceTest, AuthorizationMatrix) {
   // Known caller, wrong role: PERMISSION_DENIED.
   Get(Mint(a, {auth::kRoleUser}), a, &s);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_EQ(Review(token_a, a, v1::REVIEW_DECISION_APPROVE).error_code(), grpc::StatusCode::PERMISSION_DENIED);
-  EXPECT_EQ(Review(token_a, b, v1::REVIEW_DECISION_APPROVE).error_code(), grpc::StatusCode::NOT_FOUND);
-  EXPECT_EQ(Review(operator_, a, v1::REVIEW_DECISION_APPROVE).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Review(token_a, a, v1::REVIEW_DECISION_APPROVE).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(Review(token_a, b, v1::REVIEW_DECISION_APPROVE).error_code(),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Review(operator_, a, v1::REVIEW_DECISION_APPROVE).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   v1::SuspendTenantRequest suspend;
   suspend.set_tenant_id(a);
   suspend.set_reason("x");
   v1::Tenant out;
   auto ctx = Ctx(reviewer_);
-  EXPECT_EQ(tenant_stub_->SuspendTenant(ctx.get(), suspend, &out).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(tenant_stub_->SuspendTenant(ctx.get(), suspend, &out).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   v1::ListTenantsRequest list;
   v1::ListTenantsResponse listed;
   auto c3 = Ctx(token_a);
-  EXPECT_EQ(tenant_stub_->ListTenants(c3.get(), list, &listed).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(tenant_stub_->ListTenants(c3.get(), list, &listed).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   auto c4 = Ctx(operator_);
   ASSERT_TRUE(tenant_stub_->ListTenants(c4.get(), list, &listed).ok());
   EXPECT_EQ(listed.tenants_size(), 2);
@@ -425,8 +435,8 @@ TEST_F(ServiceTest, DocumentsAndReview) {
   ASSERT_TRUE(tenant_stub_->ListTenantEvents(c2.get(), ev, &events).ok());
   std::vector<std::string> actions;
   for (const auto& event : events.events()) actions.push_back(event.action());
-  EXPECT_EQ(actions, (std::vector<std::string>{"registered", "document_uploaded", "rejected", "document_uploaded",
-                                               "approved"}));
+  EXPECT_EQ(actions, (std::vector<std::string>{"registered", "document_uploaded", "rejected",
+                                               "document_uploaded", "approved"}));
   EXPECT_EQ(events.events(2).reason(), "licence expired");
   EXPECT_EQ(events.events(2).to_state(), v1::TENANT_STATE_REJECTED);
   EXPECT_EQ(events.events(2).actor().user_id(), "u1");
@@ -478,7 +488,8 @@ TEST_F(ServiceTest, PlansDomainsChecksDriftAndRotation) {
   auto [other, other_token] = ActiveTenant("Epsilon Co", "e@eps.example", 5);
   add.set_name("XN--FSQU00A.xn--fiqs8s.");
   auto c4 = Ctx(other_token);
-  EXPECT_EQ(domain_stub_->AddDomain(c4.get(), add, &domain).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(domain_stub_->AddDomain(c4.get(), add, &domain).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
   // ...and cannot see it.
   v1::GetDomainRequest get;
   get.set_name("例子.中国");
@@ -540,14 +551,16 @@ TEST_F(ServiceTest, PlansDomainsChecksDriftAndRotation) {
     entry.ParseFromString(kv.value());
     if (entry.action() == "domain.drift") {
       drift_audited = true;
-      EXPECT_NE(entry.summary().find("mx.other-provider.example"), std::string::npos) << entry.summary();
+      EXPECT_NE(entry.summary().find("mx.other-provider.example"), std::string::npos)
+          << entry.summary();
     }
   }
   EXPECT_TRUE(drift_audited);
   // Resolver down: UNAVAILABLE, nothing changes.
   dns_->down = true;
   auto c11 = Ctx(token);
-  EXPECT_EQ(domain_stub_->CheckDomain(c11.get(), check, &records).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(domain_stub_->CheckDomain(c11.get(), check, &records).error_code(),
+            grpc::StatusCode::UNAVAILABLE);
   dns_->down = false;
 
   // DKIM rotation: BEGIN, SWITCH refused until published, SWITCH, RETIRE.
@@ -555,17 +568,20 @@ TEST_F(ServiceTest, PlansDomainsChecksDriftAndRotation) {
   rot.set_name(name);
   rot.set_step(v1::DKIM_ROTATION_STEP_SWITCH);
   auto c12 = Ctx(token);
-  EXPECT_EQ(Details(domain_stub_->RotateDkim(c12.get(), rot, &domain)).reason, "ROTATION_NOT_STARTED");
+  EXPECT_EQ(Details(domain_stub_->RotateDkim(c12.get(), rot, &domain)).reason,
+            "ROTATION_NOT_STARTED");
   rot.set_step(v1::DKIM_ROTATION_STEP_BEGIN);
   auto c13 = Ctx(token);
   ASSERT_TRUE(domain_stub_->RotateDkim(c13.get(), rot, &domain).ok());
   ASSERT_EQ(domain.dkim_keys_size(), 4);
   rot.set_step(v1::DKIM_ROTATION_STEP_SWITCH);
   auto c14 = Ctx(token);
-  EXPECT_EQ(Details(domain_stub_->RotateDkim(c14.get(), rot, &domain)).reason, "NEW_KEY_NOT_PUBLISHED");
+  EXPECT_EQ(Details(domain_stub_->RotateDkim(c14.get(), rot, &domain)).reason,
+            "NEW_KEY_NOT_PUBLISHED");
   rot.set_force(true);
   auto c15 = Ctx(token);
-  EXPECT_EQ(domain_stub_->RotateDkim(c15.get(), rot, &domain).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(domain_stub_->RotateDkim(c15.get(), rot, &domain).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   rot.set_force(false);
   std::vector<std::string> fresh;
   for (const auto& k : domain.dkim_keys()) {
@@ -591,7 +607,8 @@ TEST_F(ServiceTest, PlansDomainsChecksDriftAndRotation) {
     EXPECT_TRUE(absl::StartsWith(k.private_key_pem(), "-----BEGIN PRIVATE KEY-----"));
   }
   auto c18 = Ctx(token);
-  EXPECT_EQ(domain_stub_->GetDkimSigningKey(c18.get(), sk, &keys).error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(domain_stub_->GetDkimSigningKey(c18.get(), sk, &keys).error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
   rot.set_step(v1::DKIM_ROTATION_STEP_RETIRE);
   auto c19 = Ctx(token);
   ASSERT_TRUE(domain_stub_->RotateDkim(c19.get(), rot, &domain).ok());

@@ -51,25 +51,33 @@ class Dnsmasq:
         if os.geteuid() == 0:
             cmd.append("--user=root")
         cmd += records
-        self.log = open(os.path.join(self.workdir, "dnsmasq.log"), "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        mgtest.eventually(lambda: b"started" in open(os.path.join(self.workdir, "dnsmasq.log"), "rb").read()
-                          or self.proc.poll() is not None, "dnsmasq to start")
+        log_path = os.path.join(self.workdir, "dnsmasq-%d.log" % time.monotonic_ns())
+        with open(log_path, "wb") as log:
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        mgtest.eventually(lambda: b"started" in read(log_path) or self.proc.poll() is not None, "dnsmasq to start")
         if self.proc.poll() is not None:
-            raise AssertionError("dnsmasq exited: " + open(os.path.join(self.workdir, "dnsmasq.log")).read())
+            raise AssertionError("dnsmasq exited: " + read(log_path).decode("utf-8", "replace"))
 
     def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
             self.proc.wait(timeout=30)
         self.proc = None
 
 
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
 def txt(name, value):
     # dnsmasq takes one TXT record as comma-separated character-strings of
-    # at most 255 bytes each (an RSA-2048 DKIM key needs two).
+    # at most 255 bytes each (an RSA-2048 DKIM key needs two). On its command
+    # line quotes are literal, and none of our values contains a comma.
+    assert "," not in value
     parts = [value[i:i + 255] for i in range(0, len(value), 255)]
-    return "--txt-record=%s,%s" % (name, ",".join('"%s"' % p for p in parts))
+    return "--txt-record=%s,%s" % (name, ",".join(parts))
 
 
 def records_to_dnsmasq(records, mx_override=None):
@@ -88,6 +96,14 @@ def records_to_dnsmasq(records, mx_override=None):
 class TenantOnboardingTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        try:
+            cls.start()
+        except BaseException:
+            cls.tearDownClass()  # not called by unittest when setUpClass fails
+            raise
+
+    @classmethod
+    def start(cls):
         if shutil.which("dnsmasq") is None and not os.path.exists("/usr/sbin/dnsmasq"):
             raise unittest.SkipTest("dnsmasq is not installed (Debian package dnsmasq)")
         os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin"
@@ -101,7 +117,7 @@ class TenantOnboardingTest(unittest.TestCase):
         cls.dns.start([])
         cls.port = mgtest.free_port()
         cls.addr = "127.0.0.1:%d" % cls.port
-        cls.log = open(os.path.join(cls.dir, "tenantd.log"), "ab")
+        log = open(os.path.join(cls.dir, "tenantd.log"), "ab")
         cls.tenantd = subprocess.Popen(
             [mgtest.binary("tenantd"), "--listen=" + cls.addr, "--metrics-listen=127.0.0.1:0",
              "--data-dir=" + os.path.join(cls.dir, "data"), "--store=local",
@@ -109,11 +125,12 @@ class TenantOnboardingTest(unittest.TestCase):
              "--mx-hosts=%s:10" % MX_HOST, "--cluster-hostname=" + CLUSTER_HOST,
              "--dns-resolver=127.0.0.1:%d" % cls.dns.port, "--domain-recheck-interval=1s",
              "--max-document-bytes=2097152"],
-            stdout=cls.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()  # the child has its own descriptor
         mgtest.eventually(lambda: cls.tenantd.poll() is not None or mgtest.grpc_health(cls.addr) == "SERVING",
                           "tenantd to serve")
         if cls.tenantd.poll() is not None:
-            raise AssertionError("tenantd exited:\n" + open(os.path.join(cls.dir, "tenantd.log")).read())
+            raise AssertionError("tenantd exited:\n" + read(os.path.join(cls.dir, "tenantd.log")).decode())
         cls.operator = cls.mint("platform_operator")
         cls.reviewer = cls.mint("platform_reviewer")
 
@@ -124,6 +141,8 @@ class TenantOnboardingTest(unittest.TestCase):
             cls.tenantd.wait(timeout=60)
         if getattr(cls, "dns", None) is not None:
             cls.dns.stop()
+        if getattr(cls, "dir", None) and not os.environ.get("MAILGRID_KEEP_TEST_DIRS"):
+            shutil.rmtree(cls.dir, ignore_errors=True)
 
     @classmethod
     def keypair(cls, name):
@@ -263,7 +282,8 @@ class TenantOnboardingTest(unittest.TestCase):
         # Publish everything in the real DNS server: VERIFIED, every record OK.
         self.dns.start(records_to_dnsmasq(records))
         checked = self.mailctl("domain", "check", DOMAIN, token=token)
-        self.assertEqual(checked["domain"]["state"], "DOMAIN_STATE_VERIFIED")
+        self.assertEqual(checked["domain"]["state"], "DOMAIN_STATE_VERIFIED",
+                         json.dumps(checked["records"], indent=1, ensure_ascii=False))
         self.assertEqual(checked["domain"]["verification_method"], "VERIFICATION_METHOD_DNS")
         bad = [(r["name"], r["type"], r["check"]) for r in checked["records"]
                if r["check"]["status"] != "RECORD_CHECK_STATUS_OK"]
@@ -323,6 +343,15 @@ class ReplicatedTenantdTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
+        cls.procs = {}
+        try:
+            cls.start()
+        except BaseException:
+            cls.tearDownClass()  # not called by unittest when setUpClass fails (or skips)
+            raise
+
+    @classmethod
+    def start(cls):
         cls.dir = mgtest.temp_dir("tenantd-raft-")
         key = os.path.join(cls.dir, "op.pem")
         subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True)
@@ -333,26 +362,23 @@ class ReplicatedTenantdTest(unittest.TestCase):
             f.write(os.urandom(32).hex())
         cls.addrs = {i: "127.0.0.1:%d" % mgtest.free_port() for i in (1, 2, 3)}
         peers = ",".join("%d=%s" % (i, a) for i, a in sorted(cls.addrs.items()))
-        cls.procs = {}
         for i, addr in cls.addrs.items():
             env = dict(os.environ, MAILGRID_RAFT_ID=str(i), MAILGRID_RAFT_PEERS=peers)
-            log = open(os.path.join(cls.dir, "tenantd-%d.log" % i), "ab")
-            cls.procs[i] = subprocess.Popen(
-                [mgtest.binary("tenantd"), "--listen=" + addr, "--metrics-listen=127.0.0.1:0",
-                 "--data-dir=" + os.path.join(cls.dir, "data-%d" % i), "--store=replicated",
-                 "--token-public-key=" + key + ".pub", "--dkim-master-key-file=" + master,
-                 "--dns-resolver=127.0.0.1:9", "--domain-recheck-interval=0s"],
-                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        time.sleep(0.5)
+            with open(os.path.join(cls.dir, "tenantd-%d.log" % i), "ab") as log:
+                cls.procs[i] = subprocess.Popen(
+                    [mgtest.binary("tenantd"), "--listen=" + addr, "--metrics-listen=127.0.0.1:0",
+                     "--data-dir=" + os.path.join(cls.dir, "data-%d" % i), "--store=replicated",
+                     "--token-public-key=" + key + ".pub", "--dkim-master-key-file=" + master,
+                     "--dns-resolver=127.0.0.1:9", "--domain-recheck-interval=0s"],
+                    env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         for i, p in cls.procs.items():
+            mgtest.eventually(lambda: p.poll() is not None or mgtest.grpc_health(cls.addrs[i]) == "SERVING",
+                              "replica %d to serve" % i)
             if p.poll() is not None:
-                text = open(os.path.join(cls.dir, "tenantd-%d.log" % i)).read()
-                cls.stop_all()
+                text = read(os.path.join(cls.dir, "tenantd-%d.log" % i)).decode("utf-8", "replace")
                 if "no libs/replica" in text:
                     raise unittest.SkipTest("this build has no libs/replica (tenantd runs on LocalStore only)")
                 raise AssertionError("tenantd-%d exited:\n%s" % (i, text))
-        for addr in cls.addrs.values():
-            mgtest.eventually(lambda: mgtest.grpc_health(addr) == "SERVING", "replica %s to serve" % addr)
         cls.operator = subprocess.run([mgtest.binary("mailctl"), "token", "mint", "--key", key, "--role",
                                        "platform_operator,platform_reviewer"],
                                       stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
@@ -371,6 +397,8 @@ class ReplicatedTenantdTest(unittest.TestCase):
     @classmethod
     def tearDownClass(cls):
         cls.stop_all()
+        if getattr(cls, "dir", None) and not os.environ.get("MAILGRID_KEEP_TEST_DIRS"):
+            shutil.rmtree(cls.dir, ignore_errors=True)
 
     def mailctl(self, addr, *args, token=None):
         cmd = [mgtest.binary("mailctl"), "--json"] + list(args) + ["--tenantd", addr]
@@ -384,13 +412,18 @@ class ReplicatedTenantdTest(unittest.TestCase):
         def attempt():
             rc, out = self.mailctl(addr, *args, token=token)
             if rc == 0:
-                return out
-            self.assertIn("UNAVAILABLE", out, "mailctl %s: %s" % (" ".join(args), out))
+                return (out,)  # truthy even when the answer is {}
+            # Only "no leader yet / try again" is retried; anything else fails.
+            self.assertTrue("UNAVAILABLE" in out or "DEADLINE_EXCEEDED" in out,
+                            "mailctl %s: %s" % (" ".join(args), out))
             return None
-        return mgtest.eventually(attempt, "mailctl %s" % " ".join(args))
+        return mgtest.eventually(attempt, "mailctl %s" % " ".join(args))[0]
 
     def test_walk_across_replicas_and_a_lost_replica(self):
         a1, a2, a3 = self.addrs[1], self.addrs[2], self.addrs[3]
+        # Reads first, so no write is retried while the group elects.
+        for addr in (a1, a2, a3):
+            self.until_ok(addr, "plan", "list", token=self.operator)
         self.until_ok(a1, "plan", "create", "--name", "Raft plan", "--domains", "2", token=self.operator)
         reg = self.until_ok(a2, "tenant", "register", "--name", "上海复制公司", "--street", "8 Bund",
                             "--country", "CN", "--contact-name", "李雷", "--phone", "+86 21 5555 0000",

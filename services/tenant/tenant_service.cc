@@ -23,8 +23,9 @@ uint32_t PageSize(const common::v1::Pagination& page) {
   return static_cast<uint32_t>(std::min(page.page_size(), 1000));
 }
 
-void AddEvent(Batch& batch, const std::string& tenant_id, TenantState from, TenantState to, const std::string& action,
-              const Principal& who, const std::string& reason, absl::Time at) {
+void AddEvent(Batch& batch, const std::string& tenant_id, TenantState from, TenantState to,
+              const std::string& action, const Principal& who, const std::string& reason,
+              absl::Time at) {
   v1::TenantEvent e;
   e.set_event_id(NewId("ev-"));
   e.set_tenant_id(tenant_id);
@@ -37,9 +38,10 @@ void AddEvent(Batch& batch, const std::string& tenant_id, TenantState from, Tena
   batch.Put(keys::Event(tenant_id, at, e.event_id()), e);
 }
 
-void AddAudit(Batch& batch, const std::string& tenant_id, const Principal& who, const std::string& action,
-              const std::string& target_kind, const std::string& target_id, const std::string& summary,
-              const std::string& reason, absl::Time at) {
+void AddAudit(Batch& batch, const std::string& tenant_id, const Principal& who,
+              const std::string& action, const std::string& target_kind,
+              const std::string& target_id, const std::string& summary, const std::string& reason,
+              absl::Time at) {
   v1::AdminAuditEntry e;
   e.set_entry_id(NewId("au-"));
   e.set_tenant_id(tenant_id);
@@ -61,13 +63,15 @@ v1::Tenant TenantView(const storage::TenantRecord& record, absl::Time now) {
   return t;
 }
 
-absl::StatusOr<Versioned<storage::TenantRecord>> ReadTenant(TenantStore& store, const std::string& tenant_id) {
+absl::StatusOr<Versioned<storage::TenantRecord>> ReadTenant(TenantStore& store,
+                                                            const std::string& tenant_id) {
   ASSIGN_OR_RETURN(auto record, store.Read<storage::TenantRecord>(keys::Tenant(tenant_id)));
   if (!record.found()) return NotFound("tenant", tenant_id);
   return record;
 }
 
-TenantServiceImpl::TenantServiceImpl(TenantStore* store, const Authenticator* auth, const Options* options)
+TenantServiceImpl::TenantServiceImpl(TenantStore* store, const Authenticator* auth,
+                                     const Options* options)
     : store_(store), auth_(auth), options_(options) {}
 
 namespace {
@@ -84,12 +88,18 @@ absl::StatusOr<ValidRegistration> Validate(const v1::RegisterTenantRequest& req)
   const auto& a = req.address();
   ASSIGN_OR_RETURN(*v.address.mutable_street(), ValidateName(a.street(), "address.street", 300));
   ASSIGN_OR_RETURN(*v.address.mutable_city(), ValidateOptionalText(a.city(), "address.city", 200));
-  ASSIGN_OR_RETURN(*v.address.mutable_region(), ValidateOptionalText(a.region(), "address.region", 200));
-  ASSIGN_OR_RETURN(*v.address.mutable_postal_code(), ValidateOptionalText(a.postal_code(), "address.postal_code", 32));
-  ASSIGN_OR_RETURN(*v.address.mutable_country_code(), NormalizeCountryCode(a.country_code(), "address.country_code"));
-  ASSIGN_OR_RETURN(*v.contact.mutable_name(), ValidateName(req.contact().name(), "contact.name", 200));
-  ASSIGN_OR_RETURN(*v.contact.mutable_phone(), NormalizePhone(req.contact().phone(), "contact.phone"));
-  ASSIGN_OR_RETURN(*v.contact.mutable_email(), NormalizeEmail(req.contact().email(), "contact.email"));
+  ASSIGN_OR_RETURN(*v.address.mutable_region(),
+                   ValidateOptionalText(a.region(), "address.region", 200));
+  ASSIGN_OR_RETURN(*v.address.mutable_postal_code(),
+                   ValidateOptionalText(a.postal_code(), "address.postal_code", 32));
+  ASSIGN_OR_RETURN(*v.address.mutable_country_code(),
+                   NormalizeCountryCode(a.country_code(), "address.country_code"));
+  ASSIGN_OR_RETURN(*v.contact.mutable_name(),
+                   ValidateName(req.contact().name(), "contact.name", 200));
+  ASSIGN_OR_RETURN(*v.contact.mutable_phone(),
+                   NormalizePhone(req.contact().phone(), "contact.phone"));
+  ASSIGN_OR_RETURN(*v.contact.mutable_email(),
+                   NormalizeEmail(req.contact().email(), "contact.email"));
   return v;
 }
 
@@ -103,13 +113,16 @@ std::vector<std::string> UniqueKeys(const v1::Tenant& t) {
 
 }  // namespace
 
-absl::StatusOr<std::string> TenantServiceImpl::NewOnboardingToken(Batch& batch, storage::TenantRecord& record,
+absl::StatusOr<std::string> TenantServiceImpl::NewOnboardingToken(Batch& batch,
+                                                                  storage::TenantRecord& record,
                                                                   absl::Time now) {
-  if (!record.onboarding_token_sha256().empty()) batch.Delete(keys::Onboarding(Hex(record.onboarding_token_sha256())));
+  if (!record.onboarding_token_sha256().empty())
+    batch.Delete(keys::Onboarding(Hex(record.onboarding_token_sha256())));
   std::string token = absl::StrCat(kOnboardingPrefix, NewId(""), NewId(""));
   record.set_onboarding_token_sha256(Sha256(token));
   *record.mutable_onboarding_expires_at() = ToProto(now + options_->onboarding_token_ttl);
-  batch.PutRaw(keys::Onboarding(Hex(record.onboarding_token_sha256())), record.tenant().tenant_id());
+  batch.PutRaw(keys::Onboarding(Hex(record.onboarding_token_sha256())),
+               record.tenant().tenant_id());
   return token;
 }
 
@@ -122,7 +135,8 @@ grpc::Status TenantServiceImpl::RegisterTenant(Ctx* ctx, const v1::RegisterTenan
     if (!req->plan_id().empty()) {
       ASSIGN_OR_RETURN(auto plan, store_->Read<v1::Plan>(keys::Plan(req->plan_id())));
       if (!plan.found()) return NotFound("plan", req->plan_id());
-      if (plan.value.retired()) return Precondition("PLAN_RETIRED", "plan " + plan.value.name() + " is retired", "plan_id");
+      if (plan.value.retired())
+        return Precondition("PLAN_RETIRED", "plan " + plan.value.name() + " is retired", "plan_id");
     }
     std::string token;
     storage::TenantRecord record;
@@ -144,7 +158,8 @@ grpc::Status TenantServiceImpl::RegisterTenant(Ctx* ctx, const v1::RegisterTenan
         if (existing.has_value()) {
           bool by_email = key == UniqueKeys(t)[0];
           return AlreadyExists("company_name", "DUPLICATE_TENANT",
-                               absl::StrCat("company \"", t.company_name(), "\" is already registered with this contact ",
+                               absl::StrCat("company \"", t.company_name(),
+                                            "\" is already registered with this contact ",
                                             by_email ? "email" : "phone"));
         }
         batch.ExpectAbsent(key).PutRaw(key, t.tenant_id());
@@ -159,7 +174,8 @@ grpc::Status TenantServiceImpl::RegisterTenant(Ctx* ctx, const v1::RegisterTenan
           .Put(keys::Tenant(t.tenant_id()), record)
           .PutRaw(keys::TenantRegistry(t.tenant_id()), "")
           .Put(keys::Usage(t.tenant_id()), usage);
-      AddEvent(batch, t.tenant_id(), v1::TENANT_STATE_UNSPECIFIED, t.state(), "registered", p, "", now);
+      AddEvent(batch, t.tenant_id(), v1::TENANT_STATE_UNSPECIFIED, t.state(), "registered", p, "",
+               now);
       return batch;
     }));
     *resp->mutable_tenant() = TenantView(record);
@@ -170,11 +186,13 @@ grpc::Status TenantServiceImpl::RegisterTenant(Ctx* ctx, const v1::RegisterTenan
   });
 }
 
-grpc::Status TenantServiceImpl::GetTenant(Ctx* ctx, const v1::GetTenantRequest* req, v1::Tenant* resp) {
+grpc::Status TenantServiceImpl::GetTenant(Ctx* ctx, const v1::GetTenantRequest* req,
+                                          v1::Tenant* resp) {
   return Serve(*auth_, ctx, "GetTenant", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(std::string id, AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true,
-                                                                            .platform_reviewer = true,
-                                                                            .tenant_admin = true}));
+    ASSIGN_OR_RETURN(std::string id, AuthorizeTenant(p, req->tenant_id(),
+                                                     {.platform_operator = true,
+                                                      .platform_reviewer = true,
+                                                      .tenant_admin = true}));
     ASSIGN_OR_RETURN(auto record, ReadTenant(*store_, id));
     *resp = TenantView(record.value);
     return absl::OkStatus();
@@ -208,11 +226,13 @@ grpc::Status TenantServiceImpl::ListTenants(Ctx* ctx, const v1::ListTenantsReque
   });
 }
 
-grpc::Status TenantServiceImpl::IssueOnboardingToken(Ctx* ctx, const v1::IssueOnboardingTokenRequest* req,
+grpc::Status TenantServiceImpl::IssueOnboardingToken(Ctx* ctx,
+                                                     const v1::IssueOnboardingTokenRequest* req,
                                                      v1::IssueOnboardingTokenResponse* resp) {
   return Serve(*auth_, ctx, "IssueOnboardingToken", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(std::string id,
-                     AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true, .tenant_admin = true}));
+    ASSIGN_OR_RETURN(
+        std::string id,
+        AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true, .tenant_admin = true}));
     return store_->Transact([&]() -> absl::StatusOr<Batch> {
       ASSIGN_OR_RETURN(auto record, ReadTenant(*store_, id));
       if (record.value.tenant().state() == v1::TENANT_STATE_DELETED) {
@@ -229,11 +249,13 @@ grpc::Status TenantServiceImpl::IssueOnboardingToken(Ctx* ctx, const v1::IssueOn
   });
 }
 
-grpc::Status TenantServiceImpl::RevokeOnboardingToken(Ctx* ctx, const v1::RevokeOnboardingTokenRequest* req,
+grpc::Status TenantServiceImpl::RevokeOnboardingToken(Ctx* ctx,
+                                                      const v1::RevokeOnboardingTokenRequest* req,
                                                       v1::RevokeOnboardingTokenResponse*) {
   return Serve(*auth_, ctx, "RevokeOnboardingToken", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(std::string id,
-                     AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true, .tenant_admin = true}));
+    ASSIGN_OR_RETURN(
+        std::string id,
+        AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true, .tenant_admin = true}));
     return store_->Transact([&]() -> absl::StatusOr<Batch> {
       ASSIGN_OR_RETURN(auto record, ReadTenant(*store_, id));
       Batch batch;
@@ -248,14 +270,16 @@ grpc::Status TenantServiceImpl::RevokeOnboardingToken(Ctx* ctx, const v1::Revoke
   });
 }
 
-absl::StatusOr<v1::Tenant> TenantServiceImpl::Transition(const Principal& p, const std::string& id, Action action,
-                                                         const std::string& reason, absl::Duration grace) {
+absl::StatusOr<v1::Tenant> TenantServiceImpl::Transition(const Principal& p, const std::string& id,
+                                                         Action action, const std::string& reason,
+                                                         absl::Duration grace) {
   v1::Tenant out;
   RETURN_IF_ERROR(store_->Transact([&]() -> absl::StatusOr<Batch> {
     ASSIGN_OR_RETURN(auto record, ReadTenant(*store_, id));
     v1::Tenant& t = *record.value.mutable_tenant();
     absl::Time now = absl::Now();
-    absl::Time purge_after = t.has_purge_after() ? FromProto(t.purge_after()) : absl::InfiniteFuture();
+    absl::Time purge_after =
+        t.has_purge_after() ? FromProto(t.purge_after()) : absl::InfiniteFuture();
     ASSIGN_OR_RETURN(struct Transition tr, NextState(id, t.state(), action, now, purge_after));
     Batch batch;
     batch.ExpectVersion(keys::Tenant(id), record.version);
@@ -271,9 +295,11 @@ absl::StatusOr<v1::Tenant> TenantServiceImpl::Transition(const Principal& p, con
       for (const auto& key : record.value.unique_keys()) {
         ASSIGN_OR_RETURN(auto holder, store_->GetRaw(key));
         if (holder.has_value()) {
-          return Precondition("NAME_TAKEN", "tenant " + id +
-                                                " cannot be restored: its company name and contact were registered "
-                                                "again by tenant " + *holder);
+          return Precondition(
+              "NAME_TAKEN", "tenant " + id +
+                                " cannot be restored: its company name and contact were registered "
+                                "again by tenant " +
+                                *holder);
         }
         batch.ExpectAbsent(key).PutRaw(key, id);
       }
@@ -291,18 +317,23 @@ absl::StatusOr<v1::Tenant> TenantServiceImpl::Transition(const Principal& p, con
   return out;
 }
 
-grpc::Status TenantServiceImpl::ReviewTenant(Ctx* ctx, const v1::ReviewTenantRequest* req, v1::Tenant* resp) {
+grpc::Status TenantServiceImpl::ReviewTenant(Ctx* ctx, const v1::ReviewTenantRequest* req,
+                                             v1::Tenant* resp) {
   return Serve(*auth_, ctx, "ReviewTenant", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(std::string id, AuthorizeTenant(p, req->tenant_id(), {.platform_reviewer = true}));
-    if (req->decision() != v1::REVIEW_DECISION_APPROVE && req->decision() != v1::REVIEW_DECISION_REJECT) {
+    ASSIGN_OR_RETURN(std::string id,
+                     AuthorizeTenant(p, req->tenant_id(), {.platform_reviewer = true}));
+    if (req->decision() != v1::REVIEW_DECISION_APPROVE &&
+        req->decision() != v1::REVIEW_DECISION_REJECT) {
       return InvalidField("decision", "MISSING", "must be APPROVE or REJECT");
     }
     std::string reason;
     ASSIGN_OR_RETURN(reason, ValidateOptionalText(req->reason(), "reason", 2000));
     if (req->decision() == v1::REVIEW_DECISION_REJECT && reason.empty()) {
-      return InvalidField("reason", "EMPTY", "a rejection needs a reason (it is shown to the company)");
+      return InvalidField("reason", "EMPTY",
+                          "a rejection needs a reason (it is shown to the company)");
     }
-    Action action = req->decision() == v1::REVIEW_DECISION_APPROVE ? Action::kApprove : Action::kReject;
+    Action action =
+        req->decision() == v1::REVIEW_DECISION_APPROVE ? Action::kApprove : Action::kReject;
     ASSIGN_OR_RETURN(*resp, Transition(p, id, action, reason));
     return absl::OkStatus();
   });
@@ -316,31 +347,38 @@ absl::StatusOr<std::string> RequiredReason(const std::string& reason) {
 }
 }  // namespace
 
-grpc::Status TenantServiceImpl::SuspendTenant(Ctx* ctx, const v1::SuspendTenantRequest* req, v1::Tenant* resp) {
+grpc::Status TenantServiceImpl::SuspendTenant(Ctx* ctx, const v1::SuspendTenantRequest* req,
+                                              v1::Tenant* resp) {
   return Serve(*auth_, ctx, "SuspendTenant", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(std::string id, AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true}));
+    ASSIGN_OR_RETURN(std::string id,
+                     AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true}));
     ASSIGN_OR_RETURN(std::string reason, RequiredReason(req->reason()));
     ASSIGN_OR_RETURN(*resp, Transition(p, id, Action::kSuspend, reason));
     return absl::OkStatus();
   });
 }
 
-grpc::Status TenantServiceImpl::ResumeTenant(Ctx* ctx, const v1::ResumeTenantRequest* req, v1::Tenant* resp) {
+grpc::Status TenantServiceImpl::ResumeTenant(Ctx* ctx, const v1::ResumeTenantRequest* req,
+                                             v1::Tenant* resp) {
   return Serve(*auth_, ctx, "ResumeTenant", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(std::string id, AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true}));
+    ASSIGN_OR_RETURN(std::string id,
+                     AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true}));
     ASSIGN_OR_RETURN(std::string reason, ValidateOptionalText(req->reason(), "reason", 2000));
     ASSIGN_OR_RETURN(*resp, Transition(p, id, Action::kResume, reason));
     return absl::OkStatus();
   });
 }
 
-grpc::Status TenantServiceImpl::DeleteTenant(Ctx* ctx, const v1::DeleteTenantRequest* req, v1::Tenant* resp) {
+grpc::Status TenantServiceImpl::DeleteTenant(Ctx* ctx, const v1::DeleteTenantRequest* req,
+                                             v1::Tenant* resp) {
   return Serve(*auth_, ctx, "DeleteTenant", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(std::string id, AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true}));
+    ASSIGN_OR_RETURN(std::string id,
+                     AuthorizeTenant(p, req->tenant_id(), {.platform_operator = true}));
     ASSIGN_OR_RETURN(std::string reason, RequiredReason(req->reason()));
     absl::Duration grace = kDefaultGracePeriod;
     if (req->has_grace_period()) {
-      grace = absl::Seconds(req->grace_period().seconds()) + absl::Nanoseconds(req->grace_period().nanos());
+      grace = absl::Seconds(req->grace_period().seconds()) +
+              absl::Nanoseconds(req->grace_period().nanos());
       if (grace < absl::ZeroDuration() || grace > kMaxGracePeriod) {
         return InvalidField("grace_period", "OUT_OF_RANGE", "must be between 0 and 365 days");
       }
@@ -354,12 +392,16 @@ grpc::Status TenantServiceImpl::ListTenantEvents(Ctx* ctx, const v1::ListTenantE
                                                  v1::ListTenantEventsResponse* resp) {
   return Serve(*auth_, ctx, "ListTenantEvents", [&](const Principal& p) -> absl::Status {
     ASSIGN_OR_RETURN(std::string id, AuthorizeTenant(p, req->tenant_id(),
-                                                     {.platform_operator = true, .platform_reviewer = true,
-                                                      .tenant_admin = true, .auditor = true}));
+                                                     {.platform_operator = true,
+                                                      .platform_reviewer = true,
+                                                      .tenant_admin = true,
+                                                      .auditor = true}));
     ASSIGN_OR_RETURN(auto record, ReadTenant(*store_, id));
-    ASSIGN_OR_RETURN(auto page, store_->Scan(keys::EventPrefix(id), PageSize(req->page()), req->page().page_token()));
+    ASSIGN_OR_RETURN(auto page, store_->Scan(keys::EventPrefix(id), PageSize(req->page()),
+                                             req->page().page_token()));
     for (const auto& e : page.entries) {
-      if (!resp->add_events()->ParseFromString(e.value())) return absl::DataLossError("stored event does not parse");
+      if (!resp->add_events()->ParseFromString(e.value()))
+        return absl::DataLossError("stored event does not parse");
     }
     resp->mutable_page_info()->set_next_page_token(page.next_token);
     resp->mutable_page_info()->set_total_size(-1);
@@ -368,7 +410,8 @@ grpc::Status TenantServiceImpl::ListTenantEvents(Ctx* ctx, const v1::ListTenantE
 }
 
 absl::Status TenantServiceImpl::PurgeExpired(absl::Time now) {
-  ASSIGN_OR_RETURN(auto registry, store_->ScanAll(keys::TenantRegistryPrefix(), /*keys_only=*/true));
+  ASSIGN_OR_RETURN(auto registry,
+                   store_->ScanAll(keys::TenantRegistryPrefix(), /*keys_only=*/true));
   for (const auto& e : registry) {
     kv::KeyReader r(e.key());
     r.ConsumePrefix(keys::TenantRegistryPrefix());
@@ -378,7 +421,8 @@ absl::Status TenantServiceImpl::PurgeExpired(absl::Time now) {
     ASSIGN_OR_RETURN(auto pending, store_->ScanAll(keys::PendingUploadPrefix(id)));
     for (const auto& pe : pending) {
       storage::PendingUpload up;
-      if (!up.ParseFromString(pe.value()) || FromProto(up.started_at()) > now - absl::Hours(1)) continue;
+      if (!up.ParseFromString(pe.value()) || FromProto(up.started_at()) > now - absl::Hours(1))
+        continue;
       Batch batch;
       batch.ExpectVersion(pe.key(), pe.version())
           .DeletePrefix(keys::DocumentChunkPrefix(id, up.document_id()))
@@ -387,7 +431,8 @@ absl::Status TenantServiceImpl::PurgeExpired(absl::Time now) {
       log::Info("abandoned upload swept", {{"tenant", id}, {"document", up.document_id()}});
     }
     if (!record.found() || record.value.tenant().state() != v1::TENANT_STATE_DELETED) continue;
-    auto tr = NextState(id, v1::TENANT_STATE_DELETED, Action::kPurge, now, FromProto(record.value.tenant().purge_after()));
+    auto tr = NextState(id, v1::TENANT_STATE_DELETED, Action::kPurge, now,
+                        FromProto(record.value.tenant().purge_after()));
     if (!tr.ok()) continue;  // grace period not over
     Batch batch;
     batch.ExpectVersion(keys::Tenant(id), record.version);

@@ -19,15 +19,20 @@ std::string G(std::string_view space) { return kv::GlobalPrefix(space); }
 kv::KeyBuilder T(std::string_view tenant_id) { return kv::KeyBuilder(kv::TenantPrefix(tenant_id)); }
 }  // namespace
 
-std::string TenantRegistry(std::string_view t) { return kv::KeyBuilder(G("tenant")).Str(t).Build(); }
+std::string TenantRegistry(std::string_view t) {
+  return kv::KeyBuilder(G("tenant")).Str(t).Build();
+}
 std::string TenantRegistryPrefix() { return G("tenant"); }
-std::string TenantUnique(std::string_view name_key, std::string_view kind, std::string_view contact) {
+std::string TenantUnique(std::string_view name_key, std::string_view kind,
+                         std::string_view contact) {
   return kv::KeyBuilder(G("tenant_unique")).Str(name_key).Str(kind).Str(contact).Build();
 }
 std::string Onboarding(std::string_view token_sha256) {
   return kv::KeyBuilder(G("onboarding")).Str(token_sha256).Build();
 }
-std::string DocumentIndex(std::string_view d) { return kv::KeyBuilder(G("document")).Str(d).Build(); }
+std::string DocumentIndex(std::string_view d) {
+  return kv::KeyBuilder(G("document")).Str(d).Build();
+}
 std::string DomainIndex(std::string_view d) { return kv::KeyBuilder(G("domain")).Str(d).Build(); }
 std::string DomainIndexPrefix() { return G("domain"); }
 std::string Plan(std::string_view p) { return kv::KeyBuilder(G("plan")).Str(p).Build(); }
@@ -43,16 +48,24 @@ std::string Audit(std::string_view t, absl::Time at, std::string_view id) {
   return T(t).Str("audit").I64(absl::ToUnixMicros(at)).Str(id).Build();
 }
 std::string AuditPrefix(std::string_view t) { return T(t).Str("audit").Build(); }
-std::string Document(std::string_view t, std::string_view d) { return T(t).Str("doc").Str(d).Build(); }
+std::string Document(std::string_view t, std::string_view d) {
+  return T(t).Str("doc").Str(d).Build();
+}
 std::string DocumentPrefix(std::string_view t) { return T(t).Str("doc").Build(); }
 std::string DocumentChunk(std::string_view t, std::string_view d, uint64_t i) {
   return T(t).Str("docdata").Str(d).U64(i).Build();
 }
-std::string DocumentChunkPrefix(std::string_view t, std::string_view d) { return T(t).Str("docdata").Str(d).Build(); }
-std::string PendingUpload(std::string_view t, std::string_view d) { return T(t).Str("docpending").Str(d).Build(); }
+std::string DocumentChunkPrefix(std::string_view t, std::string_view d) {
+  return T(t).Str("docdata").Str(d).Build();
+}
+std::string PendingUpload(std::string_view t, std::string_view d) {
+  return T(t).Str("docpending").Str(d).Build();
+}
 std::string PendingUploadPrefix(std::string_view t) { return T(t).Str("docpending").Build(); }
 std::string Usage(std::string_view t) { return T(t).Str("usage").Build(); }
-std::string Domain(std::string_view t, std::string_view d) { return T(t).Str("domain").Str(d).Build(); }
+std::string Domain(std::string_view t, std::string_view d) {
+  return T(t).Str("domain").Str(d).Build();
+}
 std::string DomainPrefix(std::string_view t) { return T(t).Str("domain").Build(); }
 }  // namespace keys
 
@@ -100,9 +113,12 @@ Batch& Batch::ExpectAbsent(std::string key) {
 }
 
 TenantStore::TenantStore(store::Store* store, absl::Duration timeout)
-    : store_(store), timeout_(timeout), client_id_(absl::StrCat("tenantd-", Hex(RandomBytes(12)))) {}
+    : store_(store),
+      timeout_(timeout),
+      client_id_(absl::StrCat("tenantd-", Hex(RandomBytes(12)))) {}
 
-absl::StatusOr<std::optional<std::string>> TenantStore::GetRaw(std::string_view key, uint64_t* version) {
+absl::StatusOr<std::optional<std::string>> TenantStore::GetRaw(std::string_view key,
+                                                               uint64_t* version) {
   kv::v1::GetRequest req;
   req.set_key(std::string(key));
   req.set_consistency(kv::v1::LINEARIZABLE);
@@ -123,7 +139,8 @@ absl::StatusOr<uint64_t> TenantStore::Get(std::string_view key, google::protobuf
 }
 
 absl::StatusOr<TenantStore::Page> TenantStore::Scan(std::string_view prefix, uint32_t limit,
-                                                     std::string_view page_token, bool keys_only, bool reverse) {
+                                                    std::string_view page_token, bool keys_only,
+                                                    bool reverse) {
   kv::v1::ScanRequest req;
   req.set_prefix(std::string(prefix));
   req.set_limit(limit);
@@ -144,11 +161,13 @@ absl::StatusOr<TenantStore::Page> TenantStore::Scan(std::string_view prefix, uin
   if (!resp.ok()) return resp.status();
   Page page;
   page.entries.assign(resp->entries().begin(), resp->entries().end());
-  if (!resp->continuation().empty()) page.next_token = absl::WebSafeBase64Escape(resp->continuation());
+  if (!resp->continuation().empty())
+    page.next_token = absl::WebSafeBase64Escape(resp->continuation());
   return page;
 }
 
-absl::StatusOr<std::vector<kv::v1::KeyValue>> TenantStore::ScanAll(std::string_view prefix, bool keys_only) {
+absl::StatusOr<std::vector<kv::v1::KeyValue>> TenantStore::ScanAll(std::string_view prefix,
+                                                                   bool keys_only) {
   std::vector<kv::v1::KeyValue> out;
   std::string token;
   do {
@@ -171,7 +190,8 @@ absl::StatusOr<bool> TenantStore::Commit(Batch batch) {
     if (resp.ok()) {
       if (resp->has_ok()) return true;
       if (resp->has_condition_failed()) return false;
-      return absl::InternalError(absl::StrCat("store rejected a write: ", resp->rejected().reason()));
+      return absl::InternalError(
+          absl::StrCat("store rejected a write: ", resp->rejected().reason()));
     }
     last = resp.status();
     if (!absl::IsUnavailable(last) && !absl::IsDeadlineExceeded(last)) return last;
@@ -180,7 +200,8 @@ absl::StatusOr<bool> TenantStore::Commit(Batch batch) {
   return last;
 }
 
-absl::Status TenantStore::Transact(const std::function<absl::StatusOr<Batch>()>& attempt, int max_attempts) {
+absl::Status TenantStore::Transact(const std::function<absl::StatusOr<Batch>()>& attempt,
+                                   int max_attempts) {
   for (int i = 0; i < max_attempts; ++i) {
     ASSIGN_OR_RETURN(Batch batch, attempt());
     if (batch.empty() && batch.request().conditions_size() == 0) return absl::OkStatus();

@@ -57,7 +57,8 @@ namespace mailgrid::tenant {
 namespace keys {
 std::string TenantRegistry(std::string_view tenant_id);
 std::string TenantRegistryPrefix();
-std::string TenantUnique(std::string_view name_key, std::string_view kind, std::string_view contact);
+std::string TenantUnique(std::string_view name_key, std::string_view kind,
+                         std::string_view contact);
 std::string Onboarding(std::string_view token_sha256);
 std::string DocumentIndex(std::string_view document_id);
 std::string DomainIndex(std::string_view domain);
@@ -115,7 +116,8 @@ class TenantStore {
 
   // Reads `key` into `out`; version 0 when absent. DATA_LOSS if unparsable.
   absl::StatusOr<uint64_t> Get(std::string_view key, google::protobuf::Message* out);
-  absl::StatusOr<std::optional<std::string>> GetRaw(std::string_view key, uint64_t* version = nullptr);
+  absl::StatusOr<std::optional<std::string>> GetRaw(std::string_view key,
+                                                    uint64_t* version = nullptr);
 
   template <typename M>
   absl::StatusOr<Versioned<M>> Read(std::string_view key) {
@@ -134,7 +136,8 @@ class TenantStore {
   absl::StatusOr<Page> Scan(std::string_view prefix, uint32_t limit, std::string_view page_token,
                             bool keys_only = false, bool reverse = false);
   // Every entry under `prefix` (for bounded sets: a tenant's domains).
-  absl::StatusOr<std::vector<kv::v1::KeyValue>> ScanAll(std::string_view prefix, bool keys_only = false);
+  absl::StatusOr<std::vector<kv::v1::KeyValue>> ScanAll(std::string_view prefix,
+                                                        bool keys_only = false);
 
   // Applies `batch`. Returns true when committed, false when a condition
   // failed (a concurrent change). Store errors pass through.
@@ -143,7 +146,8 @@ class TenantStore {
   // Runs `attempt` (read, decide, return a Batch) until its batch commits;
   // after `max_attempts` lost races, ABORTED. An error from `attempt` is
   // returned as is (nothing written).
-  absl::Status Transact(const std::function<absl::StatusOr<Batch>()>& attempt, int max_attempts = 16);
+  absl::Status Transact(const std::function<absl::StatusOr<Batch>()>& attempt,
+                        int max_attempts = 16);
 
   store::Store* raw() { return store_; }
 

@@ -19,14 +19,16 @@ struct PkeyFree {
 };
 
 absl::StatusOr<std::string> IdOf(EVP_PKEY* key) {
-  if (EVP_PKEY_id(key) != EVP_PKEY_ED25519) return absl::InvalidArgumentError("token key is not an Ed25519 key");
+  if (EVP_PKEY_id(key) != EVP_PKEY_ED25519)
+    return absl::InvalidArgumentError("token key is not an Ed25519 key");
   unsigned char* der = nullptr;
   int len = i2d_PUBKEY(key, &der);
   if (len <= 0) return absl::InternalError("cannot encode the public key");
   unsigned char digest[SHA256_DIGEST_LENGTH];
   SHA256(der, static_cast<size_t>(len), digest);
   OPENSSL_free(der);
-  std::string hex = absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), 8));
+  std::string hex =
+      absl::BytesToHexString(absl::string_view(reinterpret_cast<const char*>(digest), 8));
   return "ed25519-" + hex;
 }
 
@@ -34,14 +36,16 @@ absl::StatusOr<std::string> IdOf(EVP_PKEY* key) {
 
 absl::StatusOr<std::string> KeyIdOfPublicPem(std::string_view pem) {
   std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  std::unique_ptr<EVP_PKEY, PkeyFree> key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
+  std::unique_ptr<EVP_PKEY, PkeyFree> key(
+      PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
   if (!key) return absl::InvalidArgumentError("not a PEM public key");
   return IdOf(key.get());
 }
 
 absl::StatusOr<std::string> KeyIdOfPrivatePem(std::string_view pem) {
   std::unique_ptr<BIO, BioFree> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
-  std::unique_ptr<EVP_PKEY, PkeyFree> key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+  std::unique_ptr<EVP_PKEY, PkeyFree> key(
+      PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
   if (!key) return absl::InvalidArgumentError("not a PEM private key");
   return IdOf(key.get());
 }

@@ -23,10 +23,12 @@ namespace mailgrid::tenant {
 
 // Free text of a person or company: valid UTF-8, NFC, surrounding white
 // space trimmed, no control characters, 1..max_chars code points.
-absl::StatusOr<std::string> ValidateName(std::string_view input, std::string_view field, size_t max_chars);
+absl::StatusOr<std::string> ValidateName(std::string_view input, std::string_view field,
+                                         size_t max_chars);
 
 // Like ValidateName but an empty value is allowed (optional fields).
-absl::StatusOr<std::string> ValidateOptionalText(std::string_view input, std::string_view field, size_t max_chars);
+absl::StatusOr<std::string> ValidateOptionalText(std::string_view input, std::string_view field,
+                                                 size_t max_chars);
 
 // The key two names are compared by for uniqueness: NFC, case-folded,
 // inner white space collapsed to one space. "ACME  Ltd" == "acme ltd".

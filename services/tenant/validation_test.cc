@@ -19,8 +19,8 @@ TEST(PhoneTest, NormalisesCommonNotations) {
 }
 
 TEST(PhoneTest, RefusesWhatIsNotAPhone) {
-  for (const char* bad : {"", "hello", "+86 138 0013 8000 ext 12", "13800138000", "+0 1234 5678", "+1 234",
-                          "+1234567890123456", "++8613800138000", "86+13800138000"}) {
+  for (const char* bad : {"", "hello", "+86 138 0013 8000 ext 12", "13800138000", "+0 1234 5678",
+                          "+1 234", "+1234567890123456", "++8613800138000", "86+13800138000"}) {
     auto r = NormalizePhone(bad, "contact.phone");
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
@@ -35,15 +35,17 @@ TEST(EmailTest, AcceptsAddrSpecsAndCanonicalisesTheDomain) {
   EXPECT_EQ(*NormalizeEmail("Alice.Smith@Example.COM", "e"), "Alice.Smith@example.com");
   EXPECT_EQ(*NormalizeEmail("a+tag@sub.example.org", "e"), "a+tag@sub.example.org");
   EXPECT_EQ(*NormalizeEmail("\"john doe\"@example.com", "e"), "\"john doe\"@example.com");
-  EXPECT_EQ(*NormalizeEmail("!#$%&'*+-/=?^_`{|}~@example.com", "e"), "!#$%&'*+-/=?^_`{|}~@example.com");
+  EXPECT_EQ(*NormalizeEmail("!#$%&'*+-/=?^_`{|}~@example.com", "e"),
+            "!#$%&'*+-/=?^_`{|}~@example.com");
   // RFC 6531 UTF-8 local part and an IDN domain, which becomes A-labels.
   EXPECT_EQ(*NormalizeEmail("张三@例子.中国", "e"), "张三@xn--fsqu00a.xn--fiqs8s");
 }
 
 TEST(EmailTest, RefusesMalformedAddresses) {
-  for (const char* bad : {"", "plainaddress", "@example.com", "a..b@example.com", ".a@example.com", "a.@example.com",
-                          "a b@example.com", "a@", "a@b", "a@[127.0.0.1]", "a@-bad-.com", "a@exa_mple.com",
-                          "\"unterminated@example.com", "a@example..com"}) {
+  for (const char* bad :
+       {"", "plainaddress", "@example.com", "a..b@example.com", ".a@example.com", "a.@example.com",
+        "a b@example.com", "a@", "a@b", "a@[127.0.0.1]", "a@-bad-.com", "a@exa_mple.com",
+        "\"unterminated@example.com", "a@example..com"}) {
     auto r = NormalizeEmail(bad, "contact.email");
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument) << bad;
@@ -76,7 +78,11 @@ TEST(NameTest, RefusesEmptyTooLongBadUtf8AndControls) {
   EXPECT_TRUE(ValidateName(chinese, "n", 200).ok());
   EXPECT_EQ(Reason(ValidateName(chinese + "中", "n", 200).status()), "TOO_LONG");
   EXPECT_EQ(Reason(ValidateName("bad\xFF", "n", 200).status()), "BAD_UTF8");
-  EXPECT_EQ(Reason(ValidateName("a\x01" "b", "n", 200).status()), "BAD_CHARACTER");
+  EXPECT_EQ(Reason(ValidateName("a\x01"
+                                "b",
+                                "n", 200)
+                       .status()),
+            "BAD_CHARACTER");
   EXPECT_TRUE(ValidateOptionalText("", "n", 10).ok());
 }
 
@@ -109,8 +115,9 @@ TEST(DomainTest, IdnToALabels) {
 }
 
 TEST(DomainTest, RefusesWhatIsNotADomain) {
-  for (const char* bad : {"", "com", "localhost", "a..b.com", "-a.com", "a-.com", "exa mple.com", "exa_mple.com",
-                          "127.0.0.1", "http://example.com", "example.com/path", "xn--zz.com"}) {
+  for (const char* bad :
+       {"", "com", "localhost", "a..b.com", "-a.com", "a-.com", "exa mple.com", "exa_mple.com",
+        "127.0.0.1", "http://example.com", "example.com/path", "xn--zz.com"}) {
     auto r = NormalizeDomain(bad, "name");
     ASSERT_FALSE(r.ok()) << bad;
     EXPECT_EQ(Reason(r.status()), "NOT_A_DOMAIN") << bad;

@@ -28,6 +28,7 @@ SERVICES = [
     {"name": "accessd", "stateful": False,
      "listeners": ["imap", "imaps", "pop3", "pop3s"]},
 ]
+DEMO_DOMAIN = "demo.mailgrid.test"
 PUBLIC_LISTENERS = ["smtp", "submission", "submission_tls", "imap", "imaps", "pop3", "pop3s"]
 HEALTH_WAIT_SECONDS = 180
 
@@ -76,7 +77,8 @@ class Cluster:
         for sub in ("run", "logs", "data"):
             os.makedirs(os.path.join(self.dir, sub), exist_ok=True)
         self.ca_cert, self.cert, self.key = tls.ensure(
-            os.path.join(self.dir, "tls"), ["localhost", "127.0.0.1", "demo.mailgrid.test"])
+            os.path.join(self.dir, "tls"), ["localhost", "127.0.0.1", DEMO_DOMAIN])
+        self.secrets = tls.ensure_secrets(os.path.join(self.dir, "secrets"))
         self._start_redis()
         started = []
         for proc, svc, replica in self.processes():
@@ -102,6 +104,19 @@ class Cluster:
         env["MAILGRID_PUBLIC_TLS_CERT"] = self.cert
         env["MAILGRID_PUBLIC_TLS_KEY"] = self.key
         env["MAILGRID_TLS_CA"] = self.ca_cert
+        # Access tokens: daemons verify with the public key; the private key
+        # stays with the launcher (mailctl mints operator tokens with it
+        # until identityd signs tokens itself).
+        env["MAILGRID_TOKEN_PUBLIC_KEY"] = self.secrets["token_public"]
+        env["MAILGRID_DKIM_MASTER_KEY_FILE"] = self.secrets["dkim_master"]
+        env["MAILGRID_CLUSTER_HOSTNAME"] = DEMO_DOMAIN
+        env["MAILGRID_MX_HOSTS"] = DEMO_DOMAIN + ":10"
+        return env
+
+    def ctl_env(self):
+        """Environment for mailctl run against this cluster."""
+        env = dict(os.environ)
+        env["MAILGRID_TOKEN_KEY"] = tls.ensure_secrets(os.path.join(self.dir, "secrets"))["token_private"]
         return env
 
     def _start(self, proc, svc, replica):

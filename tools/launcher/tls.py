@@ -32,3 +32,25 @@ def ensure(tls_dir, names):
 def _openssl(*args):
     subprocess.run(("openssl",) + args, check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def ensure_secrets(secrets_dir):
+    """The token signing key pair and the DKIM master key, made once.
+
+    Returns paths: token_private (PEM), token_public (PEM), dkim_master
+    (32 random bytes as hex). All private files are mode 0600.
+    """
+    os.makedirs(secrets_dir, mode=0o700, exist_ok=True)
+    private = os.path.join(secrets_dir, "token.pem")
+    public = os.path.join(secrets_dir, "token.pub")
+    dkim = os.path.join(secrets_dir, "dkim-master.key")
+    if not os.path.exists(private):
+        _openssl("genpkey", "-algorithm", "ed25519", "-out", private)
+    if not os.path.exists(public):
+        _openssl("pkey", "-in", private, "-pubout", "-out", public)
+    if not os.path.exists(dkim):
+        with open(dkim, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+    for path in (private, dkim):
+        os.chmod(path, 0o600)
+    return {"token_private": private, "token_public": public, "dkim_master": dkim}

@@ -18,37 +18,44 @@ using Channel = std::shared_ptr<grpc::Channel>;
 std::string State(v1::DomainState s) { return EnumWord(v1::DomainState_Name(s), "DOMAIN_STATE_"); }
 
 void PrintDomain(std::ostream& out, const v1::Domain& d) {
-  out << "domain      " << d.name() << (d.unicode_name() != d.name() ? " (" + d.unicode_name() + ")" : "") << "\n"
+  out << "domain      " << d.name()
+      << (d.unicode_name() != d.name() ? " (" + d.unicode_name() + ")" : "") << "\n"
       << "tenant      " << d.tenant_id() << "\n"
       << "state       " << State(d.state());
   if (d.state() == v1::DOMAIN_STATE_VERIFIED) {
-    out << " (" << absl::AsciiStrToLower(EnumWord(v1::VerificationMethod_Name(d.verification_method()), "VERIFICATION_METHOD_"))
+    out << " ("
+        << absl::AsciiStrToLower(EnumWord(v1::VerificationMethod_Name(d.verification_method()),
+                                          "VERIFICATION_METHOD_"))
         << ", " << When(d.verified_at().seconds()) << ")";
   }
   out << "\n"
       << "checked     " << When(d.last_checked_at().seconds()) << "\n"
-      << "drift       " << (d.has_drift_detected_at() ? "DETECTED " + When(d.drift_detected_at().seconds()) : "none")
+      << "drift       "
+      << (d.has_drift_detected_at() ? "DETECTED " + When(d.drift_detected_at().seconds()) : "none")
       << "\n";
   for (const auto& k : d.dkim_keys()) {
     out << "dkim        " << k.selector() << " "
-        << absl::AsciiStrToLower(EnumWord(v1::DkimAlgorithm_Name(k.algorithm()), "DKIM_ALGORITHM_")) << " "
-        << EnumWord(v1::DkimKeyState_Name(k.state()), "DKIM_KEY_STATE_") << "\n";
+        << absl::AsciiStrToLower(EnumWord(v1::DkimAlgorithm_Name(k.algorithm()), "DKIM_ALGORITHM_"))
+        << " " << EnumWord(v1::DkimKeyState_Name(k.state()), "DKIM_KEY_STATE_") << "\n";
   }
 }
 
 void PrintRecords(std::ostream& out, const v1::DomainRecords& r) {
   out << "domain " << r.domain().name() << " is " << State(r.domain().state())
-      << (r.domain().has_drift_detected_at() ? " (DRIFT DETECTED " + When(r.domain().drift_detected_at().seconds()) + ")"
-                                             : "")
+      << (r.domain().has_drift_detected_at()
+              ? " (DRIFT DETECTED " + When(r.domain().drift_detected_at().seconds()) + ")"
+              : "")
       << "\n";
   out << "STATUS\tTYPE\tNAME\tPRIORITY\tVALUE\n";
   for (const auto& rec : r.records()) {
     const auto& c = rec.check();
     out << EnumWord(v1::RecordCheckStatus_Name(c.status()), "RECORD_CHECK_STATUS_")
         << (rec.required_for_verification() ? "*" : "") << "\t"
-        << EnumWord(v1::DnsRecordType_Name(rec.type()), "DNS_RECORD_TYPE_") << "\t" << rec.name() << "\t"
-        << (rec.type() == v1::DNS_RECORD_TYPE_MX ? absl::StrCat(rec.priority()) : "-") << "\t" << rec.value() << "\n";
-    if (c.status() != v1::RECORD_CHECK_STATUS_OK && c.status() != v1::RECORD_CHECK_STATUS_UNCHECKED) {
+        << EnumWord(v1::DnsRecordType_Name(rec.type()), "DNS_RECORD_TYPE_") << "\t" << rec.name()
+        << "\t" << (rec.type() == v1::DNS_RECORD_TYPE_MX ? absl::StrCat(rec.priority()) : "-")
+        << "\t" << rec.value() << "\n";
+    if (c.status() != v1::RECORD_CHECK_STATUS_OK &&
+        c.status() != v1::RECORD_CHECK_STATUS_UNCHECKED) {
       out << "\t\t  " << c.detail();
       if (c.found_size() > 0) out << "; found: " << absl::StrJoin(c.found(), " | ");
       out << "\n";
@@ -62,7 +69,8 @@ absl::StatusOr<std::string> Name(const Args& a) { return a.Positional(0, "DOMAIN
 absl::Status RunDomain(const Invocation& inv) {
   if (inv.args.empty()) return absl::InvalidArgumentError("missing sub-command (see mailctl help)");
   const std::string verb = inv.args[0];
-  auto parsed = ParseArgs(std::vector<std::string>(inv.args.begin() + 1, inv.args.end()), {"force"});
+  auto parsed =
+      ParseArgs(std::vector<std::string>(inv.args.begin() + 1, inv.args.end()), {"force"});
   if (!parsed.ok()) return parsed.status();
   const Args& a = *parsed;
   auto client = TenantdClient::Connect(inv, a);
@@ -75,7 +83,9 @@ absl::Status RunDomain(const Invocation& inv) {
     req.set_tenant_id(a.positional.empty() ? "" : a.positional[0]);
     req.mutable_page()->set_page_size(1000);
     v1::ListDomainsResponse resp;
-    auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) { return v1::DomainService::NewStub(ch)->ListDomains(ctx, req, &resp); });
+    auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
+      return v1::DomainService::NewStub(ch)->ListDomains(ctx, req, &resp);
+    });
     if (!s.ok()) return s;
     if (c.json()) {
       out << Json(resp) << "\n";
@@ -83,7 +93,8 @@ absl::Status RunDomain(const Invocation& inv) {
     }
     out << "DOMAIN\tSTATE\tDRIFT\tCHECKED\n";
     for (const auto& d : resp.domains()) {
-      out << d.name() << "\t" << State(d.state()) << "\t" << (d.has_drift_detected_at() ? "yes" : "no") << "\t"
+      out << d.name() << "\t" << State(d.state()) << "\t"
+          << (d.has_drift_detected_at() ? "yes" : "no") << "\t"
           << When(d.last_checked_at().seconds()) << "\n";
     }
     return absl::OkStatus();
@@ -117,7 +128,8 @@ absl::Status RunDomain(const Invocation& inv) {
       v1::DkimRotationStep parsed_step;
       if (!v1::DkimRotationStep_Parse("DKIM_ROTATION_STEP_" + step, &parsed_step) ||
           parsed_step == v1::DKIM_ROTATION_STEP_UNSPECIFIED) {
-        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "step: give begin, switch or retire");
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "step: give begin, switch or retire");
       }
       req.set_step(parsed_step);
       req.set_force(a.flags.count("force") > 0);
@@ -127,7 +139,9 @@ absl::Status RunDomain(const Invocation& inv) {
     if (c.json()) {
       out << Json(d) << "\n";
     } else {
-      if (verb == "add") out << "added " << d.name() << "; publish its records (mailctl domain records " << d.name() << ")\n";
+      if (verb == "add")
+        out << "added " << d.name() << "; publish its records (mailctl domain records " << d.name()
+            << ")\n";
       PrintDomain(out, d);
     }
     return absl::OkStatus();
@@ -157,7 +171,9 @@ absl::Status RunDomain(const Invocation& inv) {
     v1::RemoveDomainRequest req;
     req.set_name(*name);
     v1::RemoveDomainResponse resp;
-    auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) { return v1::DomainService::NewStub(ch)->RemoveDomain(ctx, req, &resp); });
+    auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
+      return v1::DomainService::NewStub(ch)->RemoveDomain(ctx, req, &resp);
+    });
     if (!s.ok()) return s;
     if (c.json()) {
       out << "{}\n";
@@ -166,12 +182,14 @@ absl::Status RunDomain(const Invocation& inv) {
     }
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));
 }
 
 const bool kRegistered = RegisterCommand(
     {"domain", "a tenant's mail domains, DNS records, checks and DKIM (tenantd)",
-     "mailctl domain add DOMAIN [--tenant TENANT_ID] | list [TENANT_ID] | show DOMAIN | remove DOMAIN\n"
+     "mailctl domain add DOMAIN [--tenant TENANT_ID] | list [TENANT_ID] | show DOMAIN | remove "
+     "DOMAIN\n"
      "      mailctl domain records DOMAIN        (the records to publish, with the last check)\n"
      "      mailctl domain check DOMAIN          (look them up in DNS now)\n"
      "      mailctl domain rotate-dkim DOMAIN begin|switch|retire [--force]\n"

@@ -27,11 +27,13 @@ std::string State(v1::TenantState s) { return EnumWord(v1::TenantState_Name(s), 
 void PrintTenant(std::ostream& out, const v1::Tenant& t) {
   out << "tenant      " << t.tenant_id() << "\n"
       << "company     " << t.company_name() << "\n"
-      << "state       " << State(t.state()) << (t.state_reason().empty() ? "" : " (" + t.state_reason() + ")") << "\n"
+      << "state       " << State(t.state())
+      << (t.state_reason().empty() ? "" : " (" + t.state_reason() + ")") << "\n"
       << "address     " << t.address().street() << ", " << t.address().postal_code()
-      << (t.address().postal_code().empty() ? "" : " ") << t.address().city() << ", " << t.address().country_code()
-      << "\n"
-      << "contact     " << t.contact().name() << " <" << t.contact().email() << "> " << t.contact().phone() << "\n"
+      << (t.address().postal_code().empty() ? "" : " ") << t.address().city() << ", "
+      << t.address().country_code() << "\n"
+      << "contact     " << t.contact().name() << " <" << t.contact().email() << "> "
+      << t.contact().phone() << "\n"
       << "plan        " << (t.plan_id().empty() ? "-" : t.plan_id()) << "\n"
       << "created     " << When(t.created_at().seconds()) << "\n";
   if (t.has_purge_after()) out << "purge after " << When(t.purge_after().seconds()) << "\n";
@@ -46,9 +48,9 @@ std::string TenantArg(const Args& a, size_t index = 0) {
 absl::Status Register(const Invocation& inv, const Args& a, const TenantdClient& c) {
   v1::RegisterTenantRequest req;
   std::string name, street, country, contact, phone, email;
-  for (auto [flag, target] : {std::pair{"name", &name}, std::pair{"street", &street}, std::pair{"country", &country},
-                              std::pair{"contact-name", &contact}, std::pair{"phone", &phone},
-                              std::pair{"email", &email}}) {
+  for (auto [flag, target] : {std::pair{"name", &name}, std::pair{"street", &street},
+                              std::pair{"country", &country}, std::pair{"contact-name", &contact},
+                              std::pair{"phone", &phone}, std::pair{"email", &email}}) {
     auto v = a.Required(flag);
     if (!v.ok()) return v.status();
     *target = *v;
@@ -71,7 +73,8 @@ absl::Status Register(const Invocation& inv, const Args& a, const TenantdClient&
   if (c.json()) {
     *inv.out << Json(resp) << "\n";
   } else {
-    *inv.out << "registered tenant " << resp.tenant().tenant_id() << " (" << State(resp.tenant().state()) << ")\n"
+    *inv.out << "registered tenant " << resp.tenant().tenant_id() << " ("
+             << State(resp.tenant().state()) << ")\n"
              << "onboarding token (shown once; use it as --token until a tenant admin exists):\n"
              << resp.onboarding_token() << "\n";
   }
@@ -82,7 +85,9 @@ absl::Status Show(const Invocation& inv, const Args& a, const TenantdClient& c) 
   v1::GetTenantRequest req;
   req.set_tenant_id(TenantArg(a));
   v1::Tenant t;
-  auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) { return v1::TenantService::NewStub(ch)->GetTenant(ctx, req, &t); });
+  auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
+    return v1::TenantService::NewStub(ch)->GetTenant(ctx, req, &t);
+  });
   if (!s.ok()) return s;
   if (c.json()) {
     *inv.out << Json(t) << "\n";
@@ -106,7 +111,9 @@ absl::Status List(const Invocation& inv, const Args& a, const TenantdClient& c) 
   v1::ListTenantsResponse all;
   for (;;) {
     v1::ListTenantsResponse page;
-    auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) { return v1::TenantService::NewStub(ch)->ListTenants(ctx, req, &page); });
+    auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
+      return v1::TenantService::NewStub(ch)->ListTenants(ctx, req, &page);
+    });
     if (!s.ok()) return s;
     for (const auto& t : page.tenants()) *all.add_tenants() = t;
     if (page.page_info().next_page_token().empty()) break;
@@ -118,8 +125,8 @@ absl::Status List(const Invocation& inv, const Args& a, const TenantdClient& c) 
   }
   *inv.out << "TENANT\tSTATE\tPLAN\tCOMPANY\n";
   for (const auto& t : all.tenants()) {
-    *inv.out << t.tenant_id() << "\t" << State(t.state()) << "\t" << (t.plan_id().empty() ? "-" : t.plan_id()) << "\t"
-             << t.company_name() << "\n";
+    *inv.out << t.tenant_id() << "\t" << State(t.state()) << "\t"
+             << (t.plan_id().empty() ? "-" : t.plan_id()) << "\t" << t.company_name() << "\n";
   }
   return absl::OkStatus();
 }
@@ -165,8 +172,9 @@ absl::Status UploadDoc(const Invocation& inv, const Args& a, const TenantdClient
   if (c.json()) {
     *inv.out << Json(doc) << "\n";
   } else {
-    *inv.out << "uploaded " << doc.document_id() << " " << doc.filename() << " (" << doc.content_type() << ", "
-             << doc.size_bytes() << " bytes, sha256 " << doc.sha256() << ")\n";
+    *inv.out << "uploaded " << doc.document_id() << " " << doc.filename() << " ("
+             << doc.content_type() << ", " << doc.size_bytes() << " bytes, sha256 " << doc.sha256()
+             << ")\n";
   }
   return absl::OkStatus();
 }
@@ -176,7 +184,9 @@ absl::Status Docs(const Invocation& inv, const Args& a, const TenantdClient& c) 
   req.set_tenant_id(TenantArg(a));
   req.mutable_page()->set_page_size(1000);
   v1::ListDocumentsResponse resp;
-  auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) { return v1::TenantService::NewStub(ch)->ListDocuments(ctx, req, &resp); });
+  auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
+    return v1::TenantService::NewStub(ch)->ListDocuments(ctx, req, &resp);
+  });
   if (!s.ok()) return s;
   if (c.json()) {
     *inv.out << Json(resp) << "\n";
@@ -184,8 +194,10 @@ absl::Status Docs(const Invocation& inv, const Args& a, const TenantdClient& c) 
   }
   *inv.out << "DOCUMENT\tKIND\tTYPE\tBYTES\tSHA256\tFILENAME\n";
   for (const auto& d : resp.documents()) {
-    *inv.out << d.document_id() << "\t" << EnumWord(v1::DocumentKind_Name(d.kind()), "DOCUMENT_KIND_") << "\t"
-             << d.content_type() << "\t" << d.size_bytes() << "\t" << d.sha256() << "\t" << d.filename() << "\n";
+    *inv.out << d.document_id() << "\t"
+             << EnumWord(v1::DocumentKind_Name(d.kind()), "DOCUMENT_KIND_") << "\t"
+             << d.content_type() << "\t" << d.size_bytes() << "\t" << d.sha256() << "\t"
+             << d.filename() << "\n";
   }
   return absl::OkStatus();
 }
@@ -216,13 +228,15 @@ absl::Status DownloadDoc(const Invocation& inv, const Args& a, const TenantdClie
   if (c.json()) {
     *inv.out << Json(meta) << "\n";
   } else {
-    *inv.out << "wrote " << bytes.size() << " bytes to " << *path << " (sha256 " << meta.sha256() << ")\n";
+    *inv.out << "wrote " << bytes.size() << " bytes to " << *path << " (sha256 " << meta.sha256()
+             << ")\n";
   }
   return absl::OkStatus();
 }
 
 // approve / reject / suspend / resume / delete: one tenant and a reason.
-absl::Status Lifecycle(const std::string& verb, const Invocation& inv, const Args& a, const TenantdClient& c) {
+absl::Status Lifecycle(const std::string& verb, const Invocation& inv, const Args& a,
+                       const TenantdClient& c) {
   auto tenant = a.Positional(0, "TENANT_ID");
   if (!tenant.ok()) return tenant.status();
   std::string reason = a.Get("reason");
@@ -253,7 +267,8 @@ absl::Status Lifecycle(const std::string& verb, const Invocation& inv, const Arg
     r.set_reason(reason);
     if (a.Has("grace")) {
       absl::Duration d;
-      if (!absl::ParseDuration(a.Get("grace"), &d)) return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "--grace: not a duration (720h)");
+      if (!absl::ParseDuration(a.Get("grace"), &d))
+        return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "--grace: not a duration (720h)");
       r.mutable_grace_period()->set_seconds(absl::ToInt64Seconds(d));
     }
     return stub->DeleteTenant(ctx, r, &t);
@@ -272,7 +287,9 @@ absl::Status Events(const Invocation& inv, const Args& a, const TenantdClient& c
   req.set_tenant_id(TenantArg(a));
   req.mutable_page()->set_page_size(1000);
   v1::ListTenantEventsResponse resp;
-  auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) { return v1::TenantService::NewStub(ch)->ListTenantEvents(ctx, req, &resp); });
+  auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
+    return v1::TenantService::NewStub(ch)->ListTenantEvents(ctx, req, &resp);
+  });
   if (!s.ok()) return s;
   if (c.json()) {
     *inv.out << Json(resp) << "\n";
@@ -281,10 +298,13 @@ absl::Status Events(const Invocation& inv, const Args& a, const TenantdClient& c
   *inv.out << "WHEN\tACTION\tFROM\tTO\tWHO\tREASON\n";
   for (const auto& e : resp.events()) {
     const auto& who = e.actor();
-    std::string actor = !who.user_id().empty() ? who.user_id() : (!who.service().empty() ? who.service() : "anonymous");
+    std::string actor = !who.user_id().empty()
+                            ? who.user_id()
+                            : (!who.service().empty() ? who.service() : "anonymous");
     *inv.out << When(e.at().seconds()) << "\t" << e.action() << "\t"
-             << (e.from_state() ? State(e.from_state()) : "-") << "\t" << (e.to_state() ? State(e.to_state()) : "-")
-             << "\t" << actor << "\t" << e.reason() << "\n";
+             << (e.from_state() ? State(e.from_state()) : "-") << "\t"
+             << (e.to_state() ? State(e.to_state()) : "-") << "\t" << actor << "\t" << e.reason()
+             << "\n";
   }
   return absl::OkStatus();
 }
@@ -293,14 +313,17 @@ absl::Status Usage(const Invocation& inv, const Args& a, const TenantdClient& c)
   v1::GetTenantUsageRequest req;
   req.set_tenant_id(TenantArg(a));
   v1::TenantUsage u;
-  auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) { return v1::TenantService::NewStub(ch)->GetTenantUsage(ctx, req, &u); });
+  auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
+    return v1::TenantService::NewStub(ch)->GetTenantUsage(ctx, req, &u);
+  });
   if (!s.ok()) return s;
   if (c.json()) {
     *inv.out << Json(u) << "\n";
   } else {
-    *inv.out << "plan " << (u.plan_id().empty() ? "-" : u.plan_id()) << "\nmailboxes " << u.mailboxes()
-             << "\nstorage_bytes " << u.storage_bytes() << "\nshared_mailbox_seats " << u.shared_mailbox_seats()
-             << "\ndomains " << u.domains() << "\n";
+    *inv.out << "plan " << (u.plan_id().empty() ? "-" : u.plan_id()) << "\nmailboxes "
+             << u.mailboxes() << "\nstorage_bytes " << u.storage_bytes()
+             << "\nshared_mailbox_seats " << u.shared_mailbox_seats() << "\ndomains " << u.domains()
+             << "\n";
   }
   return absl::OkStatus();
 }
@@ -309,7 +332,9 @@ absl::Status IssueToken(const Invocation& inv, const Args& a, const TenantdClien
   v1::IssueOnboardingTokenRequest req;
   req.set_tenant_id(TenantArg(a));
   v1::IssueOnboardingTokenResponse resp;
-  auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) { return v1::TenantService::NewStub(ch)->IssueOnboardingToken(ctx, req, &resp); });
+  auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
+    return v1::TenantService::NewStub(ch)->IssueOnboardingToken(ctx, req, &resp);
+  });
   if (!s.ok()) return s;
   if (c.json()) {
     *inv.out << Json(resp) << "\n";
@@ -332,25 +357,31 @@ absl::Status RunTenant(const Invocation& inv) {
   if (verb == "upload-doc") return UploadDoc(inv, *args, *client);
   if (verb == "docs") return Docs(inv, *args, *client);
   if (verb == "download-doc") return DownloadDoc(inv, *args, *client);
-  if (verb == "approve" || verb == "reject" || verb == "suspend" || verb == "resume" || verb == "delete") {
+  if (verb == "approve" || verb == "reject" || verb == "suspend" || verb == "resume" ||
+      verb == "delete") {
     return Lifecycle(verb, inv, *args, *client);
   }
   if (verb == "events") return Events(inv, *args, *client);
   if (verb == "usage") return Usage(inv, *args, *client);
   if (verb == "issue-token") return IssueToken(inv, *args, *client);
-  return absl::InvalidArgumentError(absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));
 }
 
 const bool kRegistered = RegisterCommand(
     {"tenant", "register companies and take them through review (tenantd)",
-     "mailctl tenant register --name N --street S [--city C] [--region R] [--postal-code P] --country CC\n"
+     "mailctl tenant register --name N --street S [--city C] [--region R] [--postal-code P] "
+     "--country CC\n"
      "                  --contact-name N --phone P --email E [--plan PLAN_ID]\n"
      "      mailctl tenant show|events|usage|docs|issue-token [TENANT_ID]\n"
      "      mailctl tenant list [--state active,under_review] [--name-contains X]\n"
-     "      mailctl tenant upload-doc [TENANT_ID] FILE [--kind business-licence|tax-registration|other]\n"
+     "      mailctl tenant upload-doc [TENANT_ID] FILE [--kind "
+     "business-licence|tax-registration|other]\n"
      "      mailctl tenant download-doc DOCUMENT_ID OUTPUT_FILE          (platform reviewers)\n"
-     "      mailctl tenant approve|reject|suspend|resume|delete TENANT_ID [--reason R] [--grace 720h]\n"
-     "      common: [--json] [--tenantd ADDR] [--token TOKEN | --token-key FILE [--role R] [--token-tenant T]]",
+     "      mailctl tenant approve|reject|suspend|resume|delete TENANT_ID [--reason R] [--grace "
+     "720h]\n"
+     "      common: [--json] [--tenantd ADDR] [--token TOKEN | --token-key FILE [--role R] "
+     "[--token-tenant T]]",
      RunTenant});
 
 }  // namespace

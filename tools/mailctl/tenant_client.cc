@@ -23,7 +23,8 @@ std::string Args::Get(const std::string& name, const std::string& fallback) cons
 
 absl::StatusOr<std::string> Args::Required(const std::string& name) const {
   auto it = options.find(name);
-  if (it == options.end() || it->second.empty()) return absl::InvalidArgumentError(absl::StrCat("--", name, " is required"));
+  if (it == options.end() || it->second.empty())
+    return absl::InvalidArgumentError(absl::StrCat("--", name, " is required"));
   return it->second;
 }
 
@@ -73,15 +74,18 @@ absl::StatusOr<std::string> ReadFile(const std::string& path) {
 
 }  // namespace
 
-absl::StatusOr<std::string> MintToken(const std::string& key_file, const std::vector<std::string>& roles,
-                                      const std::string& tenant, const std::string& subject, const std::string& issuer,
-                                      int64_t ttl_seconds) {
+absl::StatusOr<std::string> MintToken(const std::string& key_file,
+                                      const std::vector<std::string>& roles,
+                                      const std::string& tenant, const std::string& subject,
+                                      const std::string& issuer, int64_t ttl_seconds) {
   auto pem = ReadFile(key_file);
   if (!pem.ok()) return pem.status();
   auto kid = tenant::KeyIdOfPrivatePem(*pem);
-  if (!kid.ok()) return absl::InvalidArgumentError(absl::StrCat(key_file, ": ", kid.status().message()));
+  if (!kid.ok())
+    return absl::InvalidArgumentError(absl::StrCat(key_file, ": ", kid.status().message()));
   auto signer = auth::TokenSigner::FromPrivatePem(*kid, *pem);
-  if (!signer.ok()) return absl::InvalidArgumentError(absl::StrCat(key_file, ": ", signer.status().message()));
+  if (!signer.ok())
+    return absl::InvalidArgumentError(absl::StrCat(key_file, ": ", signer.status().message()));
   auth::Claims c;
   c.issuer = issuer;
   c.subject = subject;
@@ -98,22 +102,26 @@ absl::StatusOr<TenantdClient> TenantdClient::Connect(const Invocation& inv, cons
   c.json_ = inv.json || args.flags.count("json");
   std::string addrs = args.Get("tenantd", Env("MAILGRID_TENANTD"));
   if (!addrs.empty()) {
-    for (absl::string_view a : absl::StrSplit(addrs, ',', absl::SkipEmpty())) c.addresses_.emplace_back(a);
+    for (absl::string_view a : absl::StrSplit(addrs, ',', absl::SkipEmpty()))
+      c.addresses_.emplace_back(a);
   } else if (inv.cluster != nullptr) {
     auto list = inv.cluster->Addresses("tenantd");
     if (!list.ok()) return list.status();
     c.addresses_ = *list;
   } else {
-    return absl::InvalidArgumentError("where is tenantd? give --tenantd ADDR or mailctl --cluster cluster.json");
+    return absl::InvalidArgumentError(
+        "where is tenantd? give --tenantd ADDR or mailctl --cluster cluster.json");
   }
   std::string token = args.Get("token", Env("MAILGRID_TOKEN"));
   std::string key_file = args.Get("token-key", Env("MAILGRID_TOKEN_KEY"));
   if (!token.empty()) {
     c.token_ = token;
   } else if (!key_file.empty()) {
-    std::vector<std::string> roles = absl::StrSplit(args.Get("role", "platform_operator"), ',', absl::SkipEmpty());
-    auto minted = MintToken(key_file, roles, args.Get("token-tenant"), args.Get("subject", "mailctl"),
-                            args.Get("token-issuer", tenant::kDefaultTokenIssuer), 600);
+    std::vector<std::string> roles =
+        absl::StrSplit(args.Get("role", "platform_operator"), ',', absl::SkipEmpty());
+    auto minted =
+        MintToken(key_file, roles, args.Get("token-tenant"), args.Get("subject", "mailctl"),
+                  args.Get("token-issuer", tenant::kDefaultTokenIssuer), 600);
     if (!minted.ok()) return minted.status();
     c.token_ = *minted;
   }
@@ -121,7 +129,8 @@ absl::StatusOr<TenantdClient> TenantdClient::Connect(const Invocation& inv, cons
 }
 
 absl::Status TenantdClient::Run(
-    const std::function<grpc::Status(const std::shared_ptr<grpc::Channel>&, grpc::ClientContext*)>& call) const {
+    const std::function<grpc::Status(const std::shared_ptr<grpc::Channel>&, grpc::ClientContext*)>&
+        call) const {
   grpc::Status last;
   for (const std::string& address : addresses_) {
     rpc::ClientOptions options;
@@ -135,29 +144,42 @@ absl::Status TenantdClient::Run(
     if (last.error_code() != grpc::StatusCode::UNAVAILABLE) return FromRpc(last);
   }
   if (addresses_.size() > 1) {
-    return absl::UnavailableError(absl::StrCat("no tenantd reachable (tried ", addresses_.size(), "): ",
-                                               last.error_message()));
+    return absl::UnavailableError(absl::StrCat("no tenantd reachable (tried ", addresses_.size(),
+                                               "): ", last.error_message()));
   }
   return FromRpc(last);
 }
 
 absl::Status FromRpc(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  static const char* const kNames[] = {"OK",        "CANCELLED",         "UNKNOWN",          "INVALID_ARGUMENT",
-                                       "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS",   "PERMISSION_DENIED",
-                                       "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-                                       "UNIMPLEMENTED", "INTERNAL",      "UNAVAILABLE",      "DATA_LOSS",
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
                                        "UNAUTHENTICATED"};
   int code = status.error_code();
-  std::string line = absl::StrCat(code >= 0 && code <= 16 ? kNames[code] : "ERROR", ": ", status.error_message());
+  std::string line =
+      absl::StrCat(code >= 0 && code <= 16 ? kNames[code] : "ERROR", ": ", status.error_message());
   common::v1::RpcStatus details;
   if (!status.error_details().empty() && details.ParseFromString(status.error_details())) {
     for (const auto& any : details.details()) {
       common::v1::LimitDetail l;
       if (any.UnpackTo(&l) && line.find(l.limit()) == std::string::npos) {
         absl::StrAppend(&line, " [", l.limit(), " = ",
-                        l.value().unlimited() ? "unlimited" : absl::StrCat(l.value().value()), ", in use ", l.usage(),
-                        "]");
+                        l.value().unlimited() ? "unlimited" : absl::StrCat(l.value().value()),
+                        ", in use ", l.usage(), "]");
       }
     }
   }
@@ -174,7 +196,8 @@ std::string Json(const google::protobuf::Message& message) {
 
 std::string When(int64_t seconds) {
   if (seconds == 0) return "-";
-  return absl::FormatTime("%Y-%m-%d %H:%M:%SZ", absl::FromUnixSeconds(seconds), absl::UTCTimeZone());
+  return absl::FormatTime("%Y-%m-%d %H:%M:%SZ", absl::FromUnixSeconds(seconds),
+                          absl::UTCTimeZone());
 }
 
 std::string EnumWord(const std::string& name, const std::string& prefix) {

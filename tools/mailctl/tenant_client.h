@@ -35,7 +35,9 @@ struct Args {
   std::map<std::string, std::string> options;
   std::set<std::string> flags;
 
-  bool Has(const std::string& name) const { return options.count(name) > 0 || flags.count(name) > 0; }
+  bool Has(const std::string& name) const {
+    return options.count(name) > 0 || flags.count(name) > 0;
+  }
   std::string Get(const std::string& name, const std::string& fallback = "") const;
   // INVALID_ARGUMENT "--name is required".
   absl::StatusOr<std::string> Required(const std::string& name) const;
@@ -45,7 +47,8 @@ struct Args {
 
 // Options every tenantd command accepts; `flags` names the command's own
 // boolean flags.
-absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& raw, std::set<std::string> flags = {});
+absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& raw,
+                               std::set<std::string> flags = {});
 
 class TenantdClient {
  public:
@@ -53,7 +56,8 @@ class TenantdClient {
 
   // Runs `call` with a fresh authenticated context, against each address
   // until one is reachable. The grpc::Status becomes one readable line.
-  absl::Status Run(const std::function<grpc::Status(const std::shared_ptr<grpc::Channel>&, grpc::ClientContext*)>& call) const;
+  absl::Status Run(const std::function<grpc::Status(const std::shared_ptr<grpc::Channel>&,
+                                                    grpc::ClientContext*)>& call) const;
 
   bool json() const { return json_; }
 
@@ -74,7 +78,8 @@ std::string Json(const google::protobuf::Message& message);
 std::string When(int64_t seconds);
 
 // Mints an access token with the Ed25519 private key in `key_file`.
-absl::StatusOr<std::string> MintToken(const std::string& key_file, const std::vector<std::string>& roles,
+absl::StatusOr<std::string> MintToken(const std::string& key_file,
+                                      const std::vector<std::string>& roles,
                                       const std::string& tenant, const std::string& subject,
                                       const std::string& issuer, int64_t ttl_seconds);
 

@@ -8,20 +8,22 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "services/tenant/token_keys.h"
 #include "tools/mailctl/command.h"
 #include "tools/mailctl/tenant_client.h"
-#include "services/tenant/token_keys.h"
 
 namespace mailgrid::mailctl {
 namespace {
 
 absl::Status RunToken(const Invocation& inv) {
-  if (inv.args.empty() || inv.args[0] != "mint") return absl::InvalidArgumentError("usage: mailctl token mint ...");
+  if (inv.args.empty() || inv.args[0] != "mint")
+    return absl::InvalidArgumentError("usage: mailctl token mint ...");
   auto args = ParseArgs(std::vector<std::string>(inv.args.begin() + 1, inv.args.end()));
   if (!args.ok()) return args.status();
   const char* env_key = std::getenv("MAILGRID_TOKEN_KEY");
   std::string key = args->Get("key", args->Get("token-key", env_key == nullptr ? "" : env_key));
-  if (key.empty()) return absl::InvalidArgumentError("--key FILE (an Ed25519 private key PEM) is required");
+  if (key.empty())
+    return absl::InvalidArgumentError("--key FILE (an Ed25519 private key PEM) is required");
   auto role = args->Required("role");
   if (!role.ok()) return role.status();
   absl::Duration ttl = absl::Hours(1);
@@ -29,8 +31,9 @@ absl::Status RunToken(const Invocation& inv) {
     return absl::InvalidArgumentError("--ttl: not a duration (like 1h, 30m)");
   }
   std::vector<std::string> roles = absl::StrSplit(*role, ',', absl::SkipEmpty());
-  auto token = MintToken(key, roles, args->Get("tenant"), args->Get("subject", "mailctl"),
-                         args->Get("issuer", tenant::kDefaultTokenIssuer), absl::ToInt64Seconds(ttl));
+  auto token =
+      MintToken(key, roles, args->Get("tenant"), args->Get("subject", "mailctl"),
+                args->Get("issuer", tenant::kDefaultTokenIssuer), absl::ToInt64Seconds(ttl));
   if (!token.ok()) return token.status();
   if (inv.json || args->flags.count("json")) {
     *inv.out << "{\"token\":\"" << *token << "\"}\n";
@@ -42,7 +45,8 @@ absl::Status RunToken(const Invocation& inv) {
 
 const bool kRegistered = RegisterCommand(
     {"token", "mint an access token with a local signing key (local clusters and tests)",
-     "mailctl token mint --key FILE --role platform_operator|platform_reviewer|tenant_admin|service[,...]\n"
+     "mailctl token mint --key FILE --role "
+     "platform_operator|platform_reviewer|tenant_admin|service[,...]\n"
      "                  [--tenant TENANT_ID] [--subject NAME] [--ttl 1h] [--issuer mailgrid]",
      RunToken});
 

@@ -1,6 +1,7 @@
 // replicad: one replica of a replicated key-value group as a daemon, on the
 // common bootstrap (rpc::RunService). It serves KvService and RaftService
-// on --listen. It is what the real-process tests and the benchmark run, and
+// on --listen; gRPC health is SERVING once the replica is ready (a leader
+// is known and this replica has caught up). It is what the real-process tests and the benchmark run, and
 // the template tenantd / identityd / mailstored follow: their main.cc adds
 // AddRaftFlags and serves ReplicaServer::Services() beside their own.
 //
@@ -23,6 +24,7 @@ class ReplicaApp : public mailgrid::rpc::ServiceApp {
   explicit ReplicaApp(std::unique_ptr<ReplicaServer> server) : server_(std::move(server)) {}
   std::vector<grpc::Service*> Services() override { return server_->Services(); }
   absl::Status Start(const mailgrid::rpc::RunContext&) override { return server_->Start(); }
+  bool Ready(std::string* reason) override { return server_->replica().Ready(reason); }
   void Drain() override { server_->Drain(); }
   void Stop() override { server_->Stop(); }
 

@@ -1,0 +1,285 @@
+// raft_bench: one write workload, three targets, for issue 3's "Speed".
+//
+//   raft_bench replicated --addresses A,B,C [common flags]
+//       writes through replica::KvClient to a replicad group (follows the
+//       leader, idempotent request ids: exactly what a service does).
+//   raft_bench rocksdb --dir D [common flags]
+//       the same puts on ONE plain RocksDB, WriteOptions.sync = true, all
+//       writers on one DB so RocksDB's own group commit applies: the
+//       single-node synced baseline.
+//   raft_bench etcd --addresses A[,B,...] [common flags]
+//       the same puts as etcd v3 KV.Put over gRPC (etcd_proto/); writers are
+//       spread over the given endpoints (give only the leader to spare etcd
+//       the follower forwarding hop).
+//
+// Common flags: --clients N (concurrent writer threads), --seconds S
+// (measured), --warmup 1s (run but not measured), --value-bytes 100,
+// --timeout 10s (per write), --client-per-writer (one KvClient / channel per
+// writer instead of one shared by all, which is what a service does).
+//
+// Every writer writes unique keys bench/<run>/<writer>/<i>. A write counts
+// when it completes inside the measured window; its latency is the client's
+// view (call to answer). Output, one line on stdout:
+//   result mode=.. clients=.. seconds=.. writes=.. writes_per_sec=..
+//          p50_ms=.. p99_ms=.. p999_ms=.. max_ms=.. errors=..
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "etcd_proto/etcdserverpb/kv_put.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "libs/base/config.h"
+#include "libs/replica/kv_client.h"
+#include "rocksdb/db.h"
+#include "rocksdb/options.h"
+
+namespace {
+
+namespace kv1 = mailgrid::kv::v1;
+using mailgrid::replica::KvClient;
+
+struct Options {
+  std::string addresses;
+  std::string dir;
+  int clients = 1;
+  absl::Duration seconds = absl::Seconds(10);
+  absl::Duration warmup = absl::Seconds(1);
+  int value_bytes = 100;
+  absl::Duration timeout = absl::Seconds(10);
+  bool client_per_writer = false;
+  std::string run;
+};
+
+// One writer's put; each writer thread gets its own (it may close over a
+// shared client).
+using PutFn = std::function<absl::Status(const std::string& key, const std::string& value)>;
+using PutFactory = std::function<absl::StatusOr<PutFn>(int writer)>;
+
+struct Result {
+  int64_t writes = 0;
+  int64_t errors = 0;
+  std::string first_error;
+  std::vector<double> latencies_ms;
+};
+
+double Percentile(const std::vector<double>& sorted, double p) {
+  if (sorted.empty()) return 0;
+  size_t rank = static_cast<size_t>(p * static_cast<double>(sorted.size()) + 0.999999);
+  return sorted[std::clamp<size_t>(rank, 1, sorted.size()) - 1];
+}
+
+// Runs o.clients writer threads for warmup + seconds; counts what completes
+// inside the measured window.
+absl::StatusOr<Result> RunWriters(const Options& o, const PutFactory& factory) {
+  std::vector<PutFn> puts;
+  for (int w = 0; w < o.clients; ++w) {
+    absl::StatusOr<PutFn> put = factory(w);
+    if (!put.ok()) return put.status();
+    puts.push_back(*std::move(put));
+  }
+  const std::string value(static_cast<size_t>(o.value_bytes), 'v');
+  const absl::Time start = absl::Now();
+  const absl::Time measure_from = start + o.warmup;
+  const absl::Time measure_to = measure_from + o.seconds;
+  std::mutex mu;
+  Result total;
+  auto writer = [&](int w) {
+    Result mine;
+    for (int64_t i = 0;; ++i) {
+      const std::string key = absl::StrFormat("bench/%s/%03d/%09d", o.run, w, i);
+      const absl::Time t0 = absl::Now();
+      absl::Status s = puts[w](key, value);
+      const absl::Time t1 = absl::Now();
+      if (t1 > measure_to) break;
+      if (t1 < measure_from) continue;
+      if (s.ok()) {
+        ++mine.writes;
+        mine.latencies_ms.push_back(absl::ToDoubleMilliseconds(t1 - t0));
+      } else {
+        if (mine.errors++ == 0) mine.first_error = s.ToString();
+        absl::SleepFor(absl::Milliseconds(10));  // do not spin on a down target
+      }
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    total.writes += mine.writes;
+    total.errors += mine.errors;
+    if (total.first_error.empty()) total.first_error = mine.first_error;
+    total.latencies_ms.insert(total.latencies_ms.end(), mine.latencies_ms.begin(),
+                              mine.latencies_ms.end());
+  };
+  std::vector<std::thread> threads;
+  for (int w = 0; w < o.clients; ++w) threads.emplace_back(writer, w);
+  for (auto& t : threads) t.join();
+  std::sort(total.latencies_ms.begin(), total.latencies_ms.end());
+  return total;
+}
+
+// --- targets ---------------------------------------------------------------
+
+absl::StatusOr<PutFactory> ReplicatedTarget(const Options& o) {
+  auto addresses = mailgrid::replica::ParseAddressList(o.addresses);
+  if (!addresses.ok()) return addresses.status();
+  auto make_client = [o, addresses = *addresses]() -> absl::StatusOr<std::shared_ptr<KvClient>> {
+    mailgrid::replica::KvClientOptions co;
+    co.addresses = addresses;
+    co.timeout = o.timeout;
+    auto client = KvClient::Create(co);
+    if (!client.ok()) return client.status();
+    return std::shared_ptr<KvClient>(std::move(*client));
+  };
+  std::shared_ptr<KvClient> shared;
+  if (!o.client_per_writer) {
+    auto client = make_client();
+    if (!client.ok()) return client.status();
+    shared = *client;
+  }
+  return PutFactory([o, shared, make_client](int) -> absl::StatusOr<PutFn> {
+    std::shared_ptr<KvClient> client = shared;
+    if (client == nullptr) {
+      auto made = make_client();
+      if (!made.ok()) return made.status();
+      client = *made;
+    }
+    return PutFn([o, client](const std::string& key, const std::string& value) -> absl::Status {
+      kv1::WriteRequest req;
+      kv1::Put* put = req.add_ops()->mutable_put();
+      put->set_key(key);
+      put->set_value(value);
+      absl::StatusOr<kv1::WriteResponse> r = client->Write(std::move(req), o.timeout);
+      if (!r.ok()) return r.status();
+      if (!r->has_ok()) return absl::InternalError("write not applied: " + r->ShortDebugString());
+      return absl::OkStatus();
+    });
+  });
+}
+
+absl::StatusOr<PutFactory> RocksDbTarget(const Options& o, std::unique_ptr<rocksdb::DB>* db_out) {
+  if (o.dir.empty()) return absl::InvalidArgumentError("rocksdb needs --dir");
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  rocksdb::DB* db = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, o.dir, &db);
+  if (!s.ok()) return absl::InternalError("rocksdb open " + o.dir + ": " + s.ToString());
+  db_out->reset(db);
+  return PutFactory([db](int) -> absl::StatusOr<PutFn> {
+    return PutFn([db](const std::string& key, const std::string& value) -> absl::Status {
+      rocksdb::WriteOptions wo;
+      wo.sync = true;
+      rocksdb::Status s = db->Put(wo, key, value);
+      if (!s.ok()) return absl::InternalError(s.ToString());
+      return absl::OkStatus();
+    });
+  });
+}
+
+absl::StatusOr<PutFactory> EtcdTarget(const Options& o) {
+  auto addresses = mailgrid::replica::ParseAddressList(o.addresses);
+  if (!addresses.ok()) return addresses.status();
+  auto make_stub = [](const std::string& address) {
+    grpc::ChannelArguments args;
+    // Without this, channels to one address share one connection.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    return std::shared_ptr<etcdserverpb::KV::Stub>(etcdserverpb::KV::NewStub(
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args)));
+  };
+  std::vector<std::shared_ptr<etcdserverpb::KV::Stub>> shared;
+  for (const std::string& a : *addresses) shared.push_back(make_stub(a));
+  return PutFactory([o, shared, addresses = *addresses, make_stub](int w) -> absl::StatusOr<PutFn> {
+    const size_t pick = static_cast<size_t>(w) % addresses.size();
+    std::shared_ptr<etcdserverpb::KV::Stub> stub =
+        o.client_per_writer ? make_stub(addresses[pick]) : shared[pick];
+    return PutFn([o, stub](const std::string& key, const std::string& value) -> absl::Status {
+      etcdserverpb::PutRequest req;
+      req.set_key(key);
+      req.set_value(value);
+      etcdserverpb::PutResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + o.timeout));
+      grpc::Status s = stub->Put(&ctx, req, &resp);
+      if (!s.ok()) {
+        return absl::Status(static_cast<absl::StatusCode>(s.error_code()), s.error_message());
+      }
+      return absl::OkStatus();
+    });
+  });
+}
+
+void Print(const std::string& mode, const Options& o, const Result& r) {
+  const double seconds = absl::ToDoubleSeconds(o.seconds);
+  std::printf(
+      "result mode=%s clients=%d seconds=%.2f writes=%lld writes_per_sec=%.1f p50_ms=%.3f "
+      "p99_ms=%.3f p999_ms=%.3f max_ms=%.3f errors=%lld\n",
+      mode.c_str(), o.clients, seconds, static_cast<long long>(r.writes), r.writes / seconds,
+      Percentile(r.latencies_ms, 0.50), Percentile(r.latencies_ms, 0.99),
+      Percentile(r.latencies_ms, 0.999), r.latencies_ms.empty() ? 0.0 : r.latencies_ms.back(),
+      static_cast<long long>(r.errors));
+  std::fflush(stdout);
+  if (r.errors > 0) std::fprintf(stderr, "first error: %s\n", r.first_error.c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  o.run = absl::StrCat(absl::ToUnixMicros(absl::Now()));
+  mailgrid::config::Flags flags("raft_bench");
+  flags.String("addresses", &o.addresses, "replicated/etcd: host:port,... of the group");
+  flags.String("dir", &o.dir, "rocksdb: the database directory (created)");
+  flags.Int("clients", &o.clients, "concurrent writer threads");
+  flags.Duration("seconds", &o.seconds, "measured duration (10s; a bare number is seconds)");
+  flags.Duration("warmup", &o.warmup, "run before measuring");
+  flags.Int("value-bytes", &o.value_bytes, "bytes per value");
+  flags.Duration("timeout", &o.timeout, "deadline of each write");
+  flags.Bool("client-per-writer", &o.client_per_writer,
+             "one client/channel per writer instead of one shared (what a service does)");
+  flags.String("run", &o.run, "tag in the keys (default: the start time)");
+  // Accept "--seconds 10" as well as "--seconds 10s".
+  std::vector<std::string> args(argv, argv + argc);
+  for (size_t i = 1; i + 1 < args.size(); ++i) {
+    if ((args[i] == "--seconds" || args[i] == "--warmup") &&
+        args[i + 1].find_first_not_of("0123456789.") == std::string::npos) {
+      args[i + 1] += "s";
+    }
+  }
+  std::vector<const char*> cargs;
+  for (const std::string& a : args) cargs.push_back(a.c_str());
+  absl::Status parsed = flags.Parse(static_cast<int>(cargs.size()), cargs.data());
+  if (!parsed.ok() || flags.help_requested() || flags.Positional().size() != 1 ||
+      o.clients < 1 || o.value_bytes < 0) {
+    std::cerr << (parsed.ok() ? "usage: raft_bench replicated|rocksdb|etcd [flags]"
+                              : parsed.ToString())
+              << "\n"
+              << flags.Usage();
+    return 2;
+  }
+  const std::string mode = flags.Positional()[0];
+  std::unique_ptr<rocksdb::DB> db;
+  absl::StatusOr<PutFactory> factory = absl::InvalidArgumentError("unknown mode " + mode);
+  if (mode == "replicated") factory = ReplicatedTarget(o);
+  if (mode == "rocksdb") factory = RocksDbTarget(o, &db);
+  if (mode == "etcd") factory = EtcdTarget(o);
+  if (!factory.ok()) {
+    std::cerr << factory.status() << "\n";
+    return 2;
+  }
+  absl::StatusOr<Result> result = RunWriters(o, *factory);
+  if (!result.ok()) {
+    std::cerr << result.status() << "\n";
+    return 1;
+  }
+  Print(mode, o, *result);
+  return result->writes > 0 ? 0 : 1;
+}
