@@ -257,8 +257,8 @@ int main(int argc, char** argv) {
   std::vector<const char*> cargs;
   for (const std::string& a : args) cargs.push_back(a.c_str());
   absl::Status parsed = flags.Parse(static_cast<int>(cargs.size()), cargs.data());
-  if (!parsed.ok() || flags.help_requested() || flags.Positional().size() != 1 ||
-      o.clients < 1 || o.value_bytes < 0) {
+  if (!parsed.ok() || flags.help_requested() || flags.Positional().size() != 1 || o.clients < 1 ||
+      o.value_bytes < 0) {
     std::cerr << (parsed.ok() ? "usage: raft_bench replicated|rocksdb|etcd [flags]"
                               : parsed.ToString())
               << "\n"
