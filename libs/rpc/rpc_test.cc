@@ -2,6 +2,9 @@
 // service gets from it: health, reflection, RED metrics scraped over HTTP,
 // retries of idempotent calls only, and graceful shutdown.
 #include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <thread>
@@ -246,6 +249,79 @@ TEST(RpcServerTest, BadOptionsFailAtStart) {
   auto second = Server::Start(clash, {});
   ASSERT_FALSE(second.ok());
   EXPECT_NE(second.status().message().find("port in use"), std::string::npos) << second.status();
+}
+
+// Makes a CA and a certificate it signs for 127.0.0.1/localhost (usable as
+// server and client certificate) with the openssl CLI, as an operator would.
+struct TestPki {
+  std::string dir, ca, cert, key, other_ca;
+  TestPki() {
+    dir = ::testing::TempDir() + "/rpc_test_pki";
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    ca = dir + "/ca.pem";
+    cert = dir + "/cert.pem";
+    key = dir + "/key.pem";
+    other_ca = dir + "/other_ca.pem";
+    std::ofstream(dir + "/ext") << "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                                   "extendedKeyUsage=serverAuth,clientAuth\n";
+    Run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " + dir +
+        "/ca.key -out " + ca + " -days 2 -subj /CN=test-ca");
+    Run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " + dir +
+        "/other.key -out " + other_ca + " -days 2 -subj /CN=other-ca");
+    Run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " + key + " -out " + dir +
+        "/cert.csr -subj /CN=localhost");
+    Run("openssl x509 -req -in " + dir + "/cert.csr -CA " + ca + " -CAkey " + dir + "/ca.key -CAcreateserial -out " +
+        cert + " -days 2 -extfile " + dir + "/ext");
+  }
+  static void Run(const std::string& cmd) {
+    ASSERT_EQ(std::system((cmd + " >/dev/null 2>&1").c_str()), 0) << cmd;
+  }
+};
+
+grpc::Status CallEcho(const ClientOptions& co) {
+  auto channel = MakeChannel(co);
+  if (!channel.ok()) return ToGrpc(channel.status());
+  auto stub = EchoService::NewStub(*channel);
+  EchoRequest req;
+  req.set_text("over tls");
+  EchoResponse resp;
+  auto ctx = ContextWithDeadline(absl::Seconds(10));
+  return stub->EchoOnce(ctx.get(), req, &resp);
+}
+
+TEST(RpcTlsTest, MutualTlsAcceptsOnlyClientsWithACertificateFromTheCa) {
+  TestPki pki;
+  EchoImpl impl;
+  ServerOptions so;
+  so.tls_cert_file = pki.cert;
+  so.tls_key_file = pki.key;
+  so.tls_client_ca_file = pki.ca;
+  auto server = Server::Start(so, {&impl});
+  ASSERT_TRUE(server.ok()) << server.status();
+
+  ClientOptions good;
+  good.target = (*server)->address();
+  good.tls_ca_file = pki.ca;
+  good.tls_cert_file = pki.cert;
+  good.tls_key_file = pki.key;
+  grpc::Status ok = CallEcho(good);
+  EXPECT_TRUE(ok.ok()) << ok.error_message();
+
+  ClientOptions no_cert = good;
+  no_cert.tls_cert_file.clear();
+  no_cert.tls_key_file.clear();
+  EXPECT_FALSE(CallEcho(no_cert).ok());
+
+  ClientOptions plain = good;
+  plain.tls_ca_file.clear();
+  plain.tls_cert_file.clear();
+  plain.tls_key_file.clear();
+  EXPECT_FALSE(CallEcho(plain).ok());
+
+  ClientOptions wrong_ca = good;  // the server's certificate is not from this CA
+  wrong_ca.tls_ca_file = pki.other_ca;
+  EXPECT_FALSE(CallEcho(wrong_ca).ok());
 }
 
 TEST(RpcStatusTest, RoundTrip) {
