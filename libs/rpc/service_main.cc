@@ -87,9 +87,10 @@ int RunService(const ServiceDef& def, int argc, char** argv) {
   }
   log::Info("started", {{"service", def.name}, {"grpc", (*server)->address()}, {"metrics", (*exposer)->url()}});
 
-  // Health follows readiness until shutdown is requested.
+  // Health follows readiness until shutdown is requested; checked once at
+  // once, so a probe never sees SERVING before the app was asked.
   bool serving = true;
-  while (!shutdown::WaitFor(absl::Milliseconds(200))) {
+  auto follow_readiness = [&] {
     std::string why;
     bool ready = (*app)->Ready(&why);
     if (ready != serving) {
@@ -97,7 +98,9 @@ int RunService(const ServiceDef& def, int argc, char** argv) {
       log::Info(ready ? "ready" : "not ready", {{"reason", why}});
       serving = ready;
     }
-  }
+  };
+  follow_readiness();
+  while (!shutdown::WaitFor(absl::Milliseconds(200))) follow_readiness();
   std::string reason = shutdown::Wait();
   log::Info("draining", {{"reason", reason}, {"timeout", absl::FormatDuration(common.drain_timeout)}});
   (*server)->SetServing(false);

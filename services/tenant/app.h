@@ -28,6 +28,8 @@ class TenantApp final : public rpc::ServiceApp {
 
   std::vector<grpc::Service*> Services() override;
   absl::Status Start(const rpc::RunContext& ctx) override;
+  // SERVING only once this process's replica has a leader and has caught up.
+  bool Ready(std::string* reason) override { return replicated_ == nullptr || replicated_->Ready(reason); }
   void Drain() override;
   void Stop() override;
 

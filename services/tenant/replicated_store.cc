@@ -48,6 +48,7 @@ class Impl final : public ReplicatedStore {
     if (replica_) replica_->Stop();
   }
   bool IsLeader() const override { return replica_->IsLeader(); }
+  bool Ready(std::string* reason) const override { return replica_->Ready(reason); }
 
   std::unique_ptr<replica::Replica> replica_;
   std::unique_ptr<replica::KvServiceImpl> kv_;

@@ -37,6 +37,8 @@ class ReplicatedStore {
   virtual void Stop() = 0;
   // Whether this replica currently leads (the background loop runs there).
   virtual bool IsLeader() const = 0;
+  // Whether the replica can serve: a leader is known and it has caught up.
+  virtual bool Ready(std::string* reason) const = 0;
 };
 
 // Whether this build has libs/replica.
