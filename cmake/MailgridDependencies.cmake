@@ -12,13 +12,18 @@ find_package(OpenSSL REQUIRED)
 # pkg-config prefixes are mg_*: a plain prefix such as "zstd" would set
 # zstd_INCLUDE_DIRS, which RocksDB's own Findzstd.cmake then mistakes for a
 # cached result on the next configure. Targets keep the short names.
-foreach(pair IN ITEMS hiredis:hiredis sodium:libsodium zstd:libzstd cares:libcares oath:liboath qrencode:libqrencode)
+foreach(pair IN ITEMS hiredis:hiredis sodium:libsodium zstd:libzstd cares:libcares oath:liboath
+                      qrencode:libqrencode idn2:libidn2)
   string(REPLACE ":" ";" pair "${pair}")
   list(GET pair 0 short)
   list(GET pair 1 module)
   pkg_check_modules(mg_${short} REQUIRED IMPORTED_TARGET GLOBAL ${module})
   add_library(PkgConfig::${short} ALIAS PkgConfig::mg_${short})
 endforeach()
+# libunistring ships no pkg-config file.
+find_library(UNISTRING_LIBRARY unistring REQUIRED)
+add_library(PkgConfig::unistring UNKNOWN IMPORTED)
+set_target_properties(PkgConfig::unistring PROPERTIES IMPORTED_LOCATION ${UNISTRING_LIBRARY})
 find_path(ASIO_INCLUDE_DIR asio.hpp REQUIRED)
 
 find_program(GRPC_CPP_PLUGIN grpc_cpp_plugin REQUIRED)

@@ -96,11 +96,17 @@ function(mailgrid_fuzzer)
   endif()
 endfunction()
 
-# mailgrid_proto_library(NAME n PROTOS a.proto [GRPC] DEPS other_proto_libs)
-# Generates C++ (and gRPC stubs with GRPC) into build/protos, keeping the
-# import paths rooted at protos/.
+# mailgrid_proto_library(NAME n PROTOS a.proto [GRPC] [ROOT dir] DEPS other_proto_libs)
+# Generates C++ (and gRPC stubs with GRPC) into build/protos. Each file is
+# named by its path relative to ROOT (default protos/), which is also its
+# generated header's include path; protos/ is always on the import path.
+# An internal proto kept beside its service uses ROOT ${PROJECT_SOURCE_DIR}
+# (services/tenant/x.proto -> #include "services/tenant/x.pb.h").
 function(mailgrid_proto_library)
-  cmake_parse_arguments(A "GRPC" "NAME" "PROTOS;DEPS" ${ARGN})
+  cmake_parse_arguments(A "GRPC" "NAME;ROOT" "PROTOS;DEPS" ${ARGN})
+  if(NOT A_ROOT)
+    set(A_ROOT ${PROJECT_SOURCE_DIR}/protos)
+  endif()
   set(t mailgrid_${A_NAME})
   add_library(${t} STATIC)
   set(abs_protos "")
@@ -111,21 +117,21 @@ function(mailgrid_proto_library)
   target_sources(${t} PRIVATE ${abs_protos})
   # protobuf_generate derives each output's sub-directory from the include
   # path that contains the .proto, and CMAKE_CURRENT_SOURCE_DIR is always on
-  # that path; pointing it (in this function's scope only) at protos/ makes
+  # that path; pointing it (in this function's scope only) at ROOT makes
   # mailgrid/tenant/v1/x.proto generate mailgrid/tenant/v1/x.pb.h.
-  set(CMAKE_CURRENT_SOURCE_DIR ${PROJECT_SOURCE_DIR}/protos)
+  set(CMAKE_CURRENT_SOURCE_DIR ${A_ROOT})
   set(out ${PROJECT_BINARY_DIR}/protos)
   file(MAKE_DIRECTORY ${out})
   target_include_directories(${t} SYSTEM PUBLIC ${out})
   target_link_libraries(${t} PUBLIC protobuf::libprotobuf ${A_DEPS})
   protobuf_generate(TARGET ${t} LANGUAGE cpp
-    IMPORT_DIRS ${PROJECT_SOURCE_DIR}/protos PROTOC_OUT_DIR ${out})
+    IMPORT_DIRS ${A_ROOT} ${PROJECT_SOURCE_DIR}/protos PROTOC_OUT_DIR ${out})
   if(A_GRPC)
     target_link_libraries(${t} PUBLIC gRPC::grpc++)
     protobuf_generate(TARGET ${t} LANGUAGE grpc
       GENERATE_EXTENSIONS .grpc.pb.h .grpc.pb.cc
       PLUGIN "protoc-gen-grpc=${GRPC_CPP_PLUGIN}"
-      IMPORT_DIRS ${PROJECT_SOURCE_DIR}/protos PROTOC_OUT_DIR ${out})
+      IMPORT_DIRS ${A_ROOT} ${PROJECT_SOURCE_DIR}/protos PROTOC_OUT_DIR ${out})
   endif()
   add_library(mailgrid::${A_NAME} ALIAS ${t})
 endfunction()

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "libs/testing/transcript.h"
 #include "libs/imap/transcript_driver.h"
 
 namespace mailgrid::imap {
@@ -39,50 +40,8 @@ fs::path TranscriptDir() {
   return fs::path(src ? src : MAILGRID_SOURCE_DIR_DEFAULT) / "libs/imap/testdata/transcripts";
 }
 
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::string Unescape(std::string_view s, bool* no_crlf) {
-  std::string out;
-  *no_crlf = false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '\\' || i + 1 == s.size()) {
-      out.push_back(s[i]);
-      continue;
-    }
-    const char c = s[++i];
-    switch (c) {
-      case 'r':
-        out.push_back('\r');
-        break;
-      case 'n':
-        out.push_back('\n');
-        break;
-      case 't':
-        out.push_back('\t');
-        break;
-      case '0':
-        out.push_back('\0');
-        break;
-      case 'c':
-        *no_crlf = true;
-        break;
-      case 'x':
-        out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
-        i += 2;
-        break;
-      default:
-        // Keep unknown escapes verbatim: IMAP itself uses \" and \\.
-        out.push_back('\\');
-        out.push_back(c);
-        break;
-    }
-  }
-  return out;
+  return mailgrid::testing::UnescapeTranscript(s, no_crlf, mailgrid::testing::UnknownEscape::kKeep);
 }
 
 // A script: segments of bytes with directives between them.
@@ -243,26 +202,26 @@ std::vector<std::string> ListTranscripts() {
   return names;
 }
 
-class TranscriptTest : public testing::TestWithParam<std::string> {};
+class TranscriptTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TranscriptTest, MatchesGolden) {
   const fs::path in = TranscriptDir() / (GetParam() + ".in");
   const fs::path ref = TranscriptDir() / (GetParam() + ".ref");
-  const Script script = ParseScript(ReadFile(in));
+  const Script script = ParseScript(mailgrid::testing::ReadFile(in));
   const std::string whole = Play(script, 0);
   if (std::getenv("MAILGRID_UPDATE_GOLDEN") != nullptr) {
     std::ofstream(ref, std::ios::binary) << whole;
   }
   ASSERT_TRUE(fs::exists(ref)) << ref << " missing; run with MAILGRID_UPDATE_GOLDEN=1";
-  EXPECT_EQ(whole, ReadFile(ref)) << "fed whole";
+  EXPECT_EQ(whole, testing::ReadFile(ref)) << "fed whole";
   EXPECT_EQ(Play(script, 1), whole) << "fed byte by byte";
   for (int seed = 2; seed <= 4; ++seed) {
     EXPECT_EQ(Play(script, seed), whole) << "fed in random pieces, seed " << seed;
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, TranscriptTest, testing::ValuesIn(ListTranscripts()),
-                         [](const testing::TestParamInfo<std::string>& i) {
+INSTANTIATE_TEST_SUITE_P(Golden, TranscriptTest, ::testing::ValuesIn(ListTranscripts()),
+                         [](const ::testing::TestParamInfo<std::string>& i) {
                            std::string n = i.param;
                            for (char& c : n) {
                              if (!isalnum(static_cast<unsigned char>(c))) c = '_';

@@ -4,20 +4,10 @@
 #include <string>
 
 #include "libs/metrics/metrics.h"
+#include "libs/rpc/status.h"
 
 namespace mailgrid::rpc {
 namespace {
-
-// grpc::StatusCode as the upper-case names gRPC documents (OK, NOT_FOUND...).
-const char* CodeName(grpc::StatusCode code) {
-  static const char* const kNames[] = {"OK",        "CANCELLED",          "UNKNOWN",        "INVALID_ARGUMENT",
-                                       "DEADLINE_EXCEEDED", "NOT_FOUND",    "ALREADY_EXISTS", "PERMISSION_DENIED",
-                                       "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-                                       "UNIMPLEMENTED", "INTERNAL",         "UNAVAILABLE",    "DATA_LOSS",
-                                       "UNAUTHENTICATED"};
-  int i = static_cast<int>(code);
-  return i >= 0 && i < 17 ? kNames[i] : "UNKNOWN";
-}
 
 // "/mailgrid.tenant.v1.TenantService/GetTenant" -> service and method.
 void SplitMethod(const char* full, std::string* service, std::string* method) {

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "libs/testing/transcript.h"
 #include "libs/smtp/session.h"
 
 namespace mailgrid::smtp {
@@ -31,50 +32,8 @@ namespace fs = std::filesystem;
 
 fs::path TranscriptDir() { return fs::path(MAILGRID_SMTP_TRANSCRIPTS); }
 
-std::string ReadFile(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-// C escapes of the .in format; `*no_crlf` is set by a trailing \c.
 std::string Unescape(std::string_view s, bool* no_crlf) {
-  std::string out;
-  *no_crlf = false;
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] != '\\' || i + 1 == s.size()) {
-      out.push_back(s[i]);
-      continue;
-    }
-    char c = s[++i];
-    switch (c) {
-      case 'r':
-        out.push_back('\r');
-        break;
-      case 'n':
-        out.push_back('\n');
-        break;
-      case 't':
-        out.push_back('\t');
-        break;
-      case '0':
-        out.push_back('\0');
-        break;
-      case 'c':
-        *no_crlf = true;
-        break;
-      case 'x': {
-        out.push_back(static_cast<char>(std::stoi(std::string(s.substr(i + 1, 2)), nullptr, 16)));
-        i += 2;
-        break;
-      }
-      default:
-        out.push_back(c);
-        break;
-    }
-  }
-  return out;
+  return mailgrid::testing::UnescapeTranscript(s, no_crlf, mailgrid::testing::UnknownEscape::kDropBackslash);
 }
 
 // Output for the .ref file: each CRLF becomes a newline; any other control
@@ -365,12 +324,12 @@ std::vector<std::string> ListTranscripts() {
   return names;
 }
 
-class TranscriptTest : public testing::TestWithParam<std::string> {};
+class TranscriptTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TranscriptTest, MatchesGolden) {
   fs::path in = TranscriptDir() / (GetParam() + ".in");
   fs::path ref = TranscriptDir() / (GetParam() + ".ref");
-  Script script = ParseScript(ReadFile(in));
+  Script script = ParseScript(mailgrid::testing::ReadFile(in));
   ASSERT_TRUE(ValidateConfig(script.config).ok());
   RunResult whole = RunScript(script, false);
 
@@ -379,7 +338,7 @@ TEST_P(TranscriptTest, MatchesGolden) {
     std::ofstream(ref, std::ios::binary) << whole.output;
   }
   ASSERT_TRUE(fs::exists(ref)) << ref << " missing; run with MAILGRID_UPDATE_GOLDEN=1";
-  EXPECT_EQ(whole.output, ReadFile(ref));
+  EXPECT_EQ(whole.output, testing::ReadFile(ref));
   EXPECT_EQ(whole.messages, script.expected_messages)
       << "accepted messages differ from the #expect-message lines";
 
@@ -390,8 +349,8 @@ TEST_P(TranscriptTest, MatchesGolden) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Golden, TranscriptTest, testing::ValuesIn(ListTranscripts()),
-                         [](const testing::TestParamInfo<std::string>& info) {
+INSTANTIATE_TEST_SUITE_P(Golden, TranscriptTest, ::testing::ValuesIn(ListTranscripts()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
                            return info.param;
                          });
 

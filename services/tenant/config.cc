@@ -13,7 +13,6 @@
 namespace mailgrid::tenant {
 
 void AddFlags(config::Flags& f, Options& o) {
-  o.store = ReplicationAvailable() ? "replicated" : "local";
   f.String("store", &o.store,
            "where tenantd keeps its data: replicated (a Raft replica in --data-dir, peers "
            "--raft-peers) or local "

@@ -18,8 +18,8 @@ struct MxHost {
 };
 
 struct Options {
-  // Storage: "replicated" (libs/replica; the default when built in) or "local".
-  std::string store = "local";
+  // Storage: "replicated" (this process hosts a libs/replica replica) or "local".
+  std::string store = "replicated";
   int raft_id = 0;
   std::string raft_peers;  // "1=host:port,2=host:port,3=host:port"
   bool raft_join = false;

@@ -74,8 +74,6 @@ absl::StatusOr<std::map<raft::NodeId, std::string>> ParsePeers(const std::string
 
 }  // namespace
 
-bool ReplicationAvailable() { return true; }
-
 absl::StatusOr<std::unique_ptr<ReplicatedStore>> ReplicatedStore::Open(
     const rpc::CommonConfig& common, const Options& o,
     std::shared_ptr<prometheus::Registry> registry) {

@@ -41,7 +41,4 @@ class ReplicatedStore {
   virtual bool Ready(std::string* reason) const = 0;
 };
 
-// Whether this build has libs/replica.
-bool ReplicationAvailable();
-
 }  // namespace mailgrid::tenant

@@ -11,6 +11,7 @@
 #include "google/protobuf/util/json_util.h"
 #include "libs/auth/token.h"
 #include "libs/rpc/client.h"
+#include "libs/rpc/status.h"
 #include "mailgrid/common/v1/common.pb.h"
 #include "services/tenant/token_keys.h"
 
@@ -152,26 +153,7 @@ absl::Status TenantdClient::Run(
 
 absl::Status FromRpc(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  static const char* const kNames[] = {"OK",
-                                       "CANCELLED",
-                                       "UNKNOWN",
-                                       "INVALID_ARGUMENT",
-                                       "DEADLINE_EXCEEDED",
-                                       "NOT_FOUND",
-                                       "ALREADY_EXISTS",
-                                       "PERMISSION_DENIED",
-                                       "RESOURCE_EXHAUSTED",
-                                       "FAILED_PRECONDITION",
-                                       "ABORTED",
-                                       "OUT_OF_RANGE",
-                                       "UNIMPLEMENTED",
-                                       "INTERNAL",
-                                       "UNAVAILABLE",
-                                       "DATA_LOSS",
-                                       "UNAUTHENTICATED"};
-  int code = status.error_code();
-  std::string line =
-      absl::StrCat(code >= 0 && code <= 16 ? kNames[code] : "ERROR", ": ", status.error_message());
+  std::string line = absl::StrCat(rpc::CodeName(status.error_code()), ": ", status.error_message());
   common::v1::RpcStatus details;
   if (!status.error_details().empty() && details.ParseFromString(status.error_details())) {
     for (const auto& any : details.details()) {
@@ -183,7 +165,7 @@ absl::Status FromRpc(const grpc::Status& status) {
       }
     }
   }
-  return absl::Status(static_cast<absl::StatusCode>(code), line);
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()), line);
 }
 
 std::string Json(const google::protobuf::Message& message) {
