@@ -7,37 +7,13 @@
 #include "absl/strings/str_split.h"
 #include "libs/base/log.h"
 #include "libs/base/status.h"
-#include "libs/replica/kv_client.h"
+#include "libs/replica/client_store.h"
 #include "libs/replica/kv_service.h"
 #include "libs/replica/raft_service.h"
 #include "libs/replica/replica.h"
 
 namespace mailgrid::tenant {
 namespace {
-
-// store::Store over KvClient: the deadline becomes the call's timeout.
-class KvClientStore final : public store::Store {
- public:
-  explicit KvClientStore(std::unique_ptr<replica::KvClient> client) : client_(std::move(client)) {}
-  absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& r,
-                                          absl::Time deadline) override {
-    return client_->Get(r, Left(deadline));
-  }
-  absl::StatusOr<kv::v1::ScanResponse> Scan(const kv::v1::ScanRequest& r,
-                                            absl::Time deadline) override {
-    return client_->Scan(r, Left(deadline));
-  }
-  absl::StatusOr<kv::v1::WriteResponse> Write(const kv::v1::WriteRequest& r,
-                                              absl::Time deadline) override {
-    return client_->Write(r, Left(deadline));
-  }
-
- private:
-  static absl::Duration Left(absl::Time deadline) {
-    return std::max(deadline - absl::Now(), absl::Milliseconds(1));
-  }
-  std::unique_ptr<replica::KvClient> client_;
-};
 
 class Impl final : public ReplicatedStore {
  public:
@@ -106,10 +82,7 @@ absl::StatusOr<std::unique_ptr<ReplicatedStore>> ReplicatedStore::Open(
   impl->raft_ = std::make_unique<replica::RaftServiceImpl>(impl->replica_.get());
   std::vector<std::string> addresses;
   for (const auto& [id, address] : ro.peers) addresses.push_back(address);
-  replica::KvClientOptions co;
-  co.addresses = addresses;
-  ASSIGN_OR_RETURN(auto client, replica::KvClient::Create(co));
-  impl->store_ = std::make_unique<KvClientStore>(std::move(client));
+  ASSIGN_OR_RETURN(impl->store_, replica::ClientStore::Connect(addresses));
   log::Info("store is REPLICATED", {{"raft_id", static_cast<unsigned long long>(ro.id)},
                                     {"peers", absl::StrJoin(addresses, ",")},
                                     {"dir", ro.data_dir}});
