@@ -8,7 +8,7 @@
 #include "libs/base/log.h"
 #include "libs/base/status.h"
 #include "libs/store/local_store.h"
-#include "services/tenant/token_keys.h"
+#include "libs/auth/key_id.h"
 
 namespace mailgrid::tenant {
 namespace {
@@ -26,7 +26,7 @@ absl::StatusOr<std::unique_ptr<auth::TokenVerifier>> MakeVerifier(const Options&
   auto verifier = std::make_unique<auth::TokenVerifier>(o.token_issuer);
   for (const std::string& path : o.token_public_keys) {
     ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
-    auto kid = KeyIdOfPublicPem(pem);
+    auto kid = auth::KeyIdOfPublicPem(pem);
     if (!kid.ok())
       return absl::InvalidArgumentError(
           absl::StrCat("--token-public-key ", path, ": ", kid.status().message()));

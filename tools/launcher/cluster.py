@@ -104,10 +104,12 @@ class Cluster:
         env["MAILGRID_PUBLIC_TLS_CERT"] = self.cert
         env["MAILGRID_PUBLIC_TLS_KEY"] = self.key
         env["MAILGRID_TLS_CA"] = self.ca_cert
-        # Access tokens: daemons verify with the public key; the private key
-        # stays with the launcher (mailctl mints operator tokens with it
-        # until identityd signs tokens itself).
+        # Access tokens: daemons verify with the public key; mailctl mints
+        # operator tokens with the private key (ctl_env).
         env["MAILGRID_TOKEN_PUBLIC_KEY"] = self.secrets["token_public"]
+        # Daemons sign their service-internal calls (libs/auth/service_token.h)
+        # and identityd signs user tokens with the cluster's key.
+        env["MAILGRID_TOKEN_SIGNING_KEY"] = self.secrets["token_private"]
         env["MAILGRID_DKIM_MASTER_KEY_FILE"] = self.secrets["dkim_master"]
         env["MAILGRID_CLUSTER_HOSTNAME"] = DEMO_DOMAIN
         env["MAILGRID_MX_HOSTS"] = DEMO_DOMAIN + ":10"

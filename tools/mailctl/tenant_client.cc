@@ -13,7 +13,7 @@
 #include "libs/rpc/client.h"
 #include "libs/rpc/status.h"
 #include "mailgrid/common/v1/common.pb.h"
-#include "services/tenant/token_keys.h"
+#include "libs/auth/key_id.h"
 
 namespace mailgrid::mailctl {
 
@@ -81,7 +81,7 @@ absl::StatusOr<std::string> MintToken(const std::string& key_file,
                                       const std::string& issuer, int64_t ttl_seconds) {
   auto pem = ReadFile(key_file);
   if (!pem.ok()) return pem.status();
-  auto kid = tenant::KeyIdOfPrivatePem(*pem);
+  auto kid = auth::KeyIdOfPrivatePem(*pem);
   if (!kid.ok())
     return absl::InvalidArgumentError(absl::StrCat(key_file, ": ", kid.status().message()));
   auto signer = auth::TokenSigner::FromPrivatePem(*kid, *pem);
@@ -122,7 +122,7 @@ absl::StatusOr<TenantdClient> TenantdClient::Connect(const Invocation& inv, cons
         absl::StrSplit(args.Get("role", "platform_operator"), ',', absl::SkipEmpty());
     auto minted =
         MintToken(key_file, roles, args.Get("token-tenant"), args.Get("subject", "mailctl"),
-                  args.Get("token-issuer", tenant::kDefaultTokenIssuer), 600);
+                  args.Get("token-issuer", auth::kDefaultTokenIssuer), 600);
     if (!minted.ok()) return minted.status();
     c.token_ = *minted;
   }

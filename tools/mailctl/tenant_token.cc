@@ -1,14 +1,14 @@
 // mailctl token mint: an access token for a local cluster, signed with an
 // Ed25519 private key (PEM) whose public key tenantd was given with
 // --token-public-key. For operators and tests until identityd mints real
-// tokens; the key id is derived from the key (services/tenant/token_keys.h).
+// tokens; the key id is derived from the key (libs/auth/key_id.h).
 #include <cstdlib>
 #include <ostream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
-#include "services/tenant/token_keys.h"
+#include "libs/auth/key_id.h"
 #include "tools/mailctl/command.h"
 #include "tools/mailctl/tenant_client.h"
 
@@ -33,7 +33,7 @@ absl::Status RunToken(const Invocation& inv) {
   std::vector<std::string> roles = absl::StrSplit(*role, ',', absl::SkipEmpty());
   auto token =
       MintToken(key, roles, args->Get("tenant"), args->Get("subject", "mailctl"),
-                args->Get("issuer", tenant::kDefaultTokenIssuer), absl::ToInt64Seconds(ttl));
+                args->Get("issuer", auth::kDefaultTokenIssuer), absl::ToInt64Seconds(ttl));
   if (!token.ok()) return token.status();
   if (inv.json || args->flags.count("json")) {
     *inv.out << "{\"token\":\"" << *token << "\"}\n";

@@ -3,8 +3,8 @@
 // the id is derived from the public key itself, "ed25519-" + the first 16
 // hex digits of SHA-256 of its SubjectPublicKeyInfo DER. So a verifier
 // given only PEM files and a signer given only the private key agree on
-// the JWS "kid" with no further configuration. Shared by tenantd and
-// `mailctl token mint`.
+// the JWS "kid" with no further configuration. Shared by every verifier,
+// the service-token source and `mailctl token mint`.
 #pragma once
 
 #include <string>
@@ -12,12 +12,12 @@
 
 #include "absl/status/statusor.h"
 
-namespace mailgrid::tenant {
+namespace mailgrid::auth {
 
 absl::StatusOr<std::string> KeyIdOfPublicPem(std::string_view pem);
 absl::StatusOr<std::string> KeyIdOfPrivatePem(std::string_view pem);
 
-// The issuer tenantd expects by default and mailctl mints with.
+// The issuer every service expects by default and tokens are minted with.
 inline constexpr char kDefaultTokenIssuer[] = "mailgrid";
 
-}  // namespace mailgrid::tenant
+}  // namespace mailgrid::auth

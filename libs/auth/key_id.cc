@@ -1,4 +1,4 @@
-#include "services/tenant/token_keys.h"
+#include "libs/auth/key_id.h"
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -8,7 +8,7 @@
 
 #include "absl/strings/escaping.h"
 
-namespace mailgrid::tenant {
+namespace mailgrid::auth {
 namespace {
 
 struct BioFree {
@@ -50,4 +50,4 @@ absl::StatusOr<std::string> KeyIdOfPrivatePem(std::string_view pem) {
   return IdOf(key.get());
 }
 
-}  // namespace mailgrid::tenant
+}  // namespace mailgrid::auth
