@@ -10,6 +10,8 @@
 #include <thread>
 
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/server_context.h"
 #include "gtest/gtest.h"
@@ -322,6 +324,35 @@ TEST(RpcTlsTest, MutualTlsAcceptsOnlyClientsWithACertificateFromTheCa) {
   ClientOptions wrong_ca = good;  // the server's certificate is not from this CA
   wrong_ca.tls_ca_file = pki.other_ca;
   EXPECT_FALSE(CallEcho(wrong_ca).ok());
+}
+
+// Probes cannot present client certificates: the health-only port answers
+// health in plain text, mirrors the main listener's state, and serves
+// nothing else.
+TEST(RpcTlsTest, HealthOnlyPortServesHealthInPlainTextAndNothingElse) {
+  TestPki pki;
+  EchoImpl impl;
+  ServerOptions so;
+  so.tls_cert_file = pki.cert;
+  so.tls_key_file = pki.key;
+  so.tls_client_ca_file = pki.ca;
+  so.health_listen = "127.0.0.1:0";
+  auto server = Server::Start(so, {&impl});
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_FALSE((*server)->health_address().empty());
+  ASSERT_NE((*server)->health_address(), (*server)->address());
+
+  auto probe = grpc::CreateChannel((*server)->health_address(), grpc::InsecureChannelCredentials());
+  EXPECT_EQ(Health(probe), grpc::health::v1::HealthCheckResponse::SERVING);
+  (*server)->SetServing(false);
+  EXPECT_EQ(Health(probe), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  (*server)->SetServing(true);
+  EXPECT_EQ(Health(probe), grpc::health::v1::HealthCheckResponse::SERVING);
+
+  ClientOptions plain;
+  plain.target = (*server)->health_address();
+  grpc::Status echo = CallEcho(plain);
+  EXPECT_EQ(echo.error_code(), grpc::StatusCode::UNIMPLEMENTED) << echo.error_message();
 }
 
 TEST(RpcStatusTest, RoundTrip) {

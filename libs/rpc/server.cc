@@ -45,6 +45,27 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
   return grpc::SslServerCredentials(ssl);
 }
 
+// The probe port: no services but the default health service (gRPC adds it
+// to every server once EnableDefaultHealthCheckService is on), no TLS.
+absl::StatusOr<std::unique_ptr<grpc::Server>> StartHealthOnly(const std::string& listen,
+                                                              std::string* address) {
+  auto hp = net::ParseHostPort(listen);
+  if (!hp.ok()) return absl::InvalidArgumentError(absl::StrCat("--health-listen: ", hp.status().message()));
+  if (hp->port != 0) {
+    absl::Status free = net::CheckPortFree(*hp);
+    if (!free.ok()) return absl::UnavailableError(absl::StrCat("health listener: ", free.message()));
+  }
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(hp->ToString(), grpc::InsecureServerCredentials(), &port);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr || port == 0)
+    return absl::UnavailableError(absl::StrCat("health listener: cannot listen on ", hp->ToString()));
+  *address = net::HostPort{hp->host, port}.ToString();
+  log::Info("gRPC health-only listener", {{"address", *address}});
+  return server;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& options,
@@ -74,6 +95,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   if (out->server_ == nullptr || out->port_ == 0)
     return absl::UnavailableError(absl::StrCat("gRPC listener: cannot listen on ", hp->ToString()));
   out->address_ = net::HostPort{hp->host, out->port_}.ToString();
+  if (!options.health_listen.empty()) {
+    ASSIGN_OR_RETURN(out->health_server_, StartHealthOnly(options.health_listen, &out->health_address_));
+  }
   out->SetServing(true);
   log::Info("gRPC serving", {{"service", options.service_name}, {"address", out->address_},
                              {"tls", !options.tls_cert_file.empty()}, {"mtls", !options.tls_client_ca_file.empty()}});
@@ -83,9 +107,11 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
 Server::~Server() { Shutdown(absl::ZeroDuration()); }
 
 void Server::SetServing(bool serving) {
-  if (server_ == nullptr) return;
-  auto* health = server_->GetHealthCheckService();
-  if (health != nullptr) health->SetServingStatus(serving);
+  for (grpc::Server* server : {server_.get(), health_server_.get()}) {
+    if (server == nullptr) continue;
+    auto* health = server->GetHealthCheckService();
+    if (health != nullptr) health->SetServingStatus(serving);
+  }
 }
 
 void Server::Shutdown(absl::Duration grace) {
@@ -94,6 +120,11 @@ void Server::Shutdown(absl::Duration grace) {
   SetServing(false);
   server_->Shutdown(std::chrono::system_clock::now() + absl::ToChronoMilliseconds(grace));
   server_->Wait();
+  // The probe port goes last, so probes see NOT_SERVING during the drain.
+  if (health_server_ != nullptr) {
+    health_server_->Shutdown(std::chrono::system_clock::now());
+    health_server_->Wait();
+  }
 }
 
 }  // namespace mailgrid::rpc

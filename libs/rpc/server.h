@@ -25,6 +25,10 @@ struct ServerOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_client_ca_file;
+  // A second, plain-text listener that serves only grpc.health.v1, mirroring
+  // the main one: Kubernetes probes cannot present a client certificate, so
+  // with mTLS on they need a port of their own. Empty: none.
+  std::string health_listen;
   int max_message_bytes = 64 << 20;
   std::shared_ptr<prometheus::Registry> registry;  // nullptr: no RPC metrics
 };
@@ -37,6 +41,8 @@ class Server {
 
   int port() const { return port_; }
   std::string address() const { return address_; }
+  // host:port of the health-only listener ("" when there is none).
+  std::string health_address() const { return health_address_; }
 
   // Health as seen by grpc.health.v1 for "" and every registered service.
   // SetServingStatus(bool) covers them all, which is what probes ask for.
@@ -49,7 +55,9 @@ class Server {
  private:
   Server() = default;
   std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<grpc::Server> health_server_;
   std::string address_;
+  std::string health_address_;
   int port_ = 0;
   bool shut_down_ = false;
 };

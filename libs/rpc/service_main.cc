@@ -21,6 +21,8 @@ void AddCommonFlags(config::Flags& flags, CommonConfig& c) {
   flags.String("tls-cert", &c.tls_cert, "PEM certificate for the gRPC listener (enables TLS)");
   flags.String("tls-key", &c.tls_key, "PEM private key for --tls-cert");
   flags.String("tls-client-ca", &c.tls_client_ca, "PEM CA that client certificates must chain to (enables mTLS)");
+  flags.String("health-listen", &c.health_listen,
+               "plain-text gRPC health-only listener host:port for probes (empty: none)");
   flags.Duration("drain-timeout", &c.drain_timeout, "how long in-flight calls may run after SIGTERM");
 }
 
@@ -76,6 +78,7 @@ int RunService(const ServiceDef& def, int argc, char** argv) {
   server_options.tls_cert_file = common.tls_cert;
   server_options.tls_key_file = common.tls_key;
   server_options.tls_client_ca_file = common.tls_client_ca;
+  server_options.health_listen = common.health_listen;
   server_options.registry = registry;
   auto server = Server::Start(server_options, (*app)->Services());
   if (!server.ok()) return Fail(def.name, server.status(), 1);

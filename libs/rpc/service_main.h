@@ -31,6 +31,7 @@ struct CommonConfig {
   std::string tls_cert;
   std::string tls_key;
   std::string tls_client_ca;
+  std::string health_listen;  // plain-text health-only port for probes ("" = none)
   absl::Duration drain_timeout = absl::Seconds(10);
 };
 

@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 import unittest
 
@@ -73,6 +74,43 @@ class LauncherTest(unittest.TestCase):
         r = mgtest.launcher("up", "--no-build", "--replicas", "3", data_dir=self.data, check=False)
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("was created with --replicas 1", r.stdout)
+
+    def test_leadership_handover_for_rolling_restarts(self):
+        """`mailctl raft transfer-leadership` (the chart's preStop hook): a
+        no-op on a follower, a handover on the leader, the group healthy."""
+        mgtest.launcher("up", "--no-build", "--replicas", "3", data_dir=self.data)
+        replicas = self.load_cluster()["grpc"]["tenantd"]
+        self.assertEqual(len(replicas), 3)
+
+        def raft(*args):
+            return subprocess.run([mgtest.binary("mailctl"), "--json", "raft"] + list(args),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+        def leader_address():
+            for address in replicas:
+                r = raft("status", address)
+                if r.returncode == 0 and json.loads(r.stdout).get("role") == "ROLE_LEADER":
+                    return address
+            return None
+
+        leader = mgtest.eventually(leader_address, "a tenantd leader")
+        follower = next(a for a in replicas if a != leader)
+        r = raft("transfer-leadership", "--address=" + follower, "--timeout=30s")
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn("not the leader", r.stdout)
+        self.assertEqual(leader_address(), leader)
+
+        r = raft("transfer-leadership", "--address=" + leader, "--timeout=30s")
+        self.assertEqual(r.returncode, 0, r.stdout)
+        self.assertIn("moved from", r.stdout)
+        new_leader = mgtest.eventually(lambda: leader_address() not in (None, leader) and leader_address(),
+                                       "a different tenantd leader")
+        self.assertNotEqual(new_leader, leader)
+        for address in replicas:
+            mgtest.eventually(lambda: mgtest.grpc_health(address) == "SERVING", address + " SERVING")
+
+        r = raft("status", "--address=127.0.0.1:1", "--timeout=2s")
+        self.assertNotEqual(r.returncode, 0)
 
 
 if __name__ == "__main__":
