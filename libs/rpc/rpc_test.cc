@@ -11,6 +11,7 @@
 
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/create_channel.h"
+#include "libs/rpc/errors.h"
 #include "grpcpp/security/credentials.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/server_context.h"
@@ -362,6 +363,26 @@ TEST(RpcStatusTest, RoundTrip) {
   EXPECT_EQ(g.error_message(), "contact_phone: not E.164");
   EXPECT_EQ(FromGrpc(g), s);
   EXPECT_TRUE(FromGrpc(ToGrpc(absl::OkStatus())).ok());
+}
+
+// Details survive the wire: what a server sets with the error vocabulary,
+// a client reads back after FromGrpc (relayd reads tenantd's NOT_FOUND reason).
+TEST(RpcStatusTest, DetailsTravelInTheTrailer) {
+  absl::Status s = InvalidField("address", "BAD_ADDRESS", "not an addr-spec");
+  grpc::Status g = ToGrpc(s);
+  EXPECT_EQ(g.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_FALSE(g.error_details().empty());
+  absl::Status back = FromGrpc(g);
+  EXPECT_EQ(back.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ReasonOf(back), "BAD_ADDRESS");
+  ASSERT_TRUE(ErrorDetailOf(back).has_value());
+  EXPECT_EQ(ErrorDetailOf(back)->field(), "address");
+
+  EXPECT_EQ(ReasonOf(FromGrpc(grpc::Status(grpc::StatusCode::NOT_FOUND, "x"))), "");
+  // Garbage in the trailer is ignored, not trusted.
+  absl::Status junk = FromGrpc(grpc::Status(grpc::StatusCode::NOT_FOUND, "x", "\xff\xff\xff"));
+  EXPECT_EQ(junk.code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(ReasonOf(junk), "");
 }
 
 }  // namespace

@@ -1,20 +1,16 @@
-#include "services/tenant/errors.h"
+#include "libs/rpc/errors.h"
 
 #include "absl/strings/cord.h"
 #include "absl/strings/str_cat.h"
 #include "libs/base/strings.h"
 #include "libs/rpc/status.h"
 
-namespace mailgrid::tenant {
+namespace mailgrid::rpc {
 namespace {
-
-constexpr char kPayloadUrl[] = "type.googleapis.com/mailgrid.common.v1.RpcStatus";
 
 absl::Status Make(absl::StatusCode code, std::string_view message,
                   const common::v1::RpcStatus& details) {
-  absl::Status s(code, ToAbsl(message));
-  s.SetPayload(kPayloadUrl, absl::Cord(details.SerializeAsString()));
-  return s;
+  return WithDetails(absl::Status(code, ToAbsl(message)), details);
 }
 
 common::v1::RpcStatus WithDetail(std::string_view field, std::string_view reason,
@@ -68,7 +64,7 @@ absl::Status WithLimits(absl::StatusCode code, std::string_view reason, std::str
 }
 
 std::optional<common::v1::RpcStatus> DetailsOf(const absl::Status& status) {
-  auto payload = status.GetPayload(kPayloadUrl);
+  auto payload = status.GetPayload(kDetailsPayloadUrl);
   if (!payload.has_value()) return std::nullopt;
   common::v1::RpcStatus r;
   if (!r.ParseFromString(std::string(*payload))) return std::nullopt;
@@ -85,13 +81,15 @@ std::optional<common::v1::ErrorDetail> ErrorDetailOf(const absl::Status& status)
   return std::nullopt;
 }
 
-grpc::Status ToGrpcStatus(const absl::Status& status) {
-  auto details = DetailsOf(status);
-  if (!details.has_value()) return rpc::ToGrpc(status);
-  details->set_code(static_cast<int>(status.code()));
-  details->set_message(std::string(status.message()));
-  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()),
-                      details->SerializeAsString());
+std::string ReasonOf(const absl::Status& status) {
+  auto d = ErrorDetailOf(status);
+  return d.has_value() ? d->reason() : "";
 }
 
-}  // namespace mailgrid::tenant
+absl::Status WithDetails(absl::Status status, const common::v1::RpcStatus& details) {
+  if (status.ok()) return status;
+  status.SetPayload(kDetailsPayloadUrl, absl::Cord(details.SerializeAsString()));
+  return status;
+}
+
+}  // namespace mailgrid::rpc
