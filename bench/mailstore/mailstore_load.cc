@@ -1,0 +1,346 @@
+// mailstore_load: drives a mailstored shard through libs/mailstore_client.
+//
+//   --mode=chaos  appends --messages messages to one mailbox from --writers
+//                 writers (each append retried with its idempotency key until
+//                 acknowledged) while a Watch stream records every added UID;
+//                 meanwhile the caller kills leaders. Then checks: every
+//                 acknowledged append is present exactly once with its UID,
+//                 each writer's UIDs only went up, the Watch saw every one.
+//                 Prints one JSON line; exit 1 if a check failed.
+//   --mode=bench  --writers concurrent writers append --size-byte messages
+//                 (distinct bodies) to their own mailboxes for --messages in
+//                 total; prints messages/s and latency percentiles. With
+//                 --large=N, then fills one folder with N messages and times
+//                 FolderStatus, FETCH FLAGS of the last 100 and a subject search.
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "libs/auth/service_token.h"
+#include "libs/mailstore_client/mailstore_client.h"
+
+namespace ms = mailgrid::mailstore_client;
+namespace v1 = mailgrid::mailstore::v1;
+
+namespace {
+
+struct Args {
+  std::string mode = "bench", mailstored, key, tenant = "bench-t", prefix = "m";
+  int writers = 32, messages = 2000, size = 10240, large = 0;
+};
+
+bool ParseArgs(int argc, char** argv, Args* a) {
+  for (int i = 1; i < argc; ++i) {
+    std::string s = argv[i];
+    auto val = [&](const char* name) -> const char* {
+      std::string p = absl::StrCat("--", name, "=");
+      return s.rfind(p, 0) == 0 ? argv[i] + p.size() : nullptr;
+    };
+    if (auto v = val("mode")) a->mode = v;
+    else if (auto v = val("mailstored")) a->mailstored = v;
+    else if (auto v = val("signing-key")) a->key = v;
+    else if (auto v = val("tenant")) a->tenant = v;
+    else if (auto v = val("prefix")) a->prefix = v;
+    else if (auto v = val("writers")) a->writers = std::atoi(v);
+    else if (auto v = val("messages")) a->messages = std::atoi(v);
+    else if (auto v = val("size")) a->size = std::atoi(v);
+    else if (auto v = val("large")) a->large = std::atoi(v);
+    else {
+      std::fprintf(stderr, "unknown argument %s\n", argv[i]);
+      return false;
+    }
+  }
+  return !a->mailstored.empty() && !a->key.empty();
+}
+
+const char* kWords[] = {"contract", "meeting", "report", "budget", "invoice", "schedule",
+                        "project", "review", "deadline", "customer", "合同", "会议",
+                        "quarterly", "shipment", "release", "design", "sprint", "payment"};
+
+std::string Body(std::mt19937_64& rng, int size, const std::string& subject, const std::string& key) {
+  std::string m = absl::StrCat("From: Load <load@example.com>\r\nTo: user@example.com\r\nSubject: ",
+                               subject, "\r\nMessage-ID: <", key, "@load>\r\nX-Key: ", key,
+                               "\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\n"
+                               "Content-Type: text/plain; charset=utf-8\r\n\r\n");
+  size_t line = 0;
+  while (static_cast<int>(m.size()) < size) {
+    m += kWords[rng() % (sizeof kWords / sizeof *kWords)];
+    m += (++line % 12 == 0) ? "\r\n" : " ";
+  }
+  m += "\r\n";
+  return m;
+}
+
+absl::Status CreateMailbox(ms::MailstoreClient& c, const std::string& id, const std::string& tenant) {
+  v1::CreateMailboxRequest r;
+  r.set_mailbox_id(id);
+  r.set_tenant_id(tenant);
+  r.set_owner_id("owner-" + id);
+  r.set_kind(mailgrid::common::v1::MAILBOX_KIND_USER);
+  ms::CallOptions o;
+  o.timeout = absl::Seconds(60);
+  return c.CreateMailbox(0, r, o).status();
+}
+
+double Pct(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
+}
+
+int Chaos(ms::MailstoreClient& c, const Args& a) {
+  std::string mbx = a.prefix + "-chaos";
+  if (auto s = CreateMailbox(c, mbx, a.tenant); !s.ok()) {
+    std::fprintf(stderr, "create: %s\n", s.ToString().c_str());
+    return 2;
+  }
+  // The watcher.
+  std::mutex wmu;
+  std::set<uint32_t> watched;
+  std::atomic<int> reconnects{0};
+  ms::WatchControl control;
+  std::thread watcher([&] {
+    v1::WatchRequest w;
+    w.set_mailbox_id(mbx);
+    ms::CallOptions o;
+    o.timeout = absl::Seconds(120);
+    auto s = c.Watch(0, w, [&](const v1::WatchEvent& e) {
+      if (e.kind() == v1::WATCH_EVENT_KIND_READY) ++reconnects;
+      if (e.kind() == v1::WATCH_EVENT_KIND_MESSAGES_ADDED) {
+        std::lock_guard<std::mutex> l(wmu);
+        for (const auto& r : e.uids().ranges())
+          for (uint32_t u = r.first(); u <= r.last(); ++u) watched.insert(u);
+      }
+      return true;
+    }, &control, o);
+    if (!s.ok()) std::fprintf(stderr, "watch ended: %s\n", s.ToString().c_str());
+  });
+  absl::SleepFor(absl::Milliseconds(500));
+  std::atomic<int> next{0}, failed{0}, backwards{0};
+  std::mutex amu;
+  std::map<std::string, uint32_t> acked;
+  std::vector<std::thread> threads;
+  absl::Time start = absl::Now();
+  for (int w = 0; w < a.writers; ++w) {
+    threads.emplace_back([&, w] {
+      std::mt19937_64 rng(w);
+      uint32_t last = 0;
+      for (;;) {
+        int n = next++;
+        if (n >= a.messages) return;
+        std::string key = absl::StrCat("k", n);
+        v1::AppendRequest r;
+        r.set_mailbox_id(mbx);
+        r.mutable_folder()->set_name("INBOX");
+        r.set_idempotency_key(key);
+        r.set_message(Body(rng, 1024, absl::StrCat("chaos ", n), key));
+        absl::Time give_up = absl::Now() + absl::Seconds(120);
+        for (;;) {
+          ms::CallOptions o;
+          o.timeout = absl::Seconds(20);
+          auto resp = c.Append(0, r, o);
+          if (resp.ok()) {
+            if (resp->uid() <= last) ++backwards;
+            last = resp->uid();
+            std::lock_guard<std::mutex> l(amu);
+            acked[key] = resp->uid();
+            break;
+          }
+          if (absl::Now() > give_up) {
+            ++failed;
+            std::fprintf(stderr, "append %s gave up: %s\n", key.c_str(), resp.status().ToString().c_str());
+            break;
+          }
+          absl::SleepFor(absl::Milliseconds(100));
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  // Every acknowledged append, exactly once, with its UID.
+  std::map<std::string, std::vector<uint32_t>> found;
+  v1::FetchRequest f;
+  f.set_mailbox_id(mbx);
+  f.mutable_folder()->set_name("INBOX");
+  f.mutable_messages()->mutable_uids()->add_ranges()->set_first(1);
+  f.mutable_messages()->mutable_uids()->mutable_ranges(0)->set_to_last(true);
+  auto* sec = f.mutable_items()->add_sections();
+  sec->set_text(v1::SECTION_TEXT_HEADER_FIELDS);
+  sec->add_header_fields("X-Key");
+  ms::CallOptions fo;
+  fo.timeout = absl::Seconds(120);
+  size_t total = 0;
+  auto fs = c.Fetch(0, f, [&](v1::FetchResponse&& m) {
+    ++total;
+    std::string h = m.sections(0).data();  // "X-Key: kN\r\n\r\n"
+    size_t colon = h.find(':');
+    std::string key = colon == std::string::npos ? "" : h.substr(colon + 2, h.find('\r') - colon - 2);
+    found[key].push_back(m.uid());
+    return true;
+  }, fo);
+  if (!fs.ok()) {
+    std::fprintf(stderr, "fetch: %s\n", fs.ToString().c_str());
+    return 2;
+  }
+  absl::SleepFor(absl::Seconds(2));  // let the watcher drain
+  control.Cancel();
+  watcher.join();
+  int missing = 0, dup = 0, wrong_uid = 0, watch_missing = 0;
+  for (const auto& [key, uid] : acked) {
+    auto it = found.find(key);
+    if (it == found.end()) { ++missing; continue; }
+    if (it->second.size() != 1) ++dup;
+    if (it->second[0] != uid) ++wrong_uid;
+    std::lock_guard<std::mutex> l(wmu);
+    if (!watched.count(uid)) ++watch_missing;
+  }
+  bool ok = missing == 0 && dup == 0 && wrong_uid == 0 && backwards == 0 && watch_missing == 0 &&
+            failed == 0 && static_cast<int>(acked.size()) == a.messages;
+  std::printf("{\"ok\":%s,\"acked\":%zu,\"stored\":%zu,\"missing\":%d,\"duplicates\":%d,"
+              "\"wrong_uid\":%d,\"uid_backwards\":%d,\"gave_up\":%d,\"watch_missing\":%d,"
+              "\"watch_ready_events\":%d,\"seconds\":%.1f}\n",
+              ok ? "true" : "false", acked.size(), total, missing, dup, wrong_uid, backwards.load(),
+              failed.load(), watch_missing, reconnects.load(), secs);
+  return ok ? 0 : 1;
+}
+
+int Bench(ms::MailstoreClient& c, const Args& a) {
+  for (int w = 0; w < a.writers; ++w) {
+    if (auto s = CreateMailbox(c, absl::StrCat(a.prefix, "-w", w), a.tenant); !s.ok()) {
+      std::fprintf(stderr, "create: %s\n", s.ToString().c_str());
+      return 2;
+    }
+  }
+  std::atomic<int> next{0}, errors{0};
+  std::mutex lmu;
+  std::vector<double> lat;
+  std::vector<std::thread> threads;
+  absl::Time start = absl::Now();
+  for (int w = 0; w < a.writers; ++w) {
+    threads.emplace_back([&, w] {
+      std::mt19937_64 rng(1000 + w);
+      std::vector<double> mine;
+      for (;;) {
+        int n = next++;
+        if (n >= a.messages) break;
+        v1::AppendRequest r;
+        r.set_mailbox_id(absl::StrCat(a.prefix, "-w", w));
+        r.mutable_folder()->set_name("INBOX");
+        r.set_message(Body(rng, a.size, absl::StrCat("bench ", n), absl::StrCat("b", n)));
+        absl::Time t0 = absl::Now();
+        auto resp = c.Append(0, r);
+        if (!resp.ok()) ++errors;
+        mine.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+      }
+      std::lock_guard<std::mutex> l(lmu);
+      lat.insert(lat.end(), mine.begin(), mine.end());
+    });
+  }
+  for (auto& t : threads) t.join();
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  std::printf("{\"append_messages\":%d,\"writers\":%d,\"size\":%d,\"seconds\":%.2f,"
+              "\"messages_per_s\":%.1f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"errors\":%d}\n",
+              a.messages, a.writers, a.size, secs, a.messages / secs, Pct(lat, 0.5), Pct(lat, 0.99),
+              errors.load());
+  std::fflush(stdout);
+  if (a.large <= 0) return errors == 0 ? 0 : 1;
+
+  // A large folder: N messages into one mailbox (writers share it).
+  std::string big = a.prefix + "-large";
+  if (auto s = CreateMailbox(c, big, a.tenant); !s.ok()) return 2;
+  std::atomic<int> filled{0};
+  threads.clear();
+  absl::Time fill_start = absl::Now();
+  for (int w = 0; w < 8; ++w) {
+    threads.emplace_back([&, w] {
+      std::mt19937_64 rng(5000 + w);
+      for (;;) {
+        int n = filled++;
+        if (n >= a.large) return;
+        v1::AppendRequest r;
+        r.set_mailbox_id(big);
+        r.mutable_folder()->set_name("INBOX");
+        if (n % 3 == 0) r.add_flags("\\Seen");
+        std::string subject = n == a.large / 2 ? "needle unicorn" : absl::StrCat("bulk ", n);
+        r.set_message(Body(rng, 2048, subject, absl::StrCat("L", n)));
+        if (!c.Append(0, r).ok()) ++errors;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  double fill_secs = absl::ToDoubleSeconds(absl::Now() - fill_start);
+  std::vector<double> status_ms, flags_ms, search_ms;
+  uint32_t uidnext = 0;
+  for (int i = 0; i < 50; ++i) {
+    v1::FolderStatusRequest r;
+    r.set_mailbox_id(big);
+    r.mutable_folder()->set_name("INBOX");
+    absl::Time t0 = absl::Now();
+    auto s = c.FolderStatus(0, r);
+    status_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+    if (s.ok()) uidnext = s->folder().uidnext();
+  }
+  for (int i = 0; i < 50; ++i) {
+    v1::FetchRequest f;
+    f.set_mailbox_id(big);
+    f.mutable_folder()->set_name("INBOX");
+    auto* r = f.mutable_messages()->mutable_uids()->add_ranges();
+    r->set_first(uidnext > 100 ? uidnext - 100 : 1);
+    r->set_to_last(true);
+    f.mutable_items()->set_flags(true);
+    absl::Time t0 = absl::Now();
+    auto got = c.FetchAll(0, f);
+    flags_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+    if (!got.ok() || got->size() != 100) ++errors;
+  }
+  uint32_t hits = 0;
+  for (int i = 0; i < 10; ++i) {
+    v1::SearchRequest s;
+    s.set_mailbox_id(big);
+    s.mutable_folder()->set_name("INBOX");
+    s.mutable_query()->mutable_text()->set_field(v1::TEXT_FIELD_SUBJECT);
+    s.mutable_query()->mutable_text()->set_value("unicorn");
+    absl::Time t0 = absl::Now();
+    auto res = c.Search(0, s);
+    search_ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+    if (res.ok()) hits = res->count();
+  }
+  std::printf("{\"large_folder\":%d,\"fill_seconds\":%.1f,\"folder_status_p50_ms\":%.2f,"
+              "\"folder_status_p99_ms\":%.2f,\"fetch_flags_last100_p50_ms\":%.2f,"
+              "\"fetch_flags_last100_p99_ms\":%.2f,\"subject_search_p50_ms\":%.2f,\"search_hits\":%u,"
+              "\"errors\":%d}\n",
+              a.large, fill_secs, Pct(status_ms, 0.5), Pct(status_ms, 0.99), Pct(flags_ms, 0.5),
+              Pct(flags_ms, 0.99), Pct(search_ms, 0.5), hits, errors.load());
+  return errors == 0 ? 0 : 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  if (!ParseArgs(argc, argv, &a)) {
+    std::fprintf(stderr,
+                 "usage: mailstore_load --mailstored=h:p,... --signing-key=PEM [--mode=bench|chaos] "
+                 "[--writers=N] [--messages=N] [--size=B] [--large=N] [--tenant=T] [--prefix=P]\n");
+    return 2;
+  }
+  auto tokens = mailgrid::auth::ServiceTokenSource::FromPemFile(a.key, "relayd");
+  if (!tokens.ok()) {
+    std::fprintf(stderr, "%s\n", tokens.status().ToString().c_str());
+    return 2;
+  }
+  auto client = ms::MailstoreClient::FromFlag(a.mailstored, std::move(*tokens));
+  if (!client.ok()) {
+    std::fprintf(stderr, "%s\n", client.status().ToString().c_str());
+    return 2;
+  }
+  return a.mode == "chaos" ? Chaos(**client, a) : Bench(**client, a);
+}

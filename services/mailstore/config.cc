@@ -1,0 +1,43 @@
+#include "services/mailstore/config.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace mailgrid::mailstore {
+
+void AddFlags(config::Flags& f, Options& o) {
+  f.String("store", &o.store,
+           "replicated (this process is a replica of the shard's Raft group, --raft-*) or local "
+           "(one unreplicated RocksDB in --data-dir, for tests)");
+  f.Int("shard", &o.shard, "the shard this process serves (its Raft group is --raft-peers)");
+  replica::AddRaftFlags(f, &o.raft);
+  f.StringList("token-public-key", &o.token_public_keys,
+               "PEM files of the Ed25519 public keys that verify access tokens (comma list)");
+  f.String("token-issuer", &o.token_issuer, "the issuer (iss) access tokens must carry");
+  f.Int64("max-message-bytes", &o.max_message_bytes, "largest message accepted (TOO_LARGE)");
+  f.Int("max-mime-parts", &o.max_parts, "most MIME parts in a message (TOO_MANY_PARTS)");
+  f.Int("max-mime-depth", &o.max_depth, "deepest MIME nesting (TOO_DEEP)");
+  f.Int64("max-header-line-bytes", &o.max_header_line_bytes,
+          "longest header line of a message (HEADER_TOO_LONG)");
+  f.Int64("feed-keep", &o.feed_keep, "change-feed events kept per mailbox (Watch resume window)");
+  f.Duration("archive-interval", &o.archive_interval, "how often archive jobs advance a batch");
+  f.Duration("retention-interval", &o.retention_interval, "how often retention rules run");
+  f.Duration("watch-heartbeat", &o.heartbeat_interval, "HEARTBEAT period of Watch streams");
+  f.String("reads", &o.reads, "leader reads: local (applied state) or linearizable (ReadIndex)");
+}
+
+absl::Status Finish(Options& o) {
+  if (o.store != "local" && o.store != "replicated")
+    return absl::InvalidArgumentError("--store: must be local or replicated");
+  if (o.shard < 0) return absl::InvalidArgumentError("--shard: must be >= 0");
+  if (o.reads != "local" && o.reads != "linearizable")
+    return absl::InvalidArgumentError("--reads: must be local or linearizable");
+  if (o.max_message_bytes <= 0 || o.max_message_bytes > (1LL << 30))
+    return absl::InvalidArgumentError("--max-message-bytes: 1 byte to 1 GiB");
+  if (o.max_parts < 1 || o.max_depth < 1 || o.max_depth > 128)
+    return absl::InvalidArgumentError("--max-mime-parts/--max-mime-depth: out of range");
+  if (o.feed_keep < 100) return absl::InvalidArgumentError("--feed-keep: at least 100");
+  if (o.raft.group == "default") o.raft.group = absl::StrCat("mailstore-", o.shard);
+  return absl::OkStatus();
+}
+
+}  // namespace mailgrid::mailstore

@@ -1,0 +1,36 @@
+// mailstored's options (beyond rpc::CommonConfig), each also MAILGRID_<NAME>.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "libs/base/config.h"
+#include "libs/replica/replica_flags.h"
+
+namespace mailgrid::mailstore {
+
+struct Options {
+  std::string store = "replicated";  // or "local" (one unreplicated RocksDB; tests)
+  int shard = 0;
+  replica::RaftFlags raft;
+  std::vector<std::string> token_public_keys;
+  std::string token_issuer = "mailgrid";
+  int64_t max_message_bytes = 50 << 20;
+  int max_parts = 10000;
+  int max_depth = 32;
+  int64_t max_header_line_bytes = 64 << 10;
+  int64_t feed_keep = 100000;
+  absl::Duration archive_interval = absl::Seconds(2);
+  absl::Duration retention_interval = absl::Hours(1);
+  absl::Duration heartbeat_interval = absl::Seconds(30);
+  // Reads on the leader: "local" (its applied state; every acknowledged
+  // write is there) or "linearizable" (ReadIndex round per read).
+  std::string reads = "local";
+};
+
+void AddFlags(config::Flags& flags, Options& options);
+absl::Status Finish(Options& options);
+
+}  // namespace mailgrid::mailstore

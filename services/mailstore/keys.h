@@ -1,0 +1,91 @@
+// mailstored's key layout, in one place. Keys are ordered byte strings with
+// the tenant first, so a tenant is one key range (export, delete,
+// accounting) and isolation is visible in the key:
+//
+//   mbx/<mailbox>                         -> tenant id (the only lookup by bare mailbox id)
+//   job/<job>                             -> JobIndex (GetArchiveJob names only the job)
+//   ret/<tenant>                          -> "" (tenants with retention rules)
+//   t/<tenant>/q                          -> common.v1.QuotaLimit of the tenant (pooled)
+//   t/<tenant>/x/<mailbox>                -> "" (the tenant's mailboxes on this shard)
+//   t/<tenant>/r                          -> v1.RetentionRules
+//   t/<tenant>/b/<sha256 hex>             -> BodyRecord (refcount, parsed structure)
+//   t/<tenant>/b/<sha256 hex>/c<be32 n>   -> zstd-compressed chunk n of the body (<= 1 MiB)
+//   t/<tenant>/b/<sha256 hex>/terms       -> BodyTerms
+//   t/<tenant>/m/<mailbox>                -> MailboxRecord (MODSEQ counter, usage, quota)
+//   t/<tenant>/m/<mailbox>/f/<folder>     -> FolderRecord (counters, UIDNEXT, UIDVALIDITY)
+//   t/<tenant>/m/<mailbox>/u/<folder>/<be32 uid>       -> MessageRecord
+//   t/<tenant>/m/<mailbox>/x/<folder>/<be32 uid>       -> tombstone: be64 MODSEQ of the expunge
+//   t/<tenant>/m/<mailbox>/n/<folder>/<be32 uid>       -> "" (messages without \Seen)
+//   t/<tenant>/m/<mailbox>/i/<term>\0<sha hex>          -> "" (search postings, per body)
+//   t/<tenant>/m/<mailbox>/h/<sha hex>/<folder>/<be32 uid> -> "" (where the body is)
+//   t/<tenant>/m/<mailbox>/c/<be64 modseq>             -> ChangeRecord (Watch feed)
+//   t/<tenant>/m/<mailbox>/s/<name>                    -> "" (subscription)
+//   t/<tenant>/m/<mailbox>/d/<key>                     -> IdemRecord (idempotency)
+//   t/<tenant>/m/<mailbox>/j/<job>                     -> JobRecord
+//
+// Ids are opaque URL-safe ASCII (common.proto); ValidId refuses '/' and
+// control bytes so an id can never reach into another id's range. Folder
+// ids are 8 hex digits from the mailbox's counter. Big-endian numbers keep
+// UID and MODSEQ order in key order.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace mailgrid::mailstore::keys {
+
+bool ValidId(std::string_view id);
+
+std::string MailboxIndex(std::string_view mailbox);
+std::string JobIndex(std::string_view job);
+std::string Tenant(std::string_view tenant);  // "t/<tenant>/"
+std::string TenantQuota(std::string_view tenant);
+std::string RetentionIndex(std::string_view tenant);
+std::string TenantMailbox(std::string_view tenant, std::string_view mailbox);
+std::string TenantMailboxPrefix(std::string_view tenant);
+std::string Retention(std::string_view tenant);
+std::string Body(std::string_view tenant, std::string_view sha_hex);
+std::string BodyChunk(std::string_view tenant, std::string_view sha_hex, uint32_t n);
+std::string BodyTerms(std::string_view tenant, std::string_view sha_hex);
+std::string MailboxPrefixAll(std::string_view tenant);  // "t/<tenant>/m/"
+std::string Mailbox(std::string_view tenant, std::string_view mailbox);
+std::string MailboxRange(std::string_view tenant, std::string_view mailbox);  // ".../m/<mbx>/"
+std::string Folder(std::string_view tenant, std::string_view mailbox, std::string_view folder);
+std::string FolderPrefix(std::string_view tenant, std::string_view mailbox);
+std::string Message(std::string_view tenant, std::string_view mailbox, std::string_view folder,
+                    uint32_t uid);
+std::string MessagePrefix(std::string_view tenant, std::string_view mailbox,
+                          std::string_view folder);
+std::string Tombstone(std::string_view tenant, std::string_view mailbox, std::string_view folder,
+                      uint32_t uid);
+std::string TombstonePrefix(std::string_view tenant, std::string_view mailbox,
+                            std::string_view folder);
+std::string Unseen(std::string_view tenant, std::string_view mailbox, std::string_view folder,
+                   uint32_t uid);
+std::string UnseenPrefix(std::string_view tenant, std::string_view mailbox,
+                         std::string_view folder);
+std::string Posting(std::string_view tenant, std::string_view mailbox, std::string_view term,
+                    std::string_view sha);
+std::string PostingPrefix(std::string_view tenant, std::string_view mailbox, std::string_view term);
+std::string Location(std::string_view tenant, std::string_view mailbox, std::string_view sha,
+                     std::string_view folder, uint32_t uid);
+std::string LocationPrefix(std::string_view tenant, std::string_view mailbox, std::string_view sha);
+std::string LocationFolderPrefix(std::string_view tenant, std::string_view mailbox,
+                                 std::string_view sha, std::string_view folder);
+std::string Change(std::string_view tenant, std::string_view mailbox, uint64_t modseq);
+std::string ChangePrefix(std::string_view tenant, std::string_view mailbox);
+std::string Subscription(std::string_view tenant, std::string_view mailbox, std::string_view name);
+std::string SubscriptionPrefix(std::string_view tenant, std::string_view mailbox);
+std::string Idem(std::string_view tenant, std::string_view mailbox, std::string_view key);
+std::string Job(std::string_view tenant, std::string_view mailbox, std::string_view job);
+
+std::string FolderId(uint64_t n);  // 8 hex digits
+void AppendBe32(uint32_t v, std::string* out);
+void AppendBe64(uint64_t v, std::string* out);
+uint32_t ReadBe32(std::string_view bytes);  // last 4 bytes
+uint64_t ReadBe64(std::string_view bytes);  // last 8 bytes
+// The smallest key greater than every key with this prefix.
+std::string PrefixEnd(std::string prefix);
+
+}  // namespace mailgrid::mailstore::keys

@@ -1,0 +1,102 @@
+// MailboxService over gRPC: authentication, the leader gate, and the
+// mapping of MailStore's answers to statuses. SECURITY: every handler
+// authenticates first and checks the mailbox/tenant before touching data;
+// a refused mailbox is NOT_FOUND (authz.h).
+//
+// Leader gate: only the shard leader serves (its store is the in-process
+// replica: no extra hop, reads from the applied state, writes group-
+// committed). A follower answers UNAVAILABLE with trailing metadata
+// `mailgrid-not-leader: 1` (nothing was done: always safe to retry) and
+// `mailgrid-leader: host:port` when known (libs/mailstore_client follows it).
+//
+// Watch: each stream polls the replicated change feed after its cursor,
+// woken at once by local commits (WatchHub) and at least every second
+// otherwise; when this process stops leading, the stream ends UNAVAILABLE
+// with the leader hint and the client resumes at the new leader from its
+// cursor, so no committed change is missed.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "mailgrid/mailstore/v1/mailbox.grpc.pb.h"
+#include "services/mailstore/authz.h"
+#include "services/mailstore/mail_store.h"
+
+namespace mailgrid::mailstore {
+
+// Wakes Watch streams when a mailbox changes (commits made by this process).
+class WatchHub {
+ public:
+  void Notify(const std::string& mailbox);
+  uint64_t Generation(const std::string& mailbox);
+  // Waits until the mailbox's generation moves past `seen` or `timeout`.
+  void Wait(const std::string& mailbox, uint64_t seen, absl::Duration timeout);
+
+ private:
+  absl::Mutex mu_;
+  std::map<std::string, uint64_t> gen_ ABSL_GUARDED_BY(mu_);
+};
+
+struct ServiceOptions {
+  absl::Duration heartbeat = absl::Seconds(30);
+  // True when this process may serve now; otherwise *leader is the hint.
+  std::function<bool(std::string* leader)> serving = [](std::string*) { return true; };
+};
+
+class MailboxServiceImpl final : public v1::MailboxService::Service {
+ public:
+  MailboxServiceImpl(MailStore* store, Authorizer* authz, WatchHub* hub, ServiceOptions options)
+      : store_(store), authz_(authz), hub_(hub), options_(std::move(options)) {}
+  void Drain() { draining_ = true; }
+
+  using Ctx = grpc::ServerContext;
+  grpc::Status CreateMailbox(Ctx*, const v1::CreateMailboxRequest*, v1::MailboxInfo*) override;
+  grpc::Status DeleteMailbox(Ctx*, const v1::DeleteMailboxRequest*, v1::DeleteMailboxResponse*) override;
+  grpc::Status ListFolders(Ctx*, const v1::ListFoldersRequest*, v1::ListFoldersResponse*) override;
+  grpc::Status CreateFolder(Ctx*, const v1::CreateFolderRequest*, v1::Folder*) override;
+  grpc::Status RenameFolder(Ctx*, const v1::RenameFolderRequest*, v1::Folder*) override;
+  grpc::Status DeleteFolder(Ctx*, const v1::DeleteFolderRequest*, v1::DeleteFolderResponse*) override;
+  grpc::Status SubscribeFolder(Ctx*, const v1::SubscribeFolderRequest*,
+                               v1::SubscribeFolderResponse*) override;
+  grpc::Status FolderStatus(Ctx*, const v1::FolderStatusRequest*, v1::FolderStatusResponse*) override;
+  grpc::Status Append(Ctx*, const v1::AppendRequest*, v1::AppendResponse*) override;
+  grpc::Status AppendStream(Ctx*, grpc::ServerReader<v1::AppendStreamRequest>*,
+                            v1::AppendResponse*) override;
+  grpc::Status DeliverBatch(Ctx*, const v1::DeliverBatchRequest*, v1::DeliverBatchResponse*) override;
+  grpc::Status Fetch(Ctx*, const v1::FetchRequest*, grpc::ServerWriter<v1::FetchResponse>*) override;
+  grpc::Status StoreFlags(Ctx*, const v1::StoreFlagsRequest*, v1::StoreFlagsResponse*) override;
+  grpc::Status Copy(Ctx*, const v1::CopyRequest*, v1::CopyResponse*) override;
+  grpc::Status Move(Ctx*, const v1::MoveRequest*, v1::MoveResponse*) override;
+  grpc::Status Expunge(Ctx*, const v1::ExpungeRequest*, v1::ExpungeResponse*) override;
+  grpc::Status ChangesSince(Ctx*, const v1::ChangesSinceRequest*, v1::ChangesSinceResponse*) override;
+  grpc::Status Watch(Ctx*, const v1::WatchRequest*, grpc::ServerWriter<v1::WatchEvent>*) override;
+  grpc::Status Search(Ctx*, const v1::SearchRequest*, v1::SearchResponse*) override;
+  grpc::Status GetQuota(Ctx*, const v1::GetQuotaRequest*, v1::Quota*) override;
+  grpc::Status SetQuota(Ctx*, const v1::SetQuotaRequest*, v1::Quota*) override;
+  grpc::Status StartArchive(Ctx*, const v1::StartArchiveRequest*, v1::ArchiveJob*) override;
+  grpc::Status GetArchiveJob(Ctx*, const v1::GetArchiveJobRequest*, v1::ArchiveJob*) override;
+  grpc::Status CancelArchiveJob(Ctx*, const v1::CancelArchiveJobRequest*, v1::ArchiveJob*) override;
+  grpc::Status SetRetentionRules(Ctx*, const v1::SetRetentionRulesRequest*,
+                                 v1::RetentionRules*) override;
+  grpc::Status ListRetentionRules(Ctx*, const v1::ListRetentionRulesRequest*,
+                                  v1::RetentionRules*) override;
+  grpc::Status ExportMbox(Ctx*, const v1::ExportMboxRequest*,
+                          grpc::ServerWriter<v1::ExportMboxResponse>*) override;
+
+ private:
+  // Leader gate + authentication, then fn; statuses converted in one place.
+  grpc::Status Handle(Ctx* ctx, const std::function<absl::Status(const Principal&)>& fn);
+  grpc::Status NotServing(Ctx* ctx, const std::string& leader);
+
+  MailStore* store_;
+  Authorizer* authz_;
+  WatchHub* hub_;
+  ServiceOptions options_;
+  std::atomic<bool> draining_{false};
+};
+
+}  // namespace mailgrid::mailstore

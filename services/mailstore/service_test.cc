@@ -1,0 +1,212 @@
+// MailboxService over real gRPC through libs/mailstore_client: tenant B's
+// tokens (user, admin) reach none of tenant A's mail by any RPC, and every
+// refusal reads like a missing mailbox.
+#include <filesystem>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/server_builder.h"
+#include "gtest/gtest.h"
+#include "libs/auth/token.h"
+#include "libs/mailstore_client/mailstore_client.h"
+#include "libs/store/local_store.h"
+#include "services/mailstore/authz.h"
+#include "services/mailstore/mailbox_service.h"
+
+namespace mailgrid::mailstore {
+namespace {
+
+namespace msc = mailstore_client;
+
+class ServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() /
+           absl::StrCat("mailstore_svc_", std::random_device{}());
+    kv_ = std::move(*store::LocalStore::Open(dir_.string()));
+    store_ = std::make_unique<MailStore>(kv_.get(), StoreOptions());
+    signer_ = std::move(*auth::TokenSigner::Generate("k1"));
+    auto verifier = std::make_unique<auth::TokenVerifier>("mailgrid");
+    ASSERT_TRUE(verifier->AddPublicPem("k1", *signer_->PublicPem()).ok());
+    authz_ = std::make_unique<Authorizer>(std::move(verifier), store_.get());
+    service_ = std::make_unique<MailboxServiceImpl>(store_.get(), authz_.get(), &hub_, ServiceOptions());
+    grpc::ServerBuilder b;
+    int port = 0;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    b.RegisterService(service_.get());
+    server_ = b.BuildAndStart();
+    ASSERT_GT(port, 0);
+    client_ = std::move(*msc::MailstoreClient::FromFlag(absl::StrCat("127.0.0.1:", port), nullptr));
+    service_opts_.authorization = Bearer(Claims("tenantd", "", {}, {"service"}, "tenantd"));
+    for (auto [m, t] : {std::pair{"mbx-a", "tenant-a"}, {"mbx-b", "tenant-b"}}) {
+      v1::CreateMailboxRequest r;
+      r.set_mailbox_id(m);
+      r.set_tenant_id(t);
+      r.set_owner_id(std::string("owner-") + m);
+      r.set_kind(common::v1::MAILBOX_KIND_USER);
+      ASSERT_TRUE(client_->CreateMailbox(0, r, service_opts_).ok());
+    }
+    user_a_.authorization = Bearer(Claims("ua", "tenant-a", {"mbx-a"}, {"user"}));
+    user_b_.authorization = Bearer(Claims("ub", "tenant-b", {"mbx-b"}, {"user"}));
+    admin_b_.authorization = Bearer(Claims("adm", "tenant-b", {"mbx-b"}, {"user", "tenant_admin"}));
+    // A forged-looking claim: tenant B's user listing A's mailbox id.
+    sneaky_b_.authorization = Bearer(Claims("ub", "tenant-b", {"mbx-a", "mbx-b"}, {"user"}));
+  }
+  void TearDown() override {
+    server_->Shutdown();
+    service_.reset();
+    store_.reset();
+    kv_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+  auth::Claims Claims(std::string sub, std::string tenant, std::vector<std::string> mbx,
+                      std::vector<std::string> roles, std::string svc = "") {
+    auth::Claims c;
+    c.issuer = "mailgrid";
+    c.subject = std::move(sub);
+    c.tenant_id = std::move(tenant);
+    c.mailbox_ids = std::move(mbx);
+    c.roles = std::move(roles);
+    c.service = std::move(svc);
+    c.scope = "full";
+    c.issued_at = absl::Now();
+    c.expires_at = absl::Now() + absl::Minutes(10);
+    return c;
+  }
+  std::string Bearer(const auth::Claims& c) { return "Bearer " + *signer_->Sign(c); }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<store::Store> kv_;
+  std::unique_ptr<MailStore> store_;
+  std::unique_ptr<auth::TokenSigner> signer_;
+  std::unique_ptr<Authorizer> authz_;
+  WatchHub hub_;
+  std::unique_ptr<MailboxServiceImpl> service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<msc::MailstoreClient> client_;
+  msc::CallOptions service_opts_, user_a_, user_b_, admin_b_, sneaky_b_;
+};
+
+// Runs every mailbox RPC against `mailbox` with `o`; returns each status.
+std::vector<std::pair<std::string, absl::Status>> EveryRpc(msc::MailstoreClient& c,
+                                                           const std::string& mailbox,
+                                                           const msc::CallOptions& o) {
+  std::vector<std::pair<std::string, absl::Status>> out;
+  v1::FolderRef inbox;
+  inbox.set_name("INBOX");
+  v1::MessageSelector all;
+  all.mutable_uids()->add_ranges()->set_first(1);
+  all.mutable_uids()->mutable_ranges(0)->set_to_last(true);
+  { v1::ListFoldersRequest r; r.set_mailbox_id(mailbox); out.emplace_back("ListFolders", c.ListFolders(0, r, o).status()); }
+  { v1::FolderStatusRequest r; r.set_mailbox_id(mailbox); *r.mutable_folder() = inbox; out.emplace_back("FolderStatus", c.FolderStatus(0, r, o).status()); }
+  { v1::CreateFolderRequest r; r.set_mailbox_id(mailbox); r.set_name("x"); out.emplace_back("CreateFolder", c.CreateFolder(0, r, o).status()); }
+  { v1::RenameFolderRequest r; r.set_mailbox_id(mailbox); *r.mutable_folder() = inbox; r.set_new_name("y"); out.emplace_back("RenameFolder", c.RenameFolder(0, r, o).status()); }
+  { v1::DeleteFolderRequest r; r.set_mailbox_id(mailbox); r.mutable_folder()->set_name("Sent"); out.emplace_back("DeleteFolder", c.DeleteFolder(0, r, o).status()); }
+  { v1::SubscribeFolderRequest r; r.set_mailbox_id(mailbox); r.set_name("z"); r.set_subscribe(true); out.emplace_back("SubscribeFolder", c.SubscribeFolder(0, r, o).status()); }
+  { v1::AppendRequest r; r.set_mailbox_id(mailbox); *r.mutable_folder() = inbox; r.set_message("Subject: x\r\n\r\ny\r\n"); out.emplace_back("Append", c.Append(0, r, o).status()); }
+  { v1::DeliverBatchRequest r; r.set_message("Subject: x\r\n\r\ny\r\n"); r.add_recipients()->set_mailbox_id(mailbox); out.emplace_back("DeliverBatch", c.DeliverBatch(0, r, o).status()); }
+  { v1::FetchRequest r; r.set_mailbox_id(mailbox); *r.mutable_folder() = inbox; *r.mutable_messages() = all; r.mutable_items()->set_raw(true); out.emplace_back("Fetch", c.FetchAll(0, r, o).status()); }
+  { v1::StoreFlagsRequest r; r.set_mailbox_id(mailbox); *r.mutable_folder() = inbox; *r.mutable_messages() = all; r.set_mode(v1::STORE_MODE_ADD); r.add_flags("\\Deleted"); out.emplace_back("StoreFlags", c.StoreFlags(0, r, o).status()); }
+  { v1::CopyRequest r; r.set_mailbox_id(mailbox); *r.mutable_source() = inbox; *r.mutable_messages() = all; r.mutable_destination()->set_name("Sent"); out.emplace_back("Copy", c.Copy(0, r, o).status()); }
+  { v1::MoveRequest r; r.set_mailbox_id(mailbox); *r.mutable_source() = inbox; *r.mutable_messages() = all; r.mutable_destination()->set_name("Sent"); out.emplace_back("Move", c.Move(0, r, o).status()); }
+  { v1::ExpungeRequest r; r.set_mailbox_id(mailbox); *r.mutable_folder() = inbox; out.emplace_back("Expunge", c.Expunge(0, r, o).status()); }
+  { v1::ChangesSinceRequest r; r.set_mailbox_id(mailbox); *r.mutable_folder() = inbox; out.emplace_back("ChangesSince", c.ChangesSince(0, r, o).status()); }
+  { v1::SearchRequest r; r.set_mailbox_id(mailbox); *r.mutable_folder() = inbox; r.mutable_query()->set_all(true); out.emplace_back("Search", c.Search(0, r, o).status()); }
+  { v1::GetQuotaRequest r; r.set_mailbox_id(mailbox); out.emplace_back("GetQuota", c.GetQuota(0, r, o).status()); }
+  { v1::SetQuotaRequest r; r.set_mailbox_id(mailbox); out.emplace_back("SetQuota", c.SetQuota(0, r, o).status()); }
+  { v1::StartArchiveRequest r; r.set_mailbox_id(mailbox); r.set_all(true); out.emplace_back("StartArchive", c.StartArchive(0, r, o).status()); }
+  { v1::ExportMboxRequest r; r.set_mailbox_id(mailbox); *r.mutable_folder() = inbox; out.emplace_back("ExportMbox", c.ExportMbox(0, r, [](const v1::ExportMboxResponse&) { return true; }, o)); }
+  { v1::DeleteMailboxRequest r; r.set_mailbox_id(mailbox); out.emplace_back("DeleteMailbox", c.DeleteMailbox(0, r, o).status()); }
+  {
+    v1::WatchRequest r;
+    r.set_mailbox_id(mailbox);
+    msc::CallOptions short_o = o;
+    short_o.timeout = absl::Seconds(5);
+    out.emplace_back("Watch", c.Watch(0, r, [](const v1::WatchEvent&) { return false; }, nullptr, short_o));
+  }
+  return out;
+}
+
+TEST_F(ServiceTest, OwnerReadsOwnMail) {
+  v1::AppendRequest r;
+  r.set_mailbox_id("mbx-a");
+  r.mutable_folder()->set_name("INBOX");
+  r.set_message("Subject: secret of A\r\n\r\nthe plans\r\n");
+  auto a = client_->Append(0, r, user_a_);
+  ASSERT_TRUE(a.ok()) << a.status();
+  v1::FetchRequest f;
+  f.set_mailbox_id("mbx-a");
+  f.mutable_folder()->set_name("INBOX");
+  f.mutable_messages()->mutable_uids()->add_ranges()->set_first(a->uid());
+  f.mutable_messages()->mutable_uids()->mutable_ranges(0)->set_last(a->uid());
+  f.mutable_items()->set_raw(true);
+  auto got = client_->FetchAll(0, f, user_a_);
+  ASSERT_TRUE(got.ok()) << got.status();
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ((*got)[0].raw(), "Subject: secret of A\r\n\r\nthe plans\r\n");
+  // Watch: READY first.
+  v1::WatchRequest w;
+  w.set_mailbox_id("mbx-a");
+  v1::WatchEvent first;
+  ASSERT_TRUE(client_->Watch(0, w, [&](const v1::WatchEvent& e) { first = e; return false; }, nullptr, user_a_).ok());
+  EXPECT_EQ(first.kind(), v1::WATCH_EVENT_KIND_READY);
+  // No token at all.
+  msc::CallOptions none;
+  none.authorization = "Bearer garbage";
+  v1::ListFoldersRequest lf;
+  lf.set_mailbox_id("mbx-a");
+  EXPECT_EQ(client_->ListFolders(0, lf, none).status().code(), absl::StatusCode::kUnauthenticated);
+}
+
+TEST_F(ServiceTest, TenantBCannotReachTenantAByAnyRpc) {
+  v1::AppendRequest r;
+  r.set_mailbox_id("mbx-a");
+  r.mutable_folder()->set_name("INBOX");
+  r.set_message("Subject: secret of A\r\n\r\nthe plans\r\n");
+  ASSERT_TRUE(client_->Append(0, r, user_a_).ok());
+  v1::StartArchiveRequest ar;
+  ar.set_mailbox_id("mbx-a");
+  ar.mutable_older_than()->set_seconds(1);
+  auto job = client_->StartArchive(0, ar, user_a_);
+  ASSERT_TRUE(job.ok()) << job.status();
+  auto missing = EveryRpc(*client_, "no-such-mailbox", user_b_);
+  for (const msc::CallOptions* who : {&user_b_, &admin_b_, &sneaky_b_}) {
+    auto results = EveryRpc(*client_, "mbx-a", *who);
+    for (size_t i = 0; i < results.size(); ++i) {
+      const auto& [name, s] = results[i];
+      if (name == "DeliverBatch" || name == "SetQuota" || name == "DeleteMailbox") {
+        EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << name;  // service-internal
+        continue;
+      }
+      EXPECT_EQ(s.code(), absl::StatusCode::kNotFound) << name << ": " << s;
+      // Indistinguishable from a mailbox that does not exist (same words).
+      EXPECT_EQ(std::string(s.message()).find("mbx-a") != std::string::npos,
+                std::string(missing[i].second.message()).find("no-such-mailbox") != std::string::npos)
+          << name;
+    }
+    v1::GetArchiveJobRequest g;
+    g.set_job_id(job->job_id());
+    EXPECT_EQ(client_->GetArchiveJob(0, g, *who).status().code(), absl::StatusCode::kNotFound);
+    v1::GetQuotaRequest tq;
+    tq.set_tenant_id("tenant-a");
+    EXPECT_EQ(client_->GetQuota(0, tq, *who).status().code(), absl::StatusCode::kNotFound);
+    v1::ListRetentionRulesRequest lr;
+    lr.set_tenant_id("tenant-a");
+    EXPECT_EQ(client_->ListRetentionRules(0, lr, *who).status().code(), absl::StatusCode::kNotFound);
+  }
+  // A's mail is untouched.
+  v1::FolderStatusRequest st;
+  st.set_mailbox_id("mbx-a");
+  st.mutable_folder()->set_name("INBOX");
+  auto status = client_->FolderStatus(0, st, user_a_);
+  ASSERT_TRUE(status.ok());
+  EXPECT_EQ(status->folder().messages(), 1u);
+  // The admin of tenant B reaches B's mailboxes (export), not A's.
+  v1::ExportMboxRequest ex;
+  ex.set_mailbox_id("mbx-b");
+  ex.mutable_folder()->set_name("INBOX");
+  EXPECT_TRUE(client_->ExportMbox(0, ex, [](const v1::ExportMboxResponse&) { return true; }, admin_b_).ok());
+}
+
+}  // namespace
+}  // namespace mailgrid::mailstore

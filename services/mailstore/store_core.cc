@@ -1,0 +1,712 @@
+// MailStore basics: reads, the mutation builder, mailboxes and folders.
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "libs/base/strings.h"
+#include "services/mailstore/store_internal.h"
+
+namespace mailgrid::mailstore {
+
+int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
+google::protobuf::Timestamp MicrosToTs(int64_t micros) {
+  google::protobuf::Timestamp ts;
+  ts.set_seconds(micros / 1000000);
+  ts.set_nanos(static_cast<int32_t>((micros % 1000000) * 1000));
+  return ts;
+}
+int64_t TsToMicros(const google::protobuf::Timestamp& ts) {
+  return ts.seconds() * 1000000 + ts.nanos() / 1000;
+}
+
+absl::Status MailboxNotFound(const std::string& id) { return NotFound("mailbox", id); }
+absl::Status FolderNotFound() { return NotFound("folder", "(requested)"); }
+absl::Status Unavailable(const absl::Status& from) {
+  if (from.code() == absl::StatusCode::kFailedPrecondition ||
+      from.code() == absl::StatusCode::kDeadlineExceeded)
+    return absl::UnavailableError(absl::StrCat("store: ", from.message()));
+  return from;
+}
+
+// ---------------------------------------------------------------- flags
+
+absl::StatusOr<std::string> CanonicalFlag(const std::string& flag, size_t index) {
+  static const char* system[] = {"\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft"};
+  std::string field = absl::StrCat("flags[", index, "]");
+  if (flag.empty() || flag.size() > 64) return InvalidField(field, "BAD_FLAG", "empty or over 64 bytes");
+  if (flag[0] == '\\') {
+    for (const char* s : system)
+      if (absl::EqualsIgnoreCase(flag, s)) return std::string(s);
+    return InvalidField(field, "BAD_FLAG",
+                        absl::EqualsIgnoreCase(flag, "\\Recent") ? "\\Recent is not storable"
+                                                                 : "unknown system flag");
+  }
+  for (unsigned char c : flag) {
+    if (c <= 0x20 || c >= 0x7f || c == '(' || c == ')' || c == '{' || c == '%' || c == '*' ||
+        c == '"' || c == '\\' || c == ']')
+      return InvalidField(field, "BAD_FLAG", "a keyword is an IMAP atom");
+  }
+  return flag;
+}
+
+bool HasFlag(const google::protobuf::RepeatedPtrField<std::string>& flags, std::string_view flag) {
+  for (const auto& f : flags)
+    if (absl::EqualsIgnoreCase(f, ToAbsl(flag))) return true;
+  return false;
+}
+
+// ---------------------------------------------------------------- MailStore
+
+
+absl::StatusOr<kv::v1::GetResponse> MailStore::Get(const std::string& key) {
+  kv::v1::GetRequest r;
+  r.set_key(key);
+  r.set_consistency(options_.reads);
+  auto resp = store_->Get(r, absl::Now() + options_.timeout);
+  if (!resp.ok()) return Unavailable(resp.status());
+  return resp;
+}
+
+absl::Status MailStore::ScanRange(const std::string& start, const std::string& end,
+                                  bool keys_only, size_t limit, bool reverse,
+                                  const std::function<bool(const kv::v1::KeyValue&)>& each) {
+  kv::v1::ScanRequest r;
+  r.mutable_key_range()->set_start(start);
+  r.mutable_key_range()->set_end(end);
+  r.set_keys_only(keys_only);
+  r.set_reverse(reverse);
+  r.set_consistency(options_.reads);
+  size_t seen = 0;
+  for (;;) {
+    r.set_limit(static_cast<uint32_t>(std::min<size_t>(limit - seen, 1000)));
+    auto resp = store_->Scan(r, absl::Now() + options_.timeout);
+    if (!resp.ok()) return Unavailable(resp.status());
+    for (const auto& kv : resp->entries()) {
+      ++seen;
+      if (!each(kv)) return absl::OkStatus();
+      if (seen >= limit) return absl::OkStatus();
+    }
+    if (resp->continuation().empty()) return absl::OkStatus();
+    r.set_continuation(resp->continuation());
+  }
+}
+
+absl::StatusOr<std::string> MailStore::TenantOf(const std::string& mailbox_id) {
+  if (!keys::ValidId(mailbox_id)) return MailboxNotFound(mailbox_id);
+  {
+    absl::MutexLock lock(&tenant_mu_);
+    if (auto it = tenant_of_.find(mailbox_id); it != tenant_of_.end()) return it->second;
+  }
+  ASSIGN_OR_RETURN(auto got, Get(keys::MailboxIndex(mailbox_id)));
+  if (!got.found()) return MailboxNotFound(mailbox_id);
+  absl::MutexLock lock(&tenant_mu_);
+  tenant_of_[mailbox_id] = got.value();
+  return got.value();
+}
+
+absl::StatusOr<MailStore::Mbx> MailStore::LoadMailbox(const std::string& mailbox_id,
+                                                      bool with_folders) {
+  ASSIGN_OR_RETURN(std::string tenant, TenantOf(mailbox_id));
+  Mbx m;
+  m.tenant = tenant;
+  m.id = mailbox_id;
+  ASSIGN_OR_RETURN(auto got, Get(keys::Mailbox(tenant, mailbox_id)));
+  if (!got.found()) {
+    absl::MutexLock lock(&tenant_mu_);
+    tenant_of_.erase(mailbox_id);  // deleted meanwhile
+    return MailboxNotFound(mailbox_id);
+  }
+  if (!m.rec.ParseFromString(got.value())) return absl::DataLossError("mailbox record");
+  m.version = got.version();
+  if (with_folders) {
+    std::string p = keys::FolderPrefix(tenant, mailbox_id);
+    absl::Status bad;
+    RETURN_IF_ERROR(ScanRange(p, keys::PrefixEnd(p), false, 1u << 20, false,
+                              [&](const kv::v1::KeyValue& kv) {
+                                storage::FolderRecord f;
+                                if (!f.ParseFromString(kv.value())) {
+                                  bad = absl::DataLossError("folder record");
+                                  return false;
+                                }
+                                m.folders.emplace_back(std::move(f), kv.version());
+                                return true;
+                              }));
+    RETURN_IF_ERROR(bad);
+    std::sort(m.folders.begin(), m.folders.end(),
+              [](const auto& a, const auto& b) { return a.first.name() < b.first.name(); });
+  }
+  return m;
+}
+
+absl::StatusOr<storage::BodyRecord> MailStore::LoadBody(const std::string& tenant,
+                                                        const std::string& sha) {
+  ASSIGN_OR_RETURN(auto got, Get(keys::Body(tenant, sha)));
+  if (!got.found()) return absl::DataLossError(absl::StrCat("body ", sha, " missing"));
+  storage::BodyRecord b;
+  if (!b.ParseFromString(got.value())) return absl::DataLossError("body record");
+  return b;
+}
+
+absl::StatusOr<std::string> MailStore::LoadBodyBytes(const std::string& tenant,
+                                                     const std::string& sha,
+                                                     const storage::BodyRecord& body) {
+  std::string out;
+  out.reserve(body.size());
+  for (uint32_t i = 0; i < body.chunks(); ++i) {
+    ASSIGN_OR_RETURN(auto got, Get(keys::BodyChunk(tenant, sha, i)));
+    if (!got.found()) return absl::DataLossError(absl::StrCat("body ", sha, " chunk missing"));
+    ASSIGN_OR_RETURN(std::string piece, DecompressChunk(got.value()));
+    out += piece;
+  }
+  if (out.size() != body.size()) return absl::DataLossError("body size differs from its record");
+  return out;
+}
+
+absl::Mutex* MailStore::MailboxLock(const std::string& mailbox_id) {
+  absl::MutexLock lock(&locks_mu_);
+  auto& slot = locks_[mailbox_id];
+  if (!slot) slot = std::make_unique<absl::Mutex>();
+  return slot.get();
+}
+
+void MailStore::Committed(const std::string& tenant, const std::string& mailbox) {
+  if (listener_) listener_(tenant, mailbox);
+}
+
+// ---------------------------------------------------------------- Mutation
+
+storage::FolderRecord* Mutation::MutableFolder(const std::string& folder_id) {
+  auto it = dirty_folders_.find(folder_id);
+  if (it != dirty_folders_.end()) return &it->second;
+  for (auto& [f, v] : mbx_->folders) {
+    if (f.folder_id() == folder_id) {
+      Condition(keys::Folder(tenant(), mailbox(), folder_id), v);
+      return &dirty_folders_.emplace(folder_id, f).first->second;
+    }
+  }
+  return nullptr;
+}
+
+storage::FolderRecord* Mutation::AddFolder(storage::FolderRecord rec) {
+  std::string id = rec.folder_id();
+  mbx_->folders.emplace_back(rec, 0);
+  Condition(keys::Folder(tenant(), mailbox(), id), 0);
+  mbx_->rec.set_folder_count(mbx_->rec.folder_count() + 1);
+  return &dirty_folders_.emplace(id, std::move(rec)).first->second;
+}
+
+void Mutation::RemoveFolder(const std::string& folder_id) {
+  dirty_folders_.erase(folder_id);
+  removed_folders_.insert(folder_id);
+  mbx_->rec.set_folder_count(mbx_->rec.folder_count() - 1);
+}
+
+void Mutation::Put(const std::string& key, const google::protobuf::Message& value) {
+  auto* p = req_.add_ops()->mutable_put();
+  p->set_key(key);
+  p->set_value(value.SerializeAsString());
+}
+void Mutation::PutRaw(const std::string& key, std::string value) {
+  auto* p = req_.add_ops()->mutable_put();
+  p->set_key(key);
+  p->set_value(std::move(value));
+}
+void Mutation::Delete(const std::string& key) { req_.add_ops()->mutable_delete_()->set_key(key); }
+void Mutation::DeleteRange(const std::string& start, const std::string& end) {
+  auto* d = req_.add_ops()->mutable_delete_range();
+  d->set_start(start);
+  d->set_end(end);
+}
+void Mutation::Condition(const std::string& key, uint64_t version) {
+  auto* c = req_.add_conditions();
+  c->set_key(key);
+  c->set_kind(kv::v1::Condition::VERSION_EQUALS);
+  c->set_version(version);
+}
+
+void Mutation::Event(v1::WatchEvent event) {
+  event.set_cursor(absl::StrCat(event.modseq()));
+  *event.mutable_at() = MicrosToTs(NowMicros());
+  storage::ChangeRecord rec;
+  *rec.mutable_event() = event;
+  Put(keys::Change(tenant(), mailbox(), event.modseq()), rec);
+  uint64_t keep = store_->options().feed_keep;
+  if (event.modseq() > keep) Delete(keys::Change(tenant(), mailbox(), event.modseq() - keep));
+  events_.push_back(std::move(event));
+}
+
+absl::Status Mutation::RefBody(const std::string& sha, int64_t delta, const Ingested* fresh) {
+  BodyRef& r = bodies_[sha];
+  r.delta += delta;
+  if (fresh != nullptr) r.fresh = fresh;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> Mutation::TermsOf(const std::string& sha) {
+  if (auto it = terms_cache_.find(sha); it != terms_cache_.end()) return it->second;
+  ASSIGN_OR_RETURN(auto got, store_->Get(keys::BodyTerms(tenant(), sha)));
+  storage::BodyTerms t;
+  if (got.found() && !t.ParseFromString(got.value())) return absl::DataLossError("body terms");
+  std::vector<std::string> v(t.terms().begin(), t.terms().end());
+  terms_cache_[sha] = v;
+  return v;
+}
+
+absl::Status Mutation::InsertMessage(storage::FolderRecord* f, uint32_t uid,
+                                     const storage::MessageRecord& msg) {
+  Put(keys::Message(tenant(), mailbox(), f->folder_id(), uid), msg);
+  PutRaw(keys::Location(tenant(), mailbox(), msg.body_sha(), f->folder_id(), uid), "");
+  links_[msg.body_sha()].added++;
+  f->set_messages(f->messages() + 1);
+  f->set_size_bytes(f->size_bytes() + msg.size());
+  if (uid >= f->recent_from()) f->set_recent(f->recent() + 1);
+  if (!HasFlag(msg.flags(), "\\Seen")) {
+    f->set_unseen(f->unseen() + 1);
+    PutRaw(keys::Unseen(tenant(), mailbox(), f->folder_id(), uid), "");
+  }
+  f->set_highest_modseq(std::max(f->highest_modseq(), msg.modseq()));
+  mbx_->rec.set_usage_bytes(mbx_->rec.usage_bytes() + msg.size());
+  mbx_->rec.set_usage_messages(mbx_->rec.usage_messages() + 1);
+  return absl::OkStatus();
+}
+
+absl::Status Mutation::RemoveMessage(storage::FolderRecord* f, uint32_t uid,
+                                     const storage::MessageRecord& msg, uint64_t modseq) {
+  Delete(keys::Message(tenant(), mailbox(), f->folder_id(), uid));
+  std::string ts;
+  keys::AppendBe64(modseq, &ts);
+  PutRaw(keys::Tombstone(tenant(), mailbox(), f->folder_id(), uid), ts);
+  f->set_messages(f->messages() - 1);
+  f->set_size_bytes(f->size_bytes() - std::min(f->size_bytes(), msg.size()));
+  if (uid >= f->recent_from() && f->recent() > 0) f->set_recent(f->recent() - 1);
+  if (!HasFlag(msg.flags(), "\\Seen")) {
+    if (f->unseen() > 0) f->set_unseen(f->unseen() - 1);
+    Delete(keys::Unseen(tenant(), mailbox(), f->folder_id(), uid));
+  }
+  f->set_highest_modseq(std::max(f->highest_modseq(), modseq));
+  std::string loc = keys::Location(tenant(), mailbox(), msg.body_sha(), f->folder_id(), uid);
+  Delete(loc);
+  links_[msg.body_sha()].removed_keys.insert(loc);
+  mbx_->rec.set_usage_bytes(mbx_->rec.usage_bytes() - std::min(mbx_->rec.usage_bytes(), msg.size()));
+  if (mbx_->rec.usage_messages() > 0) mbx_->rec.set_usage_messages(mbx_->rec.usage_messages() - 1);
+  return RefBody(msg.body_sha(), -1);
+}
+
+void Mutation::FlagsChanged(storage::FolderRecord* f, uint32_t uid, bool was_seen, bool now_seen) {
+  if (was_seen == now_seen) return;
+  if (now_seen) {
+    if (f->unseen() > 0) f->set_unseen(f->unseen() - 1);
+    Delete(keys::Unseen(tenant(), mailbox(), f->folder_id(), uid));
+  } else {
+    f->set_unseen(f->unseen() + 1);
+    PutRaw(keys::Unseen(tenant(), mailbox(), f->folder_id(), uid), "");
+  }
+}
+
+absl::Status Mutation::UpdatePostings() {
+  for (const auto& [sha, l] : links_) {
+    if (l.added > 0 && l.removed_keys.empty()) {
+      // Only the first copy in the mailbox writes the postings.
+      bool any = false;
+      std::string p = keys::LocationPrefix(tenant(), mailbox(), sha);
+      RETURN_IF_ERROR(store_->ScanRange(p, keys::PrefixEnd(p), true, 1, false,
+                                        [&](const kv::v1::KeyValue&) { return !(any = true); }));
+      if (any) continue;
+    } else {
+      // Copies before this change, and whether any other stays.
+      size_t before = 0, kept = 0;
+      std::string p = keys::LocationPrefix(tenant(), mailbox(), sha);
+      RETURN_IF_ERROR(store_->ScanRange(p, keys::PrefixEnd(p), true, l.removed_keys.size() + 1,
+                                        false, [&](const kv::v1::KeyValue& kv) {
+                                          ++before;
+                                          if (!l.removed_keys.count(kv.key())) ++kept;
+                                          return true;
+                                        }));
+      int64_t after = static_cast<int64_t>(kept) + l.added;
+      bool had = before > 0;
+      if (had == (after > 0)) continue;
+      if (had) {
+        ASSIGN_OR_RETURN(auto terms, TermsOf(sha));
+        for (const auto& t : terms) Delete(keys::Posting(tenant(), mailbox(), t, sha));
+        continue;
+      }
+    }
+    std::vector<std::string> terms;
+    auto fresh = bodies_.find(sha);
+    if (fresh != bodies_.end() && fresh->second.fresh != nullptr) {
+      terms = fresh->second.fresh->terms;
+    } else {
+      ASSIGN_OR_RETURN(terms, TermsOf(sha));
+    }
+    for (const auto& t : terms) PutRaw(keys::Posting(tenant(), mailbox(), t, sha), "");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<bool> Mutation::Commit() {
+  RETURN_IF_ERROR(UpdatePostings());
+  // Bodies: refcounts, created with their chunks, or freed.
+  for (const auto& [sha, ref] : bodies_) {
+    if (ref.delta == 0) continue;
+    std::string key = keys::Body(tenant(), sha);
+    ASSIGN_OR_RETURN(auto got, store_->Get(key));
+    Condition(key, got.found() ? got.version() : 0);
+    storage::BodyRecord body;
+    if (got.found()) {
+      if (!body.ParseFromString(got.value())) return absl::DataLossError("body record");
+    } else {
+      if (ref.fresh == nullptr || ref.delta < 0)
+        return absl::DataLossError(absl::StrCat("body ", sha, " missing"));
+      body = ref.fresh->body;
+      if (!ref.fresh->chunks_prewritten) {
+        for (size_t i = 0; i < ref.fresh->chunks.size(); ++i)
+          PutRaw(keys::BodyChunk(tenant(), sha, static_cast<uint32_t>(i)), ref.fresh->chunks[i]);
+      }
+      storage::BodyTerms terms;
+      for (const auto& t : ref.fresh->terms) terms.add_terms(t);
+      Put(keys::BodyTerms(tenant(), sha), terms);
+    }
+    int64_t count = static_cast<int64_t>(body.refcount()) + ref.delta;
+    if (count <= 0) {
+      Delete(key);
+      DeleteRange(key + "/", keys::PrefixEnd(key + "/"));
+    } else {
+      body.set_refcount(static_cast<uint64_t>(count));
+      Put(key, body);
+    }
+  }
+  for (const auto& [id, f] : dirty_folders_) Put(keys::Folder(tenant(), mailbox(), id), f);
+  for (const auto& id : removed_folders_) Delete(keys::Folder(tenant(), mailbox(), id));
+  Put(keys::Mailbox(tenant(), mailbox()), mbx_->rec);
+  Condition(keys::Mailbox(tenant(), mailbox()), mbx_->version);
+  // The mailbox record goes last so a reader never sees a newer MODSEQ
+  // before the changes (one write is atomic anyway; order is for clarity).
+  auto resp = store_->store_->Write(req_, absl::Now() + store_->options().timeout);
+  if (!resp.ok()) return Unavailable(resp.status());
+  if (resp->has_rejected()) return absl::InvalidArgumentError(resp->rejected().reason());
+  if (resp->has_condition_failed()) return false;
+  return true;
+}
+
+absl::Status RunMutation(MailStore* store, const std::string& mailbox_id,
+                         const std::function<absl::Status(Mutation&)>& plan,
+                         std::vector<v1::WatchEvent>* events) {
+  absl::Mutex* mu = store->MailboxLock(mailbox_id);
+  absl::MutexLock lock(mu);
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    ASSIGN_OR_RETURN(MailStore::Mbx m, store->LoadMailbox(mailbox_id));
+    Mutation mut(store, &m);
+    RETURN_IF_ERROR(plan(mut));
+    if (mut.Empty()) return absl::OkStatus();  // nothing to change
+    ASSIGN_OR_RETURN(bool committed, mut.Commit());
+    if (committed) {
+      if (events != nullptr) *events = mut.events();
+      store->Committed(m.tenant, m.id);
+      return absl::OkStatus();
+    }
+  }
+  return absl::AbortedError("mailbox changed concurrently too often; retry");
+}
+
+// ---------------------------------------------------------------- folders
+
+const storage::FolderRecord* FindFolderByName(const MailStore::Mbx& m, const std::string& name) {
+  bool inbox = absl::EqualsIgnoreCase(name, "INBOX");
+  for (const auto& [f, v] : m.folders) {
+    if (inbox ? f.special_use() == v1::SPECIAL_USE_INBOX : f.name() == name) return &f;
+  }
+  return nullptr;
+}
+
+const storage::FolderRecord* FindFolder(const MailStore::Mbx& m, const v1::FolderRef& ref) {
+  switch (ref.key_case()) {
+    case v1::FolderRef::kFolderId:
+      for (const auto& [f, v] : m.folders)
+        if (f.folder_id() == ref.folder_id()) return &f;
+      return nullptr;
+    case v1::FolderRef::kName:
+      return FindFolderByName(m, ref.name());
+    case v1::FolderRef::kSpecialUse:
+      for (const auto& [f, v] : m.folders)
+        if (f.special_use() == ref.special_use() && ref.special_use() != 0) return &f;
+      return nullptr;
+    default:
+      return nullptr;
+  }
+}
+
+absl::Status ValidateFolderName(const std::string& name, const std::string& field) {
+  if (name.empty()) return InvalidField(field, "EMPTY", "folder name is empty");
+  if (name.size() > 255) return InvalidField(field, "BAD_NAME", "over 255 bytes");
+  if (name.front() == '/' || name.back() == '/' || absl::StrContains(name, "//"))
+    return InvalidField(field, "BAD_NAME", "empty hierarchy component");
+  int levels = 1;
+  for (unsigned char c : name) {
+    if (c < 0x20 || c == 0x7f) return InvalidField(field, "BAD_NAME", "control character");
+    if (c == '/') ++levels;
+  }
+  if (levels > 16) return InvalidField(field, "BAD_NAME", "over 16 levels");
+  return absl::OkStatus();
+}
+
+v1::Folder FolderToProto(const MailStore::Mbx& m, const storage::FolderRecord& f) {
+  v1::Folder out;
+  out.set_folder_id(f.folder_id());
+  out.set_name(f.name());
+  out.set_special_use(static_cast<v1::SpecialUse>(f.special_use()));
+  out.set_noselect(f.noselect());
+  std::string child_prefix = f.name() + "/";
+  for (const auto& [g, v] : m.folders)
+    if (absl::StartsWith(g.name(), child_prefix)) out.set_has_children(true);
+  out.set_uidvalidity(f.uidvalidity());
+  out.set_uidnext(f.uidnext());
+  out.set_messages(f.messages());
+  out.set_unseen(f.unseen());
+  out.set_recent(f.recent());
+  out.set_highest_modseq(f.highest_modseq());
+  out.set_size_bytes(f.size_bytes());
+  return out;
+}
+
+namespace {
+
+uint32_t NewUidValidity(const MailStore::Mbx& m) {
+  // Seconds since 2020 plus the folder counter: a recreated folder never
+  // gets its old value back.
+  int64_t s = absl::ToUnixSeconds(absl::Now()) - 1577836800;
+  return static_cast<uint32_t>(std::max<int64_t>(1, s) + m.rec.next_folder());
+}
+
+storage::FolderRecord NewFolder(Mutation& mut, const std::string& name, int special_use) {
+  MailStore::Mbx& m = mut.mbx();
+  storage::FolderRecord f;
+  f.set_folder_id(keys::FolderId(m.rec.next_folder() + 1));
+  m.rec.set_next_folder(m.rec.next_folder() + 1);
+  f.set_name(name);
+  f.set_special_use(special_use);
+  f.set_uidvalidity(NewUidValidity(m));
+  f.set_uidnext(1);
+  f.set_recent_from(1);
+  return f;
+}
+
+void FolderEvent(Mutation& mut, v1::WatchEventKind kind, const storage::FolderRecord& f,
+                 const std::string& old_name = "") {
+  v1::WatchEvent e;
+  e.set_kind(kind);
+  e.set_folder_id(f.folder_id());
+  e.set_folder_name(f.name());
+  e.set_old_folder_name(old_name);
+  e.set_modseq(mut.NextModseq());
+  e.set_uidvalidity(f.uidvalidity());
+  e.set_messages_count(f.messages());
+  mut.Event(std::move(e));
+}
+
+const std::pair<const char*, v1::SpecialUse> kSpecialFolders[] = {
+    {"INBOX", v1::SPECIAL_USE_INBOX}, {"Sent", v1::SPECIAL_USE_SENT},
+    {"Drafts", v1::SPECIAL_USE_DRAFTS}, {"Trash", v1::SPECIAL_USE_TRASH},
+    {"Junk", v1::SPECIAL_USE_JUNK}, {"Archive", v1::SPECIAL_USE_ARCHIVE}};
+
+}  // namespace
+
+// Creates `name` and missing parents (as \Noselect-free plain folders).
+absl::StatusOr<storage::FolderRecord*> CreateFolderIn(Mutation& mut, const std::string& name,
+                                                      int special_use, uint32_t max_folders) {
+  std::vector<std::string> chain;
+  for (size_t i = 0; i < name.size(); ++i)
+    if (name[i] == '/') chain.push_back(name.substr(0, i));
+  chain.push_back(name);
+  storage::FolderRecord* last = nullptr;
+  for (const std::string& n : chain) {
+    if (const auto* existing = FindFolderByName(mut.mbx(), n)) {
+      if (n == name) return AlreadyExists("name", "ALREADY_EXISTS", "folder exists");
+      (void)existing;
+      continue;
+    }
+    if (mut.mbx().rec.folder_count() >= max_folders)
+      return WithLimits(absl::StatusCode::kResourceExhausted, "TOO_MANY_FOLDERS",
+                        "over the folder limit", {});
+    last = mut.AddFolder(NewFolder(mut, n, n == name ? special_use : 0));
+    FolderEvent(mut, v1::WATCH_EVENT_KIND_FOLDER_CREATED, *last);
+  }
+  return last;
+}
+
+absl::StatusOr<v1::MailboxInfo> MailStore::CreateMailbox(const v1::CreateMailboxRequest& r) {
+  if (!keys::ValidId(r.mailbox_id())) return InvalidField("mailbox_id", "BAD_ID", "not an id");
+  if (!keys::ValidId(r.tenant_id())) return InvalidField("tenant_id", "BAD_ID", "not an id");
+  auto info = [&](const storage::MailboxRecord& rec) {
+    v1::MailboxInfo out;
+    out.set_mailbox_id(rec.mailbox_id());
+    out.set_tenant_id(rec.tenant_id());
+    out.set_kind(static_cast<common::v1::MailboxKind>(rec.kind()));
+    out.set_owner_id(rec.owner_id());
+    out.set_shard(rec.shard());
+    out.mutable_quota()->set_mailbox_id(rec.mailbox_id());
+    out.mutable_quota()->set_usage_bytes(rec.usage_bytes());
+    out.mutable_quota()->set_usage_messages(rec.usage_messages());
+    *out.mutable_quota()->mutable_limit() = rec.quota();
+    *out.mutable_created_at() = MicrosToTs(rec.created_micros());
+    return out;
+  };
+  absl::Mutex* mu = MailboxLock(r.mailbox_id());
+  absl::MutexLock lock(mu);
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    ASSIGN_OR_RETURN(auto idx, Get(keys::MailboxIndex(r.mailbox_id())));
+    if (idx.found()) {
+      if (idx.value() != r.tenant_id())
+        return AlreadyExists("mailbox_id", "ALREADY_EXISTS", "mailbox id in use");
+      ASSIGN_OR_RETURN(Mbx m, LoadMailbox(r.mailbox_id(), false));
+      if (m.rec.owner_id() != r.owner_id() || m.rec.kind() != r.kind())
+        return AlreadyExists("mailbox_id", "ALREADY_EXISTS", "mailbox id in use");
+      return info(m.rec);
+    }
+    Mbx m;
+    m.tenant = r.tenant_id();
+    m.id = r.mailbox_id();
+    m.rec.set_mailbox_id(r.mailbox_id());
+    m.rec.set_tenant_id(r.tenant_id());
+    m.rec.set_kind(r.kind());
+    m.rec.set_owner_id(r.owner_id());
+    m.rec.set_shard(options_.shard);
+    *m.rec.mutable_quota() = r.quota();
+    if (!r.has_quota()) {
+      m.rec.mutable_quota()->mutable_bytes()->set_unlimited(true);
+      m.rec.mutable_quota()->mutable_messages()->set_unlimited(true);
+    }
+    m.rec.set_created_micros(NowMicros());
+    Mutation mut(this, &m);
+    for (const auto& [name, use] : kSpecialFolders) {
+      storage::FolderRecord* f = mut.AddFolder(NewFolder(mut, name, use));
+      mut.PutRaw(keys::Subscription(m.tenant, m.id, f->name()), "");
+    }
+    mut.PutRaw(keys::MailboxIndex(m.id), m.tenant);
+    mut.PutRaw(keys::TenantMailbox(m.tenant, m.id), "");
+    mut.Condition(keys::MailboxIndex(m.id), 0);
+    ASSIGN_OR_RETURN(bool ok, mut.Commit());
+    if (ok) return info(m.rec);
+  }
+  return absl::AbortedError("CreateMailbox raced; retry");
+}
+
+absl::StatusOr<v1::ListFoldersResponse> MailStore::ListFolders(const v1::ListFoldersRequest& r) {
+  ASSIGN_OR_RETURN(Mbx m, LoadMailbox(r.mailbox_id()));
+  std::set<std::string> subscribed;
+  std::string p = keys::SubscriptionPrefix(m.tenant, m.id);
+  RETURN_IF_ERROR(ScanRange(p, keys::PrefixEnd(p), true, 100000, false,
+                            [&](const kv::v1::KeyValue& kv) {
+                              subscribed.insert(kv.key().substr(p.size()));
+                              return true;
+                            }));
+  v1::ListFoldersResponse out;
+  // INBOX first, then by name (hierarchy order: parents before children).
+  std::vector<const storage::FolderRecord*> order;
+  for (const auto& [f, v] : m.folders) order.push_back(&f);
+  std::stable_sort(order.begin(), order.end(), [](const auto* a, const auto* b) {
+    bool ai = a->special_use() == v1::SPECIAL_USE_INBOX, bi = b->special_use() == v1::SPECIAL_USE_INBOX;
+    if (ai != bi) return ai;
+    return a->name() < b->name();
+  });
+  for (const auto* f : order) {
+    bool sub = subscribed.erase(f->name()) > 0;
+    if (r.subscribed_only() && !sub) continue;
+    v1::Folder folder = FolderToProto(m, *f);
+    folder.set_subscribed(sub);
+    if (!r.with_status()) {
+      folder.clear_messages();
+      folder.clear_unseen();
+      folder.clear_recent();
+      folder.clear_size_bytes();
+    }
+    *out.add_folders() = std::move(folder);
+  }
+  for (const auto& s : subscribed) out.add_dangling_subscriptions(s);
+  return out;
+}
+
+absl::StatusOr<v1::Folder> MailStore::CreateFolder(const v1::CreateFolderRequest& r) {
+  RETURN_IF_ERROR(ValidateFolderName(r.name(), "name"));
+  if (absl::EqualsIgnoreCase(r.name(), "INBOX"))
+    return AlreadyExists("name", "ALREADY_EXISTS", "folder exists");
+  v1::Folder out;
+  RETURN_IF_ERROR(RunMutation(this, r.mailbox_id(), [&](Mutation& mut) -> absl::Status {
+    ASSIGN_OR_RETURN(storage::FolderRecord * f,
+                     CreateFolderIn(mut, r.name(), r.special_use(), options_.max_folders));
+    if (r.special_use() != v1::SPECIAL_USE_UNSPECIFIED && r.special_use() != v1::SPECIAL_USE_INBOX) {
+      for (auto& [g, v] : mut.mbx().folders)
+        if (g.special_use() == r.special_use() && g.folder_id() != f->folder_id())
+          mut.MutableFolder(g.folder_id())->set_special_use(0);
+    } else if (r.special_use() == v1::SPECIAL_USE_INBOX) {
+      return InvalidField("special_use", "BAD_SPECIAL_USE", "INBOX exists already");
+    }
+    out = FolderToProto(mut.mbx(), *f);
+    return absl::OkStatus();
+  }));
+  return out;
+}
+
+absl::Status MailStore::SubscribeFolder(const v1::SubscribeFolderRequest& r) {
+  RETURN_IF_ERROR(ValidateFolderName(r.name(), "name"));
+  ASSIGN_OR_RETURN(std::string tenant, TenantOf(r.mailbox_id()));
+  std::string name = absl::EqualsIgnoreCase(r.name(), "INBOX") ? "INBOX" : r.name();
+  kv::v1::WriteRequest w;
+  auto* op = w.add_ops();
+  if (r.subscribe()) {
+    op->mutable_put()->set_key(keys::Subscription(tenant, r.mailbox_id(), name));
+  } else {
+    op->mutable_delete_()->set_key(keys::Subscription(tenant, r.mailbox_id(), name));
+  }
+  auto resp = store_->Write(w, absl::Now() + options_.timeout);
+  if (!resp.ok()) return Unavailable(resp.status());
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::FolderStatusResponse> MailStore::FolderStatus(const v1::FolderStatusRequest& r) {
+  v1::FolderStatusResponse out;
+  if (r.claim_recent()) {
+    RETURN_IF_ERROR(RunMutation(this, r.mailbox_id(), [&](Mutation& mut) -> absl::Status {
+      out.Clear();
+      const auto* f = FindFolder(mut.mbx(), r.folder());
+      if (f == nullptr || f->noselect()) return FolderNotFound();
+      storage::FolderRecord snapshot = *f;
+      if (f->recent() > 0) {
+        std::vector<std::pair<uint32_t, storage::MessageRecord>> recent;
+        ASSIGN_OR_RETURN(recent, ScanMessages(this, mut.mbx(), f->folder_id(), f->recent_from(),
+                                              f->uidnext()));
+        std::vector<uint32_t> uids;
+        for (const auto& [uid, m] : recent) uids.push_back(uid);
+        ToIdSet(uids, out.mutable_recent_uids());
+        storage::FolderRecord* w = mut.MutableFolder(f->folder_id());
+        w->set_recent_from(w->uidnext());
+        w->set_recent(0);
+      }
+      *out.mutable_folder() = FolderToProto(mut.mbx(), snapshot);
+      return absl::OkStatus();
+    }));
+  } else {
+    ASSIGN_OR_RETURN(Mbx m, LoadMailbox(r.mailbox_id()));
+    const auto* f = FindFolder(m, r.folder());
+    if (f == nullptr || f->noselect()) return FolderNotFound();
+    *out.mutable_folder() = FolderToProto(m, *f);
+  }
+  ASSIGN_OR_RETURN(Mbx m, LoadMailbox(r.mailbox_id()));
+  const auto* f = FindFolder(m, r.folder());
+  if (f == nullptr) return FolderNotFound();
+  if (f->unseen() > 0) {
+    std::string p = keys::UnseenPrefix(m.tenant, m.id, f->folder_id());
+    RETURN_IF_ERROR(ScanRange(p, keys::PrefixEnd(p), true, 1, false, [&](const kv::v1::KeyValue& kv) {
+      out.set_first_unseen_uid(keys::ReadBe32(kv.key()));
+      return false;
+    }));
+  }
+  if (r.include_uids()) {
+    ASSIGN_OR_RETURN(auto uids, AllUids(this, m, f->folder_id()));
+    ToIdSet(uids, out.mutable_uids());
+  }
+  return out;
+}
+
+}  // namespace mailgrid::mailstore

@@ -1,0 +1,132 @@
+// Shared by the store_*.cc files only: the mutation builder (one
+// conditional kv write per change), folder lookup, UID-set helpers.
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "libs/base/status.h"
+#include "services/mailstore/errors.h"
+#include "services/mailstore/keys.h"
+#include "services/mailstore/mail_store.h"
+
+namespace mailgrid::mailstore {
+
+int64_t NowMicros();
+google::protobuf::Timestamp MicrosToTs(int64_t micros);
+int64_t TsToMicros(const google::protobuf::Timestamp& ts);
+
+// The uniform "does not exist or not yours" answers.
+absl::Status MailboxNotFound(const std::string& id);
+absl::Status FolderNotFound();
+absl::Status Unavailable(const absl::Status& from);
+
+// One planned change of one mailbox.
+class Mutation {
+ public:
+  Mutation(MailStore* store, MailStore::Mbx* mbx) : store_(store), mbx_(mbx) {}
+  MailStore::Mbx& mbx() { return *mbx_; }
+  const std::string& tenant() const { return mbx_->tenant; }
+  const std::string& mailbox() const { return mbx_->id; }
+
+  uint64_t NextModseq() { return Bump(); }
+  // The folder record to change (written at commit).
+  storage::FolderRecord* MutableFolder(const std::string& folder_id);
+  storage::FolderRecord* AddFolder(storage::FolderRecord rec);
+  void RemoveFolder(const std::string& folder_id);
+
+  void Put(const std::string& key, const google::protobuf::Message& value);
+  void PutRaw(const std::string& key, std::string value);
+  void Delete(const std::string& key);
+  void DeleteRange(const std::string& start, const std::string& end);
+  void Condition(const std::string& key, uint64_t version);
+  // A change-feed record (and the trim of the oldest kept one).
+  void Event(v1::WatchEvent event);
+  const std::vector<v1::WatchEvent>& events() const { return events_; }
+
+  // Body references: +n for new copies, -n for removed ones. `fresh` gives
+  // the chunks when the body may not exist yet.
+  absl::Status RefBody(const std::string& sha, int64_t delta, const Ingested* fresh = nullptr);
+
+  // Message record helpers (keep counters, unseen index, postings in step).
+  // The caller also calls RefBody(+1) / (-1 is done by RemoveMessage).
+  absl::Status InsertMessage(storage::FolderRecord* folder, uint32_t uid,
+                             const storage::MessageRecord& msg);
+  absl::Status RemoveMessage(storage::FolderRecord* folder, uint32_t uid,
+                             const storage::MessageRecord& msg, uint64_t modseq);
+  // Flags changed from old to new (counters and unseen index).
+  void FlagsChanged(storage::FolderRecord* folder, uint32_t uid, bool was_seen, bool now_seen);
+  absl::StatusOr<std::vector<std::string>> TermsOf(const std::string& sha);
+
+  kv::v1::WriteRequest& request() { return req_; }
+  bool Empty() const {
+    return req_.ops_size() == 0 && dirty_folders_.empty() && removed_folders_.empty() && bodies_.empty();
+  }
+  // Adds the mailbox record, folder records and conditions; writes.
+  // Returns false (and nothing written) when a condition failed.
+  absl::StatusOr<bool> Commit();
+
+ private:
+  uint64_t Bump() {
+    mbx_->rec.set_modseq(mbx_->rec.modseq() + 1);
+    return mbx_->rec.modseq();
+  }
+  struct BodyRef {
+    int64_t delta = 0;
+    const Ingested* fresh = nullptr;
+  };
+  // Copies of a body in this mailbox added/removed by this mutation: the
+  // mailbox's postings for the body exist while at least one copy does.
+  struct Links {
+    int64_t added = 0;
+    std::set<std::string> removed_keys;
+  };
+  absl::Status UpdatePostings();
+  std::map<std::string, Links> links_;
+  MailStore* store_;
+  MailStore::Mbx* mbx_;
+  kv::v1::WriteRequest req_;
+  std::map<std::string, storage::FolderRecord> dirty_folders_;
+  std::set<std::string> removed_folders_;
+  std::map<std::string, BodyRef> bodies_;
+  std::map<std::string, std::vector<std::string>> terms_cache_;
+  std::vector<v1::WatchEvent> events_;
+};
+
+// Runs plan() under the mailbox's lock until its write commits (re-planning
+// from fresh reads when a condition failed).
+absl::Status RunMutation(MailStore* store, const std::string& mailbox_id,
+                         const std::function<absl::Status(Mutation&)>& plan,
+                         std::vector<v1::WatchEvent>* events = nullptr);
+
+// Folder lookup by FolderRef (name: INBOX case-insensitive).
+const storage::FolderRecord* FindFolder(const MailStore::Mbx& m, const v1::FolderRef& ref);
+const storage::FolderRecord* FindFolderByName(const MailStore::Mbx& m, const std::string& name);
+absl::Status ValidateFolderName(const std::string& name, const std::string& field);
+absl::StatusOr<storage::FolderRecord*> CreateFolderIn(Mutation& mut, const std::string& name,
+                                                      int special_use, uint32_t max_folders);
+// Expunges `list` (already selected) from the folder in this mutation.
+absl::Status ExpungeIn(Mutation& mut, const std::string& folder_id,
+                       const std::vector<std::pair<uint32_t, storage::MessageRecord>>& list,
+                       std::vector<uint32_t>* uids, uint64_t* modseq_out);
+absl::Status CheckTenantQuota(MailStore* store, const std::string& tenant, uint64_t add_bytes);
+v1::Folder FolderToProto(const MailStore::Mbx& m, const storage::FolderRecord& f);
+
+// UIDs of a folder selected by a MessageSelector (ascending). Sequence
+// numbers need the folder's UID list (a keys-only scan).
+absl::StatusOr<std::vector<uint32_t>> AllUids(MailStore* store, const MailStore::Mbx& m,
+                                              const std::string& folder_id);
+absl::StatusOr<std::vector<std::pair<uint32_t, storage::MessageRecord>>> SelectMessages(
+    MailStore* store, const MailStore::Mbx& m, const storage::FolderRecord& f,
+    const v1::MessageSelector& sel, std::vector<uint32_t>* all_uids_out = nullptr);
+absl::StatusOr<std::vector<std::pair<uint32_t, storage::MessageRecord>>> ScanMessages(
+    MailStore* store, const MailStore::Mbx& m, const std::string& folder_id, uint32_t first,
+    uint32_t last);
+bool InSet(const v1::IdSet& set, uint32_t id, uint32_t max);
+void ToIdSet(const std::vector<uint32_t>& sorted, v1::IdSet* out);
+std::vector<uint32_t> FromIdSet(const v1::IdSet& set, uint32_t max, uint32_t cap = 1u << 22);
+
+}  // namespace mailgrid::mailstore

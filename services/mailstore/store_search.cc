@@ -1,0 +1,317 @@
+// Search: the query tree evaluated to sorted UID lists. Text goes through
+// the inverted index (per mailbox: term -> bodies, body -> UIDs per folder),
+// with each query token matched as a word prefix (so "contr" finds
+// "contract", and CJK bigrams as tokenised by libs/mail). Flags, dates,
+// sizes and MODSEQ read the message records, loaded once per query only
+// when a node needs them. BCC and arbitrary header fields are matched by
+// reading the stored messages (not indexed).
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/civil_time.h"
+#include "libs/base/strings.h"
+#include "libs/mail/header.h"
+#include "libs/mail/rfc2047.h"
+#include "libs/mail/tokenize.h"
+#include "services/mailstore/store_internal.h"
+
+namespace mailgrid::mailstore {
+namespace {
+
+using Uids = std::vector<uint32_t>;
+
+Uids Intersect(const Uids& a, const Uids& b) {
+  Uids out;
+  std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
+  return out;
+}
+Uids Union(const Uids& a, const Uids& b) {
+  Uids out;
+  std::set_union(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
+  return out;
+}
+Uids Minus(const Uids& a, const Uids& b) {
+  Uids out;
+  std::set_difference(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(out));
+  return out;
+}
+
+class Evaluator {
+ public:
+  Evaluator(MailStore* store, const MailStore::Mbx& m, const storage::FolderRecord& f)
+      : store_(store), m_(m), f_(f) {}
+
+  absl::StatusOr<Uids> Eval(const v1::SearchQuery& q, int depth) {
+    if (depth > 32) return InvalidField("query", "TOO_DEEP", "over 32 levels");
+    switch (q.node_case()) {
+      case v1::SearchQuery::kAll:
+        return Universe();
+      case v1::SearchQuery::kAllOf: {
+        if (q.all_of().queries().empty()) return Universe();
+        std::optional<Uids> acc;
+        for (const auto& sub : q.all_of().queries()) {
+          ASSIGN_OR_RETURN(Uids u, Eval(sub, depth + 1));
+          acc = acc ? Intersect(*acc, u) : u;
+          if (acc->empty()) break;
+        }
+        return *acc;
+      }
+      case v1::SearchQuery::kAnyOf: {
+        Uids acc;
+        for (const auto& sub : q.any_of().queries()) {
+          ASSIGN_OR_RETURN(Uids u, Eval(sub, depth + 1));
+          acc = Union(acc, u);
+        }
+        return acc;
+      }
+      case v1::SearchQuery::kNegation: {
+        ASSIGN_OR_RETURN(Uids u, Eval(q.negation(), depth + 1));
+        ASSIGN_OR_RETURN(Uids all, Universe());
+        return Minus(all, u);
+      }
+      case v1::SearchQuery::kText:
+        return Text(q.text());
+      case v1::SearchQuery::kDate:
+        return Date(q.date());
+      case v1::SearchQuery::kSize:
+        return Filter([&](const storage::MessageRecord& r) {
+          return q.size().op() == v1::SIZE_OP_LARGER ? r.size() > q.size().bytes()
+                                                      : r.size() < q.size().bytes();
+        });
+      case v1::SearchQuery::kFlag:
+        return Flag(q.flag());
+      case v1::SearchQuery::kUids: {
+        ASSIGN_OR_RETURN(Uids all, Universe());
+        Uids out;
+        uint32_t max = all.empty() ? 0 : all.back();
+        for (uint32_t u : all)
+          if (InSet(q.uids(), u, max)) out.push_back(u);
+        return out;
+      }
+      case v1::SearchQuery::kSequenceNumbers: {
+        ASSIGN_OR_RETURN(Uids all, Universe());
+        Uids out;
+        for (uint32_t s : FromIdSet(q.sequence_numbers(), static_cast<uint32_t>(all.size())))
+          out.push_back(all[s - 1]);
+        std::sort(out.begin(), out.end());
+        return out;
+      }
+      case v1::SearchQuery::kModseqAtLeast:
+        return Filter([&](const storage::MessageRecord& r) { return r.modseq() >= q.modseq_at_least(); });
+      default:
+        return InvalidField("query", "EMPTY", "empty query node");
+    }
+  }
+
+  absl::StatusOr<uint64_t> HighestModseq(const Uids& uids) {
+    if (uids.empty()) return 0;
+    uint64_t best = 0;
+    if (!records_loaded_ && uids.size() > 2000) RETURN_IF_ERROR(LoadRecords());
+    if (records_loaded_) {
+      for (uint32_t u : uids)
+        if (auto it = records_.find(u); it != records_.end()) best = std::max(best, it->second.modseq());
+      return best;
+    }
+    for (uint32_t u : uids) {
+      ASSIGN_OR_RETURN(auto got, store_->Get(keys::Message(m_.tenant, m_.id, f_.folder_id(), u)));
+      storage::MessageRecord r;
+      if (got.found() && r.ParseFromString(got.value())) best = std::max(best, r.modseq());
+    }
+    return best;
+  }
+
+ private:
+  absl::StatusOr<Uids> Universe() {
+    if (!universe_) {
+      ASSIGN_OR_RETURN(Uids all, AllUids(store_, m_, f_.folder_id()));
+      universe_ = std::move(all);
+    }
+    return *universe_;
+  }
+
+  absl::Status LoadRecords() {
+    if (records_loaded_) return absl::OkStatus();
+    ASSIGN_OR_RETURN(auto list, ScanMessages(store_, m_, f_.folder_id(), 1, UINT32_MAX));
+    Uids all;
+    for (auto& [uid, r] : list) {
+      all.push_back(uid);
+      records_.emplace(uid, std::move(r));
+    }
+    universe_ = std::move(all);
+    records_loaded_ = true;
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<Uids> Filter(const std::function<bool(const storage::MessageRecord&)>& pred) {
+    RETURN_IF_ERROR(LoadRecords());
+    Uids out;
+    for (const auto& [uid, r] : records_)
+      if (pred(r)) out.push_back(uid);
+    return out;
+  }
+
+  absl::StatusOr<Uids> Flag(const v1::FlagMatch& fm) {
+    if (absl::EqualsIgnoreCase(fm.flag(), "\\Recent"))
+      return InvalidField("query.flag", "BAD_FLAG", "\\Recent is session state; send UIDs");
+    if (absl::EqualsIgnoreCase(fm.flag(), "\\Seen")) {
+      Uids unseen;
+      std::string p = keys::UnseenPrefix(m_.tenant, m_.id, f_.folder_id());
+      RETURN_IF_ERROR(store_->ScanRange(p, keys::PrefixEnd(p), true, SIZE_MAX, false,
+                                        [&](const kv::v1::KeyValue& kv) {
+                                          unseen.push_back(keys::ReadBe32(kv.key()));
+                                          return true;
+                                        }));
+      if (fm.absent()) return unseen;
+      ASSIGN_OR_RETURN(Uids all, Universe());
+      return Minus(all, unseen);
+    }
+    return Filter([&](const storage::MessageRecord& r) { return HasFlag(r.flags(), fm.flag()) != fm.absent(); });
+  }
+
+  absl::StatusOr<Uids> Date(const v1::DateMatch& d) {
+    absl::CivilDay day(d.date().year(), d.date().month(), d.date().day());
+    if (d.date().month() < 1 || d.date().month() > 12 || d.date().day() < 1 || d.date().day() > 31 ||
+        day.year() != d.date().year() || day.month() != d.date().month())
+      return InvalidField("query.date", "BAD_DATE", "not a calendar date");
+    int64_t start = absl::ToUnixMicros(absl::FromCivil(day, absl::UTCTimeZone()));
+    int64_t end = start + 86400LL * 1000000;
+    bool sent = d.field() == v1::DATE_FIELD_SENT;
+    return Filter([&](const storage::MessageRecord& r) {
+      int64_t t = sent ? r.sent_micros() : r.internal_micros();
+      if (sent && t == 0) return false;
+      switch (d.op()) {
+        case v1::DATE_OP_BEFORE: return t < start;
+        case v1::DATE_OP_ON: return t >= start && t < end;
+        default: return t >= start;
+      }
+    });
+  }
+
+  // Bodies of this mailbox holding a term starting with `token` in one of the fields.
+  absl::StatusOr<std::set<std::string>> BodiesWith(const std::vector<std::string>& prefixes,
+                                                   const std::string& token) {
+    std::set<std::string> shas;
+    for (const auto& pf : prefixes) {
+      std::string p = keys::PostingPrefix(m_.tenant, m_.id, pf + token);
+      p.pop_back();  // drop the terminator: a word-prefix match
+      RETURN_IF_ERROR(store_->ScanRange(p, keys::PrefixEnd(p), true, SIZE_MAX, false,
+                                        [&](const kv::v1::KeyValue& kv) {
+                                          size_t nul = kv.key().rfind('\0');
+                                          if (nul != std::string::npos) shas.insert(kv.key().substr(nul + 1));
+                                          return true;
+                                        }));
+    }
+    return shas;
+  }
+
+  absl::StatusOr<Uids> UidsOfBodies(const std::set<std::string>& shas) {
+    Uids out;
+    if (shas.size() > 2000) {
+      RETURN_IF_ERROR(LoadRecords());
+      for (const auto& [uid, r] : records_)
+        if (shas.count(r.body_sha())) out.push_back(uid);
+      return out;
+    }
+    for (const auto& sha : shas) {
+      std::string p = keys::LocationFolderPrefix(m_.tenant, m_.id, sha, f_.folder_id());
+      RETURN_IF_ERROR(store_->ScanRange(p, keys::PrefixEnd(p), true, SIZE_MAX, false,
+                                        [&](const kv::v1::KeyValue& kv) {
+                                          out.push_back(keys::ReadBe32(kv.key()));
+                                          return true;
+                                        }));
+    }
+    std::sort(out.begin(), out.end());
+    return out;
+  }
+
+  absl::StatusOr<Uids> Text(const v1::TextMatch& t) {
+    std::vector<std::string> prefixes;
+    switch (t.field()) {
+      case v1::TEXT_FIELD_FROM: prefixes = {"f:"}; break;
+      case v1::TEXT_FIELD_TO: prefixes = {"t:"}; break;
+      case v1::TEXT_FIELD_CC: prefixes = {"c:"}; break;
+      case v1::TEXT_FIELD_SUBJECT: prefixes = {"s:"}; break;
+      case v1::TEXT_FIELD_BODY: prefixes = {"b:"}; break;
+      case v1::TEXT_FIELD_TEXT: prefixes = {"s:", "f:", "t:", "c:", "b:"}; break;
+      case v1::TEXT_FIELD_BCC:
+      case v1::TEXT_FIELD_HEADER:
+        return Scan(t);
+      default:
+        return InvalidField("query.text.field", "EMPTY", "no field");
+    }
+    std::vector<std::string> tokens = mail::Tokenize(t.value());
+    if (tokens.empty()) return Universe();
+    std::optional<std::set<std::string>> acc;
+    for (const auto& tok : tokens) {
+      ASSIGN_OR_RETURN(auto shas, BodiesWith(prefixes, tok));
+      if (!acc) {
+        acc = std::move(shas);
+      } else {
+        std::set<std::string> both;
+        std::set_intersection(acc->begin(), acc->end(), shas.begin(), shas.end(),
+                              std::inserter(both, both.end()));
+        acc = std::move(both);
+      }
+      if (acc->empty()) break;
+    }
+    return UidsOfBodies(*acc);
+  }
+
+  // The slow path: read each message's header (BCC, arbitrary fields).
+  absl::StatusOr<Uids> Scan(const v1::TextMatch& t) {
+    RETURN_IF_ERROR(LoadRecords());
+    std::string needle = absl::AsciiStrToLower(t.value());
+    Uids out;
+    for (const auto& [uid, r] : records_) {
+      ASSIGN_OR_RETURN(auto body, store_->LoadBody(m_.tenant, r.body_sha()));
+      ASSIGN_OR_RETURN(std::string bytes, store_->LoadBodyBytes(m_.tenant, r.body_sha(), body));
+      bytes = r.prepend() + bytes;
+      mail::Header h = mail::ParseHeaderLenient(bytes);
+      std::string name = t.field() == v1::TEXT_FIELD_BCC ? "Bcc" : t.header_name();
+      bool match = false;
+      for (const mail::HeaderField* field : h.All(name)) {
+        if (needle.empty()) {
+          match = true;
+          break;
+        }
+        std::string v = absl::AsciiStrToLower(mail::DecodeHeader(field->value));
+        if (absl::StrContains(v, needle)) {
+          match = true;
+          break;
+        }
+      }
+      if (match) out.push_back(uid);
+    }
+    return out;
+  }
+
+  MailStore* store_;
+  const MailStore::Mbx& m_;
+  const storage::FolderRecord& f_;
+  std::optional<Uids> universe_;
+  bool records_loaded_ = false;
+  std::map<uint32_t, storage::MessageRecord> records_;
+};
+
+}  // namespace
+
+absl::StatusOr<v1::SearchResponse> MailStore::Search(const v1::SearchRequest& r) {
+  if (!r.has_query()) return InvalidField("query", "EMPTY", "no query");
+  ASSIGN_OR_RETURN(Mbx m, LoadMailbox(r.mailbox_id()));
+  const auto* f = FindFolder(m, r.folder());
+  if (f == nullptr || f->noselect()) return FolderNotFound();
+  Evaluator ev(this, m, *f);
+  ASSIGN_OR_RETURN(Uids uids, ev.Eval(r.query(), 0));
+  v1::SearchResponse out;
+  ToIdSet(uids, out.mutable_uids());
+  out.set_count(static_cast<uint32_t>(uids.size()));
+  ASSIGN_OR_RETURN(uint64_t hm, ev.HighestModseq(uids));
+  out.set_highest_modseq(hm);
+  return out;
+}
+
+}  // namespace mailgrid::mailstore
