@@ -103,7 +103,9 @@ class Cluster:
                 env["MAILGRID_" + svc["name"].upper()] = ",".join(addrs)
         env["MAILGRID_PUBLIC_TLS_CERT"] = self.cert
         env["MAILGRID_PUBLIC_TLS_KEY"] = self.key
-        env["MAILGRID_TLS_CA"] = self.ca_cert
+        # No MAILGRID_TLS_CA: it names the CA of internal gRPC TLS (the
+        # chart's mTLS mode), and local gRPC is plain text on loopback. The
+        # local CA of the public listeners is cluster.json's ca_cert.
         # Access tokens: daemons verify with the public key; mailctl mints
         # operator tokens with the private key (ctl_env).
         env["MAILGRID_TOKEN_PUBLIC_KEY"] = self.secrets["token_public"]

@@ -1,0 +1,122 @@
+#include "services/relay/app.h"
+
+#include "absl/strings/str_cat.h"
+#include "libs/base/log.h"
+#include "libs/base/status.h"
+#include "services/relay/grpc_backend.h"
+#include "services/relay/null_backend.h"
+
+namespace mailgrid::relay {
+namespace {
+Options g_options;
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<RelayApp>> RelayApp::Create(
+    const rpc::CommonConfig& common, Options options,
+    std::shared_ptr<prometheus::Registry> registry) {
+  RETURN_IF_ERROR(Validate(options));
+  if (!options.bench_null_backend.empty()) {
+    log::Warn("BENCHMARK MODE: every message to the domain is DISCARDED",
+              {{"domain", options.bench_null_backend}});
+    auto null = std::make_unique<NullBackend>(options.bench_null_backend);
+    return CreateWithBackend(std::move(options), std::move(null), std::move(registry));
+  }
+  ASSIGN_OR_RETURN(auto backend, GrpcBackend::Create(options, common.tls_cert, common.tls_key));
+  return CreateWithBackend(std::move(options), std::move(backend), std::move(registry));
+}
+
+absl::StatusOr<std::unique_ptr<RelayApp>> RelayApp::CreateWithBackend(
+    Options options, std::unique_ptr<Backend> backend,
+    std::shared_ptr<prometheus::Registry> registry, std::unique_ptr<Dns> dns) {
+  RETURN_IF_ERROR(Validate(options));
+  std::unique_ptr<RelayApp> app(new RelayApp());
+  app->options_ = std::move(options);
+  app->backend_ = std::move(backend);
+  if (!dns && app->options_.spf) {
+    dns = std::make_unique<CaresDns>(app->options_.dns_resolver, app->options_.dns_timeout);
+  }
+  if (app->options_.spf) app->dns_ = std::move(dns);
+  app->workers_ = std::make_unique<WorkerPool>(app->options_.worker_threads);
+  if (registry) app->metrics_ = RelayMetrics::Create(*registry);
+  app->context_ = RelayContext{&app->options_, app->backend_.get(), app->workers_.get(),
+                               app->metrics_.get(), app->dns_.get()};
+  netserver::ServerOptions so;
+  so.threads = app->options_.smtp_threads;
+  so.max_connections = static_cast<size_t>(app->options_.max_connections);
+  so.max_connections_per_ip = static_cast<size_t>(app->options_.max_connections_per_ip);
+  so.idle_timeout = app->options_.smtp_timeout;
+  so.tls_cert_file = app->options_.public_tls_cert;
+  so.tls_key_file = app->options_.public_tls_key;
+  so.registry = registry;
+  ASSIGN_OR_RETURN(app->server_, netserver::Server::Create(so));
+  if (!app->server_->tls_configured()) {
+    log::Warn("no --public-tls-cert/key: STARTTLS not offered, submission cannot AUTH");
+  }
+  RETURN_IF_ERROR(app->Listen());
+  return app;
+}
+
+absl::Status RelayApp::Listen() {
+  struct Spec {
+    const std::string* address;
+    const char* name;
+    ListenerKind kind;
+  };
+  const Spec specs[] = {
+      {&options_.smtp_listen, "smtp", ListenerKind::kMx},
+      {&options_.submission_listen, "submission", ListenerKind::kSubmission},
+      {&options_.submission_tls_listen, "submissions", ListenerKind::kSubmissionTls},
+  };
+  bool any = false;
+  for (const Spec& s : specs) {
+    if (s.address->empty()) continue;
+    any = true;
+    smtp::SessionConfig cfg = MakeSmtpConfig(s.kind, options_, server_->tls_configured());
+    RETURN_IF_ERROR(smtp::ValidateConfig(cfg));
+    netserver::ListenerConfig lc;
+    lc.name = s.name;
+    lc.address = *s.address;
+    lc.implicit_tls = s.kind == ListenerKind::kSubmissionTls;
+    lc.over_capacity_reply =
+        absl::StrCat("421 4.7.0 ", options_.hostname, " Error: too many connections\r\n");
+    RelayContext* ctx = &context_;
+    ListenerKind kind = s.kind;
+    lc.factory = [ctx, kind, cfg](std::shared_ptr<netserver::Connection> conn) {
+      return std::make_unique<RelaySession>(std::move(conn), ctx, kind, cfg);
+    };
+    ASSIGN_OR_RETURN(int port, server_->AddListener(std::move(lc)));
+    (void)port;
+  }
+  if (!any) log::Warn("no SMTP listener configured (--smtp-listen, --submission-listen, ...)");
+  return absl::OkStatus();
+}
+
+RelayApp::~RelayApp() { Stop(); }
+
+absl::Status RelayApp::Start(const rpc::RunContext&) { return server_->Start(); }
+
+void RelayApp::Drain() {
+  if (server_) server_->Shutdown(absl::Seconds(10));
+}
+
+void RelayApp::Stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  Drain();
+  // Sessions are gone; queued work only posts to closed connections.
+  if (workers_) workers_->Stop();
+}
+
+rpc::ServiceDef ServiceDefinition() {
+  rpc::ServiceDef def;
+  def.name = "relayd";
+  def.add_flags = [](config::Flags& flags) { AddFlags(flags, g_options); };
+  def.create = [](const rpc::CommonConfig& common, std::shared_ptr<prometheus::Registry> registry)
+      -> absl::StatusOr<std::unique_ptr<rpc::ServiceApp>> {
+    ASSIGN_OR_RETURN(auto app, RelayApp::Create(common, g_options, std::move(registry)));
+    return std::unique_ptr<rpc::ServiceApp>(std::move(app));
+  };
+  return def;
+}
+
+}  // namespace mailgrid::relay

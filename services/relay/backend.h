@@ -1,0 +1,39 @@
+// What relayd asks other services, as one blocking interface (called on the
+// worker pool, never on the SMTP loop). grpc_backend.cc talks to the real
+// tenantd / identityd / mailstored / Redis; tests use a fake.
+#pragma once
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "mailgrid/identity/v1/auth.pb.h"
+#include "mailgrid/mailstore/v1/mailbox.pb.h"
+#include "mailgrid/tenant/v1/directory.pb.h"
+
+namespace mailgrid::relay {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // DirectoryService.Resolve. Errors carry tenantd's ErrorDetail reason
+  // (rpc::ReasonOf): DOMAIN_NOT_HOSTED, ADDRESS_NOT_FOUND, ...
+  virtual absl::StatusOr<tenant::v1::ResolveResponse> Resolve(
+      const tenant::v1::ResolveRequest& request) = 0;
+  // DirectoryService.CanSendAs.
+  virtual absl::StatusOr<bool> CanSendAs(const std::string& user_id,
+                                         const std::string& address) = 0;
+  // AuthService.CheckSasl.
+  virtual absl::StatusOr<identity::v1::CheckSaslResponse> CheckSasl(
+      const identity::v1::CheckSaslRequest& request) = 0;
+  // MailboxService.DeliverBatch on `shard` (every target is on it),
+  // following leader redirects; idempotent by delivery_id.
+  virtual absl::StatusOr<mailstore::v1::DeliverBatchResponse> Deliver(
+      uint32_t shard, const mailstore::v1::DeliverBatchRequest& request) = 0;
+  // Counts one submitted message; RESOURCE_EXHAUSTED when the user's or the
+  // tenant's hourly limit is exceeded. OK when no limiter is configured.
+  virtual absl::Status CountSubmission(const std::string& tenant_id,
+                                       const std::string& user_id) = 0;
+};
+
+}  // namespace mailgrid::relay

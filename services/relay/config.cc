@@ -1,0 +1,60 @@
+#include "services/relay/config.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace mailgrid::relay {
+
+void AddFlags(config::Flags& f, Options& o) {
+  f.String("smtp-listen", &o.smtp_listen, "MX listener host:port (port 25); empty: off");
+  f.String("submission-listen", &o.submission_listen,
+           "submission listener host:port (587, STARTTLS then AUTH); empty: off");
+  f.String("submission-tls-listen", &o.submission_tls_listen,
+           "submission listener host:port with implicit TLS (465); empty: off");
+  f.String("public-tls-cert", &o.public_tls_cert, "PEM certificate chain for SMTP TLS");
+  f.String("public-tls-key", &o.public_tls_key, "PEM private key for SMTP TLS");
+  f.String("cluster-hostname", &o.hostname,
+           "this MTA's public name (the tenants' MX host): banner, Received, "
+           "Authentication-Results");
+  f.StringList("tenantd", &o.tenantd, "tenantd replicas (DirectoryService), comma list");
+  f.StringList("identityd", &o.identityd, "identityd replicas (AuthService), comma list");
+  f.String("mailstored", &o.mailstored,
+           "mailstored shard map: h:p,h:p (shard 0) or 0=h:p,...;1=h:p,... (libs/mailstore_client)");
+  f.String("tls-ca", &o.tls_ca, "CA that verifies peer services over gRPC TLS, used only when this daemon has "
+           "--tls-cert too (mTLS mode); otherwise peers are plain");
+  f.String("token-signing-key", &o.token_signing_key,
+           "PEM Ed25519 private key that signs relayd's service tokens");
+  f.String("redis", &o.redis, "Redis host:port or redis:// URL for rate limits; empty: none");
+  f.Duration("rpc-timeout", &o.rpc_timeout, "deadline of one call to a peer service");
+  f.Bool("spf", &o.spf, "evaluate SPF for MX mail and record it in Authentication-Results");
+  f.String("dns-resolver", &o.dns_resolver, "host:port of the DNS resolver for SPF (default: system)");
+  f.Duration("dns-timeout", &o.dns_timeout, "time allowed for one DNS query");
+  f.Int64("max-message-size", &o.max_message_size, "SIZE limit in bytes (552 5.3.4 above)");
+  f.Int("max-recipients", &o.max_recipients, "recipients per message (452 above)");
+  f.Int("max-connections", &o.max_connections, "open SMTP connections in all");
+  f.Int("max-connections-per-ip", &o.max_connections_per_ip, "open SMTP connections per IP");
+  f.Duration("smtp-timeout", &o.smtp_timeout, "idle time before 421 4.4.2 and close");
+  f.Int("smtp-threads", &o.smtp_threads, "threads running the SMTP event loop");
+  f.Int("worker-threads", &o.worker_threads, "threads for blocking calls to peer services");
+  f.Int("rate-user-per-hour", &o.rate_user_per_hour,
+        "messages an authenticated user may submit per hour (0: no limit)");
+  f.Int("rate-tenant-per-hour", &o.rate_tenant_per_hour,
+        "messages a tenant's users may submit per hour (0: no limit)");
+#ifdef MAILGRID_TEST_HOOKS
+  f.String("bench-null-backend", &o.bench_null_backend,
+           "BENCHMARK ONLY: accept every recipient @DOMAIN and discard the mail");
+#endif
+}
+
+absl::Status Validate(const Options& o) {
+  if (o.max_message_size < 1024) return absl::InvalidArgumentError("--max-message-size: too small");
+  if (o.max_recipients < 1) return absl::InvalidArgumentError("--max-recipients: must be >= 1");
+  if (o.smtp_threads < 1 || o.worker_threads < 1)
+    return absl::InvalidArgumentError("--smtp-threads/--worker-threads: must be >= 1");
+  if (o.public_tls_cert.empty() != o.public_tls_key.empty())
+    return absl::InvalidArgumentError("--public-tls-cert and --public-tls-key go together");
+  if (!o.submission_tls_listen.empty() && o.public_tls_cert.empty())
+    return absl::InvalidArgumentError("--submission-tls-listen needs --public-tls-cert/key");
+  return absl::OkStatus();
+}
+
+}  // namespace mailgrid::relay

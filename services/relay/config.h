@@ -1,0 +1,57 @@
+// relayd's own options (beyond rpc::CommonConfig). Every flag is also
+// MAILGRID_<NAME>: smtp-listen <-> MAILGRID_SMTP_LISTEN, tenantd <->
+// MAILGRID_TENANTD, public-tls-cert <-> MAILGRID_PUBLIC_TLS_CERT, ...
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "libs/base/config.h"
+
+namespace mailgrid::relay {
+
+struct Options {
+  // SMTP listeners; empty: that listener is off.
+  std::string smtp_listen;             // MX, port 25 (STARTTLS offered)
+  std::string submission_listen;       // 587: STARTTLS, then AUTH
+  std::string submission_tls_listen;   // 465: implicit TLS, then AUTH
+  std::string public_tls_cert;         // PEM chain for the SMTP listeners
+  std::string public_tls_key;
+  std::string hostname = "mail.mailgrid.test";  // banner, Received, Authentication-Results
+
+  // Peers (comma lists of every replica's gRPC address).
+  std::vector<std::string> tenantd;
+  std::vector<std::string> identityd;
+  std::string mailstored;  // shard map: "h:p,h:p" or "0=h:p,...;1=h:p,..."
+  std::string tls_ca;             // gRPC client TLS: verify peers with this CA (empty: plain)
+  std::string token_signing_key;  // PEM Ed25519 key: relayd's service tokens
+  std::string redis;              // host:port or redis:// URL; empty: no rate limits
+  absl::Duration rpc_timeout = absl::Seconds(15);
+  // SPF (RFC 7208) on MX traffic; DNS through c-ares.
+  bool spf = true;
+  std::string dns_resolver;  // host:port; empty: the system's resolv.conf
+  absl::Duration dns_timeout = absl::Seconds(2);
+
+  // Limits.
+  int64_t max_message_size = 25 << 20;
+  int max_recipients = 100;
+  int max_connections = 20000;
+  int max_connections_per_ip = 100;
+  absl::Duration smtp_timeout = absl::Minutes(5);  // RFC 5321 §4.5.3.2.7
+  int smtp_threads = 2;
+  int worker_threads = 32;  // blocking peer calls (Resolve, CheckSasl, DeliverBatch)
+  // Sending limits for authenticated submission (messages per hour); 0 = none.
+  int rate_user_per_hour = 1000;
+  int rate_tenant_per_hour = 20000;
+  // Test hook (MAILGRID_TEST_HOOKS builds): accept every recipient of this
+  // domain and discard messages, to benchmark the SMTP edge alone.
+  std::string bench_null_backend;
+};
+
+void AddFlags(config::Flags& flags, Options& options);
+absl::Status Validate(const Options& options);
+
+}  // namespace mailgrid::relay

@@ -1,0 +1,412 @@
+// relayd's SMTP side end to end over real sockets (libs/netserver, real TLS
+// with a test CA), with a fake Backend in place of tenantd / identityd /
+// mailstored so every policy branch is reachable. The same flows against
+// the real daemons are in relay_integration_test.py.
+#include <asio.hpp>
+#include <asio/ssl.hpp>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/escaping.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "libs/rpc/errors.h"
+#include "services/relay/app.h"
+#include "services/relay/headers.h"
+#include "services/relay/sasl.h"
+
+namespace mailgrid::relay {
+namespace {
+
+using asio::ip::tcp;
+
+struct TestPki {
+  std::string dir, ca, cert, key;
+  TestPki() {
+    dir = ::testing::TempDir() + "/relay_smtp_test_pki";
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    ca = dir + "/ca.pem";
+    cert = dir + "/cert.pem";
+    key = dir + "/key.pem";
+    std::ofstream(dir + "/ext") << "subjectAltName=IP:127.0.0.1,DNS:localhost\n";
+    Run("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " + dir +
+        "/ca.key -out " + ca + " -days 2 -subj /CN=relay-test-ca");
+    Run("openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout " + key +
+        " -out " + dir + "/cert.csr -subj /CN=localhost");
+    Run("openssl x509 -req -in " + dir + "/cert.csr -CA " + ca + " -CAkey " + dir +
+        "/ca.key -CAcreateserial -out " + cert + " -days 2 -extfile " + dir + "/ext");
+  }
+  static void Run(const std::string& cmd) {
+    ASSERT_EQ(std::system((cmd + " >/dev/null 2>&1").c_str()), 0) << cmd;
+  }
+};
+
+// tenantd/identityd/mailstored in one, with answers set by the test.
+class FakeBackend : public Backend {
+ public:
+  absl::Mutex mu;
+  std::map<std::string, std::string> mailboxes;  // address -> mailbox id
+  std::set<std::string> hosted_domains = {"hosted.test"};
+  std::map<std::string, std::string> passwords;  // address -> password
+  std::set<std::string> send_as;                 // "user_id|address"
+  std::vector<mailstore::v1::DeliverBatchRequest> delivered;
+  absl::Status deliver_error;
+  absl::Status rate_error;
+
+  absl::StatusOr<tenant::v1::ResolveResponse> Resolve(
+      const tenant::v1::ResolveRequest& req) override {
+    absl::MutexLock l(&mu);
+    std::string addr = req.address();
+    std::string domain = addr.substr(addr.rfind('@') + 1);
+    if (!hosted_domains.count(domain)) {
+      common::v1::RpcStatus d;
+      common::v1::ErrorDetail e;
+      e.set_reason("DOMAIN_NOT_HOSTED");
+      d.add_details()->PackFrom(e);
+      return rpc::WithDetails(absl::NotFoundError("domain not hosted"), d);
+    }
+    auto it = mailboxes.find(addr);
+    if (it == mailboxes.end()) return rpc::NotFound("address", addr);
+    tenant::v1::ResolveResponse r;
+    r.set_tenant_id("t1");
+    r.set_canonical_address(addr);
+    r.set_posting_decision(tenant::v1::POSTING_DECISION_ALLOWED);
+    auto* rc = r.add_recipients();
+    rc->set_mailbox_id(it->second);
+    rc->set_address(addr);
+    return r;
+  }
+  absl::StatusOr<bool> CanSendAs(const std::string& user_id, const std::string& address) override {
+    absl::MutexLock l(&mu);
+    return send_as.count(user_id + "|" + address) > 0;
+  }
+  absl::StatusOr<identity::v1::CheckSaslResponse> CheckSasl(
+      const identity::v1::CheckSaslRequest& req) override {
+    absl::MutexLock l(&mu);
+    auto it = passwords.find(req.authcid());
+    if (it == passwords.end() || it->second != req.password()) {
+      return absl::UnauthenticatedError("bad credentials");
+    }
+    identity::v1::CheckSaslResponse r;
+    r.set_tenant_id("t1");
+    r.set_user_id("u-" + req.authcid());
+    r.set_address(req.authcid());
+    return r;
+  }
+  absl::StatusOr<mailstore::v1::DeliverBatchResponse> Deliver(
+      uint32_t shard, const mailstore::v1::DeliverBatchRequest& req) override {
+    absl::MutexLock l(&mu);
+    if (!deliver_error.ok()) return deliver_error;
+    delivered.push_back(req);
+    mailstore::v1::DeliverBatchResponse r;
+    for (const auto& t : req.recipients()) {
+      auto* res = r.add_results();
+      res->set_mailbox_id(t.mailbox_id());
+      res->set_status(mailstore::v1::DELIVERY_STATUS_DELIVERED);
+    }
+    return r;
+  }
+  absl::Status CountSubmission(const std::string&, const std::string&) override {
+    absl::MutexLock l(&mu);
+    return rate_error;
+  }
+  size_t Delivered() {
+    absl::MutexLock l(&mu);
+    return delivered.size();
+  }
+};
+
+// A blocking SMTP client over any asio stream.
+template <typename Stream>
+class Client {
+ public:
+  explicit Client(Stream& s) : s_(s) {}
+  // The whole reply; "" on EOF.
+  std::string Reply() {
+    std::string all;
+    for (;;) {
+      asio::error_code ec;
+      size_t n = asio::read_until(s_, buf_, "\r\n", ec);
+      if (ec) return all;
+      std::string line(asio::buffers_begin(buf_.data()), asio::buffers_begin(buf_.data()) + n);
+      buf_.consume(n);
+      all += line;
+      if (line.size() < 4 || line[3] != '-') return all;
+    }
+  }
+  std::string Cmd(std::string_view line) {
+    Send(std::string(line) + "\r\n");
+    return Reply();
+  }
+  void Send(std::string_view bytes) { asio::write(s_, asio::buffer(bytes.data(), bytes.size())); }
+  size_t buffered() const { return buf_.size(); }
+
+ private:
+  Stream& s_;
+  asio::streambuf buf_;
+};
+
+class RelaySmtpTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto fake = std::make_unique<FakeBackend>();
+    backend_ = fake.get();
+    backend_->mailboxes["alice@hosted.test"] = "mbx-alice";
+    backend_->mailboxes["bob@hosted.test"] = "mbx-bob";
+    backend_->passwords["alice@hosted.test"] = "s3cret";
+    backend_->send_as.insert("u-alice@hosted.test|alice@hosted.test");
+    Options o;
+    o.hostname = "mx.mailgrid.test";
+    o.smtp_listen = "127.0.0.1:0";
+    o.submission_listen = "127.0.0.1:0";
+    o.submission_tls_listen = "127.0.0.1:0";
+    o.public_tls_cert = pki_.cert;
+    o.public_tls_key = pki_.key;
+    o.max_message_size = 64 * 1024;
+    o.worker_threads = 4;
+    // SPF over a fake DNS: loopback may send for sender.example.
+    class OneRecordDns : public Dns {
+     public:
+      DnsAnswer Txt(const std::string& n) override {
+        if (n == "sender.example") return {DnsAnswer::Kind::kFound, {"v=spf1 ip4:127.0.0.0/8 -all"}};
+        return {DnsAnswer::Kind::kNxDomain, {}};
+      }
+      DnsAnswer A(const std::string&) override { return {DnsAnswer::Kind::kNxDomain, {}}; }
+      DnsAnswer Aaaa(const std::string&) override { return {DnsAnswer::Kind::kNxDomain, {}}; }
+      DnsAnswer Mx(const std::string&) override { return {DnsAnswer::Kind::kNxDomain, {}}; }
+    };
+    auto app = RelayApp::CreateWithBackend(o, std::move(fake), nullptr,
+                                           std::make_unique<OneRecordDns>());
+    ASSERT_TRUE(app.ok()) << app.status();
+    app_ = std::move(*app);
+    ASSERT_TRUE(app_->Start({}).ok());
+  }
+  void TearDown() override {
+    if (app_) app_->Stop();
+  }
+  tcp::socket Connect(const char* listener) {
+    tcp::socket s(io_);
+    s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"),
+                            static_cast<uint16_t>(app_->port(listener))));
+    return s;
+  }
+  asio::ssl::context ClientTls() {
+    asio::ssl::context ctx(asio::ssl::context::tls_client);
+    ctx.load_verify_file(pki_.ca);
+    ctx.set_verify_mode(asio::ssl::verify_peer);
+    return ctx;
+  }
+  static std::string Plain(std::string_view user, std::string_view pass) {
+    std::string raw = std::string(1, '\0') + std::string(user) + '\0' + std::string(pass);
+    return absl::Base64Escape(raw);
+  }
+
+  TestPki pki_;
+  asio::io_context io_;
+  FakeBackend* backend_ = nullptr;
+  std::unique_ptr<RelayApp> app_;
+};
+
+#define EXPECT_REPLY(reply, prefix) EXPECT_TRUE(absl::StartsWith(reply, prefix)) << reply
+
+TEST_F(RelaySmtpTest, MxDeliversToHostedUserWithTraceFields) {
+  tcp::socket s = Connect("smtp");
+  Client<tcp::socket> c(s);
+  EXPECT_REPLY(c.Reply(), "220 mx.mailgrid.test");
+  std::string ehlo = c.Cmd("EHLO sender.example");
+  EXPECT_NE(ehlo.find("STARTTLS"), std::string::npos);
+  EXPECT_EQ(ehlo.find("AUTH"), std::string::npos) << "no AUTH on port 25";
+  EXPECT_REPLY(c.Cmd("MAIL FROM:<x@sender.example>"), "250");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<alice@hosted.test>"), "250 2.1.5");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<bob@hosted.test>"), "250");
+  EXPECT_REPLY(c.Cmd("DATA"), "354");
+  c.Send("From: x@sender.example\r\nAuthentication-Results: mx.mailgrid.test; dkim=pass header.d=forged\r\n"
+         "Subject: hi\r\n\r\nHello.\r\n.\r\n");
+  EXPECT_REPLY(c.Reply(), "250 2.0.0 Ok: queued as");
+  EXPECT_REPLY(c.Cmd("QUIT"), "221");
+  ASSERT_EQ(backend_->Delivered(), 1u);
+  const auto& req = backend_->delivered[0];
+  ASSERT_EQ(req.recipients_size(), 2);
+  EXPECT_EQ(req.recipients(0).mailbox_id(), "mbx-alice");
+  EXPECT_EQ(req.recipients(1).mailbox_id(), "mbx-bob");
+  const std::string& m = req.message();
+  EXPECT_TRUE(absl::StartsWith(m, "Return-Path: <x@sender.example>\r\nReceived: from sender.example"))
+      << m;
+  EXPECT_NE(m.find("with ESMTP id"), std::string::npos) << m;
+  EXPECT_NE(m.find("Authentication-Results: mx.mailgrid.test;\r\n\tspf=pass smtp.mailfrom=sender.example\r\n"),
+            std::string::npos)
+      << m;
+  EXPECT_EQ(m.find("forged"), std::string::npos) << "forged A-R under our name kept: " << m;
+  EXPECT_NE(m.find("Subject: hi\r\n\r\nHello.\r\n"), std::string::npos);
+  EXPECT_EQ(req.delivery_id().size(), 64u);
+}
+
+TEST_F(RelaySmtpTest, UnknownUsersAndOpenRelayProbesAreRefused) {
+  tcp::socket s = Connect("smtp");
+  Client<tcp::socket> c(s);
+  c.Reply();
+  c.Cmd("EHLO probe.example");
+  EXPECT_REPLY(c.Cmd("MAIL FROM:<spammer@probe.example>"), "250");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<nobody@hosted.test>"), "550 5.1.1");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<victim@foreign.example>"), "550 5.7.1");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<victim%foreign.example@hosted.test>"), "550 5.7.1");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<@hosted.test:victim@foreign.example>"), "550 5.7.1");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<\"victim@foreign.example\"@hosted.test>"), "550 5.7.1");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<foreign.example!victim@hosted.test>"), "550 5.7.1");
+  EXPECT_REPLY(c.Cmd("DATA"), "554");  // no valid recipients
+  EXPECT_EQ(backend_->Delivered(), 0u);
+}
+
+TEST_F(RelaySmtpTest, SmugglingNeverProducesASecondMessage) {
+  for (std::string_view fake_end : {"\n.\n", "\n.\r\n", "\r.\r\n", "\r\n.\n"}) {
+    tcp::socket s = Connect("smtp");
+    Client<tcp::socket> c(s);
+    c.Reply();
+    c.Cmd("EHLO smuggler.example");
+    EXPECT_REPLY(c.Cmd("MAIL FROM:<a@smuggler.example>"), "250");
+    EXPECT_REPLY(c.Cmd("RCPT TO:<alice@hosted.test>"), "250");
+    EXPECT_REPLY(c.Cmd("DATA"), "354");
+    c.Send(std::string("Subject: one\r\n\r\nfirst") + std::string(fake_end) +
+           "MAIL FROM:<admin@hosted.test>\r\nRCPT TO:<bob@hosted.test>\r\nDATA\r\n"
+           "Subject: smuggled\r\n\r\nsecond\r\n.\r\n");
+    EXPECT_REPLY(c.Reply(), "550 5.5.2");
+    EXPECT_REPLY(c.Cmd("NOOP"), "250");  // the session goes on, in sync
+  }
+  EXPECT_EQ(backend_->Delivered(), 0u);
+}
+
+TEST_F(RelaySmtpTest, OverSizeIs552AndNothingStored) {
+  tcp::socket s = Connect("smtp");
+  Client<tcp::socket> c(s);
+  c.Reply();
+  c.Cmd("EHLO big.example");
+  EXPECT_REPLY(c.Cmd("MAIL FROM:<a@big.example> SIZE=999999999"), "552 5.3.4");
+  EXPECT_REPLY(c.Cmd("MAIL FROM:<a@big.example>"), "250");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<alice@hosted.test>"), "250");
+  EXPECT_REPLY(c.Cmd("DATA"), "354");
+  std::string body = "Subject: big\r\n\r\n";
+  while (body.size() < 100 * 1024) body += std::string(70, 'x') + "\r\n";
+  c.Send(body + ".\r\n");
+  EXPECT_REPLY(c.Reply(), "552 5.3.4");
+  EXPECT_EQ(backend_->Delivered(), 0u);
+}
+
+TEST_F(RelaySmtpTest, StoreFailureIs451) {
+  {
+    absl::MutexLock l(&backend_->mu);
+    backend_->deliver_error = absl::UnavailableError("no leader");
+  }
+  tcp::socket s = Connect("smtp");
+  Client<tcp::socket> c(s);
+  c.Reply();
+  c.Cmd("EHLO a.example");
+  c.Cmd("MAIL FROM:<a@a.example>");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<alice@hosted.test>"), "250");
+  c.Cmd("DATA");
+  EXPECT_REPLY(c.Cmd("Subject: x\r\n\r\nbody\r\n."), "451 4.3.0");
+}
+
+TEST_F(RelaySmtpTest, SubmissionNeedsTlsThenAuthThenOwnership) {
+  tcp::socket raw = Connect("submission");
+  Client<tcp::socket> c(raw);
+  EXPECT_REPLY(c.Reply(), "220");
+  std::string ehlo = c.Cmd("EHLO laptop");
+  EXPECT_EQ(ehlo.find("AUTH"), std::string::npos) << "AUTH offered in clear: " << ehlo;
+  EXPECT_REPLY(c.Cmd("AUTH PLAIN " + Plain("alice@hosted.test", "s3cret")), "5");
+  EXPECT_REPLY(c.Cmd("MAIL FROM:<alice@hosted.test>"), "530");
+  // STARTTLS with an injected command behind it (CVE-2011-0411).
+  c.Send("STARTTLS\r\nRSET\r\n");
+  EXPECT_REPLY(c.Reply(), "220");
+  auto ctx = ClientTls();
+  asio::ssl::stream<tcp::socket&> tls(raw, ctx);
+  tls.handshake(asio::ssl::stream_base::client);
+  Client<asio::ssl::stream<tcp::socket&>> t(tls);
+  ehlo = t.Cmd("EHLO laptop");  // the injected RSET must not answer first
+  EXPECT_REPLY(ehlo, "250-");
+  EXPECT_NE(ehlo.find("AUTH PLAIN LOGIN XOAUTH2 OAUTHBEARER"), std::string::npos) << ehlo;
+  EXPECT_REPLY(t.Cmd("AUTH PLAIN " + Plain("alice@hosted.test", "wrong")), "535 5.7.8");
+  EXPECT_REPLY(t.Cmd("AUTH LOGIN"), "334");
+  EXPECT_REPLY(t.Cmd(absl::Base64Escape("alice@hosted.test")), "334");
+  EXPECT_REPLY(t.Cmd(absl::Base64Escape("s3cret")), "235 2.7.0");
+  EXPECT_REPLY(t.Cmd("MAIL FROM:<bob@hosted.test>"), "553 5.7.1");
+  EXPECT_REPLY(t.Cmd("MAIL FROM:<alice@hosted.test>"), "250");
+  EXPECT_REPLY(t.Cmd("RCPT TO:<someone@foreign.example>"), "550 5.7.1");
+  EXPECT_REPLY(t.Cmd("RCPT TO:<bob@hosted.test>"), "250");
+  EXPECT_REPLY(t.Cmd("DATA"), "354");
+  EXPECT_REPLY(t.Cmd("From: Bob <bob@hosted.test>\r\nSubject: spoof\r\n\r\nx\r\n."), "550 5.7.1");
+  EXPECT_REPLY(t.Cmd("MAIL FROM:<alice@hosted.test>"), "250");
+  EXPECT_REPLY(t.Cmd("RCPT TO:<bob@hosted.test>"), "250");
+  EXPECT_REPLY(t.Cmd("DATA"), "354");
+  EXPECT_REPLY(t.Cmd("From: Alice <alice@hosted.test>\r\nSubject: hi\r\n\r\nhello bob\r\n."),
+               "250 2.0.0");
+  ASSERT_EQ(backend_->Delivered(), 1u);
+  const std::string& m = backend_->delivered[0].message();
+  EXPECT_NE(m.find("with ESMTPSA id"), std::string::npos) << m;
+  EXPECT_NE(m.find("auth=pass smtp.auth=alice@hosted.test"), std::string::npos) << m;
+}
+
+TEST_F(RelaySmtpTest, ImplicitTlsSubmissionAndRateLimit) {
+  auto ctx = ClientTls();
+  asio::ssl::stream<tcp::socket> tls(Connect("submissions"), ctx);
+  tls.handshake(asio::ssl::stream_base::client);
+  Client<asio::ssl::stream<tcp::socket>> t(tls);
+  EXPECT_REPLY(t.Reply(), "220");
+  std::string ehlo = t.Cmd("EHLO phone");
+  EXPECT_EQ(ehlo.find("STARTTLS"), std::string::npos);
+  EXPECT_REPLY(t.Cmd("AUTH PLAIN " + Plain("alice@hosted.test", "s3cret")), "235");
+  {
+    absl::MutexLock l(&backend_->mu);
+    backend_->rate_error = absl::ResourceExhaustedError("limit");
+  }
+  EXPECT_REPLY(t.Cmd("MAIL FROM:<alice@hosted.test>"), "451 4.7.1");
+}
+
+TEST_F(RelaySmtpTest, ShutdownSays421) {
+  tcp::socket s = Connect("smtp");
+  Client<tcp::socket> c(s);
+  c.Reply();
+  c.Cmd("EHLO a.example");
+  app_->Drain();
+  EXPECT_REPLY(c.Reply(), "421 4.3.2");
+}
+
+TEST(SaslTest, Parsers) {
+  auto p = ParsePlain(std::string("\0alice@x\0pw", 11));
+  ASSERT_TRUE(p.ok());
+  EXPECT_EQ(p->authcid, "alice@x");
+  EXPECT_EQ(p->password, "pw");
+  EXPECT_FALSE(ParsePlain("alice").ok());
+  EXPECT_FALSE(ParsePlain(std::string("\0\0pw", 4)).ok());
+  auto x = ParseXoauth2("user=alice@x\x01" "auth=Bearer tok\x01\x01");
+  ASSERT_TRUE(x.ok());
+  EXPECT_EQ(x->authcid, "alice@x");
+  EXPECT_EQ(x->bearer_token, "tok");
+  auto o = ParseOauthBearer("n,a=alice@x,\x01host=h\x01" "auth=Bearer tok2\x01\x01");
+  ASSERT_TRUE(o.ok());
+  EXPECT_EQ(o->authzid, "alice@x");
+  EXPECT_EQ(o->bearer_token, "tok2");
+  EXPECT_FALSE(ParseOauthBearer("garbage").ok());
+}
+
+TEST(HeadersTest, StripAndFrom) {
+  std::string m =
+      "Authentication-Results: MX.mailgrid.test;\r\n dkim=pass\r\n"
+      "Authentication-Results: other.example; spf=fail\r\n"
+      "From: \"A\" <a@Example.COM>, b@c.d\r\n\r\n"
+      "Authentication-Results: mx.mailgrid.test; in body\r\n";
+  std::string s = StripForgedAuthResults(m, "mx.mailgrid.test");
+  EXPECT_EQ(s,
+            "Authentication-Results: other.example; spf=fail\r\n"
+            "From: \"A\" <a@Example.COM>, b@c.d\r\n\r\n"
+            "Authentication-Results: mx.mailgrid.test; in body\r\n");
+  EXPECT_EQ(FromAddresses(m), (std::vector<std::string>{"a@example.com", "b@c.d"}));
+  EXPECT_EQ(Sanitize("a(b)\r\n;c"), "a?b????c");
+  EXPECT_NE(DeliveryId("a", {"b"}, "m"), DeliveryId("a", {"b"}, "m2"));
+}
+
+}  // namespace
+}  // namespace mailgrid::relay

@@ -1,0 +1,628 @@
+#include "services/relay/smtp_session.h"
+
+#include <map>
+#include <variant>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "libs/base/log.h"
+#include "libs/metrics/metrics.h"
+#include "libs/rpc/errors.h"
+#include "services/relay/headers.h"
+#include "services/relay/spf.h"
+
+namespace mailgrid::relay {
+
+using netserver::Output;
+
+std::unique_ptr<RelayMetrics> RelayMetrics::Create(prometheus::Registry& r) {
+  auto m = std::make_unique<RelayMetrics>();
+  m->replies = &prometheus::BuildCounter()
+                    .Name("mailgrid_relay_smtp_replies_total")
+                    .Help("SMTP replies sent, by listener and reply class (2xx, 3xx, 4xx, 5xx)")
+                    .Register(r);
+  m->messages = &prometheus::BuildCounter()
+                     .Name("mailgrid_relay_messages_total")
+                     .Help("Messages after DATA by result (accepted, or the refusal reason)")
+                     .Register(r);
+  m->rcpts = &prometheus::BuildCounter()
+                  .Name("mailgrid_relay_rcpt_total")
+                  .Help("RCPT decisions by result")
+                  .Register(r);
+  m->bytes_accepted = &prometheus::BuildCounter()
+                           .Name("mailgrid_relay_accepted_bytes_total")
+                           .Help("Bytes of accepted messages")
+                           .Register(r)
+                           .Add({});
+  m->delivery_seconds = &prometheus::BuildHistogram()
+                             .Name("mailgrid_relay_delivery_seconds")
+                             .Help("Time from end of DATA to every copy committed (or failed)")
+                             .Register(r)
+                             .Add({}, metrics::LatencyBuckets());
+  return m;
+}
+
+smtp::SessionConfig MakeSmtpConfig(ListenerKind kind, const Options& o, bool tls_available) {
+  smtp::SessionConfig c = kind == ListenerKind::kMx ? smtp::SessionConfig::Mx(o.hostname)
+                                                    : smtp::SessionConfig::Submission(o.hostname);
+  c.starttls_offered = tls_available && kind != ListenerKind::kSubmissionTls;
+  c.tls_active = kind == ListenerKind::kSubmissionTls;
+  c.max_message_size = static_cast<uint64_t>(o.max_message_size);
+  c.max_recipients = static_cast<size_t>(o.max_recipients);
+  if (kind != ListenerKind::kMx) {
+    c.auth_mechanisms = {"PLAIN", "LOGIN", "XOAUTH2", "OAUTHBEARER"};
+  }
+  return c;
+}
+
+RelaySession::RelaySession(std::shared_ptr<netserver::Connection> conn, const RelayContext* ctx,
+                           ListenerKind kind, smtp::SessionConfig config)
+    : conn_(conn), info_(conn->info()), ctx_(ctx), smtp_(std::move(config)) {}
+
+Output RelaySession::OnConnect() {
+  if (auto c = conn_.lock()) {
+    c->SetIdleTimeout(ctx_->options->smtp_timeout);
+    tls_ = c->tls();
+  }
+  return Drive();
+}
+
+Output RelaySession::OnBytes(std::string_view data) {
+  smtp_.Feed(data);
+  return Drive();
+}
+
+Output RelaySession::OnTlsEstablished(const netserver::TlsInfo& info) {
+  tls_ = info;
+  return Drive();
+}
+
+Output RelaySession::OnTimeout() {
+  smtp_.Timeout();
+  CountReplies();
+  return Output::Close(smtp_.TakeOutput());
+}
+
+Output RelaySession::OnShutdown() {
+  if (waiting_) {
+    // A decision (maybe a delivery) is in flight: answer it, then 421.
+    draining_ = true;
+    return Output::Pause();
+  }
+  smtp_.Shutdown();
+  CountReplies();
+  return Output::Close(smtp_.TakeOutput());
+}
+
+void RelaySession::OnClose(std::string_view reason) {
+  CountReplies();
+  const smtp::SessionStats& s = smtp_.stats();
+  log::Debug("smtp connection closed",
+             {{"listener", info_.listener},
+              {"ip", info_.remote_ip},
+              {"reason", reason},
+              {"commands", static_cast<unsigned long long>(s.commands)},
+              {"messages", static_cast<unsigned long long>(s.messages)},
+              {"discarded_after_starttls",
+               static_cast<unsigned long long>(s.discarded_after_starttls)},
+              {"bare_newline", s.bare_newline}});
+}
+
+void RelaySession::CountReplies() {
+  if (ctx_->metrics == nullptr) return;
+  const smtp::SessionStats& s = smtp_.stats();
+  auto add = [&](const char* cls, uint64_t now, uint64_t& before) {
+    if (now > before) {
+      ctx_->metrics->replies->Add({{"listener", info_.listener}, {"class", cls}})
+          .Increment(static_cast<double>(now - before));
+      before = now;
+    }
+  };
+  add("2xx", s.replies_2xx, counted_.replies_2xx);
+  add("3xx", s.replies_3xx, counted_.replies_3xx);
+  add("4xx", s.replies_4xx, counted_.replies_4xx);
+  add("5xx", s.replies_5xx, counted_.replies_5xx);
+}
+
+void RelaySession::Reply(bool accept, int code, std::string_view enhanced, std::string_view text) {
+  smtp::Reply r = smtp::Reply::Make(code, enhanced, text);
+  absl::Status s = accept ? smtp_.Accept(r) : smtp_.Reject(r);
+  if (!s.ok()) log::Error("smtp decision refused by the engine", {{"status", s}});
+}
+
+void RelaySession::Async(std::function<std::function<void()>()> work) {
+  waiting_ = true;
+  std::weak_ptr<netserver::Connection> weak = conn_;
+  // `work` runs on a worker and must not touch the session; the closure it
+  // returns runs on the strand, only while the connection (and so this
+  // session) is alive.
+  ctx_->workers->Run([this, weak, work = std::move(work)] {
+    std::function<void()> finish = work();
+    if (auto c = weak.lock()) {
+      c->Post([this, finish = std::move(finish)] {
+        waiting_ = false;
+        finish();
+        return Drive();
+      });
+    }
+  });
+}
+
+Output RelaySession::Drive() {
+  Output out;
+  for (;;) {
+    if (waiting_) {
+      out.bytes += smtp_.TakeOutput();
+      out.pause_reading = true;
+      CountReplies();
+      return out;
+    }
+    smtp::Event ev = smtp_.Next();
+    if (std::holds_alternative<smtp::event::NeedInput>(ev)) {
+      if (draining_) {
+        smtp_.Shutdown();
+        continue;
+      }
+      out.bytes += smtp_.TakeOutput();
+      CountReplies();
+      return out;
+    }
+    if (std::holds_alternative<smtp::event::Closed>(ev)) {
+      out.bytes += smtp_.TakeOutput();
+      out.close = true;
+      CountReplies();
+      return out;
+    }
+    if (std::holds_alternative<smtp::event::AwaitingDecision>(ev)) {
+      // A decision left unanswered is a bug here; never hang the client.
+      log::Error("smtp decision left pending", {{"listener", info_.listener}});
+      Reply(false, 451, "4.3.0", "Error: internal error");
+      continue;
+    }
+    if (std::holds_alternative<smtp::event::Greeting>(ev) ||
+        std::holds_alternative<smtp::event::Helo>(ev) ||
+        std::holds_alternative<smtp::event::DataBegin>(ev) ||
+        std::holds_alternative<smtp::event::Vrfy>(ev)) {
+      (void)smtp_.Accept();
+    } else if (auto* m = std::get_if<smtp::event::MailFrom>(&ev)) {
+      OnMail(*m);
+    } else if (auto* r = std::get_if<smtp::event::RcptTo>(&ev)) {
+      OnRcpt(*r);
+    } else if (auto* msg = std::get_if<smtp::event::MessageComplete>(&ev)) {
+      OnMessage(*msg);
+    } else if (std::holds_alternative<smtp::event::StartTls>(ev)) {
+      (void)smtp_.Accept();  // "220 Ready"; the engine dropped buffered input
+      targets_.clear();
+      target_ids_.clear();
+      user_.reset();
+      out.bytes += smtp_.TakeOutput();
+      out.start_tls = true;
+      CountReplies();
+      return out;
+    } else if (auto* a = std::get_if<smtp::event::Auth>(&ev)) {
+      OnAuth(*a);
+    } else if (auto* ar = std::get_if<smtp::event::AuthResponse>(&ev)) {
+      OnAuthResponse(*ar);
+    } else if (std::holds_alternative<smtp::event::AuthCancelled>(ev)) {
+      sasl_ = Sasl{};
+    }
+    // Rset, Noop, Help, Quit: the engine has answered.
+  }
+}
+
+// ---- MAIL ------------------------------------------------------------------
+
+void RelaySession::OnMail(const smtp::event::MailFrom& e) {
+  targets_.clear();
+  target_ids_.clear();
+  mail_from_ = e.reverse_path.null ? "" : e.reverse_path.Mailbox();
+  if (!user_) {
+    // Port 25: anyone may send to our users (SPF/DMARC verdicts are recorded
+    // at DATA). Submission cannot get here without AUTH (engine).
+    (void)smtp_.Accept();
+    return;
+  }
+  std::string from = mail_from_;
+  Principal u = *user_;
+  Backend* b = ctx_->backend;
+  Async([this, b, u, from]() -> std::function<void()> {
+    if (!from.empty()) {
+      absl::StatusOr<bool> ok = b->CanSendAs(u.user_id, from);
+      if (!ok.ok() && ok.status().code() != absl::StatusCode::kNotFound) {
+        log::Warn("CanSendAs failed", {{"status", ok.status()}});
+        return [this] { Reply(false, 451, "4.3.0", "Temporary failure checking the sender"); };
+      }
+      if (!ok.ok() || !*ok) {
+        return [this] {
+          Reply(false, 553, "5.7.1",
+                absl::StrCat("Sender address rejected: not owned by the authenticated user"));
+        };
+      }
+    }
+    absl::Status rate = b->CountSubmission(u.tenant_id, u.user_id);
+    if (absl::IsResourceExhausted(rate)) {
+      return [this] {
+        Reply(false, 451, "4.7.1", "Error: sending rate limit exceeded, try again later");
+      };
+    }
+    return [this] { (void)smtp_.Accept(); };
+  });
+}
+
+// ---- RCPT ------------------------------------------------------------------
+
+void RelaySession::OnRcpt(const smtp::event::RcptTo& e) {
+  const smtp::Path& p = e.forward_path;
+  auto count = [this](const char* result) {
+    if (ctx_->metrics) ctx_->metrics->rcpts->Add({{"result", result}}).Increment();
+  };
+  if (!p.source_route.empty() || p.HasRoutingCharacters()) {
+    // Source routes, user%host@us, host!user@us, "user@host"@us: classic
+    // open-relay probes. We deliver only to plain local parts.
+    count("routing_refused");
+    Reply(false, 550, "5.7.1", "Relay access denied");
+    return;
+  }
+  tenant::v1::ResolveRequest req;
+  req.set_address(p.postmaster ? absl::StrCat("postmaster@", ctx_->options->hostname)
+                               : p.Mailbox());
+  req.mutable_sender()->set_envelope_from(mail_from_);
+  if (user_) {
+    req.mutable_sender()->set_authenticated(true);
+    req.mutable_sender()->set_tenant_id(user_->tenant_id);
+    req.mutable_sender()->set_user_id(user_->user_id);
+  }
+  req.set_max_recipients(10000);
+  Backend* b = ctx_->backend;
+  bool authenticated = user_.has_value();
+  Async([this, b, req, authenticated, count]() -> std::function<void()> {
+    absl::StatusOr<tenant::v1::ResolveResponse> r = b->Resolve(req);
+    if (r.ok()) {
+      auto resp = std::make_shared<tenant::v1::ResolveResponse>(*std::move(r));
+      return [this, resp, count] {
+        if (resp->posting_decision() == tenant::v1::POSTING_DECISION_DENIED) {
+          count("posting_denied");
+          Reply(false, 550, "5.7.1",
+                resp->posting_detail().empty()
+                    ? "Recipient address rejected: posting to this group is not allowed"
+                    : absl::StrCat("Recipient address rejected: ", resp->posting_detail()));
+          return;
+        }
+        if (resp->posting_decision() == tenant::v1::POSTING_DECISION_MODERATED) {
+          // Holding for a moderator is relayd's queue (issue 9): until then
+          // a temporary refusal keeps the message with the sender.
+          count("moderated_deferred");
+          Reply(false, 451, "4.7.1", "Moderated group: message hold not available yet");
+          return;
+        }
+        if (resp->recipients().empty()) {
+          count("unknown");
+          Reply(false, 550, "5.1.1", "Recipient address rejected: User unknown");
+          return;
+        }
+        for (const auto& rc : resp->recipients()) {
+          if (target_ids_.insert(rc.mailbox_id()).second)
+            targets_.push_back({rc.mailbox_id(), rc.address(), rc.shard()});
+        }
+        count("accepted");
+        (void)smtp_.Accept();
+      };
+    }
+    absl::Status st = r.status();
+    std::string reason = rpc::ReasonOf(st);
+    if (st.code() == absl::StatusCode::kNotFound && reason == "DOMAIN_NOT_HOSTED") {
+      return [this, authenticated, count] {
+        count("relay_denied");
+        Reply(false, 550, "5.7.1",
+              authenticated ? "Relaying to remote domains is not available yet"
+                            : "Relay access denied");
+      };
+    }
+    if (st.code() == absl::StatusCode::kNotFound) {
+      return [this, count] {
+        count("unknown");
+        Reply(false, 550, "5.1.1", "Recipient address rejected: User unknown");
+      };
+    }
+    if (st.code() == absl::StatusCode::kInvalidArgument) {
+      return [this, count] {
+        count("bad_address");
+        Reply(false, 501, "5.1.3", "Bad recipient address syntax");
+      };
+    }
+    if (st.code() == absl::StatusCode::kResourceExhausted) {
+      return [this, count] {
+        count("too_many");
+        Reply(false, 452, "4.5.3", "Too many recipients");
+      };
+    }
+    if (st.code() == absl::StatusCode::kFailedPrecondition) {
+      return [this, count] {
+        count("unavailable");
+        Reply(false, 450, "4.2.1", "Recipient temporarily unavailable");
+      };
+    }
+    log::Warn("Resolve failed", {{"status", st}});
+    return [this, count] {
+      count("lookup_failed");
+      Reply(false, 451, "4.3.0", "Temporary failure looking up the recipient");
+    };
+  });
+}
+
+// ---- DATA ------------------------------------------------------------------
+
+void RelaySession::OnMessage(smtp::event::MessageComplete& e) {
+  Deliver(std::move(e.envelope), std::move(e.message));
+}
+
+void RelaySession::Deliver(smtp::Envelope env, std::string message) {
+  const Options& o = *ctx_->options;
+  std::vector<std::string> rcpts;
+  for (const smtp::Recipient& r : env.recipients) rcpts.push_back(r.path.Mailbox());
+  std::string from = env.reverse_path.null ? "" : env.reverse_path.Mailbox();
+  std::string id = DeliveryId(from, rcpts, message);
+
+  TraceInfo t;
+  t.hostname = o.hostname;
+  t.helo = env.helo;
+  t.client_ip = info_.remote_ip;
+  t.esmtp = env.esmtp;
+  t.tls = env.tls;
+  t.tls_version = tls_.version;
+  t.tls_cipher = tls_.cipher;
+  t.authenticated = user_.has_value();
+  if (user_) t.auth_user = user_->address;
+  t.queue_id = id.substr(0, 16);
+  t.envelope_from = from;
+  t.recipients = rcpts;
+  t.at = absl::Now();
+  std::vector<std::string> results;
+  if (user_) {
+    results.push_back(absl::StrCat("auth=pass smtp.auth=", user_->address));
+  }
+  std::optional<SpfRequest> spf;
+  if (!user_ && ctx_->dns != nullptr) {
+    spf = SpfRequest{info_.remote_ip, from.empty() ? "postmaster@" + env.helo : from, env.helo};
+  }
+  // The header block we add, minus Authentication-Results (its SPF verdict
+  // needs DNS, so it is completed on the worker).
+  auto prefix = std::make_shared<std::string>(ReturnPathField(t) + ReceivedField(t));
+  auto body = std::make_shared<std::string>(StripForgedAuthResults(message, o.hostname));
+  std::vector<std::pair<uint32_t, std::string>> targets;
+  for (const Target& tg : targets_) targets.emplace_back(tg.shard, tg.mailbox_id);
+  std::string hostname = o.hostname;
+  absl::Time at = t.at;
+  bool null_sender = from.empty();
+  std::string helo = Sanitize(env.helo, 255);
+  Dns* dns = ctx_->dns;
+  std::vector<std::string> from_check;
+  if (user_) from_check = FromAddresses(message);
+  std::optional<Principal> user = user_;
+  Backend* b = ctx_->backend;
+  RelayMetrics* metrics = ctx_->metrics;
+  std::string listener = info_.listener;
+  std::string queue_id = t.queue_id;
+  size_t size = message.size();
+  targets_.clear();
+  target_ids_.clear();
+  Async([this, b, prefix, body, targets, results, spf, dns, hostname, at, null_sender, helo, id,
+         from_check, user, metrics, listener, queue_id, size]() mutable -> std::function<void()> {
+    auto count = [metrics, listener](const char* result) {
+      if (metrics) metrics->messages->Add({{"listener", listener}, {"result", result}}).Increment();
+    };
+    for (const std::string& addr : from_check) {
+      absl::StatusOr<bool> ok = b->CanSendAs(user->user_id, addr);
+      if (ok.ok() && *ok) continue;
+      if (!ok.ok() && ok.status().code() != absl::StatusCode::kNotFound) {
+        return [this, count] {
+          count("sender_check_failed");
+          Reply(false, 451, "4.3.0", "Temporary failure checking the From: address");
+        };
+      }
+      return [this, count] {
+        count("from_not_owned");
+        Reply(false, 550, "5.7.1", "From: address not owned by the authenticated user");
+      };
+    }
+    if (spf) {
+      std::string verdict(SpfResultName(CheckSpf(*dns, *spf)));
+      size_t at_sign = spf->sender.rfind('@');
+      std::string domain =
+          at_sign == std::string::npos ? spf->sender : spf->sender.substr(at_sign + 1);
+      results.push_back(null_sender
+                            ? absl::StrCat("spf=", verdict, " smtp.helo=", helo)
+                            : absl::StrCat("spf=", verdict, " smtp.mailfrom=",
+                                           Sanitize(domain, 255)));
+    }
+    // One DeliverBatch per shard, all with the same body and delivery id.
+    auto reqs = std::make_shared<std::map<uint32_t, mailstore::v1::DeliverBatchRequest>>();
+    std::string stored = *prefix + AuthResultsField(hostname, results) + *body;
+    for (const auto& [shard, mailbox] : targets) {
+      auto [it, fresh] = reqs->try_emplace(shard);
+      mailstore::v1::DeliverBatchRequest& req = it->second;
+      if (fresh) {
+        req.set_delivery_id(id);
+        req.set_message(stored);
+        req.mutable_internal_date()->set_seconds(absl::ToUnixSeconds(at));
+      }
+      req.add_recipients()->set_mailbox_id(mailbox);
+    }
+    absl::Time start = absl::Now();
+    mailstore::v1::DeliverBatchResponse all;
+    absl::Status st;
+    size_t expected = 0;
+    for (const auto& [shard, req] : *reqs) {
+      expected += static_cast<size_t>(req.recipients_size());
+      absl::StatusOr<mailstore::v1::DeliverBatchResponse> one = b->Deliver(shard, req);
+      if (!one.ok()) {
+        st = one.status();
+        break;
+      }
+      for (auto& res : *one->mutable_results()) *all.add_results() = std::move(res);
+    }
+    if (metrics) metrics->delivery_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    if (!st.ok()) {
+      log::Warn("DeliverBatch failed", {{"status", st}, {"queue_id", queue_id}});
+      if (st.code() == absl::StatusCode::kInvalidArgument) {
+        return [this, count] {
+          count("store_refused");
+          Reply(false, 554, "5.6.0", "Message refused by the mail store (limits)");
+        };
+      }
+      if (st.code() == absl::StatusCode::kResourceExhausted &&
+          rpc::ReasonOf(st) == "QUOTA_EXCEEDED") {
+        return [this, count] {
+          count("over_quota");
+          Reply(false, 552, "5.2.2", "Mailbox full");
+        };
+      }
+      return [this, count] {
+        count("store_unavailable");
+        Reply(false, 451, "4.3.0", "Temporary failure storing the message, try again");
+      };
+    }
+    int delivered = 0, quota = 0, missing = 0, temporary = 0;
+    for (const auto& res : all.results()) {
+      switch (res.status()) {
+        case mailstore::v1::DELIVERY_STATUS_DELIVERED:
+        case mailstore::v1::DELIVERY_STATUS_DUPLICATE:
+          ++delivered;
+          break;
+        case mailstore::v1::DELIVERY_STATUS_QUOTA_EXCEEDED:
+          ++quota;
+          break;
+        case mailstore::v1::DELIVERY_STATUS_MAILBOX_NOT_FOUND:
+          ++missing;
+          break;
+        default:
+          ++temporary;
+      }
+    }
+    if (static_cast<size_t>(all.results_size()) != expected) temporary = 1;
+    if (temporary > 0) {
+      return [this, count] {
+        count("store_temporary");
+        Reply(false, 451, "4.3.0", "Temporary failure storing the message, try again");
+      };
+    }
+    if (delivered == 0) {
+      return [this, count, quota] {
+        count(quota > 0 ? "over_quota" : "mailbox_missing");
+        if (quota > 0) {
+          Reply(false, 552, "5.2.2", "Mailbox full");
+        } else {
+          Reply(false, 550, "5.1.1", "Mailbox unavailable");
+        }
+      };
+    }
+    if (quota + missing > 0) {
+      // Partial: the bounce for these recipients needs the outbound queue
+      // (issue 9); logged so an operator can see what was not delivered.
+      log::Warn("partial delivery: bounce not sent (outbound queue missing)",
+                {{"queue_id", queue_id}, {"over_quota", quota}, {"missing", missing}});
+    }
+    if (metrics) metrics->bytes_accepted->Increment(static_cast<double>(size));
+    return [this, count, queue_id] {
+      count("accepted");
+      Reply(true, 250, "2.0.0", absl::StrCat("Ok: queued as ", queue_id));
+    };
+  });
+}
+
+// ---- AUTH ------------------------------------------------------------------
+
+void RelaySession::OnAuth(const smtp::event::Auth& e) {
+  sasl_ = Sasl{e.mechanism};
+  const std::optional<std::string>& ir = e.initial_response;
+  if (e.mechanism == "LOGIN") {
+    if (ir && !ir->empty()) {
+      sasl_.username = *ir;
+      sasl_.step = 2;
+      (void)smtp_.Challenge("Password:");
+    } else {
+      sasl_.step = 1;
+      (void)smtp_.Challenge("Username:");
+    }
+    return;
+  }
+  if (!ir) {
+    (void)smtp_.Challenge("");
+    return;
+  }
+  if (e.mechanism == "PLAIN") CheckCredentials(ParsePlain(*ir));
+  else if (e.mechanism == "XOAUTH2") CheckCredentials(ParseXoauth2(*ir));
+  else CheckCredentials(ParseOauthBearer(*ir));
+}
+
+void RelaySession::OnAuthResponse(const smtp::event::AuthResponse& e) {
+  if (sasl_.mechanism == "LOGIN") {
+    if (sasl_.step == 1) {
+      sasl_.username = e.response;
+      sasl_.step = 2;
+      (void)smtp_.Challenge("Password:");
+      return;
+    }
+    SaslCredentials c;
+    c.mechanism = "LOGIN";
+    c.authcid = sasl_.username;
+    c.password = e.response;
+    if (c.authcid.empty() || c.password.empty()) {
+      CheckCredentials(absl::InvalidArgumentError("LOGIN: empty field"));
+    } else {
+      CheckCredentials(c);
+    }
+    return;
+  }
+  if (sasl_.mechanism == "PLAIN") CheckCredentials(ParsePlain(e.response));
+  else if (sasl_.mechanism == "XOAUTH2") CheckCredentials(ParseXoauth2(e.response));
+  else CheckCredentials(ParseOauthBearer(e.response));
+}
+
+void RelaySession::CheckCredentials(absl::StatusOr<SaslCredentials> creds) {
+  sasl_ = Sasl{};
+  if (!creds.ok()) {
+    Reply(false, 501, "5.5.2", "Cannot decode AUTH response");
+    return;
+  }
+  identity::v1::CheckSaslRequest req;
+  const std::string& m = creds->mechanism;
+  req.set_mechanism(m == "PLAIN"     ? identity::v1::SASL_MECHANISM_PLAIN
+                    : m == "LOGIN"   ? identity::v1::SASL_MECHANISM_LOGIN
+                    : m == "XOAUTH2" ? identity::v1::SASL_MECHANISM_XOAUTH2
+                                     : identity::v1::SASL_MECHANISM_OAUTHBEARER);
+  req.set_authzid(creds->authzid);
+  req.set_authcid(creds->authcid);
+  req.set_password(creds->password);
+  req.set_bearer_token(creds->bearer_token);
+  req.set_protocol(common::v1::PROTOCOL_SMTP);
+  req.mutable_client()->set_ip(info_.remote_ip);
+  req.mutable_client()->set_protocol(common::v1::PROTOCOL_SMTP);
+  Backend* b = ctx_->backend;
+  Async([this, b, req]() -> std::function<void()> {
+    absl::StatusOr<identity::v1::CheckSaslResponse> r = b->CheckSasl(req);
+    if (r.ok()) {
+      Principal p{r->tenant_id(), r->user_id(), r->address()};
+      return [this, p] {
+        user_ = p;
+        Reply(true, 235, "2.7.0", "Authentication successful");
+      };
+    }
+    absl::StatusCode code = r.status().code();
+    if (code == absl::StatusCode::kUnauthenticated || code == absl::StatusCode::kInvalidArgument ||
+        code == absl::StatusCode::kNotFound) {
+      return [this] { Reply(false, 535, "5.7.8", "Error: authentication failed"); };
+    }
+    if (code != absl::StatusCode::kResourceExhausted)
+      log::Warn("CheckSasl failed", {{"status", r.status()}});
+    return [this, code] {
+      Reply(false, 454, "4.7.0",
+            code == absl::StatusCode::kResourceExhausted
+                ? "Temporary authentication failure: too many attempts"
+                : "Temporary authentication failure");
+    };
+  });
+}
+
+}  // namespace mailgrid::relay

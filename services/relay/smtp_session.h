@@ -1,0 +1,120 @@
+// RelaySession: one SMTP connection — libs/smtp's pure engine driven over a
+// libs/netserver connection, with the decisions that need other services
+// (RCPT → tenantd Resolve, AUTH → identityd CheckSasl, sender ownership →
+// CanSendAs, DATA → mailstored DeliverBatch) run on the worker pool while
+// the connection is paused, then applied back on the connection's strand.
+//
+// SECURITY (the policy side; the protocol side is libs/smtp's):
+//  - No open relay: a recipient is accepted only if tenantd resolves it to
+//    mailboxes here. A foreign domain is refused (550 5.7.1) without AUTH;
+//    with AUTH it is refused too until outbound delivery exists (issue 9).
+//    Source routes, %-hack, bang paths and quoted "a@b"@local are refused.
+//  - Submission: AUTH only after TLS (engine), and the envelope sender and
+//    every From: address must be the user's (CanSendAs), else 553 5.7.1.
+//  - 250 after DATA only once mailstored has committed every copy; any
+//    doubt is 451 and the client retries (deduplicated by delivery id).
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "libs/netserver/server.h"
+#include "libs/smtp/session.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+#include "services/relay/backend.h"
+#include "services/relay/config.h"
+#include "services/relay/dns.h"
+#include "services/relay/sasl.h"
+#include "services/relay/worker_pool.h"
+
+namespace mailgrid::relay {
+
+struct RelayMetrics {
+  prometheus::Family<prometheus::Counter>* replies = nullptr;   // {listener, class}
+  prometheus::Family<prometheus::Counter>* messages = nullptr;  // {listener, result}
+  prometheus::Family<prometheus::Counter>* rcpts = nullptr;     // {result}
+  prometheus::Counter* bytes_accepted = nullptr;
+  prometheus::Histogram* delivery_seconds = nullptr;
+  static std::unique_ptr<RelayMetrics> Create(prometheus::Registry& registry);
+};
+
+// Shared by every session; outlives the netserver.
+struct RelayContext {
+  const Options* options = nullptr;
+  Backend* backend = nullptr;
+  WorkerPool* workers = nullptr;
+  RelayMetrics* metrics = nullptr;  // may be null
+  Dns* dns = nullptr;               // null: no SPF
+};
+
+enum class ListenerKind { kMx, kSubmission, kSubmissionTls };
+
+// The engine configuration for a listener.
+smtp::SessionConfig MakeSmtpConfig(ListenerKind kind, const Options& options, bool tls_available);
+
+class RelaySession final : public netserver::Session {
+ public:
+  RelaySession(std::shared_ptr<netserver::Connection> conn, const RelayContext* ctx,
+               ListenerKind kind, smtp::SessionConfig config);
+
+  netserver::Output OnConnect() override;
+  netserver::Output OnBytes(std::string_view data) override;
+  netserver::Output OnTlsEstablished(const netserver::TlsInfo& info) override;
+  netserver::Output OnTimeout() override;
+  netserver::Output OnShutdown() override;
+  void OnClose(std::string_view reason) override;
+
+ private:
+  struct Principal {
+    std::string tenant_id, user_id, address;
+  };
+  struct Target {
+    std::string mailbox_id, address;
+    uint32_t shard = 0;
+  };
+  struct Sasl {
+    std::string mechanism;
+    int step = 0;  // LOGIN: 1 = username asked, 2 = password asked
+    std::string username;
+  };
+
+  // Runs the engine until it needs input, closes, or waits on an async
+  // decision; returns what to write.
+  netserver::Output Drive();
+  // Runs `work` on the worker pool (it must not touch the session), then
+  // the closure it returns on the strand, then Drive().
+  void Async(std::function<std::function<void()>()> work);
+
+  void OnMail(const smtp::event::MailFrom& e);
+  void OnRcpt(const smtp::event::RcptTo& e);
+  void OnMessage(smtp::event::MessageComplete& e);
+  void OnAuth(const smtp::event::Auth& e);
+  void OnAuthResponse(const smtp::event::AuthResponse& e);
+  void CheckCredentials(absl::StatusOr<SaslCredentials> creds);
+  void Deliver(smtp::Envelope envelope, std::string message);
+  void Reply(bool accept, int code, std::string_view enhanced, std::string_view text);
+  void CountReplies();
+
+  std::weak_ptr<netserver::Connection> conn_;
+  netserver::ConnectionInfo info_;
+  netserver::TlsInfo tls_;
+  const RelayContext* ctx_;
+  smtp::ServerSession smtp_;
+  bool waiting_ = false;   // an async decision is in flight
+  bool draining_ = false;  // shutdown asked while waiting: 421 after it
+  std::optional<Principal> user_;
+  Sasl sasl_;
+  // The transaction (reset at each MAIL).
+  std::string mail_from_;  // "" for <>
+  std::vector<Target> targets_;
+  std::set<std::string> target_ids_;
+  smtp::SessionStats counted_;  // stats already exported to metrics
+};
+
+}  // namespace mailgrid::relay
