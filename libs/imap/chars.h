@@ -42,8 +42,11 @@ constexpr bool IsTagChar(unsigned char c) { return IsAstringChar(c) && c != '+';
 // start or end another token. Flags ("\Seen"), wildcards ("%", "*"),
 // sequence sets ("1:*") and FETCH sections ("BODY[1]<0.10>") are all such
 // tokens; the command parsers then apply the exact class they need.
+// 8-bit bytes are let through here (clients such as Python's imaplib send
+// a UTF-8 SEARCH string bare); every parser that takes an atom still
+// refuses them, except SEARCH strings, which must then be valid UTF-8.
 constexpr bool IsBareTokenChar(unsigned char c) {
-  if (c <= 0x20 || c >= 0x7f) return false;
+  if (c <= 0x20 || c == 0x7f) return false;
   return c != '(' && c != ')' && c != '"' && c != '{';
 }
 

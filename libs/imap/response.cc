@@ -79,6 +79,10 @@ std::string RepairText(std::string_view text, bool utf8) {
   }
   // A text starting with "[" would be read as a response code.
   if (!out.empty() && out[0] == '[') out.insert(out.begin(), ' ');
+  // A line ending in "}" may be read as a literal announcement ("{5}") by a
+  // client, which would then swallow the next response: never end on one
+  // (the text can echo client bytes, e.g. an unknown SEARCH key).
+  if (!out.empty() && out.back() == '}') out.push_back('.');
   return out;
 }
 

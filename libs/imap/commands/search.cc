@@ -70,7 +70,19 @@ constexpr KeySpec kKeys[] = {
 };
 
 absl::StatusOr<std::string> SearchString(ArgCursor& in) {
-  ASSIGN_OR_RETURN(std::string s, in.Astring("search string"));
+  std::string s;
+  if (const Token* t = in.Peek(); t != nullptr && t->type == Token::Type::kAtom) {
+    // Lenient: a bare UTF-8 string (imaplib's search('UTF-8', 'SUBJECT',
+    // b'...')) is accepted as if it were a literal.
+    ASSIGN_OR_RETURN(Token * a, in.Next("search string"));
+    for (char c : a->value) {
+      const auto u = static_cast<unsigned char>(c);
+      if (u < 0x80 && !chars::IsAstringChar(u)) return BadArgument("Expected search string");
+    }
+    s = std::move(a->value);
+  } else {
+    ASSIGN_OR_RETURN(s, in.Astring("search string"));
+  }
   // CHARSET is US-ASCII or UTF-8 (both checked as UTF-8): invalid bytes
   // would otherwise reach the search index.
   if (!IsValidUtf8(s)) return BadArgument("Search string is not valid UTF-8");

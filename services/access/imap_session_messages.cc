@@ -1,0 +1,616 @@
+// ImapSession: the selected state (FETCH, STORE, SEARCH, COPY/MOVE,
+// EXPUNGE, NOOP/CHECK, IDLE) and the sequence-number bookkeeping.
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "libs/imap/commands/fetch.h"
+#include "services/access/imap_session.h"
+#include "services/access/imap_session_internal.h"
+
+namespace mailgrid::access {
+
+using imap::Condition;
+
+namespace {
+
+std::string SetString(const std::vector<uint32_t>& sorted_or_not) {
+  std::string out;
+  size_t i = 0;
+  const auto& v = sorted_or_not;
+  while (i < v.size()) {
+    size_t j = i;
+    while (j + 1 < v.size() && v[j + 1] == v[j] + 1) ++j;
+    if (!out.empty()) out += ',';
+    absl::StrAppend(&out, v[i]);
+    if (j > i) absl::StrAppend(&out, ":", v[j]);
+    i = j + 1;
+  }
+  return out;
+}
+
+// COPYUID lists source and destination UIDs element by element; ranges are
+// only valid where both sides are consecutive, so list them one by one.
+std::string UidList(const google::protobuf::RepeatedField<uint32_t>& v) {
+  std::string out;
+  for (uint32_t u : v) absl::StrAppend(&out, out.empty() ? "" : ",", u);
+  return out;
+}
+
+ms::SectionText SectionTextOf(imap::FetchSection::Text t) {
+  switch (t) {
+    case imap::FetchSection::Text::kHeader: return ms::SECTION_TEXT_HEADER;
+    case imap::FetchSection::Text::kHeaderFields: return ms::SECTION_TEXT_HEADER_FIELDS;
+    case imap::FetchSection::Text::kHeaderFieldsNot: return ms::SECTION_TEXT_HEADER_FIELDS_NOT;
+    case imap::FetchSection::Text::kText: return ms::SECTION_TEXT_TEXT;
+    case imap::FetchSection::Text::kMime: return ms::SECTION_TEXT_MIME;
+    case imap::FetchSection::Text::kNone: break;
+  }
+  return ms::SECTION_TEXT_UNSPECIFIED;
+}
+
+ms::IdSet UidSet(const std::vector<uint32_t>& uids) { return CompactIdSet(uids); }
+
+bool HasModSeqKey(const imap::SearchKey& k) {
+  if (k.kind == imap::SearchKeyKind::kModSeq) return true;
+  for (const imap::SearchKey& c : k.children) {
+    if (HasModSeqKey(c)) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+uint32_t ImapSession::SeqOf(uint32_t uid) const {
+  if (!selected_) return 0;
+  const auto& u = selected_->uids;
+  auto it = std::lower_bound(u.begin(), u.end(), uid);
+  if (it == u.end() || *it != uid) return 0;
+  return static_cast<uint32_t>(it - u.begin()) + 1;
+}
+
+void ImapSession::RemoveUid(uint32_t uid) {
+  uint32_t seq = SeqOf(uid);
+  if (seq == 0) return;
+  selected_->uids.erase(selected_->uids.begin() + (seq - 1));
+  auto& r = selected_->recent;
+  auto it = std::lower_bound(r.begin(), r.end(), uid);
+  if (it != r.end() && *it == uid) r.erase(it);
+  Write(absl::StrCat("* ", seq, " EXPUNGE\r\n"));
+}
+
+std::vector<uint32_t> ImapSession::SetToUids(const imap::SequenceSet& set, bool uid) const {
+  std::vector<uint32_t> out;
+  const auto& u = selected_->uids;
+  if (u.empty()) return out;
+  if (uid) {
+    for (const imap::SeqRange& r : set.Normalize(u.back())) {
+      auto it = std::lower_bound(u.begin(), u.end(), r.first);
+      for (; it != u.end() && *it <= r.last; ++it) out.push_back(*it);
+    }
+  } else {
+    for (const imap::SeqRange& r : set.Normalize(static_cast<uint32_t>(u.size()))) {
+      for (uint64_t n = r.first; n <= r.last; ++n) out.push_back(u[n - 1]);
+    }
+  }
+  return out;
+}
+
+// ---- FETCH -----------------------------------------------------------------
+
+void ImapSession::CmdFetch(const imap::Command& c) {
+  const auto& a = c.get<imap::FetchArgs>();
+  std::string tag = c.tag;
+  if (!c.uid && a.set.max_explicit() > selected_->uids.size()) {
+    return Finish(tag, Condition::kBad, "", "Invalid message sequence number");
+  }
+  std::vector<uint32_t> uids = SetToUids(a.set, c.uid);
+  if (uids.empty()) return Finish(tag, Condition::kOk, "", "FETCH completed");
+  ms::FetchRequest req;
+  req.set_mailbox_id(principal_->mailboxes[selected_->mailbox].mailbox_id());
+  req.mutable_folder()->set_folder_id(selected_->folder_id);
+  *req.mutable_messages()->mutable_uids() = UidSet(uids);
+  if (a.changed_since) {
+    req.set_changed_since(*a.changed_since);
+    condstore_ = true;
+  }
+  auto items = std::make_shared<std::vector<imap::FetchItem>>(a.items);
+  if (c.uid && std::none_of(items->begin(), items->end(), [](const imap::FetchItem& i) {
+        return i.attr == imap::FetchAttr::kUid;
+      })) {
+    items->insert(items->begin(), imap::FetchItem{imap::FetchAttr::kUid});
+  }
+  if (condstore_ && a.changed_since &&
+      std::none_of(items->begin(), items->end(),
+                   [](const imap::FetchItem& i) { return i.attr == imap::FetchAttr::kModSeq; })) {
+    items->push_back(imap::FetchItem{imap::FetchAttr::kModSeq});
+  }
+  ms::FetchItems* fi = req.mutable_items();
+  bool set_seen = false;
+  auto add_section = [&](const imap::FetchItem& it, ms::SectionText text, bool seen) {
+    ms::BodySection* s = fi->add_sections();
+    std::string part;
+    for (uint32_t p : it.section.part) absl::StrAppend(&part, part.empty() ? "" : ".", p);
+    s->set_part(part);
+    s->set_text(text);
+    for (const std::string& f : it.section.fields) s->add_header_fields(f);
+    if (it.partial) {
+      s->set_has_partial(true);
+      s->set_partial_offset(it.partial->offset);
+      s->set_partial_length(it.partial->length);
+    }
+    set_seen |= seen;
+  };
+  for (const imap::FetchItem& it : *items) {
+    switch (it.attr) {
+      case imap::FetchAttr::kEnvelope: fi->set_envelope(true); break;
+      case imap::FetchAttr::kFlags: fi->set_flags(true); break;
+      case imap::FetchAttr::kInternalDate: fi->set_internal_date(true); break;
+      case imap::FetchAttr::kRfc822Size: fi->set_rfc822_size(true); break;
+      case imap::FetchAttr::kBody:
+      case imap::FetchAttr::kBodyStructure: fi->set_bodystructure(true); break;
+      case imap::FetchAttr::kUid: break;
+      case imap::FetchAttr::kModSeq:
+        fi->set_modseq(true);
+        condstore_ = true;
+        break;
+      case imap::FetchAttr::kRfc822: add_section(it, ms::SECTION_TEXT_UNSPECIFIED, true); break;
+      case imap::FetchAttr::kRfc822Header: add_section(it, ms::SECTION_TEXT_HEADER, false); break;
+      case imap::FetchAttr::kRfc822Text: add_section(it, ms::SECTION_TEXT_TEXT, true); break;
+      case imap::FetchAttr::kBodySection:
+        add_section(it, SectionTextOf(it.section.text), !it.peek);
+        break;
+      case imap::FetchAttr::kBinary:
+      case imap::FetchAttr::kBinarySize:
+        return Finish(tag, Condition::kNo, "CANNOT", "BINARY is not supported");
+    }
+  }
+  if (set_seen && !selected_->read_only) {
+    req.set_set_seen(true);
+    fi->set_flags(true);
+  }
+  Begin();
+  backend_->Fetch(
+      TargetOf(selected_->mailbox), req,
+      Guard<std::vector<ms::FetchResponse>>(alive_, [this, tag, items](
+                                                        absl::StatusOr<std::vector<ms::FetchResponse>> r) {
+        if (!r.ok()) {
+          FinishError(tag, r.status());
+          return Done();
+        }
+        for (const ms::FetchResponse& m : *r) {
+          uint32_t seq = SeqOf(m.uid());
+          if (seq == 0) continue;  // expunged by someone else, not yet announced
+          bool recent = std::binary_search(selected_->recent.begin(), selected_->recent.end(),
+                                           m.uid());
+          auto w = imap::ResponseWriter::Untagged();
+          w.Number(seq).Atom("FETCH").Open();
+          int section = 0;
+          bool flags_sent = false;
+          for (const imap::FetchItem& it : *items) {
+            switch (it.attr) {
+              case imap::FetchAttr::kUid: w.Atom("UID").Number(m.uid()); break;
+              case imap::FetchAttr::kFlags:
+                w.Atom("FLAGS").Open();
+                for (const std::string& f : ImapFlags(m.flags(), recent)) w.Flag(f);
+                w.Close();
+                flags_sent = true;
+                break;
+              case imap::FetchAttr::kInternalDate:
+                w.Atom("INTERNALDATE").Raw("\"" + InternalDate(m.internal_date().seconds()) + "\"");
+                break;
+              case imap::FetchAttr::kRfc822Size: w.Atom("RFC822.SIZE").Number(m.rfc822_size()); break;
+              case imap::FetchAttr::kEnvelope:
+                w.Atom("ENVELOPE");
+                WriteEnvelope(m.envelope(), w);
+                break;
+              case imap::FetchAttr::kBody:
+              case imap::FetchAttr::kBodyStructure:
+                w.Atom(it.attr == imap::FetchAttr::kBody ? "BODY" : "BODYSTRUCTURE");
+                WriteBodyStructure(m.bodystructure(), it.attr == imap::FetchAttr::kBodyStructure, w);
+                break;
+              case imap::FetchAttr::kModSeq:
+                w.Atom("MODSEQ").Raw(absl::StrCat("(", m.modseq(), ")"));
+                break;
+              case imap::FetchAttr::kRfc822:
+              case imap::FetchAttr::kRfc822Header:
+              case imap::FetchAttr::kRfc822Text:
+              case imap::FetchAttr::kBodySection: {
+                std::string name = it.attr == imap::FetchAttr::kRfc822 ? "RFC822"
+                                   : it.attr == imap::FetchAttr::kRfc822Header ? "RFC822.HEADER"
+                                   : it.attr == imap::FetchAttr::kRfc822Text
+                                       ? "RFC822.TEXT"
+                                       : imap::FetchResponseName(it);
+                w.Raw(name);
+                const ms::SectionData* d =
+                    section < m.sections_size() ? &m.sections(section) : nullptr;
+                ++section;
+                if (d != nullptr && d->has_data()) {
+                  w.Literal(d->data());
+                } else {
+                  w.Nil();
+                }
+                break;
+              }
+              default: break;
+            }
+          }
+          if (m.flags_changed() && !flags_sent) {
+            w.Atom("FLAGS").Open();
+            for (const std::string& f : ImapFlags(m.flags(), recent)) w.Flag(f);
+            w.Close();
+          }
+          w.Close();
+          Untagged(w.Finish());
+        }
+        Finish(tag, Condition::kOk, "", "FETCH completed");
+        Done();
+      }));
+}
+
+// ---- STORE -----------------------------------------------------------------
+
+void ImapSession::CmdStore(const imap::Command& c) {
+  const auto& a = c.get<imap::StoreArgs>();
+  std::string tag = c.tag;
+  if (selected_->read_only) return Finish(tag, Condition::kNo, "READ-ONLY", "Mailbox is read-only");
+  if (!c.uid && a.set.max_explicit() > selected_->uids.size()) {
+    return Finish(tag, Condition::kBad, "", "Invalid message sequence number");
+  }
+  std::vector<uint32_t> uids = SetToUids(a.set, c.uid);
+  if (uids.empty()) return Finish(tag, Condition::kOk, "", "STORE completed");
+  ms::StoreFlagsRequest req;
+  req.set_mailbox_id(principal_->mailboxes[selected_->mailbox].mailbox_id());
+  req.mutable_folder()->set_folder_id(selected_->folder_id);
+  *req.mutable_messages()->mutable_uids() = UidSet(uids);
+  req.set_mode(a.op == imap::StoreArgs::Op::kAdd      ? ms::STORE_MODE_ADD
+               : a.op == imap::StoreArgs::Op::kRemove ? ms::STORE_MODE_REMOVE
+                                                      : ms::STORE_MODE_REPLACE);
+  for (const std::string& f : a.flags) {
+    if (absl::AsciiStrToLower(f) != "\\recent") req.add_flags(f);  // session state, not stored
+  }
+  if (a.unchanged_since) {
+    req.set_unchanged_since(*a.unchanged_since);
+    condstore_ = true;
+  }
+  bool silent = a.silent, uid = c.uid, modseq = condstore_;
+  Begin();
+  backend_->StoreFlags(
+      TargetOf(selected_->mailbox), req,
+      Guard<ms::StoreFlagsResponse>(alive_, [this, tag, silent, uid, modseq](
+                                                absl::StatusOr<ms::StoreFlagsResponse> r) {
+        if (!r.ok()) {
+          FinishError(tag, r.status());
+          return Done();
+        }
+        for (const ms::MessageFlags& m : r->updated()) {
+          uint32_t seq = SeqOf(m.uid());
+          if (seq == 0 || (silent && !modseq)) continue;
+          bool recent = std::binary_search(selected_->recent.begin(), selected_->recent.end(),
+                                           m.uid());
+          auto w = imap::ResponseWriter::Untagged();
+          w.Number(seq).Atom("FETCH").Open();
+          if (!silent) {
+            w.Atom("FLAGS").Open();
+            for (const std::string& f : ImapFlags(m.flags(), recent)) w.Flag(f);
+            w.Close();
+          }
+          if (uid) w.Atom("UID").Number(m.uid());
+          if (modseq) w.Atom("MODSEQ").Raw(absl::StrCat("(", m.modseq(), ")"));
+          w.Close();
+          Untagged(w.Finish());
+        }
+        std::vector<uint32_t> modified = ExpandIdSet(r->modified());
+        if (!modified.empty()) {
+          if (!uid) {
+            for (uint32_t& m : modified) m = SeqOf(m);
+            std::sort(modified.begin(), modified.end());
+          }
+          Finish(tag, Condition::kOk, "MODIFIED " + SetString(modified), "Conditional STORE failed");
+        } else {
+          Finish(tag, Condition::kOk, "", "STORE completed");
+        }
+        Done();
+      }));
+}
+
+// ---- SEARCH ----------------------------------------------------------------
+
+void ImapSession::CmdSearch(const imap::Command& c) {
+  const auto& a = c.get<imap::SearchArgs>();
+  std::string tag = c.tag;
+  if (a.result_options) return Finish(tag, Condition::kNo, "CANNOT", "ESEARCH is not supported");
+  absl::StatusOr<ms::SearchQuery> q =
+      TranslateSearch(a.criteria, selected_->uids, selected_->recent);
+  if (!q.ok()) return Finish(tag, Condition::kNo, "CANNOT", "Search key not supported");
+  bool modseq = HasModSeqKey(a.criteria);
+  if (modseq) condstore_ = true;
+  ms::SearchRequest req;
+  req.set_mailbox_id(principal_->mailboxes[selected_->mailbox].mailbox_id());
+  req.mutable_folder()->set_folder_id(selected_->folder_id);
+  *req.mutable_query() = *std::move(q);
+  bool uid = c.uid;
+  Begin();
+  backend_->Search(TargetOf(selected_->mailbox), req,
+                   Guard<ms::SearchResponse>(alive_, [this, tag, uid, modseq](
+                                                         absl::StatusOr<ms::SearchResponse> r) {
+                     if (!r.ok()) {
+                       FinishError(tag, r.status());
+                       return Done();
+                     }
+                     std::string line = "* SEARCH";
+                     for (uint32_t u : ExpandIdSet(r->uids())) {
+                       uint32_t n = uid ? (SeqOf(u) != 0 ? u : 0) : SeqOf(u);
+                       if (n != 0) absl::StrAppend(&line, " ", n);
+                     }
+                     if (modseq && r->count() > 0) {
+                       absl::StrAppend(&line, " (MODSEQ ", r->highest_modseq(), ")");
+                     }
+                     Write(line + "\r\n");
+                     Finish(tag, Condition::kOk, "", "SEARCH completed");
+                     Done();
+                   }));
+}
+
+// ---- COPY / MOVE / EXPUNGE --------------------------------------------------
+
+void ImapSession::CmdCopy(const imap::Command& c, bool move) {
+  const auto& a = c.get<imap::CopyArgs>();
+  std::string tag = c.tag;
+  std::string verb = move ? "MOVE" : "COPY";
+  if (move && selected_->read_only) {
+    return Finish(tag, Condition::kNo, "READ-ONLY", "Mailbox is read-only");
+  }
+  if (!c.uid && a.set.max_explicit() > selected_->uids.size()) {
+    return Finish(tag, Condition::kBad, "", "Invalid message sequence number");
+  }
+  std::optional<Target> dest = Resolve(a.mailbox);
+  if (!dest) return Finish(tag, Condition::kNo, "TRYCREATE", "No such mailbox");
+  if (dest->mailbox != selected_->mailbox) {
+    return Finish(tag, Condition::kNo, "CANNOT", "Copying between mailboxes is not supported");
+  }
+  std::vector<uint32_t> uids = SetToUids(a.set, c.uid);
+  if (uids.empty()) return Finish(tag, Condition::kOk, "", verb + " completed");
+  std::string mailbox_id = principal_->mailboxes[selected_->mailbox].mailbox_id();
+  auto fail = [this, tag](const absl::Status& st) {
+    if (st.code() == absl::StatusCode::kNotFound) {
+      Finish(tag, Condition::kNo, "TRYCREATE", "No such mailbox");
+    } else {
+      FinishError(tag, st);
+    }
+    Done();
+  };
+  Begin();
+  if (!move) {
+    ms::CopyRequest req;
+    req.set_mailbox_id(mailbox_id);
+    req.mutable_source()->set_folder_id(selected_->folder_id);
+    *req.mutable_messages()->mutable_uids() = UidSet(uids);
+    req.mutable_destination()->set_name(dest->folder);
+    backend_->Copy(TargetOf(selected_->mailbox), req,
+                   Guard<ms::CopyResponse>(alive_, [this, tag, fail](absl::StatusOr<ms::CopyResponse> r) {
+                     if (!r.ok()) return fail(r.status());
+                     Finish(tag, Condition::kOk,
+                            absl::StrCat("COPYUID ", r->destination_uidvalidity(), " ",
+                                         UidList(r->source_uids()), " ",
+                                         UidList(r->destination_uids())),
+                            "COPY completed");
+                     Done();
+                   }));
+    return;
+  }
+  ms::MoveRequest req;
+  req.set_mailbox_id(mailbox_id);
+  req.mutable_source()->set_folder_id(selected_->folder_id);
+  *req.mutable_messages()->mutable_uids() = UidSet(uids);
+  req.mutable_destination()->set_name(dest->folder);
+  backend_->Move(TargetOf(selected_->mailbox), req,
+                 Guard<ms::MoveResponse>(alive_, [this, tag, fail](absl::StatusOr<ms::MoveResponse> r) {
+                   if (!r.ok()) return fail(r.status());
+                   if (r->source_uids_size() > 0) {
+                     Write(imap::StatusLine(
+                         "*", Condition::kOk,
+                         absl::StrCat("COPYUID ", r->destination_uidvalidity(), " ",
+                                      UidList(r->source_uids()), " ",
+                                      UidList(r->destination_uids())),
+                         "Moved"));
+                   }
+                   std::vector<uint32_t> gone(r->source_uids().begin(), r->source_uids().end());
+                   std::sort(gone.begin(), gone.end());
+                   for (uint32_t u : gone) RemoveUid(u);
+                   Finish(tag, Condition::kOk, "", "MOVE completed");
+                   Done();
+                 }));
+}
+
+void ImapSession::CmdExpunge(const imap::Command& c) {
+  std::string tag = c.tag;
+  if (selected_->read_only) return Finish(tag, Condition::kNo, "READ-ONLY", "Mailbox is read-only");
+  ms::ExpungeRequest req;
+  req.set_mailbox_id(principal_->mailboxes[selected_->mailbox].mailbox_id());
+  req.mutable_folder()->set_folder_id(selected_->folder_id);
+  const auto& a = c.get<imap::ExpungeArgs>();
+  if (a.uids) {
+    std::vector<uint32_t> uids = SetToUids(*a.uids, true);
+    if (uids.empty()) return Finish(tag, Condition::kOk, "", "EXPUNGE completed");
+    *req.mutable_uids() = UidSet(uids);
+  }
+  Begin();
+  backend_->Expunge(TargetOf(selected_->mailbox), req,
+                    Guard<ms::ExpungeResponse>(alive_, [this, tag](absl::StatusOr<ms::ExpungeResponse> r) {
+                      if (!r.ok()) {
+                        FinishError(tag, r.status());
+                        return Done();
+                      }
+                      // Ascending UIDs: each EXPUNGE renumbers the ones after it,
+                      // and SeqOf() is computed after the previous removal.
+                      for (uint32_t u : ExpandIdSet(r->expunged())) RemoveUid(u);
+                      Finish(tag, Condition::kOk, "", "EXPUNGE completed");
+                      Done();
+                    }));
+}
+
+// ---- NOOP / CHECK / IDLE and change reporting -------------------------------
+
+void ImapSession::Sync(std::function<void()> then) {
+  if (!selected_) return then();
+  ms::ChangesSinceRequest req;
+  req.set_mailbox_id(principal_->mailboxes[selected_->mailbox].mailbox_id());
+  req.mutable_folder()->set_folder_id(selected_->folder_id);
+  req.set_modseq(selected_->modseq);
+  req.set_include_vanished(true);
+  req.set_uidvalidity(selected_->uidvalidity);
+  backend_->ChangesSince(
+      TargetOf(selected_->mailbox), req,
+      Guard<ms::ChangesSinceResponse>(alive_, [this, then = std::move(then)](
+                                                  absl::StatusOr<ms::ChangesSinceResponse> r) {
+        if (r.ok() && selected_) {
+          ApplyChanges(*r);
+        } else if (!r.ok() && selected_ &&
+                   (r.status().code() == absl::StatusCode::kNotFound ||
+                    r.status().code() == absl::StatusCode::kFailedPrecondition)) {
+          // The folder was deleted or recreated under us: the session
+          // cannot continue with a stale map (RFC 3501 §2.3.1.1).
+          Write(imap::StatusLine("*", Condition::kBye, "", "Mailbox was deleted or recreated"));
+          closed_ = true;
+        }
+        then();
+      }));
+}
+
+bool ImapSession::ApplyEvent(const ms::WatchEvent& e) {
+  if (!selected_ || e.folder_id() != selected_->folder_id ||
+      (e.uidvalidity() != 0 && e.uidvalidity() != selected_->uidvalidity)) {
+    return false;
+  }
+  std::vector<uint32_t> uids = ExpandIdSet(e.uids());
+  if (uids.empty()) return false;
+  auto& map = selected_->uids;
+  if (e.kind() == ms::WATCH_EVENT_KIND_MESSAGES_ADDED) {
+    if (!map.empty() && uids.front() <= map.back()) return false;
+    map.insert(map.end(), uids.begin(), uids.end());
+    for (uint32_t u : uids) event_added_.emplace_back(u, e.modseq());
+    Write(absl::StrCat("* ", map.size(), " EXISTS\r\n"));
+    return true;
+  }
+  if (e.kind() == ms::WATCH_EVENT_KIND_MESSAGES_EXPUNGED) {
+    for (uint32_t u : uids) RemoveUid(u);
+    return true;
+  }
+  return false;
+}
+
+void ImapSession::ApplyChanges(const ms::ChangesSinceResponse& r) {
+  // Messages already announced from a Watch event are not new to the
+  // client, and their flags were not changed since: say nothing of them.
+  // (A later flag change has a higher MODSEQ than the addition: reported.)
+  std::vector<std::pair<uint32_t, uint64_t>> known_new = std::move(event_added_);
+  event_added_.clear();
+  std::sort(known_new.begin(), known_new.end());
+  auto announced = [&known_new](const ms::MessageFlags& m) {
+    auto it = std::lower_bound(known_new.begin(), known_new.end(),
+                               std::make_pair(m.uid(), uint64_t{0}));
+    return it != known_new.end() && it->first == m.uid() && m.modseq() <= it->second;
+  };
+  for (uint32_t u : ExpandIdSet(r.vanished())) RemoveUid(u);
+  std::vector<const ms::MessageFlags*> changed;
+  for (const ms::MessageFlags& m : r.changed()) changed.push_back(&m);
+  std::sort(changed.begin(), changed.end(),
+            [](const ms::MessageFlags* a, const ms::MessageFlags* b) { return a->uid() < b->uid(); });
+  auto& uids = selected_->uids;
+  size_t before = uids.size();
+  std::vector<const ms::MessageFlags*> updates;
+  for (const ms::MessageFlags* m : changed) {
+    if (uids.empty() || m->uid() > uids.back()) {
+      uids.push_back(m->uid());
+    } else if (SeqOf(m->uid()) != 0 && !announced(*m)) {
+      updates.push_back(m);
+    }
+  }
+  if (uids.size() != before) Write(absl::StrCat("* ", uids.size(), " EXISTS\r\n"));
+  for (const ms::MessageFlags* m : updates) {
+    bool recent = std::binary_search(selected_->recent.begin(), selected_->recent.end(), m->uid());
+    auto w = imap::ResponseWriter::Untagged();
+    w.Number(SeqOf(m->uid())).Atom("FETCH").Open().Atom("FLAGS").Open();
+    for (const std::string& f : ImapFlags(m->flags(), recent)) w.Flag(f);
+    w.Close();
+    if (condstore_) w.Atom("MODSEQ").Raw(absl::StrCat("(", m->modseq(), ")"));
+    w.Close();
+    Untagged(w.Finish());
+  }
+  if (r.highest_modseq() > selected_->modseq) selected_->modseq = r.highest_modseq();
+}
+
+void ImapSession::CmdNoop(const imap::Command& c) {
+  std::string tag = c.tag;
+  std::string verb = c.id == imap::CommandId::kCheck ? "CHECK" : "NOOP";
+  if (!selected_) return Finish(tag, Condition::kOk, "", verb + " completed");
+  Begin();
+  Sync([this, tag, verb] {
+    Finish(tag, Condition::kOk, "", verb + " completed");
+    Done();
+  });
+}
+
+void ImapSession::CmdIdle(const imap::Command& c) {
+  idle_ = std::make_unique<Idle>();
+  idle_->tag = c.tag;
+  stats_.idling = true;
+  reader_.receiver().ExpectIdleDone(c.tag);
+  Begin();
+  // Report what changed before the client starts waiting, then watch.
+  Sync([this] {
+    if (!idle_) return Done();
+    Write("+ idling\r\n");
+    if (selected_) {
+      ms::WatchRequest req;
+      req.set_mailbox_id(principal_->mailboxes[selected_->mailbox].mailbox_id());
+      req.add_folder_ids(selected_->folder_id);
+      std::weak_ptr<bool> alive = alive_;
+      auto on_event = [this, alive](const ms::WatchEvent& e) {
+        if (alive.expired() || !idle_ || closed_) return;
+        if (e.kind() != ms::WATCH_EVENT_KIND_MESSAGES_ADDED &&
+            e.kind() != ms::WATCH_EVENT_KIND_MESSAGES_EXPUNGED &&
+            e.kind() != ms::WATCH_EVENT_KIND_FLAGS_CHANGED) {
+          return;
+        }
+        if (busy_) {
+          idle_->sync_pending = true;
+          return;
+        }
+        // Additions and expunges carry their UIDs: announce them straight
+        // from the event (no ChangesSince per session per event, which is
+        // what makes 10,000 IDLE sessions wake quickly). Anything else, or
+        // an event that does not fit the map, goes through Sync.
+        if (ApplyEvent(e)) {
+          return;
+        }
+        Begin();
+        Sync([this] { Done(); });
+      };
+      idle_->watch = backend_->Watch(TargetOf(selected_->mailbox), req, on_event,
+                                     [](absl::Status) {});
+    }
+    Done();
+  });
+}
+
+void ImapSession::EndIdle() {
+  if (!idle_) return;
+  std::unique_ptr<Idle> idle = std::move(idle_);
+  stats_.idling = false;
+  if (idle->watch) idle->watch->Cancel();
+  current_command_ = "IDLE";
+  if (idle->sync_pending && selected_) {
+    Begin();
+    std::string tag = idle->tag;
+    Sync([this, tag] {
+      Finish(tag, Condition::kOk, "", "IDLE terminated");
+      Done();
+    });
+    return;
+  }
+  Finish(idle->tag, Condition::kOk, "", "IDLE terminated");
+}
+
+}  // namespace mailgrid::access
