@@ -1,0 +1,90 @@
+// Delivery of one queue entry's recipients for one destination domain:
+// route selection (smart hosts by domain pattern with failover, else direct
+// MX), MX lookup through mailauth::Resolver (c-ares, configurable server),
+// MX preference order then the A/AAAA fallback (RFC 5321 §5.1), and one SMTP
+// transaction per host tried until one answers at the transaction level.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "libs/mailauth/dns.h"
+#include "libs/outbound/queue.h"
+#include "libs/outbound/smtp_client.h"
+#include "mailgrid/relay/v1/relay.pb.h"
+
+namespace mailgrid::outbound {
+
+// The routing table (relay.v1.Route), evaluated in relay.proto's order:
+// enabled routes only; lowest priority first; at equal priority the most
+// specific domain pattern ("a.b" > "*.b" > "*"). Region routes are not
+// matched yet. Thread-safe.
+class RouteTable {
+ public:
+  void Set(std::vector<relay::v1::Route> routes);
+  std::optional<relay::v1::Route> Match(const std::string& domain) const;
+  // Pure: does `pattern` match `domain`? "example.com", "*.example.com", "*".
+  static bool PatternMatches(const std::string& pattern, const std::string& domain);
+
+ private:
+  mutable absl::Mutex mu_;
+  std::vector<relay::v1::Route> routes_ ABSL_GUARDED_BY(mu_);
+};
+
+// What the runner calls; an interface so runner tests can fake delivery.
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // One outcome per recipient (same order). Never fails as a whole: errors
+  // are outcomes (deferred with the reason, or bounced).
+  virtual std::vector<RecipientOutcome> Deliver(const std::string& domain,
+                                                const std::string& envelope_from,
+                                                const std::vector<std::string>& recipients,
+                                                const std::string& message) = 0;
+};
+
+struct DeliveryOptions {
+  std::string helo_name = "localhost";
+  uint16_t mx_port = 25;  // tests point it at a sink's port
+  TlsPolicy direct_tls = TlsPolicy::kOpportunistic;
+  bool pipelining = true;
+  size_t max_hosts = 10;  // addresses tried per attempt, all MXes together
+  SmtpTimeouts timeouts;
+  std::string ca_file;  // for verified TLS to smart hosts
+};
+
+// A host to try: address, port, TLS policy, display name.
+struct Target {
+  std::string ip;
+  uint16_t port = 25;
+  std::string name;
+  TlsPolicy tls = TlsPolicy::kOpportunistic;
+};
+
+class SmtpTransport final : public Transport {
+ public:
+  SmtpTransport(DeliveryOptions options, mailauth::Resolver* resolver, const RouteTable* routes)
+      : options_(std::move(options)), resolver_(resolver), routes_(routes) {}
+
+  std::vector<RecipientOutcome> Deliver(const std::string& domain, const std::string& envelope_from,
+                                        const std::vector<std::string>& recipients,
+                                        const std::string& message) override;
+
+  // The hosts for `domain`, in order; or a final verdict when resolution
+  // says so (NXDOMAIN or null MX: *permanent; a DNS failure: temporary).
+  std::vector<Target> Targets(const std::string& domain, SmtpReply* failure, bool* permanent);
+
+ private:
+  std::vector<Target> DirectTargets(const std::string& domain, SmtpReply* failure, bool* permanent);
+  void AddAddresses(const std::string& host, uint16_t port, TlsPolicy tls, std::vector<Target>* out,
+                    SmtpReply* failure);
+
+  DeliveryOptions options_;
+  mailauth::Resolver* resolver_;
+  const RouteTable* routes_;
+};
+
+}  // namespace mailgrid::outbound

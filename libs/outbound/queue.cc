@@ -1,0 +1,348 @@
+#include "libs/outbound/queue.h"
+
+#include <openssl/rand.h>
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "libs/base/status.h"
+#include "libs/kv/keys.h"
+#include "libs/kv/requests.h"
+#include "libs/outbound/time_util.h"
+
+namespace mailgrid::outbound {
+namespace {
+
+constexpr size_t kBodyChunk = 512 << 10;
+constexpr int kMaxConflictRetries = 16;
+
+namespace keys {
+std::string Entry(std::string_view id) {
+  return kv::KeyBuilder(kv::GlobalPrefix("outq")).Str(id).Build();
+}
+std::string BodyPrefix(std::string_view id) {
+  return kv::KeyBuilder(kv::GlobalPrefix("outq_body")).Str(id).Build();
+}
+std::string BodyChunk(std::string_view id, uint64_t i) {
+  return kv::KeyBuilder(BodyPrefix(id)).U64(i).Build();
+}
+std::string DuePrefix() { return kv::GlobalPrefix("outq_due"); }
+std::string Due(absl::Time at, std::string_view id) {
+  return kv::KeyBuilder(DuePrefix()).I64(absl::ToUnixMicros(at)).Str(id).Build();
+}
+}  // namespace keys
+
+std::string NewQueueId(absl::Time now) {
+  uint32_t random = 0;
+  RAND_bytes(reinterpret_cast<unsigned char*>(&random), sizeof(random));
+  return absl::StrFormat("%016x%08x", static_cast<uint64_t>(absl::ToUnixMicros(now)), random);
+}
+
+bool IsFinal(relay::v1::RecipientState s) {
+  return s == relay::v1::RECIPIENT_STATE_DELIVERED || s == relay::v1::RECIPIENT_STATE_BOUNCED ||
+         s == relay::v1::RECIPIENT_STATE_DROPPED;
+}
+
+bool AllFinal(const QueueEntry& e) {
+  return std::all_of(e.recipients().begin(), e.recipients().end(),
+                     [](const QueueRecipient& r) { return IsFinal(r.state()); });
+}
+
+void AddPut(kv::v1::WriteRequest* w, std::string key, std::string value) {
+  auto* put = w->add_ops()->mutable_put();
+  put->set_key(std::move(key));
+  put->set_value(std::move(value));
+}
+void AddDelete(kv::v1::WriteRequest* w, std::string key) {
+  w->add_ops()->mutable_delete_()->set_key(std::move(key));
+}
+
+std::string HeaderValue(std::string_view message, std::string_view name) {
+  // Only for display: first occurrence, unfolded, in the header block.
+  size_t pos = 0;
+  while (pos < message.size()) {
+    size_t eol = message.find('\n', pos);
+    if (eol == std::string_view::npos) eol = message.size();
+    std::string_view line = message.substr(pos, eol - pos);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;
+    if (line.size() > name.size() && line[name.size()] == ':' &&
+        absl::EqualsIgnoreCase(ToAbslView(line.substr(0, name.size())), ToAbslView(name))) {
+      std::string value(absl::StripAsciiWhitespace(ToAbslView(line.substr(name.size() + 1))));
+      size_t next = eol + 1;
+      while (next < message.size() && (message[next] == ' ' || message[next] == '\t')) {
+        size_t e2 = message.find('\n', next);
+        if (e2 == std::string_view::npos) e2 = message.size();
+        std::string_view cont = message.substr(next, e2 - next);
+        if (!cont.empty() && cont.back() == '\r') cont.remove_suffix(1);
+        absl::StrAppend(&value, " ", absl::StripAsciiWhitespace(ToAbslView(cont)));
+        next = e2 + 1;
+      }
+      return value.substr(0, 998);
+    }
+    pos = eol + 1;
+  }
+  return "";
+}
+
+}  // namespace
+
+absl::Duration BackoffAfter(const RetryPolicy& policy, uint32_t attempts) {
+  absl::Duration d = policy.initial_backoff;
+  for (uint32_t i = 1; i < attempts && d < policy.max_backoff; ++i) d *= 2;
+  return std::min(d, policy.max_backoff);
+}
+
+std::string DomainOf(std::string_view address) {
+  size_t at = address.rfind('@');
+  if (at == std::string_view::npos) return "";
+  return absl::AsciiStrToLower(ToAbslView(address.substr(at + 1)));
+}
+
+std::optional<absl::Time> ScheduleTime(const QueueEntry& entry) {
+  if (!entry.hold_reason().empty()) return std::nullopt;
+  if (!entry.lease_holder().empty()) return FromProto(entry.lease_expires_at());
+  std::optional<absl::Time> earliest;
+  for (const auto& r : entry.recipients()) {
+    if (IsFinal(r.state())) continue;
+    absl::Time t = FromProto(r.next_attempt_at());
+    if (!earliest || t < *earliest) earliest = t;
+  }
+  return earliest;
+}
+
+void DeriveState(QueueEntry* entry, absl::Time now) {
+  using relay::v1::QueueState;
+  QueueState state = relay::v1::QUEUE_STATE_QUEUED;
+  bool deferred = std::any_of(
+      entry->recipients().begin(), entry->recipients().end(),
+      [](const QueueRecipient& r) { return r.state() == relay::v1::RECIPIENT_STATE_DEFERRED; });
+  if (AllFinal(*entry)) {
+    state = relay::v1::QUEUE_STATE_DONE;
+  } else if (!entry->hold_reason().empty()) {
+    state = relay::v1::QUEUE_STATE_HELD;
+  } else if (!entry->lease_holder().empty() && FromProto(entry->lease_expires_at()) > now) {
+    state = relay::v1::QUEUE_STATE_ACTIVE;
+  } else if (deferred) {
+    state = relay::v1::QUEUE_STATE_DEFERRED;
+  }
+  entry->set_state(state);
+}
+
+absl::StatusOr<std::string> Queue::Enqueue(const NewMessage& message, absl::Time now) {
+  if (message.recipients.empty()) return absl::InvalidArgumentError("recipients: EMPTY");
+  if (message.body.empty()) return absl::InvalidArgumentError("body: EMPTY");
+  if (message.body.size() > kv::kMaxWriteRequestBytes - (1 << 20)) {
+    return absl::InvalidArgumentError("body: TOO_LARGE");
+  }
+  QueueEntry entry;
+  entry.set_queue_id(NewQueueId(now));
+  entry.set_tenant_id(message.tenant_id);
+  entry.set_envelope_from(message.envelope_from);
+  entry.set_size_bytes(message.body.size());
+  entry.set_subject(HeaderValue(message.body, "Subject"));
+  entry.set_message_id(HeaderValue(message.body, "Message-ID"));
+  ToProto(now, entry.mutable_created_at());
+  ToProto(now + options_.retry.lifetime, entry.mutable_expires_at());
+  // Grouped by destination domain: sorted by (domain, address), duplicates dropped.
+  std::vector<std::pair<std::string, std::string>> rcpts;
+  for (const auto& r : message.recipients) {
+    std::string domain = DomainOf(r);
+    if (domain.empty())
+      return absl::InvalidArgumentError(absl::StrCat("recipients: BAD_ADDRESS ", r));
+    rcpts.emplace_back(std::move(domain), r);
+  }
+  std::sort(rcpts.begin(), rcpts.end());
+  rcpts.erase(std::unique(rcpts.begin(), rcpts.end()), rcpts.end());
+  for (auto& [domain, address] : rcpts) {
+    QueueRecipient* r = entry.add_recipients();
+    r->set_address(address);
+    r->set_domain(domain);
+    r->set_state(relay::v1::RECIPIENT_STATE_PENDING);
+    ToProto(now, r->mutable_next_attempt_at());
+  }
+  kv::v1::WriteRequest w;
+  auto* cond = w.add_conditions();
+  cond->set_key(keys::Entry(entry.queue_id()));
+  cond->set_kind(kv::v1::Condition::MUST_NOT_EXIST);
+  AddPut(&w, keys::Entry(entry.queue_id()), entry.SerializeAsString());
+  for (uint64_t i = 0; i * kBodyChunk < message.body.size(); ++i) {
+    AddPut(&w, keys::BodyChunk(entry.queue_id(), i),
+           message.body.substr(i * kBodyChunk, kBodyChunk));
+  }
+  AddPut(&w, keys::Due(now, entry.queue_id()), "");
+  ASSIGN_OR_RETURN(auto response, store_->Write(w, Deadline()));
+  if (!response.has_ok()) return absl::InternalError("queue id collision or rejected write");
+  return entry.queue_id();
+}
+
+absl::StatusOr<std::vector<std::string>> Queue::DueIds(absl::Time now, size_t limit) {
+  kv::v1::ScanRequest scan;
+  scan.mutable_key_range()->set_start(keys::DuePrefix());
+  // Every due key at or before `now`: the first key after now's micros.
+  scan.mutable_key_range()->set_end(
+      kv::KeyBuilder(keys::DuePrefix()).I64(absl::ToUnixMicros(now) + 1).Build());
+  scan.set_limit(static_cast<uint32_t>(limit));
+  scan.set_keys_only(true);
+  ASSIGN_OR_RETURN(auto response, store_->Scan(scan, Deadline()));
+  std::vector<std::string> ids;
+  for (const auto& kv_pair : response.entries()) {
+    kv::KeyReader reader(std::string_view(kv_pair.key()));
+    if (!reader.ConsumePrefix(keys::DuePrefix())) continue;
+    if (!reader.I64().ok()) continue;
+    auto id = reader.Str();
+    if (id.ok()) ids.push_back(*std::move(id));
+  }
+  return ids;
+}
+
+absl::StatusOr<Queue::Record> Queue::Load(std::string_view queue_id) {
+  kv::v1::GetRequest get;
+  get.set_key(keys::Entry(queue_id));
+  ASSIGN_OR_RETURN(auto response, store_->Get(get, Deadline()));
+  if (!response.found()) return absl::NotFoundError("queue entry not found");
+  Record record;
+  if (!record.entry.ParseFromString(response.value())) {
+    return absl::DataLossError("queue entry does not parse");
+  }
+  record.version = response.version();
+  return record;
+}
+
+absl::StatusOr<bool> Queue::Store(const Record& old, const QueueEntry& updated, bool remove,
+                                  uint64_t* new_version) {
+  const std::string& id = old.entry.queue_id();
+  kv::v1::WriteRequest w;
+  auto* cond = w.add_conditions();
+  cond->set_key(keys::Entry(id));
+  cond->set_kind(kv::v1::Condition::VERSION_EQUALS);
+  cond->set_version(old.version);
+  if (auto t = ScheduleTime(old.entry)) AddDelete(&w, keys::Due(*t, id));
+  if (remove) {
+    AddDelete(&w, keys::Entry(id));
+    std::string prefix = keys::BodyPrefix(id);
+    auto* range = w.add_ops()->mutable_delete_range();
+    range->set_start(prefix);
+    range->set_end(kv::PrefixEnd(prefix));
+  } else {
+    AddPut(&w, keys::Entry(id), updated.SerializeAsString());
+    if (auto t = ScheduleTime(updated)) AddPut(&w, keys::Due(*t, id), "");
+  }
+  ASSIGN_OR_RETURN(auto response, store_->Write(w, Deadline()));
+  if (response.has_condition_failed()) return false;
+  if (!response.has_ok()) return absl::InternalError("queue write rejected");
+  if (new_version != nullptr) *new_version = response.applied_index();
+  return true;
+}
+
+absl::StatusOr<Lease> Queue::TryLease(std::string_view queue_id, std::string_view holder,
+                                      absl::Time now) {
+  ASSIGN_OR_RETURN(Record record, Load(queue_id));
+  std::optional<absl::Time> due = ScheduleTime(record.entry);
+  if (!due) return absl::FailedPreconditionError("held");
+  if (*due > now) return absl::FailedPreconditionError("not due (or leased)");
+  QueueEntry updated = record.entry;
+  updated.set_lease_holder(std::string(holder));
+  // Micros precision: the lease expiry identifies the lease (see Complete).
+  absl::Time expires = absl::FromUnixMicros(absl::ToUnixMicros(now + options_.lease_duration));
+  ToProto(expires, updated.mutable_lease_expires_at());
+  Lease lease;
+  ASSIGN_OR_RETURN(bool stored, Store(record, updated, false, &lease.version));
+  if (!stored) return absl::FailedPreconditionError("another runner took it");
+  lease.queue_id = std::string(queue_id);
+  lease.holder = std::string(holder);
+  lease.expires_at = expires;
+  lease.entry = std::move(updated);
+  return lease;
+}
+
+absl::StatusOr<CompletionReport> Queue::Complete(const Lease& lease,
+                                                 const std::vector<RecipientOutcome>& outcomes,
+                                                 absl::Time now) {
+  const RetryPolicy& policy = options_.retry;
+  for (int attempt = 0; attempt < kMaxConflictRetries; ++attempt) {
+    auto loaded = Load(lease.queue_id);
+    if (absl::IsNotFound(loaded.status())) {
+      // Deleted by an operator while we delivered.
+      return absl::AbortedError("entry removed while leased");
+    }
+    RETURN_IF_ERROR(loaded.status());
+    Record record = *std::move(loaded);
+    // Our lease still holds iff holder and expiry are ours: an operator may
+    // have changed other fields (Hold), which we keep.
+    if (record.entry.lease_holder() != lease.holder ||
+        FromProto(record.entry.lease_expires_at()) != lease.expires_at) {
+      return absl::AbortedError("lease lost");
+    }
+    CompletionReport report;
+    QueueEntry updated = record.entry;
+    updated.clear_lease_holder();
+    updated.clear_lease_expires_at();
+    bool expired = now >= FromProto(updated.expires_at());
+    for (auto& r : *updated.mutable_recipients()) {
+      if (IsFinal(r.state())) continue;
+      auto it = std::find_if(outcomes.begin(), outcomes.end(),
+                             [&](const RecipientOutcome& o) { return o.address == r.address(); });
+      if (it == outcomes.end()) continue;
+      r.set_attempts(r.attempts() + 1);
+      ToProto(now, r.mutable_last_attempt_at());
+      *r.mutable_last_reply() = it->reply;
+      switch (it->kind) {
+        case RecipientOutcome::Kind::kDelivered:
+          r.set_state(relay::v1::RECIPIENT_STATE_DELIVERED);
+          break;
+        case RecipientOutcome::Kind::kBounced:
+          r.set_state(relay::v1::RECIPIENT_STATE_BOUNCED);
+          report.newly_bounced.push_back(r);
+          break;
+        case RecipientOutcome::Kind::kDeferred:
+          if (expired) {
+            r.set_state(relay::v1::RECIPIENT_STATE_BOUNCED);
+            report.newly_bounced.push_back(r);
+          } else {
+            r.set_state(relay::v1::RECIPIENT_STATE_DEFERRED);
+            absl::Time next =
+                std::min(now + BackoffAfter(policy, r.attempts()), FromProto(updated.expires_at()));
+            ToProto(next, r.mutable_next_attempt_at());
+            report.delayed.push_back(r);
+          }
+          break;
+      }
+    }
+    if (!report.delayed.empty() && !updated.delay_warning_sent() &&
+        policy.delay_warning_after != absl::InfiniteDuration() &&
+        now - FromProto(updated.created_at()) >= policy.delay_warning_after) {
+      updated.set_delay_warning_sent(true);
+      report.delay_warning_due = true;
+    }
+    report.finished = AllFinal(updated);
+    ASSIGN_OR_RETURN(bool stored, Store(record, updated, report.finished, nullptr));
+    if (!stored) continue;  // an operator wrote in between: re-read and merge
+    report.entry = std::move(updated);
+    DeriveState(&report.entry, now);
+    return report;
+  }
+  return absl::UnavailableError("queue entry kept changing");
+}
+
+absl::Status Queue::Abandon(const Lease& lease, absl::Time now) {
+  return Complete(lease, {}, now).status();
+}
+
+absl::StatusOr<std::string> Queue::ReadBody(std::string_view queue_id) {
+  kv::v1::ScanRequest scan;
+  scan.set_prefix(keys::BodyPrefix(queue_id));
+  std::string body;
+  do {
+    ASSIGN_OR_RETURN(auto response, store_->Scan(scan, Deadline()));
+    for (const auto& e : response.entries()) body += e.value();
+    scan.set_continuation(response.continuation());
+  } while (!scan.continuation().empty());
+  if (body.empty()) return absl::NotFoundError("queue body not found");
+  return body;
+}
+
+}  // namespace mailgrid::outbound

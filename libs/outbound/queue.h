@@ -1,0 +1,179 @@
+// The durable outbound queue over store::Store (replicated when relayd runs
+// on the replicated store; store::LocalStore in unit tests).
+//
+// Key layout (global space: one queue for the relay cluster; every entry
+// carries its tenant_id and the admin API filters by it):
+//   G("outq")      / queue_id                 -> relay.v1.QueueEntry (the record)
+//   G("outq_body") / queue_id / U64(chunk)    -> raw message bytes, 512 KiB chunks
+//   G("outq_due")  / I64(unix micros) / queue_id -> "" : the schedule index
+// Invariant, kept by every write: an entry has exactly one due key, at
+// ScheduleTime(entry) (its lease expiry while leased, else the earliest
+// next_attempt_at of its pending recipients), or none when it is held. So
+// finding work is one ordered range scan of due keys <= now (O(log n) per
+// entry, no full scan), and an expired lease shows up as due by itself.
+//
+// Every write is one conditional kv Write (VERSION_EQUALS on the record, or
+// MUST_NOT_EXIST at enqueue): two runners never hold the same lease, and an
+// operator action racing a runner is retried on the fresh record.
+//
+// queue_id: 16 hex digits of creation micros + 8 random hex digits, so key
+// order is age order (ListQueue is oldest first without an index).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "libs/store/store.h"
+#include "mailgrid/relay/v1/relay.pb.h"
+
+namespace mailgrid::outbound {
+
+using relay::v1::QueueEntry;
+using relay::v1::QueueRecipient;
+using relay::v1::SmtpReply;
+
+// Exponential backoff and lifetime (Postfix-like defaults).
+struct RetryPolicy {
+  absl::Duration initial_backoff = absl::Minutes(5);
+  absl::Duration max_backoff = absl::Hours(4);
+  absl::Duration lifetime = absl::Hours(24 * 5);
+  absl::Duration delay_warning_after = absl::Hours(4);  // InfiniteDuration(): never
+};
+
+// Delay before attempt number `attempts + 1`, after `attempts` failures
+// (attempts >= 1): initial * 2^(attempts-1), capped at max.
+absl::Duration BackoffAfter(const RetryPolicy& policy, uint32_t attempts);
+
+struct QueueOptions {
+  RetryPolicy retry;
+  absl::Duration lease_duration = absl::Minutes(15);
+  absl::Duration rpc_timeout = absl::Seconds(10);  // per store call
+};
+
+// What Enqueue needs. Recipients are full addresses; they are grouped by
+// domain (lower-cased part after the last '@').
+struct NewMessage {
+  std::string tenant_id;
+  std::string envelope_from;  // "" = null sender (a DSN)
+  std::vector<std::string> recipients;
+  std::string body;  // the whole message, headers and body, CRLF
+};
+
+// A lease a runner holds on one entry. `version` is the record's version
+// right after the lease was written; `expires_at` identifies the lease.
+struct Lease {
+  std::string queue_id;
+  std::string holder;
+  absl::Time expires_at;
+  uint64_t version = 0;
+  QueueEntry entry;  // as leased
+};
+
+// The result of one delivery attempt for one recipient.
+struct RecipientOutcome {
+  std::string address;
+  enum class Kind { kDelivered, kDeferred, kBounced } kind = Kind::kDeferred;
+  SmtpReply reply;
+};
+
+// What Complete did, so the runner can send DSNs.
+struct CompletionReport {
+  QueueEntry entry;                           // the record as written (or as last seen, if removed)
+  std::vector<QueueRecipient> newly_bounced;  // bounced by this completion
+  bool delay_warning_due = false;             // first time past delay_warning_after
+  std::vector<QueueRecipient> delayed;        // the deferred ones, for the warning
+  bool finished = false;                      // every recipient is final: removed
+  std::string body;  // BounceQueueEntry only: the message, read before removal (for the DSN)
+};
+
+// Pure helpers (exposed for tests).
+std::optional<absl::Time> ScheduleTime(const QueueEntry& entry);
+std::string DomainOf(std::string_view address);
+
+class Queue {
+ public:
+  Queue(store::Store* store, QueueOptions options) : store_(store), options_(options) {}
+
+  const QueueOptions& options() const { return options_; }
+
+  // Writes record, body and due key in one conditional write. Returns the
+  // queue id once committed (only then may the submitter get its 250).
+  absl::StatusOr<std::string> Enqueue(const NewMessage& message, absl::Time now);
+
+  // Up to `limit` ids whose due time is <= now (oldest due first).
+  absl::StatusOr<std::vector<std::string>> DueIds(absl::Time now, size_t limit);
+
+  // Takes the lease on `queue_id` for `holder` if the entry is due, not held
+  // and not leased by someone else (or that lease expired). NOT_FOUND when
+  // gone; FAILED_PRECONDITION when not available (not due, held, leased, or
+  // another runner won the race).
+  absl::StatusOr<Lease> TryLease(std::string_view queue_id, std::string_view holder,
+                                 absl::Time now);
+
+  // Records outcomes under the lease and releases it. ABORTED when the lease
+  // was lost (expired and taken by another runner): the caller must not
+  // report anything. Recipients past the lifetime that are deferred again
+  // bounce. An entry whose recipients are all final is removed (with body).
+  absl::StatusOr<CompletionReport> Complete(const Lease& lease,
+                                            const std::vector<RecipientOutcome>& outcomes,
+                                            absl::Time now);
+
+  // Releases a lease without outcomes (e.g. shutting down), due now.
+  absl::Status Abandon(const Lease& lease, absl::Time now);
+
+  absl::StatusOr<std::string> ReadBody(std::string_view queue_id);
+
+  // ---- The RelayService queue RPCs (authorization is the caller's job:
+  // pass tenant_filter = the caller's tenant for tenant admins, "" for
+  // platform operators; another tenant's entry is NOT_FOUND).
+  absl::StatusOr<relay::v1::ListQueueResponse> ListQueue(const relay::v1::ListQueueRequest& request,
+                                                         std::string_view tenant_filter,
+                                                         absl::Time now);
+  absl::StatusOr<QueueEntry> GetQueueEntry(std::string_view queue_id,
+                                           std::string_view tenant_filter, absl::Time now);
+  absl::StatusOr<QueueEntry> RetryNow(const relay::v1::RetryNowRequest& request,
+                                      std::string_view tenant_filter, absl::Time now);
+  absl::StatusOr<QueueEntry> Hold(const relay::v1::HoldRequest& request,
+                                  std::string_view tenant_filter, absl::Time now);
+  absl::StatusOr<QueueEntry> Release(const relay::v1::ReleaseRequest& request,
+                                     std::string_view tenant_filter, absl::Time now);
+  absl::Status DeleteQueueEntry(const relay::v1::DeleteQueueEntryRequest& request,
+                                std::string_view tenant_filter, absl::Time now);
+  // Marks the pending recipients BOUNCED with `reason`; returns the entry
+  // and the bounced recipients (the caller enqueues the DSN: see dsn.h).
+  absl::StatusOr<CompletionReport> BounceQueueEntry(
+      const relay::v1::BounceQueueEntryRequest& request, std::string_view tenant_filter,
+      absl::Time now);
+
+ private:
+  struct Record {
+    QueueEntry entry;
+    uint64_t version = 0;
+  };
+  absl::StatusOr<Record> Load(std::string_view queue_id);
+  // Writes `updated` over `old` (version-checked), moving the due key and
+  // removing everything when `remove`. Returns false when the version moved.
+  absl::StatusOr<bool> Store(const Record& old, const QueueEntry& updated, bool remove,
+                             uint64_t* new_version);
+  // Read-modify-write with retry on version conflicts; `mutate` returns an
+  // error to stop, or sets *remove.
+  absl::StatusOr<QueueEntry> Mutate(
+      std::string_view queue_id, std::string_view tenant_filter,
+      const std::function<absl::Status(QueueEntry*, bool* remove)>& mutate);
+  absl::Time Deadline() const { return absl::Now() + options_.rpc_timeout; }
+
+  store::Store* store_;
+  QueueOptions options_;
+};
+
+// The entry as the API shows it: state derived (ACTIVE while a live lease
+// is held, HELD, DEFERRED after a failed attempt, QUEUED, DONE).
+void DeriveState(QueueEntry* entry, absl::Time now);
+
+}  // namespace mailgrid::outbound

@@ -1,0 +1,136 @@
+#include "libs/outbound/runner.h"
+
+#include <map>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "gtest/gtest.h"
+#include "libs/outbound/test_util.h"
+
+namespace mailgrid::outbound {
+namespace {
+
+// Answers per recipient from a table: 'd'elivered, 't'emporary, 'p'ermanent.
+class FakeTransport final : public Transport {
+ public:
+  absl::Mutex mu;
+  size_t Count() {
+    absl::MutexLock lock(&mu);
+    return sent.size();
+  }
+  std::map<std::string, char> verdict;
+  std::vector<std::pair<std::string, std::string>> sent;  // (rcpt, from)
+  std::vector<std::string> messages;
+
+  std::vector<RecipientOutcome> Deliver(const std::string&, const std::string& from,
+                                        const std::vector<std::string>& rcpts,
+                                        const std::string& message) override {
+    absl::MutexLock lock(&mu);
+    std::vector<RecipientOutcome> out;
+    for (const auto& r : rcpts) {
+      RecipientOutcome o;
+      o.address = r;
+      char v = verdict.count(r) ? verdict[r] : 'd';
+      o.kind = v == 'd'   ? RecipientOutcome::Kind::kDelivered
+               : v == 't' ? RecipientOutcome::Kind::kDeferred
+                          : RecipientOutcome::Kind::kBounced;
+      o.reply.set_code(v == 'd' ? 250 : v == 't' ? 451 : 550);
+      if (v == 'd') {
+        sent.emplace_back(r, from);
+        messages.push_back(message);
+      }
+      out.push_back(o);
+    }
+    return out;
+  }
+};
+
+TEST(QueueRunner, DeliversDefersBouncesAndSendsOneDsn) {
+  auto store = testing::FreshStore("runner");
+  Queue q(store.get(), {});
+  FakeTransport t;
+  t.verdict["soft@x.test"] = 't';
+  t.verdict["hard@y.test"] = 'p';
+  RunnerOptions opts;
+  opts.reporting_mta = "relay.test";
+  QueueRunner runner(&q, &t, opts);
+  absl::Time now = absl::Now();
+  auto id = q.Enqueue(
+      {"t1", "alice@example.org", {"ok@x.test", "soft@x.test", "hard@y.test"}, testing::kMessage},
+      now);
+  ASSERT_TRUE(id.ok());
+  RunStats s = runner.RunOnce(absl::Now());
+  EXPECT_EQ(s.leased, 1);
+  EXPECT_EQ(s.delivered, 1);
+  EXPECT_EQ(s.deferred, 1);
+  EXPECT_EQ(s.bounced, 1);
+  EXPECT_EQ(s.dsns, 1);
+  // The DSN is queued to the sender with the null sender; delivering it
+  // bounces nothing further even if it fails.
+  s = runner.RunOnce(absl::Now());
+  EXPECT_EQ(s.leased, 1);
+  EXPECT_EQ(s.delivered, 1);
+  ASSERT_EQ(t.sent.back().first, "alice@example.org");
+  EXPECT_EQ(t.sent.back().second, "");
+  EXPECT_TRUE(absl::StrContains(t.messages.back(), "Final-Recipient: rfc822; hard@y.test"));
+  // The soft one waits for its backoff.
+  EXPECT_EQ(runner.RunOnce(absl::Now()).leased, 0);
+  auto e = q.GetQueueEntry(*id, "", absl::Now());
+  ASSERT_TRUE(e.ok());
+  EXPECT_EQ(e->state(), relay::v1::QUEUE_STATE_DEFERRED);
+  t.verdict["soft@x.test"] = 'd';
+  relay::v1::RetryNowRequest retry;
+  retry.set_queue_id(*id);
+  ASSERT_TRUE(q.RetryNow(retry, "", absl::Now()).ok());
+  s = runner.RunOnce(absl::Now());
+  EXPECT_EQ(s.delivered, 1);
+  EXPECT_TRUE(absl::IsNotFound(q.GetQueueEntry(*id, "", absl::Now()).status()));
+}
+
+TEST(QueueRunner, BounceOfNullSenderIsDropped) {
+  auto store = testing::FreshStore("runner_null");
+  Queue q(store.get(), {});
+  FakeTransport t;
+  t.verdict["x@y.test"] = 'p';
+  QueueRunner runner(&q, &t, {});
+  ASSERT_TRUE(q.Enqueue({"t1", "", {"x@y.test"}, testing::kMessage}, absl::Now()).ok());
+  RunStats s = runner.RunOnce(absl::Now());
+  EXPECT_EQ(s.bounced, 1);
+  EXPECT_EQ(s.dsns, 0);
+  EXPECT_TRUE(q.DueIds(absl::Now() + absl::Hours(1000), 10)->empty());
+}
+
+TEST(QueueRunner, ThreadsDeliverEachMessageOnce) {
+  auto store = testing::FreshStore("runner_threads");
+  Queue q(store.get(), {});
+  FakeTransport t, t2;  // one per runner, to see who delivered what
+  RunnerOptions a;
+  a.holder = "a";
+  a.threads = 1;
+  a.poll_interval = absl::Milliseconds(20);
+  RunnerOptions b = a;
+  b.holder = "b";
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(
+        q.Enqueue({"t1", "s@e.test", {"r" + std::to_string(i) + "@x.test"}, testing::kMessage},
+                  absl::Now())
+            .ok());
+  }
+  QueueRunner ra(&q, &t, a), rb(&q, &t2, b);
+  ra.Start();
+  rb.Start();
+  for (int i = 0; i < 6000 && (t.Count() + t2.Count() < 40 ||
+                               !q.DueIds(absl::Now() + absl::Hours(1), 1)->empty());
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  ra.Stop();
+  rb.Stop();
+  std::set<std::string> seen;
+  for (const auto& s : t.sent) EXPECT_TRUE(seen.insert(s.first).second) << s.first;
+  for (const auto& s : t2.sent) EXPECT_TRUE(seen.insert(s.first).second) << s.first;
+  EXPECT_EQ(seen.size(), 40u);
+}
+
+}  // namespace
+}  // namespace mailgrid::outbound

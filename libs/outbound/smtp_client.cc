@@ -1,0 +1,450 @@
+#include "libs/outbound/smtp_client.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "libs/outbound/time_util.h"
+#include "libs/smtp/reply.h"
+
+namespace mailgrid::outbound {
+namespace {
+
+// A connected socket, plain or TLS, with per-call timeouts.
+class Channel {
+ public:
+  ~Channel() {
+    if (ssl_ != nullptr) {
+      SSL_shutdown(ssl_);
+      SSL_free(ssl_);
+    }
+    if (ctx_ != nullptr) SSL_CTX_free(ctx_);
+    if (fd_ >= 0) close(fd_);
+  }
+
+  std::string Connect(const std::string& ip, uint16_t port, absl::Duration timeout) {
+    sockaddr_storage addr{};
+    socklen_t len = 0;
+    auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
+    auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
+    if (inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
+      v4->sin_family = AF_INET;
+      v4->sin_port = htons(port);
+      len = sizeof(*v4);
+    } else if (inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr) == 1) {
+      v6->sin6_family = AF_INET6;
+      v6->sin6_port = htons(port);
+      len = sizeof(*v6);
+    } else {
+      return "bad address " + ip;
+    }
+    fd_ = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd_ < 0) return absl::StrCat("socket: ", strerror(errno));
+    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 && errno != EINPROGRESS) {
+      return absl::StrCat("connect: ", strerror(errno));
+    }
+    pollfd p{fd_, POLLOUT, 0};
+    int n = poll(&p, 1, static_cast<int>(absl::ToInt64Milliseconds(timeout)));
+    if (n == 0) return "connect: timeout";
+    int err = 0;
+    socklen_t errlen = sizeof(err);
+    getsockopt(fd_, SOL_SOCKET, SO_ERROR, &err, &errlen);
+    if (n < 0 || err != 0) return absl::StrCat("connect: ", strerror(err != 0 ? err : errno));
+    // Back to blocking; timeouts through SO_RCVTIMEO/SO_SNDTIMEO per phase.
+    fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) & ~O_NONBLOCK);
+    return "";
+  }
+
+  void SetTimeout(absl::Duration d) {
+    timeval tv = absl::ToTimeval(d);
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  }
+
+  // "" on success, else the reason.
+  std::string StartTls(const std::string& server_name, bool verify, const std::string& ca_file) {
+    ctx_ = SSL_CTX_new(TLS_client_method());
+    if (ctx_ == nullptr) return "TLS: no context";
+    SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
+    if (verify) {
+      if (ca_file.empty()) {
+        SSL_CTX_set_default_verify_paths(ctx_);
+      } else if (SSL_CTX_load_verify_locations(ctx_, ca_file.c_str(), nullptr) != 1) {
+        return "TLS: cannot load CA file";
+      }
+      SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
+    } else {
+      SSL_CTX_set_verify(ctx_, SSL_VERIFY_NONE, nullptr);
+    }
+    ssl_ = SSL_new(ctx_);
+    SSL_set_fd(ssl_, fd_);
+    if (!server_name.empty()) {
+      SSL_set_tlsext_host_name(ssl_, server_name.c_str());
+      if (verify) SSL_set1_host(ssl_, server_name.c_str());
+    }
+    if (SSL_connect(ssl_) != 1) {
+      long result = SSL_get_verify_result(ssl_);
+      std::string why = result != X509_V_OK ? X509_verify_cert_error_string(result)
+                        : ERR_reason_error_string(ERR_get_error()) != nullptr
+                            ? ERR_reason_error_string(ERR_peek_last_error())
+                            : "handshake failed";
+      return absl::StrCat("TLS handshake failed: ", why);
+    }
+    return "";
+  }
+
+  bool WriteAll(std::string_view data) {
+    while (!data.empty()) {
+      ssize_t n = ssl_ != nullptr ? SSL_write(ssl_, data.data(), static_cast<int>(data.size()))
+                                  : send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n <= 0) return false;
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+
+  // Reads one complete reply; error text in *error on failure.
+  std::optional<smtp::Reply> ReadReply(std::string* error) {
+    while (true) {
+      auto next = parser_.Next();
+      if (!next.ok()) {
+        *error = absl::StrCat("malformed reply: ", next.status().message());
+        return std::nullopt;
+      }
+      if (next->has_value()) return **next;
+      char buf[4096];
+      ssize_t n =
+          ssl_ != nullptr ? SSL_read(ssl_, buf, sizeof(buf)) : recv(fd_, buf, sizeof(buf), 0);
+      if (n == 0) {
+        *error = "connection closed";
+        return std::nullopt;
+      }
+      if (n < 0) {
+        *error = (errno == EAGAIN || errno == EWOULDBLOCK) ? "timeout" : "read error";
+        return std::nullopt;
+      }
+      parser_.Feed(std::string_view(buf, static_cast<size_t>(n)));
+    }
+  }
+
+  // After STARTTLS, anything buffered before the handshake must be dropped
+  // (RFC 3207 §4.2: STARTTLS command injection).
+  void ResetParser() { parser_ = smtp::ReplyParser(); }
+  bool Buffered() const { return parser_.buffered() > 0; }
+
+ private:
+  int fd_ = -1;
+  SSL_CTX* ctx_ = nullptr;
+  SSL* ssl_ = nullptr;
+  smtp::ReplyParser parser_;
+};
+
+SmtpReply ToProtoReply(const smtp::Reply& r, const std::string& host) {
+  SmtpReply out;
+  out.set_code(static_cast<uint32_t>(r.code));
+  out.set_enhanced_code(r.enhanced);
+  out.set_text(absl::StrJoin(r.lines, " ").substr(0, 1000));
+  out.set_remote_host(host);
+  return out;
+}
+
+SmtpReply ErrorReply(const std::string& error, const std::string& host, std::string_view phase) {
+  SmtpReply out;
+  out.set_error(absl::StrCat(error, " (", ToAbslView(phase), ")"));
+  out.set_remote_host(host);
+  return out;
+}
+
+struct Ehlo {
+  bool starttls = false, pipelining = false, eightbit = false, size = false;
+};
+
+Ehlo ParseEhlo(const smtp::Reply& r) {
+  Ehlo e;
+  for (size_t i = 1; i < r.lines.size(); ++i) {
+    std::string kw = absl::AsciiStrToUpper(r.lines[i]);
+    if (kw == "STARTTLS") e.starttls = true;
+    if (kw == "PIPELINING") e.pipelining = true;
+    if (kw == "8BITMIME") e.eightbit = true;
+    if (absl::StartsWith(kw, "SIZE")) e.size = true;
+  }
+  return e;
+}
+
+bool Has8Bit(std::string_view s) {
+  for (char c : s) {
+    if (static_cast<unsigned char>(c) >= 0x80) return true;
+  }
+  return false;
+}
+
+class Transaction {
+ public:
+  Transaction(const TransactionRequest& req, std::string host)
+      : req_(req), host_(std::move(host)) {}
+
+  TransactionResult Run(const std::string& ip, uint16_t port) {
+    result_.remote_host = host_;
+    std::string err = ch_.Connect(ip, port, req_.timeouts.connect);
+    if (!err.empty()) return SessionError(err, "connect");
+    if (req_.tls == TlsPolicy::kImplicit) {
+      ch_.SetTimeout(req_.timeouts.greeting);
+      err = ch_.StartTls(req_.tls_server_name, true, req_.ca_file);
+      if (!err.empty()) return SessionError(err, "TLS");
+      result_.tls_used = true;
+    }
+    ch_.SetTimeout(req_.timeouts.greeting);
+    auto greeting = Read("greeting");
+    if (!greeting) return result_;
+    if (greeting->code != 220) return SessionReply(*greeting);
+    ch_.SetTimeout(req_.timeouts.command);
+    auto ehlo = Hello();
+    if (!ehlo) return result_;
+    if (req_.tls != TlsPolicy::kNone && req_.tls != TlsPolicy::kImplicit) {
+      bool required = req_.tls == TlsPolicy::kRequire;
+      if (ehlo->starttls) {
+        if (!Send("STARTTLS\r\n")) return result_;
+        auto r = Read("STARTTLS");
+        if (!r) return result_;
+        if (r->code == 220) {
+          if (ch_.Buffered()) return SessionError("data after STARTTLS reply", "STARTTLS");
+          ch_.ResetParser();
+          err = ch_.StartTls(req_.tls_server_name, required, req_.ca_file);
+          // A failed handshake leaves the connection unusable: the caller
+          // retries later (opportunistic TLS never falls back to plain text
+          // on the same connection).
+          if (!err.empty()) return SessionError(err, "TLS");
+          result_.tls_used = true;
+          ehlo = Hello();
+          if (!ehlo) return result_;
+        } else if (required) {
+          return SessionReply(*r);
+        }
+      } else if (required) {
+        return SessionError("STARTTLS not offered", "EHLO");
+      }
+    }
+    return Mail(*ehlo);
+  }
+
+ private:
+  std::optional<Ehlo> Hello() {
+    if (!Send(absl::StrCat("EHLO ", req_.helo_name, "\r\n"))) return std::nullopt;
+    auto r = Read("EHLO");
+    if (!r) return std::nullopt;
+    if (r->code == 250) return ParseEhlo(*r);
+    // RFC 5321 §3.2: fall back to HELO when EHLO is not recognised.
+    if (!Send(absl::StrCat("HELO ", req_.helo_name, "\r\n"))) return std::nullopt;
+    auto h = Read("HELO");
+    if (!h) return std::nullopt;
+    if (h->code != 250) {
+      SessionReply(*h);
+      return std::nullopt;
+    }
+    return Ehlo{};
+  }
+
+  TransactionResult Mail(const Ehlo& ehlo) {
+    std::string mail = absl::StrCat("MAIL FROM:<", req_.envelope_from, ">");
+    if (ehlo.eightbit && Has8Bit(req_.message)) absl::StrAppend(&mail, " BODY=8BITMIME");
+    if (ehlo.size) absl::StrAppend(&mail, " SIZE=", req_.message.size());
+    absl::StrAppend(&mail, "\r\n");
+    const bool pipeline = req_.pipelining && ehlo.pipelining;
+    std::vector<std::string> rcpt_cmds;
+    for (const auto& r : req_.recipients)
+      rcpt_cmds.push_back(absl::StrCat("RCPT TO:<", r, ">\r\n"));
+    if (pipeline) {
+      // RFC 2920: MAIL and every RCPT in one write, replies read in order.
+      std::string batch = mail;
+      for (const auto& c : rcpt_cmds) batch += c;
+      if (!Send(batch)) return result_;
+    } else if (!Send(mail)) {
+      return result_;
+    }
+    auto mail_reply = Read("MAIL");
+    if (!mail_reply) return result_;
+    if (mail_reply->code != 250) {
+      if (pipeline) {  // drain the RCPT replies so QUIT stays in sync
+        for (size_t i = 0; i < rcpt_cmds.size(); ++i) {
+          std::string ignored;
+          if (!ch_.ReadReply(&ignored)) break;
+        }
+      }
+      Quit();
+      return SessionReply(*mail_reply);
+    }
+    std::vector<size_t> accepted;
+    for (size_t i = 0; i < rcpt_cmds.size(); ++i) {
+      if (!pipeline && !Send(rcpt_cmds[i])) return result_;
+      auto r = Read("RCPT");
+      if (!r) return result_;
+      RecipientOutcome o;
+      o.address = req_.recipients[i];
+      o.reply = ToProtoReply(*r, host_);
+      if (r->code == 250 || r->code == 251) {
+        accepted.push_back(i);
+      } else {
+        o.kind = r->IsPermanentFailure() ? RecipientOutcome::Kind::kBounced
+                                         : RecipientOutcome::Kind::kDeferred;
+      }
+      result_.recipients.push_back(std::move(o));
+    }
+    if (accepted.empty()) {
+      Quit();
+      return result_;
+    }
+    ch_.SetTimeout(req_.timeouts.data_init);
+    if (!Send("DATA\r\n")) return Fail(accepted, "DATA");
+    auto data = Read("DATA");
+    if (!data) return Fail(accepted, "DATA");
+    if (data->code != 354) return Set(accepted, *data);
+    ch_.SetTimeout(req_.timeouts.data_block);
+    if (!Send(DotStuff(req_.message))) return Fail(accepted, "DATA");
+    ch_.SetTimeout(req_.timeouts.data_end);
+    auto end = Read("end of DATA");
+    if (!end) return Fail(accepted, "end of DATA");
+    Set(accepted, *end);
+    ch_.SetTimeout(req_.timeouts.command);
+    Quit();
+    return result_;
+  }
+
+  // Every accepted recipient gets the DATA-phase reply.
+  TransactionResult Set(const std::vector<size_t>& accepted, const smtp::Reply& r) {
+    for (size_t i : accepted) {
+      auto& o = result_.recipients[i];
+      o.reply = ToProtoReply(r, host_);
+      o.kind = r.code == 250            ? RecipientOutcome::Kind::kDelivered
+               : r.IsPermanentFailure() ? RecipientOutcome::Kind::kBounced
+                                        : RecipientOutcome::Kind::kDeferred;
+    }
+    return result_;
+  }
+
+  // A lost connection during DATA: the message may or may not have been
+  // taken; RFC 5321 §4.1.1.4 says treat as temporary (a possible duplicate
+  // beats a loss).
+  TransactionResult Fail(const std::vector<size_t>& accepted, std::string_view phase) {
+    for (size_t i : accepted) {
+      auto& o = result_.recipients[i];
+      o.kind = RecipientOutcome::Kind::kDeferred;
+      o.reply = ErrorReply(last_error_, host_, phase);
+    }
+    return result_;
+  }
+
+  void Quit() {
+    if (ch_.WriteAll("QUIT\r\n")) {
+      std::string ignored;
+      ch_.ReadReply(&ignored);
+    }
+  }
+
+  bool Send(std::string_view data) {
+    if (ch_.WriteAll(data)) return true;
+    last_error_ = "write failed";
+    SessionError(last_error_, "write");
+    return false;
+  }
+
+  std::optional<smtp::Reply> Read(std::string_view phase) {
+    std::string error;
+    auto r = ch_.ReadReply(&error);
+    if (!r) {
+      last_error_ = error;
+      SessionError(error, phase);
+    }
+    return r;
+  }
+
+  TransactionResult SessionError(const std::string& error, std::string_view phase) {
+    result_.session_failed = true;
+    result_.session_permanent = false;
+    result_.session_reply = ErrorReply(error, host_, phase);
+    return result_;
+  }
+
+  TransactionResult SessionReply(const smtp::Reply& r) {
+    result_.session_failed = true;
+    result_.session_permanent = r.IsPermanentFailure();
+    result_.session_reply = ToProtoReply(r, host_);
+    return result_;
+  }
+
+  const TransactionRequest& req_;
+  std::string host_;
+  Channel ch_;
+  TransactionResult result_;
+  std::string last_error_;
+};
+
+}  // namespace
+
+std::string DotStuff(std::string_view message) {
+  std::string out;
+  out.reserve(message.size() + message.size() / 64 + 8);
+  bool line_start = true;
+  for (size_t i = 0; i < message.size(); ++i) {
+    char c = message[i];
+    if (line_start && c == '.') out.push_back('.');
+    line_start = false;
+    if (c == '\r' && i + 1 < message.size() && message[i + 1] == '\n') continue;  // CRLF: at LF
+    if (c == '\n' || c == '\r') {
+      out += "\r\n";
+      line_start = true;
+      continue;
+    }
+    out.push_back(c);
+  }
+  if (!line_start) out += "\r\n";
+  out += ".\r\n";
+  return out;
+}
+
+bool SafeForEnvelope(std::string_view address) {
+  for (char c : address) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u < 0x21 || u == 0x7f || c == '<' || c == '>') return false;
+  }
+  return true;
+}
+
+TransactionResult SendMail(const std::string& ip, uint16_t port, const std::string& host_name,
+                           const TransactionRequest& request) {
+  std::string host = host_name.empty() || host_name == ip ? absl::StrCat("[", ip, "]")
+                                                          : absl::StrCat(host_name, " [", ip, "]");
+  if (!SafeForEnvelope(request.envelope_from)) {
+    TransactionResult r;
+    r.session_failed = true;
+    r.session_permanent = true;
+    r.session_reply = ErrorReply("unsafe envelope sender", host, "MAIL");
+    return r;
+  }
+  for (const auto& rcpt : request.recipients) {
+    if (!SafeForEnvelope(rcpt) || rcpt.empty()) {
+      TransactionResult r;
+      r.session_failed = true;
+      r.session_permanent = true;
+      r.session_reply = ErrorReply("unsafe recipient address", host, "RCPT");
+      return r;
+    }
+  }
+  Transaction t(request, host);
+  return t.Run(ip, port);
+}
+
+}  // namespace mailgrid::outbound
