@@ -12,6 +12,11 @@
 //                 total; prints messages/s and latency percentiles. With
 //                 --large=N, then fills one folder with N messages and times
 //                 FolderStatus, FETCH FLAGS of the last 100 and a subject search.
+//   --mode=deliver --messages DeliverBatch calls (distinct 10 KB bodies, each
+//                 with a delivery id) to the same --recipients mailboxes,
+//                 --writers at a time (relayd's shape: a message to a group);
+//                 prints calls/s, copies/s and per-call latency, then checks
+//                 every mailbox holds exactly --messages messages.
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -33,7 +38,7 @@ namespace {
 
 struct Args {
   std::string mode = "bench", mailstored, key, tenant = "bench-t", prefix = "m";
-  int writers = 32, messages = 2000, size = 10240, large = 0;
+  int writers = 32, messages = 2000, size = 10240, large = 0, recipients = 50;
 };
 
 bool ParseArgs(int argc, char** argv, Args* a) {
@@ -52,6 +57,7 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     else if (auto v = val("messages")) a->messages = std::atoi(v);
     else if (auto v = val("size")) a->size = std::atoi(v);
     else if (auto v = val("large")) a->large = std::atoi(v);
+    else if (auto v = val("recipients")) a->recipients = std::atoi(v);
     else {
       std::fprintf(stderr, "unknown argument %s\n", argv[i]);
       return false;
@@ -322,14 +328,80 @@ int Bench(ms::MailstoreClient& c, const Args& a) {
   return errors == 0 ? 0 : 1;
 }
 
+int Deliver(ms::MailstoreClient& c, const Args& a) {
+  for (int r = 0; r < a.recipients; ++r) {
+    if (auto s = CreateMailbox(c, absl::StrCat(a.prefix, "-r", r), a.tenant); !s.ok()) {
+      std::fprintf(stderr, "create: %s\n", s.ToString().c_str());
+      return 2;
+    }
+  }
+  std::atomic<int> next{0}, errors{0}, copies{0};
+  std::mutex lmu;
+  std::vector<double> lat;
+  std::vector<std::thread> threads;
+  absl::Time start = absl::Now();
+  for (int w = 0; w < a.writers; ++w) {
+    threads.emplace_back([&, w] {
+      std::mt19937_64 rng(9000 + w);
+      std::vector<double> mine;
+      for (;;) {
+        int n = next++;
+        if (n >= a.messages) break;
+        v1::DeliverBatchRequest d;
+        d.set_delivery_id(absl::StrCat(a.prefix, "-d", n));
+        d.set_message(Body(rng, a.size, absl::StrCat("group ", n), absl::StrCat("g", n)));
+        for (int r = 0; r < a.recipients; ++r) {
+          auto* t = d.add_recipients();
+          t->set_mailbox_id(absl::StrCat(a.prefix, "-r", r));
+          t->set_prepend_headers(absl::StrCat("Delivered-To: r", r, "@example.com\r\n"));
+        }
+        absl::Time t0 = absl::Now();
+        auto resp = c.DeliverBatch(0, d);
+        mine.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+        if (!resp.ok()) {
+          ++errors;
+          continue;
+        }
+        for (const auto& res : resp->results()) {
+          if (res.status() == v1::DELIVERY_STATUS_DELIVERED ||
+              res.status() == v1::DELIVERY_STATUS_DUPLICATE) {
+            ++copies;
+          } else {
+            ++errors;
+          }
+        }
+      }
+      std::lock_guard<std::mutex> l(lmu);
+      lat.insert(lat.end(), mine.begin(), mine.end());
+    });
+  }
+  for (auto& t : threads) t.join();
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  // Every mailbox holds each message exactly once.
+  int wrong_count = 0;
+  for (int r = 0; r < a.recipients; ++r) {
+    v1::FolderStatusRequest s;
+    s.set_mailbox_id(absl::StrCat(a.prefix, "-r", r));
+    s.mutable_folder()->set_name("INBOX");
+    auto st = c.FolderStatus(0, s);
+    if (!st.ok() || st->folder().messages() != static_cast<uint32_t>(a.messages)) ++wrong_count;
+  }
+  std::printf("{\"deliver_calls\":%d,\"recipients\":%d,\"writers\":%d,\"size\":%d,\"seconds\":%.2f,"
+              "\"calls_per_s\":%.2f,\"copies_per_s\":%.1f,\"p50_ms\":%.1f,\"p99_ms\":%.1f,"
+              "\"errors\":%d,\"mailboxes_with_wrong_count\":%d}\n",
+              a.messages, a.recipients, a.writers, a.size, secs, a.messages / secs,
+              copies.load() / secs, Pct(lat, 0.5), Pct(lat, 0.99), errors.load(), wrong_count);
+  return errors == 0 && wrong_count == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Args a;
   if (!ParseArgs(argc, argv, &a)) {
     std::fprintf(stderr,
-                 "usage: mailstore_load --mailstored=h:p,... --signing-key=PEM [--mode=bench|chaos] "
-                 "[--writers=N] [--messages=N] [--size=B] [--large=N] [--tenant=T] [--prefix=P]\n");
+                 "usage: mailstore_load --mailstored=h:p,... --signing-key=PEM [--mode=bench|chaos|deliver] "
+                 "[--writers=N] [--recipients=N] [--messages=N] [--size=B] [--large=N] [--tenant=T] [--prefix=P]\n");
     return 2;
   }
   auto tokens = mailgrid::auth::ServiceTokenSource::FromPemFile(a.key, "relayd");
@@ -342,5 +414,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "%s\n", client.status().ToString().c_str());
     return 2;
   }
-  return a.mode == "chaos" ? Chaos(**client, a) : Bench(**client, a);
+  if (a.mode == "chaos") return Chaos(**client, a);
+  if (a.mode == "deliver") return Deliver(**client, a);
+  return Bench(**client, a);
 }

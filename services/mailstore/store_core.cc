@@ -345,49 +345,97 @@ absl::Status Mutation::UpdatePostings() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<bool> Mutation::Commit() {
-  RETURN_IF_ERROR(UpdatePostings());
-  // Bodies: refcounts, created with their chunks, or freed.
-  for (const auto& [sha, ref] : bodies_) {
-    if (ref.delta == 0) continue;
-    std::string key = keys::Body(tenant(), sha);
-    ASSIGN_OR_RETURN(auto got, store_->Get(key));
-    Condition(key, got.found() ? got.version() : 0);
-    storage::BodyRecord body;
-    if (got.found()) {
-      if (!body.ParseFromString(got.value())) return absl::DataLossError("body record");
-    } else {
-      if (ref.fresh == nullptr || ref.delta < 0)
-        return absl::DataLossError(absl::StrCat("body ", sha, " missing"));
-      body = ref.fresh->body;
-      if (!ref.fresh->chunks_prewritten) {
-        for (size_t i = 0; i < ref.fresh->chunks.size(); ++i)
-          PutRaw(keys::BodyChunk(tenant(), sha, static_cast<uint32_t>(i)), ref.fresh->chunks[i]);
-      }
-      storage::BodyTerms terms;
-      for (const auto& t : ref.fresh->terms) terms.add_terms(t);
-      Put(keys::BodyTerms(tenant(), sha), terms);
+absl::Status Mutation::StageBody(MailStore* store, const std::string& tenant,
+                                 const std::string& sha, const BodyRef& ref,
+                                 kv::v1::WriteRequest* req) {
+  if (ref.delta == 0) return absl::OkStatus();
+  auto put = [&](const std::string& key, std::string value) {
+    auto* p = req->add_ops()->mutable_put();
+    p->set_key(key);
+    p->set_value(std::move(value));
+  };
+  std::string key = keys::Body(tenant, sha);
+  ASSIGN_OR_RETURN(auto got, store->Get(key));
+  auto* c = req->add_conditions();
+  c->set_key(key);
+  c->set_kind(kv::v1::Condition::VERSION_EQUALS);
+  c->set_version(got.found() ? got.version() : 0);
+  storage::BodyRecord body;
+  if (got.found()) {
+    if (!body.ParseFromString(got.value())) return absl::DataLossError("body record");
+  } else {
+    if (ref.fresh == nullptr || ref.delta < 0)
+      return absl::DataLossError(absl::StrCat("body ", sha, " missing"));
+    body = ref.fresh->body;
+    if (!ref.fresh->chunks_prewritten) {
+      for (size_t i = 0; i < ref.fresh->chunks.size(); ++i)
+        put(keys::BodyChunk(tenant, sha, static_cast<uint32_t>(i)), ref.fresh->chunks[i]);
     }
-    int64_t count = static_cast<int64_t>(body.refcount()) + ref.delta;
-    if (count <= 0) {
-      Delete(key);
-      DeleteRange(key + "/", keys::PrefixEnd(key + "/"));
-    } else {
-      body.set_refcount(static_cast<uint64_t>(count));
-      Put(key, body);
-    }
+    storage::BodyTerms terms;
+    for (const auto& t : ref.fresh->terms) terms.add_terms(t);
+    put(keys::BodyTerms(tenant, sha), terms.SerializeAsString());
   }
+  int64_t count = static_cast<int64_t>(body.refcount()) + ref.delta;
+  if (count <= 0) {
+    req->add_ops()->mutable_delete_()->set_key(key);
+    auto* d = req->add_ops()->mutable_delete_range();
+    d->set_start(key + "/");
+    d->set_end(keys::PrefixEnd(key + "/"));
+  } else {
+    body.set_refcount(static_cast<uint64_t>(count));
+    put(key, body.SerializeAsString());
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Mutation::StageRecords() {
+  RETURN_IF_ERROR(UpdatePostings());
   for (const auto& [id, f] : dirty_folders_) Put(keys::Folder(tenant(), mailbox(), id), f);
   for (const auto& id : removed_folders_) Delete(keys::Folder(tenant(), mailbox(), id));
+  // The mailbox record last, for clarity only (one write is atomic).
   Put(keys::Mailbox(tenant(), mailbox()), mbx_->rec);
   Condition(keys::Mailbox(tenant(), mailbox()), mbx_->version);
-  // The mailbox record goes last so a reader never sees a newer MODSEQ
-  // before the changes (one write is atomic anyway; order is for clarity).
-  auto resp = store_->store_->Write(req_, absl::Now() + store_->options().timeout);
+  return absl::OkStatus();
+}
+
+namespace {
+
+absl::StatusOr<bool> WriteStaged(MailStore* store, store::Store* kv,
+                                 const kv::v1::WriteRequest& req) {
+  auto resp = kv->Write(req, absl::Now() + store->options().timeout);
   if (!resp.ok()) return Unavailable(resp.status());
   if (resp->has_rejected()) return absl::InvalidArgumentError(resp->rejected().reason());
   if (resp->has_condition_failed()) return false;
   return true;
+}
+
+}  // namespace
+
+absl::StatusOr<bool> Mutation::Commit() {
+  // Bodies: refcounts, created with their chunks, or freed.
+  for (const auto& [sha, ref] : bodies_) RETURN_IF_ERROR(StageBody(store_, tenant(), sha, ref, &req_));
+  RETURN_IF_ERROR(StageRecords());
+  return WriteStaged(store_, store_->store_, req_);
+}
+
+absl::StatusOr<bool> Mutation::CommitBatch(MailStore* store, const std::vector<Mutation*>& muts) {
+  kv::v1::WriteRequest req;
+  std::map<std::pair<std::string, std::string>, BodyRef> bodies;  // (tenant, sha)
+  for (Mutation* m : muts) {
+    for (const auto& [sha, ref] : m->bodies_) {
+      BodyRef& sum = bodies[{m->tenant(), sha}];
+      sum.delta += ref.delta;
+      if (ref.fresh != nullptr) sum.fresh = ref.fresh;
+    }
+  }
+  for (const auto& [key, ref] : bodies) RETURN_IF_ERROR(StageBody(store, key.first, key.second, ref, &req));
+  for (Mutation* m : muts) {
+    RETURN_IF_ERROR(m->StageRecords());
+    for (auto& c : *m->req_.mutable_conditions()) *req.add_conditions() = std::move(c);
+    for (auto& op : *m->req_.mutable_ops()) *req.add_ops() = std::move(op);
+    m->req_.Clear();
+  }
+  return WriteStaged(store, store->store_, req);
 }
 
 absl::Status RunMutation(MailStore* store, const std::string& mailbox_id,
@@ -408,6 +456,82 @@ absl::Status RunMutation(MailStore* store, const std::string& mailbox_id,
     }
   }
   return absl::AbortedError("mailbox changed concurrently too often; retry");
+}
+
+namespace {
+
+// RunMutationBatch without the locks (held by the caller); recursive on split.
+absl::Status BatchAttempts(MailStore* store, const std::vector<std::string>& ids,
+                           const std::vector<size_t>& which,
+                           const std::function<absl::Status(size_t, Mutation&)>& plan,
+                           const std::function<void(size_t, const absl::Status&)>& failed) {
+  for (int attempt = 0; attempt < 50; ++attempt) {
+    std::vector<std::unique_ptr<MailStore::Mbx>> mbxs;
+    std::vector<std::unique_ptr<Mutation>> muts;
+    std::vector<Mutation*> live;
+    std::vector<size_t> live_idx;
+    for (size_t i : which) {
+      auto m = store->LoadMailbox(ids[i]);
+      if (!m.ok()) {
+        failed(i, m.status());
+        continue;
+      }
+      mbxs.push_back(std::make_unique<MailStore::Mbx>(*std::move(m)));
+      muts.push_back(std::make_unique<Mutation>(store, mbxs.back().get()));
+      if (absl::Status s = plan(i, *muts.back()); !s.ok()) {
+        failed(i, s);
+        continue;
+      }
+      if (muts.back()->Empty()) continue;
+      live.push_back(muts.back().get());
+      live_idx.push_back(i);
+    }
+    if (live.empty()) return absl::OkStatus();
+    auto committed = Mutation::CommitBatch(store, live);
+    if (!committed.ok()) {
+      if (committed.status().code() == absl::StatusCode::kInvalidArgument && live_idx.size() > 1) {
+        // Over a write limit: halve (plans are re-run from fresh reads).
+        size_t half = live_idx.size() / 2;
+        std::vector<size_t> a(live_idx.begin(), live_idx.begin() + half);
+        std::vector<size_t> b(live_idx.begin() + half, live_idx.end());
+        RETURN_IF_ERROR(BatchAttempts(store, ids, a, plan, failed));
+        return BatchAttempts(store, ids, b, plan, failed);
+      }
+      for (size_t i : live_idx) failed(i, committed.status());
+      return absl::OkStatus();
+    }
+    if (*committed) {
+      for (Mutation* m : live) store->Committed(m->tenant(), m->mailbox());
+      return absl::OkStatus();
+    }
+  }
+  for (size_t i : which) failed(i, absl::AbortedError("mailbox changed concurrently too often; retry"));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status RunMutationBatch(MailStore* store, const std::vector<std::string>& mailbox_ids,
+                              const std::function<absl::Status(size_t, Mutation&)>& plan,
+                              const std::function<void(size_t, const absl::Status&)>& failed) {
+  std::vector<size_t> order(mailbox_ids.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return mailbox_ids[a] < mailbox_ids[b]; });
+  std::vector<absl::Mutex*> held;
+  for (size_t i = 0; i < order.size(); ++i) {
+    if (i > 0 && mailbox_ids[order[i]] == mailbox_ids[order[i - 1]])
+      return absl::InternalError("RunMutationBatch: mailbox twice in one batch");
+  }
+  for (size_t i : order) {
+    held.push_back(store->MailboxLock(mailbox_ids[i]));
+    held.back()->Lock();
+  }
+  std::vector<size_t> all(mailbox_ids.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  absl::Status s = BatchAttempts(store, mailbox_ids, all, plan, failed);
+  for (auto it = held.rbegin(); it != held.rend(); ++it) (*it)->Unlock();
+  return s;
 }
 
 // ---------------------------------------------------------------- folders

@@ -68,6 +68,10 @@ class Mutation {
   // Adds the mailbox record, folder records and conditions; writes.
   // Returns false (and nothing written) when a condition failed.
   absl::StatusOr<bool> Commit();
+  // Several mailboxes' planned changes as ONE kv write (DeliverBatch): each
+  // mutation's records and conditions, and one update per shared body with
+  // the references of all of them summed. false = a condition failed.
+  static absl::StatusOr<bool> CommitBatch(MailStore* store, const std::vector<Mutation*>& muts);
 
  private:
   uint64_t Bump() {
@@ -85,6 +89,11 @@ class Mutation {
     std::set<std::string> removed_keys;
   };
   absl::Status UpdatePostings();
+  // Postings, folder records, the mailbox record and its condition (not bodies).
+  absl::Status StageRecords();
+  // The body record's refcount change (created with its chunks, or freed).
+  static absl::Status StageBody(MailStore* store, const std::string& tenant, const std::string& sha,
+                                const BodyRef& ref, kv::v1::WriteRequest* req);
   std::map<std::string, Links> links_;
   MailStore* store_;
   MailStore::Mbx* mbx_;
@@ -101,6 +110,17 @@ class Mutation {
 absl::Status RunMutation(MailStore* store, const std::string& mailbox_id,
                          const std::function<absl::Status(Mutation&)>& plan,
                          std::vector<v1::WatchEvent>* events = nullptr);
+
+// Runs plan(i, mut) for each mailbox_ids[i] (distinct) and commits all the
+// non-empty mutations as ONE kv write, holding every one's lock (taken in id
+// order, so batches never deadlock each other or single-mailbox writers).
+// A failed condition re-plans the whole batch from fresh reads. A mailbox
+// that cannot be loaded or planned, or whose write failed, is reported
+// through failed(i, status) and left out; the others still commit. A write
+// the store refuses (too large) is split in halves.
+absl::Status RunMutationBatch(MailStore* store, const std::vector<std::string>& mailbox_ids,
+                              const std::function<absl::Status(size_t, Mutation&)>& plan,
+                              const std::function<void(size_t, const absl::Status&)>& failed);
 
 // Folder lookup by FolderRef (name: INBOX case-insensitive).
 const storage::FolderRecord* FindFolder(const MailStore::Mbx& m, const v1::FolderRef& ref);

@@ -1,5 +1,6 @@
 // Append, delivery, fetch, flags, copy/move, expunge, changes.
 #include <algorithm>
+#include <map>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -188,6 +189,21 @@ absl::StatusOr<v1::AppendResponse> MailStore::Append(const v1::AppendRequest& r)
   return out;
 }
 
+namespace {
+
+// How many mailboxes one delivery write may carry: per mailbox the write
+// holds ~10 records plus, for the mailbox's first copy of the body, one
+// posting per term, and 2-3 conditions; kv caps a write at 10,000 ops, 1,000
+// conditions and 16 MiB (of which up to 6 MiB may be the new body's chunks).
+size_t DeliveryBatchSize(const Ingested& ing, size_t max_prepend) {
+  size_t ops = 12 + ing.terms.size();
+  size_t bytes = 2048 + max_prepend + ing.terms.size() * 256;
+  size_t n = std::min<size_t>({128, 8000 / ops, (6u << 20) / bytes, 900 / 4});
+  return std::max<size_t>(n, 1);
+}
+
+}  // namespace
+
 absl::StatusOr<v1::DeliverBatchResponse> MailStore::DeliverBatch(const v1::DeliverBatchRequest& r) {
   if (r.recipients().empty()) return InvalidField("recipients", "EMPTY", "no recipient");
   if (r.recipients_size() > 1000) return InvalidField("recipients", "TOO_MANY", "over 1000");
@@ -196,7 +212,15 @@ absl::StatusOr<v1::DeliverBatchResponse> MailStore::DeliverBatch(const v1::Deliv
   v1::DeliverBatchResponse out;
   out.set_body_sha256(ing.sha_hex);
   int64_t internal = r.has_internal_date() ? TsToMicros(r.internal_date()) : NowMicros();
-  std::set<std::string> prewritten;
+  std::string idem_key = r.delivery_id().empty() ? "" : "d:" + r.delivery_id();
+
+  // Per recipient: checks that need no mailbox lock. Those that pass wait,
+  // grouped by tenant (a body record is per tenant), for a batched write.
+  std::vector<std::vector<std::string>> flags(r.recipients_size());
+  std::map<std::string, std::vector<int>> pending;  // tenant -> recipient indexes, in order
+  std::map<std::string, absl::Status> prewritten;
+  size_t max_prepend = 0;
+  bool any_prewritten = false;  // a big body's chunks went ahead of the commits
   for (int i = 0; i < r.recipients_size(); ++i) {
     const v1::DeliveryTarget& t = r.recipients(i);
     v1::DeliveryResult* res = out.add_results();
@@ -209,17 +233,16 @@ absl::StatusOr<v1::DeliverBatchResponse> MailStore::DeliverBatch(const v1::Deliv
       res->set_detail(std::string(tenant.status().message()));
       continue;
     }
-    auto flags = CanonicalFlags(t.flags());
-    if (!flags.ok()) return flags.status();
+    ASSIGN_OR_RETURN(flags[i], CanonicalFlags(t.flags()));
     if (!prewritten.count(*tenant)) {
-      Ingested* mut_ing = &ing;
-      mut_ing->chunks_prewritten = false;
-      if (absl::Status s = PrewriteChunks(store_, *tenant, mut_ing, options_.timeout); !s.ok()) {
-        res->set_status(v1::DELIVERY_STATUS_TEMPORARY_FAILURE);
-        res->set_detail(std::string(s.message()));
-        continue;
-      }
-      prewritten.insert(*tenant);
+      ing.chunks_prewritten = false;
+      prewritten[*tenant] = PrewriteChunks(store_, *tenant, &ing, options_.timeout);
+      any_prewritten |= ing.chunks_prewritten;
+    }
+    if (const absl::Status& s = prewritten[*tenant]; !s.ok()) {
+      res->set_status(v1::DELIVERY_STATUS_TEMPORARY_FAILURE);
+      res->set_detail(std::string(s.message()));
+      continue;
     }
     if (absl::Status s = CheckTenantQuota(this, *tenant, ing.raw.size() + t.prepend_headers().size());
         !s.ok()) {
@@ -229,91 +252,132 @@ absl::StatusOr<v1::DeliverBatchResponse> MailStore::DeliverBatch(const v1::Deliv
       res->set_detail(std::string(s.message()));
       continue;
     }
-    std::string idem_key = r.delivery_id().empty() ? "" : "d:" + r.delivery_id();
-    absl::Status s = RunMutation(this, t.mailbox_id(), [&](Mutation& mut) -> absl::Status {
-      res->Clear();
-      res->set_mailbox_id(t.mailbox_id());
-      if (mut.mbx().rec.shard() != options_.shard) {
-        res->set_status(v1::DELIVERY_STATUS_WRONG_SHARD);
+    max_prepend = std::max(max_prepend, t.prepend_headers().size());
+    pending[*tenant].push_back(i);
+  }
+
+  // Whether a big body's chunks were prewritten depends on its size only,
+  // so it holds for every tenant whose prewrite succeeded (the others wait
+  // for nothing): the commits must not carry the chunks again.
+  ing.chunks_prewritten = any_prewritten;
+
+  // One recipient's copy, planned into its mailbox's mutation (nothing
+  // planned = nothing to write: duplicate, over quota, wrong shard).
+  auto plan_one = [&](int i, Mutation& mut) -> absl::Status {
+    const v1::DeliveryTarget& t = r.recipients(i);
+    v1::DeliveryResult* res = out.mutable_results(i);
+    res->Clear();
+    res->set_mailbox_id(t.mailbox_id());
+    if (mut.mbx().rec.shard() != options_.shard) {
+      res->set_status(v1::DELIVERY_STATUS_WRONG_SHARD);
+      return absl::OkStatus();
+    }
+    if (!idem_key.empty()) {
+      ASSIGN_OR_RETURN(auto got, Get(keys::Idem(mut.tenant(), mut.mailbox(), idem_key)));
+      storage::IdemRecord rec;
+      if (got.found() && rec.ParseFromString(got.value()) &&
+          rec.at_micros() + absl::ToInt64Microseconds(options_.delivery_dedupe_window) >
+              NowMicros()) {
+        res->set_status(v1::DELIVERY_STATUS_DUPLICATE);
+        res->set_folder_id(rec.folder_id());
+        res->set_uid(rec.uid());
+        res->set_uidvalidity(rec.uidvalidity());
+        res->set_modseq(rec.modseq());
+        res->set_fell_back_to_inbox(rec.fell_back_to_inbox());
         return absl::OkStatus();
       }
-      if (!idem_key.empty()) {
-        ASSIGN_OR_RETURN(auto got, Get(keys::Idem(mut.tenant(), mut.mailbox(), idem_key)));
-        storage::IdemRecord rec;
-        if (got.found() && rec.ParseFromString(got.value()) &&
-            rec.at_micros() + absl::ToInt64Microseconds(options_.delivery_dedupe_window) >
-                NowMicros()) {
-          res->set_status(v1::DELIVERY_STATUS_DUPLICATE);
-          res->set_folder_id(rec.folder_id());
-          res->set_uid(rec.uid());
-          res->set_uidvalidity(rec.uidvalidity());
-          res->set_modseq(rec.modseq());
-          res->set_fell_back_to_inbox(rec.fell_back_to_inbox());
-          return absl::OkStatus();
+    }
+    std::string prepend = mail::ToCrlf(t.prepend_headers());
+    uint64_t size = ing.raw.size() + prepend.size();
+    if (absl::Status q = CheckMailboxQuota(mut.mbx().rec, size, 1); !q.ok()) {
+      res->set_status(v1::DELIVERY_STATUS_QUOTA_EXCEEDED);
+      res->set_detail(std::string(q.message()));
+      return absl::OkStatus();
+    }
+    const storage::FolderRecord* found = nullptr;
+    if (t.has_folder()) found = FindFolder(mut.mbx(), t.folder());
+    if (found != nullptr && found->noselect()) found = nullptr;
+    if (found == nullptr && t.has_folder() && t.create_folder() &&
+        t.folder().key_case() == v1::FolderRef::kName &&
+        ValidateFolderName(t.folder().name(), "folder").ok()) {
+      auto created = CreateFolderIn(mut, t.folder().name(), 0, options_.max_folders);
+      if (created.ok()) found = *created;
+    }
+    bool fell_back = false;
+    if (found == nullptr) {
+      v1::FolderRef inbox;
+      inbox.set_special_use(v1::SPECIAL_USE_INBOX);
+      found = FindFolder(mut.mbx(), inbox);
+      fell_back = t.has_folder();
+      if (found == nullptr) return absl::DataLossError("mailbox without INBOX");
+    }
+    storage::FolderRecord* f = mut.MutableFolder(found->folder_id());
+    uint32_t uid = f->uidnext();
+    if (uid == UINT32_MAX) return absl::ResourceExhaustedError("folder UID space exhausted");
+    f->set_uidnext(uid + 1);
+    uint64_t modseq = mut.NextModseq();
+    storage::MessageRecord msg;
+    for (const auto& fl : flags[i]) msg.add_flags(fl);
+    msg.set_modseq(modseq);
+    msg.set_internal_micros(internal);
+    msg.set_body_sha(ing.sha_hex);
+    msg.set_prepend(std::move(prepend));
+    msg.set_size(size);
+    msg.set_sent_micros(ing.sent_micros);
+    RETURN_IF_ERROR(mut.InsertMessage(f, uid, msg));
+    RETURN_IF_ERROR(mut.RefBody(ing.sha_hex, 1, &ing));
+    AddedEvent(mut, *f, {{uid, msg}}, modseq);
+    res->set_status(v1::DELIVERY_STATUS_DELIVERED);
+    res->set_folder_id(f->folder_id());
+    res->set_fell_back_to_inbox(fell_back);
+    res->set_uid(uid);
+    res->set_uidvalidity(f->uidvalidity());
+    res->set_modseq(modseq);
+    if (!idem_key.empty()) {
+      storage::IdemRecord rec;
+      rec.set_folder_id(f->folder_id());
+      rec.set_uid(uid);
+      rec.set_uidvalidity(f->uidvalidity());
+      rec.set_modseq(modseq);
+      rec.set_size(msg.size());
+      rec.set_at_micros(NowMicros());
+      rec.set_fell_back_to_inbox(fell_back);
+      mut.Put(keys::Idem(mut.tenant(), mut.mailbox(), idem_key), rec);
+    }
+    return absl::OkStatus();
+  };
+
+  // Batches of up to n distinct mailboxes, each ONE conditional write (its
+  // own retries on a lost race). A mailbox named twice waits for the next
+  // batch, so the second copy sees the first (DUPLICATE with a delivery id).
+  const size_t n = DeliveryBatchSize(ing, max_prepend);
+  for (auto& [tenant, queue] : pending) {
+    std::vector<int> rest = std::move(queue);
+    while (!rest.empty()) {
+      std::vector<int> batch, later;
+      std::set<std::string> in_batch;
+      for (int i : rest) {
+        const std::string& id = r.recipients(i).mailbox_id();
+        if (batch.size() < n && in_batch.insert(id).second) {
+          batch.push_back(i);
+        } else {
+          later.push_back(i);
         }
       }
-      uint64_t size = ing.raw.size() + t.prepend_headers().size();
-      if (absl::Status q = CheckMailboxQuota(mut.mbx().rec, size, 1); !q.ok()) {
-        res->set_status(v1::DELIVERY_STATUS_QUOTA_EXCEEDED);
-        res->set_detail(std::string(q.message()));
-        return absl::OkStatus();
-      }
-      const storage::FolderRecord* found = nullptr;
-      if (t.has_folder()) found = FindFolder(mut.mbx(), t.folder());
-      if (found != nullptr && found->noselect()) found = nullptr;
-      if (found == nullptr && t.has_folder() && t.create_folder() &&
-          t.folder().key_case() == v1::FolderRef::kName &&
-          ValidateFolderName(t.folder().name(), "folder").ok()) {
-        auto created = CreateFolderIn(mut, t.folder().name(), 0, options_.max_folders);
-        if (created.ok()) found = *created;
-      }
-      bool fell_back = false;
-      if (found == nullptr) {
-        v1::FolderRef inbox;
-        inbox.set_special_use(v1::SPECIAL_USE_INBOX);
-        found = FindFolder(mut.mbx(), inbox);
-        fell_back = t.has_folder();
-        if (found == nullptr) return absl::DataLossError("mailbox without INBOX");
-      }
-      storage::FolderRecord* f = mut.MutableFolder(found->folder_id());
-      uint32_t uid = f->uidnext();
-      f->set_uidnext(uid + 1);
-      uint64_t modseq = mut.NextModseq();
-      storage::MessageRecord msg;
-      for (const auto& fl : *flags) msg.add_flags(fl);
-      msg.set_modseq(modseq);
-      msg.set_internal_micros(internal);
-      msg.set_size(size);
-      msg.set_body_sha(ing.sha_hex);
-      msg.set_prepend(mail::ToCrlf(t.prepend_headers()));
-      msg.set_size(ing.raw.size() + msg.prepend().size());
-      msg.set_sent_micros(ing.sent_micros);
-      RETURN_IF_ERROR(mut.InsertMessage(f, uid, msg));
-      RETURN_IF_ERROR(mut.RefBody(ing.sha_hex, 1, &ing));
-      AddedEvent(mut, *f, {{uid, msg}}, modseq);
-      res->set_status(v1::DELIVERY_STATUS_DELIVERED);
-      res->set_folder_id(f->folder_id());
-      res->set_fell_back_to_inbox(fell_back);
-      res->set_uid(uid);
-      res->set_uidvalidity(f->uidvalidity());
-      res->set_modseq(modseq);
-      if (!idem_key.empty()) {
-        storage::IdemRecord rec;
-        rec.set_folder_id(f->folder_id());
-        rec.set_uid(uid);
-        rec.set_uidvalidity(f->uidvalidity());
-        rec.set_modseq(modseq);
-        rec.set_size(msg.size());
-        rec.set_at_micros(NowMicros());
-        rec.set_fell_back_to_inbox(fell_back);
-        mut.Put(keys::Idem(mut.tenant(), mut.mailbox(), idem_key), rec);
-      }
-      return absl::OkStatus();
-    });
-    if (!s.ok()) {
-      res->set_status(s.code() == absl::StatusCode::kNotFound ? v1::DELIVERY_STATUS_MAILBOX_NOT_FOUND
-                                                              : v1::DELIVERY_STATUS_TEMPORARY_FAILURE);
-      res->set_detail(std::string(s.message()));
+      std::vector<std::string> ids;
+      for (int i : batch) ids.push_back(r.recipients(i).mailbox_id());
+      RETURN_IF_ERROR(RunMutationBatch(
+          this, ids, [&](size_t k, Mutation& mut) { return plan_one(batch[k], mut); },
+          [&](size_t k, const absl::Status& s) {
+            v1::DeliveryResult* res = out.mutable_results(batch[k]);
+            res->Clear();
+            res->set_mailbox_id(ids[k]);
+            res->set_status(s.code() == absl::StatusCode::kNotFound
+                                ? v1::DELIVERY_STATUS_MAILBOX_NOT_FOUND
+                                : v1::DELIVERY_STATUS_TEMPORARY_FAILURE);
+            res->set_detail(std::string(s.message()));
+          }));
+      rest = std::move(later);
     }
   }
   return out;

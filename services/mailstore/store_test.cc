@@ -1,8 +1,10 @@
 // MailStore on a real LocalStore (RocksDB in a temp dir): key layout,
 // UID/MODSEQ allocation, quota arithmetic, parsing limits, encoded-word
 // headers, search, body refcounts, the change feed.
+#include <atomic>
 #include <filesystem>
 #include <random>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
@@ -27,6 +29,28 @@ std::string Msg(const std::string& subject, const std::string& body,
                       "@x>\r\n\r\n", body, "\r\n");
 }
 
+// Forwards to the real store and counts the writes (how many replicated
+// entries a call costs).
+class CountingStore : public store::Store {
+ public:
+  explicit CountingStore(store::Store* inner) : inner_(inner) {}
+  absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& r, absl::Time d) override {
+    return inner_->Get(r, d);
+  }
+  absl::StatusOr<kv::v1::ScanResponse> Scan(const kv::v1::ScanRequest& r, absl::Time d) override {
+    return inner_->Scan(r, d);
+  }
+  absl::StatusOr<kv::v1::WriteResponse> Write(const kv::v1::WriteRequest& r, absl::Time d) override {
+    ++writes_;
+    return inner_->Write(r, d);
+  }
+  size_t writes() const { return writes_.load(); }
+
+ private:
+  store::Store* inner_;
+  std::atomic<size_t> writes_{0};
+};
+
 class StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -40,11 +64,13 @@ class StoreTest : public ::testing::Test {
     o.limits.max_parts = 100;
     o.limits.max_depth = 8;
     o.feed_keep = 1000;
-    store_ = std::make_unique<MailStore>(kv_.get(), o);
+    counting_ = std::make_unique<CountingStore>(kv_.get());
+    store_ = std::make_unique<MailStore>(counting_.get(), o);
     ASSERT_TRUE(Create("mbx-a", "tenant-a").ok());
   }
   void TearDown() override {
     store_.reset();
+    counting_.reset();
     kv_.reset();
     std::filesystem::remove_all(dir_);
   }
@@ -103,8 +129,29 @@ class StoreTest : public ::testing::Test {
     return q;
   }
 
+  uint64_t Usage(const std::string& mbx, uint64_t* messages = nullptr) {
+    v1::GetQuotaRequest g;
+    g.set_mailbox_id(mbx);
+    auto q = store_->GetQuota(g);
+    EXPECT_TRUE(q.ok()) << q.status();
+    if (messages != nullptr) *messages = q.ok() ? q->usage_messages() : 0;
+    return q.ok() ? q->usage_bytes() : 0;
+  }
+  v1::DeliverBatchRequest Delivery(const std::string& id, const std::string& prefix, int n) {
+    v1::DeliverBatchRequest d;
+    d.set_delivery_id(id);
+    d.set_message(Msg("group " + id, "quarterly budget review for the whole group"));
+    for (int i = 0; i < n; ++i) {
+      auto* t = d.add_recipients();
+      t->set_mailbox_id(absl::StrCat(prefix, i));
+      t->set_prepend_headers(absl::StrCat("Delivered-To: ", prefix, i, "@example.com\r\n"));
+    }
+    return d;
+  }
+
   std::filesystem::path dir_;
   std::unique_ptr<store::Store> kv_;
+  std::unique_ptr<CountingStore> counting_;
   std::unique_ptr<MailStore> store_;
 };
 
@@ -486,6 +533,160 @@ TEST_F(StoreTest, SharedBodyRefcountFreedAfterLastExpunge) {
   // The expunged mailbox's postings for the body went too.
   EXPECT_EQ(CountPrefix(keys::MailboxRange("tenant-a", absl::StrCat("grp-", kMailboxes - 1)) + "i/"), 0u);
   EXPECT_EQ(CountPrefix(keys::MailboxRange("tenant-a", absl::StrCat("grp-", kMailboxes - 1)) + "h/"), 0u);
+}
+
+TEST_F(StoreTest, DeliverBatchTo500MailboxesInFewWritesStoredOnceEach) {
+  constexpr int kMailboxes = 500;
+  for (int i = 0; i < kMailboxes; ++i) ASSERT_TRUE(Create(absl::StrCat("g-", i), "tenant-a").ok());
+  // g-0 already has a message: its copy must get the next UID.
+  ASSERT_TRUE(Append(Msg("earlier", "x"), "g-0").ok());
+  v1::DeliverBatchRequest d = Delivery("big-1", "g-", kMailboxes);
+  size_t writes_before = counting_->writes();
+  auto res = store_->DeliverBatch(d);
+  ASSERT_TRUE(res.ok()) << res.status();
+  size_t writes = counting_->writes() - writes_before;
+  // Batched: a handful of writes, not one per recipient.
+  EXPECT_GE(writes, 1u);
+  EXPECT_LE(writes, 10u) << "one write per batch of mailboxes expected";
+  ASSERT_EQ(res->results_size(), kMailboxes);
+  std::set<std::string> folders;
+  for (int i = 0; i < kMailboxes; ++i) {
+    const auto& r = res->results(i);
+    std::string id = absl::StrCat("g-", i);
+    ASSERT_EQ(r.status(), v1::DELIVERY_STATUS_DELIVERED) << id << " " << r.detail();
+    EXPECT_EQ(r.mailbox_id(), id);
+    uint32_t want_uid = i == 0 ? 2 : 1;
+    EXPECT_EQ(r.uid(), want_uid) << id;
+    v1::FolderStatusResponse st = Status("INBOX", id);
+    EXPECT_EQ(st.folder().messages(), want_uid) << id;  // stored exactly once
+    EXPECT_EQ(st.folder().uidnext(), want_uid + 1) << id;
+    EXPECT_EQ(st.folder().uidvalidity(), r.uidvalidity()) << id;
+    EXPECT_EQ(st.folder().highest_modseq(), r.modseq()) << id;
+    EXPECT_EQ(r.folder_id(), st.folder().folder_id());
+    folders.insert(r.folder_id());
+    // Quota committed with the copy: usage is exactly that copy's size.
+    uint64_t msgs = 0;
+    uint64_t bytes = Usage(id, &msgs);
+    if (i != 0) {
+      EXPECT_EQ(msgs, 1u) << id;
+      EXPECT_EQ(bytes, st.folder().size_bytes()) << id;
+      EXPECT_EQ(bytes, d.message().size() + d.recipients(i).prepend_headers().size()) << id;
+    }
+  }
+  // One shared body: refcount 500, chunks and terms stored once.
+  auto body = store_->LoadBody("tenant-a", res->body_sha256());
+  ASSERT_TRUE(body.ok()) << body.status();
+  EXPECT_EQ(body->refcount(), static_cast<uint64_t>(kMailboxes));
+  EXPECT_EQ(CountPrefix(keys::Body("tenant-a", res->body_sha256()) + "/"),
+            static_cast<size_t>(body->chunks()) + 1);  // chunks + the terms record
+  // Every mailbox's copy is searchable (postings written in the batch).
+  for (int i : {1, 250, 499}) {
+    v1::SearchRequest sr;
+    sr.set_mailbox_id(absl::StrCat("g-", i));
+    sr.mutable_folder()->set_name("INBOX");
+    *sr.mutable_query() = TextQ(v1::TEXT_FIELD_BODY, "quarterly");
+    auto found = store_->Search(sr);
+    ASSERT_TRUE(found.ok()) << found.status();
+    EXPECT_EQ(found->count(), 1u) << i;
+  }
+  // UIDs keep going up after the batch (never reused).
+  auto next = Append(Msg("later", "y"), "g-7");
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->uid(), 2u);
+  EXPECT_GT(next->modseq(), res->results(7).modseq());
+}
+
+TEST_F(StoreTest, RetriedDeliverBatchWithSameIdStoresNothingNew) {
+  constexpr int kMailboxes = 60;
+  for (int i = 0; i < kMailboxes; ++i) ASSERT_TRUE(Create(absl::StrCat("r-", i), "tenant-a").ok());
+  v1::DeliverBatchRequest d = Delivery("retry-1", "r-", kMailboxes);
+  auto first = store_->DeliverBatch(d);
+  ASSERT_TRUE(first.ok()) << first.status();
+  std::vector<uint64_t> usage(kMailboxes), modseq(kMailboxes);
+  for (int i = 0; i < kMailboxes; ++i) {
+    ASSERT_EQ(first->results(i).status(), v1::DELIVERY_STATUS_DELIVERED) << i;
+    usage[i] = Usage(absl::StrCat("r-", i));
+    modseq[i] = Status("INBOX", absl::StrCat("r-", i)).folder().highest_modseq();
+  }
+  size_t writes_before = counting_->writes();
+  auto again = store_->DeliverBatch(d);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(counting_->writes(), writes_before) << "a retry must write nothing";
+  for (int i = 0; i < kMailboxes; ++i) {
+    const auto& a = again->results(i);
+    const auto& f = first->results(i);
+    EXPECT_EQ(a.status(), v1::DELIVERY_STATUS_DUPLICATE) << i;
+    EXPECT_EQ(a.uid(), f.uid()) << i;
+    EXPECT_EQ(a.folder_id(), f.folder_id()) << i;
+    EXPECT_EQ(a.uidvalidity(), f.uidvalidity()) << i;
+    EXPECT_EQ(a.modseq(), f.modseq()) << i;
+    v1::FolderStatusResponse st = Status("INBOX", absl::StrCat("r-", i));
+    EXPECT_EQ(st.folder().messages(), 1u) << i;
+    EXPECT_EQ(st.folder().highest_modseq(), modseq[i]) << i;
+    EXPECT_EQ(Usage(absl::StrCat("r-", i)), usage[i]) << i;
+  }
+  EXPECT_EQ(store_->LoadBody("tenant-a", first->body_sha256())->refcount(),
+            static_cast<uint64_t>(kMailboxes));
+  // The same mailbox named twice in one delivery: one copy, the second
+  // recipient entry answers DUPLICATE with that copy's UID.
+  v1::DeliverBatchRequest twice = Delivery("retry-2", "r-", 2);
+  *twice.add_recipients() = twice.recipients(0);
+  auto t = store_->DeliverBatch(twice);
+  ASSERT_TRUE(t.ok()) << t.status();
+  EXPECT_EQ(t->results(0).status(), v1::DELIVERY_STATUS_DELIVERED);
+  EXPECT_EQ(t->results(1).status(), v1::DELIVERY_STATUS_DELIVERED);
+  EXPECT_EQ(t->results(2).status(), v1::DELIVERY_STATUS_DUPLICATE);
+  EXPECT_EQ(t->results(2).uid(), t->results(0).uid());
+  EXPECT_EQ(Status("INBOX", "r-0").folder().messages(), 2u);
+  EXPECT_EQ(store_->LoadBody("tenant-a", t->body_sha256())->refcount(), 2u);
+}
+
+TEST_F(StoreTest, DeliverBatchOverQuotaRecipientReportedAlone) {
+  constexpr int kMailboxes = 20;
+  constexpr int kFull = 7;
+  for (int i = 0; i < kMailboxes; ++i)
+    ASSERT_TRUE(Create(absl::StrCat("q-", i), "tenant-a", i == kFull ? 100 : 0).ok());
+  v1::DeliverBatchRequest d = Delivery("quota-1", "q-", kMailboxes);
+  ASSERT_GT(d.message().size(), 100u);
+  d.add_recipients()->set_mailbox_id("nobody");
+  auto res = store_->DeliverBatch(d);
+  ASSERT_TRUE(res.ok()) << res.status();
+  ASSERT_EQ(res->results_size(), kMailboxes + 1);
+  for (int i = 0; i < kMailboxes; ++i) {
+    std::string id = absl::StrCat("q-", i);
+    v1::FolderStatusResponse st = Status("INBOX", id);
+    uint64_t msgs = 0;
+    uint64_t bytes = Usage(id, &msgs);
+    if (i == kFull) {
+      EXPECT_EQ(res->results(i).status(), v1::DELIVERY_STATUS_QUOTA_EXCEEDED);
+      EXPECT_NE(res->results(i).detail().find("quota"), std::string::npos) << res->results(i).detail();
+      EXPECT_EQ(res->results(i).uid(), 0u);
+      EXPECT_EQ(st.folder().messages(), 0u);
+      EXPECT_EQ(st.folder().uidnext(), 1u);  // no UID spent on it
+      EXPECT_EQ(bytes, 0u);
+      EXPECT_EQ(msgs, 0u);
+    } else {
+      EXPECT_EQ(res->results(i).status(), v1::DELIVERY_STATUS_DELIVERED) << id << res->results(i).detail();
+      EXPECT_EQ(st.folder().messages(), 1u) << id;
+      EXPECT_EQ(msgs, 1u) << id;
+    }
+  }
+  EXPECT_EQ(res->results(kMailboxes).status(), v1::DELIVERY_STATUS_MAILBOX_NOT_FOUND);
+  EXPECT_EQ(store_->LoadBody("tenant-a", res->body_sha256())->refcount(),
+            static_cast<uint64_t>(kMailboxes - 1));
+  // Raising the quota and retrying the same delivery stores the missing
+  // copy only: the others are DUPLICATE.
+  v1::SetQuotaRequest s;
+  s.set_mailbox_id(absl::StrCat("q-", kFull));
+  s.mutable_limit()->mutable_bytes()->set_unlimited(true);
+  ASSERT_TRUE(store_->SetQuota(s).ok());
+  auto retry = store_->DeliverBatch(d);
+  ASSERT_TRUE(retry.ok()) << retry.status();
+  for (int i = 0; i < kMailboxes; ++i)
+    EXPECT_EQ(retry->results(i).status(),
+              i == kFull ? v1::DELIVERY_STATUS_DELIVERED : v1::DELIVERY_STATUS_DUPLICATE) << i;
+  EXPECT_EQ(store_->LoadBody("tenant-a", res->body_sha256())->refcount(),
+            static_cast<uint64_t>(kMailboxes));
 }
 
 TEST_F(StoreTest, CopyMoveRenameDeleteFolders) {
