@@ -3,6 +3,8 @@
 #include "absl/strings/str_cat.h"
 #include "libs/base/log.h"
 #include "libs/base/status.h"
+#include "libs/mailauth/cares_resolver.h"
+#include "services/relay/dns_cache.h"
 #include "services/relay/grpc_backend.h"
 #include "services/relay/null_backend.h"
 
@@ -27,15 +29,18 @@ absl::StatusOr<std::unique_ptr<RelayApp>> RelayApp::Create(
 
 absl::StatusOr<std::unique_ptr<RelayApp>> RelayApp::CreateWithBackend(
     Options options, std::unique_ptr<Backend> backend,
-    std::shared_ptr<prometheus::Registry> registry, std::unique_ptr<Dns> dns) {
+    std::shared_ptr<prometheus::Registry> registry, std::unique_ptr<mailauth::Resolver> dns) {
   RETURN_IF_ERROR(Validate(options));
   std::unique_ptr<RelayApp> app(new RelayApp());
   app->options_ = std::move(options);
   app->backend_ = std::move(backend);
-  if (!dns && app->options_.spf) {
-    dns = std::make_unique<CaresDns>(app->options_.dns_resolver, app->options_.dns_timeout);
+  if (app->options_.inbound_auth) {
+    if (!dns) {
+      dns = std::make_unique<mailauth::CaresResolver>(app->options_.dns_resolver,
+                                                      app->options_.dns_timeout);
+    }
+    app->dns_ = std::make_unique<CachingResolver>(std::move(dns));
   }
-  if (app->options_.spf) app->dns_ = std::move(dns);
   app->workers_ = std::make_unique<WorkerPool>(app->options_.worker_threads);
   if (registry) app->metrics_ = RelayMetrics::Create(*registry);
   app->context_ = RelayContext{&app->options_, app->backend_.get(), app->workers_.get(),

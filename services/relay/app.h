@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "libs/mailauth/dns.h"
 #include "libs/netserver/server.h"
 #include "libs/rpc/service_main.h"
 #include "services/relay/backend.h"
@@ -24,7 +25,8 @@ class RelayApp final : public rpc::ServiceApp {
   // The same with a given backend (tests).
   static absl::StatusOr<std::unique_ptr<RelayApp>> CreateWithBackend(
       Options options, std::unique_ptr<Backend> backend,
-      std::shared_ptr<prometheus::Registry> registry, std::unique_ptr<Dns> dns = nullptr);
+      std::shared_ptr<prometheus::Registry> registry,
+      std::unique_ptr<mailauth::Resolver> dns = nullptr);
   ~RelayApp() override;
 
   std::vector<grpc::Service*> Services() override { return {&relay_service_}; }
@@ -42,7 +44,7 @@ class RelayApp final : public rpc::ServiceApp {
 
   Options options_;
   std::unique_ptr<Backend> backend_;
-  std::unique_ptr<Dns> dns_;
+  std::unique_ptr<mailauth::Resolver> dns_;  // the cache, over c-ares or the test's
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<RelayMetrics> metrics_;
   RelayContext context_;

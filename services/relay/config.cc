@@ -25,8 +25,11 @@ void AddFlags(config::Flags& f, Options& o) {
            "PEM Ed25519 private key that signs relayd's service tokens");
   f.String("redis", &o.redis, "Redis host:port or redis:// URL for rate limits; empty: none");
   f.Duration("rpc-timeout", &o.rpc_timeout, "deadline of one call to a peer service");
-  f.Bool("spf", &o.spf, "evaluate SPF for MX mail and record it in Authentication-Results");
-  f.String("dns-resolver", &o.dns_resolver, "host:port of the DNS resolver for SPF (default: system)");
+  f.Bool("inbound-auth", &o.inbound_auth,
+         "check SPF, DKIM and DMARC on MX mail (libs/mailauth): record them in "
+         "Authentication-Results, refuse DMARC p=reject failures, file quarantine into Junk");
+  f.String("dns-resolver", &o.dns_resolver,
+           "host:port of the DNS server for SPF/DKIM/DMARC lookups (default: system resolv.conf)");
   f.Duration("dns-timeout", &o.dns_timeout, "time allowed for one DNS query");
   f.Int64("max-message-size", &o.max_message_size, "SIZE limit in bytes (552 5.3.4 above)");
   f.Int("max-recipients", &o.max_recipients, "recipients per message (452 above)");

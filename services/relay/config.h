@@ -30,8 +30,9 @@ struct Options {
   std::string token_signing_key;  // PEM Ed25519 key: relayd's service tokens
   std::string redis;              // host:port or redis:// URL; empty: no rate limits
   absl::Duration rpc_timeout = absl::Seconds(15);
-  // SPF (RFC 7208) on MX traffic; DNS through c-ares.
-  bool spf = true;
+  // SPF, DKIM and DMARC on MX traffic (libs/mailauth CheckInbound); DNS
+  // through libs/mailauth's CaresResolver behind relayd's answer cache.
+  bool inbound_auth = true;
   std::string dns_resolver;  // host:port; empty: the system's resolv.conf
   absl::Duration dns_timeout = absl::Seconds(2);
 

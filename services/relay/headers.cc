@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "libs/mail/address.h"
+#include "libs/mailauth/auth_results.h"
 
 namespace mailgrid::relay {
 
@@ -94,11 +95,9 @@ std::string StripForgedAuthResults(std::string_view message, std::string_view ho
     if (!absl::EqualsIgnoreCase(absl::StripAsciiWhitespace(absl::string_view(name.data(), name.size())),
                                 "Authentication-Results"))
       return;
-    std::string value = Unfold(field.substr(name.size() + 1));
-    absl::string_view id(value);
-    size_t stop = id.find_first_of("; \t");
-    if (stop != absl::string_view::npos) id = id.substr(0, stop);
-    if (!absl::EqualsIgnoreCase(id, absl::string_view(hostname.data(), hostname.size()))) return;
+    // libs/mailauth reads the authserv-id past comments and quoting, so
+    // "(x) our.host; dkim=pass" cannot slip through.
+    if (!mailauth::AuthResultsClaims(Unfold(field.substr(name.size() + 1)), hostname)) return;
     out.append(message.substr(copied, b - copied));
     copied = e;
   });

@@ -81,12 +81,12 @@ class RelayFailoverTest(unittest.TestCase):
             s = None
             for i in range(PER_CLIENT):
                 subject = "fo-%s-%d-%d" % (nonce, c, i)
-                msg = "From: load@example.org\r\nSubject: %s\r\n\r\nbody %d\r\n" % (subject, i)
+                msg = "From: load@sender.example\r\nSubject: %s\r\n\r\nbody %d\r\n" % (subject, i)
                 try:
                     if s is None:
                         s = smtplib.SMTP(host, int(port), timeout=120)
                         s.ehlo("failover.example")
-                    s.sendmail("load@example.org", [user["address"]], msg)
+                    s.sendmail("load@sender.example", [user["address"]], msg)
                     with lock:
                         accepted.append(subject)
                 except (smtplib.SMTPException, OSError) as e:

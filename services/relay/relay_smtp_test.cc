@@ -13,8 +13,12 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "libs/mailauth/dkim.h"
+#include "libs/mailauth/dns.h"
+#include "libs/mailauth/test_keys.h"
 #include "libs/rpc/errors.h"
 #include "services/relay/app.h"
+#include "services/relay/dns_cache.h"
 #include "services/relay/headers.h"
 #include "services/relay/sasl.h"
 
@@ -120,6 +124,25 @@ class FakeBackend : public Backend {
   }
 };
 
+// libs/mailauth's MemoryResolver is single-threaded; relayd asks from its
+// worker pool, so the test's records sit behind a lock.
+class LockedResolver final : public mailauth::Resolver {
+ public:
+  mailauth::DnsResult Lookup(std::string_view name, mailauth::RrType type) override {
+    absl::MutexLock l(&mu_);
+    return dns_.Lookup(name, type);
+  }
+  template <typename Fn>
+  void With(Fn fn) {
+    absl::MutexLock l(&mu_);
+    fn(dns_);
+  }
+
+ private:
+  absl::Mutex mu_;
+  mailauth::MemoryResolver dns_;
+};
+
 // A blocking SMTP client over any asio stream.
 template <typename Stream>
 class Client {
@@ -150,6 +173,8 @@ class Client {
   asio::streambuf buf_;
 };
 
+#define EXPECT_REPLY(reply, prefix) EXPECT_TRUE(absl::StartsWith(reply, prefix)) << reply
+
 class RelaySmtpTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -168,19 +193,14 @@ class RelaySmtpTest : public ::testing::Test {
     o.public_tls_key = pki_.key;
     o.max_message_size = 64 * 1024;
     o.worker_threads = 4;
-    // SPF over a fake DNS: loopback may send for sender.example.
-    class OneRecordDns : public Dns {
-     public:
-      DnsAnswer Txt(const std::string& n) override {
-        if (n == "sender.example") return {DnsAnswer::Kind::kFound, {"v=spf1 ip4:127.0.0.0/8 -all"}};
-        return {DnsAnswer::Kind::kNxDomain, {}};
-      }
-      DnsAnswer A(const std::string&) override { return {DnsAnswer::Kind::kNxDomain, {}}; }
-      DnsAnswer Aaaa(const std::string&) override { return {DnsAnswer::Kind::kNxDomain, {}}; }
-      DnsAnswer Mx(const std::string&) override { return {DnsAnswer::Kind::kNxDomain, {}}; }
-    };
-    auto app = RelayApp::CreateWithBackend(o, std::move(fake), nullptr,
-                                           std::make_unique<OneRecordDns>());
+    // DNS for SPF/DKIM/DMARC (libs/mailauth): loopback may send for
+    // sender.example; the tests add more before they send.
+    auto dns = std::make_unique<LockedResolver>();
+    dns_ = dns.get();
+    dns_->With([](mailauth::MemoryResolver& d) {
+      d.AddTxt("sender.example", "v=spf1 ip4:127.0.0.0/8 -all");
+    });
+    auto app = RelayApp::CreateWithBackend(o, std::move(fake), nullptr, std::move(dns));
     ASSERT_TRUE(app.ok()) << app.status();
     app_ = std::move(*app);
     ASSERT_TRUE(app_->Start({}).ok());
@@ -205,13 +225,55 @@ class RelaySmtpTest : public ::testing::Test {
     return absl::Base64Escape(raw);
   }
 
+  // One message over port 25 from 127.0.0.1; returns the reply to the
+  // final dot (the message is sent as is: no line may start with '.').
+  std::string SendMx(const std::string& helo, const std::string& mail_from,
+                     const std::string& message) {
+    tcp::socket s = Connect("smtp");
+    Client<tcp::socket> c(s);
+    c.Reply();
+    c.Cmd(absl::StrCat("EHLO ", helo));
+    std::string r = c.Cmd(absl::StrCat("MAIL FROM:<", mail_from, ">"));
+    if (!absl::StartsWith(r, "250")) return r;
+    r = c.Cmd("RCPT TO:<alice@hosted.test>");
+    if (!absl::StartsWith(r, "250")) return r;
+    r = c.Cmd("DATA");
+    if (!absl::StartsWith(r, "354")) return r;
+    c.Send(absl::StrCat(message, ".\r\n"));
+    std::string reply = c.Reply();
+    EXPECT_REPLY(c.Cmd("NOOP"), "250");  // the session goes on after a refusal
+    return reply;
+  }
+  // The stored copy of the n-th delivery (the fake keeps them all).
+  mailstore::v1::DeliverBatchRequest Stored(size_t n) {
+    absl::MutexLock l(&backend_->mu);
+    return n < backend_->delivered.size() ? backend_->delivered[n]
+                                          : mailstore::v1::DeliverBatchRequest();
+  }
+  // Publishes a fresh DKIM key for d=<domain>, s=sel and returns it.
+  mailauth::DkimPrivateKey PublishKey(const std::string& domain) {
+    mailauth::testing::TestKey k = mailauth::testing::MakeKey(/*ed25519=*/false, 2048);
+    dns_->With([&](mailauth::MemoryResolver& d) { d.AddTxt("sel._domainkey." + domain, k.txt); });
+    auto key = mailauth::DkimPrivateKey::FromPem(k.private_pem);
+    EXPECT_TRUE(key.ok()) << key.status();
+    return *std::move(key);
+  }
+  static std::string Sign(const std::string& message, const mailauth::DkimPrivateKey& key,
+                          const std::string& domain) {
+    mailauth::DkimSignOptions so;
+    so.domain = domain;
+    so.selector = "sel";
+    auto sig = mailauth::DkimSign(message, key, so);
+    EXPECT_TRUE(sig.ok()) << sig.status();
+    return sig.ok() ? *sig + message : message;
+  }
+
   TestPki pki_;
   asio::io_context io_;
+  LockedResolver* dns_ = nullptr;  // owned by the app
   FakeBackend* backend_ = nullptr;
   std::unique_ptr<RelayApp> app_;
 };
-
-#define EXPECT_REPLY(reply, prefix) EXPECT_TRUE(absl::StartsWith(reply, prefix)) << reply
 
 TEST_F(RelaySmtpTest, MxDeliversToHostedUserWithTraceFields) {
   tcp::socket s = Connect("smtp");
@@ -237,9 +299,14 @@ TEST_F(RelaySmtpTest, MxDeliversToHostedUserWithTraceFields) {
   EXPECT_TRUE(absl::StartsWith(m, "Return-Path: <x@sender.example>\r\nReceived: from sender.example"))
       << m;
   EXPECT_NE(m.find("with ESMTP id"), std::string::npos) << m;
-  EXPECT_NE(m.find("Authentication-Results: mx.mailgrid.test;\r\n\tspf=pass smtp.mailfrom=sender.example\r\n"),
-            std::string::npos)
-      << m;
+  // Ours, right after Received: libs/mailauth's verdicts.
+  size_t ar = m.find("\r\nAuthentication-Results: mx.mailgrid.test;\r\n\tspf=pass");
+  EXPECT_NE(ar, std::string::npos) << m;
+  EXPECT_LT(ar, m.find("From: x@sender.example")) << m;
+  EXPECT_NE(m.find("smtp.mailfrom=x@sender.example;"), std::string::npos) << m;
+  EXPECT_NE(m.find("dkim=none;"), std::string::npos) << m;
+  EXPECT_NE(m.find("dmarc=none"), std::string::npos) << m;
+  EXPECT_FALSE(req.recipients(0).has_folder()) << "not quarantined: INBOX";
   EXPECT_EQ(m.find("forged"), std::string::npos) << "forged A-R under our name kept: " << m;
   EXPECT_NE(m.find("Subject: hi\r\n\r\nHello.\r\n"), std::string::npos);
   EXPECT_EQ(req.delivery_id().size(), 64u);
@@ -374,6 +441,112 @@ TEST_F(RelaySmtpTest, ShutdownSays421) {
   EXPECT_REPLY(c.Reply(), "421 4.3.2");
 }
 
+TEST_F(RelaySmtpTest, SpfPassAndFailAreRecordedNotEnforced) {
+  dns_->With([](mailauth::MemoryResolver& d) {
+    d.AddTxt("strict.example", "v=spf1 ip4:192.0.2.0/24 -all");  // not loopback
+  });
+  EXPECT_REPLY(SendMx("mta.strict.example", "x@strict.example",
+                      "From: x@strict.example\r\nSubject: spf fail\r\n\r\nbody\r\n"),
+               "250 2.0.0");
+  // Null sender: SPF checks the HELO identity (RFC 7208 §2.3).
+  EXPECT_REPLY(
+      SendMx("sender.example", "", "From: x@sender.example\r\nSubject: bounce\r\n\r\nb\r\n"),
+      "250 2.0.0");
+  ASSERT_EQ(backend_->Delivered(), 2u);
+  std::string fail = Stored(0).message();
+  EXPECT_NE(fail.find("spf=fail"), std::string::npos) << fail;
+  EXPECT_NE(fail.find("smtp.mailfrom=x@strict.example"), std::string::npos) << fail;
+  EXPECT_NE(fail.find("dmarc=none"), std::string::npos) << "no DMARC record: " << fail;
+  EXPECT_FALSE(Stored(0).recipients(0).has_folder());
+  std::string helo = Stored(1).message();
+  EXPECT_NE(helo.find("spf=pass"), std::string::npos) << helo;
+  EXPECT_NE(helo.find("smtp.helo=sender.example"), std::string::npos) << helo;
+}
+
+TEST_F(RelaySmtpTest, DkimSignedPassesAndTamperedFails) {
+  mailauth::DkimPrivateKey key = PublishKey("signer.example");
+  dns_->With([](mailauth::MemoryResolver& d) {
+    d.AddTxt("_dmarc.signer.example", "v=DMARC1; p=none");  // monitor only
+  });
+  std::string msg =
+      "From: Ann <ann@signer.example>\r\nTo: alice@hosted.test\r\nSubject: signed\r\n"
+      "Message-ID: <1@signer.example>\r\n\r\nHello, signed world.\r\n";
+  std::string good = Sign(msg, key, "signer.example");
+  ASSERT_TRUE(absl::StartsWith(good, "DKIM-Signature:")) << good;
+  // Sent through a mailing list host with no SPF: only DKIM can vouch.
+  EXPECT_REPLY(SendMx("list.example", "bounces@list.example", good), "250 2.0.0");
+  std::string tampered = good;
+  tampered.replace(tampered.find("signed world"), 12, "forged world");
+  EXPECT_REPLY(SendMx("list.example", "bounces@list.example", tampered), "250 2.0.0");
+  ASSERT_EQ(backend_->Delivered(), 2u);
+  std::string pass = Stored(0).message();
+  EXPECT_NE(pass.find("dkim=pass header.d=signer.example header.s=sel"), std::string::npos) << pass;
+  EXPECT_NE(pass.find("dmarc=pass"), std::string::npos) << pass;
+  EXPECT_NE(pass.find("DKIM-Signature:"), std::string::npos) << "the signature is kept";
+  std::string fail = Stored(1).message();
+  EXPECT_NE(fail.find("dkim=fail"), std::string::npos) << fail;
+  EXPECT_EQ(fail.find("dkim=pass"), std::string::npos) << fail;
+  EXPECT_NE(fail.find("dmarc=fail"), std::string::npos) << fail;
+  EXPECT_FALSE(Stored(1).recipients(0).has_folder()) << "p=none: INBOX";
+}
+
+TEST_F(RelaySmtpTest, DmarcRejectIs550AndNothingStored) {
+  mailauth::DkimPrivateKey key = PublishKey("bank.example");
+  dns_->With([](mailauth::MemoryResolver& d) {
+    d.AddTxt("bank.example", "v=spf1 ip4:192.0.2.0/24 -all");
+    d.AddTxt("_dmarc.bank.example", "v=DMARC1; p=reject");
+  });
+  std::string msg = "From: CEO <ceo@bank.example>\r\nSubject: wire now\r\n\r\nPay.\r\n";
+  // SPF fails and nothing is signed: DMARC fails, the domain says reject.
+  EXPECT_REPLY(SendMx("forger.example", "ceo@bank.example", msg), "550 5.7.1");
+  EXPECT_EQ(backend_->Delivered(), 0u);
+  // The bank's own signed mail, forwarded (SPF still fails): DKIM aligns.
+  EXPECT_REPLY(SendMx("forwarder.example", "ceo@bank.example", Sign(msg, key, "bank.example")),
+               "250 2.0.0");
+  ASSERT_EQ(backend_->Delivered(), 1u);
+  std::string m = Stored(0).message();
+  EXPECT_NE(m.find("spf=fail"), std::string::npos) << m;
+  EXPECT_NE(m.find("dkim=pass"), std::string::npos) << m;
+  EXPECT_NE(m.find("dmarc=pass"), std::string::npos) << m;
+}
+
+TEST_F(RelaySmtpTest, DmarcQuarantineGoesToJunk) {
+  dns_->With([](mailauth::MemoryResolver& d) {
+    d.AddTxt("shop.example", "v=spf1 ip4:192.0.2.0/24 -all");
+    d.AddTxt("_dmarc.shop.example", "v=DMARC1; p=quarantine");
+  });
+  EXPECT_REPLY(SendMx("forger.example", "orders@shop.example",
+                      "From: orders@shop.example\r\nSubject: your invoice\r\n\r\nOpen it.\r\n"),
+               "250 2.0.0");
+  ASSERT_EQ(backend_->Delivered(), 1u);
+  mailstore::v1::DeliverBatchRequest req = Stored(0);
+  ASSERT_EQ(req.recipients_size(), 1);
+  EXPECT_EQ(req.recipients(0).folder().special_use(), mailstore::v1::SPECIAL_USE_JUNK);
+  EXPECT_NE(req.message().find("dmarc=fail"), std::string::npos) << req.message();
+  EXPECT_NE(req.message().find("dis=QUARANTINE"), std::string::npos) << req.message();
+}
+
+TEST(CachingResolverTest, KeepsAnswersAndErrorsForTheirTtl) {
+  auto mem = std::make_unique<mailauth::MemoryResolver>();
+  mailauth::MemoryResolver* inner = mem.get();
+  inner->AddTxt("a.example", "v=spf1 -all");
+  inner->FailWith("down.example", mailauth::RrType::kTxt);
+  CachingResolver::Options o;
+  o.error_ttl = absl::ZeroDuration();  // errors are asked again at once
+  CachingResolver cache(std::move(mem), o);
+  for (int i = 0; i < 3; ++i) {
+    mailauth::DnsResult r = cache.Lookup("A.example.", mailauth::RrType::kTxt);
+    ASSERT_TRUE(r.ok());
+    EXPECT_EQ(r.values, std::vector<std::string>{"v=spf1 -all"});
+    EXPECT_TRUE(cache.Lookup("nx.example", mailauth::RrType::kTxt).empty());
+    EXPECT_EQ(cache.Lookup("down.example", mailauth::RrType::kTxt).status,
+              mailauth::DnsStatus::kTempError);
+  }
+  EXPECT_EQ(inner->queries(),
+            (std::vector<std::string>{"TXT a.example", "TXT nx.example", "TXT down.example",
+                                      "TXT down.example", "TXT down.example"}));
+}
+
 TEST(SaslTest, Parsers) {
   auto p = ParsePlain(std::string("\0alice@x\0pw", 11));
   ASSERT_TRUE(p.ok());
@@ -403,6 +576,11 @@ TEST(HeadersTest, StripAndFrom) {
             "Authentication-Results: other.example; spf=fail\r\n"
             "From: \"A\" <a@Example.COM>, b@c.d\r\n\r\n"
             "Authentication-Results: mx.mailgrid.test; in body\r\n");
+  // A comment before the authserv-id does not hide a forgery (RFC 8601 §2.2).
+  EXPECT_EQ(StripForgedAuthResults("Authentication-Results: (hi) mx.mailgrid.test; dkim=pass\r\n"
+                                   "Subject: s\r\n\r\nb\r\n",
+                                   "mx.mailgrid.test"),
+            "Subject: s\r\n\r\nb\r\n");
   EXPECT_EQ(FromAddresses(m), (std::vector<std::string>{"a@example.com", "b@c.d"}));
   EXPECT_EQ(Sanitize("a(b)\r\n;c"), "a?b????c");
   EXPECT_NE(DeliveryId("a", {"b"}, "m"), DeliveryId("a", {"b"}, "m2"));

@@ -7,10 +7,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "libs/base/log.h"
+#include "libs/mailauth/auth_results.h"
 #include "libs/metrics/metrics.h"
 #include "libs/rpc/errors.h"
 #include "services/relay/headers.h"
-#include "services/relay/spf.h"
 
 namespace mailgrid::relay {
 
@@ -40,8 +40,31 @@ std::unique_ptr<RelayMetrics> RelayMetrics::Create(prometheus::Registry& r) {
                              .Help("Time from end of DATA to every copy committed (or failed)")
                              .Register(r)
                              .Add({}, metrics::LatencyBuckets());
+  m->inbound_auth = &prometheus::BuildCounter()
+                         .Name("mailgrid_relay_inbound_auth_total")
+                         .Help("SPF/DKIM/DMARC results of MX messages, by method and result "
+                               "(dkim: one per signature; dmarc also counts dispositions)")
+                         .Register(r);
   return m;
 }
+
+namespace {
+
+void CountInboundAuth(RelayMetrics* m, const mailauth::InboundResult& r) {
+  if (m == nullptr) return;
+  auto add = [m](const char* method, std::string_view result) {
+    m->inbound_auth->Add({{"method", method}, {"result", std::string(result)}}).Increment();
+  };
+  add("spf", mailauth::SpfResultName(r.verdicts.spf.result));
+  if (r.verdicts.dkim.empty()) add("dkim", "none");
+  for (const mailauth::DkimVerdict& d : r.verdicts.dkim)
+    add("dkim", mailauth::DkimResultName(d.result));
+  add("dmarc", mailauth::DmarcResultName(r.verdicts.dmarc.result));
+  if (r.disposition != mailauth::DmarcPolicy::kNone)
+    add("dmarc_disposition", mailauth::DmarcPolicyName(r.disposition));
+}
+
+}  // namespace
 
 smtp::SessionConfig MakeSmtpConfig(ListenerKind kind, const Options& o, bool tls_available) {
   smtp::SessionConfig c = kind == ListenerKind::kMx ? smtp::SessionConfig::Mx(o.hostname)
@@ -378,37 +401,48 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
   t.envelope_from = from;
   t.recipients = rcpts;
   t.at = absl::Now();
-  std::vector<std::string> results;
+  // Submitted mail is vouched for by AUTH; MX mail gets SPF, DKIM and DMARC
+  // (libs/mailauth) on the worker, where DNS may block.
+  std::string auth_results;
+  std::optional<mailauth::InboundRequest> inbound;
   if (user_) {
-    results.push_back(absl::StrCat("auth=pass smtp.auth=", user_->address));
+    auth_results =
+        AuthResultsField(o.hostname, {absl::StrCat("auth=pass smtp.auth=", user_->address)});
+  } else if (ctx_->dns != nullptr) {
+    inbound.emplace();
+    std::optional<mailauth::IpAddress> ip = mailauth::IpAddress::Parse(info_.remote_ip);
+    if (!ip) log::Warn("client address not parsable for SPF", {{"ip", info_.remote_ip}});
+    inbound->client_ip = ip.value_or(mailauth::IpAddress{});
+    inbound->helo = env.helo;
+    inbound->mail_from = from;
+    inbound->receiver = o.hostname;
+  } else {
+    auth_results = AuthResultsField(o.hostname, {});  // --inbound-auth=false: "none"
   }
-  std::optional<SpfRequest> spf;
-  if (!user_ && ctx_->dns != nullptr) {
-    spf = SpfRequest{info_.remote_ip, from.empty() ? "postmaster@" + env.helo : from, env.helo};
-  }
-  // The header block we add, minus Authentication-Results (its SPF verdict
-  // needs DNS, so it is completed on the worker).
+  // The header block we add: Return-Path, Received, then (once known)
+  // Authentication-Results.
   auto prefix = std::make_shared<std::string>(ReturnPathField(t) + ReceivedField(t));
   auto body = std::make_shared<std::string>(StripForgedAuthResults(message, o.hostname));
+  // DKIM verifies the message as it arrived (a signer may have covered a
+  // field we strip).
+  std::shared_ptr<const std::string> raw;
+  if (inbound) raw = std::make_shared<const std::string>(std::move(message));
   std::vector<std::pair<uint32_t, std::string>> targets;
   for (const Target& tg : targets_) targets.emplace_back(tg.shard, tg.mailbox_id);
-  std::string hostname = o.hostname;
   absl::Time at = t.at;
-  bool null_sender = from.empty();
-  std::string helo = Sanitize(env.helo, 255);
-  Dns* dns = ctx_->dns;
+  mailauth::Resolver* dns = ctx_->dns;
   std::vector<std::string> from_check;
-  if (user_) from_check = FromAddresses(message);
+  if (user_) from_check = FromAddresses(*body);
   std::optional<Principal> user = user_;
   Backend* b = ctx_->backend;
   RelayMetrics* metrics = ctx_->metrics;
   std::string listener = info_.listener;
   std::string queue_id = t.queue_id;
-  size_t size = message.size();
+  size_t size = body->size();  // what we store, minus our fields
   targets_.clear();
   target_ids_.clear();
-  Async([this, b, prefix, body, targets, results, spf, dns, hostname, at, null_sender, helo, id,
-         from_check, user, metrics, listener, queue_id, size]() mutable -> std::function<void()> {
+  Async([this, b, prefix, body, raw, targets, auth_results, inbound, dns, at, id, from_check, user,
+         metrics, listener, queue_id, size]() mutable -> std::function<void()> {
     auto count = [metrics, listener](const char* result) {
       if (metrics) metrics->messages->Add({{"listener", listener}, {"result", result}}).Increment();
     };
@@ -426,19 +460,30 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
         Reply(false, 550, "5.7.1", "From: address not owned by the authenticated user");
       };
     }
-    if (spf) {
-      std::string verdict(SpfResultName(CheckSpf(*dns, *spf)));
-      size_t at_sign = spf->sender.rfind('@');
-      std::string domain =
-          at_sign == std::string::npos ? spf->sender : spf->sender.substr(at_sign + 1);
-      results.push_back(null_sender
-                            ? absl::StrCat("spf=", verdict, " smtp.helo=", helo)
-                            : absl::StrCat("spf=", verdict, " smtp.mailfrom=",
-                                           Sanitize(domain, 255)));
+    bool junk = false;
+    if (inbound) {
+      inbound->message = *raw;
+      mailauth::InboundResult ar = mailauth::CheckInbound(*inbound, *dns);
+      CountInboundAuth(metrics, ar);
+      auth_results = std::move(ar.header);
+      const mailauth::DmarcVerdict& dm = ar.verdicts.dmarc;
+      if (ar.disposition == mailauth::DmarcPolicy::kReject) {
+        // RFC 7489 §6.7 (and §10.3: 550 5.7.1 at end of DATA): the domain
+        // owner asked for failing mail to be refused; nothing is stored.
+        log::Info("message refused by DMARC policy",
+                  {{"queue_id", queue_id}, {"from_domain", dm.from_domain}});
+        std::string text = absl::StrCat("Email rejected per DMARC policy for ",
+                                        Sanitize(dm.from_domain, 255));
+        return [this, count, text] {
+          count("dmarc_reject");
+          Reply(false, 550, "5.7.1", text);
+        };
+      }
+      junk = ar.disposition == mailauth::DmarcPolicy::kQuarantine;
     }
     // One DeliverBatch per shard, all with the same body and delivery id.
     auto reqs = std::make_shared<std::map<uint32_t, mailstore::v1::DeliverBatchRequest>>();
-    std::string stored = *prefix + AuthResultsField(hostname, results) + *body;
+    std::string stored = *prefix + auth_results + *body;
     for (const auto& [shard, mailbox] : targets) {
       auto [it, fresh] = reqs->try_emplace(shard);
       mailstore::v1::DeliverBatchRequest& req = it->second;
@@ -447,7 +492,11 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
         req.set_message(stored);
         req.mutable_internal_date()->set_seconds(absl::ToUnixSeconds(at));
       }
-      req.add_recipients()->set_mailbox_id(mailbox);
+      mailstore::v1::DeliveryTarget* rt = req.add_recipients();
+      rt->set_mailbox_id(mailbox);
+      // DMARC quarantine: the Junk special-use folder (INBOX if the user
+      // deleted it; mailstored says fell_back_to_inbox).
+      if (junk) rt->mutable_folder()->set_special_use(mailstore::v1::SPECIAL_USE_JUNK);
     }
     absl::Time start = absl::Now();
     mailstore::v1::DeliverBatchResponse all;
@@ -524,8 +573,8 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
                 {{"queue_id", queue_id}, {"over_quota", quota}, {"missing", missing}});
     }
     if (metrics) metrics->bytes_accepted->Increment(static_cast<double>(size));
-    return [this, count, queue_id] {
-      count("accepted");
+    return [this, count, queue_id, junk] {
+      count(junk ? "accepted_junk" : "accepted");
       Reply(true, 250, "2.0.0", absl::StrCat("Ok: queued as ", queue_id));
     };
   });

@@ -13,6 +13,9 @@
 //    every From: address must be the user's (CanSendAs), else 553 5.7.1.
 //  - 250 after DATA only once mailstored has committed every copy; any
 //    doubt is 451 and the client retries (deduplicated by delivery id).
+//  - MX mail: SPF, DKIM and DMARC by libs/mailauth on the worker pool (its
+//    DNS blocks); DMARC reject → 550 5.7.1 with nothing stored, quarantine
+//    → Junk; forged Authentication-Results under our name are removed.
 #pragma once
 
 #include <memory>
@@ -21,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "libs/mailauth/dns.h"
 #include "libs/netserver/server.h"
 #include "libs/smtp/session.h"
 #include "prometheus/counter.h"
@@ -29,7 +33,6 @@
 #include "prometheus/registry.h"
 #include "services/relay/backend.h"
 #include "services/relay/config.h"
-#include "services/relay/dns.h"
 #include "services/relay/sasl.h"
 #include "services/relay/worker_pool.h"
 
@@ -41,6 +44,7 @@ struct RelayMetrics {
   prometheus::Family<prometheus::Counter>* rcpts = nullptr;     // {result}
   prometheus::Counter* bytes_accepted = nullptr;
   prometheus::Histogram* delivery_seconds = nullptr;
+  prometheus::Family<prometheus::Counter>* inbound_auth = nullptr;  // {method, result}
   static std::unique_ptr<RelayMetrics> Create(prometheus::Registry& registry);
 };
 
@@ -50,7 +54,9 @@ struct RelayContext {
   Backend* backend = nullptr;
   WorkerPool* workers = nullptr;
   RelayMetrics* metrics = nullptr;  // may be null
-  Dns* dns = nullptr;               // null: no SPF
+  // SPF/DKIM/DMARC lookups (thread-safe, blocking: worker pool only);
+  // null: --inbound-auth=false, no checks.
+  mailauth::Resolver* dns = nullptr;
 };
 
 enum class ListenerKind { kMx, kSubmission, kSubmissionTls };
