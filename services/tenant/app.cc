@@ -89,6 +89,16 @@ absl::StatusOr<std::unique_ptr<TenantApp>> TenantApp::Create(
   app->domains_ = std::make_unique<DomainServiceImpl>(
       app->tenant_store_.get(), app->auth_.get(), &app->options_,
       std::make_unique<CaresResolver>(o.dns_resolver, o.dns_timeout), std::move(sealer));
+  ASSIGN_OR_RETURN(app->peers_, MakeGrpcPeers(o));
+  if (app->replicated_) {
+    // Resolve (relayd, every RCPT) reads this replica's own state: no
+    // network hop, as fresh as replication (README, Resolve cache).
+    app->resolve_reads_ = std::make_unique<TenantStore>(
+        app->replicated_->local_reads(), absl::Seconds(10), kv::v1::STALE);
+  }
+  app->directory_ = std::make_unique<DirectoryServiceImpl>(
+      app->tenant_store_.get(), app->auth_.get(), &app->options_, app->peers_.get(),
+      app->resolve_reads_.get());
   if (registry) {
     auto& family = prometheus::BuildCounter()
                        .Name("mailgrid_tenant_domain_rechecks_total")
@@ -103,7 +113,7 @@ absl::StatusOr<std::unique_ptr<TenantApp>> TenantApp::Create(
 TenantApp::~TenantApp() { Stop(); }
 
 std::vector<grpc::Service*> TenantApp::Services() {
-  std::vector<grpc::Service*> out = {tenants_.get(), domains_.get()};
+  std::vector<grpc::Service*> out = {tenants_.get(), domains_.get(), directory_.get()};
   if (replicated_) {
     for (grpc::Service* s : replicated_->Services()) out.push_back(s);
   }
@@ -112,6 +122,7 @@ std::vector<grpc::Service*> TenantApp::Services() {
 
 absl::Status TenantApp::Start(const rpc::RunContext&) {
   if (replicated_) RETURN_IF_ERROR(replicated_->Start());
+  last_recheck_ = absl::Now();  // the first DNS recheck one interval after start
   loop_ = std::thread([this] { Loop(); });
   return absl::OkStatus();
 }
@@ -119,7 +130,10 @@ absl::Status TenantApp::Start(const rpc::RunContext&) {
 void TenantApp::BackgroundRound() {
   // One replica does the rounds (the others would only lose the races).
   if (replicated_ && !replicated_->IsLeader()) return;
-  if (options_.domain_recheck_interval > absl::ZeroDuration()) {
+  const absl::Time now = absl::Now();
+  if (options_.domain_recheck_interval > absl::ZeroDuration() &&
+      now - last_recheck_ >= options_.domain_recheck_interval) {
+    last_recheck_ = now;
     auto checked = domains_->RecheckAll();
     if (checked.ok()) {
       if (rechecks_ok_) rechecks_ok_->Increment();
@@ -131,14 +145,17 @@ void TenantApp::BackgroundRound() {
   }
   if (absl::Status s = tenants_->PurgeExpired(absl::Now()); !s.ok())
     log::Warn("purge failed", {{"status", s}});
+  // Pending mailboxes and users past their grace period (directory).
+  if (absl::Status s = directory_->BackgroundRound(absl::Now()); !s.ok())
+    log::Warn("directory round failed", {{"status", s}});
 }
 
 void TenantApp::Loop() {
   // Rechecks are idempotent conditional writes, so every replica may run
   // them; the loser of a race re-reads and finds nothing left to change.
-  absl::Duration period = options_.domain_recheck_interval > absl::ZeroDuration()
-                              ? std::min(options_.domain_recheck_interval, absl::Hours(1))
-                              : absl::Hours(1);
+  // Every 30 s: the directory's pending work is retried promptly; the DNS
+  // recheck inside a round keeps its own --domain-recheck-interval.
+  absl::Duration period = absl::Seconds(30);
   absl::MutexLock lock(&mu_);
   for (;;) {
     auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };

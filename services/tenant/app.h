@@ -12,6 +12,7 @@
 #include "prometheus/registry.h"
 #include "services/tenant/authz.h"
 #include "services/tenant/config.h"
+#include "services/tenant/directory_service.h"
 #include "services/tenant/domain_service.h"
 #include "services/tenant/replicated_store.h"
 #include "services/tenant/tenant_service.h"
@@ -45,9 +46,13 @@ class TenantApp final : public rpc::ServiceApp {
   std::unique_ptr<ReplicatedStore> replicated_;  // --store=replicated
   store::Store* store_ = nullptr;                // whichever is in use
   std::unique_ptr<TenantStore> tenant_store_;
+  std::unique_ptr<TenantStore> resolve_reads_;  // the local replica, STALE (replicated mode)
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<TenantServiceImpl> tenants_;
   std::unique_ptr<DomainServiceImpl> domains_;
+  std::unique_ptr<DirectoryPeers> peers_;
+  std::unique_ptr<DirectoryServiceImpl> directory_;
+  absl::Time last_recheck_ = absl::InfinitePast();
 
   prometheus::Counter* rechecks_ok_ = nullptr;
   prometheus::Counter* rechecks_failed_ = nullptr;

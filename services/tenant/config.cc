@@ -46,6 +46,20 @@ void AddFlags(config::Flags& f, Options& o) {
       "file with the 32-byte key that encrypts DKIM private keys at rest (raw, hex or base64)");
   f.String("dkim-master-key", &o.dkim_master_key, "the DKIM master key itself (hex or base64)",
            /*secret=*/true);
+  f.StringList("identityd", &o.identityd,
+               "identityd replicas (comma list) for initial passwords; empty: skipped, pending");
+  f.StringList("mailstored", &o.mailstored,
+               "mailstored shard map: h:p,h:p (shard 0) or 0=h:p,h:p;1=h:p,...; empty: mailbox "
+               "creation is pending");
+  f.Int("mailstore-shards", &o.mailstore_shards,
+        "number of mailstored shards mailboxes are placed on (least-loaded first)");
+  f.String("token-signing-key", &o.token_signing_key,
+           "PEM file of the Ed25519 key that signs tenantd's service tokens");
+  f.Duration("resolve-cache-ttl", &o.resolve_cache_ttl,
+             "how long a cached Resolve answer is served before the directory stamp is re-read");
+  f.Int64("resolve-cache-entries", &o.resolve_cache_entries, "Resolve cache size (answers)");
+  f.Duration("user-grace-period", &o.user_grace_period,
+             "how long a deleted user's mailbox is kept before the purge");
 }
 
 namespace {
@@ -106,6 +120,8 @@ absl::Status Finish(Options& o) {
     if (!k.ok()) return k.status();
     o.dkim_master_key_bytes = *k;
   }
+  if (o.mailstore_shards < 1 || o.mailstore_shards > 4096)
+    return absl::InvalidArgumentError("--mailstore-shards: must be 1..4096");
   if (o.max_document_bytes <= 0)
     return absl::InvalidArgumentError("--max-document-bytes: must be positive");
   return absl::OkStatus();

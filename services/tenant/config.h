@@ -43,6 +43,17 @@ struct Options {
   std::string dkim_master_key_file;
   std::string dkim_master_key;        // hex or base64 of 32 bytes (secret)
   std::string dkim_master_key_bytes;  // resolved 32 raw bytes; empty: DKIM disabled
+
+  // Directory (issue 5).
+  std::vector<std::string> identityd;   // identityd replicas (MAILGRID_IDENTITYD)
+  std::vector<std::string> mailstored;  // mailstored shard map (MAILGRID_MAILSTORED, peers.h)
+  int mailstore_shards = 1;             // shards mailboxes are placed on
+  std::string token_signing_key;        // PEM (Ed25519) for service tokens to peers
+  // A cached Resolve answer is served this long before the tenant's
+  // directory stamp is read again (0: read on every call).
+  absl::Duration resolve_cache_ttl = absl::ZeroDuration();
+  int64_t resolve_cache_entries = 200000;
+  absl::Duration user_grace_period = absl::Hours(24 * 30);
 };
 
 void AddFlags(config::Flags& flags, Options& options);

@@ -7,6 +7,7 @@
 #include "libs/base/log.h"
 #include "libs/base/status.h"
 #include "libs/kv/keys.h"
+#include "services/tenant/directory_store.h"
 #include "services/tenant/domain_service.h"
 #include "services/tenant/errors.h"
 #include "services/tenant/tenant_service.h"
@@ -80,6 +81,7 @@ absl::StatusOr<v1::DomainRecords> DomainServiceImpl::RunCheck(const Principal& p
       dom.set_state(v1::DOMAIN_STATE_VERIFIED);
       dom.set_verification_method(v1::VERIFICATION_METHOD_DNS);
       *dom.mutable_verified_at() = ToProto(now);
+      TouchDirectory(batch, d.tenant_id);  // the domain is now hosted for Resolve
       AddAudit(batch, d.tenant_id, p, "domain.verify", "domain", name,
                absl::StrCat("domain ", name, " VERIFIED by DNS (verification TXT and MX found)"),
                "", now);

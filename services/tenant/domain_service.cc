@@ -7,6 +7,7 @@
 #include "libs/base/log.h"
 #include "libs/base/status.h"
 #include "libs/kv/keys.h"
+#include "services/tenant/directory_store.h"
 #include "services/tenant/errors.h"
 #include "services/tenant/plans.h"
 #include "services/tenant/tenant_service.h"
@@ -248,6 +249,7 @@ grpc::Status DomainServiceImpl::RemoveDomain(Ctx* ctx, const v1::RemoveDomainReq
           .Delete(keys::Domain(d.tenant_id, name))
           .Delete(keys::DomainIndex(name))
           .Put(keys::Usage(d.tenant_id), usage.value);
+      TouchDirectory(batch, d.tenant_id);  // cached Resolve answers go stale
       AddAudit(batch, d.tenant_id, p, "domain.remove", "domain", name,
                absl::StrCat("domain ", name, " removed"), "", absl::Now());
       return batch;
@@ -287,6 +289,7 @@ grpc::Status DomainServiceImpl::OverrideVerification(Ctx* ctx,
       Batch batch;
       batch.ExpectVersion(keys::Domain(d.tenant_id, name), d.record.version)
           .Put(keys::Domain(d.tenant_id, name), d.record.value);
+      TouchDirectory(batch, d.tenant_id);
       AddAudit(batch, d.tenant_id, p, "domain.verify.override", "domain", name,
                absl::StrCat("domain ", name, " marked VERIFIED by an operator without DNS"), reason,
                now);

@@ -15,9 +15,30 @@
 namespace mailgrid::tenant {
 namespace {
 
+// The in-process replica as a read-only store::Store.
+class LocalReads final : public store::Store {
+ public:
+  explicit LocalReads(replica::Replica* r) : replica_(r) {}
+  absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& request,
+                                          absl::Time deadline) override {
+    return replica_->Get(request, deadline);
+  }
+  absl::StatusOr<kv::v1::ScanResponse> Scan(const kv::v1::ScanRequest& request,
+                                            absl::Time deadline) override {
+    return replica_->Scan(request, deadline);
+  }
+  absl::StatusOr<kv::v1::WriteResponse> Write(const kv::v1::WriteRequest&, absl::Time) override {
+    return absl::FailedPreconditionError("local reads only");
+  }
+
+ private:
+  replica::Replica* replica_;
+};
+
 class Impl final : public ReplicatedStore {
  public:
   store::Store* store() override { return store_.get(); }
+  store::Store* local_reads() override { return local_.get(); }
   std::vector<grpc::Service*> Services() override { return {kv_.get(), raft_.get()}; }
   absl::Status Start() override { return replica_->Start(); }
   void Stop() override {
@@ -30,6 +51,7 @@ class Impl final : public ReplicatedStore {
   std::unique_ptr<replica::KvServiceImpl> kv_;
   std::unique_ptr<replica::RaftServiceImpl> raft_;
   std::unique_ptr<store::Store> store_;
+  std::unique_ptr<store::Store> local_;
 };
 
 // "1=host:port,2=host:port" -> {1: host:port, ...}
@@ -79,6 +101,7 @@ absl::StatusOr<std::unique_ptr<ReplicatedStore>> ReplicatedStore::Open(
   auto impl = std::make_unique<Impl>();
   ASSIGN_OR_RETURN(impl->replica_, replica::Replica::Open(ro));
   impl->kv_ = std::make_unique<replica::KvServiceImpl>(impl->replica_.get());
+  impl->local_ = std::make_unique<LocalReads>(impl->replica_.get());
   impl->raft_ = std::make_unique<replica::RaftServiceImpl>(impl->replica_.get());
   std::vector<std::string> addresses;
   for (const auto& [id, address] : ro.peers) addresses.push_back(address);

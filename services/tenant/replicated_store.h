@@ -30,6 +30,10 @@ class ReplicatedStore {
   virtual ~ReplicatedStore() = default;
 
   virtual store::Store* store() = 0;
+  // Reads served by this process's own replica (STALE reads only: as fresh
+  // as this replica's applied state, no network). Writes are refused.
+  // Resolve reads here (directory_resolve.cc).
+  virtual store::Store* local_reads() = 0;
   // KvService and RaftService, to serve beside tenantd's own.
   virtual std::vector<grpc::Service*> Services() = 0;
   // Starts the raft loop (the gRPC server must listen already).

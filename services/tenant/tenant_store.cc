@@ -112,16 +112,18 @@ Batch& Batch::ExpectAbsent(std::string key) {
   return *this;
 }
 
-TenantStore::TenantStore(store::Store* store, absl::Duration timeout)
+TenantStore::TenantStore(store::Store* store, absl::Duration timeout,
+                         kv::v1::ReadConsistency consistency)
     : store_(store),
       timeout_(timeout),
+      consistency_(consistency),
       client_id_(absl::StrCat("tenantd-", Hex(RandomBytes(12)))) {}
 
 absl::StatusOr<std::optional<std::string>> TenantStore::GetRaw(std::string_view key,
                                                                uint64_t* version) {
   kv::v1::GetRequest req;
   req.set_key(std::string(key));
-  req.set_consistency(kv::v1::LINEARIZABLE);
+  req.set_consistency(consistency_);
   ASSIGN_OR_RETURN(kv::v1::GetResponse resp, store_->Get(req, Deadline()));
   if (version != nullptr) *version = resp.found() ? resp.version() : 0;
   if (!resp.found()) return std::nullopt;
@@ -146,7 +148,7 @@ absl::StatusOr<TenantStore::Page> TenantStore::Scan(std::string_view prefix, uin
   req.set_limit(limit);
   req.set_reverse(reverse);
   req.set_keys_only(keys_only);
-  req.set_consistency(kv::v1::LINEARIZABLE);
+  req.set_consistency(consistency_);
   if (!page_token.empty()) {
     std::string continuation;
     if (!absl::WebSafeBase64Unescape(ToAbsl(page_token), &continuation)) {

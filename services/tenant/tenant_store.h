@@ -112,7 +112,8 @@ class Batch {
 
 class TenantStore {
  public:
-  explicit TenantStore(store::Store* store, absl::Duration timeout = absl::Seconds(10));
+  explicit TenantStore(store::Store* store, absl::Duration timeout = absl::Seconds(10),
+                       kv::v1::ReadConsistency consistency = kv::v1::LINEARIZABLE);
 
   // Reads `key` into `out`; version 0 when absent. DATA_LOSS if unparsable.
   absl::StatusOr<uint64_t> Get(std::string_view key, google::protobuf::Message* out);
@@ -156,6 +157,7 @@ class TenantStore {
 
   store::Store* store_;
   absl::Duration timeout_;
+  kv::v1::ReadConsistency consistency_;
   std::string client_id_;
   std::atomic<uint64_t> seq_{0};
 };

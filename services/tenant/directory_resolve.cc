@@ -1,0 +1,385 @@
+// DirectoryService: Resolve (relayd, every RCPT), CanSendAs, and the group
+// expansion both use.
+//
+// The uncached path is a handful of point reads: the domain index, the
+// tenant's stamp and record, the domain and its mail settings, the address
+// index, then the target (user record; or for a group its record and its
+// members; departments are prefix scans of T/deptmember whose values
+// already carry each user's mailbox, shard and state). Answers are cached
+// (resolve_cache.h); NOT_FOUND answers too, so a dictionary attack costs
+// one map lookup per RCPT after the first.
+#include <algorithm>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "libs/base/status.h"
+#include "services/tenant/directory_service.h"
+#include "services/tenant/errors.h"
+#include "services/tenant/tenant_service.h"
+
+namespace mailgrid::tenant {
+
+using storage::AddressRecord;
+
+namespace {
+
+constexpr int kDefaultMaxRecipients = 10000;
+// What one cached expansion may hold; a request's max_recipients above it is clamped.
+constexpr size_t kHardMaxRecipients = 100000;
+
+absl::Status Reason(absl::StatusCode code, std::string_view reason, std::string_view message) {
+  return WithLimits(code, reason, message, {});
+}
+
+absl::Status NotHosted(const std::string& domain) {
+  return Reason(absl::StatusCode::kNotFound, "DOMAIN_NOT_HOSTED",
+                absl::StrCat("domain ", domain, " is not hosted here"));
+}
+
+}  // namespace
+
+struct DirectoryServiceImpl::Expansion {
+  std::vector<v1::Recipient> recipients;
+  std::set<std::string> mailboxes;  // de-duplication by mailbox
+  std::set<std::string> groups;     // visited: loops end here
+  std::set<std::string> depts;
+  size_t max = kHardMaxRecipients;
+
+  absl::Status Add(v1::Recipient r) {
+    if (r.mailbox_id().empty()) return absl::OkStatus();  // a DELETED user receives nothing
+    if (!mailboxes.insert(r.mailbox_id()).second) return absl::OkStatus();
+    recipients.push_back(std::move(r));
+    if (recipients.size() > max) {
+      return Reason(absl::StatusCode::kResourceExhausted, "EXPANSION_TOO_LARGE",
+                    absl::StrCat("the address expands to more than ", max, " recipients"));
+    }
+    return absl::OkStatus();
+  }
+};
+
+absl::Status DirectoryServiceImpl::AddUserRecipient(const std::string& t,
+                                                    const std::string& user_id, Expansion& x) {
+  ASSIGN_OR_RETURN(auto rec, rs_->Read<storage::UserRecord>(dkeys::User(t, user_id)));
+  if (!rec.found()) return absl::OkStatus();  // purged meanwhile
+  return x.Add(RecipientOf(rec.value.user()));
+}
+
+absl::Status DirectoryServiceImpl::AddSharedRecipient(const std::string& t, const std::string& id,
+                                                      Expansion& x) {
+  ASSIGN_OR_RETURN(auto rec, rs_->Read<storage::SharedMailboxRecord>(dkeys::Shared(t, id)));
+  if (!rec.found() || rec.value.mailbox().has_purge_after()) return absl::OkStatus();
+  const auto& m = rec.value.mailbox();
+  v1::Recipient r;
+  r.set_mailbox_id(m.mailbox_id());
+  r.set_address(m.address());
+  r.set_shard(m.shard());
+  r.set_kind(common::v1::MAILBOX_KIND_SHARED);
+  r.set_tenant_id(t);
+  return x.Add(std::move(r));
+}
+
+absl::Status DirectoryServiceImpl::ExpandDept(const std::string& t, const std::string& dept_id,
+                                              bool direct_only, Expansion& x) {
+  if (!x.depts.insert(dept_id).second) return absl::OkStatus();
+  ASSIGN_OR_RETURN(auto members, rs_->ScanAll(dkeys::DeptMemberPrefix(t, dept_id)));
+  for (const auto& e : members) {
+    v1::Recipient r;
+    if (!r.ParseFromString(e.value())) return absl::DataLossError("dept member does not parse");
+    RETURN_IF_ERROR(x.Add(std::move(r)));
+  }
+  if (direct_only) return absl::OkStatus();
+  ASSIGN_OR_RETURN(auto children, rs_->ScanAll(dkeys::DeptChildPrefix(t, dept_id)));
+  for (const auto& c : children) RETURN_IF_ERROR(ExpandDept(t, c.value(), false, x));
+  return absl::OkStatus();
+}
+
+absl::Status DirectoryServiceImpl::ExpandMember(const std::string& t, const v1::GroupMember& m,
+                                                Expansion& x) {
+  switch (m.kind()) {
+    case v1::MEMBER_KIND_USER:
+      return AddUserRecipient(t, m.id(), x);
+    case v1::MEMBER_KIND_SHARED_MAILBOX:
+      return AddSharedRecipient(t, m.id(), x);
+    case v1::MEMBER_KIND_GROUP:
+      return ExpandGroup(t, m.id(), x);
+    case v1::MEMBER_KIND_DEPARTMENT:
+      return ExpandDept(t, m.id(), m.direct_only(), x);
+    default:
+      return absl::OkStatus();
+  }
+}
+
+absl::Status DirectoryServiceImpl::ExpandGroup(const std::string& t, const std::string& group_id,
+                                               Expansion& x) {
+  if (!x.groups.insert(group_id).second) return absl::OkStatus();  // a loop: already expanded
+  ASSIGN_OR_RETURN(auto rec, rs_->Read<storage::GroupRecord>(dkeys::Group(t, group_id)));
+  if (!rec.found()) return absl::OkStatus();
+  for (const auto& m : rec.value.members()) RETURN_IF_ERROR(ExpandMember(t, m, x));
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<v1::Recipient>> DirectoryServiceImpl::ExpandGroupRecipients(
+    const std::string& t, const std::string& group_id, int max) {
+  Expansion x;
+  if (max > 0) x.max = static_cast<size_t>(max);
+  RETURN_IF_ERROR(ExpandGroup(t, group_id, x));
+  return std::move(x.recipients);
+}
+
+absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> DirectoryServiceImpl::ResolveUncached(
+    const std::string& input) {
+  auto e = std::make_shared<ResolveCache::Entry>();
+  e->computed_at = absl::Now();
+  ASSIGN_OR_RETURN(ParsedAddress a, ParseAddress(input, "address"));
+  auto answer = [&](absl::Status s) {
+    e->status = std::move(s);
+    return std::shared_ptr<const ResolveCache::Entry>(e);
+  };
+  ASSIGN_OR_RETURN(auto owner, rs_->GetRaw(keys::DomainIndex(a.domain)));
+  if (!owner.has_value()) return answer(NotHosted(a.domain));
+  const std::string tid = *owner;
+  e->tenant_id = tid;
+  // The stamp first: a change after this read makes the answer stale.
+  ASSIGN_OR_RETURN(auto dirgen, rs_->GetRaw(dkeys::DirGen(tid)));
+  ASSIGN_OR_RETURN(auto tenant, rs_->Read<storage::TenantRecord>(keys::Tenant(tid)));
+  e->stamp.dirgen = dirgen.value_or("");
+  e->stamp.tenant_version = tenant.version;
+  cache_.SetStamp(tid, e->stamp, e->computed_at);
+  const auto state = tenant.value.tenant().state();
+  if (state == v1::TENANT_STATE_SUSPENDED) {
+    return answer(Reason(absl::StatusCode::kFailedPrecondition, "TENANT_SUSPENDED",
+                         "the tenant of this domain is suspended (try later)"));
+  }
+  if (state != v1::TENANT_STATE_ACTIVE) return answer(NotHosted(a.domain));
+
+  std::string domain = a.domain;
+  ASSIGN_OR_RETURN(auto drec, rs_->Read<storage::DomainRecord>(keys::Domain(tid, domain)));
+  if (!drec.found() || drec.value.domain().state() != v1::DOMAIN_STATE_VERIFIED)
+    return answer(NotHosted(a.domain));
+  ASSIGN_OR_RETURN(auto settings,
+                   rs_->Read<v1::DomainMailSettings>(dkeys::MailSettings(tid, domain)));
+  if (!settings.value.alias_of().empty()) {
+    domain = settings.value.alias_of();
+    ASSIGN_OR_RETURN(auto target, rs_->Read<storage::DomainRecord>(keys::Domain(tid, domain)));
+    if (!target.found() || target.value.domain().state() != v1::DOMAIN_STATE_VERIFIED)
+      return answer(NotHosted(a.domain));
+    ASSIGN_OR_RETURN(settings,
+                     rs_->Read<v1::DomainMailSettings>(dkeys::MailSettings(tid, domain)));
+  }
+
+  // The local part: as is, then without its +detail, then the catch-all.
+  std::string local = a.local;
+  std::string detail;
+  ASSIGN_OR_RETURN(auto rec, rs_->Read<AddressRecord>(dkeys::Address(AddressKey(local, domain))));
+  const std::string sep =
+      settings.value.plus_separator().empty() ? "+" : settings.value.plus_separator();
+  if (!rec.found() && !settings.value.disable_plus_addressing()) {
+    size_t pos = local.find(sep);
+    if (pos != std::string::npos && pos > 0) {
+      detail = local.substr(pos + sep.size());
+      local = local.substr(0, pos);
+      ASSIGN_OR_RETURN(rec,
+                       rs_->Read<AddressRecord>(dkeys::Address(AddressKey(local, domain))));
+    }
+  }
+  v1::AddressKind kind = v1::ADDRESS_KIND_UNSPECIFIED;
+  e->response.set_canonical_address(absl::StrCat(local, "@", domain));
+  if (rec.found()) {
+    e->response.set_canonical_address(rec.value.address());
+  } else if (!settings.value.catch_all_address().empty()) {
+    ASSIGN_OR_RETURN(ParsedAddress c, ParseAddress(settings.value.catch_all_address(), "catch_all"));
+    ASSIGN_OR_RETURN(rec, rs_->Read<AddressRecord>(dkeys::Address(c.key)));
+    kind = v1::ADDRESS_KIND_CATCH_ALL;
+    detail.clear();
+    local = a.local;
+    e->response.set_canonical_address(absl::StrCat(a.local, "@", domain));
+  }
+  if (!rec.found() || rec.value.tenant_id() != tid) {
+    return answer(Reason(absl::StatusCode::kNotFound, "ADDRESS_NOT_FOUND",
+                         absl::StrCat("no mailbox here for ", a.address)));
+  }
+  e->response.set_tenant_id(tid);
+  e->response.set_detail(detail);
+  Expansion x;
+  const AddressRecord& r = rec.value;
+  auto deleted = [&]() {
+    return Reason(absl::StatusCode::kNotFound, "ADDRESS_DELETED",
+                  absl::StrCat("the mailbox of ", a.address, " was deleted"));
+  };
+  bool to_user = r.kind() == AddressRecord::KIND_USER ||
+                 (r.kind() == AddressRecord::KIND_ALIAS &&
+                  r.alias_target_kind() == v1::ALIAS_TARGET_KIND_USER);
+  if (to_user) {
+    ASSIGN_OR_RETURN(auto user, rs_->Read<storage::UserRecord>(dkeys::User(tid, r.target_id())));
+    if (!user.found() || user.value.user().state() == v1::USER_STATE_DELETED)
+      return answer(deleted());
+    RETURN_IF_ERROR(x.Add(RecipientOf(user.value.user())));
+    if (kind == v1::ADDRESS_KIND_UNSPECIFIED)
+      kind = r.kind() == AddressRecord::KIND_USER ? v1::ADDRESS_KIND_USER : v1::ADDRESS_KIND_ALIAS;
+  } else if (r.kind() == AddressRecord::KIND_SHARED || r.kind() == AddressRecord::KIND_ALIAS) {
+    RETURN_IF_ERROR(AddSharedRecipient(tid, r.target_id(), x));
+    if (x.recipients.empty()) return answer(deleted());
+    if (kind == v1::ADDRESS_KIND_UNSPECIFIED)
+      kind = r.kind() == AddressRecord::KIND_SHARED ? v1::ADDRESS_KIND_SHARED_MAILBOX
+                                                    : v1::ADDRESS_KIND_ALIAS;
+  } else if (r.kind() == AddressRecord::KIND_GROUP) {
+    ASSIGN_OR_RETURN(auto group, ReadGroup(*rs_, tid, r.target_id()));
+    absl::Status s = ExpandGroup(tid, r.target_id(), x);
+    if (!s.ok()) {
+      if (absl::IsResourceExhausted(s)) return answer(s);
+      return s;
+    }
+    const auto& g = group.value.group();
+    e->policy = g.posting_policy() == v1::POSTING_POLICY_UNSPECIFIED ? v1::POSTING_POLICY_INTERNAL
+                                                                     : g.posting_policy();
+    e->response.set_group_id(g.group_id());
+    *e->response.mutable_moderator_user_ids() = g.moderator_user_ids();
+    if (kind == v1::ADDRESS_KIND_UNSPECIFIED) kind = v1::ADDRESS_KIND_GROUP;
+    if (x.recipients.empty()) {
+      return answer(Reason(absl::StatusCode::kNotFound, "ADDRESS_NOT_FOUND",
+                           absl::StrCat("group ", a.address, " has no members to deliver to")));
+    }
+  }
+  e->response.set_kind(kind);
+  for (auto& rcpt : x.recipients) *e->response.add_recipients() = std::move(rcpt);
+  return answer(absl::OkStatus());
+}
+
+absl::StatusOr<v1::ResolveResponse> DirectoryServiceImpl::ResolveAddress(
+    const v1::ResolveRequest& req) {
+  ASSIGN_OR_RETURN(ParsedAddress a, ParseAddress(req.address(), "address"));
+  const absl::Time now = absl::Now();
+  std::shared_ptr<const ResolveCache::Entry> entry;
+  ResolveCache::Lookup hit = cache_.Find(a.key, now);
+  if (!hit.validate_tenant.empty()) {
+    // One read of the tenant's stamp decides for every cached answer of it.
+    ASSIGN_OR_RETURN(auto dirgen, rs_->GetRaw(dkeys::DirGen(hit.validate_tenant)));
+    uint64_t version = 0;
+    ASSIGN_OR_RETURN(auto tenant, rs_->GetRaw(keys::Tenant(hit.validate_tenant), &version));
+    (void)tenant;
+    cache_.SetStamp(hit.validate_tenant, {dirgen.value_or(""), version}, now);
+    hit = cache_.Find(a.key, now);
+  }
+  entry = hit.entry;
+  if (entry == nullptr) {
+    ASSIGN_OR_RETURN(entry, ResolveUncached(req.address()));
+    cache_.Insert(a.key, entry);
+  }
+  if (!entry->status.ok()) return entry->status;
+  v1::ResolveResponse out = entry->response;
+  const int max = req.max_recipients() > 0 ? req.max_recipients() : kDefaultMaxRecipients;
+  if (out.recipients_size() > max) {
+    return Reason(absl::StatusCode::kResourceExhausted, "EXPANSION_TOO_LARGE",
+                  absl::StrCat("the address expands to ", out.recipients_size(),
+                               " recipients, more than ", max));
+  }
+  // The posting decision depends on the sender, so it is made per call.
+  const auto& s = req.sender();
+  const bool internal = s.authenticated() && s.tenant_id() == out.tenant_id();
+  out.set_posting_decision(v1::POSTING_DECISION_ALLOWED);
+  if (out.kind() == v1::ADDRESS_KIND_GROUP || !out.group_id().empty()) {
+    switch (entry->policy) {
+      case v1::POSTING_POLICY_ANYONE:
+        break;
+      case v1::POSTING_POLICY_MEMBERS: {
+        bool member = false;
+        for (const auto& r : out.recipients()) member |= internal && r.user_id() == s.user_id();
+        if (!member) {
+          out.set_posting_decision(v1::POSTING_DECISION_DENIED);
+          out.set_posting_detail("members only");
+        }
+        break;
+      }
+      case v1::POSTING_POLICY_MODERATED: {
+        bool moderator = false;
+        for (const auto& m : out.moderator_user_ids()) moderator |= internal && m == s.user_id();
+        if (!moderator) out.set_posting_decision(v1::POSTING_DECISION_MODERATED);
+        break;
+      }
+      default:  // INTERNAL
+        if (!internal) {
+          out.set_posting_decision(v1::POSTING_DECISION_DENIED);
+          out.set_posting_detail("internal senders only");
+        }
+    }
+  }
+  if (out.posting_decision() != v1::POSTING_DECISION_MODERATED) {
+    out.clear_moderator_user_ids();
+  }
+  return out;
+}
+
+grpc::Status DirectoryServiceImpl::Resolve(Ctx* ctx, const v1::ResolveRequest* req,
+                                           v1::ResolveResponse* resp) {
+  return Serve(*auth_, ctx, "Resolve", [&](const Principal& p) -> absl::Status {
+    if (p.anonymous()) return Unauthenticated();
+    const bool service = p.HasRole(auth::kRoleService) && p.tenant_id.empty();
+    if (!service && !(p.HasRole(auth::kRoleTenantAdmin) && !p.tenant_id.empty()))
+      return PermissionDenied("Resolve is for relayd (service) and tenant admins");
+    auto out = ResolveAddress(*req);
+    if (!service) {
+      // An admin sees only its own tenant's answers; anything else is "not hosted".
+      std::string owner = out.ok() ? out->tenant_id() : "";
+      if (!out.ok()) {
+        auto parsed = ParseAddress(req->address(), "address");
+        if (!parsed.ok()) return parsed.status();
+        ASSIGN_OR_RETURN(auto o, store_->GetRaw(keys::DomainIndex(parsed->domain)));
+        owner = o.value_or("");
+        if (owner != p.tenant_id) return NotHosted(parsed->domain);
+        return out.status();
+      }
+      if (owner != p.tenant_id) return NotHosted(req->address().substr(req->address().rfind('@') + 1));
+    }
+    if (!out.ok()) return out.status();
+    *resp = std::move(*out);
+    return absl::OkStatus();
+  });
+}
+
+grpc::Status DirectoryServiceImpl::CanSendAs(Ctx* ctx, const v1::CanSendAsRequest* req,
+                                             v1::CanSendAsResponse* resp) {
+  return Serve(*auth_, ctx, "CanSendAs", [&](const Principal& p) -> absl::Status {
+    const std::string& uid = req->user_id();
+    const bool self = !p.anonymous() && p.subject == uid && !p.HasRole(auth::kRoleService);
+    ASSIGN_OR_RETURN(std::string tid, AuthorizeObject(p, "user", uid,
+                                                      {.any_authenticated = self, .service = true}));
+    if (self && p.tenant_id != tid) return NotFound("user", uid);
+    ASSIGN_OR_RETURN(auto user, ReadUser(*store_, tid, uid));
+    if (user.value.user().state() == v1::USER_STATE_DELETED) return NotFound("user", uid);
+    resp->set_allowed(false);
+    auto a = ParseAddress(req->address(), "address");
+    if (!a.ok()) return absl::OkStatus();  // not an address: simply "no"
+    std::string key = a->key;
+    ASSIGN_OR_RETURN(auto settings,
+                     store_->Read<v1::DomainMailSettings>(dkeys::MailSettings(tid, a->domain)));
+    if (!settings.value.alias_of().empty()) key = AddressKey(a->local, settings.value.alias_of());
+    ASSIGN_OR_RETURN(auto rec, store_->Read<AddressRecord>(dkeys::Address(key)));
+    if (!rec.found() || rec.value.tenant_id() != tid) return absl::OkStatus();
+    const AddressRecord& r = rec.value;
+    auto grant = [&](v1::SendAsGrant g) {
+      resp->set_allowed(true);
+      resp->set_grant(g);
+    };
+    if (r.kind() == AddressRecord::KIND_USER && r.target_id() == uid) {
+      grant(v1::SEND_AS_GRANT_OWN_ADDRESS);
+    } else if (r.kind() == AddressRecord::KIND_ALIAS &&
+               r.alias_target_kind() == v1::ALIAS_TARGET_KIND_USER && r.target_id() == uid) {
+      grant(v1::SEND_AS_GRANT_ALIAS);
+    } else if (r.kind() == AddressRecord::KIND_SHARED || r.kind() == AddressRecord::KIND_ALIAS) {
+      ASSIGN_OR_RETURN(auto seat, store_->Read<v1::Seat>(dkeys::Seat(tid, r.target_id(), uid)));
+      if (seat.found() && seat.value.can_send_as()) grant(v1::SEND_AS_GRANT_SHARED_MAILBOX_SEAT);
+    } else if (r.kind() == AddressRecord::KIND_GROUP) {
+      ASSIGN_OR_RETURN(auto group, ReadGroup(*store_, tid, r.target_id()));
+      if (group.value.group().members_can_send_as()) {
+        auto members = ExpandGroupRecipients(tid, r.target_id(), 0);
+        if (members.ok()) {
+          for (const auto& m : *members)
+            if (m.user_id() == uid) grant(v1::SEND_AS_GRANT_GROUP_MEMBER);
+        }
+      }
+    }
+    return absl::OkStatus();
+  });
+}
+
+}  // namespace mailgrid::tenant

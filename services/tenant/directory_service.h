@@ -1,0 +1,267 @@
+// DirectoryService (directory.proto): the company inside a tenant. One
+// class, its methods split by topic:
+//   directory_users.cc        users, their mailboxes and initial passwords, GetPrincipal
+//   directory_import.cc       ImportUsers (CSV, all or nothing)
+//   directory_departments.cc  the department tree
+//   directory_groups.cc       groups, members, posting policy
+//   directory_addresses.cc    aliases, domain mail settings, shared mailboxes and seats,
+//                             the admin audit log
+//   directory_resolve.cc      Resolve, CanSendAs, group expansion, the Resolve cache
+//
+// Threads: gRPC's sync server threads; the only state beyond the store is
+// the Resolve cache (resolve_cache.h, its own mutex). Concurrency between
+// writers (and between replicas) is settled by conditional writes, as in
+// the rest of tenantd; each write also rewrites the tenant's directory
+// stamp so cached Resolve answers of that tenant go stale.
+//
+// Peers: CreateUser/ImportUsers call identityd and mailstored BEFORE the
+// directory write, and the user record is the last write: if a peer fails,
+// nothing is written (UNAVAILABLE); if the write then loses a race
+// (address taken meanwhile), the fresh mailbox is deleted again
+// (best effort; an orphan credential keyed by an unused user id is inert).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "mailgrid/tenant/v1/directory.grpc.pb.h"
+#include "services/tenant/authz.h"
+#include "services/tenant/config.h"
+#include "services/tenant/directory_store.h"
+#include "services/tenant/directory_users.h"
+#include "services/tenant/peers.h"
+#include "services/tenant/resolve_cache.h"
+#include "services/tenant/tenant_store.h"
+
+namespace mailgrid::tenant {
+
+class DirectoryServiceImpl final : public tenant::v1::DirectoryService::Service {
+ public:
+  // `resolve_reads`: where Resolve reads (the local replica, STALE; null:
+  // `store`).
+  DirectoryServiceImpl(TenantStore* store, const Authenticator* auth, const Options* options,
+                       DirectoryPeers* peers, TenantStore* resolve_reads = nullptr);
+
+  using Ctx = grpc::ServerContext;
+  // Departments.
+  grpc::Status CreateDepartment(Ctx*, const v1::CreateDepartmentRequest*,
+                                v1::Department*) override;
+  grpc::Status GetDepartment(Ctx*, const v1::GetDepartmentRequest*, v1::Department*) override;
+  grpc::Status RenameDepartment(Ctx*, const v1::RenameDepartmentRequest*,
+                                v1::Department*) override;
+  grpc::Status MoveDepartment(Ctx*, const v1::MoveDepartmentRequest*, v1::Department*) override;
+  grpc::Status DeleteDepartment(Ctx*, const v1::DeleteDepartmentRequest*,
+                                v1::DeleteDepartmentResponse*) override;
+  grpc::Status ListDepartments(Ctx*, const v1::ListDepartmentsRequest*,
+                               v1::ListDepartmentsResponse*) override;
+  grpc::Status ResolveDepartmentPath(Ctx*, const v1::ResolveDepartmentPathRequest*,
+                                     v1::Department*) override;
+  grpc::Status ListDepartmentMembers(Ctx*, const v1::ListDepartmentMembersRequest*,
+                                     v1::ListDepartmentMembersResponse*) override;
+  // Users.
+  grpc::Status CreateUser(Ctx*, const v1::CreateUserRequest*, v1::CreateUserResponse*) override;
+  grpc::Status ImportUsers(Ctx*, const v1::ImportUsersRequest*, v1::ImportUsersResponse*) override;
+  grpc::Status GetUser(Ctx*, const v1::GetUserRequest*, v1::User*) override;
+  grpc::Status ListUsers(Ctx*, const v1::ListUsersRequest*, v1::ListUsersResponse*) override;
+  grpc::Status UpdateUser(Ctx*, const v1::UpdateUserRequest*, v1::User*) override;
+  grpc::Status DisableUser(Ctx*, const v1::DisableUserRequest*, v1::User*) override;
+  grpc::Status EnableUser(Ctx*, const v1::EnableUserRequest*, v1::User*) override;
+  grpc::Status DeleteUser(Ctx*, const v1::DeleteUserRequest*, v1::User*) override;
+  grpc::Status RenameUser(Ctx*, const v1::RenameUserRequest*, v1::User*) override;
+  grpc::Status GetPrincipal(Ctx*, const v1::GetPrincipalRequest*, v1::Principal*) override;
+  // Aliases and domain settings.
+  grpc::Status AddAlias(Ctx*, const v1::AddAliasRequest*, v1::Alias*) override;
+  grpc::Status RemoveAlias(Ctx*, const v1::RemoveAliasRequest*,
+                           v1::RemoveAliasResponse*) override;
+  grpc::Status ListAliases(Ctx*, const v1::ListAliasesRequest*, v1::ListAliasesResponse*) override;
+  grpc::Status GetDomainMailSettings(Ctx*, const v1::GetDomainMailSettingsRequest*,
+                                     v1::DomainMailSettings*) override;
+  grpc::Status SetDomainMailSettings(Ctx*, const v1::SetDomainMailSettingsRequest*,
+                                     v1::DomainMailSettings*) override;
+  // Groups.
+  grpc::Status CreateGroup(Ctx*, const v1::CreateGroupRequest*, v1::Group*) override;
+  grpc::Status GetGroup(Ctx*, const v1::GetGroupRequest*, v1::Group*) override;
+  grpc::Status ListGroups(Ctx*, const v1::ListGroupsRequest*, v1::ListGroupsResponse*) override;
+  grpc::Status UpdateGroup(Ctx*, const v1::UpdateGroupRequest*, v1::Group*) override;
+  grpc::Status DeleteGroup(Ctx*, const v1::DeleteGroupRequest*,
+                           v1::DeleteGroupResponse*) override;
+  grpc::Status AddGroupMember(Ctx*, const v1::AddGroupMemberRequest*, v1::Group*) override;
+  grpc::Status RemoveGroupMember(Ctx*, const v1::RemoveGroupMemberRequest*, v1::Group*) override;
+  grpc::Status ListGroupMembers(Ctx*, const v1::ListGroupMembersRequest*,
+                                v1::ListGroupMembersResponse*) override;
+  grpc::Status SetGroupPolicy(Ctx*, const v1::SetGroupPolicyRequest*, v1::Group*) override;
+  grpc::Status AddGroupAddress(Ctx*, const v1::AddGroupAddressRequest*, v1::Group*) override;
+  grpc::Status RemoveGroupAddress(Ctx*, const v1::RemoveGroupAddressRequest*,
+                                  v1::Group*) override;
+  // Shared mailboxes.
+  grpc::Status CreateSharedMailbox(Ctx*, const v1::CreateSharedMailboxRequest*,
+                                   v1::SharedMailbox*) override;
+  grpc::Status GetSharedMailbox(Ctx*, const v1::GetSharedMailboxRequest*,
+                                v1::SharedMailbox*) override;
+  grpc::Status ListSharedMailboxes(Ctx*, const v1::ListSharedMailboxesRequest*,
+                                   v1::ListSharedMailboxesResponse*) override;
+  grpc::Status DeleteSharedMailbox(Ctx*, const v1::DeleteSharedMailboxRequest*,
+                                   v1::DeleteSharedMailboxResponse*) override;
+  grpc::Status AssignSeat(Ctx*, const v1::AssignSeatRequest*, v1::Seat*) override;
+  grpc::Status UnassignSeat(Ctx*, const v1::UnassignSeatRequest*,
+                            v1::UnassignSeatResponse*) override;
+  grpc::Status ListSeats(Ctx*, const v1::ListSeatsRequest*, v1::ListSeatsResponse*) override;
+  // Resolution.
+  grpc::Status Resolve(Ctx*, const v1::ResolveRequest*, v1::ResolveResponse*) override;
+  grpc::Status CanSendAs(Ctx*, const v1::CanSendAsRequest*, v1::CanSendAsResponse*) override;
+  // Audit log.
+  grpc::Status ListAdminAuditLog(Ctx*, const v1::ListAdminAuditLogRequest*,
+                                 v1::ListAdminAuditLogResponse*) override;
+  grpc::Status AppendAdminAuditLog(Ctx*, const v1::AppendAdminAuditLogRequest*,
+                                   v1::AdminAuditEntry*) override;
+
+  // Background: creates mailboxes left pending (mailstored was not
+  // configured, or came back) and purges users whose grace period ended.
+  absl::Status BackgroundRound(absl::Time now);
+
+  // The Resolve logic without gRPC (tests and the benchmark's in-process mode).
+  absl::StatusOr<v1::ResolveResponse> ResolveAddress(const v1::ResolveRequest& req);
+
+ private:
+  // ---- shared helpers (directory_users.cc) ----
+  struct TenantCtx {
+    std::string tenant_id;
+    Versioned<storage::TenantRecord> tenant;
+    v1::Plan plan;  // empty plan (all unlimited) when none is set
+    bool has_plan = false;
+  };
+  absl::Status MailboxLimit(const TenantCtx& t, int64_t adding, Batch* batch);
+  // The tenant, which must be ACTIVE (FAILED_PRECONDITION WRONG_STATE).
+  absl::StatusOr<TenantCtx> ActiveTenant(const std::string& tenant_id);
+  // The domain of a new address must be the tenant's (DOMAIN_NOT_IN_TENANT)
+  // and VERIFIED (DOMAIN_NOT_VERIFIED).
+  absl::Status CheckAddressDomain(const std::string& tenant_id, const ParsedAddress& a,
+                                  const std::string& field);
+  // A new address: parsed, domain checked, not taken (ALREADY_EXISTS).
+  absl::StatusOr<ParsedAddress> NewAddress(const std::string& tenant_id, std::string_view input,
+                                           const std::string& field);
+  // Authorizes a call about object `id` of `kind` ("user", "group", ...):
+  // its tenant, NOT_FOUND alike for absent and foreign objects.
+  absl::StatusOr<std::string> AuthorizeObject(const Principal& p, std::string_view kind,
+                                              const std::string& id, const Who& who);
+  // Least-loaded shard choice for `n` new mailboxes (no write).
+  absl::StatusOr<std::vector<uint32_t>> PickShards(size_t n,
+                                                   std::vector<std::pair<uint64_t, int64_t>>* loads);
+  // Adds the shard load changes (conditional) for mailboxes placed
+  // (sign +1) or purged (-1) to `batch`.
+  absl::Status CountPlacements(const std::vector<uint32_t>& shards, Batch* batch, int sign);
+  // RESOURCE_EXHAUSTED (plan.mailboxes, LimitDetail) when `adding` more
+  // mailboxes exceed the plan; with `batch`, adds the usage update.
+
+  // The quota of a new mailbox under the plan (INVALID_ARGUMENT "quota" ABOVE_PLAN).
+  absl::StatusOr<common::v1::QuotaLimit> QuotaFor(const TenantCtx& t,
+                                                  const common::v1::QuotaLimit& requested,
+                                                  bool has_requested, const std::string& field);
+  // Records the change in the audit log and touches the directory stamp.
+  void Changed(Batch& batch, const std::string& tenant_id, const Principal& p,
+               const std::string& action, const std::string& kind, const std::string& id,
+               const std::string& summary, const std::string& reason = "");
+  // Creates the mailboxes and initial passwords of new users at the peers
+  // (skipped, marked pending, when a peer is not configured).
+  struct NewUser {
+    storage::UserRecord record;
+    std::string password;
+    bool generated = false;
+  };
+  // Checks a user to create and fills the record (new ids, quota, roles);
+  // `check_taken`: also refuse an address already in use.
+  absl::StatusOr<NewUser> ValidateNewUser(const TenantCtx& t, const UserInput& in,
+                                          const FieldNames& f, bool check_taken);
+  // Removes what a failed import wrote (best effort, logged).
+  void RollBackImport(const Principal& p, const TenantCtx& t,
+                      const std::vector<v1::Department>& depts, size_t depts_done,
+                      const std::vector<NewUser>& users, size_t users_done);
+  enum class ReadAccess { kFull, kReduced };
+  // Who may read users of `tenant_id`: NOT_FOUND (empty message) for another tenant.
+  absl::StatusOr<ReadAccess> AuthorizeUserRead(const Principal& p, const std::string& tenant_id);
+  absl::Status ProvisionAtPeers(std::vector<NewUser>& users);
+  void UnprovisionMailboxes(const std::vector<NewUser>& users);
+  // Adds the keys of a new user (record, indexes, department membership).
+  void PutNewUser(Batch& batch, const storage::UserRecord& rec);
+  // The user as `p` may see it (full, or the reduced directory view).
+  v1::User UserView(const Principal& p, const v1::User& user) const;
+  absl::StatusOr<std::string> UserIdOfAddress(const std::string& address, const std::string& field);
+  absl::StatusOr<v1::User> ChangeUserState(const Principal& p, const std::string& user_id,
+                                           v1::UserState to, const std::string& action,
+                                           const std::string& reason, absl::Duration grace);
+  // Is `user_id` the last ACTIVE/DISABLED tenant admin?
+  absl::StatusOr<bool> LastAdmin(const std::string& tenant_id, const std::string& user_id);
+
+  // ---- departments (directory_departments.cc) ----
+  absl::StatusOr<v1::Department> DeptView(const std::string& tenant_id, v1::Department d,
+                                          bool counts = true);
+  absl::StatusOr<std::string> DeptPath(const std::string& tenant_id, const v1::Department& d,
+                                       int* depth);
+  // Every department id in the subtree of `dept_id` (itself first).
+  absl::StatusOr<std::vector<std::string>> Subtree(const std::string& tenant_id,
+                                                   const std::string& dept_id);
+  absl::StatusOr<std::string> FindDeptByPath(const std::string& tenant_id,
+                                             const std::string& path);
+
+  // ---- resolution (directory_resolve.cc) ----
+  struct Expansion;
+  absl::Status ExpandGroup(const std::string& t, const std::string& group_id, Expansion& x);
+  absl::Status ExpandMember(const std::string& t, const v1::GroupMember& m, Expansion& x);
+  absl::Status ExpandDept(const std::string& t, const std::string& dept_id, bool direct_only,
+                          Expansion& x);
+  absl::Status AddUserRecipient(const std::string& t, const std::string& user_id, Expansion& x);
+  absl::Status AddSharedRecipient(const std::string& t, const std::string& id, Expansion& x);
+  absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> ResolveUncached(
+      const std::string& address);
+  // Does `from_group` contain `target_group` (itself or nested)? The
+  // groups read are pinned in `pin` (when given).
+  absl::StatusOr<bool> Reaches(const std::string& t, const std::string& from_group,
+                               const std::string& target_group, Batch* pin);
+  // The final mailboxes of a group (max 0: the server default bound).
+  absl::StatusOr<std::vector<v1::Recipient>> ExpandGroupRecipients(const std::string& t,
+                                                                   const std::string& group_id,
+                                                                   int max);
+
+  // ---- addresses (directory_addresses.cc) ----
+  // (tenant, A-label) of a domain named in a request; NOT_FOUND alike.
+  absl::StatusOr<std::pair<std::string, std::string>> DomainOfRequest(const Principal& p,
+                                                                      const std::string& domain,
+                                                                      const Who& who);
+  // FAILED_PRECONDITION IN_USE when addresses exist on `domain`.
+  absl::Status DomainInUse(const std::string& tid, const std::string& domain);
+  absl::StatusOr<v1::SharedMailbox> SharedView(const std::string& tid,
+                                               const storage::SharedMailboxRecord& r);
+
+  // ---- groups (directory_groups.cc) ----
+  // A member to add: exists in tenant `t`; display filled.
+  absl::StatusOr<v1::GroupMember> CheckMember(const std::string& t, const v1::GroupMember& in,
+                                              const std::string& field);
+  // (tenant, group id) of a request naming a group by id or address.
+  absl::StatusOr<std::pair<std::string, std::string>> GroupOfRequest(const Principal& p,
+                                                                     const std::string& group_id,
+                                                                     const std::string& address,
+                                                                     const Who& who);
+  absl::StatusOr<v1::Group> ChangeGroup(
+      const Principal& p, const std::string& group_id, const std::string& action,
+      const std::function<absl::StatusOr<std::string>(const std::string& tid,
+                                                      storage::GroupRecord& rec, Batch& batch)>&
+          change);
+
+  TenantStore* store_;
+  TenantStore* rs_;  // Resolve's reads
+  const Authenticator* auth_;
+  const Options* options_;
+  DirectoryPeers* peers_;
+  ResolveCache cache_;
+};
+
+// Plan features of `plan`, for Principal.
+bool PlanHas(const v1::Plan& plan, v1::PlanFeature feature);
+
+// The dept-member index value: what Resolve needs of a user without
+// reading the user record (mailbox, shard, address, state).
+v1::Recipient RecipientOf(const v1::User& user);
+
+}  // namespace mailgrid::tenant

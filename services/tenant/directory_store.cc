@@ -1,0 +1,181 @@
+#include "services/tenant/directory_store.h"
+
+#include "absl/strings/str_cat.h"
+#include "libs/base/status.h"
+#include "libs/kv/keys.h"
+#include "services/tenant/errors.h"
+#include "services/tenant/validation.h"
+
+namespace mailgrid::tenant {
+
+namespace dkeys {
+namespace {
+kv::KeyBuilder T(std::string_view t) { return kv::KeyBuilder(kv::TenantPrefix(t)); }
+}  // namespace
+
+std::string Address(std::string_view k) {
+  return kv::KeyBuilder(kv::GlobalPrefix("addr")).Str(k).Build();
+}
+std::string Object(std::string_view id) {
+  return kv::KeyBuilder(kv::GlobalPrefix("obj")).Str(id).Build();
+}
+std::string ShardLoad(uint32_t shard) {
+  return kv::KeyBuilder(kv::GlobalPrefix("shardload")).U64(shard).Build();
+}
+std::string User(std::string_view t, std::string_view id) {
+  return T(t).Str("user").Str(id).Build();
+}
+std::string UserPrefix(std::string_view t) { return T(t).Str("user").Build(); }
+std::string Dept(std::string_view t, std::string_view id) {
+  return T(t).Str("dept").Str(id).Build();
+}
+std::string DeptChild(std::string_view t, std::string_view parent, std::string_view name_key) {
+  return T(t).Str("deptchild").Str(parent).Str(name_key).Build();
+}
+std::string DeptChildPrefix(std::string_view t, std::string_view parent) {
+  return T(t).Str("deptchild").Str(parent).Build();
+}
+std::string DeptMember(std::string_view t, std::string_view d, std::string_view u) {
+  return T(t).Str("deptmember").Str(d).Str(u).Build();
+}
+std::string DeptMemberPrefix(std::string_view t, std::string_view d) {
+  return T(t).Str("deptmember").Str(d).Build();
+}
+std::string Group(std::string_view t, std::string_view id) {
+  return T(t).Str("group").Str(id).Build();
+}
+std::string GroupPrefix(std::string_view t) { return T(t).Str("group").Build(); }
+std::string MemberOf(std::string_view t, std::string_view m, std::string_view g) {
+  return T(t).Str("memberof").Str(m).Str(g).Build();
+}
+std::string MemberOfPrefix(std::string_view t, std::string_view m) {
+  return T(t).Str("memberof").Str(m).Build();
+}
+std::string Shared(std::string_view t, std::string_view id) {
+  return T(t).Str("shared").Str(id).Build();
+}
+std::string SharedPrefix(std::string_view t) { return T(t).Str("shared").Build(); }
+std::string Seat(std::string_view t, std::string_view s, std::string_view u) {
+  return T(t).Str("seat").Str(s).Str(u).Build();
+}
+std::string SeatPrefix(std::string_view t, std::string_view s) {
+  return T(t).Str("seat").Str(s).Build();
+}
+std::string UserSeat(std::string_view t, std::string_view u, std::string_view s) {
+  return T(t).Str("userseat").Str(u).Str(s).Build();
+}
+std::string UserSeatPrefix(std::string_view t, std::string_view u) {
+  return T(t).Str("userseat").Str(u).Build();
+}
+std::string Alias(std::string_view t, std::string_view k) {
+  return T(t).Str("alias").Str(k).Build();
+}
+std::string AliasPrefix(std::string_view t) { return T(t).Str("alias").Build(); }
+std::string MailSettings(std::string_view t, std::string_view d) {
+  return T(t).Str("mailsettings").Str(d).Build();
+}
+std::string MailSettingsPrefix(std::string_view t) { return T(t).Str("mailsettings").Build(); }
+std::string DirGen(std::string_view t) { return T(t).Str("dirgen").Build(); }
+std::string PendingMailbox(std::string_view t, std::string_view u) {
+  return kv::KeyBuilder(kv::GlobalPrefix("pendingmbx")).Str(t).Str(u).Build();
+}
+std::string PendingMailboxPrefix() { return kv::GlobalPrefix("pendingmbx"); }
+std::string Purge(absl::Time after, std::string_view t, std::string_view u) {
+  return kv::KeyBuilder(kv::GlobalPrefix("purge"))
+      .I64(absl::ToUnixMicros(after))
+      .Str(t)
+      .Str(u)
+      .Build();
+}
+std::string PurgePrefix() { return kv::GlobalPrefix("purge"); }
+}  // namespace dkeys
+
+std::string ComponentAfter(std::string_view key, std::string_view prefix) {
+  kv::KeyReader r(key);
+  if (!r.ConsumePrefix(prefix)) return "";
+  auto s = r.Str();
+  return s.ok() ? *s : "";
+}
+
+absl::StatusOr<ParsedAddress> ParseAddress(std::string_view input, std::string_view field) {
+  ASSIGN_OR_RETURN(std::string normalized, NormalizeEmail(input, field));
+  size_t at = normalized.rfind('@');
+  // NFC of the local part: NFD and NFC spellings are one address.
+  ASSIGN_OR_RETURN(std::string local, ValidateName(normalized.substr(0, at), field, 64));
+  ParsedAddress a;
+  a.local = local;
+  a.domain = normalized.substr(at + 1);
+  a.address = absl::StrCat(a.local, "@", a.domain);
+  a.key = AddressKey(a.local, a.domain);
+  return a;
+}
+
+std::string AddressKey(std::string_view local, std::string_view domain) {
+  return absl::StrCat(NameKey(local), "@", std::string(domain));
+}
+
+void TouchDirectory(Batch& batch, const std::string& tenant_id) {
+  batch.PutRaw(dkeys::DirGen(tenant_id), RandomBytes(12));
+}
+
+std::string GeneratePassword() {
+  static constexpr char kAlphabet[] = "abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+  constexpr size_t kSize = sizeof(kAlphabet) - 1;
+  std::string out;
+  while (out.size() < 16) {
+    for (char b : RandomBytes(32)) {
+      unsigned v = static_cast<unsigned char>(b);
+      if (v >= 256 - 256 % kSize) continue;  // no modulo bias
+      out.push_back(kAlphabet[v % kSize]);
+      if (out.size() == 16) break;
+    }
+  }
+  return out;
+}
+
+namespace {
+template <typename M>
+absl::StatusOr<Versioned<M>> ReadOr404(TenantStore& s, const std::string& key,
+                                       std::string_view kind, const std::string& id) {
+  ASSIGN_OR_RETURN(auto v, s.Read<M>(key));
+  if (!v.found()) return NotFound(kind, id);
+  return v;
+}
+}  // namespace
+
+absl::StatusOr<Versioned<storage::UserRecord>> ReadUser(TenantStore& s, const std::string& t,
+                                                        const std::string& id) {
+  return ReadOr404<storage::UserRecord>(s, dkeys::User(t, id), "user", id);
+}
+absl::StatusOr<Versioned<tenant::v1::Department>> ReadDept(TenantStore& s, const std::string& t,
+                                                           const std::string& id) {
+  return ReadOr404<tenant::v1::Department>(s, dkeys::Dept(t, id), "department", id);
+}
+absl::StatusOr<Versioned<storage::GroupRecord>> ReadGroup(TenantStore& s, const std::string& t,
+                                                          const std::string& id) {
+  return ReadOr404<storage::GroupRecord>(s, dkeys::Group(t, id), "group", id);
+}
+absl::StatusOr<Versioned<storage::SharedMailboxRecord>> ReadShared(TenantStore& s,
+                                                                   const std::string& t,
+                                                                   const std::string& id) {
+  return ReadOr404<storage::SharedMailboxRecord>(s, dkeys::Shared(t, id), "shared mailbox", id);
+}
+
+absl::StatusOr<std::string> TenantOfObject(TenantStore& s, std::string_view kind,
+                                           const std::string& id) {
+  if (id.empty()) return InvalidField(absl::StrCat(std::string(kind), "_id"), "EMPTY",
+                                      "must not be empty");
+  ASSIGN_OR_RETURN(auto t, s.GetRaw(dkeys::Object(id)));
+  if (!t.has_value()) return NotFound(kind, id);
+  return *t;
+}
+
+absl::StatusOr<std::vector<std::string>> IdsUnder(TenantStore& s, const std::string& prefix) {
+  ASSIGN_OR_RETURN(auto entries, s.ScanAll(prefix, /*keys_only=*/true));
+  std::vector<std::string> out;
+  out.reserve(entries.size());
+  for (const auto& e : entries) out.push_back(ComponentAfter(e.key(), prefix));
+  return out;
+}
+
+}  // namespace mailgrid::tenant

@@ -1,0 +1,120 @@
+// The directory's persistence (issue 5): keys, address canonical forms and
+// the record reads every DirectoryService file shares. Same store, same
+// conventions as tenant_store.h (conditional writes, Transact).
+//
+// KEY LAYOUT (T = TenantPrefix(tenant_id), G(x) = GlobalPrefix(x)):
+//
+//   G("addr") / address key                  -> AddressRecord  every address on the platform
+//                                               (one key: uniqueness AND Resolve's first read)
+//   G("obj") / object id                     -> tenant_id  (user, group, department, shared
+//                                               mailbox: calls that name only an id)
+//   G("shardload") / u64 shard               -> decimal count of mailboxes placed there
+//   T / "user" / user_id                     -> UserRecord
+//   T / "dept" / department_id               -> tenant.v1.Department (id, name, parent_id,
+//                                               created_at; path/depth/counts computed on read)
+//   T / "deptchild" / parent_id / NameKey    -> department_id  (parent "" = top level):
+//                                               sibling uniqueness, children, path lookup
+//   T / "deptmember" / department_id / user  -> ""  direct members
+//   T / "group" / group_id                   -> GroupRecord
+//   T / "memberof" / member_id / group_id    -> ""  groups naming a member directly (cycle
+//                                               checks, clean-up when the member goes)
+//   T / "shared" / shared_mailbox_id         -> SharedMailboxRecord
+//   T / "seat" / shared_mailbox_id / user_id -> tenant.v1.Seat
+//   T / "userseat" / user_id / shared_id     -> ""  seats of one user
+//   T / "alias" / address key                -> tenant.v1.Alias (ListAliases)
+//   T / "mailsettings" / a-label             -> tenant.v1.DomainMailSettings
+//   G("pendingmbx") / tenant / user_id      -> ""  mailbox still to create at mailstored
+//   G("purge") / i64 micros / tenant / user  -> ""  a DELETED user's purge time
+//   T / "dirgen"                             -> random bytes, rewritten by every directory
+//                                               change: the Resolve cache's validity stamp
+//
+// ADDRESS KEY: NFC + full case folding of the local part, "@", the domain
+// in lower-case A-labels. "Ünal@ACME.cn", its NFD spelling and
+// "ünal@acme.cn" share one key, so they collide as the proto demands.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "mailgrid/tenant/v1/directory.pb.h"
+#include "services/tenant/tenant_storage.pb.h"
+#include "services/tenant/tenant_store.h"
+
+namespace mailgrid::tenant {
+
+namespace dkeys {
+std::string Address(std::string_view address_key);
+std::string Object(std::string_view id);
+std::string ShardLoad(uint32_t shard);
+std::string User(std::string_view t, std::string_view user_id);
+std::string UserPrefix(std::string_view t);
+std::string Dept(std::string_view t, std::string_view id);
+std::string DeptChild(std::string_view t, std::string_view parent, std::string_view name_key);
+std::string DeptChildPrefix(std::string_view t, std::string_view parent);
+std::string DeptMember(std::string_view t, std::string_view dept, std::string_view user);
+std::string DeptMemberPrefix(std::string_view t, std::string_view dept);
+std::string Group(std::string_view t, std::string_view id);
+std::string GroupPrefix(std::string_view t);
+std::string MemberOf(std::string_view t, std::string_view member, std::string_view group);
+std::string MemberOfPrefix(std::string_view t, std::string_view member);
+std::string Shared(std::string_view t, std::string_view id);
+std::string SharedPrefix(std::string_view t);
+std::string Seat(std::string_view t, std::string_view shared, std::string_view user);
+std::string SeatPrefix(std::string_view t, std::string_view shared);
+std::string UserSeat(std::string_view t, std::string_view user, std::string_view shared);
+std::string UserSeatPrefix(std::string_view t, std::string_view user);
+std::string Alias(std::string_view t, std::string_view address_key);
+std::string AliasPrefix(std::string_view t);
+std::string MailSettings(std::string_view t, std::string_view domain);
+std::string MailSettingsPrefix(std::string_view t);
+std::string DirGen(std::string_view t);
+// Work for the background loop (global, so one scan finds it):
+std::string PendingMailbox(std::string_view t, std::string_view user_id);
+std::string PendingMailboxPrefix();
+std::string Purge(absl::Time after, std::string_view t, std::string_view user_id);
+std::string PurgePrefix();
+}  // namespace dkeys
+
+// The string component right after `prefix` in `key` (ids in index keys).
+std::string ComponentAfter(std::string_view key, std::string_view prefix);
+
+// An address checked and in canonical form.
+struct ParsedAddress {
+  std::string address;  // shown: NFC local part as typed, "@", A-label domain
+  std::string key;      // compared: case-folded local part, "@", domain
+  std::string local;    // NFC local part
+  std::string domain;   // A-labels
+};
+// INVALID_ARGUMENT `field` BAD_ADDRESS (or EMPTY/BAD_UTF8) when not an address.
+absl::StatusOr<ParsedAddress> ParseAddress(std::string_view input, std::string_view field);
+// The key of a local part alone (for plus-addressing splits).
+std::string AddressKey(std::string_view local, std::string_view domain);
+
+// Rewrites the tenant's directory stamp in `batch`: every change that can
+// alter a Resolve answer calls it (cached answers of the tenant go stale).
+void TouchDirectory(Batch& batch, const std::string& tenant_id);
+
+// A random initial password: 16 characters from an unambiguous alphabet.
+std::string GeneratePassword();
+
+// Reads: NOT_FOUND (uniform words) when absent.
+absl::StatusOr<Versioned<storage::UserRecord>> ReadUser(TenantStore& s, const std::string& t,
+                                                        const std::string& id);
+absl::StatusOr<Versioned<tenant::v1::Department>> ReadDept(TenantStore& s, const std::string& t,
+                                                           const std::string& id);
+absl::StatusOr<Versioned<storage::GroupRecord>> ReadGroup(TenantStore& s, const std::string& t,
+                                                          const std::string& id);
+absl::StatusOr<Versioned<storage::SharedMailboxRecord>> ReadShared(TenantStore& s,
+                                                                   const std::string& t,
+                                                                   const std::string& id);
+// The tenant owning object `id` (G("obj")); NOT_FOUND `kind` `id` when unknown.
+absl::StatusOr<std::string> TenantOfObject(TenantStore& s, std::string_view kind,
+                                           const std::string& id);
+
+// Every id under a prefix of "" values (last key component).
+absl::StatusOr<std::vector<std::string>> IdsUnder(TenantStore& s, const std::string& prefix);
+
+}  // namespace mailgrid::tenant

@@ -1,0 +1,258 @@
+#include "services/tenant/peers.h"
+
+#include <thread>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "libs/auth/service_token.h"
+#include "libs/base/log.h"
+#include "libs/base/status.h"
+#include "libs/rpc/client.h"
+#include "libs/rpc/status.h"
+#include "mailgrid/identity/v1/credential.grpc.pb.h"
+#include "mailgrid/mailstore/v1/mailbox.grpc.pb.h"
+
+namespace mailgrid::tenant {
+
+absl::StatusOr<std::map<uint32_t, std::vector<std::string>>> ParseShardMap(
+    const std::string& text) {
+  std::map<uint32_t, std::vector<std::string>> out;
+  for (absl::string_view group : absl::StrSplit(text, ';', absl::SkipWhitespace())) {
+    uint32_t shard = 0;
+    absl::string_view list = group;
+    if (size_t eq = group.find('='); eq != absl::string_view::npos) {
+      if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(group.substr(0, eq)), &shard))
+        return absl::InvalidArgumentError(absl::StrCat("--mailstored: bad shard in \"", group, "\""));
+      list = group.substr(eq + 1);
+    } else if (!out.empty()) {
+      return absl::InvalidArgumentError("--mailstored: name every shard (\"0=...;1=...\")");
+    }
+    if (out.count(shard))
+      return absl::InvalidArgumentError(absl::StrCat("--mailstored: shard ", shard, " twice"));
+    auto& addrs = out[shard];
+    for (absl::string_view a : absl::StrSplit(list, ',', absl::SkipWhitespace()))
+      addrs.emplace_back(absl::StripAsciiWhitespace(a));
+    if (addrs.empty())
+      return absl::InvalidArgumentError(absl::StrCat("--mailstored: shard ", shard, " is empty"));
+  }
+  return out;
+}
+
+namespace {
+
+// Replicas of one Raft group; calls follow the leader.
+class Group {
+ public:
+  explicit Group(std::vector<std::string> addresses) : addresses_(std::move(addresses)) {}
+
+  // Runs `call` on a channel, following `mailgrid-leader` hints and moving
+  // on from unreachable replicas, for up to `budget`.
+  absl::Status Call(absl::Duration budget,
+                    const std::function<grpc::Status(const std::shared_ptr<grpc::Channel>&,
+                                                     grpc::ClientContext*)>& call,
+                    auth::ServiceTokenSource* tokens) {
+    absl::Time deadline = absl::Now() + budget;
+    std::string target = Preferred();
+    absl::Status last = absl::UnavailableError("no replica reachable");
+    for (int attempt = 0; absl::Now() < deadline && attempt < 12; ++attempt) {
+      ASSIGN_OR_RETURN(auto channel, Channel(target));
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(std::min(deadline, absl::Now() + absl::Seconds(5))));
+      if (tokens != nullptr) {
+        ASSIGN_OR_RETURN(std::string header, tokens->AuthorizationHeader());
+        ctx.AddMetadata("authorization", header);
+      }
+      grpc::Status s = call(channel, &ctx);
+      if (s.ok()) {
+        Remember(target);
+        return absl::OkStatus();
+      }
+      last = rpc::FromGrpc(s);
+      // Keep the callee's ErrorDetail (field, reason) for errors.h.
+      if (!s.error_details().empty())
+        last.SetPayload("type.googleapis.com/mailgrid.common.v1.RpcStatus",
+                        absl::Cord(s.error_details()));
+      const auto& md = ctx.GetServerTrailingMetadata();
+      auto hint = md.find("mailgrid-leader");
+      bool redirect = hint != md.end() && !hint->second.empty();
+      if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+          s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED && !redirect) {
+        return last;
+      }
+      if (redirect) {
+        target.assign(hint->second.data(), hint->second.size());
+      } else {
+        target = Next(target);
+        std::this_thread::sleep_for(std::chrono::milliseconds(50 << std::min(attempt, 4)));
+      }
+    }
+    return last;
+  }
+
+ private:
+  std::string Preferred() {
+    absl::MutexLock l(&mu_);
+    return leader_.empty() ? addresses_.front() : leader_;
+  }
+  void Remember(const std::string& a) {
+    absl::MutexLock l(&mu_);
+    leader_ = a;
+  }
+  std::string Next(const std::string& a) {
+    for (size_t i = 0; i < addresses_.size(); ++i)
+      if (addresses_[i] == a) return addresses_[(i + 1) % addresses_.size()];
+    return addresses_.front();
+  }
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> Channel(const std::string& a) {
+    absl::MutexLock l(&mu_);
+    auto it = channels_.find(a);
+    if (it != channels_.end()) return it->second;
+    rpc::ClientOptions o;
+    o.target = a;
+    ASSIGN_OR_RETURN(auto ch, rpc::MakeChannel(o));
+    channels_[a] = ch;
+    return ch;
+  }
+
+  std::vector<std::string> addresses_;
+  absl::Mutex mu_;
+  std::string leader_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mu_);
+};
+
+class GrpcPeers final : public DirectoryPeers {
+ public:
+  GrpcPeers(std::unique_ptr<Group> identity, std::map<uint32_t, std::unique_ptr<Group>> shards,
+            uint32_t shard_count, std::unique_ptr<auth::ServiceTokenSource> tokens)
+      : identity_(std::move(identity)),
+        shards_(std::move(shards)),
+        shard_count_(shard_count),
+        tokens_(std::move(tokens)) {}
+
+  bool identity_configured() const override { return identity_ != nullptr; }
+  bool mailstore_configured() const override { return !shards_.empty(); }
+  uint32_t shards() const override { return shard_count_; }
+
+  absl::Status SetInitialPasswords(const identity::v1::SetInitialPasswordRequest& r) override {
+    if (!identity_) return absl::UnavailableError("identityd is not configured");
+    identity::v1::SetInitialPasswordResponse resp;
+    // Large imports hash many passwords: a generous budget.
+    return Wrap("identityd", identity_->Call(
+                                 absl::Seconds(30 + r.entries_size() / 50),
+                                 [&](const auto& ch, grpc::ClientContext* ctx) {
+                                   return identity::v1::CredentialService::NewStub(ch)
+                                       ->SetInitialPassword(ctx, r, &resp);
+                                 },
+                                 tokens_.get()));
+  }
+
+  absl::Status CreateMailbox(uint32_t shard,
+                             const mailstore::v1::CreateMailboxRequest& r) override {
+    ASSIGN_OR_RETURN(Group * g, Shard(shard));
+    mailstore::v1::MailboxInfo info;
+    return Wrap("mailstored", g->Call(
+                                  absl::Seconds(15),
+                                  [&](const auto& ch, grpc::ClientContext* ctx) {
+                                    return mailstore::v1::MailboxService::NewStub(ch)
+                                        ->CreateMailbox(ctx, r, &info);
+                                  },
+                                  tokens_.get()));
+  }
+
+  absl::Status DeleteCredentials(const std::string& user_id) override {
+    if (!identity_) return absl::OkStatus();
+    identity::v1::DeleteCredentialsRequest r;
+    r.set_user_id(user_id);
+    identity::v1::DeleteCredentialsResponse resp;
+    absl::Status s = identity_->Call(
+        absl::Seconds(15),
+        [&](const auto& ch, grpc::ClientContext* ctx) {
+          return identity::v1::CredentialService::NewStub(ch)->DeleteCredentials(ctx, r, &resp);
+        },
+        tokens_.get());
+    if (absl::IsNotFound(s)) return absl::OkStatus();
+    return Wrap("identityd", s);
+  }
+
+  absl::Status DeleteMailbox(uint32_t shard, const std::string& mailbox_id) override {
+    ASSIGN_OR_RETURN(Group * g, Shard(shard));
+    mailstore::v1::DeleteMailboxRequest r;
+    r.set_mailbox_id(mailbox_id);
+    mailstore::v1::DeleteMailboxResponse resp;
+    absl::Status s = g->Call(
+        absl::Seconds(15),
+        [&](const auto& ch, grpc::ClientContext* ctx) {
+          return mailstore::v1::MailboxService::NewStub(ch)->DeleteMailbox(ctx, r, &resp);
+        },
+        tokens_.get());
+    if (absl::IsNotFound(s)) return absl::OkStatus();  // already gone
+    return Wrap("mailstored", s);
+  }
+
+ private:
+  absl::StatusOr<Group*> Shard(uint32_t shard) {
+    auto it = shards_.find(shard);
+    if (it == shards_.end())
+      return absl::UnavailableError(absl::StrCat("mailstored shard ", shard, " is not configured"));
+    return it->second.get();
+  }
+  // A peer's refusal keeps its code (INVALID_ARGUMENT from a password
+  // policy reaches the admin); the message says who refused.
+  static absl::Status Wrap(const char* who, absl::Status s) {
+    if (s.ok()) return s;
+    absl::Status out(s.code(), absl::StrCat(who, ": ", s.message()));
+    s.ForEachPayload([&](absl::string_view url, const absl::Cord& payload) {
+      out.SetPayload(url, payload);
+    });
+    return out;
+  }
+
+  std::unique_ptr<Group> identity_;
+  std::map<uint32_t, std::unique_ptr<Group>> shards_;
+  uint32_t shard_count_;
+  std::unique_ptr<auth::ServiceTokenSource> tokens_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<DirectoryPeers>> MakeGrpcPeers(const Options& o) {
+  std::unique_ptr<auth::ServiceTokenSource> tokens;
+  if (!o.token_signing_key.empty()) {
+    ASSIGN_OR_RETURN(tokens, auth::ServiceTokenSource::FromPemFile(o.token_signing_key, "tenantd",
+                                                                   o.token_issuer));
+  }
+  std::unique_ptr<Group> identity;
+  if (!o.identityd.empty()) {
+    identity = std::make_unique<Group>(o.identityd);
+  } else {
+    log::Warn("no --identityd: users are created without credentials (pending; set them with an "
+              "admin password reset once identityd runs)");
+  }
+  std::map<uint32_t, std::unique_ptr<Group>> shards;
+  std::string joined = absl::StrJoin(o.mailstored, ",");
+  if (!joined.empty()) {
+    ASSIGN_OR_RETURN(auto map, ParseShardMap(joined));
+    for (auto& [n, addrs] : map) shards[n] = std::make_unique<Group>(addrs);
+    for (uint32_t i = 0; i < static_cast<uint32_t>(o.mailstore_shards); ++i) {
+      if (!shards.count(i))
+        return absl::InvalidArgumentError(
+            absl::StrCat("--mailstore-shards=", o.mailstore_shards, " but --mailstored names no "
+                         "replicas for shard ", i));
+    }
+  } else {
+    log::Warn("no --mailstored: mailboxes are placed but not created (pending; the background "
+              "loop creates them once mailstored is configured)");
+  }
+  if ((identity || !shards.empty()) && !tokens)
+    log::Warn("no --token-signing-key: calls to identityd/mailstored carry no service token");
+  return std::unique_ptr<DirectoryPeers>(new GrpcPeers(
+      std::move(identity), std::move(shards), static_cast<uint32_t>(o.mailstore_shards),
+      std::move(tokens)));
+}
+
+}  // namespace mailgrid::tenant
