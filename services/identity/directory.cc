@@ -1,0 +1,98 @@
+#include "services/identity/directory.h"
+
+#include "absl/strings/str_cat.h"
+#include "libs/auth/token.h"
+#include "libs/base/status.h"
+#include "libs/rpc/client.h"
+#include "libs/rpc/status.h"
+#include "mailgrid/tenant/v1/directory.grpc.pb.h"
+
+namespace mailgrid::identity {
+
+absl::StatusOr<std::unique_ptr<GrpcDirectory>> GrpcDirectory::Create(
+    std::vector<std::string> addresses, auth::ServiceTokenSource* tokens, std::string tls_ca) {
+  auto dir = std::unique_ptr<GrpcDirectory>(new GrpcDirectory());
+  dir->tokens_ = tokens;
+  for (const std::string& address : addresses) {
+    rpc::ClientOptions o;
+    o.target = address;
+    o.tls_ca_file = tls_ca;
+    o.services = {"mailgrid.tenant.v1.DirectoryService"};
+    ASSIGN_OR_RETURN(auto channel, rpc::MakeChannel(o));
+    dir->channels_.push_back(std::move(channel));
+  }
+  return dir;
+}
+
+absl::StatusOr<tenant::v1::Principal> GrpcDirectory::Get(
+    const tenant::v1::GetPrincipalRequest& request) {
+  if (channels_.empty()) return absl::UnavailableError("tenantd is not configured (--tenantd)");
+  if (tokens_ == nullptr)
+    return absl::UnavailableError("no --token-signing-key: cannot call tenantd");
+  ASSIGN_OR_RETURN(std::string header, tokens_->AuthorizationHeader());
+  absl::Status last;
+  for (const auto& channel : channels_) {
+    auto stub = tenant::v1::DirectoryService::NewStub(channel);
+    auto ctx = rpc::ContextWithDeadline(absl::Seconds(5));
+    ctx->AddMetadata("authorization", header);
+    tenant::v1::Principal out;
+    grpc::Status s = stub->GetPrincipal(ctx.get(), request, &out);
+    if (s.ok()) return out;
+    last = rpc::FromGrpc(s);
+    if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+        s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED)
+      return last;
+  }
+  return absl::UnavailableError(absl::StrCat("tenantd unreachable: ", last.message()));
+}
+
+absl::StatusOr<tenant::v1::Principal> GrpcDirectory::ByAddress(const std::string& address) {
+  tenant::v1::GetPrincipalRequest req;
+  req.set_address(address);
+  return Get(req);
+}
+
+absl::StatusOr<tenant::v1::Principal> GrpcDirectory::ByUserId(const std::string& user_id) {
+  tenant::v1::GetPrincipalRequest req;
+  req.set_user_id(user_id);
+  return Get(req);
+}
+
+std::vector<std::string> RoleNames(const google::protobuf::RepeatedField<int>& roles) {
+  std::vector<std::string> out;
+  for (int r : roles) {
+    switch (static_cast<common::v1::Role>(r)) {
+      case common::v1::ROLE_USER:
+        out.push_back(auth::kRoleUser);
+        break;
+      case common::v1::ROLE_TENANT_ADMIN:
+        out.push_back(auth::kRoleTenantAdmin);
+        break;
+      case common::v1::ROLE_AUDITOR:
+        out.push_back(auth::kRoleAuditor);
+        break;
+      case common::v1::ROLE_PLATFORM_OPERATOR:
+        out.push_back(auth::kRolePlatformOperator);
+        break;
+      case common::v1::ROLE_PLATFORM_REVIEWER:
+        out.push_back(auth::kRolePlatformReviewer);
+        break;
+      default:
+        break;  // ROLE_SERVICE is never a user's
+    }
+  }
+  if (out.empty()) out.push_back(auth::kRoleUser);
+  return out;
+}
+
+common::v1::Role RoleFromName(const std::string& name) {
+  if (name == auth::kRoleUser) return common::v1::ROLE_USER;
+  if (name == auth::kRoleTenantAdmin) return common::v1::ROLE_TENANT_ADMIN;
+  if (name == auth::kRoleAuditor) return common::v1::ROLE_AUDITOR;
+  if (name == auth::kRolePlatformOperator) return common::v1::ROLE_PLATFORM_OPERATOR;
+  if (name == auth::kRolePlatformReviewer) return common::v1::ROLE_PLATFORM_REVIEWER;
+  if (name == auth::kRoleService) return common::v1::ROLE_SERVICE;
+  return common::v1::ROLE_UNSPECIFIED;
+}
+
+}  // namespace mailgrid::identity
