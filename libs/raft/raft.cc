@@ -3,6 +3,7 @@
 // replication.cc, read_index.cc and membership.cc.
 #include "libs/raft/raft.h"
 
+#include <algorithm>
 #include <random>
 #include <utility>
 
@@ -133,7 +134,12 @@ void Raft::BecomeLeader() {
   Reset(term_);
   lead_ = id_;
   role_ = Role::kLeader;
-  if (Progress* self = tracker_.Get(id_)) self->BecomeReplicate();
+  if (Progress* self = tracker_.Get(id_)) {
+    // Only what is durable here counts towards a quorum (see OnPersisted);
+    // entries still being persisted are counted when their Ready advances.
+    self->match = std::min(self->match, log_.StableLastIndex());
+    self->BecomeReplicate();
+  }
   // The no-op commits this term's first entry, which commits everything
   // before it (§5.4.2) and unlocks ReadIndex and membership changes.
   Entry noop;

@@ -44,6 +44,9 @@ class Raft {
   std::vector<ReadState> TakeReadStates();
   // The driver applied `entries` (in order): activate conf changes.
   void OnApplied(const std::vector<Entry>& entries);
+  // The driver made the log durable up to (index, term): a leader now
+  // counts its own copy towards the commit quorum.
+  void OnPersisted(Index index, raft::Term term);
 
   // ----- observers -----
   NodeId id() const { return id_; }

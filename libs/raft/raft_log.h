@@ -74,6 +74,11 @@ class RaftLog {
 
   std::vector<Entry> UnstableEntries() const { return unstable_.entries(); }
   bool HasUnstableEntries() const { return !unstable_.entries().empty(); }
+  // The last index of the durable prefix that is still part of this log
+  // (0 while a snapshot waits to be persisted).
+  Index StableLastIndex() const {
+    return unstable_.snapshot() ? 0 : unstable_.offset() - 1;
+  }
   const std::optional<SnapshotMeta>& UnstableSnapshot() const { return unstable_.snapshot(); }
   bool HasNextCommittedEnts() const;
   std::vector<Entry> NextCommittedEnts(uint64_t max_bytes) const;

@@ -63,7 +63,10 @@ Ready RawNode::GetReady() {
 void RawNode::Advance(const Ready& rd) {
   RaftLog& log = raft_->log();
   if (rd.snapshot) log.StableSnapTo(rd.snapshot->index);
-  if (!rd.entries.empty()) log.StableTo(rd.entries.back().index, rd.entries.back().term);
+  if (!rd.entries.empty()) {
+    log.StableTo(rd.entries.back().index, rd.entries.back().term);
+    raft_->OnPersisted(rd.entries.back().index, rd.entries.back().term);
+  }
   if (rd.snapshot && rd.snapshot->index > log.applied()) log.AppliedTo(rd.snapshot->index);
   raft_->OnApplied(rd.committed);
 }

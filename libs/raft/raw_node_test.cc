@@ -54,6 +54,47 @@ TEST(RawNode, BootstrapMembershipIsAppliedFromTheLog) {
   EXPECT_FALSE(n.HasReady());
 }
 
+// The leader may send its appends before its own fsync, so it must not
+// count an entry towards the quorum until the Ready holding it advanced.
+TEST(RawNode, LeaderCountsItsOwnEntryOnlyOnceDurable) {
+  MemoryStorage s;
+  ASSERT_TRUE(s.Bootstrap({1}).ok());
+  auto node = RawNode::Create(Cfg(1), &s);
+  RawNode& n = **node;
+  n.Advance(n.GetReady());
+  ASSERT_TRUE(n.Campaign().ok());
+  Ready rd = n.GetReady();
+  ASSERT_EQ(rd.entries.size(), 1u);
+  const Index noop = rd.entries[0].index;
+  EXPECT_TRUE(rd.committed.empty());  // a quorum of one, but not durable yet
+  EXPECT_LT(n.Status().commit, noop);
+  Persist(s, rd);
+  n.Advance(rd);
+  EXPECT_EQ(n.Status().commit, noop);
+  ASSERT_TRUE(n.HasReady());
+  rd = n.GetReady();
+  ASSERT_EQ(rd.committed.size(), 1u);
+  EXPECT_EQ(rd.committed[0].index, noop);
+  n.Advance(rd);
+  EXPECT_FALSE(n.HasReady());
+}
+
+TEST(RawNode, MaySendBeforePersistOnlyLeaderTrafficOfADurableTerm) {
+  Message m;
+  m.term = 3;
+  m.type = Message::Type::kAppend;
+  EXPECT_TRUE(MaySendBeforePersist(m, 3));
+  EXPECT_FALSE(MaySendBeforePersist(m, 2));  // the term itself is not on disk yet
+  m.type = Message::Type::kHeartbeat;
+  EXPECT_TRUE(MaySendBeforePersist(m, 3));
+  for (auto t : {Message::Type::kAppendResp, Message::Type::kVote, Message::Type::kVoteResp,
+                 Message::Type::kPreVoteResp, Message::Type::kHeartbeatResp,
+                 Message::Type::kSnapshot, Message::Type::kTimeoutNow}) {
+    m.type = t;
+    EXPECT_FALSE(MaySendBeforePersist(m, 3)) << static_cast<int>(t);
+  }
+}
+
 TEST(RawNode, ReadyCarriesOnlyChanges) {
   MemoryStorage s;
   ASSERT_TRUE(s.Bootstrap({1}).ok());
@@ -78,10 +119,17 @@ TEST(RawNode, ReadyCarriesOnlyChanges) {
   EXPECT_EQ(rd.entries[0].index, pos->index);
   EXPECT_EQ(rd.entries[0].term, pos->term);
   EXPECT_EQ(rd.entries[0].data, "data");
-  // A single voter commits at once; the entry is applied from this Ready.
+  // The no-op committed when its Ready advanced; the new entry commits
+  // (a single voter) once this Ready is durable, and applies from the next.
+  ASSERT_EQ(rd.committed.size(), 1u);
+  EXPECT_EQ(rd.committed[0].type, Entry::Type::kNoop);
+  Persist(s, rd);
+  n.Advance(rd);
+  ASSERT_TRUE(n.HasReady());
+  rd = n.GetReady();
+  EXPECT_TRUE(rd.entries.empty());
   ASSERT_EQ(rd.committed.size(), 1u);
   EXPECT_EQ(rd.committed[0].data, "data");
-  Persist(s, rd);
   n.Advance(rd);
   EXPECT_FALSE(n.HasReady());
   // Ticking a lone leader produces nothing to do.

@@ -14,10 +14,10 @@ bool Raft::AppendEntries(std::vector<Entry> entries) {
     entries[i].index = last + 1 + i;
   }
   log_.Append(entries);
-  // The leader counts its own copy now; it becomes durable in the same
-  // Ready whose messages announce it, before any of them is sent.
-  if (Progress* self = tracker_.Get(id_)) self->MaybeUpdate(log_.LastIndex());
-  MaybeCommit();
+  // The leader does NOT count its own copy yet: the driver may send these
+  // entries to the followers in parallel with its own fsync (thesis
+  // §10.2.1), so the leader joins the quorum for them only once they are
+  // durable here (OnPersisted, from RawNode::Advance).
   // Broadcast at the next Ready, so every proposal made until then travels
   // in one append per follower (batching / group commit).
   append_pending_ = true;
@@ -92,6 +92,12 @@ void Raft::BroadcastAppend() {
   for (const auto& [id, pr] : tracker_.progress()) {
     if (id != id_) MaybeSendAppend(id, /*send_if_empty=*/true);
   }
+}
+
+void Raft::OnPersisted(Index index, raft::Term term) {
+  if (role_ != Role::kLeader || !log_.MatchTerm(index, term)) return;
+  Progress* self = tracker_.Get(id_);
+  if (self != nullptr && self->MaybeUpdate(index)) MaybeCommit();
 }
 
 bool Raft::CommittedEntryInCurrentTerm() const {

@@ -88,4 +88,9 @@ bool Ready::empty() const {
          messages.empty() && read_states.empty();
 }
 
+bool MaySendBeforePersist(const Message& m, Term durable_term) {
+  return (m.type == Message::Type::kAppend || m.type == Message::Type::kHeartbeat) &&
+         m.term <= durable_term;
+}
+
 }  // namespace mailgrid::raft

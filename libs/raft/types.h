@@ -126,6 +126,15 @@ struct Message {
   bool operator==(const Message&) const = default;
 };
 
+// Whether `m`, taken from a Ready, may be sent BEFORE that Ready is
+// persisted (thesis §10.2.1): a leader's appends and heartbeats, so the
+// followers write in parallel with the leader's own fsync. Safe because the
+// leader counts its own copy towards a quorum only once durable
+// (RawNode::Advance) and because they promise nothing about its disk;
+// `durable_term` (the term already persisted here) guards against a term
+// not yet on disk. Everything else (votes, acks) must wait for the fsync.
+bool MaySendBeforePersist(const Message& m, Term durable_term);
+
 // Context marking a vote request caused by leadership transfer: receivers
 // grant it even though they heard from a leader recently.
 inline constexpr char kCampaignTransfer[] = "CampaignTransfer";
@@ -161,7 +170,7 @@ struct Ready {
   std::vector<Entry> entries;            // append; may overwrite from entries[0].index on
   std::optional<SnapshotMeta> snapshot;  // install (replaces the log and state machine)
   std::vector<Entry> committed;          // apply to the state machine
-  std::vector<Message> messages;         // send after persisting
+  std::vector<Message> messages;         // send after persisting (see MaySendBeforePersist)
   std::vector<ReadState> read_states;    // confirmed linearizable reads
 
   bool empty() const;

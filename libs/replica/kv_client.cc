@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "libs/base/status.h"
 #include "libs/base/strings.h"
 #include "libs/replica/channel.h"
 #include "libs/replica/kv_service.h"
@@ -54,7 +55,12 @@ absl::StatusOr<std::vector<std::string>> ParseAddressList(std::string_view list)
 absl::StatusOr<std::unique_ptr<KvClient>> KvClient::Create(KvClientOptions options) {
   if (options.addresses.empty()) return absl::InvalidArgumentError("replica addresses: empty list");
   if (options.client_id.empty()) options.client_id = RandomClientId();
-  return std::unique_ptr<KvClient>(new KvClient(std::move(options)));
+  std::unique_ptr<KvClient> client(new KvClient(std::move(options)));
+  // Fails now, not at the first call, when a TLS file is unreadable.
+  for (const std::string& address : client->options_.addresses) {
+    RETURN_IF_ERROR(client->Stub(address).status());
+  }
+  return client;
 }
 
 absl::StatusOr<std::unique_ptr<KvClient>> KvClient::Create(std::string_view addresses) {
@@ -77,11 +83,16 @@ std::string KvClient::leader() const {
   return leader_;
 }
 
-kv::v1::KvService::Stub* KvClient::Stub(const std::string& address) {
+absl::StatusOr<std::shared_ptr<kv::v1::KvService::Stub>> KvClient::Stub(
+    const std::string& address) {
   absl::MutexLock lock(&mu_);
   auto& stub = stubs_[address];
-  if (stub == nullptr) stub = kv::v1::KvService::NewStub(MakeReplicaChannel(address));
-  return stub.get();
+  if (stub == nullptr) {
+    ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                     MakeReplicaChannel(address, options_.tls));
+    stub = kv::v1::KvService::NewStub(channel);
+  }
+  return stub;
 }
 
 std::string KvClient::PickTarget(size_t* rotation) {
@@ -105,7 +116,9 @@ absl::Status KvClient::Call(const Attempt& attempt, absl::Duration timeout, bool
     if (now >= deadline) break;
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(std::min(deadline, now + options_.attempt_timeout)));
-    grpc::Status s = attempt(Stub(target), &ctx);
+    absl::StatusOr<std::shared_ptr<kv::v1::KvService::Stub>> stub = Stub(target);
+    if (!stub.ok()) return stub.status();  // unreadable TLS files: retrying cannot help
+    grpc::Status s = attempt(stub->get(), &ctx);
     if (s.ok()) {
       absl::MutexLock lock(&mu_);
       leader_ = target;
@@ -119,6 +132,13 @@ absl::Status KvClient::Call(const Attempt& attempt, absl::Duration timeout, bool
       {
         absl::MutexLock lock(&mu_);
         if (leader_ == target) leader_.clear();
+        // And, when it could not be reached, the channel: a fresh one next
+        // time. Seen with TLS (gRPC 1.51): a channel whose first connection
+        // attempt failed (replica not up yet) kept failing its handshakes
+        // after the replica came up; a new channel connected at once.
+        if (s.error_code() == grpc::StatusCode::UNAVAILABLE && !hint.has_value()) {
+          stubs_.erase(target);
+        }
       }
       if (hint.has_value() && !hint->leader_address().empty() && hint->leader_address() != target &&
           ++redirects <= 3) {

@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "libs/replica/channel.h"
 #include "mailgrid/kv/v1/kv.grpc.pb.h"
 
 namespace mailgrid::replica {
@@ -33,6 +34,7 @@ struct KvClientOptions {
   absl::Duration timeout = absl::Seconds(10);         // per call, when none is given
   absl::Duration attempt_timeout = absl::Seconds(3);  // per RPC attempt
   std::string client_id;                              // empty: random
+  ReplicaTls tls;                                     // empty CA: plain text
 };
 
 class KvClient {
@@ -62,14 +64,15 @@ class KvClient {
 
   using Attempt = std::function<grpc::Status(kv::v1::KvService::Stub*, grpc::ClientContext*)>;
   absl::Status Call(const Attempt& attempt, absl::Duration timeout, bool is_write);
-  kv::v1::KvService::Stub* Stub(const std::string& address);
+  absl::StatusOr<std::shared_ptr<kv::v1::KvService::Stub>> Stub(const std::string& address);
   std::string PickTarget(size_t* rotation);
 
   KvClientOptions options_;
   std::atomic<uint64_t> seq_{0};
   mutable absl::Mutex mu_;
   std::string leader_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, std::unique_ptr<kv::v1::KvService::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
+  // Shared: a call in flight keeps its stub while another thread drops it.
+  std::map<std::string, std::shared_ptr<kv::v1::KvService::Stub>> stubs_ ABSL_GUARDED_BY(mu_);
 };
 
 // Splits "a:1, b:2" into addresses; InvalidArgument if empty.

@@ -65,6 +65,17 @@ ReplicaMetrics::ReplicaMetrics(prometheus::Registry& r) {
                              "Raft messages dropped (peer queue full, peer unreachable)");
   send_failures = Counter(r, "mailgrid_raft_send_failures_total", "Failed Send RPCs to peers");
   log_compactions = Counter(r, "mailgrid_raft_log_compactions_total", "Raft log compactions");
+  auto& loop = prometheus::BuildCounter()
+                   .Name("mailgrid_raft_loop_seconds_total")
+                   .Help("Time the raft-loop thread spent per stage: wait (idle, waiting for "
+                         "work), inbox (stepping messages and proposals), apply (state machine), "
+                         "persist (the synced log write), ready (the rest of a Ready), publish")
+                   .Register(r);
+  const char* stages[] = {"wait", "inbox", "apply", "persist", "ready", "publish"};
+  for (int i = 0; i < static_cast<int>(Stage::kCount); ++i) {
+    loop_seconds[i] = &loop.Add({{"stage", stages[i]}});
+  }
+  loop_turns = Counter(r, "mailgrid_raft_loop_turns_total", "Iterations of the raft loop");
   SetRole(raft::Role::kFollower);
 }
 

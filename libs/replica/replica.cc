@@ -139,6 +139,7 @@ absl::Status Replica::OpenStore() {
   t.self_address = options_.advertise_address;
   t.snapshot_dir = options_.data_dir + "/snapshots/outgoing";
   t.snapshot_chunk_bytes = options_.snapshot_chunk_bytes;
+  t.tls = options_.peer_tls;
   transport_ =
       std::make_unique<Transport>(t, static_cast<TransportHost*>(this), metrics_.get(), &hooks_);
   Publish();
@@ -168,6 +169,7 @@ void Replica::Stop() {
     stop_ = true;
   }
   if (loop_.joinable()) loop_.join();
+  completer_.Stop();  // answers queued by the loop's last turn
   if (transport_ != nullptr) transport_->Stop();
   // Callers still waiting (the loop never ran, or left them behind).
   absl::Status stopping = absl::UnavailableError("replica stopping");

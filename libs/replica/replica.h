@@ -29,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,6 +44,8 @@
 #include "libs/kv/state_machine.h"
 #include "libs/raft/raw_node.h"
 #include "libs/raft/types.h"
+#include "libs/replica/channel.h"
+#include "libs/replica/completer.h"
 #include "libs/replica/completion.h"
 #include "libs/replica/metrics.h"
 #include "libs/replica/snapshot_receiver.h"
@@ -81,6 +84,13 @@ struct ReplicaOptions {
   std::shared_ptr<prometheus::Registry> registry;
   kv::EngineOptions engine;
   kv::StateMachineOptions state_machine;
+  // TLS towards the other replicas (see channel.h); empty CA: plain text.
+  ReplicaTls peer_tls;
+  // The latency optimisations of the raft loop (README, "The raft loop"):
+  // a leader's appends sent before its own fsync, committed entries applied
+  // before the next fsync, writers answered from the completer thread.
+  // false = the strict order (persist, send, apply, answer), for comparison.
+  bool pipeline = true;
 };
 
 // What Status() reports (and RaftService.GetStatus serves).
@@ -267,7 +277,9 @@ class Replica final : private TransportHost {
   void FailAllWaiters(const absl::Status& why);
 
   // replica_apply.cc: applying committed entries, compaction.
-  bool ApplyCommitted(const std::vector<raft::Entry>& entries);
+  bool ApplyCommitted(std::span<const raft::Entry> entries);
+  // ApplyCommitted, timed into the loop metrics.
+  bool TimedApply(std::span<const raft::Entry> entries);
   absl::Status ApplyEntry(const raft::Entry& e);
   void CompleteWrite(raft::Index index, raft::Term term, absl::StatusOr<kv::v1::WriteResponse> r);
   void CompleteConf(raft::Index index, raft::Term term);
@@ -294,6 +306,8 @@ class Replica final : private TransportHost {
   // ---- the loop's own state (loop thread only after Start) ----
   std::unique_ptr<raft::RawNode> node_;
   std::thread loop_;
+  // Writers' answers leave the loop through here (see completer.h).
+  Completer completer_;
   raft::ConfState conf_;  // as of the applied index
   raft::SoftState soft_;
   std::map<raft::Index, WriteWaiter> write_waiters_;
@@ -305,6 +319,7 @@ class Replica final : private TransportHost {
   raft::Term campaign_term_ = 0;  // last term this replica campaigned in
   raft::HardState latest_hard_state_;  // as the core last reported it
   raft::HardState saved_hard_state_;   // as last written to the log store
+  double ready_accounted_ = 0;         // loop metrics: seconds of this Ready already counted
   // Readiness: applied must reach this once a leader is known.
   raft::Index catch_up_target_ = 0;
   bool catch_up_target_fixed_ = false;

@@ -1,6 +1,7 @@
 // Applying committed entries (raft loop thread), resolving the writers and
 // membership changes that wait for them, and compacting the log.
 #include <algorithm>
+#include <span>
 
 #include "absl/strings/str_cat.h"
 #include "libs/base/log.h"
@@ -18,7 +19,7 @@ absl::Status LostLeadership() {
 
 }  // namespace
 
-bool Replica::ApplyCommitted(const std::vector<raft::Entry>& entries) {
+bool Replica::ApplyCommitted(std::span<const raft::Entry> entries) {
   for (const raft::Entry& e : entries) {
     // Already applied before a restart (the state machine skips it too).
     if (e.index <= sm_->applied_index()) continue;
@@ -76,10 +77,15 @@ void Replica::CompleteWrite(raft::Index index, raft::Term term,
   // replaced by a newer leader's (indexes apply in order, without gaps).
   auto it = write_waiters_.begin();
   while (it != write_waiters_.end() && it->first <= index) {
-    if (it->first == index && it->second.term == term) {
-      it->second.done->Set(std::move(result));
+    // Answered from the completer thread (see completer.h).
+    absl::StatusOr<kv::v1::WriteResponse> r =
+        it->first == index && it->second.term == term ? std::move(result) : LostLeadership();
+    if (options_.pipeline) {
+      completer_.Add([done = std::move(it->second.done), r = std::move(r)]() mutable {
+        done->Set(std::move(r));
+      });
     } else {
-      it->second.done->Set(LostLeadership());
+      it->second.done->Set(std::move(r));
     }
     it = write_waiters_.erase(it);
   }

@@ -1,5 +1,7 @@
 #include "libs/replica/replica_flags.h"
 
+#include <cstdlib>
+
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -27,6 +29,14 @@ void AddRaftFlags(config::Flags& flags, RaftFlags* r) {
               "entries kept after a compaction (followers lagging less need no snapshot)");
   flags.Int64("raft-snapshot-chunk-bytes", &r->snapshot_chunk_bytes,
               "bytes per snapshot chunk sent to a follower");
+  flags.String("raft-tls-ca", &r->tls_ca,
+               "PEM CA the other replicas' certificates must chain to (default: --tls-client-ca, "
+               "then $MAILGRID_TLS_CA); used when the gRPC listener has --tls-cert");
+  flags.Bool("raft-pipeline", &r->pipeline,
+             "send appends before the leader's own fsync and answer writers off the raft loop "
+             "(false: the strict persist-send-apply order, for comparison)");
+  flags.String("raft-tls-server-name", &r->tls_server_name,
+               "name checked in the other replicas' certificates instead of their host");
 }
 
 absl::StatusOr<std::map<raft::NodeId, std::string>> ParsePeers(const std::string& peers) {
@@ -92,6 +102,27 @@ absl::StatusOr<ReplicaOptions> MakeReplicaOptions(const RaftFlags& r,
     return absl::InvalidArgumentError("--raft-snapshot-chunk-bytes: at least 1024");
   }
   o.snapshot_chunk_bytes = static_cast<uint64_t>(r.snapshot_chunk_bytes);
+  if (!common.tls_cert.empty()) {
+    o.peer_tls.ca_file = r.tls_ca;
+    if (o.peer_tls.ca_file.empty()) o.peer_tls.ca_file = common.tls_client_ca;
+    if (o.peer_tls.ca_file.empty()) {
+      const char* env = std::getenv("MAILGRID_TLS_CA");
+      if (env != nullptr) o.peer_tls.ca_file = env;
+    }
+    if (o.peer_tls.ca_file.empty()) {
+      return absl::InvalidArgumentError(
+          "--raft-tls-ca: the gRPC listener uses TLS (--tls-cert), so the replicas need a CA "
+          "to verify each other (--raft-tls-ca, --tls-client-ca or MAILGRID_TLS_CA)");
+    }
+    o.peer_tls.cert_file = common.tls_cert;
+    o.peer_tls.key_file = common.tls_key;
+    o.peer_tls.server_name = r.tls_server_name;
+  } else if (!r.tls_ca.empty()) {
+    return absl::InvalidArgumentError(
+        "--raft-tls-ca: needs --tls-cert and --tls-key (replicas reach each other on the gRPC "
+        "listener, which is plain text without them)");
+  }
+  o.pipeline = r.pipeline;
   o.registry = std::move(registry);
   return o;
 }

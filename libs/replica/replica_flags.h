@@ -30,6 +30,10 @@ struct RaftFlags {
   int64_t compact_entries = 20000;
   int64_t compact_keep = 5000;
   int64_t snapshot_chunk_bytes = 1 << 20;
+  // TLS between replicas (see MakeReplicaOptions).
+  std::string tls_ca;
+  std::string tls_server_name;
+  bool pipeline = true;  // ReplicaOptions::pipeline
 };
 
 void AddRaftFlags(config::Flags& flags, RaftFlags* raft);
@@ -39,6 +43,13 @@ absl::StatusOr<std::map<raft::NodeId, std::string>> ParsePeers(const std::string
 
 // Checks the flags against each other and the common config (the gRPC
 // listener must be on this replica's advertised port).
+//
+// TLS: replicas reach each other on their gRPC listeners, so when the
+// listener is TLS (--tls-cert/--tls-key) the channels to the peers are TLS
+// too, presenting that same certificate (so --tls-client-ca, mTLS, works
+// between replicas) and verifying the peers against --raft-tls-ca, or else
+// --tls-client-ca, or else $MAILGRID_TLS_CA (the cluster CA the launcher and
+// the chart set). A TLS listener without any of these is an error.
 absl::StatusOr<ReplicaOptions> MakeReplicaOptions(const RaftFlags& raft,
                                                   const rpc::CommonConfig& common,
                                                   std::shared_ptr<prometheus::Registry> registry);

@@ -5,6 +5,9 @@
 // this is where group commit comes from, because all those proposals go
 // into the next Ready and share its one fsync); tick if due; step messages;
 // propose; then handle every Ready in the documented order.
+#include <algorithm>
+#include <limits>
+#include <span>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -14,6 +17,8 @@
 #include "libs/replica/replica.h"
 
 namespace mailgrid::replica {
+
+using Stage = ReplicaMetrics::Stage;
 
 bool Replica::InboxReady() const { return stop_ || !inbox_.empty(); }
 
@@ -26,13 +31,21 @@ void Replica::Run() {
   absl::Time next_tick = absl::Now() + options_.tick_interval;
   while (true) {
     Inbox inbox;
+    // With a Ready pending, do not wait: only take what arrived meanwhile
+    // (typically the followers' acks that came in during our last fsync),
+    // so they are stepped before the next Ready and it commits them.
+    const bool ready_pending = node_->HasReady();
+    absl::Time t0 = absl::Now();
     {
       absl::MutexLock lock(&inbox_mu_);
-      inbox_mu_.AwaitWithDeadline(absl::Condition(this, &Replica::InboxReady), next_tick);
+      if (!ready_pending) {
+        inbox_mu_.AwaitWithDeadline(absl::Condition(this, &Replica::InboxReady), next_tick);
+      }
       if (stop_) break;
       std::swap(inbox, inbox_);
     }
     absl::Time now = absl::Now();
+    metrics_->AddLoopTime(Stage::kWait, absl::ToDoubleSeconds(now - t0));
     if (now >= next_tick) {
       node_->Tick();
       next_tick += options_.tick_interval;
@@ -41,12 +54,24 @@ void Replica::Run() {
       if (next_tick < now) next_tick = now + options_.tick_interval;
     }
     HandleInbox(std::move(inbox));
-    while (node_->HasReady()) {
+    absl::Time t1 = absl::Now();
+    metrics_->AddLoopTime(Stage::kInbox, absl::ToDoubleSeconds(t1 - now));
+    // One Ready per turn: the inbox is taken again between two Readys.
+    if (node_->HasReady()) {
       HandleReady(node_->GetReady());
-      if (stopping()) break;
+      absl::Time t2 = absl::Now();
+      // HandleReady accounted its apply and persist time itself.
+      metrics_->AddLoopTime(Stage::kReady,
+                            std::max(0.0, absl::ToDoubleSeconds(t2 - t1) - ready_accounted_));
+      ready_accounted_ = 0;
+      t1 = t2;
     }
+    completer_.Flush();  // one wake for every writer answered this turn
     Publish();
+    metrics_->AddLoopTime(Stage::kPublish, absl::ToDoubleSeconds(absl::Now() - t1));
+    metrics_->loop_turns->Increment();
   }
+  completer_.Flush();
   FailAllWaiters(absl::UnavailableError("replica stopping"));
 }
 
@@ -123,9 +148,33 @@ void Replica::HandleReady(raft::Ready rd) {
   if (rd.snapshot && sm_->applied_index() < rd.snapshot->index) {
     if (!RetryStorage("install snapshot", [&] { return InstallSnapshot(*rd.snapshot); })) return;
   }
-  // 2. Persist entries + hard state (+ snapshot point): one synced write,
-  //    and only when something needs one (see Persist).
   if (rd.hard_state) latest_hard_state_ = *rd.hard_state;
+  // 2. A leader's appends and heartbeats go out now, so the followers'
+  //    fsyncs run in parallel with ours (thesis §10.2.1; the core counts
+  //    our own copy only after Advance). Votes and acks wait for the fsync.
+  std::vector<raft::Message> after_persist;
+  if (rd.snapshot || !options_.pipeline) {
+    after_persist = std::move(rd.messages);
+  } else {
+    std::vector<raft::Message> early;
+    for (raft::Message& m : rd.messages) {
+      (raft::MaySendBeforePersist(m, saved_hard_state_.term) ? early : after_persist)
+          .push_back(std::move(m));
+    }
+    if (!early.empty()) transport_->Send(std::move(early));
+  }
+  // 3. Committed entries that are already durable here are applied (and
+  //    their writers answered) before this Ready's fsync, not after it.
+  std::span<const raft::Entry> committed(rd.committed);
+  size_t durable = 0;
+  if (!rd.snapshot && options_.pipeline) {
+    const raft::Index first_new =
+        rd.entries.empty() ? std::numeric_limits<raft::Index>::max() : rd.entries.front().index;
+    while (durable < committed.size() && committed[durable].index < first_new) ++durable;
+  }
+  if (!TimedApply(committed.first(durable))) return;
+  // 4. Persist entries + hard state (+ snapshot point): one synced write,
+  //    and only when something needs one (see Persist).
   if (rd.snapshot || !rd.entries.empty() || latest_hard_state_.term != saved_hard_state_.term ||
       latest_hard_state_.vote != saved_hard_state_.vote) {
     if (!RetryStorage("persist raft log", [&] { return Persist(rd); })) return;
@@ -146,13 +195,13 @@ void Replica::HandleReady(raft::Ready rd) {
     log::Info("raft: snapshot installed",
               {{"index", rd.snapshot->index}, {"term", rd.snapshot->term}});
   }
-  // 3. Send, only now that what the messages promise is durable.
-  if (!rd.messages.empty()) transport_->Send(std::move(rd.messages));
-  // 4. Apply, answer writers and readers.
-  if (!ApplyCommitted(rd.committed)) return;
+  // 5. Send the rest, only now that what those messages promise is durable.
+  if (!after_persist.empty()) transport_->Send(std::move(after_persist));
+  // 6. Apply the rest, answer writers and readers.
+  if (!TimedApply(committed.subspan(durable))) return;
   OnReadStates(rd.read_states);
   CompleteReads();
-  // 5. Hand the batch back.
+  // 7. Hand the batch back.
   node_->Advance(rd);
   MaybeCompact();
 }
@@ -168,9 +217,22 @@ absl::Status Replica::Persist(const raft::Ready& rd) {
   if (latest_hard_state_ != saved_hard_state_) hs = latest_hard_state_;
   RETURN_IF_ERROR(log_->Save(rd.snapshot, rd.entries, hs));
   saved_hard_state_ = latest_hard_state_;
-  metrics_->fsync_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  const double took = absl::ToDoubleSeconds(absl::Now() - start);
+  metrics_->fsync_seconds->Observe(took);
+  metrics_->AddLoopTime(Stage::kPersist, took);
+  ready_accounted_ += took;
   metrics_->entries_per_fsync->Observe(static_cast<double>(rd.entries.size()));
   return absl::OkStatus();
+}
+
+bool Replica::TimedApply(std::span<const raft::Entry> entries) {
+  if (entries.empty()) return true;
+  absl::Time start = absl::Now();
+  const bool ok = ApplyCommitted(entries);
+  const double took = absl::ToDoubleSeconds(absl::Now() - start);
+  metrics_->AddLoopTime(Stage::kApply, took);
+  ready_accounted_ += took;
+  return ok;
 }
 
 absl::Status Replica::InstallSnapshot(const raft::SnapshotMeta& meta) {

@@ -106,7 +106,7 @@ TEST(ReplicaTest, FollowersAnswerNotLeaderWithTheLeadersAddress) {
           .empty());
 
   // Over gRPC: FAILED_PRECONDITION + the trailing metadata kv.proto documents.
-  auto stub = kv::v1::KvService::NewStub(MakeReplicaChannel(c.address(follower)));
+  auto stub = kv::v1::KvService::NewStub(*MakeReplicaChannel(c.address(follower)));
   grpc::ClientContext ctx;
   kv::v1::WriteResponse resp;
   grpc::Status s = stub->Write(&ctx, PutRequest(Key(1), "x"), &resp);
@@ -399,7 +399,7 @@ TEST(ReplicaTest, MisroutedOrMalformedRaftTrafficIsRefused) {
   ASSERT_TRUE(c.StartGroup(3).ok());
   raft::NodeId leader = c.WaitForLeader();
   ASSERT_NE(leader, raft::kNoNode);
-  auto stub = raft::v1::RaftService::NewStub(MakeReplicaChannel(c.address(1)));
+  auto stub = raft::v1::RaftService::NewStub(*MakeReplicaChannel(c.address(1)));
   auto send = [&](const raft::v1::MessageBatch& batch) {
     grpc::ClientContext ctx;
     raft::v1::SendAck ack;

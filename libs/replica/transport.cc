@@ -144,8 +144,13 @@ class PeerSender {
         Fail(req.messages_size(), absl::NotFoundError("no address known"));
         return false;
       }
-      stub_ = raft::v1::RaftService::NewStub(MakeReplicaChannel(address));
       address_ = address;
+      auto channel = MakeReplicaChannel(address, t_->options_.tls);
+      if (!channel.ok()) {
+        Fail(req.messages_size(), channel.status());
+        return false;
+      }
+      stub_ = raft::v1::RaftService::NewStub(*channel);
     }
     req.set_group_id(t_->options_.group_id);
     req.set_from(t_->options_.self);
@@ -368,7 +373,9 @@ absl::Status Transport::StreamSnapshot(raft::Message m, const OutgoingSnapshot& 
 
   std::string address = host_->PeerAddress(m.to);
   if (address.empty()) return absl::NotFoundError("no address known for peer");
-  auto stub = raft::v1::RaftService::NewStub(MakeReplicaChannel(address));
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                   MakeReplicaChannel(address, options_.tls));
+  auto stub = raft::v1::RaftService::NewStub(channel);
 
   raft::v1::SnapshotOffer offer;
   offer.set_group_id(options_.group_id);

@@ -35,6 +35,7 @@
 #include "absl/time/time.h"
 #include "libs/kv/state_machine.h"
 #include "libs/raft/types.h"
+#include "libs/replica/channel.h"
 #include "libs/replica/metrics.h"
 
 namespace grpc {
@@ -68,6 +69,7 @@ struct TransportOptions {
   uint64_t snapshot_chunk_bytes = 1 << 20;
   absl::Duration send_timeout = absl::Seconds(5);
   absl::Duration snapshot_timeout = absl::Minutes(30);
+  ReplicaTls tls;  // towards the peers; empty CA: plain text
 };
 
 // Test-only fault injection shared by the sending and receiving side

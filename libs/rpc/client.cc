@@ -62,11 +62,20 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ClientOptions& 
   }
   args.SetMaxReceiveMessageSize(o.max_message_bytes);
   args.SetMaxSendMessageSize(o.max_message_bytes);
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 1);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(absl::ToInt64Milliseconds(o.min_reconnect_backoff)));
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(absl::ToInt64Milliseconds(o.min_reconnect_backoff)));
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(absl::ToInt64Milliseconds(o.max_reconnect_backoff)));
+  // ChannelArguments keeps duplicates and gRPC uses the first, so a default
+  // is only set when channel_int_args does not override it.
+  auto set_default = [&](const std::string& name, int value) {
+    for (const auto& arg : o.channel_int_args) {
+      if (arg.first == name) return;
+    }
+    args.SetInt(name, value);
+  };
+  set_default(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  set_default(GRPC_ARG_ENABLE_RETRIES, 1);
+  set_default(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(absl::ToInt64Milliseconds(o.min_reconnect_backoff)));
+  set_default(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(absl::ToInt64Milliseconds(o.min_reconnect_backoff)));
+  set_default(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(absl::ToInt64Milliseconds(o.max_reconnect_backoff)));
+  for (const auto& [name, value] : o.channel_int_args) args.SetInt(name, value);
   std::string config = RetryServiceConfig(o.services, o.max_attempts);
   if (!config.empty()) args.SetServiceConfigJSON(config);
   return grpc::CreateCustomChannel(o.target, creds, args);

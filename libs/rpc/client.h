@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -32,6 +33,9 @@ struct ClientOptions {
   // grows to 2 minutes, far too long for a restarted peer on a LAN.
   absl::Duration min_reconnect_backoff = absl::Milliseconds(100);
   absl::Duration max_reconnect_backoff = absl::Seconds(2);
+  // Further integer channel arguments (GRPC_ARG_* or custom); one naming an
+  // argument MakeChannel sets itself replaces it (keepalive, reconnect).
+  std::vector<std::pair<std::string, int>> channel_int_args;
 };
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ClientOptions& options);

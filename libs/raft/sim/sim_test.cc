@@ -82,6 +82,15 @@ TEST(Simulation, SingleNode) {
   RunSeeds("1 node", o, EnvOr("MAILGRID_SIM_SEEDS", 2000) / 10);
 }
 
+// The strict driver order (every message only after the fsync), which is
+// what a driver that does not split its Ready messages does.
+TEST(Simulation, ThreeNodesStrictDriver) {
+  SimOptions o;
+  o.nodes = 3;
+  o.leader_sends_early = false;
+  RunSeeds("3 nodes, strict driver", o, EnvOr("MAILGRID_SIM_SEEDS", 2000) / 4);
+}
+
 // Very lossy, slow network, frequent faults and snapshots: stresses the
 // recovery paths (probing, snapshot retries, elections) rather than
 // throughput.

@@ -138,7 +138,18 @@ void Simulation::MaybeStartReady(SimNode& n) {
   if (n.persisting || !n.raw->HasReady()) return;
   n.ready = n.raw->GetReady();
   n.persisting = true;
-  if (o_.unsafe_send_before_persist) SendAll(n, std::exchange(n.ready.messages, {}));
+  if (o_.unsafe_send_before_persist) {
+    SendAll(n, std::exchange(n.ready.messages, {}));
+  } else if (o_.leader_sends_early) {
+    std::vector<Message> early;
+    std::vector<Message> later;
+    const Term durable = n.storage.hard_state().term;
+    for (Message& m : n.ready.messages) {
+      (MaySendBeforePersist(m, durable) ? early : later).push_back(std::move(m));
+    }
+    n.ready.messages = std::move(later);
+    SendAll(n, std::move(early));
+  }
   const bool needs_sync = n.ready.hard_state || !n.ready.entries.empty() || n.ready.snapshot;
   const int64_t latency = needs_sync ? rng_.Range(o_.fsync_min_ms, o_.fsync_max_ms) : 0;
   const NodeId id = n.id;

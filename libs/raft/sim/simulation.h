@@ -55,6 +55,9 @@ struct SimOptions {
   // Fault injection to prove the harness catches broken drivers: send a
   // Ready's messages BEFORE persisting it (acks can then be lost).
   bool unsafe_send_before_persist = false;
+  // The real driver's optimisation: a leader's appends and heartbeats go
+  // out before its own fsync (raft::MaySendBeforePersist).
+  bool leader_sends_early = true;
 };
 
 struct SimStats {

@@ -193,6 +193,10 @@ int main(int argc, char** argv) {
   flags.String("history", &o.history, "append the operation history here (for kvlincheck)");
   flags.String("run", &o.run, "tag making this run's values unique");
   flags.Bool("stale", &o.stale, "read: STALE reads from whichever replica answers");
+  mailgrid::replica::ReplicaTls tls;
+  flags.String("tls-ca", &tls.ca_file, "PEM CA of the replicas' certificates (enables TLS)");
+  flags.String("tls-cert", &tls.cert_file, "PEM client certificate (mTLS)");
+  flags.String("tls-key", &tls.key_file, "PEM key of --tls-cert");
   absl::Status parsed = flags.Parse(argc, argv);
   if (!parsed.ok() || flags.Positional().size() != 1) {
     std::cerr << (parsed.ok() ? "usage: kvload [flags] write|read" : parsed.ToString()) << "\n"
@@ -207,6 +211,7 @@ int main(int argc, char** argv) {
   }
   co.addresses = *addresses;
   co.timeout = o.timeout;
+  co.tls = tls;
   auto client = KvClient::Create(co);
   if (!client.ok()) {
     std::cerr << client.status() << "\n";

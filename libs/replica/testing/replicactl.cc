@@ -32,7 +32,8 @@ namespace {
 namespace v1 = mailgrid::raft::v1;
 
 int Usage() {
-  std::cerr << "usage: replicactl [--group=G] ADDR status|wait-ready [S]|transfer ID|"
+  std::cerr << "usage: replicactl [--group=G] [--tls-ca=F [--tls-cert=F --tls-key=F]] ADDR "
+               "status|wait-ready [S]|transfer ID|"
                "add-learner ID ADDR|add-voter ID ADDR|remove ID|partition IDS|heal|"
                "corrupt-snapshots N M\n";
   return 2;
@@ -81,16 +82,28 @@ std::string StatusLine(const v1::GetStatusResponse& s) {
 
 int main(int argc, char** argv) {
   std::string group;
+  mailgrid::replica::ReplicaTls tls;
   std::vector<std::string> args;
   for (int i = 1; i < argc; ++i) {
     if (strncmp(argv[i], "--group=", 8) == 0) {
       group = argv[i] + 8;
+    } else if (strncmp(argv[i], "--tls-ca=", 9) == 0) {
+      tls.ca_file = argv[i] + 9;
+    } else if (strncmp(argv[i], "--tls-cert=", 11) == 0) {
+      tls.cert_file = argv[i] + 11;
+    } else if (strncmp(argv[i], "--tls-key=", 10) == 0) {
+      tls.key_file = argv[i] + 10;
     } else {
       args.emplace_back(argv[i]);
     }
   }
   if (args.size() < 2) return Usage();
-  auto stub = v1::RaftService::NewStub(mailgrid::replica::MakeReplicaChannel(args[0]));
+  auto channel = mailgrid::replica::MakeReplicaChannel(args[0], tls);
+  if (!channel.ok()) {
+    std::cerr << "error: " << channel.status() << "\n";
+    return 2;
+  }
+  auto stub = v1::RaftService::NewStub(*channel);
   const std::string& cmd = args[1];
 
   if (cmd == "status") {
@@ -112,6 +125,11 @@ int main(int argc, char** argv) {
       req.set_group_id(group);
       v1::GetStatusResponse resp;
       grpc::Status s = stub->GetStatus(Ctx(5).get(), req, &resp);
+      if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+        // A fresh channel per attempt (see KvClient::Call: a TLS channel
+        // whose first attempt failed may never connect).
+        stub = v1::RaftService::NewStub(*mailgrid::replica::MakeReplicaChannel(args[0], tls));
+      }
       if (s.ok() && resp.ready()) {
         std::cout << StatusLine(resp) << "\n";
         return 0;

@@ -84,6 +84,13 @@ absl::Status TestCluster::StartMember(raft::NodeId id, ReplicaOptions options) {
   rpc::ServerOptions so;
   so.service_name = absl::StrCat("replica-", id);
   so.listen = m.address;
+  if (options.peer_tls.enabled()) {
+    // What a daemon does: its peers reach it on this listener, which serves
+    // its own certificate and (mTLS) accepts clients from the same CA.
+    so.tls_cert_file = options.peer_tls.cert_file;
+    so.tls_key_file = options.peer_tls.key_file;
+    so.tls_client_ca_file = options.peer_tls.ca_file;
+  }
   ASSIGN_OR_RETURN(m.server, rpc::Server::Start(so, {m.kv.get(), m.raft.get()}));
   RETURN_IF_ERROR(m.replica->Start());
   members_[id] = std::move(m);

@@ -1,6 +1,8 @@
 // An in-process replica group for tests: each member is a Replica with its
 // own gRPC server (KvService + RaftService) on a free loopback port, so the
 // members talk real gRPC to each other, exactly as separate processes do.
+// With ReplicaOptions::peer_tls set, each member's server uses that
+// certificate and requires client certificates from that CA (mTLS).
 #pragma once
 
 #include <map>
