@@ -9,6 +9,7 @@
 import argparse
 import json
 import os
+import secrets
 import subprocess
 import sys
 
@@ -55,10 +56,12 @@ def demo(c):
             return
     key = c.ctl_env()["MAILGRID_TOKEN_KEY"]
 
-    def ctl(*args, role=None, token=None):
+    def ctl(*args, role=None, token=None, tenant=None):
         cmd = [paths.binary("mailctl"), "--cluster=" + c.cluster_json_path(), "--json"] + list(args)
         if role:
             cmd += ["--token-key", key, "--role", role]
+        if tenant:
+            cmd += ["--token-tenant", tenant]
         if token:
             cmd += ["--token", token]
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=c.ctl_env())
@@ -80,11 +83,35 @@ def demo(c):
     ctl("plan", "set", "Demo", token=onboarding)
     ctl("domain", "add", domain, token=onboarding)
     ctl("domain", "verify-override", domain, "--reason", "local demo domain", role="platform_operator")
-    # Users (alice, bob) need the directory and identityd (issues 5 and 6),
-    # which do not exist yet: the list stays empty until they do.
-    c.write_cluster_json(demo={"tenant_id": tenant_id, "domain": domain, "users": []})
+    users = demo_users(c, ctl, tenant_id, domain)
+    c.write_cluster_json(demo={"tenant_id": tenant_id, "domain": domain, "users": users})
     print("demo: tenant %s is ACTIVE with domain %s (VERIFIED by operator override)" % (tenant_id, domain))
-    print("demo: no users yet: mailboxes need the directory and identityd, which are not built")
+    for u in users:
+        print("demo: user %s password %s" % (u["address"], u["password"]))
+
+
+# The demo's employees. Their initial passwords are admin-set, so identityd
+# makes them change at first login; the demo does that first login itself,
+# so a newcomer's mail client works with the passwords printed.
+DEMO_USERS = [("alice", "Alice Demo", "tenant_admin"), ("bob", "Bob Demo", None)]
+
+
+def demo_users(c, ctl, tenant_id, domain):
+    if not (c.built({"name": "identityd"}) and c.built({"name": "mailstored"})):
+        print("demo: identityd or mailstored is not built; no users")
+        return []
+    users = []
+    for name, display, role in DEMO_USERS:
+        address = "%s@%s" % (name, domain)
+        initial = secrets.token_urlsafe(12)
+        password = "%s-%s" % (name, secrets.token_urlsafe(9))
+        args = ["user", "create", address, "--name", display, "--password", initial]
+        if role:
+            args += ["--role", role]
+        ctl(*args, role="tenant_admin", tenant=tenant_id)
+        ctl("auth", "login", address, "--password", initial, "--new-password", password)
+        users.append({"address": address, "password": password})
+    return users
 
 
 def cmd_down(args):

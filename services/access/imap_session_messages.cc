@@ -569,7 +569,12 @@ void ImapSession::CmdIdle(const imap::Command& c) {
       std::weak_ptr<bool> alive = alive_;
       auto on_event = [this, alive](const ms::WatchEvent& e) {
         if (alive.expired() || !idle_ || closed_) return;
-        if (e.kind() != ms::WATCH_EVENT_KIND_MESSAGES_ADDED &&
+        // READY: the stream is established and every later change will be
+        // streamed. What changed between the Sync above and now was not
+        // (the first attempt may even have met a follower and been
+        // retried): one more Sync closes that gap.
+        bool ready = e.kind() == ms::WATCH_EVENT_KIND_READY;
+        if (!ready && e.kind() != ms::WATCH_EVENT_KIND_MESSAGES_ADDED &&
             e.kind() != ms::WATCH_EVENT_KIND_MESSAGES_EXPUNGED &&
             e.kind() != ms::WATCH_EVENT_KIND_FLAGS_CHANGED) {
           return;
@@ -582,7 +587,7 @@ void ImapSession::CmdIdle(const imap::Command& c) {
         // from the event (no ChangesSince per session per event, which is
         // what makes 10,000 IDLE sessions wake quickly). Anything else, or
         // an event that does not fit the map, goes through Sync.
-        if (ApplyEvent(e)) {
+        if (!ready && ApplyEvent(e)) {
           return;
         }
         Begin();
