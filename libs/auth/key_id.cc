@@ -7,6 +7,10 @@
 #include <memory>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "libs/base/file.h"
+#include "libs/base/log.h"
+#include "libs/base/status.h"
 
 namespace mailgrid::auth {
 namespace {
@@ -48,6 +52,23 @@ absl::StatusOr<std::string> KeyIdOfPrivatePem(std::string_view pem) {
       PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
   if (!key) return absl::InvalidArgumentError("not a PEM private key");
   return IdOf(key.get());
+}
+
+absl::StatusOr<std::unique_ptr<TokenVerifier>> VerifierFromPemFiles(
+    const std::string& issuer, const std::vector<std::string>& paths) {
+  if (paths.empty()) return std::unique_ptr<TokenVerifier>();
+  auto verifier = std::make_unique<TokenVerifier>(issuer);
+  for (const std::string& path : paths) {
+    ASSIGN_OR_RETURN(std::string pem, file::ReadAll(path));
+    auto kid = KeyIdOfPublicPem(pem);
+    if (!kid.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--token-public-key ", path, ": ", kid.status().message()));
+    }
+    RETURN_IF_ERROR(verifier->AddPublicPem(*kid, pem));
+    log::Info("token key loaded", {{"file", path}, {"kid", *kid}});
+  }
+  return verifier;
 }
 
 }  // namespace mailgrid::auth

@@ -1,14 +1,13 @@
 #include "services/identity/app.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "libs/auth/key_id.h"
+#include "libs/base/file.h"
 #include "libs/base/log.h"
 #include "libs/base/status.h"
 #include "libs/replica/client_store.h"
@@ -16,14 +15,6 @@
 
 namespace mailgrid::identity {
 namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 absl::StatusOr<redis::Options> RedisOptions(const std::string& value) {
   std::string url = absl::StartsWith(value, "redis://") ? value : absl::StrCat("redis://", value);
@@ -84,7 +75,7 @@ absl::StatusOr<std::unique_ptr<IdentityApp>> IdentityApp::Create(
   // Tokens.
   CoreOptions core_options;
   if (!o.token_signing_key.empty()) {
-    ASSIGN_OR_RETURN(std::string pem, ReadFile(o.token_signing_key));
+    ASSIGN_OR_RETURN(std::string pem, file::ReadAll(o.token_signing_key));
     ASSIGN_OR_RETURN(std::string kid, auth::KeyIdOfPrivatePem(pem));
     ASSIGN_OR_RETURN(app->signer_, auth::TokenSigner::FromPrivatePem(kid, pem));
     ASSIGN_OR_RETURN(app->service_tokens_,
@@ -103,7 +94,7 @@ absl::StatusOr<std::unique_ptr<IdentityApp>> IdentityApp::Create(
   RETURN_IF_ERROR(app->verifier_->AddPublicPem(app->signer_->key_id(), own_pem));
   core_options.public_keys.push_back({app->signer_->key_id(), own_pem});
   for (const std::string& path : o.token_public_keys) {
-    ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
+    ASSIGN_OR_RETURN(std::string pem, file::ReadAll(path));
     ASSIGN_OR_RETURN(std::string kid, auth::KeyIdOfPublicPem(pem));
     if (kid == app->signer_->key_id()) continue;
     RETURN_IF_ERROR(app->verifier_->AddPublicPem(kid, pem));

@@ -1,8 +1,6 @@
 #include "services/mailstore/app.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "libs/auth/key_id.h"
@@ -30,29 +28,6 @@ class ReplicaStore final : public store::Store {
  private:
   replica::Replica* r_;
 };
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-absl::StatusOr<std::unique_ptr<auth::TokenVerifier>> MakeVerifier(const Options& o) {
-  if (o.token_public_keys.empty()) return std::unique_ptr<auth::TokenVerifier>();
-  auto verifier = std::make_unique<auth::TokenVerifier>(o.token_issuer);
-  for (const std::string& path : o.token_public_keys) {
-    ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
-    auto kid = auth::KeyIdOfPublicPem(pem);
-    if (!kid.ok())
-      return absl::InvalidArgumentError(
-          absl::StrCat("--token-public-key ", path, ": ", kid.status().message()));
-    RETURN_IF_ERROR(verifier->AddPublicPem(*kid, pem));
-    log::Info("token key loaded", {{"file", path}, {"kid", *kid}});
-  }
-  return verifier;
-}
 
 Options g_options;
 
@@ -94,7 +69,7 @@ absl::StatusOr<std::unique_ptr<MailstoreApp>> MailstoreApp::Create(
   MailstoreApp* self = app.get();
   app->mail_->SetCommitListener(
       [self](const std::string&, const std::string& mailbox) { self->hub_.Notify(mailbox); });
-  ASSIGN_OR_RETURN(auto verifier, MakeVerifier(o));
+  ASSIGN_OR_RETURN(auto verifier, auth::VerifierFromPemFiles(o.token_issuer, o.token_public_keys));
   if (!verifier) log::Warn("no --token-public-key: every call is refused (UNAUTHENTICATED)");
   app->authz_ = std::make_unique<Authorizer>(std::move(verifier), app->mail_.get());
   ServiceOptions svc;

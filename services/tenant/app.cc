@@ -1,8 +1,6 @@
 #include "services/tenant/app.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "libs/base/log.h"
@@ -12,29 +10,6 @@
 
 namespace mailgrid::tenant {
 namespace {
-
-absl::StatusOr<std::string> ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-absl::StatusOr<std::unique_ptr<auth::TokenVerifier>> MakeVerifier(const Options& o) {
-  if (o.token_public_keys.empty()) return std::unique_ptr<auth::TokenVerifier>();
-  auto verifier = std::make_unique<auth::TokenVerifier>(o.token_issuer);
-  for (const std::string& path : o.token_public_keys) {
-    ASSIGN_OR_RETURN(std::string pem, ReadFile(path));
-    auto kid = auth::KeyIdOfPublicPem(pem);
-    if (!kid.ok())
-      return absl::InvalidArgumentError(
-          absl::StrCat("--token-public-key ", path, ": ", kid.status().message()));
-    RETURN_IF_ERROR(verifier->AddPublicPem(*kid, pem));
-    log::Info("token key loaded", {{"file", path}, {"kid", *kid}});
-  }
-  return verifier;
-}
 
 absl::StatusOr<std::unique_ptr<store::Store>> OpenLocal(const rpc::CommonConfig& common) {
   if (common.data_dir.empty())
@@ -71,7 +46,7 @@ absl::StatusOr<std::unique_ptr<TenantApp>> TenantApp::Create(
     app->store_ = app->local_store_.get();
   }
   app->tenant_store_ = std::make_unique<TenantStore>(app->store_);
-  ASSIGN_OR_RETURN(auto verifier, MakeVerifier(o));
+  ASSIGN_OR_RETURN(auto verifier, auth::VerifierFromPemFiles(o.token_issuer, o.token_public_keys));
   if (!verifier)
     log::Warn("no --token-public-key: only onboarding tokens and anonymous calls are accepted");
   app->auth_ = std::make_unique<Authenticator>(std::move(verifier), app->tenant_store_.get());

@@ -18,21 +18,14 @@
 
 namespace mailgrid::mailctl {
 
-class IdentitydClient {
+class IdentitydClient : public ServiceClient {
  public:
+  // Minted tokens default to --role service (identityd's admin calls such
+  // as initial-password and sasl are service-internal).
   static absl::StatusOr<IdentitydClient> Connect(const Invocation& inv, const Args& args);
 
-  // Runs `call` with a fresh (authenticated, when a token was given)
-  // context against each address until one is reachable.
-  absl::Status Run(const std::function<grpc::Status(const std::shared_ptr<grpc::Channel>&,
-                                                    grpc::ClientContext*)>& call) const;
-  // Server-streaming calls: `call` reads until the stream ends.
-  bool json() const { return json_; }
-
  private:
-  std::vector<std::string> addresses_;
-  std::string token_;
-  bool json_ = false;
+  explicit IdentitydClient(ServiceClient c) : ServiceClient(std::move(c)) {}
 };
 
 }  // namespace mailgrid::mailctl

@@ -4,12 +4,14 @@
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "google/protobuf/util/json_util.h"
 #include "libs/auth/token.h"
+#include "libs/base/status.h"
 #include "libs/rpc/client.h"
 #include "libs/rpc/status.h"
 #include "mailgrid/common/v1/common.pb.h"
@@ -98,20 +100,22 @@ absl::StatusOr<std::string> MintToken(const std::string& key_file,
   return (*signer)->Sign(c);
 }
 
-absl::StatusOr<TenantdClient> TenantdClient::Connect(const Invocation& inv, const Args& args) {
-  TenantdClient c;
+absl::StatusOr<ServiceClient> ServiceClient::Connect(const Invocation& inv, const Args& args,
+                                                     const ServiceSpec& spec) {
+  ServiceClient c;
+  c.spec_ = spec;
   c.json_ = inv.json || args.flags.count("json");
-  std::string addrs = args.Get("tenantd", Env("MAILGRID_TENANTD"));
+  std::string addrs = args.Get(spec.name, Env(("MAILGRID_" + absl::AsciiStrToUpper(spec.name)).c_str()));
   if (!addrs.empty()) {
     for (absl::string_view a : absl::StrSplit(addrs, ',', absl::SkipEmpty()))
       c.addresses_.emplace_back(a);
   } else if (inv.cluster != nullptr) {
-    auto list = inv.cluster->Addresses("tenantd");
+    auto list = inv.cluster->Addresses(spec.name);
     if (!list.ok()) return list.status();
     c.addresses_ = *list;
   } else {
-    return absl::InvalidArgumentError(
-        "where is tenantd? give --tenantd ADDR or mailctl --cluster cluster.json");
+    return absl::InvalidArgumentError(absl::StrCat("where is ", spec.name, "? give --", spec.name,
+                                                   " ADDR or mailctl --cluster cluster.json"));
   }
   std::string token = args.Get("token", Env("MAILGRID_TOKEN"));
   std::string key_file = args.Get("token-key", Env("MAILGRID_TOKEN_KEY"));
@@ -119,7 +123,7 @@ absl::StatusOr<TenantdClient> TenantdClient::Connect(const Invocation& inv, cons
     c.token_ = token;
   } else if (!key_file.empty()) {
     std::vector<std::string> roles =
-        absl::StrSplit(args.Get("role", "platform_operator"), ',', absl::SkipEmpty());
+        absl::StrSplit(args.Get("role", spec.default_role), ',', absl::SkipEmpty());
     auto minted =
         MintToken(key_file, roles, args.Get("token-tenant"), args.Get("subject", "mailctl"),
                   args.Get("token-issuer", auth::kDefaultTokenIssuer), 600);
@@ -129,7 +133,13 @@ absl::StatusOr<TenantdClient> TenantdClient::Connect(const Invocation& inv, cons
   return c;
 }
 
-absl::Status TenantdClient::Run(
+absl::StatusOr<TenantdClient> TenantdClient::Connect(const Invocation& inv, const Args& args) {
+  ASSIGN_OR_RETURN(ServiceClient c,
+                   ServiceClient::Connect(inv, args, {"tenantd", "platform_operator", absl::Seconds(60)}));
+  return TenantdClient(std::move(c));
+}
+
+absl::Status ServiceClient::Run(
     const std::function<grpc::Status(const std::shared_ptr<grpc::Channel>&, grpc::ClientContext*)>&
         call) const {
   grpc::Status last;
@@ -138,14 +148,14 @@ absl::Status TenantdClient::Run(
     options.target = address;
     auto channel = rpc::MakeChannel(options);
     if (!channel.ok()) return channel.status();
-    auto ctx = rpc::ContextWithDeadline(absl::Seconds(60));
+    auto ctx = rpc::ContextWithDeadline(spec_.deadline);
     if (!token_.empty()) ctx->AddMetadata("authorization", "Bearer " + token_);
     last = call(*channel, ctx.get());
     // Unreachable: try the next replica. Anything else is the answer.
     if (last.error_code() != grpc::StatusCode::UNAVAILABLE) return FromRpc(last);
   }
   if (addresses_.size() > 1) {
-    return absl::UnavailableError(absl::StrCat("no tenantd reachable (tried ", addresses_.size(),
+    return absl::UnavailableError(absl::StrCat("no ", spec_.name, " reachable (tried ", addresses_.size(),
                                                "): ", last.error_message()));
   }
   return FromRpc(last);

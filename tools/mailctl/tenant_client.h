@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "google/protobuf/message.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
@@ -50,9 +51,18 @@ struct Args {
 absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& raw,
                                std::set<std::string> flags = {});
 
-class TenantdClient {
+// A service's replicas and the caller's credentials: the finding and
+// authenticating every command group shares (tenantd, identityd, ...).
+struct ServiceSpec {
+  std::string name;          // "tenantd": --tenantd, MAILGRID_TENANTD, cluster.json key
+  std::string default_role;  // --role when minting with --token-key
+  absl::Duration deadline;   // per call
+};
+
+class ServiceClient {
  public:
-  static absl::StatusOr<TenantdClient> Connect(const Invocation& inv, const Args& args);
+  static absl::StatusOr<ServiceClient> Connect(const Invocation& inv, const Args& args,
+                                               const ServiceSpec& spec);
 
   // Runs `call` with a fresh authenticated context, against each address
   // until one is reachable. The grpc::Status becomes one readable line.
@@ -62,9 +72,18 @@ class TenantdClient {
   bool json() const { return json_; }
 
  private:
+  ServiceSpec spec_;
   std::vector<std::string> addresses_;
   std::string token_;
   bool json_ = false;
+};
+
+class TenantdClient : public ServiceClient {
+ public:
+  static absl::StatusOr<TenantdClient> Connect(const Invocation& inv, const Args& args);
+
+ private:
+  explicit TenantdClient(ServiceClient c) : ServiceClient(std::move(c)) {}
 };
 
 // A grpc::Status as one line: "NOT_FOUND: tenant t-x not found", with the
