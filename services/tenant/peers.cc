@@ -62,7 +62,10 @@ class Group {
     for (int attempt = 0; absl::Now() < deadline && attempt < 12; ++attempt) {
       ASSIGN_OR_RETURN(auto channel, Channel(target));
       grpc::ClientContext ctx;
-      ctx.set_deadline(absl::ToChronoTime(std::min(deadline, absl::Now() + absl::Seconds(5))));
+      // An unreachable replica costs at most 5 s, but a slow call (a large
+      // import's password hashing) gets half the budget per attempt.
+      const absl::Duration per_attempt = std::max(absl::Seconds(5), budget / 2);
+      ctx.set_deadline(absl::ToChronoTime(std::min(deadline, absl::Now() + per_attempt)));
       if (tokens != nullptr) {
         ASSIGN_OR_RETURN(std::string header, tokens->AuthorizationHeader());
         ctx.AddMetadata("authorization", header);

@@ -57,8 +57,9 @@ def grpc_health(address):
     return parts[-1] if parts else "UNREACHABLE"
 
 
-def launcher(*args, data_dir, check=True):
-    env = dict(os.environ, MAILGRID_BUILD_DIR=BUILD_DIR)
+def launcher(*args, data_dir, check=True, env=None):
+    """Runs tools/mailgrid; `env` adds variables (the daemons inherit them)."""
+    env = dict(os.environ, MAILGRID_BUILD_DIR=BUILD_DIR, **(env or {}))
     r = subprocess.run([LAUNCHER] + list(args) + ["--data", data_dir], env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if check and r.returncode != 0:

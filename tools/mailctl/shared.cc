@@ -78,7 +78,11 @@ absl::Status RunShared(const Invocation& inv) {
       req.set_can_send_as(a.Has("send-as"));
       dirv1::Seat seat;
       s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) { return d.AssignSeat(ctx, req, &seat); });
-      if (s.ok()) out << seat.user_address() << " seated at " << seat.shared_mailbox_address() << "\n";
+      if (!s.ok()) return s;
+      if (c.json())
+        out << Json(seat) << "\n";
+      else
+        out << seat.user_address() << " seated at " << seat.shared_mailbox_address() << "\n";
       return s;
     }
     dirv1::UnassignSeatRequest req;
@@ -86,7 +90,7 @@ absl::Status RunShared(const Invocation& inv) {
     req.set_user_id(*uid);
     dirv1::UnassignSeatResponse resp;
     s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) { return d.UnassignSeat(ctx, req, &resp); });
-    if (s.ok()) out << *user << " unseated from " << *ref << "\n";
+    if (s.ok() && !c.json()) out << *user << " unseated from " << *ref << "\n";
     return s;
   }
   if (verb == "seats") {
@@ -95,8 +99,12 @@ absl::Status RunShared(const Invocation& inv) {
     dirv1::ListSeatsResponse resp;
     s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) { return d.ListSeats(ctx, req, &resp); });
     if (!s.ok()) return s;
-    for (const auto& seat : resp.seats())
-      out << seat.user_address() << (seat.can_send_as() ? "\tsend-as" : "") << "\n";
+    for (const auto& seat : resp.seats()) {
+      if (c.json())
+        out << Json(seat) << "\n";
+      else
+        out << seat.user_address() << (seat.can_send_as() ? "\tsend-as" : "") << "\n";
+    }
     return absl::OkStatus();
   }
   if (verb == "show") {
@@ -104,7 +112,11 @@ absl::Status RunShared(const Invocation& inv) {
     req.set_shared_mailbox_id(*id);
     dirv1::SharedMailbox m;
     s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) { return d.GetSharedMailbox(ctx, req, &m); });
-    if (s.ok()) Print(out, m);
+    if (!s.ok()) return s;
+    if (c.json())
+      out << Json(m) << "\n";
+    else
+      Print(out, m);
     return s;
   }
   if (verb == "delete") {
