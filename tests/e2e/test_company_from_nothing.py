@@ -34,7 +34,6 @@ import shutil
 import smtplib
 import ssl
 import struct
-import subprocess
 import sys
 import time
 import unittest
@@ -43,13 +42,12 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import dnsmasq  # noqa: E402
+import mgctl  # noqa: E402
 import mgtest  # noqa: E402
 
 DOMAIN = "acme.test"
 # The launcher's cluster host name: MX and CNAME targets point at it.
 CLUSTER_HOST = "demo.mailgrid.test"
-PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
-       b"2 0 obj<</Type/Pages/Kids[]/Count 0>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n")
 DEPARTMENTS = ["Sales/East/Shanghai", "Sales/East/Hangzhou", "Sales/West", "Engineering/Platform/Storage"]
 EMPLOYEES = 50
 
@@ -82,7 +80,7 @@ class CompanyFromNothingTest(unittest.TestCase):
                             env={"MAILGRID_DNS_RESOLVER": cls.dns.address})
             with open(os.path.join(cls.data, "cluster.json")) as f:
                 cls.cluster = json.load(f)
-            cls.key = os.path.join(cls.data, "secrets", "token.pem")
+            cls.mailctl = mgctl.Mailctl(cls.data)
             cls.tls = ssl.create_default_context(cafile=cls.cluster["ca_cert"])
             cls.tls.check_hostname = False  # the certificate names the cluster host; we dial 127.0.0.1
             cls.passwords = {}  # address -> current password, after first_login
@@ -98,56 +96,27 @@ class CompanyFromNothingTest(unittest.TestCase):
             cls.dns.stop()
         shutil.rmtree(cls.data, ignore_errors=True)
 
-    # ---- mailctl ------------------------------------------------------------
-
-    @classmethod
-    def ctl(cls, *args, role=None, tenant=None, token=None, check=True, lines=False):
-        cmd = [mgtest.binary("mailctl"), "--cluster=" + os.path.join(cls.data, "cluster.json"), "--json"]
-        cmd += list(args)
-        if role:
-            cmd += ["--token-key", cls.key, "--role", role]
-        if tenant:
-            cmd += ["--token-tenant", tenant]
-        if token:
-            cmd += ["--token", token]
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        if check and r.returncode != 0:
-            raise AssertionError("mailctl %s failed (%d): %s" % (" ".join(args), r.returncode, r.stderr))
-        if not check:
-            return r
-        # List commands print one JSON object per line.
-        docs = [json.loads(line) for line in r.stdout.splitlines() if line.strip()]
-        return docs if lines else (docs[0] if docs else {})
-
-    @classmethod
-    def admin(cls, *args, **kw):
-        return cls.ctl(*args, role="tenant_admin", tenant=cls.tenant_id, **kw)
-
     # ---- story 1: onboarding ---------------------------------------------------
 
     @classmethod
     def onboard(cls):
-        cls.ctl("plan", "create", "--name", "Business", "--mailboxes", "200", "--domains", "3", "--seats", "10",
-                "--features", "shared_mailboxes",
-                role="platform_operator")
-        reg = cls.ctl("tenant", "register", "--name", "Acme Trading Co", "--street", "88 Century Avenue",
-                      "--city", "Shanghai", "--country", "cn", "--contact-name", "Li Lei",
-                      "--phone", "+8613800138000", "--email", "it@acme-parent.example")
-        cls.tenant_id, onboarding = reg["tenant"]["tenant_id"], reg["onboarding_token"]
-        for kind in ("business-licence", "tax-registration"):
-            path = os.path.join(cls.data, kind + ".pdf")
-            with open(path, "wb") as f:
-                f.write(PDF)
-            cls.ctl("tenant", "upload-doc", path, "--kind", kind, token=onboarding)
-        cls.ctl("tenant", "approve", cls.tenant_id, "--reason", "licence and tax registration match",
-                role="platform_reviewer")
-        cls.ctl("plan", "set", "Business", token=onboarding)
-        cls.ctl("domain", "add", DOMAIN, token=onboarding)
+        onboarding = cls.mailctl.register(
+            "Acme Trading Co", DOMAIN, documents=("business-licence", "tax-registration"),
+            plan_args=("--mailboxes", "200", "--domains", "3", "--seats", "10", "--features", "shared_mailboxes"))
+        cls.tenant_id = cls.mailctl.tenant_id
         cls.before_publishing = cls.ctl("domain", "check", DOMAIN, token=onboarding)
         cls.records = cls.ctl("domain", "records", DOMAIN, token=onboarding)["records"]
         cls.dns.start(dnsmasq.records_to_args(cls.records))
         cls.after_publishing = mgtest.eventually(
             lambda: cls.verified(cls.ctl("domain", "check", DOMAIN, token=onboarding)), "acme.test VERIFIED")
+
+    @classmethod
+    def ctl(cls, *args, **kw):
+        return cls.mailctl.run(*args, **kw)
+
+    @classmethod
+    def admin(cls, *args, **kw):
+        return cls.mailctl.admin(*args, **kw)
 
     @staticmethod
     def verified(check):

@@ -42,6 +42,15 @@ void PrintResult(const Invocation& inv, bool json, const google::protobuf::Messa
   (void)json;
 }
 
+// A call whose answer is a sentence for people and the response for --json.
+void Said(const Invocation& inv, bool json, const google::protobuf::Message& resp,
+          const std::string& sentence) {
+  if (json)
+    PrintResult(inv, true, resp);
+  else
+    Out(inv) << sentence;
+}
+
 common::v1::Protocol ParseProtocol(const std::string& p) {
   std::string l = absl::AsciiStrToLower(p);
   if (l == "imap") return common::v1::PROTOCOL_IMAP;
@@ -220,7 +229,7 @@ absl::Status TwoFactor(const Invocation& inv, const Args& a, const IdentitydClie
     absl::Status s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
       return v1::CredentialService::NewStub(ch)->DisableTotp(ctx, req, &resp);
     });
-    if (s.ok()) Out(inv) << "TOTP disabled\n";
+    if (s.ok()) Said(inv, c.json(), resp, "TOTP disabled\n");
     return s;
   }
   if (*what == "recovery-codes") {
@@ -290,7 +299,7 @@ absl::Status AppPassword(const Invocation& inv, const Args& a, const IdentitydCl
     absl::Status s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
       return v1::CredentialService::NewStub(ch)->RevokeAppPassword(ctx, req, &resp);
     });
-    if (s.ok()) Out(inv) << "revoked " << *id << "\n";
+    if (s.ok()) Said(inv, c.json(), resp, absl::StrCat("revoked ", *id, "\n"));
     return s;
   }
   return absl::InvalidArgumentError("auth app-password create|list|revoke");
@@ -310,7 +319,8 @@ absl::Status ResetPassword(const Invocation& inv, const Args& a, const Identityd
     absl::Status s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
       return v1::AuthService::NewStub(ch)->RequestPasswordReset(ctx, req, &resp);
     });
-    if (s.ok()) Out(inv) << "if the address exists, a reset token is on its way\n";
+    if (s.ok())
+      Said(inv, c.json(), resp, "if the address exists, a reset token is on its way\n");
     return s;
   }
   if (*what == "complete") {
@@ -330,7 +340,7 @@ absl::Status ResetPassword(const Invocation& inv, const Args& a, const Identityd
     absl::Status s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
       return v1::AuthService::NewStub(ch)->ResetPassword(ctx, req, &resp);
     });
-    if (s.ok()) Out(inv) << "password reset; every session ended\n";
+    if (s.ok()) Said(inv, c.json(), resp, "password reset; every session ended\n");
     return s;
   }
   if (*what == "admin") {
@@ -368,7 +378,7 @@ absl::Status Unlock(const Invocation& inv, const Args& a, const IdentitydClient&
   absl::Status s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
     return v1::CredentialService::NewStub(ch)->UnlockAccount(ctx, req, &resp);
   });
-  if (s.ok()) Out(inv) << "unlocked " << *uid << "\n";
+  if (s.ok()) Said(inv, c.json(), resp, absl::StrCat("unlocked ", *uid, "\n"));
   return s;
 }
 
@@ -439,7 +449,7 @@ absl::Status InitialPassword(const Invocation& inv, const Args& a, const Identit
   absl::Status s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
     return v1::CredentialService::NewStub(ch)->SetInitialPassword(ctx, req, &resp);
   });
-  if (s.ok()) Out(inv) << "initial password set\n";
+  if (s.ok()) Said(inv, c.json(), resp, "initial password set\n");
   return s;
 }
 
@@ -495,7 +505,8 @@ absl::Status Qr(const Invocation& inv, const Args& a, const IdentitydClient& c) 
     absl::Status s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
       return v1::AuthService::NewStub(ch)->ApproveQrLoginTicket(ctx, req, &resp);
     });
-    if (s.ok()) Out(inv) << (req.decision() == v1::QR_DECISION_DENY ? "denied\n" : "approved\n");
+    if (s.ok())
+      Said(inv, c.json(), resp, req.decision() == v1::QR_DECISION_DENY ? "denied\n" : "approved\n");
     return s;
   }
   if (*what == "redeem") {
@@ -594,7 +605,7 @@ absl::Status Simple(const Invocation& inv, const Args& a, const IdentitydClient&
     absl::Status s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
       return v1::AuthService::NewStub(ch)->Logout(ctx, req, &resp);
     });
-    if (s.ok()) Out(inv) << "signed out\n";
+    if (s.ok()) Said(inv, c.json(), resp, "signed out\n");
     return s;
   }
   if (cmd == "logout-everywhere") {
@@ -605,7 +616,7 @@ absl::Status Simple(const Invocation& inv, const Args& a, const IdentitydClient&
     absl::Status s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
       return v1::AuthService::NewStub(ch)->LogoutEverywhere(ctx, req, &resp);
     });
-    if (s.ok()) Out(inv) << resp.sessions_ended() << " sessions ended\n";
+    if (s.ok()) Said(inv, c.json(), resp, absl::StrCat(resp.sessions_ended(), " sessions ended\n"));
     return s;
   }
   if (cmd == "sessions") {

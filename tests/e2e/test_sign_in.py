@@ -1,0 +1,169 @@
+"""Signing in without a password (issue 12, story 5), as a mail client meets it.
+
+Against `tools/mailgrid up --replicas 3`:
+- SSO: the tenant points identityd at the test's own OpenID provider (a
+  loopback HTTP server with discovery and JWKS, an RSA key of the test's);
+  an ID token signed by that key signs bob in, and the access token
+  identityd returns opens bob's INBOX over IMAP with AUTHENTICATE XOAUTH2
+  (imaplib) and submits over SMTP with AUTH XOAUTH2 (smtplib). An ID token
+  signed by another key is refused.
+- QR login: a second client (a "desktop") creates a QR ticket; bob's signed-
+  in session (the "phone") approves it; the desktop redeems it once for a
+  session whose token reads mail over IMAP with AUTHENTICATE OAUTHBEARER;
+  a second redemption gets nothing.
+"""
+import base64
+import email
+import imaplib
+import json
+import os
+import shutil
+import smtplib
+import ssl
+import sys
+import time
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import mgctl  # noqa: E402
+import mgtest  # noqa: E402
+from oidc_provider import JwksServer, RsaKey  # noqa: E402
+
+DOMAIN = "signin.test"
+
+
+def host_port(address):
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+class SignInTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.data = mgtest.temp_dir("mailgrid-e2e-signin")
+        cls.idp = None
+        try:
+            mgtest.launcher("up", "--no-build", "--replicas", os.environ.get("MAILGRID_E2E_REPLICAS", "3"),
+                            data_dir=cls.data)
+            with open(os.path.join(cls.data, "cluster.json")) as f:
+                cls.cluster = json.load(f)
+            cls.tls = ssl.create_default_context(cafile=cls.cluster["ca_cert"])
+            cls.tls.check_hostname = False  # the certificate names the cluster host; we dial 127.0.0.1
+            cls.ctl = mgctl.Mailctl(cls.data)
+            cls.ctl.onboard_with_override("Signin Co", DOMAIN, plan_args=("--features", "sso"))
+            cls.bob = "bob@" + DOMAIN
+            cls.bob_password = cls.ctl.create_user(cls.bob, "Bob Builder")
+            cls.idp = JwksServer()
+            cls.key = RsaKey("test-key-1")
+            cls.idp.jwks = {"keys": [cls.key.jwk()]}
+            # The tenant's admin, signed in, configures SSO.
+            admin = "it@" + DOMAIN
+            admin_password = cls.ctl.create_user(admin, "IT Admin", "--role", "tenant_admin")
+            admin_token = cls.ctl.run("auth", "login", admin, "--password", admin_password)["session"]["access_token"]
+            cls.ctl.run("sso", "set", "--issuer", cls.idp.issuer, "--client-id", "mailgrid-e2e",
+                        "--jwks-json", json.dumps(cls.idp.jwks), "--redirect-uri", "https://mail.signin.test/sso",
+                        token=admin_token)
+        except BaseException:
+            cls.tearDownClass()  # unittest does not call it when setUpClass fails
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.idp is not None:
+            cls.idp.stop()
+        mgtest.launcher("down", data_dir=cls.data, check=False)
+        shutil.rmtree(cls.data, ignore_errors=True)
+
+    # ---- helpers --------------------------------------------------------------
+
+    def id_token(self, begun, signer):
+        now = int(time.time())
+        return signer.sign({"iss": self.idp.issuer, "aud": "mailgrid-e2e", "sub": "idp-bob", "email": self.bob,
+                            "nonce": begun["nonce"], "iat": now, "exp": now + 300})
+
+    def deliver(self, subject):
+        msg = email.message.EmailMessage()
+        msg["From"], msg["To"], msg["Subject"] = "partner@example.org", self.bob, subject
+        msg["Message-ID"] = "<%s@example.org>" % uuid.uuid4()
+        msg.set_content("For bob.\n")
+        with smtplib.SMTP(*host_port(self.cluster["smtp"])) as s:
+            self.assertEqual(s.send_message(msg), {})
+
+    def imap_with_token(self, mechanism, token):
+        c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+        c.starttls(ssl_context=self.tls)
+        if mechanism == "XOAUTH2":
+            blob = "user=%s\x01auth=Bearer %s\x01\x01" % (self.bob, token)
+        else:  # RFC 7628 OAUTHBEARER
+            blob = "n,a=%s,\x01auth=Bearer %s\x01\x01" % (self.bob, token)
+        c.authenticate(mechanism, lambda _challenge: blob.encode())
+        return c
+
+    def inbox_has(self, c, subject):
+        c.select("INBOX", readonly=True)
+        typ, data = c.search(None, "SUBJECT", '"%s"' % subject)
+        self.assertEqual(typ, "OK")
+        return bool(data[0].split())
+
+    # ---- tests -------------------------------------------------------------------
+
+    def test_sso_token_reads_and_sends_mail(self):
+        subject = "sso %s" % uuid.uuid4().hex[:8]
+        self.deliver(subject)
+        begun = self.ctl.run("sso", "begin", "--address", self.bob)
+        session = self.ctl.run("sso", "complete", "--state", begun["state"], "--id-token",
+                               self.id_token(begun, self.key))["session"]
+        self.assertEqual(session["address"], self.bob)
+        token = session["access_token"]
+
+        c = self.imap_with_token("XOAUTH2", token)
+        try:
+            self.assertTrue(mgtest.eventually(lambda: self.inbox_has(c, subject), "the message in bob's INBOX"))
+        finally:
+            c.logout()
+
+        with smtplib.SMTP(*host_port(self.cluster["submission"])) as s:
+            s.starttls(context=self.tls)
+            s.ehlo("laptop")
+            code, reply = s.docmd("AUTH", "XOAUTH2 " + base64.b64encode(
+                ("user=%s\x01auth=Bearer %s\x01\x01" % (self.bob, token)).encode()).decode())
+            self.assertEqual(code, 235, reply)
+            msg = email.message.EmailMessage()
+            msg["From"], msg["To"], msg["Subject"] = self.bob, self.bob, "note to self " + subject
+            msg.set_content("Sent with an SSO token.\n")
+            self.assertEqual(s.send_message(msg), {})
+
+        imposter = RsaKey("test-key-1")  # same kid, another key
+        begun = self.ctl.run("sso", "begin", "--address", self.bob)
+        refused = self.ctl.run("sso", "complete", "--state", begun["state"], "--id-token",
+                               self.id_token(begun, imposter), check=False)
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("UNAUTHENTICATED", refused.stderr)
+
+    def test_qr_ticket_signs_in_a_second_client(self):
+        subject = "qr %s" % uuid.uuid4().hex[:8]
+        self.deliver(subject)
+        phone = self.ctl.run("auth", "login", self.bob, "--password", self.bob_password)["session"]["access_token"]
+        ticket = self.ctl.run("auth", "qr", "create", "--png", os.path.join(self.data, "ticket.png"))
+        with open(os.path.join(self.data, "ticket.png"), "rb") as f:
+            self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n", "the ticket is a PNG QR code")
+        pending = self.ctl.run("auth", "qr", "redeem", ticket["ticket_id"], "--secret", ticket["redeem_secret"],
+                               "--poll")
+        self.assertEqual(pending["state"], "QR_TICKET_STATE_PENDING")
+        self.ctl.run("auth", "qr", "approve", ticket["ticket_id"], token=phone)
+        got = self.ctl.run("auth", "qr", "redeem", ticket["ticket_id"], "--secret", ticket["redeem_secret"])
+        self.assertEqual(got["state"], "QR_TICKET_STATE_APPROVED")
+        desktop = got["result"]["session"]["access_token"]
+        c = self.imap_with_token("OAUTHBEARER", desktop)
+        try:
+            self.assertTrue(mgtest.eventually(lambda: self.inbox_has(c, subject), "the message in bob's INBOX"))
+        finally:
+            c.logout()
+        again = self.ctl.run("auth", "qr", "redeem", ticket["ticket_id"], "--secret", ticket["redeem_secret"])
+        self.assertEqual(again["state"], "QR_TICKET_STATE_REDEEMED")
+        self.assertNotIn("result", again, "a redeemed ticket hands out no second session")
+
+
+if __name__ == "__main__":
+    unittest.main()
