@@ -107,6 +107,13 @@ absl::StatusOr<std::unique_ptr<IdentityApp>> IdentityApp::Create(
   ASSIGN_OR_RETURN(auto dir,
                    GrpcDirectory::Create(o.tenantd, app->service_tokens_.get(), o.tls_ca));
   app->directory_ = std::move(dir);
+  if (o.relayd.empty())
+    log::Warn("no --relayd: password-reset tokens are not mailed");
+  else {
+    ASSIGN_OR_RETURN(app->notices_,
+                     RelayNotices::Create(o.relayd, app->service_tokens_.get(), o.tls_ca));
+    core_options.notices = app->notices_.get();
+  }
 
   // Passwords, sessions, throttle.
   int concurrency = o.hash_concurrency > 0

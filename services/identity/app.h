@@ -40,6 +40,7 @@ class IdentityApp final : public rpc::ServiceApp {
   std::unique_ptr<auth::TokenVerifier> verifier_;
   std::unique_ptr<auth::ServiceTokenSource> service_tokens_;
   std::unique_ptr<Directory> directory_;
+  std::unique_ptr<Notices> notices_;
   std::unique_ptr<PasswordHasher> hasher_;
   std::unique_ptr<SessionManager> sessions_;
   std::unique_ptr<Throttler> throttle_;

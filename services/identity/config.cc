@@ -10,7 +10,10 @@ void AddFlags(config::Flags& f, Options& o) {
   f.String("redis", &o.redis,
            "Redis for sessions, counters and tickets: host:port or redis:// URL");
   f.StringList("tenantd", &o.tenantd, "tenantd gRPC addresses (comma list) for GetPrincipal");
-  f.String("tls-ca", &o.tls_ca, "PEM CA to verify tenantd's TLS certificate (empty: plain text)");
+  f.StringList("relayd", &o.relayd,
+               "relayd gRPC addresses (comma list) that send password-reset mail (SubmitMessage)");
+  f.String("tls-ca", &o.tls_ca,
+           "PEM CA to verify tenantd's and relayd's TLS certificates (empty: plain text)");
   f.String(
       "token-signing-key", &o.token_signing_key,
       "Ed25519 private key PEM that signs access and service tokens (empty: an ephemeral key)");

@@ -20,6 +20,7 @@ struct Options {
 
   std::string redis = "127.0.0.1:6379";  // host:port or redis:// URL
   std::vector<std::string> tenantd;      // DirectoryService addresses
+  std::vector<std::string> relayd;       // RelayService addresses (reset mail)
   std::string tls_ca;                    // CA for client channels (tenantd)
 
   std::string token_signing_key;               // Ed25519 PKCS#8 PEM file
@@ -38,7 +39,7 @@ struct Options {
   std::string qr_host = "mailgrid";
 
   // MAILGRID_TEST_HOOKS builds only: reset tokens are written here as
-  // <address>.token for tests (relayd delivery is not built yet).
+  // <address>.token for tests, besides the mail.
   std::string test_hook_dir;
 };
 

@@ -29,6 +29,7 @@
 #include "mailgrid/identity/v1/credential.pb.h"
 #include "mailgrid/identity/v1/sso.pb.h"
 #include "services/identity/directory.h"
+#include "services/identity/notices.h"
 #include "services/identity/oidc.h"
 #include "services/identity/password.h"
 #include "services/identity/policy.h"
@@ -69,9 +70,10 @@ struct CoreOptions {
   absl::Duration reset_ttl = absl::Minutes(30);
   absl::Duration qr_ttl = absl::Minutes(2);
   absl::Duration sso_state_ttl = absl::Minutes(10);
-  // Delivery of reset tokens. relayd integration is not built yet: in
-  // production builds the token is only logged as issued (never its
-  // value); MAILGRID_TEST_HOOKS builds may set a sink that tests read.
+  // Delivery of reset tokens to the user's recovery email (through relayd);
+  // null: not configured, the token is only logged as issued (never its
+  // value). MAILGRID_TEST_HOOKS builds may also set a sink tests read.
+  Notices* notices = nullptr;
   std::function<void(const std::string& address, const std::string& token)> reset_token_sink;
   std::vector<PublicKeyInfo> public_keys;
 };

@@ -3,10 +3,9 @@
 // password with two factors (auth.proto ResetPassword). Answers are the
 // same for unknown addresses.
 //
-// Delivery: relayd integration is not built yet. The token is handed to
-// CoreOptions::reset_token_sink, which only MAILGRID_TEST_HOOKS builds set
-// (tests read it there); production builds log that a token was issued,
-// never the token.
+// Delivery: the token is mailed to the user's recovery email through
+// relayd (notices.h); MAILGRID_TEST_HOOKS builds may also hand it to
+// CoreOptions::reset_token_sink for tests. Logs never carry the token.
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -49,11 +48,14 @@ absl::StatusOr<v1::RequestPasswordResetResponse> Core::RequestPasswordReset(
   ticket.set_user_id(u.user_id());
   ticket.set_address(u.address());
   RETURN_IF_ERROR(PutPending(ResetKey(token), ticket, options_.reset_ttl));
-  if (options_.reset_token_sink) {
-    options_.reset_token_sink(u.address(), token);
-  } else {
-    log::Info("password reset token issued (mail delivery through relayd is not built yet)",
+  if (options_.reset_token_sink) options_.reset_token_sink(u.address(), token);
+  if (options_.notices == nullptr || u.recovery_email().empty()) {
+    log::Warn("password reset token issued but not mailed (no relayd or no recovery email)",
               {{"user_id", u.user_id()}});
+  } else if (absl::Status sent = options_.notices->SendPasswordReset(u, token, options_.reset_ttl);
+             !sent.ok()) {
+    // Same answer to the caller either way: delivery problems reveal nothing.
+    log::Warn("password reset mail not sent", {{"user_id", u.user_id()}, {"error", sent.ToString()}});
   }
   Event(u.tenant_id(), u.user_id(), r.address(), v1::AUTH_EVENT_KIND_PASSWORD_RESET_REQUESTED,
         v1::AUTH_OUTCOME_SUCCESS, "", client, "");
