@@ -136,6 +136,36 @@ absl::Status List(const TenantdClient& c, const Args& a, std::ostream& out) {
   return absl::OkStatus();
 }
 
+// The fields given as flags, named in the update mask; the others stay.
+absl::StatusOr<dirv1::UpdateUserRequest> UpdateRequest(const std::string& user_id, const Args& a) {
+  dirv1::UpdateUserRequest req;
+  dirv1::User* u = req.mutable_user();
+  u->set_user_id(user_id);
+  auto field = [&](const char* flag, const char* path, std::string* target) {
+    if (!a.Has(flag)) return;
+    *target = a.Get(flag);
+    req.mutable_update_mask()->add_paths(path);
+  };
+  field("name", "display_name", u->mutable_display_name());
+  field("title", "title", u->mutable_title());
+  field("phone", "phone", u->mutable_phone());
+  field("recovery-email", "recovery_email", u->mutable_recovery_email());
+  field("locale", "locale", u->mutable_locale());
+  if (a.Has("quota-mb")) {
+    int64_t mb = 0;
+    if (!absl::SimpleAtoi(a.Get("quota-mb"), &mb) || mb < 0)
+      return absl::InvalidArgumentError("--quota-mb: a whole number of MiB");
+    u->mutable_quota()->mutable_bytes()->set_value(mb << 20);
+    u->mutable_quota()->mutable_messages()->set_unlimited(true);
+    req.mutable_update_mask()->add_paths("quota");
+  }
+  if (req.update_mask().paths().empty())
+    return absl::InvalidArgumentError(
+        "user update: give at least one of --name --title --phone --recovery-email --locale "
+        "--quota-mb");
+  return req;
+}
+
 absl::Status RunUser(const Invocation& inv) {
   if (inv.args.empty()) return absl::InvalidArgumentError("missing sub-command (see mailctl help)");
   const std::string verb = inv.args[0];
@@ -175,6 +205,10 @@ absl::Status RunUser(const Invocation& inv) {
     req.set_user_id(*id);
     req.set_reason(a.Get("reason"));
     s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) { return d.DeleteUser(ctx, req, &u); });
+  } else if (verb == "update") {
+    auto req = UpdateRequest(*id, a);
+    if (!req.ok()) return req.status();
+    s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) { return d.UpdateUser(ctx, *req, &u); });
   } else if (verb == "rename") {
     auto next = a.Positional(1, "NEW_ADDRESS");
     if (!next.ok()) return next.status();
@@ -203,7 +237,9 @@ const bool kRegistered = RegisterCommand(
      "      mailctl user import FILE.csv [--dry-run]   (address,name,department,phone,password,...)\n"
      "      mailctl user list [--query Q] [--dept PATH] [--state active|disabled|deleted]\n"
      "      mailctl user show|disable|enable|delete ADDRESS [--reason R]\n"
-     "      mailctl user rename ADDRESS NEW_ADDRESS [--drop-old]",
+     "      mailctl user rename ADDRESS NEW_ADDRESS [--drop-old]\n"
+     "      mailctl user update ADDRESS [--name N] [--title T] [--phone P] [--recovery-email E]\n"
+     "                  [--locale L] [--quota-mb N]",
      RunUser});
 
 }  // namespace
