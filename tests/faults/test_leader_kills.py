@@ -1,0 +1,247 @@
+"""Faults (issue 12): nothing acknowledged may be lost.
+
+On one `tools/mailgrid up --demo --replicas 3` cluster:
+
+1. Four SMTP clients deliver 1,000 messages to alice over port 25 while the
+   mailstored Raft leader is `kill -9`ed five times (each victim restarted
+   by `tools/mailgrid up` before the next kill, so a majority always
+   exists). Every message that got 250 is in alice's INBOX exactly once;
+   a message refused with 4xx may be there at most once (a retry after a
+   451 is deduplicated by relayd's delivery id, RFC 5321 allows nothing
+   more).
+2. The tenantd and the identityd leaders are `kill -9`ed while bob signs in
+   over IMAP again and again: sign-ins fail only while a group elects, and
+   succeed again afterwards; no account is lost (alice and bob still sign
+   in with the same passwords and see all their mail).
+3. Redis is killed: it holds only what may be lost. After it is back,
+   everyone signs in again with the same password and all mail is there.
+
+Counts are printed: acknowledged, refused, present, lost (must be 0),
+duplicated (must be 0).
+"""
+import collections
+import email.utils
+import imaplib
+import json
+import os
+import shutil
+import signal
+import smtplib
+import ssl
+import sys
+import threading
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import mgtest  # noqa: E402
+
+CLIENTS, PER_CLIENT, KILLS = 4, 250, 5
+
+
+def host_port(address):
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+class LeaderKillTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.data = mgtest.temp_dir("mailgrid-faults")
+        try:
+            mgtest.launcher("up", "--no-build", "--demo", "--replicas", "3", data_dir=cls.data)
+            with open(os.path.join(cls.data, "cluster.json")) as f:
+                cls.cluster = json.load(f)
+            with open(os.path.join(cls.data, "ports.json")) as f:
+                cls.ports = json.load(f)["ports"]
+            users = {u["address"].split("@")[0]: u for u in cls.cluster["demo"]["users"]}
+            cls.alice, cls.bob = users["alice"], users["bob"]
+            cls.tls = ssl.create_default_context(cafile=cls.cluster["ca_cert"])
+            cls.tls.check_hostname = False  # the certificate names the cluster host; we dial 127.0.0.1
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        mgtest.launcher("down", data_dir=cls.data, check=False)
+        shutil.rmtree(cls.data, ignore_errors=True)
+
+    # ---- the cluster's processes -------------------------------------------------
+
+    def leader(self, service):
+        """The replica number whose /metrics says it leads `service`'s group."""
+        for i in (1, 2, 3):
+            url = "http://127.0.0.1:%d/metrics" % self.ports["%s-%d.metrics" % (service, i)]
+            try:
+                text = urllib.request.urlopen(url, timeout=10).read().decode()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("mailgrid_raft_role{") and 'role="leader"' in line and line.endswith(" 1"):
+                    return i
+        return None
+
+    def kill9(self, proc):
+        with open(os.path.join(self.data, "run", proc + ".pid")) as f:
+            pid = int(f.read())
+        os.kill(pid, signal.SIGKILL)
+        mgtest.eventually(lambda: not os.path.exists("/proc/%d" % pid) or self.zombie(pid), proc + " to die")
+
+    @staticmethod
+    def zombie(pid):
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                return f.read().split()[2] == "Z"
+        except OSError:
+            return True
+
+    def restart_dead(self):
+        """`tools/mailgrid up` starts exactly the processes that are not running."""
+        mgtest.launcher("up", "--no-build", data_dir=self.data)
+
+    def kill_leader(self, service):
+        victim = mgtest.eventually(lambda: self.leader(service), "a %s leader" % service)
+        self.kill9("%s-%d" % (service, victim))
+        return victim
+
+    # ---- mail ----------------------------------------------------------------------
+
+    def imap(self, user):
+        c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+        c.starttls(ssl_context=self.tls)
+        c.login(user["address"], user["password"])
+        return c
+
+    def message_ids(self, user):
+        """Message-ID -> how many times it is in the user's INBOX."""
+        c = self.imap(user)
+        try:
+            typ, data = c.select("INBOX", readonly=True)
+            self.assertEqual(typ, "OK")
+            if int(data[0]) == 0:
+                return collections.Counter()
+            typ, parts = c.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
+            self.assertEqual(typ, "OK")
+            ids = collections.Counter()
+            for p in parts:
+                if isinstance(p, tuple):
+                    ids[email.message_from_bytes(p[1])["Message-ID"]] += 1
+            return ids
+        finally:
+            c.logout()
+
+    def deliver_many(self, run_id, outcome):
+        """One SMTP client: PER_CLIENT messages on as few connections as it can."""
+        def send(s, mid):
+            body = ("From: partner@example.org\r\nTo: %s\r\nSubject: fault %s\r\nMessage-ID: %s\r\n"
+                    "Date: %s\r\n\r\nmessage %s\r\n") % (self.alice["address"], mid, mid,
+                                                          email.utils.formatdate(), mid)
+            s.sendmail("partner@example.org", [self.alice["address"]], body)
+
+        s = None
+        for n in range(PER_CLIENT):
+            mid = "<%s.%d@faults.test>" % (run_id, n)
+            try:
+                if s is None:
+                    s = smtplib.SMTP(*host_port(self.cluster["smtp"]), timeout=120)
+                    s.ehlo("mx.example.org")
+                send(s, mid)
+                outcome[mid] = "acked"
+            except (smtplib.SMTPException, OSError) as e:
+                outcome[mid] = "refused: %s" % (e,)
+                try:
+                    if s is not None:
+                        s.close()
+                except OSError:
+                    pass
+                s = None
+        if s is not None:
+            s.quit()
+
+    # ---- tests -----------------------------------------------------------------------
+
+    def test_1_mailstored_leader_killed_five_times_during_1000_deliveries(self):
+        outcome = {}
+        threads = [threading.Thread(target=self.deliver_many, args=("c%d" % i, outcome))
+                   for i in range(CLIENTS)]
+        for t in threads:
+            t.start()
+        total = CLIENTS * PER_CLIENT
+        killed = []
+        for k in range(KILLS):
+            # Spread the kills over the run.
+            mgtest.eventually(lambda: len(outcome) >= (k + 1) * total // (KILLS + 1), "deliveries to progress",
+                              patience=600)
+            killed.append(self.kill_leader("mailstored"))
+            self.restart_dead()
+        for t in threads:
+            t.join()
+
+        present = self.message_ids(self.alice)
+        acked = [m for m, o in outcome.items() if o == "acked"]
+        refused = [m for m, o in outcome.items() if o != "acked"]
+        lost = [m for m in acked if present[m] == 0]
+        duplicated = [m for m, n in present.items() if m.endswith("@faults.test>") and n > 1]
+        print("\nmailstored leaders killed: %s; sent %d, acknowledged %d, refused %d, present %d, "
+              "lost %d, duplicated %d" % (killed, total, len(acked), len(refused),
+                                          sum(1 for m in outcome if present[m] > 0), len(lost), len(duplicated)))
+        self.assertEqual(len(outcome), total)
+        self.assertEqual(lost, [], "acknowledged messages missing from the INBOX")
+        self.assertEqual(duplicated, [], "messages stored more than once")
+        self.assertGreater(len(acked), 0)
+
+    def test_2_tenantd_and_identityd_leaders_killed_during_sign_ins(self):
+        before = self.message_ids(self.bob)
+        results = []
+        stop = threading.Event()
+
+        def sign_in_loop():
+            while not stop.is_set():
+                try:
+                    self.imap(self.bob).logout()
+                    results.append(True)
+                except (imaplib.IMAP4.error, OSError):
+                    results.append(False)
+                time.sleep(0.05)
+
+        t = threading.Thread(target=sign_in_loop)
+        t.start()
+        try:
+            for service in ("tenantd", "identityd"):
+                mgtest.eventually(lambda: sum(results) >= 3, "sign-ins before the kill")
+                victim = self.kill_leader(service)
+                print("\n%s leader %s-%d killed" % (service, service, victim))
+                self.restart_dead()
+                mark = len(results)
+                mgtest.eventually(lambda: any(results[mark:]), "a sign-in after the %s kill" % service)
+        finally:
+            stop.set()
+            t.join()
+        print("sign-ins: %d ok, %d failed during elections" % (results.count(True), results.count(False)))
+        # No account lost: both still sign in with the same passwords and
+        # nothing left bob's mailbox.
+        self.imap(self.alice).logout()
+        after = self.message_ids(self.bob)
+        self.assertGreaterEqual(set(after), set(before))
+
+    def test_3_redis_lost(self):
+        before = self.message_ids(self.alice)
+        self.kill9("redis")
+        self.restart_dead()
+        # Sessions and counters are gone; accounts and mail are not.
+        after = mgtest.eventually(lambda: self.try_ids(self.alice), "alice to sign in after Redis came back")
+        self.assertGreaterEqual(set(after), set(before))
+        self.assertEqual(sum(after.values()), sum(before.values()))
+        self.imap(self.bob).logout()
+
+    def try_ids(self, user):
+        try:
+            return self.message_ids(user)
+        except (imaplib.IMAP4.error, OSError):
+            return None
+
+
+if __name__ == "__main__":
+    unittest.main()
