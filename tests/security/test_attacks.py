@@ -1,0 +1,290 @@
+"""Attacks (issue 12): what an attacker on the network tries, refused.
+
+Against `tools/mailgrid up --demo --replicas 3` (tenant A: the demo, alice
+its admin, bob a user) plus a second tenant B onboarded here:
+
+- open relay: the 16 address forms of nmap's smtp-open-relay script (written
+  here from its list of tricks), unauthenticated on port 25: every RCPT is
+  refused with 5xx, nothing is accepted;
+- SMTP smuggling: a second envelope hidden behind `\\n.\\n`, `\\n.\\r\\n`,
+  `\\r.\\r\\n` never becomes a second message;
+- STARTTLS command injection (SMTP, IMAP, POP3): a command pipelined after
+  STARTTLS/STLS in the same packet is discarded, never answered inside TLS;
+- 1,000 RCPTs to unknown users: each refused at RCPT (550 5.1.1, or 452
+  once the per-transaction limit is reached), no message accepted;
+- brute force: wrong passwords for bob get the same answer as an unknown
+  user, the address is locked, and bob gets in again once the lock ends
+  (the cluster runs with a 5 s lock so the test can wait for it);
+- tenant isolation: A's admin asking tenantd about B's user, or for B's
+  admin audit log, gets what a missing one gets (NOT_FOUND), and A's user
+  cannot send as B's address;
+- internal APIs without a token, or with one signed by a key the cluster
+  does not know, are refused (UNAUTHENTICATED).
+"""
+import imaplib
+import json
+import os
+import shutil
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import unittest
+import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import mgctl  # noqa: E402
+import mgtest  # noqa: E402
+
+B_DOMAIN = "tenant-b.test"
+LOCK_SECONDS = 5
+
+
+def host_port(address):
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+class AttackTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.data = mgtest.temp_dir("mailgrid-security")
+        try:
+            mgtest.launcher("up", "--no-build", "--demo", "--replicas", "3", data_dir=cls.data,
+                            env={"MAILGRID_THROTTLE_LOCK_FOR": "%ds" % LOCK_SECONDS,
+                                 "MAILGRID_THROTTLE_MAX_DELAY": "1s"})
+            with open(os.path.join(cls.data, "cluster.json")) as f:
+                cls.cluster = json.load(f)
+            users = {u["address"].split("@")[0]: u for u in cls.cluster["demo"]["users"]}
+            cls.alice, cls.bob = users["alice"], users["bob"]
+            cls.domain = cls.cluster["demo"]["domain"]
+            cls.tls = ssl.create_default_context(cafile=cls.cluster["ca_cert"])
+            cls.tls.check_hostname = False  # the certificate names the cluster host; we dial 127.0.0.1
+            cls.a = mgctl.Mailctl(cls.data)
+            cls.a.tenant_id = cls.cluster["demo"]["tenant_id"]
+            cls.b = mgctl.Mailctl(cls.data)
+            cls.b.onboard_with_override("Tenant B", B_DOMAIN)
+            cls.b_user = "carol@" + B_DOMAIN
+            cls.b_password = cls.b.create_user(cls.b_user, "Carol of B", "--role", "tenant_admin")
+        except BaseException:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        mgtest.launcher("down", data_dir=cls.data, check=False)
+        shutil.rmtree(cls.data, ignore_errors=True)
+
+    def smtp(self):
+        s = smtplib.SMTP(*host_port(self.cluster["smtp"]), timeout=60)
+        s.ehlo("attacker.example")
+        return s
+
+    def inbox_subjects(self, user, needle):
+        c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+        c.starttls(ssl_context=self.tls)
+        c.login(user["address"], user["password"])
+        try:
+            c.select("INBOX", readonly=True)
+            typ, data = c.search(None, "SUBJECT", '"%s"' % needle)
+            return len(data[0].split())
+        finally:
+            c.logout()
+
+    # ---- open relay --------------------------------------------------------------
+
+    def test_open_relay_forms_are_all_refused(self):
+        ip, ours, ext = "[127.0.0.1]", self.domain, "relay-target.example"
+        forms = [
+            ("relaytest@" + ext, "relaytest@" + ext),
+            ("", "relaytest@" + ext),
+            ("spamtest@" + ours, "relaytest@" + ext),
+            ("spamtest@" + ip, "relaytest@" + ext),
+            ("", "relaytest%%%s@%s" % (ext, ip)),
+            ("", "relaytest%%%s@%s" % (ext, ours)),
+            ("", '"relaytest@%s"' % ext),
+            ("", '"relaytest%%%s"' % ext),
+            ("", "relaytest@%s@%s" % (ext, ip)),
+            ("", '"relaytest@%s"@%s' % (ext, ip)),
+            ("", "relaytest@%s@%s" % (ext, ours)),
+            ("", "@%s:relaytest@%s" % (ip, ext)),
+            ("", "@%s:relaytest@%s" % (ours, ext)),
+            ("", "%s!relaytest" % ext),
+            ("", "%s!relaytest@%s" % (ext, ip)),
+            ("", "%s!relaytest@%s" % (ext, ours)),
+        ]
+        self.assertEqual(len(forms), 16)
+        for sender, rcpt in forms:
+            with self.smtp() as s:
+                code, reply = s.mail("<%s>" % sender)
+                self.assertEqual(code, 250, reply)
+                code, reply = s.rcpt("<%s>" % rcpt)
+                self.assertGreaterEqual(code, 500, "RCPT TO:<%s> from <%s> was not refused: %d %s"
+                                        % (rcpt, sender, code, reply))
+                code, _ = s.docmd("DATA")
+                self.assertNotEqual(code, 354, "DATA accepted with no valid recipient")
+
+    # ---- smuggling -------------------------------------------------------------------
+
+    def test_smuggled_second_envelope_is_never_a_message(self):
+        for ending in (b"\n.\n", b"\n.\r\n", b"\r.\r\n"):
+            tag = uuid.uuid4().hex[:8]
+            inner = (b"MAIL FROM:<smuggler@example.org>\r\nRCPT TO:<" + self.bob["address"].encode() +
+                     b">\r\nDATA\r\nSubject: smuggled " + tag.encode() + b"\r\n\r\nsmuggled\r\n.\r\n")
+            with self.smtp() as s:
+                s.mail("<partner@example.org>")
+                code, reply = s.rcpt("<%s>" % self.alice["address"])
+                self.assertEqual(code, 250, reply)
+                code, _ = s.docmd("DATA")
+                self.assertEqual(code, 354)
+                # `inner` ends with the real end of data (CRLF.CRLF).
+                s.send(b"Subject: carrier " + tag.encode() + b"\r\n\r\nhello" + ending + inner)
+                code, reply = s.getreply()
+                # Either the whole thing is refused (bare CR/LF: 550 5.5.2)
+                # or it is one message; never a second transaction.
+                self.assertIn(code, (250, 550), reply)
+            self.assertEqual(self.inbox_subjects(self.bob, "smuggled " + tag), 0,
+                             "a smuggled message reached bob (ending %r)" % ending)
+
+    # ---- STARTTLS injection ------------------------------------------------------------
+
+    def injected_reply_inside_tls(self, address, greeting_lines, starttls, injected, first_read=b""):
+        """Sends STARTTLS and an injected command in one packet, completes
+        TLS, and returns whatever arrives inside TLS unasked."""
+        raw = socket.create_connection(host_port(address), timeout=30)
+        f = raw.makefile("rb")
+        for _ in range(greeting_lines):
+            f.readline()
+        if first_read:
+            raw.sendall(first_read)
+            while True:  # EHLO's multi-line reply
+                line = f.readline()
+                if line[3:4] != b"-":
+                    break
+        raw.sendall(starttls + injected)
+        ready = f.readline()
+        self.assertTrue(ready, "no answer to STARTTLS")
+        tls = self.tls.wrap_socket(raw, server_hostname="localhost")
+        tls.settimeout(3)
+        try:
+            return tls.recv(4096)
+        except (socket.timeout, TimeoutError):
+            return b""
+        finally:
+            tls.close()
+
+    def test_starttls_injection_is_discarded(self):
+        got = self.injected_reply_inside_tls(self.cluster["smtp"], 1, b"STARTTLS\r\n", b"NOOP\r\n",
+                                             first_read=b"EHLO attacker.example\r\n")
+        self.assertEqual(got, b"", "SMTP answered a command injected before TLS: %r" % got)
+        got = self.injected_reply_inside_tls(self.cluster["imap"], 1, b"a STARTTLS\r\n", b"b CAPABILITY\r\n")
+        self.assertEqual(got, b"", "IMAP answered a command injected before TLS: %r" % got)
+        got = self.injected_reply_inside_tls(self.cluster["pop3"], 1, b"STLS\r\n", b"CAPA\r\n")
+        self.assertEqual(got, b"", "POP3 answered a command injected before TLS: %r" % got)
+
+    # ---- directory harvesting ------------------------------------------------------------
+
+    def test_a_thousand_unknown_recipients_are_refused_at_rcpt(self):
+        """Each RCPT is refused; after too many errors the server hangs up
+        (421, as Postfix's hard error limit does) and the harvester must
+        reconnect. No recipient is ever accepted."""
+        refused, hangups, accepted = 0, 0, 0
+        i = 0
+        while i < 1000:
+            with self.smtp() as s:
+                s.mail("<harvester@example.org>")
+                while i < 1000:
+                    code, reply = s.rcpt("<nobody%04d@%s>" % (i, self.domain))
+                    if code == 421:
+                        hangups += 1
+                        break  # this RCPT was not looked at; retried on a new connection
+                    i += 1
+                    if code == 250:
+                        accepted += 1
+                    else:
+                        self.assertIn(code, (550, 452), reply)
+                        refused += 1
+                else:
+                    code, _ = s.docmd("DATA")
+                    self.assertNotEqual(code, 354)
+                try:
+                    s.quit()
+                except smtplib.SMTPServerDisconnected:
+                    pass
+        print("\n1,000 unknown recipients: %d refused at RCPT, %d connections ended by 421" % (refused, hangups))
+        self.assertEqual((accepted, refused), (0, 1000))
+
+    # ---- brute force -------------------------------------------------------------------------
+
+    def imap_login_reply(self, address, password):
+        c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+        c.starttls(ssl_context=self.tls)
+        try:
+            c.login(address, password)
+            return "OK"
+        except imaplib.IMAP4.error as e:
+            return str(e)
+        finally:
+            try:
+                c.logout()
+            except (imaplib.IMAP4.error, OSError):
+                pass
+
+    def test_brute_force_is_throttled_and_reveals_nothing(self):
+        unknown = self.imap_login_reply("nobody-here@" + self.domain, "guess-1")
+        wrong = self.imap_login_reply(self.bob["address"], "guess-1")
+        self.assertNotEqual(wrong, "OK")
+        self.assertEqual(unknown, wrong, "unknown user and wrong password must look the same")
+        for i in range(12):
+            self.imap_login_reply(self.bob["address"], "guess-%d" % i)
+        locked = self.imap_login_reply(self.bob["address"], self.bob["password"])
+        self.assertNotEqual(locked, "OK", "after 12 wrong guesses the address is locked, even for the right one")
+        time.sleep(LOCK_SECONDS + 1)
+        self.assertEqual(mgtest.eventually(
+            lambda: self.imap_login_reply(self.bob["address"], self.bob["password"]) == "OK",
+            "bob to get in after the lock"), True)
+
+    # ---- tenant isolation -------------------------------------------------------------------
+
+    def test_tenant_a_cannot_see_tenant_b(self):
+        missing = self.a.admin("user", "show", "nobody@" + B_DOMAIN, check=False)
+        theirs = self.a.admin("user", "show", self.b_user, check=False)
+        self.assertNotEqual(theirs.returncode, 0)
+        self.assertIn("NOT_FOUND", theirs.stderr)
+        self.assertEqual(missing.stderr.split(":")[1].strip(), theirs.stderr.split(":")[1].strip(),
+                         "B's user must look exactly like a missing one to A's admin")
+        audit = self.a.run("tenant", "events", self.b.tenant_id, role="tenant_admin", tenant=self.a.tenant_id,
+                           check=False)
+        self.assertNotEqual(audit.returncode, 0)
+        self.assertIn("NOT_FOUND", audit.stderr + audit.stdout)
+        # A's user cannot send as B's address.
+        with smtplib.SMTP(*host_port(self.cluster["submission"]), timeout=60) as s:
+            s.starttls(context=self.tls)
+            s.login(self.bob["address"], self.bob["password"])
+            code, reply = s.mail("<%s>" % self.b_user)
+            self.assertGreaterEqual(code, 500, reply)
+
+    # ---- internal APIs ----------------------------------------------------------------------
+
+    def test_internal_apis_refuse_missing_and_forged_tokens(self):
+        no_token = subprocess.run([mgtest.binary("mailctl"), "--cluster=" + os.path.join(self.data, "cluster.json"),
+                                   "resolve", self.alice["address"]],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  env={k: v for k, v in os.environ.items() if k != "MAILGRID_TOKEN_KEY"})
+        self.assertNotEqual(no_token.returncode, 0)
+        self.assertIn("UNAUTHENTICATED", no_token.stderr)
+        forged_key = os.path.join(self.data, "forged.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", forged_key], check=True,
+                       stdout=subprocess.DEVNULL)
+        for args in (["resolve", self.alice["address"]], ["tenant", "list"]):
+            r = subprocess.run([mgtest.binary("mailctl"), "--cluster=" + os.path.join(self.data, "cluster.json")]
+                               + args + ["--token-key", forged_key, "--role", "platform_operator,service"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self.assertNotEqual(r.returncode, 0, args)
+            self.assertIn("UNAUTHENTICATED", r.stderr, args)
+
+
+if __name__ == "__main__":
+    unittest.main()
