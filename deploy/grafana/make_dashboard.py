@@ -8,7 +8,8 @@ script's output and that every query parses (promtool).
 Labels the queries rely on: component, shard, namespace, pod (set by
 deploy/prometheus/prometheus.yml, the chart's ServiceMonitor or
 local_targets.py). Panels over PLANNED metrics (deploy/README.md) stay empty
-until the daemons export them.
+until the daemons export them; tests/integration/test_helm_chart.py checks
+every other metric, label and label value against the code.
 """
 import json
 import sys
@@ -20,6 +21,9 @@ API = 'grpc_service!~"grpc\\\\..*|mailgrid\\\\.raft\\\\.v1\\\\..*"'
 SEL = 'namespace=~"$namespace",component=~"$component"'
 RAFT = 'namespace=~"$namespace",component=~"$component",shard=~"$shard"'
 SERVER_ERRORS = 'grpc_code=~"UNKNOWN|INTERNAL|UNAVAILABLE|DATA_LOSS|DEADLINE_EXCEEDED"'
+# identityd's credential checks (every password or second factor an end user presents).
+AUTH = ('component="identityd",grpc_service="mailgrid.identity.v1.AuthService",'
+        'grpc_method=~"CheckSasl|Login|CompleteSecondFactor"')
 PVC = 'persistentvolumeclaim=~"data-.+-(tenantd|identityd|mailstored-[0-9]+)-[0-9]+",namespace=~"$namespace"'
 
 
@@ -143,33 +147,59 @@ def build():
                                                        "component, grpc_method", API),
                                               "{{component}} {{grpc_method}}")], "s"))
 
-    L.row("Protocol commands: SMTP, IMAP, POP3 (PLANNED metrics, relayd and accessd)")
+    L.row("Protocol commands: SMTP (relayd), IMAP and POP3 (accessd)")
     EDGE = 'namespace=~"$namespace"'
-    for proto in ("smtp", "imap", "pop3"):
+    L.add(timeseries("SMTP replies by class", [target(
+        rate("mailgrid_relay_smtp_replies_total", EDGE, "listener, class"), "{{listener}} {{class}}")],
+        "reqps", "Every SMTP reply relayd sends, by listener (smtp, submission, submission_tls) and class.",
+        stack=True))
+    L.add(timeseries("SMTP messages", [target(
+        rate("mailgrid_relay_messages_total", EDGE, "listener, result"), "{{listener}} {{result}}")],
+        "reqps", "Messages after DATA: accepted, or the reason they were refused.", stack=True))
+    L.add(timeseries("RCPT decisions", [target(rate("mailgrid_relay_rcpt_total", EDGE, "result"), "{{result}}")],
+                     "reqps", "Recipients accepted or refused (unknown user, relay denied, ...).", stack=True))
+    L.add(timeseries("Local delivery p99", [target(
+        quantile("0.99", "mailgrid_relay_delivery_seconds_bucket", EDGE, "namespace"), "p99")], "s",
+        "From the end of DATA to every copy committed on a majority of the shard (the 250 waits for it)."))
+    L.add(timeseries("Inbound SPF/DKIM/DMARC", [target(
+        rate("mailgrid_relay_inbound_auth_total", EDGE, "method, result"), "{{method}} {{result}}")],
+        "reqps", "Authentication results of mail received on port 25.", stack=True))
+    L.add(timeseries("Connections by listener", [
+        target('sum by (listener) (mailgrid_netserver_connections_active{%s})' % EDGE, "open {{listener}}"),
+        target(rate("mailgrid_netserver_connections_refused_total", EDGE, "listener"), "refused/s {{listener}}"),
+        target(rate("mailgrid_netserver_tls_failures_total", EDGE, "listener"), "TLS failures/s {{listener}}")],
+        "short", "Open SMTP/IMAP/POP3 connections per listener; refusals (connection caps) and failed TLS handshakes."))
+    for proto in ("imap", "pop3"):
+        PROTO = 'protocol="%s"' % proto
         L.add(timeseries("%s commands" % proto.upper(), [target(
-            rate("mailgrid_%s_commands_total" % proto, EDGE, "command, result"), "{{command}} {{result}}")],
-            "reqps", "Commands per second by command and result (SMTP: reply class 2xx/4xx/5xx; IMAP: OK/NO/BAD).",
-            stack=True))
+            rate("mailgrid_access_commands_total", EDGE, "command, result", PROTO), "{{command}} {{result}}")],
+            "reqps", "Commands per second by command and result (IMAP: OK/NO/BAD; POP3: OK/ERR).", stack=True))
         L.add(timeseries("%s command p99" % proto.upper(), [target(
-            quantile("0.99", "mailgrid_%s_command_seconds_bucket" % proto, EDGE, "command"), "{{command}}")], "s"))
+            quantile("0.99", "mailgrid_access_command_seconds_bucket", EDGE, "command", PROTO), "{{command}}")], "s"))
         L.add(timeseries("%s sessions" % proto.upper(), [target(
-            'sum by (pod) (mailgrid_%s_sessions{%s})' % (proto, EDGE), "{{pod}}")], "short",
-            "Open sessions per pod (IMAP: IDLE sessions included)."))
+            'sum by (pod) (mailgrid_access_sessions{%s,%s})' % (EDGE, PROTO), "{{pod}}")], "short",
+            "Open sessions per pod."))
+    L.add(timeseries("IMAP IDLE sessions", [target('sum by (pod) (mailgrid_access_idle_sessions{%s})' % EDGE,
+                                                   "{{pod}}")], "short", "IMAP sessions waiting in IDLE."))
 
-    L.row("Mail flow (PLANNED metrics, relayd and identityd)")
-    L.add(timeseries("Queue depth", [target('max by (namespace) (mailgrid_relay_queue_depth{namespace=~"$namespace"})',
-                                            "queued")], "short", "Messages in the outbound queue."))
+    L.row("Mail flow: queue, authentication, certificates")
+    L.add(timeseries("Queue depth", [target(
+        'max by (namespace) (mailgrid_relay_queue{namespace=~"$namespace",what="depth"})', "queued")], "short",
+        "Entries in the outbound queue (relayd counts up to 100000)."))
     L.add(timeseries("Oldest queued message", [target(
-        'max by (namespace) (mailgrid_relay_queue_oldest_age_seconds{namespace=~"$namespace"})', "age")], "s",
+        'max by (namespace) (mailgrid_relay_queue{namespace=~"$namespace",what="oldest_age_seconds"})', "age")], "s",
         "Alerts at 1 h (warning) and 4 h (critical)."))
-    L.add(timeseries("Delivery attempts", [target(rate("mailgrid_relay_deliveries_total", 'namespace=~"$namespace"', "result"),
-                                                  "{{result}}")], "reqps", stack=True))
-    L.add(timeseries("Authentication attempts", [target(
-        rate("mailgrid_auth_attempts_total", 'namespace=~"$namespace"', "component, result"),
-        "{{component}} {{result}}")], "reqps", "SASL and API logins by result; a spike of failures is password guessing."))
+    L.add(timeseries("Delivery attempts", [target(
+        rate("mailgrid_relay_deliveries_total", 'namespace=~"$namespace"', "path, result"), "{{path}} {{result}}")],
+        "reqps", "Queued recipients attempted, by path (remote SMTP, local mailbox) and result.", stack=True))
+    L.add(timeseries("Authentication results", [target(
+        rate("grpc_server_handled_total", 'namespace=~"$namespace"', "grpc_method, grpc_code", AUTH),
+        "{{grpc_method}} {{grpc_code}}")], "reqps",
+        "identityd's password checks: CheckSasl (SMTP AUTH, IMAP, POP3), Login and the second factor. "
+        "UNAUTHENTICATED is a wrong credential, RESOURCE_EXHAUSTED a throttled one; a spike is password guessing."))
     L.add(timeseries("Days to certificate expiry", [target(
-        'min by (component, listener) (mailgrid_tls_certificate_expiry_seconds{namespace=~"$namespace"}) / 86400',
-        "{{component}} {{listener}}")], "d"))
+        'min by (name) (certmanager_certificate_expiration_timestamp_seconds{namespace=~"$namespace"} - time()) / 86400',
+        "{{name}}")], "d", "The chart's cert-manager Certificates (needs cert-manager's metrics)."))
 
     L.row("Raft")
     L.add(table("Current leaders", 'mailgrid_raft_role{role="leader",%s} == 1' % RAFT,

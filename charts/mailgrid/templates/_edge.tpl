@@ -49,6 +49,11 @@ spec:
             - name: MAILGRID_{{ upper $listener }}_LISTEN
               value: "0.0.0.0:{{ $port }}"
             {{- end }}
+            # The public name: relayd's banner, EHLO, Received and
+            # Authentication-Results (it must match the PTR and the public
+            # certificate); accessd's greeting.
+            - name: {{ ternary "MAILGRID_CLUSTER_HOSTNAME" "MAILGRID_HOSTNAME" (eq .component "relayd") }}
+              value: {{ $v.mail.hostname | quote }}
             {{- if include "mailgrid.publicTlsEnabled" $root }}
             - name: MAILGRID_PUBLIC_TLS_CERT
               value: /run/secrets/mailgrid/public-tls/tls.crt

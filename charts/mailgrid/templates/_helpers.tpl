@@ -111,7 +111,18 @@ their advertised peer port).
 {{- join "," $peers -}}
 {{- end -}}
 
-{{/* The gRPC addresses of every replica of a stateful component (all shards, in order). */}}
+{{/*
+The gRPC addresses of every replica of a stateful component, in the syntax
+its clients parse:
+- tenantd, identityd: "h:p,h:p,h:p" (flag StringList, one Raft group);
+- mailstored: the shard map of libs/mailstore_client (ShardMap::Parse, and
+  tenantd's ParseShardMap), always with shard numbers so that shard i is
+  the Raft group of StatefulSet <name>-mailstored-<i> whatever the count:
+  "0=h:p,h:p,h:p;1=h:p,h:p,h:p". tenantd reads it as a comma list and joins
+  it back with commas, which gives the same text.
+tests/integration/test_helm_chart.py parses the rendered value the way the
+C++ does and checks each shard's addresses against that shard's Raft peers.
+*/}}
 {{- define "mailgrid.replicaAddresses" -}}
 {{- $root := .root -}}
 {{- $component := .component -}}
@@ -121,15 +132,85 @@ their advertised peer port).
 {{- $shards = list -}}
 {{- range $s := until (int $values.shards) -}}{{- $shards = append $shards (toString $s) -}}{{- end -}}
 {{- end -}}
-{{- $addresses := list -}}
+{{- $groups := list -}}
 {{- range $shard := $shards -}}
 {{- $ctx := merge (include "mailgrid.ctx" (dict "root" $root "component" $component "shard" $shard) | fromYaml) (dict "root" $root "values" $values) -}}
 {{- $headless := include "mailgrid.headlessName" $ctx -}}
+{{- $addresses := list -}}
 {{- range $i := until (int $values.replicas) -}}
 {{- $addresses = append $addresses (printf "%s-%d.%s.%s:%d" $ctx.name $i $headless (include "mailgrid.namespaceDomain" $root) (int $root.Values.ports.grpc)) -}}
 {{- end -}}
+{{- if eq $shard "" -}}
+{{- $groups = append $groups (join "," $addresses) -}}
+{{- else -}}
+{{- $groups = append $groups (printf "%s=%s" $shard (join "," $addresses)) -}}
 {{- end -}}
-{{- join "," $addresses -}}
+{{- end -}}
+{{- join ";" $groups -}}
+{{- end -}}
+
+{{/* ---- Token keys ------------------------------------------------------- */}}
+
+{{/*
+Who holds which token key (README.md, "Token keys"). The lists follow the
+daemons' options: a "verifier" declares --token-public-key, a "service
+signer" declares --token-signing-key only to sign its own service tokens.
+identityd signs user tokens (and its own service tokens) with the user-token
+key. mailstored calls no other service, so it holds no private key.
+*/}}
+{{- define "mailgrid.tokenVerifiers" -}}tenantd identityd mailstored relayd{{- end -}}
+{{- define "mailgrid.serviceTokenSigners" -}}tenantd relayd accessd{{- end -}}
+
+{{/* Whether a separate service-token key pair is configured. Takes the root context. */}}
+{{- define "mailgrid.serviceKeyEnabled" -}}
+{{- if .Values.secrets.serviceTokenKey.existingSecret -}}true{{- end -}}
+{{- end -}}
+
+{{/*
+Files of the token-key Secrets a component mounts, as YAML:
+{user: [paths in tokenSigningKey's Secret], service: [paths in serviceTokenKey's]}.
+Takes a workload context.
+*/}}
+{{- define "mailgrid.tokenFiles" -}}
+{{- $separate := include "mailgrid.serviceKeyEnabled" .root -}}
+{{- $verifier := has .component (splitList " " (include "mailgrid.tokenVerifiers" .)) -}}
+{{- $signer := has .component (splitList " " (include "mailgrid.serviceTokenSigners" .)) -}}
+{{- $user := list -}}
+{{- $service := list -}}
+{{- if $verifier -}}
+{{- $user = append $user "public.pem" -}}
+{{- if $separate -}}{{- $service = append $service "public.pem" -}}{{- end -}}
+{{- end -}}
+{{- if eq .component "identityd" -}}
+{{- $user = append $user "private.pem" -}}
+{{- else if $signer -}}
+{{- if $separate -}}
+{{- $service = append $service "private.pem" -}}
+{{- else -}}
+{{- $user = append $user "private.pem" -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "user" $user "service" $service) -}}
+{{- end -}}
+
+{{/* MAILGRID_TOKEN_PUBLIC_KEY / MAILGRID_TOKEN_SIGNING_KEY of a component. Takes a workload context. */}}
+{{- define "mailgrid.tokenEnv" -}}
+{{- $files := include "mailgrid.tokenFiles" . | fromYaml -}}
+{{- $public := list -}}
+{{- if has "public.pem" $files.user -}}{{- $public = append $public "/run/secrets/mailgrid/token/public.pem" -}}{{- end -}}
+{{- if has "public.pem" $files.service -}}{{- $public = append $public "/run/secrets/mailgrid/service-token/public.pem" -}}{{- end -}}
+{{- if $public }}
+# The verifier accepts tokens signed by any of these keys (comma list).
+- name: MAILGRID_TOKEN_PUBLIC_KEY
+  value: {{ join "," $public | quote }}
+{{- end }}
+{{- if has "private.pem" $files.user }}
+- name: MAILGRID_TOKEN_SIGNING_KEY
+  value: /run/secrets/mailgrid/token/private.pem
+{{- else if has "private.pem" $files.service }}
+- name: MAILGRID_TOKEN_SIGNING_KEY
+  value: /run/secrets/mailgrid/service-token/private.pem
+{{- end }}
 {{- end -}}
 
 {{/* ---- TLS ------------------------------------------------------------- */}}
@@ -230,7 +311,7 @@ livenessProbe:
 {{- define "mailgrid.preStopSeconds" -}}
 {{- if has .component (list "relayd" "accessd") -}}
 {{- int .values.preStopSleepSeconds -}}
-{{- else if .root.Values.raft.preStop.transferLeadership -}}
+{{- else if and .root.Values.raft.preStop.transferLeadership (gt (int .values.replicas) 1) -}}
 {{- int .root.Values.raft.preStop.timeoutSeconds -}}
 {{- else -}}
 0
@@ -299,8 +380,7 @@ declare, so one list serves all. Takes a workload context.
   value: {{ include "mailgrid.replicaAddresses" (dict "root" $root "component" "mailstored") | quote }}
 - name: MAILGRID_RELAYD
   value: "{{ include "mailgrid.fullname" $root }}-relayd.{{ include "mailgrid.namespaceDomain" $root }}:{{ $v.ports.grpc }}"
-- name: MAILGRID_TOKEN_PUBLIC_KEY
-  value: /run/secrets/mailgrid/token/public.pem
+{{- include "mailgrid.tokenEnv" . }}
 {{- end -}}
 
 {{- define "mailgrid.redisAddress" -}}
@@ -327,17 +407,20 @@ declare, so one list serves all. Takes a workload context.
     secretName: {{ include "mailgrid.tlsSecretName" . }}
     defaultMode: 0440
 {{- end }}
-- name: token-key
+{{- $tokenFiles := include "mailgrid.tokenFiles" . | fromYaml }}
+{{- range $volume := list (dict "name" "token-key" "files" $tokenFiles.user "secret" $v.secrets.tokenSigningKey) (dict "name" "service-token-key" "files" $tokenFiles.service "secret" $v.secrets.serviceTokenKey) }}
+{{- if $volume.files }}
+- name: {{ $volume.name }}
   secret:
-    secretName: {{ $v.secrets.tokenSigningKey.existingSecret }}
+    secretName: {{ $volume.secret.existingSecret }}
     defaultMode: 0440
     items:
-      - key: {{ $v.secrets.tokenSigningKey.publicKeyKey }}
-        path: public.pem
-      {{- if eq .component "identityd" }}
-      - key: {{ $v.secrets.tokenSigningKey.privateKeyKey }}
-        path: private.pem
+      {{- range $volume.files }}
+      - key: {{ ternary $volume.secret.publicKeyKey $volume.secret.privateKeyKey (eq . "public.pem") }}
+        path: {{ . }}
       {{- end }}
+{{- end }}
+{{- end }}
 {{- if eq .component "tenantd" }}
 - name: dkim-master-key
   secret:
@@ -366,9 +449,17 @@ declare, so one list serves all. Takes a workload context.
   mountPath: /run/secrets/mailgrid/tls
   readOnly: true
 {{- end }}
+{{- $tokenFiles := include "mailgrid.tokenFiles" . | fromYaml }}
+{{- if $tokenFiles.user }}
 - name: token-key
   mountPath: /run/secrets/mailgrid/token
   readOnly: true
+{{- end }}
+{{- if $tokenFiles.service }}
+- name: service-token-key
+  mountPath: /run/secrets/mailgrid/service-token
+  readOnly: true
+{{- end }}
 {{- if eq .component "tenantd" }}
 - name: dkim-master-key
   mountPath: /run/secrets/mailgrid/dkim

@@ -106,11 +106,16 @@ spec:
               value: replicated
             - name: MAILGRID_RAFT_PEERS
               value: {{ include "mailgrid.raftPeers" . | quote }}
+            # The daemons' own group names (their defaults, and what the
+            # local launcher's replicas use): tenantd, identityd, mailstore-<shard>.
             - name: MAILGRID_RAFT_GROUP
-              value: {{ .name | trimPrefix (printf "%s-" (include "mailgrid.fullname" $root)) | quote }}
+              value: {{ ternary (printf "mailstore-%s" .shard) .component (eq .component "mailstored") | quote }}
             {{- if eq .component "tenantd" }}
             - name: MAILGRID_DKIM_MASTER_KEY_FILE
               value: /run/secrets/mailgrid/dkim/master-key
+            # Mailboxes are placed on shards 0..N-1 (MAILGRID_MAILSTORED names them all).
+            - name: MAILGRID_MAILSTORE_SHARDS
+              value: {{ $v.mailstored.shards | quote }}
             - name: MAILGRID_CLUSTER_HOSTNAME
               value: {{ $v.mail.hostname | quote }}
             {{- with $v.mail.mxHosts }}
@@ -122,9 +127,11 @@ spec:
               value: {{ . | quote }}
             {{- end }}
             {{- end }}
-            {{- if eq .component "identityd" }}
-            - name: MAILGRID_TOKEN_SIGNING_KEY
-              value: /run/secrets/mailgrid/token/private.pem
+            {{- if eq .component "mailstored" }}
+            # The shard this group serves: mailstored stamps it on the
+            # mailboxes it creates and refuses deliveries for other shards.
+            - name: MAILGRID_SHARD
+              value: {{ .shard | quote }}
             {{- end }}
             {{- with .values.extraEnv }}
             {{- toYaml . | nindent 12 }}
@@ -132,12 +139,13 @@ spec:
           ports:
             {{- include "mailgrid.daemonPorts" $root | nindent 12 }}
           {{- include "mailgrid.probes" $root | nindent 10 }}
-          {{- if $v.raft.preStop.transferLeadership }}
+          {{- if and $v.raft.preStop.transferLeadership (gt (int .values.replicas) 1) }}
           lifecycle:
             preStop:
               exec:
                 # Hand leadership to the most caught-up follower before
-                # SIGTERM; a follower exits 0 at once. mailctl reads the TLS
+                # SIGTERM; a follower exits 0 at once. Not for a group of
+                # one: there is nobody to hand over to. mailctl reads the TLS
                 # client settings from the container's MAILGRID_TLS_*.
                 command:
                   - mailctl

@@ -27,6 +27,10 @@ fails there); these `fail`s say why, and still hold under
 {{- fail "secrets.tokenSigningKey.existingSecret is required: name an existing Secret holding the Ed25519 token key pair as private.pem and public.pem (openssl genpkey -algorithm ed25519 -out private.pem; openssl pkey -in private.pem -pubout -out public.pem; kubectl create secret generic mailgrid-token-key --from-file=private.pem --from-file=public.pem); key material never goes in values" }}
 {{- end }}
 
+{{- if and $v.secrets.serviceTokenKey.existingSecret (eq $v.secrets.serviceTokenKey.existingSecret $v.secrets.tokenSigningKey.existingSecret) }}
+{{- fail (printf "secrets.serviceTokenKey.existingSecret is %q, the same Secret as secrets.tokenSigningKey.existingSecret: the service-token key pair must be a second key pair (or leave serviceTokenKey empty)" $v.secrets.serviceTokenKey.existingSecret) }}
+{{- end }}
+
 {{- if and (eq $v.tls.mode "existingSecret") (not $v.tls.existingSecret) }}
 {{- fail "tls.existingSecret is required with tls.mode existingSecret: name a kubernetes.io/tls Secret with tls.crt, tls.key and ca.crt" }}
 {{- end }}
