@@ -18,8 +18,14 @@ absl::Duration Left(absl::Time deadline) {
 
 absl::StatusOr<std::unique_ptr<store::Store>> ClientStore::Connect(
     std::vector<std::string> addresses) {
+  return Connect(std::move(addresses), ReplicaTls());
+}
+
+absl::StatusOr<std::unique_ptr<store::Store>> ClientStore::Connect(
+    std::vector<std::string> addresses, const ReplicaTls& tls) {
   KvClientOptions options;
   options.addresses = std::move(addresses);
+  options.tls = tls;
   ASSIGN_OR_RETURN(auto client, KvClient::Create(std::move(options)));
   return std::unique_ptr<store::Store>(std::make_unique<ClientStore>(std::move(client)));
 }

@@ -18,6 +18,11 @@ class ClientStore final : public store::Store {
 
   // A store over the group at these addresses ("host:port,...").
   static absl::StatusOr<std::unique_ptr<store::Store>> Connect(std::vector<std::string> addresses);
+  // The same over TLS (or mTLS) towards the replicas, as KvClientOptions::tls
+  // (a daemon whose listener has TLS passes what MakeReplicaOptions built
+  // for its peers, so its client presents the same certificate).
+  static absl::StatusOr<std::unique_ptr<store::Store>> Connect(std::vector<std::string> addresses,
+                                                               const ReplicaTls& tls);
 
   absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& request,
                                           absl::Time deadline) override;

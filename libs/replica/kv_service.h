@@ -9,6 +9,12 @@
 //
 // Trust: requests come from the group's own services (mTLS in the chart);
 // every field is validated before anything is proposed.
+//
+// Write is a callback (reactor) method: a write waits tens of milliseconds
+// for its entry to commit and apply, and a blocking handler per write made
+// gRPC's sync server create and destroy a thread per write under load
+// (its pool keeps at most two idle threads); the answer now goes out from
+// the completer thread (Replica::WriteAsync). Get and Scan stay blocking.
 #pragma once
 
 #include "grpcpp/server_context.h"
@@ -20,7 +26,8 @@ namespace mailgrid::replica {
 inline constexpr char kLeaderMetadata[] = "mailgrid-leader";
 inline constexpr char kNotLeaderMetadata[] = "mailgrid-not-leader-bin";
 
-class KvServiceImpl final : public kv::v1::KvService::Service {
+class KvServiceImpl final
+    : public kv::v1::KvService::WithCallbackMethod_Write<kv::v1::KvService::Service> {
  public:
   explicit KvServiceImpl(Replica* replica) : replica_(replica) {}
 
@@ -28,8 +35,8 @@ class KvServiceImpl final : public kv::v1::KvService::Service {
                    kv::v1::GetResponse* resp) override;
   grpc::Status Scan(grpc::ServerContext* ctx, const kv::v1::ScanRequest* req,
                     kv::v1::ScanResponse* resp) override;
-  grpc::Status Write(grpc::ServerContext* ctx, const kv::v1::WriteRequest* req,
-                     kv::v1::WriteResponse* resp) override;
+  grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext* ctx, const kv::v1::WriteRequest* req,
+                                  kv::v1::WriteResponse* resp) override;
 
  private:
   Replica* const replica_;
@@ -37,6 +44,6 @@ class KvServiceImpl final : public kv::v1::KvService::Service {
 
 // Converts a Replica status to gRPC, turning a NotLeader payload into the
 // trailing metadata above.
-grpc::Status ToGrpcWithLeaderHint(grpc::ServerContext* ctx, const absl::Status& status);
+grpc::Status ToGrpcWithLeaderHint(grpc::ServerContextBase* ctx, const absl::Status& status);
 
 }  // namespace mailgrid::replica

@@ -10,7 +10,7 @@
 
 namespace mailgrid::replica {
 
-absl::Time AdminDeadline(const grpc::ServerContext* ctx, absl::Duration cap) {
+absl::Time AdminDeadline(const grpc::ServerContextBase* ctx, absl::Duration cap) {
   absl::Time capped = absl::Now() + cap;
   absl::Time client = absl::FromChrono(ctx->deadline());
   return std::min(client, capped);
@@ -29,8 +29,16 @@ absl::Status RaftServiceImpl::CheckAddressee(const std::string& group, uint64_t 
   return absl::OkStatus();
 }
 
-grpc::Status RaftServiceImpl::Send(grpc::ServerContext*, const raft::v1::MessageBatch* req,
-                                   raft::v1::SendAck*) {
+grpc::ServerUnaryReactor* RaftServiceImpl::Send(grpc::CallbackServerContext* ctx,
+                                                const raft::v1::MessageBatch* req,
+                                                raft::v1::SendAck*) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(HandleSend(*req));
+  return reactor;
+}
+
+grpc::Status RaftServiceImpl::HandleSend(const raft::v1::MessageBatch& batch) {
+  const raft::v1::MessageBatch* req = &batch;
   if (absl::Status s = CheckAddressee(req->group_id(), req->to(), false); !s.ok()) {
     return rpc::ToGrpc(s);
   }

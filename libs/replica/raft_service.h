@@ -14,12 +14,17 @@
 
 namespace mailgrid::replica {
 
-class RaftServiceImpl final : public raft::v1::RaftService::Service {
+// Send is a callback (reactor) method: it only queues into the inbox, so it
+// answers inline on gRPC's thread instead of handing every batch to a sync
+// server thread (whose pool, under load, made a thread per call).
+class RaftServiceImpl final
+    : public raft::v1::RaftService::WithCallbackMethod_Send<raft::v1::RaftService::Service> {
  public:
   explicit RaftServiceImpl(Replica* replica) : replica_(replica) {}
 
-  grpc::Status Send(grpc::ServerContext* ctx, const raft::v1::MessageBatch* req,
-                    raft::v1::SendAck* resp) override;
+  grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* ctx,
+                                 const raft::v1::MessageBatch* req,
+                                 raft::v1::SendAck* resp) override;
   grpc::Status OfferSnapshot(grpc::ServerContext* ctx, const raft::v1::SnapshotOffer* req,
                              raft::v1::SnapshotOfferReply* resp) override;
   grpc::Status InstallSnapshot(grpc::ServerContext* ctx,
@@ -39,12 +44,14 @@ class RaftServiceImpl final : public raft::v1::RaftService::Service {
  private:
   // OK if `group` is ours (empty allowed only for admin calls) and `to` is us.
   absl::Status CheckAddressee(const std::string& group, uint64_t to, bool admin) const;
+  grpc::Status HandleSend(const raft::v1::MessageBatch& req);
 
   Replica* const replica_;
 };
 
 // The deadline of an admin call: the client's, capped (a missing deadline
 // must not park a handler thread forever).
-absl::Time AdminDeadline(const grpc::ServerContext* ctx, absl::Duration cap = absl::Seconds(30));
+absl::Time AdminDeadline(const grpc::ServerContextBase* ctx,
+                         absl::Duration cap = absl::Seconds(30));
 
 }  // namespace mailgrid::replica

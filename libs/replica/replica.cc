@@ -179,7 +179,7 @@ void Replica::Stop() {
     absl::MutexLock lock(&inbox_mu_);
     std::swap(left, inbox_);
   }
-  for (auto& p : left.proposals) p.done->Set(stopping);
+  for (auto& p : left.proposals) p.done(stopping);
   for (auto& c : left.conf_changes) c.done->Set(stopping);
   for (auto& r : left.reads) r.done->Set(stopping);
   for (auto& t : left.transfers) t.done->Set(stopping);
@@ -268,16 +268,34 @@ absl::StatusOr<kv::v1::WriteResponse> Replica::Write(const kv::v1::WriteRequest&
   return Propose(request, deadline);
 }
 
+void Replica::WriteAsync(const kv::v1::WriteRequest& request, absl::Time deadline,
+                         WriteCallback done) {
+  absl::Status s = kv::ValidateWriteRequest(request);
+  if (s.ok()) s = CheckNoReservedKeys(request);
+  if (!s.ok()) return done(s);
+  ProposeAsync(request, deadline, std::move(done));
+}
+
 absl::StatusOr<kv::v1::WriteResponse> Replica::Propose(const kv::v1::WriteRequest& request,
                                                        absl::Time deadline) {
+  auto result = std::make_shared<Completion<kv::v1::WriteResponse>>();
+  ProposeAsync(request, deadline,
+               [result](absl::StatusOr<kv::v1::WriteResponse> r) { result->Set(std::move(r)); });
+  return result->Wait(deadline,
+                      "write outcome unknown: deadline exceeded before the entry applied; retry "
+                      "with the same request_id to learn it");
+}
+
+void Replica::ProposeAsync(const kv::v1::WriteRequest& request, absl::Time deadline,
+                           WriteCallback done) {
   if (disk_full_.load()) {
     metrics_->proposals_refused->Increment();
-    return absl::ResourceExhaustedError(
-        "disk full: this replica refuses writes until space is freed");
+    return done(absl::ResourceExhaustedError(
+        "disk full: this replica refuses writes until space is freed"));
   }
   if (!IsLeader()) {
     metrics_->proposals_refused->Increment();
-    return NotLeader();
+    return done(NotLeader());
   }
   if (!request.request_id().client_id().empty()) {
     // A retry of a write that already applied: answer without a new entry.
@@ -288,17 +306,16 @@ absl::StatusOr<kv::v1::WriteResponse> Replica::Propose(const kv::v1::WriteReques
     if (recorded.ok() && recorded->has_value()) {
       kv::v1::WriteResponse resp = **recorded;
       resp.set_replayed(true);
-      return resp;
+      return done(std::move(resp));
     }
   }
-  auto done = std::make_shared<Completion<kv::v1::WriteResponse>>();
   std::string data = request.SerializeAsString();
-  if (!Enqueue([&](Inbox& in) { in.proposals.push_back({std::move(data), done}); })) {
-    return absl::UnavailableError("replica stopping");
-  }
-  return done->Wait(deadline,
-                    "write outcome unknown: deadline exceeded before the entry applied; retry "
-                    "with the same request_id to learn it");
+  bool queued = false;
+  Enqueue([&](Inbox& in) {
+    in.proposals.push_back({std::move(data), std::move(done), deadline});
+    queued = true;
+  });
+  if (!queued) done(absl::UnavailableError("replica stopping"));
 }
 
 absl::StatusOr<raft::Index> Replica::WaitReadIndex(absl::Time deadline) {

@@ -158,6 +158,13 @@ class Replica final : private TransportHost {
   // record without proposing (replayed = true).
   absl::StatusOr<kv::v1::WriteResponse> Write(const kv::v1::WriteRequest& request,
                                               absl::Time deadline);
+  // Write without a blocked thread (KvService's callback handler): `done`
+  // runs exactly once with what Write would return, on the caller's thread
+  // for an answer known at once, else on the completer's or the loop's
+  // (keep it short). At `deadline` the loop answers DEADLINE_EXCEEDED
+  // (checked every tick).
+  using WriteCallback = std::function<void(absl::StatusOr<kv::v1::WriteResponse>)>;
+  void WriteAsync(const kv::v1::WriteRequest& request, absl::Time deadline, WriteCallback done);
   // LINEARIZABLE: leader only (ReadIndex, then waits for the apply point).
   // STALE: any replica, from its applied state.
   absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& request, absl::Time deadline);
@@ -198,7 +205,8 @@ class Replica final : private TransportHost {
   // ---- inbox items ----
   struct Proposal {
     std::string data;
-    std::shared_ptr<Completion<kv::v1::WriteResponse>> done;
+    WriteCallback done;
+    absl::Time deadline;
   };
   struct ConfProposal {
     raft::ConfChange change;
@@ -231,7 +239,8 @@ class Replica final : private TransportHost {
   // ---- waiters, owned by the loop thread ----
   struct WriteWaiter {
     raft::Term term;
-    std::shared_ptr<Completion<kv::v1::WriteResponse>> done;
+    WriteCallback done;
+    absl::Time deadline;
   };
   struct ConfWaiter {
     raft::Term term;
@@ -256,6 +265,7 @@ class Replica final : private TransportHost {
   // Write without the client-facing checks (system records).
   absl::StatusOr<kv::v1::WriteResponse> Propose(const kv::v1::WriteRequest& request,
                                                 absl::Time deadline);
+  void ProposeAsync(const kv::v1::WriteRequest& request, absl::Time deadline, WriteCallback done);
   bool Enqueue(const std::function<void(Inbox&)>& add);
   absl::StatusOr<raft::Index> ChangeMembership(raft::ConfChange change, const std::string& address,
                                                absl::Time deadline);
@@ -282,6 +292,10 @@ class Replica final : private TransportHost {
   bool TimedApply(std::span<const raft::Entry> entries);
   absl::Status ApplyEntry(const raft::Entry& e);
   void CompleteWrite(raft::Index index, raft::Term term, absl::StatusOr<kv::v1::WriteResponse> r);
+  // Answers a writer: through the completer when pipelining, else at once.
+  void AnswerWrite(WriteCallback done, absl::StatusOr<kv::v1::WriteResponse> r);
+  // DEADLINE_EXCEEDED for the writers whose deadline passed (every tick).
+  void ExpireWriters(absl::Time now);
   void CompleteConf(raft::Index index, raft::Term term);
   void DropWaitersUpTo(raft::Index index, const absl::Status& why);
   void MaybeCompact();

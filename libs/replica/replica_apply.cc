@@ -80,13 +80,30 @@ void Replica::CompleteWrite(raft::Index index, raft::Term term,
     // Answered from the completer thread (see completer.h).
     absl::StatusOr<kv::v1::WriteResponse> r =
         it->first == index && it->second.term == term ? std::move(result) : LostLeadership();
-    if (options_.pipeline) {
-      completer_.Add([done = std::move(it->second.done), r = std::move(r)]() mutable {
-        done->Set(std::move(r));
-      });
-    } else {
-      it->second.done->Set(std::move(r));
+    AnswerWrite(std::move(it->second.done), std::move(r));
+    it = write_waiters_.erase(it);
+  }
+}
+
+void Replica::AnswerWrite(WriteCallback done, absl::StatusOr<kv::v1::WriteResponse> r) {
+  if (options_.pipeline) {
+    completer_.Add([done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
+  } else {
+    done(std::move(r));
+  }
+}
+
+void Replica::ExpireWriters(absl::Time now) {
+  for (auto it = write_waiters_.begin(); it != write_waiters_.end();) {
+    if (it->second.deadline > now) {
+      ++it;
+      continue;
     }
+    // Its entry may still commit: the outcome is unknown, not failed.
+    AnswerWrite(std::move(it->second.done),
+                absl::DeadlineExceededError("write outcome unknown: deadline exceeded before the "
+                                            "entry applied; retry with the same request_id to "
+                                            "learn it"));
     it = write_waiters_.erase(it);
   }
 }
@@ -107,7 +124,7 @@ void Replica::CompleteConf(raft::Index index, raft::Term term) {
 
 void Replica::DropWaitersUpTo(raft::Index index, const absl::Status& why) {
   for (auto it = write_waiters_.begin(); it != write_waiters_.end() && it->first <= index;) {
-    it->second.done->Set(why);
+    it->second.done(why);
     it = write_waiters_.erase(it);
   }
   for (auto it = conf_waiters_.begin(); it != conf_waiters_.end() && it->first <= index;) {

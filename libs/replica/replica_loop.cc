@@ -48,6 +48,7 @@ void Replica::Run() {
     metrics_->AddLoopTime(Stage::kWait, absl::ToDoubleSeconds(now - t0));
     if (now >= next_tick) {
       node_->Tick();
+      ExpireWriters(now);
       next_tick += options_.tick_interval;
       // Behind by more than a tick (a slow fsync): skip the missed ticks
       // rather than firing them in a burst that would look like silence.
@@ -97,20 +98,21 @@ void Replica::HandleInbox(Inbox inbox) {
   }
   for (Proposal& p : inbox.proposals) {
     if (disk_full_.load()) {
-      p.done->Set(absl::ResourceExhaustedError("disk full: this replica refuses writes"));
+      AnswerWrite(std::move(p.done),
+                  absl::ResourceExhaustedError("disk full: this replica refuses writes"));
       continue;
     }
     absl::StatusOr<raft::LogPosition> pos = node_->Propose(std::move(p.data));
     if (!pos.ok()) {
       metrics_->proposals_refused->Increment();
       // Leader but refusing (a transfer in progress): retry shortly.
-      p.done->Set(node_->role() == raft::Role::kLeader
-                      ? absl::UnavailableError(pos.status().message())
-                      : NotLeader());
+      AnswerWrite(std::move(p.done), node_->role() == raft::Role::kLeader
+                                         ? absl::UnavailableError(pos.status().message())
+                                         : NotLeader());
       continue;
     }
     metrics_->proposals->Increment();
-    write_waiters_[pos->index] = WriteWaiter{pos->term, std::move(p.done)};
+    write_waiters_[pos->index] = WriteWaiter{pos->term, std::move(p.done), p.deadline};
   }
   for (ConfProposal& c : inbox.conf_changes) {
     absl::StatusOr<raft::LogPosition> pos = node_->ProposeConfChange(c.change);
@@ -350,7 +352,7 @@ void Replica::Publish() {
 }
 
 void Replica::FailAllWaiters(const absl::Status& why) {
-  for (auto& [index, w] : write_waiters_) w.done->Set(why);
+  for (auto& [index, w] : write_waiters_) w.done(why);
   write_waiters_.clear();
   for (auto& [index, w] : conf_waiters_) w.done->Set(why);
   conf_waiters_.clear();

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "libs/replica/channel.h"
+#include "libs/replica/client_store.h"
 #include "libs/replica/kv_client.h"
 #include "libs/replica/replica.h"
 #include "libs/replica/replica_flags.h"
@@ -92,7 +93,7 @@ TEST(ReplicaTlsTest, GroupReplicatesOverMutualTlsAndRefusesAMemberFromAnotherCa)
   ReplicaOptions base = TestCluster::DefaultOptions();
   base.peer_tls = pki.good;
   TestCluster c(base);
-  ASSERT_TRUE(c.StartGroup(3).ok());
+  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
   const raft::NodeId leader = c.WaitForLeader();
   ASSERT_NE(leader, raft::kNoNode);
 
@@ -118,6 +119,12 @@ TEST(ReplicaTlsTest, GroupReplicatesOverMutualTlsAndRefusesAMemberFromAnotherCa)
   absl::StatusOr<kv::v1::WriteResponse> cw =
       (*client)->Write(PutRequest("\x02t/client", "v"), absl::Seconds(30));
   ASSERT_TRUE(cw.ok()) << cw.status();
+  // So does the store a service builds over the group (ClientStore).
+  auto store = ClientStore::Connect(ko.addresses, pki.good);
+  ASSERT_TRUE(store.ok()) << store.status();
+  absl::StatusOr<kv::v1::WriteResponse> sw =
+      (*store)->Write(PutRequest("\x02t/store", "v"), absl::Now() + absl::Seconds(30));
+  ASSERT_TRUE(sw.ok()) << sw.status();
 
   // The listeners refuse plain text, and certificates from another CA.
   EXPECT_TRUE(GetStatusWith(c.address(1), pki.good).ok());
@@ -136,7 +143,7 @@ TEST(ReplicaTlsTest, GroupReplicatesOverMutualTlsAndRefusesAMemberFromAnotherCa)
   const double failures_before = c.replica(leader).metrics().send_failures->Value();
   ReplicaOptions rogue = base;
   rogue.peer_tls = pki.rogue;
-  ASSERT_TRUE(c.StartJoiner(4, rogue).ok());
+  ASSERT_EQ(c.StartJoiner(4, rogue), absl::OkStatus());
   absl::StatusOr<raft::Index> added =
       c.replica(leader).AddLearner(4, c.address(4), In(absl::Seconds(30)));
   ASSERT_TRUE(added.ok()) << added.status();

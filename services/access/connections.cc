@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "libs/base/log.h"
+#include "services/access/compress.h"
 
 namespace mailgrid::access {
 namespace {
@@ -53,7 +54,21 @@ class ImapConnection : public netserver::Session {
     return Resume();
   }
   netserver::Output OnBytes(std::string_view data) override {
-    session_.Feed(data);
+    if (!deflate_) {
+      session_.Feed(data);
+      return Resume();
+    }
+    // COMPRESS=DEFLATE: a read inflates to at most 32 MiB (a bomb ends the
+    // connection instead of the memory); the session's own limits apply to
+    // what comes out.
+    absl::StatusOr<std::string> plain = deflate_->Inflate(data, 32u << 20);
+    if (!plain.ok()) {
+      session_.Abort(plain.status().code() == absl::StatusCode::kResourceExhausted
+                         ? "Compressed input too large"
+                         : "Corrupt compressed input");
+    } else {
+      session_.Feed(*plain);
+    }
     return Resume();
   }
   netserver::Output OnTlsEstablished(const netserver::TlsInfo&) override {
@@ -72,6 +87,10 @@ class ImapConnection : public netserver::Session {
   netserver::Output Resume() {
     netserver::Output o;
     o.bytes = session_.TakeOutput();
+    if (deflate_ && !o.bytes.empty()) o.bytes = deflate_->Deflate(o.bytes);
+    // Compression starts right after the CRLF of COMPRESS's OK, which is
+    // the last thing in the (uncompressed) bytes just taken.
+    if (session_.TakeStartCompress()) deflate_ = std::make_unique<DeflateStream>();
     o.start_tls = session_.TakeStartTls();
     o.close = session_.closed();
     o.pause_reading = session_.busy();
@@ -98,6 +117,7 @@ class ImapConnection : public netserver::Session {
   GrpcAuthenticator auth_;
   GrpcMailBackend backend_;
   ImapSession session_;
+  std::unique_ptr<DeflateStream> deflate_;  // after COMPRESS DEFLATE
   absl::Time started_ = absl::Now();
   bool idling_ = false;
 };
@@ -239,8 +259,9 @@ class Pop3Connection : public netserver::Session {
       Record("AUTH", false);
       bool temporary = !p.ok() && p.status().code() != absl::StatusCode::kUnauthenticated &&
                        p.status().code() != absl::StatusCode::kInvalidArgument;
-      session_.RejectAuth(temporary, temporary ? "Service temporarily unavailable"
-                                               : "Authentication failed")
+      session_
+          .RejectAuth(temporary,
+                      temporary ? "Service temporarily unavailable" : "Authentication failed")
           .IgnoreError();
       return;
     }

@@ -5,6 +5,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "libs/imap/base64.h"
 
 namespace mailgrid::access {
 namespace {
@@ -49,7 +51,8 @@ std::optional<std::string> Field(const std::string& header, std::string_view nam
   return std::nullopt;
 }
 
-void AddAddress(const std::string& v, google::protobuf::RepeatedPtrField<ms::EnvelopeAddress>* out) {
+void AddAddress(const std::string& v,
+                google::protobuf::RepeatedPtrField<ms::EnvelopeAddress>* out) {
   ms::EnvelopeAddress* a = out->Add();
   std::string addr = v;
   size_t lt = v.find('<'), gt = v.find('>');
@@ -96,9 +99,12 @@ std::string Section(const std::string& raw, const ms::BodySection& s, bool* exis
   if (!*exists) return "";
   auto [header, body] = Split(raw);
   switch (s.text()) {
-    case ms::SECTION_TEXT_HEADER: return header;
-    case ms::SECTION_TEXT_TEXT: return body;
-    case ms::SECTION_TEXT_MIME: return "";
+    case ms::SECTION_TEXT_HEADER:
+      return header;
+    case ms::SECTION_TEXT_TEXT:
+      return body;
+    case ms::SECTION_TEXT_MIME:
+      return "";
     case ms::SECTION_TEXT_HEADER_FIELDS:
     case ms::SECTION_TEXT_HEADER_FIELDS_NOT: {
       std::string out;
@@ -110,8 +116,20 @@ std::string Section(const std::string& raw, const ms::BodySection& s, bool* exis
       }
       return out + "\r\n";
     }
-    default: return s.part() == "1" ? body : raw;
+    default:
+      break;
   }
+  if (s.part() != "1") return raw;
+  // BINARY: base64 undone (the only transfer encoding the fake knows).
+  auto cte = Field(header, "content-transfer-encoding");
+  if (s.decode() && cte && Lower(std::string(absl::StripAsciiWhitespace(*cte))) == "base64") {
+    std::string compact;
+    for (char c : body) {
+      if (c != '\r' && c != '\n') compact.push_back(c);
+    }
+    if (auto d = imap::DecodeBase64(compact); d.ok()) return *d;
+  }
+  return body;
 }
 
 bool Contains(std::string_view hay, std::string_view needle) {
@@ -160,6 +178,10 @@ class FakeMailstore::Handle : public WatchHandle {
 
 bool FakeMailstore::TakeFailure(absl::Status* st) {
   if (fail_next_.ok()) return false;
+  if (fail_skip_ > 0) {
+    --fail_skip_;
+    return false;
+  }
   *st = std::exchange(fail_next_, absl::OkStatus());
   return true;
 }
@@ -200,8 +222,8 @@ FakeMailstore::Folder* FakeMailstore::FindFolder(Mailbox* m, const ms::FolderRef
   if (m == nullptr) return nullptr;
   for (auto& f : m->folders) {
     if (ref.has_folder_id() && f->id == ref.folder_id()) return f.get();
-    if (ref.has_name() && (f->name == ref.name() ||
-                           (Lower(ref.name()) == "inbox" && f->name == "INBOX"))) {
+    if (ref.has_name() &&
+        (f->name == ref.name() || (Lower(ref.name()) == "inbox" && f->name == "INBOX"))) {
       return f.get();
     }
     if (ref.key_case() == ms::FolderRef::kSpecialUse && f->special_use == ref.special_use()) {
@@ -273,14 +295,37 @@ uint32_t FakeMailstore::Deliver(const std::string& mailbox_id, const std::string
   return uid;
 }
 
+void FakeMailstore::ExternalStore(const std::string& mailbox_id, const std::string& folder,
+                                  uint32_t uid, std::vector<std::string> flags) {
+  ms::FolderRef ref;
+  ref.set_name(folder);
+  Folder* f = FindFolder(FindMailbox(mailbox_id), ref);
+  if (f == nullptr || !f->messages.count(uid)) return;
+  Message& msg = f->messages[uid];
+  msg.flags = std::set<std::string>(flags.begin(), flags.end());
+  msg.modseq = ++f->modseq;
+  Notify(mailbox_id, *f, ms::WATCH_EVENT_KIND_FLAGS_CHANGED, {uid});
+}
+
+void FakeMailstore::ExternalExpunge(const std::string& mailbox_id, const std::string& folder,
+                                    uint32_t uid) {
+  ms::FolderRef ref;
+  ref.set_name(folder);
+  Folder* f = FindFolder(FindMailbox(mailbox_id), ref);
+  if (f == nullptr || !f->messages.count(uid)) return;
+  f->messages.erase(uid);
+  f->tombstones[uid] = ++f->modseq;
+  Notify(mailbox_id, *f, ms::WATCH_EVENT_KIND_MESSAGES_EXPUNGED, {uid});
+}
+
 std::vector<uint32_t> FakeMailstore::Select(const Folder& f, const ms::MessageSelector& s) const {
   std::vector<uint32_t> all;
   for (const auto& [uid, m] : f.messages) all.push_back(uid);
   std::vector<uint32_t> out;
   const ms::IdSet& set = s.has_uids() ? s.uids() : s.sequence_numbers();
   for (const ms::IdRange& r : set.ranges()) {
-    uint32_t last_val = s.has_uids() ? (all.empty() ? 0 : all.back())
-                                     : static_cast<uint32_t>(all.size());
+    uint32_t last_val =
+        s.has_uids() ? (all.empty() ? 0 : all.back()) : static_cast<uint32_t>(all.size());
     uint32_t a = r.first(), b = r.to_last() ? last_val : r.last();
     if (a > b) std::swap(a, b);
     for (size_t i = 0; i < all.size(); ++i) {
@@ -293,10 +338,10 @@ std::vector<uint32_t> FakeMailstore::Select(const Folder& f, const ms::MessageSe
   return out;
 }
 
-#define FAKE_PRELUDE(resp_type)                                    \
-  absl::Status failure;                                            \
-  if (TakeFailure(&failure)) return done(failure);                 \
-  Mailbox* mbx = FindMailbox(r.mailbox_id());                      \
+#define FAKE_PRELUDE(resp_type)                    \
+  absl::Status failure;                            \
+  if (TakeFailure(&failure)) return done(failure); \
+  Mailbox* mbx = FindMailbox(r.mailbox_id());      \
   if (mbx == nullptr) return done(absl::NotFoundError("mailbox"))
 
 void FakeMailstore::ListFolders(const CallTarget&, const ms::ListFoldersRequest& r,
@@ -352,7 +397,8 @@ void FakeMailstore::CreateFolder(const CallTarget&, const ms::CreateFolderReques
   for (size_t p = r.name().find('/'); p != std::string::npos; p = r.name().find('/', p + 1)) {
     ms::FolderRef parent;
     parent.set_name(r.name().substr(0, p));
-    if (FindFolder(mbx, parent) == nullptr) AddFolder(mbx, parent.name(), ms::SPECIAL_USE_UNSPECIFIED);
+    if (FindFolder(mbx, parent) == nullptr)
+      AddFolder(mbx, parent.name(), ms::SPECIAL_USE_UNSPECIFIED);
   }
   Folder* f = AddFolder(mbx, r.name(), r.special_use());
   done(Describe(*mbx, *f));
@@ -368,8 +414,10 @@ void FakeMailstore::RenameFolder(const CallTarget&, const ms::RenameFolderReques
   if (FindFolder(mbx, to) != nullptr) return done(absl::AlreadyExistsError("exists"));
   std::string old = f->name;
   for (auto& o : mbx->folders) {
-    if (o->name == old) o->name = r.new_name();
-    else if (o->name.rfind(old + "/", 0) == 0) o->name = r.new_name() + o->name.substr(old.size());
+    if (o->name == old)
+      o->name = r.new_name();
+    else if (o->name.rfind(old + "/", 0) == 0)
+      o->name = r.new_name() + o->name.substr(old.size());
   }
   done(Describe(*mbx, *f));
 }
@@ -445,6 +493,7 @@ void FakeMailstore::Fetch(const CallTarget&, const ms::FetchRequest& r,
     resp.set_modseq(m.modseq);
     resp.mutable_internal_date()->set_seconds(m.internal_date);
     resp.set_rfc822_size(m.raw.size());
+    if (r.items().raw()) resp.set_raw(m.raw);
     auto [header, body] = Split(m.raw);
     if (r.items().envelope()) *resp.mutable_envelope() = EnvelopeOf(header);
     if (r.items().bodystructure()) *resp.mutable_bodystructure() = StructureOf(body);
@@ -591,8 +640,18 @@ void FakeMailstore::ChangesSince(const CallTarget&, const ms::ChangesSinceReques
     return done(absl::FailedPreconditionError("UIDVALIDITY_CHANGED"));
   }
   ms::ChangesSinceResponse out;
+  // QRESYNC known-uids: only these ("*" is the folder's largest UID).
+  auto wanted = [&r, f](uint32_t uid) {
+    if (!r.has_uids() || r.uids().ranges_size() == 0) return true;
+    for (const ms::IdRange& x : r.uids().ranges()) {
+      uint32_t a = x.first(), b = x.to_last() ? f->uidnext - 1 : x.last();
+      if (a > b) std::swap(a, b);
+      if (uid >= a && uid <= b) return true;
+    }
+    return false;
+  };
   for (const auto& [uid, m] : f->messages) {
-    if (m.modseq <= r.modseq()) continue;
+    if (m.modseq <= r.modseq() || !wanted(uid)) continue;
     ms::MessageFlags* c = out.add_changed();
     c->set_uid(uid);
     for (const std::string& fl : m.flags) c->add_flags(fl);
@@ -600,7 +659,7 @@ void FakeMailstore::ChangesSince(const CallTarget&, const ms::ChangesSinceReques
   }
   std::vector<uint32_t> vanished;
   for (const auto& [uid, ms_] : f->tombstones) {
-    if (ms_ > r.modseq()) vanished.push_back(uid);
+    if (ms_ > r.modseq() && wanted(uid)) vanished.push_back(uid);
   }
   if (r.include_vanished()) *out.mutable_vanished() = CompactIdSet(vanished);
   out.set_highest_modseq(f->modseq);
@@ -612,7 +671,8 @@ bool FakeMailstore::Matches(const Folder& f, uint32_t uid, const Message& m,
                             const ms::SearchQuery& q) const {
   auto [header, body] = Split(m.raw);
   switch (q.node_case()) {
-    case ms::SearchQuery::kAll: return true;
+    case ms::SearchQuery::kAll:
+      return true;
     case ms::SearchQuery::kAllOf:
       for (const auto& s : q.all_of().queries()) {
         if (!Matches(f, uid, m, s)) return false;
@@ -623,7 +683,8 @@ bool FakeMailstore::Matches(const Folder& f, uint32_t uid, const Message& m,
         if (Matches(f, uid, m, s)) return true;
       }
       return false;
-    case ms::SearchQuery::kNegation: return !Matches(f, uid, m, q.negation());
+    case ms::SearchQuery::kNegation:
+      return !Matches(f, uid, m, q.negation());
     case ms::SearchQuery::kFlag: {
       bool has = false;
       for (const std::string& fl : m.flags) has |= Lower(fl) == Lower(q.flag().flag());
@@ -633,8 +694,10 @@ bool FakeMailstore::Matches(const Folder& f, uint32_t uid, const Message& m,
       const ms::TextMatch& t = q.text();
       std::string_view names[] = {"", "from", "to", "cc", "bcc", "subject"};
       switch (t.field()) {
-        case ms::TEXT_FIELD_BODY: return Contains(body, t.value());
-        case ms::TEXT_FIELD_TEXT: return Contains(m.raw, t.value());
+        case ms::TEXT_FIELD_BODY:
+          return Contains(body, t.value());
+        case ms::TEXT_FIELD_TEXT:
+          return Contains(m.raw, t.value());
         case ms::TEXT_FIELD_HEADER: {
           auto v = Field(header, Lower(t.header_name()));
           return v && Contains(*v, t.value());
@@ -653,9 +716,12 @@ bool FakeMailstore::Matches(const Folder& f, uint32_t uid, const Message& m,
         if (uid >= r.first() && uid <= r.last()) return true;
       }
       return false;
-    case ms::SearchQuery::kModseqAtLeast: return m.modseq >= q.modseq_at_least();
-    case ms::SearchQuery::kDate: return true;  // dates: not modelled by the fake
-    default: return false;
+    case ms::SearchQuery::kModseqAtLeast:
+      return m.modseq >= q.modseq_at_least();
+    case ms::SearchQuery::kDate:
+      return true;  // dates: not modelled by the fake
+    default:
+      return false;
   }
 }
 
@@ -695,9 +761,9 @@ void FakeMailstore::GetQuota(const CallTarget&, const ms::GetQuotaRequest& r,
   done(q);
 }
 
-std::unique_ptr<WatchHandle> FakeMailstore::Watch(const CallTarget&, const ms::WatchRequest& r,
-                                                  std::function<void(const ms::WatchEvent&)> on_event,
-                                                  std::function<void(absl::Status)> on_end) {
+std::unique_ptr<WatchHandle> FakeMailstore::Watch(
+    const CallTarget&, const ms::WatchRequest& r,
+    std::function<void(const ms::WatchEvent&)> on_event, std::function<void(absl::Status)> on_end) {
   auto w = std::make_shared<Watcher>();
   w->mailbox_id = r.mailbox_id();
   w->on_event = std::move(on_event);

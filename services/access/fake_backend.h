@@ -39,10 +39,20 @@ class FakeMailstore : public MailBackend {
   // Archive).
   void AddMailbox(const std::string& mailbox_id);
   // Delivers as relayd would (wakes watchers). Returns the UID.
-  uint32_t Deliver(const std::string& mailbox_id, const std::string& folder,
-                   const std::string& raw, std::vector<std::string> flags = {});
+  uint32_t Deliver(const std::string& mailbox_id, const std::string& folder, const std::string& raw,
+                   std::vector<std::string> flags = {});
+  // Changes made by another client: flags replaced, or a message
+  // expunged (watchers are told, sessions learn at their next sync).
+  void ExternalStore(const std::string& mailbox_id, const std::string& folder, uint32_t uid,
+                     std::vector<std::string> flags);
+  void ExternalExpunge(const std::string& mailbox_id, const std::string& folder, uint32_t uid);
   // The next call of any kind fails with this status.
-  void FailNext(absl::Status st) { fail_next_ = std::move(st); }
+  void FailNext(absl::Status st) { FailNth(0, std::move(st)); }
+  // The call after the next `skip` calls fails with this status.
+  void FailNth(int skip, absl::Status st) {
+    fail_skip_ = skip;
+    fail_next_ = std::move(st);
+  }
   size_t watchers() const;
 
   void ListFolders(const CallTarget& t, const ms::ListFoldersRequest& r,
@@ -63,15 +73,18 @@ class FakeMailstore : public MailBackend {
              Callback<std::vector<ms::FetchResponse>> done) override;
   void StoreFlags(const CallTarget& t, const ms::StoreFlagsRequest& r,
                   Callback<ms::StoreFlagsResponse> done) override;
-  void Copy(const CallTarget& t, const ms::CopyRequest& r, Callback<ms::CopyResponse> done) override;
-  void Move(const CallTarget& t, const ms::MoveRequest& r, Callback<ms::MoveResponse> done) override;
+  void Copy(const CallTarget& t, const ms::CopyRequest& r,
+            Callback<ms::CopyResponse> done) override;
+  void Move(const CallTarget& t, const ms::MoveRequest& r,
+            Callback<ms::MoveResponse> done) override;
   void Expunge(const CallTarget& t, const ms::ExpungeRequest& r,
                Callback<ms::ExpungeResponse> done) override;
   void ChangesSince(const CallTarget& t, const ms::ChangesSinceRequest& r,
                     Callback<ms::ChangesSinceResponse> done) override;
   void Search(const CallTarget& t, const ms::SearchRequest& r,
               Callback<ms::SearchResponse> done) override;
-  void GetQuota(const CallTarget& t, const ms::GetQuotaRequest& r, Callback<ms::Quota> done) override;
+  void GetQuota(const CallTarget& t, const ms::GetQuotaRequest& r,
+                Callback<ms::Quota> done) override;
   std::unique_ptr<WatchHandle> Watch(const CallTarget& t, const ms::WatchRequest& r,
                                      std::function<void(const ms::WatchEvent&)> on_event,
                                      std::function<void(absl::Status)> on_end) override;
@@ -118,6 +131,7 @@ class FakeMailstore : public MailBackend {
   std::map<std::string, Mailbox> mailboxes_;
   std::vector<std::shared_ptr<Watcher>> watchers_;
   absl::Status fail_next_;
+  int fail_skip_ = 0;
   uint32_t next_uidvalidity_ = 1000;
   int64_t clock_ = 1700000000;  // fixed internal dates: transcripts are stable
 };

@@ -55,55 +55,95 @@ ms::SearchQuery Not(ms::SearchQuery inner) {
 
 absl::StatusOr<ms::SearchQuery> TranslateSearch(const imap::SearchKey& k,
                                                 const std::vector<uint32_t>& uids,
-                                                const std::vector<uint32_t>& recent) {
+                                                const std::vector<uint32_t>& recent,
+                                                const std::vector<uint32_t>& saved) {
   ms::SearchQuery q;
   switch (k.kind) {
-    case SearchKeyKind::kAll: q.set_all(true); return q;
-    case SearchKeyKind::kAnswered: return Flag("\\Answered", false);
-    case SearchKeyKind::kDeleted: return Flag("\\Deleted", false);
-    case SearchKeyKind::kDraft: return Flag("\\Draft", false);
-    case SearchKeyKind::kFlagged: return Flag("\\Flagged", false);
-    case SearchKeyKind::kSeen: return Flag("\\Seen", false);
-    case SearchKeyKind::kUnanswered: return Flag("\\Answered", true);
-    case SearchKeyKind::kUndeleted: return Flag("\\Deleted", true);
-    case SearchKeyKind::kUndraft: return Flag("\\Draft", true);
-    case SearchKeyKind::kUnflagged: return Flag("\\Flagged", true);
-    case SearchKeyKind::kUnseen: return Flag("\\Seen", true);
-    case SearchKeyKind::kKeyword: return Flag(k.text, false);
-    case SearchKeyKind::kUnkeyword: return Flag(k.text, true);
+    case SearchKeyKind::kAll:
+      q.set_all(true);
+      return q;
+    case SearchKeyKind::kAnswered:
+      return Flag("\\Answered", false);
+    case SearchKeyKind::kDeleted:
+      return Flag("\\Deleted", false);
+    case SearchKeyKind::kDraft:
+      return Flag("\\Draft", false);
+    case SearchKeyKind::kFlagged:
+      return Flag("\\Flagged", false);
+    case SearchKeyKind::kSeen:
+      return Flag("\\Seen", false);
+    case SearchKeyKind::kUnanswered:
+      return Flag("\\Answered", true);
+    case SearchKeyKind::kUndeleted:
+      return Flag("\\Deleted", true);
+    case SearchKeyKind::kUndraft:
+      return Flag("\\Draft", true);
+    case SearchKeyKind::kUnflagged:
+      return Flag("\\Flagged", true);
+    case SearchKeyKind::kUnseen:
+      return Flag("\\Seen", true);
+    case SearchKeyKind::kKeyword:
+      return Flag(k.text, false);
+    case SearchKeyKind::kUnkeyword:
+      return Flag(k.text, true);
     // \Recent is this session's: RECENT, NEW (recent and unseen), OLD.
-    case SearchKeyKind::kRecent: return Uids(recent);
-    case SearchKeyKind::kOld: return Not(Uids(recent));
+    case SearchKeyKind::kRecent:
+      return Uids(recent);
+    case SearchKeyKind::kOld:
+      return Not(Uids(recent));
     case SearchKeyKind::kNew: {
       ms::SearchQuery* all = q.mutable_all_of()->add_queries();
       *all = Uids(recent);
       *q.mutable_all_of()->add_queries() = Flag("\\Seen", true);
       return q;
     }
-    case SearchKeyKind::kBcc: return Text(ms::TEXT_FIELD_BCC, k.text);
-    case SearchKeyKind::kBody: return Text(ms::TEXT_FIELD_BODY, k.text);
-    case SearchKeyKind::kCc: return Text(ms::TEXT_FIELD_CC, k.text);
-    case SearchKeyKind::kFrom: return Text(ms::TEXT_FIELD_FROM, k.text);
-    case SearchKeyKind::kSubject: return Text(ms::TEXT_FIELD_SUBJECT, k.text);
-    case SearchKeyKind::kText: return Text(ms::TEXT_FIELD_TEXT, k.text);
-    case SearchKeyKind::kTo: return Text(ms::TEXT_FIELD_TO, k.text);
-    case SearchKeyKind::kHeader: return Text(ms::TEXT_FIELD_HEADER, k.text, k.field);
-    case SearchKeyKind::kBefore: return DateQ(ms::DATE_FIELD_INTERNAL, ms::DATE_OP_BEFORE, k.date);
-    case SearchKeyKind::kOn: return DateQ(ms::DATE_FIELD_INTERNAL, ms::DATE_OP_ON, k.date);
-    case SearchKeyKind::kSince: return DateQ(ms::DATE_FIELD_INTERNAL, ms::DATE_OP_SINCE, k.date);
-    case SearchKeyKind::kSentBefore: return DateQ(ms::DATE_FIELD_SENT, ms::DATE_OP_BEFORE, k.date);
-    case SearchKeyKind::kSentOn: return DateQ(ms::DATE_FIELD_SENT, ms::DATE_OP_ON, k.date);
-    case SearchKeyKind::kSentSince: return DateQ(ms::DATE_FIELD_SENT, ms::DATE_OP_SINCE, k.date);
+    case SearchKeyKind::kBcc:
+      return Text(ms::TEXT_FIELD_BCC, k.text);
+    case SearchKeyKind::kBody:
+      return Text(ms::TEXT_FIELD_BODY, k.text);
+    case SearchKeyKind::kCc:
+      return Text(ms::TEXT_FIELD_CC, k.text);
+    case SearchKeyKind::kFrom:
+      return Text(ms::TEXT_FIELD_FROM, k.text);
+    case SearchKeyKind::kSubject:
+      return Text(ms::TEXT_FIELD_SUBJECT, k.text);
+    case SearchKeyKind::kText:
+      return Text(ms::TEXT_FIELD_TEXT, k.text);
+    case SearchKeyKind::kTo:
+      return Text(ms::TEXT_FIELD_TO, k.text);
+    case SearchKeyKind::kHeader:
+      return Text(ms::TEXT_FIELD_HEADER, k.text, k.field);
+    case SearchKeyKind::kBefore:
+      return DateQ(ms::DATE_FIELD_INTERNAL, ms::DATE_OP_BEFORE, k.date);
+    case SearchKeyKind::kOn:
+      return DateQ(ms::DATE_FIELD_INTERNAL, ms::DATE_OP_ON, k.date);
+    case SearchKeyKind::kSince:
+      return DateQ(ms::DATE_FIELD_INTERNAL, ms::DATE_OP_SINCE, k.date);
+    case SearchKeyKind::kSentBefore:
+      return DateQ(ms::DATE_FIELD_SENT, ms::DATE_OP_BEFORE, k.date);
+    case SearchKeyKind::kSentOn:
+      return DateQ(ms::DATE_FIELD_SENT, ms::DATE_OP_ON, k.date);
+    case SearchKeyKind::kSentSince:
+      return DateQ(ms::DATE_FIELD_SENT, ms::DATE_OP_SINCE, k.date);
     case SearchKeyKind::kLarger:
     case SearchKeyKind::kSmaller:
       q.mutable_size()->set_op(k.kind == SearchKeyKind::kLarger ? ms::SIZE_OP_LARGER
                                                                 : ms::SIZE_OP_SMALLER);
       q.mutable_size()->set_bytes(k.number);
       return q;
-    case SearchKeyKind::kModSeq: q.set_modseq_at_least(k.number); return q;
+    case SearchKeyKind::kModSeq:
+      q.set_modseq_at_least(k.number);
+      return q;
     case SearchKeyKind::kUid:
     case SearchKeyKind::kSequenceSet: {
-      if (k.set.saved_result()) return absl::UnimplementedError("$");
+      if (k.set.saved_result()) {
+        // RFC 5182: "$" is the saved result, UIDs, whatever the key.
+        std::vector<uint32_t> out;
+        for (uint32_t u : saved) {
+          if (std::binary_search(uids.begin(), uids.end(), u)) out.push_back(u);
+        }
+        return Uids(out);
+      }
       // Resolved here against the session's map, so message numbers mean
       // what this client was told (not the server's current numbering).
       std::vector<uint32_t> out;
@@ -126,7 +166,7 @@ absl::StatusOr<ms::SearchQuery> TranslateSearch(const imap::SearchKey& k,
       auto* list = k.kind == SearchKeyKind::kAnd ? q.mutable_all_of()->mutable_queries()
                                                  : q.mutable_any_of()->mutable_queries();
       for (const imap::SearchKey& c : k.children) {
-        absl::StatusOr<ms::SearchQuery> sub = TranslateSearch(c, uids, recent);
+        absl::StatusOr<ms::SearchQuery> sub = TranslateSearch(c, uids, recent, saved);
         if (!sub.ok()) return sub.status();
         *list->Add() = *std::move(sub);
       }
@@ -135,12 +175,13 @@ absl::StatusOr<ms::SearchQuery> TranslateSearch(const imap::SearchKey& k,
     }
     case SearchKeyKind::kNot: {
       if (k.children.empty()) return absl::InvalidArgumentError("NOT without a key");
-      absl::StatusOr<ms::SearchQuery> sub = TranslateSearch(k.children[0], uids, recent);
+      absl::StatusOr<ms::SearchQuery> sub = TranslateSearch(k.children[0], uids, recent, saved);
       if (!sub.ok()) return sub.status();
       return Not(*std::move(sub));
     }
     case SearchKeyKind::kOlder:
-    case SearchKeyKind::kYounger: break;
+    case SearchKeyKind::kYounger:
+      break;
   }
   return absl::UnimplementedError("search key");
 }

@@ -52,7 +52,10 @@ std::string ImapSession::Capabilities() const {
       caps += " LOGINDISABLED";
     }
   } else {
-    caps += " UIDPLUS MOVE SPECIAL-USE CHILDREN QUOTA CONDSTORE";
+    caps +=
+        " UIDPLUS MOVE SPECIAL-USE CHILDREN QUOTA CONDSTORE QRESYNC ESEARCH LIST-EXTENDED"
+        " LIST-STATUS STATUS=SIZE BINARY SEARCHRES";
+    if (!compressing_) caps += " COMPRESS=DEFLATE";
   }
   return caps;
 }
@@ -60,6 +63,7 @@ std::string ImapSession::Capabilities() const {
 imap::CommandContext ImapSession::Context() const {
   imap::CommandContext c;
   c.state = state_;
+  c.qresync_enabled = qresync_;
   return c;
 }
 
@@ -88,6 +92,13 @@ void ImapSession::Shutdown() {
 void ImapSession::Timeout() {
   if (closed_) return;
   Write(imap::StatusLine("*", Condition::kBye, "", "Autologout; idle for too long"));
+  closed_ = true;
+  if (idle_ && idle_->watch) idle_->watch->Cancel();
+}
+
+void ImapSession::Abort(std::string_view why) {
+  if (closed_) return;
+  Write(imap::StatusLine("*", Condition::kBye, "", why));
   closed_ = true;
   if (idle_ && idle_->watch) idle_->watch->Cancel();
 }
@@ -187,42 +198,71 @@ void ImapSession::Execute(imap::Command cmd) {
   using imap::CommandId;
   const imap::Command& c = cmd;
   switch (c.id) {
-    case CommandId::kCapability: return CmdCapability(c);
+    case CommandId::kCapability:
+      return CmdCapability(c);
     case CommandId::kNoop:
-    case CommandId::kCheck: return CmdNoop(c);
-    case CommandId::kLogout: return CmdLogout(c);
-    case CommandId::kStartTls: return CmdStartTls(c);
-    case CommandId::kLogin: return CmdLogin(c);
-    case CommandId::kAuthenticate: return CmdAuthenticate(c);
-    case CommandId::kId: return CmdId(c);
-    case CommandId::kEnable: return CmdEnable(c);
-    case CommandId::kNamespace: return CmdNamespace(c);
+    case CommandId::kCheck:
+      return CmdNoop(c);
+    case CommandId::kLogout:
+      return CmdLogout(c);
+    case CommandId::kStartTls:
+      return CmdStartTls(c);
+    case CommandId::kLogin:
+      return CmdLogin(c);
+    case CommandId::kAuthenticate:
+      return CmdAuthenticate(c);
+    case CommandId::kId:
+      return CmdId(c);
+    case CommandId::kEnable:
+      return CmdEnable(c);
+    case CommandId::kNamespace:
+      return CmdNamespace(c);
     case CommandId::kList:
-    case CommandId::kLsub: return CmdList(c);
+    case CommandId::kLsub:
+      return CmdList(c);
     case CommandId::kSelect:
-    case CommandId::kExamine: return CmdSelect(c);
-    case CommandId::kStatus: return CmdStatus(c);
-    case CommandId::kCreate: return CmdCreate(c);
-    case CommandId::kDelete: return CmdDelete(c);
-    case CommandId::kRename: return CmdRename(c);
-    case CommandId::kSubscribe: return CmdSubscribe(c, true);
-    case CommandId::kUnsubscribe: return CmdSubscribe(c, false);
-    case CommandId::kAppend: return CmdAppend(c);
-    case CommandId::kGetQuota: return CmdGetQuota(c, false);
-    case CommandId::kGetQuotaRoot: return CmdGetQuota(c, true);
-    case CommandId::kClose: return CmdClose(c, true);
-    case CommandId::kUnselect: return CmdClose(c, false);
-    case CommandId::kExpunge: return CmdExpunge(c);
-    case CommandId::kSearch: return CmdSearch(c);
-    case CommandId::kFetch: return CmdFetch(c);
-    case CommandId::kStore: return CmdStore(c);
-    case CommandId::kCopy: return CmdCopy(c, false);
-    case CommandId::kMove: return CmdCopy(c, true);
-    case CommandId::kIdle: return CmdIdle(c);
+    case CommandId::kExamine:
+      return CmdSelect(c);
+    case CommandId::kStatus:
+      return CmdStatus(c);
+    case CommandId::kCreate:
+      return CmdCreate(c);
+    case CommandId::kDelete:
+      return CmdDelete(c);
+    case CommandId::kRename:
+      return CmdRename(c);
+    case CommandId::kSubscribe:
+      return CmdSubscribe(c, true);
+    case CommandId::kUnsubscribe:
+      return CmdSubscribe(c, false);
+    case CommandId::kAppend:
+      return CmdAppend(c);
+    case CommandId::kGetQuota:
+      return CmdGetQuota(c, false);
+    case CommandId::kGetQuotaRoot:
+      return CmdGetQuota(c, true);
+    case CommandId::kClose:
+      return CmdClose(c, true);
+    case CommandId::kUnselect:
+      return CmdClose(c, false);
+    case CommandId::kExpunge:
+      return CmdExpunge(c);
+    case CommandId::kSearch:
+      return CmdSearch(c);
+    case CommandId::kFetch:
+      return CmdFetch(c);
+    case CommandId::kStore:
+      return CmdStore(c);
+    case CommandId::kCopy:
+      return CmdCopy(c, false);
+    case CommandId::kMove:
+      return CmdCopy(c, true);
+    case CommandId::kIdle:
+      return CmdIdle(c);
     case CommandId::kSetQuota:
       return Finish(c.tag, Condition::kNo, "NOPERM", "Quotas are set by the administrator");
     case CommandId::kCompress:
-      return Finish(c.tag, Condition::kNo, "CANNOT", "COMPRESS is not supported");
+      return CmdCompress(c);
   }
   Finish(c.tag, Condition::kBad, "", "Command not supported");
 }
@@ -298,24 +338,23 @@ void ImapSession::CheckCredentials(const std::string& tag, imap::SaslCredentials
     return Finish(tag, Condition::kNo, "UNAVAILABLE", "Authentication service unavailable");
   }
   Begin();
-  auth_->CheckSasl(
-      creds, common::v1::PROTOCOL_IMAP, config_.client_ip,
-      Guard<Principal>(alive_, [this, tag](absl::StatusOr<Principal> p) {
-        if (p.ok() && !p->mailboxes.empty()) {
-          principal_ = *std::move(p);
-          state_ = imap::SessionState::kAuthenticated;
-          Finish(tag, Condition::kOk, "CAPABILITY " + Capabilities(), "Logged in");
-        } else if (p.ok() || p.status().code() == absl::StatusCode::kUnauthenticated ||
-                   p.status().code() == absl::StatusCode::kInvalidArgument) {
-          Finish(tag, Condition::kNo, "AUTHENTICATIONFAILED", "Authentication failed");
-        } else {
-          Finish(tag, Condition::kNo, "UNAVAILABLE",
-                 p.status().code() == absl::StatusCode::kResourceExhausted
-                     ? "Too many attempts, try again later"
-                     : "Authentication service unavailable");
-        }
-        Done();
-      }));
+  auth_->CheckSasl(creds, common::v1::PROTOCOL_IMAP, config_.client_ip,
+                   Guard<Principal>(alive_, [this, tag](absl::StatusOr<Principal> p) {
+                     if (p.ok() && !p->mailboxes.empty()) {
+                       principal_ = *std::move(p);
+                       state_ = imap::SessionState::kAuthenticated;
+                       Finish(tag, Condition::kOk, "CAPABILITY " + Capabilities(), "Logged in");
+                     } else if (p.ok() || p.status().code() == absl::StatusCode::kUnauthenticated ||
+                                p.status().code() == absl::StatusCode::kInvalidArgument) {
+                       Finish(tag, Condition::kNo, "AUTHENTICATIONFAILED", "Authentication failed");
+                     } else {
+                       Finish(tag, Condition::kNo, "UNAVAILABLE",
+                              p.status().code() == absl::StatusCode::kResourceExhausted
+                                  ? "Too many attempts, try again later"
+                                  : "Authentication service unavailable");
+                     }
+                     Done();
+                   }));
 }
 
 void ImapSession::CmdLogout(const imap::Command& c) {
@@ -336,10 +375,28 @@ void ImapSession::CmdEnable(const imap::Command& c) {
     if (cap == "CONDSTORE" && !condstore_) {
       condstore_ = true;
       enabled += " CONDSTORE";
+    } else if (cap == "QRESYNC" && !qresync_) {
+      // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
+      qresync_ = true;
+      condstore_ = true;
+      enabled += " QRESYNC";
     }
   }
   Write("* ENABLED" + enabled + "\r\n");
   Finish(c.tag, Condition::kOk, "", "ENABLE completed");
+}
+
+// RFC 4978. The parser accepts only DEFLATE. The client may send nothing
+// more before the OK (§3), so anything pipelined is dropped: it would have
+// been compressed by a conforming client anyway.
+void ImapSession::CmdCompress(const imap::Command& c) {
+  if (compressing_) {
+    return Finish(c.tag, Condition::kNo, "COMPRESSIONACTIVE", "DEFLATE is already active");
+  }
+  reader_.receiver().DiscardPendingInput();
+  Finish(c.tag, Condition::kOk, "", "DEFLATE active");
+  compressing_ = true;
+  start_compress_ = true;
 }
 
 void ImapSession::CmdNamespace(const imap::Command& c) {

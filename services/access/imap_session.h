@@ -41,7 +41,7 @@ namespace mailgrid::access {
 
 struct ImapConfig {
   std::string hostname = "localhost";
-  bool tls_active = false;     // implicit TLS (993)
+  bool tls_active = false;  // implicit TLS (993)
   bool starttls_offered = true;
   bool plaintext_auth = false;  // allow LOGIN/AUTHENTICATE without TLS (tests only)
   std::string client_ip;
@@ -74,6 +74,12 @@ class ImapSession {
   bool busy() const { return busy_; }
   // Set after STARTTLS's OK: the driver starts the handshake (once).
   bool TakeStartTls() { return std::exchange(start_tls_, false); }
+  // Set after COMPRESS DEFLATE's OK: the driver compresses every byte it
+  // sends after the output it just took, and inflates every byte it reads.
+  bool TakeStartCompress() { return std::exchange(start_compress_, false); }
+  // The connection's byte stream is unusable (corrupt compressed data):
+  // "* BYE" and close.
+  void Abort(std::string_view why);
   bool idling() const { return idle_ != nullptr; }
   const ImapStats& stats() const { return stats_; }
   // Called after every completed command with its name, the result
@@ -124,6 +130,7 @@ class ImapSession {
   void CmdId(const imap::Command& c);
   void CmdEnable(const imap::Command& c);
   void CmdNamespace(const imap::Command& c);
+  void CmdCompress(const imap::Command& c);
 
   // imap_session_mailbox.cc
   void CmdList(const imap::Command& c);
@@ -143,17 +150,38 @@ class ImapSession {
 
   // imap_session_messages.cc
   void CmdFetch(const imap::Command& c);
+  void RunFetch(const std::string& tag, const ms::FetchRequest& req,
+                std::shared_ptr<std::vector<imap::FetchItem>> items);
   void CmdStore(const imap::Command& c);
   void CmdSearch(const imap::Command& c);
+  void WriteEsearch(const std::string& tag, const imap::SearchReturnOptions& ret, bool uid,
+                    bool modseq, const ms::SearchResponse& r);
   void CmdCopy(const imap::Command& c, bool move);
   void CmdExpunge(const imap::Command& c);
   void CmdNoop(const imap::Command& c);
   void CmdIdle(const imap::Command& c);
   void EndIdle();
+
+  // imap_session_xcopy.cc: COPY/MOVE into another mailbox.
+  struct CrossCopy;
+  void StartCrossCopy(const std::string& tag, bool move, size_t dst_mailbox,
+                      const std::string& dst_folder, std::vector<uint32_t> uids);
+  void CrossCopyStep(std::shared_ptr<CrossCopy> job);
+  void CrossCopyFinish(std::shared_ptr<CrossCopy> job);
+  void CrossCopyFail(std::shared_ptr<CrossCopy> job, const absl::Status& st);
   // Resolves a sequence set (UIDs or numbers) to existing UIDs, ascending.
   std::vector<uint32_t> SetToUids(const imap::SequenceSet& set, bool uid) const;
   uint32_t SeqOf(uint32_t uid) const;  // 0 if not in the map
   void RemoveUid(uint32_t uid);        // + untagged EXPUNGE
+  // Removes these UIDs (ascending) from the map and tells the client: one
+  // EXPUNGE each, or one VANISHED once QRESYNC is enabled (RFC 7162
+  // §3.2.10). UIDs not in the map are ignored.
+  void ReportExpunged(const std::vector<uint32_t>& uids);
+  // SELECT (QRESYNC ...): VANISHED (EARLIER) and FETCH for what changed
+  // since the client's MODSEQ, then the tagged OK.
+  void QresyncSelect(const std::string& tag, const imap::QresyncParams& q, bool examine);
+  // "* n FETCH (UID u FLAGS (...) MODSEQ (m))" for a flag change.
+  void WriteFlagsFetch(const ms::MessageFlags& m);
   // Fetches changes since the last sync and reports them; then `then`.
   void Sync(std::function<void()> then);
   void ApplyChanges(const ms::ChangesSinceResponse& r);
@@ -170,13 +198,18 @@ class ImapSession {
   bool pumping_ = false;
   bool start_tls_ = false;
   bool awaiting_tls_ = false;  // STARTTLS answered, handshake not done yet
-  bool condstore_ = false;  // ENABLE CONDSTORE or a CONDSTORE command seen
+  bool start_compress_ = false;
+  bool compressing_ = false;  // COMPRESS DEFLATE is on
+  bool condstore_ = false;    // ENABLE CONDSTORE or a CONDSTORE command seen
+  bool qresync_ = false;      // ENABLE QRESYNC (implies condstore_)
   imap::SessionState state_ = imap::SessionState::kNotAuthenticated;
   std::optional<Principal> principal_;
   std::unique_ptr<Selected> selected_;
   std::unique_ptr<Idle> idle_;
-  // (UID, MODSEQ of the event) announced from Watch events since the last Sync.
-  std::vector<std::pair<uint32_t, uint64_t>> event_added_;
+  // (UID, MODSEQ) the client already knows since the last Sync: messages
+  // announced from Watch events, flags changed by its own STORE or FETCH.
+  // The next Sync does not report them again.
+  std::vector<std::pair<uint32_t, uint64_t>> announced_;
   // AUTHENTICATE in progress.
   std::string sasl_tag_;
   std::optional<imap::SaslMechanism> sasl_mech_;

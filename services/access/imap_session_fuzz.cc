@@ -13,12 +13,12 @@
 
 namespace {
 
-#define CHECK(cond)                                            \
-  do {                                                         \
-    if (!(cond)) {                                             \
+#define CHECK(cond)                                                          \
+  do {                                                                       \
+    if (!(cond)) {                                                           \
       std::fprintf(stderr, "check failed: %s (line %d)\n", #cond, __LINE__); \
-      abort();                                                 \
-    }                                                          \
+      abort();                                                               \
+    }                                                                        \
   } while (0)
 
 // Walks responses: lines end with CRLF; "{N}\r\n" is followed by N bytes.
@@ -56,6 +56,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   mailgrid::common::v1::MailboxAccess own;
   own.set_mailbox_id("m");
   p.mailboxes.push_back(own);
+  // A seat in a shared mailbox: COPY/MOVE across mailboxes is reachable.
+  store.AddMailbox("s");
+  mailgrid::common::v1::MailboxAccess seat;
+  seat.set_mailbox_id("s");
+  seat.set_address("s@x");
+  p.mailboxes.push_back(seat);
   auth.AddUser("u", "p", p);
   store.Deliver("m", "INBOX", "Subject: a\r\n\r\nbody\r\n");
   store.Deliver("m", "INBOX", "Subject: b\r\nFrom: x@y\r\n\r\nmore\r\n", {"\\Seen"});

@@ -15,9 +15,10 @@ struct ImapSession::Selected {
   std::string folder_id;
   bool read_only = false;
   uint32_t uidvalidity = 0;
-  uint64_t modseq = 0;          // of the last sync
-  std::vector<uint32_t> uids;   // the sequence-number map: uids[seq-1]
-  std::vector<uint32_t> recent; // \Recent claimed by this session, ascending
+  uint64_t modseq = 0;           // of the last sync
+  std::vector<uint32_t> uids;    // the sequence-number map: uids[seq-1]
+  std::vector<uint32_t> recent;  // \Recent claimed by this session, ascending
+  std::vector<uint32_t> saved;   // SEARCHRES "$" (RFC 5182): UIDs, ascending
 };
 
 struct ImapSession::ListJob {
@@ -61,11 +62,12 @@ std::vector<std::string> ImapFlags(const google::protobuf::RepeatedPtrField<std:
 // " 7-Feb-1994 21:52:25 +0000" for a timestamp (UTC).
 std::string InternalDate(int64_t seconds);
 
-// imap_search.cc: SEARCH keys → mailstored's query. Sequence numbers and
-// RECENT are resolved with the session's map. Unimplemented keys give
-// Unimplemented (answered NO [CANNOT]).
+// imap_search.cc: SEARCH keys → mailstored's query. Sequence numbers,
+// RECENT and "$" (`saved`, RFC 5182) are resolved with the session's map.
+// Unimplemented keys give Unimplemented (answered NO [CANNOT]).
 absl::StatusOr<ms::SearchQuery> TranslateSearch(const imap::SearchKey& key,
                                                 const std::vector<uint32_t>& uids,
-                                                const std::vector<uint32_t>& recent);
+                                                const std::vector<uint32_t>& recent,
+                                                const std::vector<uint32_t>& saved);
 
 }  // namespace mailgrid::access

@@ -15,12 +15,18 @@ namespace {
 
 std::string_view SpecialUseAttr(ms::SpecialUse u) {
   switch (u) {
-    case ms::SPECIAL_USE_SENT: return "\\Sent";
-    case ms::SPECIAL_USE_DRAFTS: return "\\Drafts";
-    case ms::SPECIAL_USE_TRASH: return "\\Trash";
-    case ms::SPECIAL_USE_JUNK: return "\\Junk";
-    case ms::SPECIAL_USE_ARCHIVE: return "\\Archive";
-    default: return "";
+    case ms::SPECIAL_USE_SENT:
+      return "\\Sent";
+    case ms::SPECIAL_USE_DRAFTS:
+      return "\\Drafts";
+    case ms::SPECIAL_USE_TRASH:
+      return "\\Trash";
+    case ms::SPECIAL_USE_JUNK:
+      return "\\Junk";
+    case ms::SPECIAL_USE_ARCHIVE:
+      return "\\Archive";
+    default:
+      return "";
   }
 }
 
@@ -83,14 +89,29 @@ std::string StatusItems(const ms::Folder& f, const std::vector<imap::StatusItem>
   for (imap::StatusItem it : items) {
     uint64_t v = 0;
     switch (it) {
-      case imap::StatusItem::kMessages: v = f.messages(); break;
-      case imap::StatusItem::kRecent: v = f.recent(); break;
-      case imap::StatusItem::kUidNext: v = f.uidnext(); break;
-      case imap::StatusItem::kUidValidity: v = f.uidvalidity(); break;
-      case imap::StatusItem::kUnseen: v = f.unseen(); break;
-      case imap::StatusItem::kSize: v = f.size_bytes(); break;
-      case imap::StatusItem::kHighestModSeq: v = f.highest_modseq(); break;
-      default: continue;  // DELETED, APPENDLIMIT: not known here
+      case imap::StatusItem::kMessages:
+        v = f.messages();
+        break;
+      case imap::StatusItem::kRecent:
+        v = f.recent();
+        break;
+      case imap::StatusItem::kUidNext:
+        v = f.uidnext();
+        break;
+      case imap::StatusItem::kUidValidity:
+        v = f.uidvalidity();
+        break;
+      case imap::StatusItem::kUnseen:
+        v = f.unseen();
+        break;
+      case imap::StatusItem::kSize:
+        v = f.size_bytes();
+        break;
+      case imap::StatusItem::kHighestModSeq:
+        v = f.highest_modseq();
+        break;
+      default:
+        continue;  // DELETED, APPENDLIMIT: not known here
     }
     if (!out.empty()) out += ' ';
     absl::StrAppend(&out, std::string(imap::StatusItemName(it)), " ", v);
@@ -124,63 +145,113 @@ void ImapSession::ListStep(std::shared_ptr<ListJob> job, size_t i) {
   }
   ms::ListFoldersRequest req;
   req.set_mailbox_id(principal_->mailboxes[i].mailbox_id());
-  req.set_subscribed_only(job->verb == "LSUB" || job->args.select_subscribed);
-  backend_->ListFolders(
-      TargetOf(i), req,
-      Guard<ms::ListFoldersResponse>(alive_, [this, i, job](absl::StatusOr<ms::ListFoldersResponse> r) {
-        if (!r.ok()) {
-          FinishError(job->tag, r.status());
-          return Done();
-        }
-        ListAppend(*job, i, *r);
-        ListStep(job, i + 1);
-      }));
+  // LIST (SUBSCRIBED RECURSIVEMATCH) needs the unsubscribed parents too.
+  req.set_subscribed_only(job->verb == "LSUB" ||
+                          (job->args.select_subscribed && !job->args.select_recursive_match));
+  req.set_with_status(job->args.return_status.has_value());
+  backend_->ListFolders(TargetOf(i), req,
+                        Guard<ms::ListFoldersResponse>(
+                            alive_, [this, i, job](absl::StatusOr<ms::ListFoldersResponse> r) {
+                              if (!r.ok()) {
+                                FinishError(job->tag, r.status());
+                                return Done();
+                              }
+                              ListAppend(*job, i, *r);
+                              ListStep(job, i + 1);
+                            }));
 }
 
 void ImapSession::ListAppend(ListJob& job, size_t i, const ms::ListFoldersResponse& r) {
   const imap::ListArgs& args = job.args;
+  bool list = job.verb == "LIST";
   auto matches = [&](const std::string& name) {
     for (const std::string& p : job.patterns) {
       if (Match(p, name)) return true;
     }
     return false;
   };
-  auto emit = [&](std::string_view attrs, const std::string& name) {
-    auto line = imap::ResponseWriter::Untagged()
-                    .Atom(job.verb)
-                    .Raw("(" + std::string(attrs) + ")")
-                    .String("/")
-                    .Mailbox(name)
-                    .Finish();
+  // RFC 5258 selection options (LIST only): SUBSCRIBED and SPECIAL-USE;
+  // REMOTE selects nothing more (there are no remote mailboxes).
+  auto selected = [&](const ms::Folder& f) {
+    if (!list) return true;  // LSUB: the store already filtered
+    if (args.select_subscribed && !f.subscribed()) return false;
+    if (args.select_special_use && f.special_use() == ms::SPECIAL_USE_UNSPECIFIED) return false;
+    return true;
+  };
+  bool has_selection = list && (args.select_subscribed || args.select_special_use);
+  std::string childinfo;
+  if (args.select_recursive_match) {
+    childinfo = args.select_subscribed ? "SUBSCRIBED" : "SPECIAL-USE";
+  }
+  // Does a folder below `prefix` (a full internal name + "/", or "" for
+  // the whole mailbox) meet the selection? (RECURSIVEMATCH, CHILDINFO)
+  auto descendant_selected = [&](const std::string& prefix) {
+    for (const ms::Folder& g : r.folders()) {
+      if (g.name().size() > prefix.size() && g.name().compare(0, prefix.size(), prefix) == 0 &&
+          selected(g)) {
+        return true;
+      }
+    }
+    if (args.select_subscribed) {
+      for (const std::string& d : r.dangling_subscriptions()) {
+        if (d.size() > prefix.size() && d.compare(0, prefix.size(), prefix) == 0) return true;
+      }
+    }
+    return false;
+  };
+  auto emit = [&](std::string_view attrs, const std::string& name, bool child_info) {
+    auto w = imap::ResponseWriter::Untagged();
+    w.Atom(job.verb).Raw("(" + std::string(attrs) + ")").String("/").Mailbox(name);
+    if (child_info) w.Raw("(\"CHILDINFO\" (\"" + childinfo + "\"))");
+    auto line = w.Finish();
     if (line.ok()) job.responses.push_back(*line);
   };
-  if (i > 0 && job.verb == "LIST") {
-    // The shared namespace's intermediate levels.
+  auto add = [](std::string& attrs, std::string_view a) {
+    if (a.empty()) return;
+    if (!attrs.empty()) attrs += ' ';
+    attrs += a;
+  };
+  if (i > 0 && list) {
+    // The shared namespace's intermediate levels: never selectable, so
+    // under a selection option only as parents of a match (RECURSIVEMATCH).
+    bool show = !has_selection || (!childinfo.empty() && descendant_selected(""));
     std::string mid = ExternalName(i, "");
     mid.pop_back();
-    if (i == 1 && matches("Shared")) emit("\\Noselect \\HasChildren", "Shared");
-    if (matches(mid)) emit("\\Noselect \\HasChildren", mid);
+    if (show && i == 1 && matches("Shared"))
+      emit("\\Noselect \\HasChildren", "Shared", has_selection);
+    if (show && matches(mid)) emit("\\Noselect \\HasChildren", mid, has_selection);
   }
   for (const ms::Folder& f : r.folders()) {
     std::string name = ExternalName(i, f.name());
     if (!matches(name)) continue;
-    if (args.select_special_use && f.special_use() == ms::SPECIAL_USE_UNSPECIFIED) continue;
+    bool self = selected(f);
+    bool child_info = !childinfo.empty() && descendant_selected(f.name() + "/");
+    if (!self && !child_info) continue;
     std::string attrs;
-    auto add = [&attrs](std::string_view a) {
-      if (a.empty()) return;
-      if (!attrs.empty()) attrs += ' ';
-      attrs += a;
-    };
-    if (f.noselect()) add("\\Noselect");
-    if (job.verb == "LIST") add(f.has_children() ? "\\HasChildren" : "\\HasNoChildren");
-    if (job.verb == "LIST") add(SpecialUseAttr(f.special_use()));
-    if ((args.return_subscribed || args.select_subscribed) && f.subscribed()) add("\\Subscribed");
-    emit(attrs, name);
+    if (f.noselect()) add(attrs, "\\Noselect");
+    if (list) add(attrs, f.has_children() ? "\\HasChildren" : "\\HasNoChildren");
+    if (list) add(attrs, SpecialUseAttr(f.special_use()));
+    if ((args.return_subscribed || args.select_subscribed) && f.subscribed()) {
+      add(attrs, "\\Subscribed");
+    }
+    emit(attrs, name, child_info);
+    // RFC 5819: the STATUS of each selectable mailbox right after its LIST.
+    if (list && args.return_status && !f.noselect() && self) {
+      auto st = imap::ResponseWriter::Untagged()
+                    .Atom("STATUS")
+                    .Mailbox(name)
+                    .Raw("(" + StatusItems(f, *args.return_status) + ")")
+                    .Finish();
+      if (st.ok()) job.responses.push_back(*st);
+    }
   }
-  if (job.verb == "LSUB") {
+  // Subscribed names with no folder: LSUB shows them \Noselect, LIST
+  // (SUBSCRIBED) as \NonExistent (RFC 5258 §3.1).
+  if (!list || args.select_subscribed) {
     for (const std::string& d : r.dangling_subscriptions()) {
       std::string name = ExternalName(i, d);
-      if (matches(name)) emit("\\Noselect", name);
+      if (!matches(name)) continue;
+      emit(list ? "\\NonExistent \\Subscribed" : "\\Noselect", name, false);
     }
   }
 }
@@ -190,8 +261,11 @@ void ImapSession::CmdSelect(const imap::Command& c) {
   bool examine = c.id == imap::CommandId::kExamine;
   std::string tag = c.tag;
   if (selected_) {
+    // RFC 7162 §3.2.11: the boundary between the old mailbox's responses
+    // and the new one's (a QRESYNC server sends it on every implicit close).
     selected_.reset();
     state_ = imap::SessionState::kAuthenticated;
+    Write("* OK [CLOSED] Previous mailbox closed\r\n");
   }
   std::optional<Target> t = Resolve(a.mailbox);
   if (!t) return Finish(tag, Condition::kNo, "NONEXISTENT", "No such mailbox");
@@ -204,7 +278,7 @@ void ImapSession::CmdSelect(const imap::Command& c) {
   Begin();
   backend_->FolderStatus(
       TargetOf(t->mailbox), req,
-      Guard<ms::FolderStatusResponse>(alive_, [this, tag, examine, t = *t](
+      Guard<ms::FolderStatusResponse>(alive_, [this, tag, examine, t = *t, qresync = a.qresync](
                                                   absl::StatusOr<ms::FolderStatusResponse> r) {
         if (!r.ok()) {
           FinishError(tag, r.status());
@@ -238,6 +312,11 @@ void ImapSession::CmdSelect(const imap::Command& c) {
         Write(absl::StrCat("* OK [UIDNEXT ", f.uidnext(), "] Predicted next UID\r\n"));
         Write(absl::StrCat("* OK [HIGHESTMODSEQ ", f.highest_modseq(), "] Highest\r\n"));
         state_ = imap::SessionState::kSelected;
+        // A QRESYNC parameter with another UIDVALIDITY is ignored: the
+        // client's cache is void and it resynchronises from scratch.
+        if (qresync && qresync->uidvalidity == f.uidvalidity()) {
+          return QresyncSelect(tag, *qresync, examine);
+        }
         Finish(tag, Condition::kOk, examine ? "READ-ONLY" : "READ-WRITE",
                examine ? "EXAMINE completed" : "SELECT completed");
         Done();
@@ -255,22 +334,21 @@ void ImapSession::CmdStatus(const imap::Command& c) {
   Begin();
   backend_->FolderStatus(
       TargetOf(t->mailbox), req,
-      Guard<ms::FolderStatusResponse>(
-          alive_, [this, tag, name = a.mailbox,
-                   items = a.items](absl::StatusOr<ms::FolderStatusResponse> r) {
-            if (!r.ok()) {
-              FinishError(tag, r.status());
-              return Done();
-            }
-            auto line = imap::ResponseWriter::Untagged()
-                            .Atom("STATUS")
-                            .Mailbox(name)
-                            .Raw("(" + StatusItems(r->folder(), items) + ")")
-                            .Finish();
-            Untagged(line);
-            Finish(tag, Condition::kOk, "", "STATUS completed");
-            Done();
-          }));
+      Guard<ms::FolderStatusResponse>(alive_, [this, tag, name = a.mailbox, items = a.items](
+                                                  absl::StatusOr<ms::FolderStatusResponse> r) {
+        if (!r.ok()) {
+          FinishError(tag, r.status());
+          return Done();
+        }
+        auto line = imap::ResponseWriter::Untagged()
+                        .Atom("STATUS")
+                        .Mailbox(name)
+                        .Raw("(" + StatusItems(r->folder(), items) + ")")
+                        .Finish();
+        Untagged(line);
+        Finish(tag, Condition::kOk, "", "STATUS completed");
+        Done();
+      }));
 }
 
 void ImapSession::CmdCreate(const imap::Command& c) {
@@ -311,16 +389,16 @@ void ImapSession::CmdDelete(const imap::Command& c) {
   req.set_mailbox_id(principal_->mailboxes[t->mailbox].mailbox_id());
   req.mutable_folder()->set_name(t->folder);
   Begin();
-  backend_->DeleteFolder(
-      TargetOf(t->mailbox), req,
-      Guard<ms::DeleteFolderResponse>(alive_, [this, tag](absl::StatusOr<ms::DeleteFolderResponse> r) {
-        if (r.ok()) {
-          Finish(tag, Condition::kOk, "", "DELETE completed");
-        } else {
-          FinishError(tag, r.status());
-        }
-        Done();
-      }));
+  backend_->DeleteFolder(TargetOf(t->mailbox), req,
+                         Guard<ms::DeleteFolderResponse>(
+                             alive_, [this, tag](absl::StatusOr<ms::DeleteFolderResponse> r) {
+                               if (r.ok()) {
+                                 Finish(tag, Condition::kOk, "", "DELETE completed");
+                               } else {
+                                 FinishError(tag, r.status());
+                               }
+                               Done();
+                             }));
 }
 
 void ImapSession::CmdRename(const imap::Command& c) {
@@ -374,7 +452,12 @@ void ImapSession::CmdAppend(const imap::Command& c) {
   auto args = std::make_shared<imap::AppendArgs>(
       std::move(const_cast<imap::Command&>(c).get<imap::AppendArgs>()));
   for (const imap::AppendMessage& m : args->messages) {
-    if (m.binary) return Finish(c.tag, Condition::kNo, "CANNOT", "BINARY is not supported");
+    // RFC 3516 §4.4: content the store cannot keep as is is refused with
+    // UNKNOWN-CTE. 8-bit data is stored unchanged; NUL bytes cannot be
+    // (they could never be sent back in an IMAP4rev1 BODY[] literal).
+    if (m.binary && m.data.find('\0') != std::string::npos) {
+      return Finish(c.tag, Condition::kNo, "UNKNOWN-CTE", "Binary content with NUL is not stored");
+    }
   }
   if (!Resolve(args->mailbox)) {
     return Finish(c.tag, Condition::kNo, "TRYCREATE", "No such mailbox");
@@ -386,8 +469,17 @@ void ImapSession::CmdAppend(const imap::Command& c) {
 void ImapSession::AppendNext(std::string tag, std::shared_ptr<imap::AppendArgs> args, size_t i,
                              std::string uids, uint32_t uidvalidity) {
   if (i == args->messages.size()) {
-    Finish(tag, Condition::kOk, absl::StrCat("APPENDUID ", uidvalidity, " ", uids),
-           "APPEND completed");
+    std::string code = absl::StrCat("APPENDUID ", uidvalidity, " ", uids);
+    std::optional<Target> t = Resolve(args->mailbox);
+    if (selected_ && t && t->mailbox == selected_->mailbox && t->folder == selected_->folder) {
+      // RFC 3501 §6.3.11: appending to the selected mailbox announces the
+      // new message (EXISTS) at once.
+      return Sync([this, tag, code] {
+        if (!closed_) Finish(tag, Condition::kOk, code, "APPEND completed");
+        Done();
+      });
+    }
+    Finish(tag, Condition::kOk, code, "APPEND completed");
     return Done();
   }
   std::optional<Target> t = Resolve(args->mailbox);
@@ -398,29 +490,29 @@ void ImapSession::AppendNext(std::string tag, std::shared_ptr<imap::AppendArgs> 
   for (const std::string& f : m.flags) req.add_flags(f);
   if (m.internal_date) {
     const imap::DateTime& d = *m.internal_date;
-    int64_t secs = DaysFromCivil(d.date.year, d.date.month, d.date.day) * 86400 +
-                   d.hour * 3600 + d.minute * 60 + d.second - d.zone_minutes * 60;
+    int64_t secs = DaysFromCivil(d.date.year, d.date.month, d.date.day) * 86400 + d.hour * 3600 +
+                   d.minute * 60 + d.second - d.zone_minutes * 60;
     req.mutable_internal_date()->set_seconds(secs);
   }
   req.set_message(m.data);
   backend_->Append(
       TargetOf(t->mailbox), req,
-      Guard<ms::AppendResponse>(alive_, [this, tag, args, i, uids](
-                                            absl::StatusOr<ms::AppendResponse> r) mutable {
-        if (!r.ok()) {
-          if (r.status().code() == absl::StatusCode::kNotFound) {
-            Finish(tag, Condition::kNo, "TRYCREATE", "No such mailbox");
-          } else if (r.status().code() == absl::StatusCode::kInvalidArgument) {
-            Finish(tag, Condition::kNo, "LIMIT", "Message refused by the store");
-          } else {
-            FinishError(tag, r.status());
-          }
-          return Done();
-        }
-        if (!uids.empty()) uids += ",";
-        absl::StrAppend(&uids, r->uid());
-        AppendNext(tag, args, i + 1, uids, r->uidvalidity());
-      }));
+      Guard<ms::AppendResponse>(
+          alive_, [this, tag, args, i, uids](absl::StatusOr<ms::AppendResponse> r) mutable {
+            if (!r.ok()) {
+              if (r.status().code() == absl::StatusCode::kNotFound) {
+                Finish(tag, Condition::kNo, "TRYCREATE", "No such mailbox");
+              } else if (r.status().code() == absl::StatusCode::kInvalidArgument) {
+                Finish(tag, Condition::kNo, "LIMIT", "Message refused by the store");
+              } else {
+                FinishError(tag, r.status());
+              }
+              return Done();
+            }
+            if (!uids.empty()) uids += ",";
+            absl::StrAppend(&uids, r->uid());
+            AppendNext(tag, args, i + 1, uids, r->uidvalidity());
+          }));
 }
 
 void ImapSession::CmdGetQuota(const imap::Command& c, bool root) {
@@ -453,37 +545,37 @@ void ImapSession::CmdGetQuota(const imap::Command& c, bool root) {
   Begin();
   backend_->GetQuota(
       TargetOf(mailbox), req,
-      Guard<ms::Quota>(alive_, [this, tag, root, root_name,
-                                mailbox_name](absl::StatusOr<ms::Quota> q) {
-        if (!q.ok()) {
-          FinishError(tag, q.status());
-          return Done();
-        }
-        if (root) {
-          Untagged(imap::ResponseWriter::Untagged()
-                       .Atom("QUOTAROOT")
-                       .Mailbox(mailbox_name)
-                       .AString(root_name)
-                       .Finish());
-        }
-        std::string res;
-        const auto& lim = q->limit();
-        if (lim.has_bytes() && !lim.bytes().unlimited()) {
-          absl::StrAppend(&res, "STORAGE ", q->usage_bytes() / 1024, " ",
-                          lim.bytes().value() / 1024);
-        }
-        if (lim.has_messages() && !lim.messages().unlimited()) {
-          absl::StrAppend(&res, res.empty() ? "" : " ", "MESSAGE ", q->usage_messages(), " ",
-                          lim.messages().value());
-        }
-        Untagged(imap::ResponseWriter::Untagged()
-                     .Atom("QUOTA")
-                     .String(root_name)
-                     .Raw("(" + res + ")")
-                     .Finish());
-        Finish(tag, Condition::kOk, "", root ? "GETQUOTAROOT completed" : "GETQUOTA completed");
-        Done();
-      }));
+      Guard<ms::Quota>(
+          alive_, [this, tag, root, root_name, mailbox_name](absl::StatusOr<ms::Quota> q) {
+            if (!q.ok()) {
+              FinishError(tag, q.status());
+              return Done();
+            }
+            if (root) {
+              Untagged(imap::ResponseWriter::Untagged()
+                           .Atom("QUOTAROOT")
+                           .Mailbox(mailbox_name)
+                           .AString(root_name)
+                           .Finish());
+            }
+            std::string res;
+            const auto& lim = q->limit();
+            if (lim.has_bytes() && !lim.bytes().unlimited()) {
+              absl::StrAppend(&res, "STORAGE ", q->usage_bytes() / 1024, " ",
+                              lim.bytes().value() / 1024);
+            }
+            if (lim.has_messages() && !lim.messages().unlimited()) {
+              absl::StrAppend(&res, res.empty() ? "" : " ", "MESSAGE ", q->usage_messages(), " ",
+                              lim.messages().value());
+            }
+            Untagged(imap::ResponseWriter::Untagged()
+                         .Atom("QUOTA")
+                         .String(root_name)
+                         .Raw("(" + res + ")")
+                         .Finish());
+            Finish(tag, Condition::kOk, "", root ? "GETQUOTAROOT completed" : "GETQUOTA completed");
+            Done();
+          }));
 }
 
 void ImapSession::CmdClose(const imap::Command& c, bool expunge) {
@@ -502,16 +594,16 @@ void ImapSession::CmdClose(const imap::Command& c, bool expunge) {
   selected_.reset();
   state_ = imap::SessionState::kAuthenticated;
   Begin();
-  backend_->Expunge(TargetOf(mailbox), req,
-                    Guard<ms::ExpungeResponse>(alive_, [this, tag, verb](
-                                                           absl::StatusOr<ms::ExpungeResponse> r) {
-                      if (r.ok()) {
-                        Finish(tag, Condition::kOk, "", verb + " completed");
-                      } else {
-                        FinishError(tag, r.status());
-                      }
-                      Done();
-                    }));
+  backend_->Expunge(
+      TargetOf(mailbox), req,
+      Guard<ms::ExpungeResponse>(alive_, [this, tag, verb](absl::StatusOr<ms::ExpungeResponse> r) {
+        if (r.ok()) {
+          Finish(tag, Condition::kOk, "", verb + " completed");
+        } else {
+          FinishError(tag, r.status());
+        }
+        Done();
+      }));
 }
 
 }  // namespace mailgrid::access

@@ -39,17 +39,42 @@ std::string UidList(const google::protobuf::RepeatedField<uint32_t>& v) {
 
 ms::SectionText SectionTextOf(imap::FetchSection::Text t) {
   switch (t) {
-    case imap::FetchSection::Text::kHeader: return ms::SECTION_TEXT_HEADER;
-    case imap::FetchSection::Text::kHeaderFields: return ms::SECTION_TEXT_HEADER_FIELDS;
-    case imap::FetchSection::Text::kHeaderFieldsNot: return ms::SECTION_TEXT_HEADER_FIELDS_NOT;
-    case imap::FetchSection::Text::kText: return ms::SECTION_TEXT_TEXT;
-    case imap::FetchSection::Text::kMime: return ms::SECTION_TEXT_MIME;
-    case imap::FetchSection::Text::kNone: break;
+    case imap::FetchSection::Text::kHeader:
+      return ms::SECTION_TEXT_HEADER;
+    case imap::FetchSection::Text::kHeaderFields:
+      return ms::SECTION_TEXT_HEADER_FIELDS;
+    case imap::FetchSection::Text::kHeaderFieldsNot:
+      return ms::SECTION_TEXT_HEADER_FIELDS_NOT;
+    case imap::FetchSection::Text::kText:
+      return ms::SECTION_TEXT_TEXT;
+    case imap::FetchSection::Text::kMime:
+      return ms::SECTION_TEXT_MIME;
+    case imap::FetchSection::Text::kNone:
+      break;
   }
   return ms::SECTION_TEXT_UNSPECIFIED;
 }
 
 ms::IdSet UidSet(const std::vector<uint32_t>& uids) { return CompactIdSet(uids); }
+
+// A UID set as the client wrote it, "*" left to the store (to_last): used
+// where UIDs outside the session's map matter (VANISHED (EARLIER)).
+ms::IdSet IdSetOf(const imap::SequenceSet& set) {
+  ms::IdSet out;
+  for (const imap::SeqRange& r : set.ranges()) {
+    ms::IdRange* x = out.add_ranges();
+    if (r.first == imap::kSeqStar || r.last == imap::kSeqStar) {
+      // "n:*" and "*:n" are n up to the largest UID; "*" alone the largest.
+      uint32_t n = r.first == imap::kSeqStar ? r.last : r.first;
+      x->set_first(n == imap::kSeqStar ? UINT32_MAX : n);
+      x->set_to_last(true);
+    } else {
+      x->set_first(r.first);
+      x->set_last(r.last);
+    }
+  }
+  return out;
+}
 
 bool HasModSeqKey(const imap::SearchKey& k) {
   if (k.kind == imap::SearchKeyKind::kModSeq) return true;
@@ -69,6 +94,41 @@ uint32_t ImapSession::SeqOf(uint32_t uid) const {
   return static_cast<uint32_t>(it - u.begin()) + 1;
 }
 
+void ImapSession::ReportExpunged(const std::vector<uint32_t>& uids) {
+  if (!qresync_) {
+    // Ascending UIDs: each EXPUNGE renumbers the ones after it, and
+    // SeqOf() is computed after the previous removal.
+    for (uint32_t u : uids) RemoveUid(u);
+    return;
+  }
+  std::vector<uint32_t> gone;
+  auto& map = selected_->uids;
+  auto& recent = selected_->recent;
+  for (uint32_t u : uids) {
+    auto it = std::lower_bound(map.begin(), map.end(), u);
+    if (it == map.end() || *it != u) continue;
+    map.erase(it);
+    auto r = std::lower_bound(recent.begin(), recent.end(), u);
+    if (r != recent.end() && *r == u) recent.erase(r);
+    gone.push_back(u);
+  }
+  if (!gone.empty()) Write("* VANISHED " + SetString(gone) + "\r\n");
+}
+
+void ImapSession::WriteFlagsFetch(const ms::MessageFlags& m) {
+  bool recent = std::binary_search(selected_->recent.begin(), selected_->recent.end(), m.uid());
+  auto w = imap::ResponseWriter::Untagged();
+  w.Number(SeqOf(m.uid())).Atom("FETCH").Open();
+  // RFC 7162 §3.2.4: with QRESYNC every untagged FETCH carries the UID.
+  if (qresync_) w.Atom("UID").Number(m.uid());
+  w.Atom("FLAGS").Open();
+  for (const std::string& f : ImapFlags(m.flags(), recent)) w.Flag(f);
+  w.Close();
+  if (condstore_) w.Atom("MODSEQ").Raw(absl::StrCat("(", m.modseq(), ")"));
+  w.Close();
+  Untagged(w.Finish());
+}
+
 void ImapSession::RemoveUid(uint32_t uid) {
   uint32_t seq = SeqOf(uid);
   if (seq == 0) return;
@@ -83,6 +143,14 @@ std::vector<uint32_t> ImapSession::SetToUids(const imap::SequenceSet& set, bool 
   std::vector<uint32_t> out;
   const auto& u = selected_->uids;
   if (u.empty()) return out;
+  if (set.saved_result()) {
+    // "$" (RFC 5182) is UIDs even in a command that takes message numbers;
+    // those expunged since the SEARCH are left out.
+    for (uint32_t s : selected_->saved) {
+      if (std::binary_search(u.begin(), u.end(), s)) out.push_back(s);
+    }
+    return out;
+  }
   if (uid) {
     for (const imap::SeqRange& r : set.Normalize(u.back())) {
       auto it = std::lower_bound(u.begin(), u.end(), r.first);
@@ -115,9 +183,9 @@ void ImapSession::CmdFetch(const imap::Command& c) {
     condstore_ = true;
   }
   auto items = std::make_shared<std::vector<imap::FetchItem>>(a.items);
-  if (c.uid && std::none_of(items->begin(), items->end(), [](const imap::FetchItem& i) {
-        return i.attr == imap::FetchAttr::kUid;
-      })) {
+  if ((c.uid || qresync_) &&
+      std::none_of(items->begin(), items->end(),
+                   [](const imap::FetchItem& i) { return i.attr == imap::FetchAttr::kUid; })) {
     items->insert(items->begin(), imap::FetchItem{imap::FetchAttr::kUid});
   }
   if (condstore_ && a.changed_since &&
@@ -127,14 +195,16 @@ void ImapSession::CmdFetch(const imap::Command& c) {
   }
   ms::FetchItems* fi = req.mutable_items();
   bool set_seen = false;
-  auto add_section = [&](const imap::FetchItem& it, ms::SectionText text, bool seen) {
+  auto add_section = [&](const imap::FetchItem& it, ms::SectionText text, bool seen,
+                         bool decode = false) {
     ms::BodySection* s = fi->add_sections();
+    s->set_decode(decode);
     std::string part;
     for (uint32_t p : it.section.part) absl::StrAppend(&part, part.empty() ? "" : ".", p);
     s->set_part(part);
     s->set_text(text);
     for (const std::string& f : it.section.fields) s->add_header_fields(f);
-    if (it.partial) {
+    if (it.partial && it.attr != imap::FetchAttr::kBinarySize) {
       s->set_has_partial(true);
       s->set_partial_offset(it.partial->offset);
       s->set_partial_length(it.partial->length);
@@ -143,109 +213,200 @@ void ImapSession::CmdFetch(const imap::Command& c) {
   };
   for (const imap::FetchItem& it : *items) {
     switch (it.attr) {
-      case imap::FetchAttr::kEnvelope: fi->set_envelope(true); break;
-      case imap::FetchAttr::kFlags: fi->set_flags(true); break;
-      case imap::FetchAttr::kInternalDate: fi->set_internal_date(true); break;
-      case imap::FetchAttr::kRfc822Size: fi->set_rfc822_size(true); break;
+      case imap::FetchAttr::kEnvelope:
+        fi->set_envelope(true);
+        break;
+      case imap::FetchAttr::kFlags:
+        fi->set_flags(true);
+        break;
+      case imap::FetchAttr::kInternalDate:
+        fi->set_internal_date(true);
+        break;
+      case imap::FetchAttr::kRfc822Size:
+        fi->set_rfc822_size(true);
+        break;
       case imap::FetchAttr::kBody:
-      case imap::FetchAttr::kBodyStructure: fi->set_bodystructure(true); break;
-      case imap::FetchAttr::kUid: break;
+      case imap::FetchAttr::kBodyStructure:
+        fi->set_bodystructure(true);
+        break;
+      case imap::FetchAttr::kUid:
+        break;
       case imap::FetchAttr::kModSeq:
         fi->set_modseq(true);
         condstore_ = true;
         break;
-      case imap::FetchAttr::kRfc822: add_section(it, ms::SECTION_TEXT_UNSPECIFIED, true); break;
-      case imap::FetchAttr::kRfc822Header: add_section(it, ms::SECTION_TEXT_HEADER, false); break;
-      case imap::FetchAttr::kRfc822Text: add_section(it, ms::SECTION_TEXT_TEXT, true); break;
+      case imap::FetchAttr::kRfc822:
+        add_section(it, ms::SECTION_TEXT_UNSPECIFIED, true);
+        break;
+      case imap::FetchAttr::kRfc822Header:
+        add_section(it, ms::SECTION_TEXT_HEADER, false);
+        break;
+      case imap::FetchAttr::kRfc822Text:
+        add_section(it, ms::SECTION_TEXT_TEXT, true);
+        break;
       case imap::FetchAttr::kBodySection:
         add_section(it, SectionTextOf(it.section.text), !it.peek);
         break;
+      // RFC 3516: the part with its Content-Transfer-Encoding undone
+      // (mailstored decodes); BINARY.SIZE is the length of that.
       case imap::FetchAttr::kBinary:
+        add_section(it, ms::SECTION_TEXT_UNSPECIFIED, !it.peek, true);
+        break;
       case imap::FetchAttr::kBinarySize:
-        return Finish(tag, Condition::kNo, "CANNOT", "BINARY is not supported");
+        add_section(it, ms::SECTION_TEXT_UNSPECIFIED, false, true);
+        break;
     }
   }
   if (set_seen && !selected_->read_only) {
     req.set_set_seen(true);
     fi->set_flags(true);
+    // The new MODSEQ: shown with CONDSTORE, and remembered so the next
+    // sync does not report this change again.
+    fi->set_modseq(true);
   }
   Begin();
+  if (a.vanished) {
+    // UID FETCH ... (CHANGEDSINCE m VANISHED), RFC 7162 §3.2.6: first the
+    // UIDs of the set expunged since m. Those still in the session's map
+    // are not announced yet: they come later as VANISHED, once, at the
+    // moment the map changes.
+    ms::ChangesSinceRequest cs;
+    cs.set_mailbox_id(req.mailbox_id());
+    cs.mutable_folder()->set_folder_id(selected_->folder_id);
+    cs.set_modseq(*a.changed_since);
+    *cs.mutable_uids() = IdSetOf(a.set);
+    cs.set_include_vanished(true);
+    cs.set_uidvalidity(selected_->uidvalidity);
+    backend_->ChangesSince(
+        TargetOf(selected_->mailbox), cs,
+        Guard<ms::ChangesSinceResponse>(
+            alive_, [this, tag, req, items](absl::StatusOr<ms::ChangesSinceResponse> r) {
+              if (!r.ok()) {
+                FinishError(tag, r.status());
+                return Done();
+              }
+              std::vector<uint32_t> earlier;
+              for (uint32_t u : ExpandIdSet(r->vanished())) {
+                if (SeqOf(u) == 0) earlier.push_back(u);
+              }
+              if (!earlier.empty()) {
+                Write("* VANISHED (EARLIER) " + SetString(earlier) + "\r\n");
+              }
+              RunFetch(tag, req, items);
+            }));
+    return;
+  }
+  RunFetch(tag, req, std::move(items));
+}
+
+void ImapSession::RunFetch(const std::string& tag, const ms::FetchRequest& req,
+                           std::shared_ptr<std::vector<imap::FetchItem>> items) {
   backend_->Fetch(
       TargetOf(selected_->mailbox), req,
-      Guard<std::vector<ms::FetchResponse>>(alive_, [this, tag, items](
-                                                        absl::StatusOr<std::vector<ms::FetchResponse>> r) {
-        if (!r.ok()) {
-          FinishError(tag, r.status());
-          return Done();
-        }
-        for (const ms::FetchResponse& m : *r) {
-          uint32_t seq = SeqOf(m.uid());
-          if (seq == 0) continue;  // expunged by someone else, not yet announced
-          bool recent = std::binary_search(selected_->recent.begin(), selected_->recent.end(),
-                                           m.uid());
-          auto w = imap::ResponseWriter::Untagged();
-          w.Number(seq).Atom("FETCH").Open();
-          int section = 0;
-          bool flags_sent = false;
-          for (const imap::FetchItem& it : *items) {
-            switch (it.attr) {
-              case imap::FetchAttr::kUid: w.Atom("UID").Number(m.uid()); break;
-              case imap::FetchAttr::kFlags:
+      Guard<std::vector<ms::FetchResponse>>(
+          alive_, [this, tag, items](absl::StatusOr<std::vector<ms::FetchResponse>> r) {
+            if (!r.ok()) {
+              FinishError(tag, r.status());
+              return Done();
+            }
+            for (const ms::FetchResponse& m : *r) {
+              uint32_t seq = SeqOf(m.uid());
+              if (seq == 0) continue;  // expunged by someone else, not yet announced
+              bool recent =
+                  std::binary_search(selected_->recent.begin(), selected_->recent.end(), m.uid());
+              auto w = imap::ResponseWriter::Untagged();
+              w.Number(seq).Atom("FETCH").Open();
+              int section = 0;
+              bool flags_sent = false, modseq_sent = false;
+              for (const imap::FetchItem& it : *items) {
+                switch (it.attr) {
+                  case imap::FetchAttr::kUid:
+                    w.Atom("UID").Number(m.uid());
+                    break;
+                  case imap::FetchAttr::kFlags:
+                    w.Atom("FLAGS").Open();
+                    for (const std::string& f : ImapFlags(m.flags(), recent)) w.Flag(f);
+                    w.Close();
+                    flags_sent = true;
+                    break;
+                  case imap::FetchAttr::kInternalDate:
+                    w.Atom("INTERNALDATE")
+                        .Raw("\"" + InternalDate(m.internal_date().seconds()) + "\"");
+                    break;
+                  case imap::FetchAttr::kRfc822Size:
+                    w.Atom("RFC822.SIZE").Number(m.rfc822_size());
+                    break;
+                  case imap::FetchAttr::kEnvelope:
+                    w.Atom("ENVELOPE");
+                    WriteEnvelope(m.envelope(), w);
+                    break;
+                  case imap::FetchAttr::kBody:
+                  case imap::FetchAttr::kBodyStructure:
+                    w.Atom(it.attr == imap::FetchAttr::kBody ? "BODY" : "BODYSTRUCTURE");
+                    WriteBodyStructure(m.bodystructure(),
+                                       it.attr == imap::FetchAttr::kBodyStructure, w);
+                    break;
+                  case imap::FetchAttr::kModSeq:
+                    w.Atom("MODSEQ").Raw(absl::StrCat("(", m.modseq(), ")"));
+                    modseq_sent = true;
+                    break;
+                  case imap::FetchAttr::kBinary:
+                  case imap::FetchAttr::kBinarySize: {
+                    const ms::SectionData* d =
+                        section < m.sections_size() ? &m.sections(section) : nullptr;
+                    ++section;
+                    w.Raw(imap::FetchResponseName(it));
+                    bool has = d != nullptr && d->has_data();
+                    if (it.attr == imap::FetchAttr::kBinarySize) {
+                      w.Number(has ? d->data().size() : 0);
+                    } else if (!has) {
+                      w.Nil();
+                    } else if (d->data().find('\0') != std::string::npos) {
+                      w.Literal8(d->data());  // NUL only in literal8
+                    } else {
+                      w.Literal(d->data());
+                    }
+                    break;
+                  }
+                  case imap::FetchAttr::kRfc822:
+                  case imap::FetchAttr::kRfc822Header:
+                  case imap::FetchAttr::kRfc822Text:
+                  case imap::FetchAttr::kBodySection: {
+                    std::string name = it.attr == imap::FetchAttr::kRfc822         ? "RFC822"
+                                       : it.attr == imap::FetchAttr::kRfc822Header ? "RFC822.HEADER"
+                                       : it.attr == imap::FetchAttr::kRfc822Text
+                                           ? "RFC822.TEXT"
+                                           : imap::FetchResponseName(it);
+                    w.Raw(name);
+                    const ms::SectionData* d =
+                        section < m.sections_size() ? &m.sections(section) : nullptr;
+                    ++section;
+                    if (d != nullptr && d->has_data()) {
+                      w.Literal(d->data());
+                    } else {
+                      w.Nil();
+                    }
+                    break;
+                  }
+                  default:
+                    break;
+                }
+              }
+              if (m.flags_changed() && m.modseq() != 0)
+                announced_.emplace_back(m.uid(), m.modseq());
+              if (m.flags_changed() && !flags_sent) {
                 w.Atom("FLAGS").Open();
                 for (const std::string& f : ImapFlags(m.flags(), recent)) w.Flag(f);
                 w.Close();
-                flags_sent = true;
-                break;
-              case imap::FetchAttr::kInternalDate:
-                w.Atom("INTERNALDATE").Raw("\"" + InternalDate(m.internal_date().seconds()) + "\"");
-                break;
-              case imap::FetchAttr::kRfc822Size: w.Atom("RFC822.SIZE").Number(m.rfc822_size()); break;
-              case imap::FetchAttr::kEnvelope:
-                w.Atom("ENVELOPE");
-                WriteEnvelope(m.envelope(), w);
-                break;
-              case imap::FetchAttr::kBody:
-              case imap::FetchAttr::kBodyStructure:
-                w.Atom(it.attr == imap::FetchAttr::kBody ? "BODY" : "BODYSTRUCTURE");
-                WriteBodyStructure(m.bodystructure(), it.attr == imap::FetchAttr::kBodyStructure, w);
-                break;
-              case imap::FetchAttr::kModSeq:
-                w.Atom("MODSEQ").Raw(absl::StrCat("(", m.modseq(), ")"));
-                break;
-              case imap::FetchAttr::kRfc822:
-              case imap::FetchAttr::kRfc822Header:
-              case imap::FetchAttr::kRfc822Text:
-              case imap::FetchAttr::kBodySection: {
-                std::string name = it.attr == imap::FetchAttr::kRfc822 ? "RFC822"
-                                   : it.attr == imap::FetchAttr::kRfc822Header ? "RFC822.HEADER"
-                                   : it.attr == imap::FetchAttr::kRfc822Text
-                                       ? "RFC822.TEXT"
-                                       : imap::FetchResponseName(it);
-                w.Raw(name);
-                const ms::SectionData* d =
-                    section < m.sections_size() ? &m.sections(section) : nullptr;
-                ++section;
-                if (d != nullptr && d->has_data()) {
-                  w.Literal(d->data());
-                } else {
-                  w.Nil();
-                }
-                break;
+                if (condstore_ && !modseq_sent)
+                  w.Atom("MODSEQ").Raw(absl::StrCat("(", m.modseq(), ")"));
               }
-              default: break;
+              w.Close();
+              Untagged(w.Finish());
             }
-          }
-          if (m.flags_changed() && !flags_sent) {
-            w.Atom("FLAGS").Open();
-            for (const std::string& f : ImapFlags(m.flags(), recent)) w.Flag(f);
-            w.Close();
-          }
-          w.Close();
-          Untagged(w.Finish());
-        }
-        Finish(tag, Condition::kOk, "", "FETCH completed");
-        Done();
-      }));
+            Finish(tag, Condition::kOk, "", "FETCH completed");
+            Done();
+          }));
 }
 
 // ---- STORE -----------------------------------------------------------------
@@ -277,41 +438,43 @@ void ImapSession::CmdStore(const imap::Command& c) {
   Begin();
   backend_->StoreFlags(
       TargetOf(selected_->mailbox), req,
-      Guard<ms::StoreFlagsResponse>(alive_, [this, tag, silent, uid, modseq](
-                                                absl::StatusOr<ms::StoreFlagsResponse> r) {
-        if (!r.ok()) {
-          FinishError(tag, r.status());
-          return Done();
-        }
-        for (const ms::MessageFlags& m : r->updated()) {
-          uint32_t seq = SeqOf(m.uid());
-          if (seq == 0 || (silent && !modseq)) continue;
-          bool recent = std::binary_search(selected_->recent.begin(), selected_->recent.end(),
-                                           m.uid());
-          auto w = imap::ResponseWriter::Untagged();
-          w.Number(seq).Atom("FETCH").Open();
-          if (!silent) {
-            w.Atom("FLAGS").Open();
-            for (const std::string& f : ImapFlags(m.flags(), recent)) w.Flag(f);
-            w.Close();
-          }
-          if (uid) w.Atom("UID").Number(m.uid());
-          if (modseq) w.Atom("MODSEQ").Raw(absl::StrCat("(", m.modseq(), ")"));
-          w.Close();
-          Untagged(w.Finish());
-        }
-        std::vector<uint32_t> modified = ExpandIdSet(r->modified());
-        if (!modified.empty()) {
-          if (!uid) {
-            for (uint32_t& m : modified) m = SeqOf(m);
-            std::sort(modified.begin(), modified.end());
-          }
-          Finish(tag, Condition::kOk, "MODIFIED " + SetString(modified), "Conditional STORE failed");
-        } else {
-          Finish(tag, Condition::kOk, "", "STORE completed");
-        }
-        Done();
-      }));
+      Guard<ms::StoreFlagsResponse>(
+          alive_, [this, tag, silent, uid, modseq](absl::StatusOr<ms::StoreFlagsResponse> r) {
+            if (!r.ok()) {
+              FinishError(tag, r.status());
+              return Done();
+            }
+            for (const ms::MessageFlags& m : r->updated()) {
+              uint32_t seq = SeqOf(m.uid());
+              if (seq != 0) announced_.emplace_back(m.uid(), m.modseq());
+              if (seq == 0 || (silent && !modseq)) continue;
+              bool recent =
+                  std::binary_search(selected_->recent.begin(), selected_->recent.end(), m.uid());
+              auto w = imap::ResponseWriter::Untagged();
+              w.Number(seq).Atom("FETCH").Open();
+              if (!silent) {
+                w.Atom("FLAGS").Open();
+                for (const std::string& f : ImapFlags(m.flags(), recent)) w.Flag(f);
+                w.Close();
+              }
+              if (uid || qresync_) w.Atom("UID").Number(m.uid());
+              if (modseq) w.Atom("MODSEQ").Raw(absl::StrCat("(", m.modseq(), ")"));
+              w.Close();
+              Untagged(w.Finish());
+            }
+            std::vector<uint32_t> modified = ExpandIdSet(r->modified());
+            if (!modified.empty()) {
+              if (!uid) {
+                for (uint32_t& m : modified) m = SeqOf(m);
+                std::sort(modified.begin(), modified.end());
+              }
+              Finish(tag, Condition::kOk, "MODIFIED " + SetString(modified),
+                     "Conditional STORE failed");
+            } else {
+              Finish(tag, Condition::kOk, "", "STORE completed");
+            }
+            Done();
+          }));
 }
 
 // ---- SEARCH ----------------------------------------------------------------
@@ -319,10 +482,14 @@ void ImapSession::CmdStore(const imap::Command& c) {
 void ImapSession::CmdSearch(const imap::Command& c) {
   const auto& a = c.get<imap::SearchArgs>();
   std::string tag = c.tag;
-  if (a.result_options) return Finish(tag, Condition::kNo, "CANNOT", "ESEARCH is not supported");
+  std::optional<imap::SearchReturnOptions> ret = a.result_options;
+  bool save = ret && ret->save;
   absl::StatusOr<ms::SearchQuery> q =
-      TranslateSearch(a.criteria, selected_->uids, selected_->recent);
-  if (!q.ok()) return Finish(tag, Condition::kNo, "CANNOT", "Search key not supported");
+      TranslateSearch(a.criteria, selected_->uids, selected_->recent, selected_->saved);
+  if (!q.ok()) {
+    if (save) selected_->saved.clear();  // RFC 5182 §2.1: a failed SAVE empties "$"
+    return Finish(tag, Condition::kNo, "CANNOT", "Search key not supported");
+  }
   bool modseq = HasModSeqKey(a.criteria);
   if (modseq) condstore_ = true;
   ms::SearchRequest req;
@@ -332,10 +499,28 @@ void ImapSession::CmdSearch(const imap::Command& c) {
   bool uid = c.uid;
   Begin();
   backend_->Search(TargetOf(selected_->mailbox), req,
-                   Guard<ms::SearchResponse>(alive_, [this, tag, uid, modseq](
-                                                         absl::StatusOr<ms::SearchResponse> r) {
+                   Guard<ms::SearchResponse>(alive_, [this, tag, uid, modseq, ret,
+                                                      save](absl::StatusOr<ms::SearchResponse> r) {
                      if (!r.ok()) {
+                       if (save && selected_) selected_->saved.clear();
                        FinishError(tag, r.status());
+                       return Done();
+                     }
+                     if (save) {
+                       selected_->saved.clear();
+                       for (uint32_t u : ExpandIdSet(r->uids())) {
+                         if (SeqOf(u) != 0) selected_->saved.push_back(u);
+                       }
+                     }
+                     // RETURN (SAVE) alone answers no ESEARCH (RFC 5182 §2.4).
+                     bool only_save = save && !ret->min && !ret->max && !ret->all && !ret->count;
+                     if (ret && !only_save) {
+                       WriteEsearch(tag, *ret, uid, modseq, *r);
+                       Finish(tag, Condition::kOk, "", "SEARCH completed");
+                       return Done();
+                     }
+                     if (ret) {
+                       Finish(tag, Condition::kOk, "", "SEARCH completed");
                        return Done();
                      }
                      std::string line = "* SEARCH";
@@ -352,6 +537,30 @@ void ImapSession::CmdSearch(const imap::Command& c) {
                    }));
 }
 
+// RFC 4731: "* ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL set". An
+// empty result has only COUNT 0; RETURN () means ALL.
+void ImapSession::WriteEsearch(const std::string& tag, const imap::SearchReturnOptions& ret,
+                               bool uid, bool modseq, const ms::SearchResponse& r) {
+  std::vector<uint32_t> hits;
+  for (uint32_t u : ExpandIdSet(r.uids())) {
+    uint32_t n = SeqOf(u);  // only messages the client knows of
+    if (n != 0) hits.push_back(uid ? u : n);
+  }
+  bool all = ret.all || (!ret.min && !ret.max && !ret.count);
+  std::string line = "* ESEARCH (TAG \"" + tag + "\")";
+  if (uid) line += " UID";
+  if (!hits.empty()) {
+    if (ret.min) absl::StrAppend(&line, " MIN ", hits.front());
+    if (ret.max) absl::StrAppend(&line, " MAX ", hits.back());
+  }
+  if (ret.count) absl::StrAppend(&line, " COUNT ", hits.size());
+  if (all && !hits.empty()) absl::StrAppend(&line, " ALL ", SetString(hits));
+  // RFC 7162 §3.1.5: the highest MODSEQ of the matches, when asked by a
+  // MODSEQ key.
+  if (modseq && !hits.empty()) absl::StrAppend(&line, " MODSEQ ", r.highest_modseq());
+  Write(line + "\r\n");
+}
+
 // ---- COPY / MOVE / EXPUNGE --------------------------------------------------
 
 void ImapSession::CmdCopy(const imap::Command& c, bool move) {
@@ -366,11 +575,11 @@ void ImapSession::CmdCopy(const imap::Command& c, bool move) {
   }
   std::optional<Target> dest = Resolve(a.mailbox);
   if (!dest) return Finish(tag, Condition::kNo, "TRYCREATE", "No such mailbox");
-  if (dest->mailbox != selected_->mailbox) {
-    return Finish(tag, Condition::kNo, "CANNOT", "Copying between mailboxes is not supported");
-  }
   std::vector<uint32_t> uids = SetToUids(a.set, c.uid);
   if (uids.empty()) return Finish(tag, Condition::kOk, "", verb + " completed");
+  if (dest->mailbox != selected_->mailbox) {
+    return StartCrossCopy(tag, move, dest->mailbox, dest->folder, std::move(uids));
+  }
   std::string mailbox_id = principal_->mailboxes[selected_->mailbox].mailbox_id();
   auto fail = [this, tag](const absl::Status& st) {
     if (st.code() == absl::StatusCode::kNotFound) {
@@ -387,16 +596,16 @@ void ImapSession::CmdCopy(const imap::Command& c, bool move) {
     req.mutable_source()->set_folder_id(selected_->folder_id);
     *req.mutable_messages()->mutable_uids() = UidSet(uids);
     req.mutable_destination()->set_name(dest->folder);
-    backend_->Copy(TargetOf(selected_->mailbox), req,
-                   Guard<ms::CopyResponse>(alive_, [this, tag, fail](absl::StatusOr<ms::CopyResponse> r) {
-                     if (!r.ok()) return fail(r.status());
-                     Finish(tag, Condition::kOk,
-                            absl::StrCat("COPYUID ", r->destination_uidvalidity(), " ",
-                                         UidList(r->source_uids()), " ",
-                                         UidList(r->destination_uids())),
-                            "COPY completed");
-                     Done();
-                   }));
+    backend_->Copy(
+        TargetOf(selected_->mailbox), req,
+        Guard<ms::CopyResponse>(alive_, [this, tag, fail](absl::StatusOr<ms::CopyResponse> r) {
+          if (!r.ok()) return fail(r.status());
+          Finish(tag, Condition::kOk,
+                 absl::StrCat("COPYUID ", r->destination_uidvalidity(), " ",
+                              UidList(r->source_uids()), " ", UidList(r->destination_uids())),
+                 "COPY completed");
+          Done();
+        }));
     return;
   }
   ms::MoveRequest req;
@@ -404,23 +613,23 @@ void ImapSession::CmdCopy(const imap::Command& c, bool move) {
   req.mutable_source()->set_folder_id(selected_->folder_id);
   *req.mutable_messages()->mutable_uids() = UidSet(uids);
   req.mutable_destination()->set_name(dest->folder);
-  backend_->Move(TargetOf(selected_->mailbox), req,
-                 Guard<ms::MoveResponse>(alive_, [this, tag, fail](absl::StatusOr<ms::MoveResponse> r) {
-                   if (!r.ok()) return fail(r.status());
-                   if (r->source_uids_size() > 0) {
-                     Write(imap::StatusLine(
-                         "*", Condition::kOk,
-                         absl::StrCat("COPYUID ", r->destination_uidvalidity(), " ",
-                                      UidList(r->source_uids()), " ",
-                                      UidList(r->destination_uids())),
-                         "Moved"));
-                   }
-                   std::vector<uint32_t> gone(r->source_uids().begin(), r->source_uids().end());
-                   std::sort(gone.begin(), gone.end());
-                   for (uint32_t u : gone) RemoveUid(u);
-                   Finish(tag, Condition::kOk, "", "MOVE completed");
-                   Done();
-                 }));
+  backend_->Move(
+      TargetOf(selected_->mailbox), req,
+      Guard<ms::MoveResponse>(alive_, [this, tag, fail](absl::StatusOr<ms::MoveResponse> r) {
+        if (!r.ok()) return fail(r.status());
+        if (r->source_uids_size() > 0) {
+          Write(imap::StatusLine(
+              "*", Condition::kOk,
+              absl::StrCat("COPYUID ", r->destination_uidvalidity(), " ", UidList(r->source_uids()),
+                           " ", UidList(r->destination_uids())),
+              "Moved"));
+        }
+        std::vector<uint32_t> gone(r->source_uids().begin(), r->source_uids().end());
+        std::sort(gone.begin(), gone.end());
+        ReportExpunged(gone);
+        Finish(tag, Condition::kOk, "", "MOVE completed");
+        Done();
+      }));
 }
 
 void ImapSession::CmdExpunge(const imap::Command& c) {
@@ -436,18 +645,30 @@ void ImapSession::CmdExpunge(const imap::Command& c) {
     *req.mutable_uids() = UidSet(uids);
   }
   Begin();
-  backend_->Expunge(TargetOf(selected_->mailbox), req,
-                    Guard<ms::ExpungeResponse>(alive_, [this, tag](absl::StatusOr<ms::ExpungeResponse> r) {
-                      if (!r.ok()) {
-                        FinishError(tag, r.status());
-                        return Done();
-                      }
-                      // Ascending UIDs: each EXPUNGE renumbers the ones after it,
-                      // and SeqOf() is computed after the previous removal.
-                      for (uint32_t u : ExpandIdSet(r->expunged())) RemoveUid(u);
-                      Finish(tag, Condition::kOk, "", "EXPUNGE completed");
-                      Done();
-                    }));
+  backend_->Expunge(
+      TargetOf(selected_->mailbox), req,
+      Guard<ms::ExpungeResponse>(alive_, [this, tag](absl::StatusOr<ms::ExpungeResponse> r) {
+        if (!r.ok()) {
+          FinishError(tag, r.status());
+          return Done();
+        }
+        ReportExpunged(ExpandIdSet(r->expunged()));
+        if (!condstore_) {
+          Finish(tag, Condition::kOk, "", "EXPUNGE completed");
+          return Done();
+        }
+        // RFC 7162 (EXPUNGE once CONDSTORE is on): HIGHESTMODSEQ in the tagged OK. It
+        // may only name a MODSEQ whose changes the client has
+        // seen, so report others' changes first.
+        Sync([this, tag] {
+          if (!closed_) {
+            Finish(tag, Condition::kOk,
+                   selected_ ? absl::StrCat("HIGHESTMODSEQ ", selected_->modseq) : "",
+                   "EXPUNGE completed");
+          }
+          Done();
+        });
+      }));
 }
 
 // ---- NOOP / CHECK / IDLE and change reporting -------------------------------
@@ -462,20 +683,20 @@ void ImapSession::Sync(std::function<void()> then) {
   req.set_uidvalidity(selected_->uidvalidity);
   backend_->ChangesSince(
       TargetOf(selected_->mailbox), req,
-      Guard<ms::ChangesSinceResponse>(alive_, [this, then = std::move(then)](
-                                                  absl::StatusOr<ms::ChangesSinceResponse> r) {
-        if (r.ok() && selected_) {
-          ApplyChanges(*r);
-        } else if (!r.ok() && selected_ &&
-                   (r.status().code() == absl::StatusCode::kNotFound ||
-                    r.status().code() == absl::StatusCode::kFailedPrecondition)) {
-          // The folder was deleted or recreated under us: the session
-          // cannot continue with a stale map (RFC 3501 §2.3.1.1).
-          Write(imap::StatusLine("*", Condition::kBye, "", "Mailbox was deleted or recreated"));
-          closed_ = true;
-        }
-        then();
-      }));
+      Guard<ms::ChangesSinceResponse>(
+          alive_, [this, then = std::move(then)](absl::StatusOr<ms::ChangesSinceResponse> r) {
+            if (r.ok() && selected_) {
+              ApplyChanges(*r);
+            } else if (!r.ok() && selected_ &&
+                       (r.status().code() == absl::StatusCode::kNotFound ||
+                        r.status().code() == absl::StatusCode::kFailedPrecondition)) {
+              // The folder was deleted or recreated under us: the session
+              // cannot continue with a stale map (RFC 3501 §2.3.1.1).
+              Write(imap::StatusLine("*", Condition::kBye, "", "Mailbox was deleted or recreated"));
+              closed_ = true;
+            }
+            then();
+          }));
 }
 
 bool ImapSession::ApplyEvent(const ms::WatchEvent& e) {
@@ -489,12 +710,12 @@ bool ImapSession::ApplyEvent(const ms::WatchEvent& e) {
   if (e.kind() == ms::WATCH_EVENT_KIND_MESSAGES_ADDED) {
     if (!map.empty() && uids.front() <= map.back()) return false;
     map.insert(map.end(), uids.begin(), uids.end());
-    for (uint32_t u : uids) event_added_.emplace_back(u, e.modseq());
+    for (uint32_t u : uids) announced_.emplace_back(u, e.modseq());
     Write(absl::StrCat("* ", map.size(), " EXISTS\r\n"));
     return true;
   }
   if (e.kind() == ms::WATCH_EVENT_KIND_MESSAGES_EXPUNGED) {
-    for (uint32_t u : uids) RemoveUid(u);
+    ReportExpunged(uids);
     return true;
   }
   return false;
@@ -504,19 +725,21 @@ void ImapSession::ApplyChanges(const ms::ChangesSinceResponse& r) {
   // Messages already announced from a Watch event are not new to the
   // client, and their flags were not changed since: say nothing of them.
   // (A later flag change has a higher MODSEQ than the addition: reported.)
-  std::vector<std::pair<uint32_t, uint64_t>> known_new = std::move(event_added_);
-  event_added_.clear();
-  std::sort(known_new.begin(), known_new.end());
-  auto announced = [&known_new](const ms::MessageFlags& m) {
-    auto it = std::lower_bound(known_new.begin(), known_new.end(),
-                               std::make_pair(m.uid(), uint64_t{0}));
-    return it != known_new.end() && it->first == m.uid() && m.modseq() <= it->second;
+  std::vector<std::pair<uint32_t, uint64_t>> known = std::move(announced_);
+  announced_.clear();
+  std::sort(known.begin(), known.end());
+  auto announced = [&known](const ms::MessageFlags& m) {
+    // The last entry of the UID has its highest MODSEQ.
+    auto it = std::upper_bound(known.begin(), known.end(), std::make_pair(m.uid(), UINT64_MAX));
+    return it != known.begin() && std::prev(it)->first == m.uid() &&
+           m.modseq() <= std::prev(it)->second;
   };
-  for (uint32_t u : ExpandIdSet(r.vanished())) RemoveUid(u);
+  ReportExpunged(ExpandIdSet(r.vanished()));
   std::vector<const ms::MessageFlags*> changed;
   for (const ms::MessageFlags& m : r.changed()) changed.push_back(&m);
-  std::sort(changed.begin(), changed.end(),
-            [](const ms::MessageFlags* a, const ms::MessageFlags* b) { return a->uid() < b->uid(); });
+  std::sort(
+      changed.begin(), changed.end(),
+      [](const ms::MessageFlags* a, const ms::MessageFlags* b) { return a->uid() < b->uid(); });
   auto& uids = selected_->uids;
   size_t before = uids.size();
   std::vector<const ms::MessageFlags*> updates;
@@ -528,17 +751,51 @@ void ImapSession::ApplyChanges(const ms::ChangesSinceResponse& r) {
     }
   }
   if (uids.size() != before) Write(absl::StrCat("* ", uids.size(), " EXISTS\r\n"));
-  for (const ms::MessageFlags* m : updates) {
-    bool recent = std::binary_search(selected_->recent.begin(), selected_->recent.end(), m->uid());
-    auto w = imap::ResponseWriter::Untagged();
-    w.Number(SeqOf(m->uid())).Atom("FETCH").Open().Atom("FLAGS").Open();
-    for (const std::string& f : ImapFlags(m->flags(), recent)) w.Flag(f);
-    w.Close();
-    if (condstore_) w.Atom("MODSEQ").Raw(absl::StrCat("(", m->modseq(), ")"));
-    w.Close();
-    Untagged(w.Finish());
-  }
+  for (const ms::MessageFlags* m : updates) WriteFlagsFetch(*m);
   if (r.highest_modseq() > selected_->modseq) selected_->modseq = r.highest_modseq();
+}
+
+void ImapSession::QresyncSelect(const std::string& tag, const imap::QresyncParams& q,
+                                bool examine) {
+  ms::ChangesSinceRequest req;
+  req.set_mailbox_id(principal_->mailboxes[selected_->mailbox].mailbox_id());
+  req.mutable_folder()->set_folder_id(selected_->folder_id);
+  req.set_modseq(q.modseq);
+  req.set_include_vanished(true);
+  req.set_uidvalidity(selected_->uidvalidity);
+  if (q.known_uids) *req.mutable_uids() = IdSetOf(*q.known_uids);
+  // seq-match-data is not needed: mailstored keeps every tombstone, so
+  // the VANISHED (EARLIER) list is exact (RFC 7162 §3.2.5.2 lets it go).
+  backend_->ChangesSince(
+      TargetOf(selected_->mailbox), req,
+      Guard<ms::ChangesSinceResponse>(
+          alive_, [this, tag, examine](absl::StatusOr<ms::ChangesSinceResponse> r) {
+            if (!r.ok()) {
+              selected_.reset();
+              state_ = imap::SessionState::kAuthenticated;
+              FinishError(tag, r.status());
+              return Done();
+            }
+            // Messages expunged since the client's MODSEQ. One expunged after
+            // FolderStatus is still in the map: announced at the next sync.
+            std::vector<uint32_t> earlier;
+            for (uint32_t u : ExpandIdSet(r->vanished())) {
+              if (SeqOf(u) == 0) earlier.push_back(u);
+            }
+            if (!earlier.empty()) Write("* VANISHED (EARLIER) " + SetString(earlier) + "\r\n");
+            std::vector<const ms::MessageFlags*> changed;
+            for (const ms::MessageFlags& m : r->changed()) {
+              if (SeqOf(m.uid()) != 0) changed.push_back(&m);
+            }
+            std::sort(changed.begin(), changed.end(),
+                      [](const ms::MessageFlags* a, const ms::MessageFlags* b) {
+                        return a->uid() < b->uid();
+                      });
+            for (const ms::MessageFlags* m : changed) WriteFlagsFetch(*m);
+            Finish(tag, Condition::kOk, examine ? "READ-ONLY" : "READ-WRITE",
+                   examine ? "EXAMINE completed" : "SELECT completed");
+            Done();
+          }));
 }
 
 void ImapSession::CmdNoop(const imap::Command& c) {
@@ -593,8 +850,8 @@ void ImapSession::CmdIdle(const imap::Command& c) {
         Begin();
         Sync([this] { Done(); });
       };
-      idle_->watch = backend_->Watch(TargetOf(selected_->mailbox), req, on_event,
-                                     [](absl::Status) {});
+      idle_->watch =
+          backend_->Watch(TargetOf(selected_->mailbox), req, on_event, [](absl::Status) {});
     }
     Done();
   });

@@ -46,7 +46,17 @@ std::string Render(std::string_view out) {
 }
 
 struct Step {
-  enum Kind { kRead, kDeliver, kFailNext, kAuthFailNext, kTimeout, kShutdown, kTls } kind = kRead;
+  enum Kind {
+    kRead,
+    kDeliver,
+    kFailNext,
+    kAuthFailNext,
+    kTimeout,
+    kShutdown,
+    kTls,
+    kStore,
+    kExpunge
+  } kind = kRead;
   std::string a, b, c;
 };
 
@@ -90,11 +100,16 @@ Script ParseScript(const std::string& text) {
       std::istringstream a(arg);
       std::string kv;
       while (a >> kv) {
-        if (kv == "tls=0") s.config.tls_active = false;
-        else if (kv == "plaintext_auth=1") s.config.plaintext_auth = true;
-        else if (kv == "starttls=0") s.config.starttls_offered = false;
-        else if (kv == "shared=1") s.shared = true;
-        else ADD_FAILURE() << "unknown config " << kv;
+        if (kv == "tls=0")
+          s.config.tls_active = false;
+        else if (kv == "plaintext_auth=1")
+          s.config.plaintext_auth = true;
+        else if (kv == "starttls=0")
+          s.config.starttls_offered = false;
+        else if (kv == "shared=1")
+          s.shared = true;
+        else
+          ADD_FAILURE() << "unknown config " << kv;
       }
     } else if (word == "begin") {
       in_group = true;
@@ -113,6 +128,15 @@ Script ParseScript(const std::string& text) {
       st.kind = Step::kDeliver;
       Step& target = (started ? s.steps : s.setup).emplace_back(st);
       target.a = st.a + "\t" + flags;
+    } else if (word == "store" || word == "expunge") {
+      // #store MAILBOX FOLDER UID FLAGS / #expunge MAILBOX FOLDER UID: another
+      // client's change (FLAGS: comma list or -).
+      std::istringstream a(arg);
+      Step st{word == "store" ? Step::kStore : Step::kExpunge};
+      std::string uid;
+      a >> st.a >> st.b >> uid >> st.c;
+      st.a += "\t" + uid;
+      s.steps.push_back(st);
     } else if (word == "fail-next") {
       s.steps.push_back(Step{Step::kFailNext, arg});
     } else if (word == "auth-fail-next") {
@@ -178,11 +202,43 @@ std::string RunScript(const Script& script, bool byte_by_byte) {
           s.Feed(st.a);
         }
         break;
-      case Step::kDeliver: DoDeliver(store, st); break;
-      case Step::kFailNext: store.FailNext(StatusFromName(st.a)); break;
-      case Step::kAuthFailNext: auth.FailNext(StatusFromName(st.a)); break;
-      case Step::kTimeout: s.Timeout(); break;
-      case Step::kShutdown: s.Shutdown(); break;
+      case Step::kDeliver:
+        DoDeliver(store, st);
+        break;
+      case Step::kStore:
+      case Step::kExpunge: {
+        std::string mailbox = st.a.substr(0, st.a.find('\t'));
+        uint32_t uid = static_cast<uint32_t>(std::stoul(st.a.substr(st.a.find('\t') + 1)));
+        if (st.kind == Step::kExpunge) {
+          store.ExternalExpunge(mailbox, st.b, uid);
+          break;
+        }
+        std::vector<std::string> flags;
+        std::stringstream f(st.c == "-" ? "" : st.c);
+        std::string one;
+        while (std::getline(f, one, ',')) flags.push_back(one);
+        store.ExternalStore(mailbox, st.b, uid, flags);
+        break;
+      }
+      case Step::kFailNext: {
+        // "#fail-next quota" or "#fail-next 3 quota" (after 3 good calls).
+        size_t sp = st.a.find(' ');
+        if (sp == std::string::npos) {
+          store.FailNext(StatusFromName(st.a));
+        } else {
+          store.FailNth(std::stoi(st.a.substr(0, sp)), StatusFromName(st.a.substr(sp + 1)));
+        }
+        break;
+      }
+      case Step::kAuthFailNext:
+        auth.FailNext(StatusFromName(st.a));
+        break;
+      case Step::kTimeout:
+        s.Timeout();
+        break;
+      case Step::kShutdown:
+        s.Shutdown();
+        break;
       case Step::kTls:
         if (s.TakeStartTls()) {
           s.TlsEstablished();

@@ -54,8 +54,10 @@ absl::StatusOr<std::unique_ptr<IdentityApp>> IdentityApp::Create(
     ASSIGN_OR_RETURN(replica::ReplicaOptions ro, replica::MakeReplicaOptions(o.raft, c, registry));
     std::vector<std::string> addresses;
     for (const auto& [id, address] : ro.peers) addresses.push_back(address);
+    // The store's KV channels go to the same listeners as Raft: same TLS.
+    const replica::ReplicaTls store_tls = ro.peer_tls;
     ASSIGN_OR_RETURN(app->replica_, replica::ReplicaServer::Open(std::move(ro)));
-    ASSIGN_OR_RETURN(app->store_, replica::ClientStore::Connect(addresses));
+    ASSIGN_OR_RETURN(app->store_, replica::ClientStore::Connect(addresses, store_tls));
     log::Info("store is REPLICATED", {{"peers", absl::StrJoin(addresses, ",")}});
   } else if (o.store == "local") {
     if (common.data_dir.empty())
@@ -104,14 +106,21 @@ absl::StatusOr<std::unique_ptr<IdentityApp>> IdentityApp::Create(
   // The directory.
   if (o.tenantd.empty())
     log::Warn("no --tenantd: every sign-in fails UNAVAILABLE until configured");
-  ASSIGN_OR_RETURN(auto dir,
-                   GrpcDirectory::Create(o.tenantd, app->service_tokens_.get(), o.tls_ca));
+  // Peer channels: TLS when --tls-ca is set, presenting this daemon's own
+  // certificate when it has one (the chart's mTLS mode).
+  rpc::ClientOptions peer_tls;
+  peer_tls.tls_ca_file = o.tls_ca;
+  if (!o.tls_ca.empty()) {
+    peer_tls.tls_cert_file = common.tls_cert;
+    peer_tls.tls_key_file = common.tls_key;
+  }
+  ASSIGN_OR_RETURN(auto dir, GrpcDirectory::Create(o.tenantd, app->service_tokens_.get(), peer_tls));
   app->directory_ = std::move(dir);
   if (o.relayd.empty())
     log::Warn("no --relayd: password-reset tokens are not mailed");
   else {
     ASSIGN_OR_RETURN(app->notices_,
-                     RelayNotices::Create(o.relayd, app->service_tokens_.get(), o.tls_ca));
+                     RelayNotices::Create(o.relayd, app->service_tokens_.get(), peer_tls));
     core_options.notices = app->notices_.get();
   }
 

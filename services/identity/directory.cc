@@ -10,13 +10,13 @@
 namespace mailgrid::identity {
 
 absl::StatusOr<std::unique_ptr<GrpcDirectory>> GrpcDirectory::Create(
-    std::vector<std::string> addresses, auth::ServiceTokenSource* tokens, std::string tls_ca) {
+    std::vector<std::string> addresses, auth::ServiceTokenSource* tokens,
+    const rpc::ClientOptions& tls) {
   auto dir = std::unique_ptr<GrpcDirectory>(new GrpcDirectory());
   dir->tokens_ = tokens;
   for (const std::string& address : addresses) {
-    rpc::ClientOptions o;
+    rpc::ClientOptions o = tls;
     o.target = address;
-    o.tls_ca_file = tls_ca;
     o.services = {"mailgrid.tenant.v1.DirectoryService"};
     ASSIGN_OR_RETURN(auto channel, rpc::MakeChannel(o));
     dir->channels_.push_back(std::move(channel));

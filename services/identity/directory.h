@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "grpcpp/channel.h"
 #include "libs/auth/service_token.h"
+#include "libs/rpc/client.h"
 #include "mailgrid/tenant/v1/directory.pb.h"
 
 namespace mailgrid::identity {
@@ -30,9 +31,11 @@ class Directory {
 class GrpcDirectory final : public Directory {
  public:
   // `tokens` may be null (no signing key): calls then fail UNAVAILABLE.
+  // `tls`: the TLS fields of rpc::ClientOptions (CA, client certificate)
+  // every channel uses; empty CA: plain text.
   static absl::StatusOr<std::unique_ptr<GrpcDirectory>> Create(std::vector<std::string> addresses,
                                                                auth::ServiceTokenSource* tokens,
-                                                               std::string tls_ca);
+                                                               const rpc::ClientOptions& tls);
 
   absl::StatusOr<tenant::v1::Principal> ByAddress(const std::string& address) override;
   absl::StatusOr<tenant::v1::Principal> ByUserId(const std::string& user_id) override;

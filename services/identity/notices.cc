@@ -56,14 +56,13 @@ std::string ResetNoticeMessage(const tenant::v1::User& user, const std::string& 
 
 absl::StatusOr<std::unique_ptr<RelayNotices>> RelayNotices::Create(
     std::vector<std::string> addresses, auth::ServiceTokenSource* tokens,
-    const std::string& tls_ca) {
+    const rpc::ClientOptions& tls) {
   auto n = std::unique_ptr<RelayNotices>(new RelayNotices());
   n->tokens_ = tokens;
   n->worker_ = std::thread([p = n.get()] { p->Work(); });
   for (const std::string& address : addresses) {
-    rpc::ClientOptions o;
+    rpc::ClientOptions o = tls;
     o.target = address;
-    o.tls_ca_file = tls_ca;
     o.services = {"mailgrid.relay.v1.RelayService"};
     ASSIGN_OR_RETURN(auto channel, rpc::MakeChannel(o));
     n->channels_.push_back(std::move(channel));

@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "grpcpp/channel.h"
 #include "libs/auth/service_token.h"
+#include "libs/rpc/client.h"
 #include "mailgrid/relay/v1/relay.pb.h"
 #include "mailgrid/tenant/v1/directory.pb.h"
 
@@ -47,7 +48,7 @@ class RelayNotices final : public Notices {
   // `tokens` may be null (no signing key): sends then fail UNAVAILABLE.
   static absl::StatusOr<std::unique_ptr<RelayNotices>> Create(std::vector<std::string> addresses,
                                                               auth::ServiceTokenSource* tokens,
-                                                              const std::string& tls_ca);
+                                                              const rpc::ClientOptions& tls);
   ~RelayNotices() override;  // sends what is queued, within a deadline each
 
   absl::Status SendPasswordReset(const tenant::v1::User& user, const std::string& token,

@@ -31,7 +31,7 @@ TEST(ResetNoticeTest, CarriesTheTokenToTheRecoveryAddressFromTheUsersDomain) {
 }
 
 TEST(ResetNoticeTest, RelayNoticesRefusesAUserWithoutAUsableRecoveryAddress) {
-  auto notices = RelayNotices::Create({"127.0.0.1:1"}, nullptr, "");
+  auto notices = RelayNotices::Create({"127.0.0.1:1"}, nullptr, rpc::ClientOptions());
   ASSERT_TRUE(notices.ok()) << notices.status();
   tenant::v1::User u = Alice();
   // No signing key: nothing can be sent at all.

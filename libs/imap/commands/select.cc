@@ -29,6 +29,10 @@ absl::StatusOr<QresyncParams> ParseQresync(std::vector<Token>& items, const Comm
     if (match->size() != 2) return BadArgument("Expected (known-sequence-set known-uid-set)");
     ASSIGN_OR_RETURN(q.known_sequence_set, KnownSet((*match)[0], ctx, "known sequence set"));
     ASSIGN_OR_RETURN(q.known_uid_set, KnownSet((*match)[1], ctx, "known UID set"));
+    // The two sets pair up element by element.
+    if (q.known_sequence_set->Count(UINT32_MAX) != q.known_uid_set->Count(UINT32_MAX)) {
+      return BadArgument("Known sequence set and known UID set differ in size");
+    }
   }
   RETURN_IF_ERROR(in.ExpectEnd());
   return q;

@@ -1,5 +1,6 @@
 // An in-process replica group for tests: each member is a Replica with its
-// own gRPC server (KvService + RaftService) on a free loopback port, so the
+// own gRPC server (KvService + RaftService) on a loopback port held from
+// picking to binding (and while stopped), with retries, so the
 // members talk real gRPC to each other, exactly as separate processes do.
 // With ReplicaOptions::peer_tls set, each member's server uses that
 // certificate and requires client certificates from that CA (mTLS).
@@ -57,12 +58,19 @@ class TestCluster {
 
  private:
   absl::Status StartMember(raft::NodeId id, ReplicaOptions options);
+  absl::Status TryStartGroup(int n);
+  // Port holds (see HoldPort in test_cluster.cc): a new address for `id`,
+  // held until its server starts; the same port again while it is stopped.
+  absl::Status HoldNewAddress(raft::NodeId id);
+  void HoldAgain(raft::NodeId id);
+  void Release(raft::NodeId id);
 
   ReplicaOptions base_;
   std::string root_;
   std::map<raft::NodeId, std::string> addresses_;
   std::map<raft::NodeId, ReplicaOptions> options_;
   std::map<raft::NodeId, TestMember> members_;
+  std::map<raft::NodeId, int> held_;  // id -> fd holding its port
 };
 
 // Polls `pred` every 20 ms until true or `timeout`.
