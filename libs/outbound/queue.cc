@@ -147,6 +147,7 @@ absl::StatusOr<std::string> Queue::Enqueue(const NewMessage& message, absl::Time
   entry.set_message_id(HeaderValue(message.body, "Message-ID"));
   ToProto(now, entry.mutable_created_at());
   ToProto(now + options_.retry.lifetime, entry.mutable_expires_at());
+  entry.set_hold_reason(message.hold_reason);
   // Grouped by destination domain: sorted by (domain, address), duplicates dropped.
   std::vector<std::pair<std::string, std::string>> rcpts;
   for (const auto& r : message.recipients) {
@@ -173,7 +174,7 @@ absl::StatusOr<std::string> Queue::Enqueue(const NewMessage& message, absl::Time
     AddPut(&w, keys::BodyChunk(entry.queue_id(), i),
            message.body.substr(i * kBodyChunk, kBodyChunk));
   }
-  AddPut(&w, keys::Due(now, entry.queue_id()), "");
+  if (message.hold_reason.empty()) AddPut(&w, keys::Due(now, entry.queue_id()), "");
   ASSIGN_OR_RETURN(auto response, store_->Write(w, Deadline()));
   if (!response.has_ok()) return absl::InternalError("queue id collision or rejected write");
   return entry.queue_id();

@@ -63,6 +63,9 @@ struct NewMessage {
   std::string envelope_from;  // "" = null sender (a DSN)
   std::vector<std::string> recipients;
   std::string body;  // the whole message, headers and body, CRLF
+  // Non-empty: queued HELD with this reason ("moderation", "audit"): no
+  // due key, so no runner touches it until DecideHold releases it.
+  std::string hold_reason;
 };
 
 // A lease a runner holds on one entry. `version` is the record's version
@@ -128,6 +131,14 @@ class Queue {
   absl::Status Abandon(const Lease& lease, absl::Time now);
 
   absl::StatusOr<std::string> ReadBody(std::string_view queue_id);
+
+  // The decision on an audit or moderation hold (`kind` = the entry's
+  // hold_reason): approve → the hold is cleared and the entry is due now;
+  // reject → the entry is removed (the caller notifies the sender).
+  // FAILED_PRECONDITION when the entry is not held for `kind`.
+  absl::StatusOr<QueueEntry> DecideHold(std::string_view queue_id, std::string_view kind,
+                                        bool approve, std::string_view tenant_filter,
+                                        absl::Time now);
 
   // ---- The RelayService queue RPCs (authorization is the caller's job:
   // pass tenant_filter = the caller's tenant for tenant admins, "" for

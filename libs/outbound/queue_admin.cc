@@ -171,6 +171,31 @@ absl::StatusOr<QueueEntry> Queue::Release(const relay::v1::ReleaseRequest& reque
   return entry;
 }
 
+absl::StatusOr<QueueEntry> Queue::DecideHold(std::string_view queue_id, std::string_view kind,
+                                             bool approve, std::string_view tenant_filter,
+                                             absl::Time now) {
+  ASSIGN_OR_RETURN(QueueEntry entry,
+                   Mutate(queue_id, tenant_filter, [&](QueueEntry* e, bool* remove) {
+                     if (kind.empty() || e->hold_reason() != kind) {
+                       return absl::FailedPreconditionError("ALREADY_DECIDED");
+                     }
+                     e->clear_hold_reason();
+                     if (!approve) {
+                       for (auto& r : *e->mutable_recipients()) {
+                         if (Pending(r)) r.set_state(relay::v1::RECIPIENT_STATE_DROPPED);
+                       }
+                       *remove = true;
+                       return absl::OkStatus();
+                     }
+                     for (auto& r : *e->mutable_recipients()) {
+                       if (Pending(r)) ToProto(now, r.mutable_next_attempt_at());
+                     }
+                     return absl::OkStatus();
+                   }));
+  DeriveState(&entry, now);
+  return entry;
+}
+
 absl::Status Queue::DeleteQueueEntry(const relay::v1::DeleteQueueEntryRequest& request,
                                      std::string_view tenant_filter, absl::Time) {
   if (request.reason().empty()) return absl::InvalidArgumentError("reason: EMPTY");

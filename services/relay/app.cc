@@ -1,17 +1,42 @@
 #include "services/relay/app.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "libs/auth/key_id.h"
 #include "libs/base/log.h"
+#include "libs/replica/client_store.h"
 #include "libs/base/status.h"
 #include "libs/mailauth/cares_resolver.h"
 #include "services/relay/dns_cache.h"
 #include "services/relay/grpc_backend.h"
+#include "services/relay/inbox_rules.h"
 #include "services/relay/null_backend.h"
 
 namespace mailgrid::relay {
 namespace {
 Options g_options;
 }  // namespace
+
+// The outbound queue lives in an existing replica group's KV service:
+// --queue-store, else the tenantd group (README: the key space G("outq*")
+// is disjoint from tenantd's). relayd itself stays stateless.
+absl::StatusOr<std::unique_ptr<store::Store>> ConnectQueueStore(const Options& o,
+                                                               const rpc::CommonConfig& common) {
+  std::vector<std::string> addresses = o.queue_store.empty() ? o.tenantd : o.queue_store;
+  if (addresses.empty()) return std::unique_ptr<store::Store>();
+  replica::KvClientOptions ko;
+  ko.addresses = addresses;
+  ko.timeout = absl::Seconds(10);
+  if (!common.tls_cert.empty() && !o.tls_ca.empty()) {
+    ko.tls.ca_file = o.tls_ca;
+    ko.tls.cert_file = common.tls_cert;
+    ko.tls.key_file = common.tls_key;
+  }
+  ASSIGN_OR_RETURN(auto client, replica::KvClient::Create(std::move(ko)));
+  log::Info("outbound queue store", {{"replicas", absl::StrJoin(addresses, ",")},
+                                     {"source", o.queue_store.empty() ? "--tenantd" : "--queue-store"}});
+  return std::unique_ptr<store::Store>(std::make_unique<replica::ClientStore>(std::move(client)));
+}
 
 absl::StatusOr<std::unique_ptr<RelayApp>> RelayApp::Create(
     const rpc::CommonConfig& common, Options options,
@@ -24,12 +49,15 @@ absl::StatusOr<std::unique_ptr<RelayApp>> RelayApp::Create(
     return CreateWithBackend(std::move(options), std::move(null), std::move(registry));
   }
   ASSIGN_OR_RETURN(auto backend, GrpcBackend::Create(options, common.tls_cert, common.tls_key));
-  return CreateWithBackend(std::move(options), std::move(backend), std::move(registry));
+  ASSIGN_OR_RETURN(auto queue_store, ConnectQueueStore(options, common));
+  return CreateWithBackend(std::move(options), std::move(backend), std::move(registry), nullptr,
+                           std::move(queue_store));
 }
 
 absl::StatusOr<std::unique_ptr<RelayApp>> RelayApp::CreateWithBackend(
     Options options, std::unique_ptr<Backend> backend,
-    std::shared_ptr<prometheus::Registry> registry, std::unique_ptr<mailauth::Resolver> dns) {
+    std::shared_ptr<prometheus::Registry> registry, std::unique_ptr<mailauth::Resolver> dns,
+    std::unique_ptr<store::Store> queue_store, std::unique_ptr<mailauth::Resolver> mx_dns) {
   RETURN_IF_ERROR(Validate(options));
   std::unique_ptr<RelayApp> app(new RelayApp());
   app->options_ = std::move(options);
@@ -43,8 +71,27 @@ absl::StatusOr<std::unique_ptr<RelayApp>> RelayApp::CreateWithBackend(
   }
   app->workers_ = std::make_unique<WorkerPool>(app->options_.worker_threads);
   if (registry) app->metrics_ = RelayMetrics::Create(*registry);
+  if (!mx_dns) {
+    // Outbound MX lookups: --dns-server, else the inbound checks' resolver.
+    const std::string& server = app->options_.dns_server.empty() ? app->options_.dns_resolver
+                                                                  : app->options_.dns_server;
+    mx_dns = std::make_unique<mailauth::CaresResolver>(server, app->options_.dns_timeout);
+  }
+  app->outbound_ = Outbound::Create(app->options_, app->backend_.get(), std::move(queue_store),
+                                    std::move(mx_dns), registry.get());
+  ASSIGN_OR_RETURN(std::unique_ptr<auth::TokenVerifier> verifier,
+                   auth::VerifierFromPemFiles(app->options_.token_issuer,
+                                              app->options_.token_public_keys));
+  if (!verifier) log::Warn("no --token-public-key: RelayService refuses every call");
+  app->verifier_ = std::move(verifier);
+  app->relay_service_.Bind(app->outbound_.get(), app->verifier_);
   app->context_ = RelayContext{&app->options_, app->backend_.get(), app->workers_.get(),
-                               app->metrics_.get(), app->dns_.get()};
+                               app->metrics_.get(), app->dns_.get(), app->outbound_.get(),
+                               app->outbound_.get()};
+  InboxRulesOptions rules_options;
+  rules_options.hostname = app->options_.hostname;
+  app->context_.inbox_rules = std::make_shared<InboxRules>(
+      app->backend_.get(), app->outbound_.get(), std::move(rules_options), registry.get());
   netserver::ServerOptions so;
   so.threads = app->options_.smtp_threads;
   so.max_connections = static_cast<size_t>(app->options_.max_connections);
@@ -98,7 +145,11 @@ absl::Status RelayApp::Listen() {
 
 RelayApp::~RelayApp() { Stop(); }
 
-absl::Status RelayApp::Start(const rpc::RunContext&) { return server_->Start(); }
+absl::Status RelayApp::Start(const rpc::RunContext&) {
+  RETURN_IF_ERROR(server_->Start());
+  if (outbound_) outbound_->Start();
+  return absl::OkStatus();
+}
 
 void RelayApp::Drain() {
   if (server_) server_->Shutdown(absl::Seconds(10));
@@ -110,6 +161,7 @@ void RelayApp::Stop() {
   Drain();
   // Sessions are gone; queued work only posts to closed connections.
   if (workers_) workers_->Stop();
+  if (outbound_) outbound_->Stop();  // waits for deliveries in flight
 }
 
 rpc::ServiceDef ServiceDefinition() {

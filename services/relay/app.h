@@ -4,11 +4,14 @@
 
 #include <memory>
 
+#include "libs/auth/token.h"
 #include "libs/mailauth/dns.h"
+#include "libs/store/store.h"
 #include "libs/netserver/server.h"
 #include "libs/rpc/service_main.h"
 #include "services/relay/backend.h"
 #include "services/relay/config.h"
+#include "services/relay/outbound.h"
 #include "services/relay/relay_service.h"
 #include "services/relay/smtp_session.h"
 #include "services/relay/worker_pool.h"
@@ -26,7 +29,9 @@ class RelayApp final : public rpc::ServiceApp {
   static absl::StatusOr<std::unique_ptr<RelayApp>> CreateWithBackend(
       Options options, std::unique_ptr<Backend> backend,
       std::shared_ptr<prometheus::Registry> registry,
-      std::unique_ptr<mailauth::Resolver> dns = nullptr);
+      std::unique_ptr<mailauth::Resolver> dns = nullptr,
+      std::unique_ptr<store::Store> queue_store = nullptr,
+      std::unique_ptr<mailauth::Resolver> mx_dns = nullptr);
   ~RelayApp() override;
 
   std::vector<grpc::Service*> Services() override { return {&relay_service_}; }
@@ -36,6 +41,7 @@ class RelayApp final : public rpc::ServiceApp {
   void Stop() override;
 
   int port(std::string_view listener) const { return server_->port(listener); }
+  Outbound* outbound() { return outbound_.get(); }
   netserver::Stats smtp_stats() const { return server_->stats(); }
 
  private:
@@ -45,6 +51,8 @@ class RelayApp final : public rpc::ServiceApp {
   Options options_;
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<mailauth::Resolver> dns_;  // the cache, over c-ares or the test's
+  std::unique_ptr<Outbound> outbound_;  // queue, runner, internal submission
+  std::shared_ptr<auth::TokenVerifier> verifier_;
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<RelayMetrics> metrics_;
   RelayContext context_;

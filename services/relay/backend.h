@@ -7,9 +7,11 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "mailgrid/identity/v1/auth.pb.h"
 #include "mailgrid/mailstore/v1/mailbox.pb.h"
 #include "mailgrid/tenant/v1/directory.pb.h"
+#include "mailgrid/tenant/v1/domain.pb.h"
 
 namespace mailgrid::relay {
 
@@ -34,6 +36,26 @@ class Backend {
   // tenant's hourly limit is exceeded. OK when no limiter is configured.
   virtual absl::Status CountSubmission(const std::string& tenant_id,
                                        const std::string& user_id) = 0;
+  // DomainService.GetDkimSigningKey (issue 9: signing outgoing mail).
+  // NOT_FOUND: unknown or unverified domain (send unsigned). The default
+  // (test fakes) has no keys.
+  virtual absl::StatusOr<tenant::v1::GetDkimSigningKeyResponse> GetDkimSigningKey(
+      const std::string& domain) {
+    return absl::NotFoundError("no DKIM keys: " + domain);
+  }
+  // DirectoryService.GetSieveScript (inbox rules, inbox_rules.h). The
+  // default (test fakes, the benchmark backend): UNIMPLEMENTED, no rules.
+  virtual absl::StatusOr<tenant::v1::SieveScript> GetSieveScript(const std::string& user_id) {
+    return absl::UnimplementedError("no inbox rules: " + user_id);
+  }
+  // Redis SET key NX with a TTL: true when set now, false when it was
+  // there (vacation once per sender per N days, a redirect once per
+  // delivery). The default: UNAVAILABLE (no memory: no vacation replies).
+  virtual absl::StatusOr<bool> SetOnce(const std::string& key, absl::Duration ttl) {
+    (void)ttl;
+    return absl::UnavailableError("no memory for " + key);
+  }
+  virtual void Forget(const std::string& key) { (void)key; }
 };
 
 }  // namespace mailgrid::relay

@@ -42,6 +42,26 @@ void AddFlags(config::Flags& f, Options& o) {
         "messages an authenticated user may submit per hour (0: no limit)");
   f.Int("rate-tenant-per-hour", &o.rate_tenant_per_hour,
         "messages a tenant's users may submit per hour (0: no limit)");
+  f.StringList("queue-store", &o.queue_store,
+                "replica gRPC addresses of the KV group holding the outbound queue (comma "
+                "list); empty: the --tenantd group (key space G(\"outq*\"), see README)");
+  f.Int("queue-threads", &o.queue_threads, "queue runner threads (0: no runner on this replica)");
+  f.Duration("queue-poll-interval", &o.queue_poll_interval, "idle queue runner poll period");
+  f.Duration("queue-lease", &o.queue_lease,
+             "lease a runner takes on an entry (keep above the SMTP timeouts)");
+  f.Duration("queue-lifetime", &o.queue_lifetime, "time a message may stay queued before it bounces");
+  f.Duration("queue-initial-backoff", &o.queue_initial_backoff, "first retry delay (doubles)");
+  f.Duration("queue-max-backoff", &o.queue_max_backoff, "longest retry delay");
+  f.Duration("queue-delay-warning", &o.queue_delay_warning, "delay warning DSN after this long");
+  f.String("dns-server", &o.dns_server,
+           "host:port of the DNS server for outbound MX lookups (default: --dns-resolver)");
+  f.Int("outbound-mx-port", &o.outbound_mx_port, "TCP port of remote MXes (25; tests: a sink)");
+  f.Bool("outbound-starttls", &o.outbound_starttls, "opportunistic STARTTLS to remote MXes");
+  f.String("outbound-ca-file", &o.outbound_ca_file,
+           "CA bundle for verified TLS to smart hosts (default: the system's)");
+  f.StringList("token-public-key", &o.token_public_keys,
+               "PEM files of the Ed25519 public keys that verify access tokens (RelayService)");
+  f.String("token-issuer", &o.token_issuer, "the issuer (iss) access tokens must carry");
 #ifdef MAILGRID_TEST_HOOKS
   f.String("bench-null-backend", &o.bench_null_backend,
            "BENCHMARK ONLY: accept every recipient @DOMAIN and discard the mail");
@@ -57,6 +77,9 @@ absl::Status Validate(const Options& o) {
     return absl::InvalidArgumentError("--public-tls-cert and --public-tls-key go together");
   if (!o.submission_tls_listen.empty() && o.public_tls_cert.empty())
     return absl::InvalidArgumentError("--submission-tls-listen needs --public-tls-cert/key");
+  if (o.queue_threads < 0) return absl::InvalidArgumentError("--queue-threads: must be >= 0");
+  if (o.outbound_mx_port < 1 || o.outbound_mx_port > 65535)
+    return absl::InvalidArgumentError("--outbound-mx-port: out of range");
   return absl::OkStatus();
 }
 

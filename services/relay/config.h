@@ -50,6 +50,27 @@ struct Options {
   // Test hook (MAILGRID_TEST_HOOKS builds): accept every recipient of this
   // domain and discard messages, to benchmark the SMTP edge alone.
   std::string bench_null_backend;
+
+  // ---- Outbound (issue 9): the queue, its runner, RelayService. ----
+  // Replica gRPC addresses of the KV group holding the queue; empty: the
+  // tenantd group (--tenantd). No addresses at all: no remote delivery.
+  std::vector<std::string> queue_store;
+  int queue_threads = 2;  // queue runner workers (every relayd replica runs them)
+  absl::Duration queue_poll_interval = absl::Seconds(1);
+  absl::Duration queue_lease = absl::Minutes(15);
+  absl::Duration queue_lifetime = absl::Hours(24 * 5);
+  absl::Duration queue_initial_backoff = absl::Minutes(5);
+  absl::Duration queue_max_backoff = absl::Hours(4);
+  absl::Duration queue_delay_warning = absl::Hours(4);
+  // DNS server for MX lookups of outbound delivery (host:port); empty:
+  // --dns-resolver (itself empty: the system's resolv.conf).
+  std::string dns_server;
+  int outbound_mx_port = 25;  // tests point it at a sink's port
+  bool outbound_starttls = true;  // opportunistic STARTTLS to MXes
+  std::string outbound_ca_file;   // CA for verified TLS to smart hosts ("" = system)
+  // Access tokens for RelayService (identityd's public keys).
+  std::vector<std::string> token_public_keys;
+  std::string token_issuer = "mailgrid";
 };
 
 void AddFlags(config::Flags& flags, Options& options);

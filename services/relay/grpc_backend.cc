@@ -38,6 +38,9 @@ absl::StatusOr<std::unique_ptr<GrpcBackend>> GrpcBackend::Create(const Options& 
     absl::MutexLock lock(&b->mu_);
     init(b->tenantd_, "mailgrid.tenant.v1.DirectoryService", options.tenantd, "--tenantd");
     init(b->identityd_, "mailgrid.identity.v1.AuthService", options.identityd, "--identityd");
+    b->domains_.service = "mailgrid.tenant.v1.DomainService";
+    b->domains_.addresses = options.tenantd;
+    b->domains_.channels.resize(options.tenantd.size());
   }
   if (options.mailstored.empty()) {
     log::Warn("peer not configured: deliveries fail UNAVAILABLE (451)", {{"flag", "--mailstored"}});
@@ -180,6 +183,43 @@ absl::StatusOr<mailstore::v1::DeliverBatchResponse> GrpcBackend::Deliver(
   // DeliverBatch is idempotent by delivery_id, so the client's retries
   // across a leader change cannot store a message twice.
   return mailstore_->DeliverBatch(shard, request);
+}
+
+absl::StatusOr<tenant::v1::GetDkimSigningKeyResponse> GrpcBackend::GetDkimSigningKey(
+    const std::string& domain) {
+  tenant::v1::GetDkimSigningKeyRequest req;
+  req.set_domain(domain);
+  tenant::v1::GetDkimSigningKeyResponse resp;
+  RETURN_IF_ERROR(CallGroup(domains_, [&](const std::shared_ptr<grpc::Channel>& ch,
+                                          grpc::ClientContext* ctx) {
+    resp.Clear();
+    return tenant::v1::DomainService::NewStub(ch)->GetDkimSigningKey(ctx, req, &resp);
+  }));
+  return resp;
+}
+
+absl::StatusOr<tenant::v1::SieveScript> GrpcBackend::GetSieveScript(const std::string& user_id) {
+  tenant::v1::GetSieveScriptRequest req;
+  req.set_user_id(user_id);
+  tenant::v1::SieveScript resp;
+  RETURN_IF_ERROR(CallGroup(tenantd_, [&](const std::shared_ptr<grpc::Channel>& ch,
+                                          grpc::ClientContext* ctx) {
+    resp.Clear();
+    return tenant::v1::DirectoryService::NewStub(ch)->GetSieveScript(ctx, req, &resp);
+  }));
+  return resp;
+}
+
+absl::StatusOr<bool> GrpcBackend::SetOnce(const std::string& key, absl::Duration ttl) {
+  if (!redis_) return absl::UnavailableError("no --redis");
+  redis::SetOptions so;
+  so.ttl = ttl;
+  so.if_absent = true;
+  return redis_->Set(key, "1", so);
+}
+
+void GrpcBackend::Forget(const std::string& key) {
+  if (redis_) (void)redis_->Del(key);
 }
 
 absl::Status GrpcBackend::CountSubmission(const std::string& tenant_id,

@@ -18,6 +18,7 @@
 #include "mailgrid/identity/v1/auth.grpc.pb.h"
 #include "mailgrid/mailstore/v1/mailbox.grpc.pb.h"
 #include "mailgrid/tenant/v1/directory.grpc.pb.h"
+#include "mailgrid/tenant/v1/domain.grpc.pb.h"
 #include "services/relay/backend.h"
 #include "services/relay/config.h"
 
@@ -37,6 +38,11 @@ class GrpcBackend final : public Backend {
   absl::StatusOr<mailstore::v1::DeliverBatchResponse> Deliver(
       uint32_t shard, const mailstore::v1::DeliverBatchRequest& request) override;
   absl::Status CountSubmission(const std::string& tenant_id, const std::string& user_id) override;
+  absl::StatusOr<tenant::v1::GetDkimSigningKeyResponse> GetDkimSigningKey(
+      const std::string& domain) override;
+  absl::StatusOr<tenant::v1::SieveScript> GetSieveScript(const std::string& user_id) override;
+  absl::StatusOr<bool> SetOnce(const std::string& key, absl::Duration ttl) override;
+  void Forget(const std::string& key) override;
 
  private:
   // One peer group: a channel per replica address (created on first use)
@@ -62,6 +68,7 @@ class GrpcBackend final : public Backend {
   std::unique_ptr<redis::Client> redis_;
   absl::Mutex mu_;  // guards the groups' channels and preferred index
   Group tenantd_ ABSL_GUARDED_BY(mu_), identityd_ ABSL_GUARDED_BY(mu_);
+  Group domains_ ABSL_GUARDED_BY(mu_);  // tenantd's DomainService (DKIM keys)
 };
 
 }  // namespace mailgrid::relay

@@ -17,6 +17,7 @@
 #include "libs/mailauth/dns.h"
 #include "libs/mailauth/test_keys.h"
 #include "libs/rpc/errors.h"
+#include "libs/store/local_store.h"
 #include "services/relay/app.h"
 #include "services/relay/dns_cache.h"
 #include "services/relay/headers.h"
@@ -73,6 +74,18 @@ class FakeBackend : public Backend {
       d.add_details()->PackFrom(e);
       return rpc::WithDetails(absl::NotFoundError("domain not hosted"), d);
     }
+    if (moderated_groups.count(addr)) {
+      tenant::v1::ResolveResponse r;
+      r.set_tenant_id("t1");
+      r.set_canonical_address(addr);
+      r.set_posting_decision(tenant::v1::POSTING_DECISION_MODERATED);
+      r.set_group_id("g-" + addr);
+      r.add_moderator_user_ids("u-mod");
+      auto* rc = r.add_recipients();
+      rc->set_mailbox_id("mbx-bob");
+      rc->set_address("bob@hosted.test");
+      return r;
+    }
     auto it = mailboxes.find(addr);
     if (it == mailboxes.end()) return rpc::NotFound("address", addr);
     tenant::v1::ResolveResponse r;
@@ -117,6 +130,15 @@ class FakeBackend : public Backend {
   absl::Status CountSubmission(const std::string&, const std::string&) override {
     absl::MutexLock l(&mu);
     return rate_error;
+  }
+  std::map<std::string, tenant::v1::GetDkimSigningKeyResponse> dkim;
+  std::set<std::string> moderated_groups;
+  absl::StatusOr<tenant::v1::GetDkimSigningKeyResponse> GetDkimSigningKey(
+      const std::string& domain) override {
+    absl::MutexLock l(&mu);
+    auto it = dkim.find(domain);
+    if (it == dkim.end()) return rpc::NotFound("domain", domain);
+    return it->second;
   }
   size_t Delivered() {
     absl::MutexLock l(&mu);
@@ -177,7 +199,10 @@ class Client {
 
 class RelaySmtpTest : public ::testing::Test {
  protected:
-  void SetUp() override {
+  void SetUp() override { StartApp(nullptr); }
+  // The app over a fresh fake backend; `queue` (a LocalStore) turns on
+  // remote delivery (no runner: entries stay queued for inspection).
+  void StartApp(std::unique_ptr<store::Store> queue) {
     auto fake = std::make_unique<FakeBackend>();
     backend_ = fake.get();
     backend_->mailboxes["alice@hosted.test"] = "mbx-alice";
@@ -200,7 +225,9 @@ class RelaySmtpTest : public ::testing::Test {
     dns_->With([](mailauth::MemoryResolver& d) {
       d.AddTxt("sender.example", "v=spf1 ip4:127.0.0.0/8 -all");
     });
-    auto app = RelayApp::CreateWithBackend(o, std::move(fake), nullptr, std::move(dns));
+    o.queue_threads = 0;
+    auto app = RelayApp::CreateWithBackend(o, std::move(fake), nullptr, std::move(dns),
+                                           std::move(queue), std::make_unique<LockedResolver>());
     ASSERT_TRUE(app.ok()) << app.status();
     app_ = std::move(*app);
     ASSERT_TRUE(app_->Start({}).ok());
@@ -243,6 +270,21 @@ class RelaySmtpTest : public ::testing::Test {
     std::string reply = c.Reply();
     EXPECT_REPLY(c.Cmd("NOOP"), "250");  // the session goes on after a refusal
     return reply;
+  }
+  // One message over port 25 to `rcpt` from sender.example (SPF passes).
+  std::string SendMxTo(const std::string& rcpt, const std::string& message) {
+    tcp::socket s = Connect("smtp");
+    Client<tcp::socket> c(s);
+    c.Reply();
+    c.Cmd("EHLO mta.sender.example");
+    std::string r = c.Cmd("MAIL FROM:<x@sender.example>");
+    if (!absl::StartsWith(r, "250")) return r;
+    r = c.Cmd(absl::StrCat("RCPT TO:<", rcpt, ">"));
+    if (!absl::StartsWith(r, "250")) return r;
+    r = c.Cmd("DATA");
+    if (!absl::StartsWith(r, "354")) return r;
+    c.Send(absl::StrCat(message, ".\r\n"));
+    return c.Reply();
   }
   // The stored copy of the n-th delivery (the fake keeps them all).
   mailstore::v1::DeliverBatchRequest Stored(size_t n) {
@@ -401,7 +443,8 @@ TEST_F(RelaySmtpTest, SubmissionNeedsTlsThenAuthThenOwnership) {
   EXPECT_REPLY(t.Cmd(absl::Base64Escape("s3cret")), "235 2.7.0");
   EXPECT_REPLY(t.Cmd("MAIL FROM:<bob@hosted.test>"), "553 5.7.1");
   EXPECT_REPLY(t.Cmd("MAIL FROM:<alice@hosted.test>"), "250");
-  EXPECT_REPLY(t.Cmd("RCPT TO:<someone@foreign.example>"), "550 5.7.1");
+  // No queue store in this fixture: remote delivery is temporarily refused.
+  EXPECT_REPLY(t.Cmd("RCPT TO:<someone@foreign.example>"), "451 4.3.0");
   EXPECT_REPLY(t.Cmd("RCPT TO:<bob@hosted.test>"), "250");
   EXPECT_REPLY(t.Cmd("DATA"), "354");
   EXPECT_REPLY(t.Cmd("From: Bob <bob@hosted.test>\r\nSubject: spoof\r\n\r\nx\r\n."), "550 5.7.1");
@@ -584,6 +627,107 @@ TEST(HeadersTest, StripAndFrom) {
   EXPECT_EQ(FromAddresses(m), (std::vector<std::string>{"a@example.com", "b@c.d"}));
   EXPECT_EQ(Sanitize("a(b)\r\n;c"), "a?b????c");
   EXPECT_NE(DeliveryId("a", {"b"}, "m"), DeliveryId("a", {"b"}, "m2"));
+}
+
+}  // namespace
+}  // namespace mailgrid::relay
+
+namespace mailgrid::relay {
+namespace {
+
+// Issue 9: an authenticated RCPT to a foreign domain is accepted once the
+// queue store answers; at DATA the local copy goes to mailstored and the
+// remote one is DKIM-signed with the From: domain's key and queued (one
+// entry), and 250 names the queue entry.
+TEST_F(RelaySmtpTest, RemoteSubmissionIsSignedAndQueued) {
+  app_->Stop();
+  app_.reset();
+  std::string dir = ::testing::TempDir() + "/relay-queue-" + std::to_string(absl::ToUnixMicros(absl::Now()));
+  auto local = store::LocalStore::Open(dir);
+  ASSERT_TRUE(local.ok()) << local.status();
+  StartApp(std::move(*local));
+  mailauth::testing::TestKey k = mailauth::testing::MakeKey(/*ed25519=*/false, 2048);
+  {
+    absl::MutexLock l(&backend_->mu);
+    tenant::v1::GetDkimSigningKeyResponse keys;
+    auto* key = keys.add_keys();
+    key->set_domain("hosted.test");
+    key->set_selector("sel");
+    key->set_algorithm(tenant::v1::DKIM_ALGORITHM_RSA_2048);
+    key->set_private_key_pem(k.private_pem);
+    backend_->dkim["hosted.test"] = keys;
+  }
+  for (int i = 0; i < 600 && !app_->outbound()->available(); ++i) absl::SleepFor(absl::Milliseconds(50));
+  ASSERT_TRUE(app_->outbound()->available());
+
+  auto ctx = ClientTls();
+  asio::ssl::stream<tcp::socket> tls(Connect("submissions"), ctx);
+  tls.handshake(asio::ssl::stream_base::client);
+  Client<asio::ssl::stream<tcp::socket>> t(tls);
+  EXPECT_REPLY(t.Reply(), "220");
+  t.Cmd("EHLO laptop");
+  EXPECT_REPLY(t.Cmd("AUTH PLAIN " + Plain("alice@hosted.test", "s3cret")), "235");
+  EXPECT_REPLY(t.Cmd("MAIL FROM:<alice@hosted.test>"), "250");
+  EXPECT_REPLY(t.Cmd("RCPT TO:<someone@foreign.example>"), "250");
+  EXPECT_REPLY(t.Cmd("RCPT TO:<other@foreign.example>"), "250");
+  EXPECT_REPLY(t.Cmd("RCPT TO:<bob@hosted.test>"), "250");
+  EXPECT_REPLY(t.Cmd("DATA"), "354");
+  std::string reply = t.Cmd(
+      "From: Alice <alice@hosted.test>\r\nTo: someone@foreign.example\r\nSubject: out\r\n"
+      "\r\nhello world\r\n.");
+  EXPECT_REPLY(reply, "250 2.0.0 Ok: queued as ");
+  EXPECT_EQ(backend_->Delivered(), 1u);  // bob's copy
+
+  outbound::Queue* q = app_->outbound()->queue();
+  relay::v1::ListQueueRequest list;
+  auto entries = q->ListQueue(list, "", absl::Now());
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  ASSERT_EQ(entries->entries_size(), 1);
+  const relay::v1::QueueEntry& e = entries->entries(0);
+  EXPECT_NE(reply.find(e.queue_id()), std::string::npos) << reply;
+  EXPECT_EQ(e.tenant_id(), "t1");
+  EXPECT_EQ(e.envelope_from(), "alice@hosted.test");
+  ASSERT_EQ(e.recipients_size(), 2);
+  EXPECT_EQ(e.recipients(0).address(), "other@foreign.example");
+  EXPECT_EQ(e.recipients(1).address(), "someone@foreign.example");
+  auto body = q->ReadBody(e.queue_id());
+  ASSERT_TRUE(body.ok()) << body.status();
+  EXPECT_TRUE(absl::StartsWith(*body, "DKIM-Signature: ")) << *body;
+  EXPECT_NE(body->find("Received: from laptop"), std::string::npos) << *body;
+  EXPECT_EQ(body->find("Return-Path:"), std::string::npos) << *body;
+  // An independent check of the signature: mailauth's verifier with the
+  // key published.
+  mailauth::MemoryResolver pub;
+  pub.AddTxt("sel._domainkey.hosted.test", k.txt);
+  std::vector<mailauth::DkimVerdict> v = mailauth::DkimVerifyAll(*body, pub);
+  ASSERT_EQ(v.size(), 1u);
+  EXPECT_EQ(v[0].result, mailauth::DkimResult::kPass) << v[0].reason;
+  EXPECT_EQ(v[0].domain, "hosted.test");
+
+  // A post to a MODERATED group is held (no copy delivered), not refused.
+  {
+    absl::MutexLock l(&backend_->mu);
+    backend_->moderated_groups.insert("team@hosted.test");
+  }
+  EXPECT_REPLY(SendMxTo("team@hosted.test", "From: x@sender.example\r\nSubject: to the team\r\n\r\nhi\r\n"),
+               "250 2.0.0");
+  EXPECT_EQ(backend_->Delivered(), 1u);
+  auto held = app_->outbound()->held()->List();
+  ASSERT_TRUE(held.ok()) << held.status();
+  ASSERT_EQ(held->size(), 1u);
+  EXPECT_EQ((*held)[0].held.group_address(), "team@hosted.test");
+  EXPECT_EQ((*held)[0].moderators, std::vector<std::string>{"u-mod"});
+  auto he = q->GetQueueEntry((*held)[0].held.queue_id(), "", absl::Now());
+  ASSERT_TRUE(he.ok()) << he.status();
+  EXPECT_EQ(he->state(), relay::v1::QUEUE_STATE_HELD);
+
+  // Unauthenticated: still no relay.
+  tcp::socket s = Connect("smtp");
+  Client<tcp::socket> mx(s);
+  mx.Reply();
+  mx.Cmd("EHLO probe");
+  EXPECT_REPLY(mx.Cmd("MAIL FROM:<x@foreign.example>"), "250");
+  EXPECT_REPLY(mx.Cmd("RCPT TO:<someone@foreign.example>"), "550 5.7.1");
 }
 
 }  // namespace

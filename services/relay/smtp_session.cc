@@ -1,5 +1,6 @@
 #include "services/relay/smtp_session.h"
 
+#include <algorithm>
 #include <map>
 #include <variant>
 
@@ -11,6 +12,8 @@
 #include "libs/metrics/metrics.h"
 #include "libs/rpc/errors.h"
 #include "services/relay/headers.h"
+#include "services/relay/inbox_rules.h"
+#include "services/relay/outbound.h"
 
 namespace mailgrid::relay {
 
@@ -218,6 +221,8 @@ Output RelaySession::Drive() {
       (void)smtp_.Accept();  // "220 Ready"; the engine dropped buffered input
       targets_.clear();
       target_ids_.clear();
+      remote_.clear();
+      moderated_.clear();
       user_.reset();
       out.bytes += smtp_.TakeOutput();
       out.start_tls = true;
@@ -239,6 +244,8 @@ Output RelaySession::Drive() {
 void RelaySession::OnMail(const smtp::event::MailFrom& e) {
   targets_.clear();
   target_ids_.clear();
+  remote_.clear();
+  moderated_.clear();
   mail_from_ = e.reverse_path.null ? "" : e.reverse_path.Mailbox();
   if (!user_) {
     // Port 25: anyone may send to our users (SPF/DMARC verdicts are recorded
@@ -303,7 +310,7 @@ void RelaySession::OnRcpt(const smtp::event::RcptTo& e) {
     absl::StatusOr<tenant::v1::ResolveResponse> r = b->Resolve(req);
     if (r.ok()) {
       auto resp = std::make_shared<tenant::v1::ResolveResponse>(*std::move(r));
-      return [this, resp, count] {
+      return [this, resp, count, rcpt = req.address()] {
         if (resp->posting_decision() == tenant::v1::POSTING_DECISION_DENIED) {
           count("posting_denied");
           Reply(false, 550, "5.7.1",
@@ -313,10 +320,23 @@ void RelaySession::OnRcpt(const smtp::event::RcptTo& e) {
           return;
         }
         if (resp->posting_decision() == tenant::v1::POSTING_DECISION_MODERATED) {
-          // Holding for a moderator is relayd's queue (issue 9): until then
-          // a temporary refusal keeps the message with the sender.
-          count("moderated_deferred");
-          Reply(false, 451, "4.7.1", "Moderated group: message hold not available yet");
+          // Held for the group's moderators (issue 9): queued HELD at DATA.
+          // Without the queue a temporary refusal keeps it with the sender.
+          if (ctx_->outbound == nullptr || !ctx_->outbound->available()) {
+            count("moderated_deferred");
+            Reply(false, 451, "4.7.1", "Moderated group: message hold not available, try later");
+            return;
+          }
+          std::string group = resp->canonical_address();
+          bool seen = false;
+          for (const Moderated& m : moderated_) seen |= m.group_address == group;
+          if (!seen) {
+            moderated_.push_back({resp->tenant_id(), group, resp->group_id(),
+                                  {resp->moderator_user_ids().begin(),
+                                   resp->moderator_user_ids().end()}});
+          }
+          count("moderated_held");
+          (void)smtp_.Accept();
           return;
         }
         if (resp->recipients().empty()) {
@@ -326,7 +346,8 @@ void RelaySession::OnRcpt(const smtp::event::RcptTo& e) {
         }
         for (const auto& rc : resp->recipients()) {
           if (target_ids_.insert(rc.mailbox_id()).second)
-            targets_.push_back({rc.mailbox_id(), rc.address(), rc.shard()});
+            targets_.push_back({rc.mailbox_id(), rc.address(), rc.shard(), rc.user_id(), rcpt,
+                                rc.sieve_version()});
         }
         count("accepted");
         (void)smtp_.Accept();
@@ -335,11 +356,24 @@ void RelaySession::OnRcpt(const smtp::event::RcptTo& e) {
     absl::Status st = r.status();
     std::string reason = rpc::ReasonOf(st);
     if (st.code() == absl::StatusCode::kNotFound && reason == "DOMAIN_NOT_HOSTED") {
-      return [this, authenticated, count] {
-        count("relay_denied");
-        Reply(false, 550, "5.7.1",
-              authenticated ? "Relaying to remote domains is not available yet"
-                            : "Relay access denied");
+      if (!authenticated) {
+        return [this, count] {
+          count("relay_denied");
+          Reply(false, 550, "5.7.1", "Relay access denied");
+        };
+      }
+      // Submission to the rest of the world: queued at DATA (issue 9).
+      std::string address = req.address();
+      return [this, count, address] {
+        if (ctx_->outbound == nullptr || !ctx_->outbound->available()) {
+          count("queue_unavailable");
+          Reply(false, 451, "4.3.0", "Remote delivery temporarily unavailable, try again later");
+          return;
+        }
+        count("remote");
+        if (std::find(remote_.begin(), remote_.end(), address) == remote_.end())
+          remote_.push_back(address);
+        (void)smtp_.Accept();
       };
     }
     if (st.code() == absl::StatusCode::kNotFound) {
@@ -429,6 +463,14 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
   if (inbound) raw = std::make_shared<const std::string>(std::move(message));
   std::vector<std::pair<uint32_t, std::string>> targets;
   for (const Target& tg : targets_) targets.emplace_back(tg.shard, tg.mailbox_id);
+  // Inbox rules (inbox_rules.h): whose copies these are.
+  InboxRules* rules = ctx_->inbox_rules.get();
+  auto rules_msg = std::make_shared<InboxMessage>();
+  rules_msg->envelope_from = from;
+  rules_msg->other_recipients = remote_.size();
+  for (const Target& tg : targets_)
+    rules_msg->recipients.push_back(
+        {tg.mailbox_id, tg.user_id, tg.address, tg.rcpt, tg.sieve_version});
   absl::Time at = t.at;
   mailauth::Resolver* dns = ctx_->dns;
   std::vector<std::string> from_check;
@@ -439,9 +481,16 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
   std::string listener = info_.listener;
   std::string queue_id = t.queue_id;
   size_t size = body->size();  // what we store, minus our fields
+  std::vector<std::string> remote = std::move(remote_);
+  std::vector<Moderated> moderated = std::move(moderated_);
+  Outbound* outbound = ctx_->outbound;
+  auto received = std::make_shared<std::string>(ReceivedField(t));
   targets_.clear();
   target_ids_.clear();
+  remote_.clear();
+  moderated_.clear();
   Async([this, b, prefix, body, raw, targets, auth_results, inbound, dns, at, id, from_check, user,
+         remote, outbound, received, from, moderated, rules, rules_msg,
          metrics, listener, queue_id, size]() mutable -> std::function<void()> {
     auto count = [metrics, listener](const char* result) {
       if (metrics) metrics->messages->Add({{"listener", listener}, {"result", result}}).Increment();
@@ -481,6 +530,9 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
       }
       junk = ar.disposition == mailauth::DmarcPolicy::kQuarantine;
     }
+    // Local copies first: when queueing the remote ones then fails, the
+    // client's retry is deduplicated by mailstored (same delivery id).
+    if (!targets.empty()) {
     // One DeliverBatch per shard, all with the same body and delivery id.
     auto reqs = std::make_shared<std::map<uint32_t, mailstore::v1::DeliverBatchRequest>>();
     std::string stored = *prefix + auth_results + *body;
@@ -504,7 +556,8 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
     size_t expected = 0;
     for (const auto& [shard, req] : *reqs) {
       expected += static_cast<size_t>(req.recipients_size());
-      absl::StatusOr<mailstore::v1::DeliverBatchResponse> one = b->Deliver(shard, req);
+      absl::StatusOr<mailstore::v1::DeliverBatchResponse> one =
+          rules ? rules->Deliver(shard, req, *rules_msg) : b->Deliver(shard, req);
       if (!one.ok()) {
         st = one.status();
         break;
@@ -512,6 +565,14 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
       for (auto& res : *one->mutable_results()) *all.add_results() = std::move(res);
     }
     if (metrics) metrics->delivery_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    if (st.code() == absl::StatusCode::kPermissionDenied) {
+      // The only recipient's inbox rules reject it (RFC 5429): nothing stored.
+      std::string text(st.message());
+      return [this, count, text] {
+        count("rule_reject");
+        Reply(false, 550, "5.7.1", text);
+      };
+    }
     if (!st.ok()) {
       log::Warn("DeliverBatch failed", {{"status", st}, {"queue_id", queue_id}});
       if (st.code() == absl::StatusCode::kInvalidArgument) {
@@ -572,10 +633,46 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
       log::Warn("partial delivery: bounce not sent (outbound queue missing)",
                 {{"queue_id", queue_id}, {"over_quota", quota}, {"missing", missing}});
     }
+    }  // local copies
+    std::string reply_id = queue_id;
+    // Posts to MODERATED groups: one HELD entry per group, decided with
+    // ApproveHeldMessage / RejectHeldMessage.
+    for (const Moderated& m : moderated) {
+      absl::StatusOr<std::string> h =
+          outbound == nullptr
+              ? absl::UnavailableError("no outbound queue")
+              : outbound->HoldForModeration(
+                    {m.tenant_id, m.group_address, m.group_id, m.moderators}, from,
+                    *received + auth_results + *body);
+      if (!h.ok()) {
+        log::Warn("holding for moderation failed", {{"status", h.status()}, {"queue_id", queue_id}});
+        return [this, count] {
+          count("hold_failed");
+          Reply(false, 451, "4.3.0", "Temporary failure holding the message, try again");
+        };
+      }
+      reply_id = *h;
+    }
+    if (!remote.empty()) {
+      // Remote recipients: DKIM-signed with the From: domain's keys and
+      // queued in one entry; 250 only once the entry is committed.
+      absl::StatusOr<std::string> q = outbound == nullptr
+                                          ? absl::UnavailableError("no outbound queue")
+                                          : outbound->SignAndEnqueue(user ? user->tenant_id : "",
+                                                                     from, remote, *received + *body);
+      if (!q.ok()) {
+        log::Warn("queueing for remote delivery failed", {{"status", q.status()}, {"queue_id", queue_id}});
+        return [this, count] {
+          count("queue_failed");
+          Reply(false, 451, "4.3.0", "Temporary failure queueing the message, try again");
+        };
+      }
+      reply_id = *q;
+    }
     if (metrics) metrics->bytes_accepted->Increment(static_cast<double>(size));
-    return [this, count, queue_id, junk] {
+    return [this, count, reply_id, junk] {
       count(junk ? "accepted_junk" : "accepted");
-      Reply(true, 250, "2.0.0", absl::StrCat("Ok: queued as ", queue_id));
+      Reply(true, 250, "2.0.0", absl::StrCat("Ok: queued as ", reply_id));
     };
   });
 }

@@ -38,6 +38,10 @@
 
 namespace mailgrid::relay {
 
+class InboxRules;
+class Outbound;
+class OutboundSubmitter;
+
 struct RelayMetrics {
   prometheus::Family<prometheus::Counter>* replies = nullptr;   // {listener, class}
   prometheus::Family<prometheus::Counter>* messages = nullptr;  // {listener, result}
@@ -57,6 +61,14 @@ struct RelayContext {
   // SPF/DKIM/DMARC lookups (thread-safe, blocking: worker pool only);
   // null: --inbound-auth=false, no checks.
   mailauth::Resolver* dns = nullptr;
+  // Remote delivery (issue 9): the queue; null or !available(): an
+  // authenticated RCPT to a foreign domain gets 451 4.3.0.
+  Outbound* outbound = nullptr;
+  // Sending a message from inside relayd (Sieve redirect/vacation): see
+  // submitter.h and README "Sending from inside relayd". May be null.
+  OutboundSubmitter* submitter = nullptr;
+  // Inbox rules (Sieve) at local delivery (inbox_rules.h); null: none.
+  std::shared_ptr<InboxRules> inbox_rules;
 };
 
 enum class ListenerKind { kMx, kSubmission, kSubmissionTls };
@@ -83,6 +95,8 @@ class RelaySession final : public netserver::Session {
   struct Target {
     std::string mailbox_id, address;
     uint32_t shard = 0;
+    std::string user_id, rcpt;  // for inbox rules: the user, RCPT TO as given
+    int64_t sieve_version = 0;
   };
   struct Sasl {
     std::string mechanism;
@@ -120,6 +134,12 @@ class RelaySession final : public netserver::Session {
   std::string mail_from_;  // "" for <>
   std::vector<Target> targets_;
   std::set<std::string> target_ids_;
+  std::vector<std::string> remote_;  // authenticated RCPTs to foreign domains (queued)
+  struct Moderated {  // a MODERATED group posted to: held at DATA
+    std::string tenant_id, group_address, group_id;
+    std::vector<std::string> moderators;
+  };
+  std::vector<Moderated> moderated_;
   smtp::SessionStats counted_;  // stats already exported to metrics
 };
 

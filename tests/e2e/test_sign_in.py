@@ -11,7 +11,13 @@ Against `tools/mailgrid up --replicas 3`:
   in session (the "phone") approves it; the desktop redeems it once for a
   session whose token reads mail over IMAP with AUTHENTICATE OAUTHBEARER;
   a second redemption gets nothing.
+- Forgot password (story 4): carol asks for a reset; identityd mails the
+  token through relayd to her recovery address (a mailbox of her own here,
+  read over IMAP); the token sets a new password once; every old session
+  ends (its refresh token is refused) and the old password no longer opens
+  IMAP.
 """
+import re
 import base64
 import email
 import imaplib
@@ -140,6 +146,50 @@ class SignInTest(unittest.TestCase):
                                self.id_token(begun, imposter), check=False)
         self.assertNotEqual(refused.returncode, 0)
         self.assertIn("UNAUTHENTICATED", refused.stderr)
+
+    def test_forgot_password_reset_through_the_recovery_email(self):
+        carol, home = "carol@" + DOMAIN, "carol.home@" + DOMAIN
+        old_password = self.ctl.create_user(carol, "Carol")
+        home_password = self.ctl.create_user(home, "Carol at home")
+        self.ctl.admin("user", "update", carol, "--recovery-email", home)
+        old_session = self.ctl.run("auth", "login", carol, "--password", old_password)["session"]
+
+        self.ctl.run("auth", "reset-password", "request", carol)
+
+        def reset_token():
+            c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+            try:
+                c.starttls(ssl_context=self.tls)
+                c.login(home, home_password)
+                c.select("INBOX", readonly=True)
+                typ, data = c.search(None, "SUBJECT", '"Password reset for %s"' % carol)
+                if typ != "OK" or not data[0].split():
+                    return None
+                typ, parts = c.fetch(data[0].split()[-1], "(BODY.PEEK[])")
+                found = re.search(rb"Reset token: (\S+)", parts[0][1])
+                return found.group(1).decode() if found else None
+            finally:
+                c.logout()
+        token = mgtest.eventually(reset_token, "the reset mail in carol's recovery mailbox")
+
+        new_password = "Reset-" + uuid.uuid4().hex[:12]
+        self.ctl.run("auth", "reset-password", "complete", carol, "--reset-token", token,
+                     "--new-password", new_password)
+        again = self.ctl.run("auth", "reset-password", "complete", carol, "--reset-token", token,
+                             "--new-password", "Other-" + uuid.uuid4().hex[:12], check=False)
+        self.assertNotEqual(again.returncode, 0, "a reset token works once")
+        refreshed = self.ctl.run("auth", "refresh", old_session["refresh_token"], check=False)
+        self.assertNotEqual(refreshed.returncode, 0, "the reset ends every earlier session")
+
+        c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+        c.starttls(ssl_context=self.tls)
+        with self.assertRaises(imaplib.IMAP4.error):
+            c.login(carol, old_password)
+        c.logout()
+        c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+        c.starttls(ssl_context=self.tls)
+        self.assertEqual(c.login(carol, new_password)[0], "OK")
+        c.logout()
 
     def test_qr_ticket_signs_in_a_second_client(self):
         subject = "qr %s" % uuid.uuid4().hex[:8]

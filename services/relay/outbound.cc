@@ -1,0 +1,596 @@
+#include "services/relay/outbound.h"
+
+#include <unistd.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/strip.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "libs/base/log.h"
+#include "libs/base/status.h"
+#include "libs/kv/keys.h"
+#include "libs/outbound/delivery.h"
+#include "libs/outbound/dsn.h"
+#include "libs/rpc/errors.h"
+#include "services/relay/headers.h"
+#include "services/relay/local_delivery.h"
+
+namespace mailgrid::relay {
+namespace {
+
+using outbound::RecipientOutcome;
+
+outbound::SmtpReply Reply(uint32_t code, std::string enhanced, std::string text) {
+  outbound::SmtpReply r;
+  r.set_code(code);
+  r.set_enhanced_code(std::move(enhanced));
+  r.set_text(std::move(text));
+  r.set_remote_host("local delivery");
+  return r;
+}
+
+// Queued mail goes out by SMTP, unless its domain is hosted here (a DSN to
+// one of our users, internal mail queued while tenantd was down): then it
+// is delivered to the mailboxes, like any local mail.
+class RelayTransport final : public outbound::Transport {
+ public:
+  RelayTransport(const Options& o, Backend* backend, mailauth::Resolver* dns, RouteStore* routes,
+                 prometheus::Family<prometheus::Counter>* results)
+      : backend_(backend),
+        routes_(routes),
+        results_(results),
+        hostname_(o.hostname),
+        smtp_(Delivery(o), dns, &routes->table()) {}
+
+  std::vector<RecipientOutcome> Deliver(const std::string& domain, const std::string& from,
+                                        const std::vector<std::string>& rcpts,
+                                        const std::string& message) override {
+    bool local = false;
+    std::vector<RecipientOutcome> out = DeliverOnce(domain, from, rcpts, message, &local);
+    if (results_ != nullptr) {
+      for (const RecipientOutcome& o : out) {
+        const char* r = o.kind == RecipientOutcome::Kind::kDelivered ? "delivered"
+                        : o.kind == RecipientOutcome::Kind::kBounced ? "bounced"
+                                                                     : "deferred";
+        results_->Add({{"path", local ? "local" : "remote"}, {"result", r}}).Increment();
+      }
+    }
+    return out;
+  }
+
+ private:
+  static outbound::DeliveryOptions Delivery(const Options& o) {
+    outbound::DeliveryOptions d;
+    d.helo_name = o.hostname;
+    d.mx_port = static_cast<uint16_t>(o.outbound_mx_port);
+    d.direct_tls =
+        o.outbound_starttls ? outbound::TlsPolicy::kOpportunistic : outbound::TlsPolicy::kNone;
+    d.ca_file = o.outbound_ca_file;
+    return d;
+  }
+
+  std::vector<RecipientOutcome> DeliverOnce(const std::string& domain, const std::string& from,
+                                            const std::vector<std::string>& rcpts,
+                                            const std::string& message, bool* local) {
+    tenant::v1::SenderContext sender;
+    sender.set_envelope_from(from);
+    // One domain per call: the first recipient says whether it is ours.
+    absl::StatusOr<ResolvedRecipient> first = ResolveRecipient(*backend_, rcpts.front(), sender);
+    if (first.ok() && first->remote) {
+      routes_->Refresh(absl::Seconds(5));
+      return smtp_.Deliver(domain, from, rcpts, message);
+    }
+    *local = true;
+    std::vector<RecipientOutcome> out(rcpts.size());
+    std::vector<MailboxTarget> targets;
+    std::vector<std::vector<std::string>> mailboxes(rcpts.size());
+    for (size_t i = 0; i < rcpts.size(); ++i) {
+      out[i].address = rcpts[i];
+      absl::StatusOr<ResolvedRecipient> r =
+          i == 0 ? first : ResolveRecipient(*backend_, rcpts[i], sender);
+      if (r.ok() && !r->remote && r->response.recipients_size() > 0) {
+        for (const auto& m : r->response.recipients()) {
+          targets.push_back({m.shard(), m.mailbox_id()});
+          mailboxes[i].push_back(m.mailbox_id());
+        }
+        continue;
+      }
+      absl::StatusCode code = r.ok() ? absl::StatusCode::kNotFound : r.status().code();
+      if (code == absl::StatusCode::kNotFound || code == absl::StatusCode::kInvalidArgument) {
+        out[i].kind = RecipientOutcome::Kind::kBounced;
+        out[i].reply = Reply(550, "5.1.1", "User unknown (local recipient)");
+      } else {
+        out[i].kind = RecipientOutcome::Kind::kDeferred;
+        out[i].reply = Reply(451, "4.3.0", "Directory temporarily unavailable");
+      }
+    }
+    if (targets.empty()) return out;
+    absl::Time now = absl::Now();
+    std::string id = DeliveryId(from, rcpts, message);
+    std::string stored = LocalTraceFields(hostname_, from, id.substr(0, 16), now) + message;
+    auto statuses = DeliverToMailboxes(*backend_, id, stored, now, targets);
+    for (size_t i = 0; i < rcpts.size(); ++i) {
+      if (mailboxes[i].empty()) continue;
+      if (!statuses.ok()) {
+        out[i].kind = RecipientOutcome::Kind::kDeferred;
+        out[i].reply = Reply(451, "4.3.0", "Mail store temporarily unavailable");
+        out[i].reply.set_error(std::string(statuses.status().message()));
+        continue;
+      }
+      int ok = 0, quota = 0, temporary = 0;
+      for (const std::string& m : mailboxes[i]) {
+        auto it = statuses->find(m);
+        auto st =
+            it == statuses->end() ? mailstore::v1::DELIVERY_STATUS_TEMPORARY_FAILURE : it->second;
+        if (st == mailstore::v1::DELIVERY_STATUS_DELIVERED ||
+            st == mailstore::v1::DELIVERY_STATUS_DUPLICATE)
+          ++ok;
+        else if (st == mailstore::v1::DELIVERY_STATUS_QUOTA_EXCEEDED)
+          ++quota;
+        else if (st != mailstore::v1::DELIVERY_STATUS_MAILBOX_NOT_FOUND)
+          ++temporary;
+      }
+      if (temporary > 0) {
+        out[i].kind = RecipientOutcome::Kind::kDeferred;
+        out[i].reply = Reply(451, "4.3.0", "Mail store temporary failure");
+      } else if (ok > 0) {
+        out[i].kind = RecipientOutcome::Kind::kDelivered;
+        out[i].reply = Reply(250, "2.0.0", "Delivered to the mailbox");
+      } else {
+        out[i].kind = RecipientOutcome::Kind::kBounced;
+        out[i].reply = quota > 0 ? Reply(552, "5.2.2", "Mailbox full")
+                                 : Reply(550, "5.1.1", "Mailbox unavailable");
+      }
+    }
+    return out;
+  }
+
+  Backend* backend_;
+  RouteStore* routes_;
+  prometheus::Family<prometheus::Counter>* results_;
+  std::string hostname_;
+  outbound::SmtpTransport smtp_;
+};
+
+std::string FromDomain(const std::string& message) {
+  std::vector<std::string> from = FromAddresses(message);
+  if (from.empty()) return "";
+  return outbound::DomainOf(from.front());
+}
+
+// An envelope address from another service: a mailbox, nothing that could
+// break a header or an SMTP command.
+bool SafeAddress(const std::string& a, bool allow_empty) {
+  if (a.empty()) return allow_empty;
+  if (a.size() > 254 || a.find('@') == std::string::npos) return false;
+  for (char c : a) {
+    unsigned char u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f || c == '<' || c == '>' || c == '(' || c == ')' || c == ',' ||
+        c == ';' || c == '"' || c == '\\')
+      return false;
+  }
+  return true;
+}
+
+std::string SubmitKey(const std::string& key) {
+  return kv::KeyBuilder(kv::GlobalPrefix("outq_submit")).Str(key).Build();
+}
+
+}  // namespace
+
+// ---- DKIM keys --------------------------------------------------------------
+
+absl::StatusOr<std::vector<outbound::SigningKey>> DkimKeyCache::KeysFor(const std::string& domain) {
+  absl::Time now = absl::Now();
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = cache_.find(domain);
+    if (it != cache_.end() && it->second.expires > now) return it->second.keys;
+  }
+  Entry e;
+  absl::StatusOr<tenant::v1::GetDkimSigningKeyResponse> r = backend_->GetDkimSigningKey(domain);
+  if (!r.ok()) {
+    if (r.status().code() != absl::StatusCode::kNotFound) return r.status();
+    e.expires = now + absl::Seconds(60);
+  } else {
+    for (const auto& k : r->keys()) {
+      absl::StatusOr<mailauth::DkimPrivateKey> key =
+          mailauth::DkimPrivateKey::FromPem(k.private_key_pem());
+      if (!key.ok()) {
+        log::Warn("DKIM key unusable",
+                  {{"domain", domain}, {"selector", k.selector()}, {"status", key.status()}});
+        continue;
+      }
+      e.keys.push_back({k.domain(), k.selector(), *std::move(key)});
+    }
+    uint32_t ttl = r->cache_ttl_seconds() > 0 ? r->cache_ttl_seconds() : 300;
+    e.expires = now + absl::Seconds(ttl);
+  }
+  absl::MutexLock lock(&mu_);
+  if (cache_.size() > 10000) cache_.clear();
+  cache_[domain] = e;
+  return e.keys;
+}
+
+absl::StatusOr<std::string> SignOutgoing(const std::string& message, DkimKeyCache& keys,
+                                         absl::Time now) {
+  std::string domain = FromDomain(message);
+  if (domain.empty()) return message;
+  ASSIGN_OR_RETURN(std::vector<outbound::SigningKey> ks, keys.KeysFor(domain));
+  // Each signature covers the message without the others (DKIM-Signature
+  // fields are not in the signed header list): prepend them all.
+  std::string fields;
+  for (const outbound::SigningKey& k : ks) {
+    ASSIGN_OR_RETURN(std::string signed_message, outbound::SignMessage(message, k, now));
+    fields += signed_message.substr(0, signed_message.size() - message.size());
+  }
+  return fields + message;
+}
+
+// ---- Outbound ---------------------------------------------------------------
+
+std::unique_ptr<Outbound> Outbound::Create(const Options& options, Backend* backend,
+                                           std::unique_ptr<store::Store> store,
+                                           std::unique_ptr<mailauth::Resolver> mx_dns,
+                                           prometheus::Registry* registry) {
+  std::unique_ptr<Outbound> o(new Outbound());
+  o->options_ = options;
+  o->backend_ = backend;
+  o->keys_ = std::make_unique<DkimKeyCache>(backend);
+  prometheus::Family<prometheus::Counter>* results = nullptr;
+  if (registry != nullptr) {
+    auto& gauges = prometheus::BuildGauge()
+                       .Name("mailgrid_relay_queue")
+                       .Help(
+                           "Outbound queue: depth (entries, counted up to 100000), oldest_age_"
+                           "seconds, store_up (1 when the queue store answered the last probe)")
+                       .Register(*registry);
+    o->depth_ = &gauges.Add({{"what", "depth"}});
+    o->oldest_age_ = &gauges.Add({{"what", "oldest_age_seconds"}});
+    o->store_up_ = &gauges.Add({{"what", "store_up"}});
+    results = &prometheus::BuildCounter()
+                   .Name("mailgrid_relay_deliveries_total")
+                   .Help(
+                       "Queued recipients attempted, by path (remote SMTP, local mailbox) and "
+                       "result (delivered, deferred, bounced)")
+                   .Register(*registry);
+    o->submissions_ = &prometheus::BuildCounter()
+                           .Name("mailgrid_relay_queued_total")
+                           .Help("Messages queued for remote delivery, by source and result")
+                           .Register(*registry);
+  }
+  if (!store) {
+    log::Warn("no queue store (--queue-store, --tenantd): remote recipients get 451 4.3.0");
+    return o;
+  }
+  o->store_ = std::move(store);
+  outbound::QueueOptions qo;
+  qo.retry.initial_backoff = options.queue_initial_backoff;
+  qo.retry.max_backoff = options.queue_max_backoff;
+  qo.retry.lifetime = options.queue_lifetime;
+  qo.retry.delay_warning_after = options.queue_delay_warning;
+  qo.lease_duration = options.queue_lease;
+  o->queue_ = std::make_unique<outbound::Queue>(o->store_.get(), qo);
+  o->routes_ = std::make_unique<RouteStore>(o->store_.get());
+  o->held_ = std::make_unique<HeldStore>(o->store_.get());
+  o->mx_dns_ = std::move(mx_dns);
+  o->transport_ = std::make_unique<RelayTransport>(o->options_, backend, o->mx_dns_.get(),
+                                                   o->routes_.get(), results);
+  outbound::RunnerOptions ro;
+  char host[256] = {0};
+  gethostname(host, sizeof(host) - 1);
+  ro.holder = absl::StrCat(host, "/", getpid());
+  ro.reporting_mta = options.hostname;
+  ro.threads = options.queue_threads;
+  ro.poll_interval = options.queue_poll_interval;
+  o->runner_ = std::make_unique<outbound::QueueRunner>(o->queue_.get(), o->transport_.get(), ro);
+  return o;
+}
+
+Outbound::~Outbound() { Stop(); }
+
+void Outbound::Start() {
+  if (started_ || !queue_) return;
+  started_ = true;
+  probe_ = std::thread([this] { ProbeLoop(); });
+  if (options_.queue_threads > 0) runner_->Start();
+}
+
+void Outbound::Stop() {
+  if (!started_) return;
+  started_ = false;
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+  if (runner_) runner_->Stop();
+  if (probe_.joinable()) probe_.join();
+}
+
+void Outbound::ProbeLoop() {
+  while (!stop_.HasBeenNotified()) {
+    Probe();
+    stop_.WaitForNotificationWithTimeout(available_.load() ? absl::Seconds(10) : absl::Seconds(2));
+  }
+}
+
+void Outbound::Probe() {
+  // Record keys in age order (queue ids start with the creation micros):
+  // the first is the oldest; the count is the depth (capped).
+  kv::v1::ScanRequest scan;
+  scan.set_prefix(kv::GlobalPrefix("outq"));
+  scan.set_keys_only(true);
+  scan.set_limit(100000);
+  absl::StatusOr<kv::v1::ScanResponse> r = store_->Scan(scan, absl::Now() + absl::Seconds(5));
+  bool was = available_.exchange(r.ok());
+  if (was != r.ok()) {
+    if (r.ok())
+      log::Info("queue store reachable: remote delivery on");
+    else
+      log::Warn("queue store unreachable: remote recipients get 451", {{"status", r.status()}});
+  }
+  if (store_up_) store_up_->Set(r.ok() ? 1 : 0);
+  if (!r.ok() || depth_ == nullptr) return;
+  depth_->Set(static_cast<double>(r->entries_size()));
+  double age = 0;
+  if (r->entries_size() > 0) {
+    kv::KeyReader reader(std::string_view(r->entries(0).key()));
+    uint64_t micros = 0;
+    if (reader.ConsumePrefix(kv::GlobalPrefix("outq"))) {
+      absl::StatusOr<std::string> id = reader.Str();
+      if (id.ok() && id->size() >= 16 && absl::SimpleHexAtoi(id->substr(0, 16), &micros)) {
+        age =
+            absl::ToDoubleSeconds(absl::Now() - absl::FromUnixMicros(static_cast<int64_t>(micros)));
+      }
+    }
+  }
+  oldest_age_->Set(age);
+}
+
+absl::StatusOr<std::string> Outbound::SignAndEnqueue(const std::string& tenant_id,
+                                                     const std::string& envelope_from,
+                                                     const std::vector<std::string>& rcpts,
+                                                     const std::string& message) {
+  if (!queue_) return absl::UnavailableError("no queue store configured");
+  absl::Time now = absl::Now();
+  auto count = [this](const char* result) {
+    if (submissions_) submissions_->Add({{"result", result}}).Increment();
+  };
+  absl::StatusOr<std::string> signed_message = SignOutgoing(message, *keys_, now);
+  if (!signed_message.ok()) {
+    count("sign_failed");
+    if (signed_message.status().code() == absl::StatusCode::kInvalidArgument) {
+      // A message DKIM cannot sign (no From:, malformed header): sent as is.
+      log::Warn("message not DKIM-signed", {{"status", signed_message.status()}});
+      signed_message = message;
+    } else {
+      return absl::UnavailableError(
+          absl::StrCat("DKIM keys unavailable: ", signed_message.status().message()));
+    }
+  }
+  outbound::NewMessage m;
+  m.tenant_id = tenant_id;
+  m.envelope_from = envelope_from;
+  m.recipients = rcpts;
+  m.body = *std::move(signed_message);
+  absl::StatusOr<std::string> id = queue_->Enqueue(m, now);
+  count(id.ok() ? "queued" : "store_failed");
+  if (!id.ok() && id.status().code() != absl::StatusCode::kInvalidArgument) {
+    available_.store(false);  // the probe turns it back on
+    return absl::UnavailableError(absl::StrCat("queue store: ", id.status().message()));
+  }
+  return id;
+}
+
+void Outbound::SendBounceDsn(const outbound::CompletionReport& report) {
+  if (!queue_) return;
+  absl::Time now = absl::Now();
+  auto dsn = outbound::MakeDsn(report.entry, report.newly_bounced, report.body,
+                               outbound::DsnKind::kFailure, options_.hostname, now);
+  if (!dsn) return;
+  auto id = queue_->Enqueue(*dsn, now);
+  if (!id.ok()) log::Warn("bounce DSN not queued", {{"status", id.status()}});
+}
+
+absl::StatusOr<v1::SubmitMessageResponse> Outbound::SubmitInternal(
+    const v1::SubmitMessageRequest& req) {
+  if (req.recipients_size() == 0) {
+    return rpc::InvalidField("recipients", "EMPTY", "at least one recipient");
+  }
+  if (!SafeAddress(req.envelope_from(), true)) {
+    return rpc::InvalidField("envelope_from", "BAD_ADDRESS", "not a mailbox address");
+  }
+  for (int i = 0; i < req.recipients_size(); ++i) {
+    if (!SafeAddress(req.recipients(i), false)) {
+      return rpc::InvalidField(absl::StrCat("recipients[", i, "]"), "BAD_ADDRESS",
+                               "not a mailbox address");
+    }
+  }
+  if (req.message().empty()) return rpc::InvalidField("message", "EMPTY", "the message is empty");
+  if (req.message().size() > static_cast<size_t>(options_.max_message_size)) {
+    return rpc::InvalidField("message", "TOO_LARGE", "over the message size limit");
+  }
+  if (req.idempotency_key().size() > 128) {
+    return rpc::InvalidField("idempotency_key", "TOO_LONG", "at most 128 bytes");
+  }
+  absl::Time now = absl::Now();
+  // A repeated key answers the first result (recorded in the queue store).
+  if (!req.idempotency_key().empty() && store_) {
+    kv::v1::GetRequest get;
+    get.set_key(SubmitKey(req.idempotency_key()));
+    auto g = store_->Get(get, now + absl::Seconds(10));
+    if (!g.ok()) return absl::UnavailableError("queue store unavailable");
+    v1::SubmitMessageResponse first;
+    if (g->found() && first.ParseFromString(g->value())) return first;
+  }
+  tenant::v1::SenderContext sender;
+  sender.set_envelope_from(req.envelope_from());
+  std::vector<std::string> remote;
+  std::vector<std::string> local;
+  std::vector<MailboxTarget> targets;
+  for (int i = 0; i < req.recipients_size(); ++i) {
+    absl::StatusOr<ResolvedRecipient> r = ResolveRecipient(*backend_, req.recipients(i), sender);
+    if (!r.ok()) {
+      absl::StatusCode c = r.status().code();
+      if (c == absl::StatusCode::kNotFound || c == absl::StatusCode::kInvalidArgument) {
+        return rpc::InvalidField(absl::StrCat("recipients[", i, "]"), "BAD_ADDRESS",
+                                 "no such local recipient");
+      }
+      return absl::UnavailableError(absl::StrCat("tenantd: ", r.status().message()));
+    }
+    if (r->remote) {
+      remote.push_back(req.recipients(i));
+      continue;
+    }
+    local.push_back(req.recipients(i));
+    for (const auto& m : r->response.recipients()) targets.push_back({m.shard(), m.mailbox_id()});
+  }
+  if (!remote.empty() && !available()) {
+    return absl::UnavailableError("outbound queue unavailable");
+  }
+  v1::SubmitMessageResponse resp;
+  std::string id = req.idempotency_key().empty()
+                       ? DeliveryId(req.envelope_from(), local, req.message())
+                       : DeliveryId("submit", {req.idempotency_key()}, "");
+  if (!targets.empty()) {
+    std::string stored =
+        LocalTraceFields(options_.hostname, req.envelope_from(), id.substr(0, 16), now) +
+        req.message();
+    ASSIGN_OR_RETURN(auto statuses, DeliverToMailboxes(*backend_, id, stored, now, targets));
+    for (const auto& [mailbox, st] : statuses) {
+      if (st == mailstore::v1::DELIVERY_STATUS_TEMPORARY_FAILURE ||
+          st == mailstore::v1::DELIVERY_STATUS_WRONG_SHARD ||
+          st == mailstore::v1::DELIVERY_STATUS_UNSPECIFIED) {
+        return absl::UnavailableError("mail store temporary failure; retry");
+      }
+      if (st == mailstore::v1::DELIVERY_STATUS_QUOTA_EXCEEDED ||
+          st == mailstore::v1::DELIVERY_STATUS_MAILBOX_NOT_FOUND) {
+        log::Warn("internal submission not stored for a mailbox",
+                  {{"mailbox_id", mailbox}, {"status", static_cast<int>(st)}});
+      }
+    }
+    for (const std::string& a : local) resp.add_delivered_locally(a);
+  }
+  if (!remote.empty()) {
+    TraceInfo t;
+    t.hostname = options_.hostname;
+    t.helo = options_.hostname;
+    t.client_ip = "127.0.0.1";
+    t.queue_id = id.substr(0, 16);
+    t.envelope_from = req.envelope_from();
+    t.recipients = remote;
+    t.at = now;
+    ASSIGN_OR_RETURN(std::string qid, SignAndEnqueue(req.tenant_id(), req.envelope_from(), remote,
+                                                     ReceivedField(t) + req.message()));
+    resp.set_queue_id(qid);
+    for (const std::string& a : remote) resp.add_queued(a);
+  }
+  if (!req.idempotency_key().empty() && store_) {
+    kv::v1::WriteRequest w;
+    auto* put = w.add_ops()->mutable_put();
+    put->set_key(SubmitKey(req.idempotency_key()));
+    put->set_value(resp.SerializeAsString());
+    auto written = store_->Write(w, absl::Now() + absl::Seconds(10));
+    if (!written.ok()) log::Warn("idempotency record not written", {{"status", written.status()}});
+  }
+  return resp;
+}
+
+absl::StatusOr<std::string> Outbound::HoldForModeration(const ModerationHold& hold,
+                                                        const std::string& envelope_from,
+                                                        const std::string& message) {
+  if (!queue_) return absl::UnavailableError("no queue store configured");
+  absl::Time now = absl::Now();
+  outbound::NewMessage m;
+  m.tenant_id = hold.tenant_id;
+  m.envelope_from = envelope_from;
+  m.recipients = {hold.group_address};
+  m.body = message;
+  m.hold_reason = "moderation";
+  absl::StatusOr<std::string> id = queue_->Enqueue(m, now);
+  if (!id.ok()) return absl::UnavailableError(absl::StrCat("queue store: ", id.status().message()));
+  HeldRecord r;
+  v1::HeldMessage& h = r.held;
+  h.set_held_id(*id);
+  h.set_queue_id(*id);
+  h.set_tenant_id(hold.tenant_id);
+  h.set_kind(v1::HOLD_KIND_MODERATION);
+  h.set_state(v1::HELD_STATE_HELD);
+  std::vector<std::string> from = FromAddresses(message);
+  h.mutable_sender()->set_address(from.empty() ? envelope_from : from.front());
+  h.add_recipients(hold.group_address);
+  std::vector<std::string> subject = HeaderValues(message, "Subject");
+  if (!subject.empty()) h.set_subject(std::string(absl::StripAsciiWhitespace(subject.front())).substr(0, 998));
+  h.set_size_bytes(message.size());
+  h.set_group_address(hold.group_address);
+  h.mutable_held_at()->set_seconds(absl::ToUnixSeconds(now));
+  h.mutable_expires_at()->set_seconds(absl::ToUnixSeconds(now + options_.queue_lifetime));
+  r.moderators = hold.moderators;
+  absl::Status st = held_->Put(r);
+  if (!st.ok()) {
+    // Without its record nobody could decide: take the entry back out.
+    v1::DeleteQueueEntryRequest del;
+    del.set_queue_id(*id);
+    del.set_reason("moderation record not written");
+    (void)queue_->DeleteQueueEntry(del, "", now);
+    return absl::UnavailableError(absl::StrCat("queue store: ", st.message()));
+  }
+  log::Info("message held for moderation", {{"held_id", *id}, {"group", hold.group_address}});
+  return *id;
+}
+
+absl::StatusOr<v1::HeldMessage> Outbound::DecideHeld(const std::string& held_id, bool approve,
+                                                     const std::string& reason,
+                                                     const common::v1::Actor& by) {
+  if (!queue_) return absl::UnavailableError("no queue store configured");
+  ASSIGN_OR_RETURN(HeldRecord r, held_->Get(held_id));
+  if (r.held.state() != v1::HELD_STATE_HELD) {
+    return rpc::Precondition("ALREADY_DECIDED", "this message was already decided");
+  }
+  absl::Time now = absl::Now();
+  std::string kind = r.held.kind() == v1::HOLD_KIND_AUDIT ? "audit" : "moderation";
+  std::string body;
+  if (!approve) {
+    absl::StatusOr<std::string> b = queue_->ReadBody(r.held.queue_id());
+    if (b.ok()) body = *std::move(b);
+  }
+  absl::StatusOr<outbound::QueueEntry> e = queue_->DecideHold(r.held.queue_id(), kind, approve, "", now);
+  if (!e.ok()) {
+    if (absl::IsFailedPrecondition(e.status()))
+      return rpc::Precondition("ALREADY_DECIDED", "this message was already decided");
+    return e.status();
+  }
+  r.held.set_state(approve ? v1::HELD_STATE_APPROVED : v1::HELD_STATE_REJECTED);
+  *r.held.mutable_decided_by() = by;
+  r.held.mutable_decided_at()->set_seconds(absl::ToUnixSeconds(now));
+  r.held.set_decision_reason(reason);
+  RETURN_IF_ERROR(held_->Put(r));
+  log::Info("held message decided", {{"held_id", held_id}, {"approved", approve},
+                                     {"by", by.user_id().empty() ? by.service() : by.user_id()}});
+  if (!approve && !r.held.sender().address().empty()) {
+    // The sender is told (null sender: never bounced back).
+    std::string text = absl::StrCat(
+        "From: Mail Delivery System <postmaster@", options_.hostname, ">\r\n",
+        "To: <", r.held.sender().address(), ">\r\n",
+        "Subject: Your message to ", r.held.group_address(), " was not approved\r\n",
+        "Date: ", Rfc5322Date(now), "\r\n",
+        "Message-ID: <held-", held_id, "@", options_.hostname, ">\r\n",
+        "Auto-Submitted: auto-replied\r\nMIME-Version: 1.0\r\n",
+        "Content-Type: text/plain; charset=utf-8\r\n\r\n",
+        "Your message \"", r.held.subject(), "\" to ", r.held.group_address(),
+        " was rejected by a moderator.\r\nReason: ", reason, "\r\n");
+    absl::Status sent = Submit("", {r.held.sender().address()}, text);
+    if (!sent.ok()) log::Warn("rejection notice not sent", {{"status", sent}});
+  }
+  return r.held;
+}
+
+absl::Status Outbound::Submit(std::string mail_from, std::vector<std::string> rcpts,
+                              std::string message) {
+  v1::SubmitMessageRequest req;
+  req.set_envelope_from(std::move(mail_from));
+  for (std::string& r : rcpts) req.add_recipients(std::move(r));
+  req.set_message(std::move(message));
+  req.set_kind(v1::SUBMISSION_KIND_OTHER);
+  return SubmitInternal(req).status();
+}
+
+}  // namespace mailgrid::relay

@@ -1,0 +1,143 @@
+// relayd's outbound side (issue 9) over libs/outbound: the queue on the
+// replicated store (replica::ClientStore over --queue-store, default the
+// tenantd group), DKIM signing with the From: domain's ACTIVE keys from
+// tenantd (GetDkimSigningKey, cached), the queue runner (every relayd
+// replica runs --queue-threads workers; leases make that safe), delivery
+// by MX through c-ares (--dns-server) or smart-host routes from the store,
+// local delivery of queued mail whose domain is hosted (DSNs to our users),
+// and internal submission (OutboundSubmitter, SubmitMessage).
+//
+// Threads: the runner's workers; one probe thread that checks the store
+// every few seconds (available() and the queue depth/age gauges).
+// Failure behaviour: store unreachable → available() false: remote RCPTs
+// get 451 4.3.0, local mail flows. tenantd down at signing time → the
+// message is refused with 451 rather than sent unsigned.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
+#include "libs/mailauth/dns.h"
+#include "libs/outbound/queue.h"
+#include "libs/outbound/runner.h"
+#include "libs/outbound/signer.h"
+#include "libs/store/store.h"
+#include "mailgrid/relay/v1/relay.pb.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/registry.h"
+#include "services/relay/backend.h"
+#include "services/relay/config.h"
+#include "services/relay/held_store.h"
+#include "services/relay/route_store.h"
+#include "services/relay/submitter.h"
+
+namespace mailgrid::relay {
+
+// The ACTIVE DKIM keys of From: domains, from tenantd, cached per
+// cache_ttl_seconds (NOT_FOUND: 60 s, unsigned).
+class DkimKeyCache {
+ public:
+  explicit DkimKeyCache(Backend* backend) : backend_(backend) {}
+  // Empty: the domain is not ours or has no active key (send unsigned).
+  absl::StatusOr<std::vector<outbound::SigningKey>> KeysFor(const std::string& domain);
+
+ private:
+  struct Entry {
+    std::vector<outbound::SigningKey> keys;
+    absl::Time expires;
+  };
+  Backend* backend_;
+  absl::Mutex mu_;
+  std::map<std::string, Entry> cache_ ABSL_GUARDED_BY(mu_);
+};
+
+// The message with one DKIM-Signature per key prepended (the From: domain
+// of the message chooses the keys); unchanged when there are none.
+absl::StatusOr<std::string> SignOutgoing(const std::string& message, DkimKeyCache& keys,
+                                         absl::Time now);
+
+class Outbound final : public OutboundSubmitter {
+ public:
+  // `store` null: no queue (remote recipients refused with 451).
+  static std::unique_ptr<Outbound> Create(const Options& options, Backend* backend,
+                                          std::unique_ptr<store::Store> store,
+                                          std::unique_ptr<mailauth::Resolver> mx_dns,
+                                          prometheus::Registry* registry);
+  ~Outbound() override;
+
+  void Start();  // runner and probe threads
+  void Stop();
+
+  // The queue is configured and answered the last probe.
+  bool available() const { return queue_ != nullptr && available_.load(); }
+
+  // DKIM-signs `message` and queues it for `rcpts`; the queue id once
+  // committed.
+  absl::StatusOr<std::string> SignAndEnqueue(const std::string& tenant_id,
+                                             const std::string& envelope_from,
+                                             const std::vector<std::string>& rcpts,
+                                             const std::string& message);
+
+  // SubmitMessage: validation, idempotency, local now + remote queued.
+  absl::StatusOr<v1::SubmitMessageResponse> SubmitInternal(const v1::SubmitMessageRequest& req);
+  absl::Status Submit(std::string mail_from, std::vector<std::string> rcpts,
+                      std::string message) override;
+
+  // Queues the failure DSN of a BounceQueueEntry.
+  void SendBounceDsn(const outbound::CompletionReport& report);
+
+  // A message posted to a MODERATED group: queued HELD ("moderation") for
+  // the group address, with its HeldMessage record; the held id.
+  struct ModerationHold {
+    std::string tenant_id, group_address, group_id;
+    std::vector<std::string> moderators;
+  };
+  absl::StatusOr<std::string> HoldForModeration(const ModerationHold& hold,
+                                                const std::string& envelope_from,
+                                                const std::string& message);
+  // Approve (released for delivery) or reject (dropped; the sender gets a
+  // notice with `reason`). FAILED_PRECONDITION ALREADY_DECIDED.
+  absl::StatusOr<v1::HeldMessage> DecideHeld(const std::string& held_id, bool approve,
+                                             const std::string& reason,
+                                             const common::v1::Actor& by);
+  HeldStore* held() { return held_.get(); }
+
+  outbound::Queue* queue() { return queue_.get(); }
+  RouteStore* routes() { return routes_.get(); }
+
+ private:
+  Outbound() = default;
+  void Probe();
+  void ProbeLoop();
+
+  Options options_;
+  Backend* backend_ = nullptr;
+  std::unique_ptr<store::Store> store_;
+  std::unique_ptr<outbound::Queue> queue_;
+  std::unique_ptr<RouteStore> routes_;
+  std::unique_ptr<HeldStore> held_;
+  std::unique_ptr<mailauth::Resolver> mx_dns_;
+  std::unique_ptr<DkimKeyCache> keys_;
+  std::unique_ptr<outbound::Transport> transport_;
+  std::unique_ptr<outbound::QueueRunner> runner_;
+  std::atomic<bool> available_{false};
+  std::thread probe_;
+  absl::Notification stop_;
+  bool started_ = false;
+  prometheus::Gauge* depth_ = nullptr;
+  prometheus::Gauge* oldest_age_ = nullptr;
+  prometheus::Gauge* store_up_ = nullptr;
+  prometheus::Family<prometheus::Counter>* submissions_ = nullptr;  // {kind, result}
+};
+
+}  // namespace mailgrid::relay
