@@ -64,7 +64,15 @@ absl::StatusOr<std::unique_ptr<TenantApp>> TenantApp::Create(
   app->domains_ = std::make_unique<DomainServiceImpl>(
       app->tenant_store_.get(), app->auth_.get(), &app->options_,
       std::make_unique<CaresResolver>(o.dns_resolver, o.dns_timeout), std::move(sealer));
-  ASSIGN_OR_RETURN(app->peers_, MakeGrpcPeers(o));
+  // Peer channels use TLS when this daemon's own listener does (the chart's
+  // mTLS mode): the cluster CA (--tls-ca), our certificate.
+  rpc::ClientOptions peer_tls;
+  if (!o.tls_ca.empty() && !common.tls_cert.empty()) {
+    peer_tls.tls_ca_file = o.tls_ca;
+    peer_tls.tls_cert_file = common.tls_cert;
+    peer_tls.tls_key_file = common.tls_key;
+  }
+  ASSIGN_OR_RETURN(app->peers_, MakeGrpcPeers(o, peer_tls));
   if (app->replicated_) {
     // Resolve (relayd, every RCPT) reads this replica's own state: no
     // network hop, as fresh as replication (README, Resolve cache).

@@ -46,11 +46,20 @@ void AddFlags(config::Flags& f, Options& o) {
       "file with the 32-byte key that encrypts DKIM private keys at rest (raw, hex or base64)");
   f.String("dkim-master-key", &o.dkim_master_key, "the DKIM master key itself (hex or base64)",
            /*secret=*/true);
+  f.String("tls-ca", &o.tls_ca,
+           "CA (PEM) that verifies peers (replicas, identityd, mailstored, relayd) over gRPC TLS; "
+           "used only when this daemon's listener has TLS (--tls-cert): mTLS mode");
   f.StringList("identityd", &o.identityd,
                "identityd replicas (comma list) for initial passwords; empty: skipped, pending");
   f.StringList("mailstored", &o.mailstored,
                "mailstored shard map: h:p,h:p (shard 0) or 0=h:p,h:p;1=h:p,...; empty: mailbox "
                "creation is pending");
+  f.StringList("relayd", &o.relayd,
+               "relayd instances (comma list) for welcome notices (SubmitMessage); empty: the "
+               "notices wait (welcome pending) until relayd is configured");
+  f.String("login-host", &o.login_host,
+           "host name employees use for IMAP/SMTP, named in welcome notices (default: "
+           "mail.<the user's domain>)");
   f.Int("mailstore-shards", &o.mailstore_shards,
         "number of mailstored shards mailboxes are placed on (least-loaded first)");
   f.String("token-signing-key", &o.token_signing_key,

@@ -45,8 +45,13 @@ struct Options {
   std::string dkim_master_key_bytes;  // resolved 32 raw bytes; empty: DKIM disabled
 
   // Directory (issue 5).
+  std::string tls_ca;                   // peers' CA in mTLS mode (MAILGRID_TLS_CA)
   std::vector<std::string> identityd;   // identityd replicas (MAILGRID_IDENTITYD)
   std::vector<std::string> mailstored;  // mailstored shard map (MAILGRID_MAILSTORED, peers.h)
+  std::vector<std::string> relayd;      // relayd instances (MAILGRID_RELAYD): welcome notices
+  // Where employees sign in, for the welcome notice ("" : mail.<their domain>,
+  // the CNAME the domain's generated records publish).
+  std::string login_host;
   int mailstore_shards = 1;             // shards mailboxes are placed on
   std::string token_signing_key;        // PEM (Ed25519) for service tokens to peers
   // A cached Resolve answer is served this long before the tenant's

@@ -17,14 +17,6 @@ namespace mailgrid::tenant {
 
 using storage::AddressRecord;
 
-namespace {
-
-bool OnDomain(const std::string& address, const std::string& domain) {
-  return absl::EndsWith(address, absl::StrCat("@", domain));
-}
-
-}  // namespace
-
 // ---- aliases ------------------------------------------------------------------
 
 grpc::Status DirectoryServiceImpl::AddAlias(Ctx* ctx, const v1::AddAliasRequest* req,
@@ -181,31 +173,10 @@ grpc::Status DirectoryServiceImpl::GetDomainMailSettings(Ctx* ctx,
 }
 
 absl::Status DirectoryServiceImpl::DomainInUse(const std::string& tid, const std::string& domain) {
-  int64_t n = 0;
-  ASSIGN_OR_RETURN(auto users, store_->ScanAll(dkeys::UserPrefix(tid)));
-  for (const auto& e : users) {
-    storage::UserRecord r;
-    if (r.ParseFromString(e.value()) && OnDomain(r.user().address(), domain)) ++n;
-  }
-  ASSIGN_OR_RETURN(auto aliases, store_->ScanAll(dkeys::AliasPrefix(tid)));
-  for (const auto& e : aliases) {
-    v1::Alias a;
-    if (a.ParseFromString(e.value()) && OnDomain(a.address(), domain)) ++n;
-  }
-  ASSIGN_OR_RETURN(auto groups, store_->ScanAll(dkeys::GroupPrefix(tid)));
-  for (const auto& e : groups) {
-    storage::GroupRecord g;
-    if (!g.ParseFromString(e.value())) continue;
-    for (const auto& a : g.group().addresses()) n += OnDomain(a, domain);
-  }
-  ASSIGN_OR_RETURN(auto shared, store_->ScanAll(dkeys::SharedPrefix(tid)));
-  for (const auto& e : shared) {
-    storage::SharedMailboxRecord s;
-    if (s.ParseFromString(e.value()) && OnDomain(s.mailbox().address(), domain)) ++n;
-  }
-  if (n > 0)
+  ASSIGN_OR_RETURN(DomainUse use, UsesOfDomain(*store_, tid, domain));
+  if (use.addresses() > 0)
     return Precondition("IN_USE",
-                        absl::StrCat(n, " address(es) exist on ", domain,
+                        absl::StrCat(use.Describe(), " on ", domain,
                                      ": an alias domain has no addresses of its own"),
                         "settings.alias_of");
   return absl::OkStatus();

@@ -13,7 +13,10 @@ directory with `mailctl` only, each call sent to a different replica:
     close them refused (CYCLE);
   * exceeds the plan's mailbox count (RESOURCE_EXHAUSTED, nothing written);
   * refuses bad input precisely (unverified/foreign domains, duplicates by
-    case and Unicode normalisation, moving a department under its descendant).
+    case and Unicode normalisation, moving a department under its descendant);
+  * stores a user's Sieve script (Resolve reports its version on every
+    replica), refuses a bad one and an audit policy the plan lacks, and
+    refuses to remove a domain that still has addresses.
 
 identityd and mailstored are not started: tenantd must create users anyway
 (pending), which this test checks too.
@@ -279,6 +282,30 @@ class DirectoryTest(unittest.TestCase):
         # The audit log saw it all.
         log = self.mailctl("user", "list", json_out=False)
         self.assertIn("zoë@" + DOMAIN, log)
+
+        # ---- inbox rules and policies through mailctl (directory_policies.cc).
+        script = b'require ["fileinto"];\nif header :contains "subject" "invoice" { fileinto "Invoices"; }\n'
+        out = self.mailctl("sieve", "set", "ann@" + DOMAIN, self.write("ann.sieve", script))
+        self.assertEqual(int(out["version"]), 1)
+        self.assertEqual(self.mailctl("sieve", "get", "ann@" + DOMAIN, json_out=False).encode(), script)
+        line = self.mailctl("sieve", "set", "ann@" + DOMAIN, self.write("bad.sieve", b'fileinto "x";\n'),
+                            ok=False)
+        self.assertIn("INVALID_ARGUMENT", line)
+
+        def ann_sieve_version():
+            rcpts = self.mailctl("resolve", "ann@" + DOMAIN, token=self.relayd).get("recipients", [])
+            return [int(r.get("sieve_version", 0)) for r in rcpts]
+        for _ in range(3):  # every replica
+            mgtest.eventually(lambda: ann_sieve_version() == [1], "Resolve to report ann's Sieve version")
+        self.assertEqual(int(self.mailctl("audit-policy", "get").get("version", 0)), 0)
+        line = self.mailctl("audit-policy", "set", self.write(
+            "audit.json", b'{"enabled": true, "rules": [{"name": "all", "enabled": true}]}'), ok=False)
+        self.assertIn("FAILED_PRECONDITION", line)
+        self.assertIn("mail audit", line)
+        # A domain with addresses cannot be released.
+        line = self.mailctl("domain", "remove", DOMAIN, ok=False)
+        self.assertIn("FAILED_PRECONDITION", line)
+        self.assertIn("still use", line)
 
 
 if __name__ == "__main__":

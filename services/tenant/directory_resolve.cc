@@ -61,7 +61,7 @@ absl::Status DirectoryServiceImpl::AddUserRecipient(const std::string& t,
                                                     const std::string& user_id, Expansion& x) {
   ASSIGN_OR_RETURN(auto rec, rs_->Read<storage::UserRecord>(dkeys::User(t, user_id)));
   if (!rec.found()) return absl::OkStatus();  // purged meanwhile
-  return x.Add(RecipientOf(rec.value.user()));
+  return x.Add(RecipientOf(rec.value));
 }
 
 absl::Status DirectoryServiceImpl::AddSharedRecipient(const std::string& t, const std::string& id,
@@ -213,7 +213,7 @@ absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> DirectoryServiceImpl:
     ASSIGN_OR_RETURN(auto user, rs_->Read<storage::UserRecord>(dkeys::User(tid, r.target_id())));
     if (!user.found() || user.value.user().state() == v1::USER_STATE_DELETED)
       return answer(deleted());
-    RETURN_IF_ERROR(x.Add(RecipientOf(user.value.user())));
+    RETURN_IF_ERROR(x.Add(RecipientOf(user.value)));
     if (kind == v1::ADDRESS_KIND_UNSPECIFIED)
       kind = r.kind() == AddressRecord::KIND_USER ? v1::ADDRESS_KIND_USER : v1::ADDRESS_KIND_ALIAS;
   } else if (r.kind() == AddressRecord::KIND_SHARED || r.kind() == AddressRecord::KIND_ALIAS) {

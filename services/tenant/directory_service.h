@@ -22,6 +22,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -116,6 +117,15 @@ class DirectoryServiceImpl final : public tenant::v1::DirectoryService::Service 
                                  v1::ListAdminAuditLogResponse*) override;
   grpc::Status AppendAdminAuditLog(Ctx*, const v1::AppendAdminAuditLogRequest*,
                                    v1::AdminAuditEntry*) override;
+  // Mail policies and inbox rules (directory_policies.cc).
+  grpc::Status GetAuditPolicy(Ctx*, const v1::GetAuditPolicyRequest*, v1::AuditPolicy*) override;
+  grpc::Status SetAuditPolicy(Ctx*, const v1::SetAuditPolicyRequest*, v1::AuditPolicy*) override;
+  grpc::Status GetMonitoringPolicy(Ctx*, const v1::GetMonitoringPolicyRequest*,
+                                   v1::MonitoringPolicy*) override;
+  grpc::Status SetMonitoringPolicy(Ctx*, const v1::SetMonitoringPolicyRequest*,
+                                   v1::MonitoringPolicy*) override;
+  grpc::Status GetSieveScript(Ctx*, const v1::GetSieveScriptRequest*, v1::SieveScript*) override;
+  grpc::Status SetSieveScript(Ctx*, const v1::SetSieveScriptRequest*, v1::SieveScript*) override;
 
   // Background: creates mailboxes left pending (mailstored was not
   // configured, or came back) and purges users whose grace period ended.
@@ -172,8 +182,11 @@ class DirectoryServiceImpl final : public tenant::v1::DirectoryService::Service 
   };
   // Checks a user to create and fills the record (new ids, quota, roles);
   // `check_taken`: also refuse an address already in use.
+  // `domains` (optional) remembers each domain's check across the rows of an import.
+  using DomainChecks = std::map<std::string, absl::Status>;
   absl::StatusOr<NewUser> ValidateNewUser(const TenantCtx& t, const UserInput& in,
-                                          const FieldNames& f, bool check_taken);
+                                          const FieldNames& f, bool check_taken,
+                                          DomainChecks* domains = nullptr);
   // Removes what a failed import wrote (best effort, logged).
   void RollBackImport(const Principal& p, const TenantCtx& t,
                       const std::vector<v1::Department>& depts, size_t depts_done,
@@ -224,6 +237,30 @@ class DirectoryServiceImpl final : public tenant::v1::DirectoryService::Service 
                                                                    const std::string& group_id,
                                                                    int max);
 
+  // ---- work at peers after a change (directory_notices.cc) ----
+  // The welcome notice's pending key, written with the new user.
+  void QueueWelcome(Batch& batch, const v1::User& u);
+  // Sends it now (relayd) and clears the key; logs "welcome pending" if not.
+  void WelcomeNow(const v1::User& u);
+  absl::Status SendWelcome(const v1::User& u);
+  // SetQuota at mailstored; leaves a pending key when it cannot.
+  void PushQuota(const storage::UserRecord& rec);
+  // LogoutEverywhere at identityd; leaves a pending key when it cannot.
+  void EndSessions(const v1::User& u, const std::string& reason);
+  // Retries what the keys above still name (BackgroundRound).
+  absl::Status PeerWorkRound();
+
+  // ---- policies (directory_policies.cc) ----
+  // FAILED_PRECONDITION PLAN_FEATURE_MISSING unless the tenant's plan has `feature`.
+  absl::Status RequireFeature(const TenantCtx& t, v1::PlanFeature feature, std::string_view what);
+  // Checks a policy to store and fills what the server assigns (rule ids,
+  // canonical addresses); INVALID_ARGUMENT naming the field otherwise.
+  absl::Status CheckAuditPolicy(const std::string& tid, v1::AuditPolicy& policy);
+  absl::Status CheckMonitoringPolicy(const std::string& tid, v1::MonitoringPolicy& policy);
+  // The tenant of `user_id` when `p` may read (write) its Sieve script.
+  absl::StatusOr<std::string> AuthorizeSieve(const Principal& p, const std::string& user_id,
+                                             bool write);
+
   // ---- addresses (directory_addresses.cc) ----
   // (tenant, A-label) of a domain named in a request; NOT_FOUND alike.
   absl::StatusOr<std::pair<std::string, std::string>> DomainOfRequest(const Principal& p,
@@ -257,11 +294,23 @@ class DirectoryServiceImpl final : public tenant::v1::DirectoryService::Service 
   ResolveCache cache_;
 };
 
+// The welcome notice (RFC 5322, UTF-8 text in base64): sign-in name, the
+// IMAP/POP3/SMTP host and ports, that the initial password must be changed;
+// never a password. Chinese when the user's locale is zh*, else English.
+std::string BuildWelcomeMessage(const v1::User& u, const std::string& login_host, absl::Time now);
+
+// A Sieve script to store: at most 64 KiB, UTF-8, and (when the build has
+// libs/sieve) compilable; INVALID_ARGUMENT "script" TOO_LARGE, NOT_UTF8,
+// SYNTAX or UNSUPPORTED_EXTENSION otherwise.
+absl::Status ValidateSieveScript(std::string_view script);
+
 // Plan features of `plan`, for Principal.
 bool PlanHas(const v1::Plan& plan, v1::PlanFeature feature);
 
 // The dept-member index value: what Resolve needs of a user without
 // reading the user record (mailbox, shard, address, state).
 v1::Recipient RecipientOf(const v1::User& user);
+// The same with the record's bookkeeping (the Sieve script's version).
+v1::Recipient RecipientOf(const storage::UserRecord& rec);
 
 }  // namespace mailgrid::tenant

@@ -1,6 +1,8 @@
 #include "services/tenant/directory_store.h"
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "libs/base/status.h"
 #include "libs/kv/keys.h"
 #include "services/tenant/errors.h"
@@ -32,6 +34,7 @@ std::string Dept(std::string_view t, std::string_view id) {
 std::string DeptChild(std::string_view t, std::string_view parent, std::string_view name_key) {
   return T(t).Str("deptchild").Str(parent).Str(name_key).Build();
 }
+std::string DeptChildAllPrefix(std::string_view t) { return T(t).Str("deptchild").Build(); }
 std::string DeptChildPrefix(std::string_view t, std::string_view parent) {
   return T(t).Str("deptchild").Str(parent).Build();
 }
@@ -76,6 +79,17 @@ std::string MailSettings(std::string_view t, std::string_view d) {
 }
 std::string MailSettingsPrefix(std::string_view t) { return T(t).Str("mailsettings").Build(); }
 std::string DirGen(std::string_view t) { return T(t).Str("dirgen").Build(); }
+std::string AuditPolicy(std::string_view t) { return T(t).Str("auditpolicy").Build(); }
+std::string MonitoringPolicy(std::string_view t) { return T(t).Str("monitorpolicy").Build(); }
+std::string Sieve(std::string_view t, std::string_view u) {
+  return T(t).Str("sieve").Str(u).Build();
+}
+std::string PeerWork(std::string_view kind, std::string_view t, std::string_view u) {
+  return kv::KeyBuilder(kv::GlobalPrefix("peerwork")).Str(kind).Str(t).Str(u).Build();
+}
+std::string PeerWorkPrefix(std::string_view kind) {
+  return kv::KeyBuilder(kv::GlobalPrefix("peerwork")).Str(kind).Build();
+}
 std::string PendingMailbox(std::string_view t, std::string_view u) {
   return kv::KeyBuilder(kv::GlobalPrefix("pendingmbx")).Str(t).Str(u).Build();
 }
@@ -176,6 +190,61 @@ absl::StatusOr<std::vector<std::string>> IdsUnder(TenantStore& s, const std::str
   out.reserve(entries.size());
   for (const auto& e : entries) out.push_back(ComponentAfter(e.key(), prefix));
   return out;
+}
+
+namespace {
+bool OnDomain(const std::string& address, const std::string& domain) {
+  return absl::EndsWith(address, absl::StrCat("@", domain));
+}
+}  // namespace
+
+std::string DomainUse::Describe() const {
+  std::vector<std::string> parts;
+  auto add = [&](int64_t n, const char* what) {
+    if (n > 0) parts.push_back(absl::StrCat(n, " ", what));
+  };
+  add(users, "user(s)");
+  add(aliases, "alias(es)");
+  add(group_addresses, "group address(es)");
+  add(shared_mailboxes, "shared mailbox(es)");
+  std::string out = absl::StrCat(addresses(), " address(es)");
+  if (!parts.empty()) absl::StrAppend(&out, " (", absl::StrJoin(parts, ", "), ")");
+  if (alias_domains > 0) absl::StrAppend(&out, " and ", alias_domains, " alias domain(s)");
+  return out;
+}
+
+absl::StatusOr<DomainUse> UsesOfDomain(TenantStore& s, const std::string& tid,
+                                       const std::string& domain) {
+  DomainUse use;
+  ASSIGN_OR_RETURN(auto users, s.ScanAll(dkeys::UserPrefix(tid)));
+  for (const auto& e : users) {
+    storage::UserRecord r;
+    if (r.ParseFromString(e.value()) && OnDomain(r.user().address(), domain)) ++use.users;
+  }
+  ASSIGN_OR_RETURN(auto aliases, s.ScanAll(dkeys::AliasPrefix(tid)));
+  for (const auto& e : aliases) {
+    tenant::v1::Alias a;
+    if (a.ParseFromString(e.value()) && OnDomain(a.address(), domain)) ++use.aliases;
+  }
+  ASSIGN_OR_RETURN(auto groups, s.ScanAll(dkeys::GroupPrefix(tid)));
+  for (const auto& e : groups) {
+    storage::GroupRecord g;
+    if (!g.ParseFromString(e.value())) continue;
+    for (const auto& a : g.group().addresses()) use.group_addresses += OnDomain(a, domain);
+  }
+  ASSIGN_OR_RETURN(auto shared, s.ScanAll(dkeys::SharedPrefix(tid)));
+  for (const auto& e : shared) {
+    storage::SharedMailboxRecord m;
+    if (m.ParseFromString(e.value()) && !m.mailbox().has_purge_after() &&
+        OnDomain(m.mailbox().address(), domain))
+      ++use.shared_mailboxes;
+  }
+  ASSIGN_OR_RETURN(auto settings, s.ScanAll(dkeys::MailSettingsPrefix(tid)));
+  for (const auto& e : settings) {
+    tenant::v1::DomainMailSettings m;
+    if (m.ParseFromString(e.value()) && m.alias_of() == domain) ++use.alias_domains;
+  }
+  return use;
 }
 
 }  // namespace mailgrid::tenant

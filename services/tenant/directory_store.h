@@ -27,6 +27,14 @@
 //   G("purge") / i64 micros / tenant / user  -> ""  a DELETED user's purge time
 //   T / "dirgen"                             -> random bytes, rewritten by every directory
 //                                               change: the Resolve cache's validity stamp
+//   T / "auditpolicy"                        -> tenant.v1.AuditPolicy (absent: none, version 0)
+//   T / "monitorpolicy"                      -> tenant.v1.MonitoringPolicy
+//   T / "sieve" / user_id                    -> tenant.v1.SieveScript (the user record keeps
+//                                               its version too: Recipient.sieve_version)
+//   G("peerwork") / kind / tenant / user_id  -> ""  work at a peer still to do: "welcome"
+//                                               (notice via relayd), "quota" (SetQuota at
+//                                               mailstored), "sessions" (end them at
+//                                               identityd); the background loop retries
 //
 // ADDRESS KEY: NFC + full case folding of the local part, "@", the domain
 // in lower-case A-labels. "Ünal@ACME.cn", its NFD spelling and
@@ -54,6 +62,7 @@ std::string UserPrefix(std::string_view t);
 std::string Dept(std::string_view t, std::string_view id);
 std::string DeptChild(std::string_view t, std::string_view parent, std::string_view name_key);
 std::string DeptChildPrefix(std::string_view t, std::string_view parent);
+std::string DeptChildAllPrefix(std::string_view t);  // every department's child index
 std::string DeptMember(std::string_view t, std::string_view dept, std::string_view user);
 std::string DeptMemberPrefix(std::string_view t, std::string_view dept);
 std::string Group(std::string_view t, std::string_view id);
@@ -71,6 +80,12 @@ std::string AliasPrefix(std::string_view t);
 std::string MailSettings(std::string_view t, std::string_view domain);
 std::string MailSettingsPrefix(std::string_view t);
 std::string DirGen(std::string_view t);
+std::string AuditPolicy(std::string_view t);
+std::string MonitoringPolicy(std::string_view t);
+std::string Sieve(std::string_view t, std::string_view user_id);
+// Work at a peer still to do for a user (kinds in directory_notices.cc).
+std::string PeerWork(std::string_view kind, std::string_view t, std::string_view user_id);
+std::string PeerWorkPrefix(std::string_view kind);
 // Work for the background loop (global, so one scan finds it):
 std::string PendingMailbox(std::string_view t, std::string_view user_id);
 std::string PendingMailboxPrefix();
@@ -113,6 +128,18 @@ absl::StatusOr<Versioned<storage::SharedMailboxRecord>> ReadShared(TenantStore& 
 // The tenant owning object `id` (G("obj")); NOT_FOUND `kind` `id` when unknown.
 absl::StatusOr<std::string> TenantOfObject(TenantStore& s, std::string_view kind,
                                            const std::string& id);
+
+// What still uses a domain of tenant `tid`: addresses (of users, including
+// deleted ones awaiting purge, aliases, groups, shared mailboxes) and the
+// tenant's domains that are aliases of it. (RemoveDomain, SetDomainMailSettings.)
+struct DomainUse {
+  int64_t users = 0, aliases = 0, group_addresses = 0, shared_mailboxes = 0, alias_domains = 0;
+  int64_t addresses() const { return users + aliases + group_addresses + shared_mailboxes; }
+  // "3 address(es) (2 users, 1 alias)".
+  std::string Describe() const;
+};
+absl::StatusOr<DomainUse> UsesOfDomain(TenantStore& s, const std::string& tid,
+                                       const std::string& domain);
 
 // Every id under a prefix of "" values (last key component).
 absl::StatusOr<std::vector<std::string>> IdsUnder(TenantStore& s, const std::string& prefix);

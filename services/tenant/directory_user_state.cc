@@ -27,9 +27,10 @@ bool IsAdmin(const v1::User& u) {
 
 // Rewrites the department-member index values of `u` (they carry what
 // Resolve needs: address, mailbox, state).
-void PutMemberships(Batch& batch, const v1::User& u) {
+void PutMemberships(Batch& batch, const storage::UserRecord& rec) {
+  const v1::User& u = rec.user();
   for (const auto& d : u.department_ids())
-    batch.Put(dkeys::DeptMember(u.tenant_id(), d, u.user_id()), RecipientOf(u));
+    batch.Put(dkeys::DeptMember(u.tenant_id(), d, u.user_id()), RecipientOf(rec));
 }
 
 }  // namespace
@@ -79,13 +80,15 @@ absl::StatusOr<v1::User> DirectoryServiceImpl::ChangeUserState(const Principal& 
     u.set_state(to);
     *u.mutable_updated_at() = ToProto(now);
     batch.Put(dkeys::User(tid, user_id), rec.value);
-    PutMemberships(batch, u);
+    PutMemberships(batch, rec.value);
     Changed(batch, tid, p, action, "user", user_id,
             absl::StrCat("user ", u.address(), ": ", from_name, " -> ", v1::UserState_Name(to)),
             why);
     out = u;
     return batch;
   }));
+  // The user may no longer sign in: end what is signed in (identityd).
+  if (to == v1::USER_STATE_DISABLED || to == v1::USER_STATE_DELETED) EndSessions(out, why);
   return out;
 }
 
@@ -168,7 +171,7 @@ grpc::Status DirectoryServiceImpl::RenameUser(Ctx* ctx, const v1::RenameUserRequ
       u.set_address(next.address);
       *u.mutable_updated_at() = ToProto(absl::Now());
       batch.Put(dkeys::User(tid, u.user_id()), rec.value);
-      PutMemberships(batch, u);
+      PutMemberships(batch, rec.value);
       Changed(batch, tid, p, "user.rename", "user", u.user_id(),
               absl::StrCat("user ", old, " renamed to ", next.address,
                            req->drop_old_address() ? " (old address dropped)"
@@ -204,7 +207,10 @@ grpc::Status DirectoryServiceImpl::UpdateUser(Ctx* ctx, const v1::UpdateUserRequ
     if (self && p.tenant_id != tid) return NotFound("user", user_id);
     ASSIGN_OR_RETURN(TenantCtx t, ActiveTenant(tid));
     const v1::User& in = req->user();
-    return store_->Transact([&]() -> absl::StatusOr<Batch> {
+    bool quota_changed = false;
+    storage::UserRecord after;
+    RETURN_IF_ERROR(store_->Transact([&]() -> absl::StatusOr<Batch> {
+      quota_changed = false;
       ASSIGN_OR_RETURN(auto rec, ReadUser(*store_, tid, user_id));
       v1::User& u = *rec.value.mutable_user();
       Batch batch;
@@ -255,8 +261,9 @@ grpc::Status DirectoryServiceImpl::UpdateUser(Ctx* ctx, const v1::UpdateUserRequ
               return Precondition("LAST_ADMIN", "this is the tenant's last active admin");
           }
         } else if (path == "quota") {
-          // Recorded here; pushing it to mailstored (SetQuota) is a gap (README).
+          // Pushed to mailstored after the write (PushQuota).
           ASSIGN_OR_RETURN(*u.mutable_quota(), QuotaFor(t, in.quota(), in.has_quota(), "user.quota"));
+          quota_changed = true;
         } else if (path == "department_ids") {
           for (const auto& d : u.department_ids()) batch.Delete(dkeys::DeptMember(tid, d, user_id));
           u.clear_department_ids();
@@ -275,18 +282,24 @@ grpc::Status DirectoryServiceImpl::UpdateUser(Ctx* ctx, const v1::UpdateUserRequ
       }
       *u.mutable_updated_at() = ToProto(absl::Now());
       batch.Put(dkeys::User(tid, user_id), rec.value);
-      PutMemberships(batch, u);
+      PutMemberships(batch, rec.value);
       Changed(batch, tid, p, "user.update", "user", user_id,
               absl::StrCat("user ", u.address(), " updated: ", absl::StrJoin(changed, ", ")));
       *resp = u;
+      after = rec.value;
       return batch;
-    });
+    }));
+    if (quota_changed) PushQuota(after);
+    return absl::OkStatus();
   });
 }
 
 // ---- background -------------------------------------------------------------
 
 absl::Status DirectoryServiceImpl::BackgroundRound(absl::Time now) {
+  // Welcome notices, quota pushes, session ends still to do.
+  if (absl::Status s = PeerWorkRound(); !s.ok())
+    log::Warn("peer work round failed", {{"status", s}});
   // Mailboxes that could not be created at CreateUser time.
   if (peers_ != nullptr && peers_->mailstore_configured()) {
     const std::string prefix = dkeys::PendingMailboxPrefix();
@@ -361,6 +374,9 @@ absl::Status DirectoryServiceImpl::BackgroundRound(absl::Time now) {
     RETURN_IF_ERROR(store_->Transact([&]() -> absl::StatusOr<Batch> {
       Batch b;
       b.Delete(dkeys::User(*tid, *uid)).Delete(dkeys::Object(*uid)).Delete(e.key());
+      b.Delete(dkeys::Sieve(*tid, *uid));
+      for (const char* kind : {"welcome", "quota", "sessions"})
+        b.Delete(dkeys::PeerWork(kind, *tid, *uid));
       b.Delete(dkeys::Address(KeyOfAddress(u.address())));
       for (const auto& a : u.aliases()) {
         b.Delete(dkeys::Address(KeyOfAddress(a))).Delete(dkeys::Alias(*tid, KeyOfAddress(a)));

@@ -2,11 +2,14 @@
 // changes, rename), GetPrincipal for identityd, and the helpers every
 // directory file shares (tenant and domain checks, placement, audit).
 #include <algorithm>
+#include <atomic>
+#include <thread>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "libs/base/log.h"
 #include "libs/base/status.h"
 #include "libs/kv/keys.h"
@@ -35,6 +38,12 @@ v1::Recipient RecipientOf(const v1::User& u) {
   r.set_tenant_id(u.tenant_id());
   r.set_user_id(u.user_id());
   r.set_disabled(u.state() == v1::USER_STATE_DISABLED);
+  return r;
+}
+
+v1::Recipient RecipientOf(const storage::UserRecord& rec) {
+  v1::Recipient r = RecipientOf(rec.user());
+  r.set_sieve_version(rec.sieve_version());
   return r;
 }
 
@@ -244,22 +253,45 @@ absl::Status DirectoryServiceImpl::ProvisionAtPeers(std::vector<NewUser>& users)
     for (auto& u : users) u.record.set_credential_pending(true);
   }
   if (peers_ != nullptr && peers_->mailstore_configured()) {
-    std::vector<NewUser> created;
-    for (auto& u : users) {
-      const v1::User& user = u.record.user();
-      mailstore::v1::CreateMailboxRequest req;
-      req.set_mailbox_id(user.mailbox_id());
-      req.set_tenant_id(user.tenant_id());
-      req.set_kind(common::v1::MAILBOX_KIND_USER);
-      req.set_owner_id(user.user_id());
-      *req.mutable_quota() = user.quota();
-      absl::Status s = peers_->CreateMailbox(user.shard(), req);
-      if (!s.ok()) {
-        UnprovisionMailboxes(created);
-        return absl::UnavailableError(absl::StrCat(
-            "mailstored could not create the mailbox; nothing was created: ", s.message()));
+    // Up to 8 CreateMailbox calls in flight (an import creates thousands;
+    // each is a replicated write at mailstored). Any failure: the ones made
+    // are deleted again and nothing is created.
+    std::vector<char> made(users.size(), 0);
+    std::atomic<size_t> next{0};
+    std::atomic<bool> failed{false};
+    absl::Mutex mu;
+    absl::Status first_error;
+    auto work = [&] {
+      for (size_t i = next++; i < users.size() && !failed.load(); i = next++) {
+        const v1::User& user = users[i].record.user();
+        mailstore::v1::CreateMailboxRequest req;
+        req.set_mailbox_id(user.mailbox_id());
+        req.set_tenant_id(user.tenant_id());
+        req.set_kind(common::v1::MAILBOX_KIND_USER);
+        req.set_owner_id(user.user_id());
+        *req.mutable_quota() = user.quota();
+        absl::Status s = peers_->CreateMailbox(user.shard(), req);
+        if (s.ok()) {
+          made[i] = 1;
+          continue;
+        }
+        failed = true;
+        absl::MutexLock l(&mu);
+        if (first_error.ok()) first_error = s;
       }
-      created.push_back(u);
+    };
+    const size_t threads = std::min<size_t>(8, users.size());
+    std::vector<std::thread> pool;
+    for (size_t t = 1; t < threads; ++t) pool.emplace_back(work);
+    work();
+    for (auto& th : pool) th.join();
+    if (!first_error.ok()) {
+      std::vector<NewUser> created;
+      for (size_t i = 0; i < users.size(); ++i)
+        if (made[i]) created.push_back(users[i]);
+      UnprovisionMailboxes(created);
+      return absl::UnavailableError(absl::StrCat(
+          "mailstored could not create the mailbox; nothing was created: ", first_error.message()));
     }
   } else {
     log::Warn("mailstored not configured: mailboxes are placed but not created (pending)",
@@ -351,7 +383,8 @@ absl::StatusOr<bool> DirectoryServiceImpl::LastAdmin(const std::string& tenant_i
 // ---- validation of a new user (shared with ImportUsers) ----------------------
 
 absl::StatusOr<DirectoryServiceImpl::NewUser> DirectoryServiceImpl::ValidateNewUser(
-    const TenantCtx& t, const UserInput& in, const FieldNames& f, bool check_taken) {
+    const TenantCtx& t, const UserInput& in, const FieldNames& f, bool check_taken,
+    DomainChecks* domains) {
   NewUser nu;
   v1::User& u = *nu.record.mutable_user();
   ParsedAddress a;
@@ -359,7 +392,17 @@ absl::StatusOr<DirectoryServiceImpl::NewUser> DirectoryServiceImpl::ValidateNewU
     ASSIGN_OR_RETURN(a, NewAddress(t.tenant_id, in.address, f.address));
   } else {
     ASSIGN_OR_RETURN(a, ParseAddress(in.address, f.address));
-    RETURN_IF_ERROR(CheckAddressDomain(t.tenant_id, a, f.address));
+    auto known = domains != nullptr ? domains->find(a.domain) : DomainChecks::iterator();
+    if (domains != nullptr && known != domains->end()) {
+      RETURN_IF_ERROR(known->second);
+    } else {
+      absl::Status s = CheckAddressDomain(t.tenant_id, a, f.address);
+      // Only answers about the domain are remembered, not a failed read.
+      if (domains != nullptr && (s.ok() || absl::IsInvalidArgument(s) ||
+                                 absl::IsFailedPrecondition(s)))
+        (*domains)[a.domain] = s;
+      RETURN_IF_ERROR(s);
+    }
   }
   u.set_user_id(NewId("u-"));
   u.set_tenant_id(t.tenant_id);
@@ -484,6 +527,7 @@ grpc::Status DirectoryServiceImpl::CreateUser(Ctx* ctx, const v1::CreateUserRequ
       RETURN_IF_ERROR(MailboxLimit(t, 1, &batch));
       RETURN_IF_ERROR(CountPlacements({u.shard()}, &batch, +1));
       PutNewUser(batch, nu.record);
+      if (!req->skip_welcome_mail()) QueueWelcome(batch, u);
       Changed(batch, tid, p, "user.create", "user", u.user_id(),
               absl::StrCat("user ", u.address(), " created (mailbox ", u.mailbox_id(), " on shard ",
                            u.shard(), ")"));
@@ -495,6 +539,7 @@ grpc::Status DirectoryServiceImpl::CreateUser(Ctx* ctx, const v1::CreateUserRequ
     }
     *resp->mutable_user() = u;
     if (nu.generated) resp->set_generated_password(nu.password);
+    if (!req->skip_welcome_mail()) WelcomeNow(u);
     log::Info("user created", {{"tenant", tid},
                                {"user", u.user_id()},
                                {"shard", static_cast<int64_t>(u.shard())},

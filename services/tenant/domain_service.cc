@@ -237,8 +237,15 @@ grpc::Status DomainServiceImpl::RemoveDomain(Ctx* ctx, const v1::RemoveDomainReq
     ASSIGN_OR_RETURN(Loaded first,
                      Authorized(p, req->name(), {.platform_operator = true, .tenant_admin = true}));
     const std::string name = first.record.value.domain().name();
-    // No addresses exist before the directory (issue 5); it adds the IN_USE
-    // check here.
+    // Refused while the directory still uses the domain. (An address created
+    // on it between this check and the delete below is not caught: the
+    // address would then resolve as DOMAIN_NOT_HOSTED until removed.)
+    ASSIGN_OR_RETURN(DomainUse use, UsesOfDomain(*store_, first.tenant_id, name));
+    if (use.addresses() > 0 || use.alias_domains > 0)
+      return Precondition("IN_USE",
+                          absl::StrCat(use.Describe(), " still use ", name,
+                                       ": remove or rename them first"),
+                          "name");
     return store_->Transact([&]() -> absl::StatusOr<Batch> {
       ASSIGN_OR_RETURN(Loaded d, Load(name));
       ASSIGN_OR_RETURN(auto usage, store_->Read<v1::TenantUsage>(keys::Usage(d.tenant_id)));
@@ -248,6 +255,7 @@ grpc::Status DomainServiceImpl::RemoveDomain(Ctx* ctx, const v1::RemoveDomainReq
           .ExpectVersion(keys::Usage(d.tenant_id), usage.version)
           .Delete(keys::Domain(d.tenant_id, name))
           .Delete(keys::DomainIndex(name))
+          .Delete(dkeys::MailSettings(d.tenant_id, name))
           .Put(keys::Usage(d.tenant_id), usage.value);
       TouchDirectory(batch, d.tenant_id);  // cached Resolve answers go stale
       AddAudit(batch, d.tenant_id, p, "domain.remove", "domain", name,

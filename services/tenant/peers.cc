@@ -14,41 +14,21 @@
 #include "libs/base/status.h"
 #include "libs/rpc/client.h"
 #include "libs/rpc/status.h"
+#include "libs/mailstore_client/mailstore_client.h"
+#include "mailgrid/identity/v1/auth.grpc.pb.h"
 #include "mailgrid/identity/v1/credential.grpc.pb.h"
-#include "mailgrid/mailstore/v1/mailbox.grpc.pb.h"
+#include "mailgrid/relay/v1/relay.grpc.pb.h"
 
 namespace mailgrid::tenant {
-
-absl::StatusOr<std::map<uint32_t, std::vector<std::string>>> ParseShardMap(
-    const std::string& text) {
-  std::map<uint32_t, std::vector<std::string>> out;
-  for (absl::string_view group : absl::StrSplit(text, ';', absl::SkipWhitespace())) {
-    uint32_t shard = 0;
-    absl::string_view list = group;
-    if (size_t eq = group.find('='); eq != absl::string_view::npos) {
-      if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(group.substr(0, eq)), &shard))
-        return absl::InvalidArgumentError(absl::StrCat("--mailstored: bad shard in \"", group, "\""));
-      list = group.substr(eq + 1);
-    } else if (!out.empty()) {
-      return absl::InvalidArgumentError("--mailstored: name every shard (\"0=...;1=...\")");
-    }
-    if (out.count(shard))
-      return absl::InvalidArgumentError(absl::StrCat("--mailstored: shard ", shard, " twice"));
-    auto& addrs = out[shard];
-    for (absl::string_view a : absl::StrSplit(list, ',', absl::SkipWhitespace()))
-      addrs.emplace_back(absl::StripAsciiWhitespace(a));
-    if (addrs.empty())
-      return absl::InvalidArgumentError(absl::StrCat("--mailstored: shard ", shard, " is empty"));
-  }
-  return out;
-}
 
 namespace {
 
 // Replicas of one Raft group; calls follow the leader.
 class Group {
  public:
-  explicit Group(std::vector<std::string> addresses) : addresses_(std::move(addresses)) {}
+  // `tls`: the TLS fields every channel uses (empty CA: plain text).
+  Group(std::vector<std::string> addresses, rpc::ClientOptions tls)
+      : addresses_(std::move(addresses)), tls_(std::move(tls)) {}
 
   // Runs `call` on a channel, following `mailgrid-leader` hints and moving
   // on from unreachable replicas, for up to `budget`.
@@ -115,7 +95,7 @@ class Group {
     absl::MutexLock l(&mu_);
     auto it = channels_.find(a);
     if (it != channels_.end()) return it->second;
-    rpc::ClientOptions o;
+    rpc::ClientOptions o = tls_;
     o.target = a;
     ASSIGN_OR_RETURN(auto ch, rpc::MakeChannel(o));
     channels_[a] = ch;
@@ -123,6 +103,7 @@ class Group {
   }
 
   std::vector<std::string> addresses_;
+  const rpc::ClientOptions tls_;
   absl::Mutex mu_;
   std::string leader_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, std::shared_ptr<grpc::Channel>> channels_ ABSL_GUARDED_BY(mu_);
@@ -130,15 +111,19 @@ class Group {
 
 class GrpcPeers final : public DirectoryPeers {
  public:
-  GrpcPeers(std::unique_ptr<Group> identity, std::map<uint32_t, std::unique_ptr<Group>> shards,
-            uint32_t shard_count, std::unique_ptr<auth::ServiceTokenSource> tokens)
+  GrpcPeers(std::unique_ptr<Group> identity,
+            std::unique_ptr<mailstore_client::MailstoreClient> mailstore,
+            std::unique_ptr<Group> relay, uint32_t shard_count,
+            std::shared_ptr<auth::ServiceTokenSource> tokens)
       : identity_(std::move(identity)),
-        shards_(std::move(shards)),
+        mailstore_(std::move(mailstore)),
+        relay_(std::move(relay)),
         shard_count_(shard_count),
         tokens_(std::move(tokens)) {}
 
   bool identity_configured() const override { return identity_ != nullptr; }
-  bool mailstore_configured() const override { return !shards_.empty(); }
+  bool mailstore_configured() const override { return mailstore_ != nullptr; }
+  bool relay_configured() const override { return relay_ != nullptr; }
   uint32_t shards() const override { return shard_count_; }
 
   absl::Status SetInitialPasswords(const identity::v1::SetInitialPasswordRequest& r) override {
@@ -156,15 +141,8 @@ class GrpcPeers final : public DirectoryPeers {
 
   absl::Status CreateMailbox(uint32_t shard,
                              const mailstore::v1::CreateMailboxRequest& r) override {
-    ASSIGN_OR_RETURN(Group * g, Shard(shard));
-    mailstore::v1::MailboxInfo info;
-    return Wrap("mailstored", g->Call(
-                                  absl::Seconds(15),
-                                  [&](const auto& ch, grpc::ClientContext* ctx) {
-                                    return mailstore::v1::MailboxService::NewStub(ch)
-                                        ->CreateMailbox(ctx, r, &info);
-                                  },
-                                  tokens_.get()));
+    if (!mailstore_) return absl::UnavailableError("mailstored is not configured");
+    return Wrap("mailstored", mailstore_->CreateMailbox(shard, r).status());
   }
 
   absl::Status DeleteCredentials(const std::string& user_id) override {
@@ -183,27 +161,50 @@ class GrpcPeers final : public DirectoryPeers {
   }
 
   absl::Status DeleteMailbox(uint32_t shard, const std::string& mailbox_id) override {
-    ASSIGN_OR_RETURN(Group * g, Shard(shard));
+    if (!mailstore_) return absl::UnavailableError("mailstored is not configured");
     mailstore::v1::DeleteMailboxRequest r;
     r.set_mailbox_id(mailbox_id);
-    mailstore::v1::DeleteMailboxResponse resp;
-    absl::Status s = g->Call(
-        absl::Seconds(15),
-        [&](const auto& ch, grpc::ClientContext* ctx) {
-          return mailstore::v1::MailboxService::NewStub(ch)->DeleteMailbox(ctx, r, &resp);
-        },
-        tokens_.get());
+    absl::Status s = mailstore_->DeleteMailbox(shard, r).status();
     if (absl::IsNotFound(s)) return absl::OkStatus();  // already gone
     return Wrap("mailstored", s);
   }
 
- private:
-  absl::StatusOr<Group*> Shard(uint32_t shard) {
-    auto it = shards_.find(shard);
-    if (it == shards_.end())
-      return absl::UnavailableError(absl::StrCat("mailstored shard ", shard, " is not configured"));
-    return it->second.get();
+  absl::Status SetQuota(uint32_t shard, const mailstore::v1::SetQuotaRequest& r) override {
+    if (!mailstore_) return absl::UnavailableError("mailstored is not configured");
+    return Wrap("mailstored", mailstore_->SetQuota(shard, r).status());
   }
+
+  absl::StatusOr<int64_t> EndSessions(const std::string& user_id,
+                                      const std::string& reason) override {
+    if (!identity_) return absl::UnavailableError("identityd is not configured");
+    identity::v1::LogoutEverywhereRequest r;
+    r.set_user_id(user_id);
+    r.set_reason(reason);
+    identity::v1::LogoutEverywhereResponse resp;
+    absl::Status s = identity_->Call(
+        absl::Seconds(15),
+        [&](const auto& ch, grpc::ClientContext* ctx) {
+          return identity::v1::AuthService::NewStub(ch)->LogoutEverywhere(ctx, r, &resp);
+        },
+        tokens_.get());
+    if (absl::IsNotFound(s)) return 0;  // no credentials, no sessions
+    RETURN_IF_ERROR(Wrap("identityd", s));
+    return resp.sessions_ended();
+  }
+
+  absl::Status SubmitMessage(const relay::v1::SubmitMessageRequest& r) override {
+    if (!relay_) return absl::UnavailableError("relayd is not configured");
+    relay::v1::SubmitMessageResponse resp;
+    return Wrap("relayd", relay_->Call(
+                              absl::Seconds(15),
+                              [&](const auto& ch, grpc::ClientContext* ctx) {
+                                return relay::v1::RelayService::NewStub(ch)->SubmitMessage(
+                                    ctx, r, &resp);
+                              },
+                              tokens_.get()));
+  }
+
+ private:
   // A peer's refusal keeps its code (INVALID_ARGUMENT from a password
   // policy reaches the admin); the message says who refused.
   static absl::Status Wrap(const char* who, absl::Status s) {
@@ -216,33 +217,41 @@ class GrpcPeers final : public DirectoryPeers {
   }
 
   std::unique_ptr<Group> identity_;
-  std::map<uint32_t, std::unique_ptr<Group>> shards_;
+  std::unique_ptr<mailstore_client::MailstoreClient> mailstore_;
+  std::unique_ptr<Group> relay_;
   uint32_t shard_count_;
-  std::unique_ptr<auth::ServiceTokenSource> tokens_;
+  std::shared_ptr<auth::ServiceTokenSource> tokens_;
 };
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<DirectoryPeers>> MakeGrpcPeers(const Options& o) {
-  std::unique_ptr<auth::ServiceTokenSource> tokens;
+absl::StatusOr<std::unique_ptr<DirectoryPeers>> MakeGrpcPeers(const Options& o,
+                                                               const rpc::ClientOptions& tls) {
+  std::shared_ptr<auth::ServiceTokenSource> tokens;
   if (!o.token_signing_key.empty()) {
     ASSIGN_OR_RETURN(tokens, auth::ServiceTokenSource::FromPemFile(o.token_signing_key, "tenantd",
                                                                    o.token_issuer));
   }
   std::unique_ptr<Group> identity;
   if (!o.identityd.empty()) {
-    identity = std::make_unique<Group>(o.identityd);
+    identity = std::make_unique<Group>(o.identityd, tls);
   } else {
     log::Warn("no --identityd: users are created without credentials (pending; set them with an "
-              "admin password reset once identityd runs)");
+              "admin password reset once identityd runs), and disabling a user cannot end "
+              "their sessions");
   }
-  std::map<uint32_t, std::unique_ptr<Group>> shards;
+  std::unique_ptr<mailstore_client::MailstoreClient> mailstore;
   std::string joined = absl::StrJoin(o.mailstored, ",");
   if (!joined.empty()) {
-    ASSIGN_OR_RETURN(auto map, ParseShardMap(joined));
-    for (auto& [n, addrs] : map) shards[n] = std::make_unique<Group>(addrs);
+    mailstore_client::ClientOptions mo;
+    ASSIGN_OR_RETURN(mo.shards, mailstore_client::ShardMap::Parse(joined));
+    mo.service_tokens = tokens;
+    mo.tls_ca_file = tls.tls_ca_file;
+    mo.tls_cert_file = tls.tls_cert_file;
+    mo.tls_key_file = tls.tls_key_file;
+    ASSIGN_OR_RETURN(mailstore, mailstore_client::MailstoreClient::Create(std::move(mo)));
     for (uint32_t i = 0; i < static_cast<uint32_t>(o.mailstore_shards); ++i) {
-      if (!shards.count(i))
+      if (!mailstore->shards().shards.count(i))
         return absl::InvalidArgumentError(
             absl::StrCat("--mailstore-shards=", o.mailstore_shards, " but --mailstored names no "
                          "replicas for shard ", i));
@@ -251,11 +260,18 @@ absl::StatusOr<std::unique_ptr<DirectoryPeers>> MakeGrpcPeers(const Options& o) 
     log::Warn("no --mailstored: mailboxes are placed but not created (pending; the background "
               "loop creates them once mailstored is configured)");
   }
-  if ((identity || !shards.empty()) && !tokens)
-    log::Warn("no --token-signing-key: calls to identityd/mailstored carry no service token");
-  return std::unique_ptr<DirectoryPeers>(new GrpcPeers(
-      std::move(identity), std::move(shards), static_cast<uint32_t>(o.mailstore_shards),
-      std::move(tokens)));
+  std::unique_ptr<Group> relay;
+  if (!o.relayd.empty()) {
+    relay = std::make_unique<Group>(o.relayd, tls);
+  } else {
+    log::Warn("no --relayd: welcome notices wait (welcome pending) until relayd is configured");
+  }
+  if ((identity || mailstore || relay) && !tokens)
+    log::Warn("no --token-signing-key: calls to identityd/mailstored/relayd carry no service token");
+  return std::unique_ptr<DirectoryPeers>(new GrpcPeers(std::move(identity), std::move(mailstore),
+                                                       std::move(relay),
+                                                       static_cast<uint32_t>(o.mailstore_shards),
+                                                       std::move(tokens)));
 }
 
 }  // namespace mailgrid::tenant

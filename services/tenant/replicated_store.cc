@@ -9,6 +9,7 @@
 #include "libs/base/status.h"
 #include "libs/replica/client_store.h"
 #include "libs/replica/kv_service.h"
+#include "libs/replica/replica_flags.h"
 #include "libs/replica/raft_service.h"
 #include "libs/replica/replica.h"
 
@@ -98,6 +99,10 @@ absl::StatusOr<std::unique_ptr<ReplicatedStore>> ReplicatedStore::Open(
   ro.data_dir = common.data_dir + "/replica";
   ro.join = o.raft_join;
   ro.registry = std::move(registry);
+  // Replicas and the store's KV client reach the peers' gRPC listeners: TLS
+  // exactly when those are (the chart's mTLS mode), with our certificate.
+  ASSIGN_OR_RETURN(ro.peer_tls,
+                   replica::PeerTls(common, common.tls_cert.empty() ? "" : o.tls_ca, ""));
   auto impl = std::make_unique<Impl>();
   ASSIGN_OR_RETURN(impl->replica_, replica::Replica::Open(ro));
   impl->kv_ = std::make_unique<replica::KvServiceImpl>(impl->replica_.get());
@@ -105,7 +110,7 @@ absl::StatusOr<std::unique_ptr<ReplicatedStore>> ReplicatedStore::Open(
   impl->raft_ = std::make_unique<replica::RaftServiceImpl>(impl->replica_.get());
   std::vector<std::string> addresses;
   for (const auto& [id, address] : ro.peers) addresses.push_back(address);
-  ASSIGN_OR_RETURN(impl->store_, replica::ClientStore::Connect(addresses));
+  ASSIGN_OR_RETURN(impl->store_, replica::ClientStore::Connect(addresses, ro.peer_tls));
   log::Info("store is REPLICATED", {{"raft_id", static_cast<unsigned long long>(ro.id)},
                                     {"peers", absl::StrJoin(addresses, ",")},
                                     {"dir", ro.data_dir}});

@@ -1,0 +1,215 @@
+// What a directory change asks of the other services, and what survives
+// their absence (directory_notices.cc): the welcome notice through relayd,
+// a quota pushed to mailstored, sessions ended at identityd — each tried at
+// once and, when the peer is down or unconfigured, left pending for the
+// background round — and RemoveDomain refused while the directory uses it.
+#include "absl/strings/escaping.h"
+#include "services/tenant/directory_test_fixture.h"
+
+namespace mailgrid::tenant {
+namespace {
+
+using namespace dirtest;  // NOLINT: the fixture and its helpers
+
+class PeersTest : public DirectoryTest {
+ protected:
+  size_t Pending(const char* kind) { return KeysUnder(dkeys::PeerWorkPrefix(kind)); }
+  // The decoded text body of a submitted notice.
+  static std::string BodyOf(const relay::v1::SubmitMessageRequest& r) {
+    const std::string& m = r.message();
+    size_t at = m.find("\r\n\r\n");
+    std::string b64 = m.substr(at + 4), clean, out;
+    for (char c : b64)
+      if (c != '\r' && c != '\n') clean += c;
+    EXPECT_TRUE(absl::Base64Unescape(clean, &out));
+    return out;
+  }
+};
+
+TEST_F(PeersTest, WelcomeNoticeIsSentAtCreationAndNeverHoldsAPassword) {
+  v1::CreateUserResponse created;
+  ASSERT_TRUE(CreateUser("alice@acme.test", &created).ok());
+  ASSERT_FALSE(created.generated_password().empty());
+  relay::v1::SubmitMessageRequest sent;
+  {
+    absl::MutexLock l(&peers_.mu);
+    ASSERT_EQ(peers_.submitted.size(), 1u);
+    sent = peers_.submitted[0];
+  }
+  EXPECT_EQ(sent.envelope_from(), "");
+  ASSERT_EQ(sent.recipients_size(), 1);
+  EXPECT_EQ(sent.recipients(0), "alice@acme.test");
+  EXPECT_EQ(sent.kind(), relay::v1::SUBMISSION_KIND_WELCOME);
+  EXPECT_EQ(sent.idempotency_key(), "welcome-" + created.user().user_id());
+  EXPECT_EQ(sent.tenant_id(), tenant_);
+  const std::string body = BodyOf(sent);
+  EXPECT_NE(body.find("alice@acme.test"), std::string::npos);
+  EXPECT_NE(body.find("mail.acme.test"), std::string::npos);
+  EXPECT_NE(body.find("change it the first time"), std::string::npos);
+  EXPECT_EQ(body.find(created.generated_password()), std::string::npos);
+  EXPECT_EQ(sent.message().find(created.generated_password()), std::string::npos);
+  // "User alice@acme.test" has an '@': the phrase is encoded (RFC 2047).
+  EXPECT_NE(sent.message().find("\r\nTo: =?UTF-8?B?"), std::string::npos);
+  EXPECT_NE(sent.message().find(" <alice@acme.test>\r\n"), std::string::npos);
+  EXPECT_EQ(Pending("welcome"), 0u);
+
+  // skip_welcome_mail: nothing sent, nothing pending.
+  v1::CreateUserRequest r;
+  r.set_address("bob@acme.test");
+  r.set_display_name("Bob");
+  r.set_skip_welcome_mail(true);
+  v1::CreateUserResponse out;
+  ASSERT_TRUE(dir_stub_->CreateUser(Ctx(admin_).get(), r, &out).ok());
+  absl::MutexLock l(&peers_.mu);
+  EXPECT_EQ(peers_.submitted.size(), 1u);
+}
+
+TEST_F(PeersTest, ChineseLocaleGetsAChineseNoticeWithAnEncodedName) {
+  v1::User u;
+  u.set_user_id("u-1");
+  u.set_address("zhang@acme.test");
+  u.set_display_name("张伟");
+  u.set_locale("zh-CN");
+  const std::string m = BuildWelcomeMessage(u, "", absl::FromUnixSeconds(1800000000));
+  EXPECT_NE(m.find("To: =?UTF-8?B?"), std::string::npos);  // RFC 2047, never raw UTF-8
+  EXPECT_NE(m.find("Date: Fri, 15 Jan 2027"), std::string::npos);
+  relay::v1::SubmitMessageRequest r;
+  r.set_message(m);
+  const std::string body = BodyOf(r);
+  EXPECT_NE(body.find("首次登录时必须修改密码"), std::string::npos);
+  EXPECT_NE(body.find("mail.acme.test"), std::string::npos);
+  EXPECT_NE(BuildWelcomeMessage(u, "imap.example.net", absl::Now())
+                .find("Message-ID: <welcome-u-1@acme.test>"),
+            std::string::npos);
+}
+
+TEST_F(PeersTest, WelcomeWaitsForRelaydWithoutFailingCreationOrImport) {
+  peers_.relay_status = absl::UnavailableError("relayd down");
+  v1::CreateUserResponse created;
+  ASSERT_TRUE(CreateUser("alice@acme.test", &created).ok());
+  EXPECT_EQ(Pending("welcome"), 1u);
+  peers_.relay = false;  // not configured at all
+  v1::ImportUsersRequest imp;
+  imp.set_csv("address,name\nbob@acme.test,Bob\ncarol@acme.test,Carol\n");
+  v1::ImportUsersResponse resp;
+  ASSERT_TRUE(dir_stub_->ImportUsers(Ctx(admin_).get(), imp, &resp).ok());
+  ASSERT_EQ(resp.errors_size(), 0);
+  EXPECT_EQ(Pending("welcome"), 3u);
+  // Still down: the round keeps them.
+  ASSERT_TRUE(directory_->BackgroundRound(absl::Now()).ok());
+  EXPECT_EQ(Pending("welcome"), 3u);
+  // A user disabled meanwhile gets no welcome.
+  v1::DisableUserRequest dis;
+  dis.set_user_id(resp.created(1).user().user_id());
+  v1::User u;
+  ASSERT_TRUE(dir_stub_->DisableUser(Ctx(admin_).get(), dis, &u).ok());
+  peers_.relay = true;
+  peers_.relay_status = absl::OkStatus();
+  ASSERT_TRUE(directory_->BackgroundRound(absl::Now()).ok());
+  EXPECT_EQ(Pending("welcome"), 0u);
+  absl::MutexLock l(&peers_.mu);
+  std::set<std::string> to;
+  for (const auto& m : peers_.submitted) to.insert(m.recipients(0));
+  EXPECT_EQ(to, (std::set<std::string>{"alice@acme.test", "bob@acme.test"}));
+}
+
+TEST_F(PeersTest, QuotaChangesArePushedToMailstoredOrRetried) {
+  v1::CreateUserResponse created;
+  ASSERT_TRUE(CreateUser("alice@acme.test", &created).ok());
+  const std::string mbx = created.user().mailbox_id();
+  v1::UpdateUserRequest up;
+  up.mutable_user()->set_user_id(created.user().user_id());
+  up.mutable_user()->mutable_quota()->mutable_bytes()->set_value(50 << 20);
+  up.mutable_user()->mutable_quota()->mutable_messages()->set_value(1000);
+  up.mutable_update_mask()->add_paths("quota");
+  v1::User u;
+  grpc::Status s = dir_stub_->UpdateUser(Ctx(admin_).get(), up, &u);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  {
+    absl::MutexLock l(&peers_.mu);
+    ASSERT_EQ(peers_.quotas.count(mbx), 1u);
+    EXPECT_EQ(peers_.quotas[mbx].bytes().value(), 50 << 20);
+    peers_.quotas.clear();
+  }
+  // mailstored refuses for now: the change stands, the push waits.
+  peers_.quota_status = absl::UnavailableError("no leader");
+  up.mutable_user()->mutable_quota()->mutable_bytes()->set_value(60 << 20);
+  ASSERT_TRUE(dir_stub_->UpdateUser(Ctx(admin_).get(), up, &u).ok());
+  EXPECT_EQ(u.quota().bytes().value(), 60 << 20);
+  EXPECT_EQ(Pending("quota"), 1u);
+  peers_.quota_status = absl::OkStatus();
+  ASSERT_TRUE(directory_->BackgroundRound(absl::Now()).ok());
+  EXPECT_EQ(Pending("quota"), 0u);
+  absl::MutexLock l(&peers_.mu);
+  EXPECT_EQ(peers_.quotas[mbx].bytes().value(), 60 << 20);
+}
+
+TEST_F(PeersTest, DisablingEndsSessionsAtIdentityd) {
+  const std::string alice = User("alice@acme.test");
+  const std::string bob = User("bob@acme.test");
+  v1::DisableUserRequest dis;
+  dis.set_user_id(alice);
+  dis.set_reason("left the company");
+  v1::User u;
+  ASSERT_TRUE(dir_stub_->DisableUser(Ctx(admin_).get(), dis, &u).ok());
+  {
+    absl::MutexLock l(&peers_.mu);
+    EXPECT_EQ(peers_.sessions_ended, std::vector<std::string>{alice});
+    peers_.sessions_ended.clear();
+  }
+  EXPECT_EQ(Pending("sessions"), 0u);
+  // identityd down: disabled anyway, the session end waits; a user enabled
+  // again before the retry is left signed in.
+  peers_.sessions_status = absl::UnavailableError("identityd down");
+  dis.set_user_id(bob);
+  ASSERT_TRUE(dir_stub_->DisableUser(Ctx(admin_).get(), dis, &u).ok());
+  EXPECT_EQ(u.state(), v1::USER_STATE_DISABLED);
+  v1::DeleteUserRequest del;
+  del.set_user_id(alice);
+  ASSERT_TRUE(dir_stub_->DeleteUser(Ctx(admin_).get(), del, &u).ok());
+  EXPECT_EQ(Pending("sessions"), 2u);
+  v1::EnableUserRequest en;
+  en.set_user_id(bob);
+  ASSERT_TRUE(dir_stub_->EnableUser(Ctx(admin_).get(), en, &u).ok());
+  peers_.sessions_status = absl::OkStatus();
+  ASSERT_TRUE(directory_->BackgroundRound(absl::Now()).ok());
+  EXPECT_EQ(Pending("sessions"), 0u);
+  absl::MutexLock l(&peers_.mu);
+  EXPECT_EQ(peers_.sessions_ended, std::vector<std::string>{alice});
+}
+
+TEST_F(PeersTest, RemoveDomainIsRefusedWhileTheDirectoryUsesIt) {
+  const std::string alice = User("alice@acme.test");
+  Group("team@acme.test", {Member(v1::MEMBER_KIND_USER, alice)});
+  v1::RemoveDomainRequest rm;
+  rm.set_name("acme.test");
+  v1::RemoveDomainResponse resp;
+  RpcError e = Details(ds_->RemoveDomain(Ctx(admin_).get(), rm, &resp));
+  EXPECT_EQ(e.code, grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_EQ(e.reason, "IN_USE");
+  EXPECT_NE(e.message.find("2 address(es) (1 user(s), 1 group address(es))"), std::string::npos)
+      << e.message;
+  v1::ResolveResponse res;
+  EXPECT_TRUE(Resolve("alice@acme.test", &res).ok());
+
+  // A domain that is an alias target counts too.
+  v1::SetDomainMailSettingsRequest set;
+  set.set_domain("acme-alias.test");
+  set.mutable_settings()->set_alias_of("acme.test");
+  v1::DomainMailSettings settings;
+  grpc::Status s = dir_stub_->SetDomainMailSettings(Ctx(admin_).get(), set, &settings);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  e = Details(ds_->RemoveDomain(Ctx(admin_).get(), rm, &resp));
+  EXPECT_NE(e.message.find("1 alias domain(s)"), std::string::npos) << e.message;
+
+  // An unused domain goes, its mail settings with it.
+  rm.set_name("acme-alias.test");
+  s = ds_->RemoveDomain(Ctx(admin_).get(), rm, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(KeysUnder(dkeys::MailSettings(tenant_, "acme-alias.test")), 0u);
+  rm.set_name("pending.test");
+  EXPECT_TRUE(ds_->RemoveDomain(Ctx(admin_).get(), rm, &resp).ok());
+}
+
+}  // namespace
+}  // namespace mailgrid::tenant
