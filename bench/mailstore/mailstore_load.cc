@@ -17,6 +17,19 @@
 //                 --writers at a time (relayd's shape: a message to a group);
 //                 prints calls/s, copies/s and per-call latency, then checks
 //                 every mailbox holds exactly --messages messages.
+//   --mode=onebox --messages single-recipient DeliverBatch calls (relayd's
+//                 shape for one recipient) from --writers writers, first all
+//                 to ONE mailbox, then spread over --writers mailboxes; prints
+//                 deliveries/s of both (group UID allocation makes them close).
+//   --mode=large  fills ONE folder with --large messages of --size bytes via
+//                 single-recipient DeliverBatch from --writers writers, and
+//                 with --rawdb=DIR writes the same bytes, uncompressed, into a
+//                 plain RocksDB (compacted at the end) for the disk ratio;
+//                 then times FolderStatus, FETCH FLAGS of the last 100, UID
+//                 SEARCH of a subject word (rare and common), ChangesSince of
+//                 the last 10 changes.
+//   --mode=dbstat --db=DIR (a stopped replica's RocksDB): compacts every
+//                 column family and prints its SST bytes (data vs Raft log).
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -27,6 +40,10 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "rocksdb/db.h"
+#include "rocksdb/options.h"
+#include "rocksdb/filter_policy.h"
+#include "rocksdb/table.h"
 #include "absl/time/clock.h"
 #include "libs/auth/service_token.h"
 #include "libs/mailstore_client/mailstore_client.h"
@@ -39,6 +56,7 @@ namespace {
 struct Args {
   std::string mode = "bench", mailstored, key, tenant = "bench-t", prefix = "m";
   int writers = 32, messages = 2000, size = 10240, large = 0, recipients = 50;
+  std::string rawdb, db;
 };
 
 bool ParseArgs(int argc, char** argv, Args* a) {
@@ -58,11 +76,14 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     else if (auto v = val("size")) a->size = std::atoi(v);
     else if (auto v = val("large")) a->large = std::atoi(v);
     else if (auto v = val("recipients")) a->recipients = std::atoi(v);
+    else if (auto v = val("rawdb")) a->rawdb = v;
+    else if (auto v = val("db")) a->db = v;
     else {
       std::fprintf(stderr, "unknown argument %s\n", argv[i]);
       return false;
     }
   }
+  if (a->mode == "dbstat") return !a->db.empty();
   return !a->mailstored.empty() && !a->key.empty();
 }
 
@@ -394,16 +415,303 @@ int Deliver(ms::MailstoreClient& c, const Args& a) {
   return errors == 0 && wrong_count == 0 ? 0 : 1;
 }
 
+// Single-recipient deliveries: to one mailbox, then to one mailbox per writer.
+int Onebox(ms::MailstoreClient& c, const Args& a) {
+  std::string one = a.prefix + "-one";
+  if (auto s = CreateMailbox(c, one, a.tenant); !s.ok()) {
+    std::fprintf(stderr, "create: %s\n", s.ToString().c_str());
+    return 2;
+  }
+  for (int w = 0; w < a.writers; ++w)
+    if (!CreateMailbox(c, absl::StrCat(a.prefix, "-many", w), a.tenant).ok()) return 2;
+  int rc = 0;
+  for (bool spread : {false, true}) {
+    std::atomic<int> next{0}, errors{0};
+    std::mutex lmu;
+    std::vector<double> lat;
+    std::vector<std::thread> threads;
+    absl::Time start = absl::Now();
+    for (int w = 0; w < a.writers; ++w) {
+      threads.emplace_back([&, w] {
+        std::mt19937_64 rng(7000 + w);
+        std::vector<double> mine;
+        for (;;) {
+          int n = next++;
+          if (n >= a.messages) break;
+          v1::DeliverBatchRequest d;
+          d.set_delivery_id(absl::StrCat(a.prefix, spread ? "-s" : "-o", n));
+          d.set_message(Body(rng, a.size, absl::StrCat("one ", n), absl::StrCat(spread, "o", n)));
+          d.add_recipients()->set_mailbox_id(spread ? absl::StrCat(a.prefix, "-many", w) : one);
+          absl::Time t0 = absl::Now();
+          auto resp = c.DeliverBatch(0, d);
+          mine.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+          if (!resp.ok() || resp->results(0).status() != v1::DELIVERY_STATUS_DELIVERED) ++errors;
+        }
+        std::lock_guard<std::mutex> l(lmu);
+        lat.insert(lat.end(), mine.begin(), mine.end());
+      });
+    }
+    for (auto& t : threads) t.join();
+    double secs = absl::ToDoubleSeconds(absl::Now() - start);
+    std::printf("{\"target\":\"%s\",\"deliveries\":%d,\"writers\":%d,\"size\":%d,\"seconds\":%.2f,"
+                "\"deliveries_per_s\":%.1f,\"p50_ms\":%.1f,\"p99_ms\":%.1f,\"errors\":%d}\n",
+                spread ? "one mailbox per writer" : "ONE mailbox", a.messages, a.writers, a.size,
+                secs, a.messages / secs, Pct(lat, 0.5), Pct(lat, 0.99), errors.load());
+    std::fflush(stdout);
+    if (errors != 0) rc = 1;
+  }
+  return rc;
+}
+
+template <typename F>
+std::vector<double> Timed(int n, F&& f) {
+  std::vector<double> ms;
+  for (int i = 0; i < n; ++i) {
+    absl::Time t0 = absl::Now();
+    f();
+    ms.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+  }
+  return ms;
+}
+
+// One folder of --large messages, then the reads a client does on it.
+int Large(ms::MailstoreClient& c, const Args& a) {
+  std::string big = a.prefix + "-large";
+  if (auto s = CreateMailbox(c, big, a.tenant); !s.ok()) {
+    std::fprintf(stderr, "create: %s\n", s.ToString().c_str());
+    return 2;
+  }
+  std::unique_ptr<rocksdb::DB> raw;
+  if (!a.rawdb.empty()) {
+    rocksdb::Options o;
+    o.create_if_missing = true;
+    o.compression = rocksdb::kNoCompression;
+    o.bottommost_compression = rocksdb::kNoCompression;
+    rocksdb::DB* db = nullptr;
+    rocksdb::Status st = rocksdb::DB::Open(o, a.rawdb, &db);
+    if (!st.ok()) {
+      std::fprintf(stderr, "rawdb: %s\n", st.ToString().c_str());
+      return 2;
+    }
+    raw.reset(db);
+  }
+  std::atomic<int> filled{0}, errors{0};
+  std::atomic<uint64_t> raw_bytes{0};
+  std::vector<std::thread> threads;
+  absl::Time fill_start = absl::Now();
+  const int step = std::max(1, a.large / 20);
+  for (int w = 0; w < a.writers; ++w) {
+    threads.emplace_back([&, w] {
+      std::mt19937_64 rng(5000 + w);
+      for (;;) {
+        int n = filled++;
+        if (n >= a.large) return;
+        if (n % step == 0 && n > 0) {
+          std::fprintf(stderr, "filled %d (%.0f s)\n", n,
+                       absl::ToDoubleSeconds(absl::Now() - fill_start));
+        }
+        std::string subject =
+            n == a.large / 2 ? "needle unicorn"
+                             : absl::StrCat("bulk ", n, " ", kWords[n % (sizeof kWords / sizeof *kWords)]);
+        std::string prepend = absl::StrCat("Delivered-To: user", w, "@example.com\r\n");
+        v1::DeliverBatchRequest d;
+        d.set_delivery_id(absl::StrCat(a.prefix, "-L", n));
+        d.set_message(Body(rng, a.size, subject, absl::StrCat("L", n)));
+        auto* t = d.add_recipients();
+        t->set_mailbox_id(big);
+        t->set_prepend_headers(prepend);
+        if (n % 3 == 0) t->add_flags("\\Seen");
+        for (int attempt = 0;; ++attempt) {
+          auto resp = c.DeliverBatch(0, d);
+          if (resp.ok() && (resp->results(0).status() == v1::DELIVERY_STATUS_DELIVERED ||
+                            resp->results(0).status() == v1::DELIVERY_STATUS_DUPLICATE))
+            break;
+          if (attempt >= 5) {
+            ++errors;
+            break;
+          }
+          absl::SleepFor(absl::Milliseconds(200));
+        }
+        raw_bytes += prepend.size() + d.message().size();
+        if (raw) {
+          std::string key;
+          for (int i = 3; i >= 0; --i) key.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+          raw->Put(rocksdb::WriteOptions(), key, prepend + d.message());
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  double fill_secs = absl::ToDoubleSeconds(absl::Now() - fill_start);
+  if (raw) {
+    raw->Flush(rocksdb::FlushOptions());
+    raw->CompactRange(rocksdb::CompactRangeOptions(), nullptr, nullptr);
+    raw.reset();
+  }
+  std::printf("{\"large_folder\":%d,\"size\":%d,\"writers\":%d,\"fill_seconds\":%.1f,"
+              "\"fill_messages_per_s\":%.1f,\"raw_bytes\":%llu,\"errors\":%d}\n",
+              a.large, a.size, a.writers, fill_secs, a.large / fill_secs,
+              static_cast<unsigned long long>(raw_bytes.load()), errors.load());
+  std::fflush(stdout);
+
+  uint32_t uidnext = 0, messages = 0;
+  auto status_ms = Timed(50, [&] {
+    v1::FolderStatusRequest r;
+    r.set_mailbox_id(big);
+    r.mutable_folder()->set_name("INBOX");
+    auto s = c.FolderStatus(0, r);
+    if (s.ok()) uidnext = s->folder().uidnext(), messages = s->folder().messages();
+    else ++errors;
+  });
+  auto flags_ms = Timed(50, [&] {
+    v1::FetchRequest f;
+    f.set_mailbox_id(big);
+    f.mutable_folder()->set_name("INBOX");
+    auto* r = f.mutable_messages()->mutable_uids()->add_ranges();
+    r->set_first(uidnext > 100 ? uidnext - 100 : 1);
+    r->set_to_last(true);
+    f.mutable_items()->set_flags(true);
+    auto got = c.FetchAll(0, f);
+    if (!got.ok() || got->size() != 100) ++errors;
+  });
+  uint32_t rare_hits = 0, common_hits = 0;
+  auto search = [&](const char* word, uint32_t* hits) {
+    v1::SearchRequest s;
+    s.set_mailbox_id(big);
+    s.mutable_folder()->set_name("INBOX");
+    s.mutable_query()->mutable_text()->set_field(v1::TEXT_FIELD_SUBJECT);
+    s.mutable_query()->mutable_text()->set_value(word);
+    auto res = c.Search(0, s);
+    if (res.ok()) *hits = res->count();
+    else ++errors;
+  };
+  auto rare_ms = Timed(10, [&] { search("unicorn", &rare_hits); });
+  auto common_ms = Timed(5, [&] { search("invoice", &common_hits); });
+  // The last 10 changes: flags on 10 messages, then what changed since.
+  uint64_t before = 0;
+  {
+    v1::FolderStatusRequest r;
+    r.set_mailbox_id(big);
+    r.mutable_folder()->set_name("INBOX");
+    auto s = c.FolderStatus(0, r);
+    if (s.ok()) before = s->folder().highest_modseq();
+  }
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 10; ++i) {
+    v1::StoreFlagsRequest sf;
+    sf.set_mailbox_id(big);
+    sf.mutable_folder()->set_name("INBOX");
+    auto* r = sf.mutable_messages()->mutable_uids()->add_ranges();
+    uint32_t uid = 1 + static_cast<uint32_t>(rng() % std::max<uint32_t>(1, uidnext - 1));
+    r->set_first(uid);
+    r->set_last(uid);
+    sf.set_mode(v1::STORE_MODE_ADD);
+    sf.add_flags(absl::StrCat("$bench", i));
+    if (!c.StoreFlags(0, sf).ok()) ++errors;
+  }
+  int changed = 0;
+  auto changes_ms = Timed(50, [&] {
+    v1::ChangesSinceRequest cs;
+    cs.set_mailbox_id(big);
+    cs.mutable_folder()->set_name("INBOX");
+    cs.set_modseq(before);
+    cs.set_include_vanished(true);
+    auto got = c.ChangesSince(0, cs);
+    if (got.ok()) changed = got->changed_size();
+    else ++errors;
+  });
+  std::printf("{\"messages\":%u,\"folder_status_p50_ms\":%.2f,\"folder_status_p99_ms\":%.2f,"
+              "\"fetch_flags_last100_p50_ms\":%.2f,\"fetch_flags_last100_p99_ms\":%.2f,"
+              "\"search_rare_p50_ms\":%.2f,\"search_rare_hits\":%u,"
+              "\"search_common_p50_ms\":%.1f,\"search_common_hits\":%u,"
+              "\"changes_since_last10_p50_ms\":%.2f,\"changes_since_last10_p99_ms\":%.2f,"
+              "\"changed\":%d,\"errors\":%d}\n",
+              messages, Pct(status_ms, 0.5), Pct(status_ms, 0.99), Pct(flags_ms, 0.5),
+              Pct(flags_ms, 0.99), Pct(rare_ms, 0.5), rare_hits, Pct(common_ms, 0.5), common_hits,
+              Pct(changes_ms, 0.5), Pct(changes_ms, 0.99), changed, errors.load());
+  return errors == 0 ? 0 : 1;
+}
+
+// The SST bytes of each column family of a stopped replica, after a full
+// compaction (overwritten and deleted versions dropped, as for --rawdb).
+// Options as libs/kv's engine (bloom filters except on the Raft log).
+int DbStat(const Args& a) {
+  rocksdb::DBOptions dbo;
+  std::vector<std::string> names;
+  rocksdb::Status st = rocksdb::DB::ListColumnFamilies(dbo, a.db, &names);
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s\n", st.ToString().c_str());
+    return 2;
+  }
+  std::vector<rocksdb::ColumnFamilyDescriptor> descs;
+  for (const auto& n : names) {
+    rocksdb::ColumnFamilyOptions cf;
+    rocksdb::BlockBasedTableOptions table;
+    if (n != "raft_log") table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
+    cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+    descs.emplace_back(n, cf);
+  }
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* db = nullptr;
+  st = rocksdb::DB::Open(dbo, a.db, descs, &handles, &db);
+  if (!st.ok()) {
+    std::fprintf(stderr, "%s\n", st.ToString().c_str());
+    return 2;
+  }
+  std::string out = "{";
+  for (size_t i = 0; i < handles.size(); ++i) {
+    db->Flush(rocksdb::FlushOptions(), handles[i]);
+    db->CompactRange(rocksdb::CompactRangeOptions(), handles[i], nullptr, nullptr);
+    uint64_t sst = 0;
+    db->GetIntProperty(handles[i], "rocksdb.total-sst-files-size", &sst);
+    out += absl::StrCat(i ? "," : "", "\"", names[i], "\":", sst);
+    if (names[i].rfind("data", 0) != 0) continue;
+    // Logical bytes (key + value, before block compression) per record
+    // kind of services/mailstore/keys.h: what the space goes to.
+    std::map<std::string, std::pair<uint64_t, uint64_t>> kinds;  // kind -> (count, bytes)
+    std::unique_ptr<rocksdb::Iterator> it(db->NewIterator(rocksdb::ReadOptions(), handles[i]));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      std::string k = it->key().ToString();
+      std::string kind = "other";
+      size_t t = k.rfind("t/", 0) == 0 ? k.find('/', 2) : std::string::npos;
+      if (t != std::string::npos && k.size() > t + 2) {
+        char c = k[t + 1];
+        if (c == 'b') {
+          kind = k.find("/c", t + 3) != std::string::npos && k.find("/terms") == std::string::npos
+                     ? "body chunk" : (k.find("/terms") != std::string::npos ? "body terms" : "body record");
+        } else if (c == 'm') {
+          size_t mb = k.find('/', t + 3);
+          kind = mb == std::string::npos ? "mailbox record" : absl::StrCat("m/", k.substr(mb + 1, 1));
+        } else {
+          kind = std::string(1, c);
+        }
+      }
+      auto& e = kinds[kind];
+      e.first += 1;
+      e.second += it->key().size() + it->value().size();
+    }
+    for (const auto& [kind, e] : kinds)
+      std::fprintf(stderr, "  %-16s %10llu records %12llu bytes\n", kind.c_str(),
+                   static_cast<unsigned long long>(e.first), static_cast<unsigned long long>(e.second));
+  }
+  out += "}";
+  std::printf("%s\n", out.c_str());
+  for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
+  delete db;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   Args a;
   if (!ParseArgs(argc, argv, &a)) {
     std::fprintf(stderr,
-                 "usage: mailstore_load --mailstored=h:p,... --signing-key=PEM [--mode=bench|chaos|deliver] "
-                 "[--writers=N] [--recipients=N] [--messages=N] [--size=B] [--large=N] [--tenant=T] [--prefix=P]\n");
+                 "usage: mailstore_load --mailstored=h:p,... --signing-key=PEM [--mode=bench|chaos|deliver|onebox|large|dbstat] "
+                 "[--writers=N] [--recipients=N] [--messages=N] [--size=B] [--large=N] [--tenant=T] [--prefix=P] [--rawdb=DIR] [--db=DIR]\n");
     return 2;
   }
+  if (a.mode == "dbstat") return DbStat(a);
   auto tokens = mailgrid::auth::ServiceTokenSource::FromPemFile(a.key, "relayd");
   if (!tokens.ok()) {
     std::fprintf(stderr, "%s\n", tokens.status().ToString().c_str());
@@ -416,5 +724,7 @@ int main(int argc, char** argv) {
   }
   if (a.mode == "chaos") return Chaos(**client, a);
   if (a.mode == "deliver") return Deliver(**client, a);
+  if (a.mode == "onebox") return Onebox(**client, a);
+  if (a.mode == "large") return Large(**client, a);
   return Bench(**client, a);
 }

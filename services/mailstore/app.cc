@@ -47,7 +47,9 @@ absl::StatusOr<std::unique_ptr<MailstoreApp>> MailstoreApp::Create(
   if (o.store == "replicated") {
     rpc::CommonConfig c = common;
     c.data_dir = common.data_dir + "/replica";
-    ASSIGN_OR_RETURN(auto ro, replica::MakeReplicaOptions(o.raft, c, registry));
+    replica::RaftFlags raft = o.raft;
+    if (raft.tls_ca.empty() && !common.tls_cert.empty()) raft.tls_ca = o.tls_ca;
+    ASSIGN_OR_RETURN(auto ro, replica::MakeReplicaOptions(raft, c, registry));
     ASSIGN_OR_RETURN(app->replica_, replica::ReplicaServer::Open(std::move(ro)));
     app->store_ = std::make_unique<ReplicaStore>(&app->replica_->replica());
     log::Info("store is REPLICATED", {{"shard", o.shard}, {"group", o.raft.group},
@@ -64,6 +66,7 @@ absl::StatusOr<std::unique_ptr<MailstoreApp>> MailstoreApp::Create(
   so.limits.max_depth = static_cast<uint32_t>(o.max_depth);
   so.limits.max_header_line_bytes = static_cast<size_t>(o.max_header_line_bytes);
   so.feed_keep = static_cast<uint64_t>(o.feed_keep);
+  so.combine_appends = o.combine_appends;
   so.reads = o.reads == "linearizable" ? kv::v1::LINEARIZABLE : kv::v1::STALE;
   app->mail_ = std::make_unique<MailStore>(app->store_.get(), so);
   MailstoreApp* self = app.get();

@@ -10,6 +10,9 @@ void AddFlags(config::Flags& f, Options& o) {
            "(one unreplicated RocksDB in --data-dir, for tests)");
   f.Int("shard", &o.shard, "the shard this process serves (its Raft group is --raft-peers)");
   replica::AddRaftFlags(f, &o.raft);
+  f.String("tls-ca", &o.tls_ca,
+           "the cluster CA (PEM) for replica-to-replica TLS when --raft-tls-ca is not given "
+           "(used only when the listener has TLS: mTLS mode)");
   f.StringList("token-public-key", &o.token_public_keys,
                "PEM files of the Ed25519 public keys that verify access tokens (comma list)");
   f.String("token-issuer", &o.token_issuer, "the issuer (iss) access tokens must carry");
@@ -22,6 +25,9 @@ void AddFlags(config::Flags& f, Options& o) {
   f.Duration("archive-interval", &o.archive_interval, "how often archive jobs advance a batch");
   f.Duration("retention-interval", &o.retention_interval, "how often retention rules run");
   f.Duration("watch-heartbeat", &o.heartbeat_interval, "HEARTBEAT period of Watch streams");
+  f.Bool("combine-appends", &o.combine_appends,
+         "concurrent appends and deliveries to one mailbox share one replicated write (group UID "
+         "allocation); false: one write each (for comparison)");
   f.String("reads", &o.reads, "leader reads: local (applied state) or linearizable (ReadIndex)");
 }
 

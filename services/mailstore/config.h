@@ -15,6 +15,7 @@ struct Options {
   std::string store = "replicated";  // or "local" (one unreplicated RocksDB; tests)
   int shard = 0;
   replica::RaftFlags raft;
+  std::string tls_ca;  // fallback for --raft-tls-ca (MAILGRID_TLS_CA)
   std::vector<std::string> token_public_keys;
   std::string token_issuer = "mailgrid";
   int64_t max_message_bytes = 50 << 20;
@@ -28,6 +29,8 @@ struct Options {
   // Reads on the leader: "local" (its applied state; every acknowledged
   // write is there) or "linearizable" (ReadIndex round per read).
   std::string reads = "local";
+  // Concurrent appends/deliveries to one mailbox share one write.
+  bool combine_appends = true;
 };
 
 void AddFlags(config::Flags& flags, Options& options);

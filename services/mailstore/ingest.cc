@@ -15,11 +15,12 @@
 #include "libs/mail/header.h"
 #include "libs/mail/tokenize.h"
 #include "services/mailstore/errors.h"
+#include "services/mailstore/sections.h"
 
 namespace mailgrid::mailstore {
 namespace {
 
-constexpr size_t kChunkBytes = 1u << 20;
+constexpr size_t kChunkBytes = kBodyChunkBytes;
 
 void AddressesToProto(const std::optional<mail::AddressList>& list,
                       google::protobuf::RepeatedPtrField<v1::EnvelopeAddress>* out) {
@@ -208,6 +209,7 @@ absl::StatusOr<Ingested> Ingest(std::string_view input, const IngestLimits& limi
   out.body.set_size(out.raw.size());
   ToProto(m.envelope(), out.body.mutable_envelope());
   StructureToProto(m, 0, out.body.mutable_structure());
+  PartsToProto(m, &out.body);
   if (out.body.envelope().has_sent_at())
     out.sent_micros = out.body.envelope().sent_at().seconds() * 1000000;
 

@@ -2,8 +2,8 @@
 // checked, the MIME tree parsed (libs/mail), ENVELOPE and BODYSTRUCTURE
 // converted to their proto form, search terms extracted, SHA-256 taken and
 // the bytes zstd-compressed in chunks. Reads use the stored results and
-// never re-parse for flags/envelope/structure (a BODY[section] fetch
-// re-parses the decompressed bytes it has to read anyway).
+// never re-parse: flags/envelope/structure are stored, and BODY[section]
+// reads its bytes by the part offsets stored with the body (sections.h).
 //
 // SECURITY: the input is hostile; libs/mail never fails on content, and
 // the limits here refuse, before anything is stored, what would be too
@@ -23,6 +23,9 @@
 namespace mailgrid::mailstore { namespace v1 = ::mailgrid::mailstore::v1; }
 
 namespace mailgrid::mailstore {
+
+// The uncompressed bytes per stored chunk (chunk n holds [n, n+1) MiB).
+inline constexpr size_t kBodyChunkBytes = 1u << 20;
 
 struct IngestLimits {
   size_t max_message_bytes = 50u << 20;

@@ -66,6 +66,16 @@ std::string Tombstone(std::string_view t, std::string_view m, std::string_view f
   AppendBe32(uid, &k);
   return k;
 }
+std::string ModseqPrefix(std::string_view t, std::string_view m, std::string_view f) {
+  return absl::StrCat(MailboxRange(t, m), "q/", A(f), "/");
+}
+std::string ModseqEntry(std::string_view t, std::string_view m, std::string_view f,
+                        uint64_t modseq, uint32_t uid) {
+  std::string k = ModseqPrefix(t, m, f);
+  AppendBe64(modseq, &k);
+  AppendBe32(uid, &k);
+  return k;
+}
 std::string UnseenPrefix(std::string_view t, std::string_view m, std::string_view f) {
   return absl::StrCat(MailboxRange(t, m), "n/", A(f), "/");
 }

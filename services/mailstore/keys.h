@@ -15,6 +15,11 @@
 //   t/<tenant>/m/<mailbox>/f/<folder>     -> FolderRecord (counters, UIDNEXT, UIDVALIDITY)
 //   t/<tenant>/m/<mailbox>/u/<folder>/<be32 uid>       -> MessageRecord
 //   t/<tenant>/m/<mailbox>/x/<folder>/<be32 uid>       -> tombstone: be64 MODSEQ of the expunge
+//                                                         (folders without the MODSEQ index only)
+//   t/<tenant>/m/<mailbox>/q/<folder>/<be64 modseq><be32 uid> -> "" (the message's current
+//                                                         MODSEQ) or "x" (expunged at it): one
+//                                                         entry per UID ever used, so
+//                                                         ChangesSince(m) is a scan from m+1
 //   t/<tenant>/m/<mailbox>/n/<folder>/<be32 uid>       -> "" (messages without \Seen)
 //   t/<tenant>/m/<mailbox>/i/<term>\0<sha hex>          -> "" (search postings, per body)
 //   t/<tenant>/m/<mailbox>/h/<sha hex>/<folder>/<be32 uid> -> "" (where the body is)
@@ -61,6 +66,10 @@ std::string Tombstone(std::string_view tenant, std::string_view mailbox, std::st
                       uint32_t uid);
 std::string TombstonePrefix(std::string_view tenant, std::string_view mailbox,
                             std::string_view folder);
+// The MODSEQ index (FolderRecord.modseq_index): see the layout above.
+std::string ModseqPrefix(std::string_view tenant, std::string_view mailbox, std::string_view folder);
+std::string ModseqEntry(std::string_view tenant, std::string_view mailbox, std::string_view folder,
+                        uint64_t modseq, uint32_t uid);
 std::string Unseen(std::string_view tenant, std::string_view mailbox, std::string_view folder,
                    uint32_t uid);
 std::string UnseenPrefix(std::string_view tenant, std::string_view mailbox,

@@ -42,6 +42,8 @@ struct StoreOptions {
   absl::Duration idempotency_window = absl::Hours(24);
   absl::Duration delivery_dedupe_window = absl::Hours(24 * 7);
   kv::v1::ReadConsistency reads = kv::v1::STALE;
+  // Concurrent appends/deliveries to one mailbox share one write (RunCombined).
+  bool combine_appends = true;
   absl::Duration timeout = absl::Seconds(10);
 };
 
@@ -123,7 +125,13 @@ class MailStore {
                                             const storage::BodyRecord& body);
   absl::StatusOr<storage::BodyRecord> LoadBody(const std::string& tenant, const std::string& sha);
 
+  absl::StatusOr<v1::ChangesSinceResponse> ChangesByScan(const Mbx& m,
+                                                         const storage::FolderRecord& f,
+                                                         const v1::ChangesSinceRequest& r,
+                                                         v1::ChangesSinceResponse out);
   absl::Mutex* MailboxLock(const std::string& mailbox_id);
+  struct Combiner;  // store_internal.h: the queue of RunCombined
+  Combiner* CombinerFor(const std::string& mailbox_id);
   void Committed(const std::string& tenant, const std::string& mailbox);
 
  private:
@@ -134,6 +142,7 @@ class MailStore {
   CommitListener listener_;
   absl::Mutex locks_mu_;
   absl::flat_hash_map<std::string, std::unique_ptr<absl::Mutex>> locks_ ABSL_GUARDED_BY(locks_mu_);
+  absl::flat_hash_map<std::string, std::unique_ptr<Combiner>> combiners_ ABSL_GUARDED_BY(locks_mu_);
   struct TenantUsage;  // store_jobs.cc: pooled-limit cache
   std::unique_ptr<TenantUsage> tenant_usage_;
   friend absl::Status CheckTenantQuota(MailStore* store, const std::string& tenant, uint64_t add);

@@ -171,6 +171,13 @@ absl::Mutex* MailStore::MailboxLock(const std::string& mailbox_id) {
   return slot.get();
 }
 
+MailStore::Combiner* MailStore::CombinerFor(const std::string& mailbox_id) {
+  absl::MutexLock lock(&locks_mu_);
+  auto& slot = combiners_[mailbox_id];
+  if (!slot) slot = std::make_unique<Combiner>();
+  return slot.get();
+}
+
 void MailStore::Committed(const std::string& tenant, const std::string& mailbox) {
   if (listener_) listener_(tenant, mailbox);
 }
@@ -257,6 +264,8 @@ absl::StatusOr<std::vector<std::string>> Mutation::TermsOf(const std::string& sh
 absl::Status Mutation::InsertMessage(storage::FolderRecord* f, uint32_t uid,
                                      const storage::MessageRecord& msg) {
   Put(keys::Message(tenant(), mailbox(), f->folder_id(), uid), msg);
+  if (f->modseq_index())
+    PutRaw(keys::ModseqEntry(tenant(), mailbox(), f->folder_id(), msg.modseq(), uid), "");
   PutRaw(keys::Location(tenant(), mailbox(), msg.body_sha(), f->folder_id(), uid), "");
   links_[msg.body_sha()].added++;
   f->set_messages(f->messages() + 1);
@@ -275,9 +284,15 @@ absl::Status Mutation::InsertMessage(storage::FolderRecord* f, uint32_t uid,
 absl::Status Mutation::RemoveMessage(storage::FolderRecord* f, uint32_t uid,
                                      const storage::MessageRecord& msg, uint64_t modseq) {
   Delete(keys::Message(tenant(), mailbox(), f->folder_id(), uid));
-  std::string ts;
-  keys::AppendBe64(modseq, &ts);
-  PutRaw(keys::Tombstone(tenant(), mailbox(), f->folder_id(), uid), ts);
+  if (f->modseq_index()) {
+    // The live entry becomes the tombstone, at the expunge's MODSEQ.
+    Delete(keys::ModseqEntry(tenant(), mailbox(), f->folder_id(), msg.modseq(), uid));
+    PutRaw(keys::ModseqEntry(tenant(), mailbox(), f->folder_id(), modseq, uid), "x");
+  } else {
+    std::string ts;
+    keys::AppendBe64(modseq, &ts);
+    PutRaw(keys::Tombstone(tenant(), mailbox(), f->folder_id(), uid), ts);
+  }
   f->set_messages(f->messages() - 1);
   f->set_size_bytes(f->size_bytes() - std::min(f->size_bytes(), msg.size()));
   if (uid >= f->recent_from() && f->recent() > 0) f->set_recent(f->recent() - 1);
@@ -292,6 +307,25 @@ absl::Status Mutation::RemoveMessage(storage::FolderRecord* f, uint32_t uid,
   mbx_->rec.set_usage_bytes(mbx_->rec.usage_bytes() - std::min(mbx_->rec.usage_bytes(), msg.size()));
   if (mbx_->rec.usage_messages() > 0) mbx_->rec.set_usage_messages(mbx_->rec.usage_messages() - 1);
   return RefBody(msg.body_sha(), -1);
+}
+
+void Mutation::UpdateMessage(const storage::FolderRecord& f, uint32_t uid, uint64_t old_modseq,
+                             const storage::MessageRecord& msg) {
+  Put(keys::Message(tenant(), mailbox(), f.folder_id(), uid), msg);
+  if (f.modseq_index() && old_modseq != msg.modseq()) {
+    Delete(keys::ModseqEntry(tenant(), mailbox(), f.folder_id(), old_modseq, uid));
+    PutRaw(keys::ModseqEntry(tenant(), mailbox(), f.folder_id(), msg.modseq(), uid), "");
+  }
+}
+
+void Mutation::PutIdem(const std::string& key, const storage::IdemRecord& rec) {
+  Put(key, rec);
+  idem_[key] = rec;
+}
+
+const storage::IdemRecord* Mutation::PlannedIdem(const std::string& key) const {
+  auto it = idem_.find(key);
+  return it == idem_.end() ? nullptr : &it->second;
 }
 
 void Mutation::FlagsChanged(storage::FolderRecord* f, uint32_t uid, bool was_seen, bool now_seen) {
@@ -460,6 +494,108 @@ absl::Status RunMutation(MailStore* store, const std::string& mailbox_id,
 
 namespace {
 
+using CombinedItem = MailStore::Combiner::Item;
+
+// One group of RunCombined under the mailbox's lock: plans every item into
+// one Mutation and commits it. Sets each item's result (not `done`).
+void CommitGroup(MailStore* store, const std::string& mailbox_id, std::vector<CombinedItem*> live) {
+  int lost = 0;
+  while (!live.empty()) {
+    auto m = store->LoadMailbox(mailbox_id);
+    if (!m.ok()) {
+      for (CombinedItem* it : live) it->result = m.status();
+      return;
+    }
+    Mutation mut(store, &*m);
+    bool replan = false;
+    for (size_t i = 0; i < live.size(); ++i) {
+      absl::Status s = (*live[i]->plan)(mut);
+      if (s.ok()) continue;
+      // Its partial plan may be in `mut`: leave it out and plan the rest afresh.
+      live[i]->result = s;
+      live.erase(live.begin() + static_cast<std::ptrdiff_t>(i));
+      replan = true;
+      break;
+    }
+    if (replan) continue;
+    if (mut.Empty()) {
+      for (CombinedItem* it : live) it->result = absl::OkStatus();
+      return;
+    }
+    absl::StatusOr<bool> committed = mut.Commit();
+    if (!committed.ok()) {
+      if (committed.status().code() == absl::StatusCode::kInvalidArgument && live.size() > 1) {
+        // Over a kv write limit: halves, each re-planned from fresh reads.
+        size_t half = live.size() / 2;
+        CommitGroup(store, mailbox_id, std::vector<CombinedItem*>(live.begin(), live.begin() + half));
+        CommitGroup(store, mailbox_id, std::vector<CombinedItem*>(live.begin() + half, live.end()));
+        return;
+      }
+      for (CombinedItem* it : live) it->result = committed.status();
+      return;
+    }
+    if (*committed) {
+      for (CombinedItem* it : live) it->result = absl::OkStatus();
+      store->Committed(m->tenant, m->id);
+      return;
+    }
+    if (++lost >= 50) break;
+  }
+  for (CombinedItem* it : live)
+    it->result = absl::AbortedError("mailbox changed concurrently too often; retry");
+}
+
+// How much of the queue one write takes (kv: 10,000 ops, 1,000
+// conditions, 16 MiB per write; one condition per distinct body).
+constexpr size_t kGroupItems = 256, kGroupOps = 8000, kGroupBytes = 8u << 20;
+
+}  // namespace
+
+absl::Status RunCombined(MailStore* store, const std::string& mailbox_id,
+                         const std::function<absl::Status(Mutation&)>& plan, size_t cost_bytes,
+                         size_t cost_ops) {
+  MailStore::Combiner* c = store->CombinerFor(mailbox_id);
+  CombinedItem me;
+  me.plan = &plan;
+  me.bytes = cost_bytes;
+  me.ops = cost_ops;
+  absl::MutexLock lock(&c->mu);
+  c->queue.push_back(&me);
+  while (!me.done) {
+    if (c->draining) {
+      // Someone is committing: wait for it (our item may be in its group).
+      auto free_or_done = [&]() { return me.done || !c->draining; };
+      c->mu.Await(absl::Condition(&free_or_done));
+      continue;
+    }
+    // Drain: take the head of the queue (at least one item; ours is in it
+    // or was taken by an earlier group), commit it, repeat until ours is done.
+    c->draining = true;
+    std::vector<CombinedItem*> group;
+    size_t bytes = 0, ops = 0;
+    const size_t max_items = store->options().combine_appends ? kGroupItems : 1;
+    while (!c->queue.empty() && group.size() < max_items) {
+      CombinedItem* it = c->queue.front();
+      if (!group.empty() && (bytes + it->bytes > kGroupBytes || ops + it->ops > kGroupOps)) break;
+      bytes += it->bytes;
+      ops += it->ops;
+      group.push_back(it);
+      c->queue.pop_front();
+    }
+    c->mu.Unlock();
+    {
+      absl::MutexLock mbx_lock(store->MailboxLock(mailbox_id));
+      CommitGroup(store, mailbox_id, group);
+    }
+    c->mu.Lock();
+    for (CombinedItem* it : group) it->done = true;
+    c->draining = false;
+  }
+  return me.result;
+}
+
+namespace {
+
 // RunMutationBatch without the locks (held by the caller); recursive on split.
 absl::Status BatchAttempts(MailStore* store, const std::vector<std::string>& ids,
                            const std::vector<size_t>& which,
@@ -613,6 +749,7 @@ storage::FolderRecord NewFolder(Mutation& mut, const std::string& name, int spec
   f.set_uidvalidity(NewUidValidity(m));
   f.set_uidnext(1);
   f.set_recent_from(1);
+  f.set_modseq_index(true);
   return f;
 }
 

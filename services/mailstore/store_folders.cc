@@ -149,6 +149,8 @@ absl::StatusOr<v1::DeleteFolderResponse> MailStore::DeleteFolder(const v1::Delet
       mut.RemoveFolder(id);
       std::string t = keys::TombstonePrefix(mut.tenant(), mut.mailbox(), id);
       mut.DeleteRange(t, keys::PrefixEnd(t));
+      std::string q = keys::ModseqPrefix(mut.tenant(), mut.mailbox(), id);
+      mut.DeleteRange(q, keys::PrefixEnd(q));
     }
     mut.Event(std::move(e));
     return absl::OkStatus();

@@ -2,6 +2,7 @@
 // conditional kv write per change), folder lookup, UID-set helpers.
 #pragma once
 
+#include <deque>
 #include <map>
 #include <set>
 #include <string>
@@ -23,6 +24,21 @@ int64_t TsToMicros(const google::protobuf::Timestamp& ts);
 absl::Status MailboxNotFound(const std::string& id);
 absl::Status FolderNotFound();
 absl::Status Unavailable(const absl::Status& from);
+
+class Mutation;
+
+// The queue of RunCombined for one mailbox.
+struct MailStore::Combiner {
+  struct Item {
+    const std::function<absl::Status(Mutation&)>* plan = nullptr;
+    size_t bytes = 0, ops = 0;
+    absl::Status result;
+    bool done = false;
+  };
+  absl::Mutex mu;
+  std::deque<Item*> queue ABSL_GUARDED_BY(mu);
+  bool draining ABSL_GUARDED_BY(mu) = false;
+};
 
 // One planned change of one mailbox.
 class Mutation {
@@ -57,9 +73,18 @@ class Mutation {
                              const storage::MessageRecord& msg);
   absl::Status RemoveMessage(storage::FolderRecord* folder, uint32_t uid,
                              const storage::MessageRecord& msg, uint64_t modseq);
+  // Rewrites a message whose flags (and MODSEQ) changed; `old_modseq` is the
+  // MODSEQ it had (its MODSEQ index entry moves).
+  void UpdateMessage(const storage::FolderRecord& folder, uint32_t uid, uint64_t old_modseq,
+                     const storage::MessageRecord& msg);
   // Flags changed from old to new (counters and unseen index).
   void FlagsChanged(storage::FolderRecord* folder, uint32_t uid, bool was_seen, bool now_seen);
   absl::StatusOr<std::vector<std::string>> TermsOf(const std::string& sha);
+
+  // Idempotency records planned in this mutation (several appends combined
+  // in one write must see each other's keys, as they would in the store).
+  void PutIdem(const std::string& key, const storage::IdemRecord& rec);
+  const storage::IdemRecord* PlannedIdem(const std::string& key) const;
 
   kv::v1::WriteRequest& request() { return req_; }
   bool Empty() const {
@@ -103,6 +128,7 @@ class Mutation {
   std::map<std::string, BodyRef> bodies_;
   std::map<std::string, std::vector<std::string>> terms_cache_;
   std::vector<v1::WatchEvent> events_;
+  std::map<std::string, storage::IdemRecord> idem_;
 };
 
 // Runs plan() under the mailbox's lock until its write commits (re-planning
@@ -110,6 +136,19 @@ class Mutation {
 absl::Status RunMutation(MailStore* store, const std::string& mailbox_id,
                          const std::function<absl::Status(Mutation&)>& plan,
                          std::vector<v1::WatchEvent>* events = nullptr);
+
+// RunMutation for appends and deliveries (group UID allocation): calls for
+// the same mailbox that arrive while one of them is committing queue up,
+// and the next commit plans ALL the queued ones into one Mutation (one kv
+// write, one Raft entry), so one mailbox takes concurrent deliveries at the
+// rate of many. A plan must only read the mailbox's records and
+// PlannedIdem()/the store's idempotency keys (never messages another queued
+// plan may change). A plan that fails is left out (it gets its error) and
+// the rest re-planned; a write refused as too large is split in halves.
+// `cost_bytes`/`cost_ops` bound a group (kv's write limits).
+absl::Status RunCombined(MailStore* store, const std::string& mailbox_id,
+                         const std::function<absl::Status(Mutation&)>& plan, size_t cost_bytes,
+                         size_t cost_ops);
 
 // Runs plan(i, mut) for each mailbox_ids[i] (distinct) and commits all the
 // non-empty mutations as ONE kv write, holding every one's lock (taken in id

@@ -10,6 +10,7 @@
 #include "absl/strings/str_split.h"
 #include "libs/mail/decode.h"
 #include "libs/mail/imap_format.h"
+#include "services/mailstore/sections.h"
 #include "services/mailstore/store_internal.h"
 
 namespace mailgrid::mailstore {
@@ -80,6 +81,15 @@ absl::Status PrewriteChunks(store::Store* store, const std::string& tenant, Inge
   return absl::OkStatus();
 }
 
+// The bytes one append adds to a combined write: the body's chunks (unless
+// written ahead), its postings and records.
+size_t CombinedCost(const Ingested& ing, size_t prepend) {
+  size_t bytes = 2048 + prepend + ing.terms.size() * 128;
+  if (!ing.chunks_prewritten)
+    for (const auto& c : ing.chunks) bytes += c.size();
+  return bytes;
+}
+
 v1::MessageFlags FlagsOf(uint32_t uid, const storage::MessageRecord& m) {
   v1::MessageFlags out;
   out.set_uid(uid);
@@ -136,12 +146,20 @@ absl::StatusOr<v1::AppendResponse> MailStore::Append(const v1::AppendRequest& r)
   int64_t internal = r.has_internal_date() ? TsToMicros(r.internal_date()) : NowMicros();
   std::string idem_key = r.idempotency_key().empty() ? "" : "a:" + r.idempotency_key();
   v1::AppendResponse out;
-  RETURN_IF_ERROR(RunMutation(this, r.mailbox_id(), [&](Mutation& mut) -> absl::Status {
+  auto plan = [&](Mutation& mut) -> absl::Status {
     out.Clear();
     if (!idem_key.empty()) {
-      ASSIGN_OR_RETURN(auto got, Get(keys::Idem(mut.tenant(), mut.mailbox(), idem_key)));
+      std::string key = keys::Idem(mut.tenant(), mut.mailbox(), idem_key);
       storage::IdemRecord rec;
-      if (got.found() && rec.ParseFromString(got.value()) &&
+      bool found = false;
+      if (const storage::IdemRecord* planned = mut.PlannedIdem(key)) {
+        rec = *planned;
+        found = true;
+      } else {
+        ASSIGN_OR_RETURN(auto got, Get(key));
+        found = got.found() && rec.ParseFromString(got.value());
+      }
+      if (found &&
           rec.at_micros() + absl::ToInt64Microseconds(options_.idempotency_window) > NowMicros()) {
         out.set_folder_id(rec.folder_id());
         out.set_uid(rec.uid());
@@ -182,10 +200,12 @@ absl::StatusOr<v1::AppendResponse> MailStore::Append(const v1::AppendRequest& r)
       rec.set_modseq(modseq);
       rec.set_size(msg.size());
       rec.set_at_micros(NowMicros());
-      mut.Put(keys::Idem(mut.tenant(), mut.mailbox(), idem_key), rec);
+      mut.PutIdem(keys::Idem(mut.tenant(), mut.mailbox(), idem_key), rec);
     }
     return absl::OkStatus();
-  }));
+  };
+  // Concurrent appends to this mailbox share one write (group UID allocation).
+  RETURN_IF_ERROR(RunCombined(this, r.mailbox_id(), plan, CombinedCost(ing, 0), 12 + ing.terms.size()));
   return out;
 }
 
@@ -273,9 +293,17 @@ absl::StatusOr<v1::DeliverBatchResponse> MailStore::DeliverBatch(const v1::Deliv
       return absl::OkStatus();
     }
     if (!idem_key.empty()) {
-      ASSIGN_OR_RETURN(auto got, Get(keys::Idem(mut.tenant(), mut.mailbox(), idem_key)));
+      std::string key = keys::Idem(mut.tenant(), mut.mailbox(), idem_key);
       storage::IdemRecord rec;
-      if (got.found() && rec.ParseFromString(got.value()) &&
+      bool found = false;
+      if (const storage::IdemRecord* planned = mut.PlannedIdem(key)) {
+        rec = *planned;
+        found = true;
+      } else {
+        ASSIGN_OR_RETURN(auto got, Get(key));
+        found = got.found() && rec.ParseFromString(got.value());
+      }
+      if (found &&
           rec.at_micros() + absl::ToInt64Microseconds(options_.delivery_dedupe_window) >
               NowMicros()) {
         res->set_status(v1::DELIVERY_STATUS_DUPLICATE);
@@ -342,7 +370,7 @@ absl::StatusOr<v1::DeliverBatchResponse> MailStore::DeliverBatch(const v1::Deliv
       rec.set_size(msg.size());
       rec.set_at_micros(NowMicros());
       rec.set_fell_back_to_inbox(fell_back);
-      mut.Put(keys::Idem(mut.tenant(), mut.mailbox(), idem_key), rec);
+      mut.PutIdem(keys::Idem(mut.tenant(), mut.mailbox(), idem_key), rec);
     }
     return absl::OkStatus();
   };
@@ -366,6 +394,25 @@ absl::StatusOr<v1::DeliverBatchResponse> MailStore::DeliverBatch(const v1::Deliv
       }
       std::vector<std::string> ids;
       for (int i : batch) ids.push_back(r.recipients(i).mailbox_id());
+      if (ids.size() == 1) {
+        // One mailbox (the common delivery): concurrent deliveries to it
+        // share one write (RunCombined), as appends do.
+        int i = batch.front();
+        absl::Status s = RunCombined(
+            this, ids.front(), [&](Mutation& mut) { return plan_one(i, mut); },
+            CombinedCost(ing, r.recipients(i).prepend_headers().size()), 12 + ing.terms.size());
+        if (!s.ok()) {
+          v1::DeliveryResult* res = out.mutable_results(i);
+          res->Clear();
+          res->set_mailbox_id(ids.front());
+          res->set_status(s.code() == absl::StatusCode::kNotFound
+                              ? v1::DELIVERY_STATUS_MAILBOX_NOT_FOUND
+                              : v1::DELIVERY_STATUS_TEMPORARY_FAILURE);
+          res->set_detail(std::string(s.message()));
+        }
+        rest = std::move(later);
+        continue;
+      }
       RETURN_IF_ERROR(RunMutationBatch(
           this, ids, [&](size_t k, Mutation& mut) { return plan_one(batch[k], mut); },
           [&](size_t k, const absl::Status& s) {
@@ -440,9 +487,10 @@ absl::Status MailStore::Fetch(const v1::FetchRequest& r,
           modseq = mut.NextModseq();
           f = mut.MutableFolder(found->folder_id());
         }
+        uint64_t old_modseq = msg.modseq();
         msg.add_flags("\\Seen");
         msg.set_modseq(modseq);
-        mut.Put(keys::Message(mut.tenant(), mut.mailbox(), f->folder_id(), uid), msg);
+        mut.UpdateMessage(*f, uid, old_modseq, msg);
         mut.FlagsChanged(f, uid, false, true);
         f->set_highest_modseq(modseq);
         *e.add_messages() = FlagsOf(uid, msg);
@@ -484,7 +532,7 @@ absl::Status MailStore::Fetch(const v1::FetchRequest& r,
     tail = std::move(all_uids);
   }
   std::map<std::string, storage::BodyRecord> bodies;
-  bool need_body_record = items.envelope() || items.bodystructure();
+  bool need_body_record = items.envelope() || items.bodystructure() || !specs.empty();
   bool need_bytes = items.raw() || !specs.empty();
   for (auto& [uid, msg] : list) {
     if (r.changed_since() != 0 && msg.modseq() <= r.changed_since()) continue;
@@ -516,10 +564,35 @@ absl::Status MailStore::Fetch(const v1::FetchRequest& r,
     }
     if (items.envelope()) *resp.mutable_envelope() = body->envelope();
     if (items.bodystructure()) *resp.mutable_bodystructure() = body->structure();
-    if (need_bytes) {
+    // Sections from the stored part offsets (bodies stored before the
+    // offsets existed take the re-parse path below).
+    const bool ranged = !specs.empty() && body != nullptr && body->parts_size() > 0;
+    if (ranged) {
+      StoredMessage stored(this, m.tenant, msg.body_sha(), *body, msg.prepend());
+      for (size_t i = 0; i < specs.size(); ++i) {
+        const v1::BodySection& s = items.sections(static_cast<int>(i));
+        v1::SectionData* sd = resp.add_sections();
+        *sd->mutable_section() = s;
+        std::optional<std::pair<uint64_t, uint64_t>> partial;
+        if (s.has_partial()) {
+          partial.emplace(s.partial_offset(), s.partial_length());
+          sd->set_origin(s.partial_offset());
+        }
+        auto data = stored.Section(specs[i], s.decode(), partial);
+        if (!data.ok()) {
+          if (data.status().code() == absl::StatusCode::kInvalidArgument)
+            return InvalidField(absl::StrCat("items.sections[", i, "].part"), "BAD_PART",
+                                std::string(data.status().message()));
+          if (data.status().code() == absl::StatusCode::kNotFound) continue;  // NIL
+          return data.status();
+        }
+        sd->set_data(*std::move(data));
+      }
+    }
+    if (items.raw() || (need_bytes && !ranged && !specs.empty())) {
       ASSIGN_OR_RETURN(std::string bytes, LoadBodyBytes(m.tenant, msg.body_sha(), *body));
       if (!msg.prepend().empty()) bytes = msg.prepend() + bytes;
-      if (!specs.empty()) {
+      if (!specs.empty() && !ranged) {
         mail::Limits limits;
         limits.max_message_bytes = bytes.size() + 1;
         ASSIGN_OR_RETURN(mail::Message parsed, mail::ParseMessage(bytes, limits));
@@ -611,10 +684,11 @@ absl::StatusOr<v1::StoreFlagsResponse> MailStore::StoreFlags(const v1::StoreFlag
         f = mut.MutableFolder(found->folder_id());
       }
       bool was_seen = HasFlag(msg.flags(), "\\Seen");
+      uint64_t old_modseq = msg.modseq();
       msg.clear_flags();
       for (const auto& x : next) msg.add_flags(x);
       msg.set_modseq(modseq);
-      mut.Put(keys::Message(mut.tenant(), mut.mailbox(), f->folder_id(), uid), msg);
+      mut.UpdateMessage(*f, uid, old_modseq, msg);
       mut.FlagsChanged(f, uid, was_seen, HasFlag(msg.flags(), "\\Seen"));
       f->set_highest_modseq(modseq);
       *out.add_updated() = FlagsOf(uid, msg);
@@ -788,6 +862,51 @@ absl::StatusOr<v1::ChangesSinceResponse> MailStore::ChangesSince(const v1::Chang
   v1::ChangesSinceResponse out;
   out.set_highest_modseq(f->highest_modseq());
   out.set_uidvalidity(f->uidvalidity());
+  uint32_t max_uid = f->uidnext() > 0 ? f->uidnext() - 1 : 0;
+  bool restrict = r.has_uids() && r.uids().ranges_size() > 0;
+  auto wanted = [&](uint32_t uid) { return !restrict || InSet(r.uids(), uid, max_uid); };
+  if (!f->modseq_index()) return ChangesByScan(m, *f, r, std::move(out));
+  // The MODSEQ index from m+1: exactly the UIDs changed or expunged since.
+  if (r.modseq() >= f->highest_modseq()) return out;
+  std::vector<uint32_t> changed, vanished;
+  std::string p = keys::ModseqPrefix(m.tenant, m.id, f->folder_id());
+  RETURN_IF_ERROR(ScanRange(keys::ModseqEntry(m.tenant, m.id, f->folder_id(), r.modseq() + 1, 0),
+                            keys::PrefixEnd(p), false, SIZE_MAX, false,
+                            [&](const kv::v1::KeyValue& kv) {
+                              uint32_t uid = keys::ReadBe32(kv.key());
+                              if (!wanted(uid)) return true;
+                              (kv.value().empty() ? changed : vanished).push_back(uid);
+                              return true;
+                            }));
+  std::sort(changed.begin(), changed.end());
+  if (changed.size() > 1000 && changed.size() > f->messages() / 8) {
+    // Most of the folder changed: one scan beats a read per message.
+    ASSIGN_OR_RETURN(auto list, ScanMessages(this, m, f->folder_id(), changed.front(), changed.back()));
+    for (const auto& [uid, msg] : list)
+      if (msg.modseq() > r.modseq() && wanted(uid)) *out.add_changed() = FlagsOf(uid, msg);
+  } else {
+    for (uint32_t uid : changed) {
+      ASSIGN_OR_RETURN(auto got, Get(keys::Message(m.tenant, m.id, f->folder_id(), uid)));
+      storage::MessageRecord msg;
+      if (!got.found()) continue;  // expunged between the two reads
+      if (!msg.ParseFromString(got.value())) return absl::DataLossError("message record");
+      *out.add_changed() = FlagsOf(uid, msg);
+    }
+  }
+  if (r.include_vanished()) {
+    std::sort(vanished.begin(), vanished.end());
+    ToIdSet(vanished, out.mutable_vanished());
+  }
+  return out;
+}
+
+// Folders created before the MODSEQ index: every message record and every
+// x/ tombstone is read (the cost is the folder's size).
+absl::StatusOr<v1::ChangesSinceResponse> MailStore::ChangesByScan(const Mbx& m,
+                                                                  const storage::FolderRecord& fr,
+                                                                  const v1::ChangesSinceRequest& r,
+                                                                  v1::ChangesSinceResponse out) {
+  const auto* f = &fr;
   uint32_t max_uid = f->uidnext() > 0 ? f->uidnext() - 1 : 0;
   bool restrict = r.has_uids() && r.uids().ranges_size() > 0;
   ASSIGN_OR_RETURN(auto list, ScanMessages(this, m, f->folder_id(), 1, UINT32_MAX));
