@@ -102,29 +102,36 @@ absl::StatusOr<ReplicaOptions> MakeReplicaOptions(const RaftFlags& r,
     return absl::InvalidArgumentError("--raft-snapshot-chunk-bytes: at least 1024");
   }
   o.snapshot_chunk_bytes = static_cast<uint64_t>(r.snapshot_chunk_bytes);
-  if (!common.tls_cert.empty()) {
-    o.peer_tls.ca_file = r.tls_ca;
-    if (o.peer_tls.ca_file.empty()) o.peer_tls.ca_file = common.tls_client_ca;
-    if (o.peer_tls.ca_file.empty()) {
-      const char* env = std::getenv("MAILGRID_TLS_CA");
-      if (env != nullptr) o.peer_tls.ca_file = env;
-    }
-    if (o.peer_tls.ca_file.empty()) {
-      return absl::InvalidArgumentError(
-          "--raft-tls-ca: the gRPC listener uses TLS (--tls-cert), so the replicas need a CA "
-          "to verify each other (--raft-tls-ca, --tls-client-ca or MAILGRID_TLS_CA)");
-    }
-    o.peer_tls.cert_file = common.tls_cert;
-    o.peer_tls.key_file = common.tls_key;
-    o.peer_tls.server_name = r.tls_server_name;
-  } else if (!r.tls_ca.empty()) {
-    return absl::InvalidArgumentError(
-        "--raft-tls-ca: needs --tls-cert and --tls-key (replicas reach each other on the gRPC "
-        "listener, which is plain text without them)");
-  }
+  ASSIGN_OR_RETURN(o.peer_tls, PeerTls(common, r.tls_ca, r.tls_server_name));
   o.pipeline = r.pipeline;
   o.registry = std::move(registry);
   return o;
+}
+
+absl::StatusOr<ReplicaTls> PeerTls(const rpc::CommonConfig& common, const std::string& raft_tls_ca,
+                                    const std::string& server_name) {
+  ReplicaTls tls;
+  if (common.tls_cert.empty()) {
+    if (!raft_tls_ca.empty())
+      return absl::InvalidArgumentError(
+          "--raft-tls-ca: needs --tls-cert and --tls-key (replicas reach each other on the gRPC "
+          "listener, which is plain text without them)");
+    return tls;
+  }
+  tls.ca_file = raft_tls_ca;
+  if (tls.ca_file.empty()) tls.ca_file = common.tls_client_ca;
+  if (tls.ca_file.empty()) {
+    const char* env = std::getenv("MAILGRID_TLS_CA");
+    if (env != nullptr) tls.ca_file = env;
+  }
+  if (tls.ca_file.empty())
+    return absl::InvalidArgumentError(
+        "--raft-tls-ca: the gRPC listener uses TLS (--tls-cert), so the replicas need a CA "
+        "to verify each other (--raft-tls-ca, --tls-client-ca or MAILGRID_TLS_CA)");
+  tls.cert_file = common.tls_cert;
+  tls.key_file = common.tls_key;
+  tls.server_name = server_name;
+  return tls;
 }
 
 absl::StatusOr<std::unique_ptr<ReplicaServer>> ReplicaServer::Open(ReplicaOptions options) {

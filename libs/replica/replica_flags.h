@@ -54,6 +54,12 @@ absl::StatusOr<ReplicaOptions> MakeReplicaOptions(const RaftFlags& raft,
                                                   const rpc::CommonConfig& common,
                                                   std::shared_ptr<prometheus::Registry> registry);
 
+// Just the TLS part of that rule, for daemons that build their
+// ReplicaOptions themselves (tenantd) and for the ClientStore over the same
+// listeners. Empty (plain text) when the listener is plain.
+absl::StatusOr<ReplicaTls> PeerTls(const rpc::CommonConfig& common, const std::string& raft_tls_ca,
+                                    const std::string& server_name);
+
 // A Replica with the gRPC services over it: what a daemon serves.
 class ReplicaServer {
  public:

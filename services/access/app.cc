@@ -11,6 +11,9 @@ void AddFlags(config::Flags& f, Options& o) {
   f.String("pop3-listen", &o.pop3_listen, "POP3 with STLS (110), host:port; empty: off");
   f.String("pop3s-listen", &o.pop3s_listen, "POP3 over implicit TLS (995), host:port; empty: off");
   f.String("public-tls-cert", &o.public_tls_cert, "PEM certificate chain for IMAP/POP3 TLS");
+  f.String("tls-ca", &o.tls_ca,
+           "CA (PEM) that verifies identityd and mailstored over gRPC TLS; used only when this "
+           "daemon's listener has TLS (--tls-cert): mTLS mode");
   f.String("public-tls-key", &o.public_tls_key, "PEM private key for IMAP/POP3 TLS");
   f.StringList("identityd", &o.identityd, "identityd replicas (CheckSasl), comma list");
   f.String("mailstored", &o.mailstored, "mailstored shard map: h:p,h:p or 0=h:p,...;1=h:p,...");
@@ -41,14 +44,22 @@ absl::StatusOr<std::unique_ptr<AccessApp>> AccessApp::Create(Options options) {
     log::Warn("no --token-signing-key: identityd will refuse CheckSasl");
   }
   if (!o.identityd.empty()) {
-    auto c = IdentityClient::Create(o.identityd, tokens);
+    auto c = IdentityClient::Create(o.identityd, tokens, o.peer_tls);
     if (!c.ok()) return c.status();
     app->shared_.identity = *c;
   } else {
     log::Warn("--identityd not set: every login fails with a temporary error");
   }
   if (!o.mailstored.empty()) {
-    auto c = mailstore_client::MailstoreClient::FromFlag(o.mailstored, tokens);
+    mailstore_client::ClientOptions mo;
+    auto shards = mailstore_client::ShardMap::Parse(o.mailstored);
+    if (!shards.ok()) return shards.status();
+    mo.shards = std::move(*shards);
+    mo.service_tokens = tokens;
+    mo.tls_ca_file = o.peer_tls.tls_ca_file;
+    mo.tls_cert_file = o.peer_tls.tls_cert_file;
+    mo.tls_key_file = o.peer_tls.tls_key_file;
+    auto c = mailstore_client::MailstoreClient::Create(std::move(mo));
     if (!c.ok()) return c.status();
     app->shared_.mailstore = std::move(*c);
   } else {
@@ -57,7 +68,7 @@ absl::StatusOr<std::unique_ptr<AccessApp>> AccessApp::Create(Options options) {
   app->pool_ = std::make_unique<WorkerPool>(std::max(1, o.worker_threads));
   app->shared_.pool = app->pool_.get();
   if (app->shared_.mailstore) {
-    auto hub = WatchHub::Create(app->shared_.mailstore->shards(), app->pool_.get());
+    auto hub = WatchHub::Create(app->shared_.mailstore->shards(), app->pool_.get(), o.peer_tls);
     if (!hub.ok()) return hub.status();
     app->watch_hub_ = std::move(*hub);
     app->shared_.watch_hub = app->watch_hub_.get();
@@ -148,8 +159,13 @@ rpc::ServiceDef ServiceDefinition() {
   rpc::ServiceDef def;
   def.name = "accessd";
   def.add_flags = [options](config::Flags& f) { AddFlags(f, *options); };
-  def.create = [options](const rpc::CommonConfig&, std::shared_ptr<prometheus::Registry>)
+  def.create = [options](const rpc::CommonConfig& common, std::shared_ptr<prometheus::Registry>)
       -> absl::StatusOr<std::unique_ptr<rpc::ServiceApp>> {
+    if (!options->tls_ca.empty() && !common.tls_cert.empty()) {
+      options->peer_tls.tls_ca_file = options->tls_ca;
+      options->peer_tls.tls_cert_file = common.tls_cert;
+      options->peer_tls.tls_key_file = common.tls_key;
+    }
     auto app = AccessApp::Create(*options);
     if (!app.ok()) return app.status();
     return std::unique_ptr<rpc::ServiceApp>(std::move(*app));

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "libs/rpc/client.h"
 #include "libs/netserver/server.h"
 #include "libs/rpc/service_main.h"
 #include "services/access/connections.h"
@@ -35,6 +36,11 @@ struct Options {
   bool allow_plaintext_auth = false;  // benchmarks and tests on loopback only
   absl::Duration imap_idle_timeout = absl::Minutes(30);
   absl::Duration pop3_idle_timeout = absl::Minutes(10);
+  // TLS towards identityd and mailstored: --tls-ca (MAILGRID_TLS_CA), used
+  // only when this daemon's own gRPC listener has a certificate (mTLS
+  // mode), which its clients then present; otherwise plain text.
+  std::string tls_ca;
+  rpc::ClientOptions peer_tls;  // derived in ServiceDefinition
 };
 
 void AddFlags(config::Flags& flags, Options& options);

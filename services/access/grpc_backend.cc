@@ -13,10 +13,11 @@ namespace idv1 = ::mailgrid::identity::v1;
 // ---- identityd ---------------------------------------------------------------
 
 absl::StatusOr<std::shared_ptr<IdentityClient>> IdentityClient::Create(
-    const std::vector<std::string>& addresses, std::shared_ptr<auth::ServiceTokenSource> tokens) {
+    const std::vector<std::string>& addresses, std::shared_ptr<auth::ServiceTokenSource> tokens,
+    const rpc::ClientOptions& tls) {
   auto c = std::make_shared<IdentityClient>();
   for (const std::string& a : addresses) {
-    rpc::ClientOptions o;
+    rpc::ClientOptions o = tls;
     o.target = a;
     o.services = {"mailgrid.identity.v1.AuthService"};
     absl::StatusOr<std::shared_ptr<grpc::Channel>> ch = rpc::MakeChannel(o);

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "libs/rpc/client.h"
 #include "libs/auth/service_token.h"
 #include "libs/mailstore_client/mailstore_client.h"
 #include "mailgrid/identity/v1/auth.grpc.pb.h"
@@ -28,7 +29,8 @@ namespace mailgrid::access {
 class IdentityClient {
  public:
   static absl::StatusOr<std::shared_ptr<IdentityClient>> Create(
-      const std::vector<std::string>& addresses, std::shared_ptr<auth::ServiceTokenSource> tokens);
+      const std::vector<std::string>& addresses, std::shared_ptr<auth::ServiceTokenSource> tokens,
+      const rpc::ClientOptions& tls = {});
   absl::StatusOr<identity::v1::CheckSaslResponse> CheckSasl(
       const identity::v1::CheckSaslRequest& r);
 

