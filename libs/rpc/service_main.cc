@@ -8,6 +8,7 @@
 #include "libs/base/log.h"
 #include "libs/base/shutdown.h"
 #include "libs/base/status.h"
+#include "libs/metrics/cert_expiry.h"
 #include "libs/metrics/metrics.h"
 #include "libs/rpc/server.h"
 
@@ -71,6 +72,11 @@ int RunService(const ServiceDef& def, int argc, char** argv) {
 
   auto app = def.create(common, registry);
   if (!app.ok()) return Fail(def.name, app.status(), 1);
+  metrics::CertificateExpiry cert_expiry(registry);
+  if (!common.tls_cert.empty()) {
+    if (absl::Status s = cert_expiry.Watch("grpc", common.tls_cert); !s.ok())
+      return Fail(def.name, s, 1);
+  }
 
   ServerOptions server_options;
   server_options.service_name = def.name;

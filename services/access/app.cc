@@ -2,6 +2,7 @@
 
 #include "absl/time/clock.h"
 #include "libs/base/log.h"
+#include "libs/base/status.h"
 
 namespace mailgrid::access {
 
@@ -91,6 +92,16 @@ AccessApp::~AccessApp() { Stop(); }
 absl::Status AccessApp::Start(const rpc::RunContext& ctx) {
   metrics_ = std::make_unique<AccessMetrics>(ctx.registry);
   shared_.metrics = metrics_.get();
+  if (shared_.tls_configured) {
+    cert_expiry_ = std::make_unique<metrics::CertificateExpiry>(ctx.registry);
+    for (const auto& [listener, address] :
+         {std::pair<const char*, const std::string&>{"imap", options_.imap_listen},
+          {"imaps", options_.imaps_listen},
+          {"pop3", options_.pop3_listen},
+          {"pop3s", options_.pop3s_listen}})
+      if (!address.empty())
+        RETURN_IF_ERROR(cert_expiry_->Watch(listener, options_.public_tls_cert));
+  }
   netserver::ServerOptions so;
   so.threads = std::max(1, options_.io_threads);
   so.max_connections = static_cast<size_t>(options_.max_connections);

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "libs/metrics/cert_expiry.h"
 #include "libs/rpc/client.h"
 #include "libs/netserver/server.h"
 #include "libs/rpc/service_main.h"
@@ -63,6 +64,7 @@ class AccessApp final : public rpc::ServiceApp {
   Options options_;
   std::unique_ptr<WorkerPool> pool_;
   std::unique_ptr<AccessMetrics> metrics_;
+  std::unique_ptr<metrics::CertificateExpiry> cert_expiry_;
   std::unique_ptr<WatchHub> watch_hub_;
   Shared shared_;
   std::unique_ptr<netserver::Server> server_;

@@ -145,8 +145,17 @@ absl::Status RelayApp::Listen() {
 
 RelayApp::~RelayApp() { Stop(); }
 
-absl::Status RelayApp::Start(const rpc::RunContext&) {
+absl::Status RelayApp::Start(const rpc::RunContext& ctx) {
   RETURN_IF_ERROR(server_->Start());
+  if (!options_.public_tls_cert.empty()) {
+    cert_expiry_ = std::make_unique<metrics::CertificateExpiry>(ctx.registry);
+    for (const auto& [listener, address] :
+         {std::pair<const char*, const std::string&>{"smtp", options_.smtp_listen},
+          {"submission", options_.submission_listen},
+          {"submission_tls", options_.submission_tls_listen}})
+      if (!address.empty())
+        RETURN_IF_ERROR(cert_expiry_->Watch(listener, options_.public_tls_cert));
+  }
   if (outbound_) outbound_->Start();
   return absl::OkStatus();
 }

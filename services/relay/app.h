@@ -6,6 +6,7 @@
 
 #include "libs/auth/token.h"
 #include "libs/mailauth/dns.h"
+#include "libs/metrics/cert_expiry.h"
 #include "libs/store/store.h"
 #include "libs/netserver/server.h"
 #include "libs/rpc/service_main.h"
@@ -57,6 +58,7 @@ class RelayApp final : public rpc::ServiceApp {
   std::unique_ptr<RelayMetrics> metrics_;
   RelayContext context_;
   std::unique_ptr<netserver::Server> server_;
+  std::unique_ptr<metrics::CertificateExpiry> cert_expiry_;
   RelayServiceImpl relay_service_;
   bool stopped_ = false;
 };
