@@ -84,6 +84,11 @@ def demo(c):
     ctl("domain", "add", domain, token=onboarding)
     ctl("domain", "verify-override", domain, "--reason", "local demo domain", role="platform_operator")
     users = demo_users(c, ctl, tenant_id, domain)
+    if users:
+        # RFC 5321 4.5.1: <Postmaster> and postmaster@ must reach someone;
+        # relayd maps <Postmaster> to postmaster@<cluster hostname>.
+        ctl("alias", "add", "postmaster@" + domain, "--to", users[0]["address"],
+            role="tenant_admin", tenant=tenant_id)
     c.write_cluster_json(demo={"tenant_id": tenant_id, "domain": domain, "users": users})
     print("demo: tenant %s is ACTIVE with domain %s (VERIFIED by operator override)" % (tenant_id, domain))
     for u in users:

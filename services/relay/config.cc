@@ -15,6 +15,9 @@ void AddFlags(config::Flags& f, Options& o) {
   f.String("cluster-hostname", &o.hostname,
            "this MTA's public name (the tenants' MX host): banner, Received, "
            "Authentication-Results");
+  f.String("postmaster", &o.postmaster,
+           "the hosted address that RCPT TO:<Postmaster> (no domain, RFC 5321 4.5.1) delivers "
+           "to; empty: postmaster@--cluster-hostname");
   f.StringList("tenantd", &o.tenantd, "tenantd replicas (DirectoryService), comma list");
   f.StringList("identityd", &o.identityd, "identityd replicas (AuthService), comma list");
   f.String("mailstored", &o.mailstored,

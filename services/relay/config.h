@@ -21,6 +21,7 @@ struct Options {
   std::string public_tls_cert;         // PEM chain for the SMTP listeners
   std::string public_tls_key;
   std::string hostname = "mail.mailgrid.test";  // banner, Received, Authentication-Results
+  std::string postmaster;  // where <Postmaster> goes; empty: postmaster@hostname
 
   // Peers (comma lists of every replica's gRPC address).
   std::vector<std::string> tenantd;

@@ -295,8 +295,12 @@ void RelaySession::OnRcpt(const smtp::event::RcptTo& e) {
     return;
   }
   tenant::v1::ResolveRequest req;
-  req.set_address(p.postmaster ? absl::StrCat("postmaster@", ctx_->options->hostname)
-                               : p.Mailbox());
+  req.set_address(p.Mailbox());
+  if (p.postmaster) {  // RFC 5321 4.5.1: <Postmaster> must be accepted
+    req.set_address(ctx_->options->postmaster.empty()
+                        ? absl::StrCat("postmaster@", ctx_->options->hostname)
+                        : ctx_->options->postmaster);
+  }
   req.mutable_sender()->set_envelope_from(mail_from_);
   if (user_) {
     req.mutable_sender()->set_authenticated(true);

@@ -107,6 +107,20 @@ class FirstMailTest(unittest.TestCase):
         self.assertIn("spf=", parsed["Authentication-Results"])
         self.assertIn("came over port 25", parsed.get_payload())
 
+    def test_postmaster_without_a_domain_is_accepted(self):
+        """RFC 5321 4.5.1: RCPT TO:<Postmaster> must work; the demo routes it to alice."""
+        subject = "to the postmaster %s" % uuid.uuid4().hex[:8]
+        with smtplib.SMTP(*host_port(self.cluster["smtp"])) as s:
+            s.ehlo("mx.example.org")
+            s.mail("<partner@example.org>")
+            code, reply = s.rcpt("<Postmaster>")
+            self.assertEqual(code, 250, reply)
+            code, reply = s.data(self.message("partner@example.org", "postmaster", subject,
+                                              "Your MX is fine.\n").as_string())
+            self.assertEqual(code, 250, reply)
+        self.assertIsNotNone(mgtest.eventually(lambda: self.find_in_inbox(self.alice, subject),
+                                               "the postmaster message in alice's INBOX"))
+
     def test_submission_then_pop3_and_curl(self):
         subject = "from alice %s" % uuid.uuid4().hex[:8]
         with smtplib.SMTP(*host_port(self.cluster["submission"])) as s:

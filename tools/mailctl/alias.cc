@@ -57,7 +57,7 @@ absl::Status RunAlias(const Invocation& inv) {
       req.set_user_id(*user);
     } else {
       auto shared = SharedIdOf(c, *to, tenant);
-      if (!shared.ok()) return user.status();
+      if (!shared.ok()) return user.status();  // neither: say the user was not found
       req.set_shared_mailbox_id(*shared);
     }
     dirv1::Alias al;
@@ -65,7 +65,10 @@ absl::Status RunAlias(const Invocation& inv) {
       return d.AddAlias(ctx, req, &al);
     });
     if (!s.ok()) return s;
-    out << al.address() << "\t-> " << al.target_address() << "\n";
+    if (c.json())
+      out << Json(al) << "\n";
+    else
+      out << al.address() << "\t-> " << al.target_address() << "\n";
     return absl::OkStatus();
   }
   if (verb == "remove") {
@@ -76,7 +79,7 @@ absl::Status RunAlias(const Invocation& inv) {
       return d.RemoveAlias(ctx, req, &resp);
     });
     if (!s.ok()) return s;
-    out << "removed " << *address << "\n";
+    if (!c.json()) out << "removed " << *address << "\n";
     return absl::OkStatus();
   }
   if (verb == "domain") {
