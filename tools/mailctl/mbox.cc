@@ -5,6 +5,7 @@
 //   mailctl mbox status MAILBOX [FOLDER]                 (FolderStatus; default INBOX)
 //   mailctl mbox quota MAILBOX                           (GetQuota)
 //   mailctl mbox export MAILBOX FOLDER                   (ExportMbox to stdout, mboxrd)
+//   mailctl mbox archive MAILBOX [--older-than 30d|--all] [--by-year] [--wait]   (StartArchive)
 //
 // Finding the shard: --mailstored "h:p,h:p" (or MAILGRID_MAILSTORED, or the
 // cluster.json "mailstored" list); with several shards
@@ -19,7 +20,10 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/match.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "libs/auth/service_token.h"
 #include "libs/rpc/client.h"
 #include "mailgrid/mailstore/v1/mailbox.grpc.pb.h"
@@ -105,10 +109,56 @@ void PrintFolder(std::ostream& out, const v1::Folder& f) {
       << (f.noselect() ? " \\Noselect" : "") << "\n";
 }
 
+// "30d", "12h", "90m" (absl durations plus days).
+absl::StatusOr<absl::Duration> ParseAge(const std::string& text) {
+  absl::Duration d;
+  if (absl::EndsWith(text, "d")) {
+    int64_t days = 0;
+    if (absl::SimpleAtoi(text.substr(0, text.size() - 1), &days) && days >= 0) return absl::Hours(24 * days);
+  } else if (absl::ParseDuration(text, &d) && d >= absl::ZeroDuration()) {
+    return d;
+  }
+  return absl::InvalidArgumentError("--older-than: a duration such as 30d, 12h or 0s");
+}
+
+std::string JobLine(const v1::ArchiveJob& j) {
+  return absl::StrCat("job ", j.job_id(), " ", v1::JobState_Name(j.state()), " moved ", j.moved(), "/",
+                      j.total(), j.error().empty() ? "" : absl::StrCat(" error: ", j.error()), "\n");
+}
+
+// One-click archive: StartArchive, and with --wait the job followed to its end.
+absl::Status Archive(const Args& args, const std::vector<std::string>& addrs, const std::string& authz,
+                     const std::string& mailbox, std::ostream& out) {
+  v1::StartArchiveRequest r;
+  r.set_mailbox_id(mailbox);
+  r.set_by_year(args.Has("by-year"));
+  if (args.Has("all")) {
+    r.set_all(true);
+  } else {
+    auto age = ParseAge(args.Get("older-than", "30d"));
+    if (!age.ok()) return age.status();
+    absl::Time cutoff = absl::Now() - *age;
+    r.mutable_older_than()->set_seconds(absl::ToUnixSeconds(cutoff));
+  }
+  v1::ArchiveJob job;
+  auto s = OnLeader(addrs, authz, [&](auto* stub, auto* ctx) { return stub->StartArchive(ctx, r, &job); });
+  if (!s.ok()) return s;
+  while (args.Has("wait") && (job.state() == v1::JOB_STATE_QUEUED || job.state() == v1::JOB_STATE_RUNNING)) {
+    absl::SleepFor(absl::Milliseconds(200));
+    v1::GetArchiveJobRequest g;
+    g.set_job_id(job.job_id());
+    s = OnLeader(addrs, authz, [&](auto* stub, auto* ctx) { return stub->GetArchiveJob(ctx, g, &job); });
+    if (!s.ok()) return s;
+  }
+  out << JobLine(job);
+  if (job.state() == v1::JOB_STATE_FAILED) return absl::InternalError(job.error());
+  return absl::OkStatus();
+}
+
 absl::Status RunMbox(const Invocation& inv) {
-  auto args = ParseArgs(inv.args);
+  auto args = ParseArgs(inv.args, {"all", "by-year", "wait"});
   if (!args.ok()) return args.status();
-  auto verb = args->Positional(0, "sub-command (create|folders|status|quota|export)");
+  auto verb = args->Positional(0, "sub-command (create|folders|status|quota|export|archive)");
   if (!verb.ok()) return verb.status();
   auto mailbox = args->Positional(1, "MAILBOX");
   if (!mailbox.ok()) return mailbox.status();
@@ -185,13 +235,15 @@ absl::Status RunMbox(const Invocation& inv) {
     if (s.ok()) std::cerr << messages << " messages exported\n";
     return s;
   }
+  if (*verb == "archive") return Archive(*args, *addrs, *authz, *mailbox, out);
   return absl::InvalidArgumentError(absl::StrCat("unknown sub-command \"", *verb, "\""));
 }
 
 const bool kRegistered = RegisterCommand(
     {"mbox", "look into mailstored: mailboxes, folders, quota, mbox export",
      "mbox create MAILBOX --tenant T [--owner O] | folders MAILBOX | status MAILBOX [FOLDER] |\n"
-     "  quota MAILBOX | export MAILBOX FOLDER   [--mailstored ADDRS] [--shard N]\n"
+     "  quota MAILBOX | export MAILBOX FOLDER |\n"
+     "  archive MAILBOX [--older-than 30d | --all] [--by-year] [--wait]   [--mailstored ADDRS] [--shard N]\n"
      "  [--token TOKEN | --token-key PEM]",
      RunMbox});
 
