@@ -72,11 +72,6 @@ int RunService(const ServiceDef& def, int argc, char** argv) {
 
   auto app = def.create(common, registry);
   if (!app.ok()) return Fail(def.name, app.status(), 1);
-  metrics::CertificateExpiry cert_expiry(registry);
-  if (!common.tls_cert.empty()) {
-    if (absl::Status s = cert_expiry.Watch("grpc", common.tls_cert); !s.ok())
-      return Fail(def.name, s, 1);
-  }
 
   ServerOptions server_options;
   server_options.service_name = def.name;
@@ -88,6 +83,14 @@ int RunService(const ServiceDef& def, int argc, char** argv) {
   server_options.registry = registry;
   auto server = Server::Start(server_options, (*app)->Services());
   if (!server.ok()) return Fail(def.name, server.status(), 1);
+  // After Server::Start, whose errors name the flags, has read the files.
+  metrics::CertificateExpiry cert_expiry(registry);
+  if (!common.tls_cert.empty()) {
+    if (absl::Status s = cert_expiry.Watch("grpc", common.tls_cert); !s.ok()) {
+      (*server)->Shutdown(absl::ZeroDuration());
+      return Fail(def.name, s, 1);
+    }
+  }
 
   RunContext ctx{(*server)->address(), registry};
   if (absl::Status s = (*app)->Start(ctx); !s.ok()) {

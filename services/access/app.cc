@@ -92,7 +92,7 @@ AccessApp::~AccessApp() { Stop(); }
 absl::Status AccessApp::Start(const rpc::RunContext& ctx) {
   metrics_ = std::make_unique<AccessMetrics>(ctx.registry);
   shared_.metrics = metrics_.get();
-  if (shared_.tls_configured) {
+  if (shared_.tls_configured && ctx.registry != nullptr) {
     cert_expiry_ = std::make_unique<metrics::CertificateExpiry>(ctx.registry);
     for (const auto& [listener, address] :
          {std::pair<const char*, const std::string&>{"imap", options_.imap_listen},

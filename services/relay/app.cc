@@ -147,7 +147,7 @@ RelayApp::~RelayApp() { Stop(); }
 
 absl::Status RelayApp::Start(const rpc::RunContext& ctx) {
   RETURN_IF_ERROR(server_->Start());
-  if (!options_.public_tls_cert.empty()) {
+  if (!options_.public_tls_cert.empty() && ctx.registry != nullptr) {  // tests may pass none
     cert_expiry_ = std::make_unique<metrics::CertificateExpiry>(ctx.registry);
     for (const auto& [listener, address] :
          {std::pair<const char*, const std::string&>{"smtp", options_.smtp_listen},
