@@ -21,19 +21,13 @@ Against `tools/mailgrid up --replicas 3` whose tenantd asks a real dnsmasq
 Everything is real: Redis, three replicas each of tenantd, identityd and
 mailstored, relayd, accessd, dnsmasq, and mailctl as the admin's tool.
 """
-import base64
 import csv
 import email
-import hashlib
-import hmac
 import imaplib
 import io
-import json
 import os
 import shutil
 import smtplib
-import ssl
-import struct
 import sys
 import time
 import unittest
@@ -52,37 +46,21 @@ DEPARTMENTS = ["Sales/East/Shanghai", "Sales/East/Hangzhou", "Sales/West", "Engi
 EMPLOYEES = 50
 
 
-def host_port(address):
-    host, port = address.rsplit(":", 1)
-    return host, int(port)
-
-
-def totp(secret_b32, at=None, step=30, digits=6):
-    """RFC 6238 TOTP (HMAC-SHA1), computed here, independently of identityd."""
-    key = base64.b32decode(secret_b32.upper() + "=" * (-len(secret_b32) % 8))
-    counter = int((time.time() if at is None else at) // step)
-    mac = hmac.new(key, struct.pack(">Q", counter), hashlib.sha1).digest()
-    offset = mac[-1] & 0x0F
-    code = (struct.unpack(">I", mac[offset:offset + 4])[0] & 0x7FFFFFFF) % (10 ** digits)
-    return str(code).zfill(digits)
-
-
 class CompanyFromNothingTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         if not dnsmasq.available():
             raise AssertionError("dnsmasq is required (Debian package dnsmasq, in tools/packages.txt)")
-        cls.data = mgtest.temp_dir("mailgrid-e2e-company")
+        cls.dns_dir = mgtest.temp_dir("mailgrid-e2e-dns")
+        cls.dns = dnsmasq.Dnsmasq(cls.dns_dir, [DOMAIN], hosts={CLUSTER_HOST: "127.0.0.1"})
+        cls.mg = None
         try:
-            cls.dns = dnsmasq.Dnsmasq(cls.data, [DOMAIN], hosts={CLUSTER_HOST: "127.0.0.1"})
             cls.dns.start()
-            mgtest.launcher("up", "--no-build", "--replicas", os.environ.get("MAILGRID_E2E_REPLICAS", "3"), data_dir=cls.data,
-                            env={"MAILGRID_DNS_RESOLVER": cls.dns.address})
-            with open(os.path.join(cls.data, "cluster.json")) as f:
-                cls.cluster = json.load(f)
+            cls.mg = mgtest.LocalCluster("mailgrid-e2e-company", "--replicas",
+                                         os.environ.get("MAILGRID_E2E_REPLICAS", "3"),
+                                         env={"MAILGRID_DNS_RESOLVER": cls.dns.address})
+            cls.data, cls.cluster, cls.tls = cls.mg.data, cls.mg.cluster, cls.mg.tls
             cls.mailctl = mgctl.Mailctl(cls.data)
-            cls.tls = ssl.create_default_context(cafile=cls.cluster["ca_cert"])
-            cls.tls.check_hostname = False  # the certificate names the cluster host; we dial 127.0.0.1
             cls.passwords = {}  # address -> current password, after first_login
             cls.onboard()
         except BaseException:
@@ -91,10 +69,10 @@ class CompanyFromNothingTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        mgtest.launcher("down", data_dir=cls.data, check=False)
-        if getattr(cls, "dns", None):
-            cls.dns.stop()
-        shutil.rmtree(cls.data, ignore_errors=True)
+        if cls.mg is not None:
+            cls.mg.stop()
+        cls.dns.stop()
+        shutil.rmtree(cls.dns_dir, ignore_errors=True)
 
     # ---- story 1: onboarding ---------------------------------------------------
 
@@ -183,7 +161,7 @@ class CompanyFromNothingTest(unittest.TestCase):
 
     def inbox_count(self, address, subject):
         """Messages with this subject in the user's INBOX, read over IMAP."""
-        c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
         try:
             c.starttls(ssl_context=self.tls)
             c.login(address, self.passwords[address])
@@ -212,7 +190,7 @@ class CompanyFromNothingTest(unittest.TestCase):
         msg["Subject"] = subject
         msg["Message-ID"] = "<%s@example.org>" % uuid.uuid4()
         msg.set_content("Numbers attached in spirit.\n")
-        with smtplib.SMTP(*host_port(self.cluster["smtp"])) as s:
+        with smtplib.SMTP(*mgtest.host_port(self.cluster["smtp"])) as s:
             s.ehlo("mx.example.org")
             self.assertEqual(s.send_message(msg), {})
         # Every member reads it over IMAP after the forced first change; the
@@ -227,7 +205,7 @@ class CompanyFromNothingTest(unittest.TestCase):
     # ---- story 3: an employee's first day ------------------------------------
 
     def imap_login(self, address, password):
-        c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
         c.starttls(ssl_context=self.tls)
         try:
             c.login(address, password)
@@ -253,14 +231,14 @@ class CompanyFromNothingTest(unittest.TestCase):
         self.assertEqual(urllib.parse.parse_qs(urllib.parse.urlparse(begin["otpauth_uri"]).query)["secret"][0],
                          secret, "the QR code's URI carries the same secret")
         enrolled_at = time.time()
-        self.ctl("auth", "2fa", "enable", "--enrolment", begin["enrolment_id"], "--code", totp(secret), token=token)
+        self.ctl("auth", "2fa", "enable", "--enrolment", begin["enrolment_id"], "--code", mgtest.totp(secret), token=token)
 
         self.assertIsNone(self.imap_login(address, password), "with TOTP on, a password alone must not sign in")
         refused = self.ctl("auth", "login", address, "--password", password, check=False)
         self.assertNotEqual(refused.returncode, 0)
         # A code is good once (replay refused): sign in with the next step's.
         time.sleep(max(0.0, 30 - (enrolled_at % 30)) + 1)
-        session = self.ctl("auth", "login", address, "--password", password, "--totp", totp(secret))
+        session = self.ctl("auth", "login", address, "--password", password, "--totp", mgtest.totp(secret))
         app = self.ctl("auth", "app-password", "create", "laptop-mail", "--protocols", "imap,smtp",
                        token=session["session"]["access_token"])
         app_password = app["password"]
@@ -271,7 +249,7 @@ class CompanyFromNothingTest(unittest.TestCase):
         c.logout()
         subject = "from my new laptop %s" % uuid.uuid4().hex[:8]
         colleague = "emp05@" + DOMAIN
-        with smtplib.SMTP(*host_port(self.cluster["submission"])) as s:
+        with smtplib.SMTP(*mgtest.host_port(self.cluster["submission"])) as s:
             s.starttls(context=self.tls)
             s.login(address, app_password)
             msg = email.message.EmailMessage()

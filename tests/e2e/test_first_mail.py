@@ -17,12 +17,10 @@ their passwords from identityd (the launcher does their first login).
 """
 import email
 import imaplib
-import json
 import os
 import poplib
 import shutil
 import smtplib
-import ssl
 import subprocess
 import sys
 import unittest
@@ -32,29 +30,20 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import mgtest  # noqa: E402
 
 
-def host_port(address):
-    host, port = address.rsplit(":", 1)
-    return host, int(port)
-
-
 class FirstMailTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.data = mgtest.temp_dir("mailgrid-e2e-first-mail")
-        mgtest.launcher("up", "--no-build", "--demo", "--replicas", "3", data_dir=cls.data)
-        with open(os.path.join(cls.data, "cluster.json")) as f:
-            cls.cluster = json.load(f)
-        users = {u["address"].split("@")[0]: u for u in cls.cluster["demo"]["users"]}
+        cls.mg = mgtest.LocalCluster("mailgrid-e2e-first-mail", "--demo", "--replicas", "3")
+        cls.data, cls.cluster, cls.tls = cls.mg.data, cls.mg.cluster, cls.mg.tls
+        users = cls.mg.demo_users()
         if set(users) != {"alice", "bob"}:
+            cls.mg.stop()
             raise AssertionError("the demo must have alice and bob, got %r" % cls.cluster["demo"])
         cls.alice, cls.bob = users["alice"], users["bob"]
-        cls.tls = ssl.create_default_context(cafile=cls.cluster["ca_cert"])
-        cls.tls.check_hostname = False  # the local certificate names the demo host, we dial 127.0.0.1
 
     @classmethod
     def tearDownClass(cls):
-        mgtest.launcher("down", data_dir=cls.data, check=False)
-        shutil.rmtree(cls.data, ignore_errors=True)
+        cls.mg.stop()
 
     # ---- helpers ----------------------------------------------------------
 
@@ -69,7 +58,7 @@ class FirstMailTest(unittest.TestCase):
         return msg
 
     def imap(self, user):
-        c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
         c.starttls(ssl_context=self.tls)
         c.login(user["address"], user["password"])
         return c
@@ -94,7 +83,7 @@ class FirstMailTest(unittest.TestCase):
 
     def test_mx_delivery_reaches_the_inbox(self):
         subject = "from outside %s" % uuid.uuid4().hex[:8]
-        with smtplib.SMTP(*host_port(self.cluster["smtp"])) as s:
+        with smtplib.SMTP(*mgtest.host_port(self.cluster["smtp"])) as s:
             s.ehlo("mx.example.org")
             refused = s.send_message(self.message("partner@example.org", self.alice["address"], subject,
                                                   "Hello Alice, this came over port 25.\n"))
@@ -110,7 +99,7 @@ class FirstMailTest(unittest.TestCase):
     def test_postmaster_without_a_domain_is_accepted(self):
         """RFC 5321 4.5.1: RCPT TO:<Postmaster> must work; the demo routes it to alice."""
         subject = "to the postmaster %s" % uuid.uuid4().hex[:8]
-        with smtplib.SMTP(*host_port(self.cluster["smtp"])) as s:
+        with smtplib.SMTP(*mgtest.host_port(self.cluster["smtp"])) as s:
             s.ehlo("mx.example.org")
             s.mail("<partner@example.org>")
             code, reply = s.rcpt("<Postmaster>")
@@ -123,7 +112,7 @@ class FirstMailTest(unittest.TestCase):
 
     def test_submission_then_pop3_and_curl(self):
         subject = "from alice %s" % uuid.uuid4().hex[:8]
-        with smtplib.SMTP(*host_port(self.cluster["submission"])) as s:
+        with smtplib.SMTP(*mgtest.host_port(self.cluster["submission"])) as s:
             s.ehlo("laptop.example")
             # AUTH is not offered in plain text.
             self.assertFalse(s.has_extn("auth"))
@@ -134,7 +123,7 @@ class FirstMailTest(unittest.TestCase):
             s.send_message(self.message(self.alice["address"], self.bob["address"], subject, "Lunch at noon?\n"))
 
         def in_pop3():
-            p = poplib.POP3(*host_port(self.cluster["pop3"]))
+            p = poplib.POP3(*mgtest.host_port(self.cluster["pop3"]))
             try:
                 p.stls(context=self.tls)
                 p.user(self.bob["address"])
@@ -173,7 +162,7 @@ class FirstMailTest(unittest.TestCase):
             c.send(("%s IDLE\r\n" % tag).encode())
             self.assertTrue(c.readline().startswith(b"+"))
             subject = "during idle %s" % uuid.uuid4().hex[:8]
-            with smtplib.SMTP(*host_port(self.cluster["smtp"])) as s:
+            with smtplib.SMTP(*mgtest.host_port(self.cluster["smtp"])) as s:
                 s.send_message(self.message("partner@example.org", self.bob["address"], subject, "ping\n"))
             line = c.readline()  # the untagged EXISTS, pushed while idling
             self.assertRegex(line, rb"^\* \d+ EXISTS")
@@ -185,7 +174,7 @@ class FirstMailTest(unittest.TestCase):
             c.logout()
 
     def test_open_relay_and_plain_text_auth_are_refused(self):
-        with smtplib.SMTP(*host_port(self.cluster["smtp"])) as s:
+        with smtplib.SMTP(*mgtest.host_port(self.cluster["smtp"])) as s:
             s.ehlo("spammer.example")
             s.mail("spammer@example.org")
             code, reply = s.rcpt("victim@elsewhere.example")
@@ -193,7 +182,7 @@ class FirstMailTest(unittest.TestCase):
             code, reply = s.rcpt("nobody@" + self.cluster["demo"]["domain"])
             self.assertEqual(code, 550, reply)
             self.assertIn(b"5.1.1", reply)
-        with smtplib.SMTP(*host_port(self.cluster["submission"])) as s:
+        with smtplib.SMTP(*mgtest.host_port(self.cluster["submission"])) as s:
             s.ehlo("laptop.example")
             code, _ = s.docmd("AUTH", "PLAIN AGFsaWNlAHg=")
             self.assertGreaterEqual(code, 500)

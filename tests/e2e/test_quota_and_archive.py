@@ -12,11 +12,8 @@ IMAP.
 """
 import email.message
 import imaplib
-import json
 import os
-import shutil
 import smtplib
-import ssl
 import sys
 import time
 import unittest
@@ -30,35 +27,25 @@ DOMAIN = "quota.test"
 BIG = 400 * 1024
 
 
-def host_port(address):
-    host, port = address.rsplit(":", 1)
-    return host, int(port)
-
-
 class QuotaAndArchiveTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.data = mgtest.temp_dir("mailgrid-e2e-quota")
+        cls.mg = mgtest.LocalCluster("mailgrid-e2e-quota", "--replicas",
+                                     os.environ.get("MAILGRID_E2E_REPLICAS", "3"))
+        cls.data, cls.cluster, cls.tls = cls.mg.data, cls.mg.cluster, cls.mg.tls
         try:
-            mgtest.launcher("up", "--no-build", "--replicas", os.environ.get("MAILGRID_E2E_REPLICAS", "3"),
-                            data_dir=cls.data)
-            with open(os.path.join(cls.data, "cluster.json")) as f:
-                cls.cluster = json.load(f)
-            cls.tls = ssl.create_default_context(cafile=cls.cluster["ca_cert"])
-            cls.tls.check_hostname = False  # the certificate names the cluster host; we dial 127.0.0.1
             cls.ctl = mgctl.Mailctl(cls.data)
             cls.ctl.onboard_with_override("Quota Co", DOMAIN, plan_args=("--features", "archive"))
             cls.dave = "dave@" + DOMAIN
             cls.password = cls.ctl.create_user(cls.dave, "Dave", "--quota-mb", "1")
             cls.mailbox = cls.ctl.admin("user", "show", cls.dave)["mailbox_id"]
         except BaseException:
-            cls.tearDownClass()
+            cls.mg.stop()
             raise
 
     @classmethod
     def tearDownClass(cls):
-        mgtest.launcher("down", data_dir=cls.data, check=False)
-        shutil.rmtree(cls.data, ignore_errors=True)
+        cls.mg.stop()
 
     def send(self, subject, size):
         """(code, reply) of the transaction: RCPT's refusal, or DATA's answer."""
@@ -66,7 +53,7 @@ class QuotaAndArchiveTest(unittest.TestCase):
         msg["From"], msg["To"], msg["Subject"] = "partner@example.org", self.dave, subject
         msg["Message-ID"] = "<%s@example.org>" % uuid.uuid4()
         msg.set_content(("x" * 76 + "\n") * (size // 77))
-        with smtplib.SMTP(*host_port(self.cluster["smtp"]), timeout=120) as s:
+        with smtplib.SMTP(*mgtest.host_port(self.cluster["smtp"]), timeout=120) as s:
             s.ehlo("mx.example.org")
             s.mail("<partner@example.org>")
             code, reply = s.rcpt("<%s>" % self.dave)
@@ -76,7 +63,7 @@ class QuotaAndArchiveTest(unittest.TestCase):
 
     def folder_count(self, folder, subject=None):
         """Messages in the folder (with `subject` in their Subject, if given)."""
-        c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
         try:
             c.starttls(ssl_context=self.tls)
             c.login(self.dave, self.password)

@@ -23,9 +23,7 @@ import email
 import imaplib
 import json
 import os
-import shutil
 import smtplib
-import ssl
 import sys
 import time
 import unittest
@@ -39,23 +37,14 @@ from oidc_provider import JwksServer, RsaKey  # noqa: E402
 DOMAIN = "signin.test"
 
 
-def host_port(address):
-    host, port = address.rsplit(":", 1)
-    return host, int(port)
-
-
 class SignInTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.data = mgtest.temp_dir("mailgrid-e2e-signin")
+        cls.mg = mgtest.LocalCluster("mailgrid-e2e-signin", "--replicas",
+                                     os.environ.get("MAILGRID_E2E_REPLICAS", "3"))
+        cls.data, cls.cluster, cls.tls = cls.mg.data, cls.mg.cluster, cls.mg.tls
         cls.idp = None
         try:
-            mgtest.launcher("up", "--no-build", "--replicas", os.environ.get("MAILGRID_E2E_REPLICAS", "3"),
-                            data_dir=cls.data)
-            with open(os.path.join(cls.data, "cluster.json")) as f:
-                cls.cluster = json.load(f)
-            cls.tls = ssl.create_default_context(cafile=cls.cluster["ca_cert"])
-            cls.tls.check_hostname = False  # the certificate names the cluster host; we dial 127.0.0.1
             cls.ctl = mgctl.Mailctl(cls.data)
             cls.ctl.onboard_with_override("Signin Co", DOMAIN, plan_args=("--features", "sso"))
             cls.bob = "bob@" + DOMAIN
@@ -78,8 +67,7 @@ class SignInTest(unittest.TestCase):
     def tearDownClass(cls):
         if cls.idp is not None:
             cls.idp.stop()
-        mgtest.launcher("down", data_dir=cls.data, check=False)
-        shutil.rmtree(cls.data, ignore_errors=True)
+        cls.mg.stop()
 
     # ---- helpers --------------------------------------------------------------
 
@@ -93,11 +81,11 @@ class SignInTest(unittest.TestCase):
         msg["From"], msg["To"], msg["Subject"] = "partner@example.org", self.bob, subject
         msg["Message-ID"] = "<%s@example.org>" % uuid.uuid4()
         msg.set_content("For bob.\n")
-        with smtplib.SMTP(*host_port(self.cluster["smtp"])) as s:
+        with smtplib.SMTP(*mgtest.host_port(self.cluster["smtp"])) as s:
             self.assertEqual(s.send_message(msg), {})
 
     def imap_with_token(self, mechanism, token):
-        c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
         c.starttls(ssl_context=self.tls)
         if mechanism == "XOAUTH2":
             blob = "user=%s\x01auth=Bearer %s\x01\x01" % (self.bob, token)
@@ -129,7 +117,7 @@ class SignInTest(unittest.TestCase):
         finally:
             c.logout()
 
-        with smtplib.SMTP(*host_port(self.cluster["submission"])) as s:
+        with smtplib.SMTP(*mgtest.host_port(self.cluster["submission"])) as s:
             s.starttls(context=self.tls)
             s.ehlo("laptop")
             code, reply = s.docmd("AUTH", "XOAUTH2 " + base64.b64encode(
@@ -157,7 +145,7 @@ class SignInTest(unittest.TestCase):
         self.ctl.run("auth", "reset-password", "request", carol)
 
         def reset_token():
-            c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+            c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
             try:
                 c.starttls(ssl_context=self.tls)
                 c.login(home, home_password)
@@ -181,12 +169,12 @@ class SignInTest(unittest.TestCase):
         refreshed = self.ctl.run("auth", "refresh", old_session["refresh_token"], check=False)
         self.assertNotEqual(refreshed.returncode, 0, "the reset ends every earlier session")
 
-        c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
         c.starttls(ssl_context=self.tls)
         with self.assertRaises(imaplib.IMAP4.error):
             c.login(carol, old_password)
         c.logout()
-        c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
         c.starttls(ssl_context=self.tls)
         self.assertEqual(c.login(carol, new_password)[0], "OK")
         c.logout()

@@ -22,12 +22,9 @@ duplicated (must be 0).
 import collections
 import email.utils
 import imaplib
-import json
 import os
-import shutil
 import signal
 import smtplib
-import ssl
 import sys
 import threading
 import time
@@ -40,33 +37,17 @@ import mgtest  # noqa: E402
 CLIENTS, PER_CLIENT, KILLS = 4, 250, 5
 
 
-def host_port(address):
-    host, port = address.rsplit(":", 1)
-    return host, int(port)
-
-
 class LeaderKillTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.data = mgtest.temp_dir("mailgrid-faults")
-        try:
-            mgtest.launcher("up", "--no-build", "--demo", "--replicas", "3", data_dir=cls.data)
-            with open(os.path.join(cls.data, "cluster.json")) as f:
-                cls.cluster = json.load(f)
-            with open(os.path.join(cls.data, "ports.json")) as f:
-                cls.ports = json.load(f)["ports"]
-            users = {u["address"].split("@")[0]: u for u in cls.cluster["demo"]["users"]}
-            cls.alice, cls.bob = users["alice"], users["bob"]
-            cls.tls = ssl.create_default_context(cafile=cls.cluster["ca_cert"])
-            cls.tls.check_hostname = False  # the certificate names the cluster host; we dial 127.0.0.1
-        except BaseException:
-            cls.tearDownClass()
-            raise
+        cls.mg = mgtest.LocalCluster("mailgrid-faults", "--demo", "--replicas", "3")
+        cls.data, cls.cluster, cls.ports, cls.tls = cls.mg.data, cls.mg.cluster, cls.mg.ports, cls.mg.tls
+        users = cls.mg.demo_users()
+        cls.alice, cls.bob = users["alice"], users["bob"]
 
     @classmethod
     def tearDownClass(cls):
-        mgtest.launcher("down", data_dir=cls.data, check=False)
-        shutil.rmtree(cls.data, ignore_errors=True)
+        cls.mg.stop()
 
     # ---- the cluster's processes -------------------------------------------------
 
@@ -109,7 +90,7 @@ class LeaderKillTest(unittest.TestCase):
     # ---- mail ----------------------------------------------------------------------
 
     def imap(self, user):
-        c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
         c.starttls(ssl_context=self.tls)
         c.login(user["address"], user["password"])
         return c
@@ -145,7 +126,7 @@ class LeaderKillTest(unittest.TestCase):
             mid = "<%s.%d@faults.test>" % (run_id, n)
             try:
                 if s is None:
-                    s = smtplib.SMTP(*host_port(self.cluster["smtp"]), timeout=120)
+                    s = smtplib.SMTP(*mgtest.host_port(self.cluster["smtp"]), timeout=120)
                     s.ehlo("mx.example.org")
                 send(s, mid)
                 outcome[mid] = "acked"

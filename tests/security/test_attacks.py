@@ -22,12 +22,9 @@ its admin, bob a user) plus a second tenant B onboarded here:
   does not know, are refused (UNAUTHENTICATED).
 """
 import imaplib
-import json
 import os
-import shutil
 import smtplib
 import socket
-import ssl
 import subprocess
 import sys
 import time
@@ -42,26 +39,17 @@ B_DOMAIN = "tenant-b.test"
 LOCK_SECONDS = 5
 
 
-def host_port(address):
-    host, port = address.rsplit(":", 1)
-    return host, int(port)
-
-
 class AttackTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.data = mgtest.temp_dir("mailgrid-security")
+        cls.mg = mgtest.LocalCluster("mailgrid-security", "--demo", "--replicas", "3",
+                                     env={"MAILGRID_THROTTLE_LOCK_FOR": "%ds" % LOCK_SECONDS,
+                                          "MAILGRID_THROTTLE_MAX_DELAY": "1s"})
+        cls.data, cls.cluster, cls.tls = cls.mg.data, cls.mg.cluster, cls.mg.tls
+        users = cls.mg.demo_users()
+        cls.alice, cls.bob = users["alice"], users["bob"]
+        cls.domain = cls.cluster["demo"]["domain"]
         try:
-            mgtest.launcher("up", "--no-build", "--demo", "--replicas", "3", data_dir=cls.data,
-                            env={"MAILGRID_THROTTLE_LOCK_FOR": "%ds" % LOCK_SECONDS,
-                                 "MAILGRID_THROTTLE_MAX_DELAY": "1s"})
-            with open(os.path.join(cls.data, "cluster.json")) as f:
-                cls.cluster = json.load(f)
-            users = {u["address"].split("@")[0]: u for u in cls.cluster["demo"]["users"]}
-            cls.alice, cls.bob = users["alice"], users["bob"]
-            cls.domain = cls.cluster["demo"]["domain"]
-            cls.tls = ssl.create_default_context(cafile=cls.cluster["ca_cert"])
-            cls.tls.check_hostname = False  # the certificate names the cluster host; we dial 127.0.0.1
             cls.a = mgctl.Mailctl(cls.data)
             cls.a.tenant_id = cls.cluster["demo"]["tenant_id"]
             cls.b = mgctl.Mailctl(cls.data)
@@ -69,21 +57,20 @@ class AttackTest(unittest.TestCase):
             cls.b_user = "carol@" + B_DOMAIN
             cls.b_password = cls.b.create_user(cls.b_user, "Carol of B", "--role", "tenant_admin")
         except BaseException:
-            cls.tearDownClass()
+            cls.mg.stop()
             raise
 
     @classmethod
     def tearDownClass(cls):
-        mgtest.launcher("down", data_dir=cls.data, check=False)
-        shutil.rmtree(cls.data, ignore_errors=True)
+        cls.mg.stop()
 
     def smtp(self):
-        s = smtplib.SMTP(*host_port(self.cluster["smtp"]), timeout=60)
+        s = smtplib.SMTP(*mgtest.host_port(self.cluster["smtp"]), timeout=60)
         s.ehlo("attacker.example")
         return s
 
     def inbox_subjects(self, user, needle):
-        c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
         c.starttls(ssl_context=self.tls)
         c.login(user["address"], user["password"])
         try:
@@ -153,7 +140,7 @@ class AttackTest(unittest.TestCase):
     def injected_reply_inside_tls(self, address, greeting_lines, starttls, injected, first_read=b""):
         """Sends STARTTLS and an injected command in one packet, completes
         TLS, and returns whatever arrives inside TLS unasked."""
-        raw = socket.create_connection(host_port(address), timeout=30)
+        raw = socket.create_connection(mgtest.host_port(address), timeout=30)
         f = raw.makefile("rb")
         for _ in range(greeting_lines):
             f.readline()
@@ -219,7 +206,7 @@ class AttackTest(unittest.TestCase):
     # ---- brute force -------------------------------------------------------------------------
 
     def imap_login_reply(self, address, password):
-        c = imaplib.IMAP4(*host_port(self.cluster["imap"]))
+        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
         c.starttls(ssl_context=self.tls)
         try:
             c.login(address, password)
@@ -260,7 +247,7 @@ class AttackTest(unittest.TestCase):
         self.assertNotEqual(audit.returncode, 0)
         self.assertIn("NOT_FOUND", audit.stderr + audit.stdout)
         # A's user cannot send as B's address.
-        with smtplib.SMTP(*host_port(self.cluster["submission"]), timeout=60) as s:
+        with smtplib.SMTP(*mgtest.host_port(self.cluster["submission"]), timeout=60) as s:
             s.starttls(context=self.tls)
             s.login(self.bob["address"], self.bob["password"])
             code, reply = s.mail("<%s>" % self.b_user)
