@@ -63,7 +63,13 @@ void PrintPolicy(const Invocation& inv, const TenantdClient& c,
   *inv.out << (c.json() ? Json(m) : Pretty(m)) << "\n";
 }
 
-absl::Status RunAuditPolicy(const Invocation& inv) {
+// `audit-policy` and `monitor-policy`: the same get/set over a tenant-wide
+// policy message; only the types and the two stub methods differ.
+template <typename Policy, typename GetRequest, typename SetRequest>
+absl::Status RunPolicy(
+    const Invocation& inv, const char* command,
+    grpc::Status (DirStub::*get)(grpc::ClientContext*, const GetRequest&, Policy*),
+    grpc::Status (DirStub::*set)(grpc::ClientContext*, const SetRequest&, Policy*)) {
   auto parsed = ParseArgs(inv.args);
   if (!parsed.ok()) return parsed.status();
   const Args& a = *parsed;
@@ -72,71 +78,43 @@ absl::Status RunAuditPolicy(const Invocation& inv) {
   auto client = TenantdClient::Connect(inv, a);
   if (!client.ok()) return client.status();
   const TenantdClient& c = *client;
-  dirv1::AuditPolicy out;
+  Policy out;
   if (*verb == "get") {
-    dirv1::GetAuditPolicyRequest req;
+    GetRequest req;
     req.set_tenant_id(a.Get("tenant"));
-    auto s = CallDir(
-        c, [&](DirStub& d, grpc::ClientContext* ctx) { return d.GetAuditPolicy(ctx, req, &out); });
+    auto s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) {
+      return (d.*get)(ctx, req, &out);
+    });
     if (!s.ok()) return s;
   } else if (*verb == "set") {
     auto file = a.Positional(1, "FILE");
     if (!file.ok()) return file.status();
     auto text = ReadInput(*file);
     if (!text.ok()) return text.status();
-    dirv1::SetAuditPolicyRequest req;
+    SetRequest req;
     if (auto s = FromJson(*text, req.mutable_policy(), *file); !s.ok()) return s;
     if (a.Has("tenant")) req.mutable_policy()->set_tenant_id(a.Get("tenant"));
     auto v = ExpectedVersion(a);
     if (!v.ok()) return v.status();
     req.set_expected_version(*v);
-    auto s = CallDir(
-        c, [&](DirStub& d, grpc::ClientContext* ctx) { return d.SetAuditPolicy(ctx, req, &out); });
+    auto s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) {
+      return (d.*set)(ctx, req, &out);
+    });
     if (!s.ok()) return s;
   } else {
-    return absl::InvalidArgumentError("audit-policy: get or set");
+    return absl::InvalidArgumentError(absl::StrCat(command, ": get or set"));
   }
   PrintPolicy(inv, c, out);
   return absl::OkStatus();
 }
 
+absl::Status RunAuditPolicy(const Invocation& inv) {
+  return RunPolicy(inv, "audit-policy", &DirStub::GetAuditPolicy, &DirStub::SetAuditPolicy);
+}
+
 absl::Status RunMonitorPolicy(const Invocation& inv) {
-  auto parsed = ParseArgs(inv.args);
-  if (!parsed.ok()) return parsed.status();
-  const Args& a = *parsed;
-  auto verb = a.Positional(0, "get|set");
-  if (!verb.ok()) return verb.status();
-  auto client = TenantdClient::Connect(inv, a);
-  if (!client.ok()) return client.status();
-  const TenantdClient& c = *client;
-  dirv1::MonitoringPolicy out;
-  if (*verb == "get") {
-    dirv1::GetMonitoringPolicyRequest req;
-    req.set_tenant_id(a.Get("tenant"));
-    auto s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) {
-      return d.GetMonitoringPolicy(ctx, req, &out);
-    });
-    if (!s.ok()) return s;
-  } else if (*verb == "set") {
-    auto file = a.Positional(1, "FILE");
-    if (!file.ok()) return file.status();
-    auto text = ReadInput(*file);
-    if (!text.ok()) return text.status();
-    dirv1::SetMonitoringPolicyRequest req;
-    if (auto s = FromJson(*text, req.mutable_policy(), *file); !s.ok()) return s;
-    if (a.Has("tenant")) req.mutable_policy()->set_tenant_id(a.Get("tenant"));
-    auto v = ExpectedVersion(a);
-    if (!v.ok()) return v.status();
-    req.set_expected_version(*v);
-    auto s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) {
-      return d.SetMonitoringPolicy(ctx, req, &out);
-    });
-    if (!s.ok()) return s;
-  } else {
-    return absl::InvalidArgumentError("monitor-policy: get or set");
-  }
-  PrintPolicy(inv, c, out);
-  return absl::OkStatus();
+  return RunPolicy(inv, "monitor-policy", &DirStub::GetMonitoringPolicy,
+                   &DirStub::SetMonitoringPolicy);
 }
 
 absl::Status RunSieve(const Invocation& inv) {
