@@ -1,11 +1,11 @@
 #include "services/identity/directory.h"
 
-#include "absl/strings/str_cat.h"
 #include "libs/auth/token.h"
 #include "libs/base/status.h"
 #include "libs/rpc/client.h"
 #include "libs/rpc/status.h"
 #include "mailgrid/tenant/v1/directory.grpc.pb.h"
+#include "services/identity/first_reachable.h"
 
 namespace mailgrid::identity {
 
@@ -30,20 +30,13 @@ absl::StatusOr<tenant::v1::Principal> GrpcDirectory::Get(
   if (tokens_ == nullptr)
     return absl::UnavailableError("no --token-signing-key: cannot call tenantd");
   ASSIGN_OR_RETURN(std::string header, tokens_->AuthorizationHeader());
-  absl::Status last;
-  for (const auto& channel : channels_) {
-    auto stub = tenant::v1::DirectoryService::NewStub(channel);
-    auto ctx = rpc::ContextWithDeadline(absl::Seconds(5));
-    ctx->AddMetadata("authorization", header);
-    tenant::v1::Principal out;
-    grpc::Status s = stub->GetPrincipal(ctx.get(), request, &out);
-    if (s.ok()) return out;
-    last = rpc::FromGrpc(s);
-    if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
-        s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED)
-      return last;
-  }
-  return absl::UnavailableError(absl::StrCat("tenantd unreachable: ", last.message()));
+  tenant::v1::Principal out;
+  RETURN_IF_ERROR(CallFirstReachable(
+      channels_, header, absl::Seconds(5), "tenantd",
+      [&](const std::shared_ptr<grpc::Channel>& channel, grpc::ClientContext* ctx) {
+        return tenant::v1::DirectoryService::NewStub(channel)->GetPrincipal(ctx, request, &out);
+      }));
+  return out;
 }
 
 absl::StatusOr<tenant::v1::Principal> GrpcDirectory::ByAddress(const std::string& address) {

@@ -9,6 +9,7 @@
 #include "libs/rpc/client.h"
 #include "libs/rpc/status.h"
 #include "mailgrid/relay/v1/relay.grpc.pb.h"
+#include "services/identity/first_reachable.h"
 #include "services/identity/sessions.h"
 
 namespace mailgrid::identity {
@@ -122,19 +123,12 @@ void RelayNotices::Work() {
 
 absl::Status RelayNotices::Submit(const relay::v1::SubmitMessageRequest& req) {
   ASSIGN_OR_RETURN(std::string header, tokens_->AuthorizationHeader());
-  absl::Status last;
-  for (const auto& channel : channels_) {
-    auto ctx = rpc::ContextWithDeadline(absl::Seconds(15));
-    ctx->AddMetadata("authorization", header);
-    relay::v1::SubmitMessageResponse resp;
-    grpc::Status s = relay::v1::RelayService::NewStub(channel)->SubmitMessage(ctx.get(), req, &resp);
-    if (s.ok()) return absl::OkStatus();
-    last = rpc::FromGrpc(s);
-    if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
-        s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED)
-      return last;
-  }
-  return absl::UnavailableError(absl::StrCat("relayd unreachable: ", last.message()));
+  relay::v1::SubmitMessageResponse resp;
+  return CallFirstReachable(
+      channels_, header, absl::Seconds(15), "relayd",
+      [&](const std::shared_ptr<grpc::Channel>& channel, grpc::ClientContext* ctx) {
+        return relay::v1::RelayService::NewStub(channel)->SubmitMessage(ctx, req, &resp);
+      });
 }
 
 }  // namespace mailgrid::identity
