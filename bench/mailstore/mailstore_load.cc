@@ -28,6 +28,10 @@
 //                 then times FolderStatus, FETCH FLAGS of the last 100, UID
 //                 SEARCH of a subject word (rare and common), ChangesSince of
 //                 the last 10 changes.
+//                 With --mix: a realistic mix instead of --size bytes (MixBody:
+//                 half small text, a quarter text+HTML, a fifth with
+//                 incompressible attachments; one in five also delivered to
+//                 4 other mailboxes in the same call, as group mail is).
 //   --mode=dbstat --db=DIR (a stopped replica's RocksDB): compacts every
 //                 column family and prints its SST bytes (data vs Raft log).
 #include <algorithm>
@@ -56,6 +60,7 @@ namespace {
 struct Args {
   std::string mode = "bench", mailstored, key, tenant = "bench-t", prefix = "m";
   int writers = 32, messages = 2000, size = 10240, large = 0, recipients = 50;
+  bool mix = false;
   std::string rawdb, db;
 };
 
@@ -78,6 +83,7 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     else if (auto v = val("recipients")) a->recipients = std::atoi(v);
     else if (auto v = val("rawdb")) a->rawdb = v;
     else if (auto v = val("db")) a->db = v;
+    else if (s == "--mix") a->mix = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", argv[i]);
       return false;
@@ -103,6 +109,56 @@ std::string Body(std::mt19937_64& rng, int size, const std::string& subject, con
   }
   m += "\r\n";
   return m;
+}
+
+// A realistic mix (sizes as enterprise mail, by message number n):
+//  10/20: plain text, 1.5-4 KB;
+//   5/20: multipart/alternative text + HTML of the same words, 8-20 KB;
+//   3/20: text + a base64 attachment of 20-100 KB random (incompressible,
+//         as PDFs and images are);
+//   2/20: text + a base64 attachment of 150-600 KB random.
+std::string MixBody(std::mt19937_64& rng, int n, const std::string& subject, const std::string& key) {
+  auto words = [&](size_t bytes) {
+    std::string t;
+    size_t line = 0;
+    while (t.size() < bytes) {
+      t += kWords[rng() % (sizeof kWords / sizeof *kWords)];
+      t += (++line % 12 == 0) ? "\r\n" : " ";
+    }
+    return t;
+  };
+  auto between = [&](size_t lo, size_t hi) { return lo + rng() % (hi - lo + 1); };
+  std::string head = absl::StrCat("From: Load <load@example.com>\r\nTo: user@example.com\r\nSubject: ",
+                                  subject, "\r\nMessage-ID: <", key, "@load>\r\nX-Key: ", key,
+                                  "\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n");
+  int kind = n % 20;
+  if (kind < 10)
+    return absl::StrCat(head, "Content-Type: text/plain; charset=utf-8\r\n\r\n", words(between(1500, 4000)), "\r\n");
+  std::string b = absl::StrCat("b", key);
+  if (kind < 15) {
+    std::string text = words(between(2500, 6000));
+    std::string html = "<html><body><p>";
+    for (char c : text) html += c == '\n' ? std::string("</p>\r\n<p>") : std::string(1, c == '\r' ? ' ' : c);
+    html += "</p></body></html>";
+    return absl::StrCat(head, "Content-Type: multipart/alternative; boundary=\"", b, "\"\r\n\r\n--", b,
+                        "\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", text, "\r\n--", b,
+                        "\r\nContent-Type: text/html; charset=utf-8\r\n\r\n", html, "\r\n--", b, "--\r\n");
+  }
+  size_t attach = kind < 18 ? between(20000, 100000) : between(150000, 600000);
+  std::string bin(attach, '\0');
+  for (auto& c : bin) c = static_cast<char>(rng());
+  static const char* kB64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string b64;
+  for (size_t i = 0; i + 2 < bin.size(); i += 3) {
+    uint32_t v = (uint8_t(bin[i]) << 16) | (uint8_t(bin[i + 1]) << 8) | uint8_t(bin[i + 2]);
+    for (int k = 3; k >= 0; --k) b64 += kB64[(v >> (6 * k)) & 63];
+    if ((i / 3 + 1) % 19 == 0) b64 += "\r\n";
+  }
+  return absl::StrCat(head, "Content-Type: multipart/mixed; boundary=\"", b, "\"\r\n\r\n--", b,
+                      "\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", words(between(500, 2000)),
+                      "\r\n--", b, "\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
+                      "Content-Disposition: attachment; filename=\"doc", key, ".pdf\"\r\n\r\n", b64,
+                      "\r\n--", b, "--\r\n");
 }
 
 absl::Status CreateMailbox(ms::MailstoreClient& c, const std::string& id, const std::string& tenant) {
@@ -481,6 +537,15 @@ int Large(ms::MailstoreClient& c, const Args& a) {
     std::fprintf(stderr, "create: %s\n", s.ToString().c_str());
     return 2;
   }
+  constexpr int kGroup = 4;  // --mix: the other recipients of group mail
+  if (a.mix) {
+    for (int g = 0; g < kGroup; ++g) {
+      if (auto s = CreateMailbox(c, absl::StrCat(big, "-g", g), a.tenant); !s.ok()) {
+        std::fprintf(stderr, "create: %s\n", s.ToString().c_str());
+        return 2;
+      }
+    }
+  }
   std::unique_ptr<rocksdb::DB> raw;
   if (!a.rawdb.empty()) {
     rocksdb::Options o;
@@ -516,11 +581,20 @@ int Large(ms::MailstoreClient& c, const Args& a) {
         std::string prepend = absl::StrCat("Delivered-To: user", w, "@example.com\r\n");
         v1::DeliverBatchRequest d;
         d.set_delivery_id(absl::StrCat(a.prefix, "-L", n));
-        d.set_message(Body(rng, a.size, subject, absl::StrCat("L", n)));
+        d.set_message(a.mix ? MixBody(rng, n, subject, absl::StrCat("L", n))
+                            : Body(rng, a.size, subject, absl::StrCat("L", n)));
         auto* t = d.add_recipients();
         t->set_mailbox_id(big);
         t->set_prepend_headers(prepend);
         if (n % 3 == 0) t->add_flags("\\Seen");
+        int copies = 1;
+        if (a.mix && n % 5 == 0) {
+          for (int g = 0; g < kGroup; ++g, ++copies) {
+            auto* o = d.add_recipients();
+            o->set_mailbox_id(absl::StrCat(big, "-g", g));
+            o->set_prepend_headers(absl::StrCat("Delivered-To: g", g, "@example.com\r\n"));
+          }
+        }
         for (int attempt = 0;; ++attempt) {
           auto resp = c.DeliverBatch(0, d);
           if (resp.ok() && (resp->results(0).status() == v1::DELIVERY_STATUS_DELIVERED ||
@@ -532,11 +606,16 @@ int Large(ms::MailstoreClient& c, const Args& a) {
           }
           absl::SleepFor(absl::Milliseconds(200));
         }
-        raw_bytes += prepend.size() + d.message().size();
-        if (raw) {
-          std::string key;
-          for (int i = 3; i >= 0; --i) key.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
-          raw->Put(rocksdb::WriteOptions(), key, prepend + d.message());
+        // Raw: every recipient's copy, as a store without dedupe keeps it.
+        for (int k = 0; k < copies; ++k) {
+          const std::string& pre = d.recipients(k).prepend_headers();
+          raw_bytes += pre.size() + d.message().size();
+          if (raw) {
+            std::string key;
+            for (int i = 3; i >= 0; --i) key.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+            key.push_back(static_cast<char>(k));
+            raw->Put(rocksdb::WriteOptions(), key, pre + d.message());
+          }
         }
       }
     });
@@ -587,6 +666,9 @@ int Large(ms::MailstoreClient& c, const Args& a) {
   };
   auto rare_ms = Timed(10, [&] { search("unicorn", &rare_hits); });
   auto common_ms = Timed(5, [&] { search("invoice", &common_hits); });
+  // Every subject has "bulk": the worst case, every message a hit.
+  uint32_t all_hits = 0;
+  auto all_ms = Timed(3, [&] { search("bulk", &all_hits); });
   // The last 10 changes: flags on 10 messages, then what changed since.
   uint64_t before = 0;
   {
@@ -624,11 +706,12 @@ int Large(ms::MailstoreClient& c, const Args& a) {
               "\"fetch_flags_last100_p50_ms\":%.2f,\"fetch_flags_last100_p99_ms\":%.2f,"
               "\"search_rare_p50_ms\":%.2f,\"search_rare_hits\":%u,"
               "\"search_common_p50_ms\":%.1f,\"search_common_hits\":%u,"
+              "\"search_all_p50_ms\":%.1f,\"search_all_hits\":%u,"
               "\"changes_since_last10_p50_ms\":%.2f,\"changes_since_last10_p99_ms\":%.2f,"
               "\"changed\":%d,\"errors\":%d}\n",
               messages, Pct(status_ms, 0.5), Pct(status_ms, 0.99), Pct(flags_ms, 0.5),
               Pct(flags_ms, 0.99), Pct(rare_ms, 0.5), rare_hits, Pct(common_ms, 0.5), common_hits,
-              Pct(changes_ms, 0.5), Pct(changes_ms, 0.99), changed, errors.load());
+              Pct(all_ms, 0.5), all_hits, Pct(changes_ms, 0.5), Pct(changes_ms, 0.99), changed, errors.load());
   return errors == 0 ? 0 : 1;
 }
 

@@ -93,6 +93,21 @@ std::string Posting(std::string_view t, std::string_view m, std::string_view ter
                     std::string_view sha) {
   return absl::StrCat(PostingPrefix(t, m, term), A(sha));
 }
+std::string FolderPostingsPrefix(std::string_view t, std::string_view m, std::string_view f) {
+  return absl::StrCat(MailboxRange(t, m), "p/", A(f), "/");
+}
+std::string FolderPostingPrefix(std::string_view t, std::string_view m, std::string_view f,
+                                std::string_view term) {
+  std::string k = absl::StrCat(FolderPostingsPrefix(t, m, f), A(term));
+  k.push_back('\0');
+  return k;
+}
+std::string FolderPosting(std::string_view t, std::string_view m, std::string_view f,
+                          std::string_view term, uint32_t uid) {
+  std::string k = FolderPostingPrefix(t, m, f, term);
+  AppendBe32(uid, &k);
+  return k;
+}
 std::string LocationPrefix(std::string_view t, std::string_view m, std::string_view sha) {
   return absl::StrCat(MailboxRange(t, m), "h/", A(sha), "/");
 }

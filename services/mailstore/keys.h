@@ -21,8 +21,13 @@
 //                                                         entry per UID ever used, so
 //                                                         ChangesSince(m) is a scan from m+1
 //   t/<tenant>/m/<mailbox>/n/<folder>/<be32 uid>       -> "" (messages without \Seen)
-//   t/<tenant>/m/<mailbox>/i/<term>\0<sha hex>          -> "" (search postings, per body)
-//   t/<tenant>/m/<mailbox>/h/<sha hex>/<folder>/<be32 uid> -> "" (where the body is)
+//   t/<tenant>/m/<mailbox>/p/<folder>/<term>\0<be32 uid> -> "" (search postings of a
+//                                                         folder with uid_postings: a term
+//                                                         is one key range in UID order)
+//   t/<tenant>/m/<mailbox>/i/<term>\0<sha hex>          -> "" (search postings, per body:
+//                                                         folders without uid_postings)
+//   t/<tenant>/m/<mailbox>/h/<sha hex>/<folder>/<be32 uid> -> "" (where the body is; folders
+//                                                         without uid_postings only)
 //   t/<tenant>/m/<mailbox>/c/<be64 modseq>             -> ChangeRecord (Watch feed)
 //   t/<tenant>/m/<mailbox>/s/<name>                    -> "" (subscription)
 //   t/<tenant>/m/<mailbox>/d/<key>                     -> IdemRecord (idempotency)
@@ -77,6 +82,13 @@ std::string UnseenPrefix(std::string_view tenant, std::string_view mailbox,
 std::string Posting(std::string_view tenant, std::string_view mailbox, std::string_view term,
                     std::string_view sha);
 std::string PostingPrefix(std::string_view tenant, std::string_view mailbox, std::string_view term);
+// Postings of a folder with FolderRecord.uid_postings (see the layout above).
+std::string FolderPostingsPrefix(std::string_view tenant, std::string_view mailbox,
+                                 std::string_view folder);  // ".../p/<folder>/"
+std::string FolderPostingPrefix(std::string_view tenant, std::string_view mailbox,
+                                std::string_view folder, std::string_view term);  // ends "\0"
+std::string FolderPosting(std::string_view tenant, std::string_view mailbox,
+                          std::string_view folder, std::string_view term, uint32_t uid);
 std::string Location(std::string_view tenant, std::string_view mailbox, std::string_view sha,
                      std::string_view folder, uint32_t uid);
 std::string LocationPrefix(std::string_view tenant, std::string_view mailbox, std::string_view sha);

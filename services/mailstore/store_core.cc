@@ -253,6 +253,9 @@ absl::Status Mutation::RefBody(const std::string& sha, int64_t delta, const Inge
 
 absl::StatusOr<std::vector<std::string>> Mutation::TermsOf(const std::string& sha) {
   if (auto it = terms_cache_.find(sha); it != terms_cache_.end()) return it->second;
+  // A body this mutation stores (RefBody with `fresh`) has no record yet.
+  if (auto it = bodies_.find(sha); it != bodies_.end() && it->second.fresh != nullptr)
+    return it->second.fresh->terms;
   ASSIGN_OR_RETURN(auto got, store_->Get(keys::BodyTerms(tenant(), sha)));
   storage::BodyTerms t;
   if (got.found() && !t.ParseFromString(got.value())) return absl::DataLossError("body terms");
@@ -266,8 +269,16 @@ absl::Status Mutation::InsertMessage(storage::FolderRecord* f, uint32_t uid,
   Put(keys::Message(tenant(), mailbox(), f->folder_id(), uid), msg);
   if (f->modseq_index())
     PutRaw(keys::ModseqEntry(tenant(), mailbox(), f->folder_id(), msg.modseq(), uid), "");
-  PutRaw(keys::Location(tenant(), mailbox(), msg.body_sha(), f->folder_id(), uid), "");
-  links_[msg.body_sha()].added++;
+  if (f->uid_postings()) {
+    // One posting per term per message, keyed by UID (the caller called
+    // RefBody with `fresh` first when the body is new).
+    ASSIGN_OR_RETURN(auto terms, TermsOf(msg.body_sha()));
+    for (const auto& t : terms)
+      PutRaw(keys::FolderPosting(tenant(), mailbox(), f->folder_id(), t, uid), "");
+  } else {
+    PutRaw(keys::Location(tenant(), mailbox(), msg.body_sha(), f->folder_id(), uid), "");
+    links_[msg.body_sha()].added++;
+  }
   f->set_messages(f->messages() + 1);
   f->set_size_bytes(f->size_bytes() + msg.size());
   if (uid >= f->recent_from()) f->set_recent(f->recent() + 1);
@@ -301,9 +312,15 @@ absl::Status Mutation::RemoveMessage(storage::FolderRecord* f, uint32_t uid,
     Delete(keys::Unseen(tenant(), mailbox(), f->folder_id(), uid));
   }
   f->set_highest_modseq(std::max(f->highest_modseq(), modseq));
-  std::string loc = keys::Location(tenant(), mailbox(), msg.body_sha(), f->folder_id(), uid);
-  Delete(loc);
-  links_[msg.body_sha()].removed_keys.insert(loc);
+  if (f->uid_postings()) {
+    ASSIGN_OR_RETURN(auto terms, TermsOf(msg.body_sha()));
+    for (const auto& t : terms)
+      Delete(keys::FolderPosting(tenant(), mailbox(), f->folder_id(), t, uid));
+  } else {
+    std::string loc = keys::Location(tenant(), mailbox(), msg.body_sha(), f->folder_id(), uid);
+    Delete(loc);
+    links_[msg.body_sha()].removed_keys.insert(loc);
+  }
   mbx_->rec.set_usage_bytes(mbx_->rec.usage_bytes() - std::min(mbx_->rec.usage_bytes(), msg.size()));
   if (mbx_->rec.usage_messages() > 0) mbx_->rec.set_usage_messages(mbx_->rec.usage_messages() - 1);
   return RefBody(msg.body_sha(), -1);
@@ -750,6 +767,7 @@ storage::FolderRecord NewFolder(Mutation& mut, const std::string& name, int spec
   f.set_uidnext(1);
   f.set_recent_from(1);
   f.set_modseq_index(true);
+  f.set_uid_postings(true);
   return f;
 }
 

@@ -151,6 +151,8 @@ absl::StatusOr<v1::DeleteFolderResponse> MailStore::DeleteFolder(const v1::Delet
       mut.DeleteRange(t, keys::PrefixEnd(t));
       std::string q = keys::ModseqPrefix(mut.tenant(), mut.mailbox(), id);
       mut.DeleteRange(q, keys::PrefixEnd(q));
+      std::string p = keys::FolderPostingsPrefix(mut.tenant(), mut.mailbox(), id);
+      mut.DeleteRange(p, keys::PrefixEnd(p));
     }
     mut.Event(std::move(e));
     return absl::OkStatus();

@@ -3,6 +3,7 @@
 // offsets, and appends to one mailbox combined into one write. LocalStore
 // (RocksDB in a temp dir) under a store wrapper that counts reads and
 // writes and can hold a write until the test releases it.
+#include <atomic>
 #include <filesystem>
 #include <random>
 #include <set>
@@ -563,6 +564,224 @@ TEST_F(IndexTest, ConcurrentDeliveriesToOneMailboxShareOneWrite) {
   EXPECT_EQ(delivered, kWriters - 1);
   EXPECT_EQ(duplicate, 1);
   EXPECT_EQ(Inbox().messages(), static_cast<uint32_t>(kWriters));  // + the holder
+}
+
+// ---------------------------------------------------------------- search postings by UID
+
+// Helpers for the search tests (a fixture of their own would duplicate SetUp).
+v1::SearchQuery TextQ(v1::TextField f, const std::string& v) {
+  v1::SearchQuery q;
+  q.mutable_text()->set_field(f);
+  q.mutable_text()->set_value(v);
+  return q;
+}
+v1::SearchQuery AllOf(const v1::SearchQuery& a, const v1::SearchQuery& b) {
+  v1::SearchQuery q;
+  *q.mutable_all_of()->add_queries() = a;
+  *q.mutable_all_of()->add_queries() = b;
+  return q;
+}
+v1::MessageSelector UidRange(uint32_t first, uint32_t last) {
+  v1::MessageSelector sel;
+  auto* r = sel.mutable_uids()->add_ranges();
+  r->set_first(first);
+  r->set_last(last);
+  return sel;
+}
+
+class SearchIndexTest : public IndexTest {
+ protected:
+  absl::StatusOr<v1::SearchResponse> Search(const v1::SearchQuery& q, const std::string& folder = "INBOX") {
+    v1::SearchRequest r;
+    r.set_mailbox_id("mbx-a");
+    r.mutable_folder()->set_name(folder);
+    *r.mutable_query() = q;
+    return store_->Search(r);
+  }
+  std::vector<uint32_t> Hits(const v1::SearchQuery& q, const std::string& folder = "INBOX") {
+    auto s = Search(q, folder);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? Uids(s->uids()) : std::vector<uint32_t>{};
+  }
+  std::string FolderId(const std::string& name) {
+    v1::FolderStatusRequest r;
+    r.set_mailbox_id("mbx-a");
+    r.mutable_folder()->set_name(name);
+    auto s = store_->FolderStatus(r);
+    EXPECT_TRUE(s.ok()) << s.status();
+    return s.ok() ? s->folder().folder_id() : "";
+  }
+  // Rewrites a folder record as stored before uid_postings existed.
+  void MakeOldFolder(const std::string& name) {
+    std::string fkey = keys::Folder("tenant-a", "mbx-a", FolderId(name));
+    kv::v1::GetRequest g;
+    g.set_key(fkey);
+    auto got = kv_->Get(g, absl::InfiniteFuture());
+    ASSERT_TRUE(got.ok() && got->found());
+    storage::FolderRecord rec;
+    ASSERT_TRUE(rec.ParseFromString(got->value()));
+    ASSERT_TRUE(rec.uid_postings());
+    rec.set_uid_postings(false);
+    kv::v1::WriteRequest w;
+    w.add_ops()->mutable_put()->set_key(fkey);
+    w.mutable_ops(0)->mutable_put()->set_value(rec.SerializeAsString());
+    ASSERT_TRUE(kv_->Write(w, absl::InfiniteFuture()).ok());
+  }
+  std::string Range(const std::string& kind) { return keys::MailboxRange("tenant-a", "mbx-a") + kind; }
+};
+
+TEST_F(SearchIndexTest, TermsArePostedPerUidAndReadAsOneRange) {
+  // 90 messages: every 9th has "quarterly" in the subject, every 3rd a
+  // Chinese body with 合同 (bigram), the rest plain.
+  std::vector<uint32_t> quarterly, contract;
+  for (uint32_t i = 1; i <= 90; ++i) {
+    std::string subject = i % 9 == 0 ? absl::StrCat("quarterly report ", i) : absl::StrCat("note ", i);
+    std::string body = i % 3 == 0 ? "请确认这份合同的条款" : "nothing to see";
+    auto a = Append(Msg(subject, body));
+    ASSERT_TRUE(a.ok()) << a.status();
+    ASSERT_EQ(a->uid(), i);
+    if (i % 9 == 0) quarterly.push_back(i);
+    if (i % 3 == 0) contract.push_back(i);
+  }
+  std::string inbox = FolderId("INBOX");
+  // New layout only: no per-mailbox body postings, no body locations.
+  EXPECT_EQ(CountPrefix(Range("i/")), 0u);
+  EXPECT_EQ(CountPrefix(Range("h/")), 0u);
+  EXPECT_EQ(CountPrefix(keys::FolderPostingPrefix("tenant-a", "mbx-a", inbox, "s:quarterly")),
+            quarterly.size());
+
+  size_t reads_before = gate_->reads();
+  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "quarterly")), quarterly);
+  // The postings (10) and the matches' records for HIGHESTMODSEQ (10), the
+  // mailbox and its folders: never one read per message of the folder.
+  EXPECT_LT(gate_->reads() - reads_before, 90u);
+  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "quart")), quarterly);  // word prefix
+  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_BODY, "合同")), contract);      // CJK bigram
+  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_TEXT, "合同")), contract);
+  EXPECT_EQ(Hits(AllOf(TextQ(v1::TEXT_FIELD_SUBJECT, "quarterly"), TextQ(v1::TEXT_FIELD_BODY, "合同"))),
+            quarterly);  // every 9th is also every 3rd
+  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "quarterly 18")), std::vector<uint32_t>{18});
+  EXPECT_TRUE(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "annual")).empty());
+  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_FROM, "alice")).size(), 90u);
+}
+
+TEST_F(SearchIndexTest, CopyMoveExpungeAndDeleteKeepThePostingsExact) {
+  const char* kWords[] = {"apple", "banana", "cherry", "damson", "elder", "figs"};
+  for (int i = 1; i <= 6; ++i)
+    ASSERT_TRUE(Append(Msg(i % 2 ? "alpha odd" : "beta even", kWords[i - 1])).ok());
+  v1::CreateFolderRequest cf;
+  cf.set_mailbox_id("mbx-a");
+  cf.set_name("Work");
+  ASSERT_TRUE(store_->CreateFolder(cf).ok());
+  std::string inbox = FolderId("INBOX"), work = FolderId("Work"), archive = FolderId("Archive");
+
+  // COPY 1..2 to Work, MOVE 3 to Archive.
+  v1::CopyRequest cp;
+  cp.set_mailbox_id("mbx-a");
+  cp.mutable_source()->set_name("INBOX");
+  cp.mutable_destination()->set_name("Work");
+  *cp.mutable_messages() = UidRange(1, 2);
+  auto copied = store_->Copy(cp);
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  v1::MoveRequest mv;
+  mv.set_mailbox_id("mbx-a");
+  mv.mutable_source()->set_name("INBOX");
+  mv.mutable_destination()->set_name("Archive");
+  *mv.mutable_messages() = UidRange(3, 3);
+  ASSERT_TRUE(store_->Move(mv).ok());
+
+  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "alpha")), (std::vector<uint32_t>{1, 5}));
+  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "alpha"), "Work"), std::vector<uint32_t>{1});
+  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "beta"), "Work"), std::vector<uint32_t>{2});
+  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_BODY, "cherry"), "Archive"), std::vector<uint32_t>{1});
+  EXPECT_TRUE(Hits(TextQ(v1::TEXT_FIELD_BODY, "cherry")).empty());
+  // A moved message's postings left the source folder.
+  size_t per_message = CountPrefix(keys::FolderPostingsPrefix("tenant-a", "mbx-a", archive));
+  ASSERT_GT(per_message, 0u);
+  EXPECT_EQ(CountPrefix(keys::FolderPostingsPrefix("tenant-a", "mbx-a", inbox)), 5 * per_message);
+
+  // Expunge everything in INBOX: its postings all go.
+  for (uint32_t u : {1u, 2u, 4u, 5u, 6u}) SetFlag(u, "\\Deleted");
+  v1::ExpungeRequest ex;
+  ex.set_mailbox_id("mbx-a");
+  ex.mutable_folder()->set_name("INBOX");
+  ASSERT_TRUE(store_->Expunge(ex).ok());
+  EXPECT_EQ(CountPrefix(keys::FolderPostingsPrefix("tenant-a", "mbx-a", inbox)), 0u);
+  EXPECT_TRUE(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "alpha")).empty());
+  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "alpha"), "Work"), std::vector<uint32_t>{1});
+
+  // Deleting Work drops its postings with its messages.
+  v1::DeleteFolderRequest df;
+  df.set_mailbox_id("mbx-a");
+  df.mutable_folder()->set_name("Work");
+  ASSERT_TRUE(store_->DeleteFolder(df).ok());
+  EXPECT_EQ(CountPrefix(keys::FolderPostingsPrefix("tenant-a", "mbx-a", work)), 0u);
+  EXPECT_EQ(CountPrefix(Range("p/")), per_message);  // only Archive's message is left
+}
+
+TEST_F(SearchIndexTest, FolderWithoutUidPostingsKeepsTheOldIndex) {
+  // A folder stored before uid_postings: per-mailbox postings by body SHA
+  // and body locations, as before. Messages moved out of it get the new
+  // postings in their new folder (a new folder); nothing is left behind.
+  MakeOldFolder("INBOX");
+  for (int i = 1; i <= 4; ++i)
+    ASSERT_TRUE(Append(Msg(i % 2 ? "alpha odd" : "beta even", absl::StrCat("body ", i))).ok());
+  std::string inbox = FolderId("INBOX"), archive = FolderId("Archive");
+  EXPECT_GT(CountPrefix(Range("i/")), 0u);
+  EXPECT_EQ(CountPrefix(Range("h/")), 4u);
+  EXPECT_EQ(CountPrefix(keys::FolderPostingsPrefix("tenant-a", "mbx-a", inbox)), 0u);
+  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "alpha")), (std::vector<uint32_t>{1, 3}));
+
+  v1::MoveRequest mv;
+  mv.set_mailbox_id("mbx-a");
+  mv.mutable_source()->set_name("INBOX");
+  mv.mutable_destination()->set_name("Archive");
+  *mv.mutable_messages() = UidRange(1, 4);
+  ASSERT_TRUE(store_->Move(mv).ok());
+  EXPECT_TRUE(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "alpha")).empty());
+  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "alpha"), "Archive"), (std::vector<uint32_t>{1, 3}));
+  EXPECT_EQ(CountPrefix(Range("i/")), 0u);  // the last old-folder copy went
+  EXPECT_EQ(CountPrefix(Range("h/")), 0u);
+  EXPECT_GT(CountPrefix(keys::FolderPostingsPrefix("tenant-a", "mbx-a", archive)), 0u);
+}
+
+TEST_F(SearchIndexTest, HighestModseqOfManyMatchesFromTheModseqIndex) {
+  // Over 2,000 matches takes the MODSEQ-index path. Writers in parallel
+  // share writes (group UID allocation), which keeps the set-up short.
+  constexpr int kWriters = 8, kEach = 520;  // 4,160 messages, 2,080 "even"
+  std::vector<std::thread> threads;
+  std::atomic<int> failed{0};
+  for (int w = 0; w < kWriters; ++w) {
+    threads.emplace_back([&, w] {
+      for (int i = 0; i < kEach; ++i) {
+        int n = w * kEach + i;
+        if (!Append(Msg(n % 2 ? "bulk odd" : "bulk even", "x")).ok()) ++failed;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  ASSERT_EQ(failed.load(), 0);
+  // Find two UIDs by subject: flag an even one, then an odd one (newer).
+  auto even = Search(TextQ(v1::TEXT_FIELD_SUBJECT, "even"));
+  auto odd = Search(TextQ(v1::TEXT_FIELD_SUBJECT, "odd"));
+  ASSERT_TRUE(even.ok() && odd.ok());
+  std::vector<uint32_t> evens = Uids(even->uids()), odds = Uids(odd->uids());
+  ASSERT_EQ(evens.size() + odds.size(), static_cast<size_t>(kWriters * kEach));
+  ASSERT_GT(evens.size(), 2000u);
+  uint64_t m_even = SetFlag(evens[7], "\\Flagged");
+  uint64_t m_odd = SetFlag(odds[7], "\\Flagged");
+  ASSERT_GT(m_odd, m_even);
+  size_t reads_before = gate_->reads();
+  auto again = Search(TextQ(v1::TEXT_FIELD_SUBJECT, "even"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(Uids(again->uids()), evens);
+  EXPECT_EQ(again->highest_modseq(), m_even);
+  // The postings and a few MODSEQ index entries, not every message record.
+  EXPECT_LT(gate_->reads() - reads_before, evens.size() + 200);
+  auto all = Search(TextQ(v1::TEXT_FIELD_SUBJECT, "bulk"));
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->count(), static_cast<uint32_t>(kWriters * kEach));
+  EXPECT_EQ(all->highest_modseq(), m_odd);
 }
 
 }  // namespace

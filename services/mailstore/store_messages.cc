@@ -184,8 +184,8 @@ absl::StatusOr<v1::AppendResponse> MailStore::Append(const v1::AppendRequest& r)
     msg.set_size(ing.raw.size());
     msg.set_body_sha(ing.sha_hex);
     msg.set_sent_micros(ing.sent_micros);
+    RETURN_IF_ERROR(mut.RefBody(ing.sha_hex, 1, &ing));  // first: InsertMessage reads its terms
     RETURN_IF_ERROR(mut.InsertMessage(f, uid, msg));
-    RETURN_IF_ERROR(mut.RefBody(ing.sha_hex, 1, &ing));
     AddedEvent(mut, *f, {{uid, msg}}, modseq);
     out.set_folder_id(f->folder_id());
     out.set_uid(uid);
@@ -352,8 +352,8 @@ absl::StatusOr<v1::DeliverBatchResponse> MailStore::DeliverBatch(const v1::Deliv
     msg.set_prepend(std::move(prepend));
     msg.set_size(size);
     msg.set_sent_micros(ing.sent_micros);
+    RETURN_IF_ERROR(mut.RefBody(ing.sha_hex, 1, &ing));  // first: InsertMessage reads its terms
     RETURN_IF_ERROR(mut.InsertMessage(f, uid, msg));
-    RETURN_IF_ERROR(mut.RefBody(ing.sha_hex, 1, &ing));
     AddedEvent(mut, *f, {{uid, msg}}, modseq);
     res->set_status(v1::DELIVERY_STATUS_DELIVERED);
     res->set_folder_id(f->folder_id());

@@ -533,6 +533,7 @@ TEST_F(StoreTest, SharedBodyRefcountFreedAfterLastExpunge) {
   // The expunged mailbox's postings for the body went too.
   EXPECT_EQ(CountPrefix(keys::MailboxRange("tenant-a", absl::StrCat("grp-", kMailboxes - 1)) + "i/"), 0u);
   EXPECT_EQ(CountPrefix(keys::MailboxRange("tenant-a", absl::StrCat("grp-", kMailboxes - 1)) + "h/"), 0u);
+  EXPECT_EQ(CountPrefix(keys::MailboxRange("tenant-a", absl::StrCat("grp-", kMailboxes - 1)) + "p/"), 0u);
 }
 
 TEST_F(StoreTest, DeliverBatchTo500MailboxesInFewWritesStoredOnceEach) {
