@@ -112,8 +112,13 @@ class LocalCluster:
         return {u["address"].split("@")[0]: u for u in self.cluster["demo"]["users"]}
 
     def stop(self):
+        """Stops every process; MAILGRID_TEST_KEEP=1 keeps the directory
+        (logs, data) for a post-mortem."""
         import shutil
         launcher("down", data_dir=self.data, check=False)
+        if os.environ.get("MAILGRID_TEST_KEEP") == "1":
+            print("kept " + self.data)
+            return
         shutil.rmtree(self.data, ignore_errors=True)
 
 

@@ -6,6 +6,9 @@ its admin, bob a user) plus a second tenant B onboarded here:
 - open relay: the 16 address forms of nmap's smtp-open-relay script (written
   here from its list of tricks), unauthenticated on port 25: every RCPT is
   refused with 5xx, nothing is accepted;
+- header injection through envelope fields: CR, LF or NUL inside EHLO,
+  MAIL FROM, RCPT TO or AUTH is refused as a syntax error (500/501),
+  changes nothing, and no injected header reaches a mailbox;
 - SMTP smuggling: a second envelope hidden behind `\\n.\\n`, `\\n.\\r\\n`,
   `\\r.\\r\\n` never becomes a second message;
 - STARTTLS command injection (SMTP, IMAP, POP3): a command pipelined after
@@ -21,6 +24,7 @@ its admin, bob a user) plus a second tenant B onboarded here:
 - internal APIs without a token, or with one signed by a key the cluster
   does not know, are refused (UNAUTHENTICATED).
 """
+import base64
 import imaplib
 import os
 import smtplib
@@ -134,6 +138,131 @@ class AttackTest(unittest.TestCase):
                 self.assertIn(code, (250, 550), reply)
             self.assertEqual(self.inbox_subjects(self.bob, "smuggled " + tag), 0,
                              "a smuggled message reached bob (ending %r)" % ending)
+
+    # ---- header injection through envelope fields -------------------------------------
+
+    def raw_smtp(self, listener):
+        """A raw SMTP connection: smtplib refuses to send CR/LF inside a command."""
+        s = socket.create_connection(mgtest.host_port(self.cluster[listener]), timeout=60)
+        f = s.makefile("rb")
+
+        def reply():
+            lines = []
+            while True:
+                line = f.readline()
+                if not line:
+                    return None, b"".join(lines)
+                lines.append(line)
+                if line[3:4] != b"-":
+                    return int(line[:3]), b"".join(lines)
+
+        def cmd(line):
+            s.sendall(line + b"\r\n")
+            return reply()
+        self.assertEqual(reply()[0], 220)
+        return s, cmd, reply
+
+    def test_header_injection_through_envelope_fields_is_refused(self):
+        """CR, LF or NUL inside EHLO, MAIL FROM, RCPT TO or AUTH: a syntax
+        refusal (501, or 500 5.5.2 "bare <CR>" as Postfix also answers),
+        the command has no effect, and no header is ever injected."""
+        tag = uuid.uuid4().hex[:8]
+        injected = b"X-Injected-" + tag.encode() + b": yes"
+        bob = self.bob["address"].encode()
+        for bad in (b"\r", b"\n", b"\0"):
+            s, cmd, reply = self.raw_smtp("smtp")
+
+            def refused(line):
+                """Every reply to `line` until a NOOP resynchronises: the
+                first a syntax refusal, the rest (if the server cut the
+                line at the bad byte) refusals too, never a success."""
+                s.sendall(line + b"\r\nNOOP\r\n")
+                codes = []
+                while True:
+                    code, text = reply()
+                    self.assertIsNotNone(code, (bad, line, codes))
+                    codes.append((code, text))
+                    if code == 250 and len(codes) > 1:
+                        break
+                self.assertIn(codes[0][0], (500, 501), (bad, line, codes))
+                self.assertTrue(all(c >= 500 for c, _ in codes[:-1]), (bad, line, codes))
+            try:
+                refused(b"EHLO mx.example.org" + bad + injected)
+                self.assertEqual(cmd(b"EHLO mx.example.org")[0], 250)
+                refused(b"MAIL FROM:<partner@example.org>" + bad + injected)
+                code, text = cmd(b"RCPT TO:<" + bob + b">")
+                self.assertEqual(code, 503, ("RCPT after a refused MAIL", bad, text))
+                self.assertEqual(cmd(b"MAIL FROM:<partner@example.org>")[0], 250)
+                refused(b"RCPT TO:<" + bob + b">" + bad + injected)
+                refused(b"RCPT TO:<" + bob[:-1] + bad + bob[-1:] + b">")
+                code, text = cmd(b"DATA")
+                self.assertNotEqual(code, 354, ("DATA without a valid RCPT", bad, text))
+                # A clean transaction on the same connection: the refused
+                # lines left nothing behind.
+                cmd(b"RSET")
+                self.assertEqual(cmd(b"MAIL FROM:<partner@example.org>")[0], 250)
+                self.assertEqual(cmd(b"RCPT TO:<" + bob + b">")[0], 250)
+                self.assertEqual(cmd(b"DATA")[0], 354)
+                # Distinct messages: relayd stores a repeated identical
+                # delivery once (its delivery id dedupes SMTP retries).
+                code, text = cmd(b"Subject: clean " + tag.encode() + b" " + repr(bad).encode() +
+                                 b"\r\n\r\nclean\r\n.")
+                self.assertEqual(code, 250, text)
+            finally:
+                s.close()
+
+        # AUTH on submission, inside TLS.
+        for bad in (b"\r", b"\n", b"\0"):
+            raw = socket.create_connection(mgtest.host_port(self.cluster["submission"]), timeout=60)
+            f = raw.makefile("rb")
+            f.readline()
+            raw.sendall(b"EHLO laptop.example\r\n")
+            while f.readline()[3:4] == b"-":
+                pass
+            raw.sendall(b"STARTTLS\r\n")
+            self.assertTrue(f.readline().startswith(b"220"))
+            tls = self.tls.wrap_socket(raw, server_hostname="localhost")
+            tf = tls.makefile("rb")
+            try:
+                tls.sendall(b"EHLO laptop.example\r\n")
+                while tf.readline()[3:4] == b"-":
+                    pass
+                def replies_until_noop(line):
+                    tls.sendall(line + b"\r\nNOOP\r\n")
+                    got = []
+                    while True:
+                        reply = tf.readline()
+                        self.assertTrue(reply, (bad, line, got))
+                        got.append(reply)
+                        if reply.startswith(b"250") and len(got) > 1:
+                            return got[:-1]
+                plain = base64.b64encode(b"\0" + bob + b"\0" + self.bob["password"].encode())
+                got = replies_until_noop(b"AUTH PLAIN " + plain + bad + injected)
+                self.assertIn(got[0][:3], (b"500", b"501"), (bad, got))
+                self.assertTrue(all(r[:1] == b"5" for r in got), ("never 235", bad, got))
+                # The SASL identity itself with CR/LF/NUL: refused too.
+                plain = base64.b64encode(b"\0" + bob + bad + injected + b"\0" + self.bob["password"].encode())
+                got = replies_until_noop(b"AUTH PLAIN " + plain)
+                self.assertTrue(got and all(r[:1] == b"5" for r in got), ("never 235", bad, got))
+                tls.sendall(b"MAIL FROM:<" + bob + b">\r\n")
+                line = tf.readline()
+                self.assertTrue(line.startswith(b"530"), ("MAIL without AUTH", bad, line))
+            finally:
+                tls.close()
+
+        # Each clean message got its 250, so all three are committed.
+        self.assertEqual(self.inbox_subjects(self.bob, "clean " + tag), 3)
+        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
+        c.starttls(ssl_context=self.tls)
+        c.login(self.bob["address"], self.bob["password"])
+        try:
+            c.select("INBOX", readonly=True)
+            typ, data = c.search(None, "HEADER", "X-Injected-" + tag, '""')
+            self.assertEqual(data[0].split(), [], "an injected header reached a stored message")
+            typ, data = c.search(None, "TEXT", '"X-Injected-%s"' % tag)
+            self.assertEqual(data[0].split(), [], "injected text reached a stored message")
+        finally:
+            c.logout()
 
     # ---- STARTTLS injection ------------------------------------------------------------
 
