@@ -12,6 +12,14 @@
 //       spread over the given endpoints (give only the leader to spare etcd
 //       the follower forwarding hop).
 //
+//   raft_bench apply --dir D [--entries 20000] [--apply-batch 32]
+//       no network, no raft: the state machine alone. Applies --entries
+//       write commands (the same puts, each with a request id as KvClient
+//       sends) one entry per RocksDB write, then as many again in batches
+//       of --apply-batch (StateMachine::ApplyBatch, what a replica does per
+//       Ready), and prints the CPU and wall time per entry of each and the
+//       ratio. Thread CPU time, so a busy machine disturbs it little.
+//
 // Common flags: --clients N (concurrent writer threads), --seconds S
 // (measured), --warmup 1s (run but not measured), --value-bytes 100,
 // --timeout 10s (per write), --client-per-writer (one KvClient / channel per
@@ -22,6 +30,8 @@
 // view (call to answer). Output, one line on stdout:
 //   result mode=.. clients=.. seconds=.. writes=.. writes_per_sec=..
 //          p50_ms=.. p99_ms=.. p999_ms=.. max_ms=.. errors=..
+#include <time.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -29,6 +39,7 @@
 #include <iostream>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,6 +53,8 @@
 #include "etcd_proto/etcdserverpb/kv_put.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "libs/base/config.h"
+#include "libs/kv/engine.h"
+#include "libs/kv/state_machine.h"
 #include "libs/replica/kv_client.h"
 #include "rocksdb/db.h"
 #include "rocksdb/options.h"
@@ -230,6 +243,78 @@ void Print(const std::string& mode, const Options& o, const Result& r) {
   if (r.errors > 0) std::fprintf(stderr, "first error: %s\n", r.first_error.c_str());
 }
 
+double ThreadCpuSeconds() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+}
+
+// The `apply` mode (see the top of the file).
+int RunApplyBench(const Options& o, int entries, int batch) {
+  if (o.dir.empty() || entries < 1 || batch < 1) {
+    std::cerr << "apply: needs --dir, --entries >= 1 and --apply-batch >= 1\n";
+    return 2;
+  }
+  auto engine = mailgrid::kv::Engine::Open(o.dir);
+  if (!engine.ok()) {
+    std::cerr << engine.status() << "\n";
+    return 1;
+  }
+  auto sm = mailgrid::kv::StateMachine::Open(engine->get());
+  if (!sm.ok()) {
+    std::cerr << sm.status() << "\n";
+    return 1;
+  }
+  std::vector<std::string> commands;
+  const std::string value(static_cast<size_t>(o.value_bytes), 'v');
+  for (int i = 0; i < 2 * entries; ++i) {
+    kv1::WriteRequest w;
+    kv1::Put* put = w.add_ops()->mutable_put();
+    put->set_key(absl::StrCat("bench/", o.run, "/", i));
+    put->set_value(value);
+    w.mutable_request_id()->set_client_id(absl::StrCat("bench-", o.run));
+    w.mutable_request_id()->set_seq(static_cast<uint64_t>(i) + 1);
+    commands.push_back(w.SerializeAsString());
+  }
+  uint64_t next = (*sm)->applied_index() + 1;
+  // One entry per write.
+  double cpu0 = ThreadCpuSeconds();
+  absl::Time t0 = absl::Now();
+  for (int i = 0; i < entries; ++i) {
+    absl::StatusOr<kv1::WriteResponse> r = (*sm)->Apply(next++, 1, commands[i]);
+    if (!r.ok() || !r->has_ok()) {
+      std::cerr << "apply failed: " << r.status() << "\n";
+      return 1;
+    }
+  }
+  const double one_cpu = ThreadCpuSeconds() - cpu0;
+  const double one_wall = absl::ToDoubleSeconds(absl::Now() - t0);
+  // Batches of `batch` entries.
+  std::vector<mailgrid::kv::ApplyInput> inputs;
+  for (int i = entries; i < 2 * entries; ++i) {
+    inputs.push_back({next++, 1, mailgrid::kv::ApplyInput::Kind::kCommand, commands[i]});
+  }
+  cpu0 = ThreadCpuSeconds();
+  t0 = absl::Now();
+  std::span<const mailgrid::kv::ApplyInput> rest(inputs);
+  while (!rest.empty()) {
+    auto r = (*sm)->ApplyBatch(rest.first(std::min(rest.size(), static_cast<size_t>(batch))));
+    if (!r.ok()) {
+      std::cerr << "apply batch failed: " << r.status() << "\n";
+      return 1;
+    }
+    rest = rest.subspan(r->size());
+  }
+  const double batch_cpu = ThreadCpuSeconds() - cpu0;
+  const double batch_wall = absl::ToDoubleSeconds(absl::Now() - t0);
+  std::printf(
+      "result mode=apply entries=%d apply_batch=%d one_by_one_cpu_us=%.1f batched_cpu_us=%.1f "
+      "cpu_ratio=%.2f one_by_one_wall_us=%.1f batched_wall_us=%.1f wall_ratio=%.2f\n",
+      entries, batch, 1e6 * one_cpu / entries, 1e6 * batch_cpu / entries, one_cpu / batch_cpu,
+      1e6 * one_wall / entries, 1e6 * batch_wall / entries, one_wall / batch_wall);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -246,6 +331,10 @@ int main(int argc, char** argv) {
   flags.Bool("client-per-writer", &o.client_per_writer,
              "one client/channel per writer instead of one shared (what a service does)");
   flags.String("run", &o.run, "tag in the keys (default: the start time)");
+  int apply_entries = 20000;
+  int apply_batch = 32;
+  flags.Int("entries", &apply_entries, "apply: entries applied each way");
+  flags.Int("apply-batch", &apply_batch, "apply: entries per ApplyBatch");
   // Accept "--seconds 10" as well as "--seconds 10s".
   std::vector<std::string> args(argv, argv + argc);
   for (size_t i = 1; i + 1 < args.size(); ++i) {
@@ -259,13 +348,14 @@ int main(int argc, char** argv) {
   absl::Status parsed = flags.Parse(static_cast<int>(cargs.size()), cargs.data());
   if (!parsed.ok() || flags.help_requested() || flags.Positional().size() != 1 || o.clients < 1 ||
       o.value_bytes < 0) {
-    std::cerr << (parsed.ok() ? "usage: raft_bench replicated|rocksdb|etcd [flags]"
+    std::cerr << (parsed.ok() ? "usage: raft_bench replicated|rocksdb|etcd|apply [flags]"
                               : parsed.ToString())
               << "\n"
               << flags.Usage();
     return 2;
   }
   const std::string mode = flags.Positional()[0];
+  if (mode == "apply") return RunApplyBench(o, apply_entries, apply_batch);
   std::unique_ptr<rocksdb::DB> db;
   absl::StatusOr<PutFactory> factory = absl::InvalidArgumentError("unknown mode " + mode);
   if (mode == "replicated") factory = ReplicatedTarget(o);

@@ -143,9 +143,13 @@ absl::Status StateMachine::CheckNext(uint64_t index) const {
 }
 
 absl::StatusOr<std::optional<VersionedValue>> StateMachine::ReadData(
-    rocksdb::ColumnFamilyHandle* data, std::string_view key) const {
+    rocksdb::ColumnFamilyHandle* data, std::string_view key,
+    rocksdb::WriteBatchWithIndex* pending) const {
   rocksdb::PinnableSlice raw;
-  rocksdb::Status s = engine_->db()->Get(rocksdb::ReadOptions(), data, S(key), &raw);
+  rocksdb::Status s =
+      pending != nullptr
+          ? pending->GetFromBatchAndDB(engine_->db(), rocksdb::ReadOptions(), data, S(key), &raw)
+          : engine_->db()->Get(rocksdb::ReadOptions(), data, S(key), &raw);
   if (s.IsNotFound()) return std::optional<VersionedValue>();
   if (!s.ok()) return FromRocks(s, "read data");
   ASSIGN_OR_RETURN(VersionedValue v, internal::DecodeValue(raw.ToStringView()));
@@ -153,37 +157,50 @@ absl::StatusOr<std::optional<VersionedValue>> StateMachine::ReadData(
 }
 
 absl::StatusOr<std::optional<v1::WriteResponse>> StateMachine::ReadRecord(
-    const std::string& record_key) const {
-  std::string raw;
-  rocksdb::Status s = engine_->db()->Get(rocksdb::ReadOptions(), engine_->meta(), record_key, &raw);
+    const std::string& record_key, rocksdb::WriteBatchWithIndex* pending) const {
+  rocksdb::PinnableSlice raw;
+  rocksdb::Status s =
+      pending != nullptr
+          ? pending->GetFromBatchAndDB(engine_->db(), rocksdb::ReadOptions(), engine_->meta(),
+                                       record_key, &raw)
+          : engine_->db()->Get(rocksdb::ReadOptions(), engine_->meta(), record_key, &raw);
   if (s.IsNotFound()) return std::optional<v1::WriteResponse>();
   if (!s.ok()) return FromRocks(s, "read idempotency record");
   v1::IdempotencyRecord record;
-  if (!record.ParseFromString(raw)) return absl::DataLossError("meta: bad idempotency record");
+  if (!record.ParseFromArray(raw.data(), static_cast<int>(raw.size()))) {
+    return absl::DataLossError("meta: bad idempotency record");
+  }
   return std::optional<v1::WriteResponse>(std::move(*record.mutable_response()));
 }
 
 absl::StatusOr<v1::WriteResponse> StateMachine::Evaluate(rocksdb::ColumnFamilyHandle* data,
                                                          uint64_t index,
                                                          const v1::WriteRequest& request,
-                                                         rocksdb::WriteBatch* batch) {
-  // Every condition sees the state before this entry: nothing is written
-  // until the batch commits.
+                                                         rocksdb::WriteBatchWithIndex* batch) {
+  // Every condition sees the state before this entry (including the earlier
+  // entries of the same batch): this entry's own writes are added only after.
   for (int i = 0; i < request.conditions_size(); ++i) {
     const v1::Condition& c = request.conditions(i);
-    ASSIGN_OR_RETURN(std::optional<VersionedValue> current, ReadData(data, c.key()));
+    ASSIGN_OR_RETURN(std::optional<VersionedValue> current, ReadData(data, c.key(), batch));
     if (!Holds(c, current)) return ConditionFailure(i, current);
   }
   for (const v1::Op& op : request.ops()) {
     switch (op.op_case()) {
       case v1::Op::kPut:
-        batch->Put(data, op.put().key(), internal::EncodeValue(index, op.put().value()));
+        RETURN_IF_ERROR(FromRocks(
+            batch->Put(data, op.put().key(), internal::EncodeValue(index, op.put().value())),
+            "batch put"));
         break;
       case v1::Op::kDelete:
-        batch->Delete(data, op.delete_().key());
+        RETURN_IF_ERROR(FromRocks(batch->Delete(data, op.delete_().key()), "batch delete"));
         break;
       case v1::Op::kDeleteRange:
-        batch->DeleteRange(data, op.delete_range().start(), op.delete_range().end());
+        // The index of a WriteBatchWithIndex cannot hold a range deletion, so
+        // it goes into the underlying batch unindexed. Safe because ApplyBatch
+        // ends the batch with this entry: no later read of `data` needs it.
+        RETURN_IF_ERROR(FromRocks(batch->GetWriteBatch()->DeleteRange(
+                                      data, op.delete_range().start(), op.delete_range().end()),
+                                  "batch delete range"));
         break;
       case v1::Op::OP_NOT_SET:
         break;  // unreachable after validation
@@ -194,30 +211,41 @@ absl::StatusOr<v1::WriteResponse> StateMachine::Evaluate(rocksdb::ColumnFamilyHa
   return resp;
 }
 
-absl::StatusOr<std::string> StateMachine::PruneRecords(uint64_t index, rocksdb::WriteBatch* batch) {
-  if (index <= options_.idempotency_window) return prune_cursor_;
+absl::Status StateMachine::PruneRecords(uint64_t index, rocksdb::WriteBatchWithIndex* batch,
+                                        std::string* cursor) {
+  if (index <= options_.idempotency_window) return absl::OkStatus();
   // Records written at index <= cutoff have expired.
   uint64_t cutoff = index - options_.idempotency_window;
-  std::string lower = std::max(prune_cursor_, std::string(meta_keys::kSmRequestExpiry));
+  std::string lower = std::max(*cursor, std::string(meta_keys::kSmRequestExpiry));
   std::string upper = absl::StrCat(ToAbsl(meta_keys::kSmRequestExpiry), EncodeUint64(cutoff + 1));
-  if (lower >= upper) return prune_cursor_;
+  if (lower >= upper) return absl::OkStatus();
   rocksdb::Slice lower_slice(lower), upper_slice(upper);
   rocksdb::ReadOptions ro;
   ro.iterate_lower_bound = &lower_slice;
   ro.iterate_upper_bound = &upper_slice;
-  std::unique_ptr<rocksdb::Iterator> it(engine_->db()->NewIterator(ro, engine_->meta()));
-  std::string cursor = prune_cursor_;
-  int pruned = 0;
-  for (it->Seek(lower_slice); it->Valid() && pruned < kPruneBatch; it->Next(), ++pruned) {
-    std::string_view exp_key = it->key().ToStringView();
-    // exp key = prefix + 8-byte index + request id suffix.
-    std::string_view suffix = exp_key.substr(meta_keys::kSmRequestExpiry.size() + 8);
-    batch->Delete(engine_->meta(), S(exp_key));
-    batch->Delete(engine_->meta(), absl::StrCat(ToAbsl(meta_keys::kSmRequest), ToAbsl(suffix)));
-    cursor = Successor(exp_key);
+  // The DB merged with this batch: records added or already pruned by
+  // earlier entries of the batch are seen exactly as separate applies would.
+  std::unique_ptr<rocksdb::Iterator> it(batch->NewIteratorWithBase(
+      engine_->meta(), engine_->db()->NewIterator(ro, engine_->meta()), &ro));
+  std::vector<std::string> expired;
+  for (it->Seek(lower_slice);
+       it->Valid() && expired.size() < kPruneBatch && it->key().compare(upper_slice) < 0;
+       it->Next()) {
+    expired.push_back(it->key().ToString());
   }
   RETURN_IF_ERROR(FromRocks(it->status(), "scan idempotency expiry"));
-  return cursor;
+  it.reset();  // before the batch changes under it
+  for (const std::string& exp_key : expired) {
+    // exp key = prefix + 8-byte index + request id suffix.
+    std::string_view suffix =
+        std::string_view(exp_key).substr(meta_keys::kSmRequestExpiry.size() + 8);
+    RETURN_IF_ERROR(FromRocks(batch->Delete(engine_->meta(), exp_key), "batch delete"));
+    RETURN_IF_ERROR(FromRocks(
+        batch->Delete(engine_->meta(), absl::StrCat(ToAbsl(meta_keys::kSmRequest), ToAbsl(suffix))),
+        "batch delete"));
+    *cursor = Successor(exp_key);
+  }
+  return absl::OkStatus();
 }
 
 absl::Status StateMachine::Commit(uint64_t index, uint64_t term, const v1::ConfState* conf,
@@ -238,46 +266,50 @@ absl::Status StateMachine::Commit(uint64_t index, uint64_t term, const v1::ConfS
 
 absl::StatusOr<v1::WriteResponse> StateMachine::Apply(uint64_t index, uint64_t term,
                                                       std::string_view command) {
-  v1::WriteRequest request;
-  bool parsed = command.size() <= kMaxWriteRequestBytes &&
-                request.ParseFromArray(command.data(), static_cast<int>(command.size()));
-  std::string record_key;
-  if (parsed && HasRequestId(request.request_id())) {
-    record_key = internal::RequestRecordKey(request.request_id());
-  }
-
   if (index <= applied_index()) {
     // Re-delivered entry: report what it did if we still know.
+    v1::WriteRequest request;
+    bool parsed = command.size() <= kMaxWriteRequestBytes &&
+                  request.ParseFromArray(command.data(), static_cast<int>(command.size()));
     std::optional<v1::WriteResponse> recorded;
-    if (!record_key.empty()) {
-      ASSIGN_OR_RETURN(recorded, ReadRecord(record_key));
+    if (parsed && HasRequestId(request.request_id())) {
+      ASSIGN_OR_RETURN(recorded,
+                       ReadRecord(internal::RequestRecordKey(request.request_id()), nullptr));
     }
     v1::WriteResponse resp = recorded.value_or(v1::WriteResponse());
     if (!recorded.has_value()) resp.set_applied_index(index);
     resp.set_replayed(true);
     return resp;
   }
-  RETURN_IF_ERROR(CheckNext(index));
+  const ApplyInput in{index, term, ApplyInput::Kind::kCommand, command};
+  ASSIGN_OR_RETURN(std::vector<v1::WriteResponse> out, ApplyBatch({&in, 1}));
+  return std::move(out.front());
+}
 
-  rocksdb::WriteBatch batch;
-  v1::WriteResponse resp;
-  if (!record_key.empty()) {
-    ASSIGN_OR_RETURN(std::optional<v1::WriteResponse> recorded, ReadRecord(record_key));
+absl::StatusOr<v1::WriteResponse> StateMachine::ApplyCommand(uint64_t index,
+                                                             const v1::WriteRequest& request,
+                                                             bool parsed,
+                                                             rocksdb::WriteBatchWithIndex* batch,
+                                                             std::string* prune_cursor) {
+  std::string record_key;
+  if (parsed && HasRequestId(request.request_id())) {
+    record_key = internal::RequestRecordKey(request.request_id());
+    ASSIGN_OR_RETURN(std::optional<v1::WriteResponse> recorded, ReadRecord(record_key, batch));
     if (recorded.has_value()) {
-      // A retry of a request applied at an earlier index: same outcome,
-      // nothing applied again.
-      RETURN_IF_ERROR(Commit(index, term, nullptr, &batch));
+      // A retry of a request applied at an earlier index (possibly earlier
+      // in this batch): same outcome, nothing applied again.
       recorded->set_replayed(true);
       return *std::move(recorded);
     }
   }
 
+  v1::WriteResponse resp;
   {
     absl::ReaderMutexLock data_lock(&engine_->data_mutex());
     absl::Status valid = parsed ? ValidateWriteRequest(request)
                                 : absl::InvalidArgumentError("command is not a WriteRequest");
     if (valid.ok()) {
-      ASSIGN_OR_RETURN(resp, Evaluate(engine_->data(), index, request, &batch));
+      ASSIGN_OR_RETURN(resp, Evaluate(engine_->data(), index, request, batch));
     } else {
       resp.mutable_rejected()->set_reason(std::string(valid.message()));
     }
@@ -287,23 +319,66 @@ absl::StatusOr<v1::WriteResponse> StateMachine::Apply(uint64_t index, uint64_t t
   if (!record_key.empty()) {
     v1::IdempotencyRecord record;
     *record.mutable_response() = resp;
-    batch.Put(engine_->meta(), record_key, record.SerializeAsString());
-    batch.Put(engine_->meta(),
-              absl::StrCat(ToAbsl(meta_keys::kSmRequestExpiry), EncodeUint64(index),
-                           RequestIdSuffix(request.request_id())),
-              rocksdb::Slice());
+    RETURN_IF_ERROR(FromRocks(batch->Put(engine_->meta(), record_key, record.SerializeAsString()),
+                              "batch put"));
+    RETURN_IF_ERROR(
+        FromRocks(batch->Put(engine_->meta(),
+                             absl::StrCat(ToAbsl(meta_keys::kSmRequestExpiry), EncodeUint64(index),
+                                          RequestIdSuffix(request.request_id())),
+                             rocksdb::Slice()),
+                  "batch put"));
   }
-  ASSIGN_OR_RETURN(std::string cursor, PruneRecords(index, &batch));
-  RETURN_IF_ERROR(Commit(index, term, nullptr, &batch));
-  prune_cursor_ = std::move(cursor);  // only once the deletes are committed
+  RETURN_IF_ERROR(PruneRecords(index, batch, prune_cursor));
   return resp;
+}
+
+absl::StatusOr<std::vector<v1::WriteResponse>> StateMachine::ApplyBatch(
+    std::span<const ApplyInput> entries) {
+  std::vector<v1::WriteResponse> out;
+  if (entries.empty()) return out;
+  rocksdb::WriteBatchWithIndex batch(rocksdb::BytewiseComparator(), 0, /*overwrite_key=*/true);
+  // Adopted only once the batch is committed (its deletes are in it).
+  std::string cursor = prune_cursor_;
+  const uint64_t applied = applied_index();
+  out.reserve(entries.size());
+  for (const ApplyInput& in : entries) {
+    const uint64_t expected = applied + out.size() + 1;
+    if (in.index != expected) {
+      if (!out.empty()) break;  // apply what is in order; the caller sees the count
+      return absl::FailedPreconditionError(
+          absl::StrCat("apply out of order: entry ", in.index, " after applied ", applied));
+    }
+    if (in.kind == ApplyInput::Kind::kNoop) {
+      v1::WriteResponse& resp = out.emplace_back();
+      resp.set_applied_index(in.index);
+      continue;
+    }
+    v1::WriteRequest request;
+    const bool parsed =
+        in.command.size() <= kMaxWriteRequestBytes &&
+        request.ParseFromArray(in.command.data(), static_cast<int>(in.command.size()));
+    // A range deletion cannot be read back through the batch's index (see
+    // Evaluate), so an entry with one is the last of its batch, and starts a
+    // new one unless it is first.
+    const bool has_range =
+        parsed && std::any_of(request.ops().begin(), request.ops().end(),
+                              [](const v1::Op& op) { return op.has_delete_range(); });
+    if (has_range && !out.empty()) break;
+    ASSIGN_OR_RETURN(v1::WriteResponse resp,
+                     ApplyCommand(in.index, request, parsed, &batch, &cursor));
+    out.push_back(std::move(resp));
+    if (has_range) break;
+  }
+  const ApplyInput& last = entries[out.size() - 1];
+  RETURN_IF_ERROR(Commit(last.index, last.term, nullptr, batch.GetWriteBatch()));
+  prune_cursor_ = std::move(cursor);
+  return out;
 }
 
 absl::Status StateMachine::ApplyNoop(uint64_t index, uint64_t term) {
   if (index <= applied_index()) return absl::OkStatus();
-  RETURN_IF_ERROR(CheckNext(index));
-  rocksdb::WriteBatch batch;
-  return Commit(index, term, nullptr, &batch);
+  const ApplyInput in{index, term, ApplyInput::Kind::kNoop, {}};
+  return ApplyBatch({&in, 1}).status();
 }
 
 absl::Status StateMachine::ApplyConfState(uint64_t index, uint64_t term,
@@ -316,7 +391,7 @@ absl::Status StateMachine::ApplyConfState(uint64_t index, uint64_t term,
 
 absl::StatusOr<VersionedValue> StateMachine::Get(std::string_view key) const {
   absl::ReaderMutexLock data_lock(&engine_->data_mutex());
-  ASSIGN_OR_RETURN(std::optional<VersionedValue> v, ReadData(engine_->data(), key));
+  ASSIGN_OR_RETURN(std::optional<VersionedValue> v, ReadData(engine_->data(), key, nullptr));
   if (!v.has_value()) return absl::NotFoundError("key not found");
   return *std::move(v);
 }
@@ -359,7 +434,7 @@ absl::StatusOr<ScanResult> StateMachine::Scan(const ScanOptions& options) const 
 absl::StatusOr<std::optional<v1::WriteResponse>> StateMachine::FindRecordedOutcome(
     const v1::RequestId& id) const {
   if (!HasRequestId(id)) return std::optional<v1::WriteResponse>();
-  return ReadRecord(internal::RequestRecordKey(id));
+  return ReadRecord(internal::RequestRecordKey(id), nullptr);
 }
 
 }  // namespace mailgrid::kv

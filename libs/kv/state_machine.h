@@ -3,9 +3,11 @@
 //
 // Apply contract (called by ONE apply thread, in log order, for EVERY
 // committed entry: Apply for a command, ApplyNoop for an empty entry,
-// ApplyConfState for a membership change):
-//  * An entry's effects and the new applied index are ONE WriteBatch, so after
-//    any crash the store is exactly "all entries up to applied_index".
+// ApplyConfState for a membership change; ApplyBatch for a run of commands and
+// empty entries, with the same result as applying them one by one):
+//  * An entry's effects and the new applied index are ONE WriteBatch (with
+//    ApplyBatch: a run of entries' effects and the applied index of its last),
+//    so after any crash the store is exactly "all entries up to applied_index".
 //    Entries at index <= applied are skipped; that makes re-delivery after a
 //    restart harmless.
 //  * Apply writes are NOT fsynced. The raft log is the durability: every
@@ -31,6 +33,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +44,7 @@
 #include "libs/kv/engine.h"
 #include "libs/kv/requests.h"
 #include "mailgrid/kv/v1/kv.pb.h"
+#include "rocksdb/utilities/write_batch_with_index.h"
 
 namespace mailgrid::kv {
 
@@ -73,6 +77,15 @@ struct SnapshotInfo {
   std::vector<v1::SnapshotFile> files;
 };
 
+// One committed entry for ApplyBatch.
+struct ApplyInput {
+  enum class Kind { kCommand, kNoop };
+  uint64_t index = 0;
+  uint64_t term = 0;
+  Kind kind = Kind::kCommand;
+  std::string_view command;  // a serialized v1::WriteRequest (kCommand)
+};
+
 struct StateMachineOptions {
   // Idempotency records older than this many entries are dropped. Part of the
   // replicated state's definition: every replica of a group must agree.
@@ -94,6 +107,17 @@ class StateMachine {
   // else a response without outcome; both with replayed = true.
   absl::StatusOr<v1::WriteResponse> Apply(uint64_t index, uint64_t term, std::string_view command);
   absl::Status ApplyNoop(uint64_t index, uint64_t term);
+  // Applies a prefix of `entries` (which must start at applied_index() + 1,
+  // consecutive) as ONE RocksDB write, and returns one response per applied
+  // entry (a noop's: ok unset, only applied_index). Each entry's conditions
+  // and idempotency lookups see the state left by the entry before it,
+  // including the earlier entries of this call, exactly as separate Apply
+  // calls would. The prefix is all entries, except that an entry with a
+  // range deletion ends a batch (and starts one unless first), since a range
+  // deletion cannot be read back from an uncommitted batch. All or nothing:
+  // on error nothing of this call is applied. Never returns an empty vector
+  // for non-empty `entries`.
+  absl::StatusOr<std::vector<v1::WriteResponse>> ApplyBatch(std::span<const ApplyInput> entries);
   absl::Status ApplyConfState(uint64_t index, uint64_t term, const v1::ConfState& conf);
 
   // Replaces the whole state with the snapshot in `dir` (after verifying
@@ -126,15 +150,23 @@ class StateMachine {
 
   absl::Status LoadApplied();
   absl::Status CheckNext(uint64_t index) const;
-  absl::StatusOr<std::optional<VersionedValue>> ReadData(rocksdb::ColumnFamilyHandle* data,
-                                                         std::string_view key) const;
-  absl::StatusOr<std::optional<v1::WriteResponse>> ReadRecord(const std::string& record_key) const;
+  // `pending` (nullable): an uncommitted batch whose writes the read sees.
+  absl::StatusOr<std::optional<VersionedValue>> ReadData(
+      rocksdb::ColumnFamilyHandle* data, std::string_view key,
+      rocksdb::WriteBatchWithIndex* pending) const;
+  absl::StatusOr<std::optional<v1::WriteResponse>> ReadRecord(
+      const std::string& record_key, rocksdb::WriteBatchWithIndex* pending) const;
   absl::StatusOr<v1::WriteResponse> Evaluate(rocksdb::ColumnFamilyHandle* data, uint64_t index,
                                              const v1::WriteRequest& request,
-                                             rocksdb::WriteBatch* batch);
-  // Adds deletes of expired idempotency records to `batch`; returns the
-  // prune cursor to adopt once the batch is committed.
-  absl::StatusOr<std::string> PruneRecords(uint64_t index, rocksdb::WriteBatch* batch);
+                                             rocksdb::WriteBatchWithIndex* batch);
+  // One command's effects into `batch` (`parsed` false: not a WriteRequest).
+  absl::StatusOr<v1::WriteResponse> ApplyCommand(uint64_t index, const v1::WriteRequest& request,
+                                                 bool parsed, rocksdb::WriteBatchWithIndex* batch,
+                                                 std::string* prune_cursor);
+  // Adds deletes of expired idempotency records to `batch`, advancing
+  // `cursor` (the prune cursor to adopt once the batch is committed).
+  absl::Status PruneRecords(uint64_t index, rocksdb::WriteBatchWithIndex* batch,
+                            std::string* cursor);
   absl::Status Commit(uint64_t index, uint64_t term, const v1::ConfState* conf,
                       rocksdb::WriteBatch* batch);
 

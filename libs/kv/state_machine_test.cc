@@ -3,6 +3,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <random>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -658,6 +660,252 @@ TEST(SnapshotTest, InterruptedRestoreLeavesOldStateAndIsCleanedAtOpen) {
 }
 
 // ---- disk full ----
+
+// ---- ApplyBatch: one RocksDB write for a run of entries ----
+
+// The inputs point into `cmds`, which must outlive them.
+std::vector<ApplyInput> Inputs(uint64_t first, const std::vector<std::string>& cmds) {
+  std::vector<ApplyInput> out;
+  for (size_t i = 0; i < cmds.size(); ++i) {
+    // An empty string stands for a noop.
+    out.push_back(ApplyInput{first + i, 1,
+                             cmds[i].empty() ? ApplyInput::Kind::kNoop : ApplyInput::Kind::kCommand,
+                             cmds[i]});
+  }
+  return out;
+}
+
+TEST_F(StateMachineTest, BatchConditionsSeeEarlierEntriesOfTheSameBatch) {
+  v1::WriteRequest create = Put("a", "1");
+  AddCondition(create, "a", v1::Condition::MUST_NOT_EXIST);
+  v1::WriteRequest create_again = Put("a", "2");  // must fail: entry 1 created it
+  AddCondition(create_again, "a", v1::Condition::MUST_NOT_EXIST);
+  v1::WriteRequest cas = Put("a", "3");  // the version entry 1 wrote
+  AddCondition(cas, "a", v1::Condition::VERSION_EQUALS, "", 1);
+  v1::WriteRequest stale_cas = Put("a", "4");  // version 1 is gone since entry 3
+  AddCondition(stale_cas, "a", v1::Condition::VERSION_EQUALS, "", 1);
+  v1::WriteRequest del;
+  del.add_ops()->mutable_delete_()->set_key("a");
+  v1::WriteRequest must_exist = Put("b", "x");  // a was deleted by entry 6
+  AddCondition(must_exist, "a", v1::Condition::MUST_EXIST);
+  v1::WriteRequest value_eq = Put("c", "y");
+  AddCondition(value_eq, "b", v1::Condition::VALUE_EQUALS, "x");  // b never written
+
+  std::vector<std::string> cmds = {Cmd(create), Cmd(create_again), Cmd(cas),        Cmd(stale_cas),
+                                   "",          Cmd(del),          Cmd(must_exist), Cmd(value_eq)};
+  std::vector<ApplyInput> in = Inputs(1, cmds);
+  auto out = r_.sm().ApplyBatch(in);
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ(out->size(), cmds.size());
+  EXPECT_TRUE((*out)[0].has_ok());
+  ASSERT_TRUE((*out)[1].has_condition_failed());
+  EXPECT_TRUE((*out)[1].condition_failed().exists());
+  EXPECT_EQ((*out)[1].condition_failed().current_value(), "1");
+  EXPECT_EQ((*out)[1].condition_failed().current_version(), 1u);
+  EXPECT_TRUE((*out)[2].has_ok());
+  ASSERT_TRUE((*out)[3].has_condition_failed());
+  EXPECT_EQ((*out)[3].condition_failed().current_version(), 3u);
+  EXPECT_EQ((*out)[4].applied_index(), 5u);  // the noop
+  EXPECT_TRUE((*out)[5].has_ok());
+  ASSERT_TRUE((*out)[6].has_condition_failed());
+  EXPECT_FALSE((*out)[6].condition_failed().exists());
+  EXPECT_TRUE((*out)[7].has_condition_failed());
+  for (size_t i = 0; i < out->size(); ++i) EXPECT_EQ((*out)[i].applied_index(), i + 1);
+  EXPECT_EQ(r_.sm().applied_index(), 8u);
+  EXPECT_TRUE(r_.Dump().empty());
+}
+
+TEST_F(StateMachineTest, BatchRetryOfARequestInTheSameBatchIsReplayed) {
+  v1::WriteRequest w = Put("a", "1");
+  WithId(w, "c", 7);
+  v1::WriteRequest overwrite = Put("a", "2");
+  v1::WriteRequest retry = Put("a", "ignored");  // same id, different body: the record wins
+  WithId(retry, "c", 7);
+  const std::vector<std::string> cmds = {Cmd(w), Cmd(overwrite), Cmd(retry)};
+  auto out = r_.sm().ApplyBatch(Inputs(1, cmds));
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ(out->size(), 3u);
+  EXPECT_FALSE((*out)[0].replayed());
+  EXPECT_TRUE((*out)[2].replayed());
+  EXPECT_EQ((*out)[2].applied_index(), 1u);  // the original outcome
+  EXPECT_THAT(r_.Dump(), ElementsAre("a=2@2"));
+}
+
+TEST_F(StateMachineTest, BatchEndsAtAnEntryWithARangeDeletion) {
+  v1::WriteRequest range;
+  v1::DeleteRange* dr = range.add_ops()->mutable_delete_range();
+  dr->set_start("a");
+  dr->set_end("c");
+  std::vector<std::string> cmds = {Cmd(Put("a", "1")), Cmd(Put("b", "1")), Cmd(range),
+                                   Cmd(Put("a", "2"))};
+  std::vector<ApplyInput> in = Inputs(1, cmds);
+  std::span<const ApplyInput> rest(in);
+  std::vector<size_t> sizes;
+  while (!rest.empty()) {
+    auto out = r_.sm().ApplyBatch(rest);
+    ASSERT_TRUE(out.ok()) << out.status();
+    ASSERT_FALSE(out->empty());
+    sizes.push_back(out->size());
+    rest = rest.subspan(out->size());
+  }
+  // Before the range deletion; the range deletion alone; after it.
+  EXPECT_THAT(sizes, ElementsAre(2u, 1u, 1u));
+  EXPECT_THAT(r_.Dump(), ElementsAre("a=2@4"));
+}
+
+TEST_F(StateMachineTest, BatchMustStartAtTheNextIndex) {
+  r_.Apply(Put("a", "1"));
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(r_.sm().ApplyBatch(Inputs(3, {Cmd(Put("b", "1"))})).status()));
+  EXPECT_TRUE(
+      absl::IsFailedPrecondition(r_.sm().ApplyBatch(Inputs(1, {Cmd(Put("b", "1"))})).status()));
+  // A gap inside the run: only the part in order is applied.
+  const std::vector<std::string> cmds = {Cmd(Put("b", "1")), Cmd(Put("c", "1"))};
+  std::vector<ApplyInput> in = Inputs(2, cmds);
+  in[1].index = 4;
+  auto out = r_.sm().ApplyBatch(in);
+  ASSERT_TRUE(out.ok()) << out.status();
+  EXPECT_EQ(out->size(), 1u);
+  EXPECT_EQ(r_.sm().applied_index(), 2u);
+}
+
+TEST(ApplyBatchTest, FailedBatchAppliesNothing) {
+  testing::TempDir tmp;
+  testing::DiskFullEnv env;
+  Replica r(tmp.Sub("db"), {}, env.env.get());
+  r.Apply(Put("a", "1"));
+  env.fs->SetFull(true);
+  const std::vector<std::string> cmds = {Cmd(Put("b", "2")), "", Cmd(Put("a", "3"))};
+  std::vector<ApplyInput> in = Inputs(2, cmds);
+  auto failed = r.sm().ApplyBatch(in);
+  EXPECT_TRUE(absl::IsResourceExhausted(failed.status())) << failed.status();
+  EXPECT_EQ(r.sm().applied_index(), 1u);
+  EXPECT_THAT(r.Dump(), ElementsAre("a=1@1"));
+  env.fs->SetFull(false);
+  absl::StatusOr<std::vector<v1::WriteResponse>> retried;
+  for (int attempt = 0; attempt < 1200; ++attempt) {
+    r.engine().Resume().IgnoreError();
+    retried = r.sm().ApplyBatch(in);
+    if (retried.ok()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_EQ(retried->size(), 3u);
+  EXPECT_EQ(r.sm().applied_index(), 4u);
+  EXPECT_TRUE(r.sm().Get("b").ok()) << r.sm().Get("b").status();
+  EXPECT_THAT(r.Dump(), ElementsAre("a=3@4", "b=2@2"));
+}
+
+// Every record of the meta family (applied point, idempotency records and
+// their expiry keys): the whole replicated state besides the data.
+std::vector<std::string> DumpMeta(Replica& r) {
+  std::vector<std::string> out;
+  std::unique_ptr<rocksdb::Iterator> it(
+      r.engine().db()->NewIterator(rocksdb::ReadOptions(), r.engine().meta()));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    out.push_back(absl::StrCat(it->key().ToString(), "=", it->value().ToString()));
+  }
+  return out;
+}
+
+// The property the replica relies on: however a run of entries is cut into
+// batches, every response and the whole resulting state are those of
+// applying the entries one by one. Random commands over a few keys, with
+// every condition kind, deletes, range deletions, repeated request ids,
+// invalid commands and noops, and a tiny idempotency window so records
+// expire (and are pruned) inside batches.
+TEST(ApplyBatchTest, AnySplitIntoBatchesEqualsApplyingOneByOne) {
+  StateMachineOptions options;
+  options.idempotency_window = 4;
+  for (uint32_t seed = 1; seed <= 25; ++seed) {
+    SCOPED_TRACE(absl::StrCat("seed ", seed));
+    std::mt19937 rng(seed);
+    auto pick = [&](int n) { return static_cast<int>(rng() % static_cast<uint32_t>(n)); };
+    auto key = [&] { return std::string(1, static_cast<char>('a' + pick(4))); };
+    std::vector<std::string> cmds;
+    for (int i = 0; i < 200; ++i) {
+      if (pick(12) == 0) {
+        cmds.push_back("");  // noop
+        continue;
+      }
+      if (pick(25) == 0) {
+        cmds.push_back("\xff\xff not a request");
+        continue;
+      }
+      v1::WriteRequest w;
+      for (int c = pick(3); c > 0; --c) {
+        switch (pick(4)) {
+          case 0:
+            AddCondition(w, key(), v1::Condition::MUST_EXIST);
+            break;
+          case 1:
+            AddCondition(w, key(), v1::Condition::MUST_NOT_EXIST);
+            break;
+          case 2:
+            AddCondition(w, key(), v1::Condition::VALUE_EQUALS, absl::StrCat(pick(3)));
+            break;
+          default:
+            AddCondition(w, key(), v1::Condition::VERSION_EQUALS, "",
+                         static_cast<uint64_t>(pick(static_cast<int>(cmds.size()) + 1)));
+        }
+      }
+      for (int o = 1 + pick(3); o > 0; --o) {
+        int kind = pick(10);
+        if (kind < 6) {
+          AddPut(w, key(), absl::StrCat(pick(3)));
+        } else if (kind < 9) {
+          w.add_ops()->mutable_delete_()->set_key(key());
+        } else {
+          std::string a = key(), b = key();
+          if (a > b) std::swap(a, b);
+          v1::DeleteRange* dr = w.add_ops()->mutable_delete_range();
+          dr->set_start(a);
+          dr->set_end(b + "\xff");
+        }
+      }
+      if (pick(2) == 0) WithId(w, absl::StrCat("c", pick(2)), static_cast<uint64_t>(pick(30)));
+      cmds.push_back(Cmd(w));
+    }
+
+    testing::TempDir tmp;
+    Replica one(tmp.Sub("one"), options);
+    Replica batched(tmp.Sub("batched"), options);
+    std::vector<std::string> want;
+    for (size_t i = 0; i < cmds.size(); ++i) {
+      if (cmds[i].empty()) {
+        ASSERT_TRUE(one.sm().ApplyNoop(i + 1, 1).ok());
+        v1::WriteResponse noop;
+        noop.set_applied_index(i + 1);
+        want.push_back(noop.SerializeAsString());
+      } else {
+        auto r = one.sm().Apply(i + 1, 1, cmds[i]);
+        ASSERT_TRUE(r.ok()) << r.status();
+        want.push_back(r->SerializeAsString());
+      }
+    }
+    std::vector<ApplyInput> in = Inputs(1, cmds);
+    std::vector<std::string> got;
+    size_t next = 0;
+    while (next < in.size()) {
+      size_t len = 1 + static_cast<size_t>(pick(40));
+      std::span<const ApplyInput> run =
+          std::span<const ApplyInput>(in).subspan(next, std::min(len, in.size() - next));
+      auto out = batched.sm().ApplyBatch(run);
+      ASSERT_TRUE(out.ok()) << out.status();
+      ASSERT_FALSE(out->empty());
+      for (const v1::WriteResponse& r : *out) got.push_back(r.SerializeAsString());
+      next += out->size();
+    }
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i) EXPECT_EQ(got[i], want[i]) << "entry " << i + 1;
+    EXPECT_EQ(batched.Dump(), one.Dump());
+    EXPECT_EQ(DumpMeta(batched), DumpMeta(one));
+    // And the same after a restart (what is on disk, not only in memory).
+    batched.Reopen();
+    EXPECT_EQ(batched.Dump(), one.Dump());
+    EXPECT_EQ(batched.sm().applied_index(), cmds.size());
+  }
+}
 
 TEST(DiskFullTest, WriteFailsWithResourceExhaustedAndReadsContinue) {
   testing::TempDir tmp;

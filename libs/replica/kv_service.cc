@@ -1,5 +1,6 @@
 #include "libs/replica/kv_service.h"
 
+#include <functional>
 #include <memory>
 
 #include "absl/synchronization/mutex.h"
@@ -10,23 +11,25 @@ namespace mailgrid::replica {
 
 namespace {
 
-// One Write call: finished exactly once, by the replica's answer or by a
+// One call: finished exactly once, by the replica's answer or by a
 // cancellation (client gone, server shutting down: Shutdown waits for every
-// callback call to finish, so a write stuck behind a lost quorum must not
-// hold it). The state outlives the reactor: the replica may answer after
-// OnDone, and then finds the call finished and touches nothing.
-class WriteReactor final : public grpc::ServerUnaryReactor {
+// callback call to finish, so a write stuck behind a lost quorum, or a
+// linearizable read waiting for one, must not hold it). The state outlives
+// the reactor: the replica may answer after OnDone, and then finds the call
+// finished and touches nothing.
+template <typename Response>
+class AnswerOnceReactor final : public grpc::ServerUnaryReactor {
  public:
   struct State {
     absl::Mutex mu;
-    WriteReactor* reactor ABSL_GUARDED_BY(mu);
+    AnswerOnceReactor* reactor ABSL_GUARDED_BY(mu);
     grpc::CallbackServerContext* ctx ABSL_GUARDED_BY(mu);
-    kv::v1::WriteResponse* resp ABSL_GUARDED_BY(mu);
+    Response* resp ABSL_GUARDED_BY(mu);
     bool finished ABSL_GUARDED_BY(mu) = false;
   };
 
-  WriteReactor(grpc::CallbackServerContext* ctx, kv::v1::WriteResponse* resp)
-      : state_(std::make_shared<State>()) {
+  AnswerOnceReactor(grpc::CallbackServerContext* ctx, Response* resp, const char* what)
+      : state_(std::make_shared<State>()), what_(what) {
     absl::MutexLock lock(&state_->mu);
     state_->reactor = this;
     state_->ctx = ctx;
@@ -36,10 +39,10 @@ class WriteReactor final : public grpc::ServerUnaryReactor {
   // The first of Answer and OnCancel claims the call; Finish runs outside
   // the lock (gRPC may run OnCancel/OnDone inline), and the reactor lives
   // until OnDone, which only follows Finish.
-  static void Answer(const std::shared_ptr<State>& st, absl::StatusOr<kv::v1::WriteResponse> r) {
-    WriteReactor* reactor;
+  static void Answer(const std::shared_ptr<State>& st, absl::StatusOr<Response> r) {
+    AnswerOnceReactor* reactor;
     grpc::CallbackServerContext* ctx;
-    kv::v1::WriteResponse* resp;
+    Response* resp;
     {
       absl::MutexLock lock(&st->mu);
       if (st->finished) return;
@@ -56,7 +59,10 @@ class WriteReactor final : public grpc::ServerUnaryReactor {
     reactor->Finish(grpc::Status::OK);
   }
 
-  std::shared_ptr<State> state() const { return state_; }
+  // The replica's callback for this call.
+  std::function<void(absl::StatusOr<Response>)> Callback() const {
+    return [st = state_](absl::StatusOr<Response> r) { Answer(st, std::move(r)); };
+  }
 
   void OnCancel() override {
     {
@@ -64,12 +70,13 @@ class WriteReactor final : public grpc::ServerUnaryReactor {
       if (state_->finished) return;
       state_->finished = true;
     }
-    Finish(grpc::Status(grpc::StatusCode::CANCELLED, "write cancelled; outcome unknown"));
+    Finish(grpc::Status(grpc::StatusCode::CANCELLED, what_));
   }
   void OnDone() override { delete this; }
 
  private:
   std::shared_ptr<State> state_;
+  const char* const what_;
 };
 
 }  // namespace
@@ -85,30 +92,28 @@ grpc::Status ToGrpcWithLeaderHint(grpc::ServerContextBase* ctx, const absl::Stat
   return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION, std::string(status.message()));
 }
 
-grpc::Status KvServiceImpl::Get(grpc::ServerContext* ctx, const kv::v1::GetRequest* req,
-                                kv::v1::GetResponse* resp) {
-  absl::StatusOr<kv::v1::GetResponse> r = replica_->Get(*req, AdminDeadline(ctx));
-  if (!r.ok()) return ToGrpcWithLeaderHint(ctx, r.status());
-  *resp = std::move(*r);
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* KvServiceImpl::Get(grpc::CallbackServerContext* ctx,
+                                             const kv::v1::GetRequest* req,
+                                             kv::v1::GetResponse* resp) {
+  auto* reactor = new AnswerOnceReactor<kv::v1::GetResponse>(ctx, resp, "read cancelled");
+  replica_->GetAsync(*req, AdminDeadline(ctx), reactor->Callback());
+  return reactor;
 }
 
-grpc::Status KvServiceImpl::Scan(grpc::ServerContext* ctx, const kv::v1::ScanRequest* req,
-                                 kv::v1::ScanResponse* resp) {
-  absl::StatusOr<kv::v1::ScanResponse> r = replica_->Scan(*req, AdminDeadline(ctx));
-  if (!r.ok()) return ToGrpcWithLeaderHint(ctx, r.status());
-  *resp = std::move(*r);
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* KvServiceImpl::Scan(grpc::CallbackServerContext* ctx,
+                                              const kv::v1::ScanRequest* req,
+                                              kv::v1::ScanResponse* resp) {
+  auto* reactor = new AnswerOnceReactor<kv::v1::ScanResponse>(ctx, resp, "scan cancelled");
+  replica_->ScanAsync(*req, AdminDeadline(ctx), reactor->Callback());
+  return reactor;
 }
 
 grpc::ServerUnaryReactor* KvServiceImpl::Write(grpc::CallbackServerContext* ctx,
                                                const kv::v1::WriteRequest* req,
                                                kv::v1::WriteResponse* resp) {
-  auto* reactor = new WriteReactor(ctx, resp);
-  replica_->WriteAsync(*req, AdminDeadline(ctx),
-                       [st = reactor->state()](absl::StatusOr<kv::v1::WriteResponse> r) {
-                         WriteReactor::Answer(st, std::move(r));
-                       });
+  auto* reactor =
+      new AnswerOnceReactor<kv::v1::WriteResponse>(ctx, resp, "write cancelled; outcome unknown");
+  replica_->WriteAsync(*req, AdminDeadline(ctx), reactor->Callback());
   return reactor;
 }
 

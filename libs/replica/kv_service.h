@@ -14,7 +14,10 @@
 // for its entry to commit and apply, and a blocking handler per write made
 // gRPC's sync server create and destroy a thread per write under load
 // (its pool keeps at most two idle threads); the answer now goes out from
-// the completer thread (Replica::WriteAsync). Get and Scan stay blocking.
+// the completer thread (Replica::WriteAsync). Get and Scan are callback
+// methods too: a STALE read answers inline on gRPC's thread, a LINEARIZABLE
+// one from the completer thread once its ReadIndex is confirmed and applied,
+// so a read never holds a sync-server thread either.
 #pragma once
 
 #include "grpcpp/server_context.h"
@@ -26,15 +29,14 @@ namespace mailgrid::replica {
 inline constexpr char kLeaderMetadata[] = "mailgrid-leader";
 inline constexpr char kNotLeaderMetadata[] = "mailgrid-not-leader-bin";
 
-class KvServiceImpl final
-    : public kv::v1::KvService::WithCallbackMethod_Write<kv::v1::KvService::Service> {
+class KvServiceImpl final : public kv::v1::KvService::CallbackService {
  public:
   explicit KvServiceImpl(Replica* replica) : replica_(replica) {}
 
-  grpc::Status Get(grpc::ServerContext* ctx, const kv::v1::GetRequest* req,
-                   kv::v1::GetResponse* resp) override;
-  grpc::Status Scan(grpc::ServerContext* ctx, const kv::v1::ScanRequest* req,
-                    kv::v1::ScanResponse* resp) override;
+  grpc::ServerUnaryReactor* Get(grpc::CallbackServerContext* ctx, const kv::v1::GetRequest* req,
+                                kv::v1::GetResponse* resp) override;
+  grpc::ServerUnaryReactor* Scan(grpc::CallbackServerContext* ctx, const kv::v1::ScanRequest* req,
+                                 kv::v1::ScanResponse* resp) override;
   grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext* ctx, const kv::v1::WriteRequest* req,
                                   kv::v1::WriteResponse* resp) override;
 

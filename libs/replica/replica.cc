@@ -181,7 +181,7 @@ void Replica::Stop() {
   }
   for (auto& p : left.proposals) p.done(stopping);
   for (auto& c : left.conf_changes) c.done->Set(stopping);
-  for (auto& r : left.reads) r.done->Set(stopping);
+  for (auto& r : left.reads) r.done(stopping);
   for (auto& t : left.transfers) t.done->Set(stopping);
 }
 
@@ -319,25 +319,33 @@ void Replica::ProposeAsync(const kv::v1::WriteRequest& request, absl::Time deadl
 }
 
 absl::StatusOr<raft::Index> Replica::WaitReadIndex(absl::Time deadline) {
-  if (!IsLeader()) return NotLeader();
   auto done = std::make_shared<Completion<raft::Index>>();
-  if (!Enqueue([&](Inbox& in) { in.reads.push_back({done}); })) {
-    return absl::UnavailableError("replica stopping");
-  }
+  ReadIndexAsync(deadline, [done](absl::StatusOr<raft::Index> r) { done->Set(std::move(r)); });
   return done->Wait(deadline, "linearizable read: leadership not confirmed before the deadline");
 }
 
-absl::StatusOr<kv::v1::GetResponse> Replica::Get(const kv::v1::GetRequest& request,
-                                                 absl::Time deadline) {
+void Replica::ReadIndexAsync(absl::Time deadline, ReadCallback done) {
+  if (!IsLeader()) return done(NotLeader());
+  // `done` moves into the inbox only when it is queued.
+  if (!Enqueue([&](Inbox& in) { in.reads.push_back({std::move(done), deadline}); })) {
+    return done(absl::UnavailableError("replica stopping"));
+  }
+}
+
+namespace {
+
+absl::Status ValidateGet(const kv::v1::GetRequest& request) {
   if (request.key().empty()) return absl::InvalidArgumentError("key: empty");
   if (request.key().size() > kv::kMaxKeyBytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("key: longer than ", kv::kMaxKeyBytes, " bytes"));
   }
-  if (request.consistency() == kv::v1::LINEARIZABLE) {
-    ASSIGN_OR_RETURN(raft::Index read_index, WaitReadIndex(deadline));
-    (void)read_index;  // the loop answered only once applied >= read_index
-  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<kv::v1::GetResponse> Replica::ReadLocal(const kv::v1::GetRequest& request) const {
   kv::v1::GetResponse resp;
   resp.set_applied_index(sm_->applied_index());
   absl::StatusOr<kv::VersionedValue> v = sm_->Get(request.key());
@@ -349,6 +357,25 @@ absl::StatusOr<kv::v1::GetResponse> Replica::Get(const kv::v1::GetRequest& reque
   return resp;
 }
 
+absl::StatusOr<kv::v1::ScanResponse> Replica::ScanLocal(const kv::ScanOptions& options) const {
+  ASSIGN_OR_RETURN(kv::ScanResult result, sm_->Scan(options));
+  kv::v1::ScanResponse resp;
+  for (kv::v1::KeyValue& kv : result.entries) *resp.add_entries() = std::move(kv);
+  resp.set_continuation(std::move(result.continuation));
+  resp.set_applied_index(result.applied_index);
+  return resp;
+}
+
+absl::StatusOr<kv::v1::GetResponse> Replica::Get(const kv::v1::GetRequest& request,
+                                                 absl::Time deadline) {
+  RETURN_IF_ERROR(ValidateGet(request));
+  if (request.consistency() == kv::v1::LINEARIZABLE) {
+    ASSIGN_OR_RETURN(raft::Index read_index, WaitReadIndex(deadline));
+    (void)read_index;  // the loop answered only once applied >= read_index
+  }
+  return ReadLocal(request);
+}
+
 absl::StatusOr<kv::v1::ScanResponse> Replica::Scan(const kv::v1::ScanRequest& request,
                                                    absl::Time deadline) {
   ASSIGN_OR_RETURN(kv::ScanOptions options, kv::ResolveScan(request));
@@ -356,12 +383,30 @@ absl::StatusOr<kv::v1::ScanResponse> Replica::Scan(const kv::v1::ScanRequest& re
     ASSIGN_OR_RETURN(raft::Index read_index, WaitReadIndex(deadline));
     (void)read_index;
   }
-  ASSIGN_OR_RETURN(kv::ScanResult result, sm_->Scan(options));
-  kv::v1::ScanResponse resp;
-  for (kv::v1::KeyValue& kv : result.entries) *resp.add_entries() = std::move(kv);
-  resp.set_continuation(std::move(result.continuation));
-  resp.set_applied_index(result.applied_index);
-  return resp;
+  return ScanLocal(options);
+}
+
+void Replica::GetAsync(const kv::v1::GetRequest& request, absl::Time deadline, GetCallback done) {
+  absl::Status valid = ValidateGet(request);
+  if (!valid.ok()) return done(valid);
+  if (request.consistency() != kv::v1::LINEARIZABLE) return done(ReadLocal(request));
+  ReadIndexAsync(
+      deadline, [this, request, done = std::move(done)](absl::StatusOr<raft::Index> r) mutable {
+        if (!r.ok()) return done(r.status());
+        done(ReadLocal(request));  // the loop answered only once applied >= the read index
+      });
+}
+
+void Replica::ScanAsync(const kv::v1::ScanRequest& request, absl::Time deadline,
+                        ScanCallback done) {
+  absl::StatusOr<kv::ScanOptions> options = kv::ResolveScan(request);
+  if (!options.ok()) return done(options.status());
+  if (request.consistency() != kv::v1::LINEARIZABLE) return done(ScanLocal(*options));
+  ReadIndexAsync(deadline, [this, options = *std::move(options),
+                            done = std::move(done)](absl::StatusOr<raft::Index> r) mutable {
+    if (!r.ok()) return done(r.status());
+    done(ScanLocal(options));
+  });
 }
 
 // -------------------------------------------------------- administration ---

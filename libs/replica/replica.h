@@ -170,6 +170,16 @@ class Replica final : private TransportHost {
   absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& request, absl::Time deadline);
   absl::StatusOr<kv::v1::ScanResponse> Scan(const kv::v1::ScanRequest& request,
                                             absl::Time deadline);
+  // Get and Scan without a blocked thread (KvService's callback handlers):
+  // `done` runs exactly once with what Get/Scan would return. A STALE read
+  // or an error known at once runs it on the caller's thread; a
+  // LINEARIZABLE read runs it (and its state machine read) on the
+  // completer's thread once the read index is applied, or with
+  // DEADLINE_EXCEEDED at `deadline` (checked every tick).
+  using GetCallback = std::function<void(absl::StatusOr<kv::v1::GetResponse>)>;
+  using ScanCallback = std::function<void(absl::StatusOr<kv::v1::ScanResponse>)>;
+  void GetAsync(const kv::v1::GetRequest& request, absl::Time deadline, GetCallback done);
+  void ScanAsync(const kv::v1::ScanRequest& request, absl::Time deadline, ScanCallback done);
 
   // ---- administration (any thread) ----
   ReplicaStatus Status() const;
@@ -212,8 +222,12 @@ class Replica final : private TransportHost {
     raft::ConfChange change;
     std::shared_ptr<Completion<raft::Index>> done;
   };
+  // A linearizable read's wait: `done` gets the confirmed read index once
+  // the apply point reached it, or the error.
+  using ReadCallback = std::function<void(absl::StatusOr<raft::Index>)>;
   struct ReadRequest {
-    std::shared_ptr<Completion<raft::Index>> done;  // -> the index to wait for
+    ReadCallback done;
+    absl::Time deadline;
   };
   struct TransferRequest {
     raft::NodeId target;
@@ -247,7 +261,7 @@ class Replica final : private TransportHost {
     std::shared_ptr<Completion<raft::Index>> done;
   };
   struct ReadBatch {
-    std::vector<std::shared_ptr<Completion<raft::Index>>> waiters;
+    std::vector<ReadRequest> waiters;
     absl::Time started;
   };
 
@@ -270,6 +284,10 @@ class Replica final : private TransportHost {
   absl::StatusOr<raft::Index> ChangeMembership(raft::ConfChange change, const std::string& address,
                                                absl::Time deadline);
   absl::StatusOr<raft::Index> WaitReadIndex(absl::Time deadline);
+  // ReadIndex without waiting: `done` as ReadRequest says.
+  void ReadIndexAsync(absl::Time deadline, ReadCallback done);
+  absl::StatusOr<kv::v1::GetResponse> ReadLocal(const kv::v1::GetRequest& request) const;
+  absl::StatusOr<kv::v1::ScanResponse> ScanLocal(const kv::ScanOptions& options) const;
 
   // replica_loop.cc: the raft-loop thread.
   void Run();
@@ -290,7 +308,12 @@ class Replica final : private TransportHost {
   bool ApplyCommitted(std::span<const raft::Entry> entries);
   // ApplyCommitted, timed into the loop metrics.
   bool TimedApply(std::span<const raft::Entry> entries);
-  absl::Status ApplyEntry(const raft::Entry& e);
+  // A run of commands and noops as one state machine batch; sets `applied`
+  // to how many of them it applied (a prefix, at least one).
+  absl::Status ApplyRun(std::span<const raft::Entry> run, size_t* applied);
+  absl::Status ApplyConfChange(const raft::Entry& e);
+  // Entries per apply batch at most (bounds the batch's memory in a catch-up).
+  static constexpr size_t kMaxApplyBatch = 1024;
   void CompleteWrite(raft::Index index, raft::Term term, absl::StatusOr<kv::v1::WriteResponse> r);
   // Answers a writer: through the completer when pipelining, else at once.
   void AnswerWrite(WriteCallback done, absl::StatusOr<kv::v1::WriteResponse> r);
@@ -304,7 +327,12 @@ class Replica final : private TransportHost {
   void StartReads(std::vector<ReadRequest> reads);
   void OnReadStates(const std::vector<raft::ReadState>& states);
   void CompleteReads();
+  // Answers every waiting read at once, on this thread (also after Stop).
   void FailReads(const absl::Status& why);
+  // DEADLINE_EXCEEDED for the reads whose deadline passed (every tick).
+  void ExpireReads(absl::Time now);
+  // Answers a reader through the completer (its read runs there).
+  void AnswerRead(ReadCallback done, absl::StatusOr<raft::Index> r);
 
   ReplicaOptions options_;
   std::shared_ptr<prometheus::Registry> registry_;
@@ -328,7 +356,7 @@ class Replica final : private TransportHost {
   std::map<raft::Index, ConfWaiter> conf_waiters_;
   std::map<std::string, ReadBatch> read_batches_;  // by ReadIndex context
   // Confirmed reads waiting for the apply point, by read index.
-  std::multimap<raft::Index, std::shared_ptr<Completion<raft::Index>>> confirmed_reads_;
+  std::multimap<raft::Index, ReadRequest> confirmed_reads_;
   uint64_t read_seq_ = 0;
   raft::Term campaign_term_ = 0;  // last term this replica campaigned in
   raft::HardState latest_hard_state_;  // as the core last reported it

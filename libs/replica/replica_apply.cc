@@ -20,28 +20,60 @@ absl::Status LostLeadership() {
 }  // namespace
 
 bool Replica::ApplyCommitted(std::span<const raft::Entry> entries) {
-  for (const raft::Entry& e : entries) {
+  size_t i = 0;
+  while (i < entries.size()) {
+    const raft::Entry& e = entries[i];
     // Already applied before a restart (the state machine skips it too).
-    if (e.index <= sm_->applied_index()) continue;
-    if (!RetryStorage("apply", [&] { return ApplyEntry(e); })) return false;
+    if (e.index <= sm_->applied_index()) {
+      ++i;
+      continue;
+    }
+    if (e.type == raft::Entry::Type::kConfChange) {
+      if (!RetryStorage("apply", [&] { return ApplyConfChange(e); })) return false;
+      ++i;
+      continue;
+    }
+    // A run of commands and noops up to the next membership change: one
+    // RocksDB write for all of them (the state machine may take a prefix).
+    size_t end = i;
+    while (end < entries.size() && end - i < kMaxApplyBatch &&
+           entries[end].type != raft::Entry::Type::kConfChange) {
+      ++end;
+    }
+    size_t applied = 0;
+    if (!RetryStorage("apply", [&] { return ApplyRun(entries.subspan(i, end - i), &applied); })) {
+      return false;
+    }
+    i += applied;
   }
   return true;
 }
 
-absl::Status Replica::ApplyEntry(const raft::Entry& e) {
-  switch (e.type) {
-    case raft::Entry::Type::kNormal: {
-      ASSIGN_OR_RETURN(kv::v1::WriteResponse resp, sm_->Apply(e.index, e.term, e.data));
-      CompleteWrite(e.index, e.term, std::move(resp));
-      return absl::OkStatus();
-    }
-    case raft::Entry::Type::kNoop:
-      RETURN_IF_ERROR(sm_->ApplyNoop(e.index, e.term));
-      CompleteWrite(e.index, e.term, LostLeadership());
-      return absl::OkStatus();
-    case raft::Entry::Type::kConfChange:
-      break;
+absl::Status Replica::ApplyRun(std::span<const raft::Entry> run, size_t* applied) {
+  std::vector<kv::ApplyInput> inputs;
+  inputs.reserve(run.size());
+  for (const raft::Entry& e : run) {
+    inputs.push_back(kv::ApplyInput{e.index, e.term,
+                                    e.type == raft::Entry::Type::kNoop
+                                        ? kv::ApplyInput::Kind::kNoop
+                                        : kv::ApplyInput::Kind::kCommand,
+                                    e.data});
   }
+  ASSIGN_OR_RETURN(std::vector<kv::v1::WriteResponse> results, sm_->ApplyBatch(inputs));
+  // Each writer gets its own entry's outcome, in log order.
+  for (size_t k = 0; k < results.size(); ++k) {
+    const raft::Entry& e = run[k];
+    if (e.type == raft::Entry::Type::kNoop) {
+      CompleteWrite(e.index, e.term, LostLeadership());
+    } else {
+      CompleteWrite(e.index, e.term, std::move(results[k]));
+    }
+  }
+  *applied = results.size();
+  return absl::OkStatus();
+}
+
+absl::Status Replica::ApplyConfChange(const raft::Entry& e) {
   absl::StatusOr<raft::ConfChange> cc = raft::DecodeConfChange(e.data);
   if (!cc.ok()) {
     // Every replica decodes the same bytes and skips them alike (as the

@@ -438,6 +438,88 @@ TEST(ReplicaTest, WriteThatCannotCommitIsAnsweredAtItsDeadline) {
   pending.join();
 }
 
+// Get and Scan are callback methods: a linearizable read waits in the
+// loop, not on a thread, and must still be answered at its deadline, while a
+// stale read is answered at once; a server that stops with a read pending
+// must not hang.
+TEST(ReplicaTest, ReadsOverGrpcAreAnsweredWithoutQuorumAtTheirDeadline) {
+  TestCluster c;
+  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
+  raft::NodeId leader = c.WaitForLeader();
+  ASSERT_NE(leader, raft::kNoNode);
+  ASSERT_TRUE(c.replica(leader).Write(PutRequest(Key(1), "one"), In(absl::Seconds(30))).ok());
+  auto stub = kv::v1::KvService::NewStub(*MakeReplicaChannel(c.address(leader)));
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(In(absl::Seconds(30))));
+    kv::v1::GetRequest get;
+    get.set_key(Key(1));
+    get.set_consistency(kv::v1::LINEARIZABLE);
+    kv::v1::GetResponse resp;
+    grpc::Status s = stub->Get(&ctx, get, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_TRUE(resp.found());
+    EXPECT_EQ(resp.value(), "one");
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(In(absl::Seconds(30))));
+    kv::v1::ScanRequest scan;
+    scan.set_prefix(Key(1));
+    scan.set_consistency(kv::v1::LINEARIZABLE);
+    kv::v1::ScanResponse resp;
+    grpc::Status s = stub->Scan(&ctx, scan, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    ASSERT_EQ(resp.entries_size(), 1);
+    EXPECT_EQ(resp.entries(0).value(), "one");
+  }
+  for (raft::NodeId id = 1; id <= 3; ++id) {
+    if (id != leader) c.Stop(id);
+  }
+  auto done = std::make_shared<Completion<kv::v1::GetResponse>>();
+  kv::v1::GetRequest get;
+  get.set_key(Key(1));
+  get.set_consistency(kv::v1::LINEARIZABLE);
+  c.replica(leader).GetAsync(
+      get, In(absl::Milliseconds(300)),
+      [done](absl::StatusOr<kv::v1::GetResponse> r) { done->Set(std::move(r)); });
+  ASSERT_TRUE(WaitUntil([&] { return done->done(); }));
+  absl::StatusOr<kv::v1::GetResponse> r = done->Wait(In(absl::Seconds(1)), "not answered");
+  // No quorum confirms the leadership: never a value. (Had CheckQuorum
+  // deposed the leader first, it answers NOT_LEADER.)
+  if (!absl::IsFailedPrecondition(r.status())) {
+    EXPECT_TRUE(absl::IsDeadlineExceeded(r.status())) << r.status();
+  }
+  {
+    // A stale read needs no quorum.
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(In(absl::Seconds(30))));
+    kv::v1::GetRequest stale;
+    stale.set_key(Key(1));
+    stale.set_consistency(kv::v1::STALE);
+    kv::v1::GetResponse resp;
+    grpc::Status s = stub->Get(&ctx, stale, &resp);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(resp.value(), "one");
+  }
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(In(absl::Seconds(1))));
+    kv::v1::ScanRequest scan;
+    scan.set_prefix(Key(1));
+    scan.set_consistency(kv::v1::LINEARIZABLE);
+    kv::v1::ScanResponse resp;
+    EXPECT_FALSE(stub->Scan(&ctx, scan, &resp).ok());
+  }
+  grpc::ClientContext pending_ctx;
+  pending_ctx.set_deadline(absl::ToChronoTime(In(absl::Seconds(20))));
+  kv::v1::GetResponse pending_resp;
+  std::thread pending([&] { stub->Get(&pending_ctx, get, &pending_resp); });
+  absl::SleepFor(absl::Milliseconds(200));
+  c.Stop(leader);  // returning at all is the check
+  pending.join();
+}
+
 TEST(ReplicaTest, MisroutedOrMalformedRaftTrafficIsRefused) {
   TestCluster c;
   ASSERT_EQ(c.StartGroup(3), absl::OkStatus());

@@ -333,6 +333,41 @@ class ReplicaProcessTest(unittest.TestCase):
         self.assertEqual(set(codes.values()), {0}, codes)
         self.keep = False
 
+    def test_transfer_leadership_on_a_single_voter_says_so_and_succeeds(self):
+        """`mailctl raft transfer-leadership` (the preStop hook) on a group of
+        one: nobody to hand over to, so it says so and exits 0; on a group of
+        three it really moves the leadership."""
+        self.keep = True
+        mailctl = mgtest.binary("mailctl")
+        self.assertTrue(os.path.exists(mailctl), "build mailctl first: " + mailctl)
+
+        def transfer(address):
+            return subprocess.run([mailctl, "raft", "transfer-leadership",
+                                   "--address=" + address, "--timeout=30s"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                  timeout=120)
+
+        solo = Group(os.path.join(self.root, "solo"))
+        os.makedirs(solo.root)
+        self.group = solo
+        solo.add_address(1)
+        solo.start(1, (1,))
+        solo.wait_ready(1)
+        self.assertEqual(solo.leader(), 1)
+        r = transfer(solo.addresses[1])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("only voter", r.stdout)
+        self.assertEqual(solo.leader(), 1)
+        self.assertEqual(solo.terminate_all(), {1: 0})
+
+        g = self.start_group()
+        leader = g.leader()
+        r = transfer(g.addresses[leader])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn("moved from", r.stdout)
+        mgtest.eventually(lambda: g.leader() != leader, "another replica leads")
+        self.keep = False
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -4,15 +4,19 @@
 // `transfer-leadership` is the Kubernetes preStop hook of every Raft pod:
 // on a follower it exits 0 at once; on the leader it hands leadership to the
 // most caught-up active voter and waits, so a rolling restart never leaves
-// the group waiting out an election timeout. TLS client settings come from
+// the group waiting out an election timeout. On the leader of a group whose
+// only voter it is, there is nobody to hand over to and nothing to wait
+// for: it says so and exits 0 too. It fails (exit 1) only when other voters
+// exist but none is active, or the transfer itself fails. TLS client settings come from
 // MAILGRID_TLS_CA / MAILGRID_TLS_CERT / MAILGRID_TLS_KEY (as in the pods).
+#include <algorithm>
 #include <cstdlib>
 #include <ostream>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "libs/base/status.h"
 #include "absl/time/time.h"
+#include "libs/base/status.h"
 #include "libs/rpc/client.h"
 #include "mailgrid/raft/v1/raft.grpc.pb.h"
 #include "tools/mailctl/command.h"
@@ -92,10 +96,19 @@ absl::Status RunTransfer(const Invocation& inv, const Args& a) {
   ASSIGN_OR_RETURN(auto stub, Connect(address));
   ASSIGN_OR_RETURN(v1::GetStatusResponse st, Status(*stub, timeout));
   if (st.role() != v1::ROLE_LEADER) {
-    *inv.out << "replica " << st.id() << " of " << st.group_id() << " is not the leader; nothing to do\n";
+    *inv.out << "replica " << st.id() << " of " << st.group_id()
+             << " is not the leader; nothing to do\n";
     return absl::OkStatus();
   }
   uint64_t target = 0;
+  const int other_voters = static_cast<int>(
+      std::count_if(st.members().begin(), st.members().end(),
+                    [&](const v1::Member& m) { return !m.learner() && m.id() != st.id(); }));
+  if (other_voters == 0 && !a.Has("to")) {
+    *inv.out << "replica " << st.id() << " is the only voter of " << st.group_id()
+             << "; there is no other voter to hand leadership to; nothing to do\n";
+    return absl::OkStatus();
+  }
   if (a.Has("to")) {
     if (!absl::SimpleAtoi(a.Get("to"), &target) || target == 0)
       return absl::InvalidArgumentError("--to: a replica id > 0");
@@ -103,8 +116,8 @@ absl::Status RunTransfer(const Invocation& inv, const Args& a) {
     target = BestSuccessor(st);
   }
   if (target == 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("replica ", st.id(), " leads ", st.group_id(), " but no other voter is active"));
+    return absl::FailedPreconditionError(absl::StrCat("replica ", st.id(), " leads ", st.group_id(),
+                                                      " but no other voter is active"));
   }
   v1::TransferLeadershipRequest req;
   req.set_group_id(st.group_id());
@@ -113,13 +126,15 @@ absl::Status RunTransfer(const Invocation& inv, const Args& a) {
   auto ctx = rpc::ContextWithDeadline(timeout);
   grpc::Status s = stub->TransferLeadership(ctx.get(), req, &resp);
   if (!s.ok()) return FromRpc(s);
-  *inv.out << "leadership of " << st.group_id() << " moved from " << st.id() << " to " << resp.leader_id() << "\n";
+  *inv.out << "leadership of " << st.group_id() << " moved from " << st.id() << " to "
+           << resp.leader_id() << "\n";
   return absl::OkStatus();
 }
 
 absl::Status RunRaft(const Invocation& inv) {
   ASSIGN_OR_RETURN(Args a, ParseArgs(inv.args));
-  if (a.positional.empty()) return absl::InvalidArgumentError("raft: status or transfer-leadership");
+  if (a.positional.empty())
+    return absl::InvalidArgumentError("raft: status or transfer-leadership");
   const std::string& sub = a.positional[0];
   if (sub == "status") return RunStatus(inv, a);
   if (sub == "transfer-leadership") return RunTransfer(inv, a);
@@ -127,7 +142,9 @@ absl::Status RunRaft(const Invocation& inv) {
 }
 
 const bool kRegistered = RegisterCommand(
-    {"raft", "a replica group's status; hand leadership away (preStop)",
+    {"raft",
+     "a replica group's status; hand leadership away (preStop; exits 0 on a follower and on "
+     "a group's only voter)",
      "mailctl raft status ADDRESS|--address=A [--timeout=10s]\n"
      "mailctl raft transfer-leadership ADDRESS|--address=A [--to=ID] [--timeout=10s]",
      RunRaft});
