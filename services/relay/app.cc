@@ -92,6 +92,14 @@ absl::StatusOr<std::unique_ptr<RelayApp>> RelayApp::CreateWithBackend(
   rules_options.hostname = app->options_.hostname;
   app->context_.inbox_rules = std::make_shared<InboxRules>(
       app->backend_.get(), app->outbound_.get(), std::move(rules_options), registry.get());
+  // Tenant mail policies: audit holds and monitoring copies.
+  app->policies_ = std::make_unique<PolicyCache>(app->backend_.get(), app->options_.policy_cache_ttl);
+  app->audit_ = std::make_unique<AuditHolds>(app->outbound_.get(), app->backend_.get(),
+                                             app->policies_.get(), app->options_.hostname,
+                                             app->options_.held_sweep_interval);
+  app->context_.policies = app->policies_.get();
+  app->context_.audit = app->audit_.get();
+  app->relay_service_.BindAudit(app->audit_.get());
   netserver::ServerOptions so;
   so.threads = app->options_.smtp_threads;
   so.max_connections = static_cast<size_t>(app->options_.max_connections);
@@ -157,6 +165,7 @@ absl::Status RelayApp::Start(const rpc::RunContext& ctx) {
         RETURN_IF_ERROR(cert_expiry_->Watch(listener, options_.public_tls_cert));
   }
   if (outbound_) outbound_->Start();
+  if (audit_) audit_->Start();
   return absl::OkStatus();
 }
 
@@ -170,6 +179,7 @@ void RelayApp::Stop() {
   Drain();
   // Sessions are gone; queued work only posts to closed connections.
   if (workers_) workers_->Stop();
+  if (audit_) audit_->Stop();
   if (outbound_) outbound_->Stop();  // waits for deliveries in flight
 }
 

@@ -11,7 +11,9 @@
 #include "libs/netserver/server.h"
 #include "libs/rpc/service_main.h"
 #include "services/relay/backend.h"
+#include "services/relay/audit_holds.h"
 #include "services/relay/config.h"
+#include "services/relay/mail_policy.h"
 #include "services/relay/outbound.h"
 #include "services/relay/relay_service.h"
 #include "services/relay/smtp_session.h"
@@ -43,6 +45,7 @@ class RelayApp final : public rpc::ServiceApp {
 
   int port(std::string_view listener) const { return server_->port(listener); }
   Outbound* outbound() { return outbound_.get(); }
+  AuditHolds* audit() { return audit_.get(); }
   netserver::Stats smtp_stats() const { return server_->stats(); }
 
  private:
@@ -53,6 +56,8 @@ class RelayApp final : public rpc::ServiceApp {
   std::unique_ptr<Backend> backend_;
   std::unique_ptr<mailauth::Resolver> dns_;  // the cache, over c-ares or the test's
   std::unique_ptr<Outbound> outbound_;  // queue, runner, internal submission
+  std::unique_ptr<PolicyCache> policies_;   // tenant audit/monitoring policies
+  std::unique_ptr<AuditHolds> audit_;       // audit holds and held-mail expiry
   std::shared_ptr<auth::TokenVerifier> verifier_;
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<RelayMetrics> metrics_;

@@ -12,6 +12,7 @@
 #include "mailgrid/mailstore/v1/mailbox.pb.h"
 #include "mailgrid/tenant/v1/directory.pb.h"
 #include "mailgrid/tenant/v1/domain.pb.h"
+#include "mailgrid/tenant/v1/policy.pb.h"
 
 namespace mailgrid::relay {
 
@@ -56,6 +57,31 @@ class Backend {
     return absl::UnavailableError("no memory for " + key);
   }
   virtual void Forget(const std::string& key) { (void)key; }
+
+  // ---- Tenant mail policies (audit holds, monitoring copies: mail_policy.h).
+  // The defaults (test fakes, the benchmark backend): UNIMPLEMENTED, read
+  // as "no policy".
+  virtual absl::StatusOr<tenant::v1::AuditPolicy> GetAuditPolicy(const std::string& tenant_id) {
+    return absl::UnimplementedError("no audit policy: " + tenant_id);
+  }
+  virtual absl::StatusOr<tenant::v1::MonitoringPolicy> GetMonitoringPolicy(
+      const std::string& tenant_id) {
+    return absl::UnimplementedError("no monitoring policy: " + tenant_id);
+  }
+  // DirectoryService.GetUser / GetDepartment (a sender's departments and
+  // their ancestors, for department conditions).
+  virtual absl::StatusOr<tenant::v1::User> GetUser(const std::string& user_id) {
+    return absl::UnimplementedError("no directory: " + user_id);
+  }
+  virtual absl::StatusOr<tenant::v1::Department> GetDepartment(const std::string& department_id) {
+    return absl::UnimplementedError("no directory: " + department_id);
+  }
+  // DirectoryService.AppendAdminAuditLog (audit decisions, monitoring
+  // copies, downloads of held mail). The default records nothing.
+  virtual absl::Status AppendAdminAuditLog(const tenant::v1::AdminAuditEntry& entry) {
+    (void)entry;
+    return absl::OkStatus();
+  }
 };
 
 }  // namespace mailgrid::relay

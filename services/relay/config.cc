@@ -62,9 +62,21 @@ void AddFlags(config::Flags& f, Options& o) {
   f.Bool("outbound-starttls", &o.outbound_starttls, "opportunistic STARTTLS to remote MXes");
   f.String("outbound-ca-file", &o.outbound_ca_file,
            "CA bundle for verified TLS to smart hosts (default: the system's)");
+  // Outbound delivery details (issue 9).
+  f.String("outbound-secrets-dir", &o.outbound_secrets_dir,
+           "directory of smart-host credentials (a route's credentials_ref names a file there "
+           "holding username:password)");
+  f.Bool("mta-sts", &o.mta_sts, "enforce MTA-STS (RFC 8461) policies on direct MX delivery");
+  f.String("mta-sts-ca-file", &o.mta_sts_ca_file,
+           "CA bundle verifying MTA-STS policy hosts and enforced MXes (default: the system's)");
+  f.Int("mta-sts-port", &o.mta_sts_port, "HTTPS port of mta-sts.<domain> (443; tests: a local server)");
   f.StringList("token-public-key", &o.token_public_keys,
                "PEM files of the Ed25519 public keys that verify access tokens (RelayService)");
   f.String("token-issuer", &o.token_issuer, "the issuer (iss) access tokens must carry");
+  f.Duration("policy-cache-ttl", &o.policy_cache_ttl,
+             "how long a tenant's audit and monitoring policies are cached");
+  f.Duration("held-sweep-interval", &o.held_sweep_interval,
+             "how often held mail is checked for expiry");
 #ifdef MAILGRID_TEST_HOOKS
   f.String("bench-null-backend", &o.bench_null_backend,
            "BENCHMARK ONLY: accept every recipient @DOMAIN and discard the mail");
@@ -81,6 +93,8 @@ absl::Status Validate(const Options& o) {
   if (!o.submission_tls_listen.empty() && o.public_tls_cert.empty())
     return absl::InvalidArgumentError("--submission-tls-listen needs --public-tls-cert/key");
   if (o.queue_threads < 0) return absl::InvalidArgumentError("--queue-threads: must be >= 0");
+  if (o.mta_sts_port < 1 || o.mta_sts_port > 65535)
+    return absl::InvalidArgumentError("--mta-sts-port: out of range");
   if (o.outbound_mx_port < 1 || o.outbound_mx_port > 65535)
     return absl::InvalidArgumentError("--outbound-mx-port: out of range");
   return absl::OkStatus();

@@ -69,9 +69,25 @@ struct Options {
   int outbound_mx_port = 25;  // tests point it at a sink's port
   bool outbound_starttls = true;  // opportunistic STARTTLS to MXes
   std::string outbound_ca_file;   // CA for verified TLS to smart hosts ("" = system)
+  // ---- Outbound delivery details (issue 9, owned with outbound.cc) ----
+  // Directory of smart-host credentials: a route's credentials_ref names a
+  // file here holding "username:password" (a mounted Kubernetes Secret).
+  std::string outbound_secrets_dir;
+  // MTA-STS (RFC 8461) for direct MX delivery: policy fetched over HTTPS
+  // (verified with mta_sts_ca_file, "" = system CAs) from
+  // mta-sts.<domain>:mta_sts_port (443; tests use a local server).
+  bool mta_sts = true;
+  std::string mta_sts_ca_file;
+  int mta_sts_port = 443;
   // Access tokens for RelayService (identityd's public keys).
   std::vector<std::string> token_public_keys;
   std::string token_issuer = "mailgrid";
+
+  // ---- Tenant mail policies (audit holds, monitoring copies). ----
+  // How long a tenant's audit/monitoring policy is cached.
+  absl::Duration policy_cache_ttl = absl::Seconds(30);
+  // How often held mail is checked for expiry (audit_holds.h).
+  absl::Duration held_sweep_interval = absl::Minutes(1);
 };
 
 void AddFlags(config::Flags& flags, Options& options);

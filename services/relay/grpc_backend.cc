@@ -210,6 +210,68 @@ absl::StatusOr<tenant::v1::SieveScript> GrpcBackend::GetSieveScript(const std::s
   return resp;
 }
 
+// The tenant's mail policies and the directory reads their conditions need.
+absl::StatusOr<tenant::v1::AuditPolicy> GrpcBackend::GetAuditPolicy(const std::string& tenant_id) {
+  tenant::v1::GetAuditPolicyRequest req;
+  req.set_tenant_id(tenant_id);
+  tenant::v1::AuditPolicy resp;
+  RETURN_IF_ERROR(CallGroup(tenantd_, [&](const std::shared_ptr<grpc::Channel>& ch,
+                                          grpc::ClientContext* ctx) {
+    resp.Clear();
+    return tenant::v1::DirectoryService::NewStub(ch)->GetAuditPolicy(ctx, req, &resp);
+  }));
+  return resp;
+}
+
+absl::StatusOr<tenant::v1::MonitoringPolicy> GrpcBackend::GetMonitoringPolicy(
+    const std::string& tenant_id) {
+  tenant::v1::GetMonitoringPolicyRequest req;
+  req.set_tenant_id(tenant_id);
+  tenant::v1::MonitoringPolicy resp;
+  RETURN_IF_ERROR(CallGroup(tenantd_, [&](const std::shared_ptr<grpc::Channel>& ch,
+                                          grpc::ClientContext* ctx) {
+    resp.Clear();
+    return tenant::v1::DirectoryService::NewStub(ch)->GetMonitoringPolicy(ctx, req, &resp);
+  }));
+  return resp;
+}
+
+absl::StatusOr<tenant::v1::User> GrpcBackend::GetUser(const std::string& user_id) {
+  tenant::v1::GetUserRequest req;
+  req.set_user_id(user_id);
+  tenant::v1::User resp;
+  RETURN_IF_ERROR(CallGroup(tenantd_, [&](const std::shared_ptr<grpc::Channel>& ch,
+                                          grpc::ClientContext* ctx) {
+    resp.Clear();
+    return tenant::v1::DirectoryService::NewStub(ch)->GetUser(ctx, req, &resp);
+  }));
+  return resp;
+}
+
+absl::StatusOr<tenant::v1::Department> GrpcBackend::GetDepartment(
+    const std::string& department_id) {
+  tenant::v1::GetDepartmentRequest req;
+  req.set_department_id(department_id);
+  tenant::v1::Department resp;
+  RETURN_IF_ERROR(CallGroup(tenantd_, [&](const std::shared_ptr<grpc::Channel>& ch,
+                                          grpc::ClientContext* ctx) {
+    resp.Clear();
+    return tenant::v1::DirectoryService::NewStub(ch)->GetDepartment(ctx, req, &resp);
+  }));
+  return resp;
+}
+
+absl::Status GrpcBackend::AppendAdminAuditLog(const tenant::v1::AdminAuditEntry& entry) {
+  tenant::v1::AppendAdminAuditLogRequest req;
+  *req.mutable_entry() = entry;
+  tenant::v1::AdminAuditEntry resp;
+  return CallGroup(tenantd_, [&](const std::shared_ptr<grpc::Channel>& ch,
+                                 grpc::ClientContext* ctx) {
+    resp.Clear();
+    return tenant::v1::DirectoryService::NewStub(ch)->AppendAdminAuditLog(ctx, req, &resp);
+  });
+}
+
 absl::StatusOr<bool> GrpcBackend::SetOnce(const std::string& key, absl::Duration ttl) {
   if (!redis_) return absl::UnavailableError("no --redis");
   redis::SetOptions so;

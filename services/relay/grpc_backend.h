@@ -43,6 +43,12 @@ class GrpcBackend final : public Backend {
   absl::StatusOr<tenant::v1::SieveScript> GetSieveScript(const std::string& user_id) override;
   absl::StatusOr<bool> SetOnce(const std::string& key, absl::Duration ttl) override;
   void Forget(const std::string& key) override;
+  absl::StatusOr<tenant::v1::AuditPolicy> GetAuditPolicy(const std::string& tenant_id) override;
+  absl::StatusOr<tenant::v1::MonitoringPolicy> GetMonitoringPolicy(
+      const std::string& tenant_id) override;
+  absl::StatusOr<tenant::v1::User> GetUser(const std::string& user_id) override;
+  absl::StatusOr<tenant::v1::Department> GetDepartment(const std::string& department_id) override;
+  absl::Status AppendAdminAuditLog(const tenant::v1::AdminAuditEntry& entry) override;
 
  private:
   // One peer group: a channel per replica address (created on first use)

@@ -53,6 +53,15 @@ absl::StatusOr<HeldRecord> HeldStore::Get(const std::string& held_id) {
   return r;
 }
 
+absl::Status HeldStore::Remove(const std::string& held_id) {
+  kv::v1::WriteRequest w;
+  w.add_ops()->mutable_delete_()->set_key(Key(held_id));
+  w.add_ops()->mutable_delete_()->set_key(ModKey(held_id));
+  ASSIGN_OR_RETURN(auto resp, store_->Write(w, Deadline()));
+  (void)resp;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<HeldRecord>> HeldStore::List() {
   kv::v1::ScanRequest scan;
   scan.set_prefix(kv::GlobalPrefix("outq_held"));

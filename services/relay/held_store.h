@@ -1,4 +1,4 @@
-// Mail held for a moderated group (and later audit): the decision record
+// Mail held for a moderated group or by the audit policy (audit_holds.h): the decision record
 // next to its queue entry (held_id = queue_id; the entry is queued HELD
 // with hold_reason "moderation", so no runner touches it until a decision).
 //   G("outq_held")     / held_id -> relay.v1.HeldMessage
@@ -27,6 +27,8 @@ class HeldStore {
   absl::StatusOr<HeldRecord> Get(const std::string& held_id);
   // Every record (oldest first: ids are queue ids, creation-time ordered).
   absl::StatusOr<std::vector<HeldRecord>> List();
+  // Deletes a record (decided ones, after a while).
+  absl::Status Remove(const std::string& held_id);
 
  private:
   store::Store* store_;

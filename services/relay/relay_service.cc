@@ -12,6 +12,7 @@
 #include "libs/rpc/errors.h"
 #include "libs/rpc/status.h"
 #include "libs/outbound/dsn.h"
+#include "services/relay/audit_holds.h"
 #include "services/relay/outbound.h"
 
 namespace mailgrid::relay {
@@ -111,16 +112,45 @@ bool MaySee(const Caller& c, const HeldRecord& r) {
   return IsModerator(c, r);
 }
 
-bool MayDecide(const Caller& c, const HeldRecord& r) {
-  return c.operator_ || c.service || IsModerator(c, r);
-}
-
 common::v1::Actor ActorOf(const Caller& c) {
   common::v1::Actor a;
   a.set_tenant_id(c.tenant_id);
   if (c.service) a.set_service(c.service_name);
   else a.set_user_id(c.subject);
   return a;
+}
+
+// Moderation holds: the group's moderators. Audit holds: the tenant's
+// auditors (restricted to the policy's list when it has one).
+absl::StatusOr<bool> MayDecide(const Caller& c, const HeldRecord& r, AuditHolds* audit) {
+  if (c.operator_ || c.service) return true;
+  if (r.held.kind() != v1::HOLD_KIND_AUDIT) return IsModerator(c, r);
+  if (!c.auditor || c.tenant_id != r.held.tenant_id() || audit == nullptr) return false;
+  return audit->MayDecide(c.tenant_id, c.subject);
+}
+
+absl::Status Decide(Outbound* outbound, AuditHolds* audit, const Caller& c, const std::string& id,
+                    bool approve, const std::string& reason, v1::HeldMessage* resp) {
+  absl::StatusOr<HeldRecord> r = outbound->held()->Get(id);
+  if (!r.ok() || !MaySee(c, *r)) return rpc::NotFound("held message", id);
+  ASSIGN_OR_RETURN(bool may, MayDecide(c, *r, audit));
+  if (!may) {
+    return rpc::PermissionDenied(r->held.kind() == v1::HOLD_KIND_AUDIT
+                                     ? "the tenant's auditors only"
+                                     : "moderators only");
+  }
+  if (r->held.kind() == v1::HOLD_KIND_AUDIT && audit != nullptr) {
+    ASSIGN_OR_RETURN(*resp, audit->Decide(id, approve, reason, ActorOf(c)));
+    return absl::OkStatus();
+  }
+  ASSIGN_OR_RETURN(*resp, outbound->DecideHeld(id, approve, reason, ActorOf(c)));
+  if (audit != nullptr) {
+    audit->Record(*resp, ActorOf(c), approve ? "mail.held.approve" : "mail.held.reject",
+                  absl::StrCat("moderated post to ", resp->group_address(),
+                               approve ? " approved" : " rejected"),
+                  reason);
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -263,15 +293,43 @@ grpc::Status RelayServiceImpl::GetHeldMessage(Ctx* ctx, const v1::GetHeldMessage
   });
 }
 
+grpc::Status RelayServiceImpl::DownloadHeldMessage(
+    Ctx* ctx, const v1::DownloadHeldMessageRequest* req,
+    grpc::ServerWriter<v1::DownloadHeldMessageResponse>* writer) {
+  RELAY_SERVE(ctx, Need::kAnyone, {
+    absl::StatusOr<HeldRecord> r = outbound_->held()->Get(req->held_id());
+    if (!r.ok() || !MaySee(*caller_, *r)) return rpc::NotFound("held message", req->held_id());
+    // The bytes live with the queue entry: gone once delivered or rejected.
+    absl::StatusOr<std::string> body = outbound_->queue()->ReadBody(r->held.queue_id());
+    if (!body.ok()) {
+      if (absl::IsNotFound(body.status()))
+        return rpc::NotFound("held message content", req->held_id());
+      return body.status();
+    }
+    if (audit_ != nullptr) {
+      audit_->Record(r->held, ActorOf(*caller_), "mail.held.download",
+                     absl::StrCat("held message \"", r->held.subject(), "\" from ",
+                                  r->held.sender().address(), " downloaded"),
+                     "");
+    }
+    v1::DownloadHeldMessageResponse part;
+    *part.mutable_metadata() = r->held;
+    if (!writer->Write(part)) return absl::CancelledError("client went away");
+    constexpr size_t kChunk = 64 * 1024;
+    for (size_t off = 0; off < body->size(); off += kChunk) {
+      part.Clear();
+      part.set_chunk(body->substr(off, kChunk));
+      if (!writer->Write(part)) return absl::CancelledError("client went away");
+    }
+    return absl::OkStatus();
+  });
+}
+
 grpc::Status RelayServiceImpl::ApproveHeldMessage(Ctx* ctx,
                                                   const v1::ApproveHeldMessageRequest* req,
                                                   v1::HeldMessage* resp) {
   RELAY_SERVE(ctx, Need::kAnyone, {
-    absl::StatusOr<HeldRecord> r = outbound_->held()->Get(req->held_id());
-    if (!r.ok() || !MaySee(*caller_, *r)) return rpc::NotFound("held message", req->held_id());
-    if (!MayDecide(*caller_, *r)) return rpc::PermissionDenied("moderators only");
-    ASSIGN_OR_RETURN(*resp, outbound_->DecideHeld(req->held_id(), true, req->note(), ActorOf(*caller_)));
-    return absl::OkStatus();
+    return Decide(outbound_, audit_, *caller_, req->held_id(), true, req->note(), resp);
   });
 }
 
@@ -279,12 +337,7 @@ grpc::Status RelayServiceImpl::RejectHeldMessage(Ctx* ctx, const v1::RejectHeldM
                                                  v1::HeldMessage* resp) {
   RELAY_SERVE(ctx, Need::kAnyone, {
     if (req->reason().empty()) return rpc::InvalidField("reason", "EMPTY", "a reason is required");
-    absl::StatusOr<HeldRecord> r = outbound_->held()->Get(req->held_id());
-    if (!r.ok() || !MaySee(*caller_, *r)) return rpc::NotFound("held message", req->held_id());
-    if (!MayDecide(*caller_, *r)) return rpc::PermissionDenied("moderators only");
-    ASSIGN_OR_RETURN(*resp,
-                     outbound_->DecideHeld(req->held_id(), false, req->reason(), ActorOf(*caller_)));
-    return absl::OkStatus();
+    return Decide(outbound_, audit_, *caller_, req->held_id(), false, req->reason(), resp);
   });
 }
 

@@ -8,7 +8,11 @@
 //   SubmitMessage: service-internal only.
 //   held mail: operator and service (all), tenant admin and auditor (own
 //     tenant, read-only), a moderated group's moderators (its holds: list,
-//     get, approve, reject). DownloadHeldMessage: UNIMPLEMENTED.
+//     get, download, approve, reject); audit holds are decided by the
+//     tenant's auditors (only those the policy names, if it names any).
+//     DownloadHeldMessage streams the stored message while it is in the
+//     queue (held, or approved and not yet delivered); each download is
+//     recorded in the admin audit log.
 #pragma once
 
 #include <memory>
@@ -19,6 +23,7 @@
 
 namespace mailgrid::relay {
 
+class AuditHolds;
 class Outbound;
 
 class RelayServiceImpl final : public v1::RelayService::Service {
@@ -29,6 +34,9 @@ class RelayServiceImpl final : public v1::RelayService::Service {
     outbound_ = outbound;
     verifier_ = std::move(verifier);
   }
+  // Audit holds (audit_holds.h); null: audit holds are decided like
+  // moderation holds by operators and services only.
+  void BindAudit(AuditHolds* audit) { audit_ = audit; }
 
   using Ctx = grpc::ServerContext;
   grpc::Status ListQueue(Ctx*, const v1::ListQueueRequest*, v1::ListQueueResponse*) override;
@@ -44,10 +52,12 @@ class RelayServiceImpl final : public v1::RelayService::Service {
   grpc::Status DeleteRoute(Ctx*, const v1::DeleteRouteRequest*, v1::DeleteRouteResponse*) override;
   grpc::Status SubmitMessage(Ctx*, const v1::SubmitMessageRequest*,
                              v1::SubmitMessageResponse*) override;
-  // Held mail: moderation holds (audit holds are not produced yet).
+  // Held mail: moderation and audit holds.
   grpc::Status ListHeldMessages(Ctx*, const v1::ListHeldMessagesRequest*,
                                 v1::ListHeldMessagesResponse*) override;
   grpc::Status GetHeldMessage(Ctx*, const v1::GetHeldMessageRequest*, v1::HeldMessage*) override;
+  grpc::Status DownloadHeldMessage(Ctx*, const v1::DownloadHeldMessageRequest*,
+                                   grpc::ServerWriter<v1::DownloadHeldMessageResponse>*) override;
   grpc::Status ApproveHeldMessage(Ctx*, const v1::ApproveHeldMessageRequest*,
                                   v1::HeldMessage*) override;
   grpc::Status RejectHeldMessage(Ctx*, const v1::RejectHeldMessageRequest*,
@@ -55,6 +65,7 @@ class RelayServiceImpl final : public v1::RelayService::Service {
 
  private:
   Outbound* outbound_ = nullptr;
+  AuditHolds* audit_ = nullptr;
   std::shared_ptr<auth::TokenVerifier> verifier_;
 };
 

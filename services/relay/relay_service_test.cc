@@ -18,6 +18,7 @@
 #include "libs/mailauth/dns.h"
 #include "libs/rpc/errors.h"
 #include "libs/store/local_store.h"
+#include "services/relay/audit_holds.h"
 #include "services/relay/outbound.h"
 #include "services/relay/relay_service.h"
 
@@ -72,6 +73,17 @@ class Fake final : public Backend {
     absl::MutexLock l(&mu);
     return delivered.size();
   }
+  tenant::v1::AuditPolicy audit_policy;
+  std::vector<std::string> audit_actions;
+  absl::StatusOr<tenant::v1::AuditPolicy> GetAuditPolicy(const std::string&) override {
+    absl::MutexLock l(&mu);
+    return audit_policy;
+  }
+  absl::Status AppendAdminAuditLog(const tenant::v1::AdminAuditEntry& e) override {
+    absl::MutexLock l(&mu);
+    audit_actions.push_back(e.action());
+    return absl::OkStatus();
+  }
 };
 
 class NoDns final : public mailauth::Resolver {
@@ -96,6 +108,10 @@ class RelayServiceTest : public ::testing::Test {
     auto verifier = std::make_shared<auth::TokenVerifier>("mailgrid");
     ASSERT_TRUE(verifier->AddPublicPem("k1", *signer_->PublicPem()).ok());
     service_.Bind(outbound_.get(), verifier);
+    policies_ = std::make_unique<PolicyCache>(&backend_, absl::ZeroDuration());
+    audit_ = std::make_unique<AuditHolds>(outbound_.get(), &backend_, policies_.get(),
+                                          "mx.mailgrid.test", absl::Hours(1));
+    service_.BindAudit(audit_.get());
     grpc::ServerBuilder b;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port_);
     b.RegisterService(&service_);
@@ -142,6 +158,8 @@ class RelayServiceTest : public ::testing::Test {
   std::string dir_;
   Fake backend_;
   std::unique_ptr<Outbound> outbound_;
+  std::unique_ptr<PolicyCache> policies_;
+  std::unique_ptr<AuditHolds> audit_;
   std::unique_ptr<auth::TokenSigner> signer_;
   RelayServiceImpl service_;
   int port_ = 0;
@@ -343,6 +361,101 @@ TEST_F(RelayServiceTest, ModerationHolds) {
   EXPECT_NE(notice.find("was not approved"), std::string::npos) << notice;
   EXPECT_NE(notice.find("Reason: off topic"), std::string::npos) << notice;
   EXPECT_NE(notice.find("Return-Path: <>"), std::string::npos) << notice;
+}
+
+// An audit hold: visible to the tenant's admins and auditors, decided only
+// by the auditors the policy names, downloadable (recorded), rejected with
+// a notice to the sender.
+TEST_F(RelayServiceTest, AuditHoldsAreDecidedByTheTenantsAuditors) {
+  {
+    absl::MutexLock l(&backend_.mu);
+    backend_.audit_policy.set_enabled(true);
+    backend_.audit_policy.add_auditor_user_ids("u-aud1");
+  }
+  std::string big(200 * 1024, 'x');  // several chunks
+  const std::string msg = "From: notices@hosted.test\r\nTo: bob@hosted.test\r\nSubject: q3 numbers\r\n\r\n" +
+                          big + "\r\n";
+  AuditHolds::Request hr;
+  hr.tenant_id = "t1";
+  hr.envelope_from = "notices@hosted.test";
+  hr.recipients = {"bob@hosted.test", "x@far.example"};
+  hr.message = msg;
+  tenant::v1::AuditRule rule;
+  rule.set_rule_id("ar-1");
+  rule.set_name("numbers");
+  hr.matched = {rule};
+  auto id = audit_->Hold(hr);
+  ASSERT_TRUE(id.ok()) << id.status();
+  hr.message = "From: notices@hosted.test\r\nSubject: second\r\n\r\nhi\r\n";
+  auto id2 = audit_->Hold(hr);
+  ASSERT_TRUE(id2.ok()) << id2.status();
+
+  v1::ListHeldMessagesResponse list;
+  ASSERT_TRUE(stub_->ListHeldMessages(As({"auditor"}, "t1", "u-aud2").get(), {}, &list).ok());
+  ASSERT_EQ(list.messages_size(), 2);
+  EXPECT_EQ(list.messages(0).kind(), v1::HOLD_KIND_AUDIT);
+  EXPECT_EQ(list.messages(0).matched_rules(0).rule_name(), "numbers");
+  list.Clear();
+  ASSERT_TRUE(stub_->ListHeldMessages(As({"tenant_admin"}, "t2").get(), {}, &list).ok());
+  EXPECT_EQ(list.messages_size(), 0);  // another tenant's
+
+  // Download: metadata first, then the bytes in chunks.
+  v1::DownloadHeldMessageRequest dl;
+  dl.set_held_id(*id);
+  auto ctx = As({"tenant_admin"}, "t1");
+  auto reader = stub_->DownloadHeldMessage(ctx.get(), dl);
+  v1::DownloadHeldMessageResponse part;
+  std::string bytes;
+  int metadata = 0, chunks = 0;
+  while (reader->Read(&part)) {
+    if (part.has_metadata()) {
+      ++metadata;
+      EXPECT_EQ(part.metadata().held_id(), *id);
+      EXPECT_EQ(chunks, 0) << "metadata comes first";
+    } else {
+      ++chunks;
+      bytes += part.chunk();
+    }
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(metadata, 1);
+  EXPECT_GT(chunks, 1);
+  EXPECT_EQ(bytes, msg);  // not DKIM-signed here: the fake has no keys
+  auto other = As({"tenant_admin"}, "t2");
+  auto denied = stub_->DownloadHeldMessage(other.get(), dl);
+  while (denied->Read(&part)) {
+  }
+  EXPECT_EQ(denied->Finish().error_code(), grpc::NOT_FOUND);
+
+  v1::ApproveHeldMessageRequest approve;
+  approve.set_held_id(*id);
+  v1::HeldMessage h;
+  EXPECT_EQ(stub_->ApproveHeldMessage(As({"tenant_admin"}, "t1").get(), approve, &h).error_code(),
+            grpc::PERMISSION_DENIED);
+  EXPECT_EQ(stub_->ApproveHeldMessage(As({"auditor"}, "t1", "u-aud2").get(), approve, &h).error_code(),
+            grpc::PERMISSION_DENIED);  // not one the policy names
+  EXPECT_EQ(stub_->ApproveHeldMessage(As({"auditor"}, "t2", "u-aud1").get(), approve, &h).error_code(),
+            grpc::NOT_FOUND);
+  ASSERT_TRUE(stub_->ApproveHeldMessage(As({"auditor"}, "t1", "u-aud1").get(), approve, &h).ok());
+  EXPECT_EQ(h.state(), v1::HELD_STATE_APPROVED);
+  EXPECT_EQ(h.decided_by().user_id(), "u-aud1");
+  auto due = outbound_->queue()->DueIds(absl::Now() + absl::Seconds(1), 10);
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0], *id);
+
+  v1::RejectHeldMessageRequest reject;
+  reject.set_held_id(*id2);
+  reject.set_reason("not allowed");
+  size_t before = backend_.Delivered();
+  ASSERT_TRUE(stub_->RejectHeldMessage(As({"auditor"}, "t1", "u-aud1").get(), reject, &h).ok());
+  EXPECT_EQ(h.state(), v1::HELD_STATE_REJECTED);
+  ASSERT_EQ(backend_.Delivered(), before + 1);  // the notice to notices@hosted.test
+  absl::MutexLock l(&backend_.mu);
+  EXPECT_NE(backend_.delivered.back().message().find("Reason: not allowed"), std::string::npos);
+  EXPECT_EQ(backend_.audit_actions,
+            (std::vector<std::string>{"mail.held.hold", "mail.held.hold", "mail.held.download",
+                                      "mail.held.approve", "mail.held.reject"}));
 }
 
 }  // namespace

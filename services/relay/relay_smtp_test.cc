@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include "absl/strings/match.h"
 #include "absl/strings/escaping.h"
@@ -19,6 +20,7 @@
 #include "libs/rpc/errors.h"
 #include "libs/store/local_store.h"
 #include "services/relay/app.h"
+#include "services/relay/audit_holds.h"
 #include "services/relay/dns_cache.h"
 #include "services/relay/headers.h"
 #include "services/relay/sasl.h"
@@ -95,6 +97,8 @@ class FakeBackend : public Backend {
     auto* rc = r.add_recipients();
     rc->set_mailbox_id(it->second);
     rc->set_address(addr);
+    rc->set_user_id("u-" + addr);
+    rc->set_tenant_id("t1");
     return r;
   }
   absl::StatusOr<bool> CanSendAs(const std::string& user_id, const std::string& address) override {
@@ -123,13 +127,51 @@ class FakeBackend : public Backend {
     for (const auto& t : req.recipients()) {
       auto* res = r.add_results();
       res->set_mailbox_id(t.mailbox_id());
-      res->set_status(mailstore::v1::DELIVERY_STATUS_DELIVERED);
+      res->set_status(full.count(t.mailbox_id()) ? mailstore::v1::DELIVERY_STATUS_QUOTA_EXCEEDED
+                                                 : mailstore::v1::DELIVERY_STATUS_DELIVERED);
     }
     return r;
   }
   absl::Status CountSubmission(const std::string&, const std::string&) override {
     absl::MutexLock l(&mu);
     return rate_error;
+  }
+  // Mailboxes over quota at delivery time (issue 8).
+  std::set<std::string> full;
+  // Tenant policies and the directory facts they need (mail_policy.h).
+  std::optional<tenant::v1::AuditPolicy> audit_policy;
+  std::optional<tenant::v1::MonitoringPolicy> monitoring_policy;
+  std::map<std::string, std::vector<std::string>> user_departments;  // user id -> departments
+  std::map<std::string, std::string> department_parent;
+  std::vector<tenant::v1::AdminAuditEntry> audit_log;
+  absl::StatusOr<tenant::v1::AuditPolicy> GetAuditPolicy(const std::string&) override {
+    absl::MutexLock l(&mu);
+    if (!audit_policy) return rpc::NotFound("policy", "audit");
+    return *audit_policy;
+  }
+  absl::StatusOr<tenant::v1::MonitoringPolicy> GetMonitoringPolicy(const std::string&) override {
+    absl::MutexLock l(&mu);
+    if (!monitoring_policy) return rpc::NotFound("policy", "monitoring");
+    return *monitoring_policy;
+  }
+  absl::StatusOr<tenant::v1::User> GetUser(const std::string& id) override {
+    absl::MutexLock l(&mu);
+    tenant::v1::User u;
+    u.set_user_id(id);
+    for (const std::string& d : user_departments[id]) u.add_department_ids(d);
+    return u;
+  }
+  absl::StatusOr<tenant::v1::Department> GetDepartment(const std::string& id) override {
+    absl::MutexLock l(&mu);
+    tenant::v1::Department d;
+    d.set_department_id(id);
+    d.set_parent_id(department_parent[id]);
+    return d;
+  }
+  absl::Status AppendAdminAuditLog(const tenant::v1::AdminAuditEntry& e) override {
+    absl::MutexLock l(&mu);
+    audit_log.push_back(e);
+    return absl::OkStatus();
   }
   std::map<std::string, tenant::v1::GetDkimSigningKeyResponse> dkim;
   std::set<std::string> moderated_groups;
@@ -728,6 +770,332 @@ TEST_F(RelaySmtpTest, RemoteSubmissionIsSignedAndQueued) {
   mx.Cmd("EHLO probe");
   EXPECT_REPLY(mx.Cmd("MAIL FROM:<x@foreign.example>"), "250");
   EXPECT_REPLY(mx.Cmd("RCPT TO:<someone@foreign.example>"), "550 5.7.1");
+}
+
+// ---- Issue 8: one local recipient fails at delivery time ----------------------
+
+// A fixture variant with a LocalStore queue (remote delivery and holds on).
+class RelayPolicyTest : public RelaySmtpTest {
+ protected:
+  void SetUp() override {
+    dir_ = ::testing::TempDir() + "/relay-policy-" + std::to_string(absl::ToUnixMicros(absl::Now()));
+    auto local = store::LocalStore::Open(dir_);
+    ASSERT_TRUE(local.ok()) << local.status();
+    StartApp(std::move(*local));
+    backend_->mailboxes["boss@hosted.test"] = "mbx-boss";
+    for (int i = 0; i < 600 && !app_->outbound()->available(); ++i)
+      absl::SleepFor(absl::Milliseconds(50));
+    ASSERT_TRUE(app_->outbound()->available());
+  }
+  void TearDown() override {
+    RelaySmtpTest::TearDown();
+    std::filesystem::remove_all(dir_);
+  }
+  // One submission by alice over 465; the reply to the final dot.
+  std::string SubmitAsAlice(const std::vector<std::string>& rcpts, const std::string& message,
+                            const std::string& rcpt_params = "") {
+    auto ctx = ClientTls();
+    asio::ssl::stream<tcp::socket> tls(Connect("submissions"), ctx);
+    tls.handshake(asio::ssl::stream_base::client);
+    Client<asio::ssl::stream<tcp::socket>> t(tls);
+    t.Reply();
+    t.Cmd("EHLO laptop");
+    std::string r = t.Cmd("AUTH PLAIN " + Plain("alice@hosted.test", "s3cret"));
+    if (!absl::StartsWith(r, "235")) return r;
+    r = t.Cmd("MAIL FROM:<alice@hosted.test>");
+    if (!absl::StartsWith(r, "250")) return r;
+    for (const std::string& rc : rcpts) {
+      r = t.Cmd(absl::StrCat("RCPT TO:<", rc, ">", rcpt_params));
+      if (!absl::StartsWith(r, "250")) return r;
+    }
+    r = t.Cmd("DATA");
+    if (!absl::StartsWith(r, "354")) return r;
+    return t.Cmd(message + "\r\n.");
+  }
+  std::vector<relay::v1::QueueEntry> Queue() {
+    auto l = app_->outbound()->queue()->ListQueue({}, "", absl::Now());
+    EXPECT_TRUE(l.ok()) << l.status();
+    return l.ok() ? std::vector<relay::v1::QueueEntry>(l->entries().begin(), l->entries().end())
+                  : std::vector<relay::v1::QueueEntry>{};
+  }
+  std::string dir_;
+};
+
+TEST_F(RelayPolicyTest, OneRecipientOverQuotaGetsADsnOthersTheMessage) {
+  {
+    absl::MutexLock l(&backend_->mu);
+    backend_->full.insert("mbx-bob");
+  }
+  // MX: alice gets it, the remote sender gets a failure DSN (queued).
+  tcp::socket s = Connect("smtp");
+  Client<tcp::socket> c(s);
+  c.Reply();
+  c.Cmd("EHLO mta.sender.example");
+  EXPECT_REPLY(c.Cmd("MAIL FROM:<x@sender.example>"), "250");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<alice@hosted.test>"), "250");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<bob@hosted.test>"), "250");
+  EXPECT_REPLY(c.Cmd("DATA"), "354");
+  EXPECT_REPLY(c.Cmd("From: x@sender.example\r\nSubject: for both\r\n\r\nhello\r\n."), "250 2.0.0");
+  ASSERT_EQ(backend_->Delivered(), 1u);
+  EXPECT_EQ(Stored(0).recipients_size(), 2);  // asked for both, stored for alice
+  std::vector<relay::v1::QueueEntry> q = Queue();
+  ASSERT_EQ(q.size(), 1u);
+  EXPECT_EQ(q[0].envelope_from(), "");  // a DSN: null sender, never bounced back
+  ASSERT_EQ(q[0].recipients_size(), 1);
+  EXPECT_EQ(q[0].recipients(0).address(), "x@sender.example");
+  auto dsn = app_->outbound()->queue()->ReadBody(q[0].queue_id());
+  ASSERT_TRUE(dsn.ok()) << dsn.status();
+  EXPECT_NE(dsn->find("multipart/report"), std::string::npos) << *dsn;
+  EXPECT_NE(dsn->find("report-type=delivery-status"), std::string::npos) << *dsn;
+  EXPECT_NE(dsn->find("Final-Recipient: rfc822; bob@hosted.test"), std::string::npos) << *dsn;
+  EXPECT_EQ(dsn->find("Final-Recipient: rfc822; alice@hosted.test"), std::string::npos) << *dsn;
+  EXPECT_NE(dsn->find("Action: failed"), std::string::npos) << *dsn;
+  EXPECT_NE(dsn->find("Status: 5.2.2"), std::string::npos) << *dsn;
+  EXPECT_NE(dsn->find("Subject: for both"), std::string::npos) << "original headers: " << *dsn;
+
+  // NOTIFY=NEVER (RFC 3461): no DSN.
+  EXPECT_REPLY(c.Cmd("MAIL FROM:<x@sender.example>"), "250");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<alice@hosted.test>"), "250");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<bob@hosted.test> NOTIFY=NEVER"), "250");
+  EXPECT_REPLY(c.Cmd("DATA"), "354");
+  EXPECT_REPLY(c.Cmd("From: x@sender.example\r\nSubject: again\r\n\r\nhello\r\n."), "250 2.0.0");
+  EXPECT_EQ(Queue().size(), 1u);
+
+  // Everyone failing is still refused at DATA (no DSN: the client has it).
+  EXPECT_REPLY(c.Cmd("MAIL FROM:<x@sender.example>"), "250");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<bob@hosted.test>"), "250");
+  EXPECT_REPLY(c.Cmd("DATA"), "354");
+  EXPECT_REPLY(c.Cmd("From: x@sender.example\r\nSubject: bob only\r\n\r\nhello\r\n."), "552 5.2.2");
+  EXPECT_EQ(Queue().size(), 1u);
+
+  // A local sender gets the DSN in their mailbox at once.
+  size_t before = backend_->Delivered();
+  EXPECT_REPLY(SubmitAsAlice({"alice@hosted.test", "bob@hosted.test"},
+                             "From: alice@hosted.test\r\nSubject: note to self and bob\r\n\r\nx"),
+               "250 2.0.0");
+  ASSERT_EQ(backend_->Delivered(), before + 2);
+  mailstore::v1::DeliverBatchRequest report = Stored(before + 1);
+  ASSERT_EQ(report.recipients_size(), 1);
+  EXPECT_EQ(report.recipients(0).mailbox_id(), "mbx-alice");
+  EXPECT_TRUE(absl::StartsWith(report.message(), "Return-Path: <>")) << report.message();
+  EXPECT_NE(report.message().find("Final-Recipient: rfc822; bob@hosted.test"), std::string::npos);
+}
+
+// ---- Mail audit ---------------------------------------------------------------------
+
+TEST_F(RelayPolicyTest, AuditHoldsMatchingSubmissionsUntilDecided) {
+  {
+    absl::MutexLock l(&backend_->mu);
+    tenant::v1::AuditPolicy p;
+    p.set_tenant_id("t1");
+    p.set_enabled(true);
+    p.set_version(3);
+    auto* r = p.add_rules();
+    r->set_rule_id("ar-kw");
+    r->set_name("secrets");
+    r->set_enabled(true);
+    r->add_keywords("confidential");
+    auto* d = p.add_rules();
+    d->set_rule_id("ar-dept");
+    d->set_enabled(true);
+    d->add_sender_department_ids("d-sales");
+    d->set_has_attachment(true);
+    auto* off = p.add_rules();
+    off->set_rule_id("ar-off");
+    off->set_enabled(false);  // would match everything
+    backend_->audit_policy = p;
+    backend_->user_departments["u-alice@hosted.test"] = {"d-east"};
+    backend_->department_parent["d-east"] = "d-sales";
+  }
+  // Not matching: delivered as usual ("classified" is not the keyword; no
+  // attachment for the department rule).
+  EXPECT_REPLY(SubmitAsAlice({"bob@hosted.test"},
+                             "From: alice@hosted.test\r\nSubject: unclassified\r\n\r\nhi"),
+               "250 2.0.0");
+  EXPECT_EQ(backend_->Delivered(), 1u);
+  // The keyword in the body: held, local and remote recipients alike.
+  std::string reply = SubmitAsAlice(
+      {"bob@hosted.test", "partner@foreign.example"},
+      "From: alice@hosted.test\r\nSubject: plans\r\n\r\nThis is Confidential, do not share.");
+  EXPECT_REPLY(reply, "250 2.0.0");
+  EXPECT_NE(reply.find("held for review"), std::string::npos) << reply;
+  EXPECT_EQ(backend_->Delivered(), 1u) << "nothing delivered while held";
+  // An attachment from a sub-department of Sales: held by the other rule.
+  EXPECT_REPLY(SubmitAsAlice({"bob@hosted.test"},
+                             "From: alice@hosted.test\r\nSubject: figures\r\nMIME-Version: 1.0\r\n"
+                             "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+                             "Content-Type: text/plain\r\n\r\nsee attached\r\n--b\r\n"
+                             "Content-Type: application/pdf\r\nContent-Disposition: attachment; "
+                             "filename=q3.pdf\r\n\r\nJVBERi0=\r\n--b--"),
+               "250 2.0.0");
+  EXPECT_EQ(backend_->Delivered(), 1u);
+
+  std::vector<relay::v1::QueueEntry> q = Queue();
+  ASSERT_EQ(q.size(), 2u);
+  EXPECT_EQ(q[0].state(), relay::v1::QUEUE_STATE_HELD);
+  EXPECT_EQ(q[0].hold_reason(), "audit");
+  ASSERT_EQ(q[0].recipients_size(), 2);
+  auto held = app_->outbound()->held()->List();
+  ASSERT_TRUE(held.ok()) << held.status();
+  ASSERT_EQ(held->size(), 2u);
+  const relay::v1::HeldMessage& first = (*held)[0].held;
+  EXPECT_EQ(first.kind(), relay::v1::HOLD_KIND_AUDIT);
+  EXPECT_EQ(first.state(), relay::v1::HELD_STATE_HELD);
+  EXPECT_EQ(first.sender().address(), "alice@hosted.test");
+  EXPECT_EQ(first.subject(), "plans");
+  ASSERT_EQ(first.matched_rules_size(), 1);
+  EXPECT_EQ(first.matched_rules(0).rule_id(), "ar-kw");
+  EXPECT_GT(first.expires_at().seconds(), absl::ToUnixSeconds(absl::Now() + absl::Hours(24 * 6)));
+  const relay::v1::HeldMessage& second = (*held)[1].held;
+  ASSERT_EQ(second.matched_rules_size(), 1);
+  EXPECT_EQ(second.matched_rules(0).rule_id(), "ar-dept");
+  ASSERT_EQ(second.attachment_names_size(), 1);
+  EXPECT_EQ(second.attachment_names(0), "q3.pdf");
+
+  // Approved: due now, recipients intact (a runner delivers it).
+  common::v1::Actor auditor;
+  auditor.set_user_id("u-auditor");
+  auto approved = app_->audit()->Decide(first.held_id(), true, "fine", auditor);
+  ASSERT_TRUE(approved.ok()) << approved.status();
+  EXPECT_EQ(approved->state(), relay::v1::HELD_STATE_APPROVED);
+  auto due = app_->outbound()->queue()->DueIds(absl::Now() + absl::Seconds(1), 10);
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0], first.queue_id());
+  EXPECT_EQ(app_->audit()->Decide(first.held_id(), false, "no", auditor).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  // Rejected: gone from the queue; alice is told why, in her mailbox.
+  auto rejected = app_->audit()->Decide(second.held_id(), false, "no customer data by mail", auditor);
+  ASSERT_TRUE(rejected.ok()) << rejected.status();
+  EXPECT_EQ(rejected->state(), relay::v1::HELD_STATE_REJECTED);
+  EXPECT_EQ(Queue().size(), 1u);
+  ASSERT_EQ(backend_->Delivered(), 2u);
+  mailstore::v1::DeliverBatchRequest notice = Stored(1);
+  EXPECT_EQ(notice.recipients(0).mailbox_id(), "mbx-alice");
+  EXPECT_NE(notice.message().find("Reason: no customer data by mail"), std::string::npos)
+      << notice.message();
+  // Every step is in the tenant's admin audit log.
+  absl::MutexLock l(&backend_->mu);
+  std::vector<std::string> actions;
+  for (const auto& e : backend_->audit_log) actions.push_back(e.action());
+  EXPECT_EQ(actions, (std::vector<std::string>{"mail.held.hold", "mail.held.hold",
+                                                "mail.held.approve", "mail.held.reject"}));
+}
+
+TEST_F(RelayPolicyTest, HeldMailExpiresPerPolicy) {
+  {
+    absl::MutexLock l(&backend_->mu);
+    tenant::v1::AuditPolicy p;
+    p.set_enabled(true);
+    p.mutable_hold_expiry()->set_seconds(3600);
+    auto* r = p.add_rules();
+    r->set_rule_id("ar-all");
+    r->set_enabled(true);  // no condition: every submission
+    backend_->audit_policy = p;
+  }
+  EXPECT_REPLY(SubmitAsAlice({"bob@hosted.test"}, "From: alice@hosted.test\r\nSubject: a\r\n\r\nx"),
+               "250 2.0.0");
+  auto held = app_->outbound()->held()->List();
+  ASSERT_TRUE(held.ok());
+  ASSERT_EQ(held->size(), 1u);
+  const std::string id = (*held)[0].held.held_id();
+  EXPECT_EQ(app_->audit()->Sweep(absl::Now()), 0);  // not yet
+  // Past the hour: the default (REJECT) applies, alice is told.
+  EXPECT_EQ(app_->audit()->Sweep(absl::Now() + absl::Hours(2)), 1);
+  auto rec = app_->outbound()->held()->Get(id);
+  ASSERT_TRUE(rec.ok());
+  EXPECT_EQ(rec->held.state(), relay::v1::HELD_STATE_EXPIRED);
+  EXPECT_TRUE(Queue().empty());
+  ASSERT_EQ(backend_->Delivered(), 1u);
+  EXPECT_NE(Stored(0).message().find("not approved before the hold expired"), std::string::npos);
+  // RELEASE: the next one is sent when its hold expires.
+  tenant::v1::AuditPolicy keep;
+  {
+    absl::MutexLock l(&backend_->mu);
+    keep = *backend_->audit_policy;
+  }
+  keep.set_on_expiry(tenant::v1::HELD_EXPIRY_ACTION_RELEASE);
+  app_->Stop();  // a fresh policy cache (the fake backend goes with the app)
+  app_.reset();
+  auto reopened = store::LocalStore::Open(dir_);
+  ASSERT_TRUE(reopened.ok()) << reopened.status();
+  StartApp(std::move(*reopened));
+  {
+    absl::MutexLock l(&backend_->mu);
+    backend_->audit_policy = keep;
+  }
+  for (int i = 0; i < 600 && !app_->outbound()->available(); ++i) absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_REPLY(SubmitAsAlice({"bob@hosted.test"}, "From: alice@hosted.test\r\nSubject: b\r\n\r\nx"),
+               "250 2.0.0");
+  EXPECT_EQ(app_->audit()->Sweep(absl::Now() + absl::Hours(2)), 1);
+  std::vector<relay::v1::QueueEntry> q = Queue();
+  ASSERT_EQ(q.size(), 1u);
+  EXPECT_NE(q[0].state(), relay::v1::QUEUE_STATE_HELD);  // released: due
+  EXPECT_EQ(backend_->Delivered(), 0u) << "no notice when released";
+}
+
+// ---- Monitoring copies --------------------------------------------------------------
+
+TEST_F(RelayPolicyTest, MonitoredMailIsCopiedToTheSupervisor) {
+  {
+    absl::MutexLock l(&backend_->mu);
+    tenant::v1::MonitoringPolicy p;
+    auto* in = p.add_rules();
+    in->set_rule_id("mr-bob");
+    in->set_name("case 42");
+    in->set_enabled(true);
+    in->add_monitored_user_ids("u-bob@hosted.test");
+    in->set_direction(tenant::v1::MONITOR_DIRECTION_INCOMING);
+    in->set_supervisor_address("boss@hosted.test");
+    in->set_justification("legal hold 42");
+    auto* out = p.add_rules();
+    out->set_rule_id("mr-sales");
+    out->set_enabled(true);
+    out->add_monitored_department_ids("d-sales");
+    out->set_direction(tenant::v1::MONITOR_DIRECTION_OUTGOING);
+    out->set_supervisor_address("boss@hosted.test");
+    backend_->monitoring_policy = p;
+    backend_->user_departments["u-alice@hosted.test"] = {"d-east"};
+    backend_->department_parent["d-east"] = "d-sales";
+  }
+  // Incoming mail of bob: bob's copy, then the supervisor's.
+  EXPECT_REPLY(SendMxTo("bob@hosted.test", "From: x@sender.example\r\nSubject: to bob\r\n\r\nhi\r\n"),
+               "250 2.0.0");
+  ASSERT_EQ(backend_->Delivered(), 2u);
+  EXPECT_EQ(Stored(0).recipients(0).mailbox_id(), "mbx-bob");
+  mailstore::v1::DeliverBatchRequest copy = Stored(1);
+  ASSERT_EQ(copy.recipients_size(), 1);
+  EXPECT_EQ(copy.recipients(0).mailbox_id(), "mbx-boss");
+  EXPECT_EQ(copy.delivery_id(), Stored(0).delivery_id() + "/monitor");
+  EXPECT_TRUE(absl::StartsWith(copy.message(),
+                               "X-Mailgrid-Monitor: rule=mr-bob; user=bob@hosted.test; "
+                               "direction=incoming (case 42)\r\n"))
+      << copy.message();
+  EXPECT_NE(copy.message().find("Subject: to bob"), std::string::npos);
+  // Incoming mail of alice: not monitored in that direction.
+  EXPECT_REPLY(SendMxTo("alice@hosted.test", "From: x@sender.example\r\nSubject: to alice\r\n\r\nhi\r\n"),
+               "250 2.0.0");
+  EXPECT_EQ(backend_->Delivered(), 3u);
+  // Alice (Sales/East) writes to bob: her outgoing and his incoming copy
+  // are ONE copy for the one supervisor, naming both rules.
+  EXPECT_REPLY(SubmitAsAlice({"bob@hosted.test"},
+                             "From: alice@hosted.test\r\nSubject: hello bob\r\n\r\nx"),
+               "250 2.0.0");
+  ASSERT_EQ(backend_->Delivered(), 5u);
+  copy = Stored(4);
+  EXPECT_EQ(copy.recipients(0).mailbox_id(), "mbx-boss");
+  EXPECT_NE(copy.message().find("rule=mr-bob; user=bob@hosted.test; direction=incoming"),
+            std::string::npos) << copy.message();
+  EXPECT_NE(copy.message().find("rule=mr-sales; user=alice@hosted.test; direction=outgoing"),
+            std::string::npos) << copy.message();
+  absl::MutexLock l(&backend_->mu);
+  int recorded = 0;
+  for (const auto& e : backend_->audit_log) {
+    if (e.action() != "mail.monitor.copy") continue;
+    ++recorded;
+    EXPECT_EQ(e.tenant_id(), "t1");
+  }
+  EXPECT_EQ(recorded, 3);  // one per rule and party copied
 }
 
 }  // namespace

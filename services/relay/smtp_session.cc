@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 #include <variant>
 
 #include "absl/strings/ascii.h"
@@ -11,8 +12,12 @@
 #include "libs/mailauth/auth_results.h"
 #include "libs/metrics/metrics.h"
 #include "libs/rpc/errors.h"
+#include "libs/outbound/dsn.h"
+#include "services/relay/audit_holds.h"
 #include "services/relay/headers.h"
 #include "services/relay/inbox_rules.h"
+#include "services/relay/mail_policy.h"
+#include "services/relay/monitor_copies.h"
 #include "services/relay/outbound.h"
 
 namespace mailgrid::relay {
@@ -65,6 +70,54 @@ void CountInboundAuth(RelayMetrics* m, const mailauth::InboundResult& r) {
   add("dmarc", mailauth::DmarcResultName(r.verdicts.dmarc.result));
   if (r.disposition != mailauth::DmarcPolicy::kNone)
     add("dmarc_disposition", mailauth::DmarcPolicyName(r.disposition));
+}
+
+// The audit rules a submission matches (empty: deliver as usual), with
+// the policy that applied. UNAVAILABLE when tenantd could not tell.
+struct AuditMatch {
+  tenant::v1::AuditPolicy policy;
+  std::vector<tenant::v1::AuditRule> rules;
+};
+absl::StatusOr<AuditMatch> MatchSubmission(PolicyCache& policies, const std::string& tenant_id,
+                                           const std::string& user_id, const std::string& address,
+                                           const std::vector<std::string>& from, bool external,
+                                           const std::string& message) {
+  AuditMatch m;
+  absl::StatusOr<tenant::v1::AuditPolicy> p = policies.Audit(tenant_id);
+  if (!p.ok()) return absl::UnavailableError(absl::StrCat("audit policy: ", p.status().message()));
+  m.policy = *std::move(p);
+  if (!m.policy.enabled() || m.policy.rules_size() == 0) return m;
+  SenderFacts sender;
+  sender.address = address;
+  sender.from = from;
+  sender.has_external_recipient = external;
+  if (AuditNeedsDepartments(m.policy)) {
+    absl::StatusOr<std::set<std::string>> d = policies.Departments(user_id);
+    if (!d.ok()) return absl::UnavailableError(absl::StrCat("directory: ", d.status().message()));
+    sender.departments = *std::move(d);
+  }
+  m.rules = MatchAudit(m.policy, sender, ExtractFeatures(message));
+  return m;
+}
+
+// RFC 3464 failure report for the local recipients whose copy could not be
+// stored although others' were (issue 8): the message is accepted (250)
+// and the sender learns about these from the DSN, as if we had bounced.
+std::string PartialFailureDsn(const Options& o, const std::string& from,
+                              const std::string& queue_id, absl::Time arrival,
+                              const std::vector<outbound::DsnRecipient>& failed,
+                              const std::string& stored) {
+  outbound::DsnInput in;
+  in.kind = outbound::DsnKind::kFailure;
+  in.reporting_mta = o.hostname;
+  in.envelope_from = from;
+  in.queue_id = queue_id;
+  in.arrival = arrival;
+  in.now = absl::Now();
+  in.recipients = failed;
+  in.original_message = stored;
+  in.boundary = absl::StrCat(queue_id, "/", absl::ToUnixMicros(in.now), "/", o.hostname);
+  return outbound::BuildDsn(in);
 }
 
 }  // namespace
@@ -351,7 +404,8 @@ void RelaySession::OnRcpt(const smtp::event::RcptTo& e) {
         for (const auto& rc : resp->recipients()) {
           if (target_ids_.insert(rc.mailbox_id()).second)
             targets_.push_back({rc.mailbox_id(), rc.address(), rc.shard(), rc.user_id(), rcpt,
-                                rc.sieve_version()});
+                                rc.sieve_version(),
+                                rc.tenant_id().empty() ? resp->tenant_id() : rc.tenant_id()});
         }
         count("accepted");
         (void)smtp_.Accept();
@@ -489,16 +543,38 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
   std::vector<Moderated> moderated = std::move(moderated_);
   Outbound* outbound = ctx_->outbound;
   auto received = std::make_shared<std::string>(ReceivedField(t));
+  // Mail policies: who is monitored here (by tenant), what an audit hold
+  // would queue (every RCPT as given, local and remote), who asked for no
+  // failure DSN (RFC 3461 NOTIFY without FAILURE).
+  PolicyCache* policies = ctx_->policies;
+  AuditHolds* audit = ctx_->audit;
+  std::map<std::string, std::vector<MonitoredParty>> incoming;
+  std::map<std::string, std::pair<std::string, std::string>> by_mailbox;  // -> address, rcpt
+  std::vector<std::string> held_rcpts;
+  for (const Target& tg : targets_) {
+    if (!tg.user_id.empty() && !tg.tenant_id.empty())
+      incoming[tg.tenant_id].push_back({tg.user_id, tg.address, Direction::kIncoming});
+    by_mailbox[tg.mailbox_id] = {tg.address, tg.rcpt};
+    if (std::find(held_rcpts.begin(), held_rcpts.end(), tg.rcpt) == held_rcpts.end())
+      held_rcpts.push_back(tg.rcpt);
+  }
+  for (const std::string& r : remote) held_rcpts.push_back(r);
+  std::set<std::string> no_dsn;
+  for (const smtp::Recipient& r : env.recipients)
+    if (r.params.notify_specified && !r.params.notify_failure) no_dsn.insert(r.path.Mailbox());
+  OutboundSubmitter* submitter = ctx_->submitter;
   targets_.clear();
   target_ids_.clear();
   remote_.clear();
   moderated_.clear();
   Async([this, b, prefix, body, raw, targets, auth_results, inbound, dns, at, id, from_check, user,
-         remote, outbound, received, from, moderated, rules, rules_msg,
+         remote, outbound, received, from, moderated, rules, rules_msg, policies, audit, incoming,
+         by_mailbox, held_rcpts, no_dsn, submitter, opts = ctx_->options,
          metrics, listener, queue_id, size]() mutable -> std::function<void()> {
     auto count = [metrics, listener](const char* result) {
       if (metrics) metrics->messages->Add({{"listener", listener}, {"result", result}}).Increment();
     };
+    const Options& o = *opts;
     for (const std::string& addr : from_check) {
       absl::StatusOr<bool> ok = b->CanSendAs(user->user_id, addr);
       if (ok.ok() && *ok) continue;
@@ -534,12 +610,66 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
       }
       junk = ar.disposition == mailauth::DmarcPolicy::kQuarantine;
     }
+    std::string stored = *prefix + auth_results + *body;
+    auto temporary_failure = [this, count](const char* what, const char* text) {
+      return [this, count, what, text] {
+        count(what);
+        Reply(false, 451, "4.3.0", text);
+      };
+    };
+    // The sender's outgoing mail, for monitoring copies.
+    std::vector<MonitoredParty> outgoing;
+    if (user) outgoing.push_back({user->user_id, user->address, Direction::kOutgoing});
+    // Mail audit (audit_holds.h): a submission matching the tenant's policy
+    // is held, whole, instead of delivered or queued. Moderated posts in
+    // the same message are held for their moderators as usual.
+    std::string held_id;
+    if (user && policies != nullptr) {
+      absl::StatusOr<AuditMatch> match =
+          MatchSubmission(*policies, user->tenant_id, user->user_id, user->address, from_check,
+                          !remote.empty(), *body);
+      if (!match.ok()) {
+        log::Warn("audit policy unavailable", {{"status", match.status()}, {"queue_id", queue_id}});
+        return temporary_failure("policy_unavailable",
+                                 "Temporary failure checking the mail policy, try again");
+      }
+      if (!match->rules.empty()) {
+        if (audit == nullptr || held_rcpts.empty()) {
+          if (audit == nullptr)
+            return temporary_failure("hold_failed", "Message must be held but holding is unavailable");
+        } else {
+          // The copy first: a failed hold is answered 451 and the retry's
+          // copy is deduplicated.
+          absl::StatusOr<int> copies = DeliverMonitorCopies(*policies, user->tenant_id, outgoing,
+                                                            stored, id, o.hostname, at);
+          if (!copies.ok()) {
+            log::Warn("monitoring copy failed", {{"status", copies.status()}, {"queue_id", queue_id}});
+            return temporary_failure("monitor_failed", "Temporary failure, try again");
+          }
+          AuditHolds::Request hr;
+          hr.tenant_id = user->tenant_id;
+          hr.sender_user_id = user->user_id;
+          hr.envelope_from = from;
+          hr.recipients = held_rcpts;
+          hr.message = *received + *body;
+          hr.matched = match->rules;
+          hr.policy = match->policy;
+          absl::StatusOr<std::string> h = audit->Hold(hr);
+          if (!h.ok()) {
+            log::Warn("audit hold failed", {{"status", h.status()}, {"queue_id", queue_id}});
+            return temporary_failure("hold_failed", "Temporary failure holding the message, try again");
+          }
+          held_id = *h;
+          targets.clear();
+          remote.clear();
+        }
+      }
+    }
     // Local copies first: when queueing the remote ones then fails, the
     // client's retry is deduplicated by mailstored (same delivery id).
     if (!targets.empty()) {
     // One DeliverBatch per shard, all with the same body and delivery id.
     auto reqs = std::make_shared<std::map<uint32_t, mailstore::v1::DeliverBatchRequest>>();
-    std::string stored = *prefix + auth_results + *body;
     for (const auto& [shard, mailbox] : targets) {
       auto [it, fresh] = reqs->try_emplace(shard);
       mailstore::v1::DeliverBatchRequest& req = it->second;
@@ -598,21 +728,35 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
       };
     }
     int delivered = 0, quota = 0, missing = 0, temporary = 0;
+    std::vector<outbound::DsnRecipient> failed;
     for (const auto& res : all.results()) {
+      bool over = false;
       switch (res.status()) {
         case mailstore::v1::DELIVERY_STATUS_DELIVERED:
         case mailstore::v1::DELIVERY_STATUS_DUPLICATE:
           ++delivered;
-          break;
+          continue;
         case mailstore::v1::DELIVERY_STATUS_QUOTA_EXCEEDED:
           ++quota;
+          over = true;
           break;
         case mailstore::v1::DELIVERY_STATUS_MAILBOX_NOT_FOUND:
           ++missing;
           break;
         default:
           ++temporary;
+          continue;
       }
+      auto who = by_mailbox.find(res.mailbox_id());
+      if (who == by_mailbox.end() || no_dsn.count(who->second.second) > 0) continue;
+      outbound::DsnRecipient f;
+      f.address = who->second.first;
+      f.status = over ? "5.2.2" : "5.1.1";
+      f.diagnostic = over ? "552 5.2.2 Mailbox full" : "550 5.1.1 Mailbox unavailable";
+      if (!res.detail().empty()) f.diagnostic += absl::StrCat(" (", Sanitize(res.detail(), 200), ")");
+      f.diagnostic_is_smtp = true;
+      f.last_attempt = absl::Now();
+      failed.push_back(std::move(f));
     }
     if (static_cast<size_t>(all.results_size()) != expected) temporary = 1;
     if (temporary > 0) {
@@ -632,12 +776,46 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
       };
     }
     if (quota + missing > 0) {
-      // Partial: the bounce for these recipients needs the outbound queue
-      // (issue 9); logged so an operator can see what was not delivered.
-      log::Warn("partial delivery: bounce not sent (outbound queue missing)",
+      // Partial (issue 8): the others have it; accepting and reporting the
+      // failed ones in a DSN (RFC 3464) is what RFC 5321 §6.1 asks once
+      // the 250 covers the message: answering 4xx for everyone would make
+      // the client resend to those who have it (deduplicated here, but not
+      // by a remote MX after a relay) and never tell the sender which
+      // recipient failed. A DSN that cannot be committed → 451, the retry
+      // is deduplicated.
+      log::Info("partial delivery: failure DSN for some recipients",
                 {{"queue_id", queue_id}, {"over_quota", quota}, {"missing", missing}});
+      if (!from.empty() && !failed.empty()) {
+        absl::Status sent =
+            submitter == nullptr
+                ? absl::UnavailableError("no submitter")
+                : submitter->Submit("", {from},
+                                    PartialFailureDsn(o, from, queue_id, at, failed, stored));
+        if (!sent.ok()) {
+          log::Warn("partial delivery DSN not sent", {{"status", sent}, {"queue_id", queue_id}});
+          return temporary_failure("dsn_failed", "Temporary failure storing the message, try again");
+        }
+      }
     }
     }  // local copies
+    // Monitoring copies (monitor_copies.h): incoming mail of monitored
+    // recipients and the sender's outgoing mail, before moderation and the
+    // queue so that a 451 here is retried without queueing twice.
+    if (policies != nullptr && held_id.empty()) {
+      std::map<std::string, std::vector<MonitoredParty>> parties = incoming;
+      if (user) {
+        auto& v = parties[user->tenant_id];
+        v.insert(v.end(), outgoing.begin(), outgoing.end());
+      }
+      for (const auto& [tenant_id, list] : parties) {
+        absl::StatusOr<int> copies =
+            DeliverMonitorCopies(*policies, tenant_id, list, stored, id, o.hostname, at);
+        if (!copies.ok()) {
+          log::Warn("monitoring copy failed", {{"status", copies.status()}, {"queue_id", queue_id}});
+          return temporary_failure("monitor_failed", "Temporary failure, try again");
+        }
+      }
+    }
     std::string reply_id = queue_id;
     // Posts to MODERATED groups: one HELD entry per group, decided with
     // ApproveHeldMessage / RejectHeldMessage.
@@ -674,6 +852,12 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
       reply_id = *q;
     }
     if (metrics) metrics->bytes_accepted->Increment(static_cast<double>(size));
+    if (!held_id.empty()) {
+      return [this, count, held_id] {
+        count("held_for_audit");
+        Reply(true, 250, "2.0.0", absl::StrCat("Ok: queued as ", held_id, " (held for review)"));
+      };
+    }
     return [this, count, reply_id, junk] {
       count(junk ? "accepted_junk" : "accepted");
       Reply(true, 250, "2.0.0", absl::StrCat("Ok: queued as ", reply_id));

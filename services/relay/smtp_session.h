@@ -7,7 +7,7 @@
 // SECURITY (the policy side; the protocol side is libs/smtp's):
 //  - No open relay: a recipient is accepted only if tenantd resolves it to
 //    mailboxes here. A foreign domain is refused (550 5.7.1) without AUTH;
-//    with AUTH it is refused too until outbound delivery exists (issue 9).
+//    with AUTH it is queued for remote delivery (issue 9).
 //    Source routes, %-hack, bang paths and quoted "a@b"@local are refused.
 //  - Submission: AUTH only after TLS (engine), and the envelope sender and
 //    every From: address must be the user's (CanSendAs), else 553 5.7.1.
@@ -38,8 +38,10 @@
 
 namespace mailgrid::relay {
 
+class AuditHolds;
 class InboxRules;
 class Outbound;
+class PolicyCache;
 class OutboundSubmitter;
 
 struct RelayMetrics {
@@ -69,6 +71,10 @@ struct RelayContext {
   OutboundSubmitter* submitter = nullptr;
   // Inbox rules (Sieve) at local delivery (inbox_rules.h); null: none.
   std::shared_ptr<InboxRules> inbox_rules;
+  // Tenant mail policies (mail_policy.h): audit holds of submissions
+  // (audit_holds.h) and monitoring copies (monitor_copies.h); null: none.
+  PolicyCache* policies = nullptr;
+  AuditHolds* audit = nullptr;
 };
 
 enum class ListenerKind { kMx, kSubmission, kSubmissionTls };
@@ -97,6 +103,7 @@ class RelaySession final : public netserver::Session {
     uint32_t shard = 0;
     std::string user_id, rcpt;  // for inbox rules: the user, RCPT TO as given
     int64_t sieve_version = 0;
+    std::string tenant_id;  // monitoring copies
   };
   struct Sasl {
     std::string mechanism;
