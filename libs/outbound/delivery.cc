@@ -1,9 +1,11 @@
 #include "libs/outbound/delivery.h"
 
 #include <algorithm>
+#include <fstream>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "libs/base/log.h"
 #include "libs/outbound/time_util.h"
 
 namespace mailgrid::outbound {
@@ -39,6 +41,32 @@ SmtpReply LocalError(std::string error, uint32_t code = 0, std::string enhanced 
 }
 
 }  // namespace
+
+absl::StatusOr<SmtpCredentials> LoadCredentials(const std::string& secrets_dir,
+                                                const std::string& ref) {
+  if (ref.empty() || ref.size() > 200 || ref[0] == '.' ||
+      ref.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+          std::string::npos) {
+    return absl::InvalidArgumentError("credentials_ref: not a plain secret name");
+  }
+  if (secrets_dir.empty()) {
+    return absl::FailedPreconditionError("no secrets directory (--outbound-secrets-dir)");
+  }
+  std::ifstream in(absl::StrCat(secrets_dir, "/", ref));
+  std::string line;
+  if (!in || !std::getline(in, line)) {
+    return absl::NotFoundError(absl::StrCat("secret ", ref, " not readable"));
+  }
+  while (!line.empty() && (line.back() == '\r' || line.back() == '\n')) line.pop_back();
+  size_t colon = line.find(':');
+  if (colon == std::string::npos || colon == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("secret ", ref, " is not username:password"));
+  }
+  SmtpCredentials c;
+  c.username = line.substr(0, colon);
+  c.password = line.substr(colon + 1);
+  return c;
+}
 
 bool RouteTable::PatternMatches(const std::string& pattern, const std::string& domain) {
   if (pattern == "*") return true;
@@ -100,14 +128,33 @@ std::vector<Target> SmtpTransport::DirectTargets(const std::string& domain, Smtp
     *failure = LocalError("domain does not accept mail (null MX)", 556, "5.1.10");
     return out;
   }
+  std::vector<std::string> hosts;
   if (mx.mx.empty()) {
-    // RFC 5321 §5.1: no MX, the domain itself is the implicit MX.
-    AddAddresses(domain, options_.mx_port, options_.direct_tls, &out, failure);
+    hosts.push_back(domain);  // RFC 5321 §5.1: no MX, the domain itself is the implicit MX
   } else {
     for (const auto& host : mx.mx) {  // sorted by preference by the resolver
-      if (host.host.empty()) continue;
-      AddAddresses(host.host, options_.mx_port, options_.direct_tls, &out, failure);
+      if (!host.host.empty()) hosts.push_back(host.host);
     }
+  }
+  std::optional<MtaStsPolicy> sts;
+  if (options_.mta_sts != nullptr) sts = options_.mta_sts->PolicyFor(domain, absl::Now());
+  const bool enforce = sts && sts->mode == MtaStsPolicy::Mode::kEnforce;
+  for (const std::string& host : hosts) {
+    if (sts && !sts->MxMatches(host)) {
+      log::Warn("MTA-STS: MX host not in the policy",
+                {{"domain", domain}, {"mx", host}, {"mode", MtaStsModeName(sts->mode)}});
+      if (enforce) continue;  // testing: reported only
+    }
+    size_t first = out.size();
+    AddAddresses(host, options_.mx_port, enforce ? TlsPolicy::kRequire : options_.direct_tls, &out,
+                 failure);
+    for (size_t i = first; i < out.size() && enforce; ++i) {
+      out[i].ca_file = options_.mta_sts->options().ca_file;
+      out[i].sts_enforced = true;
+    }
+  }
+  if (out.empty() && enforce && failure->error().empty()) {
+    *failure = LocalError("MTA-STS policy (enforce): no MX host matches the policy");
   }
   if (out.empty() && failure->error().empty()) {
     *failure = LocalError("no address for the domain's mail hosts");
@@ -125,7 +172,20 @@ std::vector<Target> SmtpTransport::Targets(const std::string& domain, SmtpReply*
       TlsPolicy tls = FromProtoTls(sh.tls());
       uint16_t port = static_cast<uint16_t>(
           sh.port() != 0 ? sh.port() : (tls == TlsPolicy::kImplicit ? 465 : 25));
+      size_t first = out.size();
       AddAddresses(sh.host(), port, tls, &out, failure);
+      if (sh.credentials_ref().empty()) continue;
+      // Read per attempt: a rotated secret is used at the next delivery.
+      absl::StatusOr<SmtpCredentials> creds =
+          LoadCredentials(options_.secrets_dir, sh.credentials_ref());
+      for (size_t i = first; i < out.size(); ++i) {
+        if (creds.ok()) {
+          out[i].auth = *creds;
+          out[i].auth->allow_plaintext = sh.allow_plaintext_auth();
+        } else {
+          out[i].auth_error = std::string(creds.status().message());
+        }
+      }
     }
     if (!route->fallback_direct()) return out;
   }
@@ -145,6 +205,12 @@ std::vector<RecipientOutcome> SmtpTransport::Deliver(const std::string& domain,
   std::vector<Target> targets = Targets(domain, &failure, &permanent);
   if (targets.size() > options_.max_hosts) targets.resize(options_.max_hosts);
   for (const Target& target : targets) {
+    if (!target.auth_error.empty()) {  // a smart host we cannot log in to: the next one
+      failure = LocalError(absl::StrCat("AUTH credentials unavailable: ", target.auth_error));
+      failure.set_remote_host(target.name);
+      permanent = false;
+      continue;
+    }
     TransactionRequest req;
     req.helo_name = options_.helo_name;
     req.envelope_from = envelope_from;
@@ -152,10 +218,12 @@ std::vector<RecipientOutcome> SmtpTransport::Deliver(const std::string& domain,
     req.message = message;
     req.tls = target.tls;
     req.tls_server_name = target.name;
-    req.ca_file = options_.ca_file;
+    req.ca_file = target.ca_file ? *target.ca_file : options_.ca_file;
     req.pipelining = options_.pipelining;
+    req.auth = target.auth;
     req.timeouts = options_.timeouts;
-    TransactionResult result = SendMail(target.ip, target.port, target.name, req);
+    TransactionResult result = SendMail(target.ip, target.port, target.name, req,
+                                        options_.reuse_connections ? &cache_ : nullptr);
     if (result.recipients.size() == recipients.size() && !result.session_failed) {
       return result.recipients;
     }

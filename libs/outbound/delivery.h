@@ -12,6 +12,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "libs/mailauth/dns.h"
+#include "libs/outbound/mta_sts.h"
 #include "libs/outbound/queue.h"
 #include "libs/outbound/smtp_client.h"
 #include "mailgrid/relay/v1/relay.pb.h"
@@ -54,7 +55,22 @@ struct DeliveryOptions {
   size_t max_hosts = 10;  // addresses tried per attempt, all MXes together
   SmtpTimeouts timeouts;
   std::string ca_file;  // for verified TLS to smart hosts
+  // Where SmartHost.credentials_ref names files holding "username:password"
+  // (a Kubernetes Secret mounted as a directory); "" = no AUTH possible.
+  std::string secrets_dir;
+  // MTA-STS for direct MX delivery (not owned; nullptr: off). Enforced MX
+  // hosts are verified with its options().ca_file.
+  MtaSts* mta_sts = nullptr;
+  // Keep sessions open between transactions (ConnectionCache).
+  bool reuse_connections = true;
+  ConnectionCache::Options connection_cache;
 };
+
+// "username:password" from secrets_dir/ref (the first line; the password may
+// hold ':'). INVALID_ARGUMENT for a ref that is not a plain file name (no
+// '/', no leading '.'): a route must not read arbitrary files.
+absl::StatusOr<SmtpCredentials> LoadCredentials(const std::string& secrets_dir,
+                                                const std::string& ref);
 
 // A host to try: address, port, TLS policy, display name.
 struct Target {
@@ -62,12 +78,19 @@ struct Target {
   uint16_t port = 25;
   std::string name;
   TlsPolicy tls = TlsPolicy::kOpportunistic;
+  std::optional<SmtpCredentials> auth;  // smart hosts with credentials_ref
+  std::string auth_error;               // credentials_ref set but unusable
+  std::optional<std::string> ca_file;   // overrides DeliveryOptions.ca_file (MTA-STS)
+  bool sts_enforced = false;            // MTA-STS enforce: verified TLS required
 };
 
 class SmtpTransport final : public Transport {
  public:
   SmtpTransport(DeliveryOptions options, mailauth::Resolver* resolver, const RouteTable* routes)
-      : options_(std::move(options)), resolver_(resolver), routes_(routes) {}
+      : options_(std::move(options)),
+        resolver_(resolver),
+        routes_(routes),
+        cache_(options_.connection_cache) {}
 
   std::vector<RecipientOutcome> Deliver(const std::string& domain, const std::string& envelope_from,
                                         const std::vector<std::string>& recipients,
@@ -85,6 +108,7 @@ class SmtpTransport final : public Transport {
   DeliveryOptions options_;
   mailauth::Resolver* resolver_;
   const RouteTable* routes_;
+  ConnectionCache cache_;
 };
 
 }  // namespace mailgrid::outbound

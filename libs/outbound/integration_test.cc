@@ -297,5 +297,66 @@ TEST_F(OutboundIntegration, CrashedRunnersLeaseIsTakenOverAndDeliveredOnce) {
   EXPECT_EQ(Received("token-crash").size(), 1u);
 }
 
+TEST_F(OutboundIntegration, CachedSessionIsReusedAndReplacedWhenThePeerRestarts) {
+  StartSink();
+  ConnectionCache cache;
+  TransactionRequest req;
+  req.helo_name = "relay.mailgrid.test";
+  req.envelope_from = "alice@sender.test";
+  req.recipients = {"bob@dest.test"};
+  req.tls = TlsPolicy::kNone;
+  std::string m1 = "Subject: reuse-1\r\n\r\nfirst\r\n";
+  req.message = m1;
+  TransactionResult r1 = SendMail("127.0.0.1", static_cast<uint16_t>(smtp_port_), "", req, &cache);
+  ASSERT_EQ(r1.recipients.size(), 1u);
+  EXPECT_EQ(r1.recipients[0].kind, RecipientOutcome::Kind::kDelivered);
+  EXPECT_FALSE(r1.reused);
+  EXPECT_EQ(cache.idle(), 1u);
+  std::string m2 = "Subject: reuse-2\r\n\r\nsecond\r\n";
+  req.message = m2;
+  TransactionResult r2 = SendMail("127.0.0.1", static_cast<uint16_t>(smtp_port_), "", req, &cache);
+  ASSERT_EQ(r2.recipients.size(), 1u);
+  EXPECT_EQ(r2.recipients[0].kind, RecipientOutcome::Kind::kDelivered);
+  EXPECT_TRUE(r2.reused);
+  // The peer restarts: the cached session is dead; the next transaction
+  // notices at MAIL (nothing accepted) and delivers on a new connection.
+  StartSink();
+  std::string m3 = "Subject: reuse-3\r\n\r\nthird\r\n";
+  req.message = m3;
+  TransactionResult r3 = SendMail("127.0.0.1", static_cast<uint16_t>(smtp_port_), "", req, &cache);
+  ASSERT_EQ(r3.recipients.size(), 1u) << r3.session_reply.error();
+  EXPECT_EQ(r3.recipients[0].kind, RecipientOutcome::Kind::kDelivered);
+  EXPECT_FALSE(r3.reused);
+  for (const char* token : {"reuse-1", "reuse-2", "reuse-3"}) {
+    EXPECT_EQ(Received(token).size(), 1u) << token;
+  }
+}
+
+TEST_F(OutboundIntegration, EnqueuedLeasedIsDeliveredByTheOfferedRunnerOnce) {
+  StartSink();
+  RunnerOptions ropts;
+  ropts.holder = "fast-path";
+  ropts.threads = 2;
+  ropts.poll_interval = absl::Milliseconds(50);
+  QueueOptions qopts;
+  qopts.lease_duration = absl::Minutes(5);  // no expiry on a loaded machine
+  Queue queue(store_.get(), qopts);
+  QueueRunner runner(&queue, transport_.get(), ropts);
+  runner.Start();
+  NewMessage m{"t1", "alice@sender.test", {"bob@dest.test"},
+               "From: alice@sender.test\r\nSubject: token-offered\r\n\r\nHello.\r\n"};
+  auto lease = queue.EnqueueLeased(m, "fast-path", absl::Now());
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  // Leased at once: no other runner may take it meanwhile.
+  EXPECT_TRUE(absl::IsFailedPrecondition(
+      queue.TryLease(lease->queue_id, "other", absl::Now()).status()));
+  ASSERT_TRUE(runner.Offer(*lease, m.body));
+  ASSERT_TRUE(Eventually([&] { return Gone(lease->queue_id); }));
+  runner.Stop();
+  EXPECT_EQ(Received("token-offered").size(), 1u);
+  EXPECT_EQ(runner.totals().delivered, 1);
+  EXPECT_EQ(runner.totals().lost_leases, 0);
+}
+
 }  // namespace
 }  // namespace mailgrid::outbound

@@ -133,6 +133,21 @@ void DeriveState(QueueEntry* entry, absl::Time now) {
 }
 
 absl::StatusOr<std::string> Queue::Enqueue(const NewMessage& message, absl::Time now) {
+  return EnqueueImpl(message, "", now, nullptr);
+}
+
+absl::StatusOr<Lease> Queue::EnqueueLeased(const NewMessage& message, std::string_view holder,
+                                           absl::Time now) {
+  if (holder.empty()) return absl::InvalidArgumentError("holder: EMPTY");
+  if (!message.hold_reason.empty()) return absl::InvalidArgumentError("a held entry is not leased");
+  Lease lease;
+  ASSIGN_OR_RETURN(std::string id, EnqueueImpl(message, holder, now, &lease));
+  (void)id;
+  return lease;
+}
+
+absl::StatusOr<std::string> Queue::EnqueueImpl(const NewMessage& message, std::string_view holder,
+                                               absl::Time now, Lease* lease) {
   if (message.recipients.empty()) return absl::InvalidArgumentError("recipients: EMPTY");
   if (message.body.empty()) return absl::InvalidArgumentError("body: EMPTY");
   if (message.body.size() > kv::kMaxWriteRequestBytes - (1 << 20)) {
@@ -165,6 +180,12 @@ absl::StatusOr<std::string> Queue::Enqueue(const NewMessage& message, absl::Time
     r->set_state(relay::v1::RECIPIENT_STATE_PENDING);
     ToProto(now, r->mutable_next_attempt_at());
   }
+  absl::Time lease_expires;
+  if (!holder.empty()) {
+    entry.set_lease_holder(std::string(holder));
+    lease_expires = absl::FromUnixMicros(absl::ToUnixMicros(now + options_.lease_duration));
+    ToProto(lease_expires, entry.mutable_lease_expires_at());
+  }
   kv::v1::WriteRequest w;
   auto* cond = w.add_conditions();
   cond->set_key(keys::Entry(entry.queue_id()));
@@ -174,9 +195,16 @@ absl::StatusOr<std::string> Queue::Enqueue(const NewMessage& message, absl::Time
     AddPut(&w, keys::BodyChunk(entry.queue_id(), i),
            message.body.substr(i * kBodyChunk, kBodyChunk));
   }
-  if (message.hold_reason.empty()) AddPut(&w, keys::Due(now, entry.queue_id()), "");
+  if (auto due = ScheduleTime(entry)) AddPut(&w, keys::Due(*due, entry.queue_id()), "");
   ASSIGN_OR_RETURN(auto response, store_->Write(w, Deadline()));
   if (!response.has_ok()) return absl::InternalError("queue id collision or rejected write");
+  if (lease != nullptr) {
+    lease->queue_id = entry.queue_id();
+    lease->holder = std::string(holder);
+    lease->expires_at = lease_expires;
+    lease->version = response.applied_index();
+    lease->entry = entry;
+  }
   return entry.queue_id();
 }
 
@@ -265,13 +293,21 @@ absl::StatusOr<CompletionReport> Queue::Complete(const Lease& lease,
                                                  absl::Time now) {
   const RetryPolicy& policy = options_.retry;
   for (int attempt = 0; attempt < kMaxConflictRetries; ++attempt) {
-    auto loaded = Load(lease.queue_id);
-    if (absl::IsNotFound(loaded.status())) {
-      // Deleted by an operator while we delivered.
-      return absl::AbortedError("entry removed while leased");
+    Record record;
+    if (attempt == 0 && lease.version != 0) {
+      // First try the record as leased (no read): nobody wrote it since
+      // unless an operator acted meanwhile, which the version check catches.
+      record.entry = lease.entry;
+      record.version = lease.version;
+    } else {
+      auto loaded = Load(lease.queue_id);
+      if (absl::IsNotFound(loaded.status())) {
+        // Deleted by an operator while we delivered.
+        return absl::AbortedError("entry removed while leased");
+      }
+      RETURN_IF_ERROR(loaded.status());
+      record = *std::move(loaded);
     }
-    RETURN_IF_ERROR(loaded.status());
-    Record record = *std::move(loaded);
     // Our lease still holds iff holder and expiry are ours: an operator may
     // have changed other fields (Hold), which we keep.
     if (record.entry.lease_holder() != lease.holder ||

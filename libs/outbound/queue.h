@@ -109,6 +109,14 @@ class Queue {
   // queue id once committed (only then may the submitter get its 250).
   absl::StatusOr<std::string> Enqueue(const NewMessage& message, absl::Time now);
 
+  // Enqueue with the lease already taken by `holder` in the same write (the
+  // due key is the lease expiry): the relayd that accepted the message
+  // delivers it at once, without a scan, a lease write or a body read
+  // (Postfix's cleanup → qmgr hand-off). If that relayd dies, the lease
+  // expires and any runner takes the entry over, as after a crash mid-delivery.
+  absl::StatusOr<Lease> EnqueueLeased(const NewMessage& message, std::string_view holder,
+                                      absl::Time now);
+
   // Up to `limit` ids whose due time is <= now (oldest due first).
   absl::StatusOr<std::vector<std::string>> DueIds(absl::Time now, size_t limit);
 
@@ -178,6 +186,8 @@ class Queue {
       std::string_view queue_id, std::string_view tenant_filter,
       const std::function<absl::Status(QueueEntry*, bool* remove)>& mutate);
   absl::Time Deadline() const { return absl::Now() + options_.rpc_timeout; }
+  absl::StatusOr<std::string> EnqueueImpl(const NewMessage& message, std::string_view holder,
+                                          absl::Time now, Lease* lease);
 
   store::Store* store_;
   QueueOptions options_;

@@ -1,6 +1,7 @@
 #include "libs/outbound/runner.h"
 
 #include <map>
+#include <optional>
 
 #include "libs/base/status.h"
 #include "libs/outbound/dsn.h"
@@ -33,21 +34,93 @@ void QueueRunner::Start() {
 
 void QueueRunner::Stop() {
   if (!started_.load()) return;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+    work_.SignalAll();
+  }
   if (!stop_.HasBeenNotified()) stop_.Notify();
   for (auto& t : threads_) {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+  // Leases nobody started: give them back so another runner (or this one
+  // after a restart) takes them now rather than after lease_duration.
+  std::deque<Work> left;
+  {
+    absl::MutexLock lock(&mu_);
+    left.swap(pending_);
+  }
+  for (const Work& w : left) (void)queue_->Abandon(w.lease, absl::Now());
+}
+
+bool QueueRunner::Accepting() const {
+  absl::MutexLock lock(&mu_);
+  return started_.load() && !stopping_ && pending_.size() < options_.max_pending;
+}
+
+bool QueueRunner::Offer(Lease lease, std::string body) {
+  absl::MutexLock lock(&mu_);
+  if (!started_.load() || stopping_ || pending_.size() >= options_.max_pending) return false;
+  pending_.push_back(Work{std::move(lease), std::move(body)});
+  work_.Signal();
+  return true;
+}
+
+int QueueRunner::ScanAndLease(absl::Time now) {
+  auto ids = queue_->DueIds(now, options_.batch);
+  if (!ids.ok()) return 0;
+  int leased = 0;
+  for (const auto& id : *ids) {
+    if (stop_.HasBeenNotified()) break;
+    {
+      // Entries this process already holds (offered, not started) are due
+      // at their lease expiry only: no double work here.
+      absl::MutexLock lock(&mu_);
+      if (pending_.size() >= options_.max_pending) break;
+    }
+    auto lease = queue_->TryLease(id, options_.holder, now);
+    if (!lease.ok()) continue;  // another runner won the race: normal
+    ++leased;
+    absl::MutexLock lock(&mu_);
+    pending_.push_back(Work{*std::move(lease), ""});
+    work_.Signal();
+  }
+  return leased;
 }
 
 void QueueRunner::Loop() {
-  while (!stop_.HasBeenNotified()) {
-    RunStats s = RunOnce(absl::Now());
+  while (true) {
+    std::optional<Work> work;
+    bool scan = false;
     {
       absl::MutexLock lock(&mu_);
-      Add(&totals_, s);
+      if (stopping_) return;
+      if (!pending_.empty()) {
+        work = std::move(pending_.front());
+        pending_.pop_front();
+      } else if (!scanning_) {
+        scanning_ = scan = true;
+      } else {
+        work_.WaitWithTimeout(&mu_, options_.poll_interval);
+        continue;
+      }
     }
-    if (s.leased == 0) stop_.WaitForNotificationWithTimeout(options_.poll_interval);
+    if (scan) {
+      int leased = ScanAndLease(absl::Now());
+      absl::MutexLock lock(&mu_);
+      scanning_ = false;
+      // Nothing due: sleep, unless an Offer arrives.
+      if (leased == 0 && pending_.empty() && !stopping_) {
+        work_.WaitWithTimeout(&mu_, options_.poll_interval);
+      }
+      continue;
+    }
+    RunStats s;
+    ++s.leased;
+    (void)Process(work->lease, &s, work->body.empty() ? nullptr : &work->body);
+    absl::MutexLock lock(&mu_);
+    Add(&totals_, s);
   }
 }
 
@@ -72,9 +145,10 @@ RunStats QueueRunner::RunOnce(absl::Time now) {
   return stats;
 }
 
-absl::Status QueueRunner::Process(const Lease& lease, RunStats* stats) {
+absl::Status QueueRunner::Process(const Lease& lease, RunStats* stats, const std::string* known) {
   const QueueEntry& entry = lease.entry;
-  auto body = queue_->ReadBody(entry.queue_id());
+  absl::StatusOr<std::string> body =
+      known != nullptr ? absl::StatusOr<std::string>(*known) : queue_->ReadBody(entry.queue_id());
   if (!body.ok()) {
     (void)queue_->Abandon(lease, absl::Now());
     return body.status();

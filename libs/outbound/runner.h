@@ -4,14 +4,20 @@
 // recipients through a Transport, record the outcomes (Queue::Complete) and
 // enqueue DSNs (failure, and the one-time delay warning) to the sender.
 //
-// Threads: `threads` workers, each loops RunOnce() then sleeps
-// poll_interval. Delivery blocks the worker (blocking sockets): concurrency
-// = number of threads. Failure behaviour: a crashed runner's leases expire
-// (lease_duration) and are taken over; a lost lease discards the outcomes
-// (the other runner redoes them: at-least-once, never lost).
+// Threads: `threads` workers share an in-memory list of leased entries.
+// Entries arrive there two ways: Offer() (a message this relayd just
+// enqueued already leased, Queue::EnqueueLeased: delivered at once) and the
+// scan of the due index, which one idle worker at a time runs (others wait
+// for work or poll_interval) and whose leases it shares out. Delivery
+// blocks the worker (blocking sockets): concurrency = number of threads.
+// Failure behaviour: a crashed runner's leases expire (lease_duration) and
+// are taken over; a lost lease discards the outcomes (the other runner
+// redoes them: at-least-once, never lost). Stop() gives back (Abandon) the
+// leases not started yet, so a restart does not wait out their leases.
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <string>
 #include <thread>
 #include <vector>
@@ -28,7 +34,8 @@ struct RunnerOptions {
   std::string reporting_mta = "localhost";  // DSN Reporting-MTA / From domain
   int threads = 2;
   absl::Duration poll_interval = absl::Seconds(1);
-  size_t batch = 16;  // due ids fetched per RunOnce
+  size_t batch = 16;  // due ids fetched per RunOnce / scan
+  size_t max_pending = 256;  // Offer() refuses beyond this many waiting leases
 };
 
 struct RunStats {
@@ -51,13 +58,26 @@ class QueueRunner {
 
   // One pass: lease up to `batch` due entries and process them in turn.
   RunStats RunOnce(absl::Time now);
-  // Delivers one leased entry and records the outcomes.
-  absl::Status Process(const Lease& lease, RunStats* stats);
+  // Hands a lease this process holds (with the body, when known) to the
+  // workers. False when stopped or `max_pending` leases wait already: the
+  // caller then gives the lease back (Queue::Abandon) or lets it expire.
+  bool Offer(Lease lease, std::string body);
+  // Whether Offer would take one more now (a hint: no reservation).
+  bool Accepting() const;
+  // Delivers one leased entry and records the outcomes. `body`: the
+  // message when the caller has it (else read from the queue).
+  absl::Status Process(const Lease& lease, RunStats* stats, const std::string* body = nullptr);
 
   RunStats totals() const;
 
  private:
+  struct Work {
+    Lease lease;
+    std::string body;  // empty: read it
+  };
   void Loop();
+  // Scans the due index and leases what it finds onto pending_.
+  int ScanAndLease(absl::Time now);
 
   Queue* queue_;
   Transport* transport_;
@@ -67,6 +87,10 @@ class QueueRunner {
   std::atomic<bool> started_{false};
   mutable absl::Mutex mu_;
   RunStats totals_ ABSL_GUARDED_BY(mu_);
+  std::deque<Work> pending_ ABSL_GUARDED_BY(mu_);
+  bool scanning_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  absl::CondVar work_;
 };
 
 }  // namespace mailgrid::outbound

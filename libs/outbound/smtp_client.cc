@@ -10,14 +10,18 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <functional>
 #include <cstring>
 #include <memory>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "libs/outbound/time_util.h"
 #include "libs/smtp/reply.h"
 
@@ -171,6 +175,7 @@ SmtpReply ErrorReply(const std::string& error, const std::string& host, std::str
 
 struct Ehlo {
   bool starttls = false, pipelining = false, eightbit = false, size = false;
+  bool auth_plain = false, auth_login = false;
 };
 
 Ehlo ParseEhlo(const smtp::Reply& r) {
@@ -181,6 +186,13 @@ Ehlo ParseEhlo(const smtp::Reply& r) {
     if (kw == "PIPELINING") e.pipelining = true;
     if (kw == "8BITMIME") e.eightbit = true;
     if (absl::StartsWith(kw, "SIZE")) e.size = true;
+    // "AUTH PLAIN LOGIN" (RFC 4954) or the pre-standard "AUTH=PLAIN LOGIN".
+    if (absl::StartsWith(kw, "AUTH ") || absl::StartsWith(kw, "AUTH=")) {
+      for (absl::string_view m : absl::StrSplit(kw.substr(5), ' ', absl::SkipEmpty())) {
+        if (m == "PLAIN") e.auth_plain = true;
+        if (m == "LOGIN") e.auth_login = true;
+      }
+    }
   }
   return e;
 }
@@ -192,56 +204,212 @@ bool Has8Bit(std::string_view s) {
   return false;
 }
 
+std::string CacheKey(const std::string& ip, uint16_t port, const TransactionRequest& req) {
+  // The password counts too (hashed, in memory only): a session logged in
+  // with other credentials must not serve a route whose secret changed.
+  std::string user = req.auth ? absl::StrCat(req.auth->username, "#",
+                                             std::hash<std::string>()(req.auth->password))
+                              : "";
+  return absl::StrCat(ip, "|", port, "|", static_cast<int>(req.tls), "|", req.tls_server_name, "|",
+                      req.helo_name, "|", user, "|", req.ca_file);
+}
+
+}  // namespace
+
+// An open session between transactions.
+struct ConnectionCache::Session {
+  std::unique_ptr<Channel> channel;
+  Ehlo ehlo;
+  bool tls_used = false;
+  bool authenticated = false;
+  uint32_t uses = 0;
+  absl::Time idle_since;
+};
+
+ConnectionCache::ConnectionCache() : ConnectionCache(Options()) {}
+ConnectionCache::ConnectionCache(Options options) : options_(options) {}
+
+ConnectionCache::~ConnectionCache() {
+  absl::MutexLock lock(&mu_);
+  for (auto& [key, sessions] : idle_) {
+    for (auto& s : sessions) s->channel->WriteAll("QUIT\r\n");  // polite; no wait
+  }
+}
+
+size_t ConnectionCache::idle() const {
+  absl::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const auto& [key, sessions] : idle_) n += sessions.size();
+  return n;
+}
+
+void ConnectionCache::PruneLocked(absl::Time now) {
+  for (auto it = idle_.begin(); it != idle_.end();) {
+    auto& v = it->second;
+    v.erase(std::remove_if(v.begin(), v.end(),
+                           [&](const std::unique_ptr<Session>& s) {
+                             if (now - s->idle_since < options_.idle_time) return false;
+                             s->channel->WriteAll("QUIT\r\n");
+                             return true;
+                           }),
+            v.end());
+    it = v.empty() ? idle_.erase(it) : std::next(it);
+  }
+}
+
+std::unique_ptr<ConnectionCache::Session> ConnectionCache::Take(const std::string& key,
+                                                                absl::Time now) {
+  absl::MutexLock lock(&mu_);
+  PruneLocked(now);
+  auto it = idle_.find(key);
+  if (it == idle_.end() || it->second.empty()) return nullptr;
+  std::unique_ptr<Session> s = std::move(it->second.back());  // the most recent: least likely closed
+  it->second.pop_back();
+  return s;
+}
+
+void ConnectionCache::Put(const std::string& key, std::unique_ptr<Session> session,
+                          absl::Time now) {
+  session->idle_since = now;
+  absl::MutexLock lock(&mu_);
+  auto& v = idle_[key];
+  if (v.size() >= options_.max_idle_per_destination) {
+    session->channel->WriteAll("QUIT\r\n");
+    return;
+  }
+  v.push_back(std::move(session));
+}
+
+namespace {
+
 class Transaction {
  public:
-  Transaction(const TransactionRequest& req, std::string host)
-      : req_(req), host_(std::move(host)) {}
+  Transaction(const TransactionRequest& req, std::string host, ConnectionCache* cache)
+      : req_(req), host_(std::move(host)), cache_(cache) {}
 
   TransactionResult Run(const std::string& ip, uint16_t port) {
     result_.remote_host = host_;
-    std::string err = ch_.Connect(ip, port, req_.timeouts.connect);
-    if (!err.empty()) return SessionError(err, "connect");
-    if (req_.tls == TlsPolicy::kImplicit) {
-      ch_.SetTimeout(req_.timeouts.greeting);
-      err = ch_.StartTls(req_.tls_server_name, true, req_.ca_file);
-      if (!err.empty()) return SessionError(err, "TLS");
-      result_.tls_used = true;
-    }
-    ch_.SetTimeout(req_.timeouts.greeting);
-    auto greeting = Read("greeting");
-    if (!greeting) return result_;
-    if (greeting->code != 220) return SessionReply(*greeting);
-    ch_.SetTimeout(req_.timeouts.command);
-    auto ehlo = Hello();
-    if (!ehlo) return result_;
-    if (req_.tls != TlsPolicy::kNone && req_.tls != TlsPolicy::kImplicit) {
-      bool required = req_.tls == TlsPolicy::kRequire;
-      if (ehlo->starttls) {
-        if (!Send("STARTTLS\r\n")) return result_;
-        auto r = Read("STARTTLS");
-        if (!r) return result_;
-        if (r->code == 220) {
-          if (ch_.Buffered()) return SessionError("data after STARTTLS reply", "STARTTLS");
-          ch_.ResetParser();
-          err = ch_.StartTls(req_.tls_server_name, required, req_.ca_file);
-          // A failed handshake leaves the connection unusable: the caller
-          // retries later (opportunistic TLS never falls back to plain text
-          // on the same connection).
-          if (!err.empty()) return SessionError(err, "TLS");
-          result_.tls_used = true;
-          ehlo = Hello();
-          if (!ehlo) return result_;
-        } else if (required) {
-          return SessionReply(*r);
-        }
-      } else if (required) {
-        return SessionError("STARTTLS not offered", "EHLO");
+    std::string key;
+    if (cache_ != nullptr) {
+      key = CacheKey(ip, port, req_);
+      if (std::unique_ptr<ConnectionCache::Session> s = cache_->Take(key, absl::Now())) {
+        ch_ = std::move(s->channel);
+        uses_ = s->uses;
+        result_.tls_used = s->tls_used;
+        result_.authenticated = s->authenticated;
+        result_.reused = true;
+        ch_->SetTimeout(req_.timeouts.command);
+        Mail(s->ehlo);
+        // The server closed the idle session before our first command got
+        // an answer: nothing was accepted, a new connection is safe.
+        if (!stale_) return Finish(key, s->ehlo);
+        result_ = TransactionResult();
+        result_.remote_host = host_;
+        stale_ = broken_ = needs_rset_ = false;
+        reusable_ = true;
+        uses_ = 0;
       }
     }
-    return Mail(*ehlo);
+    ch_ = std::make_unique<Channel>();
+    std::optional<Ehlo> ehlo = Open(ip, port);
+    if (!ehlo) return result_;
+    Mail(*ehlo);
+    return Finish(key, *ehlo);
   }
 
  private:
+  // Connect, greeting, EHLO, STARTTLS, AUTH: the session ready for MAIL.
+  std::optional<Ehlo> Open(const std::string& ip, uint16_t port) {
+    std::string err = ch_->Connect(ip, port, req_.timeouts.connect);
+    if (!err.empty()) return Fail0(err, "connect");
+    if (req_.tls == TlsPolicy::kImplicit) {
+      ch_->SetTimeout(req_.timeouts.greeting);
+      err = ch_->StartTls(req_.tls_server_name, true, req_.ca_file);
+      if (!err.empty()) return Fail0(err, "TLS");
+      result_.tls_used = true;
+    }
+    ch_->SetTimeout(req_.timeouts.greeting);
+    auto greeting = Read("greeting");
+    if (!greeting) return std::nullopt;
+    if (greeting->code != 220) {
+      SessionReply(*greeting);
+      return std::nullopt;
+    }
+    ch_->SetTimeout(req_.timeouts.command);
+    auto ehlo = Hello();
+    if (!ehlo) return std::nullopt;
+    if (req_.tls != TlsPolicy::kNone && req_.tls != TlsPolicy::kImplicit) {
+      bool required = req_.tls == TlsPolicy::kRequire;
+      if (ehlo->starttls) {
+        if (!Send("STARTTLS\r\n")) return std::nullopt;
+        auto r = Read("STARTTLS");
+        if (!r) return std::nullopt;
+        if (r->code == 220) {
+          if (ch_->Buffered()) return Fail0("data after STARTTLS reply", "STARTTLS");
+          ch_->ResetParser();
+          err = ch_->StartTls(req_.tls_server_name, required, req_.ca_file);
+          // A failed handshake leaves the connection unusable: the caller
+          // retries later (opportunistic TLS never falls back to plain text
+          // on the same connection).
+          if (!err.empty()) return Fail0(err, "TLS");
+          result_.tls_used = true;
+          ehlo = Hello();
+          if (!ehlo) return std::nullopt;
+        } else if (required) {
+          SessionReply(*r);
+          return std::nullopt;
+        }
+      } else if (required) {
+        return Fail0("STARTTLS not offered", "EHLO");
+      }
+    }
+    if (req_.auth && !Authenticate(*ehlo)) return std::nullopt;
+    return ehlo;
+  }
+
+  // RFC 4954. A refused AUTH is temporary for the message (the credentials
+  // or the smart host are wrong, not the mail: Postfix's soft bounce), so
+  // the next smart host is tried and the entry is retried later.
+  bool Authenticate(const Ehlo& ehlo) {
+    const SmtpCredentials& c = *req_.auth;
+    if (!result_.tls_used && !c.allow_plaintext) {
+      Fail0("AUTH refused: the session is not encrypted and the route does not allow plain text",
+            "AUTH");
+      return false;
+    }
+    std::optional<smtp::Reply> r;
+    if (ehlo.auth_plain) {
+      std::string token;
+      token.push_back('\0');
+      token += c.username;
+      token.push_back('\0');
+      token += c.password;
+      if (!Send(absl::StrCat("AUTH PLAIN ", absl::Base64Escape(token), "\r\n"))) return false;
+      r = Read("AUTH");
+      if (!r) return false;
+    } else if (ehlo.auth_login) {
+      if (!Send("AUTH LOGIN\r\n")) return false;
+      r = Read("AUTH");
+      if (!r) return false;
+      for (const std::string* part : {&c.username, &c.password}) {
+        if (r->code != 334) break;
+        if (!Send(absl::StrCat(absl::Base64Escape(*part), "\r\n"))) return false;
+        r = Read("AUTH");
+        if (!r) return false;
+      }
+    } else {
+      Fail0("AUTH required but the server offers neither PLAIN nor LOGIN", "EHLO");
+      return false;
+    }
+    if (r->code != 235) {
+      SessionReply(*r);
+      result_.session_permanent = false;
+      return false;
+    }
+    result_.authenticated = true;
+    return true;
+  }
+
   std::optional<Ehlo> Hello() {
     if (!Send(absl::StrCat("EHLO ", req_.helo_name, "\r\n"))) return std::nullopt;
     auto r = Read("EHLO");
@@ -258,7 +426,7 @@ class Transaction {
     return Ehlo{};
   }
 
-  TransactionResult Mail(const Ehlo& ehlo) {
+  void Mail(const Ehlo& ehlo) {
     std::string mail = absl::StrCat("MAIL FROM:<", req_.envelope_from, ">");
     if (ehlo.eightbit && Has8Bit(req_.message)) absl::StrAppend(&mail, " BODY=8BITMIME");
     if (ehlo.size) absl::StrAppend(&mail, " SIZE=", req_.message.size());
@@ -267,31 +435,38 @@ class Transaction {
     std::vector<std::string> rcpt_cmds;
     for (const auto& r : req_.recipients)
       rcpt_cmds.push_back(absl::StrCat("RCPT TO:<", r, ">\r\n"));
+    first_command_ = true;
     if (pipeline) {
       // RFC 2920: MAIL and every RCPT in one write, replies read in order.
       std::string batch = mail;
       for (const auto& c : rcpt_cmds) batch += c;
-      if (!Send(batch)) return result_;
+      if (!Send(batch)) return;
     } else if (!Send(mail)) {
-      return result_;
+      return;
     }
     auto mail_reply = Read("MAIL");
-    if (!mail_reply) return result_;
+    first_command_ = false;
+    if (!mail_reply) return;
+    if (mail_reply->code == 421 && result_.reused) {  // the server timed the idle session out
+      stale_ = broken_ = true;
+      return;
+    }
     if (mail_reply->code != 250) {
       if (pipeline) {  // drain the RCPT replies so QUIT stays in sync
         for (size_t i = 0; i < rcpt_cmds.size(); ++i) {
           std::string ignored;
-          if (!ch_.ReadReply(&ignored)) break;
+          if (!ch_->ReadReply(&ignored)) break;
         }
       }
-      Quit();
-      return SessionReply(*mail_reply);
+      reusable_ = false;
+      SessionReply(*mail_reply);
+      return;
     }
     std::vector<size_t> accepted;
     for (size_t i = 0; i < rcpt_cmds.size(); ++i) {
-      if (!pipeline && !Send(rcpt_cmds[i])) return result_;
+      if (!pipeline && !Send(rcpt_cmds[i])) return;
       auto r = Read("RCPT");
-      if (!r) return result_;
+      if (!r) return;
       RecipientOutcome o;
       o.address = req_.recipients[i];
       o.reply = ToProtoReply(*r, host_);
@@ -304,27 +479,52 @@ class Transaction {
       result_.recipients.push_back(std::move(o));
     }
     if (accepted.empty()) {
-      Quit();
-      return result_;
+      needs_rset_ = true;  // the transaction is open without recipients
+      return;
     }
-    ch_.SetTimeout(req_.timeouts.data_init);
+    ch_->SetTimeout(req_.timeouts.data_init);
     if (!Send("DATA\r\n")) return Fail(accepted, "DATA");
     auto data = Read("DATA");
     if (!data) return Fail(accepted, "DATA");
-    if (data->code != 354) return Set(accepted, *data);
-    ch_.SetTimeout(req_.timeouts.data_block);
+    if (data->code != 354) {
+      needs_rset_ = true;
+      return Set(accepted, *data);
+    }
+    ch_->SetTimeout(req_.timeouts.data_block);
     if (!Send(DotStuff(req_.message))) return Fail(accepted, "DATA");
-    ch_.SetTimeout(req_.timeouts.data_end);
+    ch_->SetTimeout(req_.timeouts.data_end);
     auto end = Read("end of DATA");
     if (!end) return Fail(accepted, "end of DATA");
     Set(accepted, *end);
-    ch_.SetTimeout(req_.timeouts.command);
-    Quit();
+    ch_->SetTimeout(req_.timeouts.command);
+  }
+
+  // After the transaction: keep the session for the next one, or QUIT.
+  TransactionResult Finish(const std::string& key, const Ehlo& ehlo) {
+    if (!broken_ && reusable_ && needs_rset_) {
+      reusable_ = Send("RSET\r\n");
+      if (reusable_) {
+        auto r = Read("RSET");
+        reusable_ = r && r->code == 250;
+      }
+    }
+    if (cache_ != nullptr && !broken_ && reusable_ && !result_.session_failed &&
+        uses_ + 1 < cache_->options().max_reuse) {
+      auto s = std::make_unique<ConnectionCache::Session>();
+      s->channel = std::move(ch_);
+      s->ehlo = ehlo;
+      s->tls_used = result_.tls_used;
+      s->authenticated = result_.authenticated;
+      s->uses = uses_ + 1;
+      cache_->Put(key, std::move(s), absl::Now());
+    } else if (!broken_) {
+      Quit();
+    }
     return result_;
   }
 
   // Every accepted recipient gets the DATA-phase reply.
-  TransactionResult Set(const std::vector<size_t>& accepted, const smtp::Reply& r) {
+  void Set(const std::vector<size_t>& accepted, const smtp::Reply& r) {
     for (size_t i : accepted) {
       auto& o = result_.recipients[i];
       o.reply = ToProtoReply(r, host_);
@@ -332,64 +532,80 @@ class Transaction {
                : r.IsPermanentFailure() ? RecipientOutcome::Kind::kBounced
                                         : RecipientOutcome::Kind::kDeferred;
     }
-    return result_;
   }
 
   // A lost connection during DATA: the message may or may not have been
   // taken; RFC 5321 §4.1.1.4 says treat as temporary (a possible duplicate
   // beats a loss).
-  TransactionResult Fail(const std::vector<size_t>& accepted, std::string_view phase) {
+  void Fail(const std::vector<size_t>& accepted, std::string_view phase) {
     for (size_t i : accepted) {
       auto& o = result_.recipients[i];
       o.kind = RecipientOutcome::Kind::kDeferred;
       o.reply = ErrorReply(last_error_, host_, phase);
     }
-    return result_;
   }
 
   void Quit() {
-    if (ch_.WriteAll("QUIT\r\n")) {
+    if (ch_ && ch_->WriteAll("QUIT\r\n")) {
       std::string ignored;
-      ch_.ReadReply(&ignored);
+      ch_->ReadReply(&ignored);
     }
   }
 
   bool Send(std::string_view data) {
-    if (ch_.WriteAll(data)) return true;
+    if (ch_->WriteAll(data)) return true;
     last_error_ = "write failed";
-    SessionError(last_error_, "write");
+    Broken("write");
     return false;
   }
 
   std::optional<smtp::Reply> Read(std::string_view phase) {
     std::string error;
-    auto r = ch_.ReadReply(&error);
+    auto r = ch_->ReadReply(&error);
     if (!r) {
       last_error_ = error;
-      SessionError(error, phase);
+      Broken(phase);
     }
     return r;
   }
 
-  TransactionResult SessionError(const std::string& error, std::string_view phase) {
+  // The connection is unusable (I/O error, timeout, malformed reply).
+  void Broken(std::string_view phase) {
+    broken_ = true;
+    if (first_command_ && result_.reused) stale_ = true;
+    SessionError(last_error_, phase);
+  }
+
+  std::nullopt_t Fail0(const std::string& error, std::string_view phase) {
+    broken_ = true;
+    SessionError(error, phase);
+    return std::nullopt;
+  }
+
+  void SessionError(const std::string& error, std::string_view phase) {
     result_.session_failed = true;
     result_.session_permanent = false;
     result_.session_reply = ErrorReply(error, host_, phase);
-    return result_;
   }
 
-  TransactionResult SessionReply(const smtp::Reply& r) {
+  void SessionReply(const smtp::Reply& r) {
     result_.session_failed = true;
     result_.session_permanent = r.IsPermanentFailure();
     result_.session_reply = ToProtoReply(r, host_);
-    return result_;
   }
 
   const TransactionRequest& req_;
   std::string host_;
-  Channel ch_;
+  ConnectionCache* cache_;
+  std::unique_ptr<Channel> ch_;
   TransactionResult result_;
   std::string last_error_;
+  uint32_t uses_ = 0;
+  bool broken_ = false;         // no further command on this connection
+  bool reusable_ = true;        // the session may serve another transaction
+  bool needs_rset_ = false;     // MAIL accepted but no DATA: RSET before reuse
+  bool first_command_ = false;  // reading the first reply of a transaction
+  bool stale_ = false;          // a cached session was found closed
 };
 
 }  // namespace
@@ -424,7 +640,7 @@ bool SafeForEnvelope(std::string_view address) {
 }
 
 TransactionResult SendMail(const std::string& ip, uint16_t port, const std::string& host_name,
-                           const TransactionRequest& request) {
+                           const TransactionRequest& request, ConnectionCache* cache) {
   std::string host = host_name.empty() || host_name == ip ? absl::StrCat("[", ip, "]")
                                                           : absl::StrCat(host_name, " [", ip, "]");
   if (!SafeForEnvelope(request.envelope_from)) {
@@ -443,7 +659,7 @@ TransactionResult SendMail(const std::string& ip, uint16_t port, const std::stri
       return r;
     }
   }
-  Transaction t(request, host);
+  Transaction t(request, host, cache);
   return t.Run(ip, port);
 }
 

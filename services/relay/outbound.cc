@@ -12,6 +12,7 @@
 #include "libs/kv/keys.h"
 #include "libs/outbound/delivery.h"
 #include "libs/outbound/dsn.h"
+#include "libs/outbound/mta_sts.h"
 #include "libs/rpc/errors.h"
 #include "services/relay/headers.h"
 #include "services/relay/local_delivery.h"
@@ -41,7 +42,8 @@ class RelayTransport final : public outbound::Transport {
         routes_(routes),
         results_(results),
         hostname_(o.hostname),
-        smtp_(Delivery(o), dns, &routes->table()) {}
+        mta_sts_(o.mta_sts ? std::make_unique<outbound::MtaSts>(dns, StsOptions(o)) : nullptr),
+        smtp_(Delivery(o, mta_sts_.get()), dns, &routes->table()) {}
 
   std::vector<RecipientOutcome> Deliver(const std::string& domain, const std::string& from,
                                         const std::vector<std::string>& rcpts,
@@ -60,13 +62,22 @@ class RelayTransport final : public outbound::Transport {
   }
 
  private:
-  static outbound::DeliveryOptions Delivery(const Options& o) {
+  static outbound::MtaStsOptions StsOptions(const Options& o) {
+    outbound::MtaStsOptions m;
+    m.ca_file = o.mta_sts_ca_file;
+    m.port = static_cast<uint16_t>(o.mta_sts_port);
+    return m;
+  }
+
+  static outbound::DeliveryOptions Delivery(const Options& o, outbound::MtaSts* sts) {
     outbound::DeliveryOptions d;
+    d.mta_sts = sts;
     d.helo_name = o.hostname;
     d.mx_port = static_cast<uint16_t>(o.outbound_mx_port);
     d.direct_tls =
         o.outbound_starttls ? outbound::TlsPolicy::kOpportunistic : outbound::TlsPolicy::kNone;
     d.ca_file = o.outbound_ca_file;
+    d.secrets_dir = o.outbound_secrets_dir;
     return d;
   }
 
@@ -75,9 +86,14 @@ class RelayTransport final : public outbound::Transport {
                                             const std::string& message, bool* local) {
     tenant::v1::SenderContext sender;
     sender.set_envelope_from(from);
+    if (KnownRemote(domain)) {
+      routes_->Refresh(absl::Seconds(5));
+      return smtp_.Deliver(domain, from, rcpts, message);
+    }
     // One domain per call: the first recipient says whether it is ours.
     absl::StatusOr<ResolvedRecipient> first = ResolveRecipient(*backend_, rcpts.front(), sender);
     if (first.ok() && first->remote) {
+      RememberRemote(domain);
       routes_->Refresh(absl::Seconds(5));
       return smtp_.Deliver(domain, from, rcpts, message);
     }
@@ -146,11 +162,27 @@ class RelayTransport final : public outbound::Transport {
     return out;
   }
 
+  // "Not hosted here" verdicts, kept 10 s: a burst to one remote domain
+  // costs one Resolve, and a domain onboarded meanwhile is seen soon.
+  bool KnownRemote(const std::string& domain) {
+    absl::MutexLock lock(&mu_);
+    auto it = remote_.find(domain);
+    return it != remote_.end() && it->second > absl::Now();
+  }
+  void RememberRemote(const std::string& domain) {
+    absl::MutexLock lock(&mu_);
+    if (remote_.size() > 10000) remote_.clear();
+    remote_[domain] = absl::Now() + absl::Seconds(10);
+  }
+
   Backend* backend_;
   RouteStore* routes_;
   prometheus::Family<prometheus::Counter>* results_;
   std::string hostname_;
+  std::unique_ptr<outbound::MtaSts> mta_sts_;  // before smtp_, which points to it
   outbound::SmtpTransport smtp_;
+  absl::Mutex mu_;
+  std::map<std::string, absl::Time> remote_ ABSL_GUARDED_BY(mu_);
 };
 
 std::string FromDomain(const std::string& message) {
@@ -243,7 +275,7 @@ std::unique_ptr<Outbound> Outbound::Create(const Options& options, Backend* back
     auto& gauges = prometheus::BuildGauge()
                        .Name("mailgrid_relay_queue")
                        .Help(
-                           "Outbound queue: depth (entries, counted up to 100000), oldest_age_"
+                           "Outbound queue: depth (entries, recounted every 5 min), oldest_age_"
                            "seconds, store_up (1 when the queue store answered the last probe)")
                        .Register(*registry);
     o->depth_ = &gauges.Add({{"what", "depth"}});
@@ -281,6 +313,7 @@ std::unique_ptr<Outbound> Outbound::Create(const Options& options, Backend* back
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
   ro.holder = absl::StrCat(host, "/", getpid());
+  o->runner_holder_ = ro.holder;
   ro.reporting_mta = options.hostname;
   ro.threads = options.queue_threads;
   ro.poll_interval = options.queue_poll_interval;
@@ -313,12 +346,13 @@ void Outbound::ProbeLoop() {
 }
 
 void Outbound::Probe() {
-  // Record keys in age order (queue ids start with the creation micros):
-  // the first is the oldest; the count is the depth (capped).
+  // Oldest entry: the first record key (queue ids start with the creation
+  // micros, so key order is age order): a one-key scan, also the liveness
+  // probe of the store.
   kv::v1::ScanRequest scan;
   scan.set_prefix(kv::GlobalPrefix("outq"));
   scan.set_keys_only(true);
-  scan.set_limit(100000);
+  scan.set_limit(1);
   absl::StatusOr<kv::v1::ScanResponse> r = store_->Scan(scan, absl::Now() + absl::Seconds(5));
   bool was = available_.exchange(r.ok());
   if (was != r.ok()) {
@@ -328,21 +362,82 @@ void Outbound::Probe() {
       log::Warn("queue store unreachable: remote recipients get 451", {{"status", r.status()}});
   }
   if (store_up_) store_up_->Set(r.ok() ? 1 : 0);
-  if (!r.ok() || depth_ == nullptr) return;
-  depth_->Set(static_cast<double>(r->entries_size()));
-  double age = 0;
-  if (r->entries_size() > 0) {
-    kv::KeyReader reader(std::string_view(r->entries(0).key()));
-    uint64_t micros = 0;
-    if (reader.ConsumePrefix(kv::GlobalPrefix("outq"))) {
-      absl::StatusOr<std::string> id = reader.Str();
-      if (id.ok() && id->size() >= 16 && absl::SimpleHexAtoi(id->substr(0, 16), &micros)) {
-        age =
-            absl::ToDoubleSeconds(absl::Now() - absl::FromUnixMicros(static_cast<int64_t>(micros)));
+  if (!r.ok()) return;
+  absl::Time now = absl::Now();
+  if (oldest_age_ != nullptr) {
+    double age = 0;
+    if (r->entries_size() > 0) {
+      kv::KeyReader reader(std::string_view(r->entries(0).key()));
+      uint64_t micros = 0;
+      if (reader.ConsumePrefix(kv::GlobalPrefix("outq"))) {
+        absl::StatusOr<std::string> id = reader.Str();
+        if (id.ok() && id->size() >= 16 && absl::SimpleHexAtoi(id->substr(0, 16), &micros)) {
+          age = absl::ToDoubleSeconds(now - absl::FromUnixMicros(static_cast<int64_t>(micros)));
+        }
       }
     }
+    oldest_age_->Set(age);
   }
-  oldest_age_->Set(age);
+  // The depth is a full count of the record keys: paged, and at most every
+  // kDepthRecount per replica (a 1M-entry queue is 1M keys: not every 10 s).
+  if (depth_ != nullptr && now - depth_counted_at_ >= kDepthRecount) {
+    depth_counted_at_ = now;
+    absl::StatusOr<uint64_t> n = CountRecords();
+    if (n.ok()) depth_->Set(static_cast<double>(*n));
+  }
+  if (now - purged_at_ >= kPurgeInterval) {
+    purged_at_ = now;
+    PurgeSubmitRecords(now);
+  }
+}
+
+absl::StatusOr<uint64_t> Outbound::CountRecords() {
+  kv::v1::ScanRequest scan;
+  scan.set_prefix(kv::GlobalPrefix("outq"));
+  scan.set_keys_only(true);
+  scan.set_limit(10000);
+  scan.set_consistency(kv::v1::STALE);  // a count, not a decision: any replica may answer
+  uint64_t n = 0;
+  do {
+    if (stop_.HasBeenNotified()) return absl::CancelledError("stopping");
+    ASSIGN_OR_RETURN(kv::v1::ScanResponse page, store_->Scan(scan, absl::Now() + absl::Seconds(30)));
+    n += static_cast<uint64_t>(page.entries_size());
+    scan.set_continuation(page.continuation());
+  } while (!scan.continuation().empty());
+  return n;
+}
+
+// SubmitMessage idempotency records: G("outq_submit")/key -> the response,
+// and the time index G("outq_submit_at")/I64(micros)/key -> "" so that the
+// records older than kSubmitRecordTtl (relay.proto: 24 h) are found by one
+// range scan. Every replica purges; deletes are idempotent.
+void Outbound::PurgeSubmitRecords(absl::Time now) {
+  const std::string prefix = kv::GlobalPrefix("outq_submit_at");
+  for (int round = 0; round < 100 && !stop_.HasBeenNotified(); ++round) {
+    kv::v1::ScanRequest scan;
+    scan.mutable_key_range()->set_start(prefix);
+    scan.mutable_key_range()->set_end(
+        kv::KeyBuilder(prefix).I64(absl::ToUnixMicros(now - kSubmitRecordTtl)).Build());
+    scan.set_keys_only(true);
+    scan.set_limit(500);
+    absl::StatusOr<kv::v1::ScanResponse> page = store_->Scan(scan, absl::Now() + absl::Seconds(10));
+    if (!page.ok() || page->entries_size() == 0) return;
+    kv::v1::WriteRequest w;
+    for (const auto& e : page->entries()) {
+      kv::KeyReader reader(std::string_view(e.key()));
+      if (!reader.ConsumePrefix(prefix) || !reader.I64().ok()) continue;
+      absl::StatusOr<std::string> key = reader.Str();
+      if (key.ok()) w.add_ops()->mutable_delete_()->set_key(SubmitKey(*key));
+      w.add_ops()->mutable_delete_()->set_key(e.key());
+    }
+    absl::StatusOr<kv::v1::WriteResponse> done = store_->Write(w, absl::Now() + absl::Seconds(10));
+    if (!done.ok()) {
+      log::Warn("idempotency records not purged", {{"status", done.status()}});
+      return;
+    }
+    purged_total_ += static_cast<uint64_t>(page->entries_size());
+    if (page->entries_size() < 500) return;
+  }
 }
 
 absl::StatusOr<std::string> Outbound::SignAndEnqueue(const std::string& tenant_id,
@@ -371,7 +466,20 @@ absl::StatusOr<std::string> Outbound::SignAndEnqueue(const std::string& tenant_i
   m.envelope_from = envelope_from;
   m.recipients = rcpts;
   m.body = *std::move(signed_message);
-  absl::StatusOr<std::string> id = queue_->Enqueue(m, now);
+  absl::StatusOr<std::string> id;
+  if (options_.queue_threads > 0 && runner_->Accepting()) {
+    // Queued already leased to this relayd's runner and handed over in
+    // memory: delivery starts now, with no scan, lease write or body read.
+    absl::StatusOr<outbound::Lease> lease = queue_->EnqueueLeased(m, runner_holder_, now);
+    if (lease.ok()) {
+      id = lease->queue_id;
+      if (!runner_->Offer(*lease, std::move(m.body))) (void)queue_->Abandon(*lease, absl::Now());
+    } else {
+      id = lease.status();
+    }
+  } else {
+    id = queue_->Enqueue(m, now);
+  }
   count(id.ok() ? "queued" : "store_failed");
   if (!id.ok() && id.status().code() != absl::StatusCode::kInvalidArgument) {
     available_.store(false);  // the probe turns it back on
@@ -488,6 +596,12 @@ absl::StatusOr<v1::SubmitMessageResponse> Outbound::SubmitInternal(
     auto* put = w.add_ops()->mutable_put();
     put->set_key(SubmitKey(req.idempotency_key()));
     put->set_value(resp.SerializeAsString());
+    // Its time index, for the purge after 24 h (PurgeSubmitRecords).
+    auto* at = w.add_ops()->mutable_put();
+    at->set_key(kv::KeyBuilder(kv::GlobalPrefix("outq_submit_at"))
+                    .I64(absl::ToUnixMicros(now))
+                    .Str(req.idempotency_key())
+                    .Build());
     auto written = store_->Write(w, absl::Now() + absl::Seconds(10));
     if (!written.ok()) log::Warn("idempotency record not written", {{"status", written.status()}});
   }

@@ -8,7 +8,12 @@
 // and internal submission (OutboundSubmitter, SubmitMessage).
 //
 // Threads: the runner's workers; one probe thread that checks the store
-// every few seconds (available() and the queue depth/age gauges).
+// every few seconds (available(), the oldest entry's age: one-key scans),
+// recounts the queue depth every 5 min (a paged keys-only scan: exact but
+// O(n), so not every 10 s; the deliveries/queued counters give the flow in
+// between) and purges SubmitMessage idempotency records older than 24 h
+// every 10 min (a time index, so O(purged)). Submission enqueues already
+// leased to this relayd's runner and hands the message over in memory.
 // Failure behaviour: store unreachable → available() false: remote RCPTs
 // get 451 4.3.0, local mail flows. tenantd down at signing time → the
 // message is refused with 451 rather than sent unsigned.
@@ -90,6 +95,12 @@ class Outbound final : public OutboundSubmitter {
 
   // SubmitMessage: validation, idempotency, local now + remote queued.
   absl::StatusOr<v1::SubmitMessageResponse> SubmitInternal(const v1::SubmitMessageRequest& req);
+  // Removes idempotency records older than 24 h (the probe thread calls it
+  // every 10 min; public for tests). Returns how many were removed so far.
+  uint64_t PurgeSubmitRecordsNow(absl::Time now) {
+    PurgeSubmitRecords(now);
+    return purged_total_;
+  }
   absl::Status Submit(std::string mail_from, std::vector<std::string> rcpts,
                       std::string message) override;
 
@@ -119,6 +130,12 @@ class Outbound final : public OutboundSubmitter {
   Outbound() = default;
   void Probe();
   void ProbeLoop();
+  absl::StatusOr<uint64_t> CountRecords();
+  void PurgeSubmitRecords(absl::Time now);
+
+  static constexpr absl::Duration kDepthRecount = absl::Minutes(5);
+  static constexpr absl::Duration kPurgeInterval = absl::Minutes(10);
+  static constexpr absl::Duration kSubmitRecordTtl = absl::Hours(24);
 
   Options options_;
   Backend* backend_ = nullptr;
@@ -130,6 +147,11 @@ class Outbound final : public OutboundSubmitter {
   std::unique_ptr<DkimKeyCache> keys_;
   std::unique_ptr<outbound::Transport> transport_;
   std::unique_ptr<outbound::QueueRunner> runner_;
+  std::string runner_holder_;  // this process's lease holder name
+  // Probe thread only.
+  absl::Time depth_counted_at_ = absl::InfinitePast();
+  absl::Time purged_at_ = absl::InfinitePast();
+  uint64_t purged_total_ = 0;
   std::atomic<bool> available_{false};
   std::thread probe_;
   absl::Notification stop_;

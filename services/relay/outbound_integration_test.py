@@ -11,6 +11,17 @@ independent DKIM verifier.
   2. the peer answers 550 to RCPT: the sender gets a DSN in her INBOX;
   3. the peer is down: the entry is DEFERRED (mailctl queue list shows
      it); the peer comes back; mailctl queue retry delivers it.
+  4. smart-host AUTH with failover: a route's first smart host is down, the
+     second is a second relayd's submission listener (a real server that
+     requires STARTTLS + AUTH, backed by identityd) with its own queue
+     store (a replicad): the message goes through it, authenticated, to
+     the sink; wrong credentials defer with the server's 535; credentials
+     over TLS_MODE_NONE are refused at SetRoute.
+  5. MTA-STS: dnsmasq publishes the TXT records, a local HTTPS server
+     (python, certificate from a test CA given to relayd with
+     --mta-sts-ca-file) serves the policies: enforce + an MX without
+     STARTTLS → deferred; enforce + an MX not in the policy → deferred;
+     testing + the same mismatch → delivered (reported only).
 
 Nothing is skipped: a missing binary or module fails the test saying which.
 """
@@ -32,6 +43,16 @@ PASSWORD = "Correct-Horse-Battery-9"
 SINK = "/usr/sbin/smtp-sink"
 DNSMASQ = "/usr/sbin/dnsmasq"
 REMOTE = "remote.example"
+AUTH_DOMAIN = "auth.example"
+BADAUTH_DOMAIN = "badauth.example"
+STS_ENFORCE = "sts.example"      # enforce; MX mx.sts.example matches, but the sink has no STARTTLS
+STS_MISMATCH = "stsbad.example"  # enforce; MX mx.remote.example is not in the policy
+STS_TESTING = "stst.example"     # testing; same mismatch: delivered anyway
+POLICIES = {
+    "mta-sts." + STS_ENFORCE: "version: STSv1\r\nmode: enforce\r\nmx: mx.sts.example\r\nmax_age: 600\r\n",
+    "mta-sts." + STS_MISMATCH: "version: STSv1\r\nmode: enforce\r\nmx: good.stsbad.example\r\nmax_age: 600\r\n",
+    "mta-sts." + STS_TESTING: "version: STSv1\r\nmode: testing\r\nmx: good.stst.example\r\nmax_age: 600\r\n",
+}
 
 
 def start(cmd, log_path):
@@ -78,6 +99,14 @@ class Peers:
                "--no-resolv", "--no-hosts", "--keep-in-foreground", "--conf-file=/dev/null",
                "--log-facility=-", "--pid-file=", "--local=/%s/" % REMOTE,
                "--mx-host=%s,mx.%s,10" % (REMOTE, REMOTE), "--host-record=mx.%s,127.0.0.1" % REMOTE]
+        # The domains of tests 4 and 5: their MX is the sink too.
+        for d in (AUTH_DOMAIN, BADAUTH_DOMAIN, STS_MISMATCH, STS_TESTING):
+            cmd += ["--local=/%s/" % d, "--mx-host=%s,mx.%s,10" % (d, REMOTE)]
+        cmd += ["--local=/%s/" % STS_ENFORCE, "--mx-host=%s,mx.%s,10" % (STS_ENFORCE, STS_ENFORCE),
+                "--host-record=mx.%s,127.0.0.1" % STS_ENFORCE]
+        for i, d in enumerate((STS_ENFORCE, STS_MISMATCH, STS_TESTING)):
+            cmd += ["--txt-record=_mta-sts.%s,v=STSv1; id=%d" % (d, i + 1),
+                    "--host-record=mta-sts.%s,127.0.0.1" % d]
         if os.geteuid() == 0:
             cmd.append("--user=root")
         log = os.path.join(self.work, "dnsmasq.log")
@@ -115,6 +144,69 @@ class Peers:
         stop(self.dns)
 
 
+class PolicyServer:
+    """The MTA-STS policy files over HTTPS (python's http.server), with a
+    certificate for every mta-sts.<domain> from a CA made for the test."""
+
+    def __init__(self, work):
+        import http.server
+        import threading
+        self.work = work
+        self.requests = []
+        self.ca = os.path.join(work, "sts-ca.pem")
+        cert, key = self.make_certs()
+        self.port = mgtest.free_port()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                host = (self.headers.get("Host") or "").split(":")[0].lower()
+                outer.requests.append((host, self.path))
+                body = POLICIES.get(host)
+                if self.path != "/.well-known/mta-sts.txt" or body is None:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                data = body.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(cert, key)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def make_certs(self):
+        w = self.work
+        ca_key, key = os.path.join(w, "sts-ca.key"), os.path.join(w, "sts.key")
+        csr, cert, ext = os.path.join(w, "sts.csr"), os.path.join(w, "sts.pem"), os.path.join(w, "sts.ext")
+
+        def openssl(*args):
+            subprocess.run(["openssl"] + list(args), check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", ca_key, "-out", self.ca, "-days", "30", "-subj", "/CN=MTA-STS test CA")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=%s\n" % ",".join("DNS:" + h for h in POLICIES))
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key,
+                "-out", csr, "-subj", "/CN=mta-sts")
+        openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", ca_key, "-CAcreateserial",
+                "-out", cert, "-days", "30", "-extfile", ext)
+        return cert, key
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
 def strip_sink_fields(dump):
     """The message as our relay sent it: smtp-sink prepends X-* envelope
     fields and its own Received field."""
@@ -145,14 +237,26 @@ class OutboundIntegrationTest(unittest.TestCase):
             raise AssertionError("python3-dkim and python3-nacl are needed: %s" % e)
         cls.work = mgtest.temp_dir("relay-out-")
         cls.peers = Peers(cls.work)
+        cls.extra = []  # processes of test 4 (replicad, second relayd)
+        cls.policies = None
         cls.peers.start_dns()
         cls.peers.start_sink()
         cls.data = os.path.join(cls.work, "cluster")
+        cls.secrets = os.path.join(cls.work, "smarthost-secrets")
+        os.makedirs(cls.secrets)
         env = {
             "MAILGRID_DNS_SERVER": "127.0.0.1:%d" % cls.peers.dns_port,
             "MAILGRID_OUTBOUND_MX_PORT": str(cls.peers.sink_port),
             "MAILGRID_QUEUE_THREADS": "2",
+            "MAILGRID_OUTBOUND_SECRETS_DIR": cls.secrets,
         }
+        try:
+            cls.policies = PolicyServer(cls.work)
+        except Exception:
+            cls.peers.stop()
+            raise
+        env["MAILGRID_MTA_STS_PORT"] = str(cls.policies.port)
+        env["MAILGRID_MTA_STS_CA_FILE"] = cls.policies.ca
         cls.env = dict(os.environ, MAILGRID_BUILD_DIR=mgtest.BUILD_DIR, **env)
         try:
             r = subprocess.run([mgtest.LAUNCHER, "up", "--no-build", "--demo", "--data", cls.data],
@@ -171,9 +275,13 @@ class OutboundIntegrationTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
+        for p in reversed(getattr(cls, "extra", [])):
+            stop(p)
         if getattr(cls, "data", None) and os.path.exists(cls.data):
             subprocess.run([mgtest.LAUNCHER, "down", "--data", cls.data], env=cls.env,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if cls.policies is not None:
+            cls.policies.stop()
         cls.peers.stop()
 
     @classmethod
@@ -333,6 +441,114 @@ class OutboundIntegrationTest(unittest.TestCase):
         self.assertEqual(len(got), 1)
         mgtest.eventually(lambda: self.ctl("queue", "show", entry["queue_id"], check=False).returncode != 0,
                           "the entry to leave the queue")
+
+
+    # ---- 4. smart-host AUTH after STARTTLS, with failover ---------------
+
+    def start_auth_relay(self):
+        """A second relayd: submission with STARTTLS + AUTH (identityd), its
+        own queue on a one-replica replicad, direct MX delivery to the sink."""
+        doc, data = self.doc, self.data
+        rport = mgtest.free_port()
+        rdir = os.path.join(self.work, "relay2-store")
+        clean = {k: v for k, v in os.environ.items() if not k.startswith("MAILGRID_")}
+        log = open(os.path.join(self.work, "replicad.log"), "ab")
+        store = subprocess.Popen([mgtest.binary("replicad"), "--raft-id=1", "--raft-peers=1=127.0.0.1:%d" % rport,
+                                  "--raft-group=relay2", "--listen=127.0.0.1:%d" % rport,
+                                  "--metrics-listen=127.0.0.1:0", "--data-dir=" + rdir],
+                                 stdout=log, stderr=subprocess.STDOUT, env=clean)
+        self.extra.append(store)
+        mgtest.eventually(lambda: mgtest.grpc_health("127.0.0.1:%d" % rport) == "SERVING", "replicad SERVING")
+        sport = mgtest.free_port()
+        tls_dir = os.path.join(data, "tls")
+        cmd = [mgtest.binary("relayd"), "--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0",
+               "--submission-listen=127.0.0.1:%d" % sport,
+               "--public-tls-cert=" + os.path.join(tls_dir, "server.pem"),
+               "--public-tls-key=" + os.path.join(tls_dir, "server.key"),
+               "--cluster-hostname=relay2.test",
+               "--tenantd=" + ",".join(doc["grpc"]["tenantd"]),
+               "--identityd=" + ",".join(doc["grpc"]["identityd"]),
+               "--mailstored=" + ",".join(doc["grpc"]["mailstored"]),
+               "--token-signing-key=" + os.path.join(data, "secrets", "token.pem"),
+               "--token-public-key=" + os.path.join(data, "secrets", "token.pub"),
+               "--queue-store=127.0.0.1:%d" % rport, "--queue-threads=1",
+               "--dns-server=127.0.0.1:%d" % self.peers.dns_port,
+               "--outbound-mx-port=%d" % self.peers.sink_port, "--inbound-auth=false",
+               "--rate-user-per-hour=0", "--rate-tenant-per-hour=0"]
+        log = open(os.path.join(self.work, "relayd2.log"), "ab")
+        relay = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=clean)
+        self.extra.append(relay)
+        mgtest.eventually(lambda: can_connect(sport), "the second relayd's submission port")
+        return sport
+
+    def test_4_smart_host_auth_after_starttls_with_failover(self):
+        sport = self.start_auth_relay()
+        with open(os.path.join(self.secrets, "smarthost"), "w") as f:
+            f.write("%s:%s\n" % (self.alice["address"], PASSWORD))
+        with open(os.path.join(self.secrets, "wrong"), "w") as f:
+            f.write("%s:not-the-password\n" % self.alice["address"])
+        dead = mgtest.free_port()  # nothing listens: connection refused, next host
+        self.ctl("route", "set", "--domain", AUTH_DOMAIN, "--smart-host",
+                 "127.0.0.1:%d,127.0.0.1:%d" % (dead, sport), "--credentials-ref", "smarthost")
+        self.ctl("route", "set", "--domain", BADAUTH_DOMAIN, "--smart-host", "127.0.0.1:%d" % sport,
+                 "--credentials-ref", "wrong")
+        # Credentials in clear text: refused unless explicitly allowed.
+        r = self.ctl("route", "set", "--domain", "clear.example", "--smart-host", "127.0.0.1:%d" % sport,
+                     "--tls", "none", "--credentials-ref", "smarthost", check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("allow_plaintext_auth", r.stderr)
+
+        marker = "auth-%d" % time.time_ns()
+        self.submit(marker, "carol@" + AUTH_DOMAIN)
+        got = mgtest.eventually(lambda: self.peers.received(marker), "the message through the AUTH smart host")
+        self.assertEqual(len(got), 1)
+        # It went through the second relayd, authenticated over TLS (RFC 3848 ESMTPSA).
+        self.assertIn(b"relay2.test", got[0])
+        self.assertIn(b"ESMTPSA", got[0])
+
+        bad = "badauth-%d" % time.time_ns()
+        self.submit(bad, "dave@" + BADAUTH_DOMAIN)
+
+        def refused():
+            for e in self.queue():
+                if e.get("subject") == bad and e.get("state") == "QUEUE_STATE_DEFERRED":
+                    return e
+            return None
+        entry = mgtest.eventually(refused, "the wrong-credentials entry DEFERRED")
+        reply = entry["recipients"][0]["last_reply"]
+        self.assertEqual(reply.get("code"), 535, reply)
+        self.assertEqual(self.peers.received(bad), [])
+        self.ctl("queue", "delete", entry["queue_id"], "--reason", "test done")
+
+    # ---- 5. MTA-STS -------------------------------------------------------
+
+    def deferred_entry(self, subject):
+        for e in self.queue():
+            if e.get("subject") == subject and e.get("state") == "QUEUE_STATE_DEFERRED":
+                return e
+        return None
+
+    def test_5_mta_sts_enforce_defers_testing_delivers(self):
+        enforce = "sts-enforce-%d" % time.time_ns()
+        self.submit(enforce, "erin@" + STS_ENFORCE)
+        e = mgtest.eventually(lambda: self.deferred_entry(enforce), "the enforce-mode entry DEFERRED")
+        reason = json.dumps(e["recipients"][0]["last_reply"])
+        self.assertIn("STARTTLS not offered", reason)
+        self.assertIn(("mta-sts." + STS_ENFORCE, "/.well-known/mta-sts.txt"), self.policies.requests)
+
+        mismatch = "sts-mismatch-%d" % time.time_ns()
+        self.submit(mismatch, "frank@" + STS_MISMATCH)
+        e2 = mgtest.eventually(lambda: self.deferred_entry(mismatch), "the MX-mismatch entry DEFERRED")
+        self.assertIn("MTA-STS", json.dumps(e2["recipients"][0]["last_reply"]))
+
+        testing = "sts-testing-%d" % time.time_ns()
+        self.submit(testing, "gina@" + STS_TESTING)
+        got = mgtest.eventually(lambda: self.peers.received(testing), "the testing-mode message at the sink")
+        self.assertEqual(len(got), 1)
+        self.assertEqual(self.peers.received(enforce), [])
+        self.assertEqual(self.peers.received(mismatch), [])
+        for entry in (e, e2):
+            self.ctl("queue", "delete", entry["queue_id"], "--reason", "test done")
 
 
 if __name__ == "__main__":

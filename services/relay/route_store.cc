@@ -58,6 +58,21 @@ absl::Status RouteStore::Validate(const v1::Route& r) {
       return rpc::InvalidField(absl::StrCat("smart_hosts[", i, "].host"), "BAD_HOST",
                                "not a host name or IP literal");
     }
+    if (!h.credentials_ref().empty()) {
+      const std::string& ref = h.credentials_ref();
+      if (ref.size() > 200 || ref[0] == '.' ||
+          ref.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") !=
+              std::string::npos) {
+        return rpc::InvalidField(absl::StrCat("smart_hosts[", i, "].credentials_ref"), "BAD_REF",
+                                 "the name of a secret file, not a path");
+      }
+      // AUTH never crosses the network in clear unless the operator says so.
+      if (h.tls() == v1::TLS_MODE_NONE && !h.allow_plaintext_auth()) {
+        return rpc::InvalidField(absl::StrCat("smart_hosts[", i, "].credentials_ref"),
+                                 "PLAINTEXT_AUTH",
+                                 "credentials with TLS_MODE_NONE need allow_plaintext_auth");
+      }
+    }
     if (h.port() > 65535) {
       return rpc::InvalidField(absl::StrCat("smart_hosts[", i, "].port"), "OUT_OF_RANGE",
                                "port out of range");

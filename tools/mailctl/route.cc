@@ -3,7 +3,8 @@
 //   mailctl route list
 //   mailctl route set (--domain PATTERN | --region CC) [--id ROUTE_ID] [--priority N]
 //                     [--smart-host HOST[:PORT][,HOST[:PORT]...]] [--tls none|opportunistic|require|implicit]
-//                     [--credentials-ref NAME] [--direct] [--fallback-direct] [--disabled]
+//                     [--credentials-ref NAME] [--allow-plaintext-auth] [--direct]
+//                     [--fallback-direct] [--disabled]
 //                     [--description TEXT]
 //   mailctl route delete ROUTE_ID
 //
@@ -33,6 +34,7 @@ void PrintRoute(std::ostream& out, const rv1::Route& r) {
     const auto& h = r.smart_hosts(i);
     out << (i ? "," : "") << h.host() << ":" << (h.port() ? h.port() : 25) << "/"
         << absl::AsciiStrToLower(EnumWord(rv1::TlsMode_Name(h.tls()), "TLS_MODE_"));
+    if (!h.credentials_ref().empty()) out << "+auth(" << h.credentials_ref() << ")";
   }
   if (r.fallback_direct()) out << " then direct";
   if (!r.description().empty()) out << "\t" << r.description();
@@ -43,7 +45,7 @@ absl::Status RunRoute(const Invocation& inv) {
   if (inv.args.empty()) return absl::InvalidArgumentError("missing sub-command (see mailctl help)");
   const std::string verb = inv.args[0];
   auto parsed = ParseArgs(std::vector<std::string>(inv.args.begin() + 1, inv.args.end()),
-                          {"direct", "fallback-direct", "disabled"});
+                          {"direct", "fallback-direct", "disabled", "allow-plaintext-auth"});
   if (!parsed.ok()) return parsed.status();
   const Args& a = *parsed;
   auto client =
@@ -101,6 +103,7 @@ absl::Status RunRoute(const Invocation& inv) {
       }
       h->set_tls(tls);
       h->set_credentials_ref(a.Get("credentials-ref"));
+      h->set_allow_plaintext_auth(a.Has("allow-plaintext-auth"));
     }
     r->set_direct(a.Has("direct"));
     r->set_fallback_direct(a.Has("fallback-direct"));
@@ -137,7 +140,8 @@ const bool kRegistered = RegisterCommand(
      "mailctl route list | delete ROUTE_ID\n"
      "      mailctl route set --domain PATTERN|--region CC [--id ID] [--priority N]\n"
      "        [--smart-host H[:P],...] [--tls none|opportunistic|require|implicit]\n"
-     "        [--credentials-ref NAME] [--direct] [--fallback-direct] [--disabled] [--description T]",
+     "        [--credentials-ref NAME (a file in relayd's --outbound-secrets-dir: user:password)]\n"
+     "        [--allow-plaintext-auth] [--direct] [--fallback-direct] [--disabled] [--description T]",
      RunRoute});
 
 }  // namespace
