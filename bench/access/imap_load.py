@@ -2,12 +2,15 @@
 """IMAP load generator (issue 10): N concurrent clients each loop
   LOGIN, SELECT INBOX, FETCH 1:50 (FLAGS BODY.PEEK[HEADER.FIELDS (From Subject Date)]),
   FETCH <n> BODY.PEEK[], STORE <n> +FLAGS (\\Flagged), LOGOUT
-for --seconds, against accessd (with real mailstored and the stand-in
-identityd) and against Dovecot (Debian dovecot-imapd, a throwaway config
-with a passwd-file user and a Maildir) holding the same messages, in the
-same run. Prints commands/s and p50/p99 latency per command for each.
+for --seconds while --idle more sessions sit in IDLE on INBOX, against
+accessd (with real mailstored and the stand-in identityd) and against
+Dovecot (Debian dovecot-imapd, a throwaway config with a passwd-file user
+and a Maildir) holding the same messages, in the same run. Prints
+commands/s and p50/p99 latency per command for each, the ratio
+accessd/Dovecot and the load average; --runs repeats the pair back to back
+on the same servers.
 
-  bench/access/imap_load.py --build-dir build-access --clients 20 --seconds 20
+  bench/access/imap_load.py --build-dir build-access --clients 20 --seconds 20 --runs 3
 
 Plain IMAP on loopback for both (accessd with --allow-plaintext-auth,
 Dovecot with disable_plaintext_auth=no). A benchmark prints numbers; it
@@ -93,27 +96,62 @@ class Client:
             self.w.close()
 
 
-async def drive(port, clients, seconds, count):
+async def idler(port, ready, stop):
+    c = Client(port, {})
+    c.r, c.w = await asyncio.open_connection("127.0.0.1", port)
+    await c.r.readline()
+    await c.cmd(None, b"LOGIN %s %s" % (USER.encode(), PASSWORD.encode()))
+    await c.cmd(None, b"SELECT INBOX")
+    c.w.write(b"i IDLE\r\n")
+    await c.w.drain()
+    line = await c.r.readline()
+    if not line.startswith(b"+"):
+        raise RuntimeError(b"IDLE refused: " + line)
+    ready.set_result(None) if not ready.done() else None
+    await stop.wait()
+    c.w.write(b"DONE\r\n")
+    await c.w.drain()
+    c.w.close()
+
+
+async def drive(port, clients, seconds, count, idle):
     stats = {}
+    stop = asyncio.Event()
+    idlers, readies = [], []
+    for _ in range(idle):
+        ready = asyncio.get_running_loop().create_future()
+        readies.append(ready)
+        idlers.append(asyncio.ensure_future(idler(port, ready, stop)))
+        await asyncio.wait([ready, idlers[-1]], return_when=asyncio.FIRST_COMPLETED)
+        if idlers[-1].done() and idlers[-1].exception():
+            raise idlers[-1].exception()
     deadline = time.time() + seconds
     t0 = time.time()
     results = await asyncio.gather(*(Client(port, stats).loop(deadline, count) for _ in range(clients)),
                                    return_exceptions=True)
     elapsed = time.time() - t0
+    stop.set()
+    results += await asyncio.gather(*idlers, return_exceptions=True)
     errors = [r for r in results if isinstance(r, Exception)]
     return stats, elapsed, errors
 
 
+def loadavg():
+    return " ".join(open("/proc/loadavg").read().split()[:3])
+
+
 def report(name, stats, elapsed, errors):
     total = sum(len(v) for v in stats.values())
-    print("%-9s %7.0f commands/s over %.1fs (%d errors%s)" %
-          (name, total / elapsed, elapsed, len(errors), (": " + repr(errors[0])) if errors else ""))
+    print("%-9s %7.0f commands/s over %.1fs (%d errors%s), load average after: %s" %
+          (name, total / elapsed, elapsed, len(errors), (": " + repr(errors[0])) if errors else "",
+           loadavg()))
     for c in COMMANDS:
         v = sorted(stats.get(c, []))
         if not v:
             continue
         p = lambda q: v[min(len(v) - 1, int(q * len(v)))] * 1000
         print("  %-14s n=%6d  p50 %7.2f ms  p99 %7.2f ms" % (c, len(v), p(0.5), p(0.99)))
+    return total / elapsed
 
 
 async def load_messages(port, count):
@@ -144,6 +182,7 @@ disable_plaintext_auth = no
 auth_mechanisms = plain login
 mail_location = maildir:~/Maildir
 first_valid_uid = 100
+mail_max_userip_connections = 100000
 service imap-login {{
   inet_listener imap {{
     port = {port}
@@ -174,15 +213,19 @@ def main():
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--messages", type=int, default=100)
+    ap.add_argument("--idle", type=int, default=50, help="sessions in IDLE during the run")
+    ap.add_argument("--runs", type=int, default=1, help="accessd+Dovecot pairs, back to back")
     ap.add_argument("--only", choices=["accessd", "dovecot"])
+    ap.add_argument("--accessd-flag", action="append", default=[], help="extra accessd flag (repeatable)")
     args = ap.parse_args()
     bin_dir = os.path.join(os.path.abspath(args.build_dir), "bin")
     d = tempfile.mkdtemp(prefix="imap-load-")
     os.chmod(d, 0o755)
     procs = []
     try:
-        print("machine: %d cores, load %s; %d clients, %d messages" %
-              (os.cpu_count(), open("/proc/loadavg").read().split()[:3], args.clients, args.messages))
+        print("machine: %d cores, load average %s; %d clients, %d in IDLE, %d messages, %ds per side" %
+              (os.cpu_count(), loadavg(), args.clients, args.idle, args.messages, args.seconds))
+        imap = port = None
         if args.only != "dovecot":
             key, pub = os.path.join(d, "k.pem"), os.path.join(d, "k.pub")
             subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True)
@@ -200,15 +243,29 @@ def main():
                                            "--metrics-listen=127.0.0.1:0", "--imap-listen=127.0.0.1:%d" % imap,
                                            "--identityd=127.0.0.1:%d" % ident, "--mailstored=127.0.0.1:%d" % ms,
                                            "--token-signing-key=" + key, "--allow-plaintext-auth",
-                                           "--max-connections-per-ip=0"], stdout=log, stderr=log))
+                                           "--max-connections-per-ip=0"] + args.accessd_flag,
+                                          stdout=log, stderr=log))
             wait_port(imap)
             asyncio.run(load_messages(imap, args.messages))
-            report("accessd", *asyncio.run(drive(imap, args.clients, args.seconds, args.messages)))
         if args.only != "accessd":
             port = free_port()
             procs.append(start_dovecot(d, port))
             asyncio.run(load_messages(port, args.messages))
-            report("dovecot", *asyncio.run(drive(port, args.clients, args.seconds, args.messages)))
+        ratios = []
+        for run in range(1, args.runs + 1):
+            print("--- run %d of %d, load average before: %s" % (run, args.runs, loadavg()))
+            a = b = None
+            if imap:
+                a = report("accessd", *asyncio.run(drive(imap, args.clients, args.seconds, args.messages, args.idle)))
+            if port:
+                b = report("dovecot", *asyncio.run(drive(port, args.clients, args.seconds, args.messages, args.idle)))
+            if a and b:
+                ratios.append(a / b)
+                print("run %d: accessd/Dovecot throughput = %.2fx (%.0f / %.0f commands/s), load average %s" %
+                      (run, a / b, a, b, loadavg()))
+        if ratios:
+            print("SUMMARY: accessd/Dovecot = %s; minimum %.2fx (target >= 1.0x in every run)" %
+                  (" / ".join("%.2fx" % r for r in ratios), min(ratios)))
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -30,6 +30,10 @@ void AddFlags(config::Flags& f, Options& o) {
          "accept IMAP LOGIN/AUTHENTICATE and POP3 USER/AUTH without TLS (benchmarks only)");
   f.Duration("imap-idle-timeout", &o.imap_idle_timeout, "IMAP autologout (RFC 3501: >= 30m)");
   f.Duration("pop3-idle-timeout", &o.pop3_idle_timeout, "POP3 autologout (RFC 1939: >= 10m)");
+  f.Int("fetch-cache-mb", &o.fetch_cache_mb,
+        "immutable message data (headers, envelopes, small bodies) kept for FETCH, MiB; 0: off");
+  f.Int("flag-cache-messages", &o.flag_cache_messages,
+        "flags of at most this many messages kept for FETCH (refreshed by ChangesSince); 0: off");
 }
 
 absl::StatusOr<std::unique_ptr<AccessApp>> AccessApp::Create(Options options) {
@@ -73,6 +77,13 @@ absl::StatusOr<std::unique_ptr<AccessApp>> AccessApp::Create(Options options) {
     if (!hub.ok()) return hub.status();
     app->watch_hub_ = std::move(*hub);
     app->shared_.watch_hub = app->watch_hub_.get();
+  }
+  if (o.fetch_cache_mb > 0 || o.flag_cache_messages > 0) {
+    FetchCache::Limits limits;
+    limits.message_bytes = static_cast<size_t>(std::max(0, o.fetch_cache_mb)) << 20;
+    limits.flag_messages = static_cast<size_t>(std::max(0, o.flag_cache_messages));
+    app->fetch_cache_ = std::make_unique<FetchCache>(limits);
+    app->shared_.fetch_cache = app->fetch_cache_.get();
   }
   app->shared_.hostname = o.hostname;
   app->shared_.tls_configured = !o.public_tls_cert.empty() && !o.public_tls_key.empty();

@@ -13,6 +13,7 @@
 #include "libs/netserver/server.h"
 #include "libs/rpc/service_main.h"
 #include "services/access/connections.h"
+#include "services/access/fetch_cache.h"
 #include "services/access/metrics.h"
 #include "services/access/worker_pool.h"
 
@@ -37,6 +38,10 @@ struct Options {
   bool allow_plaintext_auth = false;  // benchmarks and tests on loopback only
   absl::Duration imap_idle_timeout = absl::Minutes(30);
   absl::Duration pop3_idle_timeout = absl::Minutes(10);
+  // FetchCache (fetch_cache.h): immutable message data in MiB, and flags of
+  // at most this many messages in all; 0 turns that part off.
+  int fetch_cache_mb = 64;
+  int flag_cache_messages = 1'000'000;
   // TLS towards identityd and mailstored: --tls-ca (MAILGRID_TLS_CA), used
   // only when this daemon's own gRPC listener has a certificate (mTLS
   // mode), which its clients then present; otherwise plain text.
@@ -66,6 +71,7 @@ class AccessApp final : public rpc::ServiceApp {
   std::unique_ptr<AccessMetrics> metrics_;
   std::unique_ptr<metrics::CertificateExpiry> cert_expiry_;
   std::unique_ptr<WatchHub> watch_hub_;
+  std::unique_ptr<FetchCache> fetch_cache_;
   Shared shared_;
   std::unique_ptr<netserver::Server> server_;
 };

@@ -109,6 +109,7 @@ class ImapConnection : public netserver::Session {
     c.starttls_offered = s.tls_configured && !conn.info().implicit_tls;
     c.client_ip = conn.info().remote_ip;
     c.plaintext_auth = s.plaintext_auth;
+    c.fetch_cache = s.fetch_cache;
     return c;
   }
 

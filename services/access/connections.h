@@ -9,6 +9,7 @@
 
 #include "libs/netserver/server.h"
 #include "libs/pop3/session.h"
+#include "services/access/fetch_cache.h"
 #include "services/access/grpc_backend.h"
 #include "services/access/imap_session.h"
 #include "services/access/metrics.h"
@@ -21,6 +22,7 @@ struct Shared {
   std::shared_ptr<mailstore_client::MailstoreClient> mailstore;  // may be null
   WorkerPool* pool = nullptr;
   WatchHub* watch_hub = nullptr;  // may be null (threaded Watch then)
+  FetchCache* fetch_cache = nullptr;  // may be null (every FETCH to mailstored)
   AccessMetrics* metrics = nullptr;
   std::string hostname;
   bool tls_configured = false;

@@ -1,6 +1,7 @@
 #include "services/access/fake_backend.h"
 
 #include <algorithm>
+#include <cctype>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -79,14 +80,20 @@ ms::Envelope EnvelopeOf(const std::string& header) {
   return e;
 }
 
-ms::BodyPart StructureOf(const std::string& body) {
+ms::BodyPart StructureOf(const std::string& header, const std::string& body) {
   ms::BodyPart p;
   p.set_type("text");
   p.set_subtype("plain");
   ms::Parameter* cs = p.add_params();
   cs->set_name("charset");
   cs->set_value("utf-8");
-  p.set_encoding("7bit");
+  // Like mailstored: the header's Content-Transfer-Encoding, lower-cased.
+  std::string cte = "7bit";
+  if (auto v = Field(header, "content-transfer-encoding")) {
+    cte = *v;
+    for (char& c : cte) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  p.set_encoding(cte);
   p.set_size(body.size());
   uint64_t lines = 0;
   for (char c : body) lines += c == '\n';
@@ -496,7 +503,7 @@ void FakeMailstore::Fetch(const CallTarget&, const ms::FetchRequest& r,
     if (r.items().raw()) resp.set_raw(m.raw);
     auto [header, body] = Split(m.raw);
     if (r.items().envelope()) *resp.mutable_envelope() = EnvelopeOf(header);
-    if (r.items().bodystructure()) *resp.mutable_bodystructure() = StructureOf(body);
+    if (r.items().bodystructure()) *resp.mutable_bodystructure() = StructureOf(header, body);
     for (const ms::BodySection& s : r.items().sections()) {
       ms::SectionData* d = resp.add_sections();
       *d->mutable_section() = s;

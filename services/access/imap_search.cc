@@ -56,7 +56,8 @@ ms::SearchQuery Not(ms::SearchQuery inner) {
 absl::StatusOr<ms::SearchQuery> TranslateSearch(const imap::SearchKey& k,
                                                 const std::vector<uint32_t>& uids,
                                                 const std::vector<uint32_t>& recent,
-                                                const std::vector<uint32_t>& saved) {
+                                                const std::vector<uint32_t>& saved,
+                                                const AgeMatches* ages) {
   ms::SearchQuery q;
   switch (k.kind) {
     case SearchKeyKind::kAll:
@@ -166,7 +167,7 @@ absl::StatusOr<ms::SearchQuery> TranslateSearch(const imap::SearchKey& k,
       auto* list = k.kind == SearchKeyKind::kAnd ? q.mutable_all_of()->mutable_queries()
                                                  : q.mutable_any_of()->mutable_queries();
       for (const imap::SearchKey& c : k.children) {
-        absl::StatusOr<ms::SearchQuery> sub = TranslateSearch(c, uids, recent, saved);
+        absl::StatusOr<ms::SearchQuery> sub = TranslateSearch(c, uids, recent, saved, ages);
         if (!sub.ok()) return sub.status();
         *list->Add() = *std::move(sub);
       }
@@ -175,12 +176,16 @@ absl::StatusOr<ms::SearchQuery> TranslateSearch(const imap::SearchKey& k,
     }
     case SearchKeyKind::kNot: {
       if (k.children.empty()) return absl::InvalidArgumentError("NOT without a key");
-      absl::StatusOr<ms::SearchQuery> sub = TranslateSearch(k.children[0], uids, recent, saved);
+      absl::StatusOr<ms::SearchQuery> sub =
+          TranslateSearch(k.children[0], uids, recent, saved, ages);
       if (!sub.ok()) return sub.status();
       return Not(*std::move(sub));
     }
     case SearchKeyKind::kOlder:
     case SearchKeyKind::kYounger:
+      if (ages != nullptr) {
+        if (auto it = ages->find(&k); it != ages->end()) return Uids(it->second);
+      }
       break;
   }
   return absl::UnimplementedError("search key");

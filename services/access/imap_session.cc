@@ -54,7 +54,7 @@ std::string ImapSession::Capabilities() const {
   } else {
     caps +=
         " UIDPLUS MOVE SPECIAL-USE CHILDREN QUOTA CONDSTORE QRESYNC ESEARCH LIST-EXTENDED"
-        " LIST-STATUS STATUS=SIZE BINARY SEARCHRES";
+        " LIST-STATUS STATUS=SIZE BINARY SEARCHRES WITHIN";
     if (!compressing_) caps += " COMPRESS=DEFLATE";
   }
   return caps;

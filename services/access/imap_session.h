@@ -39,6 +39,8 @@
 
 namespace mailgrid::access {
 
+class FetchCache;
+
 struct ImapConfig {
   std::string hostname = "localhost";
   bool tls_active = false;  // implicit TLS (993)
@@ -46,6 +48,9 @@ struct ImapConfig {
   bool plaintext_auth = false;  // allow LOGIN/AUTHENTICATE without TLS (tests only)
   std::string client_ip;
   imap::ReceiverLimits limits;
+  // Shared by the process's sessions (fetch_cache.h); null: every FETCH
+  // goes to mailstored.
+  FetchCache* fetch_cache = nullptr;
 };
 
 // Counters for metrics and logs.
@@ -152,8 +157,21 @@ class ImapSession {
   void CmdFetch(const imap::Command& c);
   void RunFetch(const std::string& tag, const ms::FetchRequest& req,
                 std::shared_ptr<std::vector<imap::FetchItem>> items);
+  // One "* n FETCH (...)" from mailstored's (or the cache's) data.
+  void WriteFetch(const ms::FetchResponse& m, const std::vector<imap::FetchItem>& items);
+  // imap_session_cached_fetch.cc: the FETCH answered from FetchCache plus
+  // one ChangesSince (flags) and a mailstored Fetch of the misses only.
+  // False: not servable this way (the caller runs RunFetch).
+  bool CachedFetch(const std::string& tag, const ms::FetchRequest& req,
+                   std::shared_ptr<std::vector<imap::FetchItem>> items);
+  void CachedFetchFinish(const std::string& tag, const ms::FetchRequest& req,
+                         std::shared_ptr<std::vector<imap::FetchItem>> items,
+                         const std::string& key);
   void CmdStore(const imap::Command& c);
+  struct SearchJob;
   void CmdSearch(const imap::Command& c);
+  void SearchAges(std::shared_ptr<SearchJob> job, size_t i);
+  void RunSearch(std::shared_ptr<SearchJob> job);
   void WriteEsearch(const std::string& tag, const imap::SearchReturnOptions& ret, bool uid,
                     bool modseq, const ms::SearchResponse& r);
   void CmdCopy(const imap::Command& c, bool move);

@@ -1,6 +1,7 @@
 // Private parts of ImapSession shared by its .cc files.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -65,9 +66,13 @@ std::string InternalDate(int64_t seconds);
 // imap_search.cc: SEARCH keys → mailstored's query. Sequence numbers,
 // RECENT and "$" (`saved`, RFC 5182) are resolved with the session's map.
 // Unimplemented keys give Unimplemented (answered NO [CANNOT]).
+// OLDER/YOUNGER (RFC 5032) keys resolved beforehand to the UIDs they
+// match (`ages`, by node); without an entry they are Unimplemented.
+using AgeMatches = std::map<const imap::SearchKey*, std::vector<uint32_t>>;
 absl::StatusOr<ms::SearchQuery> TranslateSearch(const imap::SearchKey& key,
                                                 const std::vector<uint32_t>& uids,
                                                 const std::vector<uint32_t>& recent,
-                                                const std::vector<uint32_t>& saved);
+                                                const std::vector<uint32_t>& saved,
+                                                const AgeMatches* ages = nullptr);
 
 }  // namespace mailgrid::access

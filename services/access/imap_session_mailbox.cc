@@ -84,7 +84,10 @@ int64_t DaysFromCivil(int y, int m, int d) {
   return era * 146097 + static_cast<int64_t>(doe) - 719468;
 }
 
-std::string StatusItems(const ms::Folder& f, const std::vector<imap::StatusItem>& items) {
+// `append_limit`: the largest APPEND this server takes (RFC 7889);
+// `deleted`: messages with \Deleted (RFC 9051), when it was counted.
+std::string StatusItems(const ms::Folder& f, const std::vector<imap::StatusItem>& items,
+                        uint64_t append_limit, std::optional<uint64_t> deleted = std::nullopt) {
   std::string out;
   for (imap::StatusItem it : items) {
     uint64_t v = 0;
@@ -110,8 +113,13 @@ std::string StatusItems(const ms::Folder& f, const std::vector<imap::StatusItem>
       case imap::StatusItem::kHighestModSeq:
         v = f.highest_modseq();
         break;
-      default:
-        continue;  // DELETED, APPENDLIMIT: not known here
+      case imap::StatusItem::kAppendLimit:
+        v = append_limit;
+        break;
+      case imap::StatusItem::kDeleted:
+        if (!deleted) continue;  // LIST-STATUS: not counted per folder
+        v = *deleted;
+        break;
     }
     if (!out.empty()) out += ' ';
     absl::StrAppend(&out, std::string(imap::StatusItemName(it)), " ", v);
@@ -240,7 +248,7 @@ void ImapSession::ListAppend(ListJob& job, size_t i, const ms::ListFoldersRespon
       auto st = imap::ResponseWriter::Untagged()
                     .Atom("STATUS")
                     .Mailbox(name)
-                    .Raw("(" + StatusItems(f, *args.return_status) + ")")
+                    .Raw("(" + StatusItems(f, *args.return_status, config_.limits.max_literal_size) + ")")
                     .Finish();
       if (st.ok()) job.responses.push_back(*st);
     }
@@ -331,23 +339,46 @@ void ImapSession::CmdStatus(const imap::Command& c) {
   ms::FolderStatusRequest req;
   req.set_mailbox_id(principal_->mailboxes[t->mailbox].mailbox_id());
   req.mutable_folder()->set_name(t->folder);
+  bool want_deleted = std::find(a.items.begin(), a.items.end(), imap::StatusItem::kDeleted) !=
+                      a.items.end();
   Begin();
   backend_->FolderStatus(
       TargetOf(t->mailbox), req,
-      Guard<ms::FolderStatusResponse>(alive_, [this, tag, name = a.mailbox, items = a.items](
+      Guard<ms::FolderStatusResponse>(alive_, [this, tag, name = a.mailbox, items = a.items,
+                                               want_deleted, target = *t](
                                                   absl::StatusOr<ms::FolderStatusResponse> r) {
         if (!r.ok()) {
           FinishError(tag, r.status());
           return Done();
         }
-        auto line = imap::ResponseWriter::Untagged()
-                        .Atom("STATUS")
-                        .Mailbox(name)
-                        .Raw("(" + StatusItems(r->folder(), items) + ")")
-                        .Finish();
-        Untagged(line);
-        Finish(tag, Condition::kOk, "", "STATUS completed");
-        Done();
+        auto answer = [this, tag, name, items, folder = r->folder()](std::optional<uint64_t> d) {
+          auto line = imap::ResponseWriter::Untagged()
+                          .Atom("STATUS")
+                          .Mailbox(name)
+                          .Raw("(" +
+                               StatusItems(folder, items, config_.limits.max_literal_size, d) +
+                               ")")
+                          .Finish();
+          Untagged(line);
+          Finish(tag, Condition::kOk, "", "STATUS completed");
+          Done();
+        };
+        if (!want_deleted) return answer(std::nullopt);
+        // DELETED (RFC 9051 §6.3.11): mailstored keeps no such counter, so
+        // count the \Deleted messages with one search.
+        ms::SearchRequest s;
+        s.set_mailbox_id(principal_->mailboxes[target.mailbox].mailbox_id());
+        s.mutable_folder()->set_folder_id(r->folder().folder_id());
+        s.mutable_query()->mutable_flag()->set_flag("\\Deleted");
+        backend_->Search(TargetOf(target.mailbox), s,
+                         Guard<ms::SearchResponse>(
+                             alive_, [this, tag, answer](absl::StatusOr<ms::SearchResponse> sr) {
+                               if (!sr.ok()) {
+                                 FinishError(tag, sr.status());
+                                 return Done();
+                               }
+                               answer(sr->count());
+                             }));
       }));
 }
 

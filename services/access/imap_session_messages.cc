@@ -4,6 +4,9 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/civil_time.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "libs/imap/commands/fetch.h"
 #include "services/access/imap_session.h"
 #include "services/access/imap_session_internal.h"
@@ -80,6 +83,37 @@ bool HasModSeqKey(const imap::SearchKey& k) {
   if (k.kind == imap::SearchKeyKind::kModSeq) return true;
   for (const imap::SearchKey& c : k.children) {
     if (HasModSeqKey(c)) return true;
+  }
+  return false;
+}
+
+const ms::BodyPart* FindPart(const ms::BodyPart& p, const std::string& id) {
+  if (p.part_id() == id) return &p;
+  for (const ms::BodyPart& c : p.parts()) {
+    if (const ms::BodyPart* f = FindPart(c, id)) return f;
+  }
+  if (p.has_message_body()) return FindPart(p.message_body(), id);
+  return nullptr;
+}
+
+// Whether a BINARY item of `items` names a part whose encoding mailstored
+// cannot undo (it then returns the bytes still encoded, without a word).
+bool HasUnknownCte(const ms::FetchResponse& m, const std::vector<imap::FetchItem>& items) {
+  for (const imap::FetchItem& it : items) {
+    if (it.attr != imap::FetchAttr::kBinary && it.attr != imap::FetchAttr::kBinarySize) continue;
+    std::string id;
+    for (uint32_t p : it.section.part) absl::StrAppend(&id, id.empty() ? "" : ".", p);
+    const ms::BodyPart& top = m.bodystructure();
+    // Part 1 of a single-part message is its body (RFC 3501 §6.4.5).
+    const ms::BodyPart* part = id == "1" && top.parts_size() == 0 && top.type() != "multipart"
+                                   ? &top
+                                   : FindPart(top, id);
+    if (part == nullptr) continue;  // a missing part is NIL, not an error
+    std::string e = absl::AsciiStrToLower(part->encoding());
+    if (!e.empty() && e != "7bit" && e != "8bit" && e != "binary" && e != "base64" &&
+        e != "quoted-printable") {
+      return true;
+    }
   }
   return false;
 }
@@ -251,9 +285,11 @@ void ImapSession::CmdFetch(const imap::Command& c) {
       // (mailstored decodes); BINARY.SIZE is the length of that.
       case imap::FetchAttr::kBinary:
         add_section(it, ms::SECTION_TEXT_UNSPECIFIED, !it.peek, true);
+        fi->set_bodystructure(true);  // to see each part's encoding (UNKNOWN-CTE)
         break;
       case imap::FetchAttr::kBinarySize:
         add_section(it, ms::SECTION_TEXT_UNSPECIFIED, false, true);
+        fi->set_bodystructure(true);
         break;
     }
   }
@@ -296,6 +332,7 @@ void ImapSession::CmdFetch(const imap::Command& c) {
             }));
     return;
   }
+  if (CachedFetch(tag, req, items)) return;
   RunFetch(tag, req, std::move(items));
 }
 
@@ -309,104 +346,115 @@ void ImapSession::RunFetch(const std::string& tag, const ms::FetchRequest& req,
               FinishError(tag, r.status());
               return Done();
             }
+            // RFC 3516 §4.3: a part whose Content-Transfer-Encoding is
+            // unknown cannot be decoded: the whole FETCH is NO [UNKNOWN-CTE].
             for (const ms::FetchResponse& m : *r) {
-              uint32_t seq = SeqOf(m.uid());
-              if (seq == 0) continue;  // expunged by someone else, not yet announced
-              bool recent =
-                  std::binary_search(selected_->recent.begin(), selected_->recent.end(), m.uid());
-              auto w = imap::ResponseWriter::Untagged();
-              w.Number(seq).Atom("FETCH").Open();
-              int section = 0;
-              bool flags_sent = false, modseq_sent = false;
-              for (const imap::FetchItem& it : *items) {
-                switch (it.attr) {
-                  case imap::FetchAttr::kUid:
-                    w.Atom("UID").Number(m.uid());
-                    break;
-                  case imap::FetchAttr::kFlags:
-                    w.Atom("FLAGS").Open();
-                    for (const std::string& f : ImapFlags(m.flags(), recent)) w.Flag(f);
-                    w.Close();
-                    flags_sent = true;
-                    break;
-                  case imap::FetchAttr::kInternalDate:
-                    w.Atom("INTERNALDATE")
-                        .Raw("\"" + InternalDate(m.internal_date().seconds()) + "\"");
-                    break;
-                  case imap::FetchAttr::kRfc822Size:
-                    w.Atom("RFC822.SIZE").Number(m.rfc822_size());
-                    break;
-                  case imap::FetchAttr::kEnvelope:
-                    w.Atom("ENVELOPE");
-                    WriteEnvelope(m.envelope(), w);
-                    break;
-                  case imap::FetchAttr::kBody:
-                  case imap::FetchAttr::kBodyStructure:
-                    w.Atom(it.attr == imap::FetchAttr::kBody ? "BODY" : "BODYSTRUCTURE");
-                    WriteBodyStructure(m.bodystructure(),
-                                       it.attr == imap::FetchAttr::kBodyStructure, w);
-                    break;
-                  case imap::FetchAttr::kModSeq:
-                    w.Atom("MODSEQ").Raw(absl::StrCat("(", m.modseq(), ")"));
-                    modseq_sent = true;
-                    break;
-                  case imap::FetchAttr::kBinary:
-                  case imap::FetchAttr::kBinarySize: {
-                    const ms::SectionData* d =
-                        section < m.sections_size() ? &m.sections(section) : nullptr;
-                    ++section;
-                    w.Raw(imap::FetchResponseName(it));
-                    bool has = d != nullptr && d->has_data();
-                    if (it.attr == imap::FetchAttr::kBinarySize) {
-                      w.Number(has ? d->data().size() : 0);
-                    } else if (!has) {
-                      w.Nil();
-                    } else if (d->data().find('\0') != std::string::npos) {
-                      w.Literal8(d->data());  // NUL only in literal8
-                    } else {
-                      w.Literal(d->data());
-                    }
-                    break;
-                  }
-                  case imap::FetchAttr::kRfc822:
-                  case imap::FetchAttr::kRfc822Header:
-                  case imap::FetchAttr::kRfc822Text:
-                  case imap::FetchAttr::kBodySection: {
-                    std::string name = it.attr == imap::FetchAttr::kRfc822         ? "RFC822"
-                                       : it.attr == imap::FetchAttr::kRfc822Header ? "RFC822.HEADER"
-                                       : it.attr == imap::FetchAttr::kRfc822Text
-                                           ? "RFC822.TEXT"
-                                           : imap::FetchResponseName(it);
-                    w.Raw(name);
-                    const ms::SectionData* d =
-                        section < m.sections_size() ? &m.sections(section) : nullptr;
-                    ++section;
-                    if (d != nullptr && d->has_data()) {
-                      w.Literal(d->data());
-                    } else {
-                      w.Nil();
-                    }
-                    break;
-                  }
-                  default:
-                    break;
-                }
+              if (SeqOf(m.uid()) != 0 && HasUnknownCte(m, *items)) {
+                Finish(tag, Condition::kNo, "UNKNOWN-CTE",
+                       "Cannot decode this Content-Transfer-Encoding");
+                return Done();
               }
-              if (m.flags_changed() && m.modseq() != 0)
-                announced_.emplace_back(m.uid(), m.modseq());
-              if (m.flags_changed() && !flags_sent) {
-                w.Atom("FLAGS").Open();
-                for (const std::string& f : ImapFlags(m.flags(), recent)) w.Flag(f);
-                w.Close();
-                if (condstore_ && !modseq_sent)
-                  w.Atom("MODSEQ").Raw(absl::StrCat("(", m.modseq(), ")"));
-              }
-              w.Close();
-              Untagged(w.Finish());
             }
+            for (const ms::FetchResponse& m : *r) WriteFetch(m, *items);
             Finish(tag, Condition::kOk, "", "FETCH completed");
             Done();
           }));
+}
+
+void ImapSession::WriteFetch(const ms::FetchResponse& m, const std::vector<imap::FetchItem>& items) {
+  uint32_t seq = SeqOf(m.uid());
+  if (seq == 0) return;  // expunged by someone else, not yet announced
+  bool recent =
+      std::binary_search(selected_->recent.begin(), selected_->recent.end(), m.uid());
+  auto w = imap::ResponseWriter::Untagged();
+  w.Number(seq).Atom("FETCH").Open();
+  int section = 0;
+  bool flags_sent = false, modseq_sent = false;
+  for (const imap::FetchItem& it : items) {
+    switch (it.attr) {
+      case imap::FetchAttr::kUid:
+        w.Atom("UID").Number(m.uid());
+        break;
+      case imap::FetchAttr::kFlags:
+        w.Atom("FLAGS").Open();
+        for (const std::string& f : ImapFlags(m.flags(), recent)) w.Flag(f);
+        w.Close();
+        flags_sent = true;
+        break;
+      case imap::FetchAttr::kInternalDate:
+        w.Atom("INTERNALDATE")
+            .Raw("\"" + InternalDate(m.internal_date().seconds()) + "\"");
+        break;
+      case imap::FetchAttr::kRfc822Size:
+        w.Atom("RFC822.SIZE").Number(m.rfc822_size());
+        break;
+      case imap::FetchAttr::kEnvelope:
+        w.Atom("ENVELOPE");
+        WriteEnvelope(m.envelope(), w);
+        break;
+      case imap::FetchAttr::kBody:
+      case imap::FetchAttr::kBodyStructure:
+        w.Atom(it.attr == imap::FetchAttr::kBody ? "BODY" : "BODYSTRUCTURE");
+        WriteBodyStructure(m.bodystructure(),
+                           it.attr == imap::FetchAttr::kBodyStructure, w);
+        break;
+      case imap::FetchAttr::kModSeq:
+        w.Atom("MODSEQ").Raw(absl::StrCat("(", m.modseq(), ")"));
+        modseq_sent = true;
+        break;
+      case imap::FetchAttr::kBinary:
+      case imap::FetchAttr::kBinarySize: {
+        const ms::SectionData* d =
+            section < m.sections_size() ? &m.sections(section) : nullptr;
+        ++section;
+        w.Raw(imap::FetchResponseName(it));
+        bool has = d != nullptr && d->has_data();
+        if (it.attr == imap::FetchAttr::kBinarySize) {
+          w.Number(has ? d->data().size() : 0);
+        } else if (!has) {
+          w.Nil();
+        } else if (d->data().find('\0') != std::string::npos) {
+          w.Literal8(d->data());  // NUL only in literal8
+        } else {
+          w.Literal(d->data());
+        }
+        break;
+      }
+      case imap::FetchAttr::kRfc822:
+      case imap::FetchAttr::kRfc822Header:
+      case imap::FetchAttr::kRfc822Text:
+      case imap::FetchAttr::kBodySection: {
+        std::string name = it.attr == imap::FetchAttr::kRfc822         ? "RFC822"
+                           : it.attr == imap::FetchAttr::kRfc822Header ? "RFC822.HEADER"
+                           : it.attr == imap::FetchAttr::kRfc822Text
+                               ? "RFC822.TEXT"
+                               : imap::FetchResponseName(it);
+        w.Raw(name);
+        const ms::SectionData* d =
+            section < m.sections_size() ? &m.sections(section) : nullptr;
+        ++section;
+        if (d != nullptr && d->has_data()) {
+          w.Literal(d->data());
+        } else {
+          w.Nil();
+        }
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  if (m.flags_changed() && m.modseq() != 0)
+    announced_.emplace_back(m.uid(), m.modseq());
+  if (m.flags_changed() && !flags_sent) {
+    w.Atom("FLAGS").Open();
+    for (const std::string& f : ImapFlags(m.flags(), recent)) w.Flag(f);
+    w.Close();
+    if (condstore_ && !modseq_sent)
+      w.Atom("MODSEQ").Raw(absl::StrCat("(", m.modseq(), ")"));
+  }
+  w.Close();
+  Untagged(w.Finish());
 }
 
 // ---- STORE -----------------------------------------------------------------
@@ -479,16 +527,110 @@ void ImapSession::CmdStore(const imap::Command& c) {
 
 // ---- SEARCH ----------------------------------------------------------------
 
+struct ImapSession::SearchJob {
+  std::string tag;
+  bool uid = false;
+  imap::SearchArgs args;
+  absl::Time now;
+  std::vector<const imap::SearchKey*> age_keys;  // OLDER/YOUNGER nodes of args
+  AgeMatches ages;
+};
+
+namespace {
+
+void CollectAgeKeys(const imap::SearchKey& k, std::vector<const imap::SearchKey*>* out) {
+  if (k.kind == imap::SearchKeyKind::kOlder || k.kind == imap::SearchKeyKind::kYounger) {
+    out->push_back(&k);
+  }
+  for (const imap::SearchKey& c : k.children) CollectAgeKeys(c, out);
+}
+
+}  // namespace
+
 void ImapSession::CmdSearch(const imap::Command& c) {
-  const auto& a = c.get<imap::SearchArgs>();
-  std::string tag = c.tag;
+  auto job = std::make_shared<SearchJob>();
+  job->tag = c.tag;
+  job->uid = c.uid;
+  job->args = c.get<imap::SearchArgs>();
+  job->now = absl::Now();
+  CollectAgeKeys(job->args.criteria, &job->age_keys);
+  Begin();
+  if (job->age_keys.empty()) return RunSearch(job);
+  SearchAges(job, 0);
+}
+
+// OLDER/YOUNGER n (RFC 5032) are seconds, and mailstored searches dates by
+// day: each key is resolved first to exact UIDs with a day search one day
+// wider on each side, then the INTERNALDATE of those messages. The main
+// search then uses the UIDs, so NOT/OR around the key stay exact.
+void ImapSession::SearchAges(std::shared_ptr<SearchJob> job, size_t i) {
+  if (i == job->age_keys.size()) return RunSearch(job);
+  const imap::SearchKey* k = job->age_keys[i];
+  bool older = k->kind == imap::SearchKeyKind::kOlder;
+  absl::Time cutoff = job->now - absl::Seconds(static_cast<int64_t>(
+                                     std::min<uint64_t>(k->number, uint64_t{1} << 40)));
+  absl::CivilDay day = absl::ToCivilDay(cutoff, absl::UTCTimeZone()) + (older ? 2 : -1);
+  ms::SearchRequest req;
+  req.set_mailbox_id(principal_->mailboxes[selected_->mailbox].mailbox_id());
+  req.mutable_folder()->set_folder_id(selected_->folder_id);
+  ms::DateMatch* d = req.mutable_query()->mutable_date();
+  d->set_field(ms::DATE_FIELD_INTERNAL);
+  d->set_op(older ? ms::DATE_OP_BEFORE : ms::DATE_OP_SINCE);
+  d->mutable_date()->set_year(static_cast<int32_t>(day.year()));
+  d->mutable_date()->set_month(day.month());
+  d->mutable_date()->set_day(day.day());
+  auto fail = [this, job](const absl::Status& st) {
+    if (job->args.result_options && job->args.result_options->save && selected_) {
+      selected_->saved.clear();
+    }
+    FinishError(job->tag, st);
+    Done();
+  };
+  backend_->Search(
+      TargetOf(selected_->mailbox), req,
+      Guard<ms::SearchResponse>(alive_, [this, job, i, k, older, cutoff,
+                                         fail](absl::StatusOr<ms::SearchResponse> r) {
+        if (!r.ok()) return fail(r.status());
+        if (r->uids().ranges_size() == 0) {
+          job->ages[k] = {};
+          return SearchAges(job, i + 1);
+        }
+        ms::FetchRequest f;
+        f.set_mailbox_id(principal_->mailboxes[selected_->mailbox].mailbox_id());
+        f.mutable_folder()->set_folder_id(selected_->folder_id);
+        *f.mutable_messages()->mutable_uids() = r->uids();
+        f.mutable_items()->set_internal_date(true);
+        backend_->Fetch(
+            TargetOf(selected_->mailbox), f,
+            Guard<std::vector<ms::FetchResponse>>(
+                alive_, [this, job, i, k, older, cutoff,
+                         fail](absl::StatusOr<std::vector<ms::FetchResponse>> got) {
+                  if (!got.ok()) return fail(got.status());
+                  std::vector<uint32_t>& out = job->ages[k];
+                  int64_t limit = absl::ToUnixSeconds(cutoff);
+                  for (const ms::FetchResponse& m : *got) {
+                    // OLDER: more than n seconds old; YOUNGER: at most n.
+                    bool is_older = m.internal_date().seconds() < limit;
+                    if (is_older == older) out.push_back(m.uid());
+                  }
+                  std::sort(out.begin(), out.end());
+                  SearchAges(job, i + 1);
+                }));
+      }));
+}
+
+void ImapSession::RunSearch(std::shared_ptr<SearchJob> job) {
+  const imap::SearchArgs& a = job->args;
+  std::string tag = job->tag;
   std::optional<imap::SearchReturnOptions> ret = a.result_options;
   bool save = ret && ret->save;
-  absl::StatusOr<ms::SearchQuery> q =
-      TranslateSearch(a.criteria, selected_->uids, selected_->recent, selected_->saved);
+  absl::StatusOr<ms::SearchQuery> q = TranslateSearch(a.criteria, selected_->uids,
+                                                      selected_->recent, selected_->saved,
+                                                      &job->ages);
   if (!q.ok()) {
     if (save) selected_->saved.clear();  // RFC 5182 §2.1: a failed SAVE empties "$"
-    return Finish(tag, Condition::kNo, "CANNOT", "Search key not supported");
+    Finish(tag, Condition::kNo, "CANNOT", "Search key not supported");
+    return Done();
   }
   bool modseq = HasModSeqKey(a.criteria);
   if (modseq) condstore_ = true;
@@ -496,8 +638,7 @@ void ImapSession::CmdSearch(const imap::Command& c) {
   req.set_mailbox_id(principal_->mailboxes[selected_->mailbox].mailbox_id());
   req.mutable_folder()->set_folder_id(selected_->folder_id);
   *req.mutable_query() = *std::move(q);
-  bool uid = c.uid;
-  Begin();
+  bool uid = job->uid;
   backend_->Search(TargetOf(selected_->mailbox), req,
                    Guard<ms::SearchResponse>(alive_, [this, tag, uid, modseq, ret,
                                                       save](absl::StatusOr<ms::SearchResponse> r) {
@@ -627,8 +768,20 @@ void ImapSession::CmdCopy(const imap::Command& c, bool move) {
         std::vector<uint32_t> gone(r->source_uids().begin(), r->source_uids().end());
         std::sort(gone.begin(), gone.end());
         ReportExpunged(gone);
-        Finish(tag, Condition::kOk, "", "MOVE completed");
-        Done();
+        if (!condstore_) {
+          Finish(tag, Condition::kOk, "", "MOVE completed");
+          return Done();
+        }
+        // RFC 6851 §4.4 with CONDSTORE/QRESYNC: HIGHESTMODSEQ in the tagged OK,
+        // after the changes the client has not seen (as for EXPUNGE).
+        Sync([this, tag] {
+          if (!closed_) {
+            Finish(tag, Condition::kOk,
+                   selected_ ? absl::StrCat("HIGHESTMODSEQ ", selected_->modseq) : "",
+                   "MOVE completed");
+          }
+          Done();
+        });
       }));
 }
 

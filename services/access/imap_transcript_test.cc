@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "libs/testing/transcript.h"
 #include "services/access/fake_backend.h"
+#include "services/access/fetch_cache.h"
 #include "services/access/imap_session.h"
 
 namespace mailgrid::access {
@@ -166,7 +167,7 @@ void DoDeliver(FakeMailstore& store, const Step& st) {
   store.Deliver(mailbox, st.b, st.c, flags);
 }
 
-std::string RunScript(const Script& script, bool byte_by_byte) {
+std::string RunScript(const Script& script, bool byte_by_byte, FetchCache* cache = nullptr) {
   FakeAuthenticator auth;
   FakeMailstore store;
   store.AddMailbox("mbx-user");
@@ -189,7 +190,9 @@ std::string RunScript(const Script& script, bool byte_by_byte) {
   auth.AddToken("tok", "user");
   for (const Step& st : script.setup) DoDeliver(store, st);
 
-  ImapSession s(script.config, &auth, &store);
+  ImapConfig config = script.config;
+  config.fetch_cache = cache;
+  ImapSession s(config, &auth, &store);
   std::string out;
   s.Start();
   out += s.TakeOutput();
@@ -261,11 +264,22 @@ TEST(ImapTranscript, AllScripts) {
     if (e.path().extension() == ".in") files.push_back(e.path());
   }
   std::sort(files.begin(), files.end());
+  uint64_t cache_hits = 0;
   for (const fs::path& in : files) {
     SCOPED_TRACE(in.filename().string());
     Script script = ParseScript(mailgrid::testing::ReadFile(in));
     std::string got = RunScript(script, false);
     EXPECT_EQ(got, RunScript(script, true)) << "byte-by-byte replay differs";
+    // With the FetchCache (fresh, and a tiny one that evicts all the time)
+    // every answer must be the same bytes as straight from the store.
+    FetchCache cache(FetchCache::Limits{});
+    EXPECT_EQ(got, RunScript(script, false, &cache)) << "with the fetch cache differs";
+    cache_hits += cache.stats().hits;
+    FetchCache::Limits tiny;
+    tiny.message_bytes = 2000;
+    tiny.flag_messages = 3;
+    FetchCache small(tiny);
+    EXPECT_EQ(got, RunScript(script, false, &small)) << "with a tiny fetch cache differs";
     fs::path ref = in;
     ref.replace_extension(".ref");
     if (std::getenv("MAILGRID_UPDATE_GOLDEN") != nullptr) {
@@ -275,6 +289,7 @@ TEST(ImapTranscript, AllScripts) {
     EXPECT_EQ(got, mailgrid::testing::ReadFile(ref));
   }
   EXPECT_GE(files.size(), 5u);
+  EXPECT_GT(cache_hits, 5u) << "the scripts never reached the cache";
 }
 
 }  // namespace
