@@ -4,7 +4,9 @@
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 
+#include <map>
 #include <memory>
+#include <utility>
 
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -54,19 +56,48 @@ absl::StatusOr<std::string> KeyIdOfPrivatePem(std::string_view pem) {
   return IdOf(key.get());
 }
 
+absl::StatusOr<TokenKeySpec> ParseTokenKeySpec(std::string_view entry) {
+  TokenKeySpec spec;
+  std::string_view path = entry;
+  for (auto [prefix, use] : {std::pair<std::string_view, KeyUse>{"user:", KeyUse::kUserOnly},
+                             std::pair<std::string_view, KeyUse>{"service:", KeyUse::kServiceOnly}}) {
+    if (entry.substr(0, prefix.size()) == prefix) {
+      path = entry.substr(prefix.size());
+      spec.use = use;
+    }
+  }
+  if (path.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--token-public-key \"", absl::string_view(entry.data(), entry.size()),
+        "\": expected PATH, user:PATH or service:PATH"));
+  }
+  spec.path = std::string(path);
+  return spec;
+}
+
 absl::StatusOr<std::unique_ptr<TokenVerifier>> VerifierFromPemFiles(
     const std::string& issuer, const std::vector<std::string>& paths) {
   if (paths.empty()) return std::unique_ptr<TokenVerifier>();
   auto verifier = std::make_unique<TokenVerifier>(issuer);
-  for (const std::string& path : paths) {
-    ASSIGN_OR_RETURN(std::string pem, file::ReadAll(path));
+  std::map<std::string, KeyUse> seen;  // kid -> use
+  for (const std::string& entry : paths) {
+    ASSIGN_OR_RETURN(TokenKeySpec spec, ParseTokenKeySpec(entry));
+    ASSIGN_OR_RETURN(std::string pem, file::ReadAll(spec.path));
     auto kid = KeyIdOfPublicPem(pem);
     if (!kid.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("--token-public-key ", path, ": ", kid.status().message()));
+          absl::StrCat("--token-public-key ", spec.path, ": ", kid.status().message()));
     }
-    RETURN_IF_ERROR(verifier->AddPublicPem(*kid, pem));
-    log::Info("token key loaded", {{"file", path}, {"kid", *kid}});
+    auto [it, inserted] = seen.emplace(*kid, spec.use);
+    if (!inserted && it->second != spec.use) {
+      return absl::InvalidArgumentError(absl::StrCat("--token-public-key ", spec.path,
+                                                     ": the same key is listed as ",
+                                                     std::string(KeyUseName(it->second)), " and as ",
+                                                     std::string(KeyUseName(spec.use))));
+    }
+    RETURN_IF_ERROR(verifier->AddPublicPem(*kid, pem, spec.use));
+    log::Info("token key loaded",
+              {{"file", spec.path}, {"kid", *kid}, {"signs", std::string(KeyUseName(spec.use))}});
   }
   return verifier;
 }

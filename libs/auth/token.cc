@@ -172,8 +172,47 @@ absl::StatusOr<std::string> WritePem(EVP_PKEY* key, bool private_key) {
 absl::StatusOr<std::string> TokenSigner::PublicPem() const { return WritePem(key_->pkey.get(), false); }
 absl::StatusOr<std::string> TokenSigner::PrivatePem() const { return WritePem(key_->pkey.get(), true); }
 
+std::string_view KeyUseName(KeyUse use) {
+  switch (use) {
+    case KeyUse::kAny:
+      return "any";
+    case KeyUse::kUserOnly:
+      return "user";
+    case KeyUse::kServiceOnly:
+      return "service";
+  }
+  return "?";
+}
+
+namespace {
+
+// Whether a key of `use` may have signed `c`. A service token carries
+// nothing a service could use to act as a person: no tenant, no mailboxes,
+// no role but "service".
+absl::Status CheckKeyUse(KeyUse use, const Claims& c) {
+  switch (use) {
+    case KeyUse::kAny:
+      return absl::OkStatus();
+    case KeyUse::kUserOnly:
+      if (c.HasRole(kRoleService)) return Unauthenticated("a service token signed with a user-token key");
+      return absl::OkStatus();
+    case KeyUse::kServiceOnly:
+      if (c.roles != std::vector<std::string>{kRoleService} || c.service.empty() || !c.tenant_id.empty() ||
+          !c.mailbox_ids.empty())
+        return Unauthenticated("a service-token key signs only service tokens");
+      return absl::OkStatus();
+  }
+  return Unauthenticated("unknown key use");
+}
+
+}  // namespace
+
 struct TokenVerifier::Keys {
-  std::map<std::string, Pkey> by_id;
+  struct Key {
+    Pkey pkey;
+    KeyUse use = KeyUse::kAny;
+  };
+  std::map<std::string, Key> by_id;
 };
 
 TokenVerifier::TokenVerifier(std::string expected_issuer, size_t cache_entries)
@@ -181,7 +220,7 @@ TokenVerifier::TokenVerifier(std::string expected_issuer, size_t cache_entries)
 
 TokenVerifier::~TokenVerifier() = default;
 
-absl::Status TokenVerifier::AddPublicPem(std::string key_id, std::string_view pem) {
+absl::Status TokenVerifier::AddPublicPem(std::string key_id, std::string_view pem, KeyUse use) {
   BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
   EVP_PKEY* raw = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
   BIO_free(bio);
@@ -189,7 +228,7 @@ absl::Status TokenVerifier::AddPublicPem(std::string key_id, std::string_view pe
     EVP_PKEY_free(raw);
     return absl::InvalidArgumentError(absl::StrCat("token key ", key_id, ": not an Ed25519 public key in PEM"));
   }
-  keys_->by_id[key_id] = Pkey(raw);
+  keys_->by_id[key_id] = Keys::Key{Pkey(raw), use};
   return absl::OkStatus();
 }
 
@@ -217,7 +256,7 @@ absl::StatusOr<Claims> TokenVerifier::Verify(std::string_view token, absl::Time 
     if (k == keys_->by_id.end()) return Unauthenticated("unknown key id");
     ASSIGN_OR_RETURN(std::string sig, DecodePart(parts.signature));
     EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    bool valid = EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, k->second.get()) == 1 &&
+    bool valid = EVP_DigestVerifyInit(ctx, nullptr, nullptr, nullptr, k->second.pkey.get()) == 1 &&
                  EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
                                   reinterpret_cast<const unsigned char*>(parts.signing_input.data()),
                                   parts.signing_input.size()) == 1;
@@ -226,6 +265,7 @@ absl::StatusOr<Claims> TokenVerifier::Verify(std::string_view token, absl::Time 
     ASSIGN_OR_RETURN(std::string payload, DecodePart(parts.payload));
     ASSIGN_OR_RETURN(Claims claims, ParseClaims(payload));
     if (claims.issuer != issuer_) return Unauthenticated("wrong issuer");
+    RETURN_IF_ERROR(CheckKeyUse(k->second.use, claims));
     absl::MutexLock lock(&cache_mu_);
     if (cache_.size() >= cache_entries_) cache_.clear();
     cache_.emplace(key, claims);

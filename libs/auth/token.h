@@ -72,16 +72,32 @@ class TokenSigner {
   std::unique_ptr<Key> key_;
 };
 
+// What a verification key may sign. A cluster with one shared key (the
+// local launcher, a chart without secrets.serviceTokenKey) uses kAny for
+// it: the behaviour before key roles existed. With a separate service key
+// pair, the service key is kServiceOnly, so a daemon holding it (relayd,
+// accessd, tenantd) can mint service tokens but no user or operator token;
+// kUserOnly additionally stops the user key from signing service tokens
+// (only once identityd signs its own service tokens with the service key).
+enum class KeyUse {
+  kAny,
+  kUserOnly,     // tokens without the "service" role
+  kServiceOnly,  // exactly roles ["service"], a svc name, no tenant or mailboxes
+};
+
+std::string_view KeyUseName(KeyUse use);
+
 class TokenVerifier {
  public:
   explicit TokenVerifier(std::string expected_issuer, size_t cache_entries = 100000);
   ~TokenVerifier();
 
-  absl::Status AddPublicPem(std::string key_id, std::string_view pem);
+  absl::Status AddPublicPem(std::string key_id, std::string_view pem, KeyUse use = KeyUse::kAny);
 
   // UNAUTHENTICATED for anything wrong (malformed, unknown key, bad
   // signature, wrong issuer, expired or not yet valid beyond `leeway`), with
-  // a message for logs; callers answer clients without detail.
+  // a message for logs; callers answer clients without detail. A token its
+  // key may not sign (KeyUse) is UNAUTHENTICATED too.
   absl::StatusOr<Claims> Verify(std::string_view token, absl::Time now = absl::Now()) const;
 
   absl::Duration leeway = absl::Seconds(30);

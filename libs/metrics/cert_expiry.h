@@ -1,9 +1,10 @@
 // mailgrid_tls_certificate_expiry_seconds{listener}: seconds until the
 // notAfter of the certificate a listener serves (negative once expired),
 // for the MailgridTlsCertificateExpiry alerts. The files are re-read every
-// refresh, because cert-manager renews them in place; the daemons still
-// load a renewed certificate only at restart (libs/rpc), so this gauge is
-// what tells an operator that a restart is due.
+// refresh, because cert-manager renews them in place. libs/rpc re-reads the
+// gRPC listener's files on the same interval (--tls-reload-interval), so the
+// gauge shows what new connections get; for a listener that reads its files
+// only at start (libs/netserver today), it shows what a restart would load.
 #pragma once
 
 #include <map>

@@ -1,5 +1,6 @@
 #include "libs/rpc/client.h"
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
@@ -9,7 +10,9 @@
 #include "google/protobuf/descriptor.pb.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
+#include "grpcpp/security/tls_credentials_options.h"
 #include "libs/base/status.h"
+#include "libs/rpc/tls_watch.h"
 
 namespace mailgrid::rpc {
 namespace {
@@ -50,7 +53,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ClientOptions& 
   if (o.tls_ca_file.empty()) {
     if (!o.tls_cert_file.empty()) return absl::InvalidArgumentError("a client certificate needs a CA (--tls-ca)");
     creds = grpc::InsecureChannelCredentials();
-  } else {
+  } else if (o.tls_reload_interval <= absl::ZeroDuration()) {
     grpc::SslCredentialsOptions ssl;
     ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadFile("--tls-ca", o.tls_ca_file));
     if (!o.tls_cert_file.empty()) {
@@ -58,8 +61,24 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ClientOptions& 
       ASSIGN_OR_RETURN(ssl.pem_private_key, ReadFile("--tls-key", o.tls_key_file));
     }
     creds = grpc::SslCredentials(ssl);
-    if (!o.tls_server_name.empty()) args.SetSslTargetNameOverride(o.tls_server_name);
+  } else {
+    // Checked here so a bad path is an error naming it, not a channel that
+    // never connects (the watcher only logs).
+    RETURN_IF_ERROR(ReadPemFile("tls-ca", o.tls_ca_file).status());
+    if (!o.tls_cert_file.empty() || !o.tls_key_file.empty()) {
+      RETURN_IF_ERROR(CheckKeyPair("tls-cert", o.tls_cert_file, "tls-key", o.tls_key_file));
+    }
+    grpc::experimental::TlsChannelCredentialsOptions tls;
+    tls.set_certificate_provider(
+        WatchedCertificates(o.tls_key_file, o.tls_cert_file, o.tls_ca_file, o.tls_reload_interval));
+    tls.watch_root_certs();
+    if (!o.tls_cert_file.empty()) tls.watch_identity_key_cert_pairs();
+    // gRPC's default verifier checks the server's name (the target host, or
+    // tls_server_name below) against its certificate, as SslCredentials does.
+    tls.set_verify_server_certs(true);
+    creds = grpc::experimental::TlsCredentials(tls);
   }
+  if (!o.tls_ca_file.empty() && !o.tls_server_name.empty()) args.SetSslTargetNameOverride(o.tls_server_name);
   args.SetMaxReceiveMessageSize(o.max_message_bytes);
   args.SetMaxSendMessageSize(o.max_message_bytes);
   // ChannelArguments keeps duplicates and gRPC uses the first, so a default
@@ -72,7 +91,8 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ClientOptions& 
   };
   set_default(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
   set_default(GRPC_ARG_ENABLE_RETRIES, 1);
-  set_default(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, static_cast<int>(absl::ToInt64Milliseconds(o.min_reconnect_backoff)));
+  set_default(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
+              static_cast<int>(absl::ToInt64Milliseconds(std::max(o.min_reconnect_backoff, o.connect_timeout))));
   set_default(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(absl::ToInt64Milliseconds(o.min_reconnect_backoff)));
   set_default(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(absl::ToInt64Milliseconds(o.max_reconnect_backoff)));
   for (const auto& [name, value] : o.channel_int_args) args.SetInt(name, value);

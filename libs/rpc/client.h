@@ -1,4 +1,6 @@
-// One call builds a client channel: plain or TLS/mTLS from PEM files, a
+// One call builds a client channel: plain or TLS/mTLS from PEM files (re-read
+// while the channel lives, so a renewed certificate or CA is used by the
+// next connection), a
 // message size limit, keepalive, and transparent retries (UNAVAILABLE, with
 // backoff) for exactly the methods the protos mark idempotent
 // (`option idempotency_level = NO_SIDE_EFFECTS | IDEMPOTENT`). Writes that are
@@ -24,6 +26,9 @@ struct ClientOptions {
   std::string tls_cert_file;     // with tls_key_file: present a client certificate (mTLS)
   std::string tls_key_file;
   std::string tls_server_name;   // override for the name checked in the server certificate
+  // How often the CA, certificate and key are re-read (tls_watch.h): new
+  // connections use renewed files. Zero: read once by MakeChannel.
+  absl::Duration tls_reload_interval = absl::Minutes(1);
   int max_message_bytes = 64 << 20;
   // Fully qualified services ("mailgrid.tenant.v1.TenantService") whose
   // idempotent methods get a retry policy.
@@ -33,6 +38,14 @@ struct ClientOptions {
   // grows to 2 minutes, far too long for a restarted peer on a LAN.
   absl::Duration min_reconnect_backoff = absl::Milliseconds(100);
   absl::Duration max_reconnect_backoff = absl::Seconds(2);
+  // How long one connection attempt (TCP + TLS handshake + HTTP/2 SETTINGS)
+  // may take. gRPC reads GRPC_ARG_MIN_RECONNECT_BACKOFF_MS as this floor, so
+  // it is set to max(min_reconnect_backoff, connect_timeout): at 100 ms a
+  // TLS handshake on a loaded machine was cancelled ("connection attempt
+  // timed out before receiving SETTINGS frame"). A refused connection (a
+  // restarting peer) still fails at once and is retried after
+  // min_reconnect_backoff.
+  absl::Duration connect_timeout = absl::Seconds(5);
   // Further integer channel arguments (GRPC_ARG_* or custom); one naming an
   // argument MakeChannel sets itself replaces it (keepalive, reconnect).
   std::vector<std::pair<std::string, int>> channel_int_args;

@@ -1,32 +1,52 @@
 #include "libs/rpc/server.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "absl/strings/str_cat.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
+#include "grpcpp/security/tls_credentials_options.h"
 #include "grpcpp/server_builder.h"
 #include "libs/base/log.h"
 #include "libs/base/net.h"
 #include "libs/base/status.h"
 #include "libs/rpc/interceptor.h"
+#include "libs/rpc/tls_watch.h"
 
 namespace mailgrid::rpc {
 namespace {
 
-absl::StatusOr<std::string> ReadPem(const std::string& flag, const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::InvalidArgumentError(absl::StrCat("--", flag, ": cannot read ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (ss.str().find("-----BEGIN") == std::string::npos)
-    return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", path, " is not a PEM file"));
-  return ss.str();
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> TlsCredentials(const ServerOptions& o) {
+  RETURN_IF_ERROR(CheckKeyPair("tls-cert", o.tls_cert_file, "tls-key", o.tls_key_file));
+  if (!o.tls_client_ca_file.empty()) {
+    RETURN_IF_ERROR(ReadPemFile("tls-client-ca", o.tls_client_ca_file).status());
+  }
+  if (o.tls_reload_interval <= absl::ZeroDuration()) {
+    grpc::SslServerCredentialsOptions ssl;
+    ASSIGN_OR_RETURN(std::string cert, ReadPemFile("tls-cert", o.tls_cert_file));
+    ASSIGN_OR_RETURN(std::string key, ReadPemFile("tls-key", o.tls_key_file));
+    ssl.pem_key_cert_pairs.push_back({key, cert});
+    if (!o.tls_client_ca_file.empty()) {
+      ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPemFile("tls-client-ca", o.tls_client_ca_file));
+      ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
+    }
+    return grpc::SslServerCredentials(ssl);
+  }
+  grpc::experimental::TlsServerCredentialsOptions tls(WatchedCertificates(
+      o.tls_key_file, o.tls_cert_file, o.tls_client_ca_file, o.tls_reload_interval));
+  tls.watch_identity_key_cert_pairs();
+  if (o.tls_client_ca_file.empty()) {
+    tls.set_cert_request_type(GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
+  } else {
+    tls.watch_root_certs();
+    tls.set_cert_request_type(GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  }
+  return grpc::experimental::TlsServerCredentials(tls);
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const ServerOptions& o) {
+  if (!o.peer_acl.empty() && o.tls_client_ca_file.empty())
+    return absl::InvalidArgumentError("--peer-acl needs mTLS (--tls-client-ca): without client "
+                                      "certificates there is no peer name to check");
   if (o.tls_cert_file.empty() && o.tls_key_file.empty()) {
     if (!o.tls_client_ca_file.empty())
       return absl::InvalidArgumentError("--tls-client-ca needs --tls-cert and --tls-key");
@@ -34,15 +54,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
   }
   if (o.tls_cert_file.empty() || o.tls_key_file.empty())
     return absl::InvalidArgumentError("--tls-cert and --tls-key must be given together");
-  grpc::SslServerCredentialsOptions ssl;
-  ASSIGN_OR_RETURN(std::string cert, ReadPem("tls-cert", o.tls_cert_file));
-  ASSIGN_OR_RETURN(std::string key, ReadPem("tls-key", o.tls_key_file));
-  ssl.pem_key_cert_pairs.push_back({key, cert});
-  if (!o.tls_client_ca_file.empty()) {
-    ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem("tls-client-ca", o.tls_client_ca_file));
-    ssl.client_certificate_request = GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
-  }
-  return grpc::SslServerCredentials(ssl);
+  ASSIGN_OR_RETURN(auto creds, TlsCredentials(o));
+  if (!o.peer_acl.empty()) creds->SetAuthMetadataProcessor(std::make_shared<PeerAclProcessor>(o.peer_acl));
+  return creds;
 }
 
 // The probe port: no services but the default health service (gRPC adds it
@@ -100,7 +114,9 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Start(const ServerOptions& optio
   }
   out->SetServing(true);
   log::Info("gRPC serving", {{"service", options.service_name}, {"address", out->address_},
-                             {"tls", !options.tls_cert_file.empty()}, {"mtls", !options.tls_client_ca_file.empty()}});
+                             {"tls", !options.tls_cert_file.empty()}, {"mtls", !options.tls_client_ca_file.empty()},
+                             {"tls_reload", absl::FormatDuration(options.tls_reload_interval)},
+                             {"peer_acl_rules", static_cast<int>(options.peer_acl.size())}});
   return out;
 }
 

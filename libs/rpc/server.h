@@ -2,7 +2,9 @@
 // grpc.health.v1 health, server reflection, a metrics interceptor
 // (grpc_server_handled_total{grpc_service,grpc_method,grpc_code} and
 // grpc_server_handling_seconds), a message size limit, and optional TLS or
-// mTLS from PEM files. Bad options (a missing TLS file, a port in use) fail
+// mTLS from PEM files (re-read while serving, so renewed certificates are
+// picked up without a restart), an optional per-method peer-certificate ACL.
+// Bad options (a missing TLS file, a port in use) fail
 // Start() with a status naming the problem, before anything is served.
 #pragma once
 
@@ -13,6 +15,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
+#include "libs/rpc/peer_acl.h"
 #include "prometheus/registry.h"
 
 namespace mailgrid::rpc {
@@ -25,6 +28,12 @@ struct ServerOptions {
   std::string tls_cert_file;
   std::string tls_key_file;
   std::string tls_client_ca_file;
+  // How often the TLS files are re-read (tls_watch.h): new handshakes use the
+  // renewed certificate, key and client CA. Zero: read once at Start.
+  absl::Duration tls_reload_interval = absl::Minutes(1);
+  // Which client certificate may call which methods (peer_acl.h); needs
+  // mTLS. Empty: any certificate from the client CA may call anything.
+  std::vector<PeerAclRule> peer_acl;
   // A second, plain-text listener that serves only grpc.health.v1, mirroring
   // the main one: Kubernetes probes cannot present a client certificate, so
   // with mTLS on they need a port of their own. Empty: none.

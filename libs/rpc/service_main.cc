@@ -22,6 +22,13 @@ void AddCommonFlags(config::Flags& flags, CommonConfig& c) {
   flags.String("tls-cert", &c.tls_cert, "PEM certificate for the gRPC listener (enables TLS)");
   flags.String("tls-key", &c.tls_key, "PEM private key for --tls-cert");
   flags.String("tls-client-ca", &c.tls_client_ca, "PEM CA that client certificates must chain to (enables mTLS)");
+  flags.Duration("tls-reload-interval", &c.tls_reload_interval,
+                 "how often --tls-cert, --tls-key and the CAs are re-read for new connections "
+                 "(0: read once at start)");
+  flags.String("peer-acl", &c.peer_acl,
+               "restrict gRPC methods to client certificates by name (needs mTLS): "
+               "PREFIX=NAME,NAME;... e.g. mailgrid.raft.v1.=tenantd;mailgrid.kv.v1.=tenantd,relayd "
+               "(the longest prefix decides; uncovered methods: any CA-signed client)");
   flags.String("health-listen", &c.health_listen,
                "plain-text gRPC health-only listener host:port for probes (empty: none)");
   flags.Duration("drain-timeout", &c.drain_timeout, "how long in-flight calls may run after SIGTERM");
@@ -63,6 +70,8 @@ int RunService(const ServiceDef& def, int argc, char** argv) {
     return Fail(def.name, absl::InvalidArgumentError("unexpected argument \"" + flags.Positional()[0] + "\""), 2);
   }
   if (absl::Status s = log::SetMinLevelByName(common.log_level); !s.ok()) return Fail(def.name, s, 2);
+  auto peer_acl = ParsePeerAcl(common.peer_acl);
+  if (!peer_acl.ok()) return Fail(def.name, peer_acl.status(), 2);
   LogEffectiveConfig(flags);
 
   auto registry = metrics::Registry();
@@ -80,11 +89,17 @@ int RunService(const ServiceDef& def, int argc, char** argv) {
   server_options.tls_key_file = common.tls_key;
   server_options.tls_client_ca_file = common.tls_client_ca;
   server_options.health_listen = common.health_listen;
+  server_options.tls_reload_interval = common.tls_reload_interval;
+  server_options.peer_acl = *std::move(peer_acl);
   server_options.registry = registry;
   auto server = Server::Start(server_options, (*app)->Services());
   if (!server.ok()) return Fail(def.name, server.status(), 1);
   // After Server::Start, whose errors name the flags, has read the files.
-  metrics::CertificateExpiry cert_expiry(registry);
+  // The gauge re-reads the file as the server does, so it shows the
+  // certificate new connections get.
+  metrics::CertificateExpiry cert_expiry(
+      registry, common.tls_reload_interval > absl::ZeroDuration() ? common.tls_reload_interval
+                                                                  : absl::Minutes(1));
   if (!common.tls_cert.empty()) {
     if (absl::Status s = cert_expiry.Watch("grpc", common.tls_cert); !s.ok()) {
       (*server)->Shutdown(absl::ZeroDuration());

@@ -32,6 +32,10 @@ struct CommonConfig {
   std::string tls_key;
   std::string tls_client_ca;
   std::string health_listen;  // plain-text health-only port for probes ("" = none)
+  // TLS files re-read this often (0: once); also the daemon's own clients
+  // should pass it to rpc::ClientOptions::tls_reload_interval.
+  absl::Duration tls_reload_interval = absl::Minutes(1);
+  std::string peer_acl;       // peer_acl.h spec ("" = none)
   absl::Duration drain_timeout = absl::Seconds(10);
 };
 

@@ -159,6 +159,13 @@ identityd signs user tokens (and its own service tokens) with the user-token
 key. mailstored calls no other service, so it holds no private key.
 */}}
 {{- define "mailgrid.tokenVerifiers" -}}tenantd identityd mailstored relayd{{- end -}}
+{{/*
+Verifiers that read --token-public-key through libs/auth VerifierFromPemFiles,
+which understands "service:PATH" (a key that may sign only service tokens:
+roles ["service"], no tenant). identityd reads its key files itself and does
+not parse the prefix yet, so it gets the plain path (README.md, "Token keys").
+*/}}
+{{- define "mailgrid.tokenKeyRoleVerifiers" -}}tenantd mailstored relayd{{- end -}}
 {{- define "mailgrid.serviceTokenSigners" -}}tenantd relayd accessd{{- end -}}
 
 {{/* Whether a separate service-token key pair is configured. Takes the root context. */}}
@@ -198,9 +205,12 @@ Takes a workload context.
 {{- $files := include "mailgrid.tokenFiles" . | fromYaml -}}
 {{- $public := list -}}
 {{- if has "public.pem" $files.user -}}{{- $public = append $public "/run/secrets/mailgrid/token/public.pem" -}}{{- end -}}
-{{- if has "public.pem" $files.service -}}{{- $public = append $public "/run/secrets/mailgrid/service-token/public.pem" -}}{{- end -}}
+{{- $servicePrefix := "" -}}
+{{- if has .component (splitList " " (include "mailgrid.tokenKeyRoleVerifiers" .)) -}}{{- $servicePrefix = "service:" -}}{{- end -}}
+{{- if has "public.pem" $files.service -}}{{- $public = append $public (printf "%s/run/secrets/mailgrid/service-token/public.pem" $servicePrefix) -}}{{- end -}}
 {{- if $public }}
-# The verifier accepts tokens signed by any of these keys (comma list).
+# The verifier accepts tokens signed by any of these keys (comma list); a
+# "service:" key only service tokens, so its holders cannot mint user tokens.
 - name: MAILGRID_TOKEN_PUBLIC_KEY
   value: {{ join "," $public | quote }}
 {{- end }}
@@ -369,6 +379,10 @@ declare, so one list serves all. Takes a workload context.
   value: /run/secrets/mailgrid/tls/ca.crt
 - name: MAILGRID_TLS_CA
   value: /run/secrets/mailgrid/tls/ca.crt
+{{- with include "mailgrid.peerAcl" . }}
+- name: MAILGRID_PEER_ACL
+  value: {{ . | quote }}
+{{- end }}
 {{- end }}
 - name: MAILGRID_REDIS
   value: {{ include "mailgrid.redisAddress" $root | quote }}
@@ -381,6 +395,26 @@ declare, so one list serves all. Takes a workload context.
 - name: MAILGRID_RELAYD
   value: "{{ include "mailgrid.fullname" $root }}-relayd.{{ include "mailgrid.namespaceDomain" $root }}:{{ $v.ports.grpc }}"
 {{- include "mailgrid.tokenEnv" . }}
+{{- end -}}
+
+{{/*
+--peer-acl of a Raft component (libs/rpc/peer_acl.h): its Raft and KV methods
+only for certificates named after the component (cert-manager issues each
+component CN=<component>), plus relayd on tenantd's KV (its queue store), plus
+tls.peerAcl.extraNames. Only with tls.mode certManager: with one shared
+existingSecret every component presents the same certificate, so names prove
+nothing. Empty for other components. Takes a workload context.
+*/}}
+{{- define "mailgrid.peerAcl" -}}
+{{- $root := .root -}}
+{{- $acl := $root.Values.tls.peerAcl -}}
+{{- if and (eq $root.Values.tls.mode "certManager") $acl.enabled (has .component (list "tenantd" "identityd" "mailstored")) -}}
+{{- $raft := concat (list .component) $acl.extraNames -}}
+{{- $kv := list .component -}}
+{{- if eq .component "tenantd" }}{{ $kv = append $kv "relayd" }}{{ end -}}
+{{- $kv = concat $kv $acl.extraNames -}}
+{{- printf "mailgrid.raft.v1.=%s;mailgrid.kv.v1.=%s" (join "," $raft) (join "," $kv) -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "mailgrid.redisAddress" -}}
