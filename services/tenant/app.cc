@@ -78,10 +78,12 @@ absl::StatusOr<std::unique_ptr<TenantApp>> TenantApp::Create(
     // network hop, as fresh as replication (README, Resolve cache).
     app->resolve_reads_ = std::make_unique<TenantStore>(
         app->replicated_->local_reads(), absl::Seconds(10), kv::v1::STALE);
+    app->freshness_ = std::make_unique<ReplicaFreshness>(app->replicated_->store(),
+                                                         app->replicated_->local_reads());
   }
   app->directory_ = std::make_unique<DirectoryServiceImpl>(
       app->tenant_store_.get(), app->auth_.get(), &app->options_, app->peers_.get(),
-      app->resolve_reads_.get());
+      app->resolve_reads_.get(), app->freshness_.get());
   if (registry) {
     auto& family = prometheus::BuildCounter()
                        .Name("mailgrid_tenant_domain_rechecks_total")
@@ -106,6 +108,7 @@ std::vector<grpc::Service*> TenantApp::Services() {
 absl::Status TenantApp::Start(const rpc::RunContext&) {
   if (replicated_) RETURN_IF_ERROR(replicated_->Start());
   last_recheck_ = absl::Now();  // the first DNS recheck one interval after start
+  directory_->StartResolveIndex();
   loop_ = std::thread([this] { Loop(); });
   return absl::OkStatus();
 }
@@ -158,6 +161,7 @@ void TenantApp::Drain() {
 void TenantApp::Stop() {
   Drain();
   if (loop_.joinable()) loop_.join();
+  directory_->StopResolveIndex();
   if (replicated_) replicated_->Stop();
 }
 

@@ -47,6 +47,7 @@ class TenantApp final : public rpc::ServiceApp {
   store::Store* store_ = nullptr;                // whichever is in use
   std::unique_ptr<TenantStore> tenant_store_;
   std::unique_ptr<TenantStore> resolve_reads_;  // the local replica, STALE (replicated mode)
+  std::unique_ptr<ReplicaFreshness> freshness_;  // of that replica (replicated mode)
   std::unique_ptr<Authenticator> auth_;
   std::unique_ptr<TenantServiceImpl> tenants_;
   std::unique_ptr<DomainServiceImpl> domains_;

@@ -24,7 +24,7 @@ common::v1::Role RoleEnum(std::string_view r) {
 }
 
 // The client address gRPC saw ("ipv4:127.0.0.1:5000" -> "127.0.0.1").
-std::string PeerIp(const grpc::ServerContext& ctx) {
+std::string PeerIp(const grpc::ServerContextBase& ctx) {
   std::string peer = ctx.peer();
   for (std::string_view scheme : {"ipv4:", "ipv6:"}) {
     if (absl::StartsWith(peer, ToAbsl(scheme))) {
@@ -68,7 +68,7 @@ common::v1::Actor Principal::ToActor() const {
 Authenticator::Authenticator(std::unique_ptr<auth::TokenVerifier> verifier, TenantStore* store)
     : verifier_(std::move(verifier)), store_(store) {}
 
-absl::StatusOr<Principal> Authenticator::Authenticate(const grpc::ServerContext& ctx) const {
+absl::StatusOr<Principal> Authenticator::Authenticate(const grpc::ServerContextBase& ctx) const {
   const auto& md = ctx.client_metadata();
   auto it = md.find("authorization");
   Principal p;
@@ -163,7 +163,7 @@ absl::StatusOr<std::string> AuthorizeTenant(const Principal& p, std::string_view
   return tenant;
 }
 
-grpc::Status Serve(const Authenticator& auth, grpc::ServerContext* ctx, std::string_view rpc,
+grpc::Status Serve(const Authenticator& auth, grpc::ServerContextBase* ctx, std::string_view rpc,
                    const std::function<absl::Status(const Principal&)>& body) {
   absl::Status status;
   auto principal = auth.Authenticate(*ctx);

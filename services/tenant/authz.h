@@ -67,7 +67,7 @@ class Authenticator {
 
   // Anonymous when there is no authorization metadata; UNAUTHENTICATED when
   // there is one that does not check out.
-  absl::StatusOr<Principal> Authenticate(const grpc::ServerContext& ctx) const;
+  absl::StatusOr<Principal> Authenticate(const grpc::ServerContextBase& ctx) const;
   absl::StatusOr<Principal> AuthenticateBearer(std::string_view bearer) const;
 
  private:
@@ -89,7 +89,7 @@ absl::StatusOr<std::string> AuthorizeTenant(const Principal& p, std::string_view
 
 // Authenticates, runs `body`, converts its status (errors.h) and logs
 // failures. Every unary handler is one call to this.
-grpc::Status Serve(const Authenticator& auth, grpc::ServerContext* ctx, std::string_view rpc,
+grpc::Status Serve(const Authenticator& auth, grpc::ServerContextBase* ctx, std::string_view rpc,
                    const std::function<absl::Status(const Principal&)>& body);
 
 }  // namespace mailgrid::tenant

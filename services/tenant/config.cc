@@ -64,9 +64,11 @@ void AddFlags(config::Flags& f, Options& o) {
         "number of mailstored shards mailboxes are placed on (least-loaded first)");
   f.String("token-signing-key", &o.token_signing_key,
            "PEM file of the Ed25519 key that signs tenantd's service tokens");
-  f.Duration("resolve-cache-ttl", &o.resolve_cache_ttl,
-             "how long a cached Resolve answer is served before the directory stamp is re-read");
-  f.Int64("resolve-cache-entries", &o.resolve_cache_entries, "Resolve cache size (answers)");
+  f.Duration("resolve-max-staleness", &o.resolve_max_staleness,
+             "Resolve answers reflect every directory change committed this long before the "
+             "call; a replica that cannot show it is that current reads through the leader");
+  f.Int64("resolve-cache-entries", &o.resolve_cache_entries,
+          "Resolve index size (answers; every user's address is kept)");
   f.Duration("user-grace-period", &o.user_grace_period,
              "how long a deleted user's mailbox is kept before the purge");
 }

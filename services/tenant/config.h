@@ -54,9 +54,10 @@ struct Options {
   std::string login_host;
   int mailstore_shards = 1;             // shards mailboxes are placed on
   std::string token_signing_key;        // PEM (Ed25519) for service tokens to peers
-  // A cached Resolve answer is served this long before the tenant's
-  // directory stamp is read again (0: read on every call).
-  absl::Duration resolve_cache_ttl = absl::ZeroDuration();
+  // Resolve answers from this replica's in-memory index only while the
+  // replica is shown current within this bound (resolve_cache.h); beyond
+  // it, through the leader.
+  absl::Duration resolve_max_staleness = absl::Seconds(1);
   int64_t resolve_cache_entries = 200000;
   absl::Duration user_grace_period = absl::Hours(24 * 30);
 };

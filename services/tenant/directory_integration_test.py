@@ -141,7 +141,7 @@ class DirectoryTest(unittest.TestCase):
     def expect_recipients(self, address, expected):
         """Resolve on every replica until each answers `expected`: a change made
         through one replica reaches another's Resolve cache within
-        --resolve-cache-ttl (1 s), by design (README, Resolve cache)."""
+        --resolve-max-staleness (1 s), by design (README, Resolve)."""
         expected = sorted(expected)
         for _ in range(3):
             mgtest.eventually(lambda: self.recipients(address) == expected,

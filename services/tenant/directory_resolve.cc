@@ -11,6 +11,9 @@
 #include <algorithm>
 #include <set>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "libs/base/status.h"
 #include "services/tenant/directory_service.h"
@@ -40,10 +43,15 @@ absl::Status NotHosted(const std::string& domain) {
 
 struct DirectoryServiceImpl::Expansion {
   std::vector<v1::Recipient> recipients;
-  std::set<std::string> mailboxes;  // de-duplication by mailbox
-  std::set<std::string> groups;     // visited: loops end here
-  std::set<std::string> depts;
+  absl::flat_hash_set<std::string> mailboxes;  // de-duplication by mailbox
+  absl::flat_hash_set<std::string> groups;     // visited: loops end here
+  absl::flat_hash_set<std::string> depts;
   size_t max = kHardMaxRecipients;
+  // The tenant's whole department tree (parent -> children), read with one
+  // scan the first time a subtree is expanded: a subtree of a thousand
+  // departments was a thousand child scans (most of a big group's time).
+  bool tree_loaded = false;
+  absl::flat_hash_map<std::string, std::vector<std::string>> children;
 
   absl::Status Add(v1::Recipient r) {
     if (r.mailbox_id().empty()) return absl::OkStatus();  // a DELETED user receives nothing
@@ -57,16 +65,16 @@ struct DirectoryServiceImpl::Expansion {
   }
 };
 
-absl::Status DirectoryServiceImpl::AddUserRecipient(const std::string& t,
+absl::Status DirectoryServiceImpl::AddUserRecipient(TenantStore& s, const std::string& t,
                                                     const std::string& user_id, Expansion& x) {
-  ASSIGN_OR_RETURN(auto rec, rs_->Read<storage::UserRecord>(dkeys::User(t, user_id)));
+  ASSIGN_OR_RETURN(auto rec, s.Read<storage::UserRecord>(dkeys::User(t, user_id)));
   if (!rec.found()) return absl::OkStatus();  // purged meanwhile
   return x.Add(RecipientOf(rec.value));
 }
 
-absl::Status DirectoryServiceImpl::AddSharedRecipient(const std::string& t, const std::string& id,
-                                                      Expansion& x) {
-  ASSIGN_OR_RETURN(auto rec, rs_->Read<storage::SharedMailboxRecord>(dkeys::Shared(t, id)));
+absl::Status DirectoryServiceImpl::AddSharedRecipient(TenantStore& s, const std::string& t,
+                                                      const std::string& id, Expansion& x) {
+  ASSIGN_OR_RETURN(auto rec, s.Read<storage::SharedMailboxRecord>(dkeys::Shared(t, id)));
   if (!rec.found() || rec.value.mailbox().has_purge_after()) return absl::OkStatus();
   const auto& m = rec.value.mailbox();
   v1::Recipient r;
@@ -78,43 +86,54 @@ absl::Status DirectoryServiceImpl::AddSharedRecipient(const std::string& t, cons
   return x.Add(std::move(r));
 }
 
-absl::Status DirectoryServiceImpl::ExpandDept(const std::string& t, const std::string& dept_id,
-                                              bool direct_only, Expansion& x) {
+absl::Status DirectoryServiceImpl::ExpandDept(TenantStore& s, const std::string& t,
+                                              const std::string& dept_id, bool direct_only,
+                                              Expansion& x) {
   if (!x.depts.insert(dept_id).second) return absl::OkStatus();
-  ASSIGN_OR_RETURN(auto members, rs_->ScanAll(dkeys::DeptMemberPrefix(t, dept_id)));
+  ASSIGN_OR_RETURN(auto members, s.ScanAll(dkeys::DeptMemberPrefix(t, dept_id)));
   for (const auto& e : members) {
     v1::Recipient r;
     if (!r.ParseFromString(e.value())) return absl::DataLossError("dept member does not parse");
     RETURN_IF_ERROR(x.Add(std::move(r)));
   }
   if (direct_only) return absl::OkStatus();
-  ASSIGN_OR_RETURN(auto children, rs_->ScanAll(dkeys::DeptChildPrefix(t, dept_id)));
-  for (const auto& c : children) RETURN_IF_ERROR(ExpandDept(t, c.value(), false, x));
+  if (!x.tree_loaded) {
+    // Keys: T/deptchild/<parent>/<name key> -> child id.
+    const std::string prefix = dkeys::DeptChildAllPrefix(t);
+    ASSIGN_OR_RETURN(auto all, s.ScanAll(prefix));
+    for (auto& kv : all) {
+      x.children[ComponentAfter(kv.key(), prefix)].push_back(std::move(*kv.mutable_value()));
+    }
+    x.tree_loaded = true;
+  }
+  auto it = x.children.find(dept_id);
+  if (it == x.children.end()) return absl::OkStatus();
+  for (const auto& c : it->second) RETURN_IF_ERROR(ExpandDept(s, t, c, false, x));
   return absl::OkStatus();
 }
 
-absl::Status DirectoryServiceImpl::ExpandMember(const std::string& t, const v1::GroupMember& m,
-                                                Expansion& x) {
+absl::Status DirectoryServiceImpl::ExpandMember(TenantStore& s, const std::string& t,
+                                                const v1::GroupMember& m, Expansion& x) {
   switch (m.kind()) {
     case v1::MEMBER_KIND_USER:
-      return AddUserRecipient(t, m.id(), x);
+      return AddUserRecipient(s, t, m.id(), x);
     case v1::MEMBER_KIND_SHARED_MAILBOX:
-      return AddSharedRecipient(t, m.id(), x);
+      return AddSharedRecipient(s, t, m.id(), x);
     case v1::MEMBER_KIND_GROUP:
-      return ExpandGroup(t, m.id(), x);
+      return ExpandGroup(s, t, m.id(), x);
     case v1::MEMBER_KIND_DEPARTMENT:
-      return ExpandDept(t, m.id(), m.direct_only(), x);
+      return ExpandDept(s, t, m.id(), m.direct_only(), x);
     default:
       return absl::OkStatus();
   }
 }
 
-absl::Status DirectoryServiceImpl::ExpandGroup(const std::string& t, const std::string& group_id,
-                                               Expansion& x) {
+absl::Status DirectoryServiceImpl::ExpandGroup(TenantStore& s, const std::string& t,
+                                               const std::string& group_id, Expansion& x) {
   if (!x.groups.insert(group_id).second) return absl::OkStatus();  // a loop: already expanded
-  ASSIGN_OR_RETURN(auto rec, rs_->Read<storage::GroupRecord>(dkeys::Group(t, group_id)));
+  ASSIGN_OR_RETURN(auto rec, s.Read<storage::GroupRecord>(dkeys::Group(t, group_id)));
   if (!rec.found()) return absl::OkStatus();
-  for (const auto& m : rec.value.members()) RETURN_IF_ERROR(ExpandMember(t, m, x));
+  for (const auto& m : rec.value.members()) RETURN_IF_ERROR(ExpandMember(s, t, m, x));
   return absl::OkStatus();
 }
 
@@ -122,29 +141,48 @@ absl::StatusOr<std::vector<v1::Recipient>> DirectoryServiceImpl::ExpandGroupReci
     const std::string& t, const std::string& group_id, int max) {
   Expansion x;
   if (max > 0) x.max = static_cast<size_t>(max);
-  RETURN_IF_ERROR(ExpandGroup(t, group_id, x));
+  RETURN_IF_ERROR(ExpandGroup(*store_, t, group_id, x));
+  return std::move(x.recipients);
+}
+
+absl::StatusOr<std::vector<v1::Recipient>> DirectoryServiceImpl::AdminRecipients(
+    TenantStore& s, const std::string& t) {
+  // A scan of the tenant's users: only postmaster@ misses get here, and the
+  // answer is kept in the index like any other.
+  ASSIGN_OR_RETURN(auto users, s.ScanAll(dkeys::UserPrefix(t)));
+  Expansion x;
+  for (const auto& kv : users) {
+    storage::UserRecord rec;
+    if (!rec.ParseFromString(kv.value())) return absl::DataLossError("user record does not parse");
+    const auto& u = rec.user();
+    if (u.state() != v1::USER_STATE_ACTIVE) continue;
+    if (std::find(u.roles().begin(), u.roles().end(), common::v1::ROLE_TENANT_ADMIN) ==
+        u.roles().end())
+      continue;
+    RETURN_IF_ERROR(x.Add(RecipientOf(rec)));
+  }
   return std::move(x.recipients);
 }
 
 absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> DirectoryServiceImpl::ResolveUncached(
-    const std::string& input) {
+    TenantStore& s, const std::string& input, absl::Time as_of) {
   auto e = std::make_shared<ResolveCache::Entry>();
-  e->computed_at = absl::Now();
+  e->computed_at = as_of;
   ASSIGN_OR_RETURN(ParsedAddress a, ParseAddress(input, "address"));
   auto answer = [&](absl::Status s) {
     e->status = std::move(s);
     return std::shared_ptr<const ResolveCache::Entry>(e);
   };
-  ASSIGN_OR_RETURN(auto owner, rs_->GetRaw(keys::DomainIndex(a.domain)));
+  ASSIGN_OR_RETURN(auto owner, s.GetRaw(keys::DomainIndex(a.domain)));
   if (!owner.has_value()) return answer(NotHosted(a.domain));
   const std::string tid = *owner;
   e->tenant_id = tid;
   // The stamp first: a change after this read makes the answer stale.
-  ASSIGN_OR_RETURN(auto dirgen, rs_->GetRaw(dkeys::DirGen(tid)));
-  ASSIGN_OR_RETURN(auto tenant, rs_->Read<storage::TenantRecord>(keys::Tenant(tid)));
+  ASSIGN_OR_RETURN(auto dirgen, s.GetRaw(dkeys::DirGen(tid)));
+  ASSIGN_OR_RETURN(auto tenant, s.Read<storage::TenantRecord>(keys::Tenant(tid)));
   e->stamp.dirgen = dirgen.value_or("");
   e->stamp.tenant_version = tenant.version;
-  cache_.SetStamp(tid, e->stamp, e->computed_at);
+  if (&s == rs_) cache_.SetStamp(tid, e->stamp, as_of);
   const auto state = tenant.value.tenant().state();
   if (state == v1::TENANT_STATE_SUSPENDED) {
     return answer(Reason(absl::StatusCode::kFailedPrecondition, "TENANT_SUSPENDED",
@@ -153,24 +191,24 @@ absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> DirectoryServiceImpl:
   if (state != v1::TENANT_STATE_ACTIVE) return answer(NotHosted(a.domain));
 
   std::string domain = a.domain;
-  ASSIGN_OR_RETURN(auto drec, rs_->Read<storage::DomainRecord>(keys::Domain(tid, domain)));
+  ASSIGN_OR_RETURN(auto drec, s.Read<storage::DomainRecord>(keys::Domain(tid, domain)));
   if (!drec.found() || drec.value.domain().state() != v1::DOMAIN_STATE_VERIFIED)
     return answer(NotHosted(a.domain));
   ASSIGN_OR_RETURN(auto settings,
-                   rs_->Read<v1::DomainMailSettings>(dkeys::MailSettings(tid, domain)));
+                   s.Read<v1::DomainMailSettings>(dkeys::MailSettings(tid, domain)));
   if (!settings.value.alias_of().empty()) {
     domain = settings.value.alias_of();
-    ASSIGN_OR_RETURN(auto target, rs_->Read<storage::DomainRecord>(keys::Domain(tid, domain)));
+    ASSIGN_OR_RETURN(auto target, s.Read<storage::DomainRecord>(keys::Domain(tid, domain)));
     if (!target.found() || target.value.domain().state() != v1::DOMAIN_STATE_VERIFIED)
       return answer(NotHosted(a.domain));
     ASSIGN_OR_RETURN(settings,
-                     rs_->Read<v1::DomainMailSettings>(dkeys::MailSettings(tid, domain)));
+                     s.Read<v1::DomainMailSettings>(dkeys::MailSettings(tid, domain)));
   }
 
   // The local part: as is, then without its +detail, then the catch-all.
   std::string local = a.local;
   std::string detail;
-  ASSIGN_OR_RETURN(auto rec, rs_->Read<AddressRecord>(dkeys::Address(AddressKey(local, domain))));
+  ASSIGN_OR_RETURN(auto rec, s.Read<AddressRecord>(dkeys::Address(AddressKey(local, domain))));
   const std::string sep =
       settings.value.plus_separator().empty() ? "+" : settings.value.plus_separator();
   if (!rec.found() && !settings.value.disable_plus_addressing()) {
@@ -179,8 +217,23 @@ absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> DirectoryServiceImpl:
       detail = local.substr(pos + sep.size());
       local = local.substr(0, pos);
       ASSIGN_OR_RETURN(rec,
-                       rs_->Read<AddressRecord>(dkeys::Address(AddressKey(local, domain))));
+                       s.Read<AddressRecord>(dkeys::Address(AddressKey(local, domain))));
     }
+  }
+  if (!rec.found() && absl::EqualsIgnoreCase(local, "postmaster")) {
+    // RFC 5321 4.5.1: postmaster@ every hosted domain must be deliverable.
+    // Without an address of that name, it reaches the tenant's admins.
+    e->response.set_tenant_id(tid);
+    e->response.set_canonical_address(absl::StrCat(local, "@", domain));
+    e->response.set_detail(detail);
+    e->response.set_kind(v1::ADDRESS_KIND_ALIAS);
+    ASSIGN_OR_RETURN(std::vector<v1::Recipient> admins, AdminRecipients(s, tid));
+    if (admins.empty()) {
+      return answer(Reason(absl::StatusCode::kNotFound, "ADDRESS_NOT_FOUND",
+                           absl::StrCat("no mailbox here for ", a.address)));
+    }
+    for (auto& r : admins) *e->response.add_recipients() = std::move(r);
+    return answer(absl::OkStatus());
   }
   v1::AddressKind kind = v1::ADDRESS_KIND_UNSPECIFIED;
   e->response.set_canonical_address(absl::StrCat(local, "@", domain));
@@ -188,7 +241,7 @@ absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> DirectoryServiceImpl:
     e->response.set_canonical_address(rec.value.address());
   } else if (!settings.value.catch_all_address().empty()) {
     ASSIGN_OR_RETURN(ParsedAddress c, ParseAddress(settings.value.catch_all_address(), "catch_all"));
-    ASSIGN_OR_RETURN(rec, rs_->Read<AddressRecord>(dkeys::Address(c.key)));
+    ASSIGN_OR_RETURN(rec, s.Read<AddressRecord>(dkeys::Address(c.key)));
     kind = v1::ADDRESS_KIND_CATCH_ALL;
     detail.clear();
     local = a.local;
@@ -210,24 +263,24 @@ absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> DirectoryServiceImpl:
                  (r.kind() == AddressRecord::KIND_ALIAS &&
                   r.alias_target_kind() == v1::ALIAS_TARGET_KIND_USER);
   if (to_user) {
-    ASSIGN_OR_RETURN(auto user, rs_->Read<storage::UserRecord>(dkeys::User(tid, r.target_id())));
+    ASSIGN_OR_RETURN(auto user, s.Read<storage::UserRecord>(dkeys::User(tid, r.target_id())));
     if (!user.found() || user.value.user().state() == v1::USER_STATE_DELETED)
       return answer(deleted());
     RETURN_IF_ERROR(x.Add(RecipientOf(user.value)));
     if (kind == v1::ADDRESS_KIND_UNSPECIFIED)
       kind = r.kind() == AddressRecord::KIND_USER ? v1::ADDRESS_KIND_USER : v1::ADDRESS_KIND_ALIAS;
   } else if (r.kind() == AddressRecord::KIND_SHARED || r.kind() == AddressRecord::KIND_ALIAS) {
-    RETURN_IF_ERROR(AddSharedRecipient(tid, r.target_id(), x));
+    RETURN_IF_ERROR(AddSharedRecipient(s, tid, r.target_id(), x));
     if (x.recipients.empty()) return answer(deleted());
     if (kind == v1::ADDRESS_KIND_UNSPECIFIED)
       kind = r.kind() == AddressRecord::KIND_SHARED ? v1::ADDRESS_KIND_SHARED_MAILBOX
                                                     : v1::ADDRESS_KIND_ALIAS;
   } else if (r.kind() == AddressRecord::KIND_GROUP) {
-    ASSIGN_OR_RETURN(auto group, ReadGroup(*rs_, tid, r.target_id()));
-    absl::Status s = ExpandGroup(tid, r.target_id(), x);
-    if (!s.ok()) {
-      if (absl::IsResourceExhausted(s)) return answer(s);
-      return s;
+    ASSIGN_OR_RETURN(auto group, ReadGroup(s, tid, r.target_id()));
+    absl::Status st = ExpandGroup(s, tid, r.target_id(), x);
+    if (!st.ok()) {
+      if (absl::IsResourceExhausted(st)) return answer(st);
+      return st;
     }
     const auto& g = group.value.group();
     e->policy = g.posting_policy() == v1::POSTING_POLICY_UNSPECIFIED ? v1::POSTING_POLICY_INTERNAL
@@ -245,34 +298,41 @@ absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> DirectoryServiceImpl:
   return answer(absl::OkStatus());
 }
 
+absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> DirectoryServiceImpl::LookupEntry(
+    const std::string& address, const std::string& key) {
+  const absl::Time now = absl::Now();
+  const absl::Time fresh = freshness_->fresh_as_of();
+  if (now - fresh > cache_.max_staleness()) {
+    // This replica cannot show it is current (cut off, lagging, or the
+    // index thread not running): answer through the leader, unindexed.
+    return ResolveUncached(*store_, address, now);
+  }
+  ResolveCache::Lookup hit = cache_.Find(key, now);
+  if (!hit.validate_tenant.empty()) {
+    // One read of the tenant's stamp decides for every answer of it.
+    ASSIGN_OR_RETURN(ResolveCache::Stamp stamp, ReadStamp(*rs_, hit.validate_tenant));
+    cache_.SetStamp(hit.validate_tenant, stamp, fresh);
+    hit = cache_.Find(key, now);
+  }
+  if (hit.entry != nullptr) return hit.entry;
+  ASSIGN_OR_RETURN(auto entry, ResolveUncached(*rs_, address, fresh));
+  cache_.Insert(key, entry);
+  return entry;
+}
+
 absl::StatusOr<v1::ResolveResponse> DirectoryServiceImpl::ResolveAddress(
     const v1::ResolveRequest& req) {
   ASSIGN_OR_RETURN(ParsedAddress a, ParseAddress(req.address(), "address"));
-  const absl::Time now = absl::Now();
-  std::shared_ptr<const ResolveCache::Entry> entry;
-  ResolveCache::Lookup hit = cache_.Find(a.key, now);
-  if (!hit.validate_tenant.empty()) {
-    // One read of the tenant's stamp decides for every cached answer of it.
-    ASSIGN_OR_RETURN(auto dirgen, rs_->GetRaw(dkeys::DirGen(hit.validate_tenant)));
-    uint64_t version = 0;
-    ASSIGN_OR_RETURN(auto tenant, rs_->GetRaw(keys::Tenant(hit.validate_tenant), &version));
-    (void)tenant;
-    cache_.SetStamp(hit.validate_tenant, {dirgen.value_or(""), version}, now);
-    hit = cache_.Find(a.key, now);
-  }
-  entry = hit.entry;
-  if (entry == nullptr) {
-    ASSIGN_OR_RETURN(entry, ResolveUncached(req.address()));
-    cache_.Insert(a.key, entry);
-  }
+  ASSIGN_OR_RETURN(std::shared_ptr<const ResolveCache::Entry> entry,
+                   LookupEntry(req.address(), a.key));
   if (!entry->status.ok()) return entry->status;
-  v1::ResolveResponse out = entry->response;
   const int max = req.max_recipients() > 0 ? req.max_recipients() : kDefaultMaxRecipients;
-  if (out.recipients_size() > max) {
+  if (entry->response.recipients_size() > max) {
     return Reason(absl::StatusCode::kResourceExhausted, "EXPANSION_TOO_LARGE",
-                  absl::StrCat("the address expands to ", out.recipients_size(),
+                  absl::StrCat("the address expands to ", entry->response.recipients_size(),
                                " recipients, more than ", max));
   }
+  v1::ResolveResponse out = entry->response;
   // The posting decision depends on the sender, so it is made per call.
   const auto& s = req.sender();
   const bool internal = s.authenticated() && s.tenant_id() == out.tenant_id();
@@ -309,9 +369,13 @@ absl::StatusOr<v1::ResolveResponse> DirectoryServiceImpl::ResolveAddress(
   return out;
 }
 
-grpc::Status DirectoryServiceImpl::Resolve(Ctx* ctx, const v1::ResolveRequest* req,
-                                           v1::ResolveResponse* resp) {
-  return Serve(*auth_, ctx, "Resolve", [&](const Principal& p) -> absl::Status {
+grpc::ServerUnaryReactor* DirectoryServiceImpl::Resolve(grpc::CallbackServerContext* ctx,
+                                                        const v1::ResolveRequest* req,
+                                                        v1::ResolveResponse* resp) {
+  // Answered inline on gRPC's callback thread: an index hit is a map lookup;
+  // a miss is a few local point reads (a big group: a few scans).
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  reactor->Finish(Serve(*auth_, ctx, "Resolve", [&](const Principal& p) -> absl::Status {
     if (p.anonymous()) return Unauthenticated();
     const bool service = p.HasRole(auth::kRoleService) && p.tenant_id.empty();
     if (!service && !(p.HasRole(auth::kRoleTenantAdmin) && !p.tenant_id.empty()))
@@ -333,7 +397,8 @@ grpc::Status DirectoryServiceImpl::Resolve(Ctx* ctx, const v1::ResolveRequest* r
     if (!out.ok()) return out.status();
     *resp = std::move(*out);
     return absl::OkStatus();
-  });
+  }));
+  return reactor;
 }
 
 grpc::Status DirectoryServiceImpl::CanSendAs(Ctx* ctx, const v1::CanSendAsRequest* req,

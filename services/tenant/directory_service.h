@@ -8,8 +8,9 @@
 //                             the admin audit log
 //   directory_resolve.cc      Resolve, CanSendAs, group expansion, the Resolve cache
 //
-// Threads: gRPC's sync server threads; the only state beyond the store is
-// the Resolve cache (resolve_cache.h, its own mutex). Concurrency between
+// Threads: gRPC's sync server threads (Resolve: its callback threads); the
+// only state beyond the store is the Resolve index (resolve_cache.h, its
+// own mutex) and its two threads (directory_resolve_index.cc). Concurrency between
 // writers (and between replicas) is settled by conditional writes, as in
 // the rest of tenantd; each write also rewrites the tenant's directory
 // stamp so cached Resolve answers of that tenant go stale.
@@ -24,9 +25,13 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/synchronization/mutex.h"
 #include "mailgrid/tenant/v1/directory.grpc.pb.h"
 #include "services/tenant/authz.h"
 #include "services/tenant/config.h"
@@ -34,16 +39,24 @@
 #include "services/tenant/directory_users.h"
 #include "services/tenant/peers.h"
 #include "services/tenant/resolve_cache.h"
+#include "services/tenant/resolve_freshness.h"
 #include "services/tenant/tenant_store.h"
 
 namespace mailgrid::tenant {
 
-class DirectoryServiceImpl final : public tenant::v1::DirectoryService::Service {
+// Resolve is a callback (reactor) method: answered on gRPC's own threads
+// from the in-memory index, without the sync server's thread hand-off.
+class DirectoryServiceImpl final
+    : public tenant::v1::DirectoryService::WithCallbackMethod_Resolve<
+          tenant::v1::DirectoryService::Service> {
  public:
   // `resolve_reads`: where Resolve reads (the local replica, STALE; null:
-  // `store`).
+  // `store`). `freshness`: how current that replica is (null: always, one
+  // store).
   DirectoryServiceImpl(TenantStore* store, const Authenticator* auth, const Options* options,
-                       DirectoryPeers* peers, TenantStore* resolve_reads = nullptr);
+                       DirectoryPeers* peers, TenantStore* resolve_reads = nullptr,
+                       ReplicaFreshness* freshness = nullptr);
+  ~DirectoryServiceImpl() override;
 
   using Ctx = grpc::ServerContext;
   // Departments.
@@ -110,7 +123,8 @@ class DirectoryServiceImpl final : public tenant::v1::DirectoryService::Service 
                             v1::UnassignSeatResponse*) override;
   grpc::Status ListSeats(Ctx*, const v1::ListSeatsRequest*, v1::ListSeatsResponse*) override;
   // Resolution.
-  grpc::Status Resolve(Ctx*, const v1::ResolveRequest*, v1::ResolveResponse*) override;
+  grpc::ServerUnaryReactor* Resolve(grpc::CallbackServerContext*, const v1::ResolveRequest*,
+                                    v1::ResolveResponse*) override;
   grpc::Status CanSendAs(Ctx*, const v1::CanSendAsRequest*, v1::CanSendAsResponse*) override;
   // Audit log.
   grpc::Status ListAdminAuditLog(Ctx*, const v1::ListAdminAuditLogRequest*,
@@ -133,6 +147,15 @@ class DirectoryServiceImpl final : public tenant::v1::DirectoryService::Service 
 
   // The Resolve logic without gRPC (tests and the benchmark's in-process mode).
   absl::StatusOr<v1::ResolveResponse> ResolveAddress(const v1::ResolveRequest& req);
+
+  // The Resolve index's threads (directory_resolve_index.cc): freshness
+  // probes, stamp refresh, warm-up. Stop is idempotent (the destructor calls it).
+  void StartResolveIndex();
+  void StopResolveIndex();
+  // Answers every user's primary address of tenant `tid` in advance;
+  // returns how many (public for tests).
+  absl::StatusOr<size_t> WarmTenant(const std::string& tid);
+  ResolveCache& resolve_cache() { return cache_; }
 
  private:
   // ---- shared helpers (directory_users.cc) ----
@@ -220,14 +243,30 @@ class DirectoryServiceImpl final : public tenant::v1::DirectoryService::Service 
 
   // ---- resolution (directory_resolve.cc) ----
   struct Expansion;
-  absl::Status ExpandGroup(const std::string& t, const std::string& group_id, Expansion& x);
-  absl::Status ExpandMember(const std::string& t, const v1::GroupMember& m, Expansion& x);
-  absl::Status ExpandDept(const std::string& t, const std::string& dept_id, bool direct_only,
-                          Expansion& x);
-  absl::Status AddUserRecipient(const std::string& t, const std::string& user_id, Expansion& x);
-  absl::Status AddSharedRecipient(const std::string& t, const std::string& id, Expansion& x);
+  // Each reads through `s`: the local replica (rs_) normally, the group
+  // (store_) when this replica cannot show it is fresh.
+  absl::Status ExpandGroup(TenantStore& s, const std::string& t, const std::string& group_id,
+                           Expansion& x);
+  absl::Status ExpandMember(TenantStore& s, const std::string& t, const v1::GroupMember& m,
+                            Expansion& x);
+  absl::Status ExpandDept(TenantStore& s, const std::string& t, const std::string& dept_id,
+                          bool direct_only, Expansion& x);
+  absl::Status AddUserRecipient(TenantStore& s, const std::string& t, const std::string& user_id,
+                                Expansion& x);
+  absl::Status AddSharedRecipient(TenantStore& s, const std::string& t, const std::string& id,
+                                  Expansion& x);
+  // The tenant's ACTIVE admins' mailboxes (postmaster@ without an address).
+  absl::StatusOr<std::vector<v1::Recipient>> AdminRecipients(TenantStore& s, const std::string& t);
+  // The answer computed from `s`, which is complete as of `as_of`.
   absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> ResolveUncached(
-      const std::string& address);
+      TenantStore& s, const std::string& address, absl::Time as_of);
+  // The index's answer for `address` (key: its canonical key).
+  absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> LookupEntry(
+      const std::string& address, const std::string& key);
+  // The tenant's directory stamp and record version.
+  absl::StatusOr<ResolveCache::Stamp> ReadStamp(TenantStore& s, const std::string& tid);
+  void IndexLoop();
+  void WarmLoop();
   // Does `from_group` contain `target_group` (itself or nested)? The
   // groups read are pinned in `pin` (when given).
   absl::StatusOr<bool> Reaches(const std::string& t, const std::string& from_group,
@@ -292,6 +331,14 @@ class DirectoryServiceImpl final : public tenant::v1::DirectoryService::Service 
   const Options* options_;
   DirectoryPeers* peers_;
   ResolveCache cache_;
+  std::unique_ptr<ReplicaFreshness> own_freshness_;  // when none was given
+  ReplicaFreshness* freshness_;
+  // The index threads' state.
+  absl::Mutex index_mu_;
+  bool index_stop_ ABSL_GUARDED_BY(index_mu_) = false;
+  absl::flat_hash_map<std::string, ResolveCache::Stamp> warmed_ ABSL_GUARDED_BY(index_mu_);
+  std::set<std::string> warm_pending_ ABSL_GUARDED_BY(index_mu_);
+  std::thread index_thread_, warm_thread_;
 };
 
 // The welcome notice (RFC 5322, UTF-8 text in base64): sign-in name, the

@@ -128,7 +128,7 @@ class DirectoryTest : public ::testing::Test {
     ASSERT_TRUE(verifier->AddPublicPem("k1", *signer_->PublicPem()).ok());
     auth_ = std::make_unique<Authenticator>(std::move(verifier), store_.get());
     options_.mx_hosts_raw = {"mx1.mg.example:10"};
-    options_.resolve_cache_ttl = absl::Milliseconds(200);
+    options_.resolve_max_staleness = absl::Milliseconds(200);
     ASSERT_TRUE(Finish(options_).ok());
     tenants_ = std::make_unique<TenantServiceImpl>(store_.get(), auth_.get(), &options_);
     domains_ = std::make_unique<DomainServiceImpl>(store_.get(), auth_.get(), &options_,

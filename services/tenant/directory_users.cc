@@ -55,14 +55,20 @@ std::string KeyOfAddress(const std::string& address) {
 
 DirectoryServiceImpl::DirectoryServiceImpl(TenantStore* store, const Authenticator* auth,
                                            const Options* options, DirectoryPeers* peers,
-                                           TenantStore* resolve_reads)
+                                           TenantStore* resolve_reads,
+                                           ReplicaFreshness* freshness)
     : store_(store),
       rs_(resolve_reads != nullptr ? resolve_reads : store),
       auth_(auth),
       options_(options),
       peers_(peers),
-      cache_(options->resolve_cache_ttl,
-             static_cast<size_t>(std::max<int64_t>(0, options->resolve_cache_entries))) {}
+      cache_(options->resolve_max_staleness,
+             static_cast<size_t>(std::max<int64_t>(0, options->resolve_cache_entries))),
+      own_freshness_(freshness == nullptr ? std::make_unique<ReplicaFreshness>(nullptr, nullptr)
+                                          : nullptr),
+      freshness_(freshness != nullptr ? freshness : own_freshness_.get()) {}
+
+DirectoryServiceImpl::~DirectoryServiceImpl() { StopResolveIndex(); }
 
 // ---- shared helpers ---------------------------------------------------------
 

@@ -5,7 +5,7 @@ namespace mailgrid::tenant {
 ResolveCache::Lookup ResolveCache::Find(const std::string& key, absl::Time now) {
   Lookup out;
   if (!enabled()) return out;
-  absl::MutexLock lock(&mu_);
+  absl::ReaderMutexLock lock(&mu_);
   auto it = entries_.find(key);
   if (it == entries_.end()) {
     misses_.fetch_add(1, std::memory_order_relaxed);
@@ -13,7 +13,7 @@ ResolveCache::Lookup ResolveCache::Find(const std::string& key, absl::Time now) 
   }
   const Entry& e = *it->second;
   if (e.tenant_id.empty()) {
-    if (now - e.computed_at < ttl_) {
+    if (now - e.computed_at <= max_staleness_) {
       hits_.fetch_add(1, std::memory_order_relaxed);
       out.entry = it->second;
     } else {
@@ -22,7 +22,7 @@ ResolveCache::Lookup ResolveCache::Find(const std::string& key, absl::Time now) 
     return out;
   }
   auto st = stamps_.find(e.tenant_id);
-  if (st == stamps_.end() || now - st->second.checked_at >= ttl_) {
+  if (st == stamps_.end() || now - st->second.as_of > max_staleness_) {
     out.validate_tenant = e.tenant_id;
     return out;
   }
@@ -38,20 +38,68 @@ ResolveCache::Lookup ResolveCache::Find(const std::string& key, absl::Time now) 
 void ResolveCache::Insert(const std::string& key, std::shared_ptr<const Entry> entry) {
   if (!enabled()) return;
   absl::MutexLock lock(&mu_);
-  // Crude but bounded: a full cache starts over (answers are cheap to redo).
+  // Crude but bounded: a full index starts over (answers are cheap to redo).
   if (entries_.size() >= max_entries_) entries_.clear();
   entries_[key] = std::move(entry);
 }
 
-void ResolveCache::SetStamp(const std::string& tenant_id, const Stamp& stamp, absl::Time now) {
+void ResolveCache::InsertAll(
+    std::vector<std::pair<std::string, std::shared_ptr<const Entry>>> entries) {
   if (!enabled()) return;
   absl::MutexLock lock(&mu_);
-  stamps_[tenant_id] = TenantStamp{stamp, now};
+  for (auto& [key, entry] : entries) {
+    if (entries_.size() >= max_entries_) entries_.clear();
+    entries_[key] = std::move(entry);
+  }
+}
+
+bool ResolveCache::SetStamp(const std::string& tenant_id, const Stamp& stamp, absl::Time as_of) {
+  if (!enabled()) return false;
+  absl::MutexLock lock(&mu_);
+  auto it = stamps_.find(tenant_id);
+  if (it == stamps_.end()) {
+    stamps_[tenant_id] = TenantStamp{stamp, as_of};
+    return true;
+  }
+  const bool changed = !(it->second.stamp == stamp);
+  // Never move as_of backwards: a slower reader must not undo a newer read.
+  if (changed || as_of > it->second.as_of) it->second = TenantStamp{stamp, as_of};
+  return changed;
+}
+
+void ResolveCache::Revouch(absl::Time as_of) {
+  absl::MutexLock lock(&mu_);
+  for (auto& [t, s] : stamps_) {
+    if (s.as_of != absl::InfinitePast() && as_of > s.as_of) s.as_of = as_of;
+  }
 }
 
 void ResolveCache::Invalidate(const std::string& tenant_id) {
   absl::MutexLock lock(&mu_);
-  stamps_.erase(tenant_id);
+  // Keep the tenant known (the index thread re-reads it) but unusable.
+  auto it = stamps_.find(tenant_id);
+  if (it != stamps_.end()) it->second.as_of = absl::InfinitePast();
+}
+
+std::vector<std::string> ResolveCache::Tenants() {
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<std::string> out;
+  out.reserve(stamps_.size());
+  for (const auto& [t, s] : stamps_) out.push_back(t);
+  return out;
+}
+
+bool ResolveCache::CurrentStamp(const std::string& tenant_id, Stamp* out) {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = stamps_.find(tenant_id);
+  if (it == stamps_.end()) return false;
+  *out = it->second.stamp;
+  return true;
+}
+
+size_t ResolveCache::size() {
+  absl::ReaderMutexLock lock(&mu_);
+  return entries_.size();
 }
 
 }  // namespace mailgrid::tenant

@@ -1,25 +1,32 @@
-// The Resolve cache: relayd resolves every RCPT, and most answers repeat.
-// (In replicated mode Resolve reads this process's own replica, STALE: the
-// cache then saves the expansion work, and the stamp is re-read on every
-// call by default, --resolve-cache-ttl=0.)
+// The Resolve index: relayd resolves every RCPT, so every tenantd replica
+// keeps the answers in memory and answers from there (directory_resolve.cc,
+// directory_resolve_index.cc).
 //
-// Each answer (or NOT_FOUND) is cached with the tenant's directory stamp
+// Each answer (or NOT_FOUND) is kept with the tenant's directory stamp
 // (T/"dirgen", rewritten by every directory change, directory_store.h) and
-// the tenant record's version (suspension) as they were read BEFORE the
-// answer was computed. A cached answer is served while the stamp the cache
-// last read for its tenant is the same; that stamp is re-read (one point
-// read, two keys) at most once per `ttl` per tenant, and dropped at once
-// when a change goes through this replica. So an answer is never staler
-// than `ttl` after a change made through another replica, and never stale
-// after a change made through this one. Answers for domains hosted by no
-// tenant carry no stamp and simply expire after `ttl`.
+// the tenant record's version (suspension) as read BEFORE the answer was
+// computed. For each tenant the index also holds the stamp last read and
+// the time `as_of` that read is known to be complete to: this replica's
+// state then contained every change committed before `as_of`
+// (resolve_freshness.h). An answer is served while its stamp equals the
+// tenant's and `as_of` is at most `max_staleness` old; the index thread
+// re-reads every tenant's stamp each few tens of milliseconds, and a change
+// made through this replica drops its tenant's stamp at once. Answers for
+// domains hosted by no tenant carry no stamp and expire `max_staleness`
+// after they were computed.
 //
-// Thread-safe (one mutex; entries are immutable shared_ptrs).
+// STALENESS BOUND: an answer reflects every directory change committed more
+// than `max_staleness` before the call (in practice the index thread's
+// period plus replication, tens of ms). A change made through this replica
+// is seen by its next Resolve once this replica has applied it.
+//
+// Thread-safe (one reader/writer mutex; entries are immutable shared_ptrs).
 #pragma once
 
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
@@ -44,7 +51,7 @@ class ResolveCache {
     tenant::v1::PostingPolicy policy = tenant::v1::POSTING_POLICY_ANYONE;
     std::string tenant_id;            // "" for DOMAIN_NOT_HOSTED
     Stamp stamp;
-    absl::Time computed_at;
+    absl::Time computed_at;           // the replica state's as_of when computed
   };
   struct Lookup {
     std::shared_ptr<const Entry> entry;  // a valid hit
@@ -52,27 +59,38 @@ class ResolveCache {
     std::string validate_tenant;
   };
 
-  ResolveCache(absl::Duration ttl, size_t max_entries) : ttl_(ttl), max_entries_(max_entries) {}
+  ResolveCache(absl::Duration max_staleness, size_t max_entries)
+      : max_staleness_(max_staleness), max_entries_(max_entries) {}
 
-  // ttl 0: the stamp is re-read on every lookup (cheap when Resolve reads
-  // the local replica).
   bool enabled() const { return max_entries_ > 0; }
+  absl::Duration max_staleness() const { return max_staleness_; }
   Lookup Find(const std::string& key, absl::Time now);
   void Insert(const std::string& key, std::shared_ptr<const Entry> entry);
-  // The stamp just read for `tenant_id`.
-  void SetStamp(const std::string& tenant_id, const Stamp& stamp, absl::Time now);
+  // Many at once (the index thread's warm-up of a tenant).
+  void InsertAll(std::vector<std::pair<std::string, std::shared_ptr<const Entry>>> entries);
+  // The stamp just read for `tenant_id`, complete as of `as_of`. Returns
+  // whether it differs from the one held (or none was).
+  bool SetStamp(const std::string& tenant_id, const Stamp& stamp, absl::Time as_of);
+  // Every held stamp is still current as of `as_of` (nothing was applied
+  // since they were read); stamps dropped by Invalidate stay dropped.
+  void Revouch(absl::Time as_of);
   // A change to the tenant went through this replica.
   void Invalidate(const std::string& tenant_id);
+  // Tenants whose stamp the index holds (the index thread refreshes them).
+  std::vector<std::string> Tenants();
+  // The held stamp of a tenant (false: none).
+  bool CurrentStamp(const std::string& tenant_id, Stamp* out);
 
   uint64_t hits() const { return hits_.load(); }
   uint64_t misses() const { return misses_.load(); }
+  size_t size();
 
  private:
   struct TenantStamp {
     Stamp stamp;
-    absl::Time checked_at;
+    absl::Time as_of;
   };
-  const absl::Duration ttl_;
+  const absl::Duration max_staleness_;
   const size_t max_entries_;
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<const Entry>> entries_ ABSL_GUARDED_BY(mu_);

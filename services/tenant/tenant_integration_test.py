@@ -20,6 +20,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "lib"))
+import dnsmasq  # noqa: E402
 import mgtest  # noqa: E402
 
 DOMAIN = "example-corp.test"
@@ -33,64 +34,18 @@ PDF = (b"%PDF-1.4\n1 0 obj<</Type/Catalog/Pages 2 0 R>>endobj\n"
        b"trailer<</Root 1 0 R>>\n%%EOF\n")
 
 
-class Dnsmasq:
-    """dnsmasq on 127.0.0.1:<port>, authoritative-ish for DOMAIN only."""
-
-    def __init__(self, workdir):
-        self.port = mgtest.free_port()
-        self.workdir = workdir
-        self.proc = None
-
-    def start(self, records):
-        self.stop()
-        cmd = ["dnsmasq", "--port=%d" % self.port, "--listen-address=127.0.0.1", "--bind-interfaces",
-               "--no-resolv", "--no-hosts", "--keep-in-foreground", "--conf-file=/dev/null",
-               "--log-facility=-", "--pid-file=", "--local=/%s/" % DOMAIN,
-               # CNAME targets must be names dnsmasq knows.
-               "--host-record=%s,127.0.0.1" % CLUSTER_HOST]
-        if os.geteuid() == 0:
-            cmd.append("--user=root")
-        cmd += records
-        log_path = os.path.join(self.workdir, "dnsmasq-%d.log" % time.monotonic_ns())
-        with open(log_path, "wb") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        mgtest.eventually(lambda: b"started" in read(log_path) or self.proc.poll() is not None, "dnsmasq to start")
-        if self.proc.poll() is not None:
-            raise AssertionError("dnsmasq exited: " + read(log_path).decode("utf-8", "replace"))
-
-    def stop(self):
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-            self.proc.wait(timeout=30)
-        self.proc = None
-
-
 def read(path):
     with open(path, "rb") as f:
         return f.read()
 
 
-def txt(name, value):
-    # dnsmasq takes one TXT record as comma-separated character-strings of
-    # at most 255 bytes each (an RSA-2048 DKIM key needs two). On its command
-    # line quotes are literal, and none of our values contains a comma.
-    assert "," not in value
-    parts = [value[i:i + 255] for i in range(0, len(value), 255)]
-    return "--txt-record=%s,%s" % (name, ",".join(parts))
-
-
 def records_to_dnsmasq(records, mx_override=None):
-    args = []
-    for r in records:
-        kind, name, value = r["type"], r["name"], r["value"]
-        if kind == "DNS_RECORD_TYPE_MX":
-            args.append("--mx-host=%s,%s,%d" % (name, mx_override or value, r.get("priority", 0)))
-        elif kind == "DNS_RECORD_TYPE_TXT":
-            args.append(txt(name, value))
-        elif kind == "DNS_RECORD_TYPE_CNAME":
-            args.append("--cname=%s,%s" % (name, value))
-    return args
+    """tenantd's generated records as dnsmasq arguments (tests/lib/dnsmasq.py);
+    `mx_override` points every MX elsewhere (a drifted record)."""
+    if mx_override:
+        records = [dict(r, value=mx_override) if r["type"] == "DNS_RECORD_TYPE_MX" else r
+                   for r in records]
+    return dnsmasq.records_to_args(records)
 
 
 class TenantOnboardingTest(unittest.TestCase):
@@ -104,7 +59,7 @@ class TenantOnboardingTest(unittest.TestCase):
 
     @classmethod
     def start(cls):
-        if shutil.which("dnsmasq") is None and not os.path.exists("/usr/sbin/dnsmasq"):
+        if not dnsmasq.available():
             raise unittest.SkipTest("dnsmasq is not installed (Debian package dnsmasq)")
         os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin"
         cls.dir = mgtest.temp_dir("tenantd-it-")
@@ -113,7 +68,8 @@ class TenantOnboardingTest(unittest.TestCase):
         master = os.path.join(cls.dir, "dkim-master.key")
         with open(master, "w") as f:
             f.write(os.urandom(32).hex())
-        cls.dns = Dnsmasq(cls.dir)
+        # CNAME targets must be names dnsmasq knows.
+        cls.dns = dnsmasq.Dnsmasq(cls.dir, zones=[DOMAIN], hosts={CLUSTER_HOST: "127.0.0.1"})
         cls.dns.start([])
         cls.port = mgtest.free_port()
         cls.addr = "127.0.0.1:%d" % cls.port
