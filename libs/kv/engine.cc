@@ -11,6 +11,7 @@
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/options.h"
 #include "rocksdb/table.h"
+#include "rocksdb/write_buffer_manager.h"
 
 namespace mailgrid::kv {
 namespace {
@@ -33,10 +34,16 @@ std::string DataFamilyName(uint64_t generation) {
 }
 
 rocksdb::ColumnFamilyOptions FamilyOptions(const std::shared_ptr<rocksdb::Cache>& cache,
-                                           bool bloom) {
+                                           const EngineOptions& options, bool bloom) {
   rocksdb::ColumnFamilyOptions cf;
+  cf.write_buffer_size = options.family_write_buffer_bytes;
+  cf.max_write_buffer_number = 2;
   rocksdb::BlockBasedTableOptions table;
   table.block_cache = cache;
+  // Index and filter blocks live in the cache (bounded) rather than beside
+  // it; the level-0 ones stay pinned, as they are read on every lookup.
+  table.cache_index_and_filter_blocks = true;
+  table.pin_l0_filter_and_index_blocks_in_cache = true;
   // Point lookups (conditions, Get, idempotency records) dominate data/meta.
   if (bloom) table.filter_policy.reset(rocksdb::NewBloomFilterPolicy(10));
   cf.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
@@ -76,6 +83,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& path,
   }
 
   std::shared_ptr<rocksdb::Cache> cache = rocksdb::NewLRUCache(options.block_cache_bytes);
+  db_options.write_buffer_manager =
+      std::make_shared<rocksdb::WriteBufferManager>(options.write_buffer_bytes, cache);
   std::vector<std::string> names = {rocksdb::kDefaultColumnFamilyName, std::string(kMetaFamily),
                                     std::string(kRaftLogFamily)};
   for (const std::string& name : existing) {
@@ -84,7 +93,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& path,
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const std::string& name : names) {
-    descriptors.emplace_back(name, FamilyOptions(cache, name != kRaftLogFamily));
+    descriptors.emplace_back(name, FamilyOptions(cache, options, name != kRaftLogFamily));
   }
 
   auto engine = std::unique_ptr<Engine>(new Engine());
