@@ -95,12 +95,16 @@ absl::StatusOr<std::unique_ptr<IdentityApp>> IdentityApp::Create(
   ASSIGN_OR_RETURN(std::string own_pem, app->signer_->PublicPem());
   RETURN_IF_ERROR(app->verifier_->AddPublicPem(app->signer_->key_id(), own_pem));
   core_options.public_keys.push_back({app->signer_->key_id(), own_pem});
-  for (const std::string& path : o.token_public_keys) {
-    ASSIGN_OR_RETURN(std::string pem, file::ReadAll(path));
+  // "service:PATH" keys (the other daemons' service-token key) verify only
+  // service tokens and are not published: GetPublicKeys lists the keys
+  // that sign tokens users hold.
+  for (const std::string& entry : o.token_public_keys) {
+    ASSIGN_OR_RETURN(auth::TokenKeySpec spec, auth::ParseTokenKeySpec(entry));
+    ASSIGN_OR_RETURN(std::string pem, file::ReadAll(spec.path));
     ASSIGN_OR_RETURN(std::string kid, auth::KeyIdOfPublicPem(pem));
     if (kid == app->signer_->key_id()) continue;
-    RETURN_IF_ERROR(app->verifier_->AddPublicPem(kid, pem));
-    core_options.public_keys.push_back({kid, pem});
+    RETURN_IF_ERROR(app->verifier_->AddPublicPem(kid, pem, spec.use));
+    if (spec.use != auth::KeyUse::kServiceOnly) core_options.public_keys.push_back({kid, pem});
   }
 
   // The directory.

@@ -18,7 +18,8 @@ void AddFlags(config::Flags& f, Options& o) {
       "token-signing-key", &o.token_signing_key,
       "Ed25519 private key PEM that signs access and service tokens (empty: an ephemeral key)");
   f.StringList("token-public-key", &o.token_public_keys,
-               "extra Ed25519 public key PEM files accepted and published (key rotation)");
+               "extra Ed25519 public key PEM files accepted (PATH, user:PATH or service:PATH; "
+               "service keys verify only service tokens and are not published)");
   f.String("token-issuer", &o.token_issuer, "the issuer (iss) of access tokens");
   f.Duration("access-token-ttl", &o.access_token_ttl, "lifetime of an access token");
   f.Duration("refresh-token-ttl", &o.refresh_token_ttl, "lifetime of a session's refresh token");

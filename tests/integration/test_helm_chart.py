@@ -779,7 +779,7 @@ class ChartRenderTest(HelmTestCase):
                     want = ["/run/secrets/mailgrid/token/public.pem"]
                     if separate:
                         # verifiers reading keys through libs/auth VerifierFromPemFiles take "service:PATH"
-                        prefix = "service:" if component in ("tenantd", "mailstored", "relayd") else ""
+                        prefix = "service:" if component in ("tenantd", "identityd", "mailstored", "relayd") else ""
                         want.append(prefix + "/run/secrets/mailgrid/service-token/public.pem")
                     self.assertEqual(env["MAILGRID_TOKEN_PUBLIC_KEY"].split(","), want, where)
             secret_names = {v["secret"]["secretName"] for w in docs if w["kind"] in WORKLOAD_KINDS

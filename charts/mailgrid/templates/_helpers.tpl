@@ -160,12 +160,11 @@ key. mailstored calls no other service, so it holds no private key.
 */}}
 {{- define "mailgrid.tokenVerifiers" -}}tenantd identityd mailstored relayd{{- end -}}
 {{/*
-Verifiers that read --token-public-key through libs/auth VerifierFromPemFiles,
-which understands "service:PATH" (a key that may sign only service tokens:
-roles ["service"], no tenant). identityd reads its key files itself and does
-not parse the prefix yet, so it gets the plain path (README.md, "Token keys").
+Verifiers whose --token-public-key understands "service:PATH" (a key that
+may sign only service tokens: roles ["service"], no tenant): all of them.
+identityd also leaves such a key out of GetPublicKeys.
 */}}
-{{- define "mailgrid.tokenKeyRoleVerifiers" -}}tenantd mailstored relayd{{- end -}}
+{{- define "mailgrid.tokenKeyRoleVerifiers" -}}tenantd identityd mailstored relayd{{- end -}}
 {{- define "mailgrid.serviceTokenSigners" -}}tenantd relayd accessd{{- end -}}
 
 {{/* Whether a separate service-token key pair is configured. Takes the root context. */}}
