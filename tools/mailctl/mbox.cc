@@ -19,12 +19,12 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "libs/auth/service_token.h"
+#include "libs/base/status.h"
+#include "libs/mailstore_client/mailstore_client.h"
 #include "libs/rpc/client.h"
 #include "mailgrid/mailstore/v1/mailbox.grpc.pb.h"
 #include "tools/mailctl/command.h"
@@ -48,25 +48,13 @@ absl::StatusOr<std::vector<std::string>> ShardAddresses(const Invocation& inv, c
     if (addrs.ok()) return *addrs;
   }
   if (spec.empty()) return absl::InvalidArgumentError("--mailstored ADDR[,ADDR] (or MAILGRID_MAILSTORED)");
-  int shard = 0;
+  uint32_t shard = 0;
   if (args.Has("shard") && !absl::SimpleAtoi(args.Get("shard"), &shard))
     return absl::InvalidArgumentError("--shard: a number");
-  std::vector<std::string> out;
-  for (absl::string_view group : absl::StrSplit(spec, ';', absl::SkipWhitespace())) {
-    absl::string_view list = group;
-    size_t eq = group.find('=');
-    if (eq != absl::string_view::npos) {
-      int n = -1;
-      if (!absl::SimpleAtoi(absl::StripAsciiWhitespace(group.substr(0, eq)), &n) || n != shard) continue;
-      list = group.substr(eq + 1);
-    } else if (shard != 0) {
-      continue;
-    }
-    for (absl::string_view a : absl::StrSplit(list, ',', absl::SkipWhitespace()))
-      out.emplace_back(absl::StripAsciiWhitespace(a));
-  }
-  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat("no address for shard ", shard));
-  return out;
+  ASSIGN_OR_RETURN(mailstore_client::ShardMap map, mailstore_client::ShardMap::Parse(spec));
+  auto it = map.shards.find(shard);
+  if (it == map.shards.end()) return absl::InvalidArgumentError(absl::StrCat("no address for shard ", shard));
+  return it->second;
 }
 
 absl::StatusOr<std::string> Authorization(const Args& args) {
