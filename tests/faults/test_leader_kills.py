@@ -19,12 +19,9 @@ On one `tools/mailgrid up --demo --replicas 3` cluster:
 Counts are printed: acknowledged, refused, present, lost (must be 0),
 duplicated (must be 0).
 """
-import collections
-import email.utils
 import imaplib
 import os
 import signal
-import smtplib
 import sys
 import threading
 import time
@@ -32,6 +29,7 @@ import unittest
 import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import faults  # noqa: E402
 import mgtest  # noqa: E402
 
 CLIENTS, PER_CLIENT, KILLS = 4, 250, 5
@@ -68,15 +66,7 @@ class LeaderKillTest(unittest.TestCase):
         with open(os.path.join(self.data, "run", proc + ".pid")) as f:
             pid = int(f.read())
         os.kill(pid, signal.SIGKILL)
-        mgtest.eventually(lambda: not os.path.exists("/proc/%d" % pid) or self.zombie(pid), proc + " to die")
-
-    @staticmethod
-    def zombie(pid):
-        try:
-            with open("/proc/%d/stat" % pid) as f:
-                return f.read().split()[2] == "Z"
-        except OSError:
-            return True
+        mgtest.eventually(lambda: not os.path.exists("/proc/%d" % pid) or faults.zombie(pid), proc + " to die")
 
     def restart_dead(self):
         """`tools/mailgrid up` starts exactly the processes that are not running."""
@@ -97,49 +87,12 @@ class LeaderKillTest(unittest.TestCase):
 
     def message_ids(self, user):
         """Message-ID -> how many times it is in the user's INBOX."""
-        c = self.imap(user)
-        try:
-            typ, data = c.select("INBOX", readonly=True)
-            self.assertEqual(typ, "OK")
-            if int(data[0]) == 0:
-                return collections.Counter()
-            typ, parts = c.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-            self.assertEqual(typ, "OK")
-            ids = collections.Counter()
-            for p in parts:
-                if isinstance(p, tuple):
-                    ids[email.message_from_bytes(p[1])["Message-ID"]] += 1
-            return ids
-        finally:
-            c.logout()
+        return faults.inbox_message_ids(self.cluster, self.tls, user)
 
     def deliver_many(self, run_id, outcome):
         """One SMTP client: PER_CLIENT messages on as few connections as it can."""
-        def send(s, mid):
-            body = ("From: partner@example.org\r\nTo: %s\r\nSubject: fault %s\r\nMessage-ID: %s\r\n"
-                    "Date: %s\r\n\r\nmessage %s\r\n") % (self.alice["address"], mid, mid,
-                                                          email.utils.formatdate(), mid)
-            s.sendmail("partner@example.org", [self.alice["address"]], body)
-
-        s = None
-        for n in range(PER_CLIENT):
-            mid = "<%s.%d@faults.test>" % (run_id, n)
-            try:
-                if s is None:
-                    s = smtplib.SMTP(*mgtest.host_port(self.cluster["smtp"]), timeout=120)
-                    s.ehlo("mx.example.org")
-                send(s, mid)
-                outcome[mid] = "acked"
-            except (smtplib.SMTPException, OSError) as e:
-                outcome[mid] = "refused: %s" % (e,)
-                try:
-                    if s is not None:
-                        s.close()
-                except OSError:
-                    pass
-                s = None
-        if s is not None:
-            s.quit()
+        mids = ("<%s.%d@faults.test>" % (run_id, n) for n in range(PER_CLIENT))
+        faults.deliver_each(self.cluster, self.alice["address"], mids, outcome, "fault")
 
     # ---- tests -----------------------------------------------------------------------
 

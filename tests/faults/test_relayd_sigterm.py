@@ -21,9 +21,6 @@ started again, and the mailboxes are read over IMAP:
   half-stored), at most once (RFC 5321 allows a duplicate only after a
   lost 250).
 """
-import collections
-import email
-import imaplib
 import os
 import signal
 import socket
@@ -32,6 +29,7 @@ import unittest
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import faults  # noqa: E402
 import mgtest  # noqa: E402
 
 IDLE, MID_DATA, IN_FLIGHT = 70, 60, 70  # 200 sessions
@@ -95,25 +93,7 @@ class RelaydSigtermTest(unittest.TestCase):
 
     def message_ids(self, user, run):
         """Message-ID -> copies in the user's INBOX, for this run's messages."""
-        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
-        try:
-            c.starttls(ssl_context=self.tls)
-            c.login(user["address"], user["password"])
-            typ, data = c.select("INBOX", readonly=True)
-            self.assertEqual(typ, "OK")
-            ids = collections.Counter()
-            if int(data[0]) == 0:
-                return ids
-            typ, parts = c.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-            self.assertEqual(typ, "OK")
-            for p in parts:
-                if isinstance(p, tuple):
-                    mid = email.message_from_bytes(p[1])["Message-ID"]
-                    if mid and run in mid:
-                        ids[mid] += 1
-            return ids
-        finally:
-            c.logout()
+        return faults.inbox_message_ids(self.cluster, self.tls, user, containing=run)
 
     def open_transaction(self, mid):
         s = Session(mgtest.host_port(self.cluster["smtp"]))
@@ -159,7 +139,7 @@ class RelaydSigtermTest(unittest.TestCase):
         finally:
             for s in sessions["idle"] + [s for _, s in sessions["mid"] + sessions["flight"]]:
                 s.close()
-        mgtest.eventually(lambda: not os.path.exists("/proc/%d" % relayd) or zombie(relayd), "relayd to exit")
+        mgtest.eventually(lambda: not os.path.exists("/proc/%d" % relayd) or faults.zombie(relayd), "relayd to exit")
 
         for replies in idle_replies:
             self.assertEqual([c for c, _ in replies], [421], replies)
@@ -188,13 +168,6 @@ class RelaydSigtermTest(unittest.TestCase):
         for mid, _ in mid_replies:
             self.assertEqual((alice[mid], bob[mid]), (0, 0), "an unfinished DATA %s was stored" % mid)
 
-
-def zombie(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 if __name__ == "__main__":

@@ -19,20 +19,17 @@ Then: the newcomer installed at least one snapshot and is a voter, the old
 id is gone, and every message answered 250 is in alice's INBOX exactly
 once (read through the new leader).
 """
-import collections
-import email
-import email.utils
 import imaplib
 import os
 import shutil
 import signal
-import smtplib
 import subprocess
 import sys
 import threading
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import faults  # noqa: E402
 import mgtest  # noqa: E402
 
 # Each client delivers until the newcomer is a voter, and at least this many.
@@ -42,23 +39,11 @@ NEWCOMER = 4
 
 
 def replicactl(address, *args, check=True):
-    r = subprocess.run([mgtest.binary("replicactl"), "--group=" + GROUP, address] + list(args),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if check and r.returncode != 0:
-        raise AssertionError("replicactl %s %s failed: %s" % (address, " ".join(args), r.stderr))
-    return r
+    return faults.replicactl(GROUP, address, *args, check=check)
 
 
 def status(address):
-    r = replicactl(address, "status", check=False)
-    if r.returncode != 0:
-        return None
-    out = {}
-    for part in r.stdout.split():
-        if "=" in part:
-            k, v = part.split("=", 1)
-            out[k] = v
-    return out
+    return faults.replica_status(GROUP, address)
 
 
 class ReplicaRebuildTest(unittest.TestCase):
@@ -116,50 +101,15 @@ class ReplicaRebuildTest(unittest.TestCase):
     # ---- mail --------------------------------------------------------------------
 
     def deliver_many(self, client, outcome, stop):
-        s = None
-        n = 0
-        while n < AT_LEAST or not stop.is_set():
-            n += 1
-            mid = "<rebuild.%s.%d@faults.test>" % (client, n)
-            body = ("From: partner@example.org\r\nTo: %s\r\nSubject: rebuild %s\r\nMessage-ID: %s\r\n"
-                    "Date: %s\r\n\r\nmessage %s\r\n") % (self.alice["address"], mid, mid, email.utils.formatdate(), mid)
-            try:
-                if s is None:
-                    s = smtplib.SMTP(*mgtest.host_port(self.cluster["smtp"]), timeout=120)
-                    s.ehlo("mx.example.org")
-                s.sendmail("partner@example.org", [self.alice["address"]], body)
-                outcome[mid] = "acked"
-            except (smtplib.SMTPException, OSError) as e:
-                outcome[mid] = "refused: %s" % (e,)
-                try:
-                    if s is not None:
-                        s.close()
-                except OSError:
-                    pass
-                s = None
-        if s is not None:
-            s.quit()
+        def mids():
+            n = 0
+            while n < AT_LEAST or not stop.is_set():
+                n += 1
+                yield "<rebuild.%s.%d@faults.test>" % (client, n)
+        faults.deliver_each(self.cluster, self.alice["address"], mids(), outcome, "rebuild")
 
     def message_ids(self):
-        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
-        try:
-            c.starttls(ssl_context=self.tls)
-            c.login(self.alice["address"], self.alice["password"])
-            typ, data = c.select("INBOX", readonly=True)
-            self.assertEqual(typ, "OK")
-            ids = collections.Counter()
-            if int(data[0]) == 0:
-                return ids
-            typ, parts = c.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-            self.assertEqual(typ, "OK")
-            for p in parts:
-                if isinstance(p, tuple):
-                    ids[email.message_from_bytes(p[1])["Message-ID"]] += 1
-            return ids
-        finally:
-            c.logout()
-
-    # ---- the test ------------------------------------------------------------------
+        return faults.inbox_message_ids(self.cluster, self.tls, self.alice)
 
     def test_wiped_replica_rebuilt_from_snapshot_while_mail_arrives(self):
         outcome = {}
@@ -186,7 +136,7 @@ class ReplicaRebuildTest(unittest.TestCase):
 
             at_wipe = len(outcome)
             os.kill(pid, signal.SIGKILL)
-            mgtest.eventually(lambda: not os.path.exists("/proc/%d" % pid) or zombie(pid), proc + " to die")
+            mgtest.eventually(lambda: not os.path.exists("/proc/%d" % pid) or faults.zombie(pid), proc + " to die")
             shutil.rmtree(os.path.join(self.data, "data", proc))
             replicactl(self.address(leader), "remove", str(victim))
             self.start_newcomer(victim, env, argv)
@@ -237,14 +187,6 @@ class ReplicaRebuildTest(unittest.TestCase):
             return self.message_ids()
         except (imaplib.IMAP4.error, OSError):
             return None
-
-
-def zombie(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 if __name__ == "__main__":

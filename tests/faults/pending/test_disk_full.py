@@ -26,9 +26,6 @@ file system at start and later log writes land in reserved space, so a
 filler file never makes them fail. ext2 has no fallocate, so every write
 takes blocks as it goes, as on a disk that really fills.
 """
-import collections
-import email
-import email.utils
 import errno
 import imaplib
 import os
@@ -42,6 +39,7 @@ import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "lib"))
+import faults  # noqa: E402
 import mgtest  # noqa: E402
 
 IMAGE_MB = 64
@@ -49,18 +47,11 @@ GROUP = "mailstore-0"
 
 
 def replicactl(address, *args, check=True):
-    r = subprocess.run([mgtest.binary("replicactl"), "--group=" + GROUP, address] + list(args),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    if check and r.returncode != 0:
-        raise AssertionError("replicactl %s %s failed: %s" % (address, " ".join(args), r.stderr))
-    return r
+    return faults.replicactl(GROUP, address, *args, check=check)
 
 
 def status(address):
-    r = replicactl(address, "status", check=False)
-    if r.returncode != 0:
-        return None
-    return dict(p.split("=", 1) for p in r.stdout.split() if "=" in p)
+    return faults.replica_status(GROUP, address)
 
 
 class DiskFullTest(unittest.TestCase):
@@ -94,7 +85,7 @@ class DiskFullTest(unittest.TestCase):
         with open(os.path.join(cls.data, "run", proc + ".pid")) as f:
             pid = int(f.read())
         os.kill(pid, 15)
-        mgtest.eventually(lambda: not os.path.exists("/proc/%d" % pid) or zombie(pid), proc + " to stop")
+        mgtest.eventually(lambda: not os.path.exists("/proc/%d" % pid) or faults.zombie(pid), proc + " to stop")
         path = os.path.join(cls.data, "data", proc)
         os.rename(path, path + ".disk")
         os.makedirs(path)
@@ -159,8 +150,7 @@ class DiskFullTest(unittest.TestCase):
 
     def deliver(self, mid):
         """250, or the SMTP code of the refusal (a lost connection: None)."""
-        body = ("From: partner@example.org\r\nTo: %s\r\nSubject: disk %s\r\nMessage-ID: %s\r\nDate: %s\r\n\r\n"
-                "message %s\r\n") % (self.alice["address"], mid, mid, email.utils.formatdate(), mid)
+        body = faults.fault_message(self.alice["address"], mid, "disk")
         try:
             with smtplib.SMTP(*mgtest.host_port(self.cluster["smtp"]), timeout=300) as s:
                 s.ehlo("mx.example.org")
@@ -174,22 +164,7 @@ class DiskFullTest(unittest.TestCase):
             return None
 
     def message_ids(self):
-        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
-        try:
-            c.starttls(ssl_context=self.tls)
-            c.login(self.alice["address"], self.alice["password"])
-            typ, data = c.select("INBOX", readonly=True)
-            self.assertEqual(typ, "OK")
-            ids = collections.Counter()
-            if int(data[0]) > 0:
-                typ, parts = c.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)])")
-                self.assertEqual(typ, "OK")
-                for p in parts:
-                    if isinstance(p, tuple):
-                        ids[email.message_from_bytes(p[1])["Message-ID"]] += 1
-            return ids
-        finally:
-            c.logout()
+        return faults.inbox_message_ids(self.cluster, self.tls, self.alice)
 
     def try_ids(self):
         try:
@@ -279,13 +254,6 @@ class DiskFullTest(unittest.TestCase):
         self.assertEqual(lost, [])
         self.assertEqual(duplicated, [])
 
-
-def zombie(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
 
 
 if __name__ == "__main__":
