@@ -19,8 +19,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "lib"))
 import mgtest  # noqa: E402
 
-NEEDED = ["tenantd", "identityd", "mailstored", "relayd", "mailctl", "relay_testctl",
-          "inbox_rules_testctl"]
+NEEDED = ["tenantd", "identityd", "mailstored", "relayd", "mailctl", "relay_testctl"]
 
 
 class Cluster:
@@ -99,14 +98,14 @@ class InboxRulesIntegrationTest(unittest.TestCase):
             f.write(script)
             path = f.name
         try:
-            return self.c.run("inbox_rules_testctl", "set-script", "--tenantd",
+            return self.c.run("relay_testctl", "set-script", "--tenantd",
                               self.c.doc["grpc"]["tenantd"][0], "--tenant", self.c.tenant_id,
                               "--user", user["user_id"], "--script-file", path, check=check)
         finally:
             os.unlink(path)
 
     def messages(self, user, folder="INBOX"):
-        _, out = self.c.run("inbox_rules_testctl", "messages", "--mailstored",
+        _, out = self.c.run("relay_testctl", "messages", "--mailstored",
                             ",".join(self.c.doc["grpc"]["mailstored"]), "--tenant", self.c.tenant_id,
                             "--user", user["user_id"], "--mailbox", user["mailbox_id"],
                             "--shard", str(user["shard"]), "--folder", folder)

@@ -1,4 +1,4 @@
-// relay_testctl: what relay_integration_test.py and bench/relay need from
+// relay_testctl: what the relayd integration tests and bench/relay need from
 // the directory and the mail store, over their published gRPC APIs, with
 // tokens minted from the cluster's signing key (as mailctl does):
 //
@@ -6,9 +6,14 @@
 //       DirectoryService.CreateUser as a tenant admin; prints
 //       {"user_id","mailbox_id","shard","address"}.
 //   relay_testctl messages --mailstored MAP --key PEM --tenant T --user U
-//                          --mailbox M --shard S
-//       MailboxService.Fetch of INBOX 1:* (raw) as that user; prints a JSON
-//       list of {"uid","raw"}.
+//                          --mailbox M --shard S [--folder NAME]
+//       MailboxService.Fetch of FOLDER (default INBOX) 1:* (raw, flags) as
+//       that user; prints a JSON list of {"uid","flags","raw"}; a folder
+//       that does not exist prints [].
+//   relay_testctl set-script --tenantd H:P --key PEM --tenant T --user U
+//                            --script-file F
+//       DirectoryService.SetSieveScript as the user; prints {"version"} or,
+//       on an error, {"code","message"} and exits 1.
 //
 // A test tool, not an operator tool: operators use mailctl.
 #include <fstream>
@@ -48,14 +53,20 @@ std::map<std::string, std::string> ParseFlags(int argc, char** argv) {
   return out;
 }
 
-absl::StatusOr<std::string> Mint(const std::string& key_path, auth::Claims claims) {
-  std::ifstream in(key_path);
-  if (!in) return absl::InvalidArgumentError("cannot read " + key_path);
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::InvalidArgumentError("cannot read " + path);
   std::stringstream ss;
   ss << in.rdbuf();
-  auto kid = auth::KeyIdOfPrivatePem(ss.str());
+  return ss.str();
+}
+
+absl::StatusOr<std::string> Mint(const std::string& key_path, auth::Claims claims) {
+  auto pem = ReadFile(key_path);
+  if (!pem.ok()) return pem.status();
+  auto kid = auth::KeyIdOfPrivatePem(*pem);
   if (!kid.ok()) return kid.status();
-  auto signer = auth::TokenSigner::FromPrivatePem(*kid, ss.str());
+  auto signer = auth::TokenSigner::FromPrivatePem(*kid, *pem);
   if (!signer.ok()) return signer.status();
   claims.issuer = "mailgrid";
   claims.issued_at = absl::Now();
@@ -102,6 +113,54 @@ int CreateUser(std::map<std::string, std::string> f) {
   return 0;
 }
 
+// Raw bytes as Latin-1 code points so any byte survives JSON.
+std::string Latin1(const std::string& raw) {
+  std::string out;
+  for (unsigned char ch : raw) {
+    if (ch < 0x80) {
+      out.push_back(static_cast<char>(ch));
+    } else {
+      out.push_back(static_cast<char>(0xC0 | (ch >> 6)));
+      out.push_back(static_cast<char>(0x80 | (ch & 0x3F)));
+    }
+  }
+  return out;
+}
+
+int SetScript(std::map<std::string, std::string> f) {
+  auto script = ReadFile(f["script-file"]);
+  if (!script.ok()) return Fail(script.status());
+  auth::Claims c;
+  c.subject = f["user"];
+  c.tenant_id = f["tenant"];
+  c.roles = {auth::kRoleUser};
+  c.scope = "full";
+  auto token = Mint(f["key"], c);
+  if (!token.ok()) return Fail(token.status());
+  rpc::ClientOptions co;
+  co.target = f["tenantd"];
+  auto ch = rpc::MakeChannel(co);
+  if (!ch.ok()) return Fail(ch.status());
+  tenant::v1::SetSieveScriptRequest req;
+  req.set_user_id(f["user"]);
+  req.set_script(*script);
+  tenant::v1::SieveScript resp;
+  auto ctx = rpc::ContextWithDeadline(absl::Seconds(60));
+  ctx->AddMetadata("authorization", "Bearer " + *token);
+  grpc::Status st =
+      tenant::v1::DirectoryService::NewStub(*ch)->SetSieveScript(ctx.get(), req, &resp);
+  nlohmann::json j;
+  if (!st.ok()) {
+    j["code"] = static_cast<int>(st.error_code());
+    j["message"] = st.error_message();
+    std::cout << j.dump() << "\n";
+    return 1;
+  }
+  j["version"] = resp.version();
+  std::cout << j.dump() << "\n";
+  return 0;
+}
+
 int Messages(std::map<std::string, std::string> f) {
   uint32_t shard = 0;
   if (!absl::SimpleAtoi(f["shard"], &shard)) shard = 0;
@@ -117,30 +176,27 @@ int Messages(std::map<std::string, std::string> f) {
   if (!client.ok()) return Fail(client.status());
   mailstore::v1::FetchRequest req;
   req.set_mailbox_id(f["mailbox"]);
-  req.mutable_folder()->set_name("INBOX");
+  req.mutable_folder()->set_name(f.count("folder") ? f["folder"] : "INBOX");
   auto* range = req.mutable_messages()->mutable_uids()->add_ranges();
   range->set_first(1);
   range->set_to_last(true);
   req.mutable_items()->set_raw(true);
+  req.mutable_items()->set_flags(true);
   mailstore_client::CallOptions o;
   o.authorization = "Bearer " + *token;
   auto all = (*client)->FetchAll(shard, req, o);
-  if (!all.ok()) return Fail(all.status());
   nlohmann::json out = nlohmann::json::array();
+  if (!all.ok()) {
+    if (all.status().code() != absl::StatusCode::kNotFound) return Fail(all.status());
+    std::cout << out.dump() << "\n";
+    return 0;
+  }
   for (const auto& m : *all) {
     nlohmann::json j;
     j["uid"] = m.uid();
-    // Raw bytes as Latin-1 code points so any byte survives JSON.
-    std::string latin;
-    for (unsigned char ch : m.raw()) {
-      if (ch < 0x80) {
-        latin.push_back(static_cast<char>(ch));
-      } else {
-        latin.push_back(static_cast<char>(0xC0 | (ch >> 6)));
-        latin.push_back(static_cast<char>(0x80 | (ch & 0x3F)));
-      }
-    }
-    j["raw"] = latin;
+    j["flags"] = nlohmann::json::array();
+    for (const std::string& flag : m.flags()) j["flags"].push_back(flag);
+    j["raw"] = Latin1(m.raw());
     out.push_back(j);
   }
   std::cout << out.dump() << "\n";
@@ -151,13 +207,14 @@ int Messages(std::map<std::string, std::string> f) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::cerr << "usage: relay_testctl create-user|messages --flag value ...\n";
+    std::cerr << "usage: relay_testctl create-user|messages|set-script --flag value ...\n";
     return 2;
   }
   std::string cmd = argv[1];
   auto flags = ParseFlags(argc, argv);
   if (cmd == "create-user") return CreateUser(flags);
   if (cmd == "messages") return Messages(flags);
+  if (cmd == "set-script") return SetScript(flags);
   std::cerr << "relay_testctl: unknown command " << cmd << "\n";
   return 2;
 }
