@@ -73,6 +73,11 @@ struct EngineOptions {
 // ResourceExhausted; corruption becomes DataLoss.
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view what);
 
+// The logger every Engine gives RocksDB (DBOptions::info_log): lines go to
+// libs/base/log, never to a LOG file on the (possibly full) disk. Exposed
+// for tests.
+std::shared_ptr<rocksdb::Logger> NewRocksLogger(const std::string& path);
+
 class Engine {
  public:
   // Opens (creating if missing) the DB at `path`. Drops data families left

@@ -466,6 +466,20 @@ absl::Status RaftLogStore::Compact(raft::Index index) {
   return absl::OkStatus();
 }
 
+uint64_t RaftLogStore::ApproximateBytes(raft::Index lo, raft::Index hi) const {
+  if (hi < lo) return 0;
+  const std::string start = EncodeUint64(lo);
+  const std::string limit = EncodeUint64(hi + 1);
+  rocksdb::Range range(start, limit);
+  rocksdb::SizeApproximationOptions options;
+  options.include_memtables = true;
+  options.include_files = true;
+  uint64_t bytes = 0;
+  rocksdb::Status s =
+      engine_->db()->GetApproximateSizes(options, engine_->raft_log(), &range, 1, &bytes);
+  return s.ok() ? bytes : 0;
+}
+
 absl::Status RaftLogStore::Bootstrap(const std::vector<raft::NodeId>& voters) {
   {
     absl::ReaderMutexLock lock(&mu_);

@@ -90,6 +90,9 @@ class RaftLogStore final : public raft::Storage {
   // Drops every entry up to and including `index` (<= the snapshot index),
   // keeping its term so Term(index) still answers.
   absl::Status Compact(raft::Index index);
+  // RocksDB's estimate of the bytes entries lo..hi take (SST files and
+  // memtables; nothing is read). For a size-based compaction trigger.
+  uint64_t ApproximateBytes(raft::Index lo, raft::Index hi) const;
   // Initial member of a fresh group: writes raft::BootstrapEntries(voters)
   // and HardState{1, none, n}. FailedPrecondition if the log is not empty.
   absl::Status Bootstrap(const std::vector<raft::NodeId>& voters);

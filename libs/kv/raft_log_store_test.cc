@@ -168,6 +168,32 @@ TEST(RaftLogStoreTest, CompactionKeepsTheTermOfTheCompactionPoint) {
   EXPECT_EQ(n.log().LastIndex(), 11u);
 }
 
+TEST(RaftLogStoreTest, ApproximateBytesGrowsWithTheEntriesAndDropsWithCompaction) {
+  testing::TempDir tmp;
+  Node n(tmp.Sub("db"));
+  // 200 entries of 64 KiB (incompressible enough: random bytes), 12.5 MiB.
+  std::mt19937 rng(7);
+  std::vector<Entry> entries;
+  for (raft::Index i = 1; i <= 200; ++i) {
+    std::string data(64 << 10, '\0');
+    for (char& c : data) c = static_cast<char>(rng());
+    entries.push_back(E(i, 1, std::move(data)));
+  }
+  ASSERT_EQ(n.log().Append(entries, raft::HardState{1, raft::kNoNode, 200}), absl::OkStatus());
+  const uint64_t all = n.log().ApproximateBytes(1, 200);
+  const uint64_t tenth = n.log().ApproximateBytes(1, 20);
+  // An estimate: within a factor of two of the 12.5 MiB written, and a
+  // tenth of the entries estimated well below all of them.
+  EXPECT_GT(all, 200ull * (64 << 10) / 2);
+  EXPECT_LT(all, 200ull * (64 << 10) * 2);
+  EXPECT_LT(tenth, all / 2);
+  EXPECT_EQ(n.log().ApproximateBytes(5, 4), 0u);
+  // After compaction the log's live range holds 20 entries: much less.
+  ASSERT_TRUE(n.log().CreateSnapshot(190, raft::ConfState{{1}, {}}).ok());
+  ASSERT_EQ(n.log().Compact(180), absl::OkStatus());
+  EXPECT_LT(n.log().ApproximateBytes(n.log().FirstIndex(), 200), all / 4);
+}
+
 TEST(RaftLogStoreTest, ApplySnapshotReplacesTheLog) {
   testing::TempDir tmp;
   Node n(tmp.Sub("db"));

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "libs/base/log.h"
 #include "libs/kv/checksum.h"
 #include "libs/kv/keys.h"
 #include "libs/kv/kv_test_util.h"
@@ -942,5 +943,56 @@ TEST(DiskFullTest, WriteFailsWithResourceExhaustedAndReadsContinue) {
   EXPECT_THAT(r.Dump(), ElementsAre("a=1@1", "b=2@2"));
 }
 
+// RocksDB's info log goes to our log, not to a LOG file beside the data: on
+// a full disk RocksDB 7.8's file logger aborted the process (an assertion
+// in WritableFileWriter after a failed append; tests/faults/pending/
+// test_disk_full.py). No LOG file means nothing of the kind can happen, and
+// the disk-full background error still reaches the operator, in our log.
+TEST(DiskFullTest, RocksDbLogsToOurLogAndNoLogFileIsWritten) {
+  testing::TempDir tmp;
+  const std::string captured = tmp.Sub("captured.log");
+  FILE* out = fopen(captured.c_str(), "w");
+  ASSERT_NE(out, nullptr);
+  log::SetOutputFd(fileno(out));
+  log::SetMinLevel(log::Level::kDebug);
+  {
+    testing::DiskFullEnv env;
+    Replica r(tmp.Sub("db"), {}, env.env.get());
+    r.Apply(Put("a", "1"));
+    env.fs->SetFull(true);
+    auto failed = r.sm().Apply(2, 1, Cmd(Put("b", "2")));
+    EXPECT_TRUE(absl::IsResourceExhausted(failed.status())) << failed.status();
+    env.fs->SetFull(false);
+    // Recovered, as in WriteFailsWithResourceExhaustedAndReadsContinue.
+    absl::StatusOr<v1::WriteResponse> retried;
+    for (int attempt = 0; attempt < 1200 && !retried.ok(); ++attempt) {
+      if (attempt > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (!r.engine().Resume().ok()) continue;
+      retried = r.sm().Apply(2, 1, Cmd(Put("b", "2")));
+    }
+    ASSERT_TRUE(retried.ok()) << retried.status();
+  }
+  log::SetOutputFd(2);
+  log::SetMinLevel(log::Level::kInfo);
+  fclose(out);
+
+  for (const auto& entry : std::filesystem::directory_iterator(tmp.Sub("db"))) {
+    const std::string name = entry.path().filename().string();
+    EXPECT_FALSE(name == "LOG" || name.rfind("LOG.old", 0) == 0) << "RocksDB wrote " << name;
+  }
+  std::ifstream in(captured);
+  std::string line;
+  int rocksdb_lines = 0;
+  bool error_reported = false;
+  while (std::getline(in, line)) {
+    if (line.find("msg=rocksdb") == std::string::npos) continue;
+    ++rocksdb_lines;
+    const bool loud = line.find("level=warn") != std::string::npos ||
+                      line.find("level=error") != std::string::npos;
+    if (loud && line.find("injected: disk full") != std::string::npos) error_reported = true;
+  }
+  EXPECT_GT(rocksdb_lines, 0);
+  EXPECT_TRUE(error_reported) << "no RocksDB warning about the failed write in our log";
+}
 }  // namespace
 }  // namespace mailgrid::kv

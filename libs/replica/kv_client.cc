@@ -126,8 +126,13 @@ absl::Status KvClient::Call(const Attempt& attempt, absl::Duration timeout, bool
     }
     last = rpc::FromGrpc(s);
     std::optional<kv::v1::NotLeader> hint = Redirect(ctx);
+    // RESOURCE_EXHAUSTED (disk full) is one replica's answer: it stalled and
+    // stepped aside, and the others may well elect a leader that can write.
+    // So it is retried elsewhere like UNAVAILABLE; at the deadline its
+    // message ("disk full ...") is in the error returned.
     if (hint.has_value() || s.error_code() == grpc::StatusCode::UNAVAILABLE ||
-        s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+        s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED ||
+        s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED) {
       // Forget a leader that is not one (any more).
       {
         absl::MutexLock lock(&mu_);
@@ -152,7 +157,7 @@ absl::Status KvClient::Call(const Attempt& attempt, absl::Duration timeout, bool
       target = PickTarget(&rotation);
       continue;
     }
-    return last;  // a definite answer: bad request, disk full, data loss...
+    return last;  // a definite answer: bad request, data loss...
   }
   if (is_write) {
     return absl::DeadlineExceededError(

@@ -4,14 +4,16 @@
 //  * finds the leader and follows NOT_LEADER redirects (trailing metadata
 //    `mailgrid-leader`), remembering the leader for the next call;
 //  * retries UNAVAILABLE (election in progress, replica down, leadership
-//    lost) and per-attempt timeouts with jittered backoff, until the call's
-//    deadline;
+//    lost), RESOURCE_EXHAUSTED (that replica's disk is full: another may
+//    lead and write) and per-attempt timeouts with jittered backoff, at
+//    another replica, until the call's deadline;
 //  * makes writes idempotent: a request without request_id gets
 //    (client_id, seq) with a random client_id per KvClient and an increasing
 //    seq, so a write retried after a lost answer is applied at most once;
 //  * errors: the last error once the deadline passes (DEADLINE_EXCEEDED for
-//    a write whose outcome is unknown); INVALID_ARGUMENT, RESOURCE_EXHAUSTED
-//    (disk full), DATA_LOSS and plain FAILED_PRECONDITION are returned at once.
+//    a write whose outcome is unknown, its message carrying the last error,
+//    e.g. "disk full"); INVALID_ARGUMENT, DATA_LOSS and plain
+//    FAILED_PRECONDITION are returned at once.
 #pragma once
 
 #include <atomic>

@@ -76,6 +76,18 @@ ReplicaMetrics::ReplicaMetrics(prometheus::Registry& r) {
     loop_seconds[i] = &loop.Add({{"stage", stages[i]}});
   }
   loop_turns = Counter(r, "mailgrid_raft_loop_turns_total", "Iterations of the raft loop");
+  auto& write = prometheus::BuildCounter()
+                    .Name("mailgrid_raft_write_stage_seconds_total")
+                    .Help("Leader: seconds of the writes it answered, by stage: queue (inbox), "
+                          "then since the proposal: persist (own append synced), ack (first "
+                          "follower ack), commit (committed); apply, answer (completer)")
+                    .Register(r);
+  const char* write_stages[] = {"queue", "persist", "ack", "commit", "apply", "answer"};
+  for (int i = 0; i < static_cast<int>(WriteStage::kCount); ++i) {
+    write_stage_seconds[i] = &write.Add({{"stage", write_stages[i]}});
+  }
+  write_stage_writes = Counter(r, "mailgrid_raft_write_stage_writes_total",
+                               "Writes counted in mailgrid_raft_write_stage_seconds_total");
   SetRole(raft::Role::kFollower);
 }
 

@@ -52,6 +52,19 @@ struct ReplicaMetrics {
   }
   prometheus::Counter* loop_seconds[static_cast<int>(Stage::kCount)];
   prometheus::Counter* loop_turns;
+
+  // Where one replicated write's time goes, on the leader, summed over the
+  // writes it answered (mean = seconds / writes): queue (in the inbox until
+  // the loop proposes it), then from the proposal: persist (the leader's own
+  // synced append done), ack (the first follower's acknowledgement stepped),
+  // commit (its Ready with the entry committed starts); apply (commit ->
+  // applied), answer (applied -> the completer thread calls back).
+  enum class WriteStage { kQueue, kPersist, kAck, kCommit, kApply, kAnswer, kCount };
+  void AddWriteStage(WriteStage stage, double seconds) {
+    write_stage_seconds[static_cast<int>(stage)]->Increment(seconds);
+  }
+  prometheus::Counter* write_stage_seconds[static_cast<int>(WriteStage::kCount)];
+  prometheus::Counter* write_stage_writes;
 };
 
 }  // namespace mailgrid::replica

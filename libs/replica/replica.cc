@@ -312,7 +312,7 @@ void Replica::ProposeAsync(const kv::v1::WriteRequest& request, absl::Time deadl
   std::string data = request.SerializeAsString();
   bool queued = false;
   Enqueue([&](Inbox& in) {
-    in.proposals.push_back({std::move(data), std::move(done), deadline});
+    in.proposals.push_back({std::move(data), std::move(done), deadline, absl::Now()});
     queued = true;
   });
   if (!queued) done(absl::UnavailableError("replica stopping"));

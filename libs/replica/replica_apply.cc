@@ -110,10 +110,37 @@ void Replica::CompleteWrite(raft::Index index, raft::Term term,
   auto it = write_waiters_.begin();
   while (it != write_waiters_.end() && it->first <= index) {
     // Answered from the completer thread (see completer.h).
-    absl::StatusOr<kv::v1::WriteResponse> r =
-        it->first == index && it->second.term == term ? std::move(result) : LostLeadership();
-    AnswerWrite(std::move(it->second.done), std::move(r));
+    WriteWaiter& w = it->second;
+    const bool mine = it->first == index && w.term == term;
+    absl::StatusOr<kv::v1::WriteResponse> r = mine ? std::move(result) : LostLeadership();
+    if (mine) {
+      const absl::Time applied = absl::Now();
+      using WS = ReplicaMetrics::WriteStage;
+      ReplicaMetrics* m = metrics_.get();
+      auto since = [&](absl::Time from, absl::Time to) {
+        return from == absl::InfinitePast() ? 0.0 : absl::ToDoubleSeconds(to - from);
+      };
+      m->AddWriteStage(WS::kQueue, since(w.queued, w.proposed));
+      if (w.persisted != absl::InfinitePast()) {
+        m->AddWriteStage(WS::kPersist, since(w.proposed, w.persisted));
+      }
+      if (w.acked != absl::InfinitePast()) m->AddWriteStage(WS::kAck, since(w.proposed, w.acked));
+      m->AddWriteStage(WS::kCommit, since(w.proposed, std::max(ready_started_, w.proposed)));
+      m->AddWriteStage(WS::kApply, since(std::max(ready_started_, w.proposed), applied));
+      m->write_stage_writes->Increment();
+      w.done = [done = std::move(w.done), applied, m](absl::StatusOr<kv::v1::WriteResponse> resp) {
+        m->AddWriteStage(WS::kAnswer, absl::ToDoubleSeconds(absl::Now() - applied));
+        done(std::move(resp));
+      };
+    }
+    AnswerWrite(std::move(w.done), std::move(r));
     it = write_waiters_.erase(it);
+  }
+}
+
+void Replica::NoteAck(raft::Index index, absl::Time now) {
+  for (auto it = write_waiters_.begin(); it != write_waiters_.end() && it->first <= index; ++it) {
+    if (it->second.acked == absl::InfinitePast()) it->second.acked = now;
   }
 }
 
@@ -165,10 +192,31 @@ void Replica::DropWaitersUpTo(raft::Index index, const absl::Status& why) {
   }
 }
 
+std::optional<uint64_t> Replica::CompactionKeep(raft::Index first, raft::Index applied) {
+  const uint64_t entries = applied - first + 1;
+  if (entries > options_.compact_log_entries) return options_.compact_keep_entries;
+  const uint64_t limit = options_.compact_log_bytes;
+  if (limit == 0 || entries < 2 || log_bytes_unchecked_ < limit / 16) return std::nullopt;
+  // Estimating is cheap (RocksDB's index and memtable statistics, no data
+  // read) but not free, hence only every limit/16 bytes appended.
+  log_bytes_unchecked_ = 0;
+  const uint64_t bytes = log_->ApproximateBytes(first, applied);
+  if (bytes <= limit) return std::nullopt;
+  // Keep about a quarter of the limit's worth: the next compaction is then
+  // three quarters of a limit away, not one entry.
+  const long double per_entry = static_cast<long double>(bytes) / entries;
+  const auto by_bytes = static_cast<uint64_t>(static_cast<long double>(limit / 4) / per_entry);
+  log::Info("raft: log over its byte limit, compacting",
+            {{"entries", entries}, {"approx_bytes", bytes}, {"limit", limit}});
+  return std::min<uint64_t>(options_.compact_keep_entries, by_bytes);
+}
+
 void Replica::MaybeCompact() {
   const raft::Index applied = sm_->applied_index();
   const raft::Index first = log_->FirstIndex();
-  if (applied < first || applied - first + 1 <= options_.compact_log_entries) return;
+  if (applied < first) return;
+  std::optional<uint64_t> keep = CompactionKeep(first, applied);
+  if (!keep.has_value() || applied - *keep < first) return;
   // The snapshot point is the applied index: a follower that needs older
   // entries gets the state machine (at least this new) instead.
   absl::StatusOr<raft::SnapshotMeta> meta = log_->CreateSnapshot(applied, conf_);
@@ -176,7 +224,7 @@ void Replica::MaybeCompact() {
     log::Warn("raft: snapshot point not recorded", {{"index", applied}, {"error", meta.status()}});
     return;
   }
-  const raft::Index compact_to = applied - options_.compact_keep_entries;
+  const raft::Index compact_to = applied - *keep;
   absl::Status s = log_->Compact(compact_to);
   if (!s.ok()) {
     log::Warn("raft: log compaction failed", {{"index", compact_to}, {"error", s}});

@@ -27,6 +27,9 @@ void AddRaftFlags(config::Flags& flags, RaftFlags* r) {
               "compact the Raft log when it holds more applied entries than this");
   flags.Int64("raft-compact-keep", &r->compact_keep,
               "entries kept after a compaction (followers lagging less need no snapshot)");
+  flags.Int64("raft-compact-bytes", &r->compact_bytes,
+              "also compact the Raft log when its applied entries take more bytes than this "
+              "(keeps about a quarter of it; 0: no byte limit)");
   flags.Int64("raft-snapshot-chunk-bytes", &r->snapshot_chunk_bytes,
               "bytes per snapshot chunk sent to a follower");
   flags.String("raft-tls-ca", &r->tls_ca,
@@ -98,6 +101,10 @@ absl::StatusOr<ReplicaOptions> MakeReplicaOptions(const RaftFlags& r,
   }
   o.compact_log_entries = static_cast<uint64_t>(r.compact_entries);
   o.compact_keep_entries = static_cast<uint64_t>(r.compact_keep);
+  if (r.compact_bytes != 0 && r.compact_bytes < (1 << 20)) {
+    return absl::InvalidArgumentError("--raft-compact-bytes: 0 (off) or at least 1 MiB");
+  }
+  o.compact_log_bytes = static_cast<uint64_t>(r.compact_bytes);
   if (r.snapshot_chunk_bytes < 1024) {
     return absl::InvalidArgumentError("--raft-snapshot-chunk-bytes: at least 1024");
   }

@@ -29,6 +29,7 @@ struct RaftFlags {
   int election_tick = 10;
   int64_t compact_entries = 20000;
   int64_t compact_keep = 5000;
+  int64_t compact_bytes = 64ll << 20;  // 0: no byte limit
   int64_t snapshot_chunk_bytes = 1 << 20;
   // TLS between replicas (see MakeReplicaOptions).
   std::string tls_ca;

@@ -78,8 +78,12 @@ void Replica::Run() {
 }
 
 void Replica::HandleInbox(Inbox inbox) {
+  const absl::Time now = absl::Now();
   for (raft::Message& m : inbox.messages) {
     const auto type = m.type;
+    if (type == raft::Message::Type::kAppendResp && !m.reject && !write_waiters_.empty()) {
+      NoteAck(m.index, now);
+    }
     absl::Status s = node_->Step(std::move(m));
     if (!s.ok())
       log::Debug("raft: message not stepped", {{"type", static_cast<int>(type)}, {"error", s}});
@@ -113,7 +117,8 @@ void Replica::HandleInbox(Inbox inbox) {
       continue;
     }
     metrics_->proposals->Increment();
-    write_waiters_[pos->index] = WriteWaiter{pos->term, std::move(p.done), p.deadline};
+    write_waiters_[pos->index] =
+        WriteWaiter{pos->term, std::move(p.done), p.deadline, p.queued, now};
   }
   for (ConfProposal& c : inbox.conf_changes) {
     absl::StatusOr<raft::LogPosition> pos = node_->ProposeConfChange(c.change);
@@ -139,6 +144,7 @@ void Replica::HandleInbox(Inbox inbox) {
 }
 
 void Replica::HandleReady(raft::Ready rd) {
+  ready_started_ = absl::Now();
   if (rd.soft_state) OnSoftState(*rd.soft_state);
   // An election started here: a new term with our own vote (PreVote rounds
   // do not change the term, so they are not counted).
@@ -225,6 +231,12 @@ absl::Status Replica::Persist(const raft::Ready& rd) {
   metrics_->AddLoopTime(Stage::kPersist, took);
   ready_accounted_ += took;
   metrics_->entries_per_fsync->Observe(static_cast<double>(rd.entries.size()));
+  const absl::Time persisted = absl::Now();
+  for (const raft::Entry& e : rd.entries) {
+    log_bytes_unchecked_ += e.data.size();
+    auto it = write_waiters_.find(e.index);
+    if (it != write_waiters_.end()) it->second.persisted = persisted;
+  }
   return absl::OkStatus();
 }
 
@@ -269,27 +281,27 @@ void Replica::OnSoftState(const raft::SoftState& ss) {
 }
 
 bool Replica::RetryStorage(const char* what, const std::function<absl::Status()>& op) {
+  absl::Status s = op();
+  if (s.ok()) return true;
+  // Nothing of this Ready was acknowledged or applied yet, and RocksDB
+  // writes are atomic: retrying the same step later is exact.
+  log::Error("raft: storage write failed; refusing writes until the store recovers",
+             {{"step", what}, {"error", s}, {"disk_full", absl::IsResourceExhausted(s)}});
+  // A stalled replica cannot act as leader (it neither heartbeats nor
+  // commits; the others elect another): it must not claim to be one, in its
+  // status, its role metric or to callers. Publish() says the truth again
+  // once the loop runs.
+  is_leader_.store(false);
+  leader_.store(raft::kNoNode);
+  metrics_->SetRole(raft::Role::kFollower);
+  {
+    absl::MutexLock lock(&status_mu_);
+    published_.role = raft::Role::kFollower;
+    published_.leader = raft::kNoNode;
+    published_.progress.clear();
+  }
   absl::Duration backoff = absl::Milliseconds(100);
-  bool failed = false;
   while (true) {
-    absl::Status s = op();
-    if (s.ok()) {
-      if (failed) {
-        disk_full_.store(false);
-        metrics_->disk_full->Set(0);
-        absl::MutexLock lock(&status_mu_);
-        storage_error_.clear();
-        log::Info("raft: storage writable again, resuming", {{"step", what}});
-      }
-      return true;
-    }
-    if (!failed) {
-      // Nothing of this Ready was acknowledged or applied yet, and RocksDB
-      // writes are atomic: retrying the same step later is exact.
-      log::Error("raft: storage write failed; retrying, refusing writes meanwhile",
-                 {{"step", what}, {"error", s}, {"disk_full", absl::IsResourceExhausted(s)}});
-      failed = true;
-    }
     if (absl::IsResourceExhausted(s)) {
       disk_full_.store(true);
       metrics_->disk_full->Set(1);
@@ -304,10 +316,32 @@ bool Replica::RetryStorage(const char* what, const std::function<absl::Status()>
       if (stop_) return false;
     }
     backoff = std::min(backoff * 2, absl::Seconds(2));
-    // RocksDB refuses writes after a failed one until told to resume.
+    // After a failed write RocksDB stops the DB; the step is written again
+    // only once RocksDB says it recovered (its own recovery thread, or this
+    // Resume once space is back). A write to a DB that has not recovered
+    // could reach a file writer that saw the error, and Debian's RocksDB
+    // 7.8 answers that with an assertion, not a status (it did for its LOG
+    // file: libs/kv README).
     absl::Status resumed = engine_->Resume();
-    if (!resumed.ok()) log::Debug("raft: resume failed", {{"error", resumed}});
+    if (!resumed.ok()) {
+      log::Debug("raft: store not recovered yet", {{"step", what}, {"error", resumed}});
+      continue;
+    }
+    s = op();
+    if (s.ok()) break;
+    log::Debug("raft: storage write failed again", {{"step", what}, {"error", s}});
   }
+  disk_full_.store(false);
+  metrics_->disk_full->Set(0);
+  is_leader_.store(soft_.role == raft::Role::kLeader);
+  leader_.store(soft_.leader);
+  metrics_->SetRole(soft_.role);
+  {
+    absl::MutexLock lock(&status_mu_);
+    storage_error_.clear();
+  }
+  log::Info("raft: storage writable again, resuming", {{"step", what}});
+  return true;
 }
 
 void Replica::Publish() {

@@ -205,5 +205,27 @@ TEST(ReplicaTlsTest, FlagsTurnPeerTlsOnWithTheListener) {
   EXPECT_TRUE(absl::IsInvalidArgument(MakeReplicaOptions(r, common, nullptr).status()));
 }
 
+// --raft-compact-bytes: 64 MiB by default, 0 turns it off, and a tiny
+// value (a unit mistake: 64 meaning MiB) is refused rather than compacting
+// the log on every write.
+TEST(ReplicaFlagsTest, CompactBytes) {
+  RaftFlags r;
+  r.id = 1;
+  r.peers = "1=127.0.0.1:7001";
+  rpc::CommonConfig common;
+  common.listen = "127.0.0.1:7001";
+  common.data_dir = ::testing::TempDir();
+  absl::StatusOr<ReplicaOptions> o = MakeReplicaOptions(r, common, nullptr);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->compact_log_bytes, 64u << 20);
+  EXPECT_EQ(o->compact_log_entries, 20000u);
+  r.compact_bytes = 0;
+  o = MakeReplicaOptions(r, common, nullptr);
+  ASSERT_TRUE(o.ok()) << o.status();
+  EXPECT_EQ(o->compact_log_bytes, 0u);
+  r.compact_bytes = 64;
+  EXPECT_TRUE(absl::IsInvalidArgument(MakeReplicaOptions(r, common, nullptr).status()));
+}
+
 }  // namespace
 }  // namespace mailgrid::replica
