@@ -46,6 +46,14 @@ absl::Status Server::Impl::Init() {
   if (SSL_CTX_check_private_key(ctx->native_handle()) != 1) {
     return absl::InvalidArgumentError("TLS key does not match the certificate");
   }
+  // The files above are the start-time check; from now on every handshake
+  // takes the pair the reloader read last (certificate renewal, no restart).
+  auto reloader = rpc::SslCertificateReloader::Start(
+      options_.tls_cert_file, options_.tls_key_file,
+      options_.tls_reload_interval.value_or(rpc::SslCertificateReloader::ProcessRefresh()));
+  if (!reloader.ok()) return reloader.status();
+  reloader_ = *std::move(reloader);
+  reloader_->Install(ctx->native_handle());
   ssl_ = std::move(ctx);
   return absl::OkStatus();
 }

@@ -15,7 +15,8 @@
 //    The reply that invites the handshake ("220 Ready to start TLS") is
 //    written only once no plaintext read is outstanding, so a well-behaved
 //    client's ClientHello can never be read as plaintext.
-//  - TLS 1.2 or later only; certificate and key from PEM files.
+//  - TLS 1.2 or later only; certificate and key from PEM files, reloaded
+//    while serving (renewals need no restart).
 //  - Timeouts: an idle timer per connection (reset on every read; a Session
 //    may change it, e.g. RFC 5321 §4.5.3.2's 10 minutes in DATA); on expiry
 //    the Session says goodbye (OnTimeout) and the connection closes. A
@@ -37,6 +38,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -151,9 +153,15 @@ struct ServerOptions {
   size_t max_connections_per_ip = 100;  // 0: no per-IP cap
   absl::Duration idle_timeout = absl::Minutes(5);
   absl::Duration tls_handshake_timeout = absl::Seconds(30);
-  // PEM files; required for implicit-TLS listeners and STARTTLS.
+  // PEM files; required for implicit-TLS listeners and STARTTLS. Re-read
+  // every `tls_reload_interval` (rpc::SslCertificateReloader): new
+  // handshakes get a renewed certificate, established sessions keep theirs;
+  // a half-rotated or mismatched pair is logged and the previous one kept.
   std::string tls_cert_file;
   std::string tls_key_file;
+  // Unset: the daemon's --tls-reload-interval (rpc::RunService sets the
+  // process default; one minute otherwise). Zero: read once at Create.
+  std::optional<absl::Duration> tls_reload_interval;
   // Prometheus families mailgrid_netserver_* with a `listener` label; null:
   // none.
   std::shared_ptr<prometheus::Registry> registry;

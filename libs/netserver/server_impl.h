@@ -16,6 +16,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/synchronization/mutex.h"
 #include "libs/netserver/server.h"
+#include "libs/rpc/ssl_reloader.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -71,6 +72,9 @@ class Server::Impl {
   ServerOptions options_;
   asio::io_context io_;
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>> work_;
+  // Declared before ssl_: the context's handshakes call into it, so it is
+  // destroyed after the context.
+  std::unique_ptr<rpc::SslCertificateReloader> reloader_;
   std::unique_ptr<asio::ssl::context> ssl_;
   std::vector<std::thread> threads_;
   std::vector<std::unique_ptr<Listener>> listeners_;  // guarded by mu_ for add; stable addresses

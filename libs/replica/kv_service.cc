@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "absl/synchronization/mutex.h"
+#include "libs/replica/kv_scope.h"  // security: --kv-scope
 #include "libs/replica/raft_service.h"
 #include "libs/rpc/status.h"
 
@@ -95,6 +96,7 @@ grpc::Status ToGrpcWithLeaderHint(grpc::ServerContextBase* ctx, const absl::Stat
 grpc::ServerUnaryReactor* KvServiceImpl::Get(grpc::CallbackServerContext* ctx,
                                              const kv::v1::GetRequest* req,
                                              kv::v1::GetResponse* resp) {
+  if (auto* refused = RefuseOutsideKvScope(ctx, *req)) return refused;  // security: kv_scope.h
   auto* reactor = new AnswerOnceReactor<kv::v1::GetResponse>(ctx, resp, "read cancelled");
   replica_->GetAsync(*req, AdminDeadline(ctx), reactor->Callback());
   return reactor;
@@ -103,6 +105,7 @@ grpc::ServerUnaryReactor* KvServiceImpl::Get(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* KvServiceImpl::Scan(grpc::CallbackServerContext* ctx,
                                               const kv::v1::ScanRequest* req,
                                               kv::v1::ScanResponse* resp) {
+  if (auto* refused = RefuseOutsideKvScope(ctx, *req)) return refused;  // security: kv_scope.h
   auto* reactor = new AnswerOnceReactor<kv::v1::ScanResponse>(ctx, resp, "scan cancelled");
   replica_->ScanAsync(*req, AdminDeadline(ctx), reactor->Callback());
   return reactor;
@@ -111,6 +114,7 @@ grpc::ServerUnaryReactor* KvServiceImpl::Scan(grpc::CallbackServerContext* ctx,
 grpc::ServerUnaryReactor* KvServiceImpl::Write(grpc::CallbackServerContext* ctx,
                                                const kv::v1::WriteRequest* req,
                                                kv::v1::WriteResponse* resp) {
+  if (auto* refused = RefuseOutsideKvScope(ctx, *req)) return refused;  // security: kv_scope.h
   auto* reactor =
       new AnswerOnceReactor<kv::v1::WriteResponse>(ctx, resp, "write cancelled; outcome unknown");
   replica_->WriteAsync(*req, AdminDeadline(ctx), reactor->Callback());

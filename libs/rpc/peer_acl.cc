@@ -68,6 +68,17 @@ std::vector<std::string> PeerCertificateNames(const grpc::AuthContext& context) 
   return names;
 }
 
+PeerAclProcessor::PeerAclProcessor(std::vector<PeerAclRule> rules, prometheus::Registry* registry)
+    : rules_(std::move(rules)), denied_(rules_.size(), nullptr) {
+  if (registry == nullptr) return;
+  auto& family = prometheus::BuildCounter()
+                     .Name("mailgrid_rpc_peer_acl_denied_total")
+                     .Help("gRPC calls refused by --peer-acl, by the rule's method prefix")
+                     .Register(*registry);
+  for (size_t i = 0; i < rules_.size(); ++i)
+    denied_[i] = &family.Add({{"method_prefix", rules_[i].method_prefix}});
+}
+
 grpc::Status PeerAclProcessor::Process(const InputMetadata& auth_metadata,
                                        grpc::AuthContext* context, OutputMetadata*,
                                        OutputMetadata*) {
@@ -76,9 +87,11 @@ grpc::Status PeerAclProcessor::Process(const InputMetadata& auth_metadata,
   if (path == auth_metadata.end())
     return grpc::Status(grpc::StatusCode::PERMISSION_DENIED, "no :path");
   std::string_view method(path->second.data(), path->second.size());
-  if (MatchingRule(rules_, method) == nullptr) return grpc::Status::OK;
+  const PeerAclRule* rule = MatchingRule(rules_, method);
+  if (rule == nullptr) return grpc::Status::OK;
   std::vector<std::string> names = PeerCertificateNames(*context);
   if (PeerAllowed(rules_, method, names)) return grpc::Status::OK;
+  if (prometheus::Counter* c = denied_[static_cast<size_t>(rule - rules_.data())]) c->Increment();
   std::string who = names.empty() ? "(no certificate)" : names.front();
   log::Warn("peer refused by --peer-acl",
             {{"method", std::string(method)}, {"peer", absl::StrJoin(names, ",")}});

@@ -19,6 +19,8 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/security/auth_metadata_processor.h"
+#include "prometheus/counter.h"
+#include "prometheus/registry.h"
 
 namespace mailgrid::rpc {
 
@@ -41,9 +43,15 @@ bool PeerAllowed(const std::vector<PeerAclRule>& rules, std::string_view method,
 // x509_subject_alternative_name of the auth context).
 std::vector<std::string> PeerCertificateNames(const grpc::AuthContext& context);
 
+// Refusals are logged and counted in
+// mailgrid_rpc_peer_acl_denied_total{method_prefix} (the rule's prefix, so
+// the label set is bounded by the flag; every rule's series exists from
+// start at 0, so rate() and increase() alerts see the first denial).
 class PeerAclProcessor final : public grpc::AuthMetadataProcessor {
  public:
-  explicit PeerAclProcessor(std::vector<PeerAclRule> rules) : rules_(std::move(rules)) {}
+  // `registry` may be null (no metric).
+  explicit PeerAclProcessor(std::vector<PeerAclRule> rules,
+                            prometheus::Registry* registry = nullptr);
   // Cheap and non-blocking: runs on gRPC's own thread.
   bool IsBlocking() const override { return false; }
   grpc::Status Process(const InputMetadata& auth_metadata, grpc::AuthContext* context,
@@ -52,6 +60,8 @@ class PeerAclProcessor final : public grpc::AuthMetadataProcessor {
 
  private:
   std::vector<PeerAclRule> rules_;
+  // Parallel to rules_ (nullptr without a registry).
+  std::vector<prometheus::Counter*> denied_;
 };
 
 }  // namespace mailgrid::rpc

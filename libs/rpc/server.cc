@@ -55,7 +55,9 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> Credentials(const Serve
   if (o.tls_cert_file.empty() || o.tls_key_file.empty())
     return absl::InvalidArgumentError("--tls-cert and --tls-key must be given together");
   ASSIGN_OR_RETURN(auto creds, TlsCredentials(o));
-  if (!o.peer_acl.empty()) creds->SetAuthMetadataProcessor(std::make_shared<PeerAclProcessor>(o.peer_acl));
+  if (!o.peer_acl.empty())
+    creds->SetAuthMetadataProcessor(
+        std::make_shared<PeerAclProcessor>(o.peer_acl, o.registry.get()));
   return creds;
 }
 

@@ -1,5 +1,6 @@
 #include "libs/rpc/service_main.h"
 
+#include <atomic>
 #include <cstdio>
 #include <iostream>
 #include <thread>
@@ -11,6 +12,7 @@
 #include "libs/metrics/cert_expiry.h"
 #include "libs/metrics/metrics.h"
 #include "libs/rpc/server.h"
+#include "libs/rpc/ssl_reloader.h"
 
 namespace mailgrid::rpc {
 
@@ -29,12 +31,18 @@ void AddCommonFlags(config::Flags& flags, CommonConfig& c) {
                "restrict gRPC methods to client certificates by name (needs mTLS): "
                "PREFIX=NAME,NAME;... e.g. mailgrid.raft.v1.=tenantd;mailgrid.kv.v1.=tenantd,relayd "
                "(the longest prefix decides; uncovered methods: any CA-signed client)");
+  flags.String("kv-scope", &c.kv_scope,
+               "limit KvService keys per client certificate name (needs mTLS; daemons serving "
+               "KV only): NAME=PREFIX,...;... with PREFIX global:SPACE, global:SPACE*, tenant:ID "
+               "or hex:BYTES, e.g. relayd=global:outq*");
   flags.String("health-listen", &c.health_listen,
                "plain-text gRPC health-only listener host:port for probes (empty: none)");
   flags.Duration("drain-timeout", &c.drain_timeout, "how long in-flight calls may run after SIGTERM");
 }
 
 namespace {
+
+std::atomic<KvScopeInstaller> kv_scope_installer{nullptr};
 
 // Errors at start are one line on stderr and a non-zero exit: an operator
 // reading `kubectl logs` sees exactly what to fix.
@@ -50,6 +58,8 @@ void LogEffectiveConfig(const config::Flags& flags) {
 }
 
 }  // namespace
+
+void SetKvScopeInstaller(KvScopeInstaller installer) { kv_scope_installer.store(installer); }
 
 int RunService(const ServiceDef& def, int argc, char** argv) {
   log::SetServiceName(def.name);
@@ -72,6 +82,14 @@ int RunService(const ServiceDef& def, int argc, char** argv) {
   if (absl::Status s = log::SetMinLevelByName(common.log_level); !s.ok()) return Fail(def.name, s, 2);
   auto peer_acl = ParsePeerAcl(common.peer_acl);
   if (!peer_acl.ok()) return Fail(def.name, peer_acl.status(), 2);
+  if (!common.kv_scope.empty()) {
+    KvScopeInstaller install = kv_scope_installer.load();
+    if (install == nullptr)
+      return Fail(def.name, absl::InvalidArgumentError("--kv-scope: this daemon serves no KvService"), 2);
+    if (absl::Status s = install(common); !s.ok()) return Fail(def.name, s, 2);
+  }
+  // The public listeners (libs/netserver) reload at the same interval.
+  SslCertificateReloader::SetProcessRefresh(common.tls_reload_interval);
   LogEffectiveConfig(flags);
 
   auto registry = metrics::Registry();

@@ -36,6 +36,9 @@ struct CommonConfig {
   // should pass it to rpc::ClientOptions::tls_reload_interval.
   absl::Duration tls_reload_interval = absl::Minutes(1);
   std::string peer_acl;       // peer_acl.h spec ("" = none)
+  // libs/replica/kv_scope.h spec ("" = none); only daemons serving
+  // KvService accept it (see SetKvScopeInstaller).
+  std::string kv_scope;
   absl::Duration drain_timeout = absl::Seconds(10);
 };
 
@@ -73,6 +76,14 @@ struct ServiceDef {
 
 // Runs a daemon to completion; returns the process exit code.
 int RunService(const ServiceDef& def, int argc, char** argv);
+
+// --kv-scope is enforced by libs/replica (kv_scope.cc), which rpc cannot
+// depend on: kv_scope.cc registers this installer when it is linked into
+// the daemon (i.e. the daemon serves KvService). RunService calls it after
+// parsing flags (an error exits 2); a non-empty --kv-scope in a daemon
+// without one is an error too, rather than a silently ignored restriction.
+using KvScopeInstaller = absl::Status (*)(const CommonConfig&);
+void SetKvScopeInstaller(KvScopeInstaller installer);
 
 // Registers the common options on `flags` (exposed for tools and tests).
 void AddCommonFlags(config::Flags& flags, CommonConfig& common);

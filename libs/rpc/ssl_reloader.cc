@@ -3,12 +3,27 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include <atomic>
+
 #include "absl/strings/str_cat.h"
 #include "libs/base/file.h"
 #include "libs/base/log.h"
 #include "libs/base/status.h"
 
 namespace mailgrid::rpc {
+namespace {
+// Set before any listener exists (flags are parsed first) and read after;
+// atomic anyway so a test may change it between servers.
+std::atomic<int64_t> process_refresh_ms{60'000};
+}  // namespace
+
+void SslCertificateReloader::SetProcessRefresh(absl::Duration refresh) {
+  process_refresh_ms.store(absl::ToInt64Milliseconds(refresh));
+}
+
+absl::Duration SslCertificateReloader::ProcessRefresh() {
+  return absl::Milliseconds(process_refresh_ms.load());
+}
 
 // One parsed certificate chain and key, immutable once built; handshakes
 // hold a reference while they copy it into their SSL.

@@ -33,6 +33,13 @@ class SslCertificateReloader {
   // `refresh` (zero: never; ReloadNow() still works).
   static absl::StatusOr<std::unique_ptr<SslCertificateReloader>> Start(
       std::string cert_file, std::string key_file, absl::Duration refresh = absl::Minutes(1));
+
+  // The process's --tls-reload-interval, for listeners built by code that
+  // does not see the common flags (libs/netserver under relayd/accessd):
+  // rpc::RunService sets it once after parsing flags, before the daemon's
+  // Create. One minute until set; zero means "read once".
+  static void SetProcessRefresh(absl::Duration refresh);
+  static absl::Duration ProcessRefresh();
   ~SslCertificateReloader();
   SslCertificateReloader(const SslCertificateReloader&) = delete;
   SslCertificateReloader& operator=(const SslCertificateReloader&) = delete;

@@ -4,7 +4,8 @@ files are rotated under it the way a Kubernetes Secret volume rotates them
 (Python's ssl module, verifying against the CA and presenting a client
 certificate) sees the new certificate without a restart; the expiry gauge on
 /metrics follows. Also the wiring of --peer-acl: a bad spec stops the daemon
-with exit 2, an ACL without mTLS with exit 1, both naming the flag.
+with exit 2, an ACL without mTLS with exit 1, both naming the flag; and of
+--kv-scope (exit 2 for a daemon without KvService, a bad spec, no mTLS).
 
 Needs only echod and the openssl CLI: python3 libs/rpc/tls_reload_integration_test.py
 """
@@ -156,6 +157,25 @@ class TlsReload(unittest.TestCase):
                                  stderr=subprocess.PIPE, text=True, timeout=PATIENCE)
         self.assertEqual(no_mtls.returncode, 1, no_mtls.stderr)
         self.assertIn("--peer-acl needs mTLS", no_mtls.stderr)
+
+    def test_kv_scope_flag_errors(self):
+        """--kv-scope (libs/replica kv_scope.h) is checked at start: refused by a daemon that serves no
+        KvService (echod), and by one that does (tenantd, when built) for a bad spec or without mTLS."""
+        refused = subprocess.run([ECHOD, "--kv-scope=relayd=global:outq*"], stderr=subprocess.PIPE, text=True,
+                                 timeout=PATIENCE)
+        self.assertEqual(refused.returncode, 2, refused.stderr)
+        self.assertIn("--kv-scope: this daemon serves no KvService", refused.stderr)
+        tenantd = os.path.join(BUILD, "bin", "tenantd")
+        if not os.path.exists(tenantd):
+            return
+        bad = subprocess.run([tenantd, "--kv-scope=relayd=outq"], stderr=subprocess.PIPE, text=True,
+                             timeout=PATIENCE)
+        self.assertEqual(bad.returncode, 2, bad.stderr)
+        self.assertIn('--kv-scope \\"relayd=outq\\"', bad.stderr)
+        no_mtls = subprocess.run([tenantd, "--kv-scope=relayd=global:outq*"], stderr=subprocess.PIPE, text=True,
+                                 timeout=PATIENCE)
+        self.assertEqual(no_mtls.returncode, 2, no_mtls.stderr)
+        self.assertIn("--kv-scope needs mTLS", no_mtls.stderr)
 
 
 if __name__ == "__main__":

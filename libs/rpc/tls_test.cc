@@ -125,6 +125,20 @@ double GaugeValue(prometheus::Registry& registry, const std::string& name) {
   return -1e18;
 }
 
+// The counter with label method_prefix=`prefix`, or -1 when the series
+// does not exist.
+double DeniedCount(prometheus::Registry& registry, const std::string& prefix) {
+  for (const auto& family : registry.Collect()) {
+    if (family.name != "mailgrid_rpc_peer_acl_denied_total") continue;
+    for (const auto& m : family.metric) {
+      for (const auto& label : m.label) {
+        if (label.name == "method_prefix" && label.value == prefix) return m.counter.value;
+      }
+    }
+  }
+  return -1;
+}
+
 TEST(TlsReloadTest, NewConnectionsGetTheRenewedServerCertificateAndTheGaugeFollows) {
   Pki pki("tls_reload_server");
   pki.Issue("v1", "server-v1", /*days=*/2);
@@ -234,9 +248,14 @@ TEST(PeerAclTest, OnlyNamedCertificatesCallCoveredMethods) {
   so.tls_cert_file = server_dir + "/cert.pem";
   so.tls_key_file = server_dir + "/key.pem";
   so.tls_client_ca_file = server_dir + "/ca.pem";
-  so.peer_acl = *ParsePeerAcl("mailgrid.testing.v1.EchoService/EchoOnce=tenantd");
+  so.peer_acl = *ParsePeerAcl("mailgrid.testing.v1.EchoService/EchoOnce=tenantd;mailgrid.raft.v1.=tenantd");
+  auto registry = std::make_shared<prometheus::Registry>();
+  so.registry = registry;
   auto server = Server::Start(so, {&impl});
   ASSERT_TRUE(server.ok()) << server.status();
+  // Every rule's series exists from the start, at 0.
+  EXPECT_EQ(DeniedCount(*registry, "mailgrid.testing.v1.EchoService/EchoOnce"), 0);
+  EXPECT_EQ(DeniedCount(*registry, "mailgrid.raft.v1."), 0);
 
   grpc::Status s = Call(ClientOf((*server)->address(), tenantd, true), /*once=*/true);
   EXPECT_TRUE(s.ok()) << s.error_message();
@@ -248,6 +267,10 @@ TEST(PeerAclTest, OnlyNamedCertificatesCallCoveredMethods) {
   // A method no rule covers: any certificate from the CA.
   s = Call(ClientOf((*server)->address(), relayd, true), /*once=*/false);
   EXPECT_TRUE(s.ok()) << s.error_message();
+  // One refusal, counted under the rule that refused it; allowed calls and
+  // uncovered methods count nothing.
+  EXPECT_EQ(DeniedCount(*registry, "mailgrid.testing.v1.EchoService/EchoOnce"), 1);
+  EXPECT_EQ(DeniedCount(*registry, "mailgrid.raft.v1."), 0);
 
   // An ACL without client certificates cannot work: refused at start.
   ServerOptions no_mtls = so;

@@ -80,20 +80,33 @@ absl::StatusOr<std::unique_ptr<IdentityApp>> IdentityApp::Create(
     ASSIGN_OR_RETURN(std::string pem, file::ReadAll(o.token_signing_key));
     ASSIGN_OR_RETURN(std::string kid, auth::KeyIdOfPrivatePem(pem));
     ASSIGN_OR_RETURN(app->signer_, auth::TokenSigner::FromPrivatePem(kid, pem));
+    // With a separate service key the user key never signs a service token,
+    // so verifiers can hold it as "user:" (libs/auth KeyUse).
+    std::string service_pem = pem;
+    if (!o.service_token_key.empty()) {
+      ASSIGN_OR_RETURN(service_pem, file::ReadAll(o.service_token_key));
+    }
     ASSIGN_OR_RETURN(app->service_tokens_,
-                     auth::ServiceTokenSource::FromPem(pem, "identityd", o.token_issuer));
+                     auth::ServiceTokenSource::FromPem(service_pem, "identityd", o.token_issuer));
   } else {
     ASSIGN_OR_RETURN(auto generated, auth::TokenSigner::Generate("ephemeral"));
     ASSIGN_OR_RETURN(std::string pem, generated->PrivatePem());
     ASSIGN_OR_RETURN(std::string kid, auth::KeyIdOfPrivatePem(pem));
     ASSIGN_OR_RETURN(app->signer_, auth::TokenSigner::FromPrivatePem(kid, pem));
+    if (!o.service_token_key.empty()) {
+      ASSIGN_OR_RETURN(std::string service_pem, file::ReadAll(o.service_token_key));
+      ASSIGN_OR_RETURN(app->service_tokens_, auth::ServiceTokenSource::FromPem(
+                                                 service_pem, "identityd", o.token_issuer));
+    }
     log::Warn(
         "no --token-signing-key: signing with an ephemeral key; other services cannot "
         "verify these tokens and tenantd cannot be called");
   }
   app->verifier_ = std::make_unique<auth::TokenVerifier>(o.token_issuer);
   ASSIGN_OR_RETURN(std::string own_pem, app->signer_->PublicPem());
-  RETURN_IF_ERROR(app->verifier_->AddPublicPem(app->signer_->key_id(), own_pem));
+  RETURN_IF_ERROR(app->verifier_->AddPublicPem(
+      app->signer_->key_id(), own_pem,
+      o.service_token_key.empty() ? auth::KeyUse::kAny : auth::KeyUse::kUserOnly));
   core_options.public_keys.push_back({app->signer_->key_id(), own_pem});
   // "service:PATH" keys (the other daemons' service-token key) verify only
   // service tokens and are not published: GetPublicKeys lists the keys

@@ -17,6 +17,10 @@ void AddFlags(config::Flags& f, Options& o) {
   f.String(
       "token-signing-key", &o.token_signing_key,
       "Ed25519 private key PEM that signs access and service tokens (empty: an ephemeral key)");
+  f.String("service-token-key", &o.service_token_key,
+           "Ed25519 private key PEM that signs identityd's own service tokens (the cluster's "
+           "service key; empty: --token-signing-key signs them too, and this key verifies as "
+           "both user and service key)");
   f.StringList("token-public-key", &o.token_public_keys,
                "extra Ed25519 public key PEM files accepted (PATH, user:PATH or service:PATH; "
                "service keys verify only service tokens and are not published)");

@@ -24,6 +24,9 @@ struct Options {
   std::string tls_ca;                    // CA for client channels (tenantd)
 
   std::string token_signing_key;               // Ed25519 PKCS#8 PEM file
+  // Signs identityd's own service tokens (to tenantd, relayd) when set, so
+  // the user-token key can be "user:" (never a service token) everywhere.
+  std::string service_token_key;
   std::vector<std::string> token_public_keys;  // extra verifying keys (rotation)
   std::string token_issuer = "mailgrid";
   absl::Duration access_token_ttl = absl::Minutes(15);

@@ -425,8 +425,10 @@ class Rendered:
         for w in self.workloads():
             for c in pod_of(w)["spec"]["containers"]:
                 for name, value in env_of(c).items():
+                    # Key lists may carry libs/auth's use prefixes (user:PATH, service:PATH).
                     if re.search(r"KEY|SECRET|PASSWORD|TOKEN", name) and value is not None and \
-                            not value.startswith("/run/secrets/"):
+                            not all(re.sub(r"^(service|user):", "", v).startswith("/run/secrets/")
+                                    for v in value.split(",")):
                         self.bad("%s: %s carries a literal value %r", w["metadata"]["name"], name, value)
 
     def autoscalers(self):
@@ -643,14 +645,16 @@ class ChartRenderTest(HelmTestCase):
         self.assertEqual({d["metadata"]["name"] for d in by_kind(docs, "HorizontalPodAutoscaler")},
                          {"rel-mailgrid-relayd", "rel-mailgrid-accessd"})
         self.assertEqual(by_kind(docs, "ServiceMonitor"), [])
-        # cert-manager: a bootstrapped CA and one certificate per component + the public one.
+        # cert-manager: a bootstrapped CA and one certificate per component (mailstored: per shard) + the
+        # public one; its commonName is what --peer-acl checks.
         certs = {d["metadata"]["name"]: d for d in by_kind(docs, "Certificate")}
-        for component in ("tenantd", "identityd", "mailstored", "relayd", "accessd"):
-            cert = certs["rel-mailgrid-%s-tls" % component]
+        for name in ("tenantd", "identityd", "mailstored-0", "relayd", "accessd"):
+            cert = certs["rel-mailgrid-%s-tls" % name]
             self.assertIn("client auth", cert["spec"]["usages"])
             self.assertIn("127.0.0.1", cert["spec"]["ipAddresses"])
+            self.assertEqual(cert["spec"]["commonName"], name)
         self.assertIn("*.rel-mailgrid-mailstored-0-raft.mail.svc.cluster.local",
-                      certs["rel-mailgrid-mailstored-tls"]["spec"]["dnsNames"])
+                      certs["rel-mailgrid-mailstored-0-tls"]["spec"]["dnsNames"])
         self.assertTrue(certs["rel-mailgrid-ca"]["spec"]["isCA"])
         # Secrets mounted where needed only.
         volumes = {component_of(w): pod_of(w)["spec"]["volumes"] for w in docs if w["kind"] in WORKLOAD_KINDS}
@@ -700,6 +704,7 @@ class ChartRenderTest(HelmTestCase):
         self.assertEqual(by_kind(docs, "Issuer"), [])
         certs = {d["metadata"]["name"]: d for d in by_kind(docs, "Certificate")}
         self.assertEqual(certs["rel-mailgrid-tenantd-tls"]["spec"]["issuerRef"]["name"], "corp-internal-ca")
+        self.check_certificate_names(docs, certs, 3)
         self.assertEqual(certs["rel-mailgrid-public-tls"]["spec"]["issuerRef"]["name"], "letsencrypt-dns01")
         self.assertEqual(set(certs["rel-mailgrid-public-tls"]["spec"]["dnsNames"]),
                          {"mx.corp.example.net", "mx2.corp.example.net"})
@@ -719,6 +724,48 @@ class ChartRenderTest(HelmTestCase):
             self.assertIn("metrics", [p["name"] for p in s["spec"]["ports"]])
         targets = {r["targetLabel"] for r in monitor["spec"]["endpoints"][0]["relabelings"]}
         self.assertTrue({"component", "shard"} <= targets)
+
+    def check_certificate_names(self, docs, certs, shards):
+        """certManager mode: each mailstored shard has its own certificate (CN mailstored-<shard>) mounted by
+        its own pods, and its --peer-acl admits only that name to its Raft and KV methods, so one shard's
+        replicas cannot write another shard's group. tenantd admits relayd to its KV, scoped (--kv-scope) to
+        exactly the key spaces relayd's code uses."""
+        for shard in range(shards):
+            name = "mailstored-%d" % shard
+            self.assertEqual(certs["rel-mailgrid-%s-tls" % name]["spec"]["commonName"], name)
+            sts = find(docs, "StatefulSet", "rel-mailgrid-" + name)
+            secrets = {v["secret"]["secretName"] for v in pod_of(sts)["spec"]["volumes"] if "secret" in v}
+            self.assertIn("rel-mailgrid-%s-tls" % name, secrets)
+            self.assertNotIn("rel-mailgrid-mailstored-tls", secrets)
+            env = env_of(pod_of(sts)["spec"]["containers"][0])
+            self.assertEqual(env["MAILGRID_PEER_ACL"], "mailgrid.raft.v1.=%s;mailgrid.kv.v1.=%s" % (name, name))
+            self.assertNotIn("MAILGRID_KV_SCOPE", env)
+        self.assertNotIn("rel-mailgrid-mailstored-tls", certs)
+        tenantd = env_of(pod_of(find(docs, "StatefulSet", "rel-mailgrid-tenantd"))["spec"]["containers"][0])
+        self.assertEqual(tenantd["MAILGRID_PEER_ACL"], "mailgrid.raft.v1.=tenantd;mailgrid.kv.v1.=tenantd,relayd")
+        with open(os.path.join(mgtest.SOURCE_DIR, "libs/rpc/service_main.cc")) as f:
+            self.assertIn('"kv-scope"', f.read())  # a common option of every daemon
+        scope = dict(rule.split("=", 1) for rule in tenantd["MAILGRID_KV_SCOPE"].split(";"))
+        self.assertEqual(list(scope), ["relayd"])
+        # Every global key space relayd's queue code (services/relay, libs/outbound) names lies in its scope.
+        spaces = set()
+        for folder in ("services/relay", "libs/outbound"):
+            for root, _, names in os.walk(os.path.join(mgtest.SOURCE_DIR, folder)):
+                for n in names:
+                    if n.endswith(".cc") and not n.endswith("_test.cc"):
+                        with open(os.path.join(root, n), errors="replace") as f:
+                            spaces.update(re.findall(r'GlobalPrefix\("([a-z_]+)"\)', f.read()))
+        self.assertTrue(spaces)
+        allowed = scope["relayd"].split(",")
+        def covered(space):
+            return any(p == "global:" + space or (p.endswith("*") and p.startswith("global:") and
+                                                  space.startswith(p[len("global:"):-1])) for p in allowed)
+        self.assertEqual(sorted(s for s in spaces if not covered(s)), [], "relayd key spaces outside --kv-scope")
+        # ...and nothing of the directory: tenantd's own global spaces are outside it.
+        with open(os.path.join(mgtest.SOURCE_DIR, "services/tenant/directory_store.cc"), errors="replace") as f:
+            directory = set(re.findall(r'GlobalPrefix\("([a-z_]+)"\)', f.read()))
+        self.assertTrue(directory)
+        self.assertEqual(sorted(s for s in directory if covered(s)), [], "directory key spaces inside relayd's scope")
 
     def check_shard_map(self, docs, shards):
         """MAILGRID_MAILSTORED, parsed as the C++ clients parse it, names each shard's own Raft group."""
@@ -771,16 +818,21 @@ class ChartRenderTest(HelmTestCase):
                 if "MAILGRID_TOKEN_SIGNING_KEY" in env:
                     want = user_private if component == "identityd" or not separate else service_private
                     self.assertEqual(env["MAILGRID_TOKEN_SIGNING_KEY"], want, where)
+                # identityd signs its own service tokens with the service key when there is one.
+                self.assertEqual("MAILGRID_SERVICE_TOKEN_KEY" in env, separate and component == "identityd", where)
+                if "MAILGRID_SERVICE_TOKEN_KEY" in env:
+                    self.assertIn("service-token-key", options)
+                    self.assertEqual(env["MAILGRID_SERVICE_TOKEN_KEY"], service_private, where)
                 self.assertEqual(user_private in files, component == "identityd" or
                                  (not separate and "token-signing-key" in options), where)
-                self.assertEqual(service_private in files, separate and component != "identityd" and
-                                 "token-signing-key" in options, where)
+                self.assertEqual(service_private in files, separate and "token-signing-key" in options, where)
                 if "MAILGRID_TOKEN_PUBLIC_KEY" in env:
                     want = ["/run/secrets/mailgrid/token/public.pem"]
                     if separate:
-                        # verifiers reading keys through libs/auth VerifierFromPemFiles take "service:PATH"
-                        prefix = "service:" if component in ("tenantd", "identityd", "mailstored", "relayd") else ""
-                        want.append(prefix + "/run/secrets/mailgrid/service-token/public.pem")
+                        # With a service key nothing signs service tokens with the user key: every verifier
+                        # (libs/auth ParseTokenKeySpec) holds the user key as "user:", the service key as
+                        # "service:".
+                        want = ["user:" + want[0], "service:/run/secrets/mailgrid/service-token/public.pem"]
                     self.assertEqual(env["MAILGRID_TOKEN_PUBLIC_KEY"].split(","), want, where)
             secret_names = {v["secret"]["secretName"] for w in docs if w["kind"] in WORKLOAD_KINDS
                             for v in pod_of(w)["spec"]["volumes"] if "secret" in v}

@@ -189,6 +189,8 @@ Takes a workload context.
 {{- end -}}
 {{- if eq .component "identityd" -}}
 {{- $user = append $user "private.pem" -}}
+{{- /* identityd signs its own service tokens with the service key (--service-token-key). */ -}}
+{{- if $separate -}}{{- $service = append $service "private.pem" -}}{{- end -}}
 {{- else if $signer -}}
 {{- if $separate -}}
 {{- $service = append $service "private.pem" -}}
@@ -203,19 +205,29 @@ Takes a workload context.
 {{- define "mailgrid.tokenEnv" -}}
 {{- $files := include "mailgrid.tokenFiles" . | fromYaml -}}
 {{- $public := list -}}
-{{- if has "public.pem" $files.user -}}{{- $public = append $public "/run/secrets/mailgrid/token/public.pem" -}}{{- end -}}
+{{- $userPrefix := "" -}}
 {{- $servicePrefix := "" -}}
-{{- if has .component (splitList " " (include "mailgrid.tokenKeyRoleVerifiers" .)) -}}{{- $servicePrefix = "service:" -}}{{- end -}}
+{{- if has .component (splitList " " (include "mailgrid.tokenKeyRoleVerifiers" .)) -}}
+{{- $servicePrefix = "service:" -}}
+{{- /* With a separate service key nothing signs a service token with the user key (identityd included). */ -}}
+{{- if has "public.pem" $files.service -}}{{- $userPrefix = "user:" -}}{{- end -}}
+{{- end -}}
+{{- if has "public.pem" $files.user -}}{{- $public = append $public (printf "%s/run/secrets/mailgrid/token/public.pem" $userPrefix) -}}{{- end -}}
 {{- if has "public.pem" $files.service -}}{{- $public = append $public (printf "%s/run/secrets/mailgrid/service-token/public.pem" $servicePrefix) -}}{{- end -}}
 {{- if $public }}
 # The verifier accepts tokens signed by any of these keys (comma list); a
-# "service:" key only service tokens, so its holders cannot mint user tokens.
+# "service:" key only service tokens, so its holders cannot mint user tokens;
+# a "user:" key no service tokens.
 - name: MAILGRID_TOKEN_PUBLIC_KEY
   value: {{ join "," $public | quote }}
 {{- end }}
 {{- if has "private.pem" $files.user }}
 - name: MAILGRID_TOKEN_SIGNING_KEY
   value: /run/secrets/mailgrid/token/private.pem
+{{- if has "private.pem" $files.service }}
+- name: MAILGRID_SERVICE_TOKEN_KEY
+  value: /run/secrets/mailgrid/service-token/private.pem
+{{- end }}
 {{- else if has "private.pem" $files.service }}
 - name: MAILGRID_TOKEN_SIGNING_KEY
   value: /run/secrets/mailgrid/service-token/private.pem
@@ -231,7 +243,7 @@ Takes a workload context.
 {{/* The Secret with a component's service certificate (tls.crt, tls.key, ca.crt). */}}
 {{- define "mailgrid.tlsSecretName" -}}
 {{- if eq .root.Values.tls.mode "certManager" -}}
-{{- printf "%s-%s-tls" (include "mailgrid.fullname" .root) .component -}}
+{{- printf "%s-%s-tls" (include "mailgrid.fullname" .root) (include "mailgrid.certName" .) -}}
 {{- else -}}
 {{- .root.Values.tls.existingSecret -}}
 {{- end -}}
@@ -382,6 +394,10 @@ declare, so one list serves all. Takes a workload context.
 - name: MAILGRID_PEER_ACL
   value: {{ . | quote }}
 {{- end }}
+{{- with include "mailgrid.kvScope" . }}
+- name: MAILGRID_KV_SCOPE
+  value: {{ . | quote }}
+{{- end }}
 {{- end }}
 - name: MAILGRID_REDIS
   value: {{ include "mailgrid.redisAddress" $root | quote }}
@@ -408,11 +424,39 @@ nothing. Empty for other components. Takes a workload context.
 {{- $root := .root -}}
 {{- $acl := $root.Values.tls.peerAcl -}}
 {{- if and (eq $root.Values.tls.mode "certManager") $acl.enabled (has .component (list "tenantd" "identityd" "mailstored")) -}}
-{{- $raft := concat (list .component) $acl.extraNames -}}
-{{- $kv := list .component -}}
+{{- $self := include "mailgrid.certName" . -}}
+{{- $raft := concat (list $self) $acl.extraNames -}}
+{{- $kv := list $self -}}
 {{- if eq .component "tenantd" }}{{ $kv = append $kv "relayd" }}{{ end -}}
 {{- $kv = concat $kv $acl.extraNames -}}
 {{- printf "mailgrid.raft.v1.=%s;mailgrid.kv.v1.=%s" (join "," $raft) (join "," $kv) -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The name (commonName) of a workload's service certificate in certManager
+mode: the component, and for mailstored the shard too (mailstored-0,
+mailstored-1, ...), so that one shard's replicas cannot call another shard's
+Raft group or KV (--peer-acl). Takes a workload context.
+*/}}
+{{- define "mailgrid.certName" -}}
+{{- if and (eq .component "mailstored") (ne (toString (.shard | default "")) "") -}}
+{{- printf "%s-%s" .component (toString .shard) -}}
+{{- else -}}
+{{- .component -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+--kv-scope of tenantd (libs/replica/kv_scope.h): relayd, which the peer ACL
+lets call tenantd's KV for its outbound queue, may touch only the queue's
+key spaces (global outq, outq_body, outq_due, outq_held, outq_route,
+outq_submit, ...: "global:outq*"), not the directory. Same conditions as
+the peer ACL. Takes a workload context.
+*/}}
+{{- define "mailgrid.kvScope" -}}
+{{- if and (include "mailgrid.peerAcl" .) (eq .component "tenantd") -}}
+relayd=global:outq*
 {{- end -}}
 {{- end -}}
 
