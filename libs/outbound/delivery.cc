@@ -3,20 +3,35 @@
 #include <algorithm>
 #include <fstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "libs/base/log.h"
 #include "libs/outbound/time_util.h"
 
 namespace mailgrid::outbound {
 namespace {
 
+// "a.b" > "*.b" > region > "*" (the catch-all must not shadow a region).
 int Specificity(const relay::v1::Route& r) {
+  if (r.match().has_region()) return 2;
   if (!r.match().has_domain_pattern()) return 0;
   const std::string& p = r.match().domain_pattern();
   if (p == "*") return 1;
-  if (absl::StartsWith(p, "*.")) return 2;
-  return 3;
+  if (absl::StartsWith(p, "*.")) return 3;
+  return 4;
+}
+
+int PatternSpecificity(const std::string& p) {
+  if (p == "*") return 0;
+  return absl::StartsWith(p, "*.") ? 1 : 2;
+}
+
+bool IsAlpha2(const std::string& s) {
+  return s.size() == 2 && absl::ascii_isalpha(static_cast<unsigned char>(s[0])) &&
+         absl::ascii_isalpha(static_cast<unsigned char>(s[1]));
 }
 
 TlsPolicy FromProtoTls(relay::v1::TlsMode mode) {
@@ -86,13 +101,66 @@ void RouteTable::Set(std::vector<relay::v1::Route> routes) {
   routes_ = std::move(routes);
 }
 
+void RouteTable::SetRegionMap(std::vector<std::pair<std::string, std::string>> map) {
+  std::stable_sort(map.begin(), map.end(), [](const auto& a, const auto& b) {
+    return PatternSpecificity(a.first) > PatternSpecificity(b.first);
+  });
+  for (auto& [pattern, region] : map) region = absl::AsciiStrToUpper(region);
+  absl::MutexLock lock(&mu_);
+  region_map_ = std::move(map);
+}
+
+std::string RouteTable::RegionOf(const std::string& domain) const {
+  absl::MutexLock lock(&mu_);
+  return RegionOfLocked(domain);
+}
+
+std::string RouteTable::RegionOfLocked(const std::string& domain) const {
+  for (const auto& [pattern, region] : region_map_) {
+    if (PatternMatches(pattern, domain)) return region;
+  }
+  size_t dot = domain.rfind('.');
+  std::string tld =
+      absl::AsciiStrToUpper(dot == std::string::npos ? domain : domain.substr(dot + 1));
+  if (!IsAlpha2(tld)) return "";
+  return tld == "UK" ? "GB" : tld;  // the one ccTLD that is not its ISO code
+}
+
 std::optional<relay::v1::Route> RouteTable::Match(const std::string& domain) const {
+  std::string region;  // computed once, only if a region route is reached
+  bool region_known = false;
   absl::MutexLock lock(&mu_);
   for (const auto& r : routes_) {
-    if (!r.enabled() || !r.match().has_domain_pattern()) continue;
-    if (PatternMatches(r.match().domain_pattern(), domain)) return r;
+    if (!r.enabled()) continue;
+    if (r.match().has_domain_pattern()) {
+      if (PatternMatches(r.match().domain_pattern(), domain)) return r;
+    } else if (r.match().has_region()) {
+      if (!region_known) {
+        region = RegionOfLocked(domain);
+        region_known = true;
+      }
+      if (!region.empty() && absl::EqualsIgnoreCase(r.match().region(), region)) return r;
+    }
   }
   return std::nullopt;
+}
+
+absl::StatusOr<std::vector<std::pair<std::string, std::string>>> RouteTable::ParseRegionMap(
+    const std::string& spec) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (absl::string_view item : absl::StrSplit(spec, ',', absl::SkipWhitespace())) {
+    std::vector<std::string> kv = absl::StrSplit(item, absl::MaxSplits('=', 1));
+    if (kv.size() != 2)
+      return absl::InvalidArgumentError(
+          absl::StrCat("route regions: '", item, "' is not pattern=CC"));
+    std::string pattern(absl::StripAsciiWhitespace(kv[0]));
+    std::string region(absl::StripAsciiWhitespace(kv[1]));
+    if (pattern.empty() || !IsAlpha2(region)) {
+      return absl::InvalidArgumentError(absl::StrCat("route regions: bad entry '", item, "'"));
+    }
+    out.emplace_back(absl::AsciiStrToLower(pattern), absl::AsciiStrToUpper(region));
+  }
+  return out;
 }
 
 void SmtpTransport::AddAddresses(const std::string& host, uint16_t port, TlsPolicy tls,

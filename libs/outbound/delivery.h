@@ -8,8 +8,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "libs/mailauth/dns.h"
 #include "libs/outbound/mta_sts.h"
@@ -21,18 +23,36 @@ namespace mailgrid::outbound {
 
 // The routing table (relay.v1.Route), evaluated in relay.proto's order:
 // enabled routes only; lowest priority first; at equal priority the most
-// specific domain pattern ("a.b" > "*.b" > "*"). Region routes are not
-// matched yet. Thread-safe.
+// specific match: "a.b" > "*.b" > region > "*". Thread-safe.
+//
+// Regions are DESTINATION regions (relay.proto RouteMatch.region): a
+// recipient domain's region is the first entry of the operator's region map
+// (relayd --route-regions "pattern=CC,...", same patterns as routes) that
+// matches it, else its country-code TLD upper-cased ("example.cn" -> "CN",
+// ".uk" -> "GB"); generic TLDs (.com) have no region unless mapped. So
+// "mail to China goes through the smart hosts in Hong Kong" is one route
+// {region: "CN"}, and a .com company hosted in Japan is one map entry.
 class RouteTable {
  public:
   void Set(std::vector<relay::v1::Route> routes);
+  // (pattern, ISO 3166-1 alpha-2 code) pairs, tried most specific first.
+  void SetRegionMap(std::vector<std::pair<std::string, std::string>> map);
   std::optional<relay::v1::Route> Match(const std::string& domain) const;
+  // The destination region of `domain` ("" when none), per the map above.
+  std::string RegionOf(const std::string& domain) const;
   // Pure: does `pattern` match `domain`? "example.com", "*.example.com", "*".
   static bool PatternMatches(const std::string& pattern, const std::string& domain);
+  // Pure: "pattern=CC,pattern=CC" (relayd's --route-regions) → pairs;
+  // INVALID_ARGUMENT on a bad pattern or code.
+  static absl::StatusOr<std::vector<std::pair<std::string, std::string>>> ParseRegionMap(
+      const std::string& spec);
 
  private:
+  std::string RegionOfLocked(const std::string& domain) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   mutable absl::Mutex mu_;
   std::vector<relay::v1::Route> routes_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::pair<std::string, std::string>> region_map_ ABSL_GUARDED_BY(mu_);
 };
 
 // What the runner calls; an interface so runner tests can fake delivery.

@@ -90,6 +90,13 @@ std::string HeaderValue(std::string_view message, std::string_view name) {
 
 }  // namespace
 
+void ClampDue(QueueEntry* entry, absl::Time now) {
+  for (auto& r : *entry->mutable_recipients()) {
+    if (IsFinal(r.state())) continue;
+    if (FromProto(r.next_attempt_at()) < now) ToProto(now, r.mutable_next_attempt_at());
+  }
+}
+
 absl::Duration BackoffAfter(const RetryPolicy& policy, uint32_t attempts) {
   absl::Duration d = policy.initial_backoff;
   for (uint32_t i = 1; i < attempts && d < policy.max_backoff; ++i) d *= 2;
@@ -209,8 +216,24 @@ absl::StatusOr<std::string> Queue::EnqueueImpl(const NewMessage& message, std::s
 }
 
 absl::StatusOr<std::vector<std::string>> Queue::DueIds(absl::Time now, size_t limit) {
+  std::optional<absl::Time> floor;
+  {
+    absl::MutexLock lock(&scan_mu_);
+    // Full scan: first time, every full_due_scan_every, or when the caller's
+    // clock went backwards (tests drive time by hand).
+    bool full = !scan_floor_ || now < last_scan_now_ ||
+                now - last_full_scan_ >= options_.full_due_scan_every;
+    if (full) {
+      last_full_scan_ = now;
+    } else {
+      floor = scan_floor_;
+    }
+    last_scan_now_ = now;
+  }
   kv::v1::ScanRequest scan;
-  scan.mutable_key_range()->set_start(keys::DuePrefix());
+  scan.mutable_key_range()->set_start(
+      floor ? kv::KeyBuilder(keys::DuePrefix()).I64(absl::ToUnixMicros(*floor)).Build()
+            : keys::DuePrefix());
   // Every due key at or before `now`: the first key after now's micros.
   scan.mutable_key_range()->set_end(
       kv::KeyBuilder(keys::DuePrefix()).I64(absl::ToUnixMicros(now) + 1).Build());
@@ -218,13 +241,24 @@ absl::StatusOr<std::vector<std::string>> Queue::DueIds(absl::Time now, size_t li
   scan.set_keys_only(true);
   ASSIGN_OR_RETURN(auto response, store_->Scan(scan, Deadline()));
   std::vector<std::string> ids;
+  std::optional<absl::Time> first;
   for (const auto& kv_pair : response.entries()) {
     kv::KeyReader reader(std::string_view(kv_pair.key()));
     if (!reader.ConsumePrefix(keys::DuePrefix())) continue;
-    if (!reader.I64().ok()) continue;
+    absl::StatusOr<int64_t> micros = reader.I64();
+    if (!micros.ok()) continue;
     auto id = reader.Str();
-    if (id.ok()) ids.push_back(*std::move(id));
+    if (!id.ok()) continue;
+    if (!first) first = absl::FromUnixMicros(*micros);
+    ids.push_back(*std::move(id));
   }
+  // Below the first key found there are only tombstones (or nothing); keys
+  // written from now on are >= now - margin. Found keys stay above the
+  // floor until they move (a lease that fails is retried next scan).
+  absl::Time next = now - options_.due_scan_margin;
+  if (first) next = std::min(next, *first);
+  absl::MutexLock lock(&scan_mu_);
+  if (!floor || !scan_floor_ || *scan_floor_ <= next) scan_floor_ = next;
   return ids;
 }
 
@@ -356,11 +390,44 @@ absl::StatusOr<CompletionReport> Queue::Complete(const Lease& lease,
       report.delay_warning_due = true;
     }
     report.finished = AllFinal(updated);
+    ClampDue(&updated, now);  // an abandoned entry is due now, not in the past
     ASSIGN_OR_RETURN(bool stored, Store(record, updated, report.finished, nullptr));
     if (!stored) continue;  // an operator wrote in between: re-read and merge
     report.entry = std::move(updated);
     DeriveState(&report.entry, now);
     return report;
+  }
+  return absl::UnavailableError("queue entry kept changing");
+}
+
+absl::Status Queue::RenewLease(Lease* lease, absl::Time now) {
+  absl::Time expires = absl::FromUnixMicros(absl::ToUnixMicros(now + options_.lease_duration));
+  if (expires <= lease->expires_at) return absl::OkStatus();
+  for (int attempt = 0; attempt < kMaxConflictRetries; ++attempt) {
+    Record record;
+    if (attempt == 0 && lease->version != 0) {
+      record.entry = lease->entry;
+      record.version = lease->version;
+    } else {
+      auto loaded = Load(lease->queue_id);
+      if (absl::IsNotFound(loaded.status()))
+        return absl::AbortedError("entry removed while leased");
+      RETURN_IF_ERROR(loaded.status());
+      record = *std::move(loaded);
+    }
+    if (record.entry.lease_holder() != lease->holder ||
+        FromProto(record.entry.lease_expires_at()) != lease->expires_at) {
+      return absl::AbortedError("lease lost");
+    }
+    QueueEntry updated = record.entry;
+    ToProto(expires, updated.mutable_lease_expires_at());
+    uint64_t version = 0;
+    ASSIGN_OR_RETURN(bool stored, Store(record, updated, false, &version));
+    if (!stored) continue;  // an operator wrote in between: re-read and merge
+    lease->expires_at = expires;
+    lease->version = version;
+    lease->entry = std::move(updated);
+    return absl::OkStatus();
   }
   return absl::UnavailableError("queue entry kept changing");
 }

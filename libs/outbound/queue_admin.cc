@@ -165,6 +165,7 @@ absl::StatusOr<QueueEntry> Queue::Release(const relay::v1::ReleaseRequest& reque
                        return absl::FailedPreconditionError("not HELD by an operator");
                      }
                      e->clear_hold_reason();
+                     ClampDue(e, now);  // due now, not at its old next attempt
                      return absl::OkStatus();
                    }));
   DeriveState(&entry, now);

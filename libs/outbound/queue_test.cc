@@ -254,5 +254,60 @@ TEST(Queue, ListFiltersAndPages) {
   EXPECT_EQ(q.ListQueue(by_sender, "", kT0)->entries_size(), 5);
 }
 
+TEST(Queue, RenewLeaseExtendsItAndFailsOnceLost) {
+  auto store = FreshStore("renew");
+  Queue q(store.get(), {});  // 15 min leases
+  auto id = q.Enqueue(Msg({"b@x.test"}), kT0);
+  ASSERT_TRUE(id.ok());
+  auto lease = q.TryLease(*id, "a", kT0);
+  ASSERT_TRUE(lease.ok());
+  ASSERT_TRUE(q.RenewLease(&*lease, kT0 + absl::Minutes(10)).ok());
+  EXPECT_EQ(lease->expires_at, kT0 + absl::Minutes(25));
+  // The old expiry is no longer a due key: nobody takes it at kT0+16min.
+  EXPECT_TRUE(q.DueIds(kT0 + absl::Minutes(16), 10)->empty());
+  EXPECT_FALSE(q.TryLease(*id, "b", kT0 + absl::Minutes(16)).ok());
+  // Renewed lease completes without a read conflict.
+  auto done = q.Complete(*lease, {{"b@x.test", RecipientOutcome::Kind::kDelivered, {}}},
+                         kT0 + absl::Minutes(20));
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_TRUE(done->finished);
+
+  // Lost: expired and taken by b; a's renewal is refused.
+  id = q.Enqueue(Msg({"c@x.test"}), kT0);
+  ASSERT_TRUE(id.ok());
+  auto a = q.TryLease(*id, "a", kT0);
+  ASSERT_TRUE(a.ok());
+  ASSERT_TRUE(q.TryLease(*id, "b", kT0 + absl::Minutes(16)).ok());
+  EXPECT_TRUE(absl::IsAborted(q.RenewLease(&*a, kT0 + absl::Minutes(17))));
+}
+
+TEST(Queue, DueScanFloorStillFindsLateWritesAndAbandonedEntries) {
+  auto store = FreshStore("floor");
+  QueueOptions o;
+  o.due_scan_margin = absl::Seconds(30);
+  o.full_due_scan_every = absl::Minutes(1);
+  Queue q(store.get(), o);
+  EXPECT_TRUE(q.DueIds(kT0, 10)->empty());  // floor: kT0 - 30 s
+  // Written by a relayd whose clock is behind by less than the margin.
+  auto late = q.Enqueue(Msg({"late@x.test"}), kT0 - absl::Seconds(20));
+  ASSERT_TRUE(late.ok());
+  EXPECT_EQ(*q.DueIds(kT0 + absl::Seconds(1), 10), std::vector<std::string>{*late});
+  // An abandoned lease is due at the abandon time (>= the floor), not at
+  // its old next attempt.
+  auto lease = q.TryLease(*late, "a", kT0 + absl::Seconds(2));
+  ASSERT_TRUE(lease.ok());
+  ASSERT_TRUE(q.Abandon(*lease, kT0 + absl::Seconds(5)).ok());
+  EXPECT_EQ(*q.DueIds(kT0 + absl::Seconds(5), 10), std::vector<std::string>{*late});
+  // Far behind the floor (a clock off by more than the margin): found by
+  // the periodic full scan.
+  auto skewed = q.Enqueue(Msg({"skew@x.test"}), kT0 - absl::Minutes(10));
+  ASSERT_TRUE(skewed.ok());
+  std::vector<std::string> later;
+  for (int s = 6; s <= 70 && later.size() < 2; s += 8) {
+    later = *q.DueIds(kT0 + absl::Seconds(s), 10);
+  }
+  EXPECT_EQ(later.size(), 2u);
+}
+
 }  // namespace
 }  // namespace mailgrid::outbound

@@ -1,5 +1,6 @@
 #include "libs/outbound/runner.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 
@@ -30,6 +31,59 @@ bool Due(const QueueRecipient& r, absl::Time now) {
 void QueueRunner::Start() {
   if (started_.exchange(true)) return;
   for (int i = 0; i < options_.threads; ++i) threads_.emplace_back([this] { Loop(); });
+  renewer_ = std::thread([this] { RenewLoop(); });
+}
+
+std::shared_ptr<QueueRunner::Held> QueueRunner::Track(Lease lease) {
+  auto held = std::make_shared<Held>();
+  {
+    absl::MutexLock lock(&held->mu);
+    held->lease = std::move(lease);
+  }
+  absl::MutexLock lock(&mu_);
+  held_.push_back(held);
+  return held;
+}
+
+void QueueRunner::Untrack(const std::shared_ptr<Held>& held) {
+  absl::MutexLock lock(&mu_);
+  auto it = std::find(held_.begin(), held_.end(), held);
+  if (it != held_.end()) {
+    *it = std::move(held_.back());
+    held_.pop_back();
+  }
+}
+
+bool QueueRunner::RenewIfDue(Held* held, absl::Time now) {
+  // Caller holds held->mu.
+  held->mu.AssertHeld();
+  if (held->done || held->lost) return !held->lost;
+  const absl::Duration lease = queue_->options().lease_duration;
+  if (held->lease.expires_at - now > lease / 2) return true;
+  absl::Status renewed = queue_->RenewLease(&held->lease, now);
+  if (absl::IsAborted(renewed)) {
+    held->lost = true;
+    return false;
+  }
+  // Other errors (store briefly unavailable): the next tick retries.
+  return true;
+}
+
+void QueueRunner::RenewLoop() {
+  // Checked often enough that a lease is renewed with a third of it left.
+  const absl::Duration tick = std::clamp(queue_->options().lease_duration / 6,
+                                         absl::Milliseconds(50), absl::Seconds(30));
+  while (!renewer_stop_.WaitForNotificationWithTimeout(tick)) {
+    std::vector<std::shared_ptr<Held>> held;
+    {
+      absl::MutexLock lock(&mu_);
+      held = held_;
+    }
+    for (const auto& h : held) {
+      absl::MutexLock lock(&h->mu);
+      (void)RenewIfDue(h.get(), absl::Now());
+    }
+  }
 }
 
 void QueueRunner::Stop() {
@@ -44,6 +98,9 @@ void QueueRunner::Stop() {
     if (t.joinable()) t.join();
   }
   threads_.clear();
+  // Only now: deliveries in flight kept renewing while the workers finished.
+  if (!renewer_stop_.HasBeenNotified()) renewer_stop_.Notify();
+  if (renewer_.joinable()) renewer_.join();
   // Leases nobody started: give them back so another runner (or this one
   // after a restart) takes them now rather than after lease_duration.
   std::deque<Work> left;
@@ -51,7 +108,16 @@ void QueueRunner::Stop() {
     absl::MutexLock lock(&mu_);
     left.swap(pending_);
   }
-  for (const Work& w : left) (void)queue_->Abandon(w.lease, absl::Now());
+  for (const Work& w : left) {
+    Lease lease;
+    {
+      absl::MutexLock lock(&w.held->mu);
+      w.held->done = true;
+      lease = w.held->lease;
+    }
+    (void)queue_->Abandon(lease, absl::Now());
+    Untrack(w.held);
+  }
 }
 
 bool QueueRunner::Accepting() const {
@@ -62,7 +128,13 @@ bool QueueRunner::Accepting() const {
 bool QueueRunner::Offer(Lease lease, std::string body) {
   absl::MutexLock lock(&mu_);
   if (!started_.load() || stopping_ || pending_.size() >= options_.max_pending) return false;
-  pending_.push_back(Work{std::move(lease), std::move(body)});
+  auto held = std::make_shared<Held>();
+  {
+    absl::MutexLock held_lock(&held->mu);
+    held->lease = std::move(lease);
+  }
+  held_.push_back(held);
+  pending_.push_back(Work{std::move(held), std::move(body)});
   work_.Signal();
   return true;
 }
@@ -82,8 +154,9 @@ int QueueRunner::ScanAndLease(absl::Time now) {
     auto lease = queue_->TryLease(id, options_.holder, now);
     if (!lease.ok()) continue;  // another runner won the race: normal
     ++leased;
+    std::shared_ptr<Held> held = Track(*std::move(lease));
     absl::MutexLock lock(&mu_);
-    pending_.push_back(Work{*std::move(lease), ""});
+    pending_.push_back(Work{std::move(held), ""});
     work_.Signal();
   }
   return leased;
@@ -118,7 +191,7 @@ void QueueRunner::Loop() {
     }
     RunStats s;
     ++s.leased;
-    (void)Process(work->lease, &s, work->body.empty() ? nullptr : &work->body);
+    (void)ProcessHeld(work->held, &s, work->body.empty() ? nullptr : &work->body);
     absl::MutexLock lock(&mu_);
     Add(&totals_, s);
   }
@@ -146,11 +219,38 @@ RunStats QueueRunner::RunOnce(absl::Time now) {
 }
 
 absl::Status QueueRunner::Process(const Lease& lease, RunStats* stats, const std::string* known) {
-  const QueueEntry& entry = lease.entry;
+  return ProcessHeld(Track(lease), stats, known);
+}
+
+absl::Status QueueRunner::ProcessHeld(const std::shared_ptr<Held>& held, RunStats* stats,
+                                      const std::string* known) {
+  QueueEntry entry;
+  {
+    // A lease that waited in the list may be close to its end: renew it
+    // before delivering (or drop it: another runner has it by now).
+    absl::MutexLock lock(&held->mu);
+    if (!RenewIfDue(held.get(), absl::Now())) {
+      held->done = true;
+      ++stats->lost_leases;
+      Untrack(held);
+      return absl::AbortedError("lease lost before delivery");
+    }
+    entry = held->lease.entry;
+  }
+  auto finish = [&](std::vector<RecipientOutcome> outcomes, absl::Time now) {
+    Lease lease;
+    {
+      absl::MutexLock lock(&held->mu);
+      held->done = true;  // the renewer leaves it alone from here
+      lease = held->lease;
+    }
+    Untrack(held);
+    return queue_->Complete(lease, outcomes, now);
+  };
   absl::StatusOr<std::string> body =
       known != nullptr ? absl::StatusOr<std::string>(*known) : queue_->ReadBody(entry.queue_id());
   if (!body.ok()) {
-    (void)queue_->Abandon(lease, absl::Now());
+    (void)finish({}, absl::Now());
     return body.status();
   }
   absl::Time started = absl::Now();
@@ -171,11 +271,17 @@ absl::Status QueueRunner::Process(const Lease& lease, RunStats* stats, const std
     }
   }
   for (const auto& [domain, rcpts] : by_domain) {
+    {
+      // Taken over meanwhile (we stalled past the lease): the other runner
+      // delivers the rest; stop sending.
+      absl::MutexLock lock(&held->mu);
+      if (held->lost) break;
+    }
     auto results = transport_->Deliver(domain, entry.envelope_from(), rcpts, *body);
     outcomes.insert(outcomes.end(), results.begin(), results.end());
   }
   absl::Time now = absl::Now();
-  auto report = queue_->Complete(lease, outcomes, now);
+  auto report = finish(outcomes, now);
   if (!report.ok()) {
     if (absl::IsAborted(report.status())) ++stats->lost_leases;
     return report.status();

@@ -10,6 +10,11 @@
 // scan of the due index, which one idle worker at a time runs (others wait
 // for work or poll_interval) and whose leases it shares out. Delivery
 // blocks the worker (blocking sockets): concurrency = number of threads.
+// Lease renewal: one more thread renews every lease this runner holds
+// (waiting in the list or in delivery) once less than half of it is left,
+// so a delivery slower than lease_duration (a slow peer, a big message) is
+// not taken over and sent twice by another runner; a lease found lost stops
+// the delivery before its next destination domain.
 // Failure behaviour: a crashed runner's leases expire (lease_duration) and
 // are taken over; a lost lease discards the outcomes (the other runner
 // redoes them: at-least-once, never lost). Stop() gives back (Abandon) the
@@ -18,6 +23,7 @@
 
 #include <atomic>
 #include <deque>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -71,10 +77,24 @@ class QueueRunner {
   RunStats totals() const;
 
  private:
+  // A lease this runner holds, shared by its worker and the renewer.
+  struct Held {
+    absl::Mutex mu;
+    Lease lease ABSL_GUARDED_BY(mu);
+    bool done ABSL_GUARDED_BY(mu) = false;  // Complete started: no more renewals
+    bool lost ABSL_GUARDED_BY(mu) = false;  // a renewal found it taken over
+  };
   struct Work {
-    Lease lease;
+    std::shared_ptr<Held> held;
     std::string body;  // empty: read it
   };
+  std::shared_ptr<Held> Track(Lease lease);
+  void Untrack(const std::shared_ptr<Held>& held);
+  absl::Status ProcessHeld(const std::shared_ptr<Held>& held, RunStats* stats,
+                           const std::string* body);
+  // Renews `held` if less than half of the lease is left. False when lost.
+  bool RenewIfDue(Held* held, absl::Time now);
+  void RenewLoop();
   void Loop();
   // Scans the due index and leases what it finds onto pending_.
   int ScanAndLease(absl::Time now);
@@ -83,11 +103,14 @@ class QueueRunner {
   Transport* transport_;
   RunnerOptions options_;
   std::vector<std::thread> threads_;
+  std::thread renewer_;
   absl::Notification stop_;
+  absl::Notification renewer_stop_;  // after the workers finished
   std::atomic<bool> started_{false};
   mutable absl::Mutex mu_;
   RunStats totals_ ABSL_GUARDED_BY(mu_);
   std::deque<Work> pending_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::shared_ptr<Held>> held_ ABSL_GUARDED_BY(mu_);  // pending or in delivery
   bool scanning_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::CondVar work_;

@@ -132,5 +132,85 @@ TEST(QueueRunner, ThreadsDeliverEachMessageOnce) {
   EXPECT_EQ(seen.size(), 40u);
 }
 
+// A fake slow peer: the first delivery takes longer than the lease (as a
+// slow peer or a big message would); every delivery is recorded.
+class SlowTransport final : public Transport {
+ public:
+  explicit SlowTransport(absl::Duration first_takes) : first_takes_(first_takes) {}
+  absl::Mutex mu;
+  int calls ABSL_GUARDED_BY(mu) = 0;
+  bool in_first ABSL_GUARDED_BY(mu) = false;
+
+  std::vector<RecipientOutcome> Deliver(const std::string&, const std::string&,
+                                        const std::vector<std::string>& rcpts,
+                                        const std::string&) override {
+    bool slow = false;
+    {
+      absl::MutexLock lock(&mu);
+      slow = ++calls == 1;
+      in_first = slow;
+    }
+    if (slow) absl::SleepFor(first_takes_);
+    {
+      absl::MutexLock lock(&mu);
+      in_first = false;
+    }
+    std::vector<RecipientOutcome> out;
+    for (const auto& r : rcpts) {
+      RecipientOutcome o{r, RecipientOutcome::Kind::kDelivered, {}};
+      o.reply.set_code(250);
+      out.push_back(o);
+    }
+    return out;
+  }
+
+ private:
+  absl::Duration first_takes_;
+};
+
+TEST(QueueRunner, SlowDeliveryRenewsItsLeaseAndIsNotTakenOver) {
+  auto store = testing::FreshStore("runner_renew");
+  QueueOptions qo;
+  qo.lease_duration = absl::Seconds(2);
+  Queue q(store.get(), qo);
+  // Both runners share one slow transport: the second call would be the
+  // duplicate a takeover sends.
+  SlowTransport slow(absl::Seconds(7));
+  RunnerOptions a;
+  a.holder = "a";
+  a.threads = 1;
+  a.poll_interval = absl::Milliseconds(20);
+  RunnerOptions b = a;
+  b.holder = "b";
+  auto id = q.Enqueue({"t1", "s@e.test", {"r@x.test"}, testing::kMessage}, absl::Now());
+  ASSERT_TRUE(id.ok());
+  QueueRunner ra(&q, &slow, a), rb(&q, &slow, b);
+  ra.Start();
+  rb.Start();
+  auto in_first = [&] {
+    absl::MutexLock lock(&slow.mu);
+    return slow.in_first;
+  };
+  for (int i = 0; i < 6000 && !in_first(); ++i) absl::SleepFor(absl::Milliseconds(10));
+  ASSERT_TRUE(in_first());
+  // Past the first lease's end, still delivering: the lease was renewed.
+  absl::SleepFor(absl::Seconds(3));
+  if (in_first()) {
+    auto e = q.GetQueueEntry(*id, "", absl::Now());
+    ASSERT_TRUE(e.ok()) << e.status();
+    EXPECT_EQ(e->state(), relay::v1::QUEUE_STATE_ACTIVE);
+  }
+  for (int i = 0; i < 12000 && !absl::IsNotFound(q.GetQueueEntry(*id, "", absl::Now()).status());
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_TRUE(absl::IsNotFound(q.GetQueueEntry(*id, "", absl::Now()).status()));
+  ra.Stop();
+  rb.Stop();
+  absl::MutexLock lock(&slow.mu);
+  EXPECT_EQ(slow.calls, 1) << "taken over and sent twice";
+  EXPECT_EQ(ra.totals().lost_leases + rb.totals().lost_leases, 0);
+}
+
 }  // namespace
 }  // namespace mailgrid::outbound

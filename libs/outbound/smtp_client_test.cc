@@ -62,6 +62,42 @@ TEST(RouteTable, MostSpecificLowestPriorityEnabledWins) {
   EXPECT_EQ(table.Match("a.example.com")->route_id(), "default");
 }
 
+TEST(RouteTable, RegionRoutesMatchTheDestinationRegion) {
+  RouteTable table;
+  EXPECT_EQ(table.RegionOf("example.cn"), "CN");
+  EXPECT_EQ(table.RegionOf("mail.example.co.uk"), "GB");
+  EXPECT_EQ(table.RegionOf("example.com"), "");
+  auto map = RouteTable::ParseRegionMap("*.corp-jp.com=jp, corp-jp.com=JP");
+  ASSERT_TRUE(map.ok()) << map.status();
+  EXPECT_FALSE(RouteTable::ParseRegionMap("corp.com=JPN").ok());
+  EXPECT_FALSE(RouteTable::ParseRegionMap("corp.com").ok());
+  table.SetRegionMap(*map);
+  EXPECT_EQ(table.RegionOf("corp-jp.com"), "JP");
+  EXPECT_EQ(table.RegionOf("a.corp-jp.com"), "JP");
+
+  std::vector<relay::v1::Route> routes(5);
+  routes[0].set_route_id("default");
+  routes[0].mutable_match()->set_domain_pattern("*");
+  routes[1].set_route_id("cn");
+  routes[1].mutable_match()->set_region("CN");
+  routes[2].set_route_id("exact");
+  routes[2].mutable_match()->set_domain_pattern("a.cn");
+  routes[3].set_route_id("jp");
+  routes[3].mutable_match()->set_region("jp");
+  routes[4].set_route_id("de-disabled");
+  routes[4].mutable_match()->set_region("DE");
+  for (int i = 0; i < 4; ++i) routes[i].set_enabled(true);
+  table.Set(routes);
+  EXPECT_EQ(table.Match("a.cn")->route_id(), "exact");    // a domain beats a region
+  EXPECT_EQ(table.Match("b.cn")->route_id(), "cn");       // a region beats "*"
+  EXPECT_EQ(table.Match("corp-jp.com")->route_id(), "jp");  // mapped
+  EXPECT_EQ(table.Match("example.com")->route_id(), "default");
+  EXPECT_EQ(table.Match("example.de")->route_id(), "default");  // disabled
+  routes[0].set_priority(-1);
+  table.Set(routes);
+  EXPECT_EQ(table.Match("b.cn")->route_id(), "default");  // priority first
+}
+
 TEST(SmtpTransport, TargetsFollowMxPreferenceThenAFallbackAndRoutes) {
   mailauth::MemoryResolver dns;
   dns.AddMx("dest.test", 20, "mx2.dest.test");

@@ -16,6 +16,7 @@
 #include "libs/rpc/errors.h"
 #include "services/relay/headers.h"
 #include "services/relay/local_delivery.h"
+#include "services/relay/monitor_copies.h"
 
 namespace mailgrid::relay {
 namespace {
@@ -37,8 +38,10 @@ outbound::SmtpReply Reply(uint32_t code, std::string enhanced, std::string text)
 class RelayTransport final : public outbound::Transport {
  public:
   RelayTransport(const Options& o, Backend* backend, mailauth::Resolver* dns, RouteStore* routes,
-                 prometheus::Family<prometheus::Counter>* results)
+                 prometheus::Family<prometheus::Counter>* results,
+                 const std::atomic<PolicyCache*>* policies)
       : backend_(backend),
+        policies_(policies),
         routes_(routes),
         results_(results),
         hostname_(o.hostname),
@@ -101,6 +104,8 @@ class RelayTransport final : public outbound::Transport {
     std::vector<RecipientOutcome> out(rcpts.size());
     std::vector<MailboxTarget> targets;
     std::vector<std::vector<std::string>> mailboxes(rcpts.size());
+    // The recipients' users, by tenant: monitoring copies of incoming mail.
+    std::vector<std::vector<std::pair<std::string, MonitoredParty>>> users(rcpts.size());
     for (size_t i = 0; i < rcpts.size(); ++i) {
       out[i].address = rcpts[i];
       absl::StatusOr<ResolvedRecipient> r =
@@ -109,6 +114,11 @@ class RelayTransport final : public outbound::Transport {
         for (const auto& m : r->response.recipients()) {
           targets.push_back({m.shard(), m.mailbox_id()});
           mailboxes[i].push_back(m.mailbox_id());
+          const std::string& tenant =
+              m.tenant_id().empty() ? r->response.tenant_id() : m.tenant_id();
+          if (!m.user_id().empty() && !tenant.empty()) {
+            users[i].push_back({tenant, {m.user_id(), m.address(), Direction::kIncoming}});
+          }
         }
         continue;
       }
@@ -159,7 +169,41 @@ class RelayTransport final : public outbound::Transport {
                                  : Reply(550, "5.1.1", "Mailbox unavailable");
       }
     }
+    CopyForMonitoring(users, stored, id, now, &out);
     return out;
+  }
+
+  // Monitoring copies (monitor_copies.h) of what the queue delivered to
+  // local mailboxes (approved holds, DSNs, notices, mail queued while the
+  // directory was down), as at submission. A copy that cannot be made now
+  // turns the delivered recipients back into deferred: the retry's mailbox
+  // delivery is a DUPLICATE (same delivery id) and the copy is made then,
+  // never twice (`<id>/monitor`).
+  void CopyForMonitoring(
+      const std::vector<std::vector<std::pair<std::string, MonitoredParty>>>& users,
+      const std::string& stored, const std::string& id, absl::Time now,
+      std::vector<RecipientOutcome>* out) {
+    PolicyCache* policies = policies_ != nullptr ? policies_->load() : nullptr;
+    if (policies == nullptr) return;
+    std::map<std::string, std::vector<MonitoredParty>> by_tenant;
+    for (size_t i = 0; i < out->size(); ++i) {
+      if ((*out)[i].kind != RecipientOutcome::Kind::kDelivered) continue;
+      for (const auto& [tenant, party] : users[i]) by_tenant[tenant].push_back(party);
+    }
+    for (const auto& [tenant, parties] : by_tenant) {
+      absl::StatusOr<int> copies =
+          DeliverMonitorCopies(*policies, tenant, parties, stored, id, hostname_, now);
+      if (copies.ok()) continue;
+      log::Warn("monitoring copy of queued mail failed: retried",
+                {{"status", copies.status()}, {"tenant_id", tenant}});
+      for (RecipientOutcome& o : *out) {
+        if (o.kind != RecipientOutcome::Kind::kDelivered) continue;
+        o.kind = RecipientOutcome::Kind::kDeferred;
+        o.reply = Reply(451, "4.3.0", "Monitoring copy temporarily failed");
+        o.reply.set_error(std::string(copies.status().message()));
+      }
+      return;
+    }
   }
 
   // "Not hosted here" verdicts, kept 10 s: a burst to one remote domain
@@ -176,6 +220,7 @@ class RelayTransport final : public outbound::Transport {
   }
 
   Backend* backend_;
+  const std::atomic<PolicyCache*>* policies_;  // Outbound::SetPolicies; null: no copies
   RouteStore* routes_;
   prometheus::Family<prometheus::Counter>* results_;
   std::string hostname_;
@@ -307,8 +352,16 @@ std::unique_ptr<Outbound> Outbound::Create(const Options& options, Backend* back
   o->routes_ = std::make_unique<RouteStore>(o->store_.get());
   o->held_ = std::make_unique<HeldStore>(o->store_.get());
   o->mx_dns_ = std::move(mx_dns);
+  if (!options.route_regions.empty()) {
+    auto regions = outbound::RouteTable::ParseRegionMap(options.route_regions);
+    if (regions.ok()) {
+      o->routes_->SetRegionMap(*std::move(regions));
+    } else {
+      log::Warn("--route-regions ignored", {{"status", regions.status()}});
+    }
+  }
   o->transport_ = std::make_unique<RelayTransport>(o->options_, backend, o->mx_dns_.get(),
-                                                   o->routes_.get(), results);
+                                                   o->routes_.get(), results, &o->policies_);
   outbound::RunnerOptions ro;
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);

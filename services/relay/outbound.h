@@ -48,6 +48,8 @@
 
 namespace mailgrid::relay {
 
+class PolicyCache;  // mail_policy.h
+
 // The ACTIVE DKIM keys of From: domains, from tenantd, cached per
 // cache_ttl_seconds (NOT_FOUND: 60 s, unsigned).
 class DkimKeyCache {
@@ -82,6 +84,9 @@ class Outbound final : public OutboundSubmitter {
 
   void Start();  // runner and probe threads
   void Stop();
+  // Tenant policies for monitoring copies of mail the queue delivers to
+  // local mailboxes (set once, before Start; null: no copies).
+  void SetPolicies(PolicyCache* policies) { policies_.store(policies); }
 
   // The queue is configured and answered the last probe.
   bool available() const { return queue_ != nullptr && available_.load(); }
@@ -148,6 +153,7 @@ class Outbound final : public OutboundSubmitter {
   std::unique_ptr<outbound::Transport> transport_;
   std::unique_ptr<outbound::QueueRunner> runner_;
   std::string runner_holder_;  // this process's lease holder name
+  std::atomic<PolicyCache*> policies_{nullptr};
   // Probe thread only.
   absl::Time depth_counted_at_ = absl::InfinitePast();
   absl::Time purged_at_ = absl::InfinitePast();

@@ -22,6 +22,13 @@ independent DKIM verifier.
      --mta-sts-ca-file) serves the policies: enforce + an MX without
      STARTTLS → deferred; enforce + an MX not in the policy → deferred;
      testing + the same mismatch → delivered (reported only).
+  6. region routes: relayd runs with --route-regions (a .example domain
+     mapped to JP); a route {region: JP} to the sink carries mail to a .jp
+     domain (ccTLD) and to the mapped domain, neither of which has an MX.
+  7. lease renewal: relayd's lease is 8 s and a second smtp-sink answers
+     DATA after 20 s (a slow peer); relayd runs two runner threads, so a
+     lapsed lease would be re-leased and the message sent twice: it arrives
+     exactly once.
 
 Nothing is skipped: a missing binary or module fails the test saying which.
 """
@@ -48,6 +55,9 @@ BADAUTH_DOMAIN = "badauth.example"
 STS_ENFORCE = "sts.example"      # enforce; MX mx.sts.example matches, but the sink has no STARTTLS
 STS_MISMATCH = "stsbad.example"  # enforce; MX mx.remote.example is not in the policy
 STS_TESTING = "stst.example"     # testing; same mismatch: delivered anyway
+REGION_MAPPED = "corp-jp.example"  # --route-regions maps it to JP; no MX anywhere
+SLOW_DOMAIN = "slow.example"       # routed to a smtp-sink that answers DATA after 20 s
+LEASE = "8s"
 POLICIES = {
     "mta-sts." + STS_ENFORCE: "version: STSv1\r\nmode: enforce\r\nmx: mx.sts.example\r\nmax_age: 600\r\n",
     "mta-sts." + STS_MISMATCH: "version: STSv1\r\nmode: enforce\r\nmx: good.stsbad.example\r\nmax_age: 600\r\n",
@@ -249,6 +259,9 @@ class OutboundIntegrationTest(unittest.TestCase):
             "MAILGRID_OUTBOUND_MX_PORT": str(cls.peers.sink_port),
             "MAILGRID_QUEUE_THREADS": "2",
             "MAILGRID_OUTBOUND_SECRETS_DIR": cls.secrets,
+            "MAILGRID_ROUTE_REGIONS": "*.%s=JP,%s=jp" % (REGION_MAPPED, REGION_MAPPED),
+            # Short leases: test 7's slow peer outlasts one; renewals keep it.
+            "MAILGRID_QUEUE_LEASE": LEASE,
         }
         try:
             cls.policies = PolicyServer(cls.work)
@@ -549,6 +562,58 @@ class OutboundIntegrationTest(unittest.TestCase):
         self.assertEqual(self.peers.received(mismatch), [])
         for entry in (e, e2):
             self.ctl("queue", "delete", entry["queue_id"], "--reason", "test done")
+
+    # ---- 6. region routes ---------------------------------------------------
+
+    def test_6_region_route_carries_cctld_and_mapped_domains(self):
+        r = self.ctl("route", "set", "--region", "jp", "--smart-host", "127.0.0.1:%d" % self.peers.sink_port,
+                     "--tls", "none", "--description", "Japan via the sink")
+        route = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual(route["match"]["region"], "JP")  # normalised
+        try:
+            listed = self.ctl("route", "list").stdout
+            self.assertIn(route["route_id"], listed)
+            bad = self.ctl("route", "set", "--region", "J1", "--smart-host", "127.0.0.1:25", check=False)
+            self.assertNotEqual(bad.returncode, 0)
+            self.assertIn("match.region", bad.stderr)
+            cc = "region-cc-%d" % time.time_ns()
+            self.submit(cc, "hana@far.jp")
+            mapped = "region-map-%d" % time.time_ns()
+            self.submit(mapped, "ito@tokyo.%s" % REGION_MAPPED)
+            for marker in (cc, mapped):
+                got = mgtest.eventually(lambda: self.peers.received(marker),
+                                        "%s through the JP region route" % marker)
+                self.assertEqual(len(got), 1)
+        finally:
+            self.ctl("route", "delete", route["route_id"])
+
+    # ---- 7. a slow peer: the lease is renewed, the message sent once --------
+
+    def test_7_slow_peer_renews_lease_and_is_sent_once(self):
+        port = mgtest.free_port()
+        cmd = [SINK] + (["-u", "nobody"] if os.geteuid() == 0 else [])
+        cmd += ["-d", os.path.join(self.peers.dump, "%M."), "-w", "20", "127.0.0.1:%d" % port, "10"]
+        slow = start(cmd, os.path.join(self.work, "slow-sink.log"))
+        self.extra.append(slow)
+        mgtest.eventually(lambda: can_connect(port), "the slow smtp-sink to listen")
+        r = self.ctl("route", "set", "--domain", SLOW_DOMAIN, "--smart-host", "127.0.0.1:%d" % port,
+                     "--tls", "none")
+        route = json.loads(r.stdout.strip().splitlines()[-1])
+        try:
+            marker = "slow-%d" % time.time_ns()
+            self.submit(marker, "ken@" + SLOW_DOMAIN)
+            got = mgtest.eventually(lambda: self.peers.received(marker), "the message at the slow peer")
+            mgtest.eventually(lambda: not any(e.get("subject") == marker for e in self.queue()),
+                              "the entry to leave the queue")
+            # Had another runner taken the lease over (8 s < 20 s), the first
+            # runner's Complete would have failed and the entry stayed queued
+            # until the takeover's copy was delivered: so any second copy is
+            # at the sink by now.
+            self.assertEqual(len(self.peers.received(marker)), 1, "sent twice: the lease was taken over")
+            self.assertEqual(len(got), 1)
+        finally:
+            self.ctl("route", "delete", route["route_id"])
+            stop(slow)
 
 
 if __name__ == "__main__":

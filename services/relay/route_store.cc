@@ -43,7 +43,9 @@ absl::Status RouteStore::Validate(const v1::Route& r) {
       return rpc::InvalidField("match.domain_pattern", "BAD_PATTERN", "not a domain pattern");
     }
   } else if (r.match().has_region()) {
-    if (r.match().region().size() != 2) {
+    const std::string& cc = r.match().region();
+    if (cc.size() != 2 || !absl::ascii_isalpha(static_cast<unsigned char>(cc[0])) ||
+        !absl::ascii_isalpha(static_cast<unsigned char>(cc[1]))) {
       return rpc::InvalidField("match.region", "BAD_REGION", "an ISO 3166-1 alpha-2 code");
     }
   } else {
@@ -98,6 +100,8 @@ absl::StatusOr<v1::Route> RouteStore::Set(v1::Route route, absl::Time now) {
   if (route.match().has_domain_pattern()) {
     route.mutable_match()->set_domain_pattern(
         absl::AsciiStrToLower(route.match().domain_pattern()));
+  } else if (route.match().has_region()) {
+    route.mutable_match()->set_region(absl::AsciiStrToUpper(route.match().region()));
   }
   RETURN_IF_ERROR(Validate(route));
   ASSIGN_OR_RETURN(std::vector<v1::Route> existing, List());

@@ -30,6 +30,10 @@ class RouteStore {
   // Reloads the table when it is older than `max_age` (0: now).
   void Refresh(absl::Duration max_age);
   const outbound::RouteTable& table() const { return table_; }
+  // Destination-region map (relayd --route-regions), see RouteTable.
+  void SetRegionMap(std::vector<std::pair<std::string, std::string>> map) {
+    table_.SetRegionMap(std::move(map));
+  }
 
   // Pure (exposed for tests): INVALID_ARGUMENT naming the field.
   static absl::Status Validate(const v1::Route& route);

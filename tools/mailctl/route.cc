@@ -8,6 +8,10 @@
 //                     [--description TEXT]
 //   mailctl route delete ROUTE_ID
 //
+// --region CC: a destination region (ISO 3166-1 alpha-2): the recipient
+// domain's country-code TLD, or relayd's --route-regions map. At equal
+// priority "a.b" > "*.b" > a region > "*".
+//
 // Platform operators only. Finding relayd and credentials: see queue.cc.
 #include <ostream>
 

@@ -1,0 +1,339 @@
+// Issue 9 "Speed": "Queue of 1,000,000 deferred messages: scheduling stays
+// O(log n) per message and memory under 1 GB".
+//
+// Under heavy load the fill (one Queue::Enqueue per entry, ~120 us of CPU
+// each) is the slow part: 1M entries take ~2 min of CPU; a run cut short
+// prints its progress every 100k entries.
+//
+// Drives libs/outbound's Queue directly (no SMTP) on store::LocalStore: the
+// same kv::StateMachine on RocksDB that every replica applies to, minus Raft.
+// The queue grows in steps (--sizes); at each step it measures, per message:
+//   make-due   RetryNow of a random deferred entry (an operator's "retry", or
+//              a backoff expiring: its due key moves to now),
+//   pick       what a runner does to find and take the next due entry: one
+//              DueIds scan (batch 16) + TryLease on the first id,
+//   reschedule Complete with a 4xx for every recipient: the entry goes back
+//              to DEFERRED with its next attempt 5 min later (due key moved),
+//   idle scan  DueIds when nothing is due (what an idle runner polls),
+// and the process RSS / peak RSS (RocksDB block cache and memtables are
+// bounded by kv::EngineOptions: 128 MiB together).
+//
+// The deferred entries are written by Queue::Enqueue at a time spread over
+// the next 5 days (the retry window): same record, body chunks and due key as
+// a deferral writes, without paying three writes per entry to build the queue.
+//
+//   queue_scale_bench [--sizes 10000,100000,1000000] [--probes 2000]
+//                     [--body-bytes 1024] [--dir DIR] [--keep]
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "libs/outbound/queue.h"
+#include "libs/store/local_store.h"
+
+namespace mailgrid::outbound {
+namespace {
+
+struct Args {
+  std::vector<size_t> sizes = {10000, 100000, 1000000};
+  size_t probes = 2000;
+  size_t body_bytes = 1024;
+  std::string dir;
+  bool keep = false;
+};
+
+bool ParseArgs(int argc, char** argv, Args* args) {
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
+    if (a == "--sizes") {
+      args->sizes.clear();
+      for (absl::string_view s : absl::StrSplit(value(), ',')) {
+        size_t n = 0;
+        if (!absl::SimpleAtoi(s, &n) || n == 0) return false;
+        args->sizes.push_back(n);
+      }
+      std::sort(args->sizes.begin(), args->sizes.end());
+    } else if (a == "--probes") {
+      if (!absl::SimpleAtoi(value(), &args->probes) || args->probes == 0) return false;
+    } else if (a == "--body-bytes") {
+      if (!absl::SimpleAtoi(value(), &args->body_bytes)) return false;
+    } else if (a == "--dir") {
+      args->dir = value();
+    } else if (a == "--keep") {
+      args->keep = true;
+    } else {
+      return false;
+    }
+  }
+  return !args->sizes.empty();
+}
+
+// kB from /proc/self/status ("VmRSS", "VmHWM").
+long ProcKb(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) {
+      long kb = 0;
+      std::sscanf(line.c_str() + field.size() + 1, "%ld", &kb);
+      return kb;
+    }
+  }
+  return -1;
+}
+
+std::string LoadAverage() {
+  std::ifstream in("/proc/loadavg");
+  std::string a, b, c;
+  in >> a >> b >> c;
+  return absl::StrCat(a, " ", b, " ", c);
+}
+
+uint64_t DirBytes(const std::string& dir) {
+  uint64_t total = 0;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) total += e.file_size();
+  }
+  return total;
+}
+
+// Microsecond samples → "p50 / p99 / mean".
+struct Samples {
+  std::vector<double> us;
+  double Pct(double p) {
+    if (us.empty()) return 0;
+    std::sort(us.begin(), us.end());
+    return us[std::min(us.size() - 1, static_cast<size_t>(p * us.size()))];
+  }
+  double Mean() const {
+    double s = 0;
+    for (double v : us) s += v;
+    return us.empty() ? 0 : s / us.size();
+  }
+};
+
+class Timer {
+ public:
+  Timer() : start_(std::chrono::steady_clock::now()) {}
+  double Us() const {
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start_)
+        .count();
+  }
+
+ private:
+  std::chrono::steady_clock::time_point start_;
+};
+
+std::string Body(size_t bytes, size_t n) {
+  std::string body = absl::StrFormat(
+      "From: sender%d@bench.test\r\nTo: rcpt@dest.test\r\nSubject: deferred %d\r\n"
+      "Message-ID: <%d@bench.test>\r\n\r\n",
+      n % 1000, n, n);
+  // Text that does not compress to nothing (RocksDB compresses blocks).
+  std::mt19937_64 rng(n);
+  while (body.size() + 2 < bytes) {
+    for (int i = 0; i < 76 && body.size() + 2 < bytes; ++i)
+      body += static_cast<char>('a' + rng() % 26);
+    body += "\r\n";
+  }
+  return body;
+}
+
+struct Step {
+  size_t n = 0;
+  double fill_per_s = 0;
+  double make_due_p50 = 0, make_due_p99 = 0;
+  double pick_p50 = 0, pick_p99 = 0, pick_mean = 0;
+  double resched_p50 = 0, resched_p99 = 0, resched_mean = 0;
+  double idle_p50 = 0, scan_p50 = 0;
+  long rss_kb = 0, hwm_kb = 0;
+  uint64_t disk = 0;
+};
+
+int Run(const Args& args) {
+  std::string dir =
+      args.dir.empty()
+          ? (std::filesystem::temp_directory_path() / absl::StrCat("queue_scale_", getpid()))
+                .string()
+          : args.dir;
+  std::filesystem::remove_all(dir);
+  auto store = store::LocalStore::Open(dir);
+  if (!store.ok()) {
+    std::fprintf(stderr, "open %s: %s\n", dir.c_str(), store.status().ToString().c_str());
+    return 1;
+  }
+  Queue queue(store->get(), QueueOptions{});
+  std::mt19937_64 rng(42);
+  const absl::Duration window = absl::Hours(24 * 5);
+  // A sample of the deferred ids (the bench's own memory stays small: the
+  // RSS printed is the queue's, not a list of a million ids).
+  const size_t stride = std::max<size_t>(1, args.sizes.back() / 20000);
+  std::vector<std::string> sample;
+  size_t filled = 0;
+  std::vector<Step> steps;
+  std::printf(
+      "queue_scale_bench: LocalStore (RocksDB) at %s, body %zu bytes, %zu probes per step\n",
+      dir.c_str(), args.body_bytes, args.probes);
+  std::printf("load average before: %s\n", LoadAverage().c_str());
+  std::fflush(stdout);
+  for (size_t target : args.sizes) {
+    Step step;
+    step.n = target;
+    Timer fill;
+    size_t added = 0;
+    absl::Time base = absl::Now();
+    while (filled < target) {
+      NewMessage m;
+      m.tenant_id = absl::StrCat("t", filled % 50);
+      m.envelope_from = absl::StrCat("sender", filled % 1000, "@bench.test");
+      m.recipients = {absl::StrCat("rcpt", filled, "@d", filled % 1000, ".test")};
+      m.body = Body(args.body_bytes, filled);
+      // Next attempt somewhere in the coming retry window (>= 10 min out).
+      absl::Duration offset =
+          absl::Minutes(10) +
+          absl::Microseconds(static_cast<int64_t>(rng() % absl::ToInt64Microseconds(window)));
+      auto id = queue.Enqueue(m, base + offset);
+      if (!id.ok()) {
+        std::fprintf(stderr, "enqueue: %s\n", id.status().ToString().c_str());
+        return 1;
+      }
+      if (filled % stride == 0) sample.push_back(*std::move(id));
+      ++filled;
+      ++added;
+      if (filled % 100000 == 0 && filled < target) {
+        // Progress, so a run cut short still says how far it got.
+        std::printf("  ... %zu entries, filling at %.0f/s, RSS %.0f MiB, load %s\n", filled,
+                    added / (fill.Us() / 1e6), ProcKb("VmRSS") / 1024.0, LoadAverage().c_str());
+        std::fflush(stdout);
+      }
+    }
+    step.fill_per_s = added / (fill.Us() / 1e6);
+    Samples make_due, pick, scan, resched, idle;
+    for (size_t i = 0; i < args.probes; ++i) {
+      const std::string& id = sample[rng() % sample.size()];
+      absl::Time now = absl::Now();
+      relay::v1::RetryNowRequest retry;
+      retry.set_queue_id(id);
+      Timer t1;
+      auto retried = queue.RetryNow(retry, "", now);
+      make_due.us.push_back(t1.Us());
+      if (!retried.ok()) {
+        std::fprintf(stderr, "retry %s: %s\n", id.c_str(), retried.status().ToString().c_str());
+        return 1;
+      }
+      now = absl::Now();
+      Timer t2;
+      auto due = queue.DueIds(now, 16);
+      scan.us.push_back(t2.Us());
+      if (!due.ok() || due->empty()) {
+        std::fprintf(stderr, "nothing due after RetryNow\n");
+        return 1;
+      }
+      auto lease = queue.TryLease(due->front(), "bench", now);
+      pick.us.push_back(t2.Us());
+      if (!lease.ok()) {
+        std::fprintf(stderr, "lease: %s\n", lease.status().ToString().c_str());
+        return 1;
+      }
+      std::vector<RecipientOutcome> outcomes;
+      for (const auto& r : lease->entry.recipients()) {
+        RecipientOutcome o{r.address(), RecipientOutcome::Kind::kDeferred, {}};
+        o.reply.set_code(451);
+        o.reply.set_text("4.4.1 bench: try again later");
+        outcomes.push_back(std::move(o));
+      }
+      Timer t3;
+      auto done = queue.Complete(*lease, outcomes, absl::Now());
+      resched.us.push_back(t3.Us());
+      if (!done.ok()) {
+        std::fprintf(stderr, "complete: %s\n", done.status().ToString().c_str());
+        return 1;
+      }
+      Timer t4;
+      auto none = queue.DueIds(absl::Now(), 16);
+      idle.us.push_back(t4.Us());
+      if (!none.ok() || !none->empty()) {
+        std::fprintf(stderr, "unexpected due entries after reschedule\n");
+        return 1;
+      }
+    }
+    step.make_due_p50 = make_due.Pct(0.5);
+    step.make_due_p99 = make_due.Pct(0.99);
+    step.pick_p50 = pick.Pct(0.5);
+    step.pick_p99 = pick.Pct(0.99);
+    step.pick_mean = pick.Mean();
+    step.resched_p50 = resched.Pct(0.5);
+    step.resched_p99 = resched.Pct(0.99);
+    step.resched_mean = resched.Mean();
+    step.idle_p50 = idle.Pct(0.5);
+    step.scan_p50 = scan.Pct(0.5);
+    if (getenv("QS_DEBUG")) {
+      size_t k = idle.us.size() / 10;
+      Samples first{std::vector<double>(idle.us.begin(), idle.us.begin() + k)};
+      Samples last{std::vector<double>(idle.us.end() - k, idle.us.end())};
+      std::printf("  idle scan first 10%% p50 %.1f us, last 10%% p50 %.1f us\n", first.Pct(0.5),
+                  last.Pct(0.5));
+    }
+    step.rss_kb = ProcKb("VmRSS");
+    step.hwm_kb = ProcKb("VmHWM");
+    step.disk = DirBytes(dir);
+    steps.push_back(step);
+    std::printf(
+        "n=%-8zu fill %7.0f/s | make-due p50 %6.1f p99 %7.1f us | pick p50 %6.1f p99 %7.1f "
+        "mean %6.1f us (scan p50 %5.1f) | reschedule p50 %6.1f p99 %7.1f mean %6.1f us | idle scan "
+        "p50 %5.1f us | "
+        "RSS %5.0f MiB (peak %5.0f) | disk %5.0f MiB | load %s\n",
+        step.n, step.fill_per_s, step.make_due_p50, step.make_due_p99, step.pick_p50, step.pick_p99,
+        step.pick_mean, step.scan_p50, step.resched_p50, step.resched_p99, step.resched_mean,
+        step.idle_p50, step.rss_kb / 1024.0, step.hwm_kb / 1024.0, step.disk / 1048576.0,
+        LoadAverage().c_str());
+    std::fflush(stdout);
+  }
+  if (steps.size() >= 2) {
+    const Step& a = steps.front();
+    const Step& b = steps.back();
+    double n_ratio = static_cast<double>(b.n) / a.n;
+    double log_ratio = std::log2(static_cast<double>(b.n)) / std::log2(static_cast<double>(a.n));
+    std::printf(
+        "\nfrom n=%zu to n=%zu (x%.0f entries; log2 n grows x%.2f):\n"
+        "  pick (scan+lease) per message   p50 x%.2f  mean x%.2f\n"
+        "  reschedule per message          p50 x%.2f  mean x%.2f\n"
+        "  pick+reschedule per message at n=%zu: %.1f us p50 (%.0f msgs/s on one thread)\n"
+        "  peak RSS %.0f MiB (target < 1024 MiB)\n",
+        a.n, b.n, n_ratio, log_ratio, b.pick_p50 / a.pick_p50, b.pick_mean / a.pick_mean,
+        b.resched_p50 / a.resched_p50, b.resched_mean / a.resched_mean, b.n,
+        b.pick_p50 + b.resched_p50, 1e6 / (b.pick_mean + b.resched_mean), b.hwm_kb / 1024.0);
+  }
+  std::printf("load average after: %s\n", LoadAverage().c_str());
+  if (!args.keep) {
+    store->reset();
+    std::filesystem::remove_all(dir);
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace mailgrid::outbound
+
+int main(int argc, char** argv) {
+  mailgrid::outbound::Args args;
+  if (!mailgrid::outbound::ParseArgs(argc, argv, &args)) {
+    std::fprintf(stderr,
+                 "usage: queue_scale_bench [--sizes 10000,100000,1000000] [--probes 2000] "
+                 "[--body-bytes 1024] [--dir DIR] [--keep]\n");
+    return 2;
+  }
+  return mailgrid::outbound::Run(args);
+}
