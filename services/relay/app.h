@@ -15,6 +15,7 @@
 #include "services/relay/config.h"
 #include "services/relay/mail_policy.h"
 #include "services/relay/outbound.h"
+#include "services/relay/rcpt_cache.h"
 #include "services/relay/relay_service.h"
 #include "services/relay/smtp_session.h"
 #include "services/relay/worker_pool.h"
@@ -58,6 +59,7 @@ class RelayApp final : public rpc::ServiceApp {
   std::unique_ptr<Outbound> outbound_;  // queue, runner, internal submission
   std::unique_ptr<PolicyCache> policies_;   // tenant audit/monitoring policies
   std::unique_ptr<AuditHolds> audit_;       // audit holds and held-mail expiry
+  std::unique_ptr<RcptCache> rcpt_cache_;   // RCPT Resolve answers (--rcpt-cache-ttl)
   std::shared_ptr<auth::TokenVerifier> verifier_;
   std::unique_ptr<WorkerPool> workers_;
   std::unique_ptr<RelayMetrics> metrics_;

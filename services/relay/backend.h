@@ -37,6 +37,9 @@ class Backend {
   // tenant's hourly limit is exceeded. OK when no limiter is configured.
   virtual absl::Status CountSubmission(const std::string& tenant_id,
                                        const std::string& user_id) = 0;
+  // False when CountSubmission never refuses (no limiter, or limits off):
+  // a session may then skip it (and its hand-off to a worker).
+  virtual bool CountsSubmissions() const { return true; }
   // DomainService.GetDkimSigningKey (issue 9: signing outgoing mail).
   // NOT_FOUND: unknown or unverified domain (send unsigned). The default
   // (test fakes) has no keys.

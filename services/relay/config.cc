@@ -70,6 +70,8 @@ void AddFlags(config::Flags& f, Options& o) {
   f.String("mta-sts-ca-file", &o.mta_sts_ca_file,
            "CA bundle verifying MTA-STS policy hosts and enforced MXes (default: the system's)");
   f.Int("mta-sts-port", &o.mta_sts_port, "HTTPS port of mta-sts.<domain> (443; tests: a local server)");
+  f.String("route-regions", &o.route_regions,
+           "destination regions for region routes: pattern=CC,... (default: the ccTLD)");
   f.StringList("token-public-key", &o.token_public_keys,
                "PEM files of the Ed25519 public keys that verify access tokens (RelayService)");
   f.String("token-issuer", &o.token_issuer, "the issuer (iss) access tokens must carry");
@@ -77,6 +79,8 @@ void AddFlags(config::Flags& f, Options& o) {
              "how long a tenant's audit and monitoring policies are cached");
   f.Duration("held-sweep-interval", &o.held_sweep_interval,
              "how often held mail is checked for expiry");
+  f.Duration("rcpt-cache-ttl", &o.rcpt_cache_ttl,
+             "how long a recipient's Resolve answer is reused at RCPT (0: never)");
 #ifdef MAILGRID_TEST_HOOKS
   f.String("bench-null-backend", &o.bench_null_backend,
            "BENCHMARK ONLY: accept every recipient @DOMAIN and discard the mail");

@@ -56,7 +56,10 @@ struct Options {
   // Replica gRPC addresses of the KV group holding the queue; empty: the
   // tenantd group (--tenantd). No addresses at all: no remote delivery.
   std::vector<std::string> queue_store;
-  int queue_threads = 2;  // queue runner workers (every relayd replica runs them)
+  // Queue runner workers (every relayd replica runs them). Each blocks on
+  // one SMTP transaction: 16 keeps a burst moving (bench/relay/outbound)
+  // and stays under Postfix's per-destination default of 20 connections.
+  int queue_threads = 16;
   absl::Duration queue_poll_interval = absl::Seconds(1);
   absl::Duration queue_lease = absl::Minutes(15);
   absl::Duration queue_lifetime = absl::Hours(24 * 5);
@@ -79,6 +82,9 @@ struct Options {
   bool mta_sts = true;
   std::string mta_sts_ca_file;
   int mta_sts_port = 443;
+  // Destination-region map for region routes: "pattern=CC,..." (e.g.
+  // "*.corp-jp.com=JP"); a domain not in it has its ccTLD's region.
+  std::string route_regions;
   // Access tokens for RelayService (identityd's public keys).
   std::vector<std::string> token_public_keys;
   std::string token_issuer = "mailgrid";
@@ -88,6 +94,11 @@ struct Options {
   absl::Duration policy_cache_ttl = absl::Seconds(30);
   // How often held mail is checked for expiry (audit_holds.h).
   absl::Duration held_sweep_interval = absl::Minutes(1);
+
+  // ---- Speed (issue 8) ----
+  // How long tenantd's Resolve answers are reused at RCPT (rcpt_cache.h);
+  // 0: ask tenantd for every RCPT.
+  absl::Duration rcpt_cache_ttl = absl::Milliseconds(200);
 };
 
 void AddFlags(config::Flags& flags, Options& options);

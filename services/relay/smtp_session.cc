@@ -19,6 +19,7 @@
 #include "services/relay/mail_policy.h"
 #include "services/relay/monitor_copies.h"
 #include "services/relay/outbound.h"
+#include "services/relay/rcpt_cache.h"
 
 namespace mailgrid::relay {
 
@@ -53,6 +54,16 @@ std::unique_ptr<RelayMetrics> RelayMetrics::Create(prometheus::Registry& r) {
                          .Help("SPF/DKIM/DMARC results of MX messages, by method and result "
                                "(dkim: one per signature; dmarc also counts dispositions)")
                          .Register(r);
+  auto& stages = prometheus::BuildHistogram()
+                     .Name("mailgrid_relay_stage_seconds")
+                     .Help("Time per message spent in each stage of relayd's path (hand-offs "
+                           "between threads, peer calls, checks)")
+                     .Register(r);
+  static const char* const kNames[RelayMetrics::kStageCount] = {
+      "worker_wait", "strand_wait", "resolve", "sender_check", "inbound_auth",
+      "policy",      "store",       "monitor", "queue"};
+  for (int i = 0; i < RelayMetrics::kStageCount; ++i)
+    m->stages[i] = &stages.Add({{"stage", kNames[i]}}, metrics::LatencyBuckets());
   return m;
 }
 
@@ -103,10 +114,16 @@ absl::StatusOr<AuditMatch> MatchSubmission(PolicyCache& policies, const std::str
 // RFC 3464 failure report for the local recipients whose copy could not be
 // stored although others' were (issue 8): the message is accepted (250)
 // and the sender learns about these from the DSN, as if we had bounced.
+// `orcpt`: final recipient address -> "type;address" of the ORCPT the
+// client gave at RCPT (RFC 3461 §4.2), reported as Original-Recipient
+// (RFC 3464 §2.3.1: MUST when ORCPT was given). libs/outbound's DSN
+// builder has no such field, so it is inserted before the recipient's
+// Final-Recipient line.
 std::string PartialFailureDsn(const Options& o, const std::string& from,
                               const std::string& queue_id, absl::Time arrival,
                               const std::vector<outbound::DsnRecipient>& failed,
-                              const std::string& stored) {
+                              const std::string& stored,
+                              const std::map<std::string, std::string>& orcpt) {
   outbound::DsnInput in;
   in.kind = outbound::DsnKind::kFailure;
   in.reporting_mta = o.hostname;
@@ -117,7 +134,24 @@ std::string PartialFailureDsn(const Options& o, const std::string& from,
   in.recipients = failed;
   in.original_message = stored;
   in.boundary = absl::StrCat(queue_id, "/", absl::ToUnixMicros(in.now), "/", o.hostname);
-  return outbound::BuildDsn(in);
+  std::string dsn = outbound::BuildDsn(in);
+  for (const outbound::DsnRecipient& f : failed) {
+    auto it = orcpt.find(f.address);
+    if (it == orcpt.end()) continue;
+    std::string final_line = absl::StrCat("\r\nFinal-Recipient: rfc822; ", f.address, "\r\n");
+    size_t at = dsn.find(final_line);
+    if (at == std::string::npos) continue;
+    dsn.insert(at + 2, absl::StrCat("Original-Recipient: ", it->second, "\r\n"));
+  }
+  return dsn;
+}
+
+// "type;address" for an RCPT's ORCPT parameter, one header line (the
+// decoded xtext may hold anything: controls become '?'), or "".
+std::string OriginalRecipient(const smtp::Recipient& r) {
+  if (!r.params.orcpt_address || r.params.orcpt_address->empty()) return "";
+  std::string type = r.params.orcpt_type.value_or("rfc822");
+  return absl::StrCat(Sanitize(type, 32), ";", Sanitize(*r.params.orcpt_address, 500));
 }
 
 }  // namespace
@@ -216,10 +250,15 @@ void RelaySession::Async(std::function<std::function<void()>()> work) {
   // `work` runs on a worker and must not touch the session; the closure it
   // returns runs on the strand, only while the connection (and so this
   // session) is alive.
-  ctx_->workers->Run([this, weak, work = std::move(work)] {
+  RelayMetrics* m = ctx_->metrics;
+  absl::Time queued = absl::Now();
+  ctx_->workers->Run([this, weak, m, queued, work = std::move(work)] {
+    if (m) m->Observe(RelayMetrics::kWorkerWait, absl::Now() - queued);
     std::function<void()> finish = work();
     if (auto c = weak.lock()) {
-      c->Post([this, finish = std::move(finish)] {
+      absl::Time answered = absl::Now();
+      c->Post([this, m, answered, finish = std::move(finish)] {
+        if (m) m->Observe(RelayMetrics::kStrandWait, absl::Now() - answered);
         waiting_ = false;
         finish();
         return Drive();
@@ -277,6 +316,7 @@ Output RelaySession::Drive() {
       remote_.clear();
       moderated_.clear();
       user_.reset();
+      senders_ok_.clear();
       out.bytes += smtp_.TakeOutput();
       out.start_tls = true;
       CountReplies();
@@ -307,9 +347,17 @@ void RelaySession::OnMail(const smtp::event::MailFrom& e) {
     return;
   }
   std::string from = mail_from_;
+  if (!ctx_->backend->CountsSubmissions() && (from.empty() || SenderAllowed(from))) {
+    // Nothing to ask anyone: this session's user was allowed this sender
+    // a moment ago (a client sending many messages in one session).
+    (void)smtp_.Accept();
+    return;
+  }
   Principal u = *user_;
   Backend* b = ctx_->backend;
-  Async([this, b, u, from]() -> std::function<void()> {
+  RelayMetrics* metrics = ctx_->metrics;
+  Async([this, b, u, from, metrics]() -> std::function<void()> {
+    absl::Time start = absl::Now();
     if (!from.empty()) {
       absl::StatusOr<bool> ok = b->CanSendAs(u.user_id, from);
       if (!ok.ok() && ok.status().code() != absl::StatusCode::kNotFound) {
@@ -324,13 +372,35 @@ void RelaySession::OnMail(const smtp::event::MailFrom& e) {
       }
     }
     absl::Status rate = b->CountSubmission(u.tenant_id, u.user_id);
+    if (metrics) metrics->Observe(RelayMetrics::kSenderCheck, absl::Now() - start);
     if (absl::IsResourceExhausted(rate)) {
       return [this] {
         Reply(false, 451, "4.7.1", "Error: sending rate limit exceeded, try again later");
       };
     }
-    return [this] { (void)smtp_.Accept(); };
+    return [this, from] {
+      if (!from.empty()) RememberSender(from);
+      (void)smtp_.Accept();
+    };
   });
+}
+
+// The session's sender authorizations: an address CanSendAs allowed for
+// this session's user, trusted for kSenderTtl within the session (like
+// the AUTH itself, which holds for the session). Reset by AUTH and
+// STARTTLS (user_ changes).
+namespace {
+constexpr absl::Duration kSenderTtl = absl::Seconds(60);
+}  // namespace
+
+bool RelaySession::SenderAllowed(const std::string& address) const {
+  auto it = senders_ok_.find(absl::AsciiStrToLower(address));
+  return it != senders_ok_.end() && absl::Now() - it->second < kSenderTtl;
+}
+
+void RelaySession::RememberSender(const std::string& address) {
+  if (senders_ok_.size() >= 16) senders_ok_.clear();
+  senders_ok_[absl::AsciiStrToLower(address)] = absl::Now();
 }
 
 // ---- RCPT ------------------------------------------------------------------
@@ -363,107 +433,129 @@ void RelaySession::OnRcpt(const smtp::event::RcptTo& e) {
   req.set_max_recipients(10000);
   Backend* b = ctx_->backend;
   bool authenticated = user_.has_value();
-  Async([this, b, req, authenticated, count]() -> std::function<void()> {
+  RcptCache* cache = ctx_->rcpt_cache;
+  std::string key;
+  if (cache != nullptr) {
+    key = RcptCache::Key(req);
+    if (std::shared_ptr<const RcptCache::Answer> hit = cache->Get(key, absl::Now())) {
+      // Answered on the strand: no worker hand-off, no peer call.
+      DecideRcpt(req.address(), authenticated, *hit)();
+      return;
+    }
+  }
+  RelayMetrics* metrics = ctx_->metrics;
+  Async([this, b, req, authenticated, metrics, cache, key]() -> std::function<void()> {
+    absl::Time start = absl::Now();
     absl::StatusOr<tenant::v1::ResolveResponse> r = b->Resolve(req);
-    if (r.ok()) {
-      auto resp = std::make_shared<tenant::v1::ResolveResponse>(*std::move(r));
-      return [this, resp, count, rcpt = req.address()] {
-        if (resp->posting_decision() == tenant::v1::POSTING_DECISION_DENIED) {
-          count("posting_denied");
-          Reply(false, 550, "5.7.1",
-                resp->posting_detail().empty()
-                    ? "Recipient address rejected: posting to this group is not allowed"
-                    : absl::StrCat("Recipient address rejected: ", resp->posting_detail()));
-          return;
-        }
-        if (resp->posting_decision() == tenant::v1::POSTING_DECISION_MODERATED) {
-          // Held for the group's moderators (issue 9): queued HELD at DATA.
-          // Without the queue a temporary refusal keeps it with the sender.
-          if (ctx_->outbound == nullptr || !ctx_->outbound->available()) {
-            count("moderated_deferred");
-            Reply(false, 451, "4.7.1", "Moderated group: message hold not available, try later");
-            return;
-          }
-          std::string group = resp->canonical_address();
-          bool seen = false;
-          for (const Moderated& m : moderated_) seen |= m.group_address == group;
-          if (!seen) {
-            moderated_.push_back({resp->tenant_id(), group, resp->group_id(),
-                                  {resp->moderator_user_ids().begin(),
-                                   resp->moderator_user_ids().end()}});
-          }
-          count("moderated_held");
-          (void)smtp_.Accept();
-          return;
-        }
-        if (resp->recipients().empty()) {
-          count("unknown");
-          Reply(false, 550, "5.1.1", "Recipient address rejected: User unknown");
-          return;
-        }
-        for (const auto& rc : resp->recipients()) {
-          if (target_ids_.insert(rc.mailbox_id()).second)
-            targets_.push_back({rc.mailbox_id(), rc.address(), rc.shard(), rc.user_id(), rcpt,
-                                rc.sieve_version(),
-                                rc.tenant_id().empty() ? resp->tenant_id() : rc.tenant_id()});
-        }
-        count("accepted");
-        (void)smtp_.Accept();
-      };
-    }
-    absl::Status st = r.status();
-    std::string reason = rpc::ReasonOf(st);
-    if (st.code() == absl::StatusCode::kNotFound && reason == "DOMAIN_NOT_HOSTED") {
-      if (!authenticated) {
-        return [this, count] {
-          count("relay_denied");
-          Reply(false, 550, "5.7.1", "Relay access denied");
-        };
+    if (metrics) metrics->Observe(RelayMetrics::kResolve, absl::Now() - start);
+    if (cache != nullptr) cache->Put(key, r, absl::Now());
+    return DecideRcpt(req.address(), authenticated, std::move(r));
+  });
+}
+
+std::function<void()> RelaySession::DecideRcpt(const std::string& rcpt, bool authenticated,
+                                               absl::StatusOr<tenant::v1::ResolveResponse> r) {
+  auto count = [this](const char* result) {
+    if (ctx_->metrics) ctx_->metrics->rcpts->Add({{"result", result}}).Increment();
+  };
+  if (r.ok()) {
+    auto resp = std::make_shared<tenant::v1::ResolveResponse>(*std::move(r));
+    return [this, resp, count, rcpt] {
+      if (resp->posting_decision() == tenant::v1::POSTING_DECISION_DENIED) {
+        count("posting_denied");
+        Reply(false, 550, "5.7.1",
+              resp->posting_detail().empty()
+                  ? "Recipient address rejected: posting to this group is not allowed"
+                  : absl::StrCat("Recipient address rejected: ", resp->posting_detail()));
+        return;
       }
-      // Submission to the rest of the world: queued at DATA (issue 9).
-      std::string address = req.address();
-      return [this, count, address] {
+      if (resp->posting_decision() == tenant::v1::POSTING_DECISION_MODERATED) {
+        // Held for the group's moderators (issue 9): queued HELD at DATA.
+        // Without the queue a temporary refusal keeps it with the sender.
         if (ctx_->outbound == nullptr || !ctx_->outbound->available()) {
-          count("queue_unavailable");
-          Reply(false, 451, "4.3.0", "Remote delivery temporarily unavailable, try again later");
+          count("moderated_deferred");
+          Reply(false, 451, "4.7.1", "Moderated group: message hold not available, try later");
           return;
         }
-        count("remote");
-        if (std::find(remote_.begin(), remote_.end(), address) == remote_.end())
-          remote_.push_back(address);
+        std::string group = resp->canonical_address();
+        bool seen = false;
+        for (const Moderated& m : moderated_) seen |= m.group_address == group;
+        if (!seen) {
+          moderated_.push_back({resp->tenant_id(), group, resp->group_id(),
+                                {resp->moderator_user_ids().begin(),
+                                 resp->moderator_user_ids().end()}});
+        }
+        count("moderated_held");
         (void)smtp_.Accept();
-      };
-    }
-    if (st.code() == absl::StatusCode::kNotFound) {
-      return [this, count] {
+        return;
+      }
+      if (resp->recipients().empty()) {
         count("unknown");
         Reply(false, 550, "5.1.1", "Recipient address rejected: User unknown");
-      };
-    }
-    if (st.code() == absl::StatusCode::kInvalidArgument) {
-      return [this, count] {
-        count("bad_address");
-        Reply(false, 501, "5.1.3", "Bad recipient address syntax");
-      };
-    }
-    if (st.code() == absl::StatusCode::kResourceExhausted) {
-      return [this, count] {
-        count("too_many");
-        Reply(false, 452, "4.5.3", "Too many recipients");
-      };
-    }
-    if (st.code() == absl::StatusCode::kFailedPrecondition) {
-      return [this, count] {
-        count("unavailable");
-        Reply(false, 450, "4.2.1", "Recipient temporarily unavailable");
-      };
-    }
-    log::Warn("Resolve failed", {{"status", st}});
-    return [this, count] {
-      count("lookup_failed");
-      Reply(false, 451, "4.3.0", "Temporary failure looking up the recipient");
+        return;
+      }
+      for (const auto& rc : resp->recipients()) {
+        if (target_ids_.insert(rc.mailbox_id()).second)
+          targets_.push_back({rc.mailbox_id(), rc.address(), rc.shard(), rc.user_id(), rcpt,
+                              rc.sieve_version(),
+                              rc.tenant_id().empty() ? resp->tenant_id() : rc.tenant_id()});
+      }
+      count("accepted");
+      (void)smtp_.Accept();
     };
-  });
+  }
+  absl::Status st = r.status();
+  std::string reason = rpc::ReasonOf(st);
+  if (st.code() == absl::StatusCode::kNotFound && reason == "DOMAIN_NOT_HOSTED") {
+    if (!authenticated) {
+      return [this, count] {
+        count("relay_denied");
+        Reply(false, 550, "5.7.1", "Relay access denied");
+      };
+    }
+    // Submission to the rest of the world: queued at DATA (issue 9).
+    std::string address = rcpt;
+    return [this, count, address] {
+      if (ctx_->outbound == nullptr || !ctx_->outbound->available()) {
+        count("queue_unavailable");
+        Reply(false, 451, "4.3.0", "Remote delivery temporarily unavailable, try again later");
+        return;
+      }
+      count("remote");
+      if (std::find(remote_.begin(), remote_.end(), address) == remote_.end())
+        remote_.push_back(address);
+      (void)smtp_.Accept();
+    };
+  }
+  if (st.code() == absl::StatusCode::kNotFound) {
+    return [this, count] {
+      count("unknown");
+      Reply(false, 550, "5.1.1", "Recipient address rejected: User unknown");
+    };
+  }
+  if (st.code() == absl::StatusCode::kInvalidArgument) {
+    return [this, count] {
+      count("bad_address");
+      Reply(false, 501, "5.1.3", "Bad recipient address syntax");
+    };
+  }
+  if (st.code() == absl::StatusCode::kResourceExhausted) {
+    return [this, count] {
+      count("too_many");
+      Reply(false, 452, "4.5.3", "Too many recipients");
+    };
+  }
+  if (st.code() == absl::StatusCode::kFailedPrecondition) {
+    return [this, count] {
+      count("unavailable");
+      Reply(false, 450, "4.2.1", "Recipient temporarily unavailable");
+    };
+  }
+  log::Warn("Resolve failed", {{"status", st}});
+  return [this, count] {
+    count("lookup_failed");
+    Reply(false, 451, "4.3.0", "Temporary failure looking up the recipient");
+  };
 }
 
 // ---- DATA ------------------------------------------------------------------
@@ -532,7 +624,12 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
   absl::Time at = t.at;
   mailauth::Resolver* dns = ctx_->dns;
   std::vector<std::string> from_check;
-  if (user_) from_check = FromAddresses(*body);
+  if (user_) {
+    // From: addresses this session's user was already allowed need no
+    // second CanSendAs (the usual From: is the envelope sender).
+    for (std::string& a : FromAddresses(*body))
+      if (!SenderAllowed(a)) from_check.push_back(std::move(a));
+  }
   std::optional<Principal> user = user_;
   Backend* b = ctx_->backend;
   RelayMetrics* metrics = ctx_->metrics;
@@ -560,8 +657,12 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
   }
   for (const std::string& r : remote) held_rcpts.push_back(r);
   std::set<std::string> no_dsn;
-  for (const smtp::Recipient& r : env.recipients)
+  std::map<std::string, std::string> orcpt_by_rcpt;  // RCPT as given -> Original-Recipient
+  for (const smtp::Recipient& r : env.recipients) {
     if (r.params.notify_specified && !r.params.notify_failure) no_dsn.insert(r.path.Mailbox());
+    std::string orcpt = OriginalRecipient(r);
+    if (!orcpt.empty()) orcpt_by_rcpt[r.path.Mailbox()] = orcpt;
+  }
   OutboundSubmitter* submitter = ctx_->submitter;
   targets_.clear();
   target_ids_.clear();
@@ -569,12 +670,17 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
   moderated_.clear();
   Async([this, b, prefix, body, raw, targets, auth_results, inbound, dns, at, id, from_check, user,
          remote, outbound, received, from, moderated, rules, rules_msg, policies, audit, incoming,
-         by_mailbox, held_rcpts, no_dsn, submitter, opts = ctx_->options,
+         by_mailbox, held_rcpts, no_dsn, orcpt_by_rcpt, submitter, opts = ctx_->options,
          metrics, listener, queue_id, size]() mutable -> std::function<void()> {
     auto count = [metrics, listener](const char* result) {
       if (metrics) metrics->messages->Add({{"listener", listener}, {"result", result}}).Increment();
     };
     const Options& o = *opts;
+    auto stage = [metrics, t = absl::Now()](RelayMetrics::Stage st) mutable {
+      absl::Time now = absl::Now();
+      if (metrics) metrics->Observe(st, now - t);
+      t = now;
+    };
     for (const std::string& addr : from_check) {
       absl::StatusOr<bool> ok = b->CanSendAs(user->user_id, addr);
       if (ok.ok() && *ok) continue;
@@ -589,6 +695,8 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
         Reply(false, 550, "5.7.1", "From: address not owned by the authenticated user");
       };
     }
+    if (!from_check.empty()) stage(RelayMetrics::kSenderCheck);
+    stage(RelayMetrics::kStageCount);  // restart the clock
     bool junk = false;
     if (inbound) {
       inbound->message = *raw;
@@ -609,6 +717,7 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
         };
       }
       junk = ar.disposition == mailauth::DmarcPolicy::kQuarantine;
+      stage(RelayMetrics::kInboundAuth);
     }
     std::string stored = *prefix + auth_results + *body;
     auto temporary_failure = [this, count](const char* what, const char* text) {
@@ -633,6 +742,7 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
         return temporary_failure("policy_unavailable",
                                  "Temporary failure checking the mail policy, try again");
       }
+      stage(RelayMetrics::kPolicy);
       if (!match->rules.empty()) {
         if (audit == nullptr || held_rcpts.empty()) {
           if (audit == nullptr)
@@ -684,6 +794,7 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
       // deleted it; mailstored says fell_back_to_inbox).
       if (junk) rt->mutable_folder()->set_special_use(mailstore::v1::SPECIAL_USE_JUNK);
     }
+    stage(RelayMetrics::kStageCount);
     absl::Time start = absl::Now();
     mailstore::v1::DeliverBatchResponse all;
     absl::Status st;
@@ -699,6 +810,7 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
       for (auto& res : *one->mutable_results()) *all.add_results() = std::move(res);
     }
     if (metrics) metrics->delivery_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+    stage(RelayMetrics::kStore);
     if (st.code() == absl::StatusCode::kPermissionDenied) {
       // The only recipient's inbox rules reject it (RFC 5429): nothing stored.
       std::string text(st.message());
@@ -729,6 +841,7 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
     }
     int delivered = 0, quota = 0, missing = 0, temporary = 0;
     std::vector<outbound::DsnRecipient> failed;
+    std::map<std::string, std::string> orcpt;  // Final-Recipient -> Original-Recipient
     for (const auto& res : all.results()) {
       bool over = false;
       switch (res.status()) {
@@ -751,6 +864,8 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
       if (who == by_mailbox.end() || no_dsn.count(who->second.second) > 0) continue;
       outbound::DsnRecipient f;
       f.address = who->second.first;
+      if (auto o = orcpt_by_rcpt.find(who->second.second); o != orcpt_by_rcpt.end())
+        orcpt[f.address] = o->second;
       f.status = over ? "5.2.2" : "5.1.1";
       f.diagnostic = over ? "552 5.2.2 Mailbox full" : "550 5.1.1 Mailbox unavailable";
       if (!res.detail().empty()) f.diagnostic += absl::StrCat(" (", Sanitize(res.detail(), 200), ")");
@@ -790,7 +905,7 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
             submitter == nullptr
                 ? absl::UnavailableError("no submitter")
                 : submitter->Submit("", {from},
-                                    PartialFailureDsn(o, from, queue_id, at, failed, stored));
+                                    PartialFailureDsn(o, from, queue_id, at, failed, stored, orcpt));
         if (!sent.ok()) {
           log::Warn("partial delivery DSN not sent", {{"status", sent}, {"queue_id", queue_id}});
           return temporary_failure("dsn_failed", "Temporary failure storing the message, try again");
@@ -801,6 +916,7 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
     // Monitoring copies (monitor_copies.h): incoming mail of monitored
     // recipients and the sender's outgoing mail, before moderation and the
     // queue so that a 451 here is retried without queueing twice.
+    stage(RelayMetrics::kStageCount);
     if (policies != nullptr && held_id.empty()) {
       std::map<std::string, std::vector<MonitoredParty>> parties = incoming;
       if (user) {
@@ -816,6 +932,7 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
         }
       }
     }
+    stage(RelayMetrics::kMonitor);
     std::string reply_id = queue_id;
     // Posts to MODERATED groups: one HELD entry per group, decided with
     // ApproveHeldMessage / RejectHeldMessage.
@@ -850,6 +967,7 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
         };
       }
       reply_id = *q;
+      stage(RelayMetrics::kQueue);
     }
     if (metrics) metrics->bytes_accepted->Increment(static_cast<double>(size));
     if (!held_id.empty()) {
@@ -940,6 +1058,7 @@ void RelaySession::CheckCredentials(absl::StatusOr<SaslCredentials> creds) {
       Principal p{r->tenant_id(), r->user_id(), r->address()};
       return [this, p] {
         user_ = p;
+        senders_ok_.clear();
         Reply(true, 235, "2.7.0", "Authentication successful");
       };
     }
