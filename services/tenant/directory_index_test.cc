@@ -67,6 +67,46 @@ TEST_F(ResolveIndexTest, WarmedAnswersEqualComputedOnes) {
   EXPECT_GE(directory_->resolve_cache().hits(), hits + addresses.size());
 }
 
+// A re-warm rebuilds only the users whose record changed, drops the ones
+// gone or renamed away, and its answers still equal computed ones.
+TEST_F(ResolveIndexTest, RewarmFollowsChangedUsersOnly) {
+  std::string ann = User("ann@acme.test");
+  std::string bob = User("bob@acme.test");
+  User("cy@acme.test");
+  auto first = directory_->WarmTenant(tenant_);
+  ASSERT_TRUE(first.ok()) << first.status();
+  const size_t held = *first;
+  EXPECT_GE(held, 3u);
+  EXPECT_GE(directory_->resolve_cache().warmed_size(), held);
+  v1::RenameUserRequest rn;
+  rn.set_user_id(ann);
+  rn.set_new_address("anna@acme.test");
+  v1::User u;
+  ASSERT_TRUE(dir_stub_->RenameUser(Ctx(admin_).get(), rn, &u).ok());
+  v1::DeleteUserRequest del;
+  del.set_user_id(bob);
+  ASSERT_TRUE(dir_stub_->DeleteUser(Ctx(admin_).get(), del, &u).ok());
+  std::string dee = User("dee@acme.test");
+  auto second = directory_->WarmTenant(tenant_);
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(*second, held);  // ann renamed (still one), bob gone, dee new
+  auto fresh = Elsewhere();
+  for (const char* a : {"anna@acme.test", "ann@acme.test", "bob@acme.test", "cy@acme.test",
+                        "dee@acme.test"}) {
+    EXPECT_EQ(Answer(*directory_, a), Answer(*fresh, a)) << a;
+  }
+  EXPECT_EQ(Reason("bob@acme.test"), "ADDRESS_DELETED");
+  EXPECT_EQ(Recipients("ann@acme.test"), std::set<std::string>{"anna@acme.test"});
+  EXPECT_EQ(Recipients("dee@acme.test"), std::set<std::string>{"dee@acme.test"});
+  // Nothing changed: the same answers, still served from the index.
+  auto third = directory_->WarmTenant(tenant_);
+  ASSERT_TRUE(third.ok());
+  EXPECT_EQ(*third, held);
+  const uint64_t hits = directory_->resolve_cache().hits();
+  EXPECT_EQ(Answer(*directory_, "cy@acme.test"), Answer(*fresh, "cy@acme.test"));
+  EXPECT_GT(directory_->resolve_cache().hits(), hits);
+}
+
 TEST_F(ResolveIndexTest, FollowsEveryKindOfChangeMadeHere) {
   std::string ann = User("ann@acme.test");
   std::string bob = User("bob@acme.test");

@@ -299,22 +299,24 @@ absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> DirectoryServiceImpl:
 }
 
 absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> DirectoryServiceImpl::LookupEntry(
-    const std::string& address, const std::string& key) {
+    const std::string& address, const std::string& key, bool index_only) {
   const absl::Time now = absl::Now();
   const absl::Time fresh = freshness_->fresh_as_of();
   if (now - fresh > cache_.max_staleness()) {
+    if (index_only) return nullptr;
     // This replica cannot show it is current (cut off, lagging, or the
     // index thread not running): answer through the leader, unindexed.
     return ResolveUncached(*store_, address, now);
   }
   ResolveCache::Lookup hit = cache_.Find(key, now);
   if (!hit.validate_tenant.empty()) {
+    if (index_only) return nullptr;
     // One read of the tenant's stamp decides for every answer of it.
     ASSIGN_OR_RETURN(ResolveCache::Stamp stamp, ReadStamp(*rs_, hit.validate_tenant));
     cache_.SetStamp(hit.validate_tenant, stamp, fresh);
     hit = cache_.Find(key, now);
   }
-  if (hit.entry != nullptr) return hit.entry;
+  if (hit.entry != nullptr || index_only) return hit.entry;
   ASSIGN_OR_RETURN(auto entry, ResolveUncached(*rs_, address, fresh));
   cache_.Insert(key, entry);
   return entry;
@@ -325,20 +327,31 @@ absl::StatusOr<v1::ResolveResponse> DirectoryServiceImpl::ResolveAddress(
   ASSIGN_OR_RETURN(ParsedAddress a, ParseAddress(req.address(), "address"));
   ASSIGN_OR_RETURN(std::shared_ptr<const ResolveCache::Entry> entry,
                    LookupEntry(req.address(), a.key));
-  if (!entry->status.ok()) return entry->status;
+  return AnswerFrom(*entry, req);
+}
+
+absl::StatusOr<v1::ResolveResponse> DirectoryServiceImpl::AnswerFrom(
+    const ResolveCache::Entry& entry, const v1::ResolveRequest& req) {
+  if (!entry.status.ok()) return entry.status;
+  if (!entry.packed.empty()) {
+    // A warmed user's primary address: one recipient, always ALLOWED.
+    v1::ResolveResponse out;
+    if (!out.ParseFromString(entry.packed)) return absl::DataLossError("index entry does not parse");
+    return out;
+  }
   const int max = req.max_recipients() > 0 ? req.max_recipients() : kDefaultMaxRecipients;
-  if (entry->response.recipients_size() > max) {
+  if (entry.response.recipients_size() > max) {
     return Reason(absl::StatusCode::kResourceExhausted, "EXPANSION_TOO_LARGE",
-                  absl::StrCat("the address expands to ", entry->response.recipients_size(),
+                  absl::StrCat("the address expands to ", entry.response.recipients_size(),
                                " recipients, more than ", max));
   }
-  v1::ResolveResponse out = entry->response;
+  v1::ResolveResponse out = entry.response;
   // The posting decision depends on the sender, so it is made per call.
   const auto& s = req.sender();
   const bool internal = s.authenticated() && s.tenant_id() == out.tenant_id();
   out.set_posting_decision(v1::POSTING_DECISION_ALLOWED);
   if (out.kind() == v1::ADDRESS_KIND_GROUP || !out.group_id().empty()) {
-    switch (entry->policy) {
+    switch (entry.policy) {
       case v1::POSTING_POLICY_ANYONE:
         break;
       case v1::POSTING_POLICY_MEMBERS: {
@@ -372,33 +385,68 @@ absl::StatusOr<v1::ResolveResponse> DirectoryServiceImpl::ResolveAddress(
 grpc::ServerUnaryReactor* DirectoryServiceImpl::Resolve(grpc::CallbackServerContext* ctx,
                                                         const v1::ResolveRequest* req,
                                                         v1::ResolveResponse* resp) {
-  // Answered inline on gRPC's callback thread: an index hit is a map lookup;
-  // a miss is a few local point reads (a big group: a few scans).
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(Serve(*auth_, ctx, "Resolve", [&](const Principal& p) -> absl::Status {
+  // An index hit is answered inline on gRPC's callback thread (a map
+  // lookup); anything that reads the store goes to the Resolve workers.
+  if (std::optional<grpc::Status> done = ResolveFromIndex(*ctx, *req, resp)) {
+    reactor->Finish(*done);
+    return reactor;
+  }
+  RunResolveWork([this, ctx, req, resp, reactor] {
+    reactor->Finish(ResolveWithStore(ctx, *req, resp));
+  });
+  return reactor;
+}
+
+std::optional<grpc::Status> DirectoryServiceImpl::ResolveFromIndex(
+    const grpc::CallbackServerContext& ctx, const v1::ResolveRequest& req,
+    v1::ResolveResponse* resp) {
+  const auto& md = ctx.client_metadata();
+  auto it = md.find("authorization");
+  if (it == md.end()) return std::nullopt;
+  // Onboarding tokens are checked against the store: the workers do that.
+  if (absl::StrContains(absl::string_view(it->second.data(), it->second.size()), kOnboardingPrefix))
+    return std::nullopt;
+  absl::StatusOr<Principal> p = auth_->Authenticate(ctx);
+  // Only relayd's case here; refusals and admins take the full path.
+  if (!p.ok() || !p->HasRole(auth::kRoleService) || !p->tenant_id.empty()) return std::nullopt;
+  absl::StatusOr<ParsedAddress> a = ParseAddress(req.address(), "address");
+  if (!a.ok()) return std::nullopt;
+  absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> entry =
+      LookupEntry(req.address(), a->key, /*index_only=*/true);
+  if (!entry.ok() || *entry == nullptr) return std::nullopt;
+  absl::StatusOr<v1::ResolveResponse> out = AnswerFrom(**entry, req);
+  if (!out.ok()) return ToGrpcStatus(out.status());  // NOT_FOUND and the like, indexed too
+  *resp = std::move(*out);
+  return grpc::Status::OK;
+}
+
+grpc::Status DirectoryServiceImpl::ResolveWithStore(grpc::CallbackServerContext* ctx,
+                                                    const v1::ResolveRequest& req,
+                                                    v1::ResolveResponse* resp) {
+  return Serve(*auth_, ctx, "Resolve", [&](const Principal& p) -> absl::Status {
     if (p.anonymous()) return Unauthenticated();
     const bool service = p.HasRole(auth::kRoleService) && p.tenant_id.empty();
     if (!service && !(p.HasRole(auth::kRoleTenantAdmin) && !p.tenant_id.empty()))
       return PermissionDenied("Resolve is for relayd (service) and tenant admins");
-    auto out = ResolveAddress(*req);
+    auto out = ResolveAddress(req);
     if (!service) {
       // An admin sees only its own tenant's answers; anything else is "not hosted".
       std::string owner = out.ok() ? out->tenant_id() : "";
       if (!out.ok()) {
-        auto parsed = ParseAddress(req->address(), "address");
+        auto parsed = ParseAddress(req.address(), "address");
         if (!parsed.ok()) return parsed.status();
         ASSIGN_OR_RETURN(auto o, store_->GetRaw(keys::DomainIndex(parsed->domain)));
         owner = o.value_or("");
         if (owner != p.tenant_id) return NotHosted(parsed->domain);
         return out.status();
       }
-      if (owner != p.tenant_id) return NotHosted(req->address().substr(req->address().rfind('@') + 1));
+      if (owner != p.tenant_id) return NotHosted(req.address().substr(req.address().rfind('@') + 1));
     }
     if (!out.ok()) return out.status();
     *resp = std::move(*out);
     return absl::OkStatus();
-  }));
-  return reactor;
+  });
 }
 
 grpc::Status DirectoryServiceImpl::CanSendAs(Ctx* ctx, const v1::CanSendAsRequest* req,

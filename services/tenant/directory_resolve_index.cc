@@ -24,12 +24,22 @@ constexpr absl::Duration kIndexPeriod = absl::Milliseconds(25);
 constexpr absl::Duration kProbeWait = absl::Milliseconds(500);
 constexpr absl::Duration kWarmSpacing = absl::Seconds(2);
 constexpr uint32_t kWarmPage = 1000;
+// Threads answering Resolve calls that read the store (index misses, reads
+// through the leader): a few, as those are short point reads; more would
+// only queue on the store's own locks.
+constexpr int kResolveWorkers = 4;
 
 // What the warm thread waits for (under index_mu_).
 struct WarmWait {
   const bool* stop;
   const std::set<std::string>* pending;
   static bool Ready(WarmWait* w) { return *w->stop || !w->pending->empty(); }
+};
+// What a Resolve worker waits for (under work_mu_).
+struct WorkWait {
+  const std::deque<std::function<void()>>* work;
+  const bool* running;
+  static bool Ready(WorkWait* w) { return !w->work->empty() || !*w->running; }
 };
 }  // namespace
 
@@ -45,6 +55,11 @@ absl::StatusOr<ResolveCache::Stamp> DirectoryServiceImpl::ReadStamp(TenantStore&
 void DirectoryServiceImpl::StartResolveIndex() {
   index_thread_ = std::thread([this] { IndexLoop(); });
   warm_thread_ = std::thread([this] { WarmLoop(); });
+  {
+    absl::MutexLock lock(&work_mu_);
+    work_running_ = true;
+  }
+  for (int i = 0; i < kResolveWorkers; ++i) workers_.emplace_back([this] { ResolveWorkerLoop(); });
 }
 
 void DirectoryServiceImpl::StopResolveIndex() {
@@ -54,6 +69,40 @@ void DirectoryServiceImpl::StopResolveIndex() {
   }
   if (index_thread_.joinable()) index_thread_.join();
   if (warm_thread_.joinable()) warm_thread_.join();
+  {
+    // Workers finish what is queued (each a call gRPC waits for); later
+    // work runs inline on the caller.
+    absl::MutexLock lock(&work_mu_);
+    work_running_ = false;
+  }
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+}
+
+void DirectoryServiceImpl::RunResolveWork(std::function<void()> work) {
+  {
+    absl::MutexLock lock(&work_mu_);
+    if (work_running_) {
+      work_.push_back(std::move(work));
+      return;
+    }
+  }
+  work();
+}
+
+void DirectoryServiceImpl::ResolveWorkerLoop() {
+  for (;;) {
+    std::function<void()> work;
+    {
+      absl::MutexLock lock(&work_mu_);
+      WorkWait wait{&work_, &work_running_};
+      work_mu_.Await(absl::Condition(&WorkWait::Ready, &wait));
+      if (work_.empty()) return;
+      work = std::move(work_.front());
+      work_.pop_front();
+    }
+    work();
+  }
 }
 
 void DirectoryServiceImpl::IndexLoop() {
@@ -127,6 +176,17 @@ void DirectoryServiceImpl::WarmLoop() {
 }
 
 absl::StatusOr<size_t> DirectoryServiceImpl::WarmTenant(const std::string& tid) {
+  absl::MutexLock run(&warm_run_mu_);
+  absl::StatusOr<size_t> warmed = WarmTenantLocked(tid);
+  if (!warmed.ok()) {
+    // What was seen is no longer what the index holds: start over next time.
+    warm_state_.erase(tid);
+    cache_.ClearWarm(tid);
+  }
+  return warmed;
+}
+
+absl::StatusOr<size_t> DirectoryServiceImpl::WarmTenantLocked(const std::string& tid) {
   const absl::Time as_of = freshness_->fresh_as_of();
   if (absl::Now() - as_of > cache_.max_staleness()) return 0;  // not fresh: nothing to vouch for
   TenantStore& s = *rs_;
@@ -137,9 +197,18 @@ absl::StatusOr<size_t> DirectoryServiceImpl::WarmTenant(const std::string& tid) 
     absl::MutexLock lock(&index_mu_);
     warmed_[tid] = stamp;
   }
-  if (tenant.value.tenant().state() != v1::TENANT_STATE_ACTIVE) return 0;
+  WarmedTenant& w = warm_state_[tid];
+  std::vector<std::string> erase;
+  if (tenant.value.tenant().state() != v1::TENANT_STATE_ACTIVE) {
+    for (const auto& [id, u] : w.users)
+      if (!u.key.empty()) erase.push_back(u.key);
+    w = WarmedTenant{};
+    cache_.ApplyWarm(tid, stamp, {}, erase);
+    return 0;
+  }
   // Domains whose users' primary addresses resolve plainly: VERIFIED and not
-  // an alias of another domain (those go through ResolveUncached).
+  // an alias of another domain (those go through ResolveUncached). One that
+  // changed either way rebuilds every user.
   absl::flat_hash_map<std::string, bool> plain;
   auto domain_plain = [&](const std::string& d) -> absl::StatusOr<bool> {
     auto it = plain.find(d);
@@ -151,46 +220,86 @@ absl::StatusOr<size_t> DirectoryServiceImpl::WarmTenant(const std::string& tid) 
     plain[d] = ok;
     return ok;
   };
-  size_t warmed = 0;
+  bool rebuild_all = false;
+  for (const auto& [d, was] : w.plain_domains) {
+    ASSIGN_OR_RETURN(bool now, domain_plain(d));
+    rebuild_all |= now != was;
+  }
+  const uint32_t round = ++w.round;
+  std::vector<std::pair<std::string, std::shared_ptr<const ResolveCache::Entry>>> upserts;
+  // The answer held for one user (its address key; "" for none).
+  auto answer = [&](const storage::UserRecord& rec) -> absl::StatusOr<std::string> {
+    const v1::User& u = rec.user();
+    if (u.state() == v1::USER_STATE_DELETED) return std::string();  // ADDRESS_DELETED: on use
+    auto a = ParseAddress(u.address(), "address");
+    if (!a.ok()) return std::string();
+    ASSIGN_OR_RETURN(bool ok, domain_plain(a->domain));
+    if (!ok) return std::string();
+    ASSIGN_OR_RETURN(auto ar, s.Read<AddressRecord>(dkeys::Address(a->key)));
+    if (!ar.found() || ar.value.kind() != AddressRecord::KIND_USER ||
+        ar.value.target_id() != u.user_id() || ar.value.tenant_id() != tid)
+      return std::string();
+    // Exactly what ResolveUncached + AnswerFrom answer for a user's primary
+    // address (directory_index_test checks the two agree byte for byte).
+    v1::ResolveResponse r;
+    r.set_tenant_id(tid);
+    r.set_canonical_address(ar.value.address());
+    r.set_kind(v1::ADDRESS_KIND_USER);
+    v1::Recipient rcpt = RecipientOf(rec);
+    if (!rcpt.mailbox_id().empty()) *r.add_recipients() = std::move(rcpt);
+    r.set_posting_decision(v1::POSTING_DECISION_ALLOWED);
+    auto e = std::make_shared<ResolveCache::Entry>();
+    e->computed_at = as_of;
+    e->tenant_id = tid;
+    e->packed = r.SerializeAsString();
+    upserts.emplace_back(a->key, std::move(e));
+    return a->key;
+  };
+  // The first warm-up reads every record in the scan; later ones scan keys
+  // and versions only (a change log would spare even that) and read just
+  // the records whose version moved.
+  const bool full = rebuild_all || w.users.empty();
   std::string token;
   do {
     {
       absl::MutexLock lock(&index_mu_);
-      if (index_stop_) return warmed;
+      if (index_stop_) return absl::CancelledError("stopping");
     }
-    ASSIGN_OR_RETURN(TenantStore::Page page, s.Scan(dkeys::UserPrefix(tid), kWarmPage, token));
+    ASSIGN_OR_RETURN(TenantStore::Page page, s.Scan(dkeys::UserPrefix(tid), full ? kWarmPage : 10 * kWarmPage,
+                                                    token, /*keys_only=*/!full));
     token = page.next_token;
-    std::vector<std::pair<std::string, std::shared_ptr<const ResolveCache::Entry>>> batch;
     for (const auto& kv : page.entries) {
+      WarmedTenant::User& held = w.users[kv.key()];
+      held.round = round;
+      if (!full && held.built && held.fingerprint == kv.version()) continue;
       storage::UserRecord rec;
-      if (!rec.ParseFromString(kv.value())) continue;
-      const v1::User& u = rec.user();
-      if (u.state() == v1::USER_STATE_DELETED) continue;  // ADDRESS_DELETED: computed on use
-      auto a = ParseAddress(u.address(), "address");
-      if (!a.ok()) continue;
-      ASSIGN_OR_RETURN(bool ok, domain_plain(a->domain));
-      if (!ok) continue;
-      ASSIGN_OR_RETURN(auto ar, s.Read<AddressRecord>(dkeys::Address(a->key)));
-      if (!ar.found() || ar.value.kind() != AddressRecord::KIND_USER ||
-          ar.value.target_id() != u.user_id() || ar.value.tenant_id() != tid)
-        continue;
-      // Exactly what ResolveUncached answers for a user's primary address
-      // (directory_service_test checks the two agree).
-      auto e = std::make_shared<ResolveCache::Entry>();
-      e->computed_at = as_of;
-      e->tenant_id = tid;
-      e->stamp = stamp;
-      e->response.set_tenant_id(tid);
-      e->response.set_canonical_address(ar.value.address());
-      e->response.set_kind(v1::ADDRESS_KIND_USER);
-      v1::Recipient r = RecipientOf(rec);
-      if (!r.mailbox_id().empty()) *e->response.add_recipients() = std::move(r);
-      batch.emplace_back(a->key, std::move(e));
+      if (full) {
+        if (!rec.ParseFromString(kv.value())) continue;
+      } else {
+        ASSIGN_OR_RETURN(uint64_t version, s.Get(kv.key(), &rec));
+        if (version == 0) continue;  // purged meanwhile: next round drops it
+      }
+      ASSIGN_OR_RETURN(std::string key, answer(rec));
+      if (!held.key.empty() && held.key != key) erase.push_back(held.key);
+      held.key = std::move(key);
+      held.fingerprint = kv.version();
+      held.built = true;
     }
-    warmed += batch.size();
-    cache_.InsertAll(std::move(batch));
   } while (!token.empty());
-  return warmed;
+  // Users gone since (purged): their answers go too.
+  w.held = 0;
+  for (auto it = w.users.begin(); it != w.users.end();) {
+    if (it->second.round != round) {
+      if (!it->second.key.empty()) erase.push_back(it->second.key);
+      w.users.erase(it++);
+      continue;
+    }
+    if (!it->second.key.empty()) ++w.held;
+    ++it;
+  }
+  w.plain_domains = std::move(plain);
+  cache_.ApplyWarm(tid, stamp, std::move(upserts), erase);
+  return w.held;
 }
 
 }  // namespace mailgrid::tenant

@@ -22,9 +22,11 @@
 // (best effort; an orphan credential keyed by an unused user id is inert).
 #pragma once
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -152,8 +154,9 @@ class DirectoryServiceImpl final
   // probes, stamp refresh, warm-up. Stop is idempotent (the destructor calls it).
   void StartResolveIndex();
   void StopResolveIndex();
-  // Answers every user's primary address of tenant `tid` in advance;
-  // returns how many (public for tests).
+  // Answers every user's primary address of tenant `tid` in advance (only
+  // the users changed since the last warm-up are rebuilt); returns how many
+  // users' answers the index then holds for it (public for tests).
   absl::StatusOr<size_t> WarmTenant(const std::string& tid);
   ResolveCache& resolve_cache() { return cache_; }
 
@@ -261,8 +264,27 @@ class DirectoryServiceImpl final
   absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> ResolveUncached(
       TenantStore& s, const std::string& address, absl::Time as_of);
   // The index's answer for `address` (key: its canonical key).
+  // `index_only`: never read the store; nullptr when the answer is not in
+  // the index (or must be re-validated first).
   absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> LookupEntry(
-      const std::string& address, const std::string& key);
+      const std::string& address, const std::string& key, bool index_only = false);
+  // The answer to `req` from an index entry (the per-sender posting decision).
+  absl::StatusOr<v1::ResolveResponse> AnswerFrom(const ResolveCache::Entry& entry,
+                                                 const v1::ResolveRequest& req);
+  // Resolve for a service caller from the index alone (no store read);
+  // nullopt when the store is needed, which the workers then do.
+  std::optional<grpc::Status> ResolveFromIndex(const grpc::CallbackServerContext& ctx,
+                                               const v1::ResolveRequest& req,
+                                               v1::ResolveResponse* resp);
+  grpc::Status ResolveWithStore(grpc::CallbackServerContext* ctx, const v1::ResolveRequest& req,
+                                v1::ResolveResponse* resp);
+  // Resolve work that reads the store runs on the "resolve" workers, never
+  // on gRPC's callback threads: there are only a few of them (one per core)
+  // and they also carry this process's other callback RPCs; blocking them
+  // with reads (through the leader when this replica is not fresh) stalled
+  // a whole replica at 100k users. Inline when the workers are not running.
+  void RunResolveWork(std::function<void()> work);
+  void ResolveWorkerLoop();
   // The tenant's directory stamp and record version.
   absl::StatusOr<ResolveCache::Stamp> ReadStamp(TenantStore& s, const std::string& tid);
   void IndexLoop();
@@ -339,6 +361,29 @@ class DirectoryServiceImpl final
   absl::flat_hash_map<std::string, ResolveCache::Stamp> warmed_ ABSL_GUARDED_BY(index_mu_);
   std::set<std::string> warm_pending_ ABSL_GUARDED_BY(index_mu_);
   std::thread index_thread_, warm_thread_;
+  // What the last warm-up of a tenant saw, so the next one rebuilds only
+  // the users whose record changed (its store version moved).
+  struct WarmedTenant {
+    struct User {
+      uint64_t fingerprint = 0;  // the record's store version when its answer was built
+      bool built = false;
+      uint32_t round = 0;        // the last warm-up that saw it
+      std::string key;           // the address key its answer is held under ("" none)
+    };
+    absl::flat_hash_map<std::string, User> users;  // by user record key
+    absl::flat_hash_map<std::string, bool> plain_domains;
+    uint32_t round = 0;
+    size_t held = 0;
+  };
+  absl::StatusOr<size_t> WarmTenantLocked(const std::string& tid)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(warm_run_mu_);
+  absl::Mutex warm_run_mu_;  // one warm-up at a time (the thread, or a test)
+  absl::flat_hash_map<std::string, WarmedTenant> warm_state_ ABSL_GUARDED_BY(warm_run_mu_);
+  // The Resolve workers.
+  absl::Mutex work_mu_;
+  std::deque<std::function<void()>> work_ ABSL_GUARDED_BY(work_mu_);
+  bool work_running_ ABSL_GUARDED_BY(work_mu_) = false;
+  std::vector<std::thread> workers_;
 };
 
 // The welcome notice (RFC 5322, UTF-8 text in base64): sign-in name, the

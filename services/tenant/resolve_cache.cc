@@ -6,6 +6,21 @@ ResolveCache::Lookup ResolveCache::Find(const std::string& key, absl::Time now) 
   Lookup out;
   if (!enabled()) return out;
   absl::ReaderMutexLock lock(&mu_);
+  if (auto w = warm_.find(key); w != warm_.end()) {
+    const std::string& tid = w->second->tenant_id;
+    auto st = stamps_.find(tid);
+    if (st == stamps_.end() || now - st->second.as_of > max_staleness_) {
+      out.validate_tenant = tid;
+      return out;
+    }
+    auto ws = warm_stamps_.find(tid);
+    if (ws != warm_stamps_.end() && ws->second == st->second.stamp) {
+      hits_.fetch_add(1, std::memory_order_relaxed);
+      out.entry = w->second;
+      return out;
+    }
+    // Not re-warmed since the last change: an answer computed on use may hold.
+  }
   auto it = entries_.find(key);
   if (it == entries_.end()) {
     misses_.fetch_add(1, std::memory_order_relaxed);
@@ -51,6 +66,28 @@ void ResolveCache::InsertAll(
     if (entries_.size() >= max_entries_) entries_.clear();
     entries_[key] = std::move(entry);
   }
+}
+
+void ResolveCache::ApplyWarm(
+    const std::string& tenant_id, const Stamp& stamp,
+    std::vector<std::pair<std::string, std::shared_ptr<const Entry>>> upserts,
+    const std::vector<std::string>& erase) {
+  if (!enabled()) return;
+  absl::MutexLock lock(&mu_);
+  for (const auto& key : erase) warm_.erase(key);
+  for (auto& [key, entry] : upserts) warm_[key] = std::move(entry);
+  warm_stamps_[tenant_id] = stamp;
+}
+
+void ResolveCache::DropWarm(const std::string& tenant_id) {
+  absl::MutexLock lock(&mu_);
+  warm_stamps_.erase(tenant_id);
+}
+
+void ResolveCache::ClearWarm(const std::string& tenant_id) {
+  absl::MutexLock lock(&mu_);
+  warm_stamps_.erase(tenant_id);
+  absl::erase_if(warm_, [&](const auto& kv) { return kv.second->tenant_id == tenant_id; });
 }
 
 bool ResolveCache::SetStamp(const std::string& tenant_id, const Stamp& stamp, absl::Time as_of) {
@@ -100,6 +137,11 @@ bool ResolveCache::CurrentStamp(const std::string& tenant_id, Stamp* out) {
 size_t ResolveCache::size() {
   absl::ReaderMutexLock lock(&mu_);
   return entries_.size();
+}
+
+size_t ResolveCache::warmed_size() {
+  absl::ReaderMutexLock lock(&mu_);
+  return warm_.size();
 }
 
 }  // namespace mailgrid::tenant
