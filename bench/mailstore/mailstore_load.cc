@@ -32,8 +32,22 @@
 //                 half small text, a quarter text+HTML, a fifth with
 //                 incompressible attachments; one in five also delivered to
 //                 4 other mailboxes in the same call, as group mail is).
+//   --mode=lmtp   the peer of --mode=bench: --writers LMTP connections to
+//                 --lmtp=host:port (a private Dovecot), writer w delivering
+//                 to <prefix>w<w>@<--lmtp-domain>, --messages of --size bytes
+//                 in total (the same generator and bodies as --mode=bench);
+//                 prints the same JSON (messages/s, p50, p99) as bench.
+//   --mode=watchfan --streams=N Watch streams on ONE mailbox (as N IMAP IDLE
+//                 sessions without accessd's sharing would open), then one
+//                 append: prints how long until every stream saw it.
 //   --mode=dbstat --db=DIR (a stopped replica's RocksDB): compacts every
 //                 column family and prints its SST bytes (data vs Raft log).
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -48,8 +62,10 @@
 #include "rocksdb/options.h"
 #include "rocksdb/filter_policy.h"
 #include "rocksdb/table.h"
+#include "absl/time/civil_time.h"
 #include "absl/time/clock.h"
 #include "libs/auth/service_token.h"
+#include "libs/base/status.h"
 #include "libs/mailstore_client/mailstore_client.h"
 
 namespace ms = mailgrid::mailstore_client;
@@ -59,9 +75,10 @@ namespace {
 
 struct Args {
   std::string mode = "bench", mailstored, key, tenant = "bench-t", prefix = "m";
-  int writers = 32, messages = 2000, size = 10240, large = 0, recipients = 50;
+  int writers = 32, messages = 2000, size = 10240, large = 0, recipients = 50, streams = 1000;
   bool mix = false;
   std::string rawdb, db;
+  std::string lmtp, lmtp_domain = "bench.local";
 };
 
 bool ParseArgs(int argc, char** argv, Args* a) {
@@ -81,8 +98,11 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     else if (auto v = val("size")) a->size = std::atoi(v);
     else if (auto v = val("large")) a->large = std::atoi(v);
     else if (auto v = val("recipients")) a->recipients = std::atoi(v);
+    else if (auto v = val("streams")) a->streams = std::atoi(v);
     else if (auto v = val("rawdb")) a->rawdb = v;
     else if (auto v = val("db")) a->db = v;
+    else if (auto v = val("lmtp")) a->lmtp = v;
+    else if (auto v = val("lmtp-domain")) a->lmtp_domain = v;
     else if (s == "--mix") a->mix = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", argv[i]);
@@ -90,6 +110,7 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     }
   }
   if (a->mode == "dbstat") return !a->db.empty();
+  if (a->mode == "lmtp") return !a->lmtp.empty();
   return !a->mailstored.empty() && !a->key.empty();
 }
 
@@ -176,6 +197,170 @@ double Pct(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
   return v[std::min(v.size() - 1, static_cast<size_t>(p * v.size()))];
+}
+
+// A blocking LMTP client (RFC 2033) for the Dovecot side of the bench: one
+// connection, commands in lock step (no PIPELINING), as a simple MTA does.
+class Lmtp {
+ public:
+  ~Lmtp() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  absl::Status Connect(const std::string& hostport) {
+    auto colon = hostport.rfind(':');
+    sockaddr_in sa{};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(std::atoi(hostport.c_str() + colon + 1)));
+    if (colon == std::string::npos ||
+        inet_pton(AF_INET, hostport.substr(0, colon).c_str(), &sa.sin_addr) != 1)
+      return absl::InvalidArgumentError("--lmtp wants ipv4:port");
+    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
+      return absl::UnavailableError("lmtp connect failed");
+    RETURN_IF_ERROR(Expect("220"));
+    return Command("LHLO load.local\r\n", "250");
+  }
+  // One message to one recipient: MAIL, RCPT, DATA, the dot-stuffed body.
+  absl::Status Deliver(const std::string& rcpt, const std::string& message) {
+    RETURN_IF_ERROR(Command("MAIL FROM:<load@example.com>\r\n", "250"));
+    RETURN_IF_ERROR(Command(absl::StrCat("RCPT TO:<", rcpt, ">\r\n"), "250"));
+    RETURN_IF_ERROR(Command("DATA\r\n", "354"));
+    std::string data;
+    data.reserve(message.size() + 64);
+    bool bol = true;
+    for (char c : message) {
+      if (bol && c == '.') data += '.';
+      data += c;
+      bol = c == '\n';
+    }
+    if (!bol) data += "\r\n";
+    data += ".\r\n";
+    return Command(data, "250");  // one reply per RCPT (one here)
+  }
+
+ private:
+  absl::Status Command(const std::string& out, const char* want) {
+    for (size_t off = 0; off < out.size();) {
+      ssize_t n = ::send(fd_, out.data() + off, out.size() - off, MSG_NOSIGNAL);
+      if (n <= 0) return absl::UnavailableError("lmtp send failed");
+      off += static_cast<size_t>(n);
+    }
+    return Expect(want);
+  }
+  // Reads one (possibly multi-line) reply; its code must start with `want`.
+  absl::Status Expect(const char* want) {
+    for (;;) {
+      size_t eol;
+      while ((eol = buf_.find("\r\n")) == std::string::npos) {
+        char tmp[4096];
+        ssize_t n = ::recv(fd_, tmp, sizeof tmp, 0);
+        if (n <= 0) return absl::UnavailableError("lmtp connection closed");
+        buf_.append(tmp, static_cast<size_t>(n));
+      }
+      std::string line = buf_.substr(0, eol);
+      buf_.erase(0, eol + 2);
+      if (line.size() >= 4 && line[3] == '-') continue;
+      if (line.rfind(want, 0) != 0) return absl::InternalError("lmtp: " + line);
+      return absl::OkStatus();
+    }
+  }
+  int fd_ = -1;
+  std::string buf_;
+};
+
+int LmtpBench(const Args& a) {
+  std::atomic<int> next{0}, errors{0};
+  std::mutex lmu;
+  std::vector<double> lat;
+  std::vector<std::thread> threads;
+  std::string first_error;
+  absl::Time start = absl::Now();
+  for (int w = 0; w < a.writers; ++w) {
+    threads.emplace_back([&, w] {
+      std::mt19937_64 rng(1000 + w);  // the same bodies as Bench
+      std::vector<double> mine;
+      Lmtp conn;
+      absl::Status s = conn.Connect(a.lmtp);
+      std::string rcpt = absl::StrCat(a.prefix, "w", w, "@", a.lmtp_domain);
+      for (;;) {
+        int n = next++;
+        if (n >= a.messages) break;
+        std::string body = Body(rng, a.size, absl::StrCat("bench ", n), absl::StrCat("b", n));
+        absl::Time t0 = absl::Now();
+        if (s.ok()) s = conn.Deliver(rcpt, body);
+        if (!s.ok()) {
+          ++errors;
+          std::lock_guard<std::mutex> l(lmu);
+          if (first_error.empty()) first_error = s.ToString();
+          continue;
+        }
+        mine.push_back(absl::ToDoubleMilliseconds(absl::Now() - t0));
+      }
+      std::lock_guard<std::mutex> l(lmu);
+      lat.insert(lat.end(), mine.begin(), mine.end());
+    });
+  }
+  for (auto& t : threads) t.join();
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  if (!first_error.empty()) std::fprintf(stderr, "lmtp: %s\n", first_error.c_str());
+  std::printf("{\"append_messages\":%d,\"writers\":%d,\"size\":%d,\"seconds\":%.2f,"
+              "\"messages_per_s\":%.1f,\"p50_ms\":%.2f,\"p99_ms\":%.2f,\"errors\":%d}\n",
+              a.messages, a.writers, a.size, secs, (a.messages - errors) / secs, Pct(lat, 0.5),
+              Pct(lat, 0.99), errors.load());
+  return errors == 0 ? 0 : 1;
+}
+
+int WatchFan(ms::MailstoreClient& c, const Args& a) {
+  std::string mbx = a.prefix + "-fan";
+  if (auto s = CreateMailbox(c, mbx, a.tenant); !s.ok()) {
+    std::fprintf(stderr, "create: %s\n", s.ToString().c_str());
+    return 2;
+  }
+  std::atomic<int> ready{0}, seen{0}, ended{0};
+  std::mutex mu;
+  std::vector<double> at;  // ms after the append's answer
+  absl::Time appended = absl::InfiniteFuture();
+  std::vector<std::thread> streams;
+  absl::Time t0 = absl::Now();
+  for (int i = 0; i < a.streams; ++i) {
+    streams.emplace_back([&] {
+      v1::WatchRequest w;
+      w.set_mailbox_id(mbx);
+      ms::CallOptions o;
+      o.timeout = absl::Minutes(10);
+      (void)c.Watch(0, w, [&](const v1::WatchEvent& e) {
+        if (e.kind() == v1::WATCH_EVENT_KIND_READY) ++ready;
+        if (e.kind() != v1::WATCH_EVENT_KIND_MESSAGES_ADDED) return true;
+        std::lock_guard<std::mutex> l(mu);
+        at.push_back(absl::ToDoubleMilliseconds(absl::Now() - appended));
+        ++seen;
+        return false;
+      }, nullptr, o);
+      ++ended;
+    });
+  }
+  while (ready.load() < a.streams && ended.load() == 0) absl::SleepFor(absl::Milliseconds(20));
+  double open_s = absl::ToDoubleSeconds(absl::Now() - t0);
+  v1::AppendRequest r;
+  r.set_mailbox_id(mbx);
+  r.mutable_folder()->set_name("INBOX");
+  r.set_message("Subject: fan\r\n\r\nnew mail\r\n");
+  absl::Time before = absl::Now();
+  {
+    std::lock_guard<std::mutex> l(mu);
+    appended = before;
+  }
+  auto resp = c.Append(0, r);
+  double append_ms = absl::ToDoubleMilliseconds(absl::Now() - before);
+  while (seen.load() + ended.load() < a.streams) absl::SleepFor(absl::Milliseconds(5));
+  for (auto& t : streams) t.join();
+  std::printf("{\"streams\":%d,\"ready\":%d,\"saw_it\":%d,\"open_s\":%.1f,\"append_ms\":%.1f,"
+              "\"p50_ms\":%.1f,\"p99_ms\":%.1f,\"all_ms\":%.1f}\n",
+              a.streams, ready.load(), seen.load(), open_s, append_ms, Pct(at, 0.5), Pct(at, 0.99),
+              Pct(at, 1.0));
+  return resp.ok() && seen.load() == a.streams ? 0 : 1;
 }
 
 int Chaos(ms::MailstoreClient& c, const Args& a) {
@@ -691,6 +876,29 @@ int Large(ms::MailstoreClient& c, const Args& a) {
     sf.add_flags(absl::StrCat("$bench", i));
     if (!c.StoreFlags(0, sf).ok()) ++errors;
   }
+  // Attribute searches (a keyword on ~1 message; the internal date of
+  // yesterday, before the fill: no hit): the folder's records are not read.
+  uint32_t kw_hits = 0, date_hits = 0;
+  auto attr_search = [&](const v1::SearchQuery& q, uint32_t* hits) {
+    v1::SearchRequest s;
+    s.set_mailbox_id(big);
+    s.mutable_folder()->set_name("INBOX");
+    *s.mutable_query() = q;
+    auto res = c.Search(0, s);
+    if (res.ok()) *hits = res->count();
+    else ++errors;
+  };
+  v1::SearchQuery kw;
+  kw.mutable_flag()->set_flag("$bench3");
+  auto kw_ms = Timed(10, [&] { attr_search(kw, &kw_hits); });
+  v1::SearchQuery on;
+  absl::CivilDay yesterday = absl::ToCivilDay(absl::Now() - absl::Hours(24), absl::UTCTimeZone());
+  on.mutable_date()->set_field(v1::DATE_FIELD_INTERNAL);
+  on.mutable_date()->set_op(v1::DATE_OP_ON);
+  on.mutable_date()->mutable_date()->set_year(static_cast<int>(yesterday.year()));
+  on.mutable_date()->mutable_date()->set_month(yesterday.month());
+  on.mutable_date()->mutable_date()->set_day(yesterday.day());
+  auto date_ms = Timed(10, [&] { attr_search(on, &date_hits); });
   int changed = 0;
   auto changes_ms = Timed(50, [&] {
     v1::ChangesSinceRequest cs;
@@ -708,10 +916,12 @@ int Large(ms::MailstoreClient& c, const Args& a) {
               "\"search_common_p50_ms\":%.1f,\"search_common_hits\":%u,"
               "\"search_all_p50_ms\":%.1f,\"search_all_hits\":%u,"
               "\"changes_since_last10_p50_ms\":%.2f,\"changes_since_last10_p99_ms\":%.2f,"
-              "\"changed\":%d,\"errors\":%d}\n",
+              "\"changed\":%d,\"search_keyword_p50_ms\":%.2f,\"search_keyword_hits\":%u,"
+              "\"search_on_yesterday_p50_ms\":%.2f,\"search_on_yesterday_hits\":%u,\"errors\":%d}\n",
               messages, Pct(status_ms, 0.5), Pct(status_ms, 0.99), Pct(flags_ms, 0.5),
               Pct(flags_ms, 0.99), Pct(rare_ms, 0.5), rare_hits, Pct(common_ms, 0.5), common_hits,
-              Pct(all_ms, 0.5), all_hits, Pct(changes_ms, 0.5), Pct(changes_ms, 0.99), changed, errors.load());
+              Pct(all_ms, 0.5), all_hits, Pct(changes_ms, 0.5), Pct(changes_ms, 0.99), changed,
+              Pct(kw_ms, 0.5), kw_hits, Pct(date_ms, 0.5), date_hits, errors.load());
   return errors == 0 ? 0 : 1;
 }
 
@@ -790,11 +1000,12 @@ int main(int argc, char** argv) {
   Args a;
   if (!ParseArgs(argc, argv, &a)) {
     std::fprintf(stderr,
-                 "usage: mailstore_load --mailstored=h:p,... --signing-key=PEM [--mode=bench|chaos|deliver|onebox|large|dbstat] "
-                 "[--writers=N] [--recipients=N] [--messages=N] [--size=B] [--large=N] [--tenant=T] [--prefix=P] [--rawdb=DIR] [--db=DIR]\n");
+                 "usage: mailstore_load --mailstored=h:p,... --signing-key=PEM [--mode=bench|chaos|deliver|onebox|large|dbstat|lmtp] "
+                 "[--writers=N] [--recipients=N] [--messages=N] [--size=B] [--large=N] [--tenant=T] [--prefix=P] [--rawdb=DIR] [--db=DIR] [--lmtp=ip:port --lmtp-domain=D]\n");
     return 2;
   }
   if (a.mode == "dbstat") return DbStat(a);
+  if (a.mode == "lmtp") return LmtpBench(a);
   auto tokens = mailgrid::auth::ServiceTokenSource::FromPemFile(a.key, "relayd");
   if (!tokens.ok()) {
     std::fprintf(stderr, "%s\n", tokens.status().ToString().c_str());
@@ -809,5 +1020,6 @@ int main(int argc, char** argv) {
   if (a.mode == "deliver") return Deliver(**client, a);
   if (a.mode == "onebox") return Onebox(**client, a);
   if (a.mode == "large") return Large(**client, a);
+  if (a.mode == "watchfan") return WatchFan(**client, a);
   return Bench(**client, a);
 }

@@ -138,6 +138,36 @@ std::string Subscription(std::string_view t, std::string_view m, std::string_vie
 std::string Idem(std::string_view t, std::string_view m, std::string_view key) {
   return absl::StrCat(MailboxRange(t, m), "d/", A(key));
 }
+std::string AttrPrefix(std::string_view t, std::string_view m, std::string_view f) {
+  return absl::StrCat(MailboxRange(t, m), "a/", A(f), "/");
+}
+std::string AttrValueBound(std::string_view t, std::string_view m, std::string_view f, char kind,
+                           uint64_t ordered) {
+  std::string k = AttrPrefix(t, m, f);
+  k.push_back(kind);
+  AppendBe64(ordered, &k);
+  return k;
+}
+std::string AttrValue(std::string_view t, std::string_view m, std::string_view f, char kind,
+                      uint64_t ordered, uint32_t uid) {
+  std::string k = AttrValueBound(t, m, f, kind, ordered);
+  AppendBe32(uid, &k);
+  return k;
+}
+std::string AttrFlagPrefix(std::string_view t, std::string_view m, std::string_view f,
+                           std::string_view flag) {
+  std::string k = AttrPrefix(t, m, f);
+  k.push_back('g');
+  for (char c : flag) k.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  k.push_back('\0');
+  return k;
+}
+std::string AttrFlag(std::string_view t, std::string_view m, std::string_view f,
+                     std::string_view flag, uint32_t uid) {
+  std::string k = AttrFlagPrefix(t, m, f, flag);
+  AppendBe32(uid, &k);
+  return k;
+}
 std::string Job(std::string_view t, std::string_view m, std::string_view j) {
   return absl::StrCat(MailboxRange(t, m), "j/", A(j));
 }

@@ -28,6 +28,13 @@
 //                                                         folders without uid_postings)
 //   t/<tenant>/m/<mailbox>/h/<sha hex>/<folder>/<be32 uid> -> "" (where the body is; folders
 //                                                         without uid_postings only)
+//   t/<tenant>/m/<mailbox>/a/<folder>/i<be64 internal><be32 uid> -> "" (the attribute index
+//   t/<tenant>/m/<mailbox>/a/<folder>/d<be64 sent><be32 uid>     of a folder with attr_index:
+//   t/<tenant>/m/<mailbox>/a/<folder>/z<be64 size><be32 uid>     dates as micros with the sign
+//   t/<tenant>/m/<mailbox>/a/<folder>/g<flag lc>\0<be32 uid>     bit flipped; sent only when
+//                                                         known; every flag but \Seen, which
+//                                                         n/ covers): SEARCH on dates, size
+//                                                         and flags reads one key range
 //   t/<tenant>/m/<mailbox>/c/<be64 modseq>             -> ChangeRecord (Watch feed)
 //   t/<tenant>/m/<mailbox>/s/<name>                    -> "" (subscription)
 //   t/<tenant>/m/<mailbox>/d/<key>                     -> IdemRecord (idempotency)
@@ -89,6 +96,24 @@ std::string FolderPostingPrefix(std::string_view tenant, std::string_view mailbo
                                 std::string_view folder, std::string_view term);  // ends "\0"
 std::string FolderPosting(std::string_view tenant, std::string_view mailbox,
                           std::string_view folder, std::string_view term, uint32_t uid);
+// The attribute index of a folder with FolderRecord.attr_index (see above).
+std::string AttrPrefix(std::string_view tenant, std::string_view mailbox,
+                       std::string_view folder);  // ".../a/<folder>/"
+// kind 'i' internal date, 'd' sent date (micros), 'z' size: prefix + kind + be64 + be32 uid.
+std::string AttrValue(std::string_view tenant, std::string_view mailbox, std::string_view folder,
+                      char kind, uint64_t ordered, uint32_t uid);
+// Ends before the UID: a range bound for values >= `ordered` (kind's range: AttrPrefix + kind).
+std::string AttrValueBound(std::string_view tenant, std::string_view mailbox,
+                           std::string_view folder, char kind, uint64_t ordered);
+// A flag, lowercased (flags match case-insensitively): prefix + 'g' + flag + '\0' (+ be32 uid).
+std::string AttrFlagPrefix(std::string_view tenant, std::string_view mailbox,
+                           std::string_view folder, std::string_view flag);
+std::string AttrFlag(std::string_view tenant, std::string_view mailbox, std::string_view folder,
+                     std::string_view flag, uint32_t uid);
+// Signed micros in key order (the sign bit flipped).
+inline uint64_t OrderedMicros(int64_t micros) {
+  return static_cast<uint64_t>(micros) ^ (uint64_t{1} << 63);
+}
 std::string Location(std::string_view tenant, std::string_view mailbox, std::string_view sha,
                      std::string_view folder, uint32_t uid);
 std::string LocationPrefix(std::string_view tenant, std::string_view mailbox, std::string_view sha);

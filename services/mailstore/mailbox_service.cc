@@ -10,24 +10,73 @@ namespace mailgrid::mailstore {
 
 // ---------------------------------------------------------------- WatchHub
 
-void WatchHub::Notify(const std::string& mailbox) {
+std::shared_ptr<WatchHub::Feed> WatchHub::FeedOf(const std::string& mailbox) {
   absl::MutexLock lock(&mu_);
-  ++gen_[mailbox];
+  auto& f = feeds_[mailbox];
+  if (f == nullptr) f = std::make_shared<Feed>();
+  return f;
 }
 
-uint64_t WatchHub::Generation(const std::string& mailbox) {
-  absl::MutexLock lock(&mu_);
-  auto it = gen_.find(mailbox);
-  return it == gen_.end() ? 0 : it->second;
+void WatchHub::Notify(const std::string& mailbox) {
+  std::shared_ptr<Feed> f = FeedOf(mailbox);
+  absl::MutexLock lock(&f->mu);
+  f->gen.fetch_add(1);
+  f->moved.SignalAll();
 }
+
+uint64_t WatchHub::Generation(const std::string& mailbox) { return FeedOf(mailbox)->gen.load(); }
 
 void WatchHub::Wait(const std::string& mailbox, uint64_t seen, absl::Duration timeout) {
-  absl::MutexLock lock(&mu_);
-  auto moved = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    auto it = gen_.find(mailbox);
-    return it != gen_.end() && it->second != seen;
-  };
-  mu_.AwaitWithTimeout(absl::Condition(&moved), timeout);
+  std::shared_ptr<Feed> f = FeedOf(mailbox);
+  absl::Time deadline = absl::Now() + timeout;
+  absl::MutexLock lock(&f->mu);
+  while (f->gen.load() == seen) {
+    if (f->moved.WaitWithDeadline(&f->mu, deadline)) return;  // timed out
+  }
+}
+
+absl::StatusOr<WatchHub::Events> WatchHub::Changes(const std::string& mailbox, uint64_t cursor,
+                                                   uint64_t gen, absl::Time not_before,
+                                                   const Fetch& fetch, uint64_t* current) {
+  std::shared_ptr<Feed> f = FeedOf(mailbox);
+  absl::MutexLock lock(&f->mu);
+  for (;;) {
+    auto it = f->reads.find(cursor);
+    if (it == f->reads.end()) break;
+    Read& r = it->second;
+    if (r.reading) {
+      f->done.Wait(&f->mu);  // someone reads this cursor: its answer may do
+      continue;
+    }
+    if (r.gen < gen || r.at < not_before) break;  // older than the caller needs
+    *current = r.current;
+    if (!r.status.ok()) return r.status;
+    return r.events;
+  }
+  // Read it ourselves (others asking meanwhile wait for this read).
+  Read& r = f->reads[cursor];
+  r = Read();
+  r.gen = f->gen.load();  // every change notified so far is in the read
+  r.at = absl::Now();
+  f->mu.Unlock();
+  uint64_t cur = 0;
+  reads_.fetch_add(1);
+  absl::StatusOr<std::vector<v1::WatchEvent>> got = fetch(&cur);
+  f->mu.Lock();
+  Read& done = f->reads[cursor];  // still ours: a reading entry is never replaced
+  done.reading = false;
+  done.current = cur;
+  done.status = got.status();
+  if (got.ok()) done.events = std::make_shared<const std::vector<v1::WatchEvent>>(std::move(*got));
+  Events events = done.events;
+  absl::Status status = done.status;
+  // Keep the last few cursors only (the oldest finished reads go first).
+  for (auto it = f->reads.begin(); f->reads.size() > 8 && it != f->reads.end();)
+    it = it->second.reading ? std::next(it) : f->reads.erase(it);
+  f->done.SignalAll();
+  *current = cur;
+  if (!status.ok()) return status;
+  return events;
 }
 
 // ---------------------------------------------------------------- plumbing
@@ -268,25 +317,45 @@ grpc::Status MailboxServiceImpl::Watch(Ctx* ctx, const v1::WatchRequest* r,
       if (f == e.folder_id()) return true;
     return false;
   };
+  // The feed is read when the mailbox's generation moved (a commit here
+  // notified the hub) or, as a safety net, every `kPoll`; otherwise the loop
+  // only checks for cancellation and leadership every 500 ms. The streams
+  // of one mailbox share each read (WatchHub::Changes).
+  constexpr absl::Duration kPoll = absl::Seconds(5);
+  uint64_t read_gen = 0;
+  absl::Time last_read = absl::InfinitePast();
+  bool more = false;  // the last read found changes: read again at once
   for (;;) {
     if (ctx->IsCancelled()) return grpc::Status::OK;
     if (draining_ || !options_.serving(&leader)) return NotServing(ctx, leader);
     uint64_t gen = hub_->Generation(r->mailbox_id());
-    auto events = store_->ChangesAfter(r->mailbox_id(), cursor, 500, &current);
-    if (!events.ok()) {
-      if (events.status().code() == absl::StatusCode::kUnavailable) {
-        (void)options_.serving(&leader);
-        return NotServing(ctx, leader);
+    if (more || gen != read_gen || absl::Now() - last_read >= kPoll) {
+      // A generation-driven read may share any read since the generation;
+      // the safety-net poll wants one from the last second.
+      absl::Time not_before =
+          (more || gen != read_gen) ? absl::InfinitePast() : absl::Now() - absl::Seconds(1);
+      read_gen = gen;
+      last_read = absl::Now();
+      auto events = hub_->Changes(
+          r->mailbox_id(), cursor, gen, not_before,
+          [&](uint64_t* cur) { return store_->ChangesAfter(r->mailbox_id(), cursor, 500, cur); },
+          &current);
+      if (!events.ok()) {
+        if (events.status().code() == absl::StatusCode::kUnavailable) {
+          (void)options_.serving(&leader);
+          return NotServing(ctx, leader);
+        }
+        return rpc::ToGrpc(events.status());
       }
-      return rpc::ToGrpc(events.status());
+      more = !(*events)->empty();
+      for (const auto& e : **events) {
+        cursor = e.modseq();
+        if (!wanted(e)) continue;
+        if (!writer->Write(e)) return grpc::Status::OK;
+        last_sent = absl::Now();
+      }
+      if (more) continue;
     }
-    for (const auto& e : *events) {
-      cursor = e.modseq();
-      if (!wanted(e)) continue;
-      if (!writer->Write(e)) return grpc::Status::OK;
-      last_sent = absl::Now();
-    }
-    if (!events->empty()) continue;
     if (absl::Now() - last_sent >= options_.heartbeat) {
       v1::WatchEvent hb;
       hb.set_kind(v1::WATCH_EVENT_KIND_HEARTBEAT);

@@ -19,6 +19,8 @@
 #include <atomic>
 #include <functional>
 #include <map>
+#include <memory>
+#include <vector>
 #include <string>
 
 #include "absl/synchronization/mutex.h"
@@ -28,17 +30,55 @@
 
 namespace mailgrid::mailstore {
 
-// Wakes Watch streams when a mailbox changes (commits made by this process).
+// Wakes Watch streams when a mailbox changes (commits made by this process)
+// and lets the streams of one mailbox share one feed read: many streams on
+// one mailbox (one per IMAP IDLE session, or per accessd) are woken by one
+// change at the same cursor, and the first of them reads the change feed
+// for all (single flight per mailbox, cursor and generation); the others
+// take its result. Each mailbox has its own lock and condition variable, so
+// a change wakes only that mailbox's streams and a waiter costs nothing to
+// the others (one absl::Mutex with a Condition per waiter re-evaluated
+// every waiter's condition on every unlock: quadratic in the streams).
 class WatchHub {
  public:
+  using Events = std::shared_ptr<const std::vector<v1::WatchEvent>>;
+  using Fetch = std::function<absl::StatusOr<std::vector<v1::WatchEvent>>(uint64_t* current)>;
+
   void Notify(const std::string& mailbox);
   uint64_t Generation(const std::string& mailbox);
   // Waits until the mailbox's generation moves past `seen` or `timeout`.
   void Wait(const std::string& mailbox, uint64_t seen, absl::Duration timeout);
+  // The feed after `cursor` as of generation `gen` (a read started at or
+  // after it, and not before `not_before`): calls fetch() once for all
+  // callers asking the same (mailbox, cursor) meanwhile; *current is the
+  // mailbox's MODSEQ the read saw.
+  absl::StatusOr<Events> Changes(const std::string& mailbox, uint64_t cursor, uint64_t gen,
+                                 absl::Time not_before, const Fetch& fetch, uint64_t* current);
+  // Feed reads done by Changes (for tests and metrics).
+  uint64_t reads() const { return reads_.load(); }
 
  private:
+  // One read of a mailbox's feed after a cursor (done or in flight).
+  struct Read {
+    bool reading = true;
+    uint64_t gen = 0;
+    absl::Time at;
+    uint64_t current = 0;
+    absl::Status status;
+    Events events;
+  };
+  struct Feed {
+    absl::Mutex mu;
+    absl::CondVar moved, done;
+    std::atomic<uint64_t> gen{0};
+    // The last reads by cursor (a few: streams a change or two behind).
+    std::map<uint64_t, Read> reads ABSL_GUARDED_BY(mu);
+  };
+  std::shared_ptr<Feed> FeedOf(const std::string& mailbox);
+
   absl::Mutex mu_;
-  std::map<std::string, uint64_t> gen_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::shared_ptr<Feed>> feeds_ ABSL_GUARDED_BY(mu_);
+  std::atomic<uint64_t> reads_{0};
 };
 
 struct ServiceOptions {

@@ -279,6 +279,7 @@ absl::Status Mutation::InsertMessage(storage::FolderRecord* f, uint32_t uid,
     PutRaw(keys::Location(tenant(), mailbox(), msg.body_sha(), f->folder_id(), uid), "");
     links_[msg.body_sha()].added++;
   }
+  if (f->attr_index()) IndexAttrs(*f, uid, msg, true);
   f->set_messages(f->messages() + 1);
   f->set_size_bytes(f->size_bytes() + msg.size());
   if (uid >= f->recent_from()) f->set_recent(f->recent() + 1);
@@ -304,6 +305,7 @@ absl::Status Mutation::RemoveMessage(storage::FolderRecord* f, uint32_t uid,
     keys::AppendBe64(modseq, &ts);
     PutRaw(keys::Tombstone(tenant(), mailbox(), f->folder_id(), uid), ts);
   }
+  if (f->attr_index()) IndexAttrs(*f, uid, msg, false);
   f->set_messages(f->messages() - 1);
   f->set_size_bytes(f->size_bytes() - std::min(f->size_bytes(), msg.size()));
   if (uid >= f->recent_from() && f->recent() > 0) f->set_recent(f->recent() - 1);
@@ -326,13 +328,47 @@ absl::Status Mutation::RemoveMessage(storage::FolderRecord* f, uint32_t uid,
   return RefBody(msg.body_sha(), -1);
 }
 
-void Mutation::UpdateMessage(const storage::FolderRecord& f, uint32_t uid, uint64_t old_modseq,
+void Mutation::UpdateMessage(const storage::FolderRecord& f, uint32_t uid,
+                             const storage::MessageRecord& before,
                              const storage::MessageRecord& msg) {
   Put(keys::Message(tenant(), mailbox(), f.folder_id(), uid), msg);
-  if (f.modseq_index() && old_modseq != msg.modseq()) {
-    Delete(keys::ModseqEntry(tenant(), mailbox(), f.folder_id(), old_modseq, uid));
+  if (f.modseq_index() && before.modseq() != msg.modseq()) {
+    Delete(keys::ModseqEntry(tenant(), mailbox(), f.folder_id(), before.modseq(), uid));
     PutRaw(keys::ModseqEntry(tenant(), mailbox(), f.folder_id(), msg.modseq(), uid), "");
   }
+  if (f.attr_index()) {
+    // Only the flags can change (dates and size are immutable): the flag
+    // keys that went, then those that came (a Delete and Put of one key in
+    // one write: the later op wins, so order matters only for a flag in both).
+    for (const auto& fl : before.flags())
+      if (!HasFlag(msg.flags(), fl) && IndexedFlag(fl))
+        Delete(keys::AttrFlag(tenant(), mailbox(), f.folder_id(), fl, uid));
+    for (const auto& fl : msg.flags())
+      if (!HasFlag(before.flags(), fl) && IndexedFlag(fl))
+        PutRaw(keys::AttrFlag(tenant(), mailbox(), f.folder_id(), fl, uid), "");
+  }
+}
+
+bool IndexedFlag(std::string_view flag) {
+  return !absl::EqualsIgnoreCase(ToAbsl(flag), "\\Seen");  // n/ (unseen) answers \Seen
+}
+
+void Mutation::IndexAttrs(const storage::FolderRecord& f, uint32_t uid,
+                          const storage::MessageRecord& msg, bool add) {
+  const std::string& fid = f.folder_id();
+  auto op = [&](std::string key) {
+    if (add) {
+      PutRaw(std::move(key), "");
+    } else {
+      Delete(key);
+    }
+  };
+  op(keys::AttrValue(tenant(), mailbox(), fid, 'i', keys::OrderedMicros(msg.internal_micros()), uid));
+  if (msg.sent_micros() != 0)
+    op(keys::AttrValue(tenant(), mailbox(), fid, 'd', keys::OrderedMicros(msg.sent_micros()), uid));
+  op(keys::AttrValue(tenant(), mailbox(), fid, 'z', msg.size(), uid));
+  for (const auto& fl : msg.flags())
+    if (IndexedFlag(fl)) op(keys::AttrFlag(tenant(), mailbox(), fid, fl, uid));
 }
 
 void Mutation::PutIdem(const std::string& key, const storage::IdemRecord& rec) {
@@ -768,6 +804,7 @@ storage::FolderRecord NewFolder(Mutation& mut, const std::string& name, int spec
   f.set_recent_from(1);
   f.set_modseq_index(true);
   f.set_uid_postings(true);
+  f.set_attr_index(true);
   return f;
 }
 

@@ -153,6 +153,8 @@ absl::StatusOr<v1::DeleteFolderResponse> MailStore::DeleteFolder(const v1::Delet
       mut.DeleteRange(q, keys::PrefixEnd(q));
       std::string p = keys::FolderPostingsPrefix(mut.tenant(), mut.mailbox(), id);
       mut.DeleteRange(p, keys::PrefixEnd(p));
+      std::string a = keys::AttrPrefix(mut.tenant(), mut.mailbox(), id);
+      mut.DeleteRange(a, keys::PrefixEnd(a));
     }
     mut.Event(std::move(e));
     return absl::OkStatus();

@@ -5,12 +5,14 @@
 // writes and can hold a write until the test releases it.
 #include <atomic>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/civil_time.h"
 #include "gtest/gtest.h"
 #include "libs/mail/imap_format.h"
 #include "libs/mail/mime.h"
@@ -782,6 +784,212 @@ TEST_F(SearchIndexTest, HighestModseqOfManyMatchesFromTheModseqIndex) {
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->count(), static_cast<uint32_t>(kWriters * kEach));
   EXPECT_EQ(all->highest_modseq(), m_odd);
+}
+
+// ---------------------------------------------------------------- attribute index
+
+v1::SearchQuery FlagQ(const std::string& flag, bool absent = false) {
+  v1::SearchQuery q;
+  q.mutable_flag()->set_flag(flag);
+  q.mutable_flag()->set_absent(absent);
+  return q;
+}
+v1::SearchQuery DateQ(v1::DateField field, v1::DateOp op, int y, int m, int d) {
+  v1::SearchQuery q;
+  q.mutable_date()->set_field(field);
+  q.mutable_date()->set_op(op);
+  q.mutable_date()->mutable_date()->set_year(y);
+  q.mutable_date()->mutable_date()->set_month(m);
+  q.mutable_date()->mutable_date()->set_day(d);
+  return q;
+}
+v1::SearchQuery SizeQ(v1::SizeOp op, uint64_t bytes) {
+  v1::SearchQuery q;
+  q.mutable_size()->set_op(op);
+  q.mutable_size()->set_bytes(bytes);
+  return q;
+}
+v1::SearchQuery Not(const v1::SearchQuery& a) {
+  v1::SearchQuery q;
+  *q.mutable_negation() = a;
+  return q;
+}
+
+class AttrIndexTest : public SearchIndexTest {
+ protected:
+  // Message i (1..n): internal date 2026-01-(1 + i % 10) 12:00 UTC; a Date:
+  // header of 2025-12-(1 + i % 7) except every 4th (no Date: unknown sent
+  // date); i*10 bytes of body (sizes grow with i); \Flagged at append for
+  // every 7th. Returns the stored sizes by UID.
+  std::map<uint32_t, uint64_t> Fill(uint32_t n) {
+    std::map<uint32_t, uint64_t> size;
+    for (uint32_t i = 1; i <= n; ++i) {
+      std::string raw = absl::StrCat("From: a@example.com\r\nSubject: m ", i, "\r\n");
+      if (i % 4 != 0) absl::StrAppend(&raw, "Date: ", 1 + i % 7, " Dec 2025 08:00:00 +0000\r\n");
+      absl::StrAppend(&raw, "\r\n", std::string(i * 10, 'x'), "\r\n");
+      v1::AppendRequest r;
+      r.set_mailbox_id("mbx-a");
+      r.mutable_folder()->set_name("INBOX");
+      r.set_message(raw);
+      if (i % 7 == 0) r.add_flags("\\Flagged");
+      absl::Time at = absl::FromCivil(absl::CivilSecond(2026, 1, 1 + i % 10, 12, 0, 0), absl::UTCTimeZone());
+      r.mutable_internal_date()->set_seconds(absl::ToUnixSeconds(at));
+      auto a = store_->Append(r);
+      EXPECT_TRUE(a.ok()) << a.status();
+      if (a.ok()) size[a->uid()] = a->size();
+    }
+    return size;
+  }
+  void Store(const std::vector<uint32_t>& uids, v1::StoreMode mode, const std::string& flag) {
+    v1::StoreFlagsRequest sf;
+    sf.set_mailbox_id("mbx-a");
+    sf.mutable_folder()->set_name("INBOX");
+    for (uint32_t u : uids) {
+      auto* r = sf.mutable_messages()->mutable_uids()->add_ranges();
+      r->set_first(u);
+      r->set_last(u);
+    }
+    sf.set_mode(mode);
+    sf.add_flags(flag);
+    auto s = store_->StoreFlags(sf);
+    ASSERT_TRUE(s.ok()) << s.status();
+  }
+  // Sets FolderRecord.attr_index of INBOX (false: as stored before it existed).
+  void SetAttrIndex(bool on) {
+    std::string fkey = keys::Folder("tenant-a", "mbx-a", FolderId("INBOX"));
+    kv::v1::GetRequest g;
+    g.set_key(fkey);
+    auto got = kv_->Get(g, absl::InfiniteFuture());
+    ASSERT_TRUE(got.ok() && got->found());
+    storage::FolderRecord rec;
+    ASSERT_TRUE(rec.ParseFromString(got->value()));
+    rec.set_attr_index(on);
+    kv::v1::WriteRequest w;
+    w.add_ops()->mutable_put()->set_key(fkey);
+    w.mutable_ops(0)->mutable_put()->set_value(rec.SerializeAsString());
+    ASSERT_TRUE(kv_->Write(w, absl::InfiniteFuture()).ok());
+  }
+  std::vector<v1::SearchQuery> Queries(uint64_t mid_size) {
+    using v1::DATE_FIELD_INTERNAL;
+    using v1::DATE_FIELD_SENT;
+    return {FlagQ("\\Flagged"), FlagQ("\\flagged", true), FlagQ("$label"), FlagQ("$LABEL", true),
+            FlagQ("\\Deleted"), FlagQ("\\Seen"), FlagQ("\\Seen", true), FlagQ("\\Answered"),
+            DateQ(DATE_FIELD_INTERNAL, v1::DATE_OP_ON, 2026, 1, 4),
+            DateQ(DATE_FIELD_INTERNAL, v1::DATE_OP_BEFORE, 2026, 1, 4),
+            DateQ(DATE_FIELD_INTERNAL, v1::DATE_OP_SINCE, 2026, 1, 8),
+            DateQ(DATE_FIELD_INTERNAL, v1::DATE_OP_SINCE, 2030, 1, 1),
+            DateQ(DATE_FIELD_SENT, v1::DATE_OP_ON, 2025, 12, 3),
+            DateQ(DATE_FIELD_SENT, v1::DATE_OP_BEFORE, 2025, 12, 4),
+            DateQ(DATE_FIELD_SENT, v1::DATE_OP_SINCE, 2025, 12, 6),
+            DateQ(DATE_FIELD_SENT, v1::DATE_OP_BEFORE, 2030, 1, 1),
+            SizeQ(v1::SIZE_OP_LARGER, mid_size), SizeQ(v1::SIZE_OP_SMALLER, mid_size),
+            SizeQ(v1::SIZE_OP_LARGER, 0), SizeQ(v1::SIZE_OP_SMALLER, 0),
+            AllOf(FlagQ("\\Flagged"), DateQ(DATE_FIELD_INTERNAL, v1::DATE_OP_SINCE, 2026, 1, 5)),
+            Not(SizeQ(v1::SIZE_OP_LARGER, mid_size))};
+  }
+};
+
+TEST_F(AttrIndexTest, FlagsDatesAndSizesFromTheIndexMatchTheRecordScan) {
+  constexpr uint32_t kN = 120;
+  auto size = Fill(kN);
+  ASSERT_EQ(size.size(), kN);
+  // Later flag changes: $Label on every 5th, \Flagged off again on every
+  // 35th, \Seen on every 3rd; every 12th expunged.
+  std::vector<uint32_t> fifth, thirty_fifth, third, twelfth;
+  for (uint32_t i = 1; i <= kN; ++i) {
+    if (i % 5 == 0) fifth.push_back(i);
+    if (i % 35 == 0) thirty_fifth.push_back(i);
+    if (i % 3 == 0) third.push_back(i);
+    if (i % 12 == 0) twelfth.push_back(i);
+  }
+  Store(fifth, v1::STORE_MODE_ADD, "$Label");
+  Store(thirty_fifth, v1::STORE_MODE_REMOVE, "\\Flagged");
+  Store(third, v1::STORE_MODE_ADD, "\\Seen");
+  Store(twelfth, v1::STORE_MODE_ADD, "\\Deleted");
+  v1::ExpungeRequest ex;
+  ex.set_mailbox_id("mbx-a");
+  ex.mutable_folder()->set_name("INBOX");
+  ASSERT_TRUE(store_->Expunge(ex).ok());
+  auto live = [&](uint32_t i) { return i % 12 != 0; };
+
+  // Hand-computed answers for a few.
+  std::vector<uint32_t> flagged, label, on_4th, larger;
+  uint64_t mid = size[60];
+  for (uint32_t i = 1; i <= kN; ++i) {
+    if (!live(i)) continue;
+    if (i % 7 == 0 && i % 35 != 0) flagged.push_back(i);
+    if (i % 5 == 0) label.push_back(i);
+    if (1 + i % 10 == 4) on_4th.push_back(i);
+    if (size[i] > mid) larger.push_back(i);
+  }
+  EXPECT_EQ(Hits(FlagQ("\\Flagged")), flagged);
+  EXPECT_EQ(Hits(FlagQ("$label")), label);  // keywords match case-insensitively
+  EXPECT_EQ(Hits(DateQ(v1::DATE_FIELD_INTERNAL, v1::DATE_OP_ON, 2026, 1, 4)), on_4th);
+  EXPECT_EQ(Hits(SizeQ(v1::SIZE_OP_LARGER, mid)), larger);
+  EXPECT_TRUE(Hits(FlagQ("\\Deleted")).empty());  // expunged with their keys
+
+  // The same answers as the record scan (the path of folders without the index).
+  std::vector<std::vector<uint32_t>> indexed;
+  for (const auto& q : Queries(mid)) indexed.push_back(Hits(q));
+  SetAttrIndex(false);
+  auto queries = Queries(mid);
+  for (size_t i = 0; i < queries.size(); ++i)
+    EXPECT_EQ(Hits(queries[i]), indexed[i]) << "query " << i << ": " << queries[i].ShortDebugString();
+  SetAttrIndex(true);
+
+  // One key range per criterion: a rare flag reads its keys (and the
+  // matches' records for HIGHESTMODSEQ), never the folder's 110 records.
+  size_t before = gate_->reads();
+  EXPECT_EQ(Hits(FlagQ("\\Flagged")), flagged);
+  EXPECT_LT(gate_->reads() - before, 3 * flagged.size() + 12);
+  before = gate_->reads();
+  EXPECT_EQ(Hits(DateQ(v1::DATE_FIELD_INTERNAL, v1::DATE_OP_ON, 2026, 1, 4)), on_4th);
+  EXPECT_LT(gate_->reads() - before, 3 * on_4th.size() + 12);
+
+  // The index holds exactly: 3 value keys per live message with a Date:
+  // (2 without), one per flag but \Seen.
+  size_t expect = 0;
+  for (uint32_t i = 1; i <= kN; ++i) {
+    if (!live(i)) continue;
+    expect += i % 4 != 0 ? 3 : 2;
+    expect += (i % 7 == 0 && i % 35 != 0) + (i % 5 == 0);
+  }
+  std::string inbox = FolderId("INBOX");
+  EXPECT_EQ(CountPrefix(keys::AttrPrefix("tenant-a", "mbx-a", inbox)), expect);
+}
+
+TEST_F(AttrIndexTest, CopyMoveAndDeleteFolderKeepTheIndexExact) {
+  Fill(14);  // \Flagged: 7 and 14
+  v1::CreateFolderRequest cf;
+  cf.set_mailbox_id("mbx-a");
+  cf.set_name("Work");
+  ASSERT_TRUE(store_->CreateFolder(cf).ok());
+  std::string inbox = FolderId("INBOX"), work = FolderId("Work");
+  v1::CopyRequest cp;
+  cp.set_mailbox_id("mbx-a");
+  cp.mutable_source()->set_name("INBOX");
+  cp.mutable_destination()->set_name("Work");
+  *cp.mutable_messages() = UidRange(1, 7);
+  ASSERT_TRUE(store_->Copy(cp).ok());
+  v1::MoveRequest mv;
+  mv.set_mailbox_id("mbx-a");
+  mv.mutable_source()->set_name("INBOX");
+  mv.mutable_destination()->set_name("Work");
+  *mv.mutable_messages() = UidRange(14, 14);
+  ASSERT_TRUE(store_->Move(mv).ok());
+  // Work: copies of 1..7 as UIDs 1..7, 14 moved in as UID 8.
+  EXPECT_EQ(Hits(FlagQ("\\Flagged"), "Work"), (std::vector<uint32_t>{7, 8}));
+  EXPECT_EQ(Hits(FlagQ("\\Flagged")), std::vector<uint32_t>{7});
+  EXPECT_EQ(Hits(DateQ(v1::DATE_FIELD_INTERNAL, v1::DATE_OP_ON, 2026, 1, 5), "Work"),
+            (std::vector<uint32_t>{4, 8}));  // 4 % 10 + 1 = 5 = 14 % 10 + 1
+  EXPECT_TRUE(Hits(DateQ(v1::DATE_FIELD_INTERNAL, v1::DATE_OP_ON, 2026, 1, 5)) ==
+              std::vector<uint32_t>{4});
+  v1::DeleteFolderRequest df;
+  df.set_mailbox_id("mbx-a");
+  df.mutable_folder()->set_name("Work");
+  ASSERT_TRUE(store_->DeleteFolder(df).ok());
+  EXPECT_EQ(CountPrefix(keys::AttrPrefix("tenant-a", "mbx-a", work)), 0u);
+  EXPECT_GT(CountPrefix(keys::AttrPrefix("tenant-a", "mbx-a", inbox)), 0u);
 }
 
 }  // namespace

@@ -73,10 +73,10 @@ class Mutation {
                              const storage::MessageRecord& msg);
   absl::Status RemoveMessage(storage::FolderRecord* folder, uint32_t uid,
                              const storage::MessageRecord& msg, uint64_t modseq);
-  // Rewrites a message whose flags (and MODSEQ) changed; `old_modseq` is the
-  // MODSEQ it had (its MODSEQ index entry moves).
-  void UpdateMessage(const storage::FolderRecord& folder, uint32_t uid, uint64_t old_modseq,
-                     const storage::MessageRecord& msg);
+  // Rewrites a message whose flags (and MODSEQ) changed; `before` is the
+  // record as it was (its MODSEQ index entry and flag keys move).
+  void UpdateMessage(const storage::FolderRecord& folder, uint32_t uid,
+                     const storage::MessageRecord& before, const storage::MessageRecord& msg);
   // Flags changed from old to new (counters and unseen index).
   void FlagsChanged(storage::FolderRecord* folder, uint32_t uid, bool was_seen, bool now_seen);
   absl::StatusOr<std::vector<std::string>> TermsOf(const std::string& sha);
@@ -114,6 +114,9 @@ class Mutation {
     std::set<std::string> removed_keys;
   };
   absl::Status UpdatePostings();
+  // The message's attribute index keys (folders with attr_index): added or deleted.
+  void IndexAttrs(const storage::FolderRecord& folder, uint32_t uid,
+                  const storage::MessageRecord& msg, bool add);
   // Postings, folder records, the mailbox record and its condition (not bodies).
   absl::Status StageRecords();
   // The body record's refcount change (created with its chunks, or freed).
@@ -160,6 +163,9 @@ absl::Status RunCombined(MailStore* store, const std::string& mailbox_id,
 absl::Status RunMutationBatch(MailStore* store, const std::vector<std::string>& mailbox_ids,
                               const std::function<absl::Status(size_t, Mutation&)>& plan,
                               const std::function<void(size_t, const absl::Status&)>& failed);
+
+// Whether a flag has attribute index keys (every flag but \Seen).
+bool IndexedFlag(std::string_view flag);
 
 // Folder lookup by FolderRef (name: INBOX case-insensitive).
 const storage::FolderRecord* FindFolder(const MailStore::Mbx& m, const v1::FolderRef& ref);

@@ -487,10 +487,10 @@ absl::Status MailStore::Fetch(const v1::FetchRequest& r,
           modseq = mut.NextModseq();
           f = mut.MutableFolder(found->folder_id());
         }
-        uint64_t old_modseq = msg.modseq();
+        storage::MessageRecord before = msg;
         msg.add_flags("\\Seen");
         msg.set_modseq(modseq);
-        mut.UpdateMessage(*f, uid, old_modseq, msg);
+        mut.UpdateMessage(*f, uid, before, msg);
         mut.FlagsChanged(f, uid, false, true);
         f->set_highest_modseq(modseq);
         *e.add_messages() = FlagsOf(uid, msg);
@@ -684,11 +684,11 @@ absl::StatusOr<v1::StoreFlagsResponse> MailStore::StoreFlags(const v1::StoreFlag
         f = mut.MutableFolder(found->folder_id());
       }
       bool was_seen = HasFlag(msg.flags(), "\\Seen");
-      uint64_t old_modseq = msg.modseq();
+      storage::MessageRecord before = msg;
       msg.clear_flags();
       for (const auto& x : next) msg.add_flags(x);
       msg.set_modseq(modseq);
-      mut.UpdateMessage(*f, uid, old_modseq, msg);
+      mut.UpdateMessage(*f, uid, before, msg);
       mut.FlagsChanged(f, uid, was_seen, HasFlag(msg.flags(), "\\Seen"));
       f->set_highest_modseq(modseq);
       *out.add_updated() = FlagsOf(uid, msg);

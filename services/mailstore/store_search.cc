@@ -3,12 +3,15 @@
 // folders with uid_postings; older folders per mailbox: term -> bodies,
 // body -> UIDs per folder),
 // with each query token matched as a word prefix (so "contr" finds
-// "contract", and CJK bigrams as tokenised by libs/mail). Flags, dates,
-// sizes and MODSEQ read the message records, loaded once per query only
-// when a node needs them. BCC and arbitrary header fields are matched by
-// reading the stored messages (not indexed).
+// "contract", and CJK bigrams as tokenised by libs/mail). Flags, dates and
+// sizes read one key range of the folder's attribute index (folders with
+// attr_index; \Seen the unseen index), MODSEQ the MODSEQ index: their cost
+// is the matches, not the folder. Older folders read the message records,
+// loaded once per query only when a node needs them. BCC and arbitrary
+// header fields are matched by reading the stored messages (not indexed).
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "absl/strings/ascii.h"
@@ -80,6 +83,7 @@ class Evaluator {
       case v1::SearchQuery::kDate:
         return Date(q.date());
       case v1::SearchQuery::kSize:
+        if (f_.attr_index()) return Size(q.size());
         return Filter([&](const storage::MessageRecord& r) {
           return q.size().op() == v1::SIZE_OP_LARGER ? r.size() > q.size().bytes()
                                                       : r.size() < q.size().bytes();
@@ -103,6 +107,7 @@ class Evaluator {
         return out;
       }
       case v1::SearchQuery::kModseqAtLeast:
+        if (f_.modseq_index()) return ModseqAtLeast(q.modseq_at_least());
         return Filter([&](const storage::MessageRecord& r) { return r.modseq() >= q.modseq_at_least(); });
       default:
         return InvalidField("query", "EMPTY", "empty query node");
@@ -196,7 +201,63 @@ class Evaluator {
       ASSIGN_OR_RETURN(Uids all, Universe());
       return Minus(all, unseen);
     }
+    if (f_.attr_index()) {
+      Uids with;
+      std::string p = keys::AttrFlagPrefix(m_.tenant, m_.id, f_.folder_id(), fm.flag());
+      RETURN_IF_ERROR(KeysIn(p, keys::PrefixEnd(p), &with));  // already in UID order
+      if (!fm.absent()) return with;
+      ASSIGN_OR_RETURN(Uids all, Universe());
+      return Minus(all, with);
+    }
     return Filter([&](const storage::MessageRecord& r) { return HasFlag(r.flags(), fm.flag()) != fm.absent(); });
+  }
+
+  // The UIDs (last 4 bytes) of the keys in [start, end), keys only, sorted.
+  absl::Status KeysIn(const std::string& start, const std::string& end, Uids* out) {
+    bool sorted = true;
+    RETURN_IF_ERROR(store_->ScanRange(start, end, true, SIZE_MAX, false,
+                                      [&](const kv::v1::KeyValue& kv) {
+                                        uint32_t uid = keys::ReadBe32(kv.key());
+                                        if (!out->empty() && uid <= out->back()) sorted = false;
+                                        out->push_back(uid);
+                                        return true;
+                                      }));
+    if (!sorted) std::sort(out->begin(), out->end());
+    return absl::OkStatus();
+  }
+
+  // UIDs whose value of `kind` (i, d, z) is in [lo, hi) (no hi: to the end).
+  absl::StatusOr<Uids> ValuesIn(char kind, uint64_t lo, std::optional<uint64_t> hi) {
+    const std::string& fid = f_.folder_id();
+    std::string start = keys::AttrValueBound(m_.tenant, m_.id, fid, kind, lo);
+    std::string end = hi ? keys::AttrValueBound(m_.tenant, m_.id, fid, kind, *hi)
+                         : keys::PrefixEnd(keys::AttrPrefix(m_.tenant, m_.id, fid) + kind);
+    Uids out;
+    if (start < end) RETURN_IF_ERROR(KeysIn(start, end, &out));
+    return out;
+  }
+
+  absl::StatusOr<Uids> Size(const v1::SizeMatch& z) {
+    if (z.op() == v1::SIZE_OP_LARGER) {
+      if (z.bytes() == UINT64_MAX) return Uids{};
+      return ValuesIn('z', z.bytes() + 1, std::nullopt);
+    }
+    return ValuesIn('z', 0, z.bytes());
+  }
+
+  // Live entries of the MODSEQ index at or above `modseq` (tombstones are "x").
+  absl::StatusOr<Uids> ModseqAtLeast(uint64_t modseq) {
+    std::string p = keys::ModseqPrefix(m_.tenant, m_.id, f_.folder_id());
+    std::string start = p;
+    keys::AppendBe64(modseq, &start);
+    Uids out;
+    RETURN_IF_ERROR(store_->ScanRange(start, keys::PrefixEnd(p), false, SIZE_MAX, false,
+                                      [&](const kv::v1::KeyValue& kv) {
+                                        if (kv.value().empty()) out.push_back(keys::ReadBe32(kv.key()));
+                                        return true;
+                                      }));
+    std::sort(out.begin(), out.end());
+    return out;
   }
 
   absl::StatusOr<Uids> Date(const v1::DateMatch& d) {
@@ -207,6 +268,15 @@ class Evaluator {
     int64_t start = absl::ToUnixMicros(absl::FromCivil(day, absl::UTCTimeZone()));
     int64_t end = start + 86400LL * 1000000;
     bool sent = d.field() == v1::DATE_FIELD_SENT;
+    if (f_.attr_index()) {
+      char kind = sent ? 'd' : 'i';  // unknown sent dates have no key: never match
+      uint64_t lo = keys::OrderedMicros(start), hi = keys::OrderedMicros(end);
+      switch (d.op()) {
+        case v1::DATE_OP_BEFORE: return ValuesIn(kind, 0, lo);
+        case v1::DATE_OP_ON: return ValuesIn(kind, lo, hi);
+        default: return ValuesIn(kind, lo, std::nullopt);
+      }
+    }
     return Filter([&](const storage::MessageRecord& r) {
       int64_t t = sent ? r.sent_micros() : r.internal_micros();
       if (sent && t == 0) return false;
