@@ -101,9 +101,10 @@ class Session:
             pass
 
 
-async def run(args, port, pid):
+async def run(args, port, pid, ms_pid):
     sessions = []
     base = proc_status(pid)
+    ms_base = proc_status(ms_pid)
     t0 = time.time()
     sem = asyncio.Semaphore(200)
 
@@ -117,12 +118,17 @@ async def run(args, port, pid):
     setup = time.time() - t0
     await asyncio.sleep(2)
     loaded = proc_status(pid)
+    ms_loaded = proc_status(ms_pid)
     print("sessions in IDLE: %d (%d failed to start: %s) in %.1fs" %
           (len(sessions), len(errors), repr(errors[:1]), setup))
     rss0, rss1 = int(base["VmRSS"].split()[0]), int(loaded["VmRSS"].split()[0])
     print("accessd RSS: %d KiB idle-less -> %d KiB with the population (%.1f KiB/session)" %
           (rss0, rss1, (rss1 - rss0) / max(1, len(sessions))))
     print("accessd threads: %s -> %s" % (base["Threads"], loaded["Threads"]))
+    # mailstored serves each Watch stream on a thread: accessd shares one
+    # stream per mailbox, so this should not grow with the population.
+    print("mailstored threads: %s -> %s, RSS %s -> %s" % (ms_base["Threads"], ms_loaded["Threads"],
+                                                         ms_base["VmRSS"], ms_loaded["VmRSS"]))
     waiters = [asyncio.ensure_future(s.wait_exists()) for s in sessions]
     t1 = time.time()
     w = Session()
@@ -153,9 +159,10 @@ def main():
         subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub], check=True)
         ms, ident, imap = free_port(), free_port(), free_port()
         log = open(os.path.join(d, "log"), "w")
-        procs.append(subprocess.Popen([os.path.join(bin_dir, "mailstored"), "--listen=127.0.0.1:%d" % ms,
+        ms_proc = subprocess.Popen([os.path.join(bin_dir, "mailstored"), "--listen=127.0.0.1:%d" % ms,
                                        "--metrics-listen=127.0.0.1:0", "--data-dir=" + os.path.join(d, "ms"),
-                                       "--store=local", "--token-public-key=" + pub], stdout=log, stderr=log))
+                                       "--store=local", "--token-public-key=" + pub], stdout=log, stderr=log)
+        procs.append(ms_proc)
         procs.append(subprocess.Popen([os.path.join(bin_dir, "access_fake_identityd"), "127.0.0.1:%d" % ident,
                                        key, "127.0.0.1:%d" % ms, "t-bench", USER, PASSWORD, "mbx-bench"],
                                       stdout=log, stderr=log))
@@ -169,7 +176,7 @@ def main():
         procs.append(acc)
         wait_port(imap)
         print("machine: %d cores, load %s" % (os.cpu_count(), open("/proc/loadavg").read().split()[:3]))
-        asyncio.run(run(args, imap, acc.pid))
+        asyncio.run(run(args, imap, acc.pid, ms_proc.pid))
     finally:
         for p in reversed(procs):
             p.terminate()

@@ -12,17 +12,31 @@ on the same servers.
 
   bench/access/imap_load.py --build-dir build-access --clients 20 --seconds 20 --runs 3
 
+--cluster runs accessd inside a whole cluster instead (`tools/mailgrid up
+--demo --replicas 3` in a temporary directory: real identityd checking an
+argon2id hash, real mailstored replicated by Raft, relayd, tenantd), with
+the demo user; Dovecot's user then gets an argon2id hash with the same
+parameters (--argon2-ops/--argon2-mem-kib, passed to identityd too), as
+bench/compare/run does. Every daemon must be built in --build-dir.
+
+--login once: each client logs in once and loops SELECT, FETCH headers,
+FETCH body, STORE (what a mail client does); every: LOGIN ... LOGOUT each
+iteration; both (default): the two mixes one after the other in each run,
+each with its own ratio.
+
 Plain IMAP on loopback for both (accessd with --allow-plaintext-auth,
 Dovecot with disable_plaintext_auth=no). A benchmark prints numbers; it
 asserts nothing.
 """
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import socket
 import subprocess
 import tempfile
+import sys
 import time
 
 USER, PASSWORD = "bench@example.test", "bench-password"
@@ -82,16 +96,30 @@ class Client:
                     raise RuntimeError(line)
                 return
 
-    async def loop(self, deadline, count):
+    async def connect(self):
+        self.r, self.w = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 22)
+        await self.r.readline()
+        await self.cmd("LOGIN", b"LOGIN %s %s" % (USER.encode(), PASSWORD.encode()))
+
+    async def mix(self, count):
+        await self.cmd("SELECT", b"SELECT INBOX")
+        await self.cmd("FETCH_HEADERS", b"FETCH 1:50 (FLAGS BODY.PEEK[HEADER.FIELDS (From Subject Date)])")
+        n = 1 + self.n % count
+        await self.cmd("FETCH_BODY", b"FETCH %d BODY.PEEK[]" % n)
+        await self.cmd("STORE", b"STORE %d +FLAGS (\\Flagged)" % n)
+
+    async def loop(self, deadline, count, login_every=True):
+        if not login_every:
+            # A mail client: one login, then the mix again and again.
+            await self.connect()
+            while time.time() < deadline:
+                await self.mix(count)
+            await self.cmd("LOGOUT", b"LOGOUT")
+            self.w.close()
+            return
         while time.time() < deadline:
-            self.r, self.w = await asyncio.open_connection("127.0.0.1", self.port, limit=1 << 22)
-            await self.r.readline()
-            await self.cmd("LOGIN", b"LOGIN %s %s" % (USER.encode(), PASSWORD.encode()))
-            await self.cmd("SELECT", b"SELECT INBOX")
-            await self.cmd("FETCH_HEADERS", b"FETCH 1:50 (FLAGS BODY.PEEK[HEADER.FIELDS (From Subject Date)])")
-            n = 1 + self.n % count
-            await self.cmd("FETCH_BODY", b"FETCH %d BODY.PEEK[]" % n)
-            await self.cmd("STORE", b"STORE %d +FLAGS (\\Flagged)" % n)
+            await self.connect()
+            await self.mix(count)
             await self.cmd("LOGOUT", b"LOGOUT")
             self.w.close()
 
@@ -114,7 +142,7 @@ async def idler(port, ready, stop):
     c.w.close()
 
 
-async def drive(port, clients, seconds, count, idle):
+async def drive(port, clients, seconds, count, idle, login_every=True):
     stats = {}
     stop = asyncio.Event()
     idlers, readies = [], []
@@ -127,7 +155,8 @@ async def drive(port, clients, seconds, count, idle):
             raise idlers[-1].exception()
     deadline = time.time() + seconds
     t0 = time.time()
-    results = await asyncio.gather(*(Client(port, stats).loop(deadline, count) for _ in range(clients)),
+    results = await asyncio.gather(*(Client(port, stats).loop(deadline, count, login_every)
+                                     for _ in range(clients)),
                                    return_exceptions=True)
     elapsed = time.time() - t0
     stop.set()
@@ -140,11 +169,60 @@ def loadavg():
     return " ".join(open("/proc/loadavg").read().split()[:3])
 
 
-def report(name, stats, elapsed, errors):
+def server_cpu(pids):
+    """CPU seconds of these processes and all their descendants, reaped
+    children included (Dovecot's short-lived imap processes count after they
+    exit)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    by_pid, todo = {}, list(pids)
+    while todo:
+        pid = todo.pop()
+        if pid in by_pid:
+            continue
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                text = f.read()
+            fields = text.rsplit(")", 1)[1].split()
+            by_pid[pid] = (text[text.index("(") + 1:text.rindex(")")],
+                           sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK"))
+        except (OSError, ValueError):
+            continue
+        todo.extend(children.get(pid, []))
+    return by_pid
+
+
+def measured(pids, fn):
+    """Runs fn(); returns its result and the servers' CPU seconds meanwhile,
+    in all and by process (pid, name) of the processes that exist at both ends."""
+    before = server_cpu(pids)
+    result = fn()
+    after = server_cpu(pids)
+    total = sum(c for _, c in after.values()) - sum(c for _, c in before.values())
+    parts = {}
+    for pid, (name, c) in after.items():
+        if pid in before:
+            parts["%s[%d]" % (name, pid)] = c - before[pid][1]
+    return result, (total, parts)
+
+
+def report(name, stats, elapsed, errors, cpu=None):
     total = sum(len(v) for v in stats.values())
     print("%-9s %7.0f commands/s over %.1fs (%d errors%s), load average after: %s" %
           (name, total / elapsed, elapsed, len(errors), (": " + repr(errors[0])) if errors else "",
            loadavg()))
+    if cpu is not None and total:
+        cpu, parts = cpu
+        print("  server CPU: %.2f ms per command (%.1f s in all); by process, ms per command: %s" % (
+            cpu * 1000 / total, cpu, ", ".join("%s %.2f" % (k, v * 1000 / total) for k, v in
+                                               sorted(parts.items(), key=lambda kv: -kv[1]) if v >= 0.01)))
     for c in COMMANDS:
         v = sorted(stats.get(c, []))
         if not v:
@@ -164,12 +242,19 @@ async def load_messages(port, count):
     await c.cmd(None, b"LOGOUT")
 
 
-def start_dovecot(d, port):
+def start_dovecot(d, port, argon2=None):
     mail = os.path.join(d, "dovecot-mail")
     os.makedirs(mail)
     shutil.chown(mail, "dovecot", "dovecot")
+    scheme = "{PLAIN}" + PASSWORD
+    if argon2:
+        # identityd's parameters, in the PHC string Dovecot's ARGON2ID reads.
+        import nacl.pwhash
+        ops, mem_kib = argon2
+        scheme = "{ARGON2ID}" + nacl.pwhash.argon2id.str(PASSWORD.encode(), opslimit=ops,
+                                                         memlimit=mem_kib * 1024).decode()
     with open(os.path.join(d, "users"), "w") as f:
-        f.write("%s:{PLAIN}%s:%d:%d::%s\n" % (USER, PASSWORD, 104, 107, mail))
+        f.write("%s:%s:%d:%d::%s\n" % (USER, scheme, 104, 107, mail))
     conf = os.path.join(d, "dovecot.conf")
     with open(conf, "w") as f:
         f.write("""protocols = imap
@@ -217,16 +302,42 @@ def main():
     ap.add_argument("--runs", type=int, default=1, help="accessd+Dovecot pairs, back to back")
     ap.add_argument("--only", choices=["accessd", "dovecot"])
     ap.add_argument("--accessd-flag", action="append", default=[], help="extra accessd flag (repeatable)")
+    ap.add_argument("--cluster", action="store_true",
+                    help="accessd in a whole 3-replica cluster (tools/mailgrid up), argon2id on both sides")
+    ap.add_argument("--login", choices=["once", "every", "both"], default="both",
+                    help="log in once per client, every iteration, or run both mixes")
+    ap.add_argument("--argon2-ops", type=int, default=2, help="argon2id t (--cluster; identityd's default)")
+    ap.add_argument("--argon2-mem-kib", type=int, default=19 * 1024, help="argon2id m (--cluster)")
     args = ap.parse_args()
+    global USER, PASSWORD
     bin_dir = os.path.join(os.path.abspath(args.build_dir), "bin")
     d = tempfile.mkdtemp(prefix="imap-load-")
     os.chmod(d, 0o755)
     procs = []
+    cluster_dir = None
     try:
         print("machine: %d cores, load average %s; %d clients, %d in IDLE, %d messages, %ds per side" %
               (os.cpu_count(), loadavg(), args.clients, args.idle, args.messages, args.seconds))
         imap = port = None
-        if args.only != "dovecot":
+        if args.cluster and args.only != "dovecot":
+            os.environ["MAILGRID_BUILD_DIR"] = os.path.abspath(args.build_dir)
+            sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "lib"))
+            import mgtest
+            cluster_dir = os.path.join(d, "mailgrid")
+            mgtest.launcher("up", "--no-build", "--demo", "--replicas", "3", data_dir=cluster_dir, env={
+                "MAILGRID_ALLOW_PLAINTEXT_AUTH": "true",
+                "MAILGRID_ARGON2_OPS": str(args.argon2_ops),
+                "MAILGRID_ARGON2_MEM_KIB": str(args.argon2_mem_kib),
+            })
+            with open(os.path.join(cluster_dir, "cluster.json")) as f:
+                cluster = json.load(f)
+            imap = int(cluster["imap"].rsplit(":", 1)[1])
+            demo = cluster["demo"]["users"][1]
+            USER, PASSWORD = demo["address"], demo["password"]
+            print("cluster: %s, user %s (argon2id t=%d m=%d KiB on both sides)" %
+                  (cluster_dir, USER, args.argon2_ops, args.argon2_mem_kib))
+            asyncio.run(load_messages(imap, args.messages))
+        elif args.only != "dovecot":
             key, pub = os.path.join(d, "k.pem"), os.path.join(d, "k.pub")
             subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True)
             subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub], check=True)
@@ -249,24 +360,54 @@ def main():
             asyncio.run(load_messages(imap, args.messages))
         if args.only != "accessd":
             port = free_port()
-            procs.append(start_dovecot(d, port))
+            procs.append(start_dovecot(d, port, (args.argon2_ops, args.argon2_mem_kib) if args.cluster else None))
             asyncio.run(load_messages(port, args.messages))
-        ratios = []
+        # Whose CPU counts: every mailgrid daemon of the cluster (or the
+        # stand-in's three processes), and Dovecot's master with its children.
+        mg_pids, dc_pids = [], []
+        if cluster_dir:
+            run_dir = os.path.join(cluster_dir, "run")
+            for name in os.listdir(run_dir):
+                with open(os.path.join(run_dir, name)) as f:
+                    mg_pids.append(int(f.read().strip()))
+        elif imap:
+            mg_pids = [p.pid for p in procs[:3]]
+        if port:
+            dc_pids = [procs[-1].pid]
+        if mg_pids:
+            # What the daemons burn with no client at all (Raft heartbeats,
+            # background jobs): to tell it from the per-command cost below.
+            _, (idle_cpu, parts) = measured(mg_pids, lambda: time.sleep(10))
+            print("mailgrid servers with no client: %.0f ms CPU per second; by process: %s" % (
+                idle_cpu * 100, ", ".join("%s %.0f" % (k, v * 100) for k, v in
+                                          sorted(parts.items(), key=lambda kv: -kv[1]) if v >= 0.001)))
+        modes = ["once", "every"] if args.login == "both" else [args.login]
+        ratios = {m: [] for m in modes}
+        side = "accessd (cluster)" if args.cluster else "accessd"
         for run in range(1, args.runs + 1):
-            print("--- run %d of %d, load average before: %s" % (run, args.runs, loadavg()))
-            a = b = None
-            if imap:
-                a = report("accessd", *asyncio.run(drive(imap, args.clients, args.seconds, args.messages, args.idle)))
-            if port:
-                b = report("dovecot", *asyncio.run(drive(port, args.clients, args.seconds, args.messages, args.idle)))
-            if a and b:
-                ratios.append(a / b)
-                print("run %d: accessd/Dovecot throughput = %.2fx (%.0f / %.0f commands/s), load average %s" %
-                      (run, a / b, a, b, loadavg()))
-        if ratios:
-            print("SUMMARY: accessd/Dovecot = %s; minimum %.2fx (target >= 1.0x in every run)" %
-                  (" / ".join("%.2fx" % r for r in ratios), min(ratios)))
+            for mode in modes:
+                every = mode == "every"
+                print("--- run %d of %d, login %s, load average before: %s" % (run, args.runs, mode, loadavg()))
+                a = b = None
+                if imap:
+                    r, cpu = measured(mg_pids, lambda: asyncio.run(drive(
+                        imap, args.clients, args.seconds, args.messages, args.idle, every)))
+                    a = report(side, *r, cpu=cpu)
+                if port:
+                    r, cpu = measured(dc_pids, lambda: asyncio.run(drive(
+                        port, args.clients, args.seconds, args.messages, args.idle, every)))
+                    b = report("dovecot", *r, cpu=cpu)
+                if a and b:
+                    ratios[mode].append(a / b)
+                    print("run %d, login %s: %s/Dovecot throughput = %.2fx (%.0f / %.0f commands/s), "
+                          "load average %s" % (run, mode, side, a / b, a, b, loadavg()))
+        for mode in modes:
+            if ratios[mode]:
+                print("SUMMARY login %s: %s/Dovecot = %s; minimum %.2fx (target >= 1.0x in every run)" %
+                      (mode, side, " / ".join("%.2fx" % r for r in ratios[mode]), min(ratios[mode])))
     finally:
+        if cluster_dir:
+            mgtest.launcher("down", data_dir=cluster_dir, check=False)
         for p in reversed(procs):
             p.terminate()
             try:

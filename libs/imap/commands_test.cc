@@ -71,6 +71,30 @@ TEST(Commands, FetchItemsAreStructured) {
   EXPECT_EQ(FetchResponseName(f.items[1]), "BINARY[3]");
 }
 
+TEST(Commands, Thread) {
+  Command c = Parse("a UID THREAD references utf-8 OR (FROM x SEEN) NOT 1:3\r\n");
+  ASSERT_EQ(c.id, CommandId::kThread);
+  EXPECT_TRUE(c.uid);
+  const ThreadArgs& t = c.get<ThreadArgs>();
+  EXPECT_EQ(t.algorithm, ThreadAlgorithm::kReferences);
+  EXPECT_EQ(*t.search.charset, "UTF-8");
+  ASSERT_EQ(t.search.criteria.children.size(), 1u);  // OR takes both
+  EXPECT_EQ(t.search.criteria.children[0].kind, SearchKeyKind::kOr);
+  EXPECT_EQ(Parse("b THREAD ORDEREDSUBJECT US-ASCII ALL\r\n").get<ThreadArgs>().algorithm,
+            ThreadAlgorithm::kOrderedSubject);
+  // Unknown algorithm, unknown charset, missing charset or keys: refused.
+  for (std::string_view bad :
+       {"c THREAD REFS UTF-8 ALL\r\n", "d THREAD REFERENCES KOI8-R ALL\r\n",
+        "e THREAD REFERENCES UTF-8\r\n", "f THREAD REFERENCES\r\n", "g THREAD\r\n"}) {
+    CommandReader reader;
+    CommandContext ctx;
+    ctx.state = SessionState::kSelected;
+    reader.Feed(bad);
+    ReadResult r = reader.Next(ctx);
+    EXPECT_TRUE(std::holds_alternative<ProtocolError>(r)) << bad;
+  }
+}
+
 TEST(Commands, SearchTree) {
   Command c = Parse("a SEARCH OR (FROM x SEEN) NOT 1:3\r\n");
   const SearchKey& root = c.get<SearchArgs>().criteria;

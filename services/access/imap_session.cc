@@ -54,7 +54,7 @@ std::string ImapSession::Capabilities() const {
   } else {
     caps +=
         " UIDPLUS MOVE SPECIAL-USE CHILDREN QUOTA CONDSTORE QRESYNC ESEARCH LIST-EXTENDED"
-        " LIST-STATUS STATUS=SIZE BINARY SEARCHRES WITHIN";
+        " LIST-STATUS STATUS=SIZE BINARY SEARCHRES WITHIN THREAD=ORDEREDSUBJECT THREAD=REFERENCES";
     if (!compressing_) caps += " COMPRESS=DEFLATE";
   }
   return caps;
@@ -249,6 +249,8 @@ void ImapSession::Execute(imap::Command cmd) {
       return CmdExpunge(c);
     case CommandId::kSearch:
       return CmdSearch(c);
+    case CommandId::kThread:
+      return CmdThread(c);
     case CommandId::kFetch:
       return CmdFetch(c);
     case CommandId::kStore:

@@ -141,6 +141,10 @@ class ImapSession {
   void CmdList(const imap::Command& c);
   void ListStep(std::shared_ptr<ListJob> job, size_t i);
   void ListAppend(ListJob& job, size_t i, const ms::ListFoldersResponse& r);
+  void ListDeleted(std::shared_ptr<ListJob> job, size_t k);
+  std::string ListStatusLine(const std::string& name, const ms::Folder& f,
+                             const std::vector<imap::StatusItem>& items,
+                             std::optional<uint64_t> deleted);
   void CmdSelect(const imap::Command& c);
   void CmdStatus(const imap::Command& c);
   void CmdCreate(const imap::Command& c);
@@ -172,6 +176,9 @@ class ImapSession {
   void CmdSearch(const imap::Command& c);
   void SearchAges(std::shared_ptr<SearchJob> job, size_t i);
   void RunSearch(std::shared_ptr<SearchJob> job);
+  // imap_session_thread.cc: THREAD (RFC 5256) over a search's matches.
+  void CmdThread(const imap::Command& c);
+  void ThreadMatches(std::shared_ptr<SearchJob> job, const ms::SearchResponse& r);
   void WriteEsearch(const std::string& tag, const imap::SearchReturnOptions& ret, bool uid,
                     bool modseq, const ms::SearchResponse& r);
   void CmdCopy(const imap::Command& c, bool move);

@@ -2,9 +2,11 @@
 #pragma once
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/time/time.h"
 #include "services/access/backend.h"
 #include "services/access/imap_session.h"
 
@@ -27,6 +29,15 @@ struct ImapSession::ListJob {
   imap::ListArgs args;
   std::vector<std::string> patterns;  // reference + pattern
   std::vector<std::string> responses;
+  // LIST-STATUS with DELETED: the STATUS lines wait for one \Deleted search
+  // per folder (mailstored keeps no such counter); `response` is the index
+  // of the placeholder in `responses`.
+  struct PendingStatus {
+    size_t response = 0, mailbox = 0;
+    std::string name;
+    ms::Folder folder;
+  };
+  std::vector<PendingStatus> deleted;
 };
 
 struct ImapSession::Idle {
@@ -74,5 +85,16 @@ absl::StatusOr<ms::SearchQuery> TranslateSearch(const imap::SearchKey& key,
                                                 const std::vector<uint32_t>& recent,
                                                 const std::vector<uint32_t>& saved,
                                                 const AgeMatches* ages = nullptr);
+
+// A SEARCH in flight (also THREAD's search: `thread` set).
+struct ImapSession::SearchJob {
+  std::string tag;
+  bool uid = false;
+  imap::SearchArgs args;
+  std::optional<imap::ThreadAlgorithm> thread;
+  absl::Time now;
+  std::vector<const imap::SearchKey*> age_keys;  // OLDER/YOUNGER nodes of args
+  AgeMatches ages;
+};
 
 }  // namespace mailgrid::access

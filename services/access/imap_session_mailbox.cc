@@ -146,11 +146,7 @@ void ImapSession::CmdList(const imap::Command& c) {
 
 // One ListFolders call per mailbox (own, then seats), one after the other.
 void ImapSession::ListStep(std::shared_ptr<ListJob> job, size_t i) {
-  if (i == principal_->mailboxes.size()) {
-    for (const std::string& r : job->responses) Write(r);
-    Finish(job->tag, Condition::kOk, "", job->verb + " completed");
-    return Done();
-  }
+  if (i == principal_->mailboxes.size()) return ListDeleted(job, 0);
   ms::ListFoldersRequest req;
   req.set_mailbox_id(principal_->mailboxes[i].mailbox_id());
   // LIST (SUBSCRIBED RECURSIVEMATCH) needs the unsubscribed parents too.
@@ -167,6 +163,47 @@ void ImapSession::ListStep(std::shared_ptr<ListJob> job, size_t i) {
                               ListAppend(*job, i, *r);
                               ListStep(job, i + 1);
                             }));
+}
+
+std::string ImapSession::ListStatusLine(const std::string& name, const ms::Folder& f,
+                                        const std::vector<imap::StatusItem>& items,
+                                        std::optional<uint64_t> deleted) {
+  auto st = imap::ResponseWriter::Untagged()
+                .Atom("STATUS")
+                .Mailbox(name)
+                .Raw("(" + StatusItems(f, items, config_.limits.max_literal_size, deleted) + ")")
+                .Finish();
+  return st.ok() ? *st : std::string();
+}
+
+// LIST-STATUS DELETED: one \Deleted search per listed folder, in turn, then
+// every response in LIST order.
+void ImapSession::ListDeleted(std::shared_ptr<ListJob> job, size_t k) {
+  if (k == job->deleted.size()) {
+    for (const std::string& r : job->responses) Write(r);
+    Finish(job->tag, Condition::kOk, "", job->verb + " completed");
+    return Done();
+  }
+  const ListJob::PendingStatus& p = job->deleted[k];
+  ms::SearchRequest s;
+  s.set_mailbox_id(principal_->mailboxes[p.mailbox].mailbox_id());
+  s.mutable_folder()->set_folder_id(p.folder.folder_id());
+  s.mutable_query()->mutable_flag()->set_flag("\\Deleted");
+  backend_->Search(
+      TargetOf(p.mailbox), s,
+      Guard<ms::SearchResponse>(alive_, [this, job, k](absl::StatusOr<ms::SearchResponse> r) {
+        ListJob::PendingStatus& p = job->deleted[k];
+        // A folder gone meanwhile: its STATUS is left out
+        // (RFC 5819 §2 lets a server omit it).
+        if (r.ok()) {
+          job->responses[p.response] =
+              ListStatusLine(p.name, p.folder, *job->args.return_status, r->count());
+        } else if (r.status().code() != absl::StatusCode::kNotFound) {
+          FinishError(job->tag, r.status());
+          return Done();
+        }
+        ListDeleted(job, k + 1);
+      }));
 }
 
 void ImapSession::ListAppend(ListJob& job, size_t i, const ms::ListFoldersResponse& r) {
@@ -245,12 +282,13 @@ void ImapSession::ListAppend(ListJob& job, size_t i, const ms::ListFoldersRespon
     emit(attrs, name, child_info);
     // RFC 5819: the STATUS of each selectable mailbox right after its LIST.
     if (list && args.return_status && !f.noselect() && self) {
-      auto st = imap::ResponseWriter::Untagged()
-                    .Atom("STATUS")
-                    .Mailbox(name)
-                    .Raw("(" + StatusItems(f, *args.return_status, config_.limits.max_literal_size) + ")")
-                    .Finish();
-      if (st.ok()) job.responses.push_back(*st);
+      const auto& items = *args.return_status;
+      if (std::find(items.begin(), items.end(), imap::StatusItem::kDeleted) != items.end()) {
+        job.deleted.push_back({job.responses.size(), i, name, f});
+        job.responses.emplace_back();  // filled by ListDeleted
+        continue;
+      }
+      job.responses.push_back(ListStatusLine(name, f, items, std::nullopt));
     }
   }
   // Subscribed names with no folder: LSUB shows them \Noselect, LIST

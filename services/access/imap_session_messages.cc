@@ -527,15 +527,6 @@ void ImapSession::CmdStore(const imap::Command& c) {
 
 // ---- SEARCH ----------------------------------------------------------------
 
-struct ImapSession::SearchJob {
-  std::string tag;
-  bool uid = false;
-  imap::SearchArgs args;
-  absl::Time now;
-  std::vector<const imap::SearchKey*> age_keys;  // OLDER/YOUNGER nodes of args
-  AgeMatches ages;
-};
-
 namespace {
 
 void CollectAgeKeys(const imap::SearchKey& k, std::vector<const imap::SearchKey*>* out) {
@@ -552,6 +543,21 @@ void ImapSession::CmdSearch(const imap::Command& c) {
   job->tag = c.tag;
   job->uid = c.uid;
   job->args = c.get<imap::SearchArgs>();
+  job->now = absl::Now();
+  CollectAgeKeys(job->args.criteria, &job->age_keys);
+  Begin();
+  if (job->age_keys.empty()) return RunSearch(job);
+  SearchAges(job, 0);
+}
+
+// THREAD (RFC 5256): the SEARCH above, then imap_session_thread.cc.
+void ImapSession::CmdThread(const imap::Command& c) {
+  const auto& a = c.get<imap::ThreadArgs>();
+  auto job = std::make_shared<SearchJob>();
+  job->tag = c.tag;
+  job->uid = c.uid;
+  job->args = a.search;
+  job->thread = a.algorithm;
   job->now = absl::Now();
   CollectAgeKeys(job->args.criteria, &job->age_keys);
   Begin();
@@ -640,13 +646,14 @@ void ImapSession::RunSearch(std::shared_ptr<SearchJob> job) {
   *req.mutable_query() = *std::move(q);
   bool uid = job->uid;
   backend_->Search(TargetOf(selected_->mailbox), req,
-                   Guard<ms::SearchResponse>(alive_, [this, tag, uid, modseq, ret,
+                   Guard<ms::SearchResponse>(alive_, [this, job, tag, uid, modseq, ret,
                                                       save](absl::StatusOr<ms::SearchResponse> r) {
                      if (!r.ok()) {
                        if (save && selected_) selected_->saved.clear();
                        FinishError(tag, r.status());
                        return Done();
                      }
+                     if (job->thread) return ThreadMatches(job, *r);
                      if (save) {
                        selected_->saved.clear();
                        for (uint32_t u : ExpandIdSet(r->uids())) {

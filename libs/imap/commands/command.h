@@ -53,16 +53,18 @@ enum class CommandId : unsigned char {
   kUnselect,
   kExpunge,
   kSearch,
+  kThread,
   kFetch,
   kStore,
   kCopy,
   kMove,
 };
 
-using CommandArgs = std::variant<NoArgs, LoginArgs, AuthenticateArgs, SelectArgs, MailboxArgs,
-                                 CreateArgs, RenameArgs, ListArgs, StatusArgs, AppendArgs,
-                                 SearchArgs, FetchArgs, StoreArgs, CopyArgs, ExpungeArgs,
-                                 EnableArgs, IdArgs, CompressArgs, QuotaRootArgs, SetQuotaArgs>;
+using CommandArgs =
+    std::variant<NoArgs, LoginArgs, AuthenticateArgs, SelectArgs, MailboxArgs, CreateArgs,
+                 RenameArgs, ListArgs, StatusArgs, AppendArgs, SearchArgs, ThreadArgs, FetchArgs,
+                 StoreArgs, CopyArgs, ExpungeArgs, EnableArgs, IdArgs, CompressArgs, QuotaRootArgs,
+                 SetQuotaArgs>;
 
 struct Command {
   std::string tag;

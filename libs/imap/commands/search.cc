@@ -257,6 +257,39 @@ absl::StatusOr<SearchArgs> ParseSearch(ArgCursor& in, bool uid) {
   return a;
 }
 
+absl::StatusOr<ThreadArgs> ParseThread(ArgCursor& in, bool uid) {
+  ThreadArgs a;
+  ASSIGN_OR_RETURN(std::string algorithm, in.Astring("threading algorithm"));
+  algorithm = UpperCase(algorithm);
+  if (algorithm == "REFERENCES") {
+    a.algorithm = ThreadAlgorithm::kReferences;
+  } else if (algorithm == "ORDEREDSUBJECT") {
+    a.algorithm = ThreadAlgorithm::kOrderedSubject;
+  } else {
+    return BadArgument("Unsupported threading algorithm");
+  }
+  ASSIGN_OR_RETURN(std::string charset, in.Astring("charset"));
+  charset = UpperCase(charset);
+  if (charset != "UTF-8" && charset != "US-ASCII") {
+    return Refused("Unsupported charset", "BADCHARSET (US-ASCII UTF-8)");
+  }
+  a.search.charset = std::move(charset);
+  a.search.criteria.kind = SearchKeyKind::kAnd;
+  if (in.AtEnd()) return BadArgument("Missing search key");
+  while (!in.AtEnd()) {
+    ASSIGN_OR_RETURN(SearchKey k, ParseKey(in, 1));
+    a.search.criteria.children.push_back(std::move(k));
+  }
+  (void)uid;
+  return a;
+}
+
+void AppendDebug(const ThreadArgs& a, std::string* out) {
+  *out += a.algorithm == ThreadAlgorithm::kReferences ? " algorithm=REFERENCES"
+                                                      : " algorithm=ORDEREDSUBJECT";
+  AppendDebug(a.search, out);
+}
+
 std::string_view SearchKeyName(SearchKeyKind kind) {
   switch (kind) {
     case SearchKeyKind::kSequenceSet:

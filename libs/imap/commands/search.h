@@ -99,6 +99,18 @@ struct SearchArgs {
 
 absl::StatusOr<SearchArgs> ParseSearch(ArgCursor& in, bool uid);
 void AppendDebug(const SearchArgs& a, std::string* out);
+
+// THREAD algorithm charset search-criteria (RFC 5256 §4). The charset is
+// required; an algorithm other than REFERENCES and ORDEREDSUBJECT is BAD.
+enum class ThreadAlgorithm : unsigned char { kOrderedSubject, kReferences };
+
+struct ThreadArgs {
+  ThreadAlgorithm algorithm = ThreadAlgorithm::kReferences;
+  SearchArgs search;  // charset set; never result options
+};
+
+absl::StatusOr<ThreadArgs> ParseThread(ArgCursor& in, bool uid);
+void AppendDebug(const ThreadArgs& a, std::string* out);
 void AppendDebug(const SearchKey& k, std::string* out);
 
 }  // namespace mailgrid::imap
