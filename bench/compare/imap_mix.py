@@ -3,6 +3,10 @@ code for each (plain IMAP on loopback, LOGIN with a password):
 
 - mix:   N clients each loop LOGIN, SELECT INBOX, FETCH 1:50 (FLAGS and
          three header fields), FETCH one whole body, STORE +FLAGS, LOGOUT;
+- session: N clients each connect and LOGIN once before the clock starts,
+         then loop SELECT INBOX, FETCH 1:50 headers, FETCH one body, STORE
+         +FLAGS until the end, then LOGOUT: the mailbox work of signed-in
+         clients, no password hashing (logins have their own row);
 - login: N clients each loop connect, LOGIN, LOGOUT (the password hash
          check dominates: argon2id with the same parameters on both sides).
 
@@ -81,6 +85,17 @@ class Client:
             await self.cmd("LOGOUT", b"LOGOUT")
             await self.close()
 
+    async def session_loop(self, deadline, count):
+        """After connect() and login(): the mix without logins."""
+        while time.time() < deadline:
+            await self.cmd("SELECT", b"SELECT INBOX")
+            await self.cmd("FETCH_HEADERS", b"FETCH 1:50 (FLAGS BODY.PEEK[HEADER.FIELDS (From Subject Date)])")
+            n = 1 + self.n % count
+            await self.cmd("FETCH_BODY", b"FETCH %d BODY.PEEK[]" % n)
+            await self.cmd("STORE", b"STORE %d +FLAGS (\\Flagged)" % n)
+        await self.cmd(None, b"LOGOUT")
+        await self.close()
+
     async def login_loop(self, deadline):
         while time.time() < deadline:
             await self.connect()
@@ -105,25 +120,42 @@ def fill_inbox(port, user, password, count):
 
 async def _drive(port, user, password, clients, seconds, kind, count):
     stats = {}
+    sessions = []
+    if kind == "session":
+        # Every client signs in before the clock starts: the row measures
+        # signed-in work only, so neither side's password hashing counts.
+        sessions = [Client(port, user, password, {}) for _ in range(clients)]
+        await asyncio.gather(*[c.connect() for c in sessions])
+        await asyncio.gather(*[c.login() for c in sessions])
+        for c in sessions:
+            c.stats = stats
     deadline = time.time() + seconds
     t0 = time.time()
     loops = []
-    for _ in range(clients):
-        c = Client(port, user, password, stats)
-        loops.append(c.mix_loop(deadline, count) if kind == "mix" else c.login_loop(deadline))
+    for i in range(clients):
+        c = sessions[i] if sessions else Client(port, user, password, stats)
+        if kind == "mix":
+            loops.append(c.mix_loop(deadline, count))
+        elif kind == "session":
+            loops.append(c.session_loop(deadline, count))
+        else:
+            loops.append(c.login_loop(deadline))
     results = await asyncio.gather(*loops, return_exceptions=True)
     elapsed = time.time() - t0
     return stats, elapsed, [r for r in results if isinstance(r, Exception)]
 
 
 def run(port, user, password, clients, seconds, kind, count=100):
-    """{"rate": commands/s (mix) or logins/s (login), "p50"/"p99": {command: ms}, "errors": [...]}"""
+    """{"rate": commands/s (mix, session) or logins/s (login), "p50"/"p99": {command: ms}, "errors": [...]}"""
     stats, elapsed, errors = asyncio.run(_drive(port, user, password, clients, seconds, kind, count))
     out = {"errors": errors, "p50": {}, "p99": {}}
     for name, v in stats.items():
         v.sort()
         out["p50"][name] = v[len(v) // 2] * 1000
         out["p99"][name] = v[min(len(v) - 1, int(0.99 * len(v)))] * 1000
-    total = sum(len(v) for v in stats.values()) if kind == "mix" else len(stats.get("LOGIN", []))
+    if kind == "login":
+        total = len(stats.get("LOGIN", []))
+    else:
+        total = sum(len(v) for k, v in stats.items() if kind == "mix" or k != "LOGIN")
     out["rate"] = total / elapsed
     return out

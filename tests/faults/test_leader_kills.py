@@ -9,10 +9,14 @@ On one `tools/mailgrid up --demo --replicas 3` cluster:
    a message refused with 4xx may be there at most once (a retry after a
    451 is deduplicated by relayd's delivery id, RFC 5321 allows nothing
    more).
-2. The tenantd and the identityd leaders are `kill -9`ed while bob signs in
-   over IMAP again and again: sign-ins fail only while a group elects, and
-   succeed again afterwards; no account is lost (alice and bob still sign
-   in with the same passwords and see all their mail).
+2. The tenantd and the identityd leaders are each `kill -9`ed five times
+   (both in each of five rounds) while bob signs in over IMAP again and again and the
+   tenant admin onboards employees one after another (tenantd: user
+   create; identityd: the forced first password change): sign-ins fail
+   only while a group elects and succeed again afterwards; every employee
+   whose creation was acknowledged exists afterwards, every acknowledged
+   password change signs in over IMAP, and alice and bob still sign in
+   with the same passwords and see all their mail (0 accounts lost).
 3. Redis is killed: it holds only what may be lost. After it is back,
    everyone signs in again with the same password and all mail is there.
 
@@ -30,9 +34,11 @@ import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import faults  # noqa: E402
+import mgctl  # noqa: E402
 import mgtest  # noqa: E402
 
 CLIENTS, PER_CLIENT, KILLS = 4, 250, 5
+MAX_ONBOARDED = 80  # the demo plan has 100 mailboxes
 
 
 class LeaderKillTest(unittest.TestCase):
@@ -42,6 +48,9 @@ class LeaderKillTest(unittest.TestCase):
         cls.data, cls.cluster, cls.ports, cls.tls = cls.mg.data, cls.mg.cluster, cls.mg.ports, cls.mg.tls
         users = cls.mg.demo_users()
         cls.alice, cls.bob = users["alice"], users["bob"]
+        cls.admin = mgctl.Mailctl(cls.data)
+        cls.admin.tenant_id = cls.cluster["demo"]["tenant_id"]
+        cls.domain = cls.cluster["demo"]["domain"]
 
     @classmethod
     def tearDownClass(cls):
@@ -126,9 +135,60 @@ class LeaderKillTest(unittest.TestCase):
         self.assertEqual(duplicated, [], "messages stored more than once")
         self.assertGreater(len(acked), 0)
 
-    def test_2_tenantd_and_identityd_leaders_killed_during_sign_ins(self):
+    def onboard_loop(self, stop, created, activated, refused):
+        """The admin onboards employees until `stop`: `created` gets each
+        address whose `user create` was acknowledged, `activated` each
+        address -> password whose first password change was acknowledged."""
+        n = 0
+        while not stop.is_set():
+            if len(created) >= MAX_ONBOARDED:
+                time.sleep(0.5)
+                continue
+            n += 1
+            address = "onboard%03d-%s@%s" % (n, os.urandom(3).hex(), self.domain)
+            initial, new = "Initial-" + os.urandom(6).hex(), "Pw-" + os.urandom(9).hex()
+            r = self.admin.admin("user", "create", address, "--name", "Employee %d" % n, "--password", initial,
+                                 check=False)
+            if r.returncode != 0:
+                refused.append(("create", address, r.stderr.strip()[-200:]))
+                time.sleep(0.2)
+                continue
+            created.append(address)
+            r = self.admin.run("auth", "login", address, "--password", initial, "--new-password", new, check=False)
+            if r.returncode == 0:
+                activated[address] = new
+            else:
+                refused.append(("first login", address, r.stderr.strip()[-200:]))
+            time.sleep(0.5)
+
+    def onboarded_since(self, mark, activated, created):
+        return len(activated) > mark or len(created) >= MAX_ONBOARDED
+
+    def user_exists(self, address):
+        r = self.admin.admin("user", "show", address, check=False)
+        if r.returncode == 0:
+            return True
+        if "NOT_FOUND" in r.stderr:
+            return False
+        return None  # UNAVAILABLE while a group elects: ask again
+
+    def signs_in(self, address, password):
+        try:
+            self.imap({"address": address, "password": password}).logout()
+            return True
+        except (imaplib.IMAP4.error, OSError):
+            return None
+
+    def signs_in_eventually(self, address, password):
+        try:
+            return mgtest.eventually(lambda: self.signs_in(address, password), address + " to sign in", patience=120)
+        except AssertionError:
+            return False
+
+    def test_2_tenantd_and_identityd_leaders_killed_during_sign_ins_and_onboarding(self):
         before = self.message_ids(self.bob)
         results = []
+        created, activated, refused = [], {}, []
         stop = threading.Event()
 
         def sign_in_loop():
@@ -140,20 +200,42 @@ class LeaderKillTest(unittest.TestCase):
                     results.append(False)
                 time.sleep(0.05)
 
-        t = threading.Thread(target=sign_in_loop)
-        t.start()
+        threads = [threading.Thread(target=sign_in_loop),
+                   threading.Thread(target=self.onboard_loop, args=(stop, created, activated, refused))]
+        for t in threads:
+            t.start()
+        killed = []
         try:
-            for service in ("tenantd", "identityd"):
-                mgtest.eventually(lambda: sum(results) >= 3, "sign-ins before the kill")
-                victim = self.kill_leader(service)
-                print("\n%s leader %s-%d killed" % (service, service, victim))
+            for k in range(KILLS):
+                # Both leaders at once (two Raft groups, each keeps a
+                # majority), then one restart: five rounds cost five restarts.
+                mark, onboarded = len(results), len(activated)
+                mgtest.eventually(lambda: any(results[mark:]) and self.onboarded_since(onboarded, activated, created),
+                                  "sign-ins and onboarding to progress before round %d" % (k + 1), patience=300)
+                for service in ("tenantd", "identityd"):
+                    killed.append("%s-%d" % (service, self.kill_leader(service)))
                 self.restart_dead()
-                mark = len(results)
-                mgtest.eventually(lambda: any(results[mark:]), "a sign-in after the %s kill" % service)
+            mark, onboarded = len(results), len(activated)
+            mgtest.eventually(lambda: any(results[mark:]) and self.onboarded_since(onboarded, activated, created),
+                              "a sign-in and an onboarding after the last kill", patience=300)
         finally:
             stop.set()
-            t.join()
+            for t in threads:
+                t.join()
+        print("\nleaders killed: %s" % ", ".join(killed))
         print("sign-ins: %d ok, %d failed during elections" % (results.count(True), results.count(False)))
+        # Every acknowledged account is there and works: tenantd has each
+        # created user, identityd each changed password.
+        lost_users = [a for a in created if mgtest.eventually(
+            lambda: {True: "present", False: "missing"}.get(self.user_exists(a)), "tenantd to answer for " + a)
+            == "missing"]
+        lost_passwords = [a for a, pw in activated.items() if not self.signs_in_eventually(a, pw)]
+        print("onboarding: %d users created (acknowledged), %d first password changes acknowledged, "
+              "%d attempts refused during elections; lost users %d, lost passwords %d" % (
+                  len(created), len(activated), len(refused), len(lost_users), len(lost_passwords)))
+        self.assertEqual(len(killed), 2 * KILLS)
+        self.assertEqual(lost_users, [], "acknowledged users missing")
+        self.assertEqual(lost_passwords, [], "acknowledged password changes that do not sign in")
         # No account lost: both still sign in with the same passwords and
         # nothing left bob's mailbox.
         self.imap(self.alice).logout()

@@ -15,17 +15,24 @@ its admin, bob a user) plus a second tenant B onboarded here:
   STARTTLS/STLS in the same packet is discarded, never answered inside TLS;
 - 1,000 RCPTs to unknown users: each refused at RCPT (550 5.1.1, or 452
   once the per-transaction limit is reached), no message accepted;
+- TOTP replay: a code that signed in once is refused when used again in its
+  window (login and reauth), answered exactly like a wrong code, logged;
+- password spray: one password against 57 addresses from 127.0.0.2 gets
+  the same answer for real and unknown ones, then that client is refused
+  even with a right password, while the real user gets in from 127.0.0.1;
 - brute force: wrong passwords for bob get the same answer as an unknown
   user, the address is locked, and bob gets in again once the lock ends
   (the cluster runs with a 5 s lock so the test can wait for it);
 - tenant isolation: A's admin asking tenantd about B's user, or for B's
   admin audit log, gets what a missing one gets (NOT_FOUND), and A's user
   cannot send as B's address;
-- internal APIs without a token, or with one signed by a key the cluster
-  does not know, are refused (UNAUTHENTICATED).
+- internal APIs without a token, with one signed by a key the cluster does
+  not know, or with an expired one signed by the cluster's own key, are
+  refused (UNAUTHENTICATED).
 """
 import base64
 import imaplib
+import json
 import os
 import smtplib
 import socket
@@ -41,6 +48,7 @@ import mgtest  # noqa: E402
 
 B_DOMAIN = "tenant-b.test"
 LOCK_SECONDS = 600
+SPRAY_ATTEMPTS = 55  # identityd locks a client IP at 50 failures (--throttle-ip-lock-after)
 MAX_DELAY_SECONDS = 1
 
 
@@ -332,6 +340,65 @@ class AttackTest(unittest.TestCase):
                     pass
         print("\n1,000 unknown recipients: %d refused at RCPT, %d connections ended by 421" % (refused, hangups))
         self.assertEqual((accepted, refused), (0, 1000))
+        # Refused at RCPT means no bounce: nothing in relayd's queue (shared
+        # by all replicas) goes to or comes from the harvester.
+        queued = self.a.run("queue", "list", "--limit", "1000", role="platform_operator", lines=True)
+        self.assertEqual([e for e in queued if "harvester@example.org" in json.dumps(e)], [],
+                         "a bounce (or anything else) was queued for the harvester")
+
+    # ---- TOTP replay ---------------------------------------------------------------------------
+
+    def login_with_totp(self, address, password, code):
+        """mailctl auth login (identityd's Login then CompleteSecondFactor):
+        (access token or None, the refusal's stderr)."""
+        r = self.a.run("auth", "login", address, "--password", password, "--totp", code, check=False)
+        if r.returncode == 0:
+            return json.loads(r.stdout.splitlines()[0])["session"]["access_token"], ""
+        return None, r.stderr.strip()
+
+    def test_a_totp_code_is_refused_when_replayed(self):
+        """A TOTP code that signed in once is refused when replayed within its
+        window (login and reauth), with exactly the answer a wrong code gets,
+        and logged as TOTP_REPLAY; the next step's code still signs in."""
+        address = "totp-%s@%s" % (uuid.uuid4().hex[:6], self.domain)
+        password = self.a.create_user(address, "TOTP User")
+        token = self.a.run("auth", "login", address, "--password", password)["session"]["access_token"]
+        begin = self.a.run("auth", "2fa", "enable", "--password", password, token=token)
+        secret = begin["secret_base32"]
+        # Codes by absolute step: s-1 enrols, s signs in and is replayed, s+1
+        # signs in last. Start early in a step so s-1 is still accepted (±1).
+        if time.time() % 30 > 15:
+            time.sleep(30 - time.time() % 30 + 0.5)
+        s = int(time.time() // 30)
+        code = {k: mgtest.totp(secret, at=(s + k) * 30) for k in (-1, 0, 1)}
+        self.a.run("auth", "2fa", "enable", "--enrolment", begin["enrolment_id"], "--code", code[-1], token=token)
+        wrong = next(c for c in ("%06d" % n for n in range(0, 1000000, 111111))
+                     if c not in {mgtest.totp(secret, at=(s + k) * 30) for k in range(-3, 4)})
+
+        session, _ = self.login_with_totp(address, password, code[0])
+        self.assertIsNotNone(session, "a fresh code signs in")
+        pause = MAX_DELAY_SECONDS + 0.2  # a throttled attempt would answer differently
+        time.sleep(pause)
+        replayed_session, replayed = self.login_with_totp(address, password, code[0])
+        self.assertIsNone(replayed_session, "a replayed code must not sign in")
+        time.sleep(pause)
+        _, wrong_answer = self.login_with_totp(address, password, wrong)
+        self.assertIn("UNAUTHENTICATED", replayed)
+        self.assertEqual(replayed, wrong_answer, "a replayed code must look exactly like a wrong one")
+        # The same code as a reauth (turning TOTP off) is refused too.
+        off = self.a.run("auth", "2fa", "disable", "--totp", code[0], token=session, check=False)
+        self.assertNotEqual(off.returncode, 0, "a replayed code must not authorise turning TOTP off")
+        self.assertTrue(self.a.admin("auth", "status", self.user_id_of(address)).get("totp_enabled"),
+                        "TOTP stays on after the refused reauth")
+        events = self.a.admin("auth", "events", "--user", self.user_id_of(address), "--kind", "totp_replay")
+        replays = [e for e in events.get("events", []) if e.get("outcome") == "AUTH_OUTCOME_FAILURE"]
+        self.assertGreaterEqual(len(replays), 2, "each replay is logged (login and reauth): %s" % events)
+        time.sleep(pause)
+        later, answer = self.login_with_totp(address, password, code[1])
+        self.assertIsNotNone(later, "the next step's code still signs in: %s" % answer)
+
+    def user_id_of(self, address):
+        return self.a.admin("user", "show", address)["user_id"]
 
     # ---- brute force -------------------------------------------------------------------------
 
@@ -380,6 +447,48 @@ class AttackTest(unittest.TestCase):
         self.assertEqual(self.imap_login_reply(self.bob["address"], self.bob["password"]), "OK")
         self.assertIsNone(self.lockout_of(self.bob["address"]))
 
+    def imap_login_reply_from(self, source_ip, address, password):
+        """imap_login_reply, connecting from another loopback address."""
+        class FromIMAP(imaplib.IMAP4):
+            def _create_socket(self, timeout):
+                return socket.create_connection((self.host, self.port), timeout, source_address=(source_ip, 0))
+        c = FromIMAP(*mgtest.host_port(self.cluster["imap"]))
+        c.starttls(ssl_context=self.tls)
+        try:
+            c.login(address, password)
+            return "OK"
+        except imaplib.IMAP4.error as e:
+            return str(e)
+        finally:
+            try:
+                c.logout()
+            except (imaplib.IMAP4.error, OSError):
+                pass
+
+    def test_password_spray_is_throttled_by_ip_and_reveals_nothing(self):
+        """One common password tried against many addresses from one client
+        (127.0.0.2): real and unknown addresses get the same answer; after
+        identityd's per-IP limit (50 failures) that client is refused even
+        with a right password, while the real user, from elsewhere, gets in
+        and no account is locked."""
+        sprayer, guess = "127.0.0.2", "Winter2026!"
+        unknown = ["spray%02d-%s@%s" % (i, uuid.uuid4().hex[:4], self.domain) for i in range(SPRAY_ATTEMPTS)]
+        real = [self.alice["address"], self.bob["address"]]
+        replies = {a: self.imap_login_reply_from(sprayer, a, guess) for a in real + unknown[:3]}
+        self.assertNotIn("OK", replies.values())
+        self.assertEqual(len(set(replies.values())), 1, "real and unknown addresses must look the same: %s" % replies)
+        # Control: below the limit the right password still works from there,
+        # so the refusal below is the per-IP limit's doing.
+        self.assertEqual(self.imap_login_reply_from(sprayer, self.bob["address"], self.bob["password"]), "OK")
+        for a in unknown[3:]:
+            self.assertNotEqual(self.imap_login_reply_from(sprayer, a, guess), "OK")
+        self.assertNotEqual(self.imap_login_reply_from(sprayer, self.bob["address"], self.bob["password"]), "OK",
+                            "after %d failures the spraying client is throttled, even with a right password"
+                            % (len(real) + len(unknown)))
+        self.assertEqual(self.imap_login_reply(self.bob["address"], self.bob["password"]), "OK",
+                         "the real user, from another address, still gets in")
+        self.assertIsNone(self.lockout_of(self.alice["address"]), "one guess per account locks no account")
+
     # ---- tenant isolation -------------------------------------------------------------------
 
     def test_tenant_a_cannot_see_tenant_b(self):
@@ -415,6 +524,30 @@ class AttackTest(unittest.TestCase):
         for args in (["resolve", self.alice["address"]], ["tenant", "list"]):
             r = subprocess.run([mgtest.binary("mailctl"), "--cluster=" + os.path.join(self.data, "cluster.json")]
                                + args + ["--token-key", forged_key, "--role", "platform_operator,service"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self.assertNotEqual(r.returncode, 0, args)
+            self.assertIn("UNAUTHENTICATED", r.stderr, args)
+
+    def test_internal_apis_refuse_expired_tokens(self):
+        """A token signed with the cluster's real key but expired an hour ago
+        is refused by every service asked; the same token minted with a
+        future expiry is accepted (so the refusal is the expiry's doing)."""
+        key = os.path.join(self.data, "secrets", "token.pem")
+        cluster = "--cluster=" + os.path.join(self.data, "cluster.json")
+
+        def mint(role, ttl):
+            r = subprocess.run([mgtest.binary("mailctl"), "token", "mint", "--key", key,
+                                "--role", role, "--ttl", ttl],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, check=True)
+            return r.stdout.strip()
+
+        for args, role in ((["resolve", self.alice["address"]], "service"),
+                           (["tenant", "list"], "platform_operator")):
+            valid, expired = mint(role, "1h"), mint(role, "-1h")
+            r = subprocess.run([mgtest.binary("mailctl"), cluster] + args + ["--token", valid],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            self.assertEqual(r.returncode, 0, "a valid token: %s %s" % (args, r.stderr))
+            r = subprocess.run([mgtest.binary("mailctl"), cluster] + args + ["--token", expired],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             self.assertNotEqual(r.returncode, 0, args)
             self.assertIn("UNAUTHENTICATED", r.stderr, args)
