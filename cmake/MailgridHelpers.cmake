@@ -135,3 +135,16 @@ function(mailgrid_proto_library)
   endif()
   add_library(mailgrid::${A_NAME} ALIAS ${t})
 endfunction()
+
+# Adds every sub-folder of the current source directory that has a
+# CMakeLists.txt, in name order: adding a component is adding its folder.
+function(mailgrid_add_component_folders)
+  file(GLOB children LIST_DIRECTORIES true RELATIVE ${CMAKE_CURRENT_SOURCE_DIR}
+       ${CMAKE_CURRENT_SOURCE_DIR}/*)
+  list(SORT children)
+  foreach(child IN LISTS children)
+    if(EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/${child}/CMakeLists.txt)
+      add_subdirectory(${child})
+    endif()
+  endforeach()
+endfunction()

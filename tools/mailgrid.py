@@ -154,7 +154,14 @@ def cmd_test(args):
     if args.L:
         cmd += ["-L", args.L]
     print("+ " + " ".join(cmd), flush=True)
-    return subprocess.run(cmd).returncode
+    rc = subprocess.run(cmd).returncode
+    if args.R or args.L or args.no_fuzz:
+        return rc
+    # The fuzz smoke (issue 12): every libFuzzer target, built with clang and
+    # ASan/UBSan in its own build directory, runs briefly over its corpus.
+    smoke = [os.path.join(paths.ROOT, "tools", "fuzz_smoke")]
+    print("+ " + " ".join(smoke), flush=True)
+    return rc or subprocess.run(smoke).returncode
 
 
 def main():
@@ -179,6 +186,8 @@ def main():
     test = sub.add_parser("test", help="build, then run every test")
     test.add_argument("-R", help="only tests matching this regex")
     test.add_argument("-L", help="only tests with this label (unit, integration, fuzz)")
+    test.add_argument("--no-fuzz", action="store_true",
+                      help="skip the ASan/UBSan fuzz smoke that follows a full run")
     test.set_defaults(fn=cmd_test)
     args = p.parse_args()
     sys.exit(args.fn(args))
