@@ -16,70 +16,24 @@ import shutil
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
-import time
 import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "lib"))
+from mgtest import eventually, free_port  # noqa: E402
+from rotating_pki import RotatingPki  # noqa: E402
 
 BUILD = os.environ.get("MAILGRID_BUILD_DIR",
                        os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build"))
 PATIENCE = 120  # seconds; the machine is shared, never a time limit on behaviour
 
 
-def openssl(*args):
-    subprocess.run(["openssl"] + list(args), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def eventually(predicate, what):
-    deadline = time.time() + PATIENCE
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("gave up waiting for " + what)
-
-
-class Pki:
-    """A CA and server certificates it signs, each in its own directory."""
-
-    def __init__(self, root):
-        self.root = root
-        with open(os.path.join(root, "ext"), "w") as f:
-            f.write("subjectAltName=DNS:mail.example.test\nextendedKeyUsage=serverAuth\n")
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", os.path.join(root, "ca.key"), "-out", os.path.join(root, "ca.pem"),
-                "-days", "2", "-subj", "/CN=public-test-ca")
-
-    def issue(self, name, cn):
-        d = os.path.join(self.root, name)
-        os.makedirs(d)
-        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", os.path.join(d, "tls.key"), "-out", os.path.join(d, "csr.pem"), "-subj", "/CN=" + cn)
-        openssl("x509", "-req", "-in", os.path.join(d, "csr.pem"), "-CA", os.path.join(self.root, "ca.pem"),
-                "-CAkey", os.path.join(self.root, "ca.key"), "-CAcreateserial", "-days", "2",
-                "-out", os.path.join(d, "tls.crt"), "-extfile", os.path.join(self.root, "ext"))
-        return d
-
-    def point(self, link, name):
-        """Atomically makes root/link point at root/name (the kubelet's ..data swap)."""
-        tmp = os.path.join(self.root, link + ".tmp")
-        if os.path.lexists(tmp):
-            os.remove(tmp)
-        os.symlink(os.path.join(self.root, name), tmp)
-        os.replace(tmp, os.path.join(self.root, link))
-
-
 class PublicTlsReload(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="public_tls_reload")
         self.addCleanup(shutil.rmtree, self.tmp, True)
-        self.pki = Pki(self.tmp)
+        self.pki = RotatingPki(self.tmp, "DNS:mail.example.test", "serverAuth", ca_cn="public-test-ca")
         self.client = ssl.create_default_context(cafile=os.path.join(self.tmp, "ca.pem"))
 
     def start(self, daemon, listener_flag, port):

@@ -18,65 +18,17 @@ import ssl
 import subprocess
 import sys
 import tempfile
-import time
 import unittest
 import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "lib"))
+from mgtest import eventually, free_port  # noqa: E402
+from rotating_pki import RotatingPki  # noqa: E402
 
 BUILD = os.environ.get("MAILGRID_BUILD_DIR",
                        os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build"))
 ECHOD = os.path.join(BUILD, "bin", "echod")
 PATIENCE = 120  # seconds; the machine is shared, never a time limit on behaviour
-
-
-def openssl(*args):
-    subprocess.run(["openssl"] + list(args), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def eventually(predicate, what):
-    deadline = time.time() + PATIENCE
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("gave up waiting for " + what)
-
-
-class Pki:
-    """A CA and certificates it signs, each in its own directory."""
-
-    def __init__(self, root):
-        self.root = root
-        with open(os.path.join(root, "ext"), "w") as f:
-            f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
-        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", os.path.join(root, "ca.key"), "-out", os.path.join(root, "ca.pem"),
-                "-days", "2", "-subj", "/CN=test-ca")
-
-    def issue(self, name, cn, days):
-        d = os.path.join(self.root, name)
-        os.makedirs(d)
-        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                "-keyout", os.path.join(d, "tls.key"), "-out", os.path.join(d, "csr.pem"), "-subj", "/CN=" + cn)
-        openssl("x509", "-req", "-in", os.path.join(d, "csr.pem"), "-CA", os.path.join(self.root, "ca.pem"),
-                "-CAkey", os.path.join(self.root, "ca.key"), "-CAcreateserial", "-days", str(days),
-                "-out", os.path.join(d, "tls.crt"), "-extfile", os.path.join(self.root, "ext"))
-        shutil.copy(os.path.join(self.root, "ca.pem"), os.path.join(d, "ca.crt"))
-        return d
-
-    def point(self, link, name):
-        """Atomically makes root/link point at root/name (kubelet's ..data swap)."""
-        tmp = os.path.join(self.root, link + ".tmp")
-        if os.path.lexists(tmp):
-            os.remove(tmp)
-        os.symlink(os.path.join(self.root, name), tmp)
-        os.replace(tmp, os.path.join(self.root, link))
 
 
 def server_common_name(port, client_dir):
@@ -106,7 +58,7 @@ class TlsReload(unittest.TestCase):
             self.skipTest("echod is not built (%s)" % ECHOD)
         self.tmp = tempfile.mkdtemp(prefix="tls_reload")
         self.addCleanup(shutil.rmtree, self.tmp, True)
-        self.pki = Pki(self.tmp)
+        self.pki = RotatingPki(self.tmp, "IP:127.0.0.1,DNS:localhost", "serverAuth,clientAuth")
 
     def test_new_connections_get_the_renewed_certificate(self):
         self.pki.issue("v1", "echod-v1", days=2)
