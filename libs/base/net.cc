@@ -40,6 +40,24 @@ absl::StatusOr<HostPort> ParseHostPort(std::string_view s) {
   return hp;
 }
 
+absl::StatusOr<SocketAddress> ToSocketAddress(const std::string& ip, uint16_t port) {
+  SocketAddress out;
+  auto* v4 = reinterpret_cast<sockaddr_in*>(&out.storage);
+  auto* v6 = reinterpret_cast<sockaddr_in6*>(&out.storage);
+  if (inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons(port);
+    out.length = sizeof(*v4);
+  } else if (inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons(port);
+    out.length = sizeof(*v6);
+  } else {
+    return absl::InvalidArgumentError("bad address " + ip);
+  }
+  return out;
+}
+
 namespace {
 absl::StatusOr<int> BindOnce(const HostPort& hp, bool report_port) {
   bool v6 = hp.host.find(':') != std::string::npos;

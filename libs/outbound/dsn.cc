@@ -56,7 +56,11 @@ std::string StatusPart(const DsnInput& in) {
     absl::StrAppend(&s, "Arrival-Date: ", Rfc5322Date(in.arrival), "\r\n");
   }
   for (const auto& r : in.recipients) {
-    absl::StrAppend(&s, "\r\n", "Final-Recipient: rfc822; ", OneLine(r.address), "\r\n",
+    s += "\r\n";
+    if (!r.original_recipient.empty()) {
+      absl::StrAppend(&s, "Original-Recipient: ", OneLine(r.original_recipient), "\r\n");
+    }
+    absl::StrAppend(&s, "Final-Recipient: rfc822; ", OneLine(r.address), "\r\n",
                     "Action: ", in.kind == DsnKind::kFailure ? "failed" : "delayed", "\r\n",
                     "Status: ", OneLine(r.status), "\r\n");
     if (!r.remote_mta.empty()) {

@@ -23,6 +23,9 @@ enum class DsnKind { kFailure, kDelay };
 
 struct DsnRecipient {
   std::string address;     // Final-Recipient (rfc822)
+  // Original-Recipient "type;address" from the RCPT's ORCPT (RFC 3464
+  // §2.3.1: MUST when ORCPT was given); "" when none.
+  std::string original_recipient;
   std::string status;      // RFC 3463 "5.1.1"
   std::string remote_mta;  // host name, "" when none answered
   std::string diagnostic;  // "550 5.1.1 no such user" (smtp;) or a local error

@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "libs/base/log.h"
+#include "libs/base/net.h"
 #include "libs/outbound/time_util.h"
 
 namespace mailgrid::outbound {
@@ -40,27 +41,14 @@ class TlsSocket {
 
   absl::Status Connect(const std::string& ip, uint16_t port, const std::string& host,
                        const std::string& ca_file, absl::Duration timeout) {
-    sockaddr_storage addr{};
-    socklen_t len = 0;
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
-    if (inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
-      v4->sin_family = AF_INET;
-      v4->sin_port = htons(port);
-      len = sizeof(*v4);
-    } else if (inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr) == 1) {
-      v6->sin6_family = AF_INET6;
-      v6->sin6_port = htons(port);
-      len = sizeof(*v6);
-    } else {
-      return absl::InvalidArgumentError("bad address " + ip);
-    }
-    fd_ = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    absl::StatusOr<net::SocketAddress> addr = net::ToSocketAddress(ip, port);
+    if (!addr.ok()) return addr.status();
+    fd_ = socket(addr->family(), SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd_ < 0) return absl::UnavailableError(absl::StrCat("socket: ", strerror(errno)));
     timeval tv = absl::ToTimeval(timeout);
     setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0) {
+    if (connect(fd_, addr->get(), addr->length) != 0) {
       return absl::UnavailableError(absl::StrCat("connect: ", strerror(errno)));
     }
     ctx_ = SSL_CTX_new(TLS_client_method());

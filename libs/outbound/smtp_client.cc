@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "libs/base/net.h"
 #include "libs/outbound/time_util.h"
 #include "libs/smtp/reply.h"
 
@@ -41,24 +42,11 @@ class Channel {
   }
 
   std::string Connect(const std::string& ip, uint16_t port, absl::Duration timeout) {
-    sockaddr_storage addr{};
-    socklen_t len = 0;
-    auto* v4 = reinterpret_cast<sockaddr_in*>(&addr);
-    auto* v6 = reinterpret_cast<sockaddr_in6*>(&addr);
-    if (inet_pton(AF_INET, ip.c_str(), &v4->sin_addr) == 1) {
-      v4->sin_family = AF_INET;
-      v4->sin_port = htons(port);
-      len = sizeof(*v4);
-    } else if (inet_pton(AF_INET6, ip.c_str(), &v6->sin6_addr) == 1) {
-      v6->sin6_family = AF_INET6;
-      v6->sin6_port = htons(port);
-      len = sizeof(*v6);
-    } else {
-      return "bad address " + ip;
-    }
-    fd_ = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    absl::StatusOr<net::SocketAddress> addr = net::ToSocketAddress(ip, port);
+    if (!addr.ok()) return std::string(addr.status().message());
+    fd_ = socket(addr->family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     if (fd_ < 0) return absl::StrCat("socket: ", strerror(errno));
-    if (connect(fd_, reinterpret_cast<sockaddr*>(&addr), len) != 0 && errno != EINPROGRESS) {
+    if (connect(fd_, addr->get(), addr->length) != 0 && errno != EINPROGRESS) {
       return absl::StrCat("connect: ", strerror(errno));
     }
     pollfd p{fd_, POLLOUT, 0};

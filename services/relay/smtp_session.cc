@@ -114,16 +114,10 @@ absl::StatusOr<AuditMatch> MatchSubmission(PolicyCache& policies, const std::str
 // RFC 3464 failure report for the local recipients whose copy could not be
 // stored although others' were (issue 8): the message is accepted (250)
 // and the sender learns about these from the DSN, as if we had bounced.
-// `orcpt`: final recipient address -> "type;address" of the ORCPT the
-// client gave at RCPT (RFC 3461 §4.2), reported as Original-Recipient
-// (RFC 3464 §2.3.1: MUST when ORCPT was given). libs/outbound's DSN
-// builder has no such field, so it is inserted before the recipient's
-// Final-Recipient line.
 std::string PartialFailureDsn(const Options& o, const std::string& from,
                               const std::string& queue_id, absl::Time arrival,
                               const std::vector<outbound::DsnRecipient>& failed,
-                              const std::string& stored,
-                              const std::map<std::string, std::string>& orcpt) {
+                              const std::string& stored) {
   outbound::DsnInput in;
   in.kind = outbound::DsnKind::kFailure;
   in.reporting_mta = o.hostname;
@@ -134,16 +128,7 @@ std::string PartialFailureDsn(const Options& o, const std::string& from,
   in.recipients = failed;
   in.original_message = stored;
   in.boundary = absl::StrCat(queue_id, "/", absl::ToUnixMicros(in.now), "/", o.hostname);
-  std::string dsn = outbound::BuildDsn(in);
-  for (const outbound::DsnRecipient& f : failed) {
-    auto it = orcpt.find(f.address);
-    if (it == orcpt.end()) continue;
-    std::string final_line = absl::StrCat("\r\nFinal-Recipient: rfc822; ", f.address, "\r\n");
-    size_t at = dsn.find(final_line);
-    if (at == std::string::npos) continue;
-    dsn.insert(at + 2, absl::StrCat("Original-Recipient: ", it->second, "\r\n"));
-  }
-  return dsn;
+  return outbound::BuildDsn(in);
 }
 
 // "type;address" for an RCPT's ORCPT parameter, one header line (the
@@ -841,7 +826,6 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
     }
     int delivered = 0, quota = 0, missing = 0, temporary = 0;
     std::vector<outbound::DsnRecipient> failed;
-    std::map<std::string, std::string> orcpt;  // Final-Recipient -> Original-Recipient
     for (const auto& res : all.results()) {
       bool over = false;
       switch (res.status()) {
@@ -865,7 +849,7 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
       outbound::DsnRecipient f;
       f.address = who->second.first;
       if (auto o = orcpt_by_rcpt.find(who->second.second); o != orcpt_by_rcpt.end())
-        orcpt[f.address] = o->second;
+        f.original_recipient = o->second;
       f.status = over ? "5.2.2" : "5.1.1";
       f.diagnostic = over ? "552 5.2.2 Mailbox full" : "550 5.1.1 Mailbox unavailable";
       if (!res.detail().empty()) f.diagnostic += absl::StrCat(" (", Sanitize(res.detail(), 200), ")");
@@ -905,7 +889,7 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
             submitter == nullptr
                 ? absl::UnavailableError("no submitter")
                 : submitter->Submit("", {from},
-                                    PartialFailureDsn(o, from, queue_id, at, failed, stored, orcpt));
+                                    PartialFailureDsn(o, from, queue_id, at, failed, stored));
         if (!sent.ok()) {
           log::Warn("partial delivery DSN not sent", {{"status", sent}, {"queue_id", queue_id}});
           return temporary_failure("dsn_failed", "Temporary failure storing the message, try again");

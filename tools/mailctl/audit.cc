@@ -21,20 +21,13 @@
 #include "absl/strings/str_join.h"
 #include "mailgrid/relay/v1/relay.grpc.pb.h"
 #include "tools/mailctl/command.h"
+#include "tools/mailctl/relay_call.h"
 #include "tools/mailctl/tenant_client.h"
 
 namespace mailgrid::mailctl {
 namespace {
 
 namespace rv1 = ::mailgrid::relay::v1;
-
-template <typename Fn>
-absl::Status CallRelay(const ServiceClient& c, Fn fn) {
-  return c.Run([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext* ctx) {
-    auto stub = rv1::RelayService::NewStub(ch);
-    return fn(*stub, ctx);
-  });
-}
 
 void PrintHeld(std::ostream& out, const rv1::HeldMessage& h, bool detail) {
   out << h.held_id() << "\t" << EnumWord(rv1::HoldKind_Name(h.kind()), "HOLD_KIND_") << "\t"
@@ -120,9 +113,7 @@ absl::Status RunAudit(const Invocation& inv) {
       req.set_kind(k);
     }
     rv1::ListHeldMessagesResponse resp;
-    auto s = CallRelay(c, [&](rv1::RelayService::Stub& st, grpc::ClientContext* ctx) {
-      return st.ListHeldMessages(ctx, req, &resp);
-    });
+    auto s = CallRelay(c, &rv1::RelayService::Stub::ListHeldMessages, req, &resp);
     if (!s.ok()) return s;
     for (const auto& h : resp.messages()) {
       if (c.json()) out << Json(h) << "\n";
@@ -139,25 +130,19 @@ absl::Status RunAudit(const Invocation& inv) {
   if (verb == "show") {
     rv1::GetHeldMessageRequest req;
     req.set_held_id(*id);
-    s = CallRelay(c, [&](rv1::RelayService::Stub& st, grpc::ClientContext* ctx) {
-      return st.GetHeldMessage(ctx, req, &held);
-    });
+    s = CallRelay(c, &rv1::RelayService::Stub::GetHeldMessage, req, &held);
   } else if (verb == "approve") {
     rv1::ApproveHeldMessageRequest req;
     req.set_held_id(*id);
     req.set_note(a.Get("note"));
-    s = CallRelay(c, [&](rv1::RelayService::Stub& st, grpc::ClientContext* ctx) {
-      return st.ApproveHeldMessage(ctx, req, &held);
-    });
+    s = CallRelay(c, &rv1::RelayService::Stub::ApproveHeldMessage, req, &held);
   } else if (verb == "reject") {
     auto reason = a.Required("reason");
     if (!reason.ok()) return reason.status();
     rv1::RejectHeldMessageRequest req;
     req.set_held_id(*id);
     req.set_reason(*reason);
-    s = CallRelay(c, [&](rv1::RelayService::Stub& st, grpc::ClientContext* ctx) {
-      return st.RejectHeldMessage(ctx, req, &held);
-    });
+    s = CallRelay(c, &rv1::RelayService::Stub::RejectHeldMessage, req, &held);
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));

@@ -21,20 +21,13 @@
 #include "absl/strings/str_cat.h"
 #include "mailgrid/relay/v1/relay.grpc.pb.h"
 #include "tools/mailctl/command.h"
+#include "tools/mailctl/relay_call.h"
 #include "tools/mailctl/tenant_client.h"
 
 namespace mailgrid::mailctl {
 namespace {
 
 namespace rv1 = ::mailgrid::relay::v1;
-
-template <typename Fn>
-absl::Status CallRelay(const ServiceClient& c, Fn fn) {
-  return c.Run([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext* ctx) {
-    auto stub = rv1::RelayService::NewStub(ch);
-    return fn(*stub, ctx);
-  });
-}
 
 std::string StateWord(rv1::QueueState s) {
   return EnumWord(rv1::QueueState_Name(s), "QUEUE_STATE_");
@@ -98,9 +91,7 @@ absl::Status RunQueue(const Invocation& inv) {
       return absl::InvalidArgumentError("--limit: a number");
     req.mutable_page()->set_page_size(limit);
     rv1::ListQueueResponse resp;
-    auto s = CallRelay(c, [&](rv1::RelayService::Stub& st, grpc::ClientContext* ctx) {
-      return st.ListQueue(ctx, req, &resp);
-    });
+    auto s = CallRelay(c, &rv1::RelayService::Stub::ListQueue, req, &resp);
     if (!s.ok()) return s;
     for (const auto& e : resp.entries()) {
       if (c.json()) out << Json(e) << "\n";
@@ -116,29 +107,21 @@ absl::Status RunQueue(const Invocation& inv) {
   if (verb == "show") {
     rv1::GetQueueEntryRequest req;
     req.set_queue_id(*id);
-    s = CallRelay(c, [&](rv1::RelayService::Stub& st, grpc::ClientContext* ctx) {
-      return st.GetQueueEntry(ctx, req, &entry);
-    });
+    s = CallRelay(c, &rv1::RelayService::Stub::GetQueueEntry, req, &entry);
   } else if (verb == "retry") {
     rv1::RetryNowRequest req;
     req.set_queue_id(*id);
     req.set_recipient(a.Get("recipient"));
-    s = CallRelay(c, [&](rv1::RelayService::Stub& st, grpc::ClientContext* ctx) {
-      return st.RetryNow(ctx, req, &entry);
-    });
+    s = CallRelay(c, &rv1::RelayService::Stub::RetryNow, req, &entry);
   } else if (verb == "hold") {
     rv1::HoldRequest req;
     req.set_queue_id(*id);
     req.set_reason(a.Get("reason", "held with mailctl"));
-    s = CallRelay(c, [&](rv1::RelayService::Stub& st, grpc::ClientContext* ctx) {
-      return st.Hold(ctx, req, &entry);
-    });
+    s = CallRelay(c, &rv1::RelayService::Stub::Hold, req, &entry);
   } else if (verb == "release") {
     rv1::ReleaseRequest req;
     req.set_queue_id(*id);
-    s = CallRelay(c, [&](rv1::RelayService::Stub& st, grpc::ClientContext* ctx) {
-      return st.Release(ctx, req, &entry);
-    });
+    s = CallRelay(c, &rv1::RelayService::Stub::Release, req, &entry);
   } else if (verb == "delete") {
     auto reason = a.Required("reason");
     if (!reason.ok()) return reason.status();
@@ -146,9 +129,7 @@ absl::Status RunQueue(const Invocation& inv) {
     req.set_queue_id(*id);
     req.set_reason(*reason);
     rv1::DeleteQueueEntryResponse resp;
-    s = CallRelay(c, [&](rv1::RelayService::Stub& st, grpc::ClientContext* ctx) {
-      return st.DeleteQueueEntry(ctx, req, &resp);
-    });
+    s = CallRelay(c, &rv1::RelayService::Stub::DeleteQueueEntry, req, &resp);
     if (!s.ok()) return s;
     out << (c.json() ? "{}" : absl::StrCat("deleted ", *id)) << "\n";
     return absl::OkStatus();
@@ -158,9 +139,7 @@ absl::Status RunQueue(const Invocation& inv) {
     rv1::BounceQueueEntryRequest req;
     req.set_queue_id(*id);
     req.set_reason(*reason);
-    s = CallRelay(c, [&](rv1::RelayService::Stub& st, grpc::ClientContext* ctx) {
-      return st.BounceQueueEntry(ctx, req, &entry);
-    });
+    s = CallRelay(c, &rv1::RelayService::Stub::BounceQueueEntry, req, &entry);
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));

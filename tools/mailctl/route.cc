@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "mailgrid/relay/v1/relay.grpc.pb.h"
 #include "tools/mailctl/command.h"
+#include "tools/mailctl/relay_call.h"
 #include "tools/mailctl/tenant_client.h"
 
 namespace mailgrid::mailctl {
@@ -57,18 +58,10 @@ absl::Status RunRoute(const Invocation& inv) {
   if (!client.ok()) return client.status();
   const ServiceClient& c = *client;
   std::ostream& out = *inv.out;
-  auto call = [&](auto fn) {
-    return c.Run([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext* ctx) {
-      auto stub = rv1::RelayService::NewStub(ch);
-      return fn(*stub, ctx);
-    });
-  };
   if (verb == "list") {
     rv1::ListRoutesRequest req;
     rv1::ListRoutesResponse resp;
-    auto s = call([&](rv1::RelayService::Stub& st, grpc::ClientContext* ctx) {
-      return st.ListRoutes(ctx, req, &resp);
-    });
+    auto s = CallRelay(c, &rv1::RelayService::Stub::ListRoutes, req, &resp);
     if (!s.ok()) return s;
     for (const auto& r : resp.routes()) {
       if (c.json()) out << Json(r) << "\n";
@@ -114,9 +107,7 @@ absl::Status RunRoute(const Invocation& inv) {
     r->set_enabled(!a.Has("disabled"));
     r->set_description(a.Get("description"));
     rv1::Route resp;
-    auto s = call([&](rv1::RelayService::Stub& st, grpc::ClientContext* ctx) {
-      return st.SetRoute(ctx, req, &resp);
-    });
+    auto s = CallRelay(c, &rv1::RelayService::Stub::SetRoute, req, &resp);
     if (!s.ok()) return s;
     if (c.json()) out << Json(resp) << "\n";
     else PrintRoute(out, resp);
@@ -128,9 +119,7 @@ absl::Status RunRoute(const Invocation& inv) {
     rv1::DeleteRouteRequest req;
     req.set_route_id(*id);
     rv1::DeleteRouteResponse resp;
-    auto s = call([&](rv1::RelayService::Stub& st, grpc::ClientContext* ctx) {
-      return st.DeleteRoute(ctx, req, &resp);
-    });
+    auto s = CallRelay(c, &rv1::RelayService::Stub::DeleteRoute, req, &resp);
     if (!s.ok()) return s;
     out << (c.json() ? "{}" : absl::StrCat("deleted ", *id)) << "\n";
     return absl::OkStatus();
