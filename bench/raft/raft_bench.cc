@@ -2,7 +2,9 @@
 //
 //   raft_bench replicated --addresses A,B,C [common flags]
 //       writes through replica::KvClient to a replicad group (follows the
-//       leader, idempotent request ids: exactly what a service does).
+//       leader, idempotent request ids, concurrent writes coalesced into
+//       WriteMany calls: exactly what a service does). --raw-writes: one
+//       Write RPC per write instead (the per-call cost, no coalescing).
 //   raft_bench rocksdb --dir D [common flags]
 //       the same puts on ONE plain RocksDB, WriteOptions.sync = true, all
 //       writers on one DB so RocksDB's own group commit applies: the
@@ -73,6 +75,8 @@ struct Options {
   int value_bytes = 100;
   absl::Duration timeout = absl::Seconds(10);
   bool client_per_writer = false;
+  bool raw_writes = false;
+  int calls_in_flight = 1;
   std::string run;
 };
 
@@ -149,6 +153,8 @@ absl::StatusOr<PutFactory> ReplicatedTarget(const Options& o) {
     mailgrid::replica::KvClientOptions co;
     co.addresses = addresses;
     co.timeout = o.timeout;
+    co.coalesce_writes = !o.raw_writes;
+    co.max_calls_in_flight = o.calls_in_flight;
     auto client = KvClient::Create(co);
     if (!client.ok()) return client.status();
     return std::shared_ptr<KvClient>(std::move(*client));
@@ -330,6 +336,11 @@ int main(int argc, char** argv) {
   flags.Duration("timeout", &o.timeout, "deadline of each write");
   flags.Bool("client-per-writer", &o.client_per_writer,
              "one client/channel per writer instead of one shared (what a service does)");
+  flags.Bool("raw-writes", &o.raw_writes,
+             "replicated: one Write RPC per write (KvClientOptions::coalesce_writes = false) "
+             "instead of the client's default coalescing into WriteMany calls");
+  flags.Int("calls-in-flight", &o.calls_in_flight,
+            "replicated: KvClientOptions::max_calls_in_flight (coalesced calls at once)");
   flags.String("run", &o.run, "tag in the keys (default: the start time)");
   int apply_entries = 20000;
   int apply_batch = 32;

@@ -69,7 +69,43 @@ absl::Status CheckOp(const v1::Op& op, const std::string& field) {
 
 }  // namespace
 
+absl::Status ValidateBatchShape(const v1::WriteRequest& request) {
+  if (!request.request_id().client_id().empty() || request.request_id().seq() != 0) {
+    return absl::InvalidArgumentError("batch: the entry itself takes no request_id");
+  }
+  if (request.conditions_size() != 0 || request.ops_size() != 0) {
+    return absl::InvalidArgumentError("batch: the entry itself takes no conditions or ops");
+  }
+  if (static_cast<size_t>(request.batch_size()) > kMaxWritesPerCall) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch: ", request.batch_size(), " writes exceed ", kMaxWritesPerCall));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateBatchedWrite(const v1::WriteRequest& write) {
+  if (IsBatch(write)) return absl::InvalidArgumentError("batch: a batch may not nest a batch");
+  for (int i = 0; i < write.ops_size(); ++i) {
+    if (write.ops(i).has_delete_range()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("ops[", i, "].delete_range: not allowed in a batch; send it to Write"));
+    }
+  }
+  return ValidateWriteRequest(write);
+}
+
 absl::Status ValidateWriteRequest(const v1::WriteRequest& request) {
+  if (IsBatch(request)) {
+    absl::Status s = ValidateBatchShape(request);
+    if (!s.ok()) return s;
+    for (int i = 0; i < request.batch_size(); ++i) {
+      s = ValidateBatchedWrite(request.batch(i));
+      if (!s.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("batch[", i, "].", s.message()));
+      }
+    }
+    return absl::OkStatus();
+  }
   if (request.request_id().client_id().size() > kMaxClientIdBytes) {
     return absl::InvalidArgumentError("request_id.client_id: too long");
   }

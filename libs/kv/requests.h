@@ -21,11 +21,29 @@ inline constexpr size_t kMaxConditionsPerWrite = 1000;
 inline constexpr size_t kMaxClientIdBytes = 256;
 // Also the largest Raft entry the store proposes.
 inline constexpr size_t kMaxWriteRequestBytes = 16 << 20;
+// Writes of one KvService.WriteMany call (one batch entry).
+inline constexpr size_t kMaxWritesPerCall = 1000;
 
 // Keys are non-empty and at most kMaxKeyBytes; values at most kMaxValueBytes;
 // a write has at least one condition or op; DELETE_RANGE has start < end.
 // The message names the offending field, e.g. "ops[3].put.key: empty".
+//
+// A batch entry (WriteRequest.batch non-empty, the Raft entry of one
+// WriteMany call) is valid when its own request_id, conditions and ops are
+// empty, it has at most kMaxWritesPerCall writes, and every write passes
+// ValidateBatchedWrite (the message then names it: "batch[2].ops[0]...").
 absl::Status ValidateWriteRequest(const v1::WriteRequest& request);
+
+// The shape of a batch entry alone (not its writes): what every replica
+// checks before applying the writes one by one.
+absl::Status ValidateBatchShape(const v1::WriteRequest& request);
+
+// One write of a batch: a valid plain write with no nested batch and no
+// DeleteRange (a range deletion cannot be read back by the writes after it
+// in the same entry; such a write goes alone through Write).
+absl::Status ValidateBatchedWrite(const v1::WriteRequest& write);
+
+inline bool IsBatch(const v1::WriteRequest& request) { return request.batch_size() > 0; }
 
 // A resolved scan: [start, end) with end "" = unbounded.
 struct ScanOptions {

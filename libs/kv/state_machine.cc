@@ -264,6 +264,19 @@ absl::Status StateMachine::Commit(uint64_t index, uint64_t term, const v1::ConfS
   return absl::OkStatus();
 }
 
+absl::StatusOr<v1::WriteResponse> StateMachine::Recorded(uint64_t index,
+                                                         const v1::WriteRequest& request) const {
+  std::optional<v1::WriteResponse> recorded;
+  if (HasRequestId(request.request_id())) {
+    ASSIGN_OR_RETURN(recorded,
+                     ReadRecord(internal::RequestRecordKey(request.request_id()), nullptr));
+  }
+  v1::WriteResponse resp = recorded.value_or(v1::WriteResponse());
+  if (!recorded.has_value()) resp.set_applied_index(index);
+  resp.set_replayed(true);
+  return resp;
+}
+
 absl::StatusOr<v1::WriteResponse> StateMachine::Apply(uint64_t index, uint64_t term,
                                                       std::string_view command) {
   if (index <= applied_index()) {
@@ -271,48 +284,46 @@ absl::StatusOr<v1::WriteResponse> StateMachine::Apply(uint64_t index, uint64_t t
     v1::WriteRequest request;
     bool parsed = command.size() <= kMaxWriteRequestBytes &&
                   request.ParseFromArray(command.data(), static_cast<int>(command.size()));
-    std::optional<v1::WriteResponse> recorded;
-    if (parsed && HasRequestId(request.request_id())) {
-      ASSIGN_OR_RETURN(recorded,
-                       ReadRecord(internal::RequestRecordKey(request.request_id()), nullptr));
+    if (parsed && IsBatch(request)) {
+      v1::WriteResponse resp;
+      resp.set_applied_index(index);
+      resp.set_replayed(true);
+      for (const v1::WriteRequest& write : request.batch()) {
+        ASSIGN_OR_RETURN(*resp.add_batch(), Recorded(index, write));
+      }
+      return resp;
     }
-    v1::WriteResponse resp = recorded.value_or(v1::WriteResponse());
-    if (!recorded.has_value()) resp.set_applied_index(index);
-    resp.set_replayed(true);
-    return resp;
+    if (!parsed) request.Clear();
+    return Recorded(index, request);
   }
   const ApplyInput in{index, term, ApplyInput::Kind::kCommand, command};
   ASSIGN_OR_RETURN(std::vector<v1::WriteResponse> out, ApplyBatch({&in, 1}));
   return std::move(out.front());
 }
 
-absl::StatusOr<v1::WriteResponse> StateMachine::ApplyCommand(uint64_t index,
-                                                             const v1::WriteRequest& request,
-                                                             bool parsed,
-                                                             rocksdb::WriteBatchWithIndex* batch,
-                                                             std::string* prune_cursor) {
+absl::StatusOr<v1::WriteResponse> StateMachine::ApplyWrite(uint64_t index,
+                                                           const v1::WriteRequest& request,
+                                                           const absl::Status& valid,
+                                                           rocksdb::WriteBatchWithIndex* batch) {
   std::string record_key;
-  if (parsed && HasRequestId(request.request_id())) {
+  if (HasRequestId(request.request_id())) {
     record_key = internal::RequestRecordKey(request.request_id());
     ASSIGN_OR_RETURN(std::optional<v1::WriteResponse> recorded, ReadRecord(record_key, batch));
     if (recorded.has_value()) {
       // A retry of a request applied at an earlier index (possibly earlier
-      // in this batch): same outcome, nothing applied again.
+      // in this batch, or in this very entry): same outcome, nothing applied
+      // again.
       recorded->set_replayed(true);
       return *std::move(recorded);
     }
   }
 
   v1::WriteResponse resp;
-  {
+  if (valid.ok()) {
     absl::ReaderMutexLock data_lock(&engine_->data_mutex());
-    absl::Status valid = parsed ? ValidateWriteRequest(request)
-                                : absl::InvalidArgumentError("command is not a WriteRequest");
-    if (valid.ok()) {
-      ASSIGN_OR_RETURN(resp, Evaluate(engine_->data(), index, request, batch));
-    } else {
-      resp.mutable_rejected()->set_reason(std::string(valid.message()));
-    }
+    ASSIGN_OR_RETURN(resp, Evaluate(engine_->data(), index, request, batch));
+  } else {
+    resp.mutable_rejected()->set_reason(std::string(valid.message()));
   }
   resp.set_applied_index(index);
 
@@ -327,6 +338,36 @@ absl::StatusOr<v1::WriteResponse> StateMachine::ApplyCommand(uint64_t index,
                                           RequestIdSuffix(request.request_id())),
                              rocksdb::Slice()),
                   "batch put"));
+  }
+  return resp;
+}
+
+absl::StatusOr<v1::WriteResponse> StateMachine::ApplyCommand(uint64_t index,
+                                                             const v1::WriteRequest& request,
+                                                             bool parsed,
+                                                             rocksdb::WriteBatchWithIndex* batch,
+                                                             std::string* prune_cursor) {
+  v1::WriteResponse resp;
+  if (!parsed) {
+    v1::WriteRequest empty;
+    ASSIGN_OR_RETURN(
+        resp, ApplyWrite(index, empty, absl::InvalidArgumentError("command is not a WriteRequest"),
+                         batch));
+  } else if (!IsBatch(request)) {
+    ASSIGN_OR_RETURN(resp, ApplyWrite(index, request, ValidateWriteRequest(request), batch));
+  } else if (absl::Status shape = ValidateBatchShape(request); !shape.ok()) {
+    resp.mutable_rejected()->set_reason(std::string(shape.message()));
+    resp.set_applied_index(index);
+  } else {
+    // One WriteMany call: each write as if it were its own entry at this
+    // index (its own record, conditions that see the writes before it).
+    resp.mutable_ok();
+    resp.set_applied_index(index);
+    resp.mutable_batch()->Reserve(request.batch_size());
+    for (const v1::WriteRequest& write : request.batch()) {
+      ASSIGN_OR_RETURN(*resp.add_batch(),
+                       ApplyWrite(index, write, ValidateBatchedWrite(write), batch));
+    }
   }
   RETURN_IF_ERROR(PruneRecords(index, batch, prune_cursor));
   return resp;

@@ -19,6 +19,9 @@
 //  * Conditions are evaluated against the state left by the previous entry,
 //    identically on every replica; a failed condition writes no data but is
 //    still a recorded, applied outcome.
+//  * A batch entry (WriteRequest.batch, one KvService.WriteMany call) applies
+//    each of its writes as if it were its own entry at the entry's index:
+//    own conditions, own record, own outcome in WriteResponse.batch.
 //  * A request with a request_id is recorded; applying the same id again
 //    returns the recorded outcome (replayed = true) without applying. Records
 //    are kept for `idempotency_window` entries (must be equal on all replicas).
@@ -159,7 +162,15 @@ class StateMachine {
   absl::StatusOr<v1::WriteResponse> Evaluate(rocksdb::ColumnFamilyHandle* data, uint64_t index,
                                              const v1::WriteRequest& request,
                                              rocksdb::WriteBatchWithIndex* batch);
-  // One command's effects into `batch` (`parsed` false: not a WriteRequest).
+  // One write's effects and idempotency record into `batch`; `valid` not OK
+  // makes it the outcome `rejected`.
+  absl::StatusOr<v1::WriteResponse> ApplyWrite(uint64_t index, const v1::WriteRequest& request,
+                                               const absl::Status& valid,
+                                               rocksdb::WriteBatchWithIndex* batch);
+  // What a re-delivered write did, from its record if it had an id.
+  absl::StatusOr<v1::WriteResponse> Recorded(uint64_t index, const v1::WriteRequest& request) const;
+  // One command's effects into `batch` (`parsed` false: not a WriteRequest);
+  // a batch entry (WriteRequest.batch) applies each of its writes in turn.
   absl::StatusOr<v1::WriteResponse> ApplyCommand(uint64_t index, const v1::WriteRequest& request,
                                                  bool parsed, rocksdb::WriteBatchWithIndex* batch,
                                                  std::string* prune_cursor);

@@ -732,6 +732,113 @@ TEST_F(StateMachineTest, BatchRetryOfARequestInTheSameBatchIsReplayed) {
   EXPECT_THAT(r_.Dump(), ElementsAre("a=2@2"));
 }
 
+// ---- batch entries (WriteRequest.batch: one KvService.WriteMany call) ----
+
+v1::WriteRequest BatchOf(std::vector<v1::WriteRequest> writes) {
+  v1::WriteRequest entry;
+  for (v1::WriteRequest& w : writes) *entry.add_batch() = std::move(w);
+  return entry;
+}
+
+TEST_F(StateMachineTest, BatchEntryAppliesEachWriteWithItsOwnConditionsAndOutcome) {
+  ASSERT_TRUE(r_.Apply(Put("taken", "x")).has_ok());  // index 1
+  v1::WriteRequest create = Put("a", "1");
+  AddCondition(create, "a", v1::Condition::MUST_NOT_EXIST);
+  v1::WriteRequest clash = Put("taken", "y");  // fails alone; the others still apply
+  AddCondition(clash, "taken", v1::Condition::MUST_NOT_EXIST);
+  v1::WriteRequest again = Put("a", "2");  // sees the write before it in the same entry
+  AddCondition(again, "a", v1::Condition::MUST_NOT_EXIST);
+  v1::WriteRequest after = Put("b", "3");
+  AddCondition(after, "a", v1::Condition::VALUE_EQUALS, "1");
+  v1::WriteResponse resp = r_.Apply(BatchOf({create, clash, again, after}));
+  EXPECT_TRUE(resp.has_ok());
+  EXPECT_EQ(resp.applied_index(), 2u);
+  ASSERT_EQ(resp.batch_size(), 4);
+  EXPECT_TRUE(resp.batch(0).has_ok());
+  ASSERT_TRUE(resp.batch(1).has_condition_failed());
+  EXPECT_EQ(resp.batch(1).condition_failed().current_value(), "x");
+  ASSERT_TRUE(resp.batch(2).has_condition_failed());
+  EXPECT_EQ(resp.batch(2).condition_failed().current_value(), "1");
+  EXPECT_TRUE(resp.batch(3).has_ok());
+  for (const v1::WriteResponse& w : resp.batch()) EXPECT_EQ(w.applied_index(), 2u);
+  // Every key the entry wrote has the entry's index as its version.
+  EXPECT_THAT(r_.Dump(), ElementsAre("a=1@2", "b=3@2", "taken=x@1"));
+  EXPECT_EQ(r_.sm().applied_index(), 2u);
+}
+
+TEST_F(StateMachineTest, BatchEntryWritesAreIdempotentOneByOne) {
+  v1::WriteRequest w1 = Put("a", "1");
+  WithId(w1, "c", 1);
+  v1::WriteRequest w2 = Put("b", "1");
+  WithId(w2, "c", 2);
+  v1::WriteRequest dup = Put("a", "dup");  // same id as w1 in the same entry: replayed
+  WithId(dup, "c", 1);
+  v1::WriteResponse first = r_.Apply(BatchOf({w1, w2, dup}));
+  ASSERT_EQ(first.batch_size(), 3);
+  EXPECT_FALSE(first.batch(0).replayed());
+  EXPECT_FALSE(first.batch(1).replayed());
+  EXPECT_TRUE(first.batch(2).replayed());
+  EXPECT_TRUE(first.batch(2).has_ok());
+
+  // The whole call retried (a lost answer), plus one new write: only the
+  // new one applies; the retried ones answer their recorded outcome, and a
+  // plain Write of the same id is replayed too.
+  v1::WriteRequest w1_again = Put("a", "changed");
+  WithId(w1_again, "c", 1);
+  v1::WriteRequest w3 = Put("c", "1");
+  WithId(w3, "c", 3);
+  v1::WriteResponse retry = r_.Apply(BatchOf({w1_again, w2, w3}));
+  ASSERT_EQ(retry.batch_size(), 3);
+  EXPECT_TRUE(retry.batch(0).replayed());
+  EXPECT_EQ(retry.batch(0).applied_index(), 1u);
+  EXPECT_TRUE(retry.batch(1).replayed());
+  EXPECT_FALSE(retry.batch(2).replayed());
+  EXPECT_EQ(retry.batch(2).applied_index(), 2u);
+  v1::WriteResponse alone = r_.Apply(w1_again);
+  EXPECT_TRUE(alone.replayed());
+  EXPECT_EQ(alone.applied_index(), 1u);
+  EXPECT_THAT(r_.Dump(), ElementsAre("a=1@1", "b=1@1", "c=1@2"));
+
+  // Re-delivery of an applied batch entry (after a restart) reports each
+  // write's recorded outcome.
+  auto again = r_.sm().Apply(1, 1, Cmd(BatchOf({w1, w2, dup})));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_TRUE(again->replayed());
+  ASSERT_EQ(again->batch_size(), 3);
+  EXPECT_EQ(again->batch(1).applied_index(), 1u);
+}
+
+TEST_F(StateMachineTest, BatchEntryRejectsBadWritesOneByOneAndBadShapesWhole) {
+  v1::WriteRequest range;
+  range.add_ops()->mutable_delete_range()->set_start("a");
+  range.mutable_ops(0)->mutable_delete_range()->set_end("b");
+  v1::WriteRequest empty_key = Put("", "v");
+  v1::WriteRequest nested = BatchOf({Put("n", "1")});
+  v1::WriteResponse resp = r_.Apply(BatchOf({Put("ok", "1"), range, empty_key, nested}));
+  EXPECT_TRUE(resp.has_ok());
+  ASSERT_EQ(resp.batch_size(), 4);
+  EXPECT_TRUE(resp.batch(0).has_ok());
+  EXPECT_THAT(resp.batch(1).rejected().reason(), ::testing::HasSubstr("delete_range"));
+  EXPECT_TRUE(resp.batch(2).has_rejected());
+  EXPECT_THAT(resp.batch(3).rejected().reason(), ::testing::HasSubstr("nest"));
+  EXPECT_THAT(r_.Dump(), ElementsAre("ok=1@1"));
+
+  // The entry itself may not carry ops or an id besides its writes.
+  v1::WriteRequest mixed = BatchOf({Put("x", "1")});
+  AddPut(mixed, "y", "1");
+  v1::WriteResponse whole = r_.Apply(mixed);
+  EXPECT_TRUE(whole.has_rejected());
+  EXPECT_EQ(whole.batch_size(), 0);
+  EXPECT_THAT(r_.Dump(), ElementsAre("ok=1@1"));
+  EXPECT_EQ(r_.sm().applied_index(), 2u);
+
+  // The leader's check says the same, naming the write.
+  EXPECT_THAT(std::string(ValidateWriteRequest(BatchOf({Put("a", "1"), range})).message()),
+              ::testing::HasSubstr("batch[1].ops[0].delete_range"));
+  EXPECT_FALSE(ValidateWriteRequest(mixed).ok());
+  EXPECT_TRUE(ValidateWriteRequest(BatchOf({Put("a", "1"), Put("b", "2")})).ok());
+}
+
 TEST_F(StateMachineTest, BatchEndsAtAnEntryWithARangeDeletion) {
   v1::WriteRequest range;
   v1::DeleteRange* dr = range.add_ops()->mutable_delete_range();
@@ -815,6 +922,32 @@ std::vector<std::string> DumpMeta(Replica& r) {
 // every condition kind, deletes, range deletions, repeated request ids,
 // invalid commands and noops, and a tiny idempotency window so records
 // expire (and are pruned) inside batches.
+TEST(ApplyBatchTest, BatchEntriesAmongPlainEntriesEqualApplyingOneByOne) {
+  // The same commands as batch entries inside one ApplyBatch, and one by
+  // one with Apply: identical data, records and outcomes.
+  testing::TempDir tmp;
+  Replica batched(tmp.Sub("batched")), single(tmp.Sub("single"));
+  std::vector<std::string> cmds;
+  for (int i = 0; i < 6; ++i) {
+    v1::WriteRequest cas = Put("k", absl::StrCat(i));
+    AddCondition(cas, "k", v1::Condition::VERSION_EQUALS, "", static_cast<uint64_t>(i));
+    WithId(cas, "c", static_cast<uint64_t>(10 * i + 1));
+    v1::WriteRequest p = Put(absl::StrCat("p", i), "v");
+    WithId(p, "c", static_cast<uint64_t>(10 * i + 2));
+    cmds.push_back(i % 2 == 0 ? Cmd(BatchOf({cas, p})) : Cmd(cas));
+  }
+  auto out = batched.sm().ApplyBatch(Inputs(1, cmds));
+  ASSERT_TRUE(out.ok()) << out.status();
+  ASSERT_EQ(out->size(), cmds.size());
+  for (size_t i = 0; i < cmds.size(); ++i) {
+    auto one = single.sm().Apply(i + 1, 1, cmds[i]);
+    ASSERT_TRUE(one.ok()) << one.status();
+    EXPECT_EQ((*out)[i].SerializeAsString(), one->SerializeAsString()) << i;
+  }
+  EXPECT_EQ(batched.Dump(), single.Dump());
+  EXPECT_EQ(DumpMeta(batched), DumpMeta(single));
+}
+
 TEST(ApplyBatchTest, AnySplitIntoBatchesEqualsApplyingOneByOne) {
   StateMachineOptions options;
   options.idempotency_window = 4;
@@ -945,7 +1078,7 @@ TEST(DiskFullTest, WriteFailsWithResourceExhaustedAndReadsContinue) {
 
 // RocksDB's info log goes to our log, not to a LOG file beside the data: on
 // a full disk RocksDB 7.8's file logger aborted the process (an assertion
-// in WritableFileWriter after a failed append; tests/faults/pending/
+// in WritableFileWriter after a failed append; tests/faults/
 // test_disk_full.py). No LOG file means nothing of the kind can happen, and
 // the disk-full background error still reaches the operator, in our log.
 TEST(DiskFullTest, RocksDbLogsToOurLogAndNoLogFileIsWritten) {

@@ -10,6 +10,15 @@ Completer::~Completer() { Stop(); }
 
 void Completer::Flush() {
   if (pending_.empty()) return;
+  if (pending_.size() == 1 && pending_inlinable_) {
+    std::function<void()> fn = std::move(pending_.front());
+    pending_.clear();
+    pending_inlinable_ = false;
+    ++ran_inline_;
+    fn();
+    return;
+  }
+  pending_inlinable_ = false;
   absl::MutexLock lock(&mu_);
   if (queue_.empty()) {
     queue_.swap(pending_);

@@ -1,5 +1,6 @@
 #include "libs/replica/kv_client.h"
 
+#include <algorithm>
 #include <random>
 
 #include "absl/strings/escaping.h"
@@ -8,6 +9,7 @@
 #include "absl/strings/strip.h"
 #include "libs/base/status.h"
 #include "libs/base/strings.h"
+#include "libs/kv/requests.h"
 #include "libs/replica/channel.h"
 #include "libs/replica/kv_service.h"
 #include "libs/rpc/status.h"
@@ -32,6 +34,11 @@ std::optional<kv::v1::NotLeader> Redirect(const grpc::ClientContext& ctx) {
     return std::nullopt;
   }
   return hint;
+}
+
+bool HasDeleteRange(const kv::v1::WriteRequest& request) {
+  return std::any_of(request.ops().begin(), request.ops().end(),
+                     [](const kv::v1::Op& op) { return op.has_delete_range(); });
 }
 
 absl::Duration Jitter(absl::Duration d) {
@@ -175,12 +182,134 @@ absl::StatusOr<kv::v1::WriteResponse> KvClient::Write(kv::v1::WriteRequest reque
 absl::StatusOr<kv::v1::WriteResponse> KvClient::Write(kv::v1::WriteRequest request,
                                                       absl::Duration timeout) {
   if (request.request_id().client_id().empty()) *request.mutable_request_id() = NextRequestId();
+  if (options_.coalesce_writes && !write_many_unsupported_.load(std::memory_order_relaxed) &&
+      !HasDeleteRange(request) && !kv::IsBatch(request)) {
+    return WriteCoalesced(std::move(request), timeout);
+  }
+  return WriteOne(request, timeout);
+}
+
+absl::StatusOr<kv::v1::WriteResponse> KvClient::WriteOne(const kv::v1::WriteRequest& request,
+                                                         absl::Duration timeout) {
   kv::v1::WriteResponse resp;
   absl::Status s = Call([&](kv::v1::KvService::Stub* stub,
                             grpc::ClientContext* ctx) { return stub->Write(ctx, request, &resp); },
                         timeout, /*is_write=*/true);
   if (!s.ok()) return s;
   return resp;
+}
+
+absl::StatusOr<kv::v1::WriteResponse> KvClient::WriteCoalesced(kv::v1::WriteRequest request,
+                                                               absl::Duration timeout) {
+  auto mine = std::make_shared<PendingWrite>();
+  mine->bytes = request.ByteSizeLong();
+  mine->request = std::move(request);
+  mine->deadline = absl::Now() + timeout;
+  {
+    absl::MutexLock lock(&write_mu_);
+    write_queue_.push_back(mine);
+    if (calls_in_flight_ < std::max(1, options_.max_calls_in_flight)) {
+      ++calls_in_flight_;  // a call may leave now: send at once
+      mine->sender = true;
+    } else {
+      PendingWrite* p = mine.get();
+      const bool woken = write_mu_.AwaitWithDeadline(
+          absl::Condition(
+              +[](PendingWrite* w) { return w->done || w->sender || w->alone; }, p),
+          mine->deadline);
+      if (!woken) {
+        auto it = std::find(write_queue_.begin(), write_queue_.end(), mine);
+        if (it != write_queue_.end()) {
+          write_queue_.erase(it);
+          return absl::DeadlineExceededError(
+              "write not sent: the deadline passed while it waited for the call in flight");
+        }
+        return absl::DeadlineExceededError(
+            "write outcome unknown: no acknowledgement before the deadline (its call is still "
+            "in flight)");
+      }
+      if (mine->done) return std::move(mine->result);
+    }
+  }
+  if (mine->alone) return WriteOne(mine->request, mine->deadline - absl::Now());
+  return SendQueued(mine);
+}
+
+absl::StatusOr<kv::v1::WriteResponse> KvClient::SendQueued(
+    const std::shared_ptr<PendingWrite>& mine) {
+  std::vector<std::shared_ptr<PendingWrite>> batch;
+  {
+    absl::MutexLock lock(&write_mu_);
+    // `mine` is at the front: it was alone, or was handed the turn as the
+    // oldest waiter.
+    size_t bytes = 0;
+    while (!write_queue_.empty() && batch.size() < options_.max_writes_per_call) {
+      const std::shared_ptr<PendingWrite>& next = write_queue_.front();
+      if (!batch.empty() && bytes + next->bytes > options_.max_bytes_per_call) break;
+      bytes += next->bytes;
+      batch.push_back(next);
+      write_queue_.pop_front();
+    }
+  }
+  if (batch.size() == 1) {
+    // Nothing to coalesce: the plain call, so one client pays nothing extra.
+    absl::Time deadline = mine->deadline;
+    mine->result = WriteOne(mine->request, deadline - absl::Now());
+  } else {
+    SendMany(batch);
+  }
+  absl::MutexLock lock(&write_mu_);
+  for (const std::shared_ptr<PendingWrite>& w : batch) w->done = !w->alone || w == mine;
+  if (write_queue_.empty()) {
+    --calls_in_flight_;
+  } else {
+    write_queue_.front()->sender = true;  // the oldest waiter sends the next call
+  }
+  return std::move(mine->result);
+}
+
+void KvClient::SendMany(const std::vector<std::shared_ptr<PendingWrite>>& batch) {
+  kv::v1::WriteManyRequest request;
+  absl::Time deadline = absl::InfinitePast();
+  request.mutable_writes()->Reserve(static_cast<int>(batch.size()));
+  for (const std::shared_ptr<PendingWrite>& w : batch) {
+    *request.add_writes() = w->request;
+    deadline = std::max(deadline, w->deadline);
+  }
+  kv::v1::WriteManyResponse resp;
+  absl::Status s = Call(
+      [&](kv::v1::KvService::Stub* stub, grpc::ClientContext* ctx) {
+        resp.Clear();
+        return stub->WriteMany(ctx, request, &resp);
+      },
+      deadline - absl::Now(), /*is_write=*/true);
+  if (s.code() == absl::StatusCode::kUnimplemented) {
+    // An older server: from now on every write goes alone.
+    write_many_unsupported_.store(true);
+    {
+      absl::MutexLock lock(&write_mu_);
+      for (const std::shared_ptr<PendingWrite>& w : batch) w->alone = true;
+    }
+    batch.front()->result = WriteOne(batch.front()->request, batch.front()->deadline - absl::Now());
+    return;
+  }
+  if (s.ok() && resp.results_size() != static_cast<int>(batch.size())) {
+    s = absl::InternalError(absl::StrCat("WriteMany answered ", resp.results_size(),
+                                         " results for ", batch.size(), " writes"));
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (!s.ok()) {
+      batch[i]->result = s;
+      continue;
+    }
+    kv::v1::WriteResult& r = *resp.mutable_results(static_cast<int>(i));
+    if (r.has_error()) {
+      batch[i]->result =
+          absl::Status(static_cast<absl::StatusCode>(r.error().code()), r.error().message());
+    } else {
+      batch[i]->result = std::move(*r.mutable_response());
+    }
+  }
 }
 
 absl::StatusOr<kv::v1::GetResponse> KvClient::Get(const kv::v1::GetRequest& request) {

@@ -3,7 +3,9 @@
 #include <functional>
 #include <memory>
 
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "libs/kv/requests.h"
 #include "libs/replica/kv_scope.h"  // security: --kv-scope
 #include "libs/replica/raft_service.h"
 #include "libs/rpc/status.h"
@@ -117,7 +119,89 @@ grpc::ServerUnaryReactor* KvServiceImpl::Write(grpc::CallbackServerContext* ctx,
   if (auto* refused = RefuseOutsideKvScope(ctx, *req)) return refused;  // security: kv_scope.h
   auto* reactor =
       new AnswerOnceReactor<kv::v1::WriteResponse>(ctx, resp, "write cancelled; outcome unknown");
+  if (kv::IsBatch(*req)) {
+    // A batch entry is built here from checked writes only: a client's
+    // batch would pass neither the scope nor the reserved-key checks.
+    reactor->Callback()(absl::InvalidArgumentError("batch: replica-internal; use WriteMany"));
+    return reactor;
+  }
   replica_->WriteAsync(*req, AdminDeadline(ctx), reactor->Callback());
+  return reactor;
+}
+
+namespace {
+
+// A write refused before proposing: only this write's result says so.
+absl::Status CheckOneOfMany(grpc::CallbackServerContext* ctx, const kv::v1::WriteRequest& write) {
+  grpc::Status scope = CheckKvScope(*ctx, write);  // security: kv_scope.h
+  if (!scope.ok()) return rpc::FromGrpc(scope);
+  absl::Status s = kv::ValidateBatchedWrite(write);
+  if (s.ok()) s = CheckNoReservedKeys(write);
+  return s;
+}
+
+void SetError(const absl::Status& s, kv::v1::WriteResult* result) {
+  result->mutable_error()->set_code(static_cast<int>(s.code()));
+  result->mutable_error()->set_message(std::string(s.message()));
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* KvServiceImpl::WriteMany(grpc::CallbackServerContext* ctx,
+                                                   const kv::v1::WriteManyRequest* req,
+                                                   kv::v1::WriteManyResponse* resp) {
+  auto* reactor = new AnswerOnceReactor<kv::v1::WriteManyResponse>(
+      ctx, resp, "writes cancelled; outcome unknown");
+  auto done = reactor->Callback();
+  if (static_cast<size_t>(req->writes_size()) > kv::kMaxWritesPerCall) {
+    done(absl::InvalidArgumentError(
+        absl::StrCat("writes: ", req->writes_size(), " exceed ", kv::kMaxWritesPerCall)));
+    return reactor;
+  }
+  // Results in request order; `proposed[k]` is the request index of the
+  // entry's k-th write.
+  kv::v1::WriteManyResponse answer;
+  std::vector<int> proposed;
+  kv::v1::WriteRequest entry;
+  for (int i = 0; i < req->writes_size(); ++i) {
+    kv::v1::WriteResult* result = answer.add_results();
+    absl::Status s = CheckOneOfMany(ctx, req->writes(i));
+    if (!s.ok()) {
+      SetError(s, result);
+      continue;
+    }
+    proposed.push_back(i);
+    *entry.add_batch() = req->writes(i);
+  }
+  if (proposed.empty()) {
+    done(std::move(answer));
+    return reactor;
+  }
+  if (entry.ByteSizeLong() > kv::kMaxWriteRequestBytes) {
+    done(absl::InvalidArgumentError(
+        absl::StrCat("writes: more than ", kv::kMaxWriteRequestBytes, " bytes in one call")));
+    return reactor;
+  }
+  replica_->WriteAsync(
+      entry, AdminDeadline(ctx),
+      [done = std::move(done), answer = std::move(answer),
+       proposed = std::move(proposed)](absl::StatusOr<kv::v1::WriteResponse> r) mutable {
+        if (!r.ok()) return done(r.status());  // the whole call: NOT_LEADER, UNAVAILABLE...
+        if (r->has_rejected() || r->batch_size() != static_cast<int>(proposed.size())) {
+          // Cannot happen after the checks above (every replica validates
+          // alike); say so for each write rather than invent outcomes.
+          absl::Status bad = absl::InternalError(
+              absl::StrCat("batch entry not applied as a batch: ", r->ShortDebugString()));
+          for (int i : proposed) SetError(bad, answer.mutable_results(i));
+          return done(std::move(answer));
+        }
+        for (size_t k = 0; k < proposed.size(); ++k) {
+          answer.mutable_results(proposed[k])
+              ->mutable_response()
+              ->Swap(r->mutable_batch(static_cast<int>(k)));
+        }
+        done(std::move(answer));
+      });
   return reactor;
 }
 

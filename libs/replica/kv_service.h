@@ -18,6 +18,9 @@
 // methods too: a STALE read answers inline on gRPC's thread, a LINEARIZABLE
 // one from the completer thread once its ReadIndex is confirmed and applied,
 // so a read never holds a sync-server thread either.
+//
+// WriteMany (KvClient's coalesced writes) is one Raft entry per call: one
+// proposal, one append, one apply for many writes; see kv.proto.
 #pragma once
 
 #include "grpcpp/server_context.h"
@@ -39,6 +42,12 @@ class KvServiceImpl final : public kv::v1::KvService::CallbackService {
                                  kv::v1::ScanResponse* resp) override;
   grpc::ServerUnaryReactor* Write(grpc::CallbackServerContext* ctx, const kv::v1::WriteRequest* req,
                                   kv::v1::WriteResponse* resp) override;
+  // Checks each write alone (scope, fields, reserved keys: a failure is that
+  // write's result), then proposes the rest as ONE batch entry and answers
+  // each write with its own outcome from the entry's WriteResponse.batch.
+  grpc::ServerUnaryReactor* WriteMany(grpc::CallbackServerContext* ctx,
+                                      const kv::v1::WriteManyRequest* req,
+                                      kv::v1::WriteManyResponse* resp) override;
 
  private:
   Replica* const replica_;

@@ -13,7 +13,8 @@
 //    snapshot, send, apply, complete waiters, serve reads, Advance.
 //  * callers (gRPC handlers, the service's own threads) block in Write/Get/
 //    Scan on a Completion until the loop answers or their deadline passes.
-//  * the transport's sender and snapshot threads.
+//  * the transport's snapshot threads, and gRPC's callback threads, which
+//    send what queued for a peer while its previous Send RPC was in flight.
 //
 // Peer addresses: the initial voters' come from Options::peers. A member
 // added later has its address replicated: AddVoter/AddLearner first commit a

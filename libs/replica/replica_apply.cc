@@ -146,7 +146,9 @@ void Replica::NoteAck(raft::Index index, absl::Time now) {
 
 void Replica::AnswerWrite(WriteCallback done, absl::StatusOr<kv::v1::WriteResponse> r) {
   if (options_.pipeline) {
-    completer_.Add([done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
+    // Inlinable: a writer's callback is short (WriteAsync's contract).
+    completer_.Add([done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); },
+                   /*inlinable=*/true);
   } else {
     done(std::move(r));
   }

@@ -161,27 +161,39 @@ void Replica::HandleReady(raft::Ready rd) {
   // 2. A leader's appends and heartbeats go out now, so the followers'
   //    fsyncs run in parallel with ours (thesis §10.2.1; the core counts
   //    our own copy only after Advance). Votes and acks wait for the fsync.
+  //    Sending starts the RPCs on this thread (transport.h), so without new
+  //    entries (no fsync to overlap: typically the turn that commits and
+  //    answers a write) they wait until the writers are answered.
   std::vector<raft::Message> after_persist;
+  std::vector<raft::Message> early;
   if (rd.snapshot || !options_.pipeline) {
     after_persist = std::move(rd.messages);
   } else {
-    std::vector<raft::Message> early;
     for (raft::Message& m : rd.messages) {
       (raft::MaySendBeforePersist(m, saved_hard_state_.term) ? early : after_persist)
           .push_back(std::move(m));
     }
-    if (!early.empty()) transport_->Send(std::move(early));
+    if (!early.empty() && !rd.entries.empty()) {
+      transport_->Send(std::move(early));
+      early.clear();
+    }
   }
-  // 3. Committed entries that are already durable here are applied (and
-  //    their writers answered) before this Ready's fsync, not after it.
+  // 3. A leader applies the committed entries that are already durable
+  //    here (and answers their writers) before this Ready's fsync, not
+  //    after it. A follower has no writers to answer but a leader waiting
+  //    for its ack: it persists and acks first, and applies after.
   std::span<const raft::Entry> committed(rd.committed);
   size_t durable = 0;
-  if (!rd.snapshot && options_.pipeline) {
+  if (!rd.snapshot && options_.pipeline && soft_.role == raft::Role::kLeader) {
     const raft::Index first_new =
         rd.entries.empty() ? std::numeric_limits<raft::Index>::max() : rd.entries.front().index;
     while (durable < committed.size() && committed[durable].index < first_new) ++durable;
   }
   if (!TimedApply(committed.first(durable))) return;
+  // Their writers are answered now, not after the fsync below (which has
+  // nothing to do with them) or the sends; one writer inline (completer.h).
+  if (durable > 0) completer_.Flush();
+  if (!early.empty()) transport_->Send(std::move(early));
   // 4. Persist entries + hard state (+ snapshot point): one synced write,
   //    and only when something needs one (see Persist).
   if (rd.snapshot || !rd.entries.empty() || latest_hard_state_.term != saved_hard_state_.term ||

@@ -1,0 +1,247 @@
+// KvService.WriteMany and KvClient's write coalescing, on an in-process
+// 3-replica group over real gRPC (and, for the fallback, a fake server that
+// predates WriteMany).
+#include "libs/replica/kv_client.h"
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
+#include "libs/kv/requests.h"
+#include "libs/replica/channel.h"
+#include "libs/replica/kv_service.h"
+#include "libs/replica/testing/test_cluster.h"
+
+namespace mailgrid::replica {
+namespace {
+
+using testing::TestCluster;
+
+kv::v1::WriteRequest PutRequest(const std::string& key, const std::string& value) {
+  kv::v1::WriteRequest req;
+  kv::v1::Put* put = req.add_ops()->mutable_put();
+  put->set_key(key);
+  put->set_value(value);
+  return req;
+}
+
+kv::v1::WriteRequest CreateRequest(const std::string& key, const std::string& value) {
+  kv::v1::WriteRequest req = PutRequest(key, value);
+  kv::v1::Condition* c = req.add_conditions();
+  c->set_key(key);
+  c->set_kind(kv::v1::Condition::MUST_NOT_EXIST);
+  return req;
+}
+
+std::string Key(const std::string& name) { return absl::StrCat("\x02t/", name); }
+
+std::unique_ptr<kv::v1::KvService::Stub> StubTo(const std::string& address) {
+  auto channel = MakeReplicaChannel(address, ReplicaTls{});
+  EXPECT_TRUE(channel.ok()) << channel.status();
+  return kv::v1::KvService::NewStub(*channel);
+}
+
+std::unique_ptr<grpc::ClientContext> Context() {
+  auto ctx = std::make_unique<grpc::ClientContext>();
+  ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  return ctx;
+}
+
+raft::NodeId AFollower(raft::NodeId leader) { return leader == 1 ? 2 : 1; }
+
+TEST(WriteManyTest, EachWriteGetsItsOwnOutcomeAndBadOnesAreRefusedAlone) {
+  TestCluster c;
+  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
+  raft::NodeId leader = c.WaitForLeader();
+  ASSERT_NE(leader, raft::kNoNode);
+  auto stub = StubTo(c.address(leader));
+
+  kv::v1::WriteManyRequest req;
+  *req.add_writes() = CreateRequest(Key("a"), "1");
+  *req.add_writes() = CreateRequest(Key("a"), "2");  // loses: the write before created it
+  *req.add_writes() = PutRequest("", "v");           // bad field: only this one fails
+  kv::v1::WriteRequest range;
+  range.add_ops()->mutable_delete_range()->set_start(Key("a"));
+  range.mutable_ops(0)->mutable_delete_range()->set_end(Key("b"));
+  *req.add_writes() = range;                                   // not in a batch
+  *req.add_writes() = PutRequest(std::string("\0x", 2), "v");  // reserved key
+  *req.add_writes() = PutRequest(Key("b"), "3");
+  for (int i = 0; i < req.writes_size(); ++i) {
+    req.mutable_writes(i)->mutable_request_id()->set_client_id("test");
+    req.mutable_writes(i)->mutable_request_id()->set_seq(static_cast<uint64_t>(i + 1));
+  }
+  kv::v1::WriteManyResponse resp;
+  grpc::Status s = stub->WriteMany(Context().get(), req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(resp.results_size(), 6);
+  ASSERT_TRUE(resp.results(0).has_response());
+  EXPECT_TRUE(resp.results(0).response().has_ok());
+  ASSERT_TRUE(resp.results(1).has_response());
+  EXPECT_TRUE(resp.results(1).response().has_condition_failed());
+  EXPECT_EQ(resp.results(1).response().condition_failed().current_value(), "1");
+  for (int i : {2, 3, 4}) {
+    ASSERT_TRUE(resp.results(i).has_error()) << i;
+    EXPECT_EQ(resp.results(i).error().code(), grpc::StatusCode::INVALID_ARGUMENT) << i;
+  }
+  ASSERT_TRUE(resp.results(5).has_response());
+  EXPECT_TRUE(resp.results(5).response().has_ok());
+  // One Raft entry carried both applied writes: one version.
+  EXPECT_EQ(resp.results(0).response().applied_index(), resp.results(5).response().applied_index());
+
+  // The same call again (a lost answer, retried): replayed, nothing applied.
+  req.mutable_writes(0)->mutable_ops(0)->mutable_put()->set_value("changed");
+  kv::v1::WriteManyResponse again;
+  s = stub->WriteMany(Context().get(), req, &again);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_EQ(again.results_size(), 6);
+  EXPECT_TRUE(again.results(0).response().replayed());
+  EXPECT_TRUE(again.results(0).response().has_ok());
+  EXPECT_TRUE(again.results(1).response().replayed());
+  kv::v1::GetRequest get;
+  get.set_key(Key("a"));
+  kv::v1::GetResponse value;
+  ASSERT_TRUE(stub->Get(Context().get(), get, &value).ok());
+  EXPECT_EQ(value.value(), "1");
+
+  // A client may not send a batch entry to Write (it would skip the checks).
+  kv::v1::WriteRequest smuggled;
+  *smuggled.add_batch() = PutRequest(std::string("\0y", 2), "v");
+  kv::v1::WriteResponse wr;
+  s = stub->Write(Context().get(), smuggled, &wr);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+
+  // A follower redirects the whole call like Write.
+  auto follower = StubTo(c.address(AFollower(leader)));
+  auto ctx = Context();
+  s = follower->WriteMany(ctx.get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  auto hint = ctx->GetServerTrailingMetadata().find(kLeaderMetadata);
+  ASSERT_NE(hint, ctx->GetServerTrailingMetadata().end());
+  EXPECT_EQ(std::string(hint->second.data(), hint->second.size()), c.address(leader));
+}
+
+TEST(KvClientCoalescingTest, ConcurrentWritersShareEntriesAndEachGetsItsOwnOutcome) {
+  TestCluster c;
+  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
+  raft::NodeId leader = c.WaitForLeader();
+  ASSERT_NE(leader, raft::kNoNode);
+  KvClientOptions o;
+  o.addresses = {c.address(AFollower(leader))};  // the first call follows a redirect
+  o.timeout = absl::Seconds(60);
+  absl::StatusOr<std::unique_ptr<KvClient>> client = KvClient::Create(o);
+  ASSERT_TRUE(client.ok()) << client.status();
+
+  constexpr int kThreads = 24;
+  constexpr int kPerThread = 15;
+  constexpr int kContested = 5;  // every thread tries to create each of these once
+  const uint64_t start_index = c.replica(leader).Status().commit;
+  std::atomic<int> errors{0};
+  std::vector<std::set<int>> won(kThreads);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        absl::StatusOr<kv::v1::WriteResponse> w = (*client)->Write(
+            PutRequest(Key(absl::StrCat("w/", t, "/", i)), absl::StrCat(t, ":", i)));
+        if (!w.ok() || !w->has_ok()) ++errors;
+        if (i < kContested) {
+          absl::StatusOr<kv::v1::WriteResponse> cr =
+              (*client)->Write(CreateRequest(Key(absl::StrCat("c/", i)), absl::StrCat(t)));
+          if (!cr.ok()) {
+            ++errors;
+          } else if (cr->has_ok()) {
+            won[t].insert(i);
+          } else if (!cr->has_condition_failed()) {
+            ++errors;
+          }
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(errors.load(), 0);
+  const int writes = kThreads * (kPerThread + kContested);
+
+  // Every write landed with its own value; each contested key has exactly
+  // one winner, and it holds the winner's value.
+  for (int i = 0; i < kContested; ++i) {
+    int winners = 0;
+    int winner = -1;
+    for (int t = 0; t < kThreads; ++t) {
+      if (won[t].count(i)) {
+        ++winners;
+        winner = t;
+      }
+    }
+    EXPECT_EQ(winners, 1) << "contested key " << i;
+    kv::v1::GetRequest get;
+    get.set_key(Key(absl::StrCat("c/", i)));
+    absl::StatusOr<kv::v1::GetResponse> r = (*client)->Get(get);
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->value(), absl::StrCat(winner));
+  }
+  kv::v1::ScanRequest scan;
+  scan.set_prefix(Key("w/"));
+  scan.set_limit(1000);
+  absl::StatusOr<kv::v1::ScanResponse> page = (*client)->Scan(scan);
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->entries_size(), kThreads * kPerThread);
+  for (const kv::v1::KeyValue& kv : page->entries()) {
+    // key ".../w/<t>/<i>" holds "<t>:<i>"
+    std::string suffix = kv.key().substr(Key("w/").size());
+    EXPECT_EQ(kv.value(), suffix.replace(suffix.find('/'), 1, ":"));
+  }
+  // Coalesced: far fewer Raft entries than writes (one per call; a lone
+  // write is its own call). Not a timing assertion: with 24 writers blocked
+  // behind one call at a time, calls carry several writes each.
+  const uint64_t entries = c.replica(leader).Status().commit - start_index;
+  EXPECT_LT(entries, static_cast<uint64_t>(writes)) << entries << " entries for " << writes;
+}
+
+// A KvService from before WriteMany: Write only (answers every write ok).
+class OldKvService final : public kv::v1::KvService::Service {
+ public:
+  grpc::Status Write(grpc::ServerContext*, const kv::v1::WriteRequest* req,
+                     kv::v1::WriteResponse* resp) override {
+    if (kv::IsBatch(*req)) return grpc::Status(grpc::StatusCode::INTERNAL, "batch");
+    resp->mutable_ok();
+    resp->set_applied_index(++writes);
+    return grpc::Status::OK;
+  }
+  std::atomic<uint64_t> writes{0};
+};
+
+TEST(KvClientCoalescingTest, FallsBackToWriteAgainstAServerWithoutWriteMany) {
+  OldKvService old;
+  int port = 0;
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&old);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  ASSERT_NE(server, nullptr);
+  ASSERT_GT(port, 0);
+  absl::StatusOr<std::unique_ptr<KvClient>> client =
+      KvClient::Create(absl::StrCat("127.0.0.1:", port));
+  ASSERT_TRUE(client.ok()) << client.status();
+  constexpr int kThreads = 16, kPerThread = 10;
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        auto w = (*client)->Write(PutRequest(Key(absl::StrCat(t, "/", i)), "v"));
+        if (!w.ok() || !w->has_ok()) ++errors;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(old.writes.load(), static_cast<uint64_t>(kThreads * kPerThread));
+  server->Shutdown();
+}
+
+}  // namespace
+}  // namespace mailgrid::replica
