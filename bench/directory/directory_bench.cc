@@ -9,12 +9,15 @@
 //      the bottleneck), for --seconds: p50/p99/p999 and calls/s
 //      (phase "floor", not run by default: the same load of health Checks,
 //      the gRPC round trip alone, to tell tenantd's work from transport);
-//   4. expansion of a group of about --big-group members (department
-//      subtrees holding that many): cold (after a directory change) and
+//   4. ResolveMany (phase "many", not run by default): --batch random
+//      user addresses per call, at each --inflight;
+//   5. expansion of a group of about --big-group members (department
+//      subtrees holding that many): cold (after a directory change: a
+//      department renamed; then after a member disabled/enabled) and
 //      indexed, with max_recipients 10,000.
 // Usage: directory_bench --tenantd A,B,C --admin-token T --service-token S
 //          --domain D [--users 100000] [--groups 1000] [--inflight 64] [--channels 2] [--seconds 10]
-//          [--phases import,groups,floor,resolve,expand] [--from ROW]
+//          [--phases import,groups,floor,resolve,many,expand] [--from ROW] [--batch N]
 // --inflight 1,8,64 runs floor and resolve once per value (the curve).
 // --from ROW: the import starts at row ROW (a run cut short goes on).
 #include <algorithm>
@@ -49,6 +52,8 @@ struct Flags {
   std::vector<std::string> tenantd;
   std::string admin, service, domain;
   int users = 100000, groups = 1000, chunk = 10000, big_group = 5000, from = 0;
+  // Addresses per ResolveMany call (phase "many").
+  int batch = 10;
   // Load shape of the floor/resolve phases: calls in flight (a list such as
   // "1,8,64" measures each in turn: the latency/throughput curve), channels
   // per replica.
@@ -209,6 +214,7 @@ int Main(int argc, char** argv) {
     else if (k == "--chunk") (void)absl::SimpleAtoi(v, &f.chunk);
     else if (k == "--from") (void)absl::SimpleAtoi(v, &f.from);
     else if (k == "--big-group") (void)absl::SimpleAtoi(v, &f.big_group);
+    else if (k == "--batch") (void)absl::SimpleAtoi(v, &f.batch);
     else if (k == "--seconds") (void)absl::SimpleAtod(v, &f.seconds);
     else if (k == "--phases") f.phases = v;
   }
@@ -342,6 +348,35 @@ int Main(int argc, char** argv) {
     for (int inflight : f.inflight)
       Hammer(f, inflight, chans.size(), "resolve (user address)", resolve);
   }
+  if (f.Has("many")) {
+    // ResolveMany: --batch random user addresses per call (relayd asking
+    // for every recipient of a message at once). Each call's latency is
+    // measured; addresses/s = calls/s x batch.
+    std::vector<std::unique_ptr<v1::DirectoryService::Stub>> dir;
+    for (auto& ch : chans) dir.push_back(v1::DirectoryService::NewStub(ch));
+    std::uniform_int_distribution<int> pick(0, f.users - 1);
+    const int batch = std::max(1, f.batch);
+    auto many = [&](size_t ch, std::mt19937& rng, Done done) {
+      using Call = AsyncCall<v1::ResolveManyRequest, v1::ResolveManyResponse>;
+      auto* call = new Call;
+      call->ctx.AddMetadata("authorization", "Bearer " + f.service);
+      call->ctx.set_deadline(deadline());
+      for (int i = 0; i < batch; ++i)
+        call->req.add_requests()->set_address(Address(pick(rng), f.domain));
+      dir[ch]->async()->ResolveMany(&call->ctx, &call->req, &call->resp,
+                                    [call, batch, done](grpc::Status s) {
+                                      bool ok = s.ok() && call->resp.results_size() == batch;
+                                      for (const auto& r : call->resp.results())
+                                        ok &= r.response().recipients_size() == 1;
+                                      delete call;
+                                      done(ok);
+                                    });
+    };
+    std::printf("resolve-many: %d addresses per call (addresses/s = calls/s x %d)\n", batch, batch);
+    for (int inflight : f.inflight)
+      Hammer(f, inflight, chans.size(), absl::StrCat("resolve-many (", batch, " user addresses)").c_str(),
+             many);
+  }
   if (!f.Has("expand")) return 0;
 
   // 4. Expansion of a big group of about --big-group members: whole
@@ -425,6 +460,42 @@ int Main(int argc, char** argv) {
               "change) median %.1f ms (max %.1f), indexed median %.2f ms; loadavg [%s]\n",
               big.members_size(), members, Pct(cold, 0.5), Pct(cold, 1.0), Pct(warm, 0.5),
               LoadAverage().c_str());
+  std::fflush(stdout);
+  // The same after a change of a member (disabled, then enabled again):
+  // the department memberships themselves moved.
+  std::string member_id;
+  {
+    v1::ResolveRequest req;
+    req.set_address(Address(0, f.domain));
+    v1::ResolveResponse resp;
+    if (c.Stub(0).Resolve(Ctx(f.service, 60).get(), req, &resp).ok() && resp.recipients_size() == 1)
+      member_id = resp.recipients(0).user_id();
+  }
+  std::vector<double> cold_member;
+  for (int round = 0; round < 6 && !member_id.empty(); ++round) {
+    v1::User u;
+    if (round % 2 == 0) {
+      v1::DisableUserRequest r;
+      r.set_user_id(member_id);
+      (void)c.Stub(0).DisableUser(Ctx(f.admin).get(), r, &u);
+    } else {
+      v1::EnableUserRequest r;
+      r.set_user_id(member_id);
+      (void)c.Stub(0).EnableUser(Ctx(f.admin).get(), r, &u);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    v1::ResolveRequest req;
+    req.set_address(big.address());
+    req.set_max_recipients(10000);
+    v1::ResolveResponse resp;
+    auto a = Clock::now();
+    grpc::Status s = c.Stub(0).Resolve(Ctx(f.service, 60).get(), req, &resp);
+    cold_member.push_back(Ms(Clock::now() - a));
+    if (!s.ok()) std::fprintf(stderr, "big group: %s\n", s.error_message().c_str());
+  }
+  std::printf("group expansion, cold after a member's change (disable/enable, 300 ms before): "
+              "median %.1f ms (max %.1f); loadavg [%s]\n",
+              Pct(cold_member, 0.5), Pct(cold_member, 1.0), LoadAverage().c_str());
   return 0;
 }
 

@@ -67,6 +67,10 @@ void AddFlags(config::Flags& f, Options& o) {
   f.Duration("resolve-max-staleness", &o.resolve_max_staleness,
              "Resolve answers reflect every directory change committed this long before the "
              "call; a replica that cannot show it is that current reads through the leader");
+  f.Duration("resolve-index-period", &o.resolve_index_period,
+             "while Resolve calls arrive, how often the index proves this replica current "
+             "(changes made through other replicas show in about this long; idle: a quarter "
+             "of --resolve-max-staleness)");
   f.Int64("resolve-cache-entries", &o.resolve_cache_entries,
           "Resolve index size (answers; every user's address is kept)");
   f.Duration("user-grace-period", &o.user_grace_period,

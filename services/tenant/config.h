@@ -58,6 +58,11 @@ struct Options {
   // replica is shown current within this bound (resolve_cache.h); beyond
   // it, through the leader.
   absl::Duration resolve_max_staleness = absl::Seconds(1);
+  // How often the Resolve index proves this replica current and re-reads
+  // stamps while Resolve calls arrive or the state moves (idle: a quarter
+  // of resolve_max_staleness). Changes made through other replicas show in
+  // about this long; each round is a linearizable read at the leader.
+  absl::Duration resolve_index_period = absl::Milliseconds(25);
   int64_t resolve_cache_entries = 200000;
   absl::Duration user_grace_period = absl::Hours(24 * 30);
 };

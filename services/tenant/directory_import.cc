@@ -341,8 +341,7 @@ grpc::Status DirectoryServiceImpl::ImportUsers(Ctx* ctx, const v1::ImportUsersRe
                    "", absl::Now());
         }
         RETURN_IF_ERROR(CountPlacements(placed, &batch, +1));
-        TouchDirectory(batch, tid);
-        cache_.Invalidate(tid);
+        cache_.Invalidate(tid, TouchDirectory(batch, tid));
         return batch;
       });
       if (s.ok()) users_done = end;

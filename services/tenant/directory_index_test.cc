@@ -243,5 +243,174 @@ TEST_F(ResolveIndexTest, PostmasterReachesTheAdminsUnlessTheAddressExists) {
   EXPECT_EQ(res.recipients(0).address(), "ann@acme.test");
 }
 
+// ResolveMany answers each request exactly as Resolve does (answer, or
+// error code and reason), from the store and then from the index; the call
+// fails only for the caller.
+TEST_F(ResolveIndexTest, ResolveManyAnswersEachAsResolveDoes) {
+  std::string sales = Dept("Sales");
+  std::string ann = User("ann@acme.test", {sales});
+  User("bob@acme.test");
+  Group("team@acme.test", {Member(v1::MEMBER_KIND_DEPARTMENT, sales)});
+  const std::vector<std::string> addresses = {
+      "ann@acme.test", "BOB+tag@acme.test", "team@acme.test", "nobody@acme.test",
+      "x@unknown.test", "not an address"};
+  v1::ResolveManyRequest req;
+  for (const auto& a : addresses) req.add_requests()->set_address(a);
+  auto reason_of = [](const v1::ResolveResult& r) {
+    for (const auto& any : r.status().details()) {
+      common::v1::ErrorDetail d;
+      if (any.UnpackTo(&d)) return d.reason();
+    }
+    return std::string();
+  };
+  for (int round = 0; round < 2; ++round) {  // computed, then indexed
+    v1::ResolveManyResponse resp;
+    grpc::Status st = dir_stub_->ResolveMany(Ctx(service_).get(), req, &resp);
+    ASSERT_TRUE(st.ok()) << st.error_message();
+    ASSERT_EQ(resp.results_size(), static_cast<int>(addresses.size()));
+    for (size_t i = 0; i < addresses.size(); ++i) {
+      v1::ResolveResponse one;
+      grpc::Status s = Resolve(addresses[i], &one);
+      const v1::ResolveResult& r = resp.results(static_cast<int>(i));
+      EXPECT_EQ(r.status().code(), static_cast<int>(s.error_code())) << addresses[i];
+      if (s.ok()) {
+        EXPECT_EQ(r.response().SerializeAsString(), one.SerializeAsString()) << addresses[i];
+      } else {
+        EXPECT_EQ(reason_of(r), Details(s).reason) << addresses[i];
+        EXPECT_FALSE(r.has_response()) << addresses[i];
+      }
+    }
+    EXPECT_EQ(reason_of(resp.results(3)), "ADDRESS_NOT_FOUND");
+    EXPECT_EQ(reason_of(resp.results(4)), "DOMAIN_NOT_HOSTED");
+  }
+  // Another tenant's admin sees none of it; no token, no answers at all.
+  v1::ResolveManyResponse other;
+  ASSERT_TRUE(dir_stub_->ResolveMany(Ctx(other_admin_).get(), req, &other).ok());
+  EXPECT_EQ(reason_of(other.results(0)), "DOMAIN_NOT_HOSTED");
+  EXPECT_EQ(dir_stub_->ResolveMany(Ctx("").get(), req, &other).error_code(),
+            grpc::StatusCode::UNAUTHENTICATED);
+  v1::ResolveManyRequest too_many;
+  for (int i = 0; i < 1001; ++i) too_many.add_requests()->set_address("ann@acme.test");
+  grpc::Status big = dir_stub_->ResolveMany(Ctx(service_).get(), too_many, &other);
+  EXPECT_EQ(big.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Details(big).reason, "TOO_MANY");
+}
+
+// Groups of whole departments expand from the in-memory department model
+// while the tenant's memberships did not change (a department rename keeps
+// it), and from the store as soon as they did.
+TEST_F(ResolveIndexTest, DepartmentModelServesUntilMembershipsChange) {
+  std::string sales = Dept("Sales");
+  std::string east = Dept("East", sales);
+  User("ann@acme.test", {sales});
+  User("bob@acme.test", {east});
+  Group("team@acme.test", {Member(v1::MEMBER_KIND_DEPARTMENT, sales)});
+  auto model = directory_->RefreshDeptModel(tenant_);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ((*model)->member_count, 2u);
+  auto fresh = Elsewhere();  // no model: expands from the store
+  EXPECT_EQ(Answer(*directory_, "team@acme.test"), Answer(*fresh, "team@acme.test"));
+  // A member key written behind the model's back (memgen untouched): only
+  // an expansion that reads the store sees it.
+  v1::Recipient ghost;
+  ghost.set_mailbox_id("mbx-ghost");
+  ghost.set_address("ghost@acme.test");
+  ghost.set_user_id("ghost");
+  ghost.set_tenant_id(tenant_);
+  Batch b;
+  b.Put(dkeys::DeptMember(tenant_, east, "ghost"), ghost);
+  ASSERT_TRUE(store_->Commit(std::move(b)).ok());
+  v1::RenameDepartmentRequest rn;
+  rn.set_department_id(east);
+  rn.set_new_name("East Coast");
+  v1::Department d;
+  ASSERT_TRUE(dir_stub_->RenameDepartment(Ctx(admin_).get(), rn, &d).ok());
+  auto kept = directory_->RefreshDeptModel(tenant_);
+  ASSERT_TRUE(kept.ok());
+  EXPECT_EQ(kept->get(), model->get()) << "a rename must keep the model";
+  EXPECT_EQ(Recipients("team@acme.test"),
+            (std::set<std::string>{"ann@acme.test", "bob@acme.test"}));  // from memory
+  v1::ResolveRequest team;
+  team.set_address("team@acme.test");
+  // (a new instance: `fresh` keeps its own answers within the bound)
+  auto from_store = Elsewhere()->ResolveAddress(team);
+  ASSERT_TRUE(from_store.ok()) << from_store.status();
+  EXPECT_EQ(from_store->recipients_size(), 3);  // ann, bob and the ghost
+  // A membership change (a new member of East): the store again, at once.
+  User("cy@acme.test", {east});
+  EXPECT_EQ(Recipients("team@acme.test"),
+            (std::set<std::string>{"ann@acme.test", "bob@acme.test", "cy@acme.test",
+                                   "ghost@acme.test"}));
+  auto reloaded = directory_->RefreshDeptModel(tenant_);
+  ASSERT_TRUE(reloaded.ok());
+  EXPECT_NE(reloaded->get(), model->get());
+  EXPECT_EQ((*reloaded)->member_count, 4u);
+  EXPECT_EQ(Answer(*directory_, "team@acme.test"), Answer(*Elsewhere(), "team@acme.test"));
+}
+
+// The race a change made here used to lose: Invalidate runs while the
+// batch is built, BEFORE the commit, so an index round that read the
+// tenant's stamp before the commit could set it after Invalidate and
+// vouch the old answers again; a Resolve right after the commit then
+// answered from the old state. Now only the stamp the change writes
+// settles the tenant (the old one stays unvouched however late it comes).
+TEST(ResolveCacheRaceTest, AStampReadBeforeTheCommitDoesNotVouchAfterInvalidate) {
+  ResolveCache cache(absl::Seconds(1), 100);
+  const absl::Time t0 = absl::Now();
+  const ResolveCache::Stamp old_stamp{"old", 7}, new_stamp{"new", 7};
+  auto entry = [](const ResolveCache::Stamp& st, const std::string& answer) {
+    auto e = std::make_shared<ResolveCache::Entry>();
+    e->tenant_id = "t";
+    e->stamp = st;
+    e->response.set_canonical_address(answer);
+    return std::shared_ptr<const ResolveCache::Entry>(e);
+  };
+  cache.SetStamp("t", old_stamp, t0);
+  cache.Insert("a@x.test", entry(old_stamp, "before"));
+  ASSERT_NE(cache.Find("a@x.test", t0).entry, nullptr);
+
+  cache.Invalidate("t", "new");  // the change's batch writes dirgen "new"
+  EXPECT_TRUE(cache.Awaiting("t"));
+  EXPECT_EQ(cache.Find("a@x.test", t0).entry, nullptr);
+  // The index round that read "old" before the commit lands now.
+  cache.SetStamp("t", old_stamp, t0 + absl::Milliseconds(1));
+  cache.Revouch(t0 + absl::Milliseconds(2));
+  ResolveCache::Lookup late = cache.Find("a@x.test", t0 + absl::Milliseconds(3));
+  EXPECT_EQ(late.entry, nullptr) << "the old answer was vouched for again";
+  EXPECT_EQ(late.validate_tenant, "t");
+  EXPECT_TRUE(cache.Awaiting("t"));
+
+  // The change is read: the tenant is usable again, the old answer is not.
+  cache.SetStamp("t", new_stamp, t0 + absl::Milliseconds(4));
+  EXPECT_FALSE(cache.Awaiting("t"));
+  EXPECT_EQ(cache.Find("a@x.test", t0 + absl::Milliseconds(5)).entry, nullptr);
+  cache.Insert("a@x.test", entry(new_stamp, "after"));
+  auto hit = cache.Find("a@x.test", t0 + absl::Milliseconds(5)).entry;
+  ASSERT_NE(hit, nullptr);
+  EXPECT_EQ(hit->response.canonical_address(), "after");
+
+  // A retried attempt: its first batch never commits; the second's stamp
+  // settles both.
+  cache.Invalidate("t", "try1");
+  cache.Invalidate("t", "try2");
+  cache.SetStamp("t", ResolveCache::Stamp{"try2", 7}, t0 + absl::Milliseconds(6));
+  EXPECT_FALSE(cache.Awaiting("t"));
+  // Two changes in flight: reading the first does not vouch while the
+  // second is still to come.
+  cache.Invalidate("t", "c1");
+  cache.Invalidate("t", "c2");
+  cache.SetStamp("t", ResolveCache::Stamp{"c1", 7}, t0 + absl::Milliseconds(7));
+  EXPECT_TRUE(cache.Awaiting("t"));
+  cache.Insert("b@x.test", entry(ResolveCache::Stamp{"c1", 7}, "mid"));
+  EXPECT_EQ(cache.Find("b@x.test", t0 + absl::Milliseconds(8)).entry, nullptr);
+  cache.SetStamp("t", ResolveCache::Stamp{"c2", 7}, t0 + absl::Milliseconds(9));
+  EXPECT_FALSE(cache.Awaiting("t"));
+  // A tenant the index did not hold yet waits for its change too.
+  cache.Invalidate("u", "u1");
+  EXPECT_TRUE(cache.Awaiting("u"));
+  cache.SetStamp("u", ResolveCache::Stamp{"u0", 1}, t0 + absl::Milliseconds(10));
+  EXPECT_TRUE(cache.Awaiting("u"));
+}
+
 }  // namespace
 }  // namespace mailgrid::tenant

@@ -52,6 +52,8 @@ struct DirectoryServiceImpl::Expansion {
   // departments was a thousand child scans (most of a big group's time).
   bool tree_loaded = false;
   absl::flat_hash_map<std::string, std::vector<std::string>> children;
+  // When current: departments expand from memory (directory_dept_model.cc).
+  std::shared_ptr<const DeptModel> model;
 
   absl::Status Add(v1::Recipient r) {
     if (r.mailbox_id().empty()) return absl::OkStatus();  // a DELETED user receives nothing
@@ -90,25 +92,38 @@ absl::Status DirectoryServiceImpl::ExpandDept(TenantStore& s, const std::string&
                                               const std::string& dept_id, bool direct_only,
                                               Expansion& x) {
   if (!x.depts.insert(dept_id).second) return absl::OkStatus();
-  ASSIGN_OR_RETURN(auto members, s.ScanAll(dkeys::DeptMemberPrefix(t, dept_id)));
-  for (const auto& e : members) {
-    v1::Recipient r;
-    if (!r.ParseFromString(e.value())) return absl::DataLossError("dept member does not parse");
-    RETURN_IF_ERROR(x.Add(std::move(r)));
-  }
-  if (direct_only) return absl::OkStatus();
-  if (!x.tree_loaded) {
-    // Keys: T/deptchild/<parent>/<name key> -> child id.
-    const std::string prefix = dkeys::DeptChildAllPrefix(t);
-    ASSIGN_OR_RETURN(auto all, s.ScanAll(prefix));
-    for (auto& kv : all) {
-      x.children[ComponentAfter(kv.key(), prefix)].push_back(std::move(*kv.mutable_value()));
+  const std::vector<std::string>* children = nullptr;
+  if (x.model != nullptr) {
+    if (auto m = x.model->members.find(dept_id); m != x.model->members.end()) {
+      for (const v1::Recipient& r : m->second) RETURN_IF_ERROR(x.Add(r));
     }
-    x.tree_loaded = true;
+    if (direct_only) return absl::OkStatus();
+    auto c = x.model->children.find(dept_id);
+    if (c != x.model->children.end()) children = &c->second;
+  } else {
+    ASSIGN_OR_RETURN(auto members, s.ScanAll(dkeys::DeptMemberPrefix(t, dept_id)));
+    for (const auto& e : members) {
+      v1::Recipient r;
+      if (!r.ParseFromString(e.value())) return absl::DataLossError("dept member does not parse");
+      RETURN_IF_ERROR(x.Add(std::move(r)));
+    }
+    if (direct_only) return absl::OkStatus();
+    if (!x.tree_loaded) {
+      // Keys: T/deptchild/<parent>/<name key> -> child id.
+      const std::string prefix = dkeys::DeptChildAllPrefix(t);
+      ASSIGN_OR_RETURN(auto all, s.ScanAll(prefix));
+      for (auto& kv : all) {
+        x.children[ComponentAfter(kv.key(), prefix)].push_back(std::move(*kv.mutable_value()));
+      }
+      // By id, as the model keeps them: the same answer either way.
+      for (auto& [parent, ids] : x.children) std::sort(ids.begin(), ids.end());
+      x.tree_loaded = true;
+    }
+    auto c = x.children.find(dept_id);
+    if (c != x.children.end()) children = &c->second;
   }
-  auto it = x.children.find(dept_id);
-  if (it == x.children.end()) return absl::OkStatus();
-  for (const auto& c : it->second) RETURN_IF_ERROR(ExpandDept(s, t, c, false, x));
+  if (children == nullptr) return absl::OkStatus();
+  for (const auto& c : *children) RETURN_IF_ERROR(ExpandDept(s, t, c, false, x));
   return absl::OkStatus();
 }
 
@@ -277,6 +292,7 @@ absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> DirectoryServiceImpl:
                                                     : v1::ADDRESS_KIND_ALIAS;
   } else if (r.kind() == AddressRecord::KIND_GROUP) {
     ASSIGN_OR_RETURN(auto group, ReadGroup(s, tid, r.target_id()));
+    x.model = CurrentDeptModel(s, tid);
     absl::Status st = ExpandGroup(s, tid, r.target_id(), x);
     if (!st.ok()) {
       if (absl::IsResourceExhausted(st)) return answer(st);
@@ -301,6 +317,7 @@ absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> DirectoryServiceImpl:
 absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> DirectoryServiceImpl::LookupEntry(
     const std::string& address, const std::string& key, bool index_only) {
   const absl::Time now = absl::Now();
+  NoteResolve(now);
   const absl::Time fresh = freshness_->fresh_as_of();
   if (now - fresh > cache_.max_staleness()) {
     if (index_only) return nullptr;
@@ -314,10 +331,18 @@ absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> DirectoryServiceImpl:
     // One read of the tenant's stamp decides for every answer of it.
     ASSIGN_OR_RETURN(ResolveCache::Stamp stamp, ReadStamp(*rs_, hit.validate_tenant));
     cache_.SetStamp(hit.validate_tenant, stamp, fresh);
+    if (cache_.Awaiting(hit.validate_tenant)) {
+      // A change made through this replica has committed (or is being
+      // committed) but is not applied here yet: the leader has it.
+      return ResolveUncached(*store_, address, now);
+    }
     hit = cache_.Find(key, now);
   }
   if (hit.entry != nullptr || index_only) return hit.entry;
   ASSIGN_OR_RETURN(auto entry, ResolveUncached(*rs_, address, fresh));
+  if (!entry->tenant_id.empty() && cache_.Awaiting(entry->tenant_id)) {
+    return ResolveUncached(*store_, address, now);  // as above; not indexed
+  }
   cache_.Insert(key, entry);
   return entry;
 }
@@ -398,53 +423,131 @@ grpc::ServerUnaryReactor* DirectoryServiceImpl::Resolve(grpc::CallbackServerCont
   return reactor;
 }
 
-std::optional<grpc::Status> DirectoryServiceImpl::ResolveFromIndex(
-    const grpc::CallbackServerContext& ctx, const v1::ResolveRequest& req,
-    v1::ResolveResponse* resp) {
+bool DirectoryServiceImpl::IndexCaller(const grpc::CallbackServerContext& ctx) const {
   const auto& md = ctx.client_metadata();
   auto it = md.find("authorization");
-  if (it == md.end()) return std::nullopt;
+  if (it == md.end()) return false;
   // Onboarding tokens are checked against the store: the workers do that.
   if (absl::StrContains(absl::string_view(it->second.data(), it->second.size()), kOnboardingPrefix))
-    return std::nullopt;
+    return false;
   absl::StatusOr<Principal> p = auth_->Authenticate(ctx);
   // Only relayd's case here; refusals and admins take the full path.
-  if (!p.ok() || !p->HasRole(auth::kRoleService) || !p->tenant_id.empty()) return std::nullopt;
+  return p.ok() && p->HasRole(auth::kRoleService) && p->tenant_id.empty();
+}
+
+std::optional<absl::StatusOr<v1::ResolveResponse>> DirectoryServiceImpl::IndexAnswer(
+    const v1::ResolveRequest& req) {
   absl::StatusOr<ParsedAddress> a = ParseAddress(req.address(), "address");
   if (!a.ok()) return std::nullopt;
   absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> entry =
       LookupEntry(req.address(), a->key, /*index_only=*/true);
   if (!entry.ok() || *entry == nullptr) return std::nullopt;
-  absl::StatusOr<v1::ResolveResponse> out = AnswerFrom(**entry, req);
-  if (!out.ok()) return ToGrpcStatus(out.status());  // NOT_FOUND and the like, indexed too
-  *resp = std::move(*out);
+  return AnswerFrom(**entry, req);  // NOT_FOUND and the like are indexed too
+}
+
+std::optional<grpc::Status> DirectoryServiceImpl::ResolveFromIndex(
+    const grpc::CallbackServerContext& ctx, const v1::ResolveRequest& req,
+    v1::ResolveResponse* resp) {
+  if (!IndexCaller(ctx)) return std::nullopt;
+  std::optional<absl::StatusOr<v1::ResolveResponse>> out = IndexAnswer(req);
+  if (!out.has_value()) return std::nullopt;
+  if (!out->ok()) return ToGrpcStatus(out->status());
+  *resp = std::move(**out);
   return grpc::Status::OK;
+}
+
+absl::Status DirectoryServiceImpl::MayResolve(const Principal& p, bool* service) const {
+  if (p.anonymous()) return Unauthenticated();
+  *service = p.HasRole(auth::kRoleService) && p.tenant_id.empty();
+  if (!*service && !(p.HasRole(auth::kRoleTenantAdmin) && !p.tenant_id.empty()))
+    return PermissionDenied("Resolve is for relayd (service) and tenant admins");
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::ResolveResponse> DirectoryServiceImpl::ResolveFor(
+    const Principal& p, bool service, const v1::ResolveRequest& req) {
+  auto out = ResolveAddress(req);
+  if (service) return out;
+  // An admin sees only its own tenant's answers; anything else is "not hosted".
+  if (!out.ok()) {
+    auto parsed = ParseAddress(req.address(), "address");
+    if (!parsed.ok()) return parsed.status();
+    ASSIGN_OR_RETURN(auto o, store_->GetRaw(keys::DomainIndex(parsed->domain)));
+    if (o.value_or("") != p.tenant_id) return NotHosted(parsed->domain);
+    return out.status();
+  }
+  if (out->tenant_id() != p.tenant_id)
+    return NotHosted(req.address().substr(req.address().rfind('@') + 1));
+  return out;
 }
 
 grpc::Status DirectoryServiceImpl::ResolveWithStore(grpc::CallbackServerContext* ctx,
                                                     const v1::ResolveRequest& req,
                                                     v1::ResolveResponse* resp) {
   return Serve(*auth_, ctx, "Resolve", [&](const Principal& p) -> absl::Status {
-    if (p.anonymous()) return Unauthenticated();
-    const bool service = p.HasRole(auth::kRoleService) && p.tenant_id.empty();
-    if (!service && !(p.HasRole(auth::kRoleTenantAdmin) && !p.tenant_id.empty()))
-      return PermissionDenied("Resolve is for relayd (service) and tenant admins");
-    auto out = ResolveAddress(req);
-    if (!service) {
-      // An admin sees only its own tenant's answers; anything else is "not hosted".
-      std::string owner = out.ok() ? out->tenant_id() : "";
-      if (!out.ok()) {
-        auto parsed = ParseAddress(req.address(), "address");
-        if (!parsed.ok()) return parsed.status();
-        ASSIGN_OR_RETURN(auto o, store_->GetRaw(keys::DomainIndex(parsed->domain)));
-        owner = o.value_or("");
-        if (owner != p.tenant_id) return NotHosted(parsed->domain);
-        return out.status();
+    bool service = false;
+    RETURN_IF_ERROR(MayResolve(p, &service));
+    ASSIGN_OR_RETURN(*resp, ResolveFor(p, service, req));
+    return absl::OkStatus();
+  });
+}
+
+namespace {
+constexpr int kMaxResolveMany = 1000;
+
+void SetResult(absl::StatusOr<v1::ResolveResponse> out, v1::ResolveResult* r) {
+  if (out.ok()) {
+    *r->mutable_response() = std::move(*out);
+    return;
+  }
+  common::v1::RpcStatus st = rpc::DetailsOf(out.status()).value_or(common::v1::RpcStatus());
+  st.set_code(static_cast<int32_t>(out.status().code()));  // absl codes are gRPC's
+  st.set_message(std::string(out.status().message()));
+  *r->mutable_status() = std::move(st);
+}
+}  // namespace
+
+grpc::ServerUnaryReactor* DirectoryServiceImpl::ResolveMany(grpc::CallbackServerContext* ctx,
+                                                            const v1::ResolveManyRequest* req,
+                                                            v1::ResolveManyResponse* resp) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  // Every answer in the index: inline, as Resolve. Else the whole call goes
+  // to the workers (answers already found are simply looked up again).
+  if (req->requests_size() <= kMaxResolveMany && IndexCaller(*ctx)) {
+    bool all = true;
+    for (const auto& r : req->requests()) {
+      std::optional<absl::StatusOr<v1::ResolveResponse>> out = IndexAnswer(r);
+      if (!out.has_value()) {
+        all = false;
+        break;
       }
-      if (owner != p.tenant_id) return NotHosted(req.address().substr(req.address().rfind('@') + 1));
+      SetResult(std::move(*out), resp->add_results());
     }
-    if (!out.ok()) return out.status();
-    *resp = std::move(*out);
+    if (all) {
+      reactor->Finish(grpc::Status::OK);
+      return reactor;
+    }
+    resp->Clear();
+  }
+  RunResolveWork([this, ctx, req, resp, reactor] {
+    reactor->Finish(ResolveManyWithStore(ctx, *req, resp));
+  });
+  return reactor;
+}
+
+grpc::Status DirectoryServiceImpl::ResolveManyWithStore(grpc::CallbackServerContext* ctx,
+                                                        const v1::ResolveManyRequest& req,
+                                                        v1::ResolveManyResponse* resp) {
+  return Serve(*auth_, ctx, "ResolveMany", [&](const Principal& p) -> absl::Status {
+    bool service = false;
+    RETURN_IF_ERROR(MayResolve(p, &service));
+    if (req.requests_size() > kMaxResolveMany) {
+      return InvalidField("requests", "TOO_MANY",
+                          absl::StrCat(req.requests_size(), " requests; at most ",
+                                       kMaxResolveMany, " per call"));
+    }
+    resp->Clear();
+    for (const auto& r : req.requests()) SetResult(ResolveFor(p, service, r), resp->add_results());
     return absl::OkStatus();
   });
 }

@@ -22,6 +22,7 @@
 // (best effort; an orphan credential keyed by an unused user id is inert).
 #pragma once
 
+#include <atomic>
 #include <deque>
 #include <functional>
 #include <map>
@@ -50,7 +51,8 @@ namespace mailgrid::tenant {
 // from the in-memory index, without the sync server's thread hand-off.
 class DirectoryServiceImpl final
     : public tenant::v1::DirectoryService::WithCallbackMethod_Resolve<
-          tenant::v1::DirectoryService::Service> {
+          tenant::v1::DirectoryService::WithCallbackMethod_ResolveMany<
+              tenant::v1::DirectoryService::Service>> {
  public:
   // `resolve_reads`: where Resolve reads (the local replica, STALE; null:
   // `store`). `freshness`: how current that replica is (null: always, one
@@ -127,6 +129,9 @@ class DirectoryServiceImpl final
   // Resolution.
   grpc::ServerUnaryReactor* Resolve(grpc::CallbackServerContext*, const v1::ResolveRequest*,
                                     v1::ResolveResponse*) override;
+  grpc::ServerUnaryReactor* ResolveMany(grpc::CallbackServerContext*,
+                                        const v1::ResolveManyRequest*,
+                                        v1::ResolveManyResponse*) override;
   grpc::Status CanSendAs(Ctx*, const v1::CanSendAsRequest*, v1::CanSendAsResponse*) override;
   // Audit log.
   grpc::Status ListAdminAuditLog(Ctx*, const v1::ListAdminAuditLogRequest*,
@@ -159,6 +164,25 @@ class DirectoryServiceImpl final
   // users' answers the index then holds for it (public for tests).
   absl::StatusOr<size_t> WarmTenant(const std::string& tid);
   ResolveCache& resolve_cache() { return cache_; }
+
+  // The department model (directory_dept_model.cc): a tenant's department
+  // tree and every department's direct members (what T/deptchild and
+  // T/deptmember hold) in memory, so a group of whole departments expands
+  // without reading the store. Valid while the tenant's T/"memgen" is the
+  // one read before it was loaded: changes that do not touch memberships
+  // (renames, groups, aliases, shared mailboxes, domain settings) keep it.
+  struct DeptModel {
+    std::string memgen;
+    // parent id ("" top level) -> child ids, sorted by id (the store
+    // path expands in the same order, so both give the same answer).
+    absl::flat_hash_map<std::string, std::vector<std::string>> children;
+    // department id -> its direct members, in key (user id) order.
+    absl::flat_hash_map<std::string, std::vector<v1::Recipient>> members;
+    size_t member_count = 0;
+  };
+  // Loads (or reloads, when its memgen moved) the tenant's model from the
+  // local replica; returns the model now held (public for tests).
+  absl::StatusOr<std::shared_ptr<const DeptModel>> RefreshDeptModel(const std::string& tid);
 
  private:
   // ---- shared helpers (directory_users.cc) ----
@@ -246,6 +270,11 @@ class DirectoryServiceImpl final
 
   // ---- resolution (directory_resolve.cc) ----
   struct Expansion;
+  // The tenant's model if it is current for `s` (its memgen); else null,
+  // and the warm thread is asked to load it (directory_dept_model.cc).
+  std::shared_ptr<const DeptModel> CurrentDeptModel(TenantStore& s, const std::string& tid);
+  absl::StatusOr<std::shared_ptr<const DeptModel>> LoadDeptModel(TenantStore& s,
+                                                                 const std::string& tid);
   // Each reads through `s`: the local replica (rs_) normally, the group
   // (store_) when this replica cannot show it is fresh.
   absl::Status ExpandGroup(TenantStore& s, const std::string& t, const std::string& group_id,
@@ -278,6 +307,20 @@ class DirectoryServiceImpl final
                                                v1::ResolveResponse* resp);
   grpc::Status ResolveWithStore(grpc::CallbackServerContext* ctx, const v1::ResolveRequest& req,
                                 v1::ResolveResponse* resp);
+  // Is the caller relayd (a service token, not an onboarding token)? Only
+  // then may an answer come from the index on the callback thread.
+  bool IndexCaller(const grpc::CallbackServerContext& ctx) const;
+  // The index's answer to one request; nullopt when the store is needed.
+  std::optional<absl::StatusOr<v1::ResolveResponse>> IndexAnswer(const v1::ResolveRequest& req);
+  // UNAUTHENTICATED / PERMISSION_DENIED unless `p` may call Resolve;
+  // `service`: relayd (any tenant) rather than a tenant admin (own tenant).
+  absl::Status MayResolve(const Principal& p, bool* service) const;
+  // Resolve's answer to one request for `p` (admins see only their tenant).
+  absl::StatusOr<v1::ResolveResponse> ResolveFor(const Principal& p, bool service,
+                                                 const v1::ResolveRequest& req);
+  grpc::Status ResolveManyWithStore(grpc::CallbackServerContext* ctx,
+                                    const v1::ResolveManyRequest& req,
+                                    v1::ResolveManyResponse* resp);
   // Resolve work that reads the store runs on the "resolve" workers, never
   // on gRPC's callback threads: there are only a few of them (one per core)
   // and they also carry this process's other callback RPCs; blocking them
@@ -289,6 +332,12 @@ class DirectoryServiceImpl final
   absl::StatusOr<ResolveCache::Stamp> ReadStamp(TenantStore& s, const std::string& tid);
   void IndexLoop();
   void WarmLoop();
+  // The index thread's period when no Resolve came and nothing was applied
+  // for a while (directory_resolve_index.cc).
+  absl::Duration IdlePeriod() const;
+  absl::Duration ActivePeriod() const;
+  // A Resolve arrived (keeps the index thread at its short period).
+  void NoteResolve(absl::Time now);
   // Does `from_group` contain `target_group` (itself or nested)? The
   // groups read are pinned in `pin` (when given).
   absl::StatusOr<bool> Reaches(const std::string& t, const std::string& from_group,
@@ -360,7 +409,13 @@ class DirectoryServiceImpl final
   bool index_stop_ ABSL_GUARDED_BY(index_mu_) = false;
   absl::flat_hash_map<std::string, ResolveCache::Stamp> warmed_ ABSL_GUARDED_BY(index_mu_);
   std::set<std::string> warm_pending_ ABSL_GUARDED_BY(index_mu_);
+  // Tenants whose department model an expansion found missing or stale.
+  std::set<std::string> model_pending_ ABSL_GUARDED_BY(index_mu_);
+  absl::Mutex model_mu_;
+  absl::flat_hash_map<std::string, std::shared_ptr<const DeptModel>> models_
+      ABSL_GUARDED_BY(model_mu_);
   std::thread index_thread_, warm_thread_;
+  std::atomic<int64_t> last_resolve_us_{0};  // NoteResolve
   // What the last warm-up of a tenant saw, so the next one rebuilds only
   // the users whose record changed (its store version moved).
   struct WarmedTenant {

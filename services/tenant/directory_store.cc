@@ -44,6 +44,7 @@ std::string DeptMember(std::string_view t, std::string_view d, std::string_view 
 std::string DeptMemberPrefix(std::string_view t, std::string_view d) {
   return T(t).Str("deptmember").Str(d).Build();
 }
+std::string DeptMemberAllPrefix(std::string_view t) { return T(t).Str("deptmember").Build(); }
 std::string Group(std::string_view t, std::string_view id) {
   return T(t).Str("group").Str(id).Build();
 }
@@ -79,6 +80,7 @@ std::string MailSettings(std::string_view t, std::string_view d) {
 }
 std::string MailSettingsPrefix(std::string_view t) { return T(t).Str("mailsettings").Build(); }
 std::string DirGen(std::string_view t) { return T(t).Str("dirgen").Build(); }
+std::string MemGen(std::string_view t) { return T(t).Str("memgen").Build(); }
 std::string AuditPolicy(std::string_view t) { return T(t).Str("auditpolicy").Build(); }
 std::string MonitoringPolicy(std::string_view t) { return T(t).Str("monitorpolicy").Build(); }
 std::string Sieve(std::string_view t, std::string_view u) {
@@ -128,8 +130,11 @@ std::string AddressKey(std::string_view local, std::string_view domain) {
   return absl::StrCat(NameKey(local), "@", std::string(domain));
 }
 
-void TouchDirectory(Batch& batch, const std::string& tenant_id) {
-  batch.PutRaw(dkeys::DirGen(tenant_id), RandomBytes(12));
+std::string TouchDirectory(Batch& batch, const std::string& tenant_id, bool memberships) {
+  std::string stamp = RandomBytes(12);
+  batch.PutRaw(dkeys::DirGen(tenant_id), stamp);
+  if (memberships) batch.PutRaw(dkeys::MemGen(tenant_id), RandomBytes(12));
+  return stamp;
 }
 
 std::string GeneratePassword() {

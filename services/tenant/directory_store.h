@@ -27,6 +27,9 @@
 //   G("purge") / i64 micros / tenant / user  -> ""  a DELETED user's purge time
 //   T / "dirgen"                             -> random bytes, rewritten by every directory
 //                                               change: the Resolve cache's validity stamp
+//   T / "memgen"                             -> random bytes, rewritten (with dirgen) by every
+//                                               change that writes T/deptchild or
+//                                               T/deptmember: the department model's stamp
 //   T / "auditpolicy"                        -> tenant.v1.AuditPolicy (absent: none, version 0)
 //   T / "monitorpolicy"                      -> tenant.v1.MonitoringPolicy
 //   T / "sieve" / user_id                    -> tenant.v1.SieveScript (the user record keeps
@@ -65,6 +68,7 @@ std::string DeptChildPrefix(std::string_view t, std::string_view parent);
 std::string DeptChildAllPrefix(std::string_view t);  // every department's child index
 std::string DeptMember(std::string_view t, std::string_view dept, std::string_view user);
 std::string DeptMemberPrefix(std::string_view t, std::string_view dept);
+std::string DeptMemberAllPrefix(std::string_view t);  // every department's members
 std::string Group(std::string_view t, std::string_view id);
 std::string GroupPrefix(std::string_view t);
 std::string MemberOf(std::string_view t, std::string_view member, std::string_view group);
@@ -80,6 +84,7 @@ std::string AliasPrefix(std::string_view t);
 std::string MailSettings(std::string_view t, std::string_view domain);
 std::string MailSettingsPrefix(std::string_view t);
 std::string DirGen(std::string_view t);
+std::string MemGen(std::string_view t);
 std::string AuditPolicy(std::string_view t);
 std::string MonitoringPolicy(std::string_view t);
 std::string Sieve(std::string_view t, std::string_view user_id);
@@ -110,7 +115,13 @@ std::string AddressKey(std::string_view local, std::string_view domain);
 
 // Rewrites the tenant's directory stamp in `batch`: every change that can
 // alter a Resolve answer calls it (cached answers of the tenant go stale).
-void TouchDirectory(Batch& batch, const std::string& tenant_id);
+// Returns the new stamp (ResolveCache::Invalidate waits for it).
+// `memberships`: the change may also alter the department tree's shape
+// (create, move, delete), who is in a department, or a member's Recipient
+// (any write of T/deptchild or T/deptmember): then T/"memgen", the stamp
+// of the in-memory department model (directory_dept_model.cc), moves too.
+// When in doubt, true.
+std::string TouchDirectory(Batch& batch, const std::string& tenant_id, bool memberships = true);
 
 // A random initial password: 16 characters from an unambiguous alphabet.
 std::string GeneratePassword();

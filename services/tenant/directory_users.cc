@@ -232,8 +232,13 @@ void DirectoryServiceImpl::Changed(Batch& batch, const std::string& tenant_id, c
                                    const std::string& id, const std::string& summary,
                                    const std::string& reason) {
   AddAudit(batch, tenant_id, p, action, kind, id, summary, reason, absl::Now());
-  TouchDirectory(batch, tenant_id);
-  cache_.Invalidate(tenant_id);
+  // Changes that never write T/deptchild or T/deptmember keep the
+  // department model (a rename keeps the department's id and parent).
+  const bool memberships =
+      !(action == "department.rename" || absl::StartsWith(action, "group.") ||
+        absl::StartsWith(action, "alias.") || absl::StartsWith(action, "shared_mailbox.") ||
+        absl::StartsWith(action, "domain."));
+  cache_.Invalidate(tenant_id, TouchDirectory(batch, tenant_id, memberships));
 }
 
 absl::Status DirectoryServiceImpl::ProvisionAtPeers(std::vector<NewUser>& users) {

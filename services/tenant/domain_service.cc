@@ -203,8 +203,10 @@ grpc::Status DomainServiceImpl::AddDomain(Ctx* ctx, const v1::AddDomainRequest* 
 grpc::Status DomainServiceImpl::GetDomain(Ctx* ctx, const v1::GetDomainRequest* req,
                                           v1::Domain* resp) {
   return Serve(*auth_, ctx, "GetDomain", [&](const Principal& p) -> absl::Status {
-    ASSIGN_OR_RETURN(Loaded d,
-                     Authorized(p, req->name(), {.platform_operator = true, .tenant_admin = true}));
+    // identityd (service) asks which tenant owns an SSO login's "@domain".
+    ASSIGN_OR_RETURN(Loaded d, Authorized(p, req->name(), {.platform_operator = true,
+                                                          .tenant_admin = true,
+                                                          .service = true}));
     *resp = DomainView(d.record.value);
     return absl::OkStatus();
   });

@@ -1,5 +1,8 @@
 #include "services/tenant/resolve_cache.h"
 
+#include <algorithm>
+#include <vector>
+
 namespace mailgrid::tenant {
 
 ResolveCache::Lookup ResolveCache::Find(const std::string& key, absl::Time now) {
@@ -90,17 +93,39 @@ void ResolveCache::ClearWarm(const std::string& tenant_id) {
   absl::erase_if(warm_, [&](const auto& kv) { return kv.second->tenant_id == tenant_id; });
 }
 
+bool ResolveCache::Unsettled(TenantStamp& t, absl::Time now) {
+  if (t.pending.empty()) return false;
+  std::erase_if(t.pending, [&](const Pending& p) { return p.until <= now; });
+  return !t.pending.empty();
+}
+
 bool ResolveCache::SetStamp(const std::string& tenant_id, const Stamp& stamp, absl::Time as_of) {
   if (!enabled()) return false;
   absl::MutexLock lock(&mu_);
   auto it = stamps_.find(tenant_id);
   if (it == stamps_.end()) {
-    stamps_[tenant_id] = TenantStamp{stamp, as_of};
+    stamps_[tenant_id] = TenantStamp{stamp, as_of, {}};
     return true;
   }
-  const bool changed = !(it->second.stamp == stamp);
+  TenantStamp& t = it->second;
+  const bool changed = !(t.stamp == stamp);
+  if (Unsettled(t, absl::Now())) {
+    auto seen = std::find_if(t.pending.begin(), t.pending.end(),
+                             [&](const Pending& p) { return p.dirgen == stamp.dirgen; });
+    if (seen != t.pending.end()) t.pending.erase(t.pending.begin(), seen + 1);
+    if (!t.pending.empty()) {
+      // A change made here is not in what was read: keep the stamp (the
+      // warm-up follows it) but vouch for nothing until it is.
+      t.stamp = stamp;
+      t.as_of = absl::InfinitePast();
+      return changed;
+    }
+  }
   // Never move as_of backwards: a slower reader must not undo a newer read.
-  if (changed || as_of > it->second.as_of) it->second = TenantStamp{stamp, as_of};
+  if (changed || as_of > t.as_of) {
+    t.stamp = stamp;
+    t.as_of = as_of;
+  }
   return changed;
 }
 
@@ -111,11 +136,22 @@ void ResolveCache::Revouch(absl::Time as_of) {
   }
 }
 
-void ResolveCache::Invalidate(const std::string& tenant_id) {
+void ResolveCache::Invalidate(const std::string& tenant_id, std::string expected) {
+  if (!enabled()) return;
   absl::MutexLock lock(&mu_);
-  // Keep the tenant known (the index thread re-reads it) but unusable.
+  // Keep the tenant known (the index thread re-reads it) but unusable. A
+  // tenant not held yet is added: its answers computed from this replica
+  // must wait for the change too (Awaiting).
+  TenantStamp& t = stamps_[tenant_id];
+  t.as_of = absl::InfinitePast();
+  t.pending.push_back(Pending{std::move(expected), absl::Now() + kPendingFor});
+}
+
+bool ResolveCache::Awaiting(const std::string& tenant_id) {
+  if (!enabled()) return false;
+  absl::MutexLock lock(&mu_);
   auto it = stamps_.find(tenant_id);
-  if (it != stamps_.end()) it->second.as_of = absl::InfinitePast();
+  return it != stamps_.end() && Unsettled(it->second, absl::Now());
 }
 
 std::vector<std::string> ResolveCache::Tenants() {

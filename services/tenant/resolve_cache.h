@@ -95,8 +95,20 @@ class ResolveCache {
   // Every held stamp is still current as of `as_of` (nothing was applied
   // since they were read); stamps dropped by Invalidate stay dropped.
   void Revouch(absl::Time as_of);
-  // A change to the tenant went through this replica.
-  void Invalidate(const std::string& tenant_id);
+  // A change to the tenant is being made through this replica; its batch
+  // rewrites the tenant's dirgen to `expected` (TouchDirectory). Called
+  // BEFORE the commit, so a stamp read before the commit may still arrive
+  // (an index round already under way): until `expected` is read (or
+  // kPendingFor passes, for a write that never committed) no other dirgen
+  // is vouched for, so a Resolve after the commit returned never answers
+  // from the old state (read-your-writes on this replica). A dirgen read
+  // also settles every change invalidated before it (a retried attempt's
+  // batch, an earlier change overwritten since).
+  void Invalidate(const std::string& tenant_id, std::string expected);
+  // Is a change made through this replica not yet seen here (above)? Then
+  // Resolve must read through the leader instead of this replica's state.
+  bool Awaiting(const std::string& tenant_id);
+  static constexpr absl::Duration kPendingFor = absl::Seconds(10);
   // Tenants whose stamp the index holds (the index thread refreshes them).
   std::vector<std::string> Tenants();
   // The held stamp of a tenant (false: none).
@@ -108,10 +120,17 @@ class ResolveCache {
   size_t warmed_size();
 
  private:
+  struct Pending {
+    std::string dirgen;
+    absl::Time until;
+  };
   struct TenantStamp {
     Stamp stamp;
     absl::Time as_of;
+    std::vector<Pending> pending;  // oldest first (Invalidate)
   };
+  // Drops expired pending changes; true while some remain.
+  static bool Unsettled(TenantStamp& t, absl::Time now);
   const absl::Duration max_staleness_;
   const size_t max_entries_;
   absl::Mutex mu_;
