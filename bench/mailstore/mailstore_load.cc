@@ -67,27 +67,34 @@
 #include "libs/auth/service_token.h"
 #include "libs/base/status.h"
 #include "libs/mailstore_client/mailstore_client.h"
+#include "bench/mailstore/bench_args.h"
+#include "bench/mailstore/bench_client.h"
+#include "bench/mailstore/bodies.h"
 
 namespace ms = mailgrid::mailstore_client;
 namespace v1 = mailgrid::mailstore::v1;
 
 namespace {
 
+using mailgrid::bench::Body;
+using mailgrid::bench::ConnectMailstore;
+using mailgrid::bench::FlagValue;
+using mailgrid::bench::kWords;
+using mailgrid::bench::MixBody;
+
 struct Args {
   std::string mode = "bench", mailstored, key, tenant = "bench-t", prefix = "m";
   int writers = 32, messages = 2000, size = 10240, large = 0, recipients = 50, streams = 1000;
   bool mix = false;
+  bool no_fill = false;  // --mode=large on a folder filled before (mailstore_fill)
   std::string rawdb, db;
   std::string lmtp, lmtp_domain = "bench.local";
 };
 
 bool ParseArgs(int argc, char** argv, Args* a) {
   for (int i = 1; i < argc; ++i) {
-    std::string s = argv[i];
-    auto val = [&](const char* name) -> const char* {
-      std::string p = absl::StrCat("--", name, "=");
-      return s.rfind(p, 0) == 0 ? argv[i] + p.size() : nullptr;
-    };
+    const std::string s = argv[i];
+    auto val = [&](const char* name) { return FlagValue(argv[i], name); };
     if (auto v = val("mode")) a->mode = v;
     else if (auto v = val("mailstored")) a->mailstored = v;
     else if (auto v = val("signing-key")) a->key = v;
@@ -104,6 +111,7 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     else if (auto v = val("lmtp")) a->lmtp = v;
     else if (auto v = val("lmtp-domain")) a->lmtp_domain = v;
     else if (s == "--mix") a->mix = true;
+    else if (s == "--no-fill") a->no_fill = true;
     else {
       std::fprintf(stderr, "unknown argument %s\n", argv[i]);
       return false;
@@ -112,74 +120,6 @@ bool ParseArgs(int argc, char** argv, Args* a) {
   if (a->mode == "dbstat") return !a->db.empty();
   if (a->mode == "lmtp") return !a->lmtp.empty();
   return !a->mailstored.empty() && !a->key.empty();
-}
-
-const char* kWords[] = {"contract", "meeting", "report", "budget", "invoice", "schedule",
-                        "project", "review", "deadline", "customer", "合同", "会议",
-                        "quarterly", "shipment", "release", "design", "sprint", "payment"};
-
-std::string Body(std::mt19937_64& rng, int size, const std::string& subject, const std::string& key) {
-  std::string m = absl::StrCat("From: Load <load@example.com>\r\nTo: user@example.com\r\nSubject: ",
-                               subject, "\r\nMessage-ID: <", key, "@load>\r\nX-Key: ", key,
-                               "\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\n"
-                               "Content-Type: text/plain; charset=utf-8\r\n\r\n");
-  size_t line = 0;
-  while (static_cast<int>(m.size()) < size) {
-    m += kWords[rng() % (sizeof kWords / sizeof *kWords)];
-    m += (++line % 12 == 0) ? "\r\n" : " ";
-  }
-  m += "\r\n";
-  return m;
-}
-
-// A realistic mix (sizes as enterprise mail, by message number n):
-//  10/20: plain text, 1.5-4 KB;
-//   5/20: multipart/alternative text + HTML of the same words, 8-20 KB;
-//   3/20: text + a base64 attachment of 20-100 KB random (incompressible,
-//         as PDFs and images are);
-//   2/20: text + a base64 attachment of 150-600 KB random.
-std::string MixBody(std::mt19937_64& rng, int n, const std::string& subject, const std::string& key) {
-  auto words = [&](size_t bytes) {
-    std::string t;
-    size_t line = 0;
-    while (t.size() < bytes) {
-      t += kWords[rng() % (sizeof kWords / sizeof *kWords)];
-      t += (++line % 12 == 0) ? "\r\n" : " ";
-    }
-    return t;
-  };
-  auto between = [&](size_t lo, size_t hi) { return lo + rng() % (hi - lo + 1); };
-  std::string head = absl::StrCat("From: Load <load@example.com>\r\nTo: user@example.com\r\nSubject: ",
-                                  subject, "\r\nMessage-ID: <", key, "@load>\r\nX-Key: ", key,
-                                  "\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n");
-  int kind = n % 20;
-  if (kind < 10)
-    return absl::StrCat(head, "Content-Type: text/plain; charset=utf-8\r\n\r\n", words(between(1500, 4000)), "\r\n");
-  std::string b = absl::StrCat("b", key);
-  if (kind < 15) {
-    std::string text = words(between(2500, 6000));
-    std::string html = "<html><body><p>";
-    for (char c : text) html += c == '\n' ? std::string("</p>\r\n<p>") : std::string(1, c == '\r' ? ' ' : c);
-    html += "</p></body></html>";
-    return absl::StrCat(head, "Content-Type: multipart/alternative; boundary=\"", b, "\"\r\n\r\n--", b,
-                        "\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", text, "\r\n--", b,
-                        "\r\nContent-Type: text/html; charset=utf-8\r\n\r\n", html, "\r\n--", b, "--\r\n");
-  }
-  size_t attach = kind < 18 ? between(20000, 100000) : between(150000, 600000);
-  std::string bin(attach, '\0');
-  for (auto& c : bin) c = static_cast<char>(rng());
-  static const char* kB64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string b64;
-  for (size_t i = 0; i + 2 < bin.size(); i += 3) {
-    uint32_t v = (uint8_t(bin[i]) << 16) | (uint8_t(bin[i + 1]) << 8) | uint8_t(bin[i + 2]);
-    for (int k = 3; k >= 0; --k) b64 += kB64[(v >> (6 * k)) & 63];
-    if ((i / 3 + 1) % 19 == 0) b64 += "\r\n";
-  }
-  return absl::StrCat(head, "Content-Type: multipart/mixed; boundary=\"", b, "\"\r\n\r\n--", b,
-                      "\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n", words(between(500, 2000)),
-                      "\r\n--", b, "\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n"
-                      "Content-Disposition: attachment; filename=\"doc", key, ".pdf\"\r\n\r\n", b64,
-                      "\r\n--", b, "--\r\n");
 }
 
 absl::Status CreateMailbox(ms::MailstoreClient& c, const std::string& id, const std::string& tenant) {
@@ -715,9 +655,22 @@ std::vector<double> Timed(int n, F&& f) {
   return ms;
 }
 
+int LargeFill(ms::MailstoreClient& c, const Args& a, const std::string& big);
+int LargeQueries(ms::MailstoreClient& c, const std::string& big, std::atomic<int>& errors);
+
 // One folder of --large messages, then the reads a client does on it.
 int Large(ms::MailstoreClient& c, const Args& a) {
   std::string big = a.prefix + "-large";
+  std::atomic<int> errors{0};
+  if (!a.no_fill) {
+    int rc = LargeFill(c, a, big);
+    if (rc != 0) return rc;
+  }
+  return LargeQueries(c, big, errors);
+}
+
+// Creates the large mailbox and fills it through DeliverBatch.
+int LargeFill(ms::MailstoreClient& c, const Args& a, const std::string& big) {
   if (auto s = CreateMailbox(c, big, a.tenant); !s.ok()) {
     std::fprintf(stderr, "create: %s\n", s.ToString().c_str());
     return 2;
@@ -760,18 +713,8 @@ int Large(ms::MailstoreClient& c, const Args& a) {
           std::fprintf(stderr, "filled %d (%.0f s)\n", n,
                        absl::ToDoubleSeconds(absl::Now() - fill_start));
         }
-        std::string subject =
-            n == a.large / 2 ? "needle unicorn"
-                             : absl::StrCat("bulk ", n, " ", kWords[n % (sizeof kWords / sizeof *kWords)]);
-        std::string prepend = absl::StrCat("Delivered-To: user", w, "@example.com\r\n");
-        v1::DeliverBatchRequest d;
-        d.set_delivery_id(absl::StrCat(a.prefix, "-L", n));
-        d.set_message(a.mix ? MixBody(rng, n, subject, absl::StrCat("L", n))
-                            : Body(rng, a.size, subject, absl::StrCat("L", n)));
-        auto* t = d.add_recipients();
-        t->set_mailbox_id(big);
-        t->set_prepend_headers(prepend);
-        if (n % 3 == 0) t->add_flags("\\Seen");
+        v1::DeliverBatchRequest d =
+            mailgrid::bench::LargeDelivery(rng, a.prefix, big, n, a.large, w, a.size, a.mix);
         int copies = 1;
         if (a.mix && n % 5 == 0) {
           for (int g = 0; g < kGroup; ++g, ++copies) {
@@ -817,7 +760,11 @@ int Large(ms::MailstoreClient& c, const Args& a) {
               a.large, a.size, a.writers, fill_secs, a.large / fill_secs,
               static_cast<unsigned long long>(raw_bytes.load()), errors.load());
   std::fflush(stdout);
+  return errors == 0 ? 0 : 1;
+}
 
+// The reads a client does on the large folder (and 10 flag changes).
+int LargeQueries(ms::MailstoreClient& c, const std::string& big, std::atomic<int>& errors) {
   uint32_t uidnext = 0, messages = 0;
   auto status_ms = Timed(50, [&] {
     v1::FolderStatusRequest r;
@@ -922,6 +869,40 @@ int Large(ms::MailstoreClient& c, const Args& a) {
               Pct(flags_ms, 0.99), Pct(rare_ms, 0.5), rare_hits, Pct(common_ms, 0.5), common_hits,
               Pct(all_ms, 0.5), all_hits, Pct(changes_ms, 0.5), Pct(changes_ms, 0.99), changed,
               Pct(kw_ms, 0.5), kw_hits, Pct(date_ms, 0.5), date_hits, errors.load());
+  std::fflush(stdout);
+  // What IMAP SELECT asks (every UID for the sequence map, one call), and
+  // header searches beyond the subject: FROM (indexed, every message a
+  // hit) and an arbitrary header (X-Key of one message: not indexed).
+  auto select_ms = Timed(5, [&] {
+    v1::SelectFolderRequest r;
+    r.set_mailbox_id(big);
+    r.mutable_folder()->set_name("INBOX");
+    r.set_include_uids(true);
+    if (!c.SelectFolder(0, r).ok()) ++errors;
+  });
+  uint32_t from_hits = 0, xkey_hits = 0;
+  auto text_search = [&](v1::TextField field, const std::string& header, const std::string& value,
+                         uint32_t* hits) {
+    v1::SearchRequest s;
+    s.set_mailbox_id(big);
+    s.mutable_folder()->set_name("INBOX");
+    s.mutable_query()->mutable_text()->set_field(field);
+    s.mutable_query()->mutable_text()->set_header_name(header);
+    s.mutable_query()->mutable_text()->set_value(value);
+    ms::CallOptions o;
+    o.timeout = absl::Minutes(5);
+    auto res = c.Search(0, s, o);
+    if (res.ok()) *hits = res->count();
+    else ++errors;
+  };
+  auto from_ms = Timed(3, [&] { text_search(v1::TEXT_FIELD_FROM, "", "load", &from_hits); });
+  std::string needle = absl::StrCat("L", messages / 2);
+  auto xkey_ms = Timed(1, [&] { text_search(v1::TEXT_FIELD_HEADER, "X-Key", needle, &xkey_hits); });
+  std::printf("{\"select_with_uids_p50_ms\":%.2f,\"search_from_all_p50_ms\":%.1f,"
+              "\"search_from_all_hits\":%u,\"search_header_xkey_ms\":%.1f,"
+              "\"search_header_xkey_hits\":%u,\"errors\":%d}\n",
+              Pct(select_ms, 0.5), Pct(from_ms, 0.5), from_hits, Pct(xkey_ms, 0.5), xkey_hits,
+              errors.load());
   return errors == 0 ? 0 : 1;
 }
 
@@ -1006,20 +987,12 @@ int main(int argc, char** argv) {
   }
   if (a.mode == "dbstat") return DbStat(a);
   if (a.mode == "lmtp") return LmtpBench(a);
-  auto tokens = mailgrid::auth::ServiceTokenSource::FromPemFile(a.key, "relayd");
-  if (!tokens.ok()) {
-    std::fprintf(stderr, "%s\n", tokens.status().ToString().c_str());
-    return 2;
-  }
-  auto client = ms::MailstoreClient::FromFlag(a.mailstored, std::move(*tokens));
-  if (!client.ok()) {
-    std::fprintf(stderr, "%s\n", client.status().ToString().c_str());
-    return 2;
-  }
-  if (a.mode == "chaos") return Chaos(**client, a);
-  if (a.mode == "deliver") return Deliver(**client, a);
-  if (a.mode == "onebox") return Onebox(**client, a);
-  if (a.mode == "large") return Large(**client, a);
-  if (a.mode == "watchfan") return WatchFan(**client, a);
-  return Bench(**client, a);
+  std::unique_ptr<ms::MailstoreClient> client = ConnectMailstore(a.mailstored, a.key, "relayd");
+  if (client == nullptr) return 2;
+  if (a.mode == "chaos") return Chaos(*client, a);
+  if (a.mode == "deliver") return Deliver(*client, a);
+  if (a.mode == "onebox") return Onebox(*client, a);
+  if (a.mode == "large") return Large(*client, a);
+  if (a.mode == "watchfan") return WatchFan(*client, a);
+  return Bench(*client, a);
 }

@@ -119,6 +119,10 @@ class MailstoreClient {
   absl::StatusOr<v1::FolderStatusResponse> FolderStatus(uint32_t shard,
                                                         const v1::FolderStatusRequest& r,
                                                         const CallOptions& o = {});
+  // FolderStatus (+ ChangesSince) in one call: IMAP SELECT/EXAMINE.
+  absl::StatusOr<v1::SelectFolderResponse> SelectFolder(uint32_t shard,
+                                                        const v1::SelectFolderRequest& r,
+                                                        const CallOptions& o = {});
   // ---- messages ----
   absl::StatusOr<v1::AppendResponse> Append(uint32_t shard, const v1::AppendRequest& r,
                                             const CallOptions& o = {});

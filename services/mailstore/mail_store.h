@@ -69,6 +69,8 @@ class MailStore {
   absl::StatusOr<v1::DeleteFolderResponse> DeleteFolder(const v1::DeleteFolderRequest& r);
   absl::Status SubscribeFolder(const v1::SubscribeFolderRequest& r);
   absl::StatusOr<v1::FolderStatusResponse> FolderStatus(const v1::FolderStatusRequest& r);
+  // FolderStatus plus ChangesSince in one read (store_status.cc).
+  absl::StatusOr<v1::SelectFolderResponse> SelectFolder(const v1::SelectFolderRequest& r);
 
   // ---- messages ----
   absl::StatusOr<v1::AppendResponse> Append(const v1::AppendRequest& r);
@@ -125,6 +127,9 @@ class MailStore {
                                             const storage::BodyRecord& body);
   absl::StatusOr<storage::BodyRecord> LoadBody(const std::string& tenant, const std::string& sha);
 
+  // ChangesSince's answer for a folder already looked up (uidvalidity checked).
+  absl::StatusOr<v1::ChangesSinceResponse> ChangesIn(const Mbx& m, const storage::FolderRecord& f,
+                                                     const v1::ChangesSinceRequest& r);
   absl::StatusOr<v1::ChangesSinceResponse> ChangesByScan(const Mbx& m,
                                                          const storage::FolderRecord& f,
                                                          const v1::ChangesSinceRequest& r,

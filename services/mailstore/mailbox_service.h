@@ -103,6 +103,7 @@ class MailboxServiceImpl final : public v1::MailboxService::Service {
   grpc::Status SubscribeFolder(Ctx*, const v1::SubscribeFolderRequest*,
                                v1::SubscribeFolderResponse*) override;
   grpc::Status FolderStatus(Ctx*, const v1::FolderStatusRequest*, v1::FolderStatusResponse*) override;
+  grpc::Status SelectFolder(Ctx*, const v1::SelectFolderRequest*, v1::SelectFolderResponse*) override;
   grpc::Status Append(Ctx*, const v1::AppendRequest*, v1::AppendResponse*) override;
   grpc::Status AppendStream(Ctx*, grpc::ServerReader<v1::AppendStreamRequest>*,
                             v1::AppendResponse*) override;

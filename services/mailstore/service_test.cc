@@ -103,6 +103,7 @@ std::vector<std::pair<std::string, absl::Status>> EveryRpc(msc::MailstoreClient&
   all.mutable_uids()->mutable_ranges(0)->set_to_last(true);
   { v1::ListFoldersRequest r; r.set_mailbox_id(mailbox); out.emplace_back("ListFolders", c.ListFolders(0, r, o).status()); }
   { v1::FolderStatusRequest r; r.set_mailbox_id(mailbox); *r.mutable_folder() = inbox; out.emplace_back("FolderStatus", c.FolderStatus(0, r, o).status()); }
+  { v1::SelectFolderRequest r; r.set_mailbox_id(mailbox); *r.mutable_folder() = inbox; r.set_claim_recent(true); r.set_include_uids(true); r.mutable_changes()->set_include_vanished(true); out.emplace_back("SelectFolder", c.SelectFolder(0, r, o).status()); }
   { v1::CreateFolderRequest r; r.set_mailbox_id(mailbox); r.set_name("x"); out.emplace_back("CreateFolder", c.CreateFolder(0, r, o).status()); }
   { v1::RenameFolderRequest r; r.set_mailbox_id(mailbox); *r.mutable_folder() = inbox; r.set_new_name("y"); out.emplace_back("RenameFolder", c.RenameFolder(0, r, o).status()); }
   { v1::DeleteFolderRequest r; r.set_mailbox_id(mailbox); r.mutable_folder()->set_name("Sent"); out.emplace_back("DeleteFolder", c.DeleteFolder(0, r, o).status()); }
@@ -148,6 +149,19 @@ TEST_F(ServiceTest, OwnerReadsOwnMail) {
   ASSERT_TRUE(got.ok()) << got.status();
   ASSERT_EQ(got->size(), 1u);
   EXPECT_EQ((*got)[0].raw(), "Subject: secret of A\r\n\r\nthe plans\r\n");
+  // SELECT in one call: status, every UID, every message's flags.
+  v1::SelectFolderRequest sel;
+  sel.set_mailbox_id("mbx-a");
+  sel.mutable_folder()->set_name("INBOX");
+  sel.set_claim_recent(true);
+  sel.set_include_uids(true);
+  sel.mutable_changes()->set_modseq(0);
+  auto selected = client_->SelectFolder(0, sel, user_a_);
+  ASSERT_TRUE(selected.ok()) << selected.status();
+  EXPECT_EQ(selected->status().folder().messages(), 1u);
+  EXPECT_EQ(selected->status().recent_uids().ranges_size(), 1);
+  ASSERT_EQ(selected->changes().changed_size(), 1);
+  EXPECT_EQ(selected->changes().changed(0).uid(), a->uid());
   // Watch: READY first.
   v1::WatchRequest w;
   w.set_mailbox_id("mbx-a");

@@ -381,6 +381,19 @@ const storage::IdemRecord* Mutation::PlannedIdem(const std::string& key) const {
   return it == idem_.end() ? nullptr : &it->second;
 }
 
+absl::StatusOr<std::optional<storage::IdemRecord>> Mutation::FindIdem(const std::string& key,
+                                                                      absl::Duration window) {
+  if (const storage::IdemRecord* planned = PlannedIdem(key)) return *planned;
+  ASSIGN_OR_RETURN(auto got, store_->Get(key));
+  storage::IdemRecord rec;
+  if (got.found() && rec.ParseFromString(got.value()) &&
+      rec.at_micros() + absl::ToInt64Microseconds(window) > NowMicros()) {
+    return rec;
+  }
+  Condition(key, got.found() ? got.version() : 0);
+  return std::nullopt;
+}
+
 void Mutation::FlagsChanged(storage::FolderRecord* f, uint32_t uid, bool was_seen, bool now_seen) {
   if (was_seen == now_seen) return;
   if (now_seen) {
@@ -978,51 +991,6 @@ absl::Status MailStore::SubscribeFolder(const v1::SubscribeFolderRequest& r) {
   auto resp = store_->Write(w, absl::Now() + options_.timeout);
   if (!resp.ok()) return Unavailable(resp.status());
   return absl::OkStatus();
-}
-
-absl::StatusOr<v1::FolderStatusResponse> MailStore::FolderStatus(const v1::FolderStatusRequest& r) {
-  v1::FolderStatusResponse out;
-  if (r.claim_recent()) {
-    RETURN_IF_ERROR(RunMutation(this, r.mailbox_id(), [&](Mutation& mut) -> absl::Status {
-      out.Clear();
-      const auto* f = FindFolder(mut.mbx(), r.folder());
-      if (f == nullptr || f->noselect()) return FolderNotFound();
-      storage::FolderRecord snapshot = *f;
-      if (f->recent() > 0) {
-        std::vector<std::pair<uint32_t, storage::MessageRecord>> recent;
-        ASSIGN_OR_RETURN(recent, ScanMessages(this, mut.mbx(), f->folder_id(), f->recent_from(),
-                                              f->uidnext()));
-        std::vector<uint32_t> uids;
-        for (const auto& [uid, m] : recent) uids.push_back(uid);
-        ToIdSet(uids, out.mutable_recent_uids());
-        storage::FolderRecord* w = mut.MutableFolder(f->folder_id());
-        w->set_recent_from(w->uidnext());
-        w->set_recent(0);
-      }
-      *out.mutable_folder() = FolderToProto(mut.mbx(), snapshot);
-      return absl::OkStatus();
-    }));
-  } else {
-    ASSIGN_OR_RETURN(Mbx m, LoadMailbox(r.mailbox_id()));
-    const auto* f = FindFolder(m, r.folder());
-    if (f == nullptr || f->noselect()) return FolderNotFound();
-    *out.mutable_folder() = FolderToProto(m, *f);
-  }
-  ASSIGN_OR_RETURN(Mbx m, LoadMailbox(r.mailbox_id()));
-  const auto* f = FindFolder(m, r.folder());
-  if (f == nullptr) return FolderNotFound();
-  if (f->unseen() > 0) {
-    std::string p = keys::UnseenPrefix(m.tenant, m.id, f->folder_id());
-    RETURN_IF_ERROR(ScanRange(p, keys::PrefixEnd(p), true, 1, false, [&](const kv::v1::KeyValue& kv) {
-      out.set_first_unseen_uid(keys::ReadBe32(kv.key()));
-      return false;
-    }));
-  }
-  if (r.include_uids()) {
-    ASSIGN_OR_RETURN(auto uids, AllUids(this, m, f->folder_id()));
-    ToIdSet(uids, out.mutable_uids());
-  }
-  return out;
 }
 
 }  // namespace mailgrid::mailstore

@@ -4,6 +4,7 @@
 
 #include <deque>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -85,6 +86,18 @@ class Mutation {
   // in one write must see each other's keys, as they would in the store).
   void PutIdem(const std::string& key, const storage::IdemRecord& rec);
   const storage::IdemRecord* PlannedIdem(const std::string& key) const;
+  // The idempotency record `key` as this write will find it when it
+  // applies: planned earlier in this mutation, or in the store and younger
+  // than `window`. When there is none, the key's version as read (0:
+  // absent) becomes a condition of the write. Why: an attempt whose outcome
+  // the caller never learned (a deadline passed, a leader changed) may
+  // still commit after a retry has been planned from a state without it;
+  // the retry's write then fails at apply instead of storing a second copy,
+  // and its re-plan finds the first attempt's record (the mailbox record's
+  // version condition already refuses such a write; this one does not rely
+  // on every writer of the mailbox rewriting that record).
+  absl::StatusOr<std::optional<storage::IdemRecord>> FindIdem(const std::string& key,
+                                                              absl::Duration window);
 
   kv::v1::WriteRequest& request() { return req_; }
   bool Empty() const {

@@ -149,18 +149,11 @@ absl::StatusOr<v1::AppendResponse> MailStore::Append(const v1::AppendRequest& r)
   auto plan = [&](Mutation& mut) -> absl::Status {
     out.Clear();
     if (!idem_key.empty()) {
-      std::string key = keys::Idem(mut.tenant(), mut.mailbox(), idem_key);
-      storage::IdemRecord rec;
-      bool found = false;
-      if (const storage::IdemRecord* planned = mut.PlannedIdem(key)) {
-        rec = *planned;
-        found = true;
-      } else {
-        ASSIGN_OR_RETURN(auto got, Get(key));
-        found = got.found() && rec.ParseFromString(got.value());
-      }
-      if (found &&
-          rec.at_micros() + absl::ToInt64Microseconds(options_.idempotency_window) > NowMicros()) {
+      ASSIGN_OR_RETURN(std::optional<storage::IdemRecord> first,
+                       mut.FindIdem(keys::Idem(mut.tenant(), mut.mailbox(), idem_key),
+                                    options_.idempotency_window));
+      if (first) {
+        const storage::IdemRecord& rec = *first;
         out.set_folder_id(rec.folder_id());
         out.set_uid(rec.uid());
         out.set_uidvalidity(rec.uidvalidity());
@@ -293,19 +286,11 @@ absl::StatusOr<v1::DeliverBatchResponse> MailStore::DeliverBatch(const v1::Deliv
       return absl::OkStatus();
     }
     if (!idem_key.empty()) {
-      std::string key = keys::Idem(mut.tenant(), mut.mailbox(), idem_key);
-      storage::IdemRecord rec;
-      bool found = false;
-      if (const storage::IdemRecord* planned = mut.PlannedIdem(key)) {
-        rec = *planned;
-        found = true;
-      } else {
-        ASSIGN_OR_RETURN(auto got, Get(key));
-        found = got.found() && rec.ParseFromString(got.value());
-      }
-      if (found &&
-          rec.at_micros() + absl::ToInt64Microseconds(options_.delivery_dedupe_window) >
-              NowMicros()) {
+      ASSIGN_OR_RETURN(std::optional<storage::IdemRecord> first,
+                       mut.FindIdem(keys::Idem(mut.tenant(), mut.mailbox(), idem_key),
+                                    options_.delivery_dedupe_window));
+      if (first) {
+        const storage::IdemRecord& rec = *first;
         res->set_status(v1::DELIVERY_STATUS_DUPLICATE);
         res->set_folder_id(rec.folder_id());
         res->set_uid(rec.uid());
@@ -859,6 +844,13 @@ absl::StatusOr<v1::ChangesSinceResponse> MailStore::ChangesSince(const v1::Chang
   if (f == nullptr || f->noselect()) return FolderNotFound();
   if (r.uidvalidity() != 0 && r.uidvalidity() != f->uidvalidity())
     return Precondition("UIDVALIDITY_CHANGED", "the folder's UIDVALIDITY changed");
+  return ChangesIn(m, *f, r);
+}
+
+absl::StatusOr<v1::ChangesSinceResponse> MailStore::ChangesIn(const Mbx& m,
+                                                              const storage::FolderRecord& fr,
+                                                              const v1::ChangesSinceRequest& r) {
+  const storage::FolderRecord* f = &fr;
   v1::ChangesSinceResponse out;
   out.set_highest_modseq(f->highest_modseq());
   out.set_uidvalidity(f->uidvalidity());

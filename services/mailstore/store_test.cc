@@ -7,6 +7,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
 #include "libs/store/local_store.h"
 #include "services/mailstore/errors.h"
@@ -285,6 +286,99 @@ TEST_F(StoreTest, UnchangedSinceAndCounters) {
   ASSERT_TRUE(c2.ok());
   EXPECT_EQ(c2->recent_uids().ranges_size(), 0);
   EXPECT_EQ(c2->folder().recent(), 0u);
+}
+
+// SelectFolder = FolderStatus + ChangesSince from one read, with the same
+// answers; \Recent is handed out once; a stale UIDVALIDITY only drops the
+// changes part.
+TEST_F(StoreTest, SelectFolderAnswersAsFolderStatusAndChangesSince) {
+  using google::protobuf::util::MessageDifferencer;
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(Append(Msg(absl::StrCat("sel", i), "x")).ok());
+  uint64_t base = Status().folder().highest_modseq();
+  v1::StoreFlagsRequest sf;
+  sf.set_mailbox_id("mbx-a");
+  sf.mutable_folder()->set_name("INBOX");
+  auto* r = sf.mutable_messages()->mutable_uids()->add_ranges();
+  r->set_first(2);
+  r->set_last(3);
+  sf.set_mode(v1::STORE_MODE_ADD);
+  sf.add_flags("\\Seen");
+  sf.add_flags("\\Deleted");
+  ASSERT_TRUE(store_->StoreFlags(sf).ok());
+  v1::ExpungeRequest ex;
+  ex.set_mailbox_id("mbx-a");
+  ex.mutable_folder()->set_name("INBOX");
+  ex.mutable_uids()->add_ranges()->set_first(3);
+  ex.mutable_uids()->mutable_ranges(0)->set_last(3);
+  ASSERT_TRUE(store_->Expunge(ex).ok());
+
+  v1::ChangesSinceRequest cs;
+  cs.set_mailbox_id("mbx-a");
+  cs.mutable_folder()->set_name("INBOX");
+  cs.set_modseq(base);
+  cs.set_include_vanished(true);
+  auto want_changes = store_->ChangesSince(cs);
+  ASSERT_TRUE(want_changes.ok()) << want_changes.status();
+  EXPECT_EQ(want_changes->changed_size(), 1);  // uid 2 (3 vanished)
+  v1::FolderStatusRequest fs;
+  fs.set_mailbox_id("mbx-a");
+  fs.mutable_folder()->set_name("INBOX");
+  fs.set_include_uids(true);
+  auto want_status = store_->FolderStatus(fs);
+  ASSERT_TRUE(want_status.ok());
+
+  v1::SelectFolderRequest sel;
+  sel.set_mailbox_id("mbx-a");
+  sel.mutable_folder()->set_name("INBOX");
+  sel.set_include_uids(true);
+  *sel.mutable_changes() = cs;
+  sel.mutable_changes()->clear_mailbox_id();  // ignored: the request's are used
+  sel.mutable_changes()->clear_folder();
+  auto got = store_->SelectFolder(sel);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_TRUE(MessageDifferencer::Equals(got->status(), *want_status)) << got->status().DebugString();
+  ASSERT_TRUE(got->has_changes());
+  EXPECT_TRUE(MessageDifferencer::Equals(got->changes(), *want_changes)) << got->changes().DebugString();
+  EXPECT_EQ(got->status().first_unseen_uid(), 1u);
+  EXPECT_EQ(got->status().folder().messages(), 4u);
+  EXPECT_EQ(got->status().uids().ranges_size(), 2);  // 1:2, 4:5
+
+  // Every message's flags: modseq 0.
+  sel.mutable_changes()->set_modseq(0);
+  got = store_->SelectFolder(sel);
+  ASSERT_TRUE(got.ok());
+  EXPECT_EQ(got->changes().changed_size(), 4);
+
+  // SELECT claims \Recent once; EXAMINE (no claim) sees them as before.
+  sel.set_claim_recent(true);
+  sel.clear_changes();
+  auto first = store_->SelectFolder(sel);
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(first->has_changes());
+  EXPECT_EQ(first->status().folder().recent(), 4u);
+  EXPECT_EQ(first->status().recent_uids().ranges_size(), 2);
+  size_t writes = counting_->writes();
+  auto second = store_->SelectFolder(sel);
+  ASSERT_TRUE(second.ok());
+  EXPECT_EQ(second->status().folder().recent(), 0u);
+  EXPECT_EQ(second->status().recent_uids().ranges_size(), 0);
+  EXPECT_EQ(counting_->writes(), writes) << "nothing to claim: no write";
+
+  // A stale UIDVALIDITY: status as usual, no changes part.
+  sel.set_claim_recent(false);
+  *sel.mutable_changes() = cs;
+  sel.mutable_changes()->set_uidvalidity(got->status().folder().uidvalidity() + 1);
+  auto stale = store_->SelectFolder(sel);
+  ASSERT_TRUE(stale.ok()) << stale.status();
+  EXPECT_FALSE(stale->has_changes());
+  EXPECT_EQ(stale->status().folder().messages(), 4u);
+  sel.mutable_changes()->set_uidvalidity(got->status().folder().uidvalidity());
+  EXPECT_TRUE(store_->SelectFolder(sel)->has_changes());
+
+  sel.mutable_folder()->set_name("NoSuchFolder");
+  EXPECT_EQ(store_->SelectFolder(sel).status().code(), absl::StatusCode::kNotFound);
+  sel.set_mailbox_id("mbx-nope");
+  EXPECT_EQ(store_->SelectFolder(sel).status().code(), absl::StatusCode::kNotFound);
 }
 
 TEST_F(StoreTest, QuotaArithmeticAndRefusal) {

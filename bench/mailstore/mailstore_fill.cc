@@ -1,0 +1,120 @@
+// mailstore_fill: fills ONE folder of a STOPPED mailstored replica's store
+// with N messages, offline, in minutes instead of the ~50 minutes a million
+// DeliverBatch calls take through the service. The writes are the
+// service's own: MailStore::CreateMailbox and MailStore::DeliverBatch (the
+// same key and record builders, ingest, postings, attribute index, change
+// feed), planned concurrently from --threads callers so that RunCombined
+// groups them into large writes, applied by kv::StateMachine directly
+// (store::LocalStore over the replica's RocksDB) instead of through Raft.
+// The messages are mailstore_load --mode=large's (bench/mailstore/bodies.h).
+//
+// Usage (bench/mailstore/run --fastfill N does all of it):
+//   1. start mailstored once as a ONE-replica group (it bootstraps its Raft
+//      membership), stop it;
+//   2. mailstore_fill --db=DATA_DIR/replica/db --messages=N [--size=B]
+//      [--threads=T] [--tenant=bench-t] [--prefix=m]
+//   3. start mailstored again: the state machine is ahead of the Raft log,
+//      which the replica opens as it opens a snapshot restored at that index
+//      (libs/kv/raft_log_store.cc), and it serves the filled folder.
+// Only for a single-replica group (other replicas would need the state
+// shipped as a snapshot) and only on a stopped replica (RocksDB's lock
+// refuses a running one).
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "bench/mailstore/bench_args.h"
+#include "bench/mailstore/bodies.h"
+#include "libs/store/local_store.h"
+#include "services/mailstore/mail_store.h"
+
+namespace {
+
+namespace v1 = mailgrid::mailstore::v1;
+using mailgrid::bench::FlagValue;
+
+struct Args {
+  std::string db, tenant = "bench-t", prefix = "m";
+  int messages = 0, size = 1024, threads = 8;
+};
+
+bool ParseArgs(int argc, char** argv, Args* a) {
+  for (int i = 1; i < argc; ++i) {
+    auto val = [&](const char* name) { return FlagValue(argv[i], name); };
+    if (auto v = val("db")) a->db = v;
+    else if (auto v = val("tenant")) a->tenant = v;
+    else if (auto v = val("prefix")) a->prefix = v;
+    else if (auto v = val("messages")) a->messages = std::atoi(v);
+    else if (auto v = val("size")) a->size = std::atoi(v);
+    else if (auto v = val("threads")) a->threads = std::atoi(v);
+    else return false;
+  }
+  return !a->db.empty() && a->messages > 0 && a->threads > 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Args a;
+  if (!ParseArgs(argc, argv, &a)) {
+    std::fprintf(stderr,
+                 "usage: mailstore_fill --db=DATA_DIR/replica/db --messages=N [--size=B] "
+                 "[--threads=T] [--tenant=T] [--prefix=P]  (the replica must be stopped)\n");
+    return 2;
+  }
+  auto local = mailgrid::store::LocalStore::Open(a.db);
+  if (!local.ok()) {
+    std::fprintf(stderr, "open %s: %s\n", a.db.c_str(), local.status().ToString().c_str());
+    return 2;
+  }
+  mailgrid::mailstore::MailStore store(local->get(), mailgrid::mailstore::StoreOptions{});
+  std::string big = a.prefix + "-large";
+  v1::CreateMailboxRequest c;
+  c.set_mailbox_id(big);
+  c.set_tenant_id(a.tenant);
+  c.set_owner_id("owner-" + big);
+  c.set_kind(mailgrid::common::v1::MAILBOX_KIND_USER);
+  if (auto m = store.CreateMailbox(c); !m.ok()) {
+    std::fprintf(stderr, "create: %s\n", m.status().ToString().c_str());
+    return 2;
+  }
+  std::atomic<int> next{0}, errors{0};
+  std::atomic<uint64_t> raw_bytes{0};
+  const int step = std::max(1, a.messages / 20);
+  absl::Time start = absl::Now();
+  std::vector<std::thread> threads;
+  for (int t = 0; t < a.threads; ++t) {
+    threads.emplace_back([&, t] {
+      for (;;) {
+        int n = next++;
+        if (n >= a.messages) return;
+        if (n % step == 0 && n > 0)
+          std::fprintf(stderr, "filled %d (%.0f s)\n", n, absl::ToDoubleSeconds(absl::Now() - start));
+        std::mt19937_64 rng(5000 + n);
+        v1::DeliverBatchRequest d =
+            mailgrid::bench::LargeDelivery(rng, a.prefix, big, n, a.messages, t, a.size, false);
+        auto r = store.DeliverBatch(d);
+        if (!r.ok() || r->results(0).status() != v1::DELIVERY_STATUS_DELIVERED) {
+          if (errors++ < 5)
+            std::fprintf(stderr, "message %d: %s\n", n,
+                         r.ok() ? r->results(0).detail().c_str() : r.status().ToString().c_str());
+          continue;
+        }
+        raw_bytes += d.message().size() + d.recipients(0).prepend_headers().size();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  double secs = absl::ToDoubleSeconds(absl::Now() - start);
+  std::printf("{\"large_folder\":%d,\"size\":%d,\"threads\":%d,\"fill_seconds\":%.1f,"
+              "\"fill_messages_per_s\":%.1f,\"raw_bytes\":%llu,\"errors\":%d,\"offline\":true}\n",
+              a.messages, a.size, a.threads, secs, a.messages / secs,
+              static_cast<unsigned long long>(raw_bytes.load()), errors.load());
+  return errors == 0 ? 0 : 1;
+}
