@@ -19,6 +19,11 @@ the demo user; Dovecot's user then gets an argon2id hash with the same
 parameters (--argon2-ops/--argon2-mem-kib, passed to identityd too), as
 bench/compare/run does. Every daemon must be built in --build-dir.
 
+--ab-accessd BIN (with --cluster): a second accessd, this binary, started
+with the cluster accessd's own flags and environment on other ports, is
+measured in the same runs between the cluster's accessd and Dovecot: an A/B
+of two accessd builds against the same cluster, same load.
+
 --login once: each client logs in once and loops SELECT, FETCH headers,
 FETCH body, STORE (what a mail client does); every: LOGIN ... LOGOUT each
 iteration; both (default): the two mixes one after the other in each run,
@@ -287,9 +292,43 @@ userdb {{
   args = {d}/users
 }}
 """.format(d=d, port=port))
-    p = subprocess.Popen(["dovecot", "-F", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # Its own session, as tools/mailgrid gives every daemon: with autogroup
+    # scheduling a server in the load generator's session is favoured on a
+    # loaded machine (bench/access/README.md).
+    p = subprocess.Popen(["dovecot", "-F", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
     wait_port(port)
     return p
+
+
+def start_twin_accessd(cluster_dir, binary, log_path):
+    """Starts `binary` as a second accessd of the running cluster: the cluster
+    accessd's command line and environment with fresh ports. Returns
+    (process, imap port)."""
+    with open(os.path.join(cluster_dir, "run", "accessd-1.pid")) as f:
+        pid = int(f.read().strip())
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        argv = [a.decode() for a in f.read().split(b"\0") if a]
+    with open("/proc/%d/environ" % pid, "rb") as f:
+        env = dict(kv.decode().split("=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+    imap = free_port()
+    args = [binary]
+    for a in argv[1:]:
+        if a.startswith("--listen="):
+            a = "--listen=127.0.0.1:%d" % free_port()
+        elif a.startswith("--metrics-listen="):
+            a = "--metrics-listen=127.0.0.1:0"
+        elif a.startswith("--data-dir="):
+            a = "--data-dir=" + os.path.join(cluster_dir, "data", "accessd-ab")
+        args.append(a)
+    env["MAILGRID_IMAP_LISTEN"] = "127.0.0.1:%d" % imap
+    for k in ("MAILGRID_IMAPS_LISTEN", "MAILGRID_POP3_LISTEN", "MAILGRID_POP3S_LISTEN"):
+        if k in env:
+            env[k] = "127.0.0.1:0"
+    p = subprocess.Popen(args, env=env, stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
+                         start_new_session=True)  # like the cluster's own accessd
+    wait_port(imap)
+    return p, imap
 
 
 def main():
@@ -306,6 +345,7 @@ def main():
                     help="accessd in a whole 3-replica cluster (tools/mailgrid up), argon2id on both sides")
     ap.add_argument("--login", choices=["once", "every", "both"], default="both",
                     help="log in once per client, every iteration, or run both mixes")
+    ap.add_argument("--ab-accessd", help="--cluster: also measure this accessd binary on the same cluster")
     ap.add_argument("--argon2-ops", type=int, default=2, help="argon2id t (--cluster; identityd's default)")
     ap.add_argument("--argon2-mem-kib", type=int, default=19 * 1024, help="argon2id m (--cluster)")
     args = ap.parse_args()
@@ -318,7 +358,7 @@ def main():
     try:
         print("machine: %d cores, load average %s; %d clients, %d in IDLE, %d messages, %ds per side" %
               (os.cpu_count(), loadavg(), args.clients, args.idle, args.messages, args.seconds))
-        imap = port = None
+        imap = port = imap_b = twin = None
         if args.cluster and args.only != "dovecot":
             os.environ["MAILGRID_BUILD_DIR"] = os.path.abspath(args.build_dir)
             sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests", "lib"))
@@ -337,6 +377,12 @@ def main():
             print("cluster: %s, user %s (argon2id t=%d m=%d KiB on both sides)" %
                   (cluster_dir, USER, args.argon2_ops, args.argon2_mem_kib))
             asyncio.run(load_messages(imap, args.messages))
+            if args.ab_accessd:
+                twin, imap_b = start_twin_accessd(cluster_dir, os.path.abspath(args.ab_accessd),
+                                                  os.path.join(d, "accessd-ab.log"))
+                procs.append(twin)
+                print("A/B: accessd A = %s, accessd B = %s (same cluster)" %
+                      (os.path.join(bin_dir, "accessd"), os.path.abspath(args.ab_accessd)))
         elif args.only != "dovecot":
             key, pub = os.path.join(d, "k.pem"), os.path.join(d, "k.pub")
             subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", key], check=True)
@@ -345,17 +391,19 @@ def main():
             log = open(os.path.join(d, "log"), "w")
             procs.append(subprocess.Popen([os.path.join(bin_dir, "mailstored"), "--listen=127.0.0.1:%d" % ms,
                                            "--metrics-listen=127.0.0.1:0", "--data-dir=" + os.path.join(d, "ms"),
-                                           "--store=local", "--token-public-key=" + pub], stdout=log, stderr=log))
+                                           "--store=local", "--token-public-key=" + pub], stdout=log, stderr=log,
+                                          start_new_session=True))
             procs.append(subprocess.Popen([os.path.join(bin_dir, "access_fake_identityd"),
                                            "127.0.0.1:%d" % ident, key, "127.0.0.1:%d" % ms, "t-bench", USER,
-                                           PASSWORD, "mbx-bench"], stdout=log, stderr=log))
+                                           PASSWORD, "mbx-bench"], stdout=log, stderr=log,
+                                          start_new_session=True))
             wait_port(ident)
             procs.append(subprocess.Popen([os.path.join(bin_dir, "accessd"), "--listen=127.0.0.1:0",
                                            "--metrics-listen=127.0.0.1:0", "--imap-listen=127.0.0.1:%d" % imap,
                                            "--identityd=127.0.0.1:%d" % ident, "--mailstored=127.0.0.1:%d" % ms,
                                            "--token-signing-key=" + key, "--allow-plaintext-auth",
                                            "--max-connections-per-ip=0"] + args.accessd_flag,
-                                          stdout=log, stderr=log))
+                                          stdout=log, stderr=log, start_new_session=True))
             wait_port(imap)
             asyncio.run(load_messages(imap, args.messages))
         if args.only != "accessd":
@@ -374,6 +422,12 @@ def main():
             mg_pids = [p.pid for p in procs[:3]]
         if port:
             dc_pids = [procs[-1].pid]
+        # B runs against the same cluster: its CPU is every daemon's but the
+        # cluster accessd's, plus its own; A's excludes B.
+        a_pids, b_pids = mg_pids, []
+        if twin:
+            accessd_a = int(open(os.path.join(cluster_dir, "run", "accessd-1.pid")).read().strip())
+            b_pids = [p for p in mg_pids if p != accessd_a] + [twin.pid]
         if mg_pids:
             # What the daemons burn with no client at all (Raft heartbeats,
             # background jobs): to tell it from the per-command cost below.
@@ -383,16 +437,27 @@ def main():
                                           sorted(parts.items(), key=lambda kv: -kv[1]) if v >= 0.001)))
         modes = ["once", "every"] if args.login == "both" else [args.login]
         ratios = {m: [] for m in modes}
+        ratios_b = {m: [] for m in modes}
         side = "accessd (cluster)" if args.cluster else "accessd"
         for run in range(1, args.runs + 1):
             for mode in modes:
                 every = mode == "every"
                 print("--- run %d of %d, login %s, load average before: %s" % (run, args.runs, mode, loadavg()))
                 a = b = None
-                if imap:
-                    r, cpu = measured(mg_pids, lambda: asyncio.run(drive(
-                        imap, args.clients, args.seconds, args.messages, args.idle, every)))
-                    a = report(side, *r, cpu=cpu)
+                ab = None
+                # A then B in odd runs, B then A in even ones (the load of a
+                # shared machine drifts).
+                for which in (["A", "B"] if run % 2 else ["B", "A"]):
+                    if which == "A" and imap:
+                        r, cpu = measured(a_pids, lambda: asyncio.run(drive(
+                            imap, args.clients, args.seconds, args.messages, args.idle, every)))
+                        a = report(side, *r, cpu=cpu)
+                    if which == "B" and imap_b:
+                        r, cpu = measured(b_pids, lambda: asyncio.run(drive(
+                            imap_b, args.clients, args.seconds, args.messages, args.idle, every)))
+                        ab = report("accessd B", *r, cpu=cpu)
+                if ab is not None and a:
+                    ratios_b[mode].append(ab / a)
                 if port:
                     r, cpu = measured(dc_pids, lambda: asyncio.run(drive(
                         port, args.clients, args.seconds, args.messages, args.idle, every)))
@@ -401,10 +466,16 @@ def main():
                     ratios[mode].append(a / b)
                     print("run %d, login %s: %s/Dovecot throughput = %.2fx (%.0f / %.0f commands/s), "
                           "load average %s" % (run, mode, side, a / b, a, b, loadavg()))
+                if imap_b and b and ratios_b[mode]:
+                    print("run %d, login %s: accessd B/Dovecot = %.2fx, accessd B/accessd A = %.2fx" %
+                          (run, mode, ratios_b[mode][-1] * a / b, ratios_b[mode][-1]))
         for mode in modes:
             if ratios[mode]:
                 print("SUMMARY login %s: %s/Dovecot = %s; minimum %.2fx (target >= 1.0x in every run)" %
                       (mode, side, " / ".join("%.2fx" % r for r in ratios[mode]), min(ratios[mode])))
+            if ratios_b[mode]:
+                print("SUMMARY login %s: accessd B/accessd A = %s" %
+                      (mode, " / ".join("%.2fx" % r for r in ratios_b[mode])))
     finally:
         if cluster_dir:
             mgtest.launcher("down", data_dir=cluster_dir, check=False)

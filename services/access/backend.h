@@ -66,6 +66,10 @@ class MailBackend {
                            Callback<ms::ListFoldersResponse> done) = 0;
   virtual void FolderStatus(const CallTarget& t, const ms::FolderStatusRequest& r,
                             Callback<ms::FolderStatusResponse> done) = 0;
+  // FolderStatus and (with `changes`) ChangesSince in one call. The gRPC
+  // backend makes the two calls itself when mailstored predates it.
+  virtual void SelectFolder(const CallTarget& t, const ms::SelectFolderRequest& r,
+                            Callback<ms::SelectFolderResponse> done) = 0;
   virtual void CreateFolder(const CallTarget& t, const ms::CreateFolderRequest& r,
                             Callback<ms::Folder> done) = 0;
   virtual void RenameFolder(const CallTarget& t, const ms::RenameFolderRequest& r,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <utility>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -193,6 +194,16 @@ bool FakeMailstore::TakeFailure(absl::Status* st) {
   return true;
 }
 
+bool FakeMailstore::TakeLostReply(absl::Status* st) {
+  if (lose_next_.ok()) return false;
+  if (lose_skip_ > 0) {
+    --lose_skip_;
+    return false;
+  }
+  *st = std::exchange(lose_next_, absl::OkStatus());
+  return true;
+}
+
 size_t FakeMailstore::watchers() const {
   size_t n = 0;
   for (const auto& w : watchers_) n += !w->cancelled;
@@ -345,10 +356,13 @@ std::vector<uint32_t> FakeMailstore::Select(const Folder& f, const ms::MessageSe
   return out;
 }
 
-#define FAKE_PRELUDE(resp_type)                    \
-  absl::Status failure;                            \
-  if (TakeFailure(&failure)) return done(failure); \
-  Mailbox* mbx = FindMailbox(r.mailbox_id());      \
+#define FAKE_PRELUDE(resp_type)                                                  \
+  absl::Status failure;                                                          \
+  if (TakeFailure(&failure)) return done(failure);                               \
+  if (absl::Status lost; TakeLostReply(&lost)) {                                 \
+    done = [d = std::move(done), lost](absl::StatusOr<resp_type>) { d(lost); };  \
+  }                                                                              \
+  Mailbox* mbx = FindMailbox(r.mailbox_id());                                    \
   if (mbx == nullptr) return done(absl::NotFoundError("mailbox"))
 
 void FakeMailstore::ListFolders(const CallTarget&, const ms::ListFoldersRequest& r,
@@ -389,6 +403,49 @@ void FakeMailstore::FolderStatus(const CallTarget&, const ms::FolderStatusReques
   if (r.include_uids()) *out.mutable_uids() = CompactIdSet(uids);
   *out.mutable_recent_uids() = CompactIdSet(recent);
   done(out);
+}
+
+// FolderStatus then ChangesSince, as one call: a failure set with
+// FailNext/FailNth hits the call as a whole, once.
+void FakeMailstore::SelectFolder(const CallTarget& t, const ms::SelectFolderRequest& r,
+                                 Callback<ms::SelectFolderResponse> done) {
+  absl::Status failure;
+  if (TakeFailure(&failure)) return done(failure);
+  if (absl::Status lost; TakeLostReply(&lost)) {
+    done = [d = std::move(done), lost](absl::StatusOr<ms::SelectFolderResponse>) { d(lost); };
+  }
+  absl::Status pending = std::exchange(fail_next_, absl::OkStatus());
+  absl::Status pending_loss = std::exchange(lose_next_, absl::OkStatus());
+  ms::FolderStatusRequest fs;
+  fs.set_mailbox_id(r.mailbox_id());
+  *fs.mutable_folder() = r.folder();
+  fs.set_claim_recent(r.claim_recent());
+  fs.set_include_uids(r.include_uids());
+  absl::StatusOr<ms::SelectFolderResponse> out = ms::SelectFolderResponse();
+  FolderStatus(t, fs, [&out](absl::StatusOr<ms::FolderStatusResponse> st) {
+    if (!st.ok()) {
+      out = st.status();
+    } else {
+      *out->mutable_status() = std::move(*st);
+    }
+  });
+  if (out.ok() && r.has_changes() &&
+      (r.changes().uidvalidity() == 0 ||
+       r.changes().uidvalidity() == out->status().folder().uidvalidity())) {
+    ms::ChangesSinceRequest cs = r.changes();
+    cs.set_mailbox_id(r.mailbox_id());
+    cs.mutable_folder()->set_folder_id(out->status().folder().folder_id());
+    ChangesSince(t, cs, [&out](absl::StatusOr<ms::ChangesSinceResponse> c) {
+      if (!c.ok()) {
+        out = c.status();
+      } else {
+        *out->mutable_changes() = std::move(*c);
+      }
+    });
+  }
+  fail_next_ = std::move(pending);
+  lose_next_ = std::move(pending_loss);
+  done(std::move(out));
 }
 
 void FakeMailstore::CreateFolder(const CallTarget&, const ms::CreateFolderRequest& r,
@@ -461,6 +518,10 @@ void FakeMailstore::SubscribeFolder(const CallTarget&, const ms::SubscribeFolder
 void FakeMailstore::Append(const CallTarget&, const ms::AppendRequest& r,
                            Callback<ms::AppendResponse> done) {
   FAKE_PRELUDE(ms::AppendResponse);
+  std::string key = r.idempotency_key().empty() ? "" : r.mailbox_id() + "\n" + r.idempotency_key();
+  if (auto it = appended_.find(key); !key.empty() && it != appended_.end()) {
+    return done(it->second);  // a retry: the first result
+  }
   Folder* f = FindFolder(mbx, r.folder());
   if (f == nullptr) return done(absl::NotFoundError("folder"));
   std::vector<std::string> flags(r.flags().begin(), r.flags().end());
@@ -472,6 +533,7 @@ void FakeMailstore::Append(const CallTarget&, const ms::AppendRequest& r,
   out.set_uidvalidity(f->uidvalidity);
   out.set_modseq(f->modseq);
   out.set_size(r.message().size());
+  if (!key.empty()) appended_[key] = out;
   done(out);
 }
 

@@ -53,12 +53,20 @@ class FakeMailstore : public MailBackend {
     fail_skip_ = skip;
     fail_next_ = std::move(st);
   }
+  // The call after the next `skip` calls does its work, then answers with
+  // this status (a reply lost on the way back).
+  void LoseNthReply(int skip, absl::Status st) {
+    lose_skip_ = skip;
+    lose_next_ = std::move(st);
+  }
   size_t watchers() const;
 
   void ListFolders(const CallTarget& t, const ms::ListFoldersRequest& r,
                    Callback<ms::ListFoldersResponse> done) override;
   void FolderStatus(const CallTarget& t, const ms::FolderStatusRequest& r,
                     Callback<ms::FolderStatusResponse> done) override;
+  void SelectFolder(const CallTarget& t, const ms::SelectFolderRequest& r,
+                    Callback<ms::SelectFolderResponse> done) override;
   void CreateFolder(const CallTarget& t, const ms::CreateFolderRequest& r,
                     Callback<ms::Folder> done) override;
   void RenameFolder(const CallTarget& t, const ms::RenameFolderRequest& r,
@@ -119,6 +127,7 @@ class FakeMailstore : public MailBackend {
   class Handle;
 
   bool TakeFailure(absl::Status* st);
+  bool TakeLostReply(absl::Status* st);
   Mailbox* FindMailbox(const std::string& id);
   Folder* FindFolder(Mailbox* m, const ms::FolderRef& ref);
   Folder* AddFolder(Mailbox* m, const std::string& name, ms::SpecialUse use);
@@ -132,6 +141,10 @@ class FakeMailstore : public MailBackend {
   std::vector<std::shared_ptr<Watcher>> watchers_;
   absl::Status fail_next_;
   int fail_skip_ = 0;
+  absl::Status lose_next_;
+  int lose_skip_ = 0;
+  // Append idempotency: mailbox id + "\n" + key → the first answer.
+  std::map<std::string, ms::AppendResponse> appended_;
   uint32_t next_uidvalidity_ = 1000;
   int64_t clock_ = 1700000000;  // fixed internal dates: transcripts are stable
 };

@@ -197,6 +197,30 @@ bool FetchCache::FlagsOf(const std::string& folder_key, uint32_t uid, ms::Messag
   return true;
 }
 
+std::optional<std::pair<uint32_t, uint64_t>> FetchCache::FlagsState(const std::string& folder_key) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = folders_.find(folder_key);
+  if (it == folders_.end()) return std::nullopt;
+  return std::make_pair(it->second.uidvalidity, it->second.modseq);
+}
+
+std::optional<std::string> FetchCache::FolderIdHint(const std::string& mailbox_id,
+                                                    const std::string& name) {
+  std::lock_guard<std::mutex> l(mu_);
+  auto it = folder_ids_.find(absl::StrCat(mailbox_id, "\n", name));
+  if (it == folder_ids_.end()) return std::nullopt;
+  return it->second;
+}
+
+void FetchCache::RememberFolderId(const std::string& mailbox_id, const std::string& name,
+                                  const std::string& folder_id) {
+  if (limits_.flag_messages == 0) return;
+  std::lock_guard<std::mutex> l(mu_);
+  // Hints only save a call: when there are too many, start again.
+  if (folder_ids_.size() >= 100'000) folder_ids_.clear();
+  folder_ids_[absl::StrCat(mailbox_id, "\n", name)] = folder_id;
+}
+
 FetchCache::Stats FetchCache::stats() const {
   std::lock_guard<std::mutex> l(mu_);
   Stats s;

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <list>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <utility>
@@ -78,6 +79,17 @@ class FetchCache {
   // Flags and MODSEQ of a UID; false if the folder does not hold it
   // (expunged, or not cached).
   bool FlagsOf(const std::string& folder_key, uint32_t uid, ms::MessageFlags* out);
+  // The cached folder's (UIDVALIDITY, MODSEQ), if it is cached.
+  std::optional<std::pair<uint32_t, uint64_t>> FlagsState(const std::string& folder_key);
+
+  // ---- folder ids ---------------------------------------------------------
+  // SELECT names a folder; the flags are kept by folder id. The id last
+  // seen for a name lets SELECT refresh the flags in the same mailstored
+  // call (SelectFolder's `changes`); mailstored's answer says which folder
+  // it really was, so a stale hint costs nothing but the refresh.
+  std::optional<std::string> FolderIdHint(const std::string& mailbox_id, const std::string& name);
+  void RememberFolderId(const std::string& mailbox_id, const std::string& name,
+                        const std::string& folder_id);
 
   Stats stats() const;
 
@@ -118,6 +130,7 @@ class FetchCache {
   std::list<std::string> folder_lru_;
   size_t flag_messages_ = 0;
   uint64_t hits_ = 0, misses_ = 0;
+  std::unordered_map<std::string, std::string> folder_ids_;  // mailbox \n name → id
 };
 
 }  // namespace mailgrid::access

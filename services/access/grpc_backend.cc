@@ -3,6 +3,7 @@
 #include <atomic>
 #include <thread>
 
+#include "absl/time/clock.h"
 #include "libs/rpc/client.h"
 #include "libs/rpc/status.h"
 
@@ -126,6 +127,61 @@ MAILGRID_UNARY(ChangesSince, ms::ChangesSinceRequest, ms::ChangesSinceResponse)
 MAILGRID_UNARY(Search, ms::SearchRequest, ms::SearchResponse)
 MAILGRID_UNARY(GetQuota, ms::GetQuotaRequest, ms::Quota)
 #undef MAILGRID_UNARY
+
+namespace {
+
+// When mailstored last answered UNIMPLEMENTED to SelectFolder (an older
+// replica during a rolling upgrade): FolderStatus + ChangesSince for a
+// while, then SelectFolder is tried again.
+std::atomic<int64_t> select_folder_missing_until{0};
+
+absl::StatusOr<ms::SelectFolderResponse> SelectFolderInTwoCalls(
+    mailstore_client::MailstoreClient& c, uint32_t shard, const ms::SelectFolderRequest& r,
+    const mailstore_client::CallOptions& o) {
+  ms::FolderStatusRequest fs;
+  fs.set_mailbox_id(r.mailbox_id());
+  *fs.mutable_folder() = r.folder();
+  fs.set_claim_recent(r.claim_recent());
+  fs.set_include_uids(r.include_uids());
+  absl::StatusOr<ms::FolderStatusResponse> st = c.FolderStatus(shard, fs, o);
+  if (!st.ok()) return st.status();
+  ms::SelectFolderResponse out;
+  *out.mutable_status() = std::move(*st);
+  const ms::Folder& f = out.status().folder();
+  if (!r.has_changes() || (r.changes().uidvalidity() != 0 &&
+                           r.changes().uidvalidity() != f.uidvalidity())) {
+    return out;
+  }
+  ms::ChangesSinceRequest cs = r.changes();
+  cs.set_mailbox_id(r.mailbox_id());
+  cs.mutable_folder()->set_folder_id(f.folder_id());
+  cs.set_uidvalidity(f.uidvalidity());
+  absl::StatusOr<ms::ChangesSinceResponse> ch = c.ChangesSince(shard, cs, o);
+  if (!ch.ok()) return ch.status();
+  *out.mutable_changes() = std::move(*ch);
+  return out;
+}
+
+}  // namespace
+
+void GrpcMailBackend::SelectFolder(const CallTarget& t, const ms::SelectFolderRequest& r,
+                                   Callback<ms::SelectFolderResponse> done) {
+  mailstore_client::CallOptions o;
+  o.authorization = t.authorization;
+  uint32_t shard = t.shard;
+  Run<ms::SelectFolderResponse>(
+      [shard, r, o](
+          mailstore_client::MailstoreClient& c) -> absl::StatusOr<ms::SelectFolderResponse> {
+        int64_t now = absl::ToUnixSeconds(absl::Now());
+        if (now >= select_folder_missing_until.load(std::memory_order_relaxed)) {
+          absl::StatusOr<ms::SelectFolderResponse> one = c.SelectFolder(shard, r, o);
+          if (one.ok() || one.status().code() != absl::StatusCode::kUnimplemented) return one;
+          select_folder_missing_until.store(now + 60, std::memory_order_relaxed);
+        }
+        return SelectFolderInTwoCalls(c, shard, r, o);
+      },
+      std::move(done));
+}
 
 void GrpcMailBackend::Fetch(const CallTarget& t, const ms::FetchRequest& r,
                             Callback<std::vector<ms::FetchResponse>> done) {

@@ -62,6 +62,8 @@ class GrpcMailBackend : public MailBackend {
                    Callback<ms::ListFoldersResponse> done) override;
   void FolderStatus(const CallTarget& t, const ms::FolderStatusRequest& r,
                     Callback<ms::FolderStatusResponse> done) override;
+  void SelectFolder(const CallTarget& t, const ms::SelectFolderRequest& r,
+                    Callback<ms::SelectFolderResponse> done) override;
   void CreateFolder(const CallTarget& t, const ms::CreateFolderRequest& r,
                     Callback<ms::Folder> done) override;
   void RenameFolder(const CallTarget& t, const ms::RenameFolderRequest& r,

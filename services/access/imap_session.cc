@@ -130,8 +130,10 @@ void ImapSession::Pump() {
     } else if (auto* s = std::get_if<imap::SaslResponse>(&r)) {
       OnSaslResponse(*s);
     } else if (std::holds_alternative<imap::IdleDone>(r)) {
+      refreshed_modseq_ = 0;
       EndIdle();
     } else if (auto* e = std::get_if<imap::ProtocolError>(&r)) {
+      refreshed_modseq_ = 0;  // a command boundary all the same
       ++stats_.bad;
       sasl_mech_.reset();
       Write(imap::FormatError(*e));
@@ -197,6 +199,7 @@ std::string ImapSession::ExternalName(size_t mailbox, std::string_view folder) c
 void ImapSession::Execute(imap::Command cmd) {
   using imap::CommandId;
   const imap::Command& c = cmd;
+  fresh_modseq_ = std::exchange(refreshed_modseq_, 0);
   switch (c.id) {
     case CommandId::kCapability:
       return CmdCapability(c);

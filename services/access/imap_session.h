@@ -170,7 +170,7 @@ class ImapSession {
                    std::shared_ptr<std::vector<imap::FetchItem>> items);
   void CachedFetchFinish(const std::string& tag, const ms::FetchRequest& req,
                          std::shared_ptr<std::vector<imap::FetchItem>> items,
-                         const std::string& key);
+                         const std::string& key, bool refreshed);
   void CmdStore(const imap::Command& c);
   struct SearchJob;
   void CmdSearch(const imap::Command& c);
@@ -194,6 +194,10 @@ class ImapSession {
   void CrossCopyStep(std::shared_ptr<CrossCopy> job);
   void CrossCopyFinish(std::shared_ptr<CrossCopy> job);
   void CrossCopyFail(std::shared_ptr<CrossCopy> job, const absl::Status& st);
+  void CrossCopyAnswerError(std::shared_ptr<CrossCopy> job, const absl::Status& st);
+  void CrossCopyUndo(std::shared_ptr<CrossCopy> job, std::vector<uint32_t> copies,
+                     std::function<void()> then);
+  void CrossMoveRecover(std::shared_ptr<CrossCopy> job, const absl::Status& st);
   // Resolves a sequence set (UIDs or numbers) to existing UIDs, ascending.
   std::vector<uint32_t> SetToUids(const imap::SequenceSet& set, bool uid) const;
   uint32_t SeqOf(uint32_t uid) const;  // 0 if not in the map
@@ -203,8 +207,9 @@ class ImapSession {
   // §3.2.10). UIDs not in the map are ignored.
   void ReportExpunged(const std::vector<uint32_t>& uids);
   // SELECT (QRESYNC ...): VANISHED (EARLIER) and FETCH for what changed
-  // since the client's MODSEQ, then the tagged OK.
-  void QresyncSelect(const std::string& tag, const imap::QresyncParams& q, bool examine);
+  // since the client's MODSEQ (read by SELECT's SelectFolder), then the
+  // tagged OK.
+  void QresyncSelect(const std::string& tag, const ms::ChangesSinceResponse& r, bool examine);
   // "* n FETCH (UID u FLAGS (...) MODSEQ (m))" for a flag change.
   void WriteFlagsFetch(const ms::MessageFlags& m);
   // Fetches changes since the last sync and reports them; then `then`.
@@ -235,6 +240,15 @@ class ImapSession {
   // announced from Watch events, flags changed by its own STORE or FETCH.
   // The next Sync does not report them again.
   std::vector<std::pair<uint32_t, uint64_t>> announced_;
+  // FETCH flags without a refresh (imap_session_cached_fetch.cc): a SELECT
+  // that refreshed the FETCH cache's flags of the folder in its own
+  // mailstored call leaves the MODSEQ it reached in refreshed_modseq_;
+  // Execute() moves it to fresh_modseq_ for the next command only, and a
+  // FETCH right after the SELECT then reads flags as of the SELECT (what
+  // Dovecot shows too: its view is synced at the end of each command).
+  // Every other command starts with 0: refresh first.
+  uint64_t refreshed_modseq_ = 0;
+  uint64_t fresh_modseq_ = 0;
   // AUTHENTICATE in progress.
   std::string sasl_tag_;
   std::optional<imap::SaslMechanism> sasl_mech_;

@@ -27,6 +27,24 @@ bool ImapSession::CachedFetch(const std::string& tag, const ms::FetchRequest& re
     return false;
   }
   std::string key = absl::StrCat(req.mailbox_id(), "/", selected_->folder_id);
+  // Without FLAGS or MODSEQ nothing in the answer can change: the messages'
+  // bytes are immutable, so no refresh at all (one expunged by another
+  // session meanwhile may still be shown from the cache, as RFC 2180 §4.1.3
+  // allows while it is in this session's map).
+  bool needs_flags = req.items().flags() || req.items().modseq();
+  // The previous command was a SELECT that brought the cache's flags up to
+  // date (see fresh_modseq_): read them as they are, unless they were
+  // dropped since.
+  if (needs_flags && fresh_modseq_ != 0) {
+    auto state = cache->FlagsState(key);
+    if (state && state->first == selected_->uidvalidity && state->second >= fresh_modseq_) {
+      needs_flags = false;
+    }
+  }
+  if (!needs_flags) {
+    CachedFetchFinish(tag, req, items, key, /*refreshed=*/false);
+    return true;
+  }
   uint64_t base = cache->FlagsBase(key, selected_->uidvalidity);
   ms::ChangesSinceRequest cs;
   cs.set_mailbox_id(req.mailbox_id());
@@ -43,30 +61,34 @@ bool ImapSession::CachedFetch(const std::string& tag, const ms::FetchRequest& re
             if (!selected_ || !r.ok() || !config_.fetch_cache->ApplyChanges(key, base, *r)) {
               return RunFetch(tag, req, items);
             }
-            CachedFetchFinish(tag, req, items, key);
+            CachedFetchFinish(tag, req, items, key, /*refreshed=*/true);
           }));
   return true;
 }
 
 void ImapSession::CachedFetchFinish(const std::string& tag, const ms::FetchRequest& req,
                                     std::shared_ptr<std::vector<imap::FetchItem>> items,
-                                    const std::string& key) {
+                                    const std::string& key, bool refreshed) {
   FetchCache* cache = config_.fetch_cache;
   uint32_t uidvalidity = selected_->uidvalidity;
+  bool with_flags = req.items().flags() || req.items().modseq();
   auto hits = std::make_shared<std::vector<ms::FetchResponse>>();
   std::vector<uint32_t> misses;
   for (uint32_t uid : ExpandIdSet(req.messages().uids())) {
     ms::MessageFlags flags;
-    // Not in the freshly refreshed flags: expunged, and mailstored's Fetch
-    // would not return it either.
-    if (!cache->FlagsOf(key, uid, &flags)) continue;
+    // Not in the flags just refreshed (or as fresh as the previous
+    // command's refresh): expunged, and mailstored's Fetch would not return
+    // it either. Without flags wanted and no refresh, there is no such list.
+    if ((with_flags || refreshed) && !cache->FlagsOf(key, uid, &flags)) continue;
     ms::FetchResponse m;
     if (!cache->Lookup(key, uidvalidity, uid, req.items(), &m)) {
       misses.push_back(uid);
       continue;
     }
-    *m.mutable_flags() = flags.flags();
-    m.set_modseq(flags.modseq());
+    if (with_flags) {
+      *m.mutable_flags() = flags.flags();
+      m.set_modseq(flags.modseq());
+    }
     hits->push_back(std::move(m));
   }
   if (misses.empty()) {

@@ -46,6 +46,9 @@ struct ImapSession::Idle {
   bool sync_pending = false;
 };
 
+// A UID set as the client wrote it, "*" left to the store (to_last).
+ms::IdSet IdSetOf(const imap::SequenceSet& set);
+
 // A callback that does nothing once the session is gone.
 template <typename T, typename F>
 Callback<T> Guard(const std::shared_ptr<bool>& alive, F f) {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "services/access/fetch_cache.h"
 #include "services/access/imap_session.h"
 #include "services/access/imap_session_internal.h"
 
@@ -316,21 +317,51 @@ void ImapSession::CmdSelect(const imap::Command& c) {
   std::optional<Target> t = Resolve(a.mailbox);
   if (!t) return Finish(tag, Condition::kNo, "NONEXISTENT", "No such mailbox");
   if (a.condstore) condstore_ = true;
-  ms::FolderStatusRequest req;
-  req.set_mailbox_id(principal_->mailboxes[t->mailbox].mailbox_id());
+  const std::string& mailbox_id = principal_->mailboxes[t->mailbox].mailbox_id();
+  // One mailstored call (SelectFolder): the folder's status and, in the
+  // same read, either QRESYNC's changes since the client's MODSEQ or the
+  // changes since what the FETCH cache holds of this folder (so the FETCH
+  // that usually follows needs no call of its own).
+  ms::SelectFolderRequest req;
+  req.set_mailbox_id(mailbox_id);
   req.mutable_folder()->set_name(t->folder);
   req.set_claim_recent(!examine);
   req.set_include_uids(true);
+  std::string cache_key;
+  uint64_t cache_base = 0;
+  if (a.qresync) {
+    ms::ChangesSinceRequest* cs = req.mutable_changes();
+    cs->set_modseq(a.qresync->modseq);
+    cs->set_include_vanished(true);
+    cs->set_uidvalidity(a.qresync->uidvalidity);
+    if (a.qresync->known_uids) *cs->mutable_uids() = IdSetOf(*a.qresync->known_uids);
+  } else if (FetchCache* cache = config_.fetch_cache; cache != nullptr) {
+    if (std::optional<std::string> id = cache->FolderIdHint(mailbox_id, t->folder)) {
+      cache_key = absl::StrCat(mailbox_id, "/", *id);
+      // Only a folder the cache holds is refreshed here: loading a whole
+      // folder's flags is left to the first FETCH that needs them.
+      if (auto state = cache->FlagsState(cache_key); state && state->second != 0) {
+        cache_base = state->second;
+        ms::ChangesSinceRequest* cs = req.mutable_changes();
+        cs->set_modseq(cache_base);
+        cs->set_include_vanished(true);
+        cs->set_uidvalidity(state->first);
+      }
+    }
+  }
+  uint32_t qresync_uidvalidity = a.qresync ? a.qresync->uidvalidity : 0;
   Begin();
-  backend_->FolderStatus(
+  backend_->SelectFolder(
       TargetOf(t->mailbox), req,
-      Guard<ms::FolderStatusResponse>(alive_, [this, tag, examine, t = *t, qresync = a.qresync](
-                                                  absl::StatusOr<ms::FolderStatusResponse> r) {
+      Guard<ms::SelectFolderResponse>(alive_, [this, tag, examine, t = *t, mailbox_id,
+                                               qresync_uidvalidity, cache_key, cache_base](
+                                                  absl::StatusOr<ms::SelectFolderResponse> r) {
         if (!r.ok()) {
           FinishError(tag, r.status());
           return Done();
         }
-        const ms::Folder& f = r->folder();
+        const ms::FolderStatusResponse& st = r->status();
+        const ms::Folder& f = st.folder();
         if (f.noselect()) {
           Finish(tag, Condition::kNo, "CANNOT", "Mailbox cannot be selected");
           return Done();
@@ -342,8 +373,8 @@ void ImapSession::CmdSelect(const imap::Command& c) {
         s->read_only = examine;
         s->uidvalidity = f.uidvalidity();
         s->modseq = f.highest_modseq();
-        s->uids = ExpandIdSet(r->uids());
-        s->recent = ExpandIdSet(r->recent_uids());
+        s->uids = ExpandIdSet(st.uids());
+        s->recent = ExpandIdSet(st.recent_uids());
         Write("* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n");
         Write(examine ? "* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n"
                       : "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft "
@@ -351,17 +382,30 @@ void ImapSession::CmdSelect(const imap::Command& c) {
         Write(absl::StrCat("* ", s->uids.size(), " EXISTS\r\n"));
         Write(absl::StrCat("* ", s->recent.size(), " RECENT\r\n"));
         selected_ = std::move(s);
-        if (uint32_t seq = SeqOf(r->first_unseen_uid()); seq != 0) {
+        if (uint32_t seq = SeqOf(st.first_unseen_uid()); seq != 0) {
           Write(absl::StrCat("* OK [UNSEEN ", seq, "] First unseen\r\n"));
         }
         Write(absl::StrCat("* OK [UIDVALIDITY ", f.uidvalidity(), "] UIDs valid\r\n"));
         Write(absl::StrCat("* OK [UIDNEXT ", f.uidnext(), "] Predicted next UID\r\n"));
         Write(absl::StrCat("* OK [HIGHESTMODSEQ ", f.highest_modseq(), "] Highest\r\n"));
         state_ = imap::SessionState::kSelected;
-        // A QRESYNC parameter with another UIDVALIDITY is ignored: the
-        // client's cache is void and it resynchronises from scratch.
-        if (qresync && qresync->uidvalidity == f.uidvalidity()) {
-          return QresyncSelect(tag, *qresync, examine);
+        if (FetchCache* cache = config_.fetch_cache; cache != nullptr) {
+          cache->RememberFolderId(mailbox_id, t.folder, f.folder_id());
+          // The changes were read with the status: the cache is now at least
+          // as new as what this SELECT showed, so the next command may read
+          // flags from it without a call (see refreshed_modseq_).
+          if (qresync_uidvalidity == 0 && r->has_changes() &&
+              cache_key == absl::StrCat(mailbox_id, "/", f.folder_id()) &&
+              cache->ApplyChanges(cache_key, cache_base, r->changes())) {
+            refreshed_modseq_ = r->changes().highest_modseq();
+          }
+        }
+        // A QRESYNC parameter with another UIDVALIDITY is ignored (mailstored
+        // then sends no changes): the client's cache is void and it
+        // resynchronises from scratch.
+        if (qresync_uidvalidity != 0 && qresync_uidvalidity == f.uidvalidity() &&
+            r->has_changes()) {
+          return QresyncSelect(tag, r->changes(), examine);
         }
         Finish(tag, Condition::kOk, examine ? "READ-ONLY" : "READ-WRITE",
                examine ? "EXAMINE completed" : "SELECT completed");

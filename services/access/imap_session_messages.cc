@@ -60,6 +60,8 @@ ms::SectionText SectionTextOf(imap::FetchSection::Text t) {
 
 ms::IdSet UidSet(const std::vector<uint32_t>& uids) { return CompactIdSet(uids); }
 
+}  // namespace
+
 // A UID set as the client wrote it, "*" left to the store (to_last): used
 // where UIDs outside the session's map matter (VANISHED (EARLIER)).
 ms::IdSet IdSetOf(const imap::SequenceSet& set) {
@@ -78,6 +80,8 @@ ms::IdSet IdSetOf(const imap::SequenceSet& set) {
   }
   return out;
 }
+
+namespace {
 
 bool HasModSeqKey(const imap::SearchKey& k) {
   if (k.kind == imap::SearchKeyKind::kModSeq) return true;
@@ -915,47 +919,29 @@ void ImapSession::ApplyChanges(const ms::ChangesSinceResponse& r) {
   if (r.highest_modseq() > selected_->modseq) selected_->modseq = r.highest_modseq();
 }
 
-void ImapSession::QresyncSelect(const std::string& tag, const imap::QresyncParams& q,
+void ImapSession::QresyncSelect(const std::string& tag, const ms::ChangesSinceResponse& r,
                                 bool examine) {
-  ms::ChangesSinceRequest req;
-  req.set_mailbox_id(principal_->mailboxes[selected_->mailbox].mailbox_id());
-  req.mutable_folder()->set_folder_id(selected_->folder_id);
-  req.set_modseq(q.modseq);
-  req.set_include_vanished(true);
-  req.set_uidvalidity(selected_->uidvalidity);
-  if (q.known_uids) *req.mutable_uids() = IdSetOf(*q.known_uids);
-  // seq-match-data is not needed: mailstored keeps every tombstone, so
-  // the VANISHED (EARLIER) list is exact (RFC 7162 §3.2.5.2 lets it go).
-  backend_->ChangesSince(
-      TargetOf(selected_->mailbox), req,
-      Guard<ms::ChangesSinceResponse>(
-          alive_, [this, tag, examine](absl::StatusOr<ms::ChangesSinceResponse> r) {
-            if (!r.ok()) {
-              selected_.reset();
-              state_ = imap::SessionState::kAuthenticated;
-              FinishError(tag, r.status());
-              return Done();
-            }
-            // Messages expunged since the client's MODSEQ. One expunged after
-            // FolderStatus is still in the map: announced at the next sync.
-            std::vector<uint32_t> earlier;
-            for (uint32_t u : ExpandIdSet(r->vanished())) {
-              if (SeqOf(u) == 0) earlier.push_back(u);
-            }
-            if (!earlier.empty()) Write("* VANISHED (EARLIER) " + SetString(earlier) + "\r\n");
-            std::vector<const ms::MessageFlags*> changed;
-            for (const ms::MessageFlags& m : r->changed()) {
-              if (SeqOf(m.uid()) != 0) changed.push_back(&m);
-            }
-            std::sort(changed.begin(), changed.end(),
-                      [](const ms::MessageFlags* a, const ms::MessageFlags* b) {
-                        return a->uid() < b->uid();
-                      });
-            for (const ms::MessageFlags* m : changed) WriteFlagsFetch(*m);
-            Finish(tag, Condition::kOk, examine ? "READ-ONLY" : "READ-WRITE",
-                   examine ? "EXAMINE completed" : "SELECT completed");
-            Done();
-          }));
+  // The changes were read with the status (SelectFolder), so none is
+  // missed. seq-match-data is not needed: mailstored keeps every tombstone,
+  // so the VANISHED (EARLIER) list of messages expunged since the client's
+  // MODSEQ is exact (RFC 7162 §3.2.5.2 lets it go).
+  std::vector<uint32_t> earlier;
+  for (uint32_t u : ExpandIdSet(r.vanished())) {
+    if (SeqOf(u) == 0) earlier.push_back(u);
+  }
+  if (!earlier.empty()) Write("* VANISHED (EARLIER) " + SetString(earlier) + "\r\n");
+  std::vector<const ms::MessageFlags*> changed;
+  for (const ms::MessageFlags& m : r.changed()) {
+    if (SeqOf(m.uid()) != 0) changed.push_back(&m);
+  }
+  std::sort(changed.begin(), changed.end(),
+            [](const ms::MessageFlags* a, const ms::MessageFlags* b) {
+              return a->uid() < b->uid();
+            });
+  for (const ms::MessageFlags* m : changed) WriteFlagsFetch(*m);
+  Finish(tag, Condition::kOk, examine ? "READ-ONLY" : "READ-WRITE",
+         examine ? "EXAMINE completed" : "SELECT completed");
+  Done();
 }
 
 void ImapSession::CmdNoop(const imap::Command& c) {
