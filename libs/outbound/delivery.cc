@@ -47,6 +47,8 @@ TlsPolicy FromProtoTls(relay::v1::TlsMode mode) {
   }
 }
 
+std::string MxKey(const std::string& host) { return "mx:" + absl::AsciiStrToLower(host); }
+
 SmtpReply LocalError(std::string error, uint32_t code = 0, std::string enhanced = "") {
   SmtpReply r;
   r.set_code(code);
@@ -204,21 +206,24 @@ std::vector<Target> SmtpTransport::DirectTargets(const std::string& domain, Smtp
       if (!host.host.empty()) hosts.push_back(host.host);
     }
   }
+  if (!hosts.empty()) RememberMx(domain, MxKey(hosts.front()));
   std::optional<MtaStsPolicy> sts;
   if (options_.mta_sts != nullptr) sts = options_.mta_sts->PolicyFor(domain, absl::Now());
   const bool enforce = sts && sts->mode == MtaStsPolicy::Mode::kEnforce;
   for (const std::string& host : hosts) {
     if (sts && !sts->MxMatches(host)) {
-      log::Warn("MTA-STS: MX host not in the policy",
-                {{"domain", domain}, {"mx", host}, {"mode", MtaStsModeName(sts->mode)}});
+      ReportSts(domain, host, enforce, "mx_mismatch", "MX host not in the policy");
       if (enforce) continue;  // testing: reported only
     }
     size_t first = out.size();
     AddAddresses(host, options_.mx_port, enforce ? TlsPolicy::kRequire : options_.direct_tls, &out,
                  failure);
-    for (size_t i = first; i < out.size() && enforce; ++i) {
+    for (size_t i = first; i < out.size() && sts; ++i) {
+      // Both modes check the certificate against the policy's CA and the MX
+      // name; only enforce refuses to send without it.
       out[i].ca_file = options_.mta_sts->options().ca_file;
-      out[i].sts_enforced = true;
+      out[i].sts_enforced = enforce;
+      out[i].sts_testing = !enforce;
     }
   }
   if (out.empty() && enforce && failure->error().empty()) {
@@ -264,6 +269,79 @@ std::vector<Target> SmtpTransport::Targets(const std::string& domain, SmtpReply*
   return out;
 }
 
+void SmtpTransport::ReportSts(const std::string& domain, const std::string& mx, bool enforce,
+                              const char* kind, const std::string& detail) {
+  const char* mode = enforce ? "enforce" : "testing";
+  log::Warn(enforce ? "MTA-STS (enforce): not delivered to this MX"
+                    : "MTA-STS (testing): delivered anyway; enforce would refuse",
+            {{"domain", domain}, {"mx", mx}, {"mode", mode}, {"kind", kind}, {"detail", detail}});
+  if (options_.on_sts_failure) options_.on_sts_failure(mode, kind);
+}
+
+void SmtpTransport::CheckSts(const std::string& domain, const Target& target,
+                             const TransactionResult& result) {
+  const std::string& why = result.session_reply.error();
+  if (target.sts_testing) {
+    if (result.tls_used && !result.tls_verify_error.empty()) {
+      ReportSts(domain, target.name, false, "certificate", result.tls_verify_error);
+    } else if (!result.tls_used && !result.recipients.empty()) {
+      ReportSts(domain, target.name, false, "starttls", "sent without TLS: STARTTLS not offered");
+    }
+    return;
+  }
+  // Enforce: the transaction stopped before any mail left in clear.
+  if (!result.session_failed || result.tls_used) return;
+  if (absl::StrContains(why, "STARTTLS not offered")) {
+    ReportSts(domain, target.name, true, "starttls", why);
+  } else if (absl::StrContains(why, "TLS handshake failed")) {
+    ReportSts(domain, target.name, true, "certificate", why);
+  }
+}
+
+void SmtpTransport::RememberMx(const std::string& domain, const std::string& key) {
+  absl::MutexLock lock(&mx_mu_);
+  if (mx_keys_.size() > 10000) mx_keys_.clear();
+  mx_keys_[absl::AsciiStrToLower(domain)] = {key, absl::Now() + kDestinationTtl};
+}
+
+Destination SmtpTransport::DestinationOf(const std::string& domain, bool allow_dns) {
+  std::optional<relay::v1::Route> route;
+  if (routes_ != nullptr) route = routes_->Match(domain);
+  const int limit = route ? static_cast<int>(route->concurrency_limit()) : 0;
+  if (route && !route->direct() && route->smart_hosts_size() > 0) {
+    // One destination per smart-host list: failover moves between its
+    // hosts, the limit bounds the route's connections as a whole.
+    std::string key = "relay:";
+    for (int i = 0; i < route->smart_hosts_size(); ++i) {
+      const auto& sh = route->smart_hosts(i);
+      absl::StrAppend(&key, i ? "," : "", absl::AsciiStrToLower(sh.host()), ":", sh.port());
+    }
+    return {key, limit};
+  }
+  {
+    absl::MutexLock lock(&mx_mu_);
+    auto it = mx_keys_.find(absl::AsciiStrToLower(domain));
+    if (it != mx_keys_.end() && it->second.second > absl::Now()) return {it->second.first, limit};
+  }
+  if (allow_dns) {
+    mailauth::DnsResult mx = resolver_->Lookup(domain, mailauth::RrType::kMx);
+    if (mx.ok()) {
+      std::string host = domain;  // no MX: the domain is its own MX
+      for (const auto& h : mx.mx) {
+        if (!h.host.empty()) {
+          host = h.host;
+          break;
+        }
+      }
+      std::string key = MxKey(host);
+      RememberMx(domain, key);
+      return {key, limit};
+    }
+  }
+  // Not known (DNS failed, or not asked): the domain stands for itself.
+  return {"domain:" + absl::AsciiStrToLower(domain), limit};
+}
+
 std::vector<RecipientOutcome> SmtpTransport::Deliver(const std::string& domain,
                                                      const std::string& envelope_from,
                                                      const std::vector<std::string>& recipients,
@@ -290,8 +368,10 @@ std::vector<RecipientOutcome> SmtpTransport::Deliver(const std::string& domain,
     req.pipelining = options_.pipelining;
     req.auth = target.auth;
     req.timeouts = options_.timeouts;
+    req.report_tls_verification = target.sts_testing;
     TransactionResult result = SendMail(target.ip, target.port, target.name, req,
                                         options_.reuse_connections ? &cache_ : nullptr);
+    if (target.sts_enforced || target.sts_testing) CheckSts(domain, target, result);
     if (result.recipients.size() == recipients.size() && !result.session_failed) {
       return result.recipients;
     }

@@ -5,6 +5,8 @@
 // transaction per host tried until one answers at the transaction level.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -13,6 +15,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "libs/mailauth/dns.h"
 #include "libs/outbound/mta_sts.h"
 #include "libs/outbound/queue.h"
@@ -55,10 +58,24 @@ class RouteTable {
   std::vector<std::pair<std::string, std::string>> region_map_ ABSL_GUARDED_BY(mu_);
 };
 
+// Where a delivery goes, for per-destination concurrency limits (the
+// runner's DestinationLimits): `key` names the peer ("relay:h1:25,h2:587"
+// for a smart-host route, "mx:<first MX host>" for direct delivery,
+// "domain:<domain>" when not known yet); `limit` is the route's
+// concurrency_limit, 0 for the runner's default.
+struct Destination {
+  std::string key;
+  int limit = 0;
+};
+
 // What the runner calls; an interface so runner tests can fake delivery.
 class Transport {
  public:
   virtual ~Transport() = default;
+  // The destination of `domain`'s recipients. Called by a runner worker
+  // before Deliver, without locks held; may consult routes and cached DNS.
+  // Default: the recipient domain itself (Postfix's notion of destination).
+  virtual Destination DestinationOf(const std::string& domain) { return {"domain:" + domain, 0}; }
   // One outcome per recipient (same order). Never fails as a whole: errors
   // are outcomes (deferred with the reason, or bounced).
   virtual std::vector<RecipientOutcome> Deliver(const std::string& domain,
@@ -81,6 +98,11 @@ struct DeliveryOptions {
   // MTA-STS for direct MX delivery (not owned; nullptr: off). Enforced MX
   // hosts are verified with its options().ca_file.
   MtaSts* mta_sts = nullptr;
+  // MTA-STS failures, besides the log line (RFC 8461 §5: testing mode
+  // delivers and reports, enforce mode defers): mode "testing"/"enforce",
+  // kind "mx_mismatch", "starttls" (not offered) or "certificate" (not
+  // valid for the MX name). relayd counts them in /metrics.
+  std::function<void(const char* mode, const char* kind)> on_sts_failure;
   // Keep sessions open between transactions (ConnectionCache).
   bool reuse_connections = true;
   ConnectionCache::Options connection_cache;
@@ -102,6 +124,7 @@ struct Target {
   std::string auth_error;               // credentials_ref set but unusable
   std::optional<std::string> ca_file;   // overrides DeliveryOptions.ca_file (MTA-STS)
   bool sts_enforced = false;            // MTA-STS enforce: verified TLS required
+  bool sts_testing = false;             // MTA-STS testing: verified, failures reported
 };
 
 class SmtpTransport final : public Transport {
@@ -116,6 +139,17 @@ class SmtpTransport final : public Transport {
                                         const std::vector<std::string>& recipients,
                                         const std::string& message) override;
 
+  // A smart-host route: its host list (no DNS). Direct MX delivery: the
+  // most preferred MX host, from the MX answer of the last delivery to the
+  // domain (kept `kDestinationTtl`), else one MX lookup when `allow_dns`,
+  // else "domain:<domain>". The limit: the matching route's
+  // concurrency_limit (0: the runner's default).
+  Destination DestinationOf(const std::string& domain) override {
+    return DestinationOf(domain, true);
+  }
+  Destination DestinationOf(const std::string& domain, bool allow_dns);
+  static constexpr absl::Duration kDestinationTtl = absl::Seconds(60);
+
   // The hosts for `domain`, in order; or a final verdict when resolution
   // says so (NXDOMAIN or null MX: *permanent; a DNS failure: temporary).
   std::vector<Target> Targets(const std::string& domain, SmtpReply* failure, bool* permanent);
@@ -125,10 +159,20 @@ class SmtpTransport final : public Transport {
   void AddAddresses(const std::string& host, uint16_t port, TlsPolicy tls, std::vector<Target>* out,
                     SmtpReply* failure);
 
+  void ReportSts(const std::string& domain, const std::string& mx, bool enforce, const char* kind,
+                 const std::string& detail);
+  // After a transaction with an MTA-STS host: report what failed, if anything.
+  void CheckSts(const std::string& domain, const Target& target, const TransactionResult& result);
+  // The MX-host key of a direct destination, remembered from the MX answer.
+  void RememberMx(const std::string& domain, const std::string& key);
+
   DeliveryOptions options_;
   mailauth::Resolver* resolver_;
   const RouteTable* routes_;
   ConnectionCache cache_;
+  absl::Mutex mx_mu_;
+  // domain -> ("mx:<host>", expiry); bounded (cleared past 10,000).
+  std::map<std::string, std::pair<std::string, absl::Time>> mx_keys_ ABSL_GUARDED_BY(mx_mu_);
 };
 
 }  // namespace mailgrid::outbound

@@ -191,6 +191,25 @@ TEST(FakePeer, RequiredTlsWithUntrustedCertificateFails) {
       << r.session_reply.error();
 }
 
+// MTA-STS testing mode: the same untrusted certificate is reported, and the
+// mail is delivered anyway over the encrypted session.
+TEST(FakePeer, ReportedVerificationDeliversAndSaysWhyTheCertificateFails) {
+  FakePeer peer(Mode::kTls);
+  TransactionRequest req = Request();
+  req.report_tls_verification = true;
+  TransactionResult r = SendMail("127.0.0.1", peer.port(), "mx.fake.test", req);
+  EXPECT_FALSE(r.session_failed) << r.session_reply.error();
+  EXPECT_TRUE(r.tls_used);
+  EXPECT_FALSE(r.tls_verify_error.empty());
+  ASSERT_EQ(r.recipients.size(), 2u);
+  EXPECT_EQ(r.recipients[0].kind, RecipientOutcome::Kind::kDelivered);
+  // Without the flag nothing is checked, nothing reported.
+  FakePeer other(Mode::kTls);  // a peer serves one connection
+  TransactionResult plain = SendMail("127.0.0.1", other.port(), "mx.fake.test", Request());
+  EXPECT_TRUE(plain.tls_used);
+  EXPECT_TRUE(plain.tls_verify_error.empty());
+}
+
 TEST(FakePeer, GarbageReplyIsATemporaryFailureWithTheReason) {
   FakePeer peer(Mode::kGarbage);
   TransactionResult r = SendMail("127.0.0.1", peer.port(), "", Request());

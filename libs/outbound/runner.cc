@@ -107,6 +107,11 @@ void QueueRunner::Stop() {
   {
     absl::MutexLock lock(&mu_);
     left.swap(pending_);
+    for (auto& [key, works] : parked_) {
+      for (Work& w : works) left.push_back(std::move(w));
+    }
+    parked_.clear();
+    parked_count_ = 0;
   }
   for (const Work& w : left) {
     Lease lease;
@@ -149,7 +154,7 @@ int QueueRunner::ScanAndLease(absl::Time now) {
       // Entries this process already holds (offered, not started) are due
       // at their lease expiry only: no double work here.
       absl::MutexLock lock(&mu_);
-      if (pending_.size() >= options_.max_pending) break;
+      if (pending_.size() >= options_.max_pending || parked_count_ >= options_.max_parked) break;
     }
     auto lease = queue_->TryLease(id, options_.holder, now);
     if (!lease.ok()) continue;  // another runner won the race: normal
@@ -189,12 +194,91 @@ void QueueRunner::Loop() {
       }
       continue;
     }
+    if (!work->resolved) ResolveDestinations(&*work);
+    {
+      absl::MutexLock lock(&mu_);
+      std::string full;
+      if (!TryAcquireLocked(*work, &full)) {
+        // The destination is at its limit: take other work meanwhile. A
+        // big body is read again when the entry's turn comes.
+        if (work->body.size() > 64 * 1024) std::string().swap(work->body);
+        parked_[full].push_back(*std::move(work));
+        ++parked_count_;
+        continue;
+      }
+    }
     RunStats s;
     ++s.leased;
     (void)ProcessHeld(work->held, &s, work->body.empty() ? nullptr : &work->body);
     absl::MutexLock lock(&mu_);
+    ReleaseLocked(*work);
     Add(&totals_, s);
   }
+}
+
+void QueueRunner::ResolveDestinations(Work* work) {
+  work->resolved = true;
+  std::vector<std::string> domains;
+  {
+    absl::MutexLock lock(&work->held->mu);
+    const absl::Time now = absl::Now();
+    for (const auto& r : work->held->lease.entry.recipients()) {
+      if (Due(r, now) &&
+          (domains.empty() || domains.back() != r.domain()) &&
+          std::find(domains.begin(), domains.end(), r.domain()) == domains.end()) {
+        domains.push_back(r.domain());
+      }
+    }
+  }
+  for (const std::string& d : domains) {
+    Destination dest = transport_->DestinationOf(d);
+    auto same = [&](const Destination& x) { return x.key == dest.key; };
+    if (std::none_of(work->destinations.begin(), work->destinations.end(), same)) {
+      work->destinations.push_back(std::move(dest));
+    }
+  }
+}
+
+bool QueueRunner::TryAcquireLocked(const Work& work, std::string* full) {
+  for (const Destination& d : work.destinations) {
+    const int limit = d.limit > 0 ? d.limit : options_.destination_concurrency;
+    auto it = active_.find(d.key);
+    if (limit > 0 && it != active_.end() && it->second >= limit) {
+      *full = d.key;
+      return false;
+    }
+  }
+  for (const Destination& d : work.destinations) ++active_[d.key];
+  return true;
+}
+
+void QueueRunner::ReleaseLocked(const Work& work) {
+  for (const Destination& d : work.destinations) {
+    auto it = active_.find(d.key);
+    if (it != active_.end() && --it->second <= 0) active_.erase(it);
+    // Every entry waiting on it goes back to the front of the list, in
+    // order: one of them takes the slot, the others park again.
+    auto p = parked_.find(d.key);
+    if (p == parked_.end()) continue;
+    parked_count_ -= p->second.size();
+    while (!p->second.empty()) {
+      pending_.push_front(std::move(p->second.back()));
+      p->second.pop_back();
+    }
+    parked_.erase(p);
+    work_.SignalAll();
+  }
+}
+
+size_t QueueRunner::parked() const {
+  absl::MutexLock lock(&mu_);
+  return parked_count_;
+}
+
+int QueueRunner::active(const std::string& destination_key) const {
+  absl::MutexLock lock(&mu_);
+  auto it = active_.find(destination_key);
+  return it == active_.end() ? 0 : it->second;
 }
 
 RunStats QueueRunner::totals() const {

@@ -9,7 +9,18 @@
 // enqueued already leased, Queue::EnqueueLeased: delivered at once) and the
 // scan of the due index, which one idle worker at a time runs (others wait
 // for work or poll_interval) and whose leases it shares out. Delivery
-// blocks the worker (blocking sockets): concurrency = number of threads.
+// blocks the worker (blocking sockets): concurrency = number of threads,
+// bounded per destination (Transport::DestinationOf: a smart-host route or
+// an MX host): at most `destination_concurrency` deliveries to one
+// destination at once (a route's concurrency_limit overrides it). A worker
+// that picks an entry whose destination is full does not wait: the entry
+// is parked on that destination (lease kept and renewed) and the worker
+// takes the next entry; a finished delivery hands the destination's parked
+// entries back to the list. An entry with several destination domains
+// takes a slot on each for its whole delivery (all or none: no deadlock).
+// Sessions to a destination are reused across entries by the transport's
+// ConnectionCache, so open connections per destination stay within the
+// limit too (a delivery takes an idle session before opening one).
 // Lease renewal: one more thread renews every lease this runner holds
 // (waiting in the list or in delivery) once less than half of it is left,
 // so a delivery slower than lease_duration (a slow peer, a big message) is
@@ -23,6 +34,7 @@
 
 #include <atomic>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -42,6 +54,12 @@ struct RunnerOptions {
   absl::Duration poll_interval = absl::Seconds(1);
   size_t batch = 16;  // due ids fetched per RunOnce / scan
   size_t max_pending = 256;  // Offer() refuses beyond this many waiting leases
+  // Simultaneous deliveries per destination (Postfix's
+  // default_destination_concurrency_limit is 20); 0: no limit.
+  int destination_concurrency = 20;
+  // Entries waiting on full destinations, beyond which the scan leases no
+  // more (other runners still do); their bodies are not kept in memory.
+  size_t max_parked = 4096;
 };
 
 struct RunStats {
@@ -75,6 +93,10 @@ class QueueRunner {
   absl::Status Process(const Lease& lease, RunStats* stats, const std::string* body = nullptr);
 
   RunStats totals() const;
+  // Entries parked on full destinations, and deliveries now running to
+  // `destination_key` (for tests and metrics).
+  size_t parked() const;
+  int active(const std::string& destination_key) const;
 
  private:
   // A lease this runner holds, shared by its worker and the renewer.
@@ -87,7 +109,14 @@ class QueueRunner {
   struct Work {
     std::shared_ptr<Held> held;
     std::string body;  // empty: read it
+    bool resolved = false;  // destinations below computed
+    std::vector<Destination> destinations;  // distinct keys of the due domains
   };
+  // Transport::DestinationOf for the entry's due domains (no lock held).
+  void ResolveDestinations(Work* work);
+  // A slot on every destination of `work`, or none: false with the full one.
+  bool TryAcquireLocked(const Work& work, std::string* full) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ReleaseLocked(const Work& work) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::shared_ptr<Held> Track(Lease lease);
   void Untrack(const std::shared_ptr<Held>& held);
   absl::Status ProcessHeld(const std::shared_ptr<Held>& held, RunStats* stats,
@@ -111,6 +140,10 @@ class QueueRunner {
   RunStats totals_ ABSL_GUARDED_BY(mu_);
   std::deque<Work> pending_ ABSL_GUARDED_BY(mu_);
   std::vector<std::shared_ptr<Held>> held_ ABSL_GUARDED_BY(mu_);  // pending or in delivery
+  // Deliveries running per destination key, and entries waiting on each.
+  std::map<std::string, int> active_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, std::deque<Work>> parked_ ABSL_GUARDED_BY(mu_);
+  size_t parked_count_ ABSL_GUARDED_BY(mu_) = 0;
   bool scanning_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::CondVar work_;

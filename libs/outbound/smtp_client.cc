@@ -68,25 +68,31 @@ class Channel {
   }
 
   // "" on success, else the reason.
-  std::string StartTls(const std::string& server_name, bool verify, const std::string& ca_file) {
+  // `check_only`: verify as with `verify` but never fail on it; the
+  // verdict is left in verify_error() ("" = verified).
+  std::string StartTls(const std::string& server_name, bool verify, const std::string& ca_file,
+                       bool check_only = false) {
     ctx_ = SSL_CTX_new(TLS_client_method());
     if (ctx_ == nullptr) return "TLS: no context";
     SSL_CTX_set_min_proto_version(ctx_, TLS1_2_VERSION);
-    if (verify) {
+    const bool check = verify || check_only;
+    verify_error_.clear();
+    if (check) {
       if (ca_file.empty()) {
         SSL_CTX_set_default_verify_paths(ctx_);
       } else if (SSL_CTX_load_verify_locations(ctx_, ca_file.c_str(), nullptr) != 1) {
-        return "TLS: cannot load CA file";
+        if (verify) return "TLS: cannot load CA file";
+        verify_error_ = "cannot load CA file";
       }
-      SSL_CTX_set_verify(ctx_, SSL_VERIFY_PEER, nullptr);
-    } else {
-      SSL_CTX_set_verify(ctx_, SSL_VERIFY_NONE, nullptr);
     }
+    // With SSL_VERIFY_NONE OpenSSL still verifies the chain (and the name
+    // set below) and keeps the verdict for SSL_get_verify_result.
+    SSL_CTX_set_verify(ctx_, verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
     ssl_ = SSL_new(ctx_);
     SSL_set_fd(ssl_, fd_);
     if (!server_name.empty()) {
       SSL_set_tlsext_host_name(ssl_, server_name.c_str());
-      if (verify) SSL_set1_host(ssl_, server_name.c_str());
+      if (check) SSL_set1_host(ssl_, server_name.c_str());
     }
     if (SSL_connect(ssl_) != 1) {
       long result = SSL_get_verify_result(ssl_);
@@ -96,8 +102,13 @@ class Channel {
                             : "handshake failed";
       return absl::StrCat("TLS handshake failed: ", why);
     }
+    if (check_only && verify_error_.empty()) {
+      long result = SSL_get_verify_result(ssl_);
+      if (result != X509_V_OK) verify_error_ = X509_verify_cert_error_string(result);
+    }
     return "";
   }
+  const std::string& verify_error() const { return verify_error_; }
 
   bool WriteAll(std::string_view data) {
     while (!data.empty()) {
@@ -141,6 +152,7 @@ class Channel {
  private:
   int fd_ = -1;
   SSL_CTX* ctx_ = nullptr;
+  std::string verify_error_;  // StartTls(check_only): "" = verified
   SSL* ssl_ = nullptr;
   smtp::ReplyParser parser_;
 };
@@ -199,7 +211,8 @@ std::string CacheKey(const std::string& ip, uint16_t port, const TransactionRequ
                                              std::hash<std::string>()(req.auth->password))
                               : "";
   return absl::StrCat(ip, "|", port, "|", static_cast<int>(req.tls), "|", req.tls_server_name, "|",
-                      req.helo_name, "|", user, "|", req.ca_file);
+                      req.helo_name, "|", user, "|", req.ca_file, "|",
+                      req.report_tls_verification ? "report" : "");
 }
 
 }  // namespace
@@ -209,6 +222,7 @@ struct ConnectionCache::Session {
   std::unique_ptr<Channel> channel;
   Ehlo ehlo;
   bool tls_used = false;
+  std::string tls_verify_error;
   bool authenticated = false;
   uint32_t uses = 0;
   absl::Time idle_since;
@@ -284,6 +298,7 @@ class Transaction {
         ch_ = std::move(s->channel);
         uses_ = s->uses;
         result_.tls_used = s->tls_used;
+        result_.tls_verify_error = s->tls_verify_error;
         result_.authenticated = s->authenticated;
         result_.reused = true;
         ch_->SetTimeout(req_.timeouts.command);
@@ -335,12 +350,14 @@ class Transaction {
         if (r->code == 220) {
           if (ch_->Buffered()) return Fail0("data after STARTTLS reply", "STARTTLS");
           ch_->ResetParser();
-          err = ch_->StartTls(req_.tls_server_name, required, req_.ca_file);
+          err = ch_->StartTls(req_.tls_server_name, required, req_.ca_file,
+                              !required && req_.report_tls_verification);
           // A failed handshake leaves the connection unusable: the caller
           // retries later (opportunistic TLS never falls back to plain text
           // on the same connection).
           if (!err.empty()) return Fail0(err, "TLS");
           result_.tls_used = true;
+          result_.tls_verify_error = ch_->verify_error();
           ehlo = Hello();
           if (!ehlo) return std::nullopt;
         } else if (required) {
@@ -502,6 +519,7 @@ class Transaction {
       s->channel = std::move(ch_);
       s->ehlo = ehlo;
       s->tls_used = result_.tls_used;
+      s->tls_verify_error = result_.tls_verify_error;
       s->authenticated = result_.authenticated;
       s->uses = uses_ + 1;
       cache_->Put(key, std::move(s), absl::Now());

@@ -66,6 +66,10 @@ struct TransactionRequest {
   bool pipelining = true;       // use PIPELINING when the server offers it
   std::optional<SmtpCredentials> auth;
   SmtpTimeouts timeouts;
+  // Opportunistic STARTTLS (MTA-STS testing mode): verify the certificate
+  // against ca_file and tls_server_name anyway, without failing on it, and
+  // say in the result whether it would have passed (RFC 8461 §5).
+  bool report_tls_verification = false;
 };
 
 struct TransactionResult {
@@ -79,6 +83,9 @@ struct TransactionResult {
   bool session_permanent = false;
   SmtpReply session_reply;
   bool tls_used = false;
+  // With report_tls_verification and TLS used: "" when the certificate
+  // verified for the name, else why not ("hostname mismatch", ...).
+  std::string tls_verify_error;
   bool authenticated = false;
   bool reused = false;      // ran on a cached session
   std::string remote_host;  // "name [ip]"

@@ -100,7 +100,8 @@ absl::StatusOr<std::unique_ptr<RelayApp>> RelayApp::CreateWithBackend(
   app->context_.policies = app->policies_.get();
   app->outbound_->SetPolicies(app->policies_.get());  // copies of queue-delivered mail
   if (app->options_.rcpt_cache_ttl > absl::ZeroDuration()) {
-    app->rcpt_cache_ = std::make_unique<RcptCache>(app->options_.rcpt_cache_ttl);
+    app->rcpt_cache_ = std::make_unique<RcptCache>(app->options_.rcpt_cache_ttl, 10000,
+                                                   app->options_.rcpt_cache_foreign_ttl);
     app->context_.rcpt_cache = app->rcpt_cache_.get();
   }
   app->context_.audit = app->audit_.get();

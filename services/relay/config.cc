@@ -72,6 +72,9 @@ void AddFlags(config::Flags& f, Options& o) {
   f.Int("mta-sts-port", &o.mta_sts_port, "HTTPS port of mta-sts.<domain> (443; tests: a local server)");
   f.String("route-regions", &o.route_regions,
            "destination regions for region routes: pattern=CC,... (default: the ccTLD)");
+  f.Int("destination-concurrency", &o.destination_concurrency,
+        "simultaneous deliveries per destination (MX host or smart-host route; 20 like "
+        "Postfix; a route's concurrency_limit overrides it; 0: no limit)");
   f.StringList("token-public-key", &o.token_public_keys,
                "PEM files of the Ed25519 public keys that verify access tokens (RelayService)");
   f.String("token-issuer", &o.token_issuer, "the issuer (iss) access tokens must carry");
@@ -81,6 +84,8 @@ void AddFlags(config::Flags& f, Options& o) {
              "how often held mail is checked for expiry");
   f.Duration("rcpt-cache-ttl", &o.rcpt_cache_ttl,
              "how long a recipient's Resolve answer is reused at RCPT (0: never)");
+  f.Duration("rcpt-cache-foreign-ttl", &o.rcpt_cache_foreign_ttl,
+             "how long a foreign domain's not-hosted answer is reused for all its addresses");
 #ifdef MAILGRID_TEST_HOOKS
   f.String("bench-null-backend", &o.bench_null_backend,
            "BENCHMARK ONLY: accept every recipient @DOMAIN and discard the mail");
@@ -97,6 +102,8 @@ absl::Status Validate(const Options& o) {
   if (!o.submission_tls_listen.empty() && o.public_tls_cert.empty())
     return absl::InvalidArgumentError("--submission-tls-listen needs --public-tls-cert/key");
   if (o.queue_threads < 0) return absl::InvalidArgumentError("--queue-threads: must be >= 0");
+  if (o.destination_concurrency < 0)
+    return absl::InvalidArgumentError("--destination-concurrency: must be >= 0");
   if (o.mta_sts_port < 1 || o.mta_sts_port > 65535)
     return absl::InvalidArgumentError("--mta-sts-port: out of range");
   if (o.outbound_mx_port < 1 || o.outbound_mx_port > 65535)

@@ -85,6 +85,9 @@ struct Options {
   // Destination-region map for region routes: "pattern=CC,..." (e.g.
   // "*.corp-jp.com=JP"); a domain not in it has its ccTLD's region.
   std::string route_regions;
+  // Simultaneous deliveries to one destination (an MX host or a smart-host
+  // route) per relayd; a route's concurrency_limit overrides it; 0: none.
+  int destination_concurrency = 20;
   // Access tokens for RelayService (identityd's public keys).
   std::vector<std::string> token_public_keys;
   std::string token_issuer = "mailgrid";
@@ -99,6 +102,12 @@ struct Options {
   // How long tenantd's Resolve answers are reused at RCPT (rcpt_cache.h);
   // 0: ask tenantd for every RCPT.
   absl::Duration rcpt_cache_ttl = absl::Milliseconds(200);
+  // How long a foreign domain's DOMAIN_NOT_HOSTED is reused for every
+  // address of that domain (issue 9: a burst of submissions to many remote
+  // addresses). A domain verified meanwhile is treated as foreign this much
+  // longer (remote RCPTs are queued to its MX, which then points at us).
+  // Used only when rcpt_cache_ttl > 0.
+  absl::Duration rcpt_cache_foreign_ttl = absl::Seconds(2);
 };
 
 void AddFlags(config::Flags& flags, Options& options);

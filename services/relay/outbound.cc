@@ -39,14 +39,15 @@ class RelayTransport final : public outbound::Transport {
  public:
   RelayTransport(const Options& o, Backend* backend, mailauth::Resolver* dns, RouteStore* routes,
                  prometheus::Family<prometheus::Counter>* results,
-                 const std::atomic<PolicyCache*>* policies)
+                 const std::atomic<PolicyCache*>* policies,
+                 prometheus::Family<prometheus::Counter>* sts_failures)
       : backend_(backend),
         policies_(policies),
         routes_(routes),
         results_(results),
         hostname_(o.hostname),
         mta_sts_(o.mta_sts ? std::make_unique<outbound::MtaSts>(dns, StsOptions(o)) : nullptr),
-        smtp_(Delivery(o, mta_sts_.get()), dns, &routes->table()) {}
+        smtp_(Delivery(o, mta_sts_.get(), sts_failures), dns, &routes->table()) {}
 
   std::vector<RecipientOutcome> Deliver(const std::string& domain, const std::string& from,
                                         const std::vector<std::string>& rcpts,
@@ -64,6 +65,16 @@ class RelayTransport final : public outbound::Transport {
     return out;
   }
 
+  // A domain known to be remote: its smart-host route or MX host (one MX
+  // lookup at most a minute). Otherwise (ours, or not asked yet) the domain
+  // itself, without DNS: local domains need no MX lookup, and a remote
+  // domain's first burst is bounded under "domain:<d>" until the first
+  // delivery learns its MX (then at most two keys' worth, once).
+  outbound::Destination DestinationOf(const std::string& domain) override {
+    routes_->Refresh(absl::Seconds(5));  // as Deliver: a new route's limit applies at once
+    return smtp_.DestinationOf(domain, KnownRemote(domain));
+  }
+
  private:
   static outbound::MtaStsOptions StsOptions(const Options& o) {
     outbound::MtaStsOptions m;
@@ -72,9 +83,15 @@ class RelayTransport final : public outbound::Transport {
     return m;
   }
 
-  static outbound::DeliveryOptions Delivery(const Options& o, outbound::MtaSts* sts) {
+  static outbound::DeliveryOptions Delivery(const Options& o, outbound::MtaSts* sts,
+                                            prometheus::Family<prometheus::Counter>* failures) {
     outbound::DeliveryOptions d;
     d.mta_sts = sts;
+    if (failures != nullptr) {
+      d.on_sts_failure = [failures](const char* mode, const char* kind) {
+        failures->Add({{"mode", mode}, {"kind", kind}}).Increment();
+      };
+    }
     d.helo_name = o.hostname;
     d.mx_port = static_cast<uint16_t>(o.outbound_mx_port);
     d.direct_tls =
@@ -316,7 +333,15 @@ std::unique_ptr<Outbound> Outbound::Create(const Options& options, Backend* back
   o->backend_ = backend;
   o->keys_ = std::make_unique<DkimKeyCache>(backend);
   prometheus::Family<prometheus::Counter>* results = nullptr;
+  prometheus::Family<prometheus::Counter>* sts_failures = nullptr;
   if (registry != nullptr) {
+    sts_failures = &prometheus::BuildCounter()
+                        .Name("mailgrid_relay_mta_sts_failures_total")
+                        .Help(
+                            "MTA-STS (RFC 8461) failures on direct MX delivery, by mode (testing: "
+                            "delivered and reported; enforce: not sent to that MX) and kind "
+                            "(mx_mismatch, starttls, certificate)")
+                        .Register(*registry);
     auto& gauges = prometheus::BuildGauge()
                        .Name("mailgrid_relay_queue")
                        .Help(
@@ -361,7 +386,8 @@ std::unique_ptr<Outbound> Outbound::Create(const Options& options, Backend* back
     }
   }
   o->transport_ = std::make_unique<RelayTransport>(o->options_, backend, o->mx_dns_.get(),
-                                                   o->routes_.get(), results, &o->policies_);
+                                                   o->routes_.get(), results, &o->policies_,
+                                                   sts_failures);
   outbound::RunnerOptions ro;
   char host[256] = {0};
   gethostname(host, sizeof(host) - 1);
@@ -370,6 +396,7 @@ std::unique_ptr<Outbound> Outbound::Create(const Options& options, Backend* back
   ro.reporting_mta = options.hostname;
   ro.threads = options.queue_threads;
   ro.poll_interval = options.queue_poll_interval;
+  ro.destination_concurrency = options.destination_concurrency;
   o->runner_ = std::make_unique<outbound::QueueRunner>(o->queue_.get(), o->transport_.get(), ro);
   return o;
 }

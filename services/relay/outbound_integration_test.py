@@ -26,9 +26,23 @@ independent DKIM verifier.
      mapped to JP); a route {region: JP} to the sink carries mail to a .jp
      domain (ccTLD) and to the mapped domain, neither of which has an MX.
   7. lease renewal: relayd's lease is 8 s and a second smtp-sink answers
-     DATA after 20 s (a slow peer); relayd runs two runner threads, so a
+     DATA after 20 s (a slow peer); relayd runs four runner threads, so a
      lapsed lease would be re-leased and the message sent twice: it arrives
      exactly once.
+  8. per-destination concurrency: a route with concurrency_limit 2 to a
+     third smtp-sink, stopped (SIGSTOP) so every connection hangs at the
+     greeting; six messages to it open exactly two connections (counted
+     with ss), while mail to another destination is delivered meanwhile by
+     the runner's other threads; once the peer resumes all six arrive over
+     at most two connections at a time, sessions reused.
+  9. MTA-STS with real TLS peers: two private Postfix instances with
+     STARTTLS on 127.0.0.2 and 127.0.0.3 (same port as the sink): one with
+     a certificate for its MX name from the policy CA, one self-signed.
+     enforce + the valid certificate → delivered over TLS (ESMTPS);
+     enforce + the same server under another MX name (name mismatch) →
+     deferred, nothing sent; enforce + the self-signed one → deferred;
+     testing + the self-signed one → delivered and reported
+     (mailgrid_relay_mta_sts_failures_total{mode="testing"}).
 
 Nothing is skipped: a missing binary or module fails the test saying which.
 """
@@ -57,12 +71,21 @@ STS_MISMATCH = "stsbad.example"  # enforce; MX mx.remote.example is not in the p
 STS_TESTING = "stst.example"     # testing; same mismatch: delivered anyway
 REGION_MAPPED = "corp-jp.example"  # --route-regions maps it to JP; no MX anywhere
 SLOW_DOMAIN = "slow.example"       # routed to a smtp-sink that answers DATA after 20 s
+BUSY_DOMAIN = "busy.example"       # routed (concurrency 2) to a smtp-sink the test pauses
+TLS_GOOD = "tlsgood.example"       # enforce; Postfix at 127.0.0.2, certificate for its MX name
+TLS_NAME = "tlsname.example"       # enforce; its MX name is another name for the same Postfix
+TLS_CA = "tlsca.example"           # enforce; Postfix at 127.0.0.3 with a self-signed certificate
+TLS_TESTING = "tlstest.example"    # testing; MX is that self-signed Postfix: delivered, reported
+TLS_PEERS = {TLS_GOOD: "127.0.0.2", TLS_NAME: "127.0.0.2", TLS_CA: "127.0.0.3", TLS_TESTING: "127.0.0.3"}
 LEASE = "8s"
 POLICIES = {
     "mta-sts." + STS_ENFORCE: "version: STSv1\r\nmode: enforce\r\nmx: mx.sts.example\r\nmax_age: 600\r\n",
     "mta-sts." + STS_MISMATCH: "version: STSv1\r\nmode: enforce\r\nmx: good.stsbad.example\r\nmax_age: 600\r\n",
     "mta-sts." + STS_TESTING: "version: STSv1\r\nmode: testing\r\nmx: good.stst.example\r\nmax_age: 600\r\n",
 }
+for _d in TLS_PEERS:
+    POLICIES["mta-sts." + _d] = "version: STSv1\r\nmode: %s\r\nmx: mx.%s\r\nmax_age: 600\r\n" % (
+        "testing" if _d == TLS_TESTING else "enforce", _d)
 
 
 def start(cmd, log_path):
@@ -114,7 +137,9 @@ class Peers:
             cmd += ["--local=/%s/" % d, "--mx-host=%s,mx.%s,10" % (d, REMOTE)]
         cmd += ["--local=/%s/" % STS_ENFORCE, "--mx-host=%s,mx.%s,10" % (STS_ENFORCE, STS_ENFORCE),
                 "--host-record=mx.%s,127.0.0.1" % STS_ENFORCE]
-        for i, d in enumerate((STS_ENFORCE, STS_MISMATCH, STS_TESTING)):
+        for d, ip in TLS_PEERS.items():  # test 9: each MX is a TLS Postfix
+            cmd += ["--local=/%s/" % d, "--mx-host=%s,mx.%s,10" % (d, d), "--host-record=mx.%s,%s" % (d, ip)]
+        for i, d in enumerate((STS_ENFORCE, STS_MISMATCH, STS_TESTING) + tuple(TLS_PEERS)):
             cmd += ["--txt-record=_mta-sts.%s,v=STSv1; id=%d" % (d, i + 1),
                     "--host-record=mta-sts.%s,127.0.0.1" % d]
         if os.geteuid() == 0:
@@ -231,6 +256,80 @@ def strip_sink_fields(dump):
     return b"\r\n".join(lines[i:])
 
 
+
+class ConnectionSampler:
+    """Counts the established TCP connections to a local port (ss, every
+    20 ms, in a thread): the most seen at once, and every peer port seen."""
+
+    def __init__(self, port):
+        import threading
+        self.port = port
+        self.max = 0
+        self.last = 0
+        self.peers = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def sample(self):
+        out = subprocess.run(["ss", "-Htn", "state", "established", "( sport = :%d )" % self.port],
+                             stdout=subprocess.PIPE, text=True).stdout
+        peers = [line.split()[-1] for line in out.splitlines() if line.strip()]
+        self.peers.update(peers)
+        self.last = len(peers)
+        self.max = max(self.max, self.last)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.sample()
+            time.sleep(0.02)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join()
+
+
+class TlsPeer:
+    """A private Postfix (tests/lib/postfix.py) offering STARTTLS with the
+    given certificate, delivering every recipient of `domains` to one
+    Maildir. relayd sends to every MX on one port (--outbound-mx-port), so
+    peers differ by loopback address: Postfix starts on a free 127.0.0.1
+    port, then its master.cf service moves to ip:port and it reloads."""
+
+    def __init__(self, work, hostname, ip, port, cert, key, domains):
+        import postfix
+        self.ip, self.port = ip, port
+        self.maildir = postfix.Maildir(os.path.join(work, "maildir"))
+        settings = self.maildir.settings(domains)
+        settings.update({"smtpd_tls_cert_file": cert, "smtpd_tls_key_file": key,
+                         "smtpd_tls_security_level": "may", "smtpd_tls_received_header": "yes"})
+        self.pf = postfix.Postfix(work, hostname, settings)
+
+    def start(self):
+        import socket
+        self.pf.start()
+        master = os.path.join(self.pf.conf, "master.cf")
+        with open(master) as f:
+            text = f.read()
+        moved = text.replace("127.0.0.1:%d " % self.pf.port, "%s:%d " % (self.ip, self.port))
+        if moved == text:
+            raise AssertionError("the smtpd service of master.cf was not found")
+        with open(master, "w") as f:
+            f.write(moved)
+        self.pf._postfix("reload")
+
+        def listening():
+            try:
+                with socket.create_connection((self.ip, self.port), timeout=2):
+                    return True
+            except OSError:
+                return False
+        mgtest.eventually(listening, "Postfix to listen on %s:%d" % (self.ip, self.port))
+
+    def stop(self):
+        self.pf.stop()
+
+
 class OutboundIntegrationTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -257,7 +356,8 @@ class OutboundIntegrationTest(unittest.TestCase):
         env = {
             "MAILGRID_DNS_SERVER": "127.0.0.1:%d" % cls.peers.dns_port,
             "MAILGRID_OUTBOUND_MX_PORT": str(cls.peers.sink_port),
-            "MAILGRID_QUEUE_THREADS": "2",
+            # More threads than test 8's per-destination limit (2).
+            "MAILGRID_QUEUE_THREADS": "4",
             "MAILGRID_OUTBOUND_SECRETS_DIR": cls.secrets,
             "MAILGRID_ROUTE_REGIONS": "*.%s=JP,%s=jp" % (REGION_MAPPED, REGION_MAPPED),
             # Short leases: test 7's slow peer outlasts one; renewals keep it.
@@ -615,6 +715,142 @@ class OutboundIntegrationTest(unittest.TestCase):
             self.ctl("route", "delete", route["route_id"])
             stop(slow)
 
+
+    # ---- 8. per-destination concurrency ----------------------------------
+
+    def test_8_destination_limit_parks_entries_and_other_mail_flows(self):
+        import signal
+        port = mgtest.free_port()
+        cmd = [SINK] + (["-u", "nobody"] if os.geteuid() == 0 else [])
+        cmd += ["-d", os.path.join(self.peers.dump, "%M."), "127.0.0.1:%d" % port, "10"]
+        busy = start(cmd, os.path.join(self.work, "busy-sink.log"))
+        self.extra.append(busy)
+        mgtest.eventually(lambda: can_connect(port), "the busy smtp-sink to listen")
+        r = self.ctl("route", "set", "--domain", BUSY_DOMAIN, "--smart-host", "127.0.0.1:%d" % port,
+                     "--tls", "none", "--concurrency", "2")
+        route = json.loads(r.stdout.strip().splitlines()[-1])
+        self.assertEqual(route["concurrency_limit"], 2)
+        bad = self.ctl("route", "set", "--domain", BUSY_DOMAIN, "--smart-host", "127.0.0.1:25",
+                       "--concurrency", "5000", check=False)
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("concurrency_limit", bad.stderr)
+        sampler = ConnectionSampler(port)
+        markers = ["busy-%d-%d" % (i, time.time_ns()) for i in range(6)]
+        # Stopped, the sink's kernel still completes TCP handshakes: each
+        # delivery hangs at the greeting, holding its connection.
+        os.kill(busy.pid, signal.SIGSTOP)
+        try:
+            for m in markers:
+                self.submit(m, "lee@" + BUSY_DOMAIN)
+            mgtest.eventually(lambda: sampler.last == 2, "two connections to the paused peer")
+            # Four runner threads, two of them waiting on the paused peer;
+            # its other four entries are parked, not holding threads.
+            quick = "quick-%d" % time.time_ns()
+            self.submit(quick, "mia@" + REMOTE)
+            got = mgtest.eventually(lambda: self.peers.received(quick),
+                                    "mail to another destination while the busy one is full")
+            self.assertEqual(len(got), 1)
+            self.assertEqual(sampler.max, 2, "more connections than the route's limit")
+            self.assertEqual([m for m in markers if self.peers.received(m)], [])
+        finally:
+            os.kill(busy.pid, signal.SIGCONT)
+        try:
+            for m in markers:
+                got = mgtest.eventually(lambda: self.peers.received(m), "%s at the resumed peer" % m)
+                self.assertEqual(len(got), 1)
+            sampler.stop()
+            self.assertLessEqual(sampler.max, 2, "more connections than the route's limit")
+            # Sessions are reused across queue entries (ConnectionCache):
+            # fewer connections than messages.
+            self.assertLess(len(sampler.peers), len(markers), sorted(sampler.peers))
+        finally:
+            sampler.stop()
+            self.ctl("route", "delete", route["route_id"])
+            stop(busy)
+
+    # ---- 9. MTA-STS against real STARTTLS peers ------------------------------
+
+    def make_peer_certs(self):
+        """mx.tlsgood.example from the policy CA (the CA relayd trusts for
+        MTA-STS); a self-signed one for the 127.0.0.3 names."""
+        w = self.work
+
+        def openssl(*args):
+            subprocess.run(["openssl"] + list(args), check=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        good_key, good_csr, good = (os.path.join(w, n) for n in ("mx-good.key", "mx-good.csr", "mx-good.pem"))
+        ext = os.path.join(w, "mx-good.ext")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=DNS:mx.%s\n" % TLS_GOOD)
+        openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", good_key,
+                "-out", good_csr, "-subj", "/CN=mx.%s" % TLS_GOOD)
+        openssl("x509", "-req", "-in", good_csr, "-CA", self.policies.ca,
+                "-CAkey", os.path.join(w, "sts-ca.key"), "-CAcreateserial", "-out", good, "-days", "30",
+                "-extfile", ext)
+        self_key, self_cert = os.path.join(w, "mx-self.key"), os.path.join(w, "mx-self.pem")
+        openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                "-keyout", self_key, "-out", self_cert, "-days", "30", "-subj", "/CN=mx.%s" % TLS_CA,
+                "-addext", "subjectAltName=DNS:mx.%s,DNS:mx.%s" % (TLS_CA, TLS_TESTING))
+        return (good, good_key), (self_cert, self_key)
+
+    def sts_failures(self, mode, kind):
+        total = 0.0
+        for url in self.doc["metrics"]:
+            _, body = mgtest.http_get(url)
+            for line in body.splitlines():
+                if (line.startswith("mailgrid_relay_mta_sts_failures_total{") and 'mode="%s"' % mode in line
+                        and 'kind="%s"' % kind in line):
+                    total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def test_9_mta_sts_verifies_tls_against_real_peers(self):
+        (good, good_key), (self_cert, self_key) = self.make_peer_certs()
+        peers = [TlsPeer(os.path.join(self.work, "pf-good"), "mx.%s" % TLS_GOOD, "127.0.0.2",
+                         self.peers.sink_port, good, good_key, [TLS_GOOD, TLS_NAME]),
+                 TlsPeer(os.path.join(self.work, "pf-self"), "mx.%s" % TLS_CA, "127.0.0.3",
+                         self.peers.sink_port, self_cert, self_key, [TLS_CA, TLS_TESTING])]
+        started = []
+        try:
+            for p in peers:
+                p.start()
+                started.append(p)
+            good_peer, self_peer = peers
+            before = self.sts_failures("enforce", "certificate")
+            ok = "tls-good-%d" % time.time_ns()
+            self.submit(ok, "erin@" + TLS_GOOD)
+            got = mgtest.eventually(lambda: good_peer.maildir.find(ok), "enforce + valid certificate: delivered")
+            self.assertEqual(len(got), 1)
+            self.assertIn(b"with ESMTPS", got[0])  # Postfix's Received: the session was TLS
+            self.assertIn(b"(using TLS", got[0])
+
+            entries = []
+            for domain, peer in ((TLS_NAME, good_peer), (TLS_CA, self_peer)):
+                marker = "tls-bad-%s-%d" % (domain.split(".")[0], time.time_ns())
+                self.submit(marker, "fay@" + domain)
+                e = mgtest.eventually(lambda: self.deferred_entry(marker), "%s: deferred" % domain)
+                reason = json.dumps(e["recipients"][0]["last_reply"])
+                self.assertIn("TLS handshake failed", reason, domain)
+                self.assertEqual(peer.maildir.find(marker), [], "%s: sent despite the certificate" % domain)
+                self.assertEqual(self.peers.received(marker), [])
+                entries.append(e)
+            self.assertGreaterEqual(self.sts_failures("enforce", "certificate"), before + 2)
+
+            testing = "tls-testing-%d" % time.time_ns()
+            self.submit(testing, "hal@" + TLS_TESTING)
+            got = mgtest.eventually(lambda: self_peer.maildir.find(testing),
+                                    "testing + self-signed certificate: delivered")
+            self.assertEqual(len(got), 1)
+            self.assertIn(b"with ESMTPS", got[0])
+            mgtest.eventually(lambda: self.sts_failures("testing", "certificate") >= 1,
+                              "the testing-mode certificate failure reported in /metrics")
+            # Still nothing for the enforce-mode entries.
+            for e, peer in zip(entries, peers):
+                self.assertEqual(peer.maildir.find(e["subject"]), [])
+            for e in entries:
+                self.ctl("queue", "delete", e["queue_id"], "--reason", "test done")
+        finally:
+            for p in reversed(started):
+                p.stop()
 
 if __name__ == "__main__":
     unittest.main()

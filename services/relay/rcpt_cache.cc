@@ -18,11 +18,23 @@ std::string RcptCache::Key(const tenant::v1::ResolveRequest& request) {
   return key;
 }
 
-bool RcptCache::Cacheable(const Answer& answer) {
-  if (answer.ok()) return true;
-  return answer.status().code() == absl::StatusCode::kNotFound &&
+std::string RcptCache::DomainKey(std::string_view address) {
+  size_t at = address.rfind('@');
+  if (at == std::string_view::npos || at + 1 == address.size()) return "";
+  // A serialized ResolveRequest starts with a field tag (never NUL), so
+  // the NUL prefix keeps domain keys apart from Key()'s.
+  std::string key("\0domain:", 8);
+  for (char c : address.substr(at + 1))
+    key.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+  return key;
+}
+
+bool RcptCache::NotHosted(const Answer& answer) {
+  return !answer.ok() && answer.status().code() == absl::StatusCode::kNotFound &&
          rpc::ReasonOf(answer.status()) == "DOMAIN_NOT_HOSTED";
 }
+
+bool RcptCache::Cacheable(const Answer& answer) { return answer.ok() || NotHosted(answer); }
 
 std::shared_ptr<const RcptCache::Answer> RcptCache::Get(const std::string& key, absl::Time now) {
   absl::MutexLock lock(&mu_);
@@ -37,6 +49,16 @@ std::shared_ptr<const RcptCache::Answer> RcptCache::Get(const std::string& key, 
 
 void RcptCache::Put(const std::string& key, const Answer& answer, absl::Time now) {
   if (ttl_ <= absl::ZeroDuration() || !Cacheable(answer)) return;
+  Keep(key, answer, now + ttl_, now);
+}
+
+void RcptCache::PutDomain(const std::string& domain_key, const Answer& answer, absl::Time now) {
+  if (foreign_ttl_ <= absl::ZeroDuration() || domain_key.empty() || !NotHosted(answer)) return;
+  Keep(domain_key, answer, now + foreign_ttl_, now);
+}
+
+void RcptCache::Keep(const std::string& key, const Answer& answer, absl::Time expires,
+                     absl::Time now) {
   auto kept = std::make_shared<const Answer>(answer);
   absl::MutexLock lock(&mu_);
   if (entries_.size() >= max_entries_) {
@@ -47,7 +69,7 @@ void RcptCache::Put(const std::string& key, const Answer& answer, absl::Time now
     }
     if (entries_.size() >= max_entries_) entries_.clear();
   }
-  entries_[key] = Entry{std::move(kept), now + ttl_};
+  entries_[key] = Entry{std::move(kept), expires};
 }
 
 size_t RcptCache::size() {

@@ -13,12 +13,21 @@
 // another sender. Staleness: tenantd's own bound (--resolve-max-staleness)
 // plus --rcpt-cache-ttl; whatever changed meanwhile is still caught where
 // it matters (a deleted or full mailbox fails its DeliverBatch).
+//
+// DOMAIN_NOT_HOSTED is also kept by domain (DomainKey): for relayd (a
+// service caller) tenantd decides it from the domain alone, before the
+// local part or the sender are looked at, so every address of a foreign
+// domain shares one answer. A submission burst to many distinct remote
+// addresses (issue 9's relay path) then asks tenantd once per domain and
+// TTL instead of once per RCPT.
 // Thread-safe.
 #pragma once
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -31,10 +40,17 @@ class RcptCache {
  public:
   using Answer = absl::StatusOr<tenant::v1::ResolveResponse>;
 
-  explicit RcptCache(absl::Duration ttl, size_t max_entries = 10000)
-      : ttl_(ttl), max_entries_(max_entries) {}
+  // `foreign_ttl`: how long PutDomain keeps an answer (default `ttl`).
+  explicit RcptCache(absl::Duration ttl, size_t max_entries = 10000,
+                     std::optional<absl::Duration> foreign_ttl = std::nullopt)
+      : ttl_(ttl), foreign_ttl_(foreign_ttl.value_or(ttl)), max_entries_(max_entries) {}
 
   static std::string Key(const tenant::v1::ResolveRequest& request);
+  // The key of `address`'s domain (lower-cased), for DOMAIN_NOT_HOSTED
+  // answers; "" when the address has no domain. Never equal to a Key().
+  static std::string DomainKey(std::string_view address);
+  // True when `answer` is DOMAIN_NOT_HOSTED (kept under DomainKey too).
+  static bool NotHosted(const Answer& answer);
   // True when `answer` may be kept (see above).
   static bool Cacheable(const Answer& answer);
 
@@ -42,6 +58,9 @@ class RcptCache {
   std::shared_ptr<const Answer> Get(const std::string& key, absl::Time now);
   // Keeps `answer` (when Cacheable) until now + ttl.
   void Put(const std::string& key, const Answer& answer, absl::Time now);
+  // Keeps a DOMAIN_NOT_HOSTED `answer` under `domain_key` (DomainKey) until
+  // now + foreign_ttl; anything else is not kept.
+  void PutDomain(const std::string& domain_key, const Answer& answer, absl::Time now);
 
   size_t size();
 
@@ -50,7 +69,10 @@ class RcptCache {
     std::shared_ptr<const Answer> answer;
     absl::Time expires;
   };
+  void Keep(const std::string& key, const Answer& answer, absl::Time expires, absl::Time now);
+
   const absl::Duration ttl_;
+  const absl::Duration foreign_ttl_;
   const size_t max_entries_;
   absl::Mutex mu_;
   std::map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);

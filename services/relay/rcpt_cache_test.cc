@@ -69,6 +69,39 @@ TEST(RcptCacheTest, KeepsDomainNotHostedButNeverUnknownAddressesOrErrors) {
   EXPECT_EQ(cache.Get("busy", t0), nullptr);
 }
 
+TEST(RcptCacheTest, DomainKeysAreCaseInsensitiveAndApartFromRequestKeys) {
+  EXPECT_EQ(RcptCache::DomainKey("a@Remote.Example"), RcptCache::DomainKey("b@remote.example"));
+  EXPECT_NE(RcptCache::DomainKey("a@remote.example"), RcptCache::DomainKey("a@other.example"));
+  EXPECT_EQ(RcptCache::DomainKey("no-domain"), "");
+  EXPECT_EQ(RcptCache::DomainKey("trailing@"), "");
+  // "a\"@b\"@c": the domain is what follows the last '@'.
+  EXPECT_EQ(RcptCache::DomainKey("x@y@remote.example"), RcptCache::DomainKey("z@remote.example"));
+  EXPECT_NE(RcptCache::DomainKey("a@x.test"), RcptCache::Key(Request("a@x.test", "")));
+  EXPECT_TRUE(RcptCache::NotHosted(NotHosted()));
+  EXPECT_FALSE(RcptCache::NotHosted(Mailbox("m")));
+  EXPECT_FALSE(RcptCache::NotHosted(rpc::NotFound("address", "nobody@x.test")));
+  EXPECT_FALSE(RcptCache::NotHosted(absl::NotFoundError("no detail")));
+}
+
+TEST(RcptCacheTest, ForeignDomainsAreKeptTheirOwnTtlAndOnlyWhenNotHosted) {
+  RcptCache cache(absl::Milliseconds(200), 10000, absl::Seconds(2));
+  absl::Time t0 = absl::FromUnixSeconds(1000);
+  std::string foreign = RcptCache::DomainKey("a@remote.example");
+  cache.PutDomain(foreign, NotHosted(), t0);
+  ASSERT_NE(cache.Get(foreign, t0 + absl::Milliseconds(1999)), nullptr);
+  EXPECT_EQ(cache.Get(foreign, t0 + absl::Seconds(2)), nullptr);
+  // A resolved answer or an unknown address is never kept for a domain.
+  std::string hosted = RcptCache::DomainKey("a@hosted.test");
+  cache.PutDomain(hosted, Mailbox("m"), t0);
+  cache.PutDomain(hosted, rpc::NotFound("address", "a@hosted.test"), t0);
+  EXPECT_EQ(cache.Get(hosted, t0), nullptr);
+  // Without a foreign TTL of its own, the cache's TTL applies.
+  RcptCache plain(absl::Milliseconds(200));
+  plain.PutDomain(foreign, NotHosted(), t0);
+  EXPECT_NE(plain.Get(foreign, t0 + absl::Milliseconds(199)), nullptr);
+  EXPECT_EQ(plain.Get(foreign, t0 + absl::Milliseconds(200)), nullptr);
+}
+
 TEST(RcptCacheTest, ZeroTtlKeepsNothingAndSizeIsBounded) {
   RcptCache off(absl::ZeroDuration());
   off.Put("k", Mailbox("m"), absl::FromUnixSeconds(1));

@@ -274,6 +274,8 @@ class RelaySmtpTest : public ::testing::Test {
       d.AddTxt("sender.example", "v=spf1 ip4:127.0.0.0/8 -all");
     });
     o.queue_threads = 0;
+    o.rcpt_cache_ttl = rcpt_cache_ttl_;
+    o.rcpt_cache_foreign_ttl = rcpt_cache_foreign_ttl_;
     auto app = RelayApp::CreateWithBackend(o, std::move(fake), nullptr, std::move(dns),
                                            std::move(queue), std::make_unique<LockedResolver>());
     ASSERT_TRUE(app.ok()) << app.status();
@@ -361,6 +363,8 @@ class RelaySmtpTest : public ::testing::Test {
   TestPki pki_;
   asio::io_context io_;
   LockedResolver* dns_ = nullptr;  // owned by the app
+  absl::Duration rcpt_cache_ttl_ = Options().rcpt_cache_ttl;
+  absl::Duration rcpt_cache_foreign_ttl_ = Options().rcpt_cache_foreign_ttl;
   FakeBackend* backend_ = nullptr;
   std::unique_ptr<RelayApp> app_;
 };
@@ -558,6 +562,33 @@ TEST_F(RelaySmtpTest, SessionRemembersItsSenderAndRcptAnswersAreReused) {
   // nobody every time.
   EXPECT_GE(backend_->resolve_calls, 3 + 1);
   EXPECT_LE(backend_->resolve_calls, 3 + 3);
+}
+
+TEST_F(RelaySmtpTest, ForeignDomainIsAskedOncePerDomainNotPerAddress) {
+  // A long TTL so that the count below does not depend on the machine's
+  // speed (issue 9: a burst to many remote addresses asks tenantd once).
+  app_->Stop();
+  app_.reset();
+  rcpt_cache_ttl_ = absl::Minutes(10);
+  rcpt_cache_foreign_ttl_ = absl::Minutes(10);
+  StartApp(nullptr);
+  tcp::socket s = Connect("smtp");
+  Client<tcp::socket> c(s);
+  EXPECT_REPLY(c.Reply(), "220");
+  c.Cmd("EHLO mta.sender.example");
+  EXPECT_REPLY(c.Cmd("MAIL FROM:<x@sender.example>"), "250");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<a@foreign.example>"), "550 5.7.1");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<b@Foreign.Example>"), "550 5.7.1");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<c@foreign.example>"), "550 5.7.1");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<a@other.example>"), "550 5.7.1");
+  // A hosted domain is never answered from a foreign domain's entry, and
+  // its unknown addresses are asked every time.
+  EXPECT_REPLY(c.Cmd("RCPT TO:<bob@hosted.test>"), "250");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<nobody@hosted.test>"), "550 5.1.1");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<nobody@hosted.test>"), "550 5.1.1");
+  absl::MutexLock l(&backend_->mu);
+  // foreign.example once, other.example once, bob once, nobody twice.
+  EXPECT_EQ(backend_->resolve_calls, 5);
 }
 
 TEST_F(RelaySmtpTest, ShutdownSays421) {

@@ -51,6 +51,10 @@ absl::Status RouteStore::Validate(const v1::Route& r) {
   } else {
     return rpc::InvalidField("match", "EMPTY", "a domain pattern or a region is required");
   }
+  if (r.concurrency_limit() > 1000) {
+    return rpc::InvalidField("concurrency_limit", "OUT_OF_RANGE",
+                             "at most 1000 (0: relayd's --destination-concurrency)");
+  }
   if (!r.direct() && r.smart_hosts_size() == 0) {
     return rpc::InvalidField("smart_hosts", "EMPTY", "smart hosts are required unless direct");
   }

@@ -419,21 +419,37 @@ void RelaySession::OnRcpt(const smtp::event::RcptTo& e) {
   Backend* b = ctx_->backend;
   bool authenticated = user_.has_value();
   RcptCache* cache = ctx_->rcpt_cache;
-  std::string key;
+  std::string key, domain_key;
   if (cache != nullptr) {
-    key = RcptCache::Key(req);
-    if (std::shared_ptr<const RcptCache::Answer> hit = cache->Get(key, absl::Now())) {
+    absl::Time now = absl::Now();
+    // A foreign domain first (one answer for all its addresses), then the
+    // whole request.
+    domain_key = RcptCache::DomainKey(req.address());
+    std::shared_ptr<const RcptCache::Answer> hit;
+    if (!domain_key.empty()) hit = cache->Get(domain_key, now);
+    if (hit == nullptr) {
+      key = RcptCache::Key(req);
+      hit = cache->Get(key, now);
+    }
+    if (hit != nullptr) {
       // Answered on the strand: no worker hand-off, no peer call.
       DecideRcpt(req.address(), authenticated, *hit)();
       return;
     }
   }
   RelayMetrics* metrics = ctx_->metrics;
-  Async([this, b, req, authenticated, metrics, cache, key]() -> std::function<void()> {
+  Async([this, b, req, authenticated, metrics, cache, key,
+         domain_key]() -> std::function<void()> {
     absl::Time start = absl::Now();
     absl::StatusOr<tenant::v1::ResolveResponse> r = b->Resolve(req);
     if (metrics) metrics->Observe(RelayMetrics::kResolve, absl::Now() - start);
-    if (cache != nullptr) cache->Put(key, r, absl::Now());
+    if (cache != nullptr) {
+      if (RcptCache::NotHosted(r) && !domain_key.empty()) {
+        cache->PutDomain(domain_key, r, absl::Now());
+      } else {
+        cache->Put(key, r, absl::Now());
+      }
+    }
     return DecideRcpt(req.address(), authenticated, std::move(r));
   });
 }

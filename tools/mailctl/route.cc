@@ -4,13 +4,15 @@
 //   mailctl route set (--domain PATTERN | --region CC) [--id ROUTE_ID] [--priority N]
 //                     [--smart-host HOST[:PORT][,HOST[:PORT]...]] [--tls none|opportunistic|require|implicit]
 //                     [--credentials-ref NAME] [--allow-plaintext-auth] [--direct]
-//                     [--fallback-direct] [--disabled]
+//                     [--fallback-direct] [--disabled] [--concurrency N]
 //                     [--description TEXT]
 //   mailctl route delete ROUTE_ID
 //
 // --region CC: a destination region (ISO 3166-1 alpha-2): the recipient
 // domain's country-code TLD, or relayd's --route-regions map. At equal
 // priority "a.b" > "*.b" > a region > "*".
+// --concurrency N: simultaneous deliveries to the route's destination per
+// relayd (0 or absent: relayd's --destination-concurrency, 20).
 //
 // Platform operators only. Finding relayd and credentials: see queue.cc.
 #include <ostream>
@@ -42,6 +44,7 @@ void PrintRoute(std::ostream& out, const rv1::Route& r) {
     if (!h.credentials_ref().empty()) out << "+auth(" << h.credentials_ref() << ")";
   }
   if (r.fallback_direct()) out << " then direct";
+  if (r.concurrency_limit() != 0) out << "\tconcurrency " << r.concurrency_limit();
   if (!r.description().empty()) out << "\t" << r.description();
   out << "\n";
 }
@@ -106,6 +109,10 @@ absl::Status RunRoute(const Invocation& inv) {
     r->set_fallback_direct(a.Has("fallback-direct"));
     r->set_enabled(!a.Has("disabled"));
     r->set_description(a.Get("description"));
+    uint32_t concurrency = 0;
+    if (a.Has("concurrency") && !absl::SimpleAtoi(a.Get("concurrency"), &concurrency))
+      return absl::InvalidArgumentError("--concurrency: a number (0: relayd's default)");
+    r->set_concurrency_limit(concurrency);
     rv1::Route resp;
     auto s = CallRelay(c, &rv1::RelayService::Stub::SetRoute, req, &resp);
     if (!s.ok()) return s;
@@ -134,7 +141,8 @@ const bool kRegistered = RegisterCommand(
      "      mailctl route set --domain PATTERN|--region CC [--id ID] [--priority N]\n"
      "        [--smart-host H[:P],...] [--tls none|opportunistic|require|implicit]\n"
      "        [--credentials-ref NAME (a file in relayd's --outbound-secrets-dir: user:password)]\n"
-     "        [--allow-plaintext-auth] [--direct] [--fallback-direct] [--disabled] [--description T]",
+     "        [--allow-plaintext-auth] [--direct] [--fallback-direct] [--disabled] [--description T]\n"
+     "        [--concurrency N (deliveries at once to the route's destination; 0: relayd's 20)]",
      RunRoute});
 
 }  // namespace
