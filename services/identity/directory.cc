@@ -4,7 +4,9 @@
 #include "libs/base/status.h"
 #include "libs/rpc/client.h"
 #include "libs/rpc/status.h"
+#include "libs/base/log.h"
 #include "mailgrid/tenant/v1/directory.grpc.pb.h"
+#include "mailgrid/tenant/v1/domain.grpc.pb.h"
 #include "services/identity/first_reachable.h"
 
 namespace mailgrid::identity {
@@ -17,7 +19,7 @@ absl::StatusOr<std::unique_ptr<GrpcDirectory>> GrpcDirectory::Create(
   for (const std::string& address : addresses) {
     rpc::ClientOptions o = tls;
     o.target = address;
-    o.services = {"mailgrid.tenant.v1.DirectoryService"};
+    o.services = {"mailgrid.tenant.v1.DirectoryService", "mailgrid.tenant.v1.DomainService"};
     ASSIGN_OR_RETURN(auto channel, rpc::MakeChannel(o));
     dir->channels_.push_back(std::move(channel));
   }
@@ -49,6 +51,32 @@ absl::StatusOr<tenant::v1::Principal> GrpcDirectory::ByUserId(const std::string&
   tenant::v1::GetPrincipalRequest req;
   req.set_user_id(user_id);
   return Get(req);
+}
+
+absl::StatusOr<std::string> GrpcDirectory::TenantOfDomain(const std::string& domain) {
+  if (channels_.empty()) return absl::UnavailableError("tenantd is not configured (--tenantd)");
+  if (tokens_ == nullptr)
+    return absl::UnavailableError("no --token-signing-key: cannot call tenantd");
+  ASSIGN_OR_RETURN(std::string header, tokens_->AuthorizationHeader());
+  tenant::v1::GetDomainRequest req;
+  req.set_name(domain);
+  tenant::v1::Domain out;
+  absl::Status s = CallFirstReachable(
+      channels_, header, absl::Seconds(5), "tenantd",
+      [&](const std::shared_ptr<grpc::Channel>& channel, grpc::ClientContext* ctx) {
+        return tenant::v1::DomainService::NewStub(channel)->GetDomain(ctx, req, &out);
+      });
+  if (absl::IsPermissionDenied(s)) {
+    // A tenantd that does not let services read domains yet: no SSO by
+    // domain, as if none were configured (the full address still works).
+    log::Warn("tenantd refuses GetDomain to identityd: SSO by \"@domain\" is off",
+              {{"error", s.ToString()}});
+    return absl::NotFoundError("domain");
+  }
+  RETURN_IF_ERROR(s);
+  if (out.state() != tenant::v1::DOMAIN_STATE_VERIFIED || out.tenant_id().empty())
+    return absl::NotFoundError("domain");
+  return out.tenant_id();
 }
 
 std::vector<std::string> RoleNames(const google::protobuf::RepeatedField<int>& roles) {

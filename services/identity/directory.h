@@ -1,10 +1,13 @@
 // Who a user is, asked of tenantd (DirectoryService.GetPrincipal, a
-// service-internal call made with identityd's service token). Behind an
-// interface so the credential logic is unit-tested with a fake directory.
+// service-internal call made with identityd's service token), and which
+// tenant owns a domain (DomainService.GetDomain, for an SSO login by
+// "@domain"). Behind an interface so the credential logic is unit-tested
+// with a fake directory.
 //
-// Failure: NOT_FOUND for an unknown address or deleted user (the caller
-// turns that into the uniform "invalid credentials"); UNAVAILABLE when
-// tenantd is not configured or unreachable.
+// Failure: NOT_FOUND for an unknown address, deleted user or a domain that
+// is not VERIFIED (the caller turns that into the uniform "invalid
+// credentials" or "no SSO"); UNAVAILABLE when tenantd is not configured or
+// unreachable.
 #pragma once
 
 #include <memory>
@@ -25,6 +28,8 @@ class Directory {
   // By primary address or alias.
   virtual absl::StatusOr<tenant::v1::Principal> ByAddress(const std::string& address) = 0;
   virtual absl::StatusOr<tenant::v1::Principal> ByUserId(const std::string& user_id) = 0;
+  // The tenant whose VERIFIED domain `domain` (lower-case A-label) is.
+  virtual absl::StatusOr<std::string> TenantOfDomain(const std::string& domain) = 0;
 };
 
 // tenantd over gRPC, trying each address in turn while unreachable.
@@ -39,6 +44,7 @@ class GrpcDirectory final : public Directory {
 
   absl::StatusOr<tenant::v1::Principal> ByAddress(const std::string& address) override;
   absl::StatusOr<tenant::v1::Principal> ByUserId(const std::string& user_id) override;
+  absl::StatusOr<std::string> TenantOfDomain(const std::string& domain) override;
 
  private:
   absl::StatusOr<tenant::v1::Principal> Get(const tenant::v1::GetPrincipalRequest& request);

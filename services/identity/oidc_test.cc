@@ -222,6 +222,33 @@ TEST(CoreSso, IdTokenSignsTheUserIn) {
   EXPECT_EQ(complete(b5.state(), rsa.Sign(stranger, "r1")).status().code(),
             absl::StatusCode::kUnauthenticated);
 
+  // By "@domain" alone (a login page that asks only for the company's
+  // domain), or an address tenantd does not know: the tenant owning the
+  // VERIFIED domain, so known and unknown addresses of it answer alike.
+  directory.AddDomain("example.com", "t1");
+  auto begin_as = [&](const std::string& who) {
+    v1::BeginSsoLoginRequest b;
+    b.set_address(who);
+    return core.BeginSsoLogin(Caller(), b);
+  };
+  auto by_domain = begin_as("@Example.COM");
+  ASSERT_TRUE(by_domain.ok()) << by_domain.status();
+  EXPECT_EQ(by_domain->authorize_url().find("login_hint"), std::string::npos);
+  EXPECT_EQ(by_domain->authorize_url().rfind("http://127.0.0.1:9/idp/auth?", 0), 0u);
+  auto signed_in = complete(by_domain->state(), rsa.Sign(Claims(by_domain->nonce()), "r1"));
+  ASSERT_TRUE(signed_in.ok()) << signed_in.status();
+  EXPECT_EQ(signed_in->session().user_id(), "u-ann");
+  auto unknown = begin_as("nobody@example.com");
+  ASSERT_TRUE(unknown.ok()) << unknown.status();
+  EXPECT_NE(unknown->authorize_url().find("login_hint=nobody%40example.com"), std::string::npos);
+  // The provider vouching for someone who is not a user still fails.
+  Json nobody = Claims(unknown->nonce());
+  nobody["email"] = "nobody@example.com";
+  EXPECT_EQ(complete(unknown->state(), rsa.Sign(nobody, "r1")).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  for (const char* none : {"@other.org", "ann@other.org", "@", "no-at-sign"})
+    EXPECT_EQ(begin_as(none).status().code(), absl::StatusCode::kNotFound) << none;
+
   // Mandatory SSO refuses passwords (after they check out).
   set.mutable_config()->set_mandatory(true);
   ASSERT_TRUE(core.SetOidcConfig(admin, set).ok());

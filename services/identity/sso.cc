@@ -132,12 +132,24 @@ absl::StatusOr<v1::BeginSsoLoginResponse> Core::BeginSsoLogin(const Caller& c,
   } else if (r.who_case() == v1::BeginSsoLoginRequest::kAddress) {
     if (r.address().size() > kMaxAddressBytes)
       return InvalidField("address", "TOO_LONG", "at most 320 bytes");
-    // v1 resolves a full address through the directory; "@domain" alone
-    // needs a domain lookup tenantd does not offer identityd yet.
-    ASSIGN_OR_RETURN(auto principal, LookupAddress(r.address()));
-    if (!principal) return NotFound("SSO configuration");
-    tid = principal->user().tenant_id();
-    hint = r.address();
+    // A known address names its user's tenant. "@domain" alone, or an
+    // address tenantd does not know, names the tenant that owns the domain
+    // (VERIFIED there), so every address of an SSO domain gets the same
+    // answer and a login page may ask for nothing but the domain.
+    const std::string& address = r.address();
+    size_t at = address.rfind('@');
+    if (at != 0) {
+      ASSIGN_OR_RETURN(auto principal, LookupAddress(address));
+      if (principal) tid = principal->user().tenant_id();
+      hint = address;
+    }
+    if (tid.empty() && at != std::string::npos && at + 1 < address.size()) {
+      auto owner = directory_->TenantOfDomain(absl::AsciiStrToLower(address.substr(at + 1)));
+      if (owner.ok())
+        tid = *owner;
+      else if (!absl::IsNotFound(owner.status()) && !absl::IsInvalidArgument(owner.status()))
+        return owner.status();
+    }
   }
   if (tid.empty()) return NotFound("SSO configuration");
   ASSIGN_OR_RETURN(auto config, store_->GetOidc(tid));

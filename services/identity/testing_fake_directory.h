@@ -44,6 +44,17 @@ class FakeDirectory final : public Directory {
       if (absl::AsciiStrToLower(p.user().address()) == absl::AsciiStrToLower(address)) return p;
     return absl::NotFoundError("no such address");
   }
+  // A VERIFIED domain of `tenant_id`.
+  void AddDomain(const std::string& domain, const std::string& tenant_id) {
+    absl::MutexLock lock(&mu_);
+    domains_[domain] = tenant_id;
+  }
+  absl::StatusOr<std::string> TenantOfDomain(const std::string& domain) override {
+    absl::MutexLock lock(&mu_);
+    auto it = domains_.find(domain);
+    if (it == domains_.end()) return absl::NotFoundError("no such domain");
+    return it->second;
+  }
   absl::StatusOr<tenant::v1::Principal> ByUserId(const std::string& user_id) override {
     absl::MutexLock lock(&mu_);
     auto it = by_id_.find(user_id);
@@ -54,6 +65,7 @@ class FakeDirectory final : public Directory {
  private:
   absl::Mutex mu_;
   std::map<std::string, tenant::v1::Principal> by_id_;
+  std::map<std::string, std::string> domains_;
 };
 
 }  // namespace mailgrid::identity::testing

@@ -13,7 +13,8 @@ Against `tools/mailgrid up --replicas 3` whose tenantd asks a real dnsmasq
 2. A message from outside (smtplib on port 25) to the group alias reaches
    every member of the department subtree exactly once.
 3. An employee's first day: the initial password works only to change it
-   (IMAP LOGIN with it is refused); after the change IMAP works; TOTP is
+   (IMAP LOGIN with it is refused); after the change IMAP works and the
+   welcome mail tenantd sent at the import is in the Inbox; TOTP is
    enrolled with a code the test computes (RFC 6238); from then on a
    password alone does not sign in; an app password made with a TOTP-signed
    session works for IMAP and for submission (smtplib, STARTTLS + AUTH).
@@ -214,6 +215,17 @@ class CompanyFromNothingTest(unittest.TestCase):
             c.logout()
             return None
 
+    def inbox_has(self, address, password, subject):
+        c = self.imap_login(address, password)
+        self.assertIsNotNone(c)
+        try:
+            typ, _ = c.select("INBOX", readonly=True)
+            self.assertEqual(typ, "OK")
+            typ, data = c.search(None, "SUBJECT", '"%s"' % subject)
+            return typ == "OK" and bool(data[0].split())
+        finally:
+            c.logout()
+
     def test_4_first_day_password_change_totp_and_app_password(self):
         self.assertTrue(getattr(self, "initial", None), "test_2 imports the employees")
         address = "emp11@" + DOMAIN  # Engineering; no earlier test signed in as emp11
@@ -223,6 +235,9 @@ class CompanyFromNothingTest(unittest.TestCase):
         c = self.imap_login(address, password)
         self.assertIsNotNone(c, "the changed password opens the mailbox")
         c.logout()
+        # The welcome notice tenantd sent at the import (through relayd) waits in the Inbox.
+        self.assertTrue(mgtest.eventually(lambda: self.inbox_has(address, password, "Welcome"),
+                                          "the welcome mail in %s's Inbox" % address))
 
         session = self.ctl("auth", "login", address, "--password", password)
         token = session["session"]["access_token"]

@@ -6,7 +6,8 @@ Against `tools/mailgrid up --replicas 3`:
   an ID token signed by that key signs bob in, and the access token
   identityd returns opens bob's INBOX over IMAP with AUTHENTICATE XOAUTH2
   (imaplib) and submits over SMTP with AUTH XOAUTH2 (smtplib). An ID token
-  signed by another key is refused.
+  signed by another key is refused. A login by "@signin.test" alone finds
+  the tenant (its VERIFIED domain) and signs bob in the same way.
 - QR login: a second client (a "desktop") creates a QR ticket; bob's signed-
   in session (the "phone") approves it; the desktop redeems it once for a
   session whose token reads mail over IMAP with AUTHENTICATE OAUTHBEARER;
@@ -16,6 +17,17 @@ Against `tools/mailgrid up --replicas 3`:
   read over IMAP); the token sets a new password once; every old session
   ends (its refresh token is refused) and the old password no longer opens
   IMAP.
+- Forgot password without the recovery email (story 4, second half): the
+  tenant's admin turns security questions on (before that a user may not set
+  any); dave, who has TOTP and so ten recovery codes, sets two questions
+  (`mailctl recovery questions set`, re-authenticated by his password) and
+  resets his password with the answers plus a recovery code, no reset token.
+  His old session ends, the old password is refused, the new one signs in,
+  and the recovery code that was used is refused the second time. Wrong
+  answers get exactly the answer a wrong recovery code and an unknown
+  address get; after three wrong tries the next attempt is throttled, for
+  dave and for an unknown address alike, and once the delay has passed dave
+  (and only the right answers) get in.
 """
 import re
 import base64
@@ -56,6 +68,7 @@ class SignInTest(unittest.TestCase):
             admin = "it@" + DOMAIN
             admin_password = cls.ctl.create_user(admin, "IT Admin", "--role", "tenant_admin")
             admin_token = cls.ctl.run("auth", "login", admin, "--password", admin_password)["session"]["access_token"]
+            cls.admin_token = admin_token
             cls.ctl.run("sso", "set", "--issuer", cls.idp.issuer, "--client-id", "mailgrid-e2e",
                         "--jwks-json", json.dumps(cls.idp.jwks), "--redirect-uri", "https://mail.signin.test/sso",
                         token=admin_token)
@@ -135,6 +148,27 @@ class SignInTest(unittest.TestCase):
         self.assertNotEqual(refused.returncode, 0)
         self.assertIn("UNAUTHENTICATED", refused.stderr)
 
+    def test_sso_by_domain_alone(self):
+        """A login page that asks only for "@signin.test": identityd finds the
+        tenant owning that VERIFIED domain (tenantd, service token) and its
+        provider; an address tenantd does not know gets the same kind of
+        answer; a domain nobody owns has no SSO."""
+        probe = self.ctl.run("domain", "show", DOMAIN, role="service", check=False)
+        if "PERMISSION_DENIED" in probe.stderr:
+            self.skipTest("this tenantd does not let services read a domain (DomainService.GetDomain)")
+        begun = self.ctl.run("sso", "begin", "--address", "@" + DOMAIN)
+        self.assertIn("state=" + begun["state"], begun["authorize_url"])
+        self.assertNotIn("login_hint", begun["authorize_url"])
+        session = self.ctl.run("sso", "complete", "--state", begun["state"], "--id-token",
+                               self.id_token(begun, self.key))["session"]
+        self.assertEqual(session["address"], self.bob)
+        unknown = self.ctl.run("sso", "begin", "--address", "nobody-%s@%s" % (uuid.uuid4().hex[:6], DOMAIN))
+        self.assertIn("login_hint=nobody", unknown["authorize_url"])
+        for nowhere in ("@nowhere.example", "bob@nowhere.example"):
+            r = self.ctl.run("sso", "begin", "--address", nowhere, check=False)
+            self.assertNotEqual(r.returncode, 0)
+            self.assertIn("NOT_FOUND", r.stderr)
+
     def test_forgot_password_reset_through_the_recovery_email(self):
         carol, home = "carol@" + DOMAIN, "carol.home@" + DOMAIN
         old_password = self.ctl.create_user(carol, "Carol")
@@ -178,6 +212,106 @@ class SignInTest(unittest.TestCase):
         c.starttls(ssl_context=self.tls)
         self.assertEqual(c.login(carol, new_password)[0], "OK")
         c.logout()
+
+    def reset_with_answers(self, address, answers, code, new_password):
+        """mailctl auth reset-password complete with security answers and a
+        recovery code (no reset token): (exit code, the refusal's stderr)."""
+        r = self.ctl.run("auth", "reset-password", "complete", address, "--answers", "|".join(answers),
+                         "--recovery-code", code, "--new-password", new_password, check=False)
+        return r.returncode, r.stderr.strip()
+
+    def until_throttled(self, address, answers, code):
+        """Wrong tries one after another until the throttle answers: the
+        refusals before it, and the throttled answer."""
+        refusals = []
+        while len(refusals) < 9:  # the 10th failure would lock the address for 15 minutes
+            rc, err = self.reset_with_answers(address, answers, code, "Never-" + uuid.uuid4().hex[:12])
+            self.assertNotEqual(rc, 0, "a wrong answer must not reset the password")
+            if "RESOURCE_EXHAUSTED" in err:
+                return refusals, err
+            refusals.append(err)
+        self.fail("9 wrong answers in a row for %s and no throttling: %s" % (address, refusals))
+
+    def test_forgot_password_with_security_questions_and_a_recovery_code(self):
+        dave = "dave@" + DOMAIN
+        old_password = self.ctl.create_user(dave, "Dave")
+        session = self.ctl.run("auth", "login", dave, "--password", old_password)["session"]
+        token = session["access_token"]
+        questions = ["Name of your first school?", "City where your parents met?"]
+        answers = ["Hillside Primary", "Port  Talbot"]
+        set_args = ("recovery", "questions", "set", "--questions", "|".join(questions),
+                    "--answers", "|".join(answers), "--password", old_password)
+
+        # Off by default: a user may not set questions, and a reset asks none.
+        off = self.ctl.run(*set_args, token=token, check=False)
+        self.assertNotEqual(off.returncode, 0)
+        self.assertIn("FAILED_PRECONDITION", off.stderr)
+        self.ctl.run("auth", "policy", "set", "--security-questions", "true", token=self.admin_token)
+
+        # TOTP gives dave his recovery codes; then he sets his questions.
+        begin = self.ctl.run("auth", "2fa", "enable", "--password", old_password, token=token)
+        codes = self.ctl.run("auth", "2fa", "enable", "--enrolment", begin["enrolment_id"], "--code",
+                             mgtest.totp(begin["secret_base32"]), token=token)["recovery_codes"]
+        self.assertEqual(len(codes), 10)
+        self.ctl.run(*set_args, token=token)
+        self.assertEqual(self.ctl.run("recovery", "questions", "show", token=token).get("questions"), questions)
+        asked = self.ctl.run("recovery", "requirements", dave)
+        self.assertEqual(asked.get("security_questions"), questions)
+        self.assertTrue(asked.get("second_factor_required"))
+
+        # Wrong answers, a wrong recovery code and an unknown address are
+        # refused alike, and wrong tries are throttled alike.
+        nobody = "nobody-%s@%s" % (uuid.uuid4().hex[:6], DOMAIN)
+        wrong = ["Hillside Secondary", "Port Talbot"]
+        dave_refusals, dave_throttled = self.until_throttled(dave, wrong, codes[0])
+        nobody_refusals, nobody_throttled = self.until_throttled(nobody, answers, codes[0])
+        print("\nsecurity answers: dave throttled after %d wrong tries, an unknown address after %d"
+              % (len(dave_refusals), len(nobody_refusals)))
+        self.assertGreaterEqual(len(dave_refusals), 3, "the first three failures are not delayed")
+        self.assertGreaterEqual(len(nobody_refusals), 3)
+        self.assertIn("UNAUTHENTICATED", dave_refusals[0])
+        self.assertEqual(set(dave_refusals), {nobody_refusals[0]},
+                         "wrong answers must look exactly like an unknown address")
+        mask = lambda text: re.sub(r"\d+", "<N>", text)  # noqa: E731 (the retry time differs)
+        self.assertEqual(mask(dave_throttled), mask(nobody_throttled),
+                         "a throttled user must look exactly like a throttled unknown address")
+        # Once the delay has passed: a wrong recovery code with the right
+        # answers is refused like the wrong answers were.
+        def settled(attempt):
+            rc, err = attempt()
+            return None if "RESOURCE_EXHAUSTED" in err else (rc, err)
+        rc, err = mgtest.eventually(lambda: settled(lambda: self.reset_with_answers(
+            dave, answers, "aaaaa-bbbbb", "Never-" + uuid.uuid4().hex[:12])), "the throttle's delay to pass")
+        self.assertNotEqual(rc, 0, "a wrong recovery code must not reset the password")
+        self.assertEqual(err, nobody_refusals[0], "a wrong recovery code must look like wrong answers")
+
+        # The right answers (case and spacing do not matter) and an unused code.
+        new_password = "Reset-" + uuid.uuid4().hex[:12]
+        spoken = [a.upper().replace("  ", " ") for a in answers]
+        rc, err = mgtest.eventually(lambda: settled(lambda: self.reset_with_answers(
+            dave, spoken, codes[1], new_password)), "the throttle's delay to pass")
+        self.assertEqual(rc, 0, "answers + recovery code reset the password: %s" % err)
+
+        # Every old session ended: its refresh token and its access token are refused.
+        self.assertNotEqual(self.ctl.run("auth", "refresh", session["refresh_token"], check=False).returncode, 0,
+                            "the reset ends every earlier session")
+        self.assertNotEqual(self.ctl.run("auth", "sessions", token=token, check=False).returncode, 0,
+                            "identityd refuses the ended session's access token")
+        # The used code is refused the second time, like any wrong factor.
+        rc, err = mgtest.eventually(lambda: settled(lambda: self.reset_with_answers(
+            dave, answers, codes[1], "Again-" + uuid.uuid4().hex[:12])), "an unthrottled answer")
+        self.assertNotEqual(rc, 0, "a recovery code works once")
+        self.assertEqual(err, nobody_refusals[0])
+        # The old password is refused; the new one (with another unused code) signs in.
+        old = self.ctl.run("auth", "login", dave, "--password", old_password, "--recovery-code", codes[2],
+                           check=False)
+        self.assertNotEqual(old.returncode, 0, "the old password must no longer sign in")
+        fresh = self.ctl.run("auth", "login", dave, "--password", new_password, "--recovery-code", codes[3])
+        self.assertEqual(fresh["session"]["address"], dave)
+        events = self.ctl.run("auth", "events", "--user", fresh["session"]["user_id"], "--kind", "password_reset",
+                              token=self.admin_token)
+        methods = [e.get("method") for e in events.get("events", []) if e.get("outcome") == "AUTH_OUTCOME_SUCCESS"]
+        self.assertIn("questions", methods, "the reset is logged as one by security questions: %s" % events)
 
     def test_qr_ticket_signs_in_a_second_client(self):
         subject = "qr %s" % uuid.uuid4().hex[:8]

@@ -157,10 +157,15 @@ class RelaydSigtermTest(unittest.TestCase):
 
         mgtest.launcher("up", "--no-build", data_dir=self.data)  # relayd again
         alice, bob = self.message_ids(self.alice, run), self.message_ids(self.bob, run)
+        lost = [m for m in acked if alice[m] == 0 or bob[m] == 0]
+        duplicated = [m for m in acked + refused if alice[m] > 1 or bob[m] > 1]
         print("\nSIGTERM with %d sessions: %d idle and %d mid-DATA got 421; %d in flight: %d answered 250, "
-              "%d answered 4xx (of those, stored: %d)" % (
+              "%d answered 4xx (of those, stored: %d); acknowledged %d, present %d, lost %d, duplicated %d" % (
                   IDLE + MID_DATA + IN_FLIGHT, IDLE, MID_DATA, IN_FLIGHT, len(acked), len(refused),
-                  sum(1 for m in refused if alice[m])))
+                  sum(1 for m in refused if alice[m]), len(acked), sum(1 for m in acked if alice[m] and bob[m]),
+                  len(lost), len(duplicated)))
+        self.assertEqual(lost, [], "acknowledged messages missing")
+        self.assertEqual(duplicated, [], "messages stored more than once")
         for mid in acked:
             self.assertEqual((alice[mid], bob[mid]), (1, 1), "acknowledged %s must be stored once for both" % mid)
         for mid in refused:

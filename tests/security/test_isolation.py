@@ -20,6 +20,12 @@ same answer (ids and names in the text masked):
   mailstored (folders, status, export of carol's mailbox id) with bob's
   user token and with A's admin token, relayd's queue (show of B's entry,
   and list) with A's admin token.
+- Audit logs and credentials with A's tokens: identityd's auth events of
+  carol and of B, carol's credential status, app passwords and security
+  questions; tenantd's B tenant, events and usage; relayd's held mail of B;
+  and the admin's writes on carol (unlock, sign out everywhere, 2FA off,
+  password reset) all answer like an id that names nothing, and carol's
+  password still opens her mailbox afterwards.
 """
 import base64
 import imaplib
@@ -304,6 +310,66 @@ class TenantIsolationTest(unittest.TestCase):
         self.assertNotIn(self.b_queue_id, listed.stdout)
         # B's entry is untouched and still B's.
         self.assertEqual(self.b.admin("queue", "show", self.b_queue_id)["queue_id"], self.b_queue_id)
+
+    def answered_like_missing(self, args_theirs, args_missing, secrets, **who):
+        """B's thing and a missing one get the same answer, whatever it is (a
+        refusal, or an empty list), and nothing of B's is in it."""
+        def settled(args):
+            def once():
+                r = self.a.run(*args, check=False, **who)
+                return None if "UNAVAILABLE" in r.stderr else r
+            return mgtest.eventually(once, "an answer to mailctl %s" % " ".join(args))
+        theirs, missing = settled(args_theirs), settled(args_missing)
+        what = " ".join(args_theirs)
+        self.assertEqual(theirs.returncode, missing.returncode, "%s: %s / %s" % (what, theirs.stderr, missing.stderr))
+        self.same_as_missing(theirs.stderr, missing.stderr, *secrets, what=what)
+        self.same_as_missing(theirs.stdout, missing.stdout, *secrets, what=what)
+        for secret in (self.carol, self.carol_user["user_id"], self.secret_subject):
+            self.assertNotIn(secret, theirs.stdout, what)
+        print("  %-40s -> %s" % (" ".join(a for a in args_theirs if a not in secrets)[:40],
+                                 masked(theirs.stderr, *secrets)[-70:] if theirs.returncode else
+                                 "ok: " + masked(theirs.stdout, *secrets)[:60].replace("\n", " ")))
+        return theirs
+
+    def test_audit_logs_and_credentials_of_b(self):
+        """Tenant A's admin and user against B's sign-in records, credentials,
+        tenant events and held mail (identityd, tenantd, relayd): B's look
+        exactly like ones that do not exist, and nothing of B's changes."""
+        admin = {"role": "tenant_admin", "tenant": self.a.tenant_id}
+        bob = {"token": self.bob_token}
+        print()
+        carol_id, b_tid = self.carol_user["user_id"], self.b.tenant_id
+        fake_id, fake_tid = fake_like(carol_id), fake_like(b_tid)
+        ids, tids = (carol_id, fake_id), (b_tid, fake_tid)
+        for who in (admin, bob):
+            # identityd: the auth event log, credential status, app passwords, questions.
+            self.answered_like_missing(("auth", "events", "--user", carol_id), ("auth", "events", "--user", fake_id),
+                                       ids, **who)
+            self.answered_like_missing(("auth", "events", "--tenant", b_tid), ("auth", "events", "--tenant", fake_tid),
+                                       tids, **who)
+            self.answered_like_missing(("auth", "status", carol_id), ("auth", "status", fake_id), ids, **who)
+            self.answered_like_missing(("auth", "app-password", "list", carol_id),
+                                       ("auth", "app-password", "list", fake_id), ids, **who)
+            self.answered_like_missing(("recovery", "questions", "show", carol_id),
+                                       ("recovery", "questions", "show", fake_id), ids, **who)
+            # tenantd: B's tenant, its event log and usage.
+            for verb in ("show", "events", "usage"):
+                self.answered_like_missing(("tenant", verb, b_tid), ("tenant", verb, fake_tid), tids, **who)
+        # relayd: mail held for audit, listed by B's tenant id.
+        self.answered_like_missing(("audit", "list", "--tenant", b_tid), ("audit", "list", "--tenant", fake_tid),
+                                   tids, **admin)
+        # The admin's writes on B's user: unlock, sign out everywhere,
+        # turn 2FA off, reset the password.
+        for verb in (("auth", "unlock"), ("auth", "logout-everywhere"), ("auth", "2fa", "disable")):
+            self.answered_like_missing(verb + (carol_id,), verb + (fake_id,), ids, **admin)
+        reset = self.answered_like_missing(("auth", "reset-password", "admin", carol_id, "--new-password",
+                                            "Taken-over-" + uuid.uuid4().hex[:8]),
+                                           ("auth", "reset-password", "admin", fake_id, "--new-password",
+                                            "Taken-over-" + uuid.uuid4().hex[:8]), ids, **admin)
+        self.assertNotEqual(reset.returncode, 0, "A's admin reset B's user's password")
+        # Carol's password still works: nothing of B's changed.
+        c = self.imap_as(self.carol, self.carol_password)
+        c.logout()
 
 
 if __name__ == "__main__":
