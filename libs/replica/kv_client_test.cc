@@ -18,15 +18,8 @@
 namespace mailgrid::replica {
 namespace {
 
+using testing::PutRequest;
 using testing::TestCluster;
-
-kv::v1::WriteRequest PutRequest(const std::string& key, const std::string& value) {
-  kv::v1::WriteRequest req;
-  kv::v1::Put* put = req.add_ops()->mutable_put();
-  put->set_key(key);
-  put->set_value(value);
-  return req;
-}
 
 kv::v1::WriteRequest CreateRequest(const std::string& key, const std::string& value) {
   kv::v1::WriteRequest req = PutRequest(key, value);

@@ -20,18 +20,11 @@
 namespace mailgrid::replica {
 namespace {
 
+using testing::PutRequest;
 using testing::TestCluster;
 using testing::WaitUntil;
 
 absl::Time In(absl::Duration d) { return absl::Now() + d; }
-
-kv::v1::WriteRequest PutRequest(const std::string& key, const std::string& value) {
-  kv::v1::WriteRequest req;
-  kv::v1::Put* put = req.add_ops()->mutable_put();
-  put->set_key(key);
-  put->set_value(value);
-  return req;
-}
 
 kv::v1::GetRequest GetRequest(const std::string& key,
                               kv::v1::ReadConsistency c = kv::v1::LINEARIZABLE) {

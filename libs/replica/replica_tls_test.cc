@@ -19,6 +19,7 @@
 namespace mailgrid::replica {
 namespace {
 
+using testing::PutRequest;
 using testing::TestCluster;
 using testing::WaitUntil;
 
@@ -60,14 +61,6 @@ struct TestPki {
     ASSERT_EQ(std::system((cmd + " >/dev/null 2>&1").c_str()), 0) << cmd;
   }
 };
-
-kv::v1::WriteRequest PutRequest(const std::string& key, const std::string& value) {
-  kv::v1::WriteRequest req;
-  kv::v1::Put* put = req.add_ops()->mutable_put();
-  put->set_key(key);
-  put->set_value(value);
-  return req;
-}
 
 kv::v1::GetRequest StaleGet(const std::string& key) {
   kv::v1::GetRequest req;

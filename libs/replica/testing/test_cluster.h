@@ -20,6 +20,15 @@
 
 namespace mailgrid::replica::testing {
 
+// A write of one Put, the request most tests send.
+inline kv::v1::WriteRequest PutRequest(const std::string& key, const std::string& value) {
+  kv::v1::WriteRequest req;
+  kv::v1::Put* put = req.add_ops()->mutable_put();
+  put->set_key(key);
+  put->set_value(value);
+  return req;
+}
+
 struct TestMember {
   std::unique_ptr<Replica> replica;
   std::unique_ptr<KvServiceImpl> kv;
