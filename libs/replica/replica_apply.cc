@@ -202,7 +202,8 @@ std::optional<uint64_t> Replica::CompactionKeep(raft::Index first, raft::Index a
   // Estimating is cheap (RocksDB's index and memtable statistics, no data
   // read) but not free, hence only every limit/16 bytes appended.
   log_bytes_unchecked_ = 0;
-  const uint64_t bytes = log_->ApproximateBytes(first, applied);
+  const uint64_t bytes =
+      std::max(log_->ApproximateBytes(first, applied), bytes_applied_since_compaction_);
   if (bytes <= limit) return std::nullopt;
   // Keep about a quarter of the limit's worth: the next compaction is then
   // three quarters of a limit away, not one entry.
@@ -233,6 +234,7 @@ void Replica::MaybeCompact() {
     return;
   }
   metrics_->log_compactions->Increment();
+  bytes_applied_since_compaction_ = 0;  // the kept entries uncounted: still a lower bound
   log::Debug("raft: log compacted", {{"snapshot_index", applied}, {"first_index", compact_to + 1}});
 }
 

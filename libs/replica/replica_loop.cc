@@ -207,6 +207,7 @@ void Replica::HandleReady(raft::Ready rd) {
       published_.conf = conf_;
     }
     snapshots_installed_.fetch_add(1);
+    bytes_applied_since_compaction_ = 0;
     metrics_->snapshots_installed->Increment();
     // Waiters whose entries the snapshot covers never see them applied here.
     DropWaitersUpTo(rd.snapshot->index,
@@ -245,7 +246,6 @@ absl::Status Replica::Persist(const raft::Ready& rd) {
   metrics_->entries_per_fsync->Observe(static_cast<double>(rd.entries.size()));
   const absl::Time persisted = absl::Now();
   for (const raft::Entry& e : rd.entries) {
-    log_bytes_unchecked_ += e.data.size();
     auto it = write_waiters_.find(e.index);
     if (it != write_waiters_.end()) it->second.persisted = persisted;
   }
@@ -254,6 +254,13 @@ absl::Status Replica::Persist(const raft::Ready& rd) {
 
 bool Replica::TimedApply(std::span<const raft::Entry> entries) {
   if (entries.empty()) return true;
+  // Counted when applied, not when appended: compaction looks at the log
+  // up to the applied index, and a follower often learns that its last
+  // appends are committed only from a later heartbeat with no new bytes.
+  for (const raft::Entry& e : entries) {
+    log_bytes_unchecked_ += e.data.size();
+    bytes_applied_since_compaction_ += e.data.size();
+  }
   absl::Time start = absl::Now();
   const bool ok = ApplyCommitted(entries);
   const double took = absl::ToDoubleSeconds(absl::Now() - start);
