@@ -161,9 +161,9 @@ void Replica::HandleReady(raft::Ready rd) {
   // 2. A leader's appends and heartbeats go out now, so the followers'
   //    fsyncs run in parallel with ours (thesis §10.2.1; the core counts
   //    our own copy only after Advance). Votes and acks wait for the fsync.
-  //    Sending starts the RPCs on this thread (transport.h), so without new
-  //    entries (no fsync to overlap: typically the turn that commits and
-  //    answers a write) they wait until the writers are answered.
+  //    Without new entries (no fsync to overlap: typically the turn that
+  //    commits and answers a write) they wait until the writers are
+  //    answered, which is what that turn is for.
   std::vector<raft::Message> after_persist;
   std::vector<raft::Message> early;
   if (rd.snapshot || !options_.pipeline) {

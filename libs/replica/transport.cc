@@ -54,56 +54,29 @@ int TestHooks::TakeCorruption() {
 
 // ----------------------------------------------------------- peer sender ---
 
-// One peer's queue and the (at most one) Send RPC in flight to it.
-//
-// No thread of its own: the first batch goes out on the caller's thread (the
-// raft loop) with gRPC's callback client API, and when that call finishes
-// its callback (a gRPC thread) sends whatever queued up meanwhile. One call
-// in flight per peer keeps the messages in order. Why: with a sender thread
-// every append and every follower ack paid a thread wake before it reached
-// the wire (loop -> sender -> blocking call), twice per replicated write.
-//
-// Lifetime: shared_ptr, held by the in-flight call's callback too; Stop()
-// waits until no call is in flight (Transport::Stop cancels them first), and
-// a callback touches the Transport only while its call still counts as in
-// flight.
-class PeerSender : public std::enable_shared_from_this<PeerSender> {
+// One peer's queue and the thread draining it.
+class PeerSender {
  public:
-  PeerSender(Transport* transport, raft::NodeId peer) : t_(transport), peer_(peer) {}
+  PeerSender(Transport* transport, raft::NodeId peer) : t_(transport), peer_(peer) {
+    thread_ = std::thread([this] { Run(); });
+  }
+  ~PeerSender() { Stop(); }
 
-  // Queues `messages`; if no call is in flight (and the peer is not in its
-  // failure backoff) sends everything queued now, on this thread.
-  void Enqueue(std::vector<raft::Message> messages) {
-    std::vector<raft::Message> batch;
-    {
-      absl::MutexLock lock(&mu_);
-      if (stop_) return;
-      for (raft::Message& m : messages) {
-        if (queue_.size() >= t_->options_.max_queued_messages) DropOne();
-        queue_.push_back(std::move(m));
-      }
-      if (in_flight_ || (retry_at_ != absl::InfinitePast() && absl::Now() < retry_at_)) return;
-      TakeBatch(&batch);
-      in_flight_ = true;
-    }
-    StartCalls(std::move(batch));
+  void Enqueue(raft::Message m) {
+    absl::MutexLock lock(&mu_);
+    if (queue_.size() >= t_->options_.max_queued_messages) DropOne();
+    queue_.push_back(std::move(m));
   }
 
   void Stop() {
-    absl::MutexLock lock(&mu_);
-    stop_ = true;
-    auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return !in_flight_; };
-    mu_.Await(absl::Condition(&idle));
+    {
+      absl::MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    if (thread_.joinable()) thread_.join();
   }
 
  private:
-  // A Send RPC in flight (owned by its callback).
-  struct Call {
-    grpc::ClientContext ctx;
-    raft::v1::MessageBatch req;
-    raft::v1::SendAck ack;
-  };
-
   static uint64_t Size(const raft::Message& m) {
     uint64_t n = 64;
     for (const raft::Entry& e : m.entries) n += raft::EntrySize(e);
@@ -122,128 +95,85 @@ class PeerSender : public std::enable_shared_from_this<PeerSender> {
     t_->metrics_->messages_dropped->Increment();
   }
 
-  void TakeBatch(std::vector<raft::Message>* batch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    uint64_t bytes = 0;
-    while (!queue_.empty() && (batch->empty() || bytes < t_->options_.max_batch_bytes)) {
-      bytes += Size(queue_.front());
-      batch->push_back(std::move(queue_.front()));
-      queue_.pop_front();
-    }
-  }
+  bool HasWork() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || !queue_.empty(); }
 
-  // Called holding the in-flight token (in_flight_ true, mu_ not held):
-  // starts one RPC for `batch`, or, when nothing needs the network
-  // (snapshots, the partition hook), moves on to what is queued. Gives the
-  // token back when there is nothing left to send.
-  void StartCalls(std::vector<raft::Message> batch) {
+  void Run() {
+    absl::Duration backoff = absl::Milliseconds(50);
     while (true) {
-      std::unique_ptr<Call> call = BuildCall(&batch);
-      if (call != nullptr) {
-        if (!Connect(call->req.messages_size())) return Backoff();
-        Call* raw = call.release();
-        raw->ctx.set_deadline(absl::ToChronoTime(absl::Now() + t_->options_.send_timeout));
-        if (!t_->RegisterCall(&raw->ctx)) {  // stopping
-          delete raw;
-          return Release();
+      std::vector<raft::Message> batch;
+      {
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(this, &PeerSender::HasWork));
+        if (stop_) return;
+        uint64_t bytes = 0;
+        while (!queue_.empty() && (batch.empty() || bytes < t_->options_.max_batch_bytes)) {
+          bytes += Size(queue_.front());
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
         }
-        stub_->async()->Send(&raw->ctx, &raw->req, &raw->ack,
-                             [self = shared_from_this(), raw](grpc::Status s) {
-                               self->Finished(std::unique_ptr<Call>(raw), s);
-                             });
-        return;
       }
+      if (SendBatch(std::move(batch))) {
+        backoff = absl::Milliseconds(50);
+        continue;
+      }
+      // Unreachable: wait a little (queued messages keep accumulating, up to
+      // the bound) instead of spinning on a dead connection.
       absl::MutexLock lock(&mu_);
-      if (stop_ || queue_.empty()) {
-        in_flight_ = false;
-        return;
-      }
-      TakeBatch(&batch);
+      auto stopped = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_; };
+      mu_.AwaitWithTimeout(absl::Condition(&stopped), backoff);
+      if (stop_) return;
+      backoff = std::min(backoff * 2, absl::Seconds(1));
     }
   }
 
-  // The RPC for `batch`, or nullptr if none is needed (snapshot messages
-  // start their own stream; a partition loses packets silently).
-  std::unique_ptr<Call> BuildCall(std::vector<raft::Message>* batch) {
-    auto call = std::make_unique<Call>();
-    for (raft::Message& m : *batch) {
+  // True if delivered (or deliberately dropped by the partition hook).
+  bool SendBatch(std::vector<raft::Message> batch) {
+    raft::v1::MessageBatch req;
+    for (raft::Message& m : batch) {
       if (m.type == raft::Message::Type::kSnapshot) {
         t_->StartSnapshot(std::move(m));
         continue;
       }
-      ToProto(m, call->req.add_messages());
+      ToProto(m, req.add_messages());
     }
-    batch->clear();
-    if (call->req.messages_size() == 0 || t_->hooks_->Dropped(peer_)) return nullptr;
-    call->req.set_group_id(t_->options_.group_id);
-    call->req.set_from(t_->options_.self);
-    call->req.set_to(peer_);
-    call->req.set_from_address(t_->options_.self_address);
-    return call;
-  }
-
-  // A stub for the peer (in-flight token holder only); false after
-  // reporting the failure.
-  bool Connect(int messages) {
-    if (stub_ != nullptr) return true;
-    std::string address = t_->host_->PeerAddress(peer_);
-    if (address.empty()) {
-      Fail(messages, absl::NotFoundError("no address known"));
-      return false;
+    if (req.messages_size() == 0) return true;
+    if (t_->hooks_->Dropped(peer_)) return true;  // a partition loses packets silently
+    if (stub_ == nullptr) {
+      std::string address = t_->host_->PeerAddress(peer_);
+      if (address.empty()) {
+        Fail(req.messages_size(), absl::NotFoundError("no address known"));
+        return false;
+      }
+      address_ = address;
+      auto channel = MakeReplicaChannel(address, t_->options_.tls);
+      if (!channel.ok()) {
+        Fail(req.messages_size(), channel.status());
+        return false;
+      }
+      stub_ = raft::v1::RaftService::NewStub(*channel);
     }
-    address_ = address;
-    auto channel = MakeReplicaChannel(address, t_->options_.tls);
-    if (!channel.ok()) {
-      Fail(messages, channel.status());
-      return false;
-    }
-    stub_ = raft::v1::RaftService::NewStub(*channel);
-    return true;
-  }
-
-  // The callback of a Send RPC (a gRPC thread, or inline when the call
-  // failed at once): sends what queued meanwhile.
-  void Finished(std::unique_ptr<Call> call, const grpc::Status& s) {
-    t_->UnregisterCall(&call->ctx);
-    if (t_->stopping()) return Release();  // cancelled by Stop: nothing to report
+    req.set_group_id(t_->options_.group_id);
+    req.set_from(t_->options_.self);
+    req.set_to(peer_);
+    req.set_from_address(t_->options_.self_address);
+    grpc::ClientContext ctx;
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + t_->options_.send_timeout));
+    raft::v1::SendAck ack;
+    if (!t_->RegisterCall(&ctx)) return true;
+    grpc::Status s = stub_->Send(&ctx, req, &ack);
+    t_->UnregisterCall(&ctx);
     if (!s.ok()) {
-      Fail(call->req.messages_size(), rpc::FromGrpc(s));
+      Fail(req.messages_size(), rpc::FromGrpc(s));
       // Look the address up again next time: the member may have moved.
       stub_.reset();
-      return Backoff();
+      return false;
     }
-    t_->metrics_->messages_sent->Increment(call->req.messages_size());
+    t_->metrics_->messages_sent->Increment(req.messages_size());
     if (failing_) {
       log::Info("raft: peer reachable again", {{"peer", peer_}, {"address", address_}});
       failing_ = false;
     }
-    call.reset();
-    std::vector<raft::Message> batch;
-    {
-      absl::MutexLock lock(&mu_);
-      backoff_ = kMinBackoff;
-      retry_at_ = absl::InfinitePast();
-      if (stop_ || queue_.empty()) {
-        in_flight_ = false;
-        return;
-      }
-      TakeBatch(&batch);
-    }
-    StartCalls(std::move(batch));
-  }
-
-  // Unreachable: what is queued (up to the bound) waits until the first
-  // Enqueue after a growing pause instead of hammering a dead connection;
-  // the leader's heartbeats and the core's retries bring that Enqueue.
-  void Backoff() {
-    absl::MutexLock lock(&mu_);
-    retry_at_ = absl::Now() + backoff_;
-    backoff_ = std::min(backoff_ * 2, absl::Seconds(1));
-    in_flight_ = false;
-  }
-
-  void Release() {
-    absl::MutexLock lock(&mu_);
-    in_flight_ = false;
+    return true;
   }
 
   void Fail(int messages, const absl::Status& why) {
@@ -256,22 +186,16 @@ class PeerSender : public std::enable_shared_from_this<PeerSender> {
     t_->host_->ReportUnreachable(peer_);
   }
 
-  static constexpr absl::Duration kMinBackoff = absl::Milliseconds(50);
-
   Transport* const t_;
   const raft::NodeId peer_;
   absl::Mutex mu_;
   std::deque<raft::Message> queue_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  // The token: whoever set it true sends, and nobody else touches the
-  // fields below until it is false again.
-  bool in_flight_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time retry_at_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Duration backoff_ ABSL_GUARDED_BY(mu_) = kMinBackoff;
-  // In-flight token holder only.
+  // Sender thread only.
   std::unique_ptr<raft::v1::RaftService::Stub> stub_;
   std::string address_;
   bool failing_ = false;
+  std::thread thread_;
 };
 
 // -------------------------------------------------------------- transport ---
@@ -313,7 +237,7 @@ void Transport::Stop() {
     if (stopping_.exchange(true)) return;
     for (grpc::ClientContext* ctx : calls_) ctx->TryCancel();
   }
-  std::map<raft::NodeId, std::shared_ptr<PeerSender>> senders;
+  std::map<raft::NodeId, std::unique_ptr<PeerSender>> senders;
   std::map<raft::NodeId, std::thread> snapshots;
   {
     absl::MutexLock lock(&mu_);
@@ -328,26 +252,20 @@ void Transport::Stop() {
   cached_snapshot_.reset();
 }
 
-std::shared_ptr<PeerSender> Transport::Sender(raft::NodeId peer) {
+PeerSender* Transport::Sender(raft::NodeId peer) {
   absl::MutexLock lock(&mu_);
   if (stopping()) return nullptr;
   auto& sender = senders_[peer];
-  if (sender == nullptr) sender = std::make_shared<PeerSender>(this, peer);
-  return sender;
+  if (sender == nullptr) sender = std::make_unique<PeerSender>(this, peer);
+  return sender.get();
 }
 
 void Transport::Send(std::vector<raft::Message> messages) {
-  // One Enqueue per peer, so that a Ready's messages to a peer leave in one
-  // RPC (the first Enqueue of an idle peer sends at once).
-  std::map<raft::NodeId, std::vector<raft::Message>> by_peer;
   for (raft::Message& m : messages) {
     if (m.to == options_.self || m.to == raft::kNoNode) continue;
-    by_peer[m.to].push_back(std::move(m));
-  }
-  for (auto& [peer, batch] : by_peer) {
-    std::shared_ptr<PeerSender> sender = Sender(peer);
+    PeerSender* sender = Sender(m.to);
     if (sender == nullptr) return;
-    sender->Enqueue(std::move(batch));
+    sender->Enqueue(std::move(m));
   }
 }
 

@@ -1,16 +1,12 @@
 // Transport: carries the Raft core's messages to the other replicas of the
 // group over RaftService (raft.proto), and streams snapshots.
 //
-// Sending: no thread per peer. Send() (called by the raft-loop thread)
-// queues per peer, and if no RPC is in flight to that peer sends everything
-// queued as ONE Send RPC at once, from the calling thread, with gRPC's
-// callback client; when that RPC finishes, its callback (a gRPC thread)
-// sends whatever queued up meanwhile as the next one (batching, and at most
-// one call in flight per peer, so messages stay in order). On failure the
-// peer is reported unreachable (the core falls back to probing it) and the
-// batch dropped: Raft retransmits whatever matters; the next send waits a
-// growing pause (50 ms to 1 s). The queue is bounded; when a peer is down
-// the oldest appends are dropped first.
+// Threads: one sender thread per peer. Send() (called by the raft-loop
+// thread) only queues; the peer's thread takes everything queued, sends it
+// as ONE Send RPC (batching), and on failure reports the peer unreachable
+// (the core falls back to probing it) and drops the batch: Raft retransmits
+// whatever matters. The queue is bounded; when a peer is down the oldest
+// appends are dropped first.
 //
 // A kSnapshot message starts a snapshot thread for that peer: the state
 // machine is dumped into a directory (or the last dump is reused, which
@@ -49,8 +45,8 @@ class ClientContext;
 namespace mailgrid::replica {
 
 // What the transport needs from the replica it serves. Called from the
-// raft loop (which sends) and from gRPC's and the snapshot threads;
-// implementations must be thread-safe and must not block on the raft loop.
+// transport's threads; implementations must be thread-safe and must not
+// block on the raft loop.
 class TransportHost {
  public:
   virtual ~TransportHost() = default;
@@ -109,8 +105,7 @@ class Transport {
   // Queues messages for their peers; never blocks on the network.
   void Send(std::vector<raft::Message> messages);
 
-  // Cancels the calls in flight, waits for them and stops the snapshot
-  // threads; queued messages are dropped. Idempotent.
+  // Stops every thread; queued messages are dropped. Idempotent.
   void Stop();
 
   const TransportOptions& options() const { return options_; }
@@ -118,7 +113,7 @@ class Transport {
  private:
   friend class PeerSender;
 
-  std::shared_ptr<PeerSender> Sender(raft::NodeId peer);
+  PeerSender* Sender(raft::NodeId peer);
   void StartSnapshot(raft::Message m);
   void RunSnapshot(raft::Message m);
   absl::StatusOr<std::shared_ptr<OutgoingSnapshot>> SnapshotFor(raft::Index at_least);
@@ -136,7 +131,7 @@ class Transport {
   std::atomic<bool> stopping_{false};
 
   absl::Mutex mu_;
-  std::map<raft::NodeId, std::shared_ptr<PeerSender>> senders_ ABSL_GUARDED_BY(mu_);
+  std::map<raft::NodeId, std::unique_ptr<PeerSender>> senders_ ABSL_GUARDED_BY(mu_);
   std::map<raft::NodeId, std::thread> snapshot_threads_ ABSL_GUARDED_BY(mu_);
   std::set<raft::NodeId> snapshot_in_progress_ ABSL_GUARDED_BY(mu_);
   absl::Mutex calls_mu_;
