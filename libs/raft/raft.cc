@@ -102,6 +102,7 @@ void Raft::Reset(Term term) {
   tracker_.ResetProgress(id_, log_.LastIndex());
   pending_conf_index_ = 0;
   append_pending_ = false;
+  commit_unsent_ = false;
   // Reads in flight belonged to the old role; their clients time out.
   pending_reads_.clear();
   reads_awaiting_commit_.clear();
@@ -319,6 +320,7 @@ absl::StatusOr<LogPosition> Raft::Propose(std::string data) {
 void Raft::FlushAppends() {
   if (role_ != Role::kLeader) {
     append_pending_ = false;
+    commit_unsent_ = false;
     read_round_pending_.reset();
     return;
   }
@@ -332,6 +334,12 @@ void Raft::FlushAppends() {
   }
 }
 
+void Raft::SendCommit() {
+  if (role_ == Role::kLeader && commit_unsent_) append_pending_ = true;
+  commit_unsent_ = false;
+}
+
+// (commit_unsent_ is not pending work: it waits for the driver's delay.)
 bool Raft::HasPendingWork() const {
   return !msgs_.empty() || !read_states_.empty() ||
          (role_ == Role::kLeader && (append_pending_ || read_round_pending_)) ||

@@ -39,6 +39,10 @@ class Raft {
   // ----- Ready support -----
   // Sends appends batched since the last Ready (group commit).
   void FlushAppends();
+  // Config::defer_commit_broadcast: the followers have not been sent the
+  // current commit index yet; SendCommit() queues it for the next Ready.
+  bool CommitUnsent() const { return commit_unsent_; }
+  void SendCommit();
   bool HasPendingWork() const;
   std::vector<Message> TakeMessages();
   std::vector<ReadState> TakeReadStates();
@@ -145,6 +149,8 @@ class Raft {
   Index conf_index_ = 0;
   // Appends not yet broadcast: proposals batch up until the next Ready.
   bool append_pending_ = false;
+  // A commit advance not yet broadcast (Config::defer_commit_broadcast).
+  bool commit_unsent_ = false;
   // Context of the newest ReadIndex whose heartbeat round is not yet sent:
   // concurrent reads share one round (its acks confirm all earlier reads).
   std::optional<std::string> read_round_pending_;

@@ -35,6 +35,10 @@ absl::Status RawNode::Step(Message m) { return raft_->Step(std::move(m)); }
 void RawNode::ReportUnreachable(NodeId id) { raft_->ReportUnreachable(id); }
 void RawNode::ReportSnapshot(NodeId id, bool ok) { raft_->ReportSnapshot(id, ok); }
 
+bool RawNode::CommitUnsent() const { return raft_->CommitUnsent(); }
+
+void RawNode::SendCommit() { raft_->SendCommit(); }
+
 bool RawNode::HasReady() const {
   return raft_->soft_state() != prev_soft_ || raft_->hard_state() != prev_hard_ ||
          raft_->HasPendingWork();

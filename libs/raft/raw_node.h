@@ -79,6 +79,12 @@ class RawNode {
   // The transport finished streaming a snapshot to `id` (ok) or gave up.
   void ReportSnapshot(NodeId id, bool ok);
 
+  // Config::defer_commit_broadcast: true while a leader owes the followers
+  // its current commit index (nothing carried it yet). SendCommit() puts it
+  // in the next Ready (an empty append per follower); a no-op otherwise.
+  bool CommitUnsent() const;
+  void SendCommit();
+
   NodeStatus Status() const;
   NodeId id() const;
   NodeId leader() const;  // kNoNode if unknown

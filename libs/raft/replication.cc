@@ -92,6 +92,9 @@ void Raft::BroadcastAppend() {
   for (const auto& [id, pr] : tracker_.progress()) {
     if (id != id_) MaybeSendAppend(id, /*send_if_empty=*/true);
   }
+  // Every append carries the commit index (a paused follower learns it
+  // from its next append or heartbeat, as before).
+  commit_unsent_ = false;
 }
 
 void Raft::OnPersisted(Index index, raft::Term term) {
@@ -106,7 +109,13 @@ bool Raft::CommittedEntryInCurrentTerm() const {
 
 bool Raft::MaybeCommit() {
   if (!log_.MaybeCommit(tracker_.QuorumCommitted(), term_)) return false;
-  append_pending_ = true;  // followers learn the new commit index
+  // Followers learn the new commit index: now, or (deferred) with the next
+  // append or heartbeat, or when the driver calls SendCommit.
+  if (config_.defer_commit_broadcast) {
+    commit_unsent_ = true;
+  } else {
+    append_pending_ = true;
+  }
   ReleasePendingReadIndex();
   return true;
 }

@@ -80,6 +80,65 @@ TEST(Replication, ProposalsBatchIntoOneAppendPerFollower) {
   EXPECT_EQ(net.applied_data(3).size(), 50u);
 }
 
+// Config::defer_commit_broadcast: a commit advance alone sends nothing; the
+// followers learn it from the next append, from SendCommit, or from a
+// heartbeat, and what is committed is the same either way.
+TEST(Replication, DeferredCommitBroadcastRidesOnTheNextAppend) {
+  NodeOptions o = Plain();
+  o.defer_commit_broadcast = true;
+  TestNetwork net(o);
+  net.Bootstrap({1, 2, 3});
+  net.Stabilize();
+  net.Campaign(1);
+  net.node(1).SendCommit();  // the election's noop: its commit is owed too
+  net.Stabilize();
+  ASSERT_FALSE(net.node(1).CommitUnsent());
+  const Index base = net.applied_index(2);
+  ASSERT_EQ(net.applied_index(3), base);
+
+  ASSERT_TRUE(net.Propose(1, "a").ok());  // Stabilize: commit, no broadcast
+  EXPECT_EQ(net.applied_data(1), std::vector<std::string>({"a"}));
+  EXPECT_TRUE(net.node(1).CommitUnsent());
+  EXPECT_FALSE(net.node(1).HasReady());   // owed, but not pending work
+  EXPECT_EQ(net.applied_index(2), base);  // the followers hold "a", not applied
+  EXPECT_EQ(net.applied_index(3), base);
+
+  // The next proposal's append carries the commit of "a".
+  ASSERT_TRUE(net.node(1).Propose("b").ok());
+  Ready rd = net.node(1).GetReady();
+  ASSERT_EQ(CountAppendsTo(rd.messages, 2), 1);
+  for (const Message& m : rd.messages) EXPECT_EQ(m.commit, base + 1);
+  EXPECT_FALSE(net.node(1).CommitUnsent());
+  Handle(net, 1, std::move(rd));
+  net.Stabilize();
+  EXPECT_EQ(net.applied_data(2), std::vector<std::string>({"a"}));
+  EXPECT_EQ(net.applied_data(3), std::vector<std::string>({"a"}));
+  EXPECT_TRUE(net.node(1).CommitUnsent());  // "b" committed, owed
+
+  // SendCommit: one empty append per follower, now.
+  net.node(1).SendCommit();
+  ASSERT_TRUE(net.node(1).HasReady());
+  rd = net.node(1).GetReady();
+  EXPECT_EQ(CountAppendsTo(rd.messages, 2), 1);
+  EXPECT_EQ(CountAppendsTo(rd.messages, 3), 1);
+  for (const Message& m : rd.messages) {
+    EXPECT_TRUE(m.entries.empty());
+    EXPECT_EQ(m.commit, base + 2);
+  }
+  Handle(net, 1, std::move(rd));
+  net.Stabilize();
+  EXPECT_FALSE(net.node(1).CommitUnsent());
+  EXPECT_EQ(net.applied_data(2), std::vector<std::string>({"a", "b"}));
+  EXPECT_EQ(net.applied_data(3), std::vector<std::string>({"a", "b"}));
+
+  // Without SendCommit, a heartbeat carries it.
+  ASSERT_TRUE(net.Propose(1, "c").ok());
+  EXPECT_EQ(net.applied_data(2).size(), 2u);
+  net.TickAll(1);
+  EXPECT_EQ(net.applied_data(2), std::vector<std::string>({"a", "b", "c"}));
+  EXPECT_EQ(net.applied_data(3), std::vector<std::string>({"a", "b", "c"}));
+}
+
 TEST(Replication, PipelinesAppendsUpToTheInflightWindow) {
   NodeOptions o;
   o.max_inflight_msgs = 2;

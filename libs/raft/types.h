@@ -199,6 +199,16 @@ struct Config {
   int max_inflight_msgs = 256;
   // Max bytes of committed entries handed out in one Ready.
   uint64_t max_committed_size_per_ready = 16 << 20;
+  // Leader: when the commit index advances and nothing else is to be sent,
+  // do not broadcast an empty append just to carry it. It rides on the next
+  // append (every append carries the commit index) or heartbeat, or leaves
+  // when the driver calls RawNode::SendCommit() (RawNode::CommitUnsent()
+  // says one is owed; the driver picks the delay). With sparse writes the
+  // immediate broadcast cost two RPCs out, two empty acks back and a turn on
+  // each follower per write; only the followers' apply point (and so their
+  // stale reads) lags, by at most the driver's delay. Safety is unaffected:
+  // the commit index is never needed by a follower to be safe.
+  bool defer_commit_broadcast = false;
   // Last index applied to the state machine (restart); 0 for a fresh node.
   // The ConfState in Storage::InitialState must be the membership as of it.
   Index applied = 0;

@@ -125,6 +125,7 @@ absl::Status Replica::OpenStore() {
   config.heartbeat_tick = options_.heartbeat_tick;
   config.pre_vote = true;
   config.check_quorum = true;
+  config.defer_commit_broadcast = options_.commit_broadcast_delay > absl::ZeroDuration();
   config.applied = sm_->applied_index();
   ASSIGN_OR_RETURN(node_, raft::RawNode::Create(config, log_.get()));
   catch_up_target_ = log_->hard_state().commit;

@@ -38,6 +38,9 @@ void AddRaftFlags(config::Flags& flags, RaftFlags* r) {
   flags.Bool("raft-pipeline", &r->pipeline,
              "send appends before the leader's own fsync and answer writers off the raft loop "
              "(false: the strict persist-send-apply order, for comparison)");
+  flags.Duration("raft-commit-delay", &r->commit_delay,
+                 "a leader tells the followers a new commit index at most this late when no "
+                 "append carries it sooner (0: at once; heartbeats carry it every tick anyway)");
   flags.String("raft-tls-server-name", &r->tls_server_name,
                "name checked in the other replicas' certificates instead of their host");
 }
@@ -111,6 +114,11 @@ absl::StatusOr<ReplicaOptions> MakeReplicaOptions(const RaftFlags& r,
   o.snapshot_chunk_bytes = static_cast<uint64_t>(r.snapshot_chunk_bytes);
   ASSIGN_OR_RETURN(o.peer_tls, PeerTls(common, r.tls_ca, r.tls_server_name));
   o.pipeline = r.pipeline;
+  // (A delay beyond a tick is harmless: heartbeats carry the commit index.)
+  if (r.commit_delay < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--raft-commit-delay: 0 (at once) or more");
+  }
+  o.commit_broadcast_delay = r.commit_delay;
   o.registry = std::move(registry);
   return o;
 }

@@ -35,6 +35,7 @@ struct RaftFlags {
   std::string tls_ca;
   std::string tls_server_name;
   bool pipeline = true;  // ReplicaOptions::pipeline
+  absl::Duration commit_delay = absl::Milliseconds(5);  // ReplicaOptions::commit_broadcast_delay
 };
 
 void AddRaftFlags(config::Flags& flags, RaftFlags* raft);

@@ -36,10 +36,19 @@ void Replica::Run() {
     // so they are stepped before the next Ready and it commits them.
     const bool ready_pending = node_->HasReady();
     absl::Time t0 = absl::Now();
+    // A leader owes the followers a commit index that no append carried
+    // yet: the next write's append will, else it goes out on its own once
+    // due (ReplicaOptions::commit_broadcast_delay).
+    if (!node_->CommitUnsent()) {
+      commit_due_ = absl::InfiniteFuture();
+    } else if (commit_due_ == absl::InfiniteFuture()) {
+      commit_due_ = t0 + options_.commit_broadcast_delay;
+    }
     {
       absl::MutexLock lock(&inbox_mu_);
       if (!ready_pending) {
-        inbox_mu_.AwaitWithDeadline(absl::Condition(this, &Replica::InboxReady), next_tick);
+        inbox_mu_.AwaitWithDeadline(absl::Condition(this, &Replica::InboxReady),
+                                    std::min(next_tick, commit_due_));
       }
       if (stop_) break;
       std::swap(inbox, inbox_);
@@ -56,6 +65,10 @@ void Replica::Run() {
       if (next_tick < now) next_tick = now + options_.tick_interval;
     }
     HandleInbox(std::move(inbox));
+    if (now >= commit_due_) {
+      node_->SendCommit();  // a no-op if a proposal's append now carries it
+      commit_due_ = absl::InfiniteFuture();
+    }
     absl::Time t1 = absl::Now();
     metrics_->AddLoopTime(Stage::kInbox, absl::ToDoubleSeconds(t1 - now));
     // One Ready per turn: the inbox is taken again between two Readys.

@@ -7,7 +7,9 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "grpcpp/alarm.h"
 #include "grpcpp/client_context.h"
+#include "grpcpp/completion_queue.h"
 #include "libs/base/log.h"
 #include "libs/base/status.h"
 #include "libs/kv/checksum.h"
@@ -54,7 +56,21 @@ int TestHooks::TakeCorruption() {
 
 // ----------------------------------------------------------- peer sender ---
 
-// One peer's queue and the thread draining it.
+// One peer's queue and its calls: asynchronous RaftService.Send calls on this
+// sender's own completion queue, one in flight at a time (so order is kept).
+// An idle sender starts its call on the caller's thread (the raft loop), so
+// a leader's append or a follower's ack leaves without waking another thread
+// first: that wake was on every write's critical path, twice (leader append,
+// follower ack). The sender's thread reaps finished calls, sends what queued
+// meanwhile as the next call (batching), creates the channel, and times the
+// pause after a failure (a grpc::Alarm on the same queue).
+//
+// Lifetime (why not gRPC's callback client, tried and taken back on
+// 2026-11-27 after a shutdown abort inside gRPC with calls in flight): every
+// call is owned here until its completion is reaped on this thread; Stop()
+// cancels the calls (Transport::Stop), waits until none is in flight and no
+// alarm is armed, then shuts the queue down and drains it before the thread
+// ends. Nothing is started once stopping.
 class PeerSender {
  public:
   PeerSender(Transport* transport, raft::NodeId peer) : t_(transport), peer_(peer) {
@@ -62,21 +78,53 @@ class PeerSender {
   }
   ~PeerSender() { Stop(); }
 
-  void Enqueue(raft::Message m) {
-    absl::MutexLock lock(&mu_);
-    if (queue_.size() >= t_->options_.max_queued_messages) DropOne();
-    queue_.push_back(std::move(m));
+  // Raft loop: queues `msgs` and, if no call is in flight (and the peer is
+  // not in its pause after a failure), sends them at once from this thread.
+  void Enqueue(std::vector<raft::Message> msgs) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (stop_) return;
+      for (raft::Message& m : msgs) {
+        if (queue_.size() >= t_->options_.max_queued_messages) DropOne();
+        queue_.push_back(std::move(m));
+      }
+      if (busy_ || backoff_) return;  // sent when the call ends / the pause is over
+      if (stub_ == nullptr) {
+        ArmAlarmLocked(absl::Now());  // first contact: the channel is made on our thread
+        return;
+      }
+      busy_ = true;
+    }
+    SendQueued();
   }
 
   void Stop() {
     {
       absl::MutexLock lock(&mu_);
-      stop_ = true;
+      if (!stop_) {
+        stop_ = true;
+        queue_.clear();
+        if (alarm_armed_) {
+          alarm_.Cancel();  // fires now
+        } else {
+          ArmAlarmLocked(absl::Now());
+        }
+      }
     }
     if (thread_.joinable()) thread_.join();
   }
 
  private:
+  // A call in flight: everything gRPC needs until its completion is reaped.
+  struct Call {
+    grpc::ClientContext ctx;
+    raft::v1::MessageBatch req;
+    raft::v1::SendAck ack;
+    grpc::Status status;
+    std::shared_ptr<raft::v1::RaftService::Stub> stub;
+    std::unique_ptr<grpc::ClientAsyncResponseReader<raft::v1::SendAck>> reader;
+  };
+
   static uint64_t Size(const raft::Message& m) {
     uint64_t n = 64;
     for (const raft::Entry& e : m.entries) n += raft::EntrySize(e);
@@ -95,85 +143,158 @@ class PeerSender {
     t_->metrics_->messages_dropped->Increment();
   }
 
-  bool HasWork() const ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || !queue_.empty(); }
+  void ArmAlarmLocked(absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (alarm_armed_) return;
+    alarm_armed_ = true;
+    alarm_.Set(&cq_, absl::ToChronoTime(when), &alarm_tag_);
+  }
 
-  void Run() {
-    absl::Duration backoff = absl::Milliseconds(50);
+  // Gives up the right to send; a stopping sender's thread must hear of it
+  // (it waits for no call in flight before shutting the queue down).
+  void ReleaseBusyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    busy_ = false;
+    if (stop_) ArmAlarmLocked(absl::Now());
+  }
+
+  // Caller holds busy_ (the right to start the one call in flight): sends
+  // what is queued as one call, or releases busy_ if there is nothing to
+  // send (or it may not be sent now).
+  void SendQueued() {
     while (true) {
       std::vector<raft::Message> batch;
+      std::shared_ptr<raft::v1::RaftService::Stub> stub;
       {
         absl::MutexLock lock(&mu_);
-        mu_.Await(absl::Condition(this, &PeerSender::HasWork));
-        if (stop_) return;
+        if (stop_ || backoff_ || queue_.empty() || stub_ == nullptr) {
+          if (!stop_ && !backoff_ && !queue_.empty()) ArmAlarmLocked(absl::Now());
+          ReleaseBusyLocked();
+          return;
+        }
         uint64_t bytes = 0;
         while (!queue_.empty() && (batch.empty() || bytes < t_->options_.max_batch_bytes)) {
           bytes += Size(queue_.front());
           batch.push_back(std::move(queue_.front()));
           queue_.pop_front();
         }
+        stub = stub_;
       }
-      if (SendBatch(std::move(batch))) {
-        backoff = absl::Milliseconds(50);
-        continue;
+      auto call = std::make_unique<Call>();
+      for (raft::Message& m : batch) {
+        if (m.type == raft::Message::Type::kSnapshot) {
+          t_->StartSnapshot(std::move(m));
+          continue;
+        }
+        ToProto(m, call->req.add_messages());
       }
-      // Unreachable: wait a little (queued messages keep accumulating, up to
-      // the bound) instead of spinning on a dead connection.
-      absl::MutexLock lock(&mu_);
-      auto stopped = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_; };
-      mu_.AwaitWithTimeout(absl::Condition(&stopped), backoff);
-      if (stop_) return;
-      backoff = std::min(backoff * 2, absl::Seconds(1));
+      // Nothing for Send, or a partition that loses packets silently.
+      if (call->req.messages_size() == 0 || t_->hooks_->Dropped(peer_)) continue;
+      call->req.set_group_id(t_->options_.group_id);
+      call->req.set_from(t_->options_.self);
+      call->req.set_to(peer_);
+      call->req.set_from_address(t_->options_.self_address);
+      call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + t_->options_.send_timeout));
+      if (!t_->RegisterCall(&call->ctx)) {  // the transport is stopping
+        absl::MutexLock lock(&mu_);
+        ReleaseBusyLocked();
+        return;
+      }
+      call->stub = std::move(stub);
+      call->reader = call->stub->PrepareAsyncSend(&call->ctx, call->req, &cq_);
+      call->reader->StartCall();
+      Call* raw = call.release();  // owned by the queue until Run reaps it
+      raw->reader->Finish(&raw->ack, &raw->status, raw);
+      return;  // busy_ stays set until the call is reaped
     }
   }
 
-  // True if delivered (or deliberately dropped by the partition hook).
-  bool SendBatch(std::vector<raft::Message> batch) {
-    raft::v1::MessageBatch req;
-    for (raft::Message& m : batch) {
-      if (m.type == raft::Message::Type::kSnapshot) {
-        t_->StartSnapshot(std::move(m));
-        continue;
+  void Run() {
+    absl::Duration backoff = absl::Milliseconds(50);
+    bool shut = false;
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq_.Next(&tag, &ok)) {
+      if (tag == &alarm_tag_) {
+        bool need_stub = false;
+        {
+          absl::MutexLock lock(&mu_);
+          alarm_armed_ = false;
+          backoff_ = false;
+          need_stub = !stop_ && stub_ == nullptr && !queue_.empty();
+        }
+        if (need_stub) {
+          absl::Status made = MakeStub();
+          if (!made.ok()) {
+            int dropped = 0;
+            {
+              absl::MutexLock lock(&mu_);
+              dropped = static_cast<int>(queue_.size());
+              queue_.clear();
+            }
+            Fail(dropped, made);
+            absl::MutexLock lock(&mu_);
+            if (!stop_) StartBackoffLocked(backoff);
+          }
+        }
+        bool send = false;
+        {
+          absl::MutexLock lock(&mu_);
+          if (!stop_ && !busy_ && !backoff_ && stub_ != nullptr && !queue_.empty()) {
+            send = busy_ = true;
+          }
+        }
+        if (send) SendQueued();
+      } else {
+        std::unique_ptr<Call> call(static_cast<Call*>(tag));
+        t_->UnregisterCall(&call->ctx);
+        if (call->status.ok()) {
+          backoff = absl::Milliseconds(50);
+          t_->metrics_->messages_sent->Increment(call->req.messages_size());
+          if (failing_) {
+            log::Info("raft: peer reachable again", {{"peer", peer_}, {"address", address_}});
+            failing_ = false;
+          }
+          SendQueued();  // we hold busy_: the next batch, or release it
+        } else {
+          bool stopping = false;
+          {
+            absl::MutexLock lock(&mu_);
+            stopping = stop_;
+          }
+          // A call cancelled because we stop is no failure of the peer.
+          if (!stopping) Fail(call->req.messages_size(), rpc::FromGrpc(call->status));
+          absl::MutexLock lock(&mu_);
+          // Look the address up again next time: the member may have moved.
+          stub_.reset();
+          if (!stop_) StartBackoffLocked(backoff);
+          ReleaseBusyLocked();
+        }
       }
-      ToProto(m, req.add_messages());
-    }
-    if (req.messages_size() == 0) return true;
-    if (t_->hooks_->Dropped(peer_)) return true;  // a partition loses packets silently
-    if (stub_ == nullptr) {
-      std::string address = t_->host_->PeerAddress(peer_);
-      if (address.empty()) {
-        Fail(req.messages_size(), absl::NotFoundError("no address known"));
-        return false;
+      absl::MutexLock lock(&mu_);
+      if (stop_ && !busy_ && !alarm_armed_ && !shut) {
+        shut = true;
+        cq_.Shutdown();  // Next drains what is left, then returns false
       }
-      address_ = address;
-      auto channel = MakeReplicaChannel(address, t_->options_.tls);
-      if (!channel.ok()) {
-        Fail(req.messages_size(), channel.status());
-        return false;
-      }
-      stub_ = raft::v1::RaftService::NewStub(*channel);
     }
-    req.set_group_id(t_->options_.group_id);
-    req.set_from(t_->options_.self);
-    req.set_to(peer_);
-    req.set_from_address(t_->options_.self_address);
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + t_->options_.send_timeout));
-    raft::v1::SendAck ack;
-    if (!t_->RegisterCall(&ctx)) return true;
-    grpc::Status s = stub_->Send(&ctx, req, &ack);
-    t_->UnregisterCall(&ctx);
-    if (!s.ok()) {
-      Fail(req.messages_size(), rpc::FromGrpc(s));
-      // Look the address up again next time: the member may have moved.
-      stub_.reset();
-      return false;
-    }
-    t_->metrics_->messages_sent->Increment(req.messages_size());
-    if (failing_) {
-      log::Info("raft: peer reachable again", {{"peer", peer_}, {"address", address_}});
-      failing_ = false;
-    }
-    return true;
+  }
+
+  // Unreachable: wait a little (queued messages keep accumulating, up to the
+  // bound) instead of hammering a dead connection.
+  void StartBackoffLocked(absl::Duration& backoff) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    backoff_ = true;
+    ArmAlarmLocked(absl::Now() + backoff);
+    backoff = std::min(backoff * 2, absl::Seconds(1));
+  }
+
+  // Sender thread, without mu_ held (reads certificates for TLS).
+  absl::Status MakeStub() {
+    std::string address = t_->host_->PeerAddress(peer_);
+    if (address.empty()) return absl::NotFoundError("no address known");
+    address_ = address;
+    ASSIGN_OR_RETURN(auto channel, MakeReplicaChannel(address, t_->options_.tls));
+    std::shared_ptr<raft::v1::RaftService::Stub> stub = raft::v1::RaftService::NewStub(channel);
+    absl::MutexLock lock(&mu_);
+    stub_ = std::move(stub);
+    return absl::OkStatus();
   }
 
   void Fail(int messages, const absl::Status& why) {
@@ -188,11 +309,17 @@ class PeerSender {
 
   Transport* const t_;
   const raft::NodeId peer_;
+  grpc::CompletionQueue cq_;  // declared before alarm_: outlives it
+  grpc::Alarm alarm_;
+  char alarm_tag_ = 0;  // its address tags the alarm's events
   absl::Mutex mu_;
   std::deque<raft::Message> queue_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool busy_ ABSL_GUARDED_BY(mu_) = false;     // a call in flight, or one being started
+  bool backoff_ ABSL_GUARDED_BY(mu_) = false;  // pausing after a failure
+  bool alarm_armed_ ABSL_GUARDED_BY(mu_) = false;
+  std::shared_ptr<raft::v1::RaftService::Stub> stub_ ABSL_GUARDED_BY(mu_);
   // Sender thread only.
-  std::unique_ptr<raft::v1::RaftService::Stub> stub_;
   std::string address_;
   bool failing_ = false;
   std::thread thread_;
@@ -261,11 +388,16 @@ PeerSender* Transport::Sender(raft::NodeId peer) {
 }
 
 void Transport::Send(std::vector<raft::Message> messages) {
+  // Per peer, so each peer's messages of one Ready leave as one call.
+  std::map<raft::NodeId, std::vector<raft::Message>> by_peer;
   for (raft::Message& m : messages) {
     if (m.to == options_.self || m.to == raft::kNoNode) continue;
-    PeerSender* sender = Sender(m.to);
+    by_peer[m.to].push_back(std::move(m));
+  }
+  for (auto& [peer, msgs] : by_peer) {
+    PeerSender* sender = Sender(peer);
     if (sender == nullptr) return;
-    sender->Enqueue(std::move(m));
+    sender->Enqueue(std::move(msgs));
   }
 }
 

@@ -1,12 +1,16 @@
 // Transport: carries the Raft core's messages to the other replicas of the
 // group over RaftService (raft.proto), and streams snapshots.
 //
-// Threads: one sender thread per peer. Send() (called by the raft-loop
-// thread) only queues; the peer's thread takes everything queued, sends it
-// as ONE Send RPC (batching), and on failure reports the peer unreachable
-// (the core falls back to probing it) and drops the batch: Raft retransmits
-// whatever matters. The queue is bounded; when a peer is down the oldest
-// appends are dropped first.
+// Threads: one sender thread per peer, with its own completion queue. Send()
+// (called by the raft-loop thread) groups a Ready's messages per peer; a
+// peer with no call in flight gets them at once as ONE asynchronous Send
+// RPC started on the calling thread (no thread wake on a write's path);
+// otherwise they queue, and the peer's thread, when the call in flight ends,
+// sends everything queued as the next call (batching). On failure the peer
+// is reported unreachable (the core falls back to probing it), the batch is
+// dropped (Raft retransmits whatever matters) and the peer's sends pause
+// 50 ms .. 1 s. The queue is bounded; when a peer is down the oldest appends
+// are dropped first.
 //
 // A kSnapshot message starts a snapshot thread for that peer: the state
 // machine is dumped into a directory (or the last dump is reused, which

@@ -54,6 +54,7 @@ struct SimNode {
   std::unique_ptr<RawNode> raw;
   KvState kv;
   bool persisting = false;  // a Ready is being fsync'd
+  bool commit_send_scheduled = false;  // SimOptions::defer_commit_ms
   Ready ready;
   std::map<Index, std::shared_ptr<const KvState>> staged;  // received snapshot data
   std::map<Index, PendingPut> puts;                        // by log index

@@ -91,6 +91,15 @@ TEST(Simulation, ThreeNodesStrictDriver) {
   RunSeeds("3 nodes, strict driver", o, EnvOr("MAILGRID_SIM_SEEDS", 2000) / 4);
 }
 
+// The replica's driver: a commit advance alone is not broadcast at once
+// (raft::Config::defer_commit_broadcast), SendCommit after a delay.
+TEST(Simulation, ThreeNodesDeferredCommitBroadcast) {
+  SimOptions o;
+  o.nodes = 3;
+  o.defer_commit_ms = 5;
+  RunSeeds("3 nodes, deferred commit broadcast", o, EnvOr("MAILGRID_SIM_SEEDS", 2000) / 4);
+}
+
 // Very lossy, slow network, frequent faults and snapshots: stresses the
 // recovery paths (probing, snapshot retries, elections) rather than
 // throughput.

@@ -91,6 +91,7 @@ void Simulation::StartNode(SimNode& n) {
   c.max_size_per_msg = 4096;
   c.max_inflight_msgs = 8;
   c.applied = snap.index;
+  c.defer_commit_broadcast = o_.defer_commit_ms >= 0;
   auto rng = std::make_shared<Rng>(rng_.Next());
   c.random = [rng](uint64_t k) { return rng->Uniform(k); };
   auto raw = RawNode::Create(c, &n.storage);
@@ -102,6 +103,7 @@ void Simulation::StartNode(SimNode& n) {
   n.up = true;
   ++n.incarnation;
   n.persisting = false;
+  n.commit_send_scheduled = false;
   OnInput(n);
 }
 
@@ -132,6 +134,19 @@ void Simulation::OnInput(SimNode& n) {
   if (!n.up) return;
   CheckLeader(n);
   MaybeStartReady(n);
+  if (o_.defer_commit_ms >= 0 && !n.commit_send_scheduled && n.raw->CommitUnsent()) {
+    n.commit_send_scheduled = true;
+    const NodeId id = n.id;
+    const uint64_t inc = n.incarnation;
+    Schedule(now_ + o_.defer_commit_ms, [this, id, inc] {
+      SimNode* m = Find(id);
+      if (m == nullptr || m->incarnation != inc) return;
+      m->commit_send_scheduled = false;
+      if (!m->up) return;
+      m->raw->SendCommit();
+      OnInput(*m);
+    });
+  }
 }
 
 void Simulation::MaybeStartReady(SimNode& n) {

@@ -58,6 +58,9 @@ struct SimOptions {
   // The real driver's optimisation: a leader's appends and heartbeats go
   // out before its own fsync (raft::MaySendBeforePersist).
   bool leader_sends_early = true;
+  // >= 0: Config::defer_commit_broadcast, and the driver calls SendCommit
+  // this many ms after a commit is owed (what the replica loop does).
+  int64_t defer_commit_ms = -1;
 };
 
 struct SimStats {

@@ -46,6 +46,7 @@ void TestNetwork::StartNode(NodeId id, Index applied) {
   c.check_quorum = options_.check_quorum;
   c.max_inflight_msgs = options_.max_inflight_msgs;
   c.max_size_per_msg = options_.max_size_per_msg;
+  c.defer_commit_broadcast = options_.defer_commit_broadcast;
   c.applied = applied;
   auto rng = std::make_shared<std::mt19937_64>(seed_ * 1000003 + id);
   c.random = [rng](uint64_t n) { return n == 0 ? 0 : (*rng)() % n; };

@@ -27,6 +27,7 @@ struct NodeOptions {
   bool check_quorum = true;
   int max_inflight_msgs = 256;
   uint64_t max_size_per_msg = 1 << 20;
+  bool defer_commit_broadcast = false;
 };
 
 class TestNetwork {
