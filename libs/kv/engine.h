@@ -41,7 +41,8 @@ inline constexpr std::string_view kSmPrefix = "sm/";
 inline constexpr std::string_view kSmApplied = "sm/applied";     // index, term (BE)
 inline constexpr std::string_view kSmConf = "sm/conf";           // v1::ConfState
 inline constexpr std::string_view kSmRequest = "sm/req/";        // + id -> IdempotencyRecord
-inline constexpr std::string_view kSmRequestExpiry = "sm/exp/";  // + BE index + id -> ""
+inline constexpr std::string_view kSmRequestExpiry = "sm/exp/";  // + BE index + id -> "", or
+                                                                 // + BE index -> ids (batch)
 // Raft log store records (per replica, never in a snapshot).
 inline constexpr std::string_view kLogHardState = "log/hard_state";
 inline constexpr std::string_view kLogSnapshot = "log/snapshot";

@@ -9,25 +9,38 @@
 namespace mailgrid::kv {
 namespace {
 
-absl::Status CheckKey(std::string_view key, const std::string& field) {
-  if (key.empty()) return absl::InvalidArgumentError(absl::StrCat(field, ": empty key"));
+// A field's name, e.g. "ops[3]" + ".put.key", built only for an error
+// message: validation runs on every write on the leader and every replica.
+struct Field {
+  std::string_view list;
+  int i;
+  std::string_view sub = "";
+  Field Sub(std::string_view s) const { return Field{list, i, s}; }
+  std::string str() const {
+    return absl::StrCat(absl::string_view(list.data(), list.size()), "[", i, "]",
+                        absl::string_view(sub.data(), sub.size()));
+  }
+};
+
+absl::Status CheckKey(std::string_view key, const Field& field) {
+  if (key.empty()) return absl::InvalidArgumentError(absl::StrCat(field.str(), ": empty key"));
   if (key.size() > kMaxKeyBytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": key of ", key.size(), " bytes exceeds ", kMaxKeyBytes));
+        absl::StrCat(field.str(), ": key of ", key.size(), " bytes exceeds ", kMaxKeyBytes));
   }
   return absl::OkStatus();
 }
 
-absl::Status CheckValue(std::string_view value, const std::string& field) {
+absl::Status CheckValue(std::string_view value, const Field& field) {
   if (value.size() > kMaxValueBytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": value of ", value.size(), " bytes exceeds ", kMaxValueBytes));
+        absl::StrCat(field.str(), ": value of ", value.size(), " bytes exceeds ", kMaxValueBytes));
   }
   return absl::OkStatus();
 }
 
-absl::Status CheckCondition(const v1::Condition& c, const std::string& field) {
-  absl::Status s = CheckKey(c.key(), absl::StrCat(field, ".key"));
+absl::Status CheckCondition(const v1::Condition& c, const Field& field) {
+  absl::Status s = CheckKey(c.key(), field.Sub(".key"));
   if (!s.ok()) return s;
   switch (c.kind()) {
     case v1::Condition::MUST_EXIST:
@@ -35,36 +48,36 @@ absl::Status CheckCondition(const v1::Condition& c, const std::string& field) {
     case v1::Condition::VERSION_EQUALS:
       return absl::OkStatus();
     case v1::Condition::VALUE_EQUALS:
-      return CheckValue(c.value(), absl::StrCat(field, ".value"));
+      return CheckValue(c.value(), field.Sub(".value"));
     default:
-      return absl::InvalidArgumentError(absl::StrCat(field, ".kind: unspecified or unknown"));
+      return absl::InvalidArgumentError(absl::StrCat(field.str(), ".kind: unspecified or unknown"));
   }
 }
 
-absl::Status CheckOp(const v1::Op& op, const std::string& field) {
+absl::Status CheckOp(const v1::Op& op, const Field& field) {
   switch (op.op_case()) {
     case v1::Op::kPut: {
-      absl::Status s = CheckKey(op.put().key(), absl::StrCat(field, ".put.key"));
+      absl::Status s = CheckKey(op.put().key(), field.Sub(".put.key"));
       if (!s.ok()) return s;
-      return CheckValue(op.put().value(), absl::StrCat(field, ".put.value"));
+      return CheckValue(op.put().value(), field.Sub(".put.value"));
     }
     case v1::Op::kDelete:
-      return CheckKey(op.delete_().key(), absl::StrCat(field, ".delete.key"));
+      return CheckKey(op.delete_().key(), field.Sub(".delete.key"));
     case v1::Op::kDeleteRange: {
       const v1::DeleteRange& r = op.delete_range();
       if (r.start().size() > kMaxKeyBytes || r.end().size() > kMaxKeyBytes) {
-        return absl::InvalidArgumentError(absl::StrCat(field, ".delete_range: key too long"));
+        return absl::InvalidArgumentError(absl::StrCat(field.str(), ".delete_range: key too long"));
       }
       if (r.end().empty() || r.start() >= r.end()) {
         return absl::InvalidArgumentError(
-            absl::StrCat(field, ".delete_range: needs start < end (end may not be empty)"));
+            absl::StrCat(field.str(), ".delete_range: needs start < end (end may not be empty)"));
       }
       return absl::OkStatus();
     }
     case v1::Op::OP_NOT_SET:
       break;
   }
-  return absl::InvalidArgumentError(absl::StrCat(field, ": no op set"));
+  return absl::InvalidArgumentError(absl::StrCat(field.str(), ": no op set"));
 }
 
 }  // namespace
@@ -119,11 +132,11 @@ absl::Status ValidateWriteRequest(const v1::WriteRequest& request) {
     return absl::InvalidArgumentError("ops: too many");
   }
   for (int i = 0; i < request.conditions_size(); ++i) {
-    absl::Status s = CheckCondition(request.conditions(i), absl::StrCat("conditions[", i, "]"));
+    absl::Status s = CheckCondition(request.conditions(i), Field{"conditions", i});
     if (!s.ok()) return s;
   }
   for (int i = 0; i < request.ops_size(); ++i) {
-    absl::Status s = CheckOp(request.ops(i), absl::StrCat("ops[", i, "]"));
+    absl::Status s = CheckOp(request.ops(i), Field{"ops", i});
     if (!s.ok()) return s;
   }
   return absl::OkStatus();

@@ -1,9 +1,14 @@
 #include "libs/kv/state_machine.h"
 
 #include <algorithm>
+#include <functional>
+#include <map>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "google/protobuf/arena.h"
 #include "libs/base/status.h"
 #include "libs/base/strings.h"
 #include "libs/kv/keys.h"
@@ -28,12 +33,26 @@ std::string EncodeApplied(uint64_t index, uint64_t term) {
 
 std::string RequestIdSuffix(const v1::RequestId& id) {
   std::string out;
+  out.reserve(id.client_id().size() + 12);
   AppendString(&out, id.client_id());
   AppendUint64(&out, id.seq());
   return out;
 }
 
 bool HasRequestId(const v1::RequestId& id) { return !id.client_id().empty(); }
+
+// The request ids of a batch entry's records, as its one expiry key holds
+// them (RequestIdSuffix after RequestIdSuffix), one at a time.
+absl::Status ForEachEntryId(std::string_view ids,
+                            const std::function<absl::Status(std::string_view)>& fn) {
+  KeyReader r(ids);
+  while (!r.done()) {
+    const std::string_view before = r.rest();
+    if (!r.Str().ok() || !r.U64().ok()) return absl::DataLossError("meta: bad expiry record");
+    RETURN_IF_ERROR(fn(before.substr(0, before.size() - r.rest().size())));
+  }
+  return absl::OkStatus();
+}
 
 v1::WriteResponse ConditionFailure(int i, const std::optional<VersionedValue>& current) {
   v1::WriteResponse resp;
@@ -83,10 +102,75 @@ absl::StatusOr<VersionedValue> DecodeValue(std::string_view stored) {
 }
 
 std::string RequestRecordKey(const v1::RequestId& id) {
-  return absl::StrCat(ToAbsl(meta_keys::kSmRequest), RequestIdSuffix(id));
+  // Built in place: one per write on every replica.
+  std::string out;
+  out.reserve(meta_keys::kSmRequest.size() + id.client_id().size() + 12);
+  out.append(meta_keys::kSmRequest);
+  AppendString(&out, id.client_id());
+  AppendUint64(&out, id.seq());
+  return out;
 }
 
+// The effects of one ApplyBatch call before they are committed: the
+// WriteBatch, and per key the last thing it did (a value; nullopt for a
+// delete), so that later writes of the same call read them as if committed.
+// Hash maps rather than WriteBatchWithIndex's skiplist index: this is on
+// every write's path on every replica, and the index's inserts and lookups
+// cost about as much as the RocksDB lookups themselves (issue 3 profile).
+class PendingBatch {
+ public:
+  using Value = std::optional<std::string>;
+
+  explicit PendingBatch(rocksdb::ColumnFamilyHandle* meta) : meta_(meta) {}
+
+  absl::Status Put(rocksdb::ColumnFamilyHandle* cf, std::string_view key, std::string value) {
+    RETURN_IF_ERROR(FromRocks(batch_.Put(cf, S(key), S(value)), "batch put"));
+    Remember(cf, key, std::move(value));
+    return absl::OkStatus();
+  }
+  absl::Status Delete(rocksdb::ColumnFamilyHandle* cf, std::string_view key) {
+    RETURN_IF_ERROR(FromRocks(batch_.Delete(cf, S(key)), "batch delete"));
+    Remember(cf, key, std::nullopt);
+    return absl::OkStatus();
+  }
+  // Not readable back: ApplyBatch ends a call after the entry that has one.
+  absl::Status DeleteRange(rocksdb::ColumnFamilyHandle* cf, std::string_view start,
+                           std::string_view end) {
+    return FromRocks(batch_.DeleteRange(cf, S(start), S(end)), "batch delete range");
+  }
+  // nullptr when this batch did not touch `key`.
+  const Value* Find(rocksdb::ColumnFamilyHandle* cf, std::string_view key) const {
+    const Map& m = cf == meta_ ? meta_map_ : data_map_;
+    auto it = m.find(absl::string_view(key.data(), key.size()));
+    return it == m.end() ? nullptr : &it->second;
+  }
+  // The expiry keys (meta) this batch wrote or deleted, in key order, for
+  // PruneRecords to merge with the DB's.
+  const std::map<std::string, Value, std::less<>>& expiry() const { return expiry_; }
+  rocksdb::WriteBatch* batch() { return &batch_; }
+
+ private:
+  using Map = absl::flat_hash_map<std::string, Value>;
+
+  void Remember(rocksdb::ColumnFamilyHandle* cf, std::string_view key, Value value) {
+    if (cf == meta_ && key.starts_with(meta_keys::kSmRequestExpiry)) {
+      expiry_.insert_or_assign(std::string(key), std::move(value));
+      return;
+    }
+    Map& m = cf == meta_ ? meta_map_ : data_map_;
+    m.insert_or_assign(std::string(key), std::move(value));
+  }
+
+  rocksdb::ColumnFamilyHandle* const meta_;
+  rocksdb::WriteBatch batch_;
+  Map data_map_;
+  Map meta_map_;
+  std::map<std::string, Value, std::less<>> expiry_;
+};
+
 }  // namespace internal
+
+using internal::PendingBatch;
 
 absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(Engine* engine,
                                                                  StateMachineOptions options) {
@@ -143,13 +227,14 @@ absl::Status StateMachine::CheckNext(uint64_t index) const {
 }
 
 absl::StatusOr<std::optional<VersionedValue>> StateMachine::ReadData(
-    rocksdb::ColumnFamilyHandle* data, std::string_view key,
-    rocksdb::WriteBatchWithIndex* pending) const {
+    rocksdb::ColumnFamilyHandle* data, std::string_view key, PendingBatch* pending) const {
+  if (const PendingBatch::Value* v = pending != nullptr ? pending->Find(data, key) : nullptr) {
+    if (!v->has_value()) return std::optional<VersionedValue>();
+    ASSIGN_OR_RETURN(VersionedValue decoded, internal::DecodeValue(**v));
+    return std::optional<VersionedValue>(std::move(decoded));
+  }
   rocksdb::PinnableSlice raw;
-  rocksdb::Status s =
-      pending != nullptr
-          ? pending->GetFromBatchAndDB(engine_->db(), rocksdb::ReadOptions(), data, S(key), &raw)
-          : engine_->db()->Get(rocksdb::ReadOptions(), data, S(key), &raw);
+  rocksdb::Status s = engine_->db()->Get(rocksdb::ReadOptions(), data, S(key), &raw);
   if (s.IsNotFound()) return std::optional<VersionedValue>();
   if (!s.ok()) return FromRocks(s, "read data");
   ASSIGN_OR_RETURN(VersionedValue v, internal::DecodeValue(raw.ToStringView()));
@@ -157,17 +242,22 @@ absl::StatusOr<std::optional<VersionedValue>> StateMachine::ReadData(
 }
 
 absl::StatusOr<std::optional<v1::WriteResponse>> StateMachine::ReadRecord(
-    const std::string& record_key, rocksdb::WriteBatchWithIndex* pending) const {
+    const std::string& record_key, PendingBatch* pending) const {
   rocksdb::PinnableSlice raw;
-  rocksdb::Status s =
-      pending != nullptr
-          ? pending->GetFromBatchAndDB(engine_->db(), rocksdb::ReadOptions(), engine_->meta(),
-                                       record_key, &raw)
-          : engine_->db()->Get(rocksdb::ReadOptions(), engine_->meta(), record_key, &raw);
-  if (s.IsNotFound()) return std::optional<v1::WriteResponse>();
-  if (!s.ok()) return FromRocks(s, "read idempotency record");
+  std::string_view stored;
+  if (const PendingBatch::Value* v =
+          pending != nullptr ? pending->Find(engine_->meta(), record_key) : nullptr) {
+    if (!v->has_value()) return std::optional<v1::WriteResponse>();
+    stored = **v;
+  } else {
+    rocksdb::Status s =
+        engine_->db()->Get(rocksdb::ReadOptions(), engine_->meta(), record_key, &raw);
+    if (s.IsNotFound()) return std::optional<v1::WriteResponse>();
+    if (!s.ok()) return FromRocks(s, "read idempotency record");
+    stored = raw.ToStringView();
+  }
   v1::IdempotencyRecord record;
-  if (!record.ParseFromArray(raw.data(), static_cast<int>(raw.size()))) {
+  if (!record.ParseFromArray(stored.data(), static_cast<int>(stored.size()))) {
     return absl::DataLossError("meta: bad idempotency record");
   }
   return std::optional<v1::WriteResponse>(std::move(*record.mutable_response()));
@@ -176,7 +266,7 @@ absl::StatusOr<std::optional<v1::WriteResponse>> StateMachine::ReadRecord(
 absl::StatusOr<v1::WriteResponse> StateMachine::Evaluate(rocksdb::ColumnFamilyHandle* data,
                                                          uint64_t index,
                                                          const v1::WriteRequest& request,
-                                                         rocksdb::WriteBatchWithIndex* batch) {
+                                                         PendingBatch* batch) {
   // Every condition sees the state before this entry (including the earlier
   // entries of the same batch): this entry's own writes are added only after.
   for (int i = 0; i < request.conditions_size(); ++i) {
@@ -187,20 +277,18 @@ absl::StatusOr<v1::WriteResponse> StateMachine::Evaluate(rocksdb::ColumnFamilyHa
   for (const v1::Op& op : request.ops()) {
     switch (op.op_case()) {
       case v1::Op::kPut:
-        RETURN_IF_ERROR(FromRocks(
-            batch->Put(data, op.put().key(), internal::EncodeValue(index, op.put().value())),
-            "batch put"));
+        RETURN_IF_ERROR(
+            batch->Put(data, op.put().key(), internal::EncodeValue(index, op.put().value())));
         break;
       case v1::Op::kDelete:
-        RETURN_IF_ERROR(FromRocks(batch->Delete(data, op.delete_().key()), "batch delete"));
+        RETURN_IF_ERROR(batch->Delete(data, op.delete_().key()));
         break;
       case v1::Op::kDeleteRange:
-        // The index of a WriteBatchWithIndex cannot hold a range deletion, so
-        // it goes into the underlying batch unindexed. Safe because ApplyBatch
+        // A PendingBatch cannot read a range deletion back, so it goes into
+        // the batch unindexed. Safe because ApplyBatch
         // ends the batch with this entry: no later read of `data` needs it.
-        RETURN_IF_ERROR(FromRocks(batch->GetWriteBatch()->DeleteRange(
-                                      data, op.delete_range().start(), op.delete_range().end()),
-                                  "batch delete range"));
+        RETURN_IF_ERROR(
+            batch->DeleteRange(data, op.delete_range().start(), op.delete_range().end()));
         break;
       case v1::Op::OP_NOT_SET:
         break;  // unreachable after validation
@@ -211,8 +299,7 @@ absl::StatusOr<v1::WriteResponse> StateMachine::Evaluate(rocksdb::ColumnFamilyHa
   return resp;
 }
 
-absl::Status StateMachine::PruneRecords(uint64_t index, rocksdb::WriteBatchWithIndex* batch,
-                                        std::string* cursor) {
+absl::Status StateMachine::PruneRecords(uint64_t index, PendingBatch* batch, std::string* cursor) {
   if (index <= options_.idempotency_window) return absl::OkStatus();
   // Records written at index <= cutoff have expired.
   uint64_t cutoff = index - options_.idempotency_window;
@@ -223,26 +310,41 @@ absl::Status StateMachine::PruneRecords(uint64_t index, rocksdb::WriteBatchWithI
   rocksdb::ReadOptions ro;
   ro.iterate_lower_bound = &lower_slice;
   ro.iterate_upper_bound = &upper_slice;
-  // The DB merged with this batch: records added or already pruned by
-  // earlier entries of the batch are seen exactly as separate applies would.
-  std::unique_ptr<rocksdb::Iterator> it(batch->NewIteratorWithBase(
-      engine_->meta(), engine_->db()->NewIterator(ro, engine_->meta()), &ro));
-  std::vector<std::string> expired;
-  for (it->Seek(lower_slice);
-       it->Valid() && expired.size() < kPruneBatch && it->key().compare(upper_slice) < 0;
-       it->Next()) {
-    expired.push_back(it->key().ToString());
+  // The DB's expiry keys merged with this batch's own (a small window can
+  // expire entries applied earlier in the same call; keys pruned earlier in
+  // the call are below the cursor or marked deleted), so a call sees exactly
+  // what separate applies would.
+  std::unique_ptr<rocksdb::Iterator> it(engine_->db()->NewIterator(ro, engine_->meta()));
+  auto mine = batch->expiry().lower_bound(lower);
+  const auto mine_end = batch->expiry().lower_bound(upper);
+  std::vector<std::pair<std::string, std::string>> expired;  // expiry key, value
+  it->Seek(lower_slice);
+  while (expired.size() < kPruneBatch && (it->Valid() || mine != mine_end)) {
+    const int c = !it->Valid()       ? 1
+                  : mine == mine_end ? -1
+                                     : it->key().ToStringView().compare(mine->first);
+    if (c < 0) {
+      expired.emplace_back(it->key().ToString(), it->value().ToString());
+      it->Next();
+      continue;
+    }
+    if (mine->second.has_value()) expired.emplace_back(mine->first, *mine->second);
+    if (c == 0) it->Next();
+    ++mine;
   }
   RETURN_IF_ERROR(FromRocks(it->status(), "scan idempotency expiry"));
-  it.reset();  // before the batch changes under it
-  for (const std::string& exp_key : expired) {
-    // exp key = prefix + 8-byte index + request id suffix.
+  it.reset();
+  auto drop_record = [&](std::string_view suffix) {
+    return batch->Delete(engine_->meta(),
+                         absl::StrCat(ToAbsl(meta_keys::kSmRequest), ToAbsl(suffix)));
+  };
+  for (const auto& [exp_key, ids] : expired) {
+    // A plain write's key: prefix + 8-byte index + its request id; a batch
+    // entry's: prefix + 8-byte index, its writes' ids in the value.
     std::string_view suffix =
         std::string_view(exp_key).substr(meta_keys::kSmRequestExpiry.size() + 8);
-    RETURN_IF_ERROR(FromRocks(batch->Delete(engine_->meta(), exp_key), "batch delete"));
-    RETURN_IF_ERROR(FromRocks(
-        batch->Delete(engine_->meta(), absl::StrCat(ToAbsl(meta_keys::kSmRequest), ToAbsl(suffix))),
-        "batch delete"));
+    RETURN_IF_ERROR(batch->Delete(engine_->meta(), exp_key));
+    RETURN_IF_ERROR(suffix.empty() ? ForEachEntryId(ids, drop_record) : drop_record(suffix));
     *cursor = Successor(exp_key);
   }
   return absl::OkStatus();
@@ -304,7 +406,8 @@ absl::StatusOr<v1::WriteResponse> StateMachine::Apply(uint64_t index, uint64_t t
 absl::StatusOr<v1::WriteResponse> StateMachine::ApplyWrite(uint64_t index,
                                                            const v1::WriteRequest& request,
                                                            const absl::Status& valid,
-                                                           rocksdb::WriteBatchWithIndex* batch) {
+                                                           PendingBatch* batch,
+                                                           std::string* entry_ids) {
   std::string record_key;
   if (HasRequestId(request.request_id())) {
     record_key = internal::RequestRecordKey(request.request_id());
@@ -328,33 +431,38 @@ absl::StatusOr<v1::WriteResponse> StateMachine::ApplyWrite(uint64_t index,
   resp.set_applied_index(index);
 
   if (!record_key.empty()) {
+    // Swapped in and out rather than copied: the record is resp, wrapped.
     v1::IdempotencyRecord record;
-    *record.mutable_response() = resp;
-    RETURN_IF_ERROR(FromRocks(batch->Put(engine_->meta(), record_key, record.SerializeAsString()),
-                              "batch put"));
-    RETURN_IF_ERROR(
-        FromRocks(batch->Put(engine_->meta(),
-                             absl::StrCat(ToAbsl(meta_keys::kSmRequestExpiry), EncodeUint64(index),
-                                          RequestIdSuffix(request.request_id())),
-                             rocksdb::Slice()),
-                  "batch put"));
+    record.mutable_response()->Swap(&resp);
+    std::string serialized = record.SerializeAsString();
+    resp.Swap(record.mutable_response());
+    RETURN_IF_ERROR(batch->Put(engine_->meta(), record_key, std::move(serialized)));
+    if (entry_ids != nullptr) {
+      entry_ids->append(std::string_view(record_key).substr(meta_keys::kSmRequest.size()));
+    } else {
+      RETURN_IF_ERROR(
+          batch->Put(engine_->meta(),
+                     absl::StrCat(ToAbsl(meta_keys::kSmRequestExpiry), EncodeUint64(index),
+                                  RequestIdSuffix(request.request_id())),
+                     std::string()));
+    }
   }
   return resp;
 }
 
 absl::StatusOr<v1::WriteResponse> StateMachine::ApplyCommand(uint64_t index,
                                                              const v1::WriteRequest& request,
-                                                             bool parsed,
-                                                             rocksdb::WriteBatchWithIndex* batch,
+                                                             bool parsed, PendingBatch* batch,
                                                              std::string* prune_cursor) {
   v1::WriteResponse resp;
   if (!parsed) {
     v1::WriteRequest empty;
     ASSIGN_OR_RETURN(
         resp, ApplyWrite(index, empty, absl::InvalidArgumentError("command is not a WriteRequest"),
-                         batch));
+                         batch, nullptr));
   } else if (!IsBatch(request)) {
-    ASSIGN_OR_RETURN(resp, ApplyWrite(index, request, ValidateWriteRequest(request), batch));
+    ASSIGN_OR_RETURN(resp,
+                     ApplyWrite(index, request, ValidateWriteRequest(request), batch, nullptr));
   } else if (absl::Status shape = ValidateBatchShape(request); !shape.ok()) {
     resp.mutable_rejected()->set_reason(std::string(shape.message()));
     resp.set_applied_index(index);
@@ -364,9 +472,16 @@ absl::StatusOr<v1::WriteResponse> StateMachine::ApplyCommand(uint64_t index,
     resp.mutable_ok();
     resp.set_applied_index(index);
     resp.mutable_batch()->Reserve(request.batch_size());
+    // One expiry key for the entry's records instead of one per write.
+    std::string ids;
     for (const v1::WriteRequest& write : request.batch()) {
       ASSIGN_OR_RETURN(*resp.add_batch(),
-                       ApplyWrite(index, write, ValidateBatchedWrite(write), batch));
+                       ApplyWrite(index, write, ValidateBatchedWrite(write), batch, &ids));
+    }
+    if (!ids.empty()) {
+      RETURN_IF_ERROR(batch->Put(
+          engine_->meta(), absl::StrCat(ToAbsl(meta_keys::kSmRequestExpiry), EncodeUint64(index)),
+          std::move(ids)));
     }
   }
   RETURN_IF_ERROR(PruneRecords(index, batch, prune_cursor));
@@ -377,7 +492,10 @@ absl::StatusOr<std::vector<v1::WriteResponse>> StateMachine::ApplyBatch(
     std::span<const ApplyInput> entries) {
   std::vector<v1::WriteResponse> out;
   if (entries.empty()) return out;
-  rocksdb::WriteBatchWithIndex batch(rocksdb::BytewiseComparator(), 0, /*overwrite_key=*/true);
+  PendingBatch batch(engine_->meta());
+  // The entries' requests live on one arena per call: a batch entry parses
+  // into hundreds of messages and strings, freed at once.
+  google::protobuf::Arena arena;
   // Adopted only once the batch is committed (its deletes are in it).
   std::string cursor = prune_cursor_;
   const uint64_t applied = applied_index();
@@ -394,7 +512,7 @@ absl::StatusOr<std::vector<v1::WriteResponse>> StateMachine::ApplyBatch(
       resp.set_applied_index(in.index);
       continue;
     }
-    v1::WriteRequest request;
+    v1::WriteRequest& request = *google::protobuf::Arena::CreateMessage<v1::WriteRequest>(&arena);
     const bool parsed =
         in.command.size() <= kMaxWriteRequestBytes &&
         request.ParseFromArray(in.command.data(), static_cast<int>(in.command.size()));
@@ -411,7 +529,7 @@ absl::StatusOr<std::vector<v1::WriteResponse>> StateMachine::ApplyBatch(
     if (has_range) break;
   }
   const ApplyInput& last = entries[out.size() - 1];
-  RETURN_IF_ERROR(Commit(last.index, last.term, nullptr, batch.GetWriteBatch()));
+  RETURN_IF_ERROR(Commit(last.index, last.term, nullptr, batch.batch()));
   prune_cursor_ = std::move(cursor);
   return out;
 }

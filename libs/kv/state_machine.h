@@ -47,7 +47,7 @@
 #include "libs/kv/engine.h"
 #include "libs/kv/requests.h"
 #include "mailgrid/kv/v1/kv.pb.h"
-#include "rocksdb/utilities/write_batch_with_index.h"
+#include "rocksdb/write_batch.h"
 
 namespace mailgrid::kv {
 
@@ -96,6 +96,10 @@ struct StateMachineOptions {
   // Snapshot data files are split at about this size.
   uint64_t snapshot_file_bytes = 256ull << 20;
 };
+
+namespace internal {
+class PendingBatch;  // state_machine.cc: one ApplyBatch call's uncommitted writes
+}  // namespace internal
 
 class StateMachine {
  public:
@@ -154,30 +158,32 @@ class StateMachine {
   absl::Status LoadApplied();
   absl::Status CheckNext(uint64_t index) const;
   // `pending` (nullable): an uncommitted batch whose writes the read sees.
-  absl::StatusOr<std::optional<VersionedValue>> ReadData(
-      rocksdb::ColumnFamilyHandle* data, std::string_view key,
-      rocksdb::WriteBatchWithIndex* pending) const;
+  absl::StatusOr<std::optional<VersionedValue>> ReadData(rocksdb::ColumnFamilyHandle* data,
+                                                         std::string_view key,
+                                                         internal::PendingBatch* pending) const;
   absl::StatusOr<std::optional<v1::WriteResponse>> ReadRecord(
-      const std::string& record_key, rocksdb::WriteBatchWithIndex* pending) const;
+      const std::string& record_key, internal::PendingBatch* pending) const;
   absl::StatusOr<v1::WriteResponse> Evaluate(rocksdb::ColumnFamilyHandle* data, uint64_t index,
                                              const v1::WriteRequest& request,
-                                             rocksdb::WriteBatchWithIndex* batch);
+                                             internal::PendingBatch* batch);
   // One write's effects and idempotency record into `batch`; `valid` not OK
-  // makes it the outcome `rejected`.
+  // makes it the outcome `rejected`. `entry_ids` (nullable; a batch entry's
+  // writes): the write's request id is appended there for the entry's one
+  // expiry key instead of getting an expiry key of its own.
   absl::StatusOr<v1::WriteResponse> ApplyWrite(uint64_t index, const v1::WriteRequest& request,
                                                const absl::Status& valid,
-                                               rocksdb::WriteBatchWithIndex* batch);
+                                               internal::PendingBatch* batch,
+                                               std::string* entry_ids);
   // What a re-delivered write did, from its record if it had an id.
   absl::StatusOr<v1::WriteResponse> Recorded(uint64_t index, const v1::WriteRequest& request) const;
   // One command's effects into `batch` (`parsed` false: not a WriteRequest);
   // a batch entry (WriteRequest.batch) applies each of its writes in turn.
   absl::StatusOr<v1::WriteResponse> ApplyCommand(uint64_t index, const v1::WriteRequest& request,
-                                                 bool parsed, rocksdb::WriteBatchWithIndex* batch,
+                                                 bool parsed, internal::PendingBatch* batch,
                                                  std::string* prune_cursor);
   // Adds deletes of expired idempotency records to `batch`, advancing
   // `cursor` (the prune cursor to adopt once the batch is committed).
-  absl::Status PruneRecords(uint64_t index, rocksdb::WriteBatchWithIndex* batch,
-                            std::string* cursor);
+  absl::Status PruneRecords(uint64_t index, internal::PendingBatch* batch, std::string* cursor);
   absl::Status Commit(uint64_t index, uint64_t term, const v1::ConfState* conf,
                       rocksdb::WriteBatch* batch);
 

@@ -328,6 +328,57 @@ TEST(StateMachineRetentionTest, RecordsExpireAfterTheWindowIdenticallyOnEveryRep
   EXPECT_EQ(count_records(a), count_records(b));
 }
 
+TEST(StateMachineRetentionTest, BatchEntriesShareOneExpiryKeyAndExpireWhole) {
+  testing::TempDir tmp;
+  StateMachineOptions options;
+  options.idempotency_window = 5;
+  Replica r(tmp.Sub("a"), options);
+  auto count = [&](std::string_view prefix) {
+    std::unique_ptr<rocksdb::Iterator> it(
+        r.engine().db()->NewIterator(rocksdb::ReadOptions(), r.engine().meta()));
+    int n = 0;
+    for (it->Seek(std::string(prefix)); it->Valid() && it->key().starts_with(std::string(prefix));
+         it->Next()) {
+      ++n;
+    }
+    return n;
+  };
+  uint64_t seq = 0;
+  for (int entry = 1; entry <= 40; ++entry) {
+    v1::WriteRequest batch;
+    for (int i = 0; i < 3; ++i) {
+      v1::WriteRequest& w = *batch.add_batch() = Put(absl::StrCat("k", i), absl::StrCat(entry));
+      WithId(w, "c", ++seq);
+    }
+    v1::WriteResponse resp = r.Apply(batch);
+    ASSERT_EQ(resp.batch_size(), 3);
+    // One expiry key per entry, not one per write.
+    if (entry == 1) {
+      EXPECT_EQ(count(meta_keys::kSmRequestExpiry), 1);
+      EXPECT_EQ(count(meta_keys::kSmRequest), 3);
+    }
+  }
+  v1::RequestId recent;
+  recent.set_client_id("c");
+  recent.set_seq(seq);
+  EXPECT_TRUE(r.sm().FindRecordedOutcome(recent)->has_value());
+  v1::RequestId old = recent;
+  old.set_seq(2);  // the first entry's second write
+  EXPECT_FALSE(r.sm().FindRecordedOutcome(old)->has_value());
+  // A retry after the window applies again; within it, replays.
+  v1::WriteRequest retry;
+  WithId(*retry.add_batch() = Put("k1", "stale retry"), "c", 2);
+  WithId(*retry.add_batch() = Put("k1", "recent retry"), "c", seq);
+  v1::WriteResponse resp = r.Apply(retry);
+  ASSERT_EQ(resp.batch_size(), 2);
+  EXPECT_FALSE(resp.batch(0).replayed());
+  EXPECT_TRUE(resp.batch(1).replayed());
+  EXPECT_EQ(r.sm().Get("k1")->value, "stale retry");
+  // Bounded: the window's entries (and their writes) and a few more.
+  EXPECT_LE(count(meta_keys::kSmRequestExpiry), 7);
+  EXPECT_LE(count(meta_keys::kSmRequest), 7 * 3);
+}
+
 TEST_F(StateMachineTest, InvalidCommandIsRejectedButApplied) {
   auto garbage = r_.sm().Apply(1, 1, "\xff\xff\xff not a proto");
   ASSERT_TRUE(garbage.ok());
@@ -966,39 +1017,51 @@ TEST(ApplyBatchTest, AnySplitIntoBatchesEqualsApplyingOneByOne) {
         cmds.push_back("\xff\xff not a request");
         continue;
       }
-      v1::WriteRequest w;
-      for (int c = pick(3); c > 0; --c) {
-        switch (pick(4)) {
-          case 0:
-            AddCondition(w, key(), v1::Condition::MUST_EXIST);
-            break;
-          case 1:
-            AddCondition(w, key(), v1::Condition::MUST_NOT_EXIST);
-            break;
-          case 2:
-            AddCondition(w, key(), v1::Condition::VALUE_EQUALS, absl::StrCat(pick(3)));
-            break;
-          default:
-            AddCondition(w, key(), v1::Condition::VERSION_EQUALS, "",
-                         static_cast<uint64_t>(pick(static_cast<int>(cmds.size()) + 1)));
+      // A plain write; `ranges`: may hold a DeleteRange (not in a batch).
+      auto make_write = [&](bool ranges) {
+        v1::WriteRequest w;
+        for (int c = pick(3); c > 0; --c) {
+          switch (pick(4)) {
+            case 0:
+              AddCondition(w, key(), v1::Condition::MUST_EXIST);
+              break;
+            case 1:
+              AddCondition(w, key(), v1::Condition::MUST_NOT_EXIST);
+              break;
+            case 2:
+              AddCondition(w, key(), v1::Condition::VALUE_EQUALS, absl::StrCat(pick(3)));
+              break;
+            default:
+              AddCondition(w, key(), v1::Condition::VERSION_EQUALS, "",
+                           static_cast<uint64_t>(pick(static_cast<int>(cmds.size()) + 1)));
+          }
         }
-      }
-      for (int o = 1 + pick(3); o > 0; --o) {
-        int kind = pick(10);
-        if (kind < 6) {
-          AddPut(w, key(), absl::StrCat(pick(3)));
-        } else if (kind < 9) {
-          w.add_ops()->mutable_delete_()->set_key(key());
-        } else {
-          std::string a = key(), b = key();
-          if (a > b) std::swap(a, b);
-          v1::DeleteRange* dr = w.add_ops()->mutable_delete_range();
-          dr->set_start(a);
-          dr->set_end(b + "\xff");
+        for (int o = 1 + pick(3); o > 0; --o) {
+          int kind = pick(10);
+          if (kind < 6) {
+            AddPut(w, key(), absl::StrCat(pick(3)));
+          } else if (kind < 9) {
+            w.add_ops()->mutable_delete_()->set_key(key());
+          } else if (ranges) {
+            std::string a = key(), b = key();
+            if (a > b) std::swap(a, b);
+            v1::DeleteRange* dr = w.add_ops()->mutable_delete_range();
+            dr->set_start(a);
+            dr->set_end(b + "\xff");
+          }
         }
+        if (pick(2) == 0) WithId(w, absl::StrCat("c", pick(2)), static_cast<uint64_t>(pick(30)));
+        return w;
+      };
+      if (pick(5) == 0) {
+        // A batch entry (one WriteMany call): its records share one expiry
+        // key, which a small window expires within one ApplyBatch call too.
+        v1::WriteRequest batch;
+        for (int n = 1 + pick(4); n > 0; --n) *batch.add_batch() = make_write(false);
+        cmds.push_back(Cmd(batch));
+        continue;
       }
-      if (pick(2) == 0) WithId(w, absl::StrCat("c", pick(2)), static_cast<uint64_t>(pick(30)));
-      cmds.push_back(Cmd(w));
+      cmds.push_back(Cmd(make_write(true)));
     }
 
     testing::TempDir tmp;

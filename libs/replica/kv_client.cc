@@ -272,8 +272,9 @@ void KvClient::SendMany(const std::vector<std::shared_ptr<PendingWrite>>& batch)
   kv::v1::WriteManyRequest request;
   absl::Time deadline = absl::InfinitePast();
   request.mutable_writes()->Reserve(static_cast<int>(batch.size()));
+  // Swapped in, not copied (swapped back for the fallback below).
   for (const std::shared_ptr<PendingWrite>& w : batch) {
-    *request.add_writes() = w->request;
+    request.add_writes()->Swap(&w->request);
     deadline = std::max(deadline, w->deadline);
   }
   kv::v1::WriteManyResponse resp;
@@ -286,6 +287,9 @@ void KvClient::SendMany(const std::vector<std::shared_ptr<PendingWrite>>& batch)
   if (s.code() == absl::StatusCode::kUnimplemented) {
     // An older server: from now on every write goes alone.
     write_many_unsupported_.store(true);
+    for (size_t i = 0; i < batch.size(); ++i) {
+      batch[i]->request.Swap(request.mutable_writes(static_cast<int>(i)));
+    }
     {
       absl::MutexLock lock(&write_mu_);
       for (const std::shared_ptr<PendingWrite>& w : batch) w->alone = true;
