@@ -73,6 +73,8 @@ void AddFlags(config::Flags& f, Options& o) {
              "of --resolve-max-staleness)");
   f.Int64("resolve-cache-entries", &o.resolve_cache_entries,
           "Resolve index size (answers; every user's address is kept)");
+  f.Int64("store-cache-mb", &o.store_cache_mb,
+          "RocksDB block cache of the replica in MiB (memtables take up to half of it)");
   f.Duration("user-grace-period", &o.user_grace_period,
              "how long a deleted user's mailbox is kept before the purge");
 }

@@ -319,6 +319,7 @@ grpc::Status DirectoryServiceImpl::ImportUsers(Ctx* ctx, const v1::ImportUsersRe
                    absl::StrCat("department \"", d.name(), "\" created by an import"), "",
                    absl::Now());
         }
+        NoteDeptChanges(batch, tid);  // the users' batch moves memgen
         return batch;
       });
       if (s.ok()) depts_done = end;
@@ -420,6 +421,7 @@ void DirectoryServiceImpl::RollBackImport(const Principal& p, const TenantCtx& t
       }
       RETURN_IF_ERROR(MailboxLimit(t, -static_cast<int64_t>(end - start), &batch));
       RETURN_IF_ERROR(CountPlacements(placed, &batch, -1));
+      NoteDeptChanges(batch, tid);  // the closing Changed() moves memgen
       return batch;
     });
     if (!s.ok()) log::Error("import roll-back failed", {{"tenant", tid}, {"status", s}});
@@ -433,6 +435,7 @@ void DirectoryServiceImpl::RollBackImport(const Principal& p, const TenantCtx& t
           .Delete(dkeys::Object(d.department_id()))
           .Delete(dkeys::DeptChild(tid, d.parent_id(), NameKey(d.name())));
     }
+    NoteDeptChanges(batch, tid);
     auto s = store_->Commit(std::move(batch));
     if (!s.ok()) log::Error("import roll-back failed", {{"tenant", tid}, {"status", s.status()}});
   }

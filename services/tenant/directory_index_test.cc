@@ -348,6 +348,110 @@ TEST_F(ResolveIndexTest, DepartmentModelServesUntilMembershipsChange) {
   EXPECT_EQ(Answer(*directory_, "team@acme.test"), Answer(*Elsewhere(), "team@acme.test"));
 }
 
+// After a membership change the first expansion brings the model current by
+// reading again only the departments whose T/deptgen moved (a disabled
+// member: one department), shares the other lists with the previous model,
+// and answers exactly what the store path answers, change by change: a
+// member disabled, a new sub-department with a member, a recursive delete.
+TEST_F(ResolveIndexTest, DepartmentModelRereadsOnlyTheChangedDepartments) {
+  std::string sales = Dept("Sales");
+  std::string east = Dept("East", sales);
+  std::string west = Dept("West", sales);
+  User("ann@acme.test", {sales});
+  std::string bob = User("bob@acme.test", {east});
+  User("cy@acme.test", {west});
+  Group("team@acme.test", {Member(v1::MEMBER_KIND_DEPARTMENT, sales)});
+  auto model = directory_->RefreshDeptModel(tenant_);
+  ASSERT_TRUE(model.ok()) << model.status();
+  ASSERT_EQ((*model)->member_count, 3u);
+  EXPECT_EQ(Recipients("team@acme.test"),
+            (std::set<std::string>{"ann@acme.test", "bob@acme.test", "cy@acme.test"}));
+  v1::DisableUserRequest dis;
+  dis.set_user_id(bob);
+  v1::User u;
+  ASSERT_TRUE(dir_stub_->DisableUser(Ctx(admin_).get(), dis, &u).ok());
+  // Read-your-writes: the next Resolve shows bob disabled.
+  v1::ResolveResponse team;
+  ASSERT_TRUE(Resolve("team@acme.test", &team).ok());
+  int disabled = 0;
+  for (const auto& r : team.recipients()) disabled += r.disabled() ? 1 : 0;
+  EXPECT_EQ(disabled, 1);
+  EXPECT_EQ(Answer(*directory_, "team@acme.test"), Answer(*Elsewhere(), "team@acme.test"));
+  auto updated = directory_->RefreshDeptModel(tenant_);
+  ASSERT_TRUE(updated.ok());
+  EXPECT_NE(updated->get(), model->get());
+  EXPECT_EQ((*updated)->reread, 1u) << "only East's lists are read again";
+  EXPECT_EQ((*updated)->member_count, 3u);
+  EXPECT_EQ((*updated)->members.at(west).get(), (*model)->members.at(west).get());
+  // A new department under East (East's children) with a member.
+  std::string north = Dept("North", east);
+  User("dee@acme.test", {north});
+  EXPECT_EQ(Recipients("team@acme.test"), (std::set<std::string>{"ann@acme.test", "bob@acme.test",
+                                                                  "cy@acme.test", "dee@acme.test"}));
+  EXPECT_EQ(Answer(*directory_, "team@acme.test"), Answer(*Elsewhere(), "team@acme.test"));
+  // A recursive delete (range deletes of each department's members).
+  v1::DeleteDepartmentRequest del;
+  del.set_department_id(east);
+  del.set_recursive(true);
+  v1::DeleteDepartmentResponse gone;
+  grpc::Status st = dir_stub_->DeleteDepartment(Ctx(admin_).get(), del, &gone);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(Recipients("team@acme.test"),
+            (std::set<std::string>{"ann@acme.test", "cy@acme.test"}));
+  EXPECT_EQ(Answer(*directory_, "team@acme.test"), Answer(*Elsewhere(), "team@acme.test"));
+  auto last = directory_->RefreshDeptModel(tenant_);
+  ASSERT_TRUE(last.ok());
+  EXPECT_EQ((*last)->member_count, 2u);
+  EXPECT_FALSE((*last)->members.contains(east));
+  EXPECT_FALSE((*last)->children.contains(east));
+}
+
+// The ASCII fast path gives ParseAddress's key, and declines the rest.
+TEST(AsciiAddressKeyTest, AgreesWithParseAddress) {
+  for (const char* in : {"ann@acme.test", "Ann.Lee@ACME.Test", "a+tag@acme.test", "a_b-c@x-y.cn",
+                         "USER123@bench-corp.test", "xn--bcher-kva.de@xn--bcher-kva.de"}) {
+    std::string key;
+    ASSERT_TRUE(AsciiAddressKey(in, &key)) << in;
+    auto parsed = ParseAddress(in, "address");
+    ASSERT_TRUE(parsed.ok()) << in << ": " << parsed.status();
+    EXPECT_EQ(key, parsed->key) << in;
+  }
+  for (const char* in : {"", "@acme.test", "ann@", "ann", ".ann@acme.test", "ann.@acme.test",
+                         "a..b@acme.test", "ann@acme.test.", "ann@-acme.test", "ann@acme-",
+                         " ann@acme.test", "\"a b\"@acme.test", "ann@[1.2.3.4]", "a@b@acme.test",
+                         "Ünal@acme.test", "ann@bücher.de", "ann+x@acme_x.test"}) {
+    std::string key;
+    EXPECT_FALSE(AsciiAddressKey(in, &key)) << in;
+  }
+}
+
+// Which departments a write names for the model (NoteDeptChanges).
+TEST(NoteDeptChangesTest, NamesEachTouchedDepartmentOrAllOfThem) {
+  auto puts = [](const Batch& b) {
+    std::set<std::string> keys;
+    for (const auto& op : const_cast<Batch&>(b).request().ops())
+      if (op.has_put()) keys.insert(op.put().key());
+    return keys;
+  };
+  Batch one;
+  one.Delete(dkeys::DeptMember("t1", "d1", "u1")).PutRaw(dkeys::DeptChild("t1", "d2", "x"), "d3");
+  one.DeletePrefix(dkeys::DeptMemberPrefix("t1", "d4"));
+  one.PutRaw(dkeys::DeptMember("t2", "d5", "u"), "");  // another tenant's
+  NoteDeptChanges(one, "t1");
+  std::set<std::string> want = {dkeys::DeptChild("t1", "d2", "x"), dkeys::DeptMember("t2", "d5", "u"),
+                                dkeys::DeptGen("t1", "d1"), dkeys::DeptGen("t1", "d2"),
+                                dkeys::DeptGen("t1", "d4")};
+  EXPECT_EQ(puts(one), want);
+  Batch wide;
+  wide.DeletePrefix(dkeys::DeptMemberAllPrefix("t1"));
+  NoteDeptChanges(wide, "t1");
+  EXPECT_EQ(puts(wide), std::set<std::string>{dkeys::DeptGenAll("t1")});
+  Batch other;
+  other.DeletePrefix(dkeys::UserPrefix("t1"));
+  NoteDeptChanges(other, "t1");
+  EXPECT_TRUE(puts(other).empty());
+}
+
 // The race a change made here used to lose: Invalidate runs while the
 // batch is built, BEFORE the commit, so an index round that read the
 // tenant's stamp before the commit could set it after Invalidate and

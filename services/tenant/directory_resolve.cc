@@ -95,11 +95,15 @@ absl::Status DirectoryServiceImpl::ExpandDept(TenantStore& s, const std::string&
   const std::vector<std::string>* children = nullptr;
   if (x.model != nullptr) {
     if (auto m = x.model->members.find(dept_id); m != x.model->members.end()) {
-      for (const v1::Recipient& r : m->second) RETURN_IF_ERROR(x.Add(r));
+      for (const std::string& packed : *m->second) {
+        v1::Recipient r;
+        if (!r.ParseFromString(packed)) return absl::DataLossError("dept member does not parse");
+        RETURN_IF_ERROR(x.Add(std::move(r)));
+      }
     }
     if (direct_only) return absl::OkStatus();
     auto c = x.model->children.find(dept_id);
-    if (c != x.model->children.end()) children = &c->second;
+    if (c != x.model->children.end()) children = c->second.get();
   } else {
     ASSIGN_OR_RETURN(auto members, s.ScanAll(dkeys::DeptMemberPrefix(t, dept_id)));
     for (const auto& e : members) {
@@ -437,10 +441,14 @@ bool DirectoryServiceImpl::IndexCaller(const grpc::CallbackServerContext& ctx) c
 
 std::optional<absl::StatusOr<v1::ResolveResponse>> DirectoryServiceImpl::IndexAnswer(
     const v1::ResolveRequest& req) {
-  absl::StatusOr<ParsedAddress> a = ParseAddress(req.address(), "address");
-  if (!a.ok()) return std::nullopt;
+  std::string key;
+  if (!AsciiAddressKey(req.address(), &key)) {
+    absl::StatusOr<ParsedAddress> a = ParseAddress(req.address(), "address");
+    if (!a.ok()) return std::nullopt;
+    key = std::move(a->key);
+  }
   absl::StatusOr<std::shared_ptr<const ResolveCache::Entry>> entry =
-      LookupEntry(req.address(), a->key, /*index_only=*/true);
+      LookupEntry(req.address(), key, /*index_only=*/true);
   if (!entry.ok() || *entry == nullptr) return std::nullopt;
   return AnswerFrom(**entry, req);  // NOT_FOUND and the like are indexed too
 }

@@ -164,12 +164,18 @@ void DirectoryServiceImpl::IndexLoop() {
     if (*probe != 0 && *probe == last_applied) {
       cache_.Revouch(as_of);
     } else {
-      if (*probe != 0) last_moved = absl::Now();  // (0: a single store, always re-read)
       last_applied = *probe;
+      bool moved = false;
       for (const std::string& tid : cache_.Tenants()) {
         auto stamp = ReadStamp(*rs_, tid);
-        if (stamp.ok()) cache_.SetStamp(tid, *stamp, as_of);
+        if (stamp.ok()) moved |= cache_.SetStamp(tid, *stamp, as_of);
       }
+      // Only a directory change keeps the short period: the group's applied
+      // index also moves with keys that are not the directory's (relayd's
+      // outbound queue lives in this group), and probing every 25 ms for
+      // those was a ReadIndex round per relayed message at the leader.
+      // (*probe 0: a single store, always re-read.)
+      if (*probe != 0 && moved) last_moved = absl::Now();
     }
     // Tenants whose held stamp is not the one their warm-up used.
     for (const std::string& tid : cache_.Tenants()) {

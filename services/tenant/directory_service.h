@@ -171,17 +171,27 @@ class DirectoryServiceImpl final
   // without reading the store. Valid while the tenant's T/"memgen" is the
   // one read before it was loaded: changes that do not touch memberships
   // (renames, groups, aliases, shared mailboxes, domain settings) keep it.
+  // After a membership change only the departments whose T/deptgen moved
+  // are read again (UpdateDeptModel); the others' lists are shared with
+  // the previous model.
   struct DeptModel {
     std::string memgen;
+    std::string allgen;  // T/deptgenall: when it moves, everything is read again
+    // department id -> its T/deptgen as read BEFORE its lists below ("" none).
+    absl::flat_hash_map<std::string, std::string> gens;
     // parent id ("" top level) -> child ids, sorted by id (the store
     // path expands in the same order, so both give the same answer).
-    absl::flat_hash_map<std::string, std::vector<std::string>> children;
-    // department id -> its direct members, in key (user id) order.
-    absl::flat_hash_map<std::string, std::vector<v1::Recipient>> members;
+    absl::flat_hash_map<std::string, std::shared_ptr<const std::vector<std::string>>> children;
+    // department id -> its direct members, in key (user id) order, each a
+    // serialized v1::Recipient (the stored value: a third of a parsed
+    // message's memory; parsed when expanded).
+    absl::flat_hash_map<std::string, std::shared_ptr<const std::vector<std::string>>> members;
     size_t member_count = 0;
+    size_t reread = 0;  // departments read again by the update that made it (tests)
   };
-  // Loads (or reloads, when its memgen moved) the tenant's model from the
-  // local replica; returns the model now held (public for tests).
+  // Brings the tenant's model up to the local replica's memgen (loads it the
+  // first time, else re-reads only the changed departments); returns the
+  // model now held (public for tests).
   absl::StatusOr<std::shared_ptr<const DeptModel>> RefreshDeptModel(const std::string& tid);
 
  private:
@@ -270,11 +280,17 @@ class DirectoryServiceImpl final
 
   // ---- resolution (directory_resolve.cc) ----
   struct Expansion;
-  // The tenant's model if it is current for `s` (its memgen); else null,
-  // and the warm thread is asked to load it (directory_dept_model.cc).
+  // The tenant's model brought current for `s` (its memgen) by re-reading
+  // the departments changed since the held one; null when none is held yet
+  // (the warm thread is asked to load it) or a read fails
+  // (directory_dept_model.cc).
   std::shared_ptr<const DeptModel> CurrentDeptModel(TenantStore& s, const std::string& tid);
-  absl::StatusOr<std::shared_ptr<const DeptModel>> LoadDeptModel(TenantStore& s,
-                                                                 const std::string& tid);
+  // `base` null: a full load. Else `base` updated to the store's memgen.
+  absl::StatusOr<std::shared_ptr<const DeptModel>> UpdateDeptModel(
+      TenantStore& s, const std::string& tid, std::shared_ptr<const DeptModel> base);
+  // One department's children and members, into `m`.
+  absl::Status ReadDeptLists(TenantStore& s, const std::string& tid, const std::string& dept,
+                             DeptModel& m);
   // Each reads through `s`: the local replica (rs_) normally, the group
   // (store_) when this replica cannot show it is fresh.
   absl::Status ExpandGroup(TenantStore& s, const std::string& t, const std::string& group_id,
@@ -414,6 +430,8 @@ class DirectoryServiceImpl final
   absl::Mutex model_mu_;
   absl::flat_hash_map<std::string, std::shared_ptr<const DeptModel>> models_
       ABSL_GUARDED_BY(model_mu_);
+  // One model update at a time (callers racing for the same change share it).
+  absl::Mutex model_update_mu_;
   std::thread index_thread_, warm_thread_;
   std::atomic<int64_t> last_resolve_us_{0};  // NoteResolve
   // What the last warm-up of a tenant saw, so the next one rebuilds only

@@ -1,9 +1,12 @@
 #include "services/tenant/directory_store.h"
 
+#include <set>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "libs/base/status.h"
+#include "libs/base/strings.h"
 #include "libs/kv/keys.h"
 #include "services/tenant/errors.h"
 #include "services/tenant/validation.h"
@@ -81,6 +84,11 @@ std::string MailSettings(std::string_view t, std::string_view d) {
 std::string MailSettingsPrefix(std::string_view t) { return T(t).Str("mailsettings").Build(); }
 std::string DirGen(std::string_view t) { return T(t).Str("dirgen").Build(); }
 std::string MemGen(std::string_view t) { return T(t).Str("memgen").Build(); }
+std::string DeptGen(std::string_view t, std::string_view dept) {
+  return T(t).Str("deptgen").Str(dept).Build();
+}
+std::string DeptGenPrefix(std::string_view t) { return T(t).Str("deptgen").Build(); }
+std::string DeptGenAll(std::string_view t) { return T(t).Str("deptgenall").Build(); }
 std::string AuditPolicy(std::string_view t) { return T(t).Str("auditpolicy").Build(); }
 std::string MonitoringPolicy(std::string_view t) { return T(t).Str("monitorpolicy").Build(); }
 std::string Sieve(std::string_view t, std::string_view u) {
@@ -130,11 +138,95 @@ std::string AddressKey(std::string_view local, std::string_view domain) {
   return absl::StrCat(NameKey(local), "@", std::string(domain));
 }
 
+bool AsciiAddressKey(std::string_view input, std::string* key) {
+  const size_t at = input.find('@');
+  if (at == 0 || at == std::string_view::npos || at > 64 || at + 1 >= input.size()) return false;
+  auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+  auto alnum = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+  };
+  std::string out;
+  out.reserve(input.size());
+  char prev = '.';  // no leading dot, no "..", in either part
+  for (size_t i = 0; i < input.size(); ++i) {
+    const char c = input[i];
+    if (i == at) {
+      if (prev == '.') return false;
+      out.push_back('@');
+      prev = '.';
+      continue;
+    }
+    // Domain labels neither start nor end with '-'.
+    const bool domain = i > at;
+    const bool ok = alnum(c) || (c == '-' && !(domain && prev == '.')) ||
+                    (c == '.' && prev != '.' && !(domain && prev == '-')) ||
+                    (!domain && (c == '_' || c == '+'));
+    if (!ok) return false;
+    out.push_back(lower(c));
+    prev = c;
+  }
+  if (prev == '.' || prev == '-') return false;
+  *key = std::move(out);
+  return true;
+}
+
 std::string TouchDirectory(Batch& batch, const std::string& tenant_id, bool memberships) {
   std::string stamp = RandomBytes(12);
   batch.PutRaw(dkeys::DirGen(tenant_id), stamp);
   if (memberships) batch.PutRaw(dkeys::MemGen(tenant_id), RandomBytes(12));
+  NoteDeptChanges(batch, tenant_id);
   return stamp;
+}
+
+void NoteDeptChanges(Batch& batch, const std::string& tenant_id) {
+  const std::string prefixes[] = {dkeys::DeptChildAllPrefix(tenant_id),
+                                  dkeys::DeptMemberAllPrefix(tenant_id)};
+  std::set<std::string> touched;
+  bool all = false;
+  // The department a key of either index belongs to (false: neither).
+  auto dept_of = [&](std::string_view key, std::string* dept) {
+    for (const auto& p : prefixes) {
+      if (!absl::StartsWith(ToAbsl(key), p)) continue;
+      kv::KeyReader r(key);
+      if (!r.ConsumePrefix(p)) continue;
+      auto d = r.Str();
+      if (!d.ok()) continue;
+      *dept = *d;
+      return true;
+    }
+    return false;
+  };
+  for (const auto& op : batch.request().ops()) {
+    std::string dept;
+    if (op.has_put() && dept_of(op.put().key(), &dept)) {
+      touched.insert(dept);
+    } else if (op.has_delete_() && dept_of(op.delete_().key(), &dept)) {
+      touched.insert(dept);
+    } else if (op.has_delete_range()) {
+      const auto& r = op.delete_range();
+      // One department's keys (DeletePrefix of its members or children)?
+      if (dept_of(r.start(), &dept)) {
+        bool one = false;
+        for (const auto& p : {dkeys::DeptChildPrefix(tenant_id, dept),
+                              dkeys::DeptMemberPrefix(tenant_id, dept)}) {
+          kv::KeyRange own = kv::PrefixRange(p);
+          one |= own.start == r.start() && own.end == r.end();
+        }
+        if (one) {
+          touched.insert(dept);
+          continue;
+        }
+      }
+      for (const auto& p : prefixes) {
+        kv::KeyRange space = kv::PrefixRange(p);
+        const bool overlaps = (r.end().empty() || space.start < r.end()) &&
+                              (space.end.empty() || r.start() < space.end);
+        all |= overlaps;
+      }
+    }
+  }
+  for (const auto& d : touched) batch.PutRaw(dkeys::DeptGen(tenant_id, d), RandomBytes(12));
+  if (all) batch.PutRaw(dkeys::DeptGenAll(tenant_id), RandomBytes(12));
 }
 
 std::string GeneratePassword() {

@@ -30,6 +30,12 @@
 //   T / "memgen"                             -> random bytes, rewritten (with dirgen) by every
 //                                               change that writes T/deptchild or
 //                                               T/deptmember: the department model's stamp
+//   T / "deptgen" / department_id            -> random bytes, rewritten (in the same write) by
+//                                               every write of T/deptchild/<id>/… or
+//                                               T/deptmember/<id>/…: which departments the
+//                                               model must re-read after memgen moved
+//   T / "deptgenall"                         -> random bytes, rewritten by a range delete over
+//                                               several departments' keys: reload everything
 //   T / "auditpolicy"                        -> tenant.v1.AuditPolicy (absent: none, version 0)
 //   T / "monitorpolicy"                      -> tenant.v1.MonitoringPolicy
 //   T / "sieve" / user_id                    -> tenant.v1.SieveScript (the user record keeps
@@ -85,6 +91,9 @@ std::string MailSettings(std::string_view t, std::string_view domain);
 std::string MailSettingsPrefix(std::string_view t);
 std::string DirGen(std::string_view t);
 std::string MemGen(std::string_view t);
+std::string DeptGen(std::string_view t, std::string_view dept);
+std::string DeptGenPrefix(std::string_view t);
+std::string DeptGenAll(std::string_view t);
 std::string AuditPolicy(std::string_view t);
 std::string MonitoringPolicy(std::string_view t);
 std::string Sieve(std::string_view t, std::string_view user_id);
@@ -112,6 +121,13 @@ struct ParsedAddress {
 absl::StatusOr<ParsedAddress> ParseAddress(std::string_view input, std::string_view field);
 // The key of a local part alone (for plus-addressing splits).
 std::string AddressKey(std::string_view local, std::string_view domain);
+// ParseAddress(input).key without libidn2/libunistring, for the plain
+// ASCII addresses nearly every RCPT is (letters, digits, "._+-" before the
+// "@", letters, digits, "." and "-" after, no leading/trailing dot): their
+// NFC case-folded key is their lower case. False for anything else (then
+// call ParseAddress). Resolve's index lookups use it: NFC + IDNA were a
+// tenth of a hit's CPU.
+bool AsciiAddressKey(std::string_view input, std::string* key);
 
 // Rewrites the tenant's directory stamp in `batch`: every change that can
 // alter a Resolve answer calls it (cached answers of the tenant go stale).
@@ -122,6 +138,13 @@ std::string AddressKey(std::string_view local, std::string_view domain);
 // of the in-memory department model (directory_dept_model.cc), moves too.
 // When in doubt, true.
 std::string TouchDirectory(Batch& batch, const std::string& tenant_id, bool memberships = true);
+// Rewrites T/deptgen/<d> for every department d whose T/deptchild/<d>/… or
+// T/deptmember/<d>/… keys `batch` writes (T/deptgenall for a range delete
+// spanning several departments). TouchDirectory calls it; a batch that
+// writes those keys without TouchDirectory (an import's departments, its
+// roll-back) must call it itself, or the department model misses the
+// change. Call it after the batch's last op.
+void NoteDeptChanges(Batch& batch, const std::string& tenant_id);
 
 // A random initial password: 16 characters from an unambiguous alphabet.
 std::string GeneratePassword();

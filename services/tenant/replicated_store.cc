@@ -1,5 +1,7 @@
 #include "services/tenant/replicated_store.h"
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -99,6 +101,13 @@ absl::StatusOr<std::unique_ptr<ReplicatedStore>> ReplicatedStore::Open(
   ro.data_dir = common.data_dir + "/replica";
   ro.join = o.raft_join;
   ro.registry = std::move(registry);
+  if (o.store_cache_mb > 0) {
+    const size_t cache = static_cast<size_t>(o.store_cache_mb) << 20;
+    ro.engine.block_cache_bytes = cache;
+    ro.engine.write_buffer_bytes = std::min(ro.engine.write_buffer_bytes, cache / 2);
+    ro.engine.family_write_buffer_bytes =
+        std::min(ro.engine.family_write_buffer_bytes, ro.engine.write_buffer_bytes / 2);
+  }
   // Replicas and the store's KV client reach the peers' gRPC listeners: TLS
   // exactly when those are (the chart's mTLS mode), with our certificate.
   ASSIGN_OR_RETURN(ro.peer_tls,

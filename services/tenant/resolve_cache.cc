@@ -10,7 +10,7 @@ ResolveCache::Lookup ResolveCache::Find(const std::string& key, absl::Time now) 
   if (!enabled()) return out;
   absl::ReaderMutexLock lock(&mu_);
   if (auto w = warm_.find(key); w != warm_.end()) {
-    const std::string& tid = w->second->tenant_id;
+    const std::string& tid = warm_tenants_[w->second.tenant];
     auto st = stamps_.find(tid);
     if (st == stamps_.end() || now - st->second.as_of > max_staleness_) {
       out.validate_tenant = tid;
@@ -19,7 +19,11 @@ ResolveCache::Lookup ResolveCache::Find(const std::string& key, absl::Time now) 
     auto ws = warm_stamps_.find(tid);
     if (ws != warm_stamps_.end() && ws->second == st->second.stamp) {
       hits_.fetch_add(1, std::memory_order_relaxed);
-      out.entry = w->second;
+      auto e = std::make_shared<Entry>();
+      e->tenant_id = tid;
+      e->computed_at = st->second.as_of;
+      e->packed = w->second.packed;
+      out.entry = std::move(e);
       return out;
     }
     // Not re-warmed since the last change: an answer computed on use may hold.
@@ -78,8 +82,16 @@ void ResolveCache::ApplyWarm(
   if (!enabled()) return;
   absl::MutexLock lock(&mu_);
   for (const auto& key : erase) warm_.erase(key);
-  for (auto& [key, entry] : upserts) warm_[key] = std::move(entry);
+  const uint32_t t = WarmTenantIndex(tenant_id);
+  for (auto& [key, entry] : upserts) warm_[key] = WarmSlot{t, entry->packed};
   warm_stamps_[tenant_id] = stamp;
+}
+
+uint32_t ResolveCache::WarmTenantIndex(const std::string& tenant_id) {
+  auto it = std::find(warm_tenants_.begin(), warm_tenants_.end(), tenant_id);
+  if (it != warm_tenants_.end()) return static_cast<uint32_t>(it - warm_tenants_.begin());
+  warm_tenants_.push_back(tenant_id);
+  return static_cast<uint32_t>(warm_tenants_.size() - 1);
 }
 
 void ResolveCache::DropWarm(const std::string& tenant_id) {
@@ -90,7 +102,8 @@ void ResolveCache::DropWarm(const std::string& tenant_id) {
 void ResolveCache::ClearWarm(const std::string& tenant_id) {
   absl::MutexLock lock(&mu_);
   warm_stamps_.erase(tenant_id);
-  absl::erase_if(warm_, [&](const auto& kv) { return kv.second->tenant_id == tenant_id; });
+  const uint32_t t = WarmTenantIndex(tenant_id);
+  absl::erase_if(warm_, [&](const auto& kv) { return kv.second.tenant == t; });
 }
 
 bool ResolveCache::Unsettled(TenantStamp& t, absl::Time now) {
