@@ -50,6 +50,8 @@ absl::StatusOr<std::unique_ptr<MailstoreApp>> MailstoreApp::Create(
     replica::RaftFlags raft = o.raft;
     if (raft.tls_ca.empty() && !common.tls_cert.empty()) raft.tls_ca = o.tls_ca;
     ASSIGN_OR_RETURN(auto ro, replica::MakeReplicaOptions(raft, c, registry));
+    if (o.block_cache_mb > 0)
+      ro.engine.block_cache_bytes = static_cast<size_t>(o.block_cache_mb) << 20;
     ASSIGN_OR_RETURN(app->replica_, replica::ReplicaServer::Open(std::move(ro)));
     app->store_ = std::make_unique<ReplicaStore>(&app->replica_->replica());
     log::Info("store is REPLICATED", {{"shard", o.shard}, {"group", o.raft.group},

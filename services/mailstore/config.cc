@@ -28,6 +28,8 @@ void AddFlags(config::Flags& f, Options& o) {
   f.Bool("combine-appends", &o.combine_appends,
          "concurrent appends and deliveries to one mailbox share one replicated write (group UID "
          "allocation); false: one write each (for comparison)");
+  f.Int64("block-cache-mb", &o.block_cache_mb,
+          "the replica's RocksDB block cache in MiB, memtables included (0: libs/kv's default)");
   f.String("reads", &o.reads, "leader reads: local (applied state) or linearizable (ReadIndex)");
 }
 
@@ -41,6 +43,8 @@ absl::Status Finish(Options& o) {
     return absl::InvalidArgumentError("--max-message-bytes: 1 byte to 1 GiB");
   if (o.max_parts < 1 || o.max_depth < 1 || o.max_depth > 128)
     return absl::InvalidArgumentError("--max-mime-parts/--max-mime-depth: out of range");
+  if (o.block_cache_mb < 0 || o.block_cache_mb > (1 << 20))
+    return absl::InvalidArgumentError("--block-cache-mb: 0 to 1048576");
   if (o.feed_keep < 100) return absl::InvalidArgumentError("--feed-keep: at least 100");
   if (o.raft.group == "default") o.raft.group = absl::StrCat("mailstore-", o.shard);
   return absl::OkStatus();

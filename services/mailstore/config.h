@@ -31,6 +31,9 @@ struct Options {
   std::string reads = "local";
   // Concurrent appends/deliveries to one mailbox share one write.
   bool combine_appends = true;
+  // The replica's RocksDB block cache (memtables are charged to it); 0 =
+  // libs/kv's default. A large folder's index and filter blocks must fit.
+  int64_t block_cache_mb = 0;
 };
 
 void AddFlags(config::Flags& flags, Options& options);

@@ -51,7 +51,44 @@ void AddTerms(std::string_view prefix, std::string_view text, size_t cap,
   });
 }
 
+void AddHeaderTerms(const mail::Header& h, size_t cap, std::set<std::string>* out) {
+  for (const mail::HeaderField& field : h.fields) {
+    if (out->size() >= cap) return;
+    std::string name = absl::AsciiStrToLower(field.name);
+    if (!HeaderFieldIndexed(name)) continue;
+    AddTerms(HeaderTermPrefix(name), mail::DecodeHeader(field.value), cap, out);
+  }
+}
+
 }  // namespace
+
+bool HeaderFieldIndexed(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  static const char* const kSkipped[] = {
+      // Their own terms.
+      "subject", "from", "to", "cc",
+      // Trace and signatures: hosts, hashes, timestamps.
+      "received", "x-received", "received-spf", "dkim-signature", "x-google-dkim-signature",
+      "domainkey-signature", "authentication-results",
+      // On every message, always alike: postings of every UID for a search
+      // nobody makes (SENT* answers dates).
+      "date", "mime-version", "content-transfer-encoding"};
+  for (const char* s : kSkipped)
+    if (name == s) return false;
+  return !absl::StartsWith(ToAbsl(name), "arc-");
+}
+
+std::string HeaderTermPrefix(std::string_view lower_name) {
+  return absl::StrCat("h:", ToAbsl(lower_name), ":");
+}
+
+std::vector<std::string> HeaderBlockTerms(std::string_view header_bytes, size_t cap) {
+  if (header_bytes.empty()) return {};
+  mail::Header h = mail::ParseHeaderLenient(header_bytes);
+  std::set<std::string> terms;
+  AddHeaderTerms(h, cap, &terms);
+  return {terms.begin(), terms.end()};
+}
 
 std::string Sha256Hex(std::string_view bytes) {
   unsigned char md[EVP_MAX_MD_SIZE];
@@ -219,6 +256,7 @@ absl::StatusOr<Ingested> Ingest(std::string_view input, const IngestLimits& limi
   AddTerms("f:", text.from, limits.max_terms, &terms);
   AddTerms("t:", text.to, limits.max_terms, &terms);
   AddTerms("c:", text.cc, limits.max_terms, &terms);
+  AddHeaderTerms(m.header, limits.max_terms, &terms);
   AddTerms("b:", text.body, limits.max_terms, &terms);
   out.terms.assign(terms.begin(), terms.end());
 

@@ -40,7 +40,7 @@ struct Ingested {
   std::string raw;      // CRLF line ends: the stored bytes
   std::string sha_hex;  // lower-case hex SHA-256 of raw
   storage::BodyRecord body;  // refcount 0; size, envelope, structure
-  std::vector<std::string> terms;  // sorted, unique
+  std::vector<std::string> terms;  // sorted, unique (header fields' "h:" terms included)
   int64_t sent_micros = 0;
   std::vector<std::string> chunks;  // zstd frames of <= 1 MiB input each
   bool chunks_prewritten = false;   // big bodies: chunks written before the commit
@@ -50,6 +50,21 @@ absl::StatusOr<Ingested> Ingest(std::string_view input, const IngestLimits& limi
 
 // Search terms of a query string for one field prefix ("s:", "b:", ...).
 std::vector<std::string> QueryTerms(std::string_view prefix, std::string_view text);
+
+// Header fields in the index (SEARCH HEADER <field> as a posting lookup):
+// each field's decoded value tokenised as "h:" + lower-case name + ":" +
+// token. Not indexed: Subject/From/To/Cc (their own "s:"/"f:"/"t:"/"c:"
+// terms answer them), names over 64 bytes, the trace and signature fields
+// machines write on every message (Received, DKIM-Signature, ARC-*,
+// Authentication-Results, ...: hosts, hashes and timestamps) and Date,
+// MIME-Version, Content-Transfer-Encoding (alike on every message): each
+// would add postings to every message for searches nobody makes. A search
+// on those reads every message's header, as before.
+bool HeaderFieldIndexed(std::string_view lower_name);
+// "h:<lower-case name>:".
+std::string HeaderTermPrefix(std::string_view lower_name);
+// The "h:" terms of a header block (a recipient's prepended lines), sorted and unique.
+std::vector<std::string> HeaderBlockTerms(std::string_view header_bytes, size_t cap);
 
 // Chunked zstd.
 std::vector<std::string> CompressChunks(std::string_view raw, int level);

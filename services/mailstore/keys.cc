@@ -168,6 +168,15 @@ std::string AttrFlag(std::string_view t, std::string_view m, std::string_view f,
   AppendBe32(uid, &k);
   return k;
 }
+std::string UidMapPrefix(std::string_view t, std::string_view m, std::string_view f) {
+  return absl::StrCat(MailboxRange(t, m), "k/", A(f), "/");
+}
+std::string UidMapBlock(std::string_view t, std::string_view m, std::string_view f,
+                        uint32_t block) {
+  std::string k = UidMapPrefix(t, m, f);
+  AppendBe32(block, &k);
+  return k;
+}
 std::string Job(std::string_view t, std::string_view m, std::string_view j) {
   return absl::StrCat(MailboxRange(t, m), "j/", A(j));
 }

@@ -35,6 +35,9 @@
 //                                                         known; every flag but \Seen, which
 //                                                         n/ covers): SEARCH on dates, size
 //                                                         and flags reads one key range
+//   t/<tenant>/m/<mailbox>/k/<folder>/<be32 block>     -> bitmap of the UIDs that exist in
+//                                                         block*4096 .. +4095 (folders with
+//                                                         uid_map; uid_map.h)
 //   t/<tenant>/m/<mailbox>/c/<be64 modseq>             -> ChangeRecord (Watch feed)
 //   t/<tenant>/m/<mailbox>/s/<name>                    -> "" (subscription)
 //   t/<tenant>/m/<mailbox>/d/<key>                     -> IdemRecord (idempotency)
@@ -114,6 +117,11 @@ std::string AttrFlag(std::string_view tenant, std::string_view mailbox, std::str
 inline uint64_t OrderedMicros(int64_t micros) {
   return static_cast<uint64_t>(micros) ^ (uint64_t{1} << 63);
 }
+// The UID map of a folder with FolderRecord.uid_map (uid_map.h).
+std::string UidMapPrefix(std::string_view tenant, std::string_view mailbox,
+                         std::string_view folder);  // ".../k/<folder>/"
+std::string UidMapBlock(std::string_view tenant, std::string_view mailbox, std::string_view folder,
+                        uint32_t block);
 std::string Location(std::string_view tenant, std::string_view mailbox, std::string_view sha,
                      std::string_view folder, uint32_t uid);
 std::string LocationPrefix(std::string_view tenant, std::string_view mailbox, std::string_view sha);

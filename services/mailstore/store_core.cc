@@ -253,20 +253,58 @@ absl::Status Mutation::RefBody(const std::string& sha, int64_t delta, const Inge
 
 absl::StatusOr<std::vector<std::string>> Mutation::TermsOf(const std::string& sha) {
   if (auto it = terms_cache_.find(sha); it != terms_cache_.end()) return it->second;
-  // A body this mutation stores (RefBody with `fresh`) has no record yet.
-  if (auto it = bodies_.find(sha); it != bodies_.end() && it->second.fresh != nullptr)
-    return it->second.fresh->terms;
   ASSIGN_OR_RETURN(auto got, store_->Get(keys::BodyTerms(tenant(), sha)));
+  std::vector<std::string> v;
+  if (!got.found()) {
+    // A body this mutation stores (RefBody with `fresh`) has no record yet.
+    // A stored body's own terms win over a fresh ingest of the same bytes:
+    // expunge removes what the stored record lists (an older mailstored's
+    // ingest may have made fewer terms).
+    if (auto it = bodies_.find(sha); it != bodies_.end() && it->second.fresh != nullptr) {
+      header_terms_cache_[sha] = true;
+      return terms_cache_[sha] = it->second.fresh->terms;
+    }
+  }
   storage::BodyTerms t;
   if (got.found() && !t.ParseFromString(got.value())) return absl::DataLossError("body terms");
-  std::vector<std::string> v(t.terms().begin(), t.terms().end());
+  v.assign(t.terms().begin(), t.terms().end());
   terms_cache_[sha] = v;
+  header_terms_cache_[sha] = t.header_terms();
   return v;
+}
+
+absl::StatusOr<bool> Mutation::HasHeaderTerms(const std::string& sha) {
+  RETURN_IF_ERROR(TermsOf(sha).status());
+  return header_terms_cache_[sha];
+}
+
+absl::Status Mutation::MarkUid(const std::string& folder_id, uint32_t uid, bool on) {
+  auto key = std::make_pair(folder_id, uidmap::BlockOf(uid));
+  auto it = uid_blocks_.find(key);
+  if (it == uid_blocks_.end()) {
+    // The mailbox record's version condition covers this read: every
+    // change of the folder's UIDs rewrites that record.
+    ASSIGN_OR_RETURN(auto got, store_->Get(keys::UidMapBlock(tenant(), mailbox(), folder_id, key.second)));
+    it = uid_blocks_.emplace(key, got.found() ? got.value() : std::string()).first;
+  }
+  uidmap::Set(&it->second, uid, on);
+  return absl::OkStatus();
+}
+
+void Mutation::PrependPostings(const storage::FolderRecord& f, uint32_t uid,
+                               const storage::MessageRecord& msg, bool add) {
+  if (msg.prepend().empty()) return;
+  for (const auto& t : HeaderBlockTerms(msg.prepend(), store_->options().limits.max_terms)) {
+    std::string k = keys::FolderPosting(tenant(), mailbox(), f.folder_id(), t, uid);
+    if (add) PutRaw(k, "");
+    else Delete(k);
+  }
 }
 
 absl::Status Mutation::InsertMessage(storage::FolderRecord* f, uint32_t uid,
                                      const storage::MessageRecord& msg) {
   Put(keys::Message(tenant(), mailbox(), f->folder_id(), uid), msg);
+  if (f->uid_map()) RETURN_IF_ERROR(MarkUid(f->folder_id(), uid, true));
   if (f->modseq_index())
     PutRaw(keys::ModseqEntry(tenant(), mailbox(), f->folder_id(), msg.modseq(), uid), "");
   if (f->uid_postings()) {
@@ -275,6 +313,13 @@ absl::Status Mutation::InsertMessage(storage::FolderRecord* f, uint32_t uid,
     ASSIGN_OR_RETURN(auto terms, TermsOf(msg.body_sha()));
     for (const auto& t : terms)
       PutRaw(keys::FolderPosting(tenant(), mailbox(), f->folder_id(), t, uid), "");
+    if (f->header_postings()) {
+      ASSIGN_OR_RETURN(bool complete, HasHeaderTerms(msg.body_sha()));
+      // A body stored before header terms existed: the folder's header
+      // index would miss this message, so SEARCH HEADER reads headers again.
+      if (!complete) f->set_header_postings(false);
+    }
+    PrependPostings(*f, uid, msg, true);
   } else {
     PutRaw(keys::Location(tenant(), mailbox(), msg.body_sha(), f->folder_id(), uid), "");
     links_[msg.body_sha()].added++;
@@ -296,6 +341,7 @@ absl::Status Mutation::InsertMessage(storage::FolderRecord* f, uint32_t uid,
 absl::Status Mutation::RemoveMessage(storage::FolderRecord* f, uint32_t uid,
                                      const storage::MessageRecord& msg, uint64_t modseq) {
   Delete(keys::Message(tenant(), mailbox(), f->folder_id(), uid));
+  if (f->uid_map()) RETURN_IF_ERROR(MarkUid(f->folder_id(), uid, false));
   if (f->modseq_index()) {
     // The live entry becomes the tombstone, at the expunge's MODSEQ.
     Delete(keys::ModseqEntry(tenant(), mailbox(), f->folder_id(), msg.modseq(), uid));
@@ -318,6 +364,7 @@ absl::Status Mutation::RemoveMessage(storage::FolderRecord* f, uint32_t uid,
     ASSIGN_OR_RETURN(auto terms, TermsOf(msg.body_sha()));
     for (const auto& t : terms)
       Delete(keys::FolderPosting(tenant(), mailbox(), f->folder_id(), t, uid));
+    PrependPostings(*f, uid, msg, false);
   } else {
     std::string loc = keys::Location(tenant(), mailbox(), msg.body_sha(), f->folder_id(), uid);
     Delete(loc);
@@ -473,6 +520,7 @@ absl::Status Mutation::StageBody(MailStore* store, const std::string& tenant,
     }
     storage::BodyTerms terms;
     for (const auto& t : ref.fresh->terms) terms.add_terms(t);
+    terms.set_header_terms(true);
     put(keys::BodyTerms(tenant, sha), terms.SerializeAsString());
   }
   int64_t count = static_cast<int64_t>(body.refcount()) + ref.delta;
@@ -490,6 +538,12 @@ absl::Status Mutation::StageBody(MailStore* store, const std::string& tenant,
 
 absl::Status Mutation::StageRecords() {
   RETURN_IF_ERROR(UpdatePostings());
+  for (const auto& [key, bits] : uid_blocks_) {
+    if (removed_folders_.count(key.first)) continue;  // its k/ range is deleted
+    std::string k = keys::UidMapBlock(tenant(), mailbox(), key.first, key.second);
+    if (bits.empty()) Delete(k);
+    else PutRaw(k, bits);
+  }
   for (const auto& [id, f] : dirty_folders_) Put(keys::Folder(tenant(), mailbox(), id), f);
   for (const auto& id : removed_folders_) Delete(keys::Folder(tenant(), mailbox(), id));
   // The mailbox record last, for clarity only (one write is atomic).
@@ -818,6 +872,8 @@ storage::FolderRecord NewFolder(Mutation& mut, const std::string& name, int spec
   f.set_modseq_index(true);
   f.set_uid_postings(true);
   f.set_attr_index(true);
+  f.set_uid_map(true);
+  f.set_header_postings(true);
   return f;
 }
 

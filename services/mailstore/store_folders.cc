@@ -155,6 +155,8 @@ absl::StatusOr<v1::DeleteFolderResponse> MailStore::DeleteFolder(const v1::Delet
       mut.DeleteRange(p, keys::PrefixEnd(p));
       std::string a = keys::AttrPrefix(mut.tenant(), mut.mailbox(), id);
       mut.DeleteRange(a, keys::PrefixEnd(a));
+      std::string k = keys::UidMapPrefix(mut.tenant(), mut.mailbox(), id);
+      mut.DeleteRange(k, keys::PrefixEnd(k));
     }
     mut.Event(std::move(e));
     return absl::OkStatus();

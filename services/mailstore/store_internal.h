@@ -14,6 +14,7 @@
 #include "services/mailstore/errors.h"
 #include "services/mailstore/keys.h"
 #include "services/mailstore/mail_store.h"
+#include "services/mailstore/uid_map.h"
 
 namespace mailgrid::mailstore {
 
@@ -81,6 +82,10 @@ class Mutation {
   // Flags changed from old to new (counters and unseen index).
   void FlagsChanged(storage::FolderRecord* folder, uint32_t uid, bool was_seen, bool now_seen);
   absl::StatusOr<std::vector<std::string>> TermsOf(const std::string& sha);
+  // Whether the body's terms include its header fields (bodies stored
+  // before they did do not): a folder with header_postings stays complete
+  // only while every message's do.
+  absl::StatusOr<bool> HasHeaderTerms(const std::string& sha);
 
   // Idempotency records planned in this mutation (several appends combined
   // in one write must see each other's keys, as they would in the store).
@@ -130,6 +135,11 @@ class Mutation {
   // The message's attribute index keys (folders with attr_index): added or deleted.
   void IndexAttrs(const storage::FolderRecord& folder, uint32_t uid,
                   const storage::MessageRecord& msg, bool add);
+  // Sets or clears uid in its folder's UID map block (read once per mutation).
+  absl::Status MarkUid(const std::string& folder_id, uint32_t uid, bool on);
+  // Postings of a message's prepended header lines (header_postings).
+  void PrependPostings(const storage::FolderRecord& folder, uint32_t uid,
+                       const storage::MessageRecord& msg, bool add);
   // Postings, folder records, the mailbox record and its condition (not bodies).
   absl::Status StageRecords();
   // The body record's refcount change (created with its chunks, or freed).
@@ -143,6 +153,9 @@ class Mutation {
   std::set<std::string> removed_folders_;
   std::map<std::string, BodyRef> bodies_;
   std::map<std::string, std::vector<std::string>> terms_cache_;
+  std::map<std::string, bool> header_terms_cache_;
+  // UID map blocks as this write leaves them, by (folder, block).
+  std::map<std::pair<std::string, uint32_t>, std::string> uid_blocks_;
   std::vector<v1::WatchEvent> events_;
   std::map<std::string, storage::IdemRecord> idem_;
 };
@@ -193,10 +206,16 @@ absl::Status ExpungeIn(Mutation& mut, const std::string& folder_id,
 absl::Status CheckTenantQuota(MailStore* store, const std::string& tenant, uint64_t add_bytes);
 v1::Folder FolderToProto(const MailStore::Mbx& m, const storage::FolderRecord& f);
 
+// The folder's UIDs as maximal ranges [first, last], ascending: from the
+// UID map (folders with uid_map: ~245 keys per million UIDs) or a
+// keys-only scan of the message records (older folders).
+absl::Status ForEachUidRange(MailStore* store, const MailStore::Mbx& m,
+                             const storage::FolderRecord& f,
+                             const std::function<void(uint32_t first, uint32_t last)>& fn);
 // UIDs of a folder selected by a MessageSelector (ascending). Sequence
-// numbers need the folder's UID list (a keys-only scan).
+// numbers need the folder's UID list (ForEachUidRange).
 absl::StatusOr<std::vector<uint32_t>> AllUids(MailStore* store, const MailStore::Mbx& m,
-                                              const std::string& folder_id);
+                                              const storage::FolderRecord& f);
 absl::StatusOr<std::vector<std::pair<uint32_t, storage::MessageRecord>>> SelectMessages(
     MailStore* store, const MailStore::Mbx& m, const storage::FolderRecord& f,
     const v1::MessageSelector& sel, std::vector<uint32_t>* all_uids_out = nullptr);

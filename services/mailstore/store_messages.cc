@@ -503,7 +503,18 @@ absl::Status MailStore::Fetch(const v1::FetchRequest& r,
   // folder stays cheap): seq(u) = messages - |tail| + position in tail + 1.
   std::vector<uint32_t> tail;
   uint32_t tail_base = 0;
-  if (all_uids.empty() && !list.empty()) {
+  if (all_uids.empty() && !list.empty() && f->uid_map() &&
+      f->uidnext() - list.front().first > 2 * uidmap::kBlockUids) {
+    // Far from the end: count from the UID map (a key per 4,096 UIDs).
+    uint32_t first = list.front().first;
+    RETURN_IF_ERROR(ForEachUidRange(this, m, *f, [&](uint32_t a, uint32_t b) {
+      if (b < first) {
+        tail_base += b - a + 1;
+        return;
+      }
+      for (uint64_t u = std::max(a, first); u <= b; ++u) tail.push_back(static_cast<uint32_t>(u));
+    }));
+  } else if (all_uids.empty() && !list.empty()) {
     std::string p = keys::MessagePrefix(m.tenant, m.id, f->folder_id());
     RETURN_IF_ERROR(ScanRange(keys::Message(m.tenant, m.id, f->folder_id(), list.front().first),
                               keys::PrefixEnd(p), true, SIZE_MAX, true,

@@ -7,8 +7,9 @@
 // sizes read one key range of the folder's attribute index (folders with
 // attr_index; \Seen the unseen index), MODSEQ the MODSEQ index: their cost
 // is the matches, not the folder. Older folders read the message records,
-// loaded once per query only when a node needs them. BCC and arbitrary
-// header fields are matched by reading the stored messages (not indexed).
+// loaded once per query only when a node needs them. Header fields (SEARCH
+// HEADER, BCC) use the folder's "h:" postings (FolderRecord.header_postings);
+// unindexed fields and older folders read the stored messages' headers.
 #include <algorithm>
 #include <map>
 #include <optional>
@@ -159,7 +160,7 @@ class Evaluator {
  private:
   absl::StatusOr<Uids> Universe() {
     if (!universe_) {
-      ASSIGN_OR_RETURN(Uids all, AllUids(store_, m_, f_.folder_id()));
+      ASSIGN_OR_RETURN(Uids all, AllUids(store_, m_, f_));
       universe_ = std::move(all);
     }
     return *universe_;
@@ -361,7 +362,7 @@ class Evaluator {
       case v1::TEXT_FIELD_TEXT: prefixes = {"s:", "f:", "t:", "c:", "b:"}; break;
       case v1::TEXT_FIELD_BCC:
       case v1::TEXT_FIELD_HEADER:
-        return Scan(t);
+        return Header(t);
       default:
         return InvalidField("query.text.field", "EMPTY", "no field");
     }
@@ -393,7 +394,36 @@ class Evaluator {
     return UidsOfBodies(*acc);
   }
 
-  // The slow path: read each message's header (BCC, arbitrary fields).
+  // SEARCH HEADER / BCC: Subject/From/To/Cc by their own terms, other
+  // fields by the folder's "h:" postings (word-prefix match of each token,
+  // as every text criterion here) when the folder has them all; an empty
+  // value (the field exists), a value without tokens, an unindexed field
+  // (ingest.h HeaderFieldIndexed) or an older folder read every header.
+  absl::StatusOr<Uids> Header(const v1::TextMatch& t) {
+    std::string name = t.field() == v1::TEXT_FIELD_BCC ? "bcc" : absl::AsciiStrToLower(t.header_name());
+    std::vector<std::string> tokens = mail::Tokenize(t.value());
+    if (tokens.empty()) return Scan(t);
+    static const std::pair<const char*, v1::TextField> kOwn[] = {
+        {"subject", v1::TEXT_FIELD_SUBJECT}, {"from", v1::TEXT_FIELD_FROM},
+        {"to", v1::TEXT_FIELD_TO}, {"cc", v1::TEXT_FIELD_CC}};
+    for (const auto& [field, id] : kOwn) {
+      if (name != field) continue;
+      v1::TextMatch own = t;
+      own.set_field(id);
+      return Text(own);
+    }
+    if (!f_.uid_postings() || !f_.header_postings() || !HeaderFieldIndexed(name)) return Scan(t);
+    std::vector<std::string> prefixes = {HeaderTermPrefix(name)};
+    std::optional<Uids> acc;
+    for (const auto& tok : tokens) {
+      ASSIGN_OR_RETURN(Uids u, UidsWith(prefixes, tok));
+      acc = acc ? Intersect(*acc, u) : std::move(u);
+      if (acc->empty()) break;
+    }
+    return *acc;
+  }
+
+  // The slow path: read each message's header (fields not in the index).
   absl::StatusOr<Uids> Scan(const v1::TextMatch& t) {
     RETURN_IF_ERROR(LoadRecords());
     std::string needle = absl::AsciiStrToLower(t.value());

@@ -46,15 +46,38 @@ std::vector<uint32_t> FromIdSet(const v1::IdSet& set, uint32_t max, uint32_t cap
   return out;
 }
 
+absl::Status ForEachUidRange(MailStore* store, const MailStore::Mbx& m,
+                             const storage::FolderRecord& f,
+                             const std::function<void(uint32_t first, uint32_t last)>& fn) {
+  uidmap::RangeJoiner join(fn);
+  if (f.uid_map()) {
+    std::string p = keys::UidMapPrefix(m.tenant, m.id, f.folder_id());
+    RETURN_IF_ERROR(store->ScanRange(p, keys::PrefixEnd(p), false, SIZE_MAX, false,
+                                     [&](const kv::v1::KeyValue& kv) {
+                                       uidmap::ForEachRun(kv.value(), keys::ReadBe32(kv.key()),
+                                                          [&](uint32_t a, uint32_t b) { join.Add(a, b); });
+                                       return true;
+                                     }));
+  } else {
+    std::string p = keys::MessagePrefix(m.tenant, m.id, f.folder_id());
+    RETURN_IF_ERROR(store->ScanRange(p, keys::PrefixEnd(p), true, SIZE_MAX, false,
+                                     [&](const kv::v1::KeyValue& kv) {
+                                       uint32_t uid = keys::ReadBe32(kv.key());
+                                       join.Add(uid, uid);
+                                       return true;
+                                     }));
+  }
+  join.Flush();
+  return absl::OkStatus();
+}
+
 absl::StatusOr<std::vector<uint32_t>> AllUids(MailStore* store, const MailStore::Mbx& m,
-                                              const std::string& folder_id) {
+                                              const storage::FolderRecord& f) {
   std::vector<uint32_t> out;
-  std::string p = keys::MessagePrefix(m.tenant, m.id, folder_id);
-  RETURN_IF_ERROR(store->ScanRange(p, keys::PrefixEnd(p), true, SIZE_MAX, false,
-                                   [&](const kv::v1::KeyValue& kv) {
-                                     out.push_back(keys::ReadBe32(kv.key()));
-                                     return true;
-                                   }));
+  out.reserve(f.messages());
+  RETURN_IF_ERROR(ForEachUidRange(store, m, f, [&](uint32_t a, uint32_t b) {
+    for (uint64_t u = a; u <= b; ++u) out.push_back(static_cast<uint32_t>(u));
+  }));
   return out;
 }
 
@@ -90,7 +113,7 @@ absl::StatusOr<std::vector<std::pair<uint32_t, storage::MessageRecord>>> SelectM
   uint32_t max_uid = f.uidnext() > 0 ? f.uidnext() - 1 : 0;
   std::vector<std::pair<uint32_t, uint32_t>> uid_ranges;
   if (sel.set_case() == v1::MessageSelector::kSequenceNumbers) {
-    ASSIGN_OR_RETURN(std::vector<uint32_t> all, AllUids(store, m, f.folder_id()));
+    ASSIGN_OR_RETURN(std::vector<uint32_t> all, AllUids(store, m, f));
     std::vector<uint32_t> seqs =
         FromIdSet(sel.sequence_numbers(), static_cast<uint32_t>(all.size()));
     for (uint32_t s : seqs) {

@@ -4,6 +4,8 @@
 // mailbox's write lock and a replicated write are taken only to claim
 // \Recent messages when the folder has some, so a SELECT does not wait
 // behind a delivery's commit.
+#include <algorithm>
+
 #include "services/mailstore/store_internal.h"
 
 namespace mailgrid::mailstore {
@@ -19,9 +21,18 @@ absl::StatusOr<std::vector<uint32_t>> ClaimRecent(MailStore* store, const std::s
     const storage::FolderRecord* f = FindFolder(mut.mbx(), ref);
     if (f == nullptr || f->noselect()) return FolderNotFound();
     if (f->recent() == 0) return absl::OkStatus();
-    ASSIGN_OR_RETURN(auto recent,
-                     ScanMessages(store, mut.mbx(), f->folder_id(), f->recent_from(), f->uidnext()));
-    for (const auto& [uid, m] : recent) uids.push_back(uid);
+    if (f->uid_map()) {
+      // The UIDs from the map (a key per 4,096 UIDs), not every \Recent
+      // message's record: a folder filled by an import claims a million.
+      uint32_t from = f->recent_from();
+      RETURN_IF_ERROR(ForEachUidRange(store, mut.mbx(), *f, [&](uint32_t a, uint32_t b) {
+        for (uint64_t u = std::max(a, from); u <= b; ++u) uids.push_back(static_cast<uint32_t>(u));
+      }));
+    } else {
+      ASSIGN_OR_RETURN(auto recent,
+                       ScanMessages(store, mut.mbx(), f->folder_id(), f->recent_from(), f->uidnext()));
+      for (const auto& [uid, m] : recent) uids.push_back(uid);
+    }
     storage::FolderRecord* w = mut.MutableFolder(f->folder_id());
     w->set_recent_from(w->uidnext());
     w->set_recent(0);
@@ -59,8 +70,13 @@ absl::StatusOr<v1::SelectFolderResponse> MailStore::SelectFolder(const v1::Selec
     }));
   }
   if (r.include_uids()) {
-    ASSIGN_OR_RETURN(auto uids, AllUids(this, m, f->folder_id()));
-    ToIdSet(uids, st->mutable_uids());
+    // Ranges straight from the UID map: no per-UID vector for a large folder.
+    v1::IdSet* set = st->mutable_uids();
+    RETURN_IF_ERROR(ForEachUidRange(this, m, *f, [&](uint32_t a, uint32_t b) {
+      auto* r = set->add_ranges();
+      r->set_first(a);
+      r->set_last(b);
+    }));
   }
   if (r.has_changes() &&
       (r.changes().uidvalidity() == 0 || r.changes().uidvalidity() == f->uidvalidity())) {
