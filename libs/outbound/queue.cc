@@ -60,6 +60,27 @@ void AddDelete(kv::v1::WriteRequest* w, std::string key) {
   w->add_ops()->mutable_delete_()->set_key(std::move(key));
 }
 
+// The body's chunks are deleted one key each, not by a DeleteRange: the
+// record knows its size, so the chunk keys are known, and a write without a
+// DeleteRange may be coalesced by the kv client with other writes into one
+// Raft entry (WriteMany: a batched write may not hold a DeleteRange). Every
+// completion used to be its own Raft round for that reason alone. A range
+// tombstone per message also made every later read of the store consult it
+// until compaction.
+void AddBodyDeletes(kv::v1::WriteRequest* w, const QueueEntry& entry) {
+  const std::string& id = entry.queue_id();
+  if (entry.size_bytes() == 0) {  // not written by EnqueueImpl: delete whatever is there
+    std::string prefix = keys::BodyPrefix(id);
+    auto* range = w->add_ops()->mutable_delete_range();
+    range->set_start(prefix);
+    range->set_end(kv::PrefixEnd(prefix));
+    return;
+  }
+  for (uint64_t i = 0; i * kBodyChunk < entry.size_bytes(); ++i) {
+    AddDelete(w, keys::BodyChunk(id, i));
+  }
+}
+
 std::string HeaderValue(std::string_view message, std::string_view name) {
   // Only for display: first occurrence, unfolded, in the header block.
   size_t pos = 0;
@@ -239,6 +260,11 @@ absl::StatusOr<std::vector<std::string>> Queue::DueIds(absl::Time now, size_t li
       kv::KeyBuilder(keys::DuePrefix()).I64(absl::ToUnixMicros(now) + 1).Build());
   scan.set_limit(static_cast<uint32_t>(limit));
   scan.set_keys_only(true);
+  // Candidates only: TryLease re-reads the record (linearizable) and leases
+  // it with a version-checked write, so a lagging answer costs at most a
+  // failed lease or a pick-up one scan later. A linearizable scan would cost
+  // a ReadIndex round to the followers each time.
+  scan.set_consistency(kv::v1::STALE);
   ASSIGN_OR_RETURN(auto response, store_->Scan(scan, Deadline()));
   std::vector<std::string> ids;
   std::optional<absl::Time> first;
@@ -286,10 +312,7 @@ absl::StatusOr<bool> Queue::Store(const Record& old, const QueueEntry& updated, 
   if (auto t = ScheduleTime(old.entry)) AddDelete(&w, keys::Due(*t, id));
   if (remove) {
     AddDelete(&w, keys::Entry(id));
-    std::string prefix = keys::BodyPrefix(id);
-    auto* range = w.add_ops()->mutable_delete_range();
-    range->set_start(prefix);
-    range->set_end(kv::PrefixEnd(prefix));
+    AddBodyDeletes(&w, old.entry);
   } else {
     AddPut(&w, keys::Entry(id), updated.SerializeAsString());
     if (auto t = ScheduleTime(updated)) AddPut(&w, keys::Due(*t, id), "");

@@ -144,9 +144,11 @@ bool QueueRunner::Offer(Lease lease, std::string body) {
   return true;
 }
 
-int QueueRunner::ScanAndLease(absl::Time now) {
+int QueueRunner::ScanAndLease(absl::Time now, size_t* found) {
+  *found = 0;
   auto ids = queue_->DueIds(now, options_.batch);
   if (!ids.ok()) return 0;
+  *found = ids->size();
   int leased = 0;
   for (const auto& id : *ids) {
     if (stop_.HasBeenNotified()) break;
@@ -174,24 +176,35 @@ void QueueRunner::Loop() {
     {
       absl::MutexLock lock(&mu_);
       if (stopping_) return;
+      const absl::Time now = absl::Now();
       if (!pending_.empty()) {
         work = std::move(pending_.front());
         pending_.pop_front();
-      } else if (!scanning_) {
+      } else if (!scanning_ && now >= next_scan_) {
         scanning_ = scan = true;
       } else {
-        work_.WaitWithTimeout(&mu_, options_.poll_interval);
+        // Offered work wakes us; otherwise the next scan is due.
+        absl::Duration wait = options_.poll_interval;
+        if (!scanning_) wait = std::min(wait, next_scan_ - now);
+        work_.WaitWithTimeout(&mu_, std::max(wait, absl::Milliseconds(1)));
         continue;
       }
     }
     if (scan) {
-      int leased = ScanAndLease(absl::Now());
+      const absl::Time started = absl::Now();
+      size_t found = 0;
+      const int leased = ScanAndLease(started, &found);
       absl::MutexLock lock(&mu_);
       scanning_ = false;
-      // Nothing due: sleep, unless an Offer arrives.
-      if (leased == 0 && pending_.empty() && !stopping_) {
-        work_.WaitWithTimeout(&mu_, options_.poll_interval);
-      }
+      // A worker without offered work scans at most once per poll_interval,
+      // unless the last scan came back full and leased something (more may
+      // be due; a full scan whose leases all failed, or that stopped at
+      // max_pending/max_parked, waits like an empty one). Scanning whenever
+      // the list ran dry cost a store round per message or so under a
+      // steady stream of offered (already leased) messages, which the scan
+      // never finds anyway.
+      const bool more = found >= options_.batch && leased > 0;
+      next_scan_ = more ? started : started + options_.poll_interval;
       continue;
     }
     if (!work->resolved) ResolveDestinations(&*work);

@@ -7,10 +7,11 @@
 // Threads: `threads` workers share an in-memory list of leased entries.
 // Entries arrive there two ways: Offer() (a message this relayd just
 // enqueued already leased, Queue::EnqueueLeased: delivered at once) and the
-// scan of the due index, which one idle worker at a time runs (others wait
-// for work or poll_interval) and whose leases it shares out. Delivery
-// blocks the worker (blocking sockets): concurrency = number of threads,
-// bounded per destination (Transport::DestinationOf: a smart-host route or
+// scan of the due index, which one idle worker at a time runs at most once
+// per poll_interval (unless a scan came back full and leased something;
+// others wait for work) and whose leases it shares out. Delivery blocks the
+// worker (blocking sockets): concurrency = number of threads, bounded per
+// destination (Transport::DestinationOf: a smart-host route or
 // an MX host): at most `destination_concurrency` deliveries to one
 // destination at once (a route's concurrency_limit overrides it). A worker
 // that picks an entry whose destination is full does not wait: the entry
@@ -125,8 +126,9 @@ class QueueRunner {
   bool RenewIfDue(Held* held, absl::Time now);
   void RenewLoop();
   void Loop();
-  // Scans the due index and leases what it finds onto pending_.
-  int ScanAndLease(absl::Time now);
+  // Scans the due index and leases what it finds onto pending_. Returns the
+  // number leased; *found = the due ids the scan returned.
+  int ScanAndLease(absl::Time now, size_t* found);
 
   Queue* queue_;
   Transport* transport_;
@@ -145,6 +147,7 @@ class QueueRunner {
   std::map<std::string, std::deque<Work>> parked_ ABSL_GUARDED_BY(mu_);
   size_t parked_count_ ABSL_GUARDED_BY(mu_) = 0;
   bool scanning_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time next_scan_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   absl::CondVar work_;
 };

@@ -1,0 +1,231 @@
+// What the queue asks of the store per relayed message (issue 9's speed
+// target: relayd's queue lives in tenantd's replica group, so every store
+// call is a gRPC call and every write a Raft round shared by three replicas).
+// A store wrapper counts the calls; the assertions pin the minimum: an
+// offered message costs its enqueue and its completion, no read, no scan,
+// the body written once, and a completion the kv client may coalesce.
+#include <atomic>
+
+#include "absl/synchronization/mutex.h"
+#include "gtest/gtest.h"
+#include "libs/kv/keys.h"
+#include "libs/outbound/queue.h"
+#include "libs/outbound/runner.h"
+#include "libs/outbound/test_util.h"
+
+namespace mailgrid::outbound {
+namespace {
+
+class CountingStore final : public store::Store {
+ public:
+  explicit CountingStore(store::Store* inner) : inner_(inner) {}
+  absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& request,
+                                          absl::Time deadline) override {
+    ++gets;
+    return inner_->Get(request, deadline);
+  }
+  absl::StatusOr<kv::v1::ScanResponse> Scan(const kv::v1::ScanRequest& request,
+                                            absl::Time deadline) override {
+    ++scans;
+    if (request.consistency() == kv::v1::LINEARIZABLE) ++linearizable_scans;
+    return inner_->Scan(request, deadline);
+  }
+  absl::StatusOr<kv::v1::WriteResponse> Write(const kv::v1::WriteRequest& request,
+                                              absl::Time deadline) override {
+    {
+      absl::MutexLock lock(&mu);
+      writes.push_back(request);
+    }
+    if (refuse_writes.load()) return absl::UnavailableError("refused by the test");
+    return inner_->Write(request, deadline);
+  }
+  std::vector<kv::v1::WriteRequest> Writes() {
+    absl::MutexLock lock(&mu);
+    return writes;
+  }
+
+  std::atomic<int> gets{0};
+  std::atomic<int> scans{0};
+  std::atomic<int> linearizable_scans{0};
+  std::atomic<bool> refuse_writes{false};
+  absl::Mutex mu;
+  std::vector<kv::v1::WriteRequest> writes ABSL_GUARDED_BY(mu);
+
+ private:
+  store::Store* inner_;
+};
+
+bool HasDeleteRange(const kv::v1::WriteRequest& w) {
+  for (const auto& op : w.ops()) {
+    if (op.has_delete_range()) return true;
+  }
+  return false;
+}
+
+size_t PutBytesUnder(const kv::v1::WriteRequest& w, const std::string& prefix) {
+  size_t n = 0;
+  for (const auto& op : w.ops()) {
+    if (op.has_put() && op.put().key().compare(0, prefix.size(), prefix) == 0) {
+      n += op.put().value().size();
+    }
+  }
+  return n;
+}
+
+// Keys left under the queue's spaces (record, body, due index).
+int QueueKeys(store::Store* s) {
+  int n = 0;
+  for (const char* space : {"outq", "outq_body", "outq_due"}) {
+    kv::v1::ScanRequest scan;
+    scan.set_prefix(kv::GlobalPrefix(space));
+    scan.set_keys_only(true);
+    auto r = s->Scan(scan, absl::Now() + absl::Seconds(10));
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (r.ok()) n += r->entries_size();
+  }
+  return n;
+}
+
+class DeliverAll final : public Transport {
+ public:
+  std::vector<RecipientOutcome> Deliver(const std::string&, const std::string&,
+                                        const std::vector<std::string>& rcpts,
+                                        const std::string&) override {
+    std::vector<RecipientOutcome> out;
+    for (const auto& r : rcpts) {
+      RecipientOutcome o;
+      o.address = r;
+      o.kind = RecipientOutcome::Kind::kDelivered;
+      o.reply.set_code(250);
+      out.push_back(o);
+    }
+    delivered += static_cast<int>(rcpts.size());
+    return out;
+  }
+  std::atomic<int> delivered{0};
+};
+
+TEST(QueueStoreOps, OfferedMessageIsTwoWritesNoReadAndTheBodyOnce) {
+  auto local = testing::FreshStore("ops_two_writes");
+  CountingStore store(local.get());
+  Queue q(&store, {});
+  NewMessage m{"t1", "alice@example.org", {"b@x.test", "c@y.test"}, ""};
+  // Three 512 KiB chunks: the completion must delete each one.
+  m.body = std::string("Subject: big\r\n\r\n") + std::string((1 << 20) + 1000, 'x');
+  absl::Time now = absl::Now();
+  auto lease = q.EnqueueLeased(m, "me", now);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  std::vector<RecipientOutcome> outcomes(2);
+  outcomes[0].address = "b@x.test";
+  outcomes[0].kind = RecipientOutcome::Kind::kDelivered;
+  outcomes[1].address = "c@y.test";
+  outcomes[1].kind = RecipientOutcome::Kind::kDelivered;
+  auto report = q.Complete(*lease, outcomes, now);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->finished);
+
+  const std::vector<kv::v1::WriteRequest> writes = store.Writes();
+  ASSERT_EQ(writes.size(), 2u);
+  EXPECT_EQ(store.gets.load(), 0);
+  EXPECT_EQ(store.scans.load(), 0);
+  EXPECT_EQ(PutBytesUnder(writes[0], kv::GlobalPrefix("outq_body")), m.body.size());
+  EXPECT_EQ(PutBytesUnder(writes[1], kv::GlobalPrefix("outq_body")), 0u);
+  // No DeleteRange: the kv client sends such a write alone (one Raft entry
+  // of its own) instead of coalescing it with the others.
+  EXPECT_FALSE(HasDeleteRange(writes[1]));
+  EXPECT_EQ(QueueKeys(local.get()), 0);
+}
+
+TEST(QueueStoreOps, DeferredThenDeliveredLeavesNothingBehind) {
+  auto local = testing::FreshStore("ops_deferred");
+  CountingStore store(local.get());
+  Queue q(&store, {});
+  absl::Time now = absl::Now();
+  auto id = q.Enqueue({"t1", "a@example.org", {"b@x.test"}, testing::kMessage}, now);
+  ASSERT_TRUE(id.ok()) << id.status();
+  auto lease = q.TryLease(*id, "me", now);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  std::vector<RecipientOutcome> later(1);
+  later[0].address = "b@x.test";
+  later[0].kind = RecipientOutcome::Kind::kDeferred;
+  later[0].reply.set_code(451);
+  ASSERT_TRUE(q.Complete(*lease, later, now).ok());
+  absl::Time retry = now + absl::Hours(1);
+  lease = q.TryLease(*id, "me", retry);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  later[0].kind = RecipientOutcome::Kind::kDelivered;
+  auto report = q.Complete(*lease, later, retry);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->finished);
+  for (const auto& w : store.Writes()) EXPECT_FALSE(HasDeleteRange(w));
+  EXPECT_EQ(QueueKeys(local.get()), 0);
+}
+
+TEST(QueueRunnerStoreOps, OfferedStreamIsNotScannedForPerMessage) {
+  auto local = testing::FreshStore("ops_runner");
+  CountingStore store(local.get());
+  Queue q(&store, {});
+  DeliverAll transport;
+  RunnerOptions opts;
+  opts.holder = "me";
+  opts.threads = 4;
+  // Longer than the test: only the first idle worker's scan may happen.
+  opts.poll_interval = absl::Hours(1);
+  QueueRunner runner(&q, &transport, opts);
+  runner.Start();
+  constexpr int kMessages = 40;
+  for (int i = 0; i < kMessages; ++i) {
+    NewMessage m{"t1", "a@example.org", {"r" + std::to_string(i) + "@x.test"},
+                 testing::kMessage};
+    auto lease = q.EnqueueLeased(m, "me", absl::Now());
+    ASSERT_TRUE(lease.ok()) << lease.status();
+    // The runner may refuse when its list is full: then wait and retry.
+    while (!runner.Offer(*lease, m.body)) absl::SleepFor(absl::Milliseconds(5));
+  }
+  for (int i = 0; i < 6000 && runner.totals().delivered < kMessages; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  runner.Stop();
+  EXPECT_EQ(transport.delivered.load(), kMessages);
+  EXPECT_EQ(runner.totals().delivered, kMessages);
+  EXPECT_LE(store.scans.load(), 1);
+  EXPECT_EQ(store.linearizable_scans.load(), 0);  // the due scan only names candidates
+  EXPECT_EQ(store.gets.load(), 0);
+  EXPECT_EQ(store.Writes().size(), 2u * kMessages);
+  EXPECT_EQ(QueueKeys(local.get()), 0);
+}
+
+TEST(QueueRunnerStoreOps, FullScanWhoseLeasesFailDoesNotSpin) {
+  // More due entries than one scan returns, none of which can be leased
+  // (the store refuses writes): the runner must wait poll_interval before
+  // the next scan rather than rescan at once because the scan was full.
+  auto local = testing::FreshStore("ops_spin");
+  CountingStore store(local.get());
+  Queue q(&store, {});
+  RunnerOptions opts;
+  opts.holder = "me";
+  opts.threads = 2;
+  opts.batch = 4;
+  opts.poll_interval = absl::Hours(1);
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(q.Enqueue({"t1", "a@example.org", {"r@x.test"}, testing::kMessage}, absl::Now())
+                    .ok());
+  }
+  store.refuse_writes = true;
+  DeliverAll transport;
+  QueueRunner runner(&q, &transport, opts);
+  runner.Start();
+  // Wait for the first scan and its failed leases (4 refused writes)...
+  const size_t before = store.Writes().size();
+  for (int i = 0; i < 6000 && store.Writes().size() < before + 4; ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  // ...then give a spinning runner ample room to show itself.
+  absl::SleepFor(absl::Milliseconds(300));
+  runner.Stop();
+  EXPECT_EQ(store.scans.load(), 1);
+  EXPECT_EQ(transport.delivered.load(), 0);
+}
+
+}  // namespace
+}  // namespace mailgrid::outbound
