@@ -95,6 +95,39 @@ TEST(Commands, Thread) {
   }
 }
 
+TEST(Commands, Sort) {
+  Command c = Parse("a UID SORT (reverse DATE subject) utf-8 OR (FROM x SEEN) NOT 1:3\r\n");
+  ASSERT_EQ(c.id, CommandId::kSort);
+  EXPECT_TRUE(c.uid);
+  const SortArgs& s = c.get<SortArgs>();
+  ASSERT_EQ(s.criteria.size(), 2u);
+  EXPECT_EQ(s.criteria[0].key, SortKey::kDate);
+  EXPECT_TRUE(s.criteria[0].reverse);
+  EXPECT_EQ(s.criteria[1].key, SortKey::kSubject);
+  EXPECT_FALSE(s.criteria[1].reverse);
+  EXPECT_EQ(*s.search.charset, "UTF-8");
+  ASSERT_EQ(s.search.criteria.children.size(), 1u);
+  EXPECT_EQ(s.search.criteria.children[0].kind, SearchKeyKind::kOr);
+  Command c2 = Parse("b SORT (ARRIVAL CC FROM SIZE TO) US-ASCII ALL\r\n");
+  const SortArgs& all = c2.get<SortArgs>();
+  ASSERT_EQ(all.criteria.size(), 5u);
+  EXPECT_EQ(all.criteria[4].key, SortKey::kTo);
+  // Empty or unknown keys, a dangling or double REVERSE, no list, unknown
+  // charset, missing charset or search keys: refused.
+  for (std::string_view bad :
+       {"c SORT () UTF-8 ALL\r\n", "d SORT (NAME) UTF-8 ALL\r\n", "e SORT (REVERSE) UTF-8 ALL\r\n",
+        "f SORT (REVERSE REVERSE DATE) UTF-8 ALL\r\n", "g SORT DATE UTF-8 ALL\r\n",
+        "h SORT (DATE) KOI8-R ALL\r\n", "i SORT (DATE) UTF-8\r\n", "j SORT (DATE)\r\n",
+        "k SORT\r\n"}) {
+    CommandReader reader;
+    CommandContext ctx;
+    ctx.state = SessionState::kSelected;
+    reader.Feed(bad);
+    ReadResult r = reader.Next(ctx);
+    EXPECT_TRUE(std::holds_alternative<ProtocolError>(r)) << bad;
+  }
+}
+
 TEST(Commands, SearchTree) {
   Command c = Parse("a SEARCH OR (FROM x SEEN) NOT 1:3\r\n");
   const SearchKey& root = c.get<SearchArgs>().criteria;

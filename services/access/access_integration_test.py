@@ -127,6 +127,7 @@ class Scenario:
     def run_all(self, t):
         self.imap_clear_text_rules(t)
         self.imap_walk(t)
+        self.sort_walk(t)
         self.qresync_esearch_walk(t)
         if t.shared:
             self.cross_mailbox_walk(t)
@@ -149,6 +150,41 @@ class Scenario:
         with t.assertRaises(imaplib.IMAP4.error):
             m.login(t.user, "wrong-password")
         t.assertEqual(m.login(t.user, t.password)[0], "OK")
+        m.logout()
+
+    def sort_walk(self, t):
+        """SORT (RFC 5256) through imaplib's own .sort(), in a folder of its own."""
+        m = imaplib.IMAP4_SSL("127.0.0.1", t.ports["imaps"], ssl_context=tls_context())
+        m.login(t.user, t.password)
+        typ, caps = m.capability()  # SORT is advertised after login
+        t.assertIn(b"SORT", caps[0].split())
+        t.assertEqual(m.create("SortWalk")[0], "OK")
+        # (subject, from, Date:, body padding): base subjects B, a, C; sizes differ.
+        for subject, sender, date, pad in [
+                ("Re: Beta", "carol", "Mon, 1 Jan 2024 12:00:00 +0000", 10),
+                ("alpha", "Bob", "Mon, 1 Jan 2024 13:00:00 +0200", 300),
+                ("[fwd: Gamma]", "alice", "Mon, 1 Jan 2024 10:30:00 -0100", 100)]:
+            msg = ("From: %s@example.org\r\nTo: %s\r\nSubject: %s\r\nDate: %s\r\n\r\n%s\r\n"
+                   % (sender, t.user, subject, date, "x" * pad)).encode()
+            t.assertEqual(m.append("SortWalk", None, None, msg)[0], "OK")
+        t.assertEqual(m.select("SortWalk")[0], "OK")
+        expect = {"(SUBJECT)": b"2 1 3", "(REVERSE SUBJECT)": b"3 1 2", "(FROM)": b"3 2 1",
+                  "(DATE)": b"2 3 1", "(REVERSE DATE)": b"1 3 2", "(SIZE)": b"1 3 2",
+                  "(ARRIVAL)": b"1 2 3", "(TO SUBJECT)": b"2 1 3"}
+        for criteria, order in expect.items():
+            typ, data = m.sort(criteria, "UTF-8", "ALL")
+            t.assertEqual((typ, data[0]), ("OK", order), criteria)
+        typ, data = m.sort("(REVERSE SIZE)", "US-ASCII", "NOT", "FROM", "bob")
+        t.assertEqual(data[0], b"3 1")
+        typ, uids = m.uid("SEARCH", "ALL")
+        u = uids[0].split()
+        typ, data = m.uid("SORT", "(SUBJECT)", "UTF-8", "ALL")
+        t.assertEqual(data[0].split(), [u[1], u[0], u[2]])
+        typ, data = m.sort("(DATE)", "KOI8-R", "ALL")
+        t.assertEqual(typ, "NO")
+        t.assertIn(b"[BADCHARSET", data[0])
+        m.close()
+        t.assertEqual(m.delete("SortWalk")[0], "OK")
         m.logout()
 
     def imap_walk(self, t):

@@ -54,7 +54,8 @@ std::string ImapSession::Capabilities() const {
   } else {
     caps +=
         " UIDPLUS MOVE SPECIAL-USE CHILDREN QUOTA CONDSTORE QRESYNC ESEARCH LIST-EXTENDED"
-        " LIST-STATUS STATUS=SIZE BINARY SEARCHRES WITHIN THREAD=ORDEREDSUBJECT THREAD=REFERENCES";
+        " LIST-STATUS STATUS=SIZE BINARY SEARCHRES WITHIN SORT THREAD=ORDEREDSUBJECT"
+        " THREAD=REFERENCES";
     if (!compressing_) caps += " COMPRESS=DEFLATE";
   }
   return caps;
@@ -254,6 +255,8 @@ void ImapSession::Execute(imap::Command cmd) {
       return CmdSearch(c);
     case CommandId::kThread:
       return CmdThread(c);
+    case CommandId::kSort:
+      return CmdSort(c);
     case CommandId::kFetch:
       return CmdFetch(c);
     case CommandId::kStore:

@@ -40,6 +40,7 @@
 namespace mailgrid::access {
 
 class FetchCache;
+struct SortMessage;
 
 struct ImapConfig {
   std::string hostname = "localhost";
@@ -179,6 +180,10 @@ class ImapSession {
   // imap_session_thread.cc: THREAD (RFC 5256) over a search's matches.
   void CmdThread(const imap::Command& c);
   void ThreadMatches(std::shared_ptr<SearchJob> job, const ms::SearchResponse& r);
+  // imap_session_sort.cc: SORT (RFC 5256) over a search's matches.
+  void CmdSort(const imap::Command& c);
+  void SortMatches(std::shared_ptr<SearchJob> job, const ms::SearchResponse& r);
+  void SortFinish(std::shared_ptr<SearchJob> job, std::vector<SortMessage> messages);
   void WriteEsearch(const std::string& tag, const imap::SearchReturnOptions& ret, bool uid,
                     bool modseq, const ms::SearchResponse& r);
   void CmdCopy(const imap::Command& c, bool move);

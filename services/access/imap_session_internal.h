@@ -89,12 +89,19 @@ absl::StatusOr<ms::SearchQuery> TranslateSearch(const imap::SearchKey& key,
                                                 const std::vector<uint32_t>& saved,
                                                 const AgeMatches* ages = nullptr);
 
-// A SEARCH in flight (also THREAD's search: `thread` set).
+// OLDER/YOUNGER keys of a search tree, for SearchAges.
+void CollectAgeKeys(const imap::SearchKey& k, std::vector<const imap::SearchKey*>* out);
+
+// A SEARCH in flight (also THREAD's search: `thread` set; SORT's: `sort`).
 struct ImapSession::SearchJob {
   std::string tag;
   bool uid = false;
   imap::SearchArgs args;
   std::optional<imap::ThreadAlgorithm> thread;
+  std::optional<std::vector<imap::SortCriterion>> sort;
+  // SORT with a MODSEQ key (RFC 7162 §3.1.5): the search's highest MODSEQ
+  // ends the SORT response.
+  std::optional<uint64_t> sort_modseq;
   absl::Time now;
   std::vector<const imap::SearchKey*> age_keys;  // OLDER/YOUNGER nodes of args
   AgeMatches ages;

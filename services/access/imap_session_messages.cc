@@ -531,16 +531,12 @@ void ImapSession::CmdStore(const imap::Command& c) {
 
 // ---- SEARCH ----------------------------------------------------------------
 
-namespace {
-
 void CollectAgeKeys(const imap::SearchKey& k, std::vector<const imap::SearchKey*>* out) {
   if (k.kind == imap::SearchKeyKind::kOlder || k.kind == imap::SearchKeyKind::kYounger) {
     out->push_back(&k);
   }
   for (const imap::SearchKey& c : k.children) CollectAgeKeys(c, out);
 }
-
-}  // namespace
 
 void ImapSession::CmdSearch(const imap::Command& c) {
   auto job = std::make_shared<SearchJob>();
@@ -658,6 +654,10 @@ void ImapSession::RunSearch(std::shared_ptr<SearchJob> job) {
                        return Done();
                      }
                      if (job->thread) return ThreadMatches(job, *r);
+                     if (job->sort) {
+                       if (modseq && r->count() > 0) job->sort_modseq = r->highest_modseq();
+                       return SortMatches(job, *r);
+                     }
                      if (save) {
                        selected_->saved.clear();
                        for (uint32_t u : ExpandIdSet(r->uids())) {

@@ -54,6 +54,7 @@ enum class CommandId : unsigned char {
   kExpunge,
   kSearch,
   kThread,
+  kSort,
   kFetch,
   kStore,
   kCopy,
@@ -62,9 +63,9 @@ enum class CommandId : unsigned char {
 
 using CommandArgs =
     std::variant<NoArgs, LoginArgs, AuthenticateArgs, SelectArgs, MailboxArgs, CreateArgs,
-                 RenameArgs, ListArgs, StatusArgs, AppendArgs, SearchArgs, ThreadArgs, FetchArgs,
-                 StoreArgs, CopyArgs, ExpungeArgs, EnableArgs, IdArgs, CompressArgs, QuotaRootArgs,
-                 SetQuotaArgs>;
+                 RenameArgs, ListArgs, StatusArgs, AppendArgs, SearchArgs, ThreadArgs, SortArgs,
+                 FetchArgs, StoreArgs, CopyArgs, ExpungeArgs, EnableArgs, IdArgs, CompressArgs,
+                 QuotaRootArgs, SetQuotaArgs>;
 
 struct Command {
   std::string tag;

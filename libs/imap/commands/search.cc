@@ -1,5 +1,9 @@
 #include "libs/imap/commands/search.h"
 
+#include <algorithm>
+#include <iterator>
+#include <utility>
+
 #include "libs/base/status.h"
 #include "libs/imap/chars.h"
 #include "libs/imap/types.h"
@@ -257,6 +261,34 @@ absl::StatusOr<SearchArgs> ParseSearch(ArgCursor& in, bool uid) {
   return a;
 }
 
+namespace {
+
+// The charset and search keys that end THREAD and SORT (RFC 5256).
+absl::StatusOr<SearchArgs> ParseCharsetAndKeys(ArgCursor& in) {
+  SearchArgs a;
+  ASSIGN_OR_RETURN(std::string charset, in.Astring("charset"));
+  charset = UpperCase(charset);
+  if (charset != "UTF-8" && charset != "US-ASCII") {
+    return Refused("Unsupported charset", "BADCHARSET (US-ASCII UTF-8)");
+  }
+  a.charset = std::move(charset);
+  a.criteria.kind = SearchKeyKind::kAnd;
+  if (in.AtEnd()) return BadArgument("Missing search key");
+  while (!in.AtEnd()) {
+    ASSIGN_OR_RETURN(SearchKey k, ParseKey(in, 1));
+    a.criteria.children.push_back(std::move(k));
+  }
+  return a;
+}
+
+constexpr std::pair<std::string_view, SortKey> kSortKeys[] = {
+    {"ARRIVAL", SortKey::kArrival}, {"CC", SortKey::kCc},     {"DATE", SortKey::kDate},
+    {"FROM", SortKey::kFrom},       {"SIZE", SortKey::kSize}, {"SUBJECT", SortKey::kSubject},
+    {"TO", SortKey::kTo},
+};
+
+}  // namespace
+
 absl::StatusOr<ThreadArgs> ParseThread(ArgCursor& in, bool uid) {
   ThreadArgs a;
   ASSIGN_OR_RETURN(std::string algorithm, in.Astring("threading algorithm"));
@@ -268,20 +300,47 @@ absl::StatusOr<ThreadArgs> ParseThread(ArgCursor& in, bool uid) {
   } else {
     return BadArgument("Unsupported threading algorithm");
   }
-  ASSIGN_OR_RETURN(std::string charset, in.Astring("charset"));
-  charset = UpperCase(charset);
-  if (charset != "UTF-8" && charset != "US-ASCII") {
-    return Refused("Unsupported charset", "BADCHARSET (US-ASCII UTF-8)");
-  }
-  a.search.charset = std::move(charset);
-  a.search.criteria.kind = SearchKeyKind::kAnd;
-  if (in.AtEnd()) return BadArgument("Missing search key");
-  while (!in.AtEnd()) {
-    ASSIGN_OR_RETURN(SearchKey k, ParseKey(in, 1));
-    a.search.criteria.children.push_back(std::move(k));
-  }
+  ASSIGN_OR_RETURN(a.search, ParseCharsetAndKeys(in));
   (void)uid;
   return a;
+}
+
+absl::StatusOr<SortArgs> ParseSort(ArgCursor& in, bool uid) {
+  SortArgs a;
+  ASSIGN_OR_RETURN(std::vector<Token> * list, in.List("sort criteria"));
+  ArgCursor keys(list, in.ctx());
+  bool reverse = false;
+  while (!keys.AtEnd()) {
+    ASSIGN_OR_RETURN(std::string name, keys.Keyword("sort key"));
+    if (name == "REVERSE") {
+      // RFC 5256 §3: sort-criterion = ["REVERSE" SP] sort-key.
+      if (reverse) return BadArgument("REVERSE must be followed by a sort key");
+      reverse = true;
+      continue;
+    }
+    auto it = std::find_if(std::begin(kSortKeys), std::end(kSortKeys),
+                           [&name](const auto& k) { return k.first == name; });
+    if (it == std::end(kSortKeys)) return BadArgument("Unknown sort key " + name.substr(0, 40));
+    a.criteria.push_back({it->second, reverse});
+    reverse = false;
+  }
+  if (reverse) return BadArgument("REVERSE must be followed by a sort key");
+  if (a.criteria.empty()) return BadArgument("Missing sort criteria");
+  ASSIGN_OR_RETURN(a.search, ParseCharsetAndKeys(in));
+  (void)uid;
+  return a;
+}
+
+void AppendDebug(const SortArgs& a, std::string* out) {
+  *out += " sort=";
+  for (const SortCriterion& c : a.criteria) {
+    for (const auto& [name, key] : kSortKeys) {
+      if (key != c.key) continue;
+      *out += c.reverse ? "-" : "+";
+      out->append(name.data(), name.size());
+    }
+  }
+  AppendDebug(a.search, out);
 }
 
 void AppendDebug(const ThreadArgs& a, std::string* out) {

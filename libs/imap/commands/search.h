@@ -111,6 +111,23 @@ struct ThreadArgs {
 
 absl::StatusOr<ThreadArgs> ParseThread(ArgCursor& in, bool uid);
 void AppendDebug(const ThreadArgs& a, std::string* out);
+
+// SORT (sort-criteria) charset search-criteria (RFC 5256 §3). The charset
+// is required (US-ASCII or UTF-8); REVERSE applies to the key after it.
+enum class SortKey : unsigned char { kArrival, kCc, kDate, kFrom, kSize, kSubject, kTo };
+
+struct SortCriterion {
+  SortKey key = SortKey::kArrival;
+  bool reverse = false;
+};
+
+struct SortArgs {
+  std::vector<SortCriterion> criteria;  // at least one
+  SearchArgs search;                    // charset set; never result options
+};
+
+absl::StatusOr<SortArgs> ParseSort(ArgCursor& in, bool uid);
+void AppendDebug(const SortArgs& a, std::string* out);
 void AppendDebug(const SearchKey& k, std::string* out);
 
 }  // namespace mailgrid::imap
