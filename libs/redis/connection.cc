@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/base/status.h"
 #include "libs/base/strings.h"
+#include "libs/redis/tls_stream.h"
 
 namespace mailgrid::redis::internal {
 namespace {
@@ -66,7 +67,11 @@ bool ScopedSigpipeBlock::Pending() {
 Connection::Connection(redisContext* ctx, std::string endpoint)
     : ctx_(ctx), endpoint_(std::move(endpoint)) {}
 
-Connection::~Connection() { redisFree(ctx_); }
+Connection::~Connection() {
+  tls_.reset();  // before redisFree closes the socket under it
+  if (reader_ != nullptr) redisReaderFree(reader_);
+  redisFree(ctx_);
+}
 
 absl::StatusOr<std::unique_ptr<Connection>> Connection::Dial(const Options& options) {
   redisContext* ctx;
@@ -88,6 +93,7 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Dial(const Options& opti
   // Finds a silently dead peer (no FIN, e.g. a lost node) on idle
   // connections, which matters most for the subscriber.
   if (redisEnableKeepAlive(ctx) != REDIS_OK) return conn->TransportError(errno, "keepalive");
+  if (options.tls.enabled) RETURN_IF_ERROR(conn->StartTls(options));
 
   const std::string prefix = absl::StrCat("redis ", conn->endpoint_);
   if (!options.password.empty()) {
@@ -102,6 +108,26 @@ absl::StatusOr<std::unique_ptr<Connection>> Connection::Dial(const Options& opti
     RETURN_IF_ERROR(Annotate(StatusFromReply(reply), prefix + ": SELECT"));
   }
   return conn;
+}
+
+absl::Status Connection::StartTls(const Options& options) {
+  // The handshake is part of dialing: bound by connect_timeout.
+  RETURN_IF_ERROR(SetReadTimeout(options.connect_timeout));
+  absl::StatusOr<std::unique_ptr<TlsStream>> tls;
+  {
+    ScopedSigpipeBlock no_sigpipe;
+    tls = TlsStream::Handshake(ctx_->fd, options.host, options.tls, endpoint_);
+  }
+  if (!tls.ok()) return Broken(tls.status());
+  tls_ = *std::move(tls);
+  reader_ = redisReaderCreate();
+  if (reader_ == nullptr) return Broken(absl::ResourceExhaustedError("redis: out of memory"));
+  return SetReadTimeout(options.command_timeout);
+}
+
+absl::Status Connection::Broken(absl::Status s) {
+  broken_ = true;
+  return s;
 }
 
 absl::Status Connection::SetReadTimeout(absl::Duration timeout) {
@@ -127,6 +153,14 @@ absl::Status Connection::Append(const std::vector<std::string>& args) {
     argv.push_back(a.data());
     lens.push_back(a.size());
   }
+  if (tls_ != nullptr) {
+    char* cmd = nullptr;
+    int len = redisFormatCommandArgv(&cmd, static_cast<int>(args.size()), argv.data(), lens.data());
+    if (len < 0 || cmd == nullptr) return Broken(absl::ResourceExhaustedError("redis: out of memory"));
+    pending_.append(cmd, static_cast<size_t>(len));
+    redisFreeCommand(cmd);
+    return absl::OkStatus();
+  }
   if (redisAppendCommandArgv(ctx_, static_cast<int>(args.size()), argv.data(), lens.data()) !=
       REDIS_OK) {
     return TransportError(errno, "append");
@@ -136,6 +170,7 @@ absl::Status Connection::Append(const std::vector<std::string>& args) {
 
 absl::StatusOr<Reply> Connection::Read() {
   if (broken_) return absl::UnavailableError(absl::StrCat("redis ", endpoint_, ": broken"));
+  if (tls_ != nullptr) return ReadTls();
   void* raw = nullptr;
   int rc;
   int saved_errno;
@@ -151,8 +186,37 @@ absl::StatusOr<Reply> Connection::Read() {
   return reply;
 }
 
+absl::StatusOr<Reply> Connection::ReadTls() {
+  ScopedSigpipeBlock no_sigpipe;
+  if (!pending_.empty()) {
+    absl::Status sent = tls_->WriteAll(pending_);
+    pending_.clear();
+    if (!sent.ok()) return Broken(sent);
+  }
+  for (;;) {
+    void* raw = nullptr;
+    if (redisReaderGetReply(reader_, &raw) != REDIS_OK) {
+      return Broken(absl::InternalError(
+          absl::StrCat("redis ", endpoint_, ": protocol error: ", reader_->errstr)));
+    }
+    if (raw != nullptr) {
+      Reply reply = Reply::FromHiredis(*static_cast<redisReply*>(raw));
+      freeReplyObject(raw);
+      return reply;
+    }
+    char buf[16 * 1024];
+    absl::StatusOr<size_t> n = tls_->ReadSome(buf, sizeof(buf));
+    if (!n.ok()) return Broken(n.status());
+    if (redisReaderFeed(reader_, buf, *n) != REDIS_OK) {
+      return Broken(absl::InternalError(
+          absl::StrCat("redis ", endpoint_, ": protocol error: ", reader_->errstr)));
+    }
+  }
+}
+
 bool Connection::IsStale() const {
   if (broken_) return true;
+  if (tls_ != nullptr) return tls_->IsStale();
   pollfd p{ctx_->fd, POLLIN, 0};
   return ::poll(&p, 1, 0) != 0;
 }

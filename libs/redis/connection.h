@@ -15,6 +15,7 @@
 #include "libs/redis/reply.h"
 
 struct redisContext;
+struct redisReader;
 
 namespace mailgrid::redis::internal {
 
@@ -37,6 +38,12 @@ class ScopedSigpipeBlock {
   bool was_pending_ = false;
 };
 
+class TlsStream;
+
+// With options.tls.enabled the socket is hiredis's (dial, timeouts,
+// keepalive) but the bytes go through a TlsStream, commands are formatted
+// with redisFormatCommandArgv and replies parsed by a redisReader; hiredis's
+// own I/O is never called on that context.
 class Connection {
  public:
   // Dials within options.connect_timeout, then AUTH and SELECT as `options`
@@ -69,10 +76,19 @@ class Connection {
  private:
   Connection(redisContext* ctx, std::string endpoint);
   absl::Status TransportError(int saved_errno, std::string_view what);
+  absl::Status StartTls(const Options& options);
+  absl::StatusOr<Reply> ReadTls();
+  // A failed TLS step leaves the stream out of step, like TransportError.
+  absl::Status Broken(absl::Status s);
 
   redisContext* ctx_;
   std::string endpoint_;
   bool broken_ = false;
+  // TLS only: the stream, the reply parser, and commands appended but not
+  // yet sent.
+  std::unique_ptr<TlsStream> tls_;
+  redisReader* reader_ = nullptr;
+  std::string pending_;
 };
 
 }  // namespace mailgrid::redis::internal

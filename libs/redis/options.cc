@@ -1,12 +1,18 @@
 #include "libs/redis/options.h"
 
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <string>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
+#include "libs/base/status.h"
 #include "libs/base/strings.h"
 
 namespace mailgrid::redis {
@@ -70,19 +76,49 @@ absl::Status ParseHostPort(absl::string_view hp, Options& opts) {
   return absl::OkStatus();
 }
 
+// "ca=PATH&cert=PATH&key=PATH&server_name=NAME" of a rediss:// URL.
+absl::Status ParseQuery(absl::string_view query, Options& opts) {
+  for (absl::string_view pair : absl::StrSplit(query, '&', absl::SkipEmpty())) {
+    size_t eq = pair.find('=');
+    absl::string_view key = pair.substr(0, eq);
+    absl::string_view raw = eq == absl::string_view::npos ? "" : pair.substr(eq + 1);
+    ASSIGN_OR_RETURN(std::string value, PercentDecode(raw));
+    std::string* field = nullptr;
+    if (key == "ca") field = &opts.tls.ca_file;
+    if (key == "cert") field = &opts.tls.cert_file;
+    if (key == "key") field = &opts.tls.key_file;
+    if (key == "server_name") field = &opts.tls.server_name;
+    if (field == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("redis url: unknown query key '", key, "' (ca, cert, key, server_name)"));
+    }
+    if (!opts.tls.enabled) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("redis url: '", key, "' needs TLS: write rediss://"));
+    }
+    *field = std::move(value);
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<Options> Options::FromUrl(std::string_view std_url) {
   const absl::string_view url = ToAbsl(std_url);
   Options opts;
-  constexpr absl::string_view kScheme = "redis://";
+  absl::string_view rest;
   if (absl::StartsWithIgnoreCase(url, "rediss://")) {
-    return absl::UnimplementedError("redis url: TLS (rediss://) is not supported");
+    opts.tls.enabled = true;
+    rest = url.substr(9);
+  } else if (absl::StartsWithIgnoreCase(url, "redis://")) {
+    rest = url.substr(8);
+  } else {
+    return absl::InvalidArgumentError("redis url: must start with redis:// or rediss://");
   }
-  if (!absl::StartsWithIgnoreCase(url, kScheme)) {
-    return absl::InvalidArgumentError("redis url: must start with redis://");
+  if (size_t q = rest.find('?'); q != absl::string_view::npos) {
+    RETURN_IF_ERROR(ParseQuery(rest.substr(q + 1), opts));
+    rest = rest.substr(0, q);
   }
-  absl::string_view rest = url.substr(kScheme.size());
 
   // The last '@' ends the credentials, so an unescaped '@' or '/' in a
   // password still parses.
@@ -93,12 +129,8 @@ absl::StatusOr<Options> Options::FromUrl(std::string_view std_url) {
     if (colon == absl::string_view::npos) {
       return absl::InvalidArgumentError("redis url: credentials must be [user]:password@");
     }
-    auto user = PercentDecode(userinfo.substr(0, colon));
-    if (!user.ok()) return user.status();
-    auto password = PercentDecode(userinfo.substr(colon + 1));
-    if (!password.ok()) return password.status();
-    opts.user = *std::move(user);
-    opts.password = *std::move(password);
+    ASSIGN_OR_RETURN(opts.user, PercentDecode(userinfo.substr(0, colon)));
+    ASSIGN_OR_RETURN(opts.password, PercentDecode(userinfo.substr(colon + 1)));
   }
 
   absl::string_view hostport = rest;
@@ -109,8 +141,35 @@ absl::StatusOr<Options> Options::FromUrl(std::string_view std_url) {
       return absl::InvalidArgumentError(absl::StrCat("redis url: bad database '", db, "'"));
     }
   }
-  if (absl::Status s = ParseHostPort(hostport, opts); !s.ok()) return s;
-  if (absl::Status s = opts.Validate(); !s.ok()) return s;
+  RETURN_IF_ERROR(ParseHostPort(hostport, opts));
+  RETURN_IF_ERROR(opts.Validate());
+  return opts;
+}
+
+absl::StatusOr<Options> Options::FromAddress(std::string_view std_address,
+                                             const TlsOptions& tls) {
+  const absl::string_view address = ToAbsl(std_address);
+  const bool has_scheme = absl::StrContains(address, "://");
+  ASSIGN_OR_RETURN(Options opts,
+                   FromUrl(has_scheme ? std::string(address) : absl::StrCat("redis://", address)));
+  const bool tls_files = !tls.ca_file.empty() || !tls.cert_file.empty() ||
+                         !tls.key_file.empty() || !tls.server_name.empty();
+  if (!opts.tls.enabled) {
+    if (tls_files) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "redis: TLS files are configured but '", opts.Endpoint(),
+          "' is plain text; write it as rediss://", opts.Endpoint(), " to use TLS"));
+    }
+    return opts;
+  }
+  // The URL's own query wins over the flags, field by field.
+  if (opts.tls.ca_file.empty()) opts.tls.ca_file = tls.ca_file;
+  if (opts.tls.cert_file.empty() && opts.tls.key_file.empty()) {
+    opts.tls.cert_file = tls.cert_file;
+    opts.tls.key_file = tls.key_file;
+  }
+  if (opts.tls.server_name.empty()) opts.tls.server_name = tls.server_name;
+  RETURN_IF_ERROR(opts.Validate());
   return opts;
 }
 
@@ -127,6 +186,19 @@ absl::Status Options::Validate() const {
   }
   if (!user.empty() && password.empty()) {
     return absl::InvalidArgumentError("redis: a user needs a password");
+  }
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    return absl::InvalidArgumentError("redis: a TLS client certificate needs its key, and back");
+  }
+  if (tls.enabled) {
+    // Checked here, at start, so a typo stops the daemon instead of making
+    // every later dial fail.
+    for (const std::string* file : {&tls.ca_file, &tls.cert_file, &tls.key_file}) {
+      if (!file->empty() && ::access(file->c_str(), R_OK) != 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("redis: TLS file '", *file, "': ", std::strerror(errno)));
+      }
+    }
   }
   return absl::OkStatus();
 }

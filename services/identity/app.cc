@@ -16,9 +16,9 @@
 namespace mailgrid::identity {
 namespace {
 
-absl::StatusOr<redis::Options> RedisOptions(const std::string& value) {
-  std::string url = absl::StartsWith(value, "redis://") ? value : absl::StrCat("redis://", value);
-  ASSIGN_OR_RETURN(redis::Options o, redis::Options::FromUrl(url));
+absl::StatusOr<redis::Options> RedisOptions(const std::string& value,
+                                            const redis::TlsOptions& tls) {
+  ASSIGN_OR_RETURN(redis::Options o, redis::Options::FromAddress(value, tls));
   o.pool_size = 16;
   RETURN_IF_ERROR(o.Validate());
   return o;
@@ -71,7 +71,7 @@ absl::StatusOr<std::unique_ptr<IdentityApp>> IdentityApp::Create(
   app->identity_store_ = std::make_unique<IdentityStore>(app->store_.get());
 
   // Redis (dialed on demand: identityd starts while Redis is down).
-  ASSIGN_OR_RETURN(redis::Options ro, RedisOptions(o.redis));
+  ASSIGN_OR_RETURN(redis::Options ro, RedisOptions(o.redis, o.redis_tls));
   app->redis_ = std::make_unique<redis::Client>(ro);
 
   // Tokens.

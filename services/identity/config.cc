@@ -1,5 +1,7 @@
 #include "services/identity/config.h"
 
+#include "libs/redis/flags.h"
+
 namespace mailgrid::identity {
 
 void AddFlags(config::Flags& f, Options& o) {
@@ -8,7 +10,8 @@ void AddFlags(config::Flags& f, Options& o) {
            "(one unreplicated RocksDB, for tests)");
   replica::AddRaftFlags(f, &o.raft);
   f.String("redis", &o.redis,
-           "Redis for sessions, counters and tickets: host:port or redis:// URL");
+           "Redis for sessions, counters and tickets: host:port, redis:// or rediss:// (TLS) URL");
+  redis::AddTlsFlags(f, &o.redis_tls);
   f.StringList("tenantd", &o.tenantd, "tenantd gRPC addresses (comma list) for GetPrincipal");
   f.StringList("relayd", &o.relayd,
                "relayd gRPC addresses (comma list) that send password-reset mail (SubmitMessage)");

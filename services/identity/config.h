@@ -7,6 +7,7 @@
 
 #include "absl/time/time.h"
 #include "libs/base/config.h"
+#include "libs/redis/options.h"
 #include "libs/replica/replica_flags.h"
 #include "services/identity/throttle.h"
 
@@ -18,7 +19,8 @@ struct Options {
   std::string store = "replicated";
   replica::RaftFlags raft;
 
-  std::string redis = "127.0.0.1:6379";  // host:port or redis:// URL
+  std::string redis = "127.0.0.1:6379";  // host:port, redis:// or rediss:// URL
+  redis::TlsOptions redis_tls;           // --redis-tls-* (files for rediss://)
   std::vector<std::string> tenantd;      // DirectoryService addresses
   std::vector<std::string> relayd;       // RelayService addresses (reset mail)
   std::string tls_ca;                    // CA for client channels (tenantd)

@@ -2,6 +2,11 @@
 """identityd end to end (issue 6): a real identityd (embedded single-replica
 store), a real redis-server and a real tenantd, driven through mailctl.
 
+Redis is reached over TLS (`--redis rediss://...`, issue 12): redis-server
+listens with --tls-port only and requires a client certificate, so every
+session, counter and ticket below goes through libs/redis's TLS client,
+verified against a CA made here with openssl.
+
 Users come from tenantd's directory (GetPrincipal). The test onboards a
 tenant the way tools/mailgrid --demo does (register, licence, review, plan,
 domain, operator override) and creates users with `mailctl user create`;
@@ -90,14 +95,18 @@ class IdentityIntegrationTest(unittest.TestCase):
         subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", cls.key], check=True)
         subprocess.run(["openssl", "pkey", "-in", cls.key, "-pubout", "-out", cls.pub], check=True)
         redis_port = mgtest.free_port()
-        cls.procs.append(Proc("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-                                        "--save", "", "--appendonly", "no", "--dir", d], log_dir=d))
+        pki = cls.make_pki(d)
+        cls.procs.append(Proc("redis", [
+            "redis-server", "--port", "0", "--tls-port", str(redis_port), "--bind", "127.0.0.1",
+            "--tls-cert-file", pki["server.pem"], "--tls-key-file", pki["server.key"],
+            "--tls-ca-cert-file", pki["ca.pem"], "--tls-auth-clients", "yes",
+            "--save", "", "--appendonly", "no", "--dir", d], log_dir=d))
         cls.tenantd = "127.0.0.1:%d" % mgtest.free_port()
         cls.identityd = "127.0.0.1:%d" % mgtest.free_port()
         cls.hooks = os.path.join(d, "hooks")
         os.makedirs(cls.hooks)
         env = dict(os.environ, MAILGRID_TOKEN_SIGNING_KEY=cls.key, MAILGRID_TOKEN_PUBLIC_KEY=cls.pub,
-                   MAILGRID_REDIS="127.0.0.1:%d" % redis_port, MAILGRID_TENANTD=cls.tenantd,
+                   MAILGRID_REDIS="rediss://127.0.0.1:%d" % redis_port, MAILGRID_TENANTD=cls.tenantd,
                    MAILGRID_IDENTITYD=cls.identityd, MAILGRID_DKIM_MASTER_KEY=os.urandom(32).hex())
         cls.procs.append(Proc("tenantd", [mgtest.binary("tenantd"), "--listen=" + cls.tenantd,
                                           "--metrics-listen=127.0.0.1:0", "--data-dir=" + os.path.join(d, "t"),
@@ -105,12 +114,34 @@ class IdentityIntegrationTest(unittest.TestCase):
         cls.procs.append(Proc("identityd", [
             mgtest.binary("identityd"), "--listen=" + cls.identityd, "--metrics-listen=127.0.0.1:0",
             "--data-dir=" + os.path.join(d, "i"), "--test-hook-dir=" + cls.hooks,
+            "--redis-tls-ca=" + pki["ca.pem"], "--redis-tls-cert=" + pki["client.pem"],
+            "--redis-tls-key=" + pki["client.key"],
             # Small numbers so throttling engages and releases within the test.
             "--throttle-delay-after=100", "--throttle-lock-after=4", "--throttle-lock-for=3s",
         ], env=env, log_dir=d))
         for addr in (cls.tenantd, cls.identityd):
             mgtest.eventually(lambda a=addr: mgtest.grpc_health(a) == "SERVING", "%s SERVING" % addr)
         cls.onboard()
+
+    @staticmethod
+    def make_pki(d):
+        """A CA, Redis's certificate (IP 127.0.0.1) and identityd's client
+        certificate, P-256, valid two days."""
+        def run(*args):
+            subprocess.run(["openssl"] + list(args), cwd=d, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        new_key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+        run("req", "-x509", *new_key, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=identity-it-redis-ca")
+        for name, ext in (("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth"),
+                          ("client", "extendedKeyUsage=clientAuth")):
+            with open(os.path.join(d, name + ".ext"), "w") as f:
+                f.write(ext + "\n")
+            run("req", *new_key, "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name)
+            run("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-out", name + ".pem", "-extfile", name + ".ext")
+        return {n: os.path.join(d, n) for n in ("ca.pem", "server.pem", "server.key", "client.pem",
+                                                "client.key")}
 
     @classmethod
     def tearDownClass(cls):
@@ -163,7 +194,7 @@ class IdentityIntegrationTest(unittest.TestCase):
         cls.ctl("domain", "verify-override", DOMAIN, "--reason", "test", role="platform_operator")
         cls.onboarding = onboarding
         cls.users = {}
-        for name, extra in (("admin", ["--role", "tenant_admin"]), ("ann", []), ("bob", []), ("cat", [])):
+        for name, extra in (("admin", ["--user-role", "tenant_admin"]), ("ann", []), ("bob", []), ("cat", [])):
             created = cls.ctl("user", "create", "%s@%s" % (name, DOMAIN), "--name", name.title(),
                               "--password", "Initial-%s-Secret-1" % name, *extra, token=onboarding)
             user = created.get("user", created)

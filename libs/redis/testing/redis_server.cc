@@ -138,6 +138,16 @@ absl::Status RedisServer::Launch() {
                                    "--dir", dir_,
                                    "--logfile", absl::StrCat(dir_, "/", kLogName)};
   // clang-format on
+  if (const RedisServerTls& tls = options_.tls; !tls.cert_file.empty()) {
+    args[2] = "0";  // no plain listener: "--port 0"
+    // clang-format off
+    args.insert(args.end(), {"--tls-port", std::to_string(port_),
+                             "--tls-cert-file", tls.cert_file,
+                             "--tls-key-file", tls.key_file,
+                             "--tls-ca-cert-file", tls.ca_file,
+                             "--tls-auth-clients", tls.auth_clients ? "yes" : "no"});
+    // clang-format on
+  }
   if (!options_.password.empty()) {
     args.push_back("--requirepass");
     args.push_back(options_.password);
@@ -254,7 +264,15 @@ absl::Status RedisServer::Restart() {
 std::string RedisServer::url() const {
   std::string auth =
       options_.password.empty() ? "" : absl::StrCat(":", PercentEncode(options_.password), "@");
-  return absl::StrCat("redis://", auth, host_, ":", port_);
+  const RedisServerTls& tls = options_.tls;
+  if (tls.cert_file.empty()) return absl::StrCat("redis://", auth, host_, ":", port_);
+  std::string url =
+      absl::StrCat("rediss://", auth, host_, ":", port_, "?ca=", PercentEncode(tls.ca_file));
+  if (!tls.client_cert_file.empty()) {
+    absl::StrAppend(&url, "&cert=", PercentEncode(tls.client_cert_file),
+                    "&key=", PercentEncode(tls.client_key_file));
+  }
+  return url;
 }
 
 Options RedisServer::ClientOptions() const {
@@ -265,6 +283,12 @@ Options RedisServer::ClientOptions() const {
   o.connect_timeout = absl::Seconds(5);
   o.command_timeout = absl::Seconds(10);
   o.checkout_timeout = absl::Seconds(10);
+  if (!options_.tls.cert_file.empty()) {
+    o.tls.enabled = true;
+    o.tls.ca_file = options_.tls.ca_file;
+    o.tls.cert_file = options_.tls.client_cert_file;
+    o.tls.key_file = options_.tls.client_key_file;
+  }
   return o;
 }
 

@@ -23,11 +23,27 @@
 
 namespace mailgrid::redis::testing {
 
+// TLS for the server: it then listens with --tls-port only (no plain port),
+// and url()/ClientOptions() are rediss:// and trust `ca_file`.
+struct RedisServerTls {
+  std::string cert_file;
+  std::string key_file;
+  // The CA that signed cert_file (and, with auth_clients, the clients').
+  std::string ca_file;
+  // --tls-auth-clients: require a client certificate.
+  bool auth_clients = false;
+  // A client certificate ClientOptions() presents (empty: none).
+  std::string client_cert_file;
+  std::string client_key_file;
+};
+
 struct RedisServerOptions {
   // requirepass; empty: no password.
   std::string password;
   // Appended to the command line, e.g. {"--maxmemory", "1mb"}.
   std::vector<std::string> extra_args;
+  // Empty cert_file: plain text.
+  RedisServerTls tls;
   // How long Start()/Restart() wait for the first PING answer.
   absl::Duration startup_timeout = absl::Seconds(60);
 };
@@ -54,7 +70,8 @@ class RedisServer {
   bool running() const { return pid_ > 0; }
   const std::string& host() const { return host_; }
   int port() const { return port_; }
-  // "redis://[:password@]127.0.0.1:port"
+  // "redis://[:password@]127.0.0.1:port", or with TLS
+  // "rediss://[:password@]127.0.0.1:port?ca=...[&cert=...&key=...]"
   std::string url() const;
   // Options for a Client of this server, with timeouts generous enough for
   // a loaded shared machine.
