@@ -299,6 +299,8 @@ std::string CanonicalizeHeader(DkimCanon canon, std::string_view name, std::stri
 }
 
 std::string CanonicalizeBody(DkimCanon canon, std::string_view body) {
+  // One pass straight into `out` (no string per line): this runs over the
+  // whole body once per signature made or checked.
   std::string out;
   out.reserve(body.size() + 2);
   size_t pending_empty = 0;  // empty lines held back until a non-empty line follows
@@ -309,27 +311,33 @@ std::string CanonicalizeBody(DkimCanon canon, std::string_view body) {
         body.substr(pos, lf == std::string_view::npos ? std::string_view::npos : lf - pos);
     pos = lf == std::string_view::npos ? body.size() : lf + 1;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    std::string canon_line;
     if (canon == DkimCanon::kRelaxed) {
-      bool space = false;
-      for (char c : line) {
-        if (IsWsp(c)) {
-          space = true;
-          continue;
-        }
-        if (space) canon_line.push_back(' ');
-        space = false;
-        canon_line.push_back(c);
+      // Runs of WSP become one SP; WSP at the end of the line goes.
+      size_t first = 0;
+      while (first < line.size() && IsWsp(line[first])) ++first;
+      if (first == line.size()) {
+        ++pending_empty;
+        continue;
+      }
+      for (; pending_empty > 0; --pending_empty) out += "\r\n";
+      if (first > 0) out.push_back(' ');
+      size_t i = first;
+      while (i < line.size()) {
+        size_t run = i;
+        while (run < line.size() && !IsWsp(line[run])) ++run;
+        out.append(line.data() + i, run - i);
+        i = run;
+        while (i < line.size() && IsWsp(line[i])) ++i;
+        if (i > run && i < line.size()) out.push_back(' ');
       }
     } else {
-      canon_line.assign(line);
+      if (line.empty()) {
+        ++pending_empty;
+        continue;
+      }
+      for (; pending_empty > 0; --pending_empty) out += "\r\n";
+      out.append(line.data(), line.size());
     }
-    if (canon_line.empty()) {
-      ++pending_empty;
-      continue;
-    }
-    for (; pending_empty > 0; --pending_empty) out += "\r\n";
-    out += canon_line;
     out += "\r\n";
   }
   if (out.empty() && canon == DkimCanon::kSimple) out = "\r\n";

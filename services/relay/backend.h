@@ -3,6 +3,7 @@
 // tenantd / identityd / mailstored / Redis; tests use a fake.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -40,6 +41,17 @@ class Backend {
   // False when CountSubmission never refuses (no limiter, or limits off):
   // a session may then skip it (and its hand-off to a worker).
   virtual bool CountsSubmissions() const { return true; }
+  // CountSubmission that also says how many more messages the user and the
+  // tenant may submit this hour after this one (the smaller remainder;
+  // INT64_MAX with no limit). A session far from its limits counts its next
+  // messages at DATA instead of MAIL (smtp_session.cc). The default (test
+  // fakes): CountSubmission with no room known (0), i.e. every MAIL counts.
+  virtual absl::StatusOr<int64_t> CountSubmissionRoom(const std::string& tenant_id,
+                                                      const std::string& user_id) {
+    absl::Status s = CountSubmission(tenant_id, user_id);
+    if (!s.ok()) return s;
+    return 0;
+  }
   // DomainService.GetDkimSigningKey (issue 9: signing outgoing mail).
   // NOT_FOUND: unknown or unverified domain (send unsigned). The default
   // (test fakes) has no keys.

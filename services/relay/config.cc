@@ -1,6 +1,7 @@
 #include "services/relay/config.h"
 
 #include "absl/strings/str_cat.h"
+#include "libs/redis/flags.h"
 
 namespace mailgrid::relay {
 
@@ -26,7 +27,8 @@ void AddFlags(config::Flags& f, Options& o) {
            "--tls-cert too (mTLS mode); otherwise peers are plain");
   f.String("token-signing-key", &o.token_signing_key,
            "PEM Ed25519 private key that signs relayd's service tokens");
-  f.String("redis", &o.redis, "Redis host:port or redis:// URL for rate limits; empty: none");
+  f.String("redis", &o.redis, "Redis host:port, redis:// or rediss:// URL for rate limits; empty: none");
+  redis::AddTlsFlags(f, &o.redis_tls);
   f.Duration("rpc-timeout", &o.rpc_timeout, "deadline of one call to a peer service");
   f.Bool("inbound-auth", &o.inbound_auth,
          "check SPF, DKIM and DMARC on MX mail (libs/mailauth): record them in "

@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "libs/base/config.h"
+#include "libs/redis/options.h"
 
 namespace mailgrid::relay {
 
@@ -29,7 +30,8 @@ struct Options {
   std::string mailstored;  // shard map: "h:p,h:p" or "0=h:p,...;1=h:p,..."
   std::string tls_ca;             // gRPC client TLS: verify peers with this CA (empty: plain)
   std::string token_signing_key;  // PEM Ed25519 key: relayd's service tokens
-  std::string redis;              // host:port or redis:// URL; empty: no rate limits
+  std::string redis;              // host:port, redis:// or rediss:// URL; empty: no rate limits
+  redis::TlsOptions redis_tls;    // --redis-tls-*: CA, client certificate, server name for rediss://
   absl::Duration rpc_timeout = absl::Seconds(15);
   // SPF, DKIM and DMARC on MX traffic (libs/mailauth CheckInbound); DNS
   // through libs/mailauth's CaresResolver behind relayd's answer cache.

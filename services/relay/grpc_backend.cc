@@ -1,5 +1,9 @@
 #include "services/relay/grpc_backend.h"
 
+#include <algorithm>
+#include <limits>
+#include <string_view>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -57,10 +61,7 @@ absl::StatusOr<std::unique_ptr<GrpcBackend>> GrpcBackend::Create(const Options& 
     ASSIGN_OR_RETURN(b->mailstore_, mailstore_client::MailstoreClient::Create(std::move(mo)));
   }
   if (!options.redis.empty()) {
-    std::string url = absl::StartsWith(options.redis, "redis://")
-                          ? options.redis
-                          : absl::StrCat("redis://", options.redis);
-    ASSIGN_OR_RETURN(redis::Options ro, redis::Options::FromUrl(url));
+    ASSIGN_OR_RETURN(redis::Options ro, redis::Options::FromAddress(options.redis, options.redis_tls));
     ro.pool_size = 8;
     ro.command_timeout = absl::Seconds(1);
     b->redis_ = std::make_unique<redis::Client>(ro);
@@ -286,31 +287,60 @@ void GrpcBackend::Forget(const std::string& key) {
 
 absl::Status GrpcBackend::CountSubmission(const std::string& tenant_id,
                                           const std::string& user_id) {
-  if (!redis_) return absl::OkStatus();
+  return CountSubmissionRoom(tenant_id, user_id).status();
+}
+
+namespace {
+// Both hourly counters in one round trip: INCR each key and give a new key
+// its expiry, atomically (a counter can never be left without one).
+constexpr std::string_view kCountScript = R"lua(
+local out = {}
+for i, k in ipairs(KEYS) do
+  out[i] = redis.call('INCR', k)
+  if redis.call('PTTL', k) < 0 then redis.call('PEXPIRE', k, ARGV[1]) end
+end
+return out
+)lua";
+}  // namespace
+
+absl::StatusOr<int64_t> GrpcBackend::CountSubmissionRoom(const std::string& tenant_id,
+                                                         const std::string& user_id) {
+  int64_t room = std::numeric_limits<int64_t>::max();
+  if (!redis_) return room;
   int64_t hour = absl::ToUnixSeconds(absl::Now()) / 3600;
   struct Limit {
     std::string key;
     int max;
     const char* what;
   };
-  Limit limits[] = {
-      {absl::StrCat("relay:rate:u:", user_id, ":", hour), options_.rate_user_per_hour, "user"},
-      {absl::StrCat("relay:rate:t:", tenant_id, ":", hour), options_.rate_tenant_per_hour,
-       "tenant"},
-  };
-  for (const Limit& l : limits) {
-    if (l.max <= 0) continue;
-    auto n = redis_->IncrWithTtl(l.key, absl::Hours(2));
-    if (!n.ok()) {
-      log::Warn("rate limit not checked: redis unavailable", {{"status", n.status()}});
-      return absl::OkStatus();
-    }
-    if (*n > l.max) {
-      return absl::ResourceExhaustedError(
-          absl::StrCat("hourly sending limit of the ", l.what, " exceeded"));
-    }
+  std::vector<Limit> limits;
+  if (options_.rate_user_per_hour > 0)
+    limits.push_back({absl::StrCat("relay:rate:u:", user_id, ":", hour),
+                      options_.rate_user_per_hour, "user"});
+  if (options_.rate_tenant_per_hour > 0)
+    limits.push_back({absl::StrCat("relay:rate:t:", tenant_id, ":", hour),
+                      options_.rate_tenant_per_hour, "tenant"});
+  if (limits.empty()) return room;
+  std::vector<std::string> keys;
+  for (const Limit& l : limits) keys.push_back(l.key);
+  absl::StatusOr<redis::Reply> r = redis_->Eval(
+      kCountScript, std::move(keys),
+      {std::to_string(absl::ToInt64Milliseconds(absl::Hours(2)))});
+  if (!r.ok() || !r->is_array() || r->elements().size() != limits.size()) {
+    log::Warn("rate limit not checked: redis unavailable",
+              {{"status", r.ok() ? absl::InternalError("unexpected reply") : r.status()}});
+    return int64_t{0};  // counted nowhere: the next MAIL asks again
   }
-  return absl::OkStatus();
+  for (size_t i = 0; i < limits.size(); ++i) {
+    const redis::Reply& n = r->elements()[i];
+    if (!n.is_integer()) return int64_t{0};
+    if (n.as_integer() > limits[i].max) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("hourly sending limit of the ", limits[i].what, " exceeded"));
+    }
+    room = std::min<int64_t>(room, limits[i].max - n.as_integer());
+  }
+  return room;
 }
 
 }  // namespace mailgrid::relay

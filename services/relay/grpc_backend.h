@@ -38,6 +38,8 @@ class GrpcBackend final : public Backend {
   absl::StatusOr<mailstore::v1::DeliverBatchResponse> Deliver(
       uint32_t shard, const mailstore::v1::DeliverBatchRequest& request) override;
   absl::Status CountSubmission(const std::string& tenant_id, const std::string& user_id) override;
+  absl::StatusOr<int64_t> CountSubmissionRoom(const std::string& tenant_id,
+                                              const std::string& user_id) override;
   bool CountsSubmissions() const override {
     return redis_ != nullptr &&
            (options_.rate_user_per_hour > 0 || options_.rate_tenant_per_hour > 0);

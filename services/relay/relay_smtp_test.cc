@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "libs/mailauth/dkim.h"
 #include "libs/mailauth/dns.h"
+#include "libs/base/status.h"
 #include "libs/mailauth/test_keys.h"
 #include "libs/rpc/errors.h"
 #include "libs/store/local_store.h"
@@ -140,8 +141,16 @@ class FakeBackend : public Backend {
   }
   absl::Status CountSubmission(const std::string&, const std::string&) override {
     absl::MutexLock l(&mu);
+    ++count_calls;
     return rate_error;
   }
+  absl::StatusOr<int64_t> CountSubmissionRoom(const std::string& t, const std::string& u) override {
+    RETURN_IF_ERROR(CountSubmission(t, u));
+    absl::MutexLock l(&mu);
+    return rate_room;
+  }
+  int count_calls = 0;
+  int64_t rate_room = 0;  // what the limiter says is left after a count
   // Mailboxes over quota at delivery time (issue 8).
   std::set<std::string> full;
   // Tenant policies and the directory facts they need (mail_policy.h).
@@ -562,6 +571,55 @@ TEST_F(RelaySmtpTest, SessionRemembersItsSenderAndRcptAnswersAreReused) {
   // nobody every time.
   EXPECT_GE(backend_->resolve_calls, 3 + 1);
   EXPECT_LE(backend_->resolve_calls, 3 + 3);
+}
+
+// Speed (issue 9): with a rate limiter, a session far from its limits
+// counts each message once, at DATA on the delivery's worker (no MAIL
+// hand-off), and asks CanSendAs once for its sender; near a limit, or once
+// refused, it counts at MAIL again. Every message is counted exactly once.
+TEST_F(RelaySmtpTest, RateLimitIsCountedAtDataWhileFarFromTheLimit) {
+  {
+    absl::MutexLock l(&backend_->mu);
+    backend_->rate_room = 1000;
+  }
+  auto ctx = ClientTls();
+  asio::ssl::stream<tcp::socket> tls(Connect("submissions"), ctx);
+  tls.handshake(asio::ssl::stream_base::client);
+  Client<asio::ssl::stream<tcp::socket>> t(tls);
+  EXPECT_REPLY(t.Reply(), "220");
+  t.Cmd("EHLO laptop");
+  EXPECT_REPLY(t.Cmd("AUTH PLAIN " + Plain("alice@hosted.test", "s3cret")), "235");
+  auto send = [&](int i, const char* want) {
+    EXPECT_REPLY(t.Cmd("MAIL FROM:<alice@hosted.test>"), "250");
+    EXPECT_REPLY(t.Cmd("RCPT TO:<bob@hosted.test>"), "250");
+    EXPECT_REPLY(t.Cmd("DATA"), "354");
+    EXPECT_REPLY(t.Cmd(absl::StrCat("From: Alice <alice@hosted.test>\r\nSubject: ", i,
+                                    "\r\n\r\nhello\r\n.")),
+                 want);
+  };
+  for (int i = 0; i < 3; ++i) send(i, "250 2.0.0");
+  {
+    absl::MutexLock l(&backend_->mu);
+    EXPECT_EQ(backend_->count_calls, 3);       // the first at MAIL, then at DATA
+    EXPECT_EQ(backend_->can_send_as_calls, 1);  // alice, once for the session
+    backend_->rate_error = absl::ResourceExhaustedError("limit");
+  }
+  // Over the limit, found at DATA: refused there, nothing stored.
+  send(3, "451 4.7.1");
+  EXPECT_EQ(backend_->Delivered(), 3u);
+  // Refused once: the next MAIL counts (and is refused) at MAIL.
+  EXPECT_REPLY(t.Cmd("MAIL FROM:<alice@hosted.test>"), "451 4.7.1");
+  {
+    absl::MutexLock l(&backend_->mu);
+    EXPECT_EQ(backend_->count_calls, 5);
+    backend_->rate_error = absl::OkStatus();
+    backend_->rate_room = 3;  // near the limit: every MAIL counts
+  }
+  send(5, "250 2.0.0");
+  send(6, "250 2.0.0");
+  absl::MutexLock l(&backend_->mu);
+  EXPECT_EQ(backend_->count_calls, 7);
+  EXPECT_EQ(backend_->can_send_as_calls, 1);
 }
 
 TEST_F(RelaySmtpTest, ForeignDomainIsAskedOncePerDomainNotPerAddress) {

@@ -302,6 +302,7 @@ Output RelaySession::Drive() {
       moderated_.clear();
       user_.reset();
       senders_ok_.clear();
+      rate_room_.reset();
       out.bytes += smtp_.TakeOutput();
       out.start_tls = true;
       CountReplies();
@@ -332,7 +333,14 @@ void RelaySession::OnMail(const smtp::event::MailFrom& e) {
     return;
   }
   std::string from = mail_from_;
-  if (!ctx_->backend->CountsSubmissions() && (from.empty() || SenderAllowed(from))) {
+  bool sender_known = from.empty() || SenderAllowed(from);
+  // The hourly rate limit: counted here when this session is near a limit
+  // (or has not counted yet), else at DATA on the delivery's worker
+  // (count_at_data_), which saves this command's two thread hand-offs. The
+  // count stays exact either way; only the reply that refuses moves.
+  bool count_here = ctx_->backend->CountsSubmissions() && !FarFromRateLimit();
+  count_at_data_ = ctx_->backend->CountsSubmissions() && !count_here;
+  if (!count_here && sender_known) {
     // Nothing to ask anyone: this session's user was allowed this sender
     // a moment ago (a client sending many messages in one session).
     (void)smtp_.Accept();
@@ -341,9 +349,9 @@ void RelaySession::OnMail(const smtp::event::MailFrom& e) {
   Principal u = *user_;
   Backend* b = ctx_->backend;
   RelayMetrics* metrics = ctx_->metrics;
-  Async([this, b, u, from, metrics]() -> std::function<void()> {
+  Async([this, b, u, from, metrics, sender_known, count_here]() -> std::function<void()> {
     absl::Time start = absl::Now();
-    if (!from.empty()) {
+    if (!from.empty() && !sender_known) {
       absl::StatusOr<bool> ok = b->CanSendAs(u.user_id, from);
       if (!ok.ok() && ok.status().code() != absl::StatusCode::kNotFound) {
         log::Warn("CanSendAs failed", {{"status", ok.status()}});
@@ -356,19 +364,38 @@ void RelaySession::OnMail(const smtp::event::MailFrom& e) {
         };
       }
     }
-    absl::Status rate = b->CountSubmission(u.tenant_id, u.user_id);
+    absl::StatusOr<int64_t> room = int64_t{0};
+    if (count_here) room = b->CountSubmissionRoom(u.tenant_id, u.user_id);
     if (metrics) metrics->Observe(RelayMetrics::kSenderCheck, absl::Now() - start);
-    if (absl::IsResourceExhausted(rate)) {
+    if (absl::IsResourceExhausted(room.status())) {
       return [this] {
+        rate_room_.reset();
         Reply(false, 451, "4.7.1", "Error: sending rate limit exceeded, try again later");
       };
     }
-    return [this, from] {
+    return [this, from, count_here, room = room.value_or(0)] {
+      if (count_here) NoteRateRoom(room);
       if (!from.empty()) RememberSender(from);
       (void)smtp_.Accept();
     };
   });
 }
+
+// How close this session's user is to an hourly submission limit, as of
+// its last count. Other sessions of the same user or tenant use up the
+// room meanwhile, so "far" asks for a wide margin and a recent count; a
+// session that has not counted yet (or was refused) counts at MAIL.
+namespace {
+constexpr int64_t kRateMargin = 50;
+constexpr absl::Duration kRateRoomTtl = absl::Seconds(10);
+}  // namespace
+
+bool RelaySession::FarFromRateLimit() const {
+  return rate_room_.has_value() && rate_room_->first > kRateMargin &&
+         absl::Now() - rate_room_->second < kRateRoomTtl;
+}
+
+void RelaySession::NoteRateRoom(int64_t room) { rate_room_.emplace(room, absl::Now()); }
 
 // The session's sender authorizations: an address CanSendAs allowed for
 // this session's user, trusted for kSenderTtl within the session (like
@@ -669,10 +696,16 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
   target_ids_.clear();
   remote_.clear();
   moderated_.clear();
-  Async([this, b, prefix, body, raw, targets, auth_results, inbound, dns, at, id, from_check, user,
-         remote, outbound, received, from, moderated, rules, rules_msg, policies, audit, incoming,
-         by_mailbox, held_rcpts, no_dsn, orcpt_by_rcpt, submitter, opts = ctx_->options,
-         metrics, listener, queue_id, size]() mutable -> std::function<void()> {
+  // The rate-limit count MAIL left to us (OnMail): made first on the
+  // worker; its fresh room is noted on the strand with the answer.
+  bool count_rate = count_at_data_ && user.has_value();
+  count_at_data_ = false;
+  auto rate_room = std::make_shared<std::optional<int64_t>>();
+  auto work = [this, b, prefix, body, raw, targets, auth_results, inbound, dns, at, id, from_check,
+               user, remote, outbound, received, from, moderated, rules, rules_msg, policies, audit,
+               incoming, by_mailbox, held_rcpts, no_dsn, orcpt_by_rcpt, submitter,
+               opts = ctx_->options, metrics, listener, queue_id, size, count_rate,
+               rate_room]() mutable -> std::function<void()> {
     auto count = [metrics, listener](const char* result) {
       if (metrics) metrics->messages->Add({{"listener", listener}, {"result", result}}).Increment();
     };
@@ -696,7 +729,18 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
         Reply(false, 550, "5.7.1", "From: address not owned by the authenticated user");
       };
     }
-    if (!from_check.empty()) stage(RelayMetrics::kSenderCheck);
+    if (count_rate) {
+      absl::StatusOr<int64_t> room = b->CountSubmissionRoom(user->tenant_id, user->user_id);
+      if (absl::IsResourceExhausted(room.status())) {
+        return [this, count] {
+          count("rate_limited");
+          rate_room_.reset();
+          Reply(false, 451, "4.7.1", "Error: sending rate limit exceeded, try again later");
+        };
+      }
+      *rate_room = room.value_or(0);
+    }
+    if (!from_check.empty() || count_rate) stage(RelayMetrics::kSenderCheck);
     stage(RelayMetrics::kStageCount);  // restart the clock
     bool junk = false;
     if (inbound) {
@@ -980,6 +1024,13 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
       count(junk ? "accepted_junk" : "accepted");
       Reply(true, 250, "2.0.0", absl::StrCat("Ok: queued as ", reply_id));
     };
+  };
+  Async([this, rate_room, work = std::move(work)]() mutable -> std::function<void()> {
+    std::function<void()> finish = work();
+    return [this, rate_room, finish = std::move(finish)] {
+      if (rate_room->has_value()) NoteRateRoom(**rate_room);
+      finish();
+    };
   });
 }
 
@@ -1059,6 +1110,7 @@ void RelaySession::CheckCredentials(absl::StatusOr<SaslCredentials> creds) {
       return [this, p] {
         user_ = p;
         senders_ok_.clear();
+        rate_room_.reset();
         Reply(true, 235, "2.7.0", "Authentication successful");
       };
     }

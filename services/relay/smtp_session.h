@@ -150,6 +150,10 @@ class RelaySession final : public netserver::Session {
   std::function<void()> DecideRcpt(const std::string& rcpt, bool authenticated,
                                    absl::StatusOr<tenant::v1::ResolveResponse> r);
   bool SenderAllowed(const std::string& address) const;
+  // Rate limit (OnMail): whether this session may leave its next count to
+  // DATA, and the room its last count reported.
+  bool FarFromRateLimit() const;
+  void NoteRateRoom(int64_t room);
   void RememberSender(const std::string& address);
   void OnMessage(smtp::event::MessageComplete& e);
   void OnAuth(const smtp::event::Auth& e);
@@ -171,6 +175,11 @@ class RelaySession final : public netserver::Session {
   // Sender addresses CanSendAs allowed user_ in this session (lower-cased)
   // and when; see SenderAllowed.
   std::map<std::string, absl::Time> senders_ok_;
+  // The hourly submission room its last count reported, and when (see
+  // FarFromRateLimit); count_at_data_: this transaction's count is left to
+  // DATA.
+  std::optional<std::pair<int64_t, absl::Time>> rate_room_;
+  bool count_at_data_ = false;
   // The transaction (reset at each MAIL).
   std::string mail_from_;  // "" for <>
   std::vector<Target> targets_;
