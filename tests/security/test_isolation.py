@@ -26,6 +26,9 @@ same answer (ids and names in the text masked):
   and the admin's writes on carol (unlock, sign out everywhere, 2FA off,
   password reset) all answer like an id that names nothing, and carol's
   password still opens her mailbox afterwards.
+- tenantd's admin audit log (`mailctl adminlog list`) of B, with A's admin,
+  A's auditor and bob: like a tenant that does not exist; A's own log has
+  nothing of B's.
 """
 import base64
 import imaplib
@@ -92,7 +95,7 @@ class TenantIsolationTest(unittest.TestCase):
             cls.b = mgctl.Mailctl(cls.data)
             cls.b.onboard_with_override("Tenant B", B_DOMAIN)
             cls.carol = "carol@" + B_DOMAIN
-            cls.carol_password = cls.b.create_user(cls.carol, "Carol of B", "--role", "tenant_admin")
+            cls.carol_password = cls.b.create_user(cls.carol, "Carol of B", "--user-role", "tenant_admin")
             cls.carol_user = cls.b.admin("user", "show", cls.carol)
             cls.setup_b_mail()
             cls.bob_token = cls.a.run("auth", "login", cls.bob["address"], "--password",
@@ -370,6 +373,54 @@ class TenantIsolationTest(unittest.TestCase):
         # Carol's password still works: nothing of B's changed.
         c = self.imap_as(self.carol, self.carol_password)
         c.logout()
+
+    def test_admin_audit_log_lists_directory_changes(self):
+        """The baseline of the isolation test below: B's own admin reads B's
+        log through the same door, and it holds carol's creation."""
+        own = self.b.admin("adminlog", "list", "--limit", "1000")
+        created = [e for e in own.get("entries", [])
+                   if e.get("action") == "user.create" and e.get("target_id") == self.carol_user["user_id"]]
+        self.assertTrue(created, "B's admin log lacks carol's creation: %s" % own)
+        self.assertTrue(all(e.get("tenant_id") == self.b.tenant_id for e in own["entries"]), own)
+
+    def test_admin_audit_log_of_b(self):
+        """tenantd's admin audit log (ListAdminAuditLog, `mailctl adminlog`):
+        A's admin, A's auditor and bob get for B's log exactly what they get
+        for a tenant that does not exist, and A's own log, even filtered by
+        carol's id, shows nothing of B's."""
+        carol_id, b_tid = self.carol_user["user_id"], self.b.tenant_id
+        fake_tid = fake_like(b_tid)
+        # The door is open to B's own admin (whatever the log holds).
+        own = self.b.admin("adminlog", "list", "--limit", "1000")
+        self.assertTrue(all(e.get("tenant_id") == b_tid for e in own.get("entries", [])), own)
+        print()
+        admin = {"role": "tenant_admin", "tenant": self.a.tenant_id}
+        auditor = {"role": "auditor", "tenant": self.a.tenant_id}
+        bob = {"token": self.bob_token}
+        for who in (admin, auditor, bob):
+            theirs = self.answered_like_missing(("adminlog", "list", b_tid), ("adminlog", "list", fake_tid),
+                                                (b_tid, fake_tid), **who)
+            self.assertNotIn(b_tid, theirs.stdout)
+            filtered = self.answered_like_missing(
+                ("adminlog", "list", b_tid, "--target", carol_id, "--action", "user."),
+                ("adminlog", "list", fake_tid, "--target", carol_id, "--action", "user."),
+                (b_tid, fake_tid), **who)
+            self.assertNotIn(carol_id, filtered.stdout)
+        # A's own log, read by A's admin and auditor: A's entries only, and a
+        # filter on B's user or B's action finds nothing.
+        for who in (admin, auditor):
+            mine = self.a.run("adminlog", "list", "--limit", "1000", **who)
+            self.assertTrue(mine.get("entries"), "A's admin log is empty: %s" % mine)
+            dump = json.dumps(mine)
+            for secret in (b_tid, carol_id, B_DOMAIN, self.carol):
+                self.assertNotIn(secret, dump)
+            by_carol = self.a.run("adminlog", "list", "--target", carol_id, **who)
+            self.assertEqual(by_carol.get("entries", []), [], by_carol)
+        # A plain user of A (the demo's bob; `mailctl user create` gives a new
+        # user only the roles of --user-role) is refused even A's own log.
+        refused = self.a.run("adminlog", "list", token=self.bob_token, check=False)
+        self.assertNotEqual(refused.returncode, 0, "a plain user read the admin log: %s" % refused.stdout)
+        self.assertIn("PERMISSION_DENIED", refused.stderr + refused.stdout)
 
 
 if __name__ == "__main__":
