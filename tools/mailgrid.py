@@ -112,7 +112,7 @@ def demo_users(c, ctl, tenant_id, domain):
         password = "%s-%s" % (name, secrets.token_urlsafe(9))
         args = ["user", "create", address, "--name", display, "--password", initial]
         if role:
-            args += ["--role", role]
+            args += ["--user-role", role]
         ctl(*args, role="tenant_admin", tenant=tenant_id)
         ctl("auth", "login", address, "--password", initial, "--new-password", password)
         users.append({"address": address, "password": password})

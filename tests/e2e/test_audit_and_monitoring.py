@@ -53,7 +53,7 @@ class AuditAndMonitoringTest(unittest.TestCase):
             for name in ("alice", "bob", "carol", "boss"):
                 cls.pw[name] = cls.ctl.create_user("%s@%s" % (name, DOMAIN), name.title())
             cls.ctl.admin("user", "create", "ann@" + DOMAIN, "--name", "Ann Auditor",
-                          "--role", "auditor", "--password", "Initial-" + os.urandom(6).hex())
+                          "--user-role", "auditor", "--password", "Initial-" + os.urandom(6).hex())
             cls.auditor_id = cls.ctl.admin("user", "show", "ann@" + DOMAIN)["user_id"]
             carol_id = cls.ctl.admin("user", "show", "carol@" + DOMAIN)["user_id"]
             cls.set_policy("audit-policy", {

@@ -66,7 +66,7 @@ class SignInTest(unittest.TestCase):
             cls.idp.jwks = {"keys": [cls.key.jwk()]}
             # The tenant's admin, signed in, configures SSO.
             admin = "it@" + DOMAIN
-            admin_password = cls.ctl.create_user(admin, "IT Admin", "--role", "tenant_admin")
+            admin_password = cls.ctl.create_user(admin, "IT Admin", "--user-role", "tenant_admin")
             admin_token = cls.ctl.run("auth", "login", admin, "--password", admin_password)["session"]["access_token"]
             cls.admin_token = admin_token
             cls.ctl.run("sso", "set", "--issuer", cls.idp.issuer, "--client-id", "mailgrid-e2e",

@@ -68,7 +68,7 @@ class AttackTest(unittest.TestCase):
             cls.b = mgctl.Mailctl(cls.data)
             cls.b.onboard_with_override("Tenant B", B_DOMAIN)
             cls.b_user = "carol@" + B_DOMAIN
-            cls.b_password = cls.b.create_user(cls.b_user, "Carol of B", "--role", "tenant_admin")
+            cls.b_password = cls.b.create_user(cls.b_user, "Carol of B", "--user-role", "tenant_admin")
         except BaseException:
             cls.mg.stop()
             raise

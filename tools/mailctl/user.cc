@@ -26,10 +26,13 @@ absl::Status Create(const TenantdClient& c, const Args& a, std::ostream& out) {
   req.set_initial_password(a.Get("password"));
   req.set_recovery_email(a.Get("recovery-email"));
   req.set_skip_welcome_mail(a.Has("no-welcome"));
-  for (absl::string_view r : absl::StrSplit(a.Get("role"), ',', absl::SkipEmpty())) {
+  // --user-role, not --role: --role is the role of the token mailctl mints
+  // with --token-key (usually tenant_admin), and reading it here made every
+  // user created that way a tenant admin.
+  for (absl::string_view r : absl::StrSplit(a.Get("user-role"), ',', absl::SkipEmpty())) {
     common::v1::Role role;
     if (!common::v1::Role_Parse("ROLE_" + absl::AsciiStrToUpper(r), &role))
-      return absl::InvalidArgumentError(absl::StrCat("--role: unknown role ", r));
+      return absl::InvalidArgumentError(absl::StrCat("--user-role: unknown role ", r));
     req.add_roles(role);
   }
   for (absl::string_view d : absl::StrSplit(a.Get("dept"), ',', absl::SkipEmpty())) {
@@ -233,7 +236,7 @@ absl::Status RunUser(const Invocation& inv) {
 const bool kRegistered = RegisterCommand(
     {"user", "a tenant's users and their mailboxes (tenantd directory)",
      "mailctl user create ADDRESS --name NAME [--dept PATH[,PATH]] [--title T] [--phone +E164]\n"
-     "                  [--role tenant_admin,auditor] [--password P] [--quota-mb N] [--tenant T]\n"
+     "                  [--user-role tenant_admin,auditor] [--password P] [--quota-mb N] [--tenant T]\n"
      "      mailctl user import FILE.csv [--dry-run]   (address,name,department,phone,password,...)\n"
      "      mailctl user list [--query Q] [--dept PATH] [--state active|disabled|deleted]\n"
      "      mailctl user show|disable|enable|delete ADDRESS [--reason R]\n"
