@@ -13,6 +13,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "libs/redis/testing/eventually.h"
 #include "libs/redis/testing/redis_server.h"
 #include "libs/redis/testing/status_macros.h"
 
@@ -22,15 +23,7 @@ namespace {
 using ::mailgrid::redis::testing::RedisServer;
 using ::mailgrid::redis::testing::RedisServerOptions;
 
-// Polls `pred` until it holds or a generous limit passes.
-bool Eventually(const std::function<bool()>& pred) {
-  const absl::Time give_up = absl::Now() + absl::Seconds(60);
-  while (absl::Now() < give_up) {
-    if (pred()) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return pred();
-}
+using ::mailgrid::redis::testing::Eventually;
 
 class ClientTest : public ::testing::Test {
  protected:

@@ -12,19 +12,13 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "libs/redis/testing/eventually.h"
 #include "libs/redis/testing/status_macros.h"
 
 namespace mailgrid::redis::internal {
 namespace {
 
-bool Eventually(const std::function<bool()>& pred) {
-  const absl::Time give_up = absl::Now() + absl::Seconds(60);
-  while (absl::Now() < give_up) {
-    if (pred()) return true;
-    absl::SleepFor(absl::Milliseconds(10));
-  }
-  return pred();
-}
+using ::mailgrid::redis::testing::Eventually;
 
 // A loopback listening socket the test drives by hand.
 class FakeServer {

@@ -10,6 +10,7 @@
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "libs/redis/client.h"
+#include "libs/redis/testing/eventually.h"
 #include "libs/redis/testing/redis_server.h"
 #include "libs/redis/testing/status_macros.h"
 
@@ -18,14 +19,7 @@ namespace {
 
 using ::mailgrid::redis::testing::RedisServer;
 
-bool Eventually(const std::function<bool()>& pred) {
-  const absl::Time give_up = absl::Now() + absl::Seconds(60);
-  while (absl::Now() < give_up) {
-    if (pred()) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return pred();
-}
+using ::mailgrid::redis::testing::Eventually;
 
 // Collects what the subscriber thread delivers.
 class Inbox {

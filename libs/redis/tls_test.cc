@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "libs/redis/client.h"
 #include "libs/redis/subscriber.h"
+#include "libs/redis/testing/eventually.h"
 #include "libs/redis/testing/redis_server.h"
 #include "libs/redis/testing/status_macros.h"
 #include "libs/redis/testing/test_pki.h"
@@ -29,14 +30,7 @@ using ::mailgrid::redis::testing::RedisServer;
 using ::mailgrid::redis::testing::RedisServerOptions;
 using ::mailgrid::redis::testing::TestPki;
 
-bool Eventually(const std::function<bool()>& pred) {
-  const absl::Time give_up = absl::Now() + absl::Seconds(60);
-  while (absl::Now() < give_up) {
-    if (pred()) return true;
-    absl::SleepFor(absl::Milliseconds(20));
-  }
-  return pred();
-}
+using ::mailgrid::redis::testing::Eventually;
 
 class TlsTest : public ::testing::Test {
  protected:
