@@ -550,6 +550,19 @@ def declared_options(component):
     return names
 
 
+def redis_tls_users():
+    """Components whose daemon takes --redis-tls-* (calls redis::AddTlsFlags in its own folder)."""
+    users = set()
+    for component, folder in SERVICE_DIRS.items():
+        for root, _, files in os.walk(os.path.join(mgtest.SOURCE_DIR, folder)):
+            for f in files:
+                if f.endswith(".cc") and not f.endswith("_test.cc"):
+                    with open(os.path.join(root, f), errors="replace") as fh:
+                        if "redis::AddTlsFlags(" in fh.read():
+                            users.add(component)
+    return users
+
+
 def callers_from_code():
     """component -> the components whose daemons declare an option naming it (--tenantd, --mailstored, ...)."""
     options = {c: declared_options(c) for c in SERVICE_DIRS}
@@ -959,6 +972,71 @@ class ChartRenderTest(HelmTestCase):
             with self.subTest(args=" ".join(args[2:] if args[:1] == ["-f"] else args)):
                 r = self.helm("template", RELEASE, CHART, "--namespace", NAMESPACE, *args, check=False)
                 self.assertNotEqual(r.returncode, 0, "helm template accepted %s" % args)
+                self.assertRegex(r.stderr, pattern)
+
+    def test_external_redis_over_tls(self):
+        """redis.external.tls: the Redis CA (and a client certificate) reach exactly the daemons that take
+        --redis-tls-* (redis::AddTlsFlags in their folder), at the paths their MAILGRID_REDIS_TLS_* name;
+        nothing for the others; TLS values with a plain address fail at helm template."""
+        with open(os.path.join(CHART, "values.yaml")) as f:
+            if "tls" not in (yaml.safe_load(f)["redis"]["external"] or {}):
+                self.skipTest("the chart has no redis.external.tls yet (its README: no value to mount a Redis CA)")
+        users = redis_tls_users()
+        self.assertEqual(users, {"identityd", "relayd"})
+        external = ["-f", DEFAULT_VALUES, "--set", "redis.enabled=false",
+                    "--set", "redis.external.address=rediss://redis.cache.example:6380"]
+        full = external + ["--set", "redis.external.tls.caSecret=redis-ca", "--set", "redis.external.tls.caKey=ca.pem",
+                           "--set", "redis.external.tls.clientCertSecret=redis-client",
+                           "--set", "redis.external.tls.serverName=redis.internal"]
+        documented, declared = documented_env(), declared_env()
+        for args, want_env in ((full, {"CA", "CERT", "KEY", "SERVER_NAME"}),
+                               (external + ["--set", "redis.external.tls.caSecret=redis-ca"], {"CA"}),
+                               (external, set())):
+            with self.subTest(values=" ".join(args[2:])):
+                docs = self.render(*args)
+                self.check(docs)
+                self.assertIsNone(find(docs, "StatefulSet", "rel-mailgrid-redis"))
+                for w in (d for d in docs if d["kind"] in WORKLOAD_KINDS):
+                    name, pod = component_of(w), pod_of(w)["spec"]
+                    c = pod["containers"][0]
+                    env = env_of(c)
+                    self.assertEqual(env["MAILGRID_REDIS"], "rediss://redis.cache.example:6380", name)
+                    tls_env = {k[len("MAILGRID_REDIS_TLS_"):]: v for k, v in env.items()
+                               if k.startswith("MAILGRID_REDIS_TLS_")}
+                    self.assertEqual(set(tls_env), want_env if name in users else set(), name)
+                    for k in tls_env:
+                        self.assertIn("MAILGRID_REDIS_TLS_" + k, documented)
+                        self.assertIn("MAILGRID_REDIS_TLS_" + k, declared)
+                    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+                    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+                    if name not in users:
+                        self.assertEqual([v for v in volumes if v.startswith("redis-tls")], [], name)
+                    # Each file a variable names is an item of the Secret the values name, mounted read-only.
+                    ca_key = "ca.pem" if "redis.external.tls.caKey=ca.pem" in args else "ca.crt"
+                    expected = {"CA": ("redis-ca", ca_key), "CERT": ("redis-client", "tls.crt"),
+                                "KEY": ("redis-client", "tls.key")}
+                    for k, (secret, key) in expected.items():
+                        if k not in tls_env:
+                            continue
+                        directory, filename = tls_env[k].rsplit("/", 1)
+                        self.assertIn(directory, mounts, "%s: %s is not under a mount" % (name, tls_env[k]))
+                        volume = volumes[mounts[directory]]
+                        self.assertEqual(volume["secret"]["secretName"], secret, name)
+                        self.assertIn({"key": key, "path": filename}, volume["secret"]["items"], name)
+                        mount = [m for m in c["volumeMounts"] if m["mountPath"] == directory][0]
+                        self.assertTrue(mount.get("readOnly"), name)
+                    if "SERVER_NAME" in tls_env:
+                        self.assertEqual(tls_env["SERVER_NAME"], "redis.internal")
+        for args, pattern in (
+                (["--set", "redis.enabled=false", "--set", "redis.external.address=redis.cache.example:6379",
+                  "--set", "redis.external.tls.caSecret=redis-ca"], r"redis\.external\.tls is set but"),
+                (["--set", "redis.external.tls.caSecret=redis-ca"], r"redis\.external\.tls is set but"),
+                (["--set", "redis.enabled=false", "--set", "redis.external.address=http://redis.cache.example:1"],
+                 r"redis[./]external[./]address")):
+            with self.subTest(bad=" ".join(args)):
+                r = self.helm("template", RELEASE, CHART, "--namespace", NAMESPACE, "-f", DEFAULT_VALUES, *args,
+                              check=False)
+                self.assertNotEqual(r.returncode, 0)
                 self.assertRegex(r.stderr, pattern)
 
     def render_notes(self, values):

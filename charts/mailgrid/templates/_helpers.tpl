@@ -401,6 +401,23 @@ declare, so one list serves all. Takes a workload context.
 {{- end }}
 - name: MAILGRID_REDIS
   value: {{ include "mailgrid.redisAddress" $root | quote }}
+{{- if include "mailgrid.redisTlsFiles" . }}
+{{- $rtls := $v.redis.external.tls }}
+{{- if $rtls.caSecret }}
+- name: MAILGRID_REDIS_TLS_CA
+  value: /run/secrets/mailgrid/redis-tls-ca/ca.crt
+{{- end }}
+{{- if $rtls.clientCertSecret }}
+- name: MAILGRID_REDIS_TLS_CERT
+  value: /run/secrets/mailgrid/redis-tls-client/tls.crt
+- name: MAILGRID_REDIS_TLS_KEY
+  value: /run/secrets/mailgrid/redis-tls-client/tls.key
+{{- end }}
+{{- if $rtls.serverName }}
+- name: MAILGRID_REDIS_TLS_SERVER_NAME
+  value: {{ $rtls.serverName | quote }}
+{{- end }}
+{{- end }}
 - name: MAILGRID_TENANTD
   value: {{ include "mailgrid.replicaAddresses" (dict "root" $root "component" "tenantd") | quote }}
 - name: MAILGRID_IDENTITYD
@@ -460,6 +477,21 @@ relayd=global:outq*
 {{- end -}}
 {{- end -}}
 
+{{/*
+Non-empty when this workload talks to an external Redis over TLS with
+something to mount or set (redis.external.tls): only the daemons that
+declare --redis-tls-* (identityd, relayd; the same list as
+networkPolicy.redisClients' default), only with redis.enabled false. Takes a
+workload context.
+*/}}
+{{- define "mailgrid.redisTlsFiles" -}}
+{{- $v := .root.Values -}}
+{{- $t := $v.redis.external.tls -}}
+{{- if and (not $v.redis.enabled) (has .component (list "identityd" "relayd")) (or $t.caSecret $t.clientCertSecret $t.serverName) -}}
+true
+{{- end -}}
+{{- end -}}
+
 {{- define "mailgrid.redisAddress" -}}
 {{- if .Values.redis.enabled -}}
 {{- printf "%s-redis.%s:6379" (include "mailgrid.fullname" .) (include "mailgrid.namespaceDomain" .) -}}
@@ -513,6 +545,28 @@ relayd=global:outq*
     secretName: {{ include "mailgrid.publicTlsSecretName" $root }}
     defaultMode: 0440
 {{- end }}
+{{- if include "mailgrid.redisTlsFiles" . }}
+{{- with $v.redis.external.tls.caSecret }}
+- name: redis-tls-ca
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - key: {{ $v.redis.external.tls.caKey }}
+        path: ca.crt
+{{- end }}
+{{- with $v.redis.external.tls.clientCertSecret }}
+- name: redis-tls-client
+  secret:
+    secretName: {{ . }}
+    defaultMode: 0440
+    items:
+      - key: tls.crt
+        path: tls.crt
+      - key: tls.key
+        path: tls.key
+{{- end }}
+{{- end }}
 {{- end -}}
 
 {{- define "mailgrid.commonVolumeMounts" -}}
@@ -546,6 +600,18 @@ relayd=global:outq*
 - name: public-tls
   mountPath: /run/secrets/mailgrid/public-tls
   readOnly: true
+{{- end }}
+{{- if include "mailgrid.redisTlsFiles" . }}
+{{- if $root.Values.redis.external.tls.caSecret }}
+- name: redis-tls-ca
+  mountPath: /run/secrets/mailgrid/redis-tls-ca
+  readOnly: true
+{{- end }}
+{{- if $root.Values.redis.external.tls.clientCertSecret }}
+- name: redis-tls-client
+  mountPath: /run/secrets/mailgrid/redis-tls-client
+  readOnly: true
+{{- end }}
 {{- end }}
 {{- end -}}
 

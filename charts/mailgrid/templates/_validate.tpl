@@ -44,6 +44,10 @@ fails there); these `fail`s say why, and still hold under
 {{- if and $v.redis.enabled $v.redis.external.address }}
 {{- fail "redis.external.address is set but redis.enabled is true: choose one (set redis.enabled=false to use the external Redis)" }}
 {{- end }}
+{{- $rtls := $v.redis.external.tls }}
+{{- if and (or $rtls.caSecret $rtls.clientCertSecret $rtls.serverName) (not (hasPrefix "rediss://" $v.redis.external.address)) }}
+{{- fail (printf "redis.external.tls is set but redis.external.address %q is not a rediss:// URL: the daemons refuse TLS files for a plain Redis (use rediss://host:port, and redis.enabled=false)" $v.redis.external.address) }}
+{{- end }}
 
 {{- if not (regexMatch "^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$" $v.mail.hostname) }}
 {{- fail (printf "mail.hostname %q is not a lower-case DNS host name (e.g. mail.example.com)" $v.mail.hostname) }}
