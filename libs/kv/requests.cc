@@ -86,8 +86,9 @@ absl::Status ValidateBatchShape(const v1::WriteRequest& request) {
   if (!request.request_id().client_id().empty() || request.request_id().seq() != 0) {
     return absl::InvalidArgumentError("batch: the entry itself takes no request_id");
   }
-  if (request.conditions_size() != 0 || request.ops_size() != 0) {
-    return absl::InvalidArgumentError("batch: the entry itself takes no conditions or ops");
+  if (request.conditions_size() != 0 || request.ops_size() != 0 || request.set_format() != 0) {
+    return absl::InvalidArgumentError(
+        "batch: the entry itself takes no conditions, ops or set_format");
   }
   if (static_cast<size_t>(request.batch_size()) > kMaxWritesPerCall) {
     return absl::InvalidArgumentError(
@@ -98,6 +99,7 @@ absl::Status ValidateBatchShape(const v1::WriteRequest& request) {
 
 absl::Status ValidateBatchedWrite(const v1::WriteRequest& write) {
   if (IsBatch(write)) return absl::InvalidArgumentError("batch: a batch may not nest a batch");
+  if (write.set_format() != 0) return absl::InvalidArgumentError("set_format: not in a batch");
   for (int i = 0; i < write.ops_size(); ++i) {
     if (write.ops(i).has_delete_range()) {
       return absl::InvalidArgumentError(
@@ -121,6 +123,15 @@ absl::Status ValidateWriteRequest(const v1::WriteRequest& request) {
   }
   if (request.request_id().client_id().size() > kMaxClientIdBytes) {
     return absl::InvalidArgumentError("request_id.client_id: too long");
+  }
+  if (request.set_format() != 0) {
+    // The group's format, raised alone (no record: repeating it is harmless).
+    if (!request.request_id().client_id().empty() || request.conditions_size() != 0 ||
+        request.ops_size() != 0) {
+      return absl::InvalidArgumentError(
+          "set_format: only alone (no request_id, conditions, ops or batch)");
+    }
+    return absl::OkStatus();
   }
   if (request.conditions_size() == 0 && request.ops_size() == 0) {
     return absl::InvalidArgumentError("write: no conditions and no ops");

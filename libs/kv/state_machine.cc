@@ -7,6 +7,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/arena.h"
 #include "libs/base/status.h"
@@ -101,6 +102,14 @@ absl::StatusOr<VersionedValue> DecodeValue(std::string_view stored) {
   return VersionedValue{std::string(stored.substr(9)), version};
 }
 
+absl::StatusOr<uint32_t> ParseFormat(std::string_view value) {
+  uint32_t format = 0;
+  if (!absl::SimpleAtoi(ToAbsl(value), &format) || format == 0) {
+    return absl::DataLossError("data: bad state-machine format record");
+  }
+  return format;
+}
+
 std::string RequestRecordKey(const v1::RequestId& id) {
   // Built in place: one per write on every replica.
   std::string out;
@@ -176,6 +185,7 @@ absl::StatusOr<std::unique_ptr<StateMachine>> StateMachine::Open(Engine* engine,
                                                                  StateMachineOptions options) {
   auto sm = std::unique_ptr<StateMachine>(new StateMachine(engine, options));
   RETURN_IF_ERROR(sm->LoadApplied());
+  RETURN_IF_ERROR(sm->LoadFormat());
   return sm;
 }
 
@@ -210,6 +220,39 @@ absl::Status StateMachine::LoadApplied() {
   applied_ = std::move(state);
   applied_index_.store(applied_.index, std::memory_order_release);
   return absl::OkStatus();
+}
+
+absl::Status StateMachine::LoadFormat() {
+  absl::ReaderMutexLock data_lock(&engine_->data_mutex());
+  ASSIGN_OR_RETURN(std::optional<VersionedValue> v, ReadData(engine_->data(), kFormatKey, nullptr));
+  uint32_t format = 1;
+  if (v.has_value()) {
+    ASSIGN_OR_RETURN(format, internal::ParseFormat(v->value));
+  }
+  format_.store(format, std::memory_order_release);
+  // Refuse to run rather than apply entries of a format we cannot read.
+  return CheckCommittedFormat();
+}
+
+absl::Status StateMachine::CheckCommittedFormat() const {
+  const uint32_t format = committed_format();
+  if (format <= options_.max_format) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("the group's committed state-machine format is ", format,
+                   "; this binary applies formats up to ", options_.max_format,
+                   ": upgrade it (libs/kv README \"Formats\")"));
+}
+
+absl::Status StateMachine::CheckApplicable(uint64_t index, const v1::WriteRequest& request) const {
+  uint32_t needed = std::max(request.min_format(), request.set_format());
+  for (const v1::WriteRequest& write : request.batch()) {
+    needed = std::max(needed, write.min_format());
+  }
+  if (needed <= options_.max_format) return absl::OkStatus();
+  return absl::FailedPreconditionError(
+      absl::StrCat("entry ", index, " needs state-machine format ", needed,
+                   "; this binary applies formats up to ", options_.max_format,
+                   ": not applied; upgrade this replica (libs/kv README \"Formats\")"));
 }
 
 AppliedState StateMachine::applied() const {
@@ -450,10 +493,24 @@ absl::StatusOr<v1::WriteResponse> StateMachine::ApplyWrite(uint64_t index,
   return resp;
 }
 
+namespace {
+
+// An entry of a format the group has not committed: rejected, identically on
+// every replica (the leader should not have emitted it).
+absl::Status CheckCommitted(uint32_t min_format, uint32_t committed) {
+  if (min_format <= committed) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat("needs state-machine format ", min_format,
+                                                    "; the group has committed ", committed,
+                                                    " (mailctl raft set-format)"));
+}
+
+}  // namespace
+
 absl::StatusOr<v1::WriteResponse> StateMachine::ApplyCommand(uint64_t index,
                                                              const v1::WriteRequest& request,
                                                              bool parsed, PendingBatch* batch,
-                                                             std::string* prune_cursor) {
+                                                             std::string* prune_cursor,
+                                                             uint32_t* format) {
   v1::WriteResponse resp;
   if (!parsed) {
     v1::WriteRequest empty;
@@ -461,10 +518,28 @@ absl::StatusOr<v1::WriteResponse> StateMachine::ApplyCommand(uint64_t index,
         resp, ApplyWrite(index, empty, absl::InvalidArgumentError("command is not a WriteRequest"),
                          batch, nullptr));
   } else if (!IsBatch(request)) {
-    ASSIGN_OR_RETURN(resp,
-                     ApplyWrite(index, request, ValidateWriteRequest(request), batch, nullptr));
+    absl::Status valid = ValidateWriteRequest(request);
+    if (valid.ok()) valid = CheckCommitted(request.min_format(), *format);
+    if (valid.ok() && request.set_format() != 0) {
+      // Never lowers: an old or repeated SetFormat is a no-op.
+      if (request.set_format() > *format) {
+        absl::ReaderMutexLock data_lock(&engine_->data_mutex());
+        RETURN_IF_ERROR(
+            batch->Put(engine_->data(), kFormatKey,
+                       internal::EncodeValue(index, std::to_string(request.set_format()))));
+        *format = request.set_format();
+      }
+      resp.mutable_ok();
+      resp.set_applied_index(index);
+    } else {
+      ASSIGN_OR_RETURN(resp, ApplyWrite(index, request, valid, batch, nullptr));
+    }
   } else if (absl::Status shape = ValidateBatchShape(request); !shape.ok()) {
     resp.mutable_rejected()->set_reason(std::string(shape.message()));
+    resp.set_applied_index(index);
+  } else if (absl::Status committed = CheckCommitted(request.min_format(), *format);
+             !committed.ok()) {
+    resp.mutable_rejected()->set_reason(std::string(committed.message()));
     resp.set_applied_index(index);
   } else {
     // One WriteMany call: each write as if it were its own entry at this
@@ -475,8 +550,9 @@ absl::StatusOr<v1::WriteResponse> StateMachine::ApplyCommand(uint64_t index,
     // One expiry key for the entry's records instead of one per write.
     std::string ids;
     for (const v1::WriteRequest& write : request.batch()) {
-      ASSIGN_OR_RETURN(*resp.add_batch(),
-                       ApplyWrite(index, write, ValidateBatchedWrite(write), batch, &ids));
+      absl::Status valid = ValidateBatchedWrite(write);
+      if (valid.ok()) valid = CheckCommitted(write.min_format(), *format);
+      ASSIGN_OR_RETURN(*resp.add_batch(), ApplyWrite(index, write, valid, batch, &ids));
     }
     if (!ids.empty()) {
       RETURN_IF_ERROR(batch->Put(
@@ -492,12 +568,15 @@ absl::StatusOr<std::vector<v1::WriteResponse>> StateMachine::ApplyBatch(
     std::span<const ApplyInput> entries) {
   std::vector<v1::WriteResponse> out;
   if (entries.empty()) return out;
+  // A snapshot of a newer format may have been installed: apply nothing.
+  RETURN_IF_ERROR(CheckCommittedFormat());
   PendingBatch batch(engine_->meta());
   // The entries' requests live on one arena per call: a batch entry parses
   // into hundreds of messages and strings, freed at once.
   google::protobuf::Arena arena;
   // Adopted only once the batch is committed (its deletes are in it).
   std::string cursor = prune_cursor_;
+  uint32_t format = committed_format();  // adopted with the commit, like the cursor
   const uint64_t applied = applied_index();
   out.reserve(entries.size());
   for (const ApplyInput& in : entries) {
@@ -523,14 +602,24 @@ absl::StatusOr<std::vector<v1::WriteResponse>> StateMachine::ApplyBatch(
         parsed && std::any_of(request.ops().begin(), request.ops().end(),
                               [](const v1::Op& op) { return op.has_delete_range(); });
     if (has_range && !out.empty()) break;
+    if (parsed) {
+      // An entry of a newer format than this binary applies: stop before
+      // it (the entries before it still apply), never misapply it.
+      absl::Status applicable = CheckApplicable(in.index, request);
+      if (!applicable.ok()) {
+        if (!out.empty()) break;
+        return applicable;
+      }
+    }
     ASSIGN_OR_RETURN(v1::WriteResponse resp,
-                     ApplyCommand(in.index, request, parsed, &batch, &cursor));
+                     ApplyCommand(in.index, request, parsed, &batch, &cursor, &format));
     out.push_back(std::move(resp));
     if (has_range) break;
   }
   const ApplyInput& last = entries[out.size() - 1];
   RETURN_IF_ERROR(Commit(last.index, last.term, nullptr, batch.batch()));
   prune_cursor_ = std::move(cursor);
+  format_.store(format, std::memory_order_release);
   return out;
 }
 

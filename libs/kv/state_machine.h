@@ -28,6 +28,14 @@
 //  * A storage error (disk full: ResourceExhausted) leaves memory and disk as
 //    before the call: the apply thread retries the same entry later.
 //
+//  * Formats (README "Formats"): the group commits a state-machine format
+//    (a SetFormat entry, WriteRequest.set_format); an entry needing a format
+//    this binary does not apply (min_format or set_format above
+//    `max_format`) makes ApplyBatch fail with FailedPrecondition naming both
+//    numbers, before anything of that entry is applied, so the replica stops
+//    there instead of misapplying it; Open refuses a store whose committed
+//    format is above `max_format`.
+//
 // Reads (Get, Scan, applied()) are safe from any thread, concurrently with
 // Apply; each read sees one consistent state at or after applied_index().
 #pragma once
@@ -89,12 +97,26 @@ struct ApplyInput {
   std::string_view command;  // a serialized v1::WriteRequest (kCommand)
 };
 
+// The highest state-machine format this binary applies. Format 1 is every
+// entry and stored form up to session 20 (plain writes, WriteMany batch
+// entries, both expiry-key forms); a change that older binaries would
+// ignore or read differently raises it, sets WriteRequest.min_format on the
+// entries that use it, and is emitted only once committed_format() allows.
+inline constexpr uint32_t kStateMachineFormat = 1;
+// Where the committed format lives: a reserved ('\0'-prefixed, refused in
+// client writes) key of the data family, so it travels in snapshots and any
+// replica or service reads it with a plain Get. Value: the decimal number.
+inline constexpr std::string_view kFormatKey{"\0mailgrid/kv-format", 19};
+
 struct StateMachineOptions {
   // Idempotency records older than this many entries are dropped. Part of the
   // replicated state's definition: every replica of a group must agree.
   uint64_t idempotency_window = 100000;
   // Snapshot data files are split at about this size.
   uint64_t snapshot_file_bytes = 256ull << 20;
+  // The highest format this replica applies (tests simulate older and newer
+  // binaries with it; production keeps the default).
+  uint32_t max_format = kStateMachineFormat;
 };
 
 namespace internal {
@@ -143,6 +165,10 @@ class StateMachine {
 
   AppliedState applied() const;
   uint64_t applied_index() const { return applied_index_.load(std::memory_order_acquire); }
+  // The group's committed format as applied here (1 when never set), and
+  // the highest this binary applies.
+  uint32_t committed_format() const { return format_.load(std::memory_order_acquire); }
+  uint32_t max_format() const { return options_.max_format; }
 
   // Writes a consistent snapshot of the state into `dir` (created; must not
   // exist or be empty) without blocking Apply.
@@ -156,6 +182,11 @@ class StateMachine {
   StateMachine(Engine* engine, StateMachineOptions options) : engine_(engine), options_(options) {}
 
   absl::Status LoadApplied();
+  // Reads the committed format; FailedPrecondition when above max_format.
+  absl::Status LoadFormat();
+  absl::Status CheckCommittedFormat() const;
+  // FailedPrecondition when entry `index` needs a format above max_format.
+  absl::Status CheckApplicable(uint64_t index, const v1::WriteRequest& request) const;
   absl::Status CheckNext(uint64_t index) const;
   // `pending` (nullable): an uncommitted batch whose writes the read sees.
   absl::StatusOr<std::optional<VersionedValue>> ReadData(rocksdb::ColumnFamilyHandle* data,
@@ -178,9 +209,11 @@ class StateMachine {
   absl::StatusOr<v1::WriteResponse> Recorded(uint64_t index, const v1::WriteRequest& request) const;
   // One command's effects into `batch` (`parsed` false: not a WriteRequest);
   // a batch entry (WriteRequest.batch) applies each of its writes in turn.
+  // `format`: the committed format as of this entry (a SetFormat entry
+  // raises it; adopted once the batch is committed).
   absl::StatusOr<v1::WriteResponse> ApplyCommand(uint64_t index, const v1::WriteRequest& request,
                                                  bool parsed, internal::PendingBatch* batch,
-                                                 std::string* prune_cursor);
+                                                 std::string* prune_cursor, uint32_t* format);
   // Adds deletes of expired idempotency records to `batch`, advancing
   // `cursor` (the prune cursor to adopt once the batch is committed).
   absl::Status PruneRecords(uint64_t index, internal::PendingBatch* batch, std::string* cursor);
@@ -193,6 +226,7 @@ class StateMachine {
   mutable absl::Mutex mu_;
   AppliedState applied_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> applied_index_{0};
+  std::atomic<uint32_t> format_{1};
   // Expiry keys below this are known deleted (performance only: pruning skips
   // their tombstones). Apply thread only.
   std::string prune_cursor_;
@@ -208,6 +242,8 @@ namespace internal {
 std::string EncodeValue(uint64_t version, std::string_view value);
 absl::StatusOr<VersionedValue> DecodeValue(std::string_view stored);
 std::string RequestRecordKey(const v1::RequestId& id);
+// The committed format stored at kFormatKey (1 when absent).
+absl::StatusOr<uint32_t> ParseFormat(std::string_view value);
 }  // namespace internal
 
 }  // namespace mailgrid::kv

@@ -275,7 +275,10 @@ absl::Status StateMachine::RestoreFromSnapshot(const std::string& dir) {
   // Commit point: one synced write switches data family and meta records.
   RETURN_IF_ERROR(engine_->SwapDataFamily(fresh, &batch));
   prune_cursor_.clear();
-  return LoadApplied();
+  RETURN_IF_ERROR(LoadApplied());
+  // A snapshot of a group that committed a newer format than this binary
+  // applies: the state is installed, but nothing after it will be applied.
+  return LoadFormat();
 }
 
 }  // namespace mailgrid::kv

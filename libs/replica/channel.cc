@@ -12,7 +12,8 @@ std::atomic<int> next_channel_id{1};
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeReplicaChannel(const std::string& address,
-                                                                  const ReplicaTls& tls) {
+                                                                  const ReplicaTls& tls,
+                                                                  int keepalive_ms) {
   rpc::ClientOptions o;
   o.target = address;
   o.tls_ca_file = tls.ca_file;
@@ -31,7 +32,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeReplicaChannel(const std::str
   // machine showed attempts cancelled that way. The first retry still comes
   // after 100 ms (GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS).
   o.channel_int_args = {{GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 5000},
-                        {GRPC_ARG_KEEPALIVE_TIME_MS, 10000},
+                        {GRPC_ARG_KEEPALIVE_TIME_MS, keepalive_ms},
                         {GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000},
                         // A connection of its own (see channel.h): gRPC shares
                         // subchannels by address AND arguments, so a unique

@@ -36,8 +36,11 @@ struct ReplicaTls {
   bool enabled() const { return !ca_file.empty(); }
 };
 
-// InvalidArgument if a TLS file cannot be read.
+// InvalidArgument if a TLS file cannot be read. `keepalive_ms`: the ping
+// interval while calls are open (a long-lived stream whose server sends
+// nothing must ping less often than every 5 minutes, see transport.cc).
 absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeReplicaChannel(const std::string& address,
-                                                                  const ReplicaTls& tls = {});
+                                                                  const ReplicaTls& tls = {},
+                                                                  int keepalive_ms = 10000);
 
 }  // namespace mailgrid::replica

@@ -238,3 +238,58 @@ TEST(KvClientCoalescingTest, FallsBackToWriteAgainstAServerWithoutWriteMany) {
 
 }  // namespace
 }  // namespace mailgrid::replica
+
+// Format versions (libs/kv README "Formats") through KvService.
+namespace mailgrid::replica {
+namespace {
+
+TEST(FormatServiceTest, MembersReportTheirFormatsAndOnlyTheLeaderCommitsASupportedOne) {
+  TestCluster c;
+  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
+  raft::NodeId leader = c.WaitForLeader();
+  ASSERT_NE(leader, raft::kNoNode);
+  for (raft::NodeId id = 1; id <= 3; ++id) {
+    kv::v1::GetFormatResponse f;
+    grpc::Status s = StubTo(c.address(id))->GetFormat(Context().get(), {}, &f);
+    ASSERT_TRUE(s.ok()) << s.error_message();
+    EXPECT_EQ(f.supported(), kv::kStateMachineFormat);
+    EXPECT_EQ(f.committed(), 1u);
+  }
+  auto stub = StubTo(c.address(leader));
+  kv::v1::SetFormatRequest req;
+  kv::v1::WriteResponse resp;
+  // A format the leader's own binary does not apply, and 0, are refused.
+  for (uint32_t bad : {kv::kStateMachineFormat + 1, 0u}) {
+    req.set_format(bad);
+    grpc::Status s = stub->SetFormat(Context().get(), req, &resp);
+    EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << bad;
+  }
+  // Not through Write: it touches no key, so no scope could see it.
+  kv::v1::WriteRequest smuggled;
+  smuggled.set_set_format(1);
+  grpc::Status s = stub->Write(Context().get(), smuggled, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  // A follower redirects like Write.
+  req.set_format(kv::kStateMachineFormat);
+  s = StubTo(c.address(AFollower(leader)))->SetFormat(Context().get(), req, &resp);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION) << s.error_message();
+  // The leader commits a supported one (a no-op at the current format: it
+  // never lowers), and every member applies that entry.
+  s = stub->SetFormat(Context().get(), req, &resp);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_TRUE(resp.has_ok()) << resp.ShortDebugString();
+  ASSERT_GT(resp.applied_index(), 0u);
+  for (raft::NodeId id = 1; id <= 3; ++id) {
+    kv::v1::GetFormatResponse f;
+    for (int attempt = 0; attempt < 600; ++attempt) {
+      ASSERT_TRUE(StubTo(c.address(id))->GetFormat(Context().get(), {}, &f).ok());
+      if (f.applied_index() >= resp.applied_index()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    EXPECT_GE(f.applied_index(), resp.applied_index()) << id;
+    EXPECT_EQ(f.committed(), kv::kStateMachineFormat) << id;
+  }
+}
+
+}  // namespace
+}  // namespace mailgrid::replica

@@ -125,7 +125,70 @@ grpc::ServerUnaryReactor* KvServiceImpl::Write(grpc::CallbackServerContext* ctx,
     reactor->Callback()(absl::InvalidArgumentError("batch: replica-internal; use WriteMany"));
     return reactor;
   }
+  if (req->set_format() != 0) {
+    // It touches no key, so the scope check above cannot see it.
+    reactor->Callback()(
+        absl::InvalidArgumentError("set_format: an admin operation; use SetFormat"));
+    return reactor;
+  }
   replica_->WriteAsync(*req, AdminDeadline(ctx), reactor->Callback());
+  return reactor;
+}
+
+namespace {
+
+// The committed format from a read of kv::kFormatKey (1 when never set).
+absl::StatusOr<uint32_t> FormatOf(const kv::v1::GetResponse& r) {
+  if (!r.found()) return 1u;
+  return kv::internal::ParseFormat(r.value());
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* KvServiceImpl::GetFormat(grpc::CallbackServerContext* ctx,
+                                                   const kv::v1::GetFormatRequest* /*req*/,
+                                                   kv::v1::GetFormatResponse* resp) {
+  auto* reactor = new AnswerOnceReactor<kv::v1::GetFormatResponse>(ctx, resp, "read cancelled");
+  kv::v1::GetRequest get;
+  get.set_key(std::string(kv::kFormatKey));
+  get.set_consistency(kv::v1::STALE);  // this replica's own applied state
+  replica_->GetAsync(get, AdminDeadline(ctx),
+                     [done = reactor->Callback()](absl::StatusOr<kv::v1::GetResponse> r) {
+                       if (!r.ok()) return done(r.status());
+                       absl::StatusOr<uint32_t> committed = FormatOf(*r);
+                       if (!committed.ok()) return done(committed.status());
+                       kv::v1::GetFormatResponse out;
+                       out.set_supported(kv::kStateMachineFormat);
+                       out.set_committed(*committed);
+                       out.set_applied_index(r->applied_index());
+                       done(std::move(out));
+                     });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* KvServiceImpl::SetFormat(grpc::CallbackServerContext* ctx,
+                                                   const kv::v1::SetFormatRequest* req,
+                                                   kv::v1::WriteResponse* resp) {
+  auto* reactor = new AnswerOnceReactor<kv::v1::WriteResponse>(
+      ctx, resp, "set format cancelled; outcome unknown (GetFormat tells)");
+  auto done = reactor->Callback();
+  // Admin only: a caller confined by --kv-scope may not write the reserved
+  // format key, so it may not change the format either.
+  kv::v1::WriteRequest as_put;
+  as_put.add_ops()->mutable_put()->set_key(std::string(kv::kFormatKey));
+  if (grpc::Status scope = CheckKvScope(*ctx, as_put); !scope.ok()) {  // security: kv_scope.h
+    done(rpc::FromGrpc(scope));
+    return reactor;
+  }
+  if (req->format() == 0 || req->format() > kv::kStateMachineFormat) {
+    done(absl::FailedPreconditionError(absl::StrCat("format ", req->format(),
+                                                    ": this replica's binary applies formats 1 to ",
+                                                    kv::kStateMachineFormat)));
+    return reactor;
+  }
+  kv::v1::WriteRequest entry;
+  entry.set_set_format(req->format());
+  replica_->WriteAsync(entry, AdminDeadline(ctx), std::move(done));
   return reactor;
 }
 

@@ -48,6 +48,16 @@ class KvServiceImpl final : public kv::v1::KvService::CallbackService {
   grpc::ServerUnaryReactor* WriteMany(grpc::CallbackServerContext* ctx,
                                       const kv::v1::WriteManyRequest* req,
                                       kv::v1::WriteManyResponse* resp) override;
+  // Format versions (libs/kv README "Formats"): what this binary applies and
+  // what the group committed, from this replica's applied state (any
+  // replica); SetFormat proposes the raise (leader; admin: refused to a
+  // caller with a --kv-scope).
+  grpc::ServerUnaryReactor* GetFormat(grpc::CallbackServerContext* ctx,
+                                      const kv::v1::GetFormatRequest* req,
+                                      kv::v1::GetFormatResponse* resp) override;
+  grpc::ServerUnaryReactor* SetFormat(grpc::CallbackServerContext* ctx,
+                                      const kv::v1::SetFormatRequest* req,
+                                      kv::v1::WriteResponse* resp) override;
 
  private:
   Replica* const replica_;

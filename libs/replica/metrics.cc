@@ -64,6 +64,11 @@ ReplicaMetrics::ReplicaMetrics(prometheus::Registry& r) {
   messages_dropped = Counter(r, "mailgrid_raft_messages_dropped_total",
                              "Raft messages dropped (peer queue full, peer unreachable)");
   send_failures = Counter(r, "mailgrid_raft_send_failures_total", "Failed Send RPCs to peers");
+  send_streams_opened = Counter(r, "mailgrid_raft_send_streams_opened_total",
+                                "SendStream calls opened to peers (one per connection)");
+  send_stream_fallbacks =
+      Counter(r, "mailgrid_raft_send_stream_fallbacks_total",
+              "Peers without SendStream (UNIMPLEMENTED), sent to with unary Send calls");
   log_compactions = Counter(r, "mailgrid_raft_log_compactions_total", "Raft log compactions");
   auto& loop = prometheus::BuildCounter()
                    .Name("mailgrid_raft_loop_seconds_total")

@@ -42,6 +42,8 @@ struct ReplicaMetrics {
   prometheus::Counter* messages_sent;
   prometheus::Counter* messages_dropped;
   prometheus::Counter* send_failures;
+  prometheus::Counter* send_streams_opened;    // SendStream calls started
+  prometheus::Counter* send_stream_fallbacks;  // peers answering UNIMPLEMENTED: unary Send
   prometheus::Counter* log_compactions;
 
   // Where the raft-loop thread spends its time, in seconds per stage: what

@@ -37,6 +37,43 @@ grpc::ServerUnaryReactor* RaftServiceImpl::Send(grpc::CallbackServerContext* ctx
   return reactor;
 }
 
+// One peer's SendStream: each batch is handled like a Send, in order.
+class RaftServiceImpl::StreamReactor final
+    : public grpc::ServerReadReactor<raft::v1::MessageBatch> {
+ public:
+  StreamReactor(RaftServiceImpl* service, bool serve) : service_(service) {
+    if (!serve) {
+      Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "SendStream is not served here"));
+      return;
+    }
+    StartRead(&batch_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the sender closed or cancelled the stream, or we shut down
+      Finish(grpc::Status::OK);
+      return;
+    }
+    grpc::Status s = service_->HandleSend(batch_);
+    if (!s.ok()) {
+      Finish(s);
+      return;
+    }
+    StartRead(&batch_);
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  RaftServiceImpl* const service_;
+  raft::v1::MessageBatch batch_;  // reused: parsing into it keeps its buffers
+};
+
+grpc::ServerReadReactor<raft::v1::MessageBatch>* RaftServiceImpl::SendStream(
+    grpc::CallbackServerContext*, raft::v1::SendAck*) {
+  return new StreamReactor(this, serve_streams_);
+}
+
 grpc::Status RaftServiceImpl::HandleSend(const raft::v1::MessageBatch& batch) {
   const raft::v1::MessageBatch* req = &batch;
   if (absl::Status s = CheckAddressee(req->group_id(), req->to(), false); !s.ok()) {

@@ -14,17 +14,26 @@
 
 namespace mailgrid::replica {
 
-// Send is a callback (reactor) method: it only queues into the inbox, so it
-// answers inline on gRPC's thread instead of handing every batch to a sync
-// server thread (whose pool, under load, made a thread per call).
+// Send and SendStream are callback (reactor) methods: they only queue into
+// the inbox, so they run inline on gRPC's thread instead of handing every
+// batch to a sync server thread (whose pool, under load, made a thread per
+// call). A SendStream reactor steps each batch as it is read and reads the
+// next; it ends when the sender closes or cancels it (a server shutdown
+// cancels it too), or with the error of a refused batch.
 class RaftServiceImpl final
-    : public raft::v1::RaftService::WithCallbackMethod_Send<raft::v1::RaftService::Service> {
+    : public raft::v1::RaftService::WithCallbackMethod_SendStream<
+          raft::v1::RaftService::WithCallbackMethod_Send<raft::v1::RaftService::Service>> {
  public:
-  explicit RaftServiceImpl(Replica* replica) : replica_(replica) {}
+  // serve_streams = false answers SendStream UNIMPLEMENTED, as a replica
+  // from before it did (tests of the sender's fallback to Send).
+  explicit RaftServiceImpl(Replica* replica, bool serve_streams = true)
+      : replica_(replica), serve_streams_(serve_streams) {}
 
   grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* ctx,
                                  const raft::v1::MessageBatch* req,
                                  raft::v1::SendAck* resp) override;
+  grpc::ServerReadReactor<raft::v1::MessageBatch>* SendStream(grpc::CallbackServerContext* ctx,
+                                                              raft::v1::SendAck* resp) override;
   grpc::Status OfferSnapshot(grpc::ServerContext* ctx, const raft::v1::SnapshotOffer* req,
                              raft::v1::SnapshotOfferReply* resp) override;
   grpc::Status InstallSnapshot(grpc::ServerContext* ctx,
@@ -45,8 +54,10 @@ class RaftServiceImpl final
   // OK if `group` is ours (empty allowed only for admin calls) and `to` is us.
   absl::Status CheckAddressee(const std::string& group, uint64_t to, bool admin) const;
   grpc::Status HandleSend(const raft::v1::MessageBatch& req);
+  class StreamReactor;
 
   Replica* const replica_;
+  const bool serve_streams_;
 };
 
 // The deadline of an admin call: the client's, capped (a missing deadline

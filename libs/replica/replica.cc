@@ -141,6 +141,7 @@ absl::Status Replica::OpenStore() {
   t.snapshot_dir = options_.data_dir + "/snapshots/outgoing";
   t.snapshot_chunk_bytes = options_.snapshot_chunk_bytes;
   t.tls = options_.peer_tls;
+  t.stream = options_.send_stream;
   transport_ =
       std::make_unique<Transport>(t, static_cast<TransportHost*>(this), metrics_.get(), &hooks_);
   Publish();

@@ -105,6 +105,11 @@ struct ReplicaOptions {
   // acks and a follower turn per write. Costs: the followers' apply point
   // (their stale reads) lags by up to this much. 0: at once (the old way).
   absl::Duration commit_broadcast_delay = absl::Milliseconds(5);
+  // Messages to each peer on one long-lived SendStream call (a batch is one
+  // write, no call set-up, no answer per batch); false: one unary Send call
+  // per batch (the transport before it; peers without SendStream get that
+  // anyway). TransportOptions::stream.
+  bool send_stream = true;
 };
 
 // What Status() reports (and RaftService.GetStatus serves).

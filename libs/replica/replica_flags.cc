@@ -41,6 +41,9 @@ void AddRaftFlags(config::Flags& flags, RaftFlags* r) {
   flags.Duration("raft-commit-delay", &r->commit_delay,
                  "a leader tells the followers a new commit index at most this late when no "
                  "append carries it sooner (0: at once; heartbeats carry it every tick anyway)");
+  flags.Bool("raft-send-stream", &r->send_stream,
+             "send to each peer on one long-lived SendStream call (false: one unary Send call "
+             "per batch of messages, as before; for comparison)");
   flags.String("raft-tls-server-name", &r->tls_server_name,
                "name checked in the other replicas' certificates instead of their host");
 }
@@ -119,6 +122,7 @@ absl::StatusOr<ReplicaOptions> MakeReplicaOptions(const RaftFlags& r,
     return absl::InvalidArgumentError("--raft-commit-delay: 0 (at once) or more");
   }
   o.commit_broadcast_delay = r.commit_delay;
+  o.send_stream = r.send_stream;
   o.registry = std::move(registry);
   return o;
 }

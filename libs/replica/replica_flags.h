@@ -36,6 +36,7 @@ struct RaftFlags {
   std::string tls_server_name;
   bool pipeline = true;  // ReplicaOptions::pipeline
   absl::Duration commit_delay = absl::Milliseconds(5);  // ReplicaOptions::commit_broadcast_delay
+  bool send_stream = true;  // ReplicaOptions::send_stream
 };
 
 void AddRaftFlags(config::Flags& flags, RaftFlags* raft);

@@ -430,6 +430,92 @@ TEST(ReplicaTest, RestartedMemberKeepsItsDataAndRejoins) {
   ExpectAllKeys(c.replica(leader), 40);
 }
 
+// A follower learns a commit up to --raft-commit-delay after its leader
+// (and the leader's published Status().commit may trail its answered
+// writes by a loop turn): wait for the last key itself.
+bool HasKeyEventually(Replica& r, int i) {
+  return WaitUntil([&] {
+    absl::StatusOr<kv::v1::GetResponse> g =
+        r.Get(GetRequest(Key(i), kv::v1::STALE), In(absl::Seconds(5)));
+    return g.ok() && g->found();
+  });
+}
+
+double StreamsOpened(Replica& r) { return r.metrics().send_streams_opened->Value(); }
+double StreamFallbacks(Replica& r) { return r.metrics().send_stream_fallbacks->Value(); }
+
+// Peers talk over one SendStream call each. A restarted follower breaks the
+// streams to it; they are opened again, and the group commits through it.
+TEST(ReplicaTest, SendStreamsReconnectAfterAPeerRestart) {
+  TestCluster c;
+  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
+  raft::NodeId leader = c.WaitForLeader();
+  ASSERT_NE(leader, raft::kNoNode);
+  absl::StatusOr<std::unique_ptr<KvClient>> client = KvClient::Create(c.AddressList());
+  ASSERT_TRUE(client.ok());
+  WriteKeys(**client, 0, 20);
+  // One stream to each follower at least (more only after a failure).
+  EXPECT_GE(StreamsOpened(c.replica(leader)), 2);
+  const double opened = StreamsOpened(c.replica(leader));
+
+  raft::NodeId restarted = AFollower(c, leader, 3);
+  raft::NodeId other = 6 - leader - restarted;
+  c.Stop(restarted);
+  ASSERT_EQ(c.Restart(restarted), absl::OkStatus());
+  // Now nothing commits unless `leader` and `restarted` reach each other
+  // again, which needs new streams to the new process (the old connection
+  // ended with it).
+  c.Stop(other);
+  WriteKeys(**client, 20, 40);
+  raft::NodeId now_leader = c.WaitForLeader();
+  ASSERT_NE(now_leader, raft::kNoNode);
+  ASSERT_TRUE(HasKeyEventually(c.replica(restarted), 39));
+  ExpectAllKeys(c.replica(restarted), 40);
+  ExpectAllKeys(c.replica(leader), 40);
+  EXPECT_GT(StreamsOpened(c.replica(leader)), opened);
+  EXPECT_GE(StreamsOpened(c.replica(restarted)), 1);
+  // Streams, not the unary fallback, carried it.
+  EXPECT_EQ(StreamFallbacks(c.replica(leader)), 0);
+  EXPECT_EQ(StreamFallbacks(c.replica(restarted)), 0);
+}
+
+// A peer without SendStream (a replica from before it, during a rolling
+// upgrade) answers UNIMPLEMENTED; the others send to it with unary Send
+// calls, and once it serves streams (upgraded and restarted) they use those.
+TEST(ReplicaTest, SendFallsBackToUnaryCallsForAPeerWithoutStreams) {
+  TestCluster c;
+  c.ServeSendStream(3, false);
+  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
+  raft::NodeId leader = c.WaitForLeader();
+  ASSERT_NE(leader, raft::kNoNode);
+  absl::StatusOr<std::unique_ptr<KvClient>> client = KvClient::Create(c.AddressList());
+  ASSERT_TRUE(client.ok());
+  WriteKeys(**client, 0, 20);
+  // Whoever sent to node 3 (the leader does, every heartbeat) fell back.
+  ASSERT_TRUE(WaitUntil(
+      [&] { return StreamFallbacks(c.replica(1)) + StreamFallbacks(c.replica(2)) >= 1; }));
+  // Commits now need node 3: stop the third member (not the leader, not 3).
+  raft::NodeId third = leader == 3 ? 1 : 6 - leader - 3;
+  c.Stop(third);
+  WriteKeys(**client, 20, 40);
+  raft::NodeId now_leader = c.WaitForLeader();
+  ASSERT_NE(now_leader, raft::kNoNode);
+  ASSERT_TRUE(HasKeyEventually(c.replica(3), 39));
+  ExpectAllKeys(c.replica(3), 40);
+
+  // Upgraded: the next channel to it tries a stream first, and gets one.
+  raft::NodeId survivor = 6 - third - 3;
+  const double fallbacks = StreamFallbacks(c.replica(survivor));
+  c.ServeSendStream(3, true);
+  ASSERT_EQ(c.Restart(3), absl::OkStatus());
+  WriteKeys(**client, 40, 60);
+  now_leader = c.WaitForLeader();
+  ASSERT_NE(now_leader, raft::kNoNode);
+  ASSERT_TRUE(HasKeyEventually(c.replica(3), 59));
+  ExpectAllKeys(c.replica(3), 60);
+  EXPECT_EQ(StreamFallbacks(c.replica(survivor)), fallbacks);
+}
+
 // A write whose entry cannot commit (the followers are gone) is answered at
 // its deadline by the loop, in-process and over gRPC (KvService.Write is a
 // callback method: nothing blocks a thread meanwhile), and a pending

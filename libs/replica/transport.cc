@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <deque>
 #include <filesystem>
-#include <fstream>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -12,7 +11,6 @@
 #include "grpcpp/completion_queue.h"
 #include "libs/base/log.h"
 #include "libs/base/status.h"
-#include "libs/kv/checksum.h"
 #include "libs/raft/storage.h"
 #include "libs/replica/channel.h"
 #include "libs/replica/codec.h"
@@ -56,21 +54,30 @@ int TestHooks::TakeCorruption() {
 
 // ----------------------------------------------------------- peer sender ---
 
-// One peer's queue and its calls: asynchronous RaftService.Send calls on this
-// sender's own completion queue, one in flight at a time (so order is kept).
-// An idle sender starts its call on the caller's thread (the raft loop), so
+// One peer's queue and its sends, all on this sender's own completion queue.
+//
+// Normally ONE long-lived SendStream call per peer: each batch of queued
+// messages is one write on it, one write in flight at a time (order kept).
+// Against a peer without SendStream (UNIMPLEMENTED: an older replica during
+// a rolling upgrade) it falls back to one asynchronous unary Send per batch,
+// one in flight, until the peer's channel is made again. Either way an idle
+// sender starts its write or call on the caller's thread (the raft loop), so
 // a leader's append or a follower's ack leaves without waking another thread
-// first: that wake was on every write's critical path, twice (leader append,
-// follower ack). The sender's thread reaps finished calls, sends what queued
-// meanwhile as the next call (batching), creates the channel, and times the
-// pause after a failure (a grpc::Alarm on the same queue).
+// first: that wake was on every write's critical path, twice. The sender's
+// thread reaps finished writes and calls, sends what queued meanwhile as the
+// next one (batching), makes the channel, opens the stream, and wakes on an
+// alarm for the pause after a failure and, while a stream is open, every
+// kCheckPeriod to close a stream whose write is stuck past send_timeout (the
+// unary call's deadline, which a stream has not) or whose channel left READY
+// (the peer's server is draining: a graceful shutdown waits for calls in
+// flight, and this one would never end on its own).
 //
 // Lifetime (why not gRPC's callback client, tried and taken back on
 // 2026-11-27 after a shutdown abort inside gRPC with calls in flight): every
-// call is owned here until its completion is reaped on this thread; Stop()
-// cancels the calls (Transport::Stop), waits until none is in flight and no
-// alarm is armed, then shuts the queue down and drains it before the thread
-// ends. Nothing is started once stopping.
+// call and stream is owned here until its last completion is reaped on this
+// thread; Stop() cancels them (Transport::Stop), waits until no write or call
+// is in flight, the stream's Finish is reaped and no alarm is armed, then
+// shuts the queue down and drains it. Nothing is started once stopping.
 class PeerSender {
  public:
   PeerSender(Transport* transport, raft::NodeId peer) : t_(transport), peer_(peer) {
@@ -78,9 +85,10 @@ class PeerSender {
   }
   ~PeerSender() { Stop(); }
 
-  // Raft loop: queues `msgs` and, if no call is in flight (and the peer is
+  // Raft loop: queues `msgs` and, if nothing is in flight (and the peer is
   // not in its pause after a failure), sends them at once from this thread.
   void Enqueue(std::vector<raft::Message> msgs) {
+    bool unary = false;
     {
       absl::MutexLock lock(&mu_);
       if (stop_) return;
@@ -88,14 +96,21 @@ class PeerSender {
         if (queue_.size() >= t_->options_.max_queued_messages) DropOne();
         queue_.push_back(std::move(m));
       }
-      if (busy_ || backoff_) return;  // sent when the call ends / the pause is over
-      if (stub_ == nullptr) {
-        ArmAlarmLocked(absl::Now());  // first contact: the channel is made on our thread
+      if (busy_ || backoff_) return;  // sent when the write ends / the pause is over
+      if (stub_ == nullptr || (!unary_ && stream_state_ != StreamState::kOpen)) {
+        // First contact, or no stream open: the sender's thread makes the
+        // channel / opens the stream (a stream starting or closing wakes it).
+        if (stream_state_ == StreamState::kNone) WakeLocked(absl::Now());
         return;
       }
       busy_ = true;
+      unary = unary_;
     }
-    SendQueued();
+    if (unary) {
+      SendQueued();
+    } else {
+      WriteQueued();
+    }
   }
 
   void Stop() {
@@ -104,18 +119,17 @@ class PeerSender {
       if (!stop_) {
         stop_ = true;
         queue_.clear();
-        if (alarm_armed_) {
-          alarm_.Cancel();  // fires now
-        } else {
-          ArmAlarmLocked(absl::Now());
-        }
+        WakeLocked(absl::Now());
       }
     }
     if (thread_.joinable()) thread_.join();
   }
 
  private:
-  // A call in flight: everything gRPC needs until its completion is reaped.
+  static constexpr absl::Duration kCheckPeriod = absl::Milliseconds(500);
+
+  // A unary call in flight (the fallback): everything gRPC needs until its
+  // completion is reaped.
   struct Call {
     grpc::ClientContext ctx;
     raft::v1::MessageBatch req;
@@ -124,6 +138,24 @@ class PeerSender {
     std::shared_ptr<raft::v1::RaftService::Stub> stub;
     std::unique_ptr<grpc::ClientAsyncResponseReader<raft::v1::SendAck>> reader;
   };
+
+  // The open SendStream call. Its three tags are the addresses of the chars.
+  struct Stream {
+    grpc::ClientContext ctx;
+    raft::v1::SendAck ack;
+    grpc::Status status;
+    std::shared_ptr<raft::v1::RaftService::Stub> stub;
+    std::unique_ptr<grpc::ClientAsyncWriter<raft::v1::MessageBatch>> writer;
+    // Written by the holder of busy_ only.
+    raft::v1::MessageBatch req;  // reused: the batch being written
+    int in_flight = 0;           // messages of the write in flight
+    bool first = true;           // the first batch carries from_address
+    // Under the sender's mu_.
+    bool closed_by_us = false;  // channel left READY: not the peer's failure
+    bool stalled = false;       // a write outlived send_timeout: a failure
+    char start_tag = 0, write_tag = 0, finish_tag = 0;
+  };
+  enum class StreamState { kNone, kStarting, kOpen, kClosing };
 
   static uint64_t Size(const raft::Message& m) {
     uint64_t n = 64;
@@ -143,54 +175,106 @@ class PeerSender {
     t_->metrics_->messages_dropped->Increment();
   }
 
-  void ArmAlarmLocked(absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (alarm_armed_) return;
-    alarm_armed_ = true;
-    alarm_.Set(&cq_, absl::ToChronoTime(when), &alarm_tag_);
+  // The thread wakes at `when` at the latest. One alarm: an earlier need
+  // cancels it (it fires at once) and OnAlarm arms it again for what is left.
+  void WakeLocked(absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!alarm_armed_) {
+      alarm_armed_ = true;
+      alarm_when_ = when;
+      alarm_.Set(&cq_, absl::ToChronoTime(when), &alarm_tag_);
+    } else if (when < alarm_when_) {
+      alarm_when_ = absl::InfinitePast();  // cancelled: fires now
+      alarm_.Cancel();
+    }
   }
 
   // Gives up the right to send; a stopping sender's thread must hear of it
-  // (it waits for no call in flight before shutting the queue down).
+  // (it waits for nothing in flight before shutting the queue down).
   void ReleaseBusyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     busy_ = false;
-    if (stop_) ArmAlarmLocked(absl::Now());
+    if (stop_) WakeLocked(absl::Now());
   }
 
-  // Caller holds busy_ (the right to start the one call in flight): sends
-  // what is queued as one call, or releases busy_ if there is nothing to
-  // send (or it may not be sent now).
+  // Takes a batch off the queue (caller holds busy_ and mu_).
+  std::vector<raft::Message> TakeBatchLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<raft::Message> batch;
+    uint64_t bytes = 0;
+    while (!queue_.empty() && (batch.empty() || bytes < t_->options_.max_batch_bytes)) {
+      bytes += Size(queue_.front());
+      batch.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    return batch;
+  }
+
+  // Fills `out` with the batch's messages; snapshots go to their own thread.
+  // False when nothing is left to send (or a test partition drops it).
+  bool Encode(std::vector<raft::Message>& batch, raft::v1::MessageBatch* out) {
+    out->clear_messages();
+    for (raft::Message& m : batch) {
+      if (m.type == raft::Message::Type::kSnapshot) {
+        t_->StartSnapshot(std::move(m));
+        continue;
+      }
+      ToProto(m, out->add_messages());
+    }
+    if (out->messages_size() == 0 || t_->hooks_->Dropped(peer_)) return false;
+    out->set_group_id(t_->options_.group_id);
+    out->set_from(t_->options_.self);
+    out->set_to(peer_);
+    return true;
+  }
+
+  // Caller holds busy_ with the stream open: writes what is queued as one
+  // batch, or releases busy_ if there is nothing to write (or it may not be
+  // written now).
+  void WriteQueued() {
+    while (true) {
+      std::vector<raft::Message> batch;
+      Stream* s = nullptr;
+      {
+        absl::MutexLock lock(&mu_);
+        if (stop_ || backoff_ || queue_.empty() || stream_state_ != StreamState::kOpen) {
+          writing_ = false;
+          ReleaseBusyLocked();
+          return;
+        }
+        batch = TakeBatchLocked();
+        s = stream_.get();
+        writing_ = true;  // from here the stuck-write check times it
+        write_started_ = absl::Now();
+      }
+      if (!Encode(batch, &s->req)) continue;
+      if (s->first) {
+        s->req.set_from_address(t_->options_.self_address);
+        s->first = false;
+      } else {
+        s->req.clear_from_address();
+      }
+      s->in_flight = s->req.messages_size();
+      s->writer->Write(s->req, &s->write_tag);
+      return;  // busy_ stays set until the write is reaped
+    }
+  }
+
+  // The unary fallback; caller holds busy_: sends what is queued as one
+  // call, or releases busy_.
   void SendQueued() {
     while (true) {
       std::vector<raft::Message> batch;
       std::shared_ptr<raft::v1::RaftService::Stub> stub;
       {
         absl::MutexLock lock(&mu_);
-        if (stop_ || backoff_ || queue_.empty() || stub_ == nullptr) {
-          if (!stop_ && !backoff_ && !queue_.empty()) ArmAlarmLocked(absl::Now());
+        if (stop_ || backoff_ || queue_.empty() || stub_ == nullptr || !unary_) {
+          if (!stop_ && !backoff_ && !queue_.empty()) WakeLocked(absl::Now());
           ReleaseBusyLocked();
           return;
         }
-        uint64_t bytes = 0;
-        while (!queue_.empty() && (batch.empty() || bytes < t_->options_.max_batch_bytes)) {
-          bytes += Size(queue_.front());
-          batch.push_back(std::move(queue_.front()));
-          queue_.pop_front();
-        }
+        batch = TakeBatchLocked();
         stub = stub_;
       }
       auto call = std::make_unique<Call>();
-      for (raft::Message& m : batch) {
-        if (m.type == raft::Message::Type::kSnapshot) {
-          t_->StartSnapshot(std::move(m));
-          continue;
-        }
-        ToProto(m, call->req.add_messages());
-      }
-      // Nothing for Send, or a partition that loses packets silently.
-      if (call->req.messages_size() == 0 || t_->hooks_->Dropped(peer_)) continue;
-      call->req.set_group_id(t_->options_.group_id);
-      call->req.set_from(t_->options_.self);
-      call->req.set_to(peer_);
+      if (!Encode(batch, &call->req)) continue;
       call->req.set_from_address(t_->options_.self_address);
       call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + t_->options_.send_timeout));
       if (!t_->RegisterCall(&call->ctx)) {  // the transport is stopping
@@ -207,70 +291,215 @@ class PeerSender {
     }
   }
 
+  // Sender thread: starts the stream's Finish (every op reaped or failing).
+  void FinishStreamLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    stream_state_ = StreamState::kClosing;
+    stream_->writer->Finish(&stream_->status, &stream_->finish_tag);
+  }
+
+  // Sender thread: opens the stream. The first batch goes when it is open.
+  void StartStream() {
+    std::shared_ptr<raft::v1::RaftService::Stub> stub;
+    {
+      absl::MutexLock lock(&mu_);
+      stub = stub_;
+      stream_state_ = StreamState::kStarting;
+    }
+    auto s = std::make_unique<Stream>();
+    if (!t_->RegisterCall(&s->ctx)) {  // the transport is stopping
+      absl::MutexLock lock(&mu_);
+      stream_state_ = StreamState::kNone;
+      return;
+    }
+    s->stub = std::move(stub);
+    s->writer = s->stub->PrepareAsyncSendStream(&s->ctx, &s->ack, &cq_);
+    s->writer->StartCall(&s->start_tag);
+    t_->metrics_->send_streams_opened->Increment();
+    absl::MutexLock lock(&mu_);
+    stream_ = std::move(s);
+  }
+
+  // Sender thread, nothing of ours in flight: send what waits, by the
+  // channel's mode (stream or unary), opening the stream if needed.
+  void Pump() {
+    enum { kNothing, kStart, kWrite, kUnary } what = kNothing;
+    {
+      absl::MutexLock lock(&mu_);
+      if (stop_ || busy_ || backoff_ || stub_ == nullptr || queue_.empty()) return;
+      if (unary_) {
+        busy_ = true;
+        what = kUnary;
+      } else if (stream_state_ == StreamState::kNone) {
+        what = kStart;
+      } else if (stream_state_ == StreamState::kOpen) {
+        busy_ = true;
+        what = kWrite;
+      }
+    }
+    if (what == kStart) StartStream();
+    if (what == kWrite) WriteQueued();
+    if (what == kUnary) SendQueued();
+  }
+
+  void OnAlarm() {
+    bool need_stub = false;
+    {
+      absl::MutexLock lock(&mu_);
+      alarm_armed_ = false;
+      const absl::Time now = absl::Now();
+      if (backoff_ && now >= backoff_until_) backoff_ = false;
+      need_stub = !stop_ && !backoff_ && stub_ == nullptr && !queue_.empty();
+      if (stream_ != nullptr) CheckStreamLocked(now);
+    }
+    if (need_stub) {
+      absl::Status made = MakeStub();
+      if (!made.ok()) {
+        int dropped = 0;
+        {
+          absl::MutexLock lock(&mu_);
+          dropped = static_cast<int>(queue_.size());
+          queue_.clear();
+        }
+        Fail(dropped, made);
+        absl::MutexLock lock(&mu_);
+        if (!stop_) StartBackoffLocked();
+      }
+    }
+    Pump();
+    absl::MutexLock lock(&mu_);
+    if (stop_) return;
+    if (backoff_) {
+      WakeLocked(backoff_until_);
+    } else if (stream_ != nullptr) {
+      WakeLocked(absl::Now() + kCheckPeriod);
+    }
+  }
+
+  // Closes the stream when stopping, when its write is stuck, or when the
+  // channel left READY; a write in flight fails at the cancel and its
+  // completion starts the Finish.
+  void CheckStreamLocked(absl::Time now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (stream_state_ != StreamState::kOpen) return;  // starting or closing: its tag comes
+    bool close = stop_;
+    if (!close && writing_ && write_started_ + t_->options_.send_timeout < now) {
+      stream_->stalled = close = true;
+    }
+    if (!close && channel_ != nullptr && channel_->GetState(false) != GRPC_CHANNEL_READY) {
+      stream_->closed_by_us = close = true;
+    }
+    if (!close) return;
+    stream_->ctx.TryCancel();
+    if (!busy_) FinishStreamLocked();
+  }
+
+  void OnStreamStarted(bool ok) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (!ok || stop_) {
+        FinishStreamLocked();
+        return;
+      }
+      stream_state_ = StreamState::kOpen;
+      WakeLocked(absl::Now() + kCheckPeriod);
+    }
+    Pump();
+  }
+
+  void OnWriteDone(bool ok) {
+    if (ok) {
+      t_->metrics_->messages_sent->Increment(stream_->in_flight);
+      stream_->in_flight = 0;
+      NoteReachable();
+      WriteQueued();  // we hold busy_: the next batch, or release it
+      return;
+    }
+    absl::MutexLock lock(&mu_);
+    writing_ = false;
+    ReleaseBusyLocked();
+    FinishStreamLocked();  // the status says why
+  }
+
+  void OnStreamFinished() {
+    std::unique_ptr<Stream> s;
+    bool stopping = false;
+    {
+      absl::MutexLock lock(&mu_);
+      s = std::move(stream_);
+      stream_state_ = StreamState::kNone;
+      stopping = stop_;
+    }
+    t_->UnregisterCall(&s->ctx);
+    const int lost = s->in_flight;  // the last write's messages, if it failed
+    if (stopping) {
+      // A stream cancelled because we stop is no failure of the peer.
+    } else if (s->status.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+      log::Info("raft: peer has no SendStream, using unary Send",
+                {{"peer", peer_}, {"address", address_}});
+      t_->metrics_->send_stream_fallbacks->Increment();
+      absl::MutexLock lock(&mu_);
+      unary_ = true;
+    } else if (s->closed_by_us && !s->stalled) {
+      // The channel left READY (the peer drains or the connection broke):
+      // the next batch opens a new stream, whose outcome tells which.
+    } else {
+      Fail(lost, s->stalled ? absl::DeadlineExceededError("stream write stuck")
+                            : rpc::FromGrpc(s->status));
+      absl::MutexLock lock(&mu_);
+      ResetStubLocked();
+      StartBackoffLocked();
+      WakeLocked(backoff_until_);
+    }
+    Pump();
+  }
+
+  void OnCallDone(std::unique_ptr<Call> call) {
+    t_->UnregisterCall(&call->ctx);
+    if (call->status.ok()) {
+      t_->metrics_->messages_sent->Increment(call->req.messages_size());
+      NoteReachable();
+      SendQueued();  // we hold busy_: the next batch, or release it
+      return;
+    }
+    bool stopping = false;
+    {
+      absl::MutexLock lock(&mu_);
+      stopping = stop_;
+    }
+    // A call cancelled because we stop is no failure of the peer.
+    if (!stopping) Fail(call->req.messages_size(), rpc::FromGrpc(call->status));
+    absl::MutexLock lock(&mu_);
+    // Look the address up again next time: the member may have moved (and
+    // may have been upgraded: the new channel tries a stream first).
+    ResetStubLocked();
+    if (!stop_) {
+      StartBackoffLocked();
+      WakeLocked(backoff_until_);
+    }
+    ReleaseBusyLocked();
+  }
+
   void Run() {
-    absl::Duration backoff = absl::Milliseconds(50);
     bool shut = false;
     void* tag = nullptr;
     bool ok = false;
     while (cq_.Next(&tag, &ok)) {
+      Stream* s = stream_.get();  // only this thread replaces stream_
       if (tag == &alarm_tag_) {
-        bool need_stub = false;
-        {
-          absl::MutexLock lock(&mu_);
-          alarm_armed_ = false;
-          backoff_ = false;
-          need_stub = !stop_ && stub_ == nullptr && !queue_.empty();
-        }
-        if (need_stub) {
-          absl::Status made = MakeStub();
-          if (!made.ok()) {
-            int dropped = 0;
-            {
-              absl::MutexLock lock(&mu_);
-              dropped = static_cast<int>(queue_.size());
-              queue_.clear();
-            }
-            Fail(dropped, made);
-            absl::MutexLock lock(&mu_);
-            if (!stop_) StartBackoffLocked(backoff);
-          }
-        }
-        bool send = false;
-        {
-          absl::MutexLock lock(&mu_);
-          if (!stop_ && !busy_ && !backoff_ && stub_ != nullptr && !queue_.empty()) {
-            send = busy_ = true;
-          }
-        }
-        if (send) SendQueued();
+        OnAlarm();
+      } else if (s != nullptr && tag == &s->start_tag) {
+        OnStreamStarted(ok);
+      } else if (s != nullptr && tag == &s->write_tag) {
+        OnWriteDone(ok);
+      } else if (s != nullptr && tag == &s->finish_tag) {
+        OnStreamFinished();
       } else {
-        std::unique_ptr<Call> call(static_cast<Call*>(tag));
-        t_->UnregisterCall(&call->ctx);
-        if (call->status.ok()) {
-          backoff = absl::Milliseconds(50);
-          t_->metrics_->messages_sent->Increment(call->req.messages_size());
-          if (failing_) {
-            log::Info("raft: peer reachable again", {{"peer", peer_}, {"address", address_}});
-            failing_ = false;
-          }
-          SendQueued();  // we hold busy_: the next batch, or release it
-        } else {
-          bool stopping = false;
-          {
-            absl::MutexLock lock(&mu_);
-            stopping = stop_;
-          }
-          // A call cancelled because we stop is no failure of the peer.
-          if (!stopping) Fail(call->req.messages_size(), rpc::FromGrpc(call->status));
-          absl::MutexLock lock(&mu_);
-          // Look the address up again next time: the member may have moved.
-          stub_.reset();
-          if (!stop_) StartBackoffLocked(backoff);
-          ReleaseBusyLocked();
-        }
+        OnCallDone(std::unique_ptr<Call>(static_cast<Call*>(tag)));
       }
       absl::MutexLock lock(&mu_);
-      if (stop_ && !busy_ && !alarm_armed_ && !shut) {
+      if (stop_ && !busy_ && stream_ != nullptr && stream_state_ == StreamState::kOpen) {
+        FinishStreamLocked();  // cancelled by Transport::Stop: returns at once
+      }
+      if (stop_ && !busy_ && !alarm_armed_ && stream_ == nullptr && !shut) {
         shut = true;
         cq_.Shutdown();  // Next drains what is left, then returns false
       }
@@ -279,10 +508,16 @@ class PeerSender {
 
   // Unreachable: wait a little (queued messages keep accumulating, up to the
   // bound) instead of hammering a dead connection.
-  void StartBackoffLocked(absl::Duration& backoff) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Sender thread.
+  void StartBackoffLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     backoff_ = true;
-    ArmAlarmLocked(absl::Now() + backoff);
-    backoff = std::min(backoff * 2, absl::Seconds(1));
+    backoff_until_ = absl::Now() + next_backoff_;
+    next_backoff_ = std::min(next_backoff_ * 2, absl::Seconds(1));
+  }
+
+  void ResetStubLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    stub_.reset();
+    channel_.reset();
   }
 
   // Sender thread, without mu_ held (reads certificates for TLS).
@@ -290,11 +525,27 @@ class PeerSender {
     std::string address = t_->host_->PeerAddress(peer_);
     if (address.empty()) return absl::NotFoundError("no address known");
     address_ = address;
-    ASSIGN_OR_RETURN(auto channel, MakeReplicaChannel(address, t_->options_.tls));
+    // Keepalive pings no more often than a gRPC server accepts them on a
+    // connection where it sends nothing (5 min, else it answers GOAWAY
+    // "too_many_pings"): a stream's server never answers until it ends. A
+    // dead peer is noticed by the stuck-write check instead.
+    ASSIGN_OR_RETURN(auto channel, MakeReplicaChannel(address, t_->options_.tls,
+                                                      /*keepalive_ms=*/6 * 60 * 1000));
     std::shared_ptr<raft::v1::RaftService::Stub> stub = raft::v1::RaftService::NewStub(channel);
     absl::MutexLock lock(&mu_);
     stub_ = std::move(stub);
+    channel_ = std::move(channel);
+    unary_ = !t_->options_.stream;  // a new channel (maybe an upgraded peer) tries a stream
     return absl::OkStatus();
+  }
+
+  // Sender thread.
+  void NoteReachable() {
+    next_backoff_ = absl::Milliseconds(50);
+    if (failing_) {
+      log::Info("raft: peer reachable again", {{"peer", peer_}, {"address", address_}});
+      failing_ = false;
+    }
   }
 
   void Fail(int messages, const absl::Status& why) {
@@ -315,26 +566,28 @@ class PeerSender {
   absl::Mutex mu_;
   std::deque<raft::Message> queue_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
-  bool busy_ ABSL_GUARDED_BY(mu_) = false;     // a call in flight, or one being started
+  bool busy_ ABSL_GUARDED_BY(mu_) = false;     // a write or call in flight, or being started
   bool backoff_ ABSL_GUARDED_BY(mu_) = false;  // pausing after a failure
+  absl::Time backoff_until_ ABSL_GUARDED_BY(mu_);
   bool alarm_armed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time alarm_when_ ABSL_GUARDED_BY(mu_);
+  std::shared_ptr<grpc::Channel> channel_ ABSL_GUARDED_BY(mu_);
   std::shared_ptr<raft::v1::RaftService::Stub> stub_ ABSL_GUARDED_BY(mu_);
+  bool unary_ ABSL_GUARDED_BY(mu_) = false;  // this channel's peer has no SendStream
+  // Replaced only by this sender's thread (StartStream, OnStreamFinished);
+  // the loop thread touches it only while holding busy_ with it open.
+  std::unique_ptr<Stream> stream_;
+  StreamState stream_state_ ABSL_GUARDED_BY(mu_) = StreamState::kNone;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;  // a stream write taken off the queue, unfinished
+  absl::Time write_started_ ABSL_GUARDED_BY(mu_);
   // Sender thread only.
   std::string address_;
   bool failing_ = false;
+  absl::Duration next_backoff_ = absl::Milliseconds(50);
   std::thread thread_;
 };
 
 // -------------------------------------------------------------- transport ---
-
-// A dump of the state machine on disk, removed when the last user is done.
-struct OutgoingSnapshot {
-  kv::SnapshotInfo info;
-  ~OutgoingSnapshot() {
-    std::error_code ec;
-    fs::remove_all(info.dir, ec);
-  }
-};
 
 Transport::Transport(TransportOptions options, TransportHost* host, ReplicaMetrics* metrics,
                      TestHooks* hooks)
@@ -399,175 +652,6 @@ void Transport::Send(std::vector<raft::Message> messages) {
     if (sender == nullptr) return;
     sender->Enqueue(std::move(msgs));
   }
-}
-
-void Transport::StartSnapshot(raft::Message m) {
-  absl::MutexLock lock(&mu_);
-  if (stopping()) return;
-  const raft::NodeId peer = m.to;
-  // The core sends one snapshot at a time per follower; a second request
-  // while one streams would only duplicate work.
-  if (snapshot_in_progress_.count(peer) > 0) return;
-  snapshot_in_progress_.insert(peer);
-  auto it = snapshot_threads_.find(peer);
-  if (it != snapshot_threads_.end() && it->second.joinable()) it->second.join();  // finished
-  snapshot_threads_[peer] =
-      std::thread([this, m = std::move(m)]() mutable { RunSnapshot(std::move(m)); });
-}
-
-void Transport::RunSnapshot(raft::Message m) {
-  const raft::NodeId peer = m.to;
-  absl::Status result;
-  if (hooks_->Dropped(peer)) {
-    result = absl::UnavailableError("peer partitioned (test hook)");
-  } else {
-    absl::StatusOr<std::shared_ptr<OutgoingSnapshot>> snap = SnapshotFor(m.snapshot.index);
-    result = snap.ok() ? StreamSnapshot(m, **snap) : snap.status();
-  }
-  if (result.ok()) {
-    metrics_->snapshot_sends_ok->Increment();
-    log::Info("raft: snapshot sent", {{"peer", peer}});
-  } else {
-    metrics_->snapshot_sends_failed->Increment();
-    log::Warn("raft: snapshot send failed", {{"peer", peer}, {"error", result}});
-  }
-  host_->ReportSnapshot(peer, result.ok());
-  absl::MutexLock lock(&mu_);
-  snapshot_in_progress_.erase(peer);
-}
-
-absl::StatusOr<std::shared_ptr<OutgoingSnapshot>> Transport::SnapshotFor(raft::Index at_least) {
-  absl::MutexLock lock(&snapshot_mu_);
-  // Reusing the previous dump is what makes a failed transfer resumable: the
-  // receiver still holds the files it verified last time.
-  if (cached_snapshot_ != nullptr && cached_snapshot_->info.applied.index >= at_least) {
-    return cached_snapshot_;
-  }
-  std::string dir = absl::StrCat(options_.snapshot_dir, "/out-", ++snapshot_seq_);
-  ASSIGN_OR_RETURN(kv::SnapshotInfo info, host_->CreateSnapshot(dir));
-  auto snap = std::make_shared<OutgoingSnapshot>();
-  snap->info = std::move(info);
-  if (snap->info.applied.index < at_least) {
-    return absl::FailedPreconditionError(absl::StrCat("state machine at ", snap->info.applied.index,
-                                                      " is behind the snapshot point ", at_least));
-  }
-  log::Info("raft: snapshot dumped", {{"index", snap->info.applied.index},
-                                      {"files", static_cast<int>(snap->info.files.size())}});
-  cached_snapshot_ = snap;
-  return snap;
-}
-
-namespace {
-
-absl::Status StreamFile(grpc::ClientWriter<raft::v1::SnapshotChunk>* writer,
-                        const raft::v1::SnapshotChunk& header, const std::string& dir,
-                        const kv::v1::SnapshotFile& file, uint64_t chunk_bytes, int* corruption,
-                        const std::atomic<bool>& stopping) {
-  std::ifstream in(absl::StrCat(dir, "/", file.name()), std::ios::binary);
-  if (!in) return absl::InternalError(absl::StrCat("snapshot: cannot read ", file.name()));
-  std::string buf(chunk_bytes, '\0');
-  uint64_t offset = 0;
-  do {
-    if (stopping.load()) return absl::CancelledError("transport stopping");
-    in.read(buf.data(), static_cast<std::streamsize>(chunk_bytes));
-    size_t n = static_cast<size_t>(in.gcount());
-    raft::v1::SnapshotChunk chunk = header;
-    chunk.set_file_name(file.name());
-    chunk.set_offset(offset);
-    std::string* data = chunk.mutable_data();
-    data->assign(buf.data(), n);
-    const int damage = n > 0 ? *corruption : 0;
-    if (damage != 0) *corruption = 0;  // one damaged chunk per stream
-    if (damage == 2) (*data)[n / 2] ^= 0x5a;
-    chunk.set_crc32c(kv::Crc32c(*data));
-    if (damage == 1) (*data)[n / 2] ^= 0x5a;
-    offset += n;
-    if (offset >= file.size()) *chunk.mutable_file() = file;
-    if (!writer->Write(chunk)) return absl::UnavailableError("snapshot stream broken");
-  } while (offset < file.size());
-  return absl::OkStatus();
-}
-
-}  // namespace
-
-absl::Status Transport::StreamSnapshot(raft::Message m, const OutgoingSnapshot& snap) {
-  const kv::SnapshotInfo& info = snap.info;
-  // The core asked for its log's snapshot point; the dump is at the state
-  // machine's applied point, which is at least as new and equally valid
-  // (committed and applied here). The follower continues from there.
-  m.snapshot =
-      raft::SnapshotMeta{info.applied.index, info.applied.term, FromProto(info.applied.conf)};
-  raft::v1::SnapshotChunk header;
-  header.set_group_id(options_.group_id);
-  header.set_from(options_.self);
-  header.set_to(m.to);
-  ToProto(m.snapshot, header.mutable_meta());
-
-  std::string address = host_->PeerAddress(m.to);
-  if (address.empty()) return absl::NotFoundError("no address known for peer");
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                   MakeReplicaChannel(address, options_.tls));
-  auto stub = raft::v1::RaftService::NewStub(channel);
-
-  raft::v1::SnapshotOffer offer;
-  offer.set_group_id(options_.group_id);
-  offer.set_from(options_.self);
-  offer.set_to(m.to);
-  *offer.mutable_meta() = header.meta();
-  for (const kv::v1::SnapshotFile& f : info.files) *offer.add_files() = f;
-  raft::v1::SnapshotOfferReply have;
-  {
-    grpc::ClientContext ctx;
-    ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.send_timeout));
-    if (!RegisterCall(&ctx)) return absl::CancelledError("transport stopping");
-    grpc::Status s = stub->OfferSnapshot(&ctx, offer, &have);
-    UnregisterCall(&ctx);
-    RETURN_IF_ERROR(rpc::FromGrpc(s));
-  }
-  std::set<std::string> skip(have.have_files().begin(), have.have_files().end());
-
-  grpc::ClientContext ctx;
-  ctx.set_deadline(absl::ToChronoTime(absl::Now() + options_.snapshot_timeout));
-  if (!RegisterCall(&ctx)) return absl::CancelledError("transport stopping");
-  struct Unregister {
-    Transport* t;
-    grpc::ClientContext* ctx;
-    ~Unregister() { t->UnregisterCall(ctx); }
-  } unregister{this, &ctx};
-  raft::v1::InstallSnapshotReply reply;
-  std::unique_ptr<grpc::ClientWriter<raft::v1::SnapshotChunk>> writer(
-      stub->InstallSnapshot(&ctx, &reply));
-  std::vector<const kv::v1::SnapshotFile*> to_send;
-  for (const kv::v1::SnapshotFile& f : info.files) {
-    if (skip.count(f.name()) == 0) to_send.push_back(&f);
-  }
-  // Test builds: damage this stream's LAST file, so that a retry shows the
-  // files before it being resumed rather than sent again.
-  int corruption = hooks_->TakeCorruption();
-  int no_corruption = 0;
-  absl::Status streamed;
-  for (size_t i = 0; i < to_send.size() && streamed.ok(); ++i) {
-    streamed =
-        StreamFile(writer.get(), header, info.dir, *to_send[i], options_.snapshot_chunk_bytes,
-                   i + 1 == to_send.size() ? &corruption : &no_corruption, stopping_);
-  }
-  const uint64_t sent_files = to_send.size();
-  if (streamed.ok()) {
-    raft::v1::SnapshotChunk last = header;
-    ToProto(m, last.mutable_message());
-    if (!writer->Write(last)) streamed = absl::UnavailableError("snapshot stream broken");
-  }
-  writer->WritesDone();
-  // The server's status explains a broken stream better than Write's false.
-  absl::Status finished = rpc::FromGrpc(writer->Finish());
-  RETURN_IF_ERROR(finished);
-  RETURN_IF_ERROR(streamed);
-  if (!reply.installed()) return absl::InternalError("receiver did not take the snapshot");
-  log::Info("raft: snapshot streamed", {{"peer", m.to},
-                                        {"index", m.snapshot.index},
-                                        {"files_sent", sent_files},
-                                        {"files_resumed", static_cast<uint64_t>(skip.size())}});
-  return absl::OkStatus();
 }
 
 }  // namespace mailgrid::replica

@@ -2,15 +2,22 @@
 // group over RaftService (raft.proto), and streams snapshots.
 //
 // Threads: one sender thread per peer, with its own completion queue. Send()
-// (called by the raft-loop thread) groups a Ready's messages per peer; a
-// peer with no call in flight gets them at once as ONE asynchronous Send
-// RPC started on the calling thread (no thread wake on a write's path);
-// otherwise they queue, and the peer's thread, when the call in flight ends,
-// sends everything queued as the next call (batching). On failure the peer
-// is reported unreachable (the core falls back to probing it), the batch is
-// dropped (Raft retransmits whatever matters) and the peer's sends pause
-// 50 ms .. 1 s. The queue is bounded; when a peer is down the oldest appends
-// are dropped first.
+// (called by the raft-loop thread) groups a Ready's messages per peer. Each
+// peer has ONE long-lived SendStream call (opened by the peer's thread on
+// first contact): a batch of messages is one write on it, no call set-up
+// and no answer per batch. A peer with no write in flight gets the batch at
+// once, the write started on the calling thread (no thread wake on a
+// write's path); otherwise messages queue, and the peer's thread, when the
+// write in flight ends, writes everything queued as the next batch. A peer
+// without SendStream (UNIMPLEMENTED: an older replica) gets the same batches
+// as unary Send calls, one in flight. On failure (a broken stream, a failed
+// call, a write stuck past send_timeout) the peer is reported unreachable
+// (the core falls back to probing it), what was in flight is lost (Raft
+// retransmits whatever matters), the channel is made again and the peer's
+// sends pause 50 ms .. 1 s. The queue is bounded; when a peer is down the
+// oldest appends are dropped first. A stream whose channel leaves READY
+// (the peer's server drains for a graceful shutdown) is closed by us and
+// the next batch opens a new one.
 //
 // A kSnapshot message starts a snapshot thread for that peer: the state
 // machine is dumped into a directory (or the last dump is reused, which
@@ -71,7 +78,10 @@ struct TransportOptions {
   size_t max_queued_messages = 8192;
   uint64_t max_batch_bytes = 8 << 20;
   uint64_t snapshot_chunk_bytes = 1 << 20;
+  // A unary call's deadline; a stream write unfinished after it fails the stream.
   absl::Duration send_timeout = absl::Seconds(5);
+  // false: unary Send calls only (the transport before SendStream; for A/B).
+  bool stream = true;
   absl::Duration snapshot_timeout = absl::Minutes(30);
   ReplicaTls tls;  // towards the peers; empty CA: plain text
 };

@@ -176,7 +176,9 @@ absl::Status TestCluster::StartMember(raft::NodeId id, ReplicaOptions options) {
   m.data_dir = options.data_dir;
   ASSIGN_OR_RETURN(m.replica, Replica::Open(options));
   m.kv = std::make_unique<KvServiceImpl>(m.replica.get());
-  m.raft = std::make_unique<RaftServiceImpl>(m.replica.get());
+  auto serve = serve_streams_.find(id);
+  m.raft = std::make_unique<RaftServiceImpl>(m.replica.get(),
+                                             serve == serve_streams_.end() || serve->second);
   rpc::ServerOptions so;
   so.service_name = absl::StrCat("replica-", id);
   so.listen = m.address;

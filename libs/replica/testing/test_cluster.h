@@ -54,6 +54,9 @@ class TestCluster {
   // Stops a member (its data stays); Restart opens it again.
   void Stop(raft::NodeId id);
   absl::Status Restart(raft::NodeId id);
+  // From the member's next (re)start: false = its RaftService answers
+  // SendStream UNIMPLEMENTED, like a replica from before SendStream.
+  void ServeSendStream(raft::NodeId id, bool serve) { serve_streams_[id] = serve; }
 
   Replica& replica(raft::NodeId id) { return *members_.at(id).replica; }
   const std::string& address(raft::NodeId id) { return addresses_.at(id); }
@@ -80,6 +83,7 @@ class TestCluster {
   std::map<raft::NodeId, ReplicaOptions> options_;
   std::map<raft::NodeId, TestMember> members_;
   std::map<raft::NodeId, int> held_;  // id -> fd holding its port
+  std::map<raft::NodeId, bool> serve_streams_;
 };
 
 // Polls `pred` every 20 ms until true or `timeout`.
