@@ -10,8 +10,18 @@
 //   changes_since  ChangesSince from the folder's MODSEQ (nothing changed)
 //   fetch_body     Fetch of one message's raw bytes
 //   store_flags    StoreFlags +/-\Flagged on one message (a Raft write)
+//   store_noop     StoreFlags +\Seen on a message that has it (IMAP's
+//                  steady-state STORE: nothing to write)
+//   deliver_5k     one-recipient DeliverBatch of a distinct 5 KB message
+//   append_5k      Append of a distinct 5 KB message
+// --phases=a,b runs only those (after the setup); --perf=FILE records the
+// first --pids process with `perf record -F 499 --call-graph dwarf` during
+// the phases run (not the setup).
 // Prints one JSON line per phase. bench/mailstore/run --percall runs it.
+#include <signal.h>
+#include <spawn.h>
 #include <sys/types.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -47,7 +57,34 @@ struct Args {
   std::string mailstored, key, tenant = "bench-t", prefix = "pc";
   int clients = 10, calls = 2000, box = 50;
   std::vector<int> pids;
+  std::vector<std::string> phases;  // empty: all
+  std::string perf;                 // perf.data path ("" = no perf)
+  bool Wants(const std::string& phase) const {
+    return phases.empty() || std::find(phases.begin(), phases.end(), phase) != phases.end();
+  }
 };
+
+extern "C" char** environ;
+
+// `perf record` of `pid` until StopPerf (SIGINT, as perf expects).
+pid_t StartPerf(const std::string& out, int pid) {
+  std::vector<std::string> argv_s = {"perf", "record", "-q", "-F", "499", "--call-graph", "dwarf",
+                                     "-o", out, "-p", std::to_string(pid)};
+  std::vector<char*> argv;
+  for (auto& a : argv_s) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t child = 0;
+  if (posix_spawnp(&child, "perf", nullptr, nullptr, argv.data(), environ) != 0) return 0;
+  sleep(1);  // let perf attach before the phase starts
+  return child;
+}
+
+void StopPerf(pid_t child) {
+  if (child <= 0) return;
+  kill(child, SIGINT);
+  int status = 0;
+  waitpid(child, &status, 0);
+}
 
 double CpuSeconds(int pid) {
   std::ifstream f(absl::StrCat("/proc/", pid, "/stat"));
@@ -129,6 +166,10 @@ int main(int argc, char** argv) {
     else if (auto v = val("clients")) a.clients = std::atoi(v);
     else if (auto v = val("calls")) a.calls = std::atoi(v);
     else if (auto v = val("box")) a.box = std::atoi(v);
+    else if (auto v = val("perf")) a.perf = v;
+    else if (auto v = val("phases")) {
+      for (absl::string_view p : absl::StrSplit(v, ',', absl::SkipEmpty())) a.phases.emplace_back(p);
+    }
     else if (auto v = val("pids")) {
       for (absl::string_view p : absl::StrSplit(v, ',', absl::SkipEmpty())) a.pids.push_back(std::atoi(std::string(p).c_str()));
     } else {
@@ -186,7 +227,12 @@ int main(int argc, char** argv) {
     return cs;
   };
   bool ok = true;
-  ok &= Phase(a, "select_2calls", boxes, [&](Box& b) -> absl::Status {
+  pid_t perf = a.perf.empty() || a.pids.empty() ? 0 : StartPerf(a.perf, a.pids.front());
+  // A phase not asked for (--phases) is skipped.
+  auto phase = [&](const std::string& name, const std::function<absl::Status(Box&)>& one) {
+    return !a.Wants(name) || Phase(a, name, boxes, one);
+  };
+  ok &= phase("select_2calls", [&](Box& b) -> absl::Status {
     v1::FolderStatusRequest fs;
     inbox(b, &fs);
     fs.set_claim_recent(true);
@@ -198,7 +244,7 @@ int main(int argc, char** argv) {
     b.modseq = ch->highest_modseq();
     return absl::OkStatus();
   });
-  ok &= Phase(a, "select_1call", boxes, [&](Box& b) -> absl::Status {
+  ok &= phase("select_1call", [&](Box& b) -> absl::Status {
     v1::SelectFolderRequest sel;
     inbox(b, &sel);
     sel.set_claim_recent(true);
@@ -209,17 +255,17 @@ int main(int argc, char** argv) {
     b.modseq = got->changes().highest_modseq();
     return absl::OkStatus();
   });
-  ok &= Phase(a, "folder_status", boxes, [&](Box& b) -> absl::Status {
+  ok &= phase("folder_status", [&](Box& b) -> absl::Status {
     v1::FolderStatusRequest fs;
     inbox(b, &fs);
     fs.set_claim_recent(true);
     fs.set_include_uids(true);
     return c.FolderStatus(0, fs).status();
   });
-  ok &= Phase(a, "changes_since", boxes, [&](Box& b) -> absl::Status {
+  ok &= phase("changes_since", [&](Box& b) -> absl::Status {
     return c.ChangesSince(0, changes(b)).status();
   });
-  ok &= Phase(a, "fetch_body", boxes, [&](Box& b) -> absl::Status {
+  ok &= phase("fetch_body", [&](Box& b) -> absl::Status {
     v1::FetchRequest f;
     inbox(b, &f);
     auto* r = f.mutable_messages()->mutable_uids()->add_ranges();
@@ -230,7 +276,7 @@ int main(int argc, char** argv) {
     return c.FetchAll(0, f).status();
   });
   std::atomic<int> flips{0};
-  ok &= Phase(a, "store_flags", boxes, [&](Box& b) -> absl::Status {
+  ok &= phase("store_flags", [&](Box& b) -> absl::Status {
     v1::StoreFlagsRequest sf;
     inbox(b, &sf);
     auto* r = sf.mutable_messages()->mutable_uids()->add_ranges();
@@ -244,7 +290,7 @@ int main(int argc, char** argv) {
   // recipient, a 5 KB message with a prepended line), distinct bytes each:
   // the leader's CPU per delivery (ingest, postings, UID map, the write).
   std::atomic<int> delivered{0};
-  ok &= Phase(a, "deliver_5k", boxes, [&](Box& b) -> absl::Status {
+  ok &= phase("deliver_5k", [&](Box& b) -> absl::Status {
     int n = delivered++;
     std::mt19937_64 rng(100000 + n);
     v1::DeliverBatchRequest d;
@@ -259,5 +305,29 @@ int main(int argc, char** argv) {
       return absl::InternalError(got->results(0).detail());
     return absl::OkStatus();
   });
+  // IMAP APPEND's call: a distinct 5 KB message each.
+  std::atomic<int> appended{0};
+  ok &= phase("append_5k", [&](Box& b) -> absl::Status {
+    int n = appended++;
+    std::mt19937_64 rng(200000 + n);
+    v1::AppendRequest ap;
+    inbox(b, &ap);
+    ap.set_message(
+        mailgrid::bench::Body(rng, 5120, absl::StrCat("append ", n), absl::StrCat(b.id, "-a", n)));
+    return c.Append(0, ap).status();
+  });
+  // STORE +FLAGS (\Seen) on a message that has it: IMAP's steady-state
+  // STORE, which writes nothing.
+  ok &= phase("store_noop", [&](Box& b) -> absl::Status {
+    v1::StoreFlagsRequest sf;
+    inbox(b, &sf);
+    auto* r = sf.mutable_messages()->mutable_uids()->add_ranges();
+    r->set_first(1);
+    r->set_last(1);
+    sf.set_mode(v1::STORE_MODE_ADD);
+    sf.add_flags("\\Seen");
+    return c.StoreFlags(0, sf).status();
+  });
+  StopPerf(perf);
   return ok ? 0 : 1;
 }

@@ -57,7 +57,7 @@ std::vector<std::string> QueryTerms(std::string_view prefix, std::string_view te
 // terms answer them), names over 64 bytes, the trace and signature fields
 // machines write on every message (Received, DKIM-Signature, ARC-*,
 // Authentication-Results, ...: hosts, hashes and timestamps) and Date,
-// MIME-Version, Content-Transfer-Encoding (alike on every message): each
+// MIME-Version, Content-Transfer-Encoding, Content-Type (alike on every message): each
 // would add postings to every message for searches nobody makes. A search
 // on those reads every message's header, as before.
 bool HeaderFieldIndexed(std::string_view lower_name);

@@ -150,6 +150,8 @@ class MailStore {
   absl::flat_hash_map<std::string, std::unique_ptr<Combiner>> combiners_ ABSL_GUARDED_BY(locks_mu_);
   struct TenantUsage;  // store_jobs.cc: pooled-limit cache
   std::unique_ptr<TenantUsage> tenant_usage_;
+  struct FolderCache;  // store_internal.h: folder lists by mailbox record version
+  std::unique_ptr<FolderCache> folder_cache_;
   friend absl::Status CheckTenantQuota(MailStore* store, const std::string& tenant, uint64_t add);
   absl::Mutex tenant_mu_;
   absl::flat_hash_map<std::string, std::string> tenant_of_ ABSL_GUARDED_BY(tenant_mu_);

@@ -121,6 +121,14 @@ absl::StatusOr<MailStore::Mbx> MailStore::LoadMailbox(const std::string& mailbox
   if (!m.rec.ParseFromString(got.value())) return absl::DataLossError("mailbox record");
   m.version = got.version();
   if (with_folders) {
+    {
+      absl::MutexLock lock(&folder_cache_->mu);
+      auto it = folder_cache_->by_mailbox.find(mailbox_id);
+      if (it != folder_cache_->by_mailbox.end() && it->second.version == m.version) {
+        m.folders = it->second.folders;
+        return m;
+      }
+    }
     std::string p = keys::FolderPrefix(tenant, mailbox_id);
     absl::Status bad;
     RETURN_IF_ERROR(ScanRange(p, keys::PrefixEnd(p), false, 1u << 20, false,
@@ -136,6 +144,17 @@ absl::StatusOr<MailStore::Mbx> MailStore::LoadMailbox(const std::string& mailbox
     RETURN_IF_ERROR(bad);
     std::sort(m.folders.begin(), m.folders.end(),
               [](const auto& a, const auto& b) { return a.first.name() < b.first.name(); });
+    // Cached only when no folder was written after the mailbox record was
+    // read (the two reads are not one snapshot): a folder written later
+    // carries a later version than the record.
+    bool consistent = true;
+    for (const auto& [f, v] : m.folders) consistent &= v <= m.version;
+    if (consistent) {
+      absl::MutexLock lock(&folder_cache_->mu);
+      if (folder_cache_->by_mailbox.size() >= FolderCache::kMaxMailboxes)
+        folder_cache_->by_mailbox.clear();
+      folder_cache_->by_mailbox[mailbox_id] = FolderCache::Entry{m.version, m.folders};
+    }
   }
   return m;
 }

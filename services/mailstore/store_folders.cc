@@ -189,6 +189,10 @@ absl::StatusOr<v1::DeleteMailboxResponse> MailStore::DeleteMailbox(const std::st
     absl::MutexLock tl(&tenant_mu_);
     tenant_of_.erase(mailbox_id);
   }
+  {
+    absl::MutexLock fl(&folder_cache_->mu);
+    folder_cache_->by_mailbox.erase(mailbox_id);
+  }
   Committed(m.tenant, mailbox_id);
   return out;
 }

@@ -26,6 +26,19 @@
 namespace mailgrid::mailstore {
 namespace {
 
+// Adds the mailbox record, unchanged, to a raw write of its folder records:
+// every mailstored writer rewrites it with its folders, and LoadMailbox's
+// folder-list cache is keyed by its version.
+void WithMailboxRecord(store::Store* kv, kv::v1::WriteRequest* w) {
+  kv::v1::GetRequest g;
+  g.set_key(keys::Mailbox("tenant-a", "mbx-a"));
+  auto got = kv->Get(g, absl::InfiniteFuture());
+  ASSERT_TRUE(got.ok() && got->found());
+  auto* p = w->add_ops()->mutable_put();
+  p->set_key(g.key());
+  p->set_value(got->value());
+}
+
 class GateStore : public store::Store {
  public:
   explicit GateStore(store::Store* inner) : inner_(inner) {}
@@ -311,6 +324,7 @@ TEST_F(IndexTest, FolderWithoutIndexStillAnswersByScan) {
   auto* d = w.add_ops()->mutable_delete_range();  // as if never written
   d->set_start(q);
   d->set_end(keys::PrefixEnd(q));
+  WithMailboxRecord(kv_.get(), &w);
   ASSERT_TRUE(kv_->Write(w, absl::InfiniteFuture()).ok());
 
   uint64_t since = Inbox().highest_modseq();
@@ -627,6 +641,7 @@ class SearchIndexTest : public IndexTest {
     kv::v1::WriteRequest w;
     w.add_ops()->mutable_put()->set_key(fkey);
     w.mutable_ops(0)->mutable_put()->set_value(rec.SerializeAsString());
+    WithMailboxRecord(kv_.get(), &w);
     ASSERT_TRUE(kv_->Write(w, absl::InfiniteFuture()).ok());
   }
   std::string Range(const std::string& kind) { return keys::MailboxRange("tenant-a", "mbx-a") + kind; }
@@ -867,6 +882,7 @@ class AttrIndexTest : public SearchIndexTest {
     kv::v1::WriteRequest w;
     w.add_ops()->mutable_put()->set_key(fkey);
     w.mutable_ops(0)->mutable_put()->set_value(rec.SerializeAsString());
+    WithMailboxRecord(kv_.get(), &w);
     ASSERT_TRUE(kv_->Write(w, absl::InfiniteFuture()).ok());
   }
   std::vector<v1::SearchQuery> Queries(uint64_t mid_size) {

@@ -29,6 +29,23 @@ absl::Status Unavailable(const absl::Status& from);
 
 class Mutation;
 
+// A mailbox's folder records as last read, valid while the mailbox record's
+// version is the one they were read with: every write that changes a
+// folder record goes through a Mutation, which rewrites the mailbox record
+// in the same kv write, and a version is the Raft index (LocalStore: the
+// write's index) of the write that last wrote the key, so an equal version
+// means no folder changed since. LoadMailbox then reads one key instead of
+// a key plus a folder scan (an iterator per SELECT, STORE and delivery).
+struct MailStore::FolderCache {
+  static constexpr size_t kMaxMailboxes = 4096;  // then cleared whole
+  struct Entry {
+    uint64_t version = 0;
+    std::vector<std::pair<storage::FolderRecord, uint64_t>> folders;
+  };
+  absl::Mutex mu;
+  absl::flat_hash_map<std::string, Entry> by_mailbox ABSL_GUARDED_BY(mu);
+};
+
 // The queue of RunCombined for one mailbox.
 struct MailStore::Combiner {
   struct Item {

@@ -32,7 +32,10 @@ struct MailStore::TenantUsage {
 };
 
 MailStore::MailStore(store::Store* store, StoreOptions options)
-    : store_(store), options_(std::move(options)), tenant_usage_(std::make_unique<TenantUsage>()) {}
+    : store_(store),
+      options_(std::move(options)),
+      tenant_usage_(std::make_unique<TenantUsage>()),
+      folder_cache_(std::make_unique<FolderCache>()) {}
 MailStore::~MailStore() = default;
 
 namespace {

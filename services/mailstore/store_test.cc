@@ -842,6 +842,58 @@ TEST_F(StoreTest, CopyMoveRenameDeleteFolders) {
   EXPECT_EQ(ReasonOf(store_->DeleteFolder(df).status()), "INBOX");
 }
 
+// LoadMailbox keeps a mailbox's folder list while the mailbox record's
+// version stays the same. Two MailStores over one store (an old and a new
+// leader): folder changes made through one are seen by the other, whose
+// cached list is from before them.
+TEST_F(StoreTest, CachedFolderListFollowsChangesMadeElsewhere) {
+  MailStore other(counting_.get(), StoreOptions{});
+  auto names = [](MailStore& s) {
+    v1::ListFoldersRequest r;
+    r.set_mailbox_id("mbx-a");
+    auto got = s.ListFolders(r);
+    EXPECT_TRUE(got.ok()) << got.status();
+    std::set<std::string> out;
+    if (got.ok())
+      for (const auto& f : got->folders()) out.insert(f.name());
+    return out;
+  };
+  std::set<std::string> before = names(*store_);  // cached by store_
+  EXPECT_EQ(names(other), before);
+  v1::CreateFolderRequest c;
+  c.set_mailbox_id("mbx-a");
+  c.set_name("Projects");
+  ASSERT_TRUE(other.CreateFolder(c).ok());
+  EXPECT_TRUE(names(*store_).count("Projects"));
+  ASSERT_TRUE(Append(Msg("cached", "one"), "mbx-a", "Projects").ok());  // through store_
+  EXPECT_EQ(Status("Projects").folder().messages(), 1u);
+  v1::RenameFolderRequest rn;
+  rn.set_mailbox_id("mbx-a");
+  rn.mutable_folder()->set_name("Projects");
+  rn.set_new_name("Archive2026");
+  ASSERT_TRUE(other.RenameFolder(rn).ok());
+  std::set<std::string> now = names(*store_);
+  EXPECT_TRUE(now.count("Archive2026"));
+  EXPECT_FALSE(now.count("Projects"));
+  // A folder counter changed through `other` (an append) is seen too.
+  v1::AppendRequest a;
+  a.set_mailbox_id("mbx-a");
+  a.mutable_folder()->set_name("Archive2026");
+  a.set_message(Msg("cached", "two"));
+  ASSERT_TRUE(other.Append(a).ok());
+  EXPECT_EQ(Status("Archive2026").folder().messages(), 2u);
+  v1::DeleteFolderRequest d;
+  d.set_mailbox_id("mbx-a");
+  d.mutable_folder()->set_name("Archive2026");
+  ASSERT_TRUE(other.DeleteFolder(d).ok());
+  EXPECT_EQ(names(*store_), before);
+  // A deleted and re-created mailbox of the same id is not its old self.
+  ASSERT_TRUE(other.DeleteMailbox("mbx-a").ok());
+  ASSERT_TRUE(Create("mbx-a", "tenant-a").ok());
+  EXPECT_EQ(names(*store_), before);
+  EXPECT_EQ(Status().folder().messages(), 0u);
+}
+
 TEST_F(StoreTest, ChangeFeedCarriesEveryChange) {
   uint64_t current = 0;
   auto before = store_->ChangesAfter("mbx-a", 0, 1000, &current);

@@ -18,6 +18,19 @@
 namespace mailgrid::mailstore {
 namespace {
 
+// Adds the mailbox record, unchanged, to a raw write of its folder records:
+// every mailstored writer rewrites it with its folders, and LoadMailbox's
+// folder-list cache is keyed by its version.
+void WithMailboxRecord(store::Store* kv, kv::v1::WriteRequest* w) {
+  kv::v1::GetRequest g;
+  g.set_key(keys::Mailbox("tenant-a", "mbx-a"));
+  auto got = kv->Get(g, absl::InfiniteFuture());
+  ASSERT_TRUE(got.ok() && got->found());
+  auto* p = w->add_ops()->mutable_put();
+  p->set_key(g.key());
+  p->set_value(got->value());
+}
+
 // ---------------------------------------------------------------- bitmaps
 
 std::vector<std::pair<uint32_t, uint32_t>> Runs(const std::map<uint32_t, std::string>& blocks) {
@@ -130,6 +143,7 @@ class UidMapTest : public ::testing::Test {
     auto* p = w.add_ops()->mutable_put();
     p->set_key(keys::Folder("tenant-a", "mbx-a", rec.folder_id()));
     p->set_value(rec.SerializeAsString());
+    WithMailboxRecord(kv_.get(), &w);
     ASSERT_TRUE(kv_->Write(w, absl::InfiniteFuture()).ok());
   }
   std::vector<uint32_t> SelectUids(const std::string& name) {
