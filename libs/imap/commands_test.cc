@@ -118,7 +118,9 @@ TEST(Commands, Sort) {
        {"c SORT () UTF-8 ALL\r\n", "d SORT (NAME) UTF-8 ALL\r\n", "e SORT (REVERSE) UTF-8 ALL\r\n",
         "f SORT (REVERSE REVERSE DATE) UTF-8 ALL\r\n", "g SORT DATE UTF-8 ALL\r\n",
         "h SORT (DATE) KOI8-R ALL\r\n", "i SORT (DATE) UTF-8\r\n", "j SORT (DATE)\r\n",
-        "k SORT\r\n"}) {
+        "k SORT\r\n", "l SORT RETURN (SAVE) (DATE) UTF-8 ALL\r\n",
+        "m SORT RETURN (BOGUS) (DATE) UTF-8 ALL\r\n", "n SORT RETURN (DATE) UTF-8 ALL\r\n",
+        "o SORT RETURN MIN (DATE) UTF-8 ALL\r\n"}) {
     CommandReader reader;
     CommandContext ctx;
     ctx.state = SessionState::kSelected;
@@ -126,6 +128,19 @@ TEST(Commands, Sort) {
     ReadResult r = reader.Next(ctx);
     EXPECT_TRUE(std::holds_alternative<ProtocolError>(r)) << bad;
   }
+  // ESORT (RFC 5267): RETURN before the criteria; () means ALL.
+  EXPECT_FALSE(all.search.result_options.has_value());
+  Command e = Parse("p UID SORT RETURN (MIN COUNT) (REVERSE DATE) UTF-8 ALL\r\n");
+  const SortArgs& es = e.get<SortArgs>();
+  ASSERT_TRUE(es.search.result_options.has_value());
+  EXPECT_TRUE(es.search.result_options->min);
+  EXPECT_TRUE(es.search.result_options->count);
+  EXPECT_FALSE(es.search.result_options->max);
+  EXPECT_FALSE(es.search.result_options->all);
+  ASSERT_EQ(es.criteria.size(), 1u);
+  EXPECT_TRUE(es.criteria[0].reverse);
+  Command e2 = Parse("q SORT RETURN () (SIZE) UTF-8 ALL\r\n");
+  EXPECT_TRUE(e2.get<SortArgs>().search.result_options->all);
 }
 
 TEST(Commands, SearchTree) {

@@ -183,6 +183,13 @@ class Scenario:
         typ, data = m.sort("(DATE)", "KOI8-R", "ALL")
         t.assertEqual(typ, "NO")
         t.assertIn(b"[BADCHARSET", data[0])
+        # ESORT (RFC 5267): MIN/MAX the first/last in the sort order, ALL in that order.
+        t.assertIn(b"ESORT", caps[0].split())
+        typ, data = m._simple_command("SORT", "RETURN", "(MIN MAX COUNT ALL)", "(SUBJECT)",
+                                      "UTF-8", "ALL")
+        t.assertEqual(typ, "OK")
+        typ, data = m._untagged_response(typ, data, "ESEARCH")
+        t.assertRegex(data[-1], rb'^\(TAG "[^"]+"\) MIN 2 MAX 3 COUNT 3 ALL 2,1,3$')
         m.close()
         t.assertEqual(m.delete("SortWalk")[0], "OK")
         m.logout()

@@ -32,6 +32,8 @@ void AddFlags(config::Flags& f, Options& o) {
   f.Duration("pop3-idle-timeout", &o.pop3_idle_timeout, "POP3 autologout (RFC 1939: >= 10m)");
   f.Int("fetch-cache-mb", &o.fetch_cache_mb,
         "immutable message data (headers, envelopes, small bodies) kept for FETCH, MiB; 0: off");
+  f.Bool("async-mailstore", &o.async_mailstore,
+         "SELECT/STORE/flag refreshes call mailstored on gRPC's callback API (no pool thread)");
   f.Int("flag-cache-messages", &o.flag_cache_messages,
         "flags of at most this many messages kept for FETCH (refreshed by ChangesSince); 0: off");
 }
@@ -77,6 +79,11 @@ absl::StatusOr<std::unique_ptr<AccessApp>> AccessApp::Create(Options options) {
     if (!hub.ok()) return hub.status();
     app->watch_hub_ = std::move(*hub);
     app->shared_.watch_hub = app->watch_hub_.get();
+    if (o.async_mailstore) {
+      auto a = AsyncMailstore::Create(app->shared_.mailstore->shards(), o.peer_tls);
+      if (!a.ok()) return a.status();
+      app->shared_.async_mailstore = std::move(*a);
+    }
   }
   if (o.fetch_cache_mb > 0 || o.flag_cache_messages > 0) {
     FetchCache::Limits limits;
@@ -173,6 +180,12 @@ void AccessApp::Stop() {
     absl::SleepFor(absl::Milliseconds(10));
   }
   watch_hub_.reset();
+  // The same for calls on gRPC's callback API: a completion may still hand
+  // its call to the pool (the fallback).
+  for (int i = 0; i < 200 && shared_.async_mailstore && shared_.async_mailstore->in_flight() > 0;
+       ++i) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
   pool_.reset();
 }
 

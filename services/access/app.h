@@ -42,6 +42,9 @@ struct Options {
   // at most this many messages in all; 0 turns that part off.
   int fetch_cache_mb = 64;
   int flag_cache_messages = 1'000'000;
+  // SelectFolder, StoreFlags, ChangesSince on gRPC's callback API
+  // (async_mailstore.h); false: every call on a pool thread, as before.
+  bool async_mailstore = true;
   // TLS towards identityd and mailstored: --tls-ca (MAILGRID_TLS_CA), used
   // only when this daemon's own gRPC listener has a certificate (mTLS
   // mode), which its clients then present; otherwise plain text.

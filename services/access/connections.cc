@@ -31,7 +31,8 @@ class ImapConnection : public netserver::Session {
       : shared_(shared),
         conn_(conn),
         auth_(shared.identity, shared.pool, MakePoster(conn, this)),
-        backend_(shared.mailstore, shared.pool, MakePoster(conn, this), shared.watch_hub),
+        backend_(shared.mailstore, shared.pool, MakePoster(conn, this), shared.watch_hub,
+                 shared.async_mailstore),
         session_(Config(shared, *conn), &auth_, &backend_) {
     if (shared_.metrics) shared_.metrics->SessionOpened("imap");
     session_.set_on_command_start([this] { started_ = absl::Now(); });

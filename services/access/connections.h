@@ -22,6 +22,8 @@ struct Shared {
   std::shared_ptr<mailstore_client::MailstoreClient> mailstore;  // may be null
   WorkerPool* pool = nullptr;
   WatchHub* watch_hub = nullptr;  // may be null (threaded Watch then)
+  // may be null (every mailstored call on the pool then)
+  std::shared_ptr<AsyncMailstore> async_mailstore;
   FetchCache* fetch_cache = nullptr;  // may be null (every FETCH to mailstored)
   AccessMetrics* metrics = nullptr;
   std::string hostname;

@@ -288,6 +288,17 @@ void FakeMailstore::Notify(const std::string& mailbox_id, const Folder& f, ms::W
   e.set_folder_id(f.id);
   e.set_folder_name(f.name);
   *e.mutable_uids() = CompactIdSet(uids);
+  if (kind == ms::WATCH_EVENT_KIND_FLAGS_CHANGED) {
+    // As mailstored: each changed message's flags and MODSEQ after the change.
+    for (uint32_t uid : uids) {
+      auto it = f.messages.find(uid);
+      if (it == f.messages.end()) continue;
+      ms::MessageFlags* m = e.add_messages();
+      m->set_uid(uid);
+      m->set_modseq(it->second.modseq);
+      for (const std::string& flag : it->second.flags) m->add_flags(flag);
+    }
+  }
   e.set_modseq(f.modseq);
   e.set_messages_count(static_cast<uint32_t>(f.messages.size()));
   auto snapshot = watchers_;
@@ -702,6 +713,7 @@ void FakeMailstore::Expunge(const CallTarget&, const ms::ExpungeRequest& r,
 
 void FakeMailstore::ChangesSince(const CallTarget&, const ms::ChangesSinceRequest& r,
                                  Callback<ms::ChangesSinceResponse> done) {
+  ++changes_since_calls_;
   FAKE_PRELUDE(ms::ChangesSinceResponse);
   Folder* f = FindFolder(mbx, r.folder());
   if (f == nullptr) return done(absl::NotFoundError("folder"));

@@ -60,6 +60,8 @@ class FakeMailstore : public MailBackend {
     lose_next_ = std::move(st);
   }
   size_t watchers() const;
+  // ChangesSince calls so far (tests count round trips).
+  size_t changes_since_calls() const { return changes_since_calls_; }
 
   void ListFolders(const CallTarget& t, const ms::ListFoldersRequest& r,
                    Callback<ms::ListFoldersResponse> done) override;
@@ -98,6 +100,7 @@ class FakeMailstore : public MailBackend {
                                      std::function<void(absl::Status)> on_end) override;
 
  private:
+  size_t changes_since_calls_ = 0;
   struct Message {
     std::string raw;
     std::set<std::string> flags;

@@ -102,6 +102,25 @@ void GrpcMailBackend::Run(Call call, Callback<Resp> done) {
   });
 }
 
+template <typename Resp, typename Start, typename Call>
+void GrpcMailBackend::RunAsync(Start start, Call call, Callback<Resp> done) {
+  if (!async_ || !client_) return Run<Resp>(std::move(call), std::move(done));
+  start([client = client_, pool = pool_, post = post_, call = std::move(call),
+         done = std::move(done)](absl::StatusOr<Resp> r, bool fall_back) {
+    if (!fall_back) {
+      post([done, r = std::move(r)]() mutable { done(std::move(r)); });
+      return;
+    }
+    // The full client (leader hints, retries, older mailstored) on the pool.
+    // AsyncMailstore counts this completion as in flight until it returns,
+    // so the pool is still there (AccessApp::Stop waits for it).
+    pool->Submit([client, call, done, post] {
+      absl::StatusOr<Resp> r = call(*client);
+      post([done, r = std::move(r)]() mutable { done(std::move(r)); });
+    });
+  });
+}
+
 #define MAILGRID_UNARY(Method, Req, Resp)                                                   \
   void GrpcMailBackend::Method(const CallTarget& t, const Req& r, Callback<Resp> done) {    \
     mailstore_client::CallOptions o;                                                        \
@@ -119,14 +138,30 @@ MAILGRID_UNARY(RenameFolder, ms::RenameFolderRequest, ms::Folder)
 MAILGRID_UNARY(DeleteFolder, ms::DeleteFolderRequest, ms::DeleteFolderResponse)
 MAILGRID_UNARY(SubscribeFolder, ms::SubscribeFolderRequest, ms::SubscribeFolderResponse)
 MAILGRID_UNARY(Append, ms::AppendRequest, ms::AppendResponse)
-MAILGRID_UNARY(StoreFlags, ms::StoreFlagsRequest, ms::StoreFlagsResponse)
 MAILGRID_UNARY(Copy, ms::CopyRequest, ms::CopyResponse)
 MAILGRID_UNARY(Move, ms::MoveRequest, ms::MoveResponse)
 MAILGRID_UNARY(Expunge, ms::ExpungeRequest, ms::ExpungeResponse)
-MAILGRID_UNARY(ChangesSince, ms::ChangesSinceRequest, ms::ChangesSinceResponse)
 MAILGRID_UNARY(Search, ms::SearchRequest, ms::SearchResponse)
 MAILGRID_UNARY(GetQuota, ms::GetQuotaRequest, ms::Quota)
 #undef MAILGRID_UNARY
+
+// The calls of the usual client loop: through AsyncMailstore when there is one.
+#define MAILGRID_ASYNC_UNARY(Method, Req, Resp)                                            \
+  void GrpcMailBackend::Method(const CallTarget& t, const Req& r, Callback<Resp> done) {    \
+    mailstore_client::CallOptions o;                                                        \
+    o.authorization = t.authorization;                                                      \
+    uint32_t shard = t.shard;                                                               \
+    RunAsync<Resp>(                                                                         \
+        [&](AsyncMailstore::Done<Resp> cb) {                                                \
+          async_->Method(shard, t.authorization, r, std::move(cb));                         \
+        },                                                                                  \
+        [shard, r, o](mailstore_client::MailstoreClient& c) { return c.Method(shard, r, o); }, \
+        std::move(done));                                                                   \
+  }
+
+MAILGRID_ASYNC_UNARY(StoreFlags, ms::StoreFlagsRequest, ms::StoreFlagsResponse)
+MAILGRID_ASYNC_UNARY(ChangesSince, ms::ChangesSinceRequest, ms::ChangesSinceResponse)
+#undef MAILGRID_ASYNC_UNARY
 
 namespace {
 
@@ -169,18 +204,26 @@ void GrpcMailBackend::SelectFolder(const CallTarget& t, const ms::SelectFolderRe
   mailstore_client::CallOptions o;
   o.authorization = t.authorization;
   uint32_t shard = t.shard;
-  Run<ms::SelectFolderResponse>(
-      [shard, r, o](
-          mailstore_client::MailstoreClient& c) -> absl::StatusOr<ms::SelectFolderResponse> {
-        int64_t now = absl::ToUnixSeconds(absl::Now());
-        if (now >= select_folder_missing_until.load(std::memory_order_relaxed)) {
-          absl::StatusOr<ms::SelectFolderResponse> one = c.SelectFolder(shard, r, o);
-          if (one.ok() || one.status().code() != absl::StatusCode::kUnimplemented) return one;
-          select_folder_missing_until.store(now + 60, std::memory_order_relaxed);
-        }
-        return SelectFolderInTwoCalls(c, shard, r, o);
+  auto call = [shard, r, o](mailstore_client::MailstoreClient& c)
+      -> absl::StatusOr<ms::SelectFolderResponse> {
+    int64_t now = absl::ToUnixSeconds(absl::Now());
+    if (now >= select_folder_missing_until.load(std::memory_order_relaxed)) {
+      absl::StatusOr<ms::SelectFolderResponse> one = c.SelectFolder(shard, r, o);
+      if (one.ok() || one.status().code() != absl::StatusCode::kUnimplemented) return one;
+      select_folder_missing_until.store(now + 60, std::memory_order_relaxed);
+    }
+    return SelectFolderInTwoCalls(c, shard, r, o);
+  };
+  // An older mailstored without SelectFolder: straight to the two calls.
+  if (absl::ToUnixSeconds(absl::Now()) <
+      select_folder_missing_until.load(std::memory_order_relaxed)) {
+    return Run<ms::SelectFolderResponse>(std::move(call), std::move(done));
+  }
+  RunAsync<ms::SelectFolderResponse>(
+      [&](AsyncMailstore::Done<ms::SelectFolderResponse> cb) {
+        async_->SelectFolder(shard, t.authorization, r, std::move(cb));
       },
-      std::move(done));
+      std::move(call), std::move(done));
 }
 
 void GrpcMailBackend::Fetch(const CallTarget& t, const ms::FetchRequest& r,

@@ -18,6 +18,7 @@
 #include "libs/auth/service_token.h"
 #include "libs/mailstore_client/mailstore_client.h"
 #include "mailgrid/identity/v1/auth.grpc.pb.h"
+#include "services/access/async_mailstore.h"
 #include "services/access/backend.h"
 #include "services/access/watch_hub.h"
 #include "services/access/worker_pool.h"
@@ -54,9 +55,17 @@ class GrpcAuthenticator : public Authenticator {
 
 class GrpcMailBackend : public MailBackend {
  public:
+  // `async` (may be null): SelectFolder, StoreFlags and ChangesSince start
+  // on gRPC's callback API from the caller's thread, falling back to the
+  // pool and `client` only when AsyncMailstore says so.
   GrpcMailBackend(std::shared_ptr<mailstore_client::MailstoreClient> client, WorkerPool* pool,
-                  Poster post, WatchHub* hub = nullptr)
-      : client_(std::move(client)), pool_(pool), post_(std::move(post)), hub_(hub) {}
+                  Poster post, WatchHub* hub = nullptr,
+                  std::shared_ptr<AsyncMailstore> async = nullptr)
+      : client_(std::move(client)),
+        pool_(pool),
+        post_(std::move(post)),
+        hub_(hub),
+        async_(std::move(async)) {}
 
   void ListFolders(const CallTarget& t, const ms::ListFoldersRequest& r,
                    Callback<ms::ListFoldersResponse> done) override;
@@ -94,11 +103,16 @@ class GrpcMailBackend : public MailBackend {
  private:
   template <typename Resp, typename Call>
   void Run(Call call, Callback<Resp> done);
+  // `start(cb)` starts the AsyncMailstore call; `call` is the synchronous
+  // fallback (also the whole call when there is no AsyncMailstore).
+  template <typename Resp, typename Start, typename Call>
+  void RunAsync(Start start, Call call, Callback<Resp> done);
 
   std::shared_ptr<mailstore_client::MailstoreClient> client_;  // null: not configured
   WorkerPool* pool_;
   Poster post_;
   WatchHub* hub_;
+  std::shared_ptr<AsyncMailstore> async_;  // may be null
 };
 
 }  // namespace mailgrid::access

@@ -222,6 +222,8 @@ class ImapSession {
   void ApplyChanges(const ms::ChangesSinceResponse& r);
   // A Watch event applied without a round trip; false: Sync instead.
   bool ApplyEvent(const ms::WatchEvent& e);
+  // FLAGS_CHANGED: "* n FETCH (FLAGS ...)" from the event's flags.
+  bool ApplyFlagsEvent(const ms::WatchEvent& e);
 
   ImapConfig config_;
   Authenticator* auth_;

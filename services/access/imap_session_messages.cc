@@ -868,6 +868,7 @@ bool ImapSession::ApplyEvent(const ms::WatchEvent& e) {
       (e.uidvalidity() != 0 && e.uidvalidity() != selected_->uidvalidity)) {
     return false;
   }
+  if (e.kind() == ms::WATCH_EVENT_KIND_FLAGS_CHANGED) return ApplyFlagsEvent(e);
   std::vector<uint32_t> uids = ExpandIdSet(e.uids());
   if (uids.empty()) return false;
   auto& map = selected_->uids;
@@ -883,6 +884,36 @@ bool ImapSession::ApplyEvent(const ms::WatchEvent& e) {
     return true;
   }
   return false;
+}
+
+bool ImapSession::ApplyFlagsEvent(const ms::WatchEvent& e) {
+  // The event carries each changed message's flags and MODSEQ after the
+  // change, which is all "* n FETCH (FLAGS ...)" needs: without this every
+  // idling session of the folder made its own ChangesSince per STORE (50
+  // idlers, 50 calls to mailstored for one flag).
+  if (e.messages_size() == 0) return false;
+  auto& map = selected_->uids;
+  std::vector<const ms::MessageFlags*> updates;
+  for (const ms::MessageFlags& m : e.messages()) {
+    // A UID above the map was added without an announcement that reached
+    // this session: let Sync put it in the map (EXISTS first).
+    if (map.empty() || m.uid() > map.back()) return false;
+    // Not in the map: expunged, and a Sync would not show it either.
+    if (SeqOf(m.uid()) == 0) continue;
+    // A Sync already reported this state or a newer one.
+    if (m.modseq() <= selected_->modseq) continue;
+    updates.push_back(&m);
+  }
+  auto by_uid = [](const ms::MessageFlags* a, const ms::MessageFlags* b) {
+    return a->uid() < b->uid();
+  };
+  std::sort(updates.begin(), updates.end(), by_uid);
+  for (const ms::MessageFlags* m : updates) {
+    WriteFlagsFetch(*m);
+    // The next Sync does not report this change again (ApplyChanges).
+    announced_.emplace_back(m->uid(), m->modseq());
+  }
+  return true;
 }
 
 void ImapSession::ApplyChanges(const ms::ChangesSinceResponse& r) {

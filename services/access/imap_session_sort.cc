@@ -2,6 +2,7 @@
 // (imap_session_messages.cc), then one Fetch of the envelope, internal date
 // and size of the matches (what the FetchCache does not hold), and
 // imap_sort.cc orders them.
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,39 @@
 namespace mailgrid::access {
 
 using imap::Condition;
+
+namespace {
+
+// ESORT (RFC 5267 §3.2): "* ESEARCH (TAG "t") [UID] MIN n MAX n COUNT n ALL
+// set", MIN and MAX the first and last in the sort order, ALL in that order
+// (a range only where the numbers ascend by one). RETURN () means ALL.
+std::string EsortLine(const std::string& tag, const imap::SearchReturnOptions& ret, bool uid,
+                      std::optional<uint64_t> modseq, const std::vector<uint32_t>& ids) {
+  bool all = ret.all || (!ret.min && !ret.max && !ret.count);
+  std::string line = "* ESEARCH (TAG \"" + tag + "\")";
+  if (uid) line += " UID";
+  if (!ids.empty()) {
+    if (ret.min) absl::StrAppend(&line, " MIN ", ids.front());
+    if (ret.max) absl::StrAppend(&line, " MAX ", ids.back());
+  }
+  if (ret.count) absl::StrAppend(&line, " COUNT ", ids.size());
+  if (all && !ids.empty()) {
+    line += " ALL ";
+    for (size_t i = 0; i < ids.size();) {
+      size_t j = i;
+      while (j + 1 < ids.size() && ids[j + 1] == ids[j] + 1) ++j;
+      if (i > 0) line += ",";
+      absl::StrAppend(&line, ids[i]);
+      if (j > i) absl::StrAppend(&line, ":", ids[j]);
+      i = j + 1;
+    }
+  }
+  // RFC 7162 §3.1.5, as for ESEARCH.
+  if (modseq && !ids.empty()) absl::StrAppend(&line, " MODSEQ ", *modseq);
+  return line + "\r\n";
+}
+
+}  // namespace
 
 void ImapSession::CmdSort(const imap::Command& c) {
   const auto& a = c.get<imap::SortArgs>();
@@ -31,7 +65,8 @@ void ImapSession::CmdSort(const imap::Command& c) {
 
 void ImapSession::SortMatches(std::shared_ptr<SearchJob> job, const ms::SearchResponse& r) {
   if (r.uids().ranges_size() == 0) {
-    Write("* SORT\r\n");
+    const auto& ret = job->args.result_options;
+    Write(ret ? EsortLine(job->tag, *ret, job->uid, std::nullopt, {}) : "* SORT\r\n");
     Finish(job->tag, Condition::kOk, "", "SORT completed");
     return Done();
   }
@@ -82,10 +117,14 @@ void ImapSession::SortMatches(std::shared_ptr<SearchJob> job, const ms::SearchRe
 }
 
 void ImapSession::SortFinish(std::shared_ptr<SearchJob> job, std::vector<SortMessage> messages) {
-  std::string line = "* SORT";
-  for (uint32_t id : SortMessages(std::move(messages), *job->sort)) {
-    absl::StrAppend(&line, " ", id);
+  std::vector<uint32_t> ids = SortMessages(std::move(messages), *job->sort);
+  if (const auto& ret = job->args.result_options) {
+    Write(EsortLine(job->tag, *ret, job->uid, job->sort_modseq, ids));
+    Finish(job->tag, Condition::kOk, "", "SORT completed");
+    return Done();
   }
+  std::string line = "* SORT";
+  for (uint32_t id : ids) absl::StrAppend(&line, " ", id);
   // RFC 7162 §3.1.5: as SEARCH does, with a MODSEQ key and any match.
   if (job->sort_modseq) absl::StrAppend(&line, " (MODSEQ ", *job->sort_modseq, ")");
   Write(line + "\r\n");

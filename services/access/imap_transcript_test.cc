@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -331,6 +332,46 @@ TEST(ImapTranscript, FetchRightAfterSelectShowsTheSelectsFlags) {
   std::string cached = RunScript(script, false, &cache);
   EXPECT_EQ(answer(cached, "a5"), "* 1 FETCH (FLAGS ())\n") << cached;
   EXPECT_EQ(answer(cached, "a6"), "* 1 FETCH (FLAGS (\\Seen))\n") << cached;
+}
+
+// IDLE: another client's flag change reaches every idling session from the
+// Watch event itself (it carries the flags), not from one ChangesSince per
+// session, and the next NOOP does not report it again.
+TEST(ImapTranscript, IdleFlagChangesNeedNoCallPerSession) {
+  FakeAuthenticator auth;
+  FakeMailstore store;
+  store.AddMailbox("mbx-user");
+  Principal p;
+  p.address = "user@example.test";
+  p.authorization = "Bearer user-token";
+  common::v1::MailboxAccess own;
+  own.set_mailbox_id("mbx-user");
+  own.set_address("user@example.test");
+  p.mailboxes.push_back(own);
+  auth.AddUser("user", "secret", p);
+  store.Deliver("mbx-user", "INBOX", "Subject: one\r\n\r\n1\r\n");
+  store.Deliver("mbx-user", "INBOX", "Subject: two\r\n\r\n2\r\n");
+  ImapConfig config;
+  config.plaintext_auth = true;
+  std::vector<std::unique_ptr<ImapSession>> sessions;
+  for (int i = 0; i < 3; ++i) {
+    sessions.push_back(std::make_unique<ImapSession>(config, &auth, &store));
+    sessions.back()->Start();
+    sessions.back()->Feed("a1 LOGIN user secret\r\na2 SELECT INBOX\r\na3 IDLE\r\n");
+    std::string out = sessions.back()->TakeOutput();
+    ASSERT_NE(out.find("+ idling"), std::string::npos) << out;
+  }
+  size_t calls = store.changes_since_calls();
+  store.ExternalStore("mbx-user", "INBOX", 2, {"\\Flagged"});
+  EXPECT_EQ(store.changes_since_calls(), calls);
+  for (auto& s : sessions) {
+    std::string out = s->TakeOutput();
+    EXPECT_NE(out.find("* 2 FETCH (FLAGS (\\Flagged"), std::string::npos) << out;
+    s->Feed("DONE\r\na4 NOOP\r\n");
+    out = s->TakeOutput();
+    EXPECT_EQ(out.find("FETCH"), std::string::npos) << out;
+    EXPECT_NE(out.find("a4 OK"), std::string::npos) << out;
+  }
 }
 
 }  // namespace

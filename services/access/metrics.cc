@@ -35,15 +35,28 @@ void AccessMetrics::SessionClosed(std::string_view protocol) {
 void AccessMetrics::Command(std::string_view protocol, std::string_view command,
                             std::string_view result, absl::Duration latency) {
   if (!commands_) return;
-  commands_
-      ->Add({{"protocol", std::string(protocol)},
-             {"command", std::string(command)},
-             {"result", std::string(result)}})
-      .Increment();
-  static const prometheus::Histogram::BucketBoundaries kBuckets = {
-      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-  latency_->Add({{"protocol", std::string(protocol)}, {"command", std::string(command)}}, kBuckets)
-      .Observe(absl::ToDoubleSeconds(latency));
+  std::string key;
+  key.reserve(protocol.size() + command.size() + result.size() + 2);
+  key.append(protocol).append(1, ' ').append(command).append(1, ' ').append(result);
+  Series s;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = series_.find(key);
+    if (it == series_.end()) {
+      static const prometheus::Histogram::BucketBoundaries kBuckets = {
+          0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+      Series fresh{&commands_->Add({{"protocol", std::string(protocol)},
+                                    {"command", std::string(command)},
+                                    {"result", std::string(result)}}),
+                   &latency_->Add({{"protocol", std::string(protocol)},
+                                   {"command", std::string(command)}},
+                                  kBuckets)};
+      it = series_.emplace(std::move(key), fresh).first;
+    }
+    s = it->second;
+  }
+  s.count->Increment();
+  s.latency->Observe(absl::ToDoubleSeconds(latency));
 }
 
 void AccessMetrics::IdleStarted() {

@@ -3,8 +3,10 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 
 #include "absl/time/time.h"
 #include "prometheus/counter.h"
@@ -31,6 +33,15 @@ class AccessMetrics {
   prometheus::Family<prometheus::Counter>* commands_ = nullptr;
   prometheus::Family<prometheus::Histogram>* latency_ = nullptr;
   prometheus::Gauge* idle_ = nullptr;
+  // Command() runs for every command: the series by "protocol command
+  // result", so the families' label maps are built once per series, not
+  // once per command.
+  struct Series {
+    prometheus::Counter* count;
+    prometheus::Histogram* latency;
+  };
+  std::mutex mu_;
+  std::unordered_map<std::string, Series> series_;
 };
 
 }  // namespace mailgrid::access

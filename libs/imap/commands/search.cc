@@ -307,6 +307,15 @@ absl::StatusOr<ThreadArgs> ParseThread(ArgCursor& in, bool uid) {
 
 absl::StatusOr<SortArgs> ParseSort(ArgCursor& in, bool uid) {
   SortArgs a;
+  // ESORT (RFC 5267 §3.2): sort-return-opts = "RETURN" SP "(" [opts] ")",
+  // before the criteria. SAVE (RFC 5182) is not offered with SORT.
+  std::optional<SearchReturnOptions> ret;
+  if (Token* t = in.Peek(); t != nullptr && t->IsKeyword("RETURN")) {
+    RETURN_IF_ERROR(in.Next("RETURN").status());
+    ASSIGN_OR_RETURN(std::vector<Token> * opts, in.List("sort return options"));
+    ASSIGN_OR_RETURN(ret, ParseReturn(*opts, in.ctx()));
+    if (ret->save) return BadArgument("SAVE is not supported with SORT");
+  }
   ASSIGN_OR_RETURN(std::vector<Token> * list, in.List("sort criteria"));
   ArgCursor keys(list, in.ctx());
   bool reverse = false;
@@ -327,6 +336,7 @@ absl::StatusOr<SortArgs> ParseSort(ArgCursor& in, bool uid) {
   if (reverse) return BadArgument("REVERSE must be followed by a sort key");
   if (a.criteria.empty()) return BadArgument("Missing sort criteria");
   ASSIGN_OR_RETURN(a.search, ParseCharsetAndKeys(in));
+  a.search.result_options = ret;
   (void)uid;
   return a;
 }

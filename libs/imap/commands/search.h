@@ -123,7 +123,8 @@ struct SortCriterion {
 
 struct SortArgs {
   std::vector<SortCriterion> criteria;  // at least one
-  SearchArgs search;                    // charset set; never result options
+  // charset set; result_options: ESORT's RETURN (RFC 5267), never SAVE
+  SearchArgs search;
 };
 
 absl::StatusOr<SortArgs> ParseSort(ArgCursor& in, bool uid);
