@@ -11,14 +11,16 @@
 //      the gRPC round trip alone, to tell tenantd's work from transport);
 //   4. ResolveMany (phase "many", not run by default): --batch random
 //      user addresses per call, at each --inflight;
+//   4b. GetPrincipal by address (phase "principal", not run by default):
+//      what identityd asks at every login, several reads per call;
 //   5. expansion of a group of about --big-group members (department
 //      subtrees holding that many): cold (after a directory change: a
 //      department renamed; then after a member disabled/enabled) and
 //      indexed, with max_recipients 10,000.
 // Usage: directory_bench --tenantd A,B,C --admin-token T --service-token S
 //          --domain D [--users 100000] [--groups 1000] [--inflight 64] [--channels 2] [--seconds 10]
-//          [--phases import,groups,floor,resolve,many,expand] [--from ROW] [--batch N]
-//          [--warm-seconds 60]
+//          [--phases import,groups,floor,resolve,many,principal,expand] [--from ROW] [--batch N]
+//          [--warm-seconds 60] [--spread N] [--server-pids P1,P2,P3]
 // --inflight 1,8,64 runs floor and resolve once per value (the curve).
 // --from ROW: the import starts at row ROW (a run cut short goes on).
 #include <algorithm>
@@ -33,6 +35,8 @@
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -62,6 +66,13 @@ struct Flags {
   // per replica.
   std::vector<int> inflight = {64};
   int channels = 2;
+  // The floor/resolve/many load goes to the first --spread replicas only
+  // (0: all): one replica's process against three sharing the cores.
+  int spread = 0;
+  // The servers' pids (run passes the replicas'): each load line then says
+  // the CPU the servers and this client spent per call, which is what
+  // splits a floor between gRPC, tenantd and the load generator.
+  std::vector<int> server_pids;
   double seconds = 10;
   // Which steps run ("import,groups,resolve,expand"): with `run --hold` a
   // loaded tenant can be measured again without importing it again.
@@ -110,6 +121,31 @@ std::unique_ptr<grpc::ClientContext> Ctx(const std::string& token, double timeou
   ctx->AddMetadata("authorization", "Bearer " + token);
   ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(static_cast<int64_t>(timeout_s * 1000)));
   return ctx;
+}
+
+// CPU seconds (user + system) a process has used so far; 0 if unreadable.
+double ProcessCpuSeconds(int pid) {
+  std::FILE* f = std::fopen(absl::StrCat("/proc/", pid, "/stat").c_str(), "r");
+  if (f == nullptr) return 0;
+  char buf[1024] = {0};
+  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  std::string_view line(buf, n);
+  size_t paren = line.rfind(')');  // the command name may hold spaces
+  if (paren == std::string_view::npos) return 0;
+  std::vector<std::string> fields =
+      absl::StrSplit(absl::string_view(line.data() + paren + 2, line.size() - paren - 2), ' ');
+  // Fields 14 and 15 (utime, stime) are the 12th and 13th after the name.
+  long long ut = 0, st = 0;
+  if (fields.size() < 13 || !absl::SimpleAtoi(fields[11], &ut) || !absl::SimpleAtoi(fields[12], &st))
+    return 0;
+  return static_cast<double>(ut + st) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double ServersCpuSeconds(const Flags& f) {
+  double sum = 0;
+  for (int pid : f.server_pids) sum += ProcessCpuSeconds(pid);
+  return sum;
 }
 
 std::string LoadAverage() {
@@ -163,6 +199,7 @@ double Hammer(const Flags& f, int inflight, size_t channels, const char* what,
     });
   };
   const std::string load_before = LoadAverage();
+  const double server_cpu0 = ServersCpuSeconds(f), client_cpu0 = ProcessCpuSeconds(getpid());
   auto t0 = Clock::now();
   for (size_t i = 0; i < slots.size(); ++i) {
     slots[i].rng.seed(static_cast<uint32_t>(i + 1));
@@ -173,6 +210,8 @@ double Hammer(const Flags& f, int inflight, size_t channels, const char* what,
   std::this_thread::sleep_for(std::chrono::duration<double>(f.seconds));
   stop = true;
   double elapsed = Ms(Clock::now() - t0) / 1000;
+  const double server_cpu = ServersCpuSeconds(f) - server_cpu0;
+  const double client_cpu = ProcessCpuSeconds(getpid()) - client_cpu0;
   while (running.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   std::vector<double> all;
   int64_t errors = 0;
@@ -181,11 +220,15 @@ double Hammer(const Flags& f, int inflight, size_t channels, const char* what,
     errors += s.errors;
   }
   size_t calls = all.size();
-  std::printf("%s, %d in flight over %zu channels to %zu replicas: %zu calls in %.1f s = %.0f/s; "
+  std::printf("%s, %d in flight over %zu channels (%d per replica): %zu calls in %.1f s = %.0f/s; "
               "p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms; errors %lld; loadavg before [%s] after [%s]\n",
-              what, inflight, channels, f.tenantd.size(), calls, elapsed, calls / elapsed,
+              what, inflight, channels, f.channels, calls, elapsed, calls / elapsed,
               Pct(all, 0.5), Pct(all, 0.99), Pct(all, 0.999), static_cast<long long>(errors),
               load_before.c_str(), LoadAverage().c_str());
+  if (calls > 0)
+    std::printf("  cpu per call: servers %.3f ms (%zu pids), client %.3f ms\n",
+                f.server_pids.empty() ? 0.0 : 1000 * server_cpu / static_cast<double>(calls),
+                f.server_pids.size(), 1000 * client_cpu / static_cast<double>(calls));
   std::fflush(stdout);
   return calls / elapsed;
 }
@@ -231,6 +274,13 @@ int Main(int argc, char** argv) {
       }
     }
     else if (k == "--channels") (void)absl::SimpleAtoi(v, &f.channels);
+    else if (k == "--spread") (void)absl::SimpleAtoi(v, &f.spread);
+    else if (k == "--server-pids") {
+      for (absl::string_view n : absl::StrSplit(v, ',')) {
+        int x = 0;
+        if (absl::SimpleAtoi(n, &x) && x > 0) f.server_pids.push_back(x);
+      }
+    }
     else if (k == "--chunk") (void)absl::SimpleAtoi(v, &f.chunk);
     else if (k == "--from") (void)absl::SimpleAtoi(v, &f.from);
     else if (k == "--big-group") (void)absl::SimpleAtoi(v, &f.big_group);
@@ -317,7 +367,9 @@ int Main(int argc, char** argv) {
   // 3. Resolve of user addresses; "floor": the same load as health Checks
   // (no work in tenantd), the gRPC round trip's ceiling on this machine.
   std::vector<std::shared_ptr<grpc::Channel>> chans;
-  for (const auto& a : f.tenantd) {
+  const size_t spread = f.spread > 0 ? std::min<size_t>(f.spread, f.tenantd.size()) : f.tenantd.size();
+  for (size_t r = 0; r < spread; ++r) {
+    const std::string& a = f.tenantd[r];
     for (int k = 0; k < f.channels; ++k) {
       grpc::ChannelArguments args;
       args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // its own connection
@@ -408,6 +460,29 @@ int Main(int argc, char** argv) {
     for (int inflight : f.inflight)
       Hammer(f, inflight, chans.size(), absl::StrCat("resolve-many (", batch, " user addresses)").c_str(),
              many);
+  }
+  if (f.Has("principal")) {
+    // GetPrincipal by address (identityd asks at every login): several
+    // reads per call, so this is where per-read Raft rounds show.
+    std::vector<std::unique_ptr<v1::DirectoryService::Stub>> dir;
+    for (auto& ch : chans) dir.push_back(v1::DirectoryService::NewStub(ch));
+    std::uniform_int_distribution<int> pick(0, f.users - 1);
+    auto principal = [&](size_t ch, std::mt19937& rng, Done done) {
+      using Call = AsyncCall<v1::GetPrincipalRequest, v1::Principal>;
+      auto* call = new Call;
+      call->ctx.AddMetadata("authorization", "Bearer " + f.service);
+      call->ctx.set_deadline(deadline());
+      call->req.set_address(Address(pick(rng), f.domain));
+      dir[ch]->async()->GetPrincipal(&call->ctx, &call->req, &call->resp,
+                                     [call, done](grpc::Status s) {
+                                       bool ok = s.ok() && call->resp.user().address() ==
+                                                               call->req.address();
+                                       delete call;
+                                       done(ok);
+                                     });
+    };
+    for (int inflight : f.inflight)
+      Hammer(f, inflight, chans.size(), "principal (GetPrincipal by address)", principal);
   }
   if (!f.Has("expand")) return 0;
 

@@ -404,6 +404,26 @@ TEST_F(ResolveIndexTest, DepartmentModelRereadsOnlyTheChangedDepartments) {
   EXPECT_EQ((*last)->member_count, 2u);
   EXPECT_FALSE((*last)->members.contains(east));
   EXPECT_FALSE((*last)->children.contains(east));
+  // The deleted departments' deptgen keys went in the same write; the
+  // survivors' stay (Sales lost a child: its key was rewritten).
+  EXPECT_FALSE(store_->GetRaw(dkeys::DeptGen(tenant_, east))->has_value());
+  EXPECT_FALSE(store_->GetRaw(dkeys::DeptGen(tenant_, north))->has_value());
+  EXPECT_TRUE(store_->GetRaw(dkeys::DeptGen(tenant_, sales))->has_value());
+  EXPECT_FALSE((*last)->gens.contains(east));
+  // Deleting the last departments leaves only the tree root's key (the
+  // top-level list, parent "", lost Sales).
+  del.set_department_id(sales);
+  st = dir_stub_->DeleteDepartment(Ctx(admin_).get(), del, &gone);
+  ASSERT_TRUE(st.ok()) << st.error_message();
+  EXPECT_EQ(gone.departments_deleted(), 2);
+  EXPECT_FALSE(store_->GetRaw(dkeys::DeptGen(tenant_, sales))->has_value());
+  EXPECT_FALSE(store_->GetRaw(dkeys::DeptGen(tenant_, west))->has_value());
+  EXPECT_EQ(KeysUnder(dkeys::DeptGenPrefix(tenant_)), 1u);
+  EXPECT_TRUE(store_->GetRaw(dkeys::DeptGen(tenant_, ""))->has_value());
+  auto empty = directory_->RefreshDeptModel(tenant_);
+  ASSERT_TRUE(empty.ok());
+  EXPECT_EQ((*empty)->member_count, 0u);
+  EXPECT_TRUE((*empty)->members.empty());
 }
 
 // The ASCII fast path gives ParseAddress's key, and declines the rest.
@@ -450,6 +470,26 @@ TEST(NoteDeptChangesTest, NamesEachTouchedDepartmentOrAllOfThem) {
   other.DeletePrefix(dkeys::UserPrefix("t1"));
   NoteDeptChanges(other, "t1");
   EXPECT_TRUE(puts(other).empty());
+  // A deleted department's deptgen is deleted, not rewritten; its parent's
+  // is rewritten (it lost a child). A record deleted and put back (same
+  // write) is not a deletion.
+  auto deletes = [](const Batch& b) {
+    std::set<std::string> keys;
+    for (const auto& op : const_cast<Batch&>(b).request().ops())
+      if (op.has_delete_()) keys.insert(op.delete_().key());
+    return keys;
+  };
+  Batch gone;
+  gone.Delete(dkeys::Dept("t1", "d7"))
+      .Delete(dkeys::DeptChild("t1", "d6", "sales"))
+      .DeletePrefix(dkeys::DeptMemberPrefix("t1", "d7"));
+  gone.Delete(dkeys::Dept("t1", "d8")).PutRaw(dkeys::Dept("t1", "d8"), "");
+  gone.PutRaw(dkeys::DeptMember("t1", "d8", "u"), "");
+  NoteDeptChanges(gone, "t1");
+  EXPECT_EQ(puts(gone), (std::set<std::string>{dkeys::Dept("t1", "d8"), dkeys::DeptMember("t1", "d8", "u"),
+                                               dkeys::DeptGen("t1", "d6"), dkeys::DeptGen("t1", "d8")}));
+  EXPECT_TRUE(deletes(gone).contains(dkeys::DeptGen("t1", "d7")));
+  EXPECT_FALSE(deletes(gone).contains(dkeys::DeptGen("t1", "d8")));
 }
 
 // The race a change made here used to lose: Invalidate runs while the

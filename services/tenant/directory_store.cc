@@ -196,8 +196,24 @@ void NoteDeptChanges(Batch& batch, const std::string& tenant_id) {
     }
     return false;
   };
+  // Departments whose record this write deletes (and does not put back):
+  // their deptgen is deleted with them rather than rewritten, so the keys do
+  // not outlive the departments. The model reads a deptgen that disappeared
+  // as a change too (UpdateDeptModel), so it still re-reads their lists.
+  const std::string record_prefix =
+      kv::KeyBuilder(kv::TenantPrefix(tenant_id)).Str("dept").Build();
+  std::set<std::string> records_deleted, records_put;
+  auto record_of = [&](std::string_view key, std::set<std::string>& into) {
+    if (!absl::StartsWith(ToAbsl(key), record_prefix)) return;
+    kv::KeyReader r(key);
+    if (!r.ConsumePrefix(record_prefix)) return;
+    auto d = r.Str();
+    if (d.ok() && r.done()) into.insert(*d);
+  };
   for (const auto& op : batch.request().ops()) {
     std::string dept;
+    if (op.has_put()) record_of(op.put().key(), records_put);
+    if (op.has_delete_()) record_of(op.delete_().key(), records_deleted);
     if (op.has_put() && dept_of(op.put().key(), &dept)) {
       touched.insert(dept);
     } else if (op.has_delete_() && dept_of(op.delete_().key(), &dept)) {
@@ -224,6 +240,11 @@ void NoteDeptChanges(Batch& batch, const std::string& tenant_id) {
         all |= overlaps;
       }
     }
+  }
+  for (const auto& d : records_deleted) {
+    if (records_put.contains(d)) continue;
+    touched.erase(d);
+    batch.Delete(dkeys::DeptGen(tenant_id, d));
   }
   for (const auto& d : touched) batch.PutRaw(dkeys::DeptGen(tenant_id, d), RandomBytes(12));
   if (all) batch.PutRaw(dkeys::DeptGenAll(tenant_id), RandomBytes(12));

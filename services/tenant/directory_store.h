@@ -33,7 +33,8 @@
 //   T / "deptgen" / department_id            -> random bytes, rewritten (in the same write) by
 //                                               every write of T/deptchild/<id>/… or
 //                                               T/deptmember/<id>/…: which departments the
-//                                               model must re-read after memgen moved
+//                                               model must re-read after memgen moved;
+//                                               deleted with the department (same write)
 //   T / "deptgenall"                         -> random bytes, rewritten by a range delete over
 //                                               several departments' keys: reload everything
 //   T / "auditpolicy"                        -> tenant.v1.AuditPolicy (absent: none, version 0)
@@ -140,7 +141,8 @@ bool AsciiAddressKey(std::string_view input, std::string* key);
 std::string TouchDirectory(Batch& batch, const std::string& tenant_id, bool memberships = true);
 // Rewrites T/deptgen/<d> for every department d whose T/deptchild/<d>/… or
 // T/deptmember/<d>/… keys `batch` writes (T/deptgenall for a range delete
-// spanning several departments). TouchDirectory calls it; a batch that
+// spanning several departments); deletes T/deptgen/<d> instead when `batch`
+// deletes the department's record T/dept/<d>. TouchDirectory calls it; a batch that
 // writes those keys without TouchDirectory (an import's departments, its
 // roll-back) must call it itself, or the department model misses the
 // change. Call it after the batch's last op.
