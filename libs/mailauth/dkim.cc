@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "libs/base/strings.h"
+#include "libs/mailauth/dkim_crypto.h"
 #include "libs/mailauth/dkim_internal.h"
 #include "libs/mailauth/tag_list.h"
 
@@ -370,6 +371,7 @@ absl::StatusOr<DkimPrivateKey> DkimPrivateKey::FromPem(std::string_view pem) {
   } else {
     return absl::InvalidArgumentError("DKIM keys must be RSA or Ed25519");
   }
+  key.sign_template_ = internal::NewSignTemplate(raw, key.algorithm_);
   return key;
 }
 

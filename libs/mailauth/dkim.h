@@ -73,12 +73,14 @@ class DkimPrivateKey {
  public:
   static absl::StatusOr<DkimPrivateKey> FromPem(std::string_view pem);
   DkimAlgorithm algorithm() const { return algorithm_; }
-  // Internal: the EVP_PKEY.
+  // Internal: the EVP_PKEY, and a signing context set up once for it.
   void* pkey() const { return pkey_.get(); }
+  void* sign_template() const { return sign_template_.get(); }
 
  private:
   DkimAlgorithm algorithm_ = DkimAlgorithm::kRsaSha256;
   std::shared_ptr<void> pkey_;
+  std::shared_ptr<void> sign_template_;  // shared by copies; null: set up per signature
 };
 
 // The header fields we sign by default: From, To, Cc, Subject, Date,
@@ -107,6 +109,17 @@ struct DkimSignOptions {
 // d=/s= are not valid names.
 absl::StatusOr<std::string> DkimSign(std::string_view message, const DkimPrivateKey& key,
                                      const DkimSignOptions& options);
+
+// The same as DkimSign(message, *keys[i], options[i]) for each i, in that
+// order (each field covers the message without the others: prepend them
+// all), but the header is parsed once and the body canonicalized and hashed
+// once per body canonicalization rather than once per key: a submission
+// signed Ed25519 + RSA, both relaxed/relaxed, hashes its body once.
+// INVALID_ARGUMENT when the sizes differ or any one signature would fail;
+// then nothing is returned.
+absl::StatusOr<std::vector<std::string>> DkimSignAll(
+    std::string_view message, const std::vector<const DkimPrivateKey*>& keys,
+    const std::vector<DkimSignOptions>& options);
 
 // RFC 6376 §6.1 results, plus RFC 8601's `policy` (see l= above) and
 // `none` (no signature at all; DkimVerifyAll returns an empty list then).

@@ -1,9 +1,11 @@
 // DKIM signing (RFC 6376 §5) and the header hash input both sides share.
 #include <map>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "libs/base/status.h"
 #include "libs/base/strings.h"
 #include "libs/mail/header.h"
 #include "libs/mailauth/dkim.h"
@@ -87,32 +89,28 @@ class Folder {
   size_t column_;
 };
 
-}  // namespace
-
-absl::StatusOr<std::string> DkimSign(std::string_view message, const DkimPrivateKey& key,
-                                     const DkimSignOptions& o) {
+absl::Status CheckOptions(const DkimSignOptions& o) {
   if (!ValidName(o.domain) || !ValidName(o.selector))
     return absl::InvalidArgumentError("DKIM d= and s= must be domain names");
   if (o.identity.find_first_of(" \t\r\n;") != std::string::npos)
     return absl::InvalidArgumentError("DKIM i= must not contain white space or ';'");
-  auto header = mail::ParseHeader(message);
-  if (!header.ok()) return header.status();
-  if (header->First("From") == nullptr)
-    return absl::InvalidArgumentError("cannot DKIM-sign a message without From");
-  std::string_view body =
-      header->missing_blank_line ? std::string_view() : message.substr(header->block.end());
+  return absl::OkStatus();
+}
 
+// One signature over a message whose header is parsed and whose body hash
+// (bh=, base64) is known.
+absl::StatusOr<std::string> SignParsed(std::string_view message, const mail::Header& header,
+                                       const std::string& bh, const DkimPrivateKey& key,
+                                       const DkimSignOptions& o) {
   std::vector<std::string> names;
   for (const std::string& h : o.headers) {
     if (!mail::IsValidFieldName(h)) return absl::InvalidArgumentError("bad header name to sign");
-    size_t count = header->All(h).size();
+    size_t count = header.All(h).size();
     for (size_t i = 0; i < count; ++i) names.push_back(h);
   }
   for (const std::string& h : o.oversign) names.push_back(h);
 
-  std::string bh = absl::Base64Escape(internal::Sha256(CanonicalizeBody(o.body_canon, body)));
   auto canon_name = [](DkimCanon c) { return c == DkimCanon::kSimple ? "simple" : "relaxed"; };
-
   Folder f("DKIM-Signature:");
   f.Piece(absl::StrCat("v=1; a=", ToAbsl(DkimAlgorithmName(key.algorithm())), ";"), true);
   f.Piece(absl::StrCat("c=", canon_name(o.header_canon), "/", canon_name(o.body_canon), ";"), true);
@@ -132,8 +130,8 @@ absl::StatusOr<std::string> DkimSign(std::string_view message, const DkimPrivate
   f.text() += "b=";
   std::string field = f.text() + "\r\n";
 
-  std::string input = internal::HeaderHashInput(message, *header, names, o.header_canon, field);
-  auto sig = internal::SignData(key.pkey(), key.algorithm(), input);
+  std::string input = internal::HeaderHashInput(message, header, names, o.header_canon, field);
+  auto sig = internal::SignData(key.pkey(), key.algorithm(), input, key.sign_template());
   if (!sig.ok()) return sig.status();
   // The b= value on its own line(s), after the "b=" already hashed empty.
   Folder b("\tb=");
@@ -142,6 +140,43 @@ absl::StatusOr<std::string> DkimSign(std::string_view message, const DkimPrivate
   out.resize(out.size() - 3);  // drop the "\tb=" we are about to rewrite
   out += b.text();
   out += "\r\n";
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> DkimSign(std::string_view message, const DkimPrivateKey& key,
+                                     const DkimSignOptions& o) {
+  ASSIGN_OR_RETURN(std::vector<std::string> fields, DkimSignAll(message, {&key}, {o}));
+  return std::move(fields.front());
+}
+
+absl::StatusOr<std::vector<std::string>> DkimSignAll(
+    std::string_view message, const std::vector<const DkimPrivateKey*>& keys,
+    const std::vector<DkimSignOptions>& options) {
+  if (keys.size() != options.size())
+    return absl::InvalidArgumentError("DkimSignAll: one DkimSignOptions per key");
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (keys[i] == nullptr) return absl::InvalidArgumentError("DkimSignAll: null key");
+    RETURN_IF_ERROR(CheckOptions(options[i]));
+  }
+  std::vector<std::string> out;
+  if (keys.empty()) return out;
+  auto header = mail::ParseHeader(message);
+  if (!header.ok()) return header.status();
+  if (header->First("From") == nullptr)
+    return absl::InvalidArgumentError("cannot DKIM-sign a message without From");
+  std::string_view body =
+      header->missing_blank_line ? std::string_view() : message.substr(header->block.end());
+  // bh= per body canonicalization, made the first time one is asked for.
+  std::optional<std::string> bh[2];
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const DkimSignOptions& o = options[i];
+    std::optional<std::string>& hash = bh[o.body_canon == DkimCanon::kSimple ? 0 : 1];
+    if (!hash) hash = absl::Base64Escape(internal::Sha256(CanonicalizeBody(o.body_canon, body)));
+    ASSIGN_OR_RETURN(std::string field, SignParsed(message, *header, *hash, *keys[i], o));
+    out.push_back(std::move(field));
+  }
   return out;
 }
 

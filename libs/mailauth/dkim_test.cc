@@ -2,11 +2,13 @@
 
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "libs/mailauth/dkim_crypto.h"
 #include "libs/mailauth/tag_list.h"
 #include "libs/mailauth/test_keys.h"
 
@@ -295,6 +297,103 @@ TEST(Verify, BodyLengthTagIsSignedAndBounded) {
   auto v = DkimVerifyAll(too_long + msg, dns);
   EXPECT_EQ(v[0].result, DkimResult::kFail);
   EXPECT_EQ(v[0].reason, "l= is longer than the body");
+}
+
+// DkimSignAll hashes each body canonicalization once; its fields must be
+// byte for byte what DkimSign makes key by key (RSA PKCS#1 v1.5 and
+// Ed25519 signatures are deterministic), and all of them must verify
+// together, with the shared body hashes on the verifier's side too.
+TEST(SignAll, SameFieldsAsOneByOneAndAllVerify) {
+  auto ed_key = MakeKey(true);
+  auto rsa_key = MakeKey(false);
+  auto ed = DkimPrivateKey::FromPem(ed_key.private_pem);
+  auto rsa = DkimPrivateKey::FromPem(rsa_key.private_pem);
+  ASSERT_TRUE(ed.ok() && rsa.ok());
+  std::vector<DkimSignOptions> opts(3);
+  opts[0].selector = "ed";
+  opts[1].selector = "rsa";
+  opts[2].selector = "rsas";
+  opts[2].header_canon = DkimCanon::kSimple;
+  opts[2].body_canon = DkimCanon::kSimple;
+  for (DkimSignOptions& o : opts) {
+    o.domain = "example.com";
+    o.timestamp = 1800000000;
+  }
+  std::vector<const DkimPrivateKey*> keys = {&*ed, &*rsa, &*rsa};
+  auto all = DkimSignAll(kMessage, keys, opts);
+  ASSERT_TRUE(all.ok()) << all.status();
+  ASSERT_EQ(all->size(), 3u);
+  std::string fields;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    auto one = DkimSign(kMessage, *keys[i], opts[i]);
+    ASSERT_TRUE(one.ok()) << one.status();
+    EXPECT_EQ((*all)[i], *one) << i;
+    fields += (*all)[i];
+  }
+  MemoryResolver dns;
+  dns.AddTxt("ed._domainkey.example.com", ed_key.txt);
+  dns.AddTxt("rsa._domainkey.example.com", rsa_key.txt);
+  dns.AddTxt("rsas._domainkey.example.com", rsa_key.txt);
+  auto v = DkimVerifyAll(fields + kMessage, dns);
+  ASSERT_EQ(v.size(), 3u);
+  for (const DkimVerdict& d : v) EXPECT_EQ(d.result, DkimResult::kPass) << d.selector << d.reason;
+  // A changed body fails every one of them, whichever hash was shared.
+  auto bad = DkimVerifyAll(absl::StrReplaceAll(fields + kMessage, {{"noon", "one"}}), dns);
+  for (const DkimVerdict& d : bad) EXPECT_EQ(d.result, DkimResult::kFail) << d.selector;
+  // White space changed inside a line: relaxed still passes, simple fails.
+  auto ws = DkimVerifyAll(absl::StrReplaceAll(fields + kMessage, {{"noon?  ", "noon?"}}), dns);
+  EXPECT_EQ(ws[0].result, DkimResult::kPass);
+  EXPECT_EQ(ws[1].result, DkimResult::kPass);
+  EXPECT_EQ(ws[2].result, DkimResult::kFail);
+}
+
+TEST(SignAll, RefusesMismatchedOrBadInputWhole) {
+  auto ed = DkimPrivateKey::FromPem(MakeKey(true).private_pem);
+  ASSERT_TRUE(ed.ok());
+  DkimSignOptions good;
+  good.domain = "example.com";
+  good.selector = "s";
+  DkimSignOptions bad = good;
+  bad.selector = "a b";
+  EXPECT_FALSE(DkimSignAll(kMessage, {&*ed}, {good, good}).ok());
+  EXPECT_FALSE(DkimSignAll(kMessage, {&*ed, &*ed}, {good, bad}).ok());
+  EXPECT_FALSE(DkimSignAll(kMessage, {nullptr}, {good}).ok());
+  EXPECT_FALSE(DkimSignAll("To: x@example.net\r\n\r\nbody\r\n", {&*ed}, {good}).ok());
+  auto none = DkimSignAll(kMessage, {}, {});
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+}
+
+// The signing context set up once per key (copied for each signature, from
+// several threads at once) signs exactly as a context set up per call.
+TEST(SignTemplate, CopiesSignAsAFreshContextFromManyThreads) {
+  for (bool ed : {false, true}) {
+    auto pk = DkimPrivateKey::FromPem(MakeKey(ed).private_pem);
+    ASSERT_TRUE(pk.ok());
+    ASSERT_NE(pk->sign_template(), nullptr);
+    std::vector<std::string> inputs, fresh;
+    for (int i = 0; i < 8; ++i) {
+      inputs.push_back(absl::StrCat("from:a@example.com\r\nsubject:", i, "\r\ndkim-signature:b="));
+      auto f = internal::SignData(pk->pkey(), pk->algorithm(), inputs.back(), nullptr);
+      ASSERT_TRUE(f.ok()) << f.status();
+      fresh.push_back(*f);
+    }
+    std::vector<int> mismatches(4, 0);
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t) {
+      threads.emplace_back([&, t] {
+        for (int round = 0; round < 10; ++round) {
+          for (size_t i = 0; i < inputs.size(); ++i) {
+            auto s = internal::SignData(pk->pkey(), pk->algorithm(), inputs[i],
+                                        pk->sign_template());
+            if (!s.ok() || *s != fresh[i]) ++mismatches[t];
+          }
+        }
+      });
+    }
+    for (std::thread& th : threads) th.join();
+    for (int m : mismatches) EXPECT_EQ(m, 0) << (ed ? "ed25519" : "rsa");
+  }
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 //   expired (x= in the past), over the signature cap -> neutral
 //   verified, but l= leaves body bytes unsigned -> policy (pass if allowed)
 #include <ctime>
+#include <optional>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -49,8 +50,39 @@ bool ListAllows(const std::vector<std::string>& list, std::string_view want) {
   return false;
 }
 
+// The canonical body and its SHA-256 per canonicalization, made when a
+// signature first needs them: a message signed twice alike (Ed25519 + RSA,
+// as relayd signs) is canonicalized and hashed once.
+class BodyHashes {
+ public:
+  explicit BodyHashes(std::string_view body) : body_(body) {}
+  const std::string& Canonical(DkimCanon c) {
+    Slot& s = slot(c);
+    if (!s.canonical) s.canonical = CanonicalizeBody(c, body_);
+    return *s.canonical;
+  }
+  // The hash of the first `length` canonical bytes (the whole when nullopt).
+  std::string Hash(DkimCanon c, std::optional<uint64_t> length) {
+    const std::string& canonical = Canonical(c);
+    if (length && *length < canonical.size())
+      return internal::Sha256(std::string_view(canonical).substr(0, *length));
+    Slot& s = slot(c);
+    if (!s.whole_hash) s.whole_hash = internal::Sha256(canonical);
+    return *s.whole_hash;
+  }
+
+ private:
+  struct Slot {
+    std::optional<std::string> canonical;
+    std::optional<std::string> whole_hash;
+  };
+  Slot& slot(DkimCanon c) { return slots_[c == DkimCanon::kSimple ? 0 : 1]; }
+  std::string_view body_;
+  Slot slots_[2];
+};
+
 DkimVerdict VerifyOne(std::string_view message, const mail::Header& header,
-                      const mail::HeaderField& field, std::string_view body, Resolver& dns,
+                      const mail::HeaderField& field, BodyHashes& body, Resolver& dns,
                       const DkimVerifyOptions& o, uint64_t now) {
   std::string_view value = field.raw_value.In(message);
   auto parsed = ParseDkimSignature(value);
@@ -99,15 +131,14 @@ DkimVerdict VerifyOne(std::string_view message, const mail::Header& header,
       return Verdict(DkimResult::kPermError, "key t=s requires i= in d= exactly", base);
   }
 
-  std::string canon_body = CanonicalizeBody(sig.body_canon, body);
+  size_t canon_size = body.Canonical(sig.body_canon).size();
   bool partial = false;
   if (sig.body_length) {
-    if (*sig.body_length > canon_body.size())
+    if (*sig.body_length > canon_size)
       return Verdict(DkimResult::kFail, "l= is longer than the body", base);
-    partial = *sig.body_length < canon_body.size();
-    canon_body.resize(*sig.body_length);
+    partial = *sig.body_length < canon_size;
   }
-  if (internal::Sha256(canon_body) != sig.body_hash)
+  if (body.Hash(sig.body_canon, sig.body_length) != sig.body_hash)
     return Verdict(DkimResult::kFail, "body hash did not verify", base);
   std::string input = internal::HeaderHashInput(message, header, sig.headers, sig.header_canon,
                                                 field.line.In(message));
@@ -126,8 +157,8 @@ std::vector<DkimVerdict> DkimVerifyAll(std::string_view message, Resolver& dns,
                                        const DkimVerifyOptions& o) {
   std::vector<DkimVerdict> out;
   mail::Header header = mail::ParseHeaderLenient(message);
-  std::string_view body =
-      header.missing_blank_line ? std::string_view() : message.substr(header.block.end());
+  BodyHashes body(header.missing_blank_line ? std::string_view()
+                                            : message.substr(header.block.end()));
   uint64_t now = o.now != 0 ? o.now : static_cast<uint64_t>(std::time(nullptr));
   for (const mail::HeaderField* f : header.All("DKIM-Signature")) {
     if (out.size() >= o.max_signatures) {

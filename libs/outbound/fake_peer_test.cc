@@ -180,6 +180,26 @@ TEST(FakePeer, OpportunisticStartTlsThenPipelinedPerRecipientOutcomes) {
   EXPECT_NE(std::find(lines.begin(), lines.end(), "..dot"), lines.end());
 }
 
+// PIPELINING: DATA leaves in the group with MAIL and RCPT. A peer that
+// says 354 to it although it refused every recipient gets an empty message
+// (no line of ours), and nothing is reported delivered.
+TEST(FakePeer, PipelinedDataWithEveryRecipientRefusedSendsNoBody) {
+  FakePeer peer(Mode::kTls);
+  TransactionRequest req = Request();
+  req.recipients = {"nobody@fake.test"};
+  TransactionResult r = SendMail("127.0.0.1", peer.port(), "mx.fake.test", req);
+  EXPECT_FALSE(r.session_failed) << r.session_reply.error();
+  ASSERT_EQ(r.recipients.size(), 1u);
+  EXPECT_EQ(r.recipients[0].kind, RecipientOutcome::Kind::kBounced);
+  auto lines = peer.lines();
+  auto data = std::find(lines.begin(), lines.end(), "DATA");
+  ASSERT_NE(data, lines.end());
+  ASSERT_NE(data + 1, lines.end());
+  EXPECT_EQ(*(data + 1), ".");
+  EXPECT_EQ(std::find(lines.begin(), lines.end(), "..dot"), lines.end());
+  EXPECT_EQ(std::find(lines.begin(), lines.end(), "Subject: x"), lines.end());
+}
+
 TEST(FakePeer, RequiredTlsWithUntrustedCertificateFails) {
   FakePeer peer(Mode::kTls);
   TransactionRequest req = Request();

@@ -5,14 +5,39 @@
 
 namespace mailgrid::outbound {
 
-absl::StatusOr<std::string> SignMessage(std::string_view message, const SigningKey& key,
-                                        absl::Time now) {
+namespace {
+mailauth::DkimSignOptions OptionsFor(const SigningKey& key, absl::Time now) {
   mailauth::DkimSignOptions options;
   options.domain = key.domain;
   options.selector = key.selector;
   options.timestamp = static_cast<uint64_t>(absl::ToUnixSeconds(now));
-  ASSIGN_OR_RETURN(std::string header, mailauth::DkimSign(message, key.key, options));
-  std::string out = header;
+  return options;
+}
+}  // namespace
+
+absl::StatusOr<std::string> SignatureField(std::string_view message, const SigningKey& key,
+                                           absl::Time now) {
+  return mailauth::DkimSign(message, key.key, OptionsFor(key, now));
+}
+
+absl::StatusOr<std::string> SignatureFields(std::string_view message,
+                                            const std::vector<SigningKey>& keys, absl::Time now) {
+  if (keys.empty()) return std::string();
+  std::vector<const mailauth::DkimPrivateKey*> pkeys;
+  std::vector<mailauth::DkimSignOptions> options;
+  for (const SigningKey& k : keys) {
+    pkeys.push_back(&k.key);
+    options.push_back(OptionsFor(k, now));
+  }
+  ASSIGN_OR_RETURN(std::vector<std::string> fields, mailauth::DkimSignAll(message, pkeys, options));
+  std::string out;
+  for (const std::string& f : fields) out += f;
+  return out;
+}
+
+absl::StatusOr<std::string> SignMessage(std::string_view message, const SigningKey& key,
+                                        absl::Time now) {
+  ASSIGN_OR_RETURN(std::string out, SignatureField(message, key, now));
   out.append(message.data(), message.size());
   return out;
 }

@@ -6,6 +6,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -27,8 +28,20 @@ class SigningKeySource {
   virtual absl::StatusOr<std::optional<SigningKey>> KeyFor(std::string_view domain) = 0;
 };
 
-// The message with a DKIM-Signature (relaxed/relaxed, the default header
-// set, From oversigned, t= now) prepended.
+// The DKIM-Signature header field (relaxed/relaxed, the default header
+// set, From oversigned, t= now) to prepend to `message`, CRLF-terminated.
+// Several keys' fields may be prepended together: none covers another.
+absl::StatusOr<std::string> SignatureField(std::string_view message, const SigningKey& key,
+                                           absl::Time now);
+
+// Every key's field, concatenated in the order given, from ONE signing call
+// (mailauth::DkimSignAll: the header parsed and the body canonicalized and
+// hashed once for all keys; each field is what SignatureField returns).
+// "" for no keys. An error of any key fails the whole call.
+absl::StatusOr<std::string> SignatureFields(std::string_view message,
+                                            const std::vector<SigningKey>& keys, absl::Time now);
+
+// The message with SignatureField prepended.
 absl::StatusOr<std::string> SignMessage(std::string_view message, const SigningKey& key,
                                         absl::Time now);
 

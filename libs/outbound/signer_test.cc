@@ -38,5 +38,32 @@ TEST(Signer, SignsWithTheDomainKeyAndVerifies) {
   }
 }
 
+// relayd signs with the domain's Ed25519 and RSA keys in one call: the
+// fields are those of signing key by key, and both verify.
+TEST(Signer, SignatureFieldsOfTwoKeysAreTheOneByOneFieldsAndBothVerify) {
+  auto ed = mailauth::testing::MakeKey(true);
+  auto rsa = mailauth::testing::MakeKey(false);
+  auto ed_pk = mailauth::DkimPrivateKey::FromPem(ed.private_pem);
+  auto rsa_pk = mailauth::DkimPrivateKey::FromPem(rsa.private_pem);
+  ASSERT_TRUE(ed_pk.ok() && rsa_pk.ok());
+  std::vector<SigningKey> keys = {{"example.org", "ed", *ed_pk}, {"example.org", "rsa", *rsa_pk}};
+  const absl::Time now = absl::FromUnixSeconds(1800000000);
+  auto fields = SignatureFields(testing::kMessage, keys, now);
+  ASSERT_TRUE(fields.ok()) << fields.status();
+  auto first = SignatureField(testing::kMessage, keys[0], now);
+  auto second = SignatureField(testing::kMessage, keys[1], now);
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(*fields, *first + *second);
+  mailauth::MemoryResolver dns;
+  dns.AddTxt("ed._domainkey.example.org", ed.txt);
+  dns.AddTxt("rsa._domainkey.example.org", rsa.txt);
+  auto verdicts = mailauth::DkimVerifyAll(*fields + testing::kMessage, dns);
+  ASSERT_EQ(verdicts.size(), 2u);
+  for (const auto& v : verdicts) EXPECT_EQ(v.result, mailauth::DkimResult::kPass) << v.reason;
+  auto none = SignatureFields(testing::kMessage, {}, now);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(*none, "");
+}
+
 }  // namespace
 }  // namespace mailgrid::outbound

@@ -1,7 +1,7 @@
 // A blocking SMTP client for one delivery transaction (RFC 5321): connect,
 // greeting, EHLO (HELO fallback), opportunistic or required STARTTLS
 // (OpenSSL), AUTH PLAIN/LOGIN to smart hosts (RFC 4954; only after TLS
-// unless the route allows plain text), MAIL/RCPT (pipelined when the server
+// unless the route allows plain text), MAIL/RCPT/DATA (pipelined when the server
 // offers PIPELINING), DATA with dot-stuffing, QUIT. One call = one
 // transaction; with a ConnectionCache the session is kept open afterwards
 // and the next transaction to the same host reuses it (no connect, EHLO,

@@ -140,6 +140,12 @@ class ServerSession {
   // Unconsumed input; a driver stops reading while this is large and a
   // decision is pending (backpressure).
   size_t buffered_input() const { return in_.size() - pos_; }
+  // The forward paths of the RCPT commands already buffered (pipelined,
+  // RFC 2920) right after the command being decided, up to `max`, as RCPT
+  // would parse them; the first line that is not such a complete, valid
+  // RCPT ends the list. A hint only, so that a driver can look them up in
+  // one batch: each is still its own RcptTo event, decided in order.
+  std::vector<Path> PipelinedRcpts(size_t max) const;
   const SessionStats& stats() const { return stats_; }
   const SessionConfig& config() const { return config_; }
 

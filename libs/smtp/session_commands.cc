@@ -198,6 +198,28 @@ std::optional<Event> ServerSession::OnRcpt(const CommandLine& cmd) {
   return event::RcptTo{pending_rcpt_.path, pending_rcpt_.params};
 }
 
+std::vector<Path> ServerSession::PipelinedRcpts(size_t max) const {
+  std::vector<Path> out;
+  if (phase_ != Phase::kCommand || !txn_.active || txn_.bdat || discarding_) return out;
+  Extensions ext = CurrentExtensions();
+  std::string_view rest = std::string_view(in_).substr(pos_);
+  while (out.size() < max) {
+    size_t lf = rest.find('\n');
+    if (lf == std::string_view::npos || lf + 1 > config_.max_command_line_length) break;
+    std::string_view line = rest.substr(0, lf);
+    rest.remove_prefix(lf + 1);
+    if (line.empty() || line.back() != '\r') break;
+    line.remove_suffix(1);
+    CommandLine cmd = SplitCommand(line);
+    if (cmd.verb != Verb::kRcpt) break;
+    Parsed<RcptCommand> parsed = ParseRcptCommand(cmd.args, ext, txn_.mail.params.smtputf8);
+    const RcptCommand* rcpt = std::get_if<RcptCommand>(&parsed);
+    if (rcpt == nullptr) break;
+    out.push_back(rcpt->forward_path);
+  }
+  return out;
+}
+
 std::optional<Event> ServerSession::OnData(const CommandLine& cmd) {
   if (cmd.has_args) {
     Send(Syntax("Syntax: DATA"));

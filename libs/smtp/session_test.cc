@@ -159,6 +159,40 @@ TEST_F(SessionTest, PipeliningStatsAndEarlyTalker) {
   EXPECT_TRUE(session_->stats().pipelining_violation);
 }
 
+// The RCPTs buffered behind the one being decided, for a driver that looks
+// them up in one batch; each is still its own event.
+TEST_F(SessionTest, PipelinedRcptsListsTheBufferedRcptsOnly) {
+  Start();
+  Send("EHLO client.test\r\n");
+  ASSERT_TRUE(session_->Accept().ok());
+  EXPECT_TRUE(session_->PipelinedRcpts(10).empty());  // no transaction
+  Event e = Send(
+      "MAIL FROM:<a@x.test>\r\nRCPT TO:<b@local.test>\r\nRCPT TO:<c@local.test>\r\n"
+      "rcpt to:<d@local.test>\r\nRCPT TO:<bad\r\nRCPT TO:<e@local.test>\r\nDATA\r\n");
+  ASSERT_TRUE(std::holds_alternative<event::MailFrom>(e));
+  ASSERT_TRUE(session_->Accept().ok());
+  e = session_->Next();
+  ASSERT_TRUE(std::holds_alternative<event::RcptTo>(e));
+  std::vector<Path> ahead = session_->PipelinedRcpts(10);
+  ASSERT_EQ(ahead.size(), 2u);  // the malformed one ends the list
+  EXPECT_EQ(ahead[0].Mailbox(), "c@local.test");
+  EXPECT_EQ(ahead[1].Mailbox(), "d@local.test");
+  EXPECT_EQ(session_->PipelinedRcpts(1).size(), 1u);
+  // Looking ahead consumed nothing: every RCPT is still its own event.
+  ASSERT_TRUE(session_->Accept().ok());
+  e = session_->Next();
+  auto* c = std::get_if<event::RcptTo>(&e);
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->forward_path.Mailbox(), "c@local.test");
+  ASSERT_TRUE(session_->Accept().ok());
+  e = session_->Next();
+  ASSERT_TRUE(std::holds_alternative<event::RcptTo>(e));
+  EXPECT_TRUE(session_->PipelinedRcpts(10).empty());  // next comes the malformed line
+  // An incomplete line is not listed either.
+  session_->Feed("RCPT TO:<f@local.test>");
+  EXPECT_TRUE(session_->PipelinedRcpts(10).empty());
+}
+
 TEST_F(SessionTest, ClosedSessionIgnoresInput) {
   Start();
   session_->Shutdown();

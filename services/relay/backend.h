@@ -4,11 +4,13 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "libs/rpc/errors.h"
 #include "mailgrid/identity/v1/auth.pb.h"
 #include "mailgrid/mailstore/v1/mailbox.pb.h"
 #include "mailgrid/tenant/v1/directory.pb.h"
@@ -24,6 +26,28 @@ class Backend {
   // (rpc::ReasonOf): DOMAIN_NOT_HOSTED, ADDRESS_NOT_FOUND, ...
   virtual absl::StatusOr<tenant::v1::ResolveResponse> Resolve(
       const tenant::v1::ResolveRequest& request) = 0;
+  // DirectoryService.ResolveMany: one result per request, in order; each
+  // result's status is that address's Resolve error (code, message and
+  // details). An error of the whole call (an older tenantd answers
+  // UNIMPLEMENTED) leaves the caller to ask Resolve one by one. The default
+  // (test fakes, NullBackend) is that: Resolve per request.
+  virtual absl::StatusOr<tenant::v1::ResolveManyResponse> ResolveMany(
+      const tenant::v1::ResolveManyRequest& request) {
+    tenant::v1::ResolveManyResponse out;
+    for (const tenant::v1::ResolveRequest& r : request.requests()) {
+      absl::StatusOr<tenant::v1::ResolveResponse> one = Resolve(r);
+      tenant::v1::ResolveResult* res = out.add_results();
+      if (one.ok()) {
+        *res->mutable_response() = *std::move(one);
+        continue;
+      }
+      if (std::optional<common::v1::RpcStatus> d = rpc::DetailsOf(one.status()))
+        *res->mutable_status() = *d;
+      res->mutable_status()->set_code(static_cast<int>(one.status().code()));
+      res->mutable_status()->set_message(std::string(one.status().message()));
+    }
+    return out;
+  }
   // DirectoryService.CanSendAs.
   virtual absl::StatusOr<bool> CanSendAs(const std::string& user_id,
                                          const std::string& address) = 0;

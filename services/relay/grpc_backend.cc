@@ -154,6 +154,17 @@ absl::StatusOr<tenant::v1::ResolveResponse> GrpcBackend::Resolve(
   return resp;
 }
 
+absl::StatusOr<tenant::v1::ResolveManyResponse> GrpcBackend::ResolveMany(
+    const tenant::v1::ResolveManyRequest& request) {
+  tenant::v1::ResolveManyResponse resp;
+  RETURN_IF_ERROR(CallGroup(tenantd_, [&](const std::shared_ptr<grpc::Channel>& ch,
+                                          grpc::ClientContext* ctx) {
+    resp.Clear();
+    return tenant::v1::DirectoryService::NewStub(ch)->ResolveMany(ctx, request, &resp);
+  }));
+  return resp;
+}
+
 absl::StatusOr<bool> GrpcBackend::CanSendAs(const std::string& user_id,
                                             const std::string& address) {
   tenant::v1::CanSendAsRequest req;

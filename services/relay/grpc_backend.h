@@ -32,6 +32,8 @@ class GrpcBackend final : public Backend {
 
   absl::StatusOr<tenant::v1::ResolveResponse> Resolve(
       const tenant::v1::ResolveRequest& request) override;
+  absl::StatusOr<tenant::v1::ResolveManyResponse> ResolveMany(
+      const tenant::v1::ResolveManyRequest& request) override;
   absl::StatusOr<bool> CanSendAs(const std::string& user_id, const std::string& address) override;
   absl::StatusOr<identity::v1::CheckSaslResponse> CheckSasl(
       const identity::v1::CheckSaslRequest& request) override;

@@ -47,20 +47,29 @@ class RelayTransport final : public outbound::Transport {
         results_(results),
         hostname_(o.hostname),
         mta_sts_(o.mta_sts ? std::make_unique<outbound::MtaSts>(dns, StsOptions(o)) : nullptr),
-        smtp_(Delivery(o, mta_sts_.get(), sts_failures), dns, &routes->table()) {}
+        smtp_(Delivery(o, mta_sts_.get(), sts_failures), dns, &routes->table()) {
+    // The result counters, looked up once (Family::Add hashes the labels
+    // each time it is called): [remote, local] x RecipientOutcome::Kind.
+    if (results_ == nullptr) return;
+    static_assert(static_cast<int>(RecipientOutcome::Kind::kDelivered) == 0 &&
+                  static_cast<int>(RecipientOutcome::Kind::kDeferred) == 1 &&
+                  static_cast<int>(RecipientOutcome::Kind::kBounced) == 2);
+    const char* kinds[] = {"delivered", "deferred", "bounced"};
+    const char* paths[] = {"remote", "local"};
+    for (int p = 0; p < 2; ++p) {
+      for (int k = 0; k < 3; ++k)
+        counters_[p][k] = &results_->Add({{"path", paths[p]}, {"result", kinds[k]}});
+    }
+  }
 
   std::vector<RecipientOutcome> Deliver(const std::string& domain, const std::string& from,
                                         const std::vector<std::string>& rcpts,
                                         const std::string& message) override {
     bool local = false;
     std::vector<RecipientOutcome> out = DeliverOnce(domain, from, rcpts, message, &local);
-    if (results_ != nullptr) {
-      for (const RecipientOutcome& o : out) {
-        const char* r = o.kind == RecipientOutcome::Kind::kDelivered ? "delivered"
-                        : o.kind == RecipientOutcome::Kind::kBounced ? "bounced"
-                                                                     : "deferred";
-        results_->Add({{"path", local ? "local" : "remote"}, {"result", r}}).Increment();
-      }
+    for (const RecipientOutcome& o : out) {
+      prometheus::Counter* c = counters_[local ? 1 : 0][static_cast<int>(o.kind)];
+      if (c != nullptr) c->Increment();
     }
     return out;
   }
@@ -240,6 +249,7 @@ class RelayTransport final : public outbound::Transport {
   const std::atomic<PolicyCache*>* policies_;  // Outbound::SetPolicies; null: no copies
   RouteStore* routes_;
   prometheus::Family<prometheus::Counter>* results_;
+  prometheus::Counter* counters_[2][3] = {};  // see the constructor
   std::string hostname_;
   std::unique_ptr<outbound::MtaSts> mta_sts_;  // before smtp_, which points to it
   outbound::SmtpTransport smtp_;
@@ -314,12 +324,11 @@ absl::StatusOr<std::string> SignOutgoing(const std::string& message, DkimKeyCach
   ASSIGN_OR_RETURN(std::vector<outbound::SigningKey> ks, keys.KeysFor(domain));
   // Each signature covers the message without the others (DKIM-Signature
   // fields are not in the signed header list): prepend them all.
-  std::string fields;
-  for (const outbound::SigningKey& k : ks) {
-    ASSIGN_OR_RETURN(std::string signed_message, outbound::SignMessage(message, k, now));
-    fields += signed_message.substr(0, signed_message.size() - message.size());
-  }
-  return fields + message;
+  // One signing call for every key (the body hashed once), and the message
+  // copied once.
+  ASSIGN_OR_RETURN(std::string out, outbound::SignatureFields(message, ks, now));
+  out += message;
+  return out;
 }
 
 // ---- Outbound ---------------------------------------------------------------

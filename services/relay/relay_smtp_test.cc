@@ -65,6 +65,8 @@ class FakeBackend : public Backend {
   absl::Status deliver_error;
   absl::Status rate_error;
   int resolve_calls = 0;
+  int resolve_many_calls = 0;
+  int resolve_many_requests = 0;
   int can_send_as_calls = 0;
   bool counts_submissions = true;  // false: as GrpcBackend without a rate limiter
   bool CountsSubmissions() const override { return counts_submissions; }
@@ -106,6 +108,15 @@ class FakeBackend : public Backend {
     rc->set_user_id("u-" + addr);
     rc->set_tenant_id("t1");
     return r;
+  }
+  absl::StatusOr<tenant::v1::ResolveManyResponse> ResolveMany(
+      const tenant::v1::ResolveManyRequest& req) override {
+    {
+      absl::MutexLock l(&mu);
+      ++resolve_many_calls;
+      resolve_many_requests += req.requests_size();
+    }
+    return Backend::ResolveMany(req);  // Resolve per request, counted there too
   }
   absl::StatusOr<bool> CanSendAs(const std::string& user_id, const std::string& address) override {
     absl::MutexLock l(&mu);
@@ -646,6 +657,41 @@ TEST_F(RelaySmtpTest, ForeignDomainIsAskedOncePerDomainNotPerAddress) {
   EXPECT_REPLY(c.Cmd("RCPT TO:<nobody@hosted.test>"), "550 5.1.1");
   absl::MutexLock l(&backend_->mu);
   // foreign.example once, other.example once, bob once, nobody twice.
+  EXPECT_EQ(backend_->resolve_calls, 5);
+}
+
+// A client that pipelines its RCPTs (RFC 2920) has them resolved in one
+// ResolveMany with the first; the others are answered from those answers
+// (uncacheable ones too: an unknown address), each in order.
+TEST_F(RelaySmtpTest, PipelinedRcptsAreResolvedInOneCall) {
+  tcp::socket s = Connect("smtp");
+  Client<tcp::socket> c(s);
+  EXPECT_REPLY(c.Reply(), "220");
+  EXPECT_REPLY(c.Cmd("EHLO mta.sender.example"), "250");
+  c.Send(
+      "MAIL FROM:<x@sender.example>\r\nRCPT TO:<bob@hosted.test>\r\n"
+      "RCPT TO:<nobody@hosted.test>\r\nRCPT TO:<alice@hosted.test>\r\n"
+      "RCPT TO:<zed@foreign.example>\r\nDATA\r\n");
+  EXPECT_REPLY(c.Reply(), "250");        // MAIL
+  EXPECT_REPLY(c.Reply(), "250");        // bob
+  EXPECT_REPLY(c.Reply(), "550 5.1.1");  // nobody
+  EXPECT_REPLY(c.Reply(), "250");        // alice
+  EXPECT_REPLY(c.Reply(), "550 5.7.1");  // not ours
+  EXPECT_REPLY(c.Reply(), "354");
+  EXPECT_REPLY(c.Cmd("From: x@sender.example\r\nSubject: hi\r\n\r\nhello\r\n."), "250 2.0.0");
+  {
+    absl::MutexLock l(&backend_->mu);
+    EXPECT_EQ(backend_->resolve_many_calls, 1);
+    EXPECT_EQ(backend_->resolve_many_requests, 4);
+    EXPECT_EQ(backend_->resolve_calls, 4);  // the fake's ResolveMany: inside that one call only
+    ASSERT_EQ(backend_->delivered.size(), 1u);
+    EXPECT_EQ(backend_->delivered[0].recipients_size(), 2);
+  }
+  // Not pipelined: one RCPT at a time, nothing to batch.
+  EXPECT_REPLY(c.Cmd("MAIL FROM:<x@sender.example>"), "250");
+  EXPECT_REPLY(c.Cmd("RCPT TO:<nobody@hosted.test>"), "550 5.1.1");
+  absl::MutexLock l(&backend_->mu);
+  EXPECT_EQ(backend_->resolve_many_calls, 1);
   EXPECT_EQ(backend_->resolve_calls, 5);
 }
 

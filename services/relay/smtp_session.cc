@@ -325,6 +325,7 @@ void RelaySession::OnMail(const smtp::event::MailFrom& e) {
   target_ids_.clear();
   remote_.clear();
   moderated_.clear();
+  prefetched_.clear();
   mail_from_ = e.reverse_path.null ? "" : e.reverse_path.Mailbox();
   if (!user_) {
     // Port 25: anyone may send to our users (SPF/DMARC verdicts are recorded
@@ -446,7 +447,14 @@ void RelaySession::OnRcpt(const smtp::event::RcptTo& e) {
   Backend* b = ctx_->backend;
   bool authenticated = user_.has_value();
   RcptCache* cache = ctx_->rcpt_cache;
-  std::string key, domain_key;
+  std::string key = RcptCache::Key(req), domain_key;
+  if (auto it = prefetched_.find(key); it != prefetched_.end()) {
+    // Asked with an earlier RCPT of this pipelined batch (one ResolveMany).
+    RcptCache::Answer answer = std::move(it->second);
+    prefetched_.erase(it);
+    DecideRcpt(req.address(), authenticated, std::move(answer))();
+    return;
+  }
   if (cache != nullptr) {
     absl::Time now = absl::Now();
     // A foreign domain first (one answer for all its addresses), then the
@@ -454,10 +462,7 @@ void RelaySession::OnRcpt(const smtp::event::RcptTo& e) {
     domain_key = RcptCache::DomainKey(req.address());
     std::shared_ptr<const RcptCache::Answer> hit;
     if (!domain_key.empty()) hit = cache->Get(domain_key, now);
-    if (hit == nullptr) {
-      key = RcptCache::Key(req);
-      hit = cache->Get(key, now);
-    }
+    if (hit == nullptr) hit = cache->Get(key, now);
     if (hit != nullptr) {
       // Answered on the strand: no worker hand-off, no peer call.
       DecideRcpt(req.address(), authenticated, *hit)();
@@ -465,20 +470,83 @@ void RelaySession::OnRcpt(const smtp::event::RcptTo& e) {
     }
   }
   RelayMetrics* metrics = ctx_->metrics;
-  Async([this, b, req, authenticated, metrics, cache, key,
-         domain_key]() -> std::function<void()> {
+  std::vector<Lookup> ahead = PipelinedLookups(req, key);
+  Async([this, b, req, authenticated, metrics, cache, key, domain_key,
+         ahead = std::move(ahead)]() -> std::function<void()> {
     absl::Time start = absl::Now();
-    absl::StatusOr<tenant::v1::ResolveResponse> r = b->Resolve(req);
+    auto answers = std::make_shared<std::map<std::string, RcptCache::Answer>>();
+    RcptCache::Answer r = ResolveWithAhead(*b, req, ahead, answers.get());
     if (metrics) metrics->Observe(RelayMetrics::kResolve, absl::Now() - start);
     if (cache != nullptr) {
-      if (RcptCache::NotHosted(r) && !domain_key.empty()) {
-        cache->PutDomain(domain_key, r, absl::Now());
-      } else {
-        cache->Put(key, r, absl::Now());
+      Keep(*cache, {req, key, domain_key}, r);
+      for (const Lookup& l : ahead) {
+        auto it = answers->find(l.key);
+        if (it != answers->end()) Keep(*cache, l, it->second);
       }
     }
-    return DecideRcpt(req.address(), authenticated, std::move(r));
+    std::function<void()> decide = DecideRcpt(req.address(), authenticated, std::move(r));
+    return [this, answers, decide = std::move(decide)] {
+      for (auto& [k, a] : *answers) prefetched_.insert_or_assign(k, std::move(a));
+      decide();
+    };
   });
+}
+
+// RCPTs the client pipelined behind this one (RFC 2920) that the cache
+// cannot answer: asked in the same ResolveMany as this one, their answers
+// kept for their own RcptTo events (prefetched_), which are then answered
+// on the strand with no hand-off and no peer call. Postmaster and routed
+// paths are left to their own events.
+std::vector<RelaySession::Lookup> RelaySession::PipelinedLookups(
+    const tenant::v1::ResolveRequest& req, const std::string& key) {
+  std::vector<Lookup> out;
+  RcptCache* cache = ctx_->rcpt_cache;
+  absl::Time now = absl::Now();
+  std::set<std::string> seen = {key};
+  for (const smtp::Path& p : smtp_.PipelinedRcpts(kMaxResolveAhead)) {
+    if (p.postmaster || !p.source_route.empty() || p.HasRoutingCharacters()) continue;
+    Lookup l{req, "", ""};
+    l.request.set_address(p.Mailbox());
+    l.key = RcptCache::Key(l.request);
+    l.domain_key = RcptCache::DomainKey(l.request.address());
+    if (!seen.insert(l.key).second || prefetched_.count(l.key) > 0) continue;
+    if (cache != nullptr) {
+      if (!l.domain_key.empty() && cache->Get(l.domain_key, now) != nullptr) continue;
+      if (cache->Get(l.key, now) != nullptr) continue;
+    }
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+RcptCache::Answer RelaySession::ResolveWithAhead(
+    Backend& b, const tenant::v1::ResolveRequest& req, const std::vector<Lookup>& ahead,
+    std::map<std::string, RcptCache::Answer>* answers) {
+  if (ahead.empty()) return b.Resolve(req);
+  tenant::v1::ResolveManyRequest many;
+  *many.add_requests() = req;
+  for (const Lookup& l : ahead) *many.add_requests() = l.request;
+  absl::StatusOr<tenant::v1::ResolveManyResponse> resp = b.ResolveMany(many);
+  // A tenantd without ResolveMany (or a failed call): this one alone; the
+  // others ask for themselves.
+  if (!resp.ok() || resp->results_size() != many.requests_size()) return b.Resolve(req);
+  for (size_t i = 0; i < ahead.size(); ++i)
+    answers->insert_or_assign(ahead[i].key, ResultOf(resp->results(static_cast<int>(i + 1))));
+  return ResultOf(resp->results(0));
+}
+
+RcptCache::Answer RelaySession::ResultOf(const tenant::v1::ResolveResult& r) {
+  if (r.status().code() == 0) return r.response();
+  absl::Status st(static_cast<absl::StatusCode>(r.status().code()), r.status().message());
+  return rpc::WithDetails(st, r.status());
+}
+
+void RelaySession::Keep(RcptCache& cache, const Lookup& l, const RcptCache::Answer& r) {
+  if (RcptCache::NotHosted(r) && !l.domain_key.empty()) {
+    cache.PutDomain(l.domain_key, r, absl::Now());
+  } else {
+    cache.Put(l.key, r, absl::Now());
+  }
 }
 
 std::function<void()> RelaySession::DecideRcpt(const std::string& rcpt, bool authenticated,

@@ -149,6 +149,26 @@ class RelaySession final : public netserver::Session {
   // builds the closure, which runs on the strand).
   std::function<void()> DecideRcpt(const std::string& rcpt, bool authenticated,
                                    absl::StatusOr<tenant::v1::ResolveResponse> r);
+  // RCPT lookups batched into one ResolveMany (smtp_session.cc OnRcpt):
+  // a request with its RcptCache keys.
+  struct Lookup {
+    tenant::v1::ResolveRequest request;
+    std::string key, domain_key;
+  };
+  // At most this many pipelined RCPTs ride along with one (tenantd takes
+  // up to 1,000 per call).
+  static constexpr size_t kMaxResolveAhead = 99;
+  std::vector<Lookup> PipelinedLookups(const tenant::v1::ResolveRequest& req,
+                                       const std::string& key);
+  // On a worker: `req`'s answer; the `ahead` ones, asked in the same call,
+  // into `answers` by key. Resolve alone when there are none or ResolveMany
+  // fails.
+  static absl::StatusOr<tenant::v1::ResolveResponse> ResolveWithAhead(
+      Backend& b, const tenant::v1::ResolveRequest& req, const std::vector<Lookup>& ahead,
+      std::map<std::string, absl::StatusOr<tenant::v1::ResolveResponse>>* answers);
+  static absl::StatusOr<tenant::v1::ResolveResponse> ResultOf(const tenant::v1::ResolveResult& r);
+  static void Keep(RcptCache& cache, const Lookup& l,
+                   const absl::StatusOr<tenant::v1::ResolveResponse>& r);
   bool SenderAllowed(const std::string& address) const;
   // Rate limit (OnMail): whether this session may leave its next count to
   // DATA, and the room its last count reported.
@@ -190,6 +210,9 @@ class RelaySession final : public netserver::Session {
     std::vector<std::string> moderators;
   };
   std::vector<Moderated> moderated_;
+  // Answers for RCPTs of this transaction asked ahead in one ResolveMany
+  // (PipelinedLookups), by RcptCache::Key; each used once.
+  std::map<std::string, absl::StatusOr<tenant::v1::ResolveResponse>> prefetched_;
   smtp::SessionStats counted_;  // stats already exported to metrics
 };
 
