@@ -15,8 +15,9 @@ Against `tools/mailgrid up --replicas 3`:
 - Forgot password (story 4): carol asks for a reset; identityd mails the
   token through relayd to her recovery address (a mailbox of her own here,
   read over IMAP); the token sets a new password once; every old session
-  ends (its refresh token is refused) and the old password no longer opens
-  IMAP.
+  ends (its refresh token is refused, and its access token, which opened
+  IMAP and submission with XOAUTH2 before the reset, opens neither after
+  it) and the old password no longer opens IMAP.
 - Forgot password without the recovery email (story 4, second half): the
   tenant's admin turns security questions on (before that a user may not set
   any); dave, who has TOTP and so ten recovery codes, sets two questions
@@ -97,15 +98,39 @@ class SignInTest(unittest.TestCase):
         with smtplib.SMTP(*mgtest.host_port(self.cluster["smtp"])) as s:
             self.assertEqual(s.send_message(msg), {})
 
-    def imap_with_token(self, mechanism, token):
+    def imap_with_token(self, mechanism, token, address=None):
+        address = address or self.bob
         c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
         c.starttls(ssl_context=self.tls)
         if mechanism == "XOAUTH2":
-            blob = "user=%s\x01auth=Bearer %s\x01\x01" % (self.bob, token)
+            blob = "user=%s\x01auth=Bearer %s\x01\x01" % (address, token)
         else:  # RFC 7628 OAUTHBEARER
-            blob = "n,a=%s,\x01auth=Bearer %s\x01\x01" % (self.bob, token)
-        c.authenticate(mechanism, lambda _challenge: blob.encode())
+            blob = "n,a=%s,\x01auth=Bearer %s\x01\x01" % (address, token)
+        try:
+            c.authenticate(mechanism, lambda _challenge: blob.encode())
+        except imaplib.IMAP4.error:
+            c.shutdown()
+            raise
         return c
+
+    def token_opens_mail(self, address, token):
+        """(IMAP AUTHENTICATE XOAUTH2 worked, SMTP submission AUTH XOAUTH2's reply code) for an access token:
+        accessd and relayd both ask identityd (CheckSasl with the bearer token)."""
+        try:
+            self.imap_with_token("XOAUTH2", token, address).logout()
+            imap_ok = True
+        except imaplib.IMAP4.error:
+            imap_ok = False
+        with smtplib.SMTP(*mgtest.host_port(self.cluster["submission"])) as s:
+            code, _ = self.submission_xoauth2(s, address, token)
+        return imap_ok, code
+
+    def submission_xoauth2(self, s, address, token):
+        """STARTTLS and AUTH XOAUTH2 on a submission connection: (code, reply)."""
+        s.starttls(context=self.tls)
+        s.ehlo("laptop")
+        return s.docmd("AUTH", "XOAUTH2 " + base64.b64encode(
+            ("user=%s\x01auth=Bearer %s\x01\x01" % (address, token)).encode()).decode())
 
     def inbox_has(self, c, subject):
         c.select("INBOX", readonly=True)
@@ -131,10 +156,7 @@ class SignInTest(unittest.TestCase):
             c.logout()
 
         with smtplib.SMTP(*mgtest.host_port(self.cluster["submission"])) as s:
-            s.starttls(context=self.tls)
-            s.ehlo("laptop")
-            code, reply = s.docmd("AUTH", "XOAUTH2 " + base64.b64encode(
-                ("user=%s\x01auth=Bearer %s\x01\x01" % (self.bob, token)).encode()).decode())
+            code, reply = self.submission_xoauth2(s, self.bob, token)
             self.assertEqual(code, 235, reply)
             msg = email.message.EmailMessage()
             msg["From"], msg["To"], msg["Subject"] = self.bob, self.bob, "note to self " + subject
@@ -175,6 +197,8 @@ class SignInTest(unittest.TestCase):
         home_password = self.ctl.create_user(home, "Carol at home")
         self.ctl.admin("user", "update", carol, "--recovery-email", home)
         old_session = self.ctl.run("auth", "login", carol, "--password", old_password)["session"]
+        # The old session's access token opens her mail before the reset (IMAP and submission).
+        self.assertEqual(self.token_opens_mail(carol, old_session["access_token"]), (True, 235))
 
         self.ctl.run("auth", "reset-password", "request", carol)
 
@@ -202,6 +226,10 @@ class SignInTest(unittest.TestCase):
         self.assertNotEqual(again.returncode, 0, "a reset token works once")
         refreshed = self.ctl.run("auth", "refresh", old_session["refresh_token"], check=False)
         self.assertNotEqual(refreshed.returncode, 0, "the reset ends every earlier session")
+        # ... and its access token, not yet expired (15 minutes), no longer opens IMAP nor submission:
+        # identityd refuses a bearer token of an ended session at once.
+        self.assertEqual(self.token_opens_mail(carol, old_session["access_token"]), (False, 535),
+                         "an access token of a session the reset ended still opens carol's mail")
 
         c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
         c.starttls(ssl_context=self.tls)
