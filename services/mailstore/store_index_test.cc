@@ -22,22 +22,12 @@
 #include "services/mailstore/mail_store.h"
 #include "services/mailstore/sections.h"
 #include "services/mailstore/store_internal.h"
+#include "services/mailstore/testing/raw_write.h"
 
 namespace mailgrid::mailstore {
 namespace {
 
-// Adds the mailbox record, unchanged, to a raw write of its folder records:
-// every mailstored writer rewrites it with its folders, and LoadMailbox's
-// folder-list cache is keyed by its version.
-void WithMailboxRecord(store::Store* kv, kv::v1::WriteRequest* w) {
-  kv::v1::GetRequest g;
-  g.set_key(keys::Mailbox("tenant-a", "mbx-a"));
-  auto got = kv->Get(g, absl::InfiniteFuture());
-  ASSERT_TRUE(got.ok() && got->found());
-  auto* p = w->add_ops()->mutable_put();
-  p->set_key(g.key());
-  p->set_value(got->value());
-}
+using testing::WithMailboxRecord;
 
 class GateStore : public store::Store {
  public:
