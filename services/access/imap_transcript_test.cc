@@ -171,10 +171,8 @@ void DoDeliver(FakeMailstore& store, const Step& st) {
   store.Deliver(mailbox, st.b, st.c, flags);
 }
 
-std::string RunScript(const Script& script, bool byte_by_byte, FetchCache* cache = nullptr) {
-  FakeAuthenticator auth;
-  FakeMailstore store;
-  store.AddMailbox("mbx-user");
+// The transcripts' user: user@example.test, owning mailbox mbx-user.
+Principal UserWithOwnMailbox() {
   Principal p;
   p.address = "user@example.test";
   p.authorization = "Bearer user-token";
@@ -182,6 +180,14 @@ std::string RunScript(const Script& script, bool byte_by_byte, FetchCache* cache
   own.set_mailbox_id("mbx-user");
   own.set_address("user@example.test");
   p.mailboxes.push_back(own);
+  return p;
+}
+
+std::string RunScript(const Script& script, bool byte_by_byte, FetchCache* cache = nullptr) {
+  FakeAuthenticator auth;
+  FakeMailstore store;
+  store.AddMailbox("mbx-user");
+  Principal p = UserWithOwnMailbox();
   if (script.shared) {
     store.AddMailbox("mbx-support");
     common::v1::MailboxAccess seat;
@@ -341,13 +347,7 @@ TEST(ImapTranscript, IdleFlagChangesNeedNoCallPerSession) {
   FakeAuthenticator auth;
   FakeMailstore store;
   store.AddMailbox("mbx-user");
-  Principal p;
-  p.address = "user@example.test";
-  p.authorization = "Bearer user-token";
-  common::v1::MailboxAccess own;
-  own.set_mailbox_id("mbx-user");
-  own.set_address("user@example.test");
-  p.mailboxes.push_back(own);
+  Principal p = UserWithOwnMailbox();
   auth.AddUser("user", "secret", p);
   store.Deliver("mbx-user", "INBOX", "Subject: one\r\n\r\n1\r\n");
   store.Deliver("mbx-user", "INBOX", "Subject: two\r\n\r\n2\r\n");
