@@ -90,13 +90,14 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(const ClientOptions& 
     args.SetInt(name, value);
   };
   set_default(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
-  set_default(GRPC_ARG_ENABLE_RETRIES, 1);
+  // gRPC's retry filter costs every call on the channel (client.h).
+  std::string config = RetryServiceConfig(o.services, o.max_attempts);
+  set_default(GRPC_ARG_ENABLE_RETRIES, config.empty() && !o.transparent_retries ? 0 : 1);
   set_default(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
               static_cast<int>(absl::ToInt64Milliseconds(std::max(o.min_reconnect_backoff, o.connect_timeout))));
   set_default(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, static_cast<int>(absl::ToInt64Milliseconds(o.min_reconnect_backoff)));
   set_default(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, static_cast<int>(absl::ToInt64Milliseconds(o.max_reconnect_backoff)));
   for (const auto& [name, value] : o.channel_int_args) args.SetInt(name, value);
-  std::string config = RetryServiceConfig(o.services, o.max_attempts);
   if (!config.empty()) args.SetServiceConfigJSON(config);
   return grpc::CreateCustomChannel(o.target, creds, args);
 }

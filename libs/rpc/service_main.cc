@@ -7,6 +7,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "libs/base/log.h"
+#include "libs/base/runtime.h"
 #include "libs/base/shutdown.h"
 #include "libs/base/status.h"
 #include "libs/metrics/cert_expiry.h"
@@ -65,7 +66,7 @@ int RunService(const ServiceDef& def, int argc, char** argv) {
   log::SetServiceName(def.name);
   // Debian's Abseil leaves mutex deadlock detection on (about 2% of a Raft
   // leader's CPU in bench/raft); it is a debugging aid, not for production.
-  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
+  base::DisableMutexDeadlockDetection();
   shutdown::Install();
   CommonConfig common;
   config::Flags flags(def.name);
