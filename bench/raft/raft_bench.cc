@@ -14,7 +14,8 @@
 //       spread over the given endpoints (give only the leader to spare etcd
 //       the follower forwarding hop).
 //
-//   raft_bench apply --dir D [--entries 20000] [--apply-batch 32]
+//   raft_bench apply --dir D [--entries 20000] [--apply-batch 32] [--writes-per-entry 1]
+//                    [--sessions=true|false]
 //       no network, no raft: the state machine alone. Applies --entries
 //       write commands (the same puts, each with a request id as KvClient
 //       sends) one entry per RocksDB write, then as many again in batches
@@ -55,6 +56,7 @@
 #include "etcd_proto/etcdserverpb/kv_put.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "libs/base/config.h"
+#include "libs/base/runtime.h"
 #include "libs/kv/engine.h"
 #include "libs/kv/state_machine.h"
 #include "libs/replica/kv_client.h"
@@ -77,6 +79,11 @@ struct Options {
   bool client_per_writer = false;
   bool raw_writes = false;
   int calls_in_flight = 1;
+  // Off by default: the services run at format 1 (one idempotency record per
+  // write), and client sessions still reject a legitimate write now and then
+  // ("below its session's floor", libs/kv/README.md "Client sessions").
+  bool raise_format = false;
+  bool sessions = true;
   std::string run;
 };
 
@@ -146,14 +153,52 @@ absl::StatusOr<Result> RunWriters(const Options& o, const PutFactory& factory) {
 
 // --- targets ---------------------------------------------------------------
 
+// What an operator does after deploying a binary to every member (mailctl
+// raft set-format): commit this binary's state-machine format, so that the
+// writes use what it brings (format 2: client sessions). The leader takes
+// it; the others answer NOT_LEADER. A group that cannot (an older binary
+// somewhere) keeps its format: logged, the bench goes on.
+void RaiseFormat(const std::vector<std::string>& addresses) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  std::string last;
+  while (absl::Now() < deadline) {
+    for (const std::string& a : addresses) {
+      auto stub =
+          kv1::KvService::NewStub(grpc::CreateChannel(a, grpc::InsecureChannelCredentials()));
+      kv1::SetFormatRequest req;
+      req.set_format(mailgrid::kv::kStateMachineFormat);
+      kv1::WriteResponse resp;
+      grpc::ClientContext ctx;
+      ctx.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(5)));
+      grpc::Status s = stub->SetFormat(&ctx, req, &resp);
+      if (s.ok()) {
+        std::cerr << "state-machine format " << mailgrid::kv::kStateMachineFormat
+                  << " committed at index " << resp.applied_index() << "\n";
+        return;
+      }
+      last = s.error_message();
+      if (s.error_code() == grpc::StatusCode::UNIMPLEMENTED) {
+        std::cerr << "format not raised: " << a << " predates formats\n";
+        return;
+      }
+    }
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  std::cerr << "format not raised: " << last << "\n";
+}
+
 absl::StatusOr<PutFactory> ReplicatedTarget(const Options& o) {
   auto addresses = mailgrid::replica::ParseAddressList(o.addresses);
   if (!addresses.ok()) return addresses.status();
+  if (o.raise_format) RaiseFormat(*addresses);
   auto make_client = [o, addresses = *addresses]() -> absl::StatusOr<std::shared_ptr<KvClient>> {
     mailgrid::replica::KvClientOptions co;
     co.addresses = addresses;
     co.timeout = o.timeout;
-    co.coalesce_writes = !o.raw_writes;
+    co.batching = o.raw_writes ? mailgrid::replica::WriteBatching::kOnePerCall
+                               : mailgrid::replica::WriteBatching::kCoalesce;
+    co.sessions = o.sessions ? mailgrid::replica::SessionUse::kWhenOffered
+                             : mailgrid::replica::SessionUse::kRecordPerWrite;
     co.max_calls_in_flight = o.calls_in_flight;
     auto client = KvClient::Create(co);
     if (!client.ok()) return client.status();
@@ -256,7 +301,7 @@ double ThreadCpuSeconds() {
 }
 
 // The `apply` mode (see the top of the file).
-int RunApplyBench(const Options& o, int entries, int batch) {
+int RunApplyBench(const Options& o, int entries, int batch, int per_entry) {
   if (o.dir.empty() || entries < 1 || batch < 1) {
     std::cerr << "apply: needs --dir, --entries >= 1 and --apply-batch >= 1\n";
     return 2;
@@ -271,25 +316,48 @@ int RunApplyBench(const Options& o, int entries, int batch) {
     std::cerr << sm.status() << "\n";
     return 1;
   }
+  uint64_t next = (*sm)->applied_index() + 1;
+  if (o.sessions) {
+    // Session writes need the group's format 2 (what raise-format does).
+    kv1::WriteRequest set;
+    set.set_set_format(mailgrid::kv::kStateMachineFormat);
+    absl::StatusOr<kv1::WriteResponse> r = (*sm)->Apply(next++, 1, set.SerializeAsString());
+    if (!r.ok() || !r->has_ok()) {
+      std::cerr << "set format failed: " << r.status() << "\n";
+      return 1;
+    }
+  }
+  // Each entry: `per_entry` writes of one client (as a WriteMany batch entry
+  // when > 1), with session ids (first_unacked trailing by `per_entry`, as
+  // KvClient's in-flight writes) or one record per write.
   std::vector<std::string> commands;
   const std::string value(static_cast<size_t>(o.value_bytes), 'v');
+  uint64_t seq = 0;
   for (int i = 0; i < 2 * entries; ++i) {
-    kv1::WriteRequest w;
-    kv1::Put* put = w.add_ops()->mutable_put();
-    put->set_key(absl::StrCat("bench/", o.run, "/", i));
-    put->set_value(value);
-    w.mutable_request_id()->set_client_id(absl::StrCat("bench-", o.run));
-    w.mutable_request_id()->set_seq(static_cast<uint64_t>(i) + 1);
-    commands.push_back(w.SerializeAsString());
+    kv1::WriteRequest entry;
+    for (int k = 0; k < per_entry; ++k) {
+      kv1::WriteRequest& w = per_entry == 1 ? entry : *entry.add_batch();
+      kv1::Put* put = w.add_ops()->mutable_put();
+      put->set_key(absl::StrCat("bench/", o.run, "/", i, "/", k));
+      put->set_value(value);
+      w.mutable_request_id()->set_client_id(absl::StrCat("bench-", o.run));
+      w.mutable_request_id()->set_seq(++seq);
+      if (o.sessions) {
+        w.mutable_request_id()->set_first_unacked(
+            seq > static_cast<uint64_t>(per_entry) ? seq - per_entry : 1);
+        w.set_min_format(mailgrid::kv::kSessionFormat);
+      }
+    }
+    commands.push_back(entry.SerializeAsString());
   }
-  uint64_t next = (*sm)->applied_index() + 1;
   // One entry per write.
   double cpu0 = ThreadCpuSeconds();
   absl::Time t0 = absl::Now();
   for (int i = 0; i < entries; ++i) {
     absl::StatusOr<kv1::WriteResponse> r = (*sm)->Apply(next++, 1, commands[i]);
-    if (!r.ok() || !r->has_ok()) {
-      std::cerr << "apply failed: " << r.status() << "\n";
+    if (!r.ok() || !r->has_ok() || (per_entry > 1 && !r->batch(0).has_ok())) {
+      std::cerr << "apply failed: " << (r.ok() ? r->ShortDebugString() : r.status().ToString())
+                << "\n";
       return 1;
     }
   }
@@ -314,9 +382,11 @@ int RunApplyBench(const Options& o, int entries, int batch) {
   const double batch_cpu = ThreadCpuSeconds() - cpu0;
   const double batch_wall = absl::ToDoubleSeconds(absl::Now() - t0);
   std::printf(
-      "result mode=apply entries=%d apply_batch=%d one_by_one_cpu_us=%.1f batched_cpu_us=%.1f "
+      "result mode=apply entries=%d apply_batch=%d writes_per_entry=%d sessions=%d "
+      "one_by_one_cpu_us=%.1f batched_cpu_us=%.1f batched_cpu_us_per_write=%.2f "
       "cpu_ratio=%.2f one_by_one_wall_us=%.1f batched_wall_us=%.1f wall_ratio=%.2f\n",
-      entries, batch, 1e6 * one_cpu / entries, 1e6 * batch_cpu / entries, one_cpu / batch_cpu,
+      entries, batch, per_entry, o.sessions ? 1 : 0, 1e6 * one_cpu / entries,
+      1e6 * batch_cpu / entries, 1e6 * batch_cpu / entries / per_entry, one_cpu / batch_cpu,
       1e6 * one_wall / entries, 1e6 * batch_wall / entries, one_wall / batch_wall);
   return 0;
 }
@@ -324,6 +394,9 @@ int RunApplyBench(const Options& o, int entries, int batch) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // As every daemon's main (libs/rpc/service_main.cc): the services whose
+  // KvClient this stands for run without absl's deadlock detector.
+  mailgrid::base::DisableMutexDeadlockDetection();
   Options o;
   o.run = absl::StrCat(absl::ToUnixMicros(absl::Now()));
   mailgrid::config::Flags flags("raft_bench");
@@ -337,15 +410,24 @@ int main(int argc, char** argv) {
   flags.Bool("client-per-writer", &o.client_per_writer,
              "one client/channel per writer instead of one shared (what a service does)");
   flags.Bool("raw-writes", &o.raw_writes,
-             "replicated: one Write RPC per write (KvClientOptions::coalesce_writes = false) "
+             "replicated: one Write RPC per write (KvClientOptions::batching = kOnePerCall) "
              "instead of the client's default coalescing into WriteMany calls");
   flags.Int("calls-in-flight", &o.calls_in_flight,
             "replicated: KvClientOptions::max_calls_in_flight (coalesced calls at once)");
+  flags.Bool("raise-format", &o.raise_format,
+             "replicated: first commit this binary's state-machine format on the group "
+             "(as mailctl raft set-format after an upgrade; turns on client sessions)");
+  flags.Bool("sessions", &o.sessions,
+             "replicated: use client sessions when the group offers them "
+             "(false: KvClientOptions::sessions = kRecordPerWrite, one record per write)");
   flags.String("run", &o.run, "tag in the keys (default: the start time)");
   int apply_entries = 20000;
   int apply_batch = 32;
   flags.Int("entries", &apply_entries, "apply: entries applied each way");
   flags.Int("apply-batch", &apply_batch, "apply: entries per ApplyBatch");
+  int writes_per_entry = 1;
+  flags.Int("writes-per-entry", &writes_per_entry,
+            "apply: writes per entry (> 1: a WriteMany batch entry); --sessions picks the ids");
   // Accept "--seconds 10" as well as "--seconds 10s".
   std::vector<std::string> args(argv, argv + argc);
   for (size_t i = 1; i + 1 < args.size(); ++i) {
@@ -366,7 +448,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::string mode = flags.Positional()[0];
-  if (mode == "apply") return RunApplyBench(o, apply_entries, apply_batch);
+  if (mode == "apply") {
+    return RunApplyBench(o, apply_entries, apply_batch, std::max(1, writes_per_entry));
+  }
   std::unique_ptr<rocksdb::DB> db;
   absl::StatusOr<PutFactory> factory = absl::InvalidArgumentError("unknown mode " + mode);
   if (mode == "replicated") factory = ReplicatedTarget(o);

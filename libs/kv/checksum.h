@@ -13,7 +13,10 @@
 namespace mailgrid::kv {
 
 // CRC-32C (Castagnoli). Extend(Extend(0, a), b) == Crc32c(a + b).
+// Uses the CPU's crc32 instruction where it has SSE4.2.
 uint32_t Crc32cExtend(uint32_t crc, std::string_view data);
+// The same, table-driven on any CPU (the reference the fast path is tested against).
+uint32_t Crc32cExtendPortable(uint32_t crc, std::string_view data);
 inline uint32_t Crc32c(std::string_view data) { return Crc32cExtend(0, data); }
 
 using Sha256Digest = std::array<uint8_t, 32>;

@@ -43,6 +43,7 @@ inline constexpr std::string_view kSmConf = "sm/conf";           // v1::ConfStat
 inline constexpr std::string_view kSmRequest = "sm/req/";        // + id -> IdempotencyRecord
 inline constexpr std::string_view kSmRequestExpiry = "sm/exp/";  // + BE index + id -> "", or
                                                                  // + BE index -> ids (batch)
+inline constexpr std::string_view kSmSession = "sm/ses/";        // + client id -> ClientSession
 // Raft log store records (per replica, never in a snapshot).
 inline constexpr std::string_view kLogHardState = "log/hard_state";
 inline constexpr std::string_view kLogSnapshot = "log/snapshot";

@@ -124,6 +124,17 @@ absl::Status ValidateWriteRequest(const v1::WriteRequest& request) {
   if (request.request_id().client_id().size() > kMaxClientIdBytes) {
     return absl::InvalidArgumentError("request_id.client_id: too long");
   }
+  if (request.request_id().first_unacked() != 0) {
+    // A session write (format 2): without min_format a format-1 replica
+    // would apply it as a plain write and keep a different record.
+    if (request.request_id().client_id().empty()) {
+      return absl::InvalidArgumentError("request_id.first_unacked: needs a client_id");
+    }
+    if (request.min_format() < kSessionFormat) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("request_id.first_unacked: needs min_format >= ", kSessionFormat));
+    }
+  }
   if (request.set_format() != 0) {
     // The group's format, raised alone (no record: repeating it is harmless).
     if (!request.request_id().client_id().empty() || request.conditions_size() != 0 ||

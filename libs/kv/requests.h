@@ -23,6 +23,9 @@ inline constexpr size_t kMaxClientIdBytes = 256;
 inline constexpr size_t kMaxWriteRequestBytes = 16 << 20;
 // Writes of one KvService.WriteMany call (one batch entry).
 inline constexpr size_t kMaxWritesPerCall = 1000;
+// The state-machine format that introduced client sessions
+// (RequestId.first_unacked, kv.proto).
+inline constexpr uint32_t kSessionFormat = 2;
 
 // Keys are non-empty and at most kMaxKeyBytes; values at most kMaxValueBytes;
 // a write has at least one condition or op; DELETE_RANGE has start < end.

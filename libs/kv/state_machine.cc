@@ -120,6 +120,14 @@ std::string RequestRecordKey(const v1::RequestId& id) {
   return out;
 }
 
+std::string SessionKey(std::string_view client_id) {
+  std::string out;
+  out.reserve(meta_keys::kSmSession.size() + client_id.size() + 2);
+  out.append(meta_keys::kSmSession);
+  AppendString(&out, client_id);
+  return out;
+}
+
 // The effects of one ApplyBatch call before they are committed: the
 // WriteBatch, and per key the last thing it did (a value; nullopt for a
 // delete), so that later writes of the same call read them as if committed.
@@ -158,6 +166,26 @@ class PendingBatch {
   const std::map<std::string, Value, std::less<>>& expiry() const { return expiry_; }
   rocksdb::WriteBatch* batch() { return &batch_; }
 
+  // Client sessions read or changed by this call, by key (nullopt: none /
+  // deleted). Written into the batch once, by FlushSessions, however many
+  // entries of the call touched them: one insert per session per call.
+  struct CachedSession {
+    std::optional<v1::ClientSession> session;
+    bool dirty = false;
+  };
+  absl::flat_hash_map<std::string, CachedSession>& sessions() { return sessions_; }
+  absl::Status FlushSessions() {
+    for (auto& [key, cached] : sessions_) {
+      if (!cached.dirty) continue;
+      rocksdb::Status s = cached.session.has_value()
+                              ? batch_.Put(meta_, S(key), cached.session->SerializeAsString())
+                              : batch_.Delete(meta_, S(key));
+      RETURN_IF_ERROR(FromRocks(s, "batch session"));
+      cached.dirty = false;
+    }
+    return absl::OkStatus();
+  }
+
  private:
   using Map = absl::flat_hash_map<std::string, Value>;
 
@@ -175,6 +203,7 @@ class PendingBatch {
   Map data_map_;
   Map meta_map_;
   std::map<std::string, Value, std::less<>> expiry_;
+  absl::flat_hash_map<std::string, CachedSession> sessions_;
 };
 
 }  // namespace internal
@@ -306,6 +335,142 @@ absl::StatusOr<std::optional<v1::WriteResponse>> StateMachine::ReadRecord(
   return std::optional<v1::WriteResponse>(std::move(*record.mutable_response()));
 }
 
+absl::StatusOr<std::optional<v1::ClientSession>> StateMachine::ReadSession(
+    std::string_view session_key) const {
+  rocksdb::PinnableSlice raw;
+  rocksdb::Status s =
+      engine_->db()->Get(rocksdb::ReadOptions(), engine_->meta(), S(session_key), &raw);
+  if (s.IsNotFound()) return std::optional<v1::ClientSession>();
+  if (!s.ok()) return FromRocks(s, "read client session");
+  v1::ClientSession session;
+  if (!session.ParseFromArray(raw.data(), static_cast<int>(raw.size()))) {
+    return absl::DataLossError("meta: bad client session");
+  }
+  return std::optional<v1::ClientSession>(std::move(session));
+}
+
+namespace {
+
+// A session write's id (validation also requires its min_format).
+bool IsSessionId(const v1::RequestId& id) {
+  return id.first_unacked() != 0 && !id.client_id().empty();
+}
+
+// The outcome kept for `seq` (ascending outcomes), or nullptr.
+const v1::ClientSession::Outcome* FindOutcome(const v1::ClientSession& session, uint64_t seq) {
+  auto it =
+      std::lower_bound(session.outcomes().begin(), session.outcomes().end(), seq,
+                       [](const v1::ClientSession::Outcome& o, uint64_t s) { return o.seq() < s; });
+  return it != session.outcomes().end() && it->seq() == seq ? &*it : nullptr;
+}
+
+}  // namespace
+
+absl::StatusOr<std::optional<v1::WriteResponse>> StateMachine::FindSessionOutcome(
+    const v1::RequestId& id) const {
+  ASSIGN_OR_RETURN(std::optional<v1::ClientSession> session,
+                   ReadSession(internal::SessionKey(id.client_id())));
+  const v1::ClientSession::Outcome* o =
+      session.has_value() ? FindOutcome(*session, id.seq()) : nullptr;
+  if (o == nullptr) return std::optional<v1::WriteResponse>();
+  return std::optional<v1::WriteResponse>(o->response());
+}
+
+absl::StatusOr<v1::WriteResponse> StateMachine::ApplySessionWrite(uint64_t index,
+                                                                  const v1::WriteRequest& request,
+                                                                  PendingBatch* batch) {
+  const v1::RequestId& id = request.request_id();
+  std::string key = internal::SessionKey(id.client_id());
+  auto [it, inserted] = batch->sessions().try_emplace(std::move(key));
+  PendingBatch::CachedSession& cached = it->second;
+  if (inserted) {
+    ASSIGN_OR_RETURN(cached.session, ReadSession(it->first));
+  }
+  if (!cached.session.has_value()) cached.session.emplace();
+  cached.dirty = true;
+  v1::ClientSession& session = *cached.session;
+
+  v1::WriteResponse resp;
+  if (const v1::ClientSession::Outcome* o = FindOutcome(session, id.seq())) {
+    // A retry of a write applied earlier (possibly in this very entry).
+    resp = o->response();
+    resp.set_replayed(true);
+  } else if (id.seq() < session.floor()) {
+    // Below the floor the client promised never to send it again: a stale
+    // duplicate. Its outcome was answered and forgotten; never apply twice.
+    resp.mutable_rejected()->set_reason(
+        absl::StrCat("request ", id.seq(), " is below its session's floor ", session.floor(),
+                     ": already answered, not applied again"));
+    resp.set_applied_index(index);
+  } else {
+    {
+      absl::ReaderMutexLock data_lock(&engine_->data_mutex());
+      ASSIGN_OR_RETURN(resp, Evaluate(engine_->data(), index, request, batch));
+    }
+    resp.set_applied_index(index);
+    auto* outcomes = session.mutable_outcomes();
+    v1::ClientSession::Outcome* o = outcomes->Add();
+    o->set_seq(id.seq());
+    *o->mutable_response() = resp;
+    // Kept ascending; seqs mostly arrive in order, so this rarely moves.
+    for (int i = outcomes->size() - 1; i > 0 && outcomes->Get(i - 1).seq() > id.seq(); --i) {
+      outcomes->SwapElements(i - 1, i);
+    }
+  }
+  // Forget what the client has had answered, and bound what is kept.
+  session.set_floor(std::max(session.floor(), id.first_unacked()));
+  auto* outcomes = session.mutable_outcomes();
+  int below = 0;
+  while (below < outcomes->size() && outcomes->Get(below).seq() < session.floor()) ++below;
+  if (outcomes->size() - below > kMaxSessionOutcomes)
+    below = outcomes->size() - kMaxSessionOutcomes;
+  if (below > 0) {
+    outcomes->DeleteSubrange(0, below);
+    // Dropped by the bound: the floor moves past them (never applied twice).
+    if (!outcomes->empty()) session.set_floor(std::max(session.floor(), outcomes->Get(0).seq()));
+  }
+  session.set_last_index(index);
+  return resp;
+}
+
+absl::Status StateMachine::SweepSessions(uint64_t index, PendingBatch* batch) {
+  if (options_.session_sweep_interval == 0 || index % options_.session_sweep_interval != 0 ||
+      index <= options_.idempotency_window) {
+    return absl::OkStatus();
+  }
+  const uint64_t cutoff = index - options_.idempotency_window;  // idle since <= cutoff: expired
+  auto expired = [cutoff](const v1::ClientSession& s) { return s.last_index() <= cutoff; };
+  std::string lower(meta_keys::kSmSession);
+  std::string upper = lower;
+  upper.back() = static_cast<char>(upper.back() + 1);
+  rocksdb::Slice lower_slice(lower), upper_slice(upper);
+  rocksdb::ReadOptions ro;
+  ro.iterate_lower_bound = &lower_slice;
+  ro.iterate_upper_bound = &upper_slice;
+  std::unique_ptr<rocksdb::Iterator> it(engine_->db()->NewIterator(ro, engine_->meta()));
+  std::vector<std::string> drop;
+  for (it->Seek(lower_slice); it->Valid(); it->Next()) {
+    const std::string_view k = it->key().ToStringView();
+    if (batch->sessions().contains(absl::string_view(k.data(), k.size()))) continue;  // below
+    v1::ClientSession s;
+    if (!s.ParseFromArray(it->value().data(), static_cast<int>(it->value().size()))) {
+      return absl::DataLossError("meta: bad client session");
+    }
+    if (expired(s)) drop.emplace_back(k);
+  }
+  RETURN_IF_ERROR(FromRocks(it->status(), "scan client sessions"));
+  for (std::string& k : drop) {
+    batch->sessions()[std::move(k)] = PendingBatch::CachedSession{std::nullopt, true};
+  }
+  for (auto& [k, cached] : batch->sessions()) {
+    if (cached.session.has_value() && expired(*cached.session)) {
+      cached.session.reset();
+      cached.dirty = true;
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::StatusOr<v1::WriteResponse> StateMachine::Evaluate(rocksdb::ColumnFamilyHandle* data,
                                                          uint64_t index,
                                                          const v1::WriteRequest& request,
@@ -412,7 +577,9 @@ absl::Status StateMachine::Commit(uint64_t index, uint64_t term, const v1::ConfS
 absl::StatusOr<v1::WriteResponse> StateMachine::Recorded(uint64_t index,
                                                          const v1::WriteRequest& request) const {
   std::optional<v1::WriteResponse> recorded;
-  if (HasRequestId(request.request_id())) {
+  if (IsSessionId(request.request_id())) {
+    ASSIGN_OR_RETURN(recorded, FindSessionOutcome(request.request_id()));
+  } else if (HasRequestId(request.request_id())) {
     ASSIGN_OR_RETURN(recorded,
                      ReadRecord(internal::RequestRecordKey(request.request_id()), nullptr));
   }
@@ -451,6 +618,11 @@ absl::StatusOr<v1::WriteResponse> StateMachine::ApplyWrite(uint64_t index,
                                                            const absl::Status& valid,
                                                            PendingBatch* batch,
                                                            std::string* entry_ids) {
+  // A valid session write (validation checked its min_format and the
+  // group's committed format): one record per client, not per write.
+  if (valid.ok() && IsSessionId(request.request_id())) {
+    return ApplySessionWrite(index, request, batch);
+  }
   std::string record_key;
   if (HasRequestId(request.request_id())) {
     record_key = internal::RequestRecordKey(request.request_id());
@@ -533,6 +705,7 @@ absl::StatusOr<v1::WriteResponse> StateMachine::ApplyCommand(uint64_t index,
       resp.set_applied_index(index);
     } else {
       ASSIGN_OR_RETURN(resp, ApplyWrite(index, request, valid, batch, nullptr));
+      if (*format >= kSessionFormat) resp.set_sessions(true);
     }
   } else if (absl::Status shape = ValidateBatchShape(request); !shape.ok()) {
     resp.mutable_rejected()->set_reason(std::string(shape.message()));
@@ -552,7 +725,9 @@ absl::StatusOr<v1::WriteResponse> StateMachine::ApplyCommand(uint64_t index,
     for (const v1::WriteRequest& write : request.batch()) {
       absl::Status valid = ValidateBatchedWrite(write);
       if (valid.ok()) valid = CheckCommitted(write.min_format(), *format);
-      ASSIGN_OR_RETURN(*resp.add_batch(), ApplyWrite(index, write, valid, batch, &ids));
+      v1::WriteResponse& one = *resp.add_batch();
+      ASSIGN_OR_RETURN(one, ApplyWrite(index, write, valid, batch, &ids));
+      if (*format >= kSessionFormat) one.set_sessions(true);
     }
     if (!ids.empty()) {
       RETURN_IF_ERROR(batch->Put(
@@ -589,6 +764,7 @@ absl::StatusOr<std::vector<v1::WriteResponse>> StateMachine::ApplyBatch(
     if (in.kind == ApplyInput::Kind::kNoop) {
       v1::WriteResponse& resp = out.emplace_back();
       resp.set_applied_index(in.index);
+      RETURN_IF_ERROR(SweepSessions(in.index, &batch));
       continue;
     }
     v1::WriteRequest& request = *google::protobuf::Arena::CreateMessage<v1::WriteRequest>(&arena);
@@ -614,8 +790,10 @@ absl::StatusOr<std::vector<v1::WriteResponse>> StateMachine::ApplyBatch(
     ASSIGN_OR_RETURN(v1::WriteResponse resp,
                      ApplyCommand(in.index, request, parsed, &batch, &cursor, &format));
     out.push_back(std::move(resp));
+    RETURN_IF_ERROR(SweepSessions(in.index, &batch));
     if (has_range) break;
   }
+  RETURN_IF_ERROR(batch.FlushSessions());
   const ApplyInput& last = entries[out.size() - 1];
   RETURN_IF_ERROR(Commit(last.index, last.term, nullptr, batch.batch()));
   prune_cursor_ = std::move(cursor);
@@ -682,6 +860,7 @@ absl::StatusOr<ScanResult> StateMachine::Scan(const ScanOptions& options) const 
 absl::StatusOr<std::optional<v1::WriteResponse>> StateMachine::FindRecordedOutcome(
     const v1::RequestId& id) const {
   if (!HasRequestId(id)) return std::optional<v1::WriteResponse>();
+  if (IsSessionId(id)) return FindSessionOutcome(id);
   return ReadRecord(internal::RequestRecordKey(id), nullptr);
 }
 

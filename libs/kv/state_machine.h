@@ -102,7 +102,9 @@ struct ApplyInput {
 // entries, both expiry-key forms); a change that older binaries would
 // ignore or read differently raises it, sets WriteRequest.min_format on the
 // entries that use it, and is emitted only once committed_format() allows.
-inline constexpr uint32_t kStateMachineFormat = 1;
+// Format 2 (session 21): client sessions (kv.proto RequestId.first_unacked;
+// README "Client sessions").
+inline constexpr uint32_t kStateMachineFormat = 2;
 // Where the committed format lives: a reserved ('\0'-prefixed, refused in
 // client writes) key of the data family, so it travels in snapshots and any
 // replica or service reads it with a plain Get. Value: the decimal number.
@@ -117,7 +119,15 @@ struct StateMachineOptions {
   // The highest format this replica applies (tests simulate older and newer
   // binaries with it; production keeps the default).
   uint32_t max_format = kStateMachineFormat;
+  // Client sessions idle for idempotency_window entries are dropped by a
+  // sweep at every entry whose index is a multiple of this (replicated
+  // state: equal on all replicas).
+  uint64_t session_sweep_interval = 1024;
 };
+
+// A session keeps at most this many outcomes (seqs at or above its floor);
+// beyond it the lowest are dropped and the floor raised past them.
+inline constexpr int kMaxSessionOutcomes = 4096;
 
 namespace internal {
 class PendingBatch;  // state_machine.cc: one ApplyBatch call's uncommitted writes
@@ -194,6 +204,19 @@ class StateMachine {
                                                          internal::PendingBatch* pending) const;
   absl::StatusOr<std::optional<v1::WriteResponse>> ReadRecord(
       const std::string& record_key, internal::PendingBatch* pending) const;
+  // A client's session as stored (nullopt when it has none).
+  absl::StatusOr<std::optional<v1::ClientSession>> ReadSession(std::string_view session_key) const;
+  // The outcome a session recorded for `id` (nullopt when not kept).
+  absl::StatusOr<std::optional<v1::WriteResponse>> FindSessionOutcome(
+      const v1::RequestId& id) const;
+  // A session write (valid, RequestId.first_unacked > 0): its outcome kept
+  // in, and looked up from, the client's one session record.
+  absl::StatusOr<v1::WriteResponse> ApplySessionWrite(uint64_t index,
+                                                      const v1::WriteRequest& request,
+                                                      internal::PendingBatch* batch);
+  // Drops sessions idle for idempotency_window entries (see
+  // StateMachineOptions::session_sweep_interval).
+  absl::Status SweepSessions(uint64_t index, internal::PendingBatch* batch);
   absl::StatusOr<v1::WriteResponse> Evaluate(rocksdb::ColumnFamilyHandle* data, uint64_t index,
                                              const v1::WriteRequest& request,
                                              internal::PendingBatch* batch);
@@ -242,6 +265,7 @@ namespace internal {
 std::string EncodeValue(uint64_t version, std::string_view value);
 absl::StatusOr<VersionedValue> DecodeValue(std::string_view stored);
 std::string RequestRecordKey(const v1::RequestId& id);
+std::string SessionKey(std::string_view client_id);
 // The committed format stored at kFormatKey (1 when absent).
 absl::StatusOr<uint32_t> ParseFormat(std::string_view value);
 }  // namespace internal

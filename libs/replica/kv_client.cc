@@ -110,7 +110,7 @@ std::string KvClient::PickTarget(size_t* rotation) {
   return options_.addresses[(*rotation)++ % options_.addresses.size()];
 }
 
-absl::Status KvClient::Call(const Attempt& attempt, absl::Duration timeout, bool is_write) {
+absl::Status KvClient::Call(const Attempt& attempt, absl::Duration timeout, CallKind kind) {
   const absl::Time deadline = absl::Now() + timeout;
   thread_local std::mt19937_64 rng(std::random_device{}());
   size_t rotation = std::uniform_int_distribution<size_t>(0, options_.addresses.size() - 1)(rng);
@@ -166,7 +166,7 @@ absl::Status KvClient::Call(const Attempt& attempt, absl::Duration timeout, bool
     }
     return last;  // a definite answer: bad request, data loss...
   }
-  if (is_write) {
+  if (kind == CallKind::kWrite) {
     return absl::DeadlineExceededError(
         absl::StrCat("write outcome unknown: no acknowledgement before the deadline (last error: ",
                      last.ToString(), ")"));
@@ -179,14 +179,52 @@ absl::StatusOr<kv::v1::WriteResponse> KvClient::Write(kv::v1::WriteRequest reque
   return Write(std::move(request), options_.timeout);
 }
 
+void KvClient::MakeSessionId(kv::v1::WriteRequest* request) {
+  kv::v1::RequestId* id = request->mutable_request_id();
+  id->set_client_id(options_.client_id);
+  absl::MutexLock lock(&session_mu_);
+  const uint64_t seq = seq_.fetch_add(1) + 1;
+  awaited_.insert(seq);
+  id->set_seq(seq);
+  id->set_first_unacked(*awaited_.begin());
+  request->set_min_format(std::max(request->min_format(), kv::kSessionFormat));
+}
+
+void KvClient::SessionWriteDone(uint64_t seq) {
+  absl::MutexLock lock(&session_mu_);
+  awaited_.erase(seq);
+}
+
+void KvClient::NoteSessions(const kv::v1::WriteResponse& response) {
+  if (response.sessions() && options_.sessions == SessionUse::kWhenOffered &&
+      !sessions_offered_.load(std::memory_order_relaxed)) {
+    sessions_offered_.store(true, std::memory_order_relaxed);
+  }
+}
+
 absl::StatusOr<kv::v1::WriteResponse> KvClient::Write(kv::v1::WriteRequest request,
                                                       absl::Duration timeout) {
-  if (request.request_id().client_id().empty()) *request.mutable_request_id() = NextRequestId();
-  if (options_.coalesce_writes && !write_many_unsupported_.load(std::memory_order_relaxed) &&
-      !HasDeleteRange(request) && !kv::IsBatch(request)) {
-    return WriteCoalesced(std::move(request), timeout);
+  uint64_t session_seq = 0;
+  if (request.request_id().client_id().empty()) {
+    if (sessions_offered_.load(std::memory_order_relaxed) && !kv::IsBatch(request)) {
+      MakeSessionId(&request);
+      session_seq = request.request_id().seq();
+    } else {
+      *request.mutable_request_id() = NextRequestId();
+    }
   }
-  return WriteOne(request, timeout);
+  absl::StatusOr<kv::v1::WriteResponse> r;
+  if (options_.batching == WriteBatching::kCoalesce &&
+      !write_many_unsupported_.load(std::memory_order_relaxed) && !HasDeleteRange(request) &&
+      !kv::IsBatch(request)) {
+    r = WriteCoalesced(std::move(request), timeout);
+  } else {
+    r = WriteOne(request, timeout);
+  }
+  // Answered to the caller (whatever the outcome): never sent again.
+  if (session_seq != 0) SessionWriteDone(session_seq);
+  if (r.ok()) NoteSessions(*r);
+  return r;
 }
 
 absl::StatusOr<kv::v1::WriteResponse> KvClient::WriteOne(const kv::v1::WriteRequest& request,
@@ -194,7 +232,7 @@ absl::StatusOr<kv::v1::WriteResponse> KvClient::WriteOne(const kv::v1::WriteRequ
   kv::v1::WriteResponse resp;
   absl::Status s = Call([&](kv::v1::KvService::Stub* stub,
                             grpc::ClientContext* ctx) { return stub->Write(ctx, request, &resp); },
-                        timeout, /*is_write=*/true);
+                        timeout, CallKind::kWrite);
   if (!s.ok()) return s;
   return resp;
 }
@@ -283,7 +321,7 @@ void KvClient::SendMany(const std::vector<std::shared_ptr<PendingWrite>>& batch)
         resp.Clear();
         return stub->WriteMany(ctx, request, &resp);
       },
-      deadline - absl::Now(), /*is_write=*/true);
+      deadline - absl::Now(), CallKind::kWrite);
   if (s.code() == absl::StatusCode::kUnimplemented) {
     // An older server: from now on every write goes alone.
     write_many_unsupported_.store(true);
@@ -325,7 +363,7 @@ absl::StatusOr<kv::v1::GetResponse> KvClient::Get(const kv::v1::GetRequest& requ
   kv::v1::GetResponse resp;
   absl::Status s = Call([&](kv::v1::KvService::Stub* stub,
                             grpc::ClientContext* ctx) { return stub->Get(ctx, request, &resp); },
-                        timeout, /*is_write=*/false);
+                        timeout, CallKind::kRead);
   if (!s.ok()) return s;
   return resp;
 }
@@ -339,7 +377,7 @@ absl::StatusOr<kv::v1::ScanResponse> KvClient::Scan(const kv::v1::ScanRequest& r
   kv::v1::ScanResponse resp;
   absl::Status s = Call([&](kv::v1::KvService::Stub* stub,
                             grpc::ClientContext* ctx) { return stub->Scan(ctx, request, &resp); },
-                        timeout, /*is_write=*/false);
+                        timeout, CallKind::kRead);
   if (!s.ok()) return s;
   return resp;
 }

@@ -226,15 +226,20 @@ grpc::ServerUnaryReactor* KvServiceImpl::WriteMany(grpc::CallbackServerContext* 
   kv::v1::WriteManyResponse answer;
   std::vector<int> proposed;
   kv::v1::WriteRequest entry;
-  for (int i = 0; i < req->writes_size(); ++i) {
+  // The request is this call's own message (gRPC allocated it, and nothing
+  // reads it after this handler), so its checked writes are moved into the
+  // entry rather than deep-copied: one copy fewer per write on the leader.
+  auto* writes = const_cast<kv::v1::WriteManyRequest*>(req)->mutable_writes();
+  entry.mutable_batch()->Reserve(writes->size());
+  for (int i = 0; i < writes->size(); ++i) {
     kv::v1::WriteResult* result = answer.add_results();
-    absl::Status s = CheckOneOfMany(ctx, req->writes(i));
+    absl::Status s = CheckOneOfMany(ctx, writes->Get(i));
     if (!s.ok()) {
       SetError(s, result);
       continue;
     }
     proposed.push_back(i);
-    *entry.add_batch() = req->writes(i);
+    entry.add_batch()->Swap(writes->Mutable(i));
   }
   if (proposed.empty()) {
     done(std::move(answer));

@@ -6,8 +6,13 @@
 namespace mailgrid::store {
 
 absl::StatusOr<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& dir) {
+  return Open(dir, kv::EngineOptions());
+}
+
+absl::StatusOr<std::unique_ptr<LocalStore>> LocalStore::Open(const std::string& dir,
+                                                             const kv::EngineOptions& engine) {
   std::unique_ptr<LocalStore> s(new LocalStore());
-  ASSIGN_OR_RETURN(s->engine_, kv::Engine::Open(dir));
+  ASSIGN_OR_RETURN(s->engine_, kv::Engine::Open(dir, engine));
   ASSIGN_OR_RETURN(s->machine_, kv::StateMachine::Open(s->engine_.get()));
   return s;
 }
