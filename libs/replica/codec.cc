@@ -1,6 +1,8 @@
 #include "libs/replica/codec.h"
 
 #include <algorithm>
+#include <string>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "libs/base/status.h"
@@ -63,23 +65,23 @@ raft::SnapshotMeta FromProto(const raft::v1::SnapshotMeta& in) {
   return raft::SnapshotMeta{in.index(), in.term(), FromProto(in.conf())};
 }
 
-void ToProto(const raft::Message& in, raft::v1::Message* out) {
+namespace {
+
+// Everything of a message but its entries and context.
+void HeaderToProto(const raft::Message& in, raft::v1::Message* out) {
   out->set_type(static_cast<raft::v1::MessageType>(in.type));
   out->set_from(in.from);
   out->set_to(in.to);
   out->set_term(in.term);
   out->set_log_term(in.log_term);
   out->set_index(in.index);
-  out->mutable_entries()->Reserve(static_cast<int>(in.entries.size()));
-  for (const raft::Entry& e : in.entries) ToProto(e, out->add_entries());
   out->set_commit(in.commit);
   out->set_reject(in.reject);
   out->set_reject_hint(in.reject_hint);
   if (in.type == raft::Message::Type::kSnapshot) ToProto(in.snapshot, out->mutable_snapshot());
-  out->set_context(in.context);
 }
 
-absl::StatusOr<raft::Message> FromProto(const raft::v1::Message& in) {
+absl::StatusOr<raft::Message> HeaderFromProto(const raft::v1::Message& in) {
   if (in.type() < raft::v1::MSG_VOTE || in.type() > raft::v1::MSG_READ_INDEX_RESP) {
     return absl::InvalidArgumentError(
         absl::StrCat("raft message: unknown type ", static_cast<int>(in.type())));
@@ -91,16 +93,57 @@ absl::StatusOr<raft::Message> FromProto(const raft::v1::Message& in) {
   m.term = in.term();
   m.log_term = in.log_term();
   m.index = in.index();
+  m.commit = in.commit();
+  m.reject = in.reject();
+  m.reject_hint = in.reject_hint();
+  if (in.has_snapshot()) m.snapshot = FromProto(in.snapshot());
+  return m;
+}
+
+}  // namespace
+
+void ToProto(const raft::Message& in, raft::v1::Message* out) {
+  HeaderToProto(in, out);
+  out->mutable_entries()->Reserve(static_cast<int>(in.entries.size()));
+  for (const raft::Entry& e : in.entries) ToProto(e, out->add_entries());
+  out->set_context(in.context);
+}
+
+void ToProto(raft::Message&& in, raft::v1::Message* out) {
+  HeaderToProto(in, out);
+  out->mutable_entries()->Reserve(static_cast<int>(in.entries.size()));
+  for (raft::Entry& e : in.entries) {
+    raft::v1::Entry* w = out->add_entries();
+    w->set_term(e.term);
+    w->set_index(e.index);
+    w->set_type(static_cast<raft::v1::EntryType>(e.type));
+    w->set_data(std::move(e.data));
+  }
+  out->set_context(std::move(in.context));
+}
+
+absl::StatusOr<raft::Message> FromProto(const raft::v1::Message& in) {
+  ASSIGN_OR_RETURN(raft::Message m, HeaderFromProto(in));
   m.entries.reserve(in.entries_size());
   for (const raft::v1::Entry& e : in.entries()) {
     ASSIGN_OR_RETURN(raft::Entry entry, FromProto(e));
     m.entries.push_back(std::move(entry));
   }
-  m.commit = in.commit();
-  m.reject = in.reject();
-  m.reject_hint = in.reject_hint();
-  if (in.has_snapshot()) m.snapshot = FromProto(in.snapshot());
   m.context = in.context();
+  return m;
+}
+
+absl::StatusOr<raft::Message> FromProto(raft::v1::Message&& in) {
+  ASSIGN_OR_RETURN(raft::Message m, HeaderFromProto(in));
+  m.entries.reserve(in.entries_size());
+  for (raft::v1::Entry& e : *in.mutable_entries()) {
+    // Checked like a copied entry (type), then its bytes moved, not copied.
+    std::string data = std::move(*e.mutable_data());
+    ASSIGN_OR_RETURN(raft::Entry entry, FromProto(e));
+    entry.data = std::move(data);
+    m.entries.push_back(std::move(entry));
+  }
+  m.context = std::move(*in.mutable_context());
   return m;
 }
 

@@ -21,6 +21,10 @@ raft::SnapshotMeta FromProto(const raft::v1::SnapshotMeta& in);
 
 void ToProto(const raft::Message& in, raft::v1::Message* out);
 absl::StatusOr<raft::Message> FromProto(const raft::v1::Message& in);
+// The same, moving the entries' data and the context instead of copying
+// them (the transport's own copies: a batch being encoded, one just read).
+void ToProto(raft::Message&& in, raft::v1::Message* out);
+absl::StatusOr<raft::Message> FromProto(raft::v1::Message&& in);
 
 raft::v1::Role ToProto(raft::Role role);
 

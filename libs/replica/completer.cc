@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "libs/replica/thread_name.h"
+
 namespace mailgrid::replica {
 
 Completer::Completer() : thread_([this] { Run(); }) {}
@@ -39,6 +41,7 @@ void Completer::Stop() {
 }
 
 void Completer::Run() {
+  NameThisThread("raft-answer");
   while (true) {
     std::vector<std::function<void()>> batch;
     bool stop = false;

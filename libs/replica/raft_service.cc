@@ -1,6 +1,7 @@
 #include "libs/replica/raft_service.h"
 
 #include <set>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "libs/base/log.h"
@@ -33,7 +34,8 @@ grpc::ServerUnaryReactor* RaftServiceImpl::Send(grpc::CallbackServerContext* ctx
                                                 const raft::v1::MessageBatch* req,
                                                 raft::v1::SendAck*) {
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(HandleSend(*req));
+  raft::v1::MessageBatch batch = *req;  // the unary fallback: gRPC owns *req
+  reactor->Finish(HandleSend(&batch));
   return reactor;
 }
 
@@ -54,7 +56,7 @@ class RaftServiceImpl::StreamReactor final
       Finish(grpc::Status::OK);
       return;
     }
-    grpc::Status s = service_->HandleSend(batch_);
+    grpc::Status s = service_->HandleSend(&batch_);
     if (!s.ok()) {
       Finish(s);
       return;
@@ -66,7 +68,7 @@ class RaftServiceImpl::StreamReactor final
 
  private:
   RaftServiceImpl* const service_;
-  raft::v1::MessageBatch batch_;  // reused: parsing into it keeps its buffers
+  raft::v1::MessageBatch batch_;  // reused (its entries' bytes are moved out when stepped)
 };
 
 grpc::ServerReadReactor<raft::v1::MessageBatch>* RaftServiceImpl::SendStream(
@@ -74,16 +76,15 @@ grpc::ServerReadReactor<raft::v1::MessageBatch>* RaftServiceImpl::SendStream(
   return new StreamReactor(this, serve_streams_);
 }
 
-grpc::Status RaftServiceImpl::HandleSend(const raft::v1::MessageBatch& batch) {
-  const raft::v1::MessageBatch* req = &batch;
+grpc::Status RaftServiceImpl::HandleSend(raft::v1::MessageBatch* req) {
   if (absl::Status s = CheckAddressee(req->group_id(), req->to(), false); !s.ok()) {
     return rpc::ToGrpc(s);
   }
   if (replica_->test_hooks().Dropped(req->from())) return grpc::Status::OK;  // partitioned
   std::vector<raft::Message> msgs;
   msgs.reserve(req->messages_size());
-  for (const raft::v1::Message& wire : req->messages()) {
-    absl::StatusOr<raft::Message> m = FromProto(wire);
+  for (raft::v1::Message& wire : *req->mutable_messages()) {
+    absl::StatusOr<raft::Message> m = FromProto(std::move(wire));  // entries moved, not copied
     if (!m.ok()) return rpc::ToGrpc(m.status());
     if (m->from != req->from() || m->to != req->to()) {
       return rpc::ToGrpc(absl::InvalidArgumentError("messages[].from/to: differ from the batch's"));

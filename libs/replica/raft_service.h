@@ -53,7 +53,8 @@ class RaftServiceImpl final
  private:
   // OK if `group` is ours (empty allowed only for admin calls) and `to` is us.
   absl::Status CheckAddressee(const std::string& group, uint64_t to, bool admin) const;
-  grpc::Status HandleSend(const raft::v1::MessageBatch& req);
+  // Checks and steps a batch; its entries' bytes are moved out of it.
+  grpc::Status HandleSend(raft::v1::MessageBatch* batch);
   class StreamReactor;
 
   Replica* const replica_;

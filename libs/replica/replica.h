@@ -410,13 +410,21 @@ class Replica final : private TransportHost {
   std::atomic<raft::NodeId> leader_{raft::kNoNode};
   std::atomic<bool> is_leader_{false};
   std::atomic<raft::Term> term_{0};
-  // Entry bytes applied since the log's size was last estimated (raft
-  // loop only): the estimate is taken every 1/16 of compact_log_bytes.
-  uint64_t log_bytes_unchecked_ = std::numeric_limits<uint64_t>::max() / 2;
-  // Entry bytes applied since the last compaction or snapshot (raft loop
-  // only): a lower bound of the log's size that, unlike RocksDB's estimate
-  // of entries still in the memtable (sampled: off by 2x or more), is exact.
-  uint64_t bytes_applied_since_compaction_ = 0;
+  // Entry bytes applied, for deciding when to compact the log (raft loop only).
+  struct AppliedBytes {
+    // Since the log's size was last estimated: the estimate is taken every
+    // 1/16 of compact_log_bytes.
+    uint64_t unchecked = std::numeric_limits<uint64_t>::max() / 2;
+    // Since the last compaction or snapshot: a lower bound of the log's size
+    // that, unlike RocksDB's estimate of entries still in the memtable
+    // (sampled: off by 2x or more), is exact.
+    uint64_t since_compaction = 0;
+    void Add(uint64_t n) {
+      unchecked += n;
+      since_compaction += n;
+    }
+  };
+  AppliedBytes applied_bytes_;
   std::atomic<bool> disk_full_{false};
   std::atomic<bool> ready_{false};
   std::atomic<uint64_t> snapshots_installed_{0};

@@ -198,12 +198,12 @@ std::optional<uint64_t> Replica::CompactionKeep(raft::Index first, raft::Index a
   const uint64_t entries = applied - first + 1;
   if (entries > options_.compact_log_entries) return options_.compact_keep_entries;
   const uint64_t limit = options_.compact_log_bytes;
-  if (limit == 0 || entries < 2 || log_bytes_unchecked_ < limit / 16) return std::nullopt;
+  if (limit == 0 || entries < 2 || applied_bytes_.unchecked < limit / 16) return std::nullopt;
   // Estimating is cheap (RocksDB's index and memtable statistics, no data
   // read) but not free, hence only every limit/16 bytes appended.
-  log_bytes_unchecked_ = 0;
+  applied_bytes_.unchecked = 0;
   const uint64_t bytes =
-      std::max(log_->ApproximateBytes(first, applied), bytes_applied_since_compaction_);
+      std::max(log_->ApproximateBytes(first, applied), applied_bytes_.since_compaction);
   if (bytes <= limit) return std::nullopt;
   // Keep about a quarter of the limit's worth: the next compaction is then
   // three quarters of a limit away, not one entry.
@@ -234,7 +234,7 @@ void Replica::MaybeCompact() {
     return;
   }
   metrics_->log_compactions->Increment();
-  bytes_applied_since_compaction_ = 0;  // the kept entries uncounted: still a lower bound
+  applied_bytes_.since_compaction = 0;  // the kept entries uncounted: still a lower bound
   log::Debug("raft: log compacted", {{"snapshot_index", applied}, {"first_index", compact_to + 1}});
 }
 

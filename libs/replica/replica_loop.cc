@@ -15,6 +15,7 @@
 #include "libs/base/status.h"
 #include "libs/replica/codec.h"
 #include "libs/replica/replica.h"
+#include "libs/replica/thread_name.h"
 
 namespace mailgrid::replica {
 
@@ -28,6 +29,7 @@ bool Replica::stopping() const {
 }
 
 void Replica::Run() {
+  NameThisThread("raft-loop");
   absl::Time next_tick = absl::Now() + options_.tick_interval;
   while (true) {
     Inbox inbox;
@@ -220,7 +222,7 @@ void Replica::HandleReady(raft::Ready rd) {
       published_.conf = conf_;
     }
     snapshots_installed_.fetch_add(1);
-    bytes_applied_since_compaction_ = 0;
+    applied_bytes_.since_compaction = 0;
     metrics_->snapshots_installed->Increment();
     // Waiters whose entries the snapshot covers never see them applied here.
     DropWaitersUpTo(rd.snapshot->index,
@@ -271,8 +273,7 @@ bool Replica::TimedApply(std::span<const raft::Entry> entries) {
   // up to the applied index, and a follower often learns that its last
   // appends are committed only from a later heartbeat with no new bytes.
   for (const raft::Entry& e : entries) {
-    log_bytes_unchecked_ += e.data.size();
-    bytes_applied_since_compaction_ += e.data.size();
+    applied_bytes_.Add(e.data.size());
   }
   absl::Time start = absl::Now();
   const bool ok = ApplyCommitted(entries);

@@ -37,6 +37,19 @@ kv::v1::GetRequest GetRequest(const std::string& key,
 // A key in the tenant space (what services write).
 std::string Key(int i) { return absl::StrCat("\x02t/key-", i); }
 
+// A 3-member group, started, with a leader elected: what most tests begin with.
+class StartedGroup : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
+    leader = c.WaitForLeader();
+    ASSERT_NE(leader, raft::kNoNode);
+  }
+
+  TestCluster c;
+  raft::NodeId leader = raft::kNoNode;  // as elected at the start
+};
+
 raft::NodeId AFollower(TestCluster& c, raft::NodeId leader, int n) {
   for (int id = 1; id <= n; ++id) {
     if (static_cast<raft::NodeId>(id) != leader) return id;
@@ -44,12 +57,7 @@ raft::NodeId AFollower(TestCluster& c, raft::NodeId leader, int n) {
   return raft::kNoNode;
 }
 
-TEST(ReplicaTest, ElectsWritesAndReadsLinearizably) {
-  TestCluster c;
-  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
-  raft::NodeId leader = c.WaitForLeader();
-  ASSERT_NE(leader, raft::kNoNode);
-
+TEST_F(StartedGroup, ElectsWritesAndReadsLinearizably) {
   absl::StatusOr<kv::v1::WriteResponse> w =
       c.replica(leader).Write(PutRequest(Key(1), "one"), In(absl::Seconds(30)));
   ASSERT_TRUE(w.ok()) << w.status();
@@ -79,11 +87,7 @@ TEST(ReplicaTest, ElectsWritesAndReadsLinearizably) {
   EXPECT_TRUE(c.replica(leader).Ready());
 }
 
-TEST(ReplicaTest, FollowersAnswerNotLeaderWithTheLeadersAddress) {
-  TestCluster c;
-  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
-  raft::NodeId leader = c.WaitForLeader();
-  ASSERT_NE(leader, raft::kNoNode);
+TEST_F(StartedGroup, FollowersAnswerNotLeaderWithTheLeadersAddress) {
   raft::NodeId follower = AFollower(c, leader, 3);
 
   // In process: FailedPrecondition with a NotLeader payload.
@@ -127,11 +131,7 @@ TEST(ReplicaTest, FollowersAnswerNotLeaderWithTheLeadersAddress) {
   EXPECT_EQ(reserved.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
-TEST(ReplicaTest, KvClientFollowsRedirectsAndRetriesAreAppliedOnce) {
-  TestCluster c;
-  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
-  raft::NodeId leader = c.WaitForLeader();
-  ASSERT_NE(leader, raft::kNoNode);
+TEST_F(StartedGroup, KvClientFollowsRedirectsAndRetriesAreAppliedOnce) {
   raft::NodeId follower = AFollower(c, leader, 3);
 
   // Start from a follower only: the client must follow the redirect.
@@ -176,11 +176,7 @@ TEST(ReplicaTest, KvClientFollowsRedirectsAndRetriesAreAppliedOnce) {
   EXPECT_EQ(page->entries_size(), 21);
 }
 
-TEST(ReplicaTest, LeadershipTransferMovesTheLeaderAndWritesContinue) {
-  TestCluster c;
-  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
-  raft::NodeId leader = c.WaitForLeader();
-  ASSERT_NE(leader, raft::kNoNode);
+TEST_F(StartedGroup, LeadershipTransferMovesTheLeaderAndWritesContinue) {
   ASSERT_TRUE(c.replica(leader).Write(PutRequest(Key(1), "a"), In(absl::Seconds(30))).ok());
   raft::NodeId target = AFollower(c, leader, 3);
 
@@ -200,11 +196,7 @@ TEST(ReplicaTest, LeadershipTransferMovesTheLeaderAndWritesContinue) {
       GetNotLeader(c.replica(leader).TransferLeadership(target, In(absl::Seconds(1)))).has_value());
 }
 
-TEST(ReplicaTest, AddLearnerPromoteAndRemove) {
-  TestCluster c;
-  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
-  raft::NodeId leader = c.WaitForLeader();
-  ASSERT_NE(leader, raft::kNoNode);
+TEST_F(StartedGroup, AddLearnerPromoteAndRemove) {
   absl::StatusOr<std::unique_ptr<KvClient>> client = KvClient::Create(c.AddressList());
   ASSERT_TRUE(client.ok());
   for (int i = 0; i < 30; ++i) {
@@ -412,11 +404,7 @@ TEST(ReplicaTest, DiskFullRefusesWritesThenResumes) {
   EXPECT_TRUE(WaitUntil([&] { return r.Ready(); }));
 }
 
-TEST(ReplicaTest, RestartedMemberKeepsItsDataAndRejoins) {
-  TestCluster c;
-  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
-  raft::NodeId leader = c.WaitForLeader();
-  ASSERT_NE(leader, raft::kNoNode);
+TEST_F(StartedGroup, RestartedMemberKeepsItsDataAndRejoins) {
   absl::StatusOr<std::unique_ptr<KvClient>> client = KvClient::Create(c.AddressList());
   ASSERT_TRUE(client.ok());
   WriteKeys(**client, 0, 20);
@@ -446,11 +434,7 @@ double StreamFallbacks(Replica& r) { return r.metrics().send_stream_fallbacks->V
 
 // Peers talk over one SendStream call each. A restarted follower breaks the
 // streams to it; they are opened again, and the group commits through it.
-TEST(ReplicaTest, SendStreamsReconnectAfterAPeerRestart) {
-  TestCluster c;
-  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
-  raft::NodeId leader = c.WaitForLeader();
-  ASSERT_NE(leader, raft::kNoNode);
+TEST_F(StartedGroup, SendStreamsReconnectAfterAPeerRestart) {
   absl::StatusOr<std::unique_ptr<KvClient>> client = KvClient::Create(c.AddressList());
   ASSERT_TRUE(client.ok());
   WriteKeys(**client, 0, 20);
@@ -520,11 +504,7 @@ TEST(ReplicaTest, SendFallsBackToUnaryCallsForAPeerWithoutStreams) {
 // its deadline by the loop, in-process and over gRPC (KvService.Write is a
 // callback method: nothing blocks a thread meanwhile), and a pending
 // callback call does not keep the server from shutting down.
-TEST(ReplicaTest, WriteThatCannotCommitIsAnsweredAtItsDeadline) {
-  TestCluster c;
-  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
-  raft::NodeId leader = c.WaitForLeader();
-  ASSERT_NE(leader, raft::kNoNode);
+TEST_F(StartedGroup, WriteThatCannotCommitIsAnsweredAtItsDeadline) {
   ASSERT_TRUE(c.replica(leader).Write(PutRequest(Key(1), "one"), In(absl::Seconds(30))).ok());
   for (raft::NodeId id = 1; id <= 3; ++id) {
     if (id != leader) c.Stop(id);
@@ -563,11 +543,7 @@ TEST(ReplicaTest, WriteThatCannotCommitIsAnsweredAtItsDeadline) {
 // loop, not on a thread, and must still be answered at its deadline, while a
 // stale read is answered at once; a server that stops with a read pending
 // must not hang.
-TEST(ReplicaTest, ReadsOverGrpcAreAnsweredWithoutQuorumAtTheirDeadline) {
-  TestCluster c;
-  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
-  raft::NodeId leader = c.WaitForLeader();
-  ASSERT_NE(leader, raft::kNoNode);
+TEST_F(StartedGroup, ReadsOverGrpcAreAnsweredWithoutQuorumAtTheirDeadline) {
   ASSERT_TRUE(c.replica(leader).Write(PutRequest(Key(1), "one"), In(absl::Seconds(30))).ok());
   auto stub = kv::v1::KvService::NewStub(*MakeReplicaChannel(c.address(leader)));
   {
@@ -641,11 +617,7 @@ TEST(ReplicaTest, ReadsOverGrpcAreAnsweredWithoutQuorumAtTheirDeadline) {
   pending.join();
 }
 
-TEST(ReplicaTest, MisroutedOrMalformedRaftTrafficIsRefused) {
-  TestCluster c;
-  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
-  raft::NodeId leader = c.WaitForLeader();
-  ASSERT_NE(leader, raft::kNoNode);
+TEST_F(StartedGroup, MisroutedOrMalformedRaftTrafficIsRefused) {
   auto stub = raft::v1::RaftService::NewStub(*MakeReplicaChannel(c.address(1)));
   auto send = [&](const raft::v1::MessageBatch& batch) {
     grpc::ClientContext ctx;

@@ -14,6 +14,7 @@
 #include "libs/raft/storage.h"
 #include "libs/replica/channel.h"
 #include "libs/replica/codec.h"
+#include "libs/replica/thread_name.h"
 #include "libs/rpc/status.h"
 #include "mailgrid/raft/v1/raft.grpc.pb.h"
 
@@ -216,7 +217,7 @@ class PeerSender {
         t_->StartSnapshot(std::move(m));
         continue;
       }
-      ToProto(m, out->add_messages());
+      ToProto(std::move(m), out->add_messages());  // the batch is ours: no copy
     }
     if (out->messages_size() == 0 || t_->hooks_->Dropped(peer_)) return false;
     out->set_group_id(t_->options_.group_id);
@@ -479,6 +480,7 @@ class PeerSender {
   }
 
   void Run() {
+    NameThisThread("raft-send");
     bool shut = false;
     void* tag = nullptr;
     bool ok = false;
@@ -560,6 +562,9 @@ class PeerSender {
 
   Transport* const t_;
   const raft::NodeId peer_;
+  // A polling queue: gRPC 1.51 asserts that a client call's queue has a
+  // pollset (GRPC_CQ_NON_POLLING, tried 2026-11-28 to keep this thread out of
+  // the epoll1 poller hand-offs, aborts in polling_entity.cc).
   grpc::CompletionQueue cq_;  // declared before alarm_: outlives it
   grpc::Alarm alarm_;
   char alarm_tag_ = 0;  // its address tags the alarm's events

@@ -14,6 +14,7 @@
 #include "libs/kv/checksum.h"
 #include "libs/replica/channel.h"
 #include "libs/replica/codec.h"
+#include "libs/replica/thread_name.h"
 #include "libs/replica/transport.h"
 #include "libs/rpc/status.h"
 #include "mailgrid/raft/v1/raft.grpc.pb.h"
@@ -46,6 +47,7 @@ void Transport::StartSnapshot(raft::Message m) {
 }
 
 void Transport::RunSnapshot(raft::Message m) {
+  NameThisThread("raft-snapshot");
   const raft::NodeId peer = m.to;
   absl::Status result;
   if (hooks_->Dropped(peer)) {
