@@ -47,6 +47,7 @@ using mailgrid::bench::FlagValue;
 struct Args {
   std::string db, tenant = "bench-t", prefix = "m";
   int messages = 0, size = 1024, threads = 8, cache_mb = 1024;
+  bool deferred_index = true;  // as mailstored's --deferred-index default
 };
 
 // store::LocalStore with a bigger block cache (--cache-mb). Why: with
@@ -111,6 +112,7 @@ bool ParseArgs(int argc, char** argv, Args* a) {
     else if (auto v = val("size")) a->size = std::atoi(v);
     else if (auto v = val("threads")) a->threads = std::atoi(v);
     else if (auto v = val("cache-mb")) a->cache_mb = std::atoi(v);
+    else if (auto v = val("deferred-index")) a->deferred_index = std::string(v) != "false";
     else return false;
   }
   return !a->db.empty() && a->messages > 0 && a->threads > 0;
@@ -123,7 +125,7 @@ int main(int argc, char** argv) {
   if (!ParseArgs(argc, argv, &a)) {
     std::fprintf(stderr,
                  "usage: mailstore_fill --db=DATA_DIR/replica/db --messages=N [--size=B] "
-                 "[--threads=T] [--cache-mb=M] [--tenant=T] [--prefix=P]  (the replica must be stopped)\n");
+                 "[--threads=T] [--cache-mb=M] [--tenant=T] [--prefix=P] [--deferred-index=false]  (the replica must be stopped)\n");
     return 2;
   }
   auto local = FillStore::Open(a.db, static_cast<size_t>(a.cache_mb));
@@ -131,7 +133,12 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "open %s: %s\n", a.db.c_str(), local.status().ToString().c_str());
     return 2;
   }
-  mailgrid::mailstore::MailStore store(local->get(), mailgrid::mailstore::StoreOptions{});
+  mailgrid::mailstore::StoreOptions so;
+  // The served folder has the layout mailstored makes: per-term UID blocks
+  // written by the indexer (run here during and after the fill), or with
+  // --deferred-index=false one posting per term per message.
+  so.deferred_index = a.deferred_index;
+  mailgrid::mailstore::MailStore store(local->get(), so);
   std::string big = a.prefix + "-large";
   v1::CreateMailboxRequest c;
   c.set_mailbox_id(big);
@@ -168,11 +175,23 @@ int main(int argc, char** argv) {
       }
     });
   }
+  store.StartIndexer([] { return true; });
   for (auto& th : threads) th.join();
+  store.StopIndexer();
+  for (;;) {  // what the thread had not reached yet
+    auto n = store.IndexPending();
+    if (!n.ok()) {
+      std::fprintf(stderr, "index: %s\n", n.status().ToString().c_str());
+      return 1;
+    }
+    if (*n == 0) break;
+  }
   double secs = absl::ToDoubleSeconds(absl::Now() - start);
   std::printf("{\"large_folder\":%d,\"size\":%d,\"threads\":%d,\"fill_seconds\":%.1f,"
-              "\"fill_messages_per_s\":%.1f,\"raw_bytes\":%llu,\"errors\":%d,\"offline\":true}\n",
+              "\"fill_messages_per_s\":%.1f,\"raw_bytes\":%llu,\"errors\":%d,\"offline\":true,"
+              "\"deferred_index\":%s}\n",
               a.messages, a.size, a.threads, secs, a.messages / secs,
-              static_cast<unsigned long long>(raw_bytes.load()), errors.load());
+              static_cast<unsigned long long>(raw_bytes.load()), errors.load(),
+              a.deferred_index ? "true" : "false");
   return errors == 0 ? 0 : 1;
 }

@@ -69,6 +69,7 @@ absl::StatusOr<std::unique_ptr<MailstoreApp>> MailstoreApp::Create(
   so.limits.max_header_line_bytes = static_cast<size_t>(o.max_header_line_bytes);
   so.feed_keep = static_cast<uint64_t>(o.feed_keep);
   so.combine_appends = o.combine_appends;
+  so.deferred_index = o.deferred_index;
   so.reads = o.reads == "linearizable" ? kv::v1::LINEARIZABLE : kv::v1::STALE;
   app->mail_ = std::make_unique<MailStore>(app->store_.get(), so);
   MailstoreApp* self = app.get();
@@ -105,6 +106,11 @@ std::vector<grpc::Service*> MailstoreApp::Services() {
 absl::Status MailstoreApp::Start(const rpc::RunContext&) {
   if (replica_) RETURN_IF_ERROR(replica_->Start());
   loop_ = std::thread([this] { Loop(); });
+  // The search indexer runs on the leader only (no-op unless --deferred-index).
+  mail_->StartIndexer([this] {
+    std::string leader;
+    return Serving(&leader);
+  });
   return absl::OkStatus();
 }
 
@@ -149,6 +155,7 @@ void MailstoreApp::Stop() {
     stopping_ = true;
   }
   if (loop_.joinable()) loop_.join();
+  if (mail_) mail_->StopIndexer();  // before the replica it writes to
   if (replica_) replica_->Stop();
 }
 

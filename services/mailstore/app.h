@@ -2,8 +2,11 @@
 // verifier, MailStore, the gRPC service and the background loop (archive
 // jobs, retention rules; leader only).
 //
-// Threads: gRPC's handler threads; the replica's own threads; one
-// background thread. Failure behaviour: a follower refuses calls with the
+// Threads: gRPC's handler threads (sync methods) and callback threads
+// (Watch: an open stream holds none); two Watch feed readers
+// (mailbox_service.h); the replica's own threads; one background thread;
+// the search indexer's thread (MailStore::StartIndexer, leader only).
+// Failure behaviour: a follower refuses calls with the
 // leader hint; losing leadership ends Watch streams (clients resume at the
 // new leader); SIGTERM hands leadership over (Drain) before stopping.
 #pragma once

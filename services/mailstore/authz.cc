@@ -15,7 +15,7 @@ bool KnownService(const std::string& name) {
 }
 }  // namespace
 
-absl::StatusOr<Principal> Authorizer::Authenticate(const grpc::ServerContext& ctx) const {
+absl::StatusOr<Principal> Authorizer::Authenticate(const grpc::ServerContextBase& ctx) const {
   if (verifier_ == nullptr) return Unauthenticated();
   auto it = ctx.client_metadata().find("authorization");
   if (it == ctx.client_metadata().end()) return Unauthenticated();

@@ -36,7 +36,7 @@ class Authorizer {
   Authorizer(std::unique_ptr<auth::TokenVerifier> verifier, MailStore* store)
       : verifier_(std::move(verifier)), store_(store) {}
 
-  absl::StatusOr<Principal> Authenticate(const grpc::ServerContext& ctx) const;
+  absl::StatusOr<Principal> Authenticate(const grpc::ServerContextBase& ctx) const;
   // NOT_FOUND for a mailbox the principal may not reach (or that does not exist).
   absl::Status CheckMailbox(const Principal& p, const std::string& mailbox_id, Access access) const;
   // Tenant-scoped calls (quota of a tenant, retention rules).

@@ -30,6 +30,11 @@ void AddFlags(config::Flags& f, Options& o) {
          "allocation); false: one write each (for comparison)");
   f.Int64("block-cache-mb", &o.block_cache_mb,
           "the replica's RocksDB block cache in MiB, memtables included (0: libs/kv's default)");
+  f.Bool("deferred-index", &o.deferred_index,
+         "folders created from now on keep their search postings as per-term UID blocks that the "
+         "leader's background indexer writes in batches, off the delivery's write (search stays "
+         "complete: unindexed messages are matched from their stored terms); false: one posting "
+         "per term per message in the delivery's write");
   f.String("reads", &o.reads, "leader reads: local (applied state) or linearizable (ReadIndex)");
 }
 

@@ -34,6 +34,9 @@ struct Options {
   // The replica's RocksDB block cache (memtables are charged to it); 0 =
   // libs/kv's default. A large folder's index and filter blocks must fit.
   int64_t block_cache_mb = 0;
+  // New folders keep search postings as per-term UID blocks written by the
+  // leader's background indexer, off the delivery's write (StoreOptions.deferred_index).
+  bool deferred_index = true;
 };
 
 void AddFlags(config::Flags& flags, Options& options);

@@ -93,6 +93,23 @@ std::string Posting(std::string_view t, std::string_view m, std::string_view ter
                     std::string_view sha) {
   return absl::StrCat(PostingPrefix(t, m, term), A(sha));
 }
+std::string TermBlocksPrefix(std::string_view t, std::string_view m, std::string_view f) {
+  return absl::StrCat(MailboxRange(t, m), "w/", A(f), "/");
+}
+std::string TermBlockPrefix(std::string_view t, std::string_view m, std::string_view f,
+                            std::string_view term) {
+  std::string k = absl::StrCat(TermBlocksPrefix(t, m, f), A(term));
+  k.push_back('\0');
+  return k;
+}
+std::string TermBlock(std::string_view t, std::string_view m, std::string_view f,
+                      std::string_view term, uint32_t block) {
+  std::string k = TermBlockPrefix(t, m, f, term);
+  AppendBe32(block, &k);
+  return k;
+}
+std::string IndexQueue(std::string_view m) { return absl::StrCat("ixq/", A(m)); }
+std::string IndexQueuePrefix() { return "ixq/"; }
 std::string FolderPostingsPrefix(std::string_view t, std::string_view m, std::string_view f) {
   return absl::StrCat(MailboxRange(t, m), "p/", A(f), "/");
 }

@@ -24,6 +24,12 @@
 //   t/<tenant>/m/<mailbox>/p/<folder>/<term>\0<be32 uid> -> "" (search postings of a
 //                                                         folder with uid_postings: a term
 //                                                         is one key range in UID order)
+//   t/<tenant>/m/<mailbox>/w/<folder>/<term>\0<be32 block> -> term_block.h set of the UIDs
+//                                                         in block*4096..+4095 holding the
+//                                                         term (folders with block_postings,
+//                                                         written by the indexer)
+//   ixq/<mailbox>                         -> "" (the indexer has work in this mailbox:
+//                                            MailboxRecord.index_pending)
 //   t/<tenant>/m/<mailbox>/i/<term>\0<sha hex>          -> "" (search postings, per body:
 //                                                         folders without uid_postings)
 //   t/<tenant>/m/<mailbox>/h/<sha hex>/<folder>/<be32 uid> -> "" (where the body is; folders
@@ -99,6 +105,16 @@ std::string FolderPostingPrefix(std::string_view tenant, std::string_view mailbo
                                 std::string_view folder, std::string_view term);  // ends "\0"
 std::string FolderPosting(std::string_view tenant, std::string_view mailbox,
                           std::string_view folder, std::string_view term, uint32_t uid);
+// Per-term UID blocks of a folder with FolderRecord.block_postings (see above).
+std::string TermBlocksPrefix(std::string_view tenant, std::string_view mailbox,
+                             std::string_view folder);  // ".../w/<folder>/"
+std::string TermBlockPrefix(std::string_view tenant, std::string_view mailbox,
+                            std::string_view folder, std::string_view term);  // ends "\0"
+std::string TermBlock(std::string_view tenant, std::string_view mailbox, std::string_view folder,
+                      std::string_view term, uint32_t block);
+// The indexer's queue: mailboxes with messages not yet in their blocks.
+std::string IndexQueue(std::string_view mailbox);
+std::string IndexQueuePrefix();  // "ixq/"
 // The attribute index of a folder with FolderRecord.attr_index (see above).
 std::string AttrPrefix(std::string_view tenant, std::string_view mailbox,
                        std::string_view folder);  // ".../a/<folder>/"

@@ -45,6 +45,14 @@ struct StoreOptions {
   // Concurrent appends/deliveries to one mailbox share one write (RunCombined).
   bool combine_appends = true;
   absl::Duration timeout = absl::Seconds(10);
+  // Folders created while this is on keep their search postings as per-term
+  // UID blocks written by the background indexer (StartIndexer), off the
+  // delivery's write (FolderRecord.block_postings). Off: one posting per
+  // term per message in the delivery's write, as before. A process that
+  // turns it on must run the indexer (or call IndexPending): search stays
+  // complete without it, but reads every unindexed message's terms.
+  bool deferred_index = false;
+  absl::Duration index_interval = absl::Milliseconds(200);  // indexer's pause between rounds
 };
 
 // Called after each committed change of a mailbox (Watch wake-ups).
@@ -90,6 +98,18 @@ class MailStore {
   absl::StatusOr<std::vector<v1::WatchEvent>> ChangesAfter(const std::string& mailbox_id,
                                                            uint64_t after, size_t limit,
                                                            uint64_t* current);
+
+  // ---- search indexer (store_indexer.cc; deferred_index) ----
+  // One round: indexes the pending messages of up to `max_mailboxes` queued
+  // mailboxes ("ixq/"), as ONE replicated write of per-term UID blocks
+  // (split when too large). Returns the number of messages indexed.
+  absl::StatusOr<size_t> IndexPending(size_t max_mailboxes = 64);
+  // A background thread that runs IndexPending every index_interval while
+  // is_leader() (and until a round finds nothing). No-op unless
+  // deferred_index. A new leader resumes from the persisted queue and
+  // watermarks. StopIndexer joins it (idempotent; the destructor calls it).
+  void StartIndexer(std::function<bool()> is_leader);
+  void StopIndexer();
 
   // ---- quotas ----
   absl::StatusOr<v1::Quota> GetQuota(const v1::GetQuotaRequest& r);
@@ -152,6 +172,9 @@ class MailStore {
   std::unique_ptr<TenantUsage> tenant_usage_;
   struct FolderCache;  // store_internal.h: folder lists by mailbox record version
   std::unique_ptr<FolderCache> folder_cache_;
+  struct IndexerThread;  // store_indexer.cc
+  std::unique_ptr<IndexerThread> indexer_;
+  absl::Mutex indexer_mu_;
   friend absl::Status CheckTenantQuota(MailStore* store, const std::string& tenant, uint64_t add);
   absl::Mutex tenant_mu_;
   absl::flat_hash_map<std::string, std::string> tenant_of_ ABSL_GUARDED_BY(tenant_mu_);

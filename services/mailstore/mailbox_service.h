@@ -9,19 +9,26 @@
 // `mailgrid-not-leader: 1` (nothing was done: always safe to retry) and
 // `mailgrid-leader: host:port` when known (libs/mailstore_client follows it).
 //
-// Watch: each stream polls the replicated change feed after its cursor,
-// woken at once by local commits (WatchHub) and at least every second
-// otherwise; when this process stops leading, the stream ends UNAVAILABLE
-// with the leader hint and the client resumes at the new leader from its
-// cursor, so no committed change is missed.
+// Watch is served on gRPC's callback API: an open stream is a reactor and
+// costs no thread while idle. A commit on this leader notifies WatchHub,
+// which queues the mailbox for a small pool of feed readers (WatchStreams,
+// `ServiceOptions::watch_threads`); they read the replicated change feed
+// after each idle stream's cursor once per distinct cursor and hand the
+// events to the streams, each of which has at most one write in flight
+// (a slow client holds its own queue, nobody else's). Heartbeats and the
+// safety-net poll (changes this process was not told about: entries of an
+// earlier leader applied late) come from the readers' timer. When this
+// process stops leading (checked every 250 ms) or drains, every stream ends
+// UNAVAILABLE with the leader hint and the client resumes at the new leader
+// from its cursor, so no committed change is missed.
 #pragma once
 
 #include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
-#include <vector>
 #include <string>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "mailgrid/mailstore/v1/mailbox.grpc.pb.h"
@@ -56,6 +63,9 @@ class WatchHub {
                                  absl::Time not_before, const Fetch& fetch, uint64_t* current);
   // Feed reads done by Changes (for tests and metrics).
   uint64_t reads() const { return reads_.load(); }
+  // Called after every Notify, outside the hub's locks (WatchStreams queues
+  // the mailbox for its readers). Empty: none.
+  void SetListener(std::function<void(const std::string& mailbox)> listener);
 
  private:
   // One read of a mailbox's feed after a cursor (done or in flight).
@@ -79,19 +89,32 @@ class WatchHub {
   absl::Mutex mu_;
   std::map<std::string, std::shared_ptr<Feed>> feeds_ ABSL_GUARDED_BY(mu_);
   std::atomic<uint64_t> reads_{0};
+  absl::Mutex listener_mu_;
+  std::function<void(const std::string&)> listener_ ABSL_GUARDED_BY(listener_mu_);
 };
 
 struct ServiceOptions {
   absl::Duration heartbeat = absl::Seconds(30);
   // True when this process may serve now; otherwise *leader is the hint.
   std::function<bool(std::string* leader)> serving = [](std::string*) { return true; };
+  // Threads that read the change feed for Watch streams (idle streams cost
+  // none; these only work when a watched mailbox changed).
+  int watch_threads = 2;
 };
 
-class MailboxServiceImpl final : public v1::MailboxService::Service {
+class WatchStreams;  // mailbox_service.cc: the open Watch streams and their feed readers
+
+// Every method is a sync handler except Watch (callback API: no thread per
+// open stream).
+class MailboxServiceImpl final
+    : public v1::MailboxService::WithCallbackMethod_Watch<v1::MailboxService::Service> {
  public:
-  MailboxServiceImpl(MailStore* store, Authorizer* authz, WatchHub* hub, ServiceOptions options)
-      : store_(store), authz_(authz), hub_(hub), options_(std::move(options)) {}
-  void Drain() { draining_ = true; }
+  MailboxServiceImpl(MailStore* store, Authorizer* authz, WatchHub* hub, ServiceOptions options);
+  ~MailboxServiceImpl() override;
+  // Refuses new calls and ends every Watch stream (UNAVAILABLE, not leader).
+  void Drain();
+  // Watch streams open now (tests, metrics).
+  size_t watch_streams() const;
 
   using Ctx = grpc::ServerContext;
   grpc::Status CreateMailbox(Ctx*, const v1::CreateMailboxRequest*, v1::MailboxInfo*) override;
@@ -114,7 +137,9 @@ class MailboxServiceImpl final : public v1::MailboxService::Service {
   grpc::Status Move(Ctx*, const v1::MoveRequest*, v1::MoveResponse*) override;
   grpc::Status Expunge(Ctx*, const v1::ExpungeRequest*, v1::ExpungeResponse*) override;
   grpc::Status ChangesSince(Ctx*, const v1::ChangesSinceRequest*, v1::ChangesSinceResponse*) override;
-  grpc::Status Watch(Ctx*, const v1::WatchRequest*, grpc::ServerWriter<v1::WatchEvent>*) override;
+  using v1::MailboxService::WithCallbackMethod_Watch<v1::MailboxService::Service>::Watch;
+  grpc::ServerWriteReactor<v1::WatchEvent>* Watch(grpc::CallbackServerContext* ctx,
+                                                  const v1::WatchRequest* r) override;
   grpc::Status Search(Ctx*, const v1::SearchRequest*, v1::SearchResponse*) override;
   grpc::Status GetQuota(Ctx*, const v1::GetQuotaRequest*, v1::Quota*) override;
   grpc::Status SetQuota(Ctx*, const v1::SetQuotaRequest*, v1::Quota*) override;
@@ -131,13 +156,14 @@ class MailboxServiceImpl final : public v1::MailboxService::Service {
  private:
   // Leader gate + authentication, then fn; statuses converted in one place.
   grpc::Status Handle(Ctx* ctx, const std::function<absl::Status(const Principal&)>& fn);
-  grpc::Status NotServing(Ctx* ctx, const std::string& leader);
+  grpc::Status NotServing(grpc::ServerContextBase* ctx, const std::string& leader);
 
   MailStore* store_;
   Authorizer* authz_;
   WatchHub* hub_;
   ServiceOptions options_;
   std::atomic<bool> draining_{false};
+  std::unique_ptr<WatchStreams> watch_;
 };
 
 }  // namespace mailgrid::mailstore

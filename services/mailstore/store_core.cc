@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/base/strings.h"
 #include "services/mailstore/store_internal.h"
+#include "services/mailstore/term_block.h"
 
 namespace mailgrid::mailstore {
 
@@ -297,6 +298,51 @@ absl::StatusOr<bool> Mutation::HasHeaderTerms(const std::string& sha) {
   return header_terms_cache_[sha];
 }
 
+absl::StatusOr<std::vector<std::string>> Mutation::MessageTerms(const storage::MessageRecord& msg) {
+  ASSIGN_OR_RETURN(std::vector<std::string> terms, TermsOf(msg.body_sha()));
+  if (!msg.prepend().empty()) {
+    for (auto& t : HeaderBlockTerms(msg.prepend(), store_->options().limits.max_terms))
+      terms.push_back(std::move(t));
+  }
+  std::sort(terms.begin(), terms.end());
+  terms.erase(std::unique(terms.begin(), terms.end()), terms.end());
+  return terms;
+}
+
+void Mutation::EditBlock(const std::string& folder_id, const std::string& term, uint32_t uid,
+                         bool add) {
+  BlockEdit& e = block_edits_[{folder_id, term, termblock::BlockOf(uid)}];
+  (add ? e.add : e.remove).push_back(uid);
+}
+
+void Mutation::MarkIndexPending() {
+  if (mbx_->rec.index_pending()) return;
+  mbx_->rec.set_index_pending(true);
+  PutRaw(keys::IndexQueue(mailbox()), "");
+}
+
+absl::Status Mutation::StageBlocks() {
+  // Reads are covered by the mailbox record's condition: every writer of a
+  // folder's blocks (expunge, the indexer) is a Mutation of the mailbox.
+  for (auto& [key, e] : block_edits_) {
+    const auto& [folder, term, block] = key;
+    if (removed_folders_.count(folder)) continue;  // its w/ range is deleted
+    std::sort(e.add.begin(), e.add.end());
+    e.add.erase(std::unique(e.add.begin(), e.add.end()), e.add.end());
+    std::sort(e.remove.begin(), e.remove.end());
+    e.remove.erase(std::unique(e.remove.begin(), e.remove.end()), e.remove.end());
+    std::string k = keys::TermBlock(tenant(), mailbox(), folder, term, block);
+    ASSIGN_OR_RETURN(auto got, store_->Get(k));
+    std::string before = got.found() ? got.value() : std::string();
+    ASSIGN_OR_RETURN(std::string after, termblock::Apply(before, block, e.add, e.remove));
+    if (after == before) continue;
+    if (after.empty()) Delete(k);
+    else PutRaw(k, std::move(after));
+  }
+  block_edits_.clear();
+  return absl::OkStatus();
+}
+
 absl::Status Mutation::MarkUid(const std::string& folder_id, uint32_t uid, bool on) {
   auto key = std::make_pair(folder_id, uidmap::BlockOf(uid));
   auto it = uid_blocks_.find(key);
@@ -326,7 +372,16 @@ absl::Status Mutation::InsertMessage(storage::FolderRecord* f, uint32_t uid,
   if (f->uid_map()) RETURN_IF_ERROR(MarkUid(f->folder_id(), uid, true));
   if (f->modseq_index())
     PutRaw(keys::ModseqEntry(tenant(), mailbox(), f->folder_id(), msg.modseq(), uid), "");
-  if (f->uid_postings()) {
+  if (f->block_postings()) {
+    // No postings in this write: the indexer adds the message to its
+    // terms' UID blocks later (uid >= indexed_below until then; search
+    // reads its stored terms meanwhile).
+    if (f->header_postings()) {
+      ASSIGN_OR_RETURN(bool complete, HasHeaderTerms(msg.body_sha()));
+      if (!complete) f->set_header_postings(false);
+    }
+    MarkIndexPending();
+  } else if (f->uid_postings()) {
     // One posting per term per message, keyed by UID (the caller called
     // RefBody with `fresh` first when the body is new).
     ASSIGN_OR_RETURN(auto terms, TermsOf(msg.body_sha()));
@@ -379,7 +434,15 @@ absl::Status Mutation::RemoveMessage(storage::FolderRecord* f, uint32_t uid,
     Delete(keys::Unseen(tenant(), mailbox(), f->folder_id(), uid));
   }
   f->set_highest_modseq(std::max(f->highest_modseq(), modseq));
-  if (f->uid_postings()) {
+  if (f->block_postings()) {
+    // Only an indexed message is in the blocks; one above the watermark
+    // has nothing to remove (the indexer, serialised with this write by
+    // the mailbox lock and record version, will not find it).
+    if (uid < f->indexed_below()) {
+      ASSIGN_OR_RETURN(auto terms, MessageTerms(msg));
+      for (const auto& t : terms) EditBlock(f->folder_id(), t, uid, false);
+    }
+  } else if (f->uid_postings()) {
     ASSIGN_OR_RETURN(auto terms, TermsOf(msg.body_sha()));
     for (const auto& t : terms)
       Delete(keys::FolderPosting(tenant(), mailbox(), f->folder_id(), t, uid));
@@ -557,6 +620,7 @@ absl::Status Mutation::StageBody(MailStore* store, const std::string& tenant,
 
 absl::Status Mutation::StageRecords() {
   RETURN_IF_ERROR(UpdatePostings());
+  RETURN_IF_ERROR(StageBlocks());
   for (const auto& [key, bits] : uid_blocks_) {
     if (removed_folders_.count(key.first)) continue;  // its k/ range is deleted
     std::string k = keys::UidMapBlock(tenant(), mailbox(), key.first, key.second);
@@ -776,7 +840,8 @@ absl::Status BatchAttempts(MailStore* store, const std::vector<std::string>& ids
       return absl::OkStatus();
     }
     if (*committed) {
-      for (Mutation* m : live) store->Committed(m->tenant(), m->mailbox());
+      for (Mutation* m : live)
+        if (!m->quiet()) store->Committed(m->tenant(), m->mailbox());
       return absl::OkStatus();
     }
   }
@@ -893,6 +958,10 @@ storage::FolderRecord NewFolder(Mutation& mut, const std::string& name, int spec
   f.set_attr_index(true);
   f.set_uid_map(true);
   f.set_header_postings(true);
+  if (mut.store()->options().deferred_index) {
+    f.set_block_postings(true);
+    f.set_indexed_below(1);
+  }
   return f;
 }
 

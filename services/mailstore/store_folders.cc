@@ -153,6 +153,8 @@ absl::StatusOr<v1::DeleteFolderResponse> MailStore::DeleteFolder(const v1::Delet
       mut.DeleteRange(q, keys::PrefixEnd(q));
       std::string p = keys::FolderPostingsPrefix(mut.tenant(), mut.mailbox(), id);
       mut.DeleteRange(p, keys::PrefixEnd(p));
+      std::string w = keys::TermBlocksPrefix(mut.tenant(), mut.mailbox(), id);
+      mut.DeleteRange(w, keys::PrefixEnd(w));
       std::string a = keys::AttrPrefix(mut.tenant(), mut.mailbox(), id);
       mut.DeleteRange(a, keys::PrefixEnd(a));
       std::string k = keys::UidMapPrefix(mut.tenant(), mut.mailbox(), id);
@@ -183,6 +185,7 @@ absl::StatusOr<v1::DeleteMailboxResponse> MailStore::DeleteMailbox(const std::st
   w.add_ops()->mutable_delete_()->set_key(keys::Mailbox(m.tenant, mailbox_id));
   w.add_ops()->mutable_delete_()->set_key(keys::MailboxIndex(mailbox_id));
   w.add_ops()->mutable_delete_()->set_key(keys::TenantMailbox(m.tenant, mailbox_id));
+  w.add_ops()->mutable_delete_()->set_key(keys::IndexQueue(mailbox_id));
   auto resp = store_->Write(w, absl::Now() + options_.timeout);
   if (!resp.ok()) return Unavailable(resp.status());
   {

@@ -7,6 +7,8 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -46,6 +48,13 @@ struct MailStore::FolderCache {
   absl::flat_hash_map<std::string, Entry> by_mailbox ABSL_GUARDED_BY(mu);
 };
 
+// The background indexer (store_indexer.cc).
+struct MailStore::IndexerThread {
+  absl::Mutex mu;
+  bool stop ABSL_GUARDED_BY(mu) = false;
+  std::thread thread;
+};
+
 // The queue of RunCombined for one mailbox.
 struct MailStore::Combiner {
   struct Item {
@@ -66,6 +75,11 @@ class Mutation {
   MailStore::Mbx& mbx() { return *mbx_; }
   const std::string& tenant() const { return mbx_->tenant; }
   const std::string& mailbox() const { return mbx_->id; }
+  MailStore* store() const { return store_; }
+  // A write that changes nothing a client sees (the indexer's): no Watch
+  // wake-up after it commits.
+  void SetQuiet() { quiet_ = true; }
+  bool quiet() const { return quiet_; }
 
   uint64_t NextModseq() { return Bump(); }
   // The folder record to change (written at commit).
@@ -99,6 +113,13 @@ class Mutation {
   // Flags changed from old to new (counters and unseen index).
   void FlagsChanged(storage::FolderRecord* folder, uint32_t uid, bool was_seen, bool now_seen);
   absl::StatusOr<std::vector<std::string>> TermsOf(const std::string& sha);
+  // Everything a message is indexed under: its body's terms and its
+  // prepended header lines' (sorted, distinct).
+  absl::StatusOr<std::vector<std::string>> MessageTerms(const storage::MessageRecord& msg);
+  // Adds (or removes) uid to term's UID block of a block_postings folder;
+  // the blocks are read and rewritten once per commit (StageRecords).
+  void EditBlock(const std::string& folder_id, const std::string& term, uint32_t uid, bool add);
+  size_t BlockEdits() const { return block_edits_.size(); }
   // Whether the body's terms include its header fields (bodies stored
   // before they did do not): a folder with header_postings stays complete
   // only while every message's do.
@@ -159,6 +180,15 @@ class Mutation {
                        const storage::MessageRecord& msg, bool add);
   // Postings, folder records, the mailbox record and its condition (not bodies).
   absl::Status StageRecords();
+  absl::Status StageBlocks();
+  // The mailbox has messages the indexer has not indexed (index_pending, "ixq/").
+  void MarkIndexPending();
+  struct BlockEdit {
+    std::vector<uint32_t> add, remove;
+  };
+  // (folder, term, block) -> UIDs to add/remove.
+  std::map<std::tuple<std::string, std::string, uint32_t>, BlockEdit> block_edits_;
+  bool quiet_ = false;
   // The body record's refcount change (created with its chunks, or freed).
   static absl::Status StageBody(MailStore* store, const std::string& tenant, const std::string& sha,
                                 const BodyRef& ref, kv::v1::WriteRequest* req);

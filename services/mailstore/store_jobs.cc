@@ -36,7 +36,7 @@ MailStore::MailStore(store::Store* store, StoreOptions options)
       options_(std::move(options)),
       tenant_usage_(std::make_unique<TenantUsage>()),
       folder_cache_(std::make_unique<FolderCache>()) {}
-MailStore::~MailStore() = default;
+MailStore::~MailStore() { StopIndexer(); }
 
 namespace {
 

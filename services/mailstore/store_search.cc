@@ -24,6 +24,7 @@
 #include "libs/mail/rfc2047.h"
 #include "libs/mail/tokenize.h"
 #include "services/mailstore/store_internal.h"
+#include "services/mailstore/term_block.h"
 
 namespace mailgrid::mailstore {
 namespace {
@@ -294,6 +295,7 @@ class Evaluator {
   // in UID order when the token is a whole term; merged when it is a word
   // prefix of several terms.
   absl::StatusOr<Uids> UidsWith(const std::vector<std::string>& prefixes, const std::string& token) {
+    if (f_.block_postings()) return BlockUidsWith(prefixes, token);
     Uids out;
     bool sorted = true;
     for (const auto& pf : prefixes) {
@@ -312,6 +314,74 @@ class Evaluator {
       out.erase(std::unique(out.begin(), out.end()), out.end());
     }
     return out;
+  }
+
+  // UidsWith for a folder with block_postings: the indexed messages from
+  // the terms' UID blocks (one key per term per 4,096 UIDs), the ones above
+  // indexed_below (not indexed yet: few, unless the indexer is behind) from
+  // their stored terms, so the answer is complete at every moment.
+  absl::StatusOr<Uids> BlockUidsWith(const std::vector<std::string>& prefixes,
+                                     const std::string& token) {
+    Uids out;
+    bool sorted = true;
+    absl::Status bad;
+    for (const auto& pf : prefixes) {
+      std::string p = keys::TermBlockPrefix(m_.tenant, m_.id, f_.folder_id(), pf + token);
+      p.pop_back();  // drop the terminator: a word-prefix match
+      RETURN_IF_ERROR(store_->ScanRange(p, keys::PrefixEnd(p), false, SIZE_MAX, false,
+                                        [&](const kv::v1::KeyValue& kv) {
+                                          size_t before = out.size();
+                                          bad = termblock::Decode(kv.value(), keys::ReadBe32(kv.key()), &out);
+                                          if (!bad.ok()) return false;
+                                          if (before > 0 && out.size() > before && out[before] <= out[before - 1])
+                                            sorted = false;
+                                          return true;
+                                        }));
+      RETURN_IF_ERROR(bad);
+    }
+    RETURN_IF_ERROR(LoadPending());
+    for (const auto& [uid, terms] : pending_) {
+      for (const auto& pf : prefixes) {
+        std::string want = pf + token;
+        auto it = std::lower_bound(terms.begin(), terms.end(), want);
+        if (it != terms.end() && absl::StartsWith(*it, want)) {
+          if (!out.empty() && uid <= out.back()) sorted = false;
+          out.push_back(uid);
+          break;
+        }
+      }
+    }
+    if (!sorted) {
+      std::sort(out.begin(), out.end());
+      out.erase(std::unique(out.begin(), out.end()), out.end());
+    }
+    return out;
+  }
+
+  // The messages of a block_postings folder not indexed yet, with their
+  // terms (sorted), read once per query.
+  absl::Status LoadPending() {
+    if (pending_loaded_) return absl::OkStatus();
+    uint32_t from = std::max<uint32_t>(f_.indexed_below(), 1);
+    ASSIGN_OR_RETURN(auto list, ScanMessages(store_, m_, f_.folder_id(), from, UINT32_MAX));
+    std::map<std::string, std::vector<std::string>> by_sha;
+    for (const auto& [uid, r] : list) {
+      auto it = by_sha.find(r.body_sha());
+      if (it == by_sha.end()) {
+        ASSIGN_OR_RETURN(auto got, store_->Get(keys::BodyTerms(m_.tenant, r.body_sha())));
+        storage::BodyTerms bt;
+        if (got.found() && !bt.ParseFromString(got.value())) return absl::DataLossError("body terms");
+        it = by_sha.emplace(r.body_sha(), std::vector<std::string>(bt.terms().begin(), bt.terms().end())).first;
+      }
+      std::vector<std::string> terms = it->second;
+      if (!r.prepend().empty())
+        for (auto& t : HeaderBlockTerms(r.prepend(), store_->options().limits.max_terms))
+          terms.push_back(std::move(t));
+      std::sort(terms.begin(), terms.end());
+      pending_.emplace_back(uid, std::move(terms));
+    }
+    pending_loaded_ = true;
+    return absl::OkStatus();
   }
 
   // Bodies of this mailbox holding a term starting with `token` in one of the fields.
@@ -457,6 +527,8 @@ class Evaluator {
   std::optional<Uids> universe_;
   bool records_loaded_ = false;
   std::map<uint32_t, storage::MessageRecord> records_;
+  bool pending_loaded_ = false;
+  std::vector<std::pair<uint32_t, std::vector<std::string>>> pending_;
 };
 
 }  // namespace
