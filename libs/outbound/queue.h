@@ -70,6 +70,23 @@ struct QueueOptions {
   // seconds: cost O(log n + churn x margin), hence a small margin.
   absl::Duration due_scan_margin = absl::Seconds(5);
   absl::Duration full_due_scan_every = absl::Minutes(1);
+  // A delivered message's removal (Complete of an entry whose recipients
+  // are all final, with the lease as written) waits up to this long for the
+  // next enqueue to carry it: its version check and deletes ride in the
+  // enqueue's own WriteRequest, so a relayed message costs ONE replicated
+  // write request after its enqueue instead of two (each request has its
+  // idempotency record, condition reads and apply on every replica). With
+  // no enqueue in time it is written alone. The entry stays leased until
+  // the write commits, as before; only the window in which a crash leads to
+  // a second delivery grows by at most this. Zero: always alone.
+  absl::Duration completion_ride_wait = absl::Milliseconds(10);
+  // At most this many removals ride in one enqueue.
+  size_t max_riders = 64;
+  // Called for every write request the queue sends ("enqueue": a new
+  // entry, with or without riders; "update": any other state change sent
+  // alone) and for every removal carried by an enqueue ("carried"): the
+  // replicated write requests per relayed message are enqueue + update.
+  std::function<void(const char* kind)> on_write;
 };
 
 // What Enqueue needs. Recipients are full addresses; they are grouped by
@@ -164,6 +181,12 @@ class Queue {
 
   absl::StatusOr<std::string> ReadBody(std::string_view queue_id);
 
+  // Removals waiting for an enqueue to carry them (tests, metrics).
+  size_t RemovalsWaiting() {
+    absl::MutexLock lock(&ride_mu_);
+    return riders_.size();
+  }
+
   // The decision on an audit or moderation hold (`kind` = the entry's
   // hold_reason): approve → the hold is cleared and the entry is due now;
   // reject → the entry is removed (the caller notifies the sender).
@@ -203,15 +226,36 @@ class Queue {
   // Writes `updated` over `old` (version-checked), moving the due key and
   // removing everything when `remove`. Returns false when the version moved.
   absl::StatusOr<bool> Store(const Record& old, const QueueEntry& updated, bool remove,
-                             uint64_t* new_version);
+                             uint64_t* new_version, bool ride = false);
   // Read-modify-write with retry on version conflicts; `mutate` returns an
   // error to stop, or sets *remove.
   absl::StatusOr<QueueEntry> Mutate(
       std::string_view queue_id, std::string_view tenant_filter,
       const std::function<absl::Status(QueueEntry*, bool* remove)>& mutate);
   absl::Time Deadline() const { return absl::Now() + options_.rpc_timeout; }
+  void Count(const char* kind) const {
+    if (options_.on_write) options_.on_write(kind);
+  }
   absl::StatusOr<std::string> EnqueueImpl(const NewMessage& message, std::string_view holder,
                                           absl::Time now, Lease* lease);
+
+  // A removal waiting for an enqueue to carry it (see completion_ride_wait).
+  struct Rider {
+    kv::v1::WriteRequest write;  // its conditions and ops
+    bool taken = false;          // an enqueue took it: wait for `done`
+    bool done = false;
+    bool committed = false;      // applied as part of that enqueue
+  };
+  // Waits for an enqueue to carry `write`: true when it committed that way;
+  // false when the caller must write it alone (no enqueue in time, or the
+  // shared write failed).
+  bool RideNextEnqueue(const kv::v1::WriteRequest& write);
+  // The riders an enqueue takes along (their ops appended to `w`).
+  std::vector<Rider*> TakeRiders(kv::v1::WriteRequest* w);
+  void FinishRiders(const std::vector<Rider*>& riders, bool committed);
+  // Store's write, with `ride` = it may ride an enqueue.
+  absl::StatusOr<bool> StoreWrite(const kv::v1::WriteRequest& w, bool ride,
+                                  uint64_t* new_version);
 
   store::Store* store_;
   QueueOptions options_;
@@ -219,6 +263,8 @@ class Queue {
   std::optional<absl::Time> scan_floor_ ABSL_GUARDED_BY(scan_mu_);
   absl::Time last_full_scan_ ABSL_GUARDED_BY(scan_mu_) = absl::InfinitePast();
   absl::Time last_scan_now_ ABSL_GUARDED_BY(scan_mu_) = absl::InfinitePast();
+  absl::Mutex ride_mu_;
+  std::vector<Rider*> riders_ ABSL_GUARDED_BY(ride_mu_);
 };
 
 // Pending recipients whose next attempt is before `now` are set to `now`:

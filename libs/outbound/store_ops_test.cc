@@ -5,7 +5,10 @@
 // offered message costs its enqueue and its completion, no read, no scan,
 // the body written once, and a completion the kv client may coalesce.
 #include <atomic>
+#include <map>
+#include <thread>
 
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
 #include "libs/kv/keys.h"
@@ -72,6 +75,18 @@ size_t PutBytesUnder(const kv::v1::WriteRequest& w, const std::string& prefix) {
   return n;
 }
 
+std::string RandomBytes(size_t n) {
+  std::string out(n, '\0');
+  uint64_t x = 0x9E3779B97F4A7C15u;  // xorshift: incompressible for zstd
+  for (char& c : out) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c = static_cast<char>(x >> 56);
+  }
+  return out;
+}
+
 // Keys left under the queue's spaces (record, body, due index).
 int QueueKeys(store::Store* s) {
   int n = 0;
@@ -110,8 +125,9 @@ TEST(QueueStoreOps, OfferedMessageIsTwoWritesNoReadAndTheBodyOnce) {
   CountingStore store(local.get());
   Queue q(&store, {});
   NewMessage m{"t1", "alice@example.org", {"b@x.test", "c@y.test"}, ""};
-  // Three 512 KiB chunks: the completion must delete each one.
-  m.body = std::string("Subject: big\r\n\r\n") + std::string((1 << 20) + 1000, 'x');
+  // Three 512 KiB chunks: the completion must delete each one. Random
+  // bytes, so zstd cannot shrink them and the body is stored as is.
+  m.body = std::string("Subject: big\r\n\r\n") + RandomBytes((1 << 20) + 1000);
   absl::Time now = absl::Now();
   auto lease = q.EnqueueLeased(m, "me", now);
   ASSERT_TRUE(lease.ok()) << lease.status();
@@ -134,6 +150,180 @@ TEST(QueueStoreOps, OfferedMessageIsTwoWritesNoReadAndTheBodyOnce) {
   // of its own) instead of coalescing it with the others.
   EXPECT_FALSE(HasDeleteRange(writes[1]));
   EXPECT_EQ(QueueKeys(local.get()), 0);
+}
+
+// A body that compresses is stored zstd-compressed (fewer bytes through
+// Raft on every replica), read back as it was, and removed to the last key
+// by the completion, also when the compressed body spans several chunks.
+TEST(QueueStoreOps, CompressibleBodyIsStoredCompressedAndReadBackWhole) {
+  for (size_t lines : {size_t{100}, size_t{60000}}) {
+    auto local = testing::FreshStore("ops_compressed_" + std::to_string(lines));
+    CountingStore store(local.get());
+    Queue q(&store, {});
+    NewMessage m{"t1", "alice@example.org", {"b@x.test"}, ""};
+    m.body = "Subject: text\r\n\r\n";
+    // Hex text: half its bits are redundant, so it compresses to ~55%;
+    // 60,000 lines are ~2 MiB, i.e. a compressed body of several chunks.
+    std::string noise = RandomBytes(lines * 16);
+    for (size_t i = 0; i < lines; ++i) {
+      for (size_t j = 0; j < 16; ++j) {
+        m.body += absl::StrFormat("%02x", static_cast<unsigned char>(noise[i * 16 + j]));
+      }
+      m.body += "\r\n";
+    }
+    absl::Time now = absl::Now();
+    auto lease = q.EnqueueLeased(m, "me", now);
+    ASSERT_TRUE(lease.ok()) << lease.status();
+    EXPECT_GT(lease->entry.body_stored_bytes(), 0u);
+    EXPECT_EQ(lease->entry.size_bytes(), m.body.size());
+    const std::vector<kv::v1::WriteRequest> enq = store.Writes();
+    ASSERT_EQ(enq.size(), 1u);
+    size_t put = PutBytesUnder(enq[0], kv::GlobalPrefix("outq_body"));
+    EXPECT_EQ(put, lease->entry.body_stored_bytes());
+    EXPECT_LT(put, m.body.size() * 7 / 10);
+    auto body = q.ReadBody(lease->queue_id);
+    ASSERT_TRUE(body.ok()) << body.status();
+    EXPECT_EQ(*body, m.body);
+    std::vector<RecipientOutcome> done(1);
+    done[0].address = "b@x.test";
+    done[0].kind = RecipientOutcome::Kind::kDelivered;
+    auto report = q.Complete(*lease, done, now);
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_TRUE(report->finished);
+    EXPECT_FALSE(HasDeleteRange(store.Writes().back()));
+    EXPECT_EQ(QueueKeys(local.get()), 0);
+  }
+}
+
+// Below 1 KiB, or when zstd saves too little, the body is stored as is.
+TEST(QueueStoreOps, SmallOrIncompressibleBodyIsStoredAsIs) {
+  auto local = testing::FreshStore("ops_as_is");
+  Queue q(local.get(), {});
+  absl::Time now = absl::Now();
+  for (const std::string& body :
+       {std::string(testing::kMessage), "Subject: r\r\n\r\n" + RandomBytes(20000)}) {
+    auto lease = q.EnqueueLeased({"t1", "a@example.org", {"b@x.test"}, body}, "me", now);
+    ASSERT_TRUE(lease.ok()) << lease.status();
+    EXPECT_EQ(lease->entry.body_stored_bytes(), 0u);
+    auto read = q.ReadBody(lease->queue_id);
+    ASSERT_TRUE(read.ok()) << read.status();
+    EXPECT_EQ(*read, body);
+  }
+}
+
+std::vector<RecipientOutcome> AllDelivered(const Lease& lease) {
+  std::vector<RecipientOutcome> out;
+  for (const auto& r : lease.entry.recipients()) {
+    RecipientOutcome o;
+    o.address = r.address();
+    o.kind = RecipientOutcome::Kind::kDelivered;
+    o.reply.set_code(250);
+    out.push_back(o);
+  }
+  return out;
+}
+
+void WaitForRider(Queue& q, size_t n) {
+  while (q.RemovalsWaiting() < n) absl::SleepFor(absl::Milliseconds(1));
+}
+
+// A delivered message's removal rides in the next enqueue's write request:
+// two messages relayed one after the other cost three requests, not four.
+TEST(QueueStoreOps, RemovalRidesTheNextEnqueue) {
+  auto local = testing::FreshStore("ops_ride");
+  CountingStore store(local.get());
+  QueueOptions opts;
+  opts.completion_ride_wait = absl::Hours(1);  // only the enqueue ends the wait
+  std::map<std::string, int> counted;
+  absl::Mutex counted_mu;
+  opts.on_write = [&](const char* kind) {
+    absl::MutexLock lock(&counted_mu);
+    ++counted[kind];
+  };
+  Queue q(&store, opts);
+  absl::Time now = absl::Now();
+  auto a = q.EnqueueLeased({"t1", "a@example.org", {"b@x.test"}, testing::kMessage}, "me", now);
+  ASSERT_TRUE(a.ok()) << a.status();
+  absl::StatusOr<CompletionReport> report = absl::UnknownError("not run");
+  std::thread completer([&] { report = q.Complete(*a, AllDelivered(*a), now); });
+  WaitForRider(q, 1);
+  EXPECT_EQ(store.Writes().size(), 1u);  // the removal waits, unwritten
+  auto b = q.EnqueueLeased({"t1", "a@example.org", {"c@y.test"}, testing::kMessage}, "me", now);
+  completer.join();
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->finished);
+  const std::vector<kv::v1::WriteRequest> writes = store.Writes();
+  ASSERT_EQ(writes.size(), 2u);
+  EXPECT_EQ(writes[1].conditions_size(), 2);  // b must not exist, a is as leased
+  EXPECT_FALSE(HasDeleteRange(writes[1]));
+  // Only b is left (record, body, due key), still leased, and it can be
+  // completed with the version the shared write gave it.
+  EXPECT_EQ(QueueKeys(local.get()), 3);
+  EXPECT_TRUE(absl::IsNotFound(q.ReadBody(a->queue_id).status()));
+  {
+    absl::MutexLock lock(&counted_mu);
+    EXPECT_EQ(counted["enqueue"], 2);
+    EXPECT_EQ(counted["carried"], 1);
+    EXPECT_EQ(counted["update"], 0);
+  }
+  QueueOptions alone;
+  alone.completion_ride_wait = absl::ZeroDuration();
+  Queue q2(&store, alone);
+  report = q2.Complete(*b, AllDelivered(*b), now);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->finished);
+  EXPECT_EQ(QueueKeys(local.get()), 0);
+}
+
+// With no enqueue in time, the removal is written alone.
+TEST(QueueStoreOps, RemovalWithoutAnEnqueueIsWrittenAlone) {
+  auto local = testing::FreshStore("ops_ride_alone");
+  CountingStore store(local.get());
+  QueueOptions opts;
+  opts.completion_ride_wait = absl::Milliseconds(20);
+  Queue q(&store, opts);
+  absl::Time now = absl::Now();
+  auto a = q.EnqueueLeased({"t1", "a@example.org", {"b@x.test"}, testing::kMessage}, "me", now);
+  ASSERT_TRUE(a.ok()) << a.status();
+  auto report = q.Complete(*a, AllDelivered(*a), now);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->finished);
+  EXPECT_EQ(store.Writes().size(), 2u);
+  EXPECT_EQ(q.RemovalsWaiting(), 0u);
+  EXPECT_EQ(QueueKeys(local.get()), 0);
+}
+
+// An operator wrote the riding entry meanwhile (its version moved): the
+// shared write fails its condition, the new message is written again alone
+// (its sender still gets the 250), and the removal merges on its own.
+TEST(QueueStoreOps, StaleRiderCostsTheEnqueueNothing) {
+  auto local = testing::FreshStore("ops_ride_stale");
+  CountingStore store(local.get());
+  QueueOptions opts;
+  opts.completion_ride_wait = absl::Hours(1);
+  Queue q(&store, opts);
+  absl::Time now = absl::Now();
+  auto a = q.EnqueueLeased({"t1", "a@example.org", {"b@x.test"}, testing::kMessage}, "me", now);
+  ASSERT_TRUE(a.ok()) << a.status();
+  relay::v1::HoldRequest hold;
+  hold.set_queue_id(a->queue_id);
+  ASSERT_TRUE(q.Hold(hold, "", now).ok());
+  absl::StatusOr<CompletionReport> report = absl::UnknownError("not run");
+  std::thread completer([&] { report = q.Complete(*a, AllDelivered(*a), now); });
+  WaitForRider(q, 1);
+  auto b = q.EnqueueLeased({"t1", "a@example.org", {"c@y.test"}, testing::kMessage}, "me", now);
+  completer.join();
+  ASSERT_TRUE(b.ok()) << b.status();
+  auto got = q.GetQueueEntry(b->queue_id, "", now);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->lease_holder(), "me");
+  // a: delivered under its lease (the hold came after the hand-over), so
+  // removed after a re-read and merge.
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->finished);
+  EXPECT_TRUE(absl::IsNotFound(q.GetQueueEntry(a->queue_id, "", now).status()));
+  EXPECT_EQ(QueueKeys(local.get()), 3);  // b's record, body and due key
 }
 
 TEST(QueueStoreOps, DeferredThenDeliveredLeavesNothingBehind) {
@@ -191,7 +381,11 @@ TEST(QueueRunnerStoreOps, OfferedStreamIsNotScannedForPerMessage) {
   EXPECT_LE(store.scans.load(), 1);
   EXPECT_EQ(store.linearizable_scans.load(), 0);  // the due scan only names candidates
   EXPECT_EQ(store.gets.load(), 0);
-  EXPECT_EQ(store.Writes().size(), 2u * kMessages);
+  // One enqueue each, and a removal each that rides a later enqueue when
+  // one comes within the ride wait (here most do: 41 requests for 40
+  // messages on a quiet machine), else is written alone; never more.
+  EXPECT_GE(store.Writes().size(), 1u * kMessages);
+  EXPECT_LE(store.Writes().size(), 2u * kMessages);
   EXPECT_EQ(QueueKeys(local.get()), 0);
 }
 

@@ -32,6 +32,53 @@ outbound::SmtpReply Reply(uint32_t code, std::string enhanced, std::string text)
   return r;
 }
 
+}  // namespace
+
+// ResolveResult.status carries Resolve's code, message and details, so the
+// per-address errors are the same as Resolve's.
+std::vector<absl::StatusOr<ResolvedRecipient>> ResolveRecipients(
+    Backend& backend, const std::vector<std::string>& rcpts,
+    const tenant::v1::SenderContext& sender) {
+  std::vector<absl::StatusOr<ResolvedRecipient>> out;
+  out.reserve(rcpts.size());
+  absl::StatusOr<tenant::v1::ResolveManyResponse> many = absl::UnavailableError("not asked");
+  if (rcpts.size() > 1) {
+    tenant::v1::ResolveManyRequest req;
+    for (const std::string& a : rcpts) {
+      tenant::v1::ResolveRequest* one = req.add_requests();
+      one->set_address(a);
+      *one->mutable_sender() = sender;
+    }
+    many = backend.ResolveMany(req);
+  }
+  if (!many.ok() || many->results_size() != static_cast<int>(rcpts.size())) {
+    for (const std::string& a : rcpts) out.push_back(ResolveRecipient(backend, a, sender));
+    return out;
+  }
+  for (size_t i = 0; i < rcpts.size(); ++i) {
+    const tenant::v1::ResolveResult& r = many->results(static_cast<int>(i));
+    ResolvedRecipient rr;
+    rr.address = rcpts[i];
+    if (r.status().code() == 0) {
+      rr.response = r.response();
+      out.push_back(std::move(rr));
+      continue;
+    }
+    absl::Status st = rpc::WithDetails(
+        absl::Status(static_cast<absl::StatusCode>(r.status().code()), r.status().message()),
+        r.status());
+    if (st.code() == absl::StatusCode::kNotFound && rpc::ReasonOf(st) == "DOMAIN_NOT_HOSTED") {
+      rr.remote = true;
+      out.push_back(std::move(rr));
+      continue;
+    }
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
+namespace {
+
 // Queued mail goes out by SMTP, unless its domain is hosted here (a DSN to
 // one of our users, internal mail queued while tenantd was down): then it
 // is delivered to the mailboxes, like any local mail.
@@ -119,8 +166,12 @@ class RelayTransport final : public outbound::Transport {
       routes_->Refresh(absl::Seconds(5));
       return smtp_.Deliver(domain, from, rcpts, message);
     }
-    // One domain per call: the first recipient says whether it is ours.
-    absl::StatusOr<ResolvedRecipient> first = ResolveRecipient(*backend_, rcpts.front(), sender);
+    // One domain per call: the first recipient says whether it is ours. All
+    // of them are asked in one ResolveMany (one tenantd call, not one per
+    // recipient: a DSN or notice to 50 of our users is one round trip).
+    std::vector<absl::StatusOr<ResolvedRecipient>> resolved =
+        ResolveRecipients(*backend_, rcpts, sender);
+    const absl::StatusOr<ResolvedRecipient>& first = resolved.front();
     if (first.ok() && first->remote) {
       RememberRemote(domain);
       routes_->Refresh(absl::Seconds(5));
@@ -134,8 +185,7 @@ class RelayTransport final : public outbound::Transport {
     std::vector<std::vector<std::pair<std::string, MonitoredParty>>> users(rcpts.size());
     for (size_t i = 0; i < rcpts.size(); ++i) {
       out[i].address = rcpts[i];
-      absl::StatusOr<ResolvedRecipient> r =
-          i == 0 ? first : ResolveRecipient(*backend_, rcpts[i], sender);
+      const absl::StatusOr<ResolvedRecipient>& r = resolved[i];
       if (r.ok() && !r->remote && r->response.recipients_size() > 0) {
         for (const auto& m : r->response.recipients()) {
           targets.push_back({m.shard(), m.mailbox_id()});
@@ -382,6 +432,22 @@ std::unique_ptr<Outbound> Outbound::Create(const Options& options, Backend* back
   qo.retry.lifetime = options.queue_lifetime;
   qo.retry.delay_warning_after = options.queue_delay_warning;
   qo.lease_duration = options.queue_lease;
+  if (registry != nullptr) {
+    auto& writes = prometheus::BuildCounter()
+                       .Name("mailgrid_relay_queue_writes_total")
+                       .Help(
+                           "Write requests the outbound queue sent to its store, by kind "
+                           "(enqueue, update: any other change sent alone), and removals "
+                           "carried by an enqueue's request (carried)")
+                       .Register(*registry);
+    prometheus::Counter* enqueue = &writes.Add({{"kind", "enqueue"}});
+    prometheus::Counter* update = &writes.Add({{"kind", "update"}});
+    prometheus::Counter* carried = &writes.Add({{"kind", "carried"}});
+    qo.on_write = [enqueue, update, carried](const char* kind) {
+      std::string_view k(kind);
+      (k == "enqueue" ? enqueue : k == "update" ? update : carried)->Increment();
+    };
+  }
   o->queue_ = std::make_unique<outbound::Queue>(o->store_.get(), qo);
   o->routes_ = std::make_unique<RouteStore>(o->store_.get());
   o->held_ = std::make_unique<HeldStore>(o->store_.get());

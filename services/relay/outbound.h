@@ -43,6 +43,7 @@
 #include "services/relay/backend.h"
 #include "services/relay/config.h"
 #include "services/relay/held_store.h"
+#include "services/relay/local_delivery.h"
 #include "services/relay/route_store.h"
 #include "services/relay/submitter.h"
 
@@ -72,6 +73,15 @@ class DkimKeyCache {
 // of the message chooses the keys); unchanged when there are none.
 absl::StatusOr<std::string> SignOutgoing(const std::string& message, DkimKeyCache& keys,
                                          absl::Time now);
+
+// ResolveRecipient (local_delivery.h) for each of `rcpts`, in order, with
+// ONE Backend::ResolveMany call when there are several (queued local
+// delivery: a DSN or notice to many of our users is one tenantd round
+// trip). A failed or short ResolveMany (an older tenantd) falls back to
+// Resolve one by one; per-address results are the same either way.
+std::vector<absl::StatusOr<ResolvedRecipient>> ResolveRecipients(
+    Backend& backend, const std::vector<std::string>& rcpts,
+    const tenant::v1::SenderContext& sender);
 
 class Outbound final : public OutboundSubmitter {
  public:

@@ -6,7 +6,13 @@
 // prints its progress every 100k entries.
 //
 // Drives libs/outbound's Queue directly (no SMTP) on store::LocalStore: the
-// same kv::StateMachine on RocksDB that every replica applies to, minus Raft.
+// same kv::StateMachine on RocksDB that every replica applies to, minus Raft;
+// or, with --kv, on a real replicated group (replica::ClientStore: what
+// relayd uses in production over tenantd's group; bench/relay/queue_kv
+// starts three replicad and runs this against them). Then every call is a
+// gRPC call to the leader and every write a Raft round with fsync, and the
+// RSS that matters is the replicas' (--rss-pids) besides this process's
+// (the queue's client side, i.e. relayd's share).
 // The queue grows in steps (--sizes); at each step it measures, per message:
 //   make-due   RetryNow of a random deferred entry (an operator's "retry", or
 //              a backoff expiring: its due key moves to now),
@@ -24,6 +30,7 @@
 //
 //   queue_scale_bench [--sizes 10000,100000,1000000] [--probes 2000]
 //                     [--body-bytes 1024] [--dir DIR] [--keep]
+//                     [--kv HOST:PORT,...] [--fill-threads N] [--rss-pids PID,...]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -31,15 +38,23 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <atomic>
+#include <memory>
+#include <mutex>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "libs/outbound/queue.h"
+#include "libs/replica/client_store.h"
 #include "libs/store/local_store.h"
 
 namespace mailgrid::outbound {
@@ -51,6 +66,14 @@ struct Args {
   size_t body_bytes = 1024;
   std::string dir;
   bool keep = false;
+  // The replicated group's addresses; empty = LocalStore in --dir.
+  std::vector<std::string> kv;
+  // Concurrent Enqueue calls while filling (the kv client coalesces them
+  // into shared Raft entries; one at a time a million fsynced rounds take
+  // ~25 min). Default: 1 on LocalStore, 32 with --kv.
+  size_t fill_threads = 0;
+  // Processes whose RSS and CPU are printed per step (the replicas).
+  std::vector<int> rss_pids;
 };
 
 bool ParseArgs(int argc, char** argv, Args* args) {
@@ -73,6 +96,18 @@ bool ParseArgs(int argc, char** argv, Args* args) {
       args->dir = value();
     } else if (a == "--keep") {
       args->keep = true;
+    } else if (a == "--kv") {
+      for (absl::string_view s : absl::StrSplit(value(), ',', absl::SkipEmpty()))
+        args->kv.emplace_back(s);
+      if (args->kv.empty()) return false;
+    } else if (a == "--fill-threads") {
+      if (!absl::SimpleAtoi(value(), &args->fill_threads) || args->fill_threads == 0) return false;
+    } else if (a == "--rss-pids") {
+      for (absl::string_view s : absl::StrSplit(value(), ',', absl::SkipEmpty())) {
+        int pid = 0;
+        if (!absl::SimpleAtoi(s, &pid)) return false;
+        args->rss_pids.push_back(pid);
+      }
     } else {
       return false;
     }
@@ -80,9 +115,9 @@ bool ParseArgs(int argc, char** argv, Args* args) {
   return !args->sizes.empty();
 }
 
-// kB from /proc/self/status ("VmRSS", "VmHWM").
-long ProcKb(const std::string& field) {
-  std::ifstream in("/proc/self/status");
+// kB from /proc/<pid>/status ("VmRSS", "VmHWM").
+long ProcKb(const std::string& field, const std::string& pid = "self") {
+  std::ifstream in("/proc/" + pid + "/status");
   std::string line;
   while (std::getline(in, line)) {
     if (line.rfind(field + ":", 0) == 0) {
@@ -94,6 +129,33 @@ long ProcKb(const std::string& field) {
   return -1;
 }
 
+// utime + stime of a process, in seconds.
+double ProcCpuSeconds(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::vector<std::string> f = absl::StrSplit(stat.substr(paren + 2), ' ');
+  if (f.size() < 13) return 0;
+  double ticks = std::strtod(f[11].c_str(), nullptr) + std::strtod(f[12].c_str(), nullptr);
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+double PidsCpuSeconds(const std::vector<int>& pids) {
+  double total = 0;
+  for (int pid : pids) total += ProcCpuSeconds(pid);
+  return total;
+}
+
+std::string PidsRss(const std::vector<int>& pids) {
+  std::string out;
+  for (int pid : pids) {
+    absl::StrAppend(&out, out.empty() ? "" : " ",
+                    absl::StrFormat("%.0f", ProcKb("VmRSS", std::to_string(pid)) / 1024.0));
+  }
+  return out;
+}
+
 std::string LoadAverage() {
   std::ifstream in("/proc/loadavg");
   std::string a, b, c;
@@ -103,8 +165,14 @@ std::string LoadAverage() {
 
 uint64_t DirBytes(const std::string& dir) {
   uint64_t total = 0;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) total += e.file_size();
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator(); it.increment(ec)) {
+    std::error_code size_ec;  // a file compacted away meanwhile: skipped
+    if (it->is_regular_file(size_ec)) {
+      uint64_t size = it->file_size(size_ec);
+      if (!size_ec) total += size;
+    }
   }
   return total;
 }
@@ -160,6 +228,8 @@ struct Step {
   double idle_p50 = 0, scan_p50 = 0;
   long rss_kb = 0, hwm_kb = 0;
   uint64_t disk = 0;
+  double group_cpu_us_per_probe = 0;  // --rss-pids' CPU per probe (all four operations)
+  std::string group_rss;              // their RSS, MiB each
 };
 
 int Run(const Args& args) {
@@ -168,13 +238,30 @@ int Run(const Args& args) {
           ? (std::filesystem::temp_directory_path() / absl::StrCat("queue_scale_", getpid()))
                 .string()
           : args.dir;
-  std::filesystem::remove_all(dir);
-  auto store = store::LocalStore::Open(dir);
-  if (!store.ok()) {
-    std::fprintf(stderr, "open %s: %s\n", dir.c_str(), store.status().ToString().c_str());
-    return 1;
+  const bool replicated = !args.kv.empty();
+  std::unique_ptr<store::Store> store;
+  if (replicated) {
+    // --dir, if given, is only measured (the replicas' data dirs).
+    auto connected = replica::ClientStore::Connect(args.kv);
+    if (!connected.ok()) {
+      std::fprintf(stderr, "connect %s: %s\n", absl::StrJoin(args.kv, ",").c_str(),
+                   connected.status().ToString().c_str());
+      return 1;
+    }
+    store = *std::move(connected);
+  } else {
+    std::filesystem::remove_all(dir);
+    auto local = store::LocalStore::Open(dir);
+    if (!local.ok()) {
+      std::fprintf(stderr, "open %s: %s\n", dir.c_str(), local.status().ToString().c_str());
+      return 1;
+    }
+    store = *std::move(local);
   }
-  Queue queue(store->get(), QueueOptions{});
+  const size_t fill_threads = args.fill_threads > 0 ? args.fill_threads : (replicated ? 32 : 1);
+  QueueOptions options;
+  options.rpc_timeout = absl::Seconds(60);  // a loaded machine: slow, not failed
+  Queue queue(store.get(), options);
   std::mt19937_64 rng(42);
   const absl::Duration window = absl::Hours(24 * 5);
   // A sample of the deferred ids (the bench's own memory stays small: the
@@ -183,9 +270,16 @@ int Run(const Args& args) {
   std::vector<std::string> sample;
   size_t filled = 0;
   std::vector<Step> steps;
-  std::printf(
-      "queue_scale_bench: LocalStore (RocksDB) at %s, body %zu bytes, %zu probes per step\n",
-      dir.c_str(), args.body_bytes, args.probes);
+  if (replicated) {
+    std::printf(
+        "queue_scale_bench: replicated KV group %s (Raft, fsync), body %zu bytes, %zu probes per "
+        "step, fill %zu threads\n",
+        absl::StrJoin(args.kv, ",").c_str(), args.body_bytes, args.probes, fill_threads);
+  } else {
+    std::printf(
+        "queue_scale_bench: LocalStore (RocksDB) at %s, body %zu bytes, %zu probes per step\n",
+        dir.c_str(), args.body_bytes, args.probes);
+  }
   std::printf("load average before: %s\n", LoadAverage().c_str());
   std::fflush(stdout);
   for (size_t target : args.sizes) {
@@ -194,33 +288,58 @@ int Run(const Args& args) {
     Timer fill;
     size_t added = 0;
     absl::Time base = absl::Now();
-    while (filled < target) {
+    // Entry k of the queue is written by thread k % fill_threads; the ids of
+    // every stride-th entry are kept as the probes' sample.
+    std::atomic<size_t> next{filled};
+    std::atomic<size_t> done{0};
+    std::atomic<bool> failed{false};
+    std::mutex sample_mu;
+    auto fill_one = [&](size_t k, std::mt19937_64& local_rng) -> bool {
       NewMessage m;
-      m.tenant_id = absl::StrCat("t", filled % 50);
-      m.envelope_from = absl::StrCat("sender", filled % 1000, "@bench.test");
-      m.recipients = {absl::StrCat("rcpt", filled, "@d", filled % 1000, ".test")};
-      m.body = Body(args.body_bytes, filled);
+      m.tenant_id = absl::StrCat("t", k % 50);
+      m.envelope_from = absl::StrCat("sender", k % 1000, "@bench.test");
+      m.recipients = {absl::StrCat("rcpt", k, "@d", k % 1000, ".test")};
+      m.body = Body(args.body_bytes, k);
       // Next attempt somewhere in the coming retry window (>= 10 min out).
       absl::Duration offset =
-          absl::Minutes(10) +
-          absl::Microseconds(static_cast<int64_t>(rng() % absl::ToInt64Microseconds(window)));
+          absl::Minutes(10) + absl::Microseconds(static_cast<int64_t>(
+                                  local_rng() % absl::ToInt64Microseconds(window)));
       auto id = queue.Enqueue(m, base + offset);
       if (!id.ok()) {
         std::fprintf(stderr, "enqueue: %s\n", id.status().ToString().c_str());
-        return 1;
+        return false;
       }
-      if (filled % stride == 0) sample.push_back(*std::move(id));
-      ++filled;
-      ++added;
-      if (filled % 100000 == 0 && filled < target) {
+      if (k % stride == 0) {
+        std::lock_guard<std::mutex> lock(sample_mu);
+        sample.push_back(*std::move(id));
+      }
+      size_t d = done.fetch_add(1) + 1;
+      if ((filled + d) % 100000 == 0 && filled + d < target) {
         // Progress, so a run cut short still says how far it got.
-        std::printf("  ... %zu entries, filling at %.0f/s, RSS %.0f MiB, load %s\n", filled,
-                    added / (fill.Us() / 1e6), ProcKb("VmRSS") / 1024.0, LoadAverage().c_str());
+        std::printf("  ... %zu entries, filling at %.0f/s, RSS %.0f MiB%s%s, load %s\n",
+                    filled + d, d / (fill.Us() / 1e6), ProcKb("VmRSS") / 1024.0,
+                    args.rss_pids.empty() ? "" : ", replicas MiB ", PidsRss(args.rss_pids).c_str(),
+                    LoadAverage().c_str());
         std::fflush(stdout);
       }
+      return true;
+    };
+    std::vector<std::thread> fillers;
+    for (size_t t = 0; t < fill_threads; ++t) {
+      fillers.emplace_back([&, t] {
+        std::mt19937_64 local_rng(rng() ^ (t * 0x9E3779B97F4A7C15u));
+        for (size_t k = next.fetch_add(1); k < target && !failed.load(); k = next.fetch_add(1)) {
+          if (!fill_one(k, local_rng)) failed.store(true);
+        }
+      });
     }
+    for (std::thread& t : fillers) t.join();
+    if (failed.load()) return 1;
+    added = done.load();
+    filled = target;
     step.fill_per_s = added / (fill.Us() / 1e6);
     Samples make_due, pick, scan, resched, idle;
+    const double cpu_before = PidsCpuSeconds(args.rss_pids);
     for (size_t i = 0; i < args.probes; ++i) {
       const std::string& id = sample[rng() % sample.size()];
       absl::Time now = absl::Now();
@@ -264,6 +383,12 @@ int Run(const Args& args) {
       Timer t4;
       auto none = queue.DueIds(absl::Now(), 16);
       idle.us.push_back(t4.Us());
+      // The scan is a stale read: a replica that has not applied the
+      // reschedule yet may still list the entry. Asked again, not counted.
+      for (int tries = 0; replicated && tries < 500 && none.ok() && !none->empty(); ++tries) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        none = queue.DueIds(absl::Now(), 16);
+      }
       if (!none.ok() || !none->empty()) {
         std::fprintf(stderr, "unexpected due entries after reschedule\n");
         return 1;
@@ -286,9 +411,14 @@ int Run(const Args& args) {
       std::printf("  idle scan first 10%% p50 %.1f us, last 10%% p50 %.1f us\n", first.Pct(0.5),
                   last.Pct(0.5));
     }
+    if (!args.rss_pids.empty()) {
+      step.group_cpu_us_per_probe =
+          (PidsCpuSeconds(args.rss_pids) - cpu_before) * 1e6 / static_cast<double>(args.probes);
+      step.group_rss = PidsRss(args.rss_pids);
+    }
     step.rss_kb = ProcKb("VmRSS");
     step.hwm_kb = ProcKb("VmHWM");
-    step.disk = DirBytes(dir);
+    step.disk = std::filesystem::exists(dir) ? DirBytes(dir) : 0;
     steps.push_back(step);
     std::printf(
         "n=%-8zu fill %7.0f/s | make-due p50 %6.1f p99 %7.1f us | pick p50 %6.1f p99 %7.1f "
@@ -299,6 +429,11 @@ int Run(const Args& args) {
         step.pick_mean, step.scan_p50, step.resched_p50, step.resched_p99, step.resched_mean,
         step.idle_p50, step.rss_kb / 1024.0, step.hwm_kb / 1024.0, step.disk / 1048576.0,
         LoadAverage().c_str());
+    if (!args.rss_pids.empty()) {
+      std::printf("          replicas: CPU %.0f us per probe (make-due + pick + reschedule + idle "
+                  "scan, all replicas) | RSS MiB %s\n",
+                  step.group_cpu_us_per_probe, step.group_rss.c_str());
+    }
     std::fflush(stdout);
   }
   if (steps.size() >= 2) {
@@ -311,14 +446,20 @@ int Run(const Args& args) {
         "  pick (scan+lease) per message   p50 x%.2f  mean x%.2f\n"
         "  reschedule per message          p50 x%.2f  mean x%.2f\n"
         "  pick+reschedule per message at n=%zu: %.1f us p50 (%.0f msgs/s on one thread)\n"
-        "  peak RSS %.0f MiB (target < 1024 MiB)\n",
+        "  peak RSS of this process (the queue's client: relayd's share) %.0f MiB (target < 1024 "
+        "MiB)\n",
         a.n, b.n, n_ratio, log_ratio, b.pick_p50 / a.pick_p50, b.pick_mean / a.pick_mean,
         b.resched_p50 / a.resched_p50, b.resched_mean / a.resched_mean, b.n,
         b.pick_p50 + b.resched_p50, 1e6 / (b.pick_mean + b.resched_mean), b.hwm_kb / 1024.0);
+    if (!args.rss_pids.empty() && a.group_cpu_us_per_probe > 0) {
+      std::printf("  replicas' CPU per probe x%.2f (%.0f -> %.0f us)\n",
+                  b.group_cpu_us_per_probe / a.group_cpu_us_per_probe, a.group_cpu_us_per_probe,
+                  b.group_cpu_us_per_probe);
+    }
   }
   std::printf("load average after: %s\n", LoadAverage().c_str());
-  if (!args.keep) {
-    store->reset();
+  if (!args.keep && !replicated) {
+    store.reset();
     std::filesystem::remove_all(dir);
   }
   return 0;
@@ -332,7 +473,8 @@ int main(int argc, char** argv) {
   if (!mailgrid::outbound::ParseArgs(argc, argv, &args)) {
     std::fprintf(stderr,
                  "usage: queue_scale_bench [--sizes 10000,100000,1000000] [--probes 2000] "
-                 "[--body-bytes 1024] [--dir DIR] [--keep]\n");
+                 "[--body-bytes 1024] [--dir DIR] [--keep] [--kv HOST:PORT,...] "
+                 "[--fill-threads N] [--rss-pids PID,...]\n");
     return 2;
   }
   return mailgrid::outbound::Run(args);

@@ -1,0 +1,103 @@
+// services/relay/outbound.cc's own pieces (the queue itself is tested in
+// libs/outbound): queued local delivery resolves its recipients with one
+// ResolveMany.
+#include "services/relay/outbound.h"
+
+#include "absl/strings/match.h"
+#include "gtest/gtest.h"
+#include "libs/rpc/errors.h"
+
+namespace mailgrid::relay {
+namespace {
+
+// Local: *@hosted.test except nobody@; every other domain is not hosted.
+class CountingBackend final : public Backend {
+ public:
+  absl::StatusOr<tenant::v1::ResolveResponse> Resolve(
+      const tenant::v1::ResolveRequest& req) override {
+    ++resolve_calls;
+    const std::string& addr = req.address();
+    if (!absl::EndsWith(addr, "@hosted.test")) {
+      common::v1::RpcStatus d;
+      common::v1::ErrorDetail e;
+      e.set_reason("DOMAIN_NOT_HOSTED");
+      d.add_details()->PackFrom(e);
+      return rpc::WithDetails(absl::NotFoundError("domain not hosted"), d);
+    }
+    if (absl::StartsWith(addr, "nobody@")) return rpc::NotFound("address", addr);
+    tenant::v1::ResolveResponse r;
+    r.set_tenant_id("t1");
+    r.add_recipients()->set_mailbox_id("mbx-" + addr);
+    return r;
+  }
+  absl::StatusOr<tenant::v1::ResolveManyResponse> ResolveMany(
+      const tenant::v1::ResolveManyRequest& req) override {
+    ++many_calls;
+    if (!has_many) return absl::UnimplementedError("old tenantd");
+    int before = resolve_calls;
+    auto out = Backend::ResolveMany(req);  // the default: Resolve per request
+    resolve_calls = before;                // ... inside this one call
+    return out;
+  }
+  absl::StatusOr<bool> CanSendAs(const std::string&, const std::string&) override { return true; }
+  absl::StatusOr<identity::v1::CheckSaslResponse> CheckSasl(
+      const identity::v1::CheckSaslRequest&) override {
+    return absl::UnauthenticatedError("no");
+  }
+  absl::StatusOr<mailstore::v1::DeliverBatchResponse> Deliver(
+      uint32_t, const mailstore::v1::DeliverBatchRequest&) override {
+    return absl::UnavailableError("not in this test");
+  }
+  absl::Status CountSubmission(const std::string&, const std::string&) override {
+    return absl::OkStatus();
+  }
+
+  bool has_many = true;
+  int resolve_calls = 0;
+  int many_calls = 0;
+};
+
+void ExpectAnswers(const std::vector<absl::StatusOr<ResolvedRecipient>>& got) {
+  ASSERT_EQ(got.size(), 3u);
+  ASSERT_TRUE(got[0].ok()) << got[0].status();
+  EXPECT_FALSE(got[0]->remote);
+  EXPECT_EQ(got[0]->address, "bob@hosted.test");
+  ASSERT_EQ(got[0]->response.recipients_size(), 1);
+  EXPECT_EQ(got[0]->response.recipients(0).mailbox_id(), "mbx-bob@hosted.test");
+  ASSERT_TRUE(got[1].ok()) << got[1].status();
+  EXPECT_TRUE(got[1]->remote);  // DOMAIN_NOT_HOSTED
+  EXPECT_EQ(got[1]->address, "x@far.example");
+  ASSERT_FALSE(got[2].ok());
+  EXPECT_EQ(got[2].status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(rpc::ReasonOf(got[2].status()), "DOMAIN_NOT_HOSTED");
+}
+
+TEST(ResolveRecipients, SeveralAreOneResolveMany) {
+  CountingBackend b;
+  auto got = ResolveRecipients(b, {"bob@hosted.test", "x@far.example", "nobody@hosted.test"}, {});
+  EXPECT_EQ(b.many_calls, 1);
+  EXPECT_EQ(b.resolve_calls, 0);
+  ExpectAnswers(got);
+}
+
+TEST(ResolveRecipients, WithoutResolveManyOneByOneWithTheSameAnswers) {
+  CountingBackend b;
+  b.has_many = false;
+  auto got = ResolveRecipients(b, {"bob@hosted.test", "x@far.example", "nobody@hosted.test"}, {});
+  EXPECT_EQ(b.many_calls, 1);
+  EXPECT_EQ(b.resolve_calls, 3);
+  ExpectAnswers(got);
+}
+
+TEST(ResolveRecipients, OneIsOneResolve) {
+  CountingBackend b;
+  auto got = ResolveRecipients(b, {"bob@hosted.test"}, {});
+  EXPECT_EQ(b.many_calls, 0);
+  EXPECT_EQ(b.resolve_calls, 1);
+  ASSERT_EQ(got.size(), 1u);
+  ASSERT_TRUE(got[0].ok());
+  EXPECT_FALSE(got[0]->remote);
+}
+
+}  // namespace
+}  // namespace mailgrid::relay
