@@ -13,6 +13,7 @@
 #include <openssl/ssl.h>
 
 #include <array>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -230,6 +231,13 @@ void ConnImpl::OnTlsRead(const asio::error_code& ec, size_t n) {
 void ConnImpl::StartWrite() {
   if (writing_ || outq_.empty() || handshaking_) return;
   writing_ = true;
+  if (outq_.size() > 1) {
+    // Replies queued while a write was in flight go out together: one
+    // send (one TLS record) instead of one per reply.
+    std::string& first = outq_.front();
+    for (auto it = std::next(outq_.begin()); it != outq_.end(); ++it) first += *it;
+    outq_.erase(std::next(outq_.begin()), outq_.end());
+  }
   auto done = [self = shared_from_this()](const asio::error_code& ec, size_t n) {
     self->OnWritten(ec, n);
   };

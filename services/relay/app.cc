@@ -70,6 +70,9 @@ absl::StatusOr<std::unique_ptr<RelayApp>> RelayApp::CreateWithBackend(
     app->dns_ = std::make_unique<CachingResolver>(std::move(dns));
   }
   app->workers_ = std::make_unique<WorkerPool>(app->options_.worker_threads);
+  int inline_calls = app->options_.smtp_inline_calls < 0 ? app->options_.smtp_threads - 1
+                                                         : app->options_.smtp_inline_calls;
+  if (inline_calls > 0) app->inline_gate_ = std::make_unique<InlineGate>(inline_calls);
   if (registry) app->metrics_ = RelayMetrics::Create(*registry);
   if (!mx_dns) {
     // Outbound MX lookups: --dns-server, else the inbound checks' resolver.
@@ -105,6 +108,7 @@ absl::StatusOr<std::unique_ptr<RelayApp>> RelayApp::CreateWithBackend(
     app->context_.rcpt_cache = app->rcpt_cache_.get();
   }
   app->context_.audit = app->audit_.get();
+  app->context_.inline_calls = app->inline_gate_.get();
   app->relay_service_.BindAudit(app->audit_.get());
   netserver::ServerOptions so;
   so.threads = app->options_.smtp_threads;

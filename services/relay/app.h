@@ -62,6 +62,7 @@ class RelayApp final : public rpc::ServiceApp {
   std::unique_ptr<RcptCache> rcpt_cache_;   // RCPT Resolve answers (--rcpt-cache-ttl)
   std::shared_ptr<auth::TokenVerifier> verifier_;
   std::unique_ptr<WorkerPool> workers_;
+  std::unique_ptr<InlineGate> inline_gate_;  // --smtp-inline-calls
   std::unique_ptr<RelayMetrics> metrics_;
   RelayContext context_;
   std::unique_ptr<netserver::Server> server_;

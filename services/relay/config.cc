@@ -43,6 +43,9 @@ void AddFlags(config::Flags& f, Options& o) {
   f.Duration("smtp-timeout", &o.smtp_timeout, "idle time before 421 4.4.2 and close");
   f.Int("smtp-threads", &o.smtp_threads, "threads running the SMTP event loop");
   f.Int("worker-threads", &o.worker_threads, "threads for blocking calls to peer services");
+  f.Int("smtp-inline-calls", &o.smtp_inline_calls,
+        "SMTP loop threads that may make a session's blocking peer call themselves instead of "
+        "handing it to a worker (-1: smtp-threads - 1; 0: always a worker)");
   f.Int("rate-user-per-hour", &o.rate_user_per_hour,
         "messages an authenticated user may submit per hour (0: no limit)");
   f.Int("rate-tenant-per-hour", &o.rate_tenant_per_hour,
@@ -103,6 +106,8 @@ absl::Status Validate(const Options& o) {
     return absl::InvalidArgumentError("--public-tls-cert and --public-tls-key go together");
   if (!o.submission_tls_listen.empty() && o.public_tls_cert.empty())
     return absl::InvalidArgumentError("--submission-tls-listen needs --public-tls-cert/key");
+  if (o.smtp_inline_calls < -1 || o.smtp_inline_calls >= o.smtp_threads)
+    return absl::InvalidArgumentError("--smtp-inline-calls: -1, or 0 to smtp-threads - 1");
   if (o.queue_threads < 0) return absl::InvalidArgumentError("--queue-threads: must be >= 0");
   if (o.destination_concurrency < 0)
     return absl::InvalidArgumentError("--destination-concurrency: must be >= 0");

@@ -47,6 +47,10 @@ struct Options {
   absl::Duration smtp_timeout = absl::Minutes(5);  // RFC 5321 §4.5.3.2.7
   int smtp_threads = 2;
   int worker_threads = 32;  // blocking peer calls (Resolve, CheckSasl, DeliverBatch)
+  // SMTP loop threads that may run a session's blocking call themselves
+  // (no hand-off to a worker and back; worker_pool.h InlineGate); -1:
+  // smtp_threads - 1, so one thread always serves the loop; 0: never.
+  int smtp_inline_calls = -1;
   // Sending limits for authenticated submission (messages per hour); 0 = none.
   int rate_user_per_hour = 1000;
   int rate_tenant_per_hour = 20000;

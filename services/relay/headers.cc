@@ -2,6 +2,8 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -13,6 +15,7 @@ namespace mailgrid::relay {
 
 std::string Sanitize(std::string_view in, size_t max) {
   std::string out;
+  out.reserve(std::min(in.size(), max));
   for (char c : in.substr(0, max)) {
     unsigned char u = static_cast<unsigned char>(c);
     bool ok = u > 0x20 && u < 0x7f && c != '(' && c != ')' && c != ';' && c != '\\' && c != '"';
@@ -129,8 +132,11 @@ std::vector<std::string> FromAddresses(std::string_view message) {
 
 std::string DeliveryId(std::string_view envelope_from, const std::vector<std::string>& rcpts,
                        std::string_view message) {
+  // Fetched from the provider once, not at every message (EVP_sha256()
+  // makes EVP_DigestInit_ex look the implementation up each time).
+  static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr);
+  EVP_DigestInit_ex(ctx, kSha256 != nullptr ? kSha256 : EVP_sha256(), nullptr);
   auto add = [&](std::string_view s) {
     std::string len = absl::StrCat(s.size(), ":");
     EVP_DigestUpdate(ctx, len.data(), len.size());

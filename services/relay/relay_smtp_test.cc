@@ -12,6 +12,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/escaping.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "libs/mailauth/dkim.h"
@@ -138,6 +139,8 @@ class FakeBackend : public Backend {
   }
   absl::StatusOr<mailstore::v1::DeliverBatchResponse> Deliver(
       uint32_t shard, const mailstore::v1::DeliverBatchRequest& req) override {
+    if (hold != nullptr && req.message().find("Subject: HOLD") != std::string::npos)
+      hold->WaitForNotification();  // the thread making the call stays inside it
     absl::MutexLock l(&mu);
     if (!deliver_error.ok()) return deliver_error;
     delivered.push_back(req);
@@ -160,6 +163,8 @@ class FakeBackend : public Backend {
     absl::MutexLock l(&mu);
     return rate_room;
   }
+  // When set, a delivery whose message has "Subject: HOLD" waits for it.
+  absl::Notification* hold = nullptr;
   int count_calls = 0;
   int64_t rate_room = 0;  // what the limiter says is left after a count
   // Mailboxes over quota at delivery time (issue 8).
@@ -321,15 +326,58 @@ class RelaySmtpTest : public ::testing::Test {
     std::string raw = std::string(1, '\0') + std::string(user) + '\0' + std::string(pass);
     return absl::Base64Escape(raw);
   }
+  // Restarts the app with a LocalStore queue in a fresh directory (remote
+  // delivery and holds on; no runner) and waits until the queue is up.
+  void RestartWithQueue(const std::string& dir) {
+    if (app_) app_->Stop();
+    app_.reset();
+    auto local = store::LocalStore::Open(dir);
+    ASSERT_TRUE(local.ok()) << local.status();
+    StartApp(std::move(*local));
+    for (int i = 0; i < 600 && !app_->outbound()->available(); ++i)
+      absl::SleepFor(absl::Milliseconds(50));
+    ASSERT_TRUE(app_->outbound()->available());
+  }
+
+  // A session on port 25 past its greeting and EHLO.
+  struct MxSession {
+    explicit MxSession(tcp::socket sock) : s(std::move(sock)), c(s) {}
+    tcp::socket s;
+    Client<tcp::socket> c;
+    std::string greeting, ehlo;
+  };
+  std::unique_ptr<MxSession> OpenMx(const std::string& helo = "mta.sender.example") {
+    auto mx = std::make_unique<MxSession>(Connect("smtp"));
+    mx->greeting = mx->c.Reply();
+    mx->ehlo = mx->c.Cmd("EHLO " + helo);
+    return mx;
+  }
+  // A submission session over 465 (implicit TLS) past its greeting, EHLO
+  // and AUTH PLAIN as `user`; `auth` is the AUTH reply (235 when signed in).
+  struct Submission {
+    Submission(tcp::socket sock, asio::ssl::context context)
+        : ctx(std::move(context)), tls(std::move(sock), ctx), c(tls) {}
+    asio::ssl::context ctx;
+    asio::ssl::stream<tcp::socket> tls;
+    Client<asio::ssl::stream<tcp::socket>> c;
+    std::string greeting, ehlo, auth;
+  };
+  std::unique_ptr<Submission> SignIn(const std::string& user = "alice@hosted.test",
+                                     const std::string& password = "s3cret") {
+    auto sub = std::make_unique<Submission>(Connect("submissions"), ClientTls());
+    sub->tls.handshake(asio::ssl::stream_base::client);
+    sub->greeting = sub->c.Reply();
+    sub->ehlo = sub->c.Cmd("EHLO laptop");
+    sub->auth = sub->c.Cmd("AUTH PLAIN " + Plain(user, password));
+    return sub;
+  }
 
   // One message over port 25 from 127.0.0.1; returns the reply to the
   // final dot (the message is sent as is: no line may start with '.').
   std::string SendMx(const std::string& helo, const std::string& mail_from,
                      const std::string& message) {
-    tcp::socket s = Connect("smtp");
-    Client<tcp::socket> c(s);
-    c.Reply();
-    c.Cmd(absl::StrCat("EHLO ", helo));
+    std::unique_ptr<MxSession> mx = OpenMx(helo);
+    Client<tcp::socket>& c = mx->c;
     std::string r = c.Cmd(absl::StrCat("MAIL FROM:<", mail_from, ">"));
     if (!absl::StartsWith(r, "250")) return r;
     r = c.Cmd("RCPT TO:<alice@hosted.test>");
@@ -343,10 +391,8 @@ class RelaySmtpTest : public ::testing::Test {
   }
   // One message over port 25 to `rcpt` from sender.example (SPF passes).
   std::string SendMxTo(const std::string& rcpt, const std::string& message) {
-    tcp::socket s = Connect("smtp");
-    Client<tcp::socket> c(s);
-    c.Reply();
-    c.Cmd("EHLO mta.sender.example");
+    std::unique_ptr<MxSession> mx = OpenMx();
+    Client<tcp::socket>& c = mx->c;
     std::string r = c.Cmd("MAIL FROM:<x@sender.example>");
     if (!absl::StartsWith(r, "250")) return r;
     r = c.Cmd(absl::StrCat("RCPT TO:<", rcpt, ">"));
@@ -390,10 +436,10 @@ class RelaySmtpTest : public ::testing::Test {
 };
 
 TEST_F(RelaySmtpTest, MxDeliversToHostedUserWithTraceFields) {
-  tcp::socket s = Connect("smtp");
-  Client<tcp::socket> c(s);
-  EXPECT_REPLY(c.Reply(), "220 mx.mailgrid.test");
-  std::string ehlo = c.Cmd("EHLO sender.example");
+  std::unique_ptr<MxSession> mx = OpenMx("sender.example");
+  Client<tcp::socket>& c = mx->c;
+  EXPECT_REPLY(mx->greeting, "220 mx.mailgrid.test");
+  const std::string& ehlo = mx->ehlo;
   EXPECT_NE(ehlo.find("STARTTLS"), std::string::npos);
   EXPECT_EQ(ehlo.find("AUTH"), std::string::npos) << "no AUTH on port 25";
   EXPECT_REPLY(c.Cmd("MAIL FROM:<x@sender.example>"), "250");
@@ -427,10 +473,8 @@ TEST_F(RelaySmtpTest, MxDeliversToHostedUserWithTraceFields) {
 }
 
 TEST_F(RelaySmtpTest, UnknownUsersAndOpenRelayProbesAreRefused) {
-  tcp::socket s = Connect("smtp");
-  Client<tcp::socket> c(s);
-  c.Reply();
-  c.Cmd("EHLO probe.example");
+  std::unique_ptr<MxSession> mx = OpenMx("probe.example");
+  Client<tcp::socket>& c = mx->c;
   EXPECT_REPLY(c.Cmd("MAIL FROM:<spammer@probe.example>"), "250");
   EXPECT_REPLY(c.Cmd("RCPT TO:<nobody@hosted.test>"), "550 5.1.1");
   EXPECT_REPLY(c.Cmd("RCPT TO:<victim@foreign.example>"), "550 5.7.1");
@@ -444,10 +488,8 @@ TEST_F(RelaySmtpTest, UnknownUsersAndOpenRelayProbesAreRefused) {
 
 TEST_F(RelaySmtpTest, SmugglingNeverProducesASecondMessage) {
   for (std::string_view fake_end : {"\n.\n", "\n.\r\n", "\r.\r\n", "\r\n.\n"}) {
-    tcp::socket s = Connect("smtp");
-    Client<tcp::socket> c(s);
-    c.Reply();
-    c.Cmd("EHLO smuggler.example");
+    std::unique_ptr<MxSession> mx = OpenMx("smuggler.example");
+    Client<tcp::socket>& c = mx->c;
     EXPECT_REPLY(c.Cmd("MAIL FROM:<a@smuggler.example>"), "250");
     EXPECT_REPLY(c.Cmd("RCPT TO:<alice@hosted.test>"), "250");
     EXPECT_REPLY(c.Cmd("DATA"), "354");
@@ -461,10 +503,8 @@ TEST_F(RelaySmtpTest, SmugglingNeverProducesASecondMessage) {
 }
 
 TEST_F(RelaySmtpTest, OverSizeIs552AndNothingStored) {
-  tcp::socket s = Connect("smtp");
-  Client<tcp::socket> c(s);
-  c.Reply();
-  c.Cmd("EHLO big.example");
+  std::unique_ptr<MxSession> mx = OpenMx("big.example");
+  Client<tcp::socket>& c = mx->c;
   EXPECT_REPLY(c.Cmd("MAIL FROM:<a@big.example> SIZE=999999999"), "552 5.3.4");
   EXPECT_REPLY(c.Cmd("MAIL FROM:<a@big.example>"), "250");
   EXPECT_REPLY(c.Cmd("RCPT TO:<alice@hosted.test>"), "250");
@@ -481,10 +521,8 @@ TEST_F(RelaySmtpTest, StoreFailureIs451) {
     absl::MutexLock l(&backend_->mu);
     backend_->deliver_error = absl::UnavailableError("no leader");
   }
-  tcp::socket s = Connect("smtp");
-  Client<tcp::socket> c(s);
-  c.Reply();
-  c.Cmd("EHLO a.example");
+  std::unique_ptr<MxSession> mx = OpenMx("a.example");
+  Client<tcp::socket>& c = mx->c;
   c.Cmd("MAIL FROM:<a@a.example>");
   EXPECT_REPLY(c.Cmd("RCPT TO:<alice@hosted.test>"), "250");
   c.Cmd("DATA");
@@ -532,14 +570,11 @@ TEST_F(RelaySmtpTest, SubmissionNeedsTlsThenAuthThenOwnership) {
 }
 
 TEST_F(RelaySmtpTest, ImplicitTlsSubmissionAndRateLimit) {
-  auto ctx = ClientTls();
-  asio::ssl::stream<tcp::socket> tls(Connect("submissions"), ctx);
-  tls.handshake(asio::ssl::stream_base::client);
-  Client<asio::ssl::stream<tcp::socket>> t(tls);
-  EXPECT_REPLY(t.Reply(), "220");
-  std::string ehlo = t.Cmd("EHLO phone");
-  EXPECT_EQ(ehlo.find("STARTTLS"), std::string::npos);
-  EXPECT_REPLY(t.Cmd("AUTH PLAIN " + Plain("alice@hosted.test", "s3cret")), "235");
+  std::unique_ptr<Submission> sub = SignIn();
+  auto& t = sub->c;
+  EXPECT_REPLY(sub->greeting, "220");
+  EXPECT_EQ(sub->ehlo.find("STARTTLS"), std::string::npos);
+  EXPECT_REPLY(sub->auth, "235");
   {
     absl::MutexLock l(&backend_->mu);
     backend_->rate_error = absl::ResourceExhaustedError("limit");
@@ -555,13 +590,10 @@ TEST_F(RelaySmtpTest, SessionRemembersItsSenderAndRcptAnswersAreReused) {
     absl::MutexLock l(&backend_->mu);
     backend_->counts_submissions = false;  // no rate limiter: MAIL needs no worker
   }
-  auto ctx = ClientTls();
-  asio::ssl::stream<tcp::socket> tls(Connect("submissions"), ctx);
-  tls.handshake(asio::ssl::stream_base::client);
-  Client<asio::ssl::stream<tcp::socket>> t(tls);
-  EXPECT_REPLY(t.Reply(), "220");
-  t.Cmd("EHLO laptop");
-  EXPECT_REPLY(t.Cmd("AUTH PLAIN " + Plain("alice@hosted.test", "s3cret")), "235");
+  std::unique_ptr<Submission> sub = SignIn();
+  auto& t = sub->c;
+  EXPECT_REPLY(sub->greeting, "220");
+  EXPECT_REPLY(sub->auth, "235");
   for (int i = 0; i < 3; ++i) {
     EXPECT_REPLY(t.Cmd("MAIL FROM:<alice@hosted.test>"), "250");
     EXPECT_REPLY(t.Cmd("RCPT TO:<bob@hosted.test>"), "250");
@@ -593,13 +625,10 @@ TEST_F(RelaySmtpTest, RateLimitIsCountedAtDataWhileFarFromTheLimit) {
     absl::MutexLock l(&backend_->mu);
     backend_->rate_room = 1000;
   }
-  auto ctx = ClientTls();
-  asio::ssl::stream<tcp::socket> tls(Connect("submissions"), ctx);
-  tls.handshake(asio::ssl::stream_base::client);
-  Client<asio::ssl::stream<tcp::socket>> t(tls);
-  EXPECT_REPLY(t.Reply(), "220");
-  t.Cmd("EHLO laptop");
-  EXPECT_REPLY(t.Cmd("AUTH PLAIN " + Plain("alice@hosted.test", "s3cret")), "235");
+  std::unique_ptr<Submission> sub = SignIn();
+  auto& t = sub->c;
+  EXPECT_REPLY(sub->greeting, "220");
+  EXPECT_REPLY(sub->auth, "235");
   auto send = [&](int i, const char* want) {
     EXPECT_REPLY(t.Cmd("MAIL FROM:<alice@hosted.test>"), "250");
     EXPECT_REPLY(t.Cmd("RCPT TO:<bob@hosted.test>"), "250");
@@ -641,10 +670,9 @@ TEST_F(RelaySmtpTest, ForeignDomainIsAskedOncePerDomainNotPerAddress) {
   rcpt_cache_ttl_ = absl::Minutes(10);
   rcpt_cache_foreign_ttl_ = absl::Minutes(10);
   StartApp(nullptr);
-  tcp::socket s = Connect("smtp");
-  Client<tcp::socket> c(s);
-  EXPECT_REPLY(c.Reply(), "220");
-  c.Cmd("EHLO mta.sender.example");
+  std::unique_ptr<MxSession> mx = OpenMx();
+  Client<tcp::socket>& c = mx->c;
+  EXPECT_REPLY(mx->greeting, "220");
   EXPECT_REPLY(c.Cmd("MAIL FROM:<x@sender.example>"), "250");
   EXPECT_REPLY(c.Cmd("RCPT TO:<a@foreign.example>"), "550 5.7.1");
   EXPECT_REPLY(c.Cmd("RCPT TO:<b@Foreign.Example>"), "550 5.7.1");
@@ -664,10 +692,10 @@ TEST_F(RelaySmtpTest, ForeignDomainIsAskedOncePerDomainNotPerAddress) {
 // ResolveMany with the first; the others are answered from those answers
 // (uncacheable ones too: an unknown address), each in order.
 TEST_F(RelaySmtpTest, PipelinedRcptsAreResolvedInOneCall) {
-  tcp::socket s = Connect("smtp");
-  Client<tcp::socket> c(s);
-  EXPECT_REPLY(c.Reply(), "220");
-  EXPECT_REPLY(c.Cmd("EHLO mta.sender.example"), "250");
+  std::unique_ptr<MxSession> mx = OpenMx();
+  Client<tcp::socket>& c = mx->c;
+  EXPECT_REPLY(mx->greeting, "220");
+  EXPECT_REPLY(mx->ehlo, "250");
   c.Send(
       "MAIL FROM:<x@sender.example>\r\nRCPT TO:<bob@hosted.test>\r\n"
       "RCPT TO:<nobody@hosted.test>\r\nRCPT TO:<alice@hosted.test>\r\n"
@@ -695,11 +723,39 @@ TEST_F(RelaySmtpTest, PipelinedRcptsAreResolvedInOneCall) {
   EXPECT_EQ(backend_->resolve_calls, 5);
 }
 
+// A session's blocking call may run on a loop thread (--smtp-inline-calls:
+// one of the two loop threads here), never on all of them: while one
+// session's delivery hangs inside its call, other sessions still get every
+// reply and deliver (their calls go to the worker pool).
+TEST_F(RelaySmtpTest, AHangingDeliveryLeavesTheLoopServingOthers) {
+  absl::Notification hold;
+  struct Release {  // never leave the held call behind, even on failure
+    absl::Notification& n;
+    ~Release() {
+      if (!n.HasBeenNotified()) n.Notify();
+    }
+  } release{hold};
+  backend_->hold = &hold;
+  std::unique_ptr<MxSession> held = OpenMx();
+  EXPECT_REPLY(held->c.Cmd("MAIL FROM:<x@sender.example>"), "250");
+  EXPECT_REPLY(held->c.Cmd("RCPT TO:<alice@hosted.test>"), "250");
+  EXPECT_REPLY(held->c.Cmd("DATA"), "354");
+  held->c.Send("From: x@sender.example\r\nSubject: HOLD\r\n\r\nwait\r\n.\r\n");
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_REPLY(SendMxTo("bob@hosted.test",
+                          absl::StrCat("From: x@sender.example\r\nSubject: ", i, "\r\n\r\nhi\r\n")),
+                 "250 2.0.0");
+  }
+  EXPECT_EQ(backend_->Delivered(), 3u);
+  hold.Notify();
+  EXPECT_REPLY(held->c.Reply(), "250 2.0.0");
+  EXPECT_EQ(backend_->Delivered(), 4u);
+  backend_->hold = nullptr;
+}
+
 TEST_F(RelaySmtpTest, ShutdownSays421) {
-  tcp::socket s = Connect("smtp");
-  Client<tcp::socket> c(s);
-  c.Reply();
-  c.Cmd("EHLO a.example");
+  std::unique_ptr<MxSession> mx = OpenMx("a.example");
+  Client<tcp::socket>& c = mx->c;
   app_->Drain();
   EXPECT_REPLY(c.Reply(), "421 4.3.2");
 }
@@ -860,12 +916,8 @@ namespace {
 // remote one is DKIM-signed with the From: domain's key and queued (one
 // entry), and 250 names the queue entry.
 TEST_F(RelaySmtpTest, RemoteSubmissionIsSignedAndQueued) {
-  app_->Stop();
-  app_.reset();
-  std::string dir = ::testing::TempDir() + "/relay-queue-" + std::to_string(absl::ToUnixMicros(absl::Now()));
-  auto local = store::LocalStore::Open(dir);
-  ASSERT_TRUE(local.ok()) << local.status();
-  StartApp(std::move(*local));
+  RestartWithQueue(::testing::TempDir() + "/relay-queue-" +
+                   std::to_string(absl::ToUnixMicros(absl::Now())));
   mailauth::testing::TestKey k = mailauth::testing::MakeKey(/*ed25519=*/false, 2048);
   {
     absl::MutexLock l(&backend_->mu);
@@ -877,16 +929,10 @@ TEST_F(RelaySmtpTest, RemoteSubmissionIsSignedAndQueued) {
     key->set_private_key_pem(k.private_pem);
     backend_->dkim["hosted.test"] = keys;
   }
-  for (int i = 0; i < 600 && !app_->outbound()->available(); ++i) absl::SleepFor(absl::Milliseconds(50));
-  ASSERT_TRUE(app_->outbound()->available());
 
-  auto ctx = ClientTls();
-  asio::ssl::stream<tcp::socket> tls(Connect("submissions"), ctx);
-  tls.handshake(asio::ssl::stream_base::client);
-  Client<asio::ssl::stream<tcp::socket>> t(tls);
-  EXPECT_REPLY(t.Reply(), "220");
-  t.Cmd("EHLO laptop");
-  EXPECT_REPLY(t.Cmd("AUTH PLAIN " + Plain("alice@hosted.test", "s3cret")), "235");
+  std::unique_ptr<Submission> sub = SignIn();
+  auto& t = sub->c;
+  EXPECT_REPLY(sub->auth, "235");
   EXPECT_REPLY(t.Cmd("MAIL FROM:<alice@hosted.test>"), "250");
   EXPECT_REPLY(t.Cmd("RCPT TO:<someone@foreign.example>"), "250");
   EXPECT_REPLY(t.Cmd("RCPT TO:<other@foreign.example>"), "250");
@@ -942,12 +988,9 @@ TEST_F(RelaySmtpTest, RemoteSubmissionIsSignedAndQueued) {
   EXPECT_EQ(he->state(), relay::v1::QUEUE_STATE_HELD);
 
   // Unauthenticated: still no relay.
-  tcp::socket s = Connect("smtp");
-  Client<tcp::socket> mx(s);
-  mx.Reply();
-  mx.Cmd("EHLO probe");
-  EXPECT_REPLY(mx.Cmd("MAIL FROM:<x@foreign.example>"), "250");
-  EXPECT_REPLY(mx.Cmd("RCPT TO:<someone@foreign.example>"), "550 5.7.1");
+  std::unique_ptr<MxSession> mx = OpenMx("probe");
+  EXPECT_REPLY(mx->c.Cmd("MAIL FROM:<x@foreign.example>"), "250");
+  EXPECT_REPLY(mx->c.Cmd("RCPT TO:<someone@foreign.example>"), "550 5.7.1");
 }
 
 // ---- Issue 8: one local recipient fails at delivery time ----------------------
@@ -957,13 +1000,8 @@ class RelayPolicyTest : public RelaySmtpTest {
  protected:
   void SetUp() override {
     dir_ = ::testing::TempDir() + "/relay-policy-" + std::to_string(absl::ToUnixMicros(absl::Now()));
-    auto local = store::LocalStore::Open(dir_);
-    ASSERT_TRUE(local.ok()) << local.status();
-    StartApp(std::move(*local));
+    RestartWithQueue(dir_);
     backend_->mailboxes["boss@hosted.test"] = "mbx-boss";
-    for (int i = 0; i < 600 && !app_->outbound()->available(); ++i)
-      absl::SleepFor(absl::Milliseconds(50));
-    ASSERT_TRUE(app_->outbound()->available());
   }
   void TearDown() override {
     RelaySmtpTest::TearDown();
@@ -972,15 +1010,10 @@ class RelayPolicyTest : public RelaySmtpTest {
   // One submission by alice over 465; the reply to the final dot.
   std::string SubmitAsAlice(const std::vector<std::string>& rcpts, const std::string& message,
                             const std::string& rcpt_params = "") {
-    auto ctx = ClientTls();
-    asio::ssl::stream<tcp::socket> tls(Connect("submissions"), ctx);
-    tls.handshake(asio::ssl::stream_base::client);
-    Client<asio::ssl::stream<tcp::socket>> t(tls);
-    t.Reply();
-    t.Cmd("EHLO laptop");
-    std::string r = t.Cmd("AUTH PLAIN " + Plain("alice@hosted.test", "s3cret"));
-    if (!absl::StartsWith(r, "235")) return r;
-    r = t.Cmd("MAIL FROM:<alice@hosted.test>");
+    std::unique_ptr<Submission> sub = SignIn();
+    auto& t = sub->c;
+    if (!absl::StartsWith(sub->auth, "235")) return sub->auth;
+    std::string r = t.Cmd("MAIL FROM:<alice@hosted.test>");
     if (!absl::StartsWith(r, "250")) return r;
     for (const std::string& rc : rcpts) {
       r = t.Cmd(absl::StrCat("RCPT TO:<", rc, ">", rcpt_params));
@@ -1005,10 +1038,8 @@ TEST_F(RelayPolicyTest, OneRecipientOverQuotaGetsADsnOthersTheMessage) {
     backend_->full.insert("mbx-bob");
   }
   // MX: alice gets it, the remote sender gets a failure DSN (queued).
-  tcp::socket s = Connect("smtp");
-  Client<tcp::socket> c(s);
-  c.Reply();
-  c.Cmd("EHLO mta.sender.example");
+  std::unique_ptr<MxSession> mx = OpenMx();
+  Client<tcp::socket>& c = mx->c;
   EXPECT_REPLY(c.Cmd("MAIL FROM:<x@sender.example>"), "250");
   EXPECT_REPLY(c.Cmd("RCPT TO:<alice@hosted.test>"), "250");
   // ORCPT (RFC 3461 §4.2, xtext: "+2B" is '+'): reported as Original-Recipient.

@@ -210,17 +210,21 @@ void RelaySession::OnClose(std::string_view reason) {
 void RelaySession::CountReplies() {
   if (ctx_->metrics == nullptr) return;
   const smtp::SessionStats& s = smtp_.stats();
-  auto add = [&](const char* cls, uint64_t now, uint64_t& before) {
+  // Each class's series is looked up once per session (Family::Add builds
+  // a label map and takes the family's lock), not at every reply.
+  auto add = [&](int i, const char* cls, uint64_t now, uint64_t& before) {
     if (now > before) {
-      ctx_->metrics->replies->Add({{"listener", info_.listener}, {"class", cls}})
-          .Increment(static_cast<double>(now - before));
+      if (reply_counters_[i] == nullptr)
+        reply_counters_[i] =
+            &ctx_->metrics->replies->Add({{"listener", info_.listener}, {"class", cls}});
+      reply_counters_[i]->Increment(static_cast<double>(now - before));
       before = now;
     }
   };
-  add("2xx", s.replies_2xx, counted_.replies_2xx);
-  add("3xx", s.replies_3xx, counted_.replies_3xx);
-  add("4xx", s.replies_4xx, counted_.replies_4xx);
-  add("5xx", s.replies_5xx, counted_.replies_5xx);
+  add(0, "2xx", s.replies_2xx, counted_.replies_2xx);
+  add(1, "3xx", s.replies_3xx, counted_.replies_3xx);
+  add(2, "4xx", s.replies_4xx, counted_.replies_4xx);
+  add(3, "5xx", s.replies_5xx, counted_.replies_5xx);
 }
 
 void RelaySession::Reply(bool accept, int code, std::string_view enhanced, std::string_view text) {
@@ -237,6 +241,27 @@ void RelaySession::Async(std::function<std::function<void()>()> work) {
   // session) is alive.
   RelayMetrics* m = ctx_->metrics;
   absl::Time queued = absl::Now();
+  InlineGate* gate = ctx_->inline_calls;
+  if (gate != nullptr && gate->TryEnter()) {
+    // This loop thread makes the call itself, right after the replies so
+    // far are written (the Post runs once this handler has returned): no
+    // hand-off to a worker and none back to the strand. The gate keeps
+    // other loop threads free; a connection closed meanwhile drops the
+    // function, and the guard gives the place back.
+    std::shared_ptr<void> place(nullptr, [gate](void*) { gate->Leave(); });
+    if (auto c = weak.lock()) {
+      c->Post([this, m, queued, place, work = std::move(work)]() mutable {
+        if (m) m->Observe(RelayMetrics::kWorkerWait, absl::Now() - queued);
+        std::function<void()> finish = work();
+        place.reset();
+        if (m) m->Observe(RelayMetrics::kStrandWait, absl::ZeroDuration());
+        waiting_ = false;
+        finish();
+        return Drive();
+      });
+    }
+    return;
+  }
   ctx_->workers->Run([this, weak, m, queued, work = std::move(work)] {
     if (m) m->Observe(RelayMetrics::kWorkerWait, absl::Now() - queued);
     std::function<void()> finish = work();
@@ -701,7 +726,8 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
   }
   // The header block we add: Return-Path, Received, then (once known)
   // Authentication-Results.
-  auto prefix = std::make_shared<std::string>(ReturnPathField(t) + ReceivedField(t));
+  auto received = std::make_shared<std::string>(ReceivedField(t));
+  auto prefix = std::make_shared<std::string>(ReturnPathField(t) + *received);
   auto body = std::make_shared<std::string>(StripForgedAuthResults(message, o.hostname));
   // DKIM verifies the message as it arrived (a signer may have covered a
   // field we strip).
@@ -735,7 +761,6 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
   std::vector<std::string> remote = std::move(remote_);
   std::vector<Moderated> moderated = std::move(moderated_);
   Outbound* outbound = ctx_->outbound;
-  auto received = std::make_shared<std::string>(ReceivedField(t));
   // Mail policies: who is monitored here (by tenant), what an audit hold
   // would queue (every RCPT as given, local and remote), who asked for no
   // failure DSN (RFC 3461 NOTIFY without FAILURE).

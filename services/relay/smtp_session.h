@@ -100,6 +100,9 @@ struct RelayContext {
   AuditHolds* audit = nullptr;
   // Resolve answers kept --rcpt-cache-ttl (rcpt_cache.h); null: none.
   RcptCache* rcpt_cache = nullptr;
+  // Loop threads that may make a blocking call themselves (--smtp-inline-
+  // calls, worker_pool.h); null: every call goes to `workers`.
+  InlineGate* inline_calls = nullptr;
 };
 
 enum class ListenerKind { kMx, kSubmission, kSubmissionTls };
@@ -214,6 +217,7 @@ class RelaySession final : public netserver::Session {
   // (PipelinedLookups), by RcptCache::Key; each used once.
   std::map<std::string, absl::StatusOr<tenant::v1::ResolveResponse>> prefetched_;
   smtp::SessionStats counted_;  // stats already exported to metrics
+  prometheus::Counter* reply_counters_[4] = {};  // 2xx..5xx of this listener, once used
 };
 
 }  // namespace mailgrid::relay
