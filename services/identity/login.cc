@@ -50,8 +50,10 @@ absl::StatusOr<v1::LoginResult> Core::Login(const Caller& c, const v1::LoginRequ
 
   ASSIGN_OR_RETURN(auto principal, LookupAddress(address));
   std::optional<storage::Credential> cred;
+  uint64_t seen = 0;  // the state the credential read saw; the policy read below is as fresh
   if (principal.has_value()) {
-    auto got = store_->GetCredential(principal->user().tenant_id(), principal->user().user_id());
+    auto got =
+        store_->GetCredential(principal->user().tenant_id(), principal->user().user_id(), &seen);
     if (got.ok())
       cred = *std::move(got);
     else if (!absl::IsNotFound(got.status()))
@@ -89,7 +91,7 @@ absl::StatusOr<v1::LoginResult> Core::Login(const Caller& c, const v1::LoginRequ
         log::Warn("password rehash not stored", {{"status", s}});
     }
   }
-  ASSIGN_OR_RETURN(auto policy, store_->GetPolicy(tid));
+  ASSIGN_OR_RETURN(auto policy, store_->GetPolicy(tid, seen));
   if (policy.first.sso_mandatory())
     return Precondition("SSO_REQUIRED", "this organisation signs in with single sign-on");
   Event(tid, uid, address, v1::AUTH_EVENT_KIND_LOGIN, v1::AUTH_OUTCOME_SUCCESS, "pwd", client, "");

@@ -60,8 +60,9 @@ absl::StatusOr<v1::CheckSaslResponse> Core::CheckSasl(const Caller& c,
       RETURN_IF_ERROR(throttle_->Check(address, client.ip()));
       ASSIGN_OR_RETURN(auto found, LookupAddress(address));
       std::optional<storage::Credential> cred;
+      uint64_t seen = 0;  // the state the credential read saw; the policy read is as fresh
       if (found) {
-        auto got = store_->GetCredential(found->user().tenant_id(), found->user().user_id());
+        auto got = store_->GetCredential(found->user().tenant_id(), found->user().user_id(), &seen);
         if (got.ok())
           cred = *std::move(got);
         else if (!absl::IsNotFound(got.status()))
@@ -73,7 +74,7 @@ absl::StatusOr<v1::CheckSaslResponse> Core::CheckSasl(const Caller& c,
       const storage::AppPasswordRecord* app = nullptr;
       v1::PasswordPolicy policy;
       if (cred) {
-        ASSIGN_OR_RETURN(auto p, store_->GetPolicy(tid));
+        ASSIGN_OR_RETURN(auto p, store_->GetPolicy(tid, seen));
         policy = p.first;
         std::string hash = AppPasswordHash(uid, r.password());
         for (const auto& ap : cred->app_passwords())

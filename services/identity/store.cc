@@ -25,11 +25,22 @@ absl::Time Deadline() { return absl::Now() + absl::Seconds(10); }
 }  // namespace
 
 absl::StatusOr<std::optional<std::pair<std::string, uint64_t>>> IdentityStore::GetRaw(
-    const std::string& key) {
+    const std::string& key, uint64_t at_least, uint64_t* observed) {
   kv::v1::GetRequest req;
   req.set_key(key);
-  req.set_consistency(kv::v1::LINEARIZABLE);
-  ASSIGN_OR_RETURN(kv::v1::GetResponse resp, store_->Get(req, Deadline()));
+  kv::v1::GetResponse resp;
+  bool fresh = false;
+  if (at_least > 0) {
+    req.set_consistency(kv::v1::STALE);
+    auto stale = store_->Get(req, Deadline());
+    fresh = stale.ok() && stale->applied_index() >= at_least;
+    if (fresh) resp = *std::move(stale);
+  }
+  if (!fresh) {
+    req.set_consistency(kv::v1::LINEARIZABLE);
+    ASSIGN_OR_RETURN(resp, store_->Get(req, Deadline()));
+  }
+  if (observed != nullptr) *observed = resp.applied_index();
   if (!resp.found()) return std::nullopt;
   return std::make_pair(resp.value(), resp.version());
 }
@@ -54,8 +65,9 @@ absl::StatusOr<bool> IdentityStore::WriteIfVersion(
 }
 
 absl::StatusOr<storage::Credential> IdentityStore::GetCredential(const std::string& tenant_id,
-                                                                 const std::string& user_id) {
-  ASSIGN_OR_RETURN(auto raw, GetRaw(CredKey(tenant_id, user_id)));
+                                                                 const std::string& user_id,
+                                                                 uint64_t* observed) {
+  ASSIGN_OR_RETURN(auto raw, GetRaw(CredKey(tenant_id, user_id), 0, observed));
   storage::Credential cred;
   if (!raw.has_value() || !cred.ParseFromString(raw->first)) return NotFound("user");
   return cred;
@@ -107,8 +119,8 @@ absl::Status IdentityStore::DeleteCredential(const std::string& tenant_id,
 }
 
 absl::StatusOr<std::pair<v1::PasswordPolicy, uint64_t>> IdentityStore::GetPolicy(
-    const std::string& tenant_id) {
-  ASSIGN_OR_RETURN(auto raw, GetRaw(PolicyKey(tenant_id)));
+    const std::string& tenant_id, uint64_t at_least) {
+  ASSIGN_OR_RETURN(auto raw, GetRaw(PolicyKey(tenant_id), at_least));
   v1::PasswordPolicy policy;
   uint64_t version = 0;
   if (raw.has_value()) {

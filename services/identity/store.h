@@ -32,9 +32,12 @@ class IdentityStore {
  public:
   explicit IdentityStore(store::Store* store) : store_(store) {}
 
-  // NOT_FOUND when the user has no credentials.
+  // NOT_FOUND when the user has no credentials. `observed` (optional) gets
+  // the replica state the linearizable read saw (GetResponse.applied_index),
+  // for a following read that must be at least as fresh (GetPolicy).
   absl::StatusOr<storage::Credential> GetCredential(const std::string& tenant_id,
-                                                    const std::string& user_id);
+                                                    const std::string& user_id,
+                                                    uint64_t* observed = nullptr);
   // The tenant of a user that has credentials; NOT_FOUND otherwise.
   absl::StatusOr<std::string> TenantOfUser(const std::string& user_id);
 
@@ -47,7 +50,14 @@ class IdentityStore {
   absl::Status DeleteCredential(const std::string& tenant_id, const std::string& user_id);
 
   // The tenant's policy (defaults when none is stored) and its version.
-  absl::StatusOr<std::pair<v1::PasswordPolicy, uint64_t>> GetPolicy(const std::string& tenant_id);
+  // With `at_least` (an `observed` of an earlier linearizable read of the
+  // same sign-in) it first reads STALE and keeps the answer if that
+  // replica has applied at least `at_least`: the answer then includes every
+  // write acknowledged before the earlier read began (what a sign-in needs:
+  // a policy change made before it applies to it), without a second
+  // ReadIndex round over the replicas. Otherwise it reads LINEARIZABLE.
+  absl::StatusOr<std::pair<v1::PasswordPolicy, uint64_t>> GetPolicy(const std::string& tenant_id,
+                                                                    uint64_t at_least = 0);
   // ABORTED when expected_version (non-zero) does not match.
   absl::StatusOr<v1::PasswordPolicy> PutPolicy(v1::PasswordPolicy policy, int64_t expected_version);
 
@@ -66,7 +76,9 @@ class IdentityStore {
                                        const std::function<bool(const v1::AuthEvent&)>& keep);
 
  private:
-  absl::StatusOr<std::optional<std::pair<std::string, uint64_t>>> GetRaw(const std::string& key);
+  // LINEARIZABLE, or as described at GetPolicy when at_least > 0.
+  absl::StatusOr<std::optional<std::pair<std::string, uint64_t>>> GetRaw(
+      const std::string& key, uint64_t at_least = 0, uint64_t* observed = nullptr);
   absl::StatusOr<bool> WriteIfVersion(const std::string& key, uint64_t version,
                                       std::vector<std::pair<std::string, std::string>> puts,
                                       std::vector<std::string> deletes = {});
