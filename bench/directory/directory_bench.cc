@@ -43,6 +43,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -73,7 +74,17 @@ struct Flags {
   // the CPU the servers and this client spent per call, which is what
   // splits a floor between gRPC, tenantd and the load generator.
   std::vector<int> server_pids;
+  // How the load generator calls: "callback" (stub->async(), gRPC's callback
+  // threads) or "cq" (generated async stubs on --cq-threads completion
+  // queues, one thread each, a completed call starting the next: gRPC's own
+  // benchmark client's shape). Both send the same calls.
+  std::string client = "callback";
+  int cq_threads = 2;
+  // Extra integer channel arguments for the load channels ("name=value,..."),
+  // e.g. grpc.enable_retries=0.
+  std::vector<std::pair<std::string, int>> channel_args;
   double seconds = 10;
+  bool deadlock_detection = false;
   // Which steps run ("import,groups,resolve,expand"): with `run --hold` a
   // loaded tenant can be measured again without importing it again.
   std::string phases = "import,groups,resolve,expand";
@@ -256,6 +267,51 @@ struct AsyncCall {
   Resp resp;
 };
 
+// The "cq" client: calls on generated async stubs, completions taken by
+// one thread per completion queue, each running the call's continuation.
+struct CqCall {
+  virtual ~CqCall() = default;
+  virtual void Complete() = 0;
+};
+
+template <typename Req, typename Resp>
+struct CqUnary final : CqCall {
+  grpc::ClientContext ctx;
+  Req req;
+  Resp resp;
+  grpc::Status status;
+  std::unique_ptr<grpc::ClientAsyncResponseReader<Resp>> reader;
+  std::function<void(CqUnary*)> finish;
+  void Complete() override {
+    finish(this);
+    delete this;
+  }
+};
+
+class CqPool {
+ public:
+  explicit CqPool(int threads) {
+    for (int i = 0; i < std::max(1, threads); ++i) {
+      cqs_.push_back(std::make_unique<grpc::CompletionQueue>());
+      grpc::CompletionQueue* cq = cqs_.back().get();
+      threads_.emplace_back([cq] {
+        void* tag = nullptr;
+        bool ok = false;
+        while (cq->Next(&tag, &ok)) static_cast<CqCall*>(tag)->Complete();
+      });
+    }
+  }
+  ~CqPool() {
+    for (auto& cq : cqs_) cq->Shutdown();
+    for (auto& t : threads_) t.join();
+  }
+  grpc::CompletionQueue* For(size_t channel) { return cqs_[channel % cqs_.size()].get(); }
+
+ private:
+  std::vector<std::unique_ptr<grpc::CompletionQueue>> cqs_;
+  std::vector<std::thread> threads_;
+};
+
 int Main(int argc, char** argv) {
   Flags f;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -288,7 +344,20 @@ int Main(int argc, char** argv) {
     else if (k == "--seconds") (void)absl::SimpleAtod(v, &f.seconds);
     else if (k == "--warm-seconds") (void)absl::SimpleAtod(v, &f.warm_seconds);
     else if (k == "--phases") f.phases = v;
+    else if (k == "--client") f.client = v;
+    else if (k == "--cq-threads") (void)absl::SimpleAtoi(v, &f.cq_threads);
+    else if (k == "--channel-args") {
+      for (absl::string_view kv : absl::StrSplit(v, ',', absl::SkipEmpty())) {
+        std::pair<std::string, std::string> p = absl::StrSplit(kv, '=');
+        int x = 0;
+        if (absl::SimpleAtoi(p.second, &x)) f.channel_args.emplace_back(p.first, x);
+      }
+    }
+    else if (k == "--deadlock-detection") f.deadlock_detection = v == "1";
   }
+  // As every daemon (rpc::RunService): Debian's Abseil is built with mutex
+  // deadlock detection on, a global graph update on every gRPC lock.
+  if (!f.deadlock_detection) absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   if (f.tenantd.empty() || f.admin.empty() || f.service.empty() || f.domain.empty()) {
     std::fprintf(stderr, "usage: directory_bench --tenantd A,B,C --admin-token T --service-token S "
                          "--domain D [--users N] [--groups N] [--inflight N] [--channels N] [--seconds S]\n");
@@ -374,15 +443,28 @@ int Main(int argc, char** argv) {
       grpc::ChannelArguments args;
       args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // its own connection
       args.SetInt("mailgrid.bench.channel", k);
+      for (const auto& [name, value] : f.channel_args) args.SetInt(name, value);
       chans.push_back(grpc::CreateCustomChannel(a, grpc::InsecureChannelCredentials(), args));
     }
   }
   auto deadline = [] { return std::chrono::system_clock::now() + std::chrono::seconds(10); };
+  std::unique_ptr<CqPool> cq_pool;
+  if (f.client == "cq") cq_pool = std::make_unique<CqPool>(f.cq_threads);
   if (f.Has("floor")) {
     std::vector<std::unique_ptr<grpc::health::v1::Health::Stub>> health;
     for (auto& ch : chans) health.push_back(grpc::health::v1::Health::NewStub(ch));
+    auto floor_cq = [&](size_t ch, std::mt19937&, Done done) {
+      using Call = CqUnary<grpc::health::v1::HealthCheckRequest, grpc::health::v1::HealthCheckResponse>;
+      auto* call = new Call;
+      call->ctx.AddMetadata("authorization", "Bearer " + f.service);
+      call->ctx.set_deadline(deadline());
+      call->finish = [done](Call* c) { done(c->status.ok()); };
+      call->reader = health[ch]->AsyncCheck(&call->ctx, call->req, cq_pool->For(ch));
+      call->reader->Finish(&call->resp, &call->status, static_cast<CqCall*>(call));
+    };
     for (int inflight : f.inflight)
-    Hammer(f, inflight, chans.size(), "floor: grpc.health.v1.Health/Check",
+    if (cq_pool) Hammer(f, inflight, chans.size(), "floor: grpc.health.v1.Health/Check (cq client)", floor_cq);
+    else Hammer(f, inflight, chans.size(), "floor: grpc.health.v1.Health/Check",
            [&](size_t ch, std::mt19937&, Done done) {
              using Call = AsyncCall<grpc::health::v1::HealthCheckRequest,
                                     grpc::health::v1::HealthCheckResponse>;
@@ -412,6 +494,17 @@ int Main(int argc, char** argv) {
         done(ok);
       });
     };
+    auto resolve_cq = [&](size_t ch, std::mt19937& rng, Done done) {
+      using Call = CqUnary<v1::ResolveRequest, v1::ResolveResponse>;
+      auto* call = new Call;
+      call->ctx.AddMetadata("authorization", "Bearer " + f.service);
+      call->ctx.set_deadline(deadline());
+      call->req.set_address(Address(pick(rng), f.domain));
+      call->finish = [done](Call* c) { done(c->status.ok() && c->resp.recipients_size() == 1); };
+      call->reader = dir[ch]->AsyncResolve(&call->ctx, call->req, cq_pool->For(ch));
+      call->reader->Finish(&call->resp, &call->status, static_cast<CqCall*>(call));
+    };
+    const Starter resolve_with = cq_pool ? Starter(resolve_cq) : Starter(resolve);
     // The tenant's first Resolve calls on each replica start its warm-up
     // (every user answered in advance); until it is done they are computed.
     // Warm-up of 100k users on 3 replicas sharing 2 cores takes tens of
@@ -424,13 +517,14 @@ int Main(int argc, char** argv) {
     int flat = 0;
     for (double spent = 0; spent < f.warm_seconds && flat < 2; spent += first.seconds) {
       double rate = Hammer(first, f.inflight.back(), chans.size(),
-                           "resolve, first calls (index warming)", resolve);
+                           "resolve, first calls (index warming)", resolve_with);
       flat = rate < 1.1 * best ? flat + 1 : 0;
       best = std::max(best, rate);
     }
     std::this_thread::sleep_for(std::chrono::seconds(2));
     for (int inflight : f.inflight)
-      Hammer(f, inflight, chans.size(), "resolve (user address)", resolve);
+      Hammer(f, inflight, chans.size(),
+             cq_pool ? "resolve (user address, cq client)" : "resolve (user address)", resolve_with);
   }
   if (f.Has("many")) {
     // ResolveMany: --batch random user addresses per call (relayd asking

@@ -9,16 +9,20 @@
 //             thread (what tenantd's Resolve and its health service use);
 // with --metrics, libs/rpc's metrics interceptor on every call, as every
 // mailgrid daemon serves.
-// Usage: grpc_floor --mode sync|callback [--metrics] [--listen 127.0.0.1:0]
+// Usage: grpc_floor --mode sync|callback [--metrics] [--listen 127.0.0.1:0] [--minimal-stack]
+//          [--arg NAME=INT]... [--deadlock-detection]
 // Prints "listening HOST:PORT" once serving; runs until SIGTERM/SIGINT.
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <unistd.h>
 
+#include "absl/synchronization/mutex.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server.h"
@@ -55,13 +59,24 @@ volatile std::sig_atomic_t g_stop = 0;
 
 int main(int argc, char** argv) {
   std::string mode, listen = "127.0.0.1:0";
-  bool metrics = false;
+  bool metrics = false, minimal = false, deadlock_detection = false;
+  std::vector<std::pair<std::string, int>> int_args;  // --arg NAME=INT: a server channel argument
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--mode" && i + 1 < argc) mode = argv[++i];
     else if (a == "--listen" && i + 1 < argc) listen = argv[++i];
     else if (a == "--metrics") metrics = true;
+    else if (a == "--minimal-stack") minimal = true;
+    else if (a == "--arg" && i + 1 < argc) {
+      std::string kv = argv[++i];
+      size_t eq = kv.find('=');
+      if (eq != std::string::npos) int_args.emplace_back(kv.substr(0, eq), std::atoi(kv.c_str() + eq + 1));
+    }
+    else if (a == "--deadlock-detection") deadlock_detection = true;
   }
+  // As every daemon (rpc::RunService): Debian's Abseil is built with mutex
+  // deadlock detection on, a global graph update on every gRPC lock.
+  if (!deadlock_detection) absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   SyncHealth sync;
   CallbackHealth callback;
   grpc::Service* service = nullptr;
@@ -76,6 +91,8 @@ int main(int argc, char** argv) {
   int port = 0;
   builder.AddListeningPort(listen, grpc::InsecureServerCredentials(), &port);
   builder.RegisterService(service);
+  if (minimal) builder.AddChannelArgument(GRPC_ARG_MINIMAL_STACK, 1);
+  for (const auto& [name, value] : int_args) builder.AddChannelArgument(name, value);
   if (metrics) {
     std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
     creators.push_back(std::make_unique<mailgrid::rpc::MetricsInterceptorFactory>(*registry));

@@ -426,6 +426,39 @@ TEST_F(ResolveIndexTest, DepartmentModelRereadsOnlyTheChangedDepartments) {
   EXPECT_TRUE((*empty)->members.empty());
 }
 
+// Keys left by departments deleted before T/deptgen went with its
+// department: the sweep deletes those and keeps every live department's
+// key and the top-level list's (""), and a second sweep finds nothing.
+TEST_F(ResolveIndexTest, SweepDeletesOnlyOrphanDeptGens) {
+  std::string sales = Dept("Sales");
+  std::string east = Dept("East", sales);
+  User("ann@acme.test", {sales});
+  User("bob@acme.test", {east});
+  Group("team@acme.test", {Member(v1::MEMBER_KIND_DEPARTMENT, sales)});
+  const size_t live = KeysUnder(dkeys::DeptGenPrefix(tenant_));
+  ASSERT_TRUE(store_->GetRaw(dkeys::DeptGen(tenant_, east))->has_value());
+  // What an old delete left: generation keys with no department record.
+  Batch old;
+  old.PutRaw(dkeys::DeptGen(tenant_, "d-gone1"), "x");
+  old.PutRaw(dkeys::DeptGen(tenant_, "d-gone2"), "y");
+  ASSERT_TRUE(store_->Commit(std::move(old)).ok());
+  ASSERT_EQ(KeysUnder(dkeys::DeptGenPrefix(tenant_)), live + 2);
+  auto swept = directory_->SweepOrphanDeptGens();
+  ASSERT_TRUE(swept.ok()) << swept.status();
+  EXPECT_EQ(*swept, 2);
+  EXPECT_EQ(KeysUnder(dkeys::DeptGenPrefix(tenant_)), live);
+  EXPECT_FALSE(store_->GetRaw(dkeys::DeptGen(tenant_, "d-gone1"))->has_value());
+  EXPECT_TRUE(store_->GetRaw(dkeys::DeptGen(tenant_, east))->has_value());
+  EXPECT_TRUE(store_->GetRaw(dkeys::DeptGen(tenant_, sales))->has_value());
+  EXPECT_TRUE(store_->GetRaw(dkeys::DeptGen(tenant_, ""))->has_value());
+  auto again = directory_->SweepOrphanDeptGens();
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(*again, 0);
+  // The model and the answers are unchanged by it.
+  EXPECT_EQ(Recipients("team@acme.test"), (std::set<std::string>{"ann@acme.test", "bob@acme.test"}));
+  EXPECT_EQ(Answer(*directory_, "team@acme.test"), Answer(*Elsewhere(), "team@acme.test"));
+}
+
 // The ASCII fast path gives ParseAddress's key, and declines the rest.
 TEST(AsciiAddressKeyTest, AgreesWithParseAddress) {
   for (const char* in : {"ann@acme.test", "Ann.Lee@ACME.Test", "a+tag@acme.test", "a_b-c@x-y.cn",

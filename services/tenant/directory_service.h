@@ -151,6 +151,11 @@ class DirectoryServiceImpl final
   // Background: creates mailboxes left pending (mailstored was not
   // configured, or came back) and purges users whose grace period ended.
   absl::Status BackgroundRound(absl::Time now);
+  // Deletes T/deptgen/<d> keys whose department record is gone (left by
+  // deletes made before the key was deleted with its department, stop 20).
+  // Each delete is conditional on the record still being absent. Returns
+  // how many went. BackgroundRound runs it once per process.
+  absl::StatusOr<int> SweepOrphanDeptGens();
 
   // The Resolve logic without gRPC (tests and the benchmark's in-process mode).
   absl::StatusOr<v1::ResolveResponse> ResolveAddress(const v1::ResolveRequest& req);
@@ -418,6 +423,7 @@ class DirectoryServiceImpl final
   const Options* options_;
   DirectoryPeers* peers_;
   ResolveCache cache_;
+  bool deptgens_swept_ = false;  // BackgroundRound's thread only
   std::unique_ptr<ReplicaFreshness> own_freshness_;  // when none was given
   ReplicaFreshness* freshness_;
   // The index threads' state.

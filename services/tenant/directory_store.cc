@@ -34,6 +34,7 @@ std::string UserPrefix(std::string_view t) { return T(t).Str("user").Build(); }
 std::string Dept(std::string_view t, std::string_view id) {
   return T(t).Str("dept").Str(id).Build();
 }
+std::string DeptRecordPrefix(std::string_view t) { return T(t).Str("dept").Build(); }
 std::string DeptChild(std::string_view t, std::string_view parent, std::string_view name_key) {
   return T(t).Str("deptchild").Str(parent).Str(name_key).Build();
 }

@@ -70,6 +70,7 @@ std::string ShardLoad(uint32_t shard);
 std::string User(std::string_view t, std::string_view user_id);
 std::string UserPrefix(std::string_view t);
 std::string Dept(std::string_view t, std::string_view id);
+std::string DeptRecordPrefix(std::string_view t);  // every department record
 std::string DeptChild(std::string_view t, std::string_view parent, std::string_view name_key);
 std::string DeptChildPrefix(std::string_view t, std::string_view parent);
 std::string DeptChildAllPrefix(std::string_view t);  // every department's child index

@@ -296,7 +296,56 @@ grpc::Status DirectoryServiceImpl::UpdateUser(Ctx* ctx, const v1::UpdateUserRequ
 
 // ---- background -------------------------------------------------------------
 
+absl::StatusOr<int> DirectoryServiceImpl::SweepOrphanDeptGens() {
+  ASSIGN_OR_RETURN(auto registry,
+                   store_->ScanAll(keys::TenantRegistryPrefix(), /*keys_only=*/true));
+  int removed = 0;
+  for (const auto& e : registry) {
+    kv::KeyReader r(e.key());
+    r.ConsumePrefix(keys::TenantRegistryPrefix());
+    ASSIGN_OR_RETURN(std::string tid, r.Str());
+    const std::string gprefix = dkeys::DeptGenPrefix(tid);
+    ASSIGN_OR_RETURN(auto gens, store_->ScanAll(gprefix, /*keys_only=*/true));
+    if (gens.empty()) continue;
+    const std::string dprefix = dkeys::DeptRecordPrefix(tid);
+    ASSIGN_OR_RETURN(auto depts, store_->ScanAll(dprefix, /*keys_only=*/true));
+    std::set<std::string> live;
+    for (const auto& d : depts) live.insert(ComponentAfter(d.key(), dprefix));
+    Batch batch;
+    int in_batch = 0;
+    auto commit = [&]() -> absl::Status {
+      if (in_batch == 0) return absl::OkStatus();
+      // False: a department appeared under one of these ids meanwhile
+      // (ids are never reused, so this does not happen); next process.
+      ASSIGN_OR_RETURN(bool done, store_->Commit(std::move(batch)));
+      if (done) removed += in_batch;
+      batch = Batch();
+      in_batch = 0;
+      return absl::OkStatus();
+    };
+    for (const auto& g : gens) {
+      const std::string id = ComponentAfter(g.key(), gprefix);
+      // "" is the top-level list's key (the parent of root departments).
+      if (id.empty() || live.contains(id)) continue;
+      batch.ExpectAbsent(dkeys::Dept(tid, id));
+      batch.Delete(g.key());
+      if (++in_batch == 256) RETURN_IF_ERROR(commit());
+    }
+    RETURN_IF_ERROR(commit());
+  }
+  return removed;
+}
+
 absl::Status DirectoryServiceImpl::BackgroundRound(absl::Time now) {
+  if (!deptgens_swept_) {
+    absl::StatusOr<int> swept = SweepOrphanDeptGens();
+    if (swept.ok()) {
+      deptgens_swept_ = true;
+      if (*swept > 0) log::Info("orphan department generation keys deleted", {{"count", *swept}});
+    } else {
+      log::Warn("deptgen sweep failed", {{"status", swept.status()}});
+    }
+  }
   // Welcome notices, quota pushes, session ends still to do.
   if (absl::Status s = PeerWorkRound(); !s.ok())
     log::Warn("peer work round failed", {{"status", s}});
