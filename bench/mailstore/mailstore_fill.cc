@@ -28,15 +28,12 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "bench/mailstore/bench_args.h"
 #include "bench/mailstore/bodies.h"
 #include "libs/base/status.h"
 #include "libs/kv/engine.h"
-#include "libs/kv/requests.h"
-#include "libs/kv/state_machine.h"
-#include "libs/store/store.h"
+#include "libs/store/local_store.h"
 #include "services/mailstore/mail_store.h"
 
 namespace {
@@ -50,57 +47,18 @@ struct Args {
   bool deferred_index = true;  // as mailstored's --deferred-index default
 };
 
-// store::LocalStore with a bigger block cache (--cache-mb). Why: with
+// The fill opens the store with a bigger block cache (--cache-mb). Why: with
 // kv::Engine's default 128 MB cache (64 shards, memtables charged to it) the
 // full filter block of a large SST does not stay cached, and from ~50,000
 // messages on every Get re-read and checksummed ~1 MB (the fill fell from
 // ~400 to ~100 msg/s). Only the fill's cache differs: the RocksDB files it
 // leaves are the same, and the served replica opens them with its own options.
-class FillStore final : public mailgrid::store::Store {
- public:
-  static absl::StatusOr<std::unique_ptr<FillStore>> Open(const std::string& dir, size_t cache_mb) {
-    std::unique_ptr<FillStore> s(new FillStore());
-    mailgrid::kv::EngineOptions o;
-    o.block_cache_bytes = cache_mb << 20;
-    ASSIGN_OR_RETURN(s->engine_, mailgrid::kv::Engine::Open(dir, o));
-    ASSIGN_OR_RETURN(s->machine_, mailgrid::kv::StateMachine::Open(s->engine_.get()));
-    return s;
-  }
-  absl::StatusOr<mailgrid::kv::v1::GetResponse> Get(const mailgrid::kv::v1::GetRequest& r,
-                                                    absl::Time) override {
-    mailgrid::kv::v1::GetResponse out;
-    out.set_applied_index(machine_->applied_index());
-    auto value = machine_->Get(r.key());
-    if (absl::IsNotFound(value.status())) return out;
-    if (!value.ok()) return value.status();
-    out.set_found(true);
-    out.set_value(std::move(value->value));
-    out.set_version(value->version);
-    return out;
-  }
-  absl::StatusOr<mailgrid::kv::v1::ScanResponse> Scan(const mailgrid::kv::v1::ScanRequest& r,
-                                                      absl::Time) override {
-    ASSIGN_OR_RETURN(mailgrid::kv::ScanOptions options, mailgrid::kv::ResolveScan(r));
-    ASSIGN_OR_RETURN(mailgrid::kv::ScanResult result, machine_->Scan(options));
-    mailgrid::kv::v1::ScanResponse out;
-    for (auto& e : result.entries) *out.add_entries() = std::move(e);
-    out.set_continuation(std::move(result.continuation));
-    out.set_applied_index(result.applied_index);
-    return out;
-  }
-  absl::StatusOr<mailgrid::kv::v1::WriteResponse> Write(const mailgrid::kv::v1::WriteRequest& r,
-                                                        absl::Time) override {
-    RETURN_IF_ERROR(mailgrid::kv::ValidateWriteRequest(r));
-    absl::MutexLock lock(&write_mu_);
-    return machine_->Apply(machine_->applied_index() + 1, /*term=*/1, r.SerializeAsString());
-  }
-
- private:
-  FillStore() = default;
-  std::unique_ptr<mailgrid::kv::Engine> engine_;
-  std::unique_ptr<mailgrid::kv::StateMachine> machine_;
-  absl::Mutex write_mu_;
-};
+absl::StatusOr<std::unique_ptr<mailgrid::store::LocalStore>> OpenFillStore(
+    const std::string& dir, size_t cache_mb) {
+  mailgrid::kv::EngineOptions o;
+  o.block_cache_bytes = cache_mb << 20;
+  return mailgrid::store::LocalStore::Open(dir, o);
+}
 
 bool ParseArgs(int argc, char** argv, Args* a) {
   for (int i = 1; i < argc; ++i) {
@@ -128,7 +86,7 @@ int main(int argc, char** argv) {
                  "[--threads=T] [--cache-mb=M] [--tenant=T] [--prefix=P] [--deferred-index=false]  (the replica must be stopped)\n");
     return 2;
   }
-  auto local = FillStore::Open(a.db, static_cast<size_t>(a.cache_mb));
+  auto local = OpenFillStore(a.db, static_cast<size_t>(a.cache_mb));
   if (!local.ok()) {
     std::fprintf(stderr, "open %s: %s\n", a.db.c_str(), local.status().ToString().c_str());
     return 2;

@@ -9,10 +9,23 @@
 #include <memory>
 #include <string>
 
+#include "mailgrid/kv/v1/kv.pb.h"
 #include "rocksdb/env.h"
 #include "rocksdb/file_system.h"
 
 namespace mailgrid::kv::testing {
+
+// A write of one Put (`min_format` > 0 marks an entry that needs that
+// state-machine format).
+inline v1::WriteRequest Put(const std::string& key, const std::string& value,
+                            uint32_t min_format = 0) {
+  v1::WriteRequest r;
+  v1::Put* p = r.add_ops()->mutable_put();
+  p->set_key(key);
+  p->set_value(value);
+  if (min_format > 0) r.set_min_format(min_format);
+  return r;
+}
 
 class TempDir {
  public:

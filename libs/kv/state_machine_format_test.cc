@@ -18,14 +18,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-v1::WriteRequest Put(const std::string& key, const std::string& value, uint32_t min_format = 0) {
-  v1::WriteRequest r;
-  v1::Put* p = r.add_ops()->mutable_put();
-  p->set_key(key);
-  p->set_value(value);
-  r.set_min_format(min_format);
-  return r;
-}
+using testing::Put;
 
 v1::WriteRequest SetFormat(uint32_t format) {
   v1::WriteRequest r;

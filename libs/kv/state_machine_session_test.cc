@@ -18,13 +18,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-v1::WriteRequest Put(const std::string& key, const std::string& value) {
-  v1::WriteRequest r;
-  v1::Put* p = r.add_ops()->mutable_put();
-  p->set_key(key);
-  p->set_value(value);
-  return r;
-}
+using testing::Put;
 
 // A session write of client `client`: seq, the lowest seq it still awaits.
 v1::WriteRequest Session(v1::WriteRequest r, const std::string& client, uint64_t seq,

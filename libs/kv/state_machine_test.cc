@@ -24,13 +24,7 @@ using ::testing::ElementsAre;
 
 // ---- request builders ----
 
-v1::WriteRequest Put(const std::string& key, const std::string& value) {
-  v1::WriteRequest r;
-  v1::Put* p = r.add_ops()->mutable_put();
-  p->set_key(key);
-  p->set_value(value);
-  return r;
-}
+using testing::Put;
 
 v1::WriteRequest& AddPut(v1::WriteRequest& r, const std::string& key, const std::string& value) {
   v1::Put* p = r.add_ops()->mutable_put();
