@@ -79,9 +79,9 @@ struct Options {
   bool client_per_writer = false;
   bool raw_writes = false;
   int calls_in_flight = 1;
-  // Off by default: the services run at format 1 (one idempotency record per
-  // write), and client sessions still reject a legitimate write now and then
-  // ("below its session's floor", libs/kv/README.md "Client sessions").
+  // Off by default: the services' groups run at format 1 (one idempotency
+  // record per write) until the launcher and chart raise them
+  // (libs/kv/README.md "Client sessions").
   bool raise_format = false;
   bool sessions = true;
   std::string run;

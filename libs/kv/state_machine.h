@@ -125,8 +125,10 @@ struct StateMachineOptions {
   uint64_t session_sweep_interval = 1024;
 };
 
-// A session keeps at most this many outcomes (seqs at or above its floor);
-// beyond it the lowest are dropped and the floor raised past them.
+// A client session keeps at most this many outcomes (seqs at or above its
+// floor); beyond it the lowest are dropped and the floor raised past them.
+// A client keeps every session write within this distance of its
+// first_unacked (client_seqs.h), so for it the bound never drops anything.
 inline constexpr int kMaxSessionOutcomes = 4096;
 
 namespace internal {

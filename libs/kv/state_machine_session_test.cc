@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "libs/kv/client_seqs.h"
 #include "libs/kv/kv_test_util.h"
 #include "libs/kv/state_machine.h"
 
@@ -252,6 +253,96 @@ TEST_F(SessionTest, AnySplitIntoBatchesGivesTheSameState) {
     EXPECT_EQ(one.Value(absl::StrCat("k", k)), all.Value(absl::StrCat("k", k)));
   }
   EXPECT_EQ(one.Value("dup"), all.Value("dup"));
+}
+
+// The bound on a session's outcomes (kMaxSessionOutcomes) and a write held
+// back: the reproduction of "request N is below its session's floor" seen in
+// bench/raft. A client's write is taken (seq 1) and held (its thread
+// preempted before sending it, or its call's attempt retried) while the
+// client's other writes go on, all announcing first_unacked 1 as they
+// should. Past the bound the group drops the lowest outcomes and raises
+// the floor past the held seq, so the held write, never applied, is
+// answered "rejected". That is how KvClient made ids before ClientSeqs.
+TEST_F(SessionTest, AWriteHeldPastTheOutcomeBoundIsRejectedWithIdsThatIgnoreIt) {
+  Node n(dir_.Sub("a"));
+  ASSERT_TRUE(n.ApplyOne(SetFormat(kSessionFormat)).has_ok());
+  const v1::WriteRequest held = Session(Put("held", "v"), "c", 1, 1);
+  std::vector<v1::WriteRequest> others;
+  for (uint64_t seq = 2; seq <= uint64_t{kMaxSessionOutcomes} + 2; ++seq) {
+    others.push_back(Session(Put(absl::StrCat("k", seq), "v"), "c", seq, 1));
+  }
+  for (const v1::WriteResponse& r : n.Apply(others)) ASSERT_TRUE(r.has_ok());
+  v1::WriteResponse late = n.ApplyOne(held);
+  ASSERT_TRUE(late.has_rejected()) << late.ShortDebugString();
+  EXPECT_THAT(late.rejected().reason(), HasSubstr("request 1 is below its session's floor"));
+  EXPECT_EQ(n.Value("held").substr(0, 1), "<");  // not found
+}
+
+// The fix: ClientSeqs (what KvClient uses) makes a session write only within
+// kMaxSessionOutcomes of the lowest seq still awaited; later writes take
+// their own records until the held one is answered. The same run as above,
+// twice as long: every write applies once, the held one too.
+TEST_F(SessionTest, ClientSeqsNeverLetTheBoundRejectAWriteStillAwaited) {
+  Node n(dir_.Sub("a"));
+  ASSERT_TRUE(n.ApplyOne(SetFormat(kSessionFormat)).has_ok());
+  ClientSeqs seqs;
+  const ClientSeqs::Taken held_id = seqs.TakeSessionSeq();
+  ASSERT_TRUE(held_id.session());
+  const v1::WriteRequest held = Session(Put("held", "v"), "c", held_id.seq, held_id.first_unacked);
+  int own_records = 0;
+  for (int round = 0; round < 2 * kMaxSessionOutcomes / 64; ++round) {
+    std::vector<v1::WriteRequest> writes;
+    std::vector<ClientSeqs::Taken> ids;
+    for (int i = 0; i < 64; ++i) {
+      const ClientSeqs::Taken t = seqs.TakeSessionSeq();
+      v1::WriteRequest w = Put(absl::StrCat("k", t.seq), "v");
+      if (t.session()) {
+        EXPECT_EQ(t.first_unacked, held_id.seq);
+        w = Session(std::move(w), "c", t.seq, t.first_unacked);
+      } else {
+        ++own_records;
+        w.mutable_request_id()->set_client_id("c");
+        w.mutable_request_id()->set_seq(t.seq);
+      }
+      writes.push_back(std::move(w));
+      ids.push_back(t);
+    }
+    for (const v1::WriteResponse& r : n.Apply(writes)) {
+      ASSERT_TRUE(r.has_ok()) << r.ShortDebugString();
+      ASSERT_FALSE(r.replayed());
+    }
+    for (const ClientSeqs::Taken& t : ids) {
+      if (t.session()) seqs.Answered(t.seq);
+    }
+  }
+  // Seqs 2..kMaxSessionOutcomes were session writes, the rest own records.
+  EXPECT_EQ(own_records, 2 * kMaxSessionOutcomes - (kMaxSessionOutcomes - 1));
+  v1::WriteResponse late = n.ApplyOne(held);
+  ASSERT_TRUE(late.has_ok()) << late.ShortDebugString();
+  EXPECT_FALSE(late.replayed());
+  EXPECT_EQ(n.Value("held"), "v");
+  EXPECT_TRUE(n.ApplyOne(held).replayed());  // its retry: answered, not applied again
+  seqs.Answered(held_id.seq);
+  // Nothing awaited any more: the next write is a session write again.
+  const ClientSeqs::Taken next = seqs.TakeSessionSeq();
+  EXPECT_TRUE(next.session());
+  EXPECT_EQ(next.first_unacked, next.seq);
+}
+
+TEST(ClientSeqsTest, FirstUnackedIsTheLowestSeqStillAwaited) {
+  ClientSeqs seqs;
+  const ClientSeqs::Taken a = seqs.TakeSessionSeq();
+  const uint64_t plain = seqs.NextSeq();  // an own-record write: never awaited
+  const ClientSeqs::Taken b = seqs.TakeSessionSeq();
+  EXPECT_EQ(a.seq, 1u);
+  EXPECT_EQ(a.first_unacked, 1u);
+  EXPECT_EQ(plain, 2u);
+  EXPECT_EQ(b.seq, 3u);
+  EXPECT_EQ(b.first_unacked, 1u);
+  seqs.Answered(b.seq);  // answered out of order: a still holds the floor
+  EXPECT_EQ(seqs.TakeSessionSeq().first_unacked, 1u);
+  seqs.Answered(a.seq);
+  EXPECT_EQ(seqs.TakeSessionSeq().first_unacked, 4u);  // 4 is still awaited
 }
 
 }  // namespace

@@ -81,7 +81,7 @@ absl::StatusOr<std::unique_ptr<KvClient>> KvClient::Create(std::string_view addr
 kv::v1::RequestId KvClient::NextRequestId() {
   kv::v1::RequestId id;
   id.set_client_id(options_.client_id);
-  id.set_seq(seq_.fetch_add(1) + 1);
+  id.set_seq(seqs_.NextSeq());
   return id;
 }
 
@@ -179,20 +179,15 @@ absl::StatusOr<kv::v1::WriteResponse> KvClient::Write(kv::v1::WriteRequest reque
   return Write(std::move(request), options_.timeout);
 }
 
-void KvClient::MakeSessionId(kv::v1::WriteRequest* request) {
+uint64_t KvClient::MakeSessionId(kv::v1::WriteRequest* request) {
   kv::v1::RequestId* id = request->mutable_request_id();
   id->set_client_id(options_.client_id);
-  absl::MutexLock lock(&session_mu_);
-  const uint64_t seq = seq_.fetch_add(1) + 1;
-  awaited_.insert(seq);
-  id->set_seq(seq);
-  id->set_first_unacked(*awaited_.begin());
+  const kv::ClientSeqs::Taken taken = seqs_.TakeSessionSeq();
+  id->set_seq(taken.seq);
+  if (!taken.session()) return 0;  // beyond the session window: its own record
+  id->set_first_unacked(taken.first_unacked);
   request->set_min_format(std::max(request->min_format(), kv::kSessionFormat));
-}
-
-void KvClient::SessionWriteDone(uint64_t seq) {
-  absl::MutexLock lock(&session_mu_);
-  awaited_.erase(seq);
+  return taken.seq;
 }
 
 void KvClient::NoteSessions(const kv::v1::WriteResponse& response) {
@@ -207,8 +202,7 @@ absl::StatusOr<kv::v1::WriteResponse> KvClient::Write(kv::v1::WriteRequest reque
   uint64_t session_seq = 0;
   if (request.request_id().client_id().empty()) {
     if (sessions_offered_.load(std::memory_order_relaxed) && !kv::IsBatch(request)) {
-      MakeSessionId(&request);
-      session_seq = request.request_id().seq();
+      session_seq = MakeSessionId(&request);
     } else {
       *request.mutable_request_id() = NextRequestId();
     }
@@ -222,7 +216,7 @@ absl::StatusOr<kv::v1::WriteResponse> KvClient::Write(kv::v1::WriteRequest reque
     r = WriteOne(request, timeout);
   }
   // Answered to the caller (whatever the outcome): never sent again.
-  if (session_seq != 0) SessionWriteDone(session_seq);
+  if (session_seq != 0) seqs_.Answered(session_seq);
   if (r.ok()) NoteSessions(*r);
   return r;
 }

@@ -17,7 +17,9 @@
 //    write (three RocksDB inserts fewer per write on every replica). A
 //    write keeps its form across its retries; a caller's own request_id
 //    (NextRequestId) is never a session write, since its caller may retry
-//    it after this client has forgotten it;
+//    it after this client has forgotten it; a write made while the client
+//    still waits for one kv::kMaxSessionOutcomes seqs older takes its own
+//    record too (libs/kv/client_seqs.h says why);
 //  * coalesces concurrent writes (coalesce_writes, the default): while one
 //    call carries writes to the group, writes from other threads queue, and
 //    when it returns, everything queued leaves in ONE WriteMany call (one
@@ -37,7 +39,6 @@
 #include <deque>
 #include <map>
 #include <memory>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -45,6 +46,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "libs/kv/client_seqs.h"
 #include "libs/replica/channel.h"
 #include "mailgrid/kv/v1/kv.grpc.pb.h"
 
@@ -124,9 +126,9 @@ class KvClient {
   absl::StatusOr<kv::v1::WriteResponse> SendQueued(const std::shared_ptr<PendingWrite>& mine);
   void SendMany(const std::vector<std::shared_ptr<PendingWrite>>& batch);
 
-  // A session write's id: a fresh seq, registered as awaited until Done.
-  void MakeSessionId(kv::v1::WriteRequest* request);
-  void SessionWriteDone(uint64_t seq);
+  // Gives `request` a fresh id: a session write's (returns its seq, awaited
+  // until answered) or, outside the session window, a plain one (returns 0).
+  uint64_t MakeSessionId(kv::v1::WriteRequest* request);
   void NoteSessions(const kv::v1::WriteResponse& response);
 
   enum class CallKind { kRead, kWrite };  // what the deadline's error says
@@ -136,7 +138,7 @@ class KvClient {
   std::string PickTarget(size_t* rotation);
 
   KvClientOptions options_;
-  std::atomic<uint64_t> seq_{0};
+  kv::ClientSeqs seqs_;  // every id's seq; the session writes awaited
   mutable absl::Mutex mu_;
   std::string leader_ ABSL_GUARDED_BY(mu_);
   // Shared: a call in flight keeps its stub while another thread drops it.
@@ -148,13 +150,7 @@ class KvClient {
   int calls_in_flight_ ABSL_GUARDED_BY(write_mu_) = 0;
   std::atomic<bool> write_many_unsupported_{false};
 
-  // Client sessions: the seqs of session writes not yet returned to their
-  // callers (the lowest is every write's first_unacked). A seq is taken
-  // and registered under one lock, so no write can announce a floor above
-  // a seq that another thread has taken but not yet registered.
   std::atomic<bool> sessions_offered_{false};
-  absl::Mutex session_mu_;
-  std::set<uint64_t> awaited_ ABSL_GUARDED_BY(session_mu_);
 };
 
 // Splits "a:1, b:2" into addresses; InvalidArgument if empty.
