@@ -15,10 +15,12 @@
 //      [--threads=T] [--tenant=bench-t] [--prefix=m]
 //   3. start mailstored again: the state machine is ahead of the Raft log,
 //      which the replica opens as it opens a snapshot restored at that index
-//      (libs/kv/raft_log_store.cc), and it serves the filled folder.
-// Only for a single-replica group (other replicas would need the state
-// shipped as a snapshot) and only on a stopped replica (RocksDB's lock
-// refuses a running one).
+//      (libs/kv/raft_log_store.cc), and it serves the filled folder;
+//   4. (run --replicas 3) the other replicas join that group empty and
+//      catch up by the leader's snapshot transfer (bench/mailstore/README.md).
+// Only into a group of ONE voter (the others cannot apply writes they never
+// saw in the log: they must come after, by snapshot) and only on a stopped
+// replica (RocksDB's lock refuses a running one).
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>

@@ -1,11 +1,13 @@
 #include "services/mailstore/app.h"
 
+#include <algorithm>
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
 #include "libs/auth/key_id.h"
 #include "libs/base/log.h"
 #include "libs/base/status.h"
+#include "libs/replica/client_store.h"
 #include "libs/store/local_store.h"
 
 namespace mailgrid::mailstore {
@@ -52,6 +54,7 @@ absl::StatusOr<std::unique_ptr<MailstoreApp>> MailstoreApp::Create(
     ASSIGN_OR_RETURN(auto ro, replica::MakeReplicaOptions(raft, c, registry));
     if (o.block_cache_mb > 0)
       ro.engine.block_cache_bytes = static_cast<size_t>(o.block_cache_mb) << 20;
+    app->peer_tls_ = ro.peer_tls;
     ASSIGN_OR_RETURN(app->replica_, replica::ReplicaServer::Open(std::move(ro)));
     app->store_ = std::make_unique<ReplicaStore>(&app->replica_->replica());
     log::Info("store is REPLICATED", {{"shard", o.shard}, {"group", o.raft.group},
@@ -70,6 +73,9 @@ absl::StatusOr<std::unique_ptr<MailstoreApp>> MailstoreApp::Create(
   so.feed_keep = static_cast<uint64_t>(o.feed_keep);
   so.combine_appends = o.combine_appends;
   so.deferred_index = o.deferred_index;
+  // Replicas may run different binaries during an upgrade: blocks wait for
+  // the group's layout record (StepLayoutGate). One local store: no wait.
+  so.gate_block_layout = o.store == "replicated";
   so.reads = o.reads == "linearizable" ? kv::v1::LINEARIZABLE : kv::v1::STALE;
   app->mail_ = std::make_unique<MailStore>(app->store_.get(), so);
   MailstoreApp* self = app.get();
@@ -120,14 +126,22 @@ bool MailstoreApp::Ready(std::string* reason) {
 
 void MailstoreApp::Loop() {
   absl::Time next_retention = absl::Now() + absl::Minutes(1);
+  absl::Time next_archive = absl::Now() + options_.archive_interval;
+  // While the search layout gate is closed, step it often: a fresh
+  // cluster opens it within a second or two of electing a leader, so its
+  // first mailboxes already get blocks.
+  absl::Duration pause = absl::Milliseconds(500);
   absl::MutexLock lock(&mu_);
   for (;;) {
     auto stopping = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stopping_; };
-    mu_.AwaitWithTimeout(absl::Condition(&stopping), options_.archive_interval);
+    mu_.AwaitWithTimeout(absl::Condition(&stopping), std::min(pause, options_.archive_interval));
     if (stopping_) return;
     mu_.Unlock();
     std::string leader;
-    if (Serving(&leader)) {
+    StepLayoutGate();
+    if (mail_->BlockLayoutAllowed()) pause = options_.archive_interval;
+    if (absl::Now() >= next_archive && Serving(&leader)) {
+      next_archive = absl::Now() + options_.archive_interval;
       // Jobs are persisted; whichever replica leads continues them.
       if (auto n = mail_->RunArchiveJobs(); !n.ok())
         log::Warn("archive round failed", {{"status", n.status()}});
@@ -140,6 +154,37 @@ void MailstoreApp::Loop() {
     }
     mu_.Lock();
   }
+}
+
+void MailstoreApp::StepLayoutGate() {
+  if (!replica_ || mail_->BlockLayoutAllowed()) return;
+  replica::Replica& r = replica_->replica();
+  const replica::ReplicaStatus status = r.Status();
+  absl::Time now = absl::Now();
+  if (now >= next_layout_report_) {
+    next_layout_report_ = now + kLayoutReportInterval;
+    if (!layout_client_) {
+      // Writes reach the leader whichever member it is (this one included).
+      std::vector<std::string> addresses;
+      for (const auto& [id, address] : status.addresses) addresses.push_back(address);
+      auto client = replica::ClientStore::Connect(addresses, peer_tls_);
+      if (client.ok()) layout_client_ = std::move(*client);
+      else log::Warn("search layout: no client to report through", {{"status", client.status()}});
+    }
+    if (layout_client_) {
+      absl::Status s = MailStore::ReportLayoutSupport(layout_client_.get(), r.id(), kBlockLayout,
+                                                      absl::Seconds(5));
+      if (!s.ok()) {
+        log::Warn("search layout: report failed", {{"status", s}});
+        next_layout_report_ = absl::Now() + absl::Seconds(1);  // no leader yet, most likely
+      }
+    }
+  }
+  if (!r.IsLeader()) return;
+  std::vector<uint64_t> members(status.conf.voters.begin(), status.conf.voters.end());
+  members.insert(members.end(), status.conf.learners.begin(), status.conf.learners.end());
+  auto open = mail_->OpenBlockLayoutIfSupported(members, kLayoutReportFresh);
+  if (!open.ok()) log::Warn("search layout: opening failed", {{"status", open.status()}});
 }
 
 void MailstoreApp::Drain() {

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "absl/synchronization/mutex.h"
+#include "libs/replica/channel.h"
 #include "libs/replica/replica_flags.h"
 #include "libs/rpc/service_main.h"
 #include "libs/store/store.h"
@@ -42,10 +43,20 @@ class MailstoreApp final : public rpc::ServiceApp {
   MailstoreApp() = default;
   bool Serving(std::string* leader) const;
   void Loop();
+  // The search layout gate (layout_gate.cc), from the background loop:
+  // while it is closed, reports every kLayoutReportInterval that this
+  // member reads blocks and, on the leader, opens it once every member's
+  // report is younger than kLayoutReportFresh.
+  void StepLayoutGate();
+  static constexpr absl::Duration kLayoutReportInterval = absl::Seconds(10);
+  static constexpr absl::Duration kLayoutReportFresh = absl::Seconds(60);
 
   Options options_;
   std::unique_ptr<replica::ReplicaServer> replica_;
   std::unique_ptr<store::Store> store_;
+  replica::ReplicaTls peer_tls_;
+  std::unique_ptr<store::Store> layout_client_;  // StepLayoutGate's writes (loop thread only)
+  absl::Time next_layout_report_;                // loop thread only
   std::unique_ptr<MailStore> mail_;
   std::unique_ptr<Authorizer> authz_;
   WatchHub hub_;

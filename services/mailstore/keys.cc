@@ -108,8 +108,13 @@ std::string TermBlock(std::string_view t, std::string_view m, std::string_view f
   AppendBe32(block, &k);
   return k;
 }
+std::string IndexMark(std::string_view t, std::string_view m, std::string_view f) {
+  return absl::StrCat(MailboxRange(t, m), "iw/", A(f));
+}
 std::string IndexQueue(std::string_view m) { return absl::StrCat("ixq/", A(m)); }
 std::string IndexQueuePrefix() { return "ixq/"; }
+std::string SearchLayout() { return "ms/layout"; }
+std::string LayoutSupport(uint64_t member) { return absl::StrCat("ms/member/", member); }
 std::string FolderPostingsPrefix(std::string_view t, std::string_view m, std::string_view f) {
   return absl::StrCat(MailboxRange(t, m), "p/", A(f), "/");
 }

@@ -28,8 +28,14 @@
 //                                                         in block*4096..+4095 holding the
 //                                                         term (folders with block_postings,
 //                                                         written by the indexer)
-//   ixq/<mailbox>                         -> "" (the indexer has work in this mailbox:
-//                                            MailboxRecord.index_pending)
+//   t/<tenant>/m/<mailbox>/iw/<folder>                 -> IndexMark: the indexer's watermark
+//                                                         (folders with block_postings; the
+//                                                         higher of it and FolderRecord.
+//                                                         indexed_below counts)
+//   ixq/<mailbox>                         -> "" (the indexer has work in this mailbox; put by
+//                                            every delivery into a block folder)
+//   ms/layout                             -> SearchLayoutRecord (the group's search layout)
+//   ms/member/<raft id>                   -> LayoutSupportRecord (what a member's binary reads)
 //   t/<tenant>/m/<mailbox>/i/<term>\0<sha hex>          -> "" (search postings, per body:
 //                                                         folders without uid_postings)
 //   t/<tenant>/m/<mailbox>/h/<sha hex>/<folder>/<be32 uid> -> "" (where the body is; folders
@@ -112,9 +118,17 @@ std::string TermBlockPrefix(std::string_view tenant, std::string_view mailbox,
                             std::string_view folder, std::string_view term);  // ends "\0"
 std::string TermBlock(std::string_view tenant, std::string_view mailbox, std::string_view folder,
                       std::string_view term, uint32_t block);
+// The indexer's watermark of a block folder (IndexMark), kept out of the
+// folder record so that the indexer's writes never touch a key a delivery
+// writes or is conditional on.
+std::string IndexMark(std::string_view tenant, std::string_view mailbox, std::string_view folder);
 // The indexer's queue: mailboxes with messages not yet in their blocks.
 std::string IndexQueue(std::string_view mailbox);
 std::string IndexQueuePrefix();  // "ixq/"
+// The search layout gate (layout_gate.cc): the group's layout record and
+// each member's report of the layout its binary reads.
+std::string SearchLayout();  // "ms/layout"
+std::string LayoutSupport(uint64_t member);  // "ms/member/<decimal id>"
 // The attribute index of a folder with FolderRecord.attr_index (see above).
 std::string AttrPrefix(std::string_view tenant, std::string_view mailbox,
                        std::string_view folder);  // ".../a/<folder>/"

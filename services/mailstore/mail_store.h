@@ -16,6 +16,7 @@
 // Threads: any; the class is thread-safe.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -53,7 +54,23 @@ struct StoreOptions {
   // complete without it, but reads every unindexed message's terms.
   bool deferred_index = false;
   absl::Duration index_interval = absl::Milliseconds(200);  // indexer's pause between rounds
+  // Messages of one folder the indexer takes per round (a migrating
+  // million-message folder moves in rounds of this many; tests make it small).
+  size_t index_round_messages = 2048;
+  // Blocks are a layout an older mailstored cannot search (it finds
+  // nothing there). On: no folder gets blocks (new folders, and the
+  // migration of old ones) until the group's layout record ("ms/layout",
+  // layout_gate.cc) is open, i.e. every member reported that it reads them;
+  // until then new folders keep per-message postings. mailstored turns it
+  // on for a replicated store; off (tests, one local store): blocks as soon
+  // as deferred_index.
+  bool gate_block_layout = false;
 };
+
+// Search layouts (SearchLayoutRecord.version): 1 = per-message postings,
+// 2 = per-term UID blocks. What this binary reads.
+inline constexpr uint32_t kPerMessageLayout = 1;
+inline constexpr uint32_t kBlockLayout = 2;
 
 // Called after each committed change of a mailbox (Watch wake-ups).
 using CommitListener = std::function<void(const std::string& tenant, const std::string& mailbox)>;
@@ -110,6 +127,31 @@ class MailStore {
   // watermarks. StopIndexer joins it (idempotent; the destructor calls it).
   void StartIndexer(std::function<bool()> is_leader);
   void StopIndexer();
+  // Migration of old folders (per-message postings) to blocks, leader only,
+  // when deferred_index and the layout allows blocks: converts the folders
+  // of up to `max_mailboxes` mailboxes (from where the last call stopped)
+  // and queues them for the indexer, which moves them in bounded rounds
+  // (FolderRecord.legacy_postings_below). Returns the folders converted;
+  // *pass_ended when the call reached the last mailbox (the next starts
+  // again from the first). The indexer thread calls it until a whole pass
+  // converts nothing.
+  absl::StatusOr<size_t> QueueMigrations(size_t max_mailboxes = 64, bool* pass_ended = nullptr);
+
+  // ---- the search layout gate (layout_gate.cc) ----
+  // Whether folders may use blocks now (always when !gate_block_layout).
+  // Fails closed: a read error answers false (per-message postings are
+  // searchable by every version).
+  bool BlockLayoutAllowed();
+  // Records, through `via` (any store of the group: writes reach the
+  // leader), that member `member` runs a binary that reads `reads_layout`.
+  static absl::Status ReportLayoutSupport(store::Store* via, uint64_t member,
+                                          uint32_t reads_layout, absl::Duration timeout);
+  // Leader: opens the block layout when every one of `members` (the
+  // group's voters and learners) reported kBlockLayout within `fresh` of
+  // now, as ONE write conditional on those reports' versions (a member that
+  // reports again meanwhile makes it re-check). Returns whether it is open.
+  absl::StatusOr<bool> OpenBlockLayoutIfSupported(const std::vector<uint64_t>& members,
+                                                  absl::Duration fresh);
 
   // ---- quotas ----
   absl::StatusOr<v1::Quota> GetQuota(const v1::GetQuotaRequest& r);
@@ -175,6 +217,9 @@ class MailStore {
   struct IndexerThread;  // store_indexer.cc
   std::unique_ptr<IndexerThread> indexer_;
   absl::Mutex indexer_mu_;
+  std::atomic<bool> block_layout_open_{false};  // the layout record never closes
+  absl::Mutex migrate_mu_;
+  std::string migrate_after_ ABSL_GUARDED_BY(migrate_mu_);  // QueueMigrations' cursor ("mbx/" key)
   friend absl::Status CheckTenantQuota(MailStore* store, const std::string& tenant, uint64_t add);
   absl::Mutex tenant_mu_;
   absl::flat_hash_map<std::string, std::string> tenant_of_ ABSL_GUARDED_BY(tenant_mu_);

@@ -316,14 +316,67 @@ void Mutation::EditBlock(const std::string& folder_id, const std::string& term, 
 }
 
 void Mutation::MarkIndexPending() {
-  if (mbx_->rec.index_pending()) return;
-  mbx_->rec.set_index_pending(true);
+  // Every such write re-queues the mailbox: the indexer, which never
+  // writes the mailbox record, drops the key only if no delivery put it
+  // since it looked (conditional on its version).
+  if (queued_) return;
+  queued_ = true;
   PutRaw(keys::IndexQueue(mailbox()), "");
 }
 
+absl::StatusOr<IndexWatermark> ReadIndexWatermark(MailStore* store, const MailStore::Mbx& m,
+                                                  const storage::FolderRecord& f) {
+  IndexWatermark w;
+  w.below = f.indexed_below();
+  ASSIGN_OR_RETURN(auto got, store->Get(keys::IndexMark(m.tenant, m.id, f.folder_id())));
+  if (!got.found()) return w;
+  storage::IndexMark mark;
+  if (!mark.ParseFromString(got.value())) return absl::DataLossError("index mark");
+  w.below = std::max(w.below, mark.indexed_below());
+  w.version = got.version();
+  return w;
+}
+
+absl::StatusOr<Mutation::Mark*> Mutation::LoadMark(const storage::FolderRecord& f) {
+  auto it = marks_.find(f.folder_id());
+  if (it == marks_.end()) {
+    ASSIGN_OR_RETURN(IndexWatermark w, ReadIndexWatermark(store_, *mbx_, f));
+    Mark mk;
+    mk.read = w;
+    mk.below = w.below;
+    it = marks_.emplace(f.folder_id(), mk).first;
+  }
+  return &it->second;
+}
+
+absl::StatusOr<uint32_t> Mutation::IndexedBelow(const storage::FolderRecord& f) {
+  ASSIGN_OR_RETURN(Mark * mk, LoadMark(f));
+  return mk->below;
+}
+
+absl::Status Mutation::SetIndexedBelow(const storage::FolderRecord& f, uint32_t below) {
+  ASSIGN_OR_RETURN(Mark * mk, LoadMark(f));
+  mk->below = std::max(mk->below, below);
+  mk->write = true;
+  marks_dirty_ = true;
+  return absl::OkStatus();
+}
+
+void Mutation::StageMarks() {
+  for (const auto& [folder, mk] : marks_) {
+    if (!mk.write || removed_folders_.count(folder)) continue;
+    std::string k = keys::IndexMark(tenant(), mailbox(), folder);
+    storage::IndexMark rec;
+    rec.set_indexed_below(mk.below);
+    Put(k, rec);
+    Condition(k, mk.read.version);
+  }
+}
+
 absl::Status Mutation::StageBlocks() {
-  // Reads are covered by the mailbox record's condition: every writer of a
-  // folder's blocks (expunge, the indexer) is a Mutation of the mailbox.
+  // Reads are covered by the folder's IndexMark condition (StageMarks):
+  // every writer of a folder's blocks (a removal of a message, the
+  // indexer's round) rewrites that key in the same write.
   for (auto& [key, e] : block_edits_) {
     const auto& [folder, term, block] = key;
     if (removed_folders_.count(folder)) continue;  // its w/ range is deleted
@@ -436,17 +489,21 @@ absl::Status Mutation::RemoveMessage(storage::FolderRecord* f, uint32_t uid,
   f->set_highest_modseq(std::max(f->highest_modseq(), modseq));
   if (f->block_postings()) {
     // Only an indexed message is in the blocks; one above the watermark
-    // has nothing to remove (the indexer, serialised with this write by
-    // the mailbox lock and record version, will not find it).
-    if (uid < f->indexed_below()) {
+    // has nothing to remove (a round planned before this write fails its
+    // condition, since the watermark is rewritten here unchanged, and
+    // re-plans without the message). A folder being migrated still has the
+    // "p/" postings of the messages below legacy_postings_below that the
+    // indexer has not moved yet.
+    ASSIGN_OR_RETURN(uint32_t indexed_below, IndexedBelow(*f));
+    RETURN_IF_ERROR(SetIndexedBelow(*f, indexed_below));
+    if (uid < indexed_below) {
       ASSIGN_OR_RETURN(auto terms, MessageTerms(msg));
       for (const auto& t : terms) EditBlock(f->folder_id(), t, uid, false);
+    } else if (uid < f->legacy_postings_below()) {
+      RETURN_IF_ERROR(DeleteUidPostings(*f, uid, msg));
     }
   } else if (f->uid_postings()) {
-    ASSIGN_OR_RETURN(auto terms, TermsOf(msg.body_sha()));
-    for (const auto& t : terms)
-      Delete(keys::FolderPosting(tenant(), mailbox(), f->folder_id(), t, uid));
-    PrependPostings(*f, uid, msg, false);
+    RETURN_IF_ERROR(DeleteUidPostings(*f, uid, msg));
   } else {
     std::string loc = keys::Location(tenant(), mailbox(), msg.body_sha(), f->folder_id(), uid);
     Delete(loc);
@@ -455,6 +512,23 @@ absl::Status Mutation::RemoveMessage(storage::FolderRecord* f, uint32_t uid,
   mbx_->rec.set_usage_bytes(mbx_->rec.usage_bytes() - std::min(mbx_->rec.usage_bytes(), msg.size()));
   if (mbx_->rec.usage_messages() > 0) mbx_->rec.set_usage_messages(mbx_->rec.usage_messages() - 1);
   return RefBody(msg.body_sha(), -1);
+}
+
+absl::Status Mutation::DeleteUidPostings(const storage::FolderRecord& f, uint32_t uid,
+                                         const storage::MessageRecord& msg) {
+  ASSIGN_OR_RETURN(auto terms, TermsOf(msg.body_sha()));
+  for (const auto& t : terms) Delete(keys::FolderPosting(tenant(), mailbox(), f.folder_id(), t, uid));
+  PrependPostings(f, uid, msg, false);
+  return absl::OkStatus();
+}
+
+void Mutation::StartBlockMigration(storage::FolderRecord* f) {
+  f->set_block_postings(true);
+  f->set_indexed_below(1);
+  // Every message below UIDNEXT may have "p/" postings; later ones are
+  // delivered into the block layout (not indexed yet, like any delivery).
+  f->set_legacy_postings_below(std::max<uint32_t>(f->uidnext(), 1));
+  MarkIndexPending();
 }
 
 void Mutation::UpdateMessage(const storage::FolderRecord& f, uint32_t uid,
@@ -619,8 +693,16 @@ absl::Status Mutation::StageBody(MailStore* store, const std::string& tenant,
 }
 
 absl::Status Mutation::StageRecords() {
+  if (index_only_) {
+    if (!dirty_folders_.empty() || !removed_folders_.empty() || !uid_blocks_.empty() || !links_.empty())
+      return absl::InternalError("an index-only mutation changed records");
+    RETURN_IF_ERROR(StageBlocks());
+    StageMarks();
+    return absl::OkStatus();
+  }
   RETURN_IF_ERROR(UpdatePostings());
   RETURN_IF_ERROR(StageBlocks());
+  StageMarks();
   for (const auto& [key, bits] : uid_blocks_) {
     if (removed_folders_.count(key.first)) continue;  // its k/ range is deleted
     std::string k = keys::UidMapBlock(tenant(), mailbox(), key.first, key.second);
@@ -851,6 +933,14 @@ absl::Status BatchAttempts(MailStore* store, const std::vector<std::string>& ids
 
 }  // namespace
 
+absl::Status RunIndexBatch(MailStore* store, const std::vector<std::string>& mailbox_ids,
+                           const std::function<absl::Status(size_t, Mutation&)>& plan,
+                           const std::function<void(size_t, const absl::Status&)>& failed) {
+  std::vector<size_t> all(mailbox_ids.size());
+  for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+  return BatchAttempts(store, mailbox_ids, all, plan, failed);
+}
+
 absl::Status RunMutationBatch(MailStore* store, const std::vector<std::string>& mailbox_ids,
                               const std::function<absl::Status(size_t, Mutation&)>& plan,
                               const std::function<void(size_t, const absl::Status&)>& failed) {
@@ -958,7 +1048,8 @@ storage::FolderRecord NewFolder(Mutation& mut, const std::string& name, int spec
   f.set_attr_index(true);
   f.set_uid_map(true);
   f.set_header_postings(true);
-  if (mut.store()->options().deferred_index) {
+  // Blocks only once every replica of the group reads them (layout_gate.cc).
+  if (mut.store()->options().deferred_index && mut.store()->BlockLayoutAllowed()) {
     f.set_block_postings(true);
     f.set_indexed_below(1);
   }

@@ -155,6 +155,7 @@ absl::StatusOr<v1::DeleteFolderResponse> MailStore::DeleteFolder(const v1::Delet
       mut.DeleteRange(p, keys::PrefixEnd(p));
       std::string w = keys::TermBlocksPrefix(mut.tenant(), mut.mailbox(), id);
       mut.DeleteRange(w, keys::PrefixEnd(w));
+      mut.Delete(keys::IndexMark(mut.tenant(), mut.mailbox(), id));  // fails a round in flight
       std::string a = keys::AttrPrefix(mut.tenant(), mut.mailbox(), id);
       mut.DeleteRange(a, keys::PrefixEnd(a));
       std::string k = keys::UidMapPrefix(mut.tenant(), mut.mailbox(), id);

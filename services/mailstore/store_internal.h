@@ -31,6 +31,16 @@ absl::Status Unavailable(const absl::Status& from);
 
 class Mutation;
 
+// A block folder's search watermark as stored: every message below `below`
+// is in the blocks (max of FolderRecord.indexed_below and the folder's
+// IndexMark key, whose version is `version`, 0 when absent).
+struct IndexWatermark {
+  uint32_t below = 0;
+  uint64_t version = 0;
+};
+absl::StatusOr<IndexWatermark> ReadIndexWatermark(MailStore* store, const MailStore::Mbx& m,
+                                                  const storage::FolderRecord& f);
+
 // A mailbox's folder records as last read, valid while the mailbox record's
 // version is the one they were read with: every write that changes a
 // folder record goes through a Mutation, which rewrites the mailbox record
@@ -80,6 +90,10 @@ class Mutation {
   // wake-up after it commits.
   void SetQuiet() { quiet_ = true; }
   bool quiet() const { return quiet_; }
+  // The indexer's write: only term blocks and watermarks (IndexMark), and
+  // no mailbox or folder record nor a condition on them, so it never
+  // conflicts with a delivery; its condition is each watermark's version.
+  void SetIndexOnly() { index_only_ = true; }
 
   uint64_t NextModseq() { return Bump(); }
   // The folder record to change (written at commit).
@@ -119,7 +133,15 @@ class Mutation {
   // Adds (or removes) uid to term's UID block of a block_postings folder;
   // the blocks are read and rewritten once per commit (StageRecords).
   void EditBlock(const std::string& folder_id, const std::string& term, uint32_t uid, bool add);
+  // Turns a folder with per-message postings into a block folder being
+  // migrated (FolderRecord.legacy_postings_below) and queues the mailbox.
+  void StartBlockMigration(storage::FolderRecord* folder);
   size_t BlockEdits() const { return block_edits_.size(); }
+  // A block folder's watermark as this write sees it (read once).
+  absl::StatusOr<uint32_t> IndexedBelow(const storage::FolderRecord& folder);
+  // The indexer moves the watermark (written at commit, conditional on its
+  // version as read).
+  absl::Status SetIndexedBelow(const storage::FolderRecord& folder, uint32_t below);
   // Whether the body's terms include its header fields (bodies stored
   // before they did do not): a folder with header_postings stays complete
   // only while every message's do.
@@ -144,7 +166,8 @@ class Mutation {
 
   kv::v1::WriteRequest& request() { return req_; }
   bool Empty() const {
-    return req_.ops_size() == 0 && dirty_folders_.empty() && removed_folders_.empty() && bodies_.empty();
+    return req_.ops_size() == 0 && dirty_folders_.empty() && removed_folders_.empty() &&
+           bodies_.empty() && block_edits_.empty() && !marks_dirty_;
   }
   // Adds the mailbox record, folder records and conditions; writes.
   // Returns false (and nothing written) when a condition failed.
@@ -175,12 +198,27 @@ class Mutation {
                   const storage::MessageRecord& msg, bool add);
   // Sets or clears uid in its folder's UID map block (read once per mutation).
   absl::Status MarkUid(const std::string& folder_id, uint32_t uid, bool on);
+  // Deletes a message's "p/" postings (its body's terms and prepended lines).
+  absl::Status DeleteUidPostings(const storage::FolderRecord& folder, uint32_t uid,
+                                 const storage::MessageRecord& msg);
   // Postings of a message's prepended header lines (header_postings).
   void PrependPostings(const storage::FolderRecord& folder, uint32_t uid,
                        const storage::MessageRecord& msg, bool add);
   // Postings, folder records, the mailbox record and its condition (not bodies).
   absl::Status StageRecords();
   absl::Status StageBlocks();
+  // The watermarks this write read and rewrites (IndexMark keys).
+  void StageMarks();
+  struct Mark {
+    IndexWatermark read;
+    uint32_t below = 0;
+    bool write = false;
+  };
+  absl::StatusOr<Mark*> LoadMark(const storage::FolderRecord& folder);
+  std::map<std::string, Mark> marks_;  // by folder id
+  bool marks_dirty_ = false;
+  bool index_only_ = false;
+  bool queued_ = false;  // the "ixq/" key is in this write
   // The mailbox has messages the indexer has not indexed (index_pending, "ixq/").
   void MarkIndexPending();
   struct BlockEdit {
@@ -236,6 +274,14 @@ absl::Status RunCombined(MailStore* store, const std::string& mailbox_id,
 absl::Status RunMutationBatch(MailStore* store, const std::vector<std::string>& mailbox_ids,
                               const std::function<absl::Status(size_t, Mutation&)>& plan,
                               const std::function<void(size_t, const absl::Status&)>& failed);
+// RunMutationBatch WITHOUT the mailbox locks, for the indexer's index-only
+// mutations (SetIndexOnly): their conditions (the watermarks' versions,
+// rewritten by every writer that removes a message from the blocks) catch
+// every conflicting writer, and a delivery neither waits for them nor
+// conflicts with them. A failed condition re-plans the batch.
+absl::Status RunIndexBatch(MailStore* store, const std::vector<std::string>& mailbox_ids,
+                           const std::function<absl::Status(size_t, Mutation&)>& plan,
+                           const std::function<void(size_t, const absl::Status&)>& failed);
 
 // Whether a flag has attribute index keys (every flag but \Seen).
 bool IndexedFlag(std::string_view flag);

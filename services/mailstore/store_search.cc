@@ -297,72 +297,112 @@ class Evaluator {
   absl::StatusOr<Uids> UidsWith(const std::vector<std::string>& prefixes, const std::string& token) {
     if (f_.block_postings()) return BlockUidsWith(prefixes, token);
     Uids out;
-    bool sorted = true;
+    RETURN_IF_ERROR(PostingUidsWith(prefixes, token, 0, UINT32_MAX, &out));
+    SortUnique(&out);
+    return out;
+  }
+
+  static void SortUnique(Uids* out) {
+    if (std::is_sorted(out->begin(), out->end()) &&
+        std::adjacent_find(out->begin(), out->end()) == out->end())
+      return;
+    std::sort(out->begin(), out->end());
+    out->erase(std::unique(out->begin(), out->end()), out->end());
+  }
+
+  // Appends the UIDs in [from, below) of the folder's "p/" postings of a
+  // term starting with `token` (one keys-only range per field).
+  absl::Status PostingUidsWith(const std::vector<std::string>& prefixes, const std::string& token,
+                               uint32_t from, uint32_t below, Uids* out) {
     for (const auto& pf : prefixes) {
       std::string p = keys::FolderPostingPrefix(m_.tenant, m_.id, f_.folder_id(), pf + token);
       p.pop_back();  // drop the terminator: a word-prefix match
       RETURN_IF_ERROR(store_->ScanRange(p, keys::PrefixEnd(p), true, SIZE_MAX, false,
                                         [&](const kv::v1::KeyValue& kv) {
                                           uint32_t uid = keys::ReadBe32(kv.key());
-                                          if (!out.empty() && uid <= out.back()) sorted = false;
-                                          out.push_back(uid);
+                                          if (uid >= from && uid < below) out->push_back(uid);
                                           return true;
                                         }));
     }
-    if (!sorted) {
-      std::sort(out.begin(), out.end());
-      out.erase(std::unique(out.begin(), out.end()), out.end());
-    }
-    return out;
+    return absl::OkStatus();
+  }
+
+  // A folder being migrated to blocks: the messages in [indexed_below,
+  // legacy_postings_below) are still in the "p/" postings. Only UIDs that
+  // exist count (a mailstored from before the migration expunging there
+  // would not have deleted their postings).
+  absl::Status LegacyUidsWith(const std::vector<std::string>& prefixes, const std::string& token,
+                              Uids* out) {
+    ASSIGN_OR_RETURN(uint32_t from, IndexedBelow());
+    if (from >= f_.legacy_postings_below()) return absl::OkStatus();
+    Uids legacy;
+    RETURN_IF_ERROR(PostingUidsWith(prefixes, token, from, f_.legacy_postings_below(), &legacy));
+    SortUnique(&legacy);
+    ASSIGN_OR_RETURN(Uids all, Universe());
+    legacy = Intersect(legacy, all);
+    out->insert(out->end(), legacy.begin(), legacy.end());
+    return absl::OkStatus();
   }
 
   // UidsWith for a folder with block_postings: the indexed messages from
-  // the terms' UID blocks (one key per term per 4,096 UIDs), the ones above
-  // indexed_below (not indexed yet: few, unless the indexer is behind) from
+  // the terms' UID blocks (one key per term per 4,096 UIDs), those of a
+  // folder being migrated that are not moved yet from its "p/" postings,
+  // the newer ones not indexed yet (few, unless the indexer is behind) from
   // their stored terms, so the answer is complete at every moment.
   absl::StatusOr<Uids> BlockUidsWith(const std::vector<std::string>& prefixes,
                                      const std::string& token) {
     Uids out;
-    bool sorted = true;
     absl::Status bad;
     for (const auto& pf : prefixes) {
       std::string p = keys::TermBlockPrefix(m_.tenant, m_.id, f_.folder_id(), pf + token);
       p.pop_back();  // drop the terminator: a word-prefix match
       RETURN_IF_ERROR(store_->ScanRange(p, keys::PrefixEnd(p), false, SIZE_MAX, false,
                                         [&](const kv::v1::KeyValue& kv) {
-                                          size_t before = out.size();
                                           bad = termblock::Decode(kv.value(), keys::ReadBe32(kv.key()), &out);
-                                          if (!bad.ok()) return false;
-                                          if (before > 0 && out.size() > before && out[before] <= out[before - 1])
-                                            sorted = false;
-                                          return true;
+                                          return bad.ok();
                                         }));
       RETURN_IF_ERROR(bad);
     }
+    SortUnique(&out);
+    if (f_.uid_map()) {
+      // Only UIDs that exist: a mailstored from before IndexMark (sessions
+      // 8-21) serving this folder expunges by FolderRecord.indexed_below
+      // alone and may leave a UID in a block.
+      ASSIGN_OR_RETURN(Uids all, Universe());
+      out = Intersect(out, all);
+    }
+    RETURN_IF_ERROR(LegacyUidsWith(prefixes, token, &out));
     RETURN_IF_ERROR(LoadPending());
     for (const auto& [uid, terms] : pending_) {
       for (const auto& pf : prefixes) {
         std::string want = pf + token;
         auto it = std::lower_bound(terms.begin(), terms.end(), want);
         if (it != terms.end() && absl::StartsWith(*it, want)) {
-          if (!out.empty() && uid <= out.back()) sorted = false;
           out.push_back(uid);
           break;
         }
       }
     }
-    if (!sorted) {
-      std::sort(out.begin(), out.end());
-      out.erase(std::unique(out.begin(), out.end()), out.end());
-    }
+    SortUnique(&out);
     return out;
   }
 
-  // The messages of a block_postings folder not indexed yet, with their
-  // terms (sorted), read once per query.
+  // The block folder's watermark (at least 1), read once per query.
+  absl::StatusOr<uint32_t> IndexedBelow() {
+    if (!indexed_below_) {
+      ASSIGN_OR_RETURN(IndexWatermark w, ReadIndexWatermark(store_, m_, f_));
+      indexed_below_ = std::max<uint32_t>(w.below, 1);
+    }
+    return *indexed_below_;
+  }
+
+  // The messages of a block_postings folder not indexed yet (and not in
+  // the "p/" postings of a migration), with their terms (sorted), read once
+  // per query.
   absl::Status LoadPending() {
     if (pending_loaded_) return absl::OkStatus();
-    uint32_t from = std::max<uint32_t>(f_.indexed_below(), 1);
+    ASSIGN_OR_RETURN(uint32_t from, IndexedBelow());
+    from = std::max(from, f_.legacy_postings_below());
     ASSIGN_OR_RETURN(auto list, ScanMessages(store_, m_, f_.folder_id(), from, UINT32_MAX));
     std::map<std::string, std::vector<std::string>> by_sha;
     for (const auto& [uid, r] : list) {
@@ -527,6 +567,7 @@ class Evaluator {
   std::optional<Uids> universe_;
   bool records_loaded_ = false;
   std::map<uint32_t, storage::MessageRecord> records_;
+  std::optional<uint32_t> indexed_below_;
   bool pending_loaded_ = false;
   std::vector<std::pair<uint32_t, std::vector<std::string>>> pending_;
 };

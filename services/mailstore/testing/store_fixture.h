@@ -123,6 +123,25 @@ class StoreFixture : public ::testing::Test {
       for (uint32_t u = r.first(); u <= r.last(); ++u) out.push_back(u);
     return out;
   }
+  // Marks `uid` of INBOX \Deleted in `on` and expunges; expects exactly
+  // that UID to go.
+  static void ExpungeUid(MailStore& on, uint32_t uid, const std::string& mailbox = "mbx-a") {
+    v1::StoreFlagsRequest sf;
+    sf.set_mailbox_id(mailbox);
+    sf.mutable_folder()->set_name("INBOX");
+    auto* r = sf.mutable_messages()->mutable_uids()->add_ranges();
+    r->set_first(uid);
+    r->set_last(uid);
+    sf.set_mode(v1::STORE_MODE_ADD);
+    sf.add_flags("\\Deleted");
+    ASSERT_TRUE(on.StoreFlags(sf).ok());
+    v1::ExpungeRequest ex;
+    ex.set_mailbox_id(mailbox);
+    ex.mutable_folder()->set_name("INBOX");
+    auto got = on.Expunge(ex);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(Uids(got->expunged()), std::vector<uint32_t>{uid});
+  }
   // UIDs of a text search (field, value) in a folder.
   std::vector<uint32_t> SearchText(v1::TextField field, const std::string& value,
                                    const std::string& folder = "INBOX",
