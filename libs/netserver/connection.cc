@@ -123,6 +123,13 @@ void ConnImpl::Apply(Output out) {
   }
   if (out.close) close_after_write_ = true;
   Pump();
+  if (out.then && !closed_) {
+    // The session's next step, on this thread now that its bytes are out
+    // (or queued): no post to the strand, which would wake another loop
+    // thread for it.
+    std::function<Output()> next = std::move(out.then);
+    Apply(next());
+  }
 }
 
 void ConnImpl::Pump() {
@@ -238,6 +245,10 @@ void ConnImpl::StartWrite() {
     for (auto it = std::next(outq_.begin()); it != outq_.end(); ++it) first += *it;
     outq_.erase(std::next(outq_.begin()), outq_.end());
   }
+  if (!tls_ && WriteNow()) {
+    writing_ = false;
+    return;
+  }
   auto done = [self = shared_from_this()](const asio::error_code& ec, size_t n) {
     self->OnWritten(ec, n);
   };
@@ -248,6 +259,37 @@ void ConnImpl::StartWrite() {
   }
 }
 
+// Plain sockets (non-blocking): the queued bytes go out in one send when
+// the socket takes them whole, as replies usually are. An async_write's
+// completion is posted as new work, which wakes another loop thread (a
+// context switch per reply on a one-session transaction, issue 8); this
+// posts nothing. True when the head of the queue is written; false leaves
+// what is left (maybe all of it) to async_write, which also reports errors.
+bool ConnImpl::WriteNow() {
+  std::string& front = outq_.front();
+  asio::error_code ec;
+  size_t n = socket_.write_some(asio::buffer(front), ec);
+  if (ec) return false;
+  if (n < front.size()) {
+    server_->bytes_out += n;
+    if (listener_->metrics.bytes_out)
+      listener_->metrics.bytes_out->Increment(static_cast<double>(n));
+    front.erase(0, n);
+    return false;
+  }
+  Written(n);
+  return true;
+}
+
+// The head of the queue (`n` bytes) is written.
+void ConnImpl::Written(size_t n) {
+  server_->bytes_out += n;
+  if (listener_->metrics.bytes_out)
+    listener_->metrics.bytes_out->Increment(static_cast<double>(n));
+  outq_.pop_front();
+  if (!timed_out_) ArmTimer(idle_);  // progress: a slow reader is not idle
+}
+
 void ConnImpl::OnWritten(const asio::error_code& ec, size_t n) {
   writing_ = false;
   if (closed_) return;
@@ -255,11 +297,7 @@ void ConnImpl::OnWritten(const asio::error_code& ec, size_t n) {
     DoClose(ec.message());
     return;
   }
-  server_->bytes_out += n;
-  if (listener_->metrics.bytes_out)
-    listener_->metrics.bytes_out->Increment(static_cast<double>(n));
-  outq_.pop_front();
-  if (!timed_out_) ArmTimer(idle_);  // progress: a slow reader is not idle
+  Written(n);
   Pump();
 }
 
@@ -329,16 +367,32 @@ void ConnImpl::OnHandshake(const asio::error_code& ec, bool implicit) {
 
 void ConnImpl::ArmTimer(absl::Duration d) {
   if (d <= absl::ZeroDuration() || d == absl::InfiniteDuration()) {
+    deadline_ = asio::steady_timer::time_point::max();
     timer_.cancel();
+    timer_waiting_ = false;
     return;
   }
-  timer_.expires_after(absl::ToChronoNanoseconds(d));
+  // Called at every read and write: moving the wait later would cancel it,
+  // and asio posts the cancelled handler as new work (another loop thread
+  // woken, issue 8). A later deadline is only noted; OnTimer re-arms.
+  deadline_ = asio::steady_timer::clock_type::now() + absl::ToChronoNanoseconds(d);
+  if (timer_waiting_ && timer_.expiry() <= deadline_) return;
+  timer_.expires_at(deadline_);
+  timer_waiting_ = true;
   timer_.async_wait([self = shared_from_this()](const asio::error_code& ec) { self->OnTimer(ec); });
 }
 
 void ConnImpl::OnTimer(const asio::error_code& ec) {
+  // A cancelled wait: either the connection closed or a new wait (an
+  // earlier deadline, ArmTimer) replaced it and is pending.
   if (ec == asio::error::operation_aborted || closed_) return;
-  if (timer_.expiry() > asio::steady_timer::clock_type::now()) return;  // re-armed
+  timer_waiting_ = false;
+  if (deadline_ > asio::steady_timer::clock_type::now()) {  // activity since: wait on
+    timer_.expires_at(deadline_);
+    timer_waiting_ = true;
+    timer_.async_wait([self = shared_from_this()](const asio::error_code& e) { self->OnTimer(e); });
+    return;
+  }
   if (timed_out_ || handshaking_) {
     // Second expiry (the goodbye could not be written) or a stalled handshake.
     if (handshaking_) ++server_->tls_failures;

@@ -66,6 +66,12 @@ struct Output {
   // applied (typically the one a Post() callback returns). Reading state is
   // set by every applied Output: pausing is explicit each time.
   bool pause_reading = false;
+  // Run on the strand, on the same thread, right after this Output is
+  // applied (its bytes written or queued), and apply what it returns: a
+  // session's next step that must come after its replies are out (relayd
+  // makes a blocking peer call there) without a Post, which would wake
+  // another loop thread for it. Dropped if the connection closed.
+  std::function<Output()> then;
 
   static Output Write(std::string bytes) { return Output{std::move(bytes)}; }
   static Output Close(std::string goodbye = {}) {

@@ -118,6 +118,8 @@ class ConnImpl final : public Connection, public std::enable_shared_from_this<Co
   void OnTlsRead(const asio::error_code& ec, size_t n);
   void Deliver(std::string_view data);
   void StartWrite();
+  bool WriteNow();
+  void Written(size_t n);
   void OnWritten(const asio::error_code& ec, size_t n);
   void MaybeStartTls();
   void Handshake(bool implicit);
@@ -130,6 +132,11 @@ class ConnImpl final : public Connection, public std::enable_shared_from_this<Co
   Listener* listener_;
   asio::ip::tcp::socket socket_;
   asio::steady_timer timer_;
+  // When the connection times out (ArmTimer). The timer's wait is only
+  // moved EARLIER at once; a later deadline is picked up when the wait
+  // fires (OnTimer re-arms), so activity costs no timer cancellation.
+  asio::steady_timer::time_point deadline_;
+  bool timer_waiting_ = false;  // an async_wait on timer_ is pending
   std::unique_ptr<asio::ssl::stream<asio::ip::tcp::socket&>> tls_;
   std::unique_ptr<Session> session_;
   ConnectionInfo info_;

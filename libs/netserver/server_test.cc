@@ -117,6 +117,18 @@ class EchoSession : public Session {
         });
         return out;
       }
+      if (line == "THEN") {
+        // The next step as the Output's continuation: "first" is written,
+        // then "second", then the lines pipelined behind THEN.
+        out.bytes += "first\r\n";
+        out.pause_reading = true;
+        out.then = [this] {
+          Output o = Process();
+          o.bytes = "second\r\n" + o.bytes;
+          return o;
+        };
+        return out;
+      }
       if (line == "QUIT") {
         out.bytes += "bye\r\n";
         out.close = true;
@@ -357,6 +369,39 @@ TEST_F(NetServerTest, AsyncPostResumesInOrder) {
   Send(s, "after\r\n");
   EXPECT_EQ(ReadLine(s, buf), "done");
   EXPECT_EQ(ReadLine(s, buf), "echo: after");
+}
+
+TEST_F(NetServerTest, ContinuationRunsAfterTheBytesAndInOrder) {
+  StartServer({});
+  tcp::socket s = Connect();
+  asio::streambuf buf;
+  EXPECT_EQ(ReadLine(s, buf), "hello");
+  Send(s, "THEN\r\nafter\r\n");
+  EXPECT_EQ(ReadLine(s, buf), "first");
+  EXPECT_EQ(ReadLine(s, buf), "second");
+  EXPECT_EQ(ReadLine(s, buf), "echo: after");
+  Send(s, "again\r\n");  // reading resumed after the continuation
+  EXPECT_EQ(ReadLine(s, buf), "echo: again");
+}
+
+TEST_F(NetServerTest, ActivityPostponesTheIdleTimeout) {
+  // The idle timer is not re-armed at every read and write (ArmTimer only
+  // notes the later deadline); the connection must still live as long as
+  // it is active, then time out once idle.
+  StartServer({}, false, absl::Seconds(2));
+  tcp::socket s = Connect();
+  asio::streambuf buf;
+  EXPECT_EQ(ReadLine(s, buf), "hello");
+  for (int i = 0; i < 25; ++i) {  // 2.5 s of traffic, one line per 100 ms
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    Send(s, "ping\r\n");
+    ASSERT_EQ(ReadLine(s, buf), "echo: ping") << "line " << i;
+  }
+  EXPECT_EQ(server_->stats().timeouts, 0u);
+  EXPECT_EQ(ReadLine(s, buf), "bye timeout");
+  EXPECT_TRUE(ReadsEof(s, buf));
+  WaitActive(0);
+  EXPECT_EQ(server_->stats().timeouts, 1u);
 }
 
 TEST_F(NetServerTest, SlowTlsThenTrafficWorks) {

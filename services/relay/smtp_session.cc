@@ -249,17 +249,17 @@ void RelaySession::Async(std::function<std::function<void()>()> work) {
     // other loop threads free; a connection closed meanwhile drops the
     // function, and the guard gives the place back.
     std::shared_ptr<void> place(nullptr, [gate](void*) { gate->Leave(); });
-    if (auto c = weak.lock()) {
-      c->Post([this, m, queued, place, work = std::move(work)]() mutable {
-        if (m) m->Observe(RelayMetrics::kWorkerWait, absl::Now() - queued);
-        std::function<void()> finish = work();
-        place.reset();
-        if (m) m->Observe(RelayMetrics::kStrandWait, absl::ZeroDuration());
-        waiting_ = false;
-        finish();
-        return Drive();
-      });
-    }
+    // Handed to netserver by Drive as the Output's `then` (no Post: that
+    // wakes the other loop thread).
+    inline_call_ = [this, m, queued, place, work = std::move(work)]() mutable {
+      if (m) m->Observe(RelayMetrics::kWorkerWait, absl::Now() - queued);
+      std::function<void()> finish = work();
+      place.reset();
+      if (m) m->Observe(RelayMetrics::kStrandWait, absl::ZeroDuration());
+      waiting_ = false;
+      finish();
+      return Drive();
+    };
     return;
   }
   ctx_->workers->Run([this, weak, m, queued, work = std::move(work)] {
@@ -283,6 +283,7 @@ Output RelaySession::Drive() {
     if (waiting_) {
       out.bytes += smtp_.TakeOutput();
       out.pause_reading = true;
+      out.then = std::exchange(inline_call_, nullptr);  // Async's inline call, if any
       CountReplies();
       return out;
     }

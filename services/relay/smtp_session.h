@@ -192,6 +192,9 @@ class RelaySession final : public netserver::Session {
   const RelayContext* ctx_;
   smtp::ServerSession smtp_;
   bool waiting_ = false;   // an async decision is in flight
+  // Async's call made on this loop thread (InlineGate), handed to netserver
+  // by Drive as the Output's `then`: it runs once the replies are out.
+  std::function<netserver::Output()> inline_call_;
   bool draining_ = false;  // shutdown asked while waiting: 421 after it
   std::optional<Principal> user_;
   Sasl sasl_;
