@@ -11,6 +11,10 @@
 //      the gRPC round trip alone, to tell tenantd's work from transport);
 //   4. ResolveMany (phase "many", not run by default): --batch random
 //      user addresses per call, at each --inflight;
+//   4a. ResolveStream (phase "stream", not run by default): the same
+//      random user addresses, one per stream message, through relayd's
+//      stream client (relay::ResolveStreams) over --streams streams, at
+//      each --inflight; run it after "resolve" (which waits for the warm-up);
 //   4b. GetPrincipal by address (phase "principal", not run by default):
 //      what identityd asks at every login, several reads per call;
 //   5. expansion of a group of about --big-group members (department
@@ -19,7 +23,8 @@
 //      indexed, with max_recipients 10,000.
 // Usage: directory_bench --tenantd A,B,C --admin-token T --service-token S
 //          --domain D [--users 100000] [--groups 1000] [--inflight 64] [--channels 2] [--seconds 10]
-//          [--phases import,groups,floor,resolve,many,principal,expand] [--from ROW] [--batch N]
+//          [--phases import,groups,floor,resolve,stream,many,principal,expand] [--from ROW]
+//          [--batch N] [--streams N]
 //          [--warm-seconds 60] [--spread N] [--server-pids P1,P2,P3]
 // --inflight 1,8,64 runs floor and resolve once per value (the curve).
 // --from ROW: the import starts at row ROW (a run cut short goes on).
@@ -48,6 +53,7 @@
 #include "grpcpp/security/credentials.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "mailgrid/tenant/v1/directory.grpc.pb.h"
+#include "services/relay/grpc_backend.h"
 
 namespace {
 
@@ -80,6 +86,9 @@ struct Flags {
   // benchmark client's shape). Both send the same calls.
   std::string client = "callback";
   int cq_threads = 2;
+  // Phase "stream": how many ResolveStream streams (0: one per replica the
+  // load goes to).
+  int streams = 0;
   // Extra integer channel arguments for the load channels ("name=value,..."),
   // e.g. grpc.enable_retries=0.
   std::vector<std::pair<std::string, int>> channel_args;
@@ -346,6 +355,7 @@ int Main(int argc, char** argv) {
     else if (k == "--phases") f.phases = v;
     else if (k == "--client") f.client = v;
     else if (k == "--cq-threads") (void)absl::SimpleAtoi(v, &f.cq_threads);
+    else if (k == "--streams") (void)absl::SimpleAtoi(v, &f.streams);
     else if (k == "--channel-args") {
       for (absl::string_view kv : absl::StrSplit(v, ',', absl::SkipEmpty())) {
         std::pair<std::string, std::string> p = absl::StrSplit(kv, '=');
@@ -525,6 +535,32 @@ int Main(int argc, char** argv) {
     for (int inflight : f.inflight)
       Hammer(f, inflight, chans.size(),
              cq_pool ? "resolve (user address, cq client)" : "resolve (user address)", resolve_with);
+  }
+  if (f.Has("stream")) {
+    // ResolveStream through relayd's own client (relay::ResolveStreams):
+    // --streams streams, stream i on replica i % spread (over that
+    // replica's load channels in turn), each request one user address with
+    // its own answer and latency; --inflight requests outstanding across
+    // the streams.
+    const size_t per_replica = static_cast<size_t>(std::max(1, f.channels));
+    auto channel = [&](size_t i) -> absl::StatusOr<std::shared_ptr<grpc::Channel>> {
+      return chans[(i % spread) * per_replica + (i / spread) % per_replica];
+    };
+    auto authorization = [&]() -> absl::StatusOr<std::string> { return "Bearer " + f.service; };
+    const size_t n = f.streams > 0 ? static_cast<size_t>(f.streams) : spread;
+    mailgrid::relay::ResolveStreams streams(channel, authorization, chans.size(), n);
+    std::uniform_int_distribution<int> pick(0, f.users - 1);
+    auto stream = [&](size_t, std::mt19937& rng, Done done) {
+      v1::ResolveRequest req;
+      req.set_address(Address(pick(rng), f.domain));
+      streams.Start(req, [done](absl::StatusOr<v1::ResolveResult> r) {
+        done(r.ok() && r->response().recipients_size() == 1);
+      });
+    };
+    const std::string what = absl::StrCat("resolve-stream (user address, ", n, " streams)");
+    for (int inflight : f.inflight) Hammer(f, inflight, chans.size(), what.c_str(), stream);
+    std::printf("  stream requests sent %lld, streams opened %lld\n",
+                static_cast<long long>(streams.sent()), static_cast<long long>(streams.opened()));
   }
   if (f.Has("many")) {
     // ResolveMany: --batch random user addresses per call (relayd asking

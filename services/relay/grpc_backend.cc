@@ -1,18 +1,293 @@
 #include "services/relay/grpc_backend.h"
 
 #include <algorithm>
+#include <deque>
 #include <limits>
 #include <string_view>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "libs/base/log.h"
 #include "libs/base/status.h"
 #include "libs/rpc/client.h"
+#include "libs/rpc/errors.h"
 #include "libs/rpc/status.h"
 
 namespace mailgrid::relay {
+
+// ---- ResolveStreams ----------------------------------------------------------
+
+// One DirectoryService.ResolveStream call. Requests wait in `queue_` for
+// the one write gRPC allows at a time; each caller's `done` waits in
+// `waiting_` under the request's id until its answer is read. A read is
+// always in flight, so the call lives until tenantd ends it; a hold keeps
+// it alive while another thread may still start a write (released once
+// the stream takes no more requests and no write is in flight).
+class ResolveStreams::Stream final
+    : public grpc::ClientBidiReactor<tenant::v1::ResolveStreamRequest,
+                                     tenant::v1::ResolveStreamResponse> {
+ public:
+  explicit Stream(std::string header) : header_(std::move(header)) {}
+
+  // Opens the call; `self` keeps this object alive until OnDone.
+  void Open(const std::shared_ptr<Stream>& self, std::shared_ptr<grpc::Channel> channel) {
+    self_ = self;
+    if (!header_.empty()) ctx_.AddMetadata("authorization", header_);
+    tenant::v1::DirectoryService::NewStub(std::move(channel))->async()->ResolveStream(&ctx_, this);
+    AddHold();
+    StartRead(&in_);
+    StartCall();
+  }
+
+  // Queues one request; false when the stream takes no more (the caller
+  // then uses another path and `done` is not kept).
+  bool Send(const tenant::v1::ResolveRequest& request, Done& done) {
+    tenant::v1::ResolveStreamRequest r;
+    r.set_id(next_id_.fetch_add(1) + 1);
+    *r.mutable_request() = request;
+    bool write = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (closing_) return false;
+      waiting_.emplace(r.id(), std::move(done));
+      queue_.push_back(std::move(r));
+      write = TakeNextWrite();
+    }
+    if (write) StartWrite(&out_);
+    return true;
+  }
+
+  // No more requests: those queued are still written, their answers still
+  // read, then the stream is half-closed and tenantd ends it.
+  void Retire() { AfterWrite(/*retire=*/true); }
+  void Cancel() { ctx_.TryCancel(); }
+
+  bool taking() {
+    absl::MutexLock lock(&mu_);
+    return !closing_;
+  }
+  const std::string& header() const { return header_; }
+  // Set once OnDone ran: how the call ended.
+  bool ended() { return ended_.HasBeenNotified(); }
+  void WaitEnded() { ended_.WaitForNotification(); }
+  grpc::Status status() { return status_; }  // after ended()
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      // Not ok: the call is ending; the read fails next and OnDone says why.
+      if (!ok) closing_ = true;
+    }
+    AfterWrite(/*retire=*/false);
+  }
+  void OnWritesDoneDone(bool) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+    }
+    AfterWrite(false);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // tenantd ended the call (or it broke): OnDone follows
+      {
+        absl::MutexLock lock(&mu_);
+        closing_ = true;
+        queue_.clear();
+      }
+      AfterWrite(false);
+      return;
+    }
+    Done done;
+    {
+      absl::MutexLock lock(&mu_);
+      auto it = waiting_.find(in_.id());
+      if (it != waiting_.end()) {
+        done = std::move(it->second);
+        waiting_.erase(it);
+      }
+    }
+    tenant::v1::ResolveResult result = std::move(*in_.mutable_result());
+    StartRead(&in_);
+    if (done) done(std::move(result));  // an unknown id (never sent) is dropped
+  }
+
+  void OnDone(const grpc::Status& s) override {
+    status_ = s;
+    absl::flat_hash_map<uint64_t, Done> waiting;
+    {
+      absl::MutexLock lock(&mu_);
+      waiting.swap(waiting_);
+    }
+    const absl::Status failed = absl::UnavailableError(
+        absl::StrCat("ResolveStream ended: ", s.ok() ? "OK" : rpc::FromGrpc(s).ToString()));
+    for (auto& [id, done] : waiting) done(failed);
+    std::shared_ptr<Stream> self = std::move(self_);
+    ended_.Notify();
+  }
+
+ private:
+  // Under mu_: moves the next queued request to out_ when no write is in
+  // flight; true when the caller must StartWrite(&out_).
+  bool TakeNextWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (writing_ || queue_.empty()) return false;
+    out_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    return true;
+  }
+
+  // After a write (or a retirement, or the end of reads): the next write,
+  // the half-close of a retired stream, or the release of the hold.
+  void AfterWrite(bool retire) {
+    enum { kNothing, kWrite, kWritesDone, kRelease } next = kNothing;
+    {
+      absl::MutexLock lock(&mu_);
+      if (retire && !closing_) {
+        closing_ = true;
+        half_close_ = true;
+      }
+      if (TakeNextWrite()) {
+        next = kWrite;
+      } else if (closing_ && !writing_ && half_close_ && !half_closed_) {
+        half_closed_ = true;
+        writing_ = true;
+        next = kWritesDone;
+      } else if (closing_ && !writing_ && !released_) {
+        released_ = true;
+        next = kRelease;
+      }
+    }
+    if (next == kWrite) StartWrite(&out_);
+    if (next == kWritesDone) StartWritesDone();
+    if (next == kRelease) RemoveHold();
+  }
+
+  const std::string header_;
+  grpc::ClientContext ctx_;
+  tenant::v1::ResolveStreamResponse in_;  // the read in flight
+  tenant::v1::ResolveStreamRequest out_;  // the write in flight
+  std::shared_ptr<Stream> self_;
+  grpc::Status status_;
+  absl::Notification ended_;
+  absl::Mutex mu_;
+  std::atomic<uint64_t> next_id_{0};
+  std::deque<tenant::v1::ResolveStreamRequest> queue_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<uint64_t, Done> waiting_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool closing_ ABSL_GUARDED_BY(mu_) = false;  // takes no more requests
+  bool half_close_ ABSL_GUARDED_BY(mu_) = false;
+  bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool released_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+ResolveStreams::ResolveStreams(ChannelFn channel, AuthFn authorization, size_t replicas,
+                               size_t streams)
+    : channel_(std::move(channel)), authorization_(std::move(authorization)),
+      replicas_(std::max<size_t>(1, replicas)) {
+  slots_.resize(std::max<size_t>(1, streams));
+  for (size_t i = 0; i < slots_.size(); ++i) slots_[i].replica = i % replicas_;
+}
+
+ResolveStreams::~ResolveStreams() {
+  std::vector<std::shared_ptr<Stream>> live;
+  {
+    absl::MutexLock lock(&mu_);
+    live.swap(live_);
+    slots_.clear();
+  }
+  for (auto& s : live) s->Cancel();
+  for (auto& s : live) s->WaitEnded();
+}
+
+std::shared_ptr<ResolveStreams::Stream> ResolveStreams::StreamFor(
+    Slot& slot, const std::string& header, std::shared_ptr<Stream>* retired) {
+  const absl::Time now = absl::Now();
+  if (slot.stream != nullptr) {
+    if (slot.stream->taking()) {
+      if (slot.stream->header() == header) return slot.stream;
+      *retired = slot.stream;  // a refreshed token: the old stream drains and ends
+    } else if (!slot.stream->ended()) {
+      return nullptr;  // ending: once it has ended, its status says what next
+    } else if (const grpc::Status st = slot.stream->status(); !st.ok()) {
+      // It failed: pause, then the next replica.
+      slot.reopen_at = now + (st.error_code() == grpc::StatusCode::UNIMPLEMENTED
+                                  ? kReopenUnimplementedAfter
+                                  : kReopenAfter);
+      slot.replica = (slot.replica + 1) % replicas_;
+    }
+    slot.stream = nullptr;
+  }
+  // Forget streams that ended; keep the others for the destructor.
+  live_.erase(std::remove_if(live_.begin(), live_.end(),
+                             [](const std::shared_ptr<Stream>& s) { return s->ended(); }),
+              live_.end());
+  if (now < slot.reopen_at) return nullptr;
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> ch = channel_(slot.replica);
+  if (!ch.ok()) {
+    slot.reopen_at = now + kReopenAfter;
+    return nullptr;
+  }
+  slot.stream = std::make_shared<Stream>(header);
+  slot.stream->Open(slot.stream, *std::move(ch));
+  live_.push_back(slot.stream);
+  opened_.fetch_add(1);
+  return slot.stream;
+}
+
+void ResolveStreams::Start(const tenant::v1::ResolveRequest& request, Done done) {
+  absl::StatusOr<std::string> header =
+      authorization_ ? authorization_() : absl::StatusOr<std::string>(std::string());
+  if (!header.ok()) {
+    done(header.status());
+    return;
+  }
+  std::shared_ptr<Stream> stream, retired;
+  {
+    absl::MutexLock lock(&mu_);
+    if (!slots_.empty())
+      stream = StreamFor(slots_[next_.fetch_add(1) % slots_.size()], *header, &retired);
+  }
+  if (retired != nullptr) retired->Retire();  // outside mu_: gRPC calls
+  if (stream != nullptr && stream->Send(request, done)) {
+    sent_.fetch_add(1);
+    return;
+  }
+  done(absl::UnavailableError("no ResolveStream to tenantd now"));
+}
+
+absl::StatusOr<tenant::v1::ResolveResult> ResolveStreams::Resolve(
+    const tenant::v1::ResolveRequest& request, absl::Time deadline) {
+  // Shared with the callback, which may run after a timed-out wait returned.
+  struct Wait {
+    absl::Notification done;
+    absl::StatusOr<tenant::v1::ResolveResult> result;
+  };
+  auto wait = std::make_shared<Wait>();
+  Start(request, [wait](absl::StatusOr<tenant::v1::ResolveResult> r) {
+    wait->result = std::move(r);
+    wait->done.Notify();
+  });
+  if (!wait->done.WaitForNotificationWithDeadline(deadline)) {
+    return absl::DeadlineExceededError("tenantd did not answer Resolve in time");
+  }
+  return std::move(wait->result);
+}
+
+namespace {
+// One ResolveResult as Resolve's own answer (its error with its details).
+absl::StatusOr<tenant::v1::ResolveResponse> AnswerOf(tenant::v1::ResolveResult r) {
+  if (r.status().code() == 0) return std::move(*r.mutable_response());
+  absl::Status st(static_cast<absl::StatusCode>(r.status().code()), r.status().message());
+  return rpc::WithDetails(st, r.status());
+}
+}  // namespace
+
+// ---- GrpcBackend -------------------------------------------------------------
 
 absl::StatusOr<std::unique_ptr<GrpcBackend>> GrpcBackend::Create(const Options& options,
                                                                  const std::string& tls_cert,
@@ -60,6 +335,7 @@ absl::StatusOr<std::unique_ptr<GrpcBackend>> GrpcBackend::Create(const Options& 
     }
     ASSIGN_OR_RETURN(b->mailstore_, mailstore_client::MailstoreClient::Create(std::move(mo)));
   }
+  b->StartResolveStreams();
   if (!options.redis.empty()) {
     ASSIGN_OR_RETURN(redis::Options ro, redis::Options::FromAddress(options.redis, options.redis_tls));
     ro.pool_size = 8;
@@ -69,6 +345,27 @@ absl::StatusOr<std::unique_ptr<GrpcBackend>> GrpcBackend::Create(const Options& 
     log::Warn("no --redis: submission rate limits are off");
   }
   return b;
+}
+
+void GrpcBackend::StartResolveStreams() {
+  size_t replicas = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    replicas = tenantd_.addresses.size();
+  }
+  if (replicas == 0) return;
+  auto channel = [this](size_t i) -> absl::StatusOr<std::shared_ptr<grpc::Channel>> {
+    absl::MutexLock lock(&mu_);
+    return ChannelFor(tenantd_, i);
+  };
+  auto authorization = [this]() -> absl::StatusOr<std::string> {
+    if (!tokens_) return std::string();
+    return tokens_->AuthorizationHeader();
+  };
+  // One stream per replica (at least two): every replica's index answers,
+  // and each stream is read by one server thread at a time.
+  resolve_streams_ = std::make_unique<ResolveStreams>(channel, authorization, replicas,
+                                                      std::max<size_t>(2, replicas));
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> GrpcBackend::ChannelFor(Group& g, size_t i) {
@@ -81,6 +378,11 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> GrpcBackend::ChannelFor(Group& g,
     co.tls_key_file = tls_key_;
   }
   co.services = {g.service};
+  // tenantd's calls (every RCPT's Resolve first) go through CallGroup,
+  // which already retries UNAVAILABLE on the next replica within the
+  // deadline, so gRPC's own transparent retry of a call that never reached
+  // tenantd adds nothing but ~15 us of client CPU per call.
+  if (&g == &tenantd_ || &g == &domains_) co.transparent_retries = false;
   ASSIGN_OR_RETURN(g.channels[i], rpc::MakeChannel(co));
   return g.channels[i];
 }
@@ -144,6 +446,18 @@ absl::Status GrpcBackend::CallGroup(Group& g, Fn call) {
 }
 
 absl::StatusOr<tenant::v1::ResolveResponse> GrpcBackend::Resolve(
+    const tenant::v1::ResolveRequest& request) {
+  if (resolve_streams_ != nullptr) {
+    absl::StatusOr<tenant::v1::ResolveResult> r =
+        resolve_streams_->Resolve(request, absl::Now() + options_.rpc_timeout);
+    if (r.ok()) return AnswerOf(*std::move(r));
+    if (absl::IsDeadlineExceeded(r.status())) return r.status();
+    // No stream now (tenantd restarting, an older tenantd): one unary call.
+  }
+  return UnaryResolve(request);
+}
+
+absl::StatusOr<tenant::v1::ResolveResponse> GrpcBackend::UnaryResolve(
     const tenant::v1::ResolveRequest& request) {
   tenant::v1::ResolveResponse resp;
   RETURN_IF_ERROR(CallGroup(tenantd_, [&](const std::shared_ptr<grpc::Channel>& ch,

@@ -7,11 +7,14 @@
 // never refused mail: Redis holds only what may be lost.
 #pragma once
 
+#include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "libs/auth/service_token.h"
 #include "libs/mailstore_client/mailstore_client.h"
 #include "libs/redis/client.h"
@@ -24,12 +27,84 @@
 
 namespace mailgrid::relay {
 
+// Resolve over a few long-lived DirectoryService.ResolveStream streams
+// (relayd's RCPT-cache misses): gRPC's per-call cost, which capped unary
+// Resolve near 20k/s on two cores, is paid once per stream. Each request
+// goes on one stream (round robin) under an id of its own and its caller
+// gets its own answer; many callers share each stream.
+//
+// A stream that fails (tenantd restarted, a replica down, an older tenantd
+// without the RPC: UNIMPLEMENTED) fails the requests waiting on it with
+// UNAVAILABLE, so their callers fall back to unary Resolve; it is opened
+// again by the first request after a pause (kReopenAfter; longer after
+// UNIMPLEMENTED), on the next replica. A stream opened with a service token
+// that has since been refreshed is half-closed (its answers still arrive)
+// and a new one opened, so tenantd never sees an expired token on it.
+// Thread-safe; the destructor cancels the streams and waits for them.
+class ResolveStreams {
+ public:
+  // The channel to replica `i` of the group, and the `authorization`
+  // header value to open a stream with ("" none).
+  using ChannelFn = std::function<absl::StatusOr<std::shared_ptr<grpc::Channel>>(size_t replica)>;
+  using AuthFn = std::function<absl::StatusOr<std::string>()>;
+  // The answer (its result: a response, or the address's error), or the
+  // stream's failure (UNAVAILABLE ...): then ask unary Resolve.
+  using Done = std::function<void(absl::StatusOr<tenant::v1::ResolveResult>)>;
+
+  // `streams` streams, stream i first on replica i % replicas.
+  ResolveStreams(ChannelFn channel, AuthFn authorization, size_t replicas, size_t streams);
+  ~ResolveStreams();
+  ResolveStreams(const ResolveStreams&) = delete;
+  ResolveStreams& operator=(const ResolveStreams&) = delete;
+
+  // Sends `request`; `done` runs exactly once, on a gRPC thread (or inline
+  // when no stream can be used now).
+  void Start(const tenant::v1::ResolveRequest& request, Done done);
+  // Start and wait until `deadline` (DEADLINE_EXCEEDED after it).
+  absl::StatusOr<tenant::v1::ResolveResult> Resolve(const tenant::v1::ResolveRequest& request,
+                                                    absl::Time deadline);
+
+  // How many requests went out on a stream, and how many streams were opened
+  // (tests, metrics).
+  int64_t sent() const { return sent_.load(); }
+  int64_t opened() const { return opened_.load(); }
+
+  static constexpr absl::Duration kReopenAfter = absl::Seconds(1);
+  static constexpr absl::Duration kReopenUnimplementedAfter = absl::Minutes(1);
+
+ private:
+  class Stream;
+  struct Slot {
+    std::shared_ptr<Stream> stream;
+    size_t replica = 0;
+    absl::Time reopen_at = absl::InfinitePast();
+  };
+  // The slot's stream, (re)opened as needed; null when it may not be now.
+  // A stream opened with an older token is handed back in `retired`, for
+  // the caller to Retire once mu_ is released.
+  std::shared_ptr<Stream> StreamFor(Slot& slot, const std::string& header,
+                                    std::shared_ptr<Stream>* retired)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const ChannelFn channel_;
+  const AuthFn authorization_;
+  const size_t replicas_;
+  std::atomic<uint64_t> next_{0};
+  std::atomic<int64_t> sent_{0}, opened_{0};
+  absl::Mutex mu_;
+  std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);
+  // Every stream not yet known ended (the destructor waits for them).
+  std::vector<std::shared_ptr<Stream>> live_ ABSL_GUARDED_BY(mu_);
+};
+
 class GrpcBackend final : public Backend {
  public:
   static absl::StatusOr<std::unique_ptr<GrpcBackend>> Create(const Options& options,
                                                              const std::string& tls_cert,
                                                              const std::string& tls_key);
 
+  // Over a ResolveStream (ResolveStreams above); unary Resolve when no
+  // stream can carry it.
   absl::StatusOr<tenant::v1::ResolveResponse> Resolve(
       const tenant::v1::ResolveRequest& request) override;
   absl::StatusOr<tenant::v1::ResolveManyResponse> ResolveMany(
@@ -74,6 +149,11 @@ class GrpcBackend final : public Backend {
   template <typename Fn>
   absl::Status CallGroup(Group& g, Fn call);
   absl::Status Authorize(grpc::ClientContext* ctx);
+  absl::StatusOr<tenant::v1::ResolveResponse> UnaryResolve(
+      const tenant::v1::ResolveRequest& request);
+  // The streams start on the group's first replicas; the unary fallback
+  // follows CallGroup.
+  void StartResolveStreams();
 
   Options options_;
   std::string tls_cert_, tls_key_;
@@ -83,6 +163,8 @@ class GrpcBackend final : public Backend {
   absl::Mutex mu_;  // guards the groups' channels and preferred index
   Group tenantd_ ABSL_GUARDED_BY(mu_), identityd_ ABSL_GUARDED_BY(mu_);
   Group domains_ ABSL_GUARDED_BY(mu_);  // tenantd's DomainService (DKIM keys)
+  // Last: destroyed first (its channel function uses the groups above).
+  std::unique_ptr<ResolveStreams> resolve_streams_;  // null: tenantd not configured
 };
 
 }  // namespace mailgrid::relay

@@ -1,14 +1,24 @@
 // GrpcBackend's submission rate limit against a real redis-server: both
 // hourly counters in one script, the room it reports, the refusal and the
 // counters' expiry (smtp_session.cc decides from the room where to count).
+// Its Resolve against DirectoryService servers on loopback (real gRPC):
+// over ResolveStream, each caller its own answer and error; falling back
+// to unary Resolve when tenantd has no ResolveStream or a replica's stream
+// breaks, and the stream opened again.
 #include "services/relay/grpc_backend.h"
 
+#include <atomic>
 #include <limits>
 #include <memory>
+#include <thread>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
+#include "libs/rpc/errors.h"
 #include "libs/redis/client.h"
 #include "libs/redis/testing/redis_server.h"
 
@@ -96,6 +106,164 @@ TEST_F(GrpcBackendRateTest, RedisDownFailsOpen) {
   auto r = b->CountSubmissionRoom("t1", "u1");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(*r, 0);  // no room known: the session counts at MAIL next time
+}
+
+// A tenantd stand-in: answers every address with itself as the canonical
+// address ("nobody..." NOT_FOUND ADDRESS_NOT_FOUND, with the reason as
+// tenantd sends it), over unary Resolve and (when `streams`) ResolveStream,
+// counting which carried what.
+class FakeDirectory final : public tenant::v1::DirectoryService::Service {
+ public:
+  explicit FakeDirectory(bool streams) : streams_(streams) {}
+
+  static tenant::v1::ResolveResult Answer(const tenant::v1::ResolveRequest& req) {
+    tenant::v1::ResolveResult r;
+    if (absl::StartsWith(req.address(), "nobody")) {
+      common::v1::ErrorDetail d;
+      d.set_reason("ADDRESS_NOT_FOUND");
+      r.mutable_status()->set_code(static_cast<int>(grpc::StatusCode::NOT_FOUND));
+      r.mutable_status()->set_message("no mailbox here for " + req.address());
+      r.mutable_status()->add_details()->PackFrom(d);
+      return r;
+    }
+    r.mutable_response()->set_canonical_address(req.address());
+    r.mutable_response()->set_tenant_id("t1");
+    return r;
+  }
+
+  grpc::Status Resolve(grpc::ServerContext*, const tenant::v1::ResolveRequest* req,
+                       tenant::v1::ResolveResponse* resp) override {
+    unary.fetch_add(1);
+    tenant::v1::ResolveResult r = Answer(*req);
+    if (r.status().code() != 0) {
+      return grpc::Status(static_cast<grpc::StatusCode>(r.status().code()), r.status().message(),
+                          r.status().SerializeAsString());
+    }
+    *resp = r.response();
+    return grpc::Status::OK;
+  }
+
+  grpc::Status ResolveStream(grpc::ServerContext* ctx,
+                             grpc::ServerReaderWriter<tenant::v1::ResolveStreamResponse,
+                                                      tenant::v1::ResolveStreamRequest>* rw) override {
+    if (!streams_) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "an older tenantd");
+    opened.fetch_add(1);
+    tenant::v1::ResolveStreamRequest req;
+    while (rw->Read(&req)) {
+      streamed.fetch_add(1);
+      tenant::v1::ResolveStreamResponse resp;
+      resp.set_id(req.id());
+      *resp.mutable_result() = Answer(req.request());
+      if (!rw->Write(resp)) break;
+    }
+    return ctx->IsCancelled() ? grpc::Status::CANCELLED : grpc::Status::OK;
+  }
+
+  std::atomic<int> unary{0}, streamed{0}, opened{0};
+
+ private:
+  const bool streams_;
+};
+
+class GrpcBackendResolveTest : public ::testing::Test {
+ protected:
+  struct Replica {
+    std::unique_ptr<FakeDirectory> service;
+    std::unique_ptr<grpc::Server> server;
+    std::string address;
+  };
+  static std::unique_ptr<Replica> StartReplica(bool streams) {
+    auto r = std::make_unique<Replica>();
+    r->service = std::make_unique<FakeDirectory>(streams);
+    grpc::ServerBuilder b;
+    int port = 0;
+    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    b.RegisterService(r->service.get());
+    r->server = b.BuildAndStart();
+    r->address = absl::StrCat("127.0.0.1:", port);
+    return r;
+  }
+  static std::unique_ptr<GrpcBackend> Backend(const std::vector<std::string>& tenantd) {
+    Options o;
+    o.tenantd = tenantd;
+    o.rpc_timeout = absl::Seconds(10);
+    auto b = GrpcBackend::Create(o, "", "");
+    EXPECT_TRUE(b.ok()) << b.status();
+    return b.ok() ? *std::move(b) : nullptr;
+  }
+  // `n` Resolve calls from each of `threads` threads, every answer checked
+  // against its own request.
+  static void ResolveFromThreads(GrpcBackend& b, int threads, int n, const std::string& tag) {
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads; ++t) {
+      ts.emplace_back([&, t] {
+        for (int i = 0; i < n; ++i) {
+          tenant::v1::ResolveRequest req;
+          req.set_address(absl::StrCat(i % 10 == 9 ? "nobody" : "user", t, "-", i, tag, "@acme.test"));
+          absl::StatusOr<tenant::v1::ResolveResponse> r = b.Resolve(req);
+          if (i % 10 == 9) {
+            EXPECT_TRUE(absl::IsNotFound(r.status())) << r.status();
+            EXPECT_EQ(rpc::ReasonOf(r.status()), "ADDRESS_NOT_FOUND");
+            EXPECT_TRUE(absl::StrContains(r.status().message(), req.address())) << r.status();
+          } else {
+            ASSERT_TRUE(r.ok()) << r.status();
+            EXPECT_EQ(r->canonical_address(), req.address());
+          }
+        }
+      });
+    }
+    for (auto& th : ts) th.join();
+  }
+};
+
+TEST_F(GrpcBackendResolveTest, ResolveGoesOverTheStreamEachCallerItsOwnAnswer) {
+  std::unique_ptr<Replica> a = StartReplica(true), b = StartReplica(true);
+  std::unique_ptr<GrpcBackend> backend = Backend({a->address, b->address});
+  ASSERT_NE(backend, nullptr);
+  ResolveFromThreads(*backend, 8, 100, "");
+  EXPECT_EQ(a->service->unary.load() + b->service->unary.load(), 0);
+  EXPECT_EQ(a->service->streamed.load() + b->service->streamed.load(), 800);
+  // A few streams shared by every caller (one per replica, at least two),
+  // each replica carrying some.
+  EXPECT_EQ(a->service->opened.load() + b->service->opened.load(), 2);
+  EXPECT_GT(a->service->streamed.load(), 0);
+  EXPECT_GT(b->service->streamed.load(), 0);
+  backend.reset();  // cancels its streams and waits for them
+  for (Replica* r : {a.get(), b.get()}) r->server->Shutdown(absl::ToChronoTime(absl::Now()));
+}
+
+TEST_F(GrpcBackendResolveTest, OlderTenantdWithoutTheStreamGetsUnaryResolve) {
+  std::unique_ptr<Replica> old = StartReplica(false);
+  std::unique_ptr<GrpcBackend> backend = Backend({old->address});
+  ASSERT_NE(backend, nullptr);
+  ResolveFromThreads(*backend, 4, 50, "");
+  EXPECT_EQ(old->service->streamed.load(), 0);
+  EXPECT_EQ(old->service->unary.load(), 200);  // every answer, none lost
+  backend.reset();
+  old->server->Shutdown(absl::ToChronoTime(absl::Now()));
+}
+
+TEST_F(GrpcBackendResolveTest, BrokenStreamFallsBackThenReopensOnAnotherReplica) {
+  std::unique_ptr<Replica> a = StartReplica(true), b = StartReplica(true);
+  std::unique_ptr<GrpcBackend> backend = Backend({a->address, b->address});
+  ASSERT_NE(backend, nullptr);
+  ResolveFromThreads(*backend, 4, 20, "-before");
+  ASSERT_EQ(a->service->opened.load(), 1);
+  // Replica a goes away with its stream: every call still gets its answer
+  // (unary, through the next replica, while a's slot waits to reopen).
+  a->server->Shutdown(absl::ToChronoTime(absl::Now()));
+  const int unary_before = b->service->unary.load();
+  ResolveFromThreads(*backend, 4, 20, "-during");
+  EXPECT_GT(b->service->unary.load(), unary_before);
+  // After the pause, the broken slot's stream is opened on b.
+  absl::SleepFor(ResolveStreams::kReopenAfter + absl::Milliseconds(200));
+  const int streamed_before = b->service->streamed.load(), unary_after = b->service->unary.load();
+  ResolveFromThreads(*backend, 4, 20, "-after");
+  EXPECT_EQ(b->service->opened.load(), 2);
+  EXPECT_EQ(b->service->streamed.load() - streamed_before, 80);
+  EXPECT_EQ(b->service->unary.load(), unary_after);
+  backend.reset();
+  b->server->Shutdown(absl::ToChronoTime(absl::Now()));
 }
 
 }  // namespace

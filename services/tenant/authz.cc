@@ -95,6 +95,7 @@ absl::StatusOr<Principal> Authenticator::AuthenticateBearer(std::string_view bea
   p.subject = claims->subject;
   p.address = claims->address;
   p.roles = claims->roles;
+  p.expires_at = claims->expires_at;
   return p;
 }
 
@@ -117,6 +118,7 @@ absl::StatusOr<Principal> Authenticator::Onboarding(std::string_view token) cons
   p.subject = "onboarding";
   p.address = record.tenant().contact().email();
   p.roles = {auth::kRoleTenantAdmin};
+  p.expires_at = FromProto(record.onboarding_expires_at());
   return p;
 }
 

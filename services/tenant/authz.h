@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "grpcpp/server_context.h"
 #include "libs/auth/token.h"
 #include "mailgrid/common/v1/common.pb.h"
@@ -39,6 +40,9 @@ struct Principal {
   std::string address;
   std::vector<std::string> roles;
   std::string ip;
+  // When the credential stops being valid (a token's exp, an onboarding
+  // token's expiry): a long-lived stream re-checks it (ResolveStream).
+  absl::Time expires_at = absl::InfiniteFuture();
 
   bool anonymous() const { return kind == Kind::kAnonymous; }
   bool HasRole(std::string_view role) const;

@@ -502,8 +502,9 @@ grpc::Status DirectoryServiceImpl::ResolveWithStore(grpc::CallbackServerContext*
 
 namespace {
 constexpr int kMaxResolveMany = 1000;
+}  // namespace
 
-void SetResult(absl::StatusOr<v1::ResolveResponse> out, v1::ResolveResult* r) {
+void SetResolveResult(absl::StatusOr<v1::ResolveResponse> out, v1::ResolveResult* r) {
   if (out.ok()) {
     *r->mutable_response() = std::move(*out);
     return;
@@ -513,7 +514,6 @@ void SetResult(absl::StatusOr<v1::ResolveResponse> out, v1::ResolveResult* r) {
   st.set_message(std::string(out.status().message()));
   *r->mutable_status() = std::move(st);
 }
-}  // namespace
 
 grpc::ServerUnaryReactor* DirectoryServiceImpl::ResolveMany(grpc::CallbackServerContext* ctx,
                                                             const v1::ResolveManyRequest* req,
@@ -529,7 +529,7 @@ grpc::ServerUnaryReactor* DirectoryServiceImpl::ResolveMany(grpc::CallbackServer
         all = false;
         break;
       }
-      SetResult(std::move(*out), resp->add_results());
+      SetResolveResult(std::move(*out), resp->add_results());
     }
     if (all) {
       reactor->Finish(grpc::Status::OK);
@@ -555,7 +555,7 @@ grpc::Status DirectoryServiceImpl::ResolveManyWithStore(grpc::CallbackServerCont
                                        kMaxResolveMany, " per call"));
     }
     resp->Clear();
-    for (const auto& r : req.requests()) SetResult(ResolveFor(p, service, r), resp->add_results());
+    for (const auto& r : req.requests()) SetResolveResult(ResolveFor(p, service, r), resp->add_results());
     return absl::OkStatus();
   });
 }

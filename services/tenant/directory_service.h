@@ -7,6 +7,7 @@
 //   directory_addresses.cc    aliases, domain mail settings, shared mailboxes and seats,
 //                             the admin audit log
 //   directory_resolve.cc      Resolve, CanSendAs, group expansion, the Resolve cache
+//   directory_resolve_stream.cc  ResolveStream (Resolve over one bidirectional stream)
 //
 // Threads: gRPC's sync server threads (Resolve: its callback threads); the
 // only state beyond the store is the Resolve index (resolve_cache.h, its
@@ -47,12 +48,14 @@
 
 namespace mailgrid::tenant {
 
-// Resolve is a callback (reactor) method: answered on gRPC's own threads
-// from the in-memory index, without the sync server's thread hand-off.
+// Resolve, ResolveMany and ResolveStream are callback (reactor) methods:
+// answered on gRPC's own threads from the in-memory index, without the sync
+// server's thread hand-off.
 class DirectoryServiceImpl final
     : public tenant::v1::DirectoryService::WithCallbackMethod_Resolve<
           tenant::v1::DirectoryService::WithCallbackMethod_ResolveMany<
-              tenant::v1::DirectoryService::Service>> {
+              tenant::v1::DirectoryService::WithCallbackMethod_ResolveStream<
+                  tenant::v1::DirectoryService::Service>>> {
  public:
   // `resolve_reads`: where Resolve reads (the local replica, STALE; null:
   // `store`). `freshness`: how current that replica is (null: always, one
@@ -132,6 +135,9 @@ class DirectoryServiceImpl final
   grpc::ServerUnaryReactor* ResolveMany(grpc::CallbackServerContext*,
                                         const v1::ResolveManyRequest*,
                                         v1::ResolveManyResponse*) override;
+  // One reactor per stream (directory_resolve_stream.cc).
+  grpc::ServerBidiReactor<v1::ResolveStreamRequest, v1::ResolveStreamResponse>* ResolveStream(
+      grpc::CallbackServerContext*) override;
   grpc::Status CanSendAs(Ctx*, const v1::CanSendAsRequest*, v1::CanSendAsResponse*) override;
   // Audit log.
   grpc::Status ListAdminAuditLog(Ctx*, const v1::ListAdminAuditLogRequest*,
@@ -342,6 +348,7 @@ class DirectoryServiceImpl final
   grpc::Status ResolveManyWithStore(grpc::CallbackServerContext* ctx,
                                     const v1::ResolveManyRequest& req,
                                     v1::ResolveManyResponse* resp);
+  class ResolveStreamReactor;
   // Resolve work that reads the store runs on the "resolve" workers, never
   // on gRPC's callback threads: there are only a few of them (one per core)
   // and they also carry this process's other callback RPCs; blocking them
@@ -474,6 +481,10 @@ std::string BuildWelcomeMessage(const v1::User& u, const std::string& login_host
 // libs/sieve) compilable; INVALID_ARGUMENT "script" TOO_LARGE, NOT_UTF8,
 // SYNTAX or UNSUPPORTED_EXTENSION otherwise.
 absl::Status ValidateSieveScript(std::string_view script);
+
+// One address's answer as ResolveMany and ResolveStream carry it: the
+// response, or Resolve's error (code, message, ErrorDetail) in `status`.
+void SetResolveResult(absl::StatusOr<v1::ResolveResponse> out, v1::ResolveResult* r);
 
 // Plan features of `plan`, for Principal.
 bool PlanHas(const v1::Plan& plan, v1::PlanFeature feature);
