@@ -316,32 +316,16 @@ absl::StatusOr<std::vector<std::string>> Queue::DueIds(absl::Time now, size_t li
     }
     last_scan_now_ = now;
   }
-  kv::v1::ScanRequest scan;
-  scan.mutable_key_range()->set_start(
-      floor ? kv::KeyBuilder(keys::DuePrefix()).I64(absl::ToUnixMicros(*floor)).Build()
-            : keys::DuePrefix());
-  // Every due key at or before `now`: the first key after now's micros.
-  scan.mutable_key_range()->set_end(
-      kv::KeyBuilder(keys::DuePrefix()).I64(absl::ToUnixMicros(now) + 1).Build());
-  scan.set_limit(static_cast<uint32_t>(limit));
-  scan.set_keys_only(true);
-  // Candidates only: TryLease re-reads the record (linearizable) and leases
-  // it with a version-checked write, so a lagging answer costs at most a
-  // failed lease or a pick-up one scan later. A linearizable scan would cost
-  // a ReadIndex round to the followers each time.
-  scan.set_consistency(kv::v1::STALE);
-  ASSIGN_OR_RETURN(auto response, store_->Scan(scan, Deadline()));
+  // A STALE read: candidates only. TryLease re-reads the record
+  // (linearizable) and leases it with a version-checked write, so a lagging
+  // answer costs at most a failed lease or a pick-up one scan later. A
+  // linearizable scan would cost a ReadIndex round to the followers each time.
+  ASSIGN_OR_RETURN(std::vector<DueKey> due, ScanDue(floor, now, limit, kv::v1::STALE));
   std::vector<std::string> ids;
   std::optional<absl::Time> first;
-  for (const auto& kv_pair : response.entries()) {
-    kv::KeyReader reader(std::string_view(kv_pair.key()));
-    if (!reader.ConsumePrefix(keys::DuePrefix())) continue;
-    absl::StatusOr<int64_t> micros = reader.I64();
-    if (!micros.ok()) continue;
-    auto id = reader.Str();
-    if (!id.ok()) continue;
-    if (!first) first = absl::FromUnixMicros(*micros);
-    ids.push_back(*std::move(id));
+  for (DueKey& key : due) {
+    if (!first) first = key.due;
+    ids.push_back(std::move(key.queue_id));
   }
   // Below the first key found there are only tombstones (or nothing); keys
   // written from now on are >= now - margin. Found keys stay above the
@@ -351,6 +335,38 @@ absl::StatusOr<std::vector<std::string>> Queue::DueIds(absl::Time now, size_t li
   absl::MutexLock lock(&scan_mu_);
   if (!floor || !scan_floor_ || *scan_floor_ <= next) scan_floor_ = next;
   return ids;
+}
+
+absl::StatusOr<std::vector<Queue::DueKey>> Queue::DueKeysFromLeader(absl::Time now,
+                                                                   size_t limit) {
+  return ScanDue(std::nullopt, now, limit, kv::v1::LINEARIZABLE);
+}
+
+absl::StatusOr<std::vector<Queue::DueKey>> Queue::ScanDue(std::optional<absl::Time> floor,
+                                                          absl::Time now, size_t limit,
+                                                          kv::v1::ReadConsistency consistency) {
+  kv::v1::ScanRequest scan;
+  scan.mutable_key_range()->set_start(
+      floor ? kv::KeyBuilder(keys::DuePrefix()).I64(absl::ToUnixMicros(*floor)).Build()
+            : keys::DuePrefix());
+  // Every due key at or before `now`: the first key after now's micros.
+  scan.mutable_key_range()->set_end(
+      kv::KeyBuilder(keys::DuePrefix()).I64(absl::ToUnixMicros(now) + 1).Build());
+  scan.set_limit(static_cast<uint32_t>(limit));
+  scan.set_keys_only(true);
+  scan.set_consistency(consistency);
+  ASSIGN_OR_RETURN(auto response, store_->Scan(scan, Deadline()));
+  std::vector<DueKey> due;
+  for (const auto& kv_pair : response.entries()) {
+    kv::KeyReader reader(std::string_view(kv_pair.key()));
+    if (!reader.ConsumePrefix(keys::DuePrefix())) continue;
+    absl::StatusOr<int64_t> micros = reader.I64();
+    if (!micros.ok()) continue;
+    auto id = reader.Str();
+    if (!id.ok()) continue;
+    due.push_back(DueKey{absl::FromUnixMicros(*micros), *std::move(id)});
+  }
+  return due;
 }
 
 absl::StatusOr<Queue::Record> Queue::Load(std::string_view queue_id) {

@@ -153,6 +153,18 @@ class Queue {
   // Up to `limit` ids whose due time is <= now (oldest due first).
   absl::StatusOr<std::vector<std::string>> DueIds(absl::Time now, size_t limit);
 
+  // One key of the schedule index.
+  struct DueKey {
+    absl::Time due;
+    std::string queue_id;
+  };
+  // Up to `limit` due keys <= now, read LINEARIZABLY (from the leader after
+  // a ReadIndex round) over the whole index, no floor: what the index holds
+  // for every write acknowledged so far. For checks and diagnostics (tells a
+  // lagging replica's DueIds answer from the index's truth); runners use
+  // DueIds.
+  absl::StatusOr<std::vector<DueKey>> DueKeysFromLeader(absl::Time now, size_t limit);
+
   // Takes the lease on `queue_id` for `holder` if the entry is due, not held
   // and not leased by someone else (or that lease expired). NOT_FOUND when
   // gone; FAILED_PRECONDITION when not available (not due, held, leased, or
@@ -223,6 +235,9 @@ class Queue {
     uint64_t version = 0;
   };
   absl::StatusOr<Record> Load(std::string_view queue_id);
+  // The due keys in [floor (nullopt: the index's start), now].
+  absl::StatusOr<std::vector<DueKey>> ScanDue(std::optional<absl::Time> floor, absl::Time now,
+                                              size_t limit, kv::v1::ReadConsistency consistency);
   // Writes `updated` over `old` (version-checked), moving the due key and
   // removing everything when `remove`. Returns false when the version moved.
   absl::StatusOr<bool> Store(const Record& old, const QueueEntry& updated, bool remove,

@@ -52,6 +52,43 @@ TEST(Queue, EnqueueGroupsByDomainAndIsDueNow) {
   EXPECT_FALSE(q.Enqueue(Msg({"nodomain"}), kT0).ok());
 }
 
+// The leader-consistent view of the schedule index (what the 1M bench uses
+// to tell a lagging replica from a fault): every key <= now with its time,
+// oldest first, from the index's start (no DueIds floor); a reschedule moves
+// the key out of it.
+TEST(Queue, DueKeysFromLeaderListsTheIndexWithTimes) {
+  auto store = FreshStore("due_keys");
+  Queue q(store.get(), {});
+  auto late = *q.Enqueue(Msg({"a@x.test"}), kT0 + absl::Minutes(2));
+  auto early = *q.Enqueue(Msg({"b@x.test"}), kT0);
+  auto later = *q.Enqueue(Msg({"c@x.test"}), kT0 + absl::Hours(1));
+  // A DueIds scan moves the floor past kT0; the leader's view ignores it.
+  ASSERT_TRUE(q.DueIds(kT0 + absl::Minutes(10), 10).ok());
+  auto keys = q.DueKeysFromLeader(kT0 + absl::Minutes(10), 10);
+  ASSERT_TRUE(keys.ok()) << keys.status();
+  ASSERT_EQ(keys->size(), 2u);
+  EXPECT_EQ((*keys)[0].queue_id, early);
+  EXPECT_EQ((*keys)[0].due, kT0);
+  EXPECT_EQ((*keys)[1].queue_id, late);
+  EXPECT_EQ((*keys)[1].due, kT0 + absl::Minutes(2));
+  EXPECT_EQ(q.DueKeysFromLeader(kT0 + absl::Minutes(10), 1)->size(), 1u);
+  auto lease = q.TryLease(early, "r", kT0 + absl::Minutes(10));
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  RecipientOutcome deferred{"b@x.test", RecipientOutcome::Kind::kDeferred, {}};
+  deferred.reply.set_code(451);
+  ASSERT_TRUE(q.Complete(*lease, {deferred}, kT0 + absl::Minutes(10)).ok());
+  keys = q.DueKeysFromLeader(kT0 + absl::Minutes(10), 10);
+  ASSERT_TRUE(keys.ok());
+  ASSERT_EQ(keys->size(), 1u);
+  EXPECT_EQ((*keys)[0].queue_id, late);
+  // Rescheduled 5 min out: due again then, with `later` after an hour.
+  keys = q.DueKeysFromLeader(kT0 + absl::Hours(2), 10);
+  ASSERT_EQ(keys->size(), 3u);
+  EXPECT_EQ((*keys)[1].queue_id, early);
+  EXPECT_EQ((*keys)[1].due, kT0 + absl::Minutes(15));
+  EXPECT_EQ((*keys)[2].queue_id, later);
+}
+
 TEST(Queue, LargeBodyIsChunked) {
   auto store = FreshStore("large");
   Queue q(store.get(), {});

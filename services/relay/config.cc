@@ -61,6 +61,9 @@ void AddFlags(config::Flags& f, Options& o) {
   f.Duration("queue-initial-backoff", &o.queue_initial_backoff, "first retry delay (doubles)");
   f.Duration("queue-max-backoff", &o.queue_max_backoff, "longest retry delay");
   f.Duration("queue-delay-warning", &o.queue_delay_warning, "delay warning DSN after this long");
+  f.Duration("queue-removal-ride-wait", &o.queue_removal_ride_wait,
+             "how long a delivered message's removal waits to ride the next enqueue's write "
+             "(one replicated write instead of two; 0: always written alone)");
   f.String("dns-server", &o.dns_server,
            "host:port of the DNS server for outbound MX lookups (default: --dns-resolver)");
   f.Int("outbound-mx-port", &o.outbound_mx_port, "TCP port of remote MXes (25; tests: a sink)");
@@ -109,6 +112,9 @@ absl::Status Validate(const Options& o) {
   if (o.smtp_inline_calls < -1 || o.smtp_inline_calls >= o.smtp_threads)
     return absl::InvalidArgumentError("--smtp-inline-calls: -1, or 0 to smtp-threads - 1");
   if (o.queue_threads < 0) return absl::InvalidArgumentError("--queue-threads: must be >= 0");
+  if (o.queue_removal_ride_wait < absl::ZeroDuration() ||
+      o.queue_removal_ride_wait > absl::Seconds(1))
+    return absl::InvalidArgumentError("--queue-removal-ride-wait: 0 to 1s");
   if (o.destination_concurrency < 0)
     return absl::InvalidArgumentError("--destination-concurrency: must be >= 0");
   if (o.mta_sts_port < 1 || o.mta_sts_port > 65535)

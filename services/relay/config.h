@@ -72,6 +72,11 @@ struct Options {
   absl::Duration queue_initial_backoff = absl::Minutes(5);
   absl::Duration queue_max_backoff = absl::Hours(4);
   absl::Duration queue_delay_warning = absl::Hours(4);
+  // How long a delivered message's removal waits for the next enqueue to
+  // carry it in the same replicated write (libs/outbound QueueOptions::
+  // completion_ride_wait); 0: every removal is written alone. The window in
+  // which a crash leads to a second delivery grows by at most this.
+  absl::Duration queue_removal_ride_wait = absl::Milliseconds(10);
   // DNS server for MX lookups of outbound delivery (host:port); empty:
   // --dns-resolver (itself empty: the system's resolv.conf).
   std::string dns_server;

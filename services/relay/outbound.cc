@@ -432,6 +432,7 @@ std::unique_ptr<Outbound> Outbound::Create(const Options& options, Backend* back
   qo.retry.lifetime = options.queue_lifetime;
   qo.retry.delay_warning_after = options.queue_delay_warning;
   qo.lease_duration = options.queue_lease;
+  qo.completion_ride_wait = options.queue_removal_ride_wait;
   if (registry != nullptr) {
     auto& writes = prometheus::BuildCounter()
                        .Name("mailgrid_relay_queue_writes_total")

@@ -1,10 +1,12 @@
 // services/relay/outbound.cc's own pieces (the queue itself is tested in
 // libs/outbound): queued local delivery resolves its recipients with one
-// ResolveMany.
+// ResolveMany; relayd's queue flags reach the queue.
 #include "services/relay/outbound.h"
 
 #include "absl/strings/match.h"
 #include "gtest/gtest.h"
+#include "libs/base/config.h"
+#include "libs/outbound/test_util.h"
 #include "libs/rpc/errors.h"
 
 namespace mailgrid::relay {
@@ -97,6 +99,52 @@ TEST(ResolveRecipients, OneIsOneResolve) {
   ASSERT_EQ(got.size(), 1u);
   ASSERT_TRUE(got[0].ok());
   EXPECT_FALSE(got[0]->remote);
+}
+
+// --queue-removal-ride-wait (MAILGRID_QUEUE_REMOVAL_RIDE_WAIT) is the
+// queue's completion_ride_wait; out-of-range values are refused.
+absl::StatusOr<Options> ParseRelayFlags(std::vector<const char*> argv,
+                                        std::vector<const char*> env = {}) {
+  Options options;
+  config::Flags flags("relayd");
+  AddFlags(flags, options);
+  argv.insert(argv.begin(), "relayd");
+  env.push_back(nullptr);
+  absl::Status parsed = flags.Parse(static_cast<int>(argv.size()), argv.data(), env.data());
+  if (!parsed.ok()) return parsed;
+  absl::Status valid = Validate(options);
+  if (!valid.ok()) return valid;
+  return options;
+}
+
+absl::Duration RideWaitOfQueue(const Options& options, const std::string& name) {
+  CountingBackend backend;
+  auto o = Outbound::Create(options, &backend, outbound::testing::FreshStore(name), nullptr,
+                            nullptr);
+  return o->queue()->options().completion_ride_wait;
+}
+
+TEST(QueueRemovalRideWait, DefaultIsTenMilliseconds) {
+  auto options = ParseRelayFlags({});
+  ASSERT_TRUE(options.ok()) << options.status();
+  EXPECT_EQ(RideWaitOfQueue(*options, "ride_default"), absl::Milliseconds(10));
+}
+
+TEST(QueueRemovalRideWait, FlagAndEnvironmentReachTheQueue) {
+  auto zero = ParseRelayFlags({"--queue-removal-ride-wait=0s"});
+  ASSERT_TRUE(zero.ok()) << zero.status();
+  EXPECT_EQ(RideWaitOfQueue(*zero, "ride_zero"), absl::ZeroDuration());
+  auto env = ParseRelayFlags({}, {"MAILGRID_QUEUE_REMOVAL_RIDE_WAIT=25ms"});
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(RideWaitOfQueue(*env, "ride_env"), absl::Milliseconds(25));
+}
+
+TEST(QueueRemovalRideWait, OutOfRangeIsRefused) {
+  for (const char* bad : {"--queue-removal-ride-wait=-1ms", "--queue-removal-ride-wait=2s",
+                          "--queue-removal-ride-wait=soon"}) {
+    auto options = ParseRelayFlags({bad});
+    EXPECT_EQ(options.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
 }
 
 }  // namespace
