@@ -341,21 +341,8 @@ TEST_F(DeferredIndexTest, SameAnswersAsPerMessagePostingsAtEveryStage) {
     }
   };
   auto expunge = [&](uint32_t uid) {
-    for (const char* id : {"mbx-a", "mbx-old"}) {
-      v1::StoreFlagsRequest sf;
-      sf.set_mailbox_id(id);
-      sf.mutable_folder()->set_name("INBOX");
-      auto* r = sf.mutable_messages()->mutable_uids()->add_ranges();
-      r->set_first(uid);
-      r->set_last(uid);
-      sf.set_mode(v1::STORE_MODE_ADD);
-      sf.add_flags("\\Deleted");
-      ASSERT_TRUE(store_->StoreFlags(sf).ok());
-      v1::ExpungeRequest ex;
-      ex.set_mailbox_id(id);
-      ex.mutable_folder()->set_name("INBOX");
-      ASSERT_TRUE(store_->Expunge(ex).ok());
-    }
+    for (const char* id : {"mbx-a", "mbx-old"})
+      ASSERT_TRUE(DeleteAndExpunge(*store_, uid, id).ok());
   };
   auto compare = [&](const char* stage) {
     SCOPED_TRACE(stage);

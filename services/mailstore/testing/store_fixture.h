@@ -123,9 +123,9 @@ class StoreFixture : public ::testing::Test {
       for (uint32_t u = r.first(); u <= r.last(); ++u) out.push_back(u);
     return out;
   }
-  // Marks `uid` of INBOX \Deleted in `on` and expunges; expects exactly
-  // that UID to go.
-  static void ExpungeUid(MailStore& on, uint32_t uid, const std::string& mailbox = "mbx-a") {
+  // Marks `uid` of INBOX \Deleted in `on` and expunges the folder.
+  static absl::StatusOr<v1::ExpungeResponse> DeleteAndExpunge(MailStore& on, uint32_t uid,
+                                                              const std::string& mailbox) {
     v1::StoreFlagsRequest sf;
     sf.set_mailbox_id(mailbox);
     sf.mutable_folder()->set_name("INBOX");
@@ -134,11 +134,15 @@ class StoreFixture : public ::testing::Test {
     r->set_last(uid);
     sf.set_mode(v1::STORE_MODE_ADD);
     sf.add_flags("\\Deleted");
-    ASSERT_TRUE(on.StoreFlags(sf).ok());
+    if (auto flagged = on.StoreFlags(sf); !flagged.ok()) return flagged.status();
     v1::ExpungeRequest ex;
     ex.set_mailbox_id(mailbox);
     ex.mutable_folder()->set_name("INBOX");
-    auto got = on.Expunge(ex);
+    return on.Expunge(ex);
+  }
+  // The same, expecting exactly that UID to go.
+  static void ExpungeUid(MailStore& on, uint32_t uid, const std::string& mailbox = "mbx-a") {
+    auto got = DeleteAndExpunge(on, uid, mailbox);
     ASSERT_TRUE(got.ok()) << got.status();
     EXPECT_EQ(Uids(got->expunged()), std::vector<uint32_t>{uid});
   }
