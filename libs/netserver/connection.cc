@@ -271,9 +271,7 @@ bool ConnImpl::WriteNow() {
   size_t n = socket_.write_some(asio::buffer(front), ec);
   if (ec) return false;
   if (n < front.size()) {
-    server_->bytes_out += n;
-    if (listener_->metrics.bytes_out)
-      listener_->metrics.bytes_out->Increment(static_cast<double>(n));
+    CountBytesOut(n);
     front.erase(0, n);
     return false;
   }
@@ -281,11 +279,14 @@ bool ConnImpl::WriteNow() {
   return true;
 }
 
+void ConnImpl::CountBytesOut(size_t n) {
+  server_->bytes_out += n;
+  if (listener_->metrics.bytes_out) listener_->metrics.bytes_out->Increment(static_cast<double>(n));
+}
+
 // The head of the queue (`n` bytes) is written.
 void ConnImpl::Written(size_t n) {
-  server_->bytes_out += n;
-  if (listener_->metrics.bytes_out)
-    listener_->metrics.bytes_out->Increment(static_cast<double>(n));
+  CountBytesOut(n);
   outq_.pop_front();
   if (!timed_out_) ArmTimer(idle_);  // progress: a slow reader is not idle
 }

@@ -120,6 +120,7 @@ class ConnImpl final : public Connection, public std::enable_shared_from_this<Co
   void StartWrite();
   bool WriteNow();
   void Written(size_t n);
+  void CountBytesOut(size_t n);
   void OnWritten(const asio::error_code& ec, size_t n);
   void MaybeStartTls();
   void Handshake(bool implicit);
