@@ -104,17 +104,15 @@ absl::Status List(const Invocation& inv, const Args& a, const TenantdClient& c) 
 }
 
 absl::Status RunAdminLog(const Invocation& inv) {
-  if (inv.args.empty()) return absl::InvalidArgumentError("missing sub-command (see mailctl help)");
-  const std::string verb = inv.args[0];
-  auto args = ParseArgs(std::vector<std::string>(inv.args.begin() + 1, inv.args.end()));
-  if (!args.ok()) return args.status();
+  ASSIGN_OR_RETURN(const Subcommand sub, ParseSubcommand(inv));
+  const std::string& verb = sub.verb;
+  const Args& args = sub.args;
   if (verb != "list") {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));
+    return UnknownSubcommand(verb);
   }
-  auto client = TenantdClient::Connect(inv, *args);
+  auto client = TenantdClient::Connect(inv, args);
   if (!client.ok()) return client.status();
-  return List(inv, *args, *client);
+  return List(inv, args, *client);
 }
 
 const bool kRegistered = RegisterCommand(

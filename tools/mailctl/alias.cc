@@ -10,15 +10,10 @@ namespace mailgrid::mailctl {
 namespace {
 
 absl::Status RunAlias(const Invocation& inv) {
-  if (inv.args.empty()) return absl::InvalidArgumentError("missing sub-command (see mailctl help)");
-  const std::string verb = inv.args[0];
-  auto parsed = ParseArgs(std::vector<std::string>(inv.args.begin() + 1, inv.args.end()),
-                          {"no-plus", "plus", "clear"});
-  if (!parsed.ok()) return parsed.status();
-  const Args& a = *parsed;
-  auto client = TenantdClient::Connect(inv, a);
-  if (!client.ok()) return client.status();
-  const TenantdClient& c = *client;
+  ASSIGN_OR_RETURN(const Subcommand sub, ParseSubcommand(inv, {"no-plus", "plus", "clear"}));
+  const std::string& verb = sub.verb;
+  const Args& a = sub.args;
+  ASSIGN_OR_RETURN(const TenantdClient c, TenantdClient::Connect(inv, a));
   std::ostream& out = *inv.out;
   const std::string tenant = a.Get("tenant");
   if (verb == "list") {
@@ -30,12 +25,7 @@ absl::Status RunAlias(const Invocation& inv) {
       if (!id.ok()) return id.status();
       req.set_target_id(*id);
     }
-    req.mutable_page()->set_page_size(1000);
-    dirv1::ListAliasesResponse resp;
-    auto s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) {
-      return d.ListAliases(ctx, req, &resp);
-    });
-    if (!s.ok()) return s;
+    ASSIGN_OR_RETURN(const auto resp, ListAll(c, req, &DirStub::ListAliases));
     for (const auto& al : resp.aliases()) {
       if (c.json()) {
         out << Json(al) << "\n";
@@ -117,8 +107,7 @@ absl::Status RunAlias(const Invocation& inv) {
     }
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));
+  return UnknownSubcommand(verb);
 }
 
 const bool kRegistered = RegisterCommand(

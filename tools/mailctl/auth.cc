@@ -385,11 +385,7 @@ absl::Status Unlock(const Invocation& inv, const Args& a, const IdentitydClient&
 absl::Status Lockouts(const Invocation& inv, const Args& a, const IdentitydClient& c) {
   v1::ListLockoutsRequest req;
   if (a.positional.size() > 1) req.set_tenant_id(a.positional[1]);
-  v1::ListLockoutsResponse resp;
-  absl::Status s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
-    return v1::CredentialService::NewStub(ch)->ListLockouts(ctx, req, &resp);
-  });
-  if (!s.ok()) return s;
+  ASSIGN_OR_RETURN(const auto resp, ListAll(c, req, &v1::CredentialService::Stub::ListLockouts));
   if (c.json())
     PrintResult(inv, true, resp);
   else
@@ -621,11 +617,7 @@ absl::Status Simple(const Invocation& inv, const Args& a, const IdentitydClient&
   }
   if (cmd == "sessions") {
     v1::ListSessionsRequest req;
-    v1::ListSessionsResponse resp;
-    absl::Status s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
-      return v1::AuthService::NewStub(ch)->ListSessions(ctx, req, &resp);
-    });
-    if (!s.ok()) return s;
+    ASSIGN_OR_RETURN(const auto resp, ListAll(c, req, &v1::AuthService::Stub::ListSessions));
     PrintResult(inv, true, resp);
     return absl::OkStatus();
   }

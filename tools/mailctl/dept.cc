@@ -15,15 +15,10 @@ void Print(std::ostream& out, const dirv1::Department& d) {
 }
 
 absl::Status RunDept(const Invocation& inv) {
-  if (inv.args.empty()) return absl::InvalidArgumentError("missing sub-command (see mailctl help)");
-  const std::string verb = inv.args[0];
-  auto parsed = ParseArgs(std::vector<std::string>(inv.args.begin() + 1, inv.args.end()),
-                          {"recursive"});
-  if (!parsed.ok()) return parsed.status();
-  const Args& a = *parsed;
-  auto client = TenantdClient::Connect(inv, a);
-  if (!client.ok()) return client.status();
-  const TenantdClient& c = *client;
+  ASSIGN_OR_RETURN(const Subcommand sub, ParseSubcommand(inv, {"recursive"}));
+  const std::string& verb = sub.verb;
+  const Args& a = sub.args;
+  ASSIGN_OR_RETURN(const TenantdClient c, TenantdClient::Connect(inv, a));
   std::ostream& out = *inv.out;
   const std::string tenant = a.Get("tenant");
   if (verb == "list") {
@@ -34,12 +29,7 @@ absl::Status RunDept(const Invocation& inv) {
       if (!id.ok()) return id.status();
       req.set_parent_id(*id);
     }
-    req.mutable_page()->set_page_size(1000);
-    dirv1::ListDepartmentsResponse resp;
-    auto s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) {
-      return d.ListDepartments(ctx, req, &resp);
-    });
-    if (!s.ok()) return s;
+    ASSIGN_OR_RETURN(const auto resp, ListAll(c, req, &DirStub::ListDepartments));
     if (c.json()) {
       out << Json(resp) << "\n";
       return absl::OkStatus();
@@ -138,8 +128,7 @@ absl::Status RunDept(const Invocation& inv) {
     } while (!req.page().page_token().empty());
     return absl::OkStatus();
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));
+    return UnknownSubcommand(verb);
   }
   if (!s.ok()) return s;
   if (c.json()) {

@@ -60,12 +60,7 @@ absl::StatusOr<std::string> SharedIdOf(const TenantdClient& c, const std::string
   if (!absl::StrContains(ref, "@")) return ref;
   dirv1::ListSharedMailboxesRequest req;
   req.set_tenant_id(tenant);
-  req.mutable_page()->set_page_size(1000);
-  dirv1::ListSharedMailboxesResponse resp;
-  absl::Status s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) {
-    return d.ListSharedMailboxes(ctx, req, &resp);
-  });
-  if (!s.ok()) return s;
+  ASSIGN_OR_RETURN(const auto resp, ListAll(c, req, &DirStub::ListSharedMailboxes));
   for (const auto& m : resp.shared_mailboxes()) {
     if (absl::EqualsIgnoreCase(m.address(), ref)) return m.shared_mailbox_id();
   }

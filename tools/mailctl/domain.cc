@@ -67,26 +67,16 @@ void PrintRecords(std::ostream& out, const v1::DomainRecords& r) {
 absl::StatusOr<std::string> Name(const Args& a) { return a.Positional(0, "DOMAIN"); }
 
 absl::Status RunDomain(const Invocation& inv) {
-  if (inv.args.empty()) return absl::InvalidArgumentError("missing sub-command (see mailctl help)");
-  const std::string verb = inv.args[0];
-  auto parsed =
-      ParseArgs(std::vector<std::string>(inv.args.begin() + 1, inv.args.end()), {"force"});
-  if (!parsed.ok()) return parsed.status();
-  const Args& a = *parsed;
-  auto client = TenantdClient::Connect(inv, a);
-  if (!client.ok()) return client.status();
-  const TenantdClient& c = *client;
+  ASSIGN_OR_RETURN(const Subcommand sub, ParseSubcommand(inv, {"force"}));
+  const std::string& verb = sub.verb;
+  const Args& a = sub.args;
+  ASSIGN_OR_RETURN(const TenantdClient c, TenantdClient::Connect(inv, a));
   std::ostream& out = *inv.out;
 
   if (verb == "list") {
     v1::ListDomainsRequest req;
     req.set_tenant_id(a.positional.empty() ? "" : a.positional[0]);
-    req.mutable_page()->set_page_size(1000);
-    v1::ListDomainsResponse resp;
-    auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
-      return v1::DomainService::NewStub(ch)->ListDomains(ctx, req, &resp);
-    });
-    if (!s.ok()) return s;
+    ASSIGN_OR_RETURN(const auto resp, ListAll(c, req, &v1::DomainService::Stub::ListDomains));
     if (c.json()) {
       out << Json(resp) << "\n";
       return absl::OkStatus();
@@ -182,8 +172,7 @@ absl::Status RunDomain(const Invocation& inv) {
     }
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));
+  return UnknownSubcommand(verb);
 }
 
 const bool kRegistered = RegisterCommand(

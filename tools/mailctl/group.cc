@@ -24,15 +24,10 @@ void Print(std::ostream& out, const dirv1::Group& g) {
 }
 
 absl::Status RunGroup(const Invocation& inv) {
-  if (inv.args.empty()) return absl::InvalidArgumentError("missing sub-command (see mailctl help)");
-  const std::string verb = inv.args[0];
-  auto parsed = ParseArgs(std::vector<std::string>(inv.args.begin() + 1, inv.args.end()),
-                          {"expand", "members-can-send-as"});
-  if (!parsed.ok()) return parsed.status();
-  const Args& a = *parsed;
-  auto client = TenantdClient::Connect(inv, a);
-  if (!client.ok()) return client.status();
-  const TenantdClient& c = *client;
+  ASSIGN_OR_RETURN(const Subcommand sub, ParseSubcommand(inv, {"expand", "members-can-send-as"}));
+  const std::string& verb = sub.verb;
+  const Args& a = sub.args;
+  ASSIGN_OR_RETURN(const TenantdClient c, TenantdClient::Connect(inv, a));
   std::ostream& out = *inv.out;
   const std::string tenant = a.Get("tenant");
   dirv1::Group g;
@@ -41,10 +36,7 @@ absl::Status RunGroup(const Invocation& inv) {
     dirv1::ListGroupsRequest req;
     req.set_tenant_id(tenant);
     req.set_query(a.Get("query"));
-    req.mutable_page()->set_page_size(1000);
-    dirv1::ListGroupsResponse resp;
-    s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) { return d.ListGroups(ctx, req, &resp); });
-    if (!s.ok()) return s;
+    ASSIGN_OR_RETURN(const auto resp, ListAll(c, req, &DirStub::ListGroups));
     for (const auto& x : resp.groups()) {
       if (c.json()) {
         out << Json(x) << "\n";
@@ -119,11 +111,7 @@ absl::Status RunGroup(const Invocation& inv) {
     dirv1::ListGroupMembersRequest req;
     req.set_group_id(*id);
     req.set_expand(a.Has("expand"));
-    dirv1::ListGroupMembersResponse resp;
-    s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) {
-      return d.ListGroupMembers(ctx, req, &resp);
-    });
-    if (!s.ok()) return s;
+    ASSIGN_OR_RETURN(const auto resp, ListAll(c, req, &DirStub::ListGroupMembers));
     if (c.json()) {
       out << Json(resp) << "\n";
       return absl::OkStatus();
@@ -169,8 +157,7 @@ absl::Status RunGroup(const Invocation& inv) {
     req.set_group_id(*id);
     s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) { return d.GetGroup(ctx, req, &g); });
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));
+    return UnknownSubcommand(verb);
   }
   if (!s.ok()) return s;
   if (c.json()) {

@@ -224,7 +224,7 @@ absl::Status RunMbox(const Invocation& inv) {
     return s;
   }
   if (*verb == "archive") return Archive(*args, *addrs, *authz, *mailbox, out);
-  return absl::InvalidArgumentError(absl::StrCat("unknown sub-command \"", *verb, "\""));
+  return UnknownSubcommand(*verb);
 }
 
 const bool kRegistered = RegisterCommand(

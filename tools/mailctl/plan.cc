@@ -52,18 +52,8 @@ std::string Limit(const common::v1::Limit& l) {
 absl::StatusOr<std::vector<v1::Plan>> AllPlans(const TenantdClient& c, bool include_retired) {
   v1::ListPlansRequest req;
   req.set_include_retired(include_retired);
-  req.mutable_page()->set_page_size(1000);
-  std::vector<v1::Plan> out;
-  for (;;) {
-    v1::ListPlansResponse page;
-    auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
-      return v1::TenantService::NewStub(ch)->ListPlans(ctx, req, &page);
-    });
-    if (!s.ok()) return s;
-    out.insert(out.end(), page.plans().begin(), page.plans().end());
-    if (page.page_info().next_page_token().empty()) return out;
-    req.mutable_page()->set_page_token(page.page_info().next_page_token());
-  }
+  ASSIGN_OR_RETURN(const auto all, ListAll(c, req, &v1::TenantService::Stub::ListPlans));
+  return std::vector<v1::Plan>(all.plans().begin(), all.plans().end());
 }
 
 absl::Status List(const Invocation& inv, const Args& a, const TenantdClient& c) {
@@ -174,17 +164,15 @@ absl::Status Set(const Invocation& inv, const Args& a, const TenantdClient& c) {
 }
 
 absl::Status RunPlan(const Invocation& inv) {
-  if (inv.args.empty()) return absl::InvalidArgumentError("missing sub-command (see mailctl help)");
-  const std::string verb = inv.args[0];
-  auto args = ParseArgs(std::vector<std::string>(inv.args.begin() + 1, inv.args.end()), {"all"});
-  if (!args.ok()) return args.status();
-  auto client = TenantdClient::Connect(inv, *args);
+  ASSIGN_OR_RETURN(const Subcommand sub, ParseSubcommand(inv, {"all"}));
+  const std::string& verb = sub.verb;
+  const Args& args = sub.args;
+  auto client = TenantdClient::Connect(inv, args);
   if (!client.ok()) return client.status();
-  if (verb == "list") return List(inv, *args, *client);
-  if (verb == "create") return Create(inv, *args, *client);
-  if (verb == "set") return Set(inv, *args, *client);
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));
+  if (verb == "list") return List(inv, args, *client);
+  if (verb == "create") return Create(inv, args, *client);
+  if (verb == "set") return Set(inv, args, *client);
+  return UnknownSubcommand(verb);
 }
 
 const bool kRegistered = RegisterCommand(

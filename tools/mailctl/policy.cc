@@ -75,9 +75,7 @@ absl::Status RunPolicy(
   const Args& a = *parsed;
   auto verb = a.Positional(0, "get|set");
   if (!verb.ok()) return verb.status();
-  auto client = TenantdClient::Connect(inv, a);
-  if (!client.ok()) return client.status();
-  const TenantdClient& c = *client;
+  ASSIGN_OR_RETURN(const TenantdClient c, TenantdClient::Connect(inv, a));
   Policy out;
   if (*verb == "get") {
     GetRequest req;
@@ -125,9 +123,7 @@ absl::Status RunSieve(const Invocation& inv) {
   if (!verb.ok()) return verb.status();
   auto user = a.Positional(1, "USER");
   if (!user.ok()) return user.status();
-  auto client = TenantdClient::Connect(inv, a);
-  if (!client.ok()) return client.status();
-  const TenantdClient& c = *client;
+  ASSIGN_OR_RETURN(const TenantdClient c, TenantdClient::Connect(inv, a));
   auto uid = UserIdOf(c, *user);
   if (!uid.ok()) return uid.status();
   dirv1::SieveScript out;

@@ -61,15 +61,10 @@ void PrintEntry(std::ostream& out, const rv1::QueueEntry& e, bool detail) {
 }
 
 absl::Status RunQueue(const Invocation& inv) {
-  if (inv.args.empty()) return absl::InvalidArgumentError("missing sub-command (see mailctl help)");
-  const std::string verb = inv.args[0];
-  auto parsed = ParseArgs(std::vector<std::string>(inv.args.begin() + 1, inv.args.end()));
-  if (!parsed.ok()) return parsed.status();
-  const Args& a = *parsed;
-  auto client =
-      ServiceClient::Connect(inv, a, {"relayd", "platform_operator", absl::Seconds(60)});
-  if (!client.ok()) return client.status();
-  const ServiceClient& c = *client;
+  ASSIGN_OR_RETURN(const Subcommand sub, ParseSubcommand(inv));
+  const std::string& verb = sub.verb;
+  const Args& a = sub.args;
+  ASSIGN_OR_RETURN(const ServiceClient c, ServiceClient::Connect(inv, a, {"relayd", "platform_operator", absl::Seconds(60)}));
   std::ostream& out = *inv.out;
   auto print = [&](const rv1::QueueEntry& e) {
     if (c.json()) out << Json(e) << "\n";
@@ -141,8 +136,7 @@ absl::Status RunQueue(const Invocation& inv) {
     req.set_reason(*reason);
     s = CallRelay(c, &rv1::RelayService::Stub::BounceQueueEntry, req, &entry);
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));
+    return UnknownSubcommand(verb);
   }
   if (!s.ok()) return s;
   print(entry);

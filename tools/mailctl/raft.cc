@@ -236,7 +236,7 @@ absl::Status RunRaft(const Invocation& inv) {
   if (sub == "transfer-leadership") return RunTransfer(inv, a);
   if (sub == "format") return RunFormat(inv, a);
   if (sub == "set-format") return RunSetFormat(inv, a);
-  return absl::InvalidArgumentError(absl::StrCat("raft: unknown sub-command \"", sub, "\""));
+  return UnknownSubcommand(sub);
 }
 
 const bool kRegistered = RegisterCommand(

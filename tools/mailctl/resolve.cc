@@ -15,9 +15,7 @@ absl::Status RunResolve(const Invocation& inv) {
   const Args& a = *parsed;
   auto address = a.Positional(0, "ADDRESS");
   if (!address.ok()) return address.status();
-  auto client = TenantdClient::Connect(inv, a);
-  if (!client.ok()) return client.status();
-  const TenantdClient& c = *client;
+  ASSIGN_OR_RETURN(const TenantdClient c, TenantdClient::Connect(inv, a));
   dirv1::ResolveRequest req;
   req.set_address(*address);
   req.mutable_sender()->set_envelope_from(a.Get("from"));

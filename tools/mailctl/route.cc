@@ -50,16 +50,10 @@ void PrintRoute(std::ostream& out, const rv1::Route& r) {
 }
 
 absl::Status RunRoute(const Invocation& inv) {
-  if (inv.args.empty()) return absl::InvalidArgumentError("missing sub-command (see mailctl help)");
-  const std::string verb = inv.args[0];
-  auto parsed = ParseArgs(std::vector<std::string>(inv.args.begin() + 1, inv.args.end()),
-                          {"direct", "fallback-direct", "disabled", "allow-plaintext-auth"});
-  if (!parsed.ok()) return parsed.status();
-  const Args& a = *parsed;
-  auto client =
-      ServiceClient::Connect(inv, a, {"relayd", "platform_operator", absl::Seconds(60)});
-  if (!client.ok()) return client.status();
-  const ServiceClient& c = *client;
+  ASSIGN_OR_RETURN(const Subcommand sub, ParseSubcommand(inv, {"direct", "fallback-direct", "disabled", "allow-plaintext-auth"}));
+  const std::string& verb = sub.verb;
+  const Args& a = sub.args;
+  ASSIGN_OR_RETURN(const ServiceClient c, ServiceClient::Connect(inv, a, {"relayd", "platform_operator", absl::Seconds(60)}));
   std::ostream& out = *inv.out;
   if (verb == "list") {
     rv1::ListRoutesRequest req;
@@ -131,8 +125,7 @@ absl::Status RunRoute(const Invocation& inv) {
     out << (c.json() ? "{}" : absl::StrCat("deleted ", *id)) << "\n";
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));
+  return UnknownSubcommand(verb);
 }
 
 const bool kRegistered = RegisterCommand(

@@ -15,27 +15,17 @@ void Print(std::ostream& out, const dirv1::SharedMailbox& m) {
 }
 
 absl::Status RunShared(const Invocation& inv) {
-  if (inv.args.empty()) return absl::InvalidArgumentError("missing sub-command (see mailctl help)");
-  const std::string verb = inv.args[0];
-  auto parsed = ParseArgs(std::vector<std::string>(inv.args.begin() + 1, inv.args.end()),
-                          {"send-as"});
-  if (!parsed.ok()) return parsed.status();
-  const Args& a = *parsed;
-  auto client = TenantdClient::Connect(inv, a);
-  if (!client.ok()) return client.status();
-  const TenantdClient& c = *client;
+  ASSIGN_OR_RETURN(const Subcommand sub, ParseSubcommand(inv, {"send-as"}));
+  const std::string& verb = sub.verb;
+  const Args& a = sub.args;
+  ASSIGN_OR_RETURN(const TenantdClient c, TenantdClient::Connect(inv, a));
   std::ostream& out = *inv.out;
   const std::string tenant = a.Get("tenant");
   absl::Status s;
   if (verb == "list") {
     dirv1::ListSharedMailboxesRequest req;
     req.set_tenant_id(tenant);
-    req.mutable_page()->set_page_size(1000);
-    dirv1::ListSharedMailboxesResponse resp;
-    s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) {
-      return d.ListSharedMailboxes(ctx, req, &resp);
-    });
-    if (!s.ok()) return s;
+    ASSIGN_OR_RETURN(const auto resp, ListAll(c, req, &DirStub::ListSharedMailboxes));
     for (const auto& m : resp.shared_mailboxes()) {
       if (c.json()) {
         out << Json(m) << "\n";
@@ -96,9 +86,7 @@ absl::Status RunShared(const Invocation& inv) {
   if (verb == "seats") {
     dirv1::ListSeatsRequest req;
     req.set_shared_mailbox_id(*id);
-    dirv1::ListSeatsResponse resp;
-    s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) { return d.ListSeats(ctx, req, &resp); });
-    if (!s.ok()) return s;
+    ASSIGN_OR_RETURN(const auto resp, ListAll(c, req, &DirStub::ListSeats));
     for (const auto& seat : resp.seats()) {
       if (c.json())
         out << Json(seat) << "\n";
@@ -130,8 +118,7 @@ absl::Status RunShared(const Invocation& inv) {
     if (s.ok()) out << "deleted " << *ref << "\n";
     return s;
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));
+  return UnknownSubcommand(verb);
 }
 
 const bool kRegistered = RegisterCommand(

@@ -107,18 +107,7 @@ absl::Status List(const Invocation& inv, const Args& a, const TenantdClient& c) 
     }
     req.add_states(state);
   }
-  req.mutable_page()->set_page_size(1000);
-  v1::ListTenantsResponse all;
-  for (;;) {
-    v1::ListTenantsResponse page;
-    auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
-      return v1::TenantService::NewStub(ch)->ListTenants(ctx, req, &page);
-    });
-    if (!s.ok()) return s;
-    for (const auto& t : page.tenants()) *all.add_tenants() = t;
-    if (page.page_info().next_page_token().empty()) break;
-    req.mutable_page()->set_page_token(page.page_info().next_page_token());
-  }
+  ASSIGN_OR_RETURN(const auto all, ListAll(c, req, &v1::TenantService::Stub::ListTenants));
   if (c.json()) {
     *inv.out << Json(all) << "\n";
     return absl::OkStatus();
@@ -182,12 +171,7 @@ absl::Status UploadDoc(const Invocation& inv, const Args& a, const TenantdClient
 absl::Status Docs(const Invocation& inv, const Args& a, const TenantdClient& c) {
   v1::ListDocumentsRequest req;
   req.set_tenant_id(TenantArg(a));
-  req.mutable_page()->set_page_size(1000);
-  v1::ListDocumentsResponse resp;
-  auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
-    return v1::TenantService::NewStub(ch)->ListDocuments(ctx, req, &resp);
-  });
-  if (!s.ok()) return s;
+  ASSIGN_OR_RETURN(const auto resp, ListAll(c, req, &v1::TenantService::Stub::ListDocuments));
   if (c.json()) {
     *inv.out << Json(resp) << "\n";
     return absl::OkStatus();
@@ -285,12 +269,7 @@ absl::Status Lifecycle(const std::string& verb, const Invocation& inv, const Arg
 absl::Status Events(const Invocation& inv, const Args& a, const TenantdClient& c) {
   v1::ListTenantEventsRequest req;
   req.set_tenant_id(TenantArg(a));
-  req.mutable_page()->set_page_size(1000);
-  v1::ListTenantEventsResponse resp;
-  auto s = c.Run([&](const Channel& ch, grpc::ClientContext* ctx) {
-    return v1::TenantService::NewStub(ch)->ListTenantEvents(ctx, req, &resp);
-  });
-  if (!s.ok()) return s;
+  ASSIGN_OR_RETURN(const auto resp, ListAll(c, req, &v1::TenantService::Stub::ListTenantEvents));
   if (c.json()) {
     *inv.out << Json(resp) << "\n";
     return absl::OkStatus();
@@ -345,27 +324,25 @@ absl::Status IssueToken(const Invocation& inv, const Args& a, const TenantdClien
 }
 
 absl::Status RunTenant(const Invocation& inv) {
-  if (inv.args.empty()) return absl::InvalidArgumentError("missing sub-command (see mailctl help)");
-  const std::string verb = inv.args[0];
-  auto args = ParseArgs(std::vector<std::string>(inv.args.begin() + 1, inv.args.end()));
-  if (!args.ok()) return args.status();
-  auto client = TenantdClient::Connect(inv, *args);
+  ASSIGN_OR_RETURN(const Subcommand sub, ParseSubcommand(inv));
+  const std::string& verb = sub.verb;
+  const Args& args = sub.args;
+  auto client = TenantdClient::Connect(inv, args);
   if (!client.ok()) return client.status();
-  if (verb == "register") return Register(inv, *args, *client);
-  if (verb == "show") return Show(inv, *args, *client);
-  if (verb == "list") return List(inv, *args, *client);
-  if (verb == "upload-doc") return UploadDoc(inv, *args, *client);
-  if (verb == "docs") return Docs(inv, *args, *client);
-  if (verb == "download-doc") return DownloadDoc(inv, *args, *client);
+  if (verb == "register") return Register(inv, args, *client);
+  if (verb == "show") return Show(inv, args, *client);
+  if (verb == "list") return List(inv, args, *client);
+  if (verb == "upload-doc") return UploadDoc(inv, args, *client);
+  if (verb == "docs") return Docs(inv, args, *client);
+  if (verb == "download-doc") return DownloadDoc(inv, args, *client);
   if (verb == "approve" || verb == "reject" || verb == "suspend" || verb == "resume" ||
       verb == "delete") {
-    return Lifecycle(verb, inv, *args, *client);
+    return Lifecycle(verb, inv, args, *client);
   }
-  if (verb == "events") return Events(inv, *args, *client);
-  if (verb == "usage") return Usage(inv, *args, *client);
-  if (verb == "issue-token") return IssueToken(inv, *args, *client);
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));
+  if (verb == "events") return Events(inv, args, *client);
+  if (verb == "usage") return Usage(inv, args, *client);
+  if (verb == "issue-token") return IssueToken(inv, args, *client);
+  return UnknownSubcommand(verb);
 }
 
 const bool kRegistered = RegisterCommand(

@@ -60,6 +60,18 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& raw, std::set<std
   return out;
 }
 
+absl::StatusOr<Subcommand> ParseSubcommand(const Invocation& inv, std::set<std::string> flags) {
+  if (inv.args.empty()) return absl::InvalidArgumentError("missing sub-command (see mailctl help)");
+  ASSIGN_OR_RETURN(Args args, ParseArgs(std::vector<std::string>(inv.args.begin() + 1, inv.args.end()),
+                                        std::move(flags)));
+  return Subcommand{inv.args[0], std::move(args)};
+}
+
+absl::Status UnknownSubcommand(const std::string& verb) {
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));
+}
+
 namespace {
 
 std::string Env(const char* name) {

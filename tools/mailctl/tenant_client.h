@@ -25,6 +25,7 @@
 #include "google/protobuf/message.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
+#include "libs/base/status.h"
 #include "tools/mailctl/command.h"
 
 namespace mailgrid::mailctl {
@@ -50,6 +51,17 @@ struct Args {
 // boolean flags.
 absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& raw,
                                std::set<std::string> flags = {});
+
+// "mailctl GROUP VERB ARGS...": the verb and the arguments after it, parsed
+// as ParseArgs does. INVALID_ARGUMENT when there is no verb.
+struct Subcommand {
+  std::string verb;
+  Args args;
+};
+absl::StatusOr<Subcommand> ParseSubcommand(const Invocation& inv,
+                                           std::set<std::string> flags = {});
+// The one error for a verb the group does not have.
+absl::Status UnknownSubcommand(const std::string& verb);
 
 // A service's replicas and the caller's credentials: the finding and
 // authenticating every command group shares (tenantd, identityd, ...).
@@ -85,6 +97,32 @@ class TenantdClient : public ServiceClient {
  private:
   explicit TenantdClient(ServiceClient c) : ServiceClient(std::move(c)) {}
 };
+
+// Every page of a List RPC as one response: repeated fields concatenated,
+// page_info cleared, e.g. ListAll(c, req, &v1::DomainService::Stub::ListDomains).
+// Servers answer at most 1,000 items a page; a command that printed only
+// the first page would cut a large tenant's list short without saying so,
+// and one merged response keeps --json one object.
+template <typename Stub, typename Request, typename Response>
+absl::StatusOr<Response> ListAll(
+    const ServiceClient& c, Request request,
+    grpc::Status (Stub::*method)(grpc::ClientContext*, const Request&, Response*)) {
+  request.mutable_page()->set_page_size(1000);
+  Response all;
+  for (;;) {
+    Response page;
+    RETURN_IF_ERROR(c.Run([&](const std::shared_ptr<grpc::Channel>& ch, grpc::ClientContext* ctx) {
+      Stub stub(ch);
+      return (stub.*method)(ctx, request, &page);
+    }));
+    const std::string next = page.page_info().next_page_token();
+    all.MergeFrom(page);
+    if (next.empty()) break;
+    request.mutable_page()->set_page_token(next);
+  }
+  all.clear_page_info();
+  return all;
+}
 
 // A grpc::Status as one line: "NOT_FOUND: tenant t-x not found", with the
 // limit details of RESOURCE_EXHAUSTED / LIMIT_BELOW_USAGE appended.

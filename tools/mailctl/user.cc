@@ -170,15 +170,10 @@ absl::StatusOr<dirv1::UpdateUserRequest> UpdateRequest(const std::string& user_i
 }
 
 absl::Status RunUser(const Invocation& inv) {
-  if (inv.args.empty()) return absl::InvalidArgumentError("missing sub-command (see mailctl help)");
-  const std::string verb = inv.args[0];
-  auto parsed = ParseArgs(std::vector<std::string>(inv.args.begin() + 1, inv.args.end()),
-                          {"dry-run", "no-welcome", "drop-old"});
-  if (!parsed.ok()) return parsed.status();
-  const Args& a = *parsed;
-  auto client = TenantdClient::Connect(inv, a);
-  if (!client.ok()) return client.status();
-  const TenantdClient& c = *client;
+  ASSIGN_OR_RETURN(const Subcommand sub, ParseSubcommand(inv, {"dry-run", "no-welcome", "drop-old"}));
+  const std::string& verb = sub.verb;
+  const Args& a = sub.args;
+  ASSIGN_OR_RETURN(const TenantdClient c, TenantdClient::Connect(inv, a));
   std::ostream& out = *inv.out;
   if (verb == "create") return Create(c, a, out);
   if (verb == "import") return Import(c, a, out);
@@ -221,8 +216,7 @@ absl::Status RunUser(const Invocation& inv) {
     req.set_drop_old_address(a.Has("drop-old"));
     s = CallDir(c, [&](DirStub& d, grpc::ClientContext* ctx) { return d.RenameUser(ctx, req, &u); });
   } else {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown sub-command \"", verb, "\" (see mailctl help)"));
+    return UnknownSubcommand(verb);
   }
   if (!s.ok()) return s;
   if (c.json()) {
