@@ -269,20 +269,7 @@ absl::StatusOr<kv::v1::WriteResponse> KvClient::WriteCoalesced(kv::v1::WriteRequ
 
 absl::StatusOr<kv::v1::WriteResponse> KvClient::SendQueued(
     const std::shared_ptr<PendingWrite>& mine) {
-  std::vector<std::shared_ptr<PendingWrite>> batch;
-  {
-    absl::MutexLock lock(&write_mu_);
-    // `mine` is at the front: it was alone, or was handed the turn as the
-    // oldest waiter.
-    size_t bytes = 0;
-    while (!write_queue_.empty() && batch.size() < options_.max_writes_per_call) {
-      const std::shared_ptr<PendingWrite>& next = write_queue_.front();
-      if (!batch.empty() && bytes + next->bytes > options_.max_bytes_per_call) break;
-      bytes += next->bytes;
-      batch.push_back(next);
-      write_queue_.pop_front();
-    }
-  }
+  std::vector<std::shared_ptr<PendingWrite>> batch = TakeBatch(mine);
   if (batch.size() == 1) {
     // Nothing to coalesce: the plain call, so one client pays nothing extra.
     absl::Time deadline = mine->deadline;
@@ -292,12 +279,48 @@ absl::StatusOr<kv::v1::WriteResponse> KvClient::SendQueued(
   }
   absl::MutexLock lock(&write_mu_);
   for (const std::shared_ptr<PendingWrite>& w : batch) w->done = !w->alone || w == mine;
-  if (write_queue_.empty()) {
+  PassTurnLocked();
+  return std::move(mine->result);
+}
+
+// With several calls in flight, other senders may still sit in the queue
+// (handed the turn, not yet running): their writes are theirs to send. Until
+// session 23 a call took the queue's front run, theirs included: such a
+// sender then returned its write's result before (or without) the call
+// carrying it setting it, and two finished calls could hand their turns to
+// one write, losing a place for a call in flight for good.
+std::vector<std::shared_ptr<KvClient::PendingWrite>> KvClient::TakeBatch(
+    const std::shared_ptr<PendingWrite>& mine) {
+  std::vector<std::shared_ptr<PendingWrite>> batch = {mine};
+  absl::MutexLock lock(&write_mu_);
+  // A sender's write stays queued until here: nobody else takes it.
+  auto own = std::find(write_queue_.begin(), write_queue_.end(), mine);
+  if (own != write_queue_.end()) write_queue_.erase(own);
+  size_t bytes = mine->bytes;
+  for (auto it = write_queue_.begin();
+       it != write_queue_.end() && batch.size() < options_.max_writes_per_call;) {
+    if ((*it)->sender) {
+      ++it;
+      continue;
+    }
+    if (bytes + (*it)->bytes > options_.max_bytes_per_call) break;
+    bytes += (*it)->bytes;
+    batch.push_back(*it);
+    it = write_queue_.erase(it);
+  }
+  return batch;
+}
+
+void KvClient::PassTurnLocked() {
+  // The oldest write without a turn of its own sends the next call; with
+  // none, this call's place is free.
+  auto next = std::find_if(write_queue_.begin(), write_queue_.end(),
+                           [](const std::shared_ptr<PendingWrite>& w) { return !w->sender; });
+  if (next == write_queue_.end()) {
     --calls_in_flight_;
   } else {
-    write_queue_.front()->sender = true;  // the oldest waiter sends the next call
+    (*next)->sender = true;
   }
-  return std::move(mine->result);
 }
 
 void KvClient::SendMany(const std::vector<std::shared_ptr<PendingWrite>>& batch) {
