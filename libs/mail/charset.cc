@@ -3,6 +3,8 @@
 #include <iconv.h>
 
 #include <cerrno>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
@@ -154,12 +156,7 @@ size_t Utf8SequenceLength(std::string_view text, size_t i) {
   return len;
 }
 
-bool IsAscii(std::string_view text) {
-  for (char c : text) {
-    if (static_cast<unsigned char>(c) >= 0x80) return false;
-  }
-  return true;
-}
+bool IsAscii(std::string_view text) { return AsciiRunEnd(text, 0) == text.size(); }
 
 }  // namespace
 
@@ -178,8 +175,20 @@ std::string CanonicalCharset(std::string_view label) {
   return upper;
 }
 
+size_t AsciiRunEnd(std::string_view text, size_t from) {
+  constexpr uint64_t kHighBits = 0x8080808080808080ull;
+  size_t i = from;
+  for (; i + 8 <= text.size(); i += 8) {
+    uint64_t word;
+    std::memcpy(&word, text.data() + i, 8);  // unaligned load, no aliasing trouble
+    if ((word & kHighBits) != 0) break;
+  }
+  while (i < text.size() && static_cast<unsigned char>(text[i]) < 0x80) ++i;
+  return i;
+}
+
 bool IsValidUtf8(std::string_view text) {
-  for (size_t i = 0; i < text.size();) {
+  for (size_t i = AsciiRunEnd(text, 0); i < text.size(); i = AsciiRunEnd(text, i)) {
     size_t n = Utf8SequenceLength(text, i);
     if (n == 0) return false;
     i += n;
@@ -191,6 +200,11 @@ std::string SanitizeUtf8(std::string_view text, bool* lossy) {
   std::string out;
   out.reserve(text.size());
   for (size_t i = 0; i < text.size();) {
+    if (size_t end = AsciiRunEnd(text, i); end > i) {  // ASCII runs copied whole
+      out.append(text.substr(i, end - i));
+      i = end;
+      continue;
+    }
     size_t n = Utf8SequenceLength(text, i);
     if (n == 0) {
       out.append(kReplacement);

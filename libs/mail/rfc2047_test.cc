@@ -220,5 +220,24 @@ TEST(CharsetTest, Conversion) {
   EXPECT_FALSE(IsValidUtf8("\xF4\x90\x80\x80"));  // past U+10FFFF
 }
 
+// Long ASCII runs are tested eight bytes at a time: a bad or non-ASCII byte
+// at any offset of such a run, and at the very end, is still seen.
+TEST(CharsetTest, AsciiRunsOfAnyLength) {
+  std::string ascii(37, 'x');
+  EXPECT_EQ(AsciiRunEnd(ascii, 0), 37u);
+  EXPECT_EQ(AsciiRunEnd(ascii, 30), 37u);
+  EXPECT_EQ(AsciiRunEnd("", 0), 0u);
+  for (size_t at = 0; at < ascii.size(); ++at) {
+    std::string bad = ascii;
+    bad[at] = '\xFF';
+    EXPECT_EQ(AsciiRunEnd(bad, 0), at);
+    EXPECT_FALSE(IsValidUtf8(bad)) << at;
+    EXPECT_EQ(SanitizeUtf8(bad), ascii.substr(0, at) + "\uFFFD" + ascii.substr(at + 1)) << at;
+    std::string good = ascii.substr(0, at) + "é" + ascii.substr(at);
+    EXPECT_TRUE(IsValidUtf8(good)) << at;
+    EXPECT_EQ(SanitizeUtf8(good), good) << at;
+  }
+}
+
 }  // namespace
 }  // namespace mailgrid::mail

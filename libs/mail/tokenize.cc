@@ -145,6 +145,38 @@ char32_t FoldCase(char32_t cp) {
   return cp;
 }
 
+namespace {
+
+bool IsAsciiAlnum(unsigned char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+}
+
+bool HasAsciiUpper(std::string_view s) {
+  for (char c : s)
+    if (c >= 'A' && c <= 'Z') return true;
+  return false;
+}
+
+// Appends an ASCII word piece lower-cased, up to max_bytes in all; sets
+// *full when some of it did not fit (the rest of the word is skipped, as
+// for any other letter).
+void AppendAsciiLower(std::string_view piece, size_t max_bytes, std::string* word, bool* full) {
+  if (*full) return;
+  size_t room = max_bytes > word->size() ? max_bytes - word->size() : 0;
+  if (piece.size() > room) {
+    piece = piece.substr(0, room);
+    *full = true;
+  }
+  size_t at = word->size();
+  word->append(piece);
+  for (size_t k = at; k < word->size(); ++k) {
+    char& c = (*word)[k];
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+  }
+}
+
+}  // namespace
+
 void ForEachToken(std::string_view utf8, const std::function<void(std::string_view)>& emit,
                   const TokenizeOptions& options) {
   size_t count = 0;
@@ -164,6 +196,28 @@ void ForEachToken(std::string_view utf8, const std::function<void(std::string_vi
   };
   size_t i = 0;
   while (i < utf8.size() && !done) {
+    if (static_cast<unsigned char>(utf8[i]) < 0x80) {
+      // ASCII (most of any body): a whole run of letters and digits at a
+      // time, without decoding, classifying and folding each character.
+      if (!cjk.empty()) cjk.Flush(limited);
+      size_t end = i;
+      while (end < utf8.size() && IsAsciiAlnum(static_cast<unsigned char>(utf8[end]))) ++end;
+      if (end == i) {  // an ASCII separator
+        flush_word();
+        ++i;
+        continue;
+      }
+      std::string_view run = utf8.substr(i, end - i);
+      i = end;
+      bool word_ends = i == utf8.size() || static_cast<unsigned char>(utf8[i]) < 0x80;
+      if (word.empty() && !word_full && word_ends && run.size() <= options.max_token_bytes &&
+          !HasAsciiUpper(run)) {
+        limited(run);  // already a token: no copy
+        continue;
+      }
+      AppendAsciiLower(run, options.max_token_bytes, &word, &word_full);
+      continue;
+    }
     char32_t cp = NextCodePoint(utf8, &i);
     if (cp >= 0xFF01 && cp <= 0xFF5E) cp -= 0xFEE0;  // fullwidth ASCII
     CharClass cls = Classify(cp);

@@ -34,6 +34,22 @@ TEST(TokenizeTest, CaseFolding) {
   EXPECT_EQ(Tokenize("ＡＢＣ１２３"), (Tokens{"abc123"}));  // fullwidth ASCII
 }
 
+// ASCII runs take a faster path than other text: words that cross from
+// ASCII to other letters and back, upper case, cuts and runs after a cut
+// must come out as they would letter by letter.
+TEST(TokenizeTest, AsciiRunsInsideOtherText) {
+  EXPECT_EQ(Tokenize("caféBAR Ünïcode ÀbC naïve"), (Tokens{"cafébar", "ünïcode", "àbc", "naïve"}));
+  EXPECT_EQ(Tokenize("abcＤＥＦghi ＸＹz"), (Tokens{"abcdefghi", "xyz"}));
+  EXPECT_EQ(Tokenize("合同Email地址OK"), (Tokens{"合同", "email", "地址", "ok"}));
+  EXPECT_EQ(Tokenize(std::string(80, 'Q') + " " + std::string(64, 'q')),
+            (Tokens{std::string(64, 'q'), std::string(64, 'q')}));
+  TokenizeOptions o;
+  o.max_token_bytes = 3;
+  EXPECT_EQ(Tokenize("abcdé xyé abé éab ΣΣx", o), (Tokens{"abc", "xy", "ab", "éa", "σ"}));
+  o.max_token_bytes = 1;
+  EXPECT_EQ(Tokenize("Σx İgg x", o), (Tokens{"i", "x"}));  // a cut word skips its ASCII rest
+}
+
 TEST(TokenizeTest, CjkBigrams) {
   EXPECT_EQ(Tokenize("签订合同书"), (Tokens{"签订", "订合", "合同", "同书"}));
   EXPECT_EQ(Tokenize("合"), (Tokens{"合"}));

@@ -1,6 +1,28 @@
 #include "libs/smtp/data_reader.h"
 
+#include <cstring>
+
 namespace mailgrid::smtp {
+namespace {
+
+// The end (just past its CRLF) of the line starting at in[from] when that
+// line is complete in `in` and ends with CRLF without a bare CR or LF
+// before it; 0 otherwise. Such a line is copied whole (two memchr scans)
+// instead of byte by byte through the states: a 100 KB body is ~1,300
+// lines, all on relayd's path from the last read to DeliverBatch (issue 8).
+// Tried only at a line start, so each byte is scanned by it at most once
+// (a line full of bare CRs is not rescanned after each of them).
+size_t PlainLineEnd(std::string_view in, size_t from) {
+  const char* start = in.data() + from;
+  const void* lf = std::memchr(start, '\n', in.size() - from);
+  if (lf == nullptr) return 0;
+  size_t len = static_cast<size_t>(static_cast<const char*>(lf) - start);  // up to the LF
+  if (len == 0 || start[len - 1] != '\r') return 0;
+  if (std::memchr(start, '\r', len - 1) != nullptr) return 0;
+  return from + len + 1;
+}
+
+}  // namespace
 
 void DotReader::Emit(std::string_view bytes) {
   size_ += bytes.size();
@@ -52,6 +74,9 @@ size_t DotReader::Consume(std::string_view in) {
         if (in[i] == '.') {
           state_ = State::kDot;
           ++i;
+        } else if (size_t end = PlainLineEnd(in, i); end != 0) {
+          Emit(in.substr(i, end - i));  // the next line starts at `end`
+          i = end;
         } else {
           state_ = State::kMid;
         }

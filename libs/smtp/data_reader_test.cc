@@ -98,6 +98,31 @@ TEST(DotReaderTest, SplitAnywhereGivesSameResult) {
   }
 }
 
+// Complete CRLF lines are copied whole, partial ones byte by byte: both
+// must agree on the message, the end and the bare CR/LF flags, whatever
+// the read size.
+TEST(DotReaderTest, WholeLinesAndPiecesAgree) {
+  std::string lines;
+  for (int i = 0; i < 20; ++i) lines += std::string(70, static_cast<char>('a' + i)) + "\r\n";
+  for (std::string_view odd : {"", "x\ry\r\n", "x\ny\r\n", "\r\r\n", ".\r\r\n"}) {
+    std::string input = lines + std::string(odd) + "..z\r\n.\r\nQUIT\r\n";
+    Result whole = Read(input);
+    EXPECT_TRUE(whole.done);
+    EXPECT_EQ(whole.bare_cr || whole.bare_lf, !odd.empty()) << testing::PrintToString(std::string(odd));
+    if (odd.empty()) {
+      EXPECT_EQ(whole.message, lines + ".z\r\n");
+    }
+    for (size_t piece : {1, 2, 3, 7, 71, 72, 73, 500}) {
+      Result r = Read(input, 0, piece);
+      EXPECT_EQ(r.done, whole.done) << piece;
+      EXPECT_EQ(r.message, whole.message) << piece;
+      EXPECT_EQ(r.consumed, whole.consumed) << piece;
+      EXPECT_EQ(r.bare_cr, whole.bare_cr) << piece;
+      EXPECT_EQ(r.bare_lf, whole.bare_lf) << piece;
+    }
+  }
+}
+
 TEST(DotReaderTest, BinaryContentPassesThrough) {
   std::string body("a\0b\xff\r\n", 6);
   Result r = Read(body + ".\r\n");
