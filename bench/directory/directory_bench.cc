@@ -12,9 +12,11 @@
 //   4. ResolveMany (phase "many", not run by default): --batch random
 //      user addresses per call, at each --inflight;
 //   4a. ResolveStream (phase "stream", not run by default): the same
-//      random user addresses, one per stream message, through relayd's
-//      stream client (relay::ResolveStreams) over --streams streams, at
-//      each --inflight; run it after "resolve" (which waits for the warm-up);
+//      random user addresses, one per request, through relayd's stream
+//      client (relay::ResolveStreams) over --streams streams, at each
+//      --inflight, with the requests per stream message (above 1 when a
+//      tenantd that takes batches gets requests queued behind a write);
+//      run it after "resolve" (which waits for the warm-up);
 //   4b. GetPrincipal by address (phase "principal", not run by default):
 //      what identityd asks at every login, several reads per call;
 //   5. expansion of a group of about --big-group members (department
@@ -558,7 +560,16 @@ int Main(int argc, char** argv) {
       });
     };
     const std::string what = absl::StrCat("resolve-stream (user address, ", n, " streams)");
-    for (int inflight : f.inflight) Hammer(f, inflight, chans.size(), what.c_str(), stream);
+    for (int inflight : f.inflight) {
+      const int64_t sent0 = streams.sent(), messages0 = streams.messages();
+      Hammer(f, inflight, chans.size(), what.c_str(), stream);
+      const int64_t messages = streams.messages() - messages0;
+      // Above 1 once tenantd takes batched requests (relayd's client batches
+      // what queues behind a write in flight).
+      if (messages > 0)
+        std::printf("  requests per stream message: %.2f\n",
+                    static_cast<double>(streams.sent() - sent0) / static_cast<double>(messages));
+    }
     std::printf("  stream requests sent %lld, streams opened %lld\n",
                 static_cast<long long>(streams.sent()), static_cast<long long>(streams.opened()));
   }

@@ -4,6 +4,7 @@
 #include <deque>
 #include <limits>
 #include <string_view>
+#include <utility>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
@@ -26,16 +27,28 @@ namespace mailgrid::relay {
 // always in flight, so the call lives until tenantd ends it; a hold keeps
 // it alive while another thread may still start a write (released once
 // the stream takes no more requests and no write is in flight).
+//
+// Batches (directory.proto's ResolveStream): the stream asks for batched
+// answers when it opens, and once tenantd's initial metadata says it takes
+// batched requests, every request queued while a write was in flight goes
+// in the next message (up to kMaxBatch): under load one write and one
+// read per batch instead of per address.
+//
+// Its phases, in order (Phase): taking requests → (Retire) draining the
+// queue → half-closed (WritesDone) → released; or, when a write or read
+// fails, from taking or draining straight to ending → released.
 class ResolveStreams::Stream final
     : public grpc::ClientBidiReactor<tenant::v1::ResolveStreamRequest,
                                      tenant::v1::ResolveStreamResponse> {
  public:
-  explicit Stream(std::string header) : header_(std::move(header)) {}
+  Stream(std::string header, std::atomic<int64_t>* messages)
+      : header_(std::move(header)), messages_(messages) {}
 
   // Opens the call; `self` keeps this object alive until OnDone.
   void Open(const std::shared_ptr<Stream>& self, std::shared_ptr<grpc::Channel> channel) {
     self_ = self;
     if (!header_.empty()) ctx_.AddMetadata("authorization", header_);
+    ctx_.AddMetadata(kBatchesHeader, "1");  // we read `more` in answers
     tenant::v1::DirectoryService::NewStub(std::move(channel))->async()->ResolveStream(&ctx_, this);
     AddHold();
     StartRead(&in_);
@@ -51,7 +64,7 @@ class ResolveStreams::Stream final
     bool write = false;
     {
       absl::MutexLock lock(&mu_);
-      if (closing_) return false;
+      if (phase_ != Phase::kTaking) return false;
       waiting_.emplace(r.id(), std::move(done));
       queue_.push_back(std::move(r));
       write = TakeNextWrite();
@@ -67,7 +80,7 @@ class ResolveStreams::Stream final
 
   bool taking() {
     absl::MutexLock lock(&mu_);
-    return !closing_;
+    return phase_ == Phase::kTaking;
   }
   const std::string& header() const { return header_; }
   // Set once OnDone ran: how the call ended.
@@ -80,7 +93,7 @@ class ResolveStreams::Stream final
       absl::MutexLock lock(&mu_);
       writing_ = false;
       // Not ok: the call is ending; the read fails next and OnDone says why.
-      if (!ok) closing_ = true;
+      if (!ok) EndWrites();
     }
     AfterWrite(/*retire=*/false);
   }
@@ -92,28 +105,35 @@ class ResolveStreams::Stream final
     AfterWrite(false);
   }
 
+  void OnReadInitialMetadataDone(bool ok) override {
+    if (!ok) return;
+    const auto& md = ctx_.GetServerInitialMetadata();
+    auto it = md.find(kBatchesHeader);
+    if (it == md.end() || it->second != "1") return;  // an older tenantd
+    absl::MutexLock lock(&mu_);
+    batch_requests_ = true;
+  }
+
   void OnReadDone(bool ok) override {
     if (!ok) {  // tenantd ended the call (or it broke): OnDone follows
       {
         absl::MutexLock lock(&mu_);
-        closing_ = true;
-        queue_.clear();
+        EndWrites();
       }
       AfterWrite(false);
       return;
     }
-    Done done;
+    // The message's answers with their callers (an unknown id, never
+    // sent, is dropped); the callers run after the next read has started.
+    std::vector<std::pair<Done, tenant::v1::ResolveResult>> answered;
+    answered.reserve(1 + in_.more_size());
     {
       absl::MutexLock lock(&mu_);
-      auto it = waiting_.find(in_.id());
-      if (it != waiting_.end()) {
-        done = std::move(it->second);
-        waiting_.erase(it);
-      }
+      TakeWaiting(in_, &answered);
+      for (tenant::v1::ResolveStreamResponse& r : *in_.mutable_more()) TakeWaiting(r, &answered);
     }
-    tenant::v1::ResolveResult result = std::move(*in_.mutable_result());
     StartRead(&in_);
-    if (done) done(std::move(result));  // an unknown id (never sent) is dropped
+    for (auto& [done, result] : answered) done(std::move(result));
   }
 
   void OnDone(const grpc::Status& s) override {
@@ -131,14 +151,51 @@ class ResolveStreams::Stream final
   }
 
  private:
-  // Under mu_: moves the next queued request to out_ when no write is in
-  // flight; true when the caller must StartWrite(&out_).
+  static constexpr int kMaxBatch = 64;  // requests per message
+  // Metadata key of the batch negotiation (directory.proto's ResolveStream).
+  static constexpr char kBatchesHeader[] = "mailgrid-resolve-batches";
+
+  // Under mu_: the caller waiting for `r`'s answer, with the answer.
+  void TakeWaiting(tenant::v1::ResolveStreamResponse& r,
+                   std::vector<std::pair<Done, tenant::v1::ResolveResult>>* answered)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    auto it = waiting_.find(r.id());
+    if (it == waiting_.end()) return;
+    answered->emplace_back(std::move(it->second), std::move(*r.mutable_result()));
+    waiting_.erase(it);
+  }
+
+  enum class Phase {
+    kTaking,      // takes requests
+    kDraining,    // retired: writes what is queued, then half-closes
+    kHalfClosed,  // WritesDone started; answers are still read
+    kEnding,      // a write or the read failed: nothing more is written
+    kReleased,    // the hold is removed: this side starts no more operations
+  };
+
+  // Under mu_: moves the next message's requests to out_ (the first, then
+  // up to kMaxBatch - 1 more once tenantd takes batches) when requests may
+  // still be written and no write is in flight; true when the caller must
+  // StartWrite(&out_).
   bool TakeNextWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (phase_ != Phase::kTaking && phase_ != Phase::kDraining) return false;
     if (writing_ || queue_.empty()) return false;
     out_ = std::move(queue_.front());
     queue_.pop_front();
+    while (batch_requests_ && !queue_.empty() && out_.more_size() + 1 < kMaxBatch) {
+      *out_.add_more() = std::move(queue_.front());
+      queue_.pop_front();
+    }
     writing_ = true;
+    messages_->fetch_add(1, std::memory_order_relaxed);
     return true;
+  }
+
+  // Under mu_: the call is ending; queued requests are never written (their
+  // callers learn it in OnDone).
+  void EndWrites() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (phase_ == Phase::kTaking || phase_ == Phase::kDraining) phase_ = Phase::kEnding;
+    queue_.clear();
   }
 
   // After a write (or a retirement, or the end of reads): the next write,
@@ -147,18 +204,17 @@ class ResolveStreams::Stream final
     enum { kNothing, kWrite, kWritesDone, kRelease } next = kNothing;
     {
       absl::MutexLock lock(&mu_);
-      if (retire && !closing_) {
-        closing_ = true;
-        half_close_ = true;
-      }
+      if (retire && phase_ == Phase::kTaking) phase_ = Phase::kDraining;
       if (TakeNextWrite()) {
         next = kWrite;
-      } else if (closing_ && !writing_ && half_close_ && !half_closed_) {
-        half_closed_ = true;
-        writing_ = true;
+      } else if (writing_ || phase_ == Phase::kTaking || phase_ == Phase::kReleased) {
+        // a write in flight, or nothing to do
+      } else if (phase_ == Phase::kDraining) {
+        phase_ = Phase::kHalfClosed;
+        writing_ = true;  // WritesDone is this side's last write
         next = kWritesDone;
-      } else if (closing_ && !writing_ && !released_) {
-        released_ = true;
+      } else {  // half-closed or ending, no write in flight
+        phase_ = Phase::kReleased;
         next = kRelease;
       }
     }
@@ -168,6 +224,7 @@ class ResolveStreams::Stream final
   }
 
   const std::string header_;
+  std::atomic<int64_t>* const messages_;  // ResolveStreams::messages_
   grpc::ClientContext ctx_;
   tenant::v1::ResolveStreamResponse in_;  // the read in flight
   tenant::v1::ResolveStreamRequest out_;  // the write in flight
@@ -178,11 +235,9 @@ class ResolveStreams::Stream final
   std::atomic<uint64_t> next_id_{0};
   std::deque<tenant::v1::ResolveStreamRequest> queue_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<uint64_t, Done> waiting_ ABSL_GUARDED_BY(mu_);
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
-  bool closing_ ABSL_GUARDED_BY(mu_) = false;  // takes no more requests
-  bool half_close_ ABSL_GUARDED_BY(mu_) = false;
-  bool half_closed_ ABSL_GUARDED_BY(mu_) = false;
-  bool released_ ABSL_GUARDED_BY(mu_) = false;
+  Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kTaking;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;  // a write (or WritesDone) in flight
+  bool batch_requests_ ABSL_GUARDED_BY(mu_) = false;  // tenantd takes `more`
 };
 
 ResolveStreams::ResolveStreams(ChannelFn channel, AuthFn authorization, size_t replicas,
@@ -232,7 +287,7 @@ std::shared_ptr<ResolveStreams::Stream> ResolveStreams::StreamFor(
     slot.reopen_at = now + kReopenAfter;
     return nullptr;
   }
-  slot.stream = std::make_shared<Stream>(header);
+  slot.stream = std::make_shared<Stream>(header, &messages_);
   slot.stream->Open(slot.stream, *std::move(ch));
   live_.push_back(slot.stream);
   opened_.fetch_add(1);

@@ -68,6 +68,9 @@ class ResolveStreams {
   // (tests, metrics).
   int64_t sent() const { return sent_.load(); }
   int64_t opened() const { return opened_.load(); }
+  // Request messages written (sent() / messages(): requests per message,
+  // above 1 once tenantd takes batches and requests queue behind writes).
+  int64_t messages() const { return messages_.load(); }
 
   static constexpr absl::Duration kReopenAfter = absl::Seconds(1);
   static constexpr absl::Duration kReopenUnimplementedAfter = absl::Minutes(1);
@@ -90,7 +93,9 @@ class ResolveStreams {
   const AuthFn authorization_;
   const size_t replicas_;
   std::atomic<uint64_t> next_{0};
-  std::atomic<int64_t> sent_{0}, opened_{0};
+  // The streams count into messages_ (the destructor waits until every
+  // stream has ended, so none uses it after).
+  std::atomic<int64_t> sent_{0}, opened_{0}, messages_{0};
   absl::Mutex mu_;
   std::vector<Slot> slots_ ABSL_GUARDED_BY(mu_);
   // Every stream not yet known ended (the destructor waits for them).

@@ -2,19 +2,24 @@
 // hourly counters in one script, the room it reports, the refusal and the
 // counters' expiry (smtp_session.cc decides from the room where to count).
 // Its Resolve against DirectoryService servers on loopback (real gRPC):
-// over ResolveStream, each caller its own answer and error; falling back
+// over ResolveStream, each caller its own answer and error, requests in
+// batches only to a tenantd that announces them; falling back
 // to unary Resolve when tenantd has no ResolveStream or a replica's stream
 // breaks, and the stream opened again.
 #include "services/relay/grpc_backend.h"
 
 #include <atomic>
 #include <limits>
+#include <map>
 #include <memory>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
@@ -111,10 +116,15 @@ TEST_F(GrpcBackendRateTest, RedisDownFailsOpen) {
 // A tenantd stand-in: answers every address with itself as the canonical
 // address ("nobody..." NOT_FOUND ADDRESS_NOT_FOUND, with the reason as
 // tenantd sends it), over unary Resolve and (when `streams`) ResolveStream,
-// counting which carried what.
+// counting which carried what. With `batches` it announces batched
+// requests as tenantd does and answers a batched message in one message
+// when the caller asked for batches; without, it is an older tenantd (one
+// request per message, and it counts messages that carry more).
 class FakeDirectory final : public tenant::v1::DirectoryService::Service {
  public:
-  explicit FakeDirectory(bool streams) : streams_(streams) {}
+  static constexpr char kBatchesHeader[] = "mailgrid-resolve-batches";
+  explicit FakeDirectory(bool streams, bool batches = false)
+      : streams_(streams), batches_(batches) {}
 
   static tenant::v1::ResolveResult Answer(const tenant::v1::ResolveRequest& req) {
     tenant::v1::ResolveResult r;
@@ -148,21 +158,39 @@ class FakeDirectory final : public tenant::v1::DirectoryService::Service {
                                                       tenant::v1::ResolveStreamRequest>* rw) override {
     if (!streams_) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "an older tenantd");
     opened.fetch_add(1);
+    auto asked = ctx->client_metadata().find(kBatchesHeader);
+    const bool batch_answers =
+        batches_ && asked != ctx->client_metadata().end() && asked->second == "1";
+    if (batches_) {
+      ctx->AddInitialMetadata(kBatchesHeader, "1");
+      rw->SendInitialMetadata();
+    }
     tenant::v1::ResolveStreamRequest req;
     while (rw->Read(&req)) {
-      streamed.fetch_add(1);
+      messages.fetch_add(1);
+      streamed.fetch_add(1 + req.more_size());
+      if (req.more_size() > 0) batched_messages.fetch_add(1);
       tenant::v1::ResolveStreamResponse resp;
       resp.set_id(req.id());
       *resp.mutable_result() = Answer(req.request());
-      if (!rw->Write(resp)) break;
+      bool ok = true;
+      for (const tenant::v1::ResolveStreamRequest& m : req.more()) {
+        tenant::v1::ResolveStreamResponse* one = batch_answers ? resp.add_more() : &resp;
+        if (!batch_answers) ok = ok && rw->Write(resp);
+        one->set_id(m.id());
+        *one->mutable_result() = Answer(m.request());
+      }
+      if (!ok || !rw->Write(resp)) break;
     }
     return ctx->IsCancelled() ? grpc::Status::CANCELLED : grpc::Status::OK;
   }
 
   std::atomic<int> unary{0}, streamed{0}, opened{0};
+  // Request messages read, and those of them that carried several requests.
+  std::atomic<int> messages{0}, batched_messages{0};
 
  private:
-  const bool streams_;
+  const bool streams_, batches_;
 };
 
 class GrpcBackendResolveTest : public ::testing::Test {
@@ -172,9 +200,9 @@ class GrpcBackendResolveTest : public ::testing::Test {
     std::unique_ptr<grpc::Server> server;
     std::string address;
   };
-  static std::unique_ptr<Replica> StartReplica(bool streams) {
+  static std::unique_ptr<Replica> StartReplica(bool streams, bool batches = false) {
     auto r = std::make_unique<Replica>();
-    r->service = std::make_unique<FakeDirectory>(streams);
+    r->service = std::make_unique<FakeDirectory>(streams, batches);
     grpc::ServerBuilder b;
     int port = 0;
     b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -228,8 +256,56 @@ TEST_F(GrpcBackendResolveTest, ResolveGoesOverTheStreamEachCallerItsOwnAnswer) {
   EXPECT_EQ(a->service->opened.load() + b->service->opened.load(), 2);
   EXPECT_GT(a->service->streamed.load(), 0);
   EXPECT_GT(b->service->streamed.load(), 0);
+  // These replicas do not announce batches: one request per message.
+  EXPECT_EQ(a->service->batched_messages.load() + b->service->batched_messages.load(), 0);
   backend.reset();  // cancels its streams and waits for them
   for (Replica* r : {a.get(), b.get()}) r->server->Shutdown(absl::ToChronoTime(absl::Now()));
+}
+
+TEST_F(GrpcBackendResolveTest, RequestsGoInBatchesOnceTenantdTakesThemEachCallerItsOwnAnswer) {
+  std::unique_ptr<Replica> r = StartReplica(true, /*batches=*/true);
+  auto channel = [&](size_t) -> absl::StatusOr<std::shared_ptr<grpc::Channel>> {
+    return grpc::CreateChannel(r->address, grpc::InsecureChannelCredentials());
+  };
+  auto streams = std::make_unique<ResolveStreams>(channel, nullptr, 1, 1);
+  tenant::v1::ResolveRequest first;
+  first.set_address("first@acme.test");
+  // The first answer comes after tenantd's initial metadata (batches taken).
+  ASSERT_TRUE(streams->Resolve(first, absl::Now() + absl::Seconds(10)).ok());
+  // Many callers at once: requests queue behind the write in flight and go
+  // out together; every caller still gets its own answer.
+  constexpr int kCalls = 500;
+  absl::Mutex mu;
+  std::map<std::string, std::string> answers;  // address -> canonical address or error
+  for (int i = 0; i < kCalls; ++i) {
+    tenant::v1::ResolveRequest req;
+    req.set_address(absl::StrCat(i % 10 == 9 ? "nobody" : "user", i, "@acme.test"));
+    streams->Start(req, [&, address = req.address()](absl::StatusOr<tenant::v1::ResolveResult> a) {
+      std::string got = !a.ok() ? a.status().ToString()
+                        : a->status().code() != 0 ? a->status().message()
+                                                  : a->response().canonical_address();
+      absl::MutexLock lock(&mu);
+      answers[address] = got;
+    });
+  }
+  {
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(
+        +[](std::map<std::string, std::string>* a) { return a->size() == static_cast<size_t>(kCalls); }, &answers));
+  }
+  for (const auto& [address, got] : answers) {
+    if (absl::StartsWith(address, "nobody")) {
+      EXPECT_EQ(got, "no mailbox here for " + address);
+    } else {
+      EXPECT_EQ(got, address);
+    }
+  }
+  EXPECT_EQ(r->service->streamed.load(), kCalls + 1);
+  EXPECT_GT(r->service->batched_messages.load(), 0);
+  EXPECT_LT(r->service->messages.load(), kCalls + 1);
+  EXPECT_EQ(streams->messages(), r->service->messages.load());  // the client's own count
+  streams.reset();
+  r->server->Shutdown(absl::ToChronoTime(absl::Now()));
 }
 
 TEST_F(GrpcBackendResolveTest, OlderTenantdWithoutTheStreamGetsUnaryResolve) {

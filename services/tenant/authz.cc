@@ -95,7 +95,8 @@ absl::StatusOr<Principal> Authenticator::AuthenticateBearer(std::string_view bea
   p.subject = claims->subject;
   p.address = claims->address;
   p.roles = claims->roles;
-  p.expires_at = claims->expires_at;
+  // Verify refuses a token once now > exp + leeway: the same moment.
+  p.valid_until = claims->expires_at + verifier_->leeway;
   return p;
 }
 
@@ -118,7 +119,7 @@ absl::StatusOr<Principal> Authenticator::Onboarding(std::string_view token) cons
   p.subject = "onboarding";
   p.address = record.tenant().contact().email();
   p.roles = {auth::kRoleTenantAdmin};
-  p.expires_at = FromProto(record.onboarding_expires_at());
+  p.valid_until = FromProto(record.onboarding_expires_at());  // as checked above
   return p;
 }
 

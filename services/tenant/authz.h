@@ -40,11 +40,14 @@ struct Principal {
   std::string address;
   std::vector<std::string> roles;
   std::string ip;
-  // When the credential stops being valid (a token's exp, an onboarding
-  // token's expiry): a long-lived stream re-checks it (ResolveStream).
-  absl::Time expires_at = absl::InfiniteFuture();
+  // The last moment Authenticate still accepts this credential: a token's
+  // exp plus the verifier's leeway, an onboarding token's expiry. A
+  // long-lived stream re-checks it with ValidAt (ResolveStream), so a
+  // stream and a unary call agree on the same token.
+  absl::Time valid_until = absl::InfiniteFuture();
 
   bool anonymous() const { return kind == Kind::kAnonymous; }
+  bool ValidAt(absl::Time now) const { return now <= valid_until; }
   bool HasRole(std::string_view role) const;
   // Platform staff: a platform role and no tenant (or the platform tenant).
   bool platform() const;

@@ -7,7 +7,8 @@
 // One reactor per stream (gRPC's callback API: no thread per stream). The
 // caller is authorized once, on a Resolve worker (an onboarding token reads
 // the store), exactly as unary Resolve; every request then re-checks only
-// the token's expiry. A request is answered like unary Resolve: a relayd
+// the token's expiry, by the rule unary calls use (Principal::ValidAt: the
+// verifier's leeway included). A request is answered like unary Resolve: a relayd
 // (service) request found in the index inline on the callback thread that
 // read it, anything else on the Resolve workers. Answers are written as
 // they are ready (the id tells the caller which is which), one write at a
@@ -15,13 +16,22 @@
 // unanswered or unwritten at once; beyond that the stream stops reading
 // (HTTP/2 flow control then holds the caller back).
 //
+// Batches (see the proto): a caller that opened with kBatchesHeader gets
+// every answer queued while a write was in flight in the next message (up
+// to kMaxBatch), and every caller is told, by the same key in the initial
+// metadata, that a request message may carry several requests. Under load
+// that is one read and one write per batch instead of per address: each
+// message costs gRPC ~10 us of CPU and a wake-up on both sides.
+//
 // Lifetime: Finish is called once, when the caller half-closed (or the
 // stream broke, or the token expired) and no answer is pending or being
 // written; gRPC then calls OnDone, which deletes the reactor. Start* calls
 // are made outside mu_ (gRPC may run a reaction on another thread at once).
 #include <deque>
+#include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "services/tenant/directory_service.h"
 #include "services/tenant/errors.h"
@@ -30,13 +40,22 @@ namespace mailgrid::tenant {
 
 namespace {
 constexpr int kMaxOutstanding = 1024;
+constexpr int kMaxBatch = 64;  // answers per response message
+// Metadata key of the batch negotiation (protos/.../directory.proto).
+constexpr char kBatchesHeader[] = "mailgrid-resolve-batches";
+
+bool CallerTakesBatches(const grpc::CallbackServerContext& ctx) {
+  auto it = ctx.client_metadata().find(kBatchesHeader);
+  return it != ctx.client_metadata().end() && it->second == "1";
+}
 }  // namespace
 
 class DirectoryServiceImpl::ResolveStreamReactor final
     : public grpc::ServerBidiReactor<v1::ResolveStreamRequest, v1::ResolveStreamResponse> {
  public:
   ResolveStreamReactor(DirectoryServiceImpl* service, grpc::CallbackServerContext* ctx)
-      : service_(service), ctx_(ctx) {
+      : service_(service), ctx_(ctx), batch_answers_(CallerTakesBatches(*ctx)) {
+    ctx_->AddInitialMetadata(kBatchesHeader, "1");  // we take batched requests
     service_->RunResolveWork([this] { Authorize(); });
   }
 
@@ -50,30 +69,31 @@ class DirectoryServiceImpl::ResolveStreamReactor final
       return;
     }
     if (!CallerStillValid()) return;
-    const uint64_t id = in_.id();
-    v1::ResolveRequest req = std::move(*in_.mutable_request());
+    if (in_.more_size() >= kMaxOutstanding) {
+      StopReading(ToGrpcStatus(InvalidField(
+          "more", "TOO_MANY",
+          absl::StrCat(1 + in_.more_size(), " requests in one message; at most ",
+                       kMaxOutstanding))));
+      return;
+    }
     {
       absl::MutexLock lock(&mu_);
-      ++outstanding_;
+      outstanding_ += 1 + in_.more_size();
     }
-    if (service_flag_) {
-      if (std::optional<absl::StatusOr<v1::ResolveResponse>> hit = service_->IndexAnswer(req)) {
-        Answer(id, std::move(*hit));
-        ReadNext();
-        return;
-      }
-    }
-    service_->RunResolveWork([this, id, req = std::move(req)] {
-      Answer(id, service_->ResolveFor(principal_, service_flag_, req));
-    });
+    // Index hits are answered here and queued together (one Progress);
+    // the rest go to the workers.
+    std::vector<v1::ResolveStreamResponse> ready;
+    Take(in_.id(), in_.mutable_request(), &ready);
+    for (v1::ResolveStreamRequest& r : *in_.mutable_more()) Take(r.id(), r.mutable_request(), &ready);
+    if (!ready.empty()) Queue(std::move(ready));
     ReadNext();
   }
 
   void OnWriteDone(bool ok) override {
     {
       absl::MutexLock lock(&mu_);
-      writing_ = false;
-      --outstanding_;
+      outstanding_ -= writing_;
+      writing_ = 0;
       if (!ok) {  // the stream broke: nobody reads what is left
         broken_ = true;
         outstanding_ -= static_cast<int>(queue_.size());
@@ -104,17 +124,48 @@ class DirectoryServiceImpl::ResolveStreamReactor final
   }
 
   // False (and the stream ends UNAUTHENTICATED once its pending answers are
-  // written) when the caller's token has expired since the stream opened.
+  // written) when a unary call with the caller's token would now be refused
+  // as expired.
   bool CallerStillValid() {
-    if (absl::Now() <= principal_.expires_at) return true;
+    if (principal_.ValidAt(absl::Now())) return true;
+    StopReading(ToGrpcStatus(absl::UnauthenticatedError(
+        "the token expired; open a new stream with a fresh one")));
+    return false;
+  }
+
+  // Reads no more; the stream ends with `status` once the answers owed are
+  // written.
+  void StopReading(grpc::Status status) {
     {
       absl::MutexLock lock(&mu_);
       reads_done_ = true;
-      status_ = ToGrpcStatus(absl::UnauthenticatedError(
-          "the token expired; open a new stream with a fresh one"));
+      status_ = std::move(status);
     }
     Progress();
-    return false;
+  }
+
+  // One request: its answer appended to `ready` when the index has it,
+  // else computed on a Resolve worker (and queued from there).
+  void Take(uint64_t id, v1::ResolveRequest* req, std::vector<v1::ResolveStreamResponse>* ready) {
+    if (service_flag_) {
+      if (std::optional<absl::StatusOr<v1::ResolveResponse>> hit = service_->IndexAnswer(*req)) {
+        ready->push_back(AnswerMessage(id, std::move(*hit)));
+        return;
+      }
+    }
+    service_->RunResolveWork([this, id, request = std::move(*req)] {
+      std::vector<v1::ResolveStreamResponse> one;
+      one.push_back(AnswerMessage(id, service_->ResolveFor(principal_, service_flag_, request)));
+      Queue(std::move(one));
+    });
+  }
+
+  static v1::ResolveStreamResponse AnswerMessage(uint64_t id,
+                                                 absl::StatusOr<v1::ResolveResponse> out) {
+    v1::ResolveStreamResponse r;
+    r.set_id(id);
+    SetResolveResult(std::move(out), r.mutable_result());
+    return r;
   }
 
   // Starts the next read unless too many answers are still owed.
@@ -130,20 +181,30 @@ class DirectoryServiceImpl::ResolveStreamReactor final
     StartRead(&in_);
   }
 
-  // Any thread: queues an answer for writing.
-  void Answer(uint64_t id, absl::StatusOr<v1::ResolveResponse> out) {
-    v1::ResolveStreamResponse r;
-    r.set_id(id);
-    SetResolveResult(std::move(out), r.mutable_result());
+  // Any thread: queues answers for writing.
+  void Queue(std::vector<v1::ResolveStreamResponse> answers) {
     {
       absl::MutexLock lock(&mu_);
       if (broken_) {
-        --outstanding_;
+        outstanding_ -= static_cast<int>(answers.size());
       } else {
-        queue_.push_back(std::move(r));
+        for (auto& a : answers) queue_.push_back(std::move(a));
       }
     }
     Progress();
+  }
+
+  // Under mu_: moves the next message's answers from the queue to out_ (the
+  // first answer, then up to kMaxBatch - 1 more for a batching caller).
+  void TakeNextWrite() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    out_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = 1;
+    while (batch_answers_ && !queue_.empty() && writing_ < kMaxBatch) {
+      *out_.add_more() = std::move(queue_.front());
+      queue_.pop_front();
+      ++writing_;
+    }
   }
 
   // After any change: write the next answer, resume reading, or finish.
@@ -153,17 +214,15 @@ class DirectoryServiceImpl::ResolveStreamReactor final
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
-      if (!writing_ && !queue_.empty() && !broken_) {
-        writing_ = true;
-        out_ = std::move(queue_.front());
-        queue_.pop_front();
+      if (writing_ == 0 && !queue_.empty() && !broken_) {
+        TakeNextWrite();
         next = kWrite;
       } else if (read_paused_ && !reads_done_ &&
                  (outstanding_ < kMaxOutstanding / 2 || broken_)) {
         // (A broken stream's read fails at once, which ends it.)
         read_paused_ = false;
         next = kRead;
-      } else if (reads_done_ && outstanding_ == 0 && !writing_) {
+      } else if (reads_done_ && outstanding_ == 0 && writing_ == 0) {
         finished_ = true;
         status = status_;
         next = kFinish;
@@ -187,6 +246,7 @@ class DirectoryServiceImpl::ResolveStreamReactor final
   // Set by Authorize before the first read, read-only after.
   Principal principal_;
   bool service_flag_ = false;  // relayd (any tenant) rather than a tenant admin
+  const bool batch_answers_;   // the caller reads `more` in our messages
   v1::ResolveStreamRequest in_;    // the read in flight (one at a time)
   v1::ResolveStreamResponse out_;  // the write in flight (one at a time)
   absl::Mutex mu_;
@@ -194,7 +254,7 @@ class DirectoryServiceImpl::ResolveStreamReactor final
   int outstanding_ ABSL_GUARDED_BY(mu_) = 0;  // read, not yet written (queued or computing)
   bool read_paused_ ABSL_GUARDED_BY(mu_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
-  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  int writing_ ABSL_GUARDED_BY(mu_) = 0;  // answers in the write in flight
   bool broken_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status status_ ABSL_GUARDED_BY(mu_);  // what Finish reports (OK unless the token expired)

@@ -2,8 +2,9 @@
 // real tokens): every answer equals unary Resolve's (users, +tags, aliases,
 // groups, unknown and foreign addresses, bad input), many interleaved ids
 // each answered once, the caller authorized as for Resolve (no token, a
-// user's token, another tenant's admin), and the stream ended
-// UNAUTHENTICATED once its token expires.
+// user's token, another tenant's admin), a token just past exp accepted
+// within the verifier's leeway as unary Resolve accepts it, and the stream
+// ended UNAUTHENTICATED once unary Resolve refuses its token.
 #include <map>
 #include <thread>
 
@@ -81,6 +82,7 @@ class ResolveStreamTest : public dirtest::DirectoryTest {
       v1::ResolveStreamResponse resp;
       while (rw->Read(&resp)) {
         EXPECT_TRUE(x.answers.emplace(resp.id(), resp.result()).second) << "id " << resp.id();
+        EXPECT_EQ(resp.more_size(), 0);  // this caller did not ask for batches
       }
     });
     for (const auto& [id, address] : reqs) {
@@ -93,6 +95,43 @@ class ResolveStreamTest : public dirtest::DirectoryTest {
     reader.join();
     x.status = rw->Finish();
     return x;
+  }
+
+  // Opens a stream asking for batched answers, sends every (id, address)
+  // in one message, and returns the answers (flattened), how many
+  // messages carried them and whether tenantd announced batched requests.
+  struct Batched {
+    Exchange x;
+    int messages = 0;
+    bool announced = false;
+  };
+  Batched RunBatched(const std::vector<std::pair<uint64_t, std::string>>& reqs) {
+    grpc::ClientContext ctx;
+    ctx.AddMetadata("authorization", "Bearer " + service_);
+    ctx.AddMetadata("mailgrid-resolve-batches", "1");
+    std::unique_ptr<StreamRW> rw = dir_stub_->ResolveStream(&ctx);
+    v1::ResolveStreamRequest msg;
+    for (const auto& [id, address] : reqs) {
+      v1::ResolveStreamRequest* r = msg.has_request() ? msg.add_more() : &msg;
+      r->set_id(id);
+      r->mutable_request()->set_address(address);
+    }
+    Batched b;
+    EXPECT_TRUE(rw->Write(msg));
+    rw->WritesDone();
+    v1::ResolveStreamResponse resp;
+    while (rw->Read(&resp)) {
+      ++b.messages;
+      EXPECT_TRUE(b.x.answers.emplace(resp.id(), resp.result()).second) << "id " << resp.id();
+      for (const v1::ResolveStreamResponse& m : resp.more()) {
+        EXPECT_EQ(m.more_size(), 0);
+        EXPECT_TRUE(b.x.answers.emplace(m.id(), m.result()).second) << "id " << m.id();
+      }
+    }
+    auto it = ctx.GetServerInitialMetadata().find("mailgrid-resolve-batches");
+    b.announced = it != ctx.GetServerInitialMetadata().end() && it->second == "1";
+    b.x.status = rw->Finish();
+    return b;
   }
 
   std::string sales_, ann_;
@@ -121,6 +160,32 @@ TEST_F(ResolveStreamTest, AnswersEqualUnaryResolveForEveryKindOfAddress) {
     EXPECT_EQ(CodeOf(x.answers.at(106)), grpc::StatusCode::INVALID_ARGUMENT);
     EXPECT_EQ(x.answers.at(103).response().recipients_size(), 2);  // the department's two
   }
+}
+
+TEST_F(ResolveStreamTest, BatchedRequestsGetBatchedAnswersEqualToUnaryResolve) {
+  Company();
+  std::vector<std::pair<uint64_t, std::string>> reqs;
+  for (uint64_t i = 0; i < 300; ++i) reqs.emplace_back(1000 + 7 * i, kAddresses[i % kAddresses.size()]);
+  Run(service_, reqs);  // computed once (answers kept), one per message
+  Batched b = RunBatched(reqs);
+  ASSERT_TRUE(b.x.status.ok()) << b.x.status.error_message();
+  EXPECT_TRUE(b.announced);
+  ASSERT_EQ(b.x.answers.size(), reqs.size());
+  std::map<std::string, std::pair<int, std::string>> unary;
+  for (const std::string& a : kAddresses) unary[a] = Unary(a, service_);
+  for (const auto& [id, address] : reqs) EXPECT_EQ(FromStream(b.x.answers.at(id)), unary[address]) << id;
+  // Answered from the index together: several per message.
+  EXPECT_LT(b.messages, static_cast<int>(reqs.size()));
+}
+
+TEST_F(ResolveStreamTest, MessageWithTooManyRequestsEndsTheStreamInvalidArgument) {
+  Company();
+  std::vector<std::pair<uint64_t, std::string>> reqs;
+  for (uint64_t i = 0; i < 1025; ++i) reqs.emplace_back(i + 1, "ann@acme.test");
+  Batched b = RunBatched(reqs);
+  EXPECT_EQ(b.x.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(Details(b.x.status).reason, "TOO_MANY");
+  EXPECT_TRUE(b.x.answers.empty());
 }
 
 TEST_F(ResolveStreamTest, ManyInterleavedIdsEachAnsweredOnceWithItsOwnAnswer) {
@@ -170,15 +235,38 @@ TEST_F(ResolveStreamTest, CallerAuthorizedAsForResolve) {
   EXPECT_EQ(FromStream(other.answers.at(1)), Unary("ann@acme.test", other_admin_));
 }
 
-TEST_F(ResolveStreamTest, StreamEndsUnauthenticatedOnceItsTokenExpires) {
-  Company();
+// A relayd token whose exp is `from_now` away (negative: already past).
+std::string ServiceTokenExpiring(auth::TokenSigner& signer, absl::Duration from_now) {
   auth::Claims c;
   c.issuer = "mailgrid";
   c.subject = "relayd";
   c.roles = {auth::kRoleService};
-  c.issued_at = absl::Now();
-  c.expires_at = absl::Now() + absl::Seconds(2);  // the verifier's leeway does not apply here
-  const std::string token = *signer_->Sign(c);
+  c.issued_at = absl::Now() - absl::Minutes(5);
+  c.expires_at = absl::Now() + from_now;
+  return *signer.Sign(c);
+}
+
+// The verifier's leeway (unary calls accept a token that long past exp).
+absl::Duration Leeway() { return auth::TokenVerifier("mailgrid").leeway; }
+
+TEST_F(ResolveStreamTest, TokenJustPastExpIsAcceptedAsByUnaryResolve) {
+  Company();
+  ASSERT_GT(Leeway(), absl::Seconds(10));
+  const std::string token = ServiceTokenExpiring(*signer_, -absl::Seconds(10));
+  const std::pair<int, std::string> unary = Unary("ann@acme.test", token);
+  ASSERT_EQ(unary.first, 0) << unary.second;
+  Exchange x = Run(token, {{1, "ann@acme.test"}, {2, "sales@acme.test"}});
+  ASSERT_TRUE(x.status.ok()) << x.status.error_message();
+  EXPECT_EQ(FromStream(x.answers.at(1)), unary);
+  EXPECT_EQ(FromStream(x.answers.at(2)), Unary("sales@acme.test", token));
+}
+
+TEST_F(ResolveStreamTest, StreamEndsUnauthenticatedWhenUnaryStartsRefusingItsToken) {
+  Company();
+  // Accepted for about 2 s more (exp + leeway), by unary and stream alike.
+  const absl::Duration left = absl::Seconds(2);
+  const std::string token = ServiceTokenExpiring(*signer_, left - Leeway());
+  const absl::Time refused_after = absl::Now() + left;
 
   grpc::ClientContext ctx;
   ctx.AddMetadata("authorization", "Bearer " + token);
@@ -191,8 +279,11 @@ TEST_F(ResolveStreamTest, StreamEndsUnauthenticatedOnceItsTokenExpires) {
   ASSERT_TRUE(rw->Read(&resp));
   EXPECT_EQ(resp.id(), 1u);
   EXPECT_EQ(resp.result().response().recipients(0).user_id(), ann_);
-  // Past exp (token exp has one-second resolution): the next request ends the stream.
-  absl::SleepFor(c.expires_at - absl::Now() + absl::Seconds(1.5));
+  // Past exp + leeway (exp has one-second resolution): unary refuses the
+  // token, and the stream's next request ends the stream.
+  absl::SleepFor(refused_after - absl::Now() + absl::Seconds(1.5));
+  EXPECT_EQ(Unary("ann@acme.test", token).first,
+            static_cast<int>(grpc::StatusCode::UNAUTHENTICATED));
   r.set_id(2);
   (void)rw->Write(r);
   EXPECT_FALSE(rw->Read(&resp));

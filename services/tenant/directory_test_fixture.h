@@ -158,7 +158,20 @@ class DirectoryTest : public ::testing::Test {
     std::tie(other_, other_admin_) = ActiveTenant("Other", "boss@other.example", 3);
     Domain(other_admin_, "other.test", true);
   }
-  void TearDown() override { server_->Shutdown(); }
+  // Stops the server, then everything that uses the store, closes the
+  // store and removes its directory (each test's RocksDB used to stay in
+  // $TMPDIR). Subclasses stop their own threads first.
+  void TearDown() override {
+    if (server_) server_->Shutdown();  // null when SetUp failed early
+    server_.reset();
+    directory_.reset();
+    domains_.reset();
+    tenants_.reset();
+    auth_.reset();
+    store_.reset();
+    kv_.reset();
+    std::filesystem::remove_all(dir_);
+  }
 
   std::string Mint(const std::string& tenant, std::vector<std::string> roles,
                    const std::string& subject = "admin-1") {
