@@ -67,14 +67,20 @@ bool Eventually(F done) {
   return done();
 }
 
+// `threads` workers, at most `per_destination` sessions to one destination.
+RunnerOptions LimitedRunner(int threads, int per_destination) {
+  RunnerOptions o;
+  o.threads = threads;
+  o.destination_concurrency = per_destination;
+  o.poll_interval = absl::Milliseconds(20);
+  return o;
+}
+
 TEST(DestinationConcurrency, FullDestinationIsParkedAndOtherMailFlows) {
   auto store = testing::FreshStore("concurrency");
   Queue q(store.get(), {});
   CountingTransport t("slow.test");
-  RunnerOptions opts;
-  opts.threads = 8;
-  opts.destination_concurrency = 2;
-  opts.poll_interval = absl::Milliseconds(20);
+  RunnerOptions opts = LimitedRunner(8, 2);
   QueueRunner runner(&q, &t, opts);
   const absl::Time now = absl::Now();
   for (int i = 0; i < 10; ++i) {
@@ -109,10 +115,7 @@ TEST(DestinationConcurrency, StopGivesBackParkedLeases) {
   auto store = testing::FreshStore("concurrency_stop");
   Queue q(store.get(), {});
   CountingTransport t("slow.test");
-  RunnerOptions opts;
-  opts.threads = 3;
-  opts.destination_concurrency = 1;
-  opts.poll_interval = absl::Milliseconds(20);
+  RunnerOptions opts = LimitedRunner(3, 1);
   QueueRunner runner(&q, &t, opts);
   for (int i = 0; i < 4; ++i) {
     ASSERT_TRUE(

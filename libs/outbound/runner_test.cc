@@ -100,16 +100,21 @@ TEST(QueueRunner, BounceOfNullSenderIsDropped) {
   EXPECT_TRUE(q.DueIds(absl::Now() + absl::Hours(1000), 10)->empty());
 }
 
+// Two runners of one queue poll it often, one thread each.
+RunnerOptions OneThreadRunner(const std::string& holder) {
+  RunnerOptions o;
+  o.holder = holder;
+  o.threads = 1;
+  o.poll_interval = absl::Milliseconds(20);
+  return o;
+}
+
 TEST(QueueRunner, ThreadsDeliverEachMessageOnce) {
   auto store = testing::FreshStore("runner_threads");
   Queue q(store.get(), {});
   FakeTransport t, t2;  // one per runner, to see who delivered what
-  RunnerOptions a;
-  a.holder = "a";
-  a.threads = 1;
-  a.poll_interval = absl::Milliseconds(20);
-  RunnerOptions b = a;
-  b.holder = "b";
+  RunnerOptions a = OneThreadRunner("a");
+  RunnerOptions b = OneThreadRunner("b");
   for (int i = 0; i < 40; ++i) {
     ASSERT_TRUE(
         q.Enqueue({"t1", "s@e.test", {"r" + std::to_string(i) + "@x.test"}, testing::kMessage},
@@ -176,12 +181,8 @@ TEST(QueueRunner, SlowDeliveryRenewsItsLeaseAndIsNotTakenOver) {
   // Both runners share one slow transport: the second call would be the
   // duplicate a takeover sends.
   SlowTransport slow(absl::Seconds(7));
-  RunnerOptions a;
-  a.holder = "a";
-  a.threads = 1;
-  a.poll_interval = absl::Milliseconds(20);
-  RunnerOptions b = a;
-  b.holder = "b";
+  RunnerOptions a = OneThreadRunner("a");
+  RunnerOptions b = OneThreadRunner("b");
   auto id = q.Enqueue({"t1", "s@e.test", {"r@x.test"}, testing::kMessage}, absl::Now());
   ASSERT_TRUE(id.ok());
   QueueRunner ra(&q, &slow, a), rb(&q, &slow, b);

@@ -5,7 +5,9 @@
 // offered message costs its enqueue and its completion, no read, no scan,
 // the body written once, and a completion the kv client may coalesce.
 #include <atomic>
+#include <functional>
 #include <map>
+#include <memory>
 #include <thread>
 
 #include "absl/strings/str_format.h"
@@ -120,97 +122,6 @@ class DeliverAll final : public Transport {
   std::atomic<int> delivered{0};
 };
 
-TEST(QueueStoreOps, OfferedMessageIsTwoWritesNoReadAndTheBodyOnce) {
-  auto local = testing::FreshStore("ops_two_writes");
-  CountingStore store(local.get());
-  Queue q(&store, {});
-  NewMessage m{"t1", "alice@example.org", {"b@x.test", "c@y.test"}, ""};
-  // Three 512 KiB chunks: the completion must delete each one. Random
-  // bytes, so zstd cannot shrink them and the body is stored as is.
-  m.body = std::string("Subject: big\r\n\r\n") + RandomBytes((1 << 20) + 1000);
-  absl::Time now = absl::Now();
-  auto lease = q.EnqueueLeased(m, "me", now);
-  ASSERT_TRUE(lease.ok()) << lease.status();
-  std::vector<RecipientOutcome> outcomes(2);
-  outcomes[0].address = "b@x.test";
-  outcomes[0].kind = RecipientOutcome::Kind::kDelivered;
-  outcomes[1].address = "c@y.test";
-  outcomes[1].kind = RecipientOutcome::Kind::kDelivered;
-  auto report = q.Complete(*lease, outcomes, now);
-  ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_TRUE(report->finished);
-
-  const std::vector<kv::v1::WriteRequest> writes = store.Writes();
-  ASSERT_EQ(writes.size(), 2u);
-  EXPECT_EQ(store.gets.load(), 0);
-  EXPECT_EQ(store.scans.load(), 0);
-  EXPECT_EQ(PutBytesUnder(writes[0], kv::GlobalPrefix("outq_body")), m.body.size());
-  EXPECT_EQ(PutBytesUnder(writes[1], kv::GlobalPrefix("outq_body")), 0u);
-  // No DeleteRange: the kv client sends such a write alone (one Raft entry
-  // of its own) instead of coalescing it with the others.
-  EXPECT_FALSE(HasDeleteRange(writes[1]));
-  EXPECT_EQ(QueueKeys(local.get()), 0);
-}
-
-// A body that compresses is stored zstd-compressed (fewer bytes through
-// Raft on every replica), read back as it was, and removed to the last key
-// by the completion, also when the compressed body spans several chunks.
-TEST(QueueStoreOps, CompressibleBodyIsStoredCompressedAndReadBackWhole) {
-  for (size_t lines : {size_t{100}, size_t{60000}}) {
-    auto local = testing::FreshStore("ops_compressed_" + std::to_string(lines));
-    CountingStore store(local.get());
-    Queue q(&store, {});
-    NewMessage m{"t1", "alice@example.org", {"b@x.test"}, ""};
-    m.body = "Subject: text\r\n\r\n";
-    // Hex text: half its bits are redundant, so it compresses to ~55%;
-    // 60,000 lines are ~2 MiB, i.e. a compressed body of several chunks.
-    std::string noise = RandomBytes(lines * 16);
-    for (size_t i = 0; i < lines; ++i) {
-      for (size_t j = 0; j < 16; ++j) {
-        m.body += absl::StrFormat("%02x", static_cast<unsigned char>(noise[i * 16 + j]));
-      }
-      m.body += "\r\n";
-    }
-    absl::Time now = absl::Now();
-    auto lease = q.EnqueueLeased(m, "me", now);
-    ASSERT_TRUE(lease.ok()) << lease.status();
-    EXPECT_GT(lease->entry.body_stored_bytes(), 0u);
-    EXPECT_EQ(lease->entry.size_bytes(), m.body.size());
-    const std::vector<kv::v1::WriteRequest> enq = store.Writes();
-    ASSERT_EQ(enq.size(), 1u);
-    size_t put = PutBytesUnder(enq[0], kv::GlobalPrefix("outq_body"));
-    EXPECT_EQ(put, lease->entry.body_stored_bytes());
-    EXPECT_LT(put, m.body.size() * 7 / 10);
-    auto body = q.ReadBody(lease->queue_id);
-    ASSERT_TRUE(body.ok()) << body.status();
-    EXPECT_EQ(*body, m.body);
-    std::vector<RecipientOutcome> done(1);
-    done[0].address = "b@x.test";
-    done[0].kind = RecipientOutcome::Kind::kDelivered;
-    auto report = q.Complete(*lease, done, now);
-    ASSERT_TRUE(report.ok()) << report.status();
-    EXPECT_TRUE(report->finished);
-    EXPECT_FALSE(HasDeleteRange(store.Writes().back()));
-    EXPECT_EQ(QueueKeys(local.get()), 0);
-  }
-}
-
-// Below 1 KiB, or when zstd saves too little, the body is stored as is.
-TEST(QueueStoreOps, SmallOrIncompressibleBodyIsStoredAsIs) {
-  auto local = testing::FreshStore("ops_as_is");
-  Queue q(local.get(), {});
-  absl::Time now = absl::Now();
-  for (const std::string& body :
-       {std::string(testing::kMessage), "Subject: r\r\n\r\n" + RandomBytes(20000)}) {
-    auto lease = q.EnqueueLeased({"t1", "a@example.org", {"b@x.test"}, body}, "me", now);
-    ASSERT_TRUE(lease.ok()) << lease.status();
-    EXPECT_EQ(lease->entry.body_stored_bytes(), 0u);
-    auto read = q.ReadBody(lease->queue_id);
-    ASSERT_TRUE(read.ok()) << read.status();
-    EXPECT_EQ(*read, body);
-  }
-}
-
 std::vector<RecipientOutcome> AllDelivered(const Lease& lease) {
   std::vector<RecipientOutcome> out;
   for (const auto& r : lease.entry.recipients()) {
@@ -227,40 +138,162 @@ void WaitForRider(Queue& q, size_t n) {
   while (q.RemovalsWaiting() < n) absl::SleepFor(absl::Milliseconds(1));
 }
 
+// A Queue (q()) on a fresh LocalStore (local()) behind a CountingStore (store()).
+class QueueStoreOps : public ::testing::Test {
+ protected:
+  void Open(const std::string& name, QueueOptions opts = {}) {
+    queue_.reset();
+    store_.reset();
+    local_ = testing::FreshStore(name);
+    ASSERT_NE(local_, nullptr);
+    store_ = std::make_unique<CountingStore>(local_.get());
+    queue_ = std::make_unique<Queue>(store_.get(), std::move(opts));
+  }
+  Queue& q() { return *queue_; }
+  CountingStore& store() { return *store_; }
+  store::Store* local() { return local_.get(); }
+
+  // A message to one recipient, enqueued and leased to "me" in one write
+  // (how relayd offers what it accepted).
+  absl::StatusOr<Lease> EnqueueLeasedTo(const std::string& rcpt, absl::Time now) {
+    return q().EnqueueLeased({"t1", "a@example.org", {rcpt}, testing::kMessage}, "me", now);
+  }
+  // Opens the queue as `name` with `opts` and a completion's `ride_wait`,
+  // and leases its first message, to b@x.test.
+  absl::StatusOr<Lease> OpenWithFirstLease(const std::string& name, absl::Duration ride_wait,
+                                           absl::Time now, QueueOptions opts = {}) {
+    opts.completion_ride_wait = ride_wait;
+    Open(name, std::move(opts));
+    return EnqueueLeasedTo("b@x.test", now);
+  }
+  // Completes `a` (all delivered) on another thread; once its removal
+  // waits to ride, runs `meanwhile` and enqueues a message to c@y.test,
+  // whose write the removal may ride. Returns that message's lease.
+  absl::StatusOr<Lease> EnqueueWhileCompleting(
+      const Lease& a, absl::Time now, absl::StatusOr<CompletionReport>* report,
+      const std::function<void()>& meanwhile = [] {}) {
+    std::thread completer([&] { *report = q().Complete(a, AllDelivered(a), now); });
+    WaitForRider(q(), 1);
+    meanwhile();
+    auto b = EnqueueLeasedTo("c@y.test", now);
+    completer.join();
+    return b;
+  }
+
+ private:
+  std::unique_ptr<store::LocalStore> local_;
+  std::unique_ptr<CountingStore> store_;
+  std::unique_ptr<Queue> queue_;
+};
+class QueueRunnerStoreOps : public QueueStoreOps {};
+
+TEST_F(QueueStoreOps, OfferedMessageIsTwoWritesNoReadAndTheBodyOnce) {
+  Open("ops_two_writes");
+  NewMessage m{"t1", "alice@example.org", {"b@x.test", "c@y.test"}, ""};
+  // Three 512 KiB chunks: the completion must delete each one. Random
+  // bytes, so zstd cannot shrink them and the body is stored as is.
+  m.body = std::string("Subject: big\r\n\r\n") + RandomBytes((1 << 20) + 1000);
+  absl::Time now = absl::Now();
+  auto lease = q().EnqueueLeased(m, "me", now);
+  ASSERT_TRUE(lease.ok()) << lease.status();
+  auto report = q().Complete(*lease, AllDelivered(*lease), now);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->finished);
+
+  const std::vector<kv::v1::WriteRequest> writes = store().Writes();
+  ASSERT_EQ(writes.size(), 2u);
+  EXPECT_EQ(store().gets.load(), 0);
+  EXPECT_EQ(store().scans.load(), 0);
+  EXPECT_EQ(PutBytesUnder(writes[0], kv::GlobalPrefix("outq_body")), m.body.size());
+  EXPECT_EQ(PutBytesUnder(writes[1], kv::GlobalPrefix("outq_body")), 0u);
+  // No DeleteRange: the kv client sends such a write alone (one Raft entry
+  // of its own) instead of coalescing it with the others.
+  EXPECT_FALSE(HasDeleteRange(writes[1]));
+  EXPECT_EQ(QueueKeys(local()), 0);
+}
+
+// A body that compresses is stored zstd-compressed (fewer bytes through
+// Raft on every replica), read back as it was, and removed to the last key
+// by the completion, also when the compressed body spans several chunks.
+TEST_F(QueueStoreOps, CompressibleBodyIsStoredCompressedAndReadBackWhole) {
+  for (size_t lines : {size_t{100}, size_t{60000}}) {
+    Open("ops_compressed_" + std::to_string(lines));
+    NewMessage m{"t1", "alice@example.org", {"b@x.test"}, ""};
+    m.body = "Subject: text\r\n\r\n";
+    // Hex text: half its bits are redundant, so it compresses to ~55%;
+    // 60,000 lines are ~2 MiB, i.e. a compressed body of several chunks.
+    std::string noise = RandomBytes(lines * 16);
+    for (size_t i = 0; i < lines; ++i) {
+      for (size_t j = 0; j < 16; ++j) {
+        m.body += absl::StrFormat("%02x", static_cast<unsigned char>(noise[i * 16 + j]));
+      }
+      m.body += "\r\n";
+    }
+    absl::Time now = absl::Now();
+    auto lease = q().EnqueueLeased(m, "me", now);
+    ASSERT_TRUE(lease.ok()) << lease.status();
+    EXPECT_GT(lease->entry.body_stored_bytes(), 0u);
+    EXPECT_EQ(lease->entry.size_bytes(), m.body.size());
+    const std::vector<kv::v1::WriteRequest> enq = store().Writes();
+    ASSERT_EQ(enq.size(), 1u);
+    size_t put = PutBytesUnder(enq[0], kv::GlobalPrefix("outq_body"));
+    EXPECT_EQ(put, lease->entry.body_stored_bytes());
+    EXPECT_LT(put, m.body.size() * 7 / 10);
+    auto body = q().ReadBody(lease->queue_id);
+    ASSERT_TRUE(body.ok()) << body.status();
+    EXPECT_EQ(*body, m.body);
+    auto report = q().Complete(*lease, AllDelivered(*lease), now);
+    ASSERT_TRUE(report.ok()) << report.status();
+    EXPECT_TRUE(report->finished);
+    EXPECT_FALSE(HasDeleteRange(store().Writes().back()));
+    EXPECT_EQ(QueueKeys(local()), 0);
+  }
+}
+
+// Below 1 KiB, or when zstd saves too little, the body is stored as is.
+TEST_F(QueueStoreOps, SmallOrIncompressibleBodyIsStoredAsIs) {
+  Open("ops_as_is");
+  absl::Time now = absl::Now();
+  for (const std::string& body :
+       {std::string(testing::kMessage), "Subject: r\r\n\r\n" + RandomBytes(20000)}) {
+    auto lease = q().EnqueueLeased({"t1", "a@example.org", {"b@x.test"}, body}, "me", now);
+    ASSERT_TRUE(lease.ok()) << lease.status();
+    EXPECT_EQ(lease->entry.body_stored_bytes(), 0u);
+    auto read = q().ReadBody(lease->queue_id);
+    ASSERT_TRUE(read.ok()) << read.status();
+    EXPECT_EQ(*read, body);
+  }
+}
+
 // A delivered message's removal rides in the next enqueue's write request:
 // two messages relayed one after the other cost three requests, not four.
-TEST(QueueStoreOps, RemovalRidesTheNextEnqueue) {
-  auto local = testing::FreshStore("ops_ride");
-  CountingStore store(local.get());
+TEST_F(QueueStoreOps, RemovalRidesTheNextEnqueue) {
   QueueOptions opts;
-  opts.completion_ride_wait = absl::Hours(1);  // only the enqueue ends the wait
   std::map<std::string, int> counted;
   absl::Mutex counted_mu;
   opts.on_write = [&](const char* kind) {
     absl::MutexLock lock(&counted_mu);
     ++counted[kind];
   };
-  Queue q(&store, opts);
   absl::Time now = absl::Now();
-  auto a = q.EnqueueLeased({"t1", "a@example.org", {"b@x.test"}, testing::kMessage}, "me", now);
+  // A ride wait of an hour: only the enqueue ends the wait.
+  auto a = OpenWithFirstLease("ops_ride", absl::Hours(1), now, opts);
   ASSERT_TRUE(a.ok()) << a.status();
   absl::StatusOr<CompletionReport> report = absl::UnknownError("not run");
-  std::thread completer([&] { report = q.Complete(*a, AllDelivered(*a), now); });
-  WaitForRider(q, 1);
-  EXPECT_EQ(store.Writes().size(), 1u);  // the removal waits, unwritten
-  auto b = q.EnqueueLeased({"t1", "a@example.org", {"c@y.test"}, testing::kMessage}, "me", now);
-  completer.join();
+  auto b = EnqueueWhileCompleting(*a, now, &report, [&] {
+    EXPECT_EQ(store().Writes().size(), 1u);  // the removal waits, unwritten
+  });
   ASSERT_TRUE(b.ok()) << b.status();
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_TRUE(report->finished);
-  const std::vector<kv::v1::WriteRequest> writes = store.Writes();
+  const std::vector<kv::v1::WriteRequest> writes = store().Writes();
   ASSERT_EQ(writes.size(), 2u);
   EXPECT_EQ(writes[1].conditions_size(), 2);  // b must not exist, a is as leased
   EXPECT_FALSE(HasDeleteRange(writes[1]));
   // Only b is left (record, body, due key), still leased, and it can be
   // completed with the version the shared write gave it.
-  EXPECT_EQ(QueueKeys(local.get()), 3);
-  EXPECT_TRUE(absl::IsNotFound(q.ReadBody(a->queue_id).status()));
+  EXPECT_EQ(QueueKeys(local()), 3);
+  EXPECT_TRUE(absl::IsNotFound(q().ReadBody(a->queue_id).status()));
   {
     absl::MutexLock lock(&counted_mu);
     EXPECT_EQ(counted["enqueue"], 2);
@@ -269,105 +302,88 @@ TEST(QueueStoreOps, RemovalRidesTheNextEnqueue) {
   }
   QueueOptions alone;
   alone.completion_ride_wait = absl::ZeroDuration();
-  Queue q2(&store, alone);
+  Queue q2(&store(), alone);
   report = q2.Complete(*b, AllDelivered(*b), now);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_TRUE(report->finished);
-  EXPECT_EQ(QueueKeys(local.get()), 0);
+  EXPECT_EQ(QueueKeys(local()), 0);
 }
 
 // With no enqueue in time, the removal is written alone.
-TEST(QueueStoreOps, RemovalWithoutAnEnqueueIsWrittenAlone) {
-  auto local = testing::FreshStore("ops_ride_alone");
-  CountingStore store(local.get());
-  QueueOptions opts;
-  opts.completion_ride_wait = absl::Milliseconds(20);
-  Queue q(&store, opts);
+TEST_F(QueueStoreOps, RemovalWithoutAnEnqueueIsWrittenAlone) {
   absl::Time now = absl::Now();
-  auto a = q.EnqueueLeased({"t1", "a@example.org", {"b@x.test"}, testing::kMessage}, "me", now);
+  auto a = OpenWithFirstLease("ops_ride_alone", absl::Milliseconds(20), now);
   ASSERT_TRUE(a.ok()) << a.status();
-  auto report = q.Complete(*a, AllDelivered(*a), now);
+  auto report = q().Complete(*a, AllDelivered(*a), now);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_TRUE(report->finished);
-  EXPECT_EQ(store.Writes().size(), 2u);
-  EXPECT_EQ(q.RemovalsWaiting(), 0u);
-  EXPECT_EQ(QueueKeys(local.get()), 0);
+  EXPECT_EQ(store().Writes().size(), 2u);
+  EXPECT_EQ(q().RemovalsWaiting(), 0u);
+  EXPECT_EQ(QueueKeys(local()), 0);
 }
 
 // An operator wrote the riding entry meanwhile (its version moved): the
 // shared write fails its condition, the new message is written again alone
 // (its sender still gets the 250), and the removal merges on its own.
-TEST(QueueStoreOps, StaleRiderCostsTheEnqueueNothing) {
-  auto local = testing::FreshStore("ops_ride_stale");
-  CountingStore store(local.get());
-  QueueOptions opts;
-  opts.completion_ride_wait = absl::Hours(1);
-  Queue q(&store, opts);
+TEST_F(QueueStoreOps, StaleRiderCostsTheEnqueueNothing) {
   absl::Time now = absl::Now();
-  auto a = q.EnqueueLeased({"t1", "a@example.org", {"b@x.test"}, testing::kMessage}, "me", now);
+  auto a = OpenWithFirstLease("ops_ride_stale", absl::Hours(1), now);
   ASSERT_TRUE(a.ok()) << a.status();
   relay::v1::HoldRequest hold;
   hold.set_queue_id(a->queue_id);
-  ASSERT_TRUE(q.Hold(hold, "", now).ok());
+  ASSERT_TRUE(q().Hold(hold, "", now).ok());
   absl::StatusOr<CompletionReport> report = absl::UnknownError("not run");
-  std::thread completer([&] { report = q.Complete(*a, AllDelivered(*a), now); });
-  WaitForRider(q, 1);
-  auto b = q.EnqueueLeased({"t1", "a@example.org", {"c@y.test"}, testing::kMessage}, "me", now);
-  completer.join();
+  auto b = EnqueueWhileCompleting(*a, now, &report);
   ASSERT_TRUE(b.ok()) << b.status();
-  auto got = q.GetQueueEntry(b->queue_id, "", now);
+  auto got = q().GetQueueEntry(b->queue_id, "", now);
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->lease_holder(), "me");
   // a: delivered under its lease (the hold came after the hand-over), so
   // removed after a re-read and merge.
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_TRUE(report->finished);
-  EXPECT_TRUE(absl::IsNotFound(q.GetQueueEntry(a->queue_id, "", now).status()));
-  EXPECT_EQ(QueueKeys(local.get()), 3);  // b's record, body and due key
+  EXPECT_TRUE(absl::IsNotFound(q().GetQueueEntry(a->queue_id, "", now).status()));
+  EXPECT_EQ(QueueKeys(local()), 3);  // b's record, body and due key
 }
 
-TEST(QueueStoreOps, DeferredThenDeliveredLeavesNothingBehind) {
-  auto local = testing::FreshStore("ops_deferred");
-  CountingStore store(local.get());
-  Queue q(&store, {});
+TEST_F(QueueStoreOps, DeferredThenDeliveredLeavesNothingBehind) {
+  Open("ops_deferred");
   absl::Time now = absl::Now();
-  auto id = q.Enqueue({"t1", "a@example.org", {"b@x.test"}, testing::kMessage}, now);
+  auto id = q().Enqueue({"t1", "a@example.org", {"b@x.test"}, testing::kMessage}, now);
   ASSERT_TRUE(id.ok()) << id.status();
-  auto lease = q.TryLease(*id, "me", now);
+  auto lease = q().TryLease(*id, "me", now);
   ASSERT_TRUE(lease.ok()) << lease.status();
   std::vector<RecipientOutcome> later(1);
   later[0].address = "b@x.test";
   later[0].kind = RecipientOutcome::Kind::kDeferred;
   later[0].reply.set_code(451);
-  ASSERT_TRUE(q.Complete(*lease, later, now).ok());
+  ASSERT_TRUE(q().Complete(*lease, later, now).ok());
   absl::Time retry = now + absl::Hours(1);
-  lease = q.TryLease(*id, "me", retry);
+  lease = q().TryLease(*id, "me", retry);
   ASSERT_TRUE(lease.ok()) << lease.status();
   later[0].kind = RecipientOutcome::Kind::kDelivered;
-  auto report = q.Complete(*lease, later, retry);
+  auto report = q().Complete(*lease, later, retry);
   ASSERT_TRUE(report.ok()) << report.status();
   EXPECT_TRUE(report->finished);
-  for (const auto& w : store.Writes()) EXPECT_FALSE(HasDeleteRange(w));
-  EXPECT_EQ(QueueKeys(local.get()), 0);
+  for (const auto& w : store().Writes()) EXPECT_FALSE(HasDeleteRange(w));
+  EXPECT_EQ(QueueKeys(local()), 0);
 }
 
-TEST(QueueRunnerStoreOps, OfferedStreamIsNotScannedForPerMessage) {
-  auto local = testing::FreshStore("ops_runner");
-  CountingStore store(local.get());
-  Queue q(&store, {});
+TEST_F(QueueRunnerStoreOps, OfferedStreamIsNotScannedForPerMessage) {
+  Open("ops_runner");
   DeliverAll transport;
   RunnerOptions opts;
   opts.holder = "me";
   opts.threads = 4;
   // Longer than the test: only the first idle worker's scan may happen.
   opts.poll_interval = absl::Hours(1);
-  QueueRunner runner(&q, &transport, opts);
+  QueueRunner runner(&q(), &transport, opts);
   runner.Start();
   constexpr int kMessages = 40;
   for (int i = 0; i < kMessages; ++i) {
     NewMessage m{"t1", "a@example.org", {"r" + std::to_string(i) + "@x.test"},
                  testing::kMessage};
-    auto lease = q.EnqueueLeased(m, "me", absl::Now());
+    auto lease = q().EnqueueLeased(m, "me", absl::Now());
     ASSERT_TRUE(lease.ok()) << lease.status();
     // The runner may refuse when its list is full: then wait and retry.
     while (!runner.Offer(*lease, m.body)) absl::SleepFor(absl::Milliseconds(5));
@@ -378,46 +394,44 @@ TEST(QueueRunnerStoreOps, OfferedStreamIsNotScannedForPerMessage) {
   runner.Stop();
   EXPECT_EQ(transport.delivered.load(), kMessages);
   EXPECT_EQ(runner.totals().delivered, kMessages);
-  EXPECT_LE(store.scans.load(), 1);
-  EXPECT_EQ(store.linearizable_scans.load(), 0);  // the due scan only names candidates
-  EXPECT_EQ(store.gets.load(), 0);
+  EXPECT_LE(store().scans.load(), 1);
+  EXPECT_EQ(store().linearizable_scans.load(), 0);  // the due scan only names candidates
+  EXPECT_EQ(store().gets.load(), 0);
   // One enqueue each, and a removal each that rides a later enqueue when
   // one comes within the ride wait (here most do: 41 requests for 40
   // messages on a quiet machine), else is written alone; never more.
-  EXPECT_GE(store.Writes().size(), 1u * kMessages);
-  EXPECT_LE(store.Writes().size(), 2u * kMessages);
-  EXPECT_EQ(QueueKeys(local.get()), 0);
+  EXPECT_GE(store().Writes().size(), 1u * kMessages);
+  EXPECT_LE(store().Writes().size(), 2u * kMessages);
+  EXPECT_EQ(QueueKeys(local()), 0);
 }
 
-TEST(QueueRunnerStoreOps, FullScanWhoseLeasesFailDoesNotSpin) {
+TEST_F(QueueRunnerStoreOps, FullScanWhoseLeasesFailDoesNotSpin) {
   // More due entries than one scan returns, none of which can be leased
   // (the store refuses writes): the runner must wait poll_interval before
   // the next scan rather than rescan at once because the scan was full.
-  auto local = testing::FreshStore("ops_spin");
-  CountingStore store(local.get());
-  Queue q(&store, {});
+  Open("ops_spin");
   RunnerOptions opts;
   opts.holder = "me";
   opts.threads = 2;
   opts.batch = 4;
   opts.poll_interval = absl::Hours(1);
   for (int i = 0; i < 10; ++i) {
-    ASSERT_TRUE(q.Enqueue({"t1", "a@example.org", {"r@x.test"}, testing::kMessage}, absl::Now())
-                    .ok());
+    ASSERT_TRUE(
+        q().Enqueue({"t1", "a@example.org", {"r@x.test"}, testing::kMessage}, absl::Now()).ok());
   }
-  store.refuse_writes = true;
+  store().refuse_writes = true;
   DeliverAll transport;
-  QueueRunner runner(&q, &transport, opts);
+  QueueRunner runner(&q(), &transport, opts);
   runner.Start();
   // Wait for the first scan and its failed leases (4 refused writes)...
-  const size_t before = store.Writes().size();
-  for (int i = 0; i < 6000 && store.Writes().size() < before + 4; ++i) {
+  const size_t before = store().Writes().size();
+  for (int i = 0; i < 6000 && store().Writes().size() < before + 4; ++i) {
     absl::SleepFor(absl::Milliseconds(10));
   }
   // ...then give a spinning runner ample room to show itself.
   absl::SleepFor(absl::Milliseconds(300));
   runner.Stop();
-  EXPECT_EQ(store.scans.load(), 1);
+  EXPECT_EQ(store().scans.load(), 1);
   EXPECT_EQ(transport.delivered.load(), 0);
 }
 

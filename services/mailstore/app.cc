@@ -73,6 +73,7 @@ absl::StatusOr<std::unique_ptr<MailstoreApp>> MailstoreApp::Create(
   so.feed_keep = static_cast<uint64_t>(o.feed_keep);
   so.combine_appends = o.combine_appends;
   so.deferred_index = o.deferred_index;
+  so.index_interval = o.index_interval;  // --index-interval
   // Replicas may run different binaries during an upgrade: blocks wait for
   // the group's layout record (StepLayoutGate). One local store: no wait.
   so.gate_block_layout = o.store == "replicated";

@@ -35,6 +35,9 @@ void AddFlags(config::Flags& f, Options& o) {
          "leader's background indexer writes in batches, off the delivery's write (search stays "
          "complete: unindexed messages are matched from their stored terms); false: one posting "
          "per term per message in the delivery's write");
+  f.Duration("index-interval", &o.index_interval,
+             "with --deferred-index: the leader's indexer's pause between rounds when it has no "
+             "backlog (1ms to 1m; a backlog is indexed back to back)");
   f.String("reads", &o.reads, "leader reads: local (applied state) or linearizable (ReadIndex)");
 }
 
@@ -51,6 +54,8 @@ absl::Status Finish(Options& o) {
   if (o.block_cache_mb < 0 || o.block_cache_mb > (1 << 20))
     return absl::InvalidArgumentError("--block-cache-mb: 0 to 1048576");
   if (o.feed_keep < 100) return absl::InvalidArgumentError("--feed-keep: at least 100");
+  if (o.index_interval < absl::Milliseconds(1) || o.index_interval > absl::Minutes(1))
+    return absl::InvalidArgumentError("--index-interval: 1ms to 1m");
   if (o.raft.group == "default") o.raft.group = absl::StrCat("mailstore-", o.shard);
   return absl::OkStatus();
 }

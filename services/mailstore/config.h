@@ -37,6 +37,10 @@ struct Options {
   // New folders keep search postings as per-term UID blocks written by the
   // leader's background indexer, off the delivery's write (StoreOptions.deferred_index).
   bool deferred_index = true;
+  // The indexer's pause between rounds when there is no backlog
+  // (StoreOptions.index_interval): how long a delivery waits to reach the
+  // blocks. Search is complete either way; a backlog is indexed back to back.
+  absl::Duration index_interval = absl::Milliseconds(200);
 };
 
 void AddFlags(config::Flags& flags, Options& options);

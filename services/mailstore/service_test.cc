@@ -2,93 +2,35 @@
 // tokens (user, admin) reach none of tenant A's mail by any RPC, and every
 // refusal reads like a missing mailbox.
 #include <atomic>
-#include <filesystem>
 #include <thread>
-#include <random>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
-#include "grpcpp/server_builder.h"
 #include "gtest/gtest.h"
-#include "libs/auth/token.h"
-#include "libs/mailstore_client/mailstore_client.h"
-#include "libs/store/local_store.h"
-#include "services/mailstore/authz.h"
-#include "services/mailstore/mailbox_service.h"
+#include "libs/base/config.h"
+#include "services/mailstore/config.h"
+#include "services/mailstore/testing/service_fixture.h"
 
 namespace mailgrid::mailstore {
 namespace {
 
 namespace msc = mailstore_client;
 
-class ServiceTest : public ::testing::Test {
+class ServiceTest : public testing::ServiceFixture {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("mailstore_svc_", std::random_device{}());
-    kv_ = std::move(*store::LocalStore::Open(dir_.string()));
-    store_ = std::make_unique<MailStore>(kv_.get(), StoreOptions());
-    store_->SetCommitListener([this](const std::string&, const std::string& m) { hub_.Notify(m); });
-    signer_ = std::move(*auth::TokenSigner::Generate("k1"));
-    auto verifier = std::make_unique<auth::TokenVerifier>("mailgrid");
-    ASSERT_TRUE(verifier->AddPublicPem("k1", *signer_->PublicPem()).ok());
-    authz_ = std::make_unique<Authorizer>(std::move(verifier), store_.get());
-    service_ = std::make_unique<MailboxServiceImpl>(store_.get(), authz_.get(), &hub_, ServiceOptions());
-    grpc::ServerBuilder b;
-    int port = 0;
-    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    b.RegisterService(service_.get());
-    server_ = b.BuildAndStart();
-    ASSERT_GT(port, 0);
-    client_ = std::move(*msc::MailstoreClient::FromFlag(absl::StrCat("127.0.0.1:", port), nullptr));
+    StartService(ServiceOptions());
     service_opts_.authorization = Bearer(Claims("tenantd", "", {}, {"service"}, "tenantd"));
-    for (auto [m, t] : {std::pair{"mbx-a", "tenant-a"}, {"mbx-b", "tenant-b"}}) {
-      v1::CreateMailboxRequest r;
-      r.set_mailbox_id(m);
-      r.set_tenant_id(t);
-      r.set_owner_id(std::string("owner-") + m);
-      r.set_kind(common::v1::MAILBOX_KIND_USER);
-      ASSERT_TRUE(client_->CreateMailbox(0, r, service_opts_).ok());
-    }
+    CreateMailboxByRpc("mbx-a", "tenant-a", "owner-mbx-a");
+    CreateMailboxByRpc("mbx-b", "tenant-b", "owner-mbx-b");
     user_a_.authorization = Bearer(Claims("ua", "tenant-a", {"mbx-a"}, {"user"}));
     user_b_.authorization = Bearer(Claims("ub", "tenant-b", {"mbx-b"}, {"user"}));
     admin_b_.authorization = Bearer(Claims("adm", "tenant-b", {"mbx-b"}, {"user", "tenant_admin"}));
     // A forged-looking claim: tenant B's user listing A's mailbox id.
     sneaky_b_.authorization = Bearer(Claims("ub", "tenant-b", {"mbx-a", "mbx-b"}, {"user"}));
   }
-  void TearDown() override {
-    server_->Shutdown();
-    service_.reset();
-    store_.reset();
-    kv_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  auth::Claims Claims(std::string sub, std::string tenant, std::vector<std::string> mbx,
-                      std::vector<std::string> roles, std::string svc = "") {
-    auth::Claims c;
-    c.issuer = "mailgrid";
-    c.subject = std::move(sub);
-    c.tenant_id = std::move(tenant);
-    c.mailbox_ids = std::move(mbx);
-    c.roles = std::move(roles);
-    c.service = std::move(svc);
-    c.scope = "full";
-    c.issued_at = absl::Now();
-    c.expires_at = absl::Now() + absl::Minutes(10);
-    return c;
-  }
-  std::string Bearer(const auth::Claims& c) { return "Bearer " + *signer_->Sign(c); }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<store::Store> kv_;
-  std::unique_ptr<MailStore> store_;
-  std::unique_ptr<auth::TokenSigner> signer_;
-  std::unique_ptr<Authorizer> authz_;
-  WatchHub hub_;
-  std::unique_ptr<MailboxServiceImpl> service_;
-  std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<msc::MailstoreClient> client_;
-  msc::CallOptions service_opts_, user_a_, user_b_, admin_b_, sneaky_b_;
+  msc::CallOptions user_a_, user_b_, admin_b_, sneaky_b_;
 };
 
 // Runs every mailbox RPC against `mailbox` with `o`; returns each status.
@@ -312,6 +254,45 @@ TEST(WatchHubTest, WaitReturnsOnNotify) {
   hub.Notify("m");
   t.join();  // returns (or the test hangs: no time limit here)
   EXPECT_EQ(hub.Generation("m"), gen + 1);
+}
+
+// mailstored's options as main() reads them: flags, then the environment,
+// then Finish's checks (services/mailstore/config.cc).
+absl::StatusOr<Options> ParseMailstoredFlags(std::vector<const char*> argv,
+                                             std::vector<const char*> env = {}) {
+  Options options;
+  config::Flags flags("mailstored");
+  AddFlags(flags, options);
+  argv.insert(argv.begin(), "mailstored");
+  env.push_back(nullptr);
+  absl::Status parsed = flags.Parse(static_cast<int>(argv.size()), argv.data(), env.data());
+  if (!parsed.ok()) return parsed;
+  absl::Status valid = Finish(options);
+  if (!valid.ok()) return valid;
+  return options;
+}
+
+TEST(IndexIntervalFlag, DefaultFlagAndEnvironment) {
+  auto by_default = ParseMailstoredFlags({});
+  ASSERT_TRUE(by_default.ok()) << by_default.status();
+  EXPECT_EQ(by_default->index_interval, absl::Milliseconds(200));
+  auto flag = ParseMailstoredFlags({"--index-interval=50ms"});
+  ASSERT_TRUE(flag.ok()) << flag.status();
+  EXPECT_EQ(flag->index_interval, absl::Milliseconds(50));
+  auto env = ParseMailstoredFlags({}, {"MAILGRID_INDEX_INTERVAL=2s"});
+  ASSERT_TRUE(env.ok()) << env.status();
+  EXPECT_EQ(env->index_interval, absl::Seconds(2));
+}
+
+TEST(IndexIntervalFlag, OutOfRangeOrMalformedIsRefusedNamingTheFlag) {
+  for (const char* bad : {"--index-interval=0s", "--index-interval=-5ms", "--index-interval=2m",
+                          "--index-interval=soon"}) {
+    auto options = ParseMailstoredFlags({bad});
+    ASSERT_FALSE(options.ok()) << bad;
+    EXPECT_EQ(options.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_NE(options.status().message().find("index-interval"), std::string::npos)
+        << bad << ": " << options.status();
+  }
 }
 
 }  // namespace

@@ -61,27 +61,6 @@ class DeferredIndexTest : public testing::StoreFixture {
     o.index_interval = absl::Milliseconds(5);
     return o;
   }
-  storage::FolderRecord InboxRecord() {
-    auto m = store_->LoadMailbox("mbx-a");
-    EXPECT_TRUE(m.ok()) << m.status();
-    for (const auto& [f, v] : m->folders)
-      if (f.name() == "INBOX") return f;
-    ADD_FAILURE() << "no INBOX";
-    return {};
-  }
-  // Every message below it is in the blocks (IndexMark or the folder record).
-  uint32_t Watermark() {
-    auto m = store_->LoadMailbox("mbx-a");
-    EXPECT_TRUE(m.ok()) << m.status();
-    if (!m.ok()) return 0;
-    auto w = ReadIndexWatermark(store_.get(), *m, InboxRecord());
-    EXPECT_TRUE(w.ok()) << w.status();
-    return w.ok() ? w->below : 0;
-  }
-  std::string Prefix(const char* kind) {
-    return absl::StrCat(keys::MailboxRange("tenant-a", "mbx-a"), kind, "/",
-                        InboxRecord().folder_id(), "/");
-  }
   void Expunge(uint32_t uid) { ExpungeUid(*store_, uid); }
 
   size_t IndexAll(MailStore* on = nullptr) {
@@ -100,10 +79,10 @@ TEST_F(DeferredIndexTest, SearchRightAfterDeliveryFindsItBeforeTheIndexerRan) {
   ASSERT_TRUE(Append(Msg("lunch", "no animals here", "Carol <carol@example.org>")).ok());
   ASSERT_TRUE(Append(Msg("zebra crossing", "plain words")).ok());
   // The deliveries wrote no posting at all, and queued the mailbox once.
-  EXPECT_EQ(CountPrefix(Prefix("p")), 0u);
-  EXPECT_EQ(CountPrefix(Prefix("w")), 0u);
+  EXPECT_EQ(CountPrefix(InboxRange("p")), 0u);
+  EXPECT_EQ(CountPrefix(InboxRange("w")), 0u);
   EXPECT_EQ(CountPrefix(keys::IndexQueuePrefix()), 1u);
-  EXPECT_TRUE(InboxRecord().block_postings());
+  EXPECT_TRUE(FolderRecordOf().block_postings());
   EXPECT_LE(Watermark(), 1u);
 
   auto check = [&] {
@@ -116,8 +95,8 @@ TEST_F(DeferredIndexTest, SearchRightAfterDeliveryFindsItBeforeTheIndexerRan) {
   };
   check();
   EXPECT_EQ(IndexAll(), 3u);
-  EXPECT_GT(CountPrefix(Prefix("w")), 0u);
-  EXPECT_EQ(CountPrefix(Prefix("p")), 0u);
+  EXPECT_GT(CountPrefix(InboxRange("w")), 0u);
+  EXPECT_EQ(CountPrefix(InboxRange("p")), 0u);
   EXPECT_EQ(CountPrefix(keys::IndexQueuePrefix()), 0u);
   EXPECT_EQ(Watermark(), 4u);
   check();
@@ -135,7 +114,8 @@ TEST_F(DeferredIndexTest, ExpungeBeforeAndAfterIndexingLeavesNoStalePostings) {
   Expunge(1);
   EXPECT_EQ(SearchText(v1::TEXT_FIELD_BODY, "okapi"), U{2});
   EXPECT_EQ(IndexAll(), 1u);
-  std::string unique = keys::TermBlockPrefix("tenant-a", "mbx-a", InboxRecord().folder_id(), "b:unique");
+  std::string unique =
+      keys::TermBlockPrefix("tenant-a", "mbx-a", FolderRecordOf().folder_id(), "b:unique");
   EXPECT_EQ(CountPrefix(unique), 0u) << "postings of a message expunged before indexing";
   EXPECT_EQ(SearchText(v1::TEXT_FIELD_BODY, "okapi"), U{2});
   EXPECT_EQ(SearchText(v1::TEXT_FIELD_BODY, "unique"), U{});
@@ -143,7 +123,7 @@ TEST_F(DeferredIndexTest, ExpungeBeforeAndAfterIndexingLeavesNoStalePostings) {
   // block left empty is deleted).
   Expunge(2);
   EXPECT_EQ(SearchText(v1::TEXT_FIELD_BODY, "okapi"), U{});
-  EXPECT_EQ(CountPrefix(Prefix("w")), 0u) << "every block emptied is deleted";
+  EXPECT_EQ(CountPrefix(InboxRange("w")), 0u) << "every block emptied is deleted";
   EXPECT_EQ(IndexAll(), 0u);
 }
 
@@ -228,7 +208,7 @@ TEST_F(DeferredIndexTest, SharedBodyAcrossMailboxesPrependsAndOneWritePerRound) 
 
 TEST_F(DeferredIndexTest, MatchAllSearchReadsAKeyPerBlockAcrossABlockBoundary) {
   // Start the folder's UIDs just below the first block boundary.
-  storage::FolderRecord inbox = InboxRecord();
+  storage::FolderRecord inbox = FolderRecordOf();
   inbox.set_uidnext(termblock::kBlockUids - 150);
   inbox.set_indexed_below(inbox.uidnext());
   kv::v1::WriteRequest w;
@@ -308,7 +288,7 @@ TEST_F(DeferredIndexTest, DeletedMailboxAndFolderLeaveNothingQueued) {
   df.mutable_folder()->set_name("Tmp");
   ASSERT_TRUE(store_->DeleteFolder(df).ok());
   EXPECT_EQ(CountPrefix(keys::MailboxRange("tenant-a", "mbx-a") + "w/"),
-            CountPrefix(Prefix("w")))
+            CountPrefix(InboxRange("w")))
       << "the deleted folder's blocks are gone";
 }
 

@@ -9,17 +9,14 @@
 //    and the new one), each plans the same request, then both write.
 // Either way: one stored copy, and every caller that is told a UID is told
 // the same one.
-#include <filesystem>
 #include <functional>
 #include <optional>
-#include <random>
 
-#include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "gtest/gtest.h"
-#include "libs/store/local_store.h"
 #include "services/mailstore/keys.h"
 #include "services/mailstore/mail_store.h"
+#include "services/mailstore/testing/store_fixture.h"
 
 namespace mailgrid::mailstore {
 namespace {
@@ -97,67 +94,46 @@ const char kMessage[] =
     "Date: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <once@example.org>\r\n\r\n"
     "delivered exactly once\r\n";
 
-class IdempotencyRaceTest : public ::testing::Test {
+// store_ writes through a LimboStore; other_ (a second leader) straight to
+// the same kv store. Mailbox "mbx-a".
+class IdempotencyRaceTest : public testing::StoreFixture {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("mailstore_idem_test_", std::random_device{}());
-    auto local = store::LocalStore::Open(dir_.string());
-    ASSERT_TRUE(local.ok()) << local.status();
-    kv_ = std::move(*local);
-    limbo_ = std::make_unique<LimboStore>(kv_.get());
-    store_ = std::make_unique<MailStore>(limbo_.get(), StoreOptions{});
+    StoreFixture::SetUp();
     // The other "leader" reads and writes the same replicated state.
     other_ = std::make_unique<MailStore>(kv_.get(), StoreOptions{});
-    v1::CreateMailboxRequest c;
-    c.set_mailbox_id("mbx-alice");
-    c.set_tenant_id("tenant-a");
-    c.set_owner_id("alice");
-    c.set_kind(common::v1::MAILBOX_KIND_USER);
-    ASSERT_TRUE(store_->CreateMailbox(c).ok());
   }
   void TearDown() override {
-    store_.reset();
     other_.reset();
-    limbo_.reset();
-    kv_.reset();
-    std::filesystem::remove_all(dir_);
+    StoreFixture::TearDown();
+  }
+  StoreOptions Options() override { return StoreOptions{}; }
+  store::Store* Interpose(store::Store* counting) override {
+    limbo_ = std::make_unique<LimboStore>(counting);
+    return limbo_.get();
   }
 
   static v1::DeliverBatchRequest Delivery() {
     v1::DeliverBatchRequest d;
     d.set_delivery_id("relay-queue-id-1");
     d.set_message(kMessage);
-    d.add_recipients()->set_mailbox_id("mbx-alice");
+    d.add_recipients()->set_mailbox_id("mbx-a");
     return d;
   }
   static v1::AppendRequest AppendWithKey() {
-    v1::AppendRequest a;
-    a.set_mailbox_id("mbx-alice");
-    a.mutable_folder()->set_name("INBOX");
-    a.set_message(kMessage);
+    v1::AppendRequest a = AppendRequestFor(kMessage);
     a.set_idempotency_key("imap-append-1");
     return a;
   }
   // INBOX as stored, read through the other instance (no test store).
-  v1::FolderStatusResponse Inbox() {
-    v1::FolderStatusRequest r;
-    r.set_mailbox_id("mbx-alice");
-    r.mutable_folder()->set_name("INBOX");
-    r.set_include_uids(true);
-    auto s = other_->FolderStatus(r);
-    EXPECT_TRUE(s.ok()) << s.status();
-    return s.ok() ? *s : v1::FolderStatusResponse();
-  }
+  v1::FolderStatusResponse Inbox() { return Status("INBOX", "mbx-a", other_.get()); }
   uint64_t BodyRefs(const std::string& sha) {
     auto b = other_->LoadBody("tenant-a", sha);
     return b.ok() ? b->refcount() : 0;
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<store::Store> kv_;
-  std::unique_ptr<LimboStore> limbo_;
-  std::unique_ptr<MailStore> store_, other_;
+  std::unique_ptr<LimboStore> limbo_;  // outlives store_ (the fixture resets it in TearDown)
+  std::unique_ptr<MailStore> other_;
 };
 
 TEST_F(IdempotencyRaceTest, DeliveryRetriedWhileTheFirstAttemptIsUncommittedIsStoredOnce) {
@@ -234,8 +210,8 @@ TEST_F(IdempotencyRaceTest, AppendWithAKeyRacingItselfReturnsOneUidToBoth) {
 TEST_F(IdempotencyRaceTest, TheIdempotencyRecordIsAConditionOfItsWrite) {
   ASSERT_TRUE(store_->DeliverBatch(Delivery()).ok());
   ASSERT_TRUE(store_->Append(AppendWithKey()).ok());
-  std::string dkey = keys::Idem("tenant-a", "mbx-alice", "d:relay-queue-id-1");
-  std::string akey = keys::Idem("tenant-a", "mbx-alice", "a:imap-append-1");
+  std::string dkey = keys::Idem("tenant-a", "mbx-a", "d:relay-queue-id-1");
+  std::string akey = keys::Idem("tenant-a", "mbx-a", "a:imap-append-1");
   int found = 0;
   for (const kv::v1::WriteRequest& w : limbo_->writes()) {
     bool puts_d = false, puts_a = false;

@@ -22,144 +22,17 @@
 #include "services/mailstore/mail_store.h"
 #include "services/mailstore/sections.h"
 #include "services/mailstore/store_internal.h"
-#include "services/mailstore/testing/raw_write.h"
+#include "services/mailstore/testing/store_fixture.h"
 
 namespace mailgrid::mailstore {
 namespace {
 
-using testing::WithMailboxRecord;
-
-class GateStore : public store::Store {
- public:
-  explicit GateStore(store::Store* inner) : inner_(inner) {}
-  absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& r, absl::Time d) override {
-    reads_ += 1;
-    return inner_->Get(r, d);
-  }
-  absl::StatusOr<kv::v1::ScanResponse> Scan(const kv::v1::ScanRequest& r, absl::Time d) override {
-    auto resp = inner_->Scan(r, d);
-    if (resp.ok()) reads_ += resp->entries_size();
-    return resp;
-  }
-  absl::StatusOr<kv::v1::WriteResponse> Write(const kv::v1::WriteRequest& r, absl::Time d) override {
-    {
-      absl::MutexLock lock(&mu_);
-      ++writes_;
-      if (hold_) {
-        ++waiting_;
-        mu_.Await(absl::Condition(+[](bool* hold) { return !*hold; }, &hold_));
-        --waiting_;
-      }
-    }
-    return inner_->Write(r, d);
-  }
-  void Hold() {
-    absl::MutexLock lock(&mu_);
-    hold_ = true;
-  }
-  void Release() {
-    absl::MutexLock lock(&mu_);
-    hold_ = false;
-  }
-  void AwaitWaiting(int n) {
-    absl::MutexLock lock(&mu_);
-    auto enough = [&]() { return waiting_ >= n; };
-    mu_.Await(absl::Condition(&enough));
-  }
-  size_t writes() {
-    absl::MutexLock lock(&mu_);
-    return writes_;
-  }
-  size_t reads() const { return reads_.load(); }
-
- private:
-  store::Store* inner_;
-  absl::Mutex mu_;
-  bool hold_ = false;
-  int waiting_ = 0;
-  size_t writes_ = 0;
-  std::atomic<size_t> reads_{0};
-};
-
-std::string Msg(const std::string& subject, const std::string& body) {
-  return absl::StrCat("From: Alice <alice@example.com>\r\nTo: bob@example.com\r\nSubject: ", subject,
-                      "\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\n\r\n", body, "\r\n");
-}
-
-class IndexTest : public ::testing::Test {
+// The fixture's CountingStore counts reads and writes and can hold writes.
+class IndexTest : public testing::StoreFixture {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("mailstore_index_test_", std::random_device{}());
-    auto local = store::LocalStore::Open(dir_.string());
-    ASSERT_TRUE(local.ok()) << local.status();
-    kv_ = std::move(*local);
-    gate_ = std::make_unique<GateStore>(kv_.get());
-    StoreOptions o;
-    o.limits.max_message_bytes = 8 << 20;
-    store_ = std::make_unique<MailStore>(gate_.get(), o);
-    v1::CreateMailboxRequest r;
-    r.set_mailbox_id("mbx-a");
-    r.set_tenant_id("tenant-a");
-    r.set_owner_id("user-a");
-    r.set_kind(common::v1::MAILBOX_KIND_USER);
-    ASSERT_TRUE(store_->CreateMailbox(r).ok());
-  }
-  void TearDown() override {
-    store_.reset();
-    gate_.reset();
-    kv_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  absl::StatusOr<v1::AppendResponse> Append(const std::string& raw, const std::string& folder = "INBOX",
-                                            const std::string& idem = "") {
-    v1::AppendRequest r;
-    r.set_mailbox_id("mbx-a");
-    r.mutable_folder()->set_name(folder);
-    r.set_message(raw);
-    r.set_idempotency_key(idem);
-    return store_->Append(r);
-  }
-  v1::Folder Inbox() {
-    v1::FolderStatusRequest r;
-    r.set_mailbox_id("mbx-a");
-    r.mutable_folder()->set_name("INBOX");
-    auto s = store_->FolderStatus(r);
-    EXPECT_TRUE(s.ok()) << s.status();
-    return s.ok() ? s->folder() : v1::Folder();
-  }
-  uint64_t SetFlag(uint32_t uid, const std::string& flag) {
-    v1::StoreFlagsRequest sf;
-    sf.set_mailbox_id("mbx-a");
-    sf.mutable_folder()->set_name("INBOX");
-    auto* r = sf.mutable_messages()->mutable_uids()->add_ranges();
-    r->set_first(uid);
-    r->set_last(uid);
-    sf.set_mode(v1::STORE_MODE_ADD);
-    sf.add_flags(flag);
-    auto s = store_->StoreFlags(sf);
-    EXPECT_TRUE(s.ok()) << s.status();
-    return s.ok() ? s->highest_modseq() : 0;
-  }
+  v1::Folder Inbox() { return Status().folder(); }
   absl::StatusOr<v1::ChangesSinceResponse> Changes(uint64_t since) {
-    v1::ChangesSinceRequest cs;
-    cs.set_mailbox_id("mbx-a");
-    cs.mutable_folder()->set_name("INBOX");
-    cs.set_modseq(since);
-    cs.set_include_vanished(true);
-    return store_->ChangesSince(cs);
-  }
-  static std::vector<uint32_t> Uids(const v1::IdSet& set) {
-    std::vector<uint32_t> out;
-    for (const auto& r : set.ranges())
-      for (uint32_t u = r.first(); u <= r.last(); ++u) out.push_back(u);
-    return out;
-  }
-  size_t CountPrefix(const std::string& prefix) {
-    size_t n = 0;
-    EXPECT_TRUE(store_->ScanRange(prefix, keys::PrefixEnd(prefix), true, SIZE_MAX, false,
-                                  [&](const kv::v1::KeyValue&) { return ++n, true; }).ok());
-    return n;
+    return store_->ChangesSince(ChangesSinceRequestFor(since));
   }
 
   // Polls (no time limit) until n appends wait in the mailbox's queue.
@@ -173,11 +46,6 @@ class IndexTest : public ::testing::Test {
       absl::SleepFor(absl::Milliseconds(2));
     }
   }
-
-  std::filesystem::path dir_;
-  std::unique_ptr<store::Store> kv_;
-  std::unique_ptr<GateStore> gate_;
-  std::unique_ptr<MailStore> store_;
 };
 
 // ---------------------------------------------------------------- MODSEQ index
@@ -194,15 +62,12 @@ TEST_F(IndexTest, ChangesSinceReadsOnlyTheChanges) {
   SetFlag(10, "\\Answered");
   SetFlag(300, "\\Deleted");
   SetFlag(301, "\\Deleted");
-  v1::ExpungeRequest ex;
-  ex.set_mailbox_id("mbx-a");
-  ex.mutable_folder()->set_name("INBOX");
-  ASSERT_TRUE(store_->Expunge(ex).ok());
+  ASSERT_TRUE(store_->Expunge(ExpungeRequestFor()).ok());
 
-  size_t reads_before = gate_->reads();
+  size_t reads_before = counting_->reads();
   auto ch = Changes(since);
   ASSERT_TRUE(ch.ok()) << ch.status();
-  size_t reads = gate_->reads() - reads_before;
+  size_t reads = counting_->reads() - reads_before;
   std::vector<uint32_t> changed;
   for (const auto& m : ch->changed()) changed.push_back(m.uid());
   EXPECT_EQ(changed, (std::vector<uint32_t>{10, 20}));
@@ -271,20 +136,14 @@ TEST_F(IndexTest, MovedAndSeenMessagesKeepTheIndexExact) {
   ASSERT_EQ(ch->changed_size(), 1);
   EXPECT_EQ(ch->changed(0).uid(), 2u);
   EXPECT_EQ(Uids(ch->vanished()), std::vector<uint32_t>{4});
-  v1::ChangesSinceRequest cs;
-  cs.set_mailbox_id("mbx-a");
-  cs.mutable_folder()->set_name("Archive");
-  cs.set_modseq(since);
+  v1::ChangesSinceRequest cs = ChangesSinceRequestFor(since, "Archive");
+  cs.set_include_vanished(false);
   auto arch = store_->ChangesSince(cs);
   ASSERT_TRUE(arch.ok());
   ASSERT_EQ(arch->changed_size(), 1);
   EXPECT_EQ(arch->changed(0).uid(), 1u);
   // A UID restriction (QRESYNC known UIDs) applies to both lists.
-  v1::ChangesSinceRequest only;
-  only.set_mailbox_id("mbx-a");
-  only.mutable_folder()->set_name("INBOX");
-  only.set_modseq(since);
-  only.set_include_vanished(true);
+  v1::ChangesSinceRequest only = ChangesSinceRequestFor(since);
   auto* ur = only.mutable_uids()->add_ranges();
   ur->set_first(3);
   ur->set_last(5);
@@ -299,31 +158,19 @@ TEST_F(IndexTest, FolderWithoutIndexStillAnswersByScan) {
   // tombstones. Rewrite the INBOX record that way, then change messages.
   for (int i = 0; i < 6; ++i) ASSERT_TRUE(Append(Msg(absl::StrCat("m", i), "x")).ok());
   v1::Folder inbox = Inbox();
-  std::string fkey = keys::Folder("tenant-a", "mbx-a", inbox.folder_id());
-  kv::v1::GetRequest g;
-  g.set_key(fkey);
-  auto got = kv_->Get(g, absl::InfiniteFuture());
-  ASSERT_TRUE(got.ok() && got->found());
-  storage::FolderRecord rec;
-  ASSERT_TRUE(rec.ParseFromString(got->value()));
-  rec.set_modseq_index(false);
-  kv::v1::WriteRequest w;
-  w.add_ops()->mutable_put()->set_key(fkey);
-  w.mutable_ops(0)->mutable_put()->set_value(rec.SerializeAsString());
   std::string q = keys::ModseqPrefix("tenant-a", "mbx-a", inbox.folder_id());
-  auto* d = w.add_ops()->mutable_delete_range();  // as if never written
-  d->set_start(q);
-  d->set_end(keys::PrefixEnd(q));
-  WithMailboxRecord(kv_.get(), &w);
-  ASSERT_TRUE(kv_->Write(w, absl::InfiniteFuture()).ok());
+  EditFolderRecord(
+      "INBOX", [](storage::FolderRecord* rec) { rec->set_modseq_index(false); },
+      [&](kv::v1::WriteRequest* w) {
+        auto* d = w->add_ops()->mutable_delete_range();  // as if never written
+        d->set_start(q);
+        d->set_end(keys::PrefixEnd(q));
+      });
 
   uint64_t since = Inbox().highest_modseq();
   SetFlag(2, "\\Seen");
   SetFlag(5, "\\Deleted");
-  v1::ExpungeRequest ex;
-  ex.set_mailbox_id("mbx-a");
-  ex.mutable_folder()->set_name("INBOX");
-  ASSERT_TRUE(store_->Expunge(ex).ok());
+  ASSERT_TRUE(store_->Expunge(ExpungeRequestFor()).ok());
   auto ch = Changes(since);
   ASSERT_TRUE(ch.ok()) << ch.status();
   ASSERT_EQ(ch->changed_size(), 1);
@@ -485,11 +332,11 @@ TEST_F(IndexTest, PartFetchOfABigMessageReadsOnlyItsChunks) {
 
 TEST_F(IndexTest, ConcurrentAppendsToOneMailboxShareOneWrite) {
   ASSERT_TRUE(Append(Msg("first", "x")).ok());
-  size_t writes_before = gate_->writes();
-  gate_->Hold();
+  size_t writes_before = counting_->writes();
+  counting_->Hold();
   // A holder: its write waits at the gate while the others queue.
   std::thread holder([&] { EXPECT_TRUE(Append(Msg("holder", "y")).ok()); });
-  gate_->AwaitWaiting(1);
+  counting_->AwaitWaiting(1);
   constexpr int kWriters = 20;
   std::vector<absl::StatusOr<v1::AppendResponse>> results(kWriters, absl::UnknownError("unset"));
   std::vector<std::thread> threads;
@@ -498,7 +345,9 @@ TEST_F(IndexTest, ConcurrentAppendsToOneMailboxShareOneWrite) {
       if (i == 5) {
         results[i] = Append(Msg("lost", "z"), "No Such Folder");
       } else if (i == 6 || i == 7) {
-        results[i] = Append(Msg("same key", "k"), "INBOX", "idem-1");  // one copy only
+        v1::AppendRequest keyed = AppendRequestFor(Msg("same key", "k"));
+        keyed.set_idempotency_key("idem-1");  // one copy only
+        results[i] = store_->Append(keyed);
       } else {
         results[i] = Append(Msg(absl::StrCat("w", i), "body"));
       }
@@ -506,11 +355,11 @@ TEST_F(IndexTest, ConcurrentAppendsToOneMailboxShareOneWrite) {
   }
   // Every writer is queued behind the held write.
   WaitQueued(kWriters);
-  gate_->Release();
+  counting_->Release();
   holder.join();
   for (auto& t : threads) t.join();
   // The holder's write and ONE write for all 20 queued appends.
-  EXPECT_EQ(gate_->writes() - writes_before, 2u);
+  EXPECT_EQ(counting_->writes() - writes_before, 2u);
   std::set<uint32_t> uids;
   for (int i = 0; i < kWriters; ++i) {
     if (i == 5) {
@@ -539,8 +388,8 @@ TEST_F(IndexTest, ConcurrentAppendsToOneMailboxShareOneWrite) {
 }
 
 TEST_F(IndexTest, ConcurrentDeliveriesToOneMailboxShareOneWrite) {
-  size_t writes_before = gate_->writes();
-  gate_->Hold();
+  size_t writes_before = counting_->writes();
+  counting_->Hold();
   auto deliver = [&](const std::string& id) {
     v1::DeliverBatchRequest d;
     d.set_delivery_id(id);
@@ -549,17 +398,17 @@ TEST_F(IndexTest, ConcurrentDeliveriesToOneMailboxShareOneWrite) {
     return store_->DeliverBatch(d);
   };
   std::thread holder([&] { EXPECT_TRUE(deliver("h").ok()); });
-  gate_->AwaitWaiting(1);
+  counting_->AwaitWaiting(1);
   constexpr int kWriters = 12;
   std::vector<absl::StatusOr<v1::DeliverBatchResponse>> results(kWriters, absl::UnknownError("unset"));
   std::vector<std::thread> threads;
   for (int i = 0; i < kWriters; ++i)
     threads.emplace_back([&, i] { results[i] = deliver(i == 1 ? "d0" : absl::StrCat("d", i)); });
   WaitQueued(kWriters);
-  gate_->Release();
+  counting_->Release();
   holder.join();
   for (auto& t : threads) t.join();
-  EXPECT_EQ(gate_->writes() - writes_before, 2u);
+  EXPECT_EQ(counting_->writes() - writes_before, 2u);
   int delivered = 0, duplicate = 0;
   for (auto& r : results) {
     ASSERT_TRUE(r.ok()) << r.status();
@@ -574,13 +423,7 @@ TEST_F(IndexTest, ConcurrentDeliveriesToOneMailboxShareOneWrite) {
 
 // ---------------------------------------------------------------- search postings by UID
 
-// Helpers for the search tests (a fixture of their own would duplicate SetUp).
-v1::SearchQuery TextQ(v1::TextField f, const std::string& v) {
-  v1::SearchQuery q;
-  q.mutable_text()->set_field(f);
-  q.mutable_text()->set_value(v);
-  return q;
-}
+// Helpers for the search tests.
 v1::SearchQuery AllOf(const v1::SearchQuery& a, const v1::SearchQuery& b) {
   v1::SearchQuery q;
   *q.mutable_all_of()->add_queries() = a;
@@ -597,42 +440,13 @@ v1::MessageSelector UidRange(uint32_t first, uint32_t last) {
 
 class SearchIndexTest : public IndexTest {
  protected:
-  absl::StatusOr<v1::SearchResponse> Search(const v1::SearchQuery& q, const std::string& folder = "INBOX") {
-    v1::SearchRequest r;
-    r.set_mailbox_id("mbx-a");
-    r.mutable_folder()->set_name(folder);
-    *r.mutable_query() = q;
-    return store_->Search(r);
-  }
-  std::vector<uint32_t> Hits(const v1::SearchQuery& q, const std::string& folder = "INBOX") {
-    auto s = Search(q, folder);
-    EXPECT_TRUE(s.ok()) << s.status();
-    return s.ok() ? Uids(s->uids()) : std::vector<uint32_t>{};
-  }
-  std::string FolderId(const std::string& name) {
-    v1::FolderStatusRequest r;
-    r.set_mailbox_id("mbx-a");
-    r.mutable_folder()->set_name(name);
-    auto s = store_->FolderStatus(r);
-    EXPECT_TRUE(s.ok()) << s.status();
-    return s.ok() ? s->folder().folder_id() : "";
-  }
+  std::string FolderId(const std::string& name) { return Status(name).folder().folder_id(); }
   // Rewrites a folder record as stored before uid_postings existed.
   void MakeOldFolder(const std::string& name) {
-    std::string fkey = keys::Folder("tenant-a", "mbx-a", FolderId(name));
-    kv::v1::GetRequest g;
-    g.set_key(fkey);
-    auto got = kv_->Get(g, absl::InfiniteFuture());
-    ASSERT_TRUE(got.ok() && got->found());
-    storage::FolderRecord rec;
-    ASSERT_TRUE(rec.ParseFromString(got->value()));
-    ASSERT_TRUE(rec.uid_postings());
-    rec.set_uid_postings(false);
-    kv::v1::WriteRequest w;
-    w.add_ops()->mutable_put()->set_key(fkey);
-    w.mutable_ops(0)->mutable_put()->set_value(rec.SerializeAsString());
-    WithMailboxRecord(kv_.get(), &w);
-    ASSERT_TRUE(kv_->Write(w, absl::InfiniteFuture()).ok());
+    EditFolderRecord(name, [](storage::FolderRecord* rec) {
+      ASSERT_TRUE(rec->uid_postings());
+      rec->set_uid_postings(false);
+    });
   }
   std::string Range(const std::string& kind) { return keys::MailboxRange("tenant-a", "mbx-a") + kind; }
 };
@@ -657,19 +471,21 @@ TEST_F(SearchIndexTest, TermsArePostedPerUidAndReadAsOneRange) {
   EXPECT_EQ(CountPrefix(keys::FolderPostingPrefix("tenant-a", "mbx-a", inbox, "s:quarterly")),
             quarterly.size());
 
-  size_t reads_before = gate_->reads();
-  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "quarterly")), quarterly);
+  size_t reads_before = counting_->reads();
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_SUBJECT, "quarterly")), quarterly);
   // The postings (10) and the matches' records for HIGHESTMODSEQ (10), the
   // mailbox and its folders: never one read per message of the folder.
-  EXPECT_LT(gate_->reads() - reads_before, 90u);
-  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "quart")), quarterly);  // word prefix
-  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_BODY, "合同")), contract);      // CJK bigram
-  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_TEXT, "合同")), contract);
-  EXPECT_EQ(Hits(AllOf(TextQ(v1::TEXT_FIELD_SUBJECT, "quarterly"), TextQ(v1::TEXT_FIELD_BODY, "合同"))),
+  EXPECT_LT(counting_->reads() - reads_before, 90u);
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_SUBJECT, "quart")), quarterly);  // word prefix
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_BODY, "合同")), contract);       // CJK bigram
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_TEXT, "合同")), contract);
+  EXPECT_EQ(SearchUids(AllOf(TextQuery(v1::TEXT_FIELD_SUBJECT, "quarterly"),
+                             TextQuery(v1::TEXT_FIELD_BODY, "合同"))),
             quarterly);  // every 9th is also every 3rd
-  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "quarterly 18")), std::vector<uint32_t>{18});
-  EXPECT_TRUE(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "annual")).empty());
-  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_FROM, "alice")).size(), 90u);
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_SUBJECT, "quarterly 18")),
+            std::vector<uint32_t>{18});
+  EXPECT_TRUE(SearchUids(TextQuery(v1::TEXT_FIELD_SUBJECT, "annual")).empty());
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_FROM, "alice")).size(), 90u);
 }
 
 TEST_F(SearchIndexTest, CopyMoveExpungeAndDeleteKeepThePostingsExact) {
@@ -697,11 +513,14 @@ TEST_F(SearchIndexTest, CopyMoveExpungeAndDeleteKeepThePostingsExact) {
   *mv.mutable_messages() = UidRange(3, 3);
   ASSERT_TRUE(store_->Move(mv).ok());
 
-  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "alpha")), (std::vector<uint32_t>{1, 5}));
-  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "alpha"), "Work"), std::vector<uint32_t>{1});
-  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "beta"), "Work"), std::vector<uint32_t>{2});
-  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_BODY, "cherry"), "Archive"), std::vector<uint32_t>{1});
-  EXPECT_TRUE(Hits(TextQ(v1::TEXT_FIELD_BODY, "cherry")).empty());
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_SUBJECT, "alpha")), (std::vector<uint32_t>{1, 5}));
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_SUBJECT, "alpha"), "Work"),
+            std::vector<uint32_t>{1});
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_SUBJECT, "beta"), "Work"),
+            std::vector<uint32_t>{2});
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_BODY, "cherry"), "Archive"),
+            std::vector<uint32_t>{1});
+  EXPECT_TRUE(SearchUids(TextQuery(v1::TEXT_FIELD_BODY, "cherry")).empty());
   // A moved message's postings left the source folder.
   size_t per_message = CountPrefix(keys::FolderPostingsPrefix("tenant-a", "mbx-a", archive));
   ASSERT_GT(per_message, 0u);
@@ -709,13 +528,11 @@ TEST_F(SearchIndexTest, CopyMoveExpungeAndDeleteKeepThePostingsExact) {
 
   // Expunge everything in INBOX: its postings all go.
   for (uint32_t u : {1u, 2u, 4u, 5u, 6u}) SetFlag(u, "\\Deleted");
-  v1::ExpungeRequest ex;
-  ex.set_mailbox_id("mbx-a");
-  ex.mutable_folder()->set_name("INBOX");
-  ASSERT_TRUE(store_->Expunge(ex).ok());
+  ASSERT_TRUE(store_->Expunge(ExpungeRequestFor()).ok());
   EXPECT_EQ(CountPrefix(keys::FolderPostingsPrefix("tenant-a", "mbx-a", inbox)), 0u);
-  EXPECT_TRUE(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "alpha")).empty());
-  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "alpha"), "Work"), std::vector<uint32_t>{1});
+  EXPECT_TRUE(SearchUids(TextQuery(v1::TEXT_FIELD_SUBJECT, "alpha")).empty());
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_SUBJECT, "alpha"), "Work"),
+            std::vector<uint32_t>{1});
 
   // Deleting Work drops its postings with its messages.
   v1::DeleteFolderRequest df;
@@ -737,7 +554,7 @@ TEST_F(SearchIndexTest, FolderWithoutUidPostingsKeepsTheOldIndex) {
   EXPECT_GT(CountPrefix(Range("i/")), 0u);
   EXPECT_EQ(CountPrefix(Range("h/")), 4u);
   EXPECT_EQ(CountPrefix(keys::FolderPostingsPrefix("tenant-a", "mbx-a", inbox)), 0u);
-  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "alpha")), (std::vector<uint32_t>{1, 3}));
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_SUBJECT, "alpha")), (std::vector<uint32_t>{1, 3}));
 
   v1::MoveRequest mv;
   mv.set_mailbox_id("mbx-a");
@@ -745,8 +562,9 @@ TEST_F(SearchIndexTest, FolderWithoutUidPostingsKeepsTheOldIndex) {
   mv.mutable_destination()->set_name("Archive");
   *mv.mutable_messages() = UidRange(1, 4);
   ASSERT_TRUE(store_->Move(mv).ok());
-  EXPECT_TRUE(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "alpha")).empty());
-  EXPECT_EQ(Hits(TextQ(v1::TEXT_FIELD_SUBJECT, "alpha"), "Archive"), (std::vector<uint32_t>{1, 3}));
+  EXPECT_TRUE(SearchUids(TextQuery(v1::TEXT_FIELD_SUBJECT, "alpha")).empty());
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_SUBJECT, "alpha"), "Archive"),
+            (std::vector<uint32_t>{1, 3}));
   EXPECT_EQ(CountPrefix(Range("i/")), 0u);  // the last old-folder copy went
   EXPECT_EQ(CountPrefix(Range("h/")), 0u);
   EXPECT_GT(CountPrefix(keys::FolderPostingsPrefix("tenant-a", "mbx-a", archive)), 0u);
@@ -769,8 +587,8 @@ TEST_F(SearchIndexTest, HighestModseqOfManyMatchesFromTheModseqIndex) {
   for (auto& t : threads) t.join();
   ASSERT_EQ(failed.load(), 0);
   // Find two UIDs by subject: flag an even one, then an odd one (newer).
-  auto even = Search(TextQ(v1::TEXT_FIELD_SUBJECT, "even"));
-  auto odd = Search(TextQ(v1::TEXT_FIELD_SUBJECT, "odd"));
+  auto even = Search(TextQuery(v1::TEXT_FIELD_SUBJECT, "even"));
+  auto odd = Search(TextQuery(v1::TEXT_FIELD_SUBJECT, "odd"));
   ASSERT_TRUE(even.ok() && odd.ok());
   std::vector<uint32_t> evens = Uids(even->uids()), odds = Uids(odd->uids());
   ASSERT_EQ(evens.size() + odds.size(), static_cast<size_t>(kWriters * kEach));
@@ -778,14 +596,14 @@ TEST_F(SearchIndexTest, HighestModseqOfManyMatchesFromTheModseqIndex) {
   uint64_t m_even = SetFlag(evens[7], "\\Flagged");
   uint64_t m_odd = SetFlag(odds[7], "\\Flagged");
   ASSERT_GT(m_odd, m_even);
-  size_t reads_before = gate_->reads();
-  auto again = Search(TextQ(v1::TEXT_FIELD_SUBJECT, "even"));
+  size_t reads_before = counting_->reads();
+  auto again = Search(TextQuery(v1::TEXT_FIELD_SUBJECT, "even"));
   ASSERT_TRUE(again.ok()) << again.status();
   EXPECT_EQ(Uids(again->uids()), evens);
   EXPECT_EQ(again->highest_modseq(), m_even);
   // The postings and a few MODSEQ index entries, not every message record.
-  EXPECT_LT(gate_->reads() - reads_before, evens.size() + 200);
-  auto all = Search(TextQ(v1::TEXT_FIELD_SUBJECT, "bulk"));
+  EXPECT_LT(counting_->reads() - reads_before, evens.size() + 200);
+  auto all = Search(TextQuery(v1::TEXT_FIELD_SUBJECT, "bulk"));
   ASSERT_TRUE(all.ok());
   EXPECT_EQ(all->count(), static_cast<uint32_t>(kWriters * kEach));
   EXPECT_EQ(all->highest_modseq(), m_odd);
@@ -832,10 +650,7 @@ class AttrIndexTest : public SearchIndexTest {
       std::string raw = absl::StrCat("From: a@example.com\r\nSubject: m ", i, "\r\n");
       if (i % 4 != 0) absl::StrAppend(&raw, "Date: ", 1 + i % 7, " Dec 2025 08:00:00 +0000\r\n");
       absl::StrAppend(&raw, "\r\n", std::string(i * 10, 'x'), "\r\n");
-      v1::AppendRequest r;
-      r.set_mailbox_id("mbx-a");
-      r.mutable_folder()->set_name("INBOX");
-      r.set_message(raw);
+      v1::AppendRequest r = AppendRequestFor(raw);
       if (i % 7 == 0) r.add_flags("\\Flagged");
       absl::Time at = absl::FromCivil(absl::CivilSecond(2026, 1, 1 + i % 10, 12, 0, 0), absl::UTCTimeZone());
       r.mutable_internal_date()->set_seconds(absl::ToUnixSeconds(at));
@@ -861,19 +676,7 @@ class AttrIndexTest : public SearchIndexTest {
   }
   // Sets FolderRecord.attr_index of INBOX (false: as stored before it existed).
   void SetAttrIndex(bool on) {
-    std::string fkey = keys::Folder("tenant-a", "mbx-a", FolderId("INBOX"));
-    kv::v1::GetRequest g;
-    g.set_key(fkey);
-    auto got = kv_->Get(g, absl::InfiniteFuture());
-    ASSERT_TRUE(got.ok() && got->found());
-    storage::FolderRecord rec;
-    ASSERT_TRUE(rec.ParseFromString(got->value()));
-    rec.set_attr_index(on);
-    kv::v1::WriteRequest w;
-    w.add_ops()->mutable_put()->set_key(fkey);
-    w.mutable_ops(0)->mutable_put()->set_value(rec.SerializeAsString());
-    WithMailboxRecord(kv_.get(), &w);
-    ASSERT_TRUE(kv_->Write(w, absl::InfiniteFuture()).ok());
+    EditFolderRecord("INBOX", [on](storage::FolderRecord* rec) { rec->set_attr_index(on); });
   }
   std::vector<v1::SearchQuery> Queries(uint64_t mid_size) {
     using v1::DATE_FIELD_INTERNAL;
@@ -912,10 +715,7 @@ TEST_F(AttrIndexTest, FlagsDatesAndSizesFromTheIndexMatchTheRecordScan) {
   Store(thirty_fifth, v1::STORE_MODE_REMOVE, "\\Flagged");
   Store(third, v1::STORE_MODE_ADD, "\\Seen");
   Store(twelfth, v1::STORE_MODE_ADD, "\\Deleted");
-  v1::ExpungeRequest ex;
-  ex.set_mailbox_id("mbx-a");
-  ex.mutable_folder()->set_name("INBOX");
-  ASSERT_TRUE(store_->Expunge(ex).ok());
+  ASSERT_TRUE(store_->Expunge(ExpungeRequestFor()).ok());
   auto live = [&](uint32_t i) { return i % 12 != 0; };
 
   // Hand-computed answers for a few.
@@ -928,29 +728,30 @@ TEST_F(AttrIndexTest, FlagsDatesAndSizesFromTheIndexMatchTheRecordScan) {
     if (1 + i % 10 == 4) on_4th.push_back(i);
     if (size[i] > mid) larger.push_back(i);
   }
-  EXPECT_EQ(Hits(FlagQ("\\Flagged")), flagged);
-  EXPECT_EQ(Hits(FlagQ("$label")), label);  // keywords match case-insensitively
-  EXPECT_EQ(Hits(DateQ(v1::DATE_FIELD_INTERNAL, v1::DATE_OP_ON, 2026, 1, 4)), on_4th);
-  EXPECT_EQ(Hits(SizeQ(v1::SIZE_OP_LARGER, mid)), larger);
-  EXPECT_TRUE(Hits(FlagQ("\\Deleted")).empty());  // expunged with their keys
+  EXPECT_EQ(SearchUids(FlagQ("\\Flagged")), flagged);
+  EXPECT_EQ(SearchUids(FlagQ("$label")), label);  // keywords match case-insensitively
+  EXPECT_EQ(SearchUids(DateQ(v1::DATE_FIELD_INTERNAL, v1::DATE_OP_ON, 2026, 1, 4)), on_4th);
+  EXPECT_EQ(SearchUids(SizeQ(v1::SIZE_OP_LARGER, mid)), larger);
+  EXPECT_TRUE(SearchUids(FlagQ("\\Deleted")).empty());  // expunged with their keys
 
   // The same answers as the record scan (the path of folders without the index).
   std::vector<std::vector<uint32_t>> indexed;
-  for (const auto& q : Queries(mid)) indexed.push_back(Hits(q));
+  for (const auto& q : Queries(mid)) indexed.push_back(SearchUids(q));
   SetAttrIndex(false);
   auto queries = Queries(mid);
   for (size_t i = 0; i < queries.size(); ++i)
-    EXPECT_EQ(Hits(queries[i]), indexed[i]) << "query " << i << ": " << queries[i].ShortDebugString();
+    EXPECT_EQ(SearchUids(queries[i]), indexed[i])
+        << "query " << i << ": " << queries[i].ShortDebugString();
   SetAttrIndex(true);
 
   // One key range per criterion: a rare flag reads its keys (and the
   // matches' records for HIGHESTMODSEQ), never the folder's 110 records.
-  size_t before = gate_->reads();
-  EXPECT_EQ(Hits(FlagQ("\\Flagged")), flagged);
-  EXPECT_LT(gate_->reads() - before, 3 * flagged.size() + 12);
-  before = gate_->reads();
-  EXPECT_EQ(Hits(DateQ(v1::DATE_FIELD_INTERNAL, v1::DATE_OP_ON, 2026, 1, 4)), on_4th);
-  EXPECT_LT(gate_->reads() - before, 3 * on_4th.size() + 12);
+  size_t before = counting_->reads();
+  EXPECT_EQ(SearchUids(FlagQ("\\Flagged")), flagged);
+  EXPECT_LT(counting_->reads() - before, 3 * flagged.size() + 12);
+  before = counting_->reads();
+  EXPECT_EQ(SearchUids(DateQ(v1::DATE_FIELD_INTERNAL, v1::DATE_OP_ON, 2026, 1, 4)), on_4th);
+  EXPECT_LT(counting_->reads() - before, 3 * on_4th.size() + 12);
 
   // The index holds exactly: 3 value keys per live message with a Date:
   // (2 without), one per flag but \Seen.
@@ -984,11 +785,11 @@ TEST_F(AttrIndexTest, CopyMoveAndDeleteFolderKeepTheIndexExact) {
   *mv.mutable_messages() = UidRange(14, 14);
   ASSERT_TRUE(store_->Move(mv).ok());
   // Work: copies of 1..7 as UIDs 1..7, 14 moved in as UID 8.
-  EXPECT_EQ(Hits(FlagQ("\\Flagged"), "Work"), (std::vector<uint32_t>{7, 8}));
-  EXPECT_EQ(Hits(FlagQ("\\Flagged")), std::vector<uint32_t>{7});
-  EXPECT_EQ(Hits(DateQ(v1::DATE_FIELD_INTERNAL, v1::DATE_OP_ON, 2026, 1, 5), "Work"),
+  EXPECT_EQ(SearchUids(FlagQ("\\Flagged"), "Work"), (std::vector<uint32_t>{7, 8}));
+  EXPECT_EQ(SearchUids(FlagQ("\\Flagged")), std::vector<uint32_t>{7});
+  EXPECT_EQ(SearchUids(DateQ(v1::DATE_FIELD_INTERNAL, v1::DATE_OP_ON, 2026, 1, 5), "Work"),
             (std::vector<uint32_t>{4, 8}));  // 4 % 10 + 1 = 5 = 14 % 10 + 1
-  EXPECT_TRUE(Hits(DateQ(v1::DATE_FIELD_INTERNAL, v1::DATE_OP_ON, 2026, 1, 5)) ==
+  EXPECT_TRUE(SearchUids(DateQ(v1::DATE_FIELD_INTERNAL, v1::DATE_OP_ON, 2026, 1, 5)) ==
               std::vector<uint32_t>{4});
   v1::DeleteFolderRequest df;
   df.set_mailbox_id("mbx-a");

@@ -48,17 +48,6 @@ class LayoutTest : public testing::StoreFixture {
     o.index_round_messages = 7;  // many rounds for a small folder
     return o;
   }
-  storage::FolderRecord Inbox(const std::string& mailbox = "mbx-a") {
-    auto m = store_->LoadMailbox(mailbox);
-    EXPECT_TRUE(m.ok()) << m.status();
-    for (const auto& [f, v] : m->folders)
-      if (f.name() == "INBOX") return f;
-    ADD_FAILURE() << "no INBOX";
-    return {};
-  }
-  std::string InboxRange(const char* kind, const std::string& mailbox = "mbx-a") {
-    return absl::StrCat(keys::MailboxRange("tenant-a", mailbox), kind, "/", Inbox(mailbox).folder_id(), "/");
-  }
   void Report(uint64_t member, uint32_t layout, absl::Time at = absl::InfinitePast()) {
     if (at == absl::InfinitePast()) {
       ASSERT_TRUE(MailStore::ReportLayoutSupport(counting_.get(), member, layout, absl::Seconds(5)).ok());
@@ -86,7 +75,7 @@ class LayoutTest : public testing::StoreFixture {
     ASSERT_TRUE(queued.ok()) << queued.status();
     EXPECT_EQ(*queued, expect_folders);
     EXPECT_TRUE(ended);
-    storage::FolderRecord inbox = Inbox();
+    storage::FolderRecord inbox = FolderRecordOf();
     EXPECT_TRUE(inbox.block_postings());
     EXPECT_EQ(inbox.legacy_postings_below(), inbox.uidnext());
     queued = store_->QueueMigrations(64, &ended);
@@ -145,17 +134,9 @@ class LayoutTest : public testing::StoreFixture {
     EXPECT_TRUE(n.ok()) << n.status();
     return n.ok() ? *n : 0;
   }
-  bool Migrating() { return Inbox().legacy_postings_below() != 0; }
-  uint32_t Watermark() {
-    auto m = store_->LoadMailbox("mbx-a");
-    EXPECT_TRUE(m.ok()) << m.status();
-    if (!m.ok()) return 0;
-    auto w = ReadIndexWatermark(store_.get(), *m, Inbox());
-    EXPECT_TRUE(w.ok()) << w.status();
-    return w.ok() ? w->below : 0;
-  }
+  bool Migrating() { return FolderRecordOf().legacy_postings_below() != 0; }
   void ExpectMigrated() {
-    storage::FolderRecord inbox = Inbox();
+    storage::FolderRecord inbox = FolderRecordOf();
     EXPECT_TRUE(inbox.block_postings());
     EXPECT_EQ(inbox.legacy_postings_below(), 0u);
     EXPECT_EQ(Watermark(), inbox.uidnext());
@@ -172,8 +153,8 @@ class LayoutTest : public testing::StoreFixture {
 TEST_F(LayoutTest, GroupStaysOnPerMessagePostingsUntilEveryMemberReadsBlocks) {
   // The fixture's mailbox was created with the gate closed.
   EXPECT_FALSE(store_->BlockLayoutAllowed());
-  EXPECT_TRUE(Inbox().uid_postings());
-  EXPECT_FALSE(Inbox().block_postings());
+  EXPECT_TRUE(FolderRecordOf().uid_postings());
+  EXPECT_FALSE(FolderRecordOf().block_postings());
   ASSERT_TRUE(Append(Msg("closed", "walrus")).ok());
   EXPECT_GT(CountPrefix(InboxRange("p")), 0u) << "postings written with the message";
   EXPECT_EQ(CountPrefix(keys::IndexQueuePrefix()), 0u);
@@ -249,7 +230,7 @@ TEST_F(LayoutTest, MigrationAnswersAsPerMessagePostingsAtEveryRoundWithExpunges)
     ASSERT_LT(++round, 100) << "the migration must end";
     Round();
     ExpectSameAnswers(absl::StrCat("round ", round));
-    storage::FolderRecord inbox = Inbox();
+    storage::FolderRecord inbox = FolderRecordOf();
     if (round % 2 == 0) {
       // An expunge somewhere: below the watermark (in the blocks), in the
       // range still in "p/", or among the messages delivered since.
@@ -260,7 +241,7 @@ TEST_F(LayoutTest, MigrationAnswersAsPerMessagePostingsAtEveryRoundWithExpunges)
     }
     if (round == 3) {
       for (int i = 0; i < 10; ++i) AppendBoth(RandomMessage(rng));  // delivered mid-migration
-      ExpungeBoth(Inbox().uidnext() - 2);
+      ExpungeBoth(FolderRecordOf().uidnext() - 2);
     }
     ExpectSameAnswers(absl::StrCat("round ", round, " after changes"));
   }
@@ -269,7 +250,7 @@ TEST_F(LayoutTest, MigrationAnswersAsPerMessagePostingsAtEveryRoundWithExpunges)
   ExpectMigrated();
   ExpectSameAnswers("migrated");
   AppendBoth(RandomMessage(rng));
-  ExpungeBoth(Inbox().uidnext() - 1);
+  ExpungeBoth(FolderRecordOf().uidnext() - 1);
   ExpectSameAnswers("after the migration");
 }
 

@@ -1,18 +1,15 @@
 // MailStore on a real LocalStore (RocksDB in a temp dir): key layout,
 // UID/MODSEQ allocation, quota arithmetic, parsing limits, encoded-word
 // headers, search, body refcounts, the change feed.
-#include <atomic>
-#include <filesystem>
-#include <random>
 #include <set>
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/util/message_differencer.h"
 #include "gtest/gtest.h"
-#include "libs/store/local_store.h"
 #include "services/mailstore/errors.h"
 #include "services/mailstore/keys.h"
 #include "services/mailstore/mail_store.h"
+#include "services/mailstore/testing/store_fixture.h"
 
 namespace mailgrid::mailstore {
 namespace {
@@ -23,111 +20,20 @@ google::protobuf::Timestamp MicrosToTsForTest(absl::Time t) {
   return ts;
 }
 
-std::string Msg(const std::string& subject, const std::string& body,
-                const std::string& from = "Alice <alice@example.com>") {
-  return absl::StrCat("From: ", from, "\r\nTo: bob@example.com\r\nSubject: ", subject,
-                      "\r\nDate: Thu, 26 Nov 2026 10:00:00 +0000\r\nMessage-ID: <", subject.size(),
-                      "@x>\r\n\r\n", body, "\r\n");
-}
-
-// Forwards to the real store and counts the writes (how many replicated
-// entries a call costs).
-class CountingStore : public store::Store {
- public:
-  explicit CountingStore(store::Store* inner) : inner_(inner) {}
-  absl::StatusOr<kv::v1::GetResponse> Get(const kv::v1::GetRequest& r, absl::Time d) override {
-    return inner_->Get(r, d);
-  }
-  absl::StatusOr<kv::v1::ScanResponse> Scan(const kv::v1::ScanRequest& r, absl::Time d) override {
-    return inner_->Scan(r, d);
-  }
-  absl::StatusOr<kv::v1::WriteResponse> Write(const kv::v1::WriteRequest& r, absl::Time d) override {
-    ++writes_;
-    return inner_->Write(r, d);
-  }
-  size_t writes() const { return writes_.load(); }
-
- private:
-  store::Store* inner_;
-  std::atomic<size_t> writes_{0};
-};
-
-class StoreTest : public ::testing::Test {
+class StoreTest : public testing::StoreFixture {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("mailstore_test_", std::random_device{}());
-    auto local = store::LocalStore::Open(dir_.string());
-    ASSERT_TRUE(local.ok()) << local.status();
-    kv_ = std::move(*local);
+  StoreOptions Options() override {
     StoreOptions o;
     o.limits.max_message_bytes = 2 << 20;
     o.limits.max_parts = 100;
     o.limits.max_depth = 8;
     o.feed_keep = 1000;
-    counting_ = std::make_unique<CountingStore>(kv_.get());
-    store_ = std::make_unique<MailStore>(counting_.get(), o);
-    ASSERT_TRUE(Create("mbx-a", "tenant-a").ok());
+    return o;
   }
-  void TearDown() override {
-    store_.reset();
-    counting_.reset();
-    kv_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  absl::StatusOr<v1::MailboxInfo> Create(const std::string& id, const std::string& tenant,
-                                         int64_t quota_bytes = 0) {
-    v1::CreateMailboxRequest r;
-    r.set_mailbox_id(id);
-    r.set_tenant_id(tenant);
-    r.set_owner_id("user-" + id);
-    r.set_kind(common::v1::MAILBOX_KIND_USER);
-    if (quota_bytes > 0) r.mutable_quota()->mutable_bytes()->set_value(quota_bytes);
-    return store_->CreateMailbox(r);
-  }
-  absl::StatusOr<v1::AppendResponse> Append(const std::string& raw, const std::string& mbx = "mbx-a",
-                                            const std::string& folder = "INBOX",
-                                            std::vector<std::string> flags = {}) {
-    v1::AppendRequest r;
-    r.set_mailbox_id(mbx);
-    r.mutable_folder()->set_name(folder);
-    r.set_message(raw);
-    for (auto& f : flags) r.add_flags(f);
-    return store_->Append(r);
-  }
-  v1::FolderStatusResponse Status(const std::string& folder = "INBOX", const std::string& mbx = "mbx-a") {
-    v1::FolderStatusRequest r;
-    r.set_mailbox_id(mbx);
-    r.mutable_folder()->set_name(folder);
-    r.set_include_uids(true);
-    auto s = store_->FolderStatus(r);
-    EXPECT_TRUE(s.ok()) << s.status();
-    return s.ok() ? *s : v1::FolderStatusResponse();
-  }
-  std::vector<uint32_t> SearchUids(const v1::SearchQuery& q, const std::string& folder = "INBOX") {
-    v1::SearchRequest r;
-    r.set_mailbox_id("mbx-a");
-    r.mutable_folder()->set_name(folder);
-    *r.mutable_query() = q;
-    auto s = store_->Search(r);
-    EXPECT_TRUE(s.ok()) << s.status();
-    std::vector<uint32_t> out;
-    if (!s.ok()) return out;
-    for (const auto& range : s->uids().ranges())
-      for (uint32_t u = range.first(); u <= range.last(); ++u) out.push_back(u);
-    return out;
-  }
-  size_t CountPrefix(const std::string& prefix) {
-    size_t n = 0;
-    EXPECT_TRUE(store_->ScanRange(prefix, keys::PrefixEnd(prefix), true, SIZE_MAX, false,
-                                  [&](const kv::v1::KeyValue&) { return ++n, true; }).ok());
-    return n;
-  }
-  static v1::SearchQuery TextQ(v1::TextField f, const std::string& v) {
-    v1::SearchQuery q;
-    q.mutable_text()->set_field(f);
-    q.mutable_text()->set_value(v);
-    return q;
+  // Every message here has a Message-ID (SEARCH HEADER Message-ID finds them all).
+  static std::string Msg(const std::string& subject, const std::string& body,
+                         const std::string& from = kAlice) {
+    return StoreFixture::Msg(subject, body, from, absl::StrCat(subject.size(), "@x"));
   }
 
   uint64_t Usage(const std::string& mbx, uint64_t* messages = nullptr) {
@@ -149,11 +55,6 @@ class StoreTest : public ::testing::Test {
     }
     return d;
   }
-
-  std::filesystem::path dir_;
-  std::unique_ptr<store::Store> kv_;
-  std::unique_ptr<CountingStore> counting_;
-  std::unique_ptr<MailStore> store_;
 };
 
 TEST(KeysTest, LayoutIsTenantFirstAndOrdered) {
@@ -189,8 +90,8 @@ TEST_F(StoreTest, CreateMailboxMakesSpecialFoldersAndIsIdempotent) {
     EXPECT_GT(f.uidvalidity(), 0u);
   }
   EXPECT_EQ(uses.size(), 6u);
-  EXPECT_TRUE(Create("mbx-a", "tenant-a").ok());  // identical repeat
-  EXPECT_EQ(Create("mbx-a", "tenant-b").status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_TRUE(NewMailbox("mbx-a", "tenant-a").ok());  // identical repeat
+  EXPECT_EQ(NewMailbox("mbx-a", "tenant-b").status().code(), absl::StatusCode::kAlreadyExists);
 }
 
 TEST_F(StoreTest, UidsAndModseqStrictlyIncrease) {
@@ -205,23 +106,12 @@ TEST_F(StoreTest, UidsAndModseqStrictlyIncrease) {
     last_modseq = a->modseq();
   }
   // Expunge the last: its UID is never reused.
-  v1::StoreFlagsRequest sf;
-  sf.set_mailbox_id("mbx-a");
-  sf.mutable_folder()->set_name("INBOX");
-  auto* r = sf.mutable_messages()->mutable_uids()->add_ranges();
-  r->set_first(last_uid);
-  r->set_last(last_uid);
-  sf.set_mode(v1::STORE_MODE_ADD);
-  sf.add_flags("\\deleted");
-  auto stored = store_->StoreFlags(sf);
+  auto stored = store_->StoreFlags(AddFlagsRequest(last_uid, last_uid, {"\\deleted"}));
   ASSERT_TRUE(stored.ok()) << stored.status();
   ASSERT_EQ(stored->updated_size(), 1);
   EXPECT_EQ(stored->updated(0).flags(0), "\\Deleted");  // canonical case
   EXPECT_GT(stored->highest_modseq(), last_modseq);
-  v1::ExpungeRequest ex;
-  ex.set_mailbox_id("mbx-a");
-  ex.mutable_folder()->set_name("INBOX");
-  auto gone = store_->Expunge(ex);
+  auto gone = store_->Expunge(ExpungeRequestFor());
   ASSERT_TRUE(gone.ok());
   EXPECT_EQ(gone->expunged().ranges(0).first(), last_uid);
   auto next = Append(Msg("after", "x"));
@@ -232,12 +122,7 @@ TEST_F(StoreTest, UidsAndModseqStrictlyIncrease) {
   EXPECT_EQ(st.folder().uidnext(), last_uid + 2);
   EXPECT_EQ(st.folder().highest_modseq(), next->modseq());
   // QRESYNC: the expunged UID is reported as vanished since the old modseq.
-  v1::ChangesSinceRequest cs;
-  cs.set_mailbox_id("mbx-a");
-  cs.mutable_folder()->set_name("INBOX");
-  cs.set_modseq(last_modseq);
-  cs.set_include_vanished(true);
-  auto ch = store_->ChangesSince(cs);
+  auto ch = store_->ChangesSince(ChangesSinceRequestFor(last_modseq));
   ASSERT_TRUE(ch.ok());
   ASSERT_EQ(ch->vanished().ranges_size(), 1);
   EXPECT_EQ(ch->vanished().ranges(0).first(), last_uid);
@@ -247,21 +132,15 @@ TEST_F(StoreTest, UidsAndModseqStrictlyIncrease) {
 
 TEST_F(StoreTest, UnchangedSinceAndCounters) {
   auto a = Append(Msg("one", "x"));
-  auto b = Append(Msg("two", "y"), "mbx-a", "INBOX", {"\\Seen"});
+  v1::AppendRequest seen = AppendRequestFor(Msg("two", "y"));
+  seen.add_flags("\\Seen");
+  auto b = store_->Append(seen);
   ASSERT_TRUE(a.ok() && b.ok());
   auto st = Status();
   EXPECT_EQ(st.folder().unseen(), 1u);
   EXPECT_EQ(st.first_unseen_uid(), a->uid());
   EXPECT_EQ(st.folder().recent(), 2u);
-  v1::StoreFlagsRequest sf;
-  sf.set_mailbox_id("mbx-a");
-  sf.mutable_folder()->set_name("INBOX");
-  auto* r = sf.mutable_messages()->mutable_uids()->add_ranges();
-  r->set_first(1);
-  r->set_to_last(true);
-  sf.set_mode(v1::STORE_MODE_ADD);
-  sf.add_flags("\\Seen");
-  sf.add_flags("$Work");
+  v1::StoreFlagsRequest sf = AddFlagsRequest(1, kToLast, {"\\Seen", "$Work"});
   sf.set_unchanged_since(a->modseq());  // b is newer: not changed
   auto res = store_->StoreFlags(sf);
   ASSERT_TRUE(res.ok()) << res.status();
@@ -275,9 +154,7 @@ TEST_F(StoreTest, UnchangedSinceAndCounters) {
   sf.add_flags("\\Recent");
   EXPECT_EQ(store_->StoreFlags(sf).status().code(), absl::StatusCode::kInvalidArgument);
   // claim_recent hands the recent UIDs out once.
-  v1::FolderStatusRequest claim;
-  claim.set_mailbox_id("mbx-a");
-  claim.mutable_folder()->set_name("INBOX");
+  v1::FolderStatusRequest claim = FolderStatusRequestFor();
   claim.set_claim_recent(true);
   auto c1 = store_->FolderStatus(claim);
   ASSERT_TRUE(c1.ok());
@@ -295,34 +172,17 @@ TEST_F(StoreTest, SelectFolderAnswersAsFolderStatusAndChangesSince) {
   using google::protobuf::util::MessageDifferencer;
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(Append(Msg(absl::StrCat("sel", i), "x")).ok());
   uint64_t base = Status().folder().highest_modseq();
-  v1::StoreFlagsRequest sf;
-  sf.set_mailbox_id("mbx-a");
-  sf.mutable_folder()->set_name("INBOX");
-  auto* r = sf.mutable_messages()->mutable_uids()->add_ranges();
-  r->set_first(2);
-  r->set_last(3);
-  sf.set_mode(v1::STORE_MODE_ADD);
-  sf.add_flags("\\Seen");
-  sf.add_flags("\\Deleted");
-  ASSERT_TRUE(store_->StoreFlags(sf).ok());
-  v1::ExpungeRequest ex;
-  ex.set_mailbox_id("mbx-a");
-  ex.mutable_folder()->set_name("INBOX");
+  ASSERT_TRUE(store_->StoreFlags(AddFlagsRequest(2, 3, {"\\Seen", "\\Deleted"})).ok());
+  v1::ExpungeRequest ex = ExpungeRequestFor();
   ex.mutable_uids()->add_ranges()->set_first(3);
   ex.mutable_uids()->mutable_ranges(0)->set_last(3);
   ASSERT_TRUE(store_->Expunge(ex).ok());
 
-  v1::ChangesSinceRequest cs;
-  cs.set_mailbox_id("mbx-a");
-  cs.mutable_folder()->set_name("INBOX");
-  cs.set_modseq(base);
-  cs.set_include_vanished(true);
+  v1::ChangesSinceRequest cs = ChangesSinceRequestFor(base);
   auto want_changes = store_->ChangesSince(cs);
   ASSERT_TRUE(want_changes.ok()) << want_changes.status();
   EXPECT_EQ(want_changes->changed_size(), 1);  // uid 2 (3 vanished)
-  v1::FolderStatusRequest fs;
-  fs.set_mailbox_id("mbx-a");
-  fs.mutable_folder()->set_name("INBOX");
+  v1::FolderStatusRequest fs = FolderStatusRequestFor();
   fs.set_include_uids(true);
   auto want_status = store_->FolderStatus(fs);
   ASSERT_TRUE(want_status.ok());
@@ -382,9 +242,9 @@ TEST_F(StoreTest, SelectFolderAnswersAsFolderStatusAndChangesSince) {
 }
 
 TEST_F(StoreTest, QuotaArithmeticAndRefusal) {
-  ASSERT_TRUE(Create("mbx-q", "tenant-a", 1000).ok());
+  ASSERT_TRUE(NewMailbox("mbx-q", "tenant-a", 1000).ok());
   std::string m = Msg("q", std::string(300, 'x'));
-  auto a = Append(m, "mbx-q");
+  auto a = Append(m, "INBOX", "mbx-q");
   ASSERT_TRUE(a.ok()) << a.status();
   v1::GetQuotaRequest g;
   g.set_mailbox_id("mbx-q");
@@ -392,8 +252,8 @@ TEST_F(StoreTest, QuotaArithmeticAndRefusal) {
   ASSERT_TRUE(q.ok());
   EXPECT_EQ(q->usage_bytes(), a->size());
   EXPECT_EQ(q->usage_messages(), 1u);
-  ASSERT_TRUE(Append(m, "mbx-q").ok());
-  auto over = Append(m, "mbx-q");
+  ASSERT_TRUE(Append(m, "INBOX", "mbx-q").ok());
+  auto over = Append(m, "INBOX", "mbx-q");
   ASSERT_EQ(over.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_EQ(ReasonOf(over.status()), "QUOTA_EXCEEDED");
   EXPECT_EQ(Status("INBOX", "mbx-q").folder().messages(), 2u);  // nothing half-written
@@ -402,22 +262,12 @@ TEST_F(StoreTest, QuotaArithmeticAndRefusal) {
   s.set_mailbox_id("mbx-q");
   s.mutable_limit()->mutable_bytes()->set_unlimited(true);
   ASSERT_TRUE(store_->SetQuota(s).ok());
-  ASSERT_TRUE(Append(m, "mbx-q").ok());
+  ASSERT_TRUE(Append(m, "INBOX", "mbx-q").ok());
   q = store_->GetQuota(g);
   EXPECT_EQ(q->usage_bytes(), 3 * a->size());
   // Expunge gives the bytes back.
-  v1::StoreFlagsRequest sf;
-  sf.set_mailbox_id("mbx-q");
-  sf.mutable_folder()->set_name("INBOX");
-  sf.mutable_messages()->mutable_uids()->add_ranges()->set_first(1);
-  sf.mutable_messages()->mutable_uids()->mutable_ranges(0)->set_to_last(true);
-  sf.set_mode(v1::STORE_MODE_ADD);
-  sf.add_flags("\\Deleted");
-  ASSERT_TRUE(store_->StoreFlags(sf).ok());
-  v1::ExpungeRequest ex;
-  ex.set_mailbox_id("mbx-q");
-  ex.mutable_folder()->set_name("INBOX");
-  ASSERT_TRUE(store_->Expunge(ex).ok());
+  ASSERT_TRUE(store_->StoreFlags(AddFlagsRequest(1, kToLast, {"\\Deleted"}, "mbx-q")).ok());
+  ASSERT_TRUE(store_->Expunge(ExpungeRequestFor("mbx-q")).ok());
   q = store_->GetQuota(g);
   EXPECT_EQ(q->usage_bytes(), 0u);
   EXPECT_EQ(q->usage_messages(), 0u);
@@ -426,7 +276,7 @@ TEST_F(StoreTest, QuotaArithmeticAndRefusal) {
   t.set_tenant_id("tenant-a");
   t.mutable_limit()->mutable_bytes()->set_value(10);
   ASSERT_TRUE(store_->SetQuota(t).ok());
-  auto pooled = Append(m, "mbx-q");
+  auto pooled = Append(m, "INBOX", "mbx-q");
   EXPECT_EQ(pooled.status().code(), absl::StatusCode::kResourceExhausted);
 }
 
@@ -506,27 +356,33 @@ TEST_F(StoreTest, FetchEnvelopeStructureSectionsAndGbkSubject) {
   EXPECT_EQ(m.sections(1).data(), "Subject: =?GBK?B?us/NrA==?= =?gb2312?Q?=C7=A9=B6=A9?=\r\n\r\n");
   EXPECT_FALSE(m.sections(2).has_data());
   // Search: the CJK bigram in the body, and the decoded GBK subject.
-  EXPECT_EQ(SearchUids(TextQ(v1::TEXT_FIELD_BODY, "合同")), std::vector<uint32_t>{a->uid()});
-  EXPECT_EQ(SearchUids(TextQ(v1::TEXT_FIELD_SUBJECT, "合同")), std::vector<uint32_t>{a->uid()});
-  EXPECT_TRUE(SearchUids(TextQ(v1::TEXT_FIELD_BODY, "合约")).empty());
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_BODY, "合同")), std::vector<uint32_t>{a->uid()});
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_SUBJECT, "合同")), std::vector<uint32_t>{a->uid()});
+  EXPECT_TRUE(SearchUids(TextQuery(v1::TEXT_FIELD_BODY, "合约")).empty());
 }
 
 TEST_F(StoreTest, SearchBooleanDatesSizesFlags) {
   auto a = Append(Msg("Quarterly report", "the contract is attached"));
-  auto b = Append(Msg("Lunch", "pizza today", "Carol <carol@example.org>"), "mbx-a", "INBOX", {"\\Flagged"});
+  v1::AppendRequest flagged =
+      AppendRequestFor(Msg("Lunch", "pizza today", "Carol <carol@example.org>"));
+  flagged.add_flags("\\Flagged");
+  auto b = store_->Append(flagged);
   auto c = Append(Msg("Report draft", std::string(5000, 'z') + " contract"));
   ASSERT_TRUE(a.ok() && b.ok() && c.ok()) << a.status() << b.status() << c.status();
-  EXPECT_EQ(SearchUids(TextQ(v1::TEXT_FIELD_SUBJECT, "report")), (std::vector<uint32_t>{a->uid(), c->uid()}));
-  EXPECT_EQ(SearchUids(TextQ(v1::TEXT_FIELD_TEXT, "contr")), (std::vector<uint32_t>{a->uid(), c->uid()}));
-  EXPECT_EQ(SearchUids(TextQ(v1::TEXT_FIELD_FROM, "carol@example.org")), std::vector<uint32_t>{b->uid()});
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_SUBJECT, "report")),
+            (std::vector<uint32_t>{a->uid(), c->uid()}));
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_TEXT, "contr")),
+            (std::vector<uint32_t>{a->uid(), c->uid()}));
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_FROM, "carol@example.org")),
+            std::vector<uint32_t>{b->uid()});
   v1::SearchQuery q;
-  *q.mutable_all_of()->add_queries() = TextQ(v1::TEXT_FIELD_BODY, "contract");
+  *q.mutable_all_of()->add_queries() = TextQuery(v1::TEXT_FIELD_BODY, "contract");
   q.mutable_all_of()->add_queries()->mutable_negation()->mutable_size()->set_op(v1::SIZE_OP_LARGER);
   q.mutable_all_of()->mutable_queries(1)->mutable_negation()->mutable_size()->set_bytes(1000);
   EXPECT_EQ(SearchUids(q), std::vector<uint32_t>{a->uid()});
   v1::SearchQuery any;
   any.mutable_any_of()->add_queries()->mutable_flag()->set_flag("\\flagged");
-  *any.mutable_any_of()->add_queries() = TextQ(v1::TEXT_FIELD_SUBJECT, "draft");
+  *any.mutable_any_of()->add_queries() = TextQuery(v1::TEXT_FIELD_SUBJECT, "draft");
   EXPECT_EQ(SearchUids(any), (std::vector<uint32_t>{b->uid(), c->uid()}));
   v1::SearchQuery unseen;
   unseen.mutable_flag()->set_flag("\\Seen");
@@ -542,11 +398,7 @@ TEST_F(StoreTest, SearchBooleanDatesSizesFlags) {
   sent.mutable_date()->mutable_date()->set_day(27);
   EXPECT_TRUE(SearchUids(sent).empty());
   sent.mutable_date()->mutable_date()->set_month(13);
-  v1::SearchRequest bad;
-  bad.set_mailbox_id("mbx-a");
-  bad.mutable_folder()->set_name("INBOX");
-  *bad.mutable_query() = sent;
-  EXPECT_EQ(ReasonOf(store_->Search(bad).status()), "BAD_DATE");
+  EXPECT_EQ(ReasonOf(Search(sent).status()), "BAD_DATE");
   v1::SearchQuery hdr;
   hdr.mutable_text()->set_field(v1::TEXT_FIELD_HEADER);
   hdr.mutable_text()->set_header_name("Message-ID");
@@ -557,7 +409,8 @@ TEST_F(StoreTest, SearchBooleanDatesSizesFlags) {
 TEST_F(StoreTest, SharedBodyRefcountFreedAfterLastExpunge) {
   // A message to a 500-person group: one body, 500 references.
   constexpr int kMailboxes = 500;
-  for (int i = 0; i < kMailboxes; ++i) ASSERT_TRUE(Create(absl::StrCat("grp-", i), "tenant-a").ok());
+  for (int i = 0; i < kMailboxes; ++i)
+    ASSERT_TRUE(NewMailbox(absl::StrCat("grp-", i), "tenant-a").ok());
   v1::DeliverBatchRequest d;
   d.set_delivery_id("q1");
   d.set_message(Msg("to everyone", "all hands meeting"));
@@ -602,18 +455,8 @@ TEST_F(StoreTest, SharedBodyRefcountFreedAfterLastExpunge) {
     if (i + 1 < kMailboxes) {
       ASSERT_TRUE(store_->DeleteMailbox(id).ok());
     } else {
-      v1::StoreFlagsRequest sf;
-      sf.set_mailbox_id(id);
-      sf.mutable_folder()->set_name("INBOX");
-      sf.mutable_messages()->mutable_uids()->add_ranges()->set_first(1);
-      sf.mutable_messages()->mutable_uids()->mutable_ranges(0)->set_to_last(true);
-      sf.set_mode(v1::STORE_MODE_ADD);
-      sf.add_flags("\\Deleted");
-      ASSERT_TRUE(store_->StoreFlags(sf).ok());
-      v1::ExpungeRequest ex;
-      ex.set_mailbox_id(id);
-      ex.mutable_folder()->set_name("INBOX");
-      auto gone = store_->Expunge(ex);
+      ASSERT_TRUE(store_->StoreFlags(AddFlagsRequest(1, kToLast, {"\\Deleted"}, id)).ok());
+      auto gone = store_->Expunge(ExpungeRequestFor(id));
       ASSERT_TRUE(gone.ok()) << gone.status();
       EXPECT_EQ(gone->expunged().ranges_size(), 1);
     }
@@ -632,9 +475,10 @@ TEST_F(StoreTest, SharedBodyRefcountFreedAfterLastExpunge) {
 
 TEST_F(StoreTest, DeliverBatchTo500MailboxesInFewWritesStoredOnceEach) {
   constexpr int kMailboxes = 500;
-  for (int i = 0; i < kMailboxes; ++i) ASSERT_TRUE(Create(absl::StrCat("g-", i), "tenant-a").ok());
+  for (int i = 0; i < kMailboxes; ++i)
+    ASSERT_TRUE(NewMailbox(absl::StrCat("g-", i), "tenant-a").ok());
   // g-0 already has a message: its copy must get the next UID.
-  ASSERT_TRUE(Append(Msg("earlier", "x"), "g-0").ok());
+  ASSERT_TRUE(Append(Msg("earlier", "x"), "INBOX", "g-0").ok());
   v1::DeliverBatchRequest d = Delivery("big-1", "g-", kMailboxes);
   size_t writes_before = counting_->writes();
   auto res = store_->DeliverBatch(d);
@@ -676,16 +520,13 @@ TEST_F(StoreTest, DeliverBatchTo500MailboxesInFewWritesStoredOnceEach) {
             static_cast<size_t>(body->chunks()) + 1);  // chunks + the terms record
   // Every mailbox's copy is searchable (postings written in the batch).
   for (int i : {1, 250, 499}) {
-    v1::SearchRequest sr;
-    sr.set_mailbox_id(absl::StrCat("g-", i));
-    sr.mutable_folder()->set_name("INBOX");
-    *sr.mutable_query() = TextQ(v1::TEXT_FIELD_BODY, "quarterly");
-    auto found = store_->Search(sr);
+    auto found =
+        Search(TextQuery(v1::TEXT_FIELD_BODY, "quarterly"), "INBOX", absl::StrCat("g-", i));
     ASSERT_TRUE(found.ok()) << found.status();
     EXPECT_EQ(found->count(), 1u) << i;
   }
   // UIDs keep going up after the batch (never reused).
-  auto next = Append(Msg("later", "y"), "g-7");
+  auto next = Append(Msg("later", "y"), "INBOX", "g-7");
   ASSERT_TRUE(next.ok()) << next.status();
   EXPECT_EQ(next->uid(), 2u);
   EXPECT_GT(next->modseq(), res->results(7).modseq());
@@ -693,7 +534,8 @@ TEST_F(StoreTest, DeliverBatchTo500MailboxesInFewWritesStoredOnceEach) {
 
 TEST_F(StoreTest, RetriedDeliverBatchWithSameIdStoresNothingNew) {
   constexpr int kMailboxes = 60;
-  for (int i = 0; i < kMailboxes; ++i) ASSERT_TRUE(Create(absl::StrCat("r-", i), "tenant-a").ok());
+  for (int i = 0; i < kMailboxes; ++i)
+    ASSERT_TRUE(NewMailbox(absl::StrCat("r-", i), "tenant-a").ok());
   v1::DeliverBatchRequest d = Delivery("retry-1", "r-", kMailboxes);
   auto first = store_->DeliverBatch(d);
   ASSERT_TRUE(first.ok()) << first.status();
@@ -740,7 +582,7 @@ TEST_F(StoreTest, DeliverBatchOverQuotaRecipientReportedAlone) {
   constexpr int kMailboxes = 20;
   constexpr int kFull = 7;
   for (int i = 0; i < kMailboxes; ++i)
-    ASSERT_TRUE(Create(absl::StrCat("q-", i), "tenant-a", i == kFull ? 100 : 0).ok());
+    ASSERT_TRUE(NewMailbox(absl::StrCat("q-", i), "tenant-a", i == kFull ? 100 : 0).ok());
   v1::DeliverBatchRequest d = Delivery("quota-1", "q-", kMailboxes);
   ASSERT_GT(d.message().size(), 100u);
   d.add_recipients()->set_mailbox_id("nobody");
@@ -816,8 +658,8 @@ TEST_F(StoreTest, CopyMoveRenameDeleteFolders) {
   EXPECT_EQ(Status().folder().messages(), 0u);
   EXPECT_EQ(Status("Archive").folder().messages(), 2u);
   // Search follows the messages to their new folder.
-  EXPECT_EQ(SearchUids(TextQ(v1::TEXT_FIELD_BODY, "beta"), "Archive").size(), 1u);
-  EXPECT_TRUE(SearchUids(TextQ(v1::TEXT_FIELD_BODY, "beta"), "INBOX").empty());
+  EXPECT_EQ(SearchUids(TextQuery(v1::TEXT_FIELD_BODY, "beta"), "Archive").size(), 1u);
+  EXPECT_TRUE(SearchUids(TextQuery(v1::TEXT_FIELD_BODY, "beta"), "INBOX").empty());
   v1::RenameFolderRequest rn;
   rn.set_mailbox_id("mbx-a");
   rn.mutable_folder()->set_name("Projects");
@@ -865,7 +707,7 @@ TEST_F(StoreTest, CachedFolderListFollowsChangesMadeElsewhere) {
   c.set_name("Projects");
   ASSERT_TRUE(other.CreateFolder(c).ok());
   EXPECT_TRUE(names(*store_).count("Projects"));
-  ASSERT_TRUE(Append(Msg("cached", "one"), "mbx-a", "Projects").ok());  // through store_
+  ASSERT_TRUE(Append(Msg("cached", "one"), "Projects").ok());  // through store_
   EXPECT_EQ(Status("Projects").folder().messages(), 1u);
   v1::RenameFolderRequest rn;
   rn.set_mailbox_id("mbx-a");
@@ -876,11 +718,7 @@ TEST_F(StoreTest, CachedFolderListFollowsChangesMadeElsewhere) {
   EXPECT_TRUE(now.count("Archive2026"));
   EXPECT_FALSE(now.count("Projects"));
   // A folder counter changed through `other` (an append) is seen too.
-  v1::AppendRequest a;
-  a.set_mailbox_id("mbx-a");
-  a.mutable_folder()->set_name("Archive2026");
-  a.set_message(Msg("cached", "two"));
-  ASSERT_TRUE(other.Append(a).ok());
+  ASSERT_TRUE(other.Append(AppendRequestFor(Msg("cached", "two"), "Archive2026")).ok());
   EXPECT_EQ(Status("Archive2026").folder().messages(), 2u);
   v1::DeleteFolderRequest d;
   d.set_mailbox_id("mbx-a");
@@ -889,7 +727,7 @@ TEST_F(StoreTest, CachedFolderListFollowsChangesMadeElsewhere) {
   EXPECT_EQ(names(*store_), before);
   // A deleted and re-created mailbox of the same id is not its old self.
   ASSERT_TRUE(other.DeleteMailbox("mbx-a").ok());
-  ASSERT_TRUE(Create("mbx-a", "tenant-a").ok());
+  ASSERT_TRUE(NewMailbox("mbx-a", "tenant-a").ok());
   EXPECT_EQ(names(*store_), before);
   EXPECT_EQ(Status().folder().messages(), 0u);
 }
@@ -909,12 +747,7 @@ TEST_F(StoreTest, ChangeFeedCarriesEveryChange) {
   EXPECT_EQ((*events)[0].cursor(), absl::StrCat(a->modseq()));
   EXPECT_EQ((*events)[0].messages_count(), 1u);
   // Past the kept window: OUT_OF_RANGE (resynchronise).
-  v1::StoreFlagsRequest sf;
-  sf.set_mailbox_id("mbx-a");
-  sf.mutable_folder()->set_name("INBOX");
-  sf.mutable_messages()->mutable_uids()->add_ranges()->set_first(a->uid());
-  sf.mutable_messages()->mutable_uids()->mutable_ranges(0)->set_last(a->uid());
-  sf.add_flags("$k");
+  v1::StoreFlagsRequest sf = AddFlagsRequest(a->uid(), a->uid(), {"$k"});
   for (int i = 0; i < 1005; ++i) {
     sf.set_mode(i % 2 ? v1::STORE_MODE_REMOVE : v1::STORE_MODE_ADD);
     ASSERT_TRUE(store_->StoreFlags(sf).ok());
@@ -927,10 +760,7 @@ TEST_F(StoreTest, ArchiveJobRetentionAndMboxExport) {
   // Two old messages and one new one in INBOX; one old one in Trash.
   auto old_date = MicrosToTsForTest(absl::Now() - absl::Hours(24 * 400));
   for (const char* subject : {"old one", "old two"}) {
-    v1::AppendRequest r;
-    r.set_mailbox_id("mbx-a");
-    r.mutable_folder()->set_name("INBOX");
-    r.set_message(Msg(subject, "From the start\r\n>From quoted"));
+    v1::AppendRequest r = AppendRequestFor(Msg(subject, "From the start\r\n>From quoted"));
     *r.mutable_internal_date() = old_date;
     ASSERT_TRUE(store_->Append(r).ok());
   }

@@ -4,22 +4,18 @@
 // folders without it (the message-key scan, the header read), after
 // appends, deliveries with prepended headers, flag changes, expunges,
 // copies, moves and folder deletion, on LocalStore in a temp dir.
-#include <filesystem>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
-#include "libs/store/local_store.h"
 #include "services/mailstore/keys.h"
 #include "services/mailstore/mail_store.h"
 #include "services/mailstore/store_internal.h"
-#include "services/mailstore/testing/raw_write.h"
+#include "services/mailstore/testing/store_fixture.h"
 #include "services/mailstore/uid_map.h"
 
 namespace mailgrid::mailstore {
 namespace {
-
-using testing::WithMailboxRecord;
 
 // ---------------------------------------------------------------- bitmaps
 
@@ -69,40 +65,18 @@ TEST(UidMapBits, RunsMatchASetAcrossBlocks) {
 
 // ---------------------------------------------------------------- store
 
-std::string Msg(int i, const std::string& extra = "") {
+std::string NoteMsg(int i, const std::string& extra = "") {
   return absl::StrCat("From: Alice <alice@example.com>\r\nTo: bob@example.com\r\nSubject: note ", i,
                       "\r\nMessage-ID: <m", i, "@example.com>\r\nX-Key: K", i,
                       "\r\nList-Id: team-", i % 3, " <team", i % 3, ".example.com>\r\n", extra,
                       "Received: from relay", i, ".example.net by mx\r\n\r\nbody ", i, "\r\n");
 }
 
-class UidMapTest : public ::testing::Test {
+class UidMapTest : public testing::StoreFixture {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("mailstore_uidmap_test_", std::random_device{}());
-    auto local = store::LocalStore::Open(dir_.string());
-    ASSERT_TRUE(local.ok()) << local.status();
-    kv_ = std::move(*local);
-    store_ = std::make_unique<MailStore>(kv_.get(), StoreOptions{});
-    v1::CreateMailboxRequest r;
-    r.set_mailbox_id("mbx-a");
-    r.set_tenant_id("tenant-a");
-    r.set_owner_id("user-a");
-    r.set_kind(common::v1::MAILBOX_KIND_USER);
-    ASSERT_TRUE(store_->CreateMailbox(r).ok());
-  }
-  void TearDown() override {
-    store_.reset();
-    kv_.reset();
-    std::filesystem::remove_all(dir_);
-  }
-  uint32_t Append(const std::string& raw, const std::string& folder = "INBOX") {
-    v1::AppendRequest r;
-    r.set_mailbox_id("mbx-a");
-    r.mutable_folder()->set_name(folder);
-    r.set_message(raw);
-    auto a = store_->Append(r);
+  StoreOptions Options() override { return StoreOptions{}; }
+  uint32_t AppendUid(const std::string& raw, const std::string& folder = "INBOX") {
+    auto a = Append(raw, folder);
     EXPECT_TRUE(a.ok()) << a.status();
     return a.ok() ? a->uid() : 0;
   }
@@ -116,25 +90,6 @@ class UidMapTest : public ::testing::Test {
     auto r = store_->DeliverBatch(d);
     ASSERT_TRUE(r.ok()) << r.status();
     ASSERT_EQ(r->results(0).status(), v1::DELIVERY_STATUS_DELIVERED) << r->results(0).detail();
-  }
-  storage::FolderRecord Folder(const std::string& name) {
-    MailStore::Mbx m = *store_->LoadMailbox("mbx-a");
-    v1::FolderRef ref;
-    ref.set_name(name);
-    const storage::FolderRecord* f = FindFolder(m, ref);
-    EXPECT_NE(f, nullptr) << name;
-    return f ? *f : storage::FolderRecord();
-  }
-  // Rewrites a folder record (a folder as an older mailstored stored it).
-  void EditFolder(const std::string& name, const std::function<void(storage::FolderRecord*)>& edit) {
-    storage::FolderRecord rec = Folder(name);
-    edit(&rec);
-    kv::v1::WriteRequest w;
-    auto* p = w.add_ops()->mutable_put();
-    p->set_key(keys::Folder("tenant-a", "mbx-a", rec.folder_id()));
-    p->set_value(rec.SerializeAsString());
-    WithMailboxRecord(kv_.get(), &w);
-    ASSERT_TRUE(kv_->Write(w, absl::InfiniteFuture()).ok());
   }
   std::vector<uint32_t> SelectUids(const std::string& name) {
     v1::SelectFolderRequest r;
@@ -152,16 +107,10 @@ class UidMapTest : public ::testing::Test {
   }
   // The same list by the old path (uid_map off: a scan of the message keys).
   std::vector<uint32_t> ScannedUids(const std::string& name) {
-    EditFolder(name, [](storage::FolderRecord* f) { f->set_uid_map(false); });
+    EditFolderRecord(name, [](storage::FolderRecord* f) { f->set_uid_map(false); });
     std::vector<uint32_t> out = SelectUids(name);
-    EditFolder(name, [](storage::FolderRecord* f) { f->set_uid_map(true); });
+    EditFolderRecord(name, [](storage::FolderRecord* f) { f->set_uid_map(true); });
     return out;
-  }
-  size_t CountPrefix(const std::string& prefix) {
-    size_t n = 0;
-    EXPECT_TRUE(store_->ScanRange(prefix, keys::PrefixEnd(prefix), true, SIZE_MAX, false,
-                                  [&](const kv::v1::KeyValue&) { return ++n, true; }).ok());
-    return n;
   }
   void Expunge(const std::string& folder, const std::vector<uint32_t>& uids) {
     v1::StoreFlagsRequest sf;
@@ -175,50 +124,34 @@ class UidMapTest : public ::testing::Test {
     sf.set_mode(v1::STORE_MODE_ADD);
     sf.add_flags("\\Deleted");
     ASSERT_TRUE(store_->StoreFlags(sf).ok());
-    v1::ExpungeRequest ex;
-    ex.set_mailbox_id("mbx-a");
+    v1::ExpungeRequest ex = ExpungeRequestFor();
     ex.mutable_folder()->set_name(folder);
     ASSERT_TRUE(store_->Expunge(ex).ok());
   }
   std::vector<uint32_t> HeaderHits(const std::string& field, const std::string& value,
                                    const std::string& folder = "INBOX") {
-    v1::SearchRequest r;
-    r.set_mailbox_id("mbx-a");
-    r.mutable_folder()->set_name(folder);
-    auto* t = r.mutable_query()->mutable_text();
-    t->set_field(v1::TEXT_FIELD_HEADER);
-    t->set_header_name(field);
-    t->set_value(value);
-    auto s = store_->Search(r);
-    EXPECT_TRUE(s.ok()) << s.status();
-    std::vector<uint32_t> out;
-    if (!s.ok()) return out;
-    for (const auto& x : s->uids().ranges())
-      for (uint32_t u = x.first(); u <= x.last(); ++u) out.push_back(u);
-    return out;
+    v1::SearchQuery q = TextQuery(v1::TEXT_FIELD_HEADER, value);
+    q.mutable_text()->set_header_name(field);
+    return SearchUids(q, folder);
   }
   std::vector<uint32_t> ScannedHeaderHits(const std::string& field, const std::string& value) {
-    EditFolder("INBOX", [](storage::FolderRecord* f) { f->set_header_postings(false); });
+    EditFolderRecord("INBOX", [](storage::FolderRecord* f) { f->set_header_postings(false); });
     auto out = HeaderHits(field, value);
-    EditFolder("INBOX", [](storage::FolderRecord* f) { f->set_header_postings(true); });
+    EditFolderRecord("INBOX", [](storage::FolderRecord* f) { f->set_header_postings(true); });
     return out;
   }
-
-  std::filesystem::path dir_;
-  std::unique_ptr<store::Store> kv_;
-  std::unique_ptr<MailStore> store_;
 };
 
 TEST_F(UidMapTest, SelectUidsFromTheMapMatchTheKeyScan) {
-  ASSERT_TRUE(Folder("INBOX").uid_map());
-  for (int i = 1; i <= 20; ++i) ASSERT_EQ(Append(Msg(i)), static_cast<uint32_t>(i));
+  ASSERT_TRUE(FolderRecordOf("INBOX").uid_map());
+  for (int i = 1; i <= 20; ++i) ASSERT_EQ(AppendUid(NoteMsg(i)), static_cast<uint32_t>(i));
   // Jump close to a block boundary, so the folder spans blocks 0 and 1.
-  EditFolder("INBOX", [](storage::FolderRecord* f) {
+  EditFolderRecord("INBOX", [](storage::FolderRecord* f) {
     f->set_uidnext(uidmap::kBlockUids - 5);
     f->set_recent_from(uidmap::kBlockUids - 5);
   });
-  for (int i = 21; i <= 40; ++i) Append(Msg(i));
-  std::string inbox = Folder("INBOX").folder_id();
+  for (int i = 21; i <= 40; ++i) AppendUid(NoteMsg(i));
+  std::string inbox = FolderRecordOf("INBOX").folder_id();
   EXPECT_EQ(CountPrefix(keys::UidMapPrefix("tenant-a", "mbx-a", inbox)), 2u);
   std::vector<uint32_t> uids = SelectUids("INBOX");
   ASSERT_EQ(uids.size(), 40u);
@@ -255,8 +188,9 @@ TEST_F(UidMapTest, SelectUidsFromTheMapMatchTheKeyScan) {
   EXPECT_EQ(SelectUids("Work").size(), 35u + 9);
 
   // FETCH with sequence numbers far from the end counts through the map.
-  EditFolder("INBOX", [](storage::FolderRecord* f) { f->set_uidnext(5 * uidmap::kBlockUids); });
-  uint32_t late = Append(Msg(99));
+  EditFolderRecord("INBOX",
+                   [](storage::FolderRecord* f) { f->set_uidnext(5 * uidmap::kBlockUids); });
+  uint32_t late = AppendUid(NoteMsg(99));
   uids = SelectUids("INBOX");
   ASSERT_EQ(uids.back(), late);
   v1::FetchRequest fr;
@@ -278,7 +212,7 @@ TEST_F(UidMapTest, SelectUidsFromTheMapMatchTheKeyScan) {
   }
 
   // Deleting a folder deletes its map; expunging everything empties it.
-  std::string work = Folder("Work").folder_id();
+  std::string work = FolderRecordOf("Work").folder_id();
   EXPECT_GT(CountPrefix(keys::UidMapPrefix("tenant-a", "mbx-a", work)), 0u);
   v1::DeleteFolderRequest df;
   df.set_mailbox_id("mbx-a");
@@ -291,12 +225,13 @@ TEST_F(UidMapTest, SelectUidsFromTheMapMatchTheKeyScan) {
 }
 
 TEST_F(UidMapTest, HeaderSearchFromPostingsMatchesTheHeaderRead) {
-  ASSERT_TRUE(Folder("INBOX").header_postings());
+  ASSERT_TRUE(FolderRecordOf("INBOX").header_postings());
   for (int i = 1; i <= 12; ++i) {
     if (i % 4 == 0) {
-      Deliver(Msg(i), absl::StrCat("Delivered-To: box", i, "@example.org\r\n"), absl::StrCat("d", i));
+      Deliver(NoteMsg(i), absl::StrCat("Delivered-To: box", i, "@example.org\r\n"),
+              absl::StrCat("d", i));
     } else {
-      Append(Msg(i, i % 5 == 0 ? "X-Priority: urgent =?UTF-8?B?w7xiZXI=?=\r\n" : ""));
+      AppendUid(NoteMsg(i, i % 5 == 0 ? "X-Priority: urgent =?UTF-8?B?w7xiZXI=?=\r\n" : ""));
     }
   }
   struct Q {
@@ -321,7 +256,7 @@ TEST_F(UidMapTest, HeaderSearchFromPostingsMatchesTheHeaderRead) {
     EXPECT_EQ(HeaderHits(q.field, q.value), q.want) << q.field << ": " << q.value;
     EXPECT_EQ(ScannedHeaderHits(q.field, q.value), q.want) << "scan " << q.field << ": " << q.value;
   }
-  std::string inbox = Folder("INBOX").folder_id();
+  std::string inbox = FolderRecordOf("INBOX").folder_id();
   EXPECT_EQ(CountPrefix(keys::FolderPostingPrefix("tenant-a", "mbx-a", inbox, "h:x-key:k7")), 1u);
   EXPECT_EQ(CountPrefix(keys::FolderPostingPrefix("tenant-a", "mbx-a", inbox, "h:delivered-to:box8")), 1u);
   EXPECT_EQ(CountPrefix(keys::FolderPostingPrefix("tenant-a", "mbx-a", inbox, "h:received:relay3")), 0u);
@@ -345,13 +280,13 @@ TEST_F(UidMapTest, HeaderSearchFromPostingsMatchesTheHeaderRead) {
 }
 
 TEST_F(UidMapTest, ABodyWithoutHeaderTermsTurnsTheFolderBackToHeaderReads) {
-  Append(Msg(1));
+  AppendUid(NoteMsg(1));
   // The body as stored before header terms existed: no "h:" terms, no flag.
-  Ingested in = *Ingest(Msg(2), IngestLimits{});
+  Ingested in = *Ingest(NoteMsg(2), IngestLimits{});
   storage::BodyTerms old;
   for (const auto& t : in.terms)
     if (t.rfind("h:", 0) != 0) old.add_terms(t);
-  Append(Msg(2), "Archive");  // stores the body (and its header terms)
+  AppendUid(NoteMsg(2), "Archive");  // stores the body (and its header terms)
   kv::v1::WriteRequest w;
   auto* p = w.add_ops()->mutable_put();
   p->set_key(keys::BodyTerms("tenant-a", in.sha_hex));
@@ -359,9 +294,9 @@ TEST_F(UidMapTest, ABodyWithoutHeaderTermsTurnsTheFolderBackToHeaderReads) {
   ASSERT_TRUE(kv_->Write(w, absl::InfiniteFuture()).ok());
   // The same bytes again (the body is shared): INBOX can no longer trust
   // its header postings, and answers from the headers.
-  uint32_t uid = Append(Msg(2));
-  EXPECT_FALSE(Folder("INBOX").header_postings());
-  EXPECT_TRUE(Folder("Archive").header_postings());
+  uint32_t uid = AppendUid(NoteMsg(2));
+  EXPECT_FALSE(FolderRecordOf("INBOX").header_postings());
+  EXPECT_TRUE(FolderRecordOf("Archive").header_postings());
   EXPECT_EQ(HeaderHits("X-Key", "K2"), std::vector<uint32_t>{uid});
   EXPECT_EQ(HeaderHits("X-Key", "K1"), std::vector<uint32_t>{1});
 }

@@ -5,9 +5,7 @@
 // UNAVAILABLE with the leader hint.
 #include <algorithm>
 #include <atomic>
-#include <filesystem>
 #include <fstream>
-#include <random>
 #include <string>
 #include <thread>
 
@@ -15,14 +13,9 @@
 #include "absl/strings/str_cat.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
-#include "grpcpp/server_builder.h"
 #include "grpcpp/support/client_callback.h"
 #include "gtest/gtest.h"
-#include "libs/auth/token.h"
-#include "libs/mailstore_client/mailstore_client.h"
-#include "libs/store/local_store.h"
-#include "services/mailstore/authz.h"
-#include "services/mailstore/mailbox_service.h"
+#include "services/mailstore/testing/service_fixture.h"
 
 namespace mailgrid::mailstore {
 namespace {
@@ -49,58 +42,22 @@ bool Eventually(F done) {
   return true;
 }
 
-class WatchTest : public ::testing::Test {
+class WatchTest : public testing::ServiceFixture {
  protected:
+  // The service as a leader while serving_ is true, else a follower that
+  // names 10.9.9.9:7000; mailboxes mbx-1 and mbx-2 of tenant "t".
   void Start(ServiceOptions options) {
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("mailstore_watch_", std::random_device{}());
-    kv_ = std::move(*store::LocalStore::Open(dir_.string()));
-    store_ = std::make_unique<MailStore>(kv_.get(), StoreOptions());
-    store_->SetCommitListener([this](const std::string&, const std::string& m) { hub_.Notify(m); });
-    signer_ = std::move(*auth::TokenSigner::Generate("k1"));
-    auto verifier = std::make_unique<auth::TokenVerifier>("mailgrid");
-    ASSERT_TRUE(verifier->AddPublicPem("k1", *signer_->PublicPem()).ok());
-    authz_ = std::make_unique<Authorizer>(std::move(verifier), store_.get());
     options.serving = [this](std::string* leader) {
       if (serving_.load()) return true;
       *leader = "10.9.9.9:7000";
       return false;
     };
-    service_ = std::make_unique<MailboxServiceImpl>(store_.get(), authz_.get(), &hub_, options);
-    grpc::ServerBuilder b;
-    int port = 0;
-    b.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    b.RegisterService(service_.get());
-    server_ = b.BuildAndStart();
-    ASSERT_GT(port, 0);
-    address_ = absl::StrCat("127.0.0.1:", port);
-    client_ = std::move(*msc::MailstoreClient::FromFlag(address_, nullptr));
+    StartService(std::move(options));
     stub_ = v1::MailboxService::NewStub(
         grpc::CreateChannel(address_, grpc::InsecureChannelCredentials()));
-    auth::Claims c;
-    c.issuer = "mailgrid";
-    c.subject = "accessd";
-    c.roles = {"service"};
-    c.service = "accessd";
-    c.scope = "full";
-    c.issued_at = absl::Now();
-    c.expires_at = absl::Now() + absl::Minutes(30);
-    service_opts_.authorization = "Bearer " + *signer_->Sign(c);
-    for (const char* m : {"mbx-1", "mbx-2"}) {
-      v1::CreateMailboxRequest r;
-      r.set_mailbox_id(m);
-      r.set_tenant_id("t");
-      r.set_owner_id(m);
-      r.set_kind(common::v1::MAILBOX_KIND_USER);
-      ASSERT_TRUE(client_->CreateMailbox(0, r, service_opts_).ok());
-    }
-  }
-  void TearDown() override {
-    if (server_) server_->Shutdown();
-    service_.reset();
-    store_.reset();
-    kv_.reset();
-    std::filesystem::remove_all(dir_);
+    service_opts_.authorization =
+        Bearer(Claims("accessd", "", {}, {"service"}, "accessd", absl::Minutes(30)));
+    for (const char* m : {"mbx-1", "mbx-2"}) CreateMailboxByRpc(m, "t", m);
   }
 
   uint32_t Append(const std::string& mailbox, const std::string& folder = "INBOX") {
@@ -113,19 +70,8 @@ class WatchTest : public ::testing::Test {
     return r.ok() ? r->uid() : 0;
   }
 
-  std::filesystem::path dir_;
-  std::unique_ptr<store::Store> kv_;
-  std::unique_ptr<MailStore> store_;
-  std::unique_ptr<auth::TokenSigner> signer_;
-  std::unique_ptr<Authorizer> authz_;
-  WatchHub hub_;
   std::atomic<bool> serving_{true};
-  std::unique_ptr<MailboxServiceImpl> service_;
-  std::unique_ptr<grpc::Server> server_;
-  std::string address_;
-  std::unique_ptr<msc::MailstoreClient> client_;
   std::unique_ptr<v1::MailboxService::Stub> stub_;
-  msc::CallOptions service_opts_;
   int next_ = 0;
 };
 

@@ -3,34 +3,23 @@
 // ResolveMany; relayd's queue flags reach the queue.
 #include "services/relay/outbound.h"
 
-#include "absl/strings/match.h"
 #include "gtest/gtest.h"
 #include "libs/base/config.h"
 #include "libs/outbound/test_util.h"
 #include "libs/rpc/errors.h"
+#include "services/relay/testing/fake_backend.h"
 
 namespace mailgrid::relay {
 namespace {
 
-// Local: *@hosted.test except nobody@; every other domain is not hosted.
-class CountingBackend final : public Backend {
+// The shared fake directory (bob@hosted.test exists, nobody@ does not,
+// other domains are remote) that counts its Resolve and ResolveMany calls.
+class CountingBackend final : public testing::FakeBackend {
  public:
   absl::StatusOr<tenant::v1::ResolveResponse> Resolve(
       const tenant::v1::ResolveRequest& req) override {
     ++resolve_calls;
-    const std::string& addr = req.address();
-    if (!absl::EndsWith(addr, "@hosted.test")) {
-      common::v1::RpcStatus d;
-      common::v1::ErrorDetail e;
-      e.set_reason("DOMAIN_NOT_HOSTED");
-      d.add_details()->PackFrom(e);
-      return rpc::WithDetails(absl::NotFoundError("domain not hosted"), d);
-    }
-    if (absl::StartsWith(addr, "nobody@")) return rpc::NotFound("address", addr);
-    tenant::v1::ResolveResponse r;
-    r.set_tenant_id("t1");
-    r.add_recipients()->set_mailbox_id("mbx-" + addr);
-    return r;
+    return FakeBackend::Resolve(req);
   }
   absl::StatusOr<tenant::v1::ResolveManyResponse> ResolveMany(
       const tenant::v1::ResolveManyRequest& req) override {
@@ -40,18 +29,6 @@ class CountingBackend final : public Backend {
     auto out = Backend::ResolveMany(req);  // the default: Resolve per request
     resolve_calls = before;                // ... inside this one call
     return out;
-  }
-  absl::StatusOr<bool> CanSendAs(const std::string&, const std::string&) override { return true; }
-  absl::StatusOr<identity::v1::CheckSaslResponse> CheckSasl(
-      const identity::v1::CheckSaslRequest&) override {
-    return absl::UnauthenticatedError("no");
-  }
-  absl::StatusOr<mailstore::v1::DeliverBatchResponse> Deliver(
-      uint32_t, const mailstore::v1::DeliverBatchRequest&) override {
-    return absl::UnavailableError("not in this test");
-  }
-  absl::Status CountSubmission(const std::string&, const std::string&) override {
-    return absl::OkStatus();
   }
 
   bool has_many = true;

@@ -2,10 +2,11 @@
 // LocalStore queue with a fake directory/mailstore backend: who may call
 // what (relay.proto), SubmitMessage (local now, remote queued, idempotent),
 // the queue admin RPCs with tenant scoping, routes.
+#include "services/relay/relay_service.h"
+
 #include <filesystem>
 #include <map>
 
-#include "absl/strings/match.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "grpcpp/create_channel.h"
@@ -16,75 +17,13 @@
 #include "gtest/gtest.h"
 #include "libs/auth/token.h"
 #include "libs/mailauth/dns.h"
-#include "libs/rpc/errors.h"
 #include "libs/store/local_store.h"
 #include "services/relay/audit_holds.h"
 #include "services/relay/outbound.h"
-#include "services/relay/relay_service.h"
+#include "services/relay/testing/fake_backend.h"
 
 namespace mailgrid::relay {
 namespace {
-
-class Fake final : public Backend {
- public:
-  absl::Mutex mu;
-  std::vector<mailstore::v1::DeliverBatchRequest> delivered;
-
-  absl::StatusOr<tenant::v1::ResolveResponse> Resolve(
-      const tenant::v1::ResolveRequest& req) override {
-    std::string addr = req.address();
-    if (!absl::EndsWith(addr, "@hosted.test")) {
-      common::v1::RpcStatus d;
-      common::v1::ErrorDetail e;
-      e.set_reason("DOMAIN_NOT_HOSTED");
-      d.add_details()->PackFrom(e);
-      return rpc::WithDetails(absl::NotFoundError("domain not hosted"), d);
-    }
-    if (addr != "bob@hosted.test" && addr != "notices@hosted.test")
-      return rpc::NotFound("address", addr);
-    tenant::v1::ResolveResponse r;
-    r.set_tenant_id("t1");
-    auto* rc = r.add_recipients();
-    rc->set_mailbox_id("mbx-" + addr);
-    rc->set_address(addr);
-    return r;
-  }
-  absl::StatusOr<bool> CanSendAs(const std::string&, const std::string&) override { return true; }
-  absl::StatusOr<identity::v1::CheckSaslResponse> CheckSasl(
-      const identity::v1::CheckSaslRequest&) override {
-    return absl::UnauthenticatedError("no");
-  }
-  absl::StatusOr<mailstore::v1::DeliverBatchResponse> Deliver(
-      uint32_t, const mailstore::v1::DeliverBatchRequest& req) override {
-    absl::MutexLock l(&mu);
-    delivered.push_back(req);
-    mailstore::v1::DeliverBatchResponse r;
-    for (const auto& t : req.recipients()) {
-      auto* res = r.add_results();
-      res->set_mailbox_id(t.mailbox_id());
-      res->set_status(mailstore::v1::DELIVERY_STATUS_DELIVERED);
-    }
-    return r;
-  }
-  absl::Status CountSubmission(const std::string&, const std::string&) override {
-    return absl::OkStatus();
-  }
-  size_t Delivered() {
-    absl::MutexLock l(&mu);
-    return delivered.size();
-  }
-  tenant::v1::AuditPolicy audit_policy;
-  std::vector<std::string> audit_actions;
-  absl::StatusOr<tenant::v1::AuditPolicy> GetAuditPolicy(const std::string&) override {
-    absl::MutexLock l(&mu);
-    return audit_policy;
-  }
-  absl::Status AppendAdminAuditLog(const tenant::v1::AdminAuditEntry& e) override {
-    absl::MutexLock l(&mu);
-    audit_actions.push_back(e.action());
-    return absl::OkStatus();
-  }
-};
 
 class NoDns final : public mailauth::Resolver {
  public:
@@ -156,7 +95,7 @@ class RelayServiceTest : public ::testing::Test {
   }
 
   std::string dir_;
-  Fake backend_;
+  testing::FakeBackend backend_;
   std::unique_ptr<Outbound> outbound_;
   std::unique_ptr<PolicyCache> policies_;
   std::unique_ptr<AuditHolds> audit_;
