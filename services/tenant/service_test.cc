@@ -108,9 +108,17 @@ class ServiceTest : public ::testing::Test {
     operator_ = Mint("", {auth::kRolePlatformOperator});
     reviewer_ = Mint("", {auth::kRolePlatformReviewer});
   }
+  // Stops the server and what uses the store, closes the store and removes
+  // its directory (each test's RocksDB used to stay in $TMPDIR).
   void TearDown() override {
-    server_->Shutdown();
+    if (server_) server_->Shutdown();  // null when SetUp failed early
     server_.reset();
+    domains_.reset();
+    tenants_.reset();
+    auth_.reset();
+    store_.reset();
+    kv_.reset();
+    std::filesystem::remove_all(dir_);
   }
 
   std::string Mint(const std::string& tenant, std::vector<std::string> roles,
