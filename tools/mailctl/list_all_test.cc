@@ -67,6 +67,10 @@ class ListAllTest : public ::testing::Test {
   void TearDown() override {
     if (server_) server_->Shutdown();
   }
+  absl::StatusOr<dirv1::ListAliasesResponse> ListAliases() {
+    return ListAll(*client_, dirv1::ListAliasesRequest(),
+                   &dirv1::DirectoryService::Stub::ListAliases);
+  }
 
   std::unique_ptr<PagedAliases> service_;
   std::unique_ptr<grpc::Server> server_;
@@ -75,8 +79,7 @@ class ListAllTest : public ::testing::Test {
 
 TEST_F(ListAllTest, FetchesEveryPageAndMergesThemInOrder) {
   Serve(2501);
-  auto all = ListAll(*client_, dirv1::ListAliasesRequest(),
-                     &dirv1::DirectoryService::Stub::ListAliases);
+  auto all = ListAliases();
   ASSERT_TRUE(all.ok()) << all.status();
   ASSERT_EQ(all->aliases_size(), 2501);
   for (int i = 0; i < all->aliases_size(); ++i)
@@ -87,8 +90,7 @@ TEST_F(ListAllTest, FetchesEveryPageAndMergesThemInOrder) {
 
 TEST_F(ListAllTest, AnEmptyListIsOneCall) {
   Serve(0);
-  auto all = ListAll(*client_, dirv1::ListAliasesRequest(),
-                     &dirv1::DirectoryService::Stub::ListAliases);
+  auto all = ListAliases();
   ASSERT_TRUE(all.ok()) << all.status();
   EXPECT_EQ(all->aliases_size(), 0);
   EXPECT_EQ(service_->page_sizes.size(), 1u);
@@ -97,8 +99,7 @@ TEST_F(ListAllTest, AnEmptyListIsOneCall) {
 TEST_F(ListAllTest, AnErrorOnALaterPageIsTheAnswer) {
   Serve(2501);
   service_->fail_from = 1000;
-  auto all = ListAll(*client_, dirv1::ListAliasesRequest(),
-                     &dirv1::DirectoryService::Stub::ListAliases);
+  auto all = ListAliases();
   ASSERT_FALSE(all.ok());
   EXPECT_EQ(all.status().code(), absl::StatusCode::kUnauthenticated);
   EXPECT_EQ(all.status().message(), "UNAUTHENTICATED: token expired");
