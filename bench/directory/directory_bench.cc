@@ -13,10 +13,13 @@
 //      user addresses per call, at each --inflight;
 //   4a. ResolveStream (phase "stream", not run by default): the same
 //      random user addresses, one per request, through relayd's stream
-//      client (relay::ResolveStreams) over --streams streams, at each
-//      --inflight, with the requests per stream message (above 1 when a
-//      tenantd that takes batches gets requests queued behind a write);
-//      run it after "resolve" (which waits for the warm-up);
+//      client (relay::ResolveStreams) over --streams streams (relayd's
+//      default, one, unless given; a list such as 1,3 measures each),
+//      with batches or not (--stream-batches 1,0: each), at each
+//      --inflight (every shape in turn at one --inflight before the
+//      next: a same-run A/B), with the requests per stream message (above
+//      1 when a tenantd that takes batches gets requests queued behind a
+//      write); run it after "resolve" (which waits for the warm-up);
 //   4b. GetPrincipal by address (phase "principal", not run by default):
 //      what identityd asks at every login, several reads per call;
 //   5. expansion of a group of about --big-group members (department
@@ -26,7 +29,7 @@
 // Usage: directory_bench --tenantd A,B,C --admin-token T --service-token S
 //          --domain D [--users 100000] [--groups 1000] [--inflight 64] [--channels 2] [--seconds 10]
 //          [--phases import,groups,floor,resolve,stream,many,principal,expand] [--from ROW]
-//          [--batch N] [--streams N]
+//          [--batch N] [--streams N,...] [--stream-batches 1,0]
 //          [--warm-seconds 60] [--spread N] [--server-pids P1,P2,P3]
 // --inflight 1,8,64 runs floor and resolve once per value (the curve).
 // --from ROW: the import starts at row ROW (a run cut short goes on).
@@ -88,9 +91,11 @@ struct Flags {
   // benchmark client's shape). Both send the same calls.
   std::string client = "callback";
   int cq_threads = 2;
-  // Phase "stream": how many ResolveStream streams (0: one per replica the
-  // load goes to).
-  int streams = 0;
+  // Phase "stream": how many ResolveStream streams (empty: relayd's
+  // default, ResolveStreamsOptions), and with batches (1) or without (0);
+  // each combination is measured.
+  std::vector<int> streams;
+  std::vector<int> stream_batches = {1};
   // Extra integer channel arguments for the load channels ("name=value,..."),
   // e.g. grpc.enable_retries=0.
   std::vector<std::pair<std::string, int>> channel_args;
@@ -323,6 +328,16 @@ class CqPool {
   std::vector<std::thread> threads_;
 };
 
+// "1,8,64": the integers of a comma-separated list that are at least `min`.
+std::vector<int> IntList(absl::string_view v, int min) {
+  std::vector<int> out;
+  for (absl::string_view n : absl::StrSplit(v, ',')) {
+    int x = 0;
+    if (absl::SimpleAtoi(n, &x) && x >= min) out.push_back(x);
+  }
+  return out;
+}
+
 int Main(int argc, char** argv) {
   Flags f;
   for (int i = 1; i + 1 < argc; i += 2) {
@@ -333,13 +348,7 @@ int Main(int argc, char** argv) {
     else if (k == "--domain") f.domain = v;
     else if (k == "--users") (void)absl::SimpleAtoi(v, &f.users);
     else if (k == "--groups") (void)absl::SimpleAtoi(v, &f.groups);
-    else if (k == "--inflight") {
-      f.inflight.clear();
-      for (absl::string_view n : absl::StrSplit(v, ',')) {
-        int x = 0;
-        if (absl::SimpleAtoi(n, &x) && x > 0) f.inflight.push_back(x);
-      }
-    }
+    else if (k == "--inflight") f.inflight = IntList(v, 1);
     else if (k == "--channels") (void)absl::SimpleAtoi(v, &f.channels);
     else if (k == "--spread") (void)absl::SimpleAtoi(v, &f.spread);
     else if (k == "--server-pids") {
@@ -357,7 +366,8 @@ int Main(int argc, char** argv) {
     else if (k == "--phases") f.phases = v;
     else if (k == "--client") f.client = v;
     else if (k == "--cq-threads") (void)absl::SimpleAtoi(v, &f.cq_threads);
-    else if (k == "--streams") (void)absl::SimpleAtoi(v, &f.streams);
+    else if (k == "--streams") f.streams = IntList(v, 1);
+    else if (k == "--stream-batches") f.stream_batches = IntList(v, 0);
     else if (k == "--channel-args") {
       for (absl::string_view kv : absl::StrSplit(v, ',', absl::SkipEmpty())) {
         std::pair<std::string, std::string> p = absl::StrSplit(kv, '=');
@@ -540,38 +550,60 @@ int Main(int argc, char** argv) {
   }
   if (f.Has("stream")) {
     // ResolveStream through relayd's own client (relay::ResolveStreams):
-    // --streams streams, stream i on replica i % spread (over that
-    // replica's load channels in turn), each request one user address with
-    // its own answer and latency; --inflight requests outstanding across
-    // the streams.
+    // each shape (--streams x --stream-batches) its own client, stream i
+    // on replica i % spread (over that replica's load channels in turn),
+    // each request one user address with its own answer and latency;
+    // --inflight requests outstanding across the streams. At each
+    // --inflight every shape runs in turn (alternated, same run).
     const size_t per_replica = static_cast<size_t>(std::max(1, f.channels));
     auto channel = [&](size_t i) -> absl::StatusOr<std::shared_ptr<grpc::Channel>> {
       return chans[(i % spread) * per_replica + (i / spread) % per_replica];
     };
     auto authorization = [&]() -> absl::StatusOr<std::string> { return "Bearer " + f.service; };
-    const size_t n = f.streams > 0 ? static_cast<size_t>(f.streams) : spread;
-    mailgrid::relay::ResolveStreams streams(channel, authorization, chans.size(), n);
-    std::uniform_int_distribution<int> pick(0, f.users - 1);
-    auto stream = [&](size_t, std::mt19937& rng, Done done) {
-      v1::ResolveRequest req;
-      req.set_address(Address(pick(rng), f.domain));
-      streams.Start(req, [done](absl::StatusOr<v1::ResolveResult> r) {
-        done(r.ok() && r->response().recipients_size() == 1);
-      });
+    struct Shape {
+      std::string what;
+      std::unique_ptr<mailgrid::relay::ResolveStreams> streams;
     };
-    const std::string what = absl::StrCat("resolve-stream (user address, ", n, " streams)");
-    for (int inflight : f.inflight) {
-      const int64_t sent0 = streams.sent(), messages0 = streams.messages();
-      Hammer(f, inflight, chans.size(), what.c_str(), stream);
-      const int64_t messages = streams.messages() - messages0;
-      // Above 1 once tenantd takes batched requests (relayd's client batches
-      // what queues behind a write in flight).
-      if (messages > 0)
-        std::printf("  requests per stream message: %.2f\n",
-                    static_cast<double>(streams.sent() - sent0) / static_cast<double>(messages));
+    std::vector<Shape> shapes;
+    const int relayd_streams = static_cast<int>(mailgrid::relay::ResolveStreamsOptions{}.streams);
+    const std::vector<int> counts =
+        f.streams.empty() ? std::vector<int>{relayd_streams} : f.streams;
+    for (int n : counts) {
+      for (int batches : f.stream_batches) {
+        mailgrid::relay::ResolveStreamsOptions o;
+        o.streams = static_cast<size_t>(n);
+        o.batches = batches != 0;
+        shapes.push_back({absl::StrCat("resolve-stream (user address, ", n, " streams",
+                                       o.batches ? "" : ", no batches", ")"),
+                          std::make_unique<mailgrid::relay::ResolveStreams>(channel, authorization,
+                                                                            chans.size(), o)});
+      }
     }
-    std::printf("  stream requests sent %lld, streams opened %lld\n",
-                static_cast<long long>(streams.sent()), static_cast<long long>(streams.opened()));
+    std::uniform_int_distribution<int> pick(0, f.users - 1);
+    for (int inflight : f.inflight) {
+      for (Shape& shape : shapes) {
+        mailgrid::relay::ResolveStreams& streams = *shape.streams;
+        auto stream = [&](size_t, std::mt19937& rng, Done done) {
+          v1::ResolveRequest req;
+          req.set_address(Address(pick(rng), f.domain));
+          streams.Start(req, [done](absl::StatusOr<v1::ResolveResult> r) {
+            done(r.ok() && r->response().recipients_size() == 1);
+          });
+        };
+        const int64_t sent0 = streams.sent(), messages0 = streams.messages();
+        Hammer(f, inflight, chans.size(), shape.what.c_str(), stream);
+        const int64_t messages = streams.messages() - messages0;
+        // Above 1 once tenantd takes batched requests (relayd's client
+        // batches what queues behind a write in flight).
+        if (messages > 0)
+          std::printf("  requests per stream message: %.2f\n",
+                      static_cast<double>(streams.sent() - sent0) / static_cast<double>(messages));
+      }
+    }
+    for (const Shape& shape : shapes)
+      std::printf("  %s: stream requests sent %lld, streams opened %lld\n", shape.what.c_str(),
+                  static_cast<long long>(shape.streams->sent()),
+                  static_cast<long long>(shape.streams->opened()));
   }
   if (f.Has("many")) {
     // ResolveMany: --batch random user addresses per call (relayd asking

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <deque>
 #include <limits>
+#include <random>
 #include <string_view>
 #include <utility>
 
@@ -41,14 +42,16 @@ class ResolveStreams::Stream final
     : public grpc::ClientBidiReactor<tenant::v1::ResolveStreamRequest,
                                      tenant::v1::ResolveStreamResponse> {
  public:
-  Stream(std::string header, std::atomic<int64_t>* messages)
-      : header_(std::move(header)), messages_(messages) {}
+  // `batches`: ask for batched answers and send batched requests once
+  // tenantd takes them.
+  Stream(std::string header, bool batches, std::atomic<int64_t>* messages)
+      : header_(std::move(header)), batches_(batches), messages_(messages) {}
 
   // Opens the call; `self` keeps this object alive until OnDone.
   void Open(const std::shared_ptr<Stream>& self, std::shared_ptr<grpc::Channel> channel) {
     self_ = self;
     if (!header_.empty()) ctx_.AddMetadata("authorization", header_);
-    ctx_.AddMetadata(kBatchesHeader, "1");  // we read `more` in answers
+    if (batches_) ctx_.AddMetadata(kBatchesHeader, "1");  // we read `more` in answers
     tenant::v1::DirectoryService::NewStub(std::move(channel))->async()->ResolveStream(&ctx_, this);
     AddHold();
     StartRead(&in_);
@@ -106,7 +109,7 @@ class ResolveStreams::Stream final
   }
 
   void OnReadInitialMetadataDone(bool ok) override {
-    if (!ok) return;
+    if (!ok || !batches_) return;
     const auto& md = ctx_.GetServerInitialMetadata();
     auto it = md.find(kBatchesHeader);
     if (it == md.end() || it->second != "1") return;  // an older tenantd
@@ -224,6 +227,7 @@ class ResolveStreams::Stream final
   }
 
   const std::string header_;
+  const bool batches_;
   std::atomic<int64_t>* const messages_;  // ResolveStreams::messages_
   grpc::ClientContext ctx_;
   tenant::v1::ResolveStreamResponse in_;  // the read in flight
@@ -241,11 +245,12 @@ class ResolveStreams::Stream final
 };
 
 ResolveStreams::ResolveStreams(ChannelFn channel, AuthFn authorization, size_t replicas,
-                               size_t streams)
+                               const ResolveStreamsOptions& options)
     : channel_(std::move(channel)), authorization_(std::move(authorization)),
-      replicas_(std::max<size_t>(1, replicas)) {
-  slots_.resize(std::max<size_t>(1, streams));
-  for (size_t i = 0; i < slots_.size(); ++i) slots_[i].replica = i % replicas_;
+      replicas_(std::max<size_t>(1, replicas)), batches_(options.batches) {
+  slots_.resize(std::max<size_t>(1, options.streams));
+  for (size_t i = 0; i < slots_.size(); ++i)
+    slots_[i].replica = (options.first_replica + i) % replicas_;
 }
 
 ResolveStreams::~ResolveStreams() {
@@ -287,7 +292,7 @@ std::shared_ptr<ResolveStreams::Stream> ResolveStreams::StreamFor(
     slot.reopen_at = now + kReopenAfter;
     return nullptr;
   }
-  slot.stream = std::make_shared<Stream>(header, &messages_);
+  slot.stream = std::make_shared<Stream>(header, batches_, &messages_);
   slot.stream->Open(slot.stream, *std::move(ch));
   live_.push_back(slot.stream);
   opened_.fetch_add(1);
@@ -417,10 +422,12 @@ void GrpcBackend::StartResolveStreams() {
     if (!tokens_) return std::string();
     return tokens_->AuthorizationHeader();
   };
-  // One stream per replica (at least two): every replica's index answers,
-  // and each stream is read by one server thread at a time.
-  resolve_streams_ = std::make_unique<ResolveStreams>(channel, authorization, replicas,
-                                                      std::max<size_t>(2, replicas));
+  // One stream (ResolveStreamsOptions says why) on a replica picked at
+  // random: several relayds spread over the group; a failed stream moves
+  // to the next replica.
+  ResolveStreamsOptions shape;
+  shape.first_replica = std::random_device{}() % replicas;
+  resolve_streams_ = std::make_unique<ResolveStreams>(channel, authorization, replicas, shape);
 }
 
 absl::StatusOr<std::shared_ptr<grpc::Channel>> GrpcBackend::ChannelFor(Group& g, size_t i) {

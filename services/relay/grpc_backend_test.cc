@@ -8,6 +8,7 @@
 // breaks, and the stream opened again.
 #include "services/relay/grpc_backend.h"
 
+#include <algorithm>
 #include <atomic>
 #include <limits>
 #include <map>
@@ -159,8 +160,9 @@ class FakeDirectory final : public tenant::v1::DirectoryService::Service {
     if (!streams_) return grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "an older tenantd");
     opened.fetch_add(1);
     auto asked = ctx->client_metadata().find(kBatchesHeader);
-    const bool batch_answers =
-        batches_ && asked != ctx->client_metadata().end() && asked->second == "1";
+    const bool asked_batches = asked != ctx->client_metadata().end() && asked->second == "1";
+    if (asked_batches) asked_for_batches.fetch_add(1);
+    const bool batch_answers = batches_ && asked_batches;
     if (batches_) {
       ctx->AddInitialMetadata(kBatchesHeader, "1");
       rw->SendInitialMetadata();
@@ -186,6 +188,7 @@ class FakeDirectory final : public tenant::v1::DirectoryService::Service {
   }
 
   std::atomic<int> unary{0}, streamed{0}, opened{0};
+  std::atomic<int> asked_for_batches{0};  // streams opened with kBatchesHeader
   // Request messages read, and those of them that carried several requests.
   std::atomic<int> messages{0}, batched_messages{0};
 
@@ -242,6 +245,47 @@ class GrpcBackendResolveTest : public ::testing::Test {
     }
     for (auto& th : ts) th.join();
   }
+  // `n` requests started at once on `streams` ("nobody…" every tenth);
+  // waits for every answer: address -> canonical address or error message.
+  static std::map<std::string, std::string> StartAtOnce(ResolveStreams& streams, int n) {
+    absl::Mutex mu;
+    std::map<std::string, std::string> answers;
+    for (int i = 0; i < n; ++i) {
+      tenant::v1::ResolveRequest req;
+      req.set_address(absl::StrCat(i % 10 == 9 ? "nobody" : "user", i, "@acme.test"));
+      streams.Start(req, [&, address = req.address()](absl::StatusOr<tenant::v1::ResolveResult> a) {
+        std::string got = !a.ok() ? a.status().ToString()
+                          : a->status().code() != 0 ? a->status().message()
+                                                    : a->response().canonical_address();
+        absl::MutexLock lock(&mu);
+        answers[address] = got;
+      });
+    }
+    struct AllIn {
+      const std::map<std::string, std::string>* answers;
+      size_t n;
+      bool Done() const { return answers->size() == n; }
+    } all_in{&answers, static_cast<size_t>(n)};
+    absl::MutexLock lock(&mu);
+    mu.Await(absl::Condition(&all_in, &AllIn::Done));
+    return answers;
+  }
+  // Every answer of StartAtOnce is its own request's.
+  static void ExpectOwnAnswers(const std::map<std::string, std::string>& answers) {
+    for (const auto& [address, got] : answers) {
+      if (absl::StartsWith(address, "nobody")) {
+        EXPECT_EQ(got, "no mailbox here for " + address);
+      } else {
+        EXPECT_EQ(got, address);
+      }
+    }
+  }
+  static ResolveStreams::ChannelFn ChannelsTo(const std::vector<Replica*>& replicas) {
+    return [replicas](size_t i) -> absl::StatusOr<std::shared_ptr<grpc::Channel>> {
+      return grpc::CreateChannel(replicas[i % replicas.size()]->address,
+                                 grpc::InsecureChannelCredentials());
+    };
+  }
 };
 
 TEST_F(GrpcBackendResolveTest, ResolveGoesOverTheStreamEachCallerItsOwnAnswer) {
@@ -251,11 +295,9 @@ TEST_F(GrpcBackendResolveTest, ResolveGoesOverTheStreamEachCallerItsOwnAnswer) {
   ResolveFromThreads(*backend, 8, 100, "");
   EXPECT_EQ(a->service->unary.load() + b->service->unary.load(), 0);
   EXPECT_EQ(a->service->streamed.load() + b->service->streamed.load(), 800);
-  // A few streams shared by every caller (one per replica, at least two),
-  // each replica carrying some.
-  EXPECT_EQ(a->service->opened.load() + b->service->opened.load(), 2);
-  EXPECT_GT(a->service->streamed.load(), 0);
-  EXPECT_GT(b->service->streamed.load(), 0);
+  // One stream shared by every caller, on one of the replicas.
+  EXPECT_EQ(a->service->opened.load() + b->service->opened.load(), 1);
+  EXPECT_EQ(std::max(a->service->streamed.load(), b->service->streamed.load()), 800);
   // These replicas do not announce batches: one request per message.
   EXPECT_EQ(a->service->batched_messages.load() + b->service->batched_messages.load(), 0);
   backend.reset();  // cancels its streams and waits for them
@@ -264,10 +306,8 @@ TEST_F(GrpcBackendResolveTest, ResolveGoesOverTheStreamEachCallerItsOwnAnswer) {
 
 TEST_F(GrpcBackendResolveTest, RequestsGoInBatchesOnceTenantdTakesThemEachCallerItsOwnAnswer) {
   std::unique_ptr<Replica> r = StartReplica(true, /*batches=*/true);
-  auto channel = [&](size_t) -> absl::StatusOr<std::shared_ptr<grpc::Channel>> {
-    return grpc::CreateChannel(r->address, grpc::InsecureChannelCredentials());
-  };
-  auto streams = std::make_unique<ResolveStreams>(channel, nullptr, 1, 1);
+  auto streams = std::make_unique<ResolveStreams>(ChannelsTo({r.get()}), nullptr, 1,
+                                                  ResolveStreamsOptions{});
   tenant::v1::ResolveRequest first;
   first.set_address("first@acme.test");
   // The first answer comes after tenantd's initial metadata (batches taken).
@@ -275,37 +315,49 @@ TEST_F(GrpcBackendResolveTest, RequestsGoInBatchesOnceTenantdTakesThemEachCaller
   // Many callers at once: requests queue behind the write in flight and go
   // out together; every caller still gets its own answer.
   constexpr int kCalls = 500;
-  absl::Mutex mu;
-  std::map<std::string, std::string> answers;  // address -> canonical address or error
-  for (int i = 0; i < kCalls; ++i) {
-    tenant::v1::ResolveRequest req;
-    req.set_address(absl::StrCat(i % 10 == 9 ? "nobody" : "user", i, "@acme.test"));
-    streams->Start(req, [&, address = req.address()](absl::StatusOr<tenant::v1::ResolveResult> a) {
-      std::string got = !a.ok() ? a.status().ToString()
-                        : a->status().code() != 0 ? a->status().message()
-                                                  : a->response().canonical_address();
-      absl::MutexLock lock(&mu);
-      answers[address] = got;
-    });
-  }
-  {
-    absl::MutexLock lock(&mu);
-    mu.Await(absl::Condition(
-        +[](std::map<std::string, std::string>* a) { return a->size() == static_cast<size_t>(kCalls); }, &answers));
-  }
-  for (const auto& [address, got] : answers) {
-    if (absl::StartsWith(address, "nobody")) {
-      EXPECT_EQ(got, "no mailbox here for " + address);
-    } else {
-      EXPECT_EQ(got, address);
-    }
-  }
+  ExpectOwnAnswers(StartAtOnce(*streams, kCalls));
   EXPECT_EQ(r->service->streamed.load(), kCalls + 1);
+  EXPECT_EQ(r->service->asked_for_batches.load(), 1);
   EXPECT_GT(r->service->batched_messages.load(), 0);
   EXPECT_LT(r->service->messages.load(), kCalls + 1);
   EXPECT_EQ(streams->messages(), r->service->messages.load());  // the client's own count
   streams.reset();
   r->server->Shutdown(absl::ToChronoTime(absl::Now()));
+}
+
+TEST_F(GrpcBackendResolveTest, WithoutBatchesEveryRequestIsAMessageOfItsOwn) {
+  std::unique_ptr<Replica> r = StartReplica(true, /*batches=*/true);
+  ResolveStreamsOptions o;
+  o.batches = false;
+  auto streams = std::make_unique<ResolveStreams>(ChannelsTo({r.get()}), nullptr, 1, o);
+  constexpr int kCalls = 300;
+  ExpectOwnAnswers(StartAtOnce(*streams, kCalls));
+  // Neither asked for batched answers nor sent batched requests, although
+  // this tenantd announces it takes them.
+  EXPECT_EQ(r->service->asked_for_batches.load(), 0);
+  EXPECT_EQ(r->service->batched_messages.load(), 0);
+  EXPECT_EQ(r->service->messages.load(), kCalls);
+  EXPECT_EQ(streams->messages(), kCalls);
+  streams.reset();
+  r->server->Shutdown(absl::ToChronoTime(absl::Now()));
+}
+
+TEST_F(GrpcBackendResolveTest, StreamsOpenFromTheFirstReplicaOnRoundRobin) {
+  std::unique_ptr<Replica> a = StartReplica(true), b = StartReplica(true), c = StartReplica(true);
+  ResolveStreamsOptions o;
+  o.streams = 2;
+  o.first_replica = 2;  // c, then a
+  auto streams = std::make_unique<ResolveStreams>(ChannelsTo({a.get(), b.get(), c.get()}), nullptr,
+                                                  3, o);
+  ExpectOwnAnswers(StartAtOnce(*streams, 100));
+  EXPECT_EQ(c->service->opened.load(), 1);
+  EXPECT_EQ(a->service->opened.load(), 1);
+  EXPECT_EQ(b->service->opened.load(), 0);
+  EXPECT_EQ(a->service->streamed.load() + c->service->streamed.load(), 100);
+  EXPECT_GT(a->service->streamed.load(), 0);
+  EXPECT_GT(c->service->streamed.load(), 0);
+  streams.reset();
+  for (Replica* r : {a.get(), b.get(), c.get()}) r->server->Shutdown(absl::ToChronoTime(absl::Now()));
 }
 
 TEST_F(GrpcBackendResolveTest, OlderTenantdWithoutTheStreamGetsUnaryResolve) {
@@ -324,9 +376,11 @@ TEST_F(GrpcBackendResolveTest, BrokenStreamFallsBackThenReopensOnAnotherReplica)
   std::unique_ptr<GrpcBackend> backend = Backend({a->address, b->address});
   ASSERT_NE(backend, nullptr);
   ResolveFromThreads(*backend, 4, 20, "-before");
-  ASSERT_EQ(a->service->opened.load(), 1);
+  // The stream opened on a replica picked at random: that one goes away.
+  ASSERT_EQ(a->service->opened.load() + b->service->opened.load(), 1);
+  if (b->service->opened.load() == 1) std::swap(a, b);
   // Replica a goes away with its stream: every call still gets its answer
-  // (unary, through the next replica, while a's slot waits to reopen).
+  // (unary, through the next replica, while the slot waits to reopen).
   a->server->Shutdown(absl::ToChronoTime(absl::Now()));
   const int unary_before = b->service->unary.load();
   ResolveFromThreads(*backend, 4, 20, "-during");
@@ -335,7 +389,7 @@ TEST_F(GrpcBackendResolveTest, BrokenStreamFallsBackThenReopensOnAnotherReplica)
   absl::SleepFor(ResolveStreams::kReopenAfter + absl::Milliseconds(200));
   const int streamed_before = b->service->streamed.load(), unary_after = b->service->unary.load();
   ResolveFromThreads(*backend, 4, 20, "-after");
-  EXPECT_EQ(b->service->opened.load(), 2);
+  EXPECT_EQ(b->service->opened.load(), 1);
   EXPECT_EQ(b->service->streamed.load() - streamed_before, 80);
   EXPECT_EQ(b->service->unary.load(), unary_after);
   backend.reset();

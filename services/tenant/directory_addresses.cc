@@ -383,8 +383,8 @@ grpc::Status DirectoryServiceImpl::DeleteSharedMailbox(Ctx* ctx,
       ASSIGN_OR_RETURN(auto rec, ReadShared(*store_, tid, id));
       if (rec.value.mailbox().has_purge_after())
         return Precondition("WRONG_STATE", "the shared mailbox is deleted already");
-      *rec.value.mutable_mailbox()->mutable_purge_after() =
-          ToProto(absl::Now() + options_->user_grace_period);
+      const absl::Time purge = absl::Now() + options_->user_grace_period;
+      *rec.value.mutable_mailbox()->mutable_purge_after() = ToProto(purge);
       ASSIGN_OR_RETURN(auto seats, IdsUnder(*store_, dkeys::SeatPrefix(tid, id)));
       ASSIGN_OR_RETURN(auto usage, store_->Read<v1::TenantUsage>(keys::Usage(tid)));
       usage.value.set_shared_mailboxes(std::max<int64_t>(0, usage.value.shared_mailboxes() - 1));
@@ -394,7 +394,8 @@ grpc::Status DirectoryServiceImpl::DeleteSharedMailbox(Ctx* ctx,
       batch.ExpectVersion(dkeys::Shared(tid, id), rec.version)
           .Put(dkeys::Shared(tid, id), rec.value)
           .ExpectVersion(keys::Usage(tid), usage.version)
-          .Put(keys::Usage(tid), usage.value);
+          .Put(keys::Usage(tid), usage.value)
+          .PutRaw(dkeys::Purge(purge, tid, id), "");  // directory_purge.cc
       for (const auto& u : seats)
         batch.Delete(dkeys::Seat(tid, id, u)).Delete(dkeys::UserSeat(tid, u, id));
       Changed(batch, tid, p, "shared_mailbox.delete", "shared_mailbox", id,

@@ -211,5 +211,116 @@ TEST_F(PeersTest, RemoveDomainIsRefusedWhileTheDirectoryUsesIt) {
   EXPECT_TRUE(ds_->RemoveDomain(Ctx(admin_).get(), rm, &resp).ok());
 }
 
+// A deleted user and a deleted shared mailbox stay through the grace period;
+// then the purge deletes both mailboxes at mailstored (not before it
+// answers) and every key that names them, so their addresses can be taken
+// again and the seat the user held goes back to the plan.
+TEST_F(PeersTest, PurgeAfterTheGracePeriodFreesMailboxesAddressesAndSeats) {
+  const std::string alice = User("alice@acme.test");
+  v1::CreateSharedMailboxRequest cs;
+  cs.set_address("support@acme.test");
+  v1::SharedMailbox support;
+  ASSERT_TRUE(dir_stub_->CreateSharedMailbox(Ctx(admin_).get(), cs, &support).ok());
+  // Alice holds a seat on a shared mailbox that stays.
+  v1::CreateSharedMailboxRequest cs_sales;
+  cs_sales.set_address("sales@acme.test");
+  v1::SharedMailbox sales;
+  ASSERT_TRUE(dir_stub_->CreateSharedMailbox(Ctx(admin_).get(), cs_sales, &sales).ok());
+  v1::AssignSeatRequest seat;
+  seat.set_shared_mailbox_id(sales.shared_mailbox_id());
+  seat.set_user_id(alice);
+  v1::Seat assigned;
+  ASSERT_TRUE(dir_stub_->AssignSeat(Ctx(admin_).get(), seat, &assigned).ok());
+  for (const auto& [address, user, shared] :
+       {std::tuple{"al@acme.test", alice, std::string()},
+        std::tuple{"help@acme.test", std::string(), support.shared_mailbox_id()}}) {
+    v1::AddAliasRequest a;
+    a.set_address(address);
+    if (!user.empty()) a.set_user_id(user);
+    if (!shared.empty()) a.set_shared_mailbox_id(shared);
+    v1::Alias out;
+    ASSERT_TRUE(dir_stub_->AddAlias(Ctx(admin_).get(), a, &out).ok()) << address;
+  }
+  const std::string group =
+      Group("team@acme.test", {Member(v1::MEMBER_KIND_USER, alice),
+                               Member(v1::MEMBER_KIND_SHARED_MAILBOX, support.shared_mailbox_id())});
+  // A third member, so the group is not empty after the purge.
+  const std::string bob = User("bob@acme.test");
+  v1::AddGroupMemberRequest add;
+  add.set_group_id(group);
+  *add.mutable_member() = Member(v1::MEMBER_KIND_USER, bob);
+  v1::Group g;
+  ASSERT_TRUE(dir_stub_->AddGroupMember(Ctx(admin_).get(), add, &g).ok());
+
+  v1::DeleteUserRequest du;
+  du.set_user_id(alice);
+  v1::User deleted;
+  ASSERT_TRUE(dir_stub_->DeleteUser(Ctx(admin_).get(), du, &deleted).ok());
+  v1::DeleteSharedMailboxRequest ds;
+  ds.set_shared_mailbox_id(support.shared_mailbox_id());
+  v1::DeleteSharedMailboxResponse dr;
+  ASSERT_TRUE(dir_stub_->DeleteSharedMailbox(Ctx(admin_).get(), ds, &dr).ok());
+  const std::string alice_mailbox = deleted.mailbox_id();
+  const std::string support_mailbox = support.mailbox_id();
+  auto seats_used = [&] {
+    return store_->Read<v1::TenantUsage>(keys::Usage(tenant_))->value.shared_mailbox_seats();
+  };
+  EXPECT_EQ(seats_used(), 1);  // the deleted user keeps its seat until the purge
+  EXPECT_EQ(KeysUnder(dkeys::PurgePrefix()), 2u);
+
+  // Within the grace period: nothing goes, the addresses stay taken.
+  ASSERT_TRUE(directory_->BackgroundRound(absl::Now()).ok());
+  v1::CreateUserResponse again;
+  EXPECT_EQ(CreateUser("alice@acme.test", &again).error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_EQ(dir_stub_->CreateSharedMailbox(Ctx(admin_).get(), cs, &support).error_code(),
+            grpc::StatusCode::ALREADY_EXISTS);
+  {
+    absl::MutexLock l(&peers_.mu);
+    EXPECT_TRUE(peers_.deleted.empty());
+  }
+
+  // Past it, with mailstored refusing: still nothing, the keys wait.
+  const absl::Time past = absl::Now() + options_.user_grace_period + absl::Minutes(1);
+  peers_.mailstore_status = absl::UnavailableError("shard down");
+  ASSERT_TRUE(directory_->BackgroundRound(past).ok());
+  EXPECT_EQ(KeysUnder(dkeys::PurgePrefix()), 2u);
+  EXPECT_TRUE(ReadUser(*store_, tenant_, alice).ok());
+
+  peers_.mailstore_status = absl::OkStatus();
+  ASSERT_TRUE(directory_->BackgroundRound(past).ok());
+  {
+    absl::MutexLock l(&peers_.mu);
+    EXPECT_EQ(peers_.deleted, (std::set<std::string>{alice_mailbox, support_mailbox}));
+    EXPECT_EQ(peers_.passwords.count(alice), 0u);
+  }
+  EXPECT_EQ(KeysUnder(dkeys::PurgePrefix()), 0u);
+  EXPECT_TRUE(absl::IsNotFound(ReadUser(*store_, tenant_, alice).status()));
+  EXPECT_TRUE(
+      absl::IsNotFound(ReadShared(*store_, tenant_, support.shared_mailbox_id()).status()));
+  EXPECT_EQ(KeysUnder(dkeys::SeatPrefix(tenant_, sales.shared_mailbox_id())), 0u);
+  EXPECT_EQ(KeysUnder(dkeys::UserSeatPrefix(tenant_, alice)), 0u);
+  EXPECT_EQ(seats_used(), 0);
+  v1::ListGroupMembersRequest lm;
+  lm.set_group_id(group);
+  v1::ListGroupMembersResponse members;
+  ASSERT_TRUE(dir_stub_->ListGroupMembers(Ctx(admin_).get(), lm, &members).ok());
+  ASSERT_EQ(members.members_size(), 1);
+  EXPECT_EQ(members.members(0).id(), bob);
+  EXPECT_EQ(KeysUnder(dkeys::MemberOfPrefix(tenant_, alice)), 0u);
+  EXPECT_EQ(Recipients("team@acme.test"), (std::set<std::string>{"bob@acme.test"}));
+  for (const char* gone : {"alice@acme.test", "al@acme.test", "support@acme.test", "help@acme.test"}) {
+    v1::ResolveResponse res;
+    EXPECT_EQ(Resolve(gone, &res).error_code(), grpc::StatusCode::NOT_FOUND) << gone;
+  }
+  // Every address is free again.
+  EXPECT_TRUE(CreateUser("alice@acme.test", &again).ok());
+  EXPECT_TRUE(dir_stub_->CreateSharedMailbox(Ctx(admin_).get(), cs, &support).ok());
+  v1::AddAliasRequest a;
+  a.set_address("help@acme.test");
+  a.set_shared_mailbox_id(support.shared_mailbox_id());
+  v1::Alias out;
+  EXPECT_TRUE(dir_stub_->AddAlias(Ctx(admin_).get(), a, &out).ok());
+}
+
 }  // namespace
 }  // namespace mailgrid::tenant

@@ -155,7 +155,8 @@ class DirectoryServiceImpl final
   grpc::Status SetSieveScript(Ctx*, const v1::SetSieveScriptRequest*, v1::SieveScript*) override;
 
   // Background: creates mailboxes left pending (mailstored was not
-  // configured, or came back) and purges users whose grace period ended.
+  // configured, or came back) and purges users and shared mailboxes whose
+  // grace period ended.
   absl::Status BackgroundRound(absl::Time now);
   // Deletes T/deptgen/<d> keys whose department record is gone (left by
   // deletes made before the key was deleted with its department, stop 20).
@@ -387,6 +388,17 @@ class DirectoryServiceImpl final
   void EndSessions(const v1::User& u, const std::string& reason);
   // Retries what the keys above still name (BackgroundRound).
   absl::Status PeerWorkRound();
+
+  // ---- purge after the grace period (directory_purge.cc) ----
+  // Every purge key due at `now`, oldest first. A peer that refuses leaves
+  // the key for the next round; a store error ends the round.
+  absl::Status PurgeDue(absl::Time now);
+  absl::Status PurgeUser(const std::string& tid, const std::string& uid,
+                         const std::string& purge_key);
+  absl::Status PurgeSharedMailbox(const std::string& tid, const std::string& id,
+                                  const std::string& purge_key);
+  // Removes `member_id` from every group of tenant `tid` that lists it.
+  absl::Status DropFromGroups(Batch& b, const std::string& tid, const std::string& member_id);
 
   // ---- policies (directory_policies.cc) ----
   // FAILED_PRECONDITION PLAN_FEATURE_MISSING unless the tenant's plan has `feature`.

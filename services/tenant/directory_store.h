@@ -24,7 +24,7 @@
 //   T / "alias" / address key                -> tenant.v1.Alias (ListAliases)
 //   T / "mailsettings" / a-label             -> tenant.v1.DomainMailSettings
 //   G("pendingmbx") / tenant / user_id      -> ""  mailbox still to create at mailstored
-//   G("purge") / i64 micros / tenant / user  -> ""  a DELETED user's purge time
+//   G("purge") / i64 micros / tenant / id    -> ""  a DELETED user's or shared mailbox's purge time
 //   T / "dirgen"                             -> random bytes, rewritten by every directory
 //                                               change: the Resolve cache's validity stamp
 //   T / "memgen"                             -> random bytes, rewritten (with dirgen) by every
@@ -105,7 +105,8 @@ std::string PeerWorkPrefix(std::string_view kind);
 // Work for the background loop (global, so one scan finds it):
 std::string PendingMailbox(std::string_view t, std::string_view user_id);
 std::string PendingMailboxPrefix();
-std::string Purge(absl::Time after, std::string_view t, std::string_view user_id);
+// A deleted user's or shared mailbox's purge (the id's prefix says which).
+std::string Purge(absl::Time after, std::string_view t, std::string_view id);
 std::string PurgePrefix();
 }  // namespace dkeys
 

@@ -5,7 +5,6 @@
 // relayd) that record calls and can be made to fail.
 #pragma once
 
-#include <filesystem>
 #include <set>
 
 #include "absl/strings/str_cat.h"
@@ -21,6 +20,7 @@
 #include "services/tenant/directory_service.h"
 #include "services/tenant/domain_service.h"
 #include "services/tenant/tenant_service.h"
+#include "services/tenant/tenant_test_base.h"
 
 namespace mailgrid::tenant::dirtest {
 
@@ -50,6 +50,7 @@ class FakePeers final : public DirectoryPeers {
   }
   absl::Status DeleteMailbox(uint32_t, const std::string& id) override {
     absl::MutexLock l(&mu);
+    if (!mailstore_status.ok()) return mailstore_status;
     mailboxes.erase(id);
     deleted.insert(id);
     return absl::OkStatus();
@@ -91,42 +92,14 @@ class FakePeers final : public DirectoryPeers {
   std::set<std::string> deleted;
 };
 
-struct RpcError {
-  grpc::StatusCode code;
-  std::string message, reason, field;
-  std::vector<common::v1::LimitDetail> limits;
-};
+using tenanttest::Details;
+using tenanttest::RpcError;
 
-inline RpcError Details(const grpc::Status& s) {
-  RpcError e{s.error_code(), s.error_message(), "", "", {}};
-  common::v1::RpcStatus r;
-  if (!s.error_details().empty() && r.ParseFromString(s.error_details())) {
-    for (const auto& any : r.details()) {
-      common::v1::ErrorDetail d;
-      common::v1::LimitDetail l;
-      if (any.UnpackTo(&d)) {
-        e.reason = d.reason();
-        e.field = d.field();
-      } else if (any.UnpackTo(&l)) {
-        e.limits.push_back(l);
-      }
-    }
-  }
-  return e;
-}
-
-class DirectoryTest : public ::testing::Test {
+class DirectoryTest : public tenanttest::TenantStoreTest {
  protected:
   void SetUp() override {
-    dir_ = ::testing::TempDir() + "/directory_test_" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::filesystem::remove_all(dir_);
-    kv_ = std::move(*store::LocalStore::Open(dir_));
-    store_ = std::make_unique<TenantStore>(kv_.get());
-    signer_ = *auth::TokenSigner::Generate("k1");
-    auto verifier = std::make_unique<auth::TokenVerifier>("mailgrid");
-    ASSERT_TRUE(verifier->AddPublicPem("k1", *signer_->PublicPem()).ok());
-    auth_ = std::make_unique<Authenticator>(std::move(verifier), store_.get());
+    OpenStore("directory_test_");
+    if (HasFatalFailure()) return;
     options_.mx_hosts_raw = {"mx1.mg.example:10"};
     options_.resolve_max_staleness = absl::Milliseconds(200);
     ASSERT_TRUE(Finish(options_).ok());
@@ -158,36 +131,17 @@ class DirectoryTest : public ::testing::Test {
     std::tie(other_, other_admin_) = ActiveTenant("Other", "boss@other.example", 3);
     Domain(other_admin_, "other.test", true);
   }
-  // Stops the server, then everything that uses the store, closes the
-  // store and removes its directory (each test's RocksDB used to stay in
-  // $TMPDIR). Subclasses stop their own threads first.
-  void TearDown() override {
-    if (server_) server_->Shutdown();  // null when SetUp failed early
-    server_.reset();
+  // TenantStoreTest::TearDown stops the server, then these, then closes
+  // the store. Subclasses stop their own threads first.
+  void ReleaseServices() override {
     directory_.reset();
     domains_.reset();
     tenants_.reset();
-    auth_.reset();
-    store_.reset();
-    kv_.reset();
-    std::filesystem::remove_all(dir_);
   }
 
   std::string Mint(const std::string& tenant, std::vector<std::string> roles,
                    const std::string& subject = "admin-1") {
-    auth::Claims c;
-    c.issuer = "mailgrid";
-    c.subject = subject;
-    c.tenant_id = tenant;
-    c.roles = std::move(roles);
-    c.issued_at = absl::Now();
-    c.expires_at = absl::Now() + absl::Hours(1);
-    return *signer_->Sign(c);
-  }
-  std::unique_ptr<grpc::ClientContext> Ctx(const std::string& token) {
-    auto ctx = std::make_unique<grpc::ClientContext>();
-    if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
-    return ctx;
+    return Sign(tenant, std::move(roles), subject);
   }
 
   // ACTIVE tenant, plan with 5 mailboxes and 2 seats; returns (id, admin token).
@@ -295,17 +249,11 @@ class DirectoryTest : public ::testing::Test {
   size_t KeysUnder(const std::string& prefix) { return store_->ScanAll(prefix, true)->size(); }
   size_t UserKeys() { return KeysUnder(dkeys::UserPrefix(tenant_)); }
 
-  std::string dir_;
-  std::unique_ptr<store::LocalStore> kv_;
-  std::unique_ptr<TenantStore> store_;
-  std::unique_ptr<auth::TokenSigner> signer_;
-  std::unique_ptr<Authenticator> auth_;
   Options options_;
   FakePeers peers_;
   std::unique_ptr<TenantServiceImpl> tenants_;
   std::unique_ptr<DomainServiceImpl> domains_;
   std::unique_ptr<DirectoryServiceImpl> directory_;
-  std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::TenantService::Stub> ts_;
   std::unique_ptr<v1::DomainService::Stub> ds_;
   std::unique_ptr<v1::DirectoryService::Stub> dir_stub_;

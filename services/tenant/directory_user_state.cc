@@ -1,6 +1,6 @@
 // DirectoryService: changes to existing users (update, disable, enable,
-// delete, rename) and the background work on users (pending mailboxes,
-// purge after the grace period).
+// delete, rename) and the background round (pending mailboxes; the purge
+// after the grace period is in directory_purge.cc).
 #include <algorithm>
 #include <set>
 
@@ -388,75 +388,8 @@ absl::Status DirectoryServiceImpl::BackgroundRound(absl::Time now) {
       log::Info("pending mailbox created", {{"user", u.user_id()}, {"mailbox", u.mailbox_id()}});
     }
   }
-  // Users whose grace period is over: mailbox, credentials, addresses.
-  const std::string prefix = dkeys::PurgePrefix();
-  ASSIGN_OR_RETURN(auto due, store_->ScanAll(prefix, true));
-  for (const auto& e : due) {
-    kv::KeyReader r(e.key());
-    r.ConsumePrefix(prefix);
-    auto micros = r.I64();
-    auto tid = r.Str();
-    auto uid = r.Str();
-    if (!micros.ok() || !tid.ok() || !uid.ok()) continue;
-    if (absl::FromUnixMicros(*micros) > now) break;  // keys are in time order
-    auto rec = ReadUser(*store_, *tid, *uid);
-    if (!rec.ok() || rec->value.user().state() != v1::USER_STATE_DELETED) {
-      (void)store_->Commit(Batch().Delete(e.key()));
-      continue;
-    }
-    const v1::User& u = rec->value.user();
-    if (peers_ != nullptr && peers_->mailstore_configured() && !rec->value.mailbox_pending()) {
-      absl::Status s = peers_->DeleteMailbox(u.shard(), u.mailbox_id());
-      if (!s.ok()) {
-        log::Warn("purge: mailbox not deleted, retried next round", {{"user", *uid}, {"status", s}});
-        continue;
-      }
-    }
-    if (peers_ != nullptr) {
-      absl::Status s = peers_->DeleteCredentials(u.user_id());
-      if (!s.ok()) {
-        log::Warn("purge: credentials not deleted, retried next round",
-                  {{"user", *uid}, {"status", s}});
-        continue;
-      }
-    }
-    RETURN_IF_ERROR(store_->Transact([&]() -> absl::StatusOr<Batch> {
-      Batch b;
-      b.Delete(dkeys::User(*tid, *uid)).Delete(dkeys::Object(*uid)).Delete(e.key());
-      b.Delete(dkeys::Sieve(*tid, *uid));
-      for (const char* kind : {"welcome", "quota", "sessions"})
-        b.Delete(dkeys::PeerWork(kind, *tid, *uid));
-      b.Delete(dkeys::Address(KeyOfAddress(u.address())));
-      for (const auto& a : u.aliases()) {
-        b.Delete(dkeys::Address(KeyOfAddress(a))).Delete(dkeys::Alias(*tid, KeyOfAddress(a)));
-      }
-      for (const auto& d : u.department_ids()) b.Delete(dkeys::DeptMember(*tid, d, *uid));
-      ASSIGN_OR_RETURN(auto groups, IdsUnder(*store_, dkeys::MemberOfPrefix(*tid, *uid)));
-      for (const auto& g : groups) {
-        ASSIGN_OR_RETURN(auto group, store_->Read<storage::GroupRecord>(dkeys::Group(*tid, g)));
-        if (!group.found()) continue;
-        auto* members = group.value.mutable_members();
-        members->erase(std::remove_if(members->begin(), members->end(),
-                                      [&](const v1::GroupMember& m) { return m.id() == *uid; }),
-                       members->end());
-        b.ExpectVersion(dkeys::Group(*tid, g), group.version)
-            .Put(dkeys::Group(*tid, g), group.value)
-            .Delete(dkeys::MemberOf(*tid, *uid, g));
-      }
-      ASSIGN_OR_RETURN(auto seats, IdsUnder(*store_, dkeys::UserSeatPrefix(*tid, *uid)));
-      for (const auto& s : seats)
-        b.Delete(dkeys::Seat(*tid, s, *uid)).Delete(dkeys::UserSeat(*tid, *uid, s));
-      RETURN_IF_ERROR(CountPlacements({u.shard()}, &b, -1));
-      Principal system;
-      system.subject = "tenantd";
-      system.roles = {auth::kRoleService};
-      Changed(b, *tid, system, "user.purge", "user", *uid,
-              absl::StrCat("user ", u.address(), " purged after the grace period"));
-      return b;
-    }));
-    log::Info("user purged", {{"tenant", *tid}, {"user", *uid}});
-  }
-  return absl::OkStatus();
+  // Users and shared mailboxes whose grace period is over (directory_purge.cc).
+  return PurgeDue(now);
 }
 
 }  // namespace mailgrid::tenant

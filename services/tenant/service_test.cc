@@ -2,7 +2,6 @@
 // server on loopback over LocalStore (real RocksDB), real tokens, and a
 // scripted resolver for the DNS side (the real one is exercised with
 // dnsmasq in tenant_integration_test.py).
-#include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -16,6 +15,7 @@
 #include "mailgrid/tenant/v1/directory.pb.h"
 #include "services/tenant/domain_service.h"
 #include "services/tenant/tenant_service.h"
+#include "services/tenant/tenant_test_base.h"
 
 namespace mailgrid::tenant {
 namespace {
@@ -44,46 +44,14 @@ class FakeResolver final : public Resolver {
   bool down = false;
 };
 
-struct RpcError {
-  grpc::StatusCode code;
-  std::string message;
-  std::string reason;
-  std::string field;
-  std::vector<common::v1::LimitDetail> limits;
-};
+using tenanttest::Details;
+using tenanttest::RpcError;
 
-RpcError Details(const grpc::Status& s) {
-  RpcError e{s.error_code(), s.error_message(), "", "", {}};
-  common::v1::RpcStatus r;
-  if (!s.error_details().empty() && r.ParseFromString(s.error_details())) {
-    for (const auto& any : r.details()) {
-      common::v1::ErrorDetail d;
-      common::v1::LimitDetail l;
-      if (any.UnpackTo(&d)) {
-        e.reason = d.reason();
-        e.field = d.field();
-      } else if (any.UnpackTo(&l)) {
-        e.limits.push_back(l);
-      }
-    }
-  }
-  return e;
-}
-
-class ServiceTest : public ::testing::Test {
+class ServiceTest : public tenanttest::TenantStoreTest {
  protected:
   void SetUp() override {
-    dir_ = ::testing::TempDir() + "/tenant_service_test_" +
-           ::testing::UnitTest::GetInstance()->current_test_info()->name();
-    std::filesystem::remove_all(dir_);
-    auto local = store::LocalStore::Open(dir_);
-    ASSERT_TRUE(local.ok()) << local.status();
-    kv_ = std::move(*local);
-    store_ = std::make_unique<TenantStore>(kv_.get());
-    signer_ = *auth::TokenSigner::Generate("k1");
-    auto verifier = std::make_unique<auth::TokenVerifier>("mailgrid");
-    ASSERT_TRUE(verifier->AddPublicPem("k1", *signer_->PublicPem()).ok());
-    auth_ = std::make_unique<Authenticator>(std::move(verifier), store_.get());
+    OpenStore("tenant_service_test_");
+    if (HasFatalFailure()) return;
     options_.max_document_bytes = 2 << 20;
     options_.mx_hosts_raw = {"mx1.mg.example:10"};
     options_.cluster_hostname = "mail.mg.example";
@@ -108,35 +76,13 @@ class ServiceTest : public ::testing::Test {
     operator_ = Mint("", {auth::kRolePlatformOperator});
     reviewer_ = Mint("", {auth::kRolePlatformReviewer});
   }
-  // Stops the server and what uses the store, closes the store and removes
-  // its directory (each test's RocksDB used to stay in $TMPDIR).
-  void TearDown() override {
-    if (server_) server_->Shutdown();  // null when SetUp failed early
-    server_.reset();
+  void ReleaseServices() override {
     domains_.reset();
     tenants_.reset();
-    auth_.reset();
-    store_.reset();
-    kv_.reset();
-    std::filesystem::remove_all(dir_);
   }
-
   std::string Mint(const std::string& tenant, std::vector<std::string> roles,
                    const std::string& subject = "u1") {
-    auth::Claims c;
-    c.issuer = "mailgrid";
-    c.subject = subject;
-    c.tenant_id = tenant;
-    c.roles = std::move(roles);
-    c.issued_at = absl::Now();
-    c.expires_at = absl::Now() + absl::Hours(1);
-    return *signer_->Sign(c);
-  }
-
-  std::unique_ptr<grpc::ClientContext> Ctx(const std::string& token) {
-    auto ctx = std::make_unique<grpc::ClientContext>();
-    if (!token.empty()) ctx->AddMetadata("authorization", "Bearer " + token);
-    return ctx;
+    return Sign(tenant, std::move(roles), subject);
   }
 
   v1::RegisterTenantRequest Registration(const std::string& name, const std::string& email) {
@@ -230,16 +176,10 @@ class ServiceTest : public ::testing::Test {
 
   size_t KeysUnder(const std::string& prefix) { return store_->ScanAll(prefix, true)->size(); }
 
-  std::string dir_;
-  std::unique_ptr<store::LocalStore> kv_;
-  std::unique_ptr<TenantStore> store_;
-  std::unique_ptr<auth::TokenSigner> signer_;
-  std::unique_ptr<Authenticator> auth_;
   Options options_;
   FakeResolver* dns_ = nullptr;
   std::unique_ptr<TenantServiceImpl> tenants_;
   std::unique_ptr<DomainServiceImpl> domains_;
-  std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<v1::TenantService::Stub> tenant_stub_;
   std::unique_ptr<v1::DomainService::Stub> domain_stub_;
   std::string operator_, reviewer_;
