@@ -134,10 +134,13 @@ absl::StatusOr<std::unique_ptr<IdentityApp>> IdentityApp::Create(
   ASSIGN_OR_RETURN(auto dir, GrpcDirectory::Create(o.tenantd, app->service_tokens_.get(), peer_tls));
   app->directory_ = std::move(dir);
   if (o.relayd.empty())
-    log::Warn("no --relayd: password-reset tokens are not mailed");
+    log::Warn("no --relayd: password-reset tokens and security notices are not mailed");
   else {
+    RelayNoticesOptions notice_options;
+    notice_options.registry = registry.get();
     ASSIGN_OR_RETURN(app->notices_,
-                     RelayNotices::Create(o.relayd, app->service_tokens_.get(), peer_tls));
+                     RelayNotices::Create(o.relayd, app->service_tokens_.get(), peer_tls,
+                                          app->directory_.get(), notice_options));
     core_options.notices = app->notices_.get();
   }
 

@@ -392,6 +392,25 @@ void Core::Event(const std::string& tenant_id, const std::string& user_id,
     log::Warn("auth event not recorded", {{"status", s}, {"kind", v1::AuthEventKind_Name(kind)}});
 }
 
+void Core::NotifyUser(SecurityEvent event, const std::string& tenant_id, const std::string& user_id,
+                      const common::v1::ClientInfo& client, bool by_admin,
+                      const std::string& detail) {
+  if (options_.notices == nullptr) return;  // no relayd: README "Known gaps"
+  SecurityNotice n;
+  n.event = event;
+  n.tenant_id = tenant_id;
+  n.user_id = user_id;
+  n.at = absl::Now();
+  n.client = client;
+  n.by_admin = by_admin;
+  n.detail = detail;
+  n.id = RandomToken(12);
+  if (absl::Status s = options_.notices->SendSecurityNotice(std::move(n)); !s.ok())
+    log::Warn("security notice not queued", {{"kind", std::string(SecurityEventName(event))},
+                                             {"user_id", user_id},
+                                             {"error", s.ToString()}});
+}
+
 absl::Status Core::PutPending(const std::string& key, const google::protobuf::Message& m,
                               absl::Duration ttl) {
   ASSIGN_OR_RETURN(bool ok, redis_->Set(key, m.SerializeAsString(), {.ttl = ttl}));

@@ -70,9 +70,10 @@ struct CoreOptions {
   absl::Duration reset_ttl = absl::Minutes(30);
   absl::Duration qr_ttl = absl::Minutes(2);
   absl::Duration sso_state_ttl = absl::Minutes(10);
-  // Delivery of reset tokens to the user's recovery email (through relayd);
-  // null: not configured, the token is only logged as issued (never its
-  // value). MAILGRID_TEST_HOOKS builds may also set a sink tests read.
+  // Delivery of reset tokens to the user's recovery email and of security
+  // notices (through relayd); null: not configured, the token is only
+  // logged as issued (never its value) and no notice is sent.
+  // MAILGRID_TEST_HOOKS builds may also set a sink tests read.
   Notices* notices = nullptr;
   std::function<void(const std::string& address, const std::string& token)> reset_token_sink;
   std::vector<PublicKeyInfo> public_keys;
@@ -221,6 +222,12 @@ class Core {
   absl::StatusOr<std::optional<tenant::v1::Principal>> LookupAddress(const std::string& address);
   bool RequiresTwoFactor(const v1::PasswordPolicy& policy, const tenant::v1::Principal& p) const;
 
+  // Tells the user that a factor changed (notices.h): queued for the
+  // notices worker, so the RPC never waits; a refusal is logged, never
+  // returned. `by_admin`: an administrator made the change, not the user.
+  void NotifyUser(SecurityEvent event, const std::string& tenant_id, const std::string& user_id,
+                  const common::v1::ClientInfo& client, bool by_admin = false,
+                  const std::string& detail = "");
   // Records an auth event (best effort: a failed write is logged).
   void Event(const std::string& tenant_id, const std::string& user_id, const std::string& address,
              v1::AuthEventKind kind, v1::AuthOutcome outcome, const std::string& method,

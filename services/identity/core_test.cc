@@ -18,6 +18,29 @@ namespace {
 
 using redis::testing::RedisServer;
 
+// Records what Core asks to be mailed (the worker and relayd are
+// notices_test's and the e2e test's part).
+class RecordingNotices final : public Notices {
+ public:
+  absl::Status SendPasswordReset(const tenant::v1::User&, const std::string&,
+                                 absl::Duration) override {
+    return absl::OkStatus();
+  }
+  absl::Status SendSecurityNotice(SecurityNotice notice) override {
+    absl::MutexLock lock(&mu_);
+    sent_.push_back(std::move(notice));
+    return absl::OkStatus();
+  }
+  std::vector<SecurityNotice> TakeAll() {
+    absl::MutexLock lock(&mu_);
+    return std::exchange(sent_, {});
+  }
+
+ private:
+  absl::Mutex mu_;
+  std::vector<SecurityNotice> sent_ ABSL_GUARDED_BY(mu_);
+};
+
 std::string Reason(const absl::Status& s) {
   auto d = ErrorDetailOf(s);
   return d ? d->reason() : "";
@@ -45,6 +68,7 @@ class CoreTest : public ::testing::Test {
     to.lock_for = absl::Seconds(2);
     throttle_ = std::make_unique<Throttler>(redis_.get(), to);
     CoreOptions co;
+    co.notices = &notices_;
     co.reset_token_sink = [this](const std::string& address, const std::string& token) {
       reset_tokens_[address] = token;
     };
@@ -121,6 +145,20 @@ class CoreTest : public ::testing::Test {
   static constexpr char kAnnPassword[] = "violet-kettle-orbit-42";
   static constexpr char kAdminPassword[] = "granite-lantern-fjord-7";
 
+  // The one notice queued since the last call (fails the test otherwise).
+  SecurityNotice OnlyNotice() {
+    std::vector<SecurityNotice> all = notices_.TakeAll();
+    EXPECT_EQ(all.size(), 1u);
+    for (const auto& n : all) {  // every notice here is about ann
+      EXPECT_EQ(n.tenant_id, "t1");
+      EXPECT_EQ(n.user_id, "u-ann");
+      EXPECT_FALSE(n.id.empty());
+    }
+    return all.empty() ? SecurityNotice() : all.back();
+  }
+  bool Alive(const v1::Session& s) { return core_->AuthenticateBearer(s.access_token(), "").ok(); }
+
+  RecordingNotices notices_;
   std::unique_ptr<RedisServer> redis_server_;
   std::unique_ptr<redis::Client> redis_;
   std::filesystem::path dir_;
@@ -152,9 +190,13 @@ TEST_F(CoreTest, FirstLoginForcesPasswordChange) {
   change.set_new_password("initial-Secret-123");
   EXPECT_EQ(Reason(core_->ChangePassword(anonymous_, change).status()), "SAME_AS_OLD");
   change.set_new_password("brand-new-Secret-456");
+  notices_.TakeAll();
   auto changed = core_->ChangePassword(anonymous_, change);
   ASSERT_TRUE(changed.ok()) << changed.status();
   ASSERT_TRUE(changed->has_session());
+  // The first sign-in's change is no security notice (the welcome mail
+  // announced the account); later required changes are.
+  EXPECT_TRUE(notices_.TakeAll().empty());
   // The ticket was single use.
   EXPECT_EQ(core_->ChangePassword(anonymous_, change).status().code(),
             absl::StatusCode::kUnauthenticated);
@@ -444,6 +486,165 @@ TEST_F(CoreTest, TenantRequiringTwoFactorGetsEnrolmentSession) {
   ASSERT_TRUE(confirmed.ok()) << confirmed.status();
   EXPECT_EQ(confirmed->session().scope(), common::v1::TOKEN_SCOPE_FULL);
   EXPECT_FALSE(confirmed->session().refresh_token().empty());
+}
+
+}  // namespace
+}  // namespace mailgrid::identity
+
+namespace mailgrid::identity {
+namespace {
+
+// Issue 6: "every reset and factor change notifies the user and ends their
+// other sessions". App passwords are the exception for sessions (README):
+// they add or remove a mail-client credential, not a way to sign in here.
+TEST_F(CoreTest, EveryFactorChangeQueuesItsNoticeAndEndsOtherSessions) {
+  v1::Session s1 = SignIn("ann@example.com", kAnnPassword);
+  v1::Session s2 = SignIn("ann@example.com", kAnnPassword);
+  notices_.TakeAll();
+
+  v1::CreateAppPasswordRequest create;
+  create.set_name("Phone");
+  auto app = core_->CreateAppPassword(UserCaller(s1), create);
+  ASSERT_TRUE(app.ok()) << app.status();
+  SecurityNotice n = OnlyNotice();
+  EXPECT_EQ(n.event, SecurityEvent::kAppPasswordCreated);
+  EXPECT_EQ(n.detail, "Phone");
+  EXPECT_EQ(n.client.ip(), "192.0.2.20");
+  EXPECT_FALSE(n.by_admin);
+  v1::RevokeAppPasswordRequest revoke;
+  revoke.set_app_password_id(app->app_password().app_password_id());
+  ASSERT_TRUE(core_->RevokeAppPassword(UserCaller(s1), revoke).ok());
+  n = OnlyNotice();
+  EXPECT_EQ(n.event, SecurityEvent::kAppPasswordRevoked);
+  EXPECT_EQ(n.detail, "Phone");  // its name, which the user knows it by
+  EXPECT_TRUE(Alive(s2));
+
+  std::vector<std::string> codes;
+  EnrolTotp(s1, kAnnPassword, &codes);
+  EXPECT_EQ(OnlyNotice().event, SecurityEvent::kTotpEnabled);
+  EXPECT_TRUE(Alive(s1));
+  EXPECT_FALSE(Alive(s2));
+
+  // A second session (recovery code as second factor), then new codes.
+  auto step = Login("ann@example.com", kAnnPassword);
+  ASSERT_TRUE(step.ok() && step->has_second_factor()) << step.status();
+  v1::CompleteSecondFactorRequest second;
+  second.set_challenge_id(step->second_factor().challenge_id());
+  second.set_recovery_code(codes[0]);
+  auto done = core_->CompleteSecondFactor(anonymous_, second);
+  ASSERT_TRUE(done.ok() && done->has_session()) << done.status();
+  s2 = done->session();
+  v1::RegenerateRecoveryCodesRequest regenerate;
+  regenerate.mutable_reauth()->set_current_password(kAnnPassword);
+  ASSERT_TRUE(core_->RegenerateRecoveryCodes(UserCaller(s1), regenerate).ok());
+  EXPECT_EQ(OnlyNotice().event, SecurityEvent::kRecoveryCodesRegenerated);
+  EXPECT_TRUE(Alive(s1));
+  EXPECT_FALSE(Alive(s2));
+
+  v1::DisableTotpRequest disable;
+  disable.mutable_reauth()->set_current_password(kAnnPassword);
+  ASSERT_TRUE(core_->DisableTotp(UserCaller(s1), disable).ok());
+  n = OnlyNotice();
+  EXPECT_EQ(n.event, SecurityEvent::kTotpDisabled);
+  EXPECT_FALSE(n.by_admin);
+
+  // A wrong current password changes nothing and tells nobody.
+  v1::ChangePasswordRequest change;
+  change.set_current_password("not-the-password-1");
+  change.set_new_password("changed-Secret-789");
+  EXPECT_FALSE(core_->ChangePassword(UserCaller(s1), change).ok());
+  EXPECT_TRUE(notices_.TakeAll().empty());
+  change.set_current_password(kAnnPassword);
+  auto changed = core_->ChangePassword(UserCaller(s1), change);
+  ASSERT_TRUE(changed.ok()) << changed.status();
+  EXPECT_EQ(OnlyNotice().event, SecurityEvent::kPasswordChanged);
+  EXPECT_FALSE(Alive(s1));
+}
+
+TEST_F(CoreTest, ResetsAndRequiredChangesQueueNotices) {
+  // Admin reset: by an administrator, every session ended.
+  v1::Session admin = SignIn("admin@example.com", kAdminPassword);
+  v1::AdminResetPasswordRequest r;
+  r.set_user_id("u-ann");
+  auto reset = core_->AdminResetPassword(UserCaller(admin), r);
+  ASSERT_TRUE(reset.ok()) << reset.status();
+  SecurityNotice n = OnlyNotice();
+  EXPECT_EQ(n.event, SecurityEvent::kAdminPasswordReset);
+  EXPECT_TRUE(n.by_admin);
+
+  // The change that reset requires at the next sign-in.
+  auto required = Login("ann@example.com", reset->generated_password());
+  ASSERT_TRUE(required.ok() && required->has_password_change_required()) << required.status();
+  v1::ChangePasswordRequest change;
+  change.set_ticket(required->password_change_required().ticket());
+  change.set_new_password("required-Secret-321");
+  ASSERT_TRUE(core_->ChangePassword(anonymous_, change).ok());
+  EXPECT_EQ(OnlyNotice().event, SecurityEvent::kRequiredPasswordChanged);
+
+  // An expired password (a 1-day maximum age, changed 2 days ago): the
+  // required change also ends the sessions from before it.
+  v1::SetPasswordPolicyRequest policy;
+  policy.mutable_policy()->set_max_password_age_days(1);
+  ASSERT_TRUE(core_->SetPasswordPolicy(UserCaller(admin), policy).ok());
+  v1::Session before = SignIn("ann@example.com", "required-Secret-321");
+  ASSERT_TRUE(store_
+                  ->Mutate("t1", "u-ann",
+                           [](storage::Credential& cred, bool) {
+                             cred.set_password_changed_at(
+                                 absl::ToUnixSeconds(absl::Now() - absl::Hours(48)));
+                             return absl::OkStatus();
+                           })
+                  .ok());
+  auto expired = Login("ann@example.com", "required-Secret-321");
+  ASSERT_TRUE(expired.ok() && expired->has_password_change_required()) << expired.status();
+  EXPECT_EQ(expired->password_change_required().reason(), v1::PASSWORD_CHANGE_REASON_EXPIRED);
+  notices_.TakeAll();
+  change.set_ticket(expired->password_change_required().ticket());
+  change.set_new_password("renewed-Secret-654");
+  auto changed = core_->ChangePassword(anonymous_, change);
+  ASSERT_TRUE(changed.ok() && changed->has_session()) << changed.status();
+  EXPECT_EQ(OnlyNotice().event, SecurityEvent::kRequiredPasswordChanged);
+  EXPECT_FALSE(Alive(before));
+  EXPECT_TRUE(Alive(changed->session()));
+
+  // Forgot password: the request tells nothing (no change yet); the reset does.
+  v1::RequestPasswordResetRequest request;
+  request.set_address("ann@example.com");
+  ASSERT_TRUE(core_->RequestPasswordReset(anonymous_, request).ok());
+  EXPECT_TRUE(notices_.TakeAll().empty());
+  v1::ResetPasswordRequest forgot;
+  forgot.set_address("ann@example.com");
+  forgot.set_reset_token(reset_tokens_["ann@example.com"]);
+  forgot.set_new_password("after-reset-Secret-1");
+  ASSERT_TRUE(core_->ResetPassword(anonymous_, forgot).ok());
+  n = OnlyNotice();
+  EXPECT_EQ(n.event, SecurityEvent::kPasswordReset);
+  EXPECT_EQ(n.detail, "reset token");
+  EXPECT_EQ(n.client.ip(), "192.0.2.10");
+  EXPECT_FALSE(Alive(changed->session()));
+}
+
+TEST_F(CoreTest, SecurityQuestionsSetQueueANotice) {
+  v1::Session admin = SignIn("admin@example.com", kAdminPassword);
+  v1::SetPasswordPolicyRequest policy;
+  policy.mutable_policy()->set_min_length(12);
+  policy.mutable_policy()->set_security_questions_enabled(true);
+  ASSERT_TRUE(core_->SetPasswordPolicy(UserCaller(admin), policy).ok());
+  v1::Session s1 = SignIn("ann@example.com", kAnnPassword);
+  v1::Session s2 = SignIn("ann@example.com", kAnnPassword);
+  notices_.TakeAll();
+  v1::SetSecurityQuestionsRequest set;
+  for (const char* q : {"First school?", "Street you grew up on?"}) {
+    auto* question = set.add_questions();
+    question->set_question(q);
+    question->set_answer("an answer");
+  }
+  set.mutable_reauth()->set_current_password(kAnnPassword);
+  auto done = core_->SetSecurityQuestions(UserCaller(s1), set);
+  ASSERT_TRUE(done.ok()) << done.status();
+  EXPECT_EQ(OnlyNotice().event, SecurityEvent::kSecurityQuestionsSet);
+  EXPECT_TRUE(Alive(s1));
+  EXPECT_FALSE(Alive(s2));
 }
 
 }  // namespace

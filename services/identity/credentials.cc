@@ -135,6 +135,7 @@ absl::StatusOr<v1::AdminResetPasswordResponse> Core::AdminResetPassword(
   out.set_sessions_ended(ended);
   Event(t.tenant_id, t.user_id, "", v1::AUTH_EVENT_KIND_ADMIN_PASSWORD_RESET,
         v1::AUTH_OUTCOME_SUCCESS, "", ClientOf(c, {}), r.reason().substr(0, 200), &c);
+  NotifyUser(SecurityEvent::kAdminPasswordReset, t.tenant_id, t.user_id, ClientOf(c, {}), true);
   return out;
 }
 
@@ -227,6 +228,8 @@ absl::StatusOr<v1::CreateAppPasswordResponse> Core::CreateAppPassword(
   for (int p : rec.protocols()) ap->add_protocols(static_cast<common::v1::Protocol>(p));
   Event(t.tenant_id, t.user_id, c.claims.address, v1::AUTH_EVENT_KIND_APP_PASSWORD_CREATED,
         v1::AUTH_OUTCOME_SUCCESS, "", ClientOf(c, {}), rec.name());
+  NotifyUser(SecurityEvent::kAppPasswordCreated, t.tenant_id, t.user_id, ClientOf(c, {}), false,
+             rec.name());
   return out;
 }
 
@@ -252,10 +255,12 @@ absl::StatusOr<v1::RevokeAppPasswordResponse> Core::RevokeAppPassword(
   // The user's own app passwords (admins revoke by resetting the user).
   ASSIGN_OR_RETURN(Target t, ResolveTarget(c, "", true, false, false));
   bool found = false;
+  std::string name;  // for the notice: the user knows it by its name
   absl::Status s = store_->Mutate(t.tenant_id, t.user_id, [&](storage::Credential& cred, bool) {
     auto* list = cred.mutable_app_passwords();
     for (int i = 0; i < list->size(); ++i) {
       if (list->Get(i).id() == r.app_password_id()) {
+        name = list->Get(i).name();
         list->DeleteSubrange(i, 1);
         found = true;
         return absl::OkStatus();
@@ -267,6 +272,8 @@ absl::StatusOr<v1::RevokeAppPasswordResponse> Core::RevokeAppPassword(
   if (!found) return NotFound("app password");
   Event(t.tenant_id, t.user_id, c.claims.address, v1::AUTH_EVENT_KIND_APP_PASSWORD_REVOKED,
         v1::AUTH_OUTCOME_SUCCESS, "", ClientOf(c, {}), r.app_password_id());
+  NotifyUser(SecurityEvent::kAppPasswordRevoked, t.tenant_id, t.user_id, ClientOf(c, {}), false,
+             name);
   return v1::RevokeAppPasswordResponse();
 }
 
@@ -305,6 +312,7 @@ absl::StatusOr<v1::SetSecurityQuestionsResponse> Core::SetSecurityQuestions(
   (void)sessions_->EndOthers(t.user_id, c.claims.session_id);
   Event(t.tenant_id, t.user_id, c.claims.address, v1::AUTH_EVENT_KIND_SECURITY_QUESTIONS_SET,
         v1::AUTH_OUTCOME_SUCCESS, "", ClientOf(c, {}), "");
+  NotifyUser(SecurityEvent::kSecurityQuestionsSet, t.tenant_id, t.user_id, ClientOf(c, {}));
   return v1::SetSecurityQuestionsResponse();
 }
 

@@ -165,9 +165,17 @@ absl::StatusOr<v1::LoginResult> Core::ChangePassword(const Caller& c,
     RETURN_IF_ERROR(StorePassword(pending.tenant_id(), pending.user_id(), phc, false,
                                   v1::PASSWORD_CHANGE_REASON_UNSPECIFIED,
                                   policy.first.history_count()));
+    // Sessions from before (an expired password's) end like at any change;
+    // the session this sign-in gets is made after.
+    ASSIGN_OR_RETURN(int64_t ended, sessions_->EndAll(pending.user_id()));
     Event(pending.tenant_id(), pending.user_id(), pending.address(),
           v1::AUTH_EVENT_KIND_PASSWORD_CHANGE, v1::AUTH_OUTCOME_SUCCESS, "pwd", client,
-          "required change");
+          absl::StrCat("required change; ", ended, " sessions ended"));
+    // The first sign-in's change replaces the password an admin handed out
+    // (the welcome mail announced the account): no notice for it.
+    if (!(cred.must_change() && cred.change_reason() == v1::PASSWORD_CHANGE_REASON_INITIAL))
+      NotifyUser(SecurityEvent::kRequiredPasswordChanged, pending.tenant_id(), pending.user_id(),
+                 client);
     auto principal = directory_->ByUserId(pending.user_id());
     if (!principal.ok() || !Usable(*principal)) return InvalidCredentials();
     ASSIGN_OR_RETURN(cred, store_->GetCredential(pending.tenant_id(), pending.user_id()));
@@ -197,6 +205,7 @@ absl::StatusOr<v1::LoginResult> Core::ChangePassword(const Caller& c,
   ASSIGN_OR_RETURN(int64_t ended, sessions_->EndAll(uid));
   Event(tid, uid, c.claims.address, v1::AUTH_EVENT_KIND_PASSWORD_CHANGE, v1::AUTH_OUTCOME_SUCCESS,
         "pwd", client, absl::StrCat(ended, " sessions ended"));
+  NotifyUser(SecurityEvent::kPasswordChanged, tid, uid, client);
   auto principal = directory_->ByUserId(uid);
   if (!principal.ok()) return principal.status();
   v1::LoginResult result;

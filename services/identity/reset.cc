@@ -158,6 +158,8 @@ absl::StatusOr<v1::ResetPasswordResponse> Core::ResetPassword(const Caller& c,
   (void)throttle_->Unlock(r.address(), tid, uid);
   Event(tid, uid, r.address(), v1::AUTH_EVENT_KIND_PASSWORD_RESET, v1::AUTH_OUTCOME_SUCCESS,
         token_ok ? "token" : "questions", client, absl::StrCat(ended, " sessions ended"));
+  NotifyUser(SecurityEvent::kPasswordReset, tid, uid, client, false,
+             token_ok ? "reset token" : "security questions");
   return v1::ResetPasswordResponse();
 }
 

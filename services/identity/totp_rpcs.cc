@@ -79,6 +79,7 @@ absl::StatusOr<v1::ConfirmTotpEnrolmentResponse> Core::ConfirmTotpEnrolment(
   common::v1::ClientInfo client = ClientOf(c, {});
   Event(tid, uid, c.claims.address, v1::AUTH_EVENT_KIND_TOTP_ENABLED, v1::AUTH_OUTCOME_SUCCESS,
         "otp", client, "");
+  NotifyUser(SecurityEvent::kTotpEnabled, tid, uid, client);
   v1::ConfirmTotpEnrolmentResponse out;
   for (auto& code : codes) out.add_recovery_codes(code);
   if (enrolment_scope) {
@@ -118,6 +119,7 @@ absl::StatusOr<v1::DisableTotpResponse> Core::DisableTotp(const Caller& c,
   (void)sessions_->EndOthers(t.user_id, t.self ? c.claims.session_id : "");
   Event(t.tenant_id, t.user_id, "", v1::AUTH_EVENT_KIND_TOTP_DISABLED, v1::AUTH_OUTCOME_SUCCESS, "",
         ClientOf(c, {}), r.reason().substr(0, 200), t.self ? nullptr : &c);
+  NotifyUser(SecurityEvent::kTotpDisabled, t.tenant_id, t.user_id, ClientOf(c, {}), !t.self);
   return v1::DisableTotpResponse();
 }
 
@@ -132,8 +134,11 @@ absl::StatusOr<v1::RegenerateRecoveryCodesResponse> Core::RegenerateRecoveryCode
     codes = NewRecoveryCodes(cr);
     return absl::OkStatus();
   }));
+  // Like every factor change: the user's other sessions end.
+  (void)sessions_->EndOthers(t.user_id, c.claims.session_id);
   Event(t.tenant_id, t.user_id, c.claims.address, v1::AUTH_EVENT_KIND_RECOVERY_CODES_REGENERATED,
         v1::AUTH_OUTCOME_SUCCESS, "", ClientOf(c, {}), "");
+  NotifyUser(SecurityEvent::kRecoveryCodesRegenerated, t.tenant_id, t.user_id, ClientOf(c, {}));
   v1::RegenerateRecoveryCodesResponse out;
   for (auto& code : codes) out.add_recovery_codes(code);
   return out;

@@ -17,7 +17,10 @@ Against `tools/mailgrid up --replicas 3`:
   read over IMAP); the token sets a new password once; every old session
   ends (its refresh token is refused, and its access token, which opened
   IMAP and submission with XOAUTH2 before the reset, opens neither after
-  it) and the old password no longer opens IMAP.
+  it) and the old password no longer opens IMAP. The reset is announced
+  ("Your password was reset", issue 6's factor-change notice) in carol's
+  own INBOX and at her recovery address, without the token or password;
+  an app password she then creates is announced in her INBOX.
 - Forgot password without the recovery email (story 4, second half): the
   tenant's admin turns security questions on (before that a user may not set
   any); dave, who has TOTP and so ten recovery codes, sets two questions
@@ -40,6 +43,7 @@ import smtplib
 import sys
 import time
 import unittest
+import urllib.request
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
@@ -203,19 +207,9 @@ class SignInTest(unittest.TestCase):
         self.ctl.run("auth", "reset-password", "request", carol)
 
         def reset_token():
-            c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
-            try:
-                c.starttls(ssl_context=self.tls)
-                c.login(home, home_password)
-                c.select("INBOX", readonly=True)
-                typ, data = c.search(None, "SUBJECT", '"Password reset for %s"' % carol)
-                if typ != "OK" or not data[0].split():
-                    return None
-                typ, parts = c.fetch(data[0].split()[-1], "(BODY.PEEK[])")
-                found = re.search(rb"Reset token: (\S+)", parts[0][1])
-                return found.group(1).decode() if found else None
-            finally:
-                c.logout()
+            mail = self.newest_mail(home, home_password, "Password reset for %s" % carol)
+            found = mail and re.search(rb"Reset token: (\S+)", mail)
+            return found.group(1).decode() if found else None
         token = mgtest.eventually(reset_token, "the reset mail in carol's recovery mailbox")
 
         new_password = "Reset-" + uuid.uuid4().hex[:12]
@@ -240,6 +234,54 @@ class SignInTest(unittest.TestCase):
         c.starttls(ssl_context=self.tls)
         self.assertEqual(c.login(carol, new_password)[0], "OK")
         c.logout()
+
+        # The factor-change notice: in her own INBOX and at the recovery
+        # address (a reset may mean someone else has the account), never the secret.
+        for address, password in ((carol, new_password), (home, home_password)):
+            notice = mgtest.eventually(lambda: self.newest_mail(address, password, "Your password was reset"),
+                                       "the reset notice for %s at %s" % (carol, address))
+            self.assertIn(b"Auto-Submitted: auto-generated", notice)
+            self.assertIn(b"From: Security notice <no-reply@" + DOMAIN.encode() + b">", notice)
+            self.assertIn(b"Account: " + carol.encode(), notice)
+            self.assertIn(b'Your password was reset with "forgot password"', notice)
+            self.assertRegex(notice, rb"When: +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
+            self.assertNotIn(token.encode(), notice)
+            self.assertNotIn(new_password.encode(), notice)
+        # ... and counted by the identityd that sent them (one per recipient).
+        mgtest.eventually(lambda: self.notices_counted("password_reset", "sent") >= 2,
+                          "mailgrid_identity_notices_total{kind=password_reset,result=sent} >= 2")
+        # Adding an app password is told too (to her mailbox; the recipients rule is unit-tested).
+        session = self.ctl.run("auth", "login", carol, "--password", new_password)["session"]
+        self.ctl.run("auth", "app-password", "create", "Carol's phone", token=session["access_token"])
+        notice = mgtest.eventually(lambda: self.newest_mail(carol, new_password, "An app password was created"),
+                                   "the app-password notice in carol's INBOX")
+        self.assertIn(b"An app password was created: \"Carol's phone\"", notice)
+
+    def notices_counted(self, kind, result):
+        """mailgrid_identity_notices_total{kind,result} summed over every daemon's /metrics."""
+        total = 0.0
+        for url in self.cluster["metrics"]:
+            text = urllib.request.urlopen(url, timeout=30).read().decode()
+            for labels, value in re.findall(r'^mailgrid_identity_notices_total\{([^}]*)\} (\S+)$', text, re.M):
+                got = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+                if got.get("kind") == kind and got.get("result") == result:
+                    total += float(value)
+        return total
+
+    def newest_mail(self, address, password, subject):
+        """The newest message in address's INBOX whose subject contains subject (bytes), or None."""
+        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
+        try:
+            c.starttls(ssl_context=self.tls)
+            c.login(address, password)
+            c.select("INBOX", readonly=True)
+            typ, data = c.search(None, "SUBJECT", '"%s"' % subject)
+            if typ != "OK" or not data[0].split():
+                return None
+            typ, parts = c.fetch(data[0].split()[-1], "(BODY.PEEK[])")
+            return parts[0][1]
+        finally:
+            c.logout()
 
     def reset_with_answers(self, address, answers, code, new_password):
         """mailctl auth reset-password complete with security answers and a
