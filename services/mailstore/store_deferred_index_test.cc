@@ -4,6 +4,8 @@
 // MailStore, and with expunges before and after indexing; the per-term UID
 // blocks (term_block.h) make a match-all search read a key per block.
 #include <algorithm>
+#include <atomic>
+#include <memory>
 #include <random>
 #include <thread>
 
@@ -164,6 +166,37 @@ TEST_F(DeferredIndexTest, NewLeaderResumesFromThePersistedQueueWithItsThread) {
   for (uint32_t i = 0; i < 30; ++i) all[i] = i + 1;
   EXPECT_EQ(SearchText(v1::TEXT_FIELD_BODY, "ibis", "INBOX", "mbx-a", &leader), all);
   EXPECT_EQ(SearchText(v1::TEXT_FIELD_BODY, "w25"), U{26});
+}
+
+// --index-interval (StoreOptions.index_interval) is the indexer's pause
+// before every round: each wake-up asks is_leader() once or twice (counted
+// here; a follower indexes nothing). One store pausing a minute and one
+// pausing 20 ms run side by side: when the second has woken up at least
+// five times, at least five of its pauses have passed (a lower bound: a slow
+// machine only makes it later) and the first has not woken up at all.
+TEST_F(DeferredIndexTest, IndexerPausesItsIntervalBeforeEveryRound) {
+  auto indexer = [&](absl::Duration interval, std::atomic<int>* asked) {
+    StoreOptions o = Options();
+    o.index_interval = interval;
+    auto s = std::make_unique<MailStore>(counting_.get(), o);
+    s->StartIndexer([asked] {
+      asked->fetch_add(1);
+      return false;
+    });
+    return s;
+  };
+  std::atomic<int> slow_asked{0}, fast_asked{0};
+  const absl::Time start = absl::Now();
+  std::unique_ptr<MailStore> slow = indexer(absl::Minutes(1), &slow_asked);
+  std::unique_ptr<MailStore> fast = indexer(absl::Milliseconds(20), &fast_asked);
+  while (fast_asked.load() < 10) absl::SleepFor(absl::Milliseconds(1));  // >= 5 wake-ups
+  const absl::Duration waited = absl::Now() - start;
+  slow->StopIndexer();
+  fast->StopIndexer();
+  EXPECT_GE(waited, absl::Milliseconds(5 * 20)) << "five rounds came sooner than five pauses";
+  if (waited < absl::Minutes(1)) {
+    EXPECT_EQ(slow_asked.load(), 0) << "the one-minute indexer woke up after " << waited;
+  }
 }
 
 TEST_F(DeferredIndexTest, SharedBodyAcrossMailboxesPrependsAndOneWritePerRound) {

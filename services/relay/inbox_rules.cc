@@ -11,6 +11,7 @@
 #include "absl/time/clock.h"
 #include "libs/base/log.h"
 #include "libs/base/status.h"
+#include "services/relay/delivery_retry.h"
 
 namespace mailgrid::relay {
 namespace {
@@ -246,7 +247,7 @@ absl::StatusOr<mailstore::v1::DeliverBatchResponse> InboxRules::Deliver(
       return absl::PermissionDeniedError(reason.substr(0, 400));
     }
   }
-  if (!any_rules) return backend_->Deliver(shard, request);
+  if (!any_rules) return DeliverWithRetry(*backend_, shard, request);
 
   // The first copy of every recipient in one request with the caller's
   // delivery id; a second copy of the same mailbox needs its own id
@@ -280,7 +281,7 @@ absl::StatusOr<mailstore::v1::DeliverBatchResponse> InboxRules::Deliver(
     if (requests[k].recipients_size() == 0) continue;
     requests[k].set_message(request.message());
     ASSIGN_OR_RETURN(mailstore::v1::DeliverBatchResponse got,
-                     backend_->Deliver(shard, requests[k]));
+                     DeliverWithRetry(*backend_, shard, requests[k]));
     for (int j = 0; j < got.results_size() && j < static_cast<int>(origin[k].size()); ++j) {
       size_t i = static_cast<size_t>(origin[k][static_cast<size_t>(j)]);
       const mailstore::v1::DeliveryResult& g = got.results(j);
@@ -322,7 +323,7 @@ absl::StatusOr<mailstore::v1::DeliverBatchResponse> InboxRules::Deliver(
       t->mutable_prepend_headers()->append(
           absl::StrCat("X-Mailgrid-Sieve: redirect to ", failed, " failed, kept\r\n"));
       ASSIGN_OR_RETURN(mailstore::v1::DeliverBatchResponse kept,
-                       backend_->Deliver(shard, fallback));
+                       DeliverWithRetry(*backend_, shard, fallback));
       if (kept.results_size() != 1) return absl::UnavailableError("fallback copy not stored");
       *out.mutable_results(static_cast<int>(i)) = kept.results(0);
     }

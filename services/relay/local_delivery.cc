@@ -3,6 +3,7 @@
 #include "absl/strings/str_cat.h"
 #include "libs/base/status.h"
 #include "libs/rpc/errors.h"
+#include "services/relay/delivery_retry.h"
 #include "services/relay/headers.h"
 
 namespace mailgrid::relay {
@@ -42,7 +43,8 @@ absl::StatusOr<std::map<std::string, mailstore::v1::DeliveryStatus>> DeliverToMa
   }
   std::map<std::string, mailstore::v1::DeliveryStatus> out;
   for (const auto& [shard, req] : reqs) {
-    ASSIGN_OR_RETURN(mailstore::v1::DeliverBatchResponse resp, backend.Deliver(shard, req));
+    ASSIGN_OR_RETURN(mailstore::v1::DeliverBatchResponse resp,
+                     DeliverWithRetry(backend, shard, req));
     for (int i = 0; i < req.recipients_size(); ++i) {
       const std::string& id = req.recipients(i).mailbox_id();
       out[id] = i < resp.results_size() ? resp.results(i).status()

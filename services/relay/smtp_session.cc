@@ -14,6 +14,7 @@
 #include "libs/rpc/errors.h"
 #include "libs/outbound/dsn.h"
 #include "services/relay/audit_holds.h"
+#include "services/relay/delivery_retry.h"
 #include "services/relay/headers.h"
 #include "services/relay/inbox_rules.h"
 #include "services/relay/mail_policy.h"
@@ -924,7 +925,6 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
       mailstore::v1::DeliverBatchRequest& req = it->second;
       if (fresh) {
         req.set_delivery_id(id);
-        req.set_message(stored);
         req.mutable_internal_date()->set_seconds(absl::ToUnixSeconds(at));
       }
       mailstore::v1::DeliveryTarget* rt = req.add_recipients();
@@ -933,21 +933,31 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
       // deleted it; mailstored says fell_back_to_inbox).
       if (junk) rt->mutable_folder()->set_special_use(mailstore::v1::SPECIAL_USE_JUNK);
     }
+    // The first request takes `stored` itself, swapped back after the
+    // calls (the DSN and monitoring copies below use it): no second copy of
+    // a large body. A message to several shards copies it for the others.
+    for (auto it = std::next(reqs->begin()); it != reqs->end(); ++it)
+      it->second.set_message(stored);
+    std::string* carrier = reqs->begin()->second.mutable_message();
+    carrier->swap(stored);
     stage(RelayMetrics::kStageCount);
     absl::Time start = absl::Now();
     mailstore::v1::DeliverBatchResponse all;
     absl::Status st;
     size_t expected = 0;
+    uint32_t failed_shard = 0;
     for (const auto& [shard, req] : *reqs) {
       expected += static_cast<size_t>(req.recipients_size());
       absl::StatusOr<mailstore::v1::DeliverBatchResponse> one =
-          rules ? rules->Deliver(shard, req, *rules_msg) : b->Deliver(shard, req);
+          rules ? rules->Deliver(shard, req, *rules_msg) : DeliverWithRetry(*b, shard, req);
       if (!one.ok()) {
         st = one.status();
+        failed_shard = shard;
         break;
       }
       for (auto& res : *one->mutable_results()) *all.add_results() = std::move(res);
     }
+    carrier->swap(stored);
     if (metrics) metrics->delivery_seconds->Observe(absl::ToDoubleSeconds(absl::Now() - start));
     stage(RelayMetrics::kStore);
     if (st.code() == absl::StatusCode::kPermissionDenied) {
@@ -959,7 +969,11 @@ void RelaySession::Deliver(smtp::Envelope env, std::string message) {
       };
     }
     if (!st.ok()) {
-      log::Warn("DeliverBatch failed", {{"status", st}, {"queue_id", queue_id}});
+      const auto spent_ms = static_cast<long long>(absl::ToInt64Milliseconds(absl::Now() - start));
+      log::Warn("DeliverBatch failed", {{"status", st},
+                                        {"queue_id", queue_id},
+                                        {"shard", static_cast<unsigned>(failed_shard)},
+                                        {"spent_ms", spent_ms}});
       if (st.code() == absl::StatusCode::kInvalidArgument) {
         return [this, count] {
           count("store_refused");

@@ -155,10 +155,8 @@ absl::Status ServiceClient::Run(
     const std::function<grpc::Status(const std::shared_ptr<grpc::Channel>&, grpc::ClientContext*)>&
         call) const {
   grpc::Status last;
-  for (const std::string& address : addresses_) {
-    rpc::ClientOptions options;
-    options.target = address;
-    auto channel = rpc::MakeChannel(options);
+  for (size_t i = 0; i < addresses_.size(); ++i) {
+    auto channel = ChannelTo(i);
     if (!channel.ok()) return channel.status();
     auto ctx = rpc::ContextWithDeadline(spec_.deadline);
     if (!token_.empty()) ctx->AddMetadata("authorization", "Bearer " + token_);
@@ -171,6 +169,15 @@ absl::Status ServiceClient::Run(
                                                "): ", last.error_message()));
   }
   return FromRpc(last);
+}
+
+absl::StatusOr<std::shared_ptr<grpc::Channel>> ServiceClient::ChannelTo(size_t i) const {
+  channels_.resize(addresses_.size());
+  if (channels_[i] != nullptr) return channels_[i];
+  rpc::ClientOptions options;
+  options.target = addresses_[i];
+  ASSIGN_OR_RETURN(channels_[i], rpc::MakeChannel(options));
+  return channels_[i];
 }
 
 absl::Status FromRpc(const grpc::Status& status) {

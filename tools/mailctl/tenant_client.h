@@ -78,16 +78,22 @@ class ServiceClient {
 
   // Runs `call` with a fresh authenticated context, against each address
   // until one is reachable. The grpc::Status becomes one readable line.
+  // Each address's channel is made on first use and kept: the pages of a
+  // ListAll and the calls of one command share one connection.
   absl::Status Run(const std::function<grpc::Status(const std::shared_ptr<grpc::Channel>&,
                                                     grpc::ClientContext*)>& call) const;
 
   bool json() const { return json_; }
 
  private:
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> ChannelTo(size_t i) const;
+
   ServiceSpec spec_;
   std::vector<std::string> addresses_;
   std::string token_;
   bool json_ = false;
+  // By address index, made by ChannelTo; copies of the client share them.
+  mutable std::vector<std::shared_ptr<grpc::Channel>> channels_;
 };
 
 class TenantdClient : public ServiceClient {
