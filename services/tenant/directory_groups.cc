@@ -258,25 +258,31 @@ grpc::Status DirectoryServiceImpl::DeleteGroup(Ctx* ctx, const v1::DeleteGroupRe
         batch.Delete(dkeys::Address(KeyOfAddress(a)));
       for (const auto& m : rec.value.members()) batch.Delete(dkeys::MemberOf(tid, m.id(), id));
       // Parent groups lose it as a member.
-      ASSIGN_OR_RETURN(auto parents, IdsUnder(*store_, dkeys::MemberOfPrefix(tid, id)));
-      for (const auto& g : parents) {
-        ASSIGN_OR_RETURN(auto parent, store_->Read<storage::GroupRecord>(dkeys::Group(tid, g)));
-        batch.Delete(dkeys::MemberOf(tid, id, g));
-        if (!parent.found()) continue;
-        auto* m = parent.value.mutable_members();
-        m->erase(std::remove_if(m->begin(), m->end(),
-                                [&](const v1::GroupMember& x) {
-                                  return SameMember(x, v1::MEMBER_KIND_GROUP, id);
-                                }),
-                 m->end());
-        batch.ExpectVersion(dkeys::Group(tid, g), parent.version)
-            .Put(dkeys::Group(tid, g), parent.value);
-      }
+      RETURN_IF_ERROR(DropFromGroups(batch, tid, v1::MEMBER_KIND_GROUP, id));
       Changed(batch, tid, p, "group.delete", "group", id,
               absl::StrCat("group ", rec.value.group().addresses(0), " deleted"));
       return batch;
     });
   });
+}
+
+absl::Status DirectoryServiceImpl::DropFromGroups(Batch& b, const std::string& tid,
+                                                  v1::MemberKind kind,
+                                                  const std::string& member_id) {
+  ASSIGN_OR_RETURN(auto groups, IdsUnder(*store_, dkeys::MemberOfPrefix(tid, member_id)));
+  for (const auto& g : groups) {
+    ASSIGN_OR_RETURN(auto group, store_->Read<storage::GroupRecord>(dkeys::Group(tid, g)));
+    b.Delete(dkeys::MemberOf(tid, member_id, g));
+    if (!group.found()) continue;
+    auto* members = group.value.mutable_members();
+    members->erase(std::remove_if(members->begin(), members->end(),
+                                  [&](const v1::GroupMember& m) {
+                                    return SameMember(m, kind, member_id);
+                                  }),
+                   members->end());
+    b.ExpectVersion(dkeys::Group(tid, g), group.version).Put(dkeys::Group(tid, g), group.value);
+  }
+  return absl::OkStatus();
 }
 
 grpc::Status DirectoryServiceImpl::AddGroupMember(Ctx* ctx, const v1::AddGroupMemberRequest* req,

@@ -57,22 +57,6 @@ absl::Status DirectoryServiceImpl::PurgeDue(absl::Time now) {
   return absl::OkStatus();
 }
 
-absl::Status DirectoryServiceImpl::DropFromGroups(Batch& b, const std::string& tid,
-                                                  const std::string& member_id) {
-  ASSIGN_OR_RETURN(auto groups, IdsUnder(*store_, dkeys::MemberOfPrefix(tid, member_id)));
-  for (const auto& g : groups) {
-    ASSIGN_OR_RETURN(auto group, store_->Read<storage::GroupRecord>(dkeys::Group(tid, g)));
-    b.Delete(dkeys::MemberOf(tid, member_id, g));
-    if (!group.found()) continue;
-    auto* members = group.value.mutable_members();
-    members->erase(std::remove_if(members->begin(), members->end(),
-                                  [&](const v1::GroupMember& m) { return m.id() == member_id; }),
-                   members->end());
-    b.ExpectVersion(dkeys::Group(tid, g), group.version).Put(dkeys::Group(tid, g), group.value);
-  }
-  return absl::OkStatus();
-}
-
 absl::Status DirectoryServiceImpl::PurgeUser(const std::string& tid, const std::string& uid,
                                              const std::string& purge_key) {
   auto rec = ReadUser(*store_, tid, uid);
@@ -103,7 +87,7 @@ absl::Status DirectoryServiceImpl::PurgeUser(const std::string& tid, const std::
       b.Delete(dkeys::PeerWork(kind, tid, uid));
     FreeAddresses(b, tid, u.address(), u.aliases());
     for (const auto& d : u.department_ids()) b.Delete(dkeys::DeptMember(tid, d, uid));
-    RETURN_IF_ERROR(DropFromGroups(b, tid, uid));
+    RETURN_IF_ERROR(DropFromGroups(b, tid, v1::MEMBER_KIND_USER, uid));
     // A deleted user keeps its seats through the grace period (a restore
     // gets them back); the purge gives them to the plan again.
     ASSIGN_OR_RETURN(auto seats, IdsUnder(*store_, dkeys::UserSeatPrefix(tid, uid)));
@@ -145,7 +129,7 @@ absl::Status DirectoryServiceImpl::PurgeSharedMailbox(const std::string& tid,
     Batch b;
     b.Delete(dkeys::Shared(tid, id)).Delete(dkeys::Object(id)).Delete(purge_key);
     FreeAddresses(b, tid, m.address(), m.aliases());
-    RETURN_IF_ERROR(DropFromGroups(b, tid, id));
+    RETURN_IF_ERROR(DropFromGroups(b, tid, v1::MEMBER_KIND_SHARED_MAILBOX, id));
     RETURN_IF_ERROR(CountPlacements({m.shard()}, &b, -1));
     Changed(b, tid, System(), "shared_mailbox.purge", "shared_mailbox", id,
             absl::StrCat("shared mailbox ", m.address(), " purged after the grace period"));

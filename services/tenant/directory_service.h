@@ -397,8 +397,6 @@ class DirectoryServiceImpl final
                          const std::string& purge_key);
   absl::Status PurgeSharedMailbox(const std::string& tid, const std::string& id,
                                   const std::string& purge_key);
-  // Removes `member_id` from every group of tenant `tid` that lists it.
-  absl::Status DropFromGroups(Batch& b, const std::string& tid, const std::string& member_id);
 
   // ---- policies (directory_policies.cc) ----
   // FAILED_PRECONDITION PLAN_FEATURE_MISSING unless the tenant's plan has `feature`.
@@ -422,6 +420,11 @@ class DirectoryServiceImpl final
                                                const storage::SharedMailboxRecord& r);
 
   // ---- groups (directory_groups.cc) ----
+  // Removes member (`kind`, `member_id`) from every group of tenant `tid`
+  // that lists it, and its member-of index keys (a deleted group, a purged
+  // user or shared mailbox).
+  absl::Status DropFromGroups(Batch& b, const std::string& tid, v1::MemberKind kind,
+                              const std::string& member_id);
   // A member to add: exists in tenant `t`; display filled.
   absl::StatusOr<v1::GroupMember> CheckMember(const std::string& t, const v1::GroupMember& in,
                                               const std::string& field);

@@ -283,6 +283,34 @@ TEST_F(DirectoryTest, GroupsNestDepartmentsFollowMovesAndCyclesAreRefused) {
   EXPECT_EQ(res.posting_decision(), v1::POSTING_DECISION_ALLOWED);
 }
 
+// Deleting a nested group: its parents lose it as a member (their other
+// members stay), its address is free again, no member-of key names it.
+TEST_F(DirectoryTest, DeletedGroupLeavesItsParentsAndFreesItsAddress) {
+  std::string carl = User("carl@acme.test");
+  std::string dana = User("dana@acme.test");
+  std::string inner = Group("inner@acme.test", {Member(v1::MEMBER_KIND_USER, carl)});
+  std::string outer = Group("outer@acme.test", {Member(v1::MEMBER_KIND_GROUP, inner),
+                                                Member(v1::MEMBER_KIND_USER, dana)});
+  EXPECT_EQ(Recipients("outer@acme.test"),
+            (std::set<std::string>{"carl@acme.test", "dana@acme.test"}));
+  v1::DeleteGroupRequest del;
+  del.set_group_id(inner);
+  v1::DeleteGroupResponse deleted;
+  ASSERT_TRUE(dir_stub_->DeleteGroup(Ctx(admin_).get(), del, &deleted).ok());
+  EXPECT_EQ(Recipients("outer@acme.test"), (std::set<std::string>{"dana@acme.test"}));
+  v1::ListGroupMembersRequest lm;
+  lm.set_group_id(outer);
+  v1::ListGroupMembersResponse members;
+  ASSERT_TRUE(dir_stub_->ListGroupMembers(Ctx(admin_).get(), lm, &members).ok());
+  ASSERT_EQ(members.members_size(), 1);
+  EXPECT_EQ(members.members(0).id(), dana);
+  EXPECT_EQ(KeysUnder(dkeys::MemberOfPrefix(tenant_, inner)), 0u);
+  EXPECT_EQ(KeysUnder(dkeys::MemberOfPrefix(tenant_, carl)), 0u);
+  v1::ResolveResponse res;
+  EXPECT_EQ(Resolve("inner@acme.test", &res).error_code(), grpc::StatusCode::NOT_FOUND);
+  Group("inner@acme.test");  // the address can be taken again
+}
+
 TEST_F(DirectoryTest, AliasesDomainAliasCatchAllAndSharedMailboxes) {
   std::string alice = User("alice@acme.test");
   v1::AddAliasRequest al;
