@@ -6,6 +6,7 @@
 #pragma once
 
 #include <set>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -245,6 +246,17 @@ class DirectoryTest : public tenanttest::TenantStoreTest {
     m.set_kind(kind);
     m.set_id(id);
     return m;
+  }
+  // The ids of a group's direct members, in the order ListGroupMembers gives.
+  std::vector<std::string> DirectMemberIds(const std::string& group) {
+    v1::ListGroupMembersRequest r;
+    r.set_group_id(group);
+    v1::ListGroupMembersResponse out;
+    grpc::Status s = dir_stub_->ListGroupMembers(Ctx(admin_).get(), r, &out);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    std::vector<std::string> ids;
+    for (const auto& m : out.members()) ids.push_back(m.id());
+    return ids;
   }
   size_t KeysUnder(const std::string& prefix) { return store_->ScanAll(prefix, true)->size(); }
   size_t UserKeys() { return KeysUnder(dkeys::UserPrefix(tenant_)); }
