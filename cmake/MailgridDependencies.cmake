@@ -20,6 +20,14 @@ foreach(pair IN ITEMS hiredis:hiredis sodium:libsodium zstd:libzstd cares:libcar
   pkg_check_modules(mg_${short} REQUIRED IMPORTED_TARGET GLOBAL ${module})
   add_library(PkgConfig::${short} ALIAS PkgConfig::mg_${short})
 endforeach()
+# jemalloc replaces glibc's malloc in the programs (MailgridHelpers.cmake:
+# mailgrid_cc_binary): the raft loop spent ~8% of its samples in glibc's
+# _int_malloc/malloc_consolidate/_int_free at 64 replicated writers, and
+# LD_PRELOAD=libjemalloc A/Bs cost 5-7% less CPU per write (docs/benchmarks.md).
+# Not with the sanitizers or libFuzzer, whose runtimes replace malloc too.
+if(MAILGRID_JEMALLOC AND NOT MAILGRID_SANITIZE AND NOT MAILGRID_FUZZ)
+  pkg_check_modules(mg_jemalloc REQUIRED IMPORTED_TARGET GLOBAL jemalloc)
+endif()
 # libunistring ships no pkg-config file.
 find_library(UNISTRING_LIBRARY unistring REQUIRED)
 add_library(PkgConfig::unistring UNKNOWN IMPORTED)
