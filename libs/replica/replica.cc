@@ -22,7 +22,10 @@ namespace fs = std::filesystem;
 absl::Status NotLeaderError(const kv::v1::NotLeader& hint) {
   std::string msg = "not the leader";
   if (hint.leader_id() != raft::kNoNode) {
-    absl::StrAppend(&msg, "; leader is ", hint.leader_id(), " at ", hint.leader_address());
+    absl::StrAppend(&msg, "; leader is ", hint.leader_id());
+    // Empty when this replica still counts itself the leader (a stalled one
+    // refusing) or has not learned the leader's address yet.
+    if (!hint.leader_address().empty()) absl::StrAppend(&msg, " at ", hint.leader_address());
   } else {
     absl::StrAppend(&msg, "; no leader known");
   }

@@ -87,6 +87,18 @@ TEST_F(StartedGroup, ElectsWritesAndReadsLinearizably) {
   EXPECT_TRUE(c.replica(leader).Ready());
 }
 
+TEST(NotLeaderErrorTest, NamesTheLeadersAddressOnlyWhenKnown) {
+  kv::v1::NotLeader hint;
+  hint.set_leader_id(3);
+  hint.set_leader_address("10.0.0.3:7001");
+  EXPECT_EQ(NotLeaderError(hint).message(), "not the leader; leader is 3 at 10.0.0.3:7001");
+  hint.clear_leader_address();  // a stalled leader refusing, or an address not learned yet
+  EXPECT_EQ(NotLeaderError(hint).message(), "not the leader; leader is 3");
+  hint.set_leader_id(raft::kNoNode);
+  EXPECT_EQ(NotLeaderError(hint).message(), "not the leader; no leader known");
+  EXPECT_EQ(GetNotLeader(NotLeaderError(hint))->leader_id(), raft::kNoNode);
+}
+
 TEST_F(StartedGroup, FollowersAnswerNotLeaderWithTheLeadersAddress) {
   raft::NodeId follower = AFollower(c, leader, 3);
 
