@@ -21,6 +21,7 @@ namespace {
 
 using testing::PutRequest;
 using testing::TestCluster;
+using testing::WaitUntil;
 
 kv::v1::WriteRequest CreateRequest(const std::string& key, const std::string& value) {
   kv::v1::WriteRequest req = PutRequest(key, value);
@@ -209,8 +210,8 @@ TEST(KvClientCoalescingTest, ConcurrentWritersShareEntriesAndEachGetsItsOwnOutco
 // instructions wide; this stress (bursts that make many senders at once)
 // did not hit it in four runs of the old code, so it guards the multi-call
 // path's outcomes rather than reproducing that race.
-TEST(KvClientCoalescingTest, SeveralCallsInFlightAnswerEveryWriteWithItsOwnOutcome) {
-  TestCluster c;
+void SeveralCallsInFlightAnswerEveryWriteWithItsOwnOutcome(ReplicaOptions options) {
+  TestCluster c(options);
   ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
   raft::NodeId leader = c.WaitForLeader();
   ASSERT_NE(leader, raft::kNoNode);
@@ -250,6 +251,23 @@ TEST(KvClientCoalescingTest, SeveralCallsInFlightAnswerEveryWriteWithItsOwnOutco
   }
   EXPECT_EQ(errors.load(), 0) << "e.g. " << seen;
   ExpectEveryWriteStored(**client, "m/", kThreads * kBursts);
+}
+
+TEST(KvClientCoalescingTest, SeveralCallsInFlightAnswerEveryWriteWithItsOwnOutcome) {
+  SeveralCallsInFlightAnswerEveryWriteWithItsOwnOutcome(TestCluster::DefaultOptions());
+}
+
+// KNOWN DEFECT (session 25), disabled so that CI stays meaningful: the same
+// bursts on a group that raised itself to format 2 (client sessions) get
+// about 20 of 960 writes answered `rejected: request N is below its
+// session's floor N+1` and never applied. With one call in flight (every
+// service's client) bench/raft saw no error in ~300,000 session writes.
+// Until this passes, groups are not raised by default
+// (ReplicaOptions::raise_format). Run with --gtest_also_run_disabled_tests.
+TEST(KvClientCoalescingTest, DISABLED_SessionWritesWithSeveralCallsInFlight) {
+  ReplicaOptions o = TestCluster::DefaultOptions();
+  o.raise_format = true;
+  SeveralCallsInFlightAnswerEveryWriteWithItsOwnOutcome(o);
 }
 
 // A KvService from before WriteMany: Write only (answers every write ok).
@@ -301,8 +319,15 @@ TEST(KvClientCoalescingTest, FallsBackToWriteAgainstAServerWithoutWriteMany) {
 namespace mailgrid::replica {
 namespace {
 
+// A group that leaves its format to the operator (mailctl raft set-format).
+ReplicaOptions ByHandOnly() {
+  ReplicaOptions o = TestCluster::DefaultOptions();
+  o.raise_format = false;
+  return o;
+}
+
 TEST(FormatServiceTest, MembersReportTheirFormatsAndOnlyTheLeaderCommitsASupportedOne) {
-  TestCluster c;
+  TestCluster c(ByHandOnly());
   ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
   raft::NodeId leader = c.WaitForLeader();
   ASSERT_NE(leader, raft::kNoNode);
@@ -352,13 +377,73 @@ TEST(FormatServiceTest, MembersReportTheirFormatsAndOnlyTheLeaderCommitsASupport
 }  // namespace
 }  // namespace mailgrid::replica
 
+// The leader raising the format by itself (ReplicaOptions::raise_format).
+namespace mailgrid::replica {
+namespace {
+
+bool EveryMemberCommitted(TestCluster& c, uint32_t format) {
+  for (raft::NodeId id = 1; id <= 3; ++id) {
+    if (c.replica(id).committed_format() != format) return false;
+  }
+  return true;
+}
+
+ReplicaOptions RaisingFormat() {
+  ReplicaOptions o = TestCluster::DefaultOptions();
+  o.raise_format = true;
+  return o;
+}
+
+TEST(FormatRaiseTest, ANewGroupStartsAtTheNewestFormatAndClientsUseSessions) {
+  TestCluster c(RaisingFormat());
+  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
+  ASSERT_NE(c.WaitForLeader(), raft::kNoNode);
+  ASSERT_TRUE(WaitUntil([&] { return EveryMemberCommitted(c, kv::kStateMachineFormat); }));
+  KvClientOptions o;
+  for (raft::NodeId id = 1; id <= 3; ++id) o.addresses.push_back(c.address(id));
+  o.timeout = absl::Seconds(60);
+  auto client = KvClient::Create(o);
+  ASSERT_TRUE(client.ok()) << client.status();
+  auto r = (*client)->Write(PutRequest(Key("after-raise"), "v"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->sessions());
+}
+
+TEST(FormatRaiseTest, AMemberWithAnOlderBinaryHoldsTheFormatUntilItIsUpgraded) {
+  TestCluster c(RaisingFormat());
+  c.Override(3, [](ReplicaOptions& o) { o.state_machine.max_format = 1; });
+  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
+  raft::NodeId leader = c.WaitForLeader();
+  ASSERT_NE(leader, raft::kNoNode);
+  // Member 3 tells what it applies: GetFormat, and (to the leader) its batches.
+  kv::v1::GetFormatResponse f;
+  ASSERT_TRUE(StubTo(c.address(3))->GetFormat(Context().get(), {}, &f).ok());
+  EXPECT_EQ(f.supported(), 1u);
+  // A write every member applied: each has sent the leader batches by now,
+  // so a leader that ignored member 3's announcement would raise at its
+  // next tick; ten ticks later the group is still at format 1.
+  auto w = c.replica(leader).Write(PutRequest(Key("held"), "v"), absl::Now() + absl::Seconds(60));
+  ASSERT_TRUE(w.ok()) << w.status();
+  for (raft::NodeId id = 1; id <= 3; ++id) ASSERT_TRUE(c.WaitApplied(id, w->applied_index()));
+  absl::SleepFor(10 * TestCluster::DefaultOptions().tick_interval);
+  EXPECT_TRUE(EveryMemberCommitted(c, 1));
+  // Upgrading the last member's binary lets the leader raise it.
+  c.Override(3, [](ReplicaOptions& o) { o.state_machine.max_format = kv::kStateMachineFormat; });
+  c.Stop(3);
+  ASSERT_EQ(c.Restart(3), absl::OkStatus());
+  ASSERT_TRUE(WaitUntil([&] { return EveryMemberCommitted(c, kv::kStateMachineFormat); }));
+}
+
+}  // namespace
+}  // namespace mailgrid::replica
+
 // Client sessions (kv.proto RequestId.first_unacked, format 2) through
 // KvClient and KvService.
 namespace mailgrid::replica {
 namespace {
 
 TEST(SessionClientTest, ClientsUseSessionsOnceTheGroupCommitsFormatTwo) {
-  TestCluster c;
+  TestCluster c(ByHandOnly());
   ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
   raft::NodeId leader = c.WaitForLeader();
   ASSERT_NE(leader, raft::kNoNode);

@@ -153,12 +153,13 @@ grpc::ServerUnaryReactor* KvServiceImpl::GetFormat(grpc::CallbackServerContext* 
   get.set_key(std::string(kv::kFormatKey));
   get.set_consistency(kv::v1::STALE);  // this replica's own applied state
   replica_->GetAsync(get, AdminDeadline(ctx),
-                     [done = reactor->Callback()](absl::StatusOr<kv::v1::GetResponse> r) {
+                     [done = reactor->Callback(), max_format = replica_->max_format()](
+                         absl::StatusOr<kv::v1::GetResponse> r) {
                        if (!r.ok()) return done(r.status());
                        absl::StatusOr<uint32_t> committed = FormatOf(*r);
                        if (!committed.ok()) return done(committed.status());
                        kv::v1::GetFormatResponse out;
-                       out.set_supported(kv::kStateMachineFormat);
+                       out.set_supported(max_format);
                        out.set_committed(*committed);
                        out.set_applied_index(r->applied_index());
                        done(std::move(out));
@@ -180,10 +181,10 @@ grpc::ServerUnaryReactor* KvServiceImpl::SetFormat(grpc::CallbackServerContext* 
     done(rpc::FromGrpc(scope));
     return reactor;
   }
-  if (req->format() == 0 || req->format() > kv::kStateMachineFormat) {
+  if (req->format() == 0 || req->format() > replica_->max_format()) {
     done(absl::FailedPreconditionError(absl::StrCat("format ", req->format(),
                                                     ": this replica's binary applies formats 1 to ",
-                                                    kv::kStateMachineFormat)));
+                                                    replica_->max_format())));
     return reactor;
   }
   kv::v1::WriteRequest entry;

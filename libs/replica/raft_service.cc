@@ -95,7 +95,7 @@ grpc::Status RaftServiceImpl::HandleSend(raft::v1::MessageBatch* req) {
     }
     msgs.push_back(std::move(*m));
   }
-  replica_->Deliver(std::move(msgs), req->from(), req->from_address());
+  replica_->Deliver(std::move(msgs), req->from(), req->from_address(), req->max_format());
   return grpc::Status::OK;
 }
 

@@ -141,6 +141,7 @@ absl::Status Replica::OpenStore() {
   t.group_id = options_.group_id;
   t.self = options_.id;
   t.self_address = options_.advertise_address;
+  t.self_max_format = max_format();
   t.snapshot_dir = options_.data_dir + "/snapshots/outgoing";
   t.snapshot_chunk_bytes = options_.snapshot_chunk_bytes;
   t.tls = options_.peer_tls;
@@ -228,10 +229,11 @@ absl::StatusOr<kv::SnapshotInfo> Replica::CreateSnapshot(const std::string& dir)
 }
 
 void Replica::Deliver(std::vector<raft::Message> messages, raft::NodeId from,
-                      const std::string& from_address) {
-  if (!from_address.empty() && from != raft::kNoNode) {
+                      const std::string& from_address, uint32_t from_max_format) {
+  if ((!from_address.empty() || from_max_format > 0) && from != raft::kNoNode) {
     absl::MutexLock lock(&addr_mu_);
-    learned_addresses_[from] = from_address;
+    if (!from_address.empty()) learned_addresses_[from] = from_address;
+    if (from_max_format > 0) announced_formats_[from] = from_max_format;
   }
   absl::MutexLock lock(&inbox_mu_);
   if (stop_) return;
@@ -248,6 +250,8 @@ void Replica::Deliver(std::vector<raft::Message> messages, raft::NodeId from,
 }
 
 // ------------------------------------------------------------ client API ---
+
+uint32_t Replica::committed_format() const { return sm_->committed_format(); }
 
 absl::Status Replica::NotLeader() const {
   kv::v1::NotLeader hint;

@@ -44,6 +44,9 @@ void AddRaftFlags(config::Flags& flags, RaftFlags* r) {
   flags.Bool("raft-send-stream", &r->send_stream,
              "send to each peer on one long-lived SendStream call (false: one unary Send call "
              "per batch of messages, as before; for comparison)");
+  flags.Bool("raft-raise-format", &r->raise_format,
+             "as leader, raise the group's state-machine format to this binary's once every "
+             "member announced it applies it (false: only by hand, mailctl raft set-format)");
   flags.String("raft-tls-server-name", &r->tls_server_name,
                "name checked in the other replicas' certificates instead of their host");
 }
@@ -123,6 +126,7 @@ absl::StatusOr<ReplicaOptions> MakeReplicaOptions(const RaftFlags& r,
   }
   o.commit_broadcast_delay = r.commit_delay;
   o.send_stream = r.send_stream;
+  o.raise_format = r.raise_format;
   o.registry = std::move(registry);
   return o;
 }

@@ -61,6 +61,7 @@ void Replica::Run() {
       node_->Tick();
       ExpireWriters(now);
       ExpireReads(now);
+      MaybeRaiseFormat();
       next_tick += options_.tick_interval;
       // Behind by more than a tick (a slow fsync): skip the missed ticks
       // rather than firing them in a burst that would look like silence.

@@ -248,9 +248,11 @@ class PeerSender {
       if (!Encode(batch, &s->req)) continue;
       if (s->first) {
         s->req.set_from_address(t_->options_.self_address);
+        s->req.set_max_format(t_->options_.self_max_format);
         s->first = false;
       } else {
         s->req.clear_from_address();
+        s->req.clear_max_format();
       }
       s->in_flight = s->req.messages_size();
       s->writer->Write(s->req, &s->write_tag);
@@ -277,6 +279,7 @@ class PeerSender {
       auto call = std::make_unique<Call>();
       if (!Encode(batch, &call->req)) continue;
       call->req.set_from_address(t_->options_.self_address);
+      call->req.set_max_format(t_->options_.self_max_format);
       call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + t_->options_.send_timeout));
       if (!t_->RegisterCall(&call->ctx)) {  // the transport is stopping
         absl::MutexLock lock(&mu_);

@@ -73,6 +73,7 @@ struct TransportOptions {
   std::string group_id;
   raft::NodeId self = raft::kNoNode;
   std::string self_address;
+  uint32_t self_max_format = 0;  // MessageBatch.max_format, sent with self_address
   // Outgoing snapshot dumps live here (wiped at start).
   std::string snapshot_dir;
   size_t max_queued_messages = 8192;

@@ -170,6 +170,7 @@ absl::Status TestCluster::StartJoiner(raft::NodeId id, ReplicaOptions overrides)
 }
 
 absl::Status TestCluster::StartMember(raft::NodeId id, ReplicaOptions options) {
+  if (auto edit = overrides_.find(id); edit != overrides_.end()) edit->second(options);
   options_[id] = options;
   TestMember m;
   m.address = addresses_.at(id);

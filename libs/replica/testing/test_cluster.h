@@ -6,6 +6,7 @@
 // certificate and requires client certificates from that CA (mTLS).
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -57,6 +58,11 @@ class TestCluster {
   // From the member's next (re)start: false = its RaftService answers
   // SendStream UNIMPLEMENTED, like a replica from before SendStream.
   void ServeSendStream(raft::NodeId id, bool serve) { serve_streams_[id] = serve; }
+  // From the member's next start: `edit` adjusts its options (e.g. a binary
+  // that applies an older state-machine format).
+  void Override(raft::NodeId id, std::function<void(ReplicaOptions&)> edit) {
+    overrides_[id] = std::move(edit);
+  }
 
   Replica& replica(raft::NodeId id) { return *members_.at(id).replica; }
   const std::string& address(raft::NodeId id) { return addresses_.at(id); }
@@ -84,6 +90,7 @@ class TestCluster {
   std::map<raft::NodeId, TestMember> members_;
   std::map<raft::NodeId, int> held_;  // id -> fd holding its port
   std::map<raft::NodeId, bool> serve_streams_;
+  std::map<raft::NodeId, std::function<void(ReplicaOptions&)>> overrides_;
 };
 
 // Polls `pred` every 20 ms until true or `timeout`.
