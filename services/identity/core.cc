@@ -405,10 +405,16 @@ void Core::NotifyUser(SecurityEvent event, const std::string& tenant_id, const s
   n.by_admin = by_admin;
   n.detail = detail;
   n.id = RandomToken(12);
-  if (absl::Status s = options_.notices->SendSecurityNotice(std::move(n)); !s.ok())
-    log::Warn("security notice not queued", {{"kind", std::string(SecurityEventName(event))},
-                                             {"user_id", user_id},
-                                             {"error", s.ToString()}});
+  (void)QueueNotice(std::move(n));
+}
+
+absl::Status Core::QueueNotice(SecurityNotice n) {
+  const std::string kind(SecurityEventName(n.event)), user_id = n.user_id;
+  absl::Status s = options_.notices->SendSecurityNotice(std::move(n));
+  if (!s.ok())
+    log::Warn("security notice not queued",
+              {{"kind", kind}, {"user_id", user_id}, {"error", s.ToString()}});
+  return s;
 }
 
 absl::Status Core::PutPending(const std::string& key, const google::protobuf::Message& m,

@@ -130,6 +130,8 @@ class Core {
       const Caller& c, const v1::SetInitialPasswordRequest& r);
   absl::StatusOr<v1::DeleteCredentialsResponse> DeleteCredentials(
       const Caller& c, const v1::DeleteCredentialsRequest& r);
+  absl::StatusOr<v1::NotifyRecoveryEmailChangedResponse> NotifyRecoveryEmailChanged(
+      const Caller& c, const v1::NotifyRecoveryEmailChangedRequest& r);
   absl::StatusOr<v1::AdminResetPasswordResponse> AdminResetPassword(
       const Caller& c, const v1::AdminResetPasswordRequest& r);
   absl::StatusOr<v1::CredentialStatus> GetCredentialStatus(const Caller& c,
@@ -228,6 +230,9 @@ class Core {
   void NotifyUser(SecurityEvent event, const std::string& tenant_id, const std::string& user_id,
                   const common::v1::ClientInfo& client, bool by_admin = false,
                   const std::string& detail = "");
+  // Queues a prepared notice (NotifyUser's last step); the queue's refusal
+  // is returned (and logged).
+  absl::Status QueueNotice(SecurityNotice notice);
   // Records an auth event (best effort: a failed write is logged).
   void Event(const std::string& tenant_id, const std::string& user_id, const std::string& address,
              v1::AuthEventKind kind, v1::AuthOutcome outcome, const std::string& method,

@@ -4,6 +4,7 @@
 #include "services/identity/core.h"
 
 #include <filesystem>
+#include <functional>
 
 #include "gtest/gtest.h"
 #include "libs/redis/testing/redis_server.h"
@@ -28,8 +29,14 @@ class RecordingNotices final : public Notices {
   }
   absl::Status SendSecurityNotice(SecurityNotice notice) override {
     absl::MutexLock lock(&mu_);
+    if (!refuse_.ok()) return refuse_;
     sent_.push_back(std::move(notice));
     return absl::OkStatus();
+  }
+  // What SendSecurityNotice answers from now on (a full queue, say).
+  void Refuse(absl::Status s) {
+    absl::MutexLock lock(&mu_);
+    refuse_ = std::move(s);
   }
   std::vector<SecurityNotice> TakeAll() {
     absl::MutexLock lock(&mu_);
@@ -39,6 +46,7 @@ class RecordingNotices final : public Notices {
  private:
   absl::Mutex mu_;
   std::vector<SecurityNotice> sent_ ABSL_GUARDED_BY(mu_);
+  absl::Status refuse_ ABSL_GUARDED_BY(mu_);
 };
 
 std::string Reason(const absl::Status& s) {
@@ -622,6 +630,110 @@ TEST_F(CoreTest, ResetsAndRequiredChangesQueueNotices) {
   EXPECT_EQ(n.detail, "reset token");
   EXPECT_EQ(n.client.ip(), "192.0.2.10");
   EXPECT_FALSE(Alive(changed->session()));
+}
+
+// tenantd's call after a recovery address changed (recovery_notice.cc).
+class RecoveryNoticeRpcTest : public CoreTest {
+ protected:
+  static v1::NotifyRecoveryEmailChangedRequest Moved(const std::string& event_id) {
+    v1::NotifyRecoveryEmailChangedRequest r;
+    r.set_tenant_id("t1");
+    r.set_user_id("u-ann");
+    r.set_old_recovery_email("ann.old@example.net");
+    r.set_new_recovery_email("ann.new@example.org");
+    r.set_by_admin(true);
+    r.set_event_id(event_id);
+    r.mutable_changed_at()->set_seconds(1700000000);
+    r.mutable_client()->set_ip("198.51.100.7");
+    return r;
+  }
+  std::string FieldOf(const absl::Status& s) {
+    auto d = ErrorDetailOf(s);
+    return d ? d->field() : "";
+  }
+};
+
+TEST_F(RecoveryNoticeRpcTest, QueuesOneNoticeToMailboxNewAndOldAddress) {
+  notices_.TakeAll();
+  auto r = core_->NotifyRecoveryEmailChanged(service_, Moved("rn-1"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_TRUE(r->queued());
+  SecurityNotice n = OnlyNotice();
+  EXPECT_EQ(n.event, SecurityEvent::kRecoveryEmailChanged);
+  EXPECT_EQ(n.id, "rn-1");  // relayd's keys are notice:rn-1:<n>
+  EXPECT_EQ(n.old_recovery_email, "ann.old@example.net");
+  EXPECT_TRUE(n.by_admin);
+  EXPECT_EQ(n.at, absl::FromUnixSeconds(1700000000));
+  EXPECT_EQ(n.client.ip(), "198.51.100.7");
+  // Sent to: the mailbox, the recovery address on record (tenantd already
+  // holds the new one when the worker looks the user up), the old one.
+  tenant::v1::User ann = directory_.ByUserId("u-ann")->user();
+  ann.set_recovery_email("ann.new@example.org");
+  EXPECT_EQ(
+      SecurityNoticeRecipients(ann, n),
+      (std::vector<std::string>{"ann@example.com", "ann.new@example.org", "ann.old@example.net"}));
+}
+
+TEST_F(RecoveryNoticeRpcTest, ARetriedEventIdQueuesNothingTwice) {
+  notices_.TakeAll();
+  ASSERT_TRUE(core_->NotifyRecoveryEmailChanged(service_, Moved("rn-2")).ok());
+  auto again = core_->NotifyRecoveryEmailChanged(service_, Moved("rn-2"));
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_FALSE(again->queued());
+  EXPECT_EQ(OnlyNotice().id, "rn-2");
+  // Another change is another notice.
+  ASSERT_TRUE(core_->NotifyRecoveryEmailChanged(service_, Moved("rn-3")).ok());
+  EXPECT_EQ(OnlyNotice().id, "rn-3");
+
+  // A full queue: refused (the caller retries), and the retry is queued,
+  // not taken for a duplicate.
+  notices_.Refuse(absl::ResourceExhaustedError("notice queue full"));
+  EXPECT_TRUE(absl::IsResourceExhausted(
+      core_->NotifyRecoveryEmailChanged(service_, Moved("rn-4")).status()));
+  EXPECT_TRUE(notices_.TakeAll().empty());
+  notices_.Refuse(absl::OkStatus());
+  auto retried = core_->NotifyRecoveryEmailChanged(service_, Moved("rn-4"));
+  ASSERT_TRUE(retried.ok()) << retried.status();
+  EXPECT_TRUE(retried->queued());
+  EXPECT_EQ(OnlyNotice().id, "rn-4");
+}
+
+TEST_F(RecoveryNoticeRpcTest, OnlyServicesMayCallAndBadFieldsAreNamed) {
+  notices_.TakeAll();
+  EXPECT_TRUE(absl::IsUnauthenticated(
+      core_->NotifyRecoveryEmailChanged(anonymous_, Moved("rn-5")).status()));
+  v1::Session s = SignIn("admin@example.com", kAdminPassword);
+  EXPECT_TRUE(absl::IsPermissionDenied(
+      core_->NotifyRecoveryEmailChanged(UserCaller(s), Moved("rn-5")).status()));
+
+  struct Case {
+    std::function<void(v1::NotifyRecoveryEmailChangedRequest&)> spoil;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {[](auto& r) { r.clear_tenant_id(); }, "tenant_id"},
+      {[](auto& r) { r.clear_user_id(); }, "user_id"},
+      {[](auto& r) { r.clear_event_id(); }, "event_id"},
+      {[](auto& r) { r.set_event_id("has space"); }, "event_id"},
+      {[](auto& r) { r.set_event_id(std::string(129, 'e')); }, "event_id"},
+      {[](auto& r) { r.set_old_recovery_email("x@example.org\r\nBcc: v@example.org"); },
+       "old_recovery_email"},
+      {[](auto& r) { r.set_new_recovery_email("x@example.org\nBcc: v@example.org"); },
+       "new_recovery_email"},
+      {[](auto& r) { r.set_new_recovery_email(r.old_recovery_email()); }, "new_recovery_email"},
+  };
+  for (const Case& c : cases) {
+    v1::NotifyRecoveryEmailChangedRequest r = Moved("rn-6");
+    c.spoil(r);
+    absl::Status st = core_->NotifyRecoveryEmailChanged(service_, r).status();
+    EXPECT_TRUE(absl::IsInvalidArgument(st)) << c.field << ": " << st;
+    EXPECT_EQ(FieldOf(st), c.field) << st;
+  }
+  // Nothing queued, and the refused event id was not claimed.
+  EXPECT_TRUE(notices_.TakeAll().empty());
+  auto ok = core_->NotifyRecoveryEmailChanged(service_, Moved("rn-6"));
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_TRUE(ok->queued());
 }
 
 TEST_F(CoreTest, SecurityQuestionsSetQueueANotice) {

@@ -79,6 +79,8 @@ class CredentialServiceImpl final : public v1::CredentialService::Service {
   explicit CredentialServiceImpl(Core* core) : core_(core) {}
   MG_RPC(SetInitialPassword, SetInitialPasswordRequest, SetInitialPasswordResponse)
   MG_RPC(DeleteCredentials, DeleteCredentialsRequest, DeleteCredentialsResponse)
+  MG_RPC(NotifyRecoveryEmailChanged, NotifyRecoveryEmailChangedRequest,
+         NotifyRecoveryEmailChangedResponse)
   MG_RPC(AdminResetPassword, AdminResetPasswordRequest, AdminResetPasswordResponse)
   MG_RPC(GetCredentialStatus, GetCredentialStatusRequest, CredentialStatus)
   MG_RPC(GetPasswordPolicy, GetPasswordPolicyRequest, PasswordPolicy)

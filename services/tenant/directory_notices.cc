@@ -1,7 +1,8 @@
 // DirectoryService: work at peers that follows a directory change and must
 // never fail it — the welcome notice (relayd SubmitMessage), a changed
 // quota (mailstored SetQuota), the sessions of a disabled or deleted user
-// (identityd LogoutEverywhere).
+// (identityd LogoutEverywhere), the notice of a changed recovery address
+// (identityd NotifyRecoveryEmailChanged).
 //
 // Each is tried right after the change commits; whatever did not go
 // through leaves a key G("peerwork")/<kind>/<tenant>/<user> (the welcome's
@@ -11,6 +12,13 @@
 // (a re-enabled user's sessions are left alone; a deleted user gets no
 // welcome), so retries are harmless; each call is idempotent at its peer
 // (the welcome carries idempotency_key "welcome-<user id>").
+//
+// The recovery-address notice is per change, not per user state: its key
+// (written in the change's own batch, like the welcome's) ends in an event
+// id and holds the whole request, because the OLD address it must name is
+// gone from the user record; two quick changes are two notices. identityd
+// queues an event id once (its README), so a retry after a lost answer
+// mails nothing twice.
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -27,6 +35,7 @@ namespace {
 constexpr char kWelcome[] = "welcome";
 constexpr char kQuota[] = "quota";
 constexpr char kSessions[] = "sessions";
+constexpr char kRecovery[] = "recovery";
 
 bool Ascii(std::string_view s) {
   for (unsigned char c : s)
@@ -154,7 +163,75 @@ void DirectoryServiceImpl::EndSessions(const v1::User& u, const std::string& rea
   (void)store_->Commit(Batch().PutRaw(dkeys::PeerWork(kSessions, u.tenant_id(), u.user_id()), ""));
 }
 
+std::optional<identity::v1::NotifyRecoveryEmailChangedRequest>
+DirectoryServiceImpl::QueueRecoveryNotice(Batch& batch, const Principal& p,
+                                          const std::string& old_recovery, const v1::User& u) {
+  if (u.recovery_email() == old_recovery) return std::nullopt;
+  identity::v1::NotifyRecoveryEmailChangedRequest r;
+  r.set_tenant_id(u.tenant_id());
+  r.set_user_id(u.user_id());
+  r.set_old_recovery_email(old_recovery);
+  r.set_new_recovery_email(u.recovery_email());
+  r.set_by_admin(p.subject != u.user_id());
+  r.set_event_id(NewId("rn"));
+  *r.mutable_changed_at() = ToProto(absl::Now());
+  r.mutable_client()->set_ip(p.ip);
+  batch.PutRaw(dkeys::PeerWorkEvent(kRecovery, r.tenant_id(), r.user_id(), r.event_id()),
+               r.SerializeAsString());
+  return r;
+}
+
+absl::Status DirectoryServiceImpl::SendRecoveryNotice(
+    const identity::v1::NotifyRecoveryEmailChangedRequest& r) {
+  absl::Status s = peers_ == nullptr ? absl::UnavailableError("identityd is not configured")
+                                     : peers_->NotifyRecoveryEmailChanged(r);
+  // INVALID_ARGUMENT can never succeed: logged and dropped, not retried forever.
+  if (!s.ok() && !absl::IsInvalidArgument(s)) return s;
+  if (s.ok())
+    log::Info("recovery-address notice handed to identityd",
+              {{"user", r.user_id()}, {"event", r.event_id()}});
+  else
+    log::Error("recovery-address notice refused by identityd, dropped",
+               {{"user", r.user_id()}, {"event", r.event_id()}, {"status", s}});
+  auto done = store_->Commit(
+      Batch().Delete(dkeys::PeerWorkEvent(kRecovery, r.tenant_id(), r.user_id(), r.event_id())));
+  if (!done.ok())
+    log::Warn("recovery-address notice done; its pending key stays", {{"status", done.status()}});
+  return absl::OkStatus();
+}
+
+void DirectoryServiceImpl::RecoveryNoticeNow(
+    const identity::v1::NotifyRecoveryEmailChangedRequest& r) {
+  if (absl::Status s = SendRecoveryNotice(r); !s.ok())
+    log::Warn("recovery-address notice pending (retried by the background loop)",
+              {{"user", r.user_id()}, {"event", r.event_id()}, {"status", s}});
+}
+
+absl::Status DirectoryServiceImpl::RecoveryNoticeRound() {
+  if (peers_ == nullptr || !peers_->identity_configured()) return absl::OkStatus();
+  ASSIGN_OR_RETURN(auto pending, store_->ScanAll(dkeys::PeerWorkPrefix(kRecovery), false));
+  for (const auto& e : pending) {
+    identity::v1::NotifyRecoveryEmailChangedRequest r;
+    bool drop = !r.ParseFromString(e.value());
+    if (!drop) {
+      ASSIGN_OR_RETURN(auto rec,
+                       store_->Read<storage::UserRecord>(dkeys::User(r.tenant_id(), r.user_id())));
+      drop = !rec.found();  // purged: nobody left to tell
+    }
+    if (drop) {
+      (void)store_->Commit(Batch().Delete(e.key()));
+      continue;
+    }
+    // SendRecoveryNotice deletes the key once identityd took the notice.
+    if (absl::Status s = SendRecoveryNotice(r); !s.ok())
+      log::Warn("recovery-address notice still pending", {{"user", r.user_id()}, {"status", s}});
+  }
+  return absl::OkStatus();
+}
+
 absl::Status DirectoryServiceImpl::PeerWorkRound() {
+  if (absl::Status s = RecoveryNoticeRound(); !s.ok())
+    log::Warn("recovery-address notice round failed", {{"status", s}});
   struct Kind {
     std::string_view name;
     bool ready;

@@ -1,6 +1,7 @@
 // What a directory change asks of the other services, and what survives
 // their absence (directory_notices.cc): the welcome notice through relayd,
-// a quota pushed to mailstored, sessions ended at identityd — each tried at
+// a quota pushed to mailstored, sessions ended at identityd, a changed
+// recovery address announced through identityd — each tried at
 // once and, when the peer is down or unconfigured, left pending for the
 // background round — and RemoveDomain refused while the directory uses it.
 #include "absl/strings/escaping.h"
@@ -176,6 +177,110 @@ TEST_F(PeersTest, DisablingEndsSessionsAtIdentityd) {
   EXPECT_EQ(Pending("sessions"), 0u);
   absl::MutexLock l(&peers_.mu);
   EXPECT_EQ(peers_.sessions_ended, std::vector<std::string>{alice});
+}
+
+class RecoveryNoticeTest : public PeersTest {
+ protected:
+  // UpdateUser of the recovery address (plus the display name when
+  // `also_name` is set), by `token`.
+  grpc::Status SetRecovery(const std::string& user_id, const std::string& address,
+                           const std::string& token, const std::string& also_name = "") {
+    v1::UpdateUserRequest up;
+    up.mutable_user()->set_user_id(user_id);
+    up.mutable_user()->set_recovery_email(address);
+    up.mutable_update_mask()->add_paths("recovery_email");
+    if (!also_name.empty()) {
+      up.mutable_user()->set_display_name(also_name);
+      up.mutable_update_mask()->add_paths("display_name");
+    }
+    v1::User u;
+    return dir_stub_->UpdateUser(Ctx(token).get(), up, &u);
+  }
+  std::vector<identity::v1::NotifyRecoveryEmailChangedRequest> TakeNotices() {
+    absl::MutexLock l(&peers_.mu);
+    return std::exchange(peers_.recovery_notices, {});
+  }
+};
+
+TEST_F(RecoveryNoticeTest, AChangedRecoveryAddressIsAnnouncedOnceWithTheOldAddress) {
+  const std::string alice = User("alice@acme.test");
+  // Creation sets no recovery address and announces nothing but the welcome.
+  EXPECT_TRUE(TakeNotices().empty());
+
+  ASSERT_TRUE(SetRecovery(alice, "alice.home@example.org", admin_).ok());
+  auto sent = TakeNotices();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].tenant_id(), tenant_);
+  EXPECT_EQ(sent[0].user_id(), alice);
+  EXPECT_EQ(sent[0].old_recovery_email(), "");
+  EXPECT_EQ(sent[0].new_recovery_email(), "alice.home@example.org");
+  EXPECT_TRUE(sent[0].by_admin());
+  EXPECT_FALSE(sent[0].event_id().empty());
+  EXPECT_TRUE(sent[0].has_changed_at());
+  EXPECT_EQ(Pending("recovery"), 0u);
+
+  // The user moves it: the OLD address is named, by_admin false.
+  const std::string own = Mint(tenant_, {"user"}, alice);
+  ASSERT_TRUE(SetRecovery(alice, "alice.new@example.net", own).ok());
+  sent = TakeNotices();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].old_recovery_email(), "alice.home@example.org");
+  EXPECT_EQ(sent[0].new_recovery_email(), "alice.new@example.net");
+  EXPECT_FALSE(sent[0].by_admin());
+
+  // The same address again (other fields changing or not): no notice.
+  ASSERT_TRUE(SetRecovery(alice, "alice.new@example.net", admin_).ok());
+  ASSERT_TRUE(SetRecovery(alice, "alice.new@example.net", admin_, "Alice Liddell").ok());
+  EXPECT_TRUE(TakeNotices().empty());
+  // A refused change (the user's own mailbox) announces nothing either.
+  EXPECT_EQ(SetRecovery(alice, "alice@acme.test", admin_).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_TRUE(TakeNotices().empty());
+  EXPECT_EQ(Pending("recovery"), 0u);
+
+  // Removing it is a change too (old named, new empty).
+  ASSERT_TRUE(SetRecovery(alice, "", admin_).ok());
+  sent = TakeNotices();
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].old_recovery_email(), "alice.new@example.net");
+  EXPECT_EQ(sent[0].new_recovery_email(), "");
+}
+
+TEST_F(RecoveryNoticeTest, IdentitydDownKeepsEachChangePendingUntilTheRound) {
+  const std::string alice = User("alice@acme.test");
+  peers_.recovery_status = absl::UnavailableError("identityd down");
+  // The write never fails because of identityd; two quick changes are two
+  // pending notices, each with its own old address.
+  ASSERT_TRUE(SetRecovery(alice, "first@example.org", admin_).ok());
+  ASSERT_TRUE(SetRecovery(alice, "second@example.org", admin_).ok());
+  EXPECT_EQ(Pending("recovery"), 2u);
+  ASSERT_TRUE(directory_->BackgroundRound(absl::Now()).ok());
+  EXPECT_EQ(Pending("recovery"), 2u);  // still down
+  EXPECT_TRUE(TakeNotices().empty());
+
+  peers_.recovery_status = absl::OkStatus();
+  ASSERT_TRUE(directory_->BackgroundRound(absl::Now()).ok());
+  EXPECT_EQ(Pending("recovery"), 0u);
+  auto sent = TakeNotices();
+  ASSERT_EQ(sent.size(), 2u);
+  std::set<std::pair<std::string, std::string>> moves;
+  std::set<std::string> events;
+  for (const auto& n : sent) {
+    moves.insert({n.old_recovery_email(), n.new_recovery_email()});
+    events.insert(n.event_id());
+  }
+  EXPECT_EQ(moves, (std::set<std::pair<std::string, std::string>>{
+                       {"", "first@example.org"}, {"first@example.org", "second@example.org"}}));
+  EXPECT_EQ(events.size(), 2u);
+  // Nothing left: another round sends nothing again.
+  ASSERT_TRUE(directory_->BackgroundRound(absl::Now()).ok());
+  EXPECT_TRUE(TakeNotices().empty());
+
+  // identityd refusing the request for good (INVALID_ARGUMENT): dropped,
+  // not retried forever.
+  peers_.recovery_status = absl::InvalidArgumentError("event_id: bad");
+  ASSERT_TRUE(SetRecovery(alice, "third@example.org", admin_).ok());
+  EXPECT_EQ(Pending("recovery"), 0u);
 }
 
 TEST_F(PeersTest, RemoveDomainIsRefusedWhileTheDirectoryUsesIt) {

@@ -386,8 +386,17 @@ class DirectoryServiceImpl final
   void PushQuota(const storage::UserRecord& rec);
   // LogoutEverywhere at identityd; leaves a pending key when it cannot.
   void EndSessions(const v1::User& u, const std::string& reason);
+  // A changed recovery address (UpdateUser): the pending record of the
+  // notice at identityd, written in the change's own batch; nullopt (and
+  // nothing written) when the address did not change.
+  std::optional<identity::v1::NotifyRecoveryEmailChangedRequest> QueueRecoveryNotice(
+      Batch& batch, const Principal& p, const std::string& old_recovery, const v1::User& u);
+  // Asks identityd now and clears the record; logs "pending" if not.
+  void RecoveryNoticeNow(const identity::v1::NotifyRecoveryEmailChangedRequest& r);
+  absl::Status SendRecoveryNotice(const identity::v1::NotifyRecoveryEmailChangedRequest& r);
   // Retries what the keys above still name (BackgroundRound).
   absl::Status PeerWorkRound();
+  absl::Status RecoveryNoticeRound();
 
   // ---- purge after the grace period (directory_purge.cc) ----
   // Every purge key due at `now`, oldest first. A peer that refuses leaves

@@ -98,6 +98,10 @@ std::string Sieve(std::string_view t, std::string_view u) {
 std::string PeerWork(std::string_view kind, std::string_view t, std::string_view u) {
   return kv::KeyBuilder(kv::GlobalPrefix("peerwork")).Str(kind).Str(t).Str(u).Build();
 }
+std::string PeerWorkEvent(std::string_view kind, std::string_view t, std::string_view u,
+                          std::string_view event_id) {
+  return kv::KeyBuilder(kv::GlobalPrefix("peerwork")).Str(kind).Str(t).Str(u).Str(event_id).Build();
+}
 std::string PeerWorkPrefix(std::string_view kind) {
   return kv::KeyBuilder(kv::GlobalPrefix("peerwork")).Str(kind).Build();
 }

@@ -45,6 +45,11 @@
 //                                               (notice via relayd), "quota" (SetQuota at
 //                                               mailstored), "sessions" (end them at
 //                                               identityd); the background loop retries
+//   G("peerwork") / "recovery" / tenant / user_id / event_id
+//                                            -> identity.v1.NotifyRecoveryEmailChangedRequest
+//                                               (a changed recovery address still to announce
+//                                               at identityd: one per change, with the OLD
+//                                               address, which the user record no longer has)
 //
 // ADDRESS KEY: NFC + full case folding of the local part, "@", the domain
 // in lower-case A-labels. "Ünal@ACME.cn", its NFD spelling and
@@ -102,6 +107,9 @@ std::string Sieve(std::string_view t, std::string_view user_id);
 // Work at a peer still to do for a user (kinds in directory_notices.cc).
 std::string PeerWork(std::string_view kind, std::string_view t, std::string_view user_id);
 std::string PeerWorkPrefix(std::string_view kind);
+// One change's work (kinds whose every change counts, not only the user's latest state).
+std::string PeerWorkEvent(std::string_view kind, std::string_view t, std::string_view user_id,
+                          std::string_view event_id);
 // Work for the background loop (global, so one scan finds it):
 std::string PendingMailbox(std::string_view t, std::string_view user_id);
 std::string PendingMailboxPrefix();

@@ -75,6 +75,14 @@ class FakePeers final : public DirectoryPeers {
     sessions_ended.push_back(user_id);
     return 2;
   }
+  absl::Status NotifyRecoveryEmailChanged(
+      const identity::v1::NotifyRecoveryEmailChangedRequest& r) override {
+    absl::MutexLock l(&mu);
+    if (!identity) return absl::UnavailableError("identityd is not configured");
+    if (!recovery_status.ok()) return recovery_status;
+    recovery_notices.push_back(r);
+    return absl::OkStatus();
+  }
   bool relay_configured() const override { return relay; }
   absl::Status SubmitMessage(const relay::v1::SubmitMessageRequest& r) override {
     absl::MutexLock l(&mu);
@@ -84,7 +92,9 @@ class FakePeers final : public DirectoryPeers {
   }
   absl::Mutex mu;
   bool identity = true, mailstore = true, relay = true;
-  absl::Status identity_status, mailstore_status, quota_status, sessions_status, relay_status;
+  absl::Status identity_status, mailstore_status, quota_status, sessions_status, relay_status,
+      recovery_status;
+  std::vector<identity::v1::NotifyRecoveryEmailChangedRequest> recovery_notices;
   std::map<std::string, common::v1::QuotaLimit> quotas;
   std::vector<std::string> sessions_ended;
   std::vector<relay::v1::SubmitMessageRequest> submitted;

@@ -209,10 +209,12 @@ grpc::Status DirectoryServiceImpl::UpdateUser(Ctx* ctx, const v1::UpdateUserRequ
     const v1::User& in = req->user();
     bool quota_changed = false;
     storage::UserRecord after;
+    std::optional<identity::v1::NotifyRecoveryEmailChangedRequest> recovery_notice;
     RETURN_IF_ERROR(store_->Transact([&]() -> absl::StatusOr<Batch> {
       quota_changed = false;
       ASSIGN_OR_RETURN(auto rec, ReadUser(*store_, tid, user_id));
       v1::User& u = *rec.value.mutable_user();
+      const std::string old_recovery = u.recovery_email();
       Batch batch;
       batch.ExpectVersion(dkeys::User(tid, user_id), rec.version);
       std::vector<std::string> changed;
@@ -285,11 +287,14 @@ grpc::Status DirectoryServiceImpl::UpdateUser(Ctx* ctx, const v1::UpdateUserRequ
       PutMemberships(batch, rec.value);
       Changed(batch, tid, p, "user.update", "user", user_id,
               absl::StrCat("user ", u.address(), " updated: ", absl::StrJoin(changed, ", ")));
+      // Told after the commit; its pending record commits with the change.
+      recovery_notice = QueueRecoveryNotice(batch, p, old_recovery, u);
       *resp = u;
       after = rec.value;
       return batch;
     }));
     if (quota_changed) PushQuota(after);
+    if (recovery_notice) RecoveryNoticeNow(*recovery_notice);
     return absl::OkStatus();
   });
 }

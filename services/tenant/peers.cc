@@ -192,6 +192,20 @@ class GrpcPeers final : public DirectoryPeers {
     return resp.sessions_ended();
   }
 
+  absl::Status NotifyRecoveryEmailChanged(
+      const identity::v1::NotifyRecoveryEmailChangedRequest& r) override {
+    if (!identity_) return absl::UnavailableError("identityd is not configured");
+    identity::v1::NotifyRecoveryEmailChangedResponse resp;
+    return Wrap("identityd",
+                identity_->Call(
+                    absl::Seconds(15),
+                    [&](const auto& ch, grpc::ClientContext* ctx) {
+                      return identity::v1::CredentialService::NewStub(ch)
+                          ->NotifyRecoveryEmailChanged(ctx, r, &resp);
+                    },
+                    tokens_.get()));
+  }
+
   absl::Status SubmitMessage(const relay::v1::SubmitMessageRequest& r) override {
     if (!relay_) return absl::UnavailableError("relayd is not configured");
     relay::v1::SubmitMessageResponse resp;

@@ -1,6 +1,7 @@
 // The services tenantd calls while building the directory: identityd
 // (initial passwords, CredentialService.SetInitialPassword; ending a
-// disabled user's sessions, AuthService.LogoutEverywhere), mailstored
+// disabled user's sessions, AuthService.LogoutEverywhere; a changed
+// recovery address, CredentialService.NotifyRecoveryEmailChanged), mailstored
 // (CreateMailbox / DeleteMailbox / SetQuota on the mailbox's shard, through
 // libs/mailstore_client) and relayd (welcome notices,
 // RelayService.SubmitMessage). Every call carries a service token
@@ -59,6 +60,13 @@ class DirectoryPeers {
   virtual absl::StatusOr<int64_t> EndSessions(const std::string& user_id,
                                               const std::string& reason) {
     (void)user_id, (void)reason;
+    return absl::UnavailableError("identityd is not configured");
+  }
+  // Asks identityd to tell the user (and the old address) that their
+  // recovery address changed (idempotent by r.event_id at identityd).
+  virtual absl::Status NotifyRecoveryEmailChanged(
+      const identity::v1::NotifyRecoveryEmailChangedRequest& r) {
+    (void)r;
     return absl::UnavailableError("identityd is not configured");
   }
   virtual bool relay_configured() const { return false; }

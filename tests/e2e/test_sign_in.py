@@ -32,6 +32,13 @@ Against `tools/mailgrid up --replicas 3`:
   address get; after three wrong tries the next attempt is throttled, for
   dave and for an unknown address alike, and once the delay has passed dave
   (and only the right answers) get in.
+- A changed recovery address is announced (issue 6's gap, closed): the
+  admin gives erin a recovery address and then, with `mailctl user update
+  --recovery-email`, another one; "Your recovery email address was changed"
+  arrives in erin's own INBOX, at the new address and at the OLD one (which
+  is told why it got it), once per change, counted as
+  recovery_email_changed; an update that leaves the address as it is
+  announces nothing.
 """
 import re
 import base64
@@ -257,6 +264,64 @@ class SignInTest(unittest.TestCase):
                                    "the app-password notice in carol's INBOX")
         self.assertIn(b"An app password was created: \"Carol's phone\"", notice)
 
+    def test_changed_recovery_address_is_announced_to_the_old_address(self):
+        erin, old, new = "erin@" + DOMAIN, "erin.old@" + DOMAIN, "erin.new@" + DOMAIN
+        passwords = {address: self.ctl.create_user(address, name)
+                     for address, name in ((erin, "Erin"), (old, "Erin's old box"), (new, "Erin's new box"))}
+        subject = "Your recovery email address was changed"
+        self.ctl.admin("user", "update", erin, "--recovery-email", old)
+        mgtest.eventually(lambda: self.mails_with(old, passwords[old], subject),
+                          "the notice of erin's first recovery address at that address")
+        mgtest.eventually(lambda: self.mails_with(erin, passwords[erin], subject),
+                          "the notice of erin's first recovery address in her INBOX")
+
+        self.ctl.admin("user", "update", erin, "--recovery-email", new)
+        why = b"this address was the recovery address of " + erin.encode()
+        told_old = mgtest.eventually(lambda: self.mails_with(old, passwords[old], subject, why),
+                                     "the change's notice at erin's OLD recovery address")
+        self.assertEqual(len(told_old), 1, "one notice per change at the old address")
+        for notice in told_old:
+            self.assertIn(b"Account: " + erin.encode(), notice)
+            self.assertIn(b"By:      an administrator of your organisation", notice)
+            self.assertIn(b"From: Security notice <no-reply@" + DOMAIN.encode() + b">", notice)
+        mgtest.eventually(lambda: self.mails_with(new, passwords[new], subject),
+                          "the change's notice at erin's new recovery address")
+        mgtest.eventually(lambda: len(self.mails_with(erin, passwords[erin], subject)) == 2,
+                          "both changes' notices (and no more) in erin's INBOX")
+        # 2 recipients for the first address, 3 for the change (mailbox, new, old).
+        mgtest.eventually(lambda: self.notices_counted("recovery_email_changed", "sent") >= 5,
+                          "mailgrid_identity_notices_total{kind=recovery_email_changed,result=sent} >= 5")
+
+        # The same address again is no change: nothing is mailed. The next
+        # change's last message (to its old address, `new`) is sent after
+        # anything the no-op could have queued (one worker, in order), so
+        # once it is there the counts below are final.
+        self.ctl.admin("user", "update", erin, "--recovery-email", new)
+        self.ctl.admin("user", "update", erin, "--recovery-email", old)
+        mgtest.eventually(lambda: self.mails_with(new, passwords[new], subject, why),
+                          "the third change's notice at its old address")
+        self.assertEqual(len(self.mails_with(new, passwords[new], subject)), 2,
+                         "the new address: told when it came and when it went, not on the no-op")
+        self.assertEqual(len(self.mails_with(erin, passwords[erin], subject)), 3,
+                         "erin's INBOX: one notice per change, none for the no-op")
+
+    def mails_with(self, address, password, subject, text=b""):
+        """Every message in address's INBOX whose subject contains subject and body text (bytes)."""
+        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
+        try:
+            c.starttls(ssl_context=self.tls)
+            c.login(address, password)
+            c.select("INBOX", readonly=True)
+            typ, data = c.search(None, "SUBJECT", '"%s"' % subject)
+            found = []
+            for num in (data[0].split() if typ == "OK" else []):
+                typ, parts = c.fetch(num, "(BODY.PEEK[])")
+                if text in parts[0][1]:
+                    found.append(parts[0][1])
+            return found
+        finally:
+            c.logout()
+
     def notices_counted(self, kind, result):
         """mailgrid_identity_notices_total{kind,result} summed over every daemon's /metrics."""
         total = 0.0
@@ -270,18 +335,8 @@ class SignInTest(unittest.TestCase):
 
     def newest_mail(self, address, password, subject):
         """The newest message in address's INBOX whose subject contains subject (bytes), or None."""
-        c = imaplib.IMAP4(*mgtest.host_port(self.cluster["imap"]))
-        try:
-            c.starttls(ssl_context=self.tls)
-            c.login(address, password)
-            c.select("INBOX", readonly=True)
-            typ, data = c.search(None, "SUBJECT", '"%s"' % subject)
-            if typ != "OK" or not data[0].split():
-                return None
-            typ, parts = c.fetch(data[0].split()[-1], "(BODY.PEEK[])")
-            return parts[0][1]
-        finally:
-            c.logout()
+        found = self.mails_with(address, password, subject)
+        return found[-1] if found else None
 
     def reset_with_answers(self, address, answers, code, new_password):
         """mailctl auth reset-password complete with security answers and a
