@@ -49,6 +49,14 @@ bool Principal::platform() const {
          (HasRole(auth::kRolePlatformOperator) || HasRole(auth::kRolePlatformReviewer));
 }
 
+Principal Principal::Tenantd() {
+  Principal p;
+  p.kind = Kind::kAccessToken;
+  p.subject = "tenantd";
+  p.roles = {auth::kRoleService};
+  return p;
+}
+
 common::v1::Actor Principal::ToActor() const {
   common::v1::Actor a;
   a.set_tenant_id(tenant_id);

@@ -46,6 +46,10 @@ struct Principal {
   // stream and a unary call agree on the same token.
   absl::Time valid_until = absl::InfiniteFuture();
 
+  // tenantd acting on its own (background rounds: purges, domain checks),
+  // for the audit log and calls to its peers.
+  static Principal Tenantd();
+
   bool anonymous() const { return kind == Kind::kAnonymous; }
   bool ValidAt(absl::Time now) const { return now <= valid_until; }
   bool HasRole(std::string_view role) const;

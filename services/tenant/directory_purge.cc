@@ -23,13 +23,6 @@ namespace {
 // the purge key does not say which kind it names, the id does.
 bool IsSharedMailboxId(const std::string& id) { return absl::StartsWith(id, "s-"); }
 
-Principal System() {
-  Principal system;
-  system.subject = "tenantd";
-  system.roles = {auth::kRoleService};
-  return system;
-}
-
 // The primary address and the aliases of a purged mailbox become free.
 void FreeAddresses(Batch& b, const std::string& tid, const std::string& address,
                    const google::protobuf::RepeatedPtrField<std::string>& aliases) {
@@ -100,7 +93,7 @@ absl::Status DirectoryServiceImpl::PurgeUser(const std::string& tid, const std::
       b.ExpectVersion(keys::Usage(tid), usage.version).Put(keys::Usage(tid), usage.value);
     }
     RETURN_IF_ERROR(CountPlacements({u.shard()}, &b, -1));
-    Changed(b, tid, System(), "user.purge", "user", uid,
+    Changed(b, tid, Principal::Tenantd(), "user.purge", "user", uid,
             absl::StrCat("user ", u.address(), " purged after the grace period"));
     return b;
   }));
@@ -131,7 +124,7 @@ absl::Status DirectoryServiceImpl::PurgeSharedMailbox(const std::string& tid,
     FreeAddresses(b, tid, m.address(), m.aliases());
     RETURN_IF_ERROR(DropFromGroups(b, tid, v1::MEMBER_KIND_SHARED_MAILBOX, id));
     RETURN_IF_ERROR(CountPlacements({m.shard()}, &b, -1));
-    Changed(b, tid, System(), "shared_mailbox.purge", "shared_mailbox", id,
+    Changed(b, tid, Principal::Tenantd(), "shared_mailbox.purge", "shared_mailbox", id,
             absl::StrCat("shared mailbox ", m.address(), " purged after the grace period"));
     return b;
   }));

@@ -32,14 +32,6 @@ std::string Describe(const v1::DnsRecord& r) {
   return s;
 }
 
-Principal System() {
-  Principal p;
-  p.kind = Principal::Kind::kAccessToken;
-  p.subject = "tenantd";
-  p.roles = {auth::kRoleService};
-  return p;
-}
-
 }  // namespace
 
 absl::StatusOr<v1::DomainRecords> DomainServiceImpl::RunCheck(const Principal& p,
@@ -121,7 +113,7 @@ grpc::Status DomainServiceImpl::CheckDomain(Ctx* ctx, const v1::CheckDomainReque
 absl::StatusOr<int> DomainServiceImpl::RecheckAll() {
   ASSIGN_OR_RETURN(auto index, store_->ScanAll(keys::DomainIndexPrefix()));
   int checked = 0;
-  Principal system = System();
+  Principal system = Principal::Tenantd();
   for (const auto& e : index) {
     kv::KeyReader r(e.key());
     r.ConsumePrefix(keys::DomainIndexPrefix());
