@@ -378,7 +378,8 @@ absl::StatusOr<std::optional<v1::WriteResponse>> StateMachine::FindSessionOutcom
 
 absl::StatusOr<v1::WriteResponse> StateMachine::ApplySessionWrite(uint64_t index,
                                                                   const v1::WriteRequest& request,
-                                                                  PendingBatch* batch) {
+                                                                  PendingBatch* batch,
+                                                                  uint32_t format) {
   const v1::RequestId& id = request.request_id();
   std::string key = internal::SessionKey(id.client_id());
   auto [it, inserted] = batch->sessions().try_emplace(std::move(key));
@@ -422,12 +423,21 @@ absl::StatusOr<v1::WriteResponse> StateMachine::ApplySessionWrite(uint64_t index
   auto* outcomes = session.mutable_outcomes();
   int below = 0;
   while (below < outcomes->size() && outcomes->Get(below).seq() < session.floor()) ++below;
-  if (outcomes->size() - below > kMaxSessionOutcomes)
-    below = outcomes->size() - kMaxSessionOutcomes;
+  const bool bounded = outcomes->size() - below > kMaxSessionOutcomes;
+  if (bounded) below = outcomes->size() - kMaxSessionOutcomes;
   if (below > 0) {
+    const uint64_t last_dropped = outcomes->Get(below - 1).seq();
     outcomes->DeleteSubrange(0, below);
-    // Dropped by the bound: the floor moves past them (never applied twice).
-    if (!outcomes->empty()) session.set_floor(std::max(session.floor(), outcomes->Get(0).seq()));
+    if (format >= kSessionFloorFormat) {
+      // Dropped by the bound: the floor moves past them (never applied
+      // twice), and no further: a lower seq still unapplied stays allowed.
+      if (bounded) session.set_floor(std::max(session.floor(), last_dropped + 1));
+    } else if (!outcomes->empty()) {
+      // Format 2, kept so that every replica of a format-2 group applies
+      // alike: past the first outcome kept, even when nothing was bounded,
+      // which rejects a lower seq applied after a higher one (README).
+      session.set_floor(std::max(session.floor(), outcomes->Get(0).seq()));
+    }
   }
   session.set_last_index(index);
   return resp;
@@ -617,11 +627,12 @@ absl::StatusOr<v1::WriteResponse> StateMachine::ApplyWrite(uint64_t index,
                                                            const v1::WriteRequest& request,
                                                            const absl::Status& valid,
                                                            PendingBatch* batch,
-                                                           std::string* entry_ids) {
+                                                           std::string* entry_ids,
+                                                           uint32_t format) {
   // A valid session write (validation checked its min_format and the
   // group's committed format): one record per client, not per write.
   if (valid.ok() && IsSessionId(request.request_id())) {
-    return ApplySessionWrite(index, request, batch);
+    return ApplySessionWrite(index, request, batch, format);
   }
   std::string record_key;
   if (HasRequestId(request.request_id())) {
@@ -688,7 +699,7 @@ absl::StatusOr<v1::WriteResponse> StateMachine::ApplyCommand(uint64_t index,
     v1::WriteRequest empty;
     ASSIGN_OR_RETURN(
         resp, ApplyWrite(index, empty, absl::InvalidArgumentError("command is not a WriteRequest"),
-                         batch, nullptr));
+                         batch, nullptr, *format));
   } else if (!IsBatch(request)) {
     absl::Status valid = ValidateWriteRequest(request);
     if (valid.ok()) valid = CheckCommitted(request.min_format(), *format);
@@ -704,8 +715,8 @@ absl::StatusOr<v1::WriteResponse> StateMachine::ApplyCommand(uint64_t index,
       resp.mutable_ok();
       resp.set_applied_index(index);
     } else {
-      ASSIGN_OR_RETURN(resp, ApplyWrite(index, request, valid, batch, nullptr));
-      if (*format >= kSessionFormat) resp.set_sessions(true);
+      ASSIGN_OR_RETURN(resp, ApplyWrite(index, request, valid, batch, nullptr, *format));
+      if (*format >= kSessionFloorFormat) resp.set_sessions(true);
     }
   } else if (absl::Status shape = ValidateBatchShape(request); !shape.ok()) {
     resp.mutable_rejected()->set_reason(std::string(shape.message()));
@@ -726,8 +737,8 @@ absl::StatusOr<v1::WriteResponse> StateMachine::ApplyCommand(uint64_t index,
       absl::Status valid = ValidateBatchedWrite(write);
       if (valid.ok()) valid = CheckCommitted(write.min_format(), *format);
       v1::WriteResponse& one = *resp.add_batch();
-      ASSIGN_OR_RETURN(one, ApplyWrite(index, write, valid, batch, &ids));
-      if (*format >= kSessionFormat) one.set_sessions(true);
+      ASSIGN_OR_RETURN(one, ApplyWrite(index, write, valid, batch, &ids, *format));
+      if (*format >= kSessionFloorFormat) one.set_sessions(true);
     }
     if (!ids.empty()) {
       RETURN_IF_ERROR(batch->Put(

@@ -103,8 +103,12 @@ struct ApplyInput {
 // ignore or read differently raises it, sets WriteRequest.min_format on the
 // entries that use it, and is emitted only once committed_format() allows.
 // Format 2 (session 21): client sessions (kv.proto RequestId.first_unacked;
-// README "Client sessions").
-inline constexpr uint32_t kStateMachineFormat = 2;
+// README "Client sessions"). Format 3 (session 25): a session's floor moves
+// past outcomes only the bound dropped, and only past them (format 2 also
+// moved it to the first outcome kept, rejecting a lower seq applied after
+// it; README "The floor defect"). Clients are offered sessions from 3 on.
+inline constexpr uint32_t kStateMachineFormat = 3;
+inline constexpr uint32_t kSessionFloorFormat = 3;
 // Where the committed format lives: a reserved ('\0'-prefixed, refused in
 // client writes) key of the data family, so it travels in snapshots and any
 // replica or service reads it with a plain Get. Value: the decimal number.
@@ -213,9 +217,11 @@ class StateMachine {
       const v1::RequestId& id) const;
   // A session write (valid, RequestId.first_unacked > 0): its outcome kept
   // in, and looked up from, the client's one session record.
+  // `format`: the group's committed format as of this entry.
   absl::StatusOr<v1::WriteResponse> ApplySessionWrite(uint64_t index,
                                                       const v1::WriteRequest& request,
-                                                      internal::PendingBatch* batch);
+                                                      internal::PendingBatch* batch,
+                                                      uint32_t format);
   // Drops sessions idle for idempotency_window entries (see
   // StateMachineOptions::session_sweep_interval).
   absl::Status SweepSessions(uint64_t index, internal::PendingBatch* batch);
@@ -229,7 +235,7 @@ class StateMachine {
   absl::StatusOr<v1::WriteResponse> ApplyWrite(uint64_t index, const v1::WriteRequest& request,
                                                const absl::Status& valid,
                                                internal::PendingBatch* batch,
-                                               std::string* entry_ids);
+                                               std::string* entry_ids, uint32_t format);
   // What a re-delivered write did, from its record if it had an id.
   absl::StatusOr<v1::WriteResponse> Recorded(uint64_t index, const v1::WriteRequest& request) const;
   // One command's effects into `batch` (`parsed` false: not a WriteRequest);

@@ -105,7 +105,7 @@ class SessionTest : public ::testing::Test {
 
 TEST_F(SessionTest, ApplyOnceReplayRetriesAndKeepOneRecordPerClient) {
   Node n(dir_.Sub("a"));
-  ASSERT_TRUE(n.ApplyOne(SetFormat(kSessionFormat)).has_ok());
+  ASSERT_TRUE(n.ApplyOne(SetFormat(kStateMachineFormat)).has_ok());
   v1::WriteResponse first = n.ApplyOne(Session(Put("k", "v1"), "c", 1, 1));
   ASSERT_TRUE(first.has_ok()) << first.ShortDebugString();
   EXPECT_TRUE(first.sessions());
@@ -139,7 +139,7 @@ TEST_F(SessionTest, ApplyOnceReplayRetriesAndKeepOneRecordPerClient) {
 
 TEST_F(SessionTest, TheFloorForgetsAnsweredWritesAndAStaleDuplicateIsNeverAppliedAgain) {
   Node n(dir_.Sub("a"));
-  ASSERT_TRUE(n.ApplyOne(SetFormat(kSessionFormat)).has_ok());
+  ASSERT_TRUE(n.ApplyOne(SetFormat(kStateMachineFormat)).has_ok());
   ASSERT_TRUE(n.ApplyOne(Session(Put("k", "v1"), "c", 1, 1)).has_ok());
   ASSERT_TRUE(n.ApplyOne(Session(Put("k", "v2"), "c", 2, 2)).has_ok());  // 1 answered
   v1::ClientSession s;
@@ -162,9 +162,48 @@ TEST_F(SessionTest, TheFloorForgetsAnsweredWritesAndAStaleDuplicateIsNeverApplie
   EXPECT_EQ(n.Meta(meta_keys::kSmSession).size(), 2u);
 }
 
+// The floor defect (README "The floor defect", session 25): a client's
+// seq 82 applied before its seq 81 (two callers, the later one first in
+// the entry), both announcing 81 as the lowest awaited, while an older
+// outcome (80) is still kept. Format 2 moved the floor to 82, the first
+// outcome kept after dropping 80, and rejected 81 without applying it; from
+// format 3 the floor moves only past what the bound drops.
+std::vector<v1::WriteResponse> LowerSeqAfterHigher(Node& n, uint32_t format) {
+  EXPECT_TRUE(n.ApplyOne(SetFormat(format)).has_ok());
+  EXPECT_TRUE(n.ApplyOne(Session(Put("k80", "v"), "c", 80, 80)).has_ok());
+  return n.Apply({Batch({Session(Put("k82", "v"), "c", 82, 81),
+                         Session(Put("k81", "v"), "c", 81, 81)})});
+}
+
+TEST_F(SessionTest, ALowerSeqAppliedAfterAHigherOneIsApplied) {
+  Node n(dir_.Sub("a"));
+  std::vector<v1::WriteResponse> out = LowerSeqAfterHigher(n, kStateMachineFormat);
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0].batch_size(), 2);
+  EXPECT_TRUE(out[0].batch(0).has_ok()) << out[0].ShortDebugString();
+  EXPECT_TRUE(out[0].batch(1).has_ok()) << out[0].ShortDebugString();
+  EXPECT_EQ(n.Value("k81"), "v");
+  v1::ClientSession s;
+  ASSERT_TRUE(s.ParseFromString(n.Meta(meta_keys::kSmSession)[0].second));
+  EXPECT_EQ(s.floor(), 81u);
+  // A stale duplicate of 80 is still refused.
+  EXPECT_TRUE(n.ApplyOne(Session(Put("k80", "again"), "c", 80, 80)).has_rejected());
+}
+
+TEST_F(SessionTest, FormatTwoGroupsKeepTheirFloorRuleSoReplicasAgree) {
+  Node n(dir_.Sub("a"));
+  std::vector<v1::WriteResponse> out = LowerSeqAfterHigher(n, kSessionFormat);
+  ASSERT_EQ(out.size(), 1u);
+  ASSERT_EQ(out[0].batch_size(), 2);
+  EXPECT_TRUE(out[0].batch(0).has_ok());
+  EXPECT_TRUE(out[0].batch(1).has_rejected()) << out[0].ShortDebugString();
+  // And a format-2 group offers its clients no sessions any more.
+  EXPECT_FALSE(out[0].batch(0).sessions());
+}
+
 TEST_F(SessionTest, OutOfOrderSeqsAndConditionsAreRecordedLikeAnyOutcome) {
   Node n(dir_.Sub("a"));
-  ASSERT_TRUE(n.ApplyOne(SetFormat(kSessionFormat)).has_ok());
+  ASSERT_TRUE(n.ApplyOne(SetFormat(kStateMachineFormat)).has_ok());
   // Seqs 5, 3, 4 arrive out of order (concurrent callers); 3 is awaited.
   v1::WriteRequest cas = Put("k", "new");
   v1::Condition* c = cas.add_conditions();
@@ -216,7 +255,7 @@ TEST_F(SessionTest, IdleSessionsAreSweptAtFixedIndexes) {
   opts.idempotency_window = 8;
   opts.session_sweep_interval = 4;
   Node n(dir_.Sub("a"), opts);
-  ASSERT_TRUE(n.ApplyOne(SetFormat(kSessionFormat)).has_ok());             // 1
+  ASSERT_TRUE(n.ApplyOne(SetFormat(kStateMachineFormat)).has_ok());             // 1
   ASSERT_TRUE(n.ApplyOne(Session(Put("k", "v"), "idle", 1, 1)).has_ok());  // 2
   for (int i = 0; i < 6; ++i)
     ASSERT_TRUE(n.ApplyOne(Session(Put("b", "x"), "busy", 1 + i, 1 + i)).has_ok());
@@ -234,7 +273,7 @@ TEST_F(SessionTest, AnySplitIntoBatchesGivesTheSameState) {
   StateMachineOptions opts;
   opts.idempotency_window = 6;
   opts.session_sweep_interval = 3;
-  std::vector<v1::WriteRequest> entries = {SetFormat(kSessionFormat)};
+  std::vector<v1::WriteRequest> entries = {SetFormat(kStateMachineFormat)};
   for (uint64_t i = 1; i <= 30; ++i) {
     const std::string client = absl::StrCat("c", i % 3);
     entries.push_back(Batch(
@@ -265,7 +304,7 @@ TEST_F(SessionTest, AnySplitIntoBatchesGivesTheSameState) {
 // answered "rejected". That is how KvClient made ids before ClientSeqs.
 TEST_F(SessionTest, AWriteHeldPastTheOutcomeBoundIsRejectedWithIdsThatIgnoreIt) {
   Node n(dir_.Sub("a"));
-  ASSERT_TRUE(n.ApplyOne(SetFormat(kSessionFormat)).has_ok());
+  ASSERT_TRUE(n.ApplyOne(SetFormat(kStateMachineFormat)).has_ok());
   const v1::WriteRequest held = Session(Put("held", "v"), "c", 1, 1);
   std::vector<v1::WriteRequest> others;
   for (uint64_t seq = 2; seq <= uint64_t{kMaxSessionOutcomes} + 2; ++seq) {
@@ -284,7 +323,7 @@ TEST_F(SessionTest, AWriteHeldPastTheOutcomeBoundIsRejectedWithIdsThatIgnoreIt) 
 // twice as long: every write applies once, the held one too.
 TEST_F(SessionTest, ClientSeqsNeverLetTheBoundRejectAWriteStillAwaited) {
   Node n(dir_.Sub("a"));
-  ASSERT_TRUE(n.ApplyOne(SetFormat(kSessionFormat)).has_ok());
+  ASSERT_TRUE(n.ApplyOne(SetFormat(kStateMachineFormat)).has_ok());
   ClientSeqs seqs;
   const ClientSeqs::Taken held_id = seqs.TakeSessionSeq();
   ASSERT_TRUE(held_id.session());

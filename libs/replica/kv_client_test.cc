@@ -47,6 +47,13 @@ std::unique_ptr<grpc::ClientContext> Context() {
 
 raft::NodeId AFollower(raft::NodeId leader) { return leader == 1 ? 2 : 1; }
 
+// A group that leaves its format to the operator (mailctl raft set-format).
+ReplicaOptions ByHandOnly() {
+  ReplicaOptions o = TestCluster::DefaultOptions();
+  o.raise_format = false;
+  return o;
+}
+
 // Writer t's i-th write put Key(prefix + "<t>/<i>") = "<t>:<i>": exactly
 // `count` such keys (at most one scan page, 1,000), each with its value.
 void ExpectEveryWriteStored(KvClient& client, const std::string& prefix, int count) {
@@ -254,20 +261,15 @@ void SeveralCallsInFlightAnswerEveryWriteWithItsOwnOutcome(ReplicaOptions option
 }
 
 TEST(KvClientCoalescingTest, SeveralCallsInFlightAnswerEveryWriteWithItsOwnOutcome) {
-  SeveralCallsInFlightAnswerEveryWriteWithItsOwnOutcome(TestCluster::DefaultOptions());
+  SeveralCallsInFlightAnswerEveryWriteWithItsOwnOutcome(ByHandOnly());
 }
 
-// KNOWN DEFECT (session 25), disabled so that CI stays meaningful: the same
-// bursts on a group that raised itself to format 2 (client sessions) get
-// about 20 of 960 writes answered `rejected: request N is below its
-// session's floor N+1` and never applied. With one call in flight (every
-// service's client) bench/raft saw no error in ~300,000 session writes.
-// Until this passes, groups are not raised by default
-// (ReplicaOptions::raise_format). Run with --gtest_also_run_disabled_tests.
-TEST(KvClientCoalescingTest, DISABLED_SessionWritesWithSeveralCallsInFlight) {
-  ReplicaOptions o = TestCluster::DefaultOptions();
-  o.raise_format = true;
-  SeveralCallsInFlightAnswerEveryWriteWithItsOwnOutcome(o);
+// The same bursts with client sessions (the group raises itself to the
+// newest format). At format 2 about 20 of 960 writes came back `rejected:
+// request N is below its session's floor N+1` and were never applied
+// (libs/kv README "The floor defect"); format 3 fixed it.
+TEST(KvClientCoalescingTest, SessionWritesWithSeveralCallsInFlight) {
+  SeveralCallsInFlightAnswerEveryWriteWithItsOwnOutcome(TestCluster::DefaultOptions());
 }
 
 // A KvService from before WriteMany: Write only (answers every write ok).
@@ -318,13 +320,6 @@ TEST(KvClientCoalescingTest, FallsBackToWriteAgainstAServerWithoutWriteMany) {
 // Format versions (libs/kv README "Formats") through KvService.
 namespace mailgrid::replica {
 namespace {
-
-// A group that leaves its format to the operator (mailctl raft set-format).
-ReplicaOptions ByHandOnly() {
-  ReplicaOptions o = TestCluster::DefaultOptions();
-  o.raise_format = false;
-  return o;
-}
 
 TEST(FormatServiceTest, MembersReportTheirFormatsAndOnlyTheLeaderCommitsASupportedOne) {
   TestCluster c(ByHandOnly());
@@ -388,14 +383,8 @@ bool EveryMemberCommitted(TestCluster& c, uint32_t format) {
   return true;
 }
 
-ReplicaOptions RaisingFormat() {
-  ReplicaOptions o = TestCluster::DefaultOptions();
-  o.raise_format = true;
-  return o;
-}
-
 TEST(FormatRaiseTest, ANewGroupStartsAtTheNewestFormatAndClientsUseSessions) {
-  TestCluster c(RaisingFormat());
+  TestCluster c;
   ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
   ASSERT_NE(c.WaitForLeader(), raft::kNoNode);
   ASSERT_TRUE(WaitUntil([&] { return EveryMemberCommitted(c, kv::kStateMachineFormat); }));
@@ -410,7 +399,7 @@ TEST(FormatRaiseTest, ANewGroupStartsAtTheNewestFormatAndClientsUseSessions) {
 }
 
 TEST(FormatRaiseTest, AMemberWithAnOlderBinaryHoldsTheFormatUntilItIsUpgraded) {
-  TestCluster c(RaisingFormat());
+  TestCluster c;
   c.Override(3, [](ReplicaOptions& o) { o.state_machine.max_format = 1; });
   ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
   raft::NodeId leader = c.WaitForLeader();
@@ -459,7 +448,7 @@ TEST(SessionClientTest, ClientsUseSessionsOnceTheGroupCommitsFormatTwo) {
   EXPECT_FALSE((*client)->using_sessions());
 
   kv::v1::SetFormatRequest set;
-  set.set_format(kv::kSessionFormat);
+  set.set_format(kv::kStateMachineFormat);
   kv::v1::WriteResponse resp;
   grpc::Status s = StubTo(c.address(leader))->SetFormat(Context().get(), set, &resp);
   ASSERT_TRUE(s.ok()) << s.error_message();

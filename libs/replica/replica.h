@@ -116,11 +116,8 @@ struct ReplicaOptions {
   // (raft.proto MessageBatch.max_format): what `mailctl raft set-format`
   // does by hand. A new group thus starts at the newest format, and an
   // upgraded one moves on once its last member runs the new binary.
-  // Off by default: with several KvClient calls in flight, session writes
-  // were seen rejected "below its session's floor" although never applied
-  // (kv_client_test DISABLED_SessionWritesWithSeveralCallsInFlight, session
-  // 25; cause not found). --raft-raise-format=true turns it on.
-  bool raise_format = false;
+  // false: only by hand (--raft-raise-format=false).
+  bool raise_format = true;
 };
 
 // What Status() reports (and RaftService.GetStatus serves).
