@@ -47,10 +47,16 @@ std::unique_ptr<grpc::ClientContext> Context() {
 
 raft::NodeId AFollower(raft::NodeId leader) { return leader == 1 ? 2 : 1; }
 
-// A group that leaves its format to the operator (mailctl raft set-format).
+// A group that leaves its format to the operator (mailctl raft set-format),
+// and one whose leader raises it by itself (ReplicaOptions::raise_format).
 ReplicaOptions ByHandOnly() {
   ReplicaOptions o = TestCluster::DefaultOptions();
   o.raise_format = false;
+  return o;
+}
+ReplicaOptions RaisingFormat() {
+  ReplicaOptions o = TestCluster::DefaultOptions();
+  o.raise_format = true;
   return o;
 }
 
@@ -269,7 +275,7 @@ TEST(KvClientCoalescingTest, SeveralCallsInFlightAnswerEveryWriteWithItsOwnOutco
 // request N is below its session's floor N+1` and were never applied
 // (libs/kv README "The floor defect"); format 3 fixed it.
 TEST(KvClientCoalescingTest, SessionWritesWithSeveralCallsInFlight) {
-  SeveralCallsInFlightAnswerEveryWriteWithItsOwnOutcome(TestCluster::DefaultOptions());
+  SeveralCallsInFlightAnswerEveryWriteWithItsOwnOutcome(RaisingFormat());
 }
 
 // A KvService from before WriteMany: Write only (answers every write ok).
@@ -384,7 +390,7 @@ bool EveryMemberCommitted(TestCluster& c, uint32_t format) {
 }
 
 TEST(FormatRaiseTest, ANewGroupStartsAtTheNewestFormatAndClientsUseSessions) {
-  TestCluster c;
+  TestCluster c(RaisingFormat());
   ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
   ASSERT_NE(c.WaitForLeader(), raft::kNoNode);
   ASSERT_TRUE(WaitUntil([&] { return EveryMemberCommitted(c, kv::kStateMachineFormat); }));
@@ -399,7 +405,7 @@ TEST(FormatRaiseTest, ANewGroupStartsAtTheNewestFormatAndClientsUseSessions) {
 }
 
 TEST(FormatRaiseTest, AMemberWithAnOlderBinaryHoldsTheFormatUntilItIsUpgraded) {
-  TestCluster c;
+  TestCluster c(RaisingFormat());
   c.Override(3, [](ReplicaOptions& o) { o.state_machine.max_format = 1; });
   ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
   raft::NodeId leader = c.WaitForLeader();

@@ -116,8 +116,10 @@ struct ReplicaOptions {
   // (raft.proto MessageBatch.max_format): what `mailctl raft set-format`
   // does by hand. A new group thus starts at the newest format, and an
   // upgraded one moves on once its last member runs the new binary.
-  // false: only by hand (--raft-raise-format=false).
-  bool raise_format = true;
+  // Off by default (--raft-raise-format=true turns it on): with it on, the
+  // session-25 CI run failed e2e test_mail_in_and_out's two Sieve tests
+  // under load (passed twice on and twice off locally); not yet understood.
+  bool raise_format = false;
 };
 
 // What Status() reports (and RaftService.GetStatus serves).
