@@ -60,6 +60,14 @@ ReplicaOptions RaisingFormat() {
   return o;
 }
 
+// A KvClient over every member of a 3-replica group, as a service has.
+absl::StatusOr<std::unique_ptr<KvClient>> ClientOfGroup(TestCluster& c) {
+  KvClientOptions o;
+  for (raft::NodeId id = 1; id <= 3; ++id) o.addresses.push_back(c.address(id));
+  o.timeout = absl::Seconds(60);
+  return KvClient::Create(o);
+}
+
 // Writer t's i-th write put Key(prefix + "<t>/<i>") = "<t>:<i>": exactly
 // `count` such keys (at most one scan page, 1,000), each with its value.
 void ExpectEveryWriteStored(KvClient& client, const std::string& prefix, int count) {
@@ -394,10 +402,7 @@ TEST(FormatRaiseTest, ANewGroupStartsAtTheNewestFormatAndClientsUseSessions) {
   ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
   ASSERT_NE(c.WaitForLeader(), raft::kNoNode);
   ASSERT_TRUE(WaitUntil([&] { return EveryMemberCommitted(c, kv::kStateMachineFormat); }));
-  KvClientOptions o;
-  for (raft::NodeId id = 1; id <= 3; ++id) o.addresses.push_back(c.address(id));
-  o.timeout = absl::Seconds(60);
-  auto client = KvClient::Create(o);
+  auto client = ClientOfGroup(c);
   ASSERT_TRUE(client.ok()) << client.status();
   auto r = (*client)->Write(PutRequest(Key("after-raise"), "v"));
   ASSERT_TRUE(r.ok()) << r.status();
@@ -442,10 +447,7 @@ TEST(SessionClientTest, ClientsUseSessionsOnceTheGroupCommitsFormatTwo) {
   ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
   raft::NodeId leader = c.WaitForLeader();
   ASSERT_NE(leader, raft::kNoNode);
-  KvClientOptions o;
-  for (raft::NodeId id = 1; id <= 3; ++id) o.addresses.push_back(c.address(id));
-  o.timeout = absl::Seconds(60);
-  auto client = KvClient::Create(o);
+  auto client = ClientOfGroup(c);
   ASSERT_TRUE(client.ok()) << client.status();
   // Format 1: plain records.
   auto r = (*client)->Write(PutRequest(Key("s0"), "v"));
