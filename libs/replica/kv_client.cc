@@ -237,38 +237,40 @@ absl::StatusOr<kv::v1::WriteResponse> KvClient::WriteCoalesced(kv::v1::WriteRequ
   mine->bytes = request.ByteSizeLong();
   mine->request = std::move(request);
   mine->deadline = absl::Now() + timeout;
+  bool send_now = false;
   {
     absl::MutexLock lock(&write_mu_);
     write_queue_.push_back(mine);
     if (calls_in_flight_ < std::max(1, options_.max_calls_in_flight)) {
       ++calls_in_flight_;  // a call may leave now: send at once
-      mine->sender = true;
-    } else {
-      PendingWrite* p = mine.get();
-      const bool woken = write_mu_.AwaitWithDeadline(
-          absl::Condition(
-              +[](PendingWrite* w) { return w->done || w->sender || w->alone; }, p),
-          mine->deadline);
-      if (!woken) {
-        auto it = std::find(write_queue_.begin(), write_queue_.end(), mine);
-        if (it != write_queue_.end()) {
-          write_queue_.erase(it);
-          return absl::DeadlineExceededError(
-              "write not sent: the deadline passed while it waited for the call in flight");
-        }
-        return absl::DeadlineExceededError(
-            "write outcome unknown: no acknowledgement before the deadline (its call is still "
-            "in flight)");
-      }
-      if (mine->done) return std::move(mine->result);
+      mine->sender = send_now = true;
     }
   }
+  // Flags read without write_mu_ only after `woken` (which orders them).
+  if (!send_now && !mine->woken.WaitForNotificationWithDeadline(mine->deadline)) {
+    absl::MutexLock lock(&write_mu_);
+    // Woken just now (flags set, Notify not yet called) counts as woken.
+    if (!mine->done && !mine->sender && !mine->alone) {
+      auto it = std::find(write_queue_.begin(), write_queue_.end(), mine);
+      if (it != write_queue_.end()) {
+        write_queue_.erase(it);
+        return absl::DeadlineExceededError(
+            "write not sent: the deadline passed while it waited for the call in flight");
+      }
+      return absl::DeadlineExceededError(
+          "write outcome unknown: no acknowledgement before the deadline (its call is still "
+          "in flight)");
+    }
+  }
+  if (mine->done) return std::move(mine->result);
   if (mine->alone) return WriteOne(mine->request, mine->deadline - absl::Now());
   return SendQueued(mine);
 }
 
 absl::StatusOr<kv::v1::WriteResponse> KvClient::SendQueued(
     const std::shared_ptr<PendingWrite>& mine) {
+  AwaitCompany(*mine);
+  const absl::Time started = absl::Now();
   std::vector<std::shared_ptr<PendingWrite>> batch = TakeBatch(mine);
   if (batch.size() == 1) {
     // Nothing to coalesce: the plain call, so one client pays nothing extra.
@@ -277,10 +279,54 @@ absl::StatusOr<kv::v1::WriteResponse> KvClient::SendQueued(
   } else {
     SendMany(batch);
   }
-  absl::MutexLock lock(&write_mu_);
-  for (const std::shared_ptr<PendingWrite>& w : batch) w->done = !w->alone || w == mine;
-  PassTurnLocked();
+  // Each waiter is woken on its own, from this thread, the next call's
+  // sender last (it waits for company anyway: AwaitCompany). Waking them
+  // through write_mu_ (one absl::Mutex condition) woke them one after
+  // another, each woken writer waking the next.
+  // Held by shared_ptr: a waiter whose deadline passed may return (and drop
+  // its own reference) before it is notified.
+  std::vector<std::shared_ptr<PendingWrite>> wake;
+  wake.reserve(batch.size());
+  {
+    absl::MutexLock lock(&write_mu_);
+    last_call_writes_ = batch.size();
+    last_call_end_ = absl::Now();
+    last_call_time_ = last_call_end_ - started;
+    for (const std::shared_ptr<PendingWrite>& w : batch) {
+      if (w == mine || w->alone) continue;  // alone: woken by SendMany
+      w->done = true;
+      wake.push_back(w);
+    }
+    if (std::shared_ptr<PendingWrite> next = PassTurnLocked()) wake.push_back(std::move(next));
+  }
+  for (const std::shared_ptr<PendingWrite>& w : wake) w->woken.Notify();
   return std::move(mine->result);
+}
+
+// Why wait at all: with one call in flight and writers that write again once
+// answered (a service's handlers under steady load, the benchmark's
+// writers), a call leaving at once carries only the writes that queued
+// during the previous one, and the writers it answered, back a moment
+// later, wait a whole call: the writers split into two cohorts that take
+// turns, each call half full. Waiting until as many writes are queued as
+// the last call carried (bounded: a quarter of that call's time, at most
+// 2 ms) keeps calls full; under open-loop load the queue already holds that
+// many when the turn passes (it filled during the call), so nothing waits,
+// and a lone writer (last call 1 write) never does. After a pause longer
+// than the last call took, the load is not continuous: no wait.
+void KvClient::AwaitCompany(const PendingWrite& mine) {
+  absl::MutexLock lock(&write_mu_);
+  const size_t target = std::min(last_call_writes_, options_.max_writes_per_call);
+  const absl::Time now = absl::Now();
+  if (write_queue_.size() >= target || now - last_call_end_ > last_call_time_) return;
+  const absl::Time until =
+      std::min(now + std::min(last_call_time_ / 4, kMaxCompanyWait), mine.deadline);
+  struct Args {
+    const std::deque<std::shared_ptr<PendingWrite>>* queue;
+    size_t target;
+  } args{&write_queue_, target};
+  write_mu_.AwaitWithDeadline(
+      absl::Condition(+[](Args* a) { return a->queue->size() >= a->target; }, &args), until);
 }
 
 // With several calls in flight, other senders may still sit in the queue
@@ -311,16 +357,17 @@ std::vector<std::shared_ptr<KvClient::PendingWrite>> KvClient::TakeBatch(
   return batch;
 }
 
-void KvClient::PassTurnLocked() {
+std::shared_ptr<KvClient::PendingWrite> KvClient::PassTurnLocked() {
   // The oldest write without a turn of its own sends the next call; with
   // none, this call's place is free.
   auto next = std::find_if(write_queue_.begin(), write_queue_.end(),
                            [](const std::shared_ptr<PendingWrite>& w) { return !w->sender; });
   if (next == write_queue_.end()) {
     --calls_in_flight_;
-  } else {
-    (*next)->sender = true;
+    return nullptr;
   }
+  (*next)->sender = true;
+  return *next;
 }
 
 void KvClient::SendMany(const std::vector<std::shared_ptr<PendingWrite>>& batch) {
@@ -349,6 +396,8 @@ void KvClient::SendMany(const std::vector<std::shared_ptr<PendingWrite>>& batch)
       absl::MutexLock lock(&write_mu_);
       for (const std::shared_ptr<PendingWrite>& w : batch) w->alone = true;
     }
+    // The first is the sender's own write (TakeBatch), which is not waiting.
+    for (size_t i = 1; i < batch.size(); ++i) batch[i]->woken.Notify();
     batch.front()->result = WriteOne(batch.front()->request, batch.front()->deadline - absl::Now());
     return;
   }

@@ -26,6 +26,8 @@
 //    Raft entry), sent by one of the waiting callers (no extra thread, no
 //    timer: a lone writer's write leaves at once as a plain Write, so one
 //    client sees no added latency; 64 concurrent writers share a few calls).
+//    Under continuous load the sender first waits, briefly, until as many
+//    writes are queued as the last call carried (AwaitCompany says why).
 //    Each write keeps its own request_id, conditions and result. With
 //    several calls in flight (max_calls_in_flight), a caller that holds a
 //    turn sends its own write in its own call: no other call takes it. A
@@ -47,6 +49,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "libs/kv/client_seqs.h"
 #include "libs/replica/channel.h"
@@ -113,7 +116,9 @@ class KvClient {
  private:
   explicit KvClient(KvClientOptions options) : options_(std::move(options)) {}
 
-  // A write waiting in (or sent from) the coalescing queue.
+  // A write waiting in (or sent from) the coalescing queue. Its flags are
+  // set under write_mu_; a waiting writer is then woken through its own
+  // `woken` (once: it waits only once), never through write_mu_ itself.
   struct PendingWrite {
     kv::v1::WriteRequest request;
     size_t bytes = 0;
@@ -122,6 +127,7 @@ class KvClient {
     bool sender = false;  // this caller sends the next call
     bool alone = false;   // the server lacks WriteMany: send it with Write
     absl::StatusOr<kv::v1::WriteResponse> result;
+    absl::Notification woken;
   };
 
   absl::StatusOr<kv::v1::WriteResponse> WriteOne(const kv::v1::WriteRequest& request,
@@ -134,7 +140,12 @@ class KvClient {
   // `mine` and the oldest queued writes that no other sender holds, up to a
   // call's limits, taken out of the queue.
   std::vector<std::shared_ptr<PendingWrite>> TakeBatch(const std::shared_ptr<PendingWrite>& mine);
-  void PassTurnLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
+  // Before a call leaves: waits (briefly) until as many writes are queued
+  // as the last call carried.
+  static constexpr absl::Duration kMaxCompanyWait = absl::Milliseconds(2);
+  void AwaitCompany(const PendingWrite& mine);
+  // Returns the write now holding the turn (to be woken), or nullptr.
+  std::shared_ptr<PendingWrite> PassTurnLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(write_mu_);
   void SendMany(const std::vector<std::shared_ptr<PendingWrite>>& batch);
 
   // Gives `request` a fresh id: a session write's (returns its seq, awaited
@@ -159,6 +170,10 @@ class KvClient {
   absl::Mutex write_mu_;
   std::deque<std::shared_ptr<PendingWrite>> write_queue_ ABSL_GUARDED_BY(write_mu_);
   int calls_in_flight_ ABSL_GUARDED_BY(write_mu_) = 0;
+  // The last call (AwaitCompany): its writes, when it ended, how long it took.
+  size_t last_call_writes_ ABSL_GUARDED_BY(write_mu_) = 1;
+  absl::Time last_call_end_ ABSL_GUARDED_BY(write_mu_);
+  absl::Duration last_call_time_ ABSL_GUARDED_BY(write_mu_);
   std::atomic<bool> write_many_unsupported_{false};
 
   std::atomic<bool> sessions_offered_{false};
