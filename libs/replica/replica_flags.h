@@ -37,7 +37,7 @@ struct RaftFlags {
   bool pipeline = true;  // ReplicaOptions::pipeline
   absl::Duration commit_delay = absl::Milliseconds(5);  // ReplicaOptions::commit_broadcast_delay
   bool send_stream = true;  // ReplicaOptions::send_stream
-  bool raise_format = false;  // ReplicaOptions::raise_format
+  bool raise_format = true;  // ReplicaOptions::raise_format
 };
 
 void AddRaftFlags(config::Flags& flags, RaftFlags* raft);
