@@ -442,7 +442,7 @@ TEST(FormatRaiseTest, AMemberWithAnOlderBinaryHoldsTheFormatUntilItIsUpgraded) {
 namespace mailgrid::replica {
 namespace {
 
-TEST(SessionClientTest, ClientsUseSessionsOnceTheGroupCommitsFormatTwo) {
+TEST(SessionClientTest, ClientsUseSessionsOnceTheGroupCommitsTheNewestFormat) {
   TestCluster c(ByHandOnly());
   ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
   raft::NodeId leader = c.WaitForLeader();
