@@ -299,6 +299,65 @@ class OldKvService final : public kv::v1::KvService::Service {
   std::atomic<uint64_t> writes{0};
 };
 
+// Writes queued behind a call that cannot finish (no quorum) give up at their
+// own deadlines, each woken on its own, and none of them is ever applied.
+TEST(KvClientCoalescingTest, QueuedWritesGiveUpAtTheirDeadlinesAndAreNeverApplied) {
+  // A leader that keeps its role for 3 s without a quorum (CheckQuorum), so
+  // the call in flight outlasts the queued writes' deadlines on a slow machine.
+  ReplicaOptions slow_election = TestCluster::DefaultOptions();
+  slow_election.election_tick = 60;
+  TestCluster c(slow_election);
+  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
+  const raft::NodeId leader = c.WaitForLeader();
+  ASSERT_NE(leader, raft::kNoNode);
+  KvClientOptions o;
+  o.addresses = {c.address(leader)};
+  o.timeout = absl::Seconds(60);
+  absl::StatusOr<std::unique_ptr<KvClient>> client = KvClient::Create(o);
+  ASSERT_TRUE(client.ok()) << client.status();
+  ASSERT_TRUE((*client)->Write(PutRequest(Key("warm"), "v")).ok());
+  std::vector<raft::NodeId> followers;
+  for (raft::NodeId id = 1; id <= 3; ++id) {
+    if (id != leader) followers.push_back(id);
+  }
+  for (raft::NodeId id : followers) c.Stop(id);
+
+  // The call in flight: proposed on the leader, never committed.
+  const raft::Index before = c.replica(leader).Status().last_index;
+  absl::StatusOr<kv::v1::WriteResponse> stuck;
+  std::thread in_flight(
+      [&] { stuck = (*client)->Write(PutRequest(Key("stuck"), "v"), absl::Seconds(4)); });
+  ASSERT_TRUE(WaitUntil([&] { return c.replica(leader).Status().last_index > before; }));
+  constexpr int kQueued = 6;
+  std::vector<absl::StatusOr<kv::v1::WriteResponse>> queued(kQueued);
+  std::vector<std::thread> writers;
+  for (int i = 0; i < kQueued; ++i) {
+    writers.emplace_back([&, i] {
+      queued[i] = (*client)->Write(PutRequest(Key(absl::StrCat("queued/", i)), "v"),
+                                   absl::Milliseconds(300));
+    });
+  }
+  for (std::thread& t : writers) t.join();
+  for (int i = 0; i < kQueued; ++i) {
+    EXPECT_TRUE(absl::IsDeadlineExceeded(queued[i].status())) << queued[i].status();
+    EXPECT_NE(queued[i].status().message().find("write not sent"), std::string::npos)
+        << queued[i].status();
+  }
+  in_flight.join();
+  EXPECT_TRUE(absl::IsDeadlineExceeded(stuck.status())) << stuck.status();
+
+  for (raft::NodeId id : followers) ASSERT_EQ(c.Restart(id), absl::OkStatus());
+  // The client still works, and no write that was not sent exists.
+  ASSERT_TRUE((*client)->Write(PutRequest(Key("after"), "v")).ok());
+  for (int i = 0; i < kQueued; ++i) {
+    kv::v1::GetRequest get;
+    get.set_key(Key(absl::StrCat("queued/", i)));
+    absl::StatusOr<kv::v1::GetResponse> got = (*client)->Get(get);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_FALSE(got->found()) << i;
+  }
+}
+
 TEST(KvClientCoalescingTest, FallsBackToWriteAgainstAServerWithoutWriteMany) {
   OldKvService old;
   int port = 0;
