@@ -212,8 +212,20 @@ Event ServerSession::Next() {
         ev = ProcessAuthLine();
         break;
     }
-    if (ev) return *std::move(ev);
+    if (ev) {
+      if (std::holds_alternative<event::NeedInput>(*ev)) ReleaseIdleInput();
+      return *std::move(ev);
+    }
   }
+}
+
+// A message's reads grow the buffer to 64 KiB or more, which std::string
+// keeps through clear(): an idle connection after one large message would
+// hold it for as long as it stays open (10,000 of them, 640 MB).
+void ServerSession::ReleaseIdleInput() {
+  if (pos_ != in_.size() || in_.capacity() <= kIdleInputCapacity) return;
+  std::string().swap(in_);
+  pos_ = scanned_ = 0;
 }
 
 std::optional<Event> ServerSession::ProcessCommandPhase() {

@@ -140,6 +140,10 @@ class ServerSession {
   // Unconsumed input; a driver stops reading while this is large and a
   // decision is pending (backpressure).
   size_t buffered_input() const { return in_.size() - pos_; }
+  // Bytes the input buffer holds allocated: at most kIdleInputCapacity once
+  // everything fed was read (NeedInput), however large a message came before.
+  size_t input_capacity() const { return in_.capacity(); }
+  static constexpr size_t kIdleInputCapacity = 4096;
   // The forward paths of the RCPT commands already buffered (pipelined,
   // RFC 2920) right after the command being decided, up to `max`, as RCPT
   // would parse them; the first line that is not such a complete, valid
@@ -217,6 +221,8 @@ class ServerSession {
   Phase phase_ = Phase::kConnect;
   Decision pending_ = Decision::kNone;
   SessionStats stats_;
+
+  void ReleaseIdleInput();
 
   std::string in_;
   size_t pos_ = 0;

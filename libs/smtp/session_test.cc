@@ -238,5 +238,34 @@ TEST(EventTest, NamesAndDecisions) {
   EXPECT_EQ(EventName(Event{event::Quit{}}), "Quit");
 }
 
+// An idle connection does not keep the buffer its last large message grew.
+TEST_F(SessionTest, IdleSessionReleasesTheInputBufferOfALargeMessage) {
+  Start();
+  ASSERT_TRUE(std::holds_alternative<event::Helo>(Send("EHLO client.test\r\n")));
+  ASSERT_TRUE(session_->Accept().ok());
+  ASSERT_TRUE(std::holds_alternative<event::MailFrom>(Send("MAIL FROM:<a@x.test>\r\n")));
+  ASSERT_TRUE(session_->Accept().ok());
+  ASSERT_TRUE(std::holds_alternative<event::RcptTo>(Send("RCPT TO:<b@local.test>\r\n")));
+  ASSERT_TRUE(session_->Accept().ok());
+  ASSERT_TRUE(std::holds_alternative<event::DataBegin>(Send("DATA\r\n")));
+  ASSERT_TRUE(session_->Accept().ok());
+  std::string body;
+  for (int i = 0; i < 1600; ++i) body += std::string(62, 'x') + "\r\n";  // 102,400 octets
+  // Fed as a client's large writes arrive: the whole body and the end at once.
+  session_->Feed(body + ".\r\n");
+  EXPECT_GT(session_->input_capacity(), 65536u);
+  Event e = session_->Next();
+  auto* msg = std::get_if<event::MessageComplete>(&e);
+  ASSERT_NE(msg, nullptr);
+  EXPECT_EQ(msg->message, body);
+  ASSERT_TRUE(session_->Accept(Reply::Make(250, "2.0.0", "Ok")).ok());
+  EXPECT_TRUE(std::holds_alternative<event::NeedInput>(session_->Next()));
+  EXPECT_LE(session_->input_capacity(), ServerSession::kIdleInputCapacity);
+  // The session goes on as before.
+  ASSERT_TRUE(std::holds_alternative<event::MailFrom>(Send("MAIL FROM:<c@x.test>\r\n")));
+  ASSERT_TRUE(session_->Accept().ok());
+  EXPECT_EQ(session_->buffered_input(), 0u);
+}
+
 }  // namespace
 }  // namespace mailgrid::smtp
