@@ -155,7 +155,7 @@ absl::StatusOr<Result> RunWriters(const Options& o, const PutFactory& factory) {
 
 // What an operator does after deploying a binary to every member (mailctl
 // raft set-format): commit this binary's state-machine format, so that the
-// writes use what it brings (format 2: client sessions). The leader takes
+// writes use what it brings (client sessions, offered from format 3). The leader takes
 // it; the others answer NOT_LEADER. A group that cannot (an older binary
 // somewhere) keeps its format: logged, the bench goes on.
 void RaiseFormat(const std::vector<std::string>& addresses) {
@@ -318,7 +318,7 @@ int RunApplyBench(const Options& o, int entries, int batch, int per_entry) {
   }
   uint64_t next = (*sm)->applied_index() + 1;
   if (o.sessions) {
-    // Session writes need the group's format 2 (what raise-format does).
+    // Session writes need a group at format 2 or later (what raise-format does).
     kv1::WriteRequest set;
     set.set_set_format(mailgrid::kv::kStateMachineFormat);
     absl::StatusOr<kv1::WriteResponse> r = (*sm)->Apply(next++, 1, set.SerializeAsString());

@@ -10,8 +10,9 @@
 //  * makes writes idempotent: a request without request_id gets
 //    (client_id, seq) with a random client_id per KvClient and an increasing
 //    seq, so a write retried after a lost answer is applied at most once;
-//  * client sessions (kv.proto RequestId.first_unacked, format 2): once a
-//    response says the group takes them (WriteResponse.sessions), every
+//  * client sessions (kv.proto RequestId.first_unacked; offered from format
+//    3, libs/kv README "The floor defect"): once a response says the group
+//    takes them (WriteResponse.sessions), every
 //    write with an id of its own making carries the lowest seq it still
 //    waits for, so the group keeps ONE record per client instead of one per
 //    write (three RocksDB inserts fewer per write on every replica). A
