@@ -8,9 +8,9 @@ import base64
 import hashlib
 import hmac
 import os
-import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -20,6 +20,9 @@ SOURCE_DIR = os.environ.get("MAILGRID_SOURCE_DIR",
 BUILD_DIR = os.environ.get("MAILGRID_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
 BIN = os.path.join(BUILD_DIR, "bin")
 LAUNCHER = os.path.join(SOURCE_DIR, "tools", "mailgrid")
+
+sys.path.insert(0, os.path.join(SOURCE_DIR, "tools"))
+from launcher import ports  # noqa: E402  (the launcher's port chooser)
 
 # Generous: the machine is shared and noisy. These bound waiting for a
 # condition, they never assert how fast something was.
@@ -31,9 +34,10 @@ def binary(name):
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A loopback port for a server the test starts after naming its address;
+    chosen outside the kernel's range for connections and reserved
+    (tools/launcher/ports.py says why)."""
+    return ports.pick()
 
 
 def eventually(predicate, what, patience=PATIENCE_SECONDS, interval=0.1):

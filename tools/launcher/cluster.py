@@ -15,7 +15,7 @@ import socket
 import subprocess
 import time
 
-from . import paths, tls
+from . import paths, ports as port_chooser, tls
 
 # The daemons in start order. A daemon whose binary is not built is skipped
 # (and `status` says so), so the cluster grows as services land.
@@ -64,8 +64,10 @@ class Cluster:
     def port(self, key):
         ports = self.settings["ports"]
         if key not in ports:
-            ports[key] = _free_port(set(ports.values()))
+            ports[key] = port_chooser.pick(set(ports.values()))
             self._save_settings()
+        else:
+            port_chooser.reserve(ports[key])  # kept across restarts: renew
         return ports[key]
 
     def addr(self, key):
@@ -288,15 +290,6 @@ class Cluster:
         os.makedirs(self.dir, exist_ok=True)
         with open(self.settings_path, "w") as f:
             json.dump(self.settings, f, indent=2)
-
-
-def _free_port(taken):
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in taken:
-            return port
 
 
 def _redis_ping(port):
