@@ -458,11 +458,13 @@ TEST_F(StateMachineTest, ScanPagesForwardAndBackward) {
   }
 }
 
-// Data families insert with a remembered position per parent path
-// (engine.cc, ParentPathTransform). Runs that ascend, descend, jump around
-// and keys with no or odd slashes, interleaved, must all come back in order,
-// from the memtable and after a reopen replays the WAL into a new one.
-TEST_F(StateMachineTest, InterleavedKeyRunsReadBackInOrderWithInsertHints) {
+// Runs that ascend, descend, jump around and keys with no or odd slashes,
+// interleaved, with a range deletion inside a run, must all come back in
+// order, from the memtable and after a reopen replays the WAL into a new
+// one. Written for a memtable insert hint per parent path that RocksDB 7.8
+// cannot combine with range deletions (engine.cc, FamilyOptions): with it,
+// this test stops at a skiplist assertion.
+TEST_F(StateMachineTest, InterleavedKeyRunsAndRangeDeletionsReadBackInOrder) {
   std::mt19937 rng(27);
   std::vector<std::string> keys;
   for (int i = 0; i < 200; ++i) {
@@ -486,6 +488,20 @@ TEST_F(StateMachineTest, InterleavedKeyRunsReadBackInOrderWithInsertHints) {
     EXPECT_EQ(got, expected) << when;
   };
   check("from the memtable");
+  // A range deletion inside a run, then more of the run (mailstore's
+  // expunge does this).
+  v1::WriteRequest range;
+  v1::DeleteRange* dr = range.add_ops()->mutable_delete_range();
+  dr->set_start("up/1050");
+  dr->set_end("up/1100");
+  ASSERT_TRUE(r_.Apply(range).has_ok());
+  want.erase(want.lower_bound("up/1050"), want.lower_bound("up/1100"));
+  for (int i = 0; i < 20; ++i) {
+    std::string key = absl::StrCat("up/", 1060 + i * 3);
+    ASSERT_TRUE(r_.Apply(Put(key, "again")).has_ok()) << key;
+    want[key] = "again";
+  }
+  check("after a range deletion");
   r_.Reopen();
   check("after reopening");
 }
