@@ -11,6 +11,11 @@ from BUILD_DIR/bin. Plain IMAP with --allow-plaintext-auth (loopback only),
 so the numbers are the sessions' cost, not TLS's.
 
   bench/access/idle_bench.py --build-dir build-access --sessions 2000
+  bench/access/idle_bench.py --sessions 2000 --append-kb 100 [--accessd OLD]
+
+--append-kb N: each session first APPENDs one N KB message (a
+non-synchronizing literal), so the population is of sessions that have
+carried a message, not only of sessions that never did.
 
 A benchmark prints numbers; it asserts nothing about speed.
 """
@@ -63,6 +68,9 @@ class Session:
 
     async def command(self, tag, text):
         self.writer.write(("%s %s\r\n" % (tag, text)).encode())
+        await self.tagged_ok(tag)
+
+    async def tagged_ok(self, tag):
         await self.writer.drain()
         while True:
             l = await self.line()
@@ -73,10 +81,14 @@ class Session:
                     raise RuntimeError(l)
                 return
 
-    async def start(self, port):
+    async def start(self, port, append_kb):
         self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
         await self.line()  # greeting
         await self.command("a", "LOGIN %s %s" % (USER, PASSWORD))
+        if append_kb:
+            body = b"Subject: bulk\r\n\r\n" + (b"x" * 78 + b"\r\n") * (append_kb * 1024 // 80)
+            self.writer.write(b"p APPEND INBOX {%d+}\r\n" % len(body) + body + b"\r\n")
+            await self.tagged_ok("p")
         await self.command("b", "SELECT INBOX")
         self.writer.write(b"c IDLE\r\n")
         await self.writer.drain()
@@ -111,12 +123,12 @@ async def run(args, port, pid, ms_pid):
     async def one():
         s = Session()
         async with sem:
-            await s.start(port)
+            await s.start(port, args.append_kb)
         sessions.append(s)
     results = await asyncio.gather(*(one() for _ in range(args.sessions)), return_exceptions=True)
     errors = [r for r in results if isinstance(r, Exception)]
     setup = time.time() - t0
-    await asyncio.sleep(2)
+    await asyncio.sleep(args.settle)
     loaded = proc_status(pid)
     ms_loaded = proc_status(ms_pid)
     print("sessions in IDLE: %d (%d failed to start: %s) in %.1fs" %
@@ -149,6 +161,12 @@ def main():
     ap.add_argument("--build-dir", default="build")
     ap.add_argument("--sessions", type=int, default=1000)
     ap.add_argument("--patience", type=float, default=120)
+    ap.add_argument("--append-kb", type=int, default=0,
+                    help="each session first APPENDs one message of this many KB")
+    ap.add_argument("--settle", type=float, default=2,
+                    help="seconds between the population's set-up and reading RSS (the allocator "
+                         "returns freed pages to the system within ~10 s)")
+    ap.add_argument("--accessd", help="this accessd binary instead of BUILD_DIR's (an A/B)")
     args = ap.parse_args()
     bin_dir = os.path.join(os.path.abspath(args.build_dir), "bin")
     d = tempfile.mkdtemp(prefix="idle-bench-")
@@ -167,7 +185,7 @@ def main():
                                        key, "127.0.0.1:%d" % ms, "t-bench", USER, PASSWORD, "mbx-bench"],
                                       stdout=log, stderr=log))
         wait_port(ident)
-        acc = subprocess.Popen([os.path.join(bin_dir, "accessd"), "--listen=127.0.0.1:0",
+        acc = subprocess.Popen([args.accessd or os.path.join(bin_dir, "accessd"), "--listen=127.0.0.1:0",
                                 "--metrics-listen=127.0.0.1:0", "--imap-listen=127.0.0.1:%d" % imap,
                                 "--identityd=127.0.0.1:%d" % ident, "--mailstored=127.0.0.1:%d" % ms,
                                 "--token-signing-key=" + key, "--allow-plaintext-auth",

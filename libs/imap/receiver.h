@@ -131,6 +131,12 @@ class Receiver {
   // NeedMoreData and Feed() drops input.
   bool closed() const { return phase_ == Phase::kClosed; }
   const ReceiverLimits& limits() const { return limits_; }
+  // Bytes the input buffer holds allocated: at most kIdleInputCapacity
+  // whenever Next() has returned NeedMoreData between commands, however
+  // large the last command's literal was (a session may then idle for
+  // hours, e.g. in IDLE).
+  size_t input_capacity() const { return in_.capacity(); }
+  static constexpr size_t kIdleInputCapacity = 4096;
 
  private:
   enum class Phase : unsigned char {
@@ -174,6 +180,7 @@ class Receiver {
   bool ResumeAfterLine(std::string_view line_tail);
   void ResetCommand();
   void Compact();
+  void ReleaseIdleInput();
   uint64_t CommandLimit() const;
 
   // receiver_tokens.cc: one line of arguments into the token tree.
