@@ -13,7 +13,7 @@ so the numbers are the sessions' cost, not TLS's.
   bench/access/idle_bench.py --build-dir build-access --sessions 2000
   bench/access/idle_bench.py --sessions 2000 --append-kb 100 [--accessd OLD]
 
---append-kb N: each session first APPENDs one N KB message (a
+--append-kb N: each session first APPENDs one N KB message to folder Bulk (a
 non-synchronizing literal), so the population is of sessions that have
 carried a message, not only of sessions that never did.
 
@@ -25,7 +25,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 
@@ -87,7 +86,10 @@ class Session:
         await self.command("a", "LOGIN %s %s" % (USER, PASSWORD))
         if append_kb:
             body = b"Subject: bulk\r\n\r\n" + (b"x" * 78 + b"\r\n") * (append_kb * 1024 // 80)
-            self.writer.write(b"p APPEND INBOX {%d+}\r\n" % len(body) + body + b"\r\n")
+            # Into another folder: the INBOX every session selects stays as
+            # small as without --append-kb (a session's view of a folder
+            # grows with its messages).
+            self.writer.write(b"p APPEND Bulk {%d+}\r\n" % len(body) + body + b"\r\n")
             await self.tagged_ok("p")
         await self.command("b", "SELECT INBOX")
         self.writer.write(b"c IDLE\r\n")
@@ -119,6 +121,13 @@ async def run(args, port, pid, ms_pid):
     ms_base = proc_status(ms_pid)
     t0 = time.time()
     sem = asyncio.Semaphore(200)
+    if args.append_kb:
+        c = Session()
+        c.reader, c.writer = await asyncio.open_connection("127.0.0.1", port)
+        await c.line()
+        await c.command("a", "LOGIN %s %s" % (USER, PASSWORD))
+        await c.command("b", "CREATE Bulk")
+        await c.stop()
 
     async def one():
         s = Session()
