@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "libs/rpc/errors.h"
+#include "services/relay/delivery_retry_settings.h"
 #include "mailgrid/identity/v1/auth.pb.h"
 #include "mailgrid/mailstore/v1/mailbox.pb.h"
 #include "mailgrid/tenant/v1/directory.pb.h"
@@ -58,6 +59,10 @@ class Backend {
   // following leader redirects; idempotent by delivery_id.
   virtual absl::StatusOr<mailstore::v1::DeliverBatchResponse> Deliver(
       uint32_t shard, const mailstore::v1::DeliverBatchRequest& request) = 0;
+  // How long and how often DeliverWithRetry sends a batch's TEMPORARY_FAILURE
+  // recipients again (relayd's --delivery-retry-* flags; the defaults for
+  // test fakes and the benchmark backend).
+  virtual DeliveryRetry delivery_retry() const { return DeliveryRetry{}; }
   // Counts one submitted message; RESOURCE_EXHAUSTED when the user's or the
   // tenant's hourly limit is exceeded. OK when no limiter is configured.
   virtual absl::Status CountSubmission(const std::string& tenant_id,

@@ -30,6 +30,15 @@ void AddFlags(config::Flags& f, Options& o) {
   f.String("redis", &o.redis, "Redis host:port, redis:// or rediss:// URL for rate limits; empty: none");
   redis::AddTlsFlags(f, &o.redis_tls);
   f.Duration("rpc-timeout", &o.rpc_timeout, "deadline of one call to a peer service");
+  f.Duration("delivery-retry-budget", &o.delivery_retry.budget,
+             "how long a local delivery's recipients that mailstored answered TEMPORARY_FAILURE "
+             "(a shard changing leader) are sent again before the SMTP client gets 451 / the "
+             "queue defers them; 0: never again");
+  f.Duration("delivery-retry-first-pause", &o.delivery_retry.first_pause,
+             "pause before the first such retry; doubled per retry up to "
+             "--delivery-retry-max-pause, jittered by 25%");
+  f.Duration("delivery-retry-max-pause", &o.delivery_retry.max_pause,
+             "longest pause between such retries");
   f.Bool("inbound-auth", &o.inbound_auth,
          "check SPF, DKIM and DMARC on MX mail (libs/mailauth): record them in "
          "Authentication-Results, refuse DMARC p=reject failures, file quarantine into Junk");
@@ -115,6 +124,12 @@ absl::Status Validate(const Options& o) {
   if (o.queue_removal_ride_wait < absl::ZeroDuration() ||
       o.queue_removal_ride_wait > absl::Seconds(1))
     return absl::InvalidArgumentError("--queue-removal-ride-wait: 0 to 1s");
+  if (o.delivery_retry.budget < absl::ZeroDuration())
+    return absl::InvalidArgumentError("--delivery-retry-budget: must be >= 0");
+  if (o.delivery_retry.first_pause <= absl::ZeroDuration() ||
+      o.delivery_retry.max_pause < o.delivery_retry.first_pause)
+    return absl::InvalidArgumentError(
+        "--delivery-retry-first-pause/--delivery-retry-max-pause: 0 < first <= max");
   if (o.destination_concurrency < 0)
     return absl::InvalidArgumentError("--destination-concurrency: must be >= 0");
   if (o.mta_sts_port < 1 || o.mta_sts_port > 65535)

@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "libs/base/config.h"
 #include "libs/redis/options.h"
+#include "services/relay/delivery_retry_settings.h"
 
 namespace mailgrid::relay {
 
@@ -33,6 +34,9 @@ struct Options {
   std::string redis;              // host:port, redis:// or rediss:// URL; empty: no rate limits
   redis::TlsOptions redis_tls;    // --redis-tls-*: CA, client certificate, server name for rediss://
   absl::Duration rpc_timeout = absl::Seconds(15);
+  // Local deliveries whose recipients mailstored answers TEMPORARY_FAILURE
+  // (a shard's leader lost mid-call) are sent again for this long.
+  DeliveryRetry delivery_retry;
   // SPF, DKIM and DMARC on MX traffic (libs/mailauth CheckInbound); DNS
   // through libs/mailauth's CaresResolver behind relayd's answer cache.
   bool inbound_auth = true;

@@ -87,7 +87,8 @@ void WarnRetryFailed(uint32_t shard, const v1::DeliverBatchRequest& request,
 
 absl::StatusOr<v1::DeliverBatchResponse> DeliverWithRetry(Backend& backend, uint32_t shard,
                                                           const v1::DeliverBatchRequest& request,
-                                                          const DeliveryRetry& retry) {
+                                                          const std::optional<DeliveryRetry>& given) {
+  const DeliveryRetry retry = given.value_or(backend.delivery_retry());
   const absl::Time start = absl::Now();
   absl::StatusOr<v1::DeliverBatchResponse> out = backend.Deliver(shard, request);
   // A short answer is the caller's to judge (it counts as temporary there).

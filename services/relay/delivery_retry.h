@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -21,15 +22,6 @@
 
 namespace mailgrid::relay {
 
-struct DeliveryRetry {
-  // From the first call's start; no new attempt begins after it. An SMTP
-  // client waits 10 minutes for the reply to the end of DATA (RFC 5321
-  // §4.5.3.2.6), a failover takes 1-3 s.
-  absl::Duration budget = absl::Seconds(10);
-  absl::Duration first_pause = absl::Milliseconds(50);  // doubled per attempt,
-  absl::Duration max_pause = absl::Seconds(1);          // jittered ±25%
-};
-
 // Backend::Deliver, then again for the TEMPORARY_FAILURE recipients only,
 // their new results merged in place (the response keeps the request's
 // recipient order). A whole-call error of the first attempt is returned as
@@ -37,8 +29,10 @@ struct DeliveryRetry {
 // ends the retries with the results so far. Each retry is logged at
 // warning level (at most one line per second per process): shard, delivery
 // id, how many recipients, mailstored's detail, time spent so far.
+// `retry`: the backend's own settings (relayd's --delivery-retry-* flags)
+// unless given.
 absl::StatusOr<mailstore::v1::DeliverBatchResponse> DeliverWithRetry(
     Backend& backend, uint32_t shard, const mailstore::v1::DeliverBatchRequest& request,
-    const DeliveryRetry& retry = {});
+    const std::optional<DeliveryRetry>& retry = std::nullopt);
 
 }  // namespace mailgrid::relay

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "services/relay/config.h"
 #include "services/relay/testing/fake_backend.h"
 
 namespace mailgrid::relay {
@@ -98,6 +99,45 @@ TEST(DeliveryRetryTest, GivesUpWhenTheBudgetIsSpentWithTheLastAnswer) {
   EXPECT_EQ(got->results(1).status(), v1::DELIVERY_STATUS_DELIVERED);
   EXPECT_GT(b.Delivered(), 1u);
   for (size_t i = 1; i < b.Delivered(); ++i) EXPECT_EQ(b.delivered[i].recipients_size(), 1);
+}
+
+// relayd's --delivery-retry-* flags reach every caller through the backend.
+class BackendWithSettings : public ScriptedBackend {
+ public:
+  DeliveryRetry delivery_retry() const override { return settings; }
+  DeliveryRetry settings;
+};
+
+TEST(DeliveryRetryTest, WithoutSettingsGivenTheBackendsOwnApply) {
+  BackendWithSettings never;
+  never.temporary = {{"m1", 1}};
+  never.settings.budget = absl::ZeroDuration();  // --delivery-retry-budget=0
+  auto got = DeliverWithRetry(never, 0, Request({"m1"}));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->results(0).status(), v1::DELIVERY_STATUS_TEMPORARY_FAILURE);
+  EXPECT_EQ(never.Delivered(), 1u);
+
+  BackendWithSettings quick;
+  quick.temporary = {{"m1", 1}};
+  quick.settings = Quick();
+  got = DeliverWithRetry(quick, 0, Request({"m1"}));
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->results(0).status(), v1::DELIVERY_STATUS_DELIVERED);
+  EXPECT_EQ(quick.Delivered(), 2u);
+}
+
+TEST(DeliveryRetryTest, FlagsOutOfRangeAreRefusedByName) {
+  Options o;
+  EXPECT_TRUE(Validate(o).ok()) << Validate(o);
+  o.delivery_retry.budget = absl::Seconds(-1);
+  EXPECT_NE(Validate(o).message().find("--delivery-retry-budget"), std::string::npos);
+  o = Options();
+  o.delivery_retry.first_pause = absl::ZeroDuration();
+  EXPECT_EQ(Validate(o).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(Validate(o).message().find("--delivery-retry-first-pause"), std::string::npos);
+  o = Options();
+  o.delivery_retry.max_pause = o.delivery_retry.first_pause / 2;
+  EXPECT_EQ(Validate(o).code(), absl::StatusCode::kInvalidArgument);
 }
 
 TEST(DeliveryRetryTest, AWholeCallErrorIsTheCallersAndAllDeliveredIsOneCall) {

@@ -141,6 +141,7 @@ class GrpcBackend final : public Backend {
       const identity::v1::CheckSaslRequest& request) override;
   absl::StatusOr<mailstore::v1::DeliverBatchResponse> Deliver(
       uint32_t shard, const mailstore::v1::DeliverBatchRequest& request) override;
+  DeliveryRetry delivery_retry() const override { return options_.delivery_retry; }
   absl::Status CountSubmission(const std::string& tenant_id, const std::string& user_id) override;
   absl::StatusOr<int64_t> CountSubmissionRoom(const std::string& tenant_id,
                                               const std::string& user_id) override;
