@@ -46,6 +46,8 @@ class Cluster:
             self.settings["replicas"] = replicas
         self.settings.setdefault("replicas", 1)
         self.settings.setdefault("ports", {})
+        for port in self.settings["ports"].values():
+            port_chooser.reserve(port)  # kept across restarts: renewed once per run
 
     # ---- processes -------------------------------------------------------
 
@@ -66,8 +68,6 @@ class Cluster:
         if key not in ports:
             ports[key] = port_chooser.pick(set(ports.values()))
             self._save_settings()
-        else:
-            port_chooser.reserve(ports[key])  # kept across restarts: renew
         return ports[key]
 
     def addr(self, key):

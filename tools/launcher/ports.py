@@ -19,6 +19,7 @@ tests). A reservation lasts RESERVATION_SECONDS; a cluster that reuses its
 ports renews them (reserve()). C++ servers bind port 0 themselves and read
 back what they got, so they need none of this.
 """
+import functools
 import os
 import random
 import socket
@@ -48,6 +49,7 @@ def _bindable(port):
             return False
 
 
+@functools.cache  # once per process, not per candidate port
 def _reservation_dir():
     try:
         os.makedirs(RESERVATION_DIR, exist_ok=True)
