@@ -41,6 +41,8 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <deque>
 #include <map>
 #include <memory>
@@ -50,7 +52,6 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/synchronization/notification.h"
 #include "absl/time/time.h"
 #include "libs/kv/client_seqs.h"
 #include "libs/replica/channel.h"
@@ -119,7 +120,8 @@ class KvClient {
 
   // A write waiting in (or sent from) the coalescing queue. Its flags are
   // set under write_mu_; a waiting writer is then woken through its own
-  // `woken` (once: it waits only once), never through write_mu_ itself.
+  // `woken` and the shared wake_cv_ (once: it waits only once), never
+  // through write_mu_ itself.
   struct PendingWrite {
     kv::v1::WriteRequest request;
     size_t bytes = 0;
@@ -128,8 +130,13 @@ class KvClient {
     bool sender = false;  // this caller sends the next call
     bool alone = false;   // the server lacks WriteMany: send it with Write
     absl::StatusOr<kv::v1::WriteResponse> result;
-    absl::Notification woken;
+    std::atomic<bool> woken{false};  // set once, after the flags above (WakeWriters)
   };
+  // Sets `woken` on each of `writers` and wakes them all with ONE broadcast
+  // (kv_client.cc says why); AwaitWoken returns false if the write's
+  // deadline passed first.
+  void WakeWriters(const std::vector<std::shared_ptr<PendingWrite>>& writers);
+  bool AwaitWoken(const PendingWrite& mine);
 
   absl::StatusOr<kv::v1::WriteResponse> WriteOne(const kv::v1::WriteRequest& request,
                                                  absl::Duration timeout);
@@ -169,6 +176,8 @@ class KvClient {
 
   // Coalescing (see the header comment).
   absl::Mutex write_mu_;
+  std::mutex wake_mu_;  // only for wake_cv_; never taken while holding write_mu_
+  std::condition_variable wake_cv_;
   std::deque<std::shared_ptr<PendingWrite>> write_queue_ ABSL_GUARDED_BY(write_mu_);
   int calls_in_flight_ ABSL_GUARDED_BY(write_mu_) = 0;
   // The last call (AwaitCompany): its writes, when it ended, how long it took.
