@@ -52,6 +52,17 @@ inline constexpr std::string_view kEngineDataFamily = "engine/data_cf";
 }  // namespace meta_keys
 
 inline constexpr std::string_view kDataFamilyBase = "data";
+
+// A range deletion on a data family must start at a key that ends in '\0'
+// (RangeDeletionStart), so that it never shares a memtable insert hint with
+// point keys: engine.cc, ParentPathTransform, says why. The state machine
+// deletes `start` itself as a point and the range from the key right after
+// it, which is the same set of keys.
+inline std::string KeyAfter(std::string_view key) {
+  std::string after(key);
+  after.push_back('\0');  // the smallest key greater than `key`
+  return after;
+}
 inline constexpr std::string_view kMetaFamily = "meta";
 inline constexpr std::string_view kRaftLogFamily = "raft_log";
 

@@ -501,13 +501,18 @@ absl::StatusOr<v1::WriteResponse> StateMachine::Evaluate(rocksdb::ColumnFamilyHa
       case v1::Op::kDelete:
         RETURN_IF_ERROR(batch->Delete(data, op.delete_().key()));
         break;
-      case v1::Op::kDeleteRange:
+      case v1::Op::kDeleteRange: {
+        // [start, end) as `start` and [KeyAfter(start), end): the range
+        // tombstone must start at a key ending in '\0' (engine.h says why).
         // A PendingBatch cannot read a range deletion back, so it goes into
         // the batch unindexed. Safe because ApplyBatch
         // ends the batch with this entry: no later read of `data` needs it.
-        RETURN_IF_ERROR(
-            batch->DeleteRange(data, op.delete_range().start(), op.delete_range().end()));
+        const v1::DeleteRange& range = op.delete_range();
+        RETURN_IF_ERROR(batch->Delete(data, range.start()));
+        const std::string after = KeyAfter(range.start());
+        if (after < range.end()) RETURN_IF_ERROR(batch->DeleteRange(data, after, range.end()));
         break;
+      }
       case v1::Op::OP_NOT_SET:
         break;  // unreachable after validation
     }

@@ -506,6 +506,48 @@ TEST_F(StateMachineTest, InterleavedKeyRunsAndRangeDeletionsReadBackInOrder) {
   check("after reopening");
 }
 
+// A range deletion is applied as its start key plus the range from the key
+// right after it (engine.h, KeyAfter): the bounds must stay exact, also for
+// keys that end in '\0' and for a range that holds only its start.
+TEST_F(StateMachineTest, RangeDeletionBoundsStayExactAroundKeysEndingInNul) {
+  using namespace std::string_literals;
+  std::map<std::string, std::string> want;
+  for (const std::string& k : {"p/a"s, "p/a\0"s, "p/a\0\0"s, "p/a\x01"s, "p/b"s, "p/b/"s,
+                               "p/b/c"s, "q"s}) {
+    ASSERT_TRUE(r_.Apply(Put(k, "v")).has_ok());
+    want[k] = "v";
+  }
+  auto delete_range = [&](const std::string& start, const std::string& end) {
+    v1::WriteRequest w;
+    v1::DeleteRange* dr = w.add_ops()->mutable_delete_range();
+    dr->set_start(start);
+    dr->set_end(end);
+    ASSERT_TRUE(r_.Apply(w).has_ok());
+    want.erase(want.lower_bound(start), want.lower_bound(end));
+  };
+  auto check = [&](const std::string& when) {
+    std::vector<std::string> got;
+    for (const std::string& line : r_.Dump()) got.push_back(line.substr(0, line.rfind('@')));
+    std::vector<std::string> expected;
+    for (const auto& [k, v] : want) expected.push_back(absl::StrCat(k, "=", v));
+    EXPECT_EQ(got, expected) << when;
+  };
+  delete_range("p/a", "p/a\0"s);  // only its start
+  check("a range of one key");
+  EXPECT_EQ(want.count("p/a\0"s), 1u);
+  delete_range("p/a\0"s, "p/a\x01"s);  // starts at a key ending in '\0'
+  check("a range starting at a key that ends in NUL");
+  delete_range("p/b/", "q");  // a parent path as start, the next run after it
+  check("a range starting at a parent path");
+  for (const std::string& k : {"p/b/a"s, "p/b/d"s, "p/a"s}) {  // the runs go on
+    ASSERT_TRUE(r_.Apply(Put(k, "again")).has_ok());
+    want[k] = "again";
+  }
+  check("after more of the runs");
+  r_.Reopen();
+  check("after reopening");
+}
+
 TEST_F(StateMachineTest, ScanRangeKeysOnlyAndByteCap) {
   v1::WriteRequest w;
   for (int i = 0; i < 5; ++i) AddPut(w, absl::StrCat("k", i), std::string(100, 'x'));
