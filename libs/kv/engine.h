@@ -54,8 +54,8 @@ inline constexpr std::string_view kEngineDataFamily = "engine/data_cf";
 inline constexpr std::string_view kDataFamilyBase = "data";
 
 // A range deletion on a data family must start at a key that ends in '\0'
-// (RangeDeletionStart), so that it never shares a memtable insert hint with
-// point keys: engine.cc, ParentPathTransform, says why. The state machine
+// (a KeyAfter), so that it never shares a memtable insert hint with point
+// keys: engine.cc, ParentPathTransform, says why. The state machine
 // deletes `start` itself as a point and the range from the key right after
 // it, which is the same set of keys.
 inline std::string KeyAfter(std::string_view key) {

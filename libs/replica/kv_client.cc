@@ -1,7 +1,6 @@
 #include "libs/replica/kv_client.h"
 
 #include <algorithm>
-#include <chrono>
 #include <random>
 
 #include "absl/strings/escaping.h"
@@ -324,15 +323,15 @@ void KvClient::WakeWriters(const std::vector<std::shared_ptr<PendingWrite>>& wri
 }
 
 bool KvClient::AwaitWoken(const PendingWrite& mine) {
-  auto woken = [&] { return mine.woken.load(std::memory_order_acquire); };
   std::unique_lock<std::mutex> lock(wake_mu_);
-  if (mine.deadline == absl::InfiniteFuture()) {
-    wake_cv_.wait(lock, woken);
-    return true;
+  while (!mine.woken.load(std::memory_order_acquire)) {
+    const absl::Duration left = mine.deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return false;
+    // In slices of at most an hour: a far (or infinite) deadline must not
+    // overflow the clock arithmetic inside wait_for.
+    wake_cv_.wait_for(lock, absl::ToChronoNanoseconds(std::min(left, absl::Hours(1))));
   }
-  const auto until =
-      std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(mine.deadline - absl::Now());
-  return wake_cv_.wait_until(lock, until, woken);
+  return true;
 }
 
 // Why wait at all: with one call in flight and writers that write again once
