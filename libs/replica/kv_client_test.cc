@@ -286,6 +286,40 @@ TEST(KvClientCoalescingTest, SessionWritesWithSeveralCallsInFlight) {
   SeveralCallsInFlightAnswerEveryWriteWithItsOwnOutcome(RaisingFormat());
 }
 
+// A call's end wakes its writers with one broadcast that every waiting
+// writer hears (kv_client.cc, WakeWriters). With calls of at most 3 writes
+// and 12 writers, most writers hear broadcasts meant for others: each must
+// sleep on until its own call answers it, never return early or unanswered
+// (checked: a wait that returns at the first broadcast fails here).
+TEST(KvClientCoalescingTest, WritesBeyondACallsLimitWaitForTheirOwnCall) {
+  TestCluster c(ByHandOnly());
+  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
+  raft::NodeId leader = c.WaitForLeader();
+  ASSERT_NE(leader, raft::kNoNode);
+  KvClientOptions o;
+  o.addresses = {c.address(leader)};
+  o.timeout = absl::Seconds(60);
+  o.max_writes_per_call = 3;
+  absl::StatusOr<std::unique_ptr<KvClient>> client = KvClient::Create(o);
+  ASSERT_TRUE(client.ok()) << client.status();
+  constexpr int kThreads = 12;
+  constexpr int kWrites = 25;  // 300 keys
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kWrites; ++i) {
+        absl::StatusOr<kv::v1::WriteResponse> w = (*client)->Write(
+            PutRequest(Key(absl::StrCat("c/", t, "/", i)), absl::StrCat(t, ":", i)));
+        if (!w.ok() || !w->has_ok()) ++errors;
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(errors.load(), 0);
+  ExpectEveryWriteStored(**client, "c/", kThreads * kWrites);
+}
+
 // A KvService from before WriteMany: Write only (answers every write ok).
 class OldKvService final : public kv::v1::KvService::Service {
  public:
