@@ -70,9 +70,12 @@ class ParentPathTransform final : public rocksdb::SliceTransform {
   static std::string_view View(const rocksdb::Slice& key) { return {key.data(), key.size()}; }
 };
 
+// The options of the family `name`: what it holds decides them.
 rocksdb::ColumnFamilyOptions FamilyOptions(const std::shared_ptr<rocksdb::Cache>& cache,
-                                           const EngineOptions& options, bool bloom, bool meta,
-                                           bool data) {
+                                           const EngineOptions& options, std::string_view name) {
+  const bool bloom = name != kRaftLogFamily;  // the log is read by index range only
+  const bool meta = name == kMetaFamily;
+  const bool data = IsDataFamily(name);
   rocksdb::ColumnFamilyOptions cf;
   cf.write_buffer_size = options.family_write_buffer_bytes;
   cf.max_write_buffer_number = 2;
@@ -205,9 +208,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Open(const std::string& path,
   }
   std::vector<rocksdb::ColumnFamilyDescriptor> descriptors;
   for (const std::string& name : names) {
-    descriptors.emplace_back(
-        name, FamilyOptions(cache, options, name != kRaftLogFamily, name == kMetaFamily,
-                            IsDataFamily(name)));
+    descriptors.emplace_back(name, FamilyOptions(cache, options, name));
   }
 
   auto engine = std::unique_ptr<Engine>(new Engine());
