@@ -52,6 +52,19 @@ def totp(secret_b32, at=None, step_offset=0):
     return "%06d" % code
 
 
+def wait_for_step_margin(seconds=10):
+    """Returns once at least `seconds` remain in the current 30-s TOTP step.
+
+    A code made now for the step before is accepted only while the server
+    is still in this step (its window is one step either side): computed
+    in the last moments of a step, it was two steps old by the time
+    mailctl's call reached identityd (a CI failure, stop 28).
+    """
+    left = 30 - time.time() % 30
+    if left < seconds:
+        time.sleep(left + 0.1)
+
+
 class Proc:
     def __init__(self, name, cmd, env=None, log_dir=None):
         self.log = open(os.path.join(log_dir, name + ".log"), "wb")
@@ -233,6 +246,7 @@ class IdentityIntegrationTest(unittest.TestCase):
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
         self.assertTrue(begun["otpauth_uri"].startswith("otpauth://totp/"))
         secret = begun["secret_base32"]
+        wait_for_step_margin()
         confirmed = self.ctl("auth", "2fa", "enable", "--enrolment", begun["enrolment_id"],
                              "--code", totp(secret, step_offset=-1), token=token)
         codes = confirmed["recovery_codes"]
