@@ -69,6 +69,14 @@ ReplicaMetrics::ReplicaMetrics(prometheus::Registry& r) {
   send_stream_fallbacks =
       Counter(r, "mailgrid_raft_send_stream_fallbacks_total",
               "Peers without SendStream (UNIMPLEMENTED), sent to with unary Send calls");
+  wire_connections = Counter(r, "mailgrid_raft_wire_connections_total",
+                             "Raft wire connections opened to peers (plain TCP beside gRPC)");
+  wire_messages_sent =
+      Counter(r, "mailgrid_raft_wire_messages_sent_total",
+              "Raft messages sent over the raft wire (also counted in messages_sent_total)");
+  wire_connect_failures =
+      Counter(r, "mailgrid_raft_wire_connect_failures_total",
+              "Raft wire connection attempts that failed (gRPC carries the messages meanwhile)");
   log_compactions = Counter(r, "mailgrid_raft_log_compactions_total", "Raft log compactions");
   auto& loop = prometheus::BuildCounter()
                    .Name("mailgrid_raft_loop_seconds_total")

@@ -44,6 +44,9 @@ struct ReplicaMetrics {
   prometheus::Counter* send_failures;
   prometheus::Counter* send_streams_opened;    // SendStream calls started
   prometheus::Counter* send_stream_fallbacks;  // peers answering UNIMPLEMENTED: unary Send
+  prometheus::Counter* wire_connections;       // raft wire connections opened (wire.h)
+  prometheus::Counter* wire_messages_sent;     // of messages_sent, those on the wire
+  prometheus::Counter* wire_connect_failures;  // attempts that failed (gRPC carries meanwhile)
   prometheus::Counter* log_compactions;
 
   // Where the raft-loop thread spends its time, in seconds per stage: what

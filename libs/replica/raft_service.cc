@@ -19,15 +19,9 @@ absl::Time AdminDeadline(const grpc::ServerContextBase* ctx, absl::Duration cap)
 
 absl::Status RaftServiceImpl::CheckAddressee(const std::string& group, uint64_t to,
                                              bool admin) const {
-  if (group != replica_->group_id() && !(admin && group.empty())) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("wrong raft group '", group, "': this is '", replica_->group_id(), "'"));
-  }
-  if (!admin && to != replica_->id()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("message for node ", to, " reached node ", replica_->id()));
-  }
-  return absl::OkStatus();
+  if (!admin) return replica_->CheckAddressee(group, to);
+  if (group.empty() || group == replica_->group_id()) return absl::OkStatus();
+  return replica_->CheckAddressee(group, replica_->id());  // says which group this is
 }
 
 grpc::ServerUnaryReactor* RaftServiceImpl::Send(grpc::CallbackServerContext* ctx,
@@ -77,26 +71,7 @@ grpc::ServerReadReactor<raft::v1::MessageBatch>* RaftServiceImpl::SendStream(
 }
 
 grpc::Status RaftServiceImpl::HandleSend(raft::v1::MessageBatch* req) {
-  if (absl::Status s = CheckAddressee(req->group_id(), req->to(), false); !s.ok()) {
-    return rpc::ToGrpc(s);
-  }
-  if (replica_->test_hooks().Dropped(req->from())) return grpc::Status::OK;  // partitioned
-  std::vector<raft::Message> msgs;
-  msgs.reserve(req->messages_size());
-  for (raft::v1::Message& wire : *req->mutable_messages()) {
-    absl::StatusOr<raft::Message> m = FromProto(std::move(wire));  // entries moved, not copied
-    if (!m.ok()) return rpc::ToGrpc(m.status());
-    if (m->from != req->from() || m->to != req->to()) {
-      return rpc::ToGrpc(absl::InvalidArgumentError("messages[].from/to: differ from the batch's"));
-    }
-    if (m->type == raft::Message::Type::kSnapshot) {
-      return rpc::ToGrpc(absl::InvalidArgumentError(
-          "messages[].type: MSG_SNAPSHOT travels only in InstallSnapshot"));
-    }
-    msgs.push_back(std::move(*m));
-  }
-  replica_->Deliver(std::move(msgs), req->from(), req->from_address(), req->max_format());
-  return grpc::Status::OK;
+  return rpc::ToGrpc(replica_->DeliverBatch(req));
 }
 
 grpc::Status RaftServiceImpl::OfferSnapshot(grpc::ServerContext*,

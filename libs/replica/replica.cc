@@ -146,12 +146,23 @@ absl::Status Replica::OpenStore() {
   t.snapshot_chunk_bytes = options_.snapshot_chunk_bytes;
   t.tls = options_.peer_tls;
   t.stream = options_.send_stream;
+  if (options_.wire && !options_.peer_tls.enabled()) {
+    ASSIGN_OR_RETURN(wire_listener_,
+                     WireListener::Listen(options_.wire_host, options_.wire_port));
+    t.self_wire_port = wire_listener_->port();
+    t.wire = true;
+  }
   transport_ =
       std::make_unique<Transport>(t, static_cast<TransportHost*>(this), metrics_.get(), &hooks_);
+  // Batches only queue in the inbox until the loop starts.
+  if (wire_listener_ != nullptr) {
+    wire_listener_->Start([this](raft::v1::MessageBatch* b) { return DeliverBatch(b); });
+  }
   Publish();
   log::Info("raft: replica opened", {{"group", options_.group_id},
                                      {"id", options_.id},
                                      {"address", options_.advertise_address},
+                                     {"wire_port", t.self_wire_port},
                                      {"applied", sm_->applied_index()},
                                      {"last_index", log_->LastIndex()},
                                      {"term", log_->hard_state().term}});
@@ -176,6 +187,7 @@ void Replica::Stop() {
   }
   if (loop_.joinable()) loop_.join();
   completer_.Stop();  // answers queued by the loop's last turn
+  if (wire_listener_ != nullptr) wire_listener_->Stop();
   if (transport_ != nullptr) transport_->Stop();
   // Callers still waiting (the loop never ran, or left them behind).
   absl::Status stopping = absl::UnavailableError("replica stopping");
@@ -247,6 +259,42 @@ void Replica::Deliver(std::vector<raft::Message> messages, raft::NodeId from,
     }
     inbox_.messages.push_back(std::move(m));
   }
+}
+
+absl::Status Replica::CheckAddressee(const std::string& group, raft::NodeId to) const {
+  if (group != options_.group_id) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("wrong raft group '", group, "': this is '", options_.group_id, "'"));
+  }
+  if (to != options_.id) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("message for node ", to, " reached node ", options_.id));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Replica::DeliverBatch(raft::v1::MessageBatch* batch) {
+  RETURN_IF_ERROR(CheckAddressee(batch->group_id(), batch->to()));
+  if (hooks_.Dropped(batch->from())) return absl::OkStatus();  // partitioned (test hook)
+  std::vector<raft::Message> msgs;
+  msgs.reserve(batch->messages_size());
+  for (raft::v1::Message& wire : *batch->mutable_messages()) {
+    absl::StatusOr<raft::Message> m = FromProto(std::move(wire));  // entries moved, not copied
+    if (!m.ok()) return m.status();
+    if (m->from != batch->from() || m->to != batch->to()) {
+      return absl::InvalidArgumentError("messages[].from/to: differ from the batch's");
+    }
+    if (m->type == raft::Message::Type::kSnapshot) {
+      return absl::InvalidArgumentError(
+          "messages[].type: MSG_SNAPSHOT travels only in InstallSnapshot");
+    }
+    msgs.push_back(std::move(*m));
+  }
+  if (batch->wire_port() > 0 && batch->wire_port() <= 0xffff && batch->from() != raft::kNoNode) {
+    transport_->NoteWirePort(batch->from(), static_cast<uint16_t>(batch->wire_port()));
+  }
+  Deliver(std::move(msgs), batch->from(), batch->from_address(), batch->max_format());
+  return absl::OkStatus();
 }
 
 // ------------------------------------------------------------ client API ---

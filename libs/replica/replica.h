@@ -52,7 +52,9 @@
 #include "libs/replica/metrics.h"
 #include "libs/replica/snapshot_receiver.h"
 #include "libs/replica/transport.h"
+#include "libs/replica/wire.h"
 #include "mailgrid/kv/v1/kv.pb.h"
+#include "mailgrid/raft/v1/raft.pb.h"
 #include "prometheus/registry.h"
 
 namespace mailgrid::replica {
@@ -110,6 +112,13 @@ struct ReplicaOptions {
   // per batch (the transport before it; peers without SendStream get that
   // anyway). TransportOptions::stream.
   bool send_stream = true;
+  // The raft wire (wire.h): listen on wire_host:wire_port (0: any free port)
+  // for peers' messages over plain TCP, announce the port, and send to the
+  // peers that announce theirs over theirs. Only without peer TLS (the wire
+  // has none yet); false: gRPC alone.
+  bool wire = false;
+  std::string wire_host = "127.0.0.1";
+  int wire_port = 0;
   // The leader raises the group's committed state-machine format to what
   // this binary applies (kv::StateMachineOptions::max_format) by itself, as
   // soon as every member has announced a binary that applies it too
@@ -229,7 +238,13 @@ class Replica final : private TransportHost {
   // started (or first heard a leader) is applied, and writes are possible.
   bool Ready(std::string* reason = nullptr) const;
 
-  // ---- the transport's receiving side (RaftService) ----
+  // ---- the transport's receiving side (RaftService, the raft wire) ----
+  // A batch from a peer: checks group, addressee and messages, learns what
+  // the sender announces (address, format, wire port) and queues the
+  // messages for the loop. A refusal names the field.
+  absl::Status DeliverBatch(raft::v1::MessageBatch* batch);
+  // FAILED_PRECONDITION unless `group` is this replica's and `to` its id.
+  absl::Status CheckAddressee(const std::string& group, raft::NodeId to) const;
   // `from_address`/`from_max_format`: what the sender announces ("" / 0:
   // not in this batch).
   void Deliver(std::vector<raft::Message> messages, raft::NodeId from,
@@ -393,6 +408,7 @@ class Replica final : private TransportHost {
   std::unique_ptr<kv::RaftLogStore> log_;
   std::unique_ptr<SnapshotReceiver> receiver_;
   std::unique_ptr<Transport> transport_;
+  std::unique_ptr<WireListener> wire_listener_;  // null: no wire (options_.wire, TLS)
 
   // ---- the loop's own state (loop thread only after Start) ----
   std::unique_ptr<raft::RawNode> node_;

@@ -49,6 +49,13 @@ void AddRaftFlags(config::Flags& flags, RaftFlags* r) {
              "member announced it applies it (false: only by hand, mailctl raft set-format)");
   flags.String("raft-tls-server-name", &r->tls_server_name,
                "name checked in the other replicas' certificates instead of their host");
+  flags.Bool("raft-wire", &r->wire,
+             "also carry raft messages between replicas over plain TCP (the raft wire: fewer "
+             "thread hand-offs than gRPC; gRPC remains the fallback). Off with TLS between "
+             "replicas, which the wire does not have yet");
+  flags.Int64("raft-wire-port", &r->wire_port,
+              "the raft wire's port on the --listen host (0: any free port; peers learn it "
+              "from this replica's messages)");
 }
 
 absl::StatusOr<std::map<raft::NodeId, std::string>> ParsePeers(const std::string& peers) {
@@ -127,6 +134,12 @@ absl::StatusOr<ReplicaOptions> MakeReplicaOptions(const RaftFlags& r,
   o.commit_broadcast_delay = r.commit_delay;
   o.send_stream = r.send_stream;
   o.raise_format = r.raise_format;
+  if (r.wire_port < 0 || r.wire_port > 65535) {
+    return absl::InvalidArgumentError("--raft-wire-port: 0 (any free port) to 65535");
+  }
+  o.wire = r.wire && !o.peer_tls.enabled();
+  o.wire_host = listen.host;
+  o.wire_port = static_cast<int>(r.wire_port);
   o.registry = std::move(registry);
   return o;
 }

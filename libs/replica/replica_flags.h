@@ -38,6 +38,8 @@ struct RaftFlags {
   absl::Duration commit_delay = absl::Milliseconds(5);  // ReplicaOptions::commit_broadcast_delay
   bool send_stream = true;  // ReplicaOptions::send_stream
   bool raise_format = true;  // ReplicaOptions::raise_format
+  bool wire = true;          // ReplicaOptions::wire (without TLS between replicas)
+  int64_t wire_port = 0;     // ReplicaOptions::wire_port (0: any free port)
 };
 
 void AddRaftFlags(config::Flags& flags, RaftFlags* raft);

@@ -475,6 +475,58 @@ TEST_F(StartedGroup, SendStreamsReconnectAfterAPeerRestart) {
   EXPECT_EQ(StreamFallbacks(c.replica(restarted)), 0);
 }
 
+double WireConnections(Replica& r) { return r.metrics().wire_connections->Value(); }
+double WireMessagesSent(Replica& r) { return r.metrics().wire_messages_sent->Value(); }
+
+// The raft wire (wire.h): members that announce a wire port carry their
+// messages on it; a member without one (--raft-wire=false, or a replica
+// from before the wire) is reached and heard over gRPC. A member restarted
+// on a new wire port is reconnected to once it announces it.
+TEST(ReplicaTest, RaftWireCarriesTheLogAndAMemberWithoutItUsesGrpc) {
+  ReplicaOptions base = TestCluster::DefaultOptions();
+  base.wire = true;
+  TestCluster c(base);
+  c.Override(3, [](ReplicaOptions& o) { o.wire = false; });
+  ASSERT_EQ(c.StartGroup(3), absl::OkStatus());
+  raft::NodeId leader = c.WaitForLeader();
+  ASSERT_NE(leader, raft::kNoNode);
+  absl::StatusOr<std::unique_ptr<KvClient>> client = KvClient::Create(c.AddressList());
+  ASSERT_TRUE(client.ok());
+  WriteKeys(**client, 0, 20);
+  // 1 and 2 connect to each other; nobody connects to 3, and 3 to nobody.
+  ASSERT_TRUE(WaitUntil([&] { return WireConnections(c.replica(1)) >= 1; }));
+  ASSERT_TRUE(WaitUntil([&] { return WireConnections(c.replica(2)) >= 1; }));
+  EXPECT_EQ(WireConnections(c.replica(3)), 0);
+  EXPECT_EQ(WireMessagesSent(c.replica(3)), 0);
+
+  // Commits now need 1 and 2 only: stop 3, and the wire carries them.
+  c.Stop(3);
+  leader = c.WaitForLeader();
+  ASSERT_NE(leader, raft::kNoNode);
+  const double on_wire = WireMessagesSent(c.replica(leader));
+  WriteKeys(**client, 20, 40);
+  EXPECT_GE(WireMessagesSent(c.replica(leader)) - on_wire, 20);
+  const raft::NodeId follower = 3 - leader;
+  ASSERT_TRUE(HasKeyEventually(c.replica(follower), 39));
+
+  // The follower restarts on a new wire port; it announces it and the
+  // leader connects there (commits need it: 3 is still down).
+  const double leader_connections = WireConnections(c.replica(leader));
+  c.Stop(follower);
+  ASSERT_EQ(c.Restart(follower), absl::OkStatus());
+  WriteKeys(**client, 40, 60);
+  ASSERT_NE(c.WaitForLeader(), raft::kNoNode);
+  ASSERT_TRUE(HasKeyEventually(c.replica(follower), 59));
+  ExpectAllKeys(c.replica(follower), 60);
+  ASSERT_TRUE(WaitUntil([&] { return WireConnections(c.replica(leader)) > leader_connections; }));
+
+  // 3 comes back (still without a wire) and catches up over gRPC.
+  ASSERT_EQ(c.Restart(3), absl::OkStatus());
+  ASSERT_TRUE(HasKeyEventually(c.replica(3), 59));
+  ExpectAllKeys(c.replica(3), 60);
+  EXPECT_EQ(WireMessagesSent(c.replica(3)), 0);
+}
+
 // A peer without SendStream (a replica from before it, during a rolling
 // upgrade) answers UNIMPLEMENTED; the others send to it with unary Send
 // calls, and once it serves streams (upgraded and restarted) they use those.

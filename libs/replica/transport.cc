@@ -15,6 +15,7 @@
 #include "libs/replica/channel.h"
 #include "libs/replica/codec.h"
 #include "libs/replica/thread_name.h"
+#include "libs/replica/wire.h"
 #include "libs/rpc/status.h"
 #include "mailgrid/raft/v1/raft.grpc.pb.h"
 
@@ -247,12 +248,12 @@ class PeerSender {
       }
       if (!Encode(batch, &s->req)) continue;
       if (s->first) {
-        s->req.set_from_address(t_->options_.self_address);
-        s->req.set_max_format(t_->options_.self_max_format);
+        AnnounceSelf(t_->options_, &s->req);
         s->first = false;
       } else {
         s->req.clear_from_address();
         s->req.clear_max_format();
+        s->req.clear_wire_port();
       }
       s->in_flight = s->req.messages_size();
       s->writer->Write(s->req, &s->write_tag);
@@ -278,8 +279,7 @@ class PeerSender {
       }
       auto call = std::make_unique<Call>();
       if (!Encode(batch, &call->req)) continue;
-      call->req.set_from_address(t_->options_.self_address);
-      call->req.set_max_format(t_->options_.self_max_format);
+      AnnounceSelf(t_->options_, &call->req);
       call->ctx.set_deadline(absl::ToChronoTime(absl::Now() + t_->options_.send_timeout));
       if (!t_->RegisterCall(&call->ctx)) {  // the transport is stopping
         absl::MutexLock lock(&mu_);
@@ -625,13 +625,16 @@ void Transport::Stop() {
     if (stopping_.exchange(true)) return;
     for (grpc::ClientContext* ctx : calls_) ctx->TryCancel();
   }
-  std::map<raft::NodeId, std::unique_ptr<PeerSender>> senders;
+  std::map<raft::NodeId, std::shared_ptr<PeerSender>> senders;
+  std::map<raft::NodeId, std::unique_ptr<WireSender>> wires;
   std::map<raft::NodeId, std::thread> snapshots;
   {
     absl::MutexLock lock(&mu_);
     senders.swap(senders_);
+    wires.swap(wires_);
     snapshots.swap(snapshot_threads_);
   }
+  for (auto& [id, wire] : wires) wire->Stop();
   for (auto& [id, sender] : senders) sender->Stop();
   for (auto& [id, thread] : snapshots) {
     if (thread.joinable()) thread.join();
@@ -640,12 +643,43 @@ void Transport::Stop() {
   cached_snapshot_.reset();
 }
 
-PeerSender* Transport::Sender(raft::NodeId peer) {
+std::shared_ptr<PeerSender> Transport::Sender(raft::NodeId peer) {
   absl::MutexLock lock(&mu_);
   if (stopping()) return nullptr;
   auto& sender = senders_[peer];
-  if (sender == nullptr) sender = std::make_unique<PeerSender>(this, peer);
-  return sender.get();
+  if (sender == nullptr) sender = std::make_shared<PeerSender>(this, peer);
+  return sender;
+}
+
+void Transport::RetireGrpcSender(raft::NodeId peer) {
+  std::shared_ptr<PeerSender> sender;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = senders_.find(peer);
+    if (it == senders_.end()) return;
+    sender = std::move(it->second);
+    senders_.erase(it);
+  }
+  sender->Stop();  // what it still queued is dropped: Raft resends what matters
+}
+
+WireSender* Transport::Wire(raft::NodeId peer) {
+  absl::MutexLock lock(&mu_);
+  auto it = wires_.find(peer);
+  return it == wires_.end() ? nullptr : it->second.get();
+}
+
+void Transport::NoteWirePort(raft::NodeId peer, uint16_t port) {
+  if (!options_.wire || port == 0 || peer == options_.self) return;
+  absl::MutexLock lock(&mu_);  // held: Stop() must not destroy the sender meanwhile
+  if (stopping()) return;
+  auto& wire = wires_[peer];
+  if (wire == nullptr) {
+    wire = std::make_unique<WireSender>(
+        options_, peer, metrics_, hooks_, [this, peer] { return host_->PeerAddress(peer); },
+        [this, peer] { RetireGrpcSender(peer); });
+  }
+  wire->SetPort(port);
 }
 
 void Transport::Send(std::vector<raft::Message> messages) {
@@ -656,7 +690,12 @@ void Transport::Send(std::vector<raft::Message> messages) {
     by_peer[m.to].push_back(std::move(m));
   }
   for (auto& [peer, msgs] : by_peer) {
-    PeerSender* sender = Sender(peer);
+    const bool has_snapshot = std::any_of(msgs.begin(), msgs.end(), [](const raft::Message& m) {
+      return m.type == raft::Message::Type::kSnapshot;
+    });
+    WireSender* wire = has_snapshot ? nullptr : Wire(peer);  // snapshots: gRPC's thread
+    if (wire != nullptr && wire->TrySend(msgs)) continue;
+    std::shared_ptr<PeerSender> sender = Sender(peer);
     if (sender == nullptr) return;
     sender->Enqueue(std::move(msgs));
   }

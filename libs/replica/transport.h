@@ -74,6 +74,9 @@ struct TransportOptions {
   raft::NodeId self = raft::kNoNode;
   std::string self_address;
   uint32_t self_max_format = 0;  // MessageBatch.max_format, sent with self_address
+  uint16_t self_wire_port = 0;   // MessageBatch.wire_port: our wire listener (0: none)
+  // Send over a peer's raft wire (wire.h) once it announced one; gRPC otherwise.
+  bool wire = false;
   // Outgoing snapshot dumps live here (wiped at start).
   std::string snapshot_dir;
   size_t max_queued_messages = 8192;
@@ -107,6 +110,7 @@ class TestHooks {
 };
 
 class PeerSender;
+class WireSender;
 struct OutgoingSnapshot;
 
 class Transport {
@@ -117,8 +121,12 @@ class Transport {
   Transport(const Transport&) = delete;
   Transport& operator=(const Transport&) = delete;
 
-  // Queues messages for their peers; never blocks on the network.
+  // Queues messages for their peers; never blocks on the network. A peer
+  // whose raft wire is open gets them there, any other over gRPC.
   void Send(std::vector<raft::Message> messages);
+
+  // A peer announced its wire listener's port (MessageBatch.wire_port).
+  void NoteWirePort(raft::NodeId peer, uint16_t port);
 
   // Stops every thread; queued messages are dropped. Idempotent.
   void Stop();
@@ -128,7 +136,13 @@ class Transport {
  private:
   friend class PeerSender;
 
-  PeerSender* Sender(raft::NodeId peer);
+  std::shared_ptr<PeerSender> Sender(raft::NodeId peer);
+  WireSender* Wire(raft::NodeId peer);
+  // The peer's wire opened: its gRPC sender (thread, channel, stream) goes,
+  // so that an idle thread of ours takes no part in gRPC's polling (each one
+  // waiting in a completion queue is a poller gRPC hands events through).
+  // Made again by the next message the wire cannot carry.
+  void RetireGrpcSender(raft::NodeId peer);
   void StartSnapshot(raft::Message m);
   void RunSnapshot(raft::Message m);
   absl::StatusOr<std::shared_ptr<OutgoingSnapshot>> SnapshotFor(raft::Index at_least);
@@ -146,7 +160,9 @@ class Transport {
   std::atomic<bool> stopping_{false};
 
   absl::Mutex mu_;
-  std::map<raft::NodeId, std::unique_ptr<PeerSender>> senders_ ABSL_GUARDED_BY(mu_);
+  // shared: the loop may be enqueueing on one that a wire thread retires.
+  std::map<raft::NodeId, std::shared_ptr<PeerSender>> senders_ ABSL_GUARDED_BY(mu_);
+  std::map<raft::NodeId, std::unique_ptr<WireSender>> wires_ ABSL_GUARDED_BY(mu_);
   std::map<raft::NodeId, std::thread> snapshot_threads_ ABSL_GUARDED_BY(mu_);
   std::set<raft::NodeId> snapshot_in_progress_ ABSL_GUARDED_BY(mu_);
   absl::Mutex calls_mu_;

@@ -22,6 +22,9 @@ void AddFlags(config::Flags& f, Options& o) {
            "the Raft group: 1=host:port,2=host:port,... (replicated store)");
   f.Bool("raft-join", &o.raft_join,
          "join an existing group instead of bootstrapping (replicated store)");
+  f.Bool("raft-wire", &o.raft_wire,
+         "also carry raft messages between replicas over plain TCP on any free port (the raft "
+         "wire; gRPC remains the fallback); off with TLS between replicas (replicated store)");
   f.StringList("token-public-key", &o.token_public_keys,
                "PEM files of the Ed25519 public keys that verify access tokens (comma list)");
   f.String("token-issuer", &o.token_issuer, "the issuer (iss) access tokens must carry");

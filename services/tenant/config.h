@@ -23,6 +23,7 @@ struct Options {
   int raft_id = 0;
   std::string raft_peers;  // "1=host:port,2=host:port,3=host:port"
   bool raft_join = false;
+  bool raft_wire = true;  // replica::ReplicaOptions::wire (the raft wire, without TLS)
 
   // Tokens: PEM public key files (comma list) and the expected issuer.
   std::vector<std::string> token_public_keys;

@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "libs/base/log.h"
+#include "libs/base/net.h"
 #include "libs/base/status.h"
 #include "libs/replica/client_store.h"
 #include "libs/replica/kv_service.h"
@@ -112,6 +113,9 @@ absl::StatusOr<std::unique_ptr<ReplicatedStore>> ReplicatedStore::Open(
   // exactly when those are (the chart's mTLS mode), with our certificate.
   ASSIGN_OR_RETURN(ro.peer_tls,
                    replica::PeerTls(common, common.tls_cert.empty() ? "" : o.tls_ca, ""));
+  ASSIGN_OR_RETURN(net::HostPort listen, net::ParseHostPort(common.listen));
+  ro.wire = o.raft_wire && !ro.peer_tls.enabled();
+  ro.wire_host = listen.host;
   auto impl = std::make_unique<Impl>();
   ASSIGN_OR_RETURN(impl->replica_, replica::Replica::Open(ro));
   impl->kv_ = std::make_unique<replica::KvServiceImpl>(impl->replica_.get());

@@ -110,6 +110,12 @@ spec:
             # local launcher's replicas use): tenantd, identityd, mailstore-<shard>.
             - name: MAILGRID_RAFT_GROUP
               value: {{ ternary (printf "mailstore-%s" .shard) .component (eq .component "mailstored") | quote }}
+            # The raft wire (plain TCP beside gRPC, libs/replica/wire.h) is
+            # off in the chart: it has no TLS yet (with tls.mode on the
+            # daemons leave it off anyway), and its port is not in the
+            # NetworkPolicies. Raft travels on the gRPC port.
+            - name: MAILGRID_RAFT_WIRE
+              value: "false"
             {{- if eq .component "tenantd" }}
             - name: MAILGRID_DKIM_MASTER_KEY_FILE
               value: /run/secrets/mailgrid/dkim/master-key
