@@ -1,5 +1,8 @@
 // Transport: carries the Raft core's messages to the other replicas of the
-// group over RaftService (raft.proto), and streams snapshots.
+// group over RaftService (raft.proto), and streams snapshots. A peer that
+// announced a raft wire (wire.h) gets its messages there instead while that
+// connection is open (its gRPC sender below is then dropped, and made again
+// for the first message the wire cannot carry).
 //
 // Threads: one sender thread per peer, with its own completion queue. Send()
 // (called by the raft-loop thread) groups a Ready's messages per peer. Each
