@@ -226,11 +226,16 @@ void WireListener::AcceptLoop() {
   }
 }
 
-bool WireListener::ReadMore(int fd, std::string& buf, char* chunk) {
+bool WireListener::ReadMore(int fd, std::string& buf, char* chunk, absl::Time deadline) {
   while (true) {
     pollfd p[2] = {{fd, POLLIN, 0}, {stop_fd_.get(), POLLIN, 0}};
-    if (poll(p, 2, -1) < 0 && errno != EINTR) return false;
+    const int r = poll(p, 2, PollMs(deadline - absl::Now()));
+    if (r < 0 && errno != EINTR) return false;
     if (stopping_.load()) return false;
+    if (r == 0) {
+      log::Warn("raft wire: no hello within the handshake timeout, connection closed");
+      return false;
+    }
     ssize_t n = recv(fd, chunk, kReadChunk, MSG_DONTWAIT);
     if (n > 0) {
       buf.append(chunk, static_cast<size_t>(n));
@@ -248,8 +253,11 @@ void WireListener::ReadConnection(Fd conn) {
   const int fd = conn.get();
   std::unique_ptr<char[]> chunk(new char[kReadChunk]);
   std::string buf;
+  // Until the hello is answered a silent client is closed after the
+  // handshake timeout: it must not hold one of the connection slots.
+  absl::Time deadline = absl::Now() + kHandshakeTimeout;
   while (buf.size() < kWirePreface.size()) {
-    if (!ReadMore(fd, buf, chunk.get())) return;
+    if (!ReadMore(fd, buf, chunk.get(), deadline)) return;
   }
   if (absl::string_view(buf).substr(0, kWirePreface.size()) != kWirePreface) {
     log::Warn("raft wire: a connection without the preface closed");
@@ -262,7 +270,7 @@ void WireListener::ReadConnection(Fd conn) {
     if (f.result == WireFrame::Result::kNeedMore) {
       buf.erase(0, used);
       used = 0;
-      if (!ReadMore(fd, buf, chunk.get())) return;
+      if (!ReadMore(fd, buf, chunk.get(), deadline)) return;
       continue;
     }
     absl::Status s;
@@ -277,6 +285,7 @@ void WireListener::ReadConnection(Fd conn) {
     }
     if (hello) {
       hello = false;
+      deadline = absl::InfiniteFuture();
       std::string reply(1, s.ok() ? kWireAccepted : kWireRefused);
       if (!s.ok()) reply += s.ToString();
       if (!WriteAll(fd, reply, absl::Now() + kHandshakeTimeout).ok() || !s.ok()) return;

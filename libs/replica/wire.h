@@ -96,9 +96,10 @@ class WireListener {
   WireListener(Fd listen_fd, uint16_t port) : listen_fd_(std::move(listen_fd)), port_(port) {}
   void AcceptLoop();
   void ReadConnection(Fd conn);
-  // Appends what one read brings (waiting for it) to `buf`; false when the
-  // connection closed or the listener stops. `chunk`: kReadChunk bytes.
-  bool ReadMore(int fd, std::string& buf, char* chunk);
+  // Appends what one read brings (waiting for it until `deadline`) to
+  // `buf`; false when the connection closed, the deadline passed or the
+  // listener stops. `chunk`: kReadChunk bytes.
+  bool ReadMore(int fd, std::string& buf, char* chunk, absl::Time deadline);
   void ReapFinishedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   static constexpr size_t kMaxConnections = 64;

@@ -230,23 +230,33 @@ TEST_F(WireTest, APartitionedPeerGetsNothing) {
 
 // ----------------------------------------------------- bad network bytes ---
 
-// A raw client: connects, writes `bytes`, ends its side, and returns what
-// the listener answered before it closed the connection.
-std::string WriteRaw(uint16_t port, const std::string& bytes) {
+int ConnectRaw(uint16_t port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(port);
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   EXPECT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  EXPECT_EQ(send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
-  shutdown(fd, SHUT_WR);  // a listener waiting for more sees the end
+  return fd;
+}
+
+// Reads until the listener closes the connection; returns what it answered.
+std::string ReadUntilClosed(int fd) {
   std::string answer;
   char buf[256];
   ssize_t n;
   while ((n = recv(fd, buf, sizeof buf, 0)) > 0) answer.append(buf, static_cast<size_t>(n));
   close(fd);
-  return answer;  // returns once the listener closed its end
+  return answer;
+}
+
+// A raw client: connects, writes `bytes`, ends its side, and returns what
+// the listener answered before it closed the connection.
+std::string WriteRaw(uint16_t port, const std::string& bytes) {
+  int fd = ConnectRaw(port);
+  EXPECT_EQ(send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  shutdown(fd, SHUT_WR);  // a listener waiting for more sees the end
+  return ReadUntilClosed(fd);
 }
 
 std::string Hello() {
@@ -277,6 +287,16 @@ TEST(WireListenerTest, BadBytesCloseTheConnectionAndDeliverNothingAfterThem) {
   EXPECT_EQ(peer.count(), 1u);
   // And the listener still serves.
   EXPECT_EQ(WriteRaw(peer.port(), Hello()).substr(0, 1), std::string(1, kWireAccepted));
+}
+
+// A client that never finishes its hello must not keep one of the
+// listener's connection slots: it is closed after the handshake timeout.
+TEST(WireListenerTest, AClientSilentBeforeItsHelloIsClosed) {
+  Receiver peer;
+  int fd = ConnectRaw(peer.port());
+  ASSERT_EQ(send(fd, "MGRA", 4, MSG_NOSIGNAL), 4);  // half a preface, then nothing
+  EXPECT_EQ(ReadUntilClosed(fd), "");  // returns once the listener closed it
+  EXPECT_EQ(peer.count(), 0u);
 }
 
 }  // namespace
