@@ -65,6 +65,14 @@ Session::LineStatus Session::ReadLine(size_t limit, std::string_view* line) {
   return LineStatus::kLine;
 }
 
+// std::string keeps its capacity through clear(): without this an idle
+// session kept whatever its largest burst of input had grown the buffer to.
+void Session::ReleaseIdleInput() {
+  if (pos_ != in_.size() || in_.capacity() <= kIdleInputCapacity) return;
+  std::string().swap(in_);
+  pos_ = 0;
+}
+
 Event Session::Next() {
   while (true) {
     if (closed()) return event::Closed{};
@@ -76,7 +84,10 @@ Event Session::Next() {
     std::string_view line;
     size_t limit = sasl_ ? config_.max_auth_line_length : config_.max_line_length;
     LineStatus st = ReadLine(limit, &line);
-    if (st == LineStatus::kNeedMore) return event::NeedInput{};
+    if (st == LineStatus::kNeedMore) {
+      ReleaseIdleInput();
+      return event::NeedInput{};
+    }
     if (st == LineStatus::kTooLong) {
       sasl_.reset();
       Err("", "Line too long");

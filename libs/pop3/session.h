@@ -134,6 +134,11 @@ class Session {
   bool tls_active() const { return config_.tls_active; }
   bool awaiting_decision() const { return pending_ != Pending::kNone; }
   size_t buffered_input() const { return in_.size() - pos_; }
+  // Bytes the input buffer holds allocated: at most kIdleInputCapacity once
+  // everything fed was read (NeedInput), however much came before (an AUTH
+  // line of up to 12 KiB, a pipelined burst), as SMTP's and IMAP's do.
+  size_t input_capacity() const { return in_.capacity(); }
+  static constexpr size_t kIdleInputCapacity = 4096;
   const SessionStats& stats() const { return stats_; }
   // The authenticated user as given by the client (for logs).
   const std::string& user() const { return user_; }
@@ -143,6 +148,7 @@ class Session {
   enum class LineStatus : unsigned char { kNeedMore, kLine, kTooLong };
 
   LineStatus ReadLine(size_t limit, std::string_view* line);
+  void ReleaseIdleInput();
   std::optional<Event> Dispatch(std::string_view line);
   std::optional<Event> OnSaslLine(std::string_view line);
   std::optional<Event> OnAuth(std::string_view args);

@@ -39,6 +39,24 @@ TEST(Session, NextWhilePendingSaysAwaiting) {
   EXPECT_NE(s.TakeOutput().find("+OK 1 5\r\n"), std::string::npos);
 }
 
+// A burst of input (here 2,000 pipelined CAPAs, 12 KB) grows the buffer;
+// once all of it is read the session gives the memory back.
+TEST(Session, InputBufferIsReleasedOnceEverythingFedIsRead) {
+  Session s(SessionConfig{});
+  s.Start();
+  std::string burst;
+  for (int i = 0; i < 2000; ++i) burst += "CAPA\r\n";
+  s.Feed(burst);
+  EXPECT_GT(s.input_capacity(), Session::kIdleInputCapacity);
+  EXPECT_TRUE(std::holds_alternative<event::NeedInput>(s.Next()));
+  EXPECT_LE(s.input_capacity(), Session::kIdleInputCapacity);
+  EXPECT_NE(s.TakeOutput().find("+OK"), std::string::npos);
+  // Half a line stays buffered (and the buffer with it) until its end comes.
+  s.Feed(std::string(500, 'x'));
+  EXPECT_TRUE(std::holds_alternative<event::NeedInput>(s.Next()));
+  EXPECT_EQ(s.buffered_input(), 500u);
+}
+
 TEST(Sasl, Decoders) {
   auto p = imap::DecodePlain(std::string("az\0user\0pw", 10));
   ASSERT_TRUE(p.ok());
