@@ -54,6 +54,12 @@ int TestHooks::TakeCorruption() {
   return 0;
 }
 
+uint64_t ApproxMessageBytes(const raft::Message& m) {
+  uint64_t n = 64;
+  for (const raft::Entry& e : m.entries) n += raft::EntrySize(e);
+  return n;
+}
+
 // ----------------------------------------------------------- peer sender ---
 
 // One peer's queue and its sends, all on this sender's own completion queue.
@@ -159,12 +165,6 @@ class PeerSender {
   };
   enum class StreamState { kNone, kStarting, kOpen, kClosing };
 
-  static uint64_t Size(const raft::Message& m) {
-    uint64_t n = 64;
-    for (const raft::Entry& e : m.entries) n += raft::EntrySize(e);
-    return n;
-  }
-
   // The peer is not keeping up (or is down): drop the oldest append, which
   // Raft will resend from the follower's acknowledged point, before anything
   // small and stateful (votes, heartbeats).
@@ -202,7 +202,7 @@ class PeerSender {
     std::vector<raft::Message> batch;
     uint64_t bytes = 0;
     while (!queue_.empty() && (batch.empty() || bytes < t_->options_.max_batch_bytes)) {
-      bytes += Size(queue_.front());
+      bytes += ApproxMessageBytes(queue_.front());
       batch.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }

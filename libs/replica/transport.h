@@ -112,6 +112,10 @@ class TestHooks {
   uint32_t corrupt_at_source_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// A message's size for batching limits: its entries plus a fixed overhead
+// (both senders bound their batches with it).
+uint64_t ApproxMessageBytes(const raft::Message& m);
+
 class PeerSender;
 class WireSender;
 struct OutgoingSnapshot;

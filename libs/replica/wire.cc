@@ -17,7 +17,6 @@
 #include "libs/base/log.h"
 #include "libs/base/net.h"
 #include "libs/base/status.h"
-#include "libs/raft/storage.h"
 #include "libs/replica/codec.h"
 #include "libs/replica/thread_name.h"
 #include "libs/replica/transport.h"
@@ -347,10 +346,8 @@ void WireSender::SetPort(uint16_t port) {
 bool WireSender::TrySend(std::vector<raft::Message>& msgs) {
   absl::MutexLock lock(&mu_);
   if (!open_) return false;
-  uint64_t estimate = 64 * msgs.size();
-  for (const raft::Message& m : msgs) {
-    for (const raft::Entry& e : m.entries) estimate += raft::EntrySize(e);
-  }
+  uint64_t estimate = 0;
+  for (const raft::Message& m : msgs) estimate += ApproxMessageBytes(m);
   if (estimate > kMaxWireFrameBytes / 2) return false;  // gRPC batches it
   const size_t count = msgs.size();
   if (hooks_->Dropped(peer_)) {  // a test partition
